@@ -1,0 +1,34 @@
+"""The typer application that every ``draco_em.cli.<command>`` module registers on."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="draco",
+    help=(
+        "DRACO for cryo-EM: denoise micrographs and tilt series, curate micrographs and pick "
+        "particles with a denoising-reconstruction masked autoencoder."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from draco_em import __version__
+
+        typer.echo(f"draco-em {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """DRACO for cryo-EM."""

@@ -1,0 +1,44 @@
+"""Describe cryo-EM files: MRC/TIFF/EER images and movies, STAR, coordinates, model weights.
+
+Example:
+    draco info micrographs/mic_0001.mrc coords/mic_0001.star --json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from draco_em.cli._app import app
+from draco_em.errors import DracoInputError
+
+
+@app.command()
+def info(
+    paths: Annotated[list[Path], typer.Argument(help="Files to describe.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Print shape, dtype, pixel size, frames, statistics or particle counts of each file."""
+    from draco_em.io.info import describe, format_summary
+
+    results, failures = [], []
+    for path in paths:
+        try:
+            results.append(describe(path))
+        except DracoInputError as exc:  # one bad file does not stop the others
+            failures.append(str(exc))
+    if as_json:
+        typer.echo(json.dumps(results if len(paths) > 1 else (results or [None])[0], indent=2))
+    else:
+        for summary in results:
+            typer.echo(format_summary(summary))
+    if failures:
+        if len(failures) == 1 and not results:
+            raise DracoInputError(failures[0])
+        for text in failures:
+            print(f"draco: error: {text}", file=sys.stderr)
+        raise typer.Exit(2)

@@ -1,0 +1,227 @@
+"""MRC/MRCS reading and writing (the one MRC implementation of the package).
+
+Arrays follow mrcfile's C order: a 2D image is ``[ny, nx]`` (row = y, column = x), a stack or
+volume is ``[nz, ny, nx]``. Pixel sizes are in Å.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from draco_em.errors import DracoInputError
+from draco_em.io.atomic import atomic_path, check_not_input
+from draco_em.io.validate import expect_ndim
+
+#: Header pixel sizes that mean "not set": 0 (mrcfile's default) and 1.0 (a common placeholder).
+PLACEHOLDER_PIXEL_SIZES = (0.0, 1.0)
+
+
+@dataclass
+class MrcData:
+    """An opened MRC file.
+
+    Attributes:
+        path: the file.
+        data: [ny, nx] or [nz, ny, nx] array; a read-only memory map when opened with ``mmap``.
+        voxel_size: (x, y, z) in Å from the header (0 where unset).
+        pixel_size: the pixel size to use, in Å: the override if given, else the header's x
+            value, else ``None`` when the header says 0.
+        origin: (x, y, z) origin from the header, in Å.
+        nstart: (nxstart, nystart, nzstart), the index of the first voxel (EMDB maps use it).
+        is_stack: True for image stacks (.mrcs, ispg 0 with nz > 1), False for volumes.
+        mode: the MRC mode number (2 = float32, 12 = float16, ...).
+    """
+
+    path: Path
+    data: np.ndarray
+    voxel_size: tuple[float, float, float]
+    pixel_size: float | None
+    origin: tuple[float, float, float]
+    nstart: tuple[int, int, int]
+    is_stack: bool
+    mode: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def pixel_size_is_placeholder(self) -> bool:
+        """True if the header pixel size is 0 or the 1.0 placeholder (worth overriding)."""
+        return float(self.voxel_size[0]) in PLACEHOLDER_PIXEL_SIZES
+
+
+def _open(path: Path, mmap: bool) -> mrcfile.mrcfile.MrcFile:
+    if not path.exists():
+        raise DracoInputError("file not found", path)
+    if path.is_dir():
+        raise DracoInputError("is a folder, expected an MRC file", path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            opener = mrcfile.mmap if mmap else mrcfile.open
+            return opener(path, mode="r", permissive=False)
+    except Exception as exc:  # mrcfile raises ValueError, OSError, struct errors, ...
+        raise DracoInputError(f"not a readable MRC file ({_first_line(exc)})", path) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def read_mrc(
+    path: str | Path,
+    *,
+    pixel_size: float | None = None,
+    mmap: bool = False,
+    ndim: tuple[int, ...] = (2, 3),
+) -> MrcData:
+    """Read an MRC/MRCS file.
+
+    Args:
+        path: the file.
+        pixel_size: override for the header pixel size, in Å (for headers that say 0 or 1.0).
+        mmap: memory-map the data instead of reading it (large movies and stacks).
+        ndim: allowed numbers of dimensions; anything else is a user error.
+
+    Returns:
+        The data (float16/float32/int as stored; cast before arithmetic) and its header facts.
+
+    Raises:
+        DracoInputError: missing, truncated or corrupt file, or wrong number of dimensions.
+    """
+    path = Path(path)
+    mrc = _open(path, mmap)
+    try:
+        data = mrc.data
+        if data is None:
+            raise DracoInputError("MRC file holds no data", path)
+        if not mmap:
+            data = np.asarray(data)
+        vs = mrc.voxel_size
+        voxel = (float(vs.x), float(vs.y), float(vs.z))
+        org = mrc.header.origin
+        origin = (float(org.x), float(org.y), float(org.z))
+        hdr = mrc.header
+        nstart = (int(hdr.nxstart), int(hdr.nystart), int(hdr.nzstart))
+        is_stack = bool(mrc.is_image_stack()) or path.suffix.lower() == ".mrcs"
+        mode = int(mrc.header.mode)
+    except DracoInputError:
+        mrc.close()
+        raise
+    except Exception as exc:
+        mrc.close()
+        raise DracoInputError(f"corrupt MRC data ({_first_line(exc)})", path) from exc
+    if not mmap:
+        mrc.close()
+    # A squeezed single-section file ([1, ny, nx]) counts as 2D: many tools write micrographs so.
+    if data.ndim == 3 and data.shape[0] == 1 and 2 in ndim:
+        data = data[0]
+    expect_ndim(data.shape, ndim, path)
+    notes = []
+    if len({round(v, 4) for v in voxel if v > 0}) > 1:
+        notes.append(f"anisotropic voxels {voxel}; using x = {voxel[0]:g} Å as the pixel size")
+    if pixel_size is not None:
+        if pixel_size <= 0:
+            raise DracoInputError(f"pixel size override must be > 0 Å, got {pixel_size}", path)
+        px: float | None = float(pixel_size)
+    else:
+        px = voxel[0] if voxel[0] > 0 else None
+    return MrcData(path, data, voxel, px, origin, nstart, is_stack, mode, notes)
+
+
+def read_image(path: str | Path, pixel_size: float | None = None) -> tuple[np.ndarray, float | None]:
+    """Read a 2D micrograph as float32.
+
+    Returns:
+        (image [ny, nx] float32, pixel size in Å or None when the header has none).
+    """
+    mrc = read_mrc(path, pixel_size=pixel_size, ndim=(2,))
+    return np.asarray(mrc.data, dtype=np.float32), mrc.pixel_size
+
+
+def write_mrc(
+    path: str | Path,
+    data: np.ndarray,
+    pixel_size: float,
+    *,
+    float16: bool = False,
+    stack: bool | None = None,
+    inputs: Iterable[str | Path] = (),
+    origin: tuple[float, float, float] | None = None,
+) -> Path:
+    """Write an image, stack or volume atomically, with the pixel size in the header.
+
+    Args:
+        path: destination (``.mrc`` or ``.mrcs``). Written to a temp file, then renamed.
+        data: [ny, nx], [nz, ny, nx] array.
+        pixel_size: voxel size in Å (always written; never left at 0).
+        float16: write mode 12 (half precision) instead of mode 2 (float32). Integer data is
+            written in its own mode (int8 → 0, int16 → 1, uint16 → 6).
+        stack: mark a 3D array as an image stack; default: True for ``.mrcs`` names.
+        inputs: files this output must never overwrite.
+        origin: header origin in Å, if any.
+    """
+    path = Path(path)
+    check_not_input(path, inputs)
+    if not pixel_size or pixel_size <= 0:
+        raise ValueError(f"write_mrc needs a pixel size > 0, got {pixel_size!r}")
+    arr = np.asarray(data)
+    if arr.dtype.kind == "f" or arr.dtype.kind == "c":
+        arr = arr.astype(np.float16 if float16 else np.float32, copy=False)
+    elif arr.dtype not in (np.int8, np.int16, np.uint16, np.uint8):
+        arr = arr.astype(np.float32)
+    arr = np.ascontiguousarray(arr)
+    if stack is None:
+        stack = path.suffix.lower() == ".mrcs"
+    with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
+        mrc.set_data(arr)
+        if arr.ndim == 3 and stack:
+            mrc.set_image_stack()
+        mrc.voxel_size = float(pixel_size)
+        if origin is not None:
+            mrc.header.origin = origin
+        mrc.update_header_stats()
+    return path
+
+
+def mrc_summary(path: str | Path) -> dict:
+    """Header facts and pixel statistics of an MRC file, for ``draco info``."""
+    mrc = read_mrc(path, mmap=True)
+    data = mrc.data
+    # Statistics on at most ~16 M pixels (a strided sample) so info stays fast on big stacks.
+    step = max(1, int(np.ceil((data.size / 16e6) ** (1 / data.ndim))))
+    sample = np.asarray(data[(slice(None, None, step),) * data.ndim], dtype=np.float64)
+    kind = "image" if data.ndim == 2 else ("stack" if mrc.is_stack else "volume")
+    out = {
+        "format": "mrc",
+        "kind": kind,
+        "shape": list(data.shape),
+        "dtype": str(data.dtype),
+        "mode": mrc.mode,
+        "voxel_size": list(mrc.voxel_size),
+        "pixel_size": mrc.pixel_size,
+        "origin": list(mrc.origin),
+        "nstart": list(mrc.nstart),
+        "n_frames": int(data.shape[0]) if data.ndim == 3 and mrc.is_stack else None,
+        "stats": {
+            "min": float(sample.min()),
+            "max": float(sample.max()),
+            "mean": float(sample.mean()),
+            "std": float(sample.std()),
+            "finite": bool(np.isfinite(sample).all()),
+            "sampled_every": step,
+        },
+        "notes": list(mrc.notes),
+    }
+    if mrc.pixel_size_is_placeholder:
+        out["notes"].append(
+            f"header pixel size is {mrc.voxel_size[0]:g}, which is often a placeholder; "
+            "pass --pixel-size to override"
+        )
+    del data, mrc
+    return out

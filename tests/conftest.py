@@ -1,0 +1,49 @@
+"""Shared fixtures: the real data in ../shared/data (read in place) and tiny synthetic images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DRACO_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real cryo-EM files; tests using it skip where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (set DRACO_SHARED_DATA)")
+    return SHARED_DATA
+
+
+def shared_file(relpath: str) -> Path:
+    """One file under ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / relpath
+    if not path.exists():
+        pytest.skip(f"real data file {path} is absent")
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def blob_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 64×64 'micrograph' of Gaussian blobs and two independent Poisson draws of it.
+
+    Returns (clean, odd, even), float32 [64, 64]: a real Noise2Noise pair made in milliseconds.
+    """
+    yy, xx = np.mgrid[:64, :64]
+    clean = np.zeros((64, 64))
+    for cy, cx in rng.uniform(8, 56, size=(6, 2)):
+        clean += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 3.0**2))
+    lam = 2.0 + 3.0 * clean
+    odd = rng.poisson(lam).astype(np.float32)
+    even = rng.poisson(lam).astype(np.float32)
+    return lam.astype(np.float32), odd, even
