@@ -1,0 +1,148 @@
+"""Denoising metrics, one implementation for every method (raw, low-pass, Topaz, DRACO).
+
+Denoisers output different units (normalised, counts, phase), so every prediction is first
+matched to the clean image by least squares (``a·pred + b``) before PSNR/SSIM; FRC and the
+paper's SNR (Eq. 11) are invariant to that affine change anyway.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+
+def match_scale_offset(pred: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """Least-squares ``a·pred + b`` closest to ``clean`` (both [ny, nx])."""
+    p = pred.astype(np.float64).ravel()
+    c = clean.astype(np.float64).ravel()
+    p_mean, c_mean = p.mean(), c.mean()
+    var = np.mean((p - p_mean) ** 2)
+    a = 0.0 if var == 0 else np.mean((p - p_mean) * (c - c_mean)) / var
+    return (a * (pred.astype(np.float64) - p_mean) + c_mean).astype(np.float64)
+
+
+def psnr(pred: np.ndarray, clean: np.ndarray) -> float:
+    """PSNR in dB after scale/offset matching; peak = the clean image's max − min (skimage's rule)."""
+    matched = match_scale_offset(pred, clean)
+    clean = clean.astype(np.float64)
+    mse = float(np.mean((matched - clean) ** 2))
+    peak = float(np.ptp(clean))
+    if mse == 0:
+        return float("inf")
+    return 10.0 * np.log10(peak**2 / mse)
+
+
+def ssim(pred: np.ndarray, clean: np.ndarray, sigma: float = 1.5) -> float:
+    """Mean SSIM (Wang et al. 2004; Gaussian window σ = 1.5 px, K1 = 0.01, K2 = 0.03)."""
+    x = match_scale_offset(pred, clean)
+    y = clean.astype(np.float64)
+    peak = float(np.ptp(y)) or 1.0
+    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
+    mx, my = ndimage.gaussian_filter(x, sigma), ndimage.gaussian_filter(y, sigma)
+    sxx = ndimage.gaussian_filter(x * x, sigma) - mx * mx
+    syy = ndimage.gaussian_filter(y * y, sigma) - my * my
+    sxy = ndimage.gaussian_filter(x * y, sigma) - mx * my
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+    return float(s.mean())
+
+
+def fourier_ring_correlation(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FRC between two same-shape images.
+
+    Returns:
+        (frequency [n_shells] in cycles/pixel, frc [n_shells]), shells of width 1/min(ny, nx).
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"FRC needs equal shapes, got {a.shape} and {b.shape}")
+    fa = np.fft.rfft2(a.astype(np.float64) - a.mean())
+    fb = np.fft.rfft2(b.astype(np.float64) - b.mean())
+    ny, nx = a.shape
+    ky = np.fft.fftfreq(ny)[:, None]
+    kx = np.fft.rfftfreq(nx)[None, :]
+    n = min(ny, nx)
+    shell = np.rint(np.sqrt(ky**2 + kx**2) * n).astype(int).ravel()
+    keep = shell <= n // 2
+    shell = shell[keep]
+    num = np.bincount(shell, (fa * np.conj(fb)).real.ravel()[keep], minlength=n // 2 + 1)
+    da = np.bincount(shell, (np.abs(fa) ** 2).ravel()[keep], minlength=n // 2 + 1)
+    db = np.bincount(shell, (np.abs(fb) ** 2).ravel()[keep], minlength=n // 2 + 1)
+    frc = num / np.sqrt(np.maximum(da * db, 1e-30))
+    return np.arange(n // 2 + 1) / n, frc
+
+
+def frc_summary(pred: np.ndarray, clean: np.ndarray, pixel_size: float | None = None) -> dict:
+    """Mean FRC against the clean image, and the resolution where FRC first drops below 0.5."""
+    freq, frc = fourier_ring_correlation(pred, clean)
+    below = np.nonzero(frc[1:] < 0.5)[0]
+    f_half = float(freq[1:][below[0]]) if below.size else float(freq[-1])
+    out = {"frc_mean": float(frc[1:].mean()), "frc_0.5_cycles_per_px": f_half}
+    if pixel_size:
+        out["frc_0.5_resolution_A"] = float(pixel_size / f_half) if f_half > 0 else None
+    return out
+
+
+def disk_mask(shape: tuple[int, int], cx: float, cy: float, radius: float) -> np.ndarray:
+    """Boolean [ny, nx] disk around pixel (cx, cy) (x = column, y = row)."""
+    yy, xx = np.ogrid[: shape[0], : shape[1]]
+    return (xx - cx) ** 2 + (yy - cy) ** 2 <= radius**2
+
+
+def pair_regions(
+    coords: np.ndarray,
+    shape: tuple[int, int],
+    radius: float,
+    n_pairs: int = 20,
+    seed: int = 0,
+) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """Signal/background disk centres for the paper's SNR (Eq. 11, after Topaz-Denoise).
+
+    The paper annotates 20 pairs by hand, "regions chosen close together". Here a signal disk sits
+    on a true particle, and its background disk is the nearest candidate position (on rings of
+    2.5–6 radii around it) whose disk lies inside the image and at least 2 radii from every
+    particle centre, so it holds no particle.
+
+    Args:
+        coords: [N, 2] particle centres (x, y) in pixels.
+        shape: image shape (ny, nx).
+        radius: disk radius in pixels (about the particle radius).
+        n_pairs: how many pairs to return at most.
+        seed: which particles are used when there are more than ``n_pairs``.
+
+    Returns:
+        List of ((sx, sy), (bx, by)).
+    """
+    ny, nx = shape
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(coords))
+    pairs = []
+    angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    for i in order:
+        sx, sy = coords[i]
+        if not (radius <= sx < nx - radius and radius <= sy < ny - radius):
+            continue
+        for dist in np.arange(2.5, 6.01, 0.5) * radius:
+            bx, by = sx + dist * np.cos(angles), sy + dist * np.sin(angles)
+            inside = (bx >= radius) & (bx < nx - radius) & (by >= radius) & (by < ny - radius)
+            d2 = (bx[:, None] - coords[None, :, 0]) ** 2 + (by[:, None] - coords[None, :, 1]) ** 2
+            free = inside & (d2.min(axis=1) >= (2 * radius) ** 2)
+            if free.any():
+                k = int(np.nonzero(free)[0][0])
+                pairs.append(((float(sx), float(sy)), (float(bx[k]), float(by[k]))))
+                break
+        if len(pairs) >= n_pairs:
+            break
+    return pairs
+
+
+def snr_db(image: np.ndarray, pairs, radius: float) -> float:
+    """Paper Eq. 11: SNR = (10/N) Σ log10((μ_s − μ_b)² / v_b) over signal/background disk pairs."""
+    if not pairs:
+        return float("nan")
+    img = image.astype(np.float64)
+    terms = []
+    for (sx, sy), (bx, by) in pairs:
+        sig = img[disk_mask(img.shape, sx, sy, radius)]
+        bg = img[disk_mask(img.shape, bx, by, radius)]
+        var_b = bg.var()
+        terms.append(np.log10(max((sig.mean() - bg.mean()) ** 2, 1e-30) / max(var_b, 1e-30)))
+    return float(10.0 * np.mean(terms))

@@ -1,0 +1,117 @@
+"""Batch plumbing shared by every command that runs over many files.
+
+- :func:`expand_inputs`: files, globs, folders or a RELION micrographs STAR → a list of images.
+- :class:`FailureLog`: per-file failures go to ``OUTDIR/failures.txt`` and the batch goes on.
+- :func:`shard`: each ``torchrun`` rank takes its share of the inputs.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from draco_em.errors import DracoInputError
+
+IMAGE_SUFFIXES = (".mrc", ".mrcs", ".st", ".ali", ".map")
+
+
+@dataclass
+class InputItem:
+    """One input image and, when it came from a STAR file, its row index there."""
+
+    path: Path
+    star_row: int | None = None
+
+
+@dataclass
+class InputSet:
+    """The expanded inputs; ``table`` is the micrographs STAR they came from, if any."""
+
+    items: list[InputItem]
+    table: object | None = None  # draco_em.io.star.MicrographTable
+    sources: list[str] = field(default_factory=list)
+
+
+def expand_inputs(inputs: list[str | Path], suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> InputSet:
+    """Expand files, globs, folders and one RELION micrographs STAR into image paths.
+
+    Folders contribute their files with ``suffixes`` (sorted, not recursive). A STAR file
+    contributes ``rlnMicrographName`` of every row (relative paths resolved as RELION does).
+
+    Raises:
+        DracoInputError: an input that matches nothing, or no images at all.
+    """
+    items: list[InputItem] = []
+    table = None
+    for raw in inputs:
+        text = str(raw)
+        if text.lower().endswith(".star"):
+            from draco_em.io.star import read_micrographs_star
+
+            if table is not None:
+                raise DracoInputError("give at most one micrographs STAR file", text)
+            table = read_micrographs_star(text)
+            names = table.micrographs["rlnMicrographName"]
+            items += [InputItem(table.resolve(str(n)), i) for i, n in enumerate(names)]
+            continue
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
+            if not found:
+                raise DracoInputError(f"folder holds no {'/'.join(suffixes)} files", path)
+            items += [InputItem(p) for p in found]
+        elif path.exists():
+            items.append(InputItem(path))
+        else:
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise DracoInputError("no such file, folder or glob match", text)
+            items += [InputItem(Path(m)) for m in matches]
+    if not items:
+        raise DracoInputError("no input images given")
+    _check_unique_stems(items)
+    return InputSet(items, table, [str(i) for i in inputs])
+
+
+def _check_unique_stems(items: list[InputItem]) -> None:
+    """Outputs are named by input stem, so two inputs with the same stem would collide."""
+    seen: dict[str, Path] = {}
+    for item in items:
+        other = seen.setdefault(item.path.stem, item.path)
+        if other != item.path:
+            raise DracoInputError(
+                f"two inputs share the name {item.path.stem!r} ({other}); outputs would collide",
+                item.path,
+            )
+
+
+class FailureLog:
+    """Append-only ``failures.txt``: one ``path<TAB>reason`` line per failed input."""
+
+    def __init__(self, outdir: str | Path, name: str = "failures.txt") -> None:
+        self.path = Path(outdir) / name
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def record(self, item: str | Path, reason: str) -> None:
+        line = f"{item}\t{' '.join(str(reason).split())}\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+            self.count += 1
+
+
+def shard(items: list, rank: int, world_size: int) -> list:
+    """Round-robin share of ``items`` for one rank (every item lands on exactly one rank)."""
+    return items[rank::world_size]
+
+
+def dist_rank_world() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment, or (0, 1) outside it."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))

@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from draco_em.errors import DracoInputError
+from draco_em.io.batch import FailureLog, expand_inputs, shard
+from draco_em.io.mrc import write_mrc
+
+
+def _mic(path: Path) -> Path:
+    write_mrc(path, np.random.default_rng(0).normal(size=(8, 8)), 1.0)
+    return path
+
+
+def test_expand_files_globs_folders(tmp_path):
+    a = _mic(tmp_path / "a.mrc")
+    b = _mic(tmp_path / "sub" / "b.mrc")
+    (tmp_path / "sub" / "notes.txt").write_text("x")
+    got = expand_inputs([str(a), str(tmp_path / "sub")]).items
+    assert [i.path for i in got] == [a, b]
+    got = expand_inputs([str(tmp_path / "*.mrc")]).items
+    assert [i.path.name for i in got] == ["a.mrc"]
+
+
+def test_expand_errors(tmp_path):
+    with pytest.raises(DracoInputError, match="no such file"):
+        expand_inputs([str(tmp_path / "missing*.mrc")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DracoInputError, match="holds no"):
+        expand_inputs([str(tmp_path / "empty")])
+    _mic(tmp_path / "x" / "m.mrc")
+    _mic(tmp_path / "y" / "m.mrc")
+    with pytest.raises(DracoInputError, match="collide"):
+        expand_inputs([str(tmp_path / "x"), str(tmp_path / "y")])
+
+
+def test_failure_log_and_shard(tmp_path):
+    log = FailureLog(tmp_path)
+    log.record("a.mrc", "truncated\nfile")
+    log.record("b.mrc", "NaN pixels")
+    assert log.path.read_text() == "a.mrc\ttruncated file\nb.mrc\tNaN pixels\n"
+    items = list(range(7))
+    parts = [shard(items, r, 3) for r in range(3)]
+    assert sorted(sum(parts, [])) == items
