@@ -36,7 +36,8 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     # The temp name keeps the destination's extension last, so writers that look at it still work.
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=".tmp" + (path.suffix if suffix is None else suffix),
+        prefix=f".{path.stem}.",
+        suffix=".tmp" + (path.suffix if suffix is None else suffix),
         dir=path.parent,
     )
     os.close(fd)

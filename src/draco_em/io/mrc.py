@@ -13,6 +13,7 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
+from mrcfile.dtypes import HEADER_DTYPE
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path, check_not_input
@@ -59,6 +60,7 @@ def _open(path: Path, mmap: bool) -> mrcfile.mrcfile.MrcFile:
         raise DracoInputError("file not found", path)
     if path.is_dir():
         raise DracoInputError("is a folder, expected an MRC file", path)
+    _check_declared_sizes(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -71,6 +73,45 @@ def _open(path: Path, mmap: bool) -> mrcfile.mrcfile.MrcFile:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _check_declared_sizes(path: Path) -> None:
+    """Compare the sizes the header declares with the file size, before mrcfile reads.
+
+    mrcfile allocates a buffer as large as the header's extended-header size (``nsymbt``)
+    before it notices the file is shorter, so a corrupt 1 KB file could make it allocate
+    2 GB. This also turns a truncated file into a message a user can act on. The header is
+    parsed with mrcfile's own dtype; anything else odd is left for mrcfile to report.
+    """
+    size = path.stat().st_size
+    if size < HEADER_DTYPE.itemsize:
+        raise DracoInputError(
+            f"not an MRC file: {size} bytes, shorter than the 1024-byte MRC header", path
+        )
+    with path.open("rb") as fh:
+        raw = fh.read(HEADER_DTYPE.itemsize)
+    try:
+        stamp = np.frombuffer(raw, dtype=HEADER_DTYPE)[0]["machst"]
+        order = mrcfile.utils.byte_order_from_machine_stamp(stamp)
+        header = np.frombuffer(raw, dtype=HEADER_DTYPE.newbyteorder(order))[0]
+        dtype = mrcfile.utils.dtype_from_mode(header["mode"])
+    except ValueError:
+        return  # unknown machine stamp or mode: mrcfile's own message says which
+    nsymbt = int(header["nsymbt"])
+    if nsymbt < 0 or 1024 + nsymbt > size:
+        raise DracoInputError(
+            f"corrupt MRC header: extended header of {nsymbt} bytes, file of {size} bytes", path
+        )
+    nx, ny, nz = (int(header[k]) for k in ("nx", "ny", "nz"))
+    if min(nx, ny, nz) < 0:
+        raise DracoInputError(f"corrupt MRC header: dimensions {nx}x{ny}x{nz}", path)
+    expected = 1024 + nsymbt + nx * ny * nz * dtype.itemsize  # Python ints: no overflow
+    if expected > size:
+        raise DracoInputError(
+            f"truncated MRC file: header says {nx}x{ny}x{nz} {dtype.name} ({expected} bytes) "
+            f"but the file ends after {size} bytes",
+            path,
+        )
 
 
 def read_mrc(
@@ -98,12 +139,16 @@ def read_mrc(
     mrc = _open(path, mmap)
     try:
         data = mrc.data
-        if data is None:
-            raise DracoInputError("MRC file holds no data", path)
+        if data is None or data.size == 0:
+            shape = None if data is None else tuple(data.shape)
+            raise DracoInputError(f"MRC file holds no pixels (shape {shape})", path)
         if not mmap:
             data = np.asarray(data)
-        vs = mrc.voxel_size
-        voxel = (float(vs.x), float(vs.y), float(vs.z))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # cella / 0 when the header's mx, my, mz are 0
+            vs = mrc.voxel_size
+        # A corrupt header gives inf/NaN voxel sizes: treat them as "not set", like 0.
+        voxel = tuple(float(v) if np.isfinite(v) and v > 0 else 0.0 for v in (vs.x, vs.y, vs.z))
         org = mrc.header.origin
         origin = (float(org.x), float(org.y), float(org.z))
         hdr = mrc.header
@@ -126,7 +171,7 @@ def read_mrc(
     if len({round(v, 4) for v in voxel if v > 0}) > 1:
         notes.append(f"anisotropic voxels {voxel}; using x = {voxel[0]:g} Å as the pixel size")
     if pixel_size is not None:
-        if pixel_size <= 0:
+        if not np.isfinite(pixel_size) or pixel_size <= 0:
             raise DracoInputError(f"pixel size override must be > 0 Å, got {pixel_size}", path)
         px: float | None = float(pixel_size)
     else:
@@ -134,7 +179,9 @@ def read_mrc(
     return MrcData(path, data, voxel, px, origin, nstart, is_stack, mode, notes)
 
 
-def read_image(path: str | Path, pixel_size: float | None = None) -> tuple[np.ndarray, float | None]:
+def read_image(
+    path: str | Path, pixel_size: float | None = None
+) -> tuple[np.ndarray, float | None]:
     """Read a 2D micrograph as float32.
 
     Returns:
@@ -168,7 +215,7 @@ def write_mrc(
     """
     path = Path(path)
     check_not_input(path, inputs)
-    if not pixel_size or pixel_size <= 0:
+    if pixel_size is None or not np.isfinite(pixel_size) or pixel_size <= 0:
         raise ValueError(f"write_mrc needs a pixel size > 0, got {pixel_size!r}")
     arr = np.asarray(data)
     if arr.dtype.kind == "f" or arr.dtype.kind == "c":
@@ -176,6 +223,8 @@ def write_mrc(
     elif arr.dtype not in (np.int8, np.int16, np.uint16, np.uint8):
         arr = arr.astype(np.float32)
     arr = np.ascontiguousarray(arr)
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"write_mrc takes [ny, nx] or [nz, ny, nx] data, got shape {arr.shape}")
     if stack is None:
         stack = path.suffix.lower() == ".mrcs"
     with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:

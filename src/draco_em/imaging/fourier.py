@@ -1,0 +1,182 @@
+"""Fourier cropping and padding: change the pixel size of an image without aliasing.
+
+Cropping the spectrum (coarser pixels, "binning") is the band-limited downsampling that
+cryo-EM tools use (RELION, cryoSPARC, MotionCor2 ``-FtBin``); padding it (finer pixels) is
+sinc interpolation. Both work on the last two axes of numpy arrays or torch tensors
+``[..., H, W]``.
+
+Conventions, relied on by the coordinate code:
+
+* Sample 0 stays in place. Output pixel ``j`` sits at input position ``j * f`` with
+  ``f = H / H_out`` (the pixel-size ratio), so a coordinate ``x`` in input pixels becomes
+  ``x / f`` in output pixels.
+* The mean intensity per pixel is preserved (a constant image stays the same constant), so
+  normalisation statistics do not depend on the binning factor.
+* The requested target pixel size is met only up to the rounding of the box to whole pixels.
+  The returned pixel size is the exact one, ``pixel_size * H / H_out``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import scipy.fft
+
+from draco_em.errors import DracoInputError
+
+try:  # torch is a dependency, but keep numpy-only callers import-light
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None  # type: ignore[assignment]
+
+
+def rescaled_shape(
+    shape: tuple[int, int], pixel_size: float, target_pixel_size: float
+) -> tuple[int, int]:
+    """The output box ``(H_out, W_out)`` for resampling ``shape`` to ``target_pixel_size``.
+
+    Each axis ideally becomes ``n * pixel_size / target_pixel_size`` pixels, which is rarely an
+    integer. Rounding the two axes independently would give x and y slightly different pixel
+    sizes, so we first look for a box with the *same* scale factor on both axes
+    (``H_out / H == W_out / W``, i.e. ``H_out = k * H / g``, ``W_out = k * W / g`` with
+    ``g = gcd(H, W)``) and take it when each axis is within one pixel of its ideal size. A
+    square image always has one; 959x927 (gcd 1) does not, and there each axis is rounded on
+    its own (the x pixel size then differs from the returned y one by less than ``1 / W_out``).
+
+    Args:
+        shape: ``(H, W)`` in pixels.
+        pixel_size: current pixel size in Å.
+        target_pixel_size: wanted pixel size in Å.
+
+    Returns:
+        ``(H_out, W_out)``, each at least 1.
+    """
+    _check_sizes(pixel_size, target_pixel_size)
+    h, w = int(shape[0]), int(shape[1])
+    ratio = pixel_size / target_pixel_size  # output pixels per input pixel
+    ideal_h, ideal_w = h * ratio, w * ratio
+    g = math.gcd(h, w)
+    best: tuple[int, int] | None = None
+    for k in {math.floor(g * ratio), math.ceil(g * ratio)}:
+        if k < 1:
+            continue
+        cand = (k * h // g, k * w // g)
+        if abs(cand[0] - ideal_h) <= 1 and abs(cand[1] - ideal_w) <= 1:
+            err = abs(cand[0] - ideal_h) + abs(cand[1] - ideal_w)
+            if best is None or err < abs(best[0] - ideal_h) + abs(best[1] - ideal_w):
+                best = cand
+    if best is not None:
+        return best
+    return max(1, round(ideal_h)), max(1, round(ideal_w))
+
+
+def fourier_rescale(image: Any, pixel_size: float, target_pixel_size: float) -> tuple[Any, float]:
+    """Resample an image to a new pixel size by Fourier cropping (coarser) or padding (finer).
+
+    Args:
+        image: ``[..., H, W]`` numpy array or torch tensor (any leading batch axes). Integer
+            input is converted to float32; float dtypes and the torch device are kept.
+        pixel_size: pixel size of ``image`` in Å.
+        target_pixel_size: wanted pixel size in Å. Met up to the rounding of the box, see
+            :func:`rescaled_shape`.
+
+    Returns:
+        ``(resampled [..., H_out, W_out], new_pixel_size)`` where ``new_pixel_size =
+        pixel_size * H / H_out`` exactly (in Å).
+
+    Raises:
+        DracoInputError: a pixel size that is not a positive number.
+    """
+    h, w = int(image.shape[-2]), int(image.shape[-1])
+    out_shape = rescaled_shape((h, w), pixel_size, target_pixel_size)
+    new_pixel_size = float(pixel_size) * h / out_shape[0]
+    return fourier_resize(image, out_shape), new_pixel_size
+
+
+def fourier_resize(image: Any, out_shape: tuple[int, int]) -> Any:
+    """Fourier crop/pad the last two axes of ``image`` to ``out_shape`` (mean preserved).
+
+    Args:
+        image: ``[..., H, W]`` numpy array or torch tensor.
+        out_shape: ``(H_out, W_out)`` in pixels.
+
+    Returns:
+        ``[..., H_out, W_out]``, same array type (and device) as ``image``.
+    """
+    h, w = int(image.shape[-2]), int(image.shape[-1])
+    h_out, w_out = int(out_shape[0]), int(out_shape[1])
+    if h_out < 1 or w_out < 1:
+        raise ValueError(f"output shape must be positive, got {out_shape}")
+    is_torch = torch is not None and isinstance(image, torch.Tensor)
+    if is_torch:
+        real = image if image.is_floating_point() else image.to(torch.float32)
+        if (h_out, w_out) == (h, w):
+            return real.clone()
+        # Half precision has no CPU FFT and too little precision for a 4k spectrum sum.
+        work = real.to(torch.float32) if real.element_size() < 4 else real
+        spec = torch.fft.fft2(work)
+    else:
+        real = np.asarray(image)
+        if real.dtype.kind != "f":
+            real = real.astype(np.float32)
+        if (h_out, w_out) == (h, w):
+            return real.copy()
+        work = real.astype(np.float32) if real.itemsize < 4 else real
+        spec = scipy.fft.fft2(work, workers=-1)  # keeps single precision
+    spec = _resize_axis(spec, -2, h, h_out, is_torch)
+    spec = _resize_axis(spec, -1, w, w_out, is_torch)
+    # numpy/torch ifft divide by the output size, the forward fft summed over the input size:
+    # scaling by N_out / N_in keeps the DC term, i.e. the mean per pixel.
+    scale = (h_out * w_out) / (h * w)
+    if is_torch:
+        return (torch.fft.ifft2(spec).real * scale).to(real.dtype)
+    out = scipy.fft.ifft2(spec, workers=-1).real * scale
+    return out.astype(real.dtype, copy=False)
+
+
+def _resize_axis(spec: Any, axis: int, n_in: int, n_out: int, is_torch: bool) -> Any:
+    """Crop or zero-pad one axis of an unshifted spectrum, splitting/joining the Nyquist bin.
+
+    Frequencies ``0 .. N//2`` and ``-(N - N//2 - 1) .. -1`` of the smaller size ``N`` are
+    copied (same bookkeeping as ``scipy.signal.resample``). For an even ``N`` the Nyquist bin
+    is shared: when cropping, the input's ``+N/2`` and ``-N/2`` bins both alias onto the
+    output's single Nyquist bin, so they are added; when padding, the input's one Nyquist bin
+    is split in half between ``+N/2`` and ``-N/2`` so the output stays real and symmetric.
+    """
+    if n_in == n_out:
+        return spec
+    n = min(n_in, n_out)
+    shape = list(spec.shape)
+    shape[axis] = n_out
+    if is_torch:
+        out = torch.zeros(shape, dtype=spec.dtype, device=spec.device)
+    else:
+        out = np.zeros(shape, dtype=spec.dtype)
+    pos = n // 2 + 1  # bins 0 .. n//2 (includes Nyquist for even n)
+    neg = n - pos  # bins -neg .. -1
+
+    def sl(start: int | None, stop: int | None) -> tuple[slice, ...]:
+        index = [slice(None)] * spec.ndim
+        index[axis] = slice(start, stop)
+        return tuple(index)
+
+    out[sl(0, pos)] = spec[sl(0, pos)]
+    if neg > 0:
+        out[sl(n_out - neg, None)] = spec[sl(n_in - neg, None)]
+    if n % 2 == 0 and n > 1:
+        ny = n // 2
+        if n_out < n_in:  # crop: fold the input's -N/2 bin onto the output Nyquist bin
+            out[sl(ny, ny + 1)] = out[sl(ny, ny + 1)] + spec[sl(n_in - ny, n_in - ny + 1)]
+        else:  # pad: split the input's Nyquist bin between +N/2 and -N/2
+            half = out[sl(ny, ny + 1)] * 0.5
+            out[sl(ny, ny + 1)] = half
+            out[sl(n_out - ny, n_out - ny + 1)] = half
+    return out
+
+
+def _check_sizes(pixel_size: float, target_pixel_size: float) -> None:
+    for name, value in (("pixel size", pixel_size), ("target pixel size", target_pixel_size)):
+        if value is None or not np.isfinite(value) or value <= 0:
+            raise DracoInputError(f"{name} must be a positive number of Å, got {value!r}")

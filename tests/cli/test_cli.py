@@ -1,0 +1,104 @@
+"""The ``draco`` command-line contract: help, version, ``info``, and user errors.
+
+User errors must reach the terminal as ONE line on stderr with exit code 2 and no traceback, so
+those checks run the installed console script in a subprocess (exactly what a user runs).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import shared_file
+from typer.testing import CliRunner
+
+from draco_em import __version__
+from draco_em.cli import app
+from draco_em.io.mrc import write_mrc
+
+MICROGRAPH = "micrograph_cleaner_em/Ucsf_stack_1142_DW.mrc"
+
+
+def _draco(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).parent / "draco"
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "draco_em"]
+    return subprocess.run(
+        [*cmd, *map(str, args)], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.fixture
+def truncated_mrc(tmp_path: Path) -> Path:
+    good = write_mrc(tmp_path / "good.mrc", np.ones((64, 64)), 1.0)
+    path = tmp_path / "cut_short.mrc"
+    path.write_bytes(good.read_bytes()[:3000])
+    return path
+
+
+def test_help_lists_info() -> None:
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "info" in result.output and "Usage" in result.output
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"draco-em {__version__}"
+
+
+def test_info_text_on_the_real_micrograph() -> None:
+    result = CliRunner().invoke(app, ["info", str(shared_file(MICROGRAPH))])
+    assert result.exit_code == 0, result.output
+    assert "[927, 959]" in result.output and "float32" in result.output
+    assert "placeholder" in result.output  # the 1.0 header pixel size is flagged
+
+
+def test_info_json_on_the_real_micrograph() -> None:
+    result = CliRunner().invoke(app, ["info", str(shared_file(MICROGRAPH)), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["shape"] == [927, 959] and summary["kind"] == "image"
+    assert summary["pixel_size"] == 1.0
+    assert summary["stats"]["mean"] == pytest.approx(6802, abs=1)
+
+
+def test_truncated_mrc_is_one_line_and_exit_2(truncated_mrc: Path) -> None:
+    proc = _draco("info", truncated_mrc)
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert lines[0].startswith("draco: error:") and "cut_short.mrc" in lines[0]
+    assert "truncated" in lines[0]
+
+
+def test_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    proc = _draco("info", tmp_path / "nowhere.mrc")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"draco: error: {tmp_path / 'nowhere.mrc'}: file not found"]
+
+
+def test_several_files_one_bad(truncated_mrc: Path) -> None:
+    good = shared_file("mrcfile/EMD-3197.map")
+    proc = _draco("info", good, truncated_mrc, shared_file(MICROGRAPH))
+    assert proc.returncode == 2
+    # Both good files are described, the bad one is one error line.
+    assert "EMD-3197.map" in proc.stdout and "Ucsf_stack_1142_DW.mrc" in proc.stdout
+    assert "[20, 20, 20]" in proc.stdout and "[927, 959]" in proc.stdout
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "cut_short.mrc" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_several_files_one_bad_json(truncated_mrc: Path) -> None:
+    good = shared_file("mrcfile/EMD-3197.map")
+    proc = _draco("info", "--json", truncated_mrc, good)
+    assert proc.returncode == 2
+    summaries = json.loads(proc.stdout)
+    assert [Path(s["path"]).name for s in summaries] == ["EMD-3197.map"]
+    assert summaries[0]["nstart"] == [-2, 0, 0]
+    assert len(proc.stderr.splitlines()) == 1
