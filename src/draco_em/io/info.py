@@ -15,10 +15,40 @@ def _summarizers() -> dict[str, Callable[[Path], dict]]:
     # Imported lazily so `draco info x.mrc` does not import torch or pandas.
     from draco_em.io import mrc
 
+    def describe_weights(path: Path) -> dict:  # torch is only imported for weight files
+        from draco_em.model.weights import describe_weights as describe
+
+        return describe(path)
+
     table: dict[str, Callable[[Path], dict]] = {}
     for ext in (".mrc", ".mrcs", ".map", ".st", ".ali", ".rec"):
         table[ext] = mrc.mrc_summary
+    table[".star"] = _star_summary
+    for ext in (".box", ".txt", ".cs", ".csv"):
+        table[ext] = _coords_summary
+    for ext in (".safetensors", ".pth", ".pt", ".ckpt"):
+        table[ext] = describe_weights
+    for ext in (".tif", ".tiff", ".eer"):
+        table[ext] = _movie_summary
     return table
+
+
+def _star_summary(path: Path) -> dict:  # pandas/starfile only imported for these files
+    from draco_em.io.star import star_summary
+
+    return star_summary(path)
+
+
+def _movie_summary(path: Path) -> dict:  # tifffile/imagecodecs only imported for these files
+    from draco_em.io.movies import movie_summary
+
+    return movie_summary(path)
+
+
+def _coords_summary(path: Path) -> dict:
+    from draco_em.io.coords import coords_summary
+
+    return coords_summary(path)
 
 
 def describe(path: str | Path) -> dict:

@@ -1,0 +1,77 @@
+"""Convert particle coordinates between RELION STAR, EMAN .box, Topaz text and cryoSPARC .cs.
+
+Coordinates are pixels of the micrograph as stored (x = column, y = row); conventions are in
+docs/conventions.md.
+
+Example:
+    draco convert picks/particles.txt -o AutoPick/job099 --to star --scale 0.25
+    draco convert AutoPick/job099/coordinate_files.star -o picks.cs --to cs \\
+        --micrograph-shape 1855x1919 --pixel-size 2.63
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from draco_em.cli._app import app
+
+
+@app.command()
+def convert(
+    inputs: Annotated[list[Path], typer.Argument(help="Coordinate files, folders or globs.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Folder (star, box) or file (topaz, cs).")
+    ],
+    to: Annotated[str, typer.Option("--to", help="Target format: star, box, topaz or cs.")],
+    from_format: Annotated[
+        str | None, typer.Option("--from", help="Input format (default: guessed per file).")
+    ] = None,
+    scale: Annotated[
+        float, typer.Option(help="Multiply x, y: 0.25 maps unbinned to 4x binned.")
+    ] = 1.0,
+    box_size: Annotated[int | None, typer.Option(help="Box edge in px, for .box output.")] = None,
+    micrograph_shape: Annotated[
+        str | None, typer.Option(help="NYxNX of the micrographs in px (.cs output, --invert-y).")
+    ] = None,
+    pixel_size: Annotated[float | None, typer.Option(help="Å/px, written into .cs.")] = None,
+    invert_y: Annotated[
+        bool, typer.Option(help=".box rows count from the bottom (y -> ny-1-y).")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Convert coordinate files; exit code 2 if any input failed (listed in failures.txt)."""
+    from pydantic import ValidationError
+
+    from draco_em.errors import DracoInputError
+    from draco_em.io.convert import ConvertConfig, convert_coords
+
+    try:
+        config = ConvertConfig(
+            inputs=inputs,
+            output=output,
+            to=to,
+            from_format=from_format,
+            scale=scale,
+            box_size=box_size,
+            micrograph_shape=micrograph_shape,
+            pixel_size=pixel_size,
+            invert_y=invert_y,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "options"
+        where = {"from_format": "from"}.get(name, name).replace("_", "-")
+        raise DracoInputError(f"--{where}: {first['msg']}") from None
+    result = convert_coords(config, progress=progress)
+    typer.echo(
+        f"wrote {result.n_particles} particles of {result.n_micrographs} micrographs "
+        f"to {len(result.outputs)} file(s) in {config.output}"
+    )
+    if result.n_failed:
+        typer.echo(
+            f"draco: error: {result.n_failed} input(s) failed, see {result.failure_log}", err=True
+        )
+        raise typer.Exit(2)

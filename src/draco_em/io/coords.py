@@ -1,0 +1,401 @@
+"""Particle coordinates: the package's one convention and the RELION, EMAN, Topaz, cryoSPARC files.
+
+Inside the package, picks are a :class:`pandas.DataFrame` with columns
+
+* ``micrograph`` (str): the micrograph's file stem (``mic_0001`` for ``.../mic_0001.mrc``);
+* ``x``, ``y`` (float, pixels of the micrograph *as stored*): x = column (fast axis), y = row,
+  so a pick sits on ``data[round(y), round(x)]``; (0, 0) is the centre of ``data[0, 0]``;
+* optional ``score``, ``class_number`` (RELION counts from 1), ``psi`` (degrees), and free
+  extra columns (``micrograph_path``, ``box_size``, ``micrograph_ny``/``_nx``, ``rln*``...).
+
+Binning by a factor N (Fourier cropping keeps sample 0 in place) maps x to x / N:
+``scale_coords(df, 1 / N)``. Every convention is listed, with its test, in
+``docs/conventions.md``. The cryoSPARC ``.cs`` format lives in :mod:`draco_em.io.cryosparc_cs`
+and is reached through :func:`read_coords` and :func:`write_cs` here.
+
+Example:
+    >>> picks = read_coords("AutoPick/job010/autopick.star")  # RELION 4/5 index
+    >>> write_topaz("picks_bin4.txt", scale_coords(picks, 0.25))
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from draco_em.errors import DracoInputError
+from draco_em.io.atomic import atomic_path, check_not_input
+from draco_em.io.star import read_star, write_star
+
+FORMATS = ("star", "box", "topaz", "cs")
+IMAGE_SUFFIXES = (".mrc", ".mrcs", ".tif", ".tiff", ".eer", ".png", ".jpg", ".jpeg", ".map")
+# Suffixes RELION and our writers append to a micrograph stem to name its coordinate file.
+COORD_SUFFIXES = ("_autopick", "_manualpick")
+UNKNOWN = -999.0  # RELION's value for an unknown figure of merit or psi angle
+
+_STAR_TO_OURS = {
+    "rlnCoordinateX": "x",
+    "rlnCoordinateY": "y",
+    "rlnAutopickFigureOfMerit": "score",
+    "rlnParticleScore": "score",  # pre-3.0 name, mapped as Topaz does
+    "rlnClassNumber": "class_number",
+    "rlnAnglePsi": "psi",
+}
+
+
+# --------------------------------------------------------------------------- the convention
+
+
+def micrograph_stem(name: str | Path) -> str:
+    """The file stem naming a micrograph: folder and image extension removed."""
+    base = Path(str(name)).name
+    return base[: -len(Path(base).suffix)] if base.lower().endswith(IMAGE_SUFFIXES) else base
+
+
+def make_coords(
+    micrograph: str, x: Iterable[float], y: Iterable[float], **extra: object
+) -> pd.DataFrame:
+    """Picks of one micrograph in the package convention (``extra``: score, class_number, ...)."""
+    x, y = np.asarray(list(x), dtype=np.float64), np.asarray(list(y), dtype=np.float64)
+    df = pd.DataFrame({"micrograph": [micrograph_stem(micrograph)] * len(x), "x": x, "y": y})
+    if str(micrograph) != micrograph_stem(micrograph):  # keep the full name for index files
+        df["micrograph_path"] = str(micrograph)
+    for key, values in extra.items():
+        df[key] = values
+    return df
+
+
+def micrograph_paths(df: pd.DataFrame) -> pd.Series:
+    """Each pick's micrograph file name: ``micrograph_path`` where known, else ``<stem>.mrc``."""
+    default = df["micrograph"].astype(str) + ".mrc"
+    if "micrograph_path" not in df.columns:
+        return default
+    return df["micrograph_path"].where(df["micrograph_path"].notna(), default).astype(str)
+
+
+def scale_coords(df: pd.DataFrame, factor: float) -> pd.DataFrame:
+    """Multiply x, y (and box and micrograph sizes) by ``factor``; 1/N goes to N× binned.
+
+    With (0, 0) at the centre of the first pixel, binning by N (Fourier crop) puts original
+    pixel k at binned pixel k / N, so no half-pixel shift is involved.
+    """
+    if not np.isfinite(factor) or factor <= 0:
+        raise DracoInputError(f"scale factor must be a positive number, got {factor}")
+    out = df.copy()
+    out["x"] = out["x"].astype(np.float64) * factor
+    out["y"] = out["y"].astype(np.float64) * factor
+    for column in ("box_size", "micrograph_ny", "micrograph_nx"):  # sizes in px scale too
+        if column in out.columns:
+            out[column] = np.maximum(1, np.round(out[column] * factor)).astype(int)
+    return out
+
+
+def require_columns(
+    df: pd.DataFrame, path: str | Path | None, needs: tuple[str, ...] = ("micrograph", "x", "y")
+) -> None:
+    missing = [c for c in needs if c not in df.columns]
+    if missing:
+        raise DracoInputError(f"coordinates lack the columns {missing}", path)
+
+
+def tidy_coords(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Common checks and dtypes for every reader's output."""
+    require_columns(df, path)
+    df = df.reset_index(drop=True)
+    df["micrograph"] = df["micrograph"].astype(str)
+    for column in ("x", "y"):
+        values = pd.to_numeric(df[column], errors="coerce").astype(np.float64)
+        if not np.isfinite(values).all():
+            raise DracoInputError(f"non-numeric or non-finite {column} coordinates", path)
+        df[column] = values
+    front = ["micrograph", "x", "y"]
+    return df[front + [c for c in df.columns if c not in front]]
+
+
+# --------------------------------------------------------------------------- RELION STAR
+
+
+def coord_star_name(micrograph: str, suffix: str = "_autopick") -> str:
+    """RELION's per-micrograph coordinate file name: ``<stem><suffix>.star``."""
+    return f"{micrograph_stem(micrograph)}{suffix}.star"
+
+
+def write_relion_coords(path: str | Path, df: pd.DataFrame, inputs: Iterable = ()) -> None:
+    """Per-micrograph coordinate STAR as RELION's autopicker writes it (one ``data_`` block).
+
+    Unknown figure of merit and psi are written as -999, an unknown class as 1; extra columns
+    whose names start with ``rln`` or ``draco`` are written too.
+    """
+    require_columns(df, path, ("x", "y"))
+    out = pd.DataFrame(
+        {
+            "rlnCoordinateX": df["x"].astype(np.float64).to_numpy(),
+            "rlnCoordinateY": df["y"].astype(np.float64).to_numpy(),
+            "rlnAutopickFigureOfMerit": numeric_column(df, "score", UNKNOWN),
+            "rlnClassNumber": numeric_column(df, "class_number", 1).astype(int),
+            "rlnAnglePsi": numeric_column(df, "psi", UNKNOWN),
+        }
+    )
+    for column in df.columns:
+        if column.startswith(("rln", "draco")) and column not in out.columns:
+            out[column] = df[column].to_numpy()
+    write_star(path, {"": out}, inputs=inputs)
+
+
+def numeric_column(df: pd.DataFrame, name: str, fill: float) -> np.ndarray:
+    if name not in df.columns:
+        return np.full(len(df), fill, dtype=np.float64)
+    return pd.to_numeric(df[name], errors="coerce").fillna(fill).to_numpy(np.float64)
+
+
+def write_coordinate_index(
+    path: str | Path, files: Mapping[str, str | Path], inputs: Iterable = ()
+) -> None:
+    """The ``coordinate_files`` STAR (micrograph → coordinate file) that RELION 4/5 imports."""
+    table = pd.DataFrame(
+        {
+            "rlnMicrographName": [str(k) for k in files],
+            "rlnMicrographCoordinates": [str(v) for v in files.values()],
+        }
+    )
+    write_star(path, {"coordinate_files": table}, inputs=inputs)
+
+
+def _read_star_coords(path: Path, nested: bool = False) -> pd.DataFrame:
+    blocks = read_star(path)
+    if "coordinate_files" in blocks:
+        if nested:  # an index listing an index (maybe itself) would never end
+            raise DracoInputError("a coordinate file listed in an index is an index itself", path)
+        return _read_coordinate_index(path, blocks["coordinate_files"])
+    tables = [t for t in blocks.values() if "rlnCoordinateX" in t.columns]
+    if not tables:
+        found = sorted({c for t in blocks.values() for c in t.columns})[:10]
+        raise DracoInputError(
+            f"unknown STAR columns: no rlnCoordinateX/Y and no coordinate_files block "
+            f"(found {found})",
+            path,
+        )
+    df = pd.concat(tables, ignore_index=True).rename(columns=_STAR_TO_OURS)
+    df = df.loc[:, ~df.columns.duplicated()]
+    if "rlnMicrographName" in df.columns:  # a particles STAR: one micrograph per row
+        df["micrograph_path"] = df.pop("rlnMicrographName").astype(str)
+        df["micrograph"] = df["micrograph_path"].map(micrograph_stem)
+    else:  # a per-micrograph file: RELION names it <stem>_autopick.star
+        stem = path.stem
+        for suffix in COORD_SUFFIXES:
+            stem = stem.removesuffix(suffix)
+        df["micrograph"] = stem
+    for column in ("score", "psi"):
+        if column in df.columns:
+            df[column] = pd.to_numeric(df[column], errors="coerce").replace(UNKNOWN, np.nan)
+    return tidy_coords(df, path)
+
+
+def _read_coordinate_index(path: Path, index: pd.DataFrame) -> pd.DataFrame:
+    needs = {"rlnMicrographName", "rlnMicrographCoordinates"}
+    if not needs <= set(index.columns):
+        raise DracoInputError(f"coordinate_files block lacks {sorted(needs)}", path)
+    frames = [_empty()]
+    for mic, coord_file in zip(
+        index["rlnMicrographName"], index["rlnMicrographCoordinates"], strict=True
+    ):
+        # RELION writes paths relative to the project folder; try the index's folder first.
+        candidate = path.parent / str(coord_file)
+        coord_path = candidate if candidate.exists() else Path(str(coord_file))
+        if not coord_path.exists():
+            raise DracoInputError(f"coordinate file {coord_file} listed in it is missing", path)
+        df = _read_star_coords(coord_path, nested=True)
+        df["micrograph"] = micrograph_stem(mic)
+        df["micrograph_path"] = str(mic)
+        frames.append(df)
+    return tidy_coords(pd.concat(frames, ignore_index=True), path)
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame({"micrograph": pd.Series([], dtype=str), "x": [], "y": []})
+
+
+# --------------------------------------------------------------------------- EMAN .box
+
+
+def write_box(
+    path: str | Path,
+    df: pd.DataFrame,
+    box_size: int,
+    invert_y: bool = False,
+    image_height: int | None = None,
+    inputs: Iterable = (),
+) -> None:
+    """EMAN ``.box``: tab-separated ``x y w h`` with (x, y) the box's lower-left corner.
+
+    Corner = centre − ``box_size // 2`` (integer half box), rounded to whole pixels as EMAN
+    and Topaz write them. ``invert_y`` flips rows first (y → H − 1 − y), which needs
+    ``image_height`` (H, px); the default keeps rows as stored, like Topaz.
+    """
+    if box_size is None or int(box_size) <= 0:
+        raise DracoInputError("the .box format needs a positive box size (--box-size PX)", path)
+    half = int(box_size) // 2
+    y = _flip_y(df["y"].to_numpy(np.float64), invert_y, image_height, path)
+    corners = np.stack([df["x"].to_numpy(np.float64) - half, y - half], axis=1)
+    lines = [f"{cx:.0f}\t{cy:.0f}\t{int(box_size)}\t{int(box_size)}" for cx, cy in corners]
+    check_not_input(path, inputs)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in lines))
+
+
+def _flip_y(y: np.ndarray, invert: bool, height: int | None, path: str | Path) -> np.ndarray:
+    if not invert:
+        return y
+    if height is None:
+        raise DracoInputError("inverting y needs the micrograph height (--micrograph-shape)", path)
+    return (int(height) - 1) - y
+
+
+def _read_box(path: Path, invert_y: bool = False, image_height: int | None = None) -> pd.DataFrame:
+    try:
+        text = path.read_text()
+        table = np.loadtxt(io.StringIO(text), ndmin=2) if text.strip() else np.zeros((0, 4))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DracoInputError(f"not an EMAN .box file ({exc})", path) from None
+    if table.shape[1] not in (4, 5):
+        raise DracoInputError(f"a .box file has 4 or 5 columns, found {table.shape[1]}", path)
+    w, h = table[:, 2].astype(int), table[:, 3].astype(int)
+    y = _flip_y(table[:, 1] + h // 2, invert_y, image_height, path)
+    df = make_coords(path.stem, table[:, 0] + w // 2, y, box_size=w)
+    return tidy_coords(df, path)
+
+
+# --------------------------------------------------------------------------- Topaz text
+
+
+def write_topaz(path: str | Path, df: pd.DataFrame, inputs: Iterable = ()) -> None:
+    """Topaz text: tab-separated ``image_name x_coord y_coord [score]``, many micrographs.
+
+    ``image_name`` is the stem without extension (Topaz strips it and warns otherwise); the
+    score column is written when the picks have scores.
+    """
+    require_columns(df, path)
+    out = pd.DataFrame({"image_name": df["micrograph"].map(micrograph_stem)})
+    for ours, theirs in (("x", "x_coord"), ("y", "y_coord"), ("score", "score")):
+        if ours in df.columns and np.isfinite(pd.to_numeric(df[ours], errors="coerce")).any():
+            out[theirs] = _compact(df[ours])
+    check_not_input(path, inputs)
+    with atomic_path(path) as tmp:
+        out.to_csv(tmp, sep="\t", index=False)
+
+
+def _compact(values: pd.Series) -> pd.Series:
+    """Whole numbers as integers (as Topaz writes them), anything else with 3 decimals."""
+    v = pd.to_numeric(values, errors="coerce").astype(np.float64)
+    if np.all(np.isfinite(v)) and np.all(v == np.round(v)):
+        return v.astype(np.int64)
+    return v.round(3)
+
+
+def _read_topaz(path: Path) -> pd.DataFrame:
+    try:
+        text = path.read_text()
+        sep = "\t" if "\t" in text.split("\n", 1)[0] else ","
+        table = pd.read_csv(io.StringIO(text), sep=sep, dtype={"image_name": str})
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DracoInputError(f"not a Topaz coordinate file ({exc})", path) from None
+    needs = ["image_name", "x_coord", "y_coord"]
+    if not set(needs) <= set(table.columns):
+        raise DracoInputError(
+            f"a Topaz coordinate file needs the header {needs}, found {list(table.columns)}", path
+        )
+    table = table.rename(columns={"x_coord": "x", "y_coord": "y"})
+    table["micrograph"] = table.pop("image_name").astype(str).map(micrograph_stem)
+    return tidy_coords(table, path)
+
+
+def write_cs(
+    path: str | Path,
+    df: pd.DataFrame,
+    micrograph_shape: tuple[int, int] | None = None,
+    pixel_size: float | None = None,
+    inputs: Iterable = (),
+) -> None:
+    """cryoSPARC particle ``.cs``; see :func:`draco_em.io.cryosparc_cs.write_cs`."""
+    from draco_em.io import cryosparc_cs  # it imports this module, so import it late
+
+    cryosparc_cs.write_cs(path, df, micrograph_shape, pixel_size, inputs)
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def guess_format(path: str | Path) -> str:
+    """``star``, ``box``, ``topaz`` or ``cs`` from the extension, else from the first bytes."""
+    path = Path(path)
+    by_suffix = {
+        ".star": "star",
+        ".box": "box",
+        ".cs": "cs",
+        ".txt": "topaz",
+        ".csv": "topaz",
+        ".tsv": "topaz",
+        ".coord": "topaz",
+    }
+    if path.suffix.lower() in by_suffix:
+        return by_suffix[path.suffix.lower()]
+    head = path.read_bytes()[:4096] if path.is_file() else b""
+    if head.startswith(b"\x93NUMPY"):
+        return "cs"
+    if b"data_" in head:
+        return "star"
+    if b"x_coord" in head:
+        return "topaz"
+    if head.strip() and all(len(line.split()) in (4, 5) for line in head.splitlines()[:5]):
+        return "box"
+    raise DracoInputError(
+        f"cannot tell the coordinate format; pass --from {'|'.join(FORMATS)}", path
+    )
+
+
+def read_coords(path: str | Path, fmt: str | None = None, **options) -> pd.DataFrame:
+    """Read picks from any supported file into the package convention.
+
+    Args:
+        path: a RELION coordinate / particle / ``coordinate_files`` STAR, ``.box``, Topaz text
+            or cryoSPARC ``.cs``.
+        fmt: one of :data:`FORMATS`; guessed from the file when None.
+        options: for ``box``: ``invert_y`` and ``image_height``.
+
+    Returns:
+        DataFrame with ``micrograph``, ``x``, ``y`` (px, x = column, y = row) and optional
+        ``score``, ``class_number``, ``psi``, extra columns.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DracoInputError("file not found" if not path.exists() else "not a file", path)
+    fmt = fmt or guess_format(path)
+    from draco_em.io.cryosparc_cs import read_cs
+
+    readers = {"star": _read_star_coords, "box": _read_box, "topaz": _read_topaz, "cs": read_cs}
+    if fmt not in readers:
+        raise DracoInputError(f"unknown coordinate format {fmt!r} (known: {FORMATS})", path)
+    return readers[fmt](path, **options)
+
+
+def coords_summary(path: str | Path) -> dict:
+    """Particle and micrograph counts and coordinate ranges, for ``draco info``."""
+    path = Path(path)
+    fmt = guess_format(path)
+    df = read_coords(path, fmt)
+    out: dict = {
+        "format": fmt,
+        "kind": "coordinates",
+        "n_particles": len(df),
+        "n_micrographs": int(df["micrograph"].nunique()),
+    }
+    if len(df):
+        out["x_range"] = [float(df["x"].min()), float(df["x"].max())]
+        out["y_range"] = [float(df["y"].min()), float(df["y"].max())]
+        if "score" in df.columns and df["score"].notna().any():
+            out["score_range"] = [float(df["score"].min()), float(df["score"].max())]
+    return out

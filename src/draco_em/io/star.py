@@ -1,0 +1,258 @@
+"""RELION STAR files: generic blocks and micrograph lists (the dataset manifest).
+
+Reading goes through ``starfile`` with ``always_dict=True``; every parser failure becomes a
+:class:`~draco_em.errors.DracoInputError` naming the file. Column names keep the ``rln`` /
+``draco`` prefix without the leading underscore, as ``starfile`` returns them
+(``rlnMicrographName``, ``dracoMicrographOdd``). Conventions: ``docs/conventions.md``.
+
+Example:
+    >>> table = read_micrographs_star("CtfFind/job003/micrographs_ctf.star")
+    >>> keep = table.micrographs["rlnCtfMaxResolution"] < 5.0
+    >>> write_micrographs_star("micrographs_selected.star", table.filtered(keep))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import starfile
+
+from draco_em.errors import DracoInputError
+from draco_em.io.atomic import atomic_path, check_not_input
+
+# Columns that hold names or paths: parsed as text even when they look like numbers
+# (cryoDRGN's example STAR names its micrographs "1", "2", ...).
+STRING_COLUMNS = [
+    "rlnMicrographName",
+    "rlnMicrographCoordinates",
+    "rlnMicrographMetadata",
+    "rlnMicrographMovieName",
+    "rlnImageName",
+    "rlnOpticsGroupName",
+    "rlnCtfImage",
+    "rlnMtfFileName",
+    "dracoMicrographEven",
+    "dracoMicrographOdd",
+    "dracoClean",
+]
+
+# RELION writes this line before the first block; RELION 3.1+ uses it to expect optics blocks.
+STAR_HEADER = "\n# version 30001\n"
+
+
+def read_star(path: str | Path) -> dict[str, pd.DataFrame]:
+    """Read every data block of a STAR file.
+
+    Args:
+        path: the ``.star`` file.
+
+    Returns:
+        Block name without ``data_`` (``""`` for a bare ``data_``) → table. Key-value blocks
+        (no ``loop_``) become one-row tables.
+
+    Raises:
+        DracoInputError: missing file, unparseable text, no data block, duplicate columns.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DracoInputError("file not found" if not path.exists() else "not a file", path)
+    try:
+        raw = starfile.read(path, always_dict=True, parse_as_string=STRING_COLUMNS)
+    except (
+        Exception
+    ) as exc:  # starfile/pandas raise many types on corrupt text; all are user errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DracoInputError(f"not a readable STAR file ({first})", path) from None
+    if not raw:
+        raise DracoInputError("not a STAR file: no data_ block found", path)
+    blocks: dict[str, pd.DataFrame] = {}
+    for name, block in raw.items():
+        table = pd.DataFrame([block]) if isinstance(block, dict) else block
+        if not isinstance(table, pd.DataFrame):
+            raise DracoInputError(f"block data_{name} could not be read as a table", path)
+        if table.columns.duplicated().any():
+            dup = sorted(set(table.columns[table.columns.duplicated()]))
+            raise DracoInputError(f"block data_{name} repeats the columns {dup}", path)
+        blocks[str(name)] = table.reset_index(drop=True)
+    return blocks
+
+
+def write_star(
+    path: str | Path, blocks: dict[str, pd.DataFrame], inputs: Iterable[str | Path] = ()
+) -> None:
+    """Write blocks atomically with RELION's ``# version 30001`` header.
+
+    Args:
+        path: destination ``.star``.
+        blocks: block name (without ``data_``) → table; column names without the leading ``_``.
+        inputs: files that must not be overwritten.
+    """
+    check_not_input(path, inputs)
+    with atomic_path(path) as tmp:
+        starfile.write(dict(blocks), tmp)
+        text = tmp.read_text()
+        # Replace starfile's "# Created by ..." banner with the line RELION writes.
+        text = re.sub(r"\A# Created by the starfile[^\n]*\n", STAR_HEADER, text)
+        tmp.write_text(text)
+
+
+@dataclasses.dataclass
+class MicrographTable:
+    """A RELION micrograph list: optional optics block and the micrographs block.
+
+    Attributes:
+        path: the STAR file it was read from (relative paths inside resolve against its folder).
+        optics: the ``data_optics`` table, or None for the pre-3.1 single-block form.
+        micrographs: one row per micrograph; always has ``rlnMicrographName`` (str).
+        block_name: name of the micrographs block, kept when written back (``micrographs``
+            for RELION 3.1+; older files use ``""`` or ``images``).
+    """
+
+    path: Path
+    optics: pd.DataFrame | None
+    micrographs: pd.DataFrame
+    block_name: str = "micrographs"
+
+    def resolve(self, value: str) -> Path:
+        """Path of a file named in the table.
+
+        Relative paths resolve against the STAR file's folder first, then the current
+        directory (RELION writes paths relative to the project folder, where users run from).
+        Where neither exists, the STAR-folder path is returned, so errors name it.
+        """
+        candidate = Path(str(value))
+        if candidate.is_absolute():
+            return candidate
+        beside = Path(self.path).parent / candidate
+        if beside.exists() or not candidate.exists():
+            return beside
+        return candidate
+
+    def pixel_size(self, row_index: int) -> float | None:
+        """Pixel size (Å/px) of the micrograph at *position* ``row_index`` (``iloc``), or None.
+
+        Looks in order at the micrographs block's own ``rlnMicrographPixelSize``, the optics
+        group's ``rlnMicrographPixelSize`` then ``rlnImagePixelSize`` (via ``rlnOpticsGroup``),
+        the block's ``rlnImagePixelSize``, and finally the pre-3.1
+        ``rlnDetectorPixelSize`` (µm) × 10⁴ / ``rlnMagnification``.
+        """
+        row = self.micrographs.iloc[row_index]
+        if (value := _positive(row.get("rlnMicrographPixelSize"))) is not None:
+            return value
+        group = self._optics_row(row)
+        if group is not None:
+            for column in ("rlnMicrographPixelSize", "rlnImagePixelSize"):
+                if (value := _positive(group.get(column))) is not None:
+                    return value
+        if (value := _positive(row.get("rlnImagePixelSize"))) is not None:
+            return value
+        detector, mag = (
+            _positive(row.get("rlnDetectorPixelSize")),
+            _positive(row.get("rlnMagnification")),
+        )
+        return detector * 1e4 / mag if detector and mag else None
+
+    def _optics_row(self, row: pd.Series) -> pd.Series | None:
+        if self.optics is None or len(self.optics) == 0:
+            return None
+        if "rlnOpticsGroup" in row.index and "rlnOpticsGroup" in self.optics.columns:
+            match = self.optics[self.optics["rlnOpticsGroup"] == row["rlnOpticsGroup"]]
+            return match.iloc[0] if len(match) else None
+        return self.optics.iloc[0] if len(self.optics) == 1 else None
+
+    def filtered(self, keep: pd.Series | np.ndarray) -> MicrographTable:
+        """A copy keeping the rows where ``keep`` is True (every column and the optics kept)."""
+        rows = self.micrographs[np.asarray(keep, dtype=bool)].reset_index(drop=True)
+        optics = None if self.optics is None else self.optics.copy()
+        return dataclasses.replace(self, optics=optics, micrographs=rows)
+
+
+def _positive(value: object) -> float | None:
+    """``value`` as a float when it is a finite number > 0, else None."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) and number > 0 else None
+
+
+def read_micrographs_star(path: str | Path) -> MicrographTable:
+    """Read a RELION micrograph list (3.1+ optics + micrographs, or the older single block).
+
+    Raises:
+        DracoInputError: unreadable file, no block with ``rlnMicrographName``, or a particle
+            / coordinate STAR given where a micrograph list is expected.
+    """
+    path = Path(path)
+    blocks = read_star(path)
+    if "micrographs" in blocks and "rlnMicrographName" in blocks["micrographs"].columns:
+        name = "micrographs"
+    else:
+        names = [n for n, t in blocks.items() if n != "optics" and "rlnMicrographName" in t]
+        if not names:
+            found = {n or "(unnamed)": list(t.columns)[:8] for n, t in blocks.items()}
+            raise DracoInputError(
+                f"unknown STAR columns: no block has rlnMicrographName (found {found})", path
+            )
+        name = names[0]
+    table = blocks[name].copy()
+    if "rlnCoordinateX" in table.columns:
+        raise DracoInputError(
+            f"block data_{name} holds particle coordinates (rlnCoordinateX), "
+            "not a micrograph list; pass a micrographs STAR",
+            path,
+        )
+    table["rlnMicrographName"] = table["rlnMicrographName"].astype(str)
+    return MicrographTable(
+        path=path, optics=blocks.get("optics"), micrographs=table, block_name=name
+    )
+
+
+def write_micrographs_star(
+    path: str | Path, table: MicrographTable, inputs: Iterable[str | Path] = ()
+) -> None:
+    """Write a micrograph list atomically: the optics block unchanged, then every column.
+
+    Paths in the table are written as they are (not re-based onto the new folder).
+    """
+    blocks: dict[str, pd.DataFrame] = {}
+    if table.optics is not None:
+        blocks["optics"] = table.optics
+    blocks[table.block_name] = table.micrographs
+    write_star(path, blocks, inputs=inputs)
+
+
+def star_summary(path: str | Path) -> dict:
+    """Blocks, row counts, columns, micrograph and particle counts, for ``draco info``."""
+    blocks = read_star(path)
+    out: dict = {"format": "star", "kind": "other"}
+    coords = [t for t in blocks.values() if "rlnCoordinateX" in t.columns]
+    if coords:
+        out["kind"] = "coordinates"
+        out["n_particles"] = int(sum(len(t) for t in coords))
+        mics = [t["rlnMicrographName"] for t in coords if "rlnMicrographName" in t.columns]
+        # A per-micrograph coordinate file (no rlnMicrographName) describes one micrograph.
+        out["n_micrographs"] = int(pd.concat(mics).nunique()) if mics else len(coords)
+    elif images := [t for t in blocks.values() if "rlnImageName" in t.columns]:
+        out["kind"] = "particles"
+        out["n_particles"] = int(sum(len(t) for t in images))
+    elif "coordinate_files" in blocks:
+        out["kind"] = "coordinate index"
+        out["n_micrographs"] = len(blocks["coordinate_files"])
+    else:
+        try:
+            table = read_micrographs_star(path)
+        except DracoInputError:
+            pass
+        else:
+            out["kind"] = "micrographs"
+            out["n_micrographs"] = len(table.micrographs)
+            out["pixel_size"] = table.pixel_size(0) if len(table.micrographs) else None
+    out["blocks"] = {(n or "(unnamed)"): len(t) for n, t in blocks.items()}
+    out["columns"] = {(n or "(unnamed)"): list(t.columns) for n, t in blocks.items()}
+    return out

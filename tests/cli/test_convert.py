@@ -1,0 +1,182 @@
+"""``draco convert`` and ``draco info`` on coordinate files, through the console entry point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import shared_file
+
+from draco_em.cli import main
+from draco_em.io.coords import make_coords, read_coords, write_topaz
+from draco_em.io.star import read_star
+
+
+def _draco(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run ``draco ARGV``; return (exit code, stdout, stderr)."""
+    try:
+        main([str(a) for a in argv])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def topaz_file(tmp_path: Path) -> Path:
+    path = tmp_path / "in" / "picks.txt"
+    path.parent.mkdir()
+    a = make_coords("mic_a", [400.0, 100.0], [200.0, 36.0], score=[1.5, -2.0])
+    b = make_coords("mic_b", [80.0], [1000.0], score=[0.25])
+    write_topaz(path, pd.concat([a, b], ignore_index=True))
+    return path
+
+
+def test_topaz_to_relion_star_with_scale(capsys, tmp_path: Path, topaz_file: Path) -> None:
+    out = tmp_path / "AutoPick"
+    code, stdout, _ = _draco(
+        capsys, "convert", topaz_file, "-o", out, "--to", "star", "--scale", "0.25", "--no-progress"
+    )
+    assert code == 0 and "3 particles of 2 micrographs" in stdout
+    index = read_star(out / "coordinate_files.star")["coordinate_files"]
+    assert index.rlnMicrographName.tolist() == ["mic_a.mrc", "mic_b.mrc"]
+    assert index.rlnMicrographCoordinates.tolist() == [
+        str(out / "mic_a_autopick.star"),
+        str(out / "mic_b_autopick.star"),
+    ]
+    block = read_star(out / "mic_a_autopick.star")[""]
+    assert block.rlnCoordinateX.tolist() == [100.0, 25.0]  # 400 · 0.25, 100 · 0.25
+    assert block.rlnCoordinateY.tolist() == [50.0, 9.0]
+    assert block.rlnAutopickFigureOfMerit.tolist() == [1.5, -2.0]
+
+
+def test_chain_through_every_format_returns_the_picks(capsys, tmp_path, topaz_file) -> None:
+    star_dir, box_dir = tmp_path / "star", tmp_path / "box"
+    cs, back = tmp_path / "p.cs", tmp_path / "back.txt"
+    steps = [
+        (topaz_file, star_dir, "star", []),
+        (star_dir / "coordinate_files.star", box_dir, "box", ["--box-size", "64"]),
+        (box_dir, cs, "cs", ["--micrograph-shape", "1100x500", "--pixel-size", "1.1"]),
+        (cs, back, "topaz", []),
+    ]
+    for src, dst, fmt, extra in steps:
+        code, _, err = _draco(
+            capsys, "convert", src, "-o", dst, "--to", fmt, *extra, "--no-progress"
+        )
+        assert code == 0, err
+    assert sorted(p.name for p in box_dir.iterdir()) == ["mic_a.box", "mic_b.box"]
+    assert (box_dir / "mic_b.box").read_text() == "48\t968\t64\t64\n"  # 80 − 32, 1000 − 32
+    original = read_coords(topaz_file).sort_values(["micrograph", "x"]).reset_index()
+    final = read_coords(back).sort_values(["micrograph", "x"]).reset_index()
+    assert final.micrograph.tolist() == original.micrograph.tolist()
+    np.testing.assert_allclose(final[["x", "y"]], original[["x", "y"]], atol=1e-3)
+
+
+def test_cs_output_needs_the_shape(capsys, tmp_path: Path, topaz_file: Path) -> None:
+    code, _, err = _draco(
+        capsys, "convert", topaz_file, "-o", tmp_path / "p.cs", "--to", "cs", "--no-progress"
+    )
+    assert code == 2 and "--micrograph-shape" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "p.cs").exists()
+
+
+def test_failed_inputs_are_recorded_and_the_rest_converted(capsys, tmp_path, topaz_file) -> None:
+    bad = tmp_path / "in" / "bad.box"
+    bad.write_text("1 2 3\n")
+    out, missing = tmp_path / "boxes", tmp_path / "missing.txt"
+    argv = ["convert", topaz_file, bad, missing, "-o", out, "--to", "box", "--box-size", "32"]
+    for _ in range(2):  # a re-run starts a fresh failures.txt
+        code, _, err = _draco(capsys, *argv, "--no-progress")
+        assert code == 2 and "2 input(s) failed" in err
+        failures = (out / "failures.txt").read_text().splitlines()
+        assert [line.split("\t")[0] for line in failures] == [str(bad), str(missing)]
+    assert sorted(p.name for p in out.glob("*.box")) == ["mic_a.box", "mic_b.box"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--to", "xyz"], "--to"),
+        (["--to", "cs", "--micrograph-shape", "12"], "NYxNX"),
+        (["--to", "box"], "--box-size"),
+        (["--to", "topaz", "--scale", "-1"], "--scale"),
+    ],
+)
+def test_bad_options_one_line_exit_2(capsys, tmp_path, topaz_file, argv, message) -> None:
+    code, _, err = _draco(
+        capsys, "convert", topaz_file, "-o", tmp_path / "o", *argv, "--no-progress"
+    )
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_never_overwrites_an_input(capsys, topaz_file: Path) -> None:
+    before = topaz_file.read_text()
+    code, _, err = _draco(
+        capsys, "convert", topaz_file, "-o", topaz_file, "--to", "topaz", "--no-progress"
+    )
+    assert code == 2 and "overwrite" in err and topaz_file.read_text() == before
+
+
+def test_real_topaz_and_relion_files(capsys, tmp_path: Path) -> None:
+    txt = shared_file("topaz/particles.txt")
+    autopick = shared_file("micrograph_cleaner_em/Ucsf_stack_1142_DW_autopick.star")
+    code, _, err = _draco(
+        capsys,
+        "convert",
+        txt,
+        autopick,
+        "-o",
+        tmp_path / "all.txt",
+        "--to",
+        "topaz",
+        "--no-progress",
+    )
+    assert code == 0, err
+    df = read_coords(tmp_path / "all.txt")
+    assert len(df) == 1545 and df.micrograph.nunique() == 31
+
+
+def test_info_on_coordinate_files(capsys, tmp_path: Path, topaz_file: Path) -> None:
+    star = shared_file("topaz/ctf_params.star")
+    code, stdout, err = _draco(capsys, "info", topaz_file, star, "--json")
+    assert code == 0, err
+    coords_info, star_info = json.loads(stdout)
+    assert coords_info["n_particles"] == 3 and coords_info["n_micrographs"] == 2
+    assert star_info["kind"] == "micrographs" and star_info["n_micrographs"] == 30
+    assert star_info["pixel_size"] == pytest.approx(0.6575, abs=1e-4)
+
+
+def test_info_on_a_broken_star_is_one_line(capsys, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.star"
+    bad.write_text("data_x\nloop_\n_rlnA #1\n1 2\n")
+    code, _, err = _draco(capsys, "info", bad)
+    assert code == 2 and "bad.star" in err and len(err.strip().splitlines()) == 1
+
+
+def test_from_overrides_the_guess(capsys, tmp_path: Path) -> None:
+    boxes_as_txt = tmp_path / "mic_a.txt"  # EMAN box lines under a Topaz-looking name
+    boxes_as_txt.write_text("42\t2\t16\t16\n")
+    out = tmp_path / "o.txt"
+    code, _, err = _draco(
+        capsys, "convert", boxes_as_txt, "-o", out, "--to", "topaz", "--no-progress"
+    )
+    assert code == 2 and "Topaz" in err
+    code, _, err = _draco(
+        capsys,
+        "convert",
+        boxes_as_txt,
+        "-o",
+        out,
+        "--to",
+        "topaz",
+        "--from",
+        "box",
+        "--no-progress",
+    )
+    assert code == 0, err
+    assert out.read_text().splitlines()[1] == "mic_a\t50\t10"
