@@ -31,7 +31,7 @@ def info(
             results.append(describe(path))
         except DracoInputError as exc:  # one bad file does not stop the others
             failures.append(str(exc))
-    if as_json:
+    if as_json and results:
         typer.echo(json.dumps(results if len(paths) > 1 else (results or [None])[0], indent=2))
     else:
         for summary in results:

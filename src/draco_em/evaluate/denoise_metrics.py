@@ -22,7 +22,7 @@ def match_scale_offset(pred: np.ndarray, clean: np.ndarray) -> np.ndarray:
 
 
 def psnr(pred: np.ndarray, clean: np.ndarray) -> float:
-    """PSNR in dB after scale/offset matching; peak = the clean image's max − min (skimage's rule)."""
+    """PSNR in dB after scale/offset matching; peak = max − min of the clean image (skimage)."""
     matched = match_scale_offset(pred, clean)
     clean = clean.astype(np.float64)
     mse = float(np.mean((matched - clean) ** 2))

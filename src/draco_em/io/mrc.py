@@ -270,7 +270,7 @@ def mrc_summary(path: str | Path) -> dict:
     if mrc.pixel_size_is_placeholder:
         out["notes"].append(
             f"header pixel size is {mrc.voxel_size[0]:g}, which is often a placeholder; "
-            "pass --pixel-size to override"
+            "commands that read it take --pixel-size to override it"
         )
     del data, mrc
     return out

@@ -1,0 +1,54 @@
+"""Denoise micrographs, MRC stacks and tilt series with a DRACO model.
+
+Inputs are files, globs, folders or a RELION micrographs STAR; outputs keep the input names
+inside OUTDIR, plus ``denoised_micrographs.star`` (input columns kept, names replaced).
+Runs resume: finished outputs are skipped. Under ``torchrun`` each rank takes its share.
+
+Example:
+    draco denoise MotionCorr/job002/micrographs.star -o Denoised/ --png
+    torchrun --nproc-per-node 4 -m draco_em denoise "mics/*.mrc" -o denoised/ --device cuda
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from draco_em.cli._app import app
+
+
+@app.command()
+def denoise(
+    inputs: Annotated[list[str], typer.Argument(help="Files, globs, folders or a STAR.")],
+    outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Output folder.")],
+    weights: Annotated[str, typer.Option(help="bundled, .safetensors or .pth")] = "bundled",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    tile: Annotated[int, typer.Option(help="Tile side in px at the working pixel size.")] = 256,
+    overlap: Annotated[int | None, typer.Option(help="Tile overlap in px (tile/8).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 8,
+    keep_binned: Annotated[bool, typer.Option(help="Write at the working pixel size.")] = False,
+    float16: Annotated[bool, typer.Option(help="Write float16 (MRC mode 12).")] = False,
+    png: Annotated[bool, typer.Option(help="Also write 8-bit PNG previews.")] = False,
+    skip_existing: Annotated[bool, typer.Option(help="Skip finished outputs (resume).")] = True,
+    workers: Annotated[int, typer.Option(help="Reader worker processes.")] = 1,
+    pixel_size: Annotated[float | None, typer.Option(help="Override header Å/px.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Denoise micrographs and stacks (mask ratio 0 over overlapping tiles)."""
+    from draco_em.infer.run_denoise import DenoiseConfig, run_denoise
+
+    cfg = DenoiseConfig(
+        inputs=inputs, outdir=outdir, weights=weights, device=device, tile=tile,
+        overlap=overlap, batch_size=batch_size, keep_binned=keep_binned, float16=float16,
+        png=png, skip_existing=skip_existing, workers=workers, pixel_size=pixel_size,
+        progress=progress,
+    )  # fmt: skip
+    result = run_denoise(cfg)
+    typer.echo(
+        f"denoised {result['done']}, skipped {result['skipped']} finished, "
+        f"failed {result['failed']} → {result['outdir']}"
+    )
+    if result["failed"]:
+        typer.echo(f"failures are listed in {outdir / 'failures.txt'}", err=True)

@@ -1,0 +1,1 @@
+"""Inference with a trained DRACO model: whole-micrograph and tilt-series denoising."""

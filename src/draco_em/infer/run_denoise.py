@@ -1,0 +1,184 @@
+"""``draco denoise``: a resumable batch over thousands of micrographs, stacks and tilt series.
+
+A DataLoader decodes and normalises inputs in worker processes while the model runs; outputs
+are written atomically, finished ones are skipped (``skip_existing``), a file that fails goes
+to ``OUTDIR/failures.txt`` and the rest continue. Under ``torchrun`` each rank takes its share.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, Field
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from draco_em.errors import DracoInputError
+from draco_em.infer.denoise import Denoiser, pick_device
+from draco_em.io.batch import FailureLog, InputItem, InputSet, dist_rank_world, expand_inputs, shard
+from draco_em.io.mrc import read_mrc, write_mrc
+from draco_em.io.validate import validate_image
+
+
+class DenoiseConfig(BaseModel):
+    """Options of ``draco denoise``."""
+
+    inputs: list[str] = Field(description="Files, globs, folders or one micrographs STAR.")
+    outdir: Path = Field(description="Output folder.")
+    weights: str = Field("bundled", description="'bundled', a .safetensors or an official .pth.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    tile: int = Field(256, ge=32, description="Tile side in px at the working pixel size.")
+    overlap: int | None = Field(None, ge=0, description="Tile overlap in px (default tile/8).")
+    batch_size: int = Field(8, ge=1, description="Tiles per forward pass.")
+    keep_binned: bool = Field(False, description="Write at the working pixel size.")
+    float16: bool = Field(False, description="Write MRC mode 12 (float16) instead of float32.")
+    png: bool = Field(False, description="Also write 8-bit PNG previews to OUTDIR/png.")
+    skip_existing: bool = Field(True, description="Skip inputs whose output exists (resume).")
+    workers: int = Field(1, ge=0, description="DataLoader worker processes for reading.")
+    pixel_size: float | None = Field(None, gt=0, description="Override the header pixel size (Å).")
+    bf16: bool | None = Field(None, description="bf16 autocast; default on for CUDA.")
+    progress: bool = Field(True, description="Show a progress bar.")
+
+
+def output_path(outdir: Path, src: Path) -> Path:
+    """Denoised file name: the input's name inside OUTDIR (stacks keep .mrcs)."""
+    suffix = ".mrcs" if src.suffix.lower() in (".mrcs", ".st", ".ali") else ".mrc"
+    return outdir / f"{src.stem}{suffix}"
+
+
+class _Reader(Dataset):
+    """Reads and checks one input per item in a worker; errors travel back as text."""
+
+    def __init__(self, items: list[InputItem], pixel_size: float | None) -> None:
+        self.items, self.pixel_size = items, pixel_size
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, float | None, str]:
+        path = self.items[i].path
+        try:
+            mrc = read_mrc(path, pixel_size=self.pixel_size, ndim=(2, 3))
+            data = np.array(mrc.data, dtype=np.float32)  # a writable copy
+            for k, section in enumerate(data if data.ndim == 3 else [data]):
+                validate_image(section, path, f"section {k}" if data.ndim == 3 else "image")
+            return i, data, mrc.pixel_size, ""
+        except DracoInputError as exc:
+            return i, None, None, str(exc)
+
+
+def _as_is(item: tuple) -> tuple:
+    """Keep numpy arrays as they are (the default collate would turn them into tensors)."""
+    return item
+
+
+def _load(cfg: DenoiseConfig, device: torch.device) -> Denoiser:
+    from draco_em.model.weights import load_model
+
+    model, _, meta = load_model(cfg.weights, device=device)
+    bf16 = (device.type == "cuda") if cfg.bf16 is None else cfg.bf16
+    return Denoiser(
+        model, meta.get("pixel_size"), cfg.tile, cfg.overlap, cfg.batch_size, device, bf16
+    )
+
+
+def run_denoise(cfg: DenoiseConfig) -> dict:
+    """Denoise every input; returns counts ``{"done", "skipped", "failed", "outdir"}``."""
+    inputs = expand_inputs(cfg.inputs)
+    rank, world = dist_rank_world()
+    device = pick_device(cfg.device)
+    denoiser = _load(cfg, device)
+    cfg.outdir.mkdir(parents=True, exist_ok=True)
+    failures = FailureLog(cfg.outdir)
+    mine = shard(inputs.items, rank, world)
+    todo = [
+        it for it in mine if not (cfg.skip_existing and output_path(cfg.outdir, it.path).exists())
+    ]
+    loader = DataLoader(
+        _Reader(todo, cfg.pixel_size),
+        batch_size=None,
+        num_workers=cfg.workers,
+        collate_fn=_as_is,
+    )
+    done = 0
+    bar = tqdm(total=len(todo), unit="mic", disable=not cfg.progress or rank != 0, desc="denoise")
+    for i, data, pixel_size, error in loader:
+        src = todo[i].path
+        if error:
+            failures.record(src, error)
+        else:
+            try:
+                _denoise_one(denoiser, cfg, src, data, pixel_size)
+                done += 1
+            except DracoInputError as exc:
+                failures.record(src, str(exc))
+        bar.update(1)
+    bar.close()
+    _barrier(world)
+    if rank == 0:
+        write_output_star(inputs, cfg.outdir)
+    return {"done": done, "skipped": len(mine) - len(todo), "failed": failures.count,
+            "outdir": str(cfg.outdir)}  # fmt: skip
+
+
+def _denoise_one(
+    denoiser: Denoiser, cfg: DenoiseConfig, src: Path, data: np.ndarray, pixel_size: float | None
+) -> None:
+    """Denoise a 2D image or each section of a stack, then write (and preview) atomically."""
+    if data.ndim == 2:
+        out, out_px = denoiser.denoise_image(data, pixel_size, cfg.keep_binned)
+    else:  # tilt series / stack: image by image (the paper's cryo-ET use, App. B)
+        sections = [denoiser.denoise_image(s, pixel_size, cfg.keep_binned) for s in data]
+        out, out_px = np.stack([s[0] for s in sections]), sections[0][1]
+    dst = output_path(cfg.outdir, src)
+    write_mrc(dst, out, out_px or 1.0, float16=cfg.float16, stack=data.ndim == 3, inputs=[src])
+    if cfg.png:
+        from draco_em.io.preview import save_preview
+
+        save_preview(
+            cfg.outdir / "png" / f"{src.stem}.png", out if out.ndim == 2 else out[len(out) // 2]
+        )
+
+
+def _barrier(world: int) -> None:
+    """Under torchrun, wait for every rank before rank 0 writes the STAR."""
+    if world <= 1:
+        return
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    dist.barrier()
+
+
+def write_output_star(inputs: InputSet, outdir: Path) -> Path | None:
+    """``denoised_micrographs.star``: input columns kept, names replaced by the outputs.
+
+    Only inputs whose output exists are listed. Paths are ``OUTDIR/<name>`` as given (RELION
+    paths are relative to the folder the user runs from).
+    """
+    from draco_em.io.star import MicrographTable, write_micrographs_star
+
+    outs = [output_path(outdir, it.path) for it in inputs.items]
+    exists = np.array([p.exists() for p in outs], dtype=bool)
+    if not exists.any():
+        return None
+    if inputs.table is not None:
+        table = inputs.table
+        rows = table.micrographs.copy()
+        for it, out in zip(inputs.items, outs, strict=True):
+            rows.loc[it.star_row, "rlnMicrographName"] = str(out)
+        keep = np.zeros(len(rows), dtype=bool)
+        keep[[it.star_row for it, e in zip(inputs.items, exists, strict=True) if e]] = True
+        new = MicrographTable(table.path, table.optics, rows, table.block_name).filtered(keep)
+    else:
+        names = [str(p) for p, e in zip(outs, exists, strict=True) if e]
+        new = MicrographTable(
+            outdir, None, pd.DataFrame({"rlnMicrographName": names}), "micrographs"
+        )
+    dst = outdir / "denoised_micrographs.star"
+    write_micrographs_star(dst, new, inputs=[inputs.table.path] if inputs.table is not None else [])
+    return dst

@@ -1,0 +1,408 @@
+"""The DRACO masked autoencoder: a ViT encoder/decoder trained with the hybrid N2N + recon loss.
+
+Everything in one file, in the manner of the MAE reference implementation: the model, its
+masking, its loss and its inference path. Equation numbers refer to the DRACO paper
+(``reference/draco_paper.md`` §2); the parameter layout is the official checkpoint's (§9).
+
+Presets (encoder dim / depth / heads; decoder dim × blocks, heads; neck; patch; parameters):
+
+============  ==================  ======================  ====  =====  ======
+preset        encoder             decoder                 neck  patch  params
+============  ==================  ======================  ====  =====  ======
+``tiny``      192 / 12 / 3        256 × 4, 8 heads        128   16     9.0 M
+``small``     384 / 12 / 6        512 × 8, 16 heads       256   16     48 M
+``base``      768 / 12 / 12       512 × 8, 16 heads       256   16     112 M
+``large``     1024 / 24 / 16      512 × 8, 16 heads       256   16     330 M
+``huge``      1280 / 32 / 16      512 × 8, 16 heads       256   14     657 M
+============  ==================  ======================  ====  =====  ======
+
+``tiny`` is our CPU preset (not in the paper): a ViT-Ti encoder with a half-depth, half-width
+decoder, because the decoder runs on all L tokens while the encoder only sees the visible 25 %.
+On 2 CPU cores (OMP_NUM_THREADS=2, torch 2.13) one forward + backward of a batch of
+8 × 1×256×256 crops takes about 1.3 s (≈ 6 crops/s); ``base`` needs ≈ 6 s for the forward
+alone of a batch of 2.
+``huge`` uses 224-pixel crops so that patch 14 tiles them (16 × 16 tokens, as the others).
+
+Loss reduction (paper §8 gap 2, not stated by the authors): each term is the mean squared error
+over all pixels of its patch set — L_N2N over the union of odd-visible and even-visible patches
+(equal sizes, so both halves weigh the same), L_recon over the both-masked patches (0 when that
+set is empty, i.e. γ = 0.5). No per-patch target normalisation (MAE ``norm_pix_loss``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from draco_em.errors import DracoInputError
+from draco_em.model.vit import (
+    Block,
+    LayerNorm2d,
+    PatchEmbed,
+    resample_pos_embed,
+    sincos_2d_pos_embed,
+)
+
+PresetName = Literal["tiny", "small", "base", "large", "huge", "custom"]
+
+_DECODER_BIG = {"decoder_embed_dim": 512, "decoder_depth": 8, "decoder_num_heads": 16}
+PRESETS: dict[str, dict] = {
+    "tiny": {"embed_dim": 192, "depth": 12, "num_heads": 3, "decoder_embed_dim": 256,
+             "decoder_depth": 4, "decoder_num_heads": 8, "decoder_neck_dim": 128},
+    "small": {"embed_dim": 384, "depth": 12, "num_heads": 6, **_DECODER_BIG},
+    "base": {"embed_dim": 768, "depth": 12, "num_heads": 12, **_DECODER_BIG},
+    "large": {"embed_dim": 1024, "depth": 24, "num_heads": 16, **_DECODER_BIG},
+    "huge": {"embed_dim": 1280, "depth": 32, "num_heads": 16, "patch_size": 14, "img_size": 224,
+             **_DECODER_BIG},
+}  # fmt: skip
+
+
+class DracoConfig(BaseModel):
+    """Architecture and loss settings of a :class:`DracoMAE`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: PresetName = Field("base", description="Preset name the sizes came from.")
+    img_size: int = Field(256, gt=0, description="Training crop side in pixels (square).")
+    patch_size: int = Field(16, gt=0, description="Patch side p in pixels.")
+    in_chans: int = Field(1, gt=0, description="Image channels (1 for micrographs).")
+    embed_dim: int = Field(768, gt=0, description="Encoder token width E.")
+    depth: int = Field(12, gt=0, description="Encoder transformer blocks.")
+    num_heads: int = Field(12, gt=0, description="Encoder attention heads.")
+    decoder_embed_dim: int = Field(512, gt=0, description="Decoder token width D.")
+    decoder_depth: int = Field(8, gt=0, description="Decoder transformer blocks.")
+    decoder_num_heads: int = Field(16, gt=0, description="Decoder attention heads.")
+    decoder_neck_dim: int = Field(256, gt=0, description="Hidden channels of the conv neck.")
+    mlp_ratio: float = Field(4.0, gt=0, description="MLP hidden width / token width.")
+    mask_ratio: float = Field(0.75, description="Default γ: fraction masked in each view.")
+    recon_weight: float = Field(1.0, ge=0, description="λ of Eq. 10 (weight of L_recon).")
+
+    @model_validator(mode="after")
+    def _check(self) -> DracoConfig:
+        if self.img_size % self.patch_size:
+            raise DracoInputError(
+                f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}"
+            )
+        for dim, heads, name in (
+            (self.embed_dim, self.num_heads, "encoder"),
+            (self.decoder_embed_dim, self.decoder_num_heads, "decoder"),
+        ):
+            if dim % heads or dim % 4:
+                raise DracoInputError(
+                    f"{name} width {dim} must be divisible by 4 and by its {heads} heads"
+                )
+        check_mask_ratio(self.mask_ratio)
+        return self
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: object) -> DracoConfig:
+        """Config of a named preset (``tiny|small|base|large|huge``), with field overrides."""
+        if name not in PRESETS:
+            raise DracoInputError(f"unknown model preset {name!r} (known: {', '.join(PRESETS)})")
+        return cls(**{"preset": name, **PRESETS[name], **overrides})
+
+    @property
+    def grid_size(self) -> int:
+        """Tokens per side of a training crop."""
+        return self.img_size // self.patch_size
+
+
+def check_mask_ratio(gamma: float) -> None:
+    """Raise unless 0.5 ≤ γ < 1: the two visible sets must be disjoint (paper §2) and non-empty."""
+    if not 0.5 <= gamma < 1.0:
+        raise DracoInputError(
+            f"mask ratio {gamma} is out of range: DRACO needs 0.5 <= mask ratio < 1 so that the "
+            "odd-visible and even-visible patch sets are disjoint and non-empty"
+        )
+
+
+def _uniform_noise(
+    b: int, length: int, device: torch.device, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Uniform noise [B, L] whose argsort is a per-sample random permutation (``random_masking``).
+
+    Drawn on the generator's own device when one is given, so a CPU generator also gives
+    reproducible masks for a model on the GPU.
+    """
+    if generator is None:
+        return torch.rand(b, length, device=device)
+    return torch.rand(b, length, generator=generator, device=generator.device).to(device)
+
+
+class DracoMAE(nn.Module):
+    """DRACO denoising-reconstruction autoencoder (official parameter layout, §9).
+
+    Args:
+        config: sizes and loss settings.
+    """
+
+    def __init__(self, config: DracoConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, g = config, config.grid_size
+        self.patch_size = c.patch_size
+        # Encoder: no CLS token; fixed sin-cos positions (frozen as in MAE, paper §8 gap 8).
+        self.patch_embed = PatchEmbed(c.patch_size, c.in_chans, c.embed_dim)
+        self.pos_embed = nn.Parameter(sincos_2d_pos_embed(g, c.embed_dim), requires_grad=False)
+        self.blocks = nn.ModuleList(
+            [Block(c.embed_dim, c.num_heads, c.mlp_ratio) for _ in range(c.depth)]
+        )
+        self.norm = nn.LayerNorm(c.embed_dim, eps=1e-6)
+        # Decoder.
+        d, n = c.decoder_embed_dim, c.decoder_neck_dim
+        self.decoder_embed = nn.Linear(c.embed_dim, d)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.decoder_pos_embed = nn.Parameter(sincos_2d_pos_embed(g, d), requires_grad=False)
+        self.decoder_blocks = nn.ModuleList(
+            [Block(d, c.decoder_num_heads, c.mlp_ratio) for _ in range(c.decoder_depth)]
+        )
+        self.decoder_norm = nn.LayerNorm(d, eps=1e-6)
+        self.decoder_neck = nn.Sequential(
+            nn.Conv2d(d, n, 1, bias=False), LayerNorm2d(n), nn.GELU(),
+            nn.Conv2d(n, n, 3, padding=1, bias=False), LayerNorm2d(n), nn.GELU(),
+            nn.Conv2d(n, d, 1, bias=False), LayerNorm2d(d),
+        )  # fmt: skip
+        self.decoder_pred = nn.Linear(d, c.patch_size**2 * c.in_chans)
+        self._last_losses: dict[str, torch.Tensor] = {}
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # Following MAE / official JAX ViT: xavier_uniform on Linear and on the flattened patch
+        # projection; mask token N(0, 0.02); neck convs kaiming (fan_out); the last neck norm is
+        # zero so the residual neck starts as the identity (§1.2).
+        w = self.patch_embed.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.normal_(self.mask_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for m in self.decoder_neck:
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.decoder_neck[-1].weight)
+        nn.init.zeros_(self.decoder_neck[-1].bias)
+
+    # ------------------------------------------------------------------ patches
+    def patchify(self, img: torch.Tensor) -> torch.Tensor:
+        """img: [B, C, H, W] → [B, L, p*p*C]; patches row-major over the grid, pixels row-major."""
+        p = self.patch_size
+        b, c, h, w = img.shape
+        x = img.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
+        return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+    def unpatchify(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """x: [B, L, p*p*C] → [B, C, h, w] (h, w in pixels, multiples of p)."""
+        p = self.patch_size
+        b, c = x.shape[0], x.shape[2] // (p * p)
+        x = x.reshape(b, h // p, w // p, p, p, c).permute(0, 5, 1, 3, 2, 4)
+        return x.reshape(b, c, h, w)
+
+    def grid_hw(self, img: torch.Tensor) -> tuple[int, int]:
+        """Token grid (rows, columns) of an image [B, C, H, W]."""
+        return img.shape[-2] // self.patch_size, img.shape[-1] // self.patch_size
+
+    def _check_image(self, img: torch.Tensor, name: str = "image") -> None:
+        p = self.patch_size
+        if img.ndim != 4 or img.shape[1] != self.config.in_chans:
+            raise DracoInputError(
+                f"{name} must be [B, {self.config.in_chans}, H, W], got {list(img.shape)}"
+            )
+        if img.shape[-2] % p or img.shape[-1] % p:
+            raise DracoInputError(
+                f"{name} size {img.shape[-2]}x{img.shape[-1]} is not a multiple of the "
+                f"patch size {p}: pad or crop it first"
+            )
+
+    # ------------------------------------------------------------------ encoder / decoder
+    def embed_tokens(self, img: torch.Tensor) -> torch.Tensor:
+        """img: [B, C, H, W] → position-embedded patch tokens [B, L, E] in raster order."""
+        x = self.patch_embed(img)  # [B, gh, gw, E]
+        x = x + resample_pos_embed(self.pos_embed, x.shape[1:3]).to(x.dtype)
+        return x.flatten(1, 2)
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens: [B, N, E] (visible, already position-embedded) → latents [B, N, E]."""
+        for blk in self.blocks:
+            tokens = blk(tokens)
+        return self.norm(tokens)
+
+    def decode(self, tokens: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
+        """tokens: the merged decoder grid [B, L, D] (Eq. 6) → pixel predictions [B, L, p*p*C]."""
+        gh, gw = grid_hw
+        x = tokens + resample_pos_embed(self.decoder_pos_embed, grid_hw).to(tokens.dtype).flatten(
+            1, 2
+        )  # Eq. 7: a second position embedding in the decoder
+        for blk in self.decoder_blocks:
+            x = blk(x)
+        x = self.decoder_norm(x)
+        grid = x.transpose(1, 2).reshape(x.shape[0], -1, gh, gw)  # [B, D, gh, gw]
+        x = x + self.decoder_neck(grid).flatten(2).transpose(1, 2)  # residual conv neck
+        return self.decoder_pred(x)
+
+    def _scatter(
+        self, grid: torch.Tensor, idx: torch.Tensor, latents: torch.Tensor
+    ) -> torch.Tensor:
+        """Put decoder-embedded latents [B, n, E] at token indices idx [B, n] of grid [B, L, D]."""
+        src = self.decoder_embed(latents).to(grid.dtype)
+        return grid.scatter(1, idx[..., None].expand(-1, -1, grid.shape[-1]), src)
+
+    def _mask_grid(self, b: int, length: int, dtype: torch.dtype) -> torch.Tensor:
+        return self.mask_token.to(dtype).expand(b, length, -1)
+
+    # ------------------------------------------------------------------ DRACO (Eq. 5–10)
+    def draw_masks(
+        self, b: int, length: int, mask_ratio: float, device: torch.device,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Draw disjoint odd-visible and even-visible token indices per sample.
+
+        A per-sample random permutation (argsort of uniform noise, as ``random_masking``) gives
+        ``n_vis = L - int(γ L)`` odd-visible then ``n_vis`` even-visible tokens; the rest are
+        masked in both views. Indices are sorted so visible tokens keep raster order.
+
+        Returns:
+            (odd_idx, even_idx): int64 [B, n_vis] each.
+        """
+        check_mask_ratio(mask_ratio)
+        n_vis = length - int(mask_ratio * length)
+        perm = _uniform_noise(b, length, device, generator).argsort(dim=1)
+        odd_idx = perm[:, :n_vis].sort(dim=1).values
+        even_idx = perm[:, n_vis : 2 * n_vis].sort(dim=1).values
+        return odd_idx, even_idx
+
+    def forward(
+        self, full: torch.Tensor, odd: torch.Tensor, even: torch.Tensor,
+        mask_ratio: float | None = None, generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+        """The DRACO two-view pass and its loss.
+
+        Args:
+            full, odd, even: the triplet [B, C, H, W] (full sum, odd-frame sum, even-frame sum).
+            mask_ratio: γ (default ``config.mask_ratio``); 0.5 ≤ γ < 1.
+            generator: optional RNG for reproducible masks.
+
+        Returns:
+            loss: scalar L = L_N2N + λ·L_recon (Eq. 10); ``self.last_losses`` holds the parts.
+            pred: [B, L, p*p*C] predictions for every patch.
+            masks: bool [B, L] tensors ``odd_visible``, ``even_visible``, ``both_masked``.
+        """
+        for name, img in (("full", full), ("odd", odd), ("even", even)):
+            self._check_image(img, name)
+        gamma = self.config.mask_ratio if mask_ratio is None else mask_ratio
+        b, (gh, gw) = full.shape[0], self.grid_hw(full)
+        length = gh * gw
+        odd_idx, even_idx = self.draw_masks(b, length, gamma, full.device, generator)
+
+        # Eq. 5: the shared encoder on each view's visible tokens, one batched call (equal sizes).
+        def visible(img: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            tok = self.embed_tokens(img)
+            return tok.gather(1, idx[..., None].expand(-1, -1, tok.shape[-1]))
+
+        latents = self.encode(torch.cat([visible(odd, odd_idx), visible(even, even_idx)], dim=0))
+        z_odd, z_even = latents.chunk(2, dim=0)
+        # Eq. 6: one grid, odd latents at odd-visible, even latents at even-visible, [MASK] else.
+        grid = self._mask_grid(b, length, z_odd.dtype)
+        grid = self._scatter(self._scatter(grid, odd_idx, z_odd), even_idx, z_even)
+        pred = self.decode(grid, (gh, gw))  # Eq. 7
+
+        masks = self._masks_from_indices(b, length, odd_idx, even_idx)
+        loss = self._draco_loss(pred, full, odd, even, masks)
+        return loss, pred, masks
+
+    @staticmethod
+    def _masks_from_indices(
+        b: int, length: int, odd_idx: torch.Tensor, even_idx: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        zeros = torch.zeros(b, length, dtype=torch.bool, device=odd_idx.device)
+        odd_vis = zeros.scatter(1, odd_idx, True)
+        even_vis = zeros.scatter(1, even_idx, True)
+        return {"odd_visible": odd_vis, "even_visible": even_vis,
+                "both_masked": ~(odd_vis | even_vis)}  # fmt: skip
+
+    def _draco_loss(
+        self, pred: torch.Tensor, full: torch.Tensor, odd: torch.Tensor, even: torch.Tensor,
+        masks: dict[str, torch.Tensor],
+    ) -> torch.Tensor:  # fmt: skip
+        pred = pred.float()
+
+        def patch_mse(target: torch.Tensor) -> torch.Tensor:  # [B, L] mean over a patch's pixels
+            return (pred - self.patchify(target.float())).pow(2).mean(dim=-1)
+
+        odd_vis, even_vis = masks["odd_visible"].float(), masks["even_visible"].float()
+        both = masks["both_masked"].float()
+        # Eq. 8: odd-visible predictions vs even patches, even-visible predictions vs odd patches.
+        n2n = (patch_mse(even) * odd_vis + patch_mse(odd) * even_vis).sum() / (
+            odd_vis.sum() + even_vis.sum()
+        )
+        # Eq. 9: both-masked predictions vs the full sum; an empty set (γ = 0.5) contributes 0.
+        recon = (patch_mse(full) * both).sum() / both.sum().clamp(min=1.0)
+        self._last_losses = {"n2n": n2n.detach(), "recon": recon.detach()}
+        return n2n + self.config.recon_weight * recon  # Eq. 10
+
+    @property
+    def last_losses(self) -> dict[str, float]:
+        """Parts of the last loss: ``{"n2n": L_N2N, "recon": L_recon}`` (or ``{"mae": ...}``)."""
+        return {k: float(v) for k, v in self._last_losses.items()}
+
+    # ------------------------------------------------------------------ stage-1 MAE
+    def forward_mae(
+        self, image: torch.Tensor, mask_ratio: float = 0.75,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Plain MAE on one image (stage-1 warm-up, micrograph-only data).
+
+        Args:
+            image: [B, C, H, W].
+            mask_ratio: fraction of patches hidden from the encoder, 0 ≤ γ < 1.
+
+        Returns:
+            loss: MSE over the pixels of the masked patches (0 if none are masked).
+            pred: [B, L, p*p*C].
+            mask: bool [B, L], True = masked.
+        """
+        self._check_image(image)
+        if not 0.0 <= mask_ratio < 1.0:
+            raise DracoInputError(f"MAE mask ratio {mask_ratio} must be in [0, 1)")
+        b, (gh, gw) = image.shape[0], self.grid_hw(image)
+        length = gh * gw
+        n_vis = length - int(mask_ratio * length)
+        noise = _uniform_noise(b, length, image.device, generator)
+        vis_idx = noise.argsort(dim=1)[:, :n_vis].sort(dim=1).values
+        tok = self.embed_tokens(image)
+        latents = self.encode(tok.gather(1, vis_idx[..., None].expand(-1, -1, tok.shape[-1])))
+        grid = self._scatter(self._mask_grid(b, length, latents.dtype), vis_idx, latents)
+        pred = self.decode(grid, (gh, gw))
+        mask = torch.ones(b, length, dtype=torch.bool, device=image.device).scatter(
+            1, vis_idx, False
+        )
+        err = (pred.float() - self.patchify(image.float())).pow(2).mean(dim=-1)
+        loss = (err * mask).sum() / mask.sum().clamp(min=1)
+        self._last_losses = {"mae": loss.detach()}
+        return loss, pred, mask
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def denoise(self, image: torch.Tensor) -> torch.Tensor:
+        """Predict every patch with mask ratio 0 (paper §3.5): the zero-shot denoiser.
+
+        Args:
+            image: [B, C, H, W] normalised micrograph (or tile); H, W multiples of the patch
+                size, any aspect ratio (position embeddings are resampled to the grid).
+                Works inside ``torch.autocast`` (e.g. bf16).
+
+        Returns:
+            [B, C, H, W] float32 prediction, in the same normalised units as the input.
+        """
+        self._check_image(image)
+        h, w = image.shape[-2:]
+        grid_hw = (h // self.patch_size, w // self.patch_size)
+        latents = self.encode(self.embed_tokens(image))
+        pred = self.decode(self.decoder_embed(latents), grid_hw)
+        return self.unpatchify(pred.float(), h, w)

@@ -1,0 +1,109 @@
+"""Tiled denoising and the `draco denoise` batch: pixel size, stacks, resume, failures, STAR."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from draco_em.imaging.normalize import robust_normalize
+from draco_em.infer.denoise import Denoiser
+from draco_em.infer.run_denoise import DenoiseConfig, run_denoise
+from draco_em.io.mrc import read_mrc, write_mrc
+from draco_em.io.star import MicrographTable, read_micrographs_star, write_micrographs_star
+from draco_em.model.draco import DracoConfig, DracoMAE
+from draco_em.model.weights import save_model
+
+
+def _tiny_model(seed: int = 0) -> tuple[DracoMAE, DracoConfig]:
+    torch.manual_seed(seed)
+    cfg = DracoConfig.from_preset(
+        "tiny", img_size=64, embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=32,
+        decoder_depth=1, decoder_num_heads=2, decoder_neck_dim=16,
+    )  # fmt: skip
+    return DracoMAE(cfg).eval(), cfg
+
+
+@pytest.fixture
+def weights(tmp_path: Path) -> Path:
+    model, cfg = _tiny_model()
+    save_model(tmp_path / "m.safetensors", model, cfg, {"pixel_size": 2.0})
+    return tmp_path / "m.safetensors"
+
+
+def test_single_tile_equals_untiled_pass(rng):
+    model, _ = _tiny_model()
+    image = rng.normal(5.0, 2.0, size=(128, 128)).astype(np.float32)
+    den = Denoiser(model, working_pixel_size=None, tile=128)
+    out, px = den.denoise_image(image, None)
+    norm, (mean, std) = robust_normalize(image)
+    with torch.no_grad():
+        direct = model.denoise(torch.from_numpy(norm)[None, None])[0, 0].numpy()
+    np.testing.assert_allclose(out, direct * std + mean, rtol=1e-5, atol=1e-5)
+    assert px is None
+
+
+def test_tiles_cover_non_multiple_sizes_without_nan(rng):
+    model, _ = _tiny_model()
+    image = rng.normal(size=(150, 97)).astype(np.float32)
+    out, _ = Denoiser(model, None, tile=64, overlap=16, batch_size=3).denoise_image(image, 1.0)
+    assert out.shape == image.shape and np.isfinite(out).all()
+
+
+def test_pixel_size_round_trip_and_keep_binned(rng):
+    model, _ = _tiny_model()
+    image = rng.normal(size=(200, 160)).astype(np.float32)
+    den = Denoiser(model, working_pixel_size=2.0, tile=64)
+    out, px = den.denoise_image(image, 1.0)
+    assert out.shape == (200, 160) and px == 1.0
+    binned, bpx = den.denoise_image(image, 1.0, keep_binned=True)
+    assert binned.shape == (100, 80) and bpx == pytest.approx(2.0)
+
+
+def _inputs(folder: Path, rng) -> list[Path]:
+    paths = []
+    for i in range(2):
+        paths.append(write_mrc(folder / f"mic_{i}.mrc", rng.normal(size=(96, 80)), 1.0))
+    paths.append(write_mrc(folder / "tilts.mrcs", rng.normal(size=(3, 64, 64)), 1.0))
+    (folder / "broken.mrc").write_bytes(b"\0" * 1500)
+    return paths
+
+
+def test_batch_writes_stack_records_failures_and_resumes(tmp_path, weights, rng):
+    src = tmp_path / "in"
+    _inputs(src, rng)
+    out = tmp_path / "out"
+    cfg = DenoiseConfig(inputs=[str(src)], outdir=out, weights=str(weights), workers=0,
+                        tile=64, progress=False, png=True)  # fmt: skip
+    first = run_denoise(cfg)
+    assert first == {"done": 3, "skipped": 0, "failed": 1, "outdir": str(out)}
+    assert "broken.mrc" in (out / "failures.txt").read_text()
+    stack = read_mrc(out / "tilts.mrcs")
+    assert stack.data.shape == (3, 64, 64) and stack.is_stack and stack.pixel_size == 1.0
+    assert (out / "png" / "mic_0.png").exists()
+    inputs_before = (src / "mic_0.mrc").read_bytes()
+    second = run_denoise(cfg)  # resume: finished outputs are skipped
+    assert second["done"] == 0 and second["skipped"] == 3
+    assert (src / "mic_0.mrc").read_bytes() == inputs_before
+    names = read_micrographs_star(out / "denoised_micrographs.star").micrographs
+    assert sorted(Path(n).name for n in names["rlnMicrographName"]) == [
+        "mic_0.mrc", "mic_1.mrc", "tilts.mrcs",
+    ]  # fmt: skip
+
+
+def test_star_input_keeps_columns_and_optics(tmp_path, weights, rng):
+    _inputs(tmp_path, rng)
+    optics = pd.DataFrame({"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1],
+                           "rlnMicrographPixelSize": [1.0]})  # fmt: skip
+    mics = pd.DataFrame({"rlnMicrographName": ["mic_0.mrc", "mic_1.mrc"], "rlnOpticsGroup": [1, 1],
+                         "rlnDefocusU": [12000.0, 15000.0]})  # fmt: skip
+    star = tmp_path / "micrographs.star"
+    write_micrographs_star(star, MicrographTable(star, optics, mics))
+    out = tmp_path / "den"
+    run_denoise(DenoiseConfig(inputs=[str(star)], outdir=out, weights=str(weights), workers=0,
+                              tile=64, progress=False))  # fmt: skip
+    table = read_micrographs_star(out / "denoised_micrographs.star")
+    assert list(table.micrographs["rlnDefocusU"]) == [12000.0, 15000.0]
+    assert table.optics is not None and float(table.optics["rlnMicrographPixelSize"][0]) == 1.0
+    assert all(str(out) in n for n in table.micrographs["rlnMicrographName"])
