@@ -104,8 +104,7 @@ class Denoiser:
 
     def n_tiles(self, shape: tuple[int, int], pixel_size: float | None) -> int:
         """How many tiles one image of ``shape`` needs (for progress bars)."""
-        from draco_em.errors import DracoInputError
-from draco_em.imaging.fourier import rescaled_shape
+        from draco_em.imaging.fourier import rescaled_shape
         from draco_em.imaging.tiling import TileGrid
 
         if pixel_size and self.working_pixel_size:
