@@ -1,0 +1,243 @@
+"""TIFF and EER movie readers (tifffile + imagecodecs), opened through ``open_movie``.
+
+Kept apart from :mod:`draco_em.io.movies` so that reading MRC movies never imports tifffile.
+tifffile *logs* rather than raises on many broken files (a page list pointing past the end,
+pages missing tags); those messages are collected here and turned into
+:class:`~draco_em.errors.DracoInputError` so a corrupt movie never yields blank frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from draco_em.errors import DracoInputError
+from draco_em.io.movies import (
+    EER_COMPRESSIONS,
+    EER_SUFFIXES,
+    Movie,
+    check_frame_shape,
+    check_pixel_size_override,
+)
+from draco_em.io.mrc import _first_line
+
+if TYPE_CHECKING:
+    from tifffile import TiffFile, TiffFrame, TiffPage
+
+
+class TiffMovie(Movie):
+    """A multi-page TIFF, one frame per page (LZW, deflate or uncompressed; 8/16-bit)."""
+
+    def __init__(self, tif: TiffFile, path: Path, pixel_size: float | None = None) -> None:
+        check_pixel_size_override(pixel_size, path)
+        self.path, self._tif = path, tif
+        pages = tif.pages
+        pages.useframes = True  # every page shares the first page's layout: read IFDs lazily
+        first = pages.first
+        if len(first.shape) != 2:
+            raise DracoInputError(
+                f"TIFF pages must be 2D grey images, found page shape {first.shape}", path
+            )
+        check_frame_shape(first.shape, path)
+        self.n_frames = len(pages)
+        self.shape = (int(first.shape[0]), int(first.shape[1]))
+        self.dtype = np.dtype(first.dtype)
+        self.notes = []
+        self.metadata = {"compression": first.compression.name.lower()}
+        self.pixel_size = pixel_size or _tiff_pixel_size(first)
+
+    def _read(self, index: int) -> np.ndarray:
+        with _tifffile_log() as log:
+            page = self._tif.pages[index]
+            _check_page_data(page, self.path, index)
+            data = page.asarray()
+        _raise_logged(log, self.path, index)
+        return data
+
+    def close(self) -> None:
+        self._tif.close()
+
+
+def _tiff_pixel_size(page: TiffPage) -> float | None:
+    """Å per pixel from X resolution in pixels/cm (what ``write_tiff_movie`` stores), else None.
+
+    Resolutions in inches or without a unit are ignored: they are display DPI, not a sampling.
+    """
+    unit = page.tags.valueof(296)  # ResolutionUnit: 3 = centimetre
+    xres = page.tags.valueof(282)
+    if unit != 3 or not xres or not xres[0] or not xres[1]:
+        return None
+    per_cm = xres[0] / xres[1]
+    return round(1e8 / per_cm, 6) if per_cm > 0 else None
+
+
+class EerMovie(Movie):
+    """A Falcon 4 EER file: raw electron-event frames summed in groups, optionally upsampled.
+
+    Args:
+        tif: the opened ``tifffile.TiffFile`` (opened with ``superres`` = log2 upsampling).
+        grouping: raw frames summed into one output frame; the remainder is dropped.
+        upsampling: 1 (physical grid), 2 or 4 (super-resolution from the sub-pixel bits).
+        pixel_size: physical pixel size override in Å (the output pixel is this / upsampling).
+    """
+
+    def __init__(
+        self, tif: TiffFile, path: Path, grouping: int, upsampling: int, pixel_size: float | None
+    ) -> None:
+        check_pixel_size_override(pixel_size, path)
+        self.path, self._tif = path, tif
+        self.notes = []
+        self.metadata = dict(tif.eer_metadata or {})
+        pages = list(tif.series[0].pages) if tif.series else []
+        pages = [p for p in pages if p is not None and p.compression in EER_COMPRESSIONS]
+        if not pages:
+            raise DracoInputError("EER file holds no electron-event frames", path)
+        self._pages = pages
+        self.n_raw_frames, self.grouping, self.upsampling = len(pages), grouping, upsampling
+        self.n_frames = self.n_raw_frames // grouping
+        if self.n_frames == 0:
+            raise DracoInputError(
+                f"EER grouping {grouping} is larger than the {self.n_raw_frames} raw frames",
+                path,
+            )
+        dropped = self.n_raw_frames - self.n_frames * grouping
+        if dropped:
+            self.notes.append(
+                f"EER grouping {grouping}: {self.n_raw_frames} raw frames make {self.n_frames} "
+                f"frames; the last {dropped} raw frames are dropped"
+            )
+        first = pages[0]
+        check_frame_shape(first.shape, path)
+        self.shape = (int(first.shape[0]), int(first.shape[1]))
+        self.dtype = np.dtype(bool)
+        # The rendered grid is 2**min(sub-pixel bits, level) per axis: a file with fewer
+        # sub-pixel bits than asked for renders coarser, and the pixel size must follow.
+        sensor_width = first.keyframe.tags.valueof(256) or first.shape[1]
+        factor = first.shape[1] / sensor_width
+        if factor != upsampling:
+            self.notes.append(f"EER sub-pixel bits allow {factor:g}× upsampling, not {upsampling}×")
+        physical = pixel_size or _eer_pixel_size(self.metadata)
+        self.pixel_size = None if physical is None else physical / factor
+        self.metadata["compression"] = int(first.compression)
+        expected = self.metadata.get("numberOfFrames")
+        if isinstance(expected, int) and expected != self.n_raw_frames:
+            self.notes.append(
+                f"EER metadata says {expected} raw frames but the file holds {self.n_raw_frames}"
+            )
+
+    def _read(self, index: int) -> np.ndarray:
+        total = np.zeros(self.shape, np.uint16)
+        start = index * self.grouping
+        for k, page in enumerate(self._pages[start : start + self.grouping]):
+            with _tifffile_log() as log:
+                _check_page_data(page, self.path, start + k)
+                total += page.asarray()
+            _raise_logged(log, self.path, index)
+        return total
+
+    def close(self) -> None:
+        self._tif.close()
+
+
+def _eer_pixel_size(metadata: dict) -> float | None:
+    """Physical pixel size in Å from EER metadata ``sensorPixelSize.width`` (metres)."""
+    value = metadata.get("sensorPixelSize.width")
+    unit = metadata.get("sensorPixelSize.width.unit", "m")
+    if not isinstance(value, int | float) or value <= 0:
+        return None
+    return float(value) * 1e10 if unit == "m" else None
+
+
+@contextlib.contextmanager
+def _tifffile_log() -> Iterator[list[str]]:
+    """Collect tifffile's logged warnings (it logs, not raises, on broken IFD chains)."""
+    messages: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    log = logging.getLogger("tifffile")
+    handler, propagate = _Collect(level=logging.WARNING), log.propagate
+    log.addHandler(handler)
+    log.propagate = False  # keep them off the user's terminal; we turn them into errors
+    try:
+        yield messages
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
+
+
+_CORRUPT_WORDS = ("segments", "missing required", "TiffFileError", "invalid", "corrupt")
+
+
+def _raise_logged(log: list[str], path: Path, index: int) -> None:
+    """tifffile logs (and returns blank data) for corrupt pages: make that a user error.
+
+    Only messages about the page structure or its data count; tifffile's remarks on odd but
+    harmless metadata tags of real files do not stop a movie.
+    """
+    bad = [m for m in log if any(word in m for word in _CORRUPT_WORDS)]
+    if bad:
+        raise DracoInputError(f"corrupt frame {index} (tifffile: {bad[0]})", path)
+
+
+def open_tiff_like(path: Path, grouping: int, upsampling: int, pixel_size: float | None) -> Movie:
+    """TIFF or EER, decided by the content (EER metadata and compression), not the name."""
+    import tifffile
+
+    kind = "EER" if path.suffix.lower() in EER_SUFFIXES else "TIFF"
+    with _tifffile_log() as log:
+        try:
+            tif = tifffile.TiffFile(path, superres=int(math.log2(upsampling)))
+        except Exception as exc:  # TiffFileError, struct errors, OSError on short headers
+            raise DracoInputError(f"not a readable {kind} file ({_first_line(exc)})", path) from exc
+        try:
+            movie = _movie_from_tiff(tif, path, grouping, upsampling, pixel_size)
+            broken = [m for m in log if "invalid" in m and "offset" in m]
+            if broken:  # the IFD chain points past the end: pages are missing
+                raise DracoInputError(
+                    f"truncated or corrupt {kind} file: its page list points past the end "
+                    f"({broken[0].split('> ')[-1]}; the file has {path.stat().st_size} bytes)",
+                    path,
+                )
+            return movie
+        except DracoInputError:
+            tif.close()
+            raise
+        except Exception as exc:
+            tif.close()
+            raise DracoInputError(f"corrupt {kind} structure ({_first_line(exc)})", path) from exc
+
+
+def _movie_from_tiff(
+    tif: TiffFile, path: Path, grouping: int, upsampling: int, pixel_size: float | None
+) -> Movie:
+    if len(tif.pages) == 0:
+        raise DracoInputError("file holds zero frames (empty or truncated)", path)
+    compression = int(tif.pages.first.compression)
+    if tif.is_eer or compression in EER_COMPRESSIONS:
+        return EerMovie(tif, path, grouping, upsampling, pixel_size)
+    if path.suffix.lower() in EER_SUFFIXES:
+        raise DracoInputError(
+            f"not an EER file: a TIFF without EER metadata (compression {compression})", path
+        )
+    return TiffMovie(tif, path, pixel_size)
+
+
+def _check_page_data(page: TiffPage | TiffFrame, path: Path, index: int) -> None:
+    """Raise if a page's strips or tiles run past the end of the file (a truncated download)."""
+    size = page.parent.filehandle.size
+    ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=False)]
+    if ends and max(ends) > size:
+        raise DracoInputError(
+            f"truncated file: frame {index}'s data ends at byte {max(ends)} but the file has "
+            f"{size} bytes",
+            path,
+        )

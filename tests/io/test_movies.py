@@ -1,0 +1,309 @@
+"""Movie readers and writers: MRCS, TIFF (LZW/deflate, 8/16-bit) and EER round trips."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+import tifffile
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from draco_em.errors import DracoInputError
+from draco_em.io.info import describe
+from draco_em.io.movie_writers import (
+    encode_eer_frame,
+    split_counts,
+    write_eer,
+    write_tiff_movie,
+)
+from draco_em.io.movies import MrcMovie, open_movie
+from draco_em.io.mrc import write_mrc
+from draco_em.io.tiff_movies import EerMovie, TiffMovie
+
+N, NY, NX = 8, 64, 64
+
+
+@pytest.fixture
+def counts(rng: np.random.Generator) -> np.ndarray:
+    """8 frames of 64×64 Poisson counts at 1.5 e⁻/px/frame, with one very bright pixel."""
+    frames = rng.poisson(1.5, (N, NY, NX)).astype(np.uint16)
+    frames[:, 5, 7] = 200  # survives uint8, exercises more than 1 bit of range
+    return frames
+
+
+@pytest.fixture
+def raw_events(rng: np.random.Generator) -> np.ndarray:
+    """10 raw EER frames of sparse single events (bool [10, 64, 48])."""
+    events = rng.random((10, NY, 48)) < 0.05
+    events[0, -1, -1] = events[1, 0, 0] = True  # first and last pixel
+    events[2] = False  # an empty frame
+    events[3] = False
+    events[3, 40, 3] = True  # one run longer than the 127-pixel skip code
+    return events
+
+
+def test_mrcs_round_trip_is_lazy(tmp_path: Path, counts: np.ndarray) -> None:
+    path = write_mrc(tmp_path / "m.mrcs", counts, pixel_size=0.83)
+    with open_movie(path) as movie:
+        assert isinstance(movie, MrcMovie)
+        assert isinstance(movie._data, np.memmap)  # frames are read from disk on demand
+        assert (len(movie), movie.shape, movie.dtype) == (N, (NY, NX), np.uint16)
+        assert movie.pixel_size == pytest.approx(0.83)
+        frames = np.array(list(movie))
+        assert frames.dtype == np.float32
+        np.testing.assert_array_equal(frames, counts)
+        np.testing.assert_array_equal(movie.frame(-1), counts[-1])
+        np.testing.assert_array_equal(movie.sum(slice(1, None, 2)), counts[1::2].sum(0))
+        np.testing.assert_array_equal(movie.sum([0, 3]), counts[[0, 3]].sum(0))
+        with pytest.raises(IndexError):
+            movie.frame(N)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "compression", "tag"),
+    [
+        (np.uint8, "lzw", "lzw"),
+        (np.uint16, "lzw", "lzw"),
+        (np.uint8, "deflate", "adobe_deflate"),
+        (np.uint16, "deflate", "adobe_deflate"),
+    ],
+)
+def test_tiff_round_trip(
+    tmp_path: Path, counts: np.ndarray, dtype: type, compression: str, tag: str
+) -> None:
+    data = counts.astype(dtype)
+    path = write_tiff_movie(tmp_path / "m.tif", data, compression=compression, pixel_size=0.83)
+    with tifffile.TiffFile(path) as tif:  # one compressed page per frame
+        assert len(tif.pages) == N and tif.pages.first.compression.name.lower() == tag
+    with open_movie(path) as movie:
+        assert isinstance(movie, TiffMovie)
+        assert (movie.n_frames, movie.shape, movie.dtype) == (N, (NY, NX), np.dtype(dtype))
+        assert movie.pixel_size == pytest.approx(0.83)
+        assert movie.metadata["compression"] == tag
+        np.testing.assert_array_equal(np.array(list(movie)), data)
+
+
+def test_tiff_without_resolution_has_no_pixel_size(tmp_path: Path, counts: np.ndarray) -> None:
+    path = write_tiff_movie(tmp_path / "m.tiff", counts)
+    assert open_movie(path).pixel_size is None
+    assert open_movie(path, pixel_size=1.1).pixel_size == 1.1
+
+
+@pytest.mark.parametrize("compression", [65000, 65001, 65002])
+def test_eer_round_trip_against_tifffile(
+    tmp_path: Path, raw_events: np.ndarray, compression: int
+) -> None:
+    path = write_eer(tmp_path / "m.eer", raw_events, pixel_size=0.75, compression=compression)
+    with tifffile.TiffFile(path) as tif:  # tifffile/imagecodecs decode our encoding
+        assert tif.is_bigtiff and tif.is_eer
+        assert tif.pages.first.compression == compression
+        np.testing.assert_array_equal(tif.asarray(), raw_events)
+    with open_movie(path) as movie:
+        assert isinstance(movie, EerMovie)
+        assert (movie.n_frames, movie.shape, movie.pixel_size) == (10, (NY, 48), 0.75)
+        np.testing.assert_array_equal(np.array(list(movie)), raw_events)
+
+
+def test_eer_readable_by_eerfile(tmp_path: Path, raw_events: np.ndarray) -> None:
+    eerfile = pytest.importorskip("eerfile")
+    path = write_eer(tmp_path / "m.eer", raw_events, pixel_size=0.75)
+    np.testing.assert_array_equal(eerfile.read(path), raw_events)
+
+
+def test_eer_grouping_drops_remainder(tmp_path: Path, raw_events: np.ndarray) -> None:
+    path = write_eer(tmp_path / "m.eer", raw_events)
+    with open_movie(path, eer_grouping=3) as movie:
+        assert (movie.n_raw_frames, movie.n_frames) == (10, 3)
+        assert any("last 1 raw frames are dropped" in note for note in movie.notes)
+        expected = raw_events[:9].reshape(3, 3, NY, 48).sum(1)
+        np.testing.assert_array_equal(np.array(list(movie)), expected)
+    with open_movie(path, eer_grouping=5) as movie:
+        assert movie.n_frames == 2 and not movie.notes
+    with pytest.raises(DracoInputError, match="larger than the 10 raw frames"):
+        open_movie(path, eer_grouping=11)
+    with pytest.raises(DracoInputError, match="grouping must be >= 1"):
+        open_movie(path, eer_grouping=0)
+
+
+def test_same_counts_in_mrcs_tiff_and_eer(tmp_path: Path, counts: np.ndarray) -> None:
+    """The three encodings of one movie give identical frames (what draco prepare relies on)."""
+    n_sub = int(counts.max())
+    paths = [
+        write_mrc(tmp_path / "m.mrcs", counts, pixel_size=1.0),
+        write_tiff_movie(tmp_path / "m.tif", counts, pixel_size=1.0),
+        write_eer(tmp_path / "m.eer", split_counts(counts, n_sub), pixel_size=1.0),
+    ]
+    for path in paths:
+        with open_movie(path, eer_grouping=n_sub) as movie:
+            assert movie.pixel_size == 1.0
+            np.testing.assert_array_equal(np.array(list(movie)), counts)
+
+
+def test_eer_super_resolution(tmp_path: Path, rng: np.random.Generator) -> None:
+    events = rng.random((4, 16, 12)) < 0.2
+    sx, sy = rng.integers(0, 4, (2, 4, 16, 12))
+    fine = np.zeros((4, 64, 48), bool)  # events placed on the 4× grid
+    k, y, x = np.nonzero(events)
+    fine[k, 4 * y + sy[k, y, x], 4 * x + sx[k, y, x]] = True
+    path = write_eer(tmp_path / "s.eer", fine, subpixel_factor=4, pixel_size=1.2)
+    for up in (1, 2, 4):
+        with open_movie(path, eer_upsampling=up) as movie:
+            assert movie.shape == (16 * up, 12 * up)
+            assert movie.pixel_size == pytest.approx(1.2 / up)
+            f = 4 // up
+            binned = fine.reshape(4, 16 * up, f, 12 * up, f).sum((2, 4))
+            np.testing.assert_array_equal(np.array(list(movie)), binned)
+    # A pixel size given by the user is the physical one.
+    assert open_movie(path, eer_upsampling=2, pixel_size=1.0).pixel_size == 0.5
+    with pytest.raises(DracoInputError, match="upsampling must be 1, 2 or 4"):
+        open_movie(path, eer_upsampling=3)
+
+
+def test_eer_encoder_rejects_counts() -> None:
+    with pytest.raises(ValueError, match="split_counts"):
+        write_eer("unused.eer", [np.full((4, 4), 2)])
+    # A frame without events encodes to a valid stream too.
+    assert len(encode_eer_frame(np.zeros((8, 8), bool))) % 2 == 0
+
+
+def test_split_counts_sums_back(rng: np.random.Generator) -> None:
+    counts = rng.poisson(2.0, (3, 32, 32))
+    subs = np.array(list(split_counts(counts, 12, rng)))
+    assert subs.dtype == bool and subs.shape == (36, 32, 32)
+    np.testing.assert_array_equal(subs.reshape(3, 12, 32, 32).sum(1), counts)
+    assert subs.reshape(3, 12, -1).sum(-1).std() > 0  # events spread over the sub-frames
+
+
+def test_info_shows_frames(tmp_path: Path, counts: np.ndarray, raw_events: np.ndarray) -> None:
+    mrcs = describe(write_mrc(tmp_path / "m.mrcs", counts, pixel_size=1.0))
+    assert mrcs["n_frames"] == N and mrcs["kind"] == "stack"
+    tif = describe(write_tiff_movie(tmp_path / "m.tif", counts, pixel_size=0.5))
+    assert (tif["n_frames"], tif["pixel_size"], tif["compression"]) == (N, 0.5, "lzw")
+    eer = describe(write_eer(tmp_path / "m.eer", raw_events, pixel_size=0.5))
+    assert (eer["format"], eer["n_raw_frames"], eer["pixel_size"]) == ("eer", 10, 0.5)
+
+
+# ---- bad input: each a DracoInputError that names the file ---------------------------------
+
+
+def _raises_naming(path: Path, match: str, **kwargs: object) -> None:
+    with pytest.raises(DracoInputError, match=match) as info:
+        with open_movie(path, **kwargs) as movie:
+            movie.sum()
+    assert str(path) in str(info.value)
+
+
+def test_missing_folder_and_unknown(tmp_path: Path) -> None:
+    _raises_naming(tmp_path / "nope.tif", "file not found")
+    _raises_naming(tmp_path, "is a folder")
+    (tmp_path / "m.avi").write_bytes(b"x")
+    _raises_naming(tmp_path / "m.avi", "unknown movie type")
+
+
+@pytest.mark.parametrize("name", ["garbage.eer", "garbage.tif", "empty.tiff"])
+def test_garbage_bytes(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"" if name.startswith("empty") else b"not a tiff at all" * 50)
+    _raises_naming(path, "not a readable (EER|TIFF) file")
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.5, 0.97])
+@pytest.mark.parametrize("kind", ["tif", "eer"])
+def test_truncated(
+    tmp_path: Path, counts: np.ndarray, raw_events: np.ndarray, kind: str, fraction: float
+) -> None:
+    if kind == "tif":
+        path = write_tiff_movie(tmp_path / "m.tif", counts)
+    else:
+        path = write_eer(tmp_path / "m.eer", raw_events)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    _raises_naming(path, "truncated|corrupt|not a readable|zero frames|cannot decode")
+
+
+def test_corrupt_eer_stream(tmp_path: Path, raw_events: np.ndarray) -> None:
+    path = write_eer(tmp_path / "m.eer", raw_events)
+    with tifffile.TiffFile(path) as tif:
+        offset = tif.pages[1].dataoffsets[0]
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 64] = b"\xff" * 64  # runs past the last pixel
+    path.write_bytes(bytes(data))
+    _raises_naming(path, "cannot decode frame 1")
+
+
+_MUTATIONS = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    mutations=_MUTATIONS,
+    cut=st.one_of(st.none(), st.integers(0, 5000)),
+    suffix=st.sampled_from([".tif", ".eer"]),
+)
+def test_fuzzed_bytes_give_movie_or_input_error(
+    mutations: list[tuple[int, int]], cut: int | None, suffix: str
+) -> None:
+    """A TIFF/EER with random bytes changed or cut: a movie or DracoInputError, nothing else."""
+    events = np.random.default_rng(1).random((3, 16, 16)) < 0.2
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"fuzz{suffix}"
+        if suffix == ".eer":
+            write_eer(path, events, pixel_size=1.0)
+        else:
+            write_tiff_movie(path, events.astype(np.uint8) * 7)
+        data = bytearray(path.read_bytes())
+        for position, value in mutations:
+            data[position % len(data)] = value
+        path.write_bytes(bytes(data[:cut]))
+        try:
+            with open_movie(path) as movie:
+                movie.sum()
+        except DracoInputError as exc:
+            assert str(path) in str(exc)
+
+
+def test_plain_tiff_named_eer(tmp_path: Path, counts: np.ndarray) -> None:
+    path = tmp_path / "m.eer"
+    path.write_bytes(write_tiff_movie(tmp_path / "m.tif", counts).read_bytes())
+    _raises_naming(path, "not an EER file")
+
+
+def test_wrong_dimensions(tmp_path: Path, counts: np.ndarray) -> None:
+    _raises_naming(write_mrc(tmp_path / "one.mrc", counts[0], pixel_size=1.0), "3D")
+    rgb = tmp_path / "rgb.tif"
+    tifffile.imwrite(rgb, np.zeros((2, 16, 16, 3), np.uint8), photometric="rgb")
+    _raises_naming(rgb, "2D grey")
+
+
+def test_zero_frames(tmp_path: Path) -> None:
+    path = tmp_path / "z.mrcs"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.zeros((0, 16, 16), np.float32))
+    _raises_naming(path, "no pixels")
+
+
+@pytest.mark.filterwarnings("ignore:Data array contains NaN")
+def test_nan_frame(tmp_path: Path, counts: np.ndarray) -> None:
+    data = counts.astype(np.float32)
+    data[2, 3, 4] = np.nan
+    data[2, 5, 5] = np.inf
+    path = write_mrc(tmp_path / "nan.mrcs", data, pixel_size=1.0)
+    movie = open_movie(path)
+    movie.frame(1)  # the good frames stay readable
+    _raises_naming(path, "frame 2 has 2 NaN/Inf pixels")
+
+
+def test_movies_doc_names_existing_tests() -> None:
+    """Every ``tests/...::test_x`` named in docs/movies.md exists."""
+    import re
+
+    repo = Path(__file__).resolve().parents[2]
+    doc = (repo / "docs" / "movies.md").read_text()
+    names = re.findall(r"(tests/[\w/]+\.py)::(test_\w+)", doc)
+    assert len(names) > 20
+    for file, test in names:
+        assert f"def {test}(" in (repo / file).read_text(), f"{file}::{test}"
