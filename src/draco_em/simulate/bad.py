@@ -1,0 +1,125 @@
+"""What goes on each micrograph, and the bad-micrograph classes with their labels.
+
+A :class:`MicrographPlan` is drawn first from the micrograph's own random stream; the physics
+steps then follow it. Exactly ``round(bad_fraction × n)`` micrographs are bad (chosen by the
+seed), each with one reason:
+
+* ``thick_ice``: 100–300 nm of ice; strong inelastic loss and structural noise.
+* ``drift``: 8–20× faster drift, motion blur within each frame, 5× the local motion.
+* ``empty``: no particles.
+* ``contamination``: large ethane blobs and many ice crystals over most of the image.
+* ``crystalline_ice``: hexagonal ice domains, with Bragg spots at 3.44/3.67/3.90 Å (the ice
+  Ih 101/002/100 reflections) and diffraction-contrast darkening of each domain.
+* ``carbon_only``: the image is all carbon film, no particles.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from draco_em.simulate.config import BAD_REASONS, SimulateConfig
+from draco_em.simulate.sample import smooth_field
+
+#: d-spacings in Å of the strongest hexagonal-ice reflections (Ih 100, 002, 101).
+ICE_BRAGG_SPACINGS = (3.90, 3.67, 3.44)
+
+
+@dataclass
+class MicrographPlan:
+    """The choices for one micrograph (all lengths in Å)."""
+
+    reason: str = "none"
+    ice_mean: float = 300.0
+    carbon: str = "none"  # none | edge | full
+    n_crystals: int = 0
+    n_blobs: int = 0
+    big_contamination: bool = False
+    crystalline: bool = False
+    heavy_drift: bool = False
+    empty: bool = False
+    species: list[int] = field(default_factory=list)
+
+    @property
+    def quality(self) -> str:
+        return "good" if self.reason == "none" else "bad"
+
+
+def bad_indices(cfg: SimulateConfig) -> set[int]:
+    """Indices of the bad micrographs: exactly ``round(bad_fraction × n)``, chosen by the seed."""
+    n_bad = round(cfg.bad_fraction * cfg.n_micrographs)
+    rng = np.random.default_rng([cfg.seed, 0xBAD])
+    return {int(i) for i in rng.choice(cfg.n_micrographs, size=n_bad, replace=False)}
+
+
+def draw_plan(
+    rng: np.random.Generator, cfg: SimulateConfig, bad: bool, n_structures: int
+) -> MicrographPlan:
+    """Draw the plan of one micrograph; ``bad`` picks one of the bad classes uniformly."""
+    plan = MicrographPlan(ice_mean=float(rng.uniform(*cfg.ice_thickness_range)))
+    k = min(cfg.species_per_micrograph, n_structures)
+    plan.species = sorted(int(i) for i in rng.choice(n_structures, size=k, replace=False))
+    if rng.random() < cfg.carbon_probability:
+        plan.carbon = "edge"
+    if rng.random() < cfg.contamination_probability:
+        plan.n_crystals = int(rng.integers(1, 5))
+        plan.n_blobs = int(rng.random() < 0.3)
+    if not bad:
+        return plan
+    plan.reason = str(rng.choice(BAD_REASONS))
+    if plan.reason == "thick_ice":
+        plan.ice_mean = float(rng.uniform(1000, 3000))
+    elif plan.reason == "drift":
+        plan.heavy_drift = True
+    elif plan.reason == "empty":
+        plan.empty = True
+    elif plan.reason == "contamination":
+        plan.big_contamination = True
+        plan.n_crystals = int(rng.integers(6, 16))
+        plan.n_blobs = int(rng.integers(2, 5))
+    elif plan.reason == "crystalline_ice":
+        plan.crystalline = True
+    elif plan.reason == "carbon_only":
+        plan.carbon, plan.empty = "full", True
+    return plan
+
+
+def crystalline_ice(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    pixel_size: float,
+    ice_mean: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Phase [H, W] (rad) and attenuation [H, W] of crystalline-ice domains.
+
+    Each domain (3–6 per image, a Voronoi-like partition of a smooth field) is a hexagonal
+    lattice seen along its c axis: three cosine gratings 60° apart at one Bragg spacing, whose
+    phase amplitude grows with the ice thickness, and an extra intensity loss of 10–60 % from
+    Bragg scattering out of the objective aperture. Spacings finer than 2 px cannot be sampled;
+    those domains only darken.
+    """
+    n_domains = int(rng.integers(3, 7))
+    scores = np.stack([smooth_field(rng, shape, 0.3 * max(shape)) for _ in range(n_domains)])
+    owner = scores.argmax(axis=0)
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32) * pixel_size
+    phase = np.zeros(shape, np.float32)
+    attenuation = np.zeros(shape, np.float32)
+    for d in range(n_domains):
+        mask = owner == d
+        spacing = float(rng.choice(ICE_BRAGG_SPACINGS))
+        attenuation[mask] = rng.uniform(0.1, 0.9)
+        if spacing < 2 * pixel_size:
+            continue
+        amp = 2e-4 * ice_mean * rng.uniform(0.5, 1.5)  # rad; ~0.06 rad for 300 Å of ice
+        theta = rng.uniform(0, math.pi / 3)
+        grating = np.zeros(shape, np.float32)
+        for j in range(3):
+            gx, gy = (
+                np.cos(theta + j * math.pi / 3) / spacing,
+                np.sin(theta + j * math.pi / 3) / spacing,
+            )
+            grating += np.cos(2 * math.pi * (gx * xx + gy * yy) + rng.uniform(0, 2 * math.pi))
+        phase[mask] = amp * grating[mask]
+    return phase, attenuation

@@ -1,0 +1,125 @@
+"""Configuration of ``draco simulate``: every physical knob, with its unit, validated once.
+
+Defaults describe a typical single-particle session: 300 kV, Cs 2.7 mm, 40 e⁻/Å² in 40 frames,
+1 Å/px, defocus 0.8–2.5 µm, 20–50 nm of vitreous ice. ``docs/simulator.md`` gives the
+reference behind each number.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: The reasons a micrograph can be bad (``_dracoReason``); good ones say ``none``.
+BAD_REASONS = ("thick_ice", "drift", "empty", "contamination", "crystalline_ice", "carbon_only")
+Reason = Literal[
+    "none", "thick_ice", "drift", "empty", "contamination", "crystalline_ice", "carbon_only"
+]
+
+
+def default_cache_dir() -> Path:
+    """``$DRACO_CACHE_DIR``, else ``$XDG_CACHE_HOME/draco-em``, else ``~/.cache/draco-em``."""
+    if os.environ.get("DRACO_CACHE_DIR"):
+        return Path(os.environ["DRACO_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "draco-em"
+
+
+class SimulateConfig(BaseModel):
+    """All settings of one ``draco simulate`` run (stored as ``OUTDIR/simulate_config.json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outdir: Path = Field(description="Output folder; re-running with it resumes.")
+    n_micrographs: int = Field(1, ge=1, description="Number of micrographs to make.")
+    size: int = Field(2048, ge=64, le=16384, description="Micrograph edge length in pixels.")
+    pixel_size: float = Field(1.0, gt=0.2, le=20.0, description="Pixel size in Å.")
+    structures: list[Path] = Field(
+        default_factory=list,
+        description="PDB/mmCIF models (optionally .gz) or MRC density maps; empty = phantoms.",
+    )
+    map_pixel_size: float | None = Field(
+        None, gt=0, description="Voxel size in Å of MRC maps whose header says 0 or 1.0."
+    )
+    n_phantoms: int = Field(6, ge=1, le=64, description="Distinct built-in phantoms (no files).")
+    species_per_micrograph: int = Field(1, ge=1, description="Structures mixed on one image.")
+    frames: int = Field(40, ge=2, le=1000, description="Frames per movie.")
+    dose: float = Field(40.0, gt=0, le=500, description="Total exposure in e⁻/Å².")
+    particles_per_micrograph: int | None = Field(
+        None, ge=0, description="Particles per good micrograph; None = from `coverage`."
+    )
+    coverage: float = Field(
+        0.25, ge=0, le=0.6, description="Fraction of the area covered by particle discs."
+    )
+    aggregate_fraction: float = Field(
+        0.08, ge=0, le=1, description="Fraction of particles placed in touching clusters."
+    )
+    bad_fraction: float = Field(0.0, ge=0, le=1, description="Fraction of bad micrographs.")
+    seed: int = Field(
+        0,
+        ge=0,
+        description="Master seed; one micrograph's output depends only on it and its index.",
+    )
+    movies: bool = Field(True, description="Write the raw-count movies (movies/<name>.mrcs).")
+    gain: bool = Field(False, description="Simulate a non-uniform gain (writes gain.mrc).")
+    jobs: int = Field(1, ge=1, le=256, description="Worker processes.")
+    # Optics (torch-ctf conventions: defocus in µm, positive = underfocus).
+    voltage: float = Field(300.0, gt=10, le=1000, description="Acceleration voltage in kV.")
+    cs: float = Field(2.7, ge=0, le=10, description="Spherical aberration in mm.")
+    amplitude_contrast: float = Field(0.07, ge=0, lt=1, description="Amplitude contrast fraction.")
+    defocus_range: tuple[float, float] = Field((0.8, 2.5), description="Defocus range in µm.")
+    max_astigmatism: float = Field(0.1, ge=0, description="Max (dU - dV) / 2 in µm.")
+    envelope_bfactor: float = Field(
+        50.0, ge=0, description="Envelope B-factor in Å² (coherence, vibration): exp(-B q²/4)."
+    )
+    # Sample.
+    ice_thickness_range: tuple[float, float] = Field(
+        (200.0, 500.0), description="Mean vitreous ice thickness of good images in Å."
+    )
+    inelastic_mfp: float = Field(
+        3800.0, gt=0, description="Inelastic mean free path of ice in Å (zero-loss imaging)."
+    )
+    carbon_probability: float = Field(0.25, ge=0, le=1, description="P(carbon edge) per image.")
+    contamination_probability: float = Field(
+        0.5, ge=0, le=1, description="P(a few contaminants) per good image."
+    )
+    # Detector and motion.
+    drift_per_frame: float = Field(
+        0.6, ge=0, description="Mean global drift speed in Å/frame after the first frames."
+    )
+    local_motion: float = Field(
+        0.4, ge=0, description="RMS local beam-induced displacement at the end in Å."
+    )
+    cache_dir: Path | None = Field(
+        None, description="Potential cache folder; None = the user cache (see default_cache_dir)."
+    )
+    name_prefix: str = Field("mic", pattern=r"^[A-Za-z0-9_.-]+$", description="Image name stem.")
+
+    @model_validator(mode="after")
+    def _check(self) -> SimulateConfig:
+        lo, hi = self.defocus_range
+        if not 0 < lo <= hi:
+            raise ValueError(f"defocus range must satisfy 0 < min <= max µm, got {lo}, {hi}")
+        tlo, thi = self.ice_thickness_range
+        if not 0 < tlo <= thi:
+            raise ValueError(f"ice thickness range must satisfy 0 < min <= max Å, got {tlo}, {thi}")
+        if self.gain and not self.movies:
+            raise ValueError("--gain needs movies: the gain only applies to raw counts")
+        return self
+
+    @property
+    def potential_cache(self) -> Path:
+        """Folder of cached potentials."""
+        return (self.cache_dir or default_cache_dir()) / "potentials"
+
+    @property
+    def dose_per_frame_px(self) -> float:
+        """Electrons per pixel per frame (before ice attenuation)."""
+        return self.dose * self.pixel_size**2 / self.frames
+
+    def micrograph_name(self, index: int) -> str:
+        """Stem of micrograph ``index`` (0-based): ``mic_00001`` for index 0."""
+        return f"{self.name_prefix}_{index + 1:05d}"

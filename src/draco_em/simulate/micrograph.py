@@ -1,0 +1,284 @@
+"""One micrograph, start to finish: plan → specimen → exit wave → frames → counts → sums.
+
+Random numbers come from ``numpy.random.default_rng([seed, index])`` only, so a micrograph is
+the same whichever worker makes it and whatever else is made. See ``docs/simulator.md``.
+
+Frame bookkeeping (MotionCor2's ``-SplitSum`` naming): frames are numbered from 0; the ``ODD``
+sum holds frames 0, 2, 4, ... (the 1st, 3rd, 5th: odd in 1-based counting), the ``EVN`` sum
+frames 1, 3, 5, ...; ``EVN + ODD`` is the full sum, bit for bit. The sums are aligned with the
+true integer part of each frame's drift (the fractional part stays as a residual blur, like
+a real motion correction), are not dose-weighted, and count electrons. ``clean`` is their
+exact expectation: ``E[full sum] = clean`` pixel by pixel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from draco_em.simulate import bad, detector, optics, placement, sample
+from draco_em.simulate.config import SimulateConfig
+from draco_em.simulate.potential import WATER_POTENTIAL_V, interaction_constant
+from draco_em.simulate.projection import Projector
+
+CARBON_POTENTIAL_V = 10.0  # mean inner potential of amorphous carbon, V (Wanner et al. 2006)
+
+
+@dataclass
+class Micrograph:
+    """Everything written for one micrograph (images [size, size] float32, in electrons)."""
+
+    name: str
+    full: np.ndarray
+    even: np.ndarray
+    odd: np.ndarray
+    clean: np.ndarray
+    movie: np.ndarray | None  # [frames, size, size] raw counts (uint8/int16) or None
+    particles: pd.DataFrame  # x, y (image pixels), rot, tilt, psi, structure, aggregate
+    shifts: np.ndarray  # [frames, 2] true global shift (x, y) in pixels
+    optics: optics.OpticsParams
+    plan: bad.MicrographPlan
+    ice_thickness: float  # mean over the image, Å
+    particle_phase: np.ndarray | None = None  # [size, size] particles-only phase (rad), on request
+
+
+def _specimen(rng, cfg, plan, canvas, margin, projectors):
+    """Phase, attenuation [H, W] (torch), particle table, mean ice (Å), particle phase [H, W]."""
+    px, sigma = cfg.pixel_size, interaction_constant(cfg.voltage)
+    t = sample.ice_thickness(rng, canvas, px, plan.ice_mean)
+    noise = sample.structural_noise(rng, canvas, px, sigma, "ice", plan.ice_mean)
+    phase = sigma * WATER_POTENTIAL_V * t + noise * np.sqrt(t / plan.ice_mean)
+    attenuation = t / cfg.inelastic_mfp
+    carbon = None
+    if plan.carbon != "none":
+        carbon = sample.carbon_mask(rng, canvas, px, full=plan.carbon == "full")
+        tc = float(rng.uniform(100, 200))
+        film = sigma * CARBON_POTENTIAL_V * tc
+        phase += carbon * (film + sample.structural_noise(rng, canvas, px, sigma, "carbon", tc))
+        attenuation += carbon * tc / sample.CARBON_MFP
+    extra, crystal = sample.contamination(
+        rng, canvas, px, plan.n_crystals, plan.n_blobs, big=plan.big_contamination
+    )
+    phase += sigma * WATER_POTENTIAL_V * extra
+    # Crystalline contaminants also lose intensity to Bragg reflections outside the aperture.
+    attenuation += extra / cfg.inelastic_mfp + crystal * rng.uniform(0.1, 0.5)
+    if plan.crystalline:
+        p, a = bad.crystalline_ice(rng, canvas, px, plan.ice_mean)
+        phase, attenuation = phase + p, attenuation + a
+    used = [projectors[i] for i in plan.species]
+    n = 0 if plan.empty else _n_particles(cfg, used, margin)
+    layout = placement.place_particles(
+        rng,
+        canvas,
+        margin,
+        [p.radius_px for p in used],
+        n,
+        cfg.aggregate_fraction,
+        forbidden=extra > 100,
+        carbon=carbon,
+    )
+    particle_phase, layout = placement.render_particles(rng, canvas, layout, used)
+    phase_t = torch.from_numpy(phase + particle_phase)
+    particle_t = torch.from_numpy(particle_phase)
+    attenuation_t = torch.from_numpy(attenuation) + optics.absorption(
+        particle_t, cfg.amplitude_contrast
+    )
+    ice = float(t[margin:-margin, margin:-margin].mean())
+    return phase_t, attenuation_t, layout, ice, particle_phase
+
+
+def _n_particles(cfg: SimulateConfig, used: list[Projector], margin: int) -> int:
+    """Particles to place on the canvas so that about the target number lands in the image."""
+    r = float(np.mean([p.radius_px for p in used]))
+    if cfg.particles_per_micrograph is not None:
+        n = cfg.particles_per_micrograph
+    else:
+        n = cfg.coverage * cfg.size**2 / (math.pi * r**2)
+    return round(n * ((cfg.size + r) / cfg.size) ** 2)
+
+
+def _anchor_images(cfg, phase, attenuation, transfer, blur):
+    """Expected intensity (relative to vacuum) at a few exposures, and those exposures (e⁻/Å²).
+
+    Radiation damage changes slowly with exposure, so frames interpolate linearly between
+    these anchors instead of forming one image per frame.
+    """
+    q = torch.sqrt(
+        torch.fft.fftfreq(phase.shape[0], cfg.pixel_size)[:, None] ** 2
+        + torch.fft.rfftfreq(phase.shape[1], cfg.pixel_size)[None, :] ** 2
+    )
+    mtf = detector.detector_mtf(tuple(phase.shape)) * blur
+    exposures = (np.arange(cfg.frames) + 0.5) * cfg.dose / cfg.frames
+    anchors = np.linspace(
+        exposures[0], exposures[-1], min(cfg.frames, max(2, math.ceil(cfg.frames / 10)))
+    )
+    spec = torch.fft.rfft2(phase)
+    images = []
+    for exposure in anchors:
+        damaged = torch.fft.irfft2(spec * detector.damage_filter(q, float(exposure)), s=phase.shape)
+        intensity = optics.form_image(damaged, attenuation, transfer)
+        images.append(torch.fft.irfft2(torch.fft.rfft2(intensity) * mtf, s=phase.shape))
+    return images, anchors, exposures
+
+
+def _interp(images, anchors, exposure):
+    j = int(np.clip(np.searchsorted(anchors, exposure) - 1, 0, len(anchors) - 2))
+    w = float((exposure - anchors[j]) / (anchors[j + 1] - anchors[j]))
+    return images[j] * (1 - w) + images[j + 1] * w
+
+
+def _window(counts: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
+    return counts[top : top + size, left : left + size]
+
+
+def _frames_with_movie(rng, cfg, images, anchors, exposures, shifts, local, margin, sensitivity):
+    """Poisson counts frame by frame: the movie (detector frame) and the aligned parity sums."""
+    size, frames = cfg.size, cfg.frames
+    canvas = tuple(images[0].shape)
+    progress = detector.motion_progress(frames)
+    warper = detector.Warper(canvas, local)
+    movie = np.zeros((frames, size, size), np.uint8)
+    sums = [np.zeros((size, size), np.float64), np.zeros((size, size), np.float64)]
+    clean = np.zeros((size, size), np.float64)
+    for k in range(frames):
+        whole = np.round(shifts[k]).astype(int)
+        top, left = margin - whole[1], margin - whole[0]  # detector frame k on the canvas
+        expected = warper(_interp(images, anchors, exposures[k]), shifts[k] - whole, progress[k])
+        lam = (expected.clamp_(min=0) * cfg.dose_per_frame_px).numpy()
+        rate = lam
+        if sensitivity is not None:
+            rate = lam.copy()
+            rate[top : top + size, left : left + size] *= sensitivity
+        counts = detector.poisson(rng, rate).reshape(canvas)
+        if counts.dtype == np.int16 and movie.dtype == np.uint8:  # a frame above 255 counts
+            movie = movie.astype(np.int16)
+        movie[k] = _window(counts, top, left, size)
+        aligned = _window(counts, margin, margin, size)
+        if sensitivity is not None:
+            # Gain reference applied where the aligned window saw the real detector.
+            gain = np.ones(canvas, np.float32)
+            gain[top : top + size, left : left + size] = 1.0 / sensitivity
+            aligned = aligned * _window(gain, margin, margin, size)
+        sums[k % 2] += aligned
+        clean += _window(lam, margin, margin, size)
+    return movie, sums, clean
+
+
+def _frames_without_movie(rng, cfg, images, anchors, exposures, shifts, local, margin):
+    """Parity sums drawn directly: a sum of independent Poisson frames is Poisson with the
+    summed mean. Sub-pixel drift is applied exactly in Fourier space; local motion with the
+    mean displacement of each half."""
+    size, frames = cfg.size, cfg.frames
+    canvas = tuple(images[0].shape)
+    progress = detector.motion_progress(frames)
+    specs = [torch.fft.rfft2(img) for img in images]
+    fy = torch.fft.fftfreq(canvas[0], dtype=torch.float64)
+    fx = torch.fft.rfftfreq(canvas[1], dtype=torch.float64)
+    sums, clean = [], np.zeros((size, size), np.float64)
+    for parity in (0, 1):
+        ks = np.arange(parity, frames, 2)
+        frac = shifts[ks] - np.round(shifts[ks])
+        ry = torch.exp(-2j * math.pi * torch.from_numpy(frac[:, 1])[:, None] * fy[None, :])
+        rx = torch.exp(-2j * math.pi * torch.from_numpy(frac[:, 0])[:, None] * fx[None, :])
+        total = torch.zeros_like(specs[0])
+        for a in range(len(anchors)):
+            weights = torch.from_numpy(_anchor_weights(anchors, exposures[ks], a)).to(
+                torch.complex128
+            )
+            ramp = (ry * weights[:, None]).T @ rx  # Σ_k w_k exp(-2πi q·frac_k), [H, W/2+1]
+            total += specs[a] * ramp.to(torch.complex64)
+        expected = torch.fft.irfft2(total, s=canvas) * cfg.dose_per_frame_px
+        expected = detector.Warper(canvas, local)(expected, np.zeros(2), float(progress[ks].mean()))
+        lam = _window(expected.clamp(min=0).numpy(), margin, margin, size)
+        sums.append(detector.poisson(rng, lam).reshape(size, size).astype(np.float64))
+        clean += lam
+    return sums, clean
+
+
+def _anchor_weights(anchors: np.ndarray, exposures: np.ndarray, a: int) -> np.ndarray:
+    """Linear-interpolation weight of anchor ``a`` for each exposure (same rule as _interp)."""
+    j = np.clip(np.searchsorted(anchors, exposures) - 1, 0, len(anchors) - 2)
+    w = (exposures - anchors[j]) / (anchors[j + 1] - anchors[j])
+    return np.where(j == a, 1 - w, 0.0) + np.where(j + 1 == a, w, 0.0)
+
+
+def simulate_micrograph(
+    cfg: SimulateConfig,
+    index: int,
+    projectors: list[Projector],
+    is_bad: bool = False,
+    sensitivity: np.ndarray | None = None,
+    keep_particle_phase: bool = False,
+) -> Micrograph:
+    """Simulate micrograph ``index`` (0-based) of the dataset described by ``cfg``.
+
+    Args:
+        projectors: one per structure (phantoms or files); the plan picks the species.
+        is_bad: make it one of the bad classes (see :mod:`draco_em.simulate.bad`).
+        sensitivity: [size, size] detector gain sensitivity, or None for a uniform detector.
+        keep_particle_phase: also return the particles-only phase image (for tests/figures).
+    """
+    rng = np.random.default_rng([cfg.seed, index])
+    plan = bad.draw_plan(rng, cfg, is_bad, len(projectors))
+    lens = optics.draw_optics(rng, cfg)
+    shifts = detector.drift_trajectory(
+        rng, cfg.frames, cfg.drift_per_frame / cfg.pixel_size, heavy=plan.heavy_drift
+    )
+    local_rms = cfg.local_motion / cfg.pixel_size * (5 if plan.heavy_drift else 1)
+    margin = int(np.ceil(np.abs(shifts).max() + 4 * local_rms)) + 8
+    canvas = (cfg.size + 2 * margin, cfg.size + 2 * margin)
+    phase, attenuation, layout, ice, particle_phase = _specimen(
+        rng, cfg, plan, canvas, margin, projectors
+    )
+    particle_phase = (
+        _window(particle_phase, margin, margin, cfg.size) if keep_particle_phase else None
+    )
+    transfer = optics.lens_transfer(lens, canvas, cfg.pixel_size)
+    blur = _motion_blur(canvas, shifts) if plan.heavy_drift else 1.0
+    images, anchors, exposures = _anchor_images(cfg, phase, attenuation, transfer, blur)
+    del phase, attenuation, transfer
+    local = detector.local_motion_field(rng, canvas, local_rms)
+    movie = None
+    if cfg.movies:
+        movie, sums, clean = _frames_with_movie(
+            rng, cfg, images, anchors, exposures, shifts, local, margin, sensitivity
+        )
+    else:
+        sums, clean = _frames_without_movie(
+            rng, cfg, images, anchors, exposures, shifts, local, margin
+        )
+    odd, even = sums[0].astype(np.float32), sums[1].astype(np.float32)
+    layout["x"] -= margin
+    layout["y"] -= margin
+    inside = (
+        (layout["x"] >= 0)
+        & (layout["x"] < cfg.size)
+        & (layout["y"] >= 0)
+        & (layout["y"] < cfg.size)
+    )
+    return Micrograph(
+        name=cfg.micrograph_name(index),
+        full=even + odd,
+        even=even,
+        odd=odd,
+        clean=clean.astype(np.float32),
+        movie=movie,
+        particles=layout[inside].reset_index(drop=True),
+        shifts=shifts,
+        optics=lens,
+        plan=plan,
+        ice_thickness=ice,
+        particle_phase=particle_phase,
+    )
+
+
+def _motion_blur(canvas: tuple[int, int], shifts: np.ndarray) -> torch.Tensor:
+    """Blur of motion *within* a frame (a line of the mean per-frame step), on the rfft2 grid."""
+    step = np.abs(np.diff(shifts, axis=0)).mean(axis=0) if len(shifts) > 1 else np.zeros(2)
+    fy = torch.fft.fftfreq(canvas[0])[:, None]
+    fx = torch.fft.rfftfreq(canvas[1])[None, :]
+    return torch.sinc(fy * float(step[1]) + fx * float(step[0]))

@@ -1,0 +1,286 @@
+"""``draco simulate``: make a dataset of micrographs with exact ground truth.
+
+Layout of ``OUTDIR`` (fixed names, relied on by other commands and benchmarks)::
+
+    micrographs.star              RELION micrograph STAR + the dataset-manifest columns
+    micrographs/<name>.mrc        full sum (electrons)     <name>_EVN.mrc / <name>_ODD.mrc
+    clean/<name>.mrc              noise-free expectation of the full sum
+    coordinates/<name>.star       every particle whose centre is inside the image
+    motion/<name>.csv             frame,shift_x,shift_y (true global shift, pixels)
+    movies/<name>.mrcs            raw counts (unless --no-movies);  gain.mrc with --gain
+    meta/<name>.json              per-micrograph record, written last: marks it finished
+    simulate_config.json          the settings; failures.txt lists micrographs that failed
+
+Every output is written atomically; a re-run with the same settings skips finished
+micrographs and rebuilds ``micrographs.star``.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from draco_em.errors import DracoInputError
+from draco_em.io.atomic import write_text_atomic
+from draco_em.io.batch import FailureLog
+from draco_em.io.coords import write_relion_coords
+from draco_em.io.mrc import write_mrc
+from draco_em.io.star import MicrographTable, write_micrographs_star
+from draco_em.simulate import bad, detector
+from draco_em.simulate.config import SimulateConfig
+from draco_em.simulate.micrograph import Micrograph, simulate_micrograph
+from draco_em.simulate.phantoms import make_phantoms
+from draco_em.simulate.potential import Structure, load_structure
+from draco_em.simulate.projection import Projector
+
+# Settings that do not change what is simulated (a resumed run may change them).
+_NOT_PHYSICS = {"jobs", "outdir", "cache_dir"}
+
+
+@dataclass
+class RunSummary:
+    """What a run did."""
+
+    made: int
+    skipped: int
+    failed: int
+    star: Path
+
+
+def load_structures(cfg: SimulateConfig) -> list[Structure]:
+    """The dataset's structures: the files given (via the potential cache), else phantoms."""
+    if not cfg.structures:
+        return make_phantoms(cfg.seed, cfg.n_phantoms, cfg.pixel_size, cfg.voltage)
+    return [
+        load_structure(p, cfg.pixel_size, cfg.voltage, cfg.potential_cache, cfg.map_pixel_size)
+        for p in cfg.structures
+    ]
+
+
+def _check_resume(cfg: SimulateConfig) -> None:
+    """Refuse to mix two different simulations in one folder; record the settings."""
+    path = cfg.outdir / "simulate_config.json"
+    current = json.loads(cfg.model_dump_json())
+    if path.exists():
+        old = json.loads(path.read_text())
+        diff = sorted(k for k in current if k not in _NOT_PHYSICS and old.get(k) != current[k])
+        if diff:
+            raise DracoInputError(
+                f"holds a simulation with other settings ({', '.join(diff)}); "
+                "use a new output folder or the same settings to resume",
+                cfg.outdir,
+            )
+    write_text_atomic(path, json.dumps(current, indent=2))
+
+
+def _relpaths(cfg: SimulateConfig, name: str) -> dict[str, str]:
+    return {
+        "full": f"micrographs/{name}.mrc",
+        "even": f"micrographs/{name}_EVN.mrc",
+        "odd": f"micrographs/{name}_ODD.mrc",
+        "clean": f"clean/{name}.mrc",
+        "coords": f"coordinates/{name}.star",
+        "motion": f"motion/{name}.csv",
+        "movie": f"movies/{name}.mrcs" if cfg.movies else "",
+        "meta": f"meta/{name}.json",
+    }
+
+
+def _write_image(path: Path, data: np.ndarray, pixel_size: float, stack: bool = False) -> None:
+    """``write_mrc`` with a fixed header label instead of mrcfile's creation time stamp, so
+    that the same seed gives byte-identical files."""
+    write_mrc(path, data, pixel_size, stack=stack)
+    with open(path, "r+b") as fh:  # label 0 of the 1024-byte MRC2014 header: bytes 224-303
+        fh.seek(224)
+        fh.write(_MRC_LABEL)
+
+
+_MRC_LABEL = b"draco-em simulate".ljust(80)
+
+
+def write_micrograph(cfg: SimulateConfig, mic: Micrograph) -> dict:
+    """Write every output file of one micrograph; return its row of ``micrographs.star``."""
+    out, px, paths = cfg.outdir, cfg.pixel_size, _relpaths(cfg, mic.name)
+    for key in ("full", "even", "odd", "clean"):
+        _write_image(out / paths[key], getattr(mic, key), px)
+    if mic.movie is not None:
+        # uint8 counts ≤ 127 are the same bytes as int8 (MRC mode 0): a view, not a copy.
+        small = mic.movie.dtype == np.uint8 and int(mic.movie.max(initial=0)) <= 127
+        counts = mic.movie.view(np.int8) if small else mic.movie.astype(np.int16)
+        _write_image(out / paths["movie"], counts, px, stack=True)
+    lens = mic.optics
+    p = mic.particles
+    coords = pd.DataFrame(
+        {
+            "micrograph": mic.name,
+            "x": p["x"].astype(float),
+            "y": p["y"].astype(float),
+            "psi": p["psi"],
+            "class_number": p["species"].astype(int) + 1,
+            "rlnAngleRot": p["rot"],
+            "rlnAngleTilt": p["tilt"],
+            "rlnDefocusU": lens.defocus_u,
+            "rlnDefocusV": lens.defocus_v,
+            "rlnDefocusAngle": lens.defocus_angle,
+            "dracoStructure": p["structure"],
+            "dracoAggregate": p["aggregate"].astype(int),
+        }
+    )
+    write_relion_coords(out / paths["coords"], coords)
+    motion = pd.DataFrame(
+        {
+            "frame": np.arange(len(mic.shifts)),
+            "shift_x": mic.shifts[:, 0],
+            "shift_y": mic.shifts[:, 1],
+        }
+    )
+    write_text_atomic(out / paths["motion"], motion.to_csv(index=False, float_format="%.4f"))
+    row = {
+        "rlnMicrographName": paths["full"],
+        "rlnMicrographMovieName": paths["movie"],
+        "rlnOpticsGroup": 1,
+        "rlnDefocusU": lens.defocus_u,
+        "rlnDefocusV": lens.defocus_v,
+        "rlnDefocusAngle": lens.defocus_angle,
+        "dracoQuality": mic.plan.quality,
+        "dracoReason": mic.plan.reason,
+        "dracoIceThickness": round(mic.ice_thickness, 1),
+        "dracoClean": paths["clean"],
+        "dracoMicrographEven": paths["even"],
+        "dracoMicrographOdd": paths["odd"],
+        "dracoHasPairs": 1,
+        "dracoCoordinates": paths["coords"],
+        "dracoMotion": paths["motion"],
+        "rlnMicrographDoseRate": cfg.dose / cfg.frames,  # e⁻/Å² per frame
+        "dracoDose": cfg.dose,  # total e⁻/Å² of the sums
+        "dracoFrames": cfg.frames,
+        "dracoNumParticles": len(p),
+        "dracoMean": float(mic.full.mean()),
+        "dracoStd": float(mic.full.std()),
+    }
+    record = {"row": row, "plan": asdict(mic.plan), "optics": asdict(lens)}
+    write_text_atomic(out / paths["meta"], json.dumps(record, indent=1))  # last: "finished"
+    return row
+
+
+# Worker state: projectors are built once per process, not once per micrograph.
+_STATE: dict = {}
+
+
+def _init_worker(cfg: SimulateConfig, structures: list[Structure], threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _STATE["cfg"] = cfg
+    _STATE["projectors"] = [Projector(s, cfg.pixel_size) for s in structures]
+    _STATE["bad"] = bad.bad_indices(cfg)
+    _STATE["sensitivity"] = _sensitivity(cfg)
+
+
+def _sensitivity(cfg: SimulateConfig) -> np.ndarray | None:
+    if not cfg.gain:
+        return None
+    return detector.gain_sensitivity(np.random.default_rng([cfg.seed, 0x6A1]), (cfg.size,) * 2)
+
+
+def _one(index: int) -> dict:
+    cfg = _STATE["cfg"]
+    mic = simulate_micrograph(
+        cfg, index, _STATE["projectors"], index in _STATE["bad"], _STATE["sensitivity"]
+    )
+    return write_micrograph(cfg, mic)
+
+
+def _finished_row(cfg: SimulateConfig, index: int) -> dict | None:
+    meta = cfg.outdir / _relpaths(cfg, cfg.micrograph_name(index))["meta"]
+    if not meta.exists():
+        return None
+    try:
+        return json.loads(meta.read_text())["row"]
+    except (ValueError, KeyError):
+        return None  # a damaged record: make the micrograph again
+
+
+def write_manifest(cfg: SimulateConfig, rows: list[dict]) -> Path:
+    """``micrographs.star``: optics block + one row per finished micrograph."""
+    px = cfg.pixel_size
+    optics = pd.DataFrame(
+        [
+            {
+                "rlnOpticsGroupName": "opticsGroup1",
+                "rlnOpticsGroup": 1,
+                "rlnMicrographOriginalPixelSize": px,
+                "rlnVoltage": cfg.voltage,
+                "rlnSphericalAberration": cfg.cs,
+                "rlnAmplitudeContrast": cfg.amplitude_contrast,
+                "rlnMicrographPixelSize": px,
+            }
+        ]
+    )
+    star = cfg.outdir / "micrographs.star"
+    table = MicrographTable(path=star, optics=optics, micrographs=pd.DataFrame(rows))
+    write_micrographs_star(star, table)
+    return star
+
+
+def run_simulation(cfg: SimulateConfig, progress: bool = True) -> RunSummary:
+    """Make (or finish) the dataset described by ``cfg``; see the module docstring."""
+    cfg.outdir.mkdir(parents=True, exist_ok=True)
+    _check_resume(cfg)
+    rows = {i: _finished_row(cfg, i) for i in range(cfg.n_micrographs)}
+    todo = [i for i, row in rows.items() if row is None]
+    failures = FailureLog(cfg.outdir)
+    if todo:
+        structures = load_structures(cfg)
+        if cfg.gain:
+            _write_image(cfg.outdir / "gain.mrc", 1.0 / _sensitivity(cfg), cfg.pixel_size)
+        bar = tqdm(total=len(todo), desc="simulate", unit="mic", disable=not progress)
+        jobs = min(cfg.jobs, len(todo))
+        if jobs == 1:
+            # One torch thread everywhere: float results (hence Poisson draws) then do not
+            # depend on -j, so the same seed gives the same bytes. Use -j for speed.
+            _init_worker(cfg, structures, threads=1)
+            for i in todo:
+                rows[i] = _guarded(i, cfg, failures)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(
+                jobs,
+                mp_context=get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(cfg, structures, 1),
+            ) as pool:
+                futures = {pool.submit(_one, i): i for i in todo}
+                for future in as_completed(futures):
+                    i = futures[future]
+                    try:
+                        rows[i] = future.result()
+                    except Exception as exc:  # one bad micrograph must not stop the batch
+                        failures.record(cfg.micrograph_name(i), f"{type(exc).__name__}: {exc}")
+                    bar.update()
+        bar.close()
+    done = [rows[i] for i in sorted(rows) if rows[i] is not None]
+    star = write_manifest(cfg, done)
+    return RunSummary(
+        made=len(done) - (cfg.n_micrographs - len(todo)),
+        skipped=cfg.n_micrographs - len(todo),
+        failed=failures.count,
+        star=star,
+    )
+
+
+def _guarded(index: int, cfg: SimulateConfig, failures: FailureLog) -> dict | None:
+    try:
+        return _one(index)
+    except DracoInputError:
+        raise
+    except Exception as exc:  # recorded, the batch goes on
+        failures.record(cfg.micrograph_name(index), f"{type(exc).__name__}: {exc}")
+        return None
