@@ -1,0 +1,1 @@
+"""``draco demo``: the main job end to end on built-in defaults, on any fresh install."""
