@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_file
 from typer.testing import CliRunner
 
 from draco_em import __version__
 from draco_em.cli import app
 from draco_em.io.mrc import write_mrc
+from tests.conftest import shared_file
 
 MICROGRAPH = "micrograph_cleaner_em/Ucsf_stack_1142_DW.mrc"
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import shared_file
 
 from draco_em.cli import main
 from draco_em.io.coords import make_coords, read_coords, write_topaz
 from draco_em.io.star import read_star
+from tests.conftest import shared_file
 
 
 def _draco(capsys, *argv: str) -> tuple[int, str, str]:

@@ -42,4 +42,4 @@ def test_failure_log_and_shard(tmp_path):
     assert log.path.read_text() == "a.mrc\ttruncated file\nb.mrc\tNaN pixels\n"
     items = list(range(7))
     parts = [shard(items, r, 3) for r in range(3)]
-    assert sorted(sum(parts, [])) == items
+    assert sorted(x for part in parts for x in part) == items

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import shared_file
 
 from draco_em.errors import DracoInputError
 from draco_em.io.coords import (
@@ -24,6 +23,7 @@ from draco_em.io.coords import (
     write_topaz,
 )
 from draco_em.io.star import read_star
+from tests.conftest import shared_file
 
 # A 40×60 (ny × nx) micrograph, non-square so that swapping x and y shows.
 NY, NX = 40, 60

@@ -10,11 +10,11 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
-from conftest import shared_file
 
 from draco_em.errors import DracoInputError
 from draco_em.io.mrc import mrc_summary, read_image, read_mrc, write_mrc
 from draco_em.io.validate import expect_same_shape, validate_image
+from tests.conftest import shared_file
 
 # --- round trips -------------------------------------------------------------------------
 

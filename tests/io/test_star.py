@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import shared_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +21,7 @@ from draco_em.io.star import (
     write_micrographs_star,
     write_star,
 )
+from tests.conftest import shared_file
 
 
 def _relion31_table(folder: Path) -> MicrographTable:

@@ -9,7 +9,6 @@ import mrcfile
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import shared_file
 
 from draco_em.cli import main
 from draco_em.errors import DracoInputError
@@ -21,6 +20,7 @@ from draco_em.simulate.bad import draw_plan
 from draco_em.simulate.config import BAD_REASONS, SimulateConfig
 from draco_em.simulate.potential import load_structure
 from draco_em.simulate.run import run_simulation
+from tests.conftest import shared_file
 
 
 def _cfg(outdir: Path, **kw) -> SimulateConfig:

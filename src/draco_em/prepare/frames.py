@@ -1,0 +1,117 @@
+"""Read one movie into memory as gain-corrected, Fourier-cropped frames.
+
+Memory is bounded by one movie: the raw frames (in their stored dtype) while the hot-pixel sum
+is formed, then the corrected frames at the working pixel size as float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from draco_em.errors import DracoInputError
+from draco_em.imaging.fourier import fourier_rescale, rescaled_shape
+from draco_em.io.gain import GainReference, apply_gain, find_hot_pixels, load_gain
+from draco_em.io.movies import open_movie
+from draco_em.prepare.config import PrepareConfig
+
+
+@dataclass
+class MovieFrames:
+    """A movie's corrected frames and what is known about them.
+
+    Attributes:
+        frames: float32 [t, H, W] gain-corrected frames at ``pixel_size``.
+        movie_pixel_size: Å per pixel of the movie as stored (after EER upsampling).
+        pixel_size: Å per pixel of ``frames`` (after the Fourier crop; exact, see
+            :func:`draco_em.imaging.fourier.fourier_rescale`).
+        notes: things worth telling the user (from the reader, the gain, the crop).
+    """
+
+    frames: torch.Tensor
+    movie_pixel_size: float
+    pixel_size: float
+    notes: list[str] = field(default_factory=list)
+
+
+class GainCache:
+    """Loads the gain reference once per process and fits it to each frame shape."""
+
+    def __init__(self, config: PrepareConfig) -> None:
+        self.config = config
+        self._ref: GainReference | None = None
+
+    def for_shape(self, shape: tuple[int, int], movie_path: Path) -> GainReference:
+        cfg = self.config
+        if cfg.gain is None:
+            return GainReference.unit(shape)
+        if self._ref is None:
+            self._ref = load_gain(cfg.gain, cfg.gain_rotate, cfg.gain_flip)
+        return self._ref.fit_to(shape, movie_path)
+
+
+def _resolve_pixel_size(
+    override: float | None, header: float | None, star: float | None, path: Path
+) -> float:
+    for value in (override, header, star):
+        if value is not None and value > 0:
+            return float(value)
+    raise DracoInputError("no pixel size in the file header: pass --pixel-size (Å)", path)
+
+
+def load_movie_frames(
+    path: Path,
+    config: PrepareConfig,
+    gains: GainCache,
+    target_pixel_size: float | None,
+    star_pixel_size: float | None = None,
+) -> MovieFrames:
+    """Read, gain-correct (with hot-pixel replacement) and Fourier-crop every frame.
+
+    Args:
+        path: the movie.
+        config: gain orientation, EER options, pixel-size override, device.
+        gains: the process's gain cache.
+        target_pixel_size: Å; frames are Fourier-cropped when it is coarser than the movie's.
+        star_pixel_size: pixel size given by a movies STAR, used when the header has none.
+
+    Raises:
+        DracoInputError: unreadable movie, fewer than 2 frames, no pixel size, gain mismatch.
+    """
+    with open_movie(
+        path,
+        eer_grouping=config.eer_grouping,
+        eer_upsampling=config.eer_upsampling,
+        pixel_size=config.pixel_size,
+    ) as movie:
+        if movie.n_frames < 2:
+            raise DracoInputError(f"a movie needs >= 2 frames, found {movie.n_frames}", path)
+        movie_px = _resolve_pixel_size(config.pixel_size, movie.pixel_size, star_pixel_size, path)
+        notes = list(movie.notes)
+        raw = [movie.frame(i) for i in range(movie.n_frames)]
+    gain = gains.for_shape(raw[0].shape, path)
+    if config.hot_pixels:
+        total = np.zeros(raw[0].shape, np.float64)
+        for frame in raw:  # in place: np.sum of the list would stack a copy of the movie
+            total += frame
+        total *= gain.gain
+        gain = gain.with_defects(find_hot_pixels(np.where(gain.defects, np.nan, total)))
+    out_shape, px = raw[0].shape, movie_px
+    if target_pixel_size is not None and target_pixel_size > movie_px:
+        out_shape = rescaled_shape(raw[0].shape, movie_px, target_pixel_size)
+    elif target_pixel_size is not None and target_pixel_size < movie_px:
+        notes.append(
+            f"target pixel size {target_pixel_size:g} Å is finer than the movie's "
+            f"{movie_px:g} Å: not upsampled"
+        )
+    frames = torch.empty((len(raw), *out_shape), dtype=torch.float32)
+    for i in range(len(raw)):
+        corrected = apply_gain(raw[i], gain)
+        raw[i] = None  # type: ignore[call-overload]  # release the raw frame as we go
+        if out_shape != corrected.shape:
+            corrected, px = fourier_rescale(corrected, movie_px, target_pixel_size)
+        frames[i] = torch.from_numpy(np.ascontiguousarray(corrected, dtype=np.float32))
+    return MovieFrames(frames.to(config.device), movie_px, px, notes + gain.notes)

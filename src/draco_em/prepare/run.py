@@ -1,0 +1,218 @@
+"""``draco prepare``: a batch of movies or micrographs → triplets + ``triplets.star``.
+
+Layout of ``OUTDIR``::
+
+    triplets.star             dataset manifest (optics + micrographs, paths relative to OUTDIR)
+    <name>.mrc                full sum          <name>_EVN.mrc / <name>_ODD.mrc: even/odd sums
+    motion/<name>.csv         frame,shift_x,shift_y: estimated global shift (movie pixels)
+    meta/<name>.json          the item's manifest row, written last: marks it finished
+    prepare_config.json       the settings that change the images (checked on resume)
+    failures.txt              one line per input that failed (the others go on)
+
+Re-running skips finished items and rebuilds ``triplets.star`` from ``meta/``; the settings that
+change the images are kept in ``prepare_config.json`` and a re-run with other ones is refused.
+Work is spread over ``-j`` processes on the CPU, or over the ranks of ``torchrun`` (one per
+GPU, each on its share of the inputs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from draco_em.errors import DracoInputError
+from draco_em.io.atomic import write_text_atomic
+from draco_em.io.batch import FailureLog, dist_rank_world, shard
+from draco_em.prepare.config import PrepareConfig
+from draco_em.prepare.frames import GainCache
+from draco_em.prepare.inputs import plan_items
+from draco_em.prepare.manifest import write_manifest
+from draco_em.prepare.triplets import PrepareItem, output_paths, prepare_item
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PrepareSummary:
+    """What a run did (this rank's share for ``made``/``failed``)."""
+
+    made: int
+    skipped: int
+    failed: int
+    manifest: Path | None
+
+
+def _meta_path(outdir: Path, name: str) -> Path:
+    return outdir / "meta" / f"{name}.json"
+
+
+def finished_row(outdir: Path, item: PrepareItem) -> dict | None:
+    """The stored row of an item whose outputs all exist, else None (to be redone)."""
+    meta = _meta_path(outdir, item.name)
+    if not meta.exists():
+        return None
+    try:
+        row = json.loads(meta.read_text())["row"]
+    except (ValueError, KeyError):
+        return None  # a damaged record: prepare the item again
+    paths = output_paths(outdir, item.name)
+    needed = [paths["full"]] + ([paths["odd"], paths["even"]] if row.get("dracoHasPairs") else [])
+    return row if all(p.exists() for p in needed) else None
+
+
+#: Settings that change the images; a resumed run must use the same ones.
+_IMAGE_SETTINGS = (
+    "gain", "gain_rotate", "gain_flip", "hot_pixels", "pixel_size", "eer_grouping",
+    "eer_upsampling", "patches", "bfactor", "align_size", "patch_bfactor", "dose_weighting",
+    "dose_per_frame", "float16",
+)  # fmt: skip
+
+
+def _check_resume(cfg: PrepareConfig, target: float | None) -> None:
+    """Refuse to mix outputs made with other settings in one folder; record the settings."""
+    path = cfg.outdir / "prepare_config.json"
+    current = json.loads(cfg.model_dump_json(include=set(_IMAGE_SETTINGS)))
+    current["target_pixel_size"] = target
+    if path.exists():
+        old = json.loads(path.read_text())
+        diff = sorted(k for k in current if old.get(k) != current[k])
+        if diff:
+            raise DracoInputError(
+                f"holds triplets made with other settings ({', '.join(diff)}); "
+                "use a new output folder or the same settings to resume",
+                cfg.outdir,
+            )
+    else:
+        write_text_atomic(path, json.dumps(current, indent=1))
+
+
+# ----------------------------------------------------------------------- worker processes
+_STATE: dict = {}
+
+
+def _init_worker(cfg: PrepareConfig, target: float | None, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _STATE.update(cfg=cfg, target=target, gains=GainCache(cfg))
+
+
+def _one(item: PrepareItem) -> dict:
+    cfg: PrepareConfig = _STATE["cfg"]
+    row = prepare_item(item, cfg, _STATE["gains"], _STATE["target"])
+    notes = row.pop("_notes", [])
+    record = {"source": [str(p) for p in item.sources], "notes": notes, "row": row}
+    write_text_atomic(_meta_path(cfg.outdir, item.name), json.dumps(record, indent=1))
+    return row
+
+
+def _run_items(
+    todo: list[PrepareItem],
+    cfg: PrepareConfig,
+    target: float | None,
+    failures: FailureLog,
+    progress: bool,
+) -> int:
+    """Prepare ``todo``; failures are recorded and skipped. Returns the number made."""
+    made, start = 0, time.monotonic()
+    bar = tqdm(total=len(todo), desc="prepare", unit="movie", disable=not progress)
+
+    def tick(ok: bool) -> None:
+        nonlocal made
+        made += ok
+        bar.update()
+        minutes = max((time.monotonic() - start) / 60, 1e-9)
+        bar.set_postfix_str(f"{bar.n / minutes:.1f} movies/min")
+
+    jobs = min(cfg.jobs, len(todo))
+    if jobs <= 1:
+        _init_worker(cfg, target, threads=max(1, torch.get_num_threads()))
+        for item in todo:
+            tick(_guarded(item, failures))
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        context = get_context("spawn")  # no fork of a process holding torch threads
+        init = (cfg, target, threads)
+        with ProcessPoolExecutor(jobs, context, _init_worker, init) as pool:
+            futures = {pool.submit(_one, item): item for item in todo}
+            for future in as_completed(futures):
+                try:
+                    future.result()
+                    tick(True)
+                except Exception as exc:  # one bad movie must not stop the batch
+                    failures.record(_source(futures[future]), _reason(exc))
+                    tick(False)
+    bar.close()
+    return made
+
+
+def _guarded(item: PrepareItem, failures: FailureLog) -> bool:
+    try:
+        _one(item)
+        return True
+    except Exception as exc:  # recorded, the batch goes on (our bugs too: see failures.txt)
+        log.debug("failed %s", item.name, exc_info=True)
+        failures.record(_source(item), _reason(exc))
+        return False
+
+
+def _source(item: PrepareItem) -> Path:
+    return item.sources[0]
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, DracoInputError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+# ------------------------------------------------------------------------------ the run
+def _launch(cfg: PrepareConfig) -> tuple[int, int, str, Callable[[], None]]:
+    """(rank, world size, device, barrier): torchrun's process group only when launched by it.
+
+    The training package's distributed helpers are imported only under torchrun: a plain run
+    should not pay for importing them.
+    """
+    rank, world = dist_rank_world()
+    if world > 1:
+        from draco_em.train.distributed import barrier, init_distributed
+
+        ctx = init_distributed(cfg.device if cfg.device in ("auto", "cpu", "cuda") else "auto")
+        device = str(ctx.device) if cfg.device in ("auto", "cuda") else cfg.device
+        return ctx.rank, ctx.world_size, device, lambda: barrier(ctx)
+    device = cfg.device
+    if device == "auto":  # -j workers share the CPU; one process may use the GPU
+        device = "cuda" if torch.cuda.is_available() and cfg.jobs == 1 else "cpu"
+    if device.startswith("cuda") and cfg.jobs > 1:
+        raise DracoInputError("-j is for CPU workers; use torchrun for several GPUs")
+    return rank, world, device, lambda: None
+
+
+def run_prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareSummary:
+    """Prepare every input (resuming a previous run) and write ``OUTDIR/triplets.star``."""
+    items = plan_items(cfg)
+    rank, world, device, barrier = _launch(cfg)
+    cfg = cfg.model_copy(update={"device": device})
+    cfg.outdir.mkdir(parents=True, exist_ok=True)
+    target = cfg.resolved_target_pixel_size()
+    if rank == 0:
+        _check_resume(cfg, target)
+    barrier()
+    mine = shard(items, rank, world)
+    todo = [item for item in mine if finished_row(cfg.outdir, item) is None]
+    failures = FailureLog(cfg.outdir)
+    made = _run_items(todo, cfg, target, failures, progress and rank == 0)
+    barrier()
+    manifest = None
+    if rank == 0:
+        rows = [row for item in items if (row := finished_row(cfg.outdir, item)) is not None]
+        manifest = write_manifest(cfg, rows) if rows else None
+    return PrepareSummary(made, len(mine) - len(todo), failures.count, manifest)

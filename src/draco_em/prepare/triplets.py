@@ -1,0 +1,202 @@
+"""One input → one training triplet (full, even, odd sums) on disk and its manifest row.
+
+Odd and even follow MotionCor2's ``_ODD``/``_EVN`` (and ``draco simulate``): counting frames
+from 1, the odd sum holds frames 1, 3, 5, … (0-based 0, 2, 4, …) and the even sum frames
+2, 4, … (0-based 1, 3, …). The full sum is ``odd + even`` exactly (float32), unless the full
+sum is dose-weighted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from draco_em.errors import DracoInputError
+from draco_em.imaging.fourier import fourier_rescale
+from draco_em.imaging.normalize import clip_stats
+from draco_em.io.atomic import write_text_atomic
+from draco_em.io.mrc import read_image, write_mrc
+from draco_em.prepare import motion
+from draco_em.prepare.config import PrepareConfig
+from draco_em.prepare.frames import GainCache, load_movie_frames
+
+ItemKind = Literal["movie", "pair", "single"]
+
+
+@dataclass
+class PrepareItem:
+    """One unit of work: a movie, a micrograph with odd/even halves, or a lone micrograph.
+
+    Attributes:
+        name: output stem (``<name>.mrc``, ``<name>_EVN.mrc``, ``<name>_ODD.mrc``).
+        kind: ``movie``, ``pair`` (motion-corrected halves given) or ``single`` (no halves).
+        movie: the movie file (kind ``movie``).
+        full, even, odd: micrograph files (``full`` may be None for a pair: odd + even).
+        pixel_size: Å per pixel from a STAR file, used when the header has none.
+    """
+
+    name: str
+    kind: ItemKind
+    movie: Path | None = None
+    full: Path | None = None
+    even: Path | None = None
+    odd: Path | None = None
+    pixel_size: float | None = None
+
+    @property
+    def sources(self) -> list[Path]:
+        return [p for p in (self.movie, self.full, self.even, self.odd) if p is not None]
+
+
+def output_paths(outdir: Path, name: str) -> dict[str, Path]:
+    """Where an item's files go (names relative to ``outdir`` go into the manifest)."""
+    return {
+        "full": outdir / f"{name}.mrc",
+        "even": outdir / f"{name}_EVN.mrc",
+        "odd": outdir / f"{name}_ODD.mrc",
+        "motion": outdir / "motion" / f"{name}.csv",
+    }
+
+
+def _write(
+    path: Path, image: np.ndarray, pixel_size: float, cfg: PrepareConfig, inputs: list[Path]
+) -> None:
+    write_mrc(path, image, pixel_size, float16=cfg.float16, inputs=inputs)
+
+
+def _stats_columns(suffix: str, image: np.ndarray) -> dict[str, float]:
+    """DRACO contrast-clipped mean/std (``imaging.normalize.clip_stats``) of one image."""
+    mean, std = clip_stats(np.asarray(image, np.float32))
+    return {f"dracoMean{suffix}": mean, f"dracoStd{suffix}": std}
+
+
+def write_triplet(
+    item: PrepareItem,
+    cfg: PrepareConfig,
+    full: np.ndarray,
+    halves: tuple[np.ndarray, np.ndarray] | None,
+    pixel_size: float,
+) -> dict[str, object]:
+    """Write ``full`` (and the odd/even halves) and return the manifest columns they give.
+
+    Statistics are computed on what is written (float16 rounding included).
+    """
+    paths = output_paths(cfg.outdir, item.name)
+    dtype = np.float16 if cfg.float16 else np.float32
+    full = np.asarray(full).astype(dtype)
+    row: dict[str, object] = {
+        "rlnMicrographName": paths["full"].name,
+        "dracoSizeX": int(full.shape[1]),
+        "dracoSizeY": int(full.shape[0]),
+        **_stats_columns("", full),
+    }
+    if halves is not None:
+        odd, even = (np.asarray(h).astype(dtype) for h in halves)
+        _write(paths["odd"], odd, pixel_size, cfg, item.sources)
+        _write(paths["even"], even, pixel_size, cfg, item.sources)
+        row.update(dracoMicrographOdd=paths["odd"].name, dracoMicrographEven=paths["even"].name)
+        row.update(_stats_columns("Odd", odd) | _stats_columns("Even", even))
+    _write(paths["full"], full, pixel_size, cfg, item.sources)
+    row["dracoHasPairs"] = int(halves is not None)
+    row["_pixel_size"] = pixel_size
+    return row
+
+
+def prepare_movie(
+    item: PrepareItem, cfg: PrepareConfig, gains: GainCache, target: float | None
+) -> dict[str, object]:
+    """Align one movie, sum odd/even/full with the same trajectory, write them and the CSV."""
+    assert item.movie is not None
+    loaded = load_movie_frames(item.movie, cfg, gains, target, item.pixel_size)
+    frames, px = loaded.frames, loaded.pixel_size
+    shifts = motion.estimate_global_shifts(frames, px, bfactor=cfg.bfactor, max_size=cfg.align_size)
+    to_undo: np.ndarray | None = shifts
+    if cfg.patch_grid != (1, 1):  # local motion needs the globally aligned frames themselves
+        motion.apply_global_shifts(frames, shifts)
+        field = motion.estimate_local_motion(frames, cfg.patch_grid, px, cfg.patch_bfactor)
+        frames, to_undo = motion.apply_local_motion(frames, field), None
+    weights = None
+    if cfg.dose_weighting and cfg.dose_per_frame is not None:  # the config checks both
+        weights = motion.dose_weights(len(frames), tuple(frames.shape[1:]), px, cfg.dose_per_frame)
+    # One trajectory for all frames, then split: the two halves differ only by their noise.
+    odd, even, weighted = motion.parity_sums(frames, to_undo, weights)
+    full = odd + even if weighted is None else weighted
+    del frames
+    row = write_triplet(item, cfg, full, (odd, even), px)
+    movie_shifts = shifts * px / loaded.movie_pixel_size  # CSV: pixels of the movie
+    _write_motion_csv(output_paths(cfg.outdir, item.name)["motion"], movie_shifts)
+    stats = motion.motion_stats(movie_shifts, loaded.movie_pixel_size)
+    n = len(shifts)
+    row.update(
+        rlnMicrographMovieName=str(item.movie),
+        dracoFrames=n,
+        dracoTotalShift=stats.total_shift,
+        dracoMaxFrameJump=stats.max_frame_jump,
+        dracoMotionFile=f"motion/{item.name}.csv",
+        _original_pixel_size=loaded.movie_pixel_size,
+    )
+    if cfg.dose_per_frame is not None:
+        row.update(dracoDosePerFrame=cfg.dose_per_frame, dracoTotalDose=cfg.dose_per_frame * n)
+    row["_notes"] = loaded.notes
+    return row
+
+
+def _write_motion_csv(path: Path, shifts: np.ndarray) -> None:
+    """``frame,shift_x,shift_y`` in movie pixels, the schema of ``draco simulate``'s truth."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["frame,shift_x,shift_y"]
+    lines += [f"{i},{x:.4f},{y:.4f}" for i, (x, y) in enumerate(np.asarray(shifts))]
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def read_motion_csv(path: str | Path) -> np.ndarray:
+    """[t, 2] (x, y) shifts in pixels from a ``frame,shift_x,shift_y`` CSV."""
+    import pandas as pd
+
+    table = pd.read_csv(path).sort_values("frame")
+    return table[["shift_x", "shift_y"]].to_numpy(np.float64)
+
+
+def prepare_micrographs(
+    item: PrepareItem, cfg: PrepareConfig, target: float | None
+) -> dict[str, object]:
+    """Fourier-crop motion-corrected micrographs (with or without halves) and write them."""
+    images: dict[str, np.ndarray] = {}
+    header_px: float | None = None
+    for key in ("full", "even", "odd"):
+        path = getattr(item, key)
+        if path is not None:
+            images[key], px = read_image(path, pixel_size=cfg.pixel_size)
+            header_px = header_px or px
+    px = cfg.pixel_size or header_px or item.pixel_size
+    if px is None:
+        raise DracoInputError("no pixel size in the header: pass --pixel-size (Å)", item.sources[0])
+    shapes = {k: v.shape for k, v in images.items()}
+    if len(set(shapes.values())) > 1:
+        raise DracoInputError(f"full/even/odd shapes differ: {shapes}", item.sources[0])
+    if "full" not in images:
+        images["full"] = images["odd"] + images["even"]
+    out_px = px
+    if target is not None and target > px:
+        for key, image in images.items():
+            images[key], out_px = fourier_rescale(image, px, target)
+    halves = (images["odd"], images["even"]) if item.kind == "pair" else None
+    row = write_triplet(item, cfg, images["full"], halves, out_px)
+    row.update(_original_pixel_size=px, _notes=[])
+    if item.kind == "pair":
+        row["dracoSourceEven"], row["dracoSourceOdd"] = str(item.even), str(item.odd)
+    return row
+
+
+def prepare_item(
+    item: PrepareItem, cfg: PrepareConfig, gains: GainCache, target: float | None
+) -> dict[str, object]:
+    """Dispatch one item; returns its manifest row (private keys start with ``_``)."""
+    with torch.no_grad():
+        if item.kind == "movie":
+            return prepare_movie(item, cfg, gains, target)
+        return prepare_micrographs(item, cfg, target)

@@ -1,0 +1,103 @@
+"""``draco prepare`` from the command line, with workers, and on ``draco simulate`` movies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from draco_em.cli import main
+from draco_em.io.mrc import read_image, read_mrc, write_mrc
+from draco_em.io.star import read_micrographs_star
+from draco_em.prepare.motion import apply_global_shifts
+from draco_em.prepare.triplets import read_motion_csv
+from tests.prepare.prepare_movies import corr, make_movie
+
+
+def test_cli_prepares_and_resumes(tmp_path: Path, capsys) -> None:
+    movie = make_movie(n=128, frames=6, seed=11)
+    write_mrc(tmp_path / "movies" / "c1.mrcs", movie.counts.astype(np.float32), 1.0)
+    args = ["prepare", str(tmp_path / "movies"), "-o", str(tmp_path / "out"), "-q",
+            "--target-pixel-size", "0", "--dose-per-frame", "1.2"]  # fmt: skip
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    assert done.value.code in (0, None)
+    assert "1 prepared, 0 already there, 0 failed" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(args)
+    assert "0 prepared, 1 already there" in capsys.readouterr().out
+
+
+def test_cli_user_errors_exit_2(tmp_path: Path, capsys) -> None:
+    for args in (
+        ["prepare", str(tmp_path / "missing"), "-o", str(tmp_path / "out")],
+        ["prepare", str(tmp_path), "-o", str(tmp_path / "out"), "--patches", "5by5"],
+        ["prepare", str(tmp_path), "-o", str(tmp_path / "out"), "--dose-weighting"],
+    ):
+        with pytest.raises(SystemExit) as done:
+            main(args)
+        assert done.value.code == 2
+        assert "draco: error:" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+def test_two_worker_processes(tmp_path: Path) -> None:
+    for seed in range(3):
+        movie = make_movie(n=128, frames=6, seed=20 + seed)
+        write_mrc(tmp_path / "in" / f"w{seed}.mrcs", movie.counts.astype(np.float32), 1.0)
+    with pytest.raises(SystemExit):
+        main(["prepare", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-j", "2", "-q",
+              "--target-pixel-size", "0", "--device", "cpu"])  # fmt: skip
+    table = read_micrographs_star(tmp_path / "out" / "triplets.star")
+    assert sorted(table.micrographs["rlnMicrographName"]) == ["w0.mrc", "w1.mrc", "w2.mrc"]
+
+
+@pytest.mark.slow
+def test_simulated_movies_with_gain(tmp_path: Path) -> None:
+    """The issue's acceptance check on ``draco simulate`` movies with known drift and gain."""
+    sim = tmp_path / "sim"
+    with pytest.raises(SystemExit):
+        main(["simulate", str(sim), "--n-micrographs", "2", "--size", "384", "--frames", "12",
+              "--particles-per-micrograph", "30", "--gain", "-q"])  # fmt: skip
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit):
+        main(["prepare", str(sim / "movies"), "-o", str(out), "--gain", str(sim / "gain.mrc"),
+              "--target-pixel-size", "0", "-q"])  # fmt: skip
+    table = read_micrographs_star(out / "triplets.star")
+    assert len(table.micrographs) == 2
+    for name in table.micrographs["rlnMicrographName"]:
+        stem = Path(name).stem
+        truth = read_motion_csv(sim / "motion" / f"{stem}.csv")
+        est = read_motion_csv(out / "motion" / f"{stem}.csv")
+        assert np.sqrt(((est - truth) ** 2).sum(1).mean()) < 0.5
+        clean, _ = read_image(sim / "clean" / f"{stem}.mrc")
+        full, _ = read_image(out / name)
+        gain = read_mrc(sim / "gain.mrc").data
+        frames = torch.from_numpy(np.asarray(read_mrc(sim / "movies" / f"{stem}.mrcs").data,
+                                             np.float32) * gain)  # fmt: skip
+        perfect = apply_global_shifts(frames, truth).sum(0).numpy()
+        inner = np.s_[16:-16, 16:-16]
+        assert corr(full[inner], clean[inner]) >= 0.95 * corr(perfect[inner], clean[inner])
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+def test_torchrun_two_ranks_share_the_movies(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    for seed in range(3):
+        movie = make_movie(n=96, frames=4, seed=30 + seed)
+        write_mrc(tmp_path / "in" / f"r{seed}.mrcs", movie.counts.astype(np.float32), 1.0)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", "29731", "-m", "draco_em",
+           "prepare", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q",
+           "--target-pixel-size", "0", "--device", "cpu"]  # fmt: skip
+    subprocess.run(cmd, check=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    table = read_micrographs_star(tmp_path / "out" / "triplets.star")
+    assert sorted(table.micrographs["rlnMicrographName"]) == ["r0.mrc", "r1.mrc", "r2.mrc"]
+    assert not (tmp_path / "out" / "failures.txt").exists()
