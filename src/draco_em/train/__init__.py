@@ -1,0 +1,11 @@
+"""Pretraining: manifest data, the training loop, checkpoints, distributed launch.
+
+``run_pretrain(PretrainConfig(...))`` is what ``draco pretrain`` calls; ``export_run`` is
+``draco export``.
+"""
+
+from draco_em.train.checkpoint import export_run
+from draco_em.train.config import PretrainConfig
+from draco_em.train.pretrain import run_pretrain
+
+__all__ = ["PretrainConfig", "export_run", "run_pretrain"]

@@ -1,0 +1,160 @@
+"""Process-group setup for torchrun and SLURM ``srun``, and the few collectives training needs.
+
+One code path for every launch: a plain ``python``/``draco`` call is a world of one process; under
+``torchrun`` the rank comes from ``RANK/WORLD_SIZE/LOCAL_RANK`` (``MASTER_ADDR/PORT`` set by
+torchrun); under ``srun`` from ``SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID`` with ``MASTER_ADDR``
+taken from the environment or the first host of ``SLURM_JOB_NODELIST`` (as MAE's
+``init_distributed_mode``). gloo on CPU, nccl on CUDA.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from draco_em.errors import DracoInputError
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits in the job.
+
+    Attributes:
+        rank: global rank, 0 … world_size − 1.
+        world_size: number of processes.
+        local_rank: rank within the node (selects the GPU).
+        device: this process's device.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def enabled(self) -> bool:
+        """True when a process group was initialised (world_size > 1)."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes files, logs and draws the progress bar."""
+        return self.rank == 0
+
+
+def launch_env(env: dict[str, str] | None = None) -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun or SLURM variables; (0, 1, 0) otherwise.
+
+    torchrun's variables win, so ``srun torchrun ...`` (one task per node) also works. SLURM
+    variables count only for multi-task steps (``SLURM_NTASKS > 1``): an interactive
+    ``salloc`` shell or a one-task batch job is a single process.
+    """
+    env = dict(os.environ if env is None else env)
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0))
+    if "SLURM_PROCID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
+        return int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", 0))
+    return 0, 1, 0
+
+
+def _first_slurm_host(nodelist: str) -> str:
+    """First host of a SLURM node list ("gpu[03-05,07],cpu1" → "gpu03")."""
+    try:
+        out = subprocess.run(
+            ["scontrol", "show", "hostnames", nodelist],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        return out.stdout.split()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        match = re.match(r"([^\[,]+)(?:\[([0-9]+))?", nodelist)
+        if not match:
+            raise DracoInputError(
+                f"cannot parse SLURM_JOB_NODELIST {nodelist!r}; set MASTER_ADDR"
+            ) from None
+        return match.group(1) + (match.group(2) or "")
+
+
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """'auto' → cuda:LOCAL_RANK if CUDA is present, else cpu; 'cuda' without CUDA is an error."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise DracoInputError("--device cuda was asked for but torch sees no CUDA device")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def init_distributed(device: str = "auto") -> DistContext:
+    """Initialise the default process group if launched with several processes.
+
+    Args:
+        device: 'auto', 'cpu' or 'cuda'.
+
+    Returns:
+        The :class:`DistContext` of this process (world of one when not launched in parallel).
+    """
+    rank, world_size, local_rank = launch_env()
+    dev = resolve_device(device, local_rank)
+    if world_size == 1 or (dist.is_available() and dist.is_initialized()):
+        ws = dist.get_world_size() if dist.is_initialized() else 1
+        rk = dist.get_rank() if dist.is_initialized() else 0
+        return DistContext(rk, ws, local_rank, dev)
+    if "MASTER_ADDR" not in os.environ:
+        if "SLURM_JOB_NODELIST" not in os.environ:
+            raise DracoInputError("distributed launch without MASTER_ADDR; use torchrun or srun")
+        os.environ["MASTER_ADDR"] = _first_slurm_host(os.environ["SLURM_JOB_NODELIST"])
+    os.environ.setdefault("MASTER_PORT", "29500")
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(local_rank))
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    dist.init_process_group(
+        backend="nccl" if dev.type == "cuda" else "gloo",
+        init_method="env://",
+        rank=rank,
+        world_size=world_size,
+        timeout=datetime.timedelta(minutes=30),
+    )
+    return DistContext(rank, world_size, local_rank, dev)
+
+
+def cleanup(ctx: DistContext, wait: bool = True) -> None:
+    """Wait for every rank (unless ``wait`` is False), then tear the process group down."""
+    if ctx.enabled and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
+def barrier(ctx: DistContext) -> None:
+    """Synchronise all ranks (no-op for one process)."""
+    if ctx.enabled:
+        dist.barrier()
+
+
+def all_reduce_mean(value: float, ctx: DistContext) -> float:
+    """Mean of a Python float over ranks (for logging; MAE's ``all_reduce_mean``)."""
+    if not ctx.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(t)
+    return float(t.item()) / ctx.world_size
+
+
+def all_gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
+    """Every rank's ``obj`` (e.g. RNG states for a checkpoint), in rank order."""
+    if not ctx.enabled:
+        return [obj]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out

@@ -1,0 +1,360 @@
+"""Pretrain DRACO: stage 1 (MAE warm-up) or stage 2 (DRACO loss, Eq. 5-10), from 1 CPU to N GPUs.
+
+Read top to bottom: config → distributed init → data → model → optimiser → resume → loop
+(train, validate, checkpoint). The same code runs as one process or under torchrun / srun.
+
+Launch::
+
+    # CPU or one GPU
+    draco pretrain --data sim/micrographs.star -o runs/tiny --preset tiny --epochs 50
+    # one node, 8 GPUs
+    torchrun --standalone --nproc-per-node 8 -m draco_em.cli pretrain --data ... -o runs/b \\
+        --preset base
+    # 4 nodes x 8 GPUs (run on every node; HOST = first node)
+    torchrun --nnodes 4 --nproc-per-node 8 --rdzv-id $JOB --rdzv-backend c10d \\
+        --rdzv-endpoint HOST:29400 -m draco_em.cli pretrain --data ... -o runs/b --preset base
+    # SLURM, one task per GPU (rank from SLURM_PROCID)
+    srun python -m draco_em.cli pretrain --data ... -o runs/b --preset base
+    # resume a killed run exactly
+    draco pretrain -o runs/tiny --resume latest
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from draco_em.errors import DracoInputError
+from draco_em.io.atomic import atomic_path
+from draco_em.train.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    resolve_resume,
+    restore_checkpoint,
+    save_checkpoint,
+)
+from draco_em.train.config import PretrainConfig
+from draco_em.train.data import (
+    CropDataset,
+    ResumableSampler,
+    load_manifest,
+    split_train_val,
+    working_pixel_range,
+)
+from draco_em.train.distributed import DistContext, cleanup, init_distributed
+from draco_em.train.engine import TrainState, evaluate, train_one_epoch
+from draco_em.train.optim import build_optimizer, scaled_lr
+
+log = logging.getLogger("draco_em.train")
+
+
+class StageModel(nn.Module):
+    """One ``forward`` for every use, so DDP/FSDP hooks always run.
+
+    ``forward(batch, mask_ratio, generator)`` → ``(loss, pred, masks)`` of ``DracoMAE.forward``
+    (stage 'draco', batch has full/odd/even) or ``forward_mae`` (stage 'mae', full only);
+    ``forward(batch, denoise=True)`` → the mask-ratio-0 prediction of ``batch["full"]``.
+    """
+
+    def __init__(self, model: nn.Module, stage: str) -> None:
+        super().__init__()
+        self.model, self.stage = model, stage
+
+    def forward(
+        self,
+        batch: dict[str, torch.Tensor],
+        mask_ratio: float = 0.75,
+        generator: torch.Generator | None = None,
+        denoise: bool = False,
+    ) -> Any:
+        if denoise:
+            return self.model.denoise(batch["full"])
+        if self.stage == "mae":
+            return self.model.forward_mae(batch["full"], mask_ratio, generator)
+        return self.model(batch["full"], batch["odd"], batch["even"], mask_ratio, generator)
+
+    @property
+    def last_losses(self) -> dict[str, float]:
+        return self.model.last_losses
+
+
+def run_pretrain(
+    config: PretrainConfig, on_step: Callable[[TrainState, dict], Any] | None = None
+) -> dict[str, Any]:
+    """Train (or continue training) a run; returns the last validation metrics and paths.
+
+    Args:
+        config: the run's settings.
+        on_step: optional hook after every optimiser step (tests use it to simulate a crash).
+    """
+    ctx = init_distributed(config.device)
+    finished = False
+    try:
+        config = _run_config(config, ctx)
+        _setup_logging(config.out_dir, ctx)
+        result = _train(config, ctx, on_step)
+        finished = True
+        return result
+    finally:
+        for handler in [h for h in log.handlers if getattr(h, "_draco_run", False)]:
+            log.removeHandler(handler)
+            handler.close()
+        cleanup(ctx, wait=finished)  # after a failure, do not wait for ranks that may be gone
+
+
+@dataclass
+class _Data:
+    sampler: ResumableSampler
+    loader: DataLoader
+    val_loader: DataLoader | None
+    sizes: tuple[int, int, int]  # train micrographs, validation micrographs, crops per epoch
+    pixel_range: tuple[float, float]  # working pixel size of the crops, Å
+
+
+@dataclass
+class _Optim:
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    lr: float
+    total_steps: int
+    warmup_steps: int
+
+
+def _train(config: PretrainConfig, ctx: DistContext, on_step: Callable | None) -> dict[str, Any]:
+    run_dir = config.out_dir
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
+    data = _data(config, ctx)
+    model, model_config = _build_model(config)
+    stage_model = StageModel(model.to(ctx.device), config.stage)
+    if config.fsdp:
+        _shard(stage_model, ctx)
+    opt = _optimisation(config, ctx, stage_model, data.sampler.steps_per_epoch)
+    state, best = TrainState(), {"metric": None, "value": None}
+    resume = resolve_resume(run_dir, config.resume)
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        restore_checkpoint(ckpt, ctx, stage_model, opt.optimizer, opt.scheduler, opt.scaler,
+                           prefix="model.")  # fmt: skip
+        state = TrainState(ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"])
+        best = ckpt.get("best", best)
+        log.info("resumed from %s at epoch %d, step %d", resume, state.epoch, state.global_step)
+    train_model = _wrap(stage_model, config, ctx)
+    _log_setup(config, ctx, data, opt)
+    px = data.pixel_range
+    extra = {"config": config.model_dump(mode="json"), "model_config": model_config.model_dump(),
+             "pixel_size_range": list(px), "pixel_size": math.sqrt(px[0] * px[1])}  # fmt: skip
+
+    def save(which: str, val: dict | None = None) -> None:
+        info = {"epoch": state.epoch, "step_in_epoch": state.step_in_epoch,
+                "global_step": state.global_step, "best": best, "val": val, **extra}  # fmt: skip
+        save_checkpoint(checkpoint_path(run_dir, which), ctx, stage_model, opt.optimizer,
+                        opt.scheduler, opt.scaler, info, prefix="model.")  # fmt: skip
+
+    def after_step(st: TrainState, stats: dict) -> bool:
+        if ctx.is_main and st.global_step % config.log_every_steps == 0:
+            _log_metrics(run_dir, {"kind": "train", "epoch": st.epoch, "step": st.global_step,
+                                   **stats})  # fmt: skip
+        stop = config.max_steps is not None and st.global_step >= config.max_steps
+        if stop or (config.save_every_steps and st.global_step % config.save_every_steps == 0):
+            save("latest")
+        if on_step is not None:
+            on_step(st, stats)
+        return stop
+
+    amp_dtype = torch.bfloat16 if ctx.device.type == "cuda" and config.amp else None
+    common = {"mask_ratio": config.mask_ratio, "seed": config.seed,
+              "tokens": model_config.grid_size**2, "amp_dtype": amp_dtype}  # fmt: skip
+    metrics: dict[str, float] = {}
+    while state.epoch < config.epochs:
+        data.sampler.set_epoch(state.epoch, start_batch=state.step_in_epoch * config.accum)
+        t0 = time.perf_counter()
+        if train_one_epoch(train_model, data.loader, opt.optimizer, opt.scheduler, opt.scaler,
+                           ctx, state, accum=config.accum, clip_grad=config.clip_grad,
+                           on_step=after_step, progress=config.progress, **common):  # fmt: skip
+            log.info("stopped at step %d (max_steps): continue with --resume latest",
+                     state.global_step)  # fmt: skip
+            break
+        state.epoch, state.step_in_epoch = state.epoch + 1, 0
+        metrics = {"epoch": state.epoch, "step": state.global_step,
+                   "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
+        if data.val_loader is not None:
+            metrics |= evaluate(stage_model, data.val_loader, ctx, **common)
+        improved = _update_best(best, metrics)
+        save("latest", metrics)
+        if ctx.is_main:
+            _log_metrics(run_dir, {"kind": "val", **metrics})
+            log.info("epoch %d: %s", state.epoch, json.dumps(metrics))
+            if improved:
+                _copy_atomic(checkpoint_path(run_dir, "latest"), checkpoint_path(run_dir, "best"))
+    return {"metrics": metrics, "state": state, "run_dir": run_dir, "best": best, "model": model}
+
+
+def _data(config: PretrainConfig, ctx: DistContext) -> _Data:
+    """Training crops (sharded, resumable order) and the fixed validation crops."""
+    records = load_manifest(config.data, config.stage)
+    train_recs, val_recs = split_train_val(records, config.val_fraction, config.seed)
+    crops = {"area": config.crop_area, "angstrom": config.crop_angstrom, "seed": config.seed,
+             "pairs": config.stage == "draco"}  # fmt: skip
+    train_ds = CropDataset(train_recs, config.crop_size, config.crops_per_micrograph, **crops)
+    sampler = ResumableSampler(len(train_ds), config.batch_size, ctx.world_size, ctx.rank,
+                               config.accum, config.seed)  # fmt: skip
+    loader = DataLoader(train_ds, config.batch_size, sampler=sampler, num_workers=config.workers,
+                        pin_memory=ctx.device.type == "cuda", drop_last=True,
+                        persistent_workers=config.workers > 0,
+                        generator=torch.Generator().manual_seed(config.seed))  # fmt: skip
+    val_loader = None
+    if val_recs:  # small: loaded in the main process, its statistics cached once
+        val_ds = CropDataset(val_recs, config.crop_size, config.val_crops_per_micrograph,
+                             salt=1, with_clean=True, **crops)  # fmt: skip
+        val_loader = DataLoader(val_ds, config.batch_size, shuffle=False, num_workers=0)
+    px = working_pixel_range(records, config.crop_size, config.crop_area, config.crop_angstrom)
+    return _Data(sampler, loader, val_loader, (len(train_recs), len(val_recs), len(train_ds)), px)
+
+
+def _optimisation(
+    config: PretrainConfig, ctx: DistContext, model: nn.Module, steps_per_epoch: int
+) -> _Optim:
+    """AdamW at lr = blr × effective batch / 256, warm-up + cosine per step, grad scaler."""
+    lr = scaled_lr(config.blr, config.batch_size * ctx.world_size * config.accum)
+    total = config.epochs * steps_per_epoch
+    warmup = min(total, round(config.warmup_epochs * steps_per_epoch))
+    optimizer, scheduler = build_optimizer(model, lr, config.weight_decay, config.betas, warmup,
+                                           total, config.min_lr)  # fmt: skip
+    scaler = torch.amp.GradScaler(ctx.device.type, enabled=False)  # bf16 needs no loss scaling
+    return _Optim(optimizer, scheduler, scaler, lr, total, warmup)
+
+
+def _wrap(stage_model: StageModel, config: PretrainConfig, ctx: DistContext) -> nn.Module:
+    """Optionally torch.compile, then DDP (unless FSDP2 already shards it), as nanoGPT does."""
+    model: nn.Module = torch.compile(stage_model) if config.compile else stage_model
+    if ctx.enabled and not config.fsdp:
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return model
+
+
+def _log_setup(config: PretrainConfig, ctx: DistContext, data: _Data, opt: _Optim) -> None:
+    n_train, n_val, n_crops = data.sizes
+    eff = config.batch_size * ctx.world_size * config.accum
+    log.info(
+        f"{n_train} train / {n_val} validation micrographs, {n_crops} crops per epoch; "
+        f"{ctx.world_size} processes × batch {config.batch_size} × accum {config.accum} = "
+        f"effective batch {eff}; lr {opt.lr:.3g} (blr {config.blr:.3g}); {opt.total_steps} steps "
+        f"({opt.warmup_steps} warm-up); working pixel size {data.pixel_range[0]:.2f}-"
+        f"{data.pixel_range[1]:.2f} Å on {ctx.device}"
+    )
+
+
+def _update_best(best: dict, metrics: dict) -> bool:
+    """Select on validation PSNR against clean images; without clean images, on the validation
+    loss. Never on the training loss: a self-supervised loss on noisy targets says little about
+    denoising quality (the CAREamics lesson)."""
+    if "val_psnr" in metrics:
+        name, value, better = "val_psnr", metrics["val_psnr"], lambda new, old: new > old
+    elif "val_loss" in metrics:
+        name, value, better = "val_loss", metrics["val_loss"], lambda new, old: new < old
+    else:
+        return False
+    if best["value"] is None or best["metric"] != name or better(value, best["value"]):
+        best.update(metric=name, value=value, epoch=metrics["epoch"])
+        return True
+    return False
+
+
+def _build_model(config: PretrainConfig) -> tuple[nn.Module, Any]:
+    """The DracoMAE of the preset (crop size and γ from the run), optionally pre-loaded."""
+    from draco_em.model.draco import DracoConfig, DracoMAE
+
+    overrides = {
+        "img_size": config.crop_size,
+        "mask_ratio": max(config.mask_ratio, 0.5),
+        **config.model_overrides,
+    }
+    model_config = DracoConfig.from_preset(config.preset, **overrides)
+    model = DracoMAE(model_config)
+    if config.init_weights is not None:
+        state = _initial_weights(Path(config.init_weights))
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:  # missing/unexpected keys or other shapes
+            first = " ".join(str(exc).split())[:300]
+            raise DracoInputError(
+                f"--init-weights do not fit this model (preset {config.preset}): {first}",
+                config.init_weights,
+            ) from exc
+        log.info("initial weights from %s", config.init_weights)
+    return model, model_config
+
+
+def _initial_weights(path: Path) -> dict[str, torch.Tensor]:
+    """State dict from a stage-1 run folder, a training checkpoint, or exported weights."""
+    if path.is_dir():
+        best = checkpoint_path(path, "best")
+        path = best if best.is_file() else checkpoint_path(path, "latest")
+    if path.suffix == ".pt":
+        return load_checkpoint(path)["model"]
+    from draco_em.model.weights import load_model
+
+    return load_model(path)[0].state_dict()
+
+
+def _shard(stage_model: StageModel, ctx: DistContext) -> None:
+    """FSDP2: shard every transformer block, then the rest with the wrapper as root."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    # Our outputs (pred, masks) are never modified in place, so FSDP2's view warning is moot.
+    warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
+
+    mp = (
+        MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        if ctx.device.type == "cuda"
+        else MixedPrecisionPolicy()
+    )
+    for block in [*stage_model.model.blocks, *stage_model.model.decoder_blocks]:
+        fully_shard(block, mp_policy=mp)
+    fully_shard(stage_model, mp_policy=mp)
+
+
+def _run_config(config: PretrainConfig, ctx: DistContext) -> PretrainConfig:
+    """On resume, the run's saved config (except RESUME_MAY_CHANGE fields); else save this one."""
+    saved_path = config.out_dir / "config.yaml"
+    if config.resume is not None and saved_path.is_file():
+        config, ignored = config.merged_for_resume(PretrainConfig.load(saved_path))
+        if ignored:
+            log.warning("resuming: kept the run's %s (config.yaml)", ", ".join(ignored))
+    if ctx.is_main:
+        config.out_dir.mkdir(parents=True, exist_ok=True)
+        config.save(saved_path)
+    return config
+
+
+def _setup_logging(run_dir: Path, ctx: DistContext) -> None:
+    log.setLevel(logging.INFO if ctx.is_main else logging.WARNING)
+    if ctx.is_main:
+        handler = logging.FileHandler(run_dir / "run.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler._draco_run = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+
+
+def _log_metrics(run_dir: Path, record: dict) -> None:
+    with open(run_dir / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)

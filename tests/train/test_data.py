@@ -1,0 +1,160 @@
+"""Manifest reading, crop augmentation, normalisation and the resumable sampler."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from draco_em.errors import DracoInputError
+from draco_em.imaging.normalize import clip_stats
+from draco_em.io.mrc import read_image
+from draco_em.train.data import (
+    CropDataset,
+    ResumableSampler,
+    load_manifest,
+    split_train_val,
+    working_pixel_range,
+)
+from tests.train.conftest import write_dataset
+
+
+def test_manifest_records(tiny_manifest: Path) -> None:
+    records = load_manifest(tiny_manifest)
+    assert len(records) == 4
+    r = records[0]
+    assert r.has_pairs and r.clean is not None and r.pixel_size == 2.0 and r.shape == (128, 128)
+    assert r.odd.name == "mic_0_odd.mrc" and r.odd.parent == tiny_manifest.parent
+
+
+def test_mae_stage_accepts_micrographs_without_pairs(tmp_path: Path) -> None:
+    manifest = write_dataset(tmp_path, n=2, pairs=False, clean=False)
+    assert [r.has_pairs for r in load_manifest(manifest, stage="mae")] == [False, False]
+    with pytest.raises(DracoInputError, match="--stage mae"):
+        load_manifest(manifest, stage="draco")
+    item = CropDataset(load_manifest(manifest, "mae"), 32, 2, pairs=False)[0]
+    assert set(item) == {"full"} and item["full"].shape == (1, 32, 32)
+
+
+def test_missing_file_is_a_user_error(tmp_path: Path) -> None:
+    manifest = write_dataset(tmp_path, n=2)
+    (tmp_path / "mic_1_even.mrc").unlink()
+    with pytest.raises(DracoInputError, match=r"mic_1_even\.mrc"):
+        load_manifest(manifest)
+
+
+def test_crop_area_and_flip_statistics(tiny_manifest: Path) -> None:
+    records = load_manifest(tiny_manifest)
+    ds = CropDataset(records, 64, 200, seed=3)
+    sides, flips = [], []
+    for i in range(200):
+        y0, x0, side, flip = ds.geometry(i, (128, 128))
+        assert 0 <= y0 <= 128 - side and 0 <= x0 <= 128 - side
+        sides.append(side)
+        flips.append(flip)
+    area = np.array(sides) ** 2 / 128**2
+    assert area.min() >= 1 / 16 - 0.01 and area.max() <= 1 / 4 + 0.01  # paper §3.2: area
+    assert area.min() < 0.08 and area.max() > 0.23  # the range is covered
+    assert 0.3 < np.mean(flips) < 0.7
+
+
+def test_same_geometry_and_own_statistics_for_full_odd_even(tiny_manifest: Path) -> None:
+    records = load_manifest(tiny_manifest)
+    ds = CropDataset(records, 48, 3, seed=1)
+    for index in range(6):
+        item = ds[index]
+        r = records[index // 3]
+        stats = {
+            name: clip_stats(read_image(getattr(r, name))[0]) for name in ("full", "odd", "even")
+        }
+        assert stats["odd"] != stats["full"]  # half dose: each image has its own statistics
+        raw = {name: item[name] * stats[name][1] + stats[name][0] for name in stats}
+        # Resizing is linear, so full = odd + even holds crop-wise only with identical geometry.
+        torch.testing.assert_close(raw["full"], raw["odd"] + raw["even"], atol=1e-3, rtol=1e-4)
+        assert abs(float(item["full"].mean())) < 1.5
+
+
+def test_crops_are_a_function_of_seed_epoch_index(tiny_manifest: Path) -> None:
+    records = load_manifest(tiny_manifest)
+    a, b = CropDataset(records, 32, 4, seed=5), CropDataset(records, 32, 4, seed=5)
+    assert torch.equal(a[7]["odd"], b[7]["odd"])
+    assert not torch.equal(a[7]["odd"], b[7 + len(b)]["odd"])  # ticket of epoch 1
+    assert not torch.equal(a[7]["odd"], CropDataset(records, 32, 4, seed=5, salt=1)[7]["odd"])
+
+
+def test_split_puts_clean_micrographs_in_validation(tmp_path: Path) -> None:
+    records = load_manifest(write_dataset(tmp_path, n=5, clean=False))
+    clean = load_manifest(write_dataset(tmp_path / "c", n=1, clean=True))
+    train, val = split_train_val(records + clean, 0.2, seed=0)
+    assert len(train) == 5 and val == clean
+    assert split_train_val(records, 0.0, 0)[1] == []
+
+
+def test_working_pixel_range_scales_with_pixel_size(tiny_manifest: Path) -> None:
+    records = load_manifest(tiny_manifest)  # 128 px at 2 Å: sides 32-64 px → 64 px crops
+    assert working_pixel_range(records, 64, (1 / 16, 1 / 4)) == pytest.approx((1.0, 2.0))
+    # Physical crop sizes: 128-256 Å at 2 Å/px is 64-128 px, clipped to the 128 px image.
+    assert working_pixel_range(records, 64, (1 / 16, 1 / 4), (128.0, 256.0)) == pytest.approx(
+        (2.0, 4.0)
+    )
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_sampler_shards_per_step(world: int) -> None:
+    n, b, accum = 50, 4, 2
+    single = list(ResumableSampler(n, b * world, 1, 0, accum, seed=7))  # epoch 0: tickets = i
+    shards = [list(ResumableSampler(n, b, world, r, accum, seed=7)) for r in range(world)]
+    steps = len(single) // (b * world)
+    for m in range(steps):  # rank r's m-th batch is the r-th block of the global m-th batch
+        glob = single[m * b * world : (m + 1) * b * world]
+        assert [i for s in shards for i in s[m * b : (m + 1) * b]] == glob
+    assert len(set(single)) == len(single) == (n // (b * world * accum)) * b * world * accum
+
+
+def test_sampler_position_restores() -> None:
+    s = ResumableSampler(40, 4, seed=1)
+    s.set_epoch(3)
+    full = list(s)
+    s.set_epoch(3, start_batch=2)
+    assert list(s) == full[8:] and len(s) == len(full) - 8
+    assert all(120 <= t < 160 for t in full)  # tickets of epoch 3: 3 · 40 + index
+    s.set_epoch(4)
+    assert [t - 160 for t in s] != [t - 120 for t in full]  # a new permutation each epoch
+
+
+def test_sampler_too_small_is_a_user_error() -> None:
+    with pytest.raises(DracoInputError, match="batch"):
+        ResumableSampler(7, 4, world_size=2)
+
+
+def test_resize_is_antialiased(tiny_manifest: Path) -> None:
+    # Pure noise downsampled 2× by an antialiasing filter loses variance; plain bilinear
+    # sampling at pixel centres would keep most of it (aliasing).
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(128, 128)).astype(np.float32)
+    from draco_em.train.data import _crop_resize
+
+    out = _crop_resize(noise, 0, 0, 128, 64, (False, False), (0.0, 1.0))
+    assert out.shape == (1, 64, 64) and float(out.var()) < 0.5
+    assert math.isclose(float(out.mean()), float(noise.mean()), abs_tol=0.02)
+
+
+def test_statistics_from_a_prepare_manifest_are_used(tmp_path: Path) -> None:
+    from draco_em.io.star import read_micrographs_star, write_micrographs_star
+
+    manifest = write_dataset(tmp_path, n=1)
+    table = read_micrographs_star(manifest)
+    table.micrographs["dracoMean"], table.micrographs["dracoStd"] = 100.0, 10.0  # simulate: alone
+    write_micrographs_star(manifest, table)
+    assert load_manifest(manifest)[0].manifest_stats is None  # not mixed with computed ones
+    for suffix, value in (("Odd", 50.0), ("Even", 40.0)):
+        table.micrographs[f"dracoMean{suffix}"], table.micrographs[f"dracoStd{suffix}"] = value, 5.0
+    write_micrographs_star(manifest, table)
+    record = load_manifest(manifest)[0]
+    assert record.manifest_stats == {"full": (100.0, 10.0), "odd": (50.0, 5.0), "even": (40.0, 5.0)}
+    item = CropDataset([record], 32, 1)[0]
+    raw = {k: item[k] * record.manifest_stats[k][1] + record.manifest_stats[k][0] for k in item}
+    torch.testing.assert_close(raw["full"], raw["odd"] + raw["even"], atol=1e-3, rtol=1e-4)

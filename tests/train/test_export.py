@@ -1,0 +1,105 @@
+"""``draco export``: run folder → safetensors that load_model reads back with its config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from draco_em.cli import main
+from draco_em.model.weights import load_model
+from draco_em.train.checkpoint import checkpoint_path, load_checkpoint
+from draco_em.train.pretrain import run_pretrain
+
+
+def draco(*args: str) -> int:
+    """Run the ``draco`` console entry point; returns its exit code."""
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_export_round_trip(tiny_config, tmp_path) -> None:
+    config = tiny_config(epochs=1)
+    run_pretrain(config)
+    out = tmp_path / "model.safetensors"
+    assert draco("export", str(config.out_dir), "-o", str(out), "--which", "latest") == 0
+    model, model_config, metadata = load_model(out)
+    state = load_checkpoint(checkpoint_path(config.out_dir, "latest"))
+    assert model_config.embed_dim == 32 and model_config.img_size == 64
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, state["model"][name]), name
+    assert metadata["pixel_size_range"] == pytest.approx([1.0, 2.0])
+    assert metadata["training"]["stage"] == "draco" and metadata["patch_size"] == 16
+    assert metadata["normalization"] == "robust" and metadata["training"]["epoch"] == 1
+
+
+def test_export_errors_are_one_line(tmp_path, capsys) -> None:
+    assert draco("export", str(tmp_path / "nothing"), "-o", str(tmp_path / "m.safetensors")) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_cli_pretrain_then_resume(tiny_manifest, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    args = [
+        "pretrain",
+        "--data",
+        str(tiny_manifest),
+        "-o",
+        str(out),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--crops-per-micrograph",
+        "4",
+        "--crop-size",
+        "32",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--max-steps",
+        "2",
+    ]
+    assert draco(*args) == 0
+    assert load_checkpoint(checkpoint_path(out, "latest"))["global_step"] == 2
+    assert (
+        draco(
+            "pretrain",
+            "-o",
+            str(out),
+            "--resume",
+            "latest",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--no-progress",
+        )
+        == 0
+    )
+    assert load_checkpoint(checkpoint_path(out, "latest"))["epoch"] == 1
+    code = draco(
+        "pretrain", "--data", str(tiny_manifest), "-o", str(tmp_path / "r2"), "--mask-ratio", "0.3"
+    )
+    assert code == 2 and "mask ratio 0.3" in capsys.readouterr().err
+
+
+def test_cli_resume_keeps_the_runs_settings(tiny_manifest, tmp_path, caplog) -> None:
+    out = tmp_path / "run"
+    first = ["pretrain", "--data", str(tiny_manifest), "-o", str(out), "--epochs", "1",
+             "--batch-size", "2", "--blr", "0.01", "--crops-per-micrograph", "4",
+             "--crop-size", "32", "--device", "cpu", "--workers", "0", "--no-progress",
+             "--max-steps", "1"]  # fmt: skip
+    assert draco(*first) == 0
+    caplog.clear()
+    resumed = ["pretrain", "-o", str(out), "--resume", "latest", "--epochs", "2", "--seed", "5"]
+    assert draco(*resumed) == 0
+    state = load_checkpoint(checkpoint_path(out, "latest"))
+    assert state["config"]["batch_size"] == 2 and state["config"]["blr"] == 0.01
+    assert state["config"]["epochs"] == 2 and state["config"]["seed"] == 0
+    assert state["global_step"] == 2 * 6  # 12 train crops / batch 2, two epochs
+    assert "kept the run's seed" in caplog.text  # only the typed, forbidden change is reported

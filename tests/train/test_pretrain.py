@@ -1,0 +1,37 @@
+"""Stage 1 (MAE) on micrographs without pairs, then stage 2 initialised from it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from draco_em.errors import DracoInputError
+from draco_em.train.checkpoint import checkpoint_path, load_checkpoint
+from draco_em.train.pretrain import run_pretrain
+from tests.train.conftest import write_dataset
+
+
+def test_mae_stage_then_draco_stage_from_its_weights(tiny_config, tmp_path) -> None:
+    unpaired = write_dataset(tmp_path / "unpaired", n=4, pairs=False, clean=False)
+    stage1 = tiny_config(data=unpaired, stage="mae", out_dir=tmp_path / "mae", epochs=1)
+    result = run_pretrain(stage1)
+    assert result["best"]["metric"] == "val_loss"  # no clean images: selected on the val loss
+    mae_weights = load_checkpoint(checkpoint_path(stage1.out_dir, "best"))["model"]
+
+    stage2 = tiny_config(out_dir=tmp_path / "draco", init_weights=stage1.out_dir, max_steps=1,
+                         blr=1e-12)  # fmt: skip
+    start = run_pretrain(stage2)["model"].state_dict()
+    for name, value in mae_weights.items():  # one step at lr ≈ 0 leaves the stage-1 weights
+        torch.testing.assert_close(start[name], value, atol=1e-6, rtol=0)
+
+    with pytest.raises(DracoInputError, match="--stage mae"):
+        run_pretrain(tiny_config(data=unpaired, out_dir=tmp_path / "bad"))
+
+
+def test_init_weights_of_another_size_is_a_user_error(tiny_config, tmp_path) -> None:
+    small = tiny_config(out_dir=tmp_path / "a", epochs=1)
+    run_pretrain(small)
+    other = tiny_config(out_dir=tmp_path / "b", init_weights=small.out_dir,
+                        model_overrides={"embed_dim": 64, "num_heads": 2, "depth": 1})  # fmt: skip
+    with pytest.raises(DracoInputError, match="init-weights"):
+        run_pretrain(other)

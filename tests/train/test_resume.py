@@ -1,0 +1,104 @@
+"""Resume equivalence: a run killed mid-epoch, resumed with --resume latest, ends bitwise equal."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from draco_em.train.checkpoint import checkpoint_path, load_checkpoint, rng_state, set_rng_state
+from draco_em.train.config import PretrainConfig
+from draco_em.train.pretrain import run_pretrain
+
+
+class Crash(RuntimeError):
+    """Stands in for a kill -9 / node failure."""
+
+
+def _crash_at(step: int):
+    def hook(state, stats) -> None:
+        if state.global_step == step:
+            raise Crash(f"killed at step {step}")
+
+    return hook
+
+
+def _final_weights(config: PretrainConfig) -> dict[str, torch.Tensor]:
+    return load_checkpoint(checkpoint_path(config.out_dir, "latest"))["model"]
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_killed_run_resumes_to_identical_weights(tiny_config, tmp_path, accum: int) -> None:
+    # 3 train micrographs × 4 crops = 12 crops; batch 2 × accum → 6/accum steps per epoch.
+    kw = {"epochs": 2, "batch_size": 2, "accum": accum, "save_every_steps": 2}
+    straight = tiny_config(out_dir=tmp_path / "straight", **kw)
+    run_pretrain(straight)
+
+    broken = tiny_config(out_dir=tmp_path / "broken", **kw)
+    crash_step = 5  # mid-epoch; the last checkpoint is step 4, also mid-epoch
+    with pytest.raises(Crash):
+        run_pretrain(broken, on_step=_crash_at(crash_step))
+    ckpt = load_checkpoint(checkpoint_path(broken.out_dir, "latest"))
+    assert ckpt["global_step"] < crash_step and ckpt["step_in_epoch"] > 0  # resumes mid-epoch
+    result = run_pretrain(broken.model_copy(update={"resume": "latest"}))
+    assert result["state"].global_step == 2 * 6 // accum
+
+    a, b = _final_weights(straight), _final_weights(broken)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    ref = load_checkpoint(checkpoint_path(straight.out_dir, "latest"))
+    res = load_checkpoint(checkpoint_path(broken.out_dir, "latest"))
+    timeless = lambda val: {k: v for k, v in val.items() if k != "seconds"}  # noqa: E731
+    assert timeless(ref["val"]) == timeless(res["val"])  # validation metrics identical too
+    for sa, sb in zip(
+        ref["optimizer"]["state"].values(), res["optimizer"]["state"].values(), strict=True
+    ):
+        assert torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+
+
+def test_max_steps_stops_with_checkpoint_and_resume_continues(tiny_config, tmp_path) -> None:
+    config = tiny_config(out_dir=tmp_path / "run", epochs=2, max_steps=4)
+    result = run_pretrain(config)
+    assert result["state"].global_step == 4
+    ckpt = load_checkpoint(checkpoint_path(config.out_dir, "latest"))
+    assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]) == (1, 1, 4)
+    assert ckpt["scheduler"]["last_epoch"] == 4
+    # A resumed command may extend the run and change the device, but not the batch size.
+    resumed = config.model_copy(update={"resume": "latest", "max_steps": None, "batch_size": 3})
+    result = run_pretrain(resumed)
+    assert result["state"].global_step == 6
+    saved = PretrainConfig.load(config.out_dir / "config.yaml")
+    assert saved.batch_size == 4 and saved.max_steps is None
+
+
+def test_resume_latest_without_checkpoint_starts_fresh(tiny_config, tmp_path) -> None:
+    config = tiny_config(out_dir=tmp_path / "run", epochs=1, resume="latest")
+    assert run_pretrain(config)["state"].global_step == 3
+
+
+def test_rng_state_round_trip() -> None:
+    state = rng_state()
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    set_rng_state(state)
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1])
+    assert random.random() == expected[2]
+
+
+def test_resume_with_more_epochs_stretches_the_schedule(tiny_config, tmp_path) -> None:
+    import json
+
+    from draco_em.train.optim import WarmupCosine, scaled_lr
+
+    config = tiny_config(out_dir=tmp_path / "run", epochs=2, max_steps=4, log_every_steps=1)
+    run_pretrain(config)
+    run_pretrain(config.model_copy(update={"resume": "latest", "max_steps": None, "epochs": 4}))
+    lines = [json.loads(x) for x in (config.out_dir / "metrics.jsonl").read_text().splitlines()]
+    lrs = {x["step"]: x["lr"] for x in lines if x["kind"] == "train"}
+    peak = scaled_lr(config.blr, 4)
+    assert lrs[4] == pytest.approx(peak * WarmupCosine(3, 6)(3))  # before: 2 epochs of 3 steps
+    assert lrs[5] == pytest.approx(peak * WarmupCosine(3, 12)(4))  # after: 4 epochs
+    assert len(lrs) == 12
