@@ -1,7 +1,7 @@
 """Denoise micrographs, stacks and tilt series with a DRACO model (paper §3.5: mask ratio 0).
 
-Per image: Fourier-crop to the model's working pixel size → DRACO robust normalisation
-(§1.4) → overlapping tiles through ``DracoMAE.denoise`` → smooth blend → back to the input's
+Per image: Fourier-crop to the model's working pixel size → standardise with the DRACO robust
+statistics (§1.4), as in training → overlapping tiles through ``DracoMAE.denoise`` → smooth blend → back to the input's
 intensity units → Fourier-pad to the input size (unless ``keep_binned``).
 
 Tiles are ``tile`` px at the working pixel size: the bundled model was trained on 256-px crops,
@@ -19,7 +19,7 @@ import torch
 
 from draco_em.errors import DracoInputError
 from draco_em.imaging.fourier import fourier_rescale, fourier_resize
-from draco_em.imaging.normalize import robust_normalize
+from draco_em.imaging.normalize import clip_stats
 from draco_em.imaging.tiling import apply_tiled
 from draco_em.model.draco import DracoMAE
 
@@ -95,7 +95,10 @@ class Denoiser:
         work, work_px = image, pixel_size
         if pixel_size and self.working_pixel_size:
             work, work_px = fourier_rescale(image, pixel_size, self.working_pixel_size)
-        norm, (mean, std) = robust_normalize(work)
+        # Same statistics as training (train/data.py): the DRACO robust mean/std (§1.4 clip
+        # window), pixels not clipped.
+        mean, std = clip_stats(work)
+        norm = (work - np.float32(mean)) / np.float32(std)
         out = apply_tiled(norm, self._run_tiles, self.tile, self.overlap, self.batch_size, progress)
         out = out * np.float32(std) + np.float32(mean)
         if keep_binned or out.shape == image.shape:

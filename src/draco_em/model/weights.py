@@ -168,7 +168,8 @@ def _read_torch_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict | 
         raise DracoInputError(f"cannot read torch checkpoint: {exc}", path) from exc
     if not isinstance(ckpt, Mapping):
         raise DracoInputError(f"checkpoint holds a {type(ckpt).__name__}, not a dict", path)
-    config = ckpt.get("draco_config")  # our trainer's checkpoints may carry it
+    # Our trainer's checkpoints carry the architecture (head counts cannot be read off shapes).
+    config = ckpt.get("draco_config", ckpt.get("model_config"))
     if isinstance(config, str):
         config = _json_field(ckpt, "draco_config", path)
     for key in ("state_dict", "model"):
