@@ -103,3 +103,17 @@ def test_cli_resume_keeps_the_runs_settings(tiny_manifest, tmp_path, caplog) -> 
     assert state["config"]["epochs"] == 2 and state["config"]["seed"] == 0
     assert state["global_step"] == 2 * 6  # 12 train crops / batch 2, two epochs
     assert "kept the run's seed" in caplog.text  # only the typed, forbidden change is reported
+
+
+def test_export_half_halves_the_file_and_loads_as_float32(tiny_config, tmp_path) -> None:
+    config = tiny_config(epochs=1)
+    run_pretrain(config)
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    assert draco("export", str(config.out_dir), "-o", str(full), "--which", "latest") == 0
+    assert draco("export", str(config.out_dir), "-o", str(half), "--which", "latest", "--half") == 0
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    m_full, _, _ = load_model(full)
+    m_half, _, _ = load_model(half)
+    for (name, a), b in zip(m_full.state_dict().items(), m_half.state_dict().values(), strict=True):
+        assert b.dtype == a.dtype
+        torch.testing.assert_close(b, a, rtol=2e-3, atol=1e-4, msg=name)

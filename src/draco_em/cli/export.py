@@ -25,6 +25,9 @@ def export(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Destination .safetensors file.")],
     which: Annotated[str, typer.Option(help="best (validation PSNR) or latest.")] = "best",
+    half: Annotated[
+        bool, typer.Option("--half", help="Store float16 weights (half size).")
+    ] = False,
 ) -> None:
     """Write a run's best or latest weights to a safetensors file."""
     from draco_em.train.checkpoint import export_run
@@ -33,4 +36,4 @@ def export(
         raise DracoInputError(f"--which must be best or latest, got {which!r}")
     if out.suffix != ".safetensors":
         raise DracoInputError("the output name must end in .safetensors", out)
-    typer.echo(f"wrote {export_run(run_dir, out, which)}")
+    typer.echo(f"wrote {export_run(run_dir, out, which, half=half)}")

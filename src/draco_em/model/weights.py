@@ -40,7 +40,11 @@ _DECODER_HEADS = {256: 8, 512: 16}
 
 # ---------------------------------------------------------------------------------- save
 def save_model(
-    path: str | Path, model: DracoMAE, config: DracoConfig, metadata: Mapping[str, object]
+    path: str | Path,
+    model: DracoMAE,
+    config: DracoConfig,
+    metadata: Mapping[str, object],
+    half: bool = False,
 ) -> Path:
     """Write ``model``'s weights, its config and ``metadata`` to one safetensors file, atomically.
 
@@ -52,6 +56,8 @@ def save_model(
             ``pixel_size`` (Å), ``pixel_size_range`` ([min, max] Å), ``normalization``
             (name, e.g. ``"robust"``) and ``training`` (a summary dict); ``preset`` and
             ``patch_size`` are filled from ``config``.
+        half: store floating-point tensors as float16 (half the size; loading casts them back
+            to the model's float32 parameters). Used for the model shipped in the package.
 
     Returns:
         The path written.
@@ -69,6 +75,8 @@ def save_model(
     state = {
         k: v.detach().cpu().contiguous() for k, v in _strip_prefixes(model.state_dict()).items()
     }
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     header = {"format": FORMAT, "draco_config": config.model_dump_json(),
               "draco_metadata": meta_json, "preset": config.preset}  # fmt: skip
     with atomic_path(path) as tmp:

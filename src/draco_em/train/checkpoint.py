@@ -161,13 +161,16 @@ def resolve_resume(run_dir: Path, resume: str | None) -> Path | None:
     return Path(resume)
 
 
-def export_run(run_dir: str | Path, out: str | Path, which: str = "best") -> Path:
+def export_run(
+    run_dir: str | Path, out: str | Path, which: str = "best", half: bool = False
+) -> Path:
     """Write a run's weights to a safetensors file with their config in the metadata.
 
     Args:
         run_dir: a ``draco pretrain`` run folder (or a checkpoint ``.pt`` file).
         out: destination ``.safetensors``.
         which: 'best' (highest validation PSNR, else lowest validation loss) or 'latest'.
+        half: store the weights as float16 (half the file size).
 
     Returns:
         The written path.
@@ -196,5 +199,5 @@ def export_run(run_dir: str | Path, out: str | Path, which: str = "best") -> Pat
             "best": state.get("best"), "crop_size": cfg.get("crop_size"), "source": str(path),
         },
     }  # fmt: skip
-    save_model(out, model, config, metadata)
+    save_model(out, model, config, metadata, half=half)
     return Path(out)
