@@ -69,9 +69,10 @@ def run_demo(cfg: DemoConfig) -> dict:
     write_mrc(cfg.outdir / "denoised" / raw_path.name, denoised, px or 1.0)
     lowpass = gaussian_lowpass(raw, px or 1.0, 20.0)
     coords = read_coords(coord_path)[["x", "y"]].to_numpy(dtype=np.float64)
-    radius = 40.0 / (px or 1.0)  # the phantoms are 100–300 Å across: a 40 Å disk sits inside
+    # The phantoms are 100–300 Å across: 40 Å disks sit inside one; backgrounds keep 190 Å clear.
+    radius, exclusion = 40.0 / (px or 1.0), 190.0 / (px or 1.0)
     images = {"raw": raw, "lowpass_20A": lowpass, "draco": denoised}
-    scores = {k: score_image(v, clean, coords, radius, 20) for k, v in images.items()}
+    scores = {k: score_image(v, clean, coords, radius, 20, exclusion) for k, v in images.items()}
     metrics = {
         "micrograph": str(raw_path), "size": list(raw.shape), "pixel_size": px,
         "model": cfg.weights, "model_pixel_size": meta.get("pixel_size"),

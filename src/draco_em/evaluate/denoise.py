@@ -29,6 +29,12 @@ class EvaluateDenoiseConfig(BaseModel):
     radius: float | None = Field(
         None, gt=0, description="SNR disk radius in px (default: from coordinate spacing)."
     )
+    exclusion: float | None = Field(
+        None,
+        gt=0,
+        description="Min px from a background disk centre to any particle centre "
+        "(particle radius + disk radius; default 2 × radius).",
+    )
     n_pairs: int = Field(20, ge=1, description="Signal/background pairs per micrograph (Eq. 11).")
 
 
@@ -40,7 +46,12 @@ def _stem(path: Path) -> str:
 
 
 def score_image(
-    pred: np.ndarray, clean: np.ndarray, coords: np.ndarray | None, radius: float, n_pairs: int
+    pred: np.ndarray,
+    clean: np.ndarray,
+    coords: np.ndarray | None,
+    radius: float,
+    n_pairs: int,
+    exclusion: float | None = None,
 ) -> dict:
     """PSNR, SSIM, FRC and (with coordinates) the paper's SNR of one prediction."""
     if pred.shape != clean.shape:
@@ -49,7 +60,7 @@ def score_image(
         pred = fourier_resize(pred, clean.shape)
     out = {"psnr_db": psnr(pred, clean), "ssim": ssim(pred, clean), **frc_summary(pred, clean)}
     if coords is not None and len(coords):
-        pairs = pair_regions(coords, clean.shape, radius, n_pairs)
+        pairs = pair_regions(coords, clean.shape, radius, n_pairs, exclusion=exclusion)
         out["snr_db"] = snr_db(pred, pairs, radius)
         out["snr_pairs"] = len(pairs)
     return out
@@ -91,7 +102,12 @@ def evaluate_denoise(cfg: EvaluateDenoiseConfig) -> dict:
         truth, _ = read_image(clean[stem])
         coords = _coords_for(cfg.coords, stem)
         radius = cfg.radius or (_default_radius(coords) if coords is not None else 8.0)
-        rows.append({"micrograph": stem, **score_image(pred, truth, coords, radius, cfg.n_pairs)})
+        rows.append(
+            {
+                "micrograph": stem,
+                **score_image(pred, truth, coords, radius, cfg.n_pairs, cfg.exclusion),
+            }
+        )
     if not rows:
         raise DracoInputError(f"no prediction in {cfg.pred} has a clean image of the same name "
                               f"in {cfg.clean}")  # fmt: skip

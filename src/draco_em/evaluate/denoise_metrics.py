@@ -93,13 +93,14 @@ def pair_regions(
     radius: float,
     n_pairs: int = 20,
     seed: int = 0,
+    exclusion: float | None = None,
 ) -> list[tuple[tuple[float, float], tuple[float, float]]]:
     """Signal/background disk centres for the paper's SNR (Eq. 11, after Topaz-Denoise).
 
     The paper annotates 20 pairs by hand, "regions chosen close together". Here a signal disk sits
     on a true particle, and its background disk is the nearest candidate position (on rings of
-    2.5–6 radii around it) whose disk lies inside the image and at least 2 radii from every
-    particle centre, so it holds no particle.
+    ``exclusion`` to ``exclusion`` + 4 radii around it) whose disk lies inside the image and whose
+    centre is at least ``exclusion`` from every particle centre, so it holds no particle.
 
     Args:
         coords: [N, 2] particle centres (x, y) in pixels.
@@ -107,11 +108,14 @@ def pair_regions(
         radius: disk radius in pixels (about the particle radius).
         n_pairs: how many pairs to return at most.
         seed: which particles are used when there are more than ``n_pairs``.
+        exclusion: minimum distance in pixels from a background centre to any particle centre;
+            set it to particle radius + disk radius (default: 2 × ``radius``).
 
     Returns:
         List of ((sx, sy), (bx, by)).
     """
     ny, nx = shape
+    exclusion = 2 * radius if exclusion is None else exclusion
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(coords))
     pairs = []
@@ -120,11 +124,11 @@ def pair_regions(
         sx, sy = coords[i]
         if not (radius <= sx < nx - radius and radius <= sy < ny - radius):
             continue
-        for dist in np.arange(2.5, 6.01, 0.5) * radius:
+        for dist in exclusion + np.arange(0.0, 4.01, 0.5) * radius:
             bx, by = sx + dist * np.cos(angles), sy + dist * np.sin(angles)
             inside = (bx >= radius) & (bx < nx - radius) & (by >= radius) & (by < ny - radius)
             d2 = (bx[:, None] - coords[None, :, 0]) ** 2 + (by[:, None] - coords[None, :, 1]) ** 2
-            free = inside & (d2.min(axis=1) >= (2 * radius) ** 2)
+            free = inside & (d2.min(axis=1) >= exclusion**2)
             if free.any():
                 k = int(np.nonzero(free)[0][0])
                 pairs.append(((float(sx), float(sy)), (float(bx[k]), float(by[k]))))

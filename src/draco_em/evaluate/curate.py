@@ -1,0 +1,125 @@
+"""``draco evaluate curate``: score a ``curation.csv`` against labelled truth.
+
+Binary metrics treat *accept* as the positive class (a true positive is a good micrograph that
+was kept): accuracy, precision (kept micrographs that are good), recall (good micrographs that
+were kept) and F1. The confusion matrix crosses the true class with the predicted class (the
+``reason`` column: the most probable accept class when accepted, reject class when rejected).
+Predictions and truth are matched by micrograph file stem.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from draco_em.curate.config import GOOD
+from draco_em.curate.labels import read_labels
+from draco_em.errors import DracoInputError
+
+
+class EvaluateCurateConfig(BaseModel):
+    """Options of ``draco evaluate curate``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pred: Path = Field(description="curation.csv written by `draco curate predict`.")
+    truth: Path = Field(description="Labels: a micrographs STAR or CSV (as for training).")
+    label_column: str | None = Field(None, description="Truth column holding the label.")
+    accept: list[str] = Field(default_factory=lambda: [GOOD], description="Accept classes.")
+
+
+def binary_metrics(truth_accept: np.ndarray, pred_accept: np.ndarray) -> dict[str, float | int]:
+    """Accuracy, precision, recall, F1 with accept as positive, and the 2×2 counts.
+
+    Args:
+        truth_accept: bool [N], the micrograph is good.
+        pred_accept: bool [N], the micrograph was accepted.
+    """
+    t, p = np.asarray(truth_accept, bool), np.asarray(pred_accept, bool)
+    tp, fp = int(np.sum(t & p)), int(np.sum(~t & p))
+    fn, tn = int(np.sum(t & ~p)), int(np.sum(~t & ~p))
+    n = len(t)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "n": n,
+        "accuracy": (tp + tn) / n if n else 0.0,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+    }
+
+
+def confusion(truth: list[str], pred: list[str]) -> pd.DataFrame:
+    """Counts of (true class, predicted class): rows true, columns predicted."""
+    labels = list(dict.fromkeys([*truth, *pred]))
+    table = pd.crosstab(pd.Series(truth, name="truth"), pd.Series(pred, name="predicted"))
+    return table.reindex(index=labels, columns=labels, fill_value=0).loc[
+        [c for c in labels if c in set(truth)]
+    ]
+
+
+def evaluate_curate(cfg: EvaluateCurateConfig) -> dict:
+    """Match predictions to truth and compute the metrics.
+
+    Raises:
+        DracoInputError: unreadable files, a CSV without the curation columns, or no
+            micrograph in common.
+    """
+    if not cfg.pred.is_file():
+        raise DracoInputError("prediction table not found", cfg.pred)
+    try:
+        pred = pd.read_csv(cfg.pred, dtype={"micrograph": str, "decision": str, "reason": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DracoInputError(f"unreadable CSV: {exc}", cfg.pred) from exc
+    missing = {"micrograph", "decision", "reason"} - set(pred.columns)
+    if missing:
+        raise DracoInputError(f"not a curation.csv: missing columns {sorted(missing)}", cfg.pred)
+    truth = read_labels(cfg.truth, cfg.label_column, check_files=False)
+    true_by_stem = dict(zip(truth.stems, truth.labels, strict=True))
+    stems = [Path(str(m)).stem for m in pred["micrograph"]]
+    both = [i for i, s in enumerate(stems) if s in true_by_stem]
+    if not both:
+        raise DracoInputError("no micrograph of the predictions is in the truth labels", cfg.pred)
+    t = [true_by_stem[stems[i]] for i in both]
+    p_class = [str(pred["reason"].iloc[i]) for i in both]
+    p_accept = np.array([pred["decision"].iloc[i] == "accept" for i in both])
+    out = binary_metrics(np.isin(t, cfg.accept), p_accept)
+    out["n_unmatched_pred"] = len(stems) - len(both)
+    out["n_unmatched_truth"] = len(set(true_by_stem) - set(stems))
+    cm = confusion(t, p_class)
+    out["confusion"] = {
+        str(r): {str(c): int(v) for c, v in row.items()} for r, row in cm.iterrows()
+    }
+    out["misses"] = [stems[i] for k, i in enumerate(both) if p_accept[k] != (t[k] in cfg.accept)]
+    return out
+
+
+def format_report(result: dict) -> str:
+    """Human-readable summary: the binary metrics, then the confusion matrix."""
+    head = (
+        f"n={result['n']}  accuracy {result['accuracy']:.4f}  precision "
+        f"{result['precision']:.4f}  recall {result['recall']:.4f}  F1 {result['f1']:.4f}  "
+        f"(accept = positive; tp {result['tp']} fp {result['fp']} fn {result['fn']} "
+        f"tn {result['tn']})"
+    )
+    cm = pd.DataFrame(result["confusion"]).T.fillna(0).astype(int)
+    cm.index.name, cm.columns.name = "truth", "predicted"
+    lines = [head, "", cm.to_string()]
+    if result["misses"]:
+        lines += ["", f"misses: {', '.join(result['misses'][:20])}"]
+    return "\n".join(lines)
+
+
+def dump_json(result: dict) -> str:
+    """JSON text of the result."""
+    return json.dumps(result, indent=2)

@@ -1,0 +1,159 @@
+"""Score particle picks against true centres: precision, recall, F1 and average precision.
+
+Matching rule (the paper gives none, ``reference/draco_paper.md`` §2, so we state ours): within
+each micrograph, predictions are taken by falling score and each is matched to the nearest
+still-unmatched true centre within ``radius`` px (default: half the particle diameter). A
+matched prediction is a true positive; every other prediction a false positive; every
+unmatched true centre a false negative. Counts are pooled over micrographs.
+
+Average precision: predictions of all micrographs sorted by score, precision P_k and recall R_k
+after the k-th, AP = Σ_k (R_k − R_{k−1}) · P_k (the step sum without interpolation, as
+scikit-learn's ``average_precision_score``): the area under the precision-recall curve over
+all thresholds, with recall capped by what the picks can reach.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.spatial import cKDTree
+
+from draco_em.errors import DracoInputError
+from draco_em.io.coords import COORD_SUFFIXES, micrograph_stem, read_coords
+
+COORD_FILE_SUFFIXES = (".star", ".box", ".txt", ".tsv", ".csv", ".cs", ".coord")
+
+
+class EvaluatePickConfig(BaseModel):
+    """``draco evaluate pick`` settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pred: Path = Field(description="Folder (or file) of predicted picks, any format.")
+    truth: Path = Field(description="Folder (or file) of true centres.")
+    radius: float | None = Field(None, gt=0, description="Match radius in px.")
+    diameter: float | None = Field(None, gt=0, description="Particle diameter in px.")
+    threshold: float | None = Field(None, description="Drop predictions scoring below this.")
+
+
+def match_picks(
+    pred_xy: np.ndarray, scores: np.ndarray, true_xy: np.ndarray, radius: float
+) -> np.ndarray:
+    """One-to-one greedy matching by score; returns is-true-positive [N] in the input order."""
+    pred_xy = np.asarray(pred_xy, np.float64).reshape(-1, 2)
+    true_xy = np.asarray(true_xy, np.float64).reshape(-1, 2)
+    tp = np.zeros(len(pred_xy), bool)
+    if len(pred_xy) == 0 or len(true_xy) == 0:
+        return tp
+    tree = cKDTree(true_xy)
+    taken = np.zeros(len(true_xy), bool)
+    for i in np.argsort(-np.asarray(scores, np.float64), kind="stable"):
+        near = tree.query_ball_point(pred_xy[i], r=radius)
+        free = [j for j in near if not taken[j]]
+        if free:
+            d = np.hypot(*(true_xy[free] - pred_xy[i]).T)
+            taken[free[int(np.argmin(d))]] = tp[i] = True
+    return tp
+
+
+def summarize(tp: np.ndarray, scores: np.ndarray, n_true: int) -> dict:
+    """Pooled precision, recall, F1, AP and the best F1 over thresholds (with its threshold)."""
+    tp, scores = np.asarray(tp, bool), np.asarray(scores, np.float64)
+    n_tp, n_pred = int(tp.sum()), len(tp)
+    p = n_tp / n_pred if n_pred else 0.0
+    r = n_tp / n_true if n_true else 0.0
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    order = np.argsort(-scores, kind="stable")
+    cum = np.cumsum(tp[order])
+    prec = cum / np.arange(1, n_pred + 1) if n_pred else np.zeros(0)
+    rec = cum / n_true if n_true else np.zeros(n_pred)
+    ap = float(np.sum(np.diff(np.concatenate([[0.0], rec])) * prec)) if n_pred else 0.0
+    f1s = np.where(prec + rec > 0, 2 * prec * rec / np.maximum(prec + rec, 1e-12), 0.0)
+    # A threshold can only cut between distinct scores: use the last pick of each tie group.
+    last = np.r_[np.diff(scores[order]) != 0, True] if n_pred else np.zeros(0, bool)
+    best = int(np.argmax(np.where(last, f1s, -1))) if n_pred else -1
+    return {
+        "precision": p, "recall": r, "f1": f1, "ap": ap,
+        "n_pred": n_pred, "n_true": int(n_true), "n_tp": n_tp,
+        "best_f1": float(f1s[best]) if n_pred else 0.0,
+        "best_threshold": float(scores[order][best]) if n_pred else None,
+    }  # fmt: skip
+
+
+def read_coord_folder(path: Path) -> dict[str, pd.DataFrame]:
+    """Picks per micrograph stem from a folder or file; empty per-micrograph files count."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in COORD_FILE_SUFFIXES)
+    elif path.exists():
+        files = [path]
+    else:
+        raise DracoInputError("no such coordinate file or folder", path)
+    files = [f for f in files if f.name != "coordinate_files.star"] or files
+    out: dict[str, pd.DataFrame] = {}
+    for f in files:
+        df = read_coords(f)
+        if df.empty:
+            stem = micrograph_stem(f.stem)
+            for suffix in COORD_SUFFIXES:
+                stem = stem.removesuffix(suffix)
+            out.setdefault(stem, df)
+        for stem, group in df.groupby("micrograph"):
+            out[str(stem)] = pd.concat([out.get(str(stem)), group], ignore_index=True)
+    if not out:
+        raise DracoInputError("no coordinate files found", path)
+    return out
+
+
+def evaluate_pick(cfg: EvaluatePickConfig) -> dict:
+    """Score the picks in ``cfg.pred`` against ``cfg.truth`` (see module docstring)."""
+    radius = cfg.radius or (cfg.diameter / 2 if cfg.diameter else None)
+    if radius is None:
+        raise DracoInputError("give --radius PX or --diameter PX (radius = diameter / 2)")
+    pred, truth = read_coord_folder(cfg.pred), read_coord_folder(cfg.truth)
+    common = sorted(set(truth) & set(pred)) + sorted(set(truth) - set(pred))
+    if not set(truth) & set(pred):
+        raise DracoInputError("no micrograph names in common between --pred and --truth")
+    all_tp, all_scores, n_true = [], [], 0
+    for stem in common:
+        t = truth[stem][["x", "y"]].to_numpy(np.float64)
+        p = pred.get(stem)
+        n_true += len(t)
+        if p is None or p.empty:
+            continue
+        s = _scores(p)
+        if cfg.threshold is not None:
+            p, s = p[s >= cfg.threshold], s[s >= cfg.threshold]
+        all_tp.append(match_picks(p[["x", "y"]].to_numpy(np.float64), s, t, radius))
+        all_scores.append(s)
+    tp = np.concatenate(all_tp) if all_tp else np.zeros(0, bool)
+    scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
+    result = summarize(tp, scores, n_true)
+    result.update(radius=radius, micrographs=len(common),
+                  pred_only=sorted(set(pred) - set(truth)))  # fmt: skip
+    return result
+
+
+def _scores(df: pd.DataFrame) -> np.ndarray:
+    if "score" not in df.columns:
+        return np.ones(len(df))
+    return pd.to_numeric(df["score"], errors="coerce").fillna(1.0).to_numpy(np.float64)
+
+
+def format_result(result: dict) -> str:
+    """A short human-readable summary."""
+    return (
+        f"precision {result['precision']:.3f}  recall {result['recall']:.3f}  "
+        f"F1 {result['f1']:.3f}  AP {result['ap']:.3f}  (best F1 {result['best_f1']:.3f} at "
+        f"score {result['best_threshold']})\n{result['n_tp']} of {result['n_pred']} picks match "
+        f"{result['n_true']} true centres within {result['radius']:g} px on "
+        f"{result['micrographs']} micrographs"
+    )
+
+
+def dump_json(result: dict) -> str:
+    return json.dumps(result, indent=2, default=float)
