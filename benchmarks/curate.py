@@ -1,0 +1,217 @@
+"""Micrograph curation benchmark (issue 7): DRACO linear probe vs MAE-only encoder, ResNet-18
+from scratch and a power-spectrum logistic regression, on a held-out simulated labelled set.
+
+Every method trains on the same labelled micrographs (``--train``) and is scored on the same
+held-out ones (``--test``) with ``draco_em.evaluate.curate`` (accept = positive). The two
+encoder probes run the real ``draco curate train`` / ``predict`` code; the real contaminated
+micrograph (``micrograph_cleaner_em``, ~4 Å/px) is scored by each probe as well.
+
+Example (data made with ``draco simulate``, kept outside the repo):
+    draco simulate /tmp/curate_data/train --n-micrographs 200 --size 512 --bad-fraction 0.5 \\
+        --no-movies --seed 11 -j 2
+    draco simulate /tmp/curate_data/test --n-micrographs 120 --size 512 --bad-fraction 0.5 \\
+        --no-movies --seed 22 -j 2
+    OMP_NUM_THREADS=2 python benchmarks/curate.py --train /tmp/curate_data/train/micrographs.star \\
+        --test /tmp/curate_data/test/micrographs.star --encoder draco=bundled \\
+        --encoder mae=/tmp/mae_tiny.safetensors --work /tmp/curate_data/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from draco_em.curate.baselines import LogisticRegression, ResNet18, resnet_input, spectrum_features
+from draco_em.curate.config import CuratePredictConfig, CurateTrainConfig, FeatureConfig
+from draco_em.curate.labels import LabelSet, read_labels
+from draco_em.curate.predict import predict_curation
+from draco_em.curate.train import class_weights, train_curator
+from draco_em.evaluate.curate import EvaluateCurateConfig, binary_metrics, evaluate_curate
+from draco_em.io.mrc import read_image
+
+REAL = (
+    Path(__file__).resolve().parents[2] / "shared/data/micrograph_cleaner_em/Ucsf_stack_1142_DW.mrc"
+)
+REAL_PIXEL_SIZE = 4.0  # Å: 4x-binned K2 frame (README); the header's 1.0 is a placeholder
+
+
+def probe(name: str, weights: str, args: argparse.Namespace) -> dict:
+    """Train a head on one encoder with the library, predict the test set, score it."""
+    run, pred = args.work / f"run_{name}", args.work / f"pred_{name}"
+    feats = FeatureConfig(tile=args.tile)
+    t0 = time.time()
+    train_curator(
+        CurateTrainConfig(
+            labels=args.train,
+            out_dir=run,
+            weights=weights,
+            epochs=args.epochs,
+            features=feats,
+            finetune=args.finetune,
+            progress=False,
+        )
+    )
+    t_train = time.time() - t0
+    predict_curation(
+        CuratePredictConfig(
+            inputs=[str(args.test)], out_dir=pred, model=str(run), progress=False, contact_sheet=6
+        )
+    )
+    out = evaluate_curate(EvaluateCurateConfig(pred=pred / "curation.csv", truth=args.test))
+    out["train_seconds"] = round(t_train, 1)
+    if REAL.is_file():
+        real = predict_curation(
+            CuratePredictConfig(
+                inputs=[str(REAL)],
+                out_dir=args.work / f"real_{name}",
+                model=str(run),
+                pixel_size=REAL_PIXEL_SIZE,
+                progress=False,
+                contact_sheet=1,
+            )
+        )
+        row = real.table.iloc[0]
+        out["real"] = {
+            "decision": row["decision"],
+            "reason": row["reason"],
+            "p_accept": float(row["p_accept"]),
+        }
+    return out
+
+
+def _score(labels: LabelSet, probs: np.ndarray, classes: list[str]) -> dict:
+    y = np.array([classes.index(c) for c in labels.labels])
+    out = binary_metrics(y == 0, probs[:, 0] >= 0.5)
+    out["class_accuracy"] = float(np.mean(probs.argmax(1) == y))
+    return out
+
+
+def spectrum_baseline(train: LabelSet, test: LabelSet, classes: list[str]) -> dict:
+    """Power-spectrum features + multinomial logistic regression."""
+
+    def feats(ls: LabelSet) -> np.ndarray:
+        return np.array(
+            [
+                spectrum_features(read_image(p)[0], px or 1.0)
+                for p, px in zip(ls.paths, ls.pixel_sizes, strict=True)
+            ]
+        )
+
+    y = np.array([classes.index(c) for c in train.labels])
+    model = LogisticRegression(1e-3).fit(
+        feats(train), y, len(classes), class_weights(y, len(classes), [0])
+    )
+    return _score(test, model.predict_proba(feats(test)), classes)
+
+
+def resnet_baseline(
+    train: LabelSet, test: LabelSet, classes: list[str], args: argparse.Namespace
+) -> dict:
+    """ResNet-18 from scratch on downsampled micrographs (flip/rot90 augmentation)."""
+
+    def load(ls: LabelSet) -> torch.Tensor:
+        return torch.from_numpy(
+            np.stack(
+                [
+                    resnet_input(read_image(p)[0], px, args.resnet_size)
+                    for p, px in zip(ls.paths, ls.pixel_sizes, strict=True)
+                ]
+            )
+        )[:, None]
+
+    torch.manual_seed(0)
+    xtr, xte = load(train), load(test)
+    y = torch.tensor([classes.index(c) for c in train.labels])
+    net = ResNet18(len(classes))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, 2e-3, total_steps=args.resnet_epochs * ((len(y) + 15) // 16)
+    )
+    weight = torch.tensor(class_weights(y.numpy(), len(classes), [0]), dtype=torch.float32)
+    t0 = time.time()
+    for _ in range(args.resnet_epochs):
+        net.train()
+        for idx in torch.randperm(len(y)).split(16):
+            if len(idx) < 2:
+                continue
+            x = torch.rot90(xtr[idx], int(torch.randint(4, ())), (2, 3))
+            x = torch.flip(x, (3,)) if torch.rand(()) < 0.5 else x
+            loss = torch.nn.functional.cross_entropy(net(x), y[idx], weight=weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    net.eval()
+    with torch.no_grad():
+        probs = torch.cat([torch.softmax(net(b), -1) for b in xte.split(32)]).numpy()
+    out = _score(test, probs, classes)
+    out["train_seconds"] = round(time.time() - t0, 1)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--train", type=Path, required=True)
+    ap.add_argument("--test", type=Path, required=True)
+    ap.add_argument("--encoder", action="append", default=[], help="NAME=WEIGHTS (repeatable)")
+    ap.add_argument("--work", type=Path, default=Path("benchmarks/_work/curate"))
+    ap.add_argument("--tile", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--finetune", type=int, default=0)
+    ap.add_argument("--resnet-size", type=int, default=128)
+    ap.add_argument("--resnet-epochs", type=int, default=30)
+    ap.add_argument("--skip", nargs="*", default=[], help="resnet and/or spectrum")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    train, test = read_labels(args.train), read_labels(args.test)
+    classes = train.classes()
+    results: dict[str, dict] = {}
+    for spec in args.encoder:
+        name, weights = spec.split("=", 1)
+        results[f"probe_{name}"] = probe(name, weights, args)
+        print(
+            name,
+            json.dumps(
+                {
+                    k: v
+                    for k, v in results[f"probe_{name}"].items()
+                    if k not in ("confusion", "misses")
+                }
+            ),
+            flush=True,
+        )
+    if "spectrum" not in args.skip:
+        results["power_spectrum_logreg"] = spectrum_baseline(train, test, classes)
+        print("spectrum", results["power_spectrum_logreg"], flush=True)
+    if "resnet" not in args.skip:
+        results["resnet18_scratch"] = resnet_baseline(train, test, classes, args)
+        print("resnet18", results["resnet18_scratch"], flush=True)
+    print("\n| method | accuracy | precision | recall | F1 | 7-class acc. | real micrograph |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        real = r.get("real", {})
+        real_s = (
+            f"{real.get('decision')} ({real.get('reason')}, p={real.get('p_accept', 0):.2f})"
+            if real
+            else "—"
+        )
+        cls = r.get("class_accuracy")
+        if cls is None and "confusion" in r:
+            cm = r["confusion"]
+            cls = sum(cm[c].get(c, 0) for c in cm) / r["n"]
+        print(
+            f"| {name} | {r['accuracy']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
+            f"{r['f1']:.3f} | {cls:.3f} | {real_s} |"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

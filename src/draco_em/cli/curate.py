@@ -1,0 +1,112 @@
+"""Curate micrographs: accept or reject each, with the reason, from DRACO encoder features.
+
+Example:
+    draco curate predict MotionCorr/job002/corrected_micrographs.star -o curate/
+    draco curate train --labels sim/micrographs.star -o runs/curator --epochs 100
+    draco curate predict mics/*.mrc -o curate/ --model runs/curator --threshold 0.7
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from draco_em.cli._app import app
+
+curate_app = typer.Typer(
+    help="Accept or reject micrographs (thick/crystalline ice, contamination, drift, empty, "
+    "carbon) with a linear head on DRACO features.",
+    no_args_is_help=True,
+)
+app.add_typer(curate_app, name="curate")
+
+
+@curate_app.command("train")
+def curate_train(
+    labels: Annotated[
+        Path, typer.Option(help="Micrographs STAR with labels, or CSV micrograph,label.")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
+    weights: Annotated[str, typer.Option(help="DRACO encoder: file or 'bundled'.")] = "bundled",
+    epochs: Annotated[int, typer.Option(help="L-BFGS iterations (epochs with --finetune).")] = 100,
+    finetune: Annotated[int, typer.Option(help="Also train the last N encoder blocks.")] = 0,
+    label_column: Annotated[str | None, typer.Option(help="Column with the labels.")] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="Comma-separated class names (default: from the labels).")
+    ] = None,
+    accept: Annotated[str, typer.Option(help="Comma-separated classes that mean accept.")] = "good",
+    pixel_size: Annotated[float | None, typer.Option(help="Pixel size in Å of all inputs.")] = None,
+    tile: Annotated[int, typer.Option(help="Tile side in px at the working pixel size.")] = 64,
+    val_fraction: Annotated[float, typer.Option(help="Share of labels held out.")] = 0.0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Train a curation head on labelled micrographs (features are cached in RUNDIR)."""
+    from draco_em.curate.config import CurateTrainConfig, FeatureConfig
+    from draco_em.curate.train import train_curator
+
+    cfg = CurateTrainConfig(
+        labels=labels,
+        out_dir=out_dir,
+        weights=weights,
+        epochs=epochs,
+        finetune=finetune,
+        label_column=label_column,
+        classes=_names(classes),
+        accept=_names(accept) or [],
+        pixel_size=pixel_size,
+        features=FeatureConfig(tile=tile),
+        val_fraction=val_fraction,
+        device=device,
+        progress=not quiet,
+    )
+    s = train_curator(cfg)
+    acc = ", ".join(f"{k} {s[k]:.3f}" for k in ("train_accuracy", "val_accuracy") if k in s)
+    typer.echo(
+        f"trained on {s['n_used']} micrographs, classes {s['classes']}; {acc}; "
+        f"{s['seconds']} s → {out_dir / 'curator.safetensors'}"
+    )
+
+
+@curate_app.command("predict")
+def curate_predict(
+    inputs: Annotated[
+        list[str], typer.Argument(help="Micrographs: files, globs, folders or a STAR.")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    model: Annotated[str, typer.Option(help="Run folder, curator file or 'bundled'.")] = "bundled",
+    weights: Annotated[str | None, typer.Option(help="Use this encoder instead.")] = None,
+    threshold: Annotated[float, typer.Option(help="Accept when P(accept) >= this.")] = 0.5,
+    pixel_size: Annotated[float | None, typer.Option(help="Pixel size in Å of all inputs.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Score micrographs; write accepted/rejected STARs, curation.csv and the PNGs."""
+    from draco_em.curate.config import CuratePredictConfig
+    from draco_em.curate.predict import predict_curation
+
+    cfg = CuratePredictConfig(
+        inputs=inputs,
+        out_dir=out_dir,
+        model=model,
+        weights=weights,
+        threshold=threshold,
+        pixel_size=pixel_size,
+        device=device,
+        progress=not quiet,
+    )
+    res = predict_curation(cfg)
+    n_acc = int((res.table["decision"] == "accept").sum())
+    typer.echo(
+        f"{n_acc} accepted, {len(res.table) - n_acc} rejected, {res.n_failed} failed; "
+        f"table: {res.outputs['csv']}"
+    )
+
+
+def _names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    return names or None

@@ -1,0 +1,93 @@
+"""Settings of ``draco curate train`` and ``draco curate predict``, validated once.
+
+The feature settings (:class:`FeatureConfig`) are stored with every trained head, so that
+``predict`` cuts and pools tiles exactly as ``train`` did.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: The class that means "accept" unless the user names others.
+GOOD = "good"
+#: Model name that selects the curation head shipped in the package.
+BUNDLED = "bundled"
+
+
+class FeatureConfig(BaseModel):
+    """How a micrograph becomes one feature vector (paper §4.1 linear probe, our tiling).
+
+    The micrograph is Fourier-rescaled to the encoder's working pixel size, standardised,
+    cut into ``tile``-px tiles that do not overlap (at most ``max_tiles``, spread evenly), each
+    tile's patch tokens are averaged, and the per-tile vectors are aggregated over the
+    micrograph by their mean and their maximum (the maximum lets one contaminated tile count).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    tile: int = Field(64, ge=32, description="Tile side in px at the working pixel size.")
+    max_tiles: int = Field(256, ge=1, description="At most this many tiles per micrograph.")
+    clip_sigma: float = Field(
+        10.0, gt=0, description="Standardised values are clamped to ± this (hot pixels)."
+    )
+    pixel_size: float | None = Field(
+        None, gt=0, description="Working pixel size in Å; None = from the encoder's metadata."
+    )
+
+
+class CurateTrainConfig(BaseModel):
+    """Options of ``draco curate train``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: Path = Field(description="Micrographs STAR with labels, or a CSV micrograph,label.")
+    out_dir: Path = Field(description="Run folder: curator.safetensors, features cache, log.")
+    weights: str = Field("bundled", description="Encoder: a .safetensors/.pth file or 'bundled'.")
+    label_column: str | None = Field(
+        None, description="Column holding the label; default dracoReason/dracoQuality/label."
+    )
+    classes: list[str] | None = Field(
+        None, description="Allowed class names in output order; default: those in the labels."
+    )
+    accept: list[str] = Field(
+        default_factory=lambda: [GOOD], description="Classes that mean 'accept'."
+    )
+    pixel_size: float | None = Field(
+        None, gt=0, description="Pixel size in Å of every micrograph (overrides STAR/header)."
+    )
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    epochs: int = Field(
+        100, ge=1, description="L-BFGS iterations (frozen) or epochs (--finetune) of the head."
+    )
+    l2: float = Field(0.1, ge=0, description="L2 penalty on the linear weights (frozen fit).")
+    batch_size: int = Field(64, ge=1, description="Micrographs per optimiser step.")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate of the head (--finetune).")
+    weight_decay: float = Field(0.05, ge=0, description="AdamW weight decay (--finetune).")
+    finetune: int = Field(0, ge=0, description="Fine-tune the last N encoder blocks (0: frozen).")
+    finetune_lr: float = Field(1e-4, gt=0, description="Learning rate of fine-tuned blocks.")
+    val_fraction: float = Field(0.0, ge=0, lt=1, description="Labelled share held out.")
+    seed: int = Field(0, ge=0, description="Random seed.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    progress: bool = Field(True, description="Show progress bars.")
+
+
+class CuratePredictConfig(BaseModel):
+    """Options of ``draco curate predict``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[str] = Field(description="Micrographs: files, globs, folders or one STAR.")
+    out_dir: Path = Field(description="Output folder.")
+    model: str = Field(BUNDLED, description="A run folder, a curator .safetensors or 'bundled'.")
+    weights: str | None = Field(
+        None, description="Encoder to use instead of the one the head was trained on."
+    )
+    threshold: float = Field(0.5, ge=0, le=1, description="Accept when P(accept) >= this.")
+    pixel_size: float | None = Field(
+        None, gt=0, description="Pixel size in Å of every input (overrides STAR/header)."
+    )
+    contact_sheet: int = Field(8, ge=0, description="Micrographs per row of the contact sheet.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    progress: bool = Field(True, description="Show a progress bar.")

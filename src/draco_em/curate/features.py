@@ -1,0 +1,224 @@
+"""Micrograph features from the DRACO encoder (paper §4.1: pooled patch tokens of the encoder).
+
+One micrograph → Fourier rescale to the encoder's working pixel size → standardise (mean and
+std of the DRACO contrast-clipped image, ``imaging.normalize.clip_stats``, but *not* clipped:
+contamination and thick ice are exactly the extreme intensities that the clip would hide) →
+non-overlapping tiles from the one tiling routine (:class:`~draco_em.imaging.tiling.TileGrid`) →
+encoder (mask ratio 0) → mean over each tile's patch tokens ``[T, E]`` → mean and max over the
+tiles ``[2E]`` (:func:`aggregate`): the mean describes the whole image, the max lets a single
+contaminated or carbon tile count.
+
+Per-tile vectors are cached per micrograph (``.npy`` named by a hash of the encoder, the
+feature settings and the file), so re-training a head or re-running a prediction costs no
+encoder passes. With ``--finetune N`` the cache holds the tokens *before* the last N blocks
+instead, and only those blocks run during training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from draco_em.curate.config import FeatureConfig
+from draco_em.errors import DracoInputError
+from draco_em.imaging.fourier import fourier_rescale
+from draco_em.imaging.normalize import clip_stats
+from draco_em.imaging.tiling import TileGrid, tile_image
+from draco_em.io.atomic import atomic_path
+from draco_em.model.draco import DracoMAE
+
+
+@dataclass
+class Encoder:
+    """A DRACO encoder ready to make features.
+
+    Attributes:
+        model: the DRACO model (only ``embed_tokens``, ``blocks`` and ``norm`` are used).
+        pixel_size: working pixel size in Å (None: run at each input's own sampling).
+        source: what was loaded (``bundled`` or a path), stored with trained heads.
+        digest: short hash of the weights, part of every cache key.
+        device: where it runs.
+    """
+
+    model: DracoMAE
+    pixel_size: float | None
+    source: str
+    digest: str
+    device: torch.device
+
+    @property
+    def dim(self) -> int:
+        """Token width E."""
+        return int(self.model.config.embed_dim)
+
+    @property
+    def depth(self) -> int:
+        """Number of encoder blocks."""
+        return len(self.model.blocks)
+
+
+def load_encoder(
+    weights: str | Path, device: torch.device, pixel_size: float | None = None
+) -> Encoder:
+    """Load DRACO weights (a file or ``"bundled"``) as a frozen :class:`Encoder`.
+
+    Args:
+        weights: ``.safetensors``/``.pth`` path or ``"bundled"``.
+        device: where to run.
+        pixel_size: working pixel size in Å overriding the weights' metadata.
+    """
+    from draco_em.model.weights import _resolve, load_model
+
+    path = _resolve(weights)
+    model, _, meta = load_model(path, device=device)
+    model.requires_grad_(False)
+    digest = hashlib.sha1(path.read_bytes()).hexdigest()[:12]
+    px = pixel_size or meta.get("pixel_size")
+    return Encoder(model, float(px) if px else None, str(weights), digest, device)
+
+
+def micrograph_tiles(
+    image: np.ndarray,
+    pixel_size: float | None,
+    working_pixel_size: float | None,
+    cfg: FeatureConfig,
+) -> np.ndarray:
+    """Standardised tiles of one micrograph at the working pixel size.
+
+    Args:
+        image: ``[ny, nx]`` micrograph, any intensity units.
+        pixel_size: its pixel size in Å (None: used as is).
+        working_pixel_size: the encoder's pixel size in Å (None: used as is).
+        cfg: tile size, tile cap and clamp.
+
+    Returns:
+        ``[T, tile, tile]`` float32, ``T <= cfg.max_tiles``, evenly spread over the image.
+    """
+    work = np.asarray(image, dtype=np.float32)
+    if pixel_size and working_pixel_size and abs(pixel_size - working_pixel_size) > 1e-3:
+        work, _ = fourier_rescale(work, pixel_size, working_pixel_size)
+    mean, std = clip_stats(work)
+    work = np.clip((work - np.float32(mean)) / np.float32(std), -cfg.clip_sigma, cfg.clip_sigma)
+    grid = TileGrid(work.shape, cfg.tile, overlap=0)
+    tiles = tile_image(work.astype(np.float32), grid)
+    if len(tiles) > cfg.max_tiles:
+        keep = np.round(np.linspace(0, len(tiles) - 1, cfg.max_tiles)).astype(int)
+        tiles = tiles[keep]
+    return tiles
+
+
+@torch.no_grad()
+def encode_tiles(
+    encoder: Encoder, tiles: np.ndarray, stop_block: int | None = None, batch_size: int = 16
+) -> np.ndarray:
+    """Run tiles through the encoder.
+
+    Args:
+        encoder: the encoder.
+        tiles: ``[T, t, t]`` standardised tiles (``t`` a multiple of the patch size).
+        stop_block: run blocks ``[0, stop_block)`` and return the raw tokens ``[T, L, E]``
+            (for fine-tuning); ``None``: all blocks + final norm, pooled to ``[T, E]``.
+        batch_size: tiles per forward pass.
+
+    Returns:
+        ``[T, E]`` pooled tile vectors, or ``[T, L, E]`` intermediate tokens.
+    """
+    model = encoder.model
+    if tiles.shape[-1] % model.patch_size:
+        raise DracoInputError(
+            f"curation tile {tiles.shape[-1]} px is not a multiple of the patch {model.patch_size}"
+        )
+    out = []
+    for start in range(0, len(tiles), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(tiles[start : start + batch_size]))
+        tokens = model.embed_tokens(x[:, None].to(encoder.device))
+        if stop_block is None:
+            out.append(model.encode(tokens).mean(dim=1).float().cpu())
+        else:
+            for blk in model.blocks[:stop_block]:
+                tokens = blk(tokens)
+            out.append(tokens.half().cpu())
+    return torch.cat(out).numpy()
+
+
+def run_blocks(encoder: Encoder, tokens: torch.Tensor, start_block: int) -> torch.Tensor:
+    """Finish the encoder from ``start_block`` (with grad): ``[T, L, E]`` → pooled ``[T, E]``."""
+    model = encoder.model
+    x = tokens.float()
+    for blk in model.blocks[start_block:]:
+        x = blk(x)
+    return model.norm(x).mean(dim=1)
+
+
+def aggregate(tile_features: torch.Tensor) -> torch.Tensor:
+    """Tile vectors ``[T, E]`` → one micrograph vector ``[2E]``: mean and max over tiles."""
+    return torch.cat([tile_features.mean(dim=0), tile_features.amax(dim=0)])
+
+
+def aggregate_np(tile_features: np.ndarray) -> np.ndarray:
+    """:func:`aggregate` for numpy arrays."""
+    return aggregate(torch.from_numpy(np.asarray(tile_features, dtype=np.float32))).numpy()
+
+
+def cache_key(
+    encoder: Encoder,
+    cfg: FeatureConfig,
+    path: Path,
+    pixel_size: float | None,
+    stop_block: int | None,
+) -> str:
+    """Hash of everything the cached array depends on."""
+    stat = path.stat()
+    parts = [
+        encoder.digest,
+        cfg.model_dump_json(),
+        str(encoder.pixel_size),
+        str(path.resolve()),
+        str(stat.st_size),
+        str(stat.st_mtime_ns),
+        str(pixel_size),
+        str(stop_block),
+    ]
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+
+
+def micrograph_features(
+    encoder: Encoder,
+    cfg: FeatureConfig,
+    path: Path,
+    pixel_size: float | None,
+    cache_dir: Path | None = None,
+    stop_block: int | None = None,
+) -> tuple[np.ndarray, float | None]:
+    """Per-tile features of one micrograph file, from the cache when possible.
+
+    Args:
+        encoder: the encoder.
+        cfg: feature settings.
+        path: the micrograph (MRC).
+        pixel_size: its pixel size in Å, or None to use the header's.
+        cache_dir: folder of cached arrays (None: no cache).
+        stop_block: see :func:`encode_tiles`.
+
+    Returns:
+        (``[T, E]`` or ``[T, L, E]`` array, pixel size used in Å).
+    """
+    from draco_em.io.mrc import read_image
+
+    key = cache_key(encoder, cfg, path, pixel_size, stop_block)
+    cached = cache_dir / f"{path.stem}-{key}.npy" if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        return np.load(cached), pixel_size
+    image, header_px = read_image(path, pixel_size=pixel_size)
+    px = pixel_size or header_px
+    tiles = micrograph_tiles(image, px, cfg.pixel_size or encoder.pixel_size, cfg)
+    feats = encode_tiles(encoder, tiles, stop_block)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cached) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, feats)
+    return feats, px

@@ -1,0 +1,156 @@
+"""The curation head (paper §4.1: a linear probe on the DRACO encoder) and its file format.
+
+The head is MAE's linear probe: ``BatchNorm1d(affine=False)`` → ``Linear`` on the aggregated
+features (MAE appendix A.2: the parameter-free batch norm calibrates the feature scales, which
+differ between encoders, without changing what a linear classifier can express).
+
+A trained curator is one safetensors file: the head's tensors (``head.*``), any fine-tuned
+encoder blocks (``encoder.*``), and in its metadata the classes, which of them mean accept,
+the feature settings and the encoder it was trained on.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from draco_em.curate.config import BUNDLED, FeatureConfig
+from draco_em.errors import DracoInputError
+from draco_em.io.atomic import atomic_path
+
+FORMAT = "draco-em-curator/1"
+BUNDLED_FILE = "curate_head.safetensors"
+RUN_FILE = "curator.safetensors"
+
+
+class CurationHead(nn.Module):
+    """``BatchNorm1d(affine=False)`` → ``Linear``: features ``[B, F]`` → logits ``[B, C]``."""
+
+    def __init__(self, n_features: int, n_classes: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(n_features, affine=False, eps=1e-6)
+        self.linear = nn.Linear(n_features, n_classes)
+        # MAE's linear probe starts from a near-zero classifier (trunc_normal std 0.01).
+        nn.init.trunc_normal_(self.linear.weight, std=0.01)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, F] → logits [B, C]."""
+        return self.linear(self.norm(x))
+
+
+@dataclass
+class Curator:
+    """A trained curation head and everything needed to apply it.
+
+    Attributes:
+        head: the head (eval mode after loading).
+        classes: class names in logit order.
+        accept: the classes that mean accept.
+        features: how features were made.
+        encoder: the encoder the head was trained on (``bundled`` or a path).
+        encoder_digest: hash of those weights (a warning is due when predicting with others).
+        finetune: number of fine-tuned last encoder blocks stored in ``encoder_state``.
+        encoder_state: their weights (keys relative to the DRACO model, e.g. ``blocks.11.*``).
+        info: training summary (JSON-able).
+    """
+
+    head: CurationHead
+    classes: list[str]
+    accept: list[str]
+    features: FeatureConfig
+    encoder: str
+    encoder_digest: str
+    finetune: int = 0
+    encoder_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def accept_index(self) -> list[int]:
+        """Logit indices of the accept classes."""
+        return [self.classes.index(c) for c in self.accept]
+
+    @torch.no_grad()
+    def probabilities(self, features: torch.Tensor) -> torch.Tensor:
+        """features [B, F] → class probabilities [B, C]."""
+        self.head.eval()
+        return torch.softmax(self.head(features.float()), dim=-1)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the curator to one safetensors file, atomically."""
+        from safetensors.torch import save_file
+
+        state = {f"head.{k}": v for k, v in self.head.state_dict().items() if v.ndim > 0}
+        state |= {f"encoder.{k}": v for k, v in self.encoder_state.items()}
+        meta = {
+            "classes": self.classes,
+            "accept": self.accept,
+            "encoder": self.encoder,
+            "encoder_digest": self.encoder_digest,
+            "finetune": self.finetune,
+            "features": self.features.model_dump(),
+            "info": self.info,
+        }
+        state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata={"format": FORMAT, "curator": json.dumps(meta)})
+        return Path(path)
+
+
+def resolve_curator_path(model: str | Path) -> Path:
+    """``bundled``, a run folder (its ``curator.safetensors``) or a file → the file."""
+    if str(model) == BUNDLED:
+        bundled = importlib.resources.files("draco_em.weights") / BUNDLED_FILE
+        if not bundled.is_file():
+            raise DracoInputError(
+                "no bundled curation head is installed: train one with `draco curate train` "
+                "and pass --model RUNDIR"
+            )
+        return Path(str(bundled))
+    path = Path(model)
+    if path.is_dir():
+        path = path / RUN_FILE
+    if not path.is_file():
+        raise DracoInputError("curation model not found (a run folder or .safetensors)", path)
+    return path
+
+
+def load_curator(model: str | Path) -> Curator:
+    """Load a curator saved by :meth:`Curator.save` (``bundled``, a run folder or a file).
+
+    Raises:
+        DracoInputError: missing or foreign file.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = resolve_curator_path(model)
+    try:
+        with safe_open(str(path), "pt") as fh:
+            header = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise DracoInputError(f"unreadable curation model: {exc}", path) from exc
+    if header.get("format") != FORMAT:
+        raise DracoInputError("not a curation model written by `draco curate train`", path)
+    meta = json.loads(header["curator"])
+    weight = tensors["head.linear.weight"]
+    head = CurationHead(weight.shape[1], weight.shape[0])
+    head_state = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
+    head.load_state_dict(head_state, strict=False)  # num_batches_tracked is not stored
+    encoder_state = {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")}
+    return Curator(
+        head.eval(),
+        meta["classes"],
+        meta["accept"],
+        FeatureConfig(**meta["features"]),
+        meta["encoder"],
+        meta["encoder_digest"],
+        int(meta.get("finetune", 0)),
+        encoder_state,
+        meta.get("info", {}),
+    )

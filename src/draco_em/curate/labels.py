@@ -1,0 +1,179 @@
+"""Labelled micrographs for curation: a micrographs STAR or a CSV of micrograph and label.
+
+Accepted forms:
+
+* a micrographs STAR (e.g. ``draco simulate``'s ``micrographs.star``): the label comes from
+  ``--label-column`` or the first of ``dracoReason`` (``none`` → ``good``), ``dracoLabel``,
+  ``label``, ``dracoQuality``; pixel sizes from the optics block;
+* a CSV with a micrograph column (``micrograph``, ``rlnMicrographName``, ``path`` or ``name``)
+  and a label column (``label``, ``class`` or ``reason``, or ``--label-column``). Relative
+  paths resolve against the CSV's folder first, then the current directory.
+
+Class names are free text: the simulator's (``good``, ``thick_ice``, ``drift``, ``empty``,
+``contamination``, ``crystalline_ice``, ``carbon_only``) or the user's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from draco_em.curate.config import GOOD
+from draco_em.errors import DracoInputError
+
+STAR_LABEL_COLUMNS = ("dracoReason", "dracoLabel", "label", "dracoQuality")
+CSV_NAME_COLUMNS = ("micrograph", "rlnMicrographName", "path", "name")
+CSV_LABEL_COLUMNS = ("label", "class", "reason")
+
+
+@dataclass
+class LabelSet:
+    """Labelled micrographs.
+
+    Attributes:
+        paths: image file of each micrograph.
+        labels: its class name.
+        pixel_sizes: its pixel size in Å, or None where the list does not say.
+        source: the labels file.
+    """
+
+    paths: list[Path]
+    labels: list[str]
+    pixel_sizes: list[float | None]
+    source: Path
+
+    @property
+    def stems(self) -> list[str]:
+        """File stems, the key that predictions and truth are matched on."""
+        return [p.stem for p in self.paths]
+
+    def classes(self) -> list[str]:
+        """Class names present, ``good`` first, then in order of first appearance."""
+        seen = list(dict.fromkeys(self.labels))
+        return sorted(seen, key=lambda c: (c != GOOD, seen.index(c)))
+
+
+def read_labels(
+    path: str | Path, label_column: str | None = None, check_files: bool = True
+) -> LabelSet:
+    """Read a labels STAR or CSV.
+
+    Args:
+        path: the labels file (``.star`` or ``.csv``/``.tsv``).
+        label_column: column holding the label (default: see the module docstring).
+        check_files: raise if a micrograph named in the list does not exist.
+
+    Raises:
+        DracoInputError: unreadable file, no label or micrograph column, empty labels,
+            or micrographs that do not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DracoInputError("labels file not found", path)
+    if path.suffix.lower() == ".star":
+        out = _read_star_labels(path, label_column)
+    elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
+        out = _read_csv_labels(path, label_column)
+    else:
+        raise DracoInputError("labels must be a micrographs .star or a .csv file", path)
+    if not out.paths:
+        raise DracoInputError("the labels file lists no micrographs", path)
+    if any(not lab for lab in out.labels):
+        raise DracoInputError("some micrographs have an empty label", path)
+    if check_files:
+        missing = [str(p) for p in out.paths if not p.is_file()]
+        if missing:
+            raise DracoInputError(
+                f"{len(missing)} labelled micrograph(s) not found, e.g. {', '.join(missing[:3])}",
+                path,
+            )
+    return out
+
+
+def _pick(
+    columns: list[str], wanted: str | None, defaults: tuple[str, ...], what: str, path: Path
+) -> str:
+    if wanted is not None:
+        if wanted not in columns:
+            raise DracoInputError(f"no {what} column {wanted!r} (columns: {columns})", path)
+        return wanted
+    for name in defaults:
+        if name in columns:
+            return name
+    raise DracoInputError(
+        f"no {what} column: expected one of {', '.join(defaults)} (columns: {columns})", path
+    )
+
+
+def _read_star_labels(path: Path, label_column: str | None) -> LabelSet:
+    from draco_em.io.star import read_micrographs_star
+
+    table = read_micrographs_star(path)
+    mics = table.micrographs
+    column = _pick(list(mics.columns), label_column, STAR_LABEL_COLUMNS, "label", path)
+    labels = [str(v).strip() for v in mics[column]]
+    if column == "dracoReason":  # the simulator writes reason "none" on good micrographs
+        labels = [GOOD if lab == "none" else lab for lab in labels]
+    paths = [table.resolve(str(n)) for n in mics["rlnMicrographName"]]
+    pixel_sizes = [table.pixel_size(i) for i in range(len(mics))]
+    return LabelSet(paths, labels, pixel_sizes, path)
+
+
+def _read_csv_labels(path: Path, label_column: str | None) -> LabelSet:
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise DracoInputError(f"unreadable CSV: {exc}", path) from exc
+    columns = [str(c).strip() for c in frame.columns]
+    frame.columns = columns
+    name_col = _pick(columns, None, CSV_NAME_COLUMNS, "micrograph", path)
+    label_col = _pick(columns, label_column, CSV_LABEL_COLUMNS, "label", path)
+    paths = [_resolve(path.parent, str(v).strip()) for v in frame[name_col]]
+    labels = [str(v).strip() for v in frame[label_col]]
+    pixel_sizes: list[float | None] = [None] * len(paths)
+    if "pixel_size" in columns:
+        pixel_sizes = [float(v) if v else None for v in frame["pixel_size"]]
+    return LabelSet(paths, labels, pixel_sizes, path)
+
+
+def _resolve(folder: Path, value: str) -> Path:
+    """Relative paths: beside the labels file first, then the current directory."""
+    candidate = Path(value)
+    if candidate.is_absolute():
+        return candidate
+    beside = folder / candidate
+    return beside if beside.exists() or not candidate.exists() else candidate
+
+
+def check_classes(
+    labels: LabelSet, classes: list[str] | None, accept: list[str]
+) -> tuple[list[str], list[str]]:
+    """Validate class names against the labels; return ``(classes, accept)``.
+
+    Raises:
+        DracoInputError: a label outside ``classes``, an ``accept`` class that is not a class,
+            fewer than two classes, or no accept / no reject class.
+    """
+    found = labels.classes()
+    classes = list(dict.fromkeys(classes)) if classes else found
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise DracoInputError(
+            f"labels {unknown} are not among the classes {classes} (check --classes or the "
+            "label spelling)",
+            labels.source,
+        )
+    if len(classes) < 2:
+        raise DracoInputError(f"need at least two classes, the labels hold only {classes}")
+    bad_accept = [a for a in accept if a not in classes]
+    if bad_accept:
+        raise DracoInputError(
+            f"accept class(es) {bad_accept} are not among the classes {classes} (pass --accept "
+            "with your own name for good micrographs)"
+        )
+    if set(accept) >= set(classes):
+        raise DracoInputError("every class is an accept class: nothing could be rejected")
+    return classes, list(dict.fromkeys(accept))

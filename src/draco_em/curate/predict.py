@@ -1,0 +1,176 @@
+"""``draco curate predict``: score micrographs with a trained curator and sort them.
+
+Outputs in ``OUTDIR``:
+
+* ``curation.csv``: one row per micrograph: ``micrograph`` (as given), ``p_accept`` (sum of the
+  accept classes' probabilities, the score to threshold), ``decision`` (accept/reject),
+  ``reason`` (most probable reject class when rejected, most probable accept class otherwise),
+  ``pixel_size`` (Å) and ``p_<class>`` for every class;
+* ``micrographs_accepted.star`` / ``micrographs_rejected.star``: the input STAR's rows (every
+  column and the optics block kept) plus ``dracoCurateScore`` and ``dracoCurateClass``; for
+  plain files a single-block list of ``rlnMicrographName``;
+* ``score_histogram.png`` and ``contact_sheet.png`` (see :mod:`draco_em.curate.report`);
+* ``failures.txt`` for unreadable inputs (the batch goes on); ``features/`` caches encoder
+  outputs, so an interrupted run resumes without recomputing them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from draco_em.curate.config import CuratePredictConfig
+from draco_em.curate.features import (
+    Encoder,
+    aggregate,
+    load_encoder,
+    micrograph_features,
+    run_blocks,
+)
+from draco_em.curate.head import Curator, load_curator
+from draco_em.errors import DracoInputError
+from draco_em.io.atomic import atomic_path
+from draco_em.io.batch import FailureLog, InputSet, expand_inputs
+from draco_em.io.star import MicrographTable, write_micrographs_star
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PredictResult:
+    """What ``predict`` produced: the per-micrograph table and the files written."""
+
+    table: pd.DataFrame
+    outputs: dict[str, Path]
+    n_failed: int
+
+
+def curator_encoder(curator: Curator, weights: str | None, device: torch.device) -> Encoder:
+    """The encoder a curator runs on (its own, or ``weights``), fine-tuned blocks applied."""
+    source = weights or curator.encoder
+    try:
+        encoder = load_encoder(source, device, curator.features.pixel_size)
+    except DracoInputError as exc:
+        raise DracoInputError(
+            f"cannot load the encoder the curation head was trained on ({source}): {exc}; "
+            "pass --weights ENCODER"
+        ) from exc
+    if encoder.digest != curator.encoder_digest:
+        log.warning("the encoder weights differ from those the head was trained on (%s)", source)
+    if curator.encoder_state:
+        encoder.model.load_state_dict(curator.encoder_state, strict=False)
+    return encoder
+
+
+@torch.no_grad()
+def score_micrograph(
+    curator: Curator, encoder: Encoder, path: Path, pixel_size: float | None, cache_dir: Path | None
+) -> tuple[np.ndarray, float | None]:
+    """Class probabilities ``[C]`` of one micrograph file and the pixel size used (Å)."""
+    start = encoder.depth - curator.finetune if curator.finetune else None
+    feats, px = micrograph_features(encoder, curator.features, path, pixel_size, cache_dir, start)
+    x = torch.from_numpy(np.asarray(feats)).to(encoder.device)
+    if start is not None:
+        x = run_blocks(encoder, x, start)
+    vector = aggregate(x.float())[None]
+    return curator.probabilities(vector.cpu())[0].numpy(), px
+
+
+def decide(probs: np.ndarray, curator: Curator, threshold: float) -> tuple[float, str, str]:
+    """``(p_accept, decision, reason)`` from class probabilities ``[C]``."""
+    acc = curator.accept_index
+    p_accept = float(probs[acc].sum())
+    decision = "accept" if p_accept >= threshold else "reject"
+    pool = acc if decision == "accept" else [i for i in range(len(probs)) if i not in acc]
+    reason = curator.classes[max(pool, key=lambda i: probs[i])]
+    return p_accept, decision, reason
+
+
+def _input_table(inputs: InputSet, out_dir: Path) -> tuple[MicrographTable, list[int]]:
+    """The STAR the inputs came from (row of each item), or a minimal one for plain files."""
+    if inputs.table is not None:
+        return inputs.table, [int(it.star_row) for it in inputs.items]  # type: ignore[arg-type]
+    frame = pd.DataFrame({"rlnMicrographName": [str(it.path) for it in inputs.items]})
+    table = MicrographTable(out_dir / "inputs.star", None, frame, block_name="micrographs")
+    return table, list(range(len(inputs.items)))
+
+
+def predict_curation(cfg: CuratePredictConfig) -> PredictResult:
+    """Run ``draco curate predict``."""
+    from draco_em.infer.denoise import pick_device
+
+    inputs = expand_inputs(cfg.inputs)
+    curator = load_curator(cfg.model)
+    encoder = curator_encoder(curator, cfg.weights, pick_device(cfg.device))
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    table, rows = _input_table(inputs, cfg.out_dir)
+    failures = FailureLog(cfg.out_dir)
+    records, kept = [], []
+    items = tqdm(
+        list(zip(inputs.items, rows, strict=True)),
+        desc="curate",
+        unit="mic",
+        disable=not cfg.progress,
+    )
+    for item, row in items:
+        px = cfg.pixel_size or (table.pixel_size(row) if inputs.table is not None else None)
+        try:
+            probs, px = score_micrograph(curator, encoder, item.path, px, cfg.out_dir / "features")
+        except (DracoInputError, ValueError) as exc:
+            failures.record(item.path, str(exc))
+            continue
+        p_accept, decision, reason = decide(probs, curator, cfg.threshold)
+        name = str(table.micrographs["rlnMicrographName"].iloc[row])
+        records.append(
+            {
+                "micrograph": name,
+                "path": str(item.path),
+                "p_accept": p_accept,
+                "decision": decision,
+                "reason": reason,
+                "pixel_size": px,
+                **{f"p_{c}": float(p) for c, p in zip(curator.classes, probs, strict=True)},
+            }
+        )
+        kept.append(row)
+    if not records:
+        raise DracoInputError(f"no micrograph could be scored; see {failures.path}")
+    result = pd.DataFrame(records)
+    outputs = write_outputs(cfg, table, kept, result)
+    return PredictResult(result, outputs, failures.count)
+
+
+def write_outputs(
+    cfg: CuratePredictConfig, table: MicrographTable, rows: list[int], result: pd.DataFrame
+) -> dict[str, Path]:
+    """Write the CSV, the two STAR lists and the two PNGs; returns their paths by name."""
+    from draco_em.curate.report import contact_sheet, score_histogram
+
+    out = cfg.out_dir
+    paths = {
+        "csv": out / "curation.csv",
+        "accepted": out / "micrographs_accepted.star",
+        "rejected": out / "micrographs_rejected.star",
+        "histogram": out / "score_histogram.png",
+        "sheet": out / "contact_sheet.png",
+    }
+    with atomic_path(paths["csv"]) as tmp:
+        result.drop(columns=["path"]).to_csv(tmp, index=False, float_format="%.6g")
+    scored = table.filtered(np.isin(np.arange(len(table.micrographs)), rows))
+    order = {r: i for i, r in enumerate(rows)}
+    # filtered keeps table order; map each kept row back to its result row.
+    res_idx = [order[r] for r in sorted(rows)]
+    scored.micrographs["dracoCurateScore"] = result["p_accept"].to_numpy()[res_idx]
+    scored.micrographs["dracoCurateClass"] = result["reason"].to_numpy()[res_idx]
+    accepted = (result["decision"] == "accept").to_numpy()[res_idx]
+    write_micrographs_star(paths["accepted"], scored.filtered(accepted))
+    write_micrographs_star(paths["rejected"], scored.filtered(~accepted))
+    score_histogram(paths["histogram"], result, cfg.threshold)
+    contact_sheet(paths["sheet"], result, per_row=cfg.contact_sheet)
+    return paths

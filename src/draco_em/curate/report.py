@@ -1,0 +1,117 @@
+"""Pictures to check curation decisions against: a score histogram and a contact sheet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from draco_em.io.atomic import atomic_path
+from draco_em.io.preview import downsample_for_view, to_uint8
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def score_histogram(path: Path, result: pd.DataFrame, threshold: float) -> Path:
+    """Histogram of ``p_accept`` with the threshold drawn, accepted and rejected stacked.
+
+    Args:
+        path: destination PNG.
+        result: the curation table (columns ``p_accept``, ``decision``).
+        threshold: the accept threshold on ``p_accept``.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    bins = np.linspace(0, 1, 41)
+    groups = [result.loc[result["decision"] == d, "p_accept"] for d in ("reject", "accept")]
+    n_rej, n_acc = (len(g) for g in groups)
+    ax.hist(
+        groups,
+        bins=bins,
+        stacked=True,
+        color=["#c0392b", "#27ae60"],
+        label=[f"rejected ({n_rej})", f"accepted ({n_acc})"],
+    )
+    ax.axvline(threshold, color="k", ls="--", lw=1.2, label=f"threshold {threshold:g}")
+    ax.set_xlabel("P(accept)")
+    ax.set_ylabel("micrographs")
+    ax.set_xlim(0, 1)
+    ax.legend(loc="upper center", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def _thumbnail(path: str, size: int = 192) -> np.ndarray | None:
+    from draco_em.errors import DracoInputError
+    from draco_em.io.mrc import read_image
+
+    try:
+        image, _ = read_image(path)
+    except (DracoInputError, OSError, ValueError):
+        return None
+    return to_uint8(downsample_for_view(image, size))
+
+
+def contact_sheet(path: Path, result: pd.DataFrame, per_row: int = 8) -> Path | None:
+    """The ``per_row`` most confidently rejected (top row) and accepted (bottom row) micrographs.
+
+    Each panel is titled with the micrograph's stem, its reason and ``P(accept)``.
+
+    Args:
+        path: destination PNG.
+        result: the curation table (``path``, ``micrograph``, ``p_accept``, ``decision``,
+            ``reason``).
+        per_row: panels per row (0: no sheet).
+
+    Returns:
+        The path written, or None when ``per_row`` is 0.
+    """
+    if per_row <= 0:
+        return None
+    plt = _pyplot()
+    rejected = result[result["decision"] == "reject"].nsmallest(per_row, "p_accept")
+    accepted = result[result["decision"] == "accept"].nlargest(per_row, "p_accept")
+    per_row = max(1, min(per_row, max(len(rejected), len(accepted))))
+    fig, axes = plt.subplots(2, per_row, figsize=(1.9 * per_row, 4.6), dpi=110, squeeze=False)
+    for r, (label, rows) in enumerate((("rejected", rejected), ("accepted", accepted))):
+        for c in range(per_row):
+            ax = axes[r, c]
+            ax.set_axis_off()
+            if c >= len(rows):
+                continue
+            row = rows.iloc[c]
+            thumb = _thumbnail(row["path"])
+            if thumb is not None:
+                ax.imshow(thumb, cmap="gray", vmin=0, vmax=255)
+            colour = "#c0392b" if label == "rejected" else "#27ae60"
+            ax.set_title(
+                f"{Path(str(row['micrograph'])).stem}\n{row['reason']} p={row['p_accept']:.2f}",
+                fontsize=7,
+                color=colour,
+            )
+        axes[r, 0].text(
+            -0.08,
+            0.5,
+            f"most confidently {label}",
+            transform=axes[r, 0].transAxes,
+            rotation=90,
+            va="center",
+            ha="right",
+            fontsize=8,
+        )
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path

@@ -1,0 +1,290 @@
+"""``draco curate train``: fit the curation head on labelled micrographs.
+
+config → labels → encoder → cached features (one encoder pass per micrograph, ever) → head →
+``RUNDIR/curator.safetensors``. With a frozen encoder the head is a convex fit (batch-norm
+statistics of the training set, then L-BFGS with an L2 penalty): seconds for 200 micrographs on
+a CPU, the encoder passes for the cache dominate. With ``finetune = N`` the last N encoder
+blocks train too (AdamW), from cached tokens before them, so the frozen blocks never run twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from draco_em.curate.config import CurateTrainConfig
+from draco_em.curate.features import (
+    Encoder,
+    aggregate,
+    load_encoder,
+    micrograph_features,
+    run_blocks,
+)
+from draco_em.curate.head import RUN_FILE, CurationHead, Curator
+from draco_em.curate.labels import LabelSet, check_classes, read_labels
+from draco_em.errors import DracoInputError
+from draco_em.io.atomic import atomic_path
+from draco_em.io.batch import FailureLog
+
+log = logging.getLogger(__name__)
+
+
+def collect_features(
+    encoder: Encoder, cfg: CurateTrainConfig, labels: LabelSet, stop_block: int | None
+) -> tuple[list[np.ndarray], list[int]]:
+    """Per-micrograph tile features (cached in ``RUNDIR/features``); failures are logged.
+
+    Returns:
+        (arrays ``[T, E]`` or ``[T, L, E]`` of the readable micrographs, their label indices).
+    """
+    failures = FailureLog(cfg.out_dir)
+    feats, keep = [], []
+    rows = tqdm(range(len(labels.paths)), desc="features", unit="mic", disable=not cfg.progress)
+    for i in rows:
+        px = cfg.pixel_size or labels.pixel_sizes[i]
+        try:
+            f, _ = micrograph_features(
+                encoder, cfg.features, labels.paths[i], px, cfg.out_dir / "features", stop_block
+            )
+        except DracoInputError as exc:
+            failures.record(labels.paths[i], str(exc))
+            continue
+        feats.append(f)
+        keep.append(i)
+    if failures.count:
+        log.warning("%d micrograph(s) failed, listed in %s", failures.count, failures.path)
+    return feats, keep
+
+
+def _split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified random split: indices (train, validation)."""
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        val += list(idx[: round(fraction * len(idx))])
+    val_idx = np.array(sorted(val), dtype=int)
+    return np.setdiff1d(np.arange(len(y)), val_idx), val_idx
+
+
+class _Featurizer(torch.nn.Module):
+    """Cached arrays → micrograph vectors ``[B, 2E]``; runs the fine-tuned blocks if any."""
+
+    def __init__(self, encoder: Encoder, start_block: int | None) -> None:
+        super().__init__()
+        self.encoder, self.start = encoder, start_block
+        if start_block is not None:
+            self.tuned = torch.nn.ModuleList(
+                [*encoder.model.blocks[start_block:], encoder.model.norm]
+            )
+            self.tuned.requires_grad_(True)
+
+    def forward(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        dev = self.encoder.device
+        if self.start is None:
+            return torch.stack([aggregate(torch.from_numpy(a).to(dev)) for a in arrays])
+        tokens = torch.from_numpy(np.concatenate(arrays)).to(dev)
+        pooled = run_blocks(self.encoder, tokens, self.start)
+        parts = torch.split(pooled, [len(a) for a in arrays])
+        return torch.stack([aggregate(p) for p in parts])
+
+
+def class_weights(y: np.ndarray, n_classes: int, accept_index: list[int]) -> np.ndarray:
+    """Cross-entropy class weights ``[C]``: accept and reject weigh half each in total, split
+    equally between the classes present on each side.
+
+    Plain per-class balancing would give the one accept class 1/C of the weight against six
+    reject reasons, biasing P(accept) low; the accept/reject decision is what users threshold.
+    """
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    side = np.zeros(n_classes, dtype=bool)
+    side[accept_index] = True
+    w = np.zeros(n_classes)
+    for group in (side, ~side):
+        k = int(np.sum(group & present))
+        if k:
+            w[group & present] = 0.5 / k / (counts[group & present] / len(y))
+    return w
+
+
+def fit_head(
+    featurizer: _Featurizer,
+    arrays: list[np.ndarray],
+    y: np.ndarray,
+    n_classes: int,
+    cfg: CurateTrainConfig,
+    accept_index: list[int],
+) -> tuple[CurationHead, list[float]]:
+    """Train the head with accept/reject-balanced cross-entropy.
+
+    Frozen encoder: the batch norm takes the training set's statistics and the linear layer is
+    fitted by full-batch L-BFGS with an L2 penalty ``cfg.l2`` (a convex problem: no learning
+    rate to tune, the same answer every run). Fine-tuning: AdamW on mini-batches, ``cfg.epochs``
+    passes.
+
+    Returns:
+        (the head in eval mode, training loss per L-BFGS evaluation or per epoch).
+    """
+    torch.manual_seed(cfg.seed)
+    dev = featurizer.encoder.device
+    head = CurationHead(2 * featurizer.encoder.dim, n_classes).to(dev)
+    weight = torch.tensor(class_weights(y, n_classes, accept_index), dtype=torch.float32)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight.to(dev))
+    target = torch.from_numpy(y).to(dev)
+    if featurizer.start is None:
+        x = torch.stack([featurizer([a]).detach()[0] for a in arrays])
+        return _fit_linear(head, x, target, loss_fn, cfg)
+    return _fit_finetune(featurizer, head, arrays, target, loss_fn, cfg)
+
+
+def _fit_linear(
+    head: CurationHead,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: torch.nn.Module,
+    cfg: CurateTrainConfig,
+) -> tuple[CurationHead, list[float]]:
+    """Batch-norm statistics from ``x [N, F]``, then L-BFGS on the linear layer."""
+    head.norm.running_mean.copy_(x.mean(0))
+    head.norm.running_var.copy_(x.var(0, unbiased=False))
+    head.eval()
+    z = head.norm(x).detach()
+    opt = torch.optim.LBFGS(
+        head.linear.parameters(), max_iter=cfg.epochs, line_search_fn="strong_wolfe"
+    )
+    history: list[float] = []
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_fn(head.linear(z), y)
+        history.append(float(loss.detach()))
+        loss = loss + cfg.l2 * head.linear.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return head, history
+
+
+def _fit_finetune(
+    featurizer: _Featurizer,
+    head: CurationHead,
+    arrays: list[np.ndarray],
+    y: torch.Tensor,
+    loss_fn: torch.nn.Module,
+    cfg: CurateTrainConfig,
+) -> tuple[CurationHead, list[float]]:
+    """AdamW on the head and the last encoder blocks, mini-batches of micrographs."""
+    groups = [
+        {"params": head.parameters(), "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+        {"params": featurizer.tuned.parameters(), "lr": cfg.finetune_lr, "weight_decay": 0.05},
+    ]
+    opt = torch.optim.AdamW(groups)
+    rng, history = np.random.default_rng(cfg.seed), []
+    bar = tqdm(range(cfg.epochs), desc="fine-tune", unit="epoch", disable=not cfg.progress)
+    for _ in bar:
+        head.train(), featurizer.train()
+        order, losses = rng.permutation(len(y)), []
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            if len(idx) < 2:  # batch norm needs two samples
+                continue
+            loss = loss_fn(head(featurizer([arrays[i] for i in idx])), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        history.append(float(np.mean(losses)) if losses else float("nan"))
+        bar.set_postfix(loss=f"{history[-1]:.4f}")
+    return head.eval(), history
+
+
+@torch.no_grad()
+def predict_arrays(
+    featurizer: _Featurizer, head: CurationHead, arrays: list[np.ndarray]
+) -> np.ndarray:
+    """Class probabilities ``[N, C]`` of cached arrays."""
+    featurizer.eval()
+    out = [
+        torch.softmax(head(featurizer(arrays[i : i + 16])), -1).cpu()
+        for i in range(0, len(arrays), 16)
+    ]
+    return torch.cat(out).numpy() if out else np.zeros((0, head.linear.out_features))
+
+
+def train_curator(cfg: CurateTrainConfig) -> dict:
+    """Run ``draco curate train``; returns the summary also written to ``RUNDIR/summary.json``."""
+    from draco_em.infer.denoise import pick_device
+
+    t0 = time.time()
+    labels = read_labels(cfg.labels, cfg.label_column)
+    classes, accept = check_classes(labels, cfg.classes, cfg.accept)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(cfg.out_dir / "config.json", cfg.model_dump(mode="json"))
+    encoder = load_encoder(cfg.weights, pick_device(cfg.device), cfg.features.pixel_size)
+    if cfg.finetune > encoder.depth:
+        raise DracoInputError(f"--finetune {cfg.finetune} > the encoder's {encoder.depth} blocks")
+    start = encoder.depth - cfg.finetune if cfg.finetune else None
+    arrays, rows = collect_features(encoder, cfg, labels, start)
+    y = np.array([classes.index(labels.labels[i]) for i in rows], dtype=np.int64)
+    if len(np.unique(y)) < 2:
+        raise DracoInputError("the readable labelled micrographs hold fewer than two classes")
+    tr, va = _split(y, cfg.val_fraction, cfg.seed)
+    featurizer = _Featurizer(encoder, start)
+    accept_index = [classes.index(c) for c in accept]
+    head, history = fit_head(
+        featurizer, [arrays[i] for i in tr], y[tr], len(classes), cfg, accept_index
+    )
+    summary = {
+        "n_labelled": len(labels.paths),
+        "n_used": len(rows),
+        "classes": classes,
+        "accept": accept,
+        "class_counts": np.bincount(y, minlength=len(classes)).tolist(),
+        "final_loss": history[-1],
+        "loss_history": history[:: max(1, len(history) // 50)],
+        "epochs": cfg.epochs,
+        "finetune": cfg.finetune,
+    }
+    for name, idx in (("train", tr), ("val", va)):
+        if len(idx):
+            p = predict_arrays(featurizer, head, [arrays[i] for i in idx])
+            summary[f"{name}_accuracy"] = float(np.mean(p.argmax(1) == y[idx]))
+    encoder_state = {}
+    if start is not None:
+        encoder_state = {
+            k: v
+            for k, v in encoder.model.state_dict().items()
+            if k.startswith("norm.") or _block_index(k) >= start
+        }
+    summary["seconds"] = round(time.time() - t0, 1)
+    curator = Curator(
+        head.cpu(),
+        classes,
+        accept,
+        cfg.features,
+        cfg.weights,
+        encoder.digest,
+        cfg.finetune,
+        encoder_state,
+        {"trained_on": str(cfg.labels), **summary},
+    )
+    curator.save(cfg.out_dir / RUN_FILE)
+    _write_json(cfg.out_dir / "summary.json", summary)
+    return summary
+
+
+def _block_index(key: str) -> int:
+    return int(key.split(".")[1]) if key.startswith("blocks.") else -1
+
+
+def _write_json(path: Path, data: dict) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")

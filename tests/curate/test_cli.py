@@ -1,0 +1,141 @@
+"""``draco curate train|predict`` and ``draco evaluate curate`` end to end, and user errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from draco_em.cli import app
+
+runner = CliRunner()
+
+
+def test_train_predict_evaluate(toy_set: Path, tiny_encoder: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    res = runner.invoke(
+        app,
+        [
+            "curate",
+            "train",
+            "--labels",
+            str(toy_set / "labels.csv"),
+            "-o",
+            str(run),
+            "--weights",
+            str(tiny_encoder),
+            "--accept",
+            "clean",
+            "--tile",
+            "64",
+            "--epochs",
+            "40",
+            "--device",
+            "cpu",
+            "-q",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "classes ['clean', 'dirty']" in res.output and (run / "curator.safetensors").is_file()
+    out = tmp_path / "pred"
+    res = runner.invoke(
+        app,
+        [
+            "curate",
+            "predict",
+            str(toy_set / "micrographs.star"),
+            "-o",
+            str(out),
+            "--model",
+            str(run),
+            "--device",
+            "cpu",
+            "-q",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "8 accepted, 8 rejected, 0 failed" in res.output
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "curate",
+            "--pred",
+            str(out / "curation.csv"),
+            "--truth",
+            str(toy_set / "labels.csv"),
+            "--accept",
+            "clean",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "accuracy 1.0000" in res.output and "dirty" in res.output
+
+
+def _draco(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).parent / "draco"
+    return subprocess.run(
+        [str(script), *map(str, args)], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_unknown_label_is_one_line_exit_2(
+    toy_set: Path, tiny_encoder: Path, tmp_path: Path
+) -> None:
+    proc = _draco(
+        "curate",
+        "train",
+        "--labels",
+        toy_set / "labels.csv",
+        "-o",
+        tmp_path,
+        "--weights",
+        tiny_encoder,
+        "--classes",
+        "clean,thick_ice",
+        "--accept",
+        "clean",
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("draco: error:") and "dirty" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_bundled_head_rejects_the_real_contaminated_micrograph(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """The README's micrograph: a big ethane/ice blob plus ~20 crystals; ~4 Å/px (4x-binned K2)."""
+    from draco_em.curate.head import resolve_curator_path
+    from draco_em.errors import DracoInputError
+
+    try:
+        resolve_curator_path("bundled")
+    except DracoInputError:
+        pytest.skip("no bundled curation head installed")
+    mic = shared_data / "micrograph_cleaner_em" / "Ucsf_stack_1142_DW.mrc"
+    if not mic.is_file():
+        pytest.skip(f"real micrograph {mic} is absent")
+    res = runner.invoke(
+        app,
+        [
+            "curate",
+            "predict",
+            str(mic),
+            "-o",
+            str(tmp_path),
+            "--pixel-size",
+            "4.0",
+            "--device",
+            "cpu",
+            "-q",
+        ],
+    )
+    if res.exception and "bundled model" in str(res.exception):
+        pytest.skip("the bundled DRACO encoder is not installed")
+    assert res.exit_code == 0, res.output
+    text = (tmp_path / "curation.csv").read_text().splitlines()[1]
+    assert ",reject,contamination," in text

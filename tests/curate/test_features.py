@@ -1,0 +1,74 @@
+"""Curation features: tiling at the working pixel size, tile pooling, aggregation, the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from draco_em.curate.config import FeatureConfig
+from draco_em.curate.features import (
+    aggregate,
+    load_encoder,
+    micrograph_features,
+    micrograph_tiles,
+)
+
+
+def test_tiles_rescale_to_working_pixel_size_and_standardise() -> None:
+    image = np.random.default_rng(0).normal(50, 3, (256, 256)).astype(np.float32)
+    tiles = micrograph_tiles(image, 1.0, 2.0, FeatureConfig(tile=64))
+    # 256 px at 1 Å → 128 px at 2 Å → 2×2 non-overlapping 64-px tiles.
+    assert tiles.shape == (4, 64, 64)
+    assert abs(float(tiles.mean())) < 0.2 and 0.7 < float(tiles.std()) < 1.3
+
+
+def test_tiles_are_capped_and_clamped() -> None:
+    image = np.zeros((512, 512), np.float32)
+    image[0, 0] = 1e6  # a hot pixel
+    image += np.random.default_rng(0).normal(0, 1, image.shape).astype(np.float32)
+    tiles = micrograph_tiles(image, None, None, FeatureConfig(tile=64, max_tiles=5, clip_sigma=4))
+    assert tiles.shape == (5, 64, 64)
+    assert float(np.abs(tiles).max()) <= 4.0
+
+
+def test_aggregate_is_mean_then_max_over_tiles() -> None:
+    feats = torch.tensor([[1.0, -2.0], [3.0, 0.0], [2.0, -5.0]])
+    np.testing.assert_allclose(aggregate(feats).numpy(), [2.0, -7 / 3, 3.0, 0.0], rtol=1e-6)
+
+
+def test_local_contamination_moves_the_max_more_than_the_mean(tiny_encoder: Path) -> None:
+    """One dark tile among clean ones: the max half of the vector reacts (why we keep it)."""
+    enc = load_encoder(tiny_encoder, torch.device("cpu"))
+    rng = np.random.default_rng(3)
+    clean = rng.normal(0, 1, (256, 256)).astype(np.float32)
+    dirty = clean.copy()
+    dirty[:64, :64] -= 6.0
+    cfg = FeatureConfig(tile=64)
+    from draco_em.curate.features import encode_tiles
+
+    fa, fb = (encode_tiles(enc, micrograph_tiles(x, None, None, cfg)) for x in (clean, dirty))
+    assert fa.shape == (16, 32)
+    # Only the first tile changes (standardisation shifts all slightly, the first a lot).
+    change = np.linalg.norm(fb - fa, axis=1)
+    assert change[0] > 3 * np.median(change[1:])
+
+
+def test_cache_is_reused_and_keyed_on_the_file(
+    tiny_encoder: Path, toy_set: Path, tmp_path: Path
+) -> None:
+    enc = load_encoder(tiny_encoder, torch.device("cpu"))
+    cfg = FeatureConfig(tile=64)
+    path = toy_set / "mics" / "toy_00.mrc"
+    first, px = micrograph_features(enc, cfg, path, None, tmp_path)
+    assert px == 2.0 and first.shape == (4, 32)
+    cached = list(tmp_path.glob("toy_00-*.npy"))
+    assert len(cached) == 1
+    np.save(cached[0], np.full_like(first, 7.0))  # a tampered cache is what comes back
+    again, _ = micrograph_features(enc, cfg, path, None, tmp_path)
+    assert np.all(again == 7.0)
+    other, _ = micrograph_features(enc, FeatureConfig(tile=32), path, None, tmp_path)
+    assert other.shape == (16, 32)  # other settings → another key, recomputed
+    tokens, _ = micrograph_features(enc, cfg, path, None, tmp_path, stop_block=1)
+    assert tokens.shape == (4, 16, 32) and tokens.dtype == np.float16

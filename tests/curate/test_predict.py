@@ -1,0 +1,98 @@
+"""``predict``: the CSV, the accepted/rejected STARs (columns and optics kept), PNGs, failures."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from draco_em.curate.config import CuratePredictConfig, CurateTrainConfig, FeatureConfig
+from draco_em.curate.predict import predict_curation
+from draco_em.curate.train import train_curator
+from draco_em.errors import DracoInputError
+from draco_em.io.star import read_micrographs_star
+
+
+@pytest.fixture(scope="module")
+def run_dir(toy_set: Path, tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    train_curator(
+        CurateTrainConfig(
+            labels=toy_set / "micrographs.star",
+            out_dir=out,
+            weights=str(tiny_encoder),
+            epochs=60,
+            progress=False,
+            features=FeatureConfig(tile=64),
+            device="cpu",
+        )
+    )
+    return out
+
+
+def test_star_input_sorted_with_columns_and_optics(
+    toy_set: Path, run_dir: Path, tmp_path: Path
+) -> None:
+    cfg = CuratePredictConfig(
+        inputs=[str(toy_set / "micrographs.star")],
+        out_dir=tmp_path,
+        model=str(run_dir),
+        progress=False,
+        device="cpu",
+    )
+    res = predict_curation(cfg)
+    table = pd.read_csv(tmp_path / "curation.csv")
+    assert list(table.columns[:5]) == ["micrograph", "p_accept", "decision", "reason", "pixel_size"]
+    np.testing.assert_allclose(table[["p_good", "p_contamination"]].sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(table["p_accept"], table["p_good"], atol=1e-6)
+    assert ((table["p_accept"] >= 0.5) == (table["decision"] == "accept")).all()
+    assert set(table.loc[table["decision"] == "reject", "reason"]) <= {"contamination"}
+    # The toy classes are easy: the training set comes back sorted.
+    truth = ["accept" if i % 2 == 0 else "reject" for i in range(16)]
+    assert list(table["decision"]) == truth
+    acc = read_micrographs_star(tmp_path / "micrographs_accepted.star")
+    rej = read_micrographs_star(tmp_path / "micrographs_rejected.star")
+    assert len(acc.micrographs) == 8 and len(rej.micrographs) == 8
+    for t in (acc, rej):
+        assert t.optics is not None and float(t.optics["rlnMicrographPixelSize"][0]) == 2.0
+        assert {"rlnCtfMaxResolution", "dracoReason", "dracoCurateScore"} <= set(t.micrographs)
+    assert set(rej.micrographs["dracoReason"]) == {"contamination"}
+    assert res.outputs["histogram"].stat().st_size > 1000
+    assert res.outputs["sheet"].stat().st_size > 1000
+
+
+def test_plain_files_threshold_and_failures(toy_set: Path, run_dir: Path, tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in (0, 1, 2):
+        shutil.copy(toy_set / "mics" / f"toy_{i:02d}.mrc", inputs)
+    (inputs / "broken.mrc").write_bytes(b"not an mrc file at all" * 10)
+    out = tmp_path / "out"
+    cfg = CuratePredictConfig(
+        inputs=[str(inputs)],
+        out_dir=out,
+        model=str(run_dir),
+        threshold=1.0,
+        progress=False,
+        device="cpu",
+    )
+    res = predict_curation(cfg)
+    assert res.n_failed == 1 and "broken.mrc" in (out / "failures.txt").read_text()
+    assert len(res.table) == 3
+    assert (res.table["decision"] == "reject").all()  # nothing reaches P = 1.0 exactly
+    rej = read_micrographs_star(out / "micrographs_rejected.star")
+    assert rej.micrographs["rlnMicrographName"].str.endswith("toy_00.mrc").any()
+
+
+def test_unknown_model_is_a_user_error(toy_set: Path, tmp_path: Path) -> None:
+    cfg = CuratePredictConfig(
+        inputs=[str(toy_set / "mics")],
+        out_dir=tmp_path,
+        model=str(tmp_path / "nothing"),
+        progress=False,
+    )
+    with pytest.raises(DracoInputError, match="curation model not found"):
+        predict_curation(cfg)
