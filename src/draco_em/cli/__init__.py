@@ -7,11 +7,22 @@ from __future__ import annotations
 
 import sys
 
+from pydantic import ValidationError
+
 from draco_em.cli._app import app
 from draco_em.errors import DracoInputError
 
 # Importing a command module registers its command on ``app``, in data-path order.
-from draco_em.cli import info as _info  # noqa: E402, F401  isort: skip
+from draco_em.cli import info as _info  # noqa: F401  isort: skip
+from draco_em.cli import simulate as _simulate  # noqa: F401  isort: skip
+from draco_em.cli import prepare as _prepare  # noqa: F401  isort: skip
+from draco_em.cli import pretrain as _pretrain, export as _export  # noqa: F401  isort: skip
+from draco_em.cli import convert as _convert  # noqa: F401  isort: skip
+from draco_em.cli import denoise as _denoise  # noqa: F401  isort: skip
+from draco_em.cli import curate as _curate  # noqa: F401  isort: skip
+from draco_em.cli import evaluate as _evaluate  # noqa: F401  isort: skip
+from draco_em.cli import demo as _demo  # noqa: F401  isort: skip
+from draco_em.cli import pick as _pick  # noqa: F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,6 +31,11 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="draco")
     except DracoInputError as exc:
         print(f"draco: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except ValidationError as exc:  # a pydantic config rejected an option value
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ())) or "option"
+        print(f"draco: error: invalid {where}: {err.get('msg')}", file=sys.stderr)
         sys.exit(2)
 
 

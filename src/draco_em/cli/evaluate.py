@@ -1,7 +1,8 @@
-"""Score results against ground truth (simulated data): denoising now; curation and picking later.
+"""Score results against ground truth (simulated data): denoising, curation; picking later.
 
 Example:
     draco evaluate denoise --pred denoised/ --clean sim/clean --coords sim/coordinates --json
+    draco evaluate curate --pred curate/curation.csv --truth sim/micrographs.star
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ def evaluate_denoise(
     clean: Annotated[Path, typer.Option(help="Folder of noise-free images (same names).")],
     coords: Annotated[Path | None, typer.Option(help="Coordinates folder, for the SNR.")] = None,
     radius: Annotated[float | None, typer.Option(help="SNR disk radius in px.")] = None,
+    exclusion: Annotated[
+        float | None, typer.Option(help="Min px from a background disk to any particle centre.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """PSNR and SSIM (after scale/offset matching), FRC, and the paper's SNR (Eq. 11)."""
@@ -33,10 +37,57 @@ def evaluate_denoise(
         format_table,
     )
 
-    cfg = EvaluateDenoiseConfig(pred=pred, clean=clean, coords=coords, radius=radius)
+    cfg = EvaluateDenoiseConfig(
+        pred=pred, clean=clean, coords=coords, radius=radius, exclusion=exclusion
+    )
     result = evaluate_denoise(cfg)
     if as_json:
         typer.echo(dump_json(result))
     else:
         typer.echo(format_table({pred.name or str(pred): result}))
         typer.echo(f"({result['n']} micrographs)")
+
+
+@evaluate_app.command("pick")
+def evaluate_pick(
+    pred: Annotated[Path, typer.Option(help="Folder or file of predicted picks.")],
+    truth: Annotated[Path, typer.Option(help="Folder or file of true centres.")],
+    radius: Annotated[float | None, typer.Option(help="Match radius in px.")] = None,
+    diameter: Annotated[float | None, typer.Option(help="Diameter in px (radius = d/2).")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Ignore picks scoring below.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Precision, recall, F1 (one-to-one, greedy by score, within the radius) and AP."""
+    from draco_em.evaluate.pick import EvaluatePickConfig, dump_json, format_result
+    from draco_em.evaluate.pick import evaluate_pick as run
+
+    cfg = EvaluatePickConfig(
+        pred=pred, truth=truth, radius=radius, diameter=diameter, threshold=threshold
+    )
+    result = run(cfg)
+    typer.echo(dump_json(result) if as_json else format_result(result))
+
+
+@evaluate_app.command("curate")
+def evaluate_curate(
+    pred: Annotated[Path, typer.Option(help="curation.csv from `draco curate predict`.")],
+    truth: Annotated[Path, typer.Option(help="Labels: micrographs STAR or CSV micrograph,label.")],
+    label_column: Annotated[str | None, typer.Option(help="Truth column with the labels.")] = None,
+    accept: Annotated[str, typer.Option(help="Comma-separated accept classes.")] = "good",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Accuracy, precision, recall, F1 (accept = positive) and the confusion matrix.
+
+    Example: draco evaluate curate --pred curate/curation.csv --truth sim/micrographs.star
+    """
+    from draco_em.evaluate.curate import (
+        EvaluateCurateConfig,
+        dump_json,
+        evaluate_curate,
+        format_report,
+    )
+
+    names = [a.strip() for a in accept.split(",") if a.strip()]
+    cfg = EvaluateCurateConfig(pred=pred, truth=truth, label_column=label_column, accept=names)
+    result = evaluate_curate(cfg)
+    typer.echo(dump_json(result) if as_json else format_report(result))

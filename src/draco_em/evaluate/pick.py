@@ -4,7 +4,9 @@ Matching rule (the paper gives none, ``reference/draco_paper.md`` §2, so we sta
 each micrograph, predictions are taken by falling score and each is matched to the nearest
 still-unmatched true centre within ``radius`` px (default: half the particle diameter). A
 matched prediction is a true positive; every other prediction a false positive; every
-unmatched true centre a false negative. Counts are pooled over micrographs.
+unmatched true centre a false negative, including those of micrographs with no prediction file.
+Counts are pooled over micrographs; predictions on micrographs absent from the truth are listed
+(``pred_only``) and not scored.
 
 Average precision: predictions of all micrographs sorted by score, precision P_k and recall R_k
 after the k-th, AP = Σ_k (R_k − R_{k−1}) · P_k (the step sum without interpolation, as
@@ -134,6 +136,7 @@ def evaluate_pick(cfg: EvaluatePickConfig) -> dict:
     scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
     result = summarize(tp, scores, n_true)
     result.update(radius=radius, micrographs=len(common),
+                  truth_only=sorted(set(truth) - set(pred)),
                   pred_only=sorted(set(pred) - set(truth)))  # fmt: skip
     return result
 
@@ -152,7 +155,9 @@ def format_result(result: dict) -> str:
         f"score {result['best_threshold']})\n{result['n_tp']} of {result['n_pred']} picks match "
         f"{result['n_true']} true centres within {result['radius']:g} px on "
         f"{result['micrographs']} micrographs"
-    )
+        + (f"\n{len(result['truth_only'])} micrographs have no predictions: their particles "
+           "count as missed" if result["truth_only"] else "")
+    )  # fmt: skip
 
 
 def dump_json(result: dict) -> str:

@@ -1,0 +1,78 @@
+"""Recipe of the bundled general picker (``src/draco_em/weights/picker.safetensors``).
+
+Trains on simulated micrographs of the built-in phantoms (100–300 Å, several symmetries) and of
+apoferritin (PDB 4V1W) — never on the ribosome, which is the held-out benchmark. Each image is
+brought to the working pixel size of its own particle diameter (phantom diameter from its name,
+apoferritin 125 Å), so the picker learns one particle size in working px.
+
+Data (20 e⁻/Å², contamination on every image, carbon on half, 35 % coverage, 15 % clusters)::
+
+    python benchmarks/pick_data.py phan 12 2   # → /tmp/pick_data/phan_2
+    python benchmarks/pick_data.py apo 8 1     # → /tmp/pick_data/apo_1
+
+Train (2 CPU cores; the encoder is the bundled DRACO model's first blocks when it exists)::
+
+    python benchmarks/pick_recipe.py --data /tmp/pick_data --out /tmp/pick_data/run_general \
+        [--encoder bundled] --epochs 40
+    cp /tmp/pick_data/run_general/picker.safetensors src/draco_em/weights/picker.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from pathlib import Path
+
+from draco_em.io.coords import read_coords
+from draco_em.pick.config import PickTrainConfig
+from draco_em.pick.train import train_picker
+
+APOFERRITIN_DIAMETER = 125.0  # Å, outer diameter of the 24-mer shell
+
+
+def diameters(folder: Path) -> dict[str, float]:
+    """Particle diameter (Å) per micrograph stem, from the simulator's structure names."""
+    out = {}
+    for f in sorted((folder / "coordinates").glob("*.star")):
+        df = read_coords(f)
+        if len(df) and "dracoStructure" in df:
+            name = str(df["dracoStructure"].iloc[0])
+            m = re.search(r"_(\d+)A$", name)
+            out[f.stem] = float(m.group(1)) if m else APOFERRITIN_DIAMETER
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=Path("/tmp/pick_data"))
+    ap.add_argument("--sets", nargs="+", default=["phan_2", "apo_1"])
+    ap.add_argument("--out", type=Path, default=Path("/tmp/pick_data/run_general"))
+    ap.add_argument("--encoder", default=None, help="DRACO encoder weights (or 'bundled').")
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--crops-per-epoch", type=int, default=64)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    mics, coords, diam = [], [], {}
+    for name in args.sets:
+        folder = args.data / name
+        d = diameters(folder)
+        diam.update(d)
+        mics += [folder / "micrographs" / f"{stem}.mrc" for stem in sorted(d)]
+        coords.append(folder / "coordinates")
+    cfg = PickTrainConfig(
+        micrographs=mics,
+        coords=coords,
+        diameter=200.0,
+        outdir=args.out,
+        weights=args.encoder,
+        epochs=args.epochs,
+        crops_per_epoch=args.crops_per_epoch,
+        val_fraction=0.15,
+        finetune_blocks=4,
+    )
+    print(train_picker(cfg, diam))
+
+
+if __name__ == "__main__":
+    main()

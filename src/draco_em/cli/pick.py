@@ -1,0 +1,86 @@
+"""Pick particles with a DRACO-encoder centre-heatmap detector; train or fine-tune it.
+
+Examples:
+    draco pick predict MotionCorr/job002/*.mrc -o picks/ --diameter 250 --format star,box,cs
+    draco pick train --micrographs mics/ --coords manual/ --diameter 250 -o runs/pick1 \
+        --weights bundled --finetune-blocks 2 --epochs 20
+    draco pick predict mics/ -o picks_ft/ --model runs/pick1
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from draco_em.cli._app import app
+
+pick_app = typer.Typer(help="Particle picking: predict and train.", no_args_is_help=True)
+app.add_typer(pick_app, name="pick")
+
+
+@pick_app.command("predict")
+def pick_predict(
+    inputs: Annotated[list[Path], typer.Argument(help="Micrographs, folders, globs or a STAR.")],
+    outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Output folder.")],
+    model: Annotated[str, typer.Option(help="Picker run folder/file or 'bundled'.")] = "bundled",
+    diameter: Annotated[float | None, typer.Option(help="Particle diameter in Å.")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Score cut-off in [0, 1].")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="star,box,topaz,cs")] = "star",
+    pixel_size: Annotated[float | None, typer.Option(help="Input Å/px (default: header).")] = None,
+    box_size: Annotated[int | None, typer.Option(help=".box edge in px.")] = None,
+    exclude_masks: Annotated[
+        Path | None, typer.Option(help="Folder of <stem>.mrc masks; no picks where > 0.5.")
+    ] = None,
+    previews: Annotated[bool, typer.Option(help="Overlay PNGs + score histogram.")] = True,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Pick particles; write RELION STARs + index, and .box / Topaz / cryoSPARC files."""
+    from draco_em.pick.config import PickPredictConfig
+    from draco_em.pick.run import predict_all
+
+    cfg = PickPredictConfig(
+        inputs=inputs, outdir=outdir, model=model, diameter=diameter, threshold=threshold,
+        formats=[f.strip() for f in fmt.split(",") if f.strip()], pixel_size=pixel_size,
+        box_size=box_size, exclude_masks=exclude_masks, previews=previews, device=device,
+    )  # fmt: skip
+    s = predict_all(cfg, progress=not quiet)
+    typer.echo(
+        f"{s['picks']} picks on {s['micrographs']} micrographs (threshold {s['threshold']:.3f}, "
+        f"diameter {s['diameter']:g} Å) → {s['outdir']}"
+        + (f"; {s['failed']} failed (failures.txt)" if s["failed"] else "")
+    )
+
+
+@pick_app.command("train")
+def pick_train(
+    micrographs: Annotated[list[Path], typer.Option(help="Micrographs/folders/globs/STAR.")],
+    coords: Annotated[list[Path], typer.Option(help="Coordinate files or folders.")],
+    diameter: Annotated[float, typer.Option(help="Particle diameter in Å.")],
+    outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Run folder.")],
+    weights: Annotated[
+        str | None, typer.Option(help="Start from: picker run/file, 'bundled', DRACO encoder.")
+    ] = None,
+    finetune_blocks: Annotated[int, typer.Option(help="Last encoder blocks trained.")] = 2,
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = 30,
+    crops_per_epoch: Annotated[int, typer.Option(help="Random crops per epoch.")] = 64,
+    expected_particles: Annotated[
+        float | None, typer.Option(help="Expected particles per micrograph (PU prior).")
+    ] = None,
+    pixel_size: Annotated[float | None, typer.Option(help="Input Å/px (default: header).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train a picker (positive-unlabelled loss: partial labels are fine)."""
+    from draco_em.pick.config import PickTrainConfig
+    from draco_em.pick.train import train_picker
+
+    cfg = PickTrainConfig(
+        micrographs=micrographs, coords=coords, diameter=diameter, outdir=outdir,
+        weights=weights, finetune_blocks=finetune_blocks, epochs=epochs,
+        crops_per_epoch=crops_per_epoch, expected_particles=expected_particles,
+        pixel_size=pixel_size, seed=seed,
+    )  # fmt: skip
+    path = train_picker(cfg)
+    typer.echo(f"picker written to {path}")

@@ -1,0 +1,126 @@
+"""Settings of the particle picker: its architecture, training and prediction, validated once.
+
+Scale rule (the heart of the design): every micrograph is Fourier-rescaled so that the particle
+diameter spans :attr:`DetectorConfig.diameter_px` working pixels (32 px = two ViT patches by
+default). The picker therefore sees every particle at the same size, whatever the protein and
+the detector pixel, and one general model serves particles from 100 to 400 Å.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FORMATS = ("star", "box", "topaz", "cs")
+
+
+class DetectorConfig(BaseModel):
+    """Architecture of :class:`draco_em.pick.detector.ParticleDetector`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    encoder: dict = Field(
+        default_factory=dict, description="DracoConfig of the ViT encoder (JSON dict)."
+    )
+    encoder_blocks: int = Field(
+        4, ge=1, description="Encoder blocks kept (the first N): fewer is faster on a CPU."
+    )
+    neck_dim: int = Field(64, ge=8, description="Channels of the stride-4 feature map.")
+    stem_dim: int = Field(32, ge=4, description="Channels of the stride-4 convolutional stem.")
+    stride: int = Field(4, description="Output stride of the heatmap in working px.")
+    diameter_px: float = Field(
+        32.0, gt=4, description="Particle diameter in working px (sets the working pixel size)."
+    )
+    sigma_fraction: float = Field(
+        1 / 6, gt=0, le=1, description="Gaussian σ of the centre target as a fraction of d."
+    )
+    tile: int = Field(256, ge=32, description="Prediction tile side in working px.")
+    overlap: int = Field(64, ge=0, description="Tile overlap in working px (≥ a diameter).")
+
+    @model_validator(mode="after")
+    def _check(self) -> DetectorConfig:
+        if self.stride != 4:
+            raise ValueError("the pyramid upsamples stride-16 tokens to stride 4; stride is 4")
+        if self.overlap > self.tile // 2:
+            raise ValueError(f"overlap {self.overlap} must be at most tile/2 = {self.tile // 2}")
+        return self
+
+    def working_pixel_size(self, diameter_angstrom: float) -> float:
+        """Å per working pixel for a particle of ``diameter_angstrom`` Å."""
+        return float(diameter_angstrom) / self.diameter_px
+
+
+class PickTrainConfig(BaseModel):
+    """``draco pick train``: fit the picker on micrographs with (possibly sparse) picks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    micrographs: list[Path] = Field(description="Micrographs, folders, globs or a STAR list.")
+    coords: list[Path] = Field(description="Coordinate files or folders (any supported format).")
+    diameter: float = Field(gt=0, description="Particle diameter in Å.")
+    outdir: Path = Field(description="Run folder: picker.safetensors, config.yaml, run.log.")
+    pixel_size: float | None = Field(
+        None, gt=0, description="Input pixel size in Å (default: from the MRC header)."
+    )
+    weights: str | None = Field(
+        None,
+        description="Start: a picker run folder/file, 'bundled' (the general picker), "
+        "a DRACO encoder (.safetensors/.pth), or None (random encoder).",
+    )
+    finetune_blocks: int = Field(
+        2, ge=0, description="Last encoder blocks trained (0 = frozen encoder; head always)."
+    )
+    epochs: int = Field(30, ge=1, description="Passes over the training crops.")
+    crops_per_epoch: int = Field(64, ge=1, description="Random crops per epoch.")
+    batch_size: int = Field(8, ge=1, description="Crops per optimiser step.")
+    crop: int = Field(
+        128, ge=64, description="Training crop side in working px (multiple of 16; 4 diameters)."
+    )
+    lr: float = Field(2e-3, gt=0, description="AdamW learning rate of the head.")
+    encoder_lr: float = Field(2e-4, gt=0, description="Learning rate of the trained blocks.")
+    expected_particles: float | None = Field(
+        None,
+        gt=0,
+        description="Expected particles per micrograph, for the PU class prior π "
+        "(default: the labelled count, i.e. complete labels).",
+    )
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="Share of micrographs held out.")
+    seed: int = Field(0, ge=0, description="Random seed.")
+    threads: int | None = Field(None, ge=1, description="torch threads (default: torch's).")
+
+
+class PickPredictConfig(BaseModel):
+    """``draco pick predict``: pick particles on micrographs with a trained picker."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[Path] = Field(description="Micrographs, folders, globs or a STAR list.")
+    outdir: Path = Field(description="Output folder.")
+    model: str = Field("bundled", description="Picker run folder or file, or 'bundled'.")
+    diameter: float | None = Field(
+        None, gt=0, description="Particle diameter in Å (default: the one stored with a model)."
+    )
+    pixel_size: float | None = Field(
+        None, gt=0, description="Input pixel size in Å (default: from the MRC header)."
+    )
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="Score cut-off (default: chosen on validation data)."
+    )
+    formats: list[str] = Field(default_factory=lambda: ["star"], description="Outputs.")
+    box_size: int | None = Field(
+        None, gt=0, description="Box size in input px for .box (default: 1.5 × diameter)."
+    )
+    exclude_masks: Path | None = Field(
+        None, description="Folder of <stem>.mrc masks: picks on non-zero pixels are dropped."
+    )
+    previews: bool = Field(True, description="Write overlay PNGs and the score histogram.")
+    device: str = Field("cpu", description="cpu, cuda, or auto.")
+    batch_size: int = Field(8, ge=1, description="Tiles per forward pass.")
+
+    @model_validator(mode="after")
+    def _check(self) -> PickPredictConfig:
+        bad = [f for f in self.formats if f not in FORMATS]
+        if bad:
+            raise ValueError(f"unknown format(s) {bad}; choose from {list(FORMATS)}")
+        return self

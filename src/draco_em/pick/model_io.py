@@ -1,0 +1,98 @@
+"""Save and load trained pickers: one safetensors file with its config, diameter and threshold.
+
+A run folder from ``draco pick train`` holds ``picker.safetensors``; ``"bundled"`` is the general
+picker shipped in :mod:`draco_em.weights` (``picker.safetensors``, read with importlib.resources).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from draco_em.errors import DracoInputError
+from draco_em.io.atomic import atomic_path
+from draco_em.pick.config import DetectorConfig
+from draco_em.pick.detector import ParticleDetector
+from draco_em.pick.predict import Picker
+
+FORMAT = "draco-em-picker/1"
+BUNDLED_FILE = "picker.safetensors"
+RUN_FILE = "picker.safetensors"
+
+
+def save_picker(
+    path: str | Path, detector: ParticleDetector, diameter: float, threshold: float,
+    metadata: Mapping[str, object] | None = None,
+) -> Path:  # fmt: skip
+    """Write the detector, its config, the diameter (Å) and default threshold atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in detector.state_dict().items()}
+    header = {
+        "format": FORMAT,
+        "detector_config": detector.config.model_dump_json(),
+        "diameter": json.dumps(float(diameter)),
+        "threshold": json.dumps(float(threshold)),
+        "metadata": json.dumps(dict(metadata or {})),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=header)
+    return path
+
+
+def resolve_picker(model: str | Path) -> Path:
+    """A picker file from a file, a run folder, or ``"bundled"``."""
+    if str(model) == "bundled":
+        bundled = importlib.resources.files("draco_em.weights") / BUNDLED_FILE
+        if not bundled.is_file():
+            raise DracoInputError("no bundled picker is installed: pass --model RUNDIR")
+        return Path(str(bundled))
+    path = Path(model)
+    if path.is_dir():
+        path = path / RUN_FILE
+    if not path.is_file():
+        raise DracoInputError("picker model not found (a run folder or .safetensors)", model)
+    return path
+
+
+def read_picker(model: str | Path) -> tuple[ParticleDetector, dict]:
+    """(detector in eval mode, header dict with ``diameter``, ``threshold``, ``metadata``)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = resolve_picker(model)
+    try:
+        with safe_open(str(path), "pt") as fh:
+            header = fh.metadata() or {}
+        state = load_file(str(path))
+    except Exception as exc:  # safetensors raises several types for a bad file
+        raise DracoInputError(f"not a readable picker file ({exc})", path) from None
+    if header.get("format") != FORMAT:
+        raise DracoInputError(f"not a draco picker file (format {header.get('format')})", path)
+    detector = ParticleDetector(DetectorConfig.model_validate_json(header["detector_config"]))
+    detector.load_state_dict(state)
+    info = {k: json.loads(header[k]) for k in ("diameter", "threshold", "metadata")}
+    info["path"] = str(path)
+    return detector.eval(), info
+
+
+def load_picker(
+    model: str | Path, diameter: float | None = None, threshold: float | None = None,
+    device: str | torch.device = "cpu", batch_size: int = 8,
+) -> Picker:  # fmt: skip
+    """A ready :class:`Picker`; ``diameter``/``threshold`` override the stored ones."""
+    detector, info = read_picker(model)
+    device = torch.device(device)
+    return Picker(
+        detector.to(device),
+        float(diameter or info["diameter"]),
+        float(info["threshold"] if threshold is None else threshold),
+        batch_size,
+        device,
+    )

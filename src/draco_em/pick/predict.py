@@ -1,0 +1,129 @@
+"""Pick particles on one micrograph: working pixel size → tiles → heatmap → peaks → input px.
+
+Per micrograph: Fourier-rescale so the diameter spans ``diameter_px`` working px, normalise
+(§1.4), run the detector on overlapping tiles of the shared tiling routine
+(:mod:`draco_em.imaging.tiling`), blend the bilinearly upsampled centre heatmap and the
+per-pixel vector to the predicted centre (from the offset head), keep the local maxima by
+distance (:mod:`draco_em.pick.nms`), move each to its sub-pixel centre, drop picks on excluded
+regions, and scale back to the micrograph's own pixels (x_in = x_work / s, conventions doc).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from draco_em.errors import DracoInputError
+from draco_em.imaging.tiling import TileBlender, TileGrid, iter_tiles
+from draco_em.io.coords import make_coords
+from draco_em.pick.data import to_working
+from draco_em.pick.detector import CELL_CENTRE, ParticleDetector
+from draco_em.pick.nms import find_peaks
+
+#: Maps (micrograph [ny, nx], pixel size Å) to a bool mask [ny, nx], True = do not pick here
+#: (e.g. a curation model's carbon / contamination map).
+ExcludeFn = Callable[[np.ndarray, float], np.ndarray]
+NMS_FRACTION = 0.5  # picks closer than half a diameter are one particle
+
+
+@dataclass
+class Picker:
+    """A trained detector and how to run it.
+
+    Attributes:
+        detector: in eval mode on ``device``.
+        diameter: particle diameter in Å (sets the working pixel size).
+        threshold: default score cut-off in [0, 1].
+        batch_size: tiles per forward pass.
+        device: where the detector runs.
+    """
+
+    detector: ParticleDetector
+    diameter: float
+    threshold: float = 0.3
+    batch_size: int = 8
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def diameter_px(self) -> float:
+        return self.detector.config.diameter_px
+
+    @torch.no_grad()
+    def _tiles(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[B, T, T] tiles → (scores [B, T, T], vectors to the centre [B, 2, T, T] in px)."""
+        x = torch.from_numpy(np.ascontiguousarray(batch, np.float32))[:, None].to(self.device)
+        logits, off = self.detector(x)
+        stride = self.detector.config.stride
+        score = F.interpolate(torch.sigmoid(logits), scale_factor=stride, mode="bilinear")
+        t = batch.shape[-1]
+        cells = torch.arange(t // stride, dtype=torch.float32, device=x.device)
+        centre_x = stride * (cells[None, None, :] + off[:, 0]) + CELL_CENTRE  # [B, h, w]
+        centre_y = stride * (cells[None, :, None] + off[:, 1]) + CELL_CENTRE
+        up = torch.stack([centre_x, centre_y], 1).repeat_interleave(stride, 2)
+        up = up.repeat_interleave(stride, 3)  # each pixel: the centre its cell predicts
+        pix = torch.arange(t, dtype=torch.float32, device=x.device)
+        vec = up - torch.stack([pix[None, :].expand(t, t), pix[:, None].expand(t, t)])[None]
+        return score[:, 0].cpu().numpy(), vec.cpu().numpy()
+
+    def score_map(
+        self, work: np.ndarray, progress: Callable[[int], None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Blended (scores [H, W], vectors [2, H, W]) of a normalised working-px image."""
+        cfg = self.detector.config
+        grid = TileGrid(work.shape, cfg.tile, min(cfg.overlap, cfg.tile // 2))
+        blenders = [TileBlender(grid) for _ in range(3)]
+        for indices, batch in iter_tiles(work, grid, self.batch_size):
+            score, vec = self._tiles(batch)
+            for blender, part in zip(blenders, (score, vec[:, 0], vec[:, 1]), strict=True):
+                blender.add(indices, part)
+            if progress is not None:
+                progress(len(indices))
+        score, vx, vy = (b.result() for b in blenders)
+        return score, np.stack([vx, vy])
+
+    def pick_image(
+        self,
+        image: np.ndarray,
+        pixel_size: float,
+        name: str = "micrograph",
+        threshold: float | None = None,
+        exclude: ExcludeFn | None = None,
+    ) -> pd.DataFrame:
+        """Pick one micrograph.
+
+        Args:
+            image: [ny, nx] micrograph as stored.
+            pixel_size: its pixel size in Å.
+            name: micrograph name or path (the stem names the picks).
+            threshold: score cut-off (default: ``self.threshold``).
+            exclude: optional mask callback (``ExcludeFn``); picks on True pixels are dropped.
+
+        Returns:
+            Picks in the package convention (input px), with ``score``, best first.
+        """
+        if not pixel_size or pixel_size <= 0:
+            raise DracoInputError("pixel size unknown: pass --pixel-size Å", name)
+        work, (sx, sy) = to_working(image, pixel_size, self.diameter / self.diameter_px)
+        if min(work.shape) < 16:
+            raise DracoInputError(
+                f"micrograph is only {min(work.shape)} px at the working pixel size "
+                f"({self.diameter / self.diameter_px:.2f} Å): too small to pick", name
+            )  # fmt: skip
+        score, vec = self.score_map(work)
+        thr = self.threshold if threshold is None else threshold
+        xy, scores = find_peaks(score, NMS_FRACTION * self.diameter_px, thr)
+        iy, ix = xy[:, 1].astype(int), xy[:, 0].astype(int)
+        xy = xy + vec[:, iy, ix].T  # sub-pixel centre from the offset head
+        xy_in = xy / np.array([sx, sy])
+        if exclude is not None and len(xy_in):
+            mask = np.asarray(exclude(image, pixel_size), bool)
+            r = np.clip(np.round(xy_in[:, 1]).astype(int), 0, image.shape[0] - 1)
+            c = np.clip(np.round(xy_in[:, 0]).astype(int), 0, image.shape[1] - 1)
+            keep = ~mask[r, c]
+            xy_in, scores = xy_in[keep], scores[keep]
+        return make_coords(name, xy_in[:, 0], xy_in[:, 1], score=scores)

@@ -1,0 +1,150 @@
+"""``draco pick predict`` over many micrographs: resumable, one failure does not stop the batch.
+
+Output folder layout::
+
+    OUTDIR/coordinates/<stem>_autopick.star   RELION per-micrograph picks (always written)
+    OUTDIR/coordinate_files.star              RELION 4/5 index: micrograph → coordinate file
+    OUTDIR/box/<stem>.box                     EMAN boxes           (--format box)
+    OUTDIR/picks_topaz.txt                    Topaz text, all mics (--format topaz)
+    OUTDIR/picks.cs                           cryoSPARC particles  (--format cs)
+    OUTDIR/previews/<stem>.png                overlays; OUTDIR/score_histogram.png
+    OUTDIR/failures.txt                       micrographs that failed, with the reason
+
+A micrograph whose STAR already exists is not picked again (resume); the collective files are
+rewritten from all STARs at the end.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from draco_em.errors import DracoInputError
+from draco_em.io.batch import FailureLog, expand_inputs
+from draco_em.io.coords import (
+    coord_star_name,
+    read_coords,
+    write_box,
+    write_coordinate_index,
+    write_cs,
+    write_relion_coords,
+    write_topaz,
+)
+from draco_em.io.mrc import read_image
+from draco_em.pick.config import PickPredictConfig
+from draco_em.pick.model_io import load_picker
+from draco_em.pick.predict import ExcludeFn, Picker
+from draco_em.pick.report import save_histogram, save_overlay
+
+SCORE_FLOOR = 0.05  # candidates kept for the histogram; outputs use the threshold
+
+
+def mask_folder_exclude(folder) -> ExcludeFn:
+    """An exclusion callback reading ``folder/<stem>.mrc`` (non-zero = exclude), if present."""
+    from draco_em.imaging.fourier import fourier_resize
+
+    def exclude(image: np.ndarray, pixel_size: float, stem: str = "") -> np.ndarray:
+        path = Path(folder) / f"{stem}.mrc"
+        if not path.is_file():
+            return np.zeros(image.shape, bool)
+        mask, _ = read_image(path)
+        if mask.shape != image.shape:  # a mask at another sampling: resample to the image
+            mask = fourier_resize(mask.astype(np.float32), image.shape)
+        return mask > 0.5
+
+    return exclude
+
+
+def pick_one(picker: Picker, cfg: PickPredictConfig, path, stem: str, exclude=None):
+    """Pick one micrograph; returns (all candidates ≥ floor, kept picks, image)."""
+    image, header_px = read_image(path, cfg.pixel_size)
+    px = cfg.pixel_size or header_px
+    if not px:
+        raise DracoInputError("pixel size unknown (header says 0): pass --pixel-size Å", path)
+    fn = None if exclude is None else (lambda im, p: exclude(im, p, stem))
+    cands = picker.pick_image(image, px, str(path), threshold=SCORE_FLOOR, exclude=fn)
+    kept = cands[cands["score"] >= picker.threshold].reset_index(drop=True)
+    kept["micrograph_ny"], kept["micrograph_nx"] = image.shape
+    kept["pixel_size"] = px
+    return cands, kept, image
+
+
+def _resumed(star, path, pixel_size: float | None) -> pd.DataFrame:
+    """Picks of a finished micrograph, with the size and pixel size its outputs need."""
+    from draco_em.io.mrc import read_mrc
+
+    kept = read_coords(star)
+    mrc = read_mrc(path, pixel_size=pixel_size, mmap=True)
+    kept["micrograph_path"] = str(path)
+    kept["micrograph_ny"], kept["micrograph_nx"] = mrc.data.shape[-2:]
+    kept["pixel_size"] = pixel_size or mrc.pixel_size
+    return kept
+
+
+def predict_all(cfg: PickPredictConfig, progress: bool = True) -> dict:
+    """Pick every input; returns a summary dict (counts, output paths)."""
+    from draco_em.infer.denoise import pick_device
+
+    picker = load_picker(cfg.model, cfg.diameter, cfg.threshold, pick_device(cfg.device),
+                         cfg.batch_size)  # fmt: skip
+    items = expand_inputs(cfg.inputs).items
+    out = cfg.outdir
+    (out / "coordinates").mkdir(parents=True, exist_ok=True)
+    failures = FailureLog(out)
+    exclude = mask_folder_exclude(cfg.exclude_masks) if cfg.exclude_masks else None
+    index, all_kept, all_scores = {}, [], []
+    for item in tqdm(items, desc="pick", unit="mic", disable=not progress):
+        stem = item.path.stem
+        star = out / "coordinates" / coord_star_name(stem)
+        try:
+            if star.is_file():  # resume: finished earlier
+                kept = _resumed(star, item.path, cfg.pixel_size)
+            else:
+                cands, kept, image = pick_one(picker, cfg, item.path, stem, exclude)
+                all_scores.append(cands["score"].to_numpy())
+                write_relion_coords(star, kept, inputs=[item.path])
+                if cfg.previews:
+                    radius = (
+                        picker.diameter / 2 / float(kept["pixel_size"].iloc[0]) if len(kept) else 1
+                    )
+                    save_overlay(out / "previews" / f"{stem}.png", image, kept, radius)
+            index[str(item.path)] = star.relative_to(out)
+            all_kept.append(kept)
+        except (DracoInputError, OSError, ValueError) as exc:
+            failures.record(item.path, str(exc))
+    _write_collective(cfg, picker, index, all_kept, all_scores)
+    n = sum(len(k) for k in all_kept)
+    return {
+        "micrographs": len(index), "picks": n, "failed": failures.count,
+        "threshold": picker.threshold, "diameter": picker.diameter, "outdir": str(out),
+    }  # fmt: skip
+
+
+def _write_collective(cfg, picker: Picker, index: dict, kept: list, scores: list) -> None:
+    out = cfg.outdir
+    if index:
+        write_coordinate_index(out / "coordinate_files.star", index)
+    table = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
+    if "box" in cfg.formats:  # one file per micrograph, empty when nothing was picked
+        for path, df in zip(index, kept, strict=True):
+            write_box(out / "box" / f"{Path(path).stem}.box", df, _box_size(cfg, picker, df))
+    if "topaz" in cfg.formats and len(table):
+        write_topaz(out / "picks_topaz.txt", table)
+    if "cs" in cfg.formats and len(table) and "micrograph_ny" in table:
+        px = pd.to_numeric(table.get("pixel_size"), errors="coerce")
+        write_cs(
+            out / "picks.cs", table, pixel_size=float(px.iloc[0]) if px.notna().any() else None
+        )
+    if cfg.previews and scores:
+        save_histogram(out / "score_histogram.png", np.concatenate(scores), picker.threshold)
+
+
+def _box_size(cfg: PickPredictConfig, picker: Picker, df: pd.DataFrame) -> int:
+    """Box edge in input px: --box-size, else 1.5 diameters."""
+    if cfg.box_size:
+        return int(cfg.box_size)
+    px = float(df["pixel_size"].iloc[0]) if "pixel_size" in df and len(df) else 1.0
+    return max(2, round(1.5 * picker.diameter / px))

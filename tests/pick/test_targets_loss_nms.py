@@ -1,0 +1,91 @@
+"""Heatmap targets and offsets, the nnPU focal loss on a hand example, and NMS by distance."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from draco_em.pick.loss import class_prior, make_targets, offset_loss, pu_focal_loss
+from draco_em.pick.nms import distance_nms, find_peaks
+
+
+def test_target_peak_cell_and_offset():
+    # x = 21.5 → u = (21.5 − 1.5) / 4 = 5.0 (cell 5, offset 0); y = 10.0 → v = 2.125 (cell 2).
+    heat, off, centres = make_targets(np.array([[21.5, 10.0]]), (32, 32), sigma_px=4.0)
+    assert heat.shape == (8, 8) and off.shape == (2, 8, 8)
+    assert np.argwhere(centres).tolist() == [[2, 5]]
+    assert heat[2, 5] == 1.0 and heat.max() == 1.0
+    np.testing.assert_allclose(off[:, 2, 5], [0.0, 0.125])
+    # σ = 4 px = 1 cell: one cell away the target is exp(-1/2).
+    np.testing.assert_allclose(heat[2, 6], np.exp(-0.5), rtol=1e-6)
+    assert off[:, centres == 0].max() == 0  # offsets only at centres
+
+
+def test_centre_outside_crop_leaves_halo_but_no_positive():
+    heat, _, centres = make_targets(np.array([[-3.0, 16.0]]), (32, 32), sigma_px=4.0)
+    assert not centres.any()
+    assert heat[:, 0].max() > 0.3  # the visible edge of the particle is not a negative
+
+
+def test_pu_loss_hand_example():
+    # Two cells: one labelled centre (logit 0, p = 1/2), one unlabelled (logit 0, Y = 0).
+    logits = torch.zeros(1, 1, 1, 2)
+    heat = torch.tensor([[[[1.0, 0.0]]]])
+    centres = torch.tensor([[[[True, False]]]])
+    prior = 0.25
+    ln2 = np.log(2.0)
+    r_pp = 0.25 * ln2  # (1 − ½)² · log 2
+    r_pm = 0.25 * ln2  # ½² · log 2
+    r_um = 0.25 * ln2
+    expected = (prior * r_pp + max(0.0, r_um - prior * r_pm)) / prior
+    got = pu_focal_loss(logits, heat, centres, prior)
+    np.testing.assert_allclose(float(got), expected, rtol=1e-6)
+
+
+def test_pu_loss_non_negative_correction_clamps():
+    # The unlabelled cell is confidently negative, so R_u⁻ ≈ 0 < π·R_p⁻: the clamp leaves R_p⁺.
+    logits = torch.tensor([[[[0.0, -20.0]]]])
+    heat = torch.tensor([[[[1.0, 0.0]]]])
+    centres = torch.tensor([[[[True, False]]]])
+    got = pu_focal_loss(logits, heat, centres, 0.5)
+    np.testing.assert_allclose(float(got), 0.25 * np.log(2.0), rtol=1e-5)
+
+
+def test_pu_loss_spares_cells_next_to_a_centre():
+    logits = torch.zeros(1, 1, 1, 3)
+    centres = torch.tensor([[[[True, False, False]]]])
+    near = pu_focal_loss(logits, torch.tensor([[[[1.0, 0.9, 0.9]]]]), centres, 0.1)
+    far = pu_focal_loss(logits, torch.tensor([[[[1.0, 0.0, 0.0]]]]), centres, 0.1)
+    assert float(near) < float(far)
+
+
+def test_offset_loss_only_at_centres():
+    pred = torch.zeros(1, 2, 2, 2)
+    target = torch.zeros(1, 2, 2, 2)
+    target[0, :, 0, 0] = torch.tensor([0.5, -0.25])
+    target[0, :, 1, 1] = 9.0  # not a centre: ignored
+    centres = torch.zeros(1, 1, 2, 2, dtype=torch.bool)
+    centres[0, 0, 0, 0] = True
+    np.testing.assert_allclose(float(offset_loss(pred, target, centres)), 0.375)
+
+
+def test_class_prior():
+    assert class_prior(16, 64 * 64) == 16 / 256
+
+
+def test_distance_nms_keeps_best_and_far_picks():
+    xy = np.array([[0.0, 0.0], [3.0, 4.0], [10.0, 0.0], [5.0, 0.0]])
+    scores = np.array([0.5, 0.9, 0.8, 0.1])
+    kept, s = distance_nms(xy, scores, min_distance=5.5)
+    # (3, 4) wins; (0, 0) is 5 px from it → dropped; (10, 0) is 8.06 px away → kept;
+    # (5, 0) is 4.5 px from (3, 4) → dropped.
+    np.testing.assert_allclose(kept, [[3.0, 4.0], [10.0, 0.0]])
+    np.testing.assert_allclose(s, [0.9, 0.8])
+
+
+def test_find_peaks_one_per_blob_with_threshold():
+    score = np.zeros((40, 40), np.float32)
+    score[10, 10], score[10, 13], score[30, 25], score[5, 35] = 0.9, 0.8, 0.7, 0.2
+    xy, s = find_peaks(score, min_distance=4, threshold=0.5)
+    np.testing.assert_allclose(xy, [[10, 10], [25, 30]])  # (13, 10) suppressed, 0.2 below cut
+    np.testing.assert_allclose(s, [0.9, 0.7], rtol=1e-6)

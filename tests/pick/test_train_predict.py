@@ -1,0 +1,236 @@
+"""Training learns blobs; prediction scales picks back to input px; outputs; CLI; bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from draco_em.cli import app, main
+from draco_em.errors import DracoInputError
+from draco_em.evaluate.pick import match_picks, summarize
+from draco_em.io.coords import read_coords
+from draco_em.io.mrc import write_mrc
+from draco_em.pick.config import PickPredictConfig, PickTrainConfig
+from draco_em.pick.model_io import load_picker, read_picker
+from draco_em.pick.predict import Picker
+from draco_em.pick.run import predict_all
+from draco_em.pick.train import train_picker
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, make_blobs, make_tiny_config) -> dict:
+    """A tiny picker trained for a few seconds on blob micrographs (shared by the tests)."""
+    tmp = tmp_path_factory.mktemp("pick")
+    rng = np.random.default_rng(1)
+    (tmp / "mics").mkdir()
+    (tmp / "coords").mkdir()
+    from draco_em.io.coords import make_coords, write_relion_coords
+
+    for i in range(4):
+        img, xy = make_blobs(rng, (192, 192), 16.0, 8)
+        write_mrc(tmp / "mics" / f"blob_{i}.mrc", img, pixel_size=1.0)
+        write_relion_coords(tmp / "coords" / f"blob_{i}.star",
+                            make_coords(f"blob_{i}", xy[:, 0], xy[:, 1]))  # fmt: skip
+    torch.manual_seed(0)
+    cfg = PickTrainConfig(micrographs=[tmp / "mics"], coords=[tmp / "coords"], diameter=32.0,
+                          outdir=tmp / "run", epochs=12, crops_per_epoch=32, crop=64,
+                          lr=3e-3, val_fraction=0.25)  # fmt: skip
+    path = train_picker(cfg, detector_config=make_tiny_config())
+    return {"path": path, "tmp": tmp}
+
+
+def test_training_learns_to_find_blobs(trained, make_blobs):
+    picker = load_picker(trained["path"])
+    rng = np.random.default_rng(7)
+    tps, scores, n = [], [], 0
+    for _ in range(2):
+        img, xy = make_blobs(rng, (192, 192), 16.0, 8)
+        picks = picker.pick_image(img, 1.0, "test")
+        s = picks["score"].to_numpy()
+        tps.append(match_picks(picks[["x", "y"]].to_numpy(), s, xy, 16.0))
+        scores.append(s)
+        n += len(xy)
+    result = summarize(np.concatenate(tps), np.concatenate(scores), n)
+    assert result["f1"] >= 0.8, result
+    run = trained["path"].parent
+    assert (run / "config.yaml").is_file() and "epoch 12/12" in (run / "run.log").read_text()
+    _, info = read_picker(run)
+    assert info["diameter"] == 32.0 and 0 < info["threshold"] < 1
+
+
+def test_learned_centres_near_truth_at_another_pixel_size(trained, make_blobs):
+    # 1.5 Å/px input, 32 Å particles → working 1 Å/px (the picker upsamples 1.5×). A picker
+    # trained for seconds localises to a few px (a tenth of the 21-px diameter).
+    picker = load_picker(trained["path"])
+    rng = np.random.default_rng(3)
+    img, xy = make_blobs(rng, (160, 160), 16 / 1.5, 6, noise=0.05)
+    picks = picker.pick_image(img, 1.5, "fine")
+    d = [np.min(np.hypot(*(picks[["x", "y"]].to_numpy() - p).T)) for p in xy]
+    assert np.median(d) < 3.0, d
+
+
+class _PeakDetector(torch.nn.Module):
+    """Stand-in detector: one sharp heatmap peak at a fixed working-px cell, zero offsets."""
+
+    def __init__(self, config, cell: tuple[int, int]) -> None:
+        super().__init__()
+        self.config, self.cell = config, cell
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        logits = torch.full((b, 1, h // 4, w // 4), -20.0)
+        logits[:, :, self.cell[0], self.cell[1]] = 20.0
+        return logits, torch.zeros(b, 2, h // 4, w // 4)
+
+
+def test_scaling_working_to_input_pixels_is_exact(make_tiny_config):
+    # Input 1 Å/px, diameter 64 Å → working 2 Å/px (a 2× Fourier crop of 256² → 128²).
+    cfg = make_tiny_config(tile=128, overlap=0)
+    picker = Picker(_PeakDetector(cfg, (10, 20)), diameter=64.0, threshold=0.5)
+    picks = picker.pick_image(np.random.default_rng(0).normal(size=(256, 256)), 1.0, "m")
+    # Cell (10, 20) centre in working px: (4·20 + 1.5, 4·10 + 1.5) = (81.5, 41.5) → ×2 input.
+    np.testing.assert_allclose(picks[["x", "y"]].to_numpy(), [[163.0, 83.0]], atol=1e-6)
+
+
+class _TargetDetector(torch.nn.Module):
+    """Stand-in detector that outputs the training targets of known centres (a perfect model)."""
+
+    def __init__(self, config, xy_work: np.ndarray) -> None:
+        super().__init__()
+        self.config, self.xy = config, xy_work
+
+    def forward(self, x):
+        from draco_em.pick.loss import make_targets
+
+        heat, off, _ = make_targets(self.xy, x.shape[-2:], sigma_px=4.0)
+        logits = torch.logit(torch.from_numpy(heat).clamp(1e-4, 1 - 1e-4))
+        return logits.expand(x.shape[0], 1, -1, -1), torch.from_numpy(off)[None]
+
+
+@pytest.mark.parametrize("pixel_size", [0.5, 1.0, 1.5])
+def test_blob_at_known_position_within_one_input_pixel(make_tiny_config, pixel_size):
+    # Diameter 32 Å → working 1 Å/px; the input is cropped (0.5) / kept / padded (1.5).
+    true_in = np.array([[37.3, 52.8], [80.6, 21.2]])  # input px
+    n = round(128 / pixel_size)
+    scale = 128 / n  # working px per input px
+    picker = Picker(_TargetDetector(make_tiny_config(tile=128, overlap=0), true_in * scale),
+                    diameter=32.0, threshold=0.5)  # fmt: skip
+    picks = picker.pick_image(np.zeros((n, n), np.float32), pixel_size, "m")
+    got = picks[["x", "y"]].to_numpy()[np.argsort(picks["x"].to_numpy())]
+    np.testing.assert_allclose(got, true_in, atol=1.0)
+    np.testing.assert_allclose(got, true_in, atol=0.05 / scale)  # in fact exact (sub-pixel)
+
+
+def test_exclusion_mask_drops_picks(make_tiny_config):
+    cfg = make_tiny_config(tile=128, overlap=0)
+    picker = Picker(_PeakDetector(cfg, (10, 20)), diameter=32.0, threshold=0.5)
+    image = np.zeros((128, 128), np.float32)
+    assert len(picker.pick_image(image, 1.0, "m")) == 1
+    everywhere = picker.pick_image(image, 1.0, "m", exclude=lambda im, px: np.ones(im.shape, bool))
+    assert len(everywhere) == 0
+
+
+def test_predict_all_formats_resume_and_failures(trained):
+    tmp = trained["tmp"]
+    bad = tmp / "bad_inputs"
+    bad.mkdir()
+    for f in (tmp / "mics").glob("*.mrc"):
+        (bad / f.name).write_bytes(f.read_bytes())
+    (bad / "broken.mrc").write_bytes(b"not an mrc file at all")
+    out = tmp / "out"
+    cfg = PickPredictConfig(inputs=[bad], outdir=out, model=str(trained["path"].parent),
+                            formats=["star", "box", "topaz", "cs"], threshold=0.3)  # fmt: skip
+    summary = predict_all(cfg, progress=False)
+    assert summary["micrographs"] == 4 and summary["failed"] == 1
+    assert "broken.mrc" in (out / "failures.txt").read_text()
+    star = read_coords(out / "coordinates" / "blob_0_autopick.star")
+    assert len(star) > 0 and (star["score"] >= 0.3).all()
+    index = read_coords(out / "coordinate_files.star")
+    assert set(index["micrograph"]) == {f"blob_{i}" for i in range(4)}
+    box = read_coords(out / "box" / "blob_0.box")
+    np.testing.assert_allclose(box["x"], star["x"], atol=0.51 + 0)  # box corners are rounded
+    topaz = read_coords(out / "picks_topaz.txt")
+    cs = read_coords(out / "picks.cs")
+    assert len(topaz) == len(cs) == len(index)
+    assert (out / "previews" / "blob_0.png").is_file() and (out / "score_histogram.png").is_file()
+    before = (out / "coordinates" / "blob_0_autopick.star").stat().st_mtime_ns
+    (out / "picks.cs").unlink()
+    predict_all(cfg, progress=False)  # resume: finished micrographs are not picked again
+    assert (out / "coordinates" / "blob_0_autopick.star").stat().st_mtime_ns == before
+    assert len(read_coords(out / "picks.cs")) == len(cs)  # collective files are rebuilt
+
+
+def test_cli_train_and_predict(trained, tmp_path):
+    tmp = trained["tmp"]
+    res = CliRunner().invoke(app, ["pick", "predict", str(tmp / "mics" / "blob_1.mrc"), "-o",
+                                   str(tmp_path / "p"), "--model", str(trained["path"]),
+                                   "--format", "star,topaz", "--no-previews", "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "picks on 1 micrographs" in res.output
+    assert (tmp_path / "p" / "picks_topaz.txt").is_file()
+    res = CliRunner().invoke(app, ["pick", "train", "--micrographs", str(tmp / "mics"),
+                                   "--coords", str(tmp / "coords"), "--diameter", "32", "-o",
+                                   str(tmp_path / "ft"), "--weights", str(trained["path"]),
+                                   "--epochs", "1", "--crops-per-epoch", "8"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "ft" / "picker.safetensors").is_file()
+
+
+def test_bad_input_is_one_line_error(trained, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["pick", "predict", str(tmp_path / "missing.mrc"), "-o", str(tmp_path / "o"),
+              "--model", str(trained["path"])])  # fmt: skip
+    assert exc.value.code == 2
+    assert "draco: error:" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["pick", "predict", str(trained["tmp"] / "mics"), "-o", str(tmp_path / "o"),
+              "--model", str(tmp_path)])  # fmt: skip
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["pick", "predict", str(trained["tmp"] / "mics"), "-o", str(tmp_path / "o"),
+              "--format", "star,xml"])  # fmt: skip
+    assert exc.value.code == 2
+    picker = load_picker(trained["path"])
+    with pytest.raises(DracoInputError, match="pixel size"):
+        picker.pick_image(np.zeros((64, 64)), 0.0, "nopx")
+    with pytest.raises(DracoInputError, match="no micrograph has picks"):
+        train_picker(PickTrainConfig(micrographs=[trained["tmp"] / "mics"],
+                                     coords=[_other_coords(tmp_path)], diameter=32,
+                                     outdir=tmp_path / "r"))  # fmt: skip
+
+
+def _other_coords(tmp_path: Path) -> Path:
+    from draco_em.io.coords import write_topaz
+
+    path = tmp_path / "other.txt"
+    write_topaz(path, pd.DataFrame({"micrograph": ["zzz"], "x": [1.0], "y": [2.0]}))
+    return path
+
+
+def test_bundled_general_picker_loads_and_picks(make_blobs):
+    try:
+        picker = load_picker("bundled")
+    except DracoInputError:
+        pytest.skip("no bundled picker installed")
+    assert picker.diameter > 0 and 0 < picker.threshold < 1
+    img, _ = make_blobs(np.random.default_rng(5), (256, 256), 16.0, 4)
+    picks = picker.pick_image(img, 8.0, "mic", threshold=0.05)  # 128 Å particles at 8 Å/px
+    assert {"micrograph", "x", "y", "score"} <= set(picks.columns)
+    assert ((picks["x"] >= 0) & (picks["x"] < 256) & (picks["y"] >= 0) & (picks["y"] < 256)).all()
+
+
+def test_exclude_masks_folder(trained, tmp_path):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    write_mrc(masks / "blob_0.mrc", np.ones((96, 96), np.float32), pixel_size=2.0)  # resampled
+    cfg = PickPredictConfig(inputs=[trained["tmp"] / "mics"], outdir=tmp_path / "o",
+                            model=str(trained["path"]), threshold=0.3, previews=False,
+                            exclude_masks=masks)  # fmt: skip
+    predict_all(cfg, progress=False)
+    assert len(read_coords(tmp_path / "o/coordinates/blob_0_autopick.star")) == 0
+    assert len(read_coords(tmp_path / "o/coordinates/blob_1_autopick.star")) > 0  # no mask
