@@ -12,17 +12,18 @@ from pydantic import ValidationError
 from draco_em.cli._app import app
 from draco_em.errors import DracoInputError
 
-# Importing a command module registers its command on ``app``, in data-path order.
+# Importing a command module registers its command on ``app``, in the data's path order.
 from draco_em.cli import info as _info  # noqa: F401  isort: skip
+from draco_em.cli import convert as _convert  # noqa: F401  isort: skip
 from draco_em.cli import simulate as _simulate  # noqa: F401  isort: skip
 from draco_em.cli import prepare as _prepare  # noqa: F401  isort: skip
-from draco_em.cli import pretrain as _pretrain, export as _export  # noqa: F401  isort: skip
-from draco_em.cli import convert as _convert  # noqa: F401  isort: skip
+from draco_em.cli import pretrain as _pretrain  # noqa: F401  isort: skip
+from draco_em.cli import export as _export  # noqa: F401  isort: skip
 from draco_em.cli import denoise as _denoise  # noqa: F401  isort: skip
 from draco_em.cli import curate as _curate  # noqa: F401  isort: skip
+from draco_em.cli import pick as _pick  # noqa: F401  isort: skip
 from draco_em.cli import evaluate as _evaluate  # noqa: F401  isort: skip
 from draco_em.cli import demo as _demo  # noqa: F401  isort: skip
-from draco_em.cli import pick as _pick  # noqa: F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,8 +1,9 @@
-"""Score results against ground truth (simulated data): denoising, curation; picking later.
+"""Score results against ground truth (simulated data): denoising, curation and picking.
 
 Example:
     draco evaluate denoise --pred denoised/ --clean sim/clean --coords sim/coordinates --json
     draco evaluate curate --pred curate/curation.csv --truth sim/micrographs.star
+    draco evaluate pick --pred picks/ --truth sim/coordinates --radius 60
 """
 
 from __future__ import annotations
