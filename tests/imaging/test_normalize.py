@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -76,10 +74,3 @@ def test_constant_image_has_std_one() -> None:
     out, (mean, std) = robust_normalize(np.full((130, 140), 3.5, np.float32))
     assert (mean, std) == (3.5, 1.0)
     assert np.all(out == 0.0)
-
-
-def test_fast_on_a_4k_micrograph(rng: np.random.Generator) -> None:
-    img = rng.normal(size=(4096, 4096)).astype(np.float32)
-    start = time.perf_counter()
-    robust_normalize(img)
-    assert time.perf_counter() - start < 5.0  # ~0.5 s measured; a per-pixel loop takes minutes

@@ -17,7 +17,9 @@ from draco_em.io.mrc import mrc_summary, read_mrc, write_mrc
 
 FUZZ = settings(
     max_examples=300,
-    deadline=2000,  # ms per example; a slow path fails the test
+    # No per-example deadline: timings flake on a loaded 2-core machine. hard_timeout() below
+    # still fails a hang, and read_mrc checks declared sizes before allocating anything.
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 
