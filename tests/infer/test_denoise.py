@@ -108,3 +108,17 @@ def test_star_input_keeps_columns_and_optics(tmp_path, weights, rng):
     assert list(table.micrographs["rlnDefocusU"]) == [12000.0, 15000.0]
     assert table.optics is not None and float(table.optics["rlnMicrographPixelSize"][0]) == 1.0
     assert all(str(out) in n for n in table.micrographs["rlnMicrographName"])
+
+
+def test_shifted_grids_average_plain_and_half_patch_offset_passes(rng):
+    model, _ = _tiny_model()
+    tile = rng.normal(size=(1, 64, 64)).astype(np.float32)
+    two = Denoiser(model, None, tile=64, shifts=2)._run_tiles(tile)
+    x = torch.from_numpy(tile)[:, None]
+    with torch.no_grad():
+        plain = model.denoise(x)[0, 0].numpy()
+        padded = torch.nn.functional.pad(x, (8, 8, 8, 8), mode="reflect")
+        offset = model.denoise(padded)[0, 0, 8:72, 8:72].numpy()
+    np.testing.assert_allclose(two[0], (plain + offset) / 2, rtol=1e-5, atol=1e-5)
+    four, _ = Denoiser(model, None, tile=64, shifts=4).denoise_image(tile[0], None)
+    assert four.shape == (64, 64) and np.isfinite(four).all()

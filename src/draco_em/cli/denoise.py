@@ -28,6 +28,7 @@ def denoise(
     tile: Annotated[int, typer.Option(help="Tile side in px at the working pixel size.")] = 256,
     overlap: Annotated[int | None, typer.Option(help="Tile overlap in px (tile/8).")] = None,
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 8,
+    shifts: Annotated[int, typer.Option(help="Patch-grid offsets averaged: 1, 2 or 4.")] = 1,
     keep_binned: Annotated[bool, typer.Option(help="Write at the working pixel size.")] = False,
     float16: Annotated[bool, typer.Option(help="Write float16 (MRC mode 12).")] = False,
     png: Annotated[bool, typer.Option(help="Also write 8-bit PNG previews.")] = False,
@@ -41,9 +42,9 @@ def denoise(
 
     cfg = DenoiseConfig(
         inputs=inputs, outdir=outdir, weights=weights, device=device, tile=tile,
-        overlap=overlap, batch_size=batch_size, keep_binned=keep_binned, float16=float16,
-        png=png, skip_existing=skip_existing, workers=workers, pixel_size=pixel_size,
-        progress=progress,
+        overlap=overlap, batch_size=batch_size, shifts=shifts, keep_binned=keep_binned,
+        float16=float16, png=png, skip_existing=skip_existing, workers=workers,
+        pixel_size=pixel_size, progress=progress,
     )  # fmt: skip
     result = run_denoise(cfg)
     typer.echo(

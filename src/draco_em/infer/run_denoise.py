@@ -33,6 +33,7 @@ class DenoiseConfig(BaseModel):
     tile: int = Field(256, ge=32, description="Tile side in px at the working pixel size.")
     overlap: int | None = Field(None, ge=0, description="Tile overlap in px (default tile/8).")
     batch_size: int = Field(8, ge=1, description="Tiles per forward pass.")
+    shifts: int = Field(1, description="Patch-grid offsets averaged per tile: 1, 2 or 4.")
     keep_binned: bool = Field(False, description="Write at the working pixel size.")
     float16: bool = Field(False, description="Write MRC mode 12 (float16) instead of float32.")
     png: bool = Field(False, description="Also write 8-bit PNG previews to OUTDIR/png.")
@@ -81,7 +82,14 @@ def _load(cfg: DenoiseConfig, device: torch.device) -> Denoiser:
     model, _, meta = load_model(cfg.weights, device=device)
     bf16 = (device.type == "cuda") if cfg.bf16 is None else cfg.bf16
     return Denoiser(
-        model, meta.get("pixel_size"), cfg.tile, cfg.overlap, cfg.batch_size, device, bf16
+        model,
+        meta.get("pixel_size"),
+        cfg.tile,
+        cfg.overlap,
+        cfg.batch_size,
+        device,
+        bf16,
+        cfg.shifts,
     )
 
 
