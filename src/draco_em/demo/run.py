@@ -34,6 +34,7 @@ class DemoConfig(BaseModel):
     seed: int = Field(7, ge=0, description="Simulation seed.")
     weights: str = Field("bundled", description="Model to demo.")
     device: str = Field("auto", description="auto, cpu or cuda.")
+    shifts: int = Field(4, description="Patch-grid offsets averaged (draco denoise --shifts).")
     progress: bool = Field(True, description="Show progress bars.")
 
 
@@ -64,7 +65,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     device = pick_device(cfg.device)
     model, _, meta = load_model(cfg.weights, device=device)
     t1 = time.perf_counter()
-    denoised, _ = Denoiser(model, meta.get("pixel_size"), device=device).denoise_image(raw, px)
+    denoiser = Denoiser(model, meta.get("pixel_size"), device=device, shifts=cfg.shifts)
+    denoised, _ = denoiser.denoise_image(raw, px)
     t_den = time.perf_counter() - t1
     write_mrc(cfg.outdir / "denoised" / raw_path.name, denoised, px or 1.0)
     lowpass = gaussian_lowpass(raw, px or 1.0, 20.0)

@@ -48,6 +48,8 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
+        # Again after writing: some writers replace the temp file with a 0600 one of their own.
+        os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
