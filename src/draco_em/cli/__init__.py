@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except ValidationError as exc:  # a pydantic config rejected an option value
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err.get("loc", ())) or "option"
+        loc = err.get("loc") or ()
+        where = f"--{str(loc[0]).replace('_', '-')}" if loc else "an option"
         print(f"draco: error: invalid {where}: {err.get('msg')}", file=sys.stderr)
         sys.exit(2)
 

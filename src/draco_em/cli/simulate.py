@@ -47,34 +47,26 @@ def simulate(
 
     Example: draco simulate sim/ --n-micrographs 20 --bad-fraction 0.2 -j 2
     """
-    from pydantic import ValidationError
-
-    from draco_em.errors import DracoInputError
     from draco_em.simulate.config import SimulateConfig
     from draco_em.simulate.run import run_simulation
 
-    try:
-        cfg = SimulateConfig(
-            outdir=outdir,
-            n_micrographs=n_micrographs,
-            size=size,
-            pixel_size=pixel_size,
-            structures=structures or [],
-            map_pixel_size=map_pixel_size,
-            frames=frames,
-            dose=dose,
-            particles_per_micrograph=particles_per_micrograph,
-            bad_fraction=bad_fraction,
-            seed=seed,
-            movies=movies,
-            gain=gain,
-            cache_dir=cache_dir,
-            jobs=jobs,
-        )
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "options"
-        raise DracoInputError(f"invalid {where}: {err['msg']}") from exc
+    cfg = SimulateConfig(
+        outdir=outdir,
+        n_micrographs=n_micrographs,
+        size=size,
+        pixel_size=pixel_size,
+        structures=structures or [],
+        map_pixel_size=map_pixel_size,
+        frames=frames,
+        dose=dose,
+        particles_per_micrograph=particles_per_micrograph,
+        bad_fraction=bad_fraction,
+        seed=seed,
+        movies=movies,
+        gain=gain,
+        cache_dir=cache_dir,
+        jobs=jobs,
+    )
     summary = run_simulation(cfg, progress=not quiet)
     typer.echo(
         f"{summary.made} made, {summary.skipped} already there, {summary.failed} failed; "
