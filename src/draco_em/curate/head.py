@@ -11,7 +11,6 @@ the feature settings and the encoder it was trained on.
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +18,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from draco_em.curate.config import BUNDLED, FeatureConfig
+from draco_em.curate.config import FeatureConfig
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
+from draco_em.weights import resolve_model_file
 
 FORMAT = "draco-em-curator/1"
 BUNDLED_FILE = "curate_head.safetensors"
@@ -104,20 +104,12 @@ class Curator:
 
 def resolve_curator_path(model: str | Path) -> Path:
     """``bundled``, a run folder (its ``curator.safetensors``) or a file → the file."""
-    if str(model) == BUNDLED:
-        bundled = importlib.resources.files("draco_em.weights") / BUNDLED_FILE
-        if not bundled.is_file():
-            raise DracoInputError(
-                "no bundled curation head is installed: train one with `draco curate train` "
-                "and pass --model RUNDIR"
-            )
-        return Path(str(bundled))
-    path = Path(model)
-    if path.is_dir():
-        path = path / RUN_FILE
-    if not path.is_file():
-        raise DracoInputError("curation model not found (a run folder or .safetensors)", path)
-    return path
+    return resolve_model_file(
+        model, BUNDLED_FILE, run_file=RUN_FILE,
+        missing_bundled="no bundled curation head is installed: train one with "
+        "`draco curate train` and pass --model RUNDIR",
+        not_found="curation model not found (a run folder or .safetensors)",
+    )  # fmt: skip
 
 
 def load_curator(model: str | Path) -> Curator:

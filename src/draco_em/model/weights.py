@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import re
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ import torch
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.model.draco import PRESETS, DracoConfig, DracoMAE
+from draco_em.weights import resolve_model_file
 
 FORMAT = "draco-em/1"
 BUNDLED = "bundled"
@@ -112,21 +112,12 @@ def load_model(
 
 
 def _resolve(path: str | Path) -> Path:
-    if str(path) == BUNDLED:
-        try:
-            bundled = importlib.resources.files("draco_em.weights") / BUNDLED_FILE
-        except ModuleNotFoundError:
-            bundled = None
-        if bundled is None or not bundled.is_file():
-            raise DracoInputError(
-                "no bundled model is installed: pass --weights FILE (a .safetensors from "
-                "`draco export` or an official DRACO .pth checkpoint)"
-            )
-        return Path(str(bundled))
-    path = Path(path)
-    if not path.is_file():
-        raise DracoInputError("model weights file not found", path)
-    return path
+    return resolve_model_file(
+        path, BUNDLED_FILE,
+        missing_bundled="no bundled model is installed: pass --weights FILE (a .safetensors "
+        "from `draco export` or an official DRACO .pth checkpoint)",
+        not_found="model weights file not found",
+    )  # fmt: skip
 
 
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], DracoConfig, dict]:

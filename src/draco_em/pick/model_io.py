@@ -6,7 +6,6 @@ picker shipped in :mod:`draco_em.weights` (``picker.safetensors``, read with imp
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +17,7 @@ from draco_em.io.atomic import atomic_path
 from draco_em.pick.config import DetectorConfig
 from draco_em.pick.detector import ParticleDetector
 from draco_em.pick.predict import Picker
+from draco_em.weights import resolve_model_file
 
 FORMAT = "draco-em-picker/1"
 BUNDLED_FILE = "picker.safetensors"
@@ -48,17 +48,11 @@ def save_picker(
 
 def resolve_picker(model: str | Path) -> Path:
     """A picker file from a file, a run folder, or ``"bundled"``."""
-    if str(model) == "bundled":
-        bundled = importlib.resources.files("draco_em.weights") / BUNDLED_FILE
-        if not bundled.is_file():
-            raise DracoInputError("no bundled picker is installed: pass --model RUNDIR")
-        return Path(str(bundled))
-    path = Path(model)
-    if path.is_dir():
-        path = path / RUN_FILE
-    if not path.is_file():
-        raise DracoInputError("picker model not found (a run folder or .safetensors)", model)
-    return path
+    return resolve_model_file(
+        model, BUNDLED_FILE, run_file=RUN_FILE,
+        missing_bundled="no bundled picker is installed: pass --model RUNDIR",
+        not_found="picker model not found (a run folder or .safetensors)",
+    )  # fmt: skip
 
 
 def read_picker(model: str | Path) -> tuple[ParticleDetector, dict]:
