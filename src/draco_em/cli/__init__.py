@@ -36,8 +36,12 @@ def main(argv: list[str] | None = None) -> None:
     except ValidationError as exc:  # a pydantic config rejected an option value
         err = exc.errors()[0]
         loc = err.get("loc") or ()
-        where = f"--{str(loc[0]).replace('_', '-')}" if loc else "an option"
-        print(f"draco: error: invalid {where}: {err.get('msg')}", file=sys.stderr)
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        if loc:  # one option's value
+            print(f"draco: error: invalid --{str(loc[0]).replace('_', '-')}: {msg}",
+                  file=sys.stderr)  # fmt: skip
+        else:  # a check across options (model_validator)
+            print(f"draco: error: {msg}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -5,6 +5,8 @@ Examples:
     draco pick train --micrographs mics/ --coords manual/ --diameter 250 -o runs/pick1 \
         --weights bundled --finetune-blocks 2 --epochs 20
     draco pick predict mics/ -o picks_ft/ --model runs/pick1
+    draco pick predict mics/ -o picks/ --diameter 250 --exclude-by-curation bundled \
+        --exclude-classes contamination,carbon_only
 """
 
 from __future__ import annotations
@@ -33,23 +35,38 @@ def pick_predict(
     exclude_masks: Annotated[
         Path | None, typer.Option(help="Folder of <stem>.mrc masks; no picks where > 0.5.")
     ] = None,
+    exclude_by_curation: Annotated[
+        str | None,
+        typer.Option(help="Curation model (bundled or RUNDIR): no picks on tiles it flags."),
+    ] = None,
+    exclude_classes: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated curation classes (default: contamination, carbon)."),
+    ] = None,
+    exclude_threshold: Annotated[
+        float, typer.Option(help="Exclude a tile when P(those classes) >= this.")
+    ] = 0.5,
     previews: Annotated[bool, typer.Option(help="Overlay PNGs + score histogram.")] = True,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Pick particles; write RELION STARs + index, and .box / Topaz / cryoSPARC files."""
+    from draco_em.cli.curate import _names  # the comma-list parser of --classes / --accept
     from draco_em.pick.config import PickPredictConfig
     from draco_em.pick.run import predict_all
 
     cfg = PickPredictConfig(
         inputs=inputs, outdir=outdir, model=model, diameter=diameter, threshold=threshold,
         formats=[f.strip() for f in fmt.split(",") if f.strip()], pixel_size=pixel_size,
-        box_size=box_size, exclude_masks=exclude_masks, previews=previews, device=device,
+        box_size=box_size, exclude_masks=exclude_masks, exclude_by_curation=exclude_by_curation,
+        exclude_classes=_names(exclude_classes), exclude_threshold=exclude_threshold,
+        previews=previews, device=device,
     )  # fmt: skip
     s = predict_all(cfg, progress=not quiet)
     typer.echo(
         f"{s['picks']} picks on {s['micrographs']} micrographs (threshold {s['threshold']:.3f}, "
         f"diameter {s['diameter']:g} Å) → {s['outdir']}"
+        + ("" if s["excluded"] is None else f"; {s['excluded']} dropped (excluded_picks.txt)")
         + (f"; {s['failed']} failed (failures.txt)" if s["failed"] else "")
     )
 

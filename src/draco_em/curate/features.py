@@ -81,6 +81,40 @@ def load_encoder(
     return Encoder(model, float(px) if px else None, str(weights), digest, device)
 
 
+def working_image(
+    image: np.ndarray,
+    pixel_size: float | None,
+    working_pixel_size: float | None,
+    cfg: FeatureConfig,
+) -> np.ndarray:
+    """One micrograph at the working pixel size, standardised and clamped (see module doc).
+
+    Args:
+        image: ``[ny, nx]`` micrograph, any intensity units.
+        pixel_size: its pixel size in Å (None: used as is).
+        working_pixel_size: the encoder's pixel size in Å (None: used as is).
+        cfg: the clamp (``clip_sigma``).
+
+    Returns:
+        ``[H, W]`` float32; pixel ``j`` sits at input pixel ``j * ny / H`` (Fourier rescale).
+    """
+    work = np.asarray(image, dtype=np.float32)
+    if pixel_size and working_pixel_size and abs(pixel_size - working_pixel_size) > 1e-3:
+        work, _ = fourier_rescale(work, pixel_size, working_pixel_size)
+    mean, std = clip_stats(work)
+    work = np.clip((work - np.float32(mean)) / np.float32(std), -cfg.clip_sigma, cfg.clip_sigma)
+    return work.astype(np.float32)
+
+
+def feature_grid(shape: tuple[int, int], cfg: FeatureConfig) -> TileGrid:
+    """The ``cfg.tile``-px curation tiling of a working image of ``shape`` (H, W), overlap 0.
+
+    Tiles abut; where ``shape`` is not a multiple of the tile they overlap a little, so that
+    the last one ends at the border (:class:`~draco_em.imaging.tiling.TileGrid`).
+    """
+    return TileGrid(shape, cfg.tile, overlap=0)
+
+
 def micrograph_tiles(
     image: np.ndarray,
     pixel_size: float | None,
@@ -89,22 +123,13 @@ def micrograph_tiles(
 ) -> np.ndarray:
     """Standardised tiles of one micrograph at the working pixel size.
 
-    Args:
-        image: ``[ny, nx]`` micrograph, any intensity units.
-        pixel_size: its pixel size in Å (None: used as is).
-        working_pixel_size: the encoder's pixel size in Å (None: used as is).
-        cfg: tile size, tile cap and clamp.
+    The arguments are those of :func:`working_image`; ``cfg`` also sets the tile size and cap.
 
     Returns:
         ``[T, tile, tile]`` float32, ``T <= cfg.max_tiles``, evenly spread over the image.
     """
-    work = np.asarray(image, dtype=np.float32)
-    if pixel_size and working_pixel_size and abs(pixel_size - working_pixel_size) > 1e-3:
-        work, _ = fourier_rescale(work, pixel_size, working_pixel_size)
-    mean, std = clip_stats(work)
-    work = np.clip((work - np.float32(mean)) / np.float32(std), -cfg.clip_sigma, cfg.clip_sigma)
-    grid = TileGrid(work.shape, cfg.tile, overlap=0)
-    tiles = tile_image(work.astype(np.float32), grid)
+    work = working_image(image, pixel_size, working_pixel_size, cfg)
+    tiles = tile_image(work, feature_grid(work.shape, cfg))
     if len(tiles) > cfg.max_tiles:
         keep = np.round(np.linspace(0, len(tiles) - 1, cfg.max_tiles)).astype(int)
         tiles = tiles[keep]

@@ -68,17 +68,31 @@ def curator_encoder(curator: Curator, weights: str | None, device: torch.device)
     return encoder
 
 
+def finetune_start(curator: Curator, encoder: Encoder) -> int | None:
+    """First fine-tuned encoder block (features are taken before it), or None when frozen."""
+    return encoder.depth - curator.finetune if curator.finetune else None
+
+
+@torch.no_grad()
+def tile_vectors(encoder: Encoder, features: np.ndarray, start: int | None) -> torch.Tensor:
+    """Pooled tile vectors ``[T, E]`` from ``encode_tiles(..., stop_block=start)`` output.
+
+    ``start`` is :func:`finetune_start`: the curator's fine-tuned blocks run here.
+    """
+    x = torch.from_numpy(np.asarray(features)).to(encoder.device)
+    if start is not None:
+        x = run_blocks(encoder, x, start)
+    return x.float()
+
+
 @torch.no_grad()
 def score_micrograph(
     curator: Curator, encoder: Encoder, path: Path, pixel_size: float | None, cache_dir: Path | None
 ) -> tuple[np.ndarray, float | None]:
     """Class probabilities ``[C]`` of one micrograph file and the pixel size used (Å)."""
-    start = encoder.depth - curator.finetune if curator.finetune else None
+    start = finetune_start(curator, encoder)
     feats, px = micrograph_features(encoder, curator.features, path, pixel_size, cache_dir, start)
-    x = torch.from_numpy(np.asarray(feats)).to(encoder.device)
-    if start is not None:
-        x = run_blocks(encoder, x, start)
-    vector = aggregate(x.float())[None]
+    vector = aggregate(tile_vectors(encoder, feats, start))[None]
     return curator.probabilities(vector.cpu())[0].numpy(), px
 
 

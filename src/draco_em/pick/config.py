@@ -114,6 +114,19 @@ class PickPredictConfig(BaseModel):
     exclude_masks: Path | None = Field(
         None, description="Folder of <stem>.mrc masks: picks on non-zero pixels are dropped."
     )
+    exclude_by_curation: str | None = Field(
+        None,
+        description="Curation model ('bundled', a `draco curate train` run folder or file): "
+        "picks on its tiles classed as exclude_classes are dropped (OR with exclude_masks).",
+    )
+    exclude_classes: list[str] | None = Field(
+        None,
+        description="Curation classes whose tiles are excluded (default: whichever of "
+        "contamination, carbon, carbon_only the model has).",
+    )
+    exclude_threshold: float = Field(
+        0.5, ge=0, le=1, description="Exclude a tile when P(exclude_classes) >= this."
+    )
     previews: bool = Field(True, description="Write overlay PNGs and the score histogram.")
     device: str = Field("cpu", description="cpu, cuda, or auto.")
     batch_size: int = Field(8, ge=1, description="Tiles per forward pass.")
@@ -123,4 +136,6 @@ class PickPredictConfig(BaseModel):
         bad = [f for f in self.formats if f not in FORMATS]
         if bad:
             raise ValueError(f"unknown format(s) {bad}; choose from {list(FORMATS)}")
+        if self.exclude_classes is not None and self.exclude_by_curation is None:
+            raise ValueError("exclude_classes needs exclude_by_curation (a curation model)")
         return self

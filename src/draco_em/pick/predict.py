@@ -4,8 +4,9 @@ Per micrograph: Fourier-rescale so the diameter spans ``diameter_px`` working px
 (§1.4), run the detector on overlapping tiles of the shared tiling routine
 (:mod:`draco_em.imaging.tiling`), blend the bilinearly upsampled centre heatmap and the
 per-pixel vector to the predicted centre (from the offset head), keep the local maxima by
-distance (:mod:`draco_em.pick.nms`), move each to its sub-pixel centre, drop picks on excluded
-regions, and scale back to the micrograph's own pixels (x_in = x_work / s, conventions doc).
+distance (:mod:`draco_em.pick.nms`), move each to its sub-pixel centre, scale back to the
+micrograph's own pixels (x_in = x_work / s, conventions doc) and drop picks on excluded regions
+(:func:`split_excluded`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from draco_em.pick.detector import CELL_CENTRE, ParticleDetector
 from draco_em.pick.nms import find_peaks
 
 #: Maps (micrograph [ny, nx], pixel size Å) to a bool mask [ny, nx], True = do not pick here
-#: (e.g. a curation model's carbon / contamination map).
+#: (e.g. the curation head's carbon / contamination tiles, :mod:`draco_em.pick.curation_mask`).
 ExcludeFn = Callable[[np.ndarray, float], np.ndarray]
 NMS_FRACTION = 0.5  # picks closer than half a diameter are one particle
 
@@ -120,10 +121,27 @@ class Picker:
         iy, ix = xy[:, 1].astype(int), xy[:, 0].astype(int)
         xy = xy + vec[:, iy, ix].T  # sub-pixel centre from the offset head
         xy_in = xy / np.array([sx, sy])
-        if exclude is not None and len(xy_in):
-            mask = np.asarray(exclude(image, pixel_size), bool)
-            r = np.clip(np.round(xy_in[:, 1]).astype(int), 0, image.shape[0] - 1)
-            c = np.clip(np.round(xy_in[:, 0]).astype(int), 0, image.shape[1] - 1)
-            keep = ~mask[r, c]
-            xy_in, scores = xy_in[keep], scores[keep]
-        return make_coords(name, xy_in[:, 0], xy_in[:, 1], score=scores)
+        picks = make_coords(name, xy_in[:, 0], xy_in[:, 1], score=scores)
+        return split_excluded(picks, image, pixel_size, exclude)[0]
+
+
+def split_excluded(
+    picks: pd.DataFrame, image: np.ndarray, pixel_size: float, exclude: ExcludeFn | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(kept, dropped) picks: dropped are those on a True pixel of ``exclude(image, pixel_size)``.
+
+    Args:
+        picks: picks in ``image``'s pixels (``x``, ``y``), as :meth:`Picker.pick_image` returns.
+        image: ``[ny, nx]`` micrograph as stored.
+        pixel_size: its pixel size in Å.
+        exclude: the mask callback, or None (nothing dropped).
+
+    The mask is only asked for when there are picks (a curation mask costs encoder passes).
+    """
+    if exclude is None or not len(picks):
+        return picks, picks.iloc[:0]
+    mask = np.asarray(exclude(image, pixel_size), bool)
+    r = np.clip(np.round(picks["y"].to_numpy()).astype(int), 0, image.shape[0] - 1)
+    c = np.clip(np.round(picks["x"].to_numpy()).astype(int), 0, image.shape[1] - 1)
+    drop = mask[r, c]
+    return picks[~drop].reset_index(drop=True), picks[drop].reset_index(drop=True)

@@ -9,6 +9,7 @@ Output folder layout::
     OUTDIR/picks.cs                           cryoSPARC particles  (--format cs)
     OUTDIR/previews/<stem>.png                overlays; OUTDIR/score_histogram.png
     OUTDIR/failures.txt                       micrographs that failed, with the reason
+    OUTDIR/excluded_picks.txt                 picks dropped on excluded regions, per micrograph
 
 A micrograph whose STAR already exists is not picked again (resume); the collective files are
 rewritten from all STARs at the end.
@@ -16,7 +17,9 @@ rewritten from all STARs at the end.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -36,13 +39,20 @@ from draco_em.io.coords import (
 from draco_em.io.mrc import read_image
 from draco_em.pick.config import PickPredictConfig
 from draco_em.pick.model_io import load_picker
-from draco_em.pick.predict import ExcludeFn, Picker
+from draco_em.pick.predict import Picker, split_excluded
 from draco_em.pick.report import save_histogram, save_overlay
 
+if TYPE_CHECKING:
+    import torch
+
 SCORE_FLOOR = 0.05  # candidates kept for the histogram; outputs use the threshold
+EXCLUDED_FILE = "excluded_picks.txt"
+
+#: (micrograph [ny, nx], pixel size Å, stem) → bool mask [ny, nx], True = do not pick.
+StemExcludeFn = Callable[[np.ndarray, float, str], np.ndarray]
 
 
-def mask_folder_exclude(folder) -> ExcludeFn:
+def mask_folder_exclude(folder: str | Path) -> StemExcludeFn:
     """An exclusion callback reading ``folder/<stem>.mrc`` (non-zero = exclude), if present."""
     from draco_em.imaging.fourier import fourier_resize
 
@@ -58,18 +68,60 @@ def mask_folder_exclude(folder) -> ExcludeFn:
     return exclude
 
 
-def pick_one(picker: Picker, cfg: PickPredictConfig, path, stem: str, exclude=None):
-    """Pick one micrograph; returns (all candidates ≥ floor, kept picks, image)."""
+def build_exclude(cfg: PickPredictConfig, device: torch.device) -> StemExcludeFn | None:
+    """The union (logical OR) of the --exclude-masks and --exclude-by-curation masks, or None.
+
+    Raises:
+        DracoInputError: a bad curation model or class name (before any micrograph is read).
+    """
+    parts: list[StemExcludeFn] = []
+    if cfg.exclude_masks:
+        parts.append(mask_folder_exclude(cfg.exclude_masks))
+    if cfg.exclude_by_curation:
+        from draco_em.pick.curation_mask import curation_exclude
+
+        by_curation = curation_exclude(
+            cfg.exclude_by_curation, cfg.exclude_classes, cfg.exclude_threshold, device
+        )
+        parts.append(lambda image, px, stem: by_curation(image, px))
+    if not parts:
+        return None
+
+    def exclude(image: np.ndarray, pixel_size: float, stem: str) -> np.ndarray:
+        mask = np.zeros(image.shape, bool)
+        for part in parts:
+            mask |= np.asarray(part(image, pixel_size, stem), bool)
+        return mask
+
+    return exclude
+
+
+def pick_one(
+    picker: Picker, cfg: PickPredictConfig, path, stem: str, exclude: StemExcludeFn | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, int]:
+    """Pick one micrograph.
+
+    Returns:
+        (candidates ≥ floor outside excluded regions, kept picks, image, number of picks ≥
+        the threshold that fell on excluded regions and were dropped).
+    """
     image, header_px = read_image(path, cfg.pixel_size)
     px = cfg.pixel_size or header_px
     if not px:
         raise DracoInputError("pixel size unknown (header says 0): pass --pixel-size Å", path)
+    cands = picker.pick_image(image, px, str(path), threshold=SCORE_FLOOR)
     fn = None if exclude is None else (lambda im, p: exclude(im, p, stem))
-    cands = picker.pick_image(image, px, str(path), threshold=SCORE_FLOOR, exclude=fn)
+    cands, dropped = split_excluded(cands, image, px, fn)
     kept = cands[cands["score"] >= picker.threshold].reset_index(drop=True)
     kept["micrograph_ny"], kept["micrograph_nx"] = image.shape
     kept["pixel_size"] = px
-    return cands, kept, image
+    return cands, kept, image, int((dropped["score"] >= picker.threshold).sum())
+
+
+def _record_excluded(out: Path, path, n: int) -> None:
+    """Append ``path<TAB>n`` to OUTDIR/excluded_picks.txt (one line per picked micrograph)."""
+    with open(out / EXCLUDED_FILE, "a") as fh:
+        fh.write(f"{path}\t{n}\n")
 
 
 def _resumed(star, path, pixel_size: float | None) -> pd.DataFrame:
@@ -85,17 +137,21 @@ def _resumed(star, path, pixel_size: float | None) -> pd.DataFrame:
 
 
 def predict_all(cfg: PickPredictConfig, progress: bool = True) -> dict:
-    """Pick every input; returns a summary dict (counts, output paths)."""
+    """Pick every input; returns a summary dict (counts, output paths).
+
+    ``excluded`` counts the picks (score ≥ threshold) dropped on excluded regions in this run
+    (None without exclusion); per micrograph they are in OUTDIR/excluded_picks.txt.
+    """
     from draco_em.infer.denoise import pick_device
 
-    picker = load_picker(cfg.model, cfg.diameter, cfg.threshold, pick_device(cfg.device),
-                         cfg.batch_size)  # fmt: skip
+    device = pick_device(cfg.device)
+    exclude = build_exclude(cfg, device)
+    picker = load_picker(cfg.model, cfg.diameter, cfg.threshold, device, cfg.batch_size)
     items = expand_inputs(cfg.inputs).items
     out = cfg.outdir
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
     failures = FailureLog(out)
-    exclude = mask_folder_exclude(cfg.exclude_masks) if cfg.exclude_masks else None
-    index, all_kept, all_scores = {}, [], []
+    index, all_kept, all_scores, n_excluded = {}, [], [], 0
     for item in tqdm(items, desc="pick", unit="mic", disable=not progress):
         stem = item.path.stem
         star = out / "coordinates" / coord_star_name(stem)
@@ -103,9 +159,12 @@ def predict_all(cfg: PickPredictConfig, progress: bool = True) -> dict:
             if star.is_file():  # resume: finished earlier
                 kept = _resumed(star, item.path, cfg.pixel_size)
             else:
-                cands, kept, image = pick_one(picker, cfg, item.path, stem, exclude)
+                cands, kept, image, dropped = pick_one(picker, cfg, item.path, stem, exclude)
                 all_scores.append(cands["score"].to_numpy())
                 write_relion_coords(star, kept, inputs=[item.path])
+                if exclude is not None:
+                    _record_excluded(out, item.path, dropped)
+                    n_excluded += dropped
                 if cfg.previews:
                     radius = (
                         picker.diameter / 2 / float(kept["pixel_size"].iloc[0]) if len(kept) else 1
@@ -120,6 +179,7 @@ def predict_all(cfg: PickPredictConfig, progress: bool = True) -> dict:
     return {
         "micrographs": len(index), "picks": n, "failed": failures.count,
         "threshold": picker.threshold, "diameter": picker.diameter, "outdir": str(out),
+        "excluded": None if exclude is None else n_excluded,
     }  # fmt: skip
 
 

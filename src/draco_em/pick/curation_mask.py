@@ -1,0 +1,149 @@
+"""No picks where the curation head sees contamination or carbon, judged tile by tile.
+
+``draco curate`` classifies whole micrographs: the encoder's vectors of non-overlapping tiles at
+its working pixel size (:mod:`draco_em.curate.features`) are aggregated by their mean and max
+(:func:`~draco_em.curate.features.aggregate`) and a linear head gives class probabilities. Here
+every tile is a micrograph of its own: its vector is aggregated alone (mean = max = the tile),
+the same head gives the tile's class probabilities, and a tile whose summed probability of the
+excluded classes is ≥ the threshold becomes a True box of the mask, in the micrograph's own
+pixels. Every tile is classified (no ``max_tiles`` cap), so the mask covers the whole image.
+
+Why per tile and not a new segmentation head: it reuses the trained curator as is. The cost is
+that a single tile is outside what the head was trained on (a micrograph's max over many tiles is
+larger than one tile's value), so the tile probabilities are a heuristic, only as good as the
+head (the bundled one: accuracy 0.75 on held-out simulated micrographs, ``docs/benchmarks.md``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from draco_em.curate.features import (
+    Encoder,
+    aggregate,
+    encode_tiles,
+    feature_grid,
+    working_image,
+)
+from draco_em.curate.head import Curator, load_curator
+from draco_em.curate.predict import curator_encoder, finetune_start, tile_vectors
+from draco_em.errors import DracoInputError
+from draco_em.imaging.tiling import TileGrid, tile_image
+from draco_em.pick.predict import ExcludeFn
+
+#: Classes excluded when none are named: those of these that the curator has.
+DEFAULT_CLASSES = ("contamination", "carbon", "carbon_only")
+
+
+def exclusion_classes(curator: Curator, classes: Sequence[str] | None) -> list[str]:
+    """The curator's classes to exclude: ``classes`` (all must exist) or the defaults it has.
+
+    Raises:
+        DracoInputError: an unknown class name, an empty list, or (``classes`` None) a curator
+            with none of :data:`DEFAULT_CLASSES`; the message lists the known classes.
+    """
+    known = ", ".join(curator.classes)
+    if classes is None:
+        chosen = [c for c in DEFAULT_CLASSES if c in curator.classes]
+        if not chosen:
+            raise DracoInputError(
+                "the curation model has no contamination or carbon class; "
+                f"name the classes to exclude with --exclude-classes (known: {known})"
+            )
+        return chosen
+    unknown = [c for c in classes if c not in curator.classes]
+    if unknown or not classes:
+        what = f"unknown curation class(es) {', '.join(unknown)}" if unknown else "no classes"
+        raise DracoInputError(f"--exclude-classes: {what} (the curation model knows: {known})")
+    return list(classes)
+
+
+@torch.no_grad()
+def tile_probabilities(
+    curator: Curator, encoder: Encoder, image: np.ndarray, pixel_size: float | None
+) -> tuple[np.ndarray, TileGrid]:
+    """Class probabilities of every curation tile of one micrograph, each judged alone.
+
+    Args:
+        curator: the curation head.
+        encoder: its encoder (:func:`~draco_em.curate.predict.curator_encoder`).
+        image: ``[ny, nx]`` micrograph.
+        pixel_size: its pixel size in Å (None: used as is).
+
+    Returns:
+        (``[T, C]`` probabilities in ``curator.classes`` order, the tiling of the working image;
+        ``grid.shape`` is the working image's ``(H, W)``).
+    """
+    cfg = curator.features
+    work = working_image(image, pixel_size, cfg.pixel_size or encoder.pixel_size, cfg)
+    grid = feature_grid(work.shape, cfg)
+    start = finetune_start(curator, encoder)
+    vectors = tile_vectors(encoder, encode_tiles(encoder, tile_image(work, grid), start), start)
+    alone = torch.stack([aggregate(v[None]) for v in vectors])  # [T, 2E]: 1-tile micrographs
+    return curator.probabilities(alone.cpu()).numpy(), grid
+
+
+def _span(start: int, tile: int, extent: int, size: int) -> slice:
+    """Input pixels (of ``size``) inside working pixels ``[start, start + tile)`` of ``extent``.
+
+    Working pixel ``j`` sits at input ``j·f`` (``f = size / extent``: the Fourier rescale keeps
+    sample 0 in place), so it covers input ``[(j - ½)·f, (j + ½)·f)``; an input pixel belongs to
+    the tile when its centre lies in the tile's range (a centre on a border goes to the later
+    tile). Neighbouring tiles share no pixel and leave no gap; the first and last tiles reach
+    the image borders.
+    """
+    f = size / extent
+    lo = math.ceil((start - 0.5) * f) if start > 0 else 0
+    hi = math.ceil((start + tile - 0.5) * f) if start + tile < extent else size
+    return slice(max(lo, 0), min(hi, size))
+
+
+def tiles_to_mask(grid: TileGrid, flagged: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bool mask ``[ny, nx]`` at the micrograph's pixels, True inside the ``flagged [T]`` tiles.
+
+    ``grid`` tiles the working image (``grid.shape``) that was rescaled from ``shape``.
+    """
+    ny, nx = shape
+    mask = np.zeros((ny, nx), bool)
+    for i in np.flatnonzero(flagged):
+        y0, x0 = grid.origin(i)
+        rows = _span(y0, grid.tile, grid.shape[0], ny)
+        mask[rows, _span(x0, grid.tile, grid.shape[1], nx)] = True
+    return mask
+
+
+def curation_exclude(
+    curator_model: str | Path = "bundled",
+    classes: Sequence[str] | None = None,
+    threshold: float = 0.5,
+    device: torch.device | str = "cpu",
+) -> ExcludeFn:
+    """An exclusion callback for :meth:`~draco_em.pick.predict.Picker.pick_image`.
+
+    Args:
+        curator_model: ``bundled``, a ``draco curate train`` run folder or a curator file.
+        classes: classes whose tiles are excluded (None: :data:`DEFAULT_CLASSES` it has).
+        threshold: a tile is excluded when the summed probability of ``classes`` is ≥ this.
+        device: where the encoder runs.
+
+    Returns:
+        ``exclude(image [ny, nx], pixel_size Å) → bool [ny, nx]``, True = do not pick.
+
+    Raises:
+        DracoInputError: missing curation model or encoder, or bad ``classes`` (checked here,
+            before any micrograph is read).
+    """
+    curator = load_curator(curator_model)
+    index = [curator.classes.index(c) for c in exclusion_classes(curator, classes)]
+    encoder = curator_encoder(curator, None, torch.device(device))
+
+    def exclude(image: np.ndarray, pixel_size: float) -> np.ndarray:
+        probs, grid = tile_probabilities(curator, encoder, image, pixel_size)
+        return tiles_to_mask(grid, probs[:, index].sum(axis=1) >= threshold, image.shape)
+
+    return exclude
