@@ -229,3 +229,43 @@ def test_short_training_denoises_blob_pair(blob_pair: tuple[np.ndarray, ...]) ->
     denoised = model.denoise(full)
     assert mse(denoised) < 0.5 * mse(full), (mse(denoised), mse(full))
     assert mse(denoised) < 0.8 * mse(clean.mean()), (mse(denoised), mse(clean.mean()))
+
+
+# ---------------------------------------------------------------- denoising fine-tune (N2N, γ = 0)
+def test_forward_n2n_equals_hand_computation(model: DracoMAE) -> None:
+    """Both directions, every patch visible: mean of MSE(f(odd), even) and MSE(f(even), odd)."""
+    _, odd, even = triplet()
+    loss, pred, masks = model.forward_n2n(odd, even)
+    f_odd, f_even = model.denoise(odd), model.denoise(even)
+    hand = 0.5 * ((f_odd - even).pow(2).mean() + (f_even - odd).pow(2).mean())
+    torch.testing.assert_close(loss, hand)
+    torch.testing.assert_close(pred, torch.cat([f_odd, f_even]).detach())
+    assert masks == {} and model.last_losses["n2n"] == pytest.approx(loss.detach().item())
+
+
+def test_refiner_is_optional_starts_as_identity_and_has_no_patch_grid() -> None:
+    torch.manual_seed(0)
+    plain = DracoMAE(small_config())
+    assert plain.refiner is None and not any(k.startswith("refiner.") for k in plain.state_dict())
+    refined = DracoMAE(small_config(refiner_channels=8))
+    fresh = {k: v for k, v in refined.state_dict().items() if k.startswith("refiner.")}
+    refined.load_state_dict(plain.state_dict() | fresh)
+    img = torch.randn(2, 1, 64, 96)
+    torch.testing.assert_close(refined.denoise(img), plain.denoise(img))  # zero last conv
+
+    # Once trained it is a translation-equivariant correction: a shift of the input by a few
+    # pixels (not a multiple of the patch) shifts its contribution the same way.
+    torch.nn.init.normal_(refined.refiner.net[-1].weight, std=0.1)
+    coarse = torch.randn(1, 1, 64, 64)
+    shifted = refined.refiner(coarse.roll(3, -1), img[:1, :, :, :64].roll(3, -1))
+    base = refined.refiner(coarse, img[:1, :, :, :64]).roll(3, -1)
+    torch.testing.assert_close(shifted[..., 20:-20], base[..., 20:-20])
+
+
+def test_refiner_gets_gradients_from_the_n2n_loss() -> None:
+    torch.manual_seed(0)
+    model = DracoMAE(small_config(refiner_channels=8))
+    _, odd, even = triplet()
+    model.forward_n2n(odd, even)[0].backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all()
+               for p in model.refiner.parameters())  # fmt: skip

@@ -35,3 +35,29 @@ def test_init_weights_of_another_size_is_a_user_error(tiny_config, tmp_path) -> 
                         model_overrides={"embed_dim": 64, "num_heads": 2, "depth": 1})  # fmt: skip
     with pytest.raises(DracoInputError, match="init-weights"):
         run_pretrain(other)
+
+
+def test_denoise_stage_fine_tunes_a_draco_run_and_adds_the_refiner(tiny_config, tmp_path) -> None:
+    """--stage denoise --init RUN: the ViT starts from the run, the refiner starts fresh, the
+    architecture comes from the run (not --preset), and the export loads with its refiner."""
+    from draco_em.model.weights import load_model
+    from draco_em.train.checkpoint import export_run
+    from draco_em.train.pretrain import DEFAULT_REFINER_CHANNELS
+
+    stage2 = tiny_config(out_dir=tmp_path / "draco", epochs=1)
+    run_pretrain(stage2)
+    vit = load_checkpoint(checkpoint_path(stage2.out_dir, "best"))["model"]
+    ft = tiny_config(out_dir=tmp_path / "ft", stage="denoise", init_weights=stage2.out_dir,
+                     preset="base", model_overrides={}, epochs=1, blr=1e-12)  # fmt: skip
+    result = run_pretrain(ft)
+    model = result["model"]
+    assert model.config.refiner_channels == DEFAULT_REFINER_CHANNELS
+    assert model.config.embed_dim == vit["patch_embed.proj.weight"].shape[0]
+    start = model.state_dict()
+    for name, value in vit.items():
+        torch.testing.assert_close(start[name], value, atol=1e-6, rtol=0)
+    assert "val_psnr" in result["metrics"]  # validated by denoising against the clean images
+
+    loaded, config, meta = load_model(export_run(ft.out_dir, tmp_path / "ft.safetensors"))
+    assert config.refiner_channels == DEFAULT_REFINER_CHANNELS and loaded.refiner is not None
+    assert meta["training"]["stage"] == "denoise"

@@ -1,4 +1,5 @@
-"""Pretrain a DRACO model on a dataset manifest (stage 1: MAE, stage 2: DRACO loss).
+"""Pretrain a DRACO model on a dataset manifest (stage 1: MAE, stage 2: DRACO loss, then an
+optional denoising fine-tune: ``--stage denoise --init-weights RUNDIR``).
 
 Example:
     draco pretrain --data sim/micrographs.star -o runs/tiny --preset tiny --epochs 50
@@ -28,7 +29,10 @@ def pretrain(
         Path | None, typer.Option(help="Manifest STAR (draco prepare/simulate).")
     ] = None,
     preset: Annotated[str, typer.Option(help="tiny|small|base|large|huge.")] = "tiny",
-    stage: Annotated[str, typer.Option(help="mae (stage 1) or draco (stage 2).")] = "draco",
+    stage: Annotated[
+        str,
+        typer.Option(help="mae (stage 1), draco (stage 2) or denoise (N2N fine-tune, mask 0)."),
+    ] = "draco",
     epochs: Annotated[
         int | None,
         typer.Option(
@@ -76,7 +80,7 @@ def pretrain(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     options = dict(ctx.params)
     options["progress"] = not options.pop("no_progress")
-    _choice(stage, ("mae", "draco"), "stage")
+    _choice(stage, ("mae", "draco", "denoise"), "stage")
     _choice(device, ("auto", "cpu", "cuda"), "device")
     saved = out_dir / "config.yaml"
     if resume is not None and saved.is_file():

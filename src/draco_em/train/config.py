@@ -37,8 +37,10 @@ class PretrainConfig(BaseModel):
     out_dir: Path = Field(
         description="Run folder: config.yaml, run.log, metrics.jsonl, checkpoints/."
     )
-    stage: Literal["mae", "draco"] = Field(
-        "draco", description="mae: stage-1 MAE on full sums (pairs optional); draco: Eq. 5-10."
+    stage: Literal["mae", "draco", "denoise"] = Field(
+        "draco",
+        description="mae: stage-1 MAE on full sums (pairs optional); draco: Eq. 5-10; "
+        "denoise: Noise2Noise fine-tune at mask ratio 0 (odd<->even, start from --init-weights).",
     )
     crop_size: int = Field(256, gt=0, description="Side of a training crop after resizing (px).")
     crop_area: tuple[float, float] = Field(

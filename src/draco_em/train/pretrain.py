@@ -1,4 +1,5 @@
-"""Pretrain DRACO: stage 1 (MAE warm-up) or stage 2 (DRACO loss, Eq. 5-10), from 1 CPU to N GPUs.
+"""Pretrain DRACO: stage 1 (MAE warm-up), stage 2 (DRACO loss, Eq. 5-10) or the denoising
+fine-tune (N2N at mask ratio 0, like the released denoiser), from 1 CPU to N GPUs.
 
 Read top to bottom: config → distributed init → data → model → optimiser → resume → loop
 (train, validate, checkpoint). The same code runs as one process or under torchrun / srun.
@@ -58,13 +59,16 @@ from draco_em.train.engine import TrainState, evaluate, train_one_epoch
 from draco_em.train.optim import build_optimizer, scaled_lr
 
 log = logging.getLogger("draco_em.train")
+#: Width of the pixel refiner that ``--stage denoise`` adds to a model that has none.
+DEFAULT_REFINER_CHANNELS = 16
 
 
 class StageModel(nn.Module):
     """One ``forward`` for every use, so DDP/FSDP hooks always run.
 
     ``forward(batch, mask_ratio, generator)`` → ``(loss, pred, masks)`` of ``DracoMAE.forward``
-    (stage 'draco', batch has full/odd/even) or ``forward_mae`` (stage 'mae', full only);
+    (stage 'draco', batch has full/odd/even), ``forward_mae`` (stage 'mae', full only) or
+    ``forward_n2n`` (stage 'denoise', odd/even);
     ``forward(batch, denoise=True)`` → the mask-ratio-0 prediction of ``batch["full"]``.
     """
 
@@ -83,6 +87,8 @@ class StageModel(nn.Module):
             return self.model.denoise(batch["full"])
         if self.stage == "mae":
             return self.model.forward_mae(batch["full"], mask_ratio, generator)
+        if self.stage == "denoise":
+            return self.model.forward_n2n(batch["odd"], batch["even"])
         return self.model(batch["full"], batch["odd"], batch["even"], mask_ratio, generator)
 
     @property
@@ -204,10 +210,10 @@ def _train(config: PretrainConfig, ctx: DistContext, on_step: Callable | None) -
 
 def _data(config: PretrainConfig, ctx: DistContext) -> _Data:
     """Training crops (sharded, resumable order) and the fixed validation crops."""
-    records = load_manifest(config.data, config.stage)
+    records = load_manifest(config.data, "mae" if config.stage == "mae" else "draco")
     train_recs, val_recs = split_train_val(records, config.val_fraction, config.seed)
     crops = {"area": config.crop_area, "angstrom": config.crop_angstrom, "seed": config.seed,
-             "pairs": config.stage == "draco"}  # fmt: skip
+             "pairs": config.stage != "mae"}  # fmt: skip
     train_ds = CropDataset(train_recs, config.crop_size, config.crops_per_micrograph, **crops)
     sampler = ResumableSampler(len(train_ds), config.batch_size, ctx.world_size, ctx.rank,
                                config.accum, config.seed)  # fmt: skip
@@ -275,20 +281,38 @@ def _update_best(best: dict, metrics: dict) -> bool:
 
 
 def _build_model(config: PretrainConfig) -> tuple[nn.Module, Any]:
-    """The DracoMAE of the preset (crop size and γ from the run), optionally pre-loaded."""
+    """The DracoMAE of the preset (crop size and γ from the run), optionally pre-loaded.
+
+    With ``init_weights`` that record their architecture (our run folders and safetensors), that
+    architecture is used and ``--preset`` only names the run; ``model_overrides`` still apply.
+    """
     from draco_em.model.draco import DracoConfig, DracoMAE
 
-    overrides = {
-        "img_size": config.crop_size,
-        "mask_ratio": max(config.mask_ratio, 0.5),
-        **config.model_overrides,
-    }
-    model_config = DracoConfig.from_preset(config.preset, **overrides)
-    model = DracoMAE(model_config)
+    run_fields = {"img_size": config.crop_size, "mask_ratio": max(config.mask_ratio, 0.5)}
+    state, init_config = None, None
     if config.init_weights is not None:
-        state = _initial_weights(Path(config.init_weights))
+        state, init_config = _initial_weights(Path(config.init_weights))
+    if config.stage == "denoise" and not (init_config and init_config.refiner_channels):
+        # The denoising fine-tune adds the pixel refiner (model/draco.py PixelRefiner).
+        run_fields["refiner_channels"] = DEFAULT_REFINER_CHANNELS
+    if init_config is not None:
+        base = init_config.model_dump() | run_fields | config.model_overrides
+        model_config = DracoConfig(**base)
+        if init_config.preset != config.preset:
+            log.info("architecture from --init-weights (%s), not --preset %s",
+                     init_config.preset, config.preset)  # fmt: skip
+    else:
+        model_config = DracoConfig.from_preset(
+            config.preset, **(run_fields | config.model_overrides)
+        )
+    model = DracoMAE(model_config)
+    if state is not None:
+        # A refiner that the initial weights lack starts fresh (as the identity); every other
+        # key must match.
+        fresh = {k: v for k, v in model.state_dict().items()
+                 if k.startswith("refiner.") and k not in state}  # fmt: skip
         try:
-            model.load_state_dict(state, strict=True)
+            model.load_state_dict(state | fresh, strict=True)
         except RuntimeError as exc:  # missing/unexpected keys or other shapes
             first = " ".join(str(exc).split())[:300]
             raise DracoInputError(
@@ -299,16 +323,22 @@ def _build_model(config: PretrainConfig) -> tuple[nn.Module, Any]:
     return model, model_config
 
 
-def _initial_weights(path: Path) -> dict[str, torch.Tensor]:
-    """State dict from a stage-1 run folder, a training checkpoint, or exported weights."""
+def _initial_weights(path: Path) -> tuple[dict[str, torch.Tensor], Any]:
+    """State dict and (where recorded) DracoConfig from a run folder, a training checkpoint,
+    or exported weights (official .pth files record no config: ``None``)."""
+    from draco_em.model.draco import DracoConfig
+
     if path.is_dir():
         best = checkpoint_path(path, "best")
         path = best if best.is_file() else checkpoint_path(path, "latest")
     if path.suffix == ".pt":
-        return load_checkpoint(path)["model"]
-    from draco_em.model.weights import load_model
+        ckpt = load_checkpoint(path)
+        config = ckpt.get("model_config")
+        return ckpt["model"], DracoConfig(**config) if config else None
+    from draco_em.model.weights import read_weights
 
-    return load_model(path)[0].state_dict()
+    state, config, metadata = read_weights(path)
+    return state, config if metadata else None
 
 
 def _shard(stage_model: StageModel, ctx: DistContext) -> None:
