@@ -1,4 +1,5 @@
-"""Recipe: the DRACO model shipped in the package (src/draco_em/weights/draco_tiny.safetensors).
+"""Recipe: the DRACO models shipped in the package (src/draco_em/weights/): the pretrained
+``draco_tiny.safetensors`` and its denoising fine-tune ``draco_denoise_tiny.safetensors``.
 
 End to end, on a CPU (see docs/model-card.md for the measured time and metrics):
 
@@ -7,11 +8,15 @@ End to end, on a CPU (see docs/model-card.md for the measured time and metrics):
 2. Merge their manifests (recipes/merge_manifests.py).
 3. ``draco pretrain`` stage ``draco`` (N2N + reconstruction, Eq. 5–10) of a CPU-sized "tiny"
    variant: 128-px crops of 224–288 Å (working pixel size 1.75–2.25 Å), batch 32, lr 1e-3.
-4. ``draco export --half`` the best checkpoint (validation PSNR against the clean images) and copy
-   it into the package.
+4. ``draco pretrain --stage denoise --init-weights RUN``: Noise2Noise fine-tune at mask ratio 0
+   (odd↔even, every patch visible), which adds the pixel refiner (model/draco.py
+   ``PixelRefiner``); the released DRACO denoiser is likewise a fine-tune (reference §1.3).
+5. ``draco export --half`` the best checkpoint of each run (validation PSNR against the clean
+   images) and copy them into the package.
 
 Usage:
-    python recipes/bundled_denoiser.py --workdir /tmp/bundle [--epochs 6] [--install]
+    python recipes/bundled_denoiser.py --workdir /tmp/bundle [--epochs 6] [--ft-epochs 10]
+        [--install]
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--ft-epochs", type=int, default=10, help="denoising fine-tune epochs")
     parser.add_argument("--install", action="store_true", help="copy into src/draco_em/weights")
     args = parser.parse_args()
     work = args.workdir
@@ -65,10 +71,18 @@ def main() -> None:
         warmup_epochs=0.5, workers=1, model_overrides=MODEL_OVERRIDES, save_every_steps=100,
         progress=False, resume="latest" if (run / "config.yaml").exists() else None,
     ))  # fmt: skip
-    out = work / "draco_tiny.safetensors"
-    draco("export", str(run), "-o", str(out), "--which", "best", "--half")
-    if args.install:
-        shutil.copy(out, REPO / "src" / "draco_em" / "weights" / "draco_tiny.safetensors")
+    finetune = work / "run_denoise"
+    run_pretrain(PretrainConfig(
+        data=manifest, out_dir=finetune, stage="denoise", init_weights=run, crop_size=128,
+        crop_angstrom=(224.0, 288.0), crops_per_micrograph=32, batch_size=32, blr=0.004,
+        epochs=args.ft_epochs, warmup_epochs=0.3, workers=1, save_every_steps=100,
+        progress=False, resume="latest" if (finetune / "config.yaml").exists() else None,
+    ))  # fmt: skip
+    for run_dir, name in ((run, "draco_tiny"), (finetune, "draco_denoise_tiny")):
+        out = work / f"{name}.safetensors"
+        draco("export", str(run_dir), "-o", str(out), "--which", "best", "--half")
+        if args.install:
+            shutil.copy(out, REPO / "src" / "draco_em" / "weights" / out.name)
 
 
 if __name__ == "__main__":

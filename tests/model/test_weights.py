@@ -11,7 +11,7 @@ import torch
 from draco_em.errors import DracoInputError
 from draco_em.io.info import describe
 from draco_em.model.draco import DracoConfig, DracoMAE
-from draco_em.model.weights import infer_config, load_model, save_model
+from draco_em.model.weights import BUNDLED_DENOISER, infer_config, load_model, save_model
 
 
 def official_layout(
@@ -158,15 +158,22 @@ def test_info_describes_official_checkpoint(tmp_path: Path) -> None:
     assert summary["config"]["embed_dim"] == 64
 
 
-def test_bundled_model_loads_or_says_it_is_missing() -> None:
-    try:
-        present = (
-            importlib.resources.files("draco_em.weights") / "draco_tiny.safetensors"
-        ).is_file()
-    except ModuleNotFoundError:
-        present = False
-    if present:  # shipped by a later issue
-        assert load_model("bundled")[1].preset == "tiny"
-    else:
-        with pytest.raises(DracoInputError, match="no bundled model is installed"):
-            load_model("bundled")
+def test_bundled_models_are_the_pretrained_encoder_and_its_denoising_fine_tune() -> None:
+    """`bundled` means the pretrained model (official layout, no refiner) for the encoder users
+    and the N2N fine-tune with its refiner for denoising; both ship with the package."""
+    model, config, meta = load_model("bundled")
+    assert config.preset == "tiny" and model.refiner is None
+    assert not any(k.startswith("refiner.") for k in model.state_dict())
+    assert meta["training"]["stage"] == "draco"
+    dn, dn_config, dn_meta = load_model("bundled", bundled=BUNDLED_DENOISER)
+    assert dn_config.refiner_channels > 0 and dn.refiner is not None
+    assert dn_meta["training"]["stage"] == "denoise"
+    assert dn_meta["pixel_size"] == pytest.approx(meta["pixel_size"])
+    for name in ("draco_tiny.safetensors", BUNDLED_DENOISER):  # issue 5: at most 20 MB each
+        size = (importlib.resources.files("draco_em.weights") / name).stat().st_size
+        assert size <= 20 * 2**20, (name, size)
+
+
+def test_missing_bundled_file_is_a_user_error() -> None:
+    with pytest.raises(DracoInputError, match="no bundled model is installed"):
+        load_model("bundled", bundled="no_such_model.safetensors")

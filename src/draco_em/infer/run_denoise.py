@@ -77,9 +77,9 @@ def _as_is(item: tuple) -> tuple:
 
 
 def _load(cfg: DenoiseConfig, device: torch.device) -> Denoiser:
-    from draco_em.model.weights import load_model
+    from draco_em.model.weights import BUNDLED_DENOISER, load_model
 
-    model, _, meta = load_model(cfg.weights, device=device)
+    model, _, meta = load_model(cfg.weights, device=device, bundled=BUNDLED_DENOISER)
     bf16 = (device.type == "cuda") if cfg.bf16 is None else cfg.bf16
     return Denoiser(
         model,

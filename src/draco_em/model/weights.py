@@ -28,7 +28,10 @@ from draco_em.weights import resolve_model_file
 
 FORMAT = "draco-em/1"
 BUNDLED = "bundled"
+#: The pretrained model (encoder for curation and picking; paper's ``Draco/B`` analogue).
 BUNDLED_FILE = "draco_tiny.safetensors"
+#: The same model after the denoising fine-tune (``--stage denoise``; ``Denoise/B`` analogue).
+BUNDLED_DENOISER = "draco_denoise_tiny.safetensors"
 TORCH_SUFFIXES = (".pth", ".pt", ".ckpt")
 _PREFIXES = ("module.", "model.", "_orig_mod.")  # DDP, Lightning, torch.compile wrappers
 _REQUIRED = ("patch_embed.proj.weight", "pos_embed", "decoder_embed.weight",
@@ -86,7 +89,7 @@ def save_model(
 
 # ---------------------------------------------------------------------------------- load
 def load_model(
-    path: str | Path, device: str | torch.device = "cpu"
+    path: str | Path, device: str | torch.device = "cpu", bundled: str = BUNDLED_FILE
 ) -> tuple[DracoMAE, DracoConfig, dict]:
     """Load a DRACO model from our safetensors, an official checkpoint, or ``"bundled"``.
 
@@ -96,6 +99,8 @@ def load_model(
             ``state_dict``, ``model`` or at the top level; ``module.``, ``model.`` and
             ``_orig_mod.`` prefixes stripped), or the string ``"bundled"``.
         device: where to put the model.
+        bundled: which shipped file ``"bundled"`` means: :data:`BUNDLED_FILE` (the pretrained
+            encoder) or :data:`BUNDLED_DENOISER` (the denoising fine-tune).
 
     Returns:
         (model in eval mode, its config, metadata dict — empty for official checkpoints).
@@ -104,16 +109,16 @@ def load_model(
         DracoInputError: missing/unreadable file, or weights that do not match the layout
             (the message lists the missing and unexpected keys).
     """
-    path = _resolve(path)
+    path = _resolve(path, bundled)
     state, config, metadata = read_weights(path)
     model = DracoMAE(config)
     _load_strict(model, state, config, path)
     return model.to(device).eval(), config, metadata
 
 
-def _resolve(path: str | Path) -> Path:
+def _resolve(path: str | Path, bundled: str = BUNDLED_FILE) -> Path:
     return resolve_model_file(
-        path, BUNDLED_FILE,
+        path, bundled,
         missing_bundled="no bundled model is installed: pass --weights FILE (a .safetensors "
         "from `draco export` or an official DRACO .pth checkpoint)",
         not_found="model weights file not found",
