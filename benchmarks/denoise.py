@@ -5,15 +5,18 @@ after least-squares scale/offset matching, FRC, and the paper's SNR (Eq. 11) wit
 background disks paired automatically from the true particle coordinates.
 
 Methods: raw; Gaussian low-pass at 20 Å (cryoSPARC); the best Gaussian σ chosen with the clean
-image (oracle); Topaz-Denoise's pretrained `unet` (topaz-em in its own venv, never a dependency);
-Topaz-Denoise trained Noise2Noise on the bundled model's EVN/ODD training pairs; DRACO.
+image (oracle); the best radial linear (Wiener) filter fitted with the clean image (an upper
+bound for every linear filter, for reference); Topaz-Denoise's pretrained `unet` (topaz-em in
+its own venv, never a dependency); Topaz-Denoise trained Noise2Noise on the bundled model's
+EVN/ODD training pairs; DRACO.
 
 The held-out set uses the 70S ribosome map (held out from every training set), 1.06 Å/px,
 40 e⁻/Å², made by `draco simulate`.
 
 Usage:
     python benchmarks/denoise.py --work /tmp/denoise_bench [--weights bundled]
-        [--topaz-venv /work/topaz-venv] [--topaz-train-dirs EVN_DIR ODD_DIR --topaz-epochs 5]
+        [--topaz-venv /work/topaz-venv] [--topaz-train-dirs EVN_DIR ODD_DIR --topaz-epochs 50
+        --topaz-budget-min 60 | --topaz-model MODEL.sav]
         [--speed-size 4096]
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -83,9 +87,27 @@ def raw_images(sim: Path) -> list[Path]:
     return [p for p in mics if not p.stem.endswith(("_EVN", "_ODD"))]
 
 
+def oracle_wiener(raw: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """The best isotropic linear filter for this image, fitted with its clean image.
+
+    Per radial frequency shell k, the gain W(k) = Σ Re(S·R*) / Σ |R|² minimises the squared error
+    of W·R against S over that shell. No linear, rotation-invariant filter can score a higher
+    PSNR on this image, so it bounds every Gaussian low-pass from above.
+    """
+    r_hat = np.fft.fft2(raw - raw.mean())
+    s_hat = np.fft.fft2(clean - clean.mean())
+    fy = np.fft.fftfreq(raw.shape[0])[:, None]
+    fx = np.fft.fftfreq(raw.shape[1])[None, :]
+    shell = np.rint(np.hypot(fy, fx) * max(raw.shape)).astype(int).ravel()
+    num = np.bincount(shell, (s_hat * np.conj(r_hat)).real.ravel())
+    den = np.bincount(shell, (np.abs(r_hat) ** 2).ravel())
+    gain = (num / np.maximum(den, 1e-30))[shell].reshape(raw.shape)
+    return (np.fft.ifft2(r_hat * gain).real + clean.mean()).astype(np.float32)
+
+
 def classical(sim: Path, pred: Path) -> dict[str, float]:
-    """Write raw, 20 Å low-pass and oracle-σ predictions; returns the oracle σ chosen."""
-    for name in ("raw", "lowpass_20A", "oracle_gaussian"):
+    """Write raw, 20 Å low-pass, oracle-σ and oracle-Wiener predictions; returns the σ chosen."""
+    for name in ("raw", "lowpass_20A", "oracle_gaussian", "oracle_wiener"):
         (pred / name).mkdir(parents=True, exist_ok=True)
     images = {p.stem: read_image(p)[0] for p in raw_images(sim)}
     clean = {s: read_image(sim / "clean" / f"{s}.mrc")[0] for s in images}
@@ -100,6 +122,8 @@ def classical(sim: Path, pred: Path) -> dict[str, float]:
             pred / "lowpass_20A" / f"{stem}.mrc", gaussian_lowpass(im, PIXEL_SIZE, 20.0), PIXEL_SIZE
         )
         write_mrc(pred / "oracle_gaussian" / f"{stem}.mrc", gaussian_blur_px(im, best), PIXEL_SIZE)
+        wiener = oracle_wiener(im, clean[stem])
+        write_mrc(pred / "oracle_wiener" / f"{stem}.mrc", wiener, PIXEL_SIZE)
     return {"oracle_sigma_px": best}
 
 
@@ -123,45 +147,44 @@ def draco_denoise(files: list[Path], out: Path, weights: str) -> float:
 
 
 def topaz_denoise(venv: Path, files: list[Path], out: Path, model: str) -> float:
+    """``topaz denoise`` with a pretrained model name, or a trained ``.sav`` file.
+
+    Topaz 0.3.x ignores ``-m FILE`` (it always loads the pretrained ``unet``), so a trained
+    model goes through benchmarks/topaz_apply.py, which runs Topaz's own command with that model.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        str(venv / "bin" / "topaz"),
-        "denoise",
-        "-m",
-        model,
-        "-d",
-        "-1",
-        "-o",
-        str(out),
-        *map(str, files),
-    ]
+    if model.endswith(".sav"):
+        head = [str(venv / "bin" / "python"), str(REPO / "benchmarks" / "topaz_apply.py"), model]
+    else:
+        head = [str(venv / "bin" / "topaz"), "denoise", "-m", model]
+    cmd = [*head, "-d", "-1", "-o", str(out), *map(str, files)]
     return run(cmd, env={**os.environ, "OMP_NUM_THREADS": "2"})
 
 
-def topaz_train(venv: Path, dir_a: Path, dir_b: Path, prefix: Path, epochs: int) -> float:
-    """Topaz-Denoise Noise2Noise training on paired EVN/ODD folders (same file names)."""
-    cmd = [
-        str(venv / "bin" / "topaz"),
-        "denoise",
-        "-a",
-        str(dir_a),
-        "-b",
-        str(dir_b),
-        "--save-prefix",
-        str(prefix),
-        "--num-epochs",
-        str(epochs),
-        "--save-interval",
-        "1",
-        "-d",
-        "-1",
-        "-c",
-        "512",
-        "--batch-size",
-        "4",
-        "--preload",
-    ]
-    return run(cmd, env={**os.environ, "OMP_NUM_THREADS": "2"})
+def topaz_train(
+    venv: Path, dir_a: Path, dir_b: Path, prefix: Path, epochs: int, budget_s: float | None
+) -> tuple[float, Path]:
+    """Topaz-Denoise Noise2Noise training on paired EVN/ODD folders (same file names).
+
+    Stops at ``epochs`` or when ``budget_s`` seconds of wall-clock are spent (the same budget as
+    DRACO's training); returns (seconds, the last saved epoch's model).
+    """
+    cmd = [str(venv / "bin" / "topaz"), "denoise", "-a", str(dir_a), "-b", str(dir_b),
+           "--save-prefix", str(prefix), "--num-epochs", str(epochs), "--save-interval", "1",
+           "-d", "-1", "-c", "512", "--batch-size", "4", "--preload"]  # fmt: skip
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    try:
+        proc.wait(timeout=budget_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    seconds = time.perf_counter() - t0
+    saved = sorted(prefix.parent.glob(f"{prefix.name}_epoch*.sav"),
+                   key=lambda p: int(re.search(r"epoch(\d+)", p.name).group(1)))  # fmt: skip
+    if not saved:
+        raise SystemExit(f"Topaz saved no epoch within {seconds:.0f} s")
+    return seconds, saved[-1]
 
 
 def peak_child_rss_mb() -> float:
@@ -195,7 +218,7 @@ def speed(args: argparse.Namespace, work: Path) -> dict:
             "0",
         ]
     }
-    if args.topaz_venv:
+    if args.topaz_venv and not args.no_topaz_speed:
         cmds["topaz_unet"] = [
             str(args.topaz_venv / "bin" / "topaz"),
             "denoise",
@@ -229,7 +252,24 @@ def main() -> None:
     parser.add_argument("--topaz-venv", type=Path, default=None)
     parser.add_argument("--topaz-train-dirs", type=Path, nargs=2, default=None)
     parser.add_argument("--topaz-epochs", type=int, default=5)
+    parser.add_argument(
+        "--topaz-budget-min",
+        type=float,
+        default=None,
+        help="stop Topaz N2N training after this wall-clock (DRACO's budget)",
+    )
+    parser.add_argument(
+        "--topaz-model",
+        type=Path,
+        default=None,
+        help="apply this trained Topaz .sav instead of training one",
+    )
     parser.add_argument("--speed-size", type=int, default=0, help="0 = skip the speed test")
+    parser.add_argument(
+        "--no-topaz-speed",
+        action="store_true",
+        help="time DRACO only (Topaz takes minutes per 4096² micrograph)",
+    )
     args = parser.parse_args()
     work, pred = args.work, args.work / "pred"
     sim = simulate(work / "heldout", args.n, args.size, 9000)
@@ -240,13 +280,17 @@ def main() -> None:
         info["seconds"]["topaz_unet"] = topaz_denoise(
             args.topaz_venv, files, pred / "topaz_unet", "unet"
         )
-        if args.topaz_train_dirs:
+        if args.topaz_model:
+            trained = args.topaz_model
+        elif args.topaz_train_dirs:
             prefix = work / "topaz_n2n" / "model"
             prefix.parent.mkdir(parents=True, exist_ok=True)
-            info["seconds"]["topaz_n2n_train"] = topaz_train(
-                args.topaz_venv, *args.topaz_train_dirs, prefix, args.topaz_epochs
+            budget = args.topaz_budget_min * 60 if args.topaz_budget_min else None
+            info["seconds"]["topaz_n2n_train"], trained = topaz_train(
+                args.topaz_venv, *args.topaz_train_dirs, prefix, args.topaz_epochs, budget
             )
-            trained = sorted(prefix.parent.glob("model_epoch*.sav"))[-1]
+            info["topaz_n2n_model"] = str(trained)
+        if args.topaz_model or args.topaz_train_dirs:
             info["seconds"]["topaz_n2n"] = topaz_denoise(
                 args.topaz_venv, files, pred / "topaz_n2n", str(trained)
             )
