@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -63,7 +64,7 @@ def test_best_checkpoint_follows_psnr_not_loss(tiny_config, monkeypatch) -> None
         ]
     )
     monkeypatch.setattr(pretrain, "evaluate", lambda *a, **k: next(scripted))
-    config = tiny_config(epochs=3)
+    config = tiny_config(epochs=3, val_micrographs=0)  # crop-level PSNR only
     result = pretrain.run_pretrain(config)
     best = load_checkpoint(checkpoint_path(config.out_dir, "best"))
     assert best["epoch"] == 2 and best["val"]["val_psnr"] == 12.0
@@ -71,9 +72,20 @@ def test_best_checkpoint_follows_psnr_not_loss(tiny_config, monkeypatch) -> None
     assert load_checkpoint(checkpoint_path(config.out_dir, "latest"))["epoch"] == 3
 
 
+def test_whole_micrograph_psnr_outranks_crop_psnr(tiny_config, monkeypatch) -> None:
+    crops = iter([{"val_loss": 1.0, "val_psnr": 12.0}, {"val_loss": 1.0, "val_psnr": 10.0}])
+    whole = iter([{"val_psnr_mic": 20.0}, {"val_psnr_mic": 21.0}])
+    monkeypatch.setattr(pretrain, "evaluate", lambda *a, **k: next(crops))
+    monkeypatch.setattr(pretrain, "evaluate_micrographs", lambda *a, **k: next(whole))
+    config = tiny_config(epochs=2)
+    result = pretrain.run_pretrain(config)
+    assert result["best"] == {"metric": "val_psnr_mic", "value": 21.0, "epoch": 2}
+
+
 def test_without_clean_images_best_follows_validation_loss(tiny_config, monkeypatch) -> None:
     scripted = iter([{"val_loss": 1.0}, {"val_loss": 0.7}, {"val_loss": 0.9}])
     monkeypatch.setattr(pretrain, "evaluate", lambda *a, **k: next(scripted))
+    monkeypatch.setattr(pretrain, "evaluate_micrographs", lambda *a, **k: {})  # no clean images
     config = tiny_config(epochs=3)
     pretrain.run_pretrain(config)
     assert load_checkpoint(checkpoint_path(config.out_dir, "best"))["epoch"] == 2
@@ -83,6 +95,25 @@ def test_real_validation_reports_psnr_and_metrics_file(tiny_config) -> None:
     config = tiny_config(epochs=1, log_every_steps=1)
     metrics = pretrain.run_pretrain(config)["metrics"]
     assert {"val_loss", "val_n2n", "val_psnr", "val_psnr_raw"} <= set(metrics)
+    # The whole-micrograph score is what `draco denoise` + `draco evaluate denoise` would give.
+    from draco_em.evaluate.denoise_metrics import psnr
+    from draco_em.infer.denoise import Denoiser
+    from draco_em.io.mrc import read_image
+    from draco_em.model.weights import load_model
+    from draco_em.train.checkpoint import export_run
+    from draco_em.train.data import load_manifest, split_train_val
+
+    model, _, meta = load_model(export_run(config.out_dir, config.out_dir / "w.safetensors",
+                                           which="latest"))  # fmt: skip
+    _, val = split_train_val(load_manifest(config.data), config.val_fraction, config.seed)
+    ours, raw = [], []
+    for rec in val:
+        image, px = read_image(rec.full, pixel_size=rec.pixel_size)
+        clean = read_image(rec.clean)[0]
+        ours.append(psnr(Denoiser(model, meta["pixel_size"]).denoise_image(image, px)[0], clean))
+        raw.append(psnr(image, clean))
+    assert metrics["val_psnr_mic"] == pytest.approx(np.mean(ours), abs=1e-3)
+    assert metrics["val_psnr_mic_raw"] == pytest.approx(np.mean(raw), abs=1e-6)
     lines = (config.out_dir / "metrics.jsonl").read_text().splitlines()
     assert sum('"kind": "train"' in line for line in lines) == 3
     assert "effective batch 4" in (config.out_dir / "run.log").read_text()

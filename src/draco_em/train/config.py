@@ -60,6 +60,11 @@ class PretrainConfig(BaseModel):
     val_crops_per_micrograph: int = Field(
         4, gt=0, description="Fixed crops per validation micrograph."
     )
+    val_micrographs: int = Field(
+        8, ge=0,
+        description="Validation micrographs with clean images also denoised whole, as draco "
+        "denoise does, and scored at their own pixel size (val_psnr_mic; 0: off).",
+    )  # fmt: skip
     workers: int = Field(2, ge=0, description="DataLoader worker processes per rank.")
 
     # --- model ----------------------------------------------------------------------------

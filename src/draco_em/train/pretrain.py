@@ -55,7 +55,7 @@ from draco_em.train.data import (
     working_pixel_range,
 )
 from draco_em.train.distributed import DistContext, cleanup, init_distributed
-from draco_em.train.engine import TrainState, evaluate, train_one_epoch
+from draco_em.train.engine import TrainState, evaluate, evaluate_micrographs, train_one_epoch
 from draco_em.train.optim import build_optimizer, scaled_lr
 
 log = logging.getLogger("draco_em.train")
@@ -125,6 +125,7 @@ class _Data:
     sampler: ResumableSampler
     loader: DataLoader
     val_loader: DataLoader | None
+    val_records: list  # held-back micrographs with clean images, scored whole
     sizes: tuple[int, int, int]  # train micrographs, validation micrographs, crops per epoch
     pixel_range: tuple[float, float]  # working pixel size of the crops, Å
 
@@ -198,6 +199,8 @@ def _train(config: PretrainConfig, ctx: DistContext, on_step: Callable | None) -
                    "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
         if data.val_loader is not None:
             metrics |= evaluate(stage_model, data.val_loader, ctx, **common)
+        metrics |= evaluate_micrographs(stage_model, data.val_records, extra["pixel_size"],
+                                        ctx.device, amp_dtype)  # fmt: skip
         improved = _update_best(best, metrics)
         save("latest", metrics)
         if ctx.is_main:
@@ -227,7 +230,9 @@ def _data(config: PretrainConfig, ctx: DistContext) -> _Data:
                              salt=1, with_clean=True, **crops)  # fmt: skip
         val_loader = DataLoader(val_ds, config.batch_size, shuffle=False, num_workers=0)
     px = working_pixel_range(records, config.crop_size, config.crop_area, config.crop_angstrom)
-    return _Data(sampler, loader, val_loader, (len(train_recs), len(val_recs), len(train_ds)), px)
+    whole = [r for r in val_recs if r.clean is not None][: config.val_micrographs]
+    sizes = (len(train_recs), len(val_recs), len(train_ds))
+    return _Data(sampler, loader, val_loader, whole, sizes, px)
 
 
 def _optimisation(
@@ -265,10 +270,13 @@ def _log_setup(config: PretrainConfig, ctx: DistContext, data: _Data, opt: _Opti
 
 
 def _update_best(best: dict, metrics: dict) -> bool:
-    """Select on validation PSNR against clean images; without clean images, on the validation
-    loss. Never on the training loss: a self-supervised loss on noisy targets says little about
-    denoising quality (the CAREamics lesson)."""
-    if "val_psnr" in metrics:
+    """Select on validation PSNR against clean images (whole micrographs when they are scored,
+    else crops); without clean images, on the validation loss. Never on the training loss: a
+    self-supervised loss on noisy targets says little about denoising quality (the CAREamics
+    lesson)."""
+    if "val_psnr_mic" in metrics:
+        name, value, better = "val_psnr_mic", metrics["val_psnr_mic"], lambda new, old: new > old
+    elif "val_psnr" in metrics:
         name, value, better = "val_psnr", metrics["val_psnr"], lambda new, old: new > old
     elif "val_loss" in metrics:
         name, value, better = "val_loss", metrics["val_loss"], lambda new, old: new < old
