@@ -17,6 +17,18 @@ app = typer.Typer(
 )
 
 
+def comma_list(text: str | None) -> list[str] | None:
+    """``"a, b,c"`` → ``["a", "b", "c"]``; None or only commas/spaces → None (the option's default).
+
+    The one parser of comma-separated options (``--classes``, ``--accept``, ``--format``,
+    ``--exclude-classes``).
+    """
+    if text is None:
+        return None
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    return names or None
+
+
 def _print_version(value: bool) -> None:
     if value:
         from draco_em import __version__

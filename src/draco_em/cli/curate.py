@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app
+from draco_em.cli._app import app, comma_list
 
 curate_app = typer.Typer(
     help="Accept or reject micrographs (thick/crystalline ice, contamination, drift, empty, "
@@ -54,8 +54,8 @@ def curate_train(
         epochs=epochs,
         finetune=finetune,
         label_column=label_column,
-        classes=_names(classes),
-        accept=_names(accept) or [],
+        classes=comma_list(classes),
+        accept=comma_list(accept) or [],
         pixel_size=pixel_size,
         features=FeatureConfig(tile=tile),
         val_fraction=val_fraction,
@@ -103,10 +103,3 @@ def curate_predict(
         f"{n_acc} accepted, {len(res.table) - n_acc} rejected, {res.n_failed} failed; "
         f"table: {res.outputs['csv']}"
     )
-
-
-def _names(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    return names or None

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app
+from draco_em.cli._app import app, comma_list
 
 pick_app = typer.Typer(help="Particle picking: predict and train.", no_args_is_help=True)
 app.add_typer(pick_app, name="pick")
@@ -51,15 +51,14 @@ def pick_predict(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Pick particles; write RELION STARs + index, and .box / Topaz / cryoSPARC files."""
-    from draco_em.cli.curate import _names  # the comma-list parser of --classes / --accept
     from draco_em.pick.config import PickPredictConfig
     from draco_em.pick.run import predict_all
 
     cfg = PickPredictConfig(
         inputs=inputs, outdir=outdir, model=model, diameter=diameter, threshold=threshold,
-        formats=[f.strip() for f in fmt.split(",") if f.strip()], pixel_size=pixel_size,
+        formats=comma_list(fmt) or [], pixel_size=pixel_size,
         box_size=box_size, exclude_masks=exclude_masks, exclude_by_curation=exclude_by_curation,
-        exclude_classes=_names(exclude_classes), exclude_threshold=exclude_threshold,
+        exclude_classes=comma_list(exclude_classes), exclude_threshold=exclude_threshold,
         previews=previews, device=device,
     )  # fmt: skip
     s = predict_all(cfg, progress=not quiet)
