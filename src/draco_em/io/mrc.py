@@ -234,25 +234,8 @@ def write_mrc(
         mrc.voxel_size = float(pixel_size)
         if origin is not None:
             mrc.header.origin = origin
-        _set_header_stats(mrc.header, arr)
+        mrc.update_header_stats()
     return path
-
-
-def _set_header_stats(header: np.recarray, arr: np.ndarray) -> None:
-    """``dmin``, ``dmax``, ``dmean`` and ``rms`` (the std, as mrcfile writes it), one image at a
-    time in float64: mrcfile's ``update_header_stats`` makes a float32 temporary the size of the
-    whole array for the std, which doubled the peak memory of writing a 40-frame movie."""
-    if arr.size == 0:
-        return
-    lo, hi, total = np.inf, -np.inf, 0.0
-    for image in arr.reshape(-1, *arr.shape[-2:]):
-        x = image.astype(np.float64)
-        lo, hi, total = min(lo, x.min()), max(hi, x.max()), total + x.sum()
-    mean = total / arr.size
-    sq = sum(float(np.square(im.astype(np.float64) - mean).sum())
-             for im in arr.reshape(-1, *arr.shape[-2:]))  # fmt: skip
-    header.dmin, header.dmax = np.float32(lo), np.float32(hi)
-    header.dmean, header.rms = np.float32(mean), np.float32(np.sqrt(sq / arr.size))
 
 
 def mrc_summary(path: str | Path) -> dict:
