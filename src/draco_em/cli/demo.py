@@ -24,7 +24,9 @@ def demo(
     ),
     size: Annotated[int, typer.Option(help="Simulated micrograph edge in px.")] = 1024,
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 7,
-    weights: Annotated[str, typer.Option(help="Model: bundled or a weights file.")] = "bundled",
+    weights: Annotated[
+        str, typer.Option(help="Model: bundled (the shipped denoiser) or a weights file.")
+    ] = "bundled",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Simulate, denoise with the bundled model, and compare raw / low-pass / DRACO."""

@@ -23,7 +23,9 @@ from draco_em.cli._app import app
 def denoise(
     inputs: Annotated[list[str], typer.Argument(help="Files, globs, folders or a STAR.")],
     outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Output folder.")],
-    weights: Annotated[str, typer.Option(help="bundled, .safetensors or .pth")] = "bundled",
+    weights: Annotated[
+        str, typer.Option(help="bundled (the shipped denoiser), .safetensors or .pth")
+    ] = "bundled",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     tile: Annotated[int, typer.Option(help="Tile side in px at the working pixel size.")] = 256,
     overlap: Annotated[int | None, typer.Option(help="Tile overlap in px (tile/8).")] = None,

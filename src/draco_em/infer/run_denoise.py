@@ -28,7 +28,9 @@ class DenoiseConfig(BaseModel):
 
     inputs: list[str] = Field(description="Files, globs, folders or one micrographs STAR.")
     outdir: Path = Field(description="Output folder.")
-    weights: str = Field("bundled", description="'bundled', a .safetensors or an official .pth.")
+    weights: str = Field(
+        "bundled", description="'bundled' (draco_denoise_tiny), a .safetensors or an official .pth."
+    )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     tile: int = Field(256, ge=32, description="Tile side in px at the working pixel size.")
     overlap: int | None = Field(None, ge=0, description="Tile overlap in px (default tile/8).")
