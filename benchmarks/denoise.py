@@ -167,24 +167,38 @@ def topaz_train(
     """Topaz-Denoise Noise2Noise training on paired EVN/ODD folders (same file names).
 
     Stops at ``epochs`` or when ``budget_s`` seconds of wall-clock are spent (the same budget as
-    DRACO's training); returns (seconds, the last saved epoch's model).
+    DRACO's training). Topaz saves every epoch; the one returned is Topaz's own choice, the
+    lowest validation loss in its log (``# [epoch/N] train val best``), as DRACO's best
+    checkpoint is chosen on its validation set. Returns (seconds, that epoch's model).
     """
     cmd = [str(venv / "bin" / "topaz"), "denoise", "-a", str(dir_a), "-b", str(dir_b),
            "--save-prefix", str(prefix), "--num-epochs", str(epochs), "--save-interval", "1",
            "-d", "-1", "-c", "512", "--batch-size", "4", "--preload"]  # fmt: skip
+    log_path = prefix.parent / "train.log"
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "2"})
-    try:
-        proc.wait(timeout=budget_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "2"},
+                                stdout=log_file, stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            proc.wait(timeout=budget_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     seconds = time.perf_counter() - t0
-    saved = sorted(prefix.parent.glob(f"{prefix.name}_epoch*.sav"),
-                   key=lambda p: int(re.search(r"epoch(\d+)", p.name).group(1)))  # fmt: skip
-    if not saved:
-        raise SystemExit(f"Topaz saved no epoch within {seconds:.0f} s")
-    return seconds, saved[-1]
+    return seconds, topaz_best_epoch(log_path, prefix)
+
+
+def topaz_best_epoch(log_path: Path, prefix: Path) -> Path:
+    """The saved ``PREFIX_epochNN.sav`` with the lowest validation loss in Topaz's log."""
+    saved = {int(re.search(r"epoch(\d+)", p.name).group(1)): p
+             for p in prefix.parent.glob(f"{prefix.name}_epoch*.sav")}  # fmt: skip
+    # Topaz prints "# [e/N]\ttrain\tval\tbest" with e counted from 0; epoch e+1 is saved.
+    val = {int(e) + 1: float(v) for e, v in
+           re.findall(r"# \[(\d+)/\d+\]\t[-\d.e]+\t([-\d.e]+)", log_path.read_text())}  # fmt: skip
+    scored = [e for e in saved if e in val]
+    if not scored:
+        raise SystemExit(f"Topaz saved no scored epoch (log: {log_path})")
+    return saved[min(scored, key=val.__getitem__)]
 
 
 def peak_child_rss_mb() -> float:

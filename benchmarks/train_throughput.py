@@ -7,6 +7,8 @@ end to end (crops read from memory-mapped MRCs, resized and normalised on the fl
 
 Examples:
     OMP_NUM_THREADS=2 python benchmarks/train_throughput.py --preset tiny --threads 2
+    OMP_NUM_THREADS=2 python benchmarks/train_throughput.py --stage denoise --crop-size 128 \
+        --batch-size 32 --overrides '{"depth": 8, "decoder_embed_dim": 192, ...}'
     python benchmarks/train_throughput.py --preset base --device cuda --batch-size 64 --workers 8
 """
 
@@ -59,11 +61,14 @@ def peak_rss_mib() -> float:
     return (own + kids) / 1024
 
 
-def step(model, optimizer, batch, device, amp, seed: int, tokens: int) -> None:
+def step(model, optimizer, batch, device, amp, seed: int, tokens: int, stage: str) -> None:
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     g = mask_generator(seed, 0, 0, 0, tokens)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        loss, _, _ = model(batch["full"], batch["odd"], batch["even"], 0.75, g)
+        if stage == "denoise":  # N2N fine-tune: every patch visible, both directions
+            loss, _, _ = model.forward_n2n(batch["odd"], batch["even"])
+        else:
+            loss, _, _ = model(batch["full"], batch["odd"], batch["even"], 0.75, g)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
@@ -81,13 +86,33 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--micrograph-size", type=int, default=1024)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--stage",
+        choices=["draco", "denoise"],
+        default="draco",
+        help="draco: Eq. 5-10 two-view step; denoise: the N2N fine-tune step",
+    )
+    p.add_argument(
+        "--refiner-channels",
+        type=int,
+        default=16,
+        help="pixel refiner width for --stage denoise (0: none)",
+    )
+    p.add_argument(
+        "--overrides",
+        type=json.loads,
+        default={},
+        help="DracoConfig fields as JSON, e.g. '{\"depth\": 8}'",
+    )
     p.add_argument("--json", type=Path, help="Also write the result here.")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     amp = device.type == "cuda"
     torch.manual_seed(0)
-    config = DracoConfig.from_preset(args.preset, img_size=args.crop_size)
+    refiner = args.refiner_channels if args.stage == "denoise" else 0
+    config = DracoConfig.from_preset(args.preset, img_size=args.crop_size,
+                                     refiner_channels=refiner, **args.overrides)  # fmt: skip
     model = DracoMAE(config).to(device).train()
     optimizer, _ = build_optimizer(model, 1e-4, 0.05, (0.9, 0.95), 0, 1000)
     tokens = config.grid_size**2
@@ -101,18 +126,18 @@ def main() -> None:
         batches = iter(loader)
         fixed = next(batches)
         for _ in range(args.warmup):
-            step(model, optimizer, fixed, device, amp, 0, tokens)
+            step(model, optimizer, fixed, device, amp, 0, tokens, args.stage)
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         sync()
         t0 = time.perf_counter()
         for _ in range(args.steps):
-            step(model, optimizer, fixed, device, amp, 0, tokens)
+            step(model, optimizer, fixed, device, amp, 0, tokens, args.stage)
         sync()
         model_only = args.steps * args.batch_size / (time.perf_counter() - t0)
         t0 = time.perf_counter()
         n = 0
         for batch in batches:
-            step(model, optimizer, batch, device, amp, 0, tokens)
+            step(model, optimizer, batch, device, amp, 0, tokens, args.stage)
             n += 1
             if n == args.steps:
                 break
@@ -120,7 +145,7 @@ def main() -> None:
         end_to_end = n * args.batch_size / (time.perf_counter() - t0)
     params = sum(p.numel() for p in model.parameters())
     result = {
-        "preset": args.preset, "params_M": round(params / 1e6, 1),
+        "preset": args.preset, "stage": args.stage, "params_M": round(params / 1e6, 1),
         "crop": args.crop_size, "batch": args.batch_size, "device": str(device),
         "threads": args.threads, "workers": args.workers, "steps": args.steps,
         "crops_per_s_model": round(model_only, 2), "crops_per_s_end_to_end": round(end_to_end, 2),
