@@ -325,6 +325,34 @@ def main() -> None:
     print(json.dumps(info, indent=2))
     summary = {k: v["mean"] for k, v in results.items()}
     (work / "results.json").write_text(json.dumps({"scores": summary, **info}, indent=2))
+    figure(sim, pred, work / "denoise_benchmark.png")
+
+
+#: Panel order of the figure (folders that exist), then the clean image.
+FIGURE_ORDER = ("raw", "lowpass_20A", "oracle_gaussian", "topaz_unet", "topaz_n2n", "draco")
+
+
+def figure(sim: Path, pred: Path, out: Path, crop: int = 512) -> None:
+    """Top-left ``crop``² of the first held-out micrograph for every method and the clean image,
+    each shown with its own 1–99 % percentile window (methods output different units)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stem = raw_images(sim)[0].name
+    panels = [(m, pred / m / stem) for m in FIGURE_ORDER if (pred / m / stem).is_file()]
+    panels.append(("clean", sim / "clean" / stem))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.5))
+    for ax, (name, path) in zip(axes, panels, strict=True):
+        image = read_image(path)[0][:crop, :crop]
+        lo, hi = np.percentile(image, [1, 99])
+        ax.imshow(image, cmap="gray", vmin=lo, vmax=hi)
+        ax.set_title(name, fontsize=10)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
