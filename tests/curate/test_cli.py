@@ -105,6 +105,12 @@ def test_unknown_label_is_one_line_exit_2(
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 7 target not met yet: the bundled head rejects this micrograph as "
+    "crystalline_ice, not contamination (docs/benchmarks.md, Curation); strict, so the day it "
+    "passes this marker must go",
+)
 def test_bundled_head_rejects_the_real_contaminated_micrograph(
     shared_data: Path, tmp_path: Path
 ) -> None:
