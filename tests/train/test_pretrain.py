@@ -61,3 +61,16 @@ def test_denoise_stage_fine_tunes_a_draco_run_and_adds_the_refiner(tiny_config, 
     loaded, config, meta = load_model(export_run(ft.out_dir, tmp_path / "ft.safetensors"))
     assert config.refiner_channels == DEFAULT_REFINER_CHANNELS and loaded.refiner is not None
     assert meta["training"]["stage"] == "denoise"
+
+
+def test_masked_stage_from_a_denoiser_drops_its_refiner(tiny_config, tmp_path) -> None:
+    """Stage draco never runs the refiner (no gradient under DDP, non-official export)."""
+    run_pretrain(tiny_config(out_dir=tmp_path / "draco", epochs=1))
+    ft = tiny_config(out_dir=tmp_path / "ft", stage="denoise", init_weights=tmp_path / "draco",
+                     epochs=1)  # fmt: skip
+    run_pretrain(ft)
+    again = run_pretrain(tiny_config(out_dir=tmp_path / "again", init_weights=ft.out_dir,
+                                     epochs=1))  # fmt: skip
+    model = again["model"]
+    assert model.refiner is None and model.config.refiner_channels == 0
+    assert not any(k.startswith("refiner.") for k in model.state_dict())

@@ -303,6 +303,14 @@ def _build_model(config: PretrainConfig) -> tuple[nn.Module, Any]:
     if config.stage == "denoise" and not (init_config and init_config.refiner_channels):
         # The denoising fine-tune adds the pixel refiner (model/draco.py PixelRefiner).
         run_fields["refiner_channels"] = DEFAULT_REFINER_CHANNELS
+    elif config.stage != "denoise":
+        # The masked stages never run the refiner: its parameters would get no gradient (a DDP
+        # error) and the exported model would leave the official layout. Drop it.
+        run_fields["refiner_channels"] = 0
+        if state is not None and any(k.startswith("refiner.") for k in state):
+            log.info("dropping the pixel refiner of --init-weights (unused by stage %s)",
+                     config.stage)  # fmt: skip
+            state = {k: v for k, v in state.items() if not k.startswith("refiner.")}
     if init_config is not None:
         base = init_config.model_dump() | run_fields | config.model_overrides
         model_config = DracoConfig(**base)
