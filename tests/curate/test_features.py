@@ -9,10 +9,14 @@ import torch
 
 from draco_em.curate.config import FeatureConfig
 from draco_em.curate.features import (
+    N_SPECTRUM,
     aggregate,
     load_encoder,
     micrograph_features,
     micrograph_tiles,
+    micrograph_vector,
+    n_features,
+    spectrum_vector,
 )
 
 
@@ -33,9 +37,28 @@ def test_tiles_are_capped_and_clamped() -> None:
     assert float(np.abs(tiles).max()) <= 4.0
 
 
-def test_aggregate_is_mean_then_max_over_tiles() -> None:
+def test_aggregate_is_mean_then_max_or_quantile_over_tiles() -> None:
     feats = torch.tensor([[1.0, -2.0], [3.0, 0.0], [2.0, -5.0]])
     np.testing.assert_allclose(aggregate(feats).numpy(), [2.0, -7 / 3, 3.0, 0.0], rtol=1e-6)
+    # quantile 0.75 of (1, 2, 3) is 2.5, of (-5, -2, 0) is -1 (linear interpolation)
+    np.testing.assert_allclose(aggregate(feats, 0.75).numpy(), [2.0, -7 / 3, 2.5, -1.0], rtol=1e-6)
+
+
+def test_micrograph_vector_appends_unit_free_spectrum_features() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.poisson(50, (256, 256)).astype(np.float32)
+    cfg = FeatureConfig(tile=64)
+    spec = spectrum_vector(image, 2.0, cfg)
+    assert spec.shape == (N_SPECTRUM,) == (8,) and np.all(np.isfinite(spec))
+    # Unit-free: the same image in other intensity units gives the same features.
+    np.testing.assert_allclose(spectrum_vector(image * 37.0 + 5e3, 2.0, cfg), spec, atol=1e-4)
+    tiles = torch.randn(10, 4)
+    vec = micrograph_vector(tiles, spec, cfg)
+    assert vec.shape == (n_features(4, cfg),) == (16,)
+    np.testing.assert_allclose(vec[8:].numpy(), spec)
+    off = FeatureConfig(tile=64, spectrum=False, tile_quantile=1.0)
+    assert spectrum_vector(image, 2.0, off).shape == (0,)
+    assert micrograph_vector(tiles, spectrum_vector(image, 2.0, off), off).shape == (8,)
 
 
 def test_local_contamination_moves_the_max_more_than_the_mean(tiny_encoder: Path) -> None:
@@ -61,14 +84,15 @@ def test_cache_is_reused_and_keyed_on_the_file(
     enc = load_encoder(tiny_encoder, torch.device("cpu"))
     cfg = FeatureConfig(tile=64)
     path = toy_set / "mics" / "toy_00.mrc"
-    first, px = micrograph_features(enc, cfg, path, None, tmp_path)
-    assert px == 2.0 and first.shape == (4, 32)
-    cached = list(tmp_path.glob("toy_00-*.npy"))
+    first, spec, px = micrograph_features(enc, cfg, path, None, tmp_path)
+    assert px == 2.0 and first.shape == (4, 32) and spec.shape == (8,)
+    cached = list(tmp_path.glob("toy_00-*.npz"))
     assert len(cached) == 1
-    np.save(cached[0], np.full_like(first, 7.0))  # a tampered cache is what comes back
-    again, _ = micrograph_features(enc, cfg, path, None, tmp_path)
+    with open(cached[0], "wb") as fh:  # a tampered cache is what comes back
+        np.savez(fh, tiles=np.full_like(first, 7.0), spectrum=spec)
+    again, _, _ = micrograph_features(enc, cfg, path, None, tmp_path)
     assert np.all(again == 7.0)
-    other, _ = micrograph_features(enc, FeatureConfig(tile=32), path, None, tmp_path)
+    other, _, _ = micrograph_features(enc, FeatureConfig(tile=32), path, None, tmp_path)
     assert other.shape == (16, 32)  # other settings → another key, recomputed
-    tokens, _ = micrograph_features(enc, cfg, path, None, tmp_path, stop_block=1)
+    tokens, _, _ = micrograph_features(enc, cfg, path, None, tmp_path, stop_block=1)
     assert tokens.shape == (4, 16, 32) and tokens.dtype == np.float16

@@ -43,9 +43,10 @@ def test_training_separates_good_from_contaminated(
     curator = load_curator(tmp_path)
     assert curator.classes == ["good", "contamination"] and curator.accept == ["good"]
     assert curator.features.tile == 64 and curator.finetune == 0
-    assert curator.head.linear.weight.shape == (2, 64)  # 2E: mean + max of E = 32
+    # 2E + 8: mean + upper quantile of E = 32, then the spectrum features
+    assert curator.head.linear.weight.shape == (2, 72)
     # A second run re-uses the cached features: one file per micrograph.
-    assert len(list((tmp_path / "features").glob("*.npy"))) == 16
+    assert len(list((tmp_path / "features").glob("*.npz"))) == 16
 
 
 def test_custom_names_and_finetuning(toy_set: Path, tiny_encoder: Path, tmp_path: Path) -> None:

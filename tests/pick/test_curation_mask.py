@@ -22,6 +22,7 @@ from draco_em.curate.features import (
     encode_tiles,
     feature_grid,
     load_encoder,
+    n_features,
     tile_image,
     working_image,
 )
@@ -66,13 +67,14 @@ def curator_file(tmp_path_factory) -> Path:
     feats = torch.from_numpy(encode_tiles(encoder, tiles))
     dark, plain = feats[9], torch.cat([feats[:9], feats[10:]]).mean(0)  # tile 9 = (2, 1)
     direction = dark - plain
-    head = CurationHead(2 * encoder.dim, 3)  # BatchNorm running stats 0 / 1: identity
+    # BatchNorm running stats 0 / 1: identity; the 8 spectrum features get zero weights.
+    head = CurationHead(n_features(encoder.dim, FEATURES), 3)
     with torch.no_grad():
         head.linear.weight.zero_()
         head.linear.bias.copy_(torch.tensor([0.0, 0.0, -20.0]))  # carbon: never
         # Aggregated 1-tile vector = [f, f]; logit = 20 at the dark tile, −20 at the plain mean.
         scale = 20.0 / (direction @ direction / 2)
-        head.linear.weight[1] = scale * torch.cat([direction, direction]) / 2
+        head.linear.weight[1, : 2 * encoder.dim] = scale * torch.cat([direction, direction]) / 2
         head.linear.bias[1] = -scale * direction @ (dark + plain) / 2
     curator = Curator(head.eval(), ["good", "contamination", "carbon"], ["good"], FEATURES,
                       str(path), encoder.digest)  # fmt: skip

@@ -108,14 +108,26 @@ def _band(power: np.ndarray, freq: np.ndarray, lo: float, hi: float) -> np.ndarr
     return power[sel] if sel.any() else np.array([np.nan])
 
 
-def spectrum_features(image: np.ndarray, pixel_size: float) -> np.ndarray:
+#: Indices of the :func:`spectrum_features` that do not depend on the intensity units (all but
+#: the log mean and the coefficient of variation, which only mean something for counts).
+UNIT_FREE = (0, 1, 2, 3, 4, 7, 8, 9)
+
+
+def spectrum_features(image: np.ndarray, pixel_size: float, unit_free: bool = False) -> np.ndarray:
     """Classical curation features of one micrograph ``[ny, nx]`` at ``pixel_size`` Å.
 
+    Args:
+        image: the micrograph, at its own pixel size (the bands are in Å; those beyond its
+            Nyquist are simply not sampled).
+        pixel_size: Å per pixel.
+        unit_free: keep only :data:`UNIT_FREE` (the 8 that hold for any intensity units, e.g.
+            a dose-weighted sum in arbitrary units).
+
     Returns:
-        float64 [10]: Thon-ring contrast, log power 1/10–1/6 Å⁻¹ over 1/50–1/20 Å⁻¹, ice-band
-        power over its neighbours and its peak/median (Bragg spots), anisotropy, log mean
-        intensity, coefficient of variation, dark-tile fraction, tile-mean spread, bright-tile
-        fraction.
+        float64 [10] (or [8]): Thon-ring contrast, log power 1/10–1/6 Å⁻¹ over 1/50–1/20 Å⁻¹,
+        ice-band power over its neighbours and its peak/median (Bragg spots), anisotropy, log
+        mean intensity, coefficient of variation, dark-tile fraction, tile-mean spread,
+        bright-tile fraction.
     """
     power = _spectrum(image)
     n = power.shape[0]
@@ -149,7 +161,8 @@ def spectrum_features(image: np.ndarray, pixel_size: float) -> np.ndarray:
     )
     eig = np.linalg.eigvalsh(cov)
     aniso = float(np.log(eig[1] / max(eig[0], 1e-30)))
-    return np.array([thon, hi_lo, ice, spots, aniso, *_real_space(image)], dtype=np.float64)
+    out = np.array([thon, hi_lo, ice, spots, aniso, *_real_space(image)], dtype=np.float64)
+    return out[list(UNIT_FREE)] if unit_free else out
 
 
 def _real_space(image: np.ndarray, tile: int = 64) -> list[float]:

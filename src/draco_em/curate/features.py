@@ -4,14 +4,16 @@ One micrograph → Fourier rescale to the encoder's working pixel size → stand
 std of the DRACO contrast-clipped image, ``imaging.normalize.clip_stats``, but *not* clipped:
 contamination and thick ice are exactly the extreme intensities that the clip would hide) →
 non-overlapping tiles from the one tiling routine (:class:`~draco_em.imaging.tiling.TileGrid`) →
-encoder (mask ratio 0) → mean over each tile's patch tokens ``[T, E]`` → mean and max over the
-tiles ``[2E]`` (:func:`aggregate`): the mean describes the whole image, the max lets a single
-contaminated or carbon tile count.
+encoder (mask ratio 0) → mean over each tile's patch tokens ``[T, E]`` → mean and an upper
+quantile over the tiles ``[2E]`` (:func:`aggregate`): the mean describes the whole image, the
+quantile lets a few contaminated or carbon tiles count. With ``FeatureConfig.spectrum`` the 8
+unit-free power-spectrum features of the whole micrograph at its own pixel size are appended
+(:func:`spectrum_vector`), so the vector is ``[2E + 8]`` (:func:`n_features`).
 
-Per-tile vectors are cached per micrograph (``.npy`` named by a hash of the encoder, the
-feature settings and the file), so re-training a head or re-running a prediction costs no
-encoder passes. With ``--finetune N`` the cache holds the tokens *before* the last N blocks
-instead, and only those blocks run during training.
+Per-tile vectors and spectrum features are cached per micrograph (``.npz`` named by a hash of
+the encoder, the feature settings and the file), so re-training a head or re-running a
+prediction costs no encoder passes. With ``--finetune N`` the cache holds the tokens *before*
+the last N blocks instead, and only those blocks run during training.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from draco_em.curate.baselines import UNIT_FREE, spectrum_features
 from draco_em.curate.config import FeatureConfig
 from draco_em.errors import DracoInputError
 from draco_em.imaging.fourier import fourier_rescale
@@ -179,14 +182,46 @@ def run_blocks(encoder: Encoder, tokens: torch.Tensor, start_block: int) -> torc
     return model.norm(x).mean(dim=1)
 
 
-def aggregate(tile_features: torch.Tensor) -> torch.Tensor:
-    """Tile vectors ``[T, E]`` → one micrograph vector ``[2E]``: mean and max over tiles."""
-    return torch.cat([tile_features.mean(dim=0), tile_features.amax(dim=0)])
+def aggregate(tile_features: torch.Tensor, quantile: float = 1.0) -> torch.Tensor:
+    """Tile vectors ``[T, E]`` → one micrograph vector ``[2E]``: the mean over tiles and the
+    ``quantile`` over tiles (1.0: the maximum)."""
+    x = tile_features.float()
+    upper = x.amax(dim=0) if quantile >= 1 else torch.quantile(x, quantile, dim=0)
+    return torch.cat([x.mean(dim=0), upper])
 
 
-def aggregate_np(tile_features: np.ndarray) -> np.ndarray:
+def aggregate_np(tile_features: np.ndarray, quantile: float = 1.0) -> np.ndarray:
     """:func:`aggregate` for numpy arrays."""
-    return aggregate(torch.from_numpy(np.asarray(tile_features, dtype=np.float32))).numpy()
+    x = torch.from_numpy(np.asarray(tile_features, dtype=np.float32))
+    return aggregate(x, quantile).numpy()
+
+
+#: Number of spectrum features appended with ``FeatureConfig.spectrum``.
+N_SPECTRUM = len(UNIT_FREE)
+
+
+def n_features(embed_dim: int, cfg: FeatureConfig) -> int:
+    """Length of a micrograph's feature vector: ``2E`` (+ the spectrum features)."""
+    return 2 * embed_dim + (N_SPECTRUM if cfg.spectrum else 0)
+
+
+def spectrum_vector(image: np.ndarray, pixel_size: float | None, cfg: FeatureConfig) -> np.ndarray:
+    """The spectrum features ``[8]`` of one image at its own pixel size (``[0]`` when off).
+
+    Non-finite values (a band beyond Nyquist) become 0, as in the benchmark's baseline.
+    """
+    if not cfg.spectrum:
+        return np.zeros(0, np.float32)
+    feats = spectrum_features(image, pixel_size or 1.0, unit_free=True)
+    return np.nan_to_num(feats, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+
+def micrograph_vector(
+    tile_features: torch.Tensor, spectrum: np.ndarray | torch.Tensor, cfg: FeatureConfig
+) -> torch.Tensor:
+    """One micrograph's head input ``[n_features]``: aggregated tiles, then the spectrum."""
+    spec = torch.as_tensor(np.asarray(spectrum, dtype=np.float32)).to(tile_features.device)
+    return torch.cat([aggregate(tile_features, cfg.tile_quantile), spec])
 
 
 def cache_key(
@@ -219,7 +254,7 @@ def micrograph_features(
     cache_dir: Path | None = None,
     stop_block: int | None = None,
 ) -> tuple[np.ndarray, float | None]:
-    """Per-tile features of one micrograph file, from the cache when possible.
+    """Per-tile features and spectrum features of one micrograph file, cached when possible.
 
     Args:
         encoder: the encoder.
@@ -230,20 +265,23 @@ def micrograph_features(
         stop_block: see :func:`encode_tiles`.
 
     Returns:
-        (``[T, E]`` or ``[T, L, E]`` array, pixel size used in Å).
+        (``[T, E]`` or ``[T, L, E]`` array, ``[8]`` or ``[0]`` spectrum features
+        (:func:`spectrum_vector`), pixel size used in Å).
     """
     from draco_em.io.mrc import read_image
 
     key = cache_key(encoder, cfg, path, pixel_size, stop_block)
-    cached = cache_dir / f"{path.stem}-{key}.npy" if cache_dir is not None else None
+    cached = cache_dir / f"{path.stem}-{key}.npz" if cache_dir is not None else None
     if cached is not None and cached.is_file():
-        return np.load(cached), pixel_size
+        with np.load(cached) as z:
+            return z["tiles"], z["spectrum"], pixel_size
     image, header_px = read_image(path, pixel_size=pixel_size)
     px = pixel_size or header_px
     tiles = micrograph_tiles(image, px, cfg.pixel_size or encoder.pixel_size, cfg)
     feats = encode_tiles(encoder, tiles, stop_block)
+    spectrum = spectrum_vector(image, px, cfg)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cached) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, feats)
-    return feats, px
+            np.savez(fh, tiles=feats, spectrum=spectrum)
+    return feats, spectrum, px

@@ -130,6 +130,8 @@ def load_curator(model: str | Path) -> Curator:
     if header.get("format") != FORMAT:
         raise DracoInputError("not a curation model written by `draco curate train`", path)
     meta = json.loads(header["curator"])
+    # Heads saved before these settings existed pooled the maximum and had no spectrum.
+    features = {"tile_quantile": 1.0, "spectrum": False, **meta["features"]}
     weight = tensors["head.linear.weight"]
     head = CurationHead(weight.shape[1], weight.shape[0])
     head_state = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
@@ -139,7 +141,7 @@ def load_curator(model: str | Path) -> Curator:
         head.eval(),
         meta["classes"],
         meta["accept"],
-        FeatureConfig(**meta["features"]),
+        FeatureConfig(**features),
         meta["encoder"],
         meta["encoder_digest"],
         int(meta.get("finetune", 0)),

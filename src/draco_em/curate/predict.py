@@ -28,9 +28,9 @@ from tqdm import tqdm
 from draco_em.curate.config import CuratePredictConfig
 from draco_em.curate.features import (
     Encoder,
-    aggregate,
     load_encoder,
     micrograph_features,
+    micrograph_vector,
     run_blocks,
 )
 from draco_em.curate.head import Curator, load_curator
@@ -91,8 +91,9 @@ def score_micrograph(
 ) -> tuple[np.ndarray, float | None]:
     """Class probabilities ``[C]`` of one micrograph file and the pixel size used (Å)."""
     start = finetune_start(curator, encoder)
-    feats, px = micrograph_features(encoder, curator.features, path, pixel_size, cache_dir, start)
-    vector = aggregate(tile_vectors(encoder, feats, start))[None]
+    cfg = curator.features
+    feats, spectrum, px = micrograph_features(encoder, cfg, path, pixel_size, cache_dir, start)
+    vector = micrograph_vector(tile_vectors(encoder, feats, start), spectrum, cfg)[None]
     return curator.probabilities(vector.cpu())[0].numpy(), px
 
 

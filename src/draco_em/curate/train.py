@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from draco_em.curate.config import CurateTrainConfig
+from draco_em.curate.config import CurateTrainConfig, FeatureConfig
 from draco_em.curate.features import (
     Encoder,
-    aggregate,
     load_encoder,
     micrograph_features,
+    micrograph_vector,
+    n_features,
     run_blocks,
 )
 from draco_em.curate.head import RUN_FILE, CurationHead, Curator
@@ -37,29 +38,32 @@ log = logging.getLogger(__name__)
 
 def collect_features(
     encoder: Encoder, cfg: CurateTrainConfig, labels: LabelSet, stop_block: int | None
-) -> tuple[list[np.ndarray], list[int]]:
+) -> tuple[list[np.ndarray], np.ndarray, list[int]]:
     """Per-micrograph tile features (cached in ``RUNDIR/features``); failures are logged.
 
     Returns:
-        (arrays ``[T, E]`` or ``[T, L, E]`` of the readable micrographs, their label indices).
+        (arrays ``[T, E]`` or ``[T, L, E]`` of the readable micrographs, their spectrum
+        features ``[N, S]`` (S = 0 without ``features.spectrum``), their label indices).
     """
     failures = FailureLog(cfg.out_dir)
-    feats, keep = [], []
+    feats, spectra, keep = [], [], []
     rows = tqdm(range(len(labels.paths)), desc="features", unit="mic", disable=not cfg.progress)
     for i in rows:
         px = cfg.pixel_size or labels.pixel_sizes[i]
         try:
-            f, _ = micrograph_features(
+            f, spec, _ = micrograph_features(
                 encoder, cfg.features, labels.paths[i], px, cfg.out_dir / "features", stop_block
             )
         except DracoInputError as exc:
             failures.record(labels.paths[i], str(exc))
             continue
         feats.append(f)
+        spectra.append(spec)
         keep.append(i)
     if failures.count:
         log.warning("%d micrograph(s) failed, listed in %s", failures.count, failures.path)
-    return feats, keep
+    width = len(spectra[0]) if spectra else 0
+    return feats, np.asarray(spectra, np.float32).reshape(len(spectra), width), keep
 
 
 def _split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,25 +78,30 @@ def _split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
 
 
 class _Featurizer(torch.nn.Module):
-    """Cached arrays → micrograph vectors ``[B, 2E]``; runs the fine-tuned blocks if any."""
+    """Cached arrays → micrograph vectors ``[B, F]`` (:func:`micrograph_vector`); runs the
+    fine-tuned blocks if any."""
 
-    def __init__(self, encoder: Encoder, start_block: int | None) -> None:
+    def __init__(self, encoder: Encoder, start_block: int | None, cfg: FeatureConfig) -> None:
         super().__init__()
-        self.encoder, self.start = encoder, start_block
+        self.encoder, self.start, self.cfg = encoder, start_block, cfg
         if start_block is not None:
             self.tuned = torch.nn.ModuleList(
                 [*encoder.model.blocks[start_block:], encoder.model.norm]
             )
             self.tuned.requires_grad_(True)
 
-    def forward(self, arrays: list[np.ndarray]) -> torch.Tensor:
+    def forward(self, arrays: list[np.ndarray], spectra: np.ndarray) -> torch.Tensor:
+        """arrays: N cached ``[T, E]`` / ``[T, L, E]``; spectra ``[N, S]`` → ``[N, F]``."""
         dev = self.encoder.device
         if self.start is None:
-            return torch.stack([aggregate(torch.from_numpy(a).to(dev)) for a in arrays])
-        tokens = torch.from_numpy(np.concatenate(arrays)).to(dev)
-        pooled = run_blocks(self.encoder, tokens, self.start)
-        parts = torch.split(pooled, [len(a) for a in arrays])
-        return torch.stack([aggregate(p) for p in parts])
+            parts = [torch.from_numpy(a).to(dev) for a in arrays]
+        else:
+            tokens = torch.from_numpy(np.concatenate(arrays)).to(dev)
+            pooled = run_blocks(self.encoder, tokens, self.start)
+            parts = list(torch.split(pooled, [len(a) for a in arrays]))
+        return torch.stack(
+            [micrograph_vector(p, s, self.cfg) for p, s in zip(parts, spectra, strict=True)]
+        )
 
 
 def class_weights(y: np.ndarray, n_classes: int, accept_index: list[int]) -> np.ndarray:
@@ -117,6 +126,7 @@ def class_weights(y: np.ndarray, n_classes: int, accept_index: list[int]) -> np.
 def fit_head(
     featurizer: _Featurizer,
     arrays: list[np.ndarray],
+    spectra: np.ndarray,
     y: np.ndarray,
     n_classes: int,
     cfg: CurateTrainConfig,
@@ -134,14 +144,15 @@ def fit_head(
     """
     torch.manual_seed(cfg.seed)
     dev = featurizer.encoder.device
-    head = CurationHead(2 * featurizer.encoder.dim, n_classes).to(dev)
+    head = CurationHead(n_features(featurizer.encoder.dim, cfg.features), n_classes).to(dev)
     weight = torch.tensor(class_weights(y, n_classes, accept_index), dtype=torch.float32)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight.to(dev))
     target = torch.from_numpy(y).to(dev)
     if featurizer.start is None:
-        x = torch.stack([featurizer([a]).detach()[0] for a in arrays])
+        pairs = zip(arrays, spectra, strict=True)
+        x = torch.cat([featurizer([a], s[None]).detach() for a, s in pairs])
         return _fit_linear(head, x, target, loss_fn, cfg)
-    return _fit_finetune(featurizer, head, arrays, target, loss_fn, cfg)
+    return _fit_finetune(featurizer, head, arrays, spectra, target, loss_fn, cfg)
 
 
 def _fit_linear(
@@ -177,6 +188,7 @@ def _fit_finetune(
     featurizer: _Featurizer,
     head: CurationHead,
     arrays: list[np.ndarray],
+    spectra: np.ndarray,
     y: torch.Tensor,
     loss_fn: torch.nn.Module,
     cfg: CurateTrainConfig,
@@ -196,7 +208,7 @@ def _fit_finetune(
             idx = order[start : start + cfg.batch_size]
             if len(idx) < 2:  # batch norm needs two samples
                 continue
-            loss = loss_fn(head(featurizer([arrays[i] for i in idx])), y[idx])
+            loss = loss_fn(head(featurizer([arrays[i] for i in idx], spectra[idx])), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -208,12 +220,12 @@ def _fit_finetune(
 
 @torch.no_grad()
 def predict_arrays(
-    featurizer: _Featurizer, head: CurationHead, arrays: list[np.ndarray]
+    featurizer: _Featurizer, head: CurationHead, arrays: list[np.ndarray], spectra: np.ndarray
 ) -> np.ndarray:
-    """Class probabilities ``[N, C]`` of cached arrays."""
+    """Class probabilities ``[N, C]`` of cached arrays and their spectrum features ``[N, S]``."""
     featurizer.eval()
     out = [
-        torch.softmax(head(featurizer(arrays[i : i + 16])), -1).cpu()
+        torch.softmax(head(featurizer(arrays[i : i + 16], spectra[i : i + 16])), -1).cpu()
         for i in range(0, len(arrays), 16)
     ]
     return torch.cat(out).numpy() if out else np.zeros((0, head.linear.out_features))
@@ -232,15 +244,15 @@ def train_curator(cfg: CurateTrainConfig) -> dict:
     if cfg.finetune > encoder.depth:
         raise DracoInputError(f"--finetune {cfg.finetune} > the encoder's {encoder.depth} blocks")
     start = encoder.depth - cfg.finetune if cfg.finetune else None
-    arrays, rows = collect_features(encoder, cfg, labels, start)
+    arrays, spectra, rows = collect_features(encoder, cfg, labels, start)
     y = np.array([classes.index(labels.labels[i]) for i in rows], dtype=np.int64)
     if len(np.unique(y)) < 2:
         raise DracoInputError("the readable labelled micrographs hold fewer than two classes")
     tr, va = _split(y, cfg.val_fraction, cfg.seed)
-    featurizer = _Featurizer(encoder, start)
+    featurizer = _Featurizer(encoder, start, cfg.features)
     accept_index = [classes.index(c) for c in accept]
     head, history = fit_head(
-        featurizer, [arrays[i] for i in tr], y[tr], len(classes), cfg, accept_index
+        featurizer, [arrays[i] for i in tr], spectra[tr], y[tr], len(classes), cfg, accept_index
     )
     summary = {
         "n_labelled": len(labels.paths),
@@ -255,7 +267,7 @@ def train_curator(cfg: CurateTrainConfig) -> dict:
     }
     for name, idx in (("train", tr), ("val", va)):
         if len(idx):
-            p = predict_arrays(featurizer, head, [arrays[i] for i in idx])
+            p = predict_arrays(featurizer, head, [arrays[i] for i in idx], spectra[idx])
             summary[f"{name}_accuracy"] = float(np.mean(p.argmax(1) == y[idx]))
     encoder_state = {}
     if start is not None:

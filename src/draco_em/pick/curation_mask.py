@@ -1,17 +1,20 @@
 """No picks where the curation head sees contamination or carbon, judged tile by tile.
 
 ``draco curate`` classifies whole micrographs: the encoder's vectors of non-overlapping tiles at
-its working pixel size (:mod:`draco_em.curate.features`) are aggregated by their mean and max
-(:func:`~draco_em.curate.features.aggregate`) and a linear head gives class probabilities. Here
-every tile is a micrograph of its own: its vector is aggregated alone (mean = max = the tile),
-the same head gives the tile's class probabilities, and a tile whose summed probability of the
+its working pixel size (:mod:`draco_em.curate.features`) are aggregated by their mean and an
+upper quantile, the whole image's spectrum features may be appended
+(:func:`~draco_em.curate.features.micrograph_vector`), and a linear head gives class
+probabilities. Here every tile is a micrograph of its own: its vector is aggregated alone
+(mean = quantile = the tile) with the spectrum features of the tile itself, the same head gives
+the tile's class probabilities, and a tile whose summed probability of the
 excluded classes is ≥ the threshold becomes a True box of the mask, in the micrograph's own
 pixels. Every tile is classified (no ``max_tiles`` cap), so the mask covers the whole image.
 
 Why per tile and not a new segmentation head: it reuses the trained curator as is. The cost is
-that a single tile is outside what the head was trained on (a micrograph's max over many tiles is
-larger than one tile's value), so the tile probabilities are a heuristic, only as good as the
-head (the bundled one: accuracy 0.75 on held-out simulated micrographs, ``docs/benchmarks.md``).
+that a single tile is outside what the head was trained on (a micrograph's quantile over many
+tiles is larger than one tile's value, and a 64-px tile's spectrum is far noisier than a whole
+micrograph's), so the tile probabilities are a heuristic, only as good as the head and never
+measured against real contamination masks (``docs/picking.md``).
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ import torch
 
 from draco_em.curate.features import (
     Encoder,
-    aggregate,
     encode_tiles,
     feature_grid,
+    micrograph_vector,
+    spectrum_vector,
     working_image,
 )
 from draco_em.curate.head import Curator, load_curator
@@ -83,8 +87,15 @@ def tile_probabilities(
     work = working_image(image, pixel_size, cfg.pixel_size or encoder.pixel_size, cfg)
     grid = feature_grid(work.shape, cfg)
     start = finetune_start(curator, encoder)
-    vectors = tile_vectors(encoder, encode_tiles(encoder, tile_image(work, grid), start), start)
-    alone = torch.stack([aggregate(v[None]) for v in vectors])  # [T, 2E]: 1-tile micrographs
+    working_px = cfg.pixel_size or encoder.pixel_size or pixel_size
+    tiles = tile_image(work, grid)
+    vectors = tile_vectors(encoder, encode_tiles(encoder, tiles, start), start)
+    alone = torch.stack(  # [T, F]: 1-tile micrographs
+        [
+            micrograph_vector(v[None], spectrum_vector(t, working_px, cfg), cfg)
+            for v, t in zip(vectors, tiles, strict=True)
+        ]
+    )
     return curator.probabilities(alone.cpu()).numpy(), grid
 
 

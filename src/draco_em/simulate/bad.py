@@ -5,9 +5,12 @@ steps then follow it. Exactly ``round(bad_fraction × n)`` micrographs are bad (
 seed), each with one reason:
 
 * ``thick_ice``: 100–300 nm of ice; strong inelastic loss and structural noise.
-* ``drift``: 8–20× faster drift, motion blur within each frame, 5× the local motion.
+* ``drift``: 15–40× faster drift (blur within each frame ~11–29 Å at the default drift),
+  5× the local motion.
 * ``empty``: no particles.
-* ``contamination``: large ethane blobs and many ice crystals over most of the image.
+* ``contamination``: a large share of the image lost under contamination, in one of two forms
+  seen in real data: one or two big ethane/ice blobs with a scatter of small crystals (like the
+  ``micrograph_cleaner_em`` micrograph), or a dense frost of large, thick ice crystals.
 * ``crystalline_ice``: hexagonal ice domains, with Bragg spots at 3.44/3.67/3.90 Å (the ice
   Ih 101/002/100 reflections) and diffraction-contrast darkening of each domain.
 * ``carbon_only``: the image is all carbon film, no particles.
@@ -42,6 +45,9 @@ class MicrographPlan:
     empty: bool = False
     species: list[int] = field(default_factory=list)
 
+    crystal_radius: tuple[float, float] = (50.0, 150.0)  # Å
+    blob_radius: tuple[float, float] = (150.0, 300.0)  # Å
+
     @property
     def quality(self) -> str:
         return "good" if self.reason == "none" else "bad"
@@ -63,9 +69,12 @@ def draw_plan(
     plan.species = sorted(int(i) for i in rng.choice(n_structures, size=k, replace=False))
     if rng.random() < cfg.carbon_probability:
         plan.carbon = "edge"
+    # Any micrograph may carry a little frost: a few small crystals, rarely a small blob. It is
+    # kept small (``sample.contamination`` caps it at ~1 % of the field each), so that "good"
+    # and the other reasons differ from "contamination" in kind, not only in degree.
     if rng.random() < cfg.contamination_probability:
-        plan.n_crystals = int(rng.integers(1, 5))
-        plan.n_blobs = int(rng.random() < 0.3)
+        plan.n_crystals = int(rng.integers(1, 4))
+        plan.n_blobs = int(rng.random() < 0.2)
     if not bad:
         return plan
     plan.reason = str(rng.choice(BAD_REASONS))
@@ -77,8 +86,16 @@ def draw_plan(
         plan.empty = True
     elif plan.reason == "contamination":
         plan.big_contamination = True
-        plan.n_crystals = int(rng.integers(6, 16))
-        plan.n_blobs = int(rng.integers(2, 5))
+        if rng.random() < 0.5:  # big blob(s) plus a scatter of small crystals
+            plan.n_blobs = int(rng.integers(1, 3))
+            plan.blob_radius = (400.0, 1200.0)
+            plan.n_crystals = int(rng.integers(5, 26))
+            plan.crystal_radius = (40.0, 200.0)
+        else:  # dense frost of large crystals
+            plan.n_blobs = int(rng.integers(0, 3))
+            plan.blob_radius = (300.0, 800.0)
+            plan.n_crystals = int(rng.integers(8, 21))
+            plan.crystal_radius = (100.0, 600.0)
     elif plan.reason == "crystalline_ice":
         plan.crystalline = True
     elif plan.reason == "carbon_only":

@@ -43,11 +43,13 @@ class Micrograph:
     optics: optics.OpticsParams
     plan: bad.MicrographPlan
     ice_thickness: float  # mean over the image, Å
+    contaminated_area: float = 0.0  # share of the image under >100 Å of contaminant
     particle_phase: np.ndarray | None = None  # [size, size] particles-only phase (rad), on request
 
 
 def _specimen(rng, cfg, plan, canvas, margin, projectors):
-    """Phase, attenuation [H, W] (torch), particle table, mean ice (Å), particle phase [H, W]."""
+    """Phase, attenuation [H, W] (torch), particle table, mean ice (Å), contaminated share of
+    the image, particle phase [H, W]."""
     px, sigma = cfg.pixel_size, interaction_constant(cfg.voltage)
     t = sample.ice_thickness(rng, canvas, px, plan.ice_mean)
     noise = sample.structural_noise(rng, canvas, px, sigma, "ice", plan.ice_mean)
@@ -61,7 +63,14 @@ def _specimen(rng, cfg, plan, canvas, margin, projectors):
         phase += carbon * (film + sample.structural_noise(rng, canvas, px, sigma, "carbon", tc))
         attenuation += carbon * tc / sample.CARBON_MFP
     extra, crystal = sample.contamination(
-        rng, canvas, px, plan.n_crystals, plan.n_blobs, big=plan.big_contamination
+        rng,
+        canvas,
+        px,
+        plan.n_crystals,
+        plan.n_blobs,
+        big=plan.big_contamination,
+        crystal_radius=plan.crystal_radius,
+        blob_radius=plan.blob_radius,
     )
     phase += sigma * WATER_POTENTIAL_V * extra
     # Crystalline contaminants also lose intensity to Bragg reflections outside the aperture.
@@ -87,8 +96,11 @@ def _specimen(rng, cfg, plan, canvas, margin, projectors):
     attenuation_t = torch.from_numpy(attenuation) + optics.absorption(
         particle_t, cfg.amplitude_contrast
     )
-    ice = float(t[margin:-margin, margin:-margin].mean())
-    return phase_t, attenuation_t, layout, ice, particle_phase
+    inner = (slice(margin, -margin), slice(margin, -margin))
+    ice = float(t[inner].mean())
+    # The share of the image under contaminant (>100 Å of extra ice), as a curation label aid.
+    contaminated = float((extra[inner] > 100).mean())
+    return phase_t, attenuation_t, layout, ice, contaminated, particle_phase
 
 
 def _n_particles(cfg: SimulateConfig, used: list[Projector], margin: int) -> int:
@@ -231,7 +243,7 @@ def simulate_micrograph(
     local_rms = cfg.local_motion / cfg.pixel_size * (5 if plan.heavy_drift else 1)
     margin = int(np.ceil(np.abs(shifts).max() + 4 * local_rms)) + 8
     canvas = (cfg.size + 2 * margin, cfg.size + 2 * margin)
-    phase, attenuation, layout, ice, particle_phase = _specimen(
+    phase, attenuation, layout, ice, contaminated, particle_phase = _specimen(
         rng, cfg, plan, canvas, margin, projectors
     )
     particle_phase = (
@@ -272,6 +284,7 @@ def simulate_micrograph(
         optics=lens,
         plan=plan,
         ice_thickness=ice,
+        contaminated_area=contaminated,
         particle_phase=particle_phase,
     )
 

@@ -152,6 +152,7 @@ def write_micrograph(cfg: SimulateConfig, mic: Micrograph) -> dict:
         "dracoQuality": mic.plan.quality,
         "dracoReason": mic.plan.reason,
         "dracoIceThickness": round(mic.ice_thickness, 1),
+        "dracoContaminatedArea": round(mic.contaminated_area, 4),
         "dracoClean": paths["clean"],
         "dracoMicrographEven": paths["even"],
         "dracoMicrographOdd": paths["odd"],

@@ -156,26 +156,30 @@ def contamination(
     n_crystals: int,
     n_blobs: int,
     big: bool = False,
+    crystal_radius: tuple[float, float] = (50.0, 150.0),
+    blob_radius: tuple[float, float] = (150.0, 300.0),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Extra ice on the specimen, in Å [H, W], and its crystalline part (0..1) [H, W].
 
-    Ice crystals: sharp-edged polygons 200–1500 Å across, 300–2000 Å thick (frost from the
-    transfer); ethane blobs: smooth domes 600–4000 Å across, up to 5000 Å thick.
+    Ice crystals: sharp-edged polygons (radius in ``crystal_radius``, Å), 100–800 Å thick, or
+    300–2000 Å for the contamination class (frost from the transfer); ethane blobs: smooth
+    domes (radius in ``blob_radius``), up to 5000 Å thick.
     """
     thickness = np.zeros(shape, np.float32)
     crystal = np.zeros(shape, np.float32)
-    # Outside the bad class, no contaminant spans more than ~1/4 of the image.
-    cap = np.inf if big else 0.12 * min(shape)
+    # Outside the contamination class no contaminant is wider than ~6 % of the field
+    # (≤ ~1 % of its area), whatever the pixel size.
+    cap = np.inf if big else 0.06 * min(shape)
     for _ in range(n_crystals):
         centre = rng.uniform(0, 1, 2) * np.array(shape)
-        radius = min(rng.uniform(50, 600 if big else 300) / pixel_size, cap)
+        radius = min(rng.uniform(*crystal_radius) / pixel_size, cap)
         mask = _polygon_mask(shape, centre, radius, int(rng.integers(5, 9)), rng)
         thickness += mask * (rng.uniform(300, 2000) if big else rng.uniform(100, 800))
         crystal = np.maximum(crystal, mask)
     yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
     for _ in range(n_blobs):
         centre = rng.uniform(0, 1, 2) * np.array(shape)
-        radius = min((rng.uniform(300, 2000) if big else rng.uniform(150, 400)) / pixel_size, cap)
+        radius = min(rng.uniform(*blob_radius) / pixel_size, cap)
         y0, y1 = max(0, int(centre[0] - radius)), min(shape[0], int(centre[0] + radius) + 1)
         x0, x1 = max(0, int(centre[1] - radius)), min(shape[1], int(centre[1] + radius) + 1)
         if y1 <= y0 or x1 <= x0:
