@@ -6,14 +6,15 @@ held-out ones (``--test``) with ``draco_em.evaluate.curate`` (accept = positive)
 encoder probes run the real ``draco curate train`` / ``predict`` code; the real contaminated
 micrograph (``micrograph_cleaner_em``, ~4 Å/px) is scored by each probe as well.
 
-Example (data made with ``draco simulate``, kept outside the repo):
-    draco simulate /tmp/curate_data/train --n-micrographs 200 --size 512 --bad-fraction 0.5 \\
-        --no-movies --seed 11 -j 2
-    draco simulate /tmp/curate_data/test --n-micrographs 120 --size 512 --bad-fraction 0.5 \\
-        --no-movies --seed 22 -j 2
-    OMP_NUM_THREADS=2 python benchmarks/curate.py --train /tmp/curate_data/train/micrographs.star \\
-        --test /tmp/curate_data/test/micrographs.star --encoder draco=bundled \\
-        --encoder mae=/tmp/mae_tiny.safetensors --work /tmp/curate_data/bench
+Example (data made with ``draco simulate``, kept outside the repo; the MAE-only encoder is the
+bundled encoder's recipe with ``stage="mae"``, exported with ``draco export``):
+    draco simulate /work/cur2/train --n-micrographs 300 --size 1024 --pixel-size 2.0 \\
+        --bad-fraction 0.5 --no-movies --seed 11 -j 2
+    draco simulate /work/cur2/test --n-micrographs 150 --size 1024 --pixel-size 2.0 \\
+        --bad-fraction 0.5 --no-movies --seed 22 -j 2
+    OMP_NUM_THREADS=2 python benchmarks/curate.py --train /work/cur2/train/micrographs.star \\
+        --test /work/cur2/test/micrographs.star --encoder draco=bundled \\
+        --encoder mae=/work/cur2/mae_tiny.safetensors --tokens-only --work /work/cur2/bench
 """
 
 from __future__ import annotations
@@ -40,10 +41,13 @@ REAL = (
 REAL_PIXEL_SIZE = 4.0  # Å: 4x-binned K2 frame (README); the header's 1.0 is a placeholder
 
 
-def probe(name: str, weights: str, args: argparse.Namespace) -> dict:
-    """Train a head on one encoder with the library, predict the test set, score it."""
+def probe(name: str, weights: str, args: argparse.Namespace, spectrum: bool = True) -> dict:
+    """Train a head on one encoder with the library, predict the test set, score it.
+
+    ``spectrum=False`` is the paper's head alone (pooled DRACO tokens, no spectrum features).
+    """
     run, pred = args.work / f"run_{name}", args.work / f"pred_{name}"
-    feats = FeatureConfig(tile=args.tile)
+    feats = FeatureConfig(tile=args.tile, spectrum=spectrum)
     t0 = time.time()
     train_curator(
         CurateTrainConfig(
@@ -166,26 +170,25 @@ def main() -> None:
     ap.add_argument("--resnet-size", type=int, default=128)
     ap.add_argument("--resnet-epochs", type=int, default=30)
     ap.add_argument("--skip", nargs="*", default=[], help="resnet and/or spectrum")
+    ap.add_argument(
+        "--tokens-only",
+        action="store_true",
+        help="also score each encoder's head without the spectrum features (the paper's head)",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     train, test = read_labels(args.train), read_labels(args.test)
     classes = train.classes()
     results: dict[str, dict] = {}
+    variants = [("", True)] + ([("_tokens_only", False)] if args.tokens_only else [])
     for spec in args.encoder:
-        name, weights = spec.split("=", 1)
-        results[f"probe_{name}"] = probe(name, weights, args)
-        print(
-            name,
-            json.dumps(
-                {
-                    k: v
-                    for k, v in results[f"probe_{name}"].items()
-                    if k not in ("confusion", "misses")
-                }
-            ),
-            flush=True,
-        )
+        encoder_name, weights = spec.split("=", 1)
+        for suffix, spectrum in variants:
+            name = encoder_name + suffix
+            r = results[f"probe_{name}"] = probe(name, weights, args, spectrum)
+            shown = {k: v for k, v in r.items() if k not in ("confusion", "misses")}
+            print(name, json.dumps(shown), flush=True)
     if "spectrum" not in args.skip:
         results["power_spectrum_logreg"] = spectrum_baseline(train, test, classes)
         print("spectrum", results["power_spectrum_logreg"], flush=True)

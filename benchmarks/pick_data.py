@@ -18,6 +18,14 @@ of the particles in clusters (``ribo_hard_<seed>``)::
 
 ``harder``: as ``hard`` with 8 e⁻/Å² and 900–1500 Å of ice (``ribo_harder_<seed>``).
 
+``junk``: the base settings (20 e⁻/Å²) plus on average 25 particle-sized contaminants per image
+(``SimulateConfig.debris``: ice balls and small crystals 60–250 Å across, never under a
+particle), the false-pick bait of real data (``<kind>_junk_<seed>``)::
+
+    python benchmarks/pick_data.py ribo 12 101 junk   # HELD-OUT benchmark with junk
+    python benchmarks/pick_data.py ribo 8 201 junk    # its fine-tuning set
+    python benchmarks/pick_data.py phan 12 2 junk && python benchmarks/pick_data.py apo 8 1 junk
+
 The ribosome sets are never used to train the bundled picker.
 """
 
@@ -43,6 +51,7 @@ def main() -> None:
     kind, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     level = sys.argv[4] if len(sys.argv) > 4 else ""
     hard = level in ("hard", "harder")
+    named = level in ("hard", "harder", "junk")
     structures, map_px = STRUCTURES[kind]
     knobs = {"dose": 20.0, "coverage": 0.35, "aggregate_fraction": 0.15}
     if hard:
@@ -55,8 +64,10 @@ def main() -> None:
         }
     if level == "harder":  # very low dose in very thick ice
         knobs.update(dose=8.0, ice_thickness_range=(900.0, 1500.0))
+    if level == "junk":  # particle-sized ice balls and crystals (false-pick bait)
+        knobs["debris"] = 25.0
     cfg = SimulateConfig(
-        outdir=ROOT / f"{kind}_{level + '_' if hard else ''}{seed}", name_prefix=kind,
+        outdir=ROOT / f"{kind}_{level + '_' if named else ''}{seed}", name_prefix=kind,
         structures=structures, map_pixel_size=map_px, size=1024, pixel_size=2.0, movies=False,
         seed=seed, contamination_probability=1.0, carbon_probability=0.5, n_micrographs=n,
         frames=10, **knobs,

@@ -20,6 +20,7 @@ from draco_em.simulate.bad import draw_plan
 from draco_em.simulate.config import BAD_REASONS, SimulateConfig
 from draco_em.simulate.potential import load_structure
 from draco_em.simulate.run import run_simulation
+from draco_em.simulate.sample import debris
 from tests.conftest import shared_file
 
 
@@ -309,3 +310,24 @@ def test_cli_apoferritin_at_1A(tmp_path):
     assert exc.value.code in (0, None)
     coords = read_coords(out / "coordinates/mic_00001.star")
     assert len(coords) > 3 and (coords["dracoStructure"] == "4v1w").all()
+
+
+def test_debris_is_off_by_default_and_particle_sized_when_asked():
+    cfg = SimulateConfig(outdir=Path("unused"))
+    assert all(draw_plan(np.random.default_rng(i), cfg, False, 3).n_debris == 0 for i in range(5))
+    # Off by default draws nothing, so existing data sets keep their random streams.
+    a = draw_plan(np.random.default_rng(7), cfg, True, 3)
+    b = draw_plan(np.random.default_rng(7), SimulateConfig(outdir=Path("u"), debris=0.0), True, 3)
+    assert a == b
+    many = SimulateConfig(outdir=Path("unused"), debris=25.0)
+    counts = [draw_plan(np.random.default_rng(i), many, False, 3).n_debris for i in range(40)]
+    assert 20 < np.mean(counts) < 30
+    thick, crystal = debris(np.random.default_rng(0), (512, 512), 2.0, 30)
+    assert thick.max() > 100 and crystal.max() == 1.0
+    # Each item is at most 250 Å (125 px) across: no connected blob spans the image.
+    from scipy.ndimage import label
+
+    labels, n = label(thick > 0)
+    assert n >= 10
+    spans = [np.ptp(np.nonzero(labels == k)[1]) for k in range(1, n + 1)]
+    assert np.median(spans) <= 125

@@ -34,6 +34,10 @@ def simulate(
         int | None, typer.Option(help="Particles per micrograph (default: 25 % coverage).")
     ] = None,
     bad_fraction: Annotated[float, typer.Option(help="Fraction of bad micrographs.")] = 0.0,
+    debris: Annotated[
+        float,
+        typer.Option(help="Mean number of particle-sized ice balls/crystals per image (picking)."),
+    ] = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     movies: Annotated[bool, typer.Option("--movies/--no-movies", help="Write raw movies.")] = True,
     gain: Annotated[bool, typer.Option(help="Simulate a non-uniform gain (gain.mrc).")] = False,
@@ -61,6 +65,7 @@ def simulate(
         dose=dose,
         particles_per_micrograph=particles_per_micrograph,
         bad_fraction=bad_fraction,
+        debris=debris,
         seed=seed,
         movies=movies,
         gain=gain,

@@ -47,6 +47,7 @@ class MicrographPlan:
 
     crystal_radius: tuple[float, float] = (50.0, 150.0)  # Å
     blob_radius: tuple[float, float] = (150.0, 300.0)  # Å
+    n_debris: int = 0  # particle-sized contaminants (SimulateConfig.debris)
 
     @property
     def quality(self) -> str:
@@ -75,6 +76,8 @@ def draw_plan(
     if rng.random() < cfg.contamination_probability:
         plan.n_crystals = int(rng.integers(1, 4))
         plan.n_blobs = int(rng.random() < 0.2)
+    if cfg.debris > 0:  # drawn only when asked, so other data sets keep their random streams
+        plan.n_debris = int(rng.poisson(cfg.debris))
     if not bad:
         return plan
     plan.reason = str(rng.choice(BAD_REASONS))

@@ -86,6 +86,12 @@ class SimulateConfig(BaseModel):
     contamination_probability: float = Field(
         0.5, ge=0, le=1, description="P(a few contaminants) per good image."
     )
+    debris: float = Field(
+        0.0,
+        ge=0,
+        description="Mean number (Poisson) of particle-sized contaminants per image: ice balls "
+        "and small crystals 60–250 Å across, never under a particle (false-pick bait).",
+    )
     # Detector and motion.
     drift_per_frame: float = Field(
         0.6, ge=0, description="Mean global drift speed in Å/frame after the first frames."

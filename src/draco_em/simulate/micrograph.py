@@ -72,6 +72,9 @@ def _specimen(rng, cfg, plan, canvas, margin, projectors):
         crystal_radius=plan.crystal_radius,
         blob_radius=plan.blob_radius,
     )
+    if plan.n_debris:
+        more, more_crystal = sample.debris(rng, canvas, px, plan.n_debris)
+        extra, crystal = extra + more, np.maximum(crystal, more_crystal)
     phase += sigma * WATER_POTENTIAL_V * extra
     # Crystalline contaminants also lose intensity to Bragg reflections outside the aperture.
     attenuation += extra / cfg.inelastic_mfp + crystal * rng.uniform(0.1, 0.5)

@@ -188,3 +188,33 @@ def contamination(
         dome = np.sqrt(np.clip(1 - r2, 0, None))
         thickness[y0:y1, x0:x1] += dome * rng.uniform(1000, 5000)
     return thickness, crystal
+
+
+def debris(
+    rng: np.random.Generator, shape: tuple[int, int], pixel_size: float, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Particle-sized contaminants: extra ice in Å [H, W] and its crystalline part [H, W].
+
+    Real micrographs carry small ice balls and frost crystals about the size of a particle;
+    they are dark and roughly round, which is what false picks of general pickers land on.
+    60 % are smooth ice balls (domes 60–250 Å across, 200–800 Å thick at the centre), 40 %
+    small crystals (polygons 60–250 Å across, 100–500 Å thick).
+    """
+    thickness = np.zeros(shape, np.float32)
+    crystal = np.zeros(shape, np.float32)
+    for _ in range(n):
+        centre = rng.uniform(0, 1, 2) * np.array(shape)
+        radius = rng.uniform(30, 125) / pixel_size
+        if rng.random() < 0.6:
+            y0, y1 = max(0, int(centre[0] - radius)), min(shape[0], int(centre[0] + radius) + 1)
+            x0, x1 = max(0, int(centre[1] - radius)), min(shape[1], int(centre[1] + radius) + 1)
+            if y1 <= y0 or x1 <= x0:
+                continue
+            yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+            r2 = ((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / radius**2
+            thickness[y0:y1, x0:x1] += np.sqrt(np.clip(1 - r2, 0, None)) * rng.uniform(200, 800)
+        else:
+            mask = _polygon_mask(shape, centre, radius, int(rng.integers(5, 9)), rng)
+            thickness += mask * rng.uniform(100, 500)
+            crystal = np.maximum(crystal, mask)
+    return thickness, crystal
