@@ -24,7 +24,8 @@ particle), the false-pick bait of real data (``<kind>_junk_<seed>``)::
 
     python benchmarks/pick_data.py ribo 12 101 junk   # HELD-OUT benchmark with junk
     python benchmarks/pick_data.py ribo 8 201 junk    # its fine-tuning set
-    python benchmarks/pick_data.py phan 12 2 junk && python benchmarks/pick_data.py apo 8 1 junk
+    for s in 2 3 4 5; do python benchmarks/pick_data.py phan 12 $s junk; done  # training
+    python benchmarks/pick_data.py apo 8 1 junk                                  # training
 
 The ribosome sets are never used to train the bundled picker.
 """
@@ -67,7 +68,8 @@ def main() -> None:
     if level == "junk":  # particle-sized ice balls and crystals (false-pick bait)
         knobs["debris"] = 25.0
     cfg = SimulateConfig(
-        outdir=ROOT / f"{kind}_{level + '_' if named else ''}{seed}", name_prefix=kind,
+        outdir=ROOT / f"{kind}_{level + '_' if named else ''}{seed}",
+        name_prefix=f"{kind}{seed}j" if level == "junk" else kind,  # unique stems across sets
         structures=structures, map_pixel_size=map_px, size=1024, pixel_size=2.0, movies=False,
         seed=seed, contamination_probability=1.0, carbon_probability=0.5, n_micrographs=n,
         frames=10, **knobs,
