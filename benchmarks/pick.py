@@ -71,7 +71,7 @@ def run_picker(model: str, out: Path) -> dict:
     return res
 
 
-def finetune(general: str, out: Path, n_particles: int = 200) -> str:
+def finetune(general: str, out: Path, n_particles: int = 200, epochs: int = 15) -> str:
     """Fine-tune on the fewest ribo_200 micrographs that hold ≥ ``n_particles`` particles."""
     chosen, coords, n = [], [], 0
     for path in mics(FINETUNE):
@@ -82,7 +82,7 @@ def finetune(general: str, out: Path, n_particles: int = 200) -> str:
         coords.append(FINETUNE / "coordinates" / f"{path.stem}.star")
         n += len(df)
     cfg = PickTrainConfig(micrographs=chosen, coords=coords, diameter=DIAMETER, outdir=out,
-                          weights=general, finetune_blocks=2, epochs=15, crops_per_epoch=64,
+                          weights=general, finetune_blocks=2, epochs=epochs, crops_per_epoch=64,
                           val_fraction=0.15)  # fmt: skip
     t = time.time()
     train_picker(cfg)
@@ -144,6 +144,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=DATA / "bench")
     ap.add_argument("--topaz-factors", default="4,5")
     ap.add_argument("--timing", action="store_true")
+    ap.add_argument("--ft-epochs", type=int, default=15, help="epochs of the draco_ft fine-tune")
     ap.add_argument("--held-out", type=Path, default=HELD_OUT)
     ap.add_argument("--finetune-set", type=Path, default=FINETUNE)
     args = ap.parse_args()
@@ -153,7 +154,7 @@ def main() -> None:
     if "draco" in methods:
         results["draco"] = run_picker(args.model, args.out / "draco")
     if "draco_ft" in methods:
-        ft = finetune(args.model, args.out / "ft_run")
+        ft = finetune(args.model, args.out / "ft_run", epochs=args.ft_epochs)
         results["draco_ft"] = run_picker(ft, args.out / "draco_ft")
     if "log" in methods:
         results["log"] = run_log(args.out / "log")

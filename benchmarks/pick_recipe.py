@@ -5,16 +5,19 @@ apoferritin (PDB 4V1W) — never on the ribosome, which is the held-out benchmar
 brought to the working pixel size of its own particle diameter (phantom diameter from its name,
 apoferritin 125 Å), so the picker learns one particle size in working px.
 
-Data (20 e⁻/Å², contamination on every image, carbon on half, 35 % coverage, 15 % clusters)::
+Data (20 e⁻/Å², contamination on every image, on average 25 particle-sized ice balls and
+crystals per image, carbon on half, 35 % coverage, 15 % clusters; 8 phantom sets of 6 phantoms
+each, so 48 distinct phantoms, and apoferritin)::
 
-    python benchmarks/pick_data.py phan 12 2   # → /tmp/pick_data/phan_2
-    python benchmarks/pick_data.py apo 8 1     # → /tmp/pick_data/apo_1
+    for s in 2 3 4 5 6 7 8 9; do python benchmarks/pick_data.py phan 12 $s junk; done
+    python benchmarks/pick_data.py apo 8 1 junk
 
-Train (2 CPU cores; the encoder is the bundled DRACO model's first blocks when it exists)::
+Train (2 CPU cores, ~12 min; the encoder is the bundled DRACO model's first blocks)::
 
-    python benchmarks/pick_recipe.py --data /tmp/pick_data --out /tmp/pick_data/run_general \
-        [--encoder bundled] --epochs 40
-    cp /tmp/pick_data/run_general/picker.safetensors src/draco_em/weights/picker.safetensors
+    python benchmarks/pick_recipe.py --sets phan_junk_2 phan_junk_3 phan_junk_4 phan_junk_5 \\
+        phan_junk_6 phan_junk_7 phan_junk_8 phan_junk_9 apo_junk_1 --encoder bundled \\
+        --epochs 200 --crops-per-epoch 128 --out /tmp/pick_data/run_junk3
+    cp /tmp/pick_data/run_junk3/picker.safetensors src/draco_em/weights/picker.safetensors
 """
 
 from __future__ import annotations
