@@ -76,6 +76,24 @@ def test_train_predict_evaluate(toy_set: Path, tiny_encoder: Path, tmp_path: Pat
     assert "accuracy 1.0000" in res.output and "dirty" in res.output
 
 
+def test_paper_head_without_spectrum_features(
+    toy_set: Path, tiny_encoder: Path, tmp_path: Path
+) -> None:
+    """--no-spectrum --tile-quantile 1 is the paper's head: mean + max of tokens, width 2E."""
+    from draco_em.curate.head import load_curator
+
+    run = tmp_path / "run"
+    args = ["curate", "train", "--labels", str(toy_set / "labels.csv"), "-o", str(run),
+            "--weights", str(tiny_encoder), "--accept", "clean", "--no-spectrum",
+            "--tile-quantile", "1", "--l2", "0.1", "--device", "cpu", "-q"]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    curator = load_curator(run)
+    assert curator.features.spectrum is False and curator.features.tile_quantile == 1.0
+    assert curator.head.linear.weight.shape == (2, 64)  # 2E for E = 32
+    assert json.loads((run / "config.json").read_text())["l2"] == 0.1
+
+
 def _draco(*args: str | Path) -> subprocess.CompletedProcess[str]:
     script = Path(sys.executable).parent / "draco"
     return subprocess.run(

@@ -39,6 +39,17 @@ def curate_train(
     accept: Annotated[str, typer.Option(help="Comma-separated classes that mean accept.")] = "good",
     pixel_size: Annotated[float | None, typer.Option(help="Pixel size in Å of all inputs.")] = None,
     tile: Annotated[int, typer.Option(help="Tile side in px at the working pixel size.")] = 64,
+    tile_quantile: Annotated[
+        float, typer.Option(help="Upper quantile pooled over tiles (1 = their maximum).")
+    ] = 0.95,
+    spectrum: Annotated[
+        bool,
+        typer.Option(
+            "--spectrum/--no-spectrum",
+            help="Append 8 whole-micrograph power-spectrum features (off: the paper's head).",
+        ),
+    ] = True,
+    l2: Annotated[float, typer.Option(help="L2 penalty of the linear head (frozen fit).")] = 1e-3,
     val_fraction: Annotated[float, typer.Option(help="Share of labels held out.")] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
@@ -57,7 +68,8 @@ def curate_train(
         classes=comma_list(classes),
         accept=comma_list(accept) or [],
         pixel_size=pixel_size,
-        features=FeatureConfig(tile=tile),
+        features=FeatureConfig(tile=tile, tile_quantile=tile_quantile, spectrum=spectrum),
+        l2=l2,
         val_fraction=val_fraction,
         device=device,
         progress=not quiet,
