@@ -190,12 +190,6 @@ def aggregate(tile_features: torch.Tensor, quantile: float = 1.0) -> torch.Tenso
     return torch.cat([x.mean(dim=0), upper])
 
 
-def aggregate_np(tile_features: np.ndarray, quantile: float = 1.0) -> np.ndarray:
-    """:func:`aggregate` for numpy arrays."""
-    x = torch.from_numpy(np.asarray(tile_features, dtype=np.float32))
-    return aggregate(x, quantile).numpy()
-
-
 #: Number of spectrum features appended with ``FeatureConfig.spectrum``.
 N_SPECTRUM = len(UNIT_FREE)
 
@@ -212,7 +206,8 @@ def spectrum_vector(image: np.ndarray, pixel_size: float | None, cfg: FeatureCon
     """
     if not cfg.spectrum:
         return np.zeros(0, np.float32)
-    feats = spectrum_features(image, pixel_size or 1.0, unit_free=True)
+    with np.errstate(divide="ignore", invalid="ignore"):  # empty bands of small images
+        feats = spectrum_features(image, pixel_size or 1.0, unit_free=True)
     return np.nan_to_num(feats, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
 
@@ -253,7 +248,7 @@ def micrograph_features(
     pixel_size: float | None,
     cache_dir: Path | None = None,
     stop_block: int | None = None,
-) -> tuple[np.ndarray, float | None]:
+) -> tuple[np.ndarray, np.ndarray, float | None]:
     """Per-tile features and spectrum features of one micrograph file, cached when possible.
 
     Args:
