@@ -19,8 +19,8 @@ Train (2 CPU cores, ~5 min; the encoder is the bundled DRACO model's first block
         --out /tmp/pick_data/run_junk2
     cp /tmp/pick_data/run_junk2/picker.safetensors src/draco_em/weights/picker.safetensors
 
-(Twice the phantoms and epochs, ``phan_junk_2``–``phan_junk_9``, 200 epochs, scored lower on
-its own validation split and on the held-out ribosomes: docs/benchmarks.md.)
+Other variants (more phantoms or epochs, more apoferritin, ``--scale-jitter``) and how they
+scored: docs/benchmarks.md, Picking.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--encoder", default=None, help="DRACO encoder weights (or 'bundled').")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--crops-per-epoch", type=int, default=64)
+    ap.add_argument("--scale-jitter", type=float, default=0.0)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
     mics, coords, diam = [], [], {}
@@ -76,6 +77,7 @@ def main() -> None:
         crops_per_epoch=args.crops_per_epoch,
         val_fraction=0.15,
         finetune_blocks=4,
+        scale_jitter=args.scale_jitter,
     )
     print(train_picker(cfg, diam))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from draco_em.pick.data import Example, random_crop
 from draco_em.pick.loss import class_prior, make_targets, offset_loss, pu_focal_loss
 from draco_em.pick.nms import distance_nms, find_peaks
 
@@ -89,3 +90,25 @@ def test_find_peaks_one_per_blob_with_threshold():
     xy, s = find_peaks(score, min_distance=4, threshold=0.5)
     np.testing.assert_allclose(xy, [[10, 10], [25, 30]])  # (13, 10) suppressed, 0.2 below cut
     np.testing.assert_allclose(s, [0.9, 0.7], rtol=1e-6)
+
+
+def test_scale_jitter_crops_keep_centres_on_their_particles():
+    """A jittered crop is resampled to the requested size and the centres move with it."""
+    img = np.zeros((400, 400), np.float32)
+    centres = np.array([[120.0, 200.0], [260.0, 90.0], [300.0, 310.0]])
+    for x, y in centres:
+        yy, xx = np.mgrid[:400, :400]
+        img += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 4.0**2)).astype(np.float32)
+    ex = Example("a", img, centres, (1.0, 1.0), img.shape)
+    rng = np.random.default_rng(1)
+    seen = 0
+    for _ in range(20):
+        crop, xy = random_crop(ex, 128, rng, augment=True, jitter=0.3)
+        assert crop.shape == (128, 128) and crop.dtype == np.float32
+        for x, y in xy:
+            if 8 <= x < 120 and 8 <= y < 120:  # inside, away from the border
+                x0, y0 = int(x) - 6, int(y) - 6
+                iy, ix = np.unravel_index(crop[y0 : y0 + 13, x0 : x0 + 13].argmax(), (13, 13))
+                assert abs(x0 + ix - x) <= 1.0 and abs(y0 + iy - y) <= 1.0
+                seen += 1
+    assert seen >= 5

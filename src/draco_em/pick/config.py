@@ -78,6 +78,13 @@ class PickTrainConfig(BaseModel):
         128, ge=64, description="Training crop side in working px (multiple of 16; 4 diameters)."
     )
     lr: float = Field(2e-3, gt=0, description="AdamW learning rate of the head.")
+    scale_jitter: float = Field(
+        0.0,
+        ge=0,
+        lt=0.5,
+        description="Random particle-size jitter of training crops (±fraction): robustness to "
+        "an approximate --diameter and to particles unlike the training ones.",
+    )
     encoder_lr: float = Field(2e-4, gt=0, description="Learning rate of the trained blocks.")
     expected_particles: float | None = Field(
         None,

@@ -100,9 +100,22 @@ def _dihedral(crop: np.ndarray, xy: np.ndarray, rng: np.random.Generator):
 
 
 def random_crop(
-    ex: Example, size: int, rng: np.random.Generator, augment: bool = True
+    ex: Example, size: int, rng: np.random.Generator, augment: bool = True, jitter: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A ``size``² crop (reflect-padded when the image is smaller) and its centres in crop px."""
+    """A ``size``² crop (reflect-padded when the image is smaller) and its centres in crop px.
+
+    With ``jitter`` > 0 a crop of ``size · z`` px (``z`` uniform in 1 ± jitter) is resampled to
+    ``size`` (bilinear), so particles appear ``1/z`` times their nominal diameter.
+    """
+    if jitter > 0:
+        from scipy.ndimage import zoom
+
+        z = float(rng.uniform(1 - jitter, 1 + jitter))
+        big = round(size * z)
+        crop, xy = random_crop(ex, big, rng, augment)
+        f = size / big
+        crop = zoom(crop, f, order=1, grid_mode=True, mode="reflect")[:size, :size]
+        return np.ascontiguousarray(crop, dtype=np.float32), (xy + 0.5) * f - 0.5
     img = ex.image
     ph, pw = max(0, size - img.shape[0]), max(0, size - img.shape[1])
     if ph or pw:
@@ -121,14 +134,14 @@ def random_crop(
 
 def make_batch(
     examples: list[Example], n: int, size: int, sigma_px: float, rng: np.random.Generator,
-    augment: bool = True,
+    augment: bool = True, jitter: float = 0.0,
 ) -> dict[str, torch.Tensor]:  # fmt: skip
     """``n`` random crops with targets: image [n,1,S,S], heat [n,1,S/4,S/4], offsets, centres."""
     areas = np.array([e.image.size for e in examples], dtype=np.float64)
     picks = rng.choice(len(examples), size=n, p=areas / areas.sum())
     images, heats, offsets, centres = [], [], [], []
     for k in picks:
-        crop, xy = random_crop(examples[k], size, rng, augment)
+        crop, xy = random_crop(examples[k], size, rng, augment, jitter)
         heat, off, cen = make_targets(xy, crop.shape, sigma_px)
         images.append(crop[None])
         heats.append(heat[None])

@@ -119,7 +119,7 @@ def fit(detector: ParticleDetector, train: list[Example], cfg: PickTrainConfig, 
             )
             for g, lr in zip(opt.param_groups, base, strict=True):
                 g["lr"] = lr * scale
-            b = make_batch(train, cfg.batch_size, cfg.crop, sigma, rng)
+            b = make_batch(train, cfg.batch_size, cfg.crop, sigma, rng, jitter=cfg.scale_jitter)
             logits, off = detector(b["image"])
             loss = pu_focal_loss(logits, b["heat"], b["centres"], prior)
             loss = loss + offset_loss(off, b["offsets"], b["centres"])
