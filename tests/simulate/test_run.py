@@ -331,3 +331,25 @@ def test_debris_is_off_by_default_and_particle_sized_when_asked():
     assert n >= 10
     spans = [np.ptp(np.nonzero(labels == k)[1]) for k in range(1, n + 1)]
     assert np.median(spans) <= 125
+
+
+def test_region_masks_are_written_on_request_and_match_the_manifest(tmp_path):
+    out = tmp_path / "reg"
+    cfg = _cfg(out, n_micrographs=2, region_masks=True, contamination_probability=1.0,
+               carbon_probability=1.0, debris=6.0, pixel_size=4.0)  # fmt: skip
+    run_simulation(cfg, progress=False)
+    rows = read_micrographs_star(out / "micrographs.star").micrographs
+    assert "dracoRegions" in rows.columns
+    for _, row in rows.iterrows():
+        with mrcfile.open(out / row["dracoRegions"]) as m:
+            regions = np.asarray(m.data)
+        assert regions.shape == (cfg.size, cfg.size)
+        assert set(np.unique(regions)) <= {0, 1, 2}
+        # Code 1 is exactly the contaminated share the manifest reports.
+        assert abs(float((regions == 1).mean()) - row["dracoContaminatedArea"]) < 1e-3
+    assert any((mrcfile.read(out / r) == 2).any() for r in rows["dracoRegions"])  # carbon
+    # Off by default: no column, no folder.
+    plain = tmp_path / "plain"
+    run_simulation(_cfg(plain, n_micrographs=1), progress=False)
+    assert "dracoRegions" not in read_micrographs_star(plain / "micrographs.star").micrographs
+    assert not (plain / "regions").exists()

@@ -41,6 +41,10 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     movies: Annotated[bool, typer.Option("--movies/--no-movies", help="Write raw movies.")] = True,
     gain: Annotated[bool, typer.Option(help="Simulate a non-uniform gain (gain.mrc).")] = False,
+    region_masks: Annotated[
+        bool,
+        typer.Option(help="Write regions/<name>.mrc: 0 clear, 1 contamination, 2 carbon."),
+    ] = False,
     cache_dir: Annotated[
         Path | None, typer.Option(help="Potential cache (default ~/.cache/draco-em).")
     ] = None,
@@ -69,6 +73,7 @@ def simulate(
         seed=seed,
         movies=movies,
         gain=gain,
+        region_masks=region_masks,
         cache_dir=cache_dir,
         jobs=jobs,
     )

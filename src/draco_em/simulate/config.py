@@ -65,6 +65,11 @@ class SimulateConfig(BaseModel):
     )
     movies: bool = Field(True, description="Write the raw-count movies (movies/<name>.mrcs).")
     gain: bool = Field(False, description="Simulate a non-uniform gain (writes gain.mrc).")
+    region_masks: bool = Field(
+        False,
+        description="Also write regions/<name>.mrc (int8 per pixel: 0 clear, 1 under "
+        ">100 Å of contaminant, 2 carbon film): ground truth for region exclusion.",
+    )
     jobs: int = Field(1, ge=1, le=256, description="Worker processes.")
     # Optics (torch-ctf conventions: defocus in µm, positive = underfocus).
     voltage: float = Field(300.0, gt=10, le=1000, description="Acceleration voltage in kV.")

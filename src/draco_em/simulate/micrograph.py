@@ -28,6 +28,10 @@ from draco_em.simulate.projection import Projector
 CARBON_POTENTIAL_V = 10.0  # mean inner potential of amorphous carbon, V (Wanner et al. 2006)
 
 
+#: Region codes of ``Micrograph.regions`` and ``regions/<name>.mrc``.
+REGION_CLEAR, REGION_CONTAMINATION, REGION_CARBON = 0, 1, 2
+
+
 @dataclass
 class Micrograph:
     """Everything written for one micrograph (images [size, size] float32, in electrons)."""
@@ -44,12 +48,13 @@ class Micrograph:
     plan: bad.MicrographPlan
     ice_thickness: float  # mean over the image, Å
     contaminated_area: float = 0.0  # share of the image under >100 Å of contaminant
+    regions: np.ndarray | None = None  # [size, size] int8 region truth (REGION_* codes)
     particle_phase: np.ndarray | None = None  # [size, size] particles-only phase (rad), on request
 
 
 def _specimen(rng, cfg, plan, canvas, margin, projectors):
     """Phase, attenuation [H, W] (torch), particle table, mean ice (Å), contaminated share of
-    the image, particle phase [H, W]."""
+    the image, region truth [size, size] (int8), particle phase [H, W]."""
     px, sigma = cfg.pixel_size, interaction_constant(cfg.voltage)
     t = sample.ice_thickness(rng, canvas, px, plan.ice_mean)
     noise = sample.structural_noise(rng, canvas, px, sigma, "ice", plan.ice_mean)
@@ -103,7 +108,12 @@ def _specimen(rng, cfg, plan, canvas, margin, projectors):
     ice = float(t[inner].mean())
     # The share of the image under contaminant (>100 Å of extra ice), as a curation label aid.
     contaminated = float((extra[inner] > 100).mean())
-    return phase_t, attenuation_t, layout, ice, contaminated, particle_phase
+    # Region truth (REGION_CLEAR/CONTAMINATION/CARBON): contamination lies on top of carbon.
+    regions = np.zeros(extra[inner].shape, np.int8)
+    if carbon is not None:
+        regions[carbon[inner] > 0.5] = REGION_CARBON
+    regions[extra[inner] > 100] = REGION_CONTAMINATION
+    return phase_t, attenuation_t, layout, ice, contaminated, regions, particle_phase
 
 
 def _n_particles(cfg: SimulateConfig, used: list[Projector], margin: int) -> int:
@@ -246,7 +256,7 @@ def simulate_micrograph(
     local_rms = cfg.local_motion / cfg.pixel_size * (5 if plan.heavy_drift else 1)
     margin = int(np.ceil(np.abs(shifts).max() + 4 * local_rms)) + 8
     canvas = (cfg.size + 2 * margin, cfg.size + 2 * margin)
-    phase, attenuation, layout, ice, contaminated, particle_phase = _specimen(
+    phase, attenuation, layout, ice, contaminated, regions, particle_phase = _specimen(
         rng, cfg, plan, canvas, margin, projectors
     )
     particle_phase = (
@@ -288,6 +298,7 @@ def simulate_micrograph(
         plan=plan,
         ice_thickness=ice,
         contaminated_area=contaminated,
+        regions=regions,
         particle_phase=particle_phase,
     )
 

@@ -89,6 +89,7 @@ def _relpaths(cfg: SimulateConfig, name: str) -> dict[str, str]:
         "coords": f"coordinates/{name}.star",
         "motion": f"motion/{name}.csv",
         "movie": f"movies/{name}.mrcs" if cfg.movies else "",
+        "regions": f"regions/{name}.mrc" if cfg.region_masks else "",
         "meta": f"meta/{name}.json",
     }
 
@@ -115,6 +116,8 @@ def write_micrograph(cfg: SimulateConfig, mic: Micrograph) -> dict:
         small = mic.movie.dtype == np.uint8 and int(mic.movie.max(initial=0)) <= 127
         counts = mic.movie.view(np.int8) if small else mic.movie.astype(np.int16)
         _write_image(out / paths["movie"], counts, px, stack=True)
+    if cfg.region_masks and mic.regions is not None:
+        _write_image(out / paths["regions"], mic.regions, px)
     lens = mic.optics
     p = mic.particles
     coords = pd.DataFrame(
@@ -166,6 +169,8 @@ def write_micrograph(cfg: SimulateConfig, mic: Micrograph) -> dict:
         "dracoMean": float(mic.full.mean()),
         "dracoStd": float(mic.full.std()),
     }
+    if cfg.region_masks:
+        row["dracoRegions"] = paths["regions"]
     record = {"row": row, "plan": asdict(mic.plan), "optics": asdict(lens)}
     write_text_atomic(out / paths["meta"], json.dumps(record, indent=1))  # last: "finished"
     return row
