@@ -66,7 +66,7 @@ def main() -> None:
     if level == "harder":  # very low dose in very thick ice
         knobs.update(dose=8.0, ice_thickness_range=(900.0, 1500.0))
     if level == "junk":  # particle-sized ice balls and crystals (false-pick bait)
-        knobs["debris"] = 25.0
+        knobs.update(debris=25.0, region_masks=True)  # + per-pixel contamination/carbon truth
     cfg = SimulateConfig(
         outdir=ROOT / f"{kind}_{level + '_' if named else ''}{seed}",
         name_prefix=f"{kind}{seed}j" if level == "junk" else kind,  # unique stems across sets

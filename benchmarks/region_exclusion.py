@@ -1,0 +1,54 @@
+"""How well ``draco pick predict --exclude-by-curation`` finds contamination and carbon, pixel by
+pixel, against the simulator's region truth (``draco simulate --region-masks``).
+
+    python benchmarks/pick_data.py ribo 12 101 junk      # writes regions/ as well
+    OMP_NUM_THREADS=2 python benchmarks/region_exclusion.py /tmp/pick_data/ribo_junk_101
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import torch
+
+from draco_em.curate.head import load_curator
+from draco_em.curate.predict import curator_encoder
+from draco_em.io.mrc import read_image
+from draco_em.pick.curation_mask import tile_probabilities, tiles_to_mask
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data", type=Path, help="a draco simulate folder made with --region-masks")
+    ap.add_argument("--model", default="bundled", help="curation model (bundled or RUNDIR)")
+    ap.add_argument("--classes", default="contamination,carbon_only")
+    ap.add_argument("--thresholds", default="0.5,0.95")
+    args = ap.parse_args()
+    curator = load_curator(args.model)
+    encoder = curator_encoder(curator, None, torch.device("cpu"))
+    bad = [curator.classes.index(c) for c in args.classes.split(",")]
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+    counts = {t: np.zeros(3) for t in thresholds}  # flagged ∩ truth, flagged, truth
+    shares = []
+    files = sorted((args.data / "micrographs").glob("*.mrc"))
+    for path in [f for f in files if not f.stem.endswith(("_EVN", "_ODD"))]:
+        image, px = read_image(path)
+        truth = mrcfile.read(args.data / "regions" / path.name) > 0
+        shares.append(truth.mean())
+        probs, grid = tile_probabilities(curator, encoder, image, px)
+        p_bad = probs[:, bad].sum(1)
+        for t in thresholds:
+            flagged = tiles_to_mask(grid, p_bad >= t, image.shape)
+            counts[t] += [(flagged & truth).sum(), flagged.sum(), truth.sum()]
+    n_px = len(shares) * image.size
+    print(f"{len(shares)} micrographs; truth (contamination or carbon): {np.mean(shares):.3f}")
+    for t, (both, flagged, truth) in counts.items():
+        print(f"--exclude-threshold {t}: flagged {flagged / n_px:.3f} of the pixels, precision "
+              f"{both / max(flagged, 1):.3f}, recall {both / max(truth, 1):.3f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
