@@ -17,19 +17,21 @@ import torch
 from draco_em.curate.head import load_curator
 from draco_em.curate.predict import curator_encoder
 from draco_em.io.mrc import read_image
-from draco_em.pick.curation_mask import tile_probabilities, tiles_to_mask
+from draco_em.pick.curation_mask import exclusion_classes, tile_probabilities, tiles_to_mask
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", type=Path, help="a draco simulate folder made with --region-masks")
     ap.add_argument("--model", default="bundled", help="curation model (bundled or RUNDIR)")
-    ap.add_argument("--classes", default="contamination,carbon_only")
+    ap.add_argument("--classes", default=None, help="default: the model's contamination/carbon")
     ap.add_argument("--thresholds", default="0.5,0.95")
     args = ap.parse_args()
     curator = load_curator(args.model)
     encoder = curator_encoder(curator, None, torch.device("cpu"))
-    bad = [curator.classes.index(c) for c in args.classes.split(",")]
+    chosen = exclusion_classes(curator, args.classes.split(",") if args.classes else None)
+    bad = [curator.tile_classes.index(c) for c in chosen]
+    print(f"tile classes {curator.tile_classes}; excluded {chosen}")
     thresholds = [float(t) for t in args.thresholds.split(",")]
     counts = {t: np.zeros(3) for t in thresholds}  # flagged ∩ truth, flagged, truth
     shares = []

@@ -3,6 +3,8 @@
 1. simulate labelled micrographs with the built-in phantoms (no ribosome: 4V5D and the 70S map
    are held out for evaluation), half of them bad with one of the simulator's six reasons;
 2. ``draco curate train`` on them with the bundled DRACO encoder (``--weights bundled``);
+   with ``--regions`` also the per-tile region head from the simulator's region masks (not in
+   the shipped head: it did not transfer to the picking benchmark, docs/curation.md);
 3. copy the run's ``curator.safetensors`` into the package.
 
 Re-run it whenever the bundled encoder ``draco_tiny.safetensors`` changes: a head is only valid
@@ -47,6 +49,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--weights", default="bundled", help="encoder (default: the bundled one)")
     ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--regions", action="store_true", help="also train the region head")
     ap.add_argument("--tile", type=int, default=64)
     ap.add_argument("--run", type=Path, default=Path("/tmp/curate_data/runs/bundled"))
     ap.add_argument("--dest", type=Path, default=DEST)
@@ -66,6 +69,7 @@ def main() -> None:
         "--seed",
         str(args.seed),
         "--no-movies",
+        *(["--region-masks"] if args.regions else []),
         "-j",
         str(args.jobs),
         "-q",
@@ -83,6 +87,7 @@ def main() -> None:
         str(args.epochs),
         "--tile",
         str(args.tile),
+        *(["--regions"] if args.regions else []),
         "-q",
     )
     args.dest.parent.mkdir(parents=True, exist_ok=True)

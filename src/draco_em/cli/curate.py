@@ -50,6 +50,13 @@ def curate_train(
         ),
     ] = True,
     l2: Annotated[float, typer.Option(help="L2 penalty of the linear head (frozen fit).")] = 1e-3,
+    regions: Annotated[
+        bool,
+        typer.Option(
+            help="Also train the per-tile region head from the STAR's _dracoRegions masks "
+            "(draco simulate --region-masks), used by draco pick --exclude-by-curation."
+        ),
+    ] = False,
     val_fraction: Annotated[float, typer.Option(help="Share of labels held out.")] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
@@ -70,6 +77,7 @@ def curate_train(
         pixel_size=pixel_size,
         features=FeatureConfig(tile=tile, tile_quantile=tile_quantile, spectrum=spectrum),
         l2=l2,
+        regions=regions,
         val_fraction=val_fraction,
         device=device,
         progress=not quiet,

@@ -75,6 +75,11 @@ class CurateTrainConfig(BaseModel):
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate of the head (--finetune).")
     weight_decay: float = Field(0.05, ge=0, description="AdamW weight decay (--finetune).")
     finetune: int = Field(0, ge=0, description="Fine-tune the last N encoder blocks (0: frozen).")
+    regions: bool = Field(
+        False,
+        description="Also train the per-tile region head (clear/contamination/carbon) from the "
+        "STAR's _dracoRegions masks (draco simulate --region-masks); frozen encoder only.",
+    )
     finetune_lr: float = Field(1e-4, gt=0, description="Learning rate of fine-tuned blocks.")
     val_fraction: float = Field(0.0, ge=0, lt=1, description="Labelled share held out.")
     seed: int = Field(0, ge=0, description="Random seed.")

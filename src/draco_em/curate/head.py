@@ -69,6 +69,21 @@ class Curator:
     finetune: int = 0
     encoder_state: dict[str, torch.Tensor] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    regions: CurationHead | None = None
+    region_classes: list[str] = field(default_factory=list)
+
+    @property
+    def tile_classes(self) -> list[str]:
+        """Classes of single tiles: the region head's if there is one, else :attr:`classes`."""
+        return self.region_classes if self.regions is not None else self.classes
+
+    @torch.no_grad()
+    def region_probabilities(self, tile_vectors: torch.Tensor) -> torch.Tensor:
+        """Pooled tile vectors [T, E] → region class probabilities [T, R]."""
+        if self.regions is None:
+            raise DracoInputError("this curation model has no region head")
+        self.regions.eval()
+        return torch.softmax(self.regions(tile_vectors.float()), dim=-1)
 
     @property
     def accept_index(self) -> list[int]:
@@ -87,6 +102,8 @@ class Curator:
 
         state = {f"head.{k}": v for k, v in self.head.state_dict().items() if v.ndim > 0}
         state |= {f"encoder.{k}": v for k, v in self.encoder_state.items()}
+        if self.regions is not None:
+            state |= {f"regions.{k}": v for k, v in self.regions.state_dict().items() if v.ndim}
         meta = {
             "classes": self.classes,
             "accept": self.accept,
@@ -95,6 +112,7 @@ class Curator:
             "finetune": self.finetune,
             "features": self.features.model_dump(),
             "info": self.info,
+            "region_classes": self.region_classes,
         }
         state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
         with atomic_path(path) as tmp:
@@ -137,6 +155,13 @@ def load_curator(model: str | Path) -> Curator:
     head_state = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
     head.load_state_dict(head_state, strict=False)  # num_batches_tracked is not stored
     encoder_state = {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")}
+    regions = None
+    if "regions.linear.weight" in tensors:
+        w = tensors["regions.linear.weight"]
+        regions = CurationHead(w.shape[1], w.shape[0])
+        state = {k[8:]: v for k, v in tensors.items() if k.startswith("regions.")}
+        regions.load_state_dict(state, strict=False)
+        regions.eval()
     return Curator(
         head.eval(),
         meta["classes"],
@@ -147,4 +172,6 @@ def load_curator(model: str | Path) -> Curator:
         int(meta.get("finetune", 0)),
         encoder_state,
         meta.get("info", {}),
+        regions,
+        list(meta.get("region_classes", [])),
     )

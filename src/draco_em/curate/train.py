@@ -29,6 +29,7 @@ from draco_em.curate.features import (
 )
 from draco_em.curate.head import RUN_FILE, CurationHead, Curator
 from draco_em.curate.labels import LabelSet, check_classes, read_labels
+from draco_em.curate.regions import REGION_CLASSES, region_training_set
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.io.batch import FailureLog
@@ -243,6 +244,9 @@ def train_curator(cfg: CurateTrainConfig) -> dict:
     encoder = load_encoder(cfg.weights, pick_device(cfg.device), cfg.features.pixel_size)
     if cfg.finetune > encoder.depth:
         raise DracoInputError(f"--finetune {cfg.finetune} > the encoder's {encoder.depth} blocks")
+    if cfg.regions and cfg.finetune:
+        raise DracoInputError("--regions needs the frozen encoder: drop --finetune")
+    masks = region_masks(cfg.labels, len(labels.paths)) if cfg.regions else None
     start = encoder.depth - cfg.finetune if cfg.finetune else None
     arrays, spectra, rows = collect_features(encoder, cfg, labels, start)
     y = np.array([classes.index(labels.labels[i]) for i in rows], dtype=np.int64)
@@ -269,6 +273,10 @@ def train_curator(cfg: CurateTrainConfig) -> dict:
         if len(idx):
             p = predict_arrays(featurizer, head, [arrays[i] for i in idx], spectra[idx])
             summary[f"{name}_accuracy"] = float(np.mean(p.argmax(1) == y[idx]))
+    regions = None
+    if masks is not None:
+        regions, region_summary = fit_region_head(encoder, cfg, labels, rows, masks)
+        summary["regions"] = region_summary
     encoder_state = {}
     if start is not None:
         encoder_state = {
@@ -287,10 +295,58 @@ def train_curator(cfg: CurateTrainConfig) -> dict:
         cfg.finetune,
         encoder_state,
         {"trained_on": str(cfg.labels), **summary},
+        regions,
+        list(REGION_CLASSES) if regions is not None else [],
     )
     curator.save(cfg.out_dir / RUN_FILE)
     _write_json(cfg.out_dir / "summary.json", summary)
     return summary
+
+
+def region_masks(labels_path: Path, n: int) -> list[Path]:
+    """The region mask of each labelled micrograph (STAR column ``_dracoRegions``).
+
+    Raises:
+        DracoInputError: not a STAR, no such column, or missing mask files.
+    """
+    from draco_em.io.star import read_micrographs_star
+
+    hint = "--regions needs a micrographs STAR with _dracoRegions (draco simulate --region-masks)"
+    if Path(labels_path).suffix.lower() != ".star":
+        raise DracoInputError(hint, labels_path)
+    table = read_micrographs_star(labels_path)
+    if "dracoRegions" not in table.micrographs.columns:
+        raise DracoInputError(hint, labels_path)
+    masks = [table.resolve(str(v)) for v in table.micrographs["dracoRegions"]]
+    missing = [str(m) for m in masks if not m.is_file()]
+    if missing or len(masks) != n:
+        raise DracoInputError(f"region masks not found, e.g. {', '.join(missing[:3])}", labels_path)
+    return masks
+
+
+def fit_region_head(
+    encoder: Encoder, cfg: CurateTrainConfig, labels: LabelSet, rows: list[int], masks: list[Path]
+) -> tuple[CurationHead, dict]:
+    """Train the per-tile region head (:mod:`draco_em.curate.regions`) on the readable rows."""
+    px = [cfg.pixel_size or labels.pixel_sizes[i] for i in rows]
+    x, y = region_training_set(
+        encoder, cfg.features, [labels.paths[i] for i in rows], [masks[i] for i in rows], px,
+        cfg.seed, cfg.progress,
+    )  # fmt: skip
+    n = len(REGION_CLASSES)
+    head = CurationHead(encoder.dim, n).to(encoder.device)
+    weight = torch.tensor(class_weights(y, n, [0]), dtype=torch.float32, device=encoder.device)
+    target = torch.from_numpy(y).to(encoder.device)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+    head, history = _fit_linear(head, x.to(encoder.device), target, loss_fn, cfg)
+    with torch.no_grad():
+        pred = head(x.to(encoder.device)).argmax(-1).cpu().numpy()
+    summary = {
+        "tiles": np.bincount(y, minlength=n).tolist(),
+        "train_accuracy": float(np.mean(pred == y)),
+        "final_loss": history[-1],
+    }
+    return head.cpu().eval(), summary
 
 
 def _block_index(key: str) -> int:

@@ -19,7 +19,6 @@ head flags only ~6 % of the contaminated area (``docs/picking.md``): a weak defa
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from draco_em.curate.features import (
 )
 from draco_em.curate.head import Curator, load_curator
 from draco_em.curate.predict import curator_encoder, finetune_start, tile_vectors
+from draco_em.curate.regions import tiles_to_mask
 from draco_em.errors import DracoInputError
 from draco_em.imaging.tiling import TileGrid, tile_image
 from draco_em.pick.predict import ExcludeFn
@@ -51,16 +51,17 @@ def exclusion_classes(curator: Curator, classes: Sequence[str] | None) -> list[s
         DracoInputError: an unknown class name, an empty list, or (``classes`` None) a curator
             with none of :data:`DEFAULT_CLASSES`; the message lists the known classes.
     """
-    known = ", ".join(curator.classes)
+    tile_classes = curator.tile_classes
+    known = ", ".join(tile_classes)
     if classes is None:
-        chosen = [c for c in DEFAULT_CLASSES if c in curator.classes]
+        chosen = [c for c in DEFAULT_CLASSES if c in tile_classes]
         if not chosen:
             raise DracoInputError(
                 "the curation model has no contamination or carbon class; "
                 f"name the classes to exclude with --exclude-classes (known: {known})"
             )
         return chosen
-    unknown = [c for c in classes if c not in curator.classes]
+    unknown = [c for c in classes if c not in tile_classes]
     if unknown or not classes:
         what = f"unknown curation class(es) {', '.join(unknown)}" if unknown else "no classes"
         raise DracoInputError(f"--exclude-classes: {what} (the curation model knows: {known})")
@@ -80,8 +81,9 @@ def tile_probabilities(
         pixel_size: its pixel size in Å (None: used as is).
 
     Returns:
-        (``[T, C]`` probabilities in ``curator.classes`` order, the tiling of the working image;
-        ``grid.shape`` is the working image's ``(H, W)``).
+        (``[T, C]`` probabilities in ``curator.tile_classes`` order: the region head's classes
+        when the curator has one, else its micrograph classes; the tiling of the working image,
+        ``grid.shape`` being the working image's ``(H, W)``).
     """
     cfg = curator.features
     work = working_image(image, pixel_size, cfg.pixel_size or encoder.pixel_size, cfg)
@@ -89,40 +91,13 @@ def tile_probabilities(
     start = finetune_start(curator, encoder)
     tiles = tile_image(work, grid)
     vectors = tile_vectors(encoder, encode_tiles(encoder, tiles, start), start)
+    if curator.regions is not None:  # a head trained on tiles (curate/regions.py)
+        return curator.region_probabilities(vectors.cpu()).numpy(), grid
     # A 64-px tile is too small for the spectrum features (their bands reach 1/50 Å⁻¹): every
     # tile gets the whole micrograph's, its context, as in training.
     spectrum = spectrum_vector(image, pixel_size, cfg)
     alone = torch.stack([micrograph_vector(v[None], spectrum, cfg) for v in vectors])  # [T, F]
     return curator.probabilities(alone.cpu()).numpy(), grid
-
-
-def _span(start: int, tile: int, extent: int, size: int) -> slice:
-    """Input pixels (of ``size``) inside working pixels ``[start, start + tile)`` of ``extent``.
-
-    Working pixel ``j`` sits at input ``j·f`` (``f = size / extent``: the Fourier rescale keeps
-    sample 0 in place), so it covers input ``[(j - ½)·f, (j + ½)·f)``; an input pixel belongs to
-    the tile when its centre lies in the tile's range (a centre on a border goes to the later
-    tile). Neighbouring tiles share no pixel and leave no gap; the first and last tiles reach
-    the image borders.
-    """
-    f = size / extent
-    lo = math.ceil((start - 0.5) * f) if start > 0 else 0
-    hi = math.ceil((start + tile - 0.5) * f) if start + tile < extent else size
-    return slice(max(lo, 0), min(hi, size))
-
-
-def tiles_to_mask(grid: TileGrid, flagged: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bool mask ``[ny, nx]`` at the micrograph's pixels, True inside the ``flagged [T]`` tiles.
-
-    ``grid`` tiles the working image (``grid.shape``) that was rescaled from ``shape``.
-    """
-    ny, nx = shape
-    mask = np.zeros((ny, nx), bool)
-    for i in np.flatnonzero(flagged):
-        y0, x0 = grid.origin(i)
-        rows = _span(y0, grid.tile, grid.shape[0], ny)
-        mask[rows, _span(x0, grid.tile, grid.shape[1], nx)] = True
-    return mask
 
 
 def curation_exclude(
@@ -147,7 +122,7 @@ def curation_exclude(
             before any micrograph is read).
     """
     curator = load_curator(curator_model)
-    index = [curator.classes.index(c) for c in exclusion_classes(curator, classes)]
+    index = [curator.tile_classes.index(c) for c in exclusion_classes(curator, classes)]
     encoder = curator_encoder(curator, None, torch.device(device))
 
     def exclude(image: np.ndarray, pixel_size: float) -> np.ndarray:
