@@ -16,7 +16,8 @@ import pandas as pd
 from draco_em.io.star import MicrographTable, read_micrographs_star, write_micrographs_star
 
 PATH_COLUMNS = ("rlnMicrographName", "dracoMicrographEven", "dracoMicrographOdd", "dracoClean",
-                "dracoCoordinates", "rlnMicrographMovieName", "dracoMotion")  # fmt: skip
+                "dracoCoordinates", "rlnMicrographMovieName", "dracoMotion",
+                "dracoRegions")  # fmt: skip
 
 
 def main(out: str, inputs: list[str]) -> None:
