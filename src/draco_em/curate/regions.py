@@ -20,7 +20,13 @@ import torch
 from tqdm import tqdm
 
 from draco_em.curate.config import FeatureConfig
-from draco_em.curate.features import Encoder, encode_tiles, feature_grid, working_image
+from draco_em.curate.features import (
+    Encoder,
+    encode_tiles,
+    feature_grid,
+    run_blocks,
+    working_image,
+)
 from draco_em.errors import DracoInputError
 from draco_em.imaging.tiling import TileGrid, tile_image
 
@@ -80,14 +86,25 @@ def tile_labels(regions: np.ndarray, grid: TileGrid) -> np.ndarray:
 
 
 @torch.no_grad()
-def region_tile_vectors(
-    encoder: Encoder, image: np.ndarray, pixel_size: float | None, cfg: FeatureConfig
+def all_tile_vectors(
+    encoder: Encoder,
+    image: np.ndarray,
+    pixel_size: float | None,
+    cfg: FeatureConfig,
+    start_block: int | None = None,
 ) -> tuple[torch.Tensor, TileGrid]:
-    """Pooled vectors ``[T, E]`` of *every* curation tile of one micrograph, and the tiling."""
+    """Pooled vectors ``[T, E]`` of *every* curation tile of one micrograph (no ``max_tiles``
+    cap), and the tiling of the working image.
+
+    ``start_block``: the first fine-tuned encoder block of a curator (its blocks run here), or
+    None for the frozen encoder.
+    """
     work = working_image(image, pixel_size, cfg.pixel_size or encoder.pixel_size, cfg)
     grid = feature_grid(work.shape, cfg)
-    vectors = encode_tiles(encoder, tile_image(work, grid))
-    return torch.from_numpy(vectors).float(), grid
+    x = torch.from_numpy(encode_tiles(encoder, tile_image(work, grid), start_block))
+    if start_block is not None:
+        x = run_blocks(encoder, x.to(encoder.device), start_block)
+    return x.float().cpu(), grid
 
 
 def region_training_set(
@@ -117,7 +134,7 @@ def region_training_set(
         regions, _ = read_image(mask_path)
         if regions.shape != image.shape:
             raise DracoInputError(f"region mask {regions.shape} ≠ micrograph {image.shape}", path)
-        vectors, grid = region_tile_vectors(encoder, image, px or header_px, cfg)
+        vectors, grid = all_tile_vectors(encoder, image, px or header_px, cfg)
         y = tile_labels(np.rint(regions), grid)
         clear = np.flatnonzero(y == 0)
         keep = np.concatenate(

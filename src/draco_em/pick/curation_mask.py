@@ -27,17 +27,14 @@ import torch
 
 from draco_em.curate.features import (
     Encoder,
-    encode_tiles,
-    feature_grid,
     micrograph_vector,
     spectrum_vector,
-    working_image,
 )
 from draco_em.curate.head import Curator, load_curator
-from draco_em.curate.predict import curator_encoder, finetune_start, tile_vectors
-from draco_em.curate.regions import tiles_to_mask
+from draco_em.curate.predict import curator_encoder, finetune_start
+from draco_em.curate.regions import all_tile_vectors, tiles_to_mask
 from draco_em.errors import DracoInputError
-from draco_em.imaging.tiling import TileGrid, tile_image
+from draco_em.imaging.tiling import TileGrid
 from draco_em.pick.predict import ExcludeFn
 
 #: Classes excluded when none are named: those of these that the curator has.
@@ -86,13 +83,10 @@ def tile_probabilities(
         ``grid.shape`` being the working image's ``(H, W)``).
     """
     cfg = curator.features
-    work = working_image(image, pixel_size, cfg.pixel_size or encoder.pixel_size, cfg)
-    grid = feature_grid(work.shape, cfg)
     start = finetune_start(curator, encoder)
-    tiles = tile_image(work, grid)
-    vectors = tile_vectors(encoder, encode_tiles(encoder, tiles, start), start)
+    vectors, grid = all_tile_vectors(encoder, image, pixel_size, cfg, start)
     if curator.regions is not None:  # a head trained on tiles (curate/regions.py)
-        return curator.region_probabilities(vectors.cpu()).numpy(), grid
+        return curator.region_probabilities(vectors).numpy(), grid
     # A 64-px tile is too small for the spectrum features (their bands reach 1/50 Å⁻¹): every
     # tile gets the whole micrograph's, its context, as in training.
     spectrum = spectrum_vector(image, pixel_size, cfg)

@@ -176,18 +176,27 @@ def contamination(
         mask = _polygon_mask(shape, centre, radius, int(rng.integers(5, 9)), rng)
         thickness += mask * (rng.uniform(300, 2000) if big else rng.uniform(100, 800))
         crystal = np.maximum(crystal, mask)
-    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
     for _ in range(n_blobs):
         centre = rng.uniform(0, 1, 2) * np.array(shape)
         radius = min(rng.uniform(*blob_radius) / pixel_size, cap)
-        y0, y1 = max(0, int(centre[0] - radius)), min(shape[0], int(centre[0] + radius) + 1)
-        x0, x1 = max(0, int(centre[1] - radius)), min(shape[1], int(centre[1] + radius) + 1)
-        if y1 <= y0 or x1 <= x0:
-            continue
-        r2 = ((yy[y0:y1, x0:x1] - centre[0]) ** 2 + (xx[y0:y1, x0:x1] - centre[1]) ** 2) / radius**2
-        dome = np.sqrt(np.clip(1 - r2, 0, None))
-        thickness[y0:y1, x0:x1] += dome * rng.uniform(1000, 5000)
+        if (dome := _dome(shape, centre, radius)) is not None:
+            window, profile = dome
+            thickness[window] += profile * rng.uniform(1000, 5000)
     return thickness, crystal
+
+
+def _dome(
+    shape: tuple[int, int], centre: np.ndarray, radius: float
+) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """A hemispherical profile ``sqrt(1 - r²/radius²)`` (0..1) on its bounding window of
+    ``shape``: (window, profile), or None when the window lies outside the image."""
+    y0, y1 = max(0, int(centre[0] - radius)), min(shape[0], int(centre[0] + radius) + 1)
+    x0, x1 = max(0, int(centre[1] - radius)), min(shape[1], int(centre[1] + radius) + 1)
+    if y1 <= y0 or x1 <= x0:
+        return None
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    r2 = ((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / radius**2
+    return (slice(y0, y1), slice(x0, x1)), np.sqrt(np.clip(1 - r2, 0, None))
 
 
 def debris(
@@ -206,13 +215,9 @@ def debris(
         centre = rng.uniform(0, 1, 2) * np.array(shape)
         radius = rng.uniform(30, 125) / pixel_size
         if rng.random() < 0.6:
-            y0, y1 = max(0, int(centre[0] - radius)), min(shape[0], int(centre[0] + radius) + 1)
-            x0, x1 = max(0, int(centre[1] - radius)), min(shape[1], int(centre[1] + radius) + 1)
-            if y1 <= y0 or x1 <= x0:
-                continue
-            yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-            r2 = ((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / radius**2
-            thickness[y0:y1, x0:x1] += np.sqrt(np.clip(1 - r2, 0, None)) * rng.uniform(200, 800)
+            if (dome := _dome(shape, centre, radius)) is not None:
+                window, profile = dome
+                thickness[window] += profile * rng.uniform(200, 800)
         else:
             mask = _polygon_mask(shape, centre, radius, int(rng.integers(5, 9)), rng)
             thickness += mask * rng.uniform(100, 500)
