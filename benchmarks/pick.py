@@ -68,7 +68,53 @@ def run_picker(model: str, out: Path) -> dict:
     res = score(picks, out, threshold=picker.threshold)
     res["all_thresholds"] = score(picks, out / "all")
     res.update(stored_threshold=picker.threshold, seconds_per_micrograph=seconds)
+    if (HELD_OUT / "regions").is_dir():
+        res["errors"] = error_breakdown(picks[picks["score"] >= picker.threshold])
     return res
+
+
+def error_breakdown(picks: pd.DataFrame) -> dict:
+    """Where the false picks and the missed particles lie, from the simulator's region truth
+    (``regions/<stem>.mrc``: 0 clear, 1 contamination, 2 carbon; ``draco simulate
+    --region-masks``). False picks off contamination and carbon are split into *near a particle*
+    (within a diameter of a true centre: a duplicate or a cluster neighbour), *edge* (within a
+    radius of the image border) and *clear ice*; missed particles into clear ice and carbon."""
+    from scipy.spatial import cKDTree
+
+    from draco_em.evaluate.pick import match_picks
+
+    radius = DIAMETER / PIXEL / 2
+    false, missed = dict.fromkeys(("contamination", "carbon", "near a particle", "edge",
+                                   "clear ice"), 0), {"clear ice": 0, "carbon": 0}  # fmt: skip
+    for path in mics(HELD_OUT):
+        regions = read_image(HELD_OUT / "regions" / f"{path.stem}.mrc")[0]
+        h, w = regions.shape
+        true_xy = read_coords(HELD_OUT / "coordinates" / f"{path.stem}.star")[["x", "y"]]
+        true_xy = true_xy.to_numpy(float)
+        mine = picks[picks["micrograph"].map(lambda m: Path(str(m)).stem) == path.stem]
+        xy, s = mine[["x", "y"]].to_numpy(float), mine["score"].to_numpy(float)
+        tp = match_picks(xy, s, true_xy, radius)
+        tree = cKDTree(true_xy)
+        for (x, y), ok in zip(xy, tp, strict=True):
+            if ok:
+                continue
+            code = regions[min(int(y), h - 1), min(int(x), w - 1)]
+            near = tree.query([x, y])[0] < 2 * radius
+            edge = min(x, y, w - x, h - y) < radius / 2
+            kind = {1: "contamination", 2: "carbon"}.get(int(code)) or (
+                "near a particle" if near else "edge" if edge else "clear ice"
+            )
+            false[kind] += 1
+        found = (
+            cKDTree(xy[tp]).query(true_xy)[0] <= radius
+            if tp.any()
+            else np.zeros(len(true_xy), bool)
+        )
+        for (x, y), ok in zip(true_xy, found, strict=True):
+            if not ok:
+                on_carbon = regions[min(int(y), h - 1), min(int(x), w - 1)] == 2
+                missed["carbon" if on_carbon else "clear ice"] += 1
+    return {"false_picks": false, "missed": missed}
 
 
 def finetune(general: str, out: Path, n_particles: int = 200, epochs: int = 15) -> str:

@@ -7,17 +7,20 @@ apoferritin 125 Å), so the picker learns one particle size in working px.
 
 Data (20 e⁻/Å², contamination on every image, on average 25 particle-sized ice balls and
 crystals per image, carbon on half, 35 % coverage, 15 % clusters; 4 phantom sets of 6 phantoms
-each, so 24 distinct phantoms, and apoferritin)::
+each, so 24 distinct phantoms, and apoferritin; a fifth phantom set for validation only; every
+set with its ``regions/`` contamination truth)::
 
-    for s in 2 3 4 5; do python benchmarks/pick_data.py phan 12 $s junk; done
+    for s in 2 3 4 5 6; do python benchmarks/pick_data.py phan 12 $s junk; done
     python benchmarks/pick_data.py apo 8 1 junk
 
-Train (2 CPU cores, ~5 min; the encoder is the bundled DRACO model's first blocks)::
+Train (2 CPU cores, ~6 min; the encoder is the bundled DRACO model's first blocks; ``--junk``
+uses each set's ``regions/`` as junk masks, known negatives; ``--val-sets`` holds out unseen
+phantoms that choose the stored threshold)::
 
-    python benchmarks/pick_recipe.py --sets phan_junk_2 phan_junk_3 phan_junk_4 phan_junk_5 \\
-        apo_junk_1 --encoder bundled --epochs 100 --crops-per-epoch 128 \\
-        --out /tmp/pick_data/run_junk2
-    cp /tmp/pick_data/run_junk2/picker.safetensors src/draco_em/weights/picker.safetensors
+    OMP_NUM_THREADS=1 python benchmarks/pick_recipe.py --sets phan_junk_2 phan_junk_3 \
+        phan_junk_4 phan_junk_5 apo_junk_1 --val-sets phan_junk_6 --junk --encoder bundled \
+        --epochs 100 --crops-per-epoch 128 --seed 0 --out /tmp/pick_data/run_v0
+    cp /tmp/pick_data/run_v0/picker.safetensors src/draco_em/weights/picker.safetensors
 
 Other variants (more phantoms or epochs, more apoferritin, ``--scale-jitter``) and how they
 scored: docs/benchmarks.md, Picking.
@@ -58,6 +61,20 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--crops-per-epoch", type=int, default=64)
     ap.add_argument("--scale-jitter", type=float, default=0.0)
+    ap.add_argument(
+        "--junk",
+        action="store_true",
+        help="Use each set's regions/ (contamination truth) as junk masks.",
+    )
+    ap.add_argument("--junk-weight", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--val-sets",
+        nargs="*",
+        default=[],
+        help="Sets used only to choose the stored threshold (unseen particles); "
+        "default: 15 %% of the training micrographs.",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
     mics, coords, diam = [], [], {}
@@ -66,6 +83,13 @@ def main() -> None:
         d = diameters(folder)
         diam.update(d)
         mics += [folder / "micrographs" / f"{stem}.mrc" for stem in sorted(d)]
+        coords.append(folder / "coordinates")
+    val = []
+    for name in args.val_sets:
+        folder = args.data / name
+        d = diameters(folder)
+        diam.update(d)
+        val += [folder / "micrographs" / f"{stem}.mrc" for stem in sorted(d)]
         coords.append(folder / "coordinates")
     cfg = PickTrainConfig(
         micrographs=mics,
@@ -76,8 +100,12 @@ def main() -> None:
         epochs=args.epochs,
         crops_per_epoch=args.crops_per_epoch,
         val_fraction=0.15,
+        val_micrographs=val,
         finetune_blocks=4,
         scale_jitter=args.scale_jitter,
+        junk_masks=[args.data / n / "regions" for n in args.sets] if args.junk else [],
+        junk_weight=args.junk_weight,
+        seed=args.seed,
     )
     print(train_picker(cfg, diam))
 

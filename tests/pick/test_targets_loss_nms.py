@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from draco_em.pick.data import Example, random_crop
@@ -103,7 +104,7 @@ def test_scale_jitter_crops_keep_centres_on_their_particles():
     rng = np.random.default_rng(1)
     seen = 0
     for _ in range(20):
-        crop, xy = random_crop(ex, 128, rng, augment=True, jitter=0.3)
+        crop, xy, _ = random_crop(ex, 128, rng, augment=True, jitter=0.3)
         assert crop.shape == (128, 128) and crop.dtype == np.float32
         for x, y in xy:
             if 8 <= x < 120 and 8 <= y < 120:  # inside, away from the border
@@ -112,3 +113,63 @@ def test_scale_jitter_crops_keep_centres_on_their_particles():
                 assert abs(x0 + ix - x) <= 1.0 and abs(y0 + iy - y) <= 1.0
                 seen += 1
     assert seen >= 5
+
+
+def test_junk_mask_takes_code_one_only_with_area_resampling():
+    from draco_em.pick.data import junk_mask
+
+    regions = np.zeros((8, 8), np.int8)
+    regions[:4, :4] = 1  # contamination: junk
+    regions[4:, 4:] = 2  # carbon: particles lie on it, so not junk
+    regions[0, 4:6] = 1  # half of one 2×2 output block: not a majority
+    got = junk_mask(regions, (4, 4))
+    expected = np.zeros((4, 4), bool)
+    expected[:2, :2] = True
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_junk_cells_spare_labelled_particles():
+    from draco_em.pick.data import junk_cells
+
+    junk = np.ones((32, 32), bool)  # everything is "junk", but a particle sits at (16, 16)
+    heat, _, _ = make_targets(np.array([[17.5, 17.5]]), (32, 32), sigma_px=4.0)
+    cells = junk_cells(junk, heat)
+    assert cells.shape == (8, 8)
+    assert not cells[4, 4] and not cells[3:6, 3:6].any()  # within ~2σ of the centre: spared
+    assert cells[0, 0] and cells[7, 7]
+    assert not junk_cells(None, heat).any()
+
+
+def test_junk_term_hand_example():
+    # One labelled centre (logit 0) and one junk cell at p = 1/2: the junk cell leaves the
+    # unlabelled risk (empty, so 0) and adds λ · ½² · log 2 per labelled centre.
+    logits = torch.zeros(1, 1, 1, 2)
+    heat = torch.tensor([[[[1.0, 0.0]]]])
+    centres = torch.tensor([[[[True, False]]]])
+    junk = torch.tensor([[[[False, True]]]])
+    ln2 = np.log(2.0)
+    prior = 0.25
+    base = (prior * 0.25 * ln2 + max(0.0, 0.0 - prior * 0.25 * ln2)) / prior
+    for lam in (1.0, 3.0):
+        got = pu_focal_loss(logits, heat, centres, prior, junk, lam)
+        np.testing.assert_allclose(float(got), base + lam * 0.25 * ln2, rtol=1e-6)
+    # a junk cell the model already rejects costs (almost) nothing
+    sure = pu_focal_loss(torch.tensor([[[[0.0, -20.0]]]]), heat, centres, prior, junk, 3.0)
+    np.testing.assert_allclose(float(sure), base, atol=1e-6)
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.3])
+def test_crops_keep_the_junk_mask_on_the_image(jitter):
+    """Flips, transposes and jitter move the junk mask with the image."""
+    rng = np.random.default_rng(3)
+    img = rng.standard_normal((300, 260)).astype(np.float32)
+    ex = Example("a", img, np.zeros((0, 2)), (1.0, 1.0), img.shape, junk=img > 1.0)
+    for _ in range(12):
+        crop, _, junk = random_crop(ex, 96, rng, augment=True, jitter=jitter)
+        assert junk.shape == crop.shape == (96, 96) and junk.dtype == bool
+        if jitter == 0:
+            np.testing.assert_array_equal(junk, crop > 1.0)
+        else:  # resampled: bilinear image vs nearest mask agree on clear-cut pixels
+            clear = np.abs(crop - 1.0) > 0.8
+            assert (junk[clear] == (crop[clear] > 1.0)).mean() > 0.9
+    assert random_crop(Example("b", img, np.zeros((0, 2)), (1, 1), img.shape), 96, rng)[2] is None

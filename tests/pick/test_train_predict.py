@@ -234,3 +234,41 @@ def test_exclude_masks_folder(trained, tmp_path):
     predict_all(cfg, progress=False)
     assert len(read_coords(tmp_path / "o/coordinates/blob_0_autopick.star")) == 0
     assert len(read_coords(tmp_path / "o/coordinates/blob_1_autopick.star")) > 0  # no mask
+
+
+def test_cli_train_with_junk_masks_and_their_errors(trained, tmp_path, capsys):
+    tmp = trained["tmp"]
+    masks = tmp_path / "junk"
+    masks.mkdir()
+    junk = np.zeros((192, 192), np.int8)
+    junk[:40, :40] = 1  # region-mask codes: 1 contamination (junk), 2 carbon (not junk)
+    junk[150:, 150:] = 2
+    write_mrc(masks / "blob_0.mrc", junk, pixel_size=1.0)
+    args = ["pick", "train", "--micrographs", str(tmp / "mics"), "--coords", str(tmp / "coords"),
+            "--diameter", "32", "--weights", str(trained["path"]), "--epochs", "1",
+            "--crops-per-epoch", "8"]  # fmt: skip
+    res = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "r"), "--junk-masks", str(masks)])
+    assert res.exit_code == 0, res.output
+    assert "junk masks for 1 of 4 micrographs" in (tmp_path / "r" / "run.log").read_text()
+    for bad, message in ((tmp_path / "nowhere", "junk mask folder not found"),):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, "-o", str(tmp_path / "r2"), "--junk-masks", str(bad)])
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+    write_mrc(masks / "blob_1.mrc", np.zeros((50, 50), np.int8), pixel_size=1.0)
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "-o", str(tmp_path / "r3"), "--junk-masks", str(masks)])
+    assert exc.value.code == 2 and "junk mask is 50×50 px" in capsys.readouterr().err
+
+
+def test_validation_micrographs_replace_the_random_split(trained, tmp_path):
+    tmp = trained["tmp"]
+    val = [tmp / "mics" / "blob_3.mrc"]
+    cfg = PickTrainConfig(micrographs=[tmp / "mics"], coords=[tmp / "coords"], diameter=32.0,
+                          outdir=tmp_path / "r", weights=str(trained["path"]), epochs=1,
+                          crops_per_epoch=8, val_micrographs=val)  # fmt: skip
+    train_picker(cfg)
+    assert "3 train / 1 val micrographs" in (tmp_path / "r" / "run.log").read_text()
+    only = cfg.model_copy(update={"micrographs": [tmp / "mics" / "blob_3.mrc"],
+                                  "outdir": tmp_path / "r2"})  # fmt: skip
+    with pytest.raises(DracoInputError, match="every training micrograph"):
+        train_picker(only)

@@ -86,6 +86,11 @@ def pick_train(
         float | None, typer.Option(help="Expected particles per micrograph (PU prior).")
     ] = None,
     pixel_size: Annotated[float | None, typer.Option(help="Input Å/px (default: header).")] = None,
+    junk_masks: Annotated[
+        list[Path] | None,
+        typer.Option(help="Folder of <stem>.mrc masks, 1 = junk (known negatives); repeatable."),
+    ] = None,
+    junk_weight: Annotated[float, typer.Option(help="Weight of the junk-mask loss.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Train a picker (positive-unlabelled loss: partial labels are fine)."""
@@ -96,7 +101,7 @@ def pick_train(
         micrographs=micrographs, coords=coords, diameter=diameter, outdir=outdir,
         weights=weights, finetune_blocks=finetune_blocks, epochs=epochs,
         crops_per_epoch=crops_per_epoch, expected_particles=expected_particles,
-        pixel_size=pixel_size, seed=seed,
+        pixel_size=pixel_size, junk_masks=junk_masks or [], junk_weight=junk_weight, seed=seed,
     )  # fmt: skip
     path = train_picker(cfg)
     typer.echo(f"picker written to {path}")

@@ -85,6 +85,14 @@ class PickTrainConfig(BaseModel):
         description="Random particle-size jitter of training crops (±fraction): robustness to "
         "an approximate --diameter and to particles unlike the training ones.",
     )
+    junk_masks: list[Path] = Field(
+        default_factory=list,
+        description="Folders of <stem>.mrc junk masks (1 = contamination, no particle: binary "
+        "masks or `draco simulate --region-masks` output): known negatives in training.",
+    )
+    junk_weight: float = Field(
+        1.0, ge=0, description="Weight λ of the known-negative (junk mask) loss term."
+    )
     encoder_lr: float = Field(2e-4, gt=0, description="Learning rate of the trained blocks.")
     expected_particles: float | None = Field(
         None,
@@ -93,6 +101,12 @@ class PickTrainConfig(BaseModel):
         "(default: the labelled count, i.e. complete labels).",
     )
     val_fraction: float = Field(0.2, ge=0, lt=1, description="Share of micrographs held out.")
+    val_micrographs: list[Path] = Field(
+        default_factory=list,
+        description="Validation micrographs (files, folders, globs, STAR; picks in `coords`) "
+        "instead of a random val_fraction split, e.g. particles the picker never trains on, "
+        "so that the stored threshold suits a new protein.",
+    )
     seed: int = Field(0, ge=0, description="Random seed.")
     threads: int | None = Field(None, ge=1, description="torch threads (default: torch's).")
 

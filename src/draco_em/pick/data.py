@@ -5,6 +5,11 @@ pixels (:mod:`draco_em.pick.config`), normalised as DRACO's input (§1.4), and i
 scaled by the same factor (binned x = x / f, ``docs/conventions.md``). Training draws random
 square crops with the 8 flips/transposes of the square (particles have no preferred in-plane
 orientation) and their heatmap targets.
+
+Optional *junk masks* (``PickTrainConfig.junk_masks``: ``<stem>.mrc`` per micrograph, value 1
+where there is contamination and no particle, e.g. ``draco simulate --region-masks`` output or a
+hand-drawn mask) mark cells that are known negatives. Without them every unpicked cell is merely
+unlabelled, and the positive-unlabelled loss lets a particle-like ice ball stay positive.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class Example:
         xy: [N, 2] labelled centres (x, y) in working px.
         scale: (sx, sy) working px per input px along x and y.
         input_shape: (ny, nx) of the micrograph as stored.
+        junk: [H, W] bool known-negative pixels (contamination, no particle), or None.
     """
 
     name: str
@@ -42,6 +48,7 @@ class Example:
     xy: np.ndarray
     scale: tuple[float, float]
     input_shape: tuple[int, int]
+    junk: np.ndarray | None = None
 
 
 def to_working(
@@ -54,14 +61,30 @@ def to_working(
     return norm.astype(np.float32), scale
 
 
+def junk_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Known-negative pixels [H, W] (bool) of a junk mask resampled to ``shape``.
+
+    Value 1 is junk: a binary mask's foreground and the contamination code of region masks
+    (``REGION_CONTAMINATION``); carbon (code 2) is not, since particles lie on carbon. A pixel
+    is junk when most of the input pixels it covers are (area resampling).
+    """
+    junk = torch.from_numpy((np.rint(np.asarray(mask, np.float32)) == 1).astype(np.float32))
+    small = torch.nn.functional.interpolate(junk[None, None], size=tuple(shape), mode="area")
+    return small[0, 0].numpy() > 0.5
+
+
 def load_example(
     path: Path, picks: pd.DataFrame, diameter: float, config: DetectorConfig,
-    pixel_size: float | None = None,
+    pixel_size: float | None = None, junk: Path | None = None,
 ) -> Example:  # fmt: skip
     """Read one micrograph and its picks (input px) and bring both to working px.
 
+    Args:
+        junk: optional junk mask file for this micrograph (:func:`junk_mask`).
+
     Raises:
-        DracoInputError: the pixel size is unknown (header 0 and no ``pixel_size``).
+        DracoInputError: the pixel size is unknown (header 0 and no ``pixel_size``), or the
+            junk mask's shape differs from the micrograph's.
     """
     image, header_px = read_image(path, pixel_size)
     px = pixel_size or header_px
@@ -69,7 +92,16 @@ def load_example(
         raise DracoInputError("pixel size unknown: pass --pixel-size Å", path)
     work, (sx, sy) = to_working(image, px, config.working_pixel_size(diameter))
     xy = picks[["x", "y"]].to_numpy(np.float64) * np.array([sx, sy])
-    return Example(micrograph_stem(path), work, xy, (sx, sy), image.shape)
+    negatives = None
+    if junk is not None:
+        mask, _ = read_image(junk)
+        if mask.shape != image.shape:
+            raise DracoInputError(
+                f"junk mask is {mask.shape[1]}×{mask.shape[0]} px, the micrograph "
+                f"{image.shape[1]}×{image.shape[0]}", junk
+            )  # fmt: skip
+        negatives = junk_mask(mask, work.shape)
+    return Example(micrograph_stem(path), work, xy, (sx, sy), image.shape, negatives)
 
 
 def read_all_coords(sources: list[Path]) -> dict[str, pd.DataFrame]:
@@ -87,69 +119,88 @@ def read_all_coords(sources: list[Path]) -> dict[str, pd.DataFrame]:
 
 
 def _dihedral(crop: np.ndarray, xy: np.ndarray, rng: np.random.Generator):
-    """A random flip/transpose of a square crop [S, S] and its centres [N, 2] (x, y)."""
-    s = crop.shape[0]
+    """A random flip/transpose of a square crop [C, S, S] and its centres [N, 2] (x, y)."""
+    s = crop.shape[-1]
     xy = xy.copy()
     if rng.random() < 0.5:  # transpose: rows ↔ columns, so x ↔ y
-        crop, xy = crop.T, xy[:, ::-1].copy()
+        crop, xy = crop.transpose(0, 2, 1), xy[:, ::-1].copy()
     if rng.random() < 0.5:  # flip columns: x → S − 1 − x
-        crop, xy[:, 0] = crop[:, ::-1], s - 1 - xy[:, 0]
+        crop, xy[:, 0] = crop[:, :, ::-1], s - 1 - xy[:, 0]
     if rng.random() < 0.5:  # flip rows: y → S − 1 − y
-        crop, xy[:, 1] = crop[::-1], s - 1 - xy[:, 1]
+        crop, xy[:, 1] = crop[:, ::-1], s - 1 - xy[:, 1]
     return np.ascontiguousarray(crop), xy
 
 
 def random_crop(
     ex: Example, size: int, rng: np.random.Generator, augment: bool = True, jitter: float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """A ``size``² crop (reflect-padded when the image is smaller) and its centres in crop px.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A ``size``² crop (reflect-padded when the image is smaller), its centres in crop px and
+    the same crop of the junk mask (bool [S, S], or None without one).
 
     With ``jitter`` > 0 a crop of ``size · z`` px (``z`` uniform in 1 ± jitter) is resampled to
-    ``size`` (bilinear), so particles appear ``1/z`` times their nominal diameter.
+    ``size`` (bilinear; nearest for the mask), so particles appear ``1/z`` times their size.
     """
     if jitter > 0:
         from scipy.ndimage import zoom
 
         z = float(rng.uniform(1 - jitter, 1 + jitter))
         big = round(size * z)
-        crop, xy = random_crop(ex, big, rng, augment)
+        crop, xy, junk = random_crop(ex, big, rng, augment)
         f = size / big
         crop = zoom(crop, f, order=1, grid_mode=True, mode="reflect")[:size, :size]
-        return np.ascontiguousarray(crop, dtype=np.float32), (xy + 0.5) * f - 0.5
-    img = ex.image
-    ph, pw = max(0, size - img.shape[0]), max(0, size - img.shape[1])
+        if junk is not None:
+            junk = zoom(junk.astype(np.float32), f, order=0, grid_mode=True, mode="nearest")
+            junk = junk[:size, :size] > 0.5
+        return np.ascontiguousarray(crop, dtype=np.float32), (xy + 0.5) * f - 0.5, junk
+    layers = [ex.image] if ex.junk is None else [ex.image, ex.junk.astype(np.float32)]
+    img = np.stack(layers)
+    ph, pw = max(0, size - img.shape[1]), max(0, size - img.shape[2])
     if ph or pw:
-        img = np.pad(img, ((0, ph), (0, pw)), mode="reflect")
-    y0 = int(rng.integers(0, img.shape[0] - size + 1))
-    x0 = int(rng.integers(0, img.shape[1] - size + 1))
-    crop = img[y0 : y0 + size, x0 : x0 + size]
+        img = np.pad(img, ((0, 0), (0, ph), (0, pw)), mode="reflect")
+    y0 = int(rng.integers(0, img.shape[1] - size + 1))
+    x0 = int(rng.integers(0, img.shape[2] - size + 1))
+    crop = img[:, y0 : y0 + size, x0 : x0 + size]
     xy = ex.xy - np.array([x0, y0], dtype=np.float64)
     margin = size  # keep nearby centres: their halos matter at the crop edge
     near = np.all((xy > -margin) & (xy < size + margin), axis=1)
     xy = xy[near]
     if augment:
         crop, xy = _dihedral(crop, xy, rng)
-    return np.ascontiguousarray(crop, dtype=np.float32), xy
+    junk = crop[1] > 0.5 if ex.junk is not None else None
+    return np.ascontiguousarray(crop[0], dtype=np.float32), xy, junk
 
 
 def make_batch(
     examples: list[Example], n: int, size: int, sigma_px: float, rng: np.random.Generator,
     augment: bool = True, jitter: float = 0.0,
 ) -> dict[str, torch.Tensor]:  # fmt: skip
-    """``n`` random crops with targets: image [n,1,S,S], heat [n,1,S/4,S/4], offsets, centres."""
+    """``n`` random crops with targets: image [n,1,S,S], heat [n,1,S/4,S/4], offsets, centres,
+    and junk [n,1,S/4,S/4] (known-negative cells; all False without junk masks)."""
     areas = np.array([e.image.size for e in examples], dtype=np.float64)
     picks = rng.choice(len(examples), size=n, p=areas / areas.sum())
-    images, heats, offsets, centres = [], [], [], []
+    images, heats, offsets, centres, junks = [], [], [], [], []
     for k in picks:
-        crop, xy = random_crop(examples[k], size, rng, augment, jitter)
+        crop, xy, junk = random_crop(examples[k], size, rng, augment, jitter)
         heat, off, cen = make_targets(xy, crop.shape, sigma_px)
         images.append(crop[None])
         heats.append(heat[None])
         offsets.append(off)
         centres.append(cen[None])
+        junks.append(junk_cells(junk, heat)[None])
     return {
         "image": torch.from_numpy(np.stack(images)),
         "heat": torch.from_numpy(np.stack(heats)),
         "offsets": torch.from_numpy(np.stack(offsets)),
         "centres": torch.from_numpy(np.stack(centres)),
+        "junk": torch.from_numpy(np.stack(junks)),
     }
+
+
+def junk_cells(junk: np.ndarray | None, heat: np.ndarray, stride: int = 4) -> np.ndarray:
+    """Known-negative heatmap cells [h, w]: mostly junk pixels and away from every labelled
+    particle (target below 0.1, i.e. beyond ~2σ of a centre). All False when ``junk`` is None."""
+    if junk is None:
+        return np.zeros(heat.shape, bool)
+    h, w = heat.shape
+    share = junk[: h * stride, : w * stride].reshape(h, stride, w, stride).mean(axis=(1, 3))
+    return (share > 0.5) & (heat < 0.1)

@@ -21,6 +21,16 @@ The unlabelled risk counts the hidden positives as negatives; subtracting π·R_
 expected share, and the max(0, ·) stops the estimate going negative when the model overfits the
 few labels. Dividing R by π gives CenterNet's normalisation (loss per labelled particle), which
 keeps the gradient scale independent of the tile size.
+
+Known negatives (junk masks, :mod:`draco_em.pick.data`): cells on contamination are not
+unlabelled but negative. They leave the unlabelled risk and add
+
+    λ · R_n⁻,   R_n⁻ = Σ over junk cells of −p^α log(1 − p) / (number of labelled centres),
+
+CenterNet's negative term normalised per labelled particle like R/π, with weight λ
+(``junk_weight``). In the PU risk a confident pick on an ice ball costs one cell's share of a
+mean over every unlabelled cell, diluted further by the π·R_p⁻ correction; here it costs as
+much as missing a particle.
 """
 
 from __future__ import annotations
@@ -85,8 +95,9 @@ def _halo_outside(heat: np.ndarray, xy: np.ndarray, shape: tuple[int, int], s: f
 
 
 def pu_focal_loss(
-    logits: torch.Tensor, heat: torch.Tensor, centres: torch.Tensor, prior: float
-) -> torch.Tensor:
+    logits: torch.Tensor, heat: torch.Tensor, centres: torch.Tensor, prior: float,
+    junk: torch.Tensor | None = None, junk_weight: float = 1.0,
+) -> torch.Tensor:  # fmt: skip
     """The nnPU focal loss (module docstring), per labelled particle.
 
     Args:
@@ -94,6 +105,8 @@ def pu_focal_loss(
         heat: [B, 1, h, w] Gaussian targets in [0, 1].
         centres: [B, 1, h, w] bool, True at labelled centres.
         prior: π, the expected share of cells holding a particle centre (0 < π < 1).
+        junk: [B, 1, h, w] bool known-negative cells (never a labelled centre), or None.
+        junk_weight: λ of the known-negative term.
 
     Returns:
         Scalar loss.
@@ -101,13 +114,15 @@ def pu_focal_loss(
     log_p = F.logsigmoid(logits)
     log_not_p = F.logsigmoid(-logits)
     p = log_p.exp()
-    pos, unl = centres.float(), (~centres).float()
+    neg = junk.float() if junk is not None else torch.zeros_like(logits)
+    pos, unl = centres.float(), (~centres).float() * (1 - neg)
     n_pos, n_unl = pos.sum().clamp(min=1.0), unl.sum().clamp(min=1.0)
     r_pos_plus = -(((1 - p) ** ALPHA) * log_p * pos).sum() / n_pos
     r_pos_minus = -((p**ALPHA) * log_not_p * pos).sum() / n_pos
     r_unl_minus = -(((1 - heat) ** BETA) * (p**ALPHA) * log_not_p * unl).sum() / n_unl
     risk = prior * r_pos_plus + torch.clamp(r_unl_minus - prior * r_pos_minus, min=0.0)
-    return risk / prior
+    r_junk = -((p**ALPHA) * log_not_p * neg).sum() / n_pos
+    return risk / prior + junk_weight * r_junk
 
 
 def offset_loss(pred: torch.Tensor, target: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -62,13 +63,37 @@ def load_examples(
 ) -> list[Example]:
     """Micrographs with picks, at the working pixel size (``diameters``: Å per stem, else
     ``cfg.diameter``; a general picker learns from particles of many sizes)."""
+    for folder in cfg.junk_masks:
+        if not Path(folder).is_dir():
+            raise DracoInputError("junk mask folder not found", folder)
+    examples = _load(cfg.micrographs, cfg, detector_cfg, diameters, cfg.junk_masks)
+    if cfg.junk_masks:
+        n = sum(e.junk is not None for e in examples)
+        log.info("junk masks for %d of %d micrographs", n, len(examples))
+        if n == 0:
+            raise DracoInputError(
+                "no junk mask matches a micrograph (expected <stem>.mrc in the folders)",
+                cfg.junk_masks[0],
+            )
+    return examples
+
+
+def _load(
+    micrographs: list[Path], cfg: PickTrainConfig, detector_cfg: DetectorConfig,
+    diameters: dict[str, float] | None, junk_masks: Sequence[Path] = (),
+) -> list[Example]:  # fmt: skip
+    """Examples of ``micrographs`` that have picks in ``cfg.coords``."""
     picks = read_all_coords(cfg.coords)
     examples = []
-    for item in expand_inputs(cfg.micrographs).items:
+    for item in expand_inputs(micrographs).items:
         stem = item.path.stem
         if stem in picks:
             d = (diameters or {}).get(stem, cfg.diameter)
-            examples.append(load_example(item.path, picks[stem], d, detector_cfg, cfg.pixel_size))
+            junk = next((Path(f) / f"{stem}.mrc" for f in junk_masks
+                         if (Path(f) / f"{stem}.mrc").is_file()), None)  # fmt: skip
+            examples.append(
+                load_example(item.path, picks[stem], d, detector_cfg, cfg.pixel_size, junk)
+            )
     if not examples:
         raise DracoInputError(
             "no micrograph has picks: coordinate files must name the micrographs by file stem"
@@ -121,7 +146,7 @@ def fit(detector: ParticleDetector, train: list[Example], cfg: PickTrainConfig, 
                 g["lr"] = lr * scale
             b = make_batch(train, cfg.batch_size, cfg.crop, sigma, rng, jitter=cfg.scale_jitter)
             logits, off = detector(b["image"])
-            loss = pu_focal_loss(logits, b["heat"], b["centres"], prior)
+            loss = pu_focal_loss(logits, b["heat"], b["centres"], prior, b["junk"], cfg.junk_weight)
             loss = loss + offset_loss(off, b["offsets"], b["centres"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -183,7 +208,14 @@ def train_picker(
         t0 = time.time()
         detector, whole = build_detector(cfg.weights, detector_config)
         examples = load_examples(cfg, detector.config, diameters)
-        train, val = split(examples, cfg.val_fraction, cfg.seed)
+        if cfg.val_micrographs:  # a validation set of its own (never trained on)
+            val = _load(cfg.val_micrographs, cfg, detector.config, diameters)
+            names = {e.name for e in val}
+            train = [e for e in examples if e.name not in names]
+            if not train:
+                raise DracoInputError("every training micrograph is a validation micrograph")
+        else:
+            train, val = split(examples, cfg.val_fraction, cfg.seed)
         n_labelled = sum(len(e.xy) for e in train)
         expected = cfg.expected_particles * len(train) if cfg.expected_particles else n_labelled
         prior = class_prior(max(expected, 1.0), sum(e.image.size for e in train))
