@@ -210,6 +210,7 @@ def main() -> None:
     if args.timing:
         results["timing"] = timing(args.model)
     text = json.dumps(results, indent=1, default=float)
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"results_{int(time.time())}.json").write_text(text)
     print(text)
 

@@ -13,17 +13,22 @@ set with its ``regions/`` contamination truth)::
     for s in 2 3 4 5 6; do python benchmarks/pick_data.py phan 12 $s junk; done
     python benchmarks/pick_data.py apo 8 1 junk
 
-Train (2 CPU cores, ~6 min; the encoder is the bundled DRACO model's first blocks; ``--junk``
-uses each set's ``regions/`` as junk masks, known negatives; ``--val-sets`` holds out unseen
-phantoms that choose the stored threshold)::
+Train (2 CPU cores, ~14 min; from the bundled DRACO model ``draco_tiny``, its first blocks;
+``--junk`` uses each set's ``regions/`` as junk masks, known negatives; ``--background-sigma 1``
+subtracts the image blurred at one diameter; ``--val-sets`` holds out unseen phantoms that
+choose the stored threshold)::
 
     OMP_NUM_THREADS=1 python benchmarks/pick_recipe.py --sets phan_junk_2 phan_junk_3 \
         phan_junk_4 phan_junk_5 apo_junk_1 --val-sets phan_junk_6 --junk --encoder bundled \
-        --epochs 100 --crops-per-epoch 128 --seed 0 --out /tmp/pick_data/run_v0
-    cp /tmp/pick_data/run_v0/picker.safetensors src/draco_em/weights/picker.safetensors
+        --background-sigma 1 --epochs 200 --crops-per-epoch 128 --seed 0 \
+        --out /tmp/pick_data/run_e1.0x2
+    cp /tmp/pick_data/run_e1.0x2/picker.safetensors src/draco_em/weights/picker.safetensors
 
-Other variants (more phantoms or epochs, more apoferritin, ``--scale-jitter``) and how they
-scored: docs/benchmarks.md, Picking.
+``--encoder bundled`` is the shipped DRACO model; ``--init RUN`` would instead continue from a
+picker (what ``--encoder bundled`` wrongly did before: docs/benchmarks.md, "Correction").
+
+Other variants (seeds, background σ, epochs, more phantoms, ``--junk-weight``,
+``--scale-jitter``) and how they scored: docs/benchmarks.md, Picking.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ import re
 from pathlib import Path
 
 from draco_em.io.coords import read_coords
-from draco_em.pick.config import PickTrainConfig
+from draco_em.model.weights import resolve_weights
+from draco_em.pick.config import DetectorConfig, PickTrainConfig
 from draco_em.pick.train import train_picker
 
 APOFERRITIN_DIAMETER = 125.0  # Å, outer diameter of the 24-mer shell
@@ -57,7 +63,17 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("/tmp/pick_data"))
     ap.add_argument("--sets", nargs="+", default=["phan_2", "apo_1"])
     ap.add_argument("--out", type=Path, default=Path("/tmp/pick_data/run_general"))
-    ap.add_argument("--encoder", default=None, help="DRACO encoder weights (or 'bundled').")
+    ap.add_argument(
+        "--encoder",
+        default=None,
+        help="DRACO encoder weights, or 'bundled' for the shipped DRACO model "
+        "(draco_tiny; not the bundled picker).",
+    )
+    ap.add_argument(
+        "--init",
+        default=None,
+        help="Start from this picker instead (run folder/file, or 'bundled').",
+    )
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--crops-per-epoch", type=int, default=64)
     ap.add_argument("--scale-jitter", type=float, default=0.0)
@@ -68,6 +84,12 @@ def main() -> None:
     )
     ap.add_argument("--junk-weight", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--background-sigma",
+        type=float,
+        default=0.0,
+        help="DetectorConfig.background_sigma (diameters; 0 = off).",
+    )
     ap.add_argument(
         "--val-sets",
         nargs="*",
@@ -96,7 +118,7 @@ def main() -> None:
         coords=coords,
         diameter=200.0,
         outdir=args.out,
-        weights=args.encoder,
+        weights=args.init or (str(resolve_weights(args.encoder)) if args.encoder else None),
         epochs=args.epochs,
         crops_per_epoch=args.crops_per_epoch,
         val_fraction=0.15,
@@ -107,7 +129,8 @@ def main() -> None:
         junk_weight=args.junk_weight,
         seed=args.seed,
     )
-    print(train_picker(cfg, diam))
+    detector = DetectorConfig(background_sigma=args.background_sigma)
+    print(train_picker(cfg, diam, detector))
 
 
 if __name__ == "__main__":

@@ -173,3 +173,23 @@ def test_crops_keep_the_junk_mask_on_the_image(jitter):
             clear = np.abs(crop - 1.0) > 0.8
             assert (junk[clear] == (crop[clear] > 1.0)).mean() > 0.9
     assert random_crop(Example("b", img, np.zeros((0, 2)), (1, 1), img.shape), 96, rng)[2] is None
+
+
+def test_background_subtraction_flattens_a_carbon_step_and_keeps_particles():
+    from draco_em.pick.data import to_working
+
+    yy, xx = np.mgrid[:256, :256]
+    step = np.where(xx < 128, 0.0, 5.0)  # a carbon edge: a big step in the background
+    blob = -np.exp(-((xx - 64) ** 2 + (yy - 64) ** 2) / (2 * 4.0**2))  # a particle on "ice"
+    blob2 = -np.exp(-((xx - 192) ** 2 + (yy - 192) ** 2) / (2 * 4.0**2))  # one on "carbon"
+    image = (step + blob + blob2).astype(np.float32)
+    plain, _ = to_working(image, 1.0, 1.0)
+    flat, _ = to_working(image, 1.0, 1.0, background_px=16.0)
+    # without it the step dominates; with it both halves sit at the same level away from the
+    # edge itself (within ~3σ of the step a transient remains)
+    assert abs(np.median(plain[:, 186:]) - np.median(plain[:, :70])) > 1.0
+    assert abs(np.median(flat[:, 186:]) - np.median(flat[:, :70])) < 0.05
+    # and the two particles have the same depth against their own surroundings
+    d1 = flat[64, 64] - flat[64, 90]
+    d2 = flat[192, 192] - flat[192, 218]
+    assert d1 < -1.0 and abs(d1 - d2) < 0.1 * abs(d1)

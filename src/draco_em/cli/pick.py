@@ -91,6 +91,13 @@ def pick_train(
         typer.Option(help="Folder of <stem>.mrc masks, 1 = junk (known negatives); repeatable."),
     ] = None,
     junk_weight: Annotated[float, typer.Option(help="Weight of the junk-mask loss.")] = 1.0,
+    background_sigma: Annotated[
+        float,
+        typer.Option(
+            help="New pickers: subtract a Gaussian blur of σ diameters (0 = off; "
+            "a picker given to --weights keeps its own)."
+        ),
+    ] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Train a picker (positive-unlabelled loss: partial labels are fine)."""
@@ -103,5 +110,7 @@ def pick_train(
         crops_per_epoch=crops_per_epoch, expected_particles=expected_particles,
         pixel_size=pixel_size, junk_masks=junk_masks or [], junk_weight=junk_weight, seed=seed,
     )  # fmt: skip
-    path = train_picker(cfg)
+    from draco_em.pick.config import DetectorConfig
+
+    path = train_picker(cfg, detector_config=DetectorConfig(background_sigma=background_sigma))
     typer.echo(f"picker written to {path}")

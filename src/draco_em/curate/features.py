@@ -74,9 +74,9 @@ def load_encoder(
         device: where to run.
         pixel_size: working pixel size in Å overriding the weights' metadata.
     """
-    from draco_em.model.weights import _resolve, load_model
+    from draco_em.model.weights import load_model, resolve_weights
 
-    path = _resolve(weights)
+    path = resolve_weights(weights)
     model, _, meta = load_model(path, device=device)
     model.requires_grad_(False)
     digest = hashlib.sha1(path.read_bytes()).hexdigest()[:12]

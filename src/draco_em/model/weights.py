@@ -109,14 +109,15 @@ def load_model(
         DracoInputError: missing/unreadable file, or weights that do not match the layout
             (the message lists the missing and unexpected keys).
     """
-    path = _resolve(path, bundled)
+    path = resolve_weights(path, bundled)
     state, config, metadata = read_weights(path)
     model = DracoMAE(config)
     _load_strict(model, state, config, path)
     return model.to(device).eval(), config, metadata
 
 
-def _resolve(path: str | Path, bundled: str = BUNDLED_FILE) -> Path:
+def resolve_weights(path: str | Path, bundled: str = BUNDLED_FILE) -> Path:
+    """The DRACO weights file of a path, or of ``"bundled"`` (the shipped `draco_tiny`)."""
     return resolve_model_file(
         path, bundled,
         missing_bundled="no bundled model is installed: pass --weights FILE (a .safetensors "

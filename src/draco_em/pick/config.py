@@ -35,6 +35,12 @@ class DetectorConfig(BaseModel):
     sigma_fraction: float = Field(
         1 / 6, gt=0, le=1, description="Gaussian σ of the centre target as a fraction of d."
     )
+    background_sigma: float = Field(
+        0.0,
+        ge=0,
+        description="Subtract the image blurred with a Gaussian of this σ (in diameters) before "
+        "normalising; 0 = off. Flattens carbon edges and ice gradients around particles.",
+    )
     tile: int = Field(256, ge=32, description="Prediction tile side in working px.")
     overlap: int = Field(64, ge=0, description="Tile overlap in working px (≥ a diameter).")
 

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from draco_em.errors import DracoInputError
+from draco_em.imaging.filters import gaussian_blur_px
 from draco_em.imaging.fourier import fourier_rescale
 from draco_em.imaging.normalize import robust_normalize
 from draco_em.io.coords import micrograph_stem
@@ -52,10 +53,16 @@ class Example:
 
 
 def to_working(
-    image: np.ndarray, pixel_size: float, working_pixel_size: float
+    image: np.ndarray, pixel_size: float, working_pixel_size: float, background_px: float = 0.0
 ) -> tuple[np.ndarray, tuple[float, float]]:
-    """Rescale and normalise ``image [ny, nx]``; returns (work [H, W], (sx, sy) work/input)."""
+    """Rescale and normalise ``image [ny, nx]``; returns (work [H, W], (sx, sy) work/input).
+
+    ``background_px`` > 0 first subtracts the working image blurred with that σ (working px):
+    a particle then stands out from its own surroundings, on carbon as on thin ice.
+    """
     work, _ = fourier_rescale(np.asarray(image, np.float32), pixel_size, working_pixel_size)
+    if background_px > 0:
+        work = work - gaussian_blur_px(work, background_px)
     norm, _ = robust_normalize(work)
     scale = (work.shape[1] / image.shape[1], work.shape[0] / image.shape[0])
     return norm.astype(np.float32), scale
@@ -90,7 +97,9 @@ def load_example(
     px = pixel_size or header_px
     if not px:
         raise DracoInputError("pixel size unknown: pass --pixel-size Å", path)
-    work, (sx, sy) = to_working(image, px, config.working_pixel_size(diameter))
+    work, (sx, sy) = to_working(
+        image, px, config.working_pixel_size(diameter), config.background_sigma * config.diameter_px
+    )
     xy = picks[["x", "y"]].to_numpy(np.float64) * np.array([sx, sy])
     negatives = None
     if junk is not None:

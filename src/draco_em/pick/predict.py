@@ -109,7 +109,11 @@ class Picker:
         """
         if not pixel_size or pixel_size <= 0:
             raise DracoInputError("pixel size unknown: pass --pixel-size Å", name)
-        work, (sx, sy) = to_working(image, pixel_size, self.diameter / self.diameter_px)
+        cfg = self.detector.config
+        work, (sx, sy) = to_working(
+            image, pixel_size, self.diameter / self.diameter_px,
+            cfg.background_sigma * cfg.diameter_px,
+        )  # fmt: skip
         if min(work.shape) < 16:
             raise DracoInputError(
                 f"micrograph is only {min(work.shape)} px at the working pixel size "
