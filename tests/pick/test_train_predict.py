@@ -247,9 +247,12 @@ def test_cli_train_with_junk_masks_and_their_errors(trained, tmp_path, capsys):
     args = ["pick", "train", "--micrographs", str(tmp / "mics"), "--coords", str(tmp / "coords"),
             "--diameter", "32", "--weights", str(trained["path"]), "--epochs", "1",
             "--crops-per-epoch", "8"]  # fmt: skip
-    res = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "r"), "--junk-masks", str(masks)])
+    val = str(tmp / "mics" / "blob_3.mrc")
+    res = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "r"), "--junk-masks", str(masks),
+                                   "--val-micrographs", val])  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert "junk masks for 1 of 4 micrographs" in (tmp_path / "r" / "run.log").read_text()
+    log = (tmp_path / "r" / "run.log").read_text()
+    assert "junk masks for 1 of 4 micrographs" in log and "3 train / 1 val micrographs" in log
     for bad, message in ((tmp_path / "nowhere", "junk mask folder not found"),):
         with pytest.raises(SystemExit) as exc:
             main([*args, "-o", str(tmp_path / "r2"), "--junk-masks", str(bad)])

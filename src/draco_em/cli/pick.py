@@ -91,6 +91,10 @@ def pick_train(
         typer.Option(help="Folder of <stem>.mrc masks, 1 = junk (known negatives); repeatable."),
     ] = None,
     junk_weight: Annotated[float, typer.Option(help="Weight of the junk-mask loss.")] = 1.0,
+    val_micrographs: Annotated[
+        list[Path] | None,
+        typer.Option(help="Validation micrographs (picks in --coords) instead of a random 20 %."),
+    ] = None,
     background_sigma: Annotated[
         float,
         typer.Option(
@@ -108,7 +112,8 @@ def pick_train(
         micrographs=micrographs, coords=coords, diameter=diameter, outdir=outdir,
         weights=weights, finetune_blocks=finetune_blocks, epochs=epochs,
         crops_per_epoch=crops_per_epoch, expected_particles=expected_particles,
-        pixel_size=pixel_size, junk_masks=junk_masks or [], junk_weight=junk_weight, seed=seed,
+        pixel_size=pixel_size, junk_masks=junk_masks or [], junk_weight=junk_weight,
+        val_micrographs=val_micrographs or [], seed=seed,
     )  # fmt: skip
     from draco_em.pick.config import DetectorConfig
 
