@@ -77,7 +77,11 @@ def pick_train(
     diameter: Annotated[float, typer.Option(help="Particle diameter in Å.")],
     outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Run folder.")],
     weights: Annotated[
-        str | None, typer.Option(help="Start from: picker run/file, 'bundled', DRACO encoder.")
+        str | None,
+        typer.Option(
+            help="Start from: picker run/file, 'bundled' (the general picker), or a "
+            "DRACO encoder .safetensors/.pth (default: random encoder)."
+        ),
     ] = None,
     finetune_blocks: Annotated[int, typer.Option(help="Last encoder blocks trained.")] = 2,
     epochs: Annotated[int, typer.Option(help="Epochs.")] = 30,
