@@ -13,16 +13,16 @@ set with its ``regions/`` contamination truth)::
     for s in 2 3 4 5 6; do python benchmarks/pick_data.py phan 12 $s junk; done
     python benchmarks/pick_data.py apo 8 1 junk
 
-Train (2 CPU cores, ~14 min; from the bundled DRACO model ``draco_tiny``, its first blocks;
+Train (2 CPU cores, ~13 min; from the bundled DRACO model ``draco_tiny``, its first blocks;
 ``--junk`` uses each set's ``regions/`` as junk masks, known negatives; ``--background-sigma 1``
 subtracts the image blurred at one diameter; ``--val-sets`` holds out unseen phantoms that
 choose the stored threshold)::
 
     OMP_NUM_THREADS=1 python benchmarks/pick_recipe.py --sets phan_junk_2 phan_junk_3 \
         phan_junk_4 phan_junk_5 apo_junk_1 --val-sets phan_junk_6 --junk --encoder bundled \
-        --background-sigma 1 --epochs 200 --crops-per-epoch 128 --seed 0 \
-        --out /tmp/pick_data/run_e1.0x2
-    cp /tmp/pick_data/run_e1.0x2/picker.safetensors src/draco_em/weights/picker.safetensors
+        --background-sigma 1 --epochs 400 --crops-per-epoch 128 --seed 0 \
+        --out /tmp/pick_data/run_e1.0x4
+    cp /tmp/pick_data/run_e1.0x4/picker.safetensors src/draco_em/weights/picker.safetensors
 
 ``--encoder bundled`` is the shipped DRACO model; ``--init RUN`` would instead continue from a
 picker (what ``--encoder bundled`` wrongly did before: docs/benchmarks.md, "Correction").
