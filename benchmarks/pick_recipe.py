@@ -58,6 +58,18 @@ def diameters(folder: Path) -> dict[str, float]:
     return out
 
 
+def gather(data: Path, names: list[str]) -> tuple[list[Path], list[Path], dict[str, float]]:
+    """(micrographs, coordinate folders, diameter per stem) of the named sets under ``data``."""
+    mics, coords, diam = [], [], {}
+    for name in names:
+        folder = data / name
+        d = diameters(folder)
+        diam.update(d)
+        mics += [folder / "micrographs" / f"{stem}.mrc" for stem in sorted(d)]
+        coords.append(folder / "coordinates")
+    return mics, coords, diam
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=Path("/tmp/pick_data"))
@@ -99,20 +111,10 @@ def main() -> None:
     )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
-    mics, coords, diam = [], [], {}
-    for name in args.sets:
-        folder = args.data / name
-        d = diameters(folder)
-        diam.update(d)
-        mics += [folder / "micrographs" / f"{stem}.mrc" for stem in sorted(d)]
-        coords.append(folder / "coordinates")
-    val = []
-    for name in args.val_sets:
-        folder = args.data / name
-        d = diameters(folder)
-        diam.update(d)
-        val += [folder / "micrographs" / f"{stem}.mrc" for stem in sorted(d)]
-        coords.append(folder / "coordinates")
+    mics, coords, diam = gather(args.data, args.sets)
+    val, val_coords, val_diam = gather(args.data, args.val_sets)
+    coords += val_coords
+    diam.update(val_diam)
     cfg = PickTrainConfig(
         micrographs=mics,
         coords=coords,
