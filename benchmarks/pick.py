@@ -77,7 +77,7 @@ def error_breakdown(picks: pd.DataFrame) -> dict:
     """Where the false picks and the missed particles lie, from the simulator's region truth
     (``regions/<stem>.mrc``: 0 clear, 1 contamination, 2 carbon; ``draco simulate
     --region-masks``). False picks off contamination and carbon are split into *near a particle*
-    (within a diameter of a true centre: a duplicate or a cluster neighbour), *edge* (within a
+    (within a diameter of a true centre: a duplicate or a cluster neighbour), *edge* (within half a
     radius of the image border) and *clear ice*; missed particles into clear ice and carbon."""
     from scipy.spatial import cKDTree
 
