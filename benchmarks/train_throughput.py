@@ -119,7 +119,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         records = load_manifest(make_manifest(Path(tmp), 4, args.micrograph_size))
-        ds = CropDataset(records, args.crop_size, 64)
+        # enough crops for the fixed batch plus `steps` fresh ones (4 micrographs)
+        per_micrograph = max(64, -(-(args.steps + 1) * args.batch_size // 4))
+        ds = CropDataset(records, args.crop_size, per_micrograph)
         sampler = ResumableSampler(len(ds), args.batch_size)
         loader = DataLoader(ds, args.batch_size, sampler=sampler, num_workers=args.workers,
                             pin_memory=amp, drop_last=True)  # fmt: skip

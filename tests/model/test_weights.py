@@ -177,3 +177,18 @@ def test_bundled_models_are_the_pretrained_encoder_and_its_denoising_fine_tune()
 def test_missing_bundled_file_is_a_user_error() -> None:
     with pytest.raises(DracoInputError, match="no bundled model is installed"):
         load_model("bundled", bundled="no_such_model.safetensors")
+
+
+def test_pretrain_run_folder_resolves_to_its_best_then_latest_checkpoint(tmp_path: Path) -> None:
+    from draco_em.model.weights import resolve_weights
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(DracoInputError, match="not a draco pretrain run folder"):
+        resolve_weights(run)
+    torch.save({"state_dict": fake_checkpoint()}, run / "checkpoints" / "latest.pt")
+    assert resolve_weights(run) == run / "checkpoints" / "latest.pt"
+    _model, config, _ = load_model(run)  # `draco denoise --weights RUNDIR`
+    assert config.embed_dim == 64
+    (run / "checkpoints" / "best.pt").write_bytes((run / "checkpoints" / "latest.pt").read_bytes())
+    assert resolve_weights(run) == run / "checkpoints" / "best.pt"

@@ -29,7 +29,9 @@ def curate_train(
         Path, typer.Option(help="Micrographs STAR with labels, or CSV micrograph,label.")
     ],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
-    weights: Annotated[str, typer.Option(help="DRACO encoder: file or 'bundled'.")] = "bundled",
+    weights: Annotated[
+        str, typer.Option(help="DRACO encoder: file, pretrain run or 'bundled'.")
+    ] = "bundled",
     epochs: Annotated[int, typer.Option(help="L-BFGS iterations (epochs with --finetune).")] = 100,
     finetune: Annotated[int, typer.Option(help="Also train the last N encoder blocks.")] = 0,
     label_column: Annotated[str | None, typer.Option(help="Column with the labels.")] = None,

@@ -24,7 +24,7 @@ def denoise(
     inputs: Annotated[list[str], typer.Argument(help="Files, globs, folders or a STAR.")],
     outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Output folder.")],
     weights: Annotated[
-        str, typer.Option(help="bundled (the shipped denoiser), .safetensors or .pth")
+        str, typer.Option(help="bundled (shipped denoiser), .safetensors, .pth or pretrain run")
     ] = "bundled",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     tile: Annotated[int, typer.Option(help="Tile side in px at the working pixel size.")] = 256,

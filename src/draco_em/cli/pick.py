@@ -47,7 +47,7 @@ def pick_predict(
         float, typer.Option(help="Exclude a tile when P(those classes) >= this.")
     ] = 0.5,
     previews: Annotated[bool, typer.Option(help="Overlay PNGs + score histogram.")] = True,
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    device: Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda[:N].")] = "auto",
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Pick particles; write RELION STARs + index, and .box / Topaz / cryoSPARC files."""
@@ -107,6 +107,7 @@ def pick_train(
         ),
     ] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda[:N].")] = "auto",
 ) -> None:
     """Train a picker (positive-unlabelled loss: partial labels are fine)."""
     from draco_em.pick.config import PickTrainConfig
@@ -117,7 +118,7 @@ def pick_train(
         weights=weights, finetune_blocks=finetune_blocks, epochs=epochs,
         crops_per_epoch=crops_per_epoch, expected_particles=expected_particles,
         pixel_size=pixel_size, junk_masks=junk_masks or [], junk_weight=junk_weight,
-        val_micrographs=val_micrographs or [], seed=seed,
+        val_micrographs=val_micrographs or [], seed=seed, device=device,
     )  # fmt: skip
     from draco_em.pick.config import DetectorConfig
 

@@ -116,8 +116,21 @@ def load_model(
     return model.to(device).eval(), config, metadata
 
 
+#: Where a ``draco pretrain`` run folder keeps its weights, in order of preference
+#: (:func:`draco_em.train.checkpoint.checkpoint_path` writes them).
+RUN_CHECKPOINTS = ("checkpoints/best.pt", "checkpoints/latest.pt")
+
+
 def resolve_weights(path: str | Path, bundled: str = BUNDLED_FILE) -> Path:
-    """The DRACO weights file of a path, or of ``"bundled"`` (the shipped `draco_tiny`)."""
+    """The DRACO weights file of a path, of a ``draco pretrain`` run folder (its best, else
+    latest checkpoint) or of ``"bundled"`` (the shipped `draco_tiny`)."""
+    if str(path) != "bundled" and Path(path).is_dir():
+        for rel in RUN_CHECKPOINTS:
+            if (Path(path) / rel).is_file():
+                return Path(path) / rel
+        raise DracoInputError(
+            "not a draco pretrain run folder (no checkpoints/best.pt or latest.pt)", path
+        )
     return resolve_model_file(
         path, bundled,
         missing_bundled="no bundled model is installed: pass --weights FILE (a .safetensors "

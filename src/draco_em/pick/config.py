@@ -115,6 +115,7 @@ class PickTrainConfig(BaseModel):
     )
     seed: int = Field(0, ge=0, description="Random seed.")
     threads: int | None = Field(None, ge=1, description="torch threads (default: torch's).")
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")
 
 
 class PickPredictConfig(BaseModel):
@@ -155,7 +156,7 @@ class PickPredictConfig(BaseModel):
         0.5, ge=0, le=1, description="Exclude a tile when P(exclude_classes) >= this."
     )
     previews: bool = Field(True, description="Write overlay PNGs and the score histogram.")
-    device: str = Field("cpu", description="cpu, cuda, or auto.")
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")
     batch_size: int = Field(8, ge=1, description="Tiles per forward pass.")
 
     @model_validator(mode="after")

@@ -126,8 +126,8 @@ def _optimizer(detector: ParticleDetector, cfg: PickTrainConfig, whole: bool):
 
 
 def fit(detector: ParticleDetector, train: list[Example], cfg: PickTrainConfig, whole: bool,
-        prior: float) -> list[float]:  # fmt: skip
-    """The training loop; returns the mean loss of each epoch."""
+        prior: float, device: torch.device = torch.device("cpu")) -> list[float]:  # fmt: skip
+    """The training loop on ``device`` (where ``detector`` is); the mean loss of each epoch."""
     rng = np.random.default_rng(cfg.seed)
     opt = _optimizer(detector, cfg, whole)
     steps = max(1, cfg.crops_per_epoch // cfg.batch_size)
@@ -145,6 +145,7 @@ def fit(detector: ParticleDetector, train: list[Example], cfg: PickTrainConfig, 
             for g, lr in zip(opt.param_groups, base, strict=True):
                 g["lr"] = lr * scale
             b = make_batch(train, cfg.batch_size, cfg.crop, sigma, rng, jitter=cfg.scale_jitter)
+            b = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in b.items()}
             logits, off = detector(b["image"])
             loss = pu_focal_loss(logits, b["heat"], b["centres"], prior, b["junk"], cfg.junk_weight)
             loss = loss + offset_loss(off, b["offsets"], b["centres"])
@@ -197,9 +198,12 @@ def train_picker(
         detector_config: architecture of a new detector (default :class:`DetectorConfig`);
             ignored when ``cfg.weights`` is a picker.
     """
+    from draco_em.infer.denoise import pick_device
+
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
     cfg.outdir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(cfg.outdir / "run.log")
     log.addHandler(handler)
@@ -221,9 +225,9 @@ def train_picker(
         prior = class_prior(max(expected, 1.0), sum(e.image.size for e in train))
         log.info("%d train / %d val micrographs, %d labelled particles, prior %.4g",
                  len(train), len(val), n_labelled, prior)  # fmt: skip
-        losses = fit(detector, train, cfg, whole, prior)
+        losses = fit(detector.to(device), train, cfg, whole, prior, device)
         detector.eval()
-        picker = Picker(detector, cfg.diameter)
+        picker = Picker(detector, cfg.diameter, device=device)
         threshold, val_result = choose_threshold(picker, val)
         log.info("threshold %.3f: validation %s", threshold, val_result)
         meta = {"train_seconds": round(time.time() - t0, 1), "n_labelled": n_labelled,

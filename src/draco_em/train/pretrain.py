@@ -343,16 +343,13 @@ def _initial_weights(path: Path) -> tuple[dict[str, torch.Tensor], Any]:
     """State dict and (where recorded) DracoConfig from a run folder, a training checkpoint,
     or exported weights (official .pth files record no config: ``None``)."""
     from draco_em.model.draco import DracoConfig
+    from draco_em.model.weights import read_weights, resolve_weights
 
-    if path.is_dir():
-        best = checkpoint_path(path, "best")
-        path = best if best.is_file() else checkpoint_path(path, "latest")
+    path = resolve_weights(path)
     if path.suffix == ".pt":
         ckpt = load_checkpoint(path)
         config = ckpt.get("model_config")
         return ckpt["model"], DracoConfig(**config) if config else None
-    from draco_em.model.weights import read_weights
-
     state, config, metadata = read_weights(path)
     return state, config if metadata else None
 
