@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One prepared GPU check: CUDA + bf16 smoke of every command that takes --device, GPU
-# throughput for docs/benchmarks.md, and the test suite with a GPU visible.
+# throughput for docs/benchmarks.md, the GPU tests, then the whole suite with a GPU visible.
 #
 #   bash benchmarks/gpu_check.sh OUTDIR            # on a CUDA machine
 #   DEVICE=cpu QUICK=1 bash benchmarks/gpu_check.sh /tmp/gc   # dry run of the script itself
@@ -103,10 +103,9 @@ step pick_predict_dev 120 $DRACO pick predict "$MICS/*[0-9].mrc" -o "$W/pick" --
     --device "$DEVICE" -q
 step curate_dev 120 $DRACO curate predict "$MICS/*[0-9].mrc" -o "$W/cur" --device "$DEVICE" -q
 step simulate_movies 90 $DRACO simulate "$W/mov" --n-micrographs 2 --size $SZ --frames 20 -j 2 -q
-step prepare_dev 150 $DRACO prepare "$W/mov/movies" -o "$W/prep" --device "$DEVICE" -j 2 -q
-# 7. The test suite with a GPU visible ('auto' devices resolve to CUDA there).
-XD=""; $PY -c "import xdist" 2>/dev/null && XD="-n 8"
-[ "$QUICK" = 1 ] || step pytest 200 $PY -m pytest -q -rf -p no:cacheprovider $XD tests
+step prepare_dev 150 $DRACO prepare "$W/mov/movies" -o "$W/prep" --device "$DEVICE" -q  # -j is for CPUs
+# 7. The GPU tests (tests/test_gpu.py; the default suite hides GPUs).
+[ "$QUICK" = 1 ] || step pytest_gpu 120 $PY -m pytest -v -rf -p no:cacheprovider --gpu -m gpu tests
 # 8. Rarer paths: stage 1 (MAE), resume, FSDP2, torch.compile.
 step pretrain_mae_bf16 90 $DRACO pretrain -o "$W/pt_mae" --data "$STAR" --stage mae --preset tiny \
     --device "$DEVICE" --batch-size $BS --max-steps $TSTEPS --workers 4 --no-progress
@@ -117,4 +116,8 @@ step fsdp 120 $PY -m torch.distributed.run --standalone --nproc-per-node 1 -m dr
     --max-steps $TSTEPS --fsdp --workers 2 --no-progress
 step compile 180 $DRACO pretrain -o "$W/pt_compile" --data "$STAR" --preset tiny \
     --device "$DEVICE" --batch-size $BS --max-steps $TSTEPS --compile --workers 2 --no-progress
+# 9. Last, the whole suite with the GPU visible: which CPU-written tests change on a GPU (one
+#    result line per test, so the names survive a time-out).
+XD=""; $PY -c "import xdist" 2>/dev/null && XD="-n 8"
+[ "$QUICK" = 1 ] || step pytest_all_gpu_visible 250 $PY -m pytest -v -p no:cacheprovider --gpu $XD tests
 echo "total $(($(date +%s) - T0)) s" | tee -a "$SUM"

@@ -47,3 +47,28 @@ def blob_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndar
     odd = rng.poisson(lam).astype(np.float32)
     even = rng.poisson(lam).astype(np.float32)
     return lam.astype(np.float32), odd, even
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--gpu",
+        action="store_true",
+        help="Let tests see CUDA devices and run the `gpu` tests (default: GPUs hidden).",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hide GPUs unless --gpu: 'auto' devices then resolve to the CPU on every machine, so the
+    suite's exact comparisons (resume, tiling, CPU-fitted tolerances) mean the same everywhere.
+    Set before any test touches CUDA (torch initialises it lazily); subprocesses inherit it."""
+    if not config.getoption("--gpu"):
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--gpu"):
+        return
+    skip = pytest.mark.skip(reason="GPU test: run `pytest --gpu -m gpu` on a CUDA machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
