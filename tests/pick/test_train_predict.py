@@ -275,3 +275,49 @@ def test_validation_micrographs_replace_the_random_split(trained, tmp_path):
                                   "outdir": tmp_path / "r2"})  # fmt: skip
     with pytest.raises(DracoInputError, match="every training micrograph"):
         train_picker(only)
+
+
+def test_threshold_logit_shift_round_trip():
+    from draco_em.pick.calibrate import shift_threshold, unseen_shift
+
+    shift = unseen_shift(0.815, 0.621)
+    assert shift > 0  # an unseen protein scores lower: the threshold comes down
+    assert shift_threshold(0.815, shift) == pytest.approx(0.621)
+    assert shift_threshold(0.744, shift) < 0.744
+    assert shift_threshold(0.5, 0.0) == pytest.approx(0.5)
+    assert shift_threshold(0.97, -10.0) == 0.98  # clipped like chosen thresholds
+
+
+def test_calibrate_rechooses_the_threshold_in_a_new_run(trained, tmp_path, capsys):
+    from draco_em.pick.calibrate import run_calibrate, shift_threshold
+    from draco_em.pick.config import PickCalibrateConfig
+
+    tmp = trained["tmp"]
+    before = trained["path"].read_bytes()
+    cfg = PickCalibrateConfig(model=str(trained["path"].parent), micrographs=[tmp / "mics"],
+                              coords=[tmp / "coords"], outdir=tmp_path / "cal",
+                              device="cpu")  # fmt: skip
+    plain = run_calibrate(cfg)
+    assert plain["stored"] == pytest.approx(plain["chosen"])
+    assert plain["validation"]["micrographs"] == 4 and plain["validation"]["best_f1"] > 0.5
+    shifted = run_calibrate(cfg.model_copy(update={"outdir": tmp_path / "cal2", "logit_shift": 1}))
+    assert shifted["stored"] == pytest.approx(shift_threshold(plain["chosen"], 1.0))
+    picker, info = read_picker(tmp_path / "cal2")
+    assert info["threshold"] == pytest.approx(shifted["stored"])
+    assert info["metadata"]["calibration"]["logit_shift"] == 1.0
+    assert info["metadata"]["n_labelled"]  # the training metadata is kept
+    assert trained["path"].read_bytes() == before  # the input picker is never rewritten
+    src = load_picker(trained["path"])
+    for a, b in zip(picker.state_dict().values(), src.detector.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(SystemExit) as exc:  # --outdir = the input run: one-line error, exit 2
+        main(["pick", "calibrate", "--model", str(trained["path"].parent), "--micrographs",
+              str(tmp / "mics"), "--coords", str(tmp / "coords"), "-o",
+              str(trained["path"].parent)])  # fmt: skip
+    assert exc.value.code == 2 and "overwrite" in capsys.readouterr().err
+    res = CliRunner().invoke(app, ["pick", "calibrate", "--model", str(trained["path"]),
+                                   "--micrographs", str(tmp / "mics"), "--coords",
+                                   str(tmp / "coords"), "-o", str(tmp_path / "cal3"),
+                                   "--device", "cpu"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "threshold" in res.output and (tmp_path / "cal3" / "picker.safetensors").is_file()

@@ -5,6 +5,7 @@ Examples:
     draco pick train --micrographs mics/ --coords manual/ --diameter 250 -o runs/pick1 \
         --weights bundled --finetune-blocks 2 --epochs 20
     draco pick predict mics/ -o picks_ft/ --model runs/pick1
+    draco pick calibrate --micrographs val/ --coords val_picks/ --diameter 250 -o runs/cal
     draco pick predict mics/ -o picks/ --diameter 250 --exclude-by-curation bundled \
         --exclude-classes contamination,carbon_only
 """
@@ -18,7 +19,9 @@ import typer
 
 from draco_em.cli._app import app, comma_list
 
-pick_app = typer.Typer(help="Particle picking: predict and train.", no_args_is_help=True)
+pick_app = typer.Typer(
+    help="Particle picking: predict, train, calibrate the threshold.", no_args_is_help=True
+)
 app.add_typer(pick_app, name="pick")
 
 
@@ -124,3 +127,35 @@ def pick_train(
 
     path = train_picker(cfg, detector_config=DetectorConfig(background_sigma=background_sigma))
     typer.echo(f"picker written to {path}")
+
+
+@pick_app.command("calibrate")
+def pick_calibrate(
+    micrographs: Annotated[list[Path], typer.Option(help="Micrographs/folders/globs/STAR.")],
+    coords: Annotated[list[Path], typer.Option(help="Their picks: files or folders.")],
+    outdir: Annotated[Path, typer.Option("-o", "--outdir", help="New run folder.")],
+    model: Annotated[str, typer.Option(help="Picker run folder/file or 'bundled'.")] = "bundled",
+    diameter: Annotated[
+        float | None, typer.Option(help="Particle diameter in Å (default: the picker's).")
+    ] = None,
+    pixel_size: Annotated[float | None, typer.Option(help="Input Å/px (default: header).")] = None,
+    logit_shift: Annotated[
+        float, typer.Option(help="Store sigmoid(logit(t) - shift): > 0 lowers the threshold.")
+    ] = 0.0,
+    device: Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda[:N].")] = "auto",
+) -> None:
+    """Re-choose a picker's stored threshold on labelled micrographs (no training); writes a
+    new picker (best-F1 plateau middle, as pick train; matched within half a diameter)."""
+    from draco_em.pick.calibrate import run_calibrate
+    from draco_em.pick.config import PickCalibrateConfig
+
+    cfg = PickCalibrateConfig(
+        model=model, micrographs=micrographs, coords=coords, outdir=outdir, diameter=diameter,
+        pixel_size=pixel_size, logit_shift=logit_shift, device=device,
+    )  # fmt: skip
+    r = run_calibrate(cfg)
+    v = r["validation"]
+    typer.echo(
+        f"threshold {r['stored']:.3f} (chosen {r['chosen']:.3f}) on {v['micrographs']} "
+        f"micrographs: F1 {v['best_f1']:.3f} at best, AP {v['ap']:.3f} → {r['path']}"
+    )

@@ -118,6 +118,30 @@ class PickTrainConfig(BaseModel):
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")
 
 
+class PickCalibrateConfig(BaseModel):
+    """``draco pick calibrate``: re-choose a picker's stored threshold on labelled micrographs
+    (no training), optionally lowered by a logit shift for proteins the picker has not seen."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("bundled", description="Picker run folder or file, or 'bundled'.")
+    micrographs: list[Path] = Field(description="Micrographs, folders, globs or a STAR list.")
+    coords: list[Path] = Field(description="Their picks: coordinate files or folders.")
+    outdir: Path = Field(description="New run folder for the recalibrated picker.safetensors.")
+    diameter: float | None = Field(
+        None, gt=0, description="Particle diameter in Å (default: the picker's)."
+    )
+    pixel_size: float | None = Field(
+        None, gt=0, description="Input pixel size in Å (default: from the MRC header)."
+    )
+    logit_shift: float = Field(
+        0.0,
+        description="Store sigmoid(logit(t) − shift) instead of the chosen t: > 0 lowers it "
+        "(benchmarks/pick_calibrate.py measures the shift of an unseen protein).",
+    )
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")
+
+
 class PickPredictConfig(BaseModel):
     """``draco pick predict``: pick particles on micrographs with a trained picker."""
 

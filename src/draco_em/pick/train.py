@@ -66,7 +66,8 @@ def load_examples(
     for folder in cfg.junk_masks:
         if not Path(folder).is_dir():
             raise DracoInputError("junk mask folder not found", folder)
-    examples = _load(cfg.micrographs, cfg, detector_cfg, diameters, cfg.junk_masks)
+    examples = load_labelled(cfg.micrographs, cfg.coords, detector_cfg, cfg.diameter, diameters,
+                             cfg.pixel_size, cfg.junk_masks)  # fmt: skip
     if cfg.junk_masks:
         n = sum(e.junk is not None for e in examples)
         log.info("junk masks for %d of %d micrographs", n, len(examples))
@@ -78,22 +79,22 @@ def load_examples(
     return examples
 
 
-def _load(
-    micrographs: list[Path], cfg: PickTrainConfig, detector_cfg: DetectorConfig,
-    diameters: dict[str, float] | None, junk_masks: Sequence[Path] = (),
+def load_labelled(
+    micrographs: Sequence[Path], coords: Sequence[Path], detector_cfg: DetectorConfig,
+    diameter: float, diameters: dict[str, float] | None = None, pixel_size: float | None = None,
+    junk_masks: Sequence[Path] = (),
 ) -> list[Example]:  # fmt: skip
-    """Examples of ``micrographs`` that have picks in ``cfg.coords``."""
-    picks = read_all_coords(cfg.coords)
+    """Examples of ``micrographs`` that have picks in ``coords`` (files or folders), at the
+    working pixel size of ``diameter`` Å (``diameters``: Å per stem, where given)."""
+    picks = read_all_coords(list(coords))
     examples = []
-    for item in expand_inputs(micrographs).items:
+    for item in expand_inputs(list(micrographs)).items:
         stem = item.path.stem
         if stem in picks:
-            d = (diameters or {}).get(stem, cfg.diameter)
+            d = (diameters or {}).get(stem, diameter)
             junk = next((Path(f) / f"{stem}.mrc" for f in junk_masks
                          if (Path(f) / f"{stem}.mrc").is_file()), None)  # fmt: skip
-            examples.append(
-                load_example(item.path, picks[stem], d, detector_cfg, cfg.pixel_size, junk)
-            )
+            examples.append(load_example(item.path, picks[stem], d, detector_cfg, pixel_size, junk))
     if not examples:
         raise DracoInputError(
             "no micrograph has picks: coordinate files must name the micrographs by file stem"
@@ -213,7 +214,8 @@ def train_picker(
         detector, whole = build_detector(cfg.weights, detector_config)
         examples = load_examples(cfg, detector.config, diameters)
         if cfg.val_micrographs:  # a validation set of its own (never trained on)
-            val = _load(cfg.val_micrographs, cfg, detector.config, diameters)
+            val = load_labelled(cfg.val_micrographs, cfg.coords, detector.config, cfg.diameter,
+                                diameters, cfg.pixel_size)  # fmt: skip
             names = {e.name for e in val}
             train = [e for e in examples if e.name not in names]
             if not train:
