@@ -22,7 +22,19 @@ choose the stored threshold)::
         phan_junk_4 phan_junk_5 apo_junk_1 --val-sets phan_junk_6 --junk --encoder bundled \
         --background-sigma 1 --epochs 400 --crops-per-epoch 128 --seed 0 \
         --out /tmp/pick_data/run_e1.0x4
-    cp /tmp/pick_data/run_e1.0x4/picker.safetensors src/draco_em/weights/picker.safetensors
+
+Calibrate its stored threshold for proteins it has not seen (``benchmarks/pick_calibrate.py``:
+the logit shift of a picker trained without apoferritin, between its phantom validation set and
+apoferritin), then install::
+
+    OMP_NUM_THREADS=1 python benchmarks/pick_recipe.py --sets phan_junk_2 phan_junk_3 \
+        phan_junk_4 phan_junk_5 --val-sets apo_junk_3 --junk --encoder bundled \
+        --background-sigma 1 --epochs 200 --crops-per-epoch 128 --seed 0 \
+        --out /tmp/pick_data/run_apoval
+    OMP_NUM_THREADS=2 python benchmarks/pick_calibrate.py \
+        --leave-out-run /tmp/pick_data/run_apoval --seen phan_junk_6 --unseen apo_junk_3 \
+        --run /tmp/pick_data/run_e1.0x4 --val phan_junk_6 --out /tmp/pick_data/run_e1.0x4_cal
+    cp /tmp/pick_data/run_e1.0x4_cal/picker.safetensors src/draco_em/weights/picker.safetensors
 
 ``--encoder bundled`` is the shipped DRACO model; ``--init RUN`` would instead continue from a
 picker (what ``--encoder bundled`` wrongly did before: docs/benchmarks.md, "Correction").
