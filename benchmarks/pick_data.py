@@ -23,6 +23,7 @@ of the particles in clusters (``ribo_hard_<seed>``)::
 particle), the false-pick bait of real data (``<kind>_junk_<seed>``)::
 
     python benchmarks/pick_data.py ribo 12 101 junk   # HELD-OUT benchmark with junk
+    python benchmarks/pick_data.py ribo 12 102 junk   # a second held-out set (made later)
     python benchmarks/pick_data.py ribo 8 201 junk    # its fine-tuning set
     for s in 2 3 4 5; do python benchmarks/pick_data.py phan 12 $s junk; done  # training
     python benchmarks/pick_data.py apo 8 1 junk                                  # training
