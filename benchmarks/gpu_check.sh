@@ -118,6 +118,9 @@ step compile 180 $DRACO pretrain -o "$W/pt_compile" --data "$STAR" --preset tiny
     --device "$DEVICE" --batch-size $BS --max-steps $TSTEPS --compile --workers 2 --no-progress
 # 9. Last, the whole suite with the GPU visible: which CPU-written tests change on a GPU (one
 #    result line per test, so the names survive a time-out).
+#    imagecodecs (26 MB) does not fit the device's 64 MiB working-tree limit beside the repo, so
+#    the LZW TIFF / EER tests are deselected where it is missing (they fail for that alone).
 XD=""; $PY -c "import xdist" 2>/dev/null && XD="-n 8"
-[ "$QUICK" = 1 ] || step pytest_all_gpu_visible 250 $PY -m pytest -v -p no:cacheprovider --gpu $XD tests
+NOCODEC=""; $PY -c "import imagecodecs" 2>/dev/null || NOCODEC="--deselect tests/io/test_movies.py --deselect tests/prepare/test_prepare_run.py::test_mrc_tiff_and_eer_give_the_same_result"
+[ "$QUICK" = 1 ] || step pytest_all_gpu_visible 250 $PY -m pytest -v -p no:cacheprovider --gpu $XD $NOCODEC tests
 echo "total $(($(date +%s) - T0)) s" | tee -a "$SUM"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DRACO_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def run_draco(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``draco ARGS`` in a subprocess, as a user would: the installed console script, or
+    ``python -m draco_em`` where the package is on the path but not installed."""
+    script = Path(sys.executable).parent / "draco"
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "draco_em"]
+    return subprocess.run(
+        [*cmd, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,6 @@ those checks run the installed console script in a subprocess (exactly what a us
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +16,12 @@ from typer.testing import CliRunner
 from draco_em import __version__
 from draco_em.cli import app
 from draco_em.io.mrc import write_mrc
-from tests.conftest import shared_file
+from tests.conftest import run_draco, shared_file
 
 MICROGRAPH = "micrograph_cleaner_em/Ucsf_stack_1142_DW.mrc"
 
 
-def _draco(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    script = Path(sys.executable).parent / "draco"
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "draco_em"]
-    return subprocess.run(
-        [*cmd, *map(str, args)], capture_output=True, text=True, timeout=120, check=False
-    )
+_draco = run_draco  # the console script as a user runs it (tests/conftest.py)
 
 
 @pytest.fixture

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from draco_em.cli import app
+from tests.conftest import run_draco
 
 runner = CliRunner()
 
@@ -94,11 +93,7 @@ def test_paper_head_without_spectrum_features(
     assert json.loads((run / "config.json").read_text())["l2"] == 0.1
 
 
-def _draco(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    script = Path(sys.executable).parent / "draco"
-    return subprocess.run(
-        [str(script), *map(str, args)], capture_output=True, text=True, timeout=120, check=False
-    )
+_draco = run_draco  # the console script as a user runs it (tests/conftest.py)
 
 
 def test_unknown_label_is_one_line_exit_2(
