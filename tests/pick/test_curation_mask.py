@@ -158,6 +158,10 @@ def test_predict_all_combines_curation_and_masks(curator_file, tmp_path):
     assert summary["excluded"] == int((in_dark | in_quadrant).sum())
     line = (tmp_path / "excl" / "excluded_picks.txt").read_text().split("\t")
     assert line[0].endswith("m.mrc") and int(line[1]) == summary["excluded"]
+    (tmp_path / "excl" / "coordinates" / "m_autopick.star").unlink()  # pick m again: one line
+    run("excl", exclude_by_curation=str(curator_file), exclude_masks=masks)
+    lines = (tmp_path / "excl" / "excluded_picks.txt").read_text().splitlines()
+    assert len(lines) == 1 and int(lines[0].split("\t")[1]) == summary["excluded"]
 
 
 def test_unknown_class_is_a_one_line_user_error(curator_file, tmp_path, capsys):

@@ -119,9 +119,15 @@ def pick_one(
 
 
 def _record_excluded(out: Path, path, n: int) -> None:
-    """Append ``path<TAB>n`` to OUTDIR/excluded_picks.txt (one line per picked micrograph)."""
-    with open(out / EXCLUDED_FILE, "a") as fh:
-        fh.write(f"{path}\t{n}\n")
+    """Set ``path<TAB>n`` in OUTDIR/excluded_picks.txt: one line per picked micrograph, the
+    latest count when a micrograph is picked again (its STAR deleted), rewritten atomically."""
+    from draco_em.io.atomic import write_text_atomic
+
+    file = out / EXCLUDED_FILE
+    lines = file.read_text().splitlines() if file.exists() else []
+    counts = dict(line.rsplit("\t", 1) for line in lines if "\t" in line)
+    counts[str(path)] = str(n)
+    write_text_atomic(file, "".join(f"{k}\t{v}\n" for k, v in counts.items()))
 
 
 def _resumed(star, path, pixel_size: float | None) -> pd.DataFrame:
