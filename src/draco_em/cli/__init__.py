@@ -34,15 +34,23 @@ def main(argv: list[str] | None = None) -> None:
         print(f"draco: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except ValidationError as exc:  # a pydantic config rejected an option value
-        err = exc.errors()[0]
-        loc = err.get("loc") or ()
-        msg = str(err.get("msg", "")).removeprefix("Value error, ")
-        if loc:  # one option's value
-            print(f"draco: error: invalid --{str(loc[0]).replace('_', '-')}: {msg}",
-                  file=sys.stderr)  # fmt: skip
-        else:  # a check across options (model_validator)
-            print(f"draco: error: {msg}", file=sys.stderr)
+        print(f"draco: error: {option_error(exc)}", file=sys.stderr)
         sys.exit(2)
+
+
+#: Config fields whose command-line option has another name.
+OPTION_NAMES = {"from_format": "from", "out_dir": "out"}
+
+
+def option_error(exc: ValidationError) -> str:
+    """The first rejected value of a pydantic config as one line naming the CLI option."""
+    err = exc.errors()[0]
+    loc = err.get("loc") or ()
+    msg = str(err.get("msg", "")).removeprefix("Value error, ")
+    if not loc:  # a check across options (model_validator)
+        return msg
+    name = OPTION_NAMES.get(str(loc[0]), str(loc[0]))
+    return f"invalid --{name.replace('_', '-')}: {msg}"
 
 
 __all__ = ["app", "main"]
