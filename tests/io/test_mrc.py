@@ -89,11 +89,11 @@ def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
         write_mrc(tmp_path / "bad.mrc", np.zeros((2, 2, 2, 2)), 1.0)
     old = write_mrc(tmp_path / "out.mrc", np.ones((4, 4)), 1.0).read_bytes()
 
-    def disk_full(self: object) -> None:
+    def disk_full(self: object, slab: object) -> None:
         raise OSError("No space left on device")
 
     # A crash half-way through writing: the old output survives, no temp file is left behind.
-    monkeypatch.setattr(mrcfile.mrcfile.MrcFile, "update_header_stats", disk_full)
+    monkeypatch.setattr("draco_em.io.mrc._SlabStats.add", disk_full)
     with pytest.raises(OSError, match="No space"):
         write_mrc(tmp_path / "out.mrc", np.zeros((4, 4)), 1.0)
     assert os.listdir(tmp_path) == ["out.mrc"]
@@ -315,3 +315,22 @@ def test_huge_extended_header_is_rejected_before_reading(tmp_path: Path) -> None
     (tmp_path / "ext.mrc").write_bytes(bytes(raw))
     with pytest.raises(DracoInputError, match=r"ext\.mrc: corrupt MRC header: extended header"):
         read_mrc(tmp_path / "ext.mrc")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
+def test_slab_by_slab_write_keeps_data_and_header_statistics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dtype: type
+) -> None:
+    monkeypatch.setattr("draco_em.io.mrc._SLAB_BYTES", 100)  # many slabs, uneven last one
+    rng = np.random.default_rng(0)
+    data = (rng.integers(0, 9, size=(5, 13, 11)) + (rng.normal(size=(5, 13, 11)) if
+            np.dtype(dtype).kind == "f" else 0)).astype(dtype)  # fmt: skip
+    for arr, name in ((data, "s.mrcs"), (data[2], "i.mrc")):
+        with mrcfile.open(write_mrc(tmp_path / name, arr, 1.5)) as f:
+            np.testing.assert_array_equal(f.data, arr.astype(f.data.dtype))
+            ref = arr.astype(np.float64)
+            assert float(f.header.dmin) == pytest.approx(ref.min())
+            assert float(f.header.dmax) == pytest.approx(ref.max())
+            assert float(f.header.dmean) == pytest.approx(ref.mean(), rel=1e-6)
+            assert float(f.header.rms) == pytest.approx(ref.std(), rel=1e-6)
+            assert f.is_image_stack() == (name == "s.mrcs") and f.voxel_size.x == 1.5

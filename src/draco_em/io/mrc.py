@@ -14,6 +14,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 from mrcfile.dtypes import HEADER_DTYPE
+from mrcfile.utils import mode_from_dtype
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path, check_not_input
@@ -218,24 +219,74 @@ def write_mrc(
     if pixel_size is None or not np.isfinite(pixel_size) or pixel_size <= 0:
         raise ValueError(f"write_mrc needs a pixel size > 0, got {pixel_size!r}")
     arr = np.asarray(data)
-    if arr.dtype.kind == "f" or arr.dtype.kind == "c":
-        arr = arr.astype(np.float16 if float16 else np.float32, copy=False)
-    elif arr.dtype not in (np.int8, np.int16, np.uint16, np.uint8):
-        arr = arr.astype(np.float32)
-    arr = np.ascontiguousarray(arr)
     if arr.ndim not in (2, 3):
         raise ValueError(f"write_mrc takes [ny, nx] or [nz, ny, nx] data, got shape {arr.shape}")
+    if arr.dtype.kind in "fc":
+        dtype = np.dtype(np.float16 if float16 else np.float32)
+    elif arr.dtype in (np.int8, np.int16, np.uint16):
+        dtype = arr.dtype
+    elif arr.dtype == np.uint8:
+        dtype = np.dtype(np.uint16)  # MRC has no unsigned 8-bit mode (mrcfile writes mode 6)
+    else:
+        dtype = np.dtype(np.float32)
     if stack is None:
         stack = path.suffix.lower() == ".mrcs"
-    with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
-        mrc.set_data(arr)
-        if arr.ndim == 3 and stack:
-            mrc.set_image_stack()
-        mrc.voxel_size = float(pixel_size)
-        if origin is not None:
-            mrc.header.origin = origin
-        mrc.update_header_stats()
+    # Written through a memory map, a slab at a time, with the header statistics accumulated
+    # on the way: peak memory stays near one slab instead of 2-6 copies of the data (dtype
+    # conversion, then mrcfile's float32 temporaries for the mean and std of the whole array).
+    with atomic_path(path) as tmp:
+        with mrcfile.new_mmap(tmp, arr.shape, mrc_mode=mode_from_dtype(dtype),
+                              overwrite=True) as mrc:  # fmt: skip
+            stats = _SlabStats()
+            rows = max(1, _SLAB_BYTES // max(1, arr[0].nbytes if arr.ndim == 3 else
+                                             arr.shape[1] * arr.itemsize))  # fmt: skip
+            for start in range(0, arr.shape[0], rows):
+                slab = arr[start : start + rows]
+                slab = (slab.real if slab.dtype.kind == "c" else slab).astype(dtype, copy=False)
+                mrc.data[start : start + rows] = slab
+                stats.add(slab)
+            if arr.ndim == 3 and stack:
+                mrc.set_image_stack()
+            mrc.voxel_size = float(pixel_size)
+            if origin is not None:
+                mrc.header.origin = origin
+            stats.write(mrc.header)
     return path
+
+
+_SLAB_BYTES = 4 * 2**20  # input bytes converted and summed at a time (float64 temporaries: 8×)
+
+
+class _SlabStats:
+    """Min, max, mean and population std (MRC's dmin/dmax/dmean/rms) over slabs, in float64
+    with Chan et al.'s pairwise update of the sum of squared deviations (min/max skip NaN;
+    mean and rms become NaN, as mrcfile's own statistics do)."""
+
+    def __init__(self) -> None:
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+        self.lo, self.hi = np.inf, -np.inf
+
+    def add(self, slab: np.ndarray) -> None:
+        if not slab.size:
+            return
+        x = slab.astype(np.float64, copy=False) if slab.dtype.itemsize < 8 else slab
+        n, mean = slab.size, float(x.mean(dtype=np.float64))
+        m2 = float(np.square(x - mean, dtype=np.float64).sum())
+        delta, total = mean - self.mean, self.n + n
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.n * n / total
+        self.n = total
+        with warnings.catch_warnings():  # an all-NaN slab: no min, the others still count
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self.lo = float(np.fmin(self.lo, np.nanmin(x)))
+            self.hi = float(np.fmax(self.hi, np.nanmax(x)))
+
+    def write(self, header) -> None:
+        if not self.n:
+            return
+        header.dmin, header.dmax = np.float32(self.lo), np.float32(self.hi)
+        header.dmean = np.float32(self.mean)
+        header.rms = np.float32(np.sqrt(self.m2 / self.n))
 
 
 def mrc_summary(path: str | Path) -> dict:
