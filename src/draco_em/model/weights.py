@@ -24,10 +24,9 @@ import torch
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.model.draco import PRESETS, DracoConfig, DracoMAE
-from draco_em.weights import resolve_model_file
+from draco_em.weights import BUNDLED, resolve_model_file
 
 FORMAT = "draco-em/1"
-BUNDLED = "bundled"
 #: The pretrained model (encoder for curation and picking; paper's ``Draco/B`` analogue).
 BUNDLED_FILE = "draco_tiny.safetensors"
 #: The same model after the denoising fine-tune (``--stage denoise``; ``Denoise/B`` analogue).
@@ -124,7 +123,7 @@ RUN_CHECKPOINTS = ("checkpoints/best.pt", "checkpoints/latest.pt")
 def resolve_weights(path: str | Path, bundled: str = BUNDLED_FILE) -> Path:
     """The DRACO weights file of a path, of a ``draco pretrain`` run folder (its best, else
     latest checkpoint) or of ``"bundled"`` (the shipped `draco_tiny`)."""
-    if str(path) != "bundled" and Path(path).is_dir():
+    if str(path) != BUNDLED and Path(path).is_dir():
         for rel in RUN_CHECKPOINTS:
             if (Path(path) / rel).is_file():
                 return Path(path) / rel

@@ -33,7 +33,6 @@ from draco_em.pick.model_io import RUN_FILE, read_picker, resolve_picker, save_p
 from draco_em.pick.predict import Picker
 
 log = logging.getLogger("draco_em.pick")
-THRESHOLD_RANGE = (0.02, 0.98)  # as choose_threshold clips
 
 
 def logit(p: float) -> float:
@@ -42,6 +41,8 @@ def logit(p: float) -> float:
 
 def shift_threshold(threshold: float, shift: float) -> float:
     """sigmoid(logit(threshold) − shift), clipped to the range stored thresholds use."""
+    from draco_em.pick.train import THRESHOLD_RANGE
+
     t = 1.0 / (1.0 + math.exp(-(logit(threshold) - shift)))
     return min(max(t, THRESHOLD_RANGE[0]), THRESHOLD_RANGE[1])
 

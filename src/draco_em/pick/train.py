@@ -36,6 +36,7 @@ from draco_em.pick.predict import Picker
 
 log = logging.getLogger("draco_em.pick")
 F1_TOLERANCE = 0.02  # cut-offs this close to the best validation F1 are equally good
+THRESHOLD_RANGE = (0.02, 0.98)  # stored thresholds stay inside (peaks are found from 0.02)
 
 
 def build_detector(weights: str | None, detector_cfg: DetectorConfig | None = None):
@@ -183,7 +184,7 @@ def choose_threshold(picker: Picker, examples: list[Example]) -> tuple[float, di
     cum = np.cumsum(tp[order])
     f1 = 2 * cum / (np.arange(1, len(s) + 1) + n_true)  # F1 = 2·TP / (picks + true)
     near = s[order][f1 >= f1.max() - F1_TOLERANCE]
-    return float(np.clip(0.5 * (near.min() + near.max()), 0.02, 0.98)), result
+    return float(np.clip(0.5 * (near.min() + near.max()), *THRESHOLD_RANGE)), result
 
 
 def train_picker(
