@@ -143,6 +143,7 @@ def pick_calibrate(
         float, typer.Option(help="Store sigmoid(logit(t) - shift): > 0 lowers the threshold.")
     ] = 0.0,
     device: Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda[:N].")] = "auto",
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Re-choose a picker's stored threshold on labelled micrographs (no training); writes a
     new picker (best-F1 plateau middle, as pick train; matched within half a diameter)."""
@@ -153,7 +154,7 @@ def pick_calibrate(
         model=model, micrographs=micrographs, coords=coords, outdir=outdir, diameter=diameter,
         pixel_size=pixel_size, logit_shift=logit_shift, device=device,
     )  # fmt: skip
-    r = run_calibrate(cfg)
+    r = run_calibrate(cfg, progress=not quiet)
     v = r["validation"]
     typer.echo(
         f"threshold {r['stored']:.3f} (chosen {r['chosen']:.3f}) on {v['micrographs']} "

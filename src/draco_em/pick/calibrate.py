@@ -53,7 +53,7 @@ def unseen_shift(threshold_seen: float, threshold_unseen: float) -> float:
 
 
 def choose(
-    cfg: PickCalibrateConfig, diameters: dict[str, float] | None = None
+    cfg: PickCalibrateConfig, diameters: dict[str, float] | None = None, progress: bool = False
 ) -> tuple[float, dict, Picker, dict]:
     """(threshold chosen on ``cfg.micrographs``, its validation summary, picker, header).
 
@@ -70,12 +70,14 @@ def choose(
     picker = Picker(detector.to(device), diameter, device=device)
     examples = load_labelled(cfg.micrographs, cfg.coords, detector.config, diameter, diameters,
                              cfg.pixel_size)  # fmt: skip
-    threshold, summary = choose_threshold(picker, examples)
+    threshold, summary = choose_threshold(picker, examples, progress)
     summary["micrographs"] = len(examples)
     return threshold, summary, picker, info
 
 
-def run_calibrate(cfg: PickCalibrateConfig, diameters: dict[str, float] | None = None) -> dict:
+def run_calibrate(
+    cfg: PickCalibrateConfig, diameters: dict[str, float] | None = None, progress: bool = False
+) -> dict:
     """Choose, shift and store the threshold in ``cfg.outdir`` (never over the input picker).
 
     Returns:
@@ -85,7 +87,7 @@ def run_calibrate(cfg: PickCalibrateConfig, diameters: dict[str, float] | None =
     out = (cfg.outdir / RUN_FILE).resolve()
     if out == source:
         raise DracoInputError("--outdir would overwrite the input picker: choose a new folder")
-    chosen, summary, picker, info = choose(cfg, diameters)
+    chosen, summary, picker, info = choose(cfg, diameters, progress)
     stored = shift_threshold(chosen, cfg.logit_shift) if cfg.logit_shift else chosen
     log.info("threshold chosen %.3f, stored %.3f (logit shift %g): %s", chosen, stored,
              cfg.logit_shift, summary)  # fmt: skip

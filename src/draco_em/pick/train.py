@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.evaluate.pick import match_picks, summarize
@@ -160,7 +161,9 @@ def fit(detector: ParticleDetector, train: list[Example], cfg: PickTrainConfig, 
     return losses
 
 
-def choose_threshold(picker: Picker, examples: list[Example]) -> tuple[float, dict]:
+def choose_threshold(
+    picker: Picker, examples: list[Example], progress: bool = False
+) -> tuple[float, dict]:
     """A score cut-off with near-best F1 on ``examples`` (matched within d/2 working px).
 
     Validation sets are small (often one micrograph), so the single best cut-off is noisy and
@@ -170,7 +173,7 @@ def choose_threshold(picker: Picker, examples: list[Example]) -> tuple[float, di
     from draco_em.pick.nms import find_peaks
 
     tps, scores, n_true = [], [], 0
-    for ex in examples:
+    for ex in tqdm(examples, desc="validate", unit="mic", disable=not progress):
         score, _vec = picker.score_map(ex.image)
         xy, s = find_peaks(score, 0.5 * picker.diameter_px, 0.02)
         tps.append(match_picks(xy, s, ex.xy, 0.5 * picker.diameter_px))
