@@ -17,6 +17,12 @@ End to end, on a CPU (see docs/model-card.md for the measured time and metrics):
 Usage:
     python recipes/bundled_denoiser.py --workdir /tmp/bundle [--epochs 6] [--ft-epochs 10]
         [--install]
+
+On a GPU (not yet run; a sketch for a lease of ~10 minutes: 4× the data, 8× the crops per
+epoch so that the per-epoch validation stays rare, DataLoader workers to feed the card)::
+
+    python recipes/bundled_denoiser.py --workdir /tmp/bundle_gpu --scale 4 --jobs 16 \
+        --crops-per-micrograph 256 --epochs 12 --ft-epochs 6 --workers 8
 """
 
 from __future__ import annotations
@@ -34,10 +40,10 @@ MODEL_OVERRIDES = {
     "img_size": 128, "embed_dim": 192, "depth": 8, "num_heads": 3, "decoder_embed_dim": 192,
     "decoder_depth": 3, "decoder_num_heads": 6, "decoder_neck_dim": 96,
 }  # fmt: skip
-SETS = [  # (folder, extra simulate options)
-    ("phantoms", ["--n-micrographs", "48", "--bad-fraction", "0.1", "--seed", "1000"]),
-    ("apo", ["--n-micrographs", "12", "--structures", str(APOFERRITIN), "--seed", "2000"]),
-    ("lowdose", ["--n-micrographs", "12", "--dose", "20", "--seed", "3000"]),
+SETS = [  # (folder, micrographs, extra simulate options)
+    ("phantoms", 48, ["--bad-fraction", "0.1", "--seed", "1000"]),
+    ("apo", 12, ["--structures", str(APOFERRITIN), "--seed", "2000"]),
+    ("lowdose", 12, ["--dose", "20", "--seed", "3000"]),
 ]  # fmt: skip
 
 
@@ -51,13 +57,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--ft-epochs", type=int, default=10, help="denoising fine-tune epochs")
     parser.add_argument("--install", action="store_true", help="copy into src/draco_em/weights")
+    parser.add_argument("--scale", type=float, default=1.0, help="micrographs × this")
+    parser.add_argument("--jobs", type=int, default=2, help="draco simulate -j")
+    parser.add_argument("--crops-per-micrograph", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1, help="DataLoader workers")
     args = parser.parse_args()
     work = args.workdir
-    for name, extra in SETS:
+    for name, n, extra in SETS:
         draco("simulate", str(work / name), "--size", "1024", "--pixel-size", "1.0",
-              "--no-movies", "-j", "2", "-q", *extra)  # fmt: skip
+              "--n-micrographs", str(max(1, round(n * args.scale))), "--no-movies",
+              "-j", str(args.jobs), "-q", *extra)  # fmt: skip
     manifest = work / "all.star"
-    stars = [str(work / n / "micrographs.star") for n, _ in SETS]
+    stars = [str(work / n / "micrographs.star") for n, _, _ in SETS]
     merge = REPO / "recipes" / "merge_manifests.py"
     subprocess.run([sys.executable, str(merge), str(manifest), *stars], check=True)
 
@@ -67,15 +78,17 @@ def main() -> None:
     run = work / "run"
     run_pretrain(PretrainConfig(
         data=manifest, out_dir=run, stage="draco", crop_size=128, crop_angstrom=(224.0, 288.0),
-        crops_per_micrograph=32, batch_size=32, blr=0.008, epochs=args.epochs,
-        warmup_epochs=0.5, workers=1, model_overrides=MODEL_OVERRIDES, save_every_steps=100,
+        crops_per_micrograph=args.crops_per_micrograph, batch_size=32, blr=0.008,
+        epochs=args.epochs, warmup_epochs=0.5, workers=args.workers,
+        model_overrides=MODEL_OVERRIDES, save_every_steps=100,
         progress=False, resume="latest" if (run / "config.yaml").exists() else None,
     ))  # fmt: skip
     finetune = work / "run_denoise"
     run_pretrain(PretrainConfig(
         data=manifest, out_dir=finetune, stage="denoise", init_weights=run, crop_size=128,
-        crop_angstrom=(224.0, 288.0), crops_per_micrograph=32, batch_size=32, blr=0.004,
-        epochs=args.ft_epochs, warmup_epochs=0.3, workers=1, save_every_steps=100,
+        crop_angstrom=(224.0, 288.0), crops_per_micrograph=args.crops_per_micrograph,
+        batch_size=32, blr=0.004, epochs=args.ft_epochs, warmup_epochs=0.3,
+        workers=args.workers, save_every_steps=100,
         progress=False, resume="latest" if (finetune / "config.yaml").exists() else None,
     ))  # fmt: skip
     for run_dir, name in ((run, "draco_tiny"), (finetune, "draco_denoise_tiny")):
