@@ -16,6 +16,11 @@ script measures how much lower without the test structures, then stores the shif
         --leave-out-run /tmp/pick_data/run_apoval --seen phan_junk_6 --unseen apo_junk_3 \\
         --run /tmp/pick_data/run_e1.0x4 --val phan_junk_6 --out /tmp/pick_data/run_e1.0x4_cal
 
+``--report SET...`` then scores the calibrated picker on other non-ribosome sets at both
+thresholds (what the calibration costs on proteins the picker knows)::
+
+    ... --report apo_junk_3 phan_junk_7
+
 Ribosome sets (the held-out benchmark) must not be named here.
 """
 
@@ -27,8 +32,11 @@ from pathlib import Path
 
 from pick_recipe import gather
 
+from draco_em.evaluate.pick import summarize
 from draco_em.pick.calibrate import choose, run_calibrate, unseen_shift
 from draco_em.pick.config import PickCalibrateConfig
+from draco_em.pick.model_io import load_picker
+from draco_em.pick.train import load_labelled, validation_matches
 
 
 def config(model: Path, data: Path, sets: list[str], out: Path, shift: float = 0.0):
@@ -48,15 +56,16 @@ def main() -> None:
     ap.add_argument("--run", type=Path, required=True, help="the general picker to calibrate")
     ap.add_argument("--val", nargs="+", required=True, help="its validation sets")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--report", nargs="*", default=[], help="sets to score at both thresholds")
     args = ap.parse_args()
-    if any("ribo" in s for s in args.seen + args.unseen + args.val):
+    if any("ribo" in s for s in args.seen + args.unseen + args.val + args.report):
         raise SystemExit("the ribosome sets are the held-out benchmark: not for calibration")
 
     t_seen, v_seen, _, _ = choose(*config(args.leave_out_run, args.data, args.seen, args.out))
     t_unseen, v_unseen, _, _ = choose(*config(args.leave_out_run, args.data, args.unseen, args.out))
     shift = unseen_shift(t_seen, t_unseen)
     result = run_calibrate(*config(args.run, args.data, args.val, args.out, shift))
-    report = {
+    summary = {
         "leave_out_run": str(args.leave_out_run),
         "seen": {"sets": args.seen, "threshold": t_seen, "validation": v_seen},
         "unseen": {"sets": args.unseen, "threshold": t_unseen, "validation": v_unseen},
@@ -66,11 +75,25 @@ def main() -> None:
         **result,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "calibration.json").write_text(json.dumps(report, indent=2))
+    (args.out / "calibration.json").write_text(json.dumps(summary, indent=2))
     print(f"leave-out picker: threshold {t_seen:.3f} on {args.seen}, {t_unseen:.3f} on "
           f"{args.unseen} → logit shift {shift:.3f}")  # fmt: skip
     print(f"{args.run.name}: threshold chosen {result['chosen']:.3f} on {args.val}, stored "
           f"{result['stored']:.3f} → {result['path']}")  # fmt: skip
+    for name in args.report:
+        report(args.out, args.data, name, {"chosen": result["chosen"], "stored": result["stored"]})
+
+
+def report(run: Path, data: Path, name: str, thresholds: dict[str, float]) -> None:
+    """Precision, recall and F1 of the picker in ``run`` on set ``name`` at each threshold."""
+    mics, coords, diam = gather(data, [name])
+    picker = load_picker(run)
+    examples = load_labelled(mics, coords, picker.detector.config, picker.diameter, diam)
+    tp, s, n = validation_matches(picker, examples)
+    for label, t in thresholds.items():
+        r = summarize(tp[s >= t], s[s >= t], n)
+        print(f"  {name}: {label} {t:.3f}: precision {r['precision']:.3f} recall "
+              f"{r['recall']:.3f} F1 {r['f1']:.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":

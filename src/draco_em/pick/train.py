@@ -161,6 +161,23 @@ def fit(detector: ParticleDetector, train: list[Example], cfg: PickTrainConfig, 
     return losses
 
 
+def validation_matches(
+    picker: Picker, examples: list[Example], progress: bool = False
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(true-positive flags, scores) of every peak ≥ 0.02 on ``examples``, matched one-to-one
+    within d/2 working px, and the number of true particles."""
+    from draco_em.pick.nms import find_peaks
+
+    tps, scores, n_true = [], [], 0
+    for ex in tqdm(examples, desc="validate", unit="mic", disable=not progress):
+        score, _vec = picker.score_map(ex.image)
+        xy, s = find_peaks(score, 0.5 * picker.diameter_px, THRESHOLD_RANGE[0])
+        tps.append(match_picks(xy, s, ex.xy, 0.5 * picker.diameter_px))
+        scores.append(s)
+        n_true += len(ex.xy)
+    return np.concatenate(tps), np.concatenate(scores), n_true
+
+
 def choose_threshold(
     picker: Picker, examples: list[Example], progress: bool = False
 ) -> tuple[float, dict]:
@@ -170,16 +187,7 @@ def choose_threshold(
     tends to sit at the edge of a plateau. We take the middle of the range of cut-offs whose
     F1 is within :data:`F1_TOLERANCE` of the best.
     """
-    from draco_em.pick.nms import find_peaks
-
-    tps, scores, n_true = [], [], 0
-    for ex in tqdm(examples, desc="validate", unit="mic", disable=not progress):
-        score, _vec = picker.score_map(ex.image)
-        xy, s = find_peaks(score, 0.5 * picker.diameter_px, 0.02)
-        tps.append(match_picks(xy, s, ex.xy, 0.5 * picker.diameter_px))
-        scores.append(s)
-        n_true += len(ex.xy)
-    tp, s = np.concatenate(tps), np.concatenate(scores)
+    tp, s, n_true = validation_matches(picker, examples, progress)
     result = summarize(tp, s, n_true)
     if not len(s) or not n_true:
         return 0.5, result
