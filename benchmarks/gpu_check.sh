@@ -7,8 +7,19 @@
 #
 # Every step has its own time limit and its own rc in OUTDIR/summary.txt; one failing step does
 # not stop the others. All logs go to OUTDIR/log.txt, throughput JSON to OUTDIR/*.json.
-# On a machine without the package's dependencies, wheels in .whl/ are installed first
-# (see docs/benchmarks.md, "GPU").
+# On a machine without the package's dependencies (the lent GPU machines have torch, numpy,
+# scipy, pandas, typer, safetensors, tifffile, einops, h5py... but not these), wheels in .whl/
+# are installed first. Fetch them here once (`echo /.whl/ >> .git/info/exclude`), then carry
+# `.whl` with the device call; imagecodecs (26 MB) does not fit the 64 MiB limit beside the repo:
+#   python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+#     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+#     --platform manylinux2014_x86_64 --platform manylinux_2_27_x86_64 -d .whl \
+#     mrcfile==1.5.4 starfile==0.5.13 pydantic==2.14.4 pydantic_core==2.50.5 \
+#     annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 gemmi==0.7.5 \
+#     torch-ctf==0.6.0 torch-cubic-spline-grids==0.6.0 torch-fourier-filter==0.6.0 \
+#     torch-fourier-rescale==0.6.0 torch-fourier-shift==0.6.0 torch-fourier-slice==0.6.0 \
+#     torch-grid-utils==0.6.0 torch-image-interpolation==0.6.0 torch-motion-correction==0.6.0 \
+#     cryosparc-tools==5.0.3
 set -u
 OUT=${1:?usage: gpu_check.sh OUTDIR}
 DEVICE=${DEVICE:-cuda}
