@@ -238,8 +238,7 @@ def write_mrc(
         with mrcfile.new_mmap(tmp, arr.shape, mrc_mode=mode_from_dtype(dtype),
                               overwrite=True) as mrc:  # fmt: skip
             stats = _SlabStats()
-            rows = max(1, _SLAB_BYTES // max(1, arr[0].nbytes if arr.ndim == 3 else
-                                             arr.shape[1] * arr.itemsize))  # fmt: skip
+            rows = max(1, _SLAB_BYTES // max(1, arr[0].nbytes if len(arr) else 1))  # rows/frames
             for start in range(0, arr.shape[0], rows):
                 slab = arr[start : start + rows]
                 slab = (slab.real if slab.dtype.kind == "c" else slab).astype(dtype, copy=False)
