@@ -80,12 +80,10 @@ def simulate(
 
     Example: draco simulate sim/ --n-micrographs 20 --bad-fraction 0.2 -j 2
     """
-    from draco_em.simulate.config import SimulateConfig
-    from draco_em.simulate.presets import preset_config
-    from draco_em.simulate.run import run_simulation
-
     from draco_em.errors import DracoInputError
-    from draco_em.simulate.presets import PRESETS
+    from draco_em.simulate.config import SimulateConfig
+    from draco_em.simulate.presets import PRESETS, preset_config
+    from draco_em.simulate.run import run_simulation
 
     if preset not in PRESETS:
         raise DracoInputError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
