@@ -38,7 +38,7 @@ class Projector:
 
     def __init__(self, structure: Structure, pixel_size: float, pad_factor: float = 2.0) -> None:
         self.structure = structure
-        vol = torch.from_numpy(np.ascontiguousarray(structure.volume, dtype=np.float32))
+        vol = torch.from_numpy(np.require(structure.volume, np.float32, ["C", "W"]))
         d = vol.shape[-1]
         self._d = d
         self._edge = compute_cube_face_averages(vol, n=4)
