@@ -99,9 +99,12 @@ def main() -> None:
     img_dir = REPO / "docs/img"
     edge = 184
     tiles = [display(fourier_rescale(real_clean, REAL_PIXEL_SIZE, 8.0)[0], 2 * (224 // 2))]
-    tiles[0] = np.asarray(
-        Image.fromarray((tiles[0] * 255).astype(np.uint8)).resize((edge, edge), Image.BILINEAR)
-    ) / 255.0  # the real crop is 448 px at 4 Å = 224 px at 8 Å: shown at the tile size
+    tiles[0] = (
+        np.asarray(
+            Image.fromarray((tiles[0] * 255).astype(np.uint8)).resize((edge, edge), Image.BILINEAR)
+        )
+        / 255.0
+    )  # the real crop is 448 px at 4 Å = 224 px at 8 Å: shown at the tile size
     for name, k in [("realistic", k) for k in range(6)] + [("classic", 0)]:
         full = sets[name][k][1]
         tiles.append(display(fourier_rescale(full, 2.0, 8.0)[0], edge))
@@ -126,7 +129,9 @@ def main() -> None:
     q, p_real = radial_power(real_clean, REAL_PIXEL_SIZE)
     floor = q > 0.09
     ax_ps.semilogy(q, p_real / p_real[floor].mean(), "k", lw=2.5, label="real (UCSF K2, ~4 Å/px)")
-    report = {"real_hf_slope": float(p_real[q > 0.11].mean() / p_real[(q > 0.06) & (q < 0.08)].mean())}
+    report = {
+        "real_hf_slope": float(p_real[q > 0.11].mean() / p_real[(q > 0.06) & (q < 0.08)].mean())
+    }
     for name, style in (("realistic", "-"), ("classic", "--")):
         for k, (row, full, clean) in enumerate(sets[name]):
             binned = fourier_rescale(full, 2.0, REAL_PIXEL_SIZE)[0]
