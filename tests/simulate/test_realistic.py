@@ -49,7 +49,13 @@ def _cfg(outdir: Path, realism: RealismConfig | None = None, **kw) -> SimulateCo
 def test_presets_validate():
     cfg = SimulateConfig(outdir=Path("u"))
     assert cfg.preset == "realistic" and cfg.realism == RealismConfig()
-    assert SimulateConfig(outdir=Path("u"), preset="classic").realism is None
+    assert (cfg.pixel_size, cfg.size) == (2.0, 1024)  # the training-set defaults
+    classic = SimulateConfig(outdir=Path("u"), preset="classic")
+    assert classic.realism is None and (classic.pixel_size, classic.size) == (1.0, 2048)
+    given = SimulateConfig(outdir=Path("u"), pixel_size=1.0, size=2048)
+    assert (given.pixel_size, given.size) == (1.0, 2048)
+    again = SimulateConfig(**json.loads(cfg.model_dump_json()))  # as a resume reads it back
+    assert again == cfg
     with pytest.raises(ValidationError, match="classic preset has no ranges"):
         SimulateConfig(outdir=Path("u"), preset="classic", realism=RealismConfig())
     for bad in (

@@ -26,8 +26,12 @@ def simulate(
             "micrograph from ranges; classic: one fixed setup (earlier data sets)."
         ),
     ] = "realistic",
-    size: Annotated[int, typer.Option(help="Edge length in pixels.")] = 2048,
-    pixel_size: Annotated[float, typer.Option(help="Pixel size in Å.")] = 1.0,
+    size: Annotated[
+        int | None, typer.Option(help="Edge length in pixels (realistic: 1024; classic: 2048).")
+    ] = None,
+    pixel_size: Annotated[
+        float | None, typer.Option(help="Pixel size in Å (realistic: 2.0; classic: 1.0).")
+    ] = None,
     structures: Annotated[
         list[Path] | None,
         typer.Option(
@@ -93,8 +97,8 @@ def simulate(
         preset=preset,
         realism=realism,
         n_micrographs=n_micrographs,
-        size=size,
-        pixel_size=pixel_size,
+        **({} if size is None else {"size": size}),
+        **({} if pixel_size is None else {"pixel_size": pixel_size}),
         structures=structures or [],
         map_pixel_size=map_pixel_size,
         frames=frames,
