@@ -61,6 +61,8 @@ def simulate(out: Path, n: int, size: int, seed: int) -> Path:
                 "draco_em",
                 "simulate",
                 str(out),
+                "--preset",
+                "classic",
                 "--n-micrographs",
                 str(n),
                 "--size",

@@ -72,6 +72,7 @@ def main() -> None:
     if level == "junk":  # particle-sized ice balls and crystals (false-pick bait)
         knobs.update(debris=25.0, region_masks=True)  # + per-pixel contamination/carbon truth
     cfg = SimulateConfig(
+        preset="classic",
         outdir=ROOT / f"{kind}_{level + '_' if named else ''}{seed}",
         name_prefix=f"{kind}{seed}j" if level == "junk" else kind,  # unique stems across sets
         structures=structures, map_pixel_size=map_px, size=1024, pixel_size=2.0, movies=False,

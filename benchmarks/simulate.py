@@ -46,7 +46,8 @@ def run_case(out: Path, **settings) -> dict:
     """Run one simulation in a fresh process; return wall time and peak RSS (MiB)."""
     if out.exists():
         shutil.rmtree(out)
-    cfg = {"outdir": str(out), "cache_dir": str(out.parent / "cache"), **settings}
+    cfg = {"outdir": str(out), "cache_dir": str(out.parent / "cache"), "preset": "classic"}
+    cfg.update(settings)
     load_before = os.getloadavg()[0]
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps(cfg)],
@@ -105,6 +106,7 @@ def calibrate(out: Path) -> None:
     # against simulations without carbon or contamination, same size and pixel size.
     real_crop = real[448:896, 64:512]
     cfg = SimulateConfig(
+        preset="classic",
         outdir=out / "calibration",
         n_micrographs=4,
         size=448,

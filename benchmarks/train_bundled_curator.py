@@ -58,6 +58,8 @@ def main() -> None:
     draco(
         "simulate",
         str(args.data),
+        "--preset",
+        "classic",
         "--n-micrographs",
         str(args.n_micrographs),
         "--size",

@@ -64,9 +64,9 @@ def main() -> None:
     args = parser.parse_args()
     work = args.workdir
     for name, n, extra in SETS:
-        draco("simulate", str(work / name), "--size", "1024", "--pixel-size", "1.0",
-              "--n-micrographs", str(max(1, round(n * args.scale))), "--no-movies",
-              "-j", str(args.jobs), "-q", *extra)  # fmt: skip
+        draco("simulate", str(work / name), "--preset", "classic", "--size", "1024",
+              "--pixel-size", "1.0", "--n-micrographs", str(max(1, round(n * args.scale))),
+              "--no-movies", "-j", str(args.jobs), "-q", *extra)  # fmt: skip
     manifest = work / "all.star"
     stars = [str(work / n / "micrographs.star") for n, _, _ in SETS]
     merge = REPO / "recipes" / "merge_manifests.py"

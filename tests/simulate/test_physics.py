@@ -23,7 +23,12 @@ def projectors_1a() -> list[Projector]:
 
 
 def _cfg(**kw) -> SimulateConfig:
-    base = {"outdir": Path("unused"), "carbon_probability": 0.0, "contamination_probability": 0.0}
+    base = {
+        "outdir": Path("unused"),
+        "preset": "classic",
+        "carbon_probability": 0.0,
+        "contamination_probability": 0.0,
+    }
     return SimulateConfig(**{**base, **kw})
 
 

@@ -27,6 +27,7 @@ from tests.conftest import shared_file
 def _cfg(outdir: Path, **kw) -> SimulateConfig:
     base = {
         "outdir": outdir,
+        "preset": "classic",
         "n_micrographs": 2,
         "size": 192,
         "pixel_size": 2.0,
@@ -238,6 +239,8 @@ def test_cli_runs_and_reports_bad_options(tmp_path, capsys):
             [
                 "simulate",
                 str(out),
+                "--preset",
+                "classic",
                 "--n-micrographs",
                 "1",
                 "--size",
@@ -264,6 +267,8 @@ def test_cli_runs_and_reports_bad_options(tmp_path, capsys):
             [
                 "simulate",
                 str(tmp_path / "y"),
+                "--preset",
+                "classic",
                 "--structures",
                 str(tmp_path / "missing.pdb"),
                 "--size",
@@ -294,6 +299,8 @@ def test_cli_apoferritin_at_1A(tmp_path):
             [
                 "simulate",
                 str(out),
+                "--preset",
+                "classic",
                 "--n-micrographs",
                 "1",
                 "--size",

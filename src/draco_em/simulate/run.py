@@ -18,8 +18,10 @@ micrographs and rebuilds ``micrographs.star``.
 from __future__ import annotations
 
 import json
+import logging
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -32,16 +34,21 @@ from draco_em.io.atomic import write_text_atomic
 from draco_em.io.batch import FailureLog
 from draco_em.io.coords import write_relion_coords
 from draco_em.io.mrc import write_mrc
-from draco_em.io.star import MicrographTable, write_micrographs_star
+from draco_em.io.star import MicrographTable, read_star, write_micrographs_star, write_star
 from draco_em.simulate import bad, detector
 from draco_em.simulate.config import SimulateConfig
+from draco_em.simulate.library import default_library_dir, read_library
 from draco_em.simulate.micrograph import Micrograph, simulate_micrograph
 from draco_em.simulate.phantoms import make_phantoms
 from draco_em.simulate.potential import Structure, load_structure
-from draco_em.simulate.projection import Projector
+from draco_em.simulate.projection import Projector, ProjectorPool
+
+log = logging.getLogger(__name__)
 
 # Settings that do not change what is simulated (a resumed run may change them).
 _NOT_PHYSICS = {"jobs", "outdir", "cache_dir"}
+# Settings that folders made before they existed did not record: their value there.
+_LEGACY = {"preset": "classic", "realism": None}
 
 
 @dataclass
@@ -64,13 +71,58 @@ def load_structures(cfg: SimulateConfig) -> list[Structure]:
     ]
 
 
+def structure_files(cfg: SimulateConfig) -> list[Path]:
+    """Realistic preset: the library's files in the size range (when the library is used and
+    present) followed by the user's ``structures``; empty = use phantoms."""
+    realism = cfg.realism
+    files: list[Path] = []
+    if realism is not None and realism.library:
+        folder = realism.library_dir or default_library_dir()
+        if folder is None:
+            log.warning(
+                "structure library not found (set DRACO_STRUCTURES or place shared/data/"
+                "structures beside the repository): %s",
+                "using only --structures" if cfg.structures else "using built-in phantoms",
+            )
+        else:
+            files = [e.path for e in read_library(folder, realism.particle_size_range)]
+    return files + list(cfg.structures)
+
+
+def structure_sources(cfg: SimulateConfig, progress: bool = False) -> list:
+    """What each worker's :class:`ProjectorPool` builds from: for the realistic preset, loaders
+    of cached potentials (computed here once, in the main process, so workers never race to
+    compute one); else the structures themselves."""
+    if cfg.realism is None:
+        return load_structures(cfg)
+    files = structure_files(cfg)
+    if not files:
+        return make_phantoms(cfg.seed, cfg.n_phantoms, cfg.pixel_size, cfg.voltage)
+    loaders = []
+    # A potential not yet cached takes 0.2–5 s at 2 Å/px, up to a minute at 1 Å/px.
+    for path in tqdm(files, desc="potentials", unit="structure", disable=not progress):
+        load = partial(
+            load_structure,
+            path,
+            cfg.pixel_size,
+            cfg.voltage,
+            cfg.potential_cache,
+            cfg.map_pixel_size,
+        )
+        load()  # fills the cache (or checks the file) now: errors surface before any image
+        loaders.append(load)
+    return loaders
+
+
 def _check_resume(cfg: SimulateConfig) -> None:
     """Refuse to mix two different simulations in one folder; record the settings."""
     path = cfg.outdir / "simulate_config.json"
     current = json.loads(cfg.model_dump_json())
     if path.exists():
         old = json.loads(path.read_text())
-        diff = sorted(k for k in current if k not in _NOT_PHYSICS and old.get(k) != current[k])
+        diff = sorted(
+            k for k in current if k not in _NOT_PHYSICS and old.get(k, _LEGACY.get(k)) != current[k]
+        )
         if diff:
             raise DracoInputError(
                 f"holds a simulation with other settings ({', '.join(diff)}); "
@@ -120,6 +172,7 @@ def write_micrograph(cfg: SimulateConfig, mic: Micrograph) -> dict:
         _write_image(out / paths["regions"], mic.regions, px)
     lens = mic.optics
     p = mic.particles
+    dose = cfg.dose if mic.dose is None else mic.dose
     coords = pd.DataFrame(
         {
             "micrograph": mic.name,
@@ -137,6 +190,8 @@ def write_micrograph(cfg: SimulateConfig, mic: Micrograph) -> dict:
         }
     )
     write_relion_coords(out / paths["coords"], coords)
+    if mic.junk is not None and len(mic.junk):
+        _add_junk_block(out / paths["coords"], mic.junk)
     motion = pd.DataFrame(
         {
             "frame": np.arange(len(mic.shifts)),
@@ -162,8 +217,8 @@ def write_micrograph(cfg: SimulateConfig, mic: Micrograph) -> dict:
         "dracoHasPairs": 1,
         "dracoCoordinates": paths["coords"],
         "dracoMotion": paths["motion"],
-        "rlnMicrographDoseRate": cfg.dose / cfg.frames,  # e⁻/Å² per frame
-        "dracoDose": cfg.dose,  # total e⁻/Å² of the sums
+        "rlnMicrographDoseRate": dose / cfg.frames,  # e⁻/Å² per frame
+        "dracoDose": dose,  # total e⁻/Å² of the sums
         "dracoFrames": cfg.frames,
         "dracoNumParticles": len(p),
         "dracoMean": float(mic.full.mean()),
@@ -172,20 +227,60 @@ def write_micrograph(cfg: SimulateConfig, mic: Micrograph) -> dict:
     if cfg.region_masks:
         row["dracoRegions"] = paths["regions"]
     record = {"row": row, "plan": asdict(mic.plan), "optics": asdict(lens)}
+    if mic.imaging is not None:
+        d = mic.imaging
+        row.update(
+            {
+                "dracoPreset": cfg.preset,
+                "dracoDetectorPixelSize": d.detector_pixel_size,
+                "dracoBinning": d.binning,
+                "dracoCamera": d.camera,
+                "dracoInterpolation": d.interpolation,
+                "dracoEnvelopeBfactor": round(d.bfactor, 1),
+                "dracoIceGradient": round(d.ice_gradient, 3),
+                "dracoPreferredSpread": round(d.preferred_spread, 1),
+                "dracoInverted": int(d.inverted),  # 1: protein white (stored inverted)
+                "dracoNumJunk": 0 if mic.junk is None else len(mic.junk),
+            }
+        )
+        record["imaging"] = d.record()
     write_text_atomic(out / paths["meta"], json.dumps(record, indent=1))  # last: "finished"
     return row
+
+
+def _add_junk_block(path: Path, junk: pd.DataFrame) -> None:
+    """Add a ``data_junk`` block to a coordinate STAR: objects that are not particles.
+
+    Its columns are ``_dracoJunkX/Y`` (px, the package convention), ``_dracoJunkKind``
+    (denatured, fragment, ice_ball) and ``_dracoJunkDiameter`` (Å). It has no
+    ``_rlnCoordinateX``, so readers of particle coordinates (RELION, ``read_coords``) skip it;
+    pickers can read it as negatives.
+    """
+    blocks = read_star(path)
+    blocks["junk"] = pd.DataFrame(
+        {
+            "dracoJunkX": junk["x"].astype(float).to_numpy(),
+            "dracoJunkY": junk["y"].astype(float).to_numpy(),
+            "dracoJunkKind": junk["kind"].astype(str).to_numpy(),
+            "dracoJunkDiameter": (2 * junk["radius"]).round(1).to_numpy(),
+        }
+    )
+    write_star(path, blocks)
 
 
 # Worker state: projectors are built once per process, not once per micrograph.
 _STATE: dict = {}
 
 
-def _init_worker(cfg: SimulateConfig, structures: list[Structure], threads: int) -> None:
+def _init_worker(cfg: SimulateConfig, structures: list, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
     _STATE["cfg"] = cfg
-    _STATE["projectors"] = [Projector(s, cfg.pixel_size) for s in structures]
+    if cfg.realism is None:
+        _STATE["projectors"] = [Projector(s, cfg.pixel_size) for s in structures]
+    else:  # a library: built when a micrograph first uses them, a few kept
+        _STATE["projectors"] = ProjectorPool(structures, cfg.pixel_size)
     _STATE["bad"] = bad.bad_indices(cfg)
     _STATE["sensitivity"] = _sensitivity(cfg)
 
@@ -244,7 +339,7 @@ def run_simulation(cfg: SimulateConfig, progress: bool = True) -> RunSummary:
     todo = [i for i, row in rows.items() if row is None]
     failures = FailureLog(cfg.outdir)
     if todo:
-        structures = load_structures(cfg)
+        structures = structure_sources(cfg, progress)
         if cfg.gain:
             _write_image(cfg.outdir / "gain.mrc", 1.0 / _sensitivity(cfg), cfg.pixel_size)
         bar = tqdm(total=len(todo), desc="simulate", unit="mic", disable=not progress)

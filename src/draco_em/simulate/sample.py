@@ -73,15 +73,20 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, int], length_px: fl
 
 
 def ice_thickness(
-    rng: np.random.Generator, shape: tuple[int, int], pixel_size: float, mean: float
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    pixel_size: float,
+    mean: float,
+    gradient: float = 0.25,
 ) -> np.ndarray:
     """Ice thickness map in Å: a slow random undulation (±10 %) and a gradient across the image
-    (holes are thinner in the middle, meniscus-shaped), never below 30 % of the mean."""
+    of up to ``gradient`` × the mean (holes are thinner in the middle, meniscus-shaped), never
+    below 30 % of the mean."""
     field = smooth_field(rng, shape, 0.35 * max(shape))
     yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
     ramp = (np.cos(angle) * xx + np.sin(angle) * yy) / max(shape) - 0.5
-    t = mean * (1 + 0.10 * field + rng.uniform(0.0, 0.25) * ramp)
+    t = mean * (1 + 0.10 * field + rng.uniform(0.0, gradient) * ramp)
     return np.maximum(t, 0.3 * mean).astype(np.float32)
 
 
