@@ -111,8 +111,14 @@ def to_mrc(out: Path) -> Path:
     return folder
 
 
-def run_topaz(out: Path, topaz: str, factors: list[int], mrcs: list[Path] | None = None,
-              model: str = "resnet16_u64", tag: str = "general") -> dict:  # fmt: skip
+def run_topaz(
+    out: Path,
+    topaz: str,
+    factors: list[int],
+    mrcs: list[Path] | None = None,
+    model: str = "resnet16_u64",
+    tag: str = "general",
+) -> dict:
     """Topaz preprocess (×factor) + extract; picks scaled back to the full-size frame."""
     mrcs = mrcs or sorted(to_mrc(out).glob("*.mrc"))
     stems = [p.stem for p in mrcs]
@@ -122,20 +128,43 @@ def run_topaz(out: Path, topaz: str, factors: list[int], mrcs: list[Path] | None
         pre = out / f"topaz_pre_s{f}"
         pre.mkdir(parents=True, exist_ok=True)
         if len(list(pre.glob("*.mrc"))) < len(mrcs):
-            subprocess.run([topaz, "preprocess", "-s", str(f), "-d", "-1", "-o", str(pre),
-                            *map(str, mrcs)], check=True, capture_output=True)  # fmt: skip
+            subprocess.run(
+                [topaz, "preprocess", "-s", str(f), "-d", "-1", "-o", str(pre), *map(str, mrcs)],
+                check=True,
+                capture_output=True,
+            )
         radius = max(2, round(DIAMETER_PX / 2 / f))
         txt = out / f"topaz_{tag}_s{f}.txt"
         t0 = time.time()
-        subprocess.run([topaz, "extract", "-m", model, "-r", str(radius), "-d", "-1", "-t", "-6",
-                        "-o", str(txt), *sorted(str(pre / f"{s}.mrc") for s in stems)],
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                topaz,
+                "extract",
+                "-m",
+                model,
+                "-r",
+                str(radius),
+                "-d",
+                "-1",
+                "-t",
+                "-6",
+                "-o",
+                str(txt),
+                *sorted(str(pre / f"{s}.mrc") for s in stems),
+            ],
+            check=True,
+            capture_output=True,
+        )
         seconds = (time.time() - t0) / len(mrcs)
         picks = scale_coords(read_coords(txt), f)
         full = out / f"topaz_{tag}_s{f}_full.txt"
         write_topaz(full, picks)
-        res[f"s{f}"] = {"at_threshold_0": score(full, truth, 0.0), "all": score(full, truth),
-                        "extract_seconds_per_micrograph": round(seconds, 2), "radius": radius}  # fmt: skip
+        res[f"s{f}"] = {
+            "at_threshold_0": score(full, truth, 0.0),
+            "all": score(full, truth),
+            "extract_seconds_per_micrograph": round(seconds, 2),
+            "radius": radius,
+        }
     return res
 
 
@@ -143,16 +172,31 @@ def draco(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "draco_em", *args], check=True)
 
 
-def run_draco(out: Path, model: str = "bundled", mics: list[Path] | None = None,
-              tag: str = "draco") -> dict:  # fmt: skip
+def run_draco(
+    out: Path, model: str = "bundled", mics: list[Path] | None = None, tag: str = "draco"
+) -> dict:
     """``draco pick predict`` on the JPEGs at the stored threshold, then every threshold."""
     mics = mics or micrographs()
     stems = [p.stem for p in mics]
     truth = truth_folder(out, stems) if len(stems) < len(micrographs()) else EMPIAR / "coordinates"
     folder = out / tag
     t0 = time.time()
-    draco("pick", "predict", *map(str, mics), "-o", str(folder), "--model", model,
-          "--pixel-size", str(PIXEL), "--diameter", str(DIAMETER_A), "--format", "star", "-q")  # fmt: skip
+    draco(
+        "pick",
+        "predict",
+        *map(str, mics),
+        "-o",
+        str(folder),
+        "--model",
+        model,
+        "--pixel-size",
+        str(PIXEL),
+        "--diameter",
+        str(DIAMETER_A),
+        "--format",
+        "star",
+        "-q",
+    )
     seconds = (time.time() - t0) / len(mics)
     stars = folder / "coordinates" if (folder / "coordinates").is_dir() else folder
     return {"stored_threshold": score(stars, truth), "seconds_per_micrograph": round(seconds, 2)}
@@ -163,8 +207,10 @@ def run_log(out: Path) -> dict:
     from draco_em.io.mrc import read_image
     from draco_em.pick.log_picker import log_pick
 
-    frames = [log_pick(read_image(p)[0], PIXEL, DIAMETER_A, p.stem, threshold=0.5)
-              for p in sorted(to_mrc(out).glob("*.mrc"))]  # fmt: skip
+    frames = [
+        log_pick(read_image(p)[0], PIXEL, DIAMETER_A, p.stem, threshold=0.5)
+        for p in sorted(to_mrc(out).glob("*.mrc"))
+    ]
     txt = out / "log_picks.txt"
     write_topaz(txt, pd.concat(frames, ignore_index=True))
     return {"all": score(txt, EMPIAR / "coordinates")}
@@ -174,8 +220,10 @@ def fewshot_split(out: Path) -> tuple[list[Path], list[Path], Path, int]:
     """3 training micrographs, the other 8 for test, 200 expert picks drawn with seed 0."""
     mics = micrographs()
     train, test = mics[:FEWSHOT_MICS], mics[FEWSHOT_MICS:]
-    frames = [read_coords(EMPIAR / "coordinates" / f"{p.stem}.star").assign(micrograph=p.stem)
-              for p in train]  # fmt: skip
+    frames = [
+        read_coords(EMPIAR / "coordinates" / f"{p.stem}.star").assign(micrograph=p.stem)
+        for p in train
+    ]
     allpicks = pd.concat(frames, ignore_index=True)
     chosen = allpicks.sample(n=N_FEWSHOT, random_state=0).sort_index()
     folder = out / "fewshot_labels"
@@ -191,9 +239,24 @@ def run_fewshot(out: Path, topaz: str | None, epochs: int, topaz_epochs: int) ->
     res: dict = {"train": [p.stem for p in train], "labels": N_FEWSHOT}
     run = out / "fewshot_draco_run"
     t0 = time.time()
-    draco("pick", "train", "--micrographs", *map(str, train), "--coords", str(labels),
-          "--diameter", str(DIAMETER_A), "--pixel-size", str(PIXEL), "--weights", "bundled",
-          "--epochs", str(epochs), "-o", str(run))  # fmt: skip
+    draco(
+        "pick",
+        "train",
+        "--micrographs",
+        *map(str, train),
+        "--coords",
+        str(labels),
+        "--diameter",
+        str(DIAMETER_A),
+        "--pixel-size",
+        str(PIXEL),
+        "--weights",
+        "bundled",
+        "--epochs",
+        str(epochs),
+        "-o",
+        str(run),
+    )
     res["draco_train_seconds"] = round(time.time() - t0, 1)
     res["draco"] = run_draco(out, str(run), test, tag="fewshot_draco_picks")
     if topaz:
@@ -201,14 +264,35 @@ def run_fewshot(out: Path, topaz: str | None, epochs: int, topaz_epochs: int) ->
     return res
 
 
-def run_topaz_train(out: Path, topaz: str, train: list[Path], test: list[Path], labels: Path,
-                    expected: int, epochs: int, factor: int = 4) -> dict:  # fmt: skip
+def run_topaz_train(
+    out: Path,
+    topaz: str,
+    train: list[Path],
+    test: list[Path],
+    labels: Path,
+    expected: int,
+    epochs: int,
+    factor: int = 4,
+) -> dict:
     """``topaz train`` on the same 200 picks (binned ×factor), then extract on the test set."""
     mrc = to_mrc(out)
     pre = out / f"topaz_pre_s{factor}"
     pre.mkdir(parents=True, exist_ok=True)
-    subprocess.run([topaz, "preprocess", "-s", str(factor), "-d", "-1", "-o", str(pre),
-                    *sorted(str(p) for p in mrc.glob("*.mrc"))], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            topaz,
+            "preprocess",
+            "-s",
+            str(factor),
+            "-d",
+            "-1",
+            "-o",
+            str(pre),
+            *sorted(str(p) for p in mrc.glob("*.mrc")),
+        ],
+        check=True,
+        capture_output=True,
+    )
     picks = pd.concat([read_coords(f) for f in sorted(labels.glob("*.star"))], ignore_index=True)
     targets = out / "fewshot_topaz_targets.txt"
     binned = scale_coords(picks, 1 / factor)
@@ -219,15 +303,36 @@ def run_topaz_train(out: Path, topaz: str, train: list[Path], test: list[Path], 
     model = out / "fewshot_topaz_model"
     model.mkdir(exist_ok=True)
     t0 = time.time()
-    subprocess.run([topaz, "train", "-n", str(expected), "-r", str(radius), "-d", "-1",
-                    "--num-epochs", str(epochs), "--train-images", str(pre),
-                    "--train-targets", str(targets), "--num-workers", "0",
-                    "-o", str(model / "model")], check=True, capture_output=True,
-                   env=os.environ | {"OMP_NUM_THREADS": "2"})  # fmt: skip
+    subprocess.run(
+        [
+            topaz,
+            "train",
+            "-n",
+            str(expected),
+            "-r",
+            str(radius),
+            "-d",
+            "-1",
+            "--num-epochs",
+            str(epochs),
+            "--train-images",
+            str(pre),
+            "--train-targets",
+            str(targets),
+            "--num-workers",
+            "0",
+            "-o",
+            str(model / "model"),
+        ],
+        check=True,
+        capture_output=True,
+        env=os.environ | {"OMP_NUM_THREADS": "2"},
+    )
     seconds = time.time() - t0
     final = sorted(model.glob("model_epoch*.sav"))[-1]
-    res = run_topaz(out, topaz, [factor], [mrc / f"{p.stem}.mrc" for p in test], str(final),
-                    tag="fewshot")[f"s{factor}"]  # fmt: skip
+    res = run_topaz(
+        out, topaz, [factor], [mrc / f"{p.stem}.mrc" for p in test], str(final), tag="fewshot"
+    )[f"s{factor}"]
     return res | {"train_seconds": round(seconds, 1), "epochs": epochs, "model": final.name}
 
 
