@@ -242,8 +242,7 @@ def run_fewshot(out: Path, topaz: str | None, epochs: int, topaz_epochs: int) ->
     draco(
         "pick",
         "train",
-        "--micrographs",
-        *map(str, train),
+        *[a for p in train for a in ("--micrographs", str(p))],
         "--coords",
         str(labels),
         "--diameter",
