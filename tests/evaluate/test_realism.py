@@ -102,3 +102,16 @@ def test_real_micassess_against_itself(tmp_path: Path) -> None:
     figs = evaluate_realism(cfg, progress=False)["figures"]
     assert figs["power_spectrum"]["inside"], figs["power_spectrum"]["verdict"]
     assert figs["encoder_features"]["inside"], figs["encoder_features"]["verdict"]
+
+
+def test_micrographs_smaller_than_a_welch_tile(tmp_path: Path, rng: np.random.Generator) -> None:
+    """Real images of 200 px (one short spectrum) against 512-px simulations: one grid."""
+    sim, real = _write_sets(tmp_path, rng, _white, lambda r: _white(r, 200), n_sim=2, n_real=2)
+    cfg = RealismConfig(
+        sim=[str(sim)], real=[str(real)], pixel_size=2.0, outdir=tmp_path / "out",
+        features=False,
+    )  # fmt: skip
+    result = evaluate_realism(cfg, progress=False)
+    freq = result["spectrum"]["freq_per_A"]
+    assert len(freq) == len(result["spectrum"]["sim"]["median_log10"]) < 32
+    assert freq[-1] == pytest.approx(0.25, rel=0.05)  # still up to Nyquist of 2 Å/px

@@ -97,6 +97,7 @@ class Micrograph:
     kurtosis: float = 0.0
     hf_slope: float = 0.0
     low_high_log10: float = 0.0
+    freq: np.ndarray = field(default_factory=lambda: np.zeros(0))
     spectrum: np.ndarray = field(default_factory=lambda: np.zeros(0))
     histogram: np.ndarray = field(default_factory=lambda: np.zeros(0))
     feature: np.ndarray | None = None
@@ -205,7 +206,7 @@ def measure(path: Path, pixel_size: float | None, common: float) -> Micrograph:
     mic = Micrograph(str(path), px, tuple(image.shape), border, sat)
     mic.skewness, mic.kurtosis = _moments(work)
     mic.hf_slope, mic.low_high_log10 = spectrum_shape(freq, power, common)
-    mic.spectrum = np.log10(_rebin(power))
+    mic.freq, mic.spectrum = _rebin(freq), np.log10(_rebin(power))
     hist, _ = np.histogram(np.clip(work, HIST_EDGES[0], HIST_EDGES[-1]), HIST_EDGES)
     mic.histogram = hist / max(1, hist.sum())
     return mic
@@ -215,11 +216,6 @@ def _rebin(x: np.ndarray) -> np.ndarray:
     """Mean over groups of :data:`RINGS_PER_BIN` consecutive rings (a short last group too)."""
     starts = np.arange(0, len(x), RINGS_PER_BIN)
     return np.add.reduceat(x, starts) / np.diff(np.append(starts, len(x)))
-
-
-def _spectrum_freq(common: float, tile: int) -> np.ndarray:
-    """Centre frequency (1/Å) of each rebinned ring group of a ``tile``-px Welch spectrum."""
-    return _rebin(np.arange(1, tile // 2 + 1) / (tile * common))
 
 
 def encoder_features(mics: list[Micrograph], weights: str, device: str) -> int:
@@ -353,16 +349,12 @@ def evaluate_realism(cfg: RealismConfig, progress: bool = True) -> dict:
             measure(path, px, common)
             for path, px in tqdm(items, desc=f"realism {name}", disable=not progress)
         ]
-    # a micrograph smaller than one Welch tile has a coarser spectrum: compare at its sampling
-    tile = min(WELCH_TILE, *(round(min(m.shape) * m.pixel_size / common) for ms in mics.values()
-                             for m in ms))  # fmt: skip
-    n = len(_spectrum_freq(common, tile))
-    if any(len(m.spectrum) != n for ms in mics.values() for m in ms):
-        raise DracoInputError(
-            f"micrographs smaller than {WELCH_TILE} px at {common:.3g} Å/px: pass a finer "
-            "--common-pixel-size"
-        )
-    freq = _spectrum_freq(common, tile)
+    # a micrograph smaller than one Welch tile at the common pixel size has a coarser
+    # spectrum: every spectrum is interpolated (in log power) onto the coarsest grid
+    freq = min((m.freq for ms in mics.values() for m in ms), key=len)
+    for ms in mics.values():
+        for m in ms:
+            m.spectrum = np.interp(freq, m.freq, m.spectrum)
     spec = {k: np.stack([m.spectrum for m in ms]) for k, ms in mics.items()}
     summaries = {
         k: {
