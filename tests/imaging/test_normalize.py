@@ -74,3 +74,56 @@ def test_constant_image_has_std_one() -> None:
     out, (mean, std) = robust_normalize(np.full((130, 140), 3.5, np.float32))
     assert (mean, std) == (3.5, 1.0)
     assert np.all(out == 0.0)
+
+
+# ---- padded borders and saturation (8-bit renderings, io/images.py) --------------------------
+
+
+def test_replicated_and_constant_borders_are_left_out(rng: np.random.Generator) -> None:
+    from draco_em.imaging.normalize import padded_border
+
+    inner = rng.normal(100.0, 10.0, size=(400, 360)).astype(np.float32)
+    padded = np.pad(inner, ((40, 24), (30, 0)), mode="edge")  # stripes, like EMPIAR-10017
+    padded = np.pad(padded, ((0, 0), (0, 50)), mode="constant", constant_values=0)
+    # replicated pads: the run and the edge row they repeat; a constant pad: exactly the pad
+    assert padded_border(padded) == (41, 25, 31, 50)
+    np.testing.assert_allclose(clip_stats(padded), clip_stats(inner[1:-1, 1:]), rtol=1e-6)
+    norm, _ = robust_normalize(padded)
+    core = norm[40:-24, 30:-50]
+    assert abs(float(core.mean())) < 0.01 and float(core.std()) == pytest.approx(1.0, abs=0.01)
+    _, plain_std = _reference(padded.astype(np.float64))[2]
+    assert plain_std > 1.25 * clip_stats(inner)[1]  # counted, the pads inflate the std
+
+
+def test_saturated_8bit_values_are_left_out(rng: np.random.Generator) -> None:
+    from draco_em.imaging.normalize import saturated_values
+
+    inner = rng.normal(128.0, 30.0, size=(512, 512))
+    sat = inner.copy()
+    sat[rng.random(sat.shape) < 0.05] = 255.0  # 5 % blown out, 2 % crushed to black
+    sat[rng.random(sat.shape) < 0.02] = 0.0
+    sat = np.clip(np.round(sat), 0, 255).astype(np.uint8).astype(np.float32)
+    assert saturated_values(sat) == [0.0, 255.0]
+    clean = np.clip(np.round(inner), 1, 254)
+    mean, std = clip_stats(sat)
+    ref_mean, ref_std = clip_stats(clean)
+    assert mean == pytest.approx(ref_mean, abs=0.5) and std == pytest.approx(ref_std, rel=0.02)
+    # counted, the spikes would pull the std up (the test can fail)
+    low, high = clip_limits(sat)
+    naive_std = float(np.clip(sat, low, high).std())
+    assert naive_std > ref_std * 1.04
+
+
+def test_ordinary_images_are_untouched(rng: np.random.Generator, contaminated: np.ndarray) -> None:
+    """Noisy micrographs, Poisson counts (many zeros) and min-max scaled 8-bit images: no
+    border, no saturation, so the statistics are exactly the plain rule's (the reference)."""
+    from draco_em.imaging.normalize import padded_border, saturated_values
+
+    counts = rng.poisson(0.8, size=(256, 256)).astype(np.float32)  # 45 % zeros: data, not clip
+    scaled = rng.normal(0, 1, size=(256, 256))
+    scaled = np.round(255 * (scaled - scaled.min()) / np.ptp(scaled)).astype(np.float32)
+    for image in (contaminated, counts, scaled):
+        assert padded_border(image) == (0, 0, 0, 0)
+        assert saturated_values(image) == []
+        _, _, (mean, std) = _reference(image.astype(np.float64))
+        assert clip_stats(image) == pytest.approx((mean, std), rel=1e-5)

@@ -39,6 +39,29 @@ def test_mae_stage_accepts_micrographs_without_pairs(tmp_path: Path) -> None:
     assert set(item) == {"full"} and item["full"].shape == (1, 32, 32)
 
 
+def test_mae_manifest_of_png_micrographs(tmp_path: Path) -> None:
+    """Real renderings (PNG/JPEG) can feed the MAE stage; their pixel size is the manifest's."""
+    from PIL import Image
+
+    from draco_em.io.star import read_micrographs_star, write_micrographs_star
+
+    manifest = write_dataset(tmp_path, n=2, pairs=False, clean=False)
+    table = read_micrographs_star(manifest)
+    for i in range(2):
+        image, _ = read_image(tmp_path / f"mic_{i}.mrc")
+        image = np.round(255 * (image - image.min()) / np.ptp(image)).astype(np.uint8)
+        Image.fromarray(image).save(tmp_path / f"mic_{i}.png")
+    table.micrographs["rlnMicrographName"] = ["mic_0.png", "mic_1.png"]
+    write_micrographs_star(manifest, table)
+    records = load_manifest(manifest, stage="mae")
+    assert [(r.full.name, r.pixel_size, r.shape) for r in records] == [
+        ("mic_0.png", 2.0, (128, 128)),
+        ("mic_1.png", 2.0, (128, 128)),
+    ]
+    item = CropDataset(records, 32, 2, pairs=False)[0]
+    assert item["full"].shape == (1, 32, 32) and float(item["full"].std()) > 0.5
+
+
 def test_missing_file_is_a_user_error(tmp_path: Path) -> None:
     manifest = write_dataset(tmp_path, n=2)
     (tmp_path / "mic_1_even.mrc").unlink()

@@ -4,6 +4,7 @@ Example:
     draco evaluate denoise --pred denoised/ --clean sim/clean --coords sim/coordinates --json
     draco evaluate curate --pred curate/curation.csv --truth sim/micrographs.star
     draco evaluate pick --pred picks/ --truth sim/coordinates --radius 60
+    draco evaluate realism --sim sim/micrographs.star --real real/*.jpg --pixel-size 1.77 -o out/
 """
 
 from __future__ import annotations
@@ -92,3 +93,37 @@ def evaluate_curate(
     cfg = EvaluateCurateConfig(pred=pred, truth=truth, label_column=label_column, accept=names)
     result = evaluate_curate(cfg)
     typer.echo(dump_json(result) if as_json else format_report(result))
+
+
+@evaluate_app.command("realism")
+def evaluate_realism(
+    sim: Annotated[list[str], typer.Option(help="Simulated micrographs/folder/glob/STAR.")],
+    real: Annotated[list[str], typer.Option(help="Real micrographs/folder/glob/STAR.")],
+    outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Output folder.")],
+    pixel_size: Annotated[float | None, typer.Option(help="Å/px of the real ones.")] = None,
+    sim_pixel_size: Annotated[
+        float | None, typer.Option(help="Å/px of the simulated ones (default: header).")
+    ] = None,
+    common_pixel_size: Annotated[
+        float | None, typer.Option(help="Compare at this Å/px (default: coarsest input).")
+    ] = None,
+    weights: Annotated[str, typer.Option(help="Encoder weights for the feature distance.")] = (
+        "bundled"
+    ),
+    features: Annotated[bool, typer.Option(help="Compute the encoder-feature distance.")] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda[:N].")] = "auto",
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Compare simulated with real micrographs: spectrum, NPS shape, histogram, encoder features.
+
+    Writes OUTDIR/realism.json and OUTDIR/realism.png; prints one verdict line per figure.
+    """
+    from draco_em.evaluate.realism import RealismConfig, format_verdicts
+    from draco_em.evaluate.realism import evaluate_realism as run
+
+    cfg = RealismConfig(
+        sim=sim, real=real, outdir=outdir, pixel_size=pixel_size, sim_pixel_size=sim_pixel_size,
+        common_pixel_size=common_pixel_size, weights=weights, features=features, device=device,
+    )  # fmt: skip
+    result = run(cfg, progress=not quiet)
+    typer.echo(format_verdicts(result))

@@ -36,7 +36,7 @@ from draco_em.curate.features import (
 from draco_em.curate.head import Curator, load_curator
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
-from draco_em.io.batch import FailureLog, InputSet, expand_inputs
+from draco_em.io.batch import FailureLog, InputSet, check_picture_pixel_size, expand_inputs
 from draco_em.io.star import MicrographTable, write_micrographs_star
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ def predict_curation(cfg: CuratePredictConfig) -> PredictResult:
     from draco_em.infer.denoise import pick_device
 
     inputs = expand_inputs(cfg.inputs)
+    check_picture_pixel_size(inputs, cfg.pixel_size)
     curator = load_curator(cfg.model)
     encoder = curator_encoder(curator, cfg.weights, pick_device(cfg.device))
     cfg.out_dir.mkdir(parents=True, exist_ok=True)

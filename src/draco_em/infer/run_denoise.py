@@ -18,8 +18,17 @@ from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.infer.denoise import Denoiser, pick_device
-from draco_em.io.batch import FailureLog, InputItem, InputSet, dist_rank_world, expand_inputs, shard
-from draco_em.io.mrc import read_mrc, write_mrc
+from draco_em.io.batch import (
+    FailureLog,
+    InputItem,
+    InputSet,
+    check_picture_pixel_size,
+    dist_rank_world,
+    expand_inputs,
+    shard,
+)
+from draco_em.io.images import is_raster
+from draco_em.io.mrc import read_image, read_mrc, write_mrc
 from draco_em.io.validate import validate_image
 
 
@@ -64,11 +73,14 @@ class _Reader(Dataset):
     def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, float | None, str]:
         path = self.items[i].path
         try:
-            mrc = read_mrc(path, pixel_size=self.pixel_size, ndim=(2, 3))
-            data = np.array(mrc.data, dtype=np.float32)  # a writable copy
+            if is_raster(path):  # PNG/JPEG/TIFF: one 2D image, pixel size from the option
+                data, px = read_image(path, self.pixel_size)
+            else:
+                mrc = read_mrc(path, pixel_size=self.pixel_size, ndim=(2, 3))
+                data, px = np.array(mrc.data, dtype=np.float32), mrc.pixel_size  # writable copy
             for k, section in enumerate(data if data.ndim == 3 else [data]):
                 validate_image(section, path, f"section {k}" if data.ndim == 3 else "image")
-            return i, data, mrc.pixel_size, ""
+            return i, data, px, ""
         except DracoInputError as exc:
             return i, None, None, str(exc)
 
@@ -98,6 +110,7 @@ def _load(cfg: DenoiseConfig, device: torch.device) -> Denoiser:
 def run_denoise(cfg: DenoiseConfig) -> dict:
     """Denoise every input; returns counts ``{"done", "skipped", "failed", "outdir"}``."""
     inputs = expand_inputs(cfg.inputs)
+    check_picture_pixel_size(inputs, cfg.pixel_size)
     rank, world = dist_rank_world()
     device = pick_device(cfg.device)
     denoiser = _load(cfg, device)

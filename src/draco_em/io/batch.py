@@ -16,6 +16,9 @@ from pathlib import Path
 from draco_em.errors import DracoInputError
 
 IMAGE_SUFFIXES = (".mrc", ".mrcs", ".st", ".ali", ".map")
+#: What a folder contributes to commands that read micrographs: MRC and picture files
+#: (PNG/JPEG/TIFF, read by :mod:`draco_em.io.images`).
+MICROGRAPH_SUFFIXES = (*IMAGE_SUFFIXES, ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 @dataclass
@@ -35,7 +38,9 @@ class InputSet:
     sources: list[str] = field(default_factory=list)
 
 
-def expand_inputs(inputs: list[str | Path], suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> InputSet:
+def expand_inputs(
+    inputs: list[str | Path], suffixes: tuple[str, ...] = MICROGRAPH_SUFFIXES
+) -> InputSet:
     """Expand files, globs, folders and one RELION micrographs STAR into image paths.
 
     Folders contribute their files with ``suffixes`` (sorted, not recursive). A STAR file
@@ -74,6 +79,30 @@ def expand_inputs(inputs: list[str | Path], suffixes: tuple[str, ...] = IMAGE_SU
         raise DracoInputError("no input images given")
     _check_unique_stems(items)
     return InputSet(items, table, [str(i) for i in inputs])
+
+
+def check_picture_pixel_size(inputs: InputSet, pixel_size: float | None) -> None:
+    """Stop before a batch when a PNG/JPEG/TIFF input has no pixel size from anywhere.
+
+    Picture files carry no pixel size, so it comes from ``--pixel-size`` (or the STAR row the
+    file came from); failing up front gives one line and exit 2 instead of a failures.txt
+    entry per micrograph.
+
+    Raises:
+        DracoInputError: the first picture file without a pixel size, naming it.
+    """
+    if pixel_size is not None:
+        return
+    from draco_em.io.images import is_raster, require_pixel_size
+
+    for item in inputs.items:
+        if not is_raster(item.path):
+            continue
+        table = inputs.table
+        if table is not None and item.star_row is not None:
+            if table.pixel_size(item.star_row) is not None:  # type: ignore[attr-defined]
+                continue
+        require_pixel_size(item.path, None)
 
 
 def _check_unique_stems(items: list[InputItem]) -> None:

@@ -30,6 +30,8 @@ def _summarizers() -> dict[str, Callable[[Path], dict]]:
         table[ext] = describe_weights
     for ext in (".tif", ".tiff", ".eer"):
         table[ext] = _movie_summary
+    for ext in (".png", ".jpg", ".jpeg"):
+        table[ext] = _picture_summary
     return table
 
 
@@ -43,6 +45,12 @@ def _movie_summary(path: Path) -> dict:  # tifffile/imagecodecs only imported fo
     from draco_em.io.movies import movie_summary
 
     return movie_summary(path)
+
+
+def _picture_summary(path: Path) -> dict:  # Pillow only imported for these files
+    from draco_em.io.images import raster_summary
+
+    return raster_summary(path)
 
 
 def _coords_summary(path: Path) -> dict:

@@ -183,11 +183,23 @@ def read_mrc(
 def read_image(
     path: str | Path, pixel_size: float | None = None
 ) -> tuple[np.ndarray, float | None]:
-    """Read a 2D micrograph as float32.
+    """Read a 2D micrograph as float32: MRC, or PNG/JPEG/single-image TIFF.
+
+    The one entry point for 2D micrographs: picture files (by suffix,
+    :data:`draco_em.io.images.RASTER_SUFFIXES`) go to :func:`draco_em.io.images.read_raster`
+    and need ``pixel_size``, since they carry none.
 
     Returns:
         (image [ny, nx] float32, pixel size in Å or None when the header has none).
+
+    Raises:
+        DracoInputError: unreadable file, or a picture file without ``pixel_size``.
     """
+    from draco_em.io import images  # Pillow/tifffile imported only for picture files
+
+    if images.is_raster(path):
+        px = images.require_pixel_size(path, pixel_size)
+        return images.read_raster(path), px
     mrc = read_mrc(path, pixel_size=pixel_size, ndim=(2,))
     return np.asarray(mrc.data, dtype=np.float32), mrc.pixel_size
 

@@ -26,7 +26,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
-from draco_em.io.batch import FailureLog, expand_inputs
+from draco_em.io.batch import FailureLog, check_picture_pixel_size, expand_inputs
 from draco_em.io.coords import (
     coord_star_name,
     read_coords,
@@ -132,13 +132,19 @@ def _record_excluded(out: Path, path, n: int) -> None:
 
 def _resumed(star, path, pixel_size: float | None) -> pd.DataFrame:
     """Picks of a finished micrograph, with the size and pixel size its outputs need."""
+    from draco_em.io.images import is_raster
     from draco_em.io.mrc import read_mrc
 
     kept = read_coords(star)
-    mrc = read_mrc(path, pixel_size=pixel_size, mmap=True)
+    if is_raster(path):  # a picture file has no header to map: read it
+        image, px = read_image(path, pixel_size)
+        shape = image.shape
+    else:
+        mrc = read_mrc(path, pixel_size=pixel_size, mmap=True)
+        shape, px = mrc.data.shape[-2:], mrc.pixel_size
     kept["micrograph_path"] = str(path)
-    kept["micrograph_ny"], kept["micrograph_nx"] = mrc.data.shape[-2:]
-    kept["pixel_size"] = pixel_size or mrc.pixel_size
+    kept["micrograph_ny"], kept["micrograph_nx"] = shape
+    kept["pixel_size"] = pixel_size or px
     return kept
 
 
@@ -150,10 +156,12 @@ def predict_all(cfg: PickPredictConfig, progress: bool = True) -> dict:
     """
     from draco_em.infer.denoise import pick_device
 
+    inputs = expand_inputs(cfg.inputs)
+    check_picture_pixel_size(inputs, cfg.pixel_size)  # before any model loads
+    items = inputs.items
     device = pick_device(cfg.device)
     exclude = build_exclude(cfg, device)
     picker = load_picker(cfg.model, cfg.diameter, cfg.threshold, device, cfg.batch_size)
-    items = expand_inputs(cfg.inputs).items
     out = cfg.outdir
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
     failures = FailureLog(out)

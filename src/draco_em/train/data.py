@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
 from draco_em.errors import DracoInputError
-from draco_em.io.mrc import read_mrc
+from draco_em.io.images import is_raster
+from draco_em.io.mrc import read_image, read_mrc
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -97,12 +98,28 @@ def _record(table: MicrographTable, i: int) -> MicrographRecord:
     for path in (full, odd, even, clean):
         if path is not None and not path.exists():
             raise DracoInputError(f"manifest {table.path} names a missing file", path)
-    mrc = read_mrc(full, mmap=True, ndim=(2,))  # header only: the data stays on disk
-    pixel_size = table.pixel_size(i) or mrc.pixel_size
-    if not pixel_size:
-        raise DracoInputError("no pixel size in the manifest or the MRC header", full)
-    shape = tuple(mrc.data.shape)
+    if is_raster(full):  # PNG/JPEG/TIFF (MAE stage): the manifest must give the pixel size
+        pixel_size = table.pixel_size(i)
+        if not pixel_size:
+            raise DracoInputError(
+                "PNG/JPEG/TIFF images carry no pixel size; give rlnMicrographPixelSize in the "
+                "manifest", full
+            )  # fmt: skip
+        shape = _pixels(full).shape
+    else:
+        mrc = read_mrc(full, mmap=True, ndim=(2,))  # header only: the data stays on disk
+        pixel_size = table.pixel_size(i) or mrc.pixel_size
+        if not pixel_size:
+            raise DracoInputError("no pixel size in the manifest or the MRC header", full)
+        shape = tuple(mrc.data.shape)
     return MicrographRecord(full, odd, even, clean, float(pixel_size), shape, _manifest_stats(row))
+
+
+def _pixels(path: Path) -> np.ndarray:
+    """A 2D image's pixels: memory-mapped for MRC, decoded for PNG/JPEG/TIFF (io/images.py)."""
+    if is_raster(path):
+        return read_image(path, pixel_size=1.0)[0]  # the record holds the real pixel size
+    return read_mrc(path, mmap=True, ndim=(2,)).data
 
 
 def _manifest_stats(row: pd.Series) -> dict[str, tuple[float, float]] | None:
@@ -285,14 +302,14 @@ class CropDataset(Dataset):
         """Item ``ticket % len`` as drawn in epoch ``ticket // len`` (see ResumableSampler)."""
         epoch, index = divmod(ticket, len(self))
         record = self.records[index // self.k]
-        full = read_mrc(record.full, mmap=True, ndim=(2,)).data
+        full = _pixels(record.full)
         y0, x0, side, flips = self.geometry(index, full.shape, epoch)
         crop = lambda img, stats: _crop_resize(img, y0, x0, side, self.crop_size, flips, stats)  # noqa: E731
         item = {"full": crop(full, self.stats(record, "full", full))}
         if self.pairs:
             for name in ("odd", "even"):
                 path = getattr(record, name)
-                image = read_mrc(path, mmap=True, ndim=(2,)).data
+                image = _pixels(path)
                 if image.shape != full.shape:
                     raise DracoInputError(
                         f"{name} sum shape {image.shape} != full sum {full.shape}", path
@@ -301,7 +318,7 @@ class CropDataset(Dataset):
         if self.with_clean:
             item["has_clean"] = torch.tensor(record.clean is not None)
             item["clean"] = (
-                crop(read_mrc(record.clean, mmap=True, ndim=(2,)).data, (0.0, 1.0))
+                crop(_pixels(record.clean), (0.0, 1.0))
                 if record.clean is not None
                 else torch.zeros_like(item["full"])
             )

@@ -1,0 +1,170 @@
+"""Micrographs stored as ordinary pictures: 8/16-bit PNG, JPEG and single-image TIFF.
+
+Many public data sets (EMPIAR renderings, MicAssess, CryoPPP) ship micrographs this way. They
+are read here and nowhere else; :func:`draco_em.io.mrc.read_image` dispatches to
+:func:`read_raster` by suffix, so every stage that reads a 2D micrograph reads these too.
+
+- Output is ``[ny, nx]`` float32, rows = y (the first row of the file is row 0, as mrcfile
+  gives an MRC), the stored grey levels unchanged: 16-bit values keep their precision.
+- RGB(A) pictures are converted to grey with the ITU-R 601 luma weights (a JPEG of a grey
+  image saved as RGB differs between channels by its chroma compression, so exact channel
+  equality cannot be required). An alpha channel must be fully opaque: transparent pixels have
+  no intensity.
+- A TIFF with several pages (a movie) where one image is expected is an error.
+- These files carry no pixel size a cryo-EM tool can trust (DPI is a display setting), so the
+  caller must pass one (``--pixel-size``); :func:`require_pixel_size` says so in one line.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from draco_em.errors import DracoInputError
+from draco_em.io.mrc import _first_line  # one message-trimming helper for all readers
+
+#: Suffixes read by :func:`read_raster` (lower case).
+PNG_JPEG_SUFFIXES = (".png", ".jpg", ".jpeg")
+TIFF_SUFFIXES = (".tif", ".tiff")
+RASTER_SUFFIXES = PNG_JPEG_SUFFIXES + TIFF_SUFFIXES
+#: ITU-R BT.601 luma weights (what Pillow's ``convert("L")`` uses).
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+
+
+def is_raster(path: str | Path) -> bool:
+    """True for a PNG, JPEG or TIFF file name (by suffix)."""
+    return Path(path).suffix.lower() in RASTER_SUFFIXES
+
+
+def require_pixel_size(path: str | Path, pixel_size: float | None) -> float:
+    """The pixel size for a picture file, or the one-line error asking for ``--pixel-size``."""
+    if pixel_size is None:
+        raise DracoInputError("PNG/JPEG/TIFF images carry no pixel size; pass --pixel-size", path)
+    if not np.isfinite(pixel_size) or pixel_size <= 0:
+        raise DracoInputError(f"pixel size override must be > 0 Å, got {pixel_size}", path)
+    return float(pixel_size)
+
+
+def read_raster(path: str | Path) -> np.ndarray:
+    """Read a PNG, JPEG or single-image TIFF as a grey ``[ny, nx]`` float32 array.
+
+    Raises:
+        DracoInputError: missing or unreadable file, several frames, transparent pixels, or a
+            shape that is not an image.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DracoInputError("file not found", path)
+    if path.is_dir():
+        raise DracoInputError("is a folder, expected an image file", path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        data = _read_tiff(path)
+    else:
+        data = _read_pillow(path)
+    return _to_grey(data, path)
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            n_pages = len(tif.pages)
+            if n_pages != 1:
+                raise DracoInputError(
+                    f"TIFF holds {n_pages} frames; a single image was expected "
+                    "(a movie: run `draco prepare` first)",
+                    path,
+                )
+            page = tif.pages.first
+            data = np.asarray(page.asarray())
+            if data.ndim == 3 and page.planarconfig == 2 and data.shape[0] in (3, 4):
+                data = np.moveaxis(data, 0, -1)  # RGB stored as separate planes
+            return data
+    except DracoInputError:
+        raise
+    except Exception as exc:  # tifffile raises TiffFileError, ValueError, OSError, ...
+        raise DracoInputError(f"not a readable TIFF file ({_first_line(exc)})", path) from exc
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # DecompressionBombWarning: micrographs are large
+            Image.MAX_IMAGE_PIXELS = None
+            with Image.open(path) as im:
+                n_frames = int(getattr(im, "n_frames", 1))
+                if n_frames != 1:
+                    raise DracoInputError(
+                        f"image holds {n_frames} frames; a single image was expected", path
+                    )
+                if im.mode == "P":  # palette: look the colours up
+                    im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+                elif im.mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
+                    im = im.convert("RGB" if im.mode != "1" else "L")
+                return np.asarray(im)
+    except DracoInputError:
+        raise
+    except Exception as exc:  # PIL.UnidentifiedImageError, OSError (truncated), ...
+        raise DracoInputError(f"not a readable image ({_first_line(exc)})", path) from exc
+
+
+def _to_grey(data: np.ndarray, path: Path) -> np.ndarray:
+    """``[ny, nx]`` or ``[ny, nx, C]`` (C = 2 grey+alpha, 3 RGB, 4 RGBA) → ``[ny, nx]`` float32."""
+    if data.ndim == 3 and data.shape[-1] in (2, 4):
+        alpha = data[..., -1]
+        opaque = np.iinfo(alpha.dtype).max if alpha.dtype.kind in "ui" else 1.0
+        if np.any(alpha != opaque):
+            raise DracoInputError(
+                "image has transparent pixels (alpha channel); micrographs must be opaque", path
+            )
+        data = data[..., :-1]
+    if data.ndim == 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim == 3 and data.shape[-1] == 3:
+        data = np.tensordot(data.astype(np.float64), LUMA, axes=([-1], [0]))
+    if data.ndim != 2:
+        raise DracoInputError(
+            f"expected a grey or RGB image, found an array of shape {tuple(data.shape)}", path
+        )
+    if data.dtype.kind == "c" or data.dtype == bool:
+        data = data.real if data.dtype.kind == "c" else data.astype(np.uint8)
+    if min(data.shape) < 2:
+        raise DracoInputError(f"image is {data.shape[1]}×{data.shape[0]} px", path)
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def raster_summary(path: str | Path) -> dict:
+    """``draco info`` facts of a PNG/JPEG/TIFF micrograph (no pixel size: it carries none)."""
+    path = Path(path)
+    image = read_raster(path)
+    stored = _stored_format(path)
+    return {
+        "format": stored,
+        "shape": list(image.shape),
+        "pixel_size": None,
+        "stats": {
+            "min": float(image.min()),
+            "max": float(image.max()),
+            "mean": float(image.mean(dtype=np.float64)),
+            "std": float(image.std(dtype=np.float64)),
+        },
+        "notes": ["no pixel size stored: pass --pixel-size to every command"],
+    }
+
+
+def _stored_format(path: Path) -> str:
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            return f"TIFF {page.dtype} {'x'.join(map(str, page.shape))}"
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return f"{im.format} mode {im.mode}"
