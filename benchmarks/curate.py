@@ -99,6 +99,10 @@ def bundled(args: argparse.Namespace) -> dict:
     )
     out = evaluate_curate(EvaluateCurateConfig(pred=pred / "curation.csv", truth=args.test))
     out["predict_seconds"] = round(time.time() - t0, 1)
+    # balanced accuracy (the figure): mean of the accept and reject recalls
+    pos, neg = out["tp"] + out["fn"], out["tn"] + out["fp"]
+    recalls = [out["tp"] / pos] * bool(pos) + [out["tn"] / neg] * bool(neg)
+    out["balanced_accuracy"] = float(np.mean(recalls))
     return out
 
 
