@@ -161,7 +161,9 @@ def ice_phase_screen(rng, shape, px: float, thickness_a: float) -> np.ndarray:
     molecules the variance equals the mean (white noise of sqrt(n) molecule integrals per pixel,
     blurred by the molecule's Peng form factor). Liquid-like water is not independent: its
     structure factor S(q) is ≈ 0.06 at low q (isothermal compressibility) and peaks near
-    q = 0.32 Å⁻¹ (the 3.1 Å O-O ring, Q = 2 Å⁻¹); the white noise is shaped by sqrt(S(q)).
+    q = 0.32 Å⁻¹ (liquid water's first peak, Q = 2 Å⁻¹; vitreous ice's is at 0.27 Å⁻¹, 3.7 Å:
+    after the B 150-250 Å² envelope either peak is < 3 % in amplitude, so the difference does
+    not show); the white noise is shaped by sqrt(S(q)).
     The mean (a constant phase) carries no contrast and is left out.
     """
     per_molecule, b = water_potential_integral()
