@@ -162,7 +162,7 @@ def ice_phase_screen(rng, shape, px: float, thickness_a: float) -> np.ndarray:
     blurred by the molecule's Peng form factor). Liquid-like water is not independent: its
     structure factor S(q) is ≈ 0.06 at low q (isothermal compressibility) and peaks near
     q = 0.32 Å⁻¹ (liquid water's first peak, Q = 2 Å⁻¹; vitreous ice's is at 0.27 Å⁻¹, 3.7 Å:
-    after the B 150-250 Å² envelope either peak is < 3 % in amplitude, so the difference does
+    after the B 150-250 Å² envelope either peak keeps ≤ 7 % of its amplitude, so the difference does
     not show); the white noise is shaped by sqrt(S(q)).
     The mean (a constant phase) carries no contrast and is left out.
     """
