@@ -13,8 +13,13 @@ EVN/ODD training pairs; DRACO.
 The held-out set uses the 70S ribosome map (held out from every training set), 1.06 Å/px,
 40 e⁻/Å², made by `draco simulate`.
 
+With ``--set DIR`` the held-out set is an existing one in ``draco simulate``'s layout (e.g. the
+cryoJAX sets of benchmarks/indep_sim) instead of a new ``draco simulate`` run; the pixel size
+comes from the micrographs' headers and ``--diameter`` sizes the SNR disks.
+
 Usage:
     python benchmarks/denoise.py --work /tmp/denoise_bench [--weights bundled]
+        [--set /work/indep_sets/ribo70s_2A --diameter 250]
         [--topaz-venv /work/topaz-venv] [--topaz-train-dirs EVN_DIR ODD_DIR --topaz-epochs 50
         --topaz-budget-min 60 | --topaz-model MODEL.sav]
         [--speed-size 4096]
@@ -282,13 +287,29 @@ def main() -> None:
     )
     parser.add_argument("--speed-size", type=int, default=0, help="0 = skip the speed test")
     parser.add_argument(
+        "--set",
+        type=Path,
+        default=None,
+        help="score this existing set (draco simulate layout) instead of simulating one",
+    )
+    parser.add_argument(
+        "--diameter", type=float, default=250.0, help="particle diameter in Å (SNR disks)"
+    )
+    parser.add_argument(
         "--no-topaz-speed",
         action="store_true",
         help="time DRACO only (Topaz takes minutes per 4096² micrograph)",
     )
     args = parser.parse_args()
     work, pred = args.work, args.work / "pred"
-    sim = simulate(work / "heldout", args.n, args.size, 9000)
+    if args.set:
+        sim = args.set
+        global PIXEL_SIZE
+        PIXEL_SIZE = read_image(raw_images(sim)[0])[1]
+        if not PIXEL_SIZE:
+            raise SystemExit(f"{sim}: no pixel size in the micrographs' headers")
+    else:
+        sim = simulate(work / "heldout", args.n, args.size, 9000)
     files = raw_images(sim)
     info = classical(sim, pred)
     info["seconds"] = {"draco": draco_denoise(files, pred / "draco", args.weights)}
@@ -312,13 +333,15 @@ def main() -> None:
             )
     results = {}
     for folder in sorted(p for p in pred.iterdir() if p.is_dir()):
-        # 60 Å disks inside the ~250 Å ribosome; backgrounds ≥ 125 + 60 Å from every centre.
+        # 60 Å disks inside the ~250 Å ribosome; backgrounds ≥ 125 + 60 Å from every centre
+        # (the same proportions for another --diameter).
+        radius = 60.0 * args.diameter / 250.0
         cfg = EvaluateDenoiseConfig(
             pred=folder,
             clean=sim / "clean",
             coords=sim / "coordinates",
-            radius=60.0 / PIXEL_SIZE,
-            exclusion=185.0 / PIXEL_SIZE,
+            radius=radius / PIXEL_SIZE,
+            exclusion=(args.diameter / 2 + radius) / PIXEL_SIZE,
         )
         results[folder.name] = evaluate_denoise(cfg)
     if args.speed_size:

@@ -12,6 +12,10 @@ a diameter) against the simulator's true centres:
     python benchmarks/pick_data.py ribo 12 101 && python benchmarks/pick_data.py ribo 8 200
     OMP_NUM_THREADS=2 python benchmarks/pick.py --methods draco,draco_ft,log,topaz
     python benchmarks/pick.py --timing    # 4096² micrograph, 2 threads
+
+Another held-out set (e.g. the cryoJAX sets of benchmarks/indep_sim), zero-shot methods only:
+    python benchmarks/pick.py --methods draco,log --held-out /work/indep_sets/apof_1p5A \
+        --diameter 130 --pixel-size 1.5 --out /work/indep_sets/bench/pick_apof
 """
 
 from __future__ import annotations
@@ -195,8 +199,11 @@ def main() -> None:
     ap.add_argument("--finetune-set", type=Path, default=FINETUNE)
     ap.add_argument("--diameter", type=float, default=DIAMETER, help="particle diameter (Å) "
                     "of the held-out set (default: the ribosome)")  # fmt: skip
+    ap.add_argument("--pixel-size", type=float, default=PIXEL,
+                    help="Å/px of the held-out micrographs (default: 2.0)")  # fmt: skip
     args = ap.parse_args()
-    globals().update(HELD_OUT=args.held_out, FINETUNE=args.finetune_set, DIAMETER=args.diameter)
+    globals().update(HELD_OUT=args.held_out, FINETUNE=args.finetune_set, DIAMETER=args.diameter,
+                     PIXEL=args.pixel_size)  # fmt: skip
     results = {}
     methods = args.methods.split(",") if args.methods else []
     if "draco" in methods:
