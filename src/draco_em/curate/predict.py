@@ -26,18 +26,13 @@ import torch
 from tqdm import tqdm
 
 from draco_em.curate.config import CuratePredictConfig
-from draco_em.curate.features import (
-    Encoder,
-    load_encoder,
-    micrograph_features,
-    micrograph_vector,
-    run_blocks,
-)
+from draco_em.curate.features import micrograph_features, micrograph_vector
 from draco_em.curate.head import Curator, load_curator
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.io.batch import FailureLog, InputSet, expand_inputs
 from draco_em.io.star import MicrographTable, write_micrographs_star
+from draco_em.model.encoder import Encoder, load_encoder, run_blocks
 
 log = logging.getLogger(__name__)
 

@@ -19,20 +19,14 @@ import torch
 from tqdm import tqdm
 
 from draco_em.curate.config import CurateTrainConfig, FeatureConfig
-from draco_em.curate.features import (
-    Encoder,
-    load_encoder,
-    micrograph_features,
-    micrograph_vector,
-    n_features,
-    run_blocks,
-)
+from draco_em.curate.features import micrograph_features, micrograph_vector, n_features
 from draco_em.curate.head import RUN_FILE, CurationHead, Curator
 from draco_em.curate.labels import LabelSet, check_classes, read_labels
 from draco_em.curate.regions import REGION_CLASSES, region_training_set
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.io.batch import FailureLog
+from draco_em.model.encoder import Encoder, load_encoder, run_blocks
 
 log = logging.getLogger(__name__)
 
