@@ -32,7 +32,7 @@ def info(
         except DracoInputError as exc:  # one bad file does not stop the others
             failures.append(str(exc))
     if as_json and results:
-        typer.echo(json.dumps(results if len(paths) > 1 else (results or [None])[0], indent=2))
+        typer.echo(json.dumps(results if len(paths) > 1 else results[0], indent=2))
     else:
         for summary in results:
             typer.echo(format_summary(summary))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -105,7 +106,8 @@ def decide(probs: np.ndarray, curator: Curator, threshold: float) -> tuple[float
 def _input_table(inputs: InputSet, out_dir: Path) -> tuple[MicrographTable, list[int]]:
     """The STAR the inputs came from (row of each item), or a minimal one for plain files."""
     if inputs.table is not None:
-        return inputs.table, [int(it.star_row) for it in inputs.items]  # type: ignore[arg-type]
+        # Items of a STAR input all carry their row (io.batch.expand_inputs).
+        return inputs.table, [cast(int, it.star_row) for it in inputs.items]
     frame = pd.DataFrame({"rlnMicrographName": [str(it.path) for it in inputs.items]})
     table = MicrographTable(out_dir / "inputs.star", None, frame, block_name="micrographs")
     return table, list(range(len(inputs.items)))

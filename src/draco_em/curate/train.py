@@ -158,6 +158,7 @@ def _fit_linear(
     cfg: CurateTrainConfig,
 ) -> tuple[CurationHead, list[float]]:
     """Batch-norm statistics from ``x [N, F]``, then L-BFGS on the linear layer."""
+    assert head.norm.running_mean is not None and head.norm.running_var is not None
     head.norm.running_mean.copy_(x.mean(0))
     head.norm.running_var.copy_(x.var(0, unbiased=False))
     head.eval()

@@ -93,7 +93,7 @@ def evaluate_curate(cfg: EvaluateCurateConfig) -> dict:
     t = [true_by_stem[stems[i]] for i in both]
     p_class = [str(pred["reason"].iloc[i]) for i in both]
     p_accept = np.array([pred["decision"].iloc[i] == "accept" for i in both])
-    out = binary_metrics(np.isin(t, cfg.accept), p_accept)
+    out: dict[str, object] = dict(binary_metrics(np.isin(t, cfg.accept), p_accept))
     out["n_unmatched_pred"] = len(stems) - len(both)
     out["n_unmatched_truth"] = len(set(true_by_stem) - set(stems))
     cm = confusion(t, p_class)

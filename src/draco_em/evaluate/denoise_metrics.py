@@ -75,7 +75,8 @@ def frc_summary(pred: np.ndarray, clean: np.ndarray, pixel_size: float | None = 
     freq, frc = fourier_ring_correlation(pred, clean)
     below = np.nonzero(frc[1:] < 0.5)[0]
     f_half = float(freq[1:][below[0]]) if below.size else float(freq[-1])
-    out = {"frc_mean": float(frc[1:].mean()), "frc_0.5_cycles_per_px": f_half}
+    out: dict[str, float | None] = {"frc_mean": float(frc[1:].mean()),
+                                    "frc_0.5_cycles_per_px": f_half}  # fmt: skip
     if pixel_size:
         out["frc_0.5_resolution_A"] = float(pixel_size / f_half) if f_half > 0 else None
     return out

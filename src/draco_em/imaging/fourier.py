@@ -150,10 +150,11 @@ def _resize_axis(spec: Any, axis: int, n_in: int, n_out: int, is_torch: bool) ->
     n = min(n_in, n_out)
     shape = list(spec.shape)
     shape[axis] = n_out
-    if is_torch:
-        out = torch.zeros(shape, dtype=spec.dtype, device=spec.device)
-    else:
-        out = np.zeros(shape, dtype=spec.dtype)
+    out: Any = (
+        torch.zeros(shape, dtype=spec.dtype, device=spec.device)
+        if is_torch
+        else np.zeros(shape, dtype=spec.dtype)
+    )
     pos = n // 2 + 1  # bins 0 .. n//2 (includes Nyquist for even n)
     neg = n - pos  # bins -neg .. -1
 

@@ -49,8 +49,7 @@ def clip_limits(
     th, tw = min(tile_size, h), min(tile_size, w)
     ny, nx = h // th, w // tw
     # [ny, th, nx, tw] -> [ny*nx, th*tw]: one row per tile, a view until the reshape copies.
-    tiles = img[: ny * th, : nx * tw].reshape(ny, th, nx, tw).swapaxes(1, 2)
-    tiles = tiles.reshape(ny * nx, th * tw)
+    tiles = img[: ny * th, : nx * tw].reshape(ny, th, nx, tw).swapaxes(1, 2).reshape(ny * nx, -1)
     p2, p98 = np.percentile(tiles, (2.0, 98.0), axis=1)
     p2m, p98m = float(np.median(p2)), float(np.median(p98))
     vmid = (p2m + p98m) / 2.0

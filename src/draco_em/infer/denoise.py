@@ -127,4 +127,4 @@ class Denoiser:
         wpx = self.working_pixel_size
         if pixel_size and wpx and abs(pixel_size - wpx) > RESCALE_TOL:
             shape = rescaled_shape(shape, pixel_size, wpx)
-        return len(TileGrid(tuple(shape), self.tile, self.overlap))
+        return len(TileGrid((int(shape[0]), int(shape[1])), self.tile, self.overlap))

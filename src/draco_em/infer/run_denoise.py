@@ -8,6 +8,7 @@ to ``OUTDIR/failures.txt`` and the rest continue. Under ``torchrun`` each rank t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -73,7 +74,7 @@ class _Reader(Dataset):
             return i, None, None, str(exc)
 
 
-def _as_is(item: tuple) -> tuple:
+def _as_is(item: Any) -> Any:
     """Keep numpy arrays as they are (the default collate would turn them into tensors)."""
     return item
 
@@ -182,7 +183,9 @@ def write_output_star(inputs: InputSet, outdir: Path) -> Path | None:
         for it, out in zip(inputs.items, outs, strict=True):
             rows.loc[it.star_row, "rlnMicrographName"] = str(out)
         keep = np.zeros(len(rows), dtype=bool)
-        keep[[it.star_row for it, e in zip(inputs.items, exists, strict=True) if e]] = True
+        # Items of a STAR input all carry their row (io.batch.expand_inputs).
+        star_rows = [cast(int, it.star_row) for it in inputs.items]
+        keep[[r for r, e in zip(star_rows, exists, strict=True) if e]] = True
         new = MicrographTable(table.path, table.optics, rows, table.block_name).filtered(keep)
     else:
         names = [str(p) for p, e in zip(outs, exists, strict=True) if e]

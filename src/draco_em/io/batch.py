@@ -10,10 +10,15 @@ from __future__ import annotations
 import glob
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from draco_em.errors import DracoInputError
+
+if TYPE_CHECKING:
+    from draco_em.io.star import MicrographTable
 
 IMAGE_SUFFIXES = (".mrc", ".mrcs", ".st", ".ali", ".map")
 
@@ -31,11 +36,13 @@ class InputSet:
     """The expanded inputs; ``table`` is the micrographs STAR they came from, if any."""
 
     items: list[InputItem]
-    table: object | None = None  # draco_em.io.star.MicrographTable
+    table: MicrographTable | None = None
     sources: list[str] = field(default_factory=list)
 
 
-def expand_inputs(inputs: list[str | Path], suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> InputSet:
+def expand_inputs(
+    inputs: Sequence[str | Path], suffixes: tuple[str, ...] = IMAGE_SUFFIXES
+) -> InputSet:
     """Expand files, globs, folders and one RELION micrographs STAR into image paths.
 
     Folders contribute their files with ``suffixes`` (sorted, not recursive). A STAR file

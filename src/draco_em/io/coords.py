@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -376,7 +376,9 @@ def read_coords(path: str | Path, fmt: str | None = None, **options) -> pd.DataF
     fmt = fmt or guess_format(path)
     from draco_em.io.cryosparc_cs import read_cs
 
-    readers = {"star": _read_star_coords, "box": _read_box, "topaz": _read_topaz, "cs": read_cs}
+    readers: dict[str, Callable[..., pd.DataFrame]] = {
+        "star": _read_star_coords, "box": _read_box, "topaz": _read_topaz, "cs": read_cs
+    }  # fmt: skip
     if fmt not in readers:
         raise DracoInputError(f"unknown coordinate format {fmt!r} (known: {FORMATS})", path)
     return readers[fmt](path, **options)

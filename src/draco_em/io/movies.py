@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -142,7 +143,8 @@ class MrcMovie(Movie):
     def __init__(self, path: Path, pixel_size: float | None = None) -> None:
         check_pixel_size_override(pixel_size, path)
         mrc = read_mrc(path, pixel_size=pixel_size, mmap=True, ndim=(3,))
-        self.path, self._data = path, mrc.data
+        self.path = path
+        self._data: np.ndarray | None = mrc.data
         self.n_frames = int(mrc.data.shape[0])
         self.shape = (int(mrc.data.shape[1]), int(mrc.data.shape[2]))
         self.dtype = np.dtype(mrc.data.dtype)
@@ -156,6 +158,8 @@ class MrcMovie(Movie):
             )
 
     def _read(self, index: int) -> np.ndarray:
+        if self._data is None:
+            raise ValueError(f"{self.path} is closed")
         return self._data[index]
 
     def close(self) -> None:
@@ -219,7 +223,7 @@ def movie_summary(path: str | Path) -> dict:
     with open_movie(path) as movie:
         first = movie.frame(0)
         kind = "eer" if isinstance(movie, EerMovie) else "tiff"
-        out = {
+        out: dict[str, Any] = {
             "format": kind,
             "kind": "movie" if movie.n_frames > 1 else "image",
             "shape": [movie.n_frames, *movie.shape],

@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import mrcfile
 import numpy as np
@@ -149,7 +150,8 @@ def read_mrc(
             warnings.simplefilter("ignore")  # cella / 0 when the header's mx, my, mz are 0
             vs = mrc.voxel_size
         # A corrupt header gives inf/NaN voxel sizes: treat them as "not set", like 0.
-        voxel = tuple(float(v) if np.isfinite(v) and v > 0 else 0.0 for v in (vs.x, vs.y, vs.z))
+        vx, vy, vz = (float(v) if np.isfinite(v) and v > 0 else 0.0 for v in (vs.x, vs.y, vs.z))
+        voxel = (vx, vy, vz)
         org = mrc.header.origin
         origin = (float(org.x), float(org.y), float(org.z))
         hdr = mrc.header
@@ -296,7 +298,7 @@ def mrc_summary(path: str | Path) -> dict:
     step = max(1, int(np.ceil((data.size / 16e6) ** (1 / data.ndim))))
     sample = np.asarray(data[(slice(None, None, step),) * data.ndim], dtype=np.float64)
     kind = "image" if data.ndim == 2 else ("stack" if mrc.is_stack else "volume")
-    out = {
+    out: dict[str, Any] = {
         "format": "mrc",
         "kind": kind,
         "shape": list(data.shape),

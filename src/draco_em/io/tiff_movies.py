@@ -13,9 +13,10 @@ import logging
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import tifffile
+from tifffile import COMPRESSION, TiffFile, TiffFrame, TiffPage
 
 from draco_em.errors import DracoInputError
 from draco_em.io.movies import (
@@ -26,9 +27,6 @@ from draco_em.io.movies import (
     check_pixel_size_override,
 )
 from draco_em.io.mrc import _first_line
-
-if TYPE_CHECKING:
-    from tifffile import TiffFile, TiffFrame, TiffPage
 
 
 class TiffMovie(Movie):
@@ -49,7 +47,8 @@ class TiffMovie(Movie):
         self.shape = (int(first.shape[0]), int(first.shape[1]))
         self.dtype = np.dtype(first.dtype)
         self.notes = []
-        self.metadata = {"compression": first.compression.name.lower()}
+        # Declared int in tifffile, a COMPRESSION enum (named) at run time.
+        self.metadata = {"compression": COMPRESSION(first.compression).name.lower()}
         self.pixel_size = pixel_size or _tiff_pixel_size(first)
 
     def _read(self, index: int) -> np.ndarray:
@@ -94,8 +93,10 @@ class EerMovie(Movie):
         self.path, self._tif = path, tif
         self.notes = []
         self.metadata = dict(tif.eer_metadata or {})
-        pages = list(tif.series[0].pages) if tif.series else []
-        pages = [p for p in pages if p is not None and p.compression in EER_COMPRESSIONS]
+        raw = list(tif.series[0].pages) if tif.series else []
+        pages: list[TiffPage | TiffFrame] = [
+            p for p in raw if p is not None and p.compression in EER_COMPRESSIONS
+        ]
         if not pages:
             raise DracoInputError("EER file holds no electron-event frames", path)
         self._pages = pages
@@ -118,7 +119,8 @@ class EerMovie(Movie):
         self.dtype = np.dtype(bool)
         # The rendered grid is 2**min(sub-pixel bits, level) per axis: a file with fewer
         # sub-pixel bits than asked for renders coarser, and the pixel size must follow.
-        sensor_width = first.keyframe.tags.valueof(256) or first.shape[1]
+        keyframe = first.keyframe
+        sensor_width = (keyframe.tags.valueof(256) if keyframe else None) or first.shape[1]
         factor = first.shape[1] / sensor_width
         if factor != upsampling:
             self.notes.append(f"EER sub-pixel bits allow {factor:g}× upsampling, not {upsampling}×")
@@ -190,8 +192,6 @@ def _raise_logged(log: list[str], path: Path, index: int) -> None:
 
 def open_tiff_like(path: Path, grouping: int, upsampling: int, pixel_size: float | None) -> Movie:
     """TIFF or EER, decided by the content (EER metadata and compression), not the name."""
-    import tifffile
-
     kind = "EER" if path.suffix.lower() in EER_SUFFIXES else "TIFF"
     with _tifffile_log() as log:
         try:

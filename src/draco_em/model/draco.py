@@ -159,10 +159,12 @@ class PixelRefiner(nn.Module):
         for d in self.DILATIONS:
             layers += [nn.Conv2d(c_in, channels, 3, padding=d, dilation=d), nn.GELU()]
             c_in = channels
-        layers.append(nn.Conv2d(channels, in_chans, 3, padding=1))
+        last = nn.Conv2d(channels, in_chans, 3, padding=1)
+        layers.append(last)
         self.net = nn.Sequential(*layers)
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        nn.init.zeros_(last.weight)
+        if last.bias is not None:  # made with a bias
+            nn.init.zeros_(last.bias)
 
     def forward(self, coarse: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] ViT prediction and input → [B, C, H, W] refined prediction."""
@@ -230,8 +232,11 @@ class DracoMAE(nn.Module):
         for m in self.decoder_neck:
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        nn.init.zeros_(self.decoder_neck[-1].weight)
-        nn.init.zeros_(self.decoder_neck[-1].bias)
+        # The neck ends in a LayerNorm2d: a zero affine makes it add nothing at the start.
+        last = self.decoder_neck[-1]
+        assert isinstance(last, LayerNorm2d)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     # ------------------------------------------------------------------ patches
     def patchify(self, img: torch.Tensor) -> torch.Tensor:

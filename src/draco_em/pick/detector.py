@@ -24,6 +24,7 @@ it. A particle at working pixel ``x`` has cell coordinate ``u = (x − 1.5) / 4`
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -82,8 +83,9 @@ class ParticleDetector(nn.Module):
                                   _conv(s, s, dilation=2), _conv(s, s, dilation=4))  # fmt: skip
         self.fuse = _conv(c + s, c)
         self.heads = nn.Conv2d(c, 3, 1)  # channel 0: centre logit; 1, 2: offset (dx, dy)
-        nn.init.zeros_(self.heads.bias)
-        nn.init.constant_(self.heads.bias[:1], -2.19)  # σ = 0.1 at init (CenterNet)
+        bias = cast(torch.Tensor, self.heads.bias)  # a Conv2d made with bias=True
+        nn.init.zeros_(bias)
+        nn.init.constant_(bias[:1], -2.19)  # σ = 0.1 at init (CenterNet)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """image: [B, 1, H, W] normalised, H and W multiples of 16.

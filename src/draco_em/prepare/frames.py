@@ -111,7 +111,7 @@ def load_movie_frames(
     for i in range(len(raw)):
         corrected = apply_gain(raw[i], gain)
         raw[i] = None  # type: ignore[call-overload]  # release the raw frame as we go
-        if out_shape != corrected.shape:
+        if target_pixel_size is not None and out_shape != corrected.shape:
             corrected, px = fourier_rescale(corrected, movie_px, target_pixel_size)
         frames[i] = torch.from_numpy(np.ascontiguousarray(corrected, dtype=np.float32))
     return MovieFrames(frames.to(config.device), movie_px, px, notes + gain.notes)

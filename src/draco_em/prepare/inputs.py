@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
@@ -97,7 +98,7 @@ def _micrograph_item(
     if (even is None) != (odd is None):
         have = "even" if even else "odd"
         raise DracoInputError(f"found the {have} half but not the other one", where)
-    kind = "pair" if even is not None else "single"
+    kind: Literal["pair", "single"] = "pair" if even is not None else "single"
     return PrepareItem(name, kind, full=full, even=even, odd=odd, pixel_size=pixel_size)
 
 

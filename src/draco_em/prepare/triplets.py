@@ -121,7 +121,8 @@ def prepare_movie(
         frames, to_undo = motion.apply_local_motion(frames, field), None
     weights = None
     if cfg.dose_weighting and cfg.dose_per_frame is not None:  # the config checks both
-        weights = motion.dose_weights(len(frames), tuple(frames.shape[1:]), px, cfg.dose_per_frame)
+        shape = (int(frames.shape[1]), int(frames.shape[2]))
+        weights = motion.dose_weights(len(frames), shape, px, cfg.dose_per_frame)
     # One trajectory for all frames, then split: the two halves differ only by their noise.
     odd, even, weighted = motion.parity_sums(frames, to_undo, weights)
     full = odd + even if weighted is None else weighted

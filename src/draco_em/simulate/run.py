@@ -245,8 +245,8 @@ def run_simulation(cfg: SimulateConfig, progress: bool = True) -> RunSummary:
     failures = FailureLog(cfg.outdir)
     if todo:
         structures = load_structures(cfg)
-        if cfg.gain:
-            _write_image(cfg.outdir / "gain.mrc", 1.0 / _sensitivity(cfg), cfg.pixel_size)
+        if (sensitivity := _sensitivity(cfg)) is not None:  # cfg.gain
+            _write_image(cfg.outdir / "gain.mrc", 1.0 / sensitivity, cfg.pixel_size)
         bar = tqdm(total=len(todo), desc="simulate", unit="mic", disable=not progress)
         jobs = min(cfg.jobs, len(todo))
         if jobs == 1:
@@ -272,7 +272,7 @@ def run_simulation(cfg: SimulateConfig, progress: bool = True) -> RunSummary:
                         failures.record(cfg.micrograph_name(i), f"{type(exc).__name__}: {exc}")
                     bar.update()
         bar.close()
-    done = [rows[i] for i in sorted(rows) if rows[i] is not None]
+    done = [row for i in sorted(rows) if (row := rows[i]) is not None]
     star = write_manifest(cfg, done)
     return RunSummary(
         made=len(done) - (cfg.n_micrographs - len(todo)),

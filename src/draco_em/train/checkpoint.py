@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -34,7 +34,8 @@ def checkpoint_path(run_dir: str | Path, which: str) -> Path:
 
 def rng_state() -> dict[str, Any]:
     """This process's RNG states as plain types and tensors (weights_only-loadable)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    legacy = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
+    kind, keys, pos, has_gauss, gauss = legacy
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": {

@@ -155,8 +155,8 @@ def split_train_val(
     Micrographs with a clean image go to validation first, so PSNR can be measured.
     """
     n_val = min(len(records) - 1, max(1, round(fraction * len(records)))) if fraction > 0 else 0
-    order = np.random.default_rng(seed).permutation(len(records))
-    order = sorted(order, key=lambda i: records[i].clean is None)  # stable: clean first
+    shuffled = np.random.default_rng(seed).permutation(len(records))
+    order = sorted(shuffled, key=lambda i: records[i].clean is None)  # stable: clean first
     val_idx = {int(i) for i in order[:n_val]}
     train = [r for i, r in enumerate(records) if i not in val_idx]
     return train, [r for i, r in enumerate(records) if i in val_idx]

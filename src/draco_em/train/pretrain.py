@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -39,6 +39,8 @@ from torch.utils.data import DataLoader
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
+from draco_em.model.draco import DracoConfig, DracoMAE
+from draco_em.model.weights import read_weights, resolve_weights
 from draco_em.train.checkpoint import (
     checkpoint_path,
     load_checkpoint,
@@ -72,7 +74,7 @@ class StageModel(nn.Module):
     ``forward(batch, denoise=True)`` → the mask-ratio-0 prediction of ``batch["full"]``.
     """
 
-    def __init__(self, model: nn.Module, stage: str) -> None:
+    def __init__(self, model: DracoMAE, stage: str) -> None:
         super().__init__()
         self.model, self.stage = model, stage
 
@@ -215,8 +217,8 @@ def _data(config: PretrainConfig, ctx: DistContext) -> _Data:
     """Training crops (sharded, resumable order) and the fixed validation crops."""
     records = load_manifest(config.data, "mae" if config.stage == "mae" else "draco")
     train_recs, val_recs = split_train_val(records, config.val_fraction, config.seed)
-    crops = {"area": config.crop_area, "angstrom": config.crop_angstrom, "seed": config.seed,
-             "pairs": config.stage != "mae"}  # fmt: skip
+    crops: dict[str, Any] = {"area": config.crop_area, "angstrom": config.crop_angstrom,
+                             "seed": config.seed, "pairs": config.stage != "mae"}  # fmt: skip
     train_ds = CropDataset(train_recs, config.crop_size, config.crops_per_micrograph, **crops)
     sampler = ResumableSampler(len(train_ds), config.batch_size, ctx.world_size, ctx.rank,
                                config.accum, config.seed)  # fmt: skip
@@ -250,7 +252,8 @@ def _optimisation(
 
 def _wrap(stage_model: StageModel, config: PretrainConfig, ctx: DistContext) -> nn.Module:
     """Optionally torch.compile, then DDP (unless FSDP2 already shards it), as nanoGPT does."""
-    model: nn.Module = torch.compile(stage_model) if config.compile else stage_model
+    # torch.compile returns the module wrapped (an OptimizedModule), typed as a callable.
+    model = cast(nn.Module, torch.compile(stage_model)) if config.compile else stage_model
     if ctx.enabled and not config.fsdp:
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
@@ -288,14 +291,12 @@ def _update_best(best: dict, metrics: dict) -> bool:
     return False
 
 
-def _build_model(config: PretrainConfig) -> tuple[nn.Module, Any]:
+def _build_model(config: PretrainConfig) -> tuple[DracoMAE, Any]:
     """The DracoMAE of the preset (crop size and γ from the run), optionally pre-loaded.
 
     With ``init_weights`` that record their architecture (our run folders and safetensors), that
     architecture is used and ``--preset`` only names the run; ``model_overrides`` still apply.
     """
-    from draco_em.model.draco import DracoConfig, DracoMAE
-
     run_fields = {"img_size": config.crop_size, "mask_ratio": max(config.mask_ratio, 0.5)}
     state, init_config = None, None
     if config.init_weights is not None:
@@ -342,8 +343,6 @@ def _build_model(config: PretrainConfig) -> tuple[nn.Module, Any]:
 def _initial_weights(path: Path) -> tuple[dict[str, torch.Tensor], Any]:
     """State dict and (where recorded) DracoConfig from a run folder, a training checkpoint,
     or exported weights (official .pth files record no config: ``None``)."""
-    from draco_em.model.draco import DracoConfig
-    from draco_em.model.weights import read_weights, resolve_weights
 
     path = resolve_weights(path)
     if path.suffix == ".pt":
