@@ -34,6 +34,7 @@ from draco_em.io.atomic import atomic_path
 from draco_em.io.batch import FailureLog, InputSet, expand_inputs
 from draco_em.io.star import MicrographTable, write_micrographs_star
 from draco_em.model.encoder import Encoder, load_encoder, run_blocks
+from draco_em.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +116,9 @@ def _input_table(inputs: InputSet, out_dir: Path) -> tuple[MicrographTable, list
 
 def predict_curation(cfg: CuratePredictConfig) -> PredictResult:
     """Run ``draco curate predict``."""
-    from draco_em.infer.denoise import pick_device
-
     inputs = expand_inputs(cfg.inputs)
     curator = load_curator(cfg.model)
-    encoder = curator_encoder(curator, cfg.weights, pick_device(cfg.device))
+    encoder = curator_encoder(curator, cfg.weights, resolve_device(cfg.device))
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     table, rows = _input_table(inputs, cfg.out_dir)
     failures = FailureLog(cfg.out_dir)

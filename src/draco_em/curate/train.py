@@ -27,6 +27,7 @@ from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.io.batch import FailureLog
 from draco_em.model.encoder import Encoder, load_encoder, run_blocks
+from draco_em.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -229,14 +230,12 @@ def predict_arrays(
 
 def train_curator(cfg: CurateTrainConfig) -> dict:
     """Run ``draco curate train``; returns the summary also written to ``RUNDIR/summary.json``."""
-    from draco_em.infer.denoise import pick_device
-
     t0 = time.time()
     labels = read_labels(cfg.labels, cfg.label_column)
     classes, accept = check_classes(labels, cfg.classes, cfg.accept)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     _write_json(cfg.out_dir / "config.json", cfg.model_dump(mode="json"))
-    encoder = load_encoder(cfg.weights, pick_device(cfg.device), cfg.features.pixel_size)
+    encoder = load_encoder(cfg.weights, resolve_device(cfg.device), cfg.features.pixel_size)
     if cfg.finetune > encoder.depth:
         raise DracoInputError(f"--finetune {cfg.finetune} > the encoder's {encoder.depth} blocks")
     if cfg.regions and cfg.finetune:

@@ -54,15 +54,16 @@ def _simulate(cfg: DemoConfig) -> tuple[Path, Path, Path]:
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Run the demo; returns the metrics written to ``OUTDIR/metrics.json``."""
-    from draco_em.infer.denoise import Denoiser, pick_device
+    from draco_em.infer.denoise import Denoiser
     from draco_em.model.weights import BUNDLED_DENOISER, load_model
+    from draco_em.runtime import resolve_device
 
     t0 = time.perf_counter()
     raw_path, clean_path, coord_path = _simulate(cfg)
     t_sim = time.perf_counter() - t0
     raw, px = read_image(raw_path)
     clean, _ = read_image(clean_path)
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
     model, _, meta = load_model(cfg.weights, device=device, bundled=BUNDLED_DENOISER)
     t1 = time.perf_counter()
     denoiser = Denoiser(model, meta.get("pixel_size"), device=device, shifts=cfg.shifts)

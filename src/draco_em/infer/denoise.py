@@ -27,17 +27,6 @@ from draco_em.model.draco import DracoMAE
 from draco_em.model.encoder import DENOISE, RESCALE_TOL, working_image
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` → the local rank's CUDA device when available, else CPU."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            import os
-
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    return torch.device(device)
-
-
 @dataclass
 class Denoiser:
     """A loaded model plus how to run it.

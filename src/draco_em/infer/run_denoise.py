@@ -18,10 +18,11 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
-from draco_em.infer.denoise import Denoiser, pick_device
-from draco_em.io.batch import FailureLog, InputItem, InputSet, dist_rank_world, expand_inputs, shard
+from draco_em.infer.denoise import Denoiser
+from draco_em.io.batch import FailureLog, InputItem, InputSet, expand_inputs, shard
 from draco_em.io.mrc import read_mrc, write_mrc
 from draco_em.io.validate import validate_image
+from draco_em.runtime import barrier, cleanup, init_distributed
 
 
 class DenoiseConfig(BaseModel):
@@ -99,9 +100,9 @@ def _load(cfg: DenoiseConfig, device: torch.device) -> Denoiser:
 def run_denoise(cfg: DenoiseConfig) -> dict:
     """Denoise every input; returns counts ``{"done", "skipped", "failed", "outdir"}``."""
     inputs = expand_inputs(cfg.inputs)
-    rank, world = dist_rank_world()
-    device = pick_device(cfg.device)
-    denoiser = _load(cfg, device)
+    ctx = init_distributed(cfg.device)  # under torchrun: one shard of the inputs per rank
+    rank, world = ctx.rank, ctx.world_size
+    denoiser = _load(cfg, ctx.device)
     cfg.outdir.mkdir(parents=True, exist_ok=True)
     failures = FailureLog(cfg.outdir)
     mine = shard(inputs.items, rank, world)
@@ -128,9 +129,10 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
                 failures.record(src, str(exc))
         bar.update(1)
     bar.close()
-    _barrier(world)
+    barrier(ctx)  # every rank's outputs exist before rank 0 lists them
     if rank == 0:
         write_output_star(inputs, cfg.outdir)
+    cleanup(ctx, wait=False)
     return {"done": done, "skipped": len(mine) - len(todo), "failed": failures.count,
             "outdir": str(cfg.outdir)}  # fmt: skip
 
@@ -152,17 +154,6 @@ def _denoise_one(
         save_preview(
             cfg.outdir / "png" / f"{src.stem}.png", out if out.ndim == 2 else out[len(out) // 2]
         )
-
-
-def _barrier(world: int) -> None:
-    """Under torchrun, wait for every rank before rank 0 writes the STAR."""
-    if world <= 1:
-        return
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    dist.barrier()
 
 
 def write_output_star(inputs: InputSet, outdir: Path) -> Path | None:

@@ -117,8 +117,3 @@ class FailureLog:
 def shard(items: list, rank: int, world_size: int) -> list:
     """Round-robin share of ``items`` for one rank (every item lands on exactly one rank)."""
     return items[rank::world_size]
-
-
-def dist_rank_world() -> tuple[int, int]:
-    """(rank, world size) from torchrun's environment, or (0, 1) outside it."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))

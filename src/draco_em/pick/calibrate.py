@@ -31,6 +31,7 @@ from draco_em.errors import DracoInputError
 from draco_em.pick.config import PickCalibrateConfig
 from draco_em.pick.model_io import RUN_FILE, read_picker, resolve_picker, save_picker
 from draco_em.pick.predict import Picker
+from draco_em.runtime import resolve_device
 
 log = logging.getLogger("draco_em.pick")
 
@@ -61,10 +62,9 @@ def choose(
         diameters: Å per micrograph stem (sets of several particle sizes), else
             ``cfg.diameter`` or the picker's own.
     """
-    from draco_em.infer.denoise import pick_device
     from draco_em.pick.train import choose_threshold, load_labelled
 
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
     detector, info = read_picker(cfg.model)
     diameter = float(cfg.diameter or info["diameter"])
     picker = Picker(detector.to(device), diameter, device=device)

@@ -41,6 +41,7 @@ from draco_em.pick.config import PickPredictConfig
 from draco_em.pick.model_io import load_picker
 from draco_em.pick.predict import Picker, split_excluded
 from draco_em.pick.report import save_histogram, save_overlay
+from draco_em.runtime import resolve_device
 
 if TYPE_CHECKING:
     import torch
@@ -148,9 +149,7 @@ def predict_all(cfg: PickPredictConfig, progress: bool = True) -> dict:
     ``excluded`` counts the picks (score ≥ threshold) dropped on excluded regions in this run
     (None without exclusion); per micrograph they are in OUTDIR/excluded_picks.txt.
     """
-    from draco_em.infer.denoise import pick_device
-
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
     exclude = build_exclude(cfg, device)
     picker = load_picker(cfg.model, cfg.diameter, cfg.threshold, device, cfg.batch_size)
     items = expand_inputs(cfg.inputs).items

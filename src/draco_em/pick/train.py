@@ -34,6 +34,7 @@ from draco_em.pick.detector import ParticleDetector, load_encoder_weights
 from draco_em.pick.loss import class_prior, offset_loss, pu_focal_loss
 from draco_em.pick.model_io import RUN_FILE, read_picker, save_picker
 from draco_em.pick.predict import Picker
+from draco_em.runtime import resolve_device
 
 log = logging.getLogger("draco_em.pick")
 F1_TOLERANCE = 0.02  # cut-offs this close to the best validation F1 are equally good
@@ -211,12 +212,10 @@ def train_picker(
         detector_config: architecture of a new detector (default :class:`DetectorConfig`);
             ignored when ``cfg.weights`` is a picker.
     """
-    from draco_em.infer.denoise import pick_device
-
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
     cfg.outdir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(cfg.outdir / "run.log")
     log.addHandler(handler)

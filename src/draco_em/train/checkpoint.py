@@ -22,7 +22,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
-from draco_em.train.distributed import DistContext, all_gather_objects
+from draco_em.runtime import DistContext, all_gather_objects
 
 CHECKPOINT_DIR = "checkpoints"
 

@@ -21,7 +21,7 @@ from draco_em.evaluate.denoise_metrics import psnr
 from draco_em.infer.denoise import Denoiser
 from draco_em.io.mrc import read_image
 from draco_em.model.draco import DracoMAE
-from draco_em.train.distributed import DistContext, all_reduce_mean
+from draco_em.runtime import DistContext, all_reduce_mean
 
 
 @dataclass

@@ -41,6 +41,7 @@ from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.model.draco import DracoConfig, DracoMAE
 from draco_em.model.weights import read_weights, resolve_weights
+from draco_em.runtime import DistContext, cleanup, init_distributed
 from draco_em.train.checkpoint import (
     checkpoint_path,
     load_checkpoint,
@@ -56,7 +57,6 @@ from draco_em.train.data import (
     split_train_val,
     working_pixel_range,
 )
-from draco_em.train.distributed import DistContext, cleanup, init_distributed
 from draco_em.train.engine import TrainState, evaluate, evaluate_micrographs, train_one_epoch
 from draco_em.train.optim import build_optimizer, scaled_lr
 
