@@ -22,6 +22,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
+from draco_em.io.model_file import read_torch_file
 from draco_em.runtime import DistContext, all_gather_objects
 
 CHECKPOINT_DIR = "checkpoints"
@@ -105,13 +106,10 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (on the CPU)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DracoInputError("checkpoint not found", path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors: a truncated or foreign file
-        raise DracoInputError(f"not a draco training checkpoint ({exc})", path) from exc
+    state = read_torch_file(path, "training checkpoint")
+    if not isinstance(state, dict):
+        raise DracoInputError(f"not a training checkpoint (holds a {type(state).__name__})", path)
+    return state
 
 
 def restore_checkpoint(
