@@ -26,6 +26,7 @@ from draco_em.curate.regions import REGION_CLASSES, region_training_set
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.io.batch import FailureLog
+from draco_em.io.run_folder import run_log, write_config
 from draco_em.model.encoder import Encoder, load_encoder, run_blocks
 from draco_em.runtime import resolve_device
 
@@ -229,12 +230,22 @@ def predict_arrays(
 
 
 def train_curator(cfg: CurateTrainConfig) -> dict:
-    """Run ``draco curate train``; returns the summary also written to ``RUNDIR/summary.json``."""
+    """Run ``draco curate train``; returns the summary also written to ``RUNDIR/summary.json``.
+
+    The run folder holds ``config.yaml``, ``run.log``, ``curator.safetensors``, ``summary.json``
+    and the feature cache (:mod:`draco_em.io.run_folder`).
+    """
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    with run_log(cfg.out_dir, log):
+        return _train_curator(cfg)
+
+
+def _train_curator(cfg: CurateTrainConfig) -> dict:
     t0 = time.time()
     labels = read_labels(cfg.labels, cfg.label_column)
     classes, accept = check_classes(labels, cfg.classes, cfg.accept)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(cfg.out_dir / "config.json", cfg.model_dump(mode="json"))
+    write_config(cfg.out_dir, cfg)
     encoder = load_encoder(cfg.weights, resolve_device(cfg.device), cfg.features.pixel_size)
     if cfg.finetune > encoder.depth:
         raise DracoInputError(f"--finetune {cfg.finetune} > the encoder's {encoder.depth} blocks")

@@ -30,6 +30,7 @@ from draco_em.io.model_file import (
     resolve_model_file,
     write_model_file,
 )
+from draco_em.io.run_folder import run_checkpoint
 from draco_em.model.draco import PRESETS, DracoConfig, DracoMAE
 
 FORMAT = "draco-em/1"
@@ -117,21 +118,11 @@ def load_model(
     return model.to(device).eval(), config, metadata
 
 
-#: Where a ``draco pretrain`` run folder keeps its weights, in order of preference
-#: (:func:`draco_em.train.checkpoint.checkpoint_path` writes them).
-RUN_CHECKPOINTS = ("checkpoints/best.pt", "checkpoints/latest.pt")
-
-
 def resolve_weights(path: str | Path, bundled: str = BUNDLED_FILE) -> Path:
     """The DRACO weights file of a path, of a ``draco pretrain`` run folder (its best, else
     latest checkpoint) or of ``"bundled"`` (the shipped `draco_tiny`)."""
     if str(path) != BUNDLED and Path(path).is_dir():
-        for rel in RUN_CHECKPOINTS:
-            if (Path(path) / rel).is_file():
-                return Path(path) / rel
-        raise DracoInputError(
-            "not a draco pretrain run folder (no checkpoints/best.pt or latest.pt)", path
-        )
+        return run_checkpoint(path)  # its best, else latest checkpoint
     return resolve_model_file(
         path, bundled,
         missing_bundled="no bundled model is installed: pass --weights FILE (a .safetensors "

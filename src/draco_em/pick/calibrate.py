@@ -25,9 +25,8 @@ from __future__ import annotations
 import logging
 import math
 
-import yaml
-
 from draco_em.errors import DracoInputError
+from draco_em.io.run_folder import run_log, write_config
 from draco_em.pick.config import PickCalibrateConfig
 from draco_em.pick.model_io import RUN_FILE, read_picker, resolve_picker, save_picker
 from draco_em.pick.predict import Picker
@@ -83,6 +82,14 @@ def run_calibrate(
     Returns:
         dict with ``chosen`` and ``stored`` thresholds, ``validation`` summary and ``path``.
     """
+    cfg.outdir.mkdir(parents=True, exist_ok=True)
+    with run_log(cfg.outdir, log):
+        return _calibrate(cfg, diameters, progress)
+
+
+def _calibrate(
+    cfg: PickCalibrateConfig, diameters: dict[str, float] | None, progress: bool
+) -> dict:
     source = resolve_picker(cfg.model).resolve()
     out = (cfg.outdir / RUN_FILE).resolve()
     if out == source:
@@ -97,5 +104,5 @@ def run_calibrate(
                            "previous_threshold": info["threshold"]}  # fmt: skip
     cfg.outdir.mkdir(parents=True, exist_ok=True)
     path = save_picker(out, picker.detector.cpu(), picker.diameter, stored, meta)
-    (cfg.outdir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    write_config(cfg.outdir, cfg)
     return {"chosen": chosen, "stored": stored, "validation": summary, "path": str(path)}

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.evaluate.pick import match_picks, summarize
 from draco_em.io.batch import expand_inputs
+from draco_em.io.run_folder import run_log, write_config
 from draco_em.pick.config import DetectorConfig, PickTrainConfig
 from draco_em.pick.data import Example, load_example, make_batch, read_all_coords
 from draco_em.pick.detector import ParticleDetector, load_encoder_weights
@@ -217,10 +217,7 @@ def train_picker(
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     cfg.outdir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(cfg.outdir / "run.log")
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    try:
+    with run_log(cfg.outdir, log):
         t0 = time.time()
         detector, whole = build_detector(cfg.weights, detector_config)
         examples = load_examples(cfg, detector.config, diameters)
@@ -246,8 +243,5 @@ def train_picker(
         meta = {"train_seconds": round(time.time() - t0, 1), "n_labelled": n_labelled,
                 "losses": losses, "validation": val_result, "weights": cfg.weights}  # fmt: skip
         out = save_picker(cfg.outdir / RUN_FILE, detector, cfg.diameter, threshold, meta)
-        (cfg.outdir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+        write_config(cfg.outdir, cfg)
         return out
-    finally:
-        log.removeHandler(handler)
-        handler.close()

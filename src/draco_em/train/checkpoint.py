@@ -23,14 +23,8 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.io.model_file import read_torch_file
+from draco_em.io.run_folder import checkpoint_path, run_checkpoint
 from draco_em.runtime import DistContext, all_gather_objects
-
-CHECKPOINT_DIR = "checkpoints"
-
-
-def checkpoint_path(run_dir: str | Path, which: str) -> Path:
-    """``RUNDIR/checkpoints/<which>.pt`` for 'latest' or 'best'."""
-    return Path(run_dir) / CHECKPOINT_DIR / f"{which}.pt"
 
 
 def rng_state() -> dict[str, Any]:
@@ -178,9 +172,7 @@ def export_run(
     from draco_em.model.weights import save_model
 
     run_dir = Path(run_dir)
-    path = run_dir if run_dir.is_file() else checkpoint_path(run_dir, which)
-    if which == "best" and not path.is_file() and run_dir.is_dir():
-        path = checkpoint_path(run_dir, "latest")  # no validation set: latest is the best we have
+    path = run_checkpoint(run_dir, which) if run_dir.is_dir() else run_dir
     state = load_checkpoint(path)
     config = DracoConfig(**state["model_config"])
     model = DracoMAE(config)

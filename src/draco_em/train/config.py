@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from draco_em.errors import DracoInputError
+from draco_em.io.run_folder import read_config
 
 #: Fields a resumed run may change; every other field is taken from the run's config.yaml so
 #: that ``--resume latest`` continues the same optimisation (same data, model, batch, seed).
@@ -129,18 +129,12 @@ class PretrainConfig(BaseModel):
             )
         return self
 
-    def save(self, path: Path) -> None:
-        """Write the config as YAML (atomically)."""
-        from draco_em.io.atomic import write_text_atomic
-
-        write_text_atomic(path, yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
-
     @classmethod
     def load(cls, path: Path) -> PretrainConfig:
-        """Read a config.yaml written by :meth:`save`."""
+        """Read a run's config.yaml (:func:`draco_em.io.run_folder.write_config`)."""
         try:
-            return cls(**yaml.safe_load(Path(path).read_text()))
-        except (OSError, yaml.YAMLError, ValueError) as exc:
+            return cls(**read_config(path))
+        except ValueError as exc:
             raise DracoInputError(f"cannot read the run config ({exc})", path) from exc
 
     def merged_for_resume(self, saved: PretrainConfig) -> tuple[PretrainConfig, list[str]]:

@@ -39,11 +39,11 @@ from torch.utils.data import DataLoader
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
+from draco_em.io.run_folder import CONFIG_FILE, checkpoint_path, run_log, write_config
 from draco_em.model.draco import DracoConfig, DracoMAE
 from draco_em.model.weights import read_weights, resolve_weights
 from draco_em.runtime import DistContext, cleanup, init_distributed
 from draco_em.train.checkpoint import (
-    checkpoint_path,
     load_checkpoint,
     resolve_resume,
     restore_checkpoint,
@@ -111,14 +111,12 @@ def run_pretrain(
     finished = False
     try:
         config = _run_config(config, ctx)
-        _setup_logging(config.out_dir, ctx)
-        result = _train(config, ctx, on_step)
+        log.setLevel(logging.INFO if ctx.is_main else logging.WARNING)
+        with run_log(config.out_dir, log, enabled=ctx.is_main):
+            result = _train(config, ctx, on_step)
         finished = True
         return result
     finally:
-        for handler in [h for h in log.handlers if getattr(h, "_draco_run", False)]:
-            log.removeHandler(handler)
-            handler.close()
         cleanup(ctx, wait=finished)  # after a failure, do not wait for ranks that may be gone
 
 
@@ -372,24 +370,14 @@ def _shard(stage_model: StageModel, ctx: DistContext) -> None:
 
 def _run_config(config: PretrainConfig, ctx: DistContext) -> PretrainConfig:
     """On resume, the run's saved config (except RESUME_MAY_CHANGE fields); else save this one."""
-    saved_path = config.out_dir / "config.yaml"
+    saved_path = config.out_dir / CONFIG_FILE
     if config.resume is not None and saved_path.is_file():
         config, ignored = config.merged_for_resume(PretrainConfig.load(saved_path))
         if ignored:
             log.warning("resuming: kept the run's %s (config.yaml)", ", ".join(ignored))
     if ctx.is_main:
-        config.out_dir.mkdir(parents=True, exist_ok=True)
-        config.save(saved_path)
+        write_config(config.out_dir, config)
     return config
-
-
-def _setup_logging(run_dir: Path, ctx: DistContext) -> None:
-    log.setLevel(logging.INFO if ctx.is_main else logging.WARNING)
-    if ctx.is_main:
-        handler = logging.FileHandler(run_dir / "run.log")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        handler._draco_run = True  # type: ignore[attr-defined]
-        log.addHandler(handler)
 
 
 def _log_metrics(run_dir: Path, record: dict) -> None:
