@@ -59,14 +59,13 @@ def evaluate_pick(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Precision, recall, F1 (one-to-one, greedy by score, within the radius) and AP."""
-    from draco_em.evaluate.pick import EvaluatePickConfig, dump_json, format_result
-    from draco_em.evaluate.pick import evaluate_pick as run
+    from draco_em.evaluate import pick as metrics
 
-    cfg = EvaluatePickConfig(
+    cfg = metrics.EvaluatePickConfig(
         pred=pred, truth=truth, radius=radius, diameter=diameter, threshold=threshold
     )
-    result = run(cfg)
-    typer.echo(dump_json(result) if as_json else format_result(result))
+    result = metrics.evaluate_pick(cfg)
+    typer.echo(metrics.dump_json(result) if as_json else metrics.format_result(result))
 
 
 @evaluate_app.command("curate")

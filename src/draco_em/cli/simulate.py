@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from draco_em.cli._app import app
+from draco_em.simulate.config import SimulateConfig
 
 
 @app.command()
@@ -55,7 +56,6 @@ def simulate(
 
     Example: draco simulate sim/ --n-micrographs 20 --bad-fraction 0.2 -j 2
     """
-    from draco_em.simulate.config import SimulateConfig
     from draco_em.simulate.run import run_simulation
 
     cfg = SimulateConfig(

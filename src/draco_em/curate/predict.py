@@ -29,6 +29,7 @@ from tqdm import tqdm
 from draco_em.curate.config import CuratePredictConfig
 from draco_em.curate.features import micrograph_features, micrograph_vector
 from draco_em.curate.head import Curator, load_curator
+from draco_em.curate.report import contact_sheet, score_histogram
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.io.batch import FailureLog, InputSet, expand_inputs
@@ -161,8 +162,6 @@ def write_outputs(
     cfg: CuratePredictConfig, table: MicrographTable, rows: list[int], result: pd.DataFrame
 ) -> dict[str, Path]:
     """Write the CSV, the two STAR lists and the two PNGs; returns their paths by name."""
-    from draco_em.curate.report import contact_sheet, score_histogram
-
     out = cfg.out_dir
     paths = {
         "csv": out / "curation.csv",

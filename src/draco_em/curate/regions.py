@@ -23,6 +23,7 @@ from draco_em.curate.config import FeatureConfig
 from draco_em.curate.features import feature_grid
 from draco_em.errors import DracoInputError
 from draco_em.imaging.tiling import TileGrid, tile_image
+from draco_em.io.mrc import read_image
 from draco_em.model.encoder import (
     Encoder,
     curate_input,
@@ -126,8 +127,6 @@ def region_training_set(
     Raises:
         DracoInputError: a mask whose shape differs from its micrograph's.
     """
-    from draco_em.io.mrc import read_image
-
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     rows = zip(images, masks, pixel_sizes, strict=True)

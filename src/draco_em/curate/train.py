@@ -21,12 +21,13 @@ from tqdm import tqdm
 from draco_em.curate.config import CurateTrainConfig, FeatureConfig
 from draco_em.curate.features import micrograph_features, micrograph_vector, n_features
 from draco_em.curate.head import RUN_FILE, CurationHead, Curator
-from draco_em.curate.labels import LabelSet, check_classes, read_labels
 from draco_em.curate.regions import REGION_CLASSES, region_training_set
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.io.batch import FailureLog
+from draco_em.io.labels import LabelSet, check_classes, read_labels
 from draco_em.io.run_folder import run_log, write_config
+from draco_em.io.star import read_micrographs_star
 from draco_em.model.encoder import Encoder, load_encoder, run_blocks
 from draco_em.runtime import resolve_device
 
@@ -314,8 +315,6 @@ def region_masks(labels_path: Path, n: int) -> list[Path]:
     Raises:
         DracoInputError: not a STAR, no such column, or missing mask files.
     """
-    from draco_em.io.star import read_micrographs_star
-
     hint = "--regions needs a micrographs STAR with _dracoRegions (draco simulate --region-masks)"
     if Path(labels_path).suffix.lower() != ".star":
         raise DracoInputError(hint, labels_path)

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from draco_em.curate.config import GOOD
-from draco_em.curate.labels import read_labels
 from draco_em.errors import DracoInputError
+from draco_em.io.classes import GOOD
+from draco_em.io.labels import read_labels
 
 
 class EvaluateCurateConfig(BaseModel):

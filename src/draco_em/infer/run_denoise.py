@@ -21,7 +21,10 @@ from draco_em.errors import DracoInputError
 from draco_em.infer.denoise import Denoiser
 from draco_em.io.batch import FailureLog, InputItem, InputSet, expand_inputs, shard
 from draco_em.io.mrc import read_mrc, write_mrc
+from draco_em.io.preview import save_preview
+from draco_em.io.star import MicrographTable, write_micrographs_star
 from draco_em.io.validate import validate_image
+from draco_em.model.weights import BUNDLED_DENOISER, load_model
 from draco_em.runtime import barrier, cleanup, init_distributed
 
 
@@ -81,8 +84,6 @@ def _as_is(item: Any) -> Any:
 
 
 def _load(cfg: DenoiseConfig, device: torch.device) -> Denoiser:
-    from draco_em.model.weights import BUNDLED_DENOISER, load_model
-
     model, _, meta = load_model(cfg.weights, device=device, bundled=BUNDLED_DENOISER)
     bf16 = (device.type == "cuda") if cfg.bf16 is None else cfg.bf16
     return Denoiser(
@@ -149,8 +150,6 @@ def _denoise_one(
     dst = output_path(cfg.outdir, src)
     write_mrc(dst, out, out_px or 1.0, float16=cfg.float16, stack=data.ndim == 3, inputs=[src])
     if cfg.png:
-        from draco_em.io.preview import save_preview
-
         save_preview(
             cfg.outdir / "png" / f"{src.stem}.png", out if out.ndim == 2 else out[len(out) // 2]
         )
@@ -162,8 +161,6 @@ def write_output_star(inputs: InputSet, outdir: Path) -> Path | None:
     Only inputs whose output exists are listed. Paths are ``OUTDIR/<name>`` as given (RELION
     paths are relative to the folder the user runs from).
     """
-    from draco_em.io.star import MicrographTable, write_micrographs_star
-
     outs = [output_path(outdir, it.path) for it in inputs.items]
     exists = np.array([p.exists() for p in outs], dtype=bool)
     if not exists.any():

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from draco_em.errors import DracoInputError
+from draco_em.io.star import read_micrographs_star
 
 if TYPE_CHECKING:
     from draco_em.io.star import MicrographTable
@@ -56,8 +57,6 @@ def expand_inputs(
     for raw in inputs:
         text = str(raw)
         if text.lower().endswith(".star"):
-            from draco_em.io.star import read_micrographs_star
-
             if table is not None:
                 raise DracoInputError("give at most one micrographs STAR file", text)
             table = read_micrographs_star(text)

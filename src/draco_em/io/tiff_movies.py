@@ -13,13 +13,14 @@ import logging
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
 from tifffile import COMPRESSION, TiffFile, TiffFrame, TiffPage
 
 from draco_em.errors import DracoInputError
-from draco_em.io.movies import (
+from draco_em.io.movie_base import (
     EER_COMPRESSIONS,
     EER_SUFFIXES,
     Movie,
@@ -241,3 +242,34 @@ def _check_page_data(page: TiffPage | TiffFrame, path: Path, index: int) -> None
             f"{size} bytes",
             path,
         )
+
+
+def movie_summary(path: str | Path) -> dict:
+    """Facts about a TIFF or EER movie for ``draco info``; statistics from the first frame only.
+
+    MRC movies are summarised by :func:`draco_em.io.mrc.mrc_summary`.
+    """
+    with open_tiff_like(Path(path), 1, 1, None) as movie:
+        first = movie.frame(0)
+        kind = "eer" if isinstance(movie, EerMovie) else "tiff"
+        out: dict[str, Any] = {
+            "format": kind,
+            "kind": "movie" if movie.n_frames > 1 else "image",
+            "shape": [movie.n_frames, *movie.shape],
+            "dtype": str(movie.dtype),
+            "pixel_size": movie.pixel_size,
+            "n_frames": movie.n_frames,
+            "compression": movie.metadata.get("compression"),
+            "stats_frame0": {
+                "min": float(first.min()),
+                "max": float(first.max()),
+                "mean": float(first.mean()),
+                "std": float(first.std()),
+            },
+            "notes": list(movie.notes),
+        }
+        if isinstance(movie, EerMovie):
+            out["n_raw_frames"] = movie.n_raw_frames
+            out["dose_per_px"] = movie.metadata.get("totalDose")
+            out["notes"].append("EER frames shown ungrouped; pick --eer-grouping when preparing")
+        return out

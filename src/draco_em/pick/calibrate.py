@@ -30,6 +30,7 @@ from draco_em.io.run_folder import run_log, write_config
 from draco_em.pick.config import PickCalibrateConfig
 from draco_em.pick.model_io import RUN_FILE, read_picker, resolve_picker, save_picker
 from draco_em.pick.predict import Picker
+from draco_em.pick.train import THRESHOLD_RANGE, choose_threshold, load_labelled
 from draco_em.runtime import resolve_device
 
 log = logging.getLogger("draco_em.pick")
@@ -41,8 +42,6 @@ def logit(p: float) -> float:
 
 def shift_threshold(threshold: float, shift: float) -> float:
     """sigmoid(logit(threshold) − shift), clipped to the range stored thresholds use."""
-    from draco_em.pick.train import THRESHOLD_RANGE
-
     t = 1.0 / (1.0 + math.exp(-(logit(threshold) - shift)))
     return min(max(t, THRESHOLD_RANGE[0]), THRESHOLD_RANGE[1])
 
@@ -61,8 +60,6 @@ def choose(
         diameters: Å per micrograph stem (sets of several particle sizes), else
             ``cfg.diameter`` or the picker's own.
     """
-    from draco_em.pick.train import choose_threshold, load_labelled
-
     device = resolve_device(cfg.device)
     detector, info = read_picker(cfg.model)
     diameter = float(cfg.diameter or info["diameter"])

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from draco_em.errors import DracoInputError
+from draco_em.evaluate.pick import read_coord_folder
 from draco_em.io.coords import micrograph_stem
 from draco_em.io.mrc import read_image
 from draco_em.model.encoder import pick_input, working_image
@@ -111,8 +112,6 @@ def load_example(
 
 def read_all_coords(sources: list[Path]) -> dict[str, pd.DataFrame]:
     """Picks from files and folders of coordinate files, grouped by micrograph stem."""
-    from draco_em.evaluate.pick import read_coord_folder
-
     out: dict[str, pd.DataFrame] = {}
     for src in sources:
         for stem, df in read_coord_folder(Path(src)).items():

@@ -29,8 +29,10 @@ from typing import cast
 import torch
 from torch import nn
 
+from draco_em.errors import DracoInputError
 from draco_em.model.draco import DracoConfig, DracoMAE
 from draco_em.model.vit import LayerNorm2d
+from draco_em.model.weights import load_model
 from draco_em.pick.config import DetectorConfig
 
 CELL_CENTRE = 1.5  # working px of cell 0's centre (stride 4: pixels 0..3)
@@ -122,9 +124,6 @@ def load_encoder_weights(detector: ParticleDetector, weights: str) -> None:
         detector: the detector (its encoder config must match the weights' architecture).
         weights: a DRACO ``.safetensors``/``.pth`` or ``"bundled"`` (see ``load_model``).
     """
-    from draco_em.errors import DracoInputError
-    from draco_em.model.weights import load_model
-
     model, _, _ = load_model(weights)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(_DECODER_PARTS)}
     keep = {f"blocks.{i}." for i in range(detector.config.encoder_blocks)}

@@ -27,7 +27,7 @@ from draco_em.pick.detector import CELL_CENTRE, ParticleDetector
 from draco_em.pick.nms import find_peaks
 
 #: Maps (micrograph [ny, nx], pixel size Å) to a bool mask [ny, nx], True = do not pick here
-#: (e.g. the curation head's carbon / contamination tiles, :mod:`draco_em.pick.curation_mask`).
+#: (e.g. the curation head's carbon / contamination tiles, :mod:`draco_em.curate.mask`).
 ExcludeFn = Callable[[np.ndarray, float], np.ndarray]
 NMS_FRACTION = 0.5  # picks closer than half a diameter are one particle
 

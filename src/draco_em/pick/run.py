@@ -26,6 +26,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
+from draco_em.imaging.fourier import fourier_resize
+from draco_em.io.atomic import write_text_atomic
 from draco_em.io.batch import FailureLog, expand_inputs
 from draco_em.io.coords import (
     coord_star_name,
@@ -36,15 +38,15 @@ from draco_em.io.coords import (
     write_relion_coords,
     write_topaz,
 )
-from draco_em.io.mrc import read_image
+from draco_em.io.mrc import read_image, read_mrc
 from draco_em.pick.config import PickPredictConfig
 from draco_em.pick.model_io import load_picker
-from draco_em.pick.predict import Picker, split_excluded
+from draco_em.pick.predict import ExcludeFn, Picker, split_excluded
 from draco_em.pick.report import save_histogram, save_overlay
 from draco_em.runtime import resolve_device
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 SCORE_FLOOR = 0.05  # candidates kept for the histogram; outputs use the threshold
 EXCLUDED_FILE = "excluded_picks.txt"
@@ -55,7 +57,6 @@ StemExcludeFn = Callable[[np.ndarray, float, str], np.ndarray]
 
 def mask_folder_exclude(folder: str | Path) -> StemExcludeFn:
     """An exclusion callback reading ``folder/<stem>.mrc`` (non-zero = exclude), if present."""
-    from draco_em.imaging.fourier import fourier_resize
 
     def exclude(image: np.ndarray, pixel_size: float, stem: str = "") -> np.ndarray:
         path = Path(folder) / f"{stem}.mrc"
@@ -69,21 +70,29 @@ def mask_folder_exclude(folder: str | Path) -> StemExcludeFn:
     return exclude
 
 
-def build_exclude(cfg: PickPredictConfig, device: torch.device) -> StemExcludeFn | None:
+def build_exclude(
+    cfg: PickPredictConfig, curation: ExcludeFn | None = None
+) -> StemExcludeFn | None:
     """The union (logical OR) of the --exclude-masks and --exclude-by-curation masks, or None.
 
+    Args:
+        cfg: the run settings.
+        curation: the ``--exclude-by-curation`` mask, built by the caller with
+            :func:`draco_em.curate.mask.curation_exclude` (pick does not import curate).
+
     Raises:
-        DracoInputError: a bad curation model or class name (before any micrograph is read).
+        DracoInputError: ``cfg.exclude_by_curation`` set but no ``curation`` mask given.
     """
     parts: list[StemExcludeFn] = []
     if cfg.exclude_masks:
         parts.append(mask_folder_exclude(cfg.exclude_masks))
     if cfg.exclude_by_curation:
-        from draco_em.pick.curation_mask import curation_exclude
-
-        by_curation = curation_exclude(
-            cfg.exclude_by_curation, cfg.exclude_classes, cfg.exclude_threshold, device
-        )
+        if curation is None:
+            raise DracoInputError(
+                "exclude_by_curation needs its mask: pass "
+                "curation=draco_em.curate.mask.curation_exclude(...) to predict_all"
+            )
+        by_curation = curation
         parts.append(lambda image, px, stem: by_curation(image, px))
     if not parts:
         return None
@@ -122,8 +131,6 @@ def pick_one(
 def _record_excluded(out: Path, path, n: int) -> None:
     """Set ``path<TAB>n`` in OUTDIR/excluded_picks.txt: one line per picked micrograph, the
     latest count when a micrograph is picked again (its STAR deleted), rewritten atomically."""
-    from draco_em.io.atomic import write_text_atomic
-
     file = out / EXCLUDED_FILE
     lines = file.read_text().splitlines() if file.exists() else []
     counts = dict(line.rsplit("\t", 1) for line in lines if "\t" in line)
@@ -133,8 +140,6 @@ def _record_excluded(out: Path, path, n: int) -> None:
 
 def _resumed(star, path, pixel_size: float | None) -> pd.DataFrame:
     """Picks of a finished micrograph, with the size and pixel size its outputs need."""
-    from draco_em.io.mrc import read_mrc
-
     kept = read_coords(star)
     mrc = read_mrc(path, pixel_size=pixel_size, mmap=True)
     kept["micrograph_path"] = str(path)
@@ -143,14 +148,18 @@ def _resumed(star, path, pixel_size: float | None) -> pd.DataFrame:
     return kept
 
 
-def predict_all(cfg: PickPredictConfig, progress: bool = True) -> dict:
+def predict_all(
+    cfg: PickPredictConfig, progress: bool = True, curation: ExcludeFn | None = None
+) -> dict:
     """Pick every input; returns a summary dict (counts, output paths).
+
+    ``curation`` is the ``--exclude-by-curation`` mask (:func:`build_exclude`).
 
     ``excluded`` counts the picks (score ≥ threshold) dropped on excluded regions in this run
     (None without exclusion); per micrograph they are in OUTDIR/excluded_picks.txt.
     """
     device = resolve_device(cfg.device)
-    exclude = build_exclude(cfg, device)
+    exclude = build_exclude(cfg, curation)
     picker = load_picker(cfg.model, cfg.diameter, cfg.threshold, device, cfg.batch_size)
     items = expand_inputs(cfg.inputs).items
     out = cfg.outdir

@@ -28,11 +28,13 @@ from draco_em.errors import DracoInputError
 from draco_em.evaluate.pick import match_picks, summarize
 from draco_em.io.batch import expand_inputs
 from draco_em.io.run_folder import run_log, write_config
+from draco_em.model.weights import read_weights
 from draco_em.pick.config import DetectorConfig, PickTrainConfig
 from draco_em.pick.data import Example, load_example, make_batch, read_all_coords
 from draco_em.pick.detector import ParticleDetector, load_encoder_weights
 from draco_em.pick.loss import class_prior, offset_loss, pu_focal_loss
 from draco_em.pick.model_io import RUN_FILE, read_picker, save_picker
+from draco_em.pick.nms import find_peaks
 from draco_em.pick.predict import Picker
 from draco_em.runtime import resolve_device
 
@@ -51,8 +53,6 @@ def build_detector(weights: str | None, detector_cfg: DetectorConfig | None = No
     except DracoInputError:
         if weights == "bundled":
             raise
-    from draco_em.model.weights import read_weights
-
     _, enc_cfg, _ = read_weights(Path(weights))
     base = (detector_cfg or DetectorConfig()).model_dump()
     cfg = DetectorConfig(**{**base, "encoder": enc_cfg.model_dump()})
@@ -167,8 +167,6 @@ def validation_matches(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """(true-positive flags, scores) of every peak ≥ 0.02 on ``examples``, matched one-to-one
     within d/2 working px, and the number of true particles."""
-    from draco_em.pick.nms import find_peaks
-
     tps, scores, n_true = [], [], 0
     for ex in tqdm(examples, desc="validate", unit="mic", disable=not progress):
         score, _vec = picker.score_map(ex.image)

@@ -19,7 +19,8 @@ import pandas as pd
 
 from draco_em.errors import DracoInputError
 from draco_em.io.batch import IMAGE_SUFFIXES, expand_inputs
-from draco_em.io.movies import EER_SUFFIXES, TIFF_SUFFIXES
+from draco_em.io.movie_base import EER_SUFFIXES, TIFF_SUFFIXES
+from draco_em.io.mrc import read_mrc
 from draco_em.io.star import MicrographTable, read_star
 from draco_em.prepare.config import PrepareConfig
 from draco_em.prepare.triplets import PrepareItem
@@ -38,8 +39,6 @@ def is_movie(path: Path) -> bool:
         return True
     if suffix not in (".mrc", ".st"):
         return False
-    from draco_em.io.mrc import read_mrc
-
     return read_mrc(path, mmap=True, ndim=(2, 3)).data.ndim == 3
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from draco_em.simulate.detector import critical_exposure  # the one N_e(q) implementation
+
 #: Largest box side (pixels) on which the global alignment cross-correlations are computed:
 #: 0.15 px RMS on 2048² simulated movies (1024: 0.13 px at twice the time).
 ALIGN_MAX_SIZE = 512
@@ -322,8 +324,6 @@ def dose_weights(
     spectrum as the plain sum's (a denoiser sees the same noise model), and where the damage
     is negligible (low frequencies, the mean) every weight is 1, i.e. the plain sum.
     """
-    from draco_em.simulate.detector import critical_exposure  # the one N_e(q) implementation
-
     ky = torch.fft.fftfreq(shape[0], dtype=torch.float64)[:, None]
     kx = torch.fft.rfftfreq(shape[1], dtype=torch.float64)[None, :]
     q = torch.sqrt(ky**2 + kx**2) / pixel_size

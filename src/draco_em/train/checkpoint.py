@@ -24,6 +24,8 @@ from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.io.model_file import read_torch_file
 from draco_em.io.run_folder import checkpoint_path, run_checkpoint
+from draco_em.model.draco import DracoConfig, DracoMAE
+from draco_em.model.weights import save_model
 from draco_em.runtime import DistContext, all_gather_objects
 
 
@@ -168,9 +170,6 @@ def export_run(
     Returns:
         The written path.
     """
-    from draco_em.model.draco import DracoConfig, DracoMAE
-    from draco_em.model.weights import save_model
-
     run_dir = Path(run_dir)
     path = run_checkpoint(run_dir, which) if run_dir.is_dir() else run_dir
     state = load_checkpoint(path)

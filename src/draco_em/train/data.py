@@ -31,7 +31,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
 from draco_em.errors import DracoInputError
+from draco_em.imaging.normalize import clip_stats
 from draco_em.io.mrc import read_mrc
+from draco_em.io.star import read_micrographs_star
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -130,8 +132,6 @@ def load_manifest(path: str | Path, stage: str = "draco") -> list[MicrographReco
     Raises:
         DracoInputError: unreadable manifest, missing files, or no usable micrograph.
     """
-    from draco_em.io.star import read_micrographs_star
-
     table = read_micrographs_star(path)
     records = [_record(table, i) for i in range(len(table.micrographs))]
     if stage == "draco":
@@ -262,8 +262,6 @@ class CropDataset(Dataset):
             return record.manifest_stats[name]
         path = getattr(record, name)
         if path not in self._stats:
-            from draco_em.imaging.normalize import clip_stats
-
             self._stats[path] = clip_stats(np.asarray(image, dtype=np.float32))
         return self._stats[path]
 
