@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.io.run_folder import CONFIG_FILE, checkpoint_path, run_log, write_config
-from draco_em.model.draco import DracoConfig, DracoMAE
+from draco_em.model.draco import MASK_RATIO, DracoConfig, DracoMAE
 from draco_em.model.weights import read_weights, resolve_weights
 from draco_em.runtime import DistContext, cleanup, init_distributed
 from draco_em.train.checkpoint import (
@@ -81,7 +81,7 @@ class StageModel(nn.Module):
     def forward(
         self,
         batch: dict[str, torch.Tensor],
-        mask_ratio: float = 0.75,
+        mask_ratio: float = MASK_RATIO,
         generator: torch.Generator | None = None,
         denoise: bool = False,
     ) -> Any:
@@ -295,7 +295,8 @@ def _build_model(config: PretrainConfig) -> tuple[DracoMAE, Any]:
     With ``init_weights`` that record their architecture (our run folders and safetensors), that
     architecture is used and ``--preset`` only names the run; ``model_overrides`` still apply.
     """
-    run_fields = {"img_size": config.crop_size, "mask_ratio": max(config.mask_ratio, 0.5)}
+    # The γ this run trains with, as is (an MAE-stage run may use γ < 0.5).
+    run_fields = {"img_size": config.crop_size, "mask_ratio": config.mask_ratio}
     state, init_config = None, None
     if config.init_weights is not None:
         state, init_config = _initial_weights(Path(config.init_weights))
