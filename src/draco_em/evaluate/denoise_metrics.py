@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from draco_em.imaging.fourier import frequency_grid
+
 
 def match_scale_offset(pred: np.ndarray, clean: np.ndarray) -> np.ndarray:
     """Least-squares ``a·pred + b`` closest to ``clean`` (both [ny, nx])."""
@@ -57,8 +59,7 @@ def fourier_ring_correlation(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, 
     fa = np.fft.rfft2(a.astype(np.float64) - a.mean())
     fb = np.fft.rfft2(b.astype(np.float64) - b.mean())
     ny, nx = a.shape
-    ky = np.fft.fftfreq(ny)[:, None]
-    kx = np.fft.rfftfreq(nx)[None, :]
+    ky, kx = frequency_grid((ny, nx))
     n = min(ny, nx)
     shell = np.rint(np.sqrt(ky**2 + kx**2) * n).astype(int).ravel()
     keep = shell <= n // 2
