@@ -34,7 +34,11 @@ from draco_em.io.star import read_star, write_star
 FORMATS = ("star", "box", "topaz", "cs")
 IMAGE_SUFFIXES = (".mrc", ".mrcs", ".tif", ".tiff", ".eer", ".png", ".jpg", ".jpeg", ".map")
 # Suffixes RELION and our writers append to a micrograph stem to name its coordinate file.
-COORD_SUFFIXES = ("_autopick", "_manualpick")
+#: Name endings RELION adds to a micrograph's stem in its per-micrograph coordinate files.
+PICK_NAME_SUFFIXES = ("_autopick", "_manualpick")
+#: Coordinate file extensions and their formats (the one list; :func:`guess_format`).
+COORD_FILE_FORMATS = {".star": "star", ".box": "box", ".cs": "cs", ".txt": "topaz",
+                      ".csv": "topaz", ".tsv": "topaz", ".coord": "topaz"}  # fmt: skip
 UNKNOWN = -999.0  # RELION's value for an unknown figure of merit or psi angle
 
 _STAR_TO_OURS = {
@@ -69,6 +73,14 @@ def make_coords(
     return df
 
 
+def strip_pick_suffix(stem: str) -> str:
+    """The micrograph stem in a per-micrograph coordinate file's stem (``mic_0001_autopick`` →
+    ``mic_0001``)."""
+    for suffix in PICK_NAME_SUFFIXES:
+        stem = stem.removesuffix(suffix)
+    return stem
+
+
 def micrograph_paths(df: pd.DataFrame) -> pd.Series:
     """Each pick's micrograph file name: ``micrograph_path`` where known, else ``<stem>.mrc``."""
     default = df["micrograph"].astype(str) + ".mrc"
@@ -77,20 +89,25 @@ def micrograph_paths(df: pd.DataFrame) -> pd.Series:
     return df["micrograph_path"].where(df["micrograph_path"].notna(), default).astype(str)
 
 
-def scale_coords(df: pd.DataFrame, factor: float) -> pd.DataFrame:
+def scale_coords(df: pd.DataFrame, factor: float | tuple[float, float]) -> pd.DataFrame:
     """Multiply x, y (and box and micrograph sizes) by ``factor``; 1/N goes to N× binned.
 
     With (0, 0) at the centre of the first pixel, binning by N (Fourier crop) puts original
-    pixel k at binned pixel k / N, so no half-pixel shift is involved.
+    pixel k at binned pixel k / N, so no half-pixel shift is involved. ``factor`` may be
+    ``(fx, fy)`` for a box rescaled by slightly different factors along x and y
+    (:func:`draco_em.imaging.fourier.rescaled_shape`); the box size then scales by their mean.
     """
-    if not np.isfinite(factor) or factor <= 0:
-        raise DracoInputError(f"scale factor must be a positive number, got {factor}")
+    fx, fy = (float(factor[0]), float(factor[1])) if isinstance(factor, tuple) else (factor,) * 2
+    for f in (fx, fy):
+        if not np.isfinite(f) or f <= 0:
+            raise DracoInputError(f"scale factor must be a positive number, got {factor}")
     out = df.copy()
-    out["x"] = out["x"].astype(np.float64) * factor
-    out["y"] = out["y"].astype(np.float64) * factor
-    for column in ("box_size", "micrograph_ny", "micrograph_nx"):  # sizes in px scale too
+    out["x"] = out["x"].astype(np.float64) * fx
+    out["y"] = out["y"].astype(np.float64) * fy
+    sizes = {"box_size": (fx + fy) / 2, "micrograph_ny": fy, "micrograph_nx": fx}
+    for column, f in sizes.items():  # sizes in px scale too
         if column in out.columns:
-            out[column] = np.maximum(1, np.round(out[column] * factor)).astype(int)
+            out[column] = np.maximum(1, np.round(out[column] * f)).astype(int)
     return out
 
 
@@ -185,10 +202,7 @@ def _read_star_coords(path: Path, nested: bool = False) -> pd.DataFrame:
         df["micrograph_path"] = df.pop("rlnMicrographName").astype(str)
         df["micrograph"] = df["micrograph_path"].map(micrograph_stem)
     else:  # a per-micrograph file: RELION names it <stem>_autopick.star
-        stem = path.stem
-        for suffix in COORD_SUFFIXES:
-            stem = stem.removesuffix(suffix)
-        df["micrograph"] = stem
+        df["micrograph"] = strip_pick_suffix(path.stem)
     for column in ("score", "psi"):
         if column in df.columns:
             df[column] = pd.to_numeric(df[column], errors="coerce").replace(UNKNOWN, np.nan)
@@ -429,17 +443,8 @@ def read_cs(path: Path) -> pd.DataFrame:
 def guess_format(path: str | Path) -> str:
     """``star``, ``box``, ``topaz`` or ``cs`` from the extension, else from the first bytes."""
     path = Path(path)
-    by_suffix = {
-        ".star": "star",
-        ".box": "box",
-        ".cs": "cs",
-        ".txt": "topaz",
-        ".csv": "topaz",
-        ".tsv": "topaz",
-        ".coord": "topaz",
-    }
-    if path.suffix.lower() in by_suffix:
-        return by_suffix[path.suffix.lower()]
+    if path.suffix.lower() in COORD_FILE_FORMATS:
+        return COORD_FILE_FORMATS[path.suffix.lower()]
     head = path.read_bytes()[:4096] if path.is_file() else b""
     if head.startswith(b"\x93NUMPY"):
         return "cs"
@@ -495,4 +500,31 @@ def coords_summary(path: str | Path) -> dict:
         out["y_range"] = [float(df["y"].min()), float(df["y"].max())]
         if "score" in df.columns and df["score"].notna().any():
             out["score_range"] = [float(df["score"].min()), float(df["score"].max())]
+    return out
+
+
+def read_coord_folder(path: str | Path) -> dict[str, pd.DataFrame]:
+    """Picks per micrograph stem from a folder of coordinate files (or one file).
+
+    Every file with a coordinate extension (:data:`COORD_FILE_FORMATS`) is read, except a RELION
+    ``coordinate_files.star`` index beside per-micrograph files; an empty per-micrograph file
+    counts as a micrograph with no picks.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in COORD_FILE_FORMATS)
+    elif path.exists():
+        files = [path]
+    else:
+        raise DracoInputError("no such coordinate file or folder", path)
+    files = [f for f in files if f.name != "coordinate_files.star"] or files
+    out: dict[str, pd.DataFrame] = {}
+    for f in files:
+        df = read_coords(f)
+        if df.empty:
+            out.setdefault(strip_pick_suffix(micrograph_stem(f.stem)), df)
+        for stem, group in df.groupby("micrograph"):
+            out[str(stem)] = pd.concat([out.get(str(stem)), group], ignore_index=True)
+    if not out:
+        raise DracoInputError("no coordinate files found", path)
     return out

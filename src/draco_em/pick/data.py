@@ -22,8 +22,7 @@ import pandas as pd
 import torch
 
 from draco_em.errors import DracoInputError
-from draco_em.evaluate.pick import read_coord_folder
-from draco_em.io.coords import micrograph_stem
+from draco_em.io.coords import micrograph_stem, read_coord_folder, scale_coords
 from draco_em.io.mrc import read_image
 from draco_em.model.encoder import pick_input, working_image
 from draco_em.pick.config import DetectorConfig
@@ -97,7 +96,7 @@ def load_example(
     work, (sx, sy) = to_working(
         image, px, config.working_pixel_size(diameter), config.background_sigma * config.diameter_px
     )
-    xy = picks[["x", "y"]].to_numpy(np.float64) * np.array([sx, sy])
+    xy = scale_coords(picks, (sx, sy))[["x", "y"]].to_numpy(np.float64)
     negatives = None
     if junk is not None:
         mask, _ = read_image(junk)
