@@ -30,6 +30,7 @@ from draco_em.curate.config import FeatureConfig
 from draco_em.imaging.tiling import TileGrid, tile_image
 from draco_em.io.atomic import atomic_path
 from draco_em.io.mrc import read_image
+from draco_em.io.pixel_size import resolve_pixel_size
 from draco_em.model.encoder import Encoder, curate_input, encode_tiles, working_image
 
 
@@ -153,8 +154,8 @@ def micrograph_features(
     if cached is not None and cached.is_file():
         with np.load(cached) as z:
             return z["tiles"], z["spectrum"], pixel_size
-    image, header_px = read_image(path, pixel_size=pixel_size)
-    px = pixel_size or header_px
+    image, header_px = read_image(path, pixel_size=pixel_size)  # the override applied here
+    px = resolve_pixel_size("curate", path, header_px)
     tiles = micrograph_tiles(image, px, cfg.pixel_size or encoder.pixel_size, cfg)
     feats = encode_tiles(encoder, tiles, stop_block)
     spectrum = spectrum_vector(image, px, cfg)

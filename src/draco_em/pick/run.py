@@ -39,6 +39,7 @@ from draco_em.io.coords import (
     write_topaz,
 )
 from draco_em.io.mrc import read_image, read_mrc
+from draco_em.io.pixel_size import require_pixel_size
 from draco_em.pick.config import PickPredictConfig
 from draco_em.pick.model_io import load_picker
 from draco_em.pick.predict import ExcludeFn, Picker, split_excluded
@@ -115,10 +116,8 @@ def pick_one(
         (candidates ≥ floor outside excluded regions, kept picks, image, number of picks ≥
         the threshold that fell on excluded regions and were dropped).
     """
-    image, header_px = read_image(path, cfg.pixel_size)
-    px = cfg.pixel_size or header_px
-    if not px:
-        raise DracoInputError("pixel size unknown (header says 0): pass --pixel-size Å", path)
+    image, header_px = read_image(path, cfg.pixel_size)  # the override is applied when reading
+    px = require_pixel_size("pick", path, header_px)
     cands = picker.pick_image(image, px, str(path), threshold=SCORE_FLOOR)
     fn = None if exclude is None else (lambda im, p: exclude(im, p, stem))
     cands, dropped = split_excluded(cands, image, px, fn)

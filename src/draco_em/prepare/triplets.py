@@ -20,6 +20,7 @@ from draco_em.imaging.fourier import fourier_rescale
 from draco_em.imaging.normalize import clip_stats
 from draco_em.io.atomic import write_text_atomic
 from draco_em.io.mrc import read_image, write_mrc
+from draco_em.io.pixel_size import require_pixel_size
 from draco_em.prepare import motion
 from draco_em.prepare.config import PrepareConfig
 from draco_em.prepare.frames import GainCache, load_movie_frames
@@ -173,9 +174,7 @@ def prepare_micrographs(
         if path is not None:
             images[key], px = read_image(path, pixel_size=cfg.pixel_size)
             header_px = header_px or px
-    px = cfg.pixel_size or header_px or item.pixel_size
-    if px is None:
-        raise DracoInputError("no pixel size in the header: pass --pixel-size (Å)", item.sources[0])
+    px = require_pixel_size("prepare", item.sources[0], cfg.pixel_size, header_px, item.pixel_size)
     shapes = {k: v.shape for k, v in images.items()}
     if len(set(shapes.values())) > 1:
         raise DracoInputError(f"full/even/odd shapes differ: {shapes}", item.sources[0])

@@ -33,6 +33,7 @@ from torch.utils.data import Dataset, Sampler
 from draco_em.errors import DracoInputError
 from draco_em.imaging.normalize import clip_stats
 from draco_em.io.mrc import read_mrc
+from draco_em.io.pixel_size import require_pixel_size
 from draco_em.io.star import read_micrographs_star
 
 if TYPE_CHECKING:
@@ -100,9 +101,7 @@ def _record(table: MicrographTable, i: int) -> MicrographRecord:
         if path is not None and not path.exists():
             raise DracoInputError(f"manifest {table.path} names a missing file", path)
     mrc = read_mrc(full, mmap=True, ndim=(2,))  # header only: the data stays on disk
-    pixel_size = table.pixel_size(i) or mrc.pixel_size
-    if not pixel_size:
-        raise DracoInputError("no pixel size in the manifest or the MRC header", full)
+    pixel_size = require_pixel_size("train", full, table.pixel_size(i), mrc.pixel_size)
     shape = tuple(mrc.data.shape)
     return MicrographRecord(full, odd, even, clean, float(pixel_size), shape, _manifest_stats(row))
 
