@@ -28,11 +28,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
+from draco_em.imaging.normalize import clip_stats
+from draco_em.io import manifest
 from draco_em.io.atomic import write_text_atomic
 from draco_em.io.batch import FailureLog
 from draco_em.io.coords import write_relion_coords
+from draco_em.io.manifest import optics_group, stats_columns
 from draco_em.io.mrc import write_mrc
-from draco_em.io.star import MicrographTable, write_micrographs_star
 from draco_em.simulate import bad, detector
 from draco_em.simulate.config import SimulateConfig
 from draco_em.simulate.micrograph import Micrograph, simulate_micrograph
@@ -166,8 +168,8 @@ def write_micrograph(cfg: SimulateConfig, mic: Micrograph) -> dict:
         "dracoDose": cfg.dose,  # total e⁻/Å² of the sums
         "dracoFrames": cfg.frames,
         "dracoNumParticles": len(p),
-        "dracoMean": float(mic.full.mean()),
-        "dracoStd": float(mic.full.std()),
+        # The contrast-clipped statistics, as draco prepare writes them (io/manifest.py).
+        **stats_columns(clip_stats(mic.full)),
     }
     if cfg.region_masks:
         row["dracoRegions"] = paths["regions"]
@@ -217,23 +219,8 @@ def _finished_row(cfg: SimulateConfig, index: int) -> dict | None:
 def write_manifest(cfg: SimulateConfig, rows: list[dict]) -> Path:
     """``micrographs.star``: optics block + one row per finished micrograph."""
     px = cfg.pixel_size
-    optics = pd.DataFrame(
-        [
-            {
-                "rlnOpticsGroupName": "opticsGroup1",
-                "rlnOpticsGroup": 1,
-                "rlnMicrographOriginalPixelSize": px,
-                "rlnVoltage": cfg.voltage,
-                "rlnSphericalAberration": cfg.cs,
-                "rlnAmplitudeContrast": cfg.amplitude_contrast,
-                "rlnMicrographPixelSize": px,
-            }
-        ]
-    )
-    star = cfg.outdir / "micrographs.star"
-    table = MicrographTable(path=star, optics=optics, micrographs=pd.DataFrame(rows))
-    write_micrographs_star(star, table)
-    return star
+    optics = [optics_group(1, px, px, cfg.voltage, cfg.cs, cfg.amplitude_contrast)]
+    return manifest.write_manifest(cfg.outdir / "micrographs.star", optics, rows)
 
 
 def run_simulation(cfg: SimulateConfig, progress: bool = True) -> RunSummary:

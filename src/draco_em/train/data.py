@@ -32,6 +32,7 @@ from torch.utils.data import Dataset, Sampler
 
 from draco_em.errors import DracoInputError
 from draco_em.imaging.normalize import clip_stats
+from draco_em.io import manifest
 from draco_em.io.mrc import read_mrc
 from draco_em.io.pixel_size import require_pixel_size
 from draco_em.io.star import read_micrographs_star
@@ -91,12 +92,12 @@ def _finite(value: object) -> float | None:
 
 def _record(table: MicrographTable, i: int) -> MicrographRecord:
     row = table.micrographs.iloc[i]
-    full = table.resolve(str(row["rlnMicrographName"]))
-    odd = _path_or_none(table, row, "dracoMicrographOdd")
-    even = _path_or_none(table, row, "dracoMicrographEven")
-    if odd is None or even is None or not _finite(row.get("dracoHasPairs", 1)):
+    full = table.resolve(str(row[manifest.FULL]))
+    odd = _path_or_none(table, row, manifest.ODD)
+    even = _path_or_none(table, row, manifest.EVEN)
+    if odd is None or even is None or not _finite(row.get(manifest.HAS_PAIRS, 1)):
         odd = even = None
-    clean = _path_or_none(table, row, "dracoClean")
+    clean = _path_or_none(table, row, manifest.CLEAN)
     for path in (full, odd, even, clean):
         if path is not None and not path.exists():
             raise DracoInputError(f"manifest {table.path} names a missing file", path)
@@ -114,7 +115,8 @@ def _manifest_stats(row: pd.Series) -> dict[str, tuple[float, float]] | None:
     """
     stats = {}
     for name, suffix in (("full", ""), ("odd", "Odd"), ("even", "Even")):
-        mean, std = _finite(row.get(f"dracoMean{suffix}")), _finite(row.get(f"dracoStd{suffix}"))
+        mean = _finite(row.get(f"{manifest.MEAN}{suffix}"))
+        std = _finite(row.get(f"{manifest.STD}{suffix}"))
         if mean is None or not std:
             return None
         stats[name] = (mean, std)
