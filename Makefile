@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch must be installed before the package, or pip resolves a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup test test-all demo lint clean
+.PHONY: setup test test-all demo lint typecheck check clean
 
 $(BIN)/draco: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+
+# mypy on src/ (settings in pyproject.toml [tool.mypy]).
+typecheck: setup
+	$(BIN)/mypy
+
+# What CI runs: lint, type-check, then the tests.
+check: lint typecheck test
 
 clean:
 	rm -rf $(VENV) build dist demo_output .pytest_cache

@@ -29,10 +29,10 @@ import torch
 
 from draco_em.curate.baselines import LogisticRegression, ResNet18, resnet_input, spectrum_features
 from draco_em.curate.config import CuratePredictConfig, CurateTrainConfig, FeatureConfig
-from draco_em.curate.labels import LabelSet, read_labels
 from draco_em.curate.predict import predict_curation
 from draco_em.curate.train import class_weights, train_curator
 from draco_em.evaluate.curate import EvaluateCurateConfig, binary_metrics, evaluate_curate
+from draco_em.io.labels import LabelSet, read_labels
 from draco_em.io.mrc import read_image
 
 REAL = (

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from draco_em.curate.head import load_curator
+from draco_em.curate.mask import exclusion_classes, tile_probabilities, tiles_to_mask
 from draco_em.curate.predict import curator_encoder
 from draco_em.io.mrc import read_image
-from draco_em.pick.curation_mask import exclusion_classes, tile_probabilities, tiles_to_mask
 
 REAL = (
     Path(__file__).resolve().parents[2] / "shared/data/micrograph_cleaner_em/Ucsf_stack_1142_DW.mrc"

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from draco_em.infer.denoise import Denoiser, pick_device
+from draco_em.infer.denoise import Denoiser
 from draco_em.io.mrc import write_mrc
 from draco_em.model.weights import BUNDLED_DENOISER, load_model
+from draco_em.runtime import resolve_device
 from tests.pick.conftest import blob_image
 from tests.pick.conftest import tiny_config as tiny_detector
 from tests.train.conftest import TINY, write_dataset
@@ -28,7 +29,7 @@ def _needs_cuda() -> None:
 
 
 def test_auto_device_is_the_gpu() -> None:
-    assert pick_device("auto").type == "cuda"
+    assert resolve_device("auto").type == "cuda"
 
 
 def test_bundled_denoiser_in_bf16_on_the_gpu_matches_float32_on_the_cpu(rng) -> None:

@@ -19,3 +19,9 @@ class DracoInputError(Exception):
         self.path = None if path is None else str(path)
         text = " ".join(str(message).split())  # one line, always
         super().__init__(f"{self.path}: {text}" if self.path else text)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a library's exception message (or its class name): for our one-liners."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from draco_em.cli import app
@@ -90,7 +91,8 @@ def test_paper_head_without_spectrum_features(
     curator = load_curator(run)
     assert curator.features.spectrum is False and curator.features.tile_quantile == 1.0
     assert curator.head.linear.weight.shape == (2, 64)  # 2E for E = 32
-    assert json.loads((run / "config.json").read_text())["l2"] == 0.1
+    assert yaml.safe_load((run / "config.yaml").read_text())["l2"] == 0.1
+    assert (run / "run.log").is_file()
 
 
 _draco = run_draco  # the console script as a user runs it (tests/conftest.py)

@@ -11,13 +11,13 @@ from draco_em.curate.config import FeatureConfig
 from draco_em.curate.features import (
     N_SPECTRUM,
     aggregate,
-    load_encoder,
     micrograph_features,
     micrograph_tiles,
     micrograph_vector,
     n_features,
     spectrum_vector,
 )
+from draco_em.model.encoder import encode_tiles, load_encoder
 
 
 def test_tiles_rescale_to_working_pixel_size_and_standardise() -> None:
@@ -69,8 +69,6 @@ def test_local_contamination_moves_the_max_more_than_the_mean(tiny_encoder: Path
     dirty = clean.copy()
     dirty[:64, :64] -= 6.0
     cfg = FeatureConfig(tile=64)
-    from draco_em.curate.features import encode_tiles
-
     fa, fb = (encode_tiles(enc, micrograph_tiles(x, None, None, cfg)) for x in (clean, dirty))
     assert fa.shape == (16, 32)
     # Only the first tile changes (standardisation shifts all slightly, the first a lot).

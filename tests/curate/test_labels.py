@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from draco_em.curate.labels import check_classes, read_labels
 from draco_em.errors import DracoInputError
+from draco_em.io.labels import check_classes, read_labels
 
 
 def test_star_reason_none_means_good_and_pixel_size_from_optics(toy_set: Path) -> None:

@@ -64,8 +64,8 @@ def region_set(tmp_path_factory) -> Path:
 def test_region_head_trains_and_flags_the_dark_block(
     region_set: Path, tiny_encoder: Path, tmp_path: Path
 ) -> None:
+    from draco_em.curate.mask import exclusion_classes, tile_probabilities
     from draco_em.curate.predict import curator_encoder
-    from draco_em.pick.curation_mask import exclusion_classes, tile_probabilities
 
     run = tmp_path / "run"
     args = ["curate", "train", "--labels", str(region_set / "micrographs.star"), "-o", str(run),

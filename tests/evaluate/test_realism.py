@@ -115,3 +115,16 @@ def test_micrographs_smaller_than_a_welch_tile(tmp_path: Path, rng: np.random.Ge
     freq = result["spectrum"]["freq_per_A"]
     assert len(freq) == len(result["spectrum"]["sim"]["median_log10"]) < 32
     assert freq[-1] == pytest.approx(0.25, rel=0.05)  # still up to Nyquist of 2 Å/px
+
+
+def test_feature_view_matches_curation_defaults():
+    """Realism's encoder features use draco curate's default tiles (restated below curate)."""
+    from draco_em.curate.config import FeatureConfig
+    from draco_em.evaluate import realism
+
+    cfg = FeatureConfig()
+    assert (cfg.tile, cfg.max_tiles, cfg.clip_sigma) == (
+        realism.FEATURE_TILE,
+        realism.FEATURE_MAX_TILES,
+        realism.FEATURE_CLIP_SIGMA,
+    )

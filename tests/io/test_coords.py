@@ -386,3 +386,19 @@ def test_relion31_particles_with_optics(tmp_path: Path) -> None:
     df = read_coords(path)
     assert df.micrograph.tolist() == ["a", "b"] and df.x.tolist() == [10.0, 20.0]
     assert df.micrograph_path.tolist() == particles.rlnMicrographName.tolist()
+
+
+def test_scale_coords_per_axis_and_the_coordinate_folder_reader(tmp_path: Path) -> None:
+    from draco_em.io.coords import read_coord_folder
+
+    df = make_coords("m", [10.0, 20.0], [4.0, 8.0])
+    df["micrograph_nx"], df["micrograph_ny"] = 1000, 500
+    out = scale_coords(df, (0.5, 0.25))
+    assert out["x"].tolist() == [5.0, 10.0] and out["y"].tolist() == [1.0, 2.0]
+    assert (
+        out["micrograph_nx"].tolist() == [500, 500] and out["micrograph_ny"].tolist() == [125] * 2
+    )
+    write_relion_coords(tmp_path / "m_autopick.star", df)
+    write_relion_coords(tmp_path / "empty_autopick.star", df.iloc[:0])
+    found = read_coord_folder(tmp_path)
+    assert sorted(found) == ["empty", "m"] and len(found["m"]) == 2 and found["empty"].empty

@@ -131,8 +131,13 @@ def test_every_trainable_parameter_gets_a_gradient(model: DracoMAE) -> None:
 def test_bad_mask_ratio_is_a_user_error(model: DracoMAE, gamma: float) -> None:
     with pytest.raises(DracoInputError, match="mask ratio"):
         model(*triplet(), mask_ratio=gamma)
+    if gamma < 0.5:  # one view (MAE) takes any γ in [0, 1); the config records it as is
+        assert small_config(mask_ratio=gamma).mask_ratio == gamma
+        return
     with pytest.raises(DracoInputError, match="mask ratio"):
         small_config(mask_ratio=gamma)
+    with pytest.raises(DracoInputError, match="mask ratio"):
+        model.forward_mae(triplet()[0], mask_ratio=gamma)
 
 
 def test_forward_mae_scores_masked_patches_only(model: DracoMAE) -> None:

@@ -11,7 +11,13 @@ import torch
 from draco_em.errors import DracoInputError
 from draco_em.io.info import describe
 from draco_em.model.draco import DracoConfig, DracoMAE
-from draco_em.model.weights import BUNDLED_DENOISER, infer_config, load_model, save_model
+from draco_em.model.weights import (
+    BUNDLED_DENOISER,
+    describe_weights,
+    infer_config,
+    load_model,
+    save_model,
+)
 
 
 def official_layout(
@@ -136,7 +142,7 @@ def test_safetensors_round_trip_with_metadata(tmp_path: Path) -> None:
         torch.testing.assert_close(loaded.state_dict()[key], value)
     x = torch.randn(1, 1, 64, 64)
     torch.testing.assert_close(loaded.denoise(x), model.denoise(x))
-    summary = describe(path)
+    summary = describe(path, {".safetensors": describe_weights})  # as `draco info` does
     assert summary["preset"] == "custom" and summary["pixel_size"] == 3.0
     assert summary["parameters"] == sum(v.numel() for v in model.state_dict().values())
 
@@ -153,7 +159,7 @@ def test_save_rejects_bad_input(tmp_path: Path) -> None:
 
 def test_info_describes_official_checkpoint(tmp_path: Path) -> None:
     torch.save({"state_dict": fake_checkpoint()}, tmp_path / "draco.pth")
-    summary = describe(tmp_path / "draco.pth")
+    summary = describe(tmp_path / "draco.pth", {".pth": describe_weights})
     assert summary["preset"] == "custom" and summary["patch_size"] == 16
     assert summary["config"]["embed_dim"] == 64
 

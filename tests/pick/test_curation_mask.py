@@ -18,21 +18,15 @@ import torch
 
 from draco_em.cli import main
 from draco_em.curate.config import FeatureConfig
-from draco_em.curate.features import (
-    encode_tiles,
-    feature_grid,
-    load_encoder,
-    n_features,
-    tile_image,
-    working_image,
-)
+from draco_em.curate.features import feature_grid, n_features
 from draco_em.curate.head import CurationHead, Curator
+from draco_em.curate.mask import curation_exclude, tiles_to_mask
 from draco_em.errors import DracoInputError
-from draco_em.imaging.tiling import TileGrid
+from draco_em.imaging.tiling import TileGrid, tile_image
 from draco_em.io.coords import read_coords
 from draco_em.io.mrc import write_mrc
+from draco_em.model.encoder import curate_input, encode_tiles, load_encoder, working_image
 from draco_em.pick.config import PickPredictConfig
-from draco_em.pick.curation_mask import curation_exclude, tiles_to_mask
 from draco_em.pick.predict import Picker
 from draco_em.pick.run import predict_all
 
@@ -62,7 +56,7 @@ def curator_file(tmp_path_factory) -> Path:
     encoder = load_encoder(path, torch.device("cpu"))
     # Calibration micrograph: dark block on tile (2, 1), not on the tile tested later.
     image = dark_tile_micrograph(99, (slice(128, 192), slice(64, 128)))
-    work = working_image(image, 1.0, 2.0, FEATURES)
+    work = working_image(image, 1.0, 2.0, curate_input(FEATURES.clip_sigma)).image
     tiles = tile_image(work, feature_grid(work.shape, FEATURES))
     feats = torch.from_numpy(encode_tiles(encoder, tiles))
     dark, plain = feats[9], torch.cat([feats[:9], feats[10:]]).mean(0)  # tile 9 = (2, 1)
@@ -145,7 +139,9 @@ def test_predict_all_combines_curation_and_masks(curator_file, tmp_path):
         cfg = PickPredictConfig(inputs=[tmp_path / "mics"], outdir=tmp_path / name,
                                 model=str(model), threshold=0.06, previews=False,
                                 **exclusion)  # fmt: skip
-        summary = predict_all(cfg, progress=False)
+        curation = exclusion.get("exclude_by_curation")
+        curation = curation_exclude(curation) if curation else None
+        summary = predict_all(cfg, progress=False, curation=curation)
         xy = read_coords(tmp_path / name / "coordinates" / "m_autopick.star")[["x", "y"]]
         return summary, np.round(xy.to_numpy()).astype(int)
 

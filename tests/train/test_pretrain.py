@@ -74,3 +74,13 @@ def test_masked_stage_from_a_denoiser_drops_its_refiner(tiny_config, tmp_path) -
     model = again["model"]
     assert model.refiner is None and model.config.refiner_channels == 0
     assert not any(k.startswith("refiner.") for k in model.state_dict())
+
+
+def test_mae_stage_records_its_own_mask_ratio(tiny_config) -> None:
+    """An MAE warm-up at γ = 0.3 builds (and so exports) a model that says 0.3, not 0.5."""
+    from draco_em.train.pretrain import _build_model
+
+    model, config = _build_model(tiny_config(stage="mae", mask_ratio=0.3))
+    assert config.mask_ratio == model.config.mask_ratio == 0.3
+    with pytest.raises(DracoInputError, match="mask ratio"):
+        tiny_config(stage="draco", mask_ratio=0.3)

@@ -9,9 +9,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import draco_em.train.pretrain as pretrain
+from draco_em.runtime import DistContext
 from draco_em.train.checkpoint import checkpoint_path, load_checkpoint
 from draco_em.train.data import CropDataset, load_manifest
-from draco_em.train.distributed import DistContext
 from draco_em.train.engine import evaluate, psnr_matched
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from draco_em import __version__
+
 app = typer.Typer(
     name="draco",
     help=(
@@ -31,8 +33,6 @@ def comma_list(text: str | None) -> list[str] | None:
 
 def _print_version(value: bool) -> None:
     if value:
-        from draco_em import __version__
-
         typer.echo(f"draco-em {__version__}")
         raise typer.Exit()
 

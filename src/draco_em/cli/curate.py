@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from draco_em.cli._app import app, comma_list
+from draco_em.curate.config import CuratePredictConfig, CurateTrainConfig, FeatureConfig
 
 curate_app = typer.Typer(
     help="Accept or reject micrographs (thick/crystalline ice, contamination, drift, empty, "
@@ -64,7 +65,6 @@ def curate_train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Train a curation head on labelled micrographs (features are cached in RUNDIR)."""
-    from draco_em.curate.config import CurateTrainConfig, FeatureConfig
     from draco_em.curate.train import train_curator
 
     cfg = CurateTrainConfig(
@@ -106,7 +106,6 @@ def curate_predict(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score micrographs; write accepted/rejected STARs, curation.csv and the PNGs."""
-    from draco_em.curate.config import CuratePredictConfig
     from draco_em.curate.predict import predict_curation
 
     cfg = CuratePredictConfig(

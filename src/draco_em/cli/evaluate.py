@@ -60,14 +60,13 @@ def evaluate_pick(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Precision, recall, F1 (one-to-one, greedy by score, within the radius) and AP."""
-    from draco_em.evaluate.pick import EvaluatePickConfig, dump_json, format_result
-    from draco_em.evaluate.pick import evaluate_pick as run
+    from draco_em.evaluate import pick as metrics
 
-    cfg = EvaluatePickConfig(
+    cfg = metrics.EvaluatePickConfig(
         pred=pred, truth=truth, radius=radius, diameter=diameter, threshold=threshold
     )
-    result = run(cfg)
-    typer.echo(dump_json(result) if as_json else format_result(result))
+    result = metrics.evaluate_pick(cfg)
+    typer.echo(metrics.dump_json(result) if as_json else metrics.format_result(result))
 
 
 @evaluate_app.command("curate")
@@ -118,12 +117,11 @@ def evaluate_realism(
 
     Writes OUTDIR/realism.json and OUTDIR/realism.png; prints one verdict line per figure.
     """
-    from draco_em.evaluate.realism import RealismConfig, format_verdicts
-    from draco_em.evaluate.realism import evaluate_realism as run
+    from draco_em.evaluate import realism as measure
 
-    cfg = RealismConfig(
+    cfg = measure.RealismConfig(
         sim=sim, real=real, outdir=outdir, pixel_size=pixel_size, sim_pixel_size=sim_pixel_size,
         common_pixel_size=common_pixel_size, weights=weights, features=features, device=device,
     )  # fmt: skip
-    result = run(cfg, progress=not quiet)
-    typer.echo(format_verdicts(result))
+    result = measure.evaluate_realism(cfg, progress=not quiet)
+    typer.echo(measure.format_verdicts(result))

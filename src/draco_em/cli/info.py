@@ -23,16 +23,19 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Print shape, dtype, pixel size, frames, statistics or particle counts of each file."""
+    # Imported here for start-up time (torch and pandas); every command does the same.
     from draco_em.io.info import describe, format_summary
+    from draco_em.model.weights import describe_weights
 
+    weights = dict.fromkeys((".safetensors", ".pth", ".pt", ".ckpt"), describe_weights)
     results, failures = [], []
     for path in paths:
         try:
-            results.append(describe(path))
+            results.append(describe(path, weights))
         except DracoInputError as exc:  # one bad file does not stop the others
             failures.append(str(exc))
     if as_json and results:
-        typer.echo(json.dumps(results if len(paths) > 1 else (results or [None])[0], indent=2))
+        typer.echo(json.dumps(results if len(paths) > 1 else results[0], indent=2))
     else:
         for summary in results:
             typer.echo(format_summary(summary))

@@ -18,6 +18,12 @@ from typing import Annotated
 import typer
 
 from draco_em.cli._app import app, comma_list
+from draco_em.pick.config import (
+    DetectorConfig,
+    PickCalibrateConfig,
+    PickPredictConfig,
+    PickTrainConfig,
+)
 
 pick_app = typer.Typer(
     help="Particle picking: predict, train, calibrate the threshold.", no_args_is_help=True
@@ -54,7 +60,6 @@ def pick_predict(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Pick particles; write RELION STARs + index, and .box / Topaz / cryoSPARC files."""
-    from draco_em.pick.config import PickPredictConfig
     from draco_em.pick.run import predict_all
 
     cfg = PickPredictConfig(
@@ -64,7 +69,14 @@ def pick_predict(
         exclude_classes=comma_list(exclude_classes), exclude_threshold=exclude_threshold,
         previews=previews, device=device,
     )  # fmt: skip
-    s = predict_all(cfg, progress=not quiet)
+    curation = None
+    if cfg.exclude_by_curation:  # curate and pick do not import each other: joined here
+        from draco_em.curate.mask import curation_exclude
+
+        curation = curation_exclude(
+            cfg.exclude_by_curation, cfg.exclude_classes, cfg.exclude_threshold, cfg.device
+        )
+    s = predict_all(cfg, progress=not quiet, curation=curation)
     typer.echo(
         f"{s['picks']} picks on {s['micrographs']} micrographs (threshold {s['threshold']:.3f}, "
         f"diameter {s['diameter']:g} Å) → {s['outdir']}"
@@ -113,7 +125,6 @@ def pick_train(
     device: Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda[:N].")] = "auto",
 ) -> None:
     """Train a picker (positive-unlabelled loss: partial labels are fine)."""
-    from draco_em.pick.config import PickTrainConfig
     from draco_em.pick.train import train_picker
 
     cfg = PickTrainConfig(
@@ -123,7 +134,6 @@ def pick_train(
         pixel_size=pixel_size, junk_masks=junk_masks or [], junk_weight=junk_weight,
         val_micrographs=val_micrographs or [], seed=seed, device=device,
     )  # fmt: skip
-    from draco_em.pick.config import DetectorConfig
 
     path = train_picker(cfg, detector_config=DetectorConfig(background_sigma=background_sigma))
     typer.echo(f"picker written to {path}")
@@ -148,7 +158,6 @@ def pick_calibrate(
     """Re-choose a picker's stored threshold on labelled micrographs (no training); writes a
     new picker (best-F1 plateau middle, as pick train; matched within half a diameter)."""
     from draco_em.pick.calibrate import run_calibrate
-    from draco_em.pick.config import PickCalibrateConfig
 
     cfg = PickCalibrateConfig(
         model=model, micrographs=micrographs, coords=coords, outdir=outdir, diameter=diameter,

@@ -52,8 +52,7 @@ def prepare(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Align movies, write <name>.mrc, <name>_EVN.mrc, <name>_ODD.mrc and triplets.star."""
-    from draco_em.prepare.config import PrepareConfig
-    from draco_em.prepare.run import run_prepare
+    from draco_em.prepare.run import PrepareConfig, run_prepare  # one lazy import (torch)
 
     cfg = PrepareConfig(
         inputs=inputs, outdir=outdir, gain=gain, gain_rotate=gain_rotate, gain_flip=gain_flip,

@@ -72,8 +72,7 @@ def pretrain(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
     """Pretrain a DRACO model; writes config.yaml, run.log, metrics.jsonl and checkpoints/."""
-    from draco_em.train.config import PretrainConfig
-    from draco_em.train.pretrain import run_pretrain
+    from draco_em.train import PretrainConfig, run_pretrain  # torch: imported when run
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     options = dict(ctx.params)

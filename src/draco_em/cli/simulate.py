@@ -13,6 +13,9 @@ from typing import Annotated
 import typer
 
 from draco_em.cli._app import app
+from draco_em.errors import DracoInputError
+from draco_em.simulate.config import SimulateConfig
+from draco_em.simulate.presets import PRESETS, preset_config
 
 
 @app.command()
@@ -84,9 +87,6 @@ def simulate(
 
     Example: draco simulate sim/ --n-micrographs 20 --bad-fraction 0.2 -j 2
     """
-    from draco_em.errors import DracoInputError
-    from draco_em.simulate.config import SimulateConfig
-    from draco_em.simulate.presets import PRESETS, preset_config
     from draco_em.simulate.run import run_simulation
 
     if preset not in PRESETS:
@@ -126,8 +126,6 @@ def _realism(realism, library: bool, size_range: tuple[float, float] | None, dos
     """The preset's ranges with the options given (an explicit --dose fixes the dose)."""
     if realism is None:
         if not library or size_range is not None:
-            from draco_em.errors import DracoInputError
-
             raise DracoInputError("--no-library and --particle-size-range need --preset realistic")
         return None
     update: dict = {"library": library}

@@ -32,7 +32,7 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
-        self.short = nn.Identity()
+        self.short: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.short = nn.Sequential(
                 nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
@@ -203,15 +203,13 @@ class LogisticRegression:
         if class_weight is None:
             class_weight = len(y) / (n_classes * counts)
         weight = torch.tensor(class_weight, dtype=torch.float32)
-        self.linear = nn.Linear(x.shape[1], n_classes)
-        opt = torch.optim.LBFGS(
-            self.linear.parameters(), max_iter=100, line_search_fn="strong_wolfe"
-        )
+        linear = self.linear = nn.Linear(x.shape[1], n_classes)
+        opt = torch.optim.LBFGS(linear.parameters(), max_iter=100, line_search_fn="strong_wolfe")
 
         def closure() -> torch.Tensor:
             opt.zero_grad()
-            loss = nn.functional.cross_entropy(self.linear(xt), yt, weight=weight)
-            loss = loss + self.l2 * self.linear.weight.pow(2).sum()
+            loss = nn.functional.cross_entropy(linear(xt), yt, weight=weight)
+            loss = loss + self.l2 * linear.weight.pow(2).sum()
             loss.backward()
             return loss
 

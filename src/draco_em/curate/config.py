@@ -10,8 +10,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from draco_em.io.classes import GOOD
+
 #: The class that means "accept" unless the user names others.
-GOOD = "good"
 #: Model name that selects the curation head shipped in the package.
 BUNDLED = "bundled"
 

@@ -20,8 +20,7 @@ from torch import nn
 
 from draco_em.curate.config import FeatureConfig
 from draco_em.errors import DracoInputError
-from draco_em.io.atomic import atomic_path
-from draco_em.weights import resolve_model_file
+from draco_em.io.model_file import read_model_file, resolve_model_file, write_model_file
 
 FORMAT = "draco-em-curator/1"
 BUNDLED_FILE = "curate_head.safetensors"
@@ -98,8 +97,6 @@ class Curator:
 
     def save(self, path: str | Path) -> Path:
         """Write the curator to one safetensors file, atomically."""
-        from safetensors.torch import save_file
-
         state = {f"head.{k}": v for k, v in self.head.state_dict().items() if v.ndim > 0}
         state |= {f"encoder.{k}": v for k, v in self.encoder_state.items()}
         if self.regions is not None:
@@ -114,10 +111,7 @@ class Curator:
             "info": self.info,
             "region_classes": self.region_classes,
         }
-        state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-        with atomic_path(path) as tmp:
-            save_file(state, str(tmp), metadata={"format": FORMAT, "curator": json.dumps(meta)})
-        return Path(path)
+        return write_model_file(path, state, {"format": FORMAT, "curator": json.dumps(meta)})
 
 
 def resolve_curator_path(model: str | Path) -> Path:
@@ -136,18 +130,9 @@ def load_curator(model: str | Path) -> Curator:
     Raises:
         DracoInputError: missing or foreign file.
     """
-    from safetensors import SafetensorError, safe_open
-
-    path = resolve_curator_path(model)
-    try:
-        with safe_open(str(path), "pt") as fh:
-            header = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except (SafetensorError, OSError) as exc:
-        raise DracoInputError(f"unreadable curation model: {exc}", path) from exc
-    if header.get("format") != FORMAT:
-        raise DracoInputError("not a curation model written by `draco curate train`", path)
-    meta = json.loads(header["curator"])
+    file = read_model_file(resolve_curator_path(model), "curation model", FORMAT)
+    tensors = file.tensors
+    meta = file.json("curator")
     # Heads saved before these settings existed pooled the maximum and had no spectrum.
     features = {"tile_quantile": 1.0, "spectrum": False, **meta["features"]}
     weight = tensors["head.linear.weight"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -26,18 +27,15 @@ import torch
 from tqdm import tqdm
 
 from draco_em.curate.config import CuratePredictConfig
-from draco_em.curate.features import (
-    Encoder,
-    load_encoder,
-    micrograph_features,
-    micrograph_vector,
-    run_blocks,
-)
+from draco_em.curate.features import micrograph_features, micrograph_vector
 from draco_em.curate.head import Curator, load_curator
+from draco_em.curate.report import contact_sheet, score_histogram
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.io.batch import FailureLog, InputSet, check_picture_pixel_size, expand_inputs
 from draco_em.io.star import MicrographTable, write_micrographs_star
+from draco_em.model.encoder import Encoder, load_encoder, run_blocks
+from draco_em.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +108,8 @@ def decide(probs: np.ndarray, curator: Curator, threshold: float) -> tuple[float
 def _input_table(inputs: InputSet, out_dir: Path) -> tuple[MicrographTable, list[int]]:
     """The STAR the inputs came from (row of each item), or a minimal one for plain files."""
     if inputs.table is not None:
-        return inputs.table, [int(it.star_row) for it in inputs.items]  # type: ignore[arg-type]
+        # Items of a STAR input all carry their row (io.batch.expand_inputs).
+        return inputs.table, [cast(int, it.star_row) for it in inputs.items]
     frame = pd.DataFrame({"rlnMicrographName": [str(it.path) for it in inputs.items]})
     table = MicrographTable(out_dir / "inputs.star", None, frame, block_name="micrographs")
     return table, list(range(len(inputs.items)))
@@ -118,12 +117,10 @@ def _input_table(inputs: InputSet, out_dir: Path) -> tuple[MicrographTable, list
 
 def predict_curation(cfg: CuratePredictConfig) -> PredictResult:
     """Run ``draco curate predict``."""
-    from draco_em.infer.denoise import pick_device
-
     inputs = expand_inputs(cfg.inputs)
     check_picture_pixel_size(inputs, cfg.pixel_size)
     curator = load_curator(cfg.model)
-    encoder = curator_encoder(curator, cfg.weights, pick_device(cfg.device))
+    encoder = curator_encoder(curator, cfg.weights, resolve_device(cfg.device))
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     table, rows = _input_table(inputs, cfg.out_dir)
     failures = FailureLog(cfg.out_dir)
@@ -166,8 +163,6 @@ def write_outputs(
     cfg: CuratePredictConfig, table: MicrographTable, rows: list[int], result: pd.DataFrame
 ) -> dict[str, Path]:
     """Write the CSV, the two STAR lists and the two PNGs; returns their paths by name."""
-    from draco_em.curate.report import contact_sheet, score_histogram
-
     out = cfg.out_dir
     paths = {
         "csv": out / "curation.csv",

@@ -20,15 +20,17 @@ import torch
 from tqdm import tqdm
 
 from draco_em.curate.config import FeatureConfig
-from draco_em.curate.features import (
+from draco_em.curate.features import feature_grid
+from draco_em.errors import DracoInputError
+from draco_em.imaging.tiling import TileGrid, tile_image
+from draco_em.io.mrc import read_image
+from draco_em.model.encoder import (
     Encoder,
+    curate_input,
     encode_tiles,
-    feature_grid,
     run_blocks,
     working_image,
 )
-from draco_em.errors import DracoInputError
-from draco_em.imaging.tiling import TileGrid, tile_image
 
 #: Region classes in the order of the simulator's mask codes.
 REGION_CLASSES = ["clear", "contamination", "carbon"]
@@ -99,7 +101,8 @@ def all_tile_vectors(
     ``start_block``: the first fine-tuned encoder block of a curator (its blocks run here), or
     None for the frozen encoder.
     """
-    work = working_image(image, pixel_size, cfg.pixel_size or encoder.pixel_size, cfg)
+    wpx = cfg.pixel_size or encoder.pixel_size
+    work = working_image(image, pixel_size, wpx, curate_input(cfg.clip_sigma)).image
     grid = feature_grid(work.shape, cfg)
     x = torch.from_numpy(encode_tiles(encoder, tile_image(work, grid), start_block))
     if start_block is not None:
@@ -124,8 +127,6 @@ def region_training_set(
     Raises:
         DracoInputError: a mask whose shape differs from its micrograph's.
     """
-    from draco_em.io.mrc import read_image
-
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     rows = zip(images, masks, pixel_sizes, strict=True)

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
+from draco_em.io.mrc import read_image
 from draco_em.io.preview import downsample_for_view, to_uint8
 
 
@@ -53,9 +55,6 @@ def score_histogram(path: Path, result: pd.DataFrame, threshold: float) -> Path:
 
 
 def _thumbnail(path: str, size: int = 192) -> np.ndarray | None:
-    from draco_em.errors import DracoInputError
-    from draco_em.io.mrc import read_image
-
     try:
         image, _ = read_image(path)
     except (DracoInputError, OSError, ValueError):

@@ -19,20 +19,17 @@ import torch
 from tqdm import tqdm
 
 from draco_em.curate.config import CurateTrainConfig, FeatureConfig
-from draco_em.curate.features import (
-    Encoder,
-    load_encoder,
-    micrograph_features,
-    micrograph_vector,
-    n_features,
-    run_blocks,
-)
+from draco_em.curate.features import micrograph_features, micrograph_vector, n_features
 from draco_em.curate.head import RUN_FILE, CurationHead, Curator
-from draco_em.curate.labels import LabelSet, check_classes, read_labels
 from draco_em.curate.regions import REGION_CLASSES, region_training_set
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.io.batch import FailureLog
+from draco_em.io.labels import LabelSet, check_classes, read_labels
+from draco_em.io.run_folder import run_log, write_config
+from draco_em.io.star import read_micrographs_star
+from draco_em.model.encoder import Encoder, load_encoder, run_blocks
+from draco_em.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +161,7 @@ def _fit_linear(
     cfg: CurateTrainConfig,
 ) -> tuple[CurationHead, list[float]]:
     """Batch-norm statistics from ``x [N, F]``, then L-BFGS on the linear layer."""
+    assert head.norm.running_mean is not None and head.norm.running_var is not None
     head.norm.running_mean.copy_(x.mean(0))
     head.norm.running_var.copy_(x.var(0, unbiased=False))
     head.eval()
@@ -233,15 +231,23 @@ def predict_arrays(
 
 
 def train_curator(cfg: CurateTrainConfig) -> dict:
-    """Run ``draco curate train``; returns the summary also written to ``RUNDIR/summary.json``."""
-    from draco_em.infer.denoise import pick_device
+    """Run ``draco curate train``; returns the summary also written to ``RUNDIR/summary.json``.
 
+    The run folder holds ``config.yaml``, ``run.log``, ``curator.safetensors``, ``summary.json``
+    and the feature cache (:mod:`draco_em.io.run_folder`).
+    """
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    with run_log(cfg.out_dir, log):
+        return _train_curator(cfg)
+
+
+def _train_curator(cfg: CurateTrainConfig) -> dict:
     t0 = time.time()
     labels = read_labels(cfg.labels, cfg.label_column)
     classes, accept = check_classes(labels, cfg.classes, cfg.accept)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(cfg.out_dir / "config.json", cfg.model_dump(mode="json"))
-    encoder = load_encoder(cfg.weights, pick_device(cfg.device), cfg.features.pixel_size)
+    write_config(cfg.out_dir, cfg)
+    encoder = load_encoder(cfg.weights, resolve_device(cfg.device), cfg.features.pixel_size)
     if cfg.finetune > encoder.depth:
         raise DracoInputError(f"--finetune {cfg.finetune} > the encoder's {encoder.depth} blocks")
     if cfg.regions and cfg.finetune:
@@ -309,8 +315,6 @@ def region_masks(labels_path: Path, n: int) -> list[Path]:
     Raises:
         DracoInputError: not a STAR, no such column, or missing mask files.
     """
-    from draco_em.io.star import read_micrographs_star
-
     hint = "--regions needs a micrographs STAR with _dracoRegions (draco simulate --region-masks)"
     if Path(labels_path).suffix.lower() != ".star":
         raise DracoInputError(hint, labels_path)

@@ -20,8 +20,14 @@ from pydantic import BaseModel, Field
 
 from draco_em.evaluate.denoise import dump_json, format_table, score_image
 from draco_em.imaging.filters import gaussian_lowpass
+from draco_em.infer.denoise import Denoiser
 from draco_em.io.coords import read_coords
 from draco_em.io.mrc import read_image, write_mrc
+from draco_em.io.preview import downsample_for_view, to_uint8
+from draco_em.model.weights import BUNDLED_DENOISER, load_model
+from draco_em.runtime import resolve_device
+from draco_em.simulate.config import SimulateConfig
+from draco_em.simulate.run import run_simulation
 
 
 class DemoConfig(BaseModel):
@@ -39,9 +45,6 @@ class DemoConfig(BaseModel):
 
 
 def _simulate(cfg: DemoConfig) -> tuple[Path, Path, Path]:
-    from draco_em.simulate.config import SimulateConfig
-    from draco_em.simulate.run import run_simulation
-
     sim = SimulateConfig(  # classic: the demo's fixed dose and its measured numbers
         preset="classic", outdir=cfg.outdir / "simulated", n_micrographs=1, size=cfg.size,
         pixel_size=cfg.pixel_size, dose=cfg.dose, seed=cfg.seed, movies=False, bad_fraction=0.0,
@@ -54,15 +57,12 @@ def _simulate(cfg: DemoConfig) -> tuple[Path, Path, Path]:
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Run the demo; returns the metrics written to ``OUTDIR/metrics.json``."""
-    from draco_em.infer.denoise import Denoiser, pick_device
-    from draco_em.model.weights import BUNDLED_DENOISER, load_model
-
     t0 = time.perf_counter()
     raw_path, clean_path, coord_path = _simulate(cfg)
     t_sim = time.perf_counter() - t0
     raw, px = read_image(raw_path)
     clean, _ = read_image(clean_path)
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
     model, _, meta = load_model(cfg.weights, device=device, bundled=BUNDLED_DENOISER)
     t1 = time.perf_counter()
     denoiser = Denoiser(model, meta.get("pixel_size"), device=device, shifts=cfg.shifts)
@@ -92,8 +92,6 @@ def _figure(path: Path, images: dict[str, np.ndarray], scores: dict[str, dict]) 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from draco_em.io.preview import downsample_for_view, to_uint8
 
     fig, axes = plt.subplots(2, len(images), figsize=(4 * len(images), 8.4))
     for col, (name, img) in enumerate(images.items()):

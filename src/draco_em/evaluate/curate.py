@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from draco_em.curate.config import GOOD
-from draco_em.curate.labels import read_labels
 from draco_em.errors import DracoInputError
+from draco_em.io.classes import GOOD
+from draco_em.io.labels import read_labels
 
 
 class EvaluateCurateConfig(BaseModel):
@@ -93,7 +93,7 @@ def evaluate_curate(cfg: EvaluateCurateConfig) -> dict:
     t = [true_by_stem[stems[i]] for i in both]
     p_class = [str(pred["reason"].iloc[i]) for i in both]
     p_accept = np.array([pred["decision"].iloc[i] == "accept" for i in both])
-    out = binary_metrics(np.isin(t, cfg.accept), p_accept)
+    out: dict[str, object] = dict(binary_metrics(np.isin(t, cfg.accept), p_accept))
     out["n_unmatched_pred"] = len(stems) - len(both)
     out["n_unmatched_truth"] = len(set(true_by_stem) - set(stems))
     cm = confusion(t, p_class)

@@ -15,6 +15,8 @@ from pydantic import BaseModel, Field
 
 from draco_em.errors import DracoInputError
 from draco_em.evaluate.denoise_metrics import frc_summary, pair_regions, psnr, snr_db, ssim
+from draco_em.imaging.fourier import fourier_resize
+from draco_em.io.coords import read_coords
 from draco_em.io.mrc import read_image
 
 SUFFIXES_IGNORED = ("_denoised", ".denoised", "_EVN", "_ODD")
@@ -55,8 +57,6 @@ def score_image(
 ) -> dict:
     """PSNR, SSIM, FRC and (with coordinates) the paper's SNR of one prediction."""
     if pred.shape != clean.shape:
-        from draco_em.imaging.fourier import fourier_resize
-
         pred = fourier_resize(pred, clean.shape)
     out = {"psnr_db": psnr(pred, clean), "ssim": ssim(pred, clean), **frc_summary(pred, clean)}
     if coords is not None and len(coords):
@@ -78,8 +78,6 @@ def _default_radius(coords: np.ndarray) -> float:
 def _coords_for(folder: Path | None, stem: str) -> np.ndarray | None:
     if folder is None:
         return None
-    from draco_em.io.coords import read_coords
-
     for cand in sorted(folder.glob(f"{stem}*")):
         if cand.suffix.lower() in (".star", ".box", ".txt", ".csv"):
             df = read_coords(cand)

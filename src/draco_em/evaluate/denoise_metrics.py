@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from draco_em.imaging.fourier import frequency_grid
+
 
 def match_scale_offset(pred: np.ndarray, clean: np.ndarray) -> np.ndarray:
     """Least-squares ``a·pred + b`` closest to ``clean`` (both [ny, nx])."""
@@ -57,8 +59,7 @@ def fourier_ring_correlation(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, 
     fa = np.fft.rfft2(a.astype(np.float64) - a.mean())
     fb = np.fft.rfft2(b.astype(np.float64) - b.mean())
     ny, nx = a.shape
-    ky = np.fft.fftfreq(ny)[:, None]
-    kx = np.fft.rfftfreq(nx)[None, :]
+    ky, kx = frequency_grid((ny, nx))
     n = min(ny, nx)
     shell = np.rint(np.sqrt(ky**2 + kx**2) * n).astype(int).ravel()
     keep = shell <= n // 2
@@ -75,7 +76,8 @@ def frc_summary(pred: np.ndarray, clean: np.ndarray, pixel_size: float | None = 
     freq, frc = fourier_ring_correlation(pred, clean)
     below = np.nonzero(frc[1:] < 0.5)[0]
     f_half = float(freq[1:][below[0]]) if below.size else float(freq[-1])
-    out = {"frc_mean": float(frc[1:].mean()), "frc_0.5_cycles_per_px": f_half}
+    out: dict[str, float | None] = {"frc_mean": float(frc[1:].mean()),
+                                    "frc_0.5_cycles_per_px": f_half}  # fmt: skip
     if pixel_size:
         out["frc_0.5_resolution_A"] = float(pixel_size / f_half) if f_half > 0 else None
     return out

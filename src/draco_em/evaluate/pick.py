@@ -25,9 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.spatial import cKDTree
 
 from draco_em.errors import DracoInputError
-from draco_em.io.coords import COORD_SUFFIXES, micrograph_stem, read_coords
-
-COORD_FILE_SUFFIXES = (".star", ".box", ".txt", ".tsv", ".csv", ".cs", ".coord")
+from draco_em.io.coords import read_coord_folder
 
 
 class EvaluatePickConfig(BaseModel):
@@ -84,31 +82,6 @@ def summarize(tp: np.ndarray, scores: np.ndarray, n_true: int) -> dict:
         "best_f1": float(f1s[best]) if n_pred else 0.0,
         "best_threshold": float(scores[order][best]) if n_pred else None,
     }  # fmt: skip
-
-
-def read_coord_folder(path: Path) -> dict[str, pd.DataFrame]:
-    """Picks per micrograph stem from a folder or file; empty per-micrograph files count."""
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in COORD_FILE_SUFFIXES)
-    elif path.exists():
-        files = [path]
-    else:
-        raise DracoInputError("no such coordinate file or folder", path)
-    files = [f for f in files if f.name != "coordinate_files.star"] or files
-    out: dict[str, pd.DataFrame] = {}
-    for f in files:
-        df = read_coords(f)
-        if df.empty:
-            stem = micrograph_stem(f.stem)
-            for suffix in COORD_SUFFIXES:
-                stem = stem.removesuffix(suffix)
-            out.setdefault(stem, df)
-        for stem, group in df.groupby("micrograph"):
-            out[str(stem)] = pd.concat([out.get(str(stem)), group], ignore_index=True)
-    if not out:
-        raise DracoInputError("no coordinate files found", path)
-    return out
 
 
 def evaluate_pick(cfg: EvaluatePickConfig) -> dict:

@@ -44,9 +44,11 @@ from draco_em.errors import DracoInputError
 from draco_em.imaging.fourier import fourier_rescale
 from draco_em.imaging.normalize import clip_stats, padded_border, saturated_values
 from draco_em.imaging.tiling import TileGrid, tile_image
-from draco_em.io.atomic import write_text_atomic
+from draco_em.io.atomic import atomic_path, write_text_atomic
 from draco_em.io.batch import check_picture_pixel_size, expand_inputs
 from draco_em.io.mrc import read_image
+from draco_em.model.encoder import curate_input, encode_tiles, encoder_tiles, load_encoder
+from draco_em.runtime import resolve_device
 
 #: Welch tile side in px at the common pixel size.
 WELCH_TILE = 256
@@ -123,7 +125,7 @@ class Micrograph:
 HIST_EDGES = np.linspace(-6.0, 6.0, 61)  # 0.2 wide: coarser than most 8-bit grey steps
 
 
-def _load(paths: list[str], pixel_size: float | None) -> list[tuple[Path, float]]:
+def _load(paths: list[str], pixel_size: float | None) -> list[tuple[Path, float | None]]:
     """Expand inputs; each with its pixel size (override, STAR row, or header)."""
     inputs = expand_inputs(paths)
     check_picture_pixel_size(inputs, pixel_size)
@@ -131,7 +133,7 @@ def _load(paths: list[str], pixel_size: float | None) -> list[tuple[Path, float]
     for item in inputs.items:
         px = pixel_size
         if px is None and inputs.table is not None and item.star_row is not None:
-            px = inputs.table.pixel_size(item.star_row)  # type: ignore[attr-defined]
+            px = inputs.table.pixel_size(item.star_row)
         out.append((item.path, px))
     return out
 
@@ -218,21 +220,22 @@ def _rebin(x: np.ndarray) -> np.ndarray:
     return np.add.reduceat(x, starts) / np.diff(np.append(starts, len(x)))
 
 
+#: The encoder's view of a micrograph as ``draco curate`` sees it by default (its FeatureConfig:
+#: 64-px tiles, at most 256, clamped at ±10 σ); evaluate sits below curate, so restated here
+#: and checked equal by tests/evaluate/test_realism.py.
+FEATURE_TILE, FEATURE_MAX_TILES, FEATURE_CLIP_SIGMA = 64, 256, 10.0
+
+
 def encoder_features(mics: list[Micrograph], weights: str, device: str) -> int:
-    """Pooled DRACO-encoder vector of every micrograph (the curation path); returns E."""
-    import torch
-
-    from draco_em.curate.config import FeatureConfig
-    from draco_em.curate.features import encode_tiles, load_encoder, micrograph_tiles
-    from draco_em.infer.denoise import pick_device
-
-    encoder = load_encoder(weights, pick_device(device))
-    cfg = FeatureConfig()
+    """Pooled DRACO-encoder vector of every micrograph (the curation path's tiles); returns E."""
+    encoder = load_encoder(weights, resolve_device(device))
+    policy = curate_input(FEATURE_CLIP_SIGMA)
     for mic in mics:
         image, px, _ = read_cropped(Path(mic.path), mic.pixel_size)
-        tiles = micrograph_tiles(image, px, encoder.pixel_size, cfg)
-        with torch.no_grad():
-            mic.feature = encode_tiles(encoder, tiles).mean(axis=0)
+        tiles = encoder_tiles(
+            image, px, encoder.pixel_size, policy, FEATURE_TILE, FEATURE_MAX_TILES
+        )
+        mic.feature = encode_tiles(encoder, tiles).mean(axis=0)
     return encoder.dim
 
 
@@ -286,14 +289,21 @@ def _spectrum_verdict(freq: np.ndarray, sim: np.ndarray, real: np.ndarray) -> di
     return {"inside": inside, "inside_share": share, "gaps": gaps, "verdict": line}
 
 
+def _feature(mic: Micrograph) -> np.ndarray:
+    if mic.feature is None:
+        raise ValueError(f"{mic.path}: no encoder feature computed")
+    return mic.feature
+
+
 def _feature_figures(sim: list[Micrograph], real: list[Micrograph]) -> dict:
-    rv = np.stack([m.feature for m in real]).astype(np.float64)
-    sv = np.stack([m.feature for m in sim]).astype(np.float64)
+    rv = np.stack([_feature(m) for m in real]).astype(np.float64)
+    sv = np.stack([_feature(m) for m in sim]).astype(np.float64)
     centre = rv.mean(axis=0)
+    distance = {id(m): float(np.linalg.norm(_feature(m) - centre)) for m in (*sim, *real)}
     for m in (*sim, *real):
-        m.feature_distance = float(np.linalg.norm(m.feature - centre))
-    real_d = _summary([m.feature_distance for m in real])
-    sim_d = _summary([m.feature_distance for m in sim])
+        m.feature_distance = distance[id(m)]
+    real_d = _summary([distance[id(m)] for m in real])
+    sim_d = _summary([distance[id(m)] for m in sim])
     rms = float(np.sqrt(np.mean(np.sum((rv - centre) ** 2, axis=1))))
     mean_gap = float(np.linalg.norm(sv.mean(axis=0) - centre))
     var_s, var_r = sv.var(axis=0), rv.var(axis=0)
@@ -422,8 +432,6 @@ def plot(result: dict, mics: dict[str, list[Micrograph]], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from draco_em.io.atomic import atomic_path
-
     colours = {"sim": "tab:orange", "real": "tab:blue"}
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
     ax = axes[0, 0]
@@ -462,8 +470,8 @@ def plot(result: dict, mics: dict[str, list[Micrograph]], out: Path) -> Path:
     ax.set_title("intensity histogram after normalisation")
     ax.legend()
     ax = axes[1, 1]
-    feats = [m.feature for k in SETS for m in mics[k]]
-    if all(f is not None for f in feats) and len(feats) >= 2:
+    feats = [m.feature for k in SETS for m in mics[k] if m.feature is not None]
+    if len(feats) == sum(len(mics[k]) for k in SETS) and len(feats) >= 2:
         x = np.stack(feats).astype(np.float64)
         x -= x.mean(axis=0)
         _, _, vt = np.linalg.svd(x, full_matrices=False)

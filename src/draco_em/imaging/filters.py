@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from draco_em.imaging.fourier import frequency_grid
+
 
 def gaussian_lowpass(image: np.ndarray, pixel_size: float, resolution: float) -> np.ndarray:
     """Gaussian low-pass whose amplitude falls to 0.5 at spatial frequency 1/``resolution``.
@@ -17,8 +19,7 @@ def gaussian_lowpass(image: np.ndarray, pixel_size: float, resolution: float) ->
         Filtered float32 image of the same shape (mean preserved).
     """
     ny, nx = image.shape[-2:]
-    fy = np.fft.fftfreq(ny, d=pixel_size)[:, None]
-    fx = np.fft.rfftfreq(nx, d=pixel_size)[None, :]
+    fy, fx = frequency_grid((ny, nx), pixel_size)
     f2 = fy**2 + fx**2
     # exp(-ln2 (f·res)²) = 0.5 at f = 1/res: the "cut-off" a user reads off the option.
     response = np.exp(-np.log(2.0) * f2 * resolution**2)

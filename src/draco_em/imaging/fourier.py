@@ -150,10 +150,11 @@ def _resize_axis(spec: Any, axis: int, n_in: int, n_out: int, is_torch: bool) ->
     n = min(n_in, n_out)
     shape = list(spec.shape)
     shape[axis] = n_out
-    if is_torch:
-        out = torch.zeros(shape, dtype=spec.dtype, device=spec.device)
-    else:
-        out = np.zeros(shape, dtype=spec.dtype)
+    out: Any = (
+        torch.zeros(shape, dtype=spec.dtype, device=spec.device)
+        if is_torch
+        else np.zeros(shape, dtype=spec.dtype)
+    )
     pos = n // 2 + 1  # bins 0 .. n//2 (includes Nyquist for even n)
     neg = n - pos  # bins -neg .. -1
 
@@ -180,3 +181,23 @@ def _check_sizes(pixel_size: float, target_pixel_size: float) -> None:
     for name, value in (("pixel size", pixel_size), ("target pixel size", target_pixel_size)):
         if value is None or not np.isfinite(value) or value <= 0:
             raise DracoInputError(f"{name} must be a positive number of Å, got {value!r}")
+
+
+def frequency_grid(shape: tuple[int, int], pixel_size: float = 1.0) -> tuple[Any, Any]:
+    """Spatial frequencies ``(ky [H, 1], kx [1, W//2 + 1])`` of the ``rfft2`` grid of ``shape``.
+
+    The one frequency grid of the package (numpy): cycles per pixel with ``pixel_size`` 1, else
+    1/Å. ``ky**2 + kx**2`` broadcasts to the ``[H, W//2 + 1]`` half spectrum.
+    """
+    ky = np.fft.fftfreq(int(shape[0]), d=pixel_size)[:, None]
+    kx = np.fft.rfftfreq(int(shape[1]), d=pixel_size)[None, :]
+    return ky, kx
+
+
+def frequency_grid_torch(
+    shape: tuple[int, int], pixel_size: float = 1.0, dtype: Any = None, device: Any = None
+) -> tuple[Any, Any]:
+    """:func:`frequency_grid` as torch tensors (``dtype`` default float32, on ``device``)."""
+    ky = torch.fft.fftfreq(int(shape[0]), d=pixel_size, dtype=dtype, device=device)[:, None]
+    kx = torch.fft.rfftfreq(int(shape[1]), d=pixel_size, dtype=dtype, device=device)[None, :]
+    return ky, kx

@@ -169,8 +169,8 @@ def _limits(
     if valid is not None:  # saturated pixels become NaN and drop out of each tile's percentiles
         img = np.where(valid, img.astype(np.float32), np.float32(np.nan))
     # [ny, th, nx, tw] -> [ny*nx, th*tw]: one row per tile, a view until the reshape copies.
-    tiles = img[: ny * th, : nx * tw].reshape(ny, th, nx, tw).swapaxes(1, 2)
-    tiles = tiles.reshape(ny * nx, th * tw)
+    blocks = img[: ny * th, : nx * tw].reshape(ny, th, nx, tw).swapaxes(1, 2)
+    tiles = blocks.reshape(ny * nx, th * tw)
     if valid is None:
         p2, p98 = np.percentile(tiles, (2.0, 98.0), axis=1)
         p2m, p98m = float(np.median(p2)), float(np.median(p98))

@@ -81,15 +81,15 @@ class TileGrid:
 
     def __post_init__(self) -> None:
         h, w = (int(s) for s in self.shape)
-        if self.overlap is None:
-            object.__setattr__(self, "overlap", default_overlap(self.tile))
+        overlap = default_overlap(self.tile) if self.overlap is None else int(self.overlap)
+        object.__setattr__(self, "overlap", overlap)
         if h < 1 or w < 1 or self.tile < 1:
             raise ValueError(f"bad tiling: shape {self.shape}, tile {self.tile}")
-        if not 0 <= self.overlap <= self.tile // 2:
-            raise ValueError(f"overlap must be in [0, tile // 2], got {self.overlap}")
+        if not 0 <= overlap <= self.tile // 2:
+            raise ValueError(f"overlap must be in [0, tile // 2], got {overlap}")
         object.__setattr__(self, "shape", (h, w))
-        object.__setattr__(self, "origins_y", _origins(h, self.tile, self.overlap))
-        object.__setattr__(self, "origins_x", _origins(w, self.tile, self.overlap))
+        object.__setattr__(self, "origins_y", _origins(h, self.tile, overlap))
+        object.__setattr__(self, "origins_x", _origins(w, self.tile, overlap))
 
     @property
     def padded_shape(self) -> tuple[int, int]:
@@ -113,8 +113,9 @@ class TileGrid:
         """Blending weight ``[tile, tile]`` float64 of tile ``index`` (1 away from neighbours)."""
         iy, ix = divmod(int(index), len(self.origins_x))
         ny, nx = len(self.origins_y), len(self.origins_x)
-        wy = _ramp(self.tile, self.overlap, iy > 0, iy < ny - 1)
-        wx = _ramp(self.tile, self.overlap, ix > 0, ix < nx - 1)
+        overlap = int(self.overlap or 0)  # never None after __post_init__
+        wy = _ramp(self.tile, overlap, iy > 0, iy < ny - 1)
+        wx = _ramp(self.tile, overlap, ix > 0, ix < nx - 1)
         return wy[:, None] * wx[None, :]
 
 
@@ -123,8 +124,9 @@ def _pad_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if pad == ((0, 0), (0, 0)):
         return image
     # Reflection needs 2 samples; a 1-pixel axis can only be repeated.
-    mode = "reflect" if min(image.shape) > 1 else "edge"
-    return np.pad(image, pad, mode=mode)
+    if min(image.shape) > 1:
+        return np.pad(image, pad, mode="reflect")
+    return np.pad(image, pad, mode="edge")
 
 
 def iter_tiles(
@@ -146,7 +148,7 @@ def iter_tiles(
         idx = np.arange(start, min(start + batch_size, len(grid)))
         batch = np.empty((len(idx), t, t), dtype=img.dtype)
         for k, i in enumerate(idx):
-            y0, x0 = grid.origin(i)
+            y0, x0 = grid.origin(int(i))
             batch[k] = img[y0 : y0 + t, x0 : x0 + t]
         yield idx, batch
 

@@ -1,8 +1,9 @@
 """Denoise micrographs, stacks and tilt series with a DRACO model (paper §3.5: mask ratio 0).
 
-Per image: Fourier-crop to the model's working pixel size → standardise with the DRACO robust
-statistics (§1.4), as in training → overlapping tiles through ``DracoMAE.denoise`` → smooth
-blend → back to the input's intensity units → Fourier-pad to the input size (unless
+Per image: the model's working image (:func:`draco_em.model.encoder.working_image`, policy
+``DENOISE``: Fourier-crop to the working pixel size, standardise with the DRACO robust
+statistics of §1.4 as in training, no clip) → overlapping tiles through ``DracoMAE.denoise``
+→ smooth blend → back to the input's intensity units → Fourier-pad to the input size (unless
 ``keep_binned``).
 
 Tiles are ``tile`` px at the working pixel size: the bundled model was trained on 256-px crops,
@@ -20,21 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from draco_em.errors import DracoInputError
-from draco_em.imaging.fourier import fourier_rescale, fourier_resize
-from draco_em.imaging.normalize import clip_stats
-from draco_em.imaging.tiling import apply_tiled
+from draco_em.imaging.fourier import fourier_resize, rescaled_shape
+from draco_em.imaging.tiling import TileGrid, apply_tiled
 from draco_em.model.draco import DracoMAE
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` → the local rank's CUDA device when available, else CPU."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            import os
-
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    return torch.device(device)
+from draco_em.model.encoder import DENOISE, RESCALE_TOL, working_image
 
 
 @dataclass
@@ -110,24 +100,20 @@ class Denoiser:
             (denoised [ny, nx] float32 in the input's intensity units, its pixel size in Å).
         """
         image = np.asarray(image, dtype=np.float32)
-        work, work_px = image, pixel_size
-        if pixel_size and self.working_pixel_size:
-            work, work_px = fourier_rescale(image, pixel_size, self.working_pixel_size)
         # Same statistics as training (train/data.py): the DRACO robust mean/std (§1.4 clip
-        # window), pixels not clipped.
-        mean, std = clip_stats(work)
-        norm = (work - np.float32(mean)) / np.float32(std)
-        out = apply_tiled(norm, self._run_tiles, self.tile, self.overlap, self.batch_size, progress)
-        out = out * np.float32(std) + np.float32(mean)
+        # window), pixels not clipped (the DENOISE input policy).
+        work = working_image(image, pixel_size, self.working_pixel_size, DENOISE)
+        out = apply_tiled(
+            work.image, self._run_tiles, self.tile, self.overlap, self.batch_size, progress
+        )
+        out = work.restore(out)
         if keep_binned or out.shape == image.shape:
-            return out.astype(np.float32), work_px
+            return out, work.pixel_size
         return fourier_resize(out, image.shape).astype(np.float32), pixel_size
 
     def n_tiles(self, shape: tuple[int, int], pixel_size: float | None) -> int:
         """How many tiles one image of ``shape`` needs (for progress bars)."""
-        from draco_em.imaging.fourier import rescaled_shape
-        from draco_em.imaging.tiling import TileGrid
-
-        if pixel_size and self.working_pixel_size:
-            shape = rescaled_shape(shape, pixel_size, self.working_pixel_size)
-        return len(TileGrid(tuple(shape), self.tile, self.overlap))
+        wpx = self.working_pixel_size
+        if pixel_size and wpx and abs(pixel_size - wpx) > RESCALE_TOL:
+            shape = rescaled_shape(shape, pixel_size, wpx)
+        return len(TileGrid((int(shape[0]), int(shape[1])), self.tile, self.overlap))

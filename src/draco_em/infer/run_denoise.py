@@ -8,6 +8,7 @@ to ``OUTDIR/failures.txt`` and the rest continue. Under ``torchrun`` each rank t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -17,19 +18,22 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
-from draco_em.infer.denoise import Denoiser, pick_device
+from draco_em.infer.denoise import Denoiser
 from draco_em.io.batch import (
     FailureLog,
     InputItem,
     InputSet,
     check_picture_pixel_size,
-    dist_rank_world,
     expand_inputs,
     shard,
 )
 from draco_em.io.images import is_raster
 from draco_em.io.mrc import read_image, read_mrc, write_mrc
+from draco_em.io.preview import save_preview
+from draco_em.io.star import MicrographTable, write_micrographs_star
 from draco_em.io.validate import validate_image
+from draco_em.model.weights import BUNDLED_DENOISER, load_model
+from draco_em.runtime import barrier, cleanup, init_distributed
 
 
 class DenoiseConfig(BaseModel):
@@ -85,14 +89,12 @@ class _Reader(Dataset):
             return i, None, None, str(exc)
 
 
-def _as_is(item: tuple) -> tuple:
+def _as_is(item: Any) -> Any:
     """Keep numpy arrays as they are (the default collate would turn them into tensors)."""
     return item
 
 
 def _load(cfg: DenoiseConfig, device: torch.device) -> Denoiser:
-    from draco_em.model.weights import BUNDLED_DENOISER, load_model
-
     model, _, meta = load_model(cfg.weights, device=device, bundled=BUNDLED_DENOISER)
     bf16 = (device.type == "cuda") if cfg.bf16 is None else cfg.bf16
     return Denoiser(
@@ -111,9 +113,9 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     """Denoise every input; returns counts ``{"done", "skipped", "failed", "outdir"}``."""
     inputs = expand_inputs(cfg.inputs)
     check_picture_pixel_size(inputs, cfg.pixel_size)
-    rank, world = dist_rank_world()
-    device = pick_device(cfg.device)
-    denoiser = _load(cfg, device)
+    ctx = init_distributed(cfg.device)  # under torchrun: one shard of the inputs per rank
+    rank, world = ctx.rank, ctx.world_size
+    denoiser = _load(cfg, ctx.device)
     cfg.outdir.mkdir(parents=True, exist_ok=True)
     failures = FailureLog(cfg.outdir)
     mine = shard(inputs.items, rank, world)
@@ -140,9 +142,10 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
                 failures.record(src, str(exc))
         bar.update(1)
     bar.close()
-    _barrier(world)
+    barrier(ctx)  # every rank's outputs exist before rank 0 lists them
     if rank == 0:
         write_output_star(inputs, cfg.outdir)
+    cleanup(ctx, wait=False)
     return {"done": done, "skipped": len(mine) - len(todo), "failed": failures.count,
             "outdir": str(cfg.outdir)}  # fmt: skip
 
@@ -159,22 +162,9 @@ def _denoise_one(
     dst = output_path(cfg.outdir, src)
     write_mrc(dst, out, out_px or 1.0, float16=cfg.float16, stack=data.ndim == 3, inputs=[src])
     if cfg.png:
-        from draco_em.io.preview import save_preview
-
         save_preview(
             cfg.outdir / "png" / f"{src.stem}.png", out if out.ndim == 2 else out[len(out) // 2]
         )
-
-
-def _barrier(world: int) -> None:
-    """Under torchrun, wait for every rank before rank 0 writes the STAR."""
-    if world <= 1:
-        return
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    dist.barrier()
 
 
 def write_output_star(inputs: InputSet, outdir: Path) -> Path | None:
@@ -183,8 +173,6 @@ def write_output_star(inputs: InputSet, outdir: Path) -> Path | None:
     Only inputs whose output exists are listed. Paths are ``OUTDIR/<name>`` as given (RELION
     paths are relative to the folder the user runs from).
     """
-    from draco_em.io.star import MicrographTable, write_micrographs_star
-
     outs = [output_path(outdir, it.path) for it in inputs.items]
     exists = np.array([p.exists() for p in outs], dtype=bool)
     if not exists.any():
@@ -195,7 +183,9 @@ def write_output_star(inputs: InputSet, outdir: Path) -> Path | None:
         for it, out in zip(inputs.items, outs, strict=True):
             rows.loc[it.star_row, "rlnMicrographName"] = str(out)
         keep = np.zeros(len(rows), dtype=bool)
-        keep[[it.star_row for it, e in zip(inputs.items, exists, strict=True) if e]] = True
+        # Items of a STAR input all carry their row (io.batch.expand_inputs).
+        star_rows = [cast(int, it.star_row) for it in inputs.items]
+        keep[[r for r, e in zip(star_rows, exists, strict=True) if e]] = True
         new = MicrographTable(table.path, table.optics, rows, table.block_name).filtered(keep)
     else:
         names = [str(p) for p, e in zip(outs, exists, strict=True) if e]

@@ -10,10 +10,17 @@ from __future__ import annotations
 import glob
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from draco_em.errors import DracoInputError
+from draco_em.io.images import is_raster, require_pixel_size
+from draco_em.io.star import read_micrographs_star
+
+if TYPE_CHECKING:
+    from draco_em.io.star import MicrographTable
 
 IMAGE_SUFFIXES = (".mrc", ".mrcs", ".st", ".ali", ".map")
 #: What a folder contributes to commands that read micrographs: MRC and picture files
@@ -34,12 +41,12 @@ class InputSet:
     """The expanded inputs; ``table`` is the micrographs STAR they came from, if any."""
 
     items: list[InputItem]
-    table: object | None = None  # draco_em.io.star.MicrographTable
+    table: MicrographTable | None = None
     sources: list[str] = field(default_factory=list)
 
 
 def expand_inputs(
-    inputs: list[str | Path], suffixes: tuple[str, ...] = MICROGRAPH_SUFFIXES
+    inputs: Sequence[str | Path], suffixes: tuple[str, ...] = MICROGRAPH_SUFFIXES
 ) -> InputSet:
     """Expand files, globs, folders and one RELION micrographs STAR into image paths.
 
@@ -54,8 +61,6 @@ def expand_inputs(
     for raw in inputs:
         text = str(raw)
         if text.lower().endswith(".star"):
-            from draco_em.io.star import read_micrographs_star
-
             if table is not None:
                 raise DracoInputError("give at most one micrographs STAR file", text)
             table = read_micrographs_star(text)
@@ -93,14 +98,12 @@ def check_picture_pixel_size(inputs: InputSet, pixel_size: float | None) -> None
     """
     if pixel_size is not None:
         return
-    from draco_em.io.images import is_raster, require_pixel_size
-
     for item in inputs.items:
         if not is_raster(item.path):
             continue
         table = inputs.table
         if table is not None and item.star_row is not None:
-            if table.pixel_size(item.star_row) is not None:  # type: ignore[attr-defined]
+            if table.pixel_size(item.star_row) is not None:
                 continue
         require_pixel_size(item.path, None)
 
@@ -139,8 +142,3 @@ class FailureLog:
 def shard(items: list, rank: int, world_size: int) -> list:
     """Round-robin share of ``items`` for one rank (every item lands on exactly one rank)."""
     return items[rank::world_size]
-
-
-def dist_rank_world() -> tuple[int, int]:
-    """(rank, world size) from torchrun's environment, or (0, 1) outside it."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))

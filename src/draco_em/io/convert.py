@@ -27,7 +27,6 @@ from draco_em.io import coords
 from draco_em.io.batch import FailureLog
 
 CoordFormat = Literal["star", "box", "topaz", "cs"]
-COORD_SUFFIXES = (".star", ".box", ".txt", ".csv", ".tsv", ".cs", ".coord")
 
 
 class ConvertConfig(BaseModel):
@@ -80,7 +79,9 @@ def expand_coord_inputs(inputs: list[Path]) -> list[Path]:
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in COORD_SUFFIXES)
+            found += sorted(
+                p for p in path.iterdir() if p.suffix.lower() in coords.COORD_FILE_FORMATS
+            )
         elif path.exists() or not glob.has_magic(str(raw)):
             found.append(path)  # a missing file is reported as a per-file failure
         else:

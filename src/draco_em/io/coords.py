@@ -10,8 +10,8 @@ Inside the package, picks are a :class:`pandas.DataFrame` with columns
 
 Binning by a factor N (Fourier cropping keeps sample 0 in place) maps x to x / N:
 ``scale_coords(df, 1 / N)``. Every convention is listed, with its test, in
-``docs/conventions.md``. The cryoSPARC ``.cs`` format lives in :mod:`draco_em.io.cryosparc_cs`
-and is reached through :func:`read_coords` and :func:`write_cs` here.
+``docs/conventions.md``. The cryoSPARC ``.cs`` files (numpy structured arrays) are read and
+written here too (:func:`read_cs`, :func:`write_cs`).
 
 Example:
     >>> picks = read_coords("AutoPick/job010/autopick.star")  # RELION 4/5 index
@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,11 @@ from draco_em.io.star import read_star, write_star
 FORMATS = ("star", "box", "topaz", "cs")
 IMAGE_SUFFIXES = (".mrc", ".mrcs", ".tif", ".tiff", ".eer", ".png", ".jpg", ".jpeg", ".map")
 # Suffixes RELION and our writers append to a micrograph stem to name its coordinate file.
-COORD_SUFFIXES = ("_autopick", "_manualpick")
+#: Name endings RELION adds to a micrograph's stem in its per-micrograph coordinate files.
+PICK_NAME_SUFFIXES = ("_autopick", "_manualpick")
+#: Coordinate file extensions and their formats (the one list; :func:`guess_format`).
+COORD_FILE_FORMATS = {".star": "star", ".box": "box", ".cs": "cs", ".txt": "topaz",
+                      ".csv": "topaz", ".tsv": "topaz", ".coord": "topaz"}  # fmt: skip
 UNKNOWN = -999.0  # RELION's value for an unknown figure of merit or psi angle
 
 _STAR_TO_OURS = {
@@ -69,6 +73,14 @@ def make_coords(
     return df
 
 
+def strip_pick_suffix(stem: str) -> str:
+    """The micrograph stem in a per-micrograph coordinate file's stem (``mic_0001_autopick`` →
+    ``mic_0001``)."""
+    for suffix in PICK_NAME_SUFFIXES:
+        stem = stem.removesuffix(suffix)
+    return stem
+
+
 def micrograph_paths(df: pd.DataFrame) -> pd.Series:
     """Each pick's micrograph file name: ``micrograph_path`` where known, else ``<stem>.mrc``."""
     default = df["micrograph"].astype(str) + ".mrc"
@@ -77,20 +89,25 @@ def micrograph_paths(df: pd.DataFrame) -> pd.Series:
     return df["micrograph_path"].where(df["micrograph_path"].notna(), default).astype(str)
 
 
-def scale_coords(df: pd.DataFrame, factor: float) -> pd.DataFrame:
+def scale_coords(df: pd.DataFrame, factor: float | tuple[float, float]) -> pd.DataFrame:
     """Multiply x, y (and box and micrograph sizes) by ``factor``; 1/N goes to N× binned.
 
     With (0, 0) at the centre of the first pixel, binning by N (Fourier crop) puts original
-    pixel k at binned pixel k / N, so no half-pixel shift is involved.
+    pixel k at binned pixel k / N, so no half-pixel shift is involved. ``factor`` may be
+    ``(fx, fy)`` for a box rescaled by slightly different factors along x and y
+    (:func:`draco_em.imaging.fourier.rescaled_shape`); the box size then scales by their mean.
     """
-    if not np.isfinite(factor) or factor <= 0:
-        raise DracoInputError(f"scale factor must be a positive number, got {factor}")
+    fx, fy = (float(factor[0]), float(factor[1])) if isinstance(factor, tuple) else (factor,) * 2
+    for f in (fx, fy):
+        if not np.isfinite(f) or f <= 0:
+            raise DracoInputError(f"scale factor must be a positive number, got {factor}")
     out = df.copy()
-    out["x"] = out["x"].astype(np.float64) * factor
-    out["y"] = out["y"].astype(np.float64) * factor
-    for column in ("box_size", "micrograph_ny", "micrograph_nx"):  # sizes in px scale too
+    out["x"] = out["x"].astype(np.float64) * fx
+    out["y"] = out["y"].astype(np.float64) * fy
+    sizes = {"box_size": (fx + fy) / 2, "micrograph_ny": fy, "micrograph_nx": fx}
+    for column, f in sizes.items():  # sizes in px scale too
         if column in out.columns:
-            out[column] = np.maximum(1, np.round(out[column] * factor)).astype(int)
+            out[column] = np.maximum(1, np.round(out[column] * f)).astype(int)
     return out
 
 
@@ -185,10 +202,7 @@ def _read_star_coords(path: Path, nested: bool = False) -> pd.DataFrame:
         df["micrograph_path"] = df.pop("rlnMicrographName").astype(str)
         df["micrograph"] = df["micrograph_path"].map(micrograph_stem)
     else:  # a per-micrograph file: RELION names it <stem>_autopick.star
-        stem = path.stem
-        for suffix in COORD_SUFFIXES:
-            stem = stem.removesuffix(suffix)
-        df["micrograph"] = stem
+        df["micrograph"] = strip_pick_suffix(path.stem)
     for column in ("score", "psi"):
         if column in df.columns:
             df[column] = pd.to_numeric(df[column], errors="coerce").replace(UNKNOWN, np.nan)
@@ -313,6 +327,28 @@ def _read_topaz(path: Path) -> pd.DataFrame:
     return tidy_coords(table, path)
 
 
+# --------------------------------------------------------------------------- cryoSPARC .cs
+# cryoSPARC particle ``.cs`` files: numpy structured arrays, one row per pick.
+#
+# Fields follow cryosparc-tools (``uid``, ``location/*``, ``pick_stats/*``); positions are
+# fractions of the micrograph, ``x_px = location/center_x_frac · nx`` with
+# ``location/micrograph_shape = [ny, nx]``. Written with numpy alone, so cryosparc-tools is only
+# needed to check the files (``tests/io/test_coords.py``). Read through :func:`read_coords`.
+
+_CS_DTYPE = [
+    ("uid", "<u8"),
+    ("location/micrograph_uid", "<u8"),
+    ("location/exp_group_id", "<u4"),
+    ("location/micrograph_path", "S"),  # width set per file
+    ("location/micrograph_shape", "<u4", (2,)),  # [ny, nx]
+    ("location/micrograph_psize_A", "<f4"),
+    ("location/center_x_frac", "<f4"),
+    ("location/center_y_frac", "<f4"),
+    ("pick_stats/ncc_score", "<f4"),
+    ("pick_stats/power", "<f4"),
+]
+
+
 def write_cs(
     path: str | Path,
     df: pd.DataFrame,
@@ -320,10 +356,85 @@ def write_cs(
     pixel_size: float | None = None,
     inputs: Iterable = (),
 ) -> None:
-    """cryoSPARC particle ``.cs``; see :func:`draco_em.io.cryosparc_cs.write_cs`."""
-    from draco_em.io import cryosparc_cs  # it imports this module, so import it late
+    """cryoSPARC particle ``.cs``: a numpy structured array, readable by cryosparc-tools.
 
-    cryosparc_cs.write_cs(path, df, micrograph_shape, pixel_size, inputs)
+    Args:
+        path: destination ``.cs``.
+        df: picks; ``micrograph_path`` names each micrograph (default ``<stem>.mrc``).
+        micrograph_shape: (ny, nx) in px, for every micrograph; defaults to the picks'
+            ``micrograph_ny``/``micrograph_nx`` columns (kept when a ``.cs`` was read).
+        pixel_size: Å/px written to ``location/micrograph_psize_A`` (0 when unknown).
+
+    Positions are fractions of the micrograph: ``center_x_frac = x / nx`` (cryoSPARC's
+    ``x_px = frac · nx``).
+    """
+    require_columns(df, path)
+    if micrograph_shape is not None:
+        ny = np.full(len(df), int(micrograph_shape[0]))
+        nx = np.full(len(df), int(micrograph_shape[1]))
+    elif {"micrograph_ny", "micrograph_nx"} <= set(df.columns):
+        ny, nx = df["micrograph_ny"].to_numpy(int), df["micrograph_nx"].to_numpy(int)
+    else:
+        raise DracoInputError(
+            "a .cs file stores positions as fractions of the micrograph size: "
+            "pass --micrograph-shape NYxNX",
+            path,
+        )
+    paths = micrograph_paths(df).tolist()
+    encoded = [p.encode() for p in paths]
+    dtype = [
+        (n, f"S{max([1, *map(len, encoded)])}", *r) if t == "S" else (n, t, *r)
+        for n, t, *r in _CS_DTYPE
+    ]
+    rng = np.random.default_rng()  # cryoSPARC uids are random 64-bit integers
+    mic_uids = {name: rng.integers(1, 2**63, dtype=np.uint64) for name in set(paths)}
+    arr = np.zeros(len(df), dtype=dtype)
+    arr["uid"] = rng.integers(1, 2**63, size=len(df), dtype=np.uint64)
+    arr["location/micrograph_uid"] = [mic_uids[p] for p in paths]
+    arr["location/exp_group_id"] = 1
+    arr["location/micrograph_path"] = encoded
+    arr["location/micrograph_shape"] = np.stack([ny, nx], axis=1) if len(df) else 0
+    arr["location/micrograph_psize_A"] = pixel_size or 0.0
+    arr["location/center_x_frac"] = df["x"].to_numpy(np.float64) / nx
+    arr["location/center_y_frac"] = df["y"].to_numpy(np.float64) / ny
+    arr["pick_stats/ncc_score"] = numeric_column(df, "score", 0.0).astype(np.float32)
+    check_not_input(path, inputs)
+    # np.save(name) would append ".npy"; a file handle keeps the name (and the atomic rename).
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, arr, allow_pickle=False)
+
+
+def read_cs(path: Path) -> pd.DataFrame:
+    """Picks from a numpy-format particle ``.cs`` (x = center_x_frac · nx, y = frac · ny)."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:  # numpy raises many types on corrupt files; all are user errors
+        raise DracoInputError(f"not a numpy-format cryoSPARC .cs file ({exc})", path) from None
+    names = set(arr.dtype.names or ())
+    needs = {
+        "location/micrograph_path",
+        "location/micrograph_shape",
+        "location/center_x_frac",
+        "location/center_y_frac",
+    }
+    if arr.ndim != 1 or not needs <= names:
+        raise DracoInputError(f"a particle .cs needs the fields {sorted(needs)}", path)
+    shape = np.asarray(arr["location/micrograph_shape"], dtype=np.int64).reshape(-1, 2)
+    if len(arr) and (shape <= 0).any():
+        raise DracoInputError("location/micrograph_shape is zero; positions cannot be read", path)
+    mic_paths = [bytes(p).decode(errors="replace") for p in arr["location/micrograph_path"]]
+    df = make_coords(
+        "",
+        arr["location/center_x_frac"].astype(np.float64) * shape[:, 1],
+        arr["location/center_y_frac"].astype(np.float64) * shape[:, 0],
+        micrograph_path=mic_paths,
+        micrograph_ny=shape[:, 0],
+        micrograph_nx=shape[:, 1],
+    )
+    df["micrograph"] = [micrograph_stem(p) for p in mic_paths]
+    if "pick_stats/ncc_score" in names:
+        df["score"] = arr["pick_stats/ncc_score"].astype(np.float64)
+    return tidy_coords(df, path)
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -332,17 +443,8 @@ def write_cs(
 def guess_format(path: str | Path) -> str:
     """``star``, ``box``, ``topaz`` or ``cs`` from the extension, else from the first bytes."""
     path = Path(path)
-    by_suffix = {
-        ".star": "star",
-        ".box": "box",
-        ".cs": "cs",
-        ".txt": "topaz",
-        ".csv": "topaz",
-        ".tsv": "topaz",
-        ".coord": "topaz",
-    }
-    if path.suffix.lower() in by_suffix:
-        return by_suffix[path.suffix.lower()]
+    if path.suffix.lower() in COORD_FILE_FORMATS:
+        return COORD_FILE_FORMATS[path.suffix.lower()]
     head = path.read_bytes()[:4096] if path.is_file() else b""
     if head.startswith(b"\x93NUMPY"):
         return "cs"
@@ -374,9 +476,9 @@ def read_coords(path: str | Path, fmt: str | None = None, **options) -> pd.DataF
     if not path.is_file():
         raise DracoInputError("file not found" if not path.exists() else "not a file", path)
     fmt = fmt or guess_format(path)
-    from draco_em.io.cryosparc_cs import read_cs
-
-    readers = {"star": _read_star_coords, "box": _read_box, "topaz": _read_topaz, "cs": read_cs}
+    readers: dict[str, Callable[..., pd.DataFrame]] = {
+        "star": _read_star_coords, "box": _read_box, "topaz": _read_topaz, "cs": read_cs
+    }  # fmt: skip
     if fmt not in readers:
         raise DracoInputError(f"unknown coordinate format {fmt!r} (known: {FORMATS})", path)
     return readers[fmt](path, **options)
@@ -398,4 +500,31 @@ def coords_summary(path: str | Path) -> dict:
         out["y_range"] = [float(df["y"].min()), float(df["y"].max())]
         if "score" in df.columns and df["score"].notna().any():
             out["score_range"] = [float(df["score"].min()), float(df["score"].max())]
+    return out
+
+
+def read_coord_folder(path: str | Path) -> dict[str, pd.DataFrame]:
+    """Picks per micrograph stem from a folder of coordinate files (or one file).
+
+    Every file with a coordinate extension (:data:`COORD_FILE_FORMATS`) is read, except a RELION
+    ``coordinate_files.star`` index beside per-micrograph files; an empty per-micrograph file
+    counts as a micrograph with no picks.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in COORD_FILE_FORMATS)
+    elif path.exists():
+        files = [path]
+    else:
+        raise DracoInputError("no such coordinate file or folder", path)
+    files = [f for f in files if f.name != "coordinate_files.star"] or files
+    out: dict[str, pd.DataFrame] = {}
+    for f in files:
+        df = read_coords(f)
+        if df.empty:
+            out.setdefault(strip_pick_suffix(micrograph_stem(f.stem)), df)
+        for stem, group in df.groupby("micrograph"):
+            out[str(stem)] = pd.concat([out.get(str(stem)), group], ignore_index=True)
+    if not out:
+        raise DracoInputError("no coordinate files found", path)
     return out

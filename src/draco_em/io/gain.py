@@ -21,14 +21,12 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from draco_em.errors import DracoInputError
-
-if TYPE_CHECKING:
-    from draco_em.io.movies import Movie
+from draco_em.io.movie_base import Movie
+from draco_em.io.mrc import read_mrc
 
 FLIPS = (None, "x", "y")
 #: Half-width in pixels of the window whose good pixels give a defect's replacement mean.
@@ -140,8 +138,6 @@ def _read_gain_array(path: Path) -> np.ndarray:
         if data.ndim != 2:
             raise DracoInputError(f"gain reference must be 2D, found shape {data.shape}", path)
         return data
-    from draco_em.io.mrc import read_mrc
-
     return read_mrc(path, ndim=(2,)).data
 
 

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from draco_em.errors import DracoInputError
-from draco_em.io.mrc import _first_line  # one message-trimming helper for all readers
+from draco_em.errors import DracoInputError, first_line
 
 #: Suffixes read by :func:`read_raster` (lower case).
 PNG_JPEG_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -86,7 +85,7 @@ def _read_tiff(path: Path) -> np.ndarray:
     except DracoInputError:
         raise
     except Exception as exc:  # tifffile raises TiffFileError, ValueError, OSError, ...
-        raise DracoInputError(f"not a readable TIFF file ({_first_line(exc)})", path) from exc
+        raise DracoInputError(f"not a readable TIFF file ({first_line(exc)})", path) from exc
 
 
 def _read_pillow(path: Path) -> np.ndarray:
@@ -96,12 +95,13 @@ def _read_pillow(path: Path) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # DecompressionBombWarning: micrographs are large
             Image.MAX_IMAGE_PIXELS = None
-            with Image.open(path) as im:
-                n_frames = int(getattr(im, "n_frames", 1))
+            with Image.open(path) as opened:
+                n_frames = int(getattr(opened, "n_frames", 1))
                 if n_frames != 1:
                     raise DracoInputError(
                         f"image holds {n_frames} frames; a single image was expected", path
                     )
+                im: Image.Image = opened
                 if im.mode == "P":  # palette: look the colours up
                     im = im.convert("RGBA" if "transparency" in im.info else "RGB")
                 elif im.mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
@@ -110,7 +110,7 @@ def _read_pillow(path: Path) -> np.ndarray:
     except DracoInputError:
         raise
     except Exception as exc:  # PIL.UnidentifiedImageError, OSError (truncated), ...
-        raise DracoInputError(f"not a readable image ({_first_line(exc)})", path) from exc
+        raise DracoInputError(f"not a readable image ({first_line(exc)})", path) from exc
 
 
 def _to_grey(data: np.ndarray, path: Path) -> np.ndarray:

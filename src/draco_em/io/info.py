@@ -1,70 +1,52 @@
 """``draco info``: describe any file the package reads, by its extension.
 
-Each format module owns its summary function; this module only dispatches.
+Each format module owns its summary function; this module only dispatches. Model files are
+described by :func:`draco_em.model.weights.describe_weights`, which ``draco info`` passes in
+(``io`` imports no stage).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from draco_em.errors import DracoInputError
+from draco_em.io.coords import coords_summary
+from draco_em.io.images import raster_summary
+from draco_em.io.mrc import mrc_summary
+from draco_em.io.star import star_summary
+from draco_em.io.tiff_movies import movie_summary
+
+#: A file describer: path → JSON-able summary.
+Describer = Callable[[Path], dict]
 
 
-def _summarizers() -> dict[str, Callable[[Path], dict]]:
-    # Imported lazily so `draco info x.mrc` does not import torch or pandas.
-    from draco_em.io import mrc
-
-    def describe_weights(path: Path) -> dict:  # torch is only imported for weight files
-        from draco_em.model.weights import describe_weights as describe
-
-        return describe(path)
-
-    table: dict[str, Callable[[Path], dict]] = {}
+def _describers(extra: Mapping[str, Describer] | None) -> dict[str, Describer]:
+    table: dict[str, Describer] = {}
     for ext in (".mrc", ".mrcs", ".map", ".st", ".ali", ".rec"):
-        table[ext] = mrc.mrc_summary
-    table[".star"] = _star_summary
+        table[ext] = mrc_summary
+    table[".star"] = star_summary
     for ext in (".box", ".txt", ".cs", ".csv"):
-        table[ext] = _coords_summary
-    for ext in (".safetensors", ".pth", ".pt", ".ckpt"):
-        table[ext] = describe_weights
+        table[ext] = coords_summary
     for ext in (".tif", ".tiff", ".eer"):
-        table[ext] = _movie_summary
+        table[ext] = movie_summary
     for ext in (".png", ".jpg", ".jpeg"):
-        table[ext] = _picture_summary
-    return table
+        table[ext] = raster_summary
+    return {**table, **dict(extra or {})}
 
 
-def _star_summary(path: Path) -> dict:  # pandas/starfile only imported for these files
-    from draco_em.io.star import star_summary
+def describe(path: str | Path, extra: Mapping[str, Describer] | None = None) -> dict:
+    """Return a JSON-able summary of ``path`` (shape, dtype, pixel size, frames, stats, ...).
 
-    return star_summary(path)
-
-
-def _movie_summary(path: Path) -> dict:  # tifffile/imagecodecs only imported for these files
-    from draco_em.io.movies import movie_summary
-
-    return movie_summary(path)
-
-
-def _picture_summary(path: Path) -> dict:  # Pillow only imported for these files
-    from draco_em.io.images import raster_summary
-
-    return raster_summary(path)
-
-
-def _coords_summary(path: Path) -> dict:
-    from draco_em.io.coords import coords_summary
-
-    return coords_summary(path)
-
-
-def describe(path: str | Path) -> dict:
-    """Return a JSON-able summary of ``path`` (shape, dtype, pixel size, frames, stats, ...)."""
+    Args:
+        path: the file.
+        extra: describers of further suffixes (``draco info`` adds the model files', which
+            live in ``model/``, a layer above ``io/``).
+    """
     path = Path(path)
     if not path.exists():
         raise DracoInputError("file not found", path)
-    table = _summarizers()
+    table = _describers(extra)
     suffixes = "".join(path.suffixes[-2:]).lower()
     fn = table.get(suffixes) or table.get(path.suffix.lower())
     if fn is None:

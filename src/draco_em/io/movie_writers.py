@@ -24,7 +24,7 @@ acquisition metadata as XML in tag 65001 of the first page (tifffile's ``is_eer`
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -169,7 +169,7 @@ def _pack_lsb_first(values: np.ndarray, nbits: np.ndarray) -> bytes:
     return data
 
 
-def eer_xml(items: dict[str, tuple[object, str | None]]) -> bytes:
+def eer_xml(items: Mapping[str, tuple[object, str | None]]) -> bytes:
     """EER acquisition metadata XML: ``{name: (value, unit)}`` -> ``<metadata><item ...>``."""
     parts = []
     for name, (value, unit) in items.items():
@@ -268,7 +268,7 @@ def _events_and_subpixels(
     if blocks.sum(-1).max(initial=0) > 1:
         raise ValueError("a physical pixel holds more than one super-resolution event")
     where = blocks.argmax(-1)  # index inside the 4×4 block = sy * 4 + sx
-    return blocks.any(-1), (where % factor, where // factor)
+    return np.asarray(blocks.any(-1)), (where % factor, where // factor)
 
 
 def _write_ifds(

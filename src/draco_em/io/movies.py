@@ -12,128 +12,19 @@ pixels, so the output pixel size is the physical one divided by the upsampling f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from draco_em.errors import DracoInputError
-from draco_em.io.mrc import _first_line, read_mrc  # one message-trimming helper for all readers
-from draco_em.io.validate import validate_image
-
-MRC_SUFFIXES = (".mrc", ".mrcs", ".st")
-TIFF_SUFFIXES = (".tif", ".tiff")
-EER_SUFFIXES = (".eer", ".ecc")
-EER_COMPRESSIONS = (65000, 65001, 65002)
-#: Largest frame accepted, in pixels: a Falcon 4 EER rendered at 4× is 16384² = 2**28.
-MAX_FRAME_PIXELS = 2**28
-
-
-class Movie:
-    """A dose-fractionated movie opened for lazy, frame-by-frame reading.
-
-    Attributes:
-        path: the file.
-        n_frames: number of (grouped) frames.
-        shape: (ny, nx) of one frame, in output pixels.
-        dtype: the stored sample type (uint8, uint16, float32, ...; EER: bool, one electron
-            event per pixel per raw frame).
-        pixel_size: Å per output pixel, or None when neither the file nor the caller gives one.
-        notes: things the user should know (dropped EER frames, placeholder pixel size, ...).
-        metadata: format-specific header facts (EER acquisition metadata, TIFF compression).
-    """
-
-    path: Path
-    n_frames: int
-    shape: tuple[int, int]
-    dtype: np.dtype
-    pixel_size: float | None
-    notes: list[str]
-    metadata: dict
-
-    def _read(self, index: int) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def frame(self, index: int) -> np.ndarray:
-        """Decode frame ``index`` (0-based, negative counts from the end) as float32 [ny, nx].
-
-        Raises:
-            IndexError: index out of range.
-            DracoInputError: the frame cannot be decoded, has another shape, or has NaN/Inf.
-        """
-        if not -self.n_frames <= index < self.n_frames:
-            raise IndexError(f"frame {index} out of range for {self.n_frames} frames")
-        index %= self.n_frames
-        try:
-            data = self._read(index)
-        except DracoInputError:
-            raise
-        except Exception as exc:  # codec errors, short reads of truncated files
-            msg = f"cannot decode frame {index} ({_first_line(exc)})"
-            raise DracoInputError(msg, self.path) from exc
-        data = np.asarray(data)
-        if data.shape != self.shape:
-            raise DracoInputError(
-                f"frame {index} has shape {data.shape}, expected {self.shape}", self.path
-            )
-        out = data.astype(np.float32, copy=True)
-        if data.dtype.kind in "fc" and not np.isfinite(out).all():
-            validate_image(out, self.path, f"frame {index}")  # raises with the NaN/Inf count
-        return out
-
-    def __len__(self) -> int:
-        return self.n_frames
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for i in range(self.n_frames):
-            yield self.frame(i)
-
-    def sum(self, frames: Iterable[int] | slice | None = None) -> np.ndarray:
-        """Sum of the given frames (default: all) as float32 [ny, nx], one frame in memory.
-
-        Args:
-            frames: frame indices or a slice, e.g. ``slice(0, None, 2)`` for the even frames.
-        """
-        if frames is None:
-            indices: Iterable[int] = range(self.n_frames)
-        elif isinstance(frames, slice):
-            indices = range(self.n_frames)[frames]
-        else:
-            indices = frames
-        total = np.zeros(self.shape, np.float64)  # float64: exact for any realistic count
-        for i in indices:
-            total += self.frame(i)
-        return total.astype(np.float32)
-
-    def close(self) -> None:
-        """Release the file handle (also done by ``with open_movie(...) as movie``)."""
-
-    def __enter__(self) -> Movie:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}({str(self.path)!r}, n_frames={self.n_frames}, "
-            f"shape={self.shape}, dtype={self.dtype}, pixel_size={self.pixel_size})"
-        )
-
-
-def check_frame_shape(shape: tuple[int, ...], path: Path) -> None:
-    """Reject frame sizes no detector makes: a corrupt header must not allocate 32 GB."""
-    if len(shape) == 2 and 0 < shape[0] * shape[1] <= MAX_FRAME_PIXELS:
-        return
-    raise DracoInputError(
-        f"frame shape {tuple(shape)} is not a plausible image (corrupt header?)", path
-    )
-
-
-def check_pixel_size_override(pixel_size: float | None, path: Path) -> None:
-    """Raise unless a user-given pixel size (Å) is None or a finite positive number."""
-    if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
-        raise DracoInputError(f"pixel size override must be > 0 Å, got {pixel_size}", path)
+from draco_em.io.movie_base import (
+    EER_SUFFIXES,
+    MRC_SUFFIXES,
+    TIFF_SUFFIXES,
+    Movie,
+    check_pixel_size_override,
+)
+from draco_em.io.mrc import read_mrc
 
 
 class MrcMovie(Movie):
@@ -142,7 +33,8 @@ class MrcMovie(Movie):
     def __init__(self, path: Path, pixel_size: float | None = None) -> None:
         check_pixel_size_override(pixel_size, path)
         mrc = read_mrc(path, pixel_size=pixel_size, mmap=True, ndim=(3,))
-        self.path, self._data = path, mrc.data
+        self.path = path
+        self._data: np.ndarray | None = mrc.data
         self.n_frames = int(mrc.data.shape[0])
         self.shape = (int(mrc.data.shape[1]), int(mrc.data.shape[2]))
         self.dtype = np.dtype(mrc.data.dtype)
@@ -156,6 +48,8 @@ class MrcMovie(Movie):
             )
 
     def _read(self, index: int) -> np.ndarray:
+        if self._data is None:
+            raise ValueError(f"{self.path} is closed")
         return self._data[index]
 
     def close(self) -> None:
@@ -202,41 +96,10 @@ def open_movie(
             raise DracoInputError(f"EER grouping must be >= 1, got {eer_grouping}", path)
         if eer_upsampling not in (1, 2, 4):
             raise DracoInputError(f"EER upsampling must be 1, 2 or 4, got {eer_upsampling}", path)
+        # Imported here, not at the top: reading MRC movies should not import tifffile and
+        # imagecodecs (start-up time); tiff_movies itself imports only movie_base, no cycle.
         from draco_em.io.tiff_movies import open_tiff_like
 
         return open_tiff_like(path, grouping, eer_upsampling, pixel_size)
     known = ", ".join(MRC_SUFFIXES + TIFF_SUFFIXES + EER_SUFFIXES)
     raise DracoInputError(f"unknown movie type {path.suffix!r} (known: {known})", path)
-
-
-def movie_summary(path: str | Path) -> dict:
-    """Facts about a TIFF or EER movie for ``draco info``; statistics from the first frame only.
-
-    MRC movies are summarised by :func:`draco_em.io.mrc.mrc_summary`.
-    """
-    from draco_em.io.tiff_movies import EerMovie
-
-    with open_movie(path) as movie:
-        first = movie.frame(0)
-        kind = "eer" if isinstance(movie, EerMovie) else "tiff"
-        out = {
-            "format": kind,
-            "kind": "movie" if movie.n_frames > 1 else "image",
-            "shape": [movie.n_frames, *movie.shape],
-            "dtype": str(movie.dtype),
-            "pixel_size": movie.pixel_size,
-            "n_frames": movie.n_frames,
-            "compression": movie.metadata.get("compression"),
-            "stats_frame0": {
-                "min": float(first.min()),
-                "max": float(first.max()),
-                "mean": float(first.mean()),
-                "std": float(first.std()),
-            },
-            "notes": list(movie.notes),
-        }
-        if isinstance(movie, EerMovie):
-            out["n_raw_frames"] = movie.n_raw_frames
-            out["dose_per_px"] = movie.metadata.get("totalDose")
-            out["notes"].append("EER frames shown ungrouped; pick --eer-grouping when preparing")
-        return out

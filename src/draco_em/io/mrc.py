@@ -10,13 +10,15 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import mrcfile
 import numpy as np
 from mrcfile.dtypes import HEADER_DTYPE
 from mrcfile.utils import mode_from_dtype
 
-from draco_em.errors import DracoInputError
+from draco_em.errors import DracoInputError, first_line
+from draco_em.io import images  # imports Pillow/tifffile only when a picture is read
 from draco_em.io.atomic import atomic_path, check_not_input
 from draco_em.io.validate import expect_ndim
 
@@ -68,12 +70,7 @@ def _open(path: Path, mmap: bool) -> mrcfile.mrcfile.MrcFile:
             opener = mrcfile.mmap if mmap else mrcfile.open
             return opener(path, mode="r", permissive=False)
     except Exception as exc:  # mrcfile raises ValueError, OSError, struct errors, ...
-        raise DracoInputError(f"not a readable MRC file ({_first_line(exc)})", path) from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        raise DracoInputError(f"not a readable MRC file ({first_line(exc)})", path) from exc
 
 
 def _check_declared_sizes(path: Path) -> None:
@@ -149,7 +146,8 @@ def read_mrc(
             warnings.simplefilter("ignore")  # cella / 0 when the header's mx, my, mz are 0
             vs = mrc.voxel_size
         # A corrupt header gives inf/NaN voxel sizes: treat them as "not set", like 0.
-        voxel = tuple(float(v) if np.isfinite(v) and v > 0 else 0.0 for v in (vs.x, vs.y, vs.z))
+        vx, vy, vz = (float(v) if np.isfinite(v) and v > 0 else 0.0 for v in (vs.x, vs.y, vs.z))
+        voxel = (vx, vy, vz)
         org = mrc.header.origin
         origin = (float(org.x), float(org.y), float(org.z))
         hdr = mrc.header
@@ -161,7 +159,7 @@ def read_mrc(
         raise
     except Exception as exc:
         mrc.close()
-        raise DracoInputError(f"corrupt MRC data ({_first_line(exc)})", path) from exc
+        raise DracoInputError(f"corrupt MRC data ({first_line(exc)})", path) from exc
     if not mmap:
         mrc.close()
     # A squeezed single-section file ([1, ny, nx]) counts as 2D: many tools write micrographs so.
@@ -195,8 +193,6 @@ def read_image(
     Raises:
         DracoInputError: unreadable file, or a picture file without ``pixel_size``.
     """
-    from draco_em.io import images  # Pillow/tifffile imported only for picture files
-
     if images.is_raster(path):
         px = images.require_pixel_size(path, pixel_size)
         return images.read_raster(path), px
@@ -308,7 +304,7 @@ def mrc_summary(path: str | Path) -> dict:
     step = max(1, int(np.ceil((data.size / 16e6) ** (1 / data.ndim))))
     sample = np.asarray(data[(slice(None, None, step),) * data.ndim], dtype=np.float64)
     kind = "image" if data.ndim == 2 else ("stack" if mrc.is_stack else "volume")
-    out = {
+    out: dict[str, Any] = {
         "format": "mrc",
         "kind": kind,
         "shape": list(data.shape),

@@ -13,22 +13,20 @@ import logging
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
+import tifffile
+from tifffile import COMPRESSION, TiffFile, TiffFrame, TiffPage
 
-from draco_em.errors import DracoInputError
-from draco_em.io.movies import (
+from draco_em.errors import DracoInputError, first_line
+from draco_em.io.movie_base import (
     EER_COMPRESSIONS,
     EER_SUFFIXES,
     Movie,
     check_frame_shape,
     check_pixel_size_override,
 )
-from draco_em.io.mrc import _first_line
-
-if TYPE_CHECKING:
-    from tifffile import TiffFile, TiffFrame, TiffPage
 
 
 class TiffMovie(Movie):
@@ -49,7 +47,8 @@ class TiffMovie(Movie):
         self.shape = (int(first.shape[0]), int(first.shape[1]))
         self.dtype = np.dtype(first.dtype)
         self.notes = []
-        self.metadata = {"compression": first.compression.name.lower()}
+        # Declared int in tifffile, a COMPRESSION enum (named) at run time.
+        self.metadata = {"compression": COMPRESSION(first.compression).name.lower()}
         self.pixel_size = pixel_size or _tiff_pixel_size(first)
 
     def _read(self, index: int) -> np.ndarray:
@@ -94,8 +93,10 @@ class EerMovie(Movie):
         self.path, self._tif = path, tif
         self.notes = []
         self.metadata = dict(tif.eer_metadata or {})
-        pages = list(tif.series[0].pages) if tif.series else []
-        pages = [p for p in pages if p is not None and p.compression in EER_COMPRESSIONS]
+        raw = list(tif.series[0].pages) if tif.series else []
+        pages: list[TiffPage | TiffFrame] = [
+            p for p in raw if p is not None and p.compression in EER_COMPRESSIONS
+        ]
         if not pages:
             raise DracoInputError("EER file holds no electron-event frames", path)
         self._pages = pages
@@ -118,7 +119,8 @@ class EerMovie(Movie):
         self.dtype = np.dtype(bool)
         # The rendered grid is 2**min(sub-pixel bits, level) per axis: a file with fewer
         # sub-pixel bits than asked for renders coarser, and the pixel size must follow.
-        sensor_width = first.keyframe.tags.valueof(256) or first.shape[1]
+        keyframe = first.keyframe
+        sensor_width = (keyframe.tags.valueof(256) if keyframe else None) or first.shape[1]
         factor = first.shape[1] / sensor_width
         if factor != upsampling:
             self.notes.append(f"EER sub-pixel bits allow {factor:g}× upsampling, not {upsampling}×")
@@ -190,14 +192,12 @@ def _raise_logged(log: list[str], path: Path, index: int) -> None:
 
 def open_tiff_like(path: Path, grouping: int, upsampling: int, pixel_size: float | None) -> Movie:
     """TIFF or EER, decided by the content (EER metadata and compression), not the name."""
-    import tifffile
-
     kind = "EER" if path.suffix.lower() in EER_SUFFIXES else "TIFF"
     with _tifffile_log() as log:
         try:
             tif = tifffile.TiffFile(path, superres=int(math.log2(upsampling)))
         except Exception as exc:  # TiffFileError, struct errors, OSError on short headers
-            raise DracoInputError(f"not a readable {kind} file ({_first_line(exc)})", path) from exc
+            raise DracoInputError(f"not a readable {kind} file ({first_line(exc)})", path) from exc
         try:
             movie = _movie_from_tiff(tif, path, grouping, upsampling, pixel_size)
             broken = [m for m in log if "invalid" in m and "offset" in m]
@@ -213,7 +213,7 @@ def open_tiff_like(path: Path, grouping: int, upsampling: int, pixel_size: float
             raise
         except Exception as exc:
             tif.close()
-            raise DracoInputError(f"corrupt {kind} structure ({_first_line(exc)})", path) from exc
+            raise DracoInputError(f"corrupt {kind} structure ({first_line(exc)})", path) from exc
 
 
 def _movie_from_tiff(
@@ -241,3 +241,34 @@ def _check_page_data(page: TiffPage | TiffFrame, path: Path, index: int) -> None
             f"{size} bytes",
             path,
         )
+
+
+def movie_summary(path: str | Path) -> dict:
+    """Facts about a TIFF or EER movie for ``draco info``; statistics from the first frame only.
+
+    MRC movies are summarised by :func:`draco_em.io.mrc.mrc_summary`.
+    """
+    with open_tiff_like(Path(path), 1, 1, None) as movie:
+        first = movie.frame(0)
+        kind = "eer" if isinstance(movie, EerMovie) else "tiff"
+        out: dict[str, Any] = {
+            "format": kind,
+            "kind": "movie" if movie.n_frames > 1 else "image",
+            "shape": [movie.n_frames, *movie.shape],
+            "dtype": str(movie.dtype),
+            "pixel_size": movie.pixel_size,
+            "n_frames": movie.n_frames,
+            "compression": movie.metadata.get("compression"),
+            "stats_frame0": {
+                "min": float(first.min()),
+                "max": float(first.max()),
+                "mean": float(first.mean()),
+                "std": float(first.std()),
+            },
+            "notes": list(movie.notes),
+        }
+        if isinstance(movie, EerMovie):
+            out["n_raw_frames"] = movie.n_raw_frames
+            out["dose_per_px"] = movie.metadata.get("totalDose")
+            out["notes"].append("EER frames shown ungrouped; pick --eer-grouping when preparing")
+        return out

@@ -60,6 +60,10 @@ PRESETS: dict[str, dict] = {
 }  # fmt: skip
 
 
+#: The default γ, fraction of the patches masked in each view (paper §2: 0.75), for every stage.
+MASK_RATIO = 0.75
+
+
 class DracoConfig(BaseModel):
     """Architecture and loss settings of a :class:`DracoMAE`."""
 
@@ -77,7 +81,10 @@ class DracoConfig(BaseModel):
     decoder_num_heads: int = Field(16, gt=0, description="Decoder attention heads.")
     decoder_neck_dim: int = Field(256, gt=0, description="Hidden channels of the conv neck.")
     mlp_ratio: float = Field(4.0, gt=0, description="MLP hidden width / token width.")
-    mask_ratio: float = Field(0.75, description="Default γ: fraction masked in each view.")
+    mask_ratio: float = Field(
+        MASK_RATIO,
+        description="γ of the model's last masked training stage (a record: forward takes γ).",
+    )
     recon_weight: float = Field(1.0, ge=0, description="λ of Eq. 10 (weight of L_recon).")
     refiner_channels: int = Field(
         0, ge=0,
@@ -99,7 +106,7 @@ class DracoConfig(BaseModel):
                 raise DracoInputError(
                     f"{name} width {dim} must be divisible by 4 and by its {heads} heads"
                 )
-        check_mask_ratio(self.mask_ratio)
+        check_mask_ratio(self.mask_ratio, two_views=False)  # an MAE-stage model may record γ < 0.5
         return self
 
     @classmethod
@@ -115,13 +122,20 @@ class DracoConfig(BaseModel):
         return self.img_size // self.patch_size
 
 
-def check_mask_ratio(gamma: float) -> None:
-    """Raise unless 0.5 ≤ γ < 1: the two visible sets must be disjoint (paper §2) and non-empty."""
-    if not 0.5 <= gamma < 1.0:
-        raise DracoInputError(
-            f"mask ratio {gamma} is out of range: DRACO needs 0.5 <= mask ratio < 1 so that the "
-            "odd-visible and even-visible patch sets are disjoint and non-empty"
+def check_mask_ratio(gamma: float, two_views: bool = True) -> None:
+    """The one range of γ: ``0.5 <= γ < 1`` for DRACO's two views, whose visible sets must be
+    disjoint (paper §2) and non-empty; ``0 <= γ < 1`` for one view (the MAE warm-up)."""
+    low = 0.5 if two_views else 0.0
+    if not low <= gamma < 1.0:
+        why = (
+            (
+                "DRACO needs 0.5 <= mask ratio < 1 so that the odd-visible and even-visible patch "
+                "sets are disjoint and non-empty"
+            )
+            if two_views
+            else "MAE needs 0 <= mask ratio < 1"
         )
+        raise DracoInputError(f"mask ratio {gamma} is out of range: {why}")  # fmt: skip
 
 
 def _uniform_noise(
@@ -159,10 +173,12 @@ class PixelRefiner(nn.Module):
         for d in self.DILATIONS:
             layers += [nn.Conv2d(c_in, channels, 3, padding=d, dilation=d), nn.GELU()]
             c_in = channels
-        layers.append(nn.Conv2d(channels, in_chans, 3, padding=1))
+        last = nn.Conv2d(channels, in_chans, 3, padding=1)
+        layers.append(last)
         self.net = nn.Sequential(*layers)
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        nn.init.zeros_(last.weight)
+        if last.bias is not None:  # made with a bias
+            nn.init.zeros_(last.bias)
 
     def forward(self, coarse: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] ViT prediction and input → [B, C, H, W] refined prediction."""
@@ -230,8 +246,11 @@ class DracoMAE(nn.Module):
         for m in self.decoder_neck:
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        nn.init.zeros_(self.decoder_neck[-1].weight)
-        nn.init.zeros_(self.decoder_neck[-1].bias)
+        # The neck ends in a LayerNorm2d: a zero affine makes it add nothing at the start.
+        last = self.decoder_neck[-1]
+        assert isinstance(last, LayerNorm2d)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     # ------------------------------------------------------------------ patches
     def patchify(self, img: torch.Tensor) -> torch.Tensor:
@@ -323,13 +342,13 @@ class DracoMAE(nn.Module):
 
     def forward(
         self, full: torch.Tensor, odd: torch.Tensor, even: torch.Tensor,
-        mask_ratio: float | None = None, generator: torch.Generator | None = None,
+        mask_ratio: float = MASK_RATIO, generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
         """The DRACO two-view pass and its loss.
 
         Args:
             full, odd, even: the triplet [B, C, H, W] (full sum, odd-frame sum, even-frame sum).
-            mask_ratio: γ (default ``config.mask_ratio``); 0.5 ≤ γ < 1.
+            mask_ratio: γ, 0.5 ≤ γ < 1 (:func:`check_mask_ratio`).
             generator: optional RNG for reproducible masks.
 
         Returns:
@@ -339,7 +358,7 @@ class DracoMAE(nn.Module):
         """
         for name, img in (("full", full), ("odd", odd), ("even", even)):
             self._check_image(img, name)
-        gamma = self.config.mask_ratio if mask_ratio is None else mask_ratio
+        gamma = mask_ratio
         b, (gh, gw) = full.shape[0], self.grid_hw(full)
         length = gh * gw
         odd_idx, even_idx = self.draw_masks(b, length, gamma, full.device, generator)
@@ -397,7 +416,7 @@ class DracoMAE(nn.Module):
 
     # ------------------------------------------------------------------ stage-1 MAE
     def forward_mae(
-        self, image: torch.Tensor, mask_ratio: float = 0.75,
+        self, image: torch.Tensor, mask_ratio: float = MASK_RATIO,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
         """Plain MAE on one image (stage-1 warm-up, micrograph-only data).
@@ -412,8 +431,7 @@ class DracoMAE(nn.Module):
             mask: bool [B, L], True = masked.
         """
         self._check_image(image)
-        if not 0.0 <= mask_ratio < 1.0:
-            raise DracoInputError(f"MAE mask ratio {mask_ratio} must be in [0, 1)")
+        check_mask_ratio(mask_ratio, two_views=False)
         b, (gh, gw) = image.shape[0], self.grid_hw(image)
         length = gh * gw
         n_vis = length - int(mask_ratio * length)

@@ -22,11 +22,20 @@ from pathlib import Path
 import torch
 
 from draco_em.errors import DracoInputError
-from draco_em.io.atomic import atomic_path
+from draco_em.io.model_file import (
+    BUNDLED,
+    parse_json_field,
+    read_model_file,
+    read_torch_file,
+    resolve_model_file,
+    write_model_file,
+)
+from draco_em.io.run_folder import run_checkpoint
 from draco_em.model.draco import PRESETS, DracoConfig, DracoMAE
-from draco_em.weights import BUNDLED, resolve_model_file
 
 FORMAT = "draco-em/1"
+#: What a weights file is called in messages.
+WHAT = "DRACO weights file"
 #: The pretrained model (encoder for curation and picking; paper's ``Draco/B`` analogue).
 BUNDLED_FILE = "draco_tiny.safetensors"
 #: The same model after the denoising fine-tune (``--stage denoise``; ``Denoise/B`` analogue).
@@ -64,8 +73,6 @@ def save_model(
     Returns:
         The path written.
     """
-    from safetensors.torch import save_file
-
     path = Path(path)
     if path.suffix != ".safetensors":
         raise DracoInputError("model files are written as .safetensors", path)
@@ -74,16 +81,12 @@ def save_model(
         meta_json = json.dumps(meta)
     except TypeError as exc:
         raise DracoInputError(f"model metadata is not JSON-serialisable: {exc}", path) from exc
-    state = {
-        k: v.detach().cpu().contiguous() for k, v in _strip_prefixes(model.state_dict()).items()
-    }
+    state = _strip_prefixes(model.state_dict())
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     header = {"format": FORMAT, "draco_config": config.model_dump_json(),
               "draco_metadata": meta_json, "preset": config.preset}  # fmt: skip
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=header)
-    return path
+    return write_model_file(path, state, header)
 
 
 # ---------------------------------------------------------------------------------- load
@@ -115,21 +118,11 @@ def load_model(
     return model.to(device).eval(), config, metadata
 
 
-#: Where a ``draco pretrain`` run folder keeps its weights, in order of preference
-#: (:func:`draco_em.train.checkpoint.checkpoint_path` writes them).
-RUN_CHECKPOINTS = ("checkpoints/best.pt", "checkpoints/latest.pt")
-
-
 def resolve_weights(path: str | Path, bundled: str = BUNDLED_FILE) -> Path:
     """The DRACO weights file of a path, of a ``draco pretrain`` run folder (its best, else
     latest checkpoint) or of ``"bundled"`` (the shipped `draco_tiny`)."""
     if str(path) != BUNDLED and Path(path).is_dir():
-        for rel in RUN_CHECKPOINTS:
-            if (Path(path) / rel).is_file():
-                return Path(path) / rel
-        raise DracoInputError(
-            "not a draco pretrain run folder (no checkpoints/best.pt or latest.pt)", path
-        )
+        return run_checkpoint(path)  # its best, else latest checkpoint
     return resolve_model_file(
         path, bundled,
         missing_bundled="no bundled model is installed: pass --weights FILE (a .safetensors "
@@ -141,9 +134,10 @@ def resolve_weights(path: str | Path, bundled: str = BUNDLED_FILE) -> Path:
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], DracoConfig, dict]:
     """Read a weights file's state dict (prefixes stripped), its config and metadata."""
     if path.suffix == ".safetensors":
-        state, header = _read_safetensors(path)
-        metadata = _json_field(header, "draco_metadata", path) or {}
-        config_dict = _json_field(header, "draco_config", path)
+        file = read_model_file(path, WHAT)  # official safetensors carry no format tag
+        state = file.tensors
+        metadata = file.json("draco_metadata") or {}
+        config_dict = file.json("draco_config")
     elif path.suffix in TORCH_SUFFIXES:
         state, config_dict = _read_torch_checkpoint(path)
         metadata = {}
@@ -156,39 +150,15 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], DracoConfig, dict
     return state, config, metadata
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise DracoInputError(f"cannot read safetensors file: {exc}", path) from exc
-    return state, header
-
-
-def _json_field(header: Mapping[str, str], key: str, path: Path) -> dict | None:
-    if key not in header:
-        return None
-    try:
-        return json.loads(header[key])
-    except json.JSONDecodeError as exc:
-        raise DracoInputError(f"corrupt {key} metadata: {exc}", path) from exc
-
-
 def _read_torch_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
     """The weights dict of a torch checkpoint (never unpickles code: weights_only=True)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and safety errors all mean "not a weights file"
-        raise DracoInputError(f"cannot read torch checkpoint: {exc}", path) from exc
+    ckpt = read_torch_file(path, "torch checkpoint")
     if not isinstance(ckpt, Mapping):
         raise DracoInputError(f"checkpoint holds a {type(ckpt).__name__}, not a dict", path)
     # Our trainer's checkpoints carry the architecture (head counts cannot be read off shapes).
     config = ckpt.get("draco_config", ckpt.get("model_config"))
     if isinstance(config, str):
-        config = _json_field(ckpt, "draco_config", path)
+        config = parse_json_field(ckpt, "draco_config", path, "torch checkpoint")
     for key in ("state_dict", "model"):
         if isinstance(ckpt.get(key), Mapping):
             ckpt = ckpt[key]
@@ -278,16 +248,10 @@ def describe_weights(path: str | Path) -> dict:
     """Summary of a weights file for ``draco info``: preset, parameters, patch, pixel size."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                header = f.metadata() or {}
-                shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise DracoInputError(f"cannot read safetensors file: {exc}", path) from exc
-        meta = _json_field(header, "draco_metadata", path) or {}
-        config_dict = _json_field(header, "draco_config", path)
+        file = read_model_file(path, WHAT, tensors=False)
+        header, shapes = file.header, file.shapes
+        meta = file.json("draco_metadata") or {}
+        config_dict = file.json("draco_config")
         fake = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
         config = DracoConfig(**config_dict) if config_dict else infer_config(
             _strip_prefixes(fake), path)  # fmt: skip

@@ -25,12 +25,13 @@ from __future__ import annotations
 import logging
 import math
 
-import yaml
-
 from draco_em.errors import DracoInputError
+from draco_em.io.run_folder import run_log, write_config
 from draco_em.pick.config import PickCalibrateConfig
 from draco_em.pick.model_io import RUN_FILE, read_picker, resolve_picker, save_picker
 from draco_em.pick.predict import Picker
+from draco_em.pick.train import THRESHOLD_RANGE, choose_threshold, load_labelled
+from draco_em.runtime import resolve_device
 
 log = logging.getLogger("draco_em.pick")
 
@@ -41,8 +42,6 @@ def logit(p: float) -> float:
 
 def shift_threshold(threshold: float, shift: float) -> float:
     """sigmoid(logit(threshold) − shift), clipped to the range stored thresholds use."""
-    from draco_em.pick.train import THRESHOLD_RANGE
-
     t = 1.0 / (1.0 + math.exp(-(logit(threshold) - shift)))
     return min(max(t, THRESHOLD_RANGE[0]), THRESHOLD_RANGE[1])
 
@@ -61,10 +60,7 @@ def choose(
         diameters: Å per micrograph stem (sets of several particle sizes), else
             ``cfg.diameter`` or the picker's own.
     """
-    from draco_em.infer.denoise import pick_device
-    from draco_em.pick.train import choose_threshold, load_labelled
-
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
     detector, info = read_picker(cfg.model)
     diameter = float(cfg.diameter or info["diameter"])
     picker = Picker(detector.to(device), diameter, device=device)
@@ -83,6 +79,14 @@ def run_calibrate(
     Returns:
         dict with ``chosen`` and ``stored`` thresholds, ``validation`` summary and ``path``.
     """
+    cfg.outdir.mkdir(parents=True, exist_ok=True)
+    with run_log(cfg.outdir, log):
+        return _calibrate(cfg, diameters, progress)
+
+
+def _calibrate(
+    cfg: PickCalibrateConfig, diameters: dict[str, float] | None, progress: bool
+) -> dict:
     source = resolve_picker(cfg.model).resolve()
     out = (cfg.outdir / RUN_FILE).resolve()
     if out == source:
@@ -97,5 +101,5 @@ def run_calibrate(
                            "previous_threshold": info["threshold"]}  # fmt: skip
     cfg.outdir.mkdir(parents=True, exist_ok=True)
     path = save_picker(out, picker.detector.cpu(), picker.diameter, stored, meta)
-    (cfg.outdir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    write_config(cfg.outdir, cfg)
     return {"chosen": chosen, "stored": stored, "validation": summary, "path": str(path)}

@@ -22,11 +22,10 @@ import pandas as pd
 import torch
 
 from draco_em.errors import DracoInputError
-from draco_em.imaging.filters import gaussian_blur_px
-from draco_em.imaging.fourier import fourier_rescale
-from draco_em.imaging.normalize import robust_normalize
-from draco_em.io.coords import micrograph_stem
+from draco_em.io.coords import micrograph_stem, read_coord_folder, scale_coords
 from draco_em.io.mrc import read_image
+from draco_em.io.pixel_size import require_pixel_size
+from draco_em.model.encoder import pick_input, working_image
 from draco_em.pick.config import DetectorConfig
 from draco_em.pick.loss import make_targets
 
@@ -55,17 +54,15 @@ class Example:
 def to_working(
     image: np.ndarray, pixel_size: float, working_pixel_size: float, background_px: float = 0.0
 ) -> tuple[np.ndarray, tuple[float, float]]:
-    """Rescale and normalise ``image [ny, nx]``; returns (work [H, W], (sx, sy) work/input).
+    """The picker's working image of ``image [ny, nx]``: (work [H, W], (sx, sy) work/input).
 
-    ``background_px`` > 0 first subtracts the working image blurred with that σ (working px):
-    a particle then stands out from its own surroundings, on carbon as on thin ice.
+    :func:`draco_em.model.encoder.working_image` with the pick policy
+    (:func:`~draco_em.model.encoder.pick_input`): ``background_px`` > 0 first subtracts the
+    working image blurred with that σ (working px), so that a particle stands out from its own
+    surroundings, on carbon as on thin ice; then the DRACO §1.4 contrast clip and standardise.
     """
-    work, _ = fourier_rescale(np.asarray(image, np.float32), pixel_size, working_pixel_size)
-    if background_px > 0:
-        work = work - gaussian_blur_px(work, background_px)
-    norm, _ = robust_normalize(work)
-    scale = (work.shape[1] / image.shape[1], work.shape[0] / image.shape[0])
-    return norm.astype(np.float32), scale
+    work = working_image(image, pixel_size, working_pixel_size, pick_input(background_px))
+    return work.image, work.scale
 
 
 def junk_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -93,14 +90,12 @@ def load_example(
         DracoInputError: the pixel size is unknown (header 0 and no ``pixel_size``), or the
             junk mask's shape differs from the micrograph's.
     """
-    image, header_px = read_image(path, pixel_size)
-    px = pixel_size or header_px
-    if not px:
-        raise DracoInputError("pixel size unknown: pass --pixel-size Å", path)
+    image, header_px = read_image(path, pixel_size)  # the override is applied when reading
+    px = require_pixel_size("pick", path, header_px)
     work, (sx, sy) = to_working(
         image, px, config.working_pixel_size(diameter), config.background_sigma * config.diameter_px
     )
-    xy = picks[["x", "y"]].to_numpy(np.float64) * np.array([sx, sy])
+    xy = scale_coords(picks, (sx, sy))[["x", "y"]].to_numpy(np.float64)
     negatives = None
     if junk is not None:
         mask, _ = read_image(junk)
@@ -115,8 +110,6 @@ def load_example(
 
 def read_all_coords(sources: list[Path]) -> dict[str, pd.DataFrame]:
     """Picks from files and folders of coordinate files, grouped by micrograph stem."""
-    from draco_em.evaluate.pick import read_coord_folder
-
     out: dict[str, pd.DataFrame] = {}
     for src in sources:
         for stem, df in read_coord_folder(Path(src)).items():

@@ -24,12 +24,15 @@ it. A particle at working pixel ``x`` has cell coordinate ``u = (x − 1.5) / 4`
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
 
+from draco_em.errors import DracoInputError
 from draco_em.model.draco import DracoConfig, DracoMAE
 from draco_em.model.vit import LayerNorm2d
+from draco_em.model.weights import load_model
 from draco_em.pick.config import DetectorConfig
 
 CELL_CENTRE = 1.5  # working px of cell 0's centre (stride 4: pixels 0..3)
@@ -82,8 +85,9 @@ class ParticleDetector(nn.Module):
                                   _conv(s, s, dilation=2), _conv(s, s, dilation=4))  # fmt: skip
         self.fuse = _conv(c + s, c)
         self.heads = nn.Conv2d(c, 3, 1)  # channel 0: centre logit; 1, 2: offset (dx, dy)
-        nn.init.zeros_(self.heads.bias)
-        nn.init.constant_(self.heads.bias[:1], -2.19)  # σ = 0.1 at init (CenterNet)
+        bias = cast(torch.Tensor, self.heads.bias)  # a Conv2d made with bias=True
+        nn.init.zeros_(bias)
+        nn.init.constant_(bias[:1], -2.19)  # σ = 0.1 at init (CenterNet)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """image: [B, 1, H, W] normalised, H and W multiples of 16.
@@ -120,9 +124,6 @@ def load_encoder_weights(detector: ParticleDetector, weights: str) -> None:
         detector: the detector (its encoder config must match the weights' architecture).
         weights: a DRACO ``.safetensors``/``.pth`` or ``"bundled"`` (see ``load_model``).
     """
-    from draco_em.errors import DracoInputError
-    from draco_em.model.weights import load_model
-
     model, _, _ = load_model(weights)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(_DECODER_PARTS)}
     keep = {f"blocks.{i}." for i in range(detector.config.encoder_blocks)}

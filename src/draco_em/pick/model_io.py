@@ -12,12 +12,10 @@ from pathlib import Path
 
 import torch
 
-from draco_em.errors import DracoInputError
-from draco_em.io.atomic import atomic_path
+from draco_em.io.model_file import read_model_file, resolve_model_file, write_model_file
 from draco_em.pick.config import DetectorConfig
 from draco_em.pick.detector import ParticleDetector
 from draco_em.pick.predict import Picker
-from draco_em.weights import resolve_model_file
 
 FORMAT = "draco-em-picker/1"
 BUNDLED_FILE = "picker.safetensors"
@@ -29,10 +27,6 @@ def save_picker(
     metadata: Mapping[str, object] | None = None,
 ) -> Path:  # fmt: skip
     """Write the detector, its config, the diameter (Å) and default threshold atomically."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    state = {k: v.detach().cpu().contiguous() for k, v in detector.state_dict().items()}
     header = {
         "format": FORMAT,
         "detector_config": detector.config.model_dump_json(),
@@ -40,10 +34,7 @@ def save_picker(
         "threshold": json.dumps(float(threshold)),
         "metadata": json.dumps(dict(metadata or {})),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=header)
-    return path
+    return write_model_file(path, detector.state_dict(), header)
 
 
 def resolve_picker(model: str | Path) -> Path:
@@ -57,22 +48,11 @@ def resolve_picker(model: str | Path) -> Path:
 
 def read_picker(model: str | Path) -> tuple[ParticleDetector, dict]:
     """(detector in eval mode, header dict with ``diameter``, ``threshold``, ``metadata``)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = resolve_picker(model)
-    try:
-        with safe_open(str(path), "pt") as fh:
-            header = fh.metadata() or {}
-        state = load_file(str(path))
-    except Exception as exc:  # safetensors raises several types for a bad file
-        raise DracoInputError(f"not a readable picker file ({exc})", path) from None
-    if header.get("format") != FORMAT:
-        raise DracoInputError(f"not a draco picker file (format {header.get('format')})", path)
-    detector = ParticleDetector(DetectorConfig.model_validate_json(header["detector_config"]))
-    detector.load_state_dict(state)
-    info = {k: json.loads(header[k]) for k in ("diameter", "threshold", "metadata")}
-    info["path"] = str(path)
+    file = read_model_file(resolve_picker(model), "picker model", FORMAT)
+    detector = ParticleDetector(DetectorConfig.model_validate_json(file.header["detector_config"]))
+    detector.load_state_dict(file.tensors)
+    info = {k: file.json(k) for k in ("diameter", "threshold", "metadata")}
+    info["path"] = str(file.path)
     return detector.eval(), info
 
 

@@ -22,12 +22,13 @@ import torch.nn.functional as F
 from draco_em.errors import DracoInputError
 from draco_em.imaging.tiling import TileBlender, TileGrid, iter_tiles
 from draco_em.io.coords import make_coords
+from draco_em.io.pixel_size import require_pixel_size
 from draco_em.pick.data import to_working
 from draco_em.pick.detector import CELL_CENTRE, ParticleDetector
 from draco_em.pick.nms import find_peaks
 
 #: Maps (micrograph [ny, nx], pixel size Å) to a bool mask [ny, nx], True = do not pick here
-#: (e.g. the curation head's carbon / contamination tiles, :mod:`draco_em.pick.curation_mask`).
+#: (e.g. the curation head's carbon / contamination tiles, :mod:`draco_em.curate.mask`).
 ExcludeFn = Callable[[np.ndarray, float], np.ndarray]
 NMS_FRACTION = 0.5  # picks closer than half a diameter are one particle
 
@@ -107,8 +108,7 @@ class Picker:
         Returns:
             Picks in the package convention (input px), with ``score``, best first.
         """
-        if not pixel_size or pixel_size <= 0:
-            raise DracoInputError("pixel size unknown: pass --pixel-size Å", name)
+        pixel_size = require_pixel_size("pick", name, pixel_size)
         cfg = self.detector.config
         work, (sx, sy) = to_working(
             image, pixel_size, self.diameter / self.diameter_px,

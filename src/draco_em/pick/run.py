@@ -26,6 +26,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
+from draco_em.imaging.fourier import fourier_resize
+from draco_em.io.atomic import write_text_atomic
 from draco_em.io.batch import FailureLog, check_picture_pixel_size, expand_inputs
 from draco_em.io.coords import (
     coord_star_name,
@@ -36,14 +38,17 @@ from draco_em.io.coords import (
     write_relion_coords,
     write_topaz,
 )
-from draco_em.io.mrc import read_image
+from draco_em.io.images import is_raster
+from draco_em.io.mrc import read_image, read_mrc
+from draco_em.io.pixel_size import require_pixel_size
 from draco_em.pick.config import PickPredictConfig
 from draco_em.pick.model_io import load_picker
-from draco_em.pick.predict import Picker, split_excluded
+from draco_em.pick.predict import ExcludeFn, Picker, split_excluded
 from draco_em.pick.report import save_histogram, save_overlay
+from draco_em.runtime import resolve_device
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 SCORE_FLOOR = 0.05  # candidates kept for the histogram; outputs use the threshold
 EXCLUDED_FILE = "excluded_picks.txt"
@@ -54,7 +59,6 @@ StemExcludeFn = Callable[[np.ndarray, float, str], np.ndarray]
 
 def mask_folder_exclude(folder: str | Path) -> StemExcludeFn:
     """An exclusion callback reading ``folder/<stem>.mrc`` (non-zero = exclude), if present."""
-    from draco_em.imaging.fourier import fourier_resize
 
     def exclude(image: np.ndarray, pixel_size: float, stem: str = "") -> np.ndarray:
         path = Path(folder) / f"{stem}.mrc"
@@ -68,21 +72,29 @@ def mask_folder_exclude(folder: str | Path) -> StemExcludeFn:
     return exclude
 
 
-def build_exclude(cfg: PickPredictConfig, device: torch.device) -> StemExcludeFn | None:
+def build_exclude(
+    cfg: PickPredictConfig, curation: ExcludeFn | None = None
+) -> StemExcludeFn | None:
     """The union (logical OR) of the --exclude-masks and --exclude-by-curation masks, or None.
 
+    Args:
+        cfg: the run settings.
+        curation: the ``--exclude-by-curation`` mask, built by the caller with
+            :func:`draco_em.curate.mask.curation_exclude` (pick does not import curate).
+
     Raises:
-        DracoInputError: a bad curation model or class name (before any micrograph is read).
+        DracoInputError: ``cfg.exclude_by_curation`` set but no ``curation`` mask given.
     """
     parts: list[StemExcludeFn] = []
     if cfg.exclude_masks:
         parts.append(mask_folder_exclude(cfg.exclude_masks))
     if cfg.exclude_by_curation:
-        from draco_em.pick.curation_mask import curation_exclude
-
-        by_curation = curation_exclude(
-            cfg.exclude_by_curation, cfg.exclude_classes, cfg.exclude_threshold, device
-        )
+        if curation is None:
+            raise DracoInputError(
+                "exclude_by_curation needs its mask: pass "
+                "curation=draco_em.curate.mask.curation_exclude(...) to predict_all"
+            )
+        by_curation = curation
         parts.append(lambda image, px, stem: by_curation(image, px))
     if not parts:
         return None
@@ -105,10 +117,8 @@ def pick_one(
         (candidates ≥ floor outside excluded regions, kept picks, image, number of picks ≥
         the threshold that fell on excluded regions and were dropped).
     """
-    image, header_px = read_image(path, cfg.pixel_size)
-    px = cfg.pixel_size or header_px
-    if not px:
-        raise DracoInputError("pixel size unknown (header says 0): pass --pixel-size Å", path)
+    image, header_px = read_image(path, cfg.pixel_size)  # the override is applied when reading
+    px = require_pixel_size("pick", path, header_px)
     cands = picker.pick_image(image, px, str(path), threshold=SCORE_FLOOR)
     fn = None if exclude is None else (lambda im, p: exclude(im, p, stem))
     cands, dropped = split_excluded(cands, image, px, fn)
@@ -121,8 +131,6 @@ def pick_one(
 def _record_excluded(out: Path, path, n: int) -> None:
     """Set ``path<TAB>n`` in OUTDIR/excluded_picks.txt: one line per picked micrograph, the
     latest count when a micrograph is picked again (its STAR deleted), rewritten atomically."""
-    from draco_em.io.atomic import write_text_atomic
-
     file = out / EXCLUDED_FILE
     lines = file.read_text().splitlines() if file.exists() else []
     counts = dict(line.rsplit("\t", 1) for line in lines if "\t" in line)
@@ -132,9 +140,6 @@ def _record_excluded(out: Path, path, n: int) -> None:
 
 def _resumed(star, path, pixel_size: float | None) -> pd.DataFrame:
     """Picks of a finished micrograph, with the size and pixel size its outputs need."""
-    from draco_em.io.images import is_raster
-    from draco_em.io.mrc import read_mrc
-
     kept = read_coords(star)
     if is_raster(path):  # a picture file has no header to map: read it
         image, px = read_image(path, pixel_size)
@@ -148,19 +153,21 @@ def _resumed(star, path, pixel_size: float | None) -> pd.DataFrame:
     return kept
 
 
-def predict_all(cfg: PickPredictConfig, progress: bool = True) -> dict:
+def predict_all(
+    cfg: PickPredictConfig, progress: bool = True, curation: ExcludeFn | None = None
+) -> dict:
     """Pick every input; returns a summary dict (counts, output paths).
+
+    ``curation`` is the ``--exclude-by-curation`` mask (:func:`build_exclude`).
 
     ``excluded`` counts the picks (score ≥ threshold) dropped on excluded regions in this run
     (None without exclusion); per micrograph they are in OUTDIR/excluded_picks.txt.
     """
-    from draco_em.infer.denoise import pick_device
-
     inputs = expand_inputs(cfg.inputs)
-    check_picture_pixel_size(inputs, cfg.pixel_size)  # before any model loads
+    check_picture_pixel_size(inputs, cfg.pixel_size)  # before the picker loads
     items = inputs.items
-    device = pick_device(cfg.device)
-    exclude = build_exclude(cfg, device)
+    device = resolve_device(cfg.device)
+    exclude = build_exclude(cfg, curation)
     picker = load_picker(cfg.model, cfg.diameter, cfg.threshold, device, cfg.batch_size)
     out = cfg.outdir
     (out / "coordinates").mkdir(parents=True, exist_ok=True)

@@ -22,18 +22,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.evaluate.pick import match_picks, summarize
 from draco_em.io.batch import expand_inputs
+from draco_em.io.run_folder import run_log, write_config
+from draco_em.model.weights import read_weights
 from draco_em.pick.config import DetectorConfig, PickTrainConfig
 from draco_em.pick.data import Example, load_example, make_batch, read_all_coords
 from draco_em.pick.detector import ParticleDetector, load_encoder_weights
 from draco_em.pick.loss import class_prior, offset_loss, pu_focal_loss
 from draco_em.pick.model_io import RUN_FILE, read_picker, save_picker
+from draco_em.pick.nms import find_peaks
 from draco_em.pick.predict import Picker
+from draco_em.runtime import resolve_device
 
 log = logging.getLogger("draco_em.pick")
 F1_TOLERANCE = 0.02  # cut-offs this close to the best validation F1 are equally good
@@ -50,8 +53,6 @@ def build_detector(weights: str | None, detector_cfg: DetectorConfig | None = No
     except DracoInputError:
         if weights == "bundled":
             raise
-    from draco_em.model.weights import read_weights
-
     _, enc_cfg, _ = read_weights(Path(weights))
     base = (detector_cfg or DetectorConfig()).model_dump()
     cfg = DetectorConfig(**{**base, "encoder": enc_cfg.model_dump()})
@@ -166,8 +167,6 @@ def validation_matches(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """(true-positive flags, scores) of every peak ≥ 0.02 on ``examples``, matched one-to-one
     within d/2 working px, and the number of true particles."""
-    from draco_em.pick.nms import find_peaks
-
     tps, scores, n_true = [], [], 0
     for ex in tqdm(examples, desc="validate", unit="mic", disable=not progress):
         score, _vec = picker.score_map(ex.image)
@@ -211,17 +210,12 @@ def train_picker(
         detector_config: architecture of a new detector (default :class:`DetectorConfig`);
             ignored when ``cfg.weights`` is a picker.
     """
-    from draco_em.infer.denoise import pick_device
-
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
     cfg.outdir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(cfg.outdir / "run.log")
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    try:
+    with run_log(cfg.outdir, log):
         t0 = time.time()
         detector, whole = build_detector(cfg.weights, detector_config)
         examples = load_examples(cfg, detector.config, diameters)
@@ -247,8 +241,5 @@ def train_picker(
         meta = {"train_seconds": round(time.time() - t0, 1), "n_labelled": n_labelled,
                 "losses": losses, "validation": val_result, "weights": cfg.weights}  # fmt: skip
         out = save_picker(cfg.outdir / RUN_FILE, detector, cfg.diameter, threshold, meta)
-        (cfg.outdir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+        write_config(cfg.outdir, cfg)
         return out
-    finally:
-        log.removeHandler(handler)
-        handler.close()

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from draco_em.errors import DracoInputError
+from draco_em.model import weights
 from draco_em.prepare.motion import ALIGN_MAX_SIZE, patch_grid_shape
 
 log = logging.getLogger(__name__)
@@ -96,12 +98,8 @@ class PrepareConfig(BaseModel):
 
 def bundled_pixel_size() -> float | None:
     """The bundled model's working pixel size in Å, or None (logged) when none is installed."""
-    from draco_em.errors import DracoInputError
-
     try:
-        from draco_em.model.weights import load_model
-
-        _, _, metadata = load_model("bundled")
+        _, _, metadata = weights.load_model("bundled")
     except (DracoInputError, ImportError) as exc:
         log.info("no bundled model (%s): outputs keep the movie pixel size", exc)
         return None

@@ -16,6 +16,7 @@ from draco_em.errors import DracoInputError
 from draco_em.imaging.fourier import fourier_rescale, rescaled_shape
 from draco_em.io.gain import GainReference, apply_gain, find_hot_pixels, load_gain
 from draco_em.io.movies import open_movie
+from draco_em.io.pixel_size import require_pixel_size
 from draco_em.prepare.config import PrepareConfig
 
 
@@ -56,10 +57,7 @@ class GainCache:
 def _resolve_pixel_size(
     override: float | None, header: float | None, star: float | None, path: Path
 ) -> float:
-    for value in (override, header, star):
-        if value is not None and value > 0:
-            return float(value)
-    raise DracoInputError("no pixel size in the file header: pass --pixel-size (Å)", path)
+    return require_pixel_size("prepare", path, override, header, star)
 
 
 def load_movie_frames(
@@ -111,7 +109,7 @@ def load_movie_frames(
     for i in range(len(raw)):
         corrected = apply_gain(raw[i], gain)
         raw[i] = None  # type: ignore[call-overload]  # release the raw frame as we go
-        if out_shape != corrected.shape:
+        if target_pixel_size is not None and out_shape != corrected.shape:
             corrected, px = fourier_rescale(corrected, movie_px, target_pixel_size)
         frames[i] = torch.from_numpy(np.ascontiguousarray(corrected, dtype=np.float32))
     return MovieFrames(frames.to(config.device), movie_px, px, notes + gain.notes)

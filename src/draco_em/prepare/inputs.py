@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
 from draco_em.errors import DracoInputError
 from draco_em.io.batch import IMAGE_SUFFIXES, expand_inputs
-from draco_em.io.movies import EER_SUFFIXES, TIFF_SUFFIXES
+from draco_em.io.movie_base import EER_SUFFIXES, TIFF_SUFFIXES
+from draco_em.io.mrc import read_mrc
 from draco_em.io.star import MicrographTable, read_star
 from draco_em.prepare.config import PrepareConfig
 from draco_em.prepare.triplets import PrepareItem
@@ -37,8 +39,6 @@ def is_movie(path: Path) -> bool:
         return True
     if suffix not in (".mrc", ".st"):
         return False
-    from draco_em.io.mrc import read_mrc
-
     return read_mrc(path, mmap=True, ndim=(2, 3)).data.ndim == 3
 
 
@@ -97,7 +97,7 @@ def _micrograph_item(
     if (even is None) != (odd is None):
         have = "even" if even else "odd"
         raise DracoInputError(f"found the {have} half but not the other one", where)
-    kind = "pair" if even is not None else "single"
+    kind: Literal["pair", "single"] = "pair" if even is not None else "single"
     return PrepareItem(name, kind, full=full, even=even, odd=odd, pixel_size=pixel_size)
 
 

@@ -1,11 +1,8 @@
 """``OUTDIR/triplets.star``: the dataset manifest that ``draco pretrain`` reads.
 
-Schema (shared with ``draco simulate``): an optics block (``rlnOpticsGroupName``,
-``rlnOpticsGroup``, ``rlnMicrographOriginalPixelSize``, ``rlnVoltage``,
-``rlnSphericalAberration``, ``rlnAmplitudeContrast``, ``rlnMicrographPixelSize``) and a
-micrographs block with ``rlnMicrographName`` (full sum), ``rlnOpticsGroup``,
-``dracoMicrographEven``/``dracoMicrographOdd`` (empty without pairs), ``dracoHasPairs`` and
-``dracoMean``/``dracoStd`` (contrast-clipped statistics of the full sum). ``draco prepare`` adds:
+Schema and writer shared with ``draco simulate``: :mod:`draco_em.io.manifest` (optics block,
+contract columns, ``dracoMean``/``dracoStd`` = contrast-clipped statistics). ``draco prepare``
+adds:
 
 * ``dracoMeanOdd``/``dracoStdOdd``/``dracoMeanEven``/``dracoStdEven``: the halves' statistics;
 * ``dracoSizeX``/``dracoSizeY``: image shape in pixels;
@@ -21,9 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
-from draco_em.io.star import MicrographTable, write_micrographs_star
+from draco_em.io import manifest
+from draco_em.io.manifest import optics_group
 from draco_em.prepare.config import PrepareConfig
 
 MANIFEST_NAME = "triplets.star"
@@ -44,38 +40,20 @@ def write_manifest(cfg: PrepareConfig, rows: list[dict]) -> Path:
     groups: dict[tuple[float, float], int] = {}
     for row in rows:
         groups.setdefault(_optics_key(row), len(groups) + 1)
-    optics = pd.DataFrame(
-        [
-            {
-                "rlnOpticsGroupName": f"opticsGroup{number}",
-                "rlnOpticsGroup": number,
-                "rlnMicrographOriginalPixelSize": original,
-                "rlnVoltage": cfg.voltage,
-                "rlnSphericalAberration": cfg.spherical_aberration,
-                "rlnAmplitudeContrast": cfg.amplitude_contrast,
-                "rlnMicrographPixelSize": pixel_size,
-            }
-            for (original, pixel_size), number in groups.items()
-        ]
-    )
-    table_rows = []
-    for row in rows:
-        public = {k: v for k, v in row.items() if not k.startswith("_")}
-        public["rlnOpticsGroup"] = groups[_optics_key(row)]
-        table_rows.append(public)
-    micrographs = pd.DataFrame(table_rows)
-    for column in ("dracoMicrographEven", "dracoMicrographOdd"):
-        if column not in micrographs:
-            micrographs[column] = ""
-        micrographs[column] = micrographs[column].fillna("")
-    star = cfg.outdir / MANIFEST_NAME
-    write_micrographs_star(star, MicrographTable(star, optics, _order(micrographs)))
-    return star
-
-
-def _order(table: pd.DataFrame) -> pd.DataFrame:
-    """Contract columns first, then the rest in a stable order."""
-    first = ["rlnMicrographName", "rlnOpticsGroup", "dracoMicrographEven", "dracoMicrographOdd",
-             "dracoHasPairs", "dracoMean", "dracoStd"]  # fmt: skip
-    rest = [c for c in table.columns if c not in first]
-    return table[[c for c in first if c in table.columns] + rest]
+    optics = [
+        optics_group(
+            number,
+            original,
+            pixel_size,
+            cfg.voltage,
+            cfg.spherical_aberration,
+            cfg.amplitude_contrast,
+        )
+        for (original, pixel_size), number in groups.items()
+    ]
+    public = [
+        {k: v for k, v in row.items() if not k.startswith("_")}
+        | {"rlnOpticsGroup": groups[_optics_key(row)]}
+        for row in rows
+    ]
+    return manifest.write_manifest(cfg.outdir / MANIFEST_NAME, optics, public)

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from draco_em.imaging.fourier import frequency_grid_torch
+from draco_em.simulate.detector import critical_exposure  # the one N_e(q) implementation
+
 #: Largest box side (pixels) on which the global alignment cross-correlations are computed:
 #: 0.15 px RMS on 2048² simulated movies (1024: 0.13 px at twice the time).
 ALIGN_MAX_SIZE = 512
@@ -50,8 +53,7 @@ def _frequency_grid(
     shape: tuple[int, int], pixel_size: float, device: torch.device
 ) -> tuple[torch.Tensor, ...]:
     """(ky, kx, q²) on the rfft2 grid of ``shape``; k in cycles/pixel, q² in 1/Å²."""
-    ky = torch.fft.fftfreq(shape[0], dtype=torch.float64, device=device)[:, None]
-    kx = torch.fft.rfftfreq(shape[1], dtype=torch.float64, device=device)[None, :]
+    ky, kx = frequency_grid_torch(shape, dtype=torch.float64, device=device)
     q2 = (ky**2 + kx**2) / pixel_size**2
     return ky, kx, q2
 
@@ -229,8 +231,7 @@ def apply_global_shifts(frames: torch.Tensor, shifts: np.ndarray) -> torch.Tenso
         ``frames``.
     """
     _, h, w = frames.shape
-    ky = torch.fft.fftfreq(h, dtype=torch.float64, device=frames.device)[:, None]
-    kx = torch.fft.rfftfreq(w, dtype=torch.float64, device=frames.device)[None, :]
+    ky, kx = frequency_grid_torch((h, w), dtype=torch.float64, device=frames.device)
     all_shifts = torch.as_tensor(np.asarray(shifts), dtype=torch.float64, device=frames.device)
     for i in range(frames.shape[0]):  # one frame's spectrum at a time: bounded memory
         ramp = phase_ramp(ky, kx, all_shifts[i : i + 1])[0]
@@ -322,10 +323,7 @@ def dose_weights(
     spectrum as the plain sum's (a denoiser sees the same noise model), and where the damage
     is negligible (low frequencies, the mean) every weight is 1, i.e. the plain sum.
     """
-    from draco_em.simulate.detector import critical_exposure  # the one N_e(q) implementation
-
-    ky = torch.fft.fftfreq(shape[0], dtype=torch.float64)[:, None]
-    kx = torch.fft.rfftfreq(shape[1], dtype=torch.float64)[None, :]
+    ky, kx = frequency_grid_torch(shape, dtype=torch.float64)
     q = torch.sqrt(ky**2 + kx**2) / pixel_size
     exposure = (torch.arange(n_frames, dtype=torch.float64) + 0.5) * dose_per_frame
     weights = torch.exp(-exposure[:, None, None] / (2 * critical_exposure(q)[None]))
@@ -357,8 +355,7 @@ def parity_sums(
     if shifts is None and weights is None:  # nothing to do in Fourier space
         return frames[0::2].sum(0).cpu().numpy(), frames[1::2].sum(0).cpu().numpy(), None
     dev = frames.device
-    ky = torch.fft.fftfreq(h, dtype=torch.float64, device=dev)[:, None]
-    kx = torch.fft.rfftfreq(w, dtype=torch.float64, device=dev)[None, :]
+    ky, kx = frequency_grid_torch((h, w), dtype=torch.float64, device=dev)
     sums = torch.zeros((3 if weights is not None else 2, h, w // 2 + 1), dtype=torch.complex64,
                        device=dev)  # fmt: skip
     for i in range(t):

@@ -32,12 +32,13 @@ from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import write_text_atomic
-from draco_em.io.batch import FailureLog, dist_rank_world, shard
+from draco_em.io.batch import FailureLog, shard
 from draco_em.prepare.config import PrepareConfig
 from draco_em.prepare.frames import GainCache
 from draco_em.prepare.inputs import plan_items
 from draco_em.prepare.manifest import write_manifest
 from draco_em.prepare.triplets import PrepareItem, output_paths, prepare_item
+from draco_em.runtime import barrier, init_distributed, launch_env, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -176,24 +177,17 @@ def _reason(exc: BaseException) -> str:
 
 # ------------------------------------------------------------------------------ the run
 def _launch(cfg: PrepareConfig) -> tuple[int, int, str, Callable[[], None]]:
-    """(rank, world size, device, barrier): torchrun's process group only when launched by it.
-
-    The training package's distributed helpers are imported only under torchrun: a plain run
-    should not pay for importing them.
-    """
-    rank, world = dist_rank_world()
+    """(rank, world size, device, barrier): a process group only when launched in parallel."""
+    rank, world, _ = launch_env()
     if world > 1:
-        from draco_em.train.distributed import barrier, init_distributed
-
-        ctx = init_distributed(cfg.device if cfg.device in ("auto", "cpu", "cuda") else "auto")
-        device = str(ctx.device) if cfg.device in ("auto", "cuda") else cfg.device
-        return ctx.rank, ctx.world_size, device, lambda: barrier(ctx)
+        ctx = init_distributed(cfg.device)
+        return ctx.rank, ctx.world_size, str(ctx.device), lambda: barrier(ctx)
     device = cfg.device
     if device == "auto":  # -j workers share the CPU; one process may use the GPU
         device = "cuda" if torch.cuda.is_available() and cfg.jobs == 1 else "cpu"
     if device.startswith("cuda") and cfg.jobs > 1:
         raise DracoInputError("-j is for CPU workers; use torchrun for several GPUs")
-    return rank, world, device, lambda: None
+    return rank, world, str(resolve_device(device)), lambda: None
 
 
 def run_prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareSummary:

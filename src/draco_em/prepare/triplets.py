@@ -18,8 +18,11 @@ import torch
 from draco_em.errors import DracoInputError
 from draco_em.imaging.fourier import fourier_rescale
 from draco_em.imaging.normalize import clip_stats
+from draco_em.io import manifest
 from draco_em.io.atomic import write_text_atomic
+from draco_em.io.manifest import stats_columns
 from draco_em.io.mrc import read_image, write_mrc
+from draco_em.io.pixel_size import require_pixel_size
 from draco_em.prepare import motion
 from draco_em.prepare.config import PrepareConfig
 from draco_em.prepare.frames import GainCache, load_movie_frames
@@ -70,8 +73,7 @@ def _write(
 
 def _stats_columns(suffix: str, image: np.ndarray) -> dict[str, float]:
     """DRACO contrast-clipped mean/std (``imaging.normalize.clip_stats``) of one image."""
-    mean, std = clip_stats(np.asarray(image, np.float32))
-    return {f"dracoMean{suffix}": mean, f"dracoStd{suffix}": std}
+    return stats_columns(clip_stats(np.asarray(image, np.float32)), suffix)
 
 
 def write_triplet(
@@ -89,7 +91,7 @@ def write_triplet(
     dtype = np.float16 if cfg.float16 else np.float32
     full = np.asarray(full).astype(dtype)
     row: dict[str, object] = {
-        "rlnMicrographName": paths["full"].name,
+        manifest.FULL: paths["full"].name,
         "dracoSizeX": int(full.shape[1]),
         "dracoSizeY": int(full.shape[0]),
         **_stats_columns("", full),
@@ -98,10 +100,10 @@ def write_triplet(
         odd, even = (np.asarray(h).astype(dtype) for h in halves)
         _write(paths["odd"], odd, pixel_size, cfg, item.sources)
         _write(paths["even"], even, pixel_size, cfg, item.sources)
-        row.update(dracoMicrographOdd=paths["odd"].name, dracoMicrographEven=paths["even"].name)
+        row.update({manifest.ODD: paths["odd"].name, manifest.EVEN: paths["even"].name})
         row.update(_stats_columns("Odd", odd) | _stats_columns("Even", even))
     _write(paths["full"], full, pixel_size, cfg, item.sources)
-    row["dracoHasPairs"] = int(halves is not None)
+    row[manifest.HAS_PAIRS] = int(halves is not None)
     row["_pixel_size"] = pixel_size
     return row
 
@@ -121,7 +123,8 @@ def prepare_movie(
         frames, to_undo = motion.apply_local_motion(frames, field), None
     weights = None
     if cfg.dose_weighting and cfg.dose_per_frame is not None:  # the config checks both
-        weights = motion.dose_weights(len(frames), tuple(frames.shape[1:]), px, cfg.dose_per_frame)
+        shape = (int(frames.shape[1]), int(frames.shape[2]))
+        weights = motion.dose_weights(len(frames), shape, px, cfg.dose_per_frame)
     # One trajectory for all frames, then split: the two halves differ only by their noise.
     odd, even, weighted = motion.parity_sums(frames, to_undo, weights)
     full = odd + even if weighted is None else weighted
@@ -172,9 +175,7 @@ def prepare_micrographs(
         if path is not None:
             images[key], px = read_image(path, pixel_size=cfg.pixel_size)
             header_px = header_px or px
-    px = cfg.pixel_size or header_px or item.pixel_size
-    if px is None:
-        raise DracoInputError("no pixel size in the header: pass --pixel-size (Å)", item.sources[0])
+    px = require_pixel_size("prepare", item.sources[0], cfg.pixel_size, header_px, item.pixel_size)
     shapes = {k: v.shape for k, v in images.items()}
     if len(set(shapes.values())) > 1:
         raise DracoInputError(f"full/even/odd shapes differ: {shapes}", item.sources[0])

@@ -129,7 +129,7 @@ def poisson(rng: np.random.Generator, lam: np.ndarray, max_count: int = 255) -> 
         return base + poisson(rng, lam - np.float32(floor), max_count).astype(base.dtype)
     u = rng.random(lam.size, dtype=np.float32)
     p = np.exp(-lam)
-    counts = np.zeros(lam.size, np.uint8 if max_count <= 255 else np.int16)
+    counts: np.ndarray = np.zeros(lam.size, np.uint8 if max_count <= 255 else np.int16)
     idx = np.flatnonzero(u > p)
     u, p = u[idx], p[idx]
     cdf = p.copy()

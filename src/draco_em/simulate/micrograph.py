@@ -158,6 +158,7 @@ def _specimen(rng, cfg, plan, canvas, margin, projectors, draw=None):
 def _n_particles(cfg: SimulateConfig, used: list[Projector], margin: int) -> int:
     """Particles to place on the canvas so that about the target number lands in the image."""
     r = float(np.mean([p.radius_px for p in used]))
+    n: float
     if cfg.particles_per_micrograph is not None:
         n = cfg.particles_per_micrograph
     else:

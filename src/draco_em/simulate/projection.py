@@ -161,7 +161,7 @@ class ProjectorPool(Sequence):
     def __len__(self) -> int:
         return len(self._sources)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         if index in self._live:

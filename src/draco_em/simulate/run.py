@@ -30,11 +30,14 @@ import pandas as pd
 from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
+from draco_em.imaging.normalize import clip_stats
+from draco_em.io import manifest
 from draco_em.io.atomic import write_text_atomic
 from draco_em.io.batch import FailureLog
 from draco_em.io.coords import write_relion_coords
+from draco_em.io.manifest import optics_group, stats_columns
 from draco_em.io.mrc import write_mrc
-from draco_em.io.star import MicrographTable, read_star, write_micrographs_star, write_star
+from draco_em.io.star import read_star, write_star
 from draco_em.simulate import bad, detector
 from draco_em.simulate.config import SimulateConfig
 from draco_em.simulate.library import default_library_dir, read_library
@@ -221,8 +224,8 @@ def write_micrograph(cfg: SimulateConfig, mic: Micrograph) -> dict:
         "dracoDose": dose,  # total e⁻/Å² of the sums
         "dracoFrames": cfg.frames,
         "dracoNumParticles": len(p),
-        "dracoMean": float(mic.full.mean()),
-        "dracoStd": float(mic.full.std()),
+        # The contrast-clipped statistics, as draco prepare writes them (io/manifest.py).
+        **stats_columns(clip_stats(mic.full)),
     }
     if cfg.region_masks:
         row["dracoRegions"] = paths["regions"]
@@ -312,23 +315,8 @@ def _finished_row(cfg: SimulateConfig, index: int) -> dict | None:
 def write_manifest(cfg: SimulateConfig, rows: list[dict]) -> Path:
     """``micrographs.star``: optics block + one row per finished micrograph."""
     px = cfg.pixel_size
-    optics = pd.DataFrame(
-        [
-            {
-                "rlnOpticsGroupName": "opticsGroup1",
-                "rlnOpticsGroup": 1,
-                "rlnMicrographOriginalPixelSize": px,
-                "rlnVoltage": cfg.voltage,
-                "rlnSphericalAberration": cfg.cs,
-                "rlnAmplitudeContrast": cfg.amplitude_contrast,
-                "rlnMicrographPixelSize": px,
-            }
-        ]
-    )
-    star = cfg.outdir / "micrographs.star"
-    table = MicrographTable(path=star, optics=optics, micrographs=pd.DataFrame(rows))
-    write_micrographs_star(star, table)
-    return star
+    optics = [optics_group(1, px, px, cfg.voltage, cfg.cs, cfg.amplitude_contrast)]
+    return manifest.write_manifest(cfg.outdir / "micrographs.star", optics, rows)
 
 
 def run_simulation(cfg: SimulateConfig, progress: bool = True) -> RunSummary:
@@ -340,8 +328,8 @@ def run_simulation(cfg: SimulateConfig, progress: bool = True) -> RunSummary:
     failures = FailureLog(cfg.outdir)
     if todo:
         structures = structure_sources(cfg, progress)
-        if cfg.gain:
-            _write_image(cfg.outdir / "gain.mrc", 1.0 / _sensitivity(cfg), cfg.pixel_size)
+        if (sensitivity := _sensitivity(cfg)) is not None:  # cfg.gain
+            _write_image(cfg.outdir / "gain.mrc", 1.0 / sensitivity, cfg.pixel_size)
         bar = tqdm(total=len(todo), desc="simulate", unit="mic", disable=not progress)
         jobs = min(cfg.jobs, len(todo))
         if jobs == 1:
@@ -367,7 +355,7 @@ def run_simulation(cfg: SimulateConfig, progress: bool = True) -> RunSummary:
                         failures.record(cfg.micrograph_name(i), f"{type(exc).__name__}: {exc}")
                     bar.update()
         bar.close()
-    done = [rows[i] for i in sorted(rows) if rows[i] is not None]
+    done = [row for i in sorted(rows) if (row := rows[i]) is not None]
     star = write_manifest(cfg, done)
     return RunSummary(
         made=len(done) - (cfg.n_micrographs - len(todo)),

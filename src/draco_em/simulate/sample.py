@@ -18,6 +18,7 @@ of real power spectra (Dubochet et al. 1988, Q. Rev. Biophys. 21, 129).
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 import scipy.fft
@@ -33,7 +34,8 @@ CARBON_MFP = 1800.0  # inelastic mean free path of carbon at 300 kV, Å
 def form_factor(element: str, q: np.ndarray) -> np.ndarray:
     """Peng (1996) electron form factor in Å at spatial frequency ``q`` (1/Å)."""
     a, b = PENG[element]
-    return sum(ai * np.exp(-bi * q**2 / 4) for ai, bi in zip(a, b, strict=True))
+    terms = (ai * np.exp(-bi * q**2 / 4) for ai, bi in zip(a, b, strict=True))
+    return cast(np.ndarray, sum(terms))  # sum() starts from 0, so mypy sees int | array
 
 
 def radial_frequency(shape: tuple[int, int], pixel_size: float) -> np.ndarray:
@@ -55,8 +57,8 @@ def colored_noise(
 def smooth_field(rng: np.random.Generator, shape: tuple[int, int], length_px: float) -> np.ndarray:
     """Unit-variance Gaussian random field with correlation length ``length_px``, made coarse
     (at most 128² samples) and Fourier-interpolated, so it is cheap for any size."""
-    coarse = tuple(max(8, min(128, math.ceil(n / max(length_px / 4, 1)))) for n in shape)
-    coarse = tuple(c + c % 2 for c in coarse)  # even, so the Nyquist row is unambiguous
+    cy, cx = (max(8, min(128, math.ceil(n / max(length_px / 4, 1)))) for n in shape)
+    coarse = (cy + cy % 2, cx + cx % 2)  # even, so the Nyquist row is unambiguous
     q = radial_frequency(coarse, 1.0)
     scale = length_px * coarse[0] / shape[0]
     field = colored_noise(rng, coarse, np.exp(-2 * (math.pi * scale * q) ** 2))

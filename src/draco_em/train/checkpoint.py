@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -22,19 +22,17 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
-from draco_em.train.distributed import DistContext, all_gather_objects
-
-CHECKPOINT_DIR = "checkpoints"
-
-
-def checkpoint_path(run_dir: str | Path, which: str) -> Path:
-    """``RUNDIR/checkpoints/<which>.pt`` for 'latest' or 'best'."""
-    return Path(run_dir) / CHECKPOINT_DIR / f"{which}.pt"
+from draco_em.io.model_file import read_torch_file
+from draco_em.io.run_folder import checkpoint_path, run_checkpoint
+from draco_em.model.draco import DracoConfig, DracoMAE
+from draco_em.model.weights import save_model
+from draco_em.runtime import DistContext, all_gather_objects
 
 
 def rng_state() -> dict[str, Any]:
     """This process's RNG states as plain types and tensors (weights_only-loadable)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    legacy = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
+    kind, keys, pos, has_gauss, gauss = legacy
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": {
@@ -104,13 +102,10 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (on the CPU)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DracoInputError("checkpoint not found", path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors: a truncated or foreign file
-        raise DracoInputError(f"not a draco training checkpoint ({exc})", path) from exc
+    state = read_torch_file(path, "training checkpoint")
+    if not isinstance(state, dict):
+        raise DracoInputError(f"not a training checkpoint (holds a {type(state).__name__})", path)
+    return state
 
 
 def restore_checkpoint(
@@ -175,13 +170,8 @@ def export_run(
     Returns:
         The written path.
     """
-    from draco_em.model.draco import DracoConfig, DracoMAE
-    from draco_em.model.weights import save_model
-
     run_dir = Path(run_dir)
-    path = run_dir if run_dir.is_file() else checkpoint_path(run_dir, which)
-    if which == "best" and not path.is_file() and run_dir.is_dir():
-        path = checkpoint_path(run_dir, "latest")  # no validation set: latest is the best we have
+    path = run_checkpoint(run_dir, which) if run_dir.is_dir() else run_dir
     state = load_checkpoint(path)
     config = DracoConfig(**state["model_config"])
     model = DracoMAE(config)

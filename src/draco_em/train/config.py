@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from draco_em.errors import DracoInputError
+from draco_em.io.run_folder import read_config
+from draco_em.model.draco import MASK_RATIO, check_mask_ratio
 
 #: Fields a resumed run may change; every other field is taken from the run's config.yaml so
 #: that ``--resume latest`` continues the same optimisation (same data, model, batch, seed).
@@ -72,7 +73,7 @@ class PretrainConfig(BaseModel):
     model_overrides: dict[str, Any] = Field(
         default_factory=dict, description="DracoConfig fields that replace the preset's."
     )
-    mask_ratio: float = Field(0.75, gt=0, lt=1, description="γ: fraction masked in each view.")
+    mask_ratio: float = Field(MASK_RATIO, description="γ: fraction masked in each view.")
     init_weights: Path | None = Field(
         None,
         description="Start from these weights (a stage-1 run folder, .pt, .safetensors, .pth).",
@@ -123,24 +124,15 @@ class PretrainConfig(BaseModel):
             raise DracoInputError(
                 f"crop_angstrom must satisfy 0 < min <= max, got {self.crop_angstrom}"
             )
-        if self.stage == "draco" and self.mask_ratio < 0.5:
-            raise DracoInputError(
-                f"mask ratio {self.mask_ratio} < 0.5: DRACO needs disjoint odd/even visible sets"
-            )
+        check_mask_ratio(self.mask_ratio, two_views=self.stage == "draco")
         return self
-
-    def save(self, path: Path) -> None:
-        """Write the config as YAML (atomically)."""
-        from draco_em.io.atomic import write_text_atomic
-
-        write_text_atomic(path, yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
 
     @classmethod
     def load(cls, path: Path) -> PretrainConfig:
-        """Read a config.yaml written by :meth:`save`."""
+        """Read a run's config.yaml (:func:`draco_em.io.run_folder.write_config`)."""
         try:
-            return cls(**yaml.safe_load(Path(path).read_text()))
-        except (OSError, yaml.YAMLError, ValueError) as exc:
+            return cls(**read_config(path))
+        except ValueError as exc:
             raise DracoInputError(f"cannot read the run config ({exc})", path) from exc
 
     def merged_for_resume(self, saved: PretrainConfig) -> tuple[PretrainConfig, list[str]]:

@@ -31,8 +31,12 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
 from draco_em.errors import DracoInputError
+from draco_em.imaging.normalize import clip_stats
+from draco_em.io import manifest
 from draco_em.io.images import is_raster
 from draco_em.io.mrc import read_image, read_mrc
+from draco_em.io.pixel_size import require_pixel_size
+from draco_em.io.star import read_micrographs_star
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -89,28 +93,21 @@ def _finite(value: object) -> float | None:
 
 def _record(table: MicrographTable, i: int) -> MicrographRecord:
     row = table.micrographs.iloc[i]
-    full = table.resolve(str(row["rlnMicrographName"]))
-    odd = _path_or_none(table, row, "dracoMicrographOdd")
-    even = _path_or_none(table, row, "dracoMicrographEven")
-    if odd is None or even is None or not _finite(row.get("dracoHasPairs", 1)):
+    full = table.resolve(str(row[manifest.FULL]))
+    odd = _path_or_none(table, row, manifest.ODD)
+    even = _path_or_none(table, row, manifest.EVEN)
+    if odd is None or even is None or not _finite(row.get(manifest.HAS_PAIRS, 1)):
         odd = even = None
-    clean = _path_or_none(table, row, "dracoClean")
+    clean = _path_or_none(table, row, manifest.CLEAN)
     for path in (full, odd, even, clean):
         if path is not None and not path.exists():
             raise DracoInputError(f"manifest {table.path} names a missing file", path)
     if is_raster(full):  # PNG/JPEG/TIFF (MAE stage): the manifest must give the pixel size
-        pixel_size = table.pixel_size(i)
-        if not pixel_size:
-            raise DracoInputError(
-                "PNG/JPEG/TIFF images carry no pixel size; give rlnMicrographPixelSize in the "
-                "manifest", full
-            )  # fmt: skip
+        pixel_size = require_pixel_size("train", full, table.pixel_size(i))
         shape = _pixels(full).shape
     else:
         mrc = read_mrc(full, mmap=True, ndim=(2,))  # header only: the data stays on disk
-        pixel_size = table.pixel_size(i) or mrc.pixel_size
-        if not pixel_size:
-            raise DracoInputError("no pixel size in the manifest or the MRC header", full)
+        pixel_size = require_pixel_size("train", full, table.pixel_size(i), mrc.pixel_size)
         shape = tuple(mrc.data.shape)
     return MicrographRecord(full, odd, even, clean, float(pixel_size), shape, _manifest_stats(row))
 
@@ -130,7 +127,8 @@ def _manifest_stats(row: pd.Series) -> dict[str, tuple[float, float]] | None:
     """
     stats = {}
     for name, suffix in (("full", ""), ("odd", "Odd"), ("even", "Even")):
-        mean, std = _finite(row.get(f"dracoMean{suffix}")), _finite(row.get(f"dracoStd{suffix}"))
+        mean = _finite(row.get(f"{manifest.MEAN}{suffix}"))
+        std = _finite(row.get(f"{manifest.STD}{suffix}"))
         if mean is None or not std:
             return None
         stats[name] = (mean, std)
@@ -147,8 +145,6 @@ def load_manifest(path: str | Path, stage: str = "draco") -> list[MicrographReco
     Raises:
         DracoInputError: unreadable manifest, missing files, or no usable micrograph.
     """
-    from draco_em.io.star import read_micrographs_star
-
     table = read_micrographs_star(path)
     records = [_record(table, i) for i in range(len(table.micrographs))]
     if stage == "draco":
@@ -172,8 +168,8 @@ def split_train_val(
     Micrographs with a clean image go to validation first, so PSNR can be measured.
     """
     n_val = min(len(records) - 1, max(1, round(fraction * len(records)))) if fraction > 0 else 0
-    order = np.random.default_rng(seed).permutation(len(records))
-    order = sorted(order, key=lambda i: records[i].clean is None)  # stable: clean first
+    shuffled = np.random.default_rng(seed).permutation(len(records))
+    order = sorted(shuffled, key=lambda i: records[i].clean is None)  # stable: clean first
     val_idx = {int(i) for i in order[:n_val]}
     train = [r for i, r in enumerate(records) if i not in val_idx]
     return train, [r for i, r in enumerate(records) if i in val_idx]
@@ -279,8 +275,6 @@ class CropDataset(Dataset):
             return record.manifest_stats[name]
         path = getattr(record, name)
         if path not in self._stats:
-            from draco_em.imaging.normalize import clip_stats
-
             self._stats[path] = clip_stats(np.asarray(image, dtype=np.float32))
         return self._stats[path]
 

@@ -11,12 +11,17 @@ import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
-from draco_em.train.distributed import DistContext, all_reduce_mean
+from draco_em.evaluate.denoise_metrics import psnr
+from draco_em.infer.denoise import Denoiser
+from draco_em.io.mrc import read_image
+from draco_em.model.draco import DracoMAE
+from draco_em.runtime import DistContext, all_reduce_mean
 
 
 @dataclass
@@ -45,7 +50,7 @@ def mask_generator(
 
 
 def train_one_epoch(
-    model: torch.nn.Module,
+    model: Any,
     loader: torch.utils.data.DataLoader,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
@@ -146,7 +151,7 @@ def psnr_matched(pred: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module,
+    model: Any,
     loader: torch.utils.data.DataLoader,
     ctx: DistContext,
     *,
@@ -183,7 +188,7 @@ def evaluate(
             psnr_raw += psnr_matched(batch["full"][keep], batch["clean"][keep]).tolist()
     if not losses:
         raise DracoInputError("the validation set is empty")
-    metrics = {"val_loss": sum(losses) / len(losses)}
+    metrics: dict[str, float] = {"val_loss": sum(losses) / len(losses)}
     if n2n:
         metrics["val_n2n"] = sum(n2n) / len(n2n)
     if psnr:
@@ -196,7 +201,7 @@ def evaluate(
 
 @torch.no_grad()
 def evaluate_micrographs(
-    model: torch.nn.Module,
+    model: Any,
     records: list,
     working_pixel_size: float,
     device: torch.device,
@@ -220,10 +225,6 @@ def evaluate_micrographs(
         ``{"val_psnr_mic": mean, "val_psnr_mic_raw": mean}`` ({} without records).
     """
     # Imported here: validation borrows the inference path so that it scores what users get.
-    from draco_em.evaluate.denoise_metrics import psnr
-    from draco_em.infer.denoise import Denoiser
-    from draco_em.io.mrc import read_image
-
     if not records:
         return {}
 
@@ -235,7 +236,8 @@ def evaluate_micrographs(
             return model({"full": x}, denoise=True)
 
     model.eval()
-    denoiser = Denoiser(_Predict(), working_pixel_size, device=device,  # type: ignore[arg-type]
+    predictor = cast(DracoMAE, _Predict())  # duck-typed: patch_size and denoise only
+    denoiser = Denoiser(predictor, working_pixel_size, device=device,
                         bf16=amp_dtype is torch.bfloat16)  # fmt: skip
     scores, raw_scores = [], []
     for rec in records:

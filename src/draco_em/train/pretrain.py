@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -39,8 +39,11 @@ from torch.utils.data import DataLoader
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
+from draco_em.io.run_folder import CONFIG_FILE, checkpoint_path, run_log, write_config
+from draco_em.model.draco import MASK_RATIO, DracoConfig, DracoMAE
+from draco_em.model.weights import read_weights, resolve_weights
+from draco_em.runtime import DistContext, cleanup, init_distributed
 from draco_em.train.checkpoint import (
-    checkpoint_path,
     load_checkpoint,
     resolve_resume,
     restore_checkpoint,
@@ -54,7 +57,6 @@ from draco_em.train.data import (
     split_train_val,
     working_pixel_range,
 )
-from draco_em.train.distributed import DistContext, cleanup, init_distributed
 from draco_em.train.engine import TrainState, evaluate, evaluate_micrographs, train_one_epoch
 from draco_em.train.optim import build_optimizer, scaled_lr
 
@@ -72,14 +74,14 @@ class StageModel(nn.Module):
     ``forward(batch, denoise=True)`` → the mask-ratio-0 prediction of ``batch["full"]``.
     """
 
-    def __init__(self, model: nn.Module, stage: str) -> None:
+    def __init__(self, model: DracoMAE, stage: str) -> None:
         super().__init__()
         self.model, self.stage = model, stage
 
     def forward(
         self,
         batch: dict[str, torch.Tensor],
-        mask_ratio: float = 0.75,
+        mask_ratio: float = MASK_RATIO,
         generator: torch.Generator | None = None,
         denoise: bool = False,
     ) -> Any:
@@ -109,14 +111,12 @@ def run_pretrain(
     finished = False
     try:
         config = _run_config(config, ctx)
-        _setup_logging(config.out_dir, ctx)
-        result = _train(config, ctx, on_step)
+        log.setLevel(logging.INFO if ctx.is_main else logging.WARNING)
+        with run_log(config.out_dir, log, enabled=ctx.is_main):
+            result = _train(config, ctx, on_step)
         finished = True
         return result
     finally:
-        for handler in [h for h in log.handlers if getattr(h, "_draco_run", False)]:
-            log.removeHandler(handler)
-            handler.close()
         cleanup(ctx, wait=finished)  # after a failure, do not wait for ranks that may be gone
 
 
@@ -215,8 +215,8 @@ def _data(config: PretrainConfig, ctx: DistContext) -> _Data:
     """Training crops (sharded, resumable order) and the fixed validation crops."""
     records = load_manifest(config.data, "mae" if config.stage == "mae" else "draco")
     train_recs, val_recs = split_train_val(records, config.val_fraction, config.seed)
-    crops = {"area": config.crop_area, "angstrom": config.crop_angstrom, "seed": config.seed,
-             "pairs": config.stage != "mae"}  # fmt: skip
+    crops: dict[str, Any] = {"area": config.crop_area, "angstrom": config.crop_angstrom,
+                             "seed": config.seed, "pairs": config.stage != "mae"}  # fmt: skip
     train_ds = CropDataset(train_recs, config.crop_size, config.crops_per_micrograph, **crops)
     sampler = ResumableSampler(len(train_ds), config.batch_size, ctx.world_size, ctx.rank,
                                config.accum, config.seed)  # fmt: skip
@@ -250,7 +250,8 @@ def _optimisation(
 
 def _wrap(stage_model: StageModel, config: PretrainConfig, ctx: DistContext) -> nn.Module:
     """Optionally torch.compile, then DDP (unless FSDP2 already shards it), as nanoGPT does."""
-    model: nn.Module = torch.compile(stage_model) if config.compile else stage_model
+    # torch.compile returns the module wrapped (an OptimizedModule), typed as a callable.
+    model = cast(nn.Module, torch.compile(stage_model)) if config.compile else stage_model
     if ctx.enabled and not config.fsdp:
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
@@ -288,15 +289,14 @@ def _update_best(best: dict, metrics: dict) -> bool:
     return False
 
 
-def _build_model(config: PretrainConfig) -> tuple[nn.Module, Any]:
+def _build_model(config: PretrainConfig) -> tuple[DracoMAE, Any]:
     """The DracoMAE of the preset (crop size and γ from the run), optionally pre-loaded.
 
     With ``init_weights`` that record their architecture (our run folders and safetensors), that
     architecture is used and ``--preset`` only names the run; ``model_overrides`` still apply.
     """
-    from draco_em.model.draco import DracoConfig, DracoMAE
-
-    run_fields = {"img_size": config.crop_size, "mask_ratio": max(config.mask_ratio, 0.5)}
+    # The γ this run trains with, as is (an MAE-stage run may use γ < 0.5).
+    run_fields = {"img_size": config.crop_size, "mask_ratio": config.mask_ratio}
     state, init_config = None, None
     if config.init_weights is not None:
         state, init_config = _initial_weights(Path(config.init_weights))
@@ -342,8 +342,6 @@ def _build_model(config: PretrainConfig) -> tuple[nn.Module, Any]:
 def _initial_weights(path: Path) -> tuple[dict[str, torch.Tensor], Any]:
     """State dict and (where recorded) DracoConfig from a run folder, a training checkpoint,
     or exported weights (official .pth files record no config: ``None``)."""
-    from draco_em.model.draco import DracoConfig
-    from draco_em.model.weights import read_weights, resolve_weights
 
     path = resolve_weights(path)
     if path.suffix == ".pt":
@@ -373,24 +371,14 @@ def _shard(stage_model: StageModel, ctx: DistContext) -> None:
 
 def _run_config(config: PretrainConfig, ctx: DistContext) -> PretrainConfig:
     """On resume, the run's saved config (except RESUME_MAY_CHANGE fields); else save this one."""
-    saved_path = config.out_dir / "config.yaml"
+    saved_path = config.out_dir / CONFIG_FILE
     if config.resume is not None and saved_path.is_file():
         config, ignored = config.merged_for_resume(PretrainConfig.load(saved_path))
         if ignored:
             log.warning("resuming: kept the run's %s (config.yaml)", ", ".join(ignored))
     if ctx.is_main:
-        config.out_dir.mkdir(parents=True, exist_ok=True)
-        config.save(saved_path)
+        write_config(config.out_dir, config)
     return config
-
-
-def _setup_logging(run_dir: Path, ctx: DistContext) -> None:
-    log.setLevel(logging.INFO if ctx.is_main else logging.WARNING)
-    if ctx.is_main:
-        handler = logging.FileHandler(run_dir / "run.log")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        handler._draco_run = True  # type: ignore[attr-defined]
-        log.addHandler(handler)
 
 
 def _log_metrics(run_dir: Path, record: dict) -> None:

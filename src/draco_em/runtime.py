@@ -1,4 +1,9 @@
-"""Process-group setup for torchrun and SLURM ``srun``, and the few collectives training needs.
+"""Where a command runs: device choice, process-group setup and the few collectives we need.
+
+The bottom layer (it imports only torch and :mod:`draco_em.errors`), used by every command:
+:func:`resolve_device` is the one reading of ``--device`` (``auto``, ``cpu``, ``cuda``,
+``cuda:N``; asking for CUDA where torch sees none is a :class:`DracoInputError`, one line), and
+:func:`init_distributed` / :func:`barrier` the one process-group set-up.
 
 One code path for every launch: a plain ``python``/``draco`` call is a world of one process; under
 ``torchrun`` the rank comes from ``RANK/WORLD_SIZE/LOCAL_RANK`` (``MASTER_ADDR/PORT`` set by
@@ -84,22 +89,43 @@ def _first_slurm_host(nodelist: str) -> str:
         return match.group(1) + (match.group(2) or "")
 
 
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """'auto' → cuda:LOCAL_RANK if CUDA is present, else cpu; 'cuda' without CUDA is an error."""
+def resolve_device(device: str = "auto", local_rank: int | None = None) -> torch.device:
+    """The torch device of a ``--device`` value.
+
+    Args:
+        device: ``auto`` (this rank's GPU when CUDA is present, else the CPU), ``cpu``, ``cuda``
+            (this rank's GPU) or ``cuda:N``; another torch device name (``mps``) is passed on.
+        local_rank: rank within the node, which picks the GPU (default: ``LOCAL_RANK`` or 0).
+
+    Raises:
+        DracoInputError: CUDA asked for but not available, a GPU index beyond those present,
+            or a name torch does not know.
+    """
+    if local_rank is None:
+        local_rank = launch_env()[2]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
+    if device == "cpu":
+        return torch.device("cpu")
+    if device == "cuda" or device.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise DracoInputError("--device cuda was asked for but torch sees no CUDA device")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
+            raise DracoInputError(f"--device {device} was asked for but torch sees no CUDA device")
+        count = torch.cuda.device_count()
+        index = local_rank % count if device == "cuda" else torch.device(device).index
+        if index is None or index >= count:
+            raise DracoInputError(f"--device {device}: torch sees only {count} CUDA device(s)")
+        return torch.device("cuda", index)
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise DracoInputError(f"--device {device!r} is not a device torch knows: {exc}") from None
 
 
 def init_distributed(device: str = "auto") -> DistContext:
     """Initialise the default process group if launched with several processes.
 
     Args:
-        device: 'auto', 'cpu' or 'cuda'.
+        device: a ``--device`` value (:func:`resolve_device`).
 
     Returns:
         The :class:`DistContext` of this process (world of one when not launched in parallel).

@@ -19,23 +19,24 @@ head flags only ~6 % of the contaminated area (``docs/picking.md``): a weak defa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from draco_em.curate.features import (
-    Encoder,
-    micrograph_vector,
-    spectrum_vector,
-)
+from draco_em.curate.features import micrograph_vector, spectrum_vector
 from draco_em.curate.head import Curator, load_curator
 from draco_em.curate.predict import curator_encoder, finetune_start
 from draco_em.curate.regions import all_tile_vectors, tiles_to_mask
 from draco_em.errors import DracoInputError
 from draco_em.imaging.tiling import TileGrid
-from draco_em.pick.predict import ExcludeFn
+from draco_em.model.encoder import Encoder
+from draco_em.runtime import resolve_device
+
+#: (micrograph [ny, nx], pixel size Å) → bool mask [ny, nx], True = excluded. The picker takes
+#: it as its ``exclude`` callback (``draco_em.pick.predict.ExcludeFn``, the same signature).
+MaskFn = Callable[[np.ndarray, float], np.ndarray]
 
 #: Classes excluded when none are named: those of these that the curator has.
 DEFAULT_CLASSES = ("contamination", "carbon", "carbon_only")
@@ -99,14 +100,14 @@ def curation_exclude(
     classes: Sequence[str] | None = None,
     threshold: float = 0.5,
     device: torch.device | str = "cpu",
-) -> ExcludeFn:
-    """An exclusion callback for :meth:`~draco_em.pick.predict.Picker.pick_image`.
+) -> MaskFn:
+    """An exclusion callback for the picker (``Picker.pick_image``, ``pick.run.predict_all``).
 
     Args:
         curator_model: ``bundled``, a ``draco curate train`` run folder or a curator file.
         classes: classes whose tiles are excluded (None: :data:`DEFAULT_CLASSES` it has).
         threshold: a tile is excluded when the summed probability of ``classes`` is ≥ this.
-        device: where the encoder runs.
+        device: where the encoder runs (a ``--device`` value or a torch device).
 
     Returns:
         ``exclude(image [ny, nx], pixel_size Å) → bool [ny, nx]``, True = do not pick.
@@ -117,7 +118,7 @@ def curation_exclude(
     """
     curator = load_curator(curator_model)
     index = [curator.tile_classes.index(c) for c in exclusion_classes(curator, classes)]
-    encoder = curator_encoder(curator, None, torch.device(device))
+    encoder = curator_encoder(curator, None, resolve_device(str(device)))
 
     def exclude(image: np.ndarray, pixel_size: float) -> np.ndarray:
         probs, grid = tile_probabilities(curator, encoder, image, pixel_size)

@@ -1,11 +1,11 @@
-"""Rank discovery from torchrun and SLURM variables."""
+"""The runtime layer: device choice and rank discovery from torchrun and SLURM variables."""
 
 from __future__ import annotations
 
 import pytest
 
 from draco_em.errors import DracoInputError
-from draco_em.train.distributed import _first_slurm_host, launch_env, resolve_device
+from draco_em.runtime import _first_slurm_host, launch_env, resolve_device
 
 
 def test_launch_env() -> None:
@@ -28,6 +28,9 @@ def test_device() -> None:
     import torch
 
     if not torch.cuda.is_available():
-        with pytest.raises(DracoInputError, match="CUDA"):
-            resolve_device("cuda")
+        for asked in ("cuda", "cuda:1"):  # one behaviour for every command
+            with pytest.raises(DracoInputError, match=f"--device {asked} .* no CUDA"):
+                resolve_device(asked)
         assert resolve_device("auto").type == "cpu"
+    with pytest.raises(DracoInputError, match="not a device"):
+        resolve_device("gpu0")

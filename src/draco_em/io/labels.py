@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from draco_em.curate.config import GOOD
 from draco_em.errors import DracoInputError
+from draco_em.io.classes import GOOD
+from draco_em.io.star import read_micrographs_star
 
 STAR_LABEL_COLUMNS = ("dracoReason", "dracoLabel", "label", "dracoQuality")
 CSV_NAME_COLUMNS = ("micrograph", "rlnMicrographName", "path", "name")
@@ -108,8 +109,6 @@ def _pick(
 
 
 def _read_star_labels(path: Path, label_column: str | None) -> LabelSet:
-    from draco_em.io.star import read_micrographs_star
-
     table = read_micrographs_star(path)
     mics = table.micrographs
     column = _pick(list(mics.columns), label_column, STAR_LABEL_COLUMNS, "label", path)

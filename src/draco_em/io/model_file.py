@@ -1,0 +1,154 @@
+"""Model files: find one, open it, check its format tag, read its metadata; one error wording.
+
+Every trained thing draco-em writes (DRACO weights, curation heads, pickers) is one safetensors
+file whose string metadata carries a ``format`` tag and JSON fields; training checkpoints are
+``torch.save`` dicts read with ``weights_only=True``. Every loader goes through here, so that
+
+* ``"bundled"``, a run folder and a file are resolved the same way (:func:`resolve_model_file`);
+* a missing, unreadable or foreign file is always a :class:`DracoInputError` naming the file,
+  worded ``<what> not found``, ``cannot read <what> (<reason>)`` or
+  ``not a <what> (format tag ...)``.
+
+The files shipped with the package live in :mod:`draco_em.weights` (read with
+``importlib.resources``; never downloaded).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from draco_em.errors import DracoInputError
+from draco_em.io.atomic import atomic_path
+
+#: The model name that means "the file shipped with the package".
+BUNDLED = "bundled"
+#: Package holding the shipped model files.
+BUNDLED_PACKAGE = "draco_em.weights"
+
+
+def resolve_model_file(
+    model: str | Path,
+    bundled_file: str,
+    *,
+    missing_bundled: str,
+    not_found: str,
+    run_file: str | None = None,
+) -> Path:
+    """The one way every command finds a model file: ``"bundled"``, a run folder or a file.
+
+    Args:
+        model: ``"bundled"`` (the file shipped in :mod:`draco_em.weights`), a run folder (with
+            ``run_file``) or a path.
+        bundled_file: name of the shipped file.
+        missing_bundled: message when the package ships no such file.
+        not_found: message when the given path is not a file.
+        run_file: file name inside a run folder, when folders are accepted.
+    """
+    if str(model) == BUNDLED:
+        bundled = importlib.resources.files(BUNDLED_PACKAGE) / bundled_file
+        if not bundled.is_file():
+            raise DracoInputError(missing_bundled)
+        return Path(str(bundled))
+    path = Path(model)
+    if run_file is not None and path.is_dir():
+        path = path / run_file
+    if not path.is_file():
+        raise DracoInputError(not_found, path)
+    return path
+
+
+@dataclass
+class ModelFile:
+    """A safetensors model file as read.
+
+    Attributes:
+        path: the file.
+        what: what it should be, for messages ("DRACO weights file", "curation model", ...).
+        header: its string metadata (``format`` tag and JSON fields).
+        tensors: name → tensor (empty when read with ``tensors=False``).
+        shapes: name → shape of every tensor.
+    """
+
+    path: Path
+    what: str
+    header: dict[str, str]
+    tensors: dict[str, torch.Tensor]
+    shapes: dict[str, list[int]]
+
+    def json(self, key: str, default: Any = None) -> Any:
+        """The JSON field ``key`` of the metadata, or ``default`` when absent."""
+        if key not in self.header:
+            return default
+        return parse_json_field(self.header, key, self.path, self.what)
+
+
+def parse_json_field(header: Mapping[str, Any], key: str, path: Path, what: str) -> Any:
+    """``json.loads(header[key])`` whose failure names the file and the field."""
+    try:
+        return json.loads(header[key])
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise DracoInputError(f"cannot read {what} (corrupt {key} metadata: {exc})", path) from None
+
+
+def read_model_file(
+    path: str | Path, what: str, fmt: str | None = None, *, tensors: bool = True
+) -> ModelFile:
+    """Open a safetensors model file and check its format tag.
+
+    Args:
+        path: the file (already resolved, :func:`resolve_model_file`).
+        what: what it should be, for messages.
+        fmt: required ``format`` tag; None accepts any (official DRACO safetensors have none).
+        tensors: also read the tensors (False: metadata and shapes only, cheap).
+
+    Raises:
+        DracoInputError: ``cannot read <what> (...)`` for a missing or corrupt file,
+            ``not a <what> (format tag ...)`` for a foreign one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DracoInputError(f"{what} not found", path)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            header = dict(fh.metadata() or {})
+            shapes = {k: list(fh.get_slice(k).get_shape()) for k in fh.keys()}
+            state = {k: fh.get_tensor(k) for k in fh.keys()} if tensors else {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise DracoInputError(f"cannot read {what} ({exc})", path) from None
+    if fmt is not None and header.get("format") != fmt:
+        raise DracoInputError(
+            f"not a {what} (format tag {header.get('format')!r}, expected {fmt!r})", path
+        )
+    return ModelFile(path, what, header, state, shapes)
+
+
+def write_model_file(
+    path: str | Path, tensors: Mapping[str, torch.Tensor], header: Mapping[str, str]
+) -> Path:
+    """Write tensors (moved to the CPU, contiguous) and string metadata atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=dict(header))
+    return path
+
+
+def read_torch_file(path: str | Path, what: str) -> Any:
+    """``torch.load(weights_only=True)`` on the CPU (never unpickles code), one error wording."""
+    path = Path(path)
+    if not path.is_file():
+        raise DracoInputError(f"{what} not found", path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and safety errors all mean "not such a file"
+        raise DracoInputError(f"cannot read {what} ({exc})", path) from None

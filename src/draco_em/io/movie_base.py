@@ -1,0 +1,128 @@
+"""The movie interface shared by the MRC reader (:mod:`draco_em.io.movies`) and the TIFF/EER
+readers (:mod:`draco_em.io.tiff_movies`): the :class:`Movie` base class, the file suffixes and
+the checks every reader makes. Its own module so that neither reader imports the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from draco_em.errors import DracoInputError, first_line
+from draco_em.io.validate import validate_image
+
+MRC_SUFFIXES = (".mrc", ".mrcs", ".st")
+TIFF_SUFFIXES = (".tif", ".tiff")
+EER_SUFFIXES = (".eer", ".ecc")
+EER_COMPRESSIONS = (65000, 65001, 65002)
+#: Largest frame accepted, in pixels: a Falcon 4 EER rendered at 4× is 16384² = 2**28.
+MAX_FRAME_PIXELS = 2**28
+
+
+class Movie:
+    """A dose-fractionated movie opened for lazy, frame-by-frame reading.
+
+    Attributes:
+        path: the file.
+        n_frames: number of (grouped) frames.
+        shape: (ny, nx) of one frame, in output pixels.
+        dtype: the stored sample type (uint8, uint16, float32, ...; EER: bool, one electron
+            event per pixel per raw frame).
+        pixel_size: Å per output pixel, or None when neither the file nor the caller gives one.
+        notes: things the user should know (dropped EER frames, placeholder pixel size, ...).
+        metadata: format-specific header facts (EER acquisition metadata, TIFF compression).
+    """
+
+    path: Path
+    n_frames: int
+    shape: tuple[int, int]
+    dtype: np.dtype
+    pixel_size: float | None
+    notes: list[str]
+    metadata: dict
+
+    def _read(self, index: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def frame(self, index: int) -> np.ndarray:
+        """Decode frame ``index`` (0-based, negative counts from the end) as float32 [ny, nx].
+
+        Raises:
+            IndexError: index out of range.
+            DracoInputError: the frame cannot be decoded, has another shape, or has NaN/Inf.
+        """
+        if not -self.n_frames <= index < self.n_frames:
+            raise IndexError(f"frame {index} out of range for {self.n_frames} frames")
+        index %= self.n_frames
+        try:
+            data = self._read(index)
+        except DracoInputError:
+            raise
+        except Exception as exc:  # codec errors, short reads of truncated files
+            msg = f"cannot decode frame {index} ({first_line(exc)})"
+            raise DracoInputError(msg, self.path) from exc
+        data = np.asarray(data)
+        if data.shape != self.shape:
+            raise DracoInputError(
+                f"frame {index} has shape {data.shape}, expected {self.shape}", self.path
+            )
+        out = data.astype(np.float32, copy=True)
+        if data.dtype.kind in "fc" and not np.isfinite(out).all():
+            validate_image(out, self.path, f"frame {index}")  # raises with the NaN/Inf count
+        return out
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(self.n_frames):
+            yield self.frame(i)
+
+    def sum(self, frames: Iterable[int] | slice | None = None) -> np.ndarray:
+        """Sum of the given frames (default: all) as float32 [ny, nx], one frame in memory.
+
+        Args:
+            frames: frame indices or a slice, e.g. ``slice(0, None, 2)`` for the even frames.
+        """
+        if frames is None:
+            indices: Iterable[int] = range(self.n_frames)
+        elif isinstance(frames, slice):
+            indices = range(self.n_frames)[frames]
+        else:
+            indices = frames
+        total = np.zeros(self.shape, np.float64)  # float64: exact for any realistic count
+        for i in indices:
+            total += self.frame(i)
+        return total.astype(np.float32)
+
+    def close(self) -> None:
+        """Release the file handle (also done by ``with open_movie(...) as movie``)."""
+
+    def __enter__(self) -> Movie:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({str(self.path)!r}, n_frames={self.n_frames}, "
+            f"shape={self.shape}, dtype={self.dtype}, pixel_size={self.pixel_size})"
+        )
+
+
+def check_frame_shape(shape: tuple[int, ...], path: Path) -> None:
+    """Reject frame sizes no detector makes: a corrupt header must not allocate 32 GB."""
+    if len(shape) == 2 and 0 < shape[0] * shape[1] <= MAX_FRAME_PIXELS:
+        return
+    raise DracoInputError(
+        f"frame shape {tuple(shape)} is not a plausible image (corrupt header?)", path
+    )
+
+
+def check_pixel_size_override(pixel_size: float | None, path: Path) -> None:
+    """Raise unless a user-given pixel size (Å) is None or a finite positive number."""
+    if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
+        raise DracoInputError(f"pixel size override must be > 0 Å, got {pixel_size}", path)

@@ -1,0 +1,69 @@
+"""The one pixel-size resolver: which value counts, what each stage does without one, one error.
+
+A pixel size comes, in order of precedence, from the user's ``--pixel-size`` (applied once,
+when the file is read: ``io/mrc.read_mrc(pixel_size=...)``, the movie readers), the file's
+header, then an input table (a RELION STAR's optics, a manifest row). Headers often say 0 or
+1.0 as a placeholder; 0 and other non-positive values count as unknown.
+
+What a stage does when none is known, stated once (:data:`POLICY`):
+
+=========  ==========  ==================================================================
+stage      policy      why
+=========  ==========  ==================================================================
+denoise    optional    runs at the input's own sampling (no rescale to the model's)
+curate     optional    same: tiles at the input sampling; spectrum features take 1 Å
+pick       required    the particle diameter is in Å: the working sampling needs it
+prepare    required    dose weighting, binning and the manifest are in Å
+train      required    crops are chosen in Å and the model records its pixel size
+=========  ==========  ==================================================================
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+from draco_em.errors import DracoInputError
+
+Stage = Literal["denoise", "curate", "pick", "prepare", "train"]
+#: Whether a stage needs a known pixel size (see the module doc).
+POLICY: dict[str, bool] = {
+    "denoise": False,
+    "curate": False,
+    "pick": True,
+    "prepare": True,
+    "train": True,
+}
+#: The one wording of the error.
+UNKNOWN = "pixel size unknown (the header says 0 and no other source has one): pass --pixel-size Å"
+
+
+def resolve_pixel_size(
+    stage: Stage, where: str | Path | None, *candidates: float | None
+) -> float | None:
+    """The first known (finite, positive) pixel size of ``candidates``, in Å.
+
+    Args:
+        stage: the stage asking; its :data:`POLICY` says whether None is allowed.
+        where: the file (or name) the pixel size is for, named in the error.
+        candidates: values in order of precedence (override, header, table).
+
+    Raises:
+        DracoInputError: none is known and the stage needs one (:data:`UNKNOWN`).
+    """
+    for value in candidates:
+        if value is not None and math.isfinite(value) and value > 0:
+            return float(value)
+    if POLICY[stage]:
+        raise DracoInputError(UNKNOWN, where)
+    return None
+
+
+def require_pixel_size(stage: Stage, where: str | Path | None, *candidates: float | None) -> float:
+    """:func:`resolve_pixel_size` for a stage that needs one (typed as a float)."""
+    if not POLICY[stage]:
+        raise ValueError(f"stage {stage} does not require a pixel size")
+    value = resolve_pixel_size(stage, where, *candidates)
+    assert value is not None  # resolve_pixel_size raised otherwise
+    return value

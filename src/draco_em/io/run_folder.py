@@ -1,0 +1,101 @@
+"""Run folders of the training commands (pretrain, pick train, pick calibrate, curate train).
+
+Every run folder has the same bones::
+
+    RUNDIR/config.yaml          every setting of the run (written atomically, YAML)
+    RUNDIR/run.log              the run's log
+    RUNDIR/checkpoints/         best.pt and latest.pt (pretrain)
+
+and the model file of the command (``picker.safetensors``, ``curator.safetensors``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from draco_em.errors import DracoInputError
+from draco_em.io.atomic import write_text_atomic
+
+CONFIG_FILE = "config.yaml"
+LOG_FILE = "run.log"
+CHECKPOINT_DIR = "checkpoints"
+#: Checkpoint names in order of preference when a run folder is used as a model.
+CHECKPOINTS = ("best", "latest")
+
+
+def write_config(run_dir: str | Path, config: BaseModel | Mapping[str, Any]) -> Path:
+    """Write ``RUNDIR/config.yaml`` atomically (a pydantic config as its JSON-mode dump)."""
+    data = config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config)
+    path = Path(run_dir) / CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The settings in a ``config.yaml`` (a run folder or the file itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG_FILE
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise DracoInputError(f"cannot read the run config ({exc})", path) from None
+    if not isinstance(data, dict):
+        raise DracoInputError("cannot read the run config (not a mapping)", path)
+    return data
+
+
+@contextmanager
+def run_log(
+    run_dir: str | Path, logger: logging.Logger, enabled: bool = True
+) -> Iterator[logging.Handler | None]:
+    """Copy ``logger``'s records (INFO and up) to ``RUNDIR/run.log`` while the block runs.
+
+    ``enabled=False`` (ranks other than 0) writes nothing.
+    """
+    if not enabled:
+        yield None
+        return
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(Path(run_dir) / LOG_FILE)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+        handler.close()
+
+
+def checkpoint_path(run_dir: str | Path, which: str) -> Path:
+    """``RUNDIR/checkpoints/<which>.pt`` for 'latest' or 'best'."""
+    return Path(run_dir) / CHECKPOINT_DIR / f"{which}.pt"
+
+
+def run_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
+    """The checkpoint a run folder stands for: ``which``, falling back to the latest.
+
+    A run without a validation set never writes ``best.pt``: its latest is the best it has.
+
+    Raises:
+        DracoInputError: the folder holds neither.
+    """
+    order = (which, *[c for c in CHECKPOINTS if c != which])
+    for name in order:
+        path = checkpoint_path(run_dir, name)
+        if path.is_file():
+            return path
+    raise DracoInputError(
+        f"not a draco pretrain run folder (no {CHECKPOINT_DIR}/best.pt or latest.pt)", run_dir
+    )
