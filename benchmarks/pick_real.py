@@ -17,6 +17,8 @@ Methods (``--methods``, comma-separated):
   (``--pixel-size 1.77``), at its stored threshold and its best one;
 * ``log``: the classical Laplacian-of-Gaussian baseline (``pick/log_picker.py``) at the same
   working pixel size, all peaks, best threshold;
+* ``random``: as many uniformly random picks per micrograph as the experts made, inside the
+  unpadded area (seed 0): the chance level at this particle density;
 * ``fewshot``: 200 expert picks on 3 micrographs (the first three by name, picks drawn with a
   fixed seed) → ``draco pick train --weights bundled`` and ``topaz train`` on the same picks,
   scored on the other 8 micrographs.
@@ -216,6 +218,19 @@ def run_log(out: Path) -> dict:
     return {"all": score(txt, EMPIAR / "coordinates")}
 
 
+def run_random(out: Path) -> dict:
+    """Chance level: uniform random picks, as many per micrograph as the truth, 100 px in."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for star in sorted((EMPIAR / "coordinates").glob("*.star")):
+        n = len(read_coords(star))
+        xy = rng.uniform(100, 4096 - 100, size=(n, 2))
+        frames.append(pd.DataFrame({"micrograph": star.stem, "x": xy[:, 0], "y": xy[:, 1]}))
+    txt = out / "random_picks.txt"
+    write_topaz(txt, pd.concat(frames, ignore_index=True))
+    return {"all": score(txt, EMPIAR / "coordinates")}
+
+
 def fewshot_split(out: Path) -> tuple[list[Path], list[Path], Path, int]:
     """3 training micrographs, the other 8 for test, 200 expert picks drawn with seed 0."""
     mics = micrographs()
@@ -357,6 +372,8 @@ def main() -> None:
         results["topaz_general"] = run_topaz(args.out, args.topaz, factors)
     if "draco" in methods:
         results["draco_" + Path(args.model).name] = run_draco(args.out, args.model)
+    if "random" in methods:
+        results["random"] = run_random(args.out)
     if "log" in methods:
         results["log"] = run_log(args.out)
     if "fewshot" in methods:
