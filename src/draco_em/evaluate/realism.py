@@ -41,7 +41,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from draco_em.errors import DracoInputError
-from draco_em.imaging.fourier import fourier_rescale
+from draco_em.imaging.fourier import fourier_rescale, frequency_grid
 from draco_em.imaging.normalize import clip_stats, padded_border, saturated_values
 from draco_em.imaging.tiling import TileGrid, tile_image
 from draco_em.io.atomic import atomic_path, write_text_atomic
@@ -165,8 +165,7 @@ def radial_spectrum(image: np.ndarray, pixel_size: float) -> tuple[np.ndarray, n
     tiles = tiles - tiles.mean(axis=(1, 2), keepdims=True)
     window = np.outer(np.hanning(tile), np.hanning(tile)).astype(np.float32)
     power = (np.abs(np.fft.rfft2(tiles * window)) ** 2).mean(axis=0) / float((window**2).sum())
-    ky = np.fft.fftfreq(tile)[:, None]
-    kx = np.fft.rfftfreq(tile)[None, :]
+    ky, kx = frequency_grid((tile, tile))
     ring = np.rint(np.hypot(ky, kx) * tile).astype(int)  # ring index in units of 1/tile
     n_rings = tile // 2
     sums = np.bincount(ring.ravel(), weights=power.ravel(), minlength=n_rings + 1)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from draco_em.imaging.fourier import frequency_grid_torch
 from draco_em.simulate.sample import smooth_field
 
 
@@ -36,8 +37,7 @@ def damage_filter(q: torch.Tensor, exposure: float) -> torch.Tensor:
 
 def detector_mtf(shape: tuple[int, int]) -> torch.Tensor:
     """MTF on the rfft2 grid of ``shape`` (separable sinc of the pixel × Gaussian blur)."""
-    fy = torch.fft.fftfreq(shape[0])[:, None]
-    fx = torch.fft.rfftfreq(shape[1])[None, :]
+    fy, fx = frequency_grid_torch(shape)
     blur = torch.exp(-(fy**2 + fx**2) / 1.06**2)
     return torch.sinc(fy) * torch.sinc(fx) * blur
 

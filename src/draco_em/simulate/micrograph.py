@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from draco_em.imaging.fourier import frequency_grid_torch
 from draco_em.simulate import bad, detector, junk, optics, placement, presets, sample
 from draco_em.simulate.config import SimulateConfig
 from draco_em.simulate.potential import WATER_POTENTIAL_V, interaction_constant
@@ -172,10 +173,8 @@ def _anchor_images(cfg, phase, attenuation, transfer, blur, signal=None):
     Radiation damage changes slowly with exposure, so frames interpolate linearly between
     these anchors instead of forming one image per frame.
     """
-    q = torch.sqrt(
-        torch.fft.fftfreq(phase.shape[0], cfg.pixel_size)[:, None] ** 2
-        + torch.fft.rfftfreq(phase.shape[1], cfg.pixel_size)[None, :] ** 2
-    )
+    qy, qx = frequency_grid_torch(tuple(phase.shape), cfg.pixel_size)
+    q = torch.sqrt(qy**2 + qx**2)
     # The camera's MTF (classic: one K2-like curve; realistic: the drawn camera, interpolation
     # and binning, see detector.realistic_signal_transfer).
     mtf = (detector.detector_mtf(tuple(phase.shape)) if signal is None else signal) * blur
@@ -401,6 +400,5 @@ def _as_stored(odd, even, clean, halves, draw):
 def _motion_blur(canvas: tuple[int, int], shifts: np.ndarray) -> torch.Tensor:
     """Blur of motion *within* a frame (a line of the mean per-frame step), on the rfft2 grid."""
     step = np.abs(np.diff(shifts, axis=0)).mean(axis=0) if len(shifts) > 1 else np.zeros(2)
-    fy = torch.fft.fftfreq(canvas[0])[:, None]
-    fx = torch.fft.rfftfreq(canvas[1])[None, :]
+    fy, fx = frequency_grid_torch(canvas)
     return torch.sinc(fy * float(step[1]) + fx * float(step[0]))

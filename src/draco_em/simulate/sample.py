@@ -24,6 +24,7 @@ import numpy as np
 import scipy.fft
 from matplotlib.path import Path as PolygonPath
 
+from draco_em.imaging.fourier import frequency_grid
 from draco_em.simulate.potential import FORM_FACTOR_TO_VOLTS, PENG
 
 WATER_PER_A3 = 0.0314  # molecules/Å³ in vitreous ice (0.94 g/cm³)
@@ -40,8 +41,7 @@ def form_factor(element: str, q: np.ndarray) -> np.ndarray:
 
 def radial_frequency(shape: tuple[int, int], pixel_size: float) -> np.ndarray:
     """|q| in 1/Å on the rfft2 grid of an image of ``shape``."""
-    fy = np.fft.fftfreq(shape[0], pixel_size)[:, None]
-    fx = np.fft.rfftfreq(shape[1], pixel_size)[None, :]
+    fy, fx = frequency_grid(shape, pixel_size)
     return np.sqrt(fy**2 + fx**2)
 
 
