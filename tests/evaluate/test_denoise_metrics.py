@@ -55,3 +55,13 @@ def test_pair_regions_backgrounds_hold_no_particle(rng):
     for (sx, sy), (bx, by) in pairs:
         assert np.min(np.hypot(coords[:, 0] - bx, coords[:, 1] - by)) >= 16 - 1e-9
         assert np.hypot(sx - bx, sy - by) <= 6 * 8 + 1e-9
+
+
+def test_pair_regions_avoid_mask_keeps_disks_off_contamination(rng):
+    coords = rng.uniform(20, 236, size=(30, 2))
+    avoid = np.zeros((256, 256), dtype=bool)
+    avoid[:, 128:] = True  # right half is "ice"
+    pairs = pair_regions(coords, (256, 256), radius=8, n_pairs=30, avoid=avoid)
+    assert pairs
+    for (sx, _), (bx, _) in pairs:
+        assert sx < 128 - 8 and bx < 128 - 8 + 1
