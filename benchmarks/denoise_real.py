@@ -123,8 +123,11 @@ def denoise_all(raw: Path, pred: Path, pixel_size: float, venv: Path | None) -> 
     files = sorted(raw.glob("*.mrc"))
     images = {p.stem: read_image(p, pixel_size)[0] for p in files}
     classical(images, pred, pixel_size)
-    seconds = {"draco": draco(files, pred / "draco", pixel_size)}
-    if venv:
+    seconds: dict = {}
+    # Denoised outputs already there are reused (a re-run only re-scores); delete to re-time.
+    if not all((pred / "draco" / p.name).exists() for p in files):
+        seconds["draco"] = draco(files, pred / "draco", pixel_size)
+    if venv and not all((pred / "topaz_unet" / p.name).exists() for p in files):
         seconds["topaz_unet"] = topaz(venv, files, pred / "topaz_unet")
     return seconds
 
@@ -273,7 +276,9 @@ def main() -> None:
         mce(work, args, info)
     empiar_and_speed(work, args, info)
     if args.sim:
+        old = info.get("sim", {}).get("seconds", {})
         info["sim"] = simulated(work, args.sim, args.topaz_venv)
+        info["sim"]["seconds"] = old | info["sim"]["seconds"]
     if args.tomo:
         info["tomo"] = tomo(work, args.figure.with_name("denoise_tomo.png"))
     out_json.write_text(json.dumps(info, indent=2))
@@ -283,7 +288,9 @@ def main() -> None:
 def mce(work: Path, args: argparse.Namespace, info: dict) -> None:
     raw, coords, masks = prepare_mce(work)
     pred = work / "mce" / "pred"
-    info["mce_seconds"] = denoise_all(raw, pred, MCE_PIXEL, args.topaz_venv)
+    info["mce_seconds"] = info.get("mce_seconds", {}) | denoise_all(
+        raw, pred, MCE_PIXEL, args.topaz_venv
+    )
     for name, mask in (("mce_masked", masks), ("mce_all_picks", None)):
         res = score(pred, raw, coords, MCE_PIXEL, MCE_DIAMETER, work / f"{name}_pairs.json", mask)
         info[name] = {k: v["mean"] | {"n_pairs": v["per_micrograph"][0].get("snr_pairs")}
@@ -298,7 +305,9 @@ def empiar_and_speed(work: Path, args: argparse.Namespace, info: dict) -> None:
     if args.empiar:
         raw_e, coords_e = prepare_empiar(work, args.empiar)
         pred_e = work / "empiar" / "pred"
-        info["empiar_seconds"] = denoise_all(raw_e, pred_e, EMPIAR_PIXEL, args.topaz_venv)
+        info["empiar_seconds"] = info.get("empiar_seconds", {}) | denoise_all(
+            raw_e, pred_e, EMPIAR_PIXEL, args.topaz_venv
+        )
         res = score(pred_e, raw_e, coords_e, EMPIAR_PIXEL, EMPIAR_DIAMETER,
                     work / "empiar_pairs.json")  # fmt: skip
         info["empiar"] = {k: v["mean"] for k, v in res.items()}

@@ -65,3 +65,19 @@ def test_pair_regions_avoid_mask_keeps_disks_off_contamination(rng):
     assert pairs
     for (sx, _), (bx, _) in pairs:
         assert sx < 128 - 8 and bx < 128 - 8 + 1
+
+
+def test_half_cross_db_punishes_both_leftover_noise_and_blur(rng):
+    from scipy import ndimage
+
+    from draco_em.evaluate.denoise_metrics import half_cross_db
+
+    signal = ndimage.gaussian_filter(rng.normal(size=(128, 128)), 3) * 10
+    even, odd = signal + rng.normal(size=signal.shape), signal + rng.normal(size=signal.shape)
+
+    def score(sigma: float) -> float:
+        f = (lambda x: ndimage.gaussian_filter(x, sigma)) if sigma else (lambda x: x)
+        return half_cross_db(f(even), f(odd), even, odd)
+
+    assert score(2.0) > score(0.0) + 1  # leftover noise costs
+    assert score(2.0) > score(12.0) + 1  # so does blur

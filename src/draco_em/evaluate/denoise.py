@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from draco_em.errors import DracoInputError
 from draco_em.evaluate.denoise_metrics import (
     frc_summary,
+    half_cross_db,
     half_frc_summary,
     pair_regions,
     psnr,
@@ -218,15 +219,24 @@ class _Regions:
         write_text_atomic(self.cfg.pairs, json.dumps(doc, indent=1))
 
 
-def _half_frc(entry: dict[str, Path], shape: tuple[int, int], px: float | None) -> dict:
-    """Half-map FRC of an ``EVN``/``ODD`` pair on the micrograph's frame ({} without both)."""
+def _half_frc(
+    entry: dict[str, Path], shape: tuple[int, int], px: float | None, raw: dict[str, Path]
+) -> dict:
+    """Half-map FRC of a denoised ``EVN``/``ODD`` pair on the micrograph's frame and, with the
+    raw halves, the cross score of each denoised half against the other raw half ({} without)."""
     if "EVN" not in entry or "ODD" not in entry:
         return {}
     from draco_em.imaging.fourier import fourier_resize
 
-    halves = [read_image(entry[h], px)[0] for h in ("EVN", "ODD")]
-    halves = [h if h.shape == tuple(shape) else fourier_resize(h, tuple(shape)) for h in halves]
-    return half_frc_summary(*halves)
+    def load(path: Path) -> np.ndarray:
+        h = read_image(path, px)[0]
+        return h if h.shape == tuple(shape) else fourier_resize(h, tuple(shape))
+
+    even, odd = load(entry["EVN"]), load(entry["ODD"])
+    out = half_frc_summary(even, odd)
+    if "EVN" in raw and "ODD" in raw:
+        out["half_cross_db"] = half_cross_db(even, odd, load(raw["EVN"]), load(raw["ODD"]))
+    return out
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -271,13 +281,14 @@ def evaluate_denoise(cfg: EvaluateDenoiseConfig) -> dict:
         row: dict = {"micrograph": stem}
         if pred is not None:
             row.update(score_image(pred, truth, None, radius, 0, pairs=pairs, shape=ref.shape))
-        row.update(_half_frc(entry, ref.shape, cfg.pixel_size))
+        row.update(_half_frc(entry, ref.shape, cfg.pixel_size, raw_halves.get(stem, {})))
         if len(row) > 1:
             rows.append(row)
         if stem in raw:
             raw_row = {"micrograph": stem}
             raw_row.update(score_image(ref, truth, None, radius, 0, pairs=pairs))
-            raw_row.update(_half_frc(raw_halves.get(stem, {}), ref.shape, cfg.pixel_size))
+            halves = raw_halves.get(stem, {})
+            raw_row.update(_half_frc(halves, ref.shape, cfg.pixel_size, halves))
             raw_rows.append(raw_row)
     if not rows:
         where = f"a clean image of the same name in {cfg.clean}" if cfg.clean else "a score"
@@ -297,7 +308,10 @@ DIRECTIONS = {
     "ssim": "SSIM vs clean, higher is better",
     "frc_mean": "mean FRC vs clean, higher is better",
     "snr_db": "paper Eq. 11 SNR (dB), higher is better; REWARDS blur (a wide Gaussian scores well)",
-    "half_frc_mean": "mean FRC of denoised EVN vs ODD, higher is better; blur-neutral",
+    "half_frc_mean": "mean FRC of denoised EVN vs ODD, higher is better; blur-neutral, but "
+    "rewards structure put into both halves alike",
+    "half_cross_db": "denoised half vs the other RAW half (dB), higher is better; punishes blur "
+    "and leftover noise (needs raw EVN/ODD)",
 }
 
 
