@@ -55,3 +55,29 @@ def test_pair_regions_backgrounds_hold_no_particle(rng):
     for (sx, sy), (bx, by) in pairs:
         assert np.min(np.hypot(coords[:, 0] - bx, coords[:, 1] - by)) >= 16 - 1e-9
         assert np.hypot(sx - bx, sy - by) <= 6 * 8 + 1e-9
+
+
+def test_pair_regions_avoid_mask_keeps_disks_off_contamination(rng):
+    coords = rng.uniform(20, 236, size=(30, 2))
+    avoid = np.zeros((256, 256), dtype=bool)
+    avoid[:, 128:] = True  # right half is "ice"
+    pairs = pair_regions(coords, (256, 256), radius=8, n_pairs=30, avoid=avoid)
+    assert pairs
+    for (sx, _), (bx, _) in pairs:
+        assert sx < 128 - 8 and bx < 128 - 8 + 1
+
+
+def test_half_cross_db_punishes_both_leftover_noise_and_blur(rng):
+    from scipy import ndimage
+
+    from draco_em.evaluate.denoise_metrics import half_cross_db
+
+    signal = ndimage.gaussian_filter(rng.normal(size=(128, 128)), 3) * 10
+    even, odd = signal + rng.normal(size=signal.shape), signal + rng.normal(size=signal.shape)
+
+    def score(sigma: float) -> float:
+        f = (lambda x: ndimage.gaussian_filter(x, sigma)) if sigma else (lambda x: x)
+        return half_cross_db(f(even), f(odd), even, odd)
+
+    assert score(2.0) > score(0.0) + 1  # leftover noise costs
+    assert score(2.0) > score(12.0) + 1  # so does blur

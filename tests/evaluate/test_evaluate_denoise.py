@@ -52,3 +52,80 @@ def test_cli_json(folders):
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     data = json.loads(res.stdout)
     assert data["n"] == 1 and data["per_micrograph"][0]["micrograph"] == "mic_0"
+
+
+@pytest.fixture
+def real_like(tmp_path, rng):
+    """A 'real' set with no clean image: bright disks at known picks on white noise."""
+    yy, xx = np.mgrid[:128, :128]
+    picks = np.array([[30.0, 30.0], [90.0, 40.0], [40.0, 95.0], [100.0, 100.0]])
+    signal = sum(((xx - x) ** 2 + (yy - y) ** 2 <= 36).astype(float) for x, y in picks)
+    for sub in ("raw", "smooth", "coords"):
+        (tmp_path / sub).mkdir()
+    noise = rng.normal(size=(2, 128, 128))
+    write_mrc(tmp_path / "raw" / "mic_1.mrc", signal + noise[0], 1.0)
+    write_mrc(tmp_path / "raw" / "mic_1_EVN.mrc", signal + noise[0], 1.0)
+    write_mrc(tmp_path / "raw" / "mic_1_ODD.mrc", signal + noise[1], 1.0)
+    from scipy import ndimage
+
+    for name, img in (("mic_1", signal + noise[0]), ("mic_1_EVN", signal + noise[0]),
+                      ("mic_1_ODD", signal + noise[1])):  # fmt: skip
+        write_mrc(tmp_path / "smooth" / f"{name}.mrc", ndimage.gaussian_filter(img, 2), 1.0)
+    coords = pd.DataFrame({"micrograph": "mic_1", "x": picks[:, 0], "y": picks[:, 1]})
+    write_relion_coords(tmp_path / "coords" / "mic_1.star", coords)
+    return tmp_path
+
+
+def test_real_data_without_clean_scores_raw_and_prediction_on_same_pairs(real_like):
+    pairs_file = real_like / "pairs.json"
+    cfg = EvaluateDenoiseConfig(
+        pred=real_like / "smooth", raw=real_like / "raw", coords=real_like / "coords", radius=5,
+        pairs=pairs_file,
+    )  # fmt: skip
+    res = evaluate_denoise(cfg)
+    assert "psnr_db" not in res["mean"]
+    # Smoothing the noise raises Eq. 11 well above the raw row (it rewards blur) ...
+    assert res["mean"]["snr_db"] > res["raw"]["mean"]["snr_db"] + 5
+    # ... while the EVN/ODD half FRC is reported for both rows.
+    assert "half_frc_mean" in res["mean"] and "half_frc_mean" in res["raw"]["mean"]
+    saved = json.loads(pairs_file.read_text())["micrographs"]["mic_1"]
+    assert saved["shape"] == [128, 128] and len(saved["pairs"]) == 4
+    # A re-run reuses the saved pairs even when the coordinates change.
+    (real_like / "coords" / "mic_1.star").unlink()
+    one = pd.DataFrame({"micrograph": ["mic_1"], "x": [64.0], "y": [64.0]})
+    write_relion_coords(real_like / "coords" / "mic_1.star", one)
+    again = evaluate_denoise(cfg)
+    assert again["mean"]["snr_db"] == pytest.approx(res["mean"]["snr_db"])
+    assert again["per_micrograph"][0]["snr_pairs"] == 4
+
+
+def test_half_frc_is_higher_for_a_denoiser_that_keeps_signal(real_like, rng):
+    (real_like / "noise").mkdir()
+    for half in ("EVN", "ODD"):  # an output that replaced the signal by fresh noise
+        write_mrc(real_like / "noise" / f"mic_1_{half}.mrc", rng.normal(size=(128, 128)), 1.0)
+    kw = {"coords": real_like / "coords", "radius": 5}
+    good = evaluate_denoise(EvaluateDenoiseConfig(pred=real_like / "smooth", **kw))
+    bad = evaluate_denoise(EvaluateDenoiseConfig(pred=real_like / "noise", **kw))
+    assert good["mean"]["half_frc_mean"] > bad["mean"]["half_frc_mean"] + 0.03
+
+
+def test_diameter_needs_and_uses_the_pixel_size(real_like):
+    kw = {"pred": real_like / "smooth", "coords": real_like / "coords", "diameter": 20.0}
+    res = evaluate_denoise(EvaluateDenoiseConfig(pixel_size=2.0, **kw))
+    assert res["per_micrograph"][0]["snr_pairs"] >= 1
+
+
+def test_missing_folders_and_no_reference_are_user_errors(real_like):
+    with pytest.raises(DracoInputError, match="not a folder"):
+        evaluate_denoise(EvaluateDenoiseConfig(pred=real_like / "smooth",
+                                               coords=real_like / "missing"))  # fmt: skip
+    with pytest.raises(DracoInputError, match="--clean"):
+        evaluate_denoise(EvaluateDenoiseConfig(pred=real_like / "smooth"))
+
+
+def test_cli_table_has_raw_row_and_directions(real_like):
+    cmd = [sys.executable, "-m", "draco_em", "evaluate", "denoise", "--pred",
+           str(real_like / "smooth"), "--raw", str(real_like / "raw"), "--coords",
+           str(real_like / "coords"), "--radius", "5"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert "raw input" in out and "higher is better" in out and "REWARDS blur" in out

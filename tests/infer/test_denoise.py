@@ -122,3 +122,22 @@ def test_shifted_grids_average_plain_and_half_patch_offset_passes(rng):
     np.testing.assert_allclose(two[0], (plain + offset) / 2, rtol=1e-5, atol=1e-5)
     four, _ = Denoiser(model, None, tile=64, shifts=4).denoise_image(tile[0], None)
     assert four.shape == (64, 64) and np.isfinite(four).all()
+
+
+def test_tiff_stack_is_denoised_section_by_section(tmp_path, weights, rng):
+    """A z-first multi-page TIFF (a tomogram, as the cylindra crops) → an MRC stack, per section."""
+    import tifffile
+
+    vol = (rng.normal(size=(3, 64, 48)) * 20 + 120).clip(0, 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "tomo.tif", vol, imagej=True)
+    cfg = DenoiseConfig(inputs=[str(tmp_path / "tomo.tif")], outdir=tmp_path / "out",
+                        weights=str(weights), workers=0, tile=64, progress=False,
+                        pixel_size=2.0)  # fmt: skip
+    assert run_denoise(cfg)["done"] == 1
+    out = read_mrc(tmp_path / "out" / "tomo.mrc")
+    assert out.data.shape == (3, 64, 48) and out.pixel_size == pytest.approx(2.0)
+    # Section k of the output is the denoised section k alone (no mixing between sections).
+    single = tmp_path / "one.tif"
+    tifffile.imwrite(single, vol[1])
+    run_denoise(cfg.model_copy(update={"inputs": [str(single)]}))
+    np.testing.assert_allclose(out.data[1], read_mrc(tmp_path / "out" / "one.mrc").data, atol=1e-4)

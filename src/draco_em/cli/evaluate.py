@@ -1,4 +1,4 @@
-"""Score results against ground truth (simulated data): denoising, curation and picking.
+"""Score results against ground truth (simulated data) or, for denoising, on real data too.
 
 Example:
     draco evaluate denoise --pred denoised/ --clean sim/clean --coords sim/coordinates --json
@@ -22,16 +22,34 @@ app.add_typer(evaluate_app, name="evaluate")
 
 @evaluate_app.command("denoise")
 def evaluate_denoise(
-    pred: Annotated[Path, typer.Option(help="Folder of denoised MRC images.")],
-    clean: Annotated[Path, typer.Option(help="Folder of noise-free images (same names).")],
-    coords: Annotated[Path | None, typer.Option(help="Coordinates folder, for the SNR.")] = None,
+    pred: Annotated[Path, typer.Option(help="Folder of denoised images (X_EVN/X_ODD: halves).")],
+    clean: Annotated[
+        Path | None, typer.Option(help="Folder of noise-free images (simulated sets).")
+    ] = None,
+    raw: Annotated[Path | None, typer.Option(help="Folder of the raw inputs (a raw row).")] = None,
+    coords: Annotated[Path | None, typer.Option(help="Coordinates folder, for Eq. 11.")] = None,
+    masks: Annotated[
+        Path | None, typer.Option(help="Contamination maps (>0.5) that disks avoid.")
+    ] = None,
+    diameter: Annotated[float | None, typer.Option(help="Particle diameter in Å.")] = None,
+    pixel_size: Annotated[float | None, typer.Option(help="Override header Å/px.")] = None,
     radius: Annotated[float | None, typer.Option(help="SNR disk radius in px.")] = None,
     exclusion: Annotated[
         float | None, typer.Option(help="Min px from a background disk to any particle centre.")
     ] = None,
+    n_pairs: Annotated[int, typer.Option(help="Region pairs per micrograph.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed choosing the particles of the pairs.")] = 0,
+    pairs: Annotated[
+        Path | None, typer.Option(help="Region-pairs JSON: reused if present, else written.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """PSNR and SSIM (after scale/offset matching), FRC, and the paper's SNR (Eq. 11)."""
+    """PSNR, SSIM, FRC vs --clean; the paper's SNR (Eq. 11) from --coords; EVN/ODD half FRC.
+
+    Real micrographs (no clean image):
+    draco evaluate denoise --pred denoised/ --raw mics/ --coords picks/ --diameter 150
+    --pairs pairs.json
+    """
     from draco_em.evaluate.denoise import (
         EvaluateDenoiseConfig,
         dump_json,
@@ -40,8 +58,10 @@ def evaluate_denoise(
     )
 
     cfg = EvaluateDenoiseConfig(
-        pred=pred, clean=clean, coords=coords, radius=radius, exclusion=exclusion
-    )
+        pred=pred, clean=clean, raw=raw, coords=coords, masks=masks, diameter=diameter,
+        pixel_size=pixel_size, radius=radius, exclusion=exclusion, n_pairs=n_pairs, seed=seed,
+        pairs=pairs,
+    )  # fmt: skip
     result = evaluate_denoise(cfg)
     if as_json:
         typer.echo(dump_json(result))

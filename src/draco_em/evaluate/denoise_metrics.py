@@ -48,17 +48,27 @@ def ssim(pred: np.ndarray, clean: np.ndarray, sigma: float = 1.5) -> float:
     return float(s.mean())
 
 
-def fourier_ring_correlation(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fourier_ring_correlation(
+    a: np.ndarray, b: np.ndarray, taper: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """FRC between two same-shape images.
+
+    Args:
+        taper: multiply both by a cosine edge window (1/8 of each side) first. Without it the
+            wrap-around jump at the borders puts low-frequency (signal) content into every ring,
+            which after a blur dominates the high rings and correlates between two halves.
 
     Returns:
         (frequency [n_shells] in cycles/pixel, frc [n_shells]), shells of width 1/min(ny, nx).
     """
     if a.shape != b.shape:
         raise ValueError(f"FRC needs equal shapes, got {a.shape} and {b.shape}")
-    fa = np.fft.rfft2(a.astype(np.float64) - a.mean())
-    fb = np.fft.rfft2(b.astype(np.float64) - b.mean())
+    a, b = a.astype(np.float64) - a.mean(), b.astype(np.float64) - b.mean()
     ny, nx = a.shape
+    if taper:
+        window = np.outer(_edge_window(ny), _edge_window(nx))
+        a, b = a * window, b * window
+    fa, fb = np.fft.rfft2(a), np.fft.rfft2(b)
     ky, kx = frequency_grid((ny, nx))
     n = min(ny, nx)
     shell = np.rint(np.sqrt(ky**2 + kx**2) * n).astype(int).ravel()
@@ -71,6 +81,15 @@ def fourier_ring_correlation(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, 
     return np.arange(n // 2 + 1) / n, frc
 
 
+def _edge_window(n: int) -> np.ndarray:
+    """1D Tukey window: cosine ramps over n/8 samples at each end, 1 in between."""
+    ramp = max(1, n // 8)
+    w = np.ones(n)
+    t = 0.5 - 0.5 * np.cos(np.pi * (np.arange(ramp) + 0.5) / ramp)
+    w[:ramp], w[n - ramp :] = t, t[::-1]
+    return w
+
+
 def frc_summary(pred: np.ndarray, clean: np.ndarray, pixel_size: float | None = None) -> dict:
     """Mean FRC against the clean image, and the resolution where FRC first drops below 0.5."""
     freq, frc = fourier_ring_correlation(pred, clean)
@@ -81,6 +100,42 @@ def frc_summary(pred: np.ndarray, clean: np.ndarray, pixel_size: float | None = 
     if pixel_size:
         out["frc_0.5_resolution_A"] = float(pixel_size / f_half) if f_half > 0 else None
     return out
+
+
+def half_frc_summary(even: np.ndarray, odd: np.ndarray) -> dict:
+    """Half-map FRC between the denoised even and odd halves (independent noise, same signal).
+
+    Higher is better. A linear isotropic filter (a Gaussian) scales both halves by the same
+    factor in each ring and leaves this FRC unchanged (edges are tapered so that holds), so it
+    does not reward blur; but it does not punish it either, and it rises for any structure a
+    denoiser puts into both halves alike (e.g. a fixed tile or patch grid). Read it beside
+    :func:`half_cross_db`, which punishes both blur and leftover noise.
+    """
+    freq, frc = fourier_ring_correlation(even, odd, taper=True)
+    below = np.nonzero(frc[1:] < 0.143)[0]
+    f_cut = float(freq[1:][below[0]]) if below.size else float(freq[-1])
+    return {"half_frc_mean": float(frc[1:].mean()), "half_frc_0.143_cycles_per_px": f_cut}
+
+
+def half_cross_db(
+    den_even: np.ndarray, den_odd: np.ndarray, raw_even: np.ndarray, raw_odd: np.ndarray
+) -> float:
+    """Noise2Noise score without truth: each denoised half against the OTHER raw half, in dB.
+
+    The raw halves carry the same signal s with independent noise, so for a prediction f made
+    from the odd half, E|a·f + b − even|² = E|a·f + b − s|² + σ²: the error against the clean
+    image plus a constant. Ranking methods by it therefore ranks them by their error against
+    the unknown clean image: blur (lost signal) and leftover noise both lower it. Returned as
+    10·log10(var(target) / mse) after least-squares scale/offset matching, averaged over the
+    two directions; higher is better (the constant σ² keeps the range small: compare methods,
+    not absolute values).
+    """
+    out = []
+    for pred, target in ((den_odd, raw_even), (den_even, raw_odd)):
+        t = target.astype(np.float64)
+        mse = float(np.mean((match_scale_offset(pred, t) - t) ** 2))
+        out.append(10.0 * np.log10(max(t.var(), 1e-30) / max(mse, 1e-30)))
+    return float(np.mean(out))
 
 
 def disk_mask(shape: tuple[int, int], cx: float, cy: float, radius: float) -> np.ndarray:
@@ -96,6 +151,7 @@ def pair_regions(
     n_pairs: int = 20,
     seed: int = 0,
     exclusion: float | None = None,
+    avoid: np.ndarray | None = None,
 ) -> list[tuple[tuple[float, float], tuple[float, float]]]:
     """Signal/background disk centres for the paper's SNR (Eq. 11, after Topaz-Denoise).
 
@@ -112,6 +168,9 @@ def pair_regions(
         seed: which particles are used when there are more than ``n_pairs``.
         exclusion: minimum distance in pixels from a background centre to any particle centre;
             set it to particle radius + disk radius (default: 2 × ``radius``).
+        avoid: optional boolean [ny, nx] map of regions no disk may touch (e.g. contamination
+            from a curation mask): a disk whose centre is within ``radius`` of it is skipped, so
+            an ice blob's edge is never scored as "signal" or "background".
 
     Returns:
         List of ((sx, sy), (bx, by)).
@@ -122,15 +181,25 @@ def pair_regions(
     order = rng.permutation(len(coords))
     pairs = []
     angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    blocked = None
+    if avoid is not None:
+        # Distance of every pixel to the nearest avoided pixel; a disk centre needs > radius.
+        blocked = ndimage.distance_transform_edt(~avoid.astype(bool)) <= radius
     for i in order:
         sx, sy = coords[i]
         if not (radius <= sx < nx - radius and radius <= sy < ny - radius):
+            continue
+        if blocked is not None and blocked[int(sy), int(sx)]:
             continue
         for dist in exclusion + np.arange(0.0, 4.01, 0.5) * radius:
             bx, by = sx + dist * np.cos(angles), sy + dist * np.sin(angles)
             inside = (bx >= radius) & (bx < nx - radius) & (by >= radius) & (by < ny - radius)
             d2 = (bx[:, None] - coords[None, :, 0]) ** 2 + (by[:, None] - coords[None, :, 1]) ** 2
             free = inside & (d2.min(axis=1) >= exclusion**2)
+            if blocked is not None:
+                iy = np.clip(by.astype(int), 0, ny - 1)
+                ix = np.clip(bx.astype(int), 0, nx - 1)
+                free &= ~blocked[iy, ix]
             if free.any():
                 k = int(np.nonzero(free)[0][0])
                 pairs.append(((float(sx), float(sy)), (float(bx[k]), float(by[k]))))

@@ -27,8 +27,8 @@ from draco_em.io.batch import (
     expand_inputs,
     shard,
 )
-from draco_em.io.images import is_raster
-from draco_em.io.mrc import read_image, read_mrc, write_mrc
+from draco_em.io.images import is_raster, read_raster_stack, require_pixel_size
+from draco_em.io.mrc import read_mrc, write_mrc
 from draco_em.io.preview import save_preview
 from draco_em.io.star import MicrographTable, write_micrographs_star
 from draco_em.io.validate import validate_image
@@ -77,8 +77,10 @@ class _Reader(Dataset):
     def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, float | None, str]:
         path = self.items[i].path
         try:
-            if is_raster(path):  # PNG/JPEG/TIFF: one 2D image, pixel size from the option
-                data, px = read_image(path, self.pixel_size)
+            px: float | None
+            if is_raster(path):  # PNG/JPEG/TIFF (a multi-page TIFF: a stack), px from the option
+                px = require_pixel_size(path, self.pixel_size)
+                data = read_raster_stack(path)
             else:
                 mrc = read_mrc(path, pixel_size=self.pixel_size, ndim=(2, 3))
                 data, px = np.array(mrc.data, dtype=np.float32), mrc.pixel_size  # writable copy

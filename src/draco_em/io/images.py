@@ -10,7 +10,9 @@ are read here and nowhere else; :func:`draco_em.io.mrc.read_image` dispatches to
   image saved as RGB differs between channels by its chroma compression, so exact channel
   equality cannot be required). An alpha channel must be fully opaque: transparent pixels have
   no intensity.
-- A TIFF with several pages (a movie) where one image is expected is an error.
+- A TIFF with several pages (a movie) where one image is expected is an error;
+  :func:`read_raster_stack` reads a grey multi-page TIFF (a tomogram or tilt series, z first)
+  for ``draco denoise``, which treats it section by section.
 - These files carry no pixel size a cryo-EM tool can trust (DPI is a display setting), so the
   caller must pass one (``--pixel-size``); :func:`require_pixel_size` says so in one line.
 """
@@ -63,6 +65,34 @@ def read_raster(path: str | Path) -> np.ndarray:
     else:
         data = _read_pillow(path)
     return _to_grey(data, path)
+
+
+def read_raster_stack(path: str | Path) -> np.ndarray:
+    """Read a picture file as ``[ny, nx]``, or a grey multi-page TIFF as ``[n, ny, nx]`` float32.
+
+    The pages of a TIFF stack are sections in file order (z first, as ImageJ and tifffile write
+    tomograms and tilt series).
+
+    Raises:
+        DracoInputError: as :func:`read_raster`, or pages that are not one grey shape.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in TIFF_SUFFIXES or not path.is_file():
+        return read_raster(path)
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if len(tif.pages) == 1:
+                return read_raster(path)
+            data = np.asarray(tif.asarray())
+    except Exception as exc:
+        raise DracoInputError(f"not a readable TIFF file ({first_line(exc)})", path) from exc
+    if data.ndim != 3 or min(data.shape[1:]) < 2:
+        raise DracoInputError(
+            f"expected a grey TIFF stack [n, ny, nx], found shape {tuple(data.shape)}", path
+        )
+    return np.ascontiguousarray(data, dtype=np.float32)
 
 
 def _read_tiff(path: Path) -> np.ndarray:
