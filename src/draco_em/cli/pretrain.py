@@ -44,7 +44,9 @@ def pretrain(
     accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
     blr: Annotated[float, typer.Option(help="Base lr; lr = blr × effective batch / 256.")] = 1.5e-4,
     warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up epochs.")] = 5.0,
-    mask_ratio: Annotated[float, typer.Option(help="γ, fraction masked per view.")] = 0.75,
+    mask_ratio: Annotated[
+        float | None, typer.Option(help="γ, fraction masked per view (default 0.75, §2).")
+    ] = None,
     crops_per_micrograph: Annotated[
         int, typer.Option(help="K crops per micrograph per epoch.")
     ] = 16,
@@ -90,6 +92,8 @@ def pretrain(
         raise DracoInputError("--data is required (except to --resume a run with a config.yaml)")
     if options["epochs"] is None:
         options["epochs"] = 100
+    if options.get("mask_ratio") is None:  # the one default: model.draco.MASK_RATIO
+        options.pop("mask_ratio", None)
     config = PretrainConfig(**options)  # a rejected value: one line, exit 2 (cli.main)
     result = run_pretrain(config)
     typer.echo(f"run folder {result['run_dir']}: {result['metrics']}")
