@@ -257,7 +257,7 @@ def loo_resnet(items: list[Item], classes: list[str], epochs: int, size: int) ->
 
 # ----------------------------------------------------------------------------- report
 def markdown(results: dict) -> str:
-    head = "| set | method | balanced acc. | accepted | per class: decision right / reason right / n |"
+    head = "| set | method | bal. acc. | accepted | per class: decision ok / reason ok / n |"
     lines = [head, "|---|---|---|---|---|"]
     for key, r in results.items():
         if not isinstance(r, dict) or "per_class" not in r:
