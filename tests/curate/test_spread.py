@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import pytest
 
 from draco_em.curate.spread import answer_shares, check_spread
 from draco_em.errors import DracoInputError
+from tests.conftest import run_draco
 
 
 def test_one_class_for_everything_is_refused() -> None:
@@ -40,3 +44,26 @@ def test_limit_is_inclusive_and_adjustable() -> None:
 def test_mismatched_lengths_are_an_error() -> None:
     with pytest.raises(ValueError):
         answer_shares(["accept"], [])
+
+
+@pytest.mark.slow
+def test_bundled_head_gives_more_than_one_answer_on_real_micassess(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """The 18 real MicAssess micrographs (6 good, 12 bad; ~7 Å/px PNG): the bundled head must
+    pass the spread check on them (the issue-17 head answered reject/carbon_only for all)."""
+    from draco_em.curate.head import resolve_curator_path
+
+    try:
+        resolve_curator_path("bundled")
+    except DracoInputError:
+        pytest.skip("no bundled curation head installed")
+    folder = shared_data / "micassess" / "micrographs"
+    if not folder.is_dir():
+        pytest.skip(f"real micrographs {folder} are absent")
+    proc = run_draco("curate", "predict", folder, "-o", tmp_path, "--pixel-size", "7",
+                     "--device", "cpu", "-q", timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(tmp_path / "curation.csv")
+    assert len(table) == 18
+    check_spread(list(table["decision"]), list(table["reason"]), name="MicAssess")
