@@ -68,17 +68,20 @@ def draco(*args: str) -> None:
     subprocess.run([*cmd, *args], check=True)
 
 
-def simulate(root: Path, kind: str, spec: str, jobs: int, bad: float) -> Path:
+def simulate(
+    root: Path, kind: str, spec: str, jobs: int, bad: float, preset: str = "realistic"
+) -> Path:
     """``PX:SIZE:N:SEED`` → a simulated labelled set (resumes); returns its STAR.
 
-    Training sets also get the region masks (``--region-masks``) for a region head.
+    Realistic training sets also get the region masks (``--region-masks``) for a region head.
     """
     px, size, n, seed = spec.split(":")
-    out = root / f"{kind}{px}"
+    out = root / f"{kind}{'c' if preset == 'classic' else ''}{px}"
     draco(
-        "simulate", str(out), "--preset", "realistic", "--n-micrographs", n, "--size", size,
+        "simulate", str(out), "--preset", preset, "--n-micrographs", n, "--size", size,
         "--pixel-size", px, "--bad-fraction", str(bad), "--seed", seed, "--no-movies",
-        *(["--region-masks"] if kind == "train" else []), "-j", str(jobs), "-q",
+        *(["--region-masks"] if kind == "train" and preset == "realistic" else []),
+        "-j", str(jobs), "-q",
     )  # fmt: skip
     return out / "micrographs.star"
 
@@ -135,6 +138,10 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=Path("/tmp/curate_data"))
     ap.add_argument("--train", nargs="+", default=list(TRAIN), help="PX:SIZE:N:SEED sets")
     ap.add_argument("--val", nargs="+", default=list(VAL), help="PX:SIZE:N:SEED sets")
+    ap.add_argument(
+        "--classic-train", nargs="*", default=[], help="PX:SIZE:N:SEED classic-preset sets too"
+    )
+    ap.add_argument("--tag", default="", help="suffix of the candidate files")
     ap.add_argument("--bad-fraction", type=float, default=0.5)
     ap.add_argument("--l2", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1])
     ap.add_argument("--epochs", type=int, default=100)
@@ -143,8 +150,12 @@ def main() -> None:
     ap.add_argument("--dest", type=Path, default=DEST)
     args = ap.parse_args()
     train = [simulate(args.root, "train", s, args.jobs, args.bad_fraction) for s in args.train]
+    train += [
+        simulate(args.root, "train", s, args.jobs, args.bad_fraction, "classic")
+        for s in args.classic_train
+    ]
     val = [simulate(args.root, "val", s, args.jobs, args.bad_fraction) for s in args.val]
-    labels = combined_labels(train, args.root / "train.csv")
+    labels = combined_labels(train, args.root / f"train{args.tag}.csv")
     run = args.root / "runs" / "shared"  # one run folder: the features are cached once
     results = {"bundled (current)": validate(args.dest, val, run / "features")}
     for l2 in args.l2:
@@ -154,13 +165,13 @@ def main() -> None:
                 features=FeatureConfig(), progress=False,
             )
         )  # fmt: skip
-        head = args.root / "runs" / f"curator_l2_{l2:g}.safetensors"
+        head = args.root / "runs" / f"curator{args.tag}_l2_{l2:g}.safetensors"
         shutil.copyfile(run / "curator.safetensors", head)
         results[str(head)] = validate(head, val, run / "features")
         print(head.name, json.dumps(results[str(head)], default=str), flush=True)
     print("bundled (current)", json.dumps(results["bundled (current)"], default=str))
     passing = [k for k, v in results.items() if k != "bundled (current)" and v["spread_ok"]]
-    (args.root / "selection.json").write_text(json.dumps(results, indent=2, default=str))
+    (args.root / f"selection{args.tag}.json").write_text(json.dumps(results, indent=2, default=str))
     if not passing:
         raise SystemExit("no candidate passes the spread check: nothing written")
     best = max(passing, key=lambda k: (results[k]["score"], k))
