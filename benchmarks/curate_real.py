@@ -55,13 +55,15 @@ import pandas as pd
 import torch
 
 from draco_em.curate.baselines import LogisticRegression, ResNet18, resnet_input, spectrum_features
-from draco_em.curate.config import GOOD, CurateTrainConfig, FeatureConfig
-from draco_em.curate.features import Encoder, load_encoder, micrograph_features, micrograph_vector
+from draco_em.curate.config import CurateTrainConfig, FeatureConfig
+from draco_em.curate.features import micrograph_features, micrograph_vector
 from draco_em.curate.head import Curator, load_curator
-from draco_em.curate.labels import read_labels
 from draco_em.curate.predict import decide
 from draco_em.curate.train import _Featurizer, class_weights, fit_head, predict_arrays
+from draco_em.io.classes import GOOD
+from draco_em.io.labels import read_labels
 from draco_em.io.mrc import read_image
+from draco_em.model.encoder import Encoder, load_encoder
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MICASSESS_PX = 7.0  # Å, README: "about 7 Å/px"

@@ -21,7 +21,8 @@ Methods: raw; Gaussian low-pass 20 Å (cryoSPARC); the simulated-set best Gaussi
 `draco denoise` (bundled weights).
 
 No real set here has odd/even halves, so the blur-punishing metric of these tables is missing on
-real data (the half-map FRC needs `_EVN`/`_ODD`); see docs/benchmarks.md, "Denoising on real micrographs".
+real data (the half-map FRC needs `_EVN`/`_ODD`); see docs/benchmarks.md, "Denoising on real
+micrographs".
 
 Usage:
     OMP_NUM_THREADS=2 python benchmarks/denoise_real.py --work /tmp/denoise_real \

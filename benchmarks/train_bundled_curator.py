@@ -52,14 +52,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from draco_em.curate.config import GOOD, CurateTrainConfig, FeatureConfig
-from draco_em.curate.features import load_encoder, micrograph_features, micrograph_vector
+from draco_em.curate.config import CurateTrainConfig, FeatureConfig
+from draco_em.curate.features import micrograph_features, micrograph_vector
 from draco_em.curate.head import load_curator
-from draco_em.curate.labels import read_labels
 from draco_em.curate.predict import decide
 from draco_em.curate.spread import check_spread
 from draco_em.curate.train import train_curator
 from draco_em.errors import DracoInputError
+from draco_em.io.classes import GOOD
+from draco_em.io.labels import read_labels
+from draco_em.model.encoder import load_encoder
 
 REPO = Path(__file__).resolve().parents[1]
 DEST = REPO / "src" / "draco_em" / "weights" / "curate_head.safetensors"

@@ -160,7 +160,12 @@ def test_bundled_head_rejects_the_real_contaminated_micrograph(
 @pytest.mark.slow
 def test_bundled_head_sorts_a_fresh_simulated_set(tmp_path: Path) -> None:
     """A small set the head never saw (another seed than its training and benchmark sets):
-    every bad class once, 7 good; the bundled head must get at least 12 of the 14 right."""
+    every bad class once, 7 good; the bundled head must get at least 11 of the 14 right.
+
+    The head installed for issue 19 (trained on the realistic preset at 2-7 Å/px, chosen by a
+    rule fixed before scoring real data) gets 11/14 here where the classic-only head got
+    ≥ 12/14, and 0.71 instead of 0.50 balanced accuracy on the real MicAssess micrographs:
+    real data counts (docs/benchmarks.md, "Curation on real micrographs")."""
     from draco_em.curate.head import resolve_curator_path
     from draco_em.errors import DracoInputError
 
@@ -178,4 +183,4 @@ def test_bundled_head_sorts_a_fresh_simulated_set(tmp_path: Path) -> None:
     ev = _draco("evaluate", "curate", "--pred", tmp_path / "pred" / "curation.csv", "--truth",
                 data / "micrographs.star", "--json")  # fmt: skip
     assert ev.returncode == 0, ev.stderr
-    assert json.loads(ev.stdout)["accuracy"] >= 12 / 14
+    assert json.loads(ev.stdout)["accuracy"] >= 11 / 14
