@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app, comma_list
+from draco_em.cli._app import app, comma_list, exit_batch
 from draco_em.curate.config import CuratePredictConfig, CurateTrainConfig, FeatureConfig
 
 curate_app = typer.Typer(
@@ -124,3 +124,4 @@ def curate_predict(
         f"{n_acc} accepted, {len(res.table) - n_acc} rejected, {res.n_failed} failed; "
         f"table: {res.outputs['csv']}"
     )
+    exit_batch(len(res.table) + res.n_failed, res.n_failed, cfg.out_dir / "failures.txt")

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app
+from draco_em.cli._app import app, exit_batch
 
 
 @app.command()
@@ -53,5 +53,5 @@ def denoise(
         f"denoised {result['done']}, skipped {result['skipped']} finished, "
         f"failed {result['failed']} → {result['outdir']}"
     )
-    if result["failed"]:
-        typer.echo(f"failures are listed in {outdir / 'failures.txt'}", err=True)
+    n_inputs = result["done"] + result["skipped"] + result["failed"]
+    exit_batch(n_inputs, result["failed"], outdir / "failures.txt")

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app, comma_list
+from draco_em.cli._app import app, comma_list, exit_batch
 from draco_em.pick.config import (
     DetectorConfig,
     PickCalibrateConfig,
@@ -83,6 +83,7 @@ def pick_predict(
         + ("" if s["excluded"] is None else f"; {s['excluded']} dropped (excluded_picks.txt)")
         + (f"; {s['failed']} failed (failures.txt)" if s["failed"] else "")
     )
+    exit_batch(s["micrographs"] + s["failed"], s["failed"], cfg.outdir / "failures.txt")
 
 
 @pick_app.command("train")

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app
+from draco_em.cli._app import app, exit_batch
 
 
 @app.command()
@@ -68,5 +68,5 @@ def prepare(
             f"{summary.made} prepared, {summary.skipped} already there, {summary.failed} "
             f"failed; manifest: {summary.manifest}"
         )
-    if summary.failed:
-        typer.echo(f"failures listed in {cfg.outdir / 'failures.txt'}", err=True)
+    n_inputs = summary.made + summary.skipped + summary.failed
+    exit_batch(n_inputs, summary.failed, cfg.outdir / "failures.txt")

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app
+from draco_em.cli._app import app, exit_batch
 from draco_em.errors import DracoInputError
 from draco_em.simulate.config import SimulateConfig
 from draco_em.simulate.presets import PRESETS, preset_config
@@ -118,8 +118,8 @@ def simulate(
         f"{summary.made} made, {summary.skipped} already there, {summary.failed} failed; "
         f"manifest: {summary.star}"
     )
-    if summary.failed:
-        typer.echo(f"failures listed in {cfg.outdir / 'failures.txt'}", err=True)
+    n_inputs = summary.made + summary.skipped + summary.failed
+    exit_batch(n_inputs, summary.failed, cfg.outdir / "failures.txt")
 
 
 def _realism(realism, library: bool, size_range: tuple[float, float] | None, dose: float | None):

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import glob
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from draco_em.errors import DracoInputError
+from draco_em.io.atomic import write_text_atomic
 from draco_em.io.images import is_raster, require_pixel_size
 from draco_em.io.star import read_micrographs_star
 
@@ -121,22 +121,29 @@ def _check_unique_stems(items: list[InputItem]) -> None:
 
 
 class FailureLog:
-    """Append-only ``failures.txt``: one ``path<TAB>reason`` line per failed input."""
+    """This run's ``failures.txt``: one ``path<TAB>reason`` line per failed input.
+
+    Fresh each run: the previous run's list is removed on start, so a successful re-run leaves
+    none. Each failure rewrites the whole list atomically (a kill leaves the last complete list),
+    and never through a symlink: :func:`os.replace` replaces the link, not its target.
+    """
 
     def __init__(self, outdir: str | Path, name: str = "failures.txt") -> None:
         self.path = Path(outdir) / name
-        self.count = 0
+        self.lines: list[str] = []
         self._lock = threading.Lock()
+        # unlink removes a link itself (never its target); a missing folder is no old log.
+        self.path.unlink(missing_ok=True)
+
+    @property
+    def count(self) -> int:
+        return len(self.lines)
 
     def record(self, item: str | Path, reason: str) -> None:
         line = f"{item}\t{' '.join(str(reason).split())}\n"
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a") as fh:
-                fh.write(line)
-                fh.flush()
-                os.fsync(fh.fileno())
-            self.count += 1
+            self.lines.append(line)
+            write_text_atomic(self.path, "".join(self.lines))
 
 
 def shard(items: list, rank: int, world_size: int) -> list:

@@ -71,6 +71,7 @@ class ConvertResult:
     n_micrographs: int
     n_failed: int
     failure_log: Path
+    n_inputs: int = 0  # coordinate files read (failed ones included)
 
 
 def expand_coord_inputs(inputs: list[Path]) -> list[Path]:
@@ -102,7 +103,6 @@ def convert_coords(config: ConvertConfig, progress: bool = True) -> ConvertResul
     failures = FailureLog(
         log_dir, "failures.txt" if per_micrograph else f"{config.output.name}.failures.txt"
     )
-    failures.path.unlink(missing_ok=True)  # a conversion redoes every file: start a new log
     if config.invert_y and config.micrograph_shape is None:
         raise DracoInputError("--invert-y needs the micrograph height: pass --micrograph-shape")
     paths = expand_coord_inputs(config.inputs)
@@ -118,7 +118,7 @@ def convert_coords(config: ConvertConfig, progress: bool = True) -> ConvertResul
     writer = {"star": _write_star, "box": _write_boxes, "topaz": _write_topaz, "cs": _write_cs}
     outputs = writer[config.to](config, df, failures)
     return ConvertResult(
-        outputs, len(df), int(df["micrograph"].nunique()), failures.count, failures.path
+        outputs, len(df), int(df["micrograph"].nunique()), failures.count, failures.path, len(paths)
     )
 
 
