@@ -7,6 +7,7 @@ the command could not run or every input failed.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,9 @@ import pytest
 
 from draco_em.cli import main
 from draco_em.cli._app import batch_exit_code
+from draco_em.errors import DracoInputError
 from draco_em.io.batch import FailureLog
-from draco_em.io.mrc import write_mrc
+from draco_em.io.mrc import read_image, read_micrograph, write_mrc
 from draco_em.model.weights import save_model
 from tests.infer.test_denoise import _tiny_model
 
@@ -86,3 +88,92 @@ def test_denoise_exit_codes_and_failures_reset(capsys, tmp_path, tiny_weights, r
     (mixed / "bad_0.mrc").unlink()  # the user removes the broken input and re-runs
     code, _, err = _draco(capsys, "denoise", mixed, "-o", out, *common)
     assert code == 0 and err == "" and not (out / "failures.txt").exists()
+
+
+def test_one_pixel_check_for_micrographs_not_masks(tmp_path: Path) -> None:
+    flat = write_mrc(tmp_path / "flat.mrc", np.zeros((32, 32), np.float32), 1.0)
+    row = write_mrc(tmp_path / "row.mrc", np.arange(64, dtype=np.float32)[None], 1.0)
+    nan = np.ones((32, 32), np.float32)
+    nan[0, 0] = np.nan
+    nan_path = write_mrc(tmp_path / "nan.mrc", nan, 1.0)
+    assert read_image(flat)[0].max() == 0  # a mask may be constant
+    for path, message in ((flat, "zero variance"), (row, "too small"), (nan_path, "NaN/Inf")):
+        with pytest.raises(DracoInputError, match=message):
+            read_micrograph(path)
+
+
+def test_prepare_rejects_a_nan_micrograph_alone(capsys, tmp_path, rng) -> None:
+    mics = _mics(tmp_path / "mics", 1, 0, rng)
+    nan = rng.normal(size=(64, 64)).astype(np.float32)
+    nan[1, 1] = np.nan
+    write_mrc(mics / "nan.mrc", nan, 1.0)
+    out = tmp_path / "out"
+    code, _, err = _draco(capsys, "prepare", mics, "-o", out, "--target-pixel-size", "0", "-q")
+    assert code == 1 and "1 of 2 inputs failed" in err
+    assert "NaN/Inf" in (out / "failures.txt").read_text()
+    assert "good_0" in (out / "triplets.star").read_text()
+    assert "nan" not in (out / "triplets.star").read_text()
+
+
+def test_evaluate_denoise_rejects_a_nan_prediction(capsys, tmp_path, rng) -> None:
+    pred, clean = tmp_path / "pred", tmp_path / "clean"
+    for folder in (pred, clean):
+        _mics(folder, 1, 0, rng)
+    bad = rng.normal(size=(64, 64)).astype(np.float32)
+    bad[2, 2] = np.nan
+    write_mrc(pred / "good_0.mrc", bad, 1.0)
+    code, _, err = _draco(capsys, "evaluate", "denoise", "--pred", pred, "--clean", clean)
+    assert code == 2 and "NaN/Inf" in err and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- bad output folders, sizes
+def test_output_folder_rules_one_line_exit_2(capsys, tmp_path, tiny_weights, rng) -> None:
+    mics = _mics(tmp_path / "mics", 1, 0, rng)
+    a_file = tmp_path / "note.txt"
+    a_file.write_text("x")
+    common = ["--weights", tiny_weights, "--tile", "64", "--workers", "0", "--no-progress"]
+    cases = [
+        (["denoise", mics, "-o", a_file, *common], "existing file"),
+        (["denoise", mics, "-o", mics, *common], "input folder"),
+        (["denoise", mics / "good_0.mrc", "-o", mics, *common], "holds the input good_0.mrc"),
+        (["denoise", mics, "-o", a_file / "sub", *common], "cannot write the output folder"),
+        (["prepare", mics, "-o", mics, "-q"], "input folder"),
+        (["prepare", mics / "good_0.mrc", "-o", mics, "-q"], "holds the input"),
+        (["simulate", a_file, "--n-micrographs", "1"], "existing file"),
+        (["curate", "predict", mics, "-o", a_file], "existing file"),
+        (["pick", "predict", mics, "-o", mics / "good_0.mrc"], "existing file"),
+    ]
+    for argv, message in cases:
+        code, _, err = _draco(capsys, *argv)
+        assert code == 2 and message in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert sorted(p.name for p in mics.iterdir()) == ["good_0.mrc"]  # nothing written there
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder_is_one_line(capsys, tmp_path, tiny_weights, rng) -> None:
+    mics = _mics(tmp_path / "mics", 1, 0, rng)
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        code, _, err = _draco(capsys, "denoise", mics, "-o", out, "--weights", tiny_weights)
+    finally:
+        out.chmod(0o700)
+    assert code == 2 and "cannot write the output folder" in err
+
+
+def test_absurd_sizes_refused_before_allocating(capsys, tmp_path, tiny_weights, rng) -> None:
+    mics = _mics(tmp_path / "mics", 1, 0, rng)
+    common = ["--weights", tiny_weights, "--workers", "0", "--no-progress"]
+    for extra, message in (
+        (["--tile", "100000"], "--tile"),
+        (["--tile", "64", "--overlap", "40"], "--overlap 40 must be at most tile/2 = 32"),
+    ):
+        code, _, err = _draco(capsys, "denoise", mics, "-o", tmp_path / "o", *common, *extra)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    for px in ("1e9", "1e-9"):
+        out = tmp_path / f"px{px}"
+        code, _, err = _draco(capsys, "denoise", mics, "-o", out, *common, "--pixel-size", px)
+        assert code == 2 and "check --pixel-size" in (out / "failures.txt").read_text()
+        assert not (out / "good_0.mrc").exists()

@@ -13,7 +13,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -25,6 +25,7 @@ from draco_em.io.batch import (
     InputSet,
     check_picture_pixel_size,
     expand_inputs,
+    make_output_folder,
     shard,
 )
 from draco_em.io.images import is_raster, read_raster_stack, require_pixel_size
@@ -45,7 +46,8 @@ class DenoiseConfig(BaseModel):
         "bundled", description="'bundled' (draco_denoise_tiny), a .safetensors or an official .pth."
     )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
-    tile: int = Field(256, ge=32, description="Tile side in px at the working pixel size.")
+    # At most 4096: (4096/16)² = 65536 tokens per tile already need tens of GiB of attention.
+    tile: int = Field(256, ge=32, le=4096, description="Tile side in px at the working pixel size.")
     overlap: int | None = Field(None, ge=0, description="Tile overlap in px (default tile/8).")
     batch_size: int = Field(8, ge=1, description="Tiles per forward pass.")
     shifts: int = Field(1, description="Patch-grid offsets averaged per tile: 1, 2 or 4.")
@@ -57,6 +59,13 @@ class DenoiseConfig(BaseModel):
     pixel_size: float | None = Field(None, gt=0, description="Override the header pixel size (Å).")
     bf16: bool | None = Field(None, description="bf16 autocast; default on for CUDA.")
     progress: bool = Field(True, description="Show a progress bar.")
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> DenoiseConfig:
+        # The one tiling routine blends each edge over `overlap` px: two ramps must fit a tile.
+        if self.overlap is not None and self.overlap > self.tile // 2:
+            raise ValueError(f"--overlap {self.overlap} must be at most tile/2 = {self.tile // 2}")
+        return self
 
 
 def output_path(outdir: Path, src: Path) -> Path:
@@ -117,8 +126,9 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     check_picture_pixel_size(inputs, cfg.pixel_size)
     ctx = init_distributed(cfg.device)  # under torchrun: one shard of the inputs per rank
     rank, world = ctx.rank, ctx.world_size
+    given: list[str | Path] = [*cfg.inputs, *(it.path for it in inputs.items)]
+    make_output_folder(cfg.outdir, given, beside_inputs=False)  # before the model loads
     denoiser = _load(cfg, ctx.device)
-    cfg.outdir.mkdir(parents=True, exist_ok=True)
     failures = FailureLog(cfg.outdir)
     mine = shard(inputs.items, rank, world)
     todo = [

@@ -7,14 +7,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from draco_em.errors import DracoInputError
+from draco_em.errors import DracoInputError, first_line
 from draco_em.io.atomic import write_text_atomic
 from draco_em.io.images import is_raster, require_pixel_size
 from draco_em.io.star import read_micrographs_star
@@ -86,6 +88,44 @@ def expand_inputs(
     return InputSet(items, table, [str(i) for i in inputs])
 
 
+def make_output_folder(
+    outdir: str | Path, inputs: Iterable[str | Path] = (), *, beside_inputs: bool = True
+) -> Path:
+    """Create (or reuse) a command's output folder after the checks every command shares.
+
+    Args:
+        outdir: the ``-o`` folder.
+        inputs: the command's inputs (files or folders); ``-o`` may not name one of them.
+        beside_inputs: False for commands whose outputs take the inputs' names (denoise,
+            prepare): their folder may not be one that holds an input file.
+
+    Raises:
+        DracoInputError: ``-o`` names an existing file or an input, holds an input when
+            ``beside_inputs`` is False, or cannot be created or written (read-only, no space).
+    """
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise DracoInputError("-o names an existing file, not a folder", outdir)
+    target = outdir.resolve()
+    for src in inputs:
+        path = Path(src)
+        if not path.exists():
+            continue  # a glob, or a missing input reported by its reader
+        if path.resolve() == target:
+            raise DracoInputError("the output folder is an input folder: give a new one", outdir)
+        if not beside_inputs and path.is_file() and path.resolve().parent == target:
+            raise DracoInputError(
+                f"the output folder holds the input {path.name}: give a new folder", outdir
+            )
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=outdir, prefix=".draco-write-test"):
+            pass
+    except OSError as exc:
+        raise DracoInputError(f"cannot write the output folder: {first_line(exc)}", outdir) from exc
+    return outdir
+
+
 def check_picture_pixel_size(inputs: InputSet, pixel_size: float | None) -> None:
     """Stop before a batch when a PNG/JPEG/TIFF input has no pixel size from anywhere.
 
@@ -133,7 +173,8 @@ class FailureLog:
         self.lines: list[str] = []
         self._lock = threading.Lock()
         # unlink removes a link itself (never its target); a missing folder is no old log.
-        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            self.path.unlink()
 
     @property
     def count(self) -> int:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.io import coords
-from draco_em.io.batch import FailureLog
+from draco_em.io.batch import FailureLog, make_output_folder
 
 CoordFormat = Literal["star", "box", "topaz", "cs"]
 
@@ -106,6 +106,7 @@ def convert_coords(config: ConvertConfig, progress: bool = True) -> ConvertResul
     if config.invert_y and config.micrograph_shape is None:
         raise DracoInputError("--invert-y needs the micrograph height: pass --micrograph-shape")
     paths = expand_coord_inputs(config.inputs)
+    make_output_folder(log_dir, paths if per_micrograph else ())
     frames, errors = _read_all(paths, config, failures, progress)
     if not frames:
         more = f" and {len(errors) - 1} more, listed in {failures.path}" if len(errors) > 1 else ""

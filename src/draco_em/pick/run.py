@@ -28,7 +28,12 @@ from tqdm import tqdm
 from draco_em.errors import DracoInputError
 from draco_em.imaging.fourier import fourier_resize
 from draco_em.io.atomic import write_text_atomic
-from draco_em.io.batch import FailureLog, check_picture_pixel_size, expand_inputs
+from draco_em.io.batch import (
+    FailureLog,
+    check_picture_pixel_size,
+    expand_inputs,
+    make_output_folder,
+)
 from draco_em.io.coords import (
     coord_star_name,
     read_coords,
@@ -39,7 +44,7 @@ from draco_em.io.coords import (
     write_topaz,
 )
 from draco_em.io.images import is_raster
-from draco_em.io.mrc import read_image, read_mrc
+from draco_em.io.mrc import read_image, read_micrograph, read_mrc
 from draco_em.io.pixel_size import require_pixel_size
 from draco_em.pick.config import PickPredictConfig
 from draco_em.pick.model_io import load_picker
@@ -117,7 +122,7 @@ def pick_one(
         (candidates ≥ floor outside excluded regions, kept picks, image, number of picks ≥
         the threshold that fell on excluded regions and were dropped).
     """
-    image, header_px = read_image(path, cfg.pixel_size)  # the override is applied when reading
+    image, header_px = read_micrograph(path, cfg.pixel_size)  # the override is applied here
     px = require_pixel_size("pick", path, header_px)
     cands = picker.pick_image(image, px, str(path), threshold=SCORE_FLOOR)
     fn = None if exclude is None else (lambda im, p: exclude(im, p, stem))
@@ -169,7 +174,7 @@ def predict_all(
     device = resolve_device(cfg.device)
     exclude = build_exclude(cfg, curation)
     picker = load_picker(cfg.model, cfg.diameter, cfg.threshold, device, cfg.batch_size)
-    out = cfg.outdir
+    out = make_output_folder(cfg.outdir, [*cfg.inputs, *(it.path for it in items)])
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
     failures = FailureLog(out)
     index, all_kept, all_scores, n_excluded = {}, [], [], 0

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import write_text_atomic
-from draco_em.io.batch import FailureLog, shard
+from draco_em.io.batch import FailureLog, make_output_folder, shard
 from draco_em.prepare.config import PrepareConfig
 from draco_em.prepare.frames import GainCache
 from draco_em.prepare.inputs import plan_items
@@ -195,7 +195,8 @@ def run_prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareSummary:
     items = plan_items(cfg)
     rank, world, device, barrier = _launch(cfg)
     cfg = cfg.model_copy(update={"device": device})
-    cfg.outdir.mkdir(parents=True, exist_ok=True)
+    sources = [src for item in items for src in item.sources]
+    make_output_folder(cfg.outdir, [*cfg.inputs, *sources], beside_inputs=False)
     target = cfg.resolved_target_pixel_size()
     if rank == 0:
         _check_resume(cfg, target)

@@ -214,6 +214,13 @@ def _train(config: PretrainConfig, ctx: DistContext, on_step: Callable | None) -
 def _data(config: PretrainConfig, ctx: DistContext) -> _Data:
     """Training crops (sharded, resumable order) and the fixed validation crops."""
     records = load_manifest(config.data, "mae" if config.stage == "mae" else "draco")
+    smallest = min(min(r.shape) for r in records)
+    if config.crop_size > smallest:  # before any crop is allocated: crops come from inside one
+        raise DracoInputError(
+            f"--crop-size {config.crop_size} px exceeds the smallest micrograph side "
+            f"({smallest} px)",
+            config.data,
+        )
     train_recs, val_recs = split_train_val(records, config.val_fraction, config.seed)
     crops: dict[str, Any] = {"area": config.crop_area, "angstrom": config.crop_angstrom,
                              "seed": config.seed, "pairs": config.stage != "mae"}  # fmt: skip
