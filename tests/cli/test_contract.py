@@ -177,3 +177,39 @@ def test_absurd_sizes_refused_before_allocating(capsys, tmp_path, tiny_weights, 
         code, _, err = _draco(capsys, "denoise", mics, "-o", out, *common, "--pixel-size", px)
         assert code == 2 and "check --pixel-size" in (out / "failures.txt").read_text()
         assert not (out / "good_0.mrc").exists()
+
+
+# ---------------------------------------------------------------- options no longer ignored
+def test_missing_folders_and_zero_shape_are_refused(capsys, tmp_path, rng) -> None:
+    mics = _mics(tmp_path / "mics", 1, 0, rng)
+    pred = _mics(tmp_path / "pred", 1, 0, rng)
+    picks = tmp_path / "picks.txt"
+    picks.write_text("image_name\tx_coord\ty_coord\ngood_0\t10\t12\n")
+    missing = tmp_path / "missing"
+    cases = [
+        (["pick", "predict", mics, "-o", tmp_path / "p", "--exclude-masks", missing],
+         "--exclude-masks: not a folder"),
+        (["evaluate", "denoise", "--pred", pred, "--coords", missing], "not a folder"),
+        (["convert", picks, "-o", tmp_path / "p.cs", "--to", "cs", "--micrograph-shape", "0x0"],
+         "at least 1 px"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        code, _, err = _draco(capsys, *argv)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (argv, err)
+    assert not (tmp_path / "p.cs").exists() and not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("_rlnCoordinateX #1\n10\n20\n", "lack the columns ['y']"),
+        ("_rlnCoordinateX #1\n_rlnCoordinateY #2\n10 nan\n", "non-finite y"),
+        ("_rlnCoordinateX #1\n_rlnCoordinateY #2\n10 abc\n", "non-numeric"),
+        ("_rlnCoordinateX #1\n_rlnCoordinateY #2\n10 5\n20\n", "line 7 has 1 fields"),
+    ],
+)
+def test_info_rejects_bad_coordinate_stars(capsys, tmp_path, text, message) -> None:
+    path = tmp_path / "mic_autopick.star"
+    path.write_text(f"data_\n\nloop_\n{text}")
+    code, _, err = _draco(capsys, "info", path)
+    assert code == 2 and message in err, err

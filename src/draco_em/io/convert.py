@@ -58,7 +58,9 @@ class ConvertConfig(BaseModel):
             parts = value.lower().replace("×", "x").split("x")
             if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
                 raise ValueError(f"expected NYxNX such as 4096x4096, got {value!r}")
-            return int(parts[0]), int(parts[1])
+            value = int(parts[0]), int(parts[1])
+        if isinstance(value, tuple) and min(value) < 1:  # 0x0 would put the picks at infinity
+            raise ValueError(f"micrograph sides must be at least 1 px, got {value[0]}x{value[1]}")
         return value
 
 

@@ -63,7 +63,13 @@ StemExcludeFn = Callable[[np.ndarray, float, str], np.ndarray]
 
 
 def mask_folder_exclude(folder: str | Path) -> StemExcludeFn:
-    """An exclusion callback reading ``folder/<stem>.mrc`` (non-zero = exclude), if present."""
+    """An exclusion callback reading ``folder/<stem>.mrc`` (non-zero = exclude), if present.
+
+    Raises:
+        DracoInputError: ``folder`` is not a folder (a mistyped path must not pick everywhere).
+    """
+    if not Path(folder).is_dir():
+        raise DracoInputError("--exclude-masks: not a folder", folder)
 
     def exclude(image: np.ndarray, pixel_size: float, stem: str = "") -> np.ndarray:
         path = Path(folder) / f"{stem}.mrc"
