@@ -213,3 +213,26 @@ def test_info_rejects_bad_coordinate_stars(capsys, tmp_path, text, message) -> N
     path.write_text(f"data_\n\nloop_\n{text}")
     code, _, err = _draco(capsys, "info", path)
     assert code == 2 and message in err, err
+
+
+# ---------------------------------------------------------------- re-runs with other settings
+def test_denoise_rerun_with_other_settings_needs_overwrite(capsys, tmp_path, rng) -> None:
+    weights = []
+    for seed in (0, 1):
+        model, cfg = _tiny_model(seed)
+        weights.append(save_model(tmp_path / f"w{seed}.safetensors", model, cfg, {}))
+    mics = _mics(tmp_path / "mics", 2, 0, rng)
+    out = tmp_path / "out"
+    common = ["denoise", mics, "-o", out, "--tile", "64", "--workers", "0", "--no-progress"]
+    assert _draco(capsys, *common, "--weights", weights[0])[0] == 0
+    first = (out / "good_0.mrc").read_bytes()
+    code, out_text, _ = _draco(capsys, *common, "--weights", weights[0])  # equal: resumes
+    assert code == 0 and "skipped 2 finished" in out_text
+    code, _, err = _draco(capsys, *common, "--weights", weights[1])
+    assert code == 2 and "other settings" in err and "--overwrite" in err
+    assert (out / "good_0.mrc").read_bytes() == first  # nothing redone
+    code, out_text, _ = _draco(capsys, *common, "--weights", weights[1], "--overwrite")
+    assert code == 0 and "denoised 2" in out_text
+    assert (out / "good_0.mrc").read_bytes() != first
+    code, _, err = _draco(capsys, *common, "--weights", weights[1], "--tile", "32")
+    assert code == 2 and "tile 64 → 32" in err  # the last settings are the recorded ones

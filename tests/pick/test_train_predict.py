@@ -348,3 +348,19 @@ def test_cli_nan_and_constant_micrographs_fail_and_set_the_exit_code(trained, tm
     failures = (tmp_path / "p" / "failures.txt").read_text()
     assert "NaN/Inf" in failures and "zero variance" in failures
     assert not (tmp_path / "p" / "coordinates" / "inf_autopick.star").exists()
+
+
+def test_rerun_with_another_threshold_needs_overwrite(trained, tmp_path):
+    """Issue 16: a finished folder is not silently kept under new settings."""
+    tmp = trained["tmp"]
+    out = tmp_path / "p"
+    base = PickPredictConfig(inputs=[tmp / "mics" / "blob_0.mrc"], outdir=out,
+                             model=str(trained["path"]), threshold=0.3, previews=False)  # fmt: skip
+    n_low = predict_all(base, progress=False)["picks"]
+    assert predict_all(base, progress=False)["picks"] == n_low  # equal settings: resumes
+    high = base.model_copy(update={"threshold": 0.9})
+    with pytest.raises(DracoInputError, match=r"threshold 0\.3 → 0\.9.*--overwrite"):
+        predict_all(high, progress=False)
+    n_high = predict_all(high.model_copy(update={"overwrite": True}), progress=False)["picks"]
+    assert n_high < n_low
+    assert len(read_coords(out / "coordinates" / "blob_0_autopick.star")) == n_high

@@ -38,6 +38,9 @@ def denoise(
     workers: Annotated[int, typer.Option(help="Reader worker processes.")] = 1,
     pixel_size: Annotated[float | None, typer.Option(help="Override header Å/px.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    overwrite: Annotated[
+        bool, typer.Option(help="Redo every output (needed when the settings changed).")
+    ] = False,
 ) -> None:
     """Denoise micrographs and stacks (mask ratio 0 over overlapping tiles)."""
     from draco_em.infer.run_denoise import DenoiseConfig, run_denoise
@@ -46,7 +49,7 @@ def denoise(
         inputs=inputs, outdir=outdir, weights=weights, device=device, tile=tile,
         overlap=overlap, batch_size=batch_size, shifts=shifts, keep_binned=keep_binned,
         float16=float16, png=png, skip_existing=skip_existing, workers=workers,
-        pixel_size=pixel_size, progress=progress,
+        pixel_size=pixel_size, progress=progress, overwrite=overwrite,
     )  # fmt: skip
     result = run_denoise(cfg)
     typer.echo(

@@ -57,6 +57,9 @@ def pick_predict(
     ] = 0.5,
     previews: Annotated[bool, typer.Option(help="Overlay PNGs + score histogram.")] = True,
     device: Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda[:N].")] = "auto",
+    overwrite: Annotated[
+        bool, typer.Option(help="Pick every micrograph again (needed when the settings changed).")
+    ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Pick particles; write RELION STARs + index, and .box / Topaz / cryoSPARC files."""
@@ -67,7 +70,7 @@ def pick_predict(
         formats=comma_list(fmt) or [], pixel_size=pixel_size,
         box_size=box_size, exclude_masks=exclude_masks, exclude_by_curation=exclude_by_curation,
         exclude_classes=comma_list(exclude_classes), exclude_threshold=exclude_threshold,
-        previews=previews, device=device,
+        previews=previews, device=device, overwrite=overwrite,
     )  # fmt: skip
     curation = None
     if cfg.exclude_by_curation:  # curate and pick do not import each other: joined here

@@ -24,6 +24,7 @@ from draco_em.io.batch import (
     InputItem,
     InputSet,
     check_picture_pixel_size,
+    check_settings,
     expand_inputs,
     make_output_folder,
     shard,
@@ -59,6 +60,7 @@ class DenoiseConfig(BaseModel):
     pixel_size: float | None = Field(None, gt=0, description="Override the header pixel size (Å).")
     bf16: bool | None = Field(None, description="bf16 autocast; default on for CUDA.")
     progress: bool = Field(True, description="Show a progress bar.")
+    overwrite: bool = Field(False, description="Redo every output, even with other settings.")
 
     @model_validator(mode="after")
     def _overlap_fits(self) -> DenoiseConfig:
@@ -128,12 +130,12 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     rank, world = ctx.rank, ctx.world_size
     given: list[str | Path] = [*cfg.inputs, *(it.path for it in inputs.items)]
     make_output_folder(cfg.outdir, given, beside_inputs=False)  # before the model loads
+    check_settings(cfg.outdir, "denoise", _settings(cfg), cfg.overwrite, write=rank == 0)
     denoiser = _load(cfg, ctx.device)
     failures = FailureLog(cfg.outdir)
     mine = shard(inputs.items, rank, world)
-    todo = [
-        it for it in mine if not (cfg.skip_existing and output_path(cfg.outdir, it.path).exists())
-    ]
+    resume = cfg.skip_existing and not cfg.overwrite
+    todo = [it for it in mine if not (resume and output_path(cfg.outdir, it.path).exists())]
     loader = DataLoader(
         _Reader(todo, cfg.pixel_size),
         batch_size=None,
@@ -160,6 +162,18 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     cleanup(ctx, wait=False)
     return {"done": done, "skipped": len(mine) - len(todo), "failed": failures.count,
             "outdir": str(cfg.outdir)}  # fmt: skip
+
+
+#: DenoiseConfig fields that shape the outputs: a folder made with others is not resumed.
+OUTPUT_SETTINGS = ("tile", "overlap", "shifts", "keep_binned", "float16", "pixel_size", "bf16")
+
+
+def _settings(cfg: DenoiseConfig) -> dict:
+    weights = Path(cfg.weights)
+    return {
+        "weights": str(weights.resolve()) if weights.exists() else cfg.weights,
+        **cfg.model_dump(mode="json", include=set(OUTPUT_SETTINGS)),
+    }
 
 
 def _denoise_one(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import tempfile
 import threading
 from collections.abc import Iterable, Sequence
@@ -124,6 +125,48 @@ def make_output_folder(
     except OSError as exc:
         raise DracoInputError(f"cannot write the output folder: {first_line(exc)}", outdir) from exc
     return outdir
+
+
+#: The settings that shaped a batch folder's outputs (denoise, pick predict), as JSON.
+SETTINGS_FILE = ".draco_settings.json"
+
+
+def check_settings(
+    outdir: str | Path, command: str, settings: dict, overwrite: bool, write: bool = True
+) -> None:
+    """Refuse to resume into a folder whose outputs were made with other settings.
+
+    A re-run with equal settings resumes (finished outputs are skipped); with other settings
+    those outputs would be kept silently, so the run stops unless ``overwrite`` (the caller
+    then redoes every output). The settings are then recorded in ``OUTDIR/SETTINGS_FILE``.
+
+    Args:
+        outdir: the output folder (exists).
+        command: the command's name, recorded beside the settings.
+        settings: JSON-able values of the options that shape the outputs.
+        overwrite: ``--overwrite`` given.
+        write: record the settings (False on ranks other than 0).
+
+    Raises:
+        DracoInputError: the recorded settings differ and ``overwrite`` is False.
+    """
+    path = Path(outdir) / SETTINGS_FILE
+    new = {"command": command, **json.loads(json.dumps(settings, default=str))}
+    if path.is_file() and not overwrite:
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = {}
+        changed = sorted(k for k in new.keys() | old.keys() if old.get(k) != new.get(k))
+        if changed:
+            diff = ", ".join(f"{k} {old.get(k)!r} → {new.get(k)!r}" for k in changed)
+            raise DracoInputError(
+                f"this folder was made with other settings ({diff}): pass --overwrite to redo "
+                "it, or give a new folder",
+                outdir,
+            )
+    if write:
+        write_text_atomic(path, json.dumps(new, indent=1, sort_keys=True) + "\n")
 
 
 def check_picture_pixel_size(inputs: InputSet, pixel_size: float | None) -> None:

@@ -31,6 +31,7 @@ from draco_em.io.atomic import write_text_atomic
 from draco_em.io.batch import (
     FailureLog,
     check_picture_pixel_size,
+    check_settings,
     expand_inputs,
     make_output_folder,
 )
@@ -181,6 +182,7 @@ def predict_all(
     exclude = build_exclude(cfg, curation)
     picker = load_picker(cfg.model, cfg.diameter, cfg.threshold, device, cfg.batch_size)
     out = make_output_folder(cfg.outdir, [*cfg.inputs, *(it.path for it in items)])
+    check_settings(out, "pick predict", _settings(cfg), cfg.overwrite)
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
     failures = FailureLog(out)
     index, all_kept, all_scores, n_excluded = {}, [], [], 0
@@ -188,7 +190,7 @@ def predict_all(
         stem = item.path.stem
         star = out / "coordinates" / coord_star_name(stem)
         try:
-            if star.is_file():  # resume: finished earlier
+            if star.is_file() and not cfg.overwrite:  # resume: finished earlier
                 kept = _resumed(star, item.path, cfg.pixel_size)
             else:
                 cands, kept, image, dropped = pick_one(picker, cfg, item.path, stem, exclude)
@@ -213,6 +215,19 @@ def predict_all(
         "threshold": picker.threshold, "diameter": picker.diameter, "outdir": str(out),
         "excluded": None if exclude is None else n_excluded,
     }  # fmt: skip
+
+
+#: PickPredictConfig fields that shape the picks: a folder made with others is not resumed.
+OUTPUT_SETTINGS = ("diameter", "pixel_size", "threshold", "box_size", "exclude_masks",
+                   "exclude_by_curation", "exclude_classes", "exclude_threshold")  # fmt: skip
+
+
+def _settings(cfg: PickPredictConfig) -> dict:
+    model = Path(cfg.model)
+    return {
+        "model": str(model.resolve()) if model.exists() else cfg.model,
+        **cfg.model_dump(mode="json", include=set(OUTPUT_SETTINGS)),
+    }
 
 
 def _write_collective(cfg, picker: Picker, index: dict, kept: list, scores: list) -> None:

@@ -107,6 +107,7 @@ def run_pretrain(
         config: the run's settings.
         on_step: optional hook after every optimiser step (tests use it to simulate a crash).
     """
+    _check_new_run(config)  # every rank, before rank 0 can write config.yaml (after the init)
     ctx = init_distributed(config.device)
     finished = False
     try:
@@ -374,6 +375,20 @@ def _shard(stage_model: StageModel, ctx: DistContext) -> None:
     for block in [*stage_model.model.blocks, *stage_model.model.decoder_blocks]:
         fully_shard(block, mp_policy=mp)
     fully_shard(stage_model, mp_policy=mp)
+
+
+def _check_new_run(config: PretrainConfig) -> None:
+    """Without ``--resume``, refuse a folder that holds a run (its best.pt would be replaced)."""
+    saved_path = config.out_dir / CONFIG_FILE
+    if config.resume is None and (
+        saved_path.is_file() or checkpoint_path(config.out_dir, "latest").is_file()
+    ):
+        # Starting over would replace the run's best.pt: continuing or a new folder is asked for.
+        raise DracoInputError(
+            "this folder holds a pretraining run: pass --resume latest to continue it, or give "
+            "a new -o folder",
+            config.out_dir,
+        )
 
 
 def _run_config(config: PretrainConfig, ctx: DistContext) -> PretrainConfig:
