@@ -16,7 +16,9 @@ import pytest
 from draco_em.cli import main
 from draco_em.cli._app import batch_exit_code
 from draco_em.errors import DracoInputError
-from draco_em.io.batch import FailureLog
+from draco_em.io.atomic import remove_stale_temps
+from draco_em.io.batch import FailureLog, expand_inputs
+from draco_em.io.coords import make_coords, read_coord_folder, write_relion_coords
 from draco_em.io.mrc import read_image, read_micrograph, write_mrc
 from draco_em.model.weights import save_model
 from tests.infer.test_denoise import _tiny_model
@@ -236,3 +238,37 @@ def test_denoise_rerun_with_other_settings_needs_overwrite(capsys, tmp_path, rng
     assert (out / "good_0.mrc").read_bytes() != first
     code, _, err = _draco(capsys, *common, "--weights", weights[1], "--tile", "32")
     assert code == 2 and "tile 64 → 32" in err  # the last settings are the recorded ones
+
+
+# ---------------------------------------------------------------- after a kill
+def _stale(path: Path, age_s: float = 3600) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"half written")
+    old = path.stat().st_mtime - age_s
+    os.utime(path, (old, old))
+    return path
+
+
+def test_killed_runs_temps_are_ignored_and_cleaned(capsys, tmp_path, tiny_weights, rng) -> None:
+    mics = _mics(tmp_path / "mics", 1, 0, rng)
+    _stale(mics / ".good_1.abc123.tmp.mrc")  # a killed writer's temp among the inputs
+    assert [it.path.name for it in expand_inputs([mics]).items] == ["good_0.mrc"]
+    out = tmp_path / "out"
+    old = _stale(out / ".good_0.x1.tmp.mrc")
+    fresh = _stale(out / ".good_0.x2.tmp.mrc", age_s=0)  # maybe a live writer's: kept
+    nested = _stale(out / "png" / ".good_0.x3.tmp.png")
+    code, _, _ = _draco(capsys, "denoise", mics, "-o", out, "--weights", tiny_weights,
+                        "--tile", "64", "--workers", "0", "--no-progress")  # fmt: skip
+    assert code == 0 and not old.exists() and not nested.exists() and fresh.exists()
+    assert remove_stale_temps(out, min_age_s=-1) == 1 and not fresh.exists()
+
+
+def test_evaluate_and_convert_skip_hidden_files(capsys, tmp_path) -> None:
+    picks = tmp_path / "picks"
+    write_relion_coords(picks / "mic_autopick.star", make_coords("mic", [10.0], [12.0]))
+    _stale(picks / ".mic2_autopick.q.tmp.star")  # "not a STAR file" before issue 16
+    assert set(read_coord_folder(picks)) == {"mic"}
+    code, _, err = _draco(capsys, "convert", picks, "-o", tmp_path / "box", "--to", "box",
+                          "--box-size", "8", "--no-progress")  # fmt: skip
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "box").glob("*.box")] == ["mic.box"]

@@ -29,7 +29,7 @@ from draco_em.evaluate.denoise_metrics import (
     ssim,
 )
 from draco_em.imaging.fourier import fourier_resize
-from draco_em.io.atomic import write_text_atomic
+from draco_em.io.atomic import visible_files, write_text_atomic
 from draco_em.io.coords import read_coords
 from draco_em.io.mrc import read_image, read_micrograph
 
@@ -83,8 +83,8 @@ def _stem(path: Path) -> str:
 def _index(folder: Path) -> dict[str, dict[str, Path]]:
     """``{micrograph: {"full" | "EVN" | "ODD": path}}`` for the images in a folder."""
     out: dict[str, dict[str, Path]] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+    for path in visible_files(folder, IMAGE_SUFFIXES):  # not a killed run's hidden temps
+        if not path.is_file():
             continue
         stem, kind = _stem(path), "full"
         for half in ("EVN", "ODD"):

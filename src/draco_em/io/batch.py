@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from draco_em.errors import DracoInputError, first_line
-from draco_em.io.atomic import write_text_atomic
+from draco_em.io.atomic import remove_stale_temps, visible_files, write_text_atomic
 from draco_em.io.images import is_raster, require_pixel_size
 from draco_em.io.star import read_micrographs_star
 
@@ -72,7 +72,7 @@ def expand_inputs(
             continue
         path = Path(text)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
+            found = visible_files(path, suffixes)
             if not found:
                 raise DracoInputError(f"folder holds no {'/'.join(suffixes)} files", path)
             items += [InputItem(p) for p in found]
@@ -103,6 +103,8 @@ def make_output_folder(
     Raises:
         DracoInputError: ``-o`` names an existing file or an input, holds an input when
             ``beside_inputs`` is False, or cannot be created or written (read-only, no space).
+
+    Temp files a killed run left (older than a minute) are removed.
     """
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
@@ -122,6 +124,7 @@ def make_output_folder(
         outdir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=outdir, prefix=".draco-write-test"):
             pass
+        remove_stale_temps(outdir)  # a killed run's half-written files
     except OSError as exc:
         raise DracoInputError(f"cannot write the output folder: {first_line(exc)}", outdir) from exc
     return outdir

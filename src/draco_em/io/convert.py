@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.io import coords
+from draco_em.io.atomic import visible_files
 from draco_em.io.batch import FailureLog, make_output_folder
 
 CoordFormat = Literal["star", "box", "topaz", "cs"]
@@ -82,9 +83,7 @@ def expand_coord_inputs(inputs: list[Path]) -> list[Path]:
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found += sorted(
-                p for p in path.iterdir() if p.suffix.lower() in coords.COORD_FILE_FORMATS
-            )
+            found += visible_files(path, coords.COORD_FILE_FORMATS)
         elif path.exists() or not glob.has_magic(str(raw)):
             found.append(path)  # a missing file is reported as a per-file failure
         else:

@@ -38,7 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from draco_em.errors import DracoInputError
-from draco_em.io.atomic import atomic_path
+from draco_em.io.atomic import atomic_path, remove_stale_temps
 from draco_em.io.run_folder import CONFIG_FILE, checkpoint_path, run_log, write_config
 from draco_em.model.draco import MASK_RATIO, DracoConfig, DracoMAE
 from draco_em.model.weights import read_weights, resolve_weights
@@ -108,6 +108,7 @@ def run_pretrain(
         on_step: optional hook after every optimiser step (tests use it to simulate a crash).
     """
     _check_new_run(config)  # every rank, before rank 0 can write config.yaml (after the init)
+    remove_stale_temps(config.out_dir)  # e.g. checkpoints/.latest.*.tmp.pt of a killed run
     ctx = init_distributed(config.device)
     finished = False
     try:
