@@ -21,6 +21,15 @@ app = typer.Typer(
 )
 
 
+def example(command: str) -> str:
+    """The epilog every leaf command's ``--help`` ends with: one working example.
+
+    (The command function's docstring is shown above the options; typer renders the epilog
+    after them, one paragraph per blank-line-separated block.)
+    """
+    return f"Example:\n\n  {command}"
+
+
 def comma_list(text: str | None) -> list[str] | None:
     """``"a, b,c"`` → ``["a", "b", "c"]``; None or only commas/spaces → None (the option's default).
 

@@ -16,10 +16,15 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app, exit_batch
+from draco_em.cli._app import app, example, exit_batch
 
 
-@app.command()
+@app.command(
+    epilog=example(
+        "draco convert picks/coordinates -o picks.cs --to cs --micrograph-shape 1024x1024 "
+        "--pixel-size 2.0"
+    ),
+)
 def convert(
     inputs: Annotated[list[Path], typer.Argument(help="Coordinate files, folders or globs.")],
     output: Annotated[

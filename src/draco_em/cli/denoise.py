@@ -16,10 +16,10 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app, exit_batch
+from draco_em.cli._app import app, example, exit_batch
 
 
-@app.command()
+@app.command(epilog=example("draco denoise sim/micrographs.star -o denoised/ --png"))
 def denoise(
     inputs: Annotated[list[str], typer.Argument(help="Files, globs, folders or a STAR.")],
     outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Output folder.")],

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app, comma_list, exit_batch
+from draco_em.cli._app import app, comma_list, example, exit_batch
 from draco_em.pick.config import (
     DetectorConfig,
     PickCalibrateConfig,
@@ -31,7 +31,12 @@ pick_app = typer.Typer(
 app.add_typer(pick_app, name="pick")
 
 
-@pick_app.command("predict")
+@pick_app.command(
+    "predict",
+    epilog=example(
+        "draco pick predict sim/micrographs.star -o picks/ --diameter 150 --format star,box,cs"
+    ),
+)
 def pick_predict(
     inputs: Annotated[list[Path], typer.Argument(help="Micrographs, folders, globs or a STAR.")],
     outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Output folder.")],
@@ -89,7 +94,13 @@ def pick_predict(
     exit_batch(s["micrographs"] + s["failed"], s["failed"], cfg.outdir / "failures.txt")
 
 
-@pick_app.command("train")
+@pick_app.command(
+    "train",
+    epilog=example(
+        "draco pick train --micrographs sim/micrographs --coords sim/coordinates "
+        "--diameter 150 -o runs/pick1 --weights bundled --epochs 20"
+    ),
+)
 def pick_train(
     micrographs: Annotated[list[Path], typer.Option(help="Micrographs/folders/globs/STAR.")],
     coords: Annotated[list[Path], typer.Option(help="Coordinate files or folders.")],
@@ -143,7 +154,13 @@ def pick_train(
     typer.echo(f"picker written to {path}")
 
 
-@pick_app.command("calibrate")
+@pick_app.command(
+    "calibrate",
+    epilog=example(
+        "draco pick calibrate --micrographs mics/ --coords manual/ -o runs/pick1_cal "
+        "--model runs/pick1"
+    ),
+)
 def pick_calibrate(
     micrographs: Annotated[list[Path], typer.Option(help="Micrographs/folders/globs/STAR.")],
     coords: Annotated[list[Path], typer.Option(help="Their picks: files or folders.")],

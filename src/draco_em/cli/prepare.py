@@ -13,10 +13,14 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app, exit_batch
+from draco_em.cli._app import app, example, exit_batch
 
 
-@app.command()
+@app.command(
+    epilog=example(
+        "draco prepare sim/movies -o triplets/ --gain sim/gain.mrc --dose-per-frame 1.0 -j 2"
+    ),
+)
 def prepare(
     inputs: Annotated[
         list[str],

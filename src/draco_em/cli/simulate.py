@@ -12,13 +12,13 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app, exit_batch
+from draco_em.cli._app import app, example, exit_batch
 from draco_em.errors import DracoInputError
 from draco_em.simulate.config import SimulateConfig
 from draco_em.simulate.presets import PRESETS, preset_config
 
 
-@app.command()
+@app.command(epilog=example("draco simulate sim/ --n-micrographs 20 --bad-fraction 0.2 -j 2"))
 def simulate(
     outdir: Annotated[Path, typer.Argument(help="Output folder (re-run to resume).")],
     n_micrographs: Annotated[int, typer.Option(help="Micrographs to make.")] = 10,
