@@ -8,6 +8,8 @@ the command could not run or every input failed.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -272,3 +274,31 @@ def test_evaluate_and_convert_skip_hidden_files(capsys, tmp_path) -> None:
                           "--box-size", "8", "--no-progress")  # fmt: skip
     assert code == 0, err
     assert [p.name for p in (tmp_path / "box").glob("*.box")] == ["mic.box"]
+
+
+def test_failure_logs_of_torchrun_ranks_merge_into_one(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    logs = [FailureLog(out, rank=r) for r in range(3)]
+    logs[2].record("c.mrc", "bad")
+    logs[0].record("a.mrc", "bad")
+    logs[1].record("b.mrc", "bad")
+    assert logs[0].merge(3) == 3
+    names = [line.split("\t")[0] for line in (out / "failures.txt").read_text().splitlines()]
+    assert names == ["a.mrc", "b.mrc", "c.mrc"]
+    assert sorted(p.name for p in out.iterdir()) == ["failures.txt"]  # rank lists removed
+
+
+def test_torchrun_denoise_lists_every_ranks_failures(tmp_path, tiny_weights, rng) -> None:
+    mics = _mics(tmp_path / "mics", 2, 2, rng)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", "29747", "-m", "draco_em",
+           "denoise", str(mics), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights),
+           "--tile", "64", "--workers", "0", "--no-progress", "--device", "cpu"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(cmd, timeout=300, env=env, capture_output=True)  # exit 1: failures
+    failures = (tmp_path / "out" / "failures.txt").read_text()
+    assert "bad_0.mrc" in failures and "bad_1.mrc" in failures  # one from each rank
+    assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")] == [
+        ".draco_settings.json"
+    ]

@@ -132,7 +132,7 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     make_output_folder(cfg.outdir, given, beside_inputs=False)  # before the model loads
     check_settings(cfg.outdir, "denoise", _settings(cfg), cfg.overwrite, write=rank == 0)
     denoiser = _load(cfg, ctx.device)
-    failures = FailureLog(cfg.outdir)
+    failures = FailureLog(cfg.outdir, rank=rank)
     mine = shard(inputs.items, rank, world)
     resume = cfg.skip_existing and not cfg.overwrite
     todo = [it for it in mine if not (resume and output_path(cfg.outdir, it.path).exists())]
@@ -158,6 +158,7 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     bar.close()
     barrier(ctx)  # every rank's outputs exist before rank 0 lists them
     if rank == 0:
+        failures.merge(world)  # one failures.txt for every rank
         write_output_star(inputs, cfg.outdir)
     cleanup(ctx, wait=False)
     return {"done": done, "skipped": len(mine) - len(todo), "failed": failures.count,

@@ -214,8 +214,10 @@ class FailureLog:
     and never through a symlink: :func:`os.replace` replaces the link, not its target.
     """
 
-    def __init__(self, outdir: str | Path, name: str = "failures.txt") -> None:
-        self.path = Path(outdir) / name
+    def __init__(self, outdir: str | Path, name: str = "failures.txt", rank: int = 0) -> None:
+        # Under torchrun, rank r > 0 keeps a hidden list that rank 0 merges (:meth:`merge`).
+        self.final = Path(outdir) / name
+        self.path = self.final if rank == 0 else self.final.with_name(f".{name}.rank{rank}")
         self.lines: list[str] = []
         self._lock = threading.Lock()
         # unlink removes a link itself (never its target); a missing folder is no old log.
@@ -225,6 +227,23 @@ class FailureLog:
     @property
     def count(self) -> int:
         return len(self.lines)
+
+    def merge(self, world_size: int) -> int:
+        """On rank 0, after a barrier: add the other ranks' lists to ``failures.txt``.
+
+        Returns:
+            The number of failures of all ranks.
+        """
+        with self._lock:
+            for rank in range(1, world_size):
+                other = self.final.with_name(f".{self.final.name}.rank{rank}")
+                if other.is_file() and not other.is_symlink():
+                    self.lines += other.read_text().splitlines(keepends=True)
+                with contextlib.suppress(FileNotFoundError):
+                    other.unlink()
+            if world_size > 1 and self.lines:
+                write_text_atomic(self.final, "".join(self.lines))
+        return self.count
 
     def record(self, item: str | Path, reason: str) -> None:
         line = f"{item}\t{' '.join(str(reason).split())}\n"

@@ -203,11 +203,12 @@ def run_prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareSummary:
     barrier()
     mine = shard(items, rank, world)
     todo = [item for item in mine if finished_row(cfg.outdir, item) is None]
-    failures = FailureLog(cfg.outdir)
+    failures = FailureLog(cfg.outdir, rank=rank)
     made = _run_items(todo, cfg, target, failures, progress and rank == 0)
     barrier()
     manifest = None
     if rank == 0:
+        failures.merge(world)  # one failures.txt for every rank
         rows = [row for item in items if (row := finished_row(cfg.outdir, item)) is not None]
         manifest = write_manifest(cfg, rows) if rows else None
     return PrepareSummary(made, len(mine) - len(todo), failures.count, manifest)
