@@ -20,3 +20,17 @@ def test_an_existing_run_needs_resume(tiny_config) -> None:
     with pytest.raises(DracoInputError, match="--resume latest"):
         run_pretrain(tiny_config(epochs=1))
     assert sorted(p.name for p in best.iterdir()) == before
+
+
+def test_ctrl_c_saves_latest_and_the_run_resumes(tiny_config, caplog) -> None:
+    def interrupt(state, stats) -> None:
+        if state.global_step == 2:
+            raise KeyboardInterrupt
+
+    cfg = tiny_config(epochs=1)
+    with caplog.at_level("WARNING"), pytest.raises(KeyboardInterrupt):
+        run_pretrain(cfg, on_step=interrupt)
+    latest = cfg.out_dir / "checkpoints" / "latest.pt"
+    assert latest.is_file() and "--resume latest" in caplog.text
+    result = run_pretrain(tiny_config(epochs=1, resume="latest"))
+    assert result["state"].global_step == 3 and result["state"].epoch == 1

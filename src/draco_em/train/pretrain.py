@@ -187,29 +187,39 @@ def _train(config: PretrainConfig, ctx: DistContext, on_step: Callable | None) -
     common = {"mask_ratio": config.mask_ratio, "seed": config.seed,
               "tokens": model_config.grid_size**2, "amp_dtype": amp_dtype}  # fmt: skip
     metrics: dict[str, float] = {}
-    while state.epoch < config.epochs:
-        data.sampler.set_epoch(state.epoch, start_batch=state.step_in_epoch * config.accum)
-        t0 = time.perf_counter()
-        if train_one_epoch(train_model, data.loader, opt.optimizer, opt.scheduler, opt.scaler,
-                           ctx, state, accum=config.accum, clip_grad=config.clip_grad,
-                           on_step=after_step, progress=config.progress, **common):  # fmt: skip
-            log.info("stopped at step %d (max_steps): continue with --resume latest",
-                     state.global_step)  # fmt: skip
-            break
-        state.epoch, state.step_in_epoch = state.epoch + 1, 0
-        metrics = {"epoch": state.epoch, "step": state.global_step,
-                   "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
-        if data.val_loader is not None:
-            metrics |= evaluate(stage_model, data.val_loader, ctx, **common)
-        metrics |= evaluate_micrographs(stage_model, data.val_records, extra["pixel_size"],
-                                        ctx.device, amp_dtype)  # fmt: skip
-        improved = _update_best(best, metrics)
-        save("latest", metrics)
-        if ctx.is_main:
-            _log_metrics(run_dir, {"kind": "val", **metrics})
-            log.info("epoch %d: %s", state.epoch, json.dumps(metrics))
-            if improved:
-                _copy_atomic(checkpoint_path(run_dir, "latest"), checkpoint_path(run_dir, "best"))
+    try:
+        while state.epoch < config.epochs:
+            data.sampler.set_epoch(state.epoch, start_batch=state.step_in_epoch * config.accum)
+            t0 = time.perf_counter()
+            if train_one_epoch(train_model, data.loader, opt.optimizer, opt.scheduler, opt.scaler,
+                               ctx, state, accum=config.accum, clip_grad=config.clip_grad,
+                               on_step=after_step, progress=config.progress, **common):  # fmt: skip
+                log.info("stopped at step %d (max_steps): continue with --resume latest",
+                         state.global_step)  # fmt: skip
+                break
+            state.epoch, state.step_in_epoch = state.epoch + 1, 0
+            metrics = {"epoch": state.epoch, "step": state.global_step,
+                       "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
+            if data.val_loader is not None:
+                metrics |= evaluate(stage_model, data.val_loader, ctx, **common)
+            metrics |= evaluate_micrographs(stage_model, data.val_records, extra["pixel_size"],
+                                            ctx.device, amp_dtype)  # fmt: skip
+            improved = _update_best(best, metrics)
+            save("latest", metrics)
+            if ctx.is_main:
+                _log_metrics(run_dir, {"kind": "val", **metrics})
+                log.info("epoch %d: %s", state.epoch, json.dumps(metrics))
+                if improved:
+                    _copy_atomic(
+                        checkpoint_path(run_dir, "latest"), checkpoint_path(run_dir, "best")
+                    )
+    except KeyboardInterrupt:  # Ctrl-C: keep the steps done so far, say how to go on
+        if ctx.world_size == 1:  # a sharded save needs every rank, which may be gone
+            save("latest")
+            log.warning("interrupted at epoch %d, step %d: saved %s; continue with "
+                        "draco pretrain -o %s --resume latest", state.epoch + 1,
+                        state.global_step, checkpoint_path(run_dir, "latest"), run_dir)  # fmt: skip
+        raise
     return {"metrics": metrics, "state": state, "run_dir": run_dir, "best": best, "model": model}
 
 
