@@ -44,3 +44,9 @@ def test_help_ends_with_an_example_the_parser_accepts(path: tuple[str, ...]) -> 
     # The command's own parser: unknown options, missing required ones or bad values raise.
     ctx = command.make_context(path[-1], argv)
     assert ctx.params  # parsed, not run
+
+
+@pytest.mark.parametrize("command", ["denoise", "prepare"])
+def test_float16_help_warns_about_relion_31(command: str) -> None:
+    option = next(p for p in LEAVES[(command,)].params if p.name == "float16")
+    assert "RELION 3.1 refuses" in (option.help or "")

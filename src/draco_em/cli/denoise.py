@@ -32,7 +32,10 @@ def denoise(
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 8,
     shifts: Annotated[int, typer.Option(help="Patch-grid offsets averaged: 1, 2 or 4.")] = 1,
     keep_binned: Annotated[bool, typer.Option(help="Write at the working pixel size.")] = False,
-    float16: Annotated[bool, typer.Option(help="Write float16 (MRC mode 12).")] = False,
+    float16: Annotated[
+        bool,
+        typer.Option(help="Write float16 (MRC mode 12: RELION 3.1 refuses it; mrcfile warns)."),
+    ] = False,
     png: Annotated[bool, typer.Option(help="Also write 8-bit PNG previews.")] = False,
     skip_existing: Annotated[bool, typer.Option(help="Skip finished outputs (resume).")] = True,
     workers: Annotated[int, typer.Option(help="Reader worker processes.")] = 1,

@@ -45,7 +45,9 @@ def prepare(
         str, typer.Option(help="Local motion grid, e.g. 5x5; 1x1 = global.")
     ] = "1x1",
     dose_weighting: Annotated[bool, typer.Option(help="Dose-weight the full sum.")] = False,
-    float16: Annotated[bool, typer.Option(help="Write float16 MRC files.")] = False,
+    float16: Annotated[
+        bool, typer.Option(help="Write float16 MRC (mode 12: RELION 3.1 refuses it).")
+    ] = False,
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="CPU worker processes.")] = 1,
     device: Annotated[
         str, typer.Option(help="auto, cpu or cuda (torchrun: one per GPU).")
