@@ -364,3 +364,16 @@ def test_rerun_with_another_threshold_needs_overwrite(trained, tmp_path):
     n_high = predict_all(high.model_copy(update={"overwrite": True}), progress=False)["picks"]
     assert n_high < n_low
     assert len(read_coords(out / "coordinates" / "blob_0_autopick.star")) == n_high
+
+
+def test_resume_makes_a_preview_a_kill_left_out(trained, tmp_path):
+    """Issue 16: a micrograph killed between its STAR and its PNG gets its preview on resume."""
+    out = tmp_path / "p"
+    cfg = PickPredictConfig(inputs=[trained["tmp"] / "mics" / "blob_2.mrc"], outdir=out,
+                            model=str(trained["path"]), threshold=0.3)  # fmt: skip
+    predict_all(cfg, progress=False)
+    star, png = out / "coordinates" / "blob_2_autopick.star", out / "previews" / "blob_2.png"
+    before, size = star.stat().st_mtime_ns, png.stat().st_size
+    png.unlink()
+    predict_all(cfg, progress=False)
+    assert png.stat().st_size == size and star.stat().st_mtime_ns == before

@@ -192,6 +192,10 @@ def predict_all(
         try:
             if star.is_file() and not cfg.overwrite:  # resume: finished earlier
                 kept = _resumed(star, item.path, cfg.pixel_size)
+                preview = out / "previews" / f"{stem}.png"
+                if cfg.previews and not preview.is_file():  # killed between STAR and PNG
+                    _save_preview(preview, read_micrograph(item.path, cfg.pixel_size)[0], kept,
+                                  picker)  # fmt: skip
             else:
                 cands, kept, image, dropped = pick_one(picker, cfg, item.path, stem, exclude)
                 all_scores.append(cands["score"].to_numpy())
@@ -200,10 +204,7 @@ def predict_all(
                     _record_excluded(out, item.path, dropped)
                     n_excluded += dropped
                 if cfg.previews:
-                    radius = (
-                        picker.diameter / 2 / float(kept["pixel_size"].iloc[0]) if len(kept) else 1
-                    )
-                    save_overlay(out / "previews" / f"{stem}.png", image, kept, radius)
+                    _save_preview(out / "previews" / f"{stem}.png", image, kept, picker)
             index[str(item.path)] = star.relative_to(out)
             all_kept.append(kept)
         except (DracoInputError, OSError, ValueError) as exc:
@@ -228,6 +229,12 @@ def _settings(cfg: PickPredictConfig) -> dict:
         "model": str(model.resolve()) if model.exists() else cfg.model,
         **cfg.model_dump(mode="json", include=set(OUTPUT_SETTINGS)),
     }
+
+
+def _save_preview(path: Path, image: np.ndarray, kept: pd.DataFrame, picker: Picker) -> None:
+    """The overlay PNG of one micrograph: its picks as circles of the particle's radius."""
+    radius = picker.diameter / 2 / float(kept["pixel_size"].iloc[0]) if len(kept) else 1
+    save_overlay(path, image, kept, radius)
 
 
 def _write_collective(cfg, picker: Picker, index: dict, kept: list, scores: list) -> None:
