@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from draco_em.errors import DracoInputError
+from draco_em.train.checkpoint import load_checkpoint
 from draco_em.train.pretrain import run_pretrain
 
 
@@ -34,3 +36,15 @@ def test_ctrl_c_saves_latest_and_the_run_resumes(tiny_config, caplog) -> None:
     assert latest.is_file() and "--resume latest" in caplog.text
     result = run_pretrain(tiny_config(epochs=1, resume="latest"))
     assert result["state"].global_step == 3 and result["state"].epoch == 1
+
+
+def test_resume_repairs_a_best_pt_a_kill_left_stale(tiny_config) -> None:
+    cfg = tiny_config(epochs=1)
+    run_pretrain(cfg)
+    ckpts = cfg.out_dir / "checkpoints"
+    latest = ckpts / "latest.pt"
+    stale = load_checkpoint(latest)
+    stale["epoch"] = 0  # as if the copy of epoch 1 to best.pt never happened
+    torch.save(stale, ckpts / "best.pt")
+    run_pretrain(tiny_config(epochs=1, resume="latest"))
+    assert (ckpts / "best.pt").read_bytes() == latest.read_bytes()

@@ -160,6 +160,8 @@ def _train(config: PretrainConfig, ctx: DistContext, on_step: Callable | None) -
         state = TrainState(ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"])
         best = ckpt.get("best", best)
         log.info("resumed from %s at epoch %d, step %d", resume, state.epoch, state.global_step)
+        if ctx.is_main and resume == checkpoint_path(run_dir, "latest"):
+            _repair_best(run_dir, ckpt, best)
     train_model = _wrap(stage_model, config, ctx)
     _log_setup(config, ctx, data, opt)
     px = data.pixel_range
@@ -287,6 +289,22 @@ def _log_setup(config: PretrainConfig, ctx: DistContext, data: _Data, opt: _Opti
         f"({opt.warmup_steps} warm-up); working pixel size {data.pixel_range[0]:.2f}-"
         f"{data.pixel_range[1]:.2f} Å on {ctx.device}"
     )
+
+
+def _repair_best(run_dir: Path, latest: dict, best: dict) -> None:
+    """Make best.pt hold the epoch its record names after a kill between the two writes.
+
+    The loop saves latest.pt, then copies it to best.pt when the epoch improved; a kill in
+    between leaves best.pt an epoch behind (or missing) while the record says this epoch.
+    """
+    if best.get("epoch") != latest["epoch"] or latest["step_in_epoch"] != 0:
+        return
+    path = checkpoint_path(run_dir, "best")
+    held = load_checkpoint(path).get("epoch") if path.is_file() else None
+    if held != best["epoch"]:
+        _copy_atomic(checkpoint_path(run_dir, "latest"), path)
+        log.warning("best.pt held epoch %s, its record epoch %s: copied latest.pt", held,
+                    best["epoch"])  # fmt: skip
 
 
 def _update_best(best: dict, metrics: dict) -> bool:
