@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -302,3 +303,46 @@ def test_torchrun_denoise_lists_every_ranks_failures(tmp_path, tiny_weights, rng
     assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")] == [
         ".draco_settings.json"
     ]
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            out.append(int(status.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_sigkilled_denoise_takes_its_reader_worker_along(tmp_path, tiny_weights, rng) -> None:
+    mics = tmp_path / "mics"
+    mics.mkdir()
+    for i in range(40):
+        write_mrc(mics / f"m{i:02d}.mrc", rng.normal(size=(256, 256)).astype(np.float32), 1.0)
+    cmd = [sys.executable, "-m", "draco_em", "denoise", str(mics), "-o", str(tmp_path / "out"),
+           "--weights", str(tiny_weights), "--tile", "64", "--workers", "1", "--no-progress",
+           "--device", "cpu"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        workers: list[int] = []
+        deadline = time.monotonic() + 120
+        while not workers and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            workers = _children(proc.pid)
+        assert workers, "the reader worker never started"
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 1.5  # at once: torch's own watchdog polls every 5 s
+    while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = [w for w in workers if Path(f"/proc/{w}/status").exists()
+             and "State:\tZ" not in Path(f"/proc/{w}/status").read_text()]  # fmt: skip
+    assert not alive

@@ -35,7 +35,7 @@ from draco_em.io.preview import save_preview
 from draco_em.io.star import MicrographTable, write_micrographs_star
 from draco_em.io.validate import validate_image
 from draco_em.model.weights import BUNDLED_DENOISER, load_model
-from draco_em.runtime import barrier, cleanup, init_distributed
+from draco_em.runtime import barrier, cleanup, die_with_parent, init_distributed
 
 
 class DenoiseConfig(BaseModel):
@@ -140,6 +140,7 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
         _Reader(todo, cfg.pixel_size),
         batch_size=None,
         num_workers=cfg.workers,
+        worker_init_fn=die_with_parent,  # a SIGKILLed denoise takes its readers along
         collate_fn=_as_is,
     )
     done = 0

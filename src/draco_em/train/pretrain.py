@@ -42,7 +42,7 @@ from draco_em.io.atomic import atomic_path, remove_stale_temps
 from draco_em.io.run_folder import CONFIG_FILE, checkpoint_path, run_log, write_config
 from draco_em.model.draco import MASK_RATIO, DracoConfig, DracoMAE
 from draco_em.model.weights import read_weights, resolve_weights
-from draco_em.runtime import DistContext, cleanup, init_distributed
+from draco_em.runtime import DistContext, cleanup, die_with_parent, init_distributed
 from draco_em.train.checkpoint import (
     load_checkpoint,
     resolve_resume,
@@ -243,7 +243,7 @@ def _data(config: PretrainConfig, ctx: DistContext) -> _Data:
                                config.accum, config.seed)  # fmt: skip
     loader = DataLoader(train_ds, config.batch_size, sampler=sampler, num_workers=config.workers,
                         pin_memory=ctx.device.type == "cuda", drop_last=True,
-                        persistent_workers=config.workers > 0,
+                        persistent_workers=config.workers > 0, worker_init_fn=die_with_parent,
                         generator=torch.Generator().manual_seed(config.seed))  # fmt: skip
     val_loader = None
     if val_recs:  # small: loaded in the main process, its statistics cached once
