@@ -14,10 +14,13 @@ taken from the environment or the first host of ``SLURM_JOB_NODELIST`` (as MAE's
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import os
 import re
+import signal
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,3 +187,24 @@ def all_gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
     out: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+#: prctl option number (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(_worker_id: int = 0) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (a DataLoader ``worker_init_fn``).
+
+    A reader worker blocked on a full queue never notices that a SIGKILLed parent is gone and
+    would stay alive, holding its memory; elsewhere this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # no prctl: the watchdog of torch's workers remains
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)

@@ -321,3 +321,59 @@ def test_calibrate_rechooses_the_threshold_in_a_new_run(trained, tmp_path, capsy
                                    "--device", "cpu"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "threshold" in res.output and (tmp_path / "cal3" / "picker.safetensors").is_file()
+
+
+def test_cli_nan_and_constant_micrographs_fail_and_set_the_exit_code(trained, tmp_path, capsys):
+    """Issue 16: NaN/Inf/constant micrographs are per-file failures; exit 1 some, 2 all."""
+    tmp = trained["tmp"]
+    mics = tmp_path / "mics"
+    mics.mkdir()
+    nan = np.random.default_rng(0).normal(size=(192, 192)).astype(np.float32)
+    nan[3, 4] = np.inf
+    with np.errstate(invalid="ignore"):  # the header statistics of an Inf image
+        write_mrc(mics / "inf.mrc", nan, pixel_size=1.0)
+    write_mrc(mics / "flat.mrc", np.zeros((192, 192), np.float32), pixel_size=1.0)
+    argv = ["pick", "predict", "-o", str(tmp_path / "p"), "--model", str(trained["path"]),
+            "--no-previews", "-q"]  # fmt: skip
+    codes = []
+    for inputs in ([str(mics)], [str(mics), str(tmp / "mics" / "blob_1.mrc")]):
+        try:
+            main([*argv[:2], *inputs, *argv[2:]])
+            codes.append(0)
+        except SystemExit as exc:
+            codes.append(int(exc.code or 0))
+        err = capsys.readouterr().err
+        assert "failures.txt" in err and "Traceback" not in err
+    assert codes == [2, 1]
+    failures = (tmp_path / "p" / "failures.txt").read_text()
+    assert "NaN/Inf" in failures and "zero variance" in failures
+    assert not (tmp_path / "p" / "coordinates" / "inf_autopick.star").exists()
+
+
+def test_rerun_with_another_threshold_needs_overwrite(trained, tmp_path):
+    """Issue 16: a finished folder is not silently kept under new settings."""
+    tmp = trained["tmp"]
+    out = tmp_path / "p"
+    base = PickPredictConfig(inputs=[tmp / "mics" / "blob_0.mrc"], outdir=out,
+                             model=str(trained["path"]), threshold=0.3, previews=False)  # fmt: skip
+    n_low = predict_all(base, progress=False)["picks"]
+    assert predict_all(base, progress=False)["picks"] == n_low  # equal settings: resumes
+    high = base.model_copy(update={"threshold": 0.9})
+    with pytest.raises(DracoInputError, match=r"threshold 0\.3 → 0\.9.*--overwrite"):
+        predict_all(high, progress=False)
+    n_high = predict_all(high.model_copy(update={"overwrite": True}), progress=False)["picks"]
+    assert n_high < n_low
+    assert len(read_coords(out / "coordinates" / "blob_0_autopick.star")) == n_high
+
+
+def test_resume_makes_a_preview_a_kill_left_out(trained, tmp_path):
+    """Issue 16: a micrograph killed between its STAR and its PNG gets its preview on resume."""
+    out = tmp_path / "p"
+    cfg = PickPredictConfig(inputs=[trained["tmp"] / "mics" / "blob_2.mrc"], outdir=out,
+                            model=str(trained["path"]), threshold=0.3)  # fmt: skip
+    predict_all(cfg, progress=False)
+    star, png = out / "coordinates" / "blob_2_autopick.star", out / "previews" / "blob_2.png"
+    before, size = star.stat().st_mtime_ns, png.stat().st_size
+    png.unlink()
+    predict_all(cfg, progress=False)
+    assert png.stat().st_size == size and star.stat().st_mtime_ns == before

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from draco_em import __version__
@@ -19,6 +21,15 @@ app = typer.Typer(
 )
 
 
+def example(command: str) -> str:
+    """The epilog every leaf command's ``--help`` ends with: one working example.
+
+    (The command function's docstring is shown above the options; typer renders the epilog
+    after them, one paragraph per blank-line-separated block.)
+    """
+    return f"Example:\n\n  {command}"
+
+
 def comma_list(text: str | None) -> list[str] | None:
     """``"a, b,c"`` → ``["a", "b", "c"]``; None or only commas/spaces → None (the option's default).
 
@@ -29,6 +40,31 @@ def comma_list(text: str | None) -> list[str] | None:
         return None
     names = [t.strip() for t in text.split(",") if t.strip()]
     return names or None
+
+
+def batch_exit_code(n_inputs: int, n_failed: int) -> int:
+    """The exit code of every batch command: 0 all succeeded, 1 some failed, 2 every one failed.
+
+    ``n_inputs`` counts every input of the run, the ones finished by an earlier run included.
+    (2 is also what a command that could not run at all exits with: :func:`draco_em.cli.main`.)
+    """
+    if n_failed == 0:
+        return 0
+    return 2 if n_failed >= n_inputs else 1
+
+
+def exit_batch(n_inputs: int, n_failed: int, failure_log: str | Path) -> None:
+    """End a batch command by the one rule: summarise failures on stderr, exit 0, 1 or 2.
+
+    Used by every batch command (denoise, pick predict, prepare, curate predict, simulate,
+    convert); the failed inputs are listed with their reasons in ``failure_log``.
+    """
+    code = batch_exit_code(n_inputs, n_failed)
+    if n_failed:
+        every = f"all {n_inputs} inputs" if code == 2 else f"{n_failed} of {n_inputs} inputs"
+        typer.echo(f"draco: error: {every} failed; listed in {failure_log}", err=True)
+    if code:
+        raise typer.Exit(code)
 
 
 def _print_version(value: bool) -> None:

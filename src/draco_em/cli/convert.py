@@ -16,10 +16,15 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app
+from draco_em.cli._app import app, example, exit_batch
 
 
-@app.command()
+@app.command(
+    epilog=example(
+        "draco convert picks/coordinates -o picks.cs --to cs --micrograph-shape 1024x1024 "
+        "--pixel-size 2.0"
+    ),
+)
 def convert(
     inputs: Annotated[list[Path], typer.Argument(help="Coordinate files, folders or globs.")],
     output: Annotated[
@@ -42,7 +47,7 @@ def convert(
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Convert coordinate files; exit code 2 if any input failed (listed in failures.txt)."""
+    """Convert coordinate files; exit 1 if some inputs failed, 2 if all did (failures.txt)."""
     from draco_em.io.convert import ConvertConfig, convert_coords
 
     config = ConvertConfig(  # a rejected value: one line, exit 2 (draco_em.cli.main)
@@ -61,8 +66,4 @@ def convert(
         f"wrote {result.n_particles} particles of {result.n_micrographs} micrographs "
         f"to {len(result.outputs)} file(s) in {config.output}"
     )
-    if result.n_failed:
-        typer.echo(
-            f"draco: error: {result.n_failed} input(s) failed, see {result.failure_log}", err=True
-        )
-        raise typer.Exit(2)
+    exit_batch(result.n_inputs, result.n_failed, result.failure_log)

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app, comma_list
+from draco_em.cli._app import app, comma_list, example, exit_batch
 from draco_em.curate.config import CuratePredictConfig, CurateTrainConfig, FeatureConfig
 
 curate_app = typer.Typer(
@@ -24,7 +24,10 @@ curate_app = typer.Typer(
 app.add_typer(curate_app, name="curate")
 
 
-@curate_app.command("train")
+@curate_app.command(
+    "train",
+    epilog=example("draco curate train --labels sim/micrographs.star -o runs/curator --epochs 100"),
+)
 def curate_train(
     labels: Annotated[
         Path, typer.Option(help="Micrographs STAR with labels, or CSV micrograph,label.")
@@ -92,7 +95,12 @@ def curate_train(
     )
 
 
-@curate_app.command("predict")
+@curate_app.command(
+    "predict",
+    epilog=example(
+        "draco curate predict sim/micrographs.star -o curate/ --model runs/curator --threshold 0.7"
+    ),
+)
 def curate_predict(
     inputs: Annotated[
         list[str], typer.Argument(help="Micrographs: files, globs, folders or a STAR.")
@@ -124,3 +132,4 @@ def curate_predict(
         f"{n_acc} accepted, {len(res.table) - n_acc} rejected, {res.n_failed} failed; "
         f"table: {res.outputs['csv']}"
     )
+    exit_batch(len(res.table) + res.n_failed, res.n_failed, cfg.out_dir / "failures.txt")

@@ -14,10 +14,10 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app
+from draco_em.cli._app import app, example
 
 
-@app.command()
+@app.command(epilog=example("draco demo -o demo_output"))
 def demo(
     outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Output folder.")] = Path(
         "demo_output"

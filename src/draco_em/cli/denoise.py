@@ -16,10 +16,10 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app
+from draco_em.cli._app import app, example, exit_batch
 
 
-@app.command()
+@app.command(epilog=example("draco denoise sim/micrographs.star -o denoised/ --png"))
 def denoise(
     inputs: Annotated[list[str], typer.Argument(help="Files, globs, folders or a STAR.")],
     outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Output folder.")],
@@ -32,12 +32,18 @@ def denoise(
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 8,
     shifts: Annotated[int, typer.Option(help="Patch-grid offsets averaged: 1, 2 or 4.")] = 1,
     keep_binned: Annotated[bool, typer.Option(help="Write at the working pixel size.")] = False,
-    float16: Annotated[bool, typer.Option(help="Write float16 (MRC mode 12).")] = False,
+    float16: Annotated[
+        bool,
+        typer.Option(help="Write float16 (MRC mode 12: RELION 3.1 refuses it; mrcfile warns)."),
+    ] = False,
     png: Annotated[bool, typer.Option(help="Also write 8-bit PNG previews.")] = False,
     skip_existing: Annotated[bool, typer.Option(help="Skip finished outputs (resume).")] = True,
     workers: Annotated[int, typer.Option(help="Reader worker processes.")] = 1,
     pixel_size: Annotated[float | None, typer.Option(help="Override header Å/px.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    overwrite: Annotated[
+        bool, typer.Option(help="Redo every output (needed when the settings changed).")
+    ] = False,
 ) -> None:
     """Denoise micrographs and stacks (mask ratio 0 over overlapping tiles)."""
     from draco_em.infer.run_denoise import DenoiseConfig, run_denoise
@@ -46,12 +52,12 @@ def denoise(
         inputs=inputs, outdir=outdir, weights=weights, device=device, tile=tile,
         overlap=overlap, batch_size=batch_size, shifts=shifts, keep_binned=keep_binned,
         float16=float16, png=png, skip_existing=skip_existing, workers=workers,
-        pixel_size=pixel_size, progress=progress,
+        pixel_size=pixel_size, progress=progress, overwrite=overwrite,
     )  # fmt: skip
     result = run_denoise(cfg)
     typer.echo(
         f"denoised {result['done']}, skipped {result['skipped']} finished, "
         f"failed {result['failed']} → {result['outdir']}"
     )
-    if result["failed"]:
-        typer.echo(f"failures are listed in {outdir / 'failures.txt'}", err=True)
+    n_inputs = result["done"] + result["skipped"] + result["failed"]
+    exit_batch(n_inputs, result["failed"], outdir / "failures.txt")

@@ -14,13 +14,18 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app
+from draco_em.cli._app import app, example
 
 evaluate_app = typer.Typer(help="Score results against ground truth.", no_args_is_help=True)
 app.add_typer(evaluate_app, name="evaluate")
 
 
-@evaluate_app.command("denoise")
+@evaluate_app.command(
+    "denoise",
+    epilog=example(
+        "draco evaluate denoise --pred denoised/ --clean sim/clean --coords sim/coordinates --json"
+    ),
+)
 def evaluate_denoise(
     pred: Annotated[Path, typer.Option(help="Folder of denoised images (X_EVN/X_ODD: halves).")],
     clean: Annotated[
@@ -70,7 +75,10 @@ def evaluate_denoise(
         typer.echo(f"({result['n']} micrographs)")
 
 
-@evaluate_app.command("pick")
+@evaluate_app.command(
+    "pick",
+    epilog=example("draco evaluate pick --pred picks/coordinates --truth sim/coordinates --json"),
+)
 def evaluate_pick(
     pred: Annotated[Path, typer.Option(help="Folder or file of predicted picks.")],
     truth: Annotated[Path, typer.Option(help="Folder or file of true centres.")],
@@ -89,7 +97,10 @@ def evaluate_pick(
     typer.echo(metrics.dump_json(result) if as_json else metrics.format_result(result))
 
 
-@evaluate_app.command("curate")
+@evaluate_app.command(
+    "curate",
+    epilog=example("draco evaluate curate --pred curate/curation.csv --truth sim/micrographs.star"),
+)
 def evaluate_curate(
     pred: Annotated[Path, typer.Option(help="curation.csv from `draco curate predict`.")],
     truth: Annotated[Path, typer.Option(help="Labels: micrographs STAR or CSV micrograph,label.")],
@@ -114,7 +125,13 @@ def evaluate_curate(
     typer.echo(dump_json(result) if as_json else format_report(result))
 
 
-@evaluate_app.command("realism")
+@evaluate_app.command(
+    "realism",
+    epilog=example(
+        "draco evaluate realism --sim sim/micrographs.star --real real/ --pixel-size 1.77 "
+        "-o realism/"
+    ),
+)
 def evaluate_realism(
     sim: Annotated[list[str], typer.Option(help="Simulated micrographs/folder/glob/STAR.")],
     real: Annotated[list[str], typer.Option(help="Real micrographs/folder/glob/STAR.")],

@@ -14,11 +14,11 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app
+from draco_em.cli._app import app, example
 from draco_em.errors import DracoInputError
 
 
-@app.command()
+@app.command(epilog=example("draco export runs/tiny -o tiny.safetensors --which best"))
 def export(
     run_dir: Annotated[
         Path, typer.Argument(help="Run folder of draco pretrain (or a .pt checkpoint).")

@@ -13,11 +13,11 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app
+from draco_em.cli._app import app, example
 from draco_em.errors import DracoInputError
 
 
-@app.command()
+@app.command(epilog=example("draco info sim/micrographs/mic_00001.mrc sim/micrographs.star --json"))
 def info(
     paths: Annotated[list[Path], typer.Argument(help="Files to describe.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,

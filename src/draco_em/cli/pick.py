@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app, comma_list
+from draco_em.cli._app import app, comma_list, example, exit_batch
 from draco_em.pick.config import (
     DetectorConfig,
     PickCalibrateConfig,
@@ -31,7 +31,12 @@ pick_app = typer.Typer(
 app.add_typer(pick_app, name="pick")
 
 
-@pick_app.command("predict")
+@pick_app.command(
+    "predict",
+    epilog=example(
+        "draco pick predict sim/micrographs.star -o picks/ --diameter 150 --format star,box,cs"
+    ),
+)
 def pick_predict(
     inputs: Annotated[list[Path], typer.Argument(help="Micrographs, folders, globs or a STAR.")],
     outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Output folder.")],
@@ -57,6 +62,9 @@ def pick_predict(
     ] = 0.5,
     previews: Annotated[bool, typer.Option(help="Overlay PNGs + score histogram.")] = True,
     device: Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda[:N].")] = "auto",
+    overwrite: Annotated[
+        bool, typer.Option(help="Pick every micrograph again (needed when the settings changed).")
+    ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Pick particles; write RELION STARs + index, and .box / Topaz / cryoSPARC files."""
@@ -67,7 +75,7 @@ def pick_predict(
         formats=comma_list(fmt) or [], pixel_size=pixel_size,
         box_size=box_size, exclude_masks=exclude_masks, exclude_by_curation=exclude_by_curation,
         exclude_classes=comma_list(exclude_classes), exclude_threshold=exclude_threshold,
-        previews=previews, device=device,
+        previews=previews, device=device, overwrite=overwrite,
     )  # fmt: skip
     curation = None
     if cfg.exclude_by_curation:  # curate and pick do not import each other: joined here
@@ -83,9 +91,16 @@ def pick_predict(
         + ("" if s["excluded"] is None else f"; {s['excluded']} dropped (excluded_picks.txt)")
         + (f"; {s['failed']} failed (failures.txt)" if s["failed"] else "")
     )
+    exit_batch(s["micrographs"] + s["failed"], s["failed"], cfg.outdir / "failures.txt")
 
 
-@pick_app.command("train")
+@pick_app.command(
+    "train",
+    epilog=example(
+        "draco pick train --micrographs sim/micrographs --coords sim/coordinates "
+        "--diameter 150 -o runs/pick1 --weights bundled --epochs 20"
+    ),
+)
 def pick_train(
     micrographs: Annotated[list[Path], typer.Option(help="Micrographs/folders/globs/STAR.")],
     coords: Annotated[list[Path], typer.Option(help="Coordinate files or folders.")],
@@ -139,7 +154,13 @@ def pick_train(
     typer.echo(f"picker written to {path}")
 
 
-@pick_app.command("calibrate")
+@pick_app.command(
+    "calibrate",
+    epilog=example(
+        "draco pick calibrate --micrographs mics/ --coords manual/ -o runs/pick1_cal "
+        "--model runs/pick1"
+    ),
+)
 def pick_calibrate(
     micrographs: Annotated[list[Path], typer.Option(help="Micrographs/folders/globs/STAR.")],
     coords: Annotated[list[Path], typer.Option(help="Their picks: files or folders.")],

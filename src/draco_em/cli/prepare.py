@@ -13,10 +13,14 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app
+from draco_em.cli._app import app, example, exit_batch
 
 
-@app.command()
+@app.command(
+    epilog=example(
+        "draco prepare sim/movies -o triplets/ --gain sim/gain.mrc --dose-per-frame 1.0 -j 2"
+    ),
+)
 def prepare(
     inputs: Annotated[
         list[str],
@@ -41,7 +45,9 @@ def prepare(
         str, typer.Option(help="Local motion grid, e.g. 5x5; 1x1 = global.")
     ] = "1x1",
     dose_weighting: Annotated[bool, typer.Option(help="Dose-weight the full sum.")] = False,
-    float16: Annotated[bool, typer.Option(help="Write float16 MRC files.")] = False,
+    float16: Annotated[
+        bool, typer.Option(help="Write float16 MRC (mode 12: RELION 3.1 refuses it).")
+    ] = False,
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="CPU worker processes.")] = 1,
     device: Annotated[
         str, typer.Option(help="auto, cpu or cuda (torchrun: one per GPU).")
@@ -68,5 +74,5 @@ def prepare(
             f"{summary.made} prepared, {summary.skipped} already there, {summary.failed} "
             f"failed; manifest: {summary.manifest}"
         )
-    if summary.failed:
-        typer.echo(f"failures listed in {cfg.outdir / 'failures.txt'}", err=True)
+    n_inputs = summary.made + summary.skipped + summary.failed
+    exit_batch(n_inputs, summary.failed, cfg.outdir / "failures.txt")

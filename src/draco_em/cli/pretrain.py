@@ -17,11 +17,15 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app
+from draco_em.cli._app import app, example
 from draco_em.errors import DracoInputError
 
 
-@app.command()
+@app.command(
+    epilog=example(
+        "draco pretrain --data sim/micrographs.star -o runs/tiny --preset tiny --epochs 50"
+    ),
+)
 def pretrain(
     ctx: typer.Context,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],

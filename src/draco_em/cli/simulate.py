@@ -12,13 +12,13 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app
+from draco_em.cli._app import app, example, exit_batch
 from draco_em.errors import DracoInputError
 from draco_em.simulate.config import SimulateConfig
 from draco_em.simulate.presets import PRESETS, preset_config
 
 
-@app.command()
+@app.command(epilog=example("draco simulate sim/ --n-micrographs 20 --bad-fraction 0.2 -j 2"))
 def simulate(
     outdir: Annotated[Path, typer.Argument(help="Output folder (re-run to resume).")],
     n_micrographs: Annotated[int, typer.Option(help="Micrographs to make.")] = 10,
@@ -118,8 +118,8 @@ def simulate(
         f"{summary.made} made, {summary.skipped} already there, {summary.failed} failed; "
         f"manifest: {summary.star}"
     )
-    if summary.failed:
-        typer.echo(f"failures listed in {cfg.outdir / 'failures.txt'}", err=True)
+    n_inputs = summary.made + summary.skipped + summary.failed
+    exit_batch(n_inputs, summary.failed, cfg.outdir / "failures.txt")
 
 
 def _realism(realism, library: bool, size_range: tuple[float, float] | None, dose: float | None):

@@ -29,7 +29,7 @@ from draco_em.curate.baselines import UNIT_FREE, spectrum_features
 from draco_em.curate.config import FeatureConfig
 from draco_em.imaging.tiling import TileGrid
 from draco_em.io.atomic import atomic_path
-from draco_em.io.mrc import read_image
+from draco_em.io.mrc import read_micrograph
 from draco_em.io.pixel_size import resolve_pixel_size
 from draco_em.model.encoder import (
     Encoder,
@@ -156,7 +156,7 @@ def micrograph_features(
     if cached is not None and cached.is_file():
         with np.load(cached) as z:
             return z["tiles"], z["spectrum"], pixel_size
-    image, header_px = read_image(path, pixel_size=pixel_size)  # the override applied here
+    image, header_px = read_micrograph(path, pixel_size=pixel_size)  # override applied here
     px = resolve_pixel_size("curate", path, header_px)
     tiles = micrograph_tiles(image, px, cfg.pixel_size or encoder.pixel_size, cfg)
     feats = encode_tiles(encoder, tiles, stop_block)

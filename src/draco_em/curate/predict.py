@@ -32,7 +32,13 @@ from draco_em.curate.head import Curator, load_curator
 from draco_em.curate.report import contact_sheet, score_histogram
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
-from draco_em.io.batch import FailureLog, InputSet, check_picture_pixel_size, expand_inputs
+from draco_em.io.batch import (
+    FailureLog,
+    InputSet,
+    check_picture_pixel_size,
+    expand_inputs,
+    make_output_folder,
+)
 from draco_em.io.star import MicrographTable, write_micrographs_star
 from draco_em.model.encoder import Encoder, load_encoder, run_blocks
 from draco_em.runtime import resolve_device
@@ -121,7 +127,7 @@ def predict_curation(cfg: CuratePredictConfig) -> PredictResult:
     check_picture_pixel_size(inputs, cfg.pixel_size)
     curator = load_curator(cfg.model)
     encoder = curator_encoder(curator, cfg.weights, resolve_device(cfg.device))
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    make_output_folder(cfg.out_dir, [*cfg.inputs, *(it.path for it in inputs.items)])
     table, rows = _input_table(inputs, cfg.out_dir)
     failures = FailureLog(cfg.out_dir)
     records, kept = [], []
@@ -135,7 +141,7 @@ def predict_curation(cfg: CuratePredictConfig) -> PredictResult:
         px = cfg.pixel_size or (table.pixel_size(row) if inputs.table is not None else None)
         try:
             probs, px = score_micrograph(curator, encoder, item.path, px, cfg.out_dir / "features")
-        except (DracoInputError, ValueError) as exc:
+        except (DracoInputError, OSError, ValueError) as exc:  # a missing file too: go on
             failures.record(item.path, str(exc))
             continue
         p_accept, decision, reason = decide(probs, curator, cfg.threshold)

@@ -23,7 +23,7 @@ from draco_em.curate.config import FeatureConfig
 from draco_em.curate.features import feature_grid
 from draco_em.errors import DracoInputError
 from draco_em.imaging.tiling import TileGrid, tile_image
-from draco_em.io.mrc import read_image
+from draco_em.io.mrc import read_image, read_micrograph
 from draco_em.model.encoder import (
     Encoder,
     curate_input,
@@ -131,7 +131,7 @@ def region_training_set(
     xs, ys = [], []
     rows = zip(images, masks, pixel_sizes, strict=True)
     for path, mask_path, px in tqdm(list(rows), desc="region tiles", disable=not progress):
-        image, header_px = read_image(path, pixel_size=px)
+        image, header_px = read_micrograph(path, pixel_size=px)
         regions, _ = read_image(mask_path)
         if regions.shape != image.shape:
             raise DracoInputError(f"region mask {regions.shape} ≠ micrograph {image.shape}", path)

@@ -29,9 +29,9 @@ from draco_em.evaluate.denoise_metrics import (
     ssim,
 )
 from draco_em.imaging.fourier import fourier_resize
-from draco_em.io.atomic import write_text_atomic
+from draco_em.io.atomic import visible_files, write_text_atomic
 from draco_em.io.coords import read_coords
-from draco_em.io.mrc import read_image
+from draco_em.io.mrc import read_image, read_micrograph
 
 SUFFIXES_IGNORED = ("_denoised", ".denoised", "_EVN", "_ODD")
 
@@ -83,8 +83,8 @@ def _stem(path: Path) -> str:
 def _index(folder: Path) -> dict[str, dict[str, Path]]:
     """``{micrograph: {"full" | "EVN" | "ODD": path}}`` for the images in a folder."""
     out: dict[str, dict[str, Path]] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+    for path in visible_files(folder, IMAGE_SUFFIXES):  # not a killed run's hidden temps
+        if not path.is_file():
             continue
         stem, kind = _stem(path), "full"
         for half in ("EVN", "ODD"):
@@ -226,7 +226,7 @@ def _half_frc(
         return {}
 
     def load(path: Path) -> np.ndarray:
-        h = read_image(path, px)[0]
+        h = read_micrograph(path, px)[0]
         return h if h.shape == tuple(shape) else fourier_resize(h, (shape[0], shape[1]))
 
     even, odd = load(entry["EVN"]), load(entry["ODD"])
@@ -263,8 +263,8 @@ def evaluate_denoise(cfg: EvaluateDenoiseConfig) -> dict:
     for stem, entry in sorted(preds.items()):
         if cfg.clean is not None and stem not in clean:
             continue
-        truth = read_image(clean[stem], cfg.pixel_size)[0] if stem in clean else None
-        pred = read_image(entry["full"], cfg.pixel_size)[0] if "full" in entry else None
+        truth = read_micrograph(clean[stem], cfg.pixel_size)[0] if stem in clean else None
+        pred = read_micrograph(entry["full"], cfg.pixel_size)[0] if "full" in entry else None
         # The frame the coordinates live in: the raw input, else the truth, else the prediction.
         frame = (
             raw.get(stem)
@@ -273,7 +273,7 @@ def evaluate_denoise(cfg: EvaluateDenoiseConfig) -> dict:
             or entry.get("EVN")
             or entry["ODD"]
         )
-        ref, px = read_image(frame, cfg.pixel_size)
+        ref, px = read_micrograph(frame, cfg.pixel_size)
         pairs, radius = regions.get(stem, ref.shape, px)
         row: dict = {"micrograph": stem}
         if pred is not None:

@@ -46,7 +46,7 @@ from draco_em.imaging.normalize import clip_stats, padded_border, saturated_valu
 from draco_em.imaging.tiling import TileGrid, tile_image
 from draco_em.io.atomic import atomic_path, write_text_atomic
 from draco_em.io.batch import check_picture_pixel_size, expand_inputs
-from draco_em.io.mrc import read_image
+from draco_em.io.mrc import read_image, read_micrograph
 from draco_em.model.encoder import curate_input, encode_tiles, encoder_tiles, load_encoder
 from draco_em.runtime import resolve_device
 
@@ -140,7 +140,7 @@ def _load(paths: list[str], pixel_size: float | None) -> list[tuple[Path, float 
 
 def read_cropped(path: Path, pixel_size: float | None) -> tuple[np.ndarray, float, tuple]:
     """A micrograph without its padded border, its pixel size and the border removed."""
-    image, px = read_image(path, pixel_size)
+    image, px = read_micrograph(path, pixel_size)
     px = pixel_size or px
     if not px:
         raise DracoInputError("pixel size unknown (header says 0): pass --pixel-size", path)

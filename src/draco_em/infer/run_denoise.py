@@ -13,7 +13,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -24,7 +24,9 @@ from draco_em.io.batch import (
     InputItem,
     InputSet,
     check_picture_pixel_size,
+    check_settings,
     expand_inputs,
+    make_output_folder,
     shard,
 )
 from draco_em.io.images import is_raster, read_raster_stack, require_pixel_size
@@ -33,7 +35,7 @@ from draco_em.io.preview import save_preview
 from draco_em.io.star import MicrographTable, write_micrographs_star
 from draco_em.io.validate import validate_image
 from draco_em.model.weights import BUNDLED_DENOISER, load_model
-from draco_em.runtime import barrier, cleanup, init_distributed
+from draco_em.runtime import barrier, cleanup, die_with_parent, init_distributed
 
 
 class DenoiseConfig(BaseModel):
@@ -45,7 +47,8 @@ class DenoiseConfig(BaseModel):
         "bundled", description="'bundled' (draco_denoise_tiny), a .safetensors or an official .pth."
     )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
-    tile: int = Field(256, ge=32, description="Tile side in px at the working pixel size.")
+    # At most 4096: (4096/16)² = 65536 tokens per tile already need tens of GiB of attention.
+    tile: int = Field(256, ge=32, le=4096, description="Tile side in px at the working pixel size.")
     overlap: int | None = Field(None, ge=0, description="Tile overlap in px (default tile/8).")
     batch_size: int = Field(8, ge=1, description="Tiles per forward pass.")
     shifts: int = Field(1, description="Patch-grid offsets averaged per tile: 1, 2 or 4.")
@@ -57,6 +60,14 @@ class DenoiseConfig(BaseModel):
     pixel_size: float | None = Field(None, gt=0, description="Override the header pixel size (Å).")
     bf16: bool | None = Field(None, description="bf16 autocast; default on for CUDA.")
     progress: bool = Field(True, description="Show a progress bar.")
+    overwrite: bool = Field(False, description="Redo every output, even with other settings.")
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> DenoiseConfig:
+        # The one tiling routine blends each edge over `overlap` px: two ramps must fit a tile.
+        if self.overlap is not None and self.overlap > self.tile // 2:
+            raise ValueError(f"--overlap {self.overlap} must be at most tile/2 = {self.tile // 2}")
+        return self
 
 
 def output_path(outdir: Path, src: Path) -> Path:
@@ -117,17 +128,19 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     check_picture_pixel_size(inputs, cfg.pixel_size)
     ctx = init_distributed(cfg.device)  # under torchrun: one shard of the inputs per rank
     rank, world = ctx.rank, ctx.world_size
+    given: list[str | Path] = [*cfg.inputs, *(it.path for it in inputs.items)]
+    make_output_folder(cfg.outdir, given, beside_inputs=False)  # before the model loads
+    check_settings(cfg.outdir, "denoise", _settings(cfg), cfg.overwrite, write=rank == 0)
     denoiser = _load(cfg, ctx.device)
-    cfg.outdir.mkdir(parents=True, exist_ok=True)
-    failures = FailureLog(cfg.outdir)
+    failures = FailureLog(cfg.outdir, rank=rank)
     mine = shard(inputs.items, rank, world)
-    todo = [
-        it for it in mine if not (cfg.skip_existing and output_path(cfg.outdir, it.path).exists())
-    ]
+    resume = cfg.skip_existing and not cfg.overwrite
+    todo = [it for it in mine if not (resume and output_path(cfg.outdir, it.path).exists())]
     loader = DataLoader(
         _Reader(todo, cfg.pixel_size),
         batch_size=None,
         num_workers=cfg.workers,
+        worker_init_fn=die_with_parent,  # a SIGKILLed denoise takes its readers along
         collate_fn=_as_is,
     )
     done = 0
@@ -146,10 +159,23 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     bar.close()
     barrier(ctx)  # every rank's outputs exist before rank 0 lists them
     if rank == 0:
+        failures.merge(world)  # one failures.txt for every rank
         write_output_star(inputs, cfg.outdir)
     cleanup(ctx, wait=False)
     return {"done": done, "skipped": len(mine) - len(todo), "failed": failures.count,
             "outdir": str(cfg.outdir)}  # fmt: skip
+
+
+#: DenoiseConfig fields that shape the outputs: a folder made with others is not resumed.
+OUTPUT_SETTINGS = ("tile", "overlap", "shifts", "keep_binned", "float16", "pixel_size", "bf16")
+
+
+def _settings(cfg: DenoiseConfig) -> dict:
+    weights = Path(cfg.weights)
+    return {
+        "weights": str(weights.resolve()) if weights.exists() else cfg.weights,
+        **cfg.model_dump(mode="json", include=set(OUTPUT_SETTINGS)),
+    }
 
 
 def _denoise_one(

@@ -9,10 +9,47 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from draco_em.errors import DracoInputError
+
+#: What a temp file of :func:`atomic_path` looks like: ``.<stem>.<random>.tmp<suffix>``.
+TEMP_GLOB = ".*.tmp*"
+
+
+def visible_files(folder: str | Path, suffixes: Iterable[str] | None = None) -> list[Path]:
+    """The files of ``folder`` (sorted, not recursive) a command reads: never dot-files.
+
+    A killed run leaves its hidden temp files (:data:`TEMP_GLOB`); they are not inputs.
+    ``suffixes``: keep only these (lower case, with the dot).
+    """
+    keep = None if suffixes is None else {s.lower() for s in suffixes}
+    return sorted(
+        p
+        for p in Path(folder).iterdir()
+        if not p.name.startswith(".") and (keep is None or p.suffix.lower() in keep)
+    )
+
+
+def remove_stale_temps(folder: str | Path, min_age_s: float = 60.0) -> int:
+    """Delete the temp files a killed run left in ``folder`` and its subfolders; returns how many.
+
+    Only files matching :data:`TEMP_GLOB` that nobody wrote in the last ``min_age_s`` seconds
+    go: a run writing into the same folder right now keeps its temps (younger ones are ignored
+    anyway, as dot-files).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    now, n = time.time(), 0
+    for path in [*folder.glob(TEMP_GLOB), *folder.glob(f"*/{TEMP_GLOB}")]:
+        with contextlib.suppress(OSError):  # gone already, or not ours to delete
+            if path.is_file() and not path.is_symlink() and now - path.stat().st_mtime > min_age_s:
+                path.unlink()
+                n += 1
+    return n
 
 
 def check_not_input(path: str | Path, inputs: Iterable[str | Path]) -> None:

@@ -7,15 +7,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
-import os
+import json
+import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from draco_em.errors import DracoInputError
+from draco_em.errors import DracoInputError, first_line
+from draco_em.io.atomic import remove_stale_temps, visible_files, write_text_atomic
 from draco_em.io.images import is_raster, require_pixel_size
 from draco_em.io.star import read_micrographs_star
 
@@ -69,7 +72,7 @@ def expand_inputs(
             continue
         path = Path(text)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
+            found = visible_files(path, suffixes)
             if not found:
                 raise DracoInputError(f"folder holds no {'/'.join(suffixes)} files", path)
             items += [InputItem(p) for p in found]
@@ -84,6 +87,89 @@ def expand_inputs(
         raise DracoInputError("no input images given")
     _check_unique_stems(items)
     return InputSet(items, table, [str(i) for i in inputs])
+
+
+def make_output_folder(
+    outdir: str | Path, inputs: Iterable[str | Path] = (), *, beside_inputs: bool = True
+) -> Path:
+    """Create (or reuse) a command's output folder after the checks every command shares.
+
+    Args:
+        outdir: the ``-o`` folder.
+        inputs: the command's inputs (files or folders); ``-o`` may not name one of them.
+        beside_inputs: False for commands whose outputs take the inputs' names (denoise,
+            prepare): their folder may not be one that holds an input file.
+
+    Raises:
+        DracoInputError: ``-o`` names an existing file or an input, holds an input when
+            ``beside_inputs`` is False, or cannot be created or written (read-only, no space).
+
+    Temp files a killed run left (older than a minute) are removed.
+    """
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise DracoInputError("-o names an existing file, not a folder", outdir)
+    target = outdir.resolve()
+    for src in inputs:
+        path = Path(src)
+        if not path.exists():
+            continue  # a glob, or a missing input reported by its reader
+        if path.resolve() == target:
+            raise DracoInputError("the output folder is an input folder: give a new one", outdir)
+        if not beside_inputs and path.is_file() and path.resolve().parent == target:
+            raise DracoInputError(
+                f"the output folder holds the input {path.name}: give a new folder", outdir
+            )
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=outdir, prefix=".draco-write-test"):
+            pass
+        remove_stale_temps(outdir)  # a killed run's half-written files
+    except OSError as exc:
+        raise DracoInputError(f"cannot write the output folder: {first_line(exc)}", outdir) from exc
+    return outdir
+
+
+#: The settings that shaped a batch folder's outputs (denoise, pick predict), as JSON.
+SETTINGS_FILE = ".draco_settings.json"
+
+
+def check_settings(
+    outdir: str | Path, command: str, settings: dict, overwrite: bool, write: bool = True
+) -> None:
+    """Refuse to resume into a folder whose outputs were made with other settings.
+
+    A re-run with equal settings resumes (finished outputs are skipped); with other settings
+    those outputs would be kept silently, so the run stops unless ``overwrite`` (the caller
+    then redoes every output). The settings are then recorded in ``OUTDIR/SETTINGS_FILE``.
+
+    Args:
+        outdir: the output folder (exists).
+        command: the command's name, recorded beside the settings.
+        settings: JSON-able values of the options that shape the outputs.
+        overwrite: ``--overwrite`` given.
+        write: record the settings (False on ranks other than 0).
+
+    Raises:
+        DracoInputError: the recorded settings differ and ``overwrite`` is False.
+    """
+    path = Path(outdir) / SETTINGS_FILE
+    new = {"command": command, **json.loads(json.dumps(settings, default=str))}
+    if path.is_file() and not overwrite:
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = {}
+        changed = sorted(k for k in new.keys() | old.keys() if old.get(k) != new.get(k))
+        if changed:
+            diff = ", ".join(f"{k} {old.get(k)!r} → {new.get(k)!r}" for k in changed)
+            raise DracoInputError(
+                f"this folder was made with other settings ({diff}): pass --overwrite to redo "
+                "it, or give a new folder",
+                outdir,
+            )
+    if write:
+        write_text_atomic(path, json.dumps(new, indent=1, sort_keys=True) + "\n")
 
 
 def check_picture_pixel_size(inputs: InputSet, pixel_size: float | None) -> None:
@@ -121,22 +207,49 @@ def _check_unique_stems(items: list[InputItem]) -> None:
 
 
 class FailureLog:
-    """Append-only ``failures.txt``: one ``path<TAB>reason`` line per failed input."""
+    """This run's ``failures.txt``: one ``path<TAB>reason`` line per failed input.
 
-    def __init__(self, outdir: str | Path, name: str = "failures.txt") -> None:
-        self.path = Path(outdir) / name
-        self.count = 0
+    Fresh each run: the previous run's list is removed on start, so a successful re-run leaves
+    none. Each failure rewrites the whole list atomically (a kill leaves the last complete list),
+    and never through a symlink: :func:`os.replace` replaces the link, not its target.
+    """
+
+    def __init__(self, outdir: str | Path, name: str = "failures.txt", rank: int = 0) -> None:
+        # Under torchrun, rank r > 0 keeps a hidden list that rank 0 merges (:meth:`merge`).
+        self.final = Path(outdir) / name
+        self.path = self.final if rank == 0 else self.final.with_name(f".{name}.rank{rank}")
+        self.lines: list[str] = []
         self._lock = threading.Lock()
+        # unlink removes a link itself (never its target); a missing folder is no old log.
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            self.path.unlink()
+
+    @property
+    def count(self) -> int:
+        return len(self.lines)
+
+    def merge(self, world_size: int) -> int:
+        """On rank 0, after a barrier: add the other ranks' lists to ``failures.txt``.
+
+        Returns:
+            The number of failures of all ranks.
+        """
+        with self._lock:
+            for rank in range(1, world_size):
+                other = self.final.with_name(f".{self.final.name}.rank{rank}")
+                if other.is_file() and not other.is_symlink():
+                    self.lines += other.read_text().splitlines(keepends=True)
+                with contextlib.suppress(FileNotFoundError):
+                    other.unlink()
+            if world_size > 1 and self.lines:
+                write_text_atomic(self.final, "".join(self.lines))
+        return self.count
 
     def record(self, item: str | Path, reason: str) -> None:
         line = f"{item}\t{' '.join(str(reason).split())}\n"
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a") as fh:
-                fh.write(line)
-                fh.flush()
-                os.fsync(fh.fileno())
-            self.count += 1
+            self.lines.append(line)
+            write_text_atomic(self.path, "".join(self.lines))
 
 
 def shard(items: list, rank: int, world_size: int) -> list:

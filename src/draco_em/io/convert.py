@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.io import coords
-from draco_em.io.batch import FailureLog
+from draco_em.io.atomic import visible_files
+from draco_em.io.batch import FailureLog, make_output_folder
 
 CoordFormat = Literal["star", "box", "topaz", "cs"]
 
@@ -58,7 +59,9 @@ class ConvertConfig(BaseModel):
             parts = value.lower().replace("×", "x").split("x")
             if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
                 raise ValueError(f"expected NYxNX such as 4096x4096, got {value!r}")
-            return int(parts[0]), int(parts[1])
+            value = int(parts[0]), int(parts[1])
+        if isinstance(value, tuple) and min(value) < 1:  # 0x0 would put the picks at infinity
+            raise ValueError(f"micrograph sides must be at least 1 px, got {value[0]}x{value[1]}")
         return value
 
 
@@ -71,6 +74,7 @@ class ConvertResult:
     n_micrographs: int
     n_failed: int
     failure_log: Path
+    n_inputs: int = 0  # coordinate files read (failed ones included)
 
 
 def expand_coord_inputs(inputs: list[Path]) -> list[Path]:
@@ -79,9 +83,7 @@ def expand_coord_inputs(inputs: list[Path]) -> list[Path]:
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found += sorted(
-                p for p in path.iterdir() if p.suffix.lower() in coords.COORD_FILE_FORMATS
-            )
+            found += visible_files(path, coords.COORD_FILE_FORMATS)
         elif path.exists() or not glob.has_magic(str(raw)):
             found.append(path)  # a missing file is reported as a per-file failure
         else:
@@ -102,10 +104,10 @@ def convert_coords(config: ConvertConfig, progress: bool = True) -> ConvertResul
     failures = FailureLog(
         log_dir, "failures.txt" if per_micrograph else f"{config.output.name}.failures.txt"
     )
-    failures.path.unlink(missing_ok=True)  # a conversion redoes every file: start a new log
     if config.invert_y and config.micrograph_shape is None:
         raise DracoInputError("--invert-y needs the micrograph height: pass --micrograph-shape")
     paths = expand_coord_inputs(config.inputs)
+    make_output_folder(log_dir, paths if per_micrograph else ())
     frames, errors = _read_all(paths, config, failures, progress)
     if not frames:
         more = f" and {len(errors) - 1} more, listed in {failures.path}" if len(errors) > 1 else ""
@@ -118,7 +120,7 @@ def convert_coords(config: ConvertConfig, progress: bool = True) -> ConvertResul
     writer = {"star": _write_star, "box": _write_boxes, "topaz": _write_topaz, "cs": _write_cs}
     outputs = writer[config.to](config, df, failures)
     return ConvertResult(
-        outputs, len(df), int(df["micrograph"].nunique()), failures.count, failures.path
+        outputs, len(df), int(df["micrograph"].nunique()), failures.count, failures.path, len(paths)
     )
 
 

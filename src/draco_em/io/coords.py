@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from draco_em.errors import DracoInputError
-from draco_em.io.atomic import atomic_path, check_not_input
+from draco_em.io.atomic import atomic_path, check_not_input, visible_files
 from draco_em.io.star import read_star, write_star
 
 FORMATS = ("star", "box", "topaz", "cs")
@@ -512,7 +512,7 @@ def read_coord_folder(path: str | Path) -> dict[str, pd.DataFrame]:
     """
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in COORD_FILE_FORMATS)
+        files = visible_files(path, COORD_FILE_FORMATS)
     elif path.exists():
         files = [path]
     else:

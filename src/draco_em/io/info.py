@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from draco_em.errors import DracoInputError
-from draco_em.io.coords import coords_summary
+from draco_em.io.coords import coords_summary, read_coords
 from draco_em.io.images import raster_summary
 from draco_em.io.mrc import mrc_summary
 from draco_em.io.star import star_summary
@@ -21,11 +21,19 @@ from draco_em.io.tiff_movies import movie_summary
 Describer = Callable[[Path], dict]
 
 
+def _star_summary(path: Path) -> dict:
+    """A STAR's summary; coordinates must also pass the one coordinate reader's checks."""
+    summary = star_summary(path)
+    if summary["kind"] == "coordinates":
+        read_coords(path, "star")  # raises on a missing Y column or NaN/text values
+    return summary
+
+
 def _describers(extra: Mapping[str, Describer] | None) -> dict[str, Describer]:
     table: dict[str, Describer] = {}
     for ext in (".mrc", ".mrcs", ".map", ".st", ".ali", ".rec"):
         table[ext] = mrc_summary
-    table[".star"] = star_summary
+    table[".star"] = _star_summary
     for ext in (".box", ".txt", ".cs", ".csv"):
         table[ext] = coords_summary
     for ext in (".tif", ".tiff", ".eer"):

@@ -20,7 +20,7 @@ from mrcfile.utils import mode_from_dtype
 from draco_em.errors import DracoInputError, first_line
 from draco_em.io import images  # imports Pillow/tifffile only when a picture is read
 from draco_em.io.atomic import atomic_path, check_not_input
-from draco_em.io.validate import expect_ndim
+from draco_em.io.validate import expect_ndim, validate_image
 
 #: Header pixel sizes that mean "not set": 0 (mrcfile's default) and 1.0 (a common placeholder).
 PLACEHOLDER_PIXEL_SIZES = (0.0, 1.0)
@@ -198,6 +198,32 @@ def read_image(
         return images.read_raster(path), px
     mrc = read_mrc(path, pixel_size=pixel_size, ndim=(2,))
     return np.asarray(mrc.data, dtype=np.float32), mrc.pixel_size
+
+
+#: Smallest micrograph side (px) any stage accepts: below it tiling and spectra have no room.
+MIN_MICROGRAPH_SIDE = 16
+
+
+def read_micrograph(
+    path: str | Path, pixel_size: float | None = None
+) -> tuple[np.ndarray, float | None]:
+    """:func:`read_image` plus the one check of pixel data every stage applies to micrographs.
+
+    Masks and label images (constant is fine there) use :func:`read_image`.
+
+    Raises:
+        DracoInputError: unreadable file, NaN/Inf pixels, a constant image or a side below
+            :data:`MIN_MICROGRAPH_SIDE` px, naming the file.
+    """
+    image, px = read_image(path, pixel_size)
+    if min(image.shape) < MIN_MICROGRAPH_SIDE:
+        raise DracoInputError(
+            f"micrograph of shape {image.shape} is too small "
+            f"(each side needs at least {MIN_MICROGRAPH_SIDE} px)",
+            path,
+        )
+    validate_image(image, path)
+    return image, px
 
 
 def write_mrc(

@@ -70,6 +70,8 @@ def read_star(path: str | Path) -> dict[str, pd.DataFrame]:
         raise DracoInputError(f"not a readable STAR file ({first})", path) from None
     if not raw:
         raise DracoInputError("not a STAR file: no data_ block found", path)
+    if (ragged := _ragged_row(path)) is not None:
+        raise DracoInputError(f"not a valid STAR table: {ragged}", path)
     blocks: dict[str, pd.DataFrame] = {}
     for name, block in raw.items():
         table = pd.DataFrame([block]) if isinstance(block, dict) else block
@@ -80,6 +82,33 @@ def read_star(path: str | Path) -> dict[str, pd.DataFrame]:
             raise DracoInputError(f"block data_{name} repeats the columns {dup}", path)
         blocks[str(name)] = table.reset_index(drop=True)
     return blocks
+
+
+def _ragged_row(path: Path) -> str | None:
+    """The first ``loop_`` row whose field count differs from its columns' (None: all fit).
+
+    starfile fills a short row with NaN, so a truncated line would pass as data. Rows with
+    quotes (names with spaces) are not counted.
+    """
+    n_cols, in_header = -1, False  # -1: outside a loop
+    with open(path, errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            if text.startswith("data_"):
+                n_cols = -1
+            elif text == "loop_":
+                n_cols, in_header = 0, True
+            elif n_cols >= 0 and in_header and text.startswith("_"):
+                n_cols += 1
+            elif n_cols > 0:
+                in_header = False
+                if '"' in text or "'" in text:
+                    continue
+                if (n := len(text.split())) != n_cols:
+                    return f"line {lineno} has {n} fields, the table has {n_cols} columns"
+    return None
 
 
 def write_star(

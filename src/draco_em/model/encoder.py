@@ -101,12 +101,38 @@ class WorkingImage:
         return (normalized * np.float32(self.std) + np.float32(self.mean)).astype(np.float32)
 
 
+#: Bounds on a micrograph's side at the working pixel size: below, nothing is left to see;
+#: above (65536 px, 16 GiB as float32), a pixel size is wrong by orders of magnitude.
+WORKING_SIDE_RANGE = (16, 65536)
+
+
+def check_rescaled_size(
+    shape: tuple[int, ...], pixel_size: float, working_pixel_size: float
+) -> None:
+    """Stop before allocating when a pixel size would rescale an image to an absurd size.
+
+    Raises:
+        DracoInputError: ``shape`` at ``pixel_size`` becomes a side outside
+            :data:`WORKING_SIDE_RANGE` at ``working_pixel_size`` (``--pixel-size 1e9``, ``1e-9``).
+    """
+    factor = pixel_size / working_pixel_size
+    sides = [round(int(n) * factor) for n in shape]
+    low, high = WORKING_SIDE_RANGE
+    if min(sides) < low or max(sides) > high:
+        raise DracoInputError(
+            f"pixel size {pixel_size:g} Å makes this {'x'.join(map(str, shape))} px image "
+            f"{'x'.join(map(str, sides))} px at the model's {working_pixel_size:g} Å "
+            f"(allowed sides {low}-{high}): check --pixel-size"
+        )
+
+
 def rescale_to_working(
     image: np.ndarray, pixel_size: float | None, working_pixel_size: float | None
 ) -> tuple[np.ndarray, float | None]:
     """Step 1 of :func:`working_image`: ``(image at the working sampling, its pixel size)``."""
     work = np.asarray(image, dtype=np.float32)
     if pixel_size and working_pixel_size and abs(pixel_size - working_pixel_size) > RESCALE_TOL:
+        check_rescaled_size(work.shape[-2:], pixel_size, working_pixel_size)
         return fourier_rescale(work, pixel_size, working_pixel_size)
     return work, pixel_size
 

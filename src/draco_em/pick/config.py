@@ -182,6 +182,7 @@ class PickPredictConfig(BaseModel):
     previews: bool = Field(True, description="Write overlay PNGs and the score histogram.")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")
     batch_size: int = Field(8, ge=1, description="Tiles per forward pass.")
+    overwrite: bool = Field(False, description="Pick every micrograph again, even if finished.")
 
     @model_validator(mode="after")
     def _check(self) -> PickPredictConfig:

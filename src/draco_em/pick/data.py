@@ -23,7 +23,7 @@ import torch
 
 from draco_em.errors import DracoInputError
 from draco_em.io.coords import micrograph_stem, read_coord_folder, scale_coords
-from draco_em.io.mrc import read_image
+from draco_em.io.mrc import read_image, read_micrograph
 from draco_em.io.pixel_size import require_pixel_size
 from draco_em.model.encoder import pick_input, working_image
 from draco_em.pick.config import DetectorConfig
@@ -90,7 +90,7 @@ def load_example(
         DracoInputError: the pixel size is unknown (header 0 and no ``pixel_size``), or the
             junk mask's shape differs from the micrograph's.
     """
-    image, header_px = read_image(path, pixel_size)  # the override is applied when reading
+    image, header_px = read_micrograph(path, pixel_size)  # the override is applied here
     px = require_pixel_size("pick", path, header_px)
     work, (sx, sy) = to_working(
         image, px, config.working_pixel_size(diameter), config.background_sigma * config.diameter_px

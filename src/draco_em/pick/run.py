@@ -28,7 +28,13 @@ from tqdm import tqdm
 from draco_em.errors import DracoInputError
 from draco_em.imaging.fourier import fourier_resize
 from draco_em.io.atomic import write_text_atomic
-from draco_em.io.batch import FailureLog, check_picture_pixel_size, expand_inputs
+from draco_em.io.batch import (
+    FailureLog,
+    check_picture_pixel_size,
+    check_settings,
+    expand_inputs,
+    make_output_folder,
+)
 from draco_em.io.coords import (
     coord_star_name,
     read_coords,
@@ -39,7 +45,7 @@ from draco_em.io.coords import (
     write_topaz,
 )
 from draco_em.io.images import is_raster
-from draco_em.io.mrc import read_image, read_mrc
+from draco_em.io.mrc import read_image, read_micrograph, read_mrc
 from draco_em.io.pixel_size import require_pixel_size
 from draco_em.pick.config import PickPredictConfig
 from draco_em.pick.model_io import load_picker
@@ -58,7 +64,13 @@ StemExcludeFn = Callable[[np.ndarray, float, str], np.ndarray]
 
 
 def mask_folder_exclude(folder: str | Path) -> StemExcludeFn:
-    """An exclusion callback reading ``folder/<stem>.mrc`` (non-zero = exclude), if present."""
+    """An exclusion callback reading ``folder/<stem>.mrc`` (non-zero = exclude), if present.
+
+    Raises:
+        DracoInputError: ``folder`` is not a folder (a mistyped path must not pick everywhere).
+    """
+    if not Path(folder).is_dir():
+        raise DracoInputError("--exclude-masks: not a folder", folder)
 
     def exclude(image: np.ndarray, pixel_size: float, stem: str = "") -> np.ndarray:
         path = Path(folder) / f"{stem}.mrc"
@@ -117,7 +129,7 @@ def pick_one(
         (candidates ≥ floor outside excluded regions, kept picks, image, number of picks ≥
         the threshold that fell on excluded regions and were dropped).
     """
-    image, header_px = read_image(path, cfg.pixel_size)  # the override is applied when reading
+    image, header_px = read_micrograph(path, cfg.pixel_size)  # the override is applied here
     px = require_pixel_size("pick", path, header_px)
     cands = picker.pick_image(image, px, str(path), threshold=SCORE_FLOOR)
     fn = None if exclude is None else (lambda im, p: exclude(im, p, stem))
@@ -169,7 +181,8 @@ def predict_all(
     device = resolve_device(cfg.device)
     exclude = build_exclude(cfg, curation)
     picker = load_picker(cfg.model, cfg.diameter, cfg.threshold, device, cfg.batch_size)
-    out = cfg.outdir
+    out = make_output_folder(cfg.outdir, [*cfg.inputs, *(it.path for it in items)])
+    check_settings(out, "pick predict", _settings(cfg), cfg.overwrite)
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
     failures = FailureLog(out)
     index, all_kept, all_scores, n_excluded = {}, [], [], 0
@@ -177,8 +190,12 @@ def predict_all(
         stem = item.path.stem
         star = out / "coordinates" / coord_star_name(stem)
         try:
-            if star.is_file():  # resume: finished earlier
+            if star.is_file() and not cfg.overwrite:  # resume: finished earlier
                 kept = _resumed(star, item.path, cfg.pixel_size)
+                preview = out / "previews" / f"{stem}.png"
+                if cfg.previews and not preview.is_file():  # killed between STAR and PNG
+                    _save_preview(preview, read_micrograph(item.path, cfg.pixel_size)[0], kept,
+                                  picker)  # fmt: skip
             else:
                 cands, kept, image, dropped = pick_one(picker, cfg, item.path, stem, exclude)
                 all_scores.append(cands["score"].to_numpy())
@@ -187,10 +204,7 @@ def predict_all(
                     _record_excluded(out, item.path, dropped)
                     n_excluded += dropped
                 if cfg.previews:
-                    radius = (
-                        picker.diameter / 2 / float(kept["pixel_size"].iloc[0]) if len(kept) else 1
-                    )
-                    save_overlay(out / "previews" / f"{stem}.png", image, kept, radius)
+                    _save_preview(out / "previews" / f"{stem}.png", image, kept, picker)
             index[str(item.path)] = star.relative_to(out)
             all_kept.append(kept)
         except (DracoInputError, OSError, ValueError) as exc:
@@ -202,6 +216,25 @@ def predict_all(
         "threshold": picker.threshold, "diameter": picker.diameter, "outdir": str(out),
         "excluded": None if exclude is None else n_excluded,
     }  # fmt: skip
+
+
+#: PickPredictConfig fields that shape the picks: a folder made with others is not resumed.
+OUTPUT_SETTINGS = ("diameter", "pixel_size", "threshold", "box_size", "exclude_masks",
+                   "exclude_by_curation", "exclude_classes", "exclude_threshold")  # fmt: skip
+
+
+def _settings(cfg: PickPredictConfig) -> dict:
+    model = Path(cfg.model)
+    return {
+        "model": str(model.resolve()) if model.exists() else cfg.model,
+        **cfg.model_dump(mode="json", include=set(OUTPUT_SETTINGS)),
+    }
+
+
+def _save_preview(path: Path, image: np.ndarray, kept: pd.DataFrame, picker: Picker) -> None:
+    """The overlay PNG of one micrograph: its picks as circles of the particle's radius."""
+    radius = picker.diameter / 2 / float(kept["pixel_size"].iloc[0]) if len(kept) else 1
+    save_overlay(path, image, kept, radius)
 
 
 def _write_collective(cfg, picker: Picker, index: dict, kept: list, scores: list) -> None:

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import write_text_atomic
-from draco_em.io.batch import FailureLog, shard
+from draco_em.io.batch import FailureLog, make_output_folder, shard
 from draco_em.prepare.config import PrepareConfig
 from draco_em.prepare.frames import GainCache
 from draco_em.prepare.inputs import plan_items
@@ -195,18 +195,20 @@ def run_prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareSummary:
     items = plan_items(cfg)
     rank, world, device, barrier = _launch(cfg)
     cfg = cfg.model_copy(update={"device": device})
-    cfg.outdir.mkdir(parents=True, exist_ok=True)
+    sources = [src for item in items for src in item.sources]
+    make_output_folder(cfg.outdir, [*cfg.inputs, *sources], beside_inputs=False)
     target = cfg.resolved_target_pixel_size()
     if rank == 0:
         _check_resume(cfg, target)
     barrier()
     mine = shard(items, rank, world)
     todo = [item for item in mine if finished_row(cfg.outdir, item) is None]
-    failures = FailureLog(cfg.outdir)
+    failures = FailureLog(cfg.outdir, rank=rank)
     made = _run_items(todo, cfg, target, failures, progress and rank == 0)
     barrier()
     manifest = None
     if rank == 0:
+        failures.merge(world)  # one failures.txt for every rank
         rows = [row for item in items if (row := finished_row(cfg.outdir, item)) is not None]
         manifest = write_manifest(cfg, rows) if rows else None
     return PrepareSummary(made, len(mine) - len(todo), failures.count, manifest)

@@ -21,7 +21,7 @@ from draco_em.imaging.normalize import clip_stats
 from draco_em.io import manifest
 from draco_em.io.atomic import write_text_atomic
 from draco_em.io.manifest import stats_columns
-from draco_em.io.mrc import read_image, write_mrc
+from draco_em.io.mrc import read_micrograph, write_mrc
 from draco_em.io.pixel_size import require_pixel_size
 from draco_em.prepare import motion
 from draco_em.prepare.config import PrepareConfig
@@ -173,7 +173,7 @@ def prepare_micrographs(
     for key in ("full", "even", "odd"):
         path = getattr(item, key)
         if path is not None:
-            images[key], px = read_image(path, pixel_size=cfg.pixel_size)
+            images[key], px = read_micrograph(path, pixel_size=cfg.pixel_size)
             header_px = header_px or px
     px = require_pixel_size("prepare", item.sources[0], cfg.pixel_size, header_px, item.pixel_size)
     shapes = {k: v.shape for k, v in images.items()}

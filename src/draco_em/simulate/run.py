@@ -33,7 +33,7 @@ from draco_em.errors import DracoInputError
 from draco_em.imaging.normalize import clip_stats
 from draco_em.io import manifest
 from draco_em.io.atomic import write_text_atomic
-from draco_em.io.batch import FailureLog
+from draco_em.io.batch import FailureLog, make_output_folder
 from draco_em.io.coords import write_relion_coords
 from draco_em.io.manifest import optics_group, stats_columns
 from draco_em.io.mrc import write_mrc
@@ -321,7 +321,7 @@ def write_manifest(cfg: SimulateConfig, rows: list[dict]) -> Path:
 
 def run_simulation(cfg: SimulateConfig, progress: bool = True) -> RunSummary:
     """Make (or finish) the dataset described by ``cfg``; see the module docstring."""
-    cfg.outdir.mkdir(parents=True, exist_ok=True)
+    make_output_folder(cfg.outdir)
     _check_resume(cfg)
     rows = {i: _finished_row(cfg, i) for i in range(cfg.n_micrographs)}
     todo = [i for i, row in rows.items() if row is None]

@@ -38,11 +38,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from draco_em.errors import DracoInputError
-from draco_em.io.atomic import atomic_path
+from draco_em.io.atomic import atomic_path, remove_stale_temps
 from draco_em.io.run_folder import CONFIG_FILE, checkpoint_path, run_log, write_config
 from draco_em.model.draco import MASK_RATIO, DracoConfig, DracoMAE
 from draco_em.model.weights import read_weights, resolve_weights
-from draco_em.runtime import DistContext, cleanup, init_distributed
+from draco_em.runtime import DistContext, cleanup, die_with_parent, init_distributed
 from draco_em.train.checkpoint import (
     load_checkpoint,
     resolve_resume,
@@ -107,6 +107,8 @@ def run_pretrain(
         config: the run's settings.
         on_step: optional hook after every optimiser step (tests use it to simulate a crash).
     """
+    _check_new_run(config)  # every rank, before rank 0 can write config.yaml (after the init)
+    remove_stale_temps(config.out_dir)  # e.g. checkpoints/.latest.*.tmp.pt of a killed run
     ctx = init_distributed(config.device)
     finished = False
     try:
@@ -158,6 +160,8 @@ def _train(config: PretrainConfig, ctx: DistContext, on_step: Callable | None) -
         state = TrainState(ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"])
         best = ckpt.get("best", best)
         log.info("resumed from %s at epoch %d, step %d", resume, state.epoch, state.global_step)
+        if ctx.is_main and resume == checkpoint_path(run_dir, "latest"):
+            _repair_best(run_dir, ckpt, best)
     train_model = _wrap(stage_model, config, ctx)
     _log_setup(config, ctx, data, opt)
     px = data.pixel_range
@@ -185,35 +189,52 @@ def _train(config: PretrainConfig, ctx: DistContext, on_step: Callable | None) -
     common = {"mask_ratio": config.mask_ratio, "seed": config.seed,
               "tokens": model_config.grid_size**2, "amp_dtype": amp_dtype}  # fmt: skip
     metrics: dict[str, float] = {}
-    while state.epoch < config.epochs:
-        data.sampler.set_epoch(state.epoch, start_batch=state.step_in_epoch * config.accum)
-        t0 = time.perf_counter()
-        if train_one_epoch(train_model, data.loader, opt.optimizer, opt.scheduler, opt.scaler,
-                           ctx, state, accum=config.accum, clip_grad=config.clip_grad,
-                           on_step=after_step, progress=config.progress, **common):  # fmt: skip
-            log.info("stopped at step %d (max_steps): continue with --resume latest",
-                     state.global_step)  # fmt: skip
-            break
-        state.epoch, state.step_in_epoch = state.epoch + 1, 0
-        metrics = {"epoch": state.epoch, "step": state.global_step,
-                   "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
-        if data.val_loader is not None:
-            metrics |= evaluate(stage_model, data.val_loader, ctx, **common)
-        metrics |= evaluate_micrographs(stage_model, data.val_records, extra["pixel_size"],
-                                        ctx.device, amp_dtype)  # fmt: skip
-        improved = _update_best(best, metrics)
-        save("latest", metrics)
-        if ctx.is_main:
-            _log_metrics(run_dir, {"kind": "val", **metrics})
-            log.info("epoch %d: %s", state.epoch, json.dumps(metrics))
-            if improved:
-                _copy_atomic(checkpoint_path(run_dir, "latest"), checkpoint_path(run_dir, "best"))
+    try:
+        while state.epoch < config.epochs:
+            data.sampler.set_epoch(state.epoch, start_batch=state.step_in_epoch * config.accum)
+            t0 = time.perf_counter()
+            if train_one_epoch(train_model, data.loader, opt.optimizer, opt.scheduler, opt.scaler,
+                               ctx, state, accum=config.accum, clip_grad=config.clip_grad,
+                               on_step=after_step, progress=config.progress, **common):  # fmt: skip
+                log.info("stopped at step %d (max_steps): continue with --resume latest",
+                         state.global_step)  # fmt: skip
+                break
+            state.epoch, state.step_in_epoch = state.epoch + 1, 0
+            metrics = {"epoch": state.epoch, "step": state.global_step,
+                       "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
+            if data.val_loader is not None:
+                metrics |= evaluate(stage_model, data.val_loader, ctx, **common)
+            metrics |= evaluate_micrographs(stage_model, data.val_records, extra["pixel_size"],
+                                            ctx.device, amp_dtype)  # fmt: skip
+            improved = _update_best(best, metrics)
+            save("latest", metrics)
+            if ctx.is_main:
+                _log_metrics(run_dir, {"kind": "val", **metrics})
+                log.info("epoch %d: %s", state.epoch, json.dumps(metrics))
+                if improved:
+                    _copy_atomic(
+                        checkpoint_path(run_dir, "latest"), checkpoint_path(run_dir, "best")
+                    )
+    except KeyboardInterrupt:  # Ctrl-C: keep the steps done so far, say how to go on
+        if ctx.world_size == 1:  # a sharded save needs every rank, which may be gone
+            save("latest")
+            log.warning("interrupted at epoch %d, step %d: saved %s; continue with "
+                        "draco pretrain -o %s --resume latest", state.epoch + 1,
+                        state.global_step, checkpoint_path(run_dir, "latest"), run_dir)  # fmt: skip
+        raise
     return {"metrics": metrics, "state": state, "run_dir": run_dir, "best": best, "model": model}
 
 
 def _data(config: PretrainConfig, ctx: DistContext) -> _Data:
     """Training crops (sharded, resumable order) and the fixed validation crops."""
     records = load_manifest(config.data, "mae" if config.stage == "mae" else "draco")
+    smallest = min(min(r.shape) for r in records)
+    if config.crop_size > smallest:  # before any crop is allocated: crops come from inside one
+        raise DracoInputError(
+            f"--crop-size {config.crop_size} px exceeds the smallest micrograph side "
+            f"({smallest} px)",
+            config.data,
+        )
     train_recs, val_recs = split_train_val(records, config.val_fraction, config.seed)
     crops: dict[str, Any] = {"area": config.crop_area, "angstrom": config.crop_angstrom,
                              "seed": config.seed, "pairs": config.stage != "mae"}  # fmt: skip
@@ -222,7 +243,7 @@ def _data(config: PretrainConfig, ctx: DistContext) -> _Data:
                                config.accum, config.seed)  # fmt: skip
     loader = DataLoader(train_ds, config.batch_size, sampler=sampler, num_workers=config.workers,
                         pin_memory=ctx.device.type == "cuda", drop_last=True,
-                        persistent_workers=config.workers > 0,
+                        persistent_workers=config.workers > 0, worker_init_fn=die_with_parent,
                         generator=torch.Generator().manual_seed(config.seed))  # fmt: skip
     val_loader = None
     if val_recs:  # small: loaded in the main process, its statistics cached once
@@ -268,6 +289,22 @@ def _log_setup(config: PretrainConfig, ctx: DistContext, data: _Data, opt: _Opti
         f"({opt.warmup_steps} warm-up); working pixel size {data.pixel_range[0]:.2f}-"
         f"{data.pixel_range[1]:.2f} Å on {ctx.device}"
     )
+
+
+def _repair_best(run_dir: Path, latest: dict, best: dict) -> None:
+    """Make best.pt hold the epoch its record names after a kill between the two writes.
+
+    The loop saves latest.pt, then copies it to best.pt when the epoch improved; a kill in
+    between leaves best.pt an epoch behind (or missing) while the record says this epoch.
+    """
+    if best.get("epoch") != latest["epoch"] or latest["step_in_epoch"] != 0:
+        return
+    path = checkpoint_path(run_dir, "best")
+    held = load_checkpoint(path).get("epoch") if path.is_file() else None
+    if held != best["epoch"]:
+        _copy_atomic(checkpoint_path(run_dir, "latest"), path)
+        log.warning("best.pt held epoch %s, its record epoch %s: copied latest.pt", held,
+                    best["epoch"])  # fmt: skip
 
 
 def _update_best(best: dict, metrics: dict) -> bool:
@@ -367,6 +404,20 @@ def _shard(stage_model: StageModel, ctx: DistContext) -> None:
     for block in [*stage_model.model.blocks, *stage_model.model.decoder_blocks]:
         fully_shard(block, mp_policy=mp)
     fully_shard(stage_model, mp_policy=mp)
+
+
+def _check_new_run(config: PretrainConfig) -> None:
+    """Without ``--resume``, refuse a folder that holds a run (its best.pt would be replaced)."""
+    saved_path = config.out_dir / CONFIG_FILE
+    if config.resume is None and (
+        saved_path.is_file() or checkpoint_path(config.out_dir, "latest").is_file()
+    ):
+        # Starting over would replace the run's best.pt: continuing or a new folder is asked for.
+        raise DracoInputError(
+            "this folder holds a pretraining run: pass --resume latest to continue it, or give "
+            "a new -o folder",
+            config.out_dir,
+        )
 
 
 def _run_config(config: PretrainConfig, ctx: DistContext) -> PretrainConfig:
