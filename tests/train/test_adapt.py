@@ -80,6 +80,7 @@ def test_adapt_without_halves_uses_masked_reconstruction(tmp_path, blob_pair):
         (full.parent / half).unlink()
     result = denoise_with_adaptation(cfg, TINY)
     assert result["adapt"]["stage"] == "mae" and result["done"] == 1
+    assert result["adapt"]["shifts"] == 4  # no refiner after the masked stage: grids averaged
     with pytest.raises(DracoInputError, match="halves"):
         adapt_mod.adapt_denoiser(
             cfg.model_copy(update={"outdir": tmp_path / "o2"}),

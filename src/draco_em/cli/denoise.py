@@ -61,9 +61,8 @@ def denoise(
     if "adapt" in result:
         a = result["adapt"]
         how = "reused" if a["reused"] else f"trained in {a['seconds']} s"
-        typer.echo(
-            f"adapted ({a['stage']}, {a['micrographs']} micrographs, {how}) → {a['weights']}"
-        )
+        typer.echo(f"adapted ({a['stage']}, {a['micrographs']} micrographs, {how}; "
+                   f"{a['shifts']} shifts) → {a['weights']}")  # fmt: skip
     typer.echo(
         f"denoised {result['done']}, skipped {result['skipped']} finished, "
         f"failed {result['failed']} → {result['outdir']}"

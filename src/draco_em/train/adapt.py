@@ -230,5 +230,12 @@ def denoise_with_adaptation(cfg: DenoiseConfig, adapt: AdaptConfig | None = None
     if cfg.weights != BUNDLED and not Path(cfg.weights).exists():
         raise DracoInputError("model weights file not found", cfg.weights)
     adapted = adapt_denoiser(cfg, adapt)
-    result = run_denoise(cfg.model_copy(update={"weights": str(adapted["weights"])}))
+    update: dict[str, Any] = {"weights": str(adapted["weights"])}
+    if adapted["stage"] == "mae" and cfg.shifts == 1:
+        # The masked stage drops the pixel refiner (train/pretrain.py), whose job was to remove
+        # the 16-px patch grid of the per-token head; averaging 4 offset grids does it instead
+        # (measured on the real micrograph: a visible grid at 1 shift, Eq. 11 9.15 → 9.75 dB).
+        update["shifts"] = 4
+    adapted["shifts"] = update.get("shifts", cfg.shifts)
+    result = run_denoise(cfg.model_copy(update=update))
     return {**result, "adapt": adapted}
