@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from denoise_real import (
     MCE_DIAMETER,
     MCE_PIXEL,
+    REPO,
     SIM_DIAMETER,
     SIM_PIXEL,
     run,
@@ -47,9 +48,39 @@ def adapt(inputs: Path, out: Path, pixel_size: float, *extra: str) -> float:
     return time.perf_counter() - t0
 
 
+def figure(raw: Path, pred: Path, out: Path, box: tuple[int, int, int] = (80, 560, 320)) -> None:
+    """raw / low-pass / Topaz / draco / draco adapted on the real crop of denoise_real.py."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from draco_em.io.mrc import read_image
+
+    x0, y0, size = box
+    stem = sorted(raw.glob("*.mrc"))[0].name
+    panels = [("raw", raw / stem), ("low-pass 20 Å", pred / "lowpass_20A" / stem),
+              ("Topaz-Denoise unet", pred / "topaz_unet" / stem),
+              ("draco (bundled)", pred / "draco" / stem),
+              ("draco --adapt (MAE)", pred / "draco_adapted_shifts4" / stem)]  # fmt: skip
+    panels = [(n, p) for n, p in panels if p.exists()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 3.3))
+    for ax, (name, path) in zip(axes, panels, strict=True):
+        image = read_image(path, MCE_PIXEL)[0][y0 : y0 + size, x0 : x0 + size]
+        lo, hi = np.percentile(image, [1, 99])
+        ax.imshow(image, cmap="gray", vmin=lo, vmax=hi)
+        ax.set_title(name, fontsize=10)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out, dpi=60)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/denoise_real"))
+    parser.add_argument("--figure", type=Path, default=REPO / "docs" / "img" / "denoise_adapt.png")
     args = parser.parse_args()
     work, info = args.work, {}
 
@@ -65,6 +96,7 @@ def main() -> None:
         res = score(pred, raw, coords, MCE_PIXEL, MCE_DIAMETER, work / f"{name}_pairs.json", mask)
         info[name] = {k: v["mean"] for k, v in res.items()}
         print(f"== {name}\n{format_table(res)}")
+    figure(raw, pred, args.figure)
 
     sim, sim_pred = work / "sim", work / "sim_pred"
     if sim.exists():
