@@ -7,7 +7,9 @@ import json
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from draco_em.cli import app
 from draco_em.errors import DracoInputError
 from draco_em.io.mrc import read_mrc, write_mrc
 from draco_em.model.weights import BUNDLED_DENOISER, load_model
@@ -86,3 +88,15 @@ def test_adapt_without_halves_uses_masked_reconstruction(tmp_path, blob_pair):
             cfg.model_copy(update={"outdir": tmp_path / "o2"}),
             TINY.model_copy(update={"stage": "denoise"}),
         )
+
+
+def test_cli_adapts_then_reuses(tmp_path, blob_pair):
+    full = _write_pair(tmp_path / "mics", blob_pair)
+    args = ["denoise", str(full), "-o", str(tmp_path / "out"), "--adapt", "--adapt-epochs", "1",
+            "--adapt-crops", "2", "--no-progress", "--workers", "0", "--device", "cpu"]  # fmt: skip
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "adapted (denoise, 1 micrographs, trained in" in first.output
+    assert (tmp_path / "out" / "adapt" / "adapted.safetensors").is_file()
+    second = CliRunner().invoke(app, [*args, "--no-skip-existing"])
+    assert second.exit_code == 0 and "reused" in second.output, second.output

@@ -203,12 +203,14 @@ def adapt_denoiser(cfg: DenoiseConfig, adapt: AdaptConfig) -> dict[str, Any]:
     target = max(working, *(r["rlnMicrographPixelSize"] for r in rows))
     side = adapt.crop_size * target
     device = "cuda" if cfg.device.startswith("cuda") else cfg.device
+    # A step must fit in one epoch's crops (a single micrograph with few crops still adapts).
+    batch = min(adapt.batch_size, len(rows) * adapt.crops_per_micrograph)
     train_cfg = PretrainConfig(
         data=manifest, out_dir=folder / "run", stage=stage, init_weights=init,
         crop_size=adapt.crop_size, crop_angstrom=(side, side),
         crops_per_micrograph=adapt.crops_per_micrograph, val_fraction=0.0, val_micrographs=0,
         workers=0, epochs=adapt.epochs, warmup_epochs=min(1.0, adapt.epochs / 4),
-        batch_size=adapt.batch_size, blr=adapt.blr, seed=adapt.seed, device=device,
+        batch_size=batch, blr=adapt.blr, seed=adapt.seed, device=device,
         resume="latest", save_every_steps=0, progress=cfg.progress,
     )  # fmt: skip
     run_pretrain(train_cfg)
