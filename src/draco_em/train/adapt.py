@@ -29,6 +29,7 @@ network two different noise spectra). The adapted model then runs at that pixel 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -156,8 +157,10 @@ def _file_id(path: str) -> list[Any]:
 def _record(cfg: DenoiseConfig, adapt: AdaptConfig, rows: list[dict], stage: str) -> dict:
     """What the weights depend on: initial weights, settings, every training file."""
     init = resolve_weights(cfg.weights, BUNDLED_DENOISER)
+    # The initial weights by content: a reinstalled package keeps its adaptations valid.
+    digest = hashlib.sha256(init.read_bytes()).hexdigest()
     files = [[_file_id(r[k]) for k in (FULL, EVEN, ODD) if r[k]] for r in rows]
-    return {"stage": stage, "init_weights": _file_id(str(init)),
+    return {"stage": stage, "init_weights": digest,
             "settings": adapt.model_dump(mode="json"), "pixel_size": cfg.pixel_size,
             "micrographs": files}  # fmt: skip
 
