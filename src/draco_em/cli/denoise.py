@@ -6,6 +6,7 @@ Runs resume: finished outputs are skipped. Under ``torchrun`` each rank takes it
 
 Example:
     draco denoise MotionCorr/job002/micrographs.star -o Denoised/ --png
+    draco denoise "mics/*.mrc" -o denoised/ --adapt    # fine-tune on mics/ first (X_EVN/X_ODD)
     torchrun --nproc-per-node 4 -m draco_em denoise "mics/*.mrc" -o denoised/ --device cuda
 """
 
@@ -44,9 +45,16 @@ def denoise(
     overwrite: Annotated[
         bool, typer.Option(help="Redo every output (needed when the settings changed).")
     ] = False,
+    adapt: Annotated[
+        bool, typer.Option(help="Fine-tune on these micrographs first (OUTDIR/adapt, reused).")
+    ] = False,
+    adapt_epochs: Annotated[int, typer.Option(help="Adaptation epochs.")] = 4,
+    adapt_crops: Annotated[int, typer.Option(help="Adaptation crops per micrograph.")] = 32,
 ) -> None:
     """Denoise micrographs and stacks (mask ratio 0 over overlapping tiles)."""
-    from draco_em.infer.run_denoise import DenoiseConfig, run_denoise
+    # One import for both paths (train.adapt re-exports DenoiseConfig; infer may not import
+    # train, so the adaptation lives there).
+    from draco_em.train.adapt import AdaptConfig, DenoiseConfig, denoise_with_adaptation
 
     cfg = DenoiseConfig(
         inputs=inputs, outdir=outdir, weights=weights, device=device, tile=tile,
@@ -54,7 +62,13 @@ def denoise(
         float16=float16, png=png, skip_existing=skip_existing, workers=workers,
         pixel_size=pixel_size, progress=progress, overwrite=overwrite,
     )  # fmt: skip
-    result = run_denoise(cfg)
+    tune = AdaptConfig(epochs=adapt_epochs, crops_per_micrograph=adapt_crops) if adapt else None
+    result = denoise_with_adaptation(cfg, tune)
+    if "adapt" in result:
+        a = result["adapt"]
+        how = "reused" if a["reused"] else f"trained in {a['seconds']} s"
+        typer.echo(f"adapted ({a['stage']}, {a['micrographs']} micrographs, {how}; "
+                   f"{a['shifts']} shifts) → {a['weights']}")  # fmt: skip
     typer.echo(
         f"denoised {result['done']}, skipped {result['skipped']} finished, "
         f"failed {result['failed']} → {result['outdir']}"

@@ -1,0 +1,246 @@
+"""``draco denoise --adapt``: fine-tune the denoiser on the micrographs being denoised, then
+denoise them with the adapted weights.
+
+The objective depends on what the user has:
+
+* **Noise2Noise** (``--stage denoise``, :meth:`DracoMAE.forward_n2n`) where the odd/even halves
+  exist: the ``X_EVN``/``X_ODD`` files of MotionCor2 and ``draco prepare`` beside ``X``, or the
+  ``dracoMicrographEven/Odd`` columns of a manifest STAR. Each half is denoised and scored
+  against the other; the expected loss is minimised by the clean image, which is never read
+  (the manifest written here has no clean column, even where the input STAR has one).
+* **Masked reconstruction** (``--stage mae``) on the full sums otherwise.
+
+It is ``draco pretrain`` with a small budget, not a second trainer: a manifest of the inputs
+in ``OUTDIR/adapt/manifest.star``, a run folder ``OUTDIR/adapt/run`` (config.yaml, run.log,
+checkpoints, io/run_folder.py) started from the denoiser being adapted (``--init-weights``), and
+the exported weights ``OUTDIR/adapt/adapted.safetensors``. ``OUTDIR/adapt/adapt.json`` records
+what they were trained on (inputs with sizes and times, settings); a re-run with the same record
+reuses the weights without training, a different one is refused (like ``draco simulate``).
+
+This lives in ``train/`` because ``infer/`` may not import ``train/`` (tests/test_architecture.py):
+the command line calls :func:`denoise_with_adaptation`, which trains here and then runs the one
+batch denoiser, :func:`draco_em.infer.run_denoise.run_denoise`.
+
+Crops are taken at one pixel size, the larger of the inputs' and the initial model's working
+pixel size: data finer than the model's are binned as in inference, coarser data are never
+upsampled (a bilinear upsampling in training and a Fourier one in inference would show the
+network two different noise spectra). The adapted model then runs at that pixel size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from draco_em.errors import DracoInputError
+from draco_em.infer.run_denoise import DenoiseConfig, run_denoise
+from draco_em.io.atomic import write_text_atomic
+from draco_em.io.batch import expand_inputs
+from draco_em.io.images import is_raster
+from draco_em.io.manifest import EVEN, FULL, HAS_PAIRS, ODD, optics_group, write_manifest
+from draco_em.io.mrc import read_mrc
+from draco_em.model.weights import BUNDLED, BUNDLED_DENOISER, read_weights, resolve_weights
+from draco_em.train.checkpoint import export_run
+from draco_em.train.config import PretrainConfig
+from draco_em.train.pretrain import run_pretrain
+
+__all__ = ["AdaptConfig", "DenoiseConfig", "adapt_denoiser", "denoise_with_adaptation"]
+
+log = logging.getLogger("draco_em.train")
+
+ADAPT_DIR = "adapt"
+RECORD_FILE = "adapt.json"
+WEIGHTS_FILE = "adapted.safetensors"
+#: Half-sum suffixes of MotionCor2 and ``draco prepare``/``draco simulate``: (even, odd).
+HALF_SUFFIXES = ("_EVN", "_ODD")
+
+
+class AdaptConfig(BaseModel):
+    """Settings of the adaptation (``draco denoise --adapt``)."""
+
+    epochs: int = Field(4, gt=0, description="Passes over the crops of every micrograph.")
+    crops_per_micrograph: int = Field(32, gt=0, description="Random crops per micrograph/epoch.")
+    batch_size: int = Field(8, gt=0, description="Crops per optimiser step.")
+    blr: float = Field(
+        2e-3, gt=0, description="Base lr (lr = blr × batch / 256); the fine-tune recipe's order."
+    )
+    crop_size: int = Field(128, gt=0, description="Crop side fed to the model (px).")
+    stage: Literal["auto", "denoise", "mae"] = Field(
+        "auto", description="auto: Noise2Noise where halves exist, else masked reconstruction."
+    )
+    seed: int = Field(0, ge=0, description="Seed of crops, order and masks.")
+
+
+def find_halves(path: Path) -> tuple[Path, Path] | None:
+    """``(even, odd)`` sums beside a full sum: ``X_EVN.ext``/``X_ODD.ext``, or None."""
+    even, odd = (path.with_name(f"{path.stem}{s}{path.suffix}") for s in HALF_SUFFIXES)
+    return (even, odd) if even.is_file() and odd.is_file() else None
+
+
+def _is_half(path: Path, fulls: set[Path]) -> bool:
+    """A half sum whose full sum is also an input: training data, not a micrograph to adapt on."""
+    for suffix in HALF_SUFFIXES:
+        if path.stem.endswith(suffix):
+            base = path.with_name(path.stem[: -len(suffix)] + path.suffix)
+            if base in fulls:
+                return True
+    return False
+
+
+def training_rows(cfg: DenoiseConfig) -> list[dict[str, Any]]:
+    """One manifest row per full sum among the inputs: its halves (or none) and pixel size.
+
+    Halves come from the input STAR's ``dracoMicrographEven/Odd`` columns where it has them,
+    else from ``X_EVN``/``X_ODD`` files beside ``X``. No clean image is ever listed.
+    """
+    inputs = expand_inputs(cfg.inputs)
+    fulls = {it.path for it in inputs.items}
+    rows = []
+    for item in inputs.items:
+        if _is_half(item.path, fulls):
+            continue
+        halves = None
+        if inputs.table is not None and item.star_row is not None:
+            row = inputs.table.micrographs.iloc[item.star_row]
+            even, odd = row.get(EVEN), row.get(ODD)
+            if isinstance(even, str) and isinstance(odd, str) and even and odd:
+                halves = (inputs.table.resolve(even), inputs.table.resolve(odd))
+                for half in halves:
+                    if not half.is_file():
+                        raise DracoInputError("the STAR names a missing half sum", half)
+        halves = halves or find_halves(item.path)
+        px = cfg.pixel_size
+        if px is None and inputs.table is not None and item.star_row is not None:
+            px = inputs.table.pixel_size(item.star_row)
+        if px is None and not is_raster(item.path):
+            px = read_mrc(item.path, mmap=True, ndim=(2,)).pixel_size
+        if px is None:
+            raise DracoInputError("--adapt needs the pixel size: pass --pixel-size", item.path)
+        rows.append(
+            {
+                FULL: str(item.path.resolve()),
+                EVEN: str(halves[0].resolve()) if halves else "",
+                ODD: str(halves[1].resolve()) if halves else "",
+                HAS_PAIRS: int(halves is not None),
+                "rlnMicrographPixelSize": float(px),
+            }
+        )
+    if not rows:
+        raise DracoInputError("--adapt found no full sums among the inputs", cfg.inputs[0])
+    return rows
+
+
+def _stage(rows: list[dict[str, Any]], adapt: AdaptConfig) -> str:
+    paired = [r for r in rows if r[HAS_PAIRS]]
+    if adapt.stage == "denoise" and not paired:
+        raise DracoInputError(
+            "--adapt-stage denoise needs odd/even halves (X_EVN/X_ODD beside X, or the STAR's "
+            "dracoMicrographEven/Odd columns); none found",
+            rows[0][FULL],
+        )
+    if adapt.stage == "auto":
+        return "denoise" if paired else "mae"
+    return adapt.stage
+
+
+def _file_id(path: str) -> list[Any]:
+    stat = Path(path).stat()
+    return [path, stat.st_size, stat.st_mtime_ns]
+
+
+def _record(cfg: DenoiseConfig, adapt: AdaptConfig, rows: list[dict], stage: str) -> dict:
+    """What the weights depend on: initial weights, settings, every training file."""
+    init = resolve_weights(cfg.weights, BUNDLED_DENOISER)
+    # The initial weights by content: a reinstalled package keeps its adaptations valid.
+    digest = hashlib.sha256(init.read_bytes()).hexdigest()
+    files = [[_file_id(r[k]) for k in (FULL, EVEN, ODD) if r[k]] for r in rows]
+    return {"stage": stage, "init_weights": digest,
+            "settings": adapt.model_dump(mode="json"), "pixel_size": cfg.pixel_size,
+            "micrographs": files}  # fmt: skip
+
+
+def adapt_denoiser(cfg: DenoiseConfig, adapt: AdaptConfig) -> dict[str, Any]:
+    """Fine-tune ``cfg.weights`` on ``cfg.inputs`` (or reuse an earlier adaptation).
+
+    Returns:
+        ``{"weights": adapted safetensors, "stage", "micrographs", "reused", "seconds"}``.
+
+    Raises:
+        DracoInputError: no usable inputs, no pixel size, ``OUTDIR/adapt`` adapted to other
+            inputs or settings.
+    """
+    folder = cfg.outdir / ADAPT_DIR
+    rows = training_rows(cfg)
+    stage = _stage(rows, adapt)
+    if stage == "denoise":  # Noise2Noise: only micrographs with halves are training data
+        rows = [r for r in rows if r[HAS_PAIRS]]
+    record = _record(cfg, adapt, rows, stage)
+    weights, record_path = folder / WEIGHTS_FILE, folder / RECORD_FILE
+    if record_path.is_file():
+        saved = json.loads(record_path.read_text())
+        if saved.get("trained_on") != record:
+            raise DracoInputError(
+                "holds an adaptation to other inputs or settings; use a new output folder or "
+                "delete it to adapt again",
+                folder,
+            )
+        if weights.is_file():
+            log.info("reusing the adapted weights %s", weights)
+            return {"weights": weights, "stage": stage, "micrographs": len(rows),
+                    "reused": True, "seconds": saved.get("seconds")}  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(record_path, json.dumps({"trained_on": record}, indent=1))
+    t0 = time.perf_counter()
+    manifest = folder / "manifest.star"
+    px0 = rows[0]["rlnMicrographPixelSize"]
+    write_manifest(manifest, [optics_group(1, px0, px0, 300.0, 2.7, 0.1)], rows)
+    init = resolve_weights(cfg.weights, BUNDLED_DENOISER)
+    working = read_weights(init)[2].get("pixel_size") or px0
+    # One pixel size for every crop: the coarser of the data's and the model's (module doc).
+    target = max(working, *(r["rlnMicrographPixelSize"] for r in rows))
+    side = adapt.crop_size * target
+    device = "cuda" if cfg.device.startswith("cuda") else cfg.device
+    # A step must fit in one epoch's crops (a single micrograph with few crops still adapts).
+    batch = min(adapt.batch_size, len(rows) * adapt.crops_per_micrograph)
+    train_cfg = PretrainConfig(
+        data=manifest, out_dir=folder / "run", stage=stage, init_weights=init,
+        crop_size=adapt.crop_size, crop_angstrom=(side, side),
+        crops_per_micrograph=adapt.crops_per_micrograph, val_fraction=0.0, val_micrographs=0,
+        workers=0, epochs=adapt.epochs, warmup_epochs=min(1.0, adapt.epochs / 4),
+        batch_size=batch, blr=adapt.blr, seed=adapt.seed, device=device,
+        resume="latest", save_every_steps=0, progress=cfg.progress,
+    )  # fmt: skip
+    run_pretrain(train_cfg)
+    export_run(folder / "run", weights, which="latest")
+    seconds = round(time.perf_counter() - t0, 1)
+    write_text_atomic(record_path, json.dumps({"trained_on": record, "seconds": seconds}, indent=1))
+    return {"weights": weights, "stage": stage, "micrographs": len(rows), "reused": False,
+            "seconds": seconds}  # fmt: skip
+
+
+def denoise_with_adaptation(cfg: DenoiseConfig, adapt: AdaptConfig | None = None) -> dict:
+    """``draco denoise``: with ``adapt``, fine-tune first and denoise with the adapted weights.
+
+    Returns:
+        :func:`run_denoise`'s counts, plus ``"adapt"`` (:func:`adapt_denoiser`'s result).
+    """
+    if adapt is None:
+        return run_denoise(cfg)
+    if cfg.weights != BUNDLED and not Path(cfg.weights).exists():
+        raise DracoInputError("model weights file not found", cfg.weights)
+    adapted = adapt_denoiser(cfg, adapt)
+    update: dict[str, Any] = {"weights": str(adapted["weights"])}
+    if adapted["stage"] == "mae" and cfg.shifts == 1:
+        # The masked stage drops the pixel refiner (train/pretrain.py), whose job was to remove
+        # the 16-px patch grid of the per-token head; averaging 4 offset grids does it instead
+        # (measured on the real micrograph: a visible grid at 1 shift, Eq. 11 9.15 → 9.75 dB).
+        update["shifts"] = 4
+    adapted["shifts"] = update.get("shifts", cfg.shifts)
+    result = run_denoise(cfg.model_copy(update=update))
+    return {**result, "adapt": adapted}

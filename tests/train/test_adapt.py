@@ -1,0 +1,102 @@
+"""``draco denoise --adapt``: fine-tunes on the inputs (N2N on their halves, else MAE), saves the
+weights in OUTDIR/adapt, reuses them on re-run, and never reads a clean image."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from draco_em.cli import app
+from draco_em.errors import DracoInputError
+from draco_em.io.mrc import read_mrc, write_mrc
+from draco_em.model.weights import BUNDLED_DENOISER, load_model
+from draco_em.train import adapt as adapt_mod
+from draco_em.train import data as train_data
+from draco_em.train.adapt import AdaptConfig, DenoiseConfig, denoise_with_adaptation
+
+TINY = AdaptConfig(epochs=1, crops_per_micrograph=4, batch_size=4)
+
+
+def _write_pair(folder, blob_pair, name="mic"):
+    """X.mrc (full), X_EVN.mrc, X_ODD.mrc and, in another folder, the clean image."""
+    clean, odd, even = blob_pair
+    big = lambda a: np.tile(a, (2, 2))  # noqa: E731  128 px: one crop of the bundled model
+    folder.mkdir(parents=True, exist_ok=True)
+    write_mrc(folder / f"{name}.mrc", big(odd + even), 1.98)
+    write_mrc(folder / f"{name}_EVN.mrc", big(even), 1.98)
+    write_mrc(folder / f"{name}_ODD.mrc", big(odd), 1.98)
+    (folder.parent / "clean").mkdir(exist_ok=True)
+    write_mrc(folder.parent / "clean" / f"{name}.mrc", big(clean), 1.98)
+    return folder / f"{name}.mrc"
+
+
+def test_adapt_trains_n2n_on_halves_only_saves_and_reuses(tmp_path, blob_pair, monkeypatch):
+    _write_pair(tmp_path / "mics", blob_pair)
+    read = []
+    original = train_data._pixels
+    monkeypatch.setattr(train_data, "_pixels", lambda p: read.append(p.name) or original(p))
+    out = tmp_path / "out"
+    cfg = DenoiseConfig(inputs=[str(tmp_path / "mics")], outdir=out, device="cpu", workers=0,
+                        progress=False)  # fmt: skip
+    result = denoise_with_adaptation(cfg, TINY)
+    info = result["adapt"]
+    assert info["stage"] == "denoise" and info["micrographs"] == 1 and not info["reused"]
+    weights = out / "adapt" / "adapted.safetensors"
+    assert info["weights"] == weights and weights.is_file()
+    assert (out / "adapt" / "run" / "checkpoints" / "latest.pt").is_file()
+    # Trained on the halves (the full sum is opened for the crop geometry), never the clean.
+    assert {"mic_EVN.mrc", "mic_ODD.mrc"} <= set(read) <= {"mic.mrc", "mic_EVN.mrc", "mic_ODD.mrc"}
+    manifest = (out / "adapt" / "manifest.star").read_text()
+    assert "clean" not in manifest.lower()
+    # The weights moved away from the bundled ones, and the outputs were made with them.
+    adapted, _, meta = load_model(weights)
+    bundled, _, _ = load_model("bundled", bundled=BUNDLED_DENOISER)
+    a, b = adapted.state_dict(), bundled.state_dict()
+    assert any(not np.allclose(a[k].numpy(), b[k].numpy()) for k in b)
+    assert meta["training"]["stage"] == "denoise"
+    assert meta["pixel_size"] == pytest.approx(1.98, rel=0.05)
+    assert result["done"] == 3  # the full sum and both halves are denoised
+    first = read_mrc(out / "mic.mrc").data.copy()
+    # Re-run (fresh outputs): the adaptation is reused, not trained again.
+    (out / "mic.mrc").unlink()
+    mtime = weights.stat().st_mtime_ns
+    read.clear()
+    again = denoise_with_adaptation(cfg, TINY)
+    assert again["adapt"]["reused"] and weights.stat().st_mtime_ns == mtime and not read
+    np.testing.assert_allclose(read_mrc(out / "mic.mrc").data, first, atol=1e-5)
+    # Other settings into the same folder: refused, not silently mixed.
+    with pytest.raises(DracoInputError, match="other inputs or settings"):
+        denoise_with_adaptation(cfg, TINY.model_copy(update={"epochs": 2}))
+    record = json.loads((out / "adapt" / "adapt.json").read_text())
+    assert record["seconds"] > 0 and record["trained_on"]["stage"] == "denoise"
+
+
+def test_adapt_without_halves_uses_masked_reconstruction(tmp_path, blob_pair):
+    full = _write_pair(tmp_path / "mics", blob_pair)
+    cfg = DenoiseConfig(inputs=[str(full)], outdir=tmp_path / "out", device="cpu", workers=0,
+                        progress=False)  # fmt: skip
+    for half in ("mic_EVN.mrc", "mic_ODD.mrc"):
+        (full.parent / half).unlink()
+    result = denoise_with_adaptation(cfg, TINY)
+    assert result["adapt"]["stage"] == "mae" and result["done"] == 1
+    assert result["adapt"]["shifts"] == 4  # no refiner after the masked stage: grids averaged
+    with pytest.raises(DracoInputError, match="halves"):
+        adapt_mod.adapt_denoiser(
+            cfg.model_copy(update={"outdir": tmp_path / "o2"}),
+            TINY.model_copy(update={"stage": "denoise"}),
+        )
+
+
+def test_cli_adapts_then_reuses(tmp_path, blob_pair):
+    full = _write_pair(tmp_path / "mics", blob_pair)
+    args = ["denoise", str(full), "-o", str(tmp_path / "out"), "--adapt", "--adapt-epochs", "1",
+            "--adapt-crops", "2", "--no-progress", "--workers", "0", "--device", "cpu"]  # fmt: skip
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "adapted (denoise, 1 micrographs, trained in" in first.output
+    assert (tmp_path / "out" / "adapt" / "adapted.safetensors").is_file()
+    second = CliRunner().invoke(app, [*args, "--no-skip-existing"])
+    assert second.exit_code == 0 and "reused" in second.output, second.output
