@@ -34,6 +34,7 @@ from denoise_real import (
     run,
     score,
 )
+from denoise_real import figure as real_figure
 
 from draco_em.evaluate.denoise import EvaluateDenoiseConfig, evaluate_denoise, format_table
 
@@ -49,32 +50,9 @@ def adapt(inputs: Path, out: Path, pixel_size: float, *extra: str) -> float:
 
 
 def figure(raw: Path, pred: Path, out: Path, box: tuple[int, int, int] = (80, 560, 320)) -> None:
-    """raw / low-pass / Topaz / draco / draco adapted on the real crop of denoise_real.py."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from draco_em.io.mrc import read_image
-
-    x0, y0, size = box
-    stem = sorted(raw.glob("*.mrc"))[0].name
-    panels = [("raw", raw / stem), ("low-pass 20 Å", pred / "lowpass_20A" / stem),
-              ("Topaz-Denoise unet", pred / "topaz_unet" / stem),
-              ("draco (bundled)", pred / "draco" / stem),
-              ("draco --adapt (MAE)", pred / "draco_adapted_shifts4" / stem)]  # fmt: skip
-    panels = [(n, p) for n, p in panels if p.exists()]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 3.3))
-    for ax, (name, path) in zip(axes, panels, strict=True):
-        image = read_image(path, MCE_PIXEL)[0][y0 : y0 + size, x0 : x0 + size]
-        lo, hi = np.percentile(image, [1, 99])
-        ax.imshow(image, cmap="gray", vmin=lo, vmax=hi)
-        ax.set_title(name, fontsize=10)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(out, dpi=60)
-    plt.close(fig)
+    """denoise_real's crop figure with the adapted model as a fifth panel."""
+    extra = (("draco --adapt (MAE)", "draco_adapted_shifts4"),)
+    real_figure(raw, pred, out, box, MCE_PIXEL, extra)
 
 
 def main() -> None:

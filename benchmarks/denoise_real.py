@@ -145,7 +145,15 @@ def score(pred: Path, raw: Path, coords: Path, pixel_size: float, diameter: floa
     return results
 
 
-def figure(raw: Path, pred: Path, out: Path, box: tuple[int, int, int], pixel_size: float) -> None:
+def figure(
+    raw: Path,
+    pred: Path,
+    out: Path,
+    box: tuple[int, int, int],
+    pixel_size: float,
+    extra: tuple[tuple[str, str], ...] = (),
+) -> None:
+    """Raw / low-pass / Topaz / draco (+ ``extra`` (title, prediction folder) panels) on a crop."""
     """raw / low-pass / Topaz / draco on one real crop, each with its own 1–99 % window."""
     import matplotlib
 
@@ -157,6 +165,7 @@ def figure(raw: Path, pred: Path, out: Path, box: tuple[int, int, int], pixel_si
     panels = [("raw", raw / stem), ("low-pass 20 Å", pred / "lowpass_20A" / stem),
               ("Topaz-Denoise unet", pred / "topaz_unet" / stem),
               ("draco (bundled)", pred / "draco" / stem)]  # fmt: skip
+    panels += [(title, pred / folder / stem) for title, folder in extra]
     panels = [(n, p) for n, p in panels if p.exists()]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 3.3))
     for ax, (name, path) in zip(axes, panels, strict=True):

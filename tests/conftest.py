@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DRACO_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
-def run_draco(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_draco(*args: str | Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run ``draco ARGS`` in a subprocess, as a user would: the installed console script, or
     ``python -m draco_em`` where the package is on the path but not installed."""
     script = Path(sys.executable).parent / "draco"
@@ -22,6 +22,19 @@ def run_draco(*args: str | Path, timeout: float = 120) -> subprocess.CompletedPr
     return subprocess.run(
         [*cmd, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def draco_in_process(capsys, *argv: str | Path) -> tuple[int, str, str]:
+    """Run ``draco ARGV`` in this process (fast); return (exit code, stdout, stderr)."""
+    from draco_em.cli import main
+
+    try:
+        main([str(a) for a in argv])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 @pytest.fixture(scope="session")

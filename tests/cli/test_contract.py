@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from draco_em.cli import main
 from draco_em.cli._app import batch_exit_code
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import remove_stale_temps
@@ -24,18 +23,10 @@ from draco_em.io.batch import FailureLog, expand_inputs
 from draco_em.io.coords import make_coords, read_coord_folder, write_relion_coords
 from draco_em.io.mrc import read_image, read_micrograph, write_mrc
 from draco_em.model.weights import save_model
+from tests.conftest import draco_in_process
 from tests.infer.test_denoise import _tiny_model
 
-
-def _draco(capsys, *argv: str | Path) -> tuple[int, str, str]:
-    """Run ``draco ARGV`` in-process; return (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+_draco = draco_in_process  # tests/conftest.py
 
 
 @pytest.fixture

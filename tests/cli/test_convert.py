@@ -9,21 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from draco_em.cli import main
 from draco_em.io.coords import make_coords, read_coords, write_topaz
 from draco_em.io.star import read_star
-from tests.conftest import shared_file
+from tests.conftest import draco_in_process, shared_file
 
-
-def _draco(capsys, *argv: str) -> tuple[int, str, str]:
-    """Run ``draco ARGV``; return (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+_draco = draco_in_process  # tests/conftest.py
 
 
 @pytest.fixture
