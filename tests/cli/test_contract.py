@@ -337,3 +337,25 @@ def test_sigkilled_denoise_takes_its_reader_worker_along(tmp_path, tiny_weights,
     alive = [w for w in workers if Path(f"/proc/{w}/status").exists()
              and "State:\tZ" not in Path(f"/proc/{w}/status").read_text()]  # fmt: skip
     assert not alive
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("denoise",),
+        ("convert",),
+        ("pretrain",),
+        ("simulate",),
+        ("prepare",),
+        ("pick", "predict"),
+        ("pick", "calibrate"),
+        ("curate", "train"),
+        ("curate", "predict"),
+        ("evaluate", "realism"),
+    ],
+)
+def test_quiet_is_spelled_one_way(capsys, command: tuple[str, ...]) -> None:
+    """Every command with a progress bar hides it with -q/--quiet (issue 16: one spelling)."""
+    code, out, _ = _draco(capsys, *command, "--help")
+    assert code == 0
+    assert "--quiet" in out and "-q" in out

@@ -46,6 +46,7 @@ def convert(
         bool, typer.Option(help=".box rows count from the bottom (y -> ny-1-y).")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Convert coordinate files; exit 1 if some inputs failed, 2 if all did (failures.txt)."""
     from draco_em.io.convert import ConvertConfig, convert_coords
@@ -61,7 +62,7 @@ def convert(
         pixel_size=pixel_size,
         invert_y=invert_y,
     )
-    result = convert_coords(config, progress=progress)
+    result = convert_coords(config, progress=progress and not quiet)
     typer.echo(
         f"wrote {result.n_particles} particles of {result.n_micrographs} micrographs "
         f"to {len(result.outputs)} file(s) in {config.output}"

@@ -42,6 +42,7 @@ def denoise(
     workers: Annotated[int, typer.Option(help="Reader worker processes.")] = 1,
     pixel_size: Annotated[float | None, typer.Option(help="Override header Å/px.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
     overwrite: Annotated[
         bool, typer.Option(help="Redo every output (needed when the settings changed).")
     ] = False,
@@ -60,7 +61,7 @@ def denoise(
         inputs=inputs, outdir=outdir, weights=weights, device=device, tile=tile,
         overlap=overlap, batch_size=batch_size, shifts=shifts, keep_binned=keep_binned,
         float16=float16, png=png, skip_existing=skip_existing, workers=workers,
-        pixel_size=pixel_size, progress=progress, overwrite=overwrite,
+        pixel_size=pixel_size, progress=progress and not quiet, overwrite=overwrite,
     )  # fmt: skip
     tune = AdaptConfig(epochs=adapt_epochs, crops_per_micrograph=adapt_crops) if adapt else None
     result = denoise_with_adaptation(cfg, tune)

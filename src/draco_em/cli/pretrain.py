@@ -75,7 +75,9 @@ def pretrain(
     fsdp: Annotated[bool, typer.Option("--fsdp", help="FSDP2 sharding (large/huge).")] = False,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
     save_every_steps: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 500,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", "-q", "--quiet", help="No progress bar.")
+    ] = False,
 ) -> None:
     """Pretrain a DRACO model; writes config.yaml, run.log, metrics.jsonl and checkpoints/."""
     from draco_em.train import PretrainConfig, run_pretrain  # torch: imported when run
