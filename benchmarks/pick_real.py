@@ -44,6 +44,7 @@ import pandas as pd
 
 from draco_em.evaluate.pick import EvaluatePickConfig, evaluate_pick
 from draco_em.io.coords import read_coords, scale_coords, write_relion_coords, write_topaz
+from draco_em.io.mrc import read_image, write_mrc
 
 REPO = Path(__file__).resolve().parents[1]
 EMPIAR = Path(os.environ.get("DRACO_SHARED_DATA", REPO.parent / "shared" / "data")) / "empiar10017"
@@ -97,19 +98,14 @@ def run_published(out: Path) -> dict:
 
 
 def to_mrc(out: Path) -> Path:
-    """The JPEGs as float32 MRC with the pixel size in the header (for Topaz)."""
-    import mrcfile
-    from PIL import Image
-
+    """The JPEGs as float32 MRC with the pixel size in the header (for Topaz and LoG), read
+    and written by the package's one reader and writer, so every method sees the same pixels."""
     folder = out / "mrc"
     folder.mkdir(parents=True, exist_ok=True)
     for jpg in micrographs():
         target = folder / f"{jpg.stem}.mrc"
         if not target.exists():
-            data = np.asarray(Image.open(jpg).convert("L"), np.float32)
-            with mrcfile.new(target, overwrite=True) as mrc:
-                mrc.set_data(data)
-                mrc.voxel_size = PIXEL
+            write_mrc(target, read_image(jpg, PIXEL)[0], PIXEL, inputs=[jpg])
     return folder
 
 
@@ -206,7 +202,6 @@ def run_draco(
 
 def run_log(out: Path) -> dict:
     """LoG picks of every micrograph (all peaks scoring ≥ 0.5), best threshold reported."""
-    from draco_em.io.mrc import read_image
     from draco_em.pick.log_picker import log_pick
 
     frames = [

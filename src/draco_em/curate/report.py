@@ -54,12 +54,18 @@ def score_histogram(path: Path, result: pd.DataFrame, threshold: float) -> Path:
     return path
 
 
-def _thumbnail(path: str, size: int = 192) -> np.ndarray | None:
+def _thumbnail(path: str, pixel_size: float | None, size: int = 192) -> np.ndarray | None:
+    """A view of one micrograph; ``pixel_size`` is needed by picture files (PNG/JPEG/TIFF)."""
     try:
-        image, _ = read_image(path)
+        image, _ = read_image(path, pixel_size)
     except (DracoInputError, OSError, ValueError):
         return None
     return to_uint8(downsample_for_view(image, size))
+
+
+def _short(name: str, width: int = 26) -> str:
+    """Long session names (Leginon, EPU) overlap their neighbours' titles: keep both ends."""
+    return name if len(name) <= width else f"{name[: width // 2 - 1]}…{name[-(width // 2) :]}"
 
 
 def contact_sheet(path: Path, result: pd.DataFrame, per_row: int = 8) -> Path | None:
@@ -90,12 +96,14 @@ def contact_sheet(path: Path, result: pd.DataFrame, per_row: int = 8) -> Path | 
             if c >= len(rows):
                 continue
             row = rows.iloc[c]
-            thumb = _thumbnail(row["path"])
+            px = row.get("pixel_size")
+            thumb = _thumbnail(row["path"], float(px) if pd.notna(px) else None)
             if thumb is not None:
                 ax.imshow(thumb, cmap="gray", vmin=0, vmax=255)
             colour = "#c0392b" if label == "rejected" else "#27ae60"
             ax.set_title(
-                f"{Path(str(row['micrograph'])).stem}\n{row['reason']} p={row['p_accept']:.2f}",
+                f"{_short(Path(str(row['micrograph'])).stem)}\n{row['reason']} "
+                f"p={row['p_accept']:.2f}",
                 fontsize=7,
                 color=colour,
             )
