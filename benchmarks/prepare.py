@@ -33,11 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from draco_em.io.motion import read_motion_csv
 from draco_em.io.mrc import read_image, read_mrc
 from draco_em.prepare.config import PrepareConfig
 from draco_em.prepare.motion import parity_sums
 from draco_em.prepare.run import run_prepare
-from draco_em.prepare.triplets import read_motion_csv
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from draco_em.cli import main
+from draco_em.io.motion import read_motion_csv
 from draco_em.io.mrc import read_image, read_mrc, write_mrc
 from draco_em.io.star import read_micrographs_star
 from draco_em.prepare.motion import apply_global_shifts
-from draco_em.prepare.triplets import read_motion_csv
 from tests.prepare.prepare_movies import corr, make_movie
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from draco_em.io.motion import read_motion_csv
 from draco_em.io.mrc import read_image, read_mrc, write_mrc
 from draco_em.io.star import read_micrographs_star, write_star
 from draco_em.prepare.config import PrepareConfig
 from draco_em.prepare.run import run_prepare
-from draco_em.prepare.triplets import read_motion_csv
 from tests.prepare.prepare_movies import SynthMovie, corr, make_movie
 
 
@@ -70,6 +70,7 @@ def test_manifest_schema(prepared) -> None:
     assert row["rlnMicrographMovieName"].endswith("m1.mrcs")
     assert row["dracoTotalDose"] == pytest.approx(15.0)
     assert row["dracoTotalShift"] > row["dracoMaxFrameJump"] > 1.0  # Å; the movie drifts
+    assert row["rlnAccumMotionTotal"] == pytest.approx(row["dracoTotalShift"])  # RELION name
     for suffix in ("", "Odd", "Even"):
         assert row[f"dracoStd{suffix}"] > 0
     assert row["dracoMeanOdd"] == pytest.approx(row["dracoMean"] / 2, rel=0.05)

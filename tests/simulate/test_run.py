@@ -360,3 +360,34 @@ def test_region_masks_are_written_on_request_and_match_the_manifest(tmp_path):
     run_simulation(_cfg(plain, n_micrographs=1), progress=False)
     assert "dracoRegions" not in read_micrographs_star(plain / "micrographs.star").micrographs
     assert not (plain / "regions").exists()
+
+
+def test_no_ice_is_bright_flat_vacuum_and_reasons_can_be_chosen(dataset, tmp_path):
+    """``no_ice`` (an empty hole): no particles, no ice, full counts; ``bad_reasons`` picks."""
+    out = tmp_path / "noice"
+    run_simulation(
+        _cfg(out, n_micrographs=2, bad_fraction=1.0, bad_reasons=["no_ice"], seed=4),
+        progress=False,
+    )
+    holes = read_micrographs_star(out / "micrographs.star").micrographs
+    assert set(holes["dracoReason"]) == {"no_ice"}
+    assert (holes["dracoIceThickness"] == 0).all() and (holes["dracoNumParticles"] == 0).all()
+    good = read_micrographs_star(dataset / "micrographs.star").micrographs
+    good = good[good["dracoReason"] == "none"]
+
+    def clean_mean(root, name):
+        return float(mrcfile.read(root / name.replace("micrographs/", "clean/")).mean())
+
+    vacuum = [clean_mean(out, n) for n in holes["rlnMicrographName"]]
+    ice = [clean_mean(dataset, n) for n in good["rlnMicrographName"]]
+    assert min(vacuum) > max(ice)  # no inelastic loss in the hole
+    with pytest.raises(ValueError, match="bad_reasons"):
+        _cfg(out, bad_reasons=["none"])
+
+
+def test_star_carries_the_true_motion_as_rlnAccumMotionTotal(dataset):
+    table = read_micrographs_star(dataset / "micrographs.star")
+    for _, row in table.micrographs.iterrows():
+        shifts = pd.read_csv(table.resolve(row["dracoMotion"]))[["shift_x", "shift_y"]]
+        path = np.linalg.norm(np.diff(shifts.to_numpy(), axis=0), axis=1).sum() * 2.0
+        assert row["rlnAccumMotionTotal"] == pytest.approx(path, abs=0.01)

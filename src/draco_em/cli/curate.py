@@ -14,7 +14,12 @@ from typing import Annotated
 import typer
 
 from draco_em.cli._app import app, comma_list, example, exit_batch
-from draco_em.curate.config import CuratePredictConfig, CurateTrainConfig, FeatureConfig
+from draco_em.curate.config import (
+    CuratePredictConfig,
+    CurateTrainConfig,
+    FeatureConfig,
+    SignalRules,
+)
 
 curate_app = typer.Typer(
     help="Accept or reject micrographs (thick/crystalline ice, contamination, drift, empty, "
@@ -111,9 +116,34 @@ def curate_predict(
     threshold: Annotated[float, typer.Option(help="Accept when P(accept) >= this.")] = 0.5,
     pixel_size: Annotated[float | None, typer.Option(help="Pixel size in Å of all inputs.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    signals: Annotated[
+        bool,
+        typer.Option("--signals/--no-signals", help="Use the STAR's motion/CTF/ice columns."),
+    ] = True,
+    max_motion: Annotated[
+        float, typer.Option(help="Reject (drift) above this accumulated motion, Å (0: off).")
+    ] = 100.0,
+    max_ctf_resolution: Annotated[
+        float, typer.Option(help="Reject (ctf_fit) when the CTF fit is worse, Å (0: off).")
+    ] = 10.0,
+    defocus_range: Annotated[
+        tuple[float, float],
+        typer.Option(help="Reject (defocus) outside MIN MAX µm (0 0: off)."),
+    ] = (0.1, 8.0),
+    max_astigmatism: Annotated[
+        float, typer.Option(help="Reject (astigmatism) above |dU-dV| µm (0: off, default).")
+    ] = 0.0,
+    max_ice_ring_density: Annotated[
+        float,
+        typer.Option(help="Reject (thick_ice) above this rlnCtfIceRingDensity (0: off, default)."),
+    ] = 0.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Score micrographs; write accepted/rejected STARs, curation.csv and the PNGs."""
+    """Score micrographs; write accepted/rejected STARs, curation.csv and the PNGs.
+
+    With a STAR input its motion (rlnAccumMotionTotal, draco prepare's motion), CTF fit
+    resolution, defocus and ice columns are checked against the thresholds too (docs/curation.md).
+    """
     from draco_em.curate.predict import predict_curation
 
     cfg = CuratePredictConfig(
@@ -125,11 +155,21 @@ def curate_predict(
         pixel_size=pixel_size,
         device=device,
         progress=not quiet,
+        signals=SignalRules(
+            enabled=signals,
+            max_motion=max_motion or None,
+            max_ctf_resolution=max_ctf_resolution or None,
+            defocus_range=defocus_range if any(defocus_range) else None,
+            max_astigmatism=max_astigmatism or None,
+            max_ice_ring_density=max_ice_ring_density or None,
+        ),
     )
     res = predict_curation(cfg)
     n_acc = int((res.table["decision"] == "accept").sum())
+    n_sig = int((res.table["decided_by"] != "image").sum())
     typer.echo(
-        f"{n_acc} accepted, {len(res.table) - n_acc} rejected, {res.n_failed} failed; "
+        f"{n_acc} accepted, {len(res.table) - n_acc} rejected ({n_sig} by STAR signals), "
+        f"{res.n_failed} failed; "
         f"table: {res.outputs['csv']}"
     )
     exit_batch(len(res.table) + res.n_failed, res.n_failed, cfg.out_dir / "failures.txt")

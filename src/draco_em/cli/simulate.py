@@ -14,7 +14,7 @@ import typer
 
 from draco_em.cli._app import app, example, exit_batch
 from draco_em.errors import DracoInputError
-from draco_em.simulate.config import SimulateConfig
+from draco_em.simulate.config import BAD_REASONS, SimulateConfig
 from draco_em.simulate.presets import PRESETS, preset_config
 
 
@@ -66,6 +66,10 @@ def simulate(
         int | None, typer.Option(help="Particles per micrograph (default: 25 % coverage).")
     ] = None,
     bad_fraction: Annotated[float, typer.Option(help="Fraction of bad micrographs.")] = 0.0,
+    bad_reasons: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated reasons bad micrographs are drawn from (default all)."),
+    ] = None,
     debris: Annotated[
         float,
         typer.Option(help="Mean number of particle-sized ice balls/crystals per image (picking)."),
@@ -105,6 +109,7 @@ def simulate(
         dose=40.0 if dose is None else dose,
         particles_per_micrograph=particles_per_micrograph,
         bad_fraction=bad_fraction,
+        bad_reasons=None if bad_reasons is None else _reasons(bad_reasons),
         debris=debris,
         seed=seed,
         movies=movies,
@@ -120,6 +125,18 @@ def simulate(
     )
     n_inputs = summary.made + summary.skipped + summary.failed
     exit_batch(n_inputs, summary.failed, cfg.outdir / "failures.txt")
+
+
+def _reasons(text: str) -> list:
+    """``--bad-reasons a,b`` → the list, each checked against the simulator's reasons."""
+    reasons = [r.strip() for r in text.split(",") if r.strip()]
+    unknown = [r for r in reasons if r not in BAD_REASONS]
+    if unknown or not reasons:
+        raise DracoInputError(
+            f"--bad-reasons: unknown {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(BAD_REASONS)}"
+        )
+    return reasons
 
 
 def _realism(realism, library: bool, size_range: tuple[float, float] | None, dose: float | None):

@@ -88,6 +88,38 @@ class CurateTrainConfig(BaseModel):
     progress: bool = Field(True, description="Show progress bars.")
 
 
+class SignalRules(BaseModel):
+    """Thresholds on the signals a micrographs STAR carries (``curate.signals``), applied
+    beside the image head as cryoSPARC's Curate Exposures does; None turns one off.
+
+    The defaults reject only clear failures, so that they hold for any camera and pixel size:
+    a whole-movie motion of 100 Å is 3–10× a normal one (RELION's ``rlnAccumMotionTotal`` of a
+    good 40–60 e⁻/Å² movie is ~10–40 Å); a CTF fit that does not reach 10 Å means no Thon
+    rings (thick ice, drift, empty or carbon-free vacuum); a defocus outside 0.1–8 µm is a
+    failed fit. Astigmatism and CTFFIND's ice-ring density have no default: what is normal
+    depends on the microscope and the CTF program (cryoSPARC leaves all of these off).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Use the STAR's signals at all (--no-signals).")
+    max_motion: float | None = Field(
+        100.0, gt=0, description="Reject (drift) above this accumulated motion in Å."
+    )
+    max_ctf_resolution: float | None = Field(
+        10.0, gt=0, description="Reject (ctf_fit) when the CTF fit resolution is worse (Å)."
+    )
+    defocus_range: tuple[float, float] | None = Field(
+        (0.1, 8.0), description="Reject (defocus) outside this mean defocus range in µm."
+    )
+    max_astigmatism: float | None = Field(
+        None, gt=0, description="Reject (astigmatism) above |dU - dV| in µm (default off)."
+    )
+    max_ice_ring_density: float | None = Field(
+        None, description="Reject (thick_ice) above this rlnCtfIceRingDensity (default off)."
+    )
+
+
 class CuratePredictConfig(BaseModel):
     """Options of ``draco curate predict``."""
 
@@ -104,5 +136,9 @@ class CuratePredictConfig(BaseModel):
         None, gt=0, description="Pixel size in Å of every input (overrides STAR/header)."
     )
     contact_sheet: int = Field(8, ge=0, description="Micrographs per row of the contact sheet.")
+    signals: SignalRules = Field(
+        default_factory=SignalRules,
+        description="Thresholds on the STAR's motion, CTF fit, defocus and ice signals.",
+    )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     progress: bool = Field(True, description="Show a progress bar.")

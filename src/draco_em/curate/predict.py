@@ -4,10 +4,15 @@ Outputs in ``OUTDIR``:
 
 * ``curation.csv``: one row per micrograph: ``micrograph`` (as given), ``p_accept`` (sum of the
   accept classes' probabilities, the score to threshold), ``decision`` (accept/reject),
-  ``reason`` (most probable reject class when rejected, most probable accept class otherwise),
-  ``pixel_size`` (Å) and ``p_<class>`` for every class;
+  ``reason`` (most probable reject class when rejected, most probable accept class otherwise,
+  or the failed signal's reason), ``decided_by`` (``image``, or the STAR signals whose
+  threshold rejected it, :mod:`draco_em.curate.signals`), ``signals`` (what took part:
+  ``image`` and the signals read and checked), ``pixel_size`` (Å), the signal values
+  (``motion_A``, ``ice_ring_density``, ``ctf_resolution_A``, ``defocus_um``,
+  ``astigmatism_um``; empty when the STAR lacks them) and ``p_<class>`` for every class;
 * ``micrographs_accepted.star`` / ``micrographs_rejected.star``: the input STAR's rows (every
-  column and the optics block kept) plus ``dracoCurateScore`` and ``dracoCurateClass``; for
+  column and the optics block kept) plus ``dracoCurateScore``, ``dracoCurateClass`` and
+  ``dracoCurateDecidedBy``; for
   plain files a single-block list of ``rlnMicrographName``;
 * ``score_histogram.png`` and ``contact_sheet.png`` (see :mod:`draco_em.curate.report`);
 * ``failures.txt`` for unreadable inputs (the batch goes on); ``features/`` caches encoder
@@ -30,6 +35,7 @@ from draco_em.curate.config import CuratePredictConfig
 from draco_em.curate.features import micrograph_features, micrograph_vector
 from draco_em.curate.head import Curator, load_curator
 from draco_em.curate.report import contact_sheet, score_histogram
+from draco_em.curate.signals import check_signals, read_signals, value_columns
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.io.batch import (
@@ -145,6 +151,16 @@ def predict_curation(cfg: CuratePredictConfig) -> PredictResult:
             failures.record(item.path, str(exc))
             continue
         p_accept, decision, reason = decide(probs, curator, cfg.threshold)
+        try:
+            values = read_signals(table, row) if inputs.table is not None else {}
+        except DracoInputError as exc:
+            failures.record(item.path, str(exc))
+            continue
+        verdict = check_signals(values, cfg.signals)
+        decided_by = "image"
+        if verdict.failed:  # a failed threshold rejects, whatever the image head says
+            decision, reason = "reject", str(verdict.reason)
+            decided_by = ";".join(verdict.failed)
         name = str(table.micrographs["rlnMicrographName"].iloc[row])
         records.append(
             {
@@ -154,6 +170,9 @@ def predict_curation(cfg: CuratePredictConfig) -> PredictResult:
                 "decision": decision,
                 "reason": reason,
                 "pixel_size": px,
+                "decided_by": decided_by,
+                "signals": ";".join(["image", *verdict.checked]),
+                **value_columns(values),
                 **{f"p_{c}": float(p) for c, p in zip(curator.classes, probs, strict=True)},
             }
         )
@@ -185,6 +204,7 @@ def write_outputs(
     res_idx = [order[r] for r in sorted(rows)]
     scored.micrographs["dracoCurateScore"] = result["p_accept"].to_numpy()[res_idx]
     scored.micrographs["dracoCurateClass"] = result["reason"].to_numpy()[res_idx]
+    scored.micrographs["dracoCurateDecidedBy"] = result["decided_by"].to_numpy()[res_idx]
     accepted = (result["decision"] == "accept").to_numpy()[res_idx]
     write_micrographs_star(paths["accepted"], scored.filtered(accepted))
     write_micrographs_star(paths["rejected"], scored.filtered(~accepted))

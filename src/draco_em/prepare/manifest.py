@@ -9,7 +9,9 @@ adds:
 * ``rlnMicrographMovieName``: the source movie; ``dracoFrames``: its frame count;
 * ``dracoDosePerFrame``/``dracoTotalDose``: exposure in e⁻/Å² (when ``--dose-per-frame``);
 * ``dracoTotalShift``/``dracoMaxFrameJump``: trajectory length and largest frame-to-frame step,
-  in **Å** (so one threshold works across pixel sizes); ``dracoMotionFile``: the CSV.
+  in **Å** (so one threshold works across pixel sizes); ``dracoMotionFile``: the CSV;
+* ``rlnAccumMotionTotal``: the same total in Å under RELION's name (``draco curate predict``
+  and RELION's own tools read it).
 
 Paths are relative to the STAR file's folder (OUTDIR).
 """

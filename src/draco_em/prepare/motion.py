@@ -15,38 +15,17 @@ a smooth cubic-spline deformation field, bicubic resampling).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from draco_em.imaging.fourier import frequency_grid_torch
+from draco_em.io.motion import MotionStats, motion_stats  # noqa: F401  (re-exported)
 from draco_em.simulate.detector import critical_exposure  # the one N_e(q) implementation
 
 #: Largest box side (pixels) on which the global alignment cross-correlations are computed:
 #: 0.15 px RMS on 2048² simulated movies (1024: 0.13 px at twice the time).
 ALIGN_MAX_SIZE = 512
-
-
-@dataclass
-class MotionStats:
-    """Trajectory summary for the manifest, in Å (physical, comparable across pixel sizes).
-
-    Attributes:
-        total_shift: length of the whole trajectory path, sum of frame-to-frame steps (Å).
-        max_frame_jump: largest frame-to-frame step (Å).
-    """
-
-    total_shift: float
-    max_frame_jump: float
-
-
-def motion_stats(shifts: np.ndarray, pixel_size: float) -> MotionStats:
-    """Trajectory statistics from ``shifts`` [t, 2] (x, y) in pixels of ``pixel_size`` Å."""
-    steps = np.linalg.norm(np.diff(np.asarray(shifts, np.float64), axis=0), axis=1)
-    if steps.size == 0:
-        return MotionStats(0.0, 0.0)
-    return MotionStats(float(steps.sum() * pixel_size), float(steps.max() * pixel_size))
 
 
 def _frequency_grid(

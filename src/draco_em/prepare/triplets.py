@@ -138,6 +138,7 @@ def prepare_movie(
         rlnMicrographMovieName=str(item.movie),
         dracoFrames=n,
         dracoTotalShift=stats.total_shift,
+        rlnAccumMotionTotal=stats.total_shift,  # RELION's name: curate reads it
         dracoMaxFrameJump=stats.max_frame_jump,
         dracoMotionFile=f"motion/{item.name}.csv",
         _original_pixel_size=loaded.movie_pixel_size,
@@ -154,14 +155,6 @@ def _write_motion_csv(path: Path, shifts: np.ndarray) -> None:
     lines = ["frame,shift_x,shift_y"]
     lines += [f"{i},{x:.4f},{y:.4f}" for i, (x, y) in enumerate(np.asarray(shifts))]
     write_text_atomic(path, "\n".join(lines) + "\n")
-
-
-def read_motion_csv(path: str | Path) -> np.ndarray:
-    """[t, 2] (x, y) shifts in pixels from a ``frame,shift_x,shift_y`` CSV."""
-    import pandas as pd
-
-    table = pd.read_csv(path).sort_values("frame")
-    return table[["shift_x", "shift_y"]].to_numpy(np.float64)
 
 
 def prepare_micrographs(

@@ -14,6 +14,9 @@ seed), each with one reason:
 * ``crystalline_ice``: hexagonal ice domains, with Bragg spots at 3.44/3.67/3.90 Å (the ice
   Ih 101/002/100 reflections) and diffraction-contrast darkening of each domain.
 * ``carbon_only``: the image is all carbon film, no particles.
+* ``no_ice``: an empty hole (MicAssess ``Empty_no_ice``): no ice and no particles, so the
+  image is flat vacuum at full counts (no inelastic loss, no ice texture); half of them show
+  the hole's carbon edge, a few a little frost.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class MicrographPlan:
     crystalline: bool = False
     heavy_drift: bool = False
     empty: bool = False
+    no_ice: bool = False
     species: list[int] = field(default_factory=list)
 
     crystal_radius: tuple[float, float] = (50.0, 150.0)  # Å
@@ -80,7 +84,7 @@ def draw_plan(
         plan.n_debris = int(rng.poisson(cfg.debris))
     if not bad:
         return plan
-    plan.reason = str(rng.choice(BAD_REASONS))
+    plan.reason = str(rng.choice(cfg.bad_reasons or BAD_REASONS))
     if plan.reason == "thick_ice":
         plan.ice_mean = float(rng.uniform(1000, 3000))
     elif plan.reason == "drift":
@@ -103,6 +107,9 @@ def draw_plan(
         plan.crystalline = True
     elif plan.reason == "carbon_only":
         plan.carbon, plan.empty = "full", True
+    elif plan.reason == "no_ice":
+        plan.no_ice, plan.empty = True, True
+        plan.carbon = "edge" if rng.random() < 0.5 else "none"
     return plan
 
 

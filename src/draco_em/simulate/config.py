@@ -18,9 +18,24 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from draco_em.simulate.presets import Preset, RealismConfig, preset_config
 
 #: The reasons a micrograph can be bad (``_dracoReason``); good ones say ``none``.
-BAD_REASONS = ("thick_ice", "drift", "empty", "contamination", "crystalline_ice", "carbon_only")
+BAD_REASONS = (
+    "thick_ice",
+    "drift",
+    "empty",
+    "contamination",
+    "crystalline_ice",
+    "carbon_only",
+    "no_ice",
+)
 Reason = Literal[
-    "none", "thick_ice", "drift", "empty", "contamination", "crystalline_ice", "carbon_only"
+    "none",
+    "thick_ice",
+    "drift",
+    "empty",
+    "contamination",
+    "crystalline_ice",
+    "carbon_only",
+    "no_ice",
 ]
 
 
@@ -87,6 +102,11 @@ class SimulateConfig(BaseModel):
         0.08, ge=0, le=1, description="Fraction of particles placed in touching clusters."
     )
     bad_fraction: float = Field(0.0, ge=0, le=1, description="Fraction of bad micrographs.")
+    bad_reasons: list[Reason] | None = Field(
+        None,
+        description="Reasons the bad micrographs are drawn from, uniformly (None = all of "
+        "BAD_REASONS); e.g. ['no_ice'] to add examples of one class to a training set.",
+    )
     seed: int = Field(
         0,
         ge=0,
@@ -146,6 +166,8 @@ class SimulateConfig(BaseModel):
         tlo, thi = self.ice_thickness_range
         if not 0 < tlo <= thi:
             raise ValueError(f"ice thickness range must satisfy 0 < min <= max Å, got {tlo}, {thi}")
+        if self.bad_reasons is not None and (not self.bad_reasons or "none" in self.bad_reasons):
+            raise ValueError(f"bad_reasons must name bad reasons ({', '.join(BAD_REASONS)})")
         if self.gain and not self.movies:
             raise ValueError("--gain needs movies: the gain only applies to raw counts")
         if self.preset == "classic" and self.realism is not None:

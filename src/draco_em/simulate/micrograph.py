@@ -87,6 +87,8 @@ def _specimen(rng, cfg, plan, canvas, margin, projectors, draw=None):
     else:
         t = sample.ice_thickness(rng, canvas, px, plan.ice_mean, gradient=draw.ice_gradient)
     noise = sample.structural_noise(rng, canvas, px, sigma, "ice", plan.ice_mean)
+    if plan.no_ice:  # an empty hole: vacuum, no ice texture, no inelastic loss
+        t = np.zeros_like(t)
     phase = sigma * WATER_POTENTIAL_V * t + noise * np.sqrt(t / plan.ice_mean)
     attenuation = t / cfg.inelastic_mfp
     carbon = None
@@ -133,7 +135,8 @@ def _specimen(rng, cfg, plan, canvas, margin, projectors, draw=None):
     if draw is not None:
         # Junk after the particles (never on one); drawn only in the realistic preset.
         radii = np.array([used[s].radius_px for s in layout["species"]], np.float64)
-        n_junk = 0 if plan.empty and plan.carbon == "full" else rng.poisson(draw.junk_rate * n)
+        no_junk = plan.no_ice or (plan.empty and plan.carbon == "full")
+        n_junk = 0 if no_junk else rng.poisson(draw.junk_rate * n)
         junk_table = junk.place_junk(rng, canvas, margin, px, layout, radii, int(n_junk))
         protein, ice_balls, ice_crystal = junk.render_junk(rng, canvas, px, sigma, junk_table)
         particle_phase = particle_phase + protein

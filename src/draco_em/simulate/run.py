@@ -36,6 +36,7 @@ from draco_em.io.atomic import write_text_atomic
 from draco_em.io.batch import FailureLog, make_output_folder
 from draco_em.io.coords import write_relion_coords
 from draco_em.io.manifest import optics_group, stats_columns
+from draco_em.io.motion import motion_stats
 from draco_em.io.mrc import write_mrc
 from draco_em.io.star import read_star, write_star
 from draco_em.simulate import bad, detector
@@ -220,6 +221,9 @@ def write_micrograph(cfg: SimulateConfig, mic: Micrograph) -> dict:
         "dracoHasPairs": 1,
         "dracoCoordinates": paths["coords"],
         "dracoMotion": paths["motion"],
+        # The true trajectory's length in Å under RELION's name (what motion correction
+        # reports): draco curate predict reads it as the motion signal.
+        "rlnAccumMotionTotal": round(motion_stats(mic.shifts, px).total_shift, 2),
         "rlnMicrographDoseRate": dose / cfg.frames,  # e⁻/Å² per frame
         "dracoDose": dose,  # total e⁻/Å² of the sums
         "dracoFrames": cfg.frames,

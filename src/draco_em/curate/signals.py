@@ -1,0 +1,184 @@
+"""Signals beyond the image: motion, CTF fit, defocus and ice from the micrographs STAR.
+
+A RELION (or ``draco prepare`` / ``draco simulate``) micrograph list often already says why a
+micrograph is bad: the motion correction's accumulated motion, the CTF fit's resolution and
+defocus, an ice estimate. cryoSPARC's *Curate Exposures* rejects on thresholds of exactly
+these; :func:`check_signals` does the same, *beside* the image head: a micrograph is rejected
+when the image head rejects it or when any enabled threshold fails, and the reason of a
+threshold rejection is the signal's (``drift`` for motion, ``ctf_fit``, ``defocus``,
+``astigmatism``, ``thick_ice`` for ice). Each row of ``curation.csv`` says which signals were
+read (``signals``) and which decided (``decided_by``: ``image`` or the failing signals).
+
+Columns read (the first present wins), with their units:
+
+=================  ================================================  ==========================
+signal             STAR column(s)                                    unit
+=================  ================================================  ==========================
+``motion``         ``rlnAccumMotionTotal``, ``dracoTotalShift``,     Å, whole-movie path length
+                   else the ``dracoMotion``/``dracoMotionFile`` CSV
+                   (``frame,shift_x,shift_y`` in movie pixels)
+``ctf_resolution`` ``rlnCtfMaxResolution``                           Å
+``defocus``        mean of ``rlnDefocusU``, ``rlnDefocusV``          Å in the STAR, µm here
+``astigmatism``    ``|rlnDefocusU - rlnDefocusV|``                   µm
+``ice``            ``rlnCtfIceRingDensity``                          CTFFIND's ice-ring power
+=================  ================================================  ==========================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from draco_em.curate.config import SignalRules
+from draco_em.errors import DracoInputError
+from draco_em.io.motion import motion_stats, read_motion_csv
+from draco_em.io.star import MicrographTable
+
+#: Signal names in the order their rejections are reported; value columns in curation.csv.
+SIGNALS = ("motion", "ice", "ctf_resolution", "defocus", "astigmatism")
+VALUE_COLUMNS = {
+    "motion": "motion_A",
+    "ice": "ice_ring_density",
+    "ctf_resolution": "ctf_resolution_A",
+    "defocus": "defocus_um",
+    "astigmatism": "astigmatism_um",
+}
+#: The reject reason each signal gives.
+REASONS = {
+    "motion": "drift",
+    "ice": "thick_ice",
+    "ctf_resolution": "ctf_fit",
+    "defocus": "defocus",
+    "astigmatism": "astigmatism",
+}
+
+
+def _number(row, column: str) -> float | None:
+    """``row[column]`` as a finite float, or None (absent, empty, not a number)."""
+    if column not in row.index:
+        return None
+    try:
+        value = float(row[column])
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def read_signals(table: MicrographTable, row_index: int) -> dict[str, float]:
+    """The signals the STAR holds for the micrograph at position ``row_index``.
+
+    Returns:
+        ``{signal: value}`` for the signals present (units in the module docstring).
+
+    Raises:
+        DracoInputError: a motion CSV named in the row that cannot be read.
+    """
+    row = table.micrographs.iloc[row_index]
+    out: dict[str, float] = {}
+    for column in ("rlnAccumMotionTotal", "dracoTotalShift"):
+        if (value := _number(row, column)) is not None:
+            out["motion"] = value
+            break
+    else:
+        for column in ("dracoMotion", "dracoMotionFile"):
+            name = row.get(column)
+            if isinstance(name, str) and name.strip() and name != '""':
+                path = table.resolve(name)
+                if path.is_file():
+                    shifts = read_motion_csv(path)
+                    px = _movie_pixel_size(table, row_index)
+                    if px is None:
+                        raise DracoInputError(
+                            f"motion CSV {path} is in movie pixels but the STAR gives no "
+                            "pixel size",
+                            table.path,
+                        )
+                    out["motion"] = motion_stats(shifts, px).total_shift
+                break
+    if (value := _number(row, "rlnCtfMaxResolution")) is not None:
+        out["ctf_resolution"] = value
+    du, dv = _number(row, "rlnDefocusU"), _number(row, "rlnDefocusV")
+    if du is not None:
+        dv = du if dv is None else dv
+        out["defocus"] = (du + dv) / 2 / 1e4
+        out["astigmatism"] = abs(du - dv) / 1e4
+    if (value := _number(row, "rlnCtfIceRingDensity")) is not None:
+        out["ice"] = value
+    return out
+
+
+def _movie_pixel_size(table: MicrographTable, row_index: int) -> float | None:
+    """Pixel size of the movie the motion CSV counts in: the optics group's
+    ``rlnMicrographOriginalPixelSize``, else the micrograph's own."""
+    row = table.micrographs.iloc[row_index]
+    if (value := _number(row, "rlnMicrographOriginalPixelSize")) is not None:
+        return value
+    if table.optics is not None and "rlnMicrographOriginalPixelSize" in table.optics.columns:
+        optics = table.optics
+        if "rlnOpticsGroup" in row.index and "rlnOpticsGroup" in optics.columns:
+            optics = optics[optics["rlnOpticsGroup"] == row["rlnOpticsGroup"]]
+        if len(optics):
+            value = _number(optics.iloc[0], "rlnMicrographOriginalPixelSize")
+            if value is not None and value > 0:
+                return value
+    return table.pixel_size(row_index)
+
+
+@dataclass
+class SignalVerdict:
+    """What the signals say about one micrograph.
+
+    Attributes:
+        values: the signals read (:func:`read_signals`).
+        checked: the signals read *and* compared with an enabled threshold: those that took
+            part in the decision, in :data:`SIGNALS` order.
+        failed: the checked signals whose threshold failed.
+    """
+
+    values: dict[str, float]
+    checked: list[str]
+    failed: list[str]
+
+    @property
+    def reason(self) -> str | None:
+        """The reject reason of the first failed signal, or None when all pass."""
+        return REASONS[self.failed[0]] if self.failed else None
+
+
+def check_signals(values: dict[str, float], rules: SignalRules) -> SignalVerdict:
+    """Apply the thresholds of ``rules`` to one micrograph's signals (absent ones are skipped)."""
+    checked = [s for s in SIGNALS if s in values and _enabled(rules, s)]
+    failed = [s for s in checked if not _passes(values[s], rules, s)]
+    return SignalVerdict(dict(values), checked, failed)
+
+
+def _enabled(rules: SignalRules, name: str) -> bool:
+    limit = {
+        "motion": rules.max_motion,
+        "ice": rules.max_ice_ring_density,
+        "ctf_resolution": rules.max_ctf_resolution,
+        "defocus": rules.defocus_range,
+        "astigmatism": rules.max_astigmatism,
+    }[name]
+    return rules.enabled and limit is not None
+
+
+def _passes(value: float, rules: SignalRules, name: str) -> bool:
+    if name == "defocus":
+        assert rules.defocus_range is not None
+        lo, hi = rules.defocus_range
+        return lo <= value <= hi
+    limit = {
+        "motion": rules.max_motion,
+        "ice": rules.max_ice_ring_density,
+        "ctf_resolution": rules.max_ctf_resolution,
+        "astigmatism": rules.max_astigmatism,
+    }[name]
+    return bool(value <= float(limit))  # type: ignore[arg-type]
+
+
+def value_columns(values: dict[str, float]) -> dict[str, float]:
+    """The curation.csv value columns of one micrograph (NaN for a signal not read)."""
+    return {col: float(values.get(name, np.nan)) for name, col in VALUE_COLUMNS.items()}
