@@ -21,15 +21,16 @@ Real data first, read in place from ``shared/data`` (nothing is copied):
   sets made with other seeds than any training set): balanced accuracy and 7-class accuracy.
 
 Class mapping MicAssess → this package (simulator reasons ``simulate.config.BAD_REASONS``:
-thick_ice, drift, empty, contamination, crystalline_ice, carbon_only; ``empty`` there means
-*no particles* in vitreous ice; the package has NO "no ice / empty hole" reason):
+thick_ice, drift, empty, contamination, crystalline_ice, carbon_only, no_ice; ``empty`` there
+means *no particles* in vitreous ice, ``no_ice`` an empty hole, added in session 2 of issue 19;
+heads trained before it cannot answer ``no_ice``):
 
 =================================================  =========  ================================
 MicAssess class                                    decision   reasons counted right (zero-shot)
 =================================================  =========  ================================
 Great, Decent                                      accept     (good)
 Contamination_Aggregate_Crack_Breaking_Drifting    reject     contamination or drift
-Empty_no_ice                                       reject     empty (nearest; no "no ice")
+Empty_no_ice                                       reject     no_ice
 Crystalline_ice                                    reject     crystalline_ice
 Empty_ice_no_particles_but_vitreous_ice            reject     empty (= "no particles")
 =================================================  =========  ================================
@@ -78,7 +79,7 @@ MICASSESS = {
         "contamination",
         ("contamination", "drift"),
     ),
-    "Empty_no_ice": ("no_ice", ("empty",)),
+    "Empty_no_ice": ("no_ice", ("no_ice",)),
     "Crystalline_ice": ("crystalline_ice", ("crystalline_ice",)),
     "Empty_ice_no_particles_but_vitreous_ice": ("no_particles", ("empty",)),
 }
@@ -228,6 +229,52 @@ def loo_spectrum(items: list[Item], classes: list[str]) -> dict:
     return _loo_score(items, y, np.array(probs), classes)
 
 
+def image_statistics(image: np.ndarray, pixel_size: float) -> np.ndarray:
+    """Simple whole-image statistics beside the encoder features (issue 19, few-shot).
+
+    On the robust-standardised image: 7 intensity quantiles, skewness, excess kurtosis, the
+    shares beyond ±3σ; the log radial power spectrum in 16 bins up to Nyquist, minus its mean
+    (its shape, unit-free); the spread of 64-px tile means and of tile standard deviations;
+    and the 10 :func:`spectrum_features`. 41 values, no unit dependence but the last block's
+    log mean and CV.
+    """
+    img = np.asarray(image, np.float64)
+    med = np.median(img)
+    mad = 1.4826 * np.median(np.abs(img - med)) + 1e-12
+    z = np.clip((img - med) / mad, -50, 50)
+    q = np.percentile(z, [1, 5, 25, 50, 75, 95, 99])
+    m, sd = z.mean(), z.std() + 1e-12
+    skew, kurt = np.mean(((z - m) / sd) ** 3), np.mean(((z - m) / sd) ** 4) - 3
+    tails = [np.mean(z < -3), np.mean(z > 3)]
+    f = np.abs(np.fft.rfft2(z - z.mean())) ** 2
+    ky = np.fft.fftfreq(z.shape[0])[:, None]
+    kx = np.fft.rfftfreq(z.shape[1])[None, :]
+    r = np.hypot(ky, kx)
+    bins = np.linspace(0.01, 0.5, 17)
+    prof = np.array([np.log(f[(r >= a) & (r < b)].mean() + 1e-12) for a, b in zip(bins, bins[1:])])
+    prof -= prof.mean()
+    t = 64
+    h, w = (z.shape[0] // t) * t, (z.shape[1] // t) * t
+    tiles = z[:h, :w].reshape(h // t, t, w // t, t).swapaxes(1, 2).reshape(-1, t, t)
+    tile_spread = [tiles.mean(axis=(1, 2)).std(), tiles.std(axis=(1, 2)).std()]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spec = spectrum_features(image, pixel_size)
+    out = np.concatenate([q, [skew, kurt, *tails], prof, tile_spread, spec])
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def loo_features(items: list[Item], classes: list[str], x: np.ndarray, l2: float = 1e-3) -> dict:
+    """Leave-one-out with a class-balanced logistic regression on given features ``[N, F]``."""
+    y = np.array([classes.index(MICASSESS[it.truth][0]) for it in items])
+    probs = []
+    for i in range(len(items)):
+        tr = np.array([j for j in range(len(items)) if j != i])
+        w = class_weights(y[tr], len(classes), [0])
+        model = LogisticRegression(l2).fit(x[tr], y[tr], len(classes), w)
+        probs.append(model.predict_proba(x[i : i + 1])[0])
+    return _loo_score(items, y, np.array(probs), classes)
+
+
 def loo_resnet(items: list[Item], classes: list[str], epochs: int, size: int) -> dict:
     """ResNet-18 from scratch (width 32), leave-one-out, flip/rot90 augmentation."""
     x = torch.from_numpy(
@@ -281,7 +328,9 @@ def main() -> None:
     ap.add_argument("--model", action="append", default=[], help="NAME=curator (repeatable)")
     ap.add_argument("--sim", action="append", default=[], help="NAME=labelled STAR (repeatable)")
     ap.add_argument("--work", type=Path, default=Path("benchmarks/_work/curate_real"))
-    ap.add_argument("--skip", nargs="*", default=[], help="loo, spectrum, resnet, empiar, sim")
+    ap.add_argument(
+        "--skip", nargs="*", default=[], help="loo, spectrum, stats, resnet, empiar, sim"
+    )
     ap.add_argument("--resnet-epochs", type=int, default=30)
     ap.add_argument("--resnet-size", type=int, default=128)
     ap.add_argument("--json", type=Path, default=None)
@@ -319,6 +368,21 @@ def main() -> None:
         results["micassess:draco probe LOO"] = loo_probe(encoder, cfg, mic, classes)
     if "spectrum" not in args.skip:
         results["micassess:spectrum logreg LOO"] = loo_spectrum(mic, classes)
+    if "stats" not in args.skip:
+        # Image statistics beside the encoder's: one fixed L2 (1e-3, the probe's default),
+        # not tuned on these 18.
+        stats = np.stack([image_statistics(read_image(it.path, it.pixel_size)[0], MICASSESS_PX)
+                          for it in mic])  # fmt: skip
+        enc = np.stack(
+            [micrograph_vector(torch.from_numpy(it.tiles).float(), it.spectrum, cfg).numpy()
+             for it in mic]
+        )  # fmt: skip
+        results["micassess:image statistics logreg LOO"] = loo_features(mic, classes, stats)
+        results["micassess:encoder logreg LOO"] = loo_features(mic, classes, enc)
+        both = np.concatenate([enc, stats], axis=1)
+        results["micassess:encoder + image statistics logreg LOO"] = loo_features(
+            mic, classes, both
+        )
     if "resnet" not in args.skip:
         t0 = time.time()
         r = loo_resnet(mic, classes, args.resnet_epochs, args.resnet_size)

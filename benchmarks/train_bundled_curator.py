@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from draco_em.curate.augment import denoised_rendering
 from draco_em.curate.config import CurateTrainConfig, FeatureConfig
 from draco_em.curate.features import micrograph_features, micrograph_vector
 from draco_em.curate.head import load_curator
@@ -61,12 +62,16 @@ from draco_em.curate.train import train_curator
 from draco_em.errors import DracoInputError
 from draco_em.io.classes import GOOD
 from draco_em.io.labels import read_labels
+from draco_em.io.mrc import read_image, write_mrc
 from draco_em.model.encoder import load_encoder
 
 REPO = Path(__file__).resolve().parents[1]
 DEST = REPO / "src" / "draco_em" / "weights" / "curate_head.safetensors"
 TRAIN = ("7:512:160:101", "4:768:120:102", "2:1024:100:103")
 VAL = ("7:512:60:201", "4:768:50:202", "2:1024:40:203")
+#: Empty holes (reason ``no_ice``, added in session 2 of issue 19), one set per pixel size.
+NO_ICE_TRAIN = ("7:512:30:111", "4:768:24:112", "2:1024:20:113")
+NO_ICE_VAL = ("7:512:10:211", "4:768:8:212", "2:1024:8:213")
 
 
 def draco(*args: str) -> None:
@@ -78,11 +83,18 @@ def draco(*args: str) -> None:
 
 
 def simulate(
-    root: Path, kind: str, spec: str, jobs: int, bad: float, preset: str = "realistic"
+    root: Path,
+    kind: str,
+    spec: str,
+    jobs: int,
+    bad: float,
+    preset: str = "realistic",
+    reasons: str | None = None,
 ) -> Path:
     """``PX:SIZE:N:SEED`` → a simulated labelled set (resumes); returns its STAR.
 
     Realistic training sets also get the region masks (``--region-masks``) for a region head.
+    ``reasons`` restricts the bad reasons (``--bad-reasons``).
     """
     px, size, n, seed = spec.split(":")
     out = root / f"{kind}{'c' if preset == 'classic' else ''}{px}"
@@ -90,13 +102,37 @@ def simulate(
         "simulate", str(out), "--preset", preset, "--n-micrographs", n, "--size", size,
         "--pixel-size", px, "--bad-fraction", str(bad), "--seed", seed, "--no-movies",
         *(["--region-masks"] if kind == "train" and preset == "realistic" else []),
+        *(["--bad-reasons", reasons] if reasons else []),
         "-j", str(jobs), "-q",
     )  # fmt: skip
     return out / "micrographs.star"
 
 
+def render_set(star: Path, out: Path, n: int, seed: int) -> Path:
+    """``n`` good and ``n`` bad micrographs of a labelled set as pre-denoised 8-bit renderings
+    (:func:`draco_em.curate.augment.denoised_rendering`), labels kept; returns their CSV."""
+    labels_csv = out / "labels.csv"
+    if labels_csv.is_file():
+        return labels_csv
+    ls = read_labels(star)
+    rng = np.random.default_rng(seed)
+    good = [i for i, lab in enumerate(ls.labels) if lab == GOOD]
+    bad = [i for i, lab in enumerate(ls.labels) if lab != GOOD]
+    pick = [*rng.permutation(good)[:n], *rng.permutation(bad)[:n]]
+    rows = ["micrograph,label,pixel_size"]
+    out.mkdir(parents=True, exist_ok=True)
+    for i in sorted(int(j) for j in pick):
+        image, _ = read_image(ls.paths[i], ls.pixel_sizes[i])
+        px = float(ls.pixel_sizes[i] or 1.0)
+        dest = out / f"render_{ls.paths[i].stem}.mrc"
+        write_mrc(dest, denoised_rendering(image, px, rng).astype(np.float32), px)
+        rows.append(f"{dest},{ls.labels[i]},{px}")
+    labels_csv.write_text("\n".join(rows) + "\n")
+    return labels_csv
+
+
 def combined_labels(stars: list[Path], path: Path) -> Path:
-    """One CSV (micrograph, label, pixel_size) of several labelled STARs."""
+    """One CSV (micrograph, label, pixel_size) of several labelled STARs or CSVs."""
     rows = ["micrograph,label,pixel_size"]
     for star in stars:
         ls = read_labels(star)
@@ -106,6 +142,11 @@ def combined_labels(stars: list[Path], path: Path) -> Path:
         ]
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+def _name(labels: Path) -> str:
+    """A set's name: its folder for a simulated STAR, the file stem for a CSV."""
+    return labels.stem if labels.suffix == ".csv" else labels.parent.name
 
 
 @torch.no_grad()
@@ -128,10 +169,10 @@ def validate(head_file: Path, stars: list[Path], cache: Path) -> dict:
         bal = float(np.mean([np.mean(acc[good]), np.mean(~acc[~good])]))
         cls_acc = float(np.mean([c == lab for c, lab in zip(classes, ls.labels, strict=True)]))
         try:
-            shares, ok = check_spread(decisions, classes, name=star.parent.name), True
+            shares, ok = check_spread(decisions, classes, name=_name(star)), True
         except DracoInputError as exc:
             shares, ok = str(exc), False
-        out[star.parent.name] = {
+        out[_name(star)] = {
             "balanced_accuracy": bal,
             "class_accuracy": cls_acc,
             "spread_ok": ok,
@@ -153,6 +194,22 @@ def main() -> None:
         default=["2:1024:80:104"],
         help="PX:SIZE:N:SEED classic-preset sets too",
     )
+    ap.add_argument(
+        "--no-ice-train", nargs="*", default=list(NO_ICE_TRAIN), help="PX:SIZE:N:SEED no_ice sets"
+    )
+    ap.add_argument(
+        "--no-ice-val",
+        nargs="*",
+        default=list(NO_ICE_VAL),
+        help="PX:SIZE:N:SEED no_ice sets, one per --val set (same order): joined to it",
+    )
+    ap.add_argument(
+        "--render",
+        type=int,
+        default=20,
+        help="per realistic training set, this many good and as many bad micrographs also as "
+        "pre-denoised 8-bit renderings (0: none)",
+    )
     ap.add_argument("--tag", default="", help="suffix of the candidate files")
     ap.add_argument("--bad-fraction", type=float, default=0.5)
     ap.add_argument("--l2", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1])
@@ -166,7 +223,28 @@ def main() -> None:
         simulate(args.root, "train", s, args.jobs, args.bad_fraction, "classic")
         for s in args.classic_train
     ]
+    realistic = list(train[: len(args.train)])
+    train += [
+        simulate(args.root, "trainnoice", s, args.jobs, 1.0, reasons="no_ice")
+        for s in args.no_ice_train
+    ]
+    if args.render:
+        train += [
+            render_set(star, args.root / f"render{star.parent.name}", args.render, 300 + k)
+            for k, star in enumerate(realistic)
+        ]
     val = [simulate(args.root, "val", s, args.jobs, args.bad_fraction) for s in args.val]
+    if args.no_ice_val:
+        if len(args.no_ice_val) != len(val):
+            raise SystemExit("--no-ice-val needs one set per --val set")
+        holes = [
+            simulate(args.root, "valnoice", s, args.jobs, 1.0, reasons="no_ice")
+            for s in args.no_ice_val
+        ]
+        val = [
+            combined_labels([v, h], args.root / f"{v.parent.name}_noice.csv")
+            for v, h in zip(val, holes, strict=True)
+        ]
     labels = combined_labels(train, args.root / f"train{args.tag}.csv")
     run = args.root / "runs" / "shared"  # one run folder: the features are cached once
     results = {"bundled (current)": validate(args.dest, val, run / "features")}

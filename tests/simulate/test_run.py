@@ -122,6 +122,9 @@ def test_bad_fraction_labels(dataset):
 def test_every_bad_class_can_be_drawn():
     cfg = SimulateConfig(outdir=Path("unused"))
     reasons = {draw_plan(np.random.default_rng(i), cfg, True, 3).reason for i in range(60)}
+    assert reasons == set(BAD_REASONS) - {"no_ice"}  # asked for only (earlier seeds kept)
+    every = SimulateConfig(outdir=Path("unused"), bad_reasons=list(BAD_REASONS))
+    reasons = {draw_plan(np.random.default_rng(i), every, True, 3).reason for i in range(80)}
     assert reasons == set(BAD_REASONS)
     thick = next(
         p

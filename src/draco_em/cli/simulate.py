@@ -68,7 +68,10 @@ def simulate(
     bad_fraction: Annotated[float, typer.Option(help="Fraction of bad micrographs.")] = 0.0,
     bad_reasons: Annotated[
         str | None,
-        typer.Option(help="Comma-separated reasons bad micrographs are drawn from (default all)."),
+        typer.Option(
+            help="Comma-separated reasons bad micrographs are drawn from, or 'all' "
+            "(default: all but no_ice)."
+        ),
     ] = None,
     debris: Annotated[
         float,
@@ -129,6 +132,8 @@ def simulate(
 
 def _reasons(text: str) -> list:
     """``--bad-reasons a,b`` → the list, each checked against the simulator's reasons."""
+    if text.strip() == "all":
+        return list(BAD_REASONS)
     reasons = [r.strip() for r in text.split(",") if r.strip()]
     unknown = [r for r in reasons if r not in BAD_REASONS]
     if unknown or not reasons:

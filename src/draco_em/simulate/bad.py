@@ -16,7 +16,8 @@ seed), each with one reason:
 * ``carbon_only``: the image is all carbon film, no particles.
 * ``no_ice``: an empty hole (MicAssess ``Empty_no_ice``): no ice and no particles, so the
   image is flat vacuum at full counts (no inelastic loss, no ice texture); half of them show
-  the hole's carbon edge, a few a little frost.
+  the hole's carbon edge, a few a little frost. Drawn only when asked for
+  (``--bad-reasons no_ice`` or ``all``), so that earlier data sets keep their random streams.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from draco_em.simulate.config import BAD_REASONS, SimulateConfig
+from draco_em.simulate.config import DEFAULT_BAD_REASONS, SimulateConfig
 from draco_em.simulate.sample import smooth_field
 
 #: d-spacings in Å of the strongest hexagonal-ice reflections (Ih 100, 002, 101).
@@ -84,7 +85,7 @@ def draw_plan(
         plan.n_debris = int(rng.poisson(cfg.debris))
     if not bad:
         return plan
-    plan.reason = str(rng.choice(cfg.bad_reasons or BAD_REASONS))
+    plan.reason = str(rng.choice(cfg.bad_reasons or DEFAULT_BAD_REASONS))
     if plan.reason == "thick_ice":
         plan.ice_mean = float(rng.uniform(1000, 3000))
     elif plan.reason == "drift":
