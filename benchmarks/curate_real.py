@@ -46,6 +46,7 @@ Example (features cached under --work; ~2 min for the real sets on 2 cores):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -251,7 +252,9 @@ def image_statistics(image: np.ndarray, pixel_size: float) -> np.ndarray:
     kx = np.fft.rfftfreq(z.shape[1])[None, :]
     r = np.hypot(ky, kx)
     bins = np.linspace(0.01, 0.5, 17)
-    prof = np.array([np.log(f[(r >= a) & (r < b)].mean() + 1e-12) for a, b in zip(bins, bins[1:])])
+    prof = np.array(
+        [np.log(f[(r >= a) & (r < b)].mean() + 1e-12) for a, b in itertools.pairwise(bins)]
+    )
     prof -= prof.mean()
     t = 64
     h, w = (z.shape[0] // t) * t, (z.shape[1] // t) * t
