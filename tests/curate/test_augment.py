@@ -1,0 +1,31 @@
+"""The pre-denoised 8-bit rendering augmentation (``curate.augment``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from draco_em.curate.augment import denoised_rendering
+from draco_em.imaging.normalize import padded_border
+
+
+def _hf_share(image: np.ndarray) -> float:
+    """Share of the (mean-free) power above half Nyquist."""
+    f = np.abs(np.fft.rfft2(image - image.mean())) ** 2
+    r = np.hypot(np.fft.fftfreq(image.shape[0])[:, None], np.fft.rfftfreq(image.shape[1]))
+    return float(f[r > 0.25].sum() / f.sum())
+
+
+def test_rendering_is_smooth_8bit_clipped_and_may_have_replicated_borders() -> None:
+    rng = np.random.default_rng(0)
+    raw = rng.poisson(20.0, (256, 256)).astype(np.float32)
+    raw[100:140, 100:140] -= 10  # a dark object that must survive the smoothing
+    out = denoised_rendering(raw, 2.0, np.random.default_rng(1), border_probability=0.0)
+    assert out.dtype == np.uint8 and out.shape == raw.shape
+    assert out.min() == 0 and out.max() == 255  # stretched and clipped
+    assert _hf_share(out.astype(np.float64)) < 0.01 < _hf_share(raw)  # the noise is gone
+    assert out[110:130, 110:130].mean() < out[:60, :60].mean()  # the object is still there
+    assert padded_border(out) == (0, 0, 0, 0)
+    bordered = denoised_rendering(raw, 2.0, np.random.default_rng(1), border_probability=1.0)
+    top, bottom, left, right = (int(v) for v in padded_border(bordered))
+    assert top + bottom + left + right > 0
+    assert (bordered[0] == bordered[1]).all() or (bordered[:, 0] == bordered[:, 1]).all()
