@@ -57,14 +57,16 @@ import pandas as pd
 import torch
 
 from draco_em.curate.baselines import LogisticRegression, ResNet18, resnet_input, spectrum_features
-from draco_em.curate.config import CurateTrainConfig, FeatureConfig
+from draco_em.curate.config import CurateTrainConfig, FeatureConfig, SignalRules
 from draco_em.curate.features import micrograph_features, micrograph_vector
 from draco_em.curate.head import Curator, load_curator
 from draco_em.curate.predict import decide
+from draco_em.curate.signals import SignalVerdict, check_signals, read_signals
 from draco_em.curate.train import _Featurizer, class_weights, fit_head, predict_arrays
 from draco_em.io.classes import GOOD
 from draco_em.io.labels import read_labels
 from draco_em.io.mrc import read_image
+from draco_em.io.star import read_micrographs_star
 from draco_em.model.encoder import Encoder, load_encoder
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -97,6 +99,7 @@ class Item:
     right_reasons: tuple[str, ...] = ()
     tiles: np.ndarray | None = field(default=None, repr=False)
     spectrum: np.ndarray | None = field(default=None, repr=False)
+    signals: SignalVerdict | None = None  # STAR signals with the default rules (sim sets)
 
 
 def micassess_items(root: Path) -> list[Item]:
@@ -115,11 +118,16 @@ def empiar_items(root: Path) -> list[Item]:
 
 
 def sim_items(star: Path) -> list[Item]:
+    """A labelled STAR's micrographs, with the verdict of their STAR signals (default rules:
+    ``draco curate predict`` on that STAR would apply them)."""
     ls = read_labels(star)
+    table = read_micrographs_star(star)
+    rows = {str(table.resolve(n)): i for i, n in enumerate(table.micrographs["rlnMicrographName"])}
     return [
-        Item(p, px, lab, lab == GOOD, (lab,) if lab != GOOD else ())
+        Item(p, px, lab, lab == GOOD, (lab,) if lab != GOOD else (),
+             signals=check_signals(read_signals(table, rows[str(p)]), SignalRules()))
         for p, px, lab in zip(ls.paths, ls.pixel_sizes, ls.labels, strict=True)
-    ]
+    ]  # fmt: skip
 
 
 def featurize(encoder: Encoder, cfg: FeatureConfig, items: list[Item], cache: Path) -> None:
@@ -137,13 +145,16 @@ def balanced_accuracy(good: np.ndarray, accepted: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def zero_shot(curator: Curator, items: list[Item]) -> list[dict]:
-    """Decision and reason of ``curator`` on each (featurized) item."""
+def zero_shot(curator: Curator, items: list[Item], signals: bool = False) -> list[dict]:
+    """Decision and reason of ``curator`` on each (featurized) item; with ``signals`` a failed
+    STAR-signal threshold rejects too, with its reason (as ``draco curate predict`` does)."""
     rows = []
     for it in items:
         vec = micrograph_vector(torch.from_numpy(it.tiles).float(), it.spectrum, curator.features)
         probs = curator.probabilities(vec[None])[0].numpy()
         p_accept, decision, reason = decide(probs, curator, 0.5)
+        if signals and it.signals is not None and it.signals.failed:
+            decision, reason = "reject", str(it.signals.reason)
         right = (decision == "accept") == it.good
         rows.append(
             {
@@ -365,6 +376,10 @@ def main() -> None:
         results[f"{set_name}:features_seconds"] = round(time.time() - t0, 1)
         for name, curator in curators.items():
             results[f"{set_name}:{name} zero-shot"] = summarize(zero_shot(curator, items), items)
+            if any(it.signals is not None and it.signals.checked for it in items):
+                results[f"{set_name}:{name} + STAR signals"] = summarize(
+                    zero_shot(curator, items, signals=True), items
+                )
     mic = sets["micassess"]
     classes = [GOOD, "contamination", "no_ice", "crystalline_ice", "no_particles"]
     if "loo" not in args.skip:

@@ -36,6 +36,14 @@ against 0.524 for the earlier head, which failed the spread gate); it lost the c
 (9/14 in the slow test), so a second run with the default classic set (``--tag _mix``) was
 scored against it as "bundled (current)": L2 1e-3 again, score 0.846, installed.
 
+Session 2 of issue 19 (``docs/benchmarks.md``, "Session 2") added empty holes (``no_ice``,
+``--no-ice-train``; validation sets joined with ``--no-ice-val`` holes) and ``--render``
+(pre-denoised 8-bit renderings, :mod:`draco_em.curate.augment`). ``--render 0 --tag _h19a``
+and ``--render 20 --tag _h19b``: the rule's winner was h19b L2 1e-3 (0.895 against 0.776 for
+the bundled head on the same validation sets), but MicAssess fell from 0.708 to 0.625 with
+it (EMPIAR-10017 rose from 1/11 to 11/11): a real set got worse, so it was NOT installed.
+Re-running with the defaults reproduces h19b's candidates.
+
 Example (the bundled head; ~15 min simulating and ~25 min of features on 2 shared cores):
     OMP_NUM_THREADS=2 python benchmarks/train_bundled_curator.py --root /work/cur19 --install
 """
