@@ -53,6 +53,7 @@ def test_read_signals_units_and_motion_csv(tmp_path: Path) -> None:
             "rlnDefocusU": [15000.0, 20000.0, np.nan],
             "rlnDefocusV": [13000.0, 20000.0, np.nan],
             "rlnCtfIceRingDensity": [0.2, np.nan, np.nan],
+            "dracoTotalShift": [np.nan, np.nan, 33.0],  # draco prepare before RELION's name
         },
     )
     table = read_micrographs_star(star)
@@ -62,7 +63,7 @@ def test_read_signals_units_and_motion_csv(tmp_path: Path) -> None:
     )
     assert b["motion"] == pytest.approx(7.5) and b["ctf_resolution"] == 12.0
     assert b["astigmatism"] == 0.0 and "ice" not in b
-    assert c == {}
+    assert c == {"motion": 33.0}
 
 
 def test_thresholds_reasons_and_switches() -> None:
