@@ -177,7 +177,9 @@ def test_bundled_head_sorts_a_fresh_simulated_set(tmp_path: Path) -> None:
     The head installed for issue 19 (trained on the realistic preset at 2-7 Å/px, chosen by a
     rule fixed before scoring real data) gets 11/14 here where the classic-only head got
     ≥ 12/14, and 0.71 instead of 0.50 balanced accuracy on the real MicAssess micrographs:
-    real data counts (docs/benchmarks.md, "Curation on real micrographs")."""
+    real data counts (docs/benchmarks.md, "Curation on real micrographs"). Since the STAR's
+    motion is thresholded too (rlnAccumMotionTotal), the drifted one is rejected: 12/14 measured
+    (benchmarks/curate_real.py, classic5 + STAR signals)."""
     from draco_em.curate.head import resolve_curator_path
     from draco_em.errors import DracoInputError
 
