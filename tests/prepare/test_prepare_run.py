@@ -249,3 +249,18 @@ def test_default_target_is_the_bundled_models_pixel_size(monkeypatch) -> None:
         ).resolved_target_pixel_size()
         is None
     )
+
+
+def test_curation_reads_the_motion_prepare_wrote(prepared) -> None:
+    """The chain prepare → curate: the manifest's motion is what ``curate predict`` thresholds,
+    and it matches the path length of the true trajectory."""
+    from draco_em.curate.config import SignalRules
+    from draco_em.curate.signals import check_signals, read_signals
+
+    out, movie = prepared
+    table = read_micrographs_star(out / "triplets.star")
+    values = read_signals(table, 0)
+    truth = np.linalg.norm(np.diff(movie.shifts, axis=0), axis=1).sum()  # 1 Å/px movie
+    assert values["motion"] == pytest.approx(truth, rel=0.2)
+    assert check_signals(values, SignalRules(max_motion=values["motion"] / 2)).reason == "drift"
+    assert check_signals(values, SignalRules()).failed == []
