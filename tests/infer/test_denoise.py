@@ -6,11 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from draco_em.imaging.normalize import clip_stats
 from draco_em.infer.denoise import Denoiser
 from draco_em.infer.run_denoise import DenoiseConfig, run_denoise
 from draco_em.io.mrc import read_mrc, write_mrc
+from draco_em.io.preview import GAP_PX, to_uint8
 from draco_em.io.star import MicrographTable, read_micrographs_star, write_micrographs_star
 from draco_em.model.draco import DracoConfig, DracoMAE
 from draco_em.model.weights import save_model
@@ -82,7 +84,14 @@ def test_batch_writes_stack_records_failures_and_resumes(tmp_path, weights, rng)
     assert "broken.mrc" in (out / "failures.txt").read_text()
     stack = read_mrc(out / "tilts.mrcs")
     assert stack.data.shape == (3, 64, 64) and stack.is_stack and stack.pixel_size == 1.0
-    assert (out / "png" / "mic_0.png").exists()
+    # Issue 16: the preview is greyscale (mode L), raw | gap | denoised, raw as to_uint8 gives it.
+    with Image.open(out / "png" / "mic_0.png") as im:
+        assert im.mode == "L" and im.size == (2 * 80 + GAP_PX, 96)
+        panel = np.asarray(im)
+    raw = read_mrc(src / "mic_0.mrc").data
+    assert np.array_equal(panel[:, :80], to_uint8(raw))
+    assert (panel[:, 80 : 80 + GAP_PX] == 255).all()
+    assert np.array_equal(panel[:, 80 + GAP_PX :], to_uint8(read_mrc(out / "mic_0.mrc").data))
     inputs_before = (src / "mic_0.mrc").read_bytes()
     second = run_denoise(cfg)  # resume: finished outputs are skipped
     assert second["done"] == 0 and second["skipped"] == 3
