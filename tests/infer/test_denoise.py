@@ -119,6 +119,24 @@ def test_star_input_keeps_columns_and_optics(tmp_path, weights, rng):
     assert all(str(out) in n for n in table.micrographs["rlnMicrographName"])
 
 
+def test_star_names_follow_the_project_rule(tmp_path, weights, rng, monkeypatch):
+    """Issue 16: denoised_micrographs.star names every file from the project folder (cwd),
+    copied columns too (here the halves, named relative to the input STAR's folder)."""
+    project = tmp_path / "project"
+    (project / "Import").mkdir(parents=True)
+    _inputs(project / "Import", rng)
+    mics = pd.DataFrame({"rlnMicrographName": ["mic_0.mrc"], "dracoMicrographEven": ["mic_1.mrc"]})
+    star = project / "Import" / "micrographs.star"
+    write_micrographs_star(star, MicrographTable(star, None, mics))
+    monkeypatch.chdir(project)
+    cfg = DenoiseConfig(inputs=["Import/micrographs.star"], outdir=Path("Denoise/job1"),
+                        weights=str(weights), workers=0, tile=64, progress=False)  # fmt: skip
+    run_denoise(cfg)
+    row = read_micrographs_star("Denoise/job1/denoised_micrographs.star").micrographs.iloc[0]
+    assert row["rlnMicrographName"] == "Denoise/job1/mic_0.mrc"
+    assert row["dracoMicrographEven"] == "Import/mic_1.mrc"  # resolves from the project
+
+
 def test_shifted_grids_average_plain_and_half_patch_offset_passes(rng):
     model, _ = _tiny_model()
     tile = rng.normal(size=(1, 64, 64)).astype(np.float32)
