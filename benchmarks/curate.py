@@ -8,9 +8,9 @@ micrograph (``micrograph_cleaner_em``, ~4 Å/px) is scored by each probe as well
 
 Example (data made with ``draco simulate``, kept outside the repo; the MAE-only encoder is the
 bundled encoder's recipe with ``stage="mae"``, exported with ``draco export``):
-    draco simulate /work/cur2/train --preset classic --n-micrographs 300 --size 1024 \\
+    draco simulate -o /work/cur2/train --preset classic --n-micrographs 300 --size 1024 \\
         --pixel-size 2.0 --bad-fraction 0.5 --no-movies --seed 11 -j 2
-    draco simulate /work/cur2/test --preset classic --n-micrographs 150 --size 1024 \\
+    draco simulate -o /work/cur2/test --preset classic --n-micrographs 150 --size 1024 \\
         --pixel-size 2.0 --bad-fraction 0.5 --no-movies --seed 22 -j 2
     OMP_NUM_THREADS=2 python benchmarks/curate.py --train /work/cur2/train/micrographs.star \\
         --test /work/cur2/test/micrographs.star --encoder draco=bundled \\

@@ -68,7 +68,7 @@ def main() -> None:
     weights = pred / "draco_adapted" / "adapt" / "adapted.safetensors"
     if not (pred / "draco_adapted_shifts4").exists():
         run([sys.executable, "-m", "draco_em", "denoise", str(raw), "-o",
-             str(pred / "draco_adapted_shifts4"), "--weights", str(weights), "--shifts", "4",
+             str(pred / "draco_adapted_shifts4"), "--model", str(weights), "--shifts", "4",
              "--pixel-size", str(MCE_PIXEL), "--no-progress", "--workers", "0"])  # fmt: skip
     for name, mask in (("mce_masked", masks), ("mce_all_picks", None)):
         res = score(pred, raw, coords, MCE_PIXEL, MCE_DIAMETER, work / f"{name}_pairs.json", mask)

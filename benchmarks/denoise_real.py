@@ -66,7 +66,7 @@ def run(cmd: list[str], **kw) -> float:
 
 def draco(files: list[Path], out: Path, pixel_size: float, weights: str = "bundled") -> float:
     cmd = [sys.executable, "-m", "draco_em", "denoise", *map(str, files), "-o", str(out),
-           "--weights", weights, "--pixel-size", str(pixel_size), "--no-skip-existing",
+           "--model", weights, "--pixel-size", str(pixel_size), "--no-skip-existing",
            "--no-progress", "--workers", "0"]  # fmt: skip
     return run(cmd)
 
@@ -204,7 +204,7 @@ def simulated(work: Path, n: int, venv: Path | None, size: int = 1024) -> dict:
     (punishes blur) and the half-map FRC, for the same methods; shows what Eq. 11 rewards."""
     sim = work / "sim"
     if not (sim / "micrographs.star").exists():
-        run([sys.executable, "-m", "draco_em", "simulate", str(sim), "--preset", "classic",
+        run([sys.executable, "-m", "draco_em", "simulate", "-o", str(sim), "--preset", "classic",
              "--n-micrographs", str(n), "--size", str(size), "--pixel-size", str(SIM_PIXEL),
              "--dose", "40", "--structures", str(RIBOSOME), "--map-pixel-size", "5.0",
              "--seed", "9200", "--no-movies", "-q"])  # fmt: skip

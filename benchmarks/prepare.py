@@ -49,7 +49,7 @@ def simulate(sim: Path, size: int, frames: int, n: int) -> None:
     """Movies with drift and gain via ``draco simulate`` (skipped when already there)."""
     if (sim / "micrographs.star").exists():
         return
-    cmd = [sys.executable, "-m", "draco_em", "simulate", str(sim), "--preset", "classic",
+    cmd = [sys.executable, "-m", "draco_em", "simulate", "-o", str(sim), "--preset", "classic",
            "--n-micrographs", str(n),
            "--size", str(size), "--frames", str(frames), "--gain", "-q"]  # fmt: skip
     subprocess.run(cmd, check=True)

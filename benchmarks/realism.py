@@ -86,7 +86,7 @@ def main() -> None:
     args = ap.parse_args()
     sim = Path(args.sim)
     if not sim.exists() and sim.name == "micrographs.star" and not args.table_only:
-        draco("simulate", str(sim.parent), *SIMULATE)
+        draco("simulate", "-o", str(sim.parent), *SIMULATE)
     results = {}
     for name in args.sets.split(","):
         rel, px = REAL_SETS[name]

@@ -37,7 +37,7 @@ REAL_PIXEL_SIZE = 4.0  # 4× binned K2 frame (README of that folder); the header
 def simulate(out: Path, preset: str, n: int, seed: int) -> None:
     if (out / "micrographs.star").exists():
         return
-    cmd = [sys.executable, "-m", "draco_em", "simulate", str(out), "--preset", preset]
+    cmd = [sys.executable, "-m", "draco_em", "simulate", "-o", str(out), "--preset", preset]
     cmd += ["--n-micrographs", str(n), "--size", "1024", "--pixel-size", "2.0", "--no-movies"]
     cmd += ["--seed", str(seed), "-q"]
     subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})

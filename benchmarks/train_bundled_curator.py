@@ -107,7 +107,7 @@ def simulate(
     px, size, n, seed = spec.split(":")
     out = root / f"{kind}{'c' if preset == 'classic' else ''}{px}"
     draco(
-        "simulate", str(out), "--preset", preset, "--n-micrographs", n, "--size", size,
+        "simulate", "-o", str(out), "--preset", preset, "--n-micrographs", n, "--size", size,
         "--pixel-size", px, "--bad-fraction", str(bad), "--seed", seed, "--no-movies",
         *(["--region-masks"] if kind == "train" and preset == "realistic" else []),
         *(["--bad-reasons", reasons] if reasons else []),

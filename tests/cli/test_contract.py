@@ -22,6 +22,7 @@ from draco_em.io.atomic import remove_stale_temps
 from draco_em.io.batch import FailureLog, expand_inputs
 from draco_em.io.coords import make_coords, read_coord_folder, write_relion_coords
 from draco_em.io.mrc import read_image, read_micrograph, write_mrc
+from draco_em.io.star import read_micrographs_star
 from draco_em.model.weights import save_model
 from tests.conftest import draco_in_process
 from tests.infer.test_denoise import _tiny_model
@@ -72,7 +73,7 @@ def test_failure_log_is_fresh_each_run_atomic_and_never_follows_a_link(tmp_path:
 
 
 def test_denoise_exit_codes_and_failures_reset(capsys, tmp_path, tiny_weights, rng) -> None:
-    common = ["--weights", tiny_weights, "--tile", "64", "--workers", "0", "--no-progress"]
+    common = ["--model", tiny_weights, "--tile", "64", "--workers", "0", "--no-progress"]
     bad_only = _mics(tmp_path / "bad", 0, 2, rng)
     code, _, err = _draco(capsys, "denoise", bad_only, "-o", tmp_path / "o1", *common)
     assert code == 2 and "all 2 inputs failed" in err and "failures.txt" in err
@@ -107,8 +108,8 @@ def test_prepare_rejects_a_nan_micrograph_alone(capsys, tmp_path, rng) -> None:
     code, _, err = _draco(capsys, "prepare", mics, "-o", out, "--target-pixel-size", "0", "-q")
     assert code == 1 and "1 of 2 inputs failed" in err
     assert "NaN/Inf" in (out / "failures.txt").read_text()
-    assert "good_0" in (out / "triplets.star").read_text()
-    assert "nan" not in (out / "triplets.star").read_text()
+    names = read_micrographs_star(out / "triplets.star").micrographs["rlnMicrographName"]
+    assert [Path(n).name for n in names] == ["good_0.mrc"]  # the NaN micrograph is not listed
 
 
 def test_evaluate_denoise_rejects_a_nan_prediction(capsys, tmp_path, rng) -> None:
@@ -127,7 +128,7 @@ def test_output_folder_rules_one_line_exit_2(capsys, tmp_path, tiny_weights, rng
     mics = _mics(tmp_path / "mics", 1, 0, rng)
     a_file = tmp_path / "note.txt"
     a_file.write_text("x")
-    common = ["--weights", tiny_weights, "--tile", "64", "--workers", "0", "--no-progress"]
+    common = ["--model", tiny_weights, "--tile", "64", "--workers", "0", "--no-progress"]
     cases = [
         (["denoise", mics, "-o", a_file, *common], "existing file"),
         (["denoise", mics, "-o", mics, *common], "input folder"),
@@ -135,7 +136,7 @@ def test_output_folder_rules_one_line_exit_2(capsys, tmp_path, tiny_weights, rng
         (["denoise", mics, "-o", a_file / "sub", *common], "cannot write the output folder"),
         (["prepare", mics, "-o", mics, "-q"], "input folder"),
         (["prepare", mics / "good_0.mrc", "-o", mics, "-q"], "holds the input"),
-        (["simulate", a_file, "--n-micrographs", "1"], "existing file"),
+        (["simulate", "-o", a_file, "--n-micrographs", "1"], "existing file"),
         (["curate", "predict", mics, "-o", a_file], "existing file"),
         (["pick", "predict", mics, "-o", mics / "good_0.mrc"], "existing file"),
     ]
@@ -153,7 +154,7 @@ def test_read_only_output_folder_is_one_line(capsys, tmp_path, tiny_weights, rng
     out.mkdir()
     out.chmod(0o500)
     try:
-        code, _, err = _draco(capsys, "denoise", mics, "-o", out, "--weights", tiny_weights)
+        code, _, err = _draco(capsys, "denoise", mics, "-o", out, "--model", tiny_weights)
     finally:
         out.chmod(0o700)
     assert code == 2 and "cannot write the output folder" in err
@@ -161,7 +162,7 @@ def test_read_only_output_folder_is_one_line(capsys, tmp_path, tiny_weights, rng
 
 def test_absurd_sizes_refused_before_allocating(capsys, tmp_path, tiny_weights, rng) -> None:
     mics = _mics(tmp_path / "mics", 1, 0, rng)
-    common = ["--weights", tiny_weights, "--workers", "0", "--no-progress"]
+    common = ["--model", tiny_weights, "--workers", "0", "--no-progress"]
     for extra, message in (
         (["--tile", "100000"], "--tile"),
         (["--tile", "64", "--overlap", "40"], "--overlap 40 must be at most tile/2 = 32"),
@@ -220,17 +221,17 @@ def test_denoise_rerun_with_other_settings_needs_overwrite(capsys, tmp_path, rng
     mics = _mics(tmp_path / "mics", 2, 0, rng)
     out = tmp_path / "out"
     common = ["denoise", mics, "-o", out, "--tile", "64", "--workers", "0", "--no-progress"]
-    assert _draco(capsys, *common, "--weights", weights[0])[0] == 0
+    assert _draco(capsys, *common, "--model", weights[0])[0] == 0
     first = (out / "good_0.mrc").read_bytes()
-    code, out_text, _ = _draco(capsys, *common, "--weights", weights[0])  # equal: resumes
+    code, out_text, _ = _draco(capsys, *common, "--model", weights[0])  # equal: resumes
     assert code == 0 and "skipped 2 finished" in out_text
-    code, _, err = _draco(capsys, *common, "--weights", weights[1])
+    code, _, err = _draco(capsys, *common, "--model", weights[1])
     assert code == 2 and "other settings" in err and "--overwrite" in err
     assert (out / "good_0.mrc").read_bytes() == first  # nothing redone
-    code, out_text, _ = _draco(capsys, *common, "--weights", weights[1], "--overwrite")
+    code, out_text, _ = _draco(capsys, *common, "--model", weights[1], "--overwrite")
     assert code == 0 and "denoised 2" in out_text
     assert (out / "good_0.mrc").read_bytes() != first
-    code, _, err = _draco(capsys, *common, "--weights", weights[1], "--tile", "32")
+    code, _, err = _draco(capsys, *common, "--model", weights[1], "--tile", "32")
     assert code == 2 and "tile 64 → 32" in err  # the last settings are the recorded ones
 
 
@@ -251,7 +252,7 @@ def test_killed_runs_temps_are_ignored_and_cleaned(capsys, tmp_path, tiny_weight
     old = _stale(out / ".good_0.x1.tmp.mrc")
     fresh = _stale(out / ".good_0.x2.tmp.mrc", age_s=0)  # maybe a live writer's: kept
     nested = _stale(out / "png" / ".good_0.x3.tmp.png")
-    code, _, _ = _draco(capsys, "denoise", mics, "-o", out, "--weights", tiny_weights,
+    code, _, _ = _draco(capsys, "denoise", mics, "-o", out, "--model", tiny_weights,
                         "--tile", "64", "--workers", "0", "--no-progress")  # fmt: skip
     assert code == 0 and not old.exists() and not nested.exists() and fresh.exists()
     assert remove_stale_temps(out, min_age_s=-1) == 1 and not fresh.exists()
@@ -285,7 +286,7 @@ def test_torchrun_denoise_lists_every_ranks_failures(tmp_path, tiny_weights, rng
     mics = _mics(tmp_path / "mics", 2, 2, rng)
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", "29747", "-m", "draco_em",
-           "denoise", str(mics), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights),
+           "denoise", str(mics), "-o", str(tmp_path / "out"), "--model", str(tiny_weights),
            "--tile", "64", "--workers", "0", "--no-progress", "--device", "cpu"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(cmd, timeout=300, env=env, capture_output=True)  # exit 1: failures
@@ -317,7 +318,7 @@ def test_sigkilled_denoise_takes_its_reader_worker_along(tmp_path, tiny_weights,
     for i in range(40):
         write_mrc(mics / f"m{i:02d}.mrc", rng.normal(size=(256, 256)).astype(np.float32), 1.0)
     cmd = [sys.executable, "-m", "draco_em", "denoise", str(mics), "-o", str(tmp_path / "out"),
-           "--weights", str(tiny_weights), "--tile", "64", "--workers", "1", "--no-progress",
+           "--model", str(tiny_weights), "--tile", "64", "--workers", "1", "--no-progress",
            "--device", "cpu"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

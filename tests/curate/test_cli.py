@@ -189,7 +189,7 @@ def test_bundled_head_sorts_a_fresh_simulated_set(tmp_path: Path) -> None:
         pytest.skip("no bundled curation head installed")
     data = tmp_path / "sim"
     opts = "--n-micrographs 14 --size 1024 --pixel-size 2 --bad-fraction 0.5 --seed 5 -j 2"
-    sim = _draco("simulate", data, "--preset", "classic", "--no-movies", "-q", *opts.split())
+    sim = _draco("simulate", "-o", data, "--preset", "classic", "--no-movies", "-q", *opts.split())
     assert sim.returncode == 0, sim.stderr
     pred = _draco("curate", "predict", data / "micrographs.star", "-o", tmp_path / "pred",
                   "--device", "cpu", "-q")  # fmt: skip

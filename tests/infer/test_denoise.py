@@ -6,11 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from draco_em.imaging.normalize import clip_stats
 from draco_em.infer.denoise import Denoiser
 from draco_em.infer.run_denoise import DenoiseConfig, run_denoise
 from draco_em.io.mrc import read_mrc, write_mrc
+from draco_em.io.preview import GAP_PX, to_uint8
 from draco_em.io.star import MicrographTable, read_micrographs_star, write_micrographs_star
 from draco_em.model.draco import DracoConfig, DracoMAE
 from draco_em.model.weights import save_model
@@ -82,7 +84,14 @@ def test_batch_writes_stack_records_failures_and_resumes(tmp_path, weights, rng)
     assert "broken.mrc" in (out / "failures.txt").read_text()
     stack = read_mrc(out / "tilts.mrcs")
     assert stack.data.shape == (3, 64, 64) and stack.is_stack and stack.pixel_size == 1.0
-    assert (out / "png" / "mic_0.png").exists()
+    # Issue 16: the preview is greyscale (mode L), raw | gap | denoised, raw as to_uint8 gives it.
+    with Image.open(out / "png" / "mic_0.png") as im:
+        assert im.mode == "L" and im.size == (2 * 80 + GAP_PX, 96)
+        panel = np.asarray(im)
+    raw = read_mrc(src / "mic_0.mrc").data
+    assert np.array_equal(panel[:, :80], to_uint8(raw))
+    assert (panel[:, 80 : 80 + GAP_PX] == 255).all()
+    assert np.array_equal(panel[:, 80 + GAP_PX :], to_uint8(read_mrc(out / "mic_0.mrc").data))
     inputs_before = (src / "mic_0.mrc").read_bytes()
     second = run_denoise(cfg)  # resume: finished outputs are skipped
     assert second["done"] == 0 and second["skipped"] == 3
@@ -108,6 +117,24 @@ def test_star_input_keeps_columns_and_optics(tmp_path, weights, rng):
     assert list(table.micrographs["rlnDefocusU"]) == [12000.0, 15000.0]
     assert table.optics is not None and float(table.optics["rlnMicrographPixelSize"][0]) == 1.0
     assert all(str(out) in n for n in table.micrographs["rlnMicrographName"])
+
+
+def test_star_names_follow_the_project_rule(tmp_path, weights, rng, monkeypatch):
+    """Issue 16: denoised_micrographs.star names every file from the project folder (cwd),
+    copied columns too (here the halves, named relative to the input STAR's folder)."""
+    project = tmp_path / "project"
+    (project / "Import").mkdir(parents=True)
+    _inputs(project / "Import", rng)
+    mics = pd.DataFrame({"rlnMicrographName": ["mic_0.mrc"], "dracoMicrographEven": ["mic_1.mrc"]})
+    star = project / "Import" / "micrographs.star"
+    write_micrographs_star(star, MicrographTable(star, None, mics))
+    monkeypatch.chdir(project)
+    cfg = DenoiseConfig(inputs=["Import/micrographs.star"], outdir=Path("Denoise/job1"),
+                        weights=str(weights), workers=0, tile=64, progress=False)  # fmt: skip
+    run_denoise(cfg)
+    row = read_micrographs_star("Denoise/job1/denoised_micrographs.star").micrographs.iloc[0]
+    assert row["rlnMicrographName"] == "Denoise/job1/mic_0.mrc"
+    assert row["dracoMicrographEven"] == "Import/mic_1.mrc"  # resolves from the project
 
 
 def test_shifted_grids_average_plain_and_half_patch_offset_passes(rng):

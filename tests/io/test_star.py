@@ -15,6 +15,7 @@ from draco_em.errors import DracoInputError
 from draco_em.io.coords import read_coords
 from draco_em.io.star import (
     MicrographTable,
+    project_path,
     read_micrographs_star,
     read_star,
     star_summary,
@@ -117,6 +118,38 @@ def test_resolve_star_folder_first_then_cwd(tmp_path: Path, monkeypatch) -> None
     assert table.resolve("mics/b.mrc") == Path("mics/b.mrc")  # RELION project folder (cwd)
     assert table.resolve("mics/c.mrc") == star_dir / "mics" / "c.mrc"  # missing: name it
     assert table.resolve("/abs/c.mrc") == Path("/abs/c.mrc")
+
+
+def test_project_path_rule(tmp_path: Path, monkeypatch) -> None:
+    """Issue 16: one rule for names in written STARs: relative to the cwd, else absolute."""
+    project = tmp_path / "project"
+    (project / "Job" / "mics").mkdir(parents=True)
+    (project / "Movies").symlink_to(tmp_path, target_is_directory=True)  # a RELION link
+    monkeypatch.chdir(project)
+    assert project_path("Job/mics/a.mrc") == "Job/mics/a.mrc"
+    assert project_path(project / "Job" / "mics" / "a.mrc") == "Job/mics/a.mrc"
+    assert project_path("Job/../Job/mics/a.mrc") == "Job/mics/a.mrc"
+    assert project_path(project / "Movies" / "m.tif") == "Movies/m.tif"  # link kept
+    assert project_path(tmp_path / "outside.mrc") == (tmp_path / "outside.mrc").as_posix()
+
+
+def test_project_relative_names_resolve_from_anywhere(tmp_path: Path, monkeypatch) -> None:
+    """A STAR inside a project, read from another folder: its project-relative names resolve
+    through the folders above it; ``rebased`` rewrites them for the current folder."""
+    project = tmp_path / "project"
+    (project / "Prep").mkdir(parents=True)
+    (project / "Prep" / "a.mrc").write_bytes(b"")
+    star = project / "Curate" / "job3" / "list.star"
+    star.parent.mkdir(parents=True)
+    frame = pd.DataFrame({"rlnMicrographName": ["Prep/a.mrc"], "dracoMicrographEven": [""]})
+    table = MicrographTable(star, None, frame)
+    monkeypatch.chdir(tmp_path)  # not the project
+    assert table.resolve("Prep/a.mrc") == project / "Prep" / "a.mrc"
+    rebased = table.rebased().micrographs
+    assert rebased["rlnMicrographName"].tolist() == ["project/Prep/a.mrc"]
+    assert rebased["dracoMicrographEven"].tolist() == [""]  # empty stays empty
+    monkeypatch.chdir(project)
+    assert table.rebased().micrographs["rlnMicrographName"].tolist() == ["Prep/a.mrc"]
 
 
 def test_write_star_never_overwrites_an_input(tmp_path: Path) -> None:

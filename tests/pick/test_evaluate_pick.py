@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from draco_em.cli import app
 from draco_em.errors import DracoInputError
 from draco_em.evaluate.pick import EvaluatePickConfig, evaluate_pick, match_picks, summarize
-from draco_em.io.coords import make_coords, write_relion_coords, write_topaz
+from draco_em.io.coords import make_coords, write_cs, write_relion_coords, write_topaz
 
 TRUTH = np.array([[0.0, 0.0], [10.0, 0.0], [20.0, 0.0]])
 PRED = np.array([[1.0, 0.0], [0.0, 1.0], [10.0, 2.0], [50.0, 50.0]])
@@ -61,7 +61,7 @@ def _write(tmp_path):
 
 def test_folders_pool_micrographs(tmp_path):
     pred, truth = _write(tmp_path)
-    r = evaluate_pick(EvaluatePickConfig(pred=pred, truth=truth, diameter=6.0))
+    r = evaluate_pick(EvaluatePickConfig(pred=pred, truth=truth, diameter_px=6.0))
     assert r["radius"] == 3.0 and r["micrographs"] == 2
     assert (r["n_tp"], r["n_pred"], r["n_true"]) == (2, 4, 4)
     r = evaluate_pick(EvaluatePickConfig(pred=pred, truth=truth, radius=3.0, threshold=0.75))
@@ -78,3 +78,29 @@ def test_cli_json_and_errors(tmp_path):
         evaluate_pick(EvaluatePickConfig(pred=pred, truth=truth))
     with pytest.raises(DracoInputError):
         evaluate_pick(EvaluatePickConfig(pred=tmp_path / "nope", truth=truth, radius=3))
+
+
+def test_diameter_is_in_angstrom(tmp_path):
+    """Issue 16: --diameter is in Å everywhere; the radius is d / pixel size / 2."""
+    pred, truth = _write(tmp_path)
+    r = evaluate_pick(EvaluatePickConfig(pred=pred, truth=truth, diameter=12.0, pixel_size=2.0))
+    assert r["radius"] == 3.0 and r["n_tp"] == 2
+    with pytest.raises(DracoInputError, match="pixel-size"):  # Å without a pixel size
+        evaluate_pick(EvaluatePickConfig(pred=pred, truth=truth, diameter=12.0))
+    res = CliRunner().invoke(app, ["evaluate", "pick", "--pred", str(pred), "--truth",
+                                   str(truth), "--diameter", "12", "--pixel-size", "2",
+                                   "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["radius"] == 3.0
+
+
+def test_diameter_pixel_size_from_cs_picks(tmp_path):
+    """A .cs file carries the pixel size: --diameter in Å needs nothing more."""
+    _, truth = _write(tmp_path)
+    cs_dir = tmp_path / "cs"
+    cs_dir.mkdir()
+    picks = make_coords("m1", PRED[:, 0], PRED[:, 1], score=SCORES)
+    picks["micrograph_ny"], picks["micrograph_nx"] = 100, 100
+    write_cs(cs_dir / "picks.cs", picks, pixel_size=2.0)
+    r = evaluate_pick(EvaluatePickConfig(pred=cs_dir, truth=truth, diameter=12.0))
+    assert r["radius"] == pytest.approx(3.0) and r["n_tp"] == 2

@@ -86,7 +86,8 @@ def test_coordinate_index_matches_relion_import(tmp_path):
     _check_types(labels, rows)
 
 
-def test_predicted_star_files_follow_relion(tmp_path):
+def test_predicted_star_files_follow_relion(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the RELION project folder: names are relative to it
     """The files `draco pick predict` writes (through the shared writers) pass the same checks."""
     from draco_em.io.mrc import write_mrc
     from draco_em.pick.config import DetectorConfig, PickPredictConfig
@@ -110,4 +111,5 @@ def test_predicted_star_files_follow_relion(tmp_path):
     assert rows  # an untrained detector scores ≈ 0.1 everywhere: peaks above 0.06 exist
     _check_types(labels, rows)
     [(iname, _ilabels, irows)] = _parse((tmp_path / "out/coordinate_files.star").read_text())
-    assert iname == "coordinate_files" and irows[0][1] == "coordinates/m_autopick.star"
+    assert iname == "coordinate_files" and irows[0][1] == "out/coordinates/m_autopick.star"
+    assert irows[0][0] == "m.mrc"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +166,23 @@ def test_predict_all_formats_resume_and_failures(trained):
     assert len(read_coords(out / "picks.cs")) == len(cs)  # collective files are rebuilt
 
 
+def test_histogram_after_a_resume_covers_every_micrograph(trained, tmp_path, monkeypatch):
+    """Issue 16: the score histogram of a resumed run holds the candidates of the micrographs
+    picked earlier too (read back from scores/<stem>.npy), not only the new ones."""
+    import draco_em.pick.run as run
+
+    seen: list[np.ndarray] = []
+    monkeypatch.setattr(run, "save_histogram", lambda path, scores, t: seen.append(scores))
+    cfg = PickPredictConfig(inputs=[trained["tmp"] / "mics"], outdir=tmp_path / "o",
+                            model=str(trained["path"]), threshold=0.3)  # fmt: skip
+    predict_all(cfg, progress=False)
+    full = np.sort(seen[-1])
+    assert len(full) > 0 and len(list((tmp_path / "o" / "scores").glob("*.npy"))) == 4
+    (tmp_path / "o" / "coordinates" / "blob_2_autopick.star").unlink()  # as if killed there
+    predict_all(cfg, progress=False)
+    np.testing.assert_allclose(np.sort(seen[-1]), full, rtol=1e-6)
+
+
 def test_cli_train_and_predict(trained, tmp_path):
     tmp = trained["tmp"]
     res = CliRunner().invoke(app, ["pick", "predict", str(tmp / "mics" / "blob_1.mrc"), "-o",
@@ -176,9 +194,26 @@ def test_cli_train_and_predict(trained, tmp_path):
     res = CliRunner().invoke(app, ["pick", "train", "--micrographs", str(tmp / "mics"),
                                    "--coords", str(tmp / "coords"), "--diameter", "32", "-o",
                                    str(tmp_path / "ft"), "--weights", str(trained["path"]),
-                                   "--epochs", "1", "--crops-per-epoch", "8"])  # fmt: skip
+                                   "--epochs", "2", "--crops-per-epoch", "8"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert (tmp_path / "ft" / "picker.safetensors").is_file()
+    # Issue 16: a bar, one line per epoch (1-based, of N, with the loss and the validation F1),
+    # and a threshold line whose F1 values each say which cut-off they are at.
+    epochs = re.findall(r"epoch (\d/2) loss \d\.\d{4} val best F1 \d\.\d{3}", res.output)
+    assert epochs == ["1/2", "2/2"], res.output
+    assert "step/s" in res.output  # the bar
+    log = (tmp_path / "ft" / "run.log").read_text()
+    line = next(ln for ln in log.splitlines() if "stored threshold" in ln)
+    _, at, best = re.search(
+        r"stored threshold (\S+) .*validation F1 (\S+) at it .*best F1 (\S+) at", line
+    ).groups()
+    assert float(at) <= float(best) + 1e-9  # F1 at the stored cut-off never beats the best
+    assert "over every peak" in line and "validation {" not in log
+    quiet = CliRunner().invoke(app, ["pick", "train", "--micrographs", str(tmp / "mics"),
+                                     "--coords", str(tmp / "coords"), "--diameter", "32", "-o",
+                                     str(tmp_path / "ft2"), "--weights", str(trained["path"]),
+                                     "--epochs", "1", "--crops-per-epoch", "8", "-q"])  # fmt: skip
+    assert quiet.exit_code == 0 and "epoch" not in quiet.output, quiet.output
 
 
 def test_bad_input_is_one_line_error(trained, tmp_path, capsys):
@@ -310,7 +345,7 @@ def test_calibrate_rechooses_the_threshold_in_a_new_run(trained, tmp_path, capsy
     src = load_picker(trained["path"])
     for a, b in zip(picker.state_dict().values(), src.detector.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
-    with pytest.raises(SystemExit) as exc:  # --outdir = the input run: one-line error, exit 2
+    with pytest.raises(SystemExit) as exc:  # -o = the input run: one-line error, exit 2
         main(["pick", "calibrate", "--model", str(trained["path"].parent), "--micrographs",
               str(tmp / "mics"), "--coords", str(tmp / "coords"), "-o",
               str(trained["path"].parent)])  # fmt: skip

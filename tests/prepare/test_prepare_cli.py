@@ -60,8 +60,8 @@ def test_simulated_movies_with_gain(tmp_path: Path) -> None:
     """The issue's acceptance check on ``draco simulate`` movies with known drift and gain."""
     sim = tmp_path / "sim"
     with pytest.raises(SystemExit):
-        main(["simulate", str(sim), "--preset", "classic", "--n-micrographs", "2", "--size", "384",
-              "--frames", "12",
+        main(["simulate", "-o", str(sim), "--preset", "classic", "--n-micrographs", "2",
+              "--size", "384", "--frames", "12",
               "--particles-per-micrograph", "30", "--gain", "-q"])  # fmt: skip
     out = tmp_path / "out"
     with pytest.raises(SystemExit):

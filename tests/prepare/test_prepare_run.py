@@ -63,8 +63,12 @@ def test_manifest_schema(prepared) -> None:
         assert column in table.optics
     assert optics["rlnMicrographPixelSize"] == pytest.approx(1.0)
     row = table.micrographs.iloc[0]
-    assert row["rlnMicrographName"] == "m1.mrc"
-    assert (row["dracoMicrographEven"], row["dracoMicrographOdd"]) == ("m1_EVN.mrc", "m1_ODD.mrc")
+    # Names as every draco STAR names files (docs/conventions.md): they resolve.
+    assert table.resolve(row["rlnMicrographName"]) == table.path.parent / "m1.mrc"
+    halves = [
+        Path(table.resolve(row[c])).name for c in ("dracoMicrographEven", "dracoMicrographOdd")
+    ]
+    assert halves == ["m1_EVN.mrc", "m1_ODD.mrc"]
     assert row["dracoHasPairs"] == 1 and row["dracoFrames"] == 10
     assert row["dracoSizeX"] == 256 and row["dracoSizeY"] == 256
     assert row["rlnMicrographMovieName"].endswith("m1.mrcs")
@@ -173,7 +177,8 @@ def test_motion_corrected_pairs_and_plain_micrographs(tmp_path: Path) -> None:
     summary = _prepare([folder], tmp_path / "out", target_pixel_size=2.0)
     assert (summary.made, summary.failed) == (3, 0)
     table = read_micrographs_star(tmp_path / "out" / "triplets.star")
-    rows = table.micrographs.set_index("rlnMicrographName")
+    rows = table.micrographs.set_index(table.micrographs["rlnMicrographName"].map(
+        lambda n: Path(n).name))  # fmt: skip
     assert set(rows.index) == {"p1.mrc", "halves.mrc", "lone.mrc"}
     assert rows.loc["p1.mrc", "dracoHasPairs"] == 1 and rows.loc["lone.mrc", "dracoHasPairs"] == 0
     assert rows.loc["lone.mrc", "dracoMicrographOdd"] in ("", None) or pd.isna(

@@ -257,7 +257,17 @@ def test_default_library_gives_real_structures(tmp_path, shared_data, monkeypatc
 
 def test_cli_preset_option(tmp_path, capsys):
     out = tmp_path / "cli"
-    args = ["simulate", str(out), "--n-micrographs", "1", "--size", "128", "--pixel-size", "3"]
+    args = [
+        "simulate",
+        "-o",
+        str(out),
+        "--n-micrographs",
+        "1",
+        "--size",
+        "128",
+        "--pixel-size",
+        "3",
+    ]
     args += ["--frames", "4", "--no-movies", "-q", "--no-library", "--dose", "30"]
     with pytest.raises(SystemExit) as exc:
         main([*args, "--cache-dir", str(tmp_path / "c")])
@@ -268,7 +278,7 @@ def test_cli_preset_option(tmp_path, capsys):
         assert m.data.shape == (128, 128)
     for bad in (["--preset", "lifelike"], ["--preset", "classic", "--no-library"]):
         with pytest.raises(SystemExit) as exc:
-            main(["simulate", str(tmp_path / "bad"), *bad])
+            main(["simulate", "-o", str(tmp_path / "bad"), *bad])
         assert exc.value.code == 2
 
 

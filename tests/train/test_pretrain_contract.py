@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 import torch
 
 from draco_em.errors import DracoInputError
 from draco_em.train.checkpoint import load_checkpoint
-from draco_em.train.pretrain import run_pretrain
+from draco_em.train.pretrain import epoch_line, format_duration, run_pretrain
 
 
 def test_crop_size_beyond_the_micrographs_is_refused(tiny_config) -> None:
@@ -48,3 +51,28 @@ def test_resume_repairs_a_best_pt_a_kill_left_stale(tiny_config) -> None:
     torch.save(stale, ckpts / "best.pt")
     run_pretrain(tiny_config(epochs=1, resume="latest"))
     assert (ckpts / "best.pt").read_bytes() == latest.read_bytes()
+
+
+def test_progress_lines_read_epoch_k_of_n_with_psnr_and_eta(tiny_config, caplog) -> None:
+    """Issue 16: one readable line per epoch (1-based, "of N", loss, validation PSNR with the
+    raw input's beside it, ETA); no JSON with 16-digit floats (metrics.jsonl keeps them)."""
+    cfg = tiny_config(epochs=2)
+    with caplog.at_level("INFO", logger="draco_em"):
+        run_pretrain(cfg)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert [ln.split(",")[0] for ln in lines] == ["epoch 1/2", "epoch 2/2"], lines
+    assert re.search(r"loss \d+\.\d{4}", lines[0]) and "ETA" in lines[0]
+    assert lines[-1].endswith("done")
+    if "val PSNR" in lines[0]:  # validation crops with clean images: raw's PSNR beside it
+        assert re.search(r"val PSNR -?\d+\.\d\d dB \(raw -?\d+\.\d\d dB\)", lines[0])
+    assert not any("{" in ln or re.search(r"\d\.\d{6,}", ln) for ln in lines)
+    last = json.loads((cfg.out_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["kind"] == "val" and last["epoch"] == 2  # full precision stays in the file
+
+
+def test_epoch_line_and_duration() -> None:
+    line = epoch_line({"epoch": 3, "val_psnr": 12.3456, "val_psnr_raw": 5.0, "seconds": 10.2},
+                      10, 95.0, loss=0.123456)  # fmt: skip
+    assert line == ("epoch 3/10, loss 0.1235, val PSNR 12.35 dB (raw 5.00 dB), 10 s, "
+                    "ETA 1 min 35 s")  # fmt: skip
+    assert format_duration(7300) == "2 h 01 min" and format_duration(42.4) == "42 s"

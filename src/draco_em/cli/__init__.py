@@ -12,7 +12,7 @@ import sys
 
 from pydantic import ValidationError
 
-from draco_em.cli._app import app
+from draco_em.cli._app import app, normalise_argv
 from draco_em.errors import DracoInputError
 
 # Importing a command module registers its command on ``app``, in the data's path order.
@@ -31,8 +31,13 @@ from draco_em.cli import demo as _demo  # noqa: F401  isort: skip
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
+    args, notes = normalise_argv(list(sys.argv[1:] if argv is None else argv))
+    for note in notes:
+        print(note, file=sys.stderr)
     try:
-        app(args=argv, prog_name="draco")
+        app(args=args, prog_name="draco")
+    except KeyboardInterrupt:  # typer maps Ctrl-C inside a command to 130; outside it too
+        sys.exit(130)
     except DracoInputError as exc:
         print(f"draco: error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -42,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 #: Config fields whose command-line option has another name.
-OPTION_NAMES = {"from_format": "from", "out_dir": "out"}
+OPTION_NAMES = {"from_format": "from", "out_dir": "out", "outdir": "out", "output": "out",
+                "jobs": "workers"}  # fmt: skip
 
 
 def option_error(exc: ValidationError) -> str:

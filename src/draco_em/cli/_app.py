@@ -67,6 +67,42 @@ def exit_batch(n_inputs: int, n_failed: int, failure_log: str | Path) -> None:
         raise typer.Exit(code)
 
 
+#: Old option spellings still accepted (issue 16: one spelling per option), in every command.
+#: They are not shown in ``--help``; :func:`normalise_argv` maps them and prints a note.
+OLD_SPELLINGS = {"--outdir": "--out", "--output": "--out", "--jobs": "--workers"}
+#: Old spellings of one command only: ``--model`` names the trained model a command applies
+#: (denoiser, picker, curator); ``--weights`` the weights a command starts from or builds on.
+OLD_SPELLINGS_BY_COMMAND = {
+    ("denoise",): {"--weights": "--model"},
+    ("demo",): {"--weights": "--model"},
+}
+
+
+def normalise_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``argv`` with old option spellings replaced by the current ones, and one note per change.
+
+    Only option names are rewritten (``--outdir X`` and ``--outdir=X``); everything after ``--``
+    is left alone.
+    """
+    words = [a for a in argv if not a.startswith("-")][:2]
+    spellings = dict(OLD_SPELLINGS)
+    for command, extra in OLD_SPELLINGS_BY_COMMAND.items():
+        if tuple(words[: len(command)]) == command:
+            spellings.update(extra)
+    out, notes = [], []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            out += argv[i:]
+            break
+        name, eq, value = arg.partition("=")
+        if name in spellings:
+            new = spellings[name]
+            notes.append(f"draco: note: {name} is now {new} (the old spelling still works)")
+            arg = f"{new}{eq}{value}"
+        out.append(arg)
+    return out, notes
+
+
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"draco-em {__version__}")

@@ -28,7 +28,7 @@ from draco_em.cli._app import app, example, exit_batch
 def convert(
     inputs: Annotated[list[Path], typer.Argument(help="Coordinate files, folders or globs.")],
     output: Annotated[
-        Path, typer.Option("-o", "--output", help="Folder (star, box) or file (topaz, cs).")
+        Path, typer.Option("-o", "--out", help="Folder (star, box) or file (topaz, cs).")
     ],
     to: Annotated[str, typer.Option("--to", help="Target format: star, box, topaz or cs.")],
     from_format: Annotated[
@@ -45,6 +45,13 @@ def convert(
     invert_y: Annotated[
         bool, typer.Option(help=".box rows count from the bottom (y -> ny-1-y).")
     ] = False,
+    micrographs: Annotated[
+        Path | None,
+        typer.Option(
+            help="Micrographs STAR of these picks: coordinate_files.star names each micrograph "
+            "as it does (RELION matches names exactly)."
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -61,6 +68,7 @@ def convert(
         micrograph_shape=micrograph_shape,
         pixel_size=pixel_size,
         invert_y=invert_y,
+        micrographs=micrographs,
     )
     result = convert_coords(config, progress=progress and not quiet)
     typer.echo(

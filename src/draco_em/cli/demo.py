@@ -19,13 +19,13 @@ from draco_em.cli._app import app, example
 
 @app.command(epilog=example("draco demo -o demo_output"))
 def demo(
-    outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Output folder.")] = Path(
+    outdir: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path(
         "demo_output"
     ),
     size: Annotated[int, typer.Option(help="Simulated micrograph edge in px.")] = 1024,
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 7,
     weights: Annotated[
-        str, typer.Option(help="Model: bundled (the shipped denoiser) or a weights file.")
+        str, typer.Option("--model", help="bundled (the shipped denoiser) or a weights file.")
     ] = "bundled",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:

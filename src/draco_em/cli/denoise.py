@@ -23,9 +23,12 @@ from draco_em.cli._app import app, example, exit_batch
 @app.command(epilog=example("draco denoise sim/micrographs.star -o denoised/ --png"))
 def denoise(
     inputs: Annotated[list[str], typer.Argument(help="Files, globs, folders or a STAR.")],
-    outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Output folder.")],
+    outdir: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
     weights: Annotated[
-        str, typer.Option(help="bundled (shipped denoiser), .safetensors, .pth or pretrain run")
+        str,
+        typer.Option(
+            "--model", help="bundled (shipped denoiser), .safetensors, .pth or pretrain run"
+        ),
     ] = "bundled",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     tile: Annotated[int, typer.Option(help="Tile side in px at the working pixel size.")] = 256,
@@ -39,7 +42,7 @@ def denoise(
     ] = False,
     png: Annotated[bool, typer.Option(help="Also write 8-bit PNG previews.")] = False,
     skip_existing: Annotated[bool, typer.Option(help="Skip finished outputs (resume).")] = True,
-    workers: Annotated[int, typer.Option(help="Reader worker processes.")] = 1,
+    workers: Annotated[int, typer.Option("-j", "--workers", help="Reader worker processes.")] = 1,
     pixel_size: Annotated[float | None, typer.Option(help="Override header Å/px.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,

@@ -83,7 +83,13 @@ def evaluate_pick(
     pred: Annotated[Path, typer.Option(help="Folder or file of predicted picks.")],
     truth: Annotated[Path, typer.Option(help="Folder or file of true centres.")],
     radius: Annotated[float | None, typer.Option(help="Match radius in px.")] = None,
-    diameter: Annotated[float | None, typer.Option(help="Diameter in px (radius = d/2).")] = None,
+    diameter: Annotated[
+        float | None, typer.Option(help="Particle diameter in Å (radius = d/2; --pixel-size).")
+    ] = None,
+    pixel_size: Annotated[
+        float | None, typer.Option(help="Å/px of the micrographs (default: from .cs picks).")
+    ] = None,
+    diameter_px: Annotated[float | None, typer.Option(help="Particle diameter in px.")] = None,
     threshold: Annotated[float | None, typer.Option(help="Ignore picks scoring below.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -91,7 +97,13 @@ def evaluate_pick(
     from draco_em.evaluate import pick as metrics
 
     cfg = metrics.EvaluatePickConfig(
-        pred=pred, truth=truth, radius=radius, diameter=diameter, threshold=threshold
+        pred=pred,
+        truth=truth,
+        radius=radius,
+        diameter=diameter,
+        pixel_size=pixel_size,
+        diameter_px=diameter_px,
+        threshold=threshold,
     )
     result = metrics.evaluate_pick(cfg)
     typer.echo(metrics.dump_json(result) if as_json else metrics.format_result(result))
@@ -135,7 +147,7 @@ def evaluate_curate(
 def evaluate_realism(
     sim: Annotated[list[str], typer.Option(help="Simulated micrographs/folder/glob/STAR.")],
     real: Annotated[list[str], typer.Option(help="Real micrographs/folder/glob/STAR.")],
-    outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Output folder.")],
+    outdir: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
     pixel_size: Annotated[float | None, typer.Option(help="Å/px of the real ones.")] = None,
     sim_pixel_size: Annotated[
         float | None, typer.Option(help="Å/px of the simulated ones (default: header).")

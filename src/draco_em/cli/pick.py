@@ -39,7 +39,7 @@ app.add_typer(pick_app, name="pick")
 )
 def pick_predict(
     inputs: Annotated[list[Path], typer.Argument(help="Micrographs, folders, globs or a STAR.")],
-    outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Output folder.")],
+    outdir: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
     model: Annotated[str, typer.Option(help="Picker run folder/file or 'bundled'.")] = "bundled",
     diameter: Annotated[float | None, typer.Option(help="Particle diameter in Å.")] = None,
     threshold: Annotated[float | None, typer.Option(help="Score cut-off in [0, 1].")] = None,
@@ -105,7 +105,7 @@ def pick_train(
     micrographs: Annotated[list[Path], typer.Option(help="Micrographs/folders/globs/STAR.")],
     coords: Annotated[list[Path], typer.Option(help="Coordinate files or folders.")],
     diameter: Annotated[float, typer.Option(help="Particle diameter in Å.")],
-    outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Run folder.")],
+    outdir: Annotated[Path, typer.Option("-o", "--out", help="Run folder.")],
     weights: Annotated[
         str | None,
         typer.Option(
@@ -138,6 +138,9 @@ def pick_train(
     ] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda[:N].")] = "auto",
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="No progress bar or per-epoch lines.")
+    ] = False,
 ) -> None:
     """Train a picker (positive-unlabelled loss: partial labels are fine)."""
     from draco_em.pick.train import train_picker
@@ -150,7 +153,9 @@ def pick_train(
         val_micrographs=val_micrographs or [], seed=seed, device=device,
     )  # fmt: skip
 
-    path = train_picker(cfg, detector_config=DetectorConfig(background_sigma=background_sigma))
+    path = train_picker(
+        cfg, detector_config=DetectorConfig(background_sigma=background_sigma), progress=not quiet
+    )
     typer.echo(f"picker written to {path}")
 
 
@@ -164,7 +169,7 @@ def pick_train(
 def pick_calibrate(
     micrographs: Annotated[list[Path], typer.Option(help="Micrographs/folders/globs/STAR.")],
     coords: Annotated[list[Path], typer.Option(help="Their picks: files or folders.")],
-    outdir: Annotated[Path, typer.Option("-o", "--outdir", help="New run folder.")],
+    outdir: Annotated[Path, typer.Option("-o", "--out", help="New run folder.")],
     model: Annotated[str, typer.Option(help="Picker run folder/file or 'bundled'.")] = "bundled",
     diameter: Annotated[
         float | None, typer.Option(help="Particle diameter in Å (default: the picker's).")

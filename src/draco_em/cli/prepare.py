@@ -26,7 +26,7 @@ def prepare(
         list[str],
         typer.Argument(help="Movies, micrographs (with _EVN/_ODD halves), folders, globs, STAR."),
     ],
-    outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Output folder (resumable).")],
+    outdir: Annotated[Path, typer.Option("-o", "--out", help="Output folder (resumable).")],
     gain: Annotated[Path | None, typer.Option(help="Gain reference (MRC/TIFF).")] = None,
     gain_rotate: Annotated[int, typer.Option(help="Gain rotation, N × 90° (RELION).")] = 0,
     gain_flip: Annotated[str | None, typer.Option(help="Gain flip: x or y (RELION).")] = None,
@@ -48,7 +48,7 @@ def prepare(
     float16: Annotated[
         bool, typer.Option(help="Write float16 MRC (mode 12: RELION 3.1 refuses it).")
     ] = False,
-    jobs: Annotated[int, typer.Option("-j", "--jobs", help="CPU worker processes.")] = 1,
+    jobs: Annotated[int, typer.Option("-j", "--workers", help="CPU worker processes.")] = 1,
     device: Annotated[
         str, typer.Option(help="auto, cpu or cuda (torchrun: one per GPU).")
     ] = "auto",

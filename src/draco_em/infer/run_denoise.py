@@ -32,7 +32,7 @@ from draco_em.io.batch import (
 from draco_em.io.images import is_raster, read_raster_stack, require_pixel_size
 from draco_em.io.mrc import read_mrc, write_mrc
 from draco_em.io.preview import save_preview
-from draco_em.io.star import MicrographTable, write_micrographs_star
+from draco_em.io.star import MicrographTable, project_path, write_micrographs_star
 from draco_em.io.validate import validate_image
 from draco_em.model.weights import BUNDLED_DENOISER, load_model
 from draco_em.runtime import barrier, cleanup, die_with_parent, init_distributed
@@ -190,33 +190,36 @@ def _denoise_one(
     dst = output_path(cfg.outdir, src)
     write_mrc(dst, out, out_px or 1.0, float16=cfg.float16, stack=data.ndim == 3, inputs=[src])
     if cfg.png:
+        mid = len(out) // 2 if out.ndim == 3 else None  # a stack: its middle section
         save_preview(
-            cfg.outdir / "png" / f"{src.stem}.png", out if out.ndim == 2 else out[len(out) // 2]
+            cfg.outdir / "png" / f"{src.stem}.png",
+            out if mid is None else out[mid],
+            before=data if mid is None else data[mid],  # raw | denoised
         )
 
 
 def write_output_star(inputs: InputSet, outdir: Path) -> Path | None:
     """``denoised_micrographs.star``: input columns kept, names replaced by the outputs.
 
-    Only inputs whose output exists are listed. Paths are ``OUTDIR/<name>`` as given (RELION
-    paths are relative to the folder the user runs from).
+    Only inputs whose output exists are listed. Every file name, the input columns' too, is
+    written as :func:`draco_em.io.star.project_path` names it (docs/conventions.md).
     """
     outs = [output_path(outdir, it.path) for it in inputs.items]
     exists = np.array([p.exists() for p in outs], dtype=bool)
     if not exists.any():
         return None
     if inputs.table is not None:
-        table = inputs.table
+        table = inputs.table.rebased()
         rows = table.micrographs.copy()
         for it, out in zip(inputs.items, outs, strict=True):
-            rows.loc[it.star_row, "rlnMicrographName"] = str(out)
+            rows.loc[it.star_row, "rlnMicrographName"] = project_path(out)
         keep = np.zeros(len(rows), dtype=bool)
         # Items of a STAR input all carry their row (io.batch.expand_inputs).
         star_rows = [cast(int, it.star_row) for it in inputs.items]
         keep[[r for r, e in zip(star_rows, exists, strict=True) if e]] = True
         new = MicrographTable(table.path, table.optics, rows, table.block_name).filtered(keep)
     else:
-        names = [str(p) for p, e in zip(outs, exists, strict=True) if e]
+        names = [project_path(p) for p, e in zip(outs, exists, strict=True) if e]
         new = MicrographTable(
             outdir, None, pd.DataFrame({"rlnMicrographName": names}), "micrographs"
         )

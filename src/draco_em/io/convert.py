@@ -26,6 +26,7 @@ from draco_em.errors import DracoInputError
 from draco_em.io import coords
 from draco_em.io.atomic import visible_files
 from draco_em.io.batch import FailureLog, make_output_folder
+from draco_em.io.star import project_path, read_micrographs_star
 
 CoordFormat = Literal["star", "box", "topaz", "cs"]
 
@@ -51,6 +52,10 @@ class ConvertConfig(BaseModel):
     """Å/px of the output micrographs, written into .cs files."""
     invert_y: bool = False
     """.box files count rows from the bottom (y → ny − 1 − y), for tools that need it."""
+    micrographs: Path | None = None
+    """The micrographs STAR the picks belong to: ``coordinate_files.star`` then names each
+    micrograph exactly as it does (RELION 4/5 matches the names exactly). Without it, the name
+    read from the input (a coordinate index) is kept, else ``<stem>.mrc``."""
 
     @field_validator("micrograph_shape", mode="before")
     @classmethod
@@ -158,6 +163,10 @@ def _groups(df: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
 def _write_star(config: ConvertConfig, df: pd.DataFrame, failures: FailureLog) -> list[Path]:
     """Per-micrograph STARs plus the ``coordinate_files.star`` index RELION 4/5 imports."""
     index, outputs = {}, []
+    names: dict[str, str] = {}
+    if config.micrographs is not None:
+        listed = read_micrographs_star(config.micrographs).micrographs["rlnMicrographName"]
+        names = {coords.micrograph_stem(str(n)): str(n) for n in listed}
     for mic, picks in _groups(df):
         out = config.output / coords.coord_star_name(mic)
         try:
@@ -165,7 +174,7 @@ def _write_star(config: ConvertConfig, df: pd.DataFrame, failures: FailureLog) -
         except (DracoInputError, OSError) as exc:
             failures.record(out, str(exc))
             continue
-        index[coords.micrograph_paths(picks).iloc[0]] = out
+        index[names.get(str(mic), coords.micrograph_paths(picks).iloc[0])] = project_path(out)
         outputs.append(out)
     index_path = config.output / "coordinate_files.star"
     coords.write_coordinate_index(index_path, index)

@@ -29,7 +29,7 @@ import pandas as pd
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path, check_not_input, visible_files
-from draco_em.io.star import read_star, write_star
+from draco_em.io.star import read_star, resolve_star_path, write_star
 
 FORMATS = ("star", "box", "topaz", "cs")
 IMAGE_SUFFIXES = (".mrc", ".mrcs", ".tif", ".tiff", ".eer", ".png", ".jpg", ".jpeg", ".map")
@@ -218,8 +218,7 @@ def _read_coordinate_index(path: Path, index: pd.DataFrame) -> pd.DataFrame:
         index["rlnMicrographName"], index["rlnMicrographCoordinates"], strict=True
     ):
         # RELION writes paths relative to the project folder; try the index's folder first.
-        candidate = path.parent / str(coord_file)
-        coord_path = candidate if candidate.exists() else Path(str(coord_file))
+        coord_path = resolve_star_path(path, str(coord_file))
         if not coord_path.exists():
             raise DracoInputError(f"coordinate file {coord_file} listed in it is missing", path)
         df = _read_star_coords(coord_path, nested=True)
@@ -434,6 +433,9 @@ def read_cs(path: Path) -> pd.DataFrame:
     df["micrograph"] = [micrograph_stem(p) for p in mic_paths]
     if "pick_stats/ncc_score" in names:
         df["score"] = arr["pick_stats/ncc_score"].astype(np.float64)
+    if "location/micrograph_psize_A" in names:  # 0 = unknown
+        psize = arr["location/micrograph_psize_A"].astype(np.float64)
+        df["pixel_size"] = np.where(psize > 0, psize, np.nan)
     return tidy_coords(df, path)
 
 

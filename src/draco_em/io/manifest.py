@@ -13,8 +13,10 @@ pair) and a micrographs block whose contract columns come first (:data:`CONTRACT
   writes the manifest (:func:`stats_columns`);
 * ``dracoClean`` (:data:`CLEAN`): the noise-free image (simulated data only).
 
-Other columns (motion, dose, simulation ground truth) follow in the writer's order. Paths are
-relative to the STAR file's folder.
+Other columns (motion, dose, simulation ground truth) follow in the writer's order. Writers
+give file names relative to the STAR file's folder; they are written as every draco STAR names
+files (:func:`draco_em.io.star.project_path`: relative to the current directory, the RELION
+project folder, or absolute outside it).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from draco_em.io.star import MicrographTable, write_micrographs_star
+from draco_em.io.star import PATH_COLUMNS, MicrographTable, project_path, write_micrographs_star
 
 FULL = "rlnMicrographName"
 EVEN = "dracoMicrographEven"
@@ -66,6 +68,12 @@ def write_manifest(
         if column not in micrographs:
             micrographs[column] = ""
         micrographs[column] = micrographs[column].fillna("")
+    for column in PATH_COLUMNS:
+        if column in micrographs.columns:
+            micrographs[column] = [
+                project_path(Path(path).parent / str(v)) if str(v) not in ("", "nan") else ""
+                for v in micrographs[column]
+            ]
     first = [c for c in CONTRACT if c in micrographs.columns]
     micrographs = micrographs[first + [c for c in micrographs.columns if c not in first]]
     table = MicrographTable(path, pd.DataFrame([dict(o) for o in optics]), micrographs)

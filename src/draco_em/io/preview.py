@@ -25,14 +25,28 @@ def downsample_for_view(image: np.ndarray, max_size: int = 1024) -> np.ndarray:
     return image[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3))
 
 
-def save_preview(path: str | Path, image: np.ndarray, max_size: int = 1024) -> Path:
-    """Write an 8-bit grayscale PNG preview of a 2D image atomically."""
-    import matplotlib
+GAP_PX = 8  # white band between the panels of a side-by-side preview
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    small = to_uint8(downsample_for_view(np.asarray(image, dtype=np.float32), max_size))
+def save_preview(
+    path: str | Path, image: np.ndarray, max_size: int = 1024, before: np.ndarray | None = None
+) -> Path:
+    """Write an 8-bit greyscale (PNG mode ``L``) preview of a 2D image atomically.
+
+    With ``before`` (the raw input of ``image``, the denoised one), the two sit side by side,
+    raw on the left, each with its own contrast; a binned output is resampled to the raw
+    panel's size.
+    """
+    from PIL import Image
+
+    panel = to_uint8(downsample_for_view(np.asarray(image, dtype=np.float32), max_size))
+    if before is not None:
+        raw = to_uint8(downsample_for_view(np.asarray(before, dtype=np.float32), max_size))
+        if panel.shape != raw.shape:
+            resized = Image.fromarray(panel, "L").resize(raw.shape[::-1], Image.Resampling.BILINEAR)
+            panel = np.asarray(resized)
+        gap = np.full((raw.shape[0], GAP_PX), 255, np.uint8)
+        panel = np.concatenate([raw, gap, panel], axis=1)
     with atomic_path(path) as tmp:
-        plt.imsave(tmp, small, cmap="gray", vmin=0, vmax=255, format="png")
+        Image.fromarray(np.ascontiguousarray(panel), "L").save(tmp, format="PNG")
     return Path(path)

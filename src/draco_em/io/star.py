@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -40,6 +41,56 @@ STRING_COLUMNS = [
     "dracoMicrographOdd",
     "dracoClean",
 ]
+
+#: Columns of a micrograph list that name files (rewritten by :meth:`MicrographTable.rebased`).
+PATH_COLUMNS = [c for c in STRING_COLUMNS if c != "rlnOpticsGroupName"] + [
+    "dracoRegions",
+    "dracoCoordinates",
+    "dracoMotion",
+    "dracoMotionFile",
+    "dracoSourceEven",
+    "dracoSourceOdd",
+]
+
+
+def project_path(path: str | Path) -> str:
+    """How every STAR file draco-em writes names a file (docs/conventions.md, "Paths in STAR
+    files"): relative to the current directory when the file lies under it, else absolute.
+
+    RELION runs every job from the project folder and resolves the names in its STAR files from
+    there; users run draco from that folder too. Symbolic links inside the project
+    (``Movies -> /data/...``) are kept as they are, as RELION keeps them.
+    """
+    absolute = Path(os.path.abspath(path))
+    cwd = Path.cwd()
+    for candidate in (absolute, absolute.resolve()):
+        if candidate.is_relative_to(cwd):
+            return candidate.relative_to(cwd).as_posix() or "."
+    return absolute.as_posix()
+
+
+def resolve_star_path(star: str | Path, value: str) -> Path:
+    """The file that ``value``, a name in the STAR file ``star``, refers to.
+
+    Relative names resolve against the STAR file's folder first, then the current directory
+    (the RELION project folder), then each folder above the STAR file's (the project folder of
+    a STAR inside it, read from elsewhere). Where none exists, the STAR-folder path is
+    returned, so errors name it.
+    """
+    candidate = Path(str(value))
+    if candidate.is_absolute():
+        return candidate
+    folder = Path(star).parent
+    beside = folder / candidate
+    if beside.exists():
+        return beside
+    if candidate.exists():
+        return candidate
+    for above in Path(os.path.abspath(folder)).parents:
+        if (above / candidate).exists():
+            return above / candidate
+    return beside
+
 
 # RELION writes this line before the first block; RELION 3.1+ uses it to expect optics blocks.
 STAR_HEADER = "\n# version 30001\n"
@@ -150,17 +201,27 @@ class MicrographTable:
     def resolve(self, value: str) -> Path:
         """Path of a file named in the table.
 
-        Relative paths resolve against the STAR file's folder first, then the current
-        directory (RELION writes paths relative to the project folder, where users run from).
-        Where neither exists, the STAR-folder path is returned, so errors name it.
+        See :func:`resolve_star_path`: the STAR's folder, the current directory (the RELION
+        project folder), then the folders above the STAR's.
         """
-        candidate = Path(str(value))
-        if candidate.is_absolute():
-            return candidate
-        beside = Path(self.path).parent / candidate
-        if beside.exists() or not candidate.exists():
-            return beside
-        return candidate
+        return resolve_star_path(self.path, value)
+
+    def rebased(self) -> MicrographTable:
+        """A copy whose file names (:data:`PATH_COLUMNS`) follow :func:`project_path`.
+
+        What a command writes into its own folder must resolve there: names relative to the
+        input STAR's folder would not (the curate -> pick chain of issue 16). Empty names stay
+        empty.
+        """
+        rows = self.micrographs.copy()
+        for column in PATH_COLUMNS:
+            if column in rows.columns:
+                rows[column] = [
+                    project_path(self.resolve(str(v))) if str(v) not in ("", "nan") else str(v)
+                    for v in rows[column]
+                ]
+        optics = None if self.optics is None else self.optics.copy()
+        return dataclasses.replace(self, optics=optics, micrographs=rows)
 
     def pixel_size(self, row_index: int) -> float | None:
         """Pixel size (Å/px) of the micrograph at *position* ``row_index`` (``iloc``), or None.

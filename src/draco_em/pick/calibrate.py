@@ -90,7 +90,7 @@ def _calibrate(
     source = resolve_picker(cfg.model).resolve()
     out = (cfg.outdir / RUN_FILE).resolve()
     if out == source:
-        raise DracoInputError("--outdir would overwrite the input picker: choose a new folder")
+        raise DracoInputError("-o/--out would overwrite the input picker: choose a new folder")
     chosen, summary, picker, info = choose(cfg, diameters, progress)
     stored = shift_threshold(chosen, cfg.logit_shift) if cfg.logit_shift else chosen
     log.info("threshold chosen %.3f, stored %.3f (logit shift %g): %s", chosen, stored,

@@ -27,9 +27,11 @@ from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.imaging.fourier import fourier_resize
-from draco_em.io.atomic import write_text_atomic
+from draco_em.io.atomic import atomic_path, write_text_atomic
 from draco_em.io.batch import (
     FailureLog,
+    InputItem,
+    InputSet,
     check_picture_pixel_size,
     check_settings,
     expand_inputs,
@@ -47,6 +49,7 @@ from draco_em.io.coords import (
 from draco_em.io.images import is_raster
 from draco_em.io.mrc import read_image, read_micrograph, read_mrc
 from draco_em.io.pixel_size import require_pixel_size
+from draco_em.io.star import project_path
 from draco_em.pick.config import PickPredictConfig
 from draco_em.pick.model_io import load_picker
 from draco_em.pick.predict import ExcludeFn, Picker, split_excluded
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
     pass
 
 SCORE_FLOOR = 0.05  # candidates kept for the histogram; outputs use the threshold
+SCORES_FOLDER = "scores"  # <stem>.npy: each micrograph's candidate scores (float32)
 EXCLUDED_FILE = "excluded_picks.txt"
 
 #: (micrograph [ny, nx], pixel size Å, stem) → bool mask [ny, nx], True = do not pick.
@@ -137,6 +141,7 @@ def pick_one(
     kept = cands[cands["score"] >= picker.threshold].reset_index(drop=True)
     kept["micrograph_ny"], kept["micrograph_nx"] = image.shape
     kept["pixel_size"] = px
+    kept.attrs["pixel_size"] = px  # also when nothing was picked (the preview's filter)
     return cands, kept, image, int((dropped["score"] >= picker.threshold).sum())
 
 
@@ -150,6 +155,23 @@ def _record_excluded(out: Path, path, n: int) -> None:
     write_text_atomic(file, "".join(f"{k}\t{v}\n" for k, v in counts.items()))
 
 
+def micrograph_name(inputs: InputSet, item: InputItem) -> str:
+    """The micrograph's name in ``coordinate_files.star``: as the input micrographs STAR spells
+    it (RELION 4/5 matches the names exactly), else :func:`project_path` of the file."""
+    if inputs.table is not None and item.star_row is not None:
+        return str(inputs.table.micrographs["rlnMicrographName"].iloc[item.star_row])
+    return project_path(item.path)
+
+
+def _resumed_scores(path: Path, kept: pd.DataFrame) -> np.ndarray:
+    """Candidate scores of a micrograph picked by an earlier run (``scores/<stem>.npy``); a
+    folder from before they were kept gives the picks' own scores (those above the threshold)."""
+    try:
+        return np.asarray(np.load(path, allow_pickle=False), np.float32)
+    except (OSError, ValueError):
+        return pd.to_numeric(kept["score"], errors="coerce").dropna().to_numpy(np.float32)
+
+
 def _resumed(star, path, pixel_size: float | None) -> pd.DataFrame:
     """Picks of a finished micrograph, with the size and pixel size its outputs need."""
     kept = read_coords(star)
@@ -159,9 +181,9 @@ def _resumed(star, path, pixel_size: float | None) -> pd.DataFrame:
     else:
         mrc = read_mrc(path, pixel_size=pixel_size, mmap=True)
         shape, px = mrc.data.shape[-2:], mrc.pixel_size
-    kept["micrograph_path"] = str(path)
     kept["micrograph_ny"], kept["micrograph_nx"] = shape
     kept["pixel_size"] = pixel_size or px
+    kept.attrs["pixel_size"] = pixel_size or px
     return kept
 
 
@@ -189,23 +211,30 @@ def predict_all(
     for item in tqdm(items, desc="pick", unit="mic", disable=not progress):
         stem = item.path.stem
         star = out / "coordinates" / coord_star_name(stem)
+        name = micrograph_name(inputs, item)
+        scores = out / SCORES_FOLDER / f"{stem}.npy"
         try:
             if star.is_file() and not cfg.overwrite:  # resume: finished earlier
                 kept = _resumed(star, item.path, cfg.pixel_size)
+                all_scores.append(_resumed_scores(scores, kept))
                 preview = out / "previews" / f"{stem}.png"
                 if cfg.previews and not preview.is_file():  # killed between STAR and PNG
                     _save_preview(preview, read_micrograph(item.path, cfg.pixel_size)[0], kept,
                                   picker)  # fmt: skip
             else:
                 cands, kept, image, dropped = pick_one(picker, cfg, item.path, stem, exclude)
-                all_scores.append(cands["score"].to_numpy())
+                all_scores.append(cands["score"].to_numpy(np.float32))
+                if cfg.previews:  # the histogram of a resumed run reads them back
+                    with atomic_path(scores) as tmp, open(tmp, "wb") as fh:
+                        np.save(fh, all_scores[-1])
                 write_relion_coords(star, kept, inputs=[item.path])
                 if exclude is not None:
                     _record_excluded(out, item.path, dropped)
                     n_excluded += dropped
                 if cfg.previews:
                     _save_preview(out / "previews" / f"{stem}.png", image, kept, picker)
-            index[str(item.path)] = star.relative_to(out)
+            kept["micrograph_path"] = name
+            index[name] = project_path(star)
             all_kept.append(kept)
         except (DracoInputError, OSError, ValueError) as exc:
             failures.record(item.path, str(exc))
@@ -233,8 +262,9 @@ def _settings(cfg: PickPredictConfig) -> dict:
 
 def _save_preview(path: Path, image: np.ndarray, kept: pd.DataFrame, picker: Picker) -> None:
     """The overlay PNG of one micrograph: its picks as circles of the particle's radius."""
-    radius = picker.diameter / 2 / float(kept["pixel_size"].iloc[0]) if len(kept) else 1
-    save_overlay(path, image, kept, radius)
+    px = kept.attrs.get("pixel_size")
+    radius = picker.diameter / 2 / float(px) if px else 1
+    save_overlay(path, image, kept, radius, pixel_size=px, threshold=picker.threshold)
 
 
 def _write_collective(cfg, picker: Picker, index: dict, kept: list, scores: list) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -130,8 +130,14 @@ def _optimizer(detector: ParticleDetector, cfg: PickTrainConfig, whole: bool):
 
 
 def fit(detector: ParticleDetector, train: list[Example], cfg: PickTrainConfig, whole: bool,
-        prior: float, device: torch.device = torch.device("cpu")) -> list[float]:  # fmt: skip
-    """The training loop on ``device`` (where ``detector`` is); the mean loss of each epoch."""
+        prior: float, device: torch.device = torch.device("cpu"), progress: bool = False,
+        validate: Callable[[], float] | None = None) -> list[float]:  # fmt: skip
+    """The training loop on ``device`` (where ``detector`` is); the mean loss of each epoch.
+
+    Each epoch ends with one line (run.log, and the terminal under the progress bar when
+    ``progress``): ``epoch k/N loss L``, plus the validation best F1 from ``validate`` (called
+    with the detector in eval mode) when given.
+    """
     rng = np.random.default_rng(cfg.seed)
     opt = _optimizer(detector, cfg, whole)
     steps = max(1, cfg.crops_per_epoch // cfg.batch_size)
@@ -139,8 +145,10 @@ def fit(detector: ParticleDetector, train: list[Example], cfg: PickTrainConfig, 
     base = [g["lr"] for g in opt.param_groups]
     sigma = detector.config.diameter_px * detector.config.sigma_fraction
     detector.train()
+    bar = tqdm(total=total, unit="step", disable=not progress, leave=False)
     for epoch in range(cfg.epochs):
         running = []
+        bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
         for step in range(steps):
             k = epoch * steps + step  # cosine decay after a short warm-up
             scale = (
@@ -157,8 +165,18 @@ def fit(detector: ParticleDetector, train: list[Example], cfg: PickTrainConfig, 
             loss.backward()
             opt.step()
             running.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{running[-1]:.4f}")
         losses.append(float(np.mean(running)))
-        log.info("epoch %d/%d loss %.4f", epoch + 1, cfg.epochs, losses[-1])
+        line = f"epoch {epoch + 1}/{cfg.epochs} loss {losses[-1]:.4f}"
+        if validate is not None:
+            detector.eval()
+            line += f" val best F1 {validate():.3f}"
+            detector.train()
+        log.info(line)
+        if progress:
+            bar.write(line)
+    bar.close()
     return losses
 
 
@@ -187,6 +205,8 @@ def choose_threshold(
     F1 is within :data:`F1_TOLERANCE` of the best.
     """
     tp, s, n_true = validation_matches(picker, examples, progress)
+    # precision/recall/f1 count every peak ≥ THRESHOLD_RANGE[0] (no cut-off); "at_threshold"
+    # holds them at the stored cut-off (run.log labels each: issue 16).
     result = summarize(tp, s, n_true)
     if not len(s) or not n_true:
         return 0.5, result
@@ -194,13 +214,31 @@ def choose_threshold(
     cum = np.cumsum(tp[order])
     f1 = 2 * cum / (np.arange(1, len(s) + 1) + n_true)  # F1 = 2·TP / (picks + true)
     near = s[order][f1 >= f1.max() - F1_TOLERANCE]
-    return float(np.clip(0.5 * (near.min() + near.max()), *THRESHOLD_RANGE)), result
+    threshold = float(np.clip(0.5 * (near.min() + near.max()), *THRESHOLD_RANGE))
+    at = summarize(tp[s >= threshold], s[s >= threshold], n_true)
+    result["at_threshold"] = {k: at[k] for k in ("precision", "recall", "f1", "n_pred", "n_tp")}
+    return threshold, result
+
+
+def threshold_line(threshold: float, result: dict) -> str:
+    """The run.log line of the chosen threshold, each F1 labelled with the cut-off it is at."""
+    at = result.get("at_threshold")
+    if at is None:
+        return f"stored threshold {threshold:.3f} (no validation picks: the default)"
+    return (
+        f"stored threshold {threshold:.3f} (middle of the cut-offs within {F1_TOLERANCE} F1 of "
+        f"the best): validation F1 {at['f1']:.3f} at it (precision {at['precision']:.3f}, "
+        f"recall {at['recall']:.3f}); best F1 {result['best_f1']:.4f} at "
+        f"{result['best_threshold']:.3f}; AP {result['ap']:.3f}; "
+        f"F1 {result['f1']:.3f} over every peak ≥ {THRESHOLD_RANGE[0]} (no cut-off)"
+    )
 
 
 def train_picker(
     cfg: PickTrainConfig,
     diameters: dict[str, float] | None = None,
     detector_config: DetectorConfig | None = None,
+    progress: bool = False,
 ) -> Path:
     """Run :class:`PickTrainConfig` and return the picker file written in ``cfg.outdir``.
 
@@ -209,6 +247,7 @@ def train_picker(
         diameters: Å per micrograph stem, overriding ``cfg.diameter`` for training images.
         detector_config: architecture of a new detector (default :class:`DetectorConfig`);
             ignored when ``cfg.weights`` is a picker.
+        progress: a progress bar and one line per epoch on the terminal.
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -233,11 +272,18 @@ def train_picker(
         prior = class_prior(max(expected, 1.0), sum(e.image.size for e in train))
         log.info("%d train / %d val micrographs, %d labelled particles, prior %.4g",
                  len(train), len(val), n_labelled, prior)  # fmt: skip
-        losses = fit(detector.to(device), train, cfg, whole, prior, device)
-        detector.eval()
         picker = Picker(detector, cfg.diameter, device=device)
+
+        def validate() -> float:
+            return summarize(*validation_matches(picker, val))["best_f1"]
+
+        losses = fit(detector.to(device), train, cfg, whole, prior, device, progress,
+                     validate if val else None)  # fmt: skip
+        detector.eval()
         threshold, val_result = choose_threshold(picker, val)
-        log.info("threshold %.3f: validation %s", threshold, val_result)
+        log.info(threshold_line(threshold, val_result))
+        if progress:
+            tqdm.write(threshold_line(threshold, val_result))
         meta = {"train_seconds": round(time.time() - t0, 1), "n_labelled": n_labelled,
                 "losses": losses, "validation": val_result, "weights": cfg.weights}  # fmt: skip
         out = save_picker(cfg.outdir / RUN_FILE, detector, cfg.diameter, threshold, meta)

@@ -104,7 +104,14 @@ def _micrograph_item(
 def _items_from_star(path: Path) -> list[PrepareItem]:
     """Items from a RELION movies STAR or micrographs STAR (paths resolved as RELION does)."""
     blocks = read_star(path)
-    movies = [t for n, t in blocks.items() if n != "optics" and "rlnMicrographMovieName" in t]
+    # A column of empty movie names (draco simulate --no-movies) is not a movies STAR.
+    movies = [
+        t
+        for n, t in blocks.items()
+        if n != "optics"
+        and "rlnMicrographMovieName" in t
+        and any(_named(v) for v in t["rlnMicrographMovieName"])
+    ]
     mics = [t for n, t in blocks.items() if n != "optics" and "rlnMicrographName" in t]
     if not movies and not mics:
         raise DracoInputError("no rlnMicrographMovieName or rlnMicrographName column", path)

@@ -8,6 +8,7 @@ sum is dose-weighted.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -135,7 +136,7 @@ def prepare_movie(
     stats = motion.motion_stats(movie_shifts, loaded.movie_pixel_size)
     n = len(shifts)
     row.update(
-        rlnMicrographMovieName=str(item.movie),
+        rlnMicrographMovieName=os.path.abspath(str(item.movie)),  # written as draco names files
         dracoFrames=n,
         dracoTotalShift=stats.total_shift,
         rlnAccumMotionTotal=stats.total_shift,  # RELION's name: curate reads it
@@ -182,7 +183,8 @@ def prepare_micrographs(
     row = write_triplet(item, cfg, images["full"], halves, out_px)
     row.update(_original_pixel_size=px, _notes=[])
     if item.kind == "pair":
-        row["dracoSourceEven"], row["dracoSourceOdd"] = str(item.even), str(item.odd)
+        row["dracoSourceEven"] = os.path.abspath(str(item.even))
+        row["dracoSourceOdd"] = os.path.abspath(str(item.odd))
     return row
 
 

@@ -6,6 +6,6 @@
 
 from draco_em.train.checkpoint import export_run
 from draco_em.train.config import PretrainConfig
-from draco_em.train.pretrain import run_pretrain
+from draco_em.train.pretrain import epoch_line, run_pretrain
 
-__all__ = ["PretrainConfig", "export_run", "run_pretrain"]
+__all__ = ["PretrainConfig", "epoch_line", "export_run", "run_pretrain"]

@@ -66,6 +66,7 @@ def train_one_epoch(
     amp_dtype: torch.dtype | None = None,
     on_step: Callable[[TrainState, dict[str, float]], bool] | None = None,
     progress: bool = True,
+    epochs: int | None = None,
 ) -> bool:
     """Train until the loader is exhausted; returns True if ``on_step`` asked to stop early.
 
@@ -80,7 +81,8 @@ def train_one_epoch(
     )
     bar = tqdm(
         total=len(loader) // accum,
-        desc=f"epoch {state.epoch}",
+        # 1-based and "of N", as the summary line after it (issue 16).
+        desc=f"epoch {state.epoch + 1}" + (f"/{epochs}" if epochs else ""),
         leave=False,
         disable=not (progress and ctx.is_main),
         dynamic_ncols=True,

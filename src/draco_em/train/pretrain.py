@@ -174,7 +174,12 @@ def _train(config: PretrainConfig, ctx: DistContext, on_step: Callable | None) -
         save_checkpoint(checkpoint_path(run_dir, which), ctx, stage_model, opt.optimizer,
                         opt.scheduler, opt.scaler, info, prefix="model.")  # fmt: skip
 
+    epoch_losses: list[float] = []  # this epoch's step losses, for its summary line
+    started = time.perf_counter()
+    first_epoch = state.epoch
+
     def after_step(st: TrainState, stats: dict) -> bool:
+        epoch_losses.append(float(stats["loss"]))
         if ctx.is_main and st.global_step % config.log_every_steps == 0:
             _log_metrics(run_dir, {"kind": "train", "epoch": st.epoch, "step": st.global_step,
                                    **stats})  # fmt: skip
@@ -195,13 +200,17 @@ def _train(config: PretrainConfig, ctx: DistContext, on_step: Callable | None) -
             t0 = time.perf_counter()
             if train_one_epoch(train_model, data.loader, opt.optimizer, opt.scheduler, opt.scaler,
                                ctx, state, accum=config.accum, clip_grad=config.clip_grad,
-                               on_step=after_step, progress=config.progress, **common):  # fmt: skip
+                               on_step=after_step, progress=config.progress,
+                               epochs=config.epochs, **common):  # fmt: skip
                 log.info("stopped at step %d (max_steps): continue with --resume latest",
                          state.global_step)  # fmt: skip
                 break
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
             metrics = {"epoch": state.epoch, "step": state.global_step,
                        "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
+            # The line's training loss (not in metrics: a resumed epoch has only its own steps).
+            loss = sum(epoch_losses) / len(epoch_losses) if epoch_losses else None
+            epoch_losses.clear()
             if data.val_loader is not None:
                 metrics |= evaluate(stage_model, data.val_loader, ctx, **common)
             metrics |= evaluate_micrographs(stage_model, data.val_records, extra["pixel_size"],
@@ -210,7 +219,9 @@ def _train(config: PretrainConfig, ctx: DistContext, on_step: Callable | None) -
             save("latest", metrics)
             if ctx.is_main:
                 _log_metrics(run_dir, {"kind": "val", **metrics})
-                log.info("epoch %d: %s", state.epoch, json.dumps(metrics))
+                per_epoch = (time.perf_counter() - started) / max(1, state.epoch - first_epoch)
+                eta = per_epoch * (config.epochs - state.epoch)
+                log.info(epoch_line(metrics, config.epochs, eta, loss))  # jsonl: every digit
                 if improved:
                     _copy_atomic(
                         checkpoint_path(run_dir, "latest"), checkpoint_path(run_dir, "best")
@@ -223,6 +234,38 @@ def _train(config: PretrainConfig, ctx: DistContext, on_step: Callable | None) -
                         state.global_step, checkpoint_path(run_dir, "latest"), run_dir)  # fmt: skip
         raise
     return {"metrics": metrics, "state": state, "run_dir": run_dir, "best": best, "model": model}
+
+
+def epoch_line(
+    metrics: dict[str, float], epochs: int, eta_s: float | None = None, loss: float | None = None
+) -> str:
+    """One readable line per epoch: ``epoch k/N`` (1-based, as the bar), the mean training
+    ``loss``, the validation PSNR with the raw input's beside it, and the time left (issue 16).
+    """
+    parts = [f"epoch {int(metrics['epoch'])}/{epochs}"]
+    if loss is not None:
+        parts.append(f"loss {loss:.4f}")
+    if "val_loss" in metrics:
+        parts.append(f"val loss {metrics['val_loss']:.4f}")
+    for key, label in (("val_psnr", "val PSNR"), ("val_psnr_mic", "val PSNR whole micrographs")):
+        if key in metrics:
+            raw = metrics.get(key + "_raw")
+            parts.append(f"{label} {metrics[key]:.2f} dB" + (f" (raw {raw:.2f} dB)" if raw else ""))
+    if "seconds" in metrics:
+        parts.append(f"{metrics['seconds']:.0f} s")
+    if eta_s is not None:
+        parts.append(f"ETA {format_duration(eta_s)}" if eta_s > 0 else "done")
+    return ", ".join(parts)
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``2 h 07 min``."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def _data(config: PretrainConfig, ctx: DistContext) -> _Data:

@@ -1,0 +1,67 @@
+"""One spelling per option in every command (issue 16); old spellings still work, with a note."""
+
+from __future__ import annotations
+
+import pytest
+
+from draco_em.cli._app import OLD_SPELLINGS, normalise_argv
+from tests.cli.test_help_examples import LEAVES
+from tests.conftest import draco_in_process
+
+
+def _names(path) -> dict[str, list[str]]:
+    return {p.name: [*p.opts, *p.secondary_opts] for p in LEAVES[path].params}
+
+
+@pytest.mark.parametrize("path", sorted(LEAVES), ids=" ".join)
+def test_one_spelling_per_option(path) -> None:
+    names = _names(path)
+    spelled = {o for opts in names.values() for o in opts}
+    assert not spelled & set(OLD_SPELLINGS), spelled & set(OLD_SPELLINGS)
+    for opts in names.values():
+        if "-o" in opts:
+            assert opts == ["-o", "--out"] or opts == ["--out", "-o"], opts
+        if "-j" in opts or "--workers" in opts:
+            assert sorted(opts) == ["--workers", "-j"], opts
+        if "--diameter" in opts:  # in Å everywhere
+            help_text = next(p.help for p in LEAVES[path].params if "--diameter" in p.opts)
+            assert "Å" in help_text, (path, help_text)
+    # --model: the trained model a command applies; the denoiser too (was --weights).
+    if path in {("denoise",), ("demo",)}:
+        assert "--model" in spelled and "--weights" not in spelled
+
+
+def test_every_command_with_an_output_takes_dash_o() -> None:
+    without = [p for p in LEAVES if not any("-o" in o for o in _names(p).values())]
+    assert sorted(without) == [("evaluate", "curate"), ("evaluate", "denoise"),
+                               ("evaluate", "pick"), ("info",)]  # fmt: skip
+
+
+def test_old_spellings_are_mapped_with_a_note() -> None:
+    argv, notes = normalise_argv(["denoise", "in/", "--outdir=o", "--weights", "w", "--jobs", "2"])
+    assert argv == ["denoise", "in/", "--out=o", "--model", "w", "--workers", "2"]
+    assert len(notes) == 3 and "--outdir is now --out" in notes[0]
+    # --weights keeps its meaning where it is the starting point (curate, pick train).
+    argv, notes = normalise_argv(["pick", "train", "--weights", "bundled", "--", "--outdir"])
+    assert argv == ["pick", "train", "--weights", "bundled", "--", "--outdir"] and not notes
+
+
+def test_simulate_takes_dash_o_and_the_old_positional(tmp_path, capsys) -> None:
+    args = ["--n-micrographs", "1", "--size", "64", "--pixel-size", "4", "--no-movies",
+            "--preset", "classic", "-q"]  # fmt: skip
+    code, _, err = draco_in_process(capsys, "simulate", "-o", tmp_path / "a", *args)
+    assert code == 0 and (tmp_path / "a" / "micrographs.star").is_file(), err
+    code, _, err = draco_in_process(capsys, "simulate", tmp_path / "b", *args)
+    assert code == 0 and "-o/--out" in err and (tmp_path / "b" / "micrographs.star").is_file()
+    code, _, err = draco_in_process(capsys, "simulate", tmp_path / "c", "-o", tmp_path / "d")
+    assert code == 2 and "two output folders" in err
+    code, _, err = draco_in_process(capsys, "simulate", *args)
+    assert code == 2 and "-o/--out" in err
+
+
+def test_old_outdir_spelling_still_runs(tmp_path, capsys) -> None:
+    code, _, err = draco_in_process(capsys, "simulate", "--outdir", tmp_path / "s", "--jobs", "1",
+                                    "--n-micrographs", "1", "--size", "64", "--pixel-size", "4",
+                                    "--no-movies", "--preset", "classic", "-q")  # fmt: skip
+    assert code == 0 and "--outdir is now --out" in err and "--jobs is now --workers" in err
+    assert (tmp_path / "s" / "micrographs.star").is_file()
