@@ -79,14 +79,17 @@ def train_one_epoch(
     autocast = (
         torch.autocast(ctx.device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
     )
+    # The bar counts micro-batches, not optimiser steps: with gradient accumulation a step can
+    # take minutes on a CPU, and a bar at 0 all that time looks hung (issue 16).
     bar = tqdm(
-        total=len(loader) // accum,
+        total=len(loader),
         # 1-based and "of N", as the summary line after it (issue 16).
         desc=f"epoch {state.epoch + 1}" + (f"/{epochs}" if epochs else ""),
         leave=False,
         disable=not (progress and ctx.is_main),
         dynamic_ncols=True,
     )
+    bar.set_postfix_str("reading the first batch")
     running = 0.0
     for micro, batch in enumerate(loader):
         batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
@@ -103,6 +106,7 @@ def train_one_epoch(
             raise FloatingPointError(f"loss is {loss.item()} at step {state.global_step}")
         scaler.scale(loss / accum).backward()
         running += loss.item() / accum
+        bar.update(1)
         if not last:
             continue
         scaler.unscale_(optimizer)
@@ -122,7 +126,6 @@ def train_one_epoch(
         state.global_step += 1
         stats = {"loss": all_reduce_mean(running, ctx), "lr": lr, "grad_norm": float(grad_norm)}
         running = 0.0
-        bar.update(1)
         bar.set_postfix(loss=f"{stats['loss']:.4f}", lr=f"{lr:.2e}")
         if on_step is not None and on_step(state, stats):
             bar.close()
