@@ -163,6 +163,40 @@ def test_noise_filter_keeps_the_expectation(projectors_2a):
     assert np.array_equal(mic.full, mic.even + mic.odd)
 
 
+def test_small_contaminants_are_thinner_only_in_the_realistic_preset():
+    """The thickness scale applies to the small contaminants of good micrographs, never to the
+    contamination class's (``big``); 1 reproduces classic's draws exactly."""
+    from draco_em.simulate import sample
+
+    def extra(scale: float, big: bool) -> np.ndarray:
+        rng = np.random.default_rng(3)
+        return sample.contamination(rng, (96, 96), 2.0, 2, 1, big=big, thickness_scale=scale)[0]
+
+    np.testing.assert_allclose(extra(0.1, False), 0.1 * extra(1.0, False), rtol=1e-5, atol=1e-3)
+    assert extra(1.0, False).max() > 0
+    assert np.array_equal(extra(0.1, True), extra(1.0, True))
+
+
+def test_realistic_contaminants_are_grey_not_black(projectors_2a):
+    """Calibrated on real micrographs (docs/simulator.md): with the preset's scales the darkest
+    contaminant pixels of the same micrograph lie far less deep below the background than with
+    classic's thickness and Bragg loss (scales 1)."""
+    depth = {}
+    for scale in (1.0, 0.1):
+        cfg = _flat(
+            "realistic",
+            contamination_probability=1.0,
+            contaminant_thickness_scale=scale,
+            bragg_loss_scale=scale,
+            inverted_fraction=0.0,
+            dose_range=(40.0, 40.0),
+        ).model_copy(update={"size": 384})
+        img = simulate_micrograph(cfg, 1, projectors_2a).clean.astype(np.float64)
+        depth[scale] = (np.median(img) - img.min()) / np.median(img)
+    assert depth[1.0] > 0.1  # classic's contaminants: > 10 % of the beam lost
+    assert depth[0.1] < 0.5 * depth[1.0]
+
+
 def test_inverted_polarity_mirrors_the_clean_image(projectors_2a):
     cfg_n = _flat("realistic", inverted_fraction=0.0)
     cfg_i = _flat("realistic", inverted_fraction=1.0)

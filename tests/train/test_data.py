@@ -62,6 +62,33 @@ def test_mae_manifest_of_png_micrographs(tmp_path: Path) -> None:
     assert item["full"].shape == (1, 32, 32) and float(item["full"].std()) > 0.5
 
 
+def test_crops_stay_inside_a_padded_border(tmp_path: Path) -> None:
+    """A rendering with constant/striped padding (as the EMPIAR-10017 JPEGs) gives the same crops
+    as its interior alone: the MAE stage never learns to draw the padding."""
+    from PIL import Image
+
+    from draco_em.io.star import read_micrographs_star, write_micrographs_star
+
+    manifest = write_dataset(tmp_path, n=2, pairs=False, clean=False)
+    table = read_micrographs_star(manifest)
+    rng = np.random.default_rng(0)
+    inner = np.clip(rng.normal(128, 30, (160, 160)), 0, 255).astype(np.uint8)
+    padded = np.zeros((200, 210), np.uint8)  # 15/25 rows and 20/30 columns of padding
+    padded[15:175, 20:180] = inner
+    padded[:15] = 7  # a constant strip of another grey
+    Image.fromarray(padded).save(tmp_path / "mic_0.png")
+    Image.fromarray(inner).save(tmp_path / "mic_1.png")
+    table.micrographs["rlnMicrographName"] = ["mic_0.png", "mic_1.png"]
+    write_micrographs_star(manifest, table)
+    records = load_manifest(manifest, stage="mae")
+    assert records[0].shape == (200, 210)
+    padded_ds, inner_ds = (
+        CropDataset([r], 32, 40, angstrom=(60.0, 200.0), pairs=False, seed=1) for r in records
+    )
+    for k in range(40):  # crop k of the padded image and of its interior alone
+        np.testing.assert_array_equal(padded_ds[k]["full"].numpy(), inner_ds[k]["full"].numpy())
+
+
 def test_missing_file_is_a_user_error(tmp_path: Path) -> None:
     manifest = write_dataset(tmp_path, n=2)
     (tmp_path / "mic_1_even.mrc").unlink()

@@ -98,6 +98,11 @@ def _specimen(rng, cfg, plan, canvas, margin, projectors, draw=None):
         film = sigma * CARBON_POTENTIAL_V * tc
         phase += carbon * (film + sample.structural_noise(rng, canvas, px, sigma, "carbon", tc))
         attenuation += carbon * tc / sample.CARBON_MFP
+    # Realistic preset: small contaminants thinner and crystals' Bragg loss weaker than
+    # classic's, calibrated on real micrographs (RealismConfig, docs/simulator.md); 1 = classic.
+    thin, bragg = 1.0, 1.0
+    if draw is not None and cfg.realism is not None:
+        thin, bragg = cfg.realism.contaminant_thickness_scale, cfg.realism.bragg_loss_scale
     extra, crystal = sample.contamination(
         rng,
         canvas,
@@ -107,13 +112,14 @@ def _specimen(rng, cfg, plan, canvas, margin, projectors, draw=None):
         big=plan.big_contamination,
         crystal_radius=plan.crystal_radius,
         blob_radius=plan.blob_radius,
+        thickness_scale=thin,
     )
     if plan.n_debris:
         more, more_crystal = sample.debris(rng, canvas, px, plan.n_debris)
         extra, crystal = extra + more, np.maximum(crystal, more_crystal)
     phase += sigma * WATER_POTENTIAL_V * extra
     # Crystalline contaminants also lose intensity to Bragg reflections outside the aperture.
-    attenuation += extra / cfg.inelastic_mfp + crystal * rng.uniform(0.1, 0.5)
+    attenuation += extra / cfg.inelastic_mfp + crystal * (rng.uniform(0.1, 0.5) * bragg)
     if plan.crystalline:
         p, a = bad.crystalline_ice(rng, canvas, px, plan.ice_mean)
         phase, attenuation = phase + p, attenuation + a
@@ -141,7 +147,7 @@ def _specimen(rng, cfg, plan, canvas, margin, projectors, draw=None):
         protein, ice_balls, ice_crystal = junk.render_junk(rng, canvas, px, sigma, junk_table)
         particle_phase = particle_phase + protein
         phase += sigma * WATER_POTENTIAL_V * ice_balls
-        attenuation += ice_balls / cfg.inelastic_mfp + ice_crystal * rng.uniform(0.1, 0.5)
+        attenuation += ice_balls / cfg.inelastic_mfp + ice_crystal * (rng.uniform(0.1, 0.5) * bragg)
     phase_t = torch.from_numpy(phase + particle_phase)
     particle_t = torch.from_numpy(particle_phase)
     attenuation_t = torch.from_numpy(attenuation) + optics.absorption(

@@ -100,6 +100,20 @@ class RealismConfig(BaseModel):
     contamination_probability: float = Field(
         0.5, ge=0, le=1, description="P(a few small contaminants) per image."
     )
+    contaminant_thickness_scale: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="Thickness of the small contaminants (frost crystals, ethane/ice domes; not "
+        "the contamination class) × this, against classic's 100–800 and 1000–5000 Å.",
+    )
+    bragg_loss_scale: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Bragg (diffraction-contrast) loss of small crystals and crystalline ice "
+        "balls × this, against classic's exp(-U(0.1, 0.5)).",
+    )
     inverted_fraction: float = Field(
         0.2, ge=0, le=1, description="Share stored with inverted contrast (protein white)."
     )

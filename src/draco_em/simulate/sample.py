@@ -165,30 +165,34 @@ def contamination(
     big: bool = False,
     crystal_radius: tuple[float, float] = (50.0, 150.0),
     blob_radius: tuple[float, float] = (150.0, 300.0),
+    thickness_scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Extra ice on the specimen, in Å [H, W], and its crystalline part (0..1) [H, W].
 
     Ice crystals: sharp-edged polygons (radius in ``crystal_radius``, Å), 100–800 Å thick, or
     300–2000 Å for the contamination class (frost from the transfer); ethane blobs: smooth
-    domes (radius in ``blob_radius``), up to 5000 Å thick.
+    domes (radius in ``blob_radius``), up to 5000 Å thick. ``thickness_scale`` multiplies the
+    drawn thickness of the small contaminants (not the contamination class's, ``big``): the
+    realistic preset's calibration to real micrographs (``docs/simulator.md``); 1 = classic.
     """
     thickness = np.zeros(shape, np.float32)
     crystal = np.zeros(shape, np.float32)
     # Outside the contamination class no contaminant is wider than ~6 % of the field
     # (≤ ~1 % of its area), whatever the pixel size.
     cap = np.inf if big else 0.06 * min(shape)
+    scale = 1.0 if big else thickness_scale
     for _ in range(n_crystals):
         centre = rng.uniform(0, 1, 2) * np.array(shape)
         radius = min(rng.uniform(*crystal_radius) / pixel_size, cap)
         mask = _polygon_mask(shape, centre, radius, int(rng.integers(5, 9)), rng)
-        thickness += mask * (rng.uniform(300, 2000) if big else rng.uniform(100, 800))
+        thickness += mask * (rng.uniform(300, 2000) if big else rng.uniform(100, 800) * scale)
         crystal = np.maximum(crystal, mask)
     for _ in range(n_blobs):
         centre = rng.uniform(0, 1, 2) * np.array(shape)
         radius = min(rng.uniform(*blob_radius) / pixel_size, cap)
         if (dome := _dome(shape, centre, radius)) is not None:
             window, profile = dome
-            thickness[window] += profile * rng.uniform(1000, 5000)
+            thickness[window] += profile * (rng.uniform(1000, 5000) * scale)
     return thickness, crystal
 
 

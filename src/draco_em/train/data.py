@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
 from draco_em.errors import DracoInputError
-from draco_em.imaging.normalize import clip_stats
+from draco_em.imaging.normalize import clip_stats, padded_border
 from draco_em.io import manifest
 from draco_em.io.images import is_raster
 from draco_em.io.mrc import read_image, read_mrc
@@ -261,6 +261,19 @@ class CropDataset(Dataset):
         self.area, self.angstrom, self.seed, self.salt = area, angstrom, seed, salt
         self.pairs, self.with_clean = pairs, with_clean
         self._stats: dict[Path, tuple[float, float]] = {}  # per worker; filled once per image
+        self._borders: dict[Path, tuple[int, int, int, int]] = {}  # likewise
+
+    def interior(self, record: MicrographRecord, image: np.ndarray) -> tuple[slice, slice]:
+        """The image without its padded border (``padded_border``, found once per image).
+
+        Renderings such as the EMPIAR-10017 JPEGs carry 50–95 px of constant or striped
+        padding; a crop there would teach the masked reconstruction to draw stripes. An
+        ordinary micrograph has none, and its crops are unchanged.
+        """
+        if record.full not in self._borders:
+            self._borders[record.full] = padded_border(image)
+        top, bottom, left, right = self._borders[record.full]
+        return slice(top, image.shape[0] - bottom), slice(left, image.shape[1] - right)
 
     def __len__(self) -> int:
         return len(self.records) * self.k
@@ -297,6 +310,8 @@ class CropDataset(Dataset):
         epoch, index = divmod(ticket, len(self))
         record = self.records[index // self.k]
         full = _pixels(record.full)
+        inner = self.interior(record, full)
+        full = full[inner]  # a view: crops are drawn inside the padded border
         y0, x0, side, flips = self.geometry(index, full.shape, epoch)
         crop = lambda img, stats: _crop_resize(img, y0, x0, side, self.crop_size, flips, stats)  # noqa: E731
         item = {"full": crop(full, self.stats(record, "full", full))}
@@ -304,15 +319,16 @@ class CropDataset(Dataset):
             for name in ("odd", "even"):
                 path = getattr(record, name)
                 image = _pixels(path)
-                if image.shape != full.shape:
+                if image.shape != record.shape:
                     raise DracoInputError(
-                        f"{name} sum shape {image.shape} != full sum {full.shape}", path
+                        f"{name} sum shape {image.shape} != full sum {record.shape}", path
                     )
+                image = image[inner]
                 item[name] = crop(image, self.stats(record, name, image))
         if self.with_clean:
             item["has_clean"] = torch.tensor(record.clean is not None)
             item["clean"] = (
-                crop(_pixels(record.clean), (0.0, 1.0))
+                crop(_pixels(record.clean)[inner], (0.0, 1.0))
                 if record.clean is not None
                 else torch.zeros_like(item["full"])
             )
