@@ -35,7 +35,7 @@ blr 0.004 (lr 5e-4, v1's fine-tune), 0.3-epoch warm-up, cosine decay, ``--epochs
 
 Usage:
     OMP_NUM_THREADS=2 python recipes/realistic_denoiser.py --workdir /tmp/realistic_dn \\
-        [--epochs 8] [--install]
+        [--epochs 4] [--install]
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def merge(out: Path, train: list[Path], val: list[Path]) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--jobs", type=int, default=2, help="draco simulate -j")
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers")
     parser.add_argument("--install", action="store_true", help="copy into src/draco_em/weights")
