@@ -9,7 +9,7 @@ and after (the 2 cores are shared).
 
 Usage:
     OMP_NUM_THREADS=2 python benchmarks/denoise_speed.py IMAGE.mrc --pixel-size 1.77 \\
-        [--weights bundled] [--tile 256 --overlap 32 --batch-size 8] [--command]
+        [--weights bundled] [--tile 256 --overlap 32 --batch-size 8] [--no-bf16] [--command]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from draco_em.infer.denoise import Denoiser
 from draco_em.io.mrc import read_image, write_mrc
 from draco_em.model.encoder import DENOISE, working_image
 from draco_em.model.weights import BUNDLED_DENOISER, load_model, resolve_weights
+from draco_em.runtime import cpu_has_bf16
 
 
 def main() -> None:
@@ -43,6 +44,12 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--overlap", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="default: as draco denoise (on for bf16-capable CPUs)",
+    )
     ap.add_argument("--command", action="store_true", help="also time the whole CLI command")
     args = ap.parse_args()
     t: dict[str, float] = {}
@@ -52,7 +59,8 @@ def main() -> None:
     model, _, meta = load_model(resolve_weights(args.weights, BUNDLED_DENOISER))
     model.eval()
     t["load_model"] = time.perf_counter() - t0
-    den = Denoiser(model, meta["pixel_size"], args.tile, args.overlap, args.batch_size)
+    bf16 = cpu_has_bf16() if args.bf16 is None else args.bf16
+    den = Denoiser(model, meta["pixel_size"], args.tile, args.overlap, args.batch_size, bf16=bf16)
 
     t0 = time.perf_counter()
     image = np.asarray(read_image(args.image, args.pixel_size)[0], dtype=np.float32)
@@ -95,7 +103,7 @@ def main() -> None:
         info = {
             "image": list(image.shape), "working": list(work.image.shape),
             "tiles": len(grid), "tile": den.tile, "overlap": grid.overlap,
-            "batch_size": den.batch_size, "threads": torch.get_num_threads(),
+            "batch_size": den.batch_size, "threads": torch.get_num_threads(), "bf16": bf16,
             "seconds": {k: round(v, 2) for k, v in t.items()},
             "load_1min_before": load0, "load_1min_after": os.getloadavg()[0],
         }  # fmt: skip
@@ -103,7 +111,7 @@ def main() -> None:
             cmd = [sys.executable, "-m", "draco_em", "denoise", str(args.image), "-o", tmp + "/c",
                    "--pixel-size", str(args.pixel_size), "--weights", args.weights, "-q",
                    "--workers", "0", "--tile", str(args.tile), "--batch-size",
-                   str(args.batch_size)]  # fmt: skip
+                   str(args.batch_size), "--bf16" if bf16 else "--no-bf16"]  # fmt: skip
             if args.overlap is not None:
                 cmd += ["--overlap", str(args.overlap)]
             load1 = os.getloadavg()[0]
