@@ -29,13 +29,15 @@ cryoJAX sets; docs/benchmarks.md reports those numbers, they never choose anythi
   is no more than 0.3 dB below v1's. Otherwise the trade is written down and v1 stays.
 
 Training: initial weights = the bundled v1 denoiser (its pixel refiner kept), crops of
-224–288 Å resized to 128 px (the v1 working pixel size, 1.75–2.25 Å), flips, batch 32,
-blr 0.004 (lr 5e-4, v1's fine-tune), 0.3-epoch warm-up, cosine decay, ``--epochs`` epochs of
-32 crops per micrograph.
+224–288 Å resized to 128 px (the v1 working pixel size, 1.75–2.25 Å), flips, blr 0.004
+(lr = blr × batch / 256; v1's fine-tune), 0.3-epoch warm-up, cosine decay. Budget (shared
+2-core machine, 2026-12-04, load 14–16 from other jobs: 0.8 crops/s): ``--epochs 2``,
+``--crops 20`` per micrograph, ``--batch-size 16`` (160 steps, 2,560 crops). A first start with
+4 × 32 crops at batch 32 was stopped after 10 steps: it would have needed ~3 hours.
 
 Usage:
     OMP_NUM_THREADS=2 python recipes/realistic_denoiser.py --workdir /tmp/realistic_dn \\
-        [--epochs 4] [--install]
+        [--epochs 2 --crops 20 --batch-size 16] [--install]
 """
 
 from __future__ import annotations
@@ -105,9 +107,12 @@ def merge(out: Path, train: list[Path], val: list[Path]) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--crops", type=int, default=20, help="crops per micrograph per epoch")
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--jobs", type=int, default=2, help="draco simulate -j")
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers")
+    parser.add_argument("--run-name", default="run", help="run folder inside --workdir")
     parser.add_argument("--install", action="store_true", help="copy into src/draco_em/weights")
     args = parser.parse_args()
     work = args.workdir
@@ -121,11 +126,12 @@ def main() -> None:
     from draco_em.train.config import PretrainConfig
     from draco_em.train.pretrain import run_pretrain
 
-    run = work / "run"
+    run = work / args.run_name
     run_pretrain(PretrainConfig(
         data=manifest, out_dir=run, stage="denoise", init_weights=resolve_weights(
             "bundled", BUNDLED_DENOISER), crop_size=128, crop_angstrom=(224.0, 288.0),
-        crops_per_micrograph=32, batch_size=32, blr=0.004, epochs=args.epochs,
+        crops_per_micrograph=args.crops, batch_size=args.batch_size, blr=0.004,
+        epochs=args.epochs,
         warmup_epochs=0.3, workers=args.workers, val_fraction=n_val / n,
         val_micrographs=n_val, save_every_steps=50, progress=False,
         resume="latest" if (run / "config.yaml").exists() else None,
