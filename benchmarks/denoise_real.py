@@ -159,6 +159,7 @@ def figure(
     box: tuple[int, int, int],
     pixel_size: float,
     extra: tuple[tuple[str, str], ...] = (),
+    extra_before_bundled: bool = False,
 ) -> None:
     """Raw / low-pass / Topaz / draco (+ ``extra`` (title, prediction folder) panels) on a real
     crop, each panel with its own 1–99 % window."""
@@ -170,9 +171,10 @@ def figure(
     x0, y0, size = box
     stem = sorted(raw.glob("*.mrc"))[0].name
     panels = [("raw", raw / stem), ("low-pass 20 Å", pred / "lowpass_20A" / stem),
-              ("Topaz-Denoise unet", pred / "topaz_unet" / stem),
-              ("draco (bundled)", pred / "draco" / stem)]  # fmt: skip
-    panels += [(title, pred / folder / stem) for title, folder in extra]
+              ("Topaz-Denoise unet", pred / "topaz_unet" / stem)]  # fmt: skip
+    bundled = [("draco (bundled)", pred / "draco" / stem)]
+    others = [(title, pred / folder / stem) for title, folder in extra]
+    panels += others + bundled if extra_before_bundled else bundled + others
     panels = [(n, p) for n, p in panels if p.exists()]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 3.3))
     for ax, (name, path) in zip(axes, panels, strict=True):
@@ -184,6 +186,19 @@ def figure(
     fig.tight_layout()
     fig.savefig(out, dpi=60)
     plt.close(fig)
+
+
+def crop_correlations(raw: Path, pred: Path, box: tuple[int, int, int]) -> dict[str, float]:
+    """Pearson correlation of each method's output with the raw image on one crop: how much of
+    the raw image (noise included) a method keeps (1 = nothing removed)."""
+    x0, y0, size = box
+    stem = sorted(raw.glob("*.mrc"))[0].name
+    ref = read_image(raw / stem)[0][y0 : y0 + size, x0 : x0 + size].ravel()
+    out = {}
+    for folder in sorted(p for p in pred.iterdir() if (p / stem).exists()):
+        im = read_image(folder / stem)[0][y0 : y0 + size, x0 : x0 + size].ravel()
+        out[folder.name] = round(float(np.corrcoef(ref, im)[0, 1]), 3)
+    return out
 
 
 def speed(work: Path, weights: str = "bundled") -> dict:
@@ -324,7 +339,8 @@ def mce(work: Path, args: argparse.Namespace, info: dict) -> None:
         print(f"== {name}\n{format_table(res)}")
     # A crop clear of the ice blob, with autopicks (lower left of the micrograph).
     extra = tuple((f"draco {name}", name) for name in EXTRA_DRACO)
-    figure(raw, pred, args.figure, (80, 560, 320), MCE_PIXEL, extra)
+    figure(raw, pred, args.figure, (80, 560, 320), MCE_PIXEL, extra, extra_before_bundled=True)
+    info["mce_crop_corr_with_raw"] = crop_correlations(raw, pred, (80, 560, 320))
 
 
 def empiar_and_speed(work: Path, args: argparse.Namespace, info: dict) -> None:
