@@ -26,7 +26,7 @@ micrographs".
 
 Usage:
     OMP_NUM_THREADS=2 python benchmarks/denoise_real.py --work /tmp/denoise_real \
-        --topaz-venv /work/venvs/topaz [--empiar 3] [--speed]
+        --topaz-venv /work/venvs/topaz [--empiar 3] [--speed] [--draco v2=WEIGHTS]
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ def run(cmd: list[str], **kw) -> float:
 def draco(files: list[Path], out: Path, pixel_size: float, weights: str = "bundled") -> float:
     cmd = [sys.executable, "-m", "draco_em", "denoise", *map(str, files), "-o", str(out),
            "--model", weights, "--pixel-size", str(pixel_size), "--no-skip-existing",
-           "--no-progress", "--workers", "0"]  # fmt: skip
+           "--no-progress", "--workers", "0", "--no-bf16"]  # fmt: skip
+    # float32, as every earlier row of these tables (bf16 changes PSNR by 0.002 dB; --speed
+    # times draco denoise's default).
     return run(cmd)
 
 
@@ -120,14 +122,19 @@ def prepare_empiar(work: Path, n: int, crop: int = 1024) -> tuple[Path, Path]:
     return raw, coords
 
 
+#: Extra ``draco denoise`` weights to score beside the bundled ones ({folder: weights}; --draco).
+EXTRA_DRACO: dict[str, str] = {}
+
+
 def denoise_all(raw: Path, pred: Path, pixel_size: float, venv: Path | None) -> dict:
     files = sorted(raw.glob("*.mrc"))
     images = {p.stem: read_image(p, pixel_size)[0] for p in files}
     classical(images, pred, pixel_size)
     seconds: dict = {}
     # Denoised outputs already there are reused (a re-run only re-scores); delete to re-time.
-    if not all((pred / "draco" / p.name).exists() for p in files):
-        seconds["draco"] = draco(files, pred / "draco", pixel_size)
+    for name, weights in {"draco": "bundled", **EXTRA_DRACO}.items():
+        if not all((pred / name / p.name).exists() for p in files):
+            seconds[name] = draco(files, pred / name, pixel_size, weights)
     if venv and not all((pred / "topaz_unet" / p.name).exists() for p in files):
         seconds["topaz_unet"] = topaz(venv, files, pred / "topaz_unet")
     return seconds
@@ -152,9 +159,10 @@ def figure(
     box: tuple[int, int, int],
     pixel_size: float,
     extra: tuple[tuple[str, str], ...] = (),
+    extra_before_bundled: bool = False,
 ) -> None:
-    """Raw / low-pass / Topaz / draco (+ ``extra`` (title, prediction folder) panels) on a crop."""
-    """raw / low-pass / Topaz / draco on one real crop, each with its own 1–99 % window."""
+    """Raw / low-pass / Topaz / draco (+ ``extra`` (title, prediction folder) panels) on a real
+    crop, each panel with its own 1–99 % window."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -163,9 +171,10 @@ def figure(
     x0, y0, size = box
     stem = sorted(raw.glob("*.mrc"))[0].name
     panels = [("raw", raw / stem), ("low-pass 20 Å", pred / "lowpass_20A" / stem),
-              ("Topaz-Denoise unet", pred / "topaz_unet" / stem),
-              ("draco (bundled)", pred / "draco" / stem)]  # fmt: skip
-    panels += [(title, pred / folder / stem) for title, folder in extra]
+              ("Topaz-Denoise unet", pred / "topaz_unet" / stem)]  # fmt: skip
+    bundled = [("draco (bundled)", pred / "draco" / stem)]
+    others = [(title, pred / folder / stem) for title, folder in extra]
+    panels += others + bundled if extra_before_bundled else bundled + others
     panels = [(n, p) for n, p in panels if p.exists()]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 3.3))
     for ax, (name, path) in zip(axes, panels, strict=True):
@@ -179,6 +188,19 @@ def figure(
     plt.close(fig)
 
 
+def crop_correlations(raw: Path, pred: Path, box: tuple[int, int, int]) -> dict[str, float]:
+    """Pearson correlation of each method's output with the raw image on one crop: how much of
+    the raw image (noise included) a method keeps (1 = nothing removed)."""
+    x0, y0, size = box
+    stem = sorted(raw.glob("*.mrc"))[0].name
+    ref = read_image(raw / stem)[0][y0 : y0 + size, x0 : x0 + size].ravel()
+    out = {}
+    for folder in sorted(p for p in pred.iterdir() if (p / stem).exists()):
+        im = read_image(folder / stem)[0][y0 : y0 + size, x0 : x0 + size].ravel()
+        out[folder.name] = round(float(np.corrcoef(ref, im)[0, 1]), 3)
+    return out
+
+
 def speed(work: Path, weights: str = "bundled") -> dict:
     """Seconds and peak RSS of `draco denoise` on one real 4096² micrograph (EMPIAR JPEG → MRC)."""
     src = sorted((EMPIAR / "micrographs").glob("*.jpg"))[0]
@@ -187,7 +209,10 @@ def speed(work: Path, weights: str = "bundled") -> dict:
     write_mrc(mrc, read_image(src, EMPIAR_PIXEL)[0], EMPIAR_PIXEL)
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
-    draco([mrc], work / "speed_out", EMPIAR_PIXEL, weights)
+    cmd = [sys.executable, "-m", "draco_em", "denoise", str(mrc), "-o", str(work / "speed_out"),
+           "--model", weights, "--pixel-size", str(EMPIAR_PIXEL), "--no-skip-existing",
+           "--no-progress", "--workers", "0"]  # fmt: skip
+    run(cmd)
     seconds = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
     shape = list(read_image(mrc)[0].shape)
@@ -277,8 +302,13 @@ def main() -> None:
     parser.add_argument("--no-mce", action="store_true", help="Skip the mce set.")
     parser.add_argument("--speed", action="store_true", help="Time draco on a 4096² micrograph.")
     parser.add_argument("--figure", type=Path, default=REPO / "docs" / "img" / "denoise_real.png")
+    parser.add_argument(
+        "--draco", action="append", default=[],
+        help="NAME=WEIGHTS: also denoise with these weights into pred/NAME (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args()
     work = args.work
+    EXTRA_DRACO.update(dict(spec.split("=", 1) for spec in args.draco))
 
     out_json = work / "denoise_real.json"
     info = json.loads(out_json.read_text()) if out_json.exists() else {}
@@ -308,7 +338,9 @@ def mce(work: Path, args: argparse.Namespace, info: dict) -> None:
         info[name]["raw"] = next(iter(res.values()))["raw"]["mean"]
         print(f"== {name}\n{format_table(res)}")
     # A crop clear of the ice blob, with autopicks (lower left of the micrograph).
-    figure(raw, pred, args.figure, (80, 560, 320), MCE_PIXEL)
+    extra = tuple((f"draco {name}", name) for name in EXTRA_DRACO)
+    figure(raw, pred, args.figure, (80, 560, 320), MCE_PIXEL, extra, extra_before_bundled=True)
+    info["mce_crop_corr_with_raw"] = crop_correlations(raw, pred, (80, 560, 320))
 
 
 def empiar_and_speed(work: Path, args: argparse.Namespace, info: dict) -> None:

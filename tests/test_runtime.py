@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from draco_em.errors import DracoInputError
-from draco_em.runtime import _first_slurm_host, launch_env, resolve_device
+from draco_em.runtime import _first_slurm_host, cpu_has_bf16, launch_env, resolve_device
 
 
 def test_launch_env() -> None:
@@ -34,3 +34,12 @@ def test_device() -> None:
         assert resolve_device("auto").type == "cpu"
     with pytest.raises(DracoInputError, match="not a device"):
         resolve_device("gpu0")
+
+
+def test_cpu_has_bf16_reads_the_cpu_flags(tmp_path):
+    for flags, expected in (("fpu avx512f avx512_bf16 sse", True), ("fpu amx_bf16", True),
+                            ("fpu avx2 avx512f", False)):  # fmt: skip
+        info = tmp_path / f"cpuinfo_{expected}_{len(flags)}"
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        assert cpu_has_bf16(str(info)) is expected
+    assert cpu_has_bf16(str(tmp_path / "absent")) is False

@@ -168,3 +168,29 @@ def test_tiff_stack_is_denoised_section_by_section(tmp_path, weights, rng):
     tifffile.imwrite(single, vol[1])
     run_denoise(cfg.model_copy(update={"inputs": [str(single)]}))
     np.testing.assert_allclose(out.data[1], read_mrc(tmp_path / "out" / "one.mrc").data, atol=1e-4)
+
+
+def test_bf16_on_cpu_converts_the_model_and_stays_close_to_float32(rng):
+    model, _ = _tiny_model()
+    image = rng.normal(5.0, 2.0, size=(128, 128)).astype(np.float32)
+    ref, _ = Denoiser(model, None, tile=64).denoise_image(image, None)
+    den = Denoiser(_tiny_model()[0], None, tile=64, bf16=True)
+    out, _ = den.denoise_image(image, None)
+    assert next(den.model.parameters()).dtype == torch.bfloat16
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    assert not np.array_equal(out, ref)  # really ran in bf16
+    # bf16 keeps 8 bits of mantissa: the outputs differ by ~1 % of their spread, not more.
+    assert np.std(out - ref) < 0.03 * np.std(ref)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_defaults_to_the_cpus_native_support(tmp_path, weights, rng, monkeypatch, native):
+    import draco_em.infer.run_denoise as rd
+
+    monkeypatch.setattr(rd, "cpu_has_bf16", lambda: native)
+    cfg = DenoiseConfig(inputs=[str(tmp_path)], outdir=tmp_path / "o", weights=str(weights))
+    assert rd._load(cfg, torch.device("cpu"))._dtype == (
+        torch.bfloat16 if native else torch.float32
+    )
+    forced = cfg.model_copy(update={"bf16": False})
+    assert rd._load(forced, torch.device("cpu"))._dtype == torch.float32

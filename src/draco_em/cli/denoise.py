@@ -35,6 +35,10 @@ def denoise(
     overlap: Annotated[int | None, typer.Option(help="Tile overlap in px (tile/8).")] = None,
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 8,
     shifts: Annotated[int, typer.Option(help="Patch-grid offsets averaged: 1, 2 or 4.")] = 1,
+    bf16: Annotated[
+        bool | None,
+        typer.Option("--bf16/--no-bf16", help="Run the model in bf16 (default: on CUDA only)."),
+    ] = None,
     keep_binned: Annotated[bool, typer.Option(help="Write at the working pixel size.")] = False,
     float16: Annotated[
         bool,
@@ -62,7 +66,7 @@ def denoise(
 
     cfg = DenoiseConfig(
         inputs=inputs, outdir=outdir, weights=weights, device=device, tile=tile,
-        overlap=overlap, batch_size=batch_size, shifts=shifts, keep_binned=keep_binned,
+        overlap=overlap, batch_size=batch_size, shifts=shifts, bf16=bf16, keep_binned=keep_binned,
         float16=float16, png=png, skip_existing=skip_existing, workers=workers,
         pixel_size=pixel_size, progress=progress and not quiet, overwrite=overwrite,
     )  # fmt: skip

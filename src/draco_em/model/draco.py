@@ -496,11 +496,14 @@ class DracoMAE(nn.Module):
 
     def _predict_all(self, image: torch.Tensor) -> torch.Tensor:
         """Mask ratio 0: every patch encoded, decoded and unpatchified (then refined, if the model
-        has a refiner). [B, C, H, W] → [B, C, H, W] float32."""
+        has a refiner). [B, C, H, W] → [B, C, H, W] in the input's dtype (float32 from float32)."""
         h, w = image.shape[-2:]
         grid_hw = (h // self.patch_size, w // self.patch_size)
         latents = self.encode(self.embed_tokens(image))
-        pred = self.unpatchify(self.decode(self.decoder_embed(latents), grid_hw).float(), h, w)
+        # In the input's dtype: float32 under autocast (training, CUDA inference), bf16 for a
+        # model converted to bf16 on a CPU (infer/denoise.py: oneDNN's bf16 kernels).
+        dtype = image.dtype
+        pred = self.unpatchify(self.decode(self.decoder_embed(latents), grid_hw).to(dtype), h, w)
         if self.refiner is not None:
-            pred = self.refiner(pred, image).float()
+            pred = self.refiner(pred, image).to(dtype)
         return pred

@@ -1,0 +1,102 @@
+"""Denoisers on a second simulator's sets with truth (cryoJAX, benchmarks/indep_sim; issue 20).
+
+For one set in ``draco simulate``'s layout (``micrographs/``, ``clean/``, ``coordinates/``):
+raw, 20 Å low-pass, the oracle Gaussian and oracle radial Wiener filter (both fitted with the
+clean image: bounds, not methods), Topaz-Denoise's pretrained ``unet`` (its own venv) and any
+number of ``draco denoise`` weights, all scored by ``draco evaluate denoise`` exactly as
+``benchmarks/denoise.py --set`` does (PSNR/SSIM after scale/offset matching, FRC, Eq. 11 with
+disks of 0.24 × diameter), plus the **correlation SNR** 10·log10(ρ² / (1 − ρ²)) of the
+prediction with the clean image (ρ: Pearson correlation over the whole micrograph; invariant to
+scale and offset, so it needs no matching). Outputs already in WORK/pred are reused.
+
+Usage:
+    OMP_NUM_THREADS=2 python benchmarks/denoise_indep.py --set /work/indep_sets/ribo70s_2A \\
+        --work /tmp/cj_ribo --diameter 250 --topaz-venv /work/venvs/topaz \\
+        --draco draco=bundled --draco draco_v2=/path/v2.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import denoise as bench
+
+from draco_em.evaluate.denoise import EvaluateDenoiseConfig, evaluate_denoise
+from draco_em.io.mrc import read_image
+
+
+def corr_snr_db(pred: np.ndarray, clean: np.ndarray) -> float:
+    """10·log10(ρ²/(1 − ρ²)): the SNR of a prediction that is ρ-correlated with the truth."""
+    rho = float(
+        np.corrcoef(pred.astype(np.float64).ravel(), clean.astype(np.float64).ravel())[0, 1]
+    )
+    return 10.0 * np.log10(rho * rho / max(1.0 - rho * rho, 1e-12))
+
+
+def score(sim: Path, pred: Path, diameter: float, pixel_size: float) -> dict:
+    radius = 60.0 * diameter / 250.0  # benchmarks/denoise.py's proportions
+    out = {}
+    for folder in sorted(p for p in pred.iterdir() if p.is_dir()):
+        cfg = EvaluateDenoiseConfig(
+            pred=folder, clean=sim / "clean", coords=sim / "coordinates",
+            radius=radius / pixel_size, exclusion=(diameter / 2 + radius) / pixel_size,
+        )  # fmt: skip
+        mean = evaluate_denoise(cfg)["mean"]
+        corr = [
+            corr_snr_db(read_image(p)[0], read_image(sim / "clean" / p.name)[0])
+            for p in sorted(folder.glob("*.mrc"))
+        ]
+        out[folder.name] = {**mean, "corr_snr_db": float(np.mean(corr))}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", type=Path, required=True)
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--diameter", type=float, required=True, help="particle diameter (Å)")
+    parser.add_argument("--topaz-venv", type=Path, default=None)
+    parser.add_argument("--topaz-threads", type=int, default=2)
+    parser.add_argument("--draco", action="append", default=[], help="NAME=WEIGHTS (repeatable)")
+    args = parser.parse_args()
+    sim, pred = args.set, args.work / "pred"
+    files = bench.raw_images(sim)
+    bench.PIXEL_SIZE = pixel_size = read_image(files[0])[1]
+    info: dict = {"seconds": {}}
+    if not (pred / "oracle_wiener").exists():
+        info |= bench.classical(sim, pred)
+    for spec in args.draco:
+        name, weights = spec.split("=", 1)
+        if not all((pred / name / p.name).exists() for p in files):
+            # float32, as the earlier rows (bf16, the CPU default now, moves PSNR 0.002 dB)
+            cmd = [sys.executable, "-m", "draco_em", "denoise", *map(str, files), "-o",
+                   str(pred / name), "--model", weights, "--no-skip-existing", "-q",
+                   "--workers", "0", "--no-bf16"]  # fmt: skip
+            info["seconds"][name] = bench.run(cmd)
+    if args.topaz_venv and not all((pred / "topaz_unet" / p.name).exists() for p in files):
+        os.environ["OMP_NUM_THREADS"] = str(args.topaz_threads)
+        (pred / "topaz_unet").mkdir(parents=True, exist_ok=True)
+        cmd = [str(args.topaz_venv / "bin" / "topaz"), "denoise", "-m", "unet", "-d", "-1",
+               "-o", str(pred / "topaz_unet"), *map(str, files)]  # fmt: skip
+        info["seconds"]["topaz_unet"] = bench.run(cmd, env=dict(os.environ))
+    scores = score(sim, pred, args.diameter, pixel_size)
+    cols = ("psnr_db", "ssim", "frc_mean", "snr_db", "corr_snr_db")
+    print(f"{'method':<20}" + "".join(f"{c:>13}" for c in cols))
+    for name, s in scores.items():
+        print(f"{name:<20}" + "".join(f"{s.get(c, float('nan')):>13.3f}" for c in cols))
+    old = args.work / "results.json"
+    prev = json.loads(old.read_text()).get("seconds", {}) if old.exists() else {}
+    info["seconds"] = prev | info["seconds"]
+    old.write_text(json.dumps({"scores": scores, **info}, indent=2))
+    print(json.dumps(info))
+
+
+if __name__ == "__main__":
+    main()
