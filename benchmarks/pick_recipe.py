@@ -76,6 +76,12 @@ Candidates (``--init bundled``: continue from the old picker, all 4 encoder bloc
     OMP_NUM_THREADS=1 python benchmarks/pick_recipe.py --data /tmp/h18/data --sets $S \
         --val-sets $V --junk --init bundled --epochs E --crops-per-epoch 128 --out RUN
     OMP_NUM_THREADS=1 python benchmarks/pick_recipe.py --data /tmp/h18/data --score RUN bundled
+
+Tried (docs/benchmarks.md, "Issue 18, session 2"): ``A_init40`` (all 12 realistic sets, 40
+epochs from the bundled picker); ``B_mix15`` (from ``A_init40``, 15 epochs, seed 1, on the 2 and
+4 Å/px realistic sets and their renderings plus the classic junk sets ``phan_junk_2..5`` and
+``apo_junk_1`` of ``pick_data.py``, linked into ``--data``); ``C_mix20`` (from ``B_mix15``, 20
+epochs, seed 2, the 2 Å/px realistic sets and renderings plus the same classic junk sets).
 """
 
 from __future__ import annotations
