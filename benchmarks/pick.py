@@ -43,7 +43,7 @@ HELD_OUT = DATA / "ribo_101"
 FINETUNE = DATA / "ribo_200"
 DIAMETER = 260.0  # Å: the simulator's ribosome radius is 140 Å including a margin
 PIXEL = 2.0  # Å/px of the simulated micrographs
-TOPAZ = Path("/work/topaz-venv/bin/topaz")
+TOPAZ = Path("/work/venvs/topaz/bin/topaz")  # its own venv (torch 2.14.1+cpu)
 
 
 def mics(folder: Path) -> list[Path]:
@@ -201,9 +201,10 @@ def main() -> None:
                     "of the held-out set (default: the ribosome)")  # fmt: skip
     ap.add_argument("--pixel-size", type=float, default=PIXEL,
                     help="Å/px of the held-out micrographs (default: 2.0)")  # fmt: skip
+    ap.add_argument("--topaz", type=Path, default=TOPAZ, help="the topaz executable")
     args = ap.parse_args()
     globals().update(HELD_OUT=args.held_out, FINETUNE=args.finetune_set, DIAMETER=args.diameter,
-                     PIXEL=args.pixel_size)  # fmt: skip
+                     PIXEL=args.pixel_size, TOPAZ=args.topaz)  # fmt: skip
     results = {}
     methods = args.methods.split(",") if args.methods else []
     if "draco" in methods:

@@ -21,7 +21,9 @@ Methods (``--methods``, comma-separated):
   unpadded area (seed 0): the chance level at this particle density;
 * ``fewshot``: 200 expert picks on 3 micrographs (the first three by name, picks drawn with a
   fixed seed) → ``draco pick train --weights bundled`` and ``topaz train`` on the same picks,
-  scored on the other 8 micrographs.
+  scored on the other 8 micrographs; ``fewshot_draco``: the draco half only, from ``--model``
+  (the expected count — all expert picks of the 3 micrographs / 3, what a user estimates by
+  eye — is passed as ``--expected-particles`` unless ``--no-pu``).
 
     python benchmarks/pick_real.py --methods published,draco --out /tmp/pick_real
     python benchmarks/pick_real.py --methods topaz --topaz /work/venvs/topaz/bin/topaz
@@ -244,10 +246,16 @@ def fewshot_split(out: Path) -> tuple[list[Path], list[Path], Path, int]:
     return train, test, folder, expected
 
 
-def run_fewshot(out: Path, topaz: str | None, epochs: int, topaz_epochs: int) -> dict:
+def run_fewshot(
+    out: Path, topaz: str | None, epochs: int, topaz_epochs: int, pu: bool = True,
+    weights: str = "bundled", tag: str = "",
+) -> dict:  # fmt: skip
+    """``pu``: pass the expected count (``--expected-particles``): the PU prior of the loss and
+    the PU-corrected stored threshold (docs/picking.md); without it, the labelled count."""
     train, test, labels, expected = fewshot_split(out)
-    res: dict = {"train": [p.stem for p in train], "labels": N_FEWSHOT}
-    run = out / "fewshot_draco_run"
+    res: dict = {"train": [p.stem for p in train], "labels": N_FEWSHOT, "weights": weights,
+                 "expected_particles": expected if pu else None}  # fmt: skip
+    run = out / f"fewshot_draco_run{tag}"
     t0 = time.time()
     draco(
         "pick",
@@ -260,14 +268,15 @@ def run_fewshot(out: Path, topaz: str | None, epochs: int, topaz_epochs: int) ->
         "--pixel-size",
         str(PIXEL),
         "--weights",
-        "bundled",
+        weights,
         "--epochs",
         str(epochs),
         "-o",
         str(run),
+        *(["--expected-particles", str(expected)] if pu else []),
     )
     res["draco_train_seconds"] = round(time.time() - t0, 1)
-    res["draco"] = run_draco(out, str(run), test, tag="fewshot_draco_picks")
+    res["draco"] = run_draco(out, str(run), test, tag=f"fewshot_draco_picks{tag}")
     if topaz:
         res["topaz"] = run_topaz_train(out, topaz, train, test, labels, expected, topaz_epochs)
     return res
@@ -356,6 +365,12 @@ def main() -> None:
     ap.add_argument("--topaz-factors", default="3,4,5")
     ap.add_argument("--epochs", type=int, default=30, help="draco pick train epochs (few-shot)")
     ap.add_argument("--topaz-epochs", type=int, default=10, help="topaz train epochs")
+    ap.add_argument(
+        "--pu",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="few-shot: pass the expected particle count (PU prior and threshold)",
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results_file = args.out / "results.json"
@@ -376,6 +391,11 @@ def main() -> None:
     if "fewshot" in methods:
         topaz = args.topaz if Path(args.topaz).exists() else None
         results["fewshot"] = run_fewshot(args.out, topaz, args.epochs, args.topaz_epochs)
+    if "fewshot_draco" in methods:  # draco only; --no-pu: the labelled count, as before
+        tag = "_" + Path(args.model).name + ("" if args.pu else "_nopu")
+        results["fewshot_draco" + tag] = run_fewshot(
+            args.out, None, args.epochs, 0, args.pu, args.model, tag
+        )
     results_file.write_text(json.dumps(results, indent=2, default=float))
     print(json.dumps(results, indent=2, default=float))
 

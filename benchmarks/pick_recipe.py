@@ -41,25 +41,79 @@ picker (what ``--encoder bundled`` wrongly did before: docs/benchmarks.md, "Corr
 
 Other variants (seeds, background σ, epochs, more phantoms, ``--junk-weight``,
 ``--scale-jitter``) and how they scored: docs/benchmarks.md, Picking.
+
+Issue 18: retraining on the realistic preset, and the validation rule
+--------------------------------------------------------------------
+
+Data: ``benchmarks/pick_realistic.py`` (34-structure library, ribosomes refused by the library;
+randomised imaging, junk objects and contamination as junk masks; 2, 4 and 7 Å/px; each
+micrograph also as a pre-denoised 8-bit *rendering*). Five structures (every 7th by size: 1E6V,
+5FKW, 1IGT, 5VN3, 5T4O, 122–231 Å) are held out of training.
+
+**Validation rule (fixed and committed 2026-12-04 before any candidate of this retraining was
+scored on EMPIAR-10017, ``ribo_junk_101/102`` or the cryoJAX sets):**
+
+1. Validation sets: the micrographs whose species are all held-out structures
+   (``pick_realistic.py --role val``): raw ``{val2,val4,val7,train2,train4,train7}_val``
+   (22 micrographs) and their renderings ``*_r_val`` (22). No held-out structure is in any
+   training micrograph.
+2. Stored threshold: ``train_picker``'s rule (middle of the near-best-F1 plateau, matched
+   within d/2) on those 44 micrographs, given as ``--val-sets``; no logit shift (they are
+   already proteins the picker has not seen).
+3. Score of a candidate (``--score RUN ...``): F1 at its stored threshold, matched within
+   **d/4** (issue 18's radius), pooled over the 22 raw micrographs and, separately, over the 22
+   renderings; S = the mean of the two. The old bundled picker is scored the same way.
+4. The candidate with the highest S is chosen. It replaces the bundled picker only if its S
+   is higher than the old picker's **and** (a gate, checked once afterwards) it keeps F1 ≥ 0.90
+   at its stored threshold on ``ribo_junk_101`` and ``ribo_junk_102``. EMPIAR-10017 and the
+   cryoJAX sets are reported, never used to choose.
+
+Candidates (``--init bundled``: continue from the old picker, all 4 encoder blocks trained;
+``--encoder bundled``: new heads on the DRACO encoder)::
+
+    S="raw: train2 train4 train7 val2 val4 val7; renderings: the same with _r"
+    V="train2_val train4_val train7_val val2_val val4_val val7_val (+ _r_val of each)"
+    OMP_NUM_THREADS=1 python benchmarks/pick_recipe.py --data /tmp/h18/data --sets $S \
+        --val-sets $V --junk --init bundled --epochs E --crops-per-epoch 128 --out RUN
+    OMP_NUM_THREADS=1 python benchmarks/pick_recipe.py --data /tmp/h18/data --score RUN bundled
+
+Tried (docs/benchmarks.md, "Issue 18, session 2"): ``A_init40`` (all 12 realistic sets, 40
+epochs from the bundled picker); ``B_mix15`` (from ``A_init40``, 15 epochs, seed 1, on the 2 and
+4 Å/px realistic sets and their renderings plus the classic junk sets ``phan_junk_2..5`` and
+``apo_junk_1`` of ``pick_data.py``, linked into ``--data``); ``C_mix20`` (from ``B_mix15``, 20
+epochs, seed 2, the 2 Å/px realistic sets and renderings plus the same classic junk sets).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 from pathlib import Path
 
+import numpy as np
+
+from draco_em.evaluate.pick import match_picks, summarize
 from draco_em.io.coords import read_coords
 from draco_em.model.weights import resolve_weights
 from draco_em.pick.config import DetectorConfig, PickTrainConfig
-from draco_em.pick.train import train_picker
+from draco_em.pick.model_io import read_picker
+from draco_em.pick.nms import find_peaks
+from draco_em.pick.predict import Picker
+from draco_em.pick.train import load_labelled, train_picker
+
+VAL_RAW = ["train2_val", "train4_val", "train7_val", "val2_val", "val4_val", "val7_val"]
+VAL_RENDER = [f"{n.removesuffix('_val')}_r_val" for n in VAL_RAW]
 
 APOFERRITIN_DIAMETER = 125.0  # Å, outer diameter of the 24-mer shell
 
 
 def diameters(folder: Path) -> dict[str, float]:
-    """Particle diameter (Å) per micrograph stem, from the simulator's structure names."""
+    """Particle diameter (Å) per micrograph stem: ``diameters.json`` when the set has one
+    (``benchmarks/pick_realistic.py``), else from the simulator's structure names."""
+    if (folder / "diameters.json").is_file():
+        return {k: float(v) for k, v in json.loads((folder / "diameters.json").read_text()).items()}
     out = {}
     for f in sorted((folder / "coordinates").glob("*.star")):
         df = read_coords(f)
@@ -80,6 +134,34 @@ def gather(data: Path, names: list[str]) -> tuple[list[Path], list[Path], dict[s
         mics += [folder / "micrographs" / f"{stem}.mrc" for stem in sorted(d)]
         coords.append(folder / "coordinates")
     return mics, coords, diam
+
+
+def junk_folder(folder: Path) -> Path:
+    """``junk/`` (pick_realistic.py: contamination + junk objects + borders), else ``regions/``."""
+    return folder / "junk" if (folder / "junk").is_dir() else folder / "regions"
+
+
+def score_run(data: Path, model: str, groups: dict[str, list[str]]) -> dict:
+    """Rule step 3: pooled F1 at the stored threshold within d/4 per group, and their mean."""
+    detector, info = read_picker(model)
+    detector.eval()
+    picker = Picker(detector, float(info["diameter"]))
+    out: dict = {"threshold": float(info["threshold"])}
+    for group, names in groups.items():
+        mics, coords, diam = gather(data, names)
+        examples = load_labelled(mics, coords, detector.config, 200.0, diam)
+        tps, scores, n_true = [], [], 0
+        for ex in examples:
+            score, _ = picker.score_map(ex.image)
+            xy, sc = find_peaks(score, 0.5 * picker.diameter_px, out["threshold"])
+            tps.append(match_picks(xy, sc, ex.xy, 0.25 * picker.diameter_px))
+            scores.append(sc)
+            n_true += len(ex.xy)
+        res = summarize(np.concatenate(tps), np.concatenate(scores), n_true)
+        out[group] = {k: res[k] for k in ("precision", "recall", "f1", "n_pred", "n_true")}
+        out[group]["micrographs"] = len(examples)
+    out["S"] = float(np.mean([out[g]["f1"] for g in groups]))
+    return out
 
 
 def main() -> None:
@@ -121,8 +203,19 @@ def main() -> None:
         help="Sets used only to choose the stored threshold (unseen particles); "
         "default: 15 %% of the training micrographs.",
     )
+    ap.add_argument(
+        "--score",
+        nargs="+",
+        default=None,
+        help="Score these pickers by the validation rule (no training) and print JSON.",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
+    if args.score:
+        groups = {"raw": VAL_RAW, "render": VAL_RENDER}
+        for model in args.score:
+            print(model, json.dumps(score_run(args.data, model, groups)), flush=True)
+        return
     mics, coords, diam = gather(args.data, args.sets)
     val, val_coords, val_diam = gather(args.data, args.val_sets)
     coords += val_coords
@@ -139,7 +232,7 @@ def main() -> None:
         val_micrographs=val,
         finetune_blocks=4,
         scale_jitter=args.scale_jitter,
-        junk_masks=[args.data / n / "regions" for n in args.sets] if args.junk else [],
+        junk_masks=[junk_folder(args.data / n) for n in args.sets] if args.junk else [],
         junk_weight=args.junk_weight,
         seed=args.seed,
     )

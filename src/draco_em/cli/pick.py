@@ -117,7 +117,11 @@ def pick_train(
     epochs: Annotated[int, typer.Option(help="Epochs.")] = 30,
     crops_per_epoch: Annotated[int, typer.Option(help="Random crops per epoch.")] = 64,
     expected_particles: Annotated[
-        float | None, typer.Option(help="Expected particles per micrograph (PU prior).")
+        float | None,
+        typer.Option(
+            help="Expected particles per micrograph: the PU prior, and the stored threshold "
+            "by the PU-corrected F1 (incomplete labels)."
+        ),
     ] = None,
     pixel_size: Annotated[float | None, typer.Option(help="Input Å/px (default: header).")] = None,
     junk_masks: Annotated[
@@ -175,6 +179,10 @@ def pick_calibrate(
         float | None, typer.Option(help="Particle diameter in Å (default: the picker's).")
     ] = None,
     pixel_size: Annotated[float | None, typer.Option(help="Input Å/px (default: header).")] = None,
+    expected_particles: Annotated[
+        float | None,
+        typer.Option(help="Expected particles per micrograph (incomplete labels: PU F1)."),
+    ] = None,
     logit_shift: Annotated[
         float, typer.Option(help="Store sigmoid(logit(t) - shift): > 0 lowers the threshold.")
     ] = 0.0,
@@ -188,6 +196,7 @@ def pick_calibrate(
     cfg = PickCalibrateConfig(
         model=model, micrographs=micrographs, coords=coords, outdir=outdir, diameter=diameter,
         pixel_size=pixel_size, logit_shift=logit_shift, device=device,
+        expected_particles=expected_particles,
     )  # fmt: skip
     r = run_calibrate(cfg, progress=not quiet)
     v = r["validation"]

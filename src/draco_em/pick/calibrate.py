@@ -66,7 +66,7 @@ def choose(
     picker = Picker(detector.to(device), diameter, device=device)
     examples = load_labelled(cfg.micrographs, cfg.coords, detector.config, diameter, diameters,
                              cfg.pixel_size)  # fmt: skip
-    threshold, summary = choose_threshold(picker, examples, progress)
+    threshold, summary = choose_threshold(picker, examples, progress, cfg.expected_particles)
     summary["micrographs"] = len(examples)
     return threshold, summary, picker, info
 

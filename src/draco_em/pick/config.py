@@ -134,6 +134,12 @@ class PickCalibrateConfig(BaseModel):
     pixel_size: float | None = Field(
         None, gt=0, description="Input pixel size in Å (default: from the MRC header)."
     )
+    expected_particles: float | None = Field(
+        None,
+        gt=0,
+        description="Expected particles per micrograph: the labels are then taken as a share "
+        "of them (positive-unlabelled F1, docs/picking.md); default: complete labels.",
+    )
     logit_shift: float = Field(
         0.0,
         description="Store sigmoid(logit(t) − shift) instead of the chosen t: > 0 lowers it "

@@ -9,7 +9,8 @@ The run folder gets ``picker.safetensors`` (weights + diameter + default thresho
 ``config.yaml`` and ``run.log``. The default threshold is the one with the best F1 on the
 held-out micrographs (the training ones when there is only one), matched within half a
 diameter. With sparse labels that F1 undercounts precision (unlabelled particles count as false
-picks), so the stored threshold is then conservative; pass ``--threshold`` when predicting.
+picks) and its cut-off is too high; given ``--expected-particles`` (per micrograph) the F1 is
+the positive-unlabelled estimate instead (:func:`threshold_from_matches`).
 """
 
 from __future__ import annotations
@@ -195,14 +196,58 @@ def validation_matches(
     return np.concatenate(tps), np.concatenate(scores), n_true
 
 
+def labelled_fraction(n_labelled: int, n_micrographs: int, expected: float | None) -> float:
+    """Share c of the particles that carry a label: labelled / (expected per micrograph × the
+    micrographs), clipped to (0, 1]; 1 (complete labels) when the expected count is unknown."""
+    if not expected or n_micrographs == 0 or n_labelled == 0:
+        return 1.0
+    return float(min(1.0, n_labelled / (expected * n_micrographs)))
+
+
+def threshold_from_matches(
+    tp: np.ndarray, scores: np.ndarray, n_labelled: int, fraction: float = 1.0
+) -> float:
+    """The middle of the cut-offs whose F1 is within :data:`F1_TOLERANCE` of the best.
+
+    With incomplete labels (positive-unlabelled validation data) a pick that matches no label
+    may be an unlabelled particle, so the naive F1 = 2·TP / (picks + labelled) undercounts
+    precision and its best cut-off is too high (it keeps only the most confident picks). If the
+    labels are a random share ``fraction`` = c of the particles (Elkan & Noto 2008's
+    "selected completely at random"), the matched picks estimate c times the true positives, so
+    TP̂ = TP / c and the particle count N̂ = labelled / c, and the F1 estimate is
+    2·TP̂ / (picks + N̂) = 2·TP / (c · picks + labelled). Recall (TP / labelled) needs no
+    correction. ``fraction`` = 1 is the complete-label F1.
+
+    Args:
+        tp: [N] whether each peak matched a labelled particle.
+        scores: [N] the peaks' scores.
+        n_labelled: labelled particles on the validation micrographs.
+        fraction: c in (0, 1], e.g. :func:`labelled_fraction`.
+    """
+    if not len(scores) or not n_labelled:
+        return 0.5
+    order = np.argsort(-scores, kind="stable")
+    cum = np.cumsum(tp[order])
+    picks = np.arange(1, len(scores) + 1)
+    f1 = 2 * cum / (fraction * picks + n_labelled)
+    near = scores[order][f1 >= f1.max() - F1_TOLERANCE]
+    return float(np.clip(0.5 * (near.min() + near.max()), *THRESHOLD_RANGE))
+
+
 def choose_threshold(
-    picker: Picker, examples: list[Example], progress: bool = False
+    picker: Picker,
+    examples: list[Example],
+    progress: bool = False,
+    expected_particles: float | None = None,
 ) -> tuple[float, dict]:
     """A score cut-off with near-best F1 on ``examples`` (matched within d/2 working px).
 
     Validation sets are small (often one micrograph), so the single best cut-off is noisy and
     tends to sit at the edge of a plateau. We take the middle of the range of cut-offs whose
-    F1 is within :data:`F1_TOLERANCE` of the best.
+    F1 is within :data:`F1_TOLERANCE` of the best. With ``expected_particles`` (per
+    micrograph) the F1 is the positive-unlabelled estimate of :func:`threshold_from_matches`,
+    with the labelled fraction c = labelled / (expected × micrographs); the summary then also
+    gives ``labelled_fraction``.
     """
     tp, s, n_true = validation_matches(picker, examples, progress)
     # precision/recall/f1 count every peak ≥ THRESHOLD_RANGE[0] (no cut-off); "at_threshold"
@@ -210,11 +255,10 @@ def choose_threshold(
     result = summarize(tp, s, n_true)
     if not len(s) or not n_true:
         return 0.5, result
-    order = np.argsort(-s, kind="stable")
-    cum = np.cumsum(tp[order])
-    f1 = 2 * cum / (np.arange(1, len(s) + 1) + n_true)  # F1 = 2·TP / (picks + true)
-    near = s[order][f1 >= f1.max() - F1_TOLERANCE]
-    threshold = float(np.clip(0.5 * (near.min() + near.max()), *THRESHOLD_RANGE))
+    c = labelled_fraction(n_true, len(examples), expected_particles)
+    if expected_particles:
+        result["labelled_fraction"] = c
+    threshold = threshold_from_matches(tp, s, n_true, c)
     at = summarize(tp[s >= threshold], s[s >= threshold], n_true)
     result["at_threshold"] = {k: at[k] for k in ("precision", "recall", "f1", "n_pred", "n_tp")}
     return threshold, result
@@ -225,12 +269,17 @@ def threshold_line(threshold: float, result: dict) -> str:
     at = result.get("at_threshold")
     if at is None:
         return f"stored threshold {threshold:.3f} (no validation picks: the default)"
+    how = (
+        f"the PU-corrected F1 with labelled fraction {result['labelled_fraction']:.3f}"
+        if "labelled_fraction" in result
+        else f"the middle of the cut-offs within {F1_TOLERANCE} F1 of the best"
+    )
     return (
-        f"stored threshold {threshold:.3f} (middle of the cut-offs within {F1_TOLERANCE} F1 of "
-        f"the best): validation F1 {at['f1']:.3f} at it (precision {at['precision']:.3f}, "
-        f"recall {at['recall']:.3f}); best F1 {result['best_f1']:.4f} at "
-        f"{result['best_threshold']:.3f}; AP {result['ap']:.3f}; "
-        f"F1 {result['f1']:.3f} over every peak ≥ {THRESHOLD_RANGE[0]} (no cut-off)"
+        f"stored threshold {threshold:.3f} ({how}): validation F1 {at['f1']:.3f} at it "
+        f"(precision {at['precision']:.3f}, recall {at['recall']:.3f}, against the labels); "
+        f"best F1 {result['best_f1']:.4f} at {result['best_threshold']:.3f}; AP "
+        f"{result['ap']:.3f}; F1 {result['f1']:.3f} over every peak ≥ {THRESHOLD_RANGE[0]} "
+        "(no cut-off)"
     )
 
 
@@ -280,7 +329,9 @@ def train_picker(
         losses = fit(detector.to(device), train, cfg, whole, prior, device, progress,
                      validate if val else None)  # fmt: skip
         detector.eval()
-        threshold, val_result = choose_threshold(picker, val)
+        threshold, val_result = choose_threshold(
+            picker, val, expected_particles=cfg.expected_particles
+        )
         log.info(threshold_line(threshold, val_result))
         if progress:
             tqdm.write(threshold_line(threshold, val_result))
