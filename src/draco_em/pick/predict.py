@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from draco_em.errors import DracoInputError
+from draco_em.imaging.normalize import padded_border
 from draco_em.imaging.tiling import TileBlender, TileGrid, iter_tiles
 from draco_em.io.coords import make_coords
 from draco_em.io.pixel_size import require_pixel_size
@@ -125,8 +126,34 @@ class Picker:
         iy, ix = xy[:, 1].astype(int), xy[:, 0].astype(int)
         xy = xy + vec[:, iy, ix].T  # sub-pixel centre from the offset head
         xy_in = xy / np.array([sx, sy])
+        xy_in, scores = inside_padding(xy_in, scores, image)
         picks = make_coords(name, xy_in[:, 0], xy_in[:, 1], score=scores)
         return split_excluded(picks, image, pixel_size, exclude)[0]
+
+
+def inside_padding(
+    xy: np.ndarray, scores: np.ndarray, image: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop picks whose centre lies on a padded border (constant or repeated rows/columns).
+
+    Renderings padded to a square (the EMPIAR-10017 JPEGs' striped borders) make particle-like
+    stripes: 6.7 % of the realistic picker's picks sat on them (docs/benchmarks.md, issue 18).
+    No particle is centred on padding, so these picks are dropped; an ordinary micrograph has
+    no padded border (:func:`~draco_em.imaging.normalize.padded_border` gives zeros) and keeps
+    every pick.
+
+    Args:
+        xy: ``[N, 2]`` centres (x, y) in ``image``'s pixels.
+        scores: ``[N]``.
+        image: ``[ny, nx]`` micrograph as stored.
+    """
+    top, bottom, left, right = padded_border(image)
+    if not (top or bottom or left or right) or not len(xy):
+        return xy, scores
+    ny, nx = image.shape
+    x, y = xy[:, 0], xy[:, 1]
+    keep = (x >= left - 0.5) & (x <= nx - right - 0.5) & (y >= top - 0.5) & (y <= ny - bottom - 0.5)
+    return xy[keep], scores[keep]
 
 
 def split_excluded(
