@@ -52,7 +52,9 @@ def test_two_worker_processes(tmp_path: Path) -> None:
         main(["prepare", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-j", "2", "-q",
               "--target-pixel-size", "0", "--device", "cpu"])  # fmt: skip
     table = read_micrographs_star(tmp_path / "out" / "triplets.star")
-    assert sorted(table.micrographs["rlnMicrographName"]) == ["w0.mrc", "w1.mrc", "w2.mrc"]
+    # the project path rule (docs/conventions.md): outside the working directory, absolute
+    names = sorted(Path(n) for n in table.micrographs["rlnMicrographName"])
+    assert names == [tmp_path / "out" / f"w{i}.mrc" for i in range(3)]
 
 
 @pytest.mark.slow
@@ -100,5 +102,7 @@ def test_torchrun_two_ranks_share_the_movies(tmp_path: Path) -> None:
            "--target-pixel-size", "0", "--device", "cpu"]  # fmt: skip
     subprocess.run(cmd, check=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     table = read_micrographs_star(tmp_path / "out" / "triplets.star")
-    assert sorted(table.micrographs["rlnMicrographName"]) == ["r0.mrc", "r1.mrc", "r2.mrc"]
+    # the project path rule (docs/conventions.md): outside the working directory, absolute
+    names = sorted(Path(n) for n in table.micrographs["rlnMicrographName"])
+    assert names == [tmp_path / "out" / f"r{i}.mrc" for i in range(3)]
     assert not (tmp_path / "out" / "failures.txt").exists()
