@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from draco_em.io.coords import make_coords, read_coords, write_topaz
+from draco_em.io.mrc import write_mrc
 from draco_em.io.star import read_star
 from tests.conftest import draco_in_process, shared_file
 
@@ -73,6 +74,30 @@ def test_cs_output_needs_the_shape(capsys, tmp_path: Path, topaz_file: Path) -> 
     assert code == 2 and "--micrograph-shape" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "p.cs").exists()
+
+
+def test_cs_shape_read_from_the_micrographs_star(capsys, tmp_path: Path, topaz_file: Path) -> None:
+    mics = tmp_path / "mics"
+    for stem, shape in (("mic_a", (120, 200)), ("mic_b", (120, 200))):
+        write_mrc(mics / f"{stem}.mrc", np.zeros(shape, np.float32) + 1.0, 1.0)
+    star = tmp_path / "micrographs.star"
+    star.write_text(
+        "data_micrographs\nloop_\n_rlnMicrographName #1\nmics/mic_a.mrc\nmics/mic_b.mrc\n"
+    )
+    out = tmp_path / "p.cs"
+    code, _, err = _draco(
+        capsys, "convert", topaz_file, "-o", out, "--to", "cs", "--micrographs", star, "-q"
+    )
+    assert code == 0, err
+    cs = np.load(out)
+    assert cs["location/micrograph_shape"].tolist() == [[120, 200]] * len(cs)
+    # a size differing between micrographs cannot be one --micrograph-shape: refused
+    write_mrc(mics / "mic_b.mrc", np.zeros((64, 64), np.float32) + 1.0, 1.0)
+    code, _, err = _draco(
+        capsys, "convert", topaz_file, "-o", tmp_path / "q.cs", "--to", "cs",
+        "--micrographs", star, "-q",
+    )  # fmt: skip
+    assert code == 2 and "different sizes" in err
 
 
 def test_failed_inputs_are_recorded_and_the_rest_converted(capsys, tmp_path, topaz_file) -> None:

@@ -39,7 +39,11 @@ def convert(
     ] = 1.0,
     box_size: Annotated[int | None, typer.Option(help="Box edge in px, for .box output.")] = None,
     micrograph_shape: Annotated[
-        str | None, typer.Option(help="NYxNX of the micrographs in px (.cs output, --invert-y).")
+        str | None,
+        typer.Option(
+            help="NYxNX of the micrographs in px (.cs output, --invert-y); "
+            "read from the --micrographs STAR's MRC headers when not given."
+        ),
     ] = None,
     pixel_size: Annotated[float | None, typer.Option(help="Å/px, written into .cs.")] = None,
     invert_y: Annotated[

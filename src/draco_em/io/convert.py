@@ -26,7 +26,8 @@ from draco_em.errors import DracoInputError
 from draco_em.io import coords
 from draco_em.io.atomic import visible_files
 from draco_em.io.batch import FailureLog, make_output_folder
-from draco_em.io.star import project_path, read_micrographs_star
+from draco_em.io.mrc import read_mrc
+from draco_em.io.star import project_path, read_micrographs_star, resolve_star_path
 
 CoordFormat = Literal["star", "box", "topaz", "cs"]
 
@@ -109,6 +110,11 @@ def convert_coords(config: ConvertConfig, progress: bool = True) -> ConvertResul
     failures = FailureLog(
         log_dir, "failures.txt" if per_micrograph else f"{config.output.name}.failures.txt"
     )
+    if config.micrograph_shape is None and config.micrographs is not None:
+        if config.to == "cs" or config.invert_y:
+            config = config.model_copy(
+                update={"micrograph_shape": _shape_from_star(config.micrographs)}
+            )
     if config.invert_y and config.micrograph_shape is None:
         raise DracoInputError("--invert-y needs the micrograph height: pass --micrograph-shape")
     paths = expand_coord_inputs(config.inputs)
@@ -127,6 +133,28 @@ def convert_coords(config: ConvertConfig, progress: bool = True) -> ConvertResul
     return ConvertResult(
         outputs, len(df), int(df["micrograph"].nunique()), failures.count, failures.path, len(paths)
     )
+
+
+def _shape_from_star(star: Path) -> tuple[int, int]:
+    """(ny, nx) shared by the MRC micrographs a STAR lists, read from their headers."""
+    names = read_micrographs_star(star).micrographs["rlnMicrographName"]
+    shapes = set()
+    for name in names:
+        path = resolve_star_path(star, name)
+        try:
+            shapes.add(tuple(int(n) for n in read_mrc(path, mmap=True).data.shape[-2:]))
+        except (DracoInputError, OSError, ValueError) as err:
+            raise DracoInputError(
+                f"cannot read the micrograph size from {name} ({err}): pass --micrograph-shape",
+                star,
+            ) from err
+    if len(shapes) != 1:
+        raise DracoInputError(
+            f"the micrographs have {len(shapes) or 'no'} different sizes: pass "
+            "--micrograph-shape, or convert each size separately", star
+        )  # fmt: skip
+    ny, nx = shapes.pop()
+    return ny, nx
 
 
 def _read_all(
