@@ -11,26 +11,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from draco_em.simulate.presets import Preset, RealismConfig, preset_config
 
-#: The reasons a micrograph can be bad (``_dracoReason``); good ones say ``none``.
-BAD_REASONS = (
-    "thick_ice",
-    "drift",
-    "empty",
-    "contamination",
-    "crystalline_ice",
-    "carbon_only",
-    "no_ice",
-)
-#: The reasons drawn when ``bad_reasons`` is not given: all but ``no_ice``, which came later.
-#: Drawing from 7 instead of 6 would change every earlier data set made with the same seed
-#: (the benchmarks' training and test sets); ask for it with ``--bad-reasons no_ice`` or ``all``.
-DEFAULT_BAD_REASONS = BAD_REASONS[:6]
+#: ``_dracoReason`` of a simulated micrograph: ``none`` (good) or why it is bad.
 Reason = Literal[
     "none",
     "thick_ice",
@@ -41,6 +28,12 @@ Reason = Literal[
     "carbon_only",
     "no_ice",
 ]
+#: The reasons a micrograph can be bad.
+BAD_REASONS: tuple[str, ...] = get_args(Reason)[1:]
+#: The reasons drawn when ``bad_reasons`` is not given: all but ``no_ice``, which came later.
+#: Drawing from 7 instead of 6 would change every earlier data set made with the same seed
+#: (the benchmarks' training and test sets); ask for it with ``--bad-reasons no_ice`` or ``all``.
+DEFAULT_BAD_REASONS = BAD_REASONS[:6]
 
 
 #: Defaults of the realistic preset where the user gives none (classic: 1.0 Å, 2048 px).
