@@ -208,3 +208,31 @@ def test_statistics_from_a_prepare_manifest_are_used(tmp_path: Path) -> None:
     item = CropDataset([record], 32, 1)[0]
     raw = {k: item[k] * record.manifest_stats[k][1] + record.manifest_stats[k][0] for k in item}
     torch.testing.assert_close(raw["full"], raw["odd"] + raw["even"], atol=1e-3, rtol=1e-4)
+
+
+def test_mae_pretraining_reads_a_folder_of_pngs_with_a_pixel_size(tmp_path) -> None:
+    """``--data FOLDER --pixel-size`` for real micrographs as users have them (issue 17)."""
+    from PIL import Image
+
+    from draco_em.cli import main as cli_main
+
+    rng = np.random.default_rng(3)
+    mics = tmp_path / "mics"
+    mics.mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (96, 96), dtype=np.uint8)).save(mics / f"m{i}.png")
+    records = load_manifest(mics, "mae", pixel_size=7.0)
+    assert [r.full.name for r in records] == ["m0.png", "m1.png", "m2.png"]
+    assert {r.pixel_size for r in records} == {7.0} and records[0].shape == (96, 96)
+    with pytest.raises(DracoInputError, match="pixel size"):
+        load_manifest(mics, "mae")  # a PNG carries no pixel size
+    with pytest.raises(DracoInputError, match="odd/even"):
+        load_manifest(str(mics / "*.png"), "draco", pixel_size=7.0)
+    argv = ["pretrain", "--data", str(mics / "*.png"), "--pixel-size", "7", "--stage", "mae",
+            "-o", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "2",
+            "--crops-per-micrograph", "2", "--crop-size", "32", "--device", "cpu",
+            "--workers", "0", "-q", "--max-steps", "1", "--val-fraction", "0"]  # fmt: skip
+    with pytest.raises(SystemExit) as done:
+        cli_main(argv)
+    assert done.value.code in (0, None)
+    assert (tmp_path / "run" / "checkpoints").is_dir()

@@ -30,7 +30,15 @@ def pretrain(
     ctx: typer.Context,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
     data: Annotated[
-        Path | None, typer.Option(help="Manifest STAR (draco prepare/simulate).")
+        Path | None,
+        typer.Option(
+            help="Manifest STAR (draco prepare/simulate); with --stage mae also images "
+            "(a file, folder or quoted glob; give --pixel-size for PNG/JPEG)."
+        ),
+    ] = None,
+    data_pixel_size: Annotated[
+        float | None,
+        typer.Option("--pixel-size", help="Å/px of --data images when --data is not a STAR."),
     ] = None,
     preset: Annotated[str, typer.Option(help="tiny|small|base|large|huge.")] = "tiny",
     stage: Annotated[

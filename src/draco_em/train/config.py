@@ -34,7 +34,13 @@ class PretrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # --- data -----------------------------------------------------------------------------
-    data: Path = Field(description="Dataset manifest: micrographs STAR (draco prepare/simulate).")
+    data: Path = Field(
+        description="Dataset manifest: micrographs STAR (draco prepare/simulate); for --stage mae "
+        "also an image file, folder or glob (real micrographs, no odd/even halves)."
+    )
+    data_pixel_size: float | None = Field(
+        None, gt=0, description="Å/px of --data images when --data is not a STAR (PNG/JPEG)."
+    )
     out_dir: Path = Field(
         description="Run folder: config.yaml, run.log, metrics.jsonl, checkpoints/."
     )

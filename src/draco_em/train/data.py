@@ -23,9 +23,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
@@ -33,15 +33,11 @@ from torch.utils.data import Dataset, Sampler
 from draco_em.errors import DracoInputError
 from draco_em.imaging.normalize import clip_stats, padded_border
 from draco_em.io import manifest
+from draco_em.io.batch import expand_inputs
 from draco_em.io.images import is_raster
 from draco_em.io.mrc import read_image, read_mrc
 from draco_em.io.pixel_size import require_pixel_size
-from draco_em.io.star import read_micrographs_star
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from draco_em.io.star import MicrographTable
+from draco_em.io.star import MicrographTable, read_micrographs_star
 
 #: Smallest crop side in pixels taken from a micrograph (tiny synthetic images in tests).
 MIN_CROP_SIDE = 8
@@ -135,17 +131,23 @@ def _manifest_stats(row: pd.Series) -> dict[str, tuple[float, float]] | None:
     return stats
 
 
-def load_manifest(path: str | Path, stage: str = "draco") -> list[MicrographRecord]:
+def load_manifest(
+    path: str | Path, stage: str = "draco", pixel_size: float | None = None
+) -> list[MicrographRecord]:
     """Read the dataset manifest (micrographs STAR) into records.
 
     Args:
-        path: manifest written by ``draco prepare`` or ``draco simulate``.
+        path: manifest written by ``draco prepare`` or ``draco simulate``; or, for the MAE
+            stage on one's own micrographs, an image file, folder or glob (MRC/PNG/JPEG/TIFF).
         stage: 'draco' keeps only micrographs with odd/even pairs; 'mae' keeps all.
+        pixel_size: Å/px of the images when ``path`` is not a STAR (PNG/JPEG need it; an MRC
+            header gives it otherwise).
 
     Raises:
         DracoInputError: unreadable manifest, missing files, or no usable micrograph.
     """
-    table = read_micrographs_star(path)
+    table = image_table(path, pixel_size) if not str(path).endswith(".star") else None
+    table = table or read_micrographs_star(path)
     records = [_record(table, i) for i in range(len(table.micrographs))]
     if stage == "draco":
         records = [r for r in records if r.has_pairs]
@@ -158,6 +160,21 @@ def load_manifest(path: str | Path, stage: str = "draco") -> list[MicrographReco
     if not records:
         raise DracoInputError("the manifest lists no micrographs", path)
     return records
+
+
+def image_table(inputs: str | Path, pixel_size: float | None) -> MicrographTable:
+    """A manifest in memory for plain images (a file, folder or glob), one pixel size for all.
+
+    Real micrographs as users have them need no odd/even halves in the MAE stage (issue 17,
+    item 6), so ``draco pretrain --data 'mics/*.jpg' --pixel-size 1.77 --stage mae`` saves
+    writing the manifest by hand.
+    """
+    items = expand_inputs([inputs]).items
+    names = [str(item.path.resolve()) for item in items]
+    rows: dict[str, list] = {manifest.FULL: names}
+    if pixel_size is not None:
+        rows["rlnMicrographPixelSize"] = [float(pixel_size)] * len(names)
+    return MicrographTable(Path.cwd() / "inputs.star", None, pd.DataFrame(rows))
 
 
 def split_train_val(

@@ -270,7 +270,9 @@ def format_duration(seconds: float) -> str:
 
 def _data(config: PretrainConfig, ctx: DistContext) -> _Data:
     """Training crops (sharded, resumable order) and the fixed validation crops."""
-    records = load_manifest(config.data, "mae" if config.stage == "mae" else "draco")
+    records = load_manifest(
+        config.data, "mae" if config.stage == "mae" else "draco", config.data_pixel_size
+    )
     smallest = min(min(r.shape) for r in records)
     if config.crop_size > smallest:  # before any crop is allocated: crops come from inside one
         raise DracoInputError(
