@@ -333,3 +333,18 @@ def test_fuzz_arbitrary_bytes(tmp_path: Path, payload: bytes) -> None:
 def test_fuzz_star_like_text(tmp_path: Path, tokens: list[str]) -> None:
     """Bytes built from STAR tokens reach the parser's deeper paths than random bytes do."""
     _check_reader(tmp_path, " ".join(tokens).replace(" \n ", "\n").encode())
+
+
+def test_positive_value_reads_the_row_then_its_optics_group() -> None:
+    optics = pd.DataFrame({"rlnOpticsGroup": [1, 2], "rlnMicrographOriginalPixelSize": [0.5, 0.8]})
+    rows = pd.DataFrame(
+        {
+            "rlnMicrographName": ["a.mrc", "b.mrc", "c.mrc"],
+            "rlnOpticsGroup": [1, 2, 2],
+            "rlnMicrographOriginalPixelSize": ["nan", "nan", "0.7"],
+        }
+    )
+    table = MicrographTable(Path("m.star"), optics, rows)
+    column = "rlnMicrographOriginalPixelSize"
+    assert [table.positive_value(i, column) for i in range(3)] == [0.5, 0.8, 0.7]
+    assert table.positive_value(0, "rlnCtfMaxResolution") is None

@@ -236,3 +236,10 @@ def test_mae_pretraining_reads_a_folder_of_pngs_with_a_pixel_size(tmp_path) -> N
         cli_main(argv)
     assert done.value.code in (0, None)
     assert (tmp_path / "run" / "checkpoints").is_dir()
+
+
+def test_a_pixel_size_beside_a_manifest_is_refused(tmp_path) -> None:
+    """The manifest gives each micrograph's pixel size; --pixel-size is never silently ignored."""
+    star = write_dataset(tmp_path / "d", n=2, size=64)
+    with pytest.raises(DracoInputError, match="--pixel-size is for image inputs"):
+        load_manifest(star, "mae", pixel_size=2.0)

@@ -26,7 +26,6 @@ signal             STAR column(s)                                    unit
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +33,7 @@ import numpy as np
 from draco_em.curate.config import SignalRules
 from draco_em.errors import DracoInputError
 from draco_em.io.motion import motion_stats, read_motion_csv
-from draco_em.io.star import MicrographTable
+from draco_em.io.star import MicrographTable, finite_number
 
 #: Signal names in the order their rejections are reported; value columns in curation.csv.
 SIGNALS = ("motion", "ice", "ctf_resolution", "defocus", "astigmatism")
@@ -57,13 +56,7 @@ REASONS = {
 
 def _number(row, column: str) -> float | None:
     """``row[column]`` as a finite float, or None (absent, empty, not a number)."""
-    if column not in row.index:
-        return None
-    try:
-        value = float(row[column])
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
+    return finite_number(row.get(column))
 
 
 def read_signals(table: MicrographTable, row_index: int) -> dict[str, float]:
@@ -110,20 +103,10 @@ def read_signals(table: MicrographTable, row_index: int) -> dict[str, float]:
 
 
 def _movie_pixel_size(table: MicrographTable, row_index: int) -> float | None:
-    """Pixel size of the movie the motion CSV counts in: the optics group's
-    ``rlnMicrographOriginalPixelSize``, else the micrograph's own."""
-    row = table.micrographs.iloc[row_index]
-    if (value := _number(row, "rlnMicrographOriginalPixelSize")) is not None:
-        return value
-    if table.optics is not None and "rlnMicrographOriginalPixelSize" in table.optics.columns:
-        optics = table.optics
-        if "rlnOpticsGroup" in row.index and "rlnOpticsGroup" in optics.columns:
-            optics = optics[optics["rlnOpticsGroup"] == row["rlnOpticsGroup"]]
-        if len(optics):
-            value = _number(optics.iloc[0], "rlnMicrographOriginalPixelSize")
-            if value is not None and value > 0:
-                return value
-    return table.pixel_size(row_index)
+    """Pixel size of the movie the motion CSV counts in: ``rlnMicrographOriginalPixelSize``
+    (the micrograph's or its optics group's), else the micrograph's own."""
+    original = table.positive_value(row_index, "rlnMicrographOriginalPixelSize")
+    return original if original is not None else table.pixel_size(row_index)
 
 
 @dataclass
@@ -154,28 +137,26 @@ def check_signals(values: dict[str, float], rules: SignalRules) -> SignalVerdict
     return SignalVerdict(dict(values), checked, failed)
 
 
-def _enabled(rules: SignalRules, name: str) -> bool:
-    limit = {
+def _limit(rules: SignalRules, name: str) -> float | tuple[float, float] | None:
+    """The threshold of signal ``name`` (``defocus``: a range), None when it is off."""
+    return {
         "motion": rules.max_motion,
         "ice": rules.max_ice_ring_density,
         "ctf_resolution": rules.max_ctf_resolution,
         "defocus": rules.defocus_range,
         "astigmatism": rules.max_astigmatism,
     }[name]
-    return rules.enabled and limit is not None
+
+
+def _enabled(rules: SignalRules, name: str) -> bool:
+    return rules.enabled and _limit(rules, name) is not None
 
 
 def _passes(value: float, rules: SignalRules, name: str) -> bool:
-    if name == "defocus":
-        assert rules.defocus_range is not None
-        lo, hi = rules.defocus_range
+    limit = _limit(rules, name)
+    if isinstance(limit, tuple):  # defocus: a range
+        lo, hi = limit
         return lo <= value <= hi
-    limit = {
-        "motion": rules.max_motion,
-        "ice": rules.max_ice_ring_density,
-        "ctf_resolution": rules.max_ctf_resolution,
-        "astigmatism": rules.max_astigmatism,
-    }[name]
     return bool(value <= float(limit))  # type: ignore[arg-type]
 
 

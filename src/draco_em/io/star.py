@@ -247,6 +247,15 @@ class MicrographTable:
         )
         return detector * 1e4 / mag if detector and mag else None
 
+    def positive_value(self, row_index: int, column: str) -> float | None:
+        """``column`` of the micrograph at position ``row_index`` as a number > 0: its own
+        cell, else its optics group's; None when neither holds one."""
+        row = self.micrographs.iloc[row_index]
+        if (value := _positive(row.get(column))) is not None:
+            return value
+        group = self._optics_row(row)
+        return None if group is None else _positive(group.get(column))
+
     def _optics_row(self, row: pd.Series) -> pd.Series | None:
         if self.optics is None or len(self.optics) == 0:
             return None
@@ -262,13 +271,19 @@ class MicrographTable:
         return dataclasses.replace(self, optics=optics, micrographs=rows)
 
 
-def _positive(value: object) -> float | None:
-    """``value`` as a float when it is a finite number > 0, else None."""
+def finite_number(value: object) -> float | None:
+    """``value`` (a STAR cell) as a float when it is a finite number, else None."""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
-    return number if np.isfinite(number) and number > 0 else None
+    return number if np.isfinite(number) else None
+
+
+def _positive(value: object) -> float | None:
+    """``value`` as a float when it is a finite number > 0, else None."""
+    number = finite_number(value)
+    return number if number is not None and number > 0 else None
 
 
 def read_micrographs_star(path: str | Path) -> MicrographTable:

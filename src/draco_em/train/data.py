@@ -37,7 +37,7 @@ from draco_em.io.batch import expand_inputs
 from draco_em.io.images import is_raster
 from draco_em.io.mrc import read_image, read_mrc
 from draco_em.io.pixel_size import require_pixel_size
-from draco_em.io.star import MicrographTable, read_micrographs_star
+from draco_em.io.star import MicrographTable, finite_number, read_micrographs_star
 
 #: Smallest crop side in pixels taken from a micrograph (tiny synthetic images in tests).
 MIN_CROP_SIDE = 8
@@ -79,20 +79,12 @@ def _path_or_none(table: MicrographTable, row: pd.Series, column: str) -> Path |
     return table.resolve(str(value))
 
 
-def _finite(value: object) -> float | None:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _record(table: MicrographTable, i: int) -> MicrographRecord:
     row = table.micrographs.iloc[i]
     full = table.resolve(str(row[manifest.FULL]))
     odd = _path_or_none(table, row, manifest.ODD)
     even = _path_or_none(table, row, manifest.EVEN)
-    if odd is None or even is None or not _finite(row.get(manifest.HAS_PAIRS, 1)):
+    if odd is None or even is None or not finite_number(row.get(manifest.HAS_PAIRS, 1)):
         odd = even = None
     clean = _path_or_none(table, row, manifest.CLEAN)
     for path in (full, odd, even, clean):
@@ -123,8 +115,8 @@ def _manifest_stats(row: pd.Series) -> dict[str, tuple[float, float]] | None:
     """
     stats = {}
     for name, suffix in (("full", ""), ("odd", "Odd"), ("even", "Even")):
-        mean = _finite(row.get(f"{manifest.MEAN}{suffix}"))
-        std = _finite(row.get(f"{manifest.STD}{suffix}"))
+        mean = finite_number(row.get(f"{manifest.MEAN}{suffix}"))
+        std = finite_number(row.get(f"{manifest.STD}{suffix}"))
         if mean is None or not std:
             return None
         stats[name] = (mean, std)
@@ -146,8 +138,14 @@ def load_manifest(
     Raises:
         DracoInputError: unreadable manifest, missing files, or no usable micrograph.
     """
-    table = image_table(path, pixel_size) if not str(path).endswith(".star") else None
-    table = table or read_micrographs_star(path)
+    if str(path).lower().endswith(".star"):
+        if pixel_size is not None:  # never silently ignored (issue 16)
+            raise DracoInputError(
+                "--pixel-size is for image inputs; a manifest gives each micrograph's", path
+            )
+        table = read_micrographs_star(path)
+    else:
+        table = image_table(path, pixel_size)
     records = [_record(table, i) for i in range(len(table.micrographs))]
     if stage == "draco":
         records = [r for r in records if r.has_pairs]
