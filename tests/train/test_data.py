@@ -62,6 +62,37 @@ def test_mae_manifest_of_png_micrographs(tmp_path: Path) -> None:
     assert item["full"].shape == (1, 32, 32) and float(item["full"].std()) > 0.5
 
 
+def test_a_picture_file_is_decoded_once_for_many_crops(tmp_path: Path, monkeypatch) -> None:
+    """A 4096² JPEG takes ~1 s to decode: crops of the same file reuse one decode, and an
+    edited file (new modification time) is decoded again."""
+    import os
+
+    from PIL import Image
+
+    import draco_em.train.data as data
+
+    image = (np.random.default_rng(0).random((96, 96)) * 255).astype(np.uint8)
+    path = tmp_path / "mic.png"
+    Image.fromarray(image).save(path)
+    calls: list[Path] = []
+    real = data.read_image
+
+    def counting(p, pixel_size=None):
+        calls.append(Path(p))
+        return real(p, pixel_size=pixel_size)
+
+    monkeypatch.setattr(data, "read_image", counting)
+    data._decoded_raster.cache_clear()
+    records = load_manifest(path, stage="mae", pixel_size=2.0)
+    dataset = CropDataset(records, 16, 8, pairs=False)
+    crops = [dataset[i]["full"] for i in range(8)]
+    assert len(calls) == 1 and not torch.equal(crops[0], crops[1])
+    os.utime(path, ns=(1, 1))
+    dataset[0]
+    assert len(calls) == 2
+    data._decoded_raster.cache_clear()
+
+
 def test_crops_stay_inside_a_padded_border(tmp_path: Path) -> None:
     """A rendering with constant/striped padding (as the EMPIAR-10017 JPEGs) gives the same crops
     as its interior alone: the MAE stage never learns to draw the padding."""

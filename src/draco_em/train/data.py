@@ -20,6 +20,7 @@ see exactly the same crops.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,10 +101,23 @@ def _record(table: MicrographTable, i: int) -> MicrographRecord:
     return MicrographRecord(full, odd, even, clean, float(pixel_size), shape, _manifest_stats(row))
 
 
+#: Decoded picture files kept per process: a 4096² JPEG takes ~1 s to decode and 64 MB as
+#: float32, and every crop of it would otherwise decode it again (MRC files are memory-mapped).
+RASTER_CACHE_SIZE = 4
+
+
+@functools.lru_cache(maxsize=RASTER_CACHE_SIZE)
+def _decoded_raster(path: Path, mtime_ns: int) -> np.ndarray:
+    """A picture file's pixels (read-only); the mtime in the key makes an edit read again."""
+    image = read_image(path, pixel_size=1.0)[0]  # the record holds the real pixel size
+    image.flags.writeable = False  # shared between crops: a caller must not modify it
+    return image
+
+
 def _pixels(path: Path) -> np.ndarray:
-    """A 2D image's pixels: memory-mapped for MRC, decoded for PNG/JPEG/TIFF (io/images.py)."""
+    """A 2D image's pixels: memory-mapped for MRC, decoded once for PNG/JPEG/TIFF (io/images.py)."""
     if is_raster(path):
-        return read_image(path, pixel_size=1.0)[0]  # the record holds the real pixel size
+        return _decoded_raster(Path(path), Path(path).stat().st_mtime_ns)
     return read_mrc(path, mmap=True, ndim=(2,)).data
 
 
