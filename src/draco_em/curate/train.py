@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -140,17 +141,40 @@ def fit_head(
     Returns:
         (the head in eval mode, training loss per L-BFGS evaluation or per epoch).
     """
+    if featurizer.start is None:
+        x = frozen_vectors(featurizer, arrays, spectra)
+        return fit_linear_head(x, y, n_classes, cfg, accept_index)
     torch.manual_seed(cfg.seed)
     dev = featurizer.encoder.device
     head = CurationHead(n_features(featurizer.encoder.dim, cfg.features), n_classes).to(dev)
     weight = torch.tensor(class_weights(y, n_classes, accept_index), dtype=torch.float32)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight.to(dev))
     target = torch.from_numpy(y).to(dev)
-    if featurizer.start is None:
-        pairs = zip(arrays, spectra, strict=True)
-        x = torch.cat([featurizer([a], s[None]).detach() for a, s in pairs])
-        return _fit_linear(head, x, target, loss_fn, cfg)
     return _fit_finetune(featurizer, head, arrays, spectra, target, loss_fn, cfg)
+
+
+@torch.no_grad()
+def frozen_vectors(
+    featurizer: _Featurizer, arrays: list[np.ndarray], spectra: np.ndarray
+) -> torch.Tensor:
+    """Head inputs ``[N, F]`` of cached arrays with the frozen encoder (computed once)."""
+    pairs = zip(arrays, spectra, strict=True)
+    return torch.cat([featurizer([a], s[None]).detach() for a, s in pairs])
+
+
+def fit_linear_head(
+    x: torch.Tensor,
+    y: np.ndarray,
+    n_classes: int,
+    cfg: CurateTrainConfig,
+    accept_index: list[int],
+) -> tuple[CurationHead, list[float]]:
+    """The frozen-encoder head on precomputed inputs ``x [N, F]`` (see :func:`fit_head`)."""
+    torch.manual_seed(cfg.seed)
+    head = CurationHead(x.shape[1], n_classes).to(x.device)
+    weight = torch.tensor(class_weights(y, n_classes, accept_index), dtype=torch.float32)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight.to(x.device))
+    return _fit_linear(head, x, torch.from_numpy(y).to(x.device), loss_fn, cfg)
 
 
 def _fit_linear(
@@ -252,6 +276,8 @@ def _train_curator(cfg: CurateTrainConfig) -> dict:
         raise DracoInputError(f"--finetune {cfg.finetune} > the encoder's {encoder.depth} blocks")
     if cfg.regions and cfg.finetune:
         raise DracoInputError("--regions needs the frozen encoder: drop --finetune")
+    if cfg.finetune and not cfg.features.uses_encoder:
+        raise DracoInputError("--finetune trains encoder blocks: it needs --features encoder/both")
     masks = region_masks(cfg.labels, len(labels.paths)) if cfg.regions else None
     start = encoder.depth - cfg.finetune if cfg.finetune else None
     arrays, spectra, rows = collect_features(encoder, cfg, labels, start)
@@ -279,6 +305,13 @@ def _train_curator(cfg: CurateTrainConfig) -> dict:
         if len(idx):
             p = predict_arrays(featurizer, head, [arrays[i] for i in idx], spectra[idx])
             summary[f"{name}_accuracy"] = float(np.mean(p.argmax(1) == y[idx]))
+    folds = n_folds(cfg.cv, len(tr))
+    if folds and start is not None:
+        log.info("cross-validation skipped: it refits the frozen head only (no --finetune)")
+    elif folds:
+        x = frozen_vectors(featurizer, [arrays[i] for i in tr], spectra[tr])
+        names = [str(labels.paths[rows[i]]) for i in tr]
+        summary["cv"] = cross_validate(x, y[tr], classes, accept_index, cfg, folds, names)
     regions = None
     if masks is not None:
         regions, region_summary = fit_region_head(encoder, cfg, labels, rows, masks)
@@ -307,6 +340,127 @@ def _train_curator(cfg: CurateTrainConfig) -> dict:
     curator.save(cfg.out_dir / RUN_FILE)
     _write_json(cfg.out_dir / "summary.json", summary)
     return summary
+
+
+def n_folds(cv: int | str, n: int) -> int:
+    """Number of cross-validation folds for ``n`` micrographs (0: none).
+
+    ``auto``: leave-one-out up to :data:`LOO_MAX` micrographs (small real label sets, where
+    every label counts), else 5 folds; ``loo``: ``n``; an int: that many (at most ``n``).
+    """
+    if cv == "auto":
+        return n if n <= LOO_MAX else 5
+    k = n if cv == "loo" else int(cv)
+    return min(k, n) if k >= 2 and n >= 2 else 0
+
+
+#: Largest label set that ``--cv auto`` cross-validates by leave-one-out.
+LOO_MAX = 60
+
+
+def stratified_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold index ``[N]`` in ``0..k-1``: each class dealt round-robin over the folds in a
+    random order, so every fold holds each class in proportion (k = N: leave-one-out)."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), dtype=int)
+    offset = 0
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        fold[idx] = (offset + np.arange(len(idx))) % k
+        offset += len(idx)  # the next class starts where this one stopped: folds stay even
+    return fold
+
+
+def cross_validate(
+    x: torch.Tensor,
+    y: np.ndarray,
+    classes: list[str],
+    accept_index: list[int],
+    cfg: CurateTrainConfig,
+    k: int,
+    names: list[str],
+) -> dict:
+    """Stratified k-fold (k = N: leave-one-out) of the frozen head on inputs ``x [N, F]``.
+
+    Every fold refits the whole head (batch-norm statistics included) on the other folds with
+    the run's settings and predicts the held-out micrographs; the scores are of these
+    out-of-fold predictions. Writes ``RUNDIR/cv_predictions.csv`` and logs the per-class table.
+
+    Returns:
+        ``{"folds", "balanced_accuracy" (accept vs reject, the mean of the two recalls),
+        "class_balanced_accuracy" (mean recall over the classes), "accuracy", "per_class":
+        {class: {n, decision_right, class_right}}}``.
+    """
+    fold = stratified_folds(y, k, cfg.seed)
+    probs = np.zeros((len(y), len(classes)))
+    for f in range(k):
+        test = fold == f
+        if not test.any():
+            continue
+        train = ~test
+        head, _ = fit_linear_head(x[train], y[train], len(classes), cfg, accept_index)
+        with torch.no_grad():
+            probs[test] = torch.softmax(head.eval()(x[test]), -1).cpu().numpy()
+    good = np.isin(y, accept_index)
+    p_accept = probs[:, accept_index].sum(1)
+    accepted = p_accept >= 0.5
+    pred = probs.argmax(1)
+    recalls = [np.mean(accepted[good])] if good.any() else []
+    recalls += [np.mean(~accepted[~good])] if (~good).any() else []
+    per_class = {
+        c: {
+            "n": int(np.sum(y == i)),
+            "decision_right": int(np.sum((accepted == good)[y == i])),
+            "class_right": int(np.sum((pred == y)[y == i])),
+        }
+        for i, c in enumerate(classes)
+        if np.any(y == i)
+    }
+    result = {
+        "folds": "leave-one-out" if k == len(y) else k,
+        "balanced_accuracy": float(np.mean(recalls)),
+        "class_balanced_accuracy": float(
+            np.mean([v["class_right"] / v["n"] for v in per_class.values()])
+        ),
+        "accuracy": float(np.mean(pred == y)),
+        "per_class": per_class,
+    }
+    _write_cv_table(cfg.out_dir / "cv_predictions.csv", names, y, probs, fold, classes, p_accept)
+    log.info(
+        "cross-validation (%s folds, stratified): accept/reject balanced accuracy %.3f, class "
+        "balanced accuracy %.3f",
+        result["folds"],
+        result["balanced_accuracy"],
+        result["class_balanced_accuracy"],
+    )
+    log.info("%-24s %4s %15s %12s", "class", "n", "decision right", "class right")
+    for c, v in per_class.items():
+        log.info("%-24s %4d %15d %12d", c, v["n"], v["decision_right"], v["class_right"])
+    return result
+
+
+def _write_cv_table(
+    path: Path,
+    names: list[str],
+    y: np.ndarray,
+    probs: np.ndarray,
+    fold: np.ndarray,
+    classes: list[str],
+    p_accept: np.ndarray,
+) -> None:
+    """Out-of-fold predictions, one row per micrograph (``p_accept`` ``[N]``)."""
+    frame = pd.DataFrame(
+        {
+            "micrograph": names,
+            "label": [classes[t] for t in y],
+            "predicted": [classes[int(i)] for i in probs.argmax(1)],
+            "decision": np.where(p_accept >= 0.5, "accept", "reject"),
+            "p_accept": p_accept,
+            "fold": fold,
+        }
+    )
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.4g")
 
 
 def region_masks(labels_path: Path, n: int) -> list[Path]:
