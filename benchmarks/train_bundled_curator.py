@@ -44,6 +44,11 @@ the bundled head on the same validation sets), but MicAssess fell from 0.708 to 
 it (EMPIAR-10017 rose from 1/11 to 11/11): a real set got worse, so it was NOT installed.
 Re-running with the defaults reproduces h19b's candidates.
 
+Session 3 (``docs/benchmarks.md``, "Session 3"): ``--blocks stats --tag _s3stats`` and
+``--blocks both --tag _s3both`` (the same training set as h19b, heads reading the whole-image
+statistics of :mod:`draco_em.curate.stats`), selected by the same rule, fixed in the docs
+before any real or cryoJAX set was scored with them.
+
 Example (the bundled head; ~15 min simulating and ~25 min of features on 2 shared cores):
     OMP_NUM_THREADS=2 python benchmarks/train_bundled_curator.py --root /work/cur19 --install
 """
@@ -218,6 +223,12 @@ def main() -> None:
         help="per realistic training set, this many good and as many bad micrographs also as "
         "pre-denoised 8-bit renderings (0: none)",
     )
+    ap.add_argument(
+        "--blocks",
+        default="encoder",
+        choices=["encoder", "stats", "both"],
+        help="feature blocks of the candidates (draco curate train --features)",
+    )
     ap.add_argument("--tag", default="", help="suffix of the candidate files")
     ap.add_argument("--bad-fraction", type=float, default=0.5)
     ap.add_argument("--l2", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1])
@@ -260,7 +271,7 @@ def main() -> None:
         train_curator(
             CurateTrainConfig(
                 labels=labels, out_dir=run, l2=l2, epochs=args.epochs,
-                features=FeatureConfig(), progress=False,
+                features=FeatureConfig(blocks=args.blocks), progress=False,
             )
         )  # fmt: skip
         head = args.root / "runs" / f"curator{args.tag}_l2_{l2:g}.safetensors"
