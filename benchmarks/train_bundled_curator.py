@@ -87,6 +87,11 @@ NO_ICE_TRAIN = ("7:512:30:111", "4:768:24:112", "2:1024:20:113")
 NO_ICE_VAL = ("7:512:10:211", "4:768:8:212", "2:1024:8:213")
 
 
+#: ``--reuse``: take finished sets under ``--root`` as they are (a simulator changed since
+#: they were made refuses to resume them).
+REUSE = False
+
+
 def draco(*args: str) -> None:
     """Run the ``draco`` console script of this interpreter's environment."""
     script = Path(sys.executable).parent / "draco"
@@ -111,6 +116,8 @@ def simulate(
     """
     px, size, n, seed = spec.split(":")
     out = root / f"{kind}{'c' if preset == 'classic' else ''}{px}"
+    if REUSE and (out / "micrographs.star").is_file():
+        return out / "micrographs.star"
     draco(
         "simulate", "-o", str(out), "--preset", preset, "--n-micrographs", n, "--size", size,
         "--pixel-size", px, "--bad-fraction", str(bad), "--seed", seed, "--no-movies",
@@ -230,6 +237,9 @@ def main() -> None:
         help="feature blocks of the candidates (draco curate train --features)",
     )
     ap.add_argument("--tag", default="", help="suffix of the candidate files")
+    ap.add_argument(
+        "--reuse", action="store_true", help="use finished sets under --root as they are"
+    )
     ap.add_argument("--bad-fraction", type=float, default=0.5)
     ap.add_argument("--l2", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1])
     ap.add_argument("--epochs", type=int, default=100)
@@ -237,6 +247,8 @@ def main() -> None:
     ap.add_argument("--install", action="store_true", help="copy the winner into the package")
     ap.add_argument("--dest", type=Path, default=DEST)
     args = ap.parse_args()
+    global REUSE
+    REUSE = args.reuse
     train = [simulate(args.root, "train", s, args.jobs, args.bad_fraction) for s in args.train]
     train += [
         simulate(args.root, "train", s, args.jobs, args.bad_fraction, "classic")

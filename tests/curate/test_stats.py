@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from draco_em.curate.config import CuratePredictConfig, CurateTrainConfig, FeatureConfig
 from draco_em.curate.features import n_features
@@ -14,7 +15,14 @@ from draco_em.curate.head import load_curator
 from draco_em.curate.mask import curation_exclude
 from draco_em.curate.predict import predict_curation
 from draco_em.curate.stats import N_STATS, image_statistics
-from draco_em.curate.train import n_folds, stratified_folds, train_curator
+from draco_em.curate.train import (
+    block_columns,
+    cross_validate,
+    n_folds,
+    select_blocks,
+    stratified_folds,
+    train_curator,
+)
 from draco_em.errors import DracoInputError
 from tests.conftest import draco_in_process
 from tests.curate.conftest import toy_micrograph
@@ -131,3 +139,38 @@ def test_cli_features_and_cv(
     assert res.exit_code == 0 and "cross-validation" not in res.output
     code, _, err = draco_in_process(capsys, *args, "-o", tmp_path / "c", "--features", "pixels")
     assert code == 2 and "pixels" in err and "Traceback" not in err  # typer: a usage error
+
+
+def test_auto_chooses_the_block_that_carries_the_signal(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    e, n = 4, 36
+    y = np.repeat([0, 1, 2], n // 3)
+    cfg = FeatureConfig(blocks="auto")
+    cols = block_columns(e, cfg)
+    assert len(cols["both"]) == 2 * e + N_STATS + 8
+    tcfg = CurateTrainConfig(labels=Path("x.csv"), out_dir=tmp_path, features=cfg)
+    for signal in ("stats", "encoder"):
+        x = rng.normal(size=(n, len(cols["both"])))
+        own = np.setdiff1d(cols[signal], cols["encoder" if signal == "stats" else "stats"])
+        x[:, own[:3]] += 8.0 * np.eye(3)[y]  # class written into 3 columns of that block only
+        best, scores = select_blocks(torch.from_numpy(x).float(), y, cols, 3, tcfg, [0], 4)
+        assert best == signal and scores[signal] >= 0.9, scores
+    # nested: each outer fold chose a block; the choice is recorded
+    r = cross_validate(torch.from_numpy(x).float(), y, ["good", "a", "b"], [0], tcfg, 4,
+                       ["-"] * n, cols)  # fmt: skip
+    assert sum(r["blocks_chosen_per_fold"].values()) == 4 and r["balanced_accuracy"] >= 0.9
+
+
+def test_auto_head_records_the_chosen_block(
+    toy_set: Path, tiny_encoder: Path, tmp_path: Path
+) -> None:
+    s = train_curator(
+        _cfg(toy_set / "labels.csv", tmp_path, tiny_encoder, accept=["clean"], cv=4,
+             blocks="auto")
+    )  # fmt: skip
+    chosen = s["block_selection"]["chosen"]
+    assert chosen in {"encoder", "stats", "both"} and s["blocks"] == chosen
+    assert sum(s["cv"]["blocks_chosen_per_fold"].values()) == 4
+    curator = load_curator(tmp_path)
+    assert curator.features.blocks == chosen
+    assert curator.head.linear.weight.shape[1] == n_features(32, curator.features)

@@ -19,9 +19,9 @@ from draco_em.curate.config import (
     TRAIN_BLOCKS,
     CuratePredictConfig,
     CurateTrainConfig,
-    FeatureBlocks,
     FeatureConfig,
     SignalRules,
+    TrainBlocks,
 )
 
 curate_app = typer.Typer(
@@ -32,7 +32,7 @@ curate_app = typer.Typer(
 app.add_typer(curate_app, name="curate")
 
 #: ``--features`` choices (typer checks them: a wrong value is one line and exit 2).
-Blocks = Enum("Blocks", {b: b for b in get_args(FeatureBlocks)}, type=str)  # type: ignore[misc]
+Blocks = Enum("Blocks", {b: b for b in get_args(TrainBlocks)}, type=str)  # type: ignore[misc]
 
 
 @curate_app.command(
@@ -70,7 +70,8 @@ def curate_train(
         Blocks,
         typer.Option(
             help="What the head reads: encoder (pooled DRACO tokens), stats (whole-image "
-            "statistics, no encoder pass) or both."
+            "statistics, no encoder pass), both, or auto (the one that cross-validates best "
+            "on your labels; the reported cross-validation is then nested)."
         ),
     ] = Blocks(TRAIN_BLOCKS),
     cv: Annotated[

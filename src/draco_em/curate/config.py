@@ -20,6 +20,8 @@ BUNDLED = "bundled"
 #: What a head reads: the encoder's pooled tile tokens, the whole-image statistics
 #: (:mod:`draco_em.curate.stats`), or both; the spectrum features come with any of them.
 FeatureBlocks = Literal["encoder", "stats", "both"]
+#: ``auto`` (training only): the block chosen by cross-validation on the training labels.
+TrainBlocks = Literal["encoder", "stats", "both", "auto"]
 
 
 class FeatureConfig(BaseModel):
@@ -55,8 +57,10 @@ class FeatureConfig(BaseModel):
     )
     # Default "encoder": what every head saved before this field existed read (load_curator
     # relies on it); `draco curate train` chooses its own default (CurateTrainConfig).
-    blocks: FeatureBlocks = Field(
-        "encoder", description="Feature blocks: encoder tokens, image statistics or both."
+    blocks: TrainBlocks = Field(
+        "encoder",
+        description="Feature blocks: encoder tokens, image statistics, both, or (training "
+        "only) auto: chosen by cross-validation; a saved head records the chosen one.",
     )
 
     @property
@@ -66,13 +70,14 @@ class FeatureConfig(BaseModel):
 
     @property
     def uses_stats(self) -> bool:
-        """Whether the head reads the whole-image statistics."""
+        """Whether the head reads the whole-image statistics (``auto``: features are made for
+        both blocks until one is chosen)."""
         return self.blocks != "encoder"
 
 
 #: Feature blocks a newly trained head reads unless told otherwise (docs/benchmarks.md,
 #: issue 19 session 3: chosen on simulated sets, not on the real test sets).
-TRAIN_BLOCKS: FeatureBlocks = "encoder"
+TRAIN_BLOCKS: TrainBlocks = "auto"
 
 
 class CurateTrainConfig(BaseModel):
@@ -97,7 +102,7 @@ class CurateTrainConfig(BaseModel):
     )
     features: FeatureConfig = Field(
         default_factory=lambda: FeatureConfig(blocks=TRAIN_BLOCKS),
-        description="Feature settings; `draco curate train` reads both blocks by default.",
+        description="Feature settings; `draco curate train` chooses the blocks by default.",
     )
     cv: int | Literal["auto", "loo"] = Field(
         "auto",
