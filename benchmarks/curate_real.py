@@ -46,7 +46,6 @@ Example (features cached under --work; ~2 min for the real sets on 2 cores):
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -62,6 +61,7 @@ from draco_em.curate.features import micrograph_features, micrograph_vector
 from draco_em.curate.head import Curator, load_curator
 from draco_em.curate.predict import decide
 from draco_em.curate.signals import SignalVerdict, check_signals, read_signals
+from draco_em.curate.stats import image_statistics
 from draco_em.curate.train import _Featurizer, class_weights, fit_head, predict_arrays
 from draco_em.io.classes import GOOD
 from draco_em.io.labels import read_labels
@@ -241,42 +241,6 @@ def loo_spectrum(items: list[Item], classes: list[str]) -> dict:
     return _loo_score(items, y, np.array(probs), classes)
 
 
-def image_statistics(image: np.ndarray, pixel_size: float) -> np.ndarray:
-    """Simple whole-image statistics beside the encoder features (issue 19, few-shot).
-
-    On the robust-standardised image: 7 intensity quantiles, skewness, excess kurtosis, the
-    shares beyond ±3σ; the log radial power spectrum in 16 bins up to Nyquist, minus its mean
-    (its shape, unit-free); the spread of 64-px tile means and of tile standard deviations;
-    and the 10 :func:`spectrum_features`. 41 values, no unit dependence but the last block's
-    log mean and CV.
-    """
-    img = np.asarray(image, np.float64)
-    med = np.median(img)
-    mad = 1.4826 * np.median(np.abs(img - med)) + 1e-12
-    z = np.clip((img - med) / mad, -50, 50)
-    q = np.percentile(z, [1, 5, 25, 50, 75, 95, 99])
-    m, sd = z.mean(), z.std() + 1e-12
-    skew, kurt = np.mean(((z - m) / sd) ** 3), np.mean(((z - m) / sd) ** 4) - 3
-    tails = [np.mean(z < -3), np.mean(z > 3)]
-    f = np.abs(np.fft.rfft2(z - z.mean())) ** 2
-    ky = np.fft.fftfreq(z.shape[0])[:, None]
-    kx = np.fft.rfftfreq(z.shape[1])[None, :]
-    r = np.hypot(ky, kx)
-    bins = np.linspace(0.01, 0.5, 17)
-    prof = np.array(
-        [np.log(f[(r >= a) & (r < b)].mean() + 1e-12) for a, b in itertools.pairwise(bins)]
-    )
-    prof -= prof.mean()
-    t = 64
-    h, w = (z.shape[0] // t) * t, (z.shape[1] // t) * t
-    tiles = z[:h, :w].reshape(h // t, t, w // t, t).swapaxes(1, 2).reshape(-1, t, t)
-    tile_spread = [tiles.mean(axis=(1, 2)).std(), tiles.std(axis=(1, 2)).std()]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        spec = spectrum_features(image, pixel_size)
-    out = np.concatenate([q, [skew, kurt, *tails], prof, tile_spread, spec])
-    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
-
-
 def loo_features(items: list[Item], classes: list[str], x: np.ndarray, l2: float = 1e-3) -> dict:
     """Leave-one-out with a class-balanced logistic regression on given features ``[N, F]``."""
     y = np.array([classes.index(MICASSESS[it.truth][0]) for it in items])
@@ -387,17 +351,18 @@ def main() -> None:
     if "spectrum" not in args.skip:
         results["micassess:spectrum logreg LOO"] = loo_spectrum(mic, classes)
     if "stats" not in args.skip:
-        # Image statistics beside the encoder's: one fixed L2 (1e-3, the probe's default),
+        # Image statistics (the package's `--features stats` block: curate.stats, then the
+        # 8 spectrum features) beside the encoder's: one fixed L2 (1e-3, the probe's default),
         # not tuned on these 18.
-        stats = np.stack([image_statistics(read_image(it.path, it.pixel_size)[0], MICASSESS_PX)
-                          for it in mic])  # fmt: skip
+        raw = np.stack([image_statistics(read_image(it.path, it.pixel_size)[0]) for it in mic])
+        stats = np.concatenate([raw, np.stack([it.spectrum for it in mic])], axis=1)
         enc = np.stack(
             [micrograph_vector(torch.from_numpy(it.tiles).float(), it.spectrum, cfg).numpy()
              for it in mic]
         )  # fmt: skip
         results["micassess:image statistics logreg LOO"] = loo_features(mic, classes, stats)
         results["micassess:encoder logreg LOO"] = loo_features(mic, classes, enc)
-        both = np.concatenate([enc, stats], axis=1)
+        both = np.concatenate([enc, raw], axis=1)
         results["micassess:encoder + image statistics logreg LOO"] = loo_features(
             mic, classes, both
         )

@@ -44,6 +44,11 @@ the bundled head on the same validation sets), but MicAssess fell from 0.708 to 
 it (EMPIAR-10017 rose from 1/11 to 11/11): a real set got worse, so it was NOT installed.
 Re-running with the defaults reproduces h19b's candidates.
 
+Session 3 (``docs/benchmarks.md``, "Session 3"): ``--blocks stats --tag _s3stats`` and
+``--blocks both --tag _s3both`` (the same training set as h19b, heads reading the whole-image
+statistics of :mod:`draco_em.curate.stats`), selected by the same rule, fixed in the docs
+before any real or cryoJAX set was scored with them.
+
 Example (the bundled head; ~15 min simulating and ~25 min of features on 2 shared cores):
     OMP_NUM_THREADS=2 python benchmarks/train_bundled_curator.py --root /work/cur19 --install
 """
@@ -82,6 +87,11 @@ NO_ICE_TRAIN = ("7:512:30:111", "4:768:24:112", "2:1024:20:113")
 NO_ICE_VAL = ("7:512:10:211", "4:768:8:212", "2:1024:8:213")
 
 
+#: ``--reuse``: take finished sets under ``--root`` as they are (a simulator changed since
+#: they were made refuses to resume them).
+REUSE = False
+
+
 def draco(*args: str) -> None:
     """Run the ``draco`` console script of this interpreter's environment."""
     script = Path(sys.executable).parent / "draco"
@@ -106,6 +116,8 @@ def simulate(
     """
     px, size, n, seed = spec.split(":")
     out = root / f"{kind}{'c' if preset == 'classic' else ''}{px}"
+    if REUSE and (out / "micrographs.star").is_file():
+        return out / "micrographs.star"
     draco(
         "simulate", "-o", str(out), "--preset", preset, "--n-micrographs", n, "--size", size,
         "--pixel-size", px, "--bad-fraction", str(bad), "--seed", seed, "--no-movies",
@@ -218,7 +230,16 @@ def main() -> None:
         help="per realistic training set, this many good and as many bad micrographs also as "
         "pre-denoised 8-bit renderings (0: none)",
     )
+    ap.add_argument(
+        "--blocks",
+        default="encoder",
+        choices=["encoder", "stats", "both"],
+        help="feature blocks of the candidates (draco curate train --features)",
+    )
     ap.add_argument("--tag", default="", help="suffix of the candidate files")
+    ap.add_argument(
+        "--reuse", action="store_true", help="use finished sets under --root as they are"
+    )
     ap.add_argument("--bad-fraction", type=float, default=0.5)
     ap.add_argument("--l2", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1])
     ap.add_argument("--epochs", type=int, default=100)
@@ -226,6 +247,8 @@ def main() -> None:
     ap.add_argument("--install", action="store_true", help="copy the winner into the package")
     ap.add_argument("--dest", type=Path, default=DEST)
     args = ap.parse_args()
+    global REUSE
+    REUSE = args.reuse
     train = [simulate(args.root, "train", s, args.jobs, args.bad_fraction) for s in args.train]
     train += [
         simulate(args.root, "train", s, args.jobs, args.bad_fraction, "classic")
@@ -260,7 +283,7 @@ def main() -> None:
         train_curator(
             CurateTrainConfig(
                 labels=labels, out_dir=run, l2=l2, epochs=args.epochs,
-                features=FeatureConfig(), progress=False,
+                features=FeatureConfig(blocks=args.blocks), progress=False,
             )
         )  # fmt: skip
         head = args.root / "runs" / f"curator{args.tag}_l2_{l2:g}.safetensors"

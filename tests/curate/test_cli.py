@@ -91,12 +91,14 @@ def test_train_predict_evaluate(toy_set: Path, tiny_encoder: Path, tmp_path: Pat
 def test_paper_head_without_spectrum_features(
     toy_set: Path, tiny_encoder: Path, tmp_path: Path
 ) -> None:
-    """--no-spectrum --tile-quantile 1 is the paper's head: mean + max of tokens, width 2E."""
+    """--features encoder --no-spectrum --tile-quantile 1 is the paper's head: mean + max of
+    tokens, width 2E."""
     from draco_em.curate.head import load_curator
 
     run = tmp_path / "run"
     args = ["curate", "train", "--labels", str(toy_set / "labels.csv"), "-o", str(run),
-            "--weights", str(tiny_encoder), "--accept", "clean", "--no-spectrum",
+            "--weights", str(tiny_encoder), "--accept", "clean", "--no-spectrum", "--features",
+            "encoder",
             "--tile-quantile", "1", "--l2", "0.1", "--device", "cpu", "-q"]  # fmt: skip
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output

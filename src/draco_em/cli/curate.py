@@ -8,17 +8,20 @@ Example:
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
 from draco_em.cli._app import app, comma_list, example, exit_batch
 from draco_em.curate.config import (
+    TRAIN_BLOCKS,
     CuratePredictConfig,
     CurateTrainConfig,
     FeatureConfig,
     SignalRules,
+    TrainBlocks,
 )
 
 curate_app = typer.Typer(
@@ -27,6 +30,9 @@ curate_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(curate_app, name="curate")
+
+#: ``--features`` choices (typer checks them: a wrong value is one line and exit 2).
+Blocks = Enum("Blocks", {b: b for b in get_args(TrainBlocks)}, type=str)  # type: ignore[misc]
 
 
 @curate_app.command(
@@ -60,6 +66,21 @@ def curate_train(
             help="Append 8 whole-micrograph power-spectrum features (off: the paper's head).",
         ),
     ] = True,
+    features: Annotated[
+        Blocks,
+        typer.Option(
+            help="What the head reads: encoder (pooled DRACO tokens), stats (whole-image "
+            "statistics, no encoder pass), both, or auto (the one that cross-validates best "
+            "on your labels; the reported cross-validation is then nested)."
+        ),
+    ] = Blocks(TRAIN_BLOCKS),
+    cv: Annotated[
+        str,
+        typer.Option(
+            help="Cross-validation reported in run.log/summary.json: auto (leave-one-out up to "
+            "60 micrographs, else 5-fold), loo, or a number of folds (0: off)."
+        ),
+    ] = "auto",
     l2: Annotated[float, typer.Option(help="L2 penalty of the linear head (frozen fit).")] = 1e-3,
     regions: Annotated[
         bool,
@@ -85,7 +106,10 @@ def curate_train(
         classes=comma_list(classes),
         accept=comma_list(accept) or [],
         pixel_size=pixel_size,
-        features=FeatureConfig(tile=tile, tile_quantile=tile_quantile, spectrum=spectrum),
+        features=FeatureConfig(
+            tile=tile, tile_quantile=tile_quantile, spectrum=spectrum, blocks=features.value
+        ),
+        cv=int(cv) if cv.lstrip("-").isdigit() else cv,
         l2=l2,
         regions=regions,
         val_fraction=val_fraction,
@@ -94,6 +118,11 @@ def curate_train(
     )
     s = train_curator(cfg)
     acc = ", ".join(f"{k} {s[k]:.3f}" for k in ("train_accuracy", "val_accuracy") if k in s)
+    if "cv" in s:
+        acc += (
+            f"; cross-validation ({s['cv']['folds']}): balanced accuracy "
+            f"{s['cv']['balanced_accuracy']:.3f} (per class in run.log)"
+        )
     typer.echo(
         f"trained on {s['n_used']} micrographs, classes {s['classes']}; {acc}; "
         f"{s['seconds']} s → {out_dir / 'curator.safetensors'}"

@@ -7,6 +7,7 @@ The feature settings (:class:`FeatureConfig`) are stored with every trained head
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +16,12 @@ from draco_em.io.classes import GOOD
 #: The class that means "accept" unless the user names others.
 #: Model name that selects the curation head shipped in the package.
 BUNDLED = "bundled"
+
+#: What a head reads: the encoder's pooled tile tokens, the whole-image statistics
+#: (:mod:`draco_em.curate.stats`), or both; the spectrum features come with any of them.
+FeatureBlocks = Literal["encoder", "stats", "both"]
+#: ``auto`` (training only): the block chosen by cross-validation on the training labels.
+TrainBlocks = Literal["encoder", "stats", "both", "auto"]
 
 
 class FeatureConfig(BaseModel):
@@ -28,7 +35,10 @@ class FeatureConfig(BaseModel):
     cross-validation). With ``spectrum`` the 8 unit-free power-spectrum features of the whole
     micrograph (:func:`~draco_em.curate.baselines.spectrum_features`) are appended: the
     Welch-averaged spectrum of the full image sees drift anisotropy and Thon-ring loss that
-    64-px tiles cannot.
+    64-px tiles cannot. ``blocks`` says which blocks the head reads: ``encoder`` (the pooled
+    tokens, as above), ``stats`` (the 31 unit-free whole-image statistics of
+    :func:`~draco_em.curate.stats.image_statistics` instead: no encoder pass at all) or
+    ``both`` (tokens, then statistics); the spectrum features follow whichever is chosen.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -45,6 +55,29 @@ class FeatureConfig(BaseModel):
     pixel_size: float | None = Field(
         None, gt=0, description="Working pixel size in Å; None = from the encoder's metadata."
     )
+    # Default "encoder": what every head saved before this field existed read (load_curator
+    # relies on it); `draco curate train` chooses its own default (CurateTrainConfig).
+    blocks: TrainBlocks = Field(
+        "encoder",
+        description="Feature blocks: encoder tokens, image statistics, both, or (training "
+        "only) auto: chosen by cross-validation; a saved head records the chosen one.",
+    )
+
+    @property
+    def uses_encoder(self) -> bool:
+        """Whether the head reads pooled encoder tokens (False: statistics only)."""
+        return self.blocks != "stats"
+
+    @property
+    def uses_stats(self) -> bool:
+        """Whether the head reads the whole-image statistics (``auto``: features are made for
+        both blocks until one is chosen)."""
+        return self.blocks != "encoder"
+
+
+#: Feature blocks a newly trained head reads unless told otherwise (docs/benchmarks.md,
+#: issue 19 session 3: chosen on simulated sets, not on the real test sets).
+TRAIN_BLOCKS: TrainBlocks = "auto"
 
 
 class CurateTrainConfig(BaseModel):
@@ -67,7 +100,15 @@ class CurateTrainConfig(BaseModel):
     pixel_size: float | None = Field(
         None, gt=0, description="Pixel size in Å of every micrograph (overrides STAR/header)."
     )
-    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    features: FeatureConfig = Field(
+        default_factory=lambda: FeatureConfig(blocks=TRAIN_BLOCKS),
+        description="Feature settings; `draco curate train` chooses the blocks by default.",
+    )
+    cv: int | Literal["auto", "loo"] = Field(
+        "auto",
+        description="Cross-validation of the frozen head: folds (0: off), 'loo' (leave-one-out) "
+        "or 'auto' (leave-one-out up to 60 micrographs, else 5 folds); stratified by class.",
+    )
     epochs: int = Field(
         100, ge=1, description="L-BFGS iterations (frozen) or epochs (--finetune) of the head."
     )

@@ -9,10 +9,14 @@ tile's patch tokens ``[T, E]`` → mean and an upper
 quantile over the tiles ``[2E]`` (:func:`aggregate`): the mean describes the whole image, the
 quantile lets a few contaminated or carbon tiles count. With ``FeatureConfig.spectrum`` the 8
 unit-free power-spectrum features of the whole micrograph at its own pixel size are appended
-(:func:`spectrum_vector`), so the vector is ``[2E + 8]`` (:func:`n_features`).
+(:func:`spectrum_vector`), so the vector is ``[2E + 8]`` (:func:`n_features`). With
+``FeatureConfig.blocks`` = ``stats`` the head reads the whole-image statistics
+(:func:`~draco_em.curate.stats.image_statistics`, 31 values) instead of the tokens (no encoder
+pass), with ``both`` the tokens and then the statistics; the spectrum features come last.
 
 Per-tile vectors and spectrum features are cached per micrograph (``.npz`` named by a hash of
-the encoder, the feature settings and the file), so re-training a head or re-running a
+the encoder, the feature settings and the file; the statistics in their own ``.npy``, named by
+the file alone: they do not depend on the encoder), so re-training a head or re-running a
 prediction costs no encoder passes. With ``--finetune N`` the cache holds the tokens *before*
 the last N blocks instead, and only those blocks run during training.
 """
@@ -27,6 +31,7 @@ import torch
 
 from draco_em.curate.baselines import UNIT_FREE, spectrum_features
 from draco_em.curate.config import FeatureConfig
+from draco_em.curate.stats import N_STATS, image_statistics
 from draco_em.imaging.tiling import TileGrid
 from draco_em.io.atomic import atomic_path
 from draco_em.io.mrc import read_micrograph
@@ -83,8 +88,10 @@ N_SPECTRUM = len(UNIT_FREE)
 
 
 def n_features(embed_dim: int, cfg: FeatureConfig) -> int:
-    """Length of a micrograph's feature vector: ``2E`` (+ the spectrum features)."""
-    return 2 * embed_dim + (N_SPECTRUM if cfg.spectrum else 0)
+    """Length of a micrograph's feature vector: ``2E`` (encoder), + :data:`N_STATS`
+    (statistics), + the spectrum features."""
+    width = 2 * embed_dim if cfg.uses_encoder else 0
+    return width + (N_STATS if cfg.uses_stats else 0) + (N_SPECTRUM if cfg.spectrum else 0)
 
 
 def spectrum_vector(image: np.ndarray, pixel_size: float | None, cfg: FeatureConfig) -> np.ndarray:
@@ -100,10 +107,14 @@ def spectrum_vector(image: np.ndarray, pixel_size: float | None, cfg: FeatureCon
 
 
 def micrograph_vector(
-    tile_features: torch.Tensor, spectrum: np.ndarray | torch.Tensor, cfg: FeatureConfig
+    tile_features: torch.Tensor, extra: np.ndarray | torch.Tensor, cfg: FeatureConfig
 ) -> torch.Tensor:
-    """One micrograph's head input ``[n_features]``: aggregated tiles, then the spectrum."""
-    spec = torch.as_tensor(np.asarray(spectrum, dtype=np.float32)).to(tile_features.device)
+    """One micrograph's head input ``[n_features]``: aggregated tiles (when the head reads
+    the encoder), then ``extra``, the per-micrograph vector of :func:`micrograph_features`
+    (statistics, then spectrum features)."""
+    spec = torch.as_tensor(np.asarray(extra, dtype=np.float32)).to(tile_features.device)
+    if not cfg.uses_encoder:
+        return spec
     return torch.cat([aggregate(tile_features, cfg.tile_quantile), spec])
 
 
@@ -118,7 +129,8 @@ def cache_key(
     stat = path.stat()
     parts = [
         encoder.digest,
-        cfg.model_dump_json(),
+        # The blocks do not change the cached tokens: caches made before they existed hold.
+        cfg.model_dump_json(exclude={"blocks"}),
         str(encoder.pixel_size),
         str(path.resolve()),
         str(stat.st_size),
@@ -137,27 +149,78 @@ def micrograph_features(
     cache_dir: Path | None = None,
     stop_block: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """Per-tile features and spectrum features of one micrograph file, cached when possible.
+    """Per-tile features and the per-micrograph vector of one micrograph file, cached.
 
     Args:
-        encoder: the encoder.
+        encoder: the encoder (not run when ``cfg.blocks`` is ``stats``).
         cfg: feature settings.
-        path: the micrograph (MRC).
+        path: the micrograph (MRC, TIFF or picture).
         pixel_size: its pixel size in Å, or None to use the header's.
         cache_dir: folder of cached arrays (None: no cache).
         stop_block: see :func:`encode_tiles`.
 
     Returns:
-        (``[T, E]`` or ``[T, L, E]`` array, ``[8]`` or ``[0]`` spectrum features
-        (:func:`spectrum_vector`), pixel size used in Å).
+        (``[T, E]`` or ``[T, L, E]`` array (``[0, E]`` for a statistics-only head), the
+        per-micrograph vector: ``[31]`` image statistics when ``cfg.uses_stats``, then the
+        ``[8]`` spectrum features when ``cfg.spectrum`` (:func:`spectrum_vector`), pixel size
+        used in Å).
     """
+    image: np.ndarray | None = None
+    px = pixel_size
+    if cfg.uses_encoder:
+        feats, spectrum, image, px = _encoder_features(
+            encoder, cfg, path, pixel_size, cache_dir, stop_block
+        )
+    else:
+        feats = np.zeros((0, encoder.dim), np.float32)
+        image, px = _read(path, pixel_size)
+        spectrum = spectrum_vector(image, px, cfg)
+    if not cfg.uses_stats:
+        return feats, spectrum, px
+    stats = _statistics(path, pixel_size, image, cache_dir)
+    return feats, np.concatenate([stats, spectrum]).astype(np.float32), px
+
+
+def _read(path: Path, pixel_size: float | None) -> tuple[np.ndarray, float | None]:
+    image, header_px = read_micrograph(path, pixel_size=pixel_size)  # override applied here
+    return image, resolve_pixel_size("curate", path, header_px)
+
+
+def _statistics(
+    path: Path, pixel_size: float | None, image: np.ndarray | None, cache_dir: Path | None
+) -> np.ndarray:
+    """:func:`~draco_em.curate.stats.image_statistics` of one file, cached by the file alone."""
+    stat = path.stat()
+    parts = ["stats/1", str(path.resolve()), str(stat.st_size), str(stat.st_mtime_ns)]
+    key = hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+    cached = cache_dir / f"{path.stem}-stats-{key}.npy" if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        return np.load(cached)
+    if image is None:
+        image, _ = _read(path, pixel_size)
+    stats = image_statistics(image)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cached) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, stats)
+    return stats
+
+
+def _encoder_features(
+    encoder: Encoder,
+    cfg: FeatureConfig,
+    path: Path,
+    pixel_size: float | None,
+    cache_dir: Path | None,
+    stop_block: int | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float | None]:
+    """Cached (tile features, spectrum features, the image if it was read, pixel size)."""
     key = cache_key(encoder, cfg, path, pixel_size, stop_block)
     cached = cache_dir / f"{path.stem}-{key}.npz" if cache_dir is not None else None
     if cached is not None and cached.is_file():
         with np.load(cached) as z:
-            return z["tiles"], z["spectrum"], pixel_size
-    image, header_px = read_micrograph(path, pixel_size=pixel_size)  # override applied here
-    px = resolve_pixel_size("curate", path, header_px)
+            return z["tiles"], z["spectrum"], None, pixel_size
+    image, px = _read(path, pixel_size)
     tiles = micrograph_tiles(image, px, cfg.pixel_size or encoder.pixel_size, cfg)
     feats = encode_tiles(encoder, tiles, stop_block)
     spectrum = spectrum_vector(image, px, cfg)
@@ -165,4 +228,4 @@ def micrograph_features(
         cached.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cached) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, tiles=feats, spectrum=spectrum)
-    return feats, spectrum, px
+    return feats, spectrum, image, px

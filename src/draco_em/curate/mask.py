@@ -29,6 +29,7 @@ from draco_em.curate.features import micrograph_vector, spectrum_vector
 from draco_em.curate.head import Curator, load_curator
 from draco_em.curate.predict import curator_encoder, finetune_start
 from draco_em.curate.regions import all_tile_vectors, tiles_to_mask
+from draco_em.curate.stats import image_statistics
 from draco_em.errors import DracoInputError
 from draco_em.imaging.tiling import TileGrid
 from draco_em.model.encoder import Encoder
@@ -88,9 +89,11 @@ def tile_probabilities(
     vectors, grid = all_tile_vectors(encoder, image, pixel_size, cfg, start)
     if curator.regions is not None:  # a head trained on tiles (curate/regions.py)
         return curator.region_probabilities(vectors).numpy(), grid
-    # A 64-px tile is too small for the spectrum features (their bands reach 1/50 Å⁻¹): every
-    # tile gets the whole micrograph's, its context, as in training.
+    # A 64-px tile is too small for the spectrum features (their bands reach 1/50 Å⁻¹) and
+    # the image statistics: every tile gets the whole micrograph's, its context, as in training.
     spectrum = spectrum_vector(image, pixel_size, cfg)
+    if cfg.uses_stats:
+        spectrum = np.concatenate([image_statistics(image), spectrum])
     alone = torch.stack([micrograph_vector(v[None], spectrum, cfg) for v in vectors])  # [T, F]
     return curator.probabilities(alone.cpu()).numpy(), grid
 
@@ -117,6 +120,11 @@ def curation_exclude(
             before any micrograph is read).
     """
     curator = load_curator(curator_model)
+    if not curator.features.uses_encoder and curator.regions is None:
+        raise DracoInputError(
+            "this curation head reads whole-image statistics only (--features stats): it "
+            "cannot judge single tiles; train one with --features encoder or both"
+        )
     index = [curator.tile_classes.index(c) for c in exclusion_classes(curator, classes)]
     encoder = curator_encoder(curator, None, resolve_device(str(device)))
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -22,6 +23,7 @@ from draco_em.curate.config import CurateTrainConfig, FeatureConfig
 from draco_em.curate.features import micrograph_features, micrograph_vector, n_features
 from draco_em.curate.head import RUN_FILE, CurationHead, Curator
 from draco_em.curate.regions import REGION_CLASSES, region_training_set
+from draco_em.curate.stats import N_STATS
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.io.batch import FailureLog
@@ -140,17 +142,40 @@ def fit_head(
     Returns:
         (the head in eval mode, training loss per L-BFGS evaluation or per epoch).
     """
+    if featurizer.start is None:
+        x = frozen_vectors(featurizer, arrays, spectra)
+        return fit_linear_head(x, y, n_classes, cfg, accept_index)
     torch.manual_seed(cfg.seed)
     dev = featurizer.encoder.device
     head = CurationHead(n_features(featurizer.encoder.dim, cfg.features), n_classes).to(dev)
     weight = torch.tensor(class_weights(y, n_classes, accept_index), dtype=torch.float32)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight.to(dev))
     target = torch.from_numpy(y).to(dev)
-    if featurizer.start is None:
-        pairs = zip(arrays, spectra, strict=True)
-        x = torch.cat([featurizer([a], s[None]).detach() for a, s in pairs])
-        return _fit_linear(head, x, target, loss_fn, cfg)
     return _fit_finetune(featurizer, head, arrays, spectra, target, loss_fn, cfg)
+
+
+@torch.no_grad()
+def frozen_vectors(
+    featurizer: _Featurizer, arrays: list[np.ndarray], spectra: np.ndarray
+) -> torch.Tensor:
+    """Head inputs ``[N, F]`` of cached arrays with the frozen encoder (computed once)."""
+    pairs = zip(arrays, spectra, strict=True)
+    return torch.cat([featurizer([a], s[None]).detach() for a, s in pairs])
+
+
+def fit_linear_head(
+    x: torch.Tensor,
+    y: np.ndarray,
+    n_classes: int,
+    cfg: CurateTrainConfig,
+    accept_index: list[int],
+) -> tuple[CurationHead, list[float]]:
+    """The frozen-encoder head on precomputed inputs ``x [N, F]`` (see :func:`fit_head`)."""
+    torch.manual_seed(cfg.seed)
+    head = CurationHead(x.shape[1], n_classes).to(x.device)
+    weight = torch.tensor(class_weights(y, n_classes, accept_index), dtype=torch.float32)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight.to(x.device))
+    return _fit_linear(head, x, torch.from_numpy(y).to(x.device), loss_fn, cfg)
 
 
 def _fit_linear(
@@ -252,6 +277,8 @@ def _train_curator(cfg: CurateTrainConfig) -> dict:
         raise DracoInputError(f"--finetune {cfg.finetune} > the encoder's {encoder.depth} blocks")
     if cfg.regions and cfg.finetune:
         raise DracoInputError("--regions needs the frozen encoder: drop --finetune")
+    if cfg.finetune and not cfg.features.uses_encoder:
+        raise DracoInputError("--finetune trains encoder blocks: it needs --features encoder/both")
     masks = region_masks(cfg.labels, len(labels.paths)) if cfg.regions else None
     start = encoder.depth - cfg.finetune if cfg.finetune else None
     arrays, spectra, rows = collect_features(encoder, cfg, labels, start)
@@ -259,8 +286,24 @@ def _train_curator(cfg: CurateTrainConfig) -> dict:
     if len(np.unique(y)) < 2:
         raise DracoInputError("the readable labelled micrographs hold fewer than two classes")
     tr, va = _split(y, cfg.val_fraction, cfg.seed)
-    featurizer = _Featurizer(encoder, start, cfg.features)
     accept_index = [classes.index(c) for c in accept]
+    features, selection, full_spectra = cfg.features, None, spectra
+    if features.blocks == "auto":
+        if start is not None:
+            raise DracoInputError("--features auto needs the frozen encoder: drop --finetune")
+        x = frozen_vectors(
+            _Featurizer(encoder, None, features), [arrays[i] for i in tr], spectra[tr]
+        )
+        k = min(SELECT_FOLDS, len(tr))
+        cols = block_columns(encoder.dim, features)
+        best, scores = select_blocks(x, y[tr], cols, len(classes), cfg, accept_index, k)
+        selection = {"chosen": best, "folds": k, "balanced_accuracy": scores}
+        log.info("--features auto: %s (cross-validated balanced accuracy %s)", best,
+                 ", ".join(f"{b} {v:.3f}" for b, v in scores.items()))  # fmt: skip
+        if best == "encoder":  # its per-micrograph vector is the spectrum alone
+            spectra = spectra[:, N_STATS:]
+        features = features.model_copy(update={"blocks": best})
+    featurizer = _Featurizer(encoder, start, features)
     head, history = fit_head(
         featurizer, [arrays[i] for i in tr], spectra[tr], y[tr], len(classes), cfg, accept_index
     )
@@ -274,11 +317,29 @@ def _train_curator(cfg: CurateTrainConfig) -> dict:
         "loss_history": history[:: max(1, len(history) // 50)],
         "epochs": cfg.epochs,
         "finetune": cfg.finetune,
+        "blocks": features.blocks,
     }
+    if selection is not None:
+        summary["block_selection"] = selection
     for name, idx in (("train", tr), ("val", va)):
         if len(idx):
             p = predict_arrays(featurizer, head, [arrays[i] for i in idx], spectra[idx])
             summary[f"{name}_accuracy"] = float(np.mean(p.argmax(1) == y[idx]))
+    folds = n_folds(cfg.cv, len(tr))
+    if folds and start is not None:
+        log.info("cross-validation skipped: it refits the frozen head only (no --finetune)")
+    elif folds:
+        names = [str(labels.paths[rows[i]]) for i in tr]
+        if selection is not None:  # nested: each outer fold chooses its block on its own
+            x = frozen_vectors(_Featurizer(encoder, None, cfg.features), [arrays[i] for i in tr],
+                               full_spectra[tr])  # fmt: skip
+            summary["cv"] = cross_validate(
+                x, y[tr], classes, accept_index, cfg, folds, names,
+                block_columns(encoder.dim, cfg.features),
+            )  # fmt: skip
+        else:
+            x = frozen_vectors(featurizer, [arrays[i] for i in tr], spectra[tr])
+            summary["cv"] = cross_validate(x, y[tr], classes, accept_index, cfg, folds, names)
     regions = None
     if masks is not None:
         regions, region_summary = fit_region_head(encoder, cfg, labels, rows, masks)
@@ -295,7 +356,7 @@ def _train_curator(cfg: CurateTrainConfig) -> dict:
         head.cpu(),
         classes,
         accept,
-        cfg.features,
+        features,
         cfg.weights,
         encoder.digest,
         cfg.finetune,
@@ -307,6 +368,212 @@ def _train_curator(cfg: CurateTrainConfig) -> dict:
     curator.save(cfg.out_dir / RUN_FILE)
     _write_json(cfg.out_dir / "summary.json", summary)
     return summary
+
+
+def n_folds(cv: int | str, n: int) -> int:
+    """Number of cross-validation folds for ``n`` micrographs (0: none).
+
+    ``auto``: leave-one-out up to :data:`LOO_MAX` micrographs (small real label sets, where
+    every label counts), else 5 folds; ``loo``: ``n``; an int: that many (at most ``n``).
+    """
+    if cv == "auto":
+        return n if n <= LOO_MAX else 5
+    k = n if cv == "loo" else int(cv)
+    return min(k, n) if k >= 2 and n >= 2 else 0
+
+
+#: Largest label set that ``--cv auto`` cross-validates by leave-one-out.
+LOO_MAX = 60
+#: Folds of the cross-validation that chooses the block for ``--features auto`` (on all
+#: labels, and inside each outer fold of the reported one). Not leave-one-out: nested in a
+#: leave-one-out it would cost N² fits (0.6 s each for 400 features on a loaded CPU).
+SELECT_FOLDS = 5
+
+
+def stratified_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold index ``[N]`` in ``0..k-1``: each class dealt round-robin over the folds in a
+    random order, so every fold holds each class in proportion (k = N: leave-one-out)."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), dtype=int)
+    offset = 0
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        fold[idx] = (offset + np.arange(len(idx))) % k
+        offset += len(idx)  # the next class starts where this one stopped: folds stay even
+    return fold
+
+
+def cross_validate(
+    x: torch.Tensor,
+    y: np.ndarray,
+    classes: list[str],
+    accept_index: list[int],
+    cfg: CurateTrainConfig,
+    k: int,
+    names: list[str],
+    blocks: dict[str, np.ndarray] | None = None,
+) -> dict:
+    """Stratified k-fold (k = N: leave-one-out) of the frozen head on inputs ``x [N, F]``.
+
+    Every fold refits the whole head (batch-norm statistics included) on the other folds with
+    the run's settings and predicts the held-out micrographs; the scores are of these
+    out-of-fold predictions. With ``blocks`` (``--features auto``: the columns of ``x`` of
+    each block, :func:`block_columns`) the choice of block is part of the fit: every outer
+    fold chooses by :func:`select_blocks` on its own training part (nested cross-validation),
+    so the score is not biased by the choice. Writes ``RUNDIR/cv_predictions.csv`` and logs
+    the per-class table.
+
+    Returns:
+        ``{"folds", "balanced_accuracy" (accept vs reject, the mean of the two recalls),
+        "class_balanced_accuracy" (mean recall over the classes), "accuracy", "per_class":
+        {class: {n, decision_right, class_right}}}``.
+    """
+    fold = stratified_folds(y, k, cfg.seed)
+    probs, chosen = np.zeros((len(y), len(classes))), []
+    for f in range(k):
+        test = fold == f
+        if not test.any():
+            continue
+        train = np.flatnonzero(~test)
+        cols = np.arange(x.shape[1])
+        if blocks is not None:
+            inner = min(SELECT_FOLDS, len(train))
+            best, _ = select_blocks(x[train], y[train], blocks, len(classes), cfg, accept_index,
+                                    inner)  # fmt: skip
+            cols = blocks[best]
+            chosen.append(best)
+        probs[test] = _fit_predict(x[train][:, cols], y[train], x[test][:, cols],
+                                   len(classes), cfg, accept_index)  # fmt: skip
+    good = np.isin(y, accept_index)
+    p_accept = probs[:, accept_index].sum(1)
+    accepted = p_accept >= 0.5
+    pred = probs.argmax(1)
+    per_class = {
+        c: {
+            "n": int(np.sum(y == i)),
+            "decision_right": int(np.sum((accepted == good)[y == i])),
+            "class_right": int(np.sum((pred == y)[y == i])),
+        }
+        for i, c in enumerate(classes)
+        if np.any(y == i)
+    }
+    result: dict = {
+        "folds": "leave-one-out" if k == len(y) else k,
+        "balanced_accuracy": _balanced(good, accepted),
+        "class_balanced_accuracy": float(
+            np.mean([v["class_right"] / v["n"] for v in per_class.values()])
+        ),
+        "accuracy": float(np.mean(pred == y)),
+        "per_class": per_class,
+    }
+    if chosen:
+        result["blocks_chosen_per_fold"] = {b: chosen.count(b) for b in sorted(set(chosen))}
+    _write_cv_table(cfg.out_dir / "cv_predictions.csv", names, y, probs, fold, classes, p_accept)
+    log.info(
+        "cross-validation (%s folds, stratified): accept/reject balanced accuracy %.3f, class "
+        "balanced accuracy %.3f",
+        result["folds"],
+        result["balanced_accuracy"],
+        result["class_balanced_accuracy"],
+    )
+    log.info("%-24s %4s %15s %12s", "class", "n", "decision right", "class right")
+    for c, v in per_class.items():
+        log.info("%-24s %4d %15d %12d", c, v["n"], v["decision_right"], v["class_right"])
+    return result
+
+
+def _fit_predict(
+    x: torch.Tensor,
+    y: np.ndarray,
+    x_test: torch.Tensor,
+    n_classes: int,
+    cfg: CurateTrainConfig,
+    accept_index: list[int],
+) -> np.ndarray:
+    """Fit the frozen head on ``x [N, F]`` and return its probabilities ``[M, C]`` on
+    ``x_test [M, F]``."""
+    head, _ = fit_linear_head(x, y, n_classes, cfg, accept_index)
+    with torch.no_grad():
+        return torch.softmax(head.eval()(x_test), -1).cpu().numpy()
+
+
+def block_columns(embed_dim: int, cfg: FeatureConfig) -> dict[str, np.ndarray]:
+    """Columns of each block in a ``both``/``auto`` head input ``[2E | statistics | spectrum]``
+    (:func:`~draco_em.curate.features.micrograph_vector`)."""
+    n = n_features(embed_dim, cfg.model_copy(update={"blocks": "both"}))
+    tokens, stats = np.arange(2 * embed_dim), np.arange(2 * embed_dim, 2 * embed_dim + N_STATS)
+    spectrum = np.arange(2 * embed_dim + N_STATS, n)
+    return {
+        "encoder": np.concatenate([tokens, spectrum]),
+        "stats": np.concatenate([stats, spectrum]),
+        "both": np.arange(n),
+    }
+
+
+def select_blocks(
+    x: torch.Tensor,
+    y: np.ndarray,
+    blocks: dict[str, np.ndarray],
+    n_classes: int,
+    cfg: CurateTrainConfig,
+    accept_index: list[int],
+    k: int,
+) -> tuple[str, dict[str, float]]:
+    """``--features auto``: the block whose head cross-validates best on ``(x, y)``.
+
+    Score = the accept/reject balanced accuracy of out-of-fold predictions (stratified ``k``
+    folds, :data:`SELECT_FOLDS` in training); ties go to the block with fewer columns (the
+    statistics, then the tokens).
+
+    Returns:
+        (the chosen block, {block: score}).
+    """
+    fold = stratified_folds(y, k, cfg.seed)
+    good = np.isin(y, accept_index)
+    scores = {}
+    for name, cols in blocks.items():
+        probs = np.zeros((len(y), n_classes))
+        for f in range(k):
+            test = fold == f
+            if test.any():
+                probs[test] = _fit_predict(x[~test][:, cols], y[~test], x[test][:, cols],
+                                           n_classes, cfg, accept_index)  # fmt: skip
+        accepted = probs[:, accept_index].sum(1) >= 0.5
+        scores[name] = _balanced(good, accepted)
+    best = max(blocks, key=lambda b: (scores[b], -len(blocks[b])))
+    return best, scores
+
+
+def _balanced(good: np.ndarray, accepted: np.ndarray) -> float:
+    """Accept/reject balanced accuracy: the mean of the accept rate of good micrographs and
+    the reject rate of the others (over the sides present)."""
+    parts = [np.mean(accepted[good])] if good.any() else []
+    parts += [np.mean(~accepted[~good])] if (~good).any() else []
+    return float(np.mean(parts))
+
+
+def _write_cv_table(
+    path: Path,
+    names: list[str],
+    y: np.ndarray,
+    probs: np.ndarray,
+    fold: np.ndarray,
+    classes: list[str],
+    p_accept: np.ndarray,
+) -> None:
+    """Out-of-fold predictions, one row per micrograph (``p_accept`` ``[N]``)."""
+    frame = pd.DataFrame(
+        {
+            "micrograph": names,
+            "label": [classes[t] for t in y],
+            "predicted": [classes[int(i)] for i in probs.argmax(1)],
+            "decision": np.where(p_accept >= 0.5, "accept", "reject"),
+            "p_accept": p_accept,
+            "fold": fold,
+        }
+    )
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.4g")
 
 
 def region_masks(labels_path: Path, n: int) -> list[Path]:
