@@ -58,6 +58,9 @@ def denoise(
     ] = False,
     adapt_epochs: Annotated[int, typer.Option(help="Adaptation epochs.")] = 4,
     adapt_crops: Annotated[int, typer.Option(help="Adaptation crops per micrograph.")] = 32,
+    adapt_blr: Annotated[
+        float, typer.Option(help="Adaptation base lr (lr = blr × batch / 256).")
+    ] = 2e-3,
     adapt_stage: Annotated[
         str,
         typer.Option(
@@ -83,8 +86,8 @@ def denoise(
     tune = None
     if adapt:
         tune = AdaptConfig(
-            epochs=adapt_epochs, crops_per_micrograph=adapt_crops, stage=adapt_stage,
-            blind_radius=adapt_blind_radius,
+            epochs=adapt_epochs, crops_per_micrograph=adapt_crops, blr=adapt_blr,
+            stage=adapt_stage, blind_radius=adapt_blind_radius,
         )  # fmt: skip
     result = denoise_with_adaptation(cfg, tune)
     if "adapt" in result:
