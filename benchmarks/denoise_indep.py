@@ -12,7 +12,13 @@ scale and offset, so it needs no matching). Outputs already in WORK/pred are reu
 Usage:
     OMP_NUM_THREADS=2 python benchmarks/denoise_indep.py --set /work/indep_sets/ribo70s_2A \\
         --work /tmp/cj_ribo --diameter 250 --topaz-venv /work/venvs/topaz \\
-        --draco draco=bundled --draco draco_v2=/path/v2.safetensors
+        --draco draco=bundled --draco draco_v2=/path/v2.safetensors \\
+        --adapt v2_n2n=/path/v2.safetensors --adapt v2_nohalves=/path/v2.safetensors:full
+
+``--adapt NAME=WEIGHTS[:full]`` runs ``draco denoise --adapt`` from WEIGHTS on the set's full
+sums; with ``:full`` the sums are linked into WORK/full_only without their ``_EVN``/``_ODD``
+halves, so the adaptation cannot use them (the no-halves objective, judged by the truth).
+The adaptation's own seconds (``OUTDIR/adapt/adapt.json``) go to ``results.json``.
 """
 
 from __future__ import annotations
@@ -65,6 +71,10 @@ def main() -> None:
     parser.add_argument("--topaz-venv", type=Path, default=None)
     parser.add_argument("--topaz-threads", type=int, default=2)
     parser.add_argument("--draco", action="append", default=[], help="NAME=WEIGHTS (repeatable)")
+    parser.add_argument(
+        "--adapt", action="append", default=[], help="NAME=WEIGHTS[:full] (repeatable)"
+    )
+    parser.add_argument("--adapt-args", default="", help="extra draco denoise options, quoted")
     args = parser.parse_args()
     sim, pred = args.set, args.work / "pred"
     files = bench.raw_images(sim)
@@ -80,6 +90,23 @@ def main() -> None:
                    str(pred / name), "--model", weights, "--no-skip-existing", "-q",
                    "--workers", "0", "--no-bf16"]  # fmt: skip
             info["seconds"][name] = bench.run(cmd)
+    for spec in args.adapt:
+        name, weights = spec.split("=", 1)
+        inputs = files
+        if weights.endswith(":full"):
+            weights = weights[: -len(":full")]
+            (args.work / "full_only").mkdir(parents=True, exist_ok=True)
+            inputs = [args.work / "full_only" / p.name for p in files]
+            for src, link in zip(files, inputs, strict=True):
+                if not link.exists():
+                    link.symlink_to(src.resolve())
+        if not all((pred / name / p.name).exists() for p in files):
+            cmd = [sys.executable, "-m", "draco_em", "denoise", *map(str, inputs), "-o",
+                   str(pred / name), "--model", weights, "--adapt", "-q", "--workers", "0",
+                   "--no-bf16", *args.adapt_args.split()]  # fmt: skip
+            info["seconds"][name] = bench.run(cmd)
+            record = json.loads((pred / name / "adapt" / "adapt.json").read_text())
+            info["seconds"][f"{name}_adaptation"] = record.get("seconds")
     if args.topaz_venv and not all((pred / "topaz_unet" / p.name).exists() for p in files):
         os.environ["OMP_NUM_THREADS"] = str(args.topaz_threads)
         (pred / "topaz_unet").mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,10 @@ Training: initial weights = the bundled v1 denoiser (its pixel refiner kept), cr
 
 Usage:
     OMP_NUM_THREADS=2 python recipes/realistic_denoiser.py --workdir /tmp/realistic_dn \\
-        [--epochs 2 --crops 20 --batch-size 16] [--install]
+        [--epochs 2 --crops 20 --batch-size 16] [--run-name run] [--reuse-data] [--install]
+    # v3 candidate (session 3): the same data, continued from the bundled v2 for 4 epochs
+    OMP_NUM_THREADS=1 python recipes/realistic_denoiser.py --workdir /tmp/h20/rdn --epochs 4 \
+        --run-name run_v3 --workers 0 --reuse-data
 """
 
 from __future__ import annotations
@@ -114,13 +117,22 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers")
     parser.add_argument("--run-name", default="run", help="run folder inside --workdir")
     parser.add_argument("--install", action="store_true", help="copy into src/draco_em/weights")
+    parser.add_argument(
+        "--reuse-data",
+        action="store_true",
+        help="train on WORKDIR/all.star as made before (the simulator's settings have changed "
+        "since, so re-simulating into the same folders is refused)",
+    )
     args = parser.parse_args()
     work = args.workdir
-    train = simulate(work, "train", TRAIN_PER_PIXEL, TRAIN_SEED, args.jobs)
-    val = simulate(work, "val", VAL_PER_PIXEL, VAL_SEED, args.jobs)
     manifest = work / "all.star"
-    n = merge(manifest, train, val)
     n_val = VAL_PER_PIXEL * len(PIXEL_SIZES)
+    if args.reuse_data:
+        n = len(read_micrographs_star(manifest).micrographs)
+    else:
+        train = simulate(work, "train", TRAIN_PER_PIXEL, TRAIN_SEED, args.jobs)
+        val = simulate(work, "val", VAL_PER_PIXEL, VAL_SEED, args.jobs)
+        n = merge(manifest, train, val)
 
     from draco_em.model.weights import BUNDLED_DENOISER, resolve_weights
     from draco_em.train.config import PretrainConfig
@@ -136,10 +148,10 @@ def main() -> None:
         val_micrographs=n_val, save_every_steps=50, progress=False,
         resume="latest" if (run / "config.yaml").exists() else None,
     ))  # fmt: skip
-    out = work / "draco_denoise_tiny.safetensors"
+    out = work / f"draco_denoise_tiny_{args.run_name}.safetensors"
     draco("export", str(run), "-o", str(out), "--which", "best", "--half")
     if args.install:
-        shutil.copy(out, REPO / "src" / "draco_em" / "weights" / out.name)
+        shutil.copy(out, REPO / "src" / "draco_em" / "weights" / "draco_denoise_tiny.safetensors")
 
 
 if __name__ == "__main__":

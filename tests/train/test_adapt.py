@@ -1,5 +1,6 @@
-"""``draco denoise --adapt``: fine-tunes on the inputs (N2N on their halves, else MAE), saves the
-weights in OUTDIR/adapt, reuses them on re-run, and never reads a clean image."""
+"""``draco denoise --adapt``: fine-tunes on the inputs (N2N on their halves, else blind-spot; MAE
+on request), saves the weights in OUTDIR/adapt, reuses them on re-run, and never reads a clean
+image."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from draco_em.cli import app
 from draco_em.errors import DracoInputError
 from draco_em.io.mrc import read_mrc, write_mrc
+from draco_em.model.draco import DracoConfig, DracoMAE
 from draco_em.model.weights import BUNDLED_DENOISER, load_model
 from draco_em.train import adapt as adapt_mod
 from draco_em.train import data as train_data
@@ -74,20 +77,52 @@ def test_adapt_trains_n2n_on_halves_only_saves_and_reuses(tmp_path, blob_pair, m
     assert record["seconds"] > 0 and record["trained_on"]["stage"] == "denoise"
 
 
-def test_adapt_without_halves_uses_masked_reconstruction(tmp_path, blob_pair):
+def test_adapt_without_halves_uses_blindspot_mae_on_request(tmp_path, blob_pair):
     full = _write_pair(tmp_path / "mics", blob_pair)
     cfg = DenoiseConfig(inputs=[str(full)], outdir=tmp_path / "out", device="cpu", workers=0,
                         progress=False)  # fmt: skip
     for half in ("mic_EVN.mrc", "mic_ODD.mrc"):
         (full.parent / half).unlink()
     result = denoise_with_adaptation(cfg, TINY)
-    assert result["adapt"]["stage"] == "mae" and result["done"] == 1
-    assert result["adapt"]["shifts"] == 4  # no refiner after the masked stage: grids averaged
+    assert result["adapt"]["stage"] == "blindspot" and result["done"] == 1
+    assert result["adapt"]["shifts"] == 1  # whole-image stage: the pixel refiner is kept
+    adapted, _, meta = load_model(tmp_path / "out" / "adapt" / "adapted.safetensors")
+    assert adapted.refiner is not None and meta["training"]["stage"] == "blindspot"
+    mae = denoise_with_adaptation(
+        cfg.model_copy(update={"outdir": tmp_path / "o_mae"}),
+        TINY.model_copy(update={"stage": "mae"}),
+    )
+    assert mae["adapt"]["stage"] == "mae" and mae["done"] == 1
+    assert mae["adapt"]["shifts"] == 4  # no refiner after the masked stage: grids averaged
     with pytest.raises(DracoInputError, match="halves"):
         adapt_mod.adapt_denoiser(
             cfg.model_copy(update={"outdir": tmp_path / "o2"}),
             TINY.model_copy(update={"stage": "denoise"}),
         )
+
+
+@pytest.mark.parametrize("radius", [0, 1, 2])
+def test_blindspot_never_sees_the_pixels_it_scores(radius):
+    """The model's input does not depend on the scored pixels (or their blocks), so changing
+    them changes no prediction, only the loss: the objective cannot be met by copying."""
+    torch.manual_seed(0)
+    model = DracoMAE(DracoConfig.from_preset("tiny", img_size=64, refiner_channels=4)).eval()
+    image = torch.randn(2, 1, 64, 64)
+    run = lambda x: model.forward_blindspot(x, torch.Generator().manual_seed(3), radius)  # noqa: E731
+    loss, pred, masks = run(image)
+    blind = masks["blind"]
+    assert blind.shape == image.shape and 0 < blind.float().mean() <= 1 / 16
+    block = torch.nn.functional.max_pool2d(blind.float(), 2 * radius + 1, 1, radius).bool()
+    changed = image.clone()
+    changed[block] += 5.0
+    loss2, pred2, masks2 = run(changed)
+    assert torch.equal(masks2["blind"], blind)
+    assert torch.equal(pred2, pred)
+    assert loss2 > loss + 1.0
+    # A pixel outside the blocks does reach the prediction.
+    outside = changed.clone()
+    outside[~block] += 5.0
+    assert not torch.equal(run(outside)[1], pred)
 
 
 def test_cli_adapts_then_reuses(tmp_path, blob_pair):

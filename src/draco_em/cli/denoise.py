@@ -58,6 +58,19 @@ def denoise(
     ] = False,
     adapt_epochs: Annotated[int, typer.Option(help="Adaptation epochs.")] = 4,
     adapt_crops: Annotated[int, typer.Option(help="Adaptation crops per micrograph.")] = 32,
+    adapt_blr: Annotated[
+        float, typer.Option(help="Adaptation base lr (lr = blr × batch / 256).")
+    ] = 2e-3,
+    adapt_stage: Annotated[
+        str,
+        typer.Option(
+            help="auto (Noise2Noise on X_EVN/X_ODD where present, else blindspot), denoise, "
+            "blindspot or mae (masked reconstruction: blurs)."
+        ),
+    ] = "auto",
+    adapt_blind_radius: Annotated[
+        int, typer.Option(help="blindspot: hide this many px around each pixel (correlated noise).")
+    ] = 0,
 ) -> None:
     """Denoise micrographs and stacks (mask ratio 0 over overlapping tiles)."""
     # One import for both paths (train.adapt re-exports DenoiseConfig; infer may not import
@@ -70,7 +83,12 @@ def denoise(
         float16=float16, png=png, skip_existing=skip_existing, workers=workers,
         pixel_size=pixel_size, progress=progress and not quiet, overwrite=overwrite,
     )  # fmt: skip
-    tune = AdaptConfig(epochs=adapt_epochs, crops_per_micrograph=adapt_crops) if adapt else None
+    tune = None
+    if adapt:
+        tune = AdaptConfig(
+            epochs=adapt_epochs, crops_per_micrograph=adapt_crops, blr=adapt_blr,
+            stage=adapt_stage, blind_radius=adapt_blind_radius,
+        )  # fmt: skip
     result = denoise_with_adaptation(cfg, tune)
     if "adapt" in result:
         a = result["adapt"]

@@ -477,6 +477,64 @@ class DracoMAE(nn.Module):
         self._last_losses = {"n2n": loss.detach()}
         return loss, pred, {}
 
+    def forward_blindspot(
+        self, image: torch.Tensor, generator: torch.Generator | None = None, radius: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Blind-spot fine-tuning at mask ratio 0 on single images (Noise2Self, Batson & Royer
+        2019): the denoising objective for micrographs without odd/even halves.
+
+        A grid of pixels J (one in ``s × s``, a random phase per image) is hidden: each hidden
+        pixel, with its ``(2r+1)²`` block (r = ``radius``), is replaced by the mean of the ring
+        of pixels just outside the block (computed on the unmasked image; the grid spacing keeps
+        every ring pixel visible). The whole masked image is predicted and the loss is the MSE
+        at J against the *unmasked* noisy pixel. The prediction at j never sees pixel j, so when
+        the noise of j is independent of the pixels further than r from it the expected loss is
+        ‖f − clean‖² + σ² on J: minimised by E[clean_j | the rest], the denoiser, not by a copy
+        of the input. Unlike the 16-px patches of ``forward_mae`` only single pixels are hidden,
+        so the optimum keeps the detail the neighbours carry (the MAE objective's optimum is the
+        patch's expectation from its context: a blur). ``radius`` > 0 is for noise that is
+        correlated over r pixels (e.g. data resampled in the crop loader).
+
+        Args:
+            image: [B, C, H, W] noisy full sums.
+            generator: CPU RNG of the grid phases (train/engine.py ``mask_generator``).
+            radius: half-width of the hidden block around each pixel of J.
+
+        Returns:
+            loss: MSE at the hidden pixels.
+            pred: [B, C, H, W] float32 prediction of the masked input.
+            masks: ``{"blind": bool [B, C, H, W]}``, True at J.
+        """
+        self._check_image(image)
+        b, c, h, w = image.shape
+        spacing = max(4, 2 * radius + 2)  # blocks never touch another block's ring
+        phase = torch.randint(0, spacing, (b, 2), generator=generator).to(image.device)
+        ys = torch.arange(h, device=image.device)[None, :, None]
+        xs = torch.arange(w, device=image.device)[None, None, :]
+        centre = ((ys % spacing == phase[:, 0, None, None])
+                  & (xs % spacing == phase[:, 1, None, None]))[:, None]  # fmt: skip
+        img = image.float().reshape(b * c, 1, h, w)
+        centre = centre.repeat_interleave(c, dim=0)
+        k = 2 * radius + 3
+        ring = torch.ones(1, 1, k, k, device=image.device)
+        ring[..., 1:-1, 1:-1] = 0
+        # Zero padding and a count of the ring pixels inside the image: a reflected border
+        # could fold the hidden pixel itself into its ring.
+        ring_sum = nn.functional.conv2d(img, ring, padding=radius + 1)
+        ring_n = nn.functional.conv2d(torch.ones_like(img[:1]), ring, padding=radius + 1)
+        ring_mean = ring_sum / ring_n
+        fill, hidden = ring_mean * centre, centre.float()
+        if radius:  # spread each centre's fill value over its block (blocks do not overlap)
+            box = torch.ones(1, 1, 2 * radius + 1, 2 * radius + 1, device=image.device)
+            fill = nn.functional.conv2d(fill, box, padding=radius)
+            hidden = nn.functional.conv2d(hidden, box, padding=radius).clamp(max=1)
+        masked = (img * (1 - hidden) + fill * hidden).reshape(b, c, h, w).to(image.dtype)
+        pred = self._predict_all(masked).float()
+        img, weight = img.reshape(b, c, h, w), centre.float().reshape(b, c, h, w)
+        loss = ((pred - img).pow(2) * weight).sum() / weight.sum().clamp(min=1)
+        self._last_losses = {"blindspot": loss.detach()}
+        return loss, pred, {"blind": weight.bool()}
+
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def denoise(self, image: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,12 @@ The objective depends on what the user has:
   ``dracoMicrographEven/Odd`` columns of a manifest STAR. Each half is denoised and scored
   against the other; the expected loss is minimised by the clean image, which is never read
   (the manifest written here has no clean column, even where the input STAR has one).
-* **Masked reconstruction** (``--stage mae``) on the full sums otherwise.
+* **Blind-spot** (``--stage blindspot``, :meth:`DracoMAE.forward_blindspot`) on the full sums
+  otherwise: a sparse grid of pixels is hidden and predicted from the rest (Noise2Self), so the
+  model learns E[clean | neighbours] without a second noisy view and without the blur of the
+  masked-reconstruction objective (whose 16-px hidden patches are predicted from their
+  context: measured on a set with truth, docs/benchmarks.md).
+* **Masked reconstruction** (``--stage mae``, the earlier default without halves) on request.
 
 It is ``draco pretrain`` with a small budget, not a second trainer: a manifest of the inputs
 in ``OUTDIR/adapt/manifest.star``, a run folder ``OUTDIR/adapt/run`` (config.yaml, run.log,
@@ -71,8 +76,11 @@ class AdaptConfig(BaseModel):
         2e-3, gt=0, description="Base lr (lr = blr × batch / 256); the fine-tune recipe's order."
     )
     crop_size: int = Field(128, gt=0, description="Crop side fed to the model (px).")
-    stage: Literal["auto", "denoise", "mae"] = Field(
-        "auto", description="auto: Noise2Noise where halves exist, else masked reconstruction."
+    stage: Literal["auto", "denoise", "blindspot", "mae"] = Field(
+        "auto", description="auto: Noise2Noise where halves exist, else blind-spot."
+    )
+    blind_radius: int = Field(
+        0, ge=0, description="blindspot: half-width (px) of the block hidden around each pixel."
     )
     seed: int = Field(0, ge=0, description="Seed of crops, order and masks.")
 
@@ -145,7 +153,7 @@ def _stage(rows: list[dict[str, Any]], adapt: AdaptConfig) -> str:
             rows[0][FULL],
         )
     if adapt.stage == "auto":
-        return "denoise" if paired else "mae"
+        return "denoise" if paired else "blindspot"
     return adapt.stage
 
 
@@ -214,6 +222,7 @@ def adapt_denoiser(cfg: DenoiseConfig, adapt: AdaptConfig) -> dict[str, Any]:
         crops_per_micrograph=adapt.crops_per_micrograph, val_fraction=0.0, val_micrographs=0,
         workers=0, epochs=adapt.epochs, warmup_epochs=min(1.0, adapt.epochs / 4),
         batch_size=batch, blr=adapt.blr, seed=adapt.seed, device=device,
+        blind_radius=adapt.blind_radius,
         resume="latest", save_every_steps=0, progress=cfg.progress,
     )  # fmt: skip
     run_pretrain(train_cfg)

@@ -44,10 +44,15 @@ class PretrainConfig(BaseModel):
     out_dir: Path = Field(
         description="Run folder: config.yaml, run.log, metrics.jsonl, checkpoints/."
     )
-    stage: Literal["mae", "draco", "denoise"] = Field(
+    stage: Literal["mae", "draco", "denoise", "blindspot"] = Field(
         "draco",
         description="mae: stage-1 MAE on full sums (pairs optional); draco: Eq. 5-10; "
-        "denoise: Noise2Noise fine-tune at mask ratio 0 (odd<->even, start from --init-weights).",
+        "denoise: Noise2Noise fine-tune at mask ratio 0 (odd<->even, start from --init-weights); "
+        "blindspot: the same on full sums alone, each pixel hidden from its own prediction "
+        "(DracoMAE.forward_blindspot; --adapt without halves).",
+    )
+    blind_radius: int = Field(
+        0, ge=0, description="blindspot: half-width of the block hidden around each pixel."
     )
     crop_size: int = Field(256, gt=0, description="Side of a training crop after resizing (px).")
     crop_area: tuple[float, float] = Field(

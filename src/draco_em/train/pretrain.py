@@ -63,6 +63,10 @@ from draco_em.train.optim import build_optimizer, scaled_lr
 log = logging.getLogger("draco_em.train")
 #: Width of the pixel refiner that ``--stage denoise`` adds to a model that has none.
 DEFAULT_REFINER_CHANNELS = 16
+#: Stages trained on the full sums alone (no odd/even halves needed).
+FULL_ONLY = ("mae", "blindspot")
+#: Stages that predict whole images at mask ratio 0 (the denoisers: they keep the refiner).
+WHOLE_IMAGE = ("denoise", "blindspot")
 
 
 class StageModel(nn.Module):
@@ -70,13 +74,14 @@ class StageModel(nn.Module):
 
     ``forward(batch, mask_ratio, generator)`` → ``(loss, pred, masks)`` of ``DracoMAE.forward``
     (stage 'draco', batch has full/odd/even), ``forward_mae`` (stage 'mae', full only) or
-    ``forward_n2n`` (stage 'denoise', odd/even);
+    ``forward_n2n`` (stage 'denoise', odd/even), ``forward_blindspot`` (stage 'blindspot',
+    full only);
     ``forward(batch, denoise=True)`` → the mask-ratio-0 prediction of ``batch["full"]``.
     """
 
-    def __init__(self, model: DracoMAE, stage: str) -> None:
+    def __init__(self, model: DracoMAE, stage: str, blind_radius: int = 0) -> None:
         super().__init__()
-        self.model, self.stage = model, stage
+        self.model, self.stage, self.blind_radius = model, stage, blind_radius
 
     def forward(
         self,
@@ -91,6 +96,8 @@ class StageModel(nn.Module):
             return self.model.forward_mae(batch["full"], mask_ratio, generator)
         if self.stage == "denoise":
             return self.model.forward_n2n(batch["odd"], batch["even"])
+        if self.stage == "blindspot":
+            return self.model.forward_blindspot(batch["full"], generator, self.blind_radius)
         return self.model(batch["full"], batch["odd"], batch["even"], mask_ratio, generator)
 
     @property
@@ -147,7 +154,7 @@ def _train(config: PretrainConfig, ctx: DistContext, on_step: Callable | None) -
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     data = _data(config, ctx)
     model, model_config = _build_model(config)
-    stage_model = StageModel(model.to(ctx.device), config.stage)
+    stage_model = StageModel(model.to(ctx.device), config.stage, config.blind_radius)
     if config.fsdp:
         _shard(stage_model, ctx)
     opt = _optimisation(config, ctx, stage_model, data.sampler.steps_per_epoch)
@@ -271,7 +278,7 @@ def format_duration(seconds: float) -> str:
 def _data(config: PretrainConfig, ctx: DistContext) -> _Data:
     """Training crops (sharded, resumable order) and the fixed validation crops."""
     records = load_manifest(
-        config.data, "mae" if config.stage == "mae" else "draco", config.data_pixel_size
+        config.data, "mae" if config.stage in FULL_ONLY else "draco", config.data_pixel_size
     )
     smallest = min(min(r.shape) for r in records)
     if config.crop_size > smallest:  # before any crop is allocated: crops come from inside one
@@ -281,8 +288,9 @@ def _data(config: PretrainConfig, ctx: DistContext) -> _Data:
             config.data,
         )
     train_recs, val_recs = split_train_val(records, config.val_fraction, config.seed)
+    pairs = config.stage not in FULL_ONLY
     crops: dict[str, Any] = {"area": config.crop_area, "angstrom": config.crop_angstrom,
-                             "seed": config.seed, "pairs": config.stage != "mae"}  # fmt: skip
+                             "seed": config.seed, "pairs": pairs}  # fmt: skip
     train_ds = CropDataset(train_recs, config.crop_size, config.crops_per_micrograph, **crops)
     sampler = ResumableSampler(len(train_ds), config.batch_size, ctx.world_size, ctx.rank,
                                config.accum, config.seed)  # fmt: skip
@@ -382,10 +390,10 @@ def _build_model(config: PretrainConfig) -> tuple[DracoMAE, Any]:
     state, init_config = None, None
     if config.init_weights is not None:
         state, init_config = _initial_weights(Path(config.init_weights))
-    if config.stage == "denoise" and not (init_config and init_config.refiner_channels):
-        # The denoising fine-tune adds the pixel refiner (model/draco.py PixelRefiner).
+    if config.stage in WHOLE_IMAGE and not (init_config and init_config.refiner_channels):
+        # The denoising fine-tunes add the pixel refiner (model/draco.py PixelRefiner).
         run_fields["refiner_channels"] = DEFAULT_REFINER_CHANNELS
-    elif config.stage != "denoise":
+    elif config.stage not in WHOLE_IMAGE:
         # The masked stages never run the refiner: its parameters would get no gradient (a DDP
         # error) and the exported model would leave the official layout. Drop it.
         run_fields["refiner_channels"] = 0
