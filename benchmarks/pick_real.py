@@ -47,6 +47,7 @@ import pandas as pd
 from draco_em.evaluate.pick import EvaluatePickConfig, evaluate_pick
 from draco_em.io.coords import read_coords, scale_coords, write_relion_coords, write_topaz
 from draco_em.io.mrc import read_image, write_mrc
+from draco_em.pick.model_io import read_picker
 
 REPO = Path(__file__).resolve().parents[1]
 EMPIAR = Path(os.environ.get("DRACO_SHARED_DATA", REPO.parent / "shared" / "data")) / "empiar10017"
@@ -173,9 +174,13 @@ def draco(*args: str) -> None:
 
 
 def run_draco(
-    out: Path, model: str = "bundled", mics: list[Path] | None = None, tag: str = "draco"
-) -> dict:
-    """``draco pick predict`` on the JPEGs at the stored threshold, then every threshold."""
+    out: Path, model: str = "bundled", mics: list[Path] | None = None, tag: str = "draco",
+    threshold: float | None = None,
+) -> dict:  # fmt: skip
+    """``draco pick predict`` on the JPEGs at the stored threshold, then every threshold.
+
+    ``threshold``: passed as ``--threshold`` (e.g. 0.05: every candidate is written, so the best
+    F1 and AP are over all thresholds); the stored threshold is then applied when scoring."""
     mics = mics or micrographs()
     stems = [p.stem for p in mics]
     truth = truth_folder(out, stems) if len(stems) < len(micrographs()) else EMPIAR / "coordinates"
@@ -196,10 +201,18 @@ def run_draco(
         "--format",
         "star",
         "-q",
+        *(["--threshold", str(threshold)] if threshold is not None else []),
     )
     seconds = (time.time() - t0) / len(mics)
     stars = folder / "coordinates" if (folder / "coordinates").is_dir() else folder
-    return {"stored_threshold": score(stars, truth), "seconds_per_micrograph": round(seconds, 2)}
+    res = {"seconds_per_micrograph": round(seconds, 2)}
+    if threshold is None:
+        return res | {"stored_threshold": score(stars, truth)}
+    stored = float(read_picker(model)[1]["threshold"])
+    return res | {
+        "stored_threshold": score(stars, truth, stored) | {"threshold": stored},
+        "all": score(stars, truth) | {"written_from": threshold},
+    }
 
 
 def run_log(out: Path) -> dict:
@@ -361,6 +374,11 @@ def main() -> None:
     ap.add_argument("--methods", default="published,draco")
     ap.add_argument("--out", type=Path, default=Path("/tmp/pick_real"))
     ap.add_argument("--model", default="bundled", help="picker for the zero-shot 'draco' row")
+    ap.add_argument(
+        "--threshold", type=float, default=None,
+        help="zero-shot 'draco' row: write picks from this score (e.g. 0.05) and report the "
+        "stored threshold's F1 beside the best F1 and AP over all thresholds",
+    )  # fmt: skip
     ap.add_argument("--topaz", default="/work/venvs/topaz/bin/topaz")
     ap.add_argument("--topaz-factors", default="3,4,5")
     ap.add_argument("--epochs", type=int, default=30, help="draco pick train epochs (few-shot)")
@@ -383,7 +401,9 @@ def main() -> None:
         factors = [int(f) for f in args.topaz_factors.split(",")]
         results["topaz_general"] = run_topaz(args.out, args.topaz, factors)
     if "draco" in methods:
-        results["draco_" + Path(args.model).name] = run_draco(args.out, args.model)
+        results["draco_" + Path(args.model).name] = run_draco(
+            args.out, args.model, threshold=args.threshold
+        )
     if "random" in methods:
         results["random"] = run_random(args.out)
     if "log" in methods:
