@@ -356,6 +356,112 @@ def run_topaz_train(
     return res | {"train_seconds": round(seconds, 1), "epochs": epochs, "model": final.name}
 
 
+def topaz_fewshot_targets(out: Path, labels: Path, factor: int) -> Path:
+    """The few-shot labels as a Topaz targets table, binned ×factor (Topaz's own frame)."""
+    picks = pd.concat([read_coords(f) for f in sorted(labels.glob("*.star"))], ignore_index=True)
+    targets = out / f"fewshot_topaz_targets_s{factor}.txt"
+    binned = scale_coords(picks, 1 / factor)
+    binned[["micrograph", "x", "y"]].round({"x": 0, "y": 0}).astype({"x": int, "y": int}).rename(
+        columns={"micrograph": "image_name", "x": "x_coord", "y": "y_coord"}
+    ).to_csv(targets, sep="\t", index=False)
+    return targets
+
+
+def run_topaz_fewshot(
+    out: Path,
+    topaz: str,
+    *,
+    factor: int = 4,
+    radius: int = 3,
+    epochs: int = 20,
+    epoch_size: int = 100,
+    budgets: tuple[float, ...] = (300.0, 1200.0),
+    threads: int = 1,
+    fixed: bool = True,
+) -> dict:
+    """``topaz train`` on the same 200 picks / 3 micrographs as ``fewshot_draco`` (the same
+    ``fewshot_split``), then ``topaz extract`` on the other 8 with the checkpoint saved last
+    within each training-time budget (seconds of wall time; one run, a checkpoint per epoch of
+    ``epoch_size`` updates).
+
+    Settings as Topaz documents them: ``topaz preprocess -s factor`` (its GMM normalisation),
+    ``-n`` = the expected particles *per micrograph* (624, as draco's ``--expected-particles``),
+    ``-r radius`` the labelled radius around each centre (Topaz's default 3; the *particle*
+    radius, 14 px at ×4, is ``extract``'s ``-r``), the default GE-binomial PU loss, ResNet8
+    initialised from Topaz's pretrained ``resnet8_u32``, learning rate 2e-4, minibatches of 256.
+    Only the 3 training micrographs are given to Topaz (earlier runs passed all 11, test
+    micrographs included, as unlabelled data). ``fixed``: run through ``topaz_fixed.py``, which
+    corrects Topaz 0.3.20's pixel count of a disc (``pi`` and ``p_observed`` were ``2r + 1``
+    times too large: NaN losses at ``-r 14``); ``fixed=False`` runs ``topaz`` as shipped.
+    """
+    train, test, labels, expected = fewshot_split(out)
+    mrc = to_mrc(out)
+    pre = out / f"topaz_pre_s{factor}"
+    pre.mkdir(parents=True, exist_ok=True)
+    if len(list(pre.glob("*.mrc"))) < len(micrographs()):
+        mrcs = sorted(str(p) for p in mrc.glob("*.mrc"))
+        subprocess.run(
+            [topaz, "preprocess", "-s", str(factor), "-d", "-1", "-o", str(pre), *mrcs],
+            check=True,
+            capture_output=True,
+        )
+    tag = f"s{factor}_r{radius}" + ("" if fixed else "_asshipped")
+    train_pre = out / f"topaz_fewshot_train_{tag}"  # the 3 training micrographs only
+    train_pre.mkdir(parents=True, exist_ok=True)
+    for p in train:
+        link = train_pre / f"{p.stem}.mrc"
+        if not link.exists():
+            link.symlink_to((pre / f"{p.stem}.mrc").resolve())
+    model = out / f"topaz_fewshot_model_{tag}"
+    model.mkdir(parents=True, exist_ok=True)
+    python = str(Path(topaz).parent / "python")
+    command = [python, str(Path(__file__).with_name("topaz_fixed.py"))] if fixed else [topaz]
+    args = ["train", "-n", str(expected), "-r", str(radius), "-d", "-1", "-j", str(threads)]
+    args += ["--num-epochs", str(epochs), "--epoch-size", str(epoch_size), "--num-workers", "0"]
+    args += ["--train-images", str(train_pre)]
+    args += ["--train-targets", str(topaz_fewshot_targets(out, labels, factor))]
+    args += ["--save-prefix", str(model / "model"), "-o", str(model / "train_log.txt")]
+    before = os.times()
+    t0 = time.time()
+    proc = subprocess.run(
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        cwd=out,  # not Topaz's package folder (its torch.py would shadow torch)
+        env=os.environ | {"OMP_NUM_THREADS": str(threads)},
+    )
+    seconds = time.time() - t0
+    after = os.times()
+    (model / "train_stderr.txt").write_text(proc.stderr)
+    proc.check_returncode()
+    saved = sorted(model.glob("model_epoch*.sav"))
+    # Each checkpoint's training time: its file's modification time since the start.
+    at = {p: round(p.stat().st_mtime - t0, 1) for p in saved}
+    log = pd.read_csv(model / "train_log.txt", sep="\t")
+    res: dict = {
+        "settings": {"factor": factor, "radius": radius, "expected_per_micrograph": expected,
+                     "epoch_size": epoch_size, "epochs": epochs, "threads": threads,
+                     "pi_fix": fixed, "train_micrographs": [p.stem for p in train]},
+        "train_wall_seconds": round(seconds, 1),
+        "train_cpu_seconds": round(
+            after.children_user + after.children_system
+            - before.children_user - before.children_system, 1),
+        "checkpoint_seconds": {p.name: s for p, s in at.items()},
+        "nan_losses": int(log["loss"].isna().sum()),
+        "final_train_loss": float(log["loss"].iloc[-1]),
+        "stderr_head": proc.stderr.splitlines()[:16],
+    }  # fmt: skip
+    for budget in budgets:
+        within = [p for p in saved if at[p] <= budget] or saved[:1]
+        chosen = within[-1]
+        scored = run_topaz(
+            out, topaz, [factor], [mrc / f"{p.stem}.mrc" for p in test], str(chosen),
+            tag=f"fewshot_{tag}_{chosen.stem}",
+        )[f"s{factor}"]  # fmt: skip
+        res[f"budget_{int(budget)}s"] = scored | {"model": chosen.name, "train_seconds": at[chosen]}
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default="published,draco")
@@ -365,6 +471,16 @@ def main() -> None:
     ap.add_argument("--topaz-factors", default="3,4,5")
     ap.add_argument("--epochs", type=int, default=30, help="draco pick train epochs (few-shot)")
     ap.add_argument("--topaz-epochs", type=int, default=10, help="topaz train epochs")
+    ap.add_argument("--topaz-radius", type=int, default=3, help="topaz train -r (fewshot_topaz)")
+    ap.add_argument("--topaz-epoch-size", type=int, default=100, help="updates per saved epoch")
+    ap.add_argument("--topaz-budgets", default="300,1200", help="training seconds to score at")
+    ap.add_argument("--topaz-threads", type=int, default=1)
+    ap.add_argument(
+        "--topaz-fix",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fewshot_topaz: run topaz train through topaz_fixed.py (Topaz 0.3.20's pi bug)",
+    )
     ap.add_argument(
         "--pu",
         action=argparse.BooleanOptionalAction,
@@ -391,6 +507,19 @@ def main() -> None:
     if "fewshot" in methods:
         topaz = args.topaz if Path(args.topaz).exists() else None
         results["fewshot"] = run_fewshot(args.out, topaz, args.epochs, args.topaz_epochs)
+    if "fewshot_topaz" in methods:  # topaz train on fewshot_draco's picks, settings as documented
+        res = run_topaz_fewshot(
+            args.out,
+            args.topaz,
+            radius=args.topaz_radius,
+            epochs=args.topaz_epochs,
+            epoch_size=args.topaz_epoch_size,
+            budgets=tuple(float(b) for b in args.topaz_budgets.split(",")),
+            threads=args.topaz_threads,
+            fixed=args.topaz_fix,
+        )
+        tag = f"_r{args.topaz_radius}" + ("" if args.topaz_fix else "_asshipped")
+        results["fewshot_topaz" + tag] = res
     if "fewshot_draco" in methods:  # draco only; --no-pu: the labelled count, as before
         tag = "_" + Path(args.model).name + ("" if args.pu else "_nopu")
         results["fewshot_draco" + tag] = run_fewshot(
