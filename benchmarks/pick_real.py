@@ -23,7 +23,12 @@ Methods (``--methods``, comma-separated):
   fixed seed) → ``draco pick train --weights bundled`` and ``topaz train`` on the same picks,
   scored on the other 8 micrographs; ``fewshot_draco``: the draco half only, from ``--model``
   (the expected count — all expert picks of the 3 micrographs / 3, what a user estimates by
-  eye — is passed as ``--expected-particles`` unless ``--no-pu``).
+  eye — is passed as ``--expected-particles`` unless ``--no-pu``); ``fewshot_topaz``: the
+  Topaz half only (``run_topaz_fewshot``: the same split and picks, settings as Topaz
+  documents them, Topaz 0.3.20's ``pi`` bug fixed by ``topaz_fixed.py`` unless
+  ``--no-topaz-fix``, checkpoints scored at ``--topaz-budgets`` CPU seconds of training);
+* ``timing``: seconds (wall and CPU) per 4096² micrograph of ``draco pick predict`` and of
+  Topaz's preprocess + extract, one after the other, with the load average noted.
 
     python benchmarks/pick_real.py --methods published,draco --out /tmp/pick_real
     python benchmarks/pick_real.py --methods topaz --topaz /work/venvs/topaz/bin/topaz
@@ -278,82 +283,58 @@ def run_fewshot(
     res["draco_train_seconds"] = round(time.time() - t0, 1)
     res["draco"] = run_draco(out, str(run), test, tag=f"fewshot_draco_picks{tag}")
     if topaz:
-        res["topaz"] = run_topaz_train(out, topaz, train, test, labels, expected, topaz_epochs)
+        res["topaz"] = run_topaz_fewshot(out, topaz, epochs=topaz_epochs)
     return res
 
 
-def run_topaz_train(
-    out: Path,
-    topaz: str,
-    train: list[Path],
-    test: list[Path],
-    labels: Path,
-    expected: int,
-    epochs: int,
-    factor: int = 4,
-) -> dict:
-    """``topaz train`` on the same 200 picks (binned ×factor), then extract on the test set."""
-    mrc = to_mrc(out)
-    pre = out / f"topaz_pre_s{factor}"
+def _timed(command: list[str], threads: int) -> dict:
+    """Wall and CPU (user + system of the children) seconds of one command, with the load."""
+    load = os.getloadavg()[0]
+    before, t0 = os.times(), time.time()
+    subprocess.run(
+        command,
+        check=True,
+        capture_output=True,
+        env=os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)},
+    )
+    wall, after = time.time() - t0, os.times()
+    cpu = after.children_user + after.children_system
+    cpu -= before.children_user + before.children_system
+    return {"wall": round(wall, 1), "cpu": round(cpu, 1), "load_before": round(load, 2),
+            "load_after": round(os.getloadavg()[0], 2)}  # fmt: skip
+
+
+def run_timing(out: Path, topaz: str, n: int = 2, threads: int = 2, factor: int = 4) -> dict:
+    """Seconds per 4096² micrograph (total over ``n`` ÷ ``n``, start-up and model loading
+    included), one command at a time with ``threads`` threads: ``draco pick predict`` on the
+    JPEGs (bundled picker; with and without its preview PNGs) and Topaz's general model (its
+    ``preprocess -s factor`` and ``extract``, on the same pixels as MRC). The 1-minute load
+    average before and after each is recorded: on shared cores only the CPU time compares."""
+    mics = micrographs()[:n]
+    mrcs = [to_mrc(out) / f"{p.stem}.mrc" for p in mics]
+    res: dict = {"micrographs": n, "threads": threads}
+    for previews in ("--previews", "--no-previews"):
+        folder = out / f"timing_draco{previews.replace('--', '_')}"
+        command = [sys.executable, "-m", "draco_em", "pick", "predict", *map(str, mics), "-o",
+                   str(folder), "--pixel-size", str(PIXEL), "--diameter", str(DIAMETER_A),
+                   "--device", "cpu", "--overwrite", "-q", previews]  # fmt: skip
+        res[f"draco{previews.replace('--', '_')}"] = _timed(command, threads)
+    pre = out / f"timing_topaz_pre_s{factor}"
     pre.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            topaz,
-            "preprocess",
-            "-s",
-            str(factor),
-            "-d",
-            "-1",
-            "-o",
-            str(pre),
-            *sorted(str(p) for p in mrc.glob("*.mrc")),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    picks = pd.concat([read_coords(f) for f in sorted(labels.glob("*.star"))], ignore_index=True)
-    targets = out / "fewshot_topaz_targets.txt"
-    binned = scale_coords(picks, 1 / factor)
-    binned[["micrograph", "x", "y"]].round({"x": 0, "y": 0}).astype({"x": int, "y": int}).rename(
-        columns={"micrograph": "image_name", "x": "x_coord", "y": "y_coord"}
-    ).to_csv(targets, sep="\t", index=False)
-    radius = max(2, round(DIAMETER_PX / 2 / factor))
-    model = out / "fewshot_topaz_model"
-    model.mkdir(exist_ok=True)
-    t0 = time.time()
-    subprocess.run(
-        [
-            topaz,
-            "train",
-            "-n",
-            str(expected),
-            "-r",
-            str(radius),
-            "-d",
-            "-1",
-            "--num-epochs",
-            str(epochs),
-            "--train-images",
-            str(pre),
-            "--train-targets",
-            str(targets),
-            "--num-workers",
-            "0",
-            "--save-prefix",
-            str(model / "model"),
-            "-o",
-            str(model / "train_log.txt"),
-        ],
-        check=True,
-        capture_output=True,
-        env=os.environ | {"OMP_NUM_THREADS": "2"},
-    )
-    seconds = time.time() - t0
-    final = sorted(model.glob("model_epoch*.sav"))[-1]
-    res = run_topaz(
-        out, topaz, [factor], [mrc / f"{p.stem}.mrc" for p in test], str(final), tag="fewshot"
-    )[f"s{factor}"]
-    return res | {"train_seconds": round(seconds, 1), "epochs": epochs, "model": final.name}
+    res["topaz_preprocess"] = _timed(
+        [topaz, "preprocess", "-s", str(factor), "-d", "-1", "-j", str(threads), "-o", str(pre),
+         *map(str, mrcs)], threads,
+    )  # fmt: skip
+    radius = round(DIAMETER_PX / 2 / factor)
+    res["topaz_extract"] = _timed(
+        [topaz, "extract", "-m", "resnet16_u64", "-r", str(radius), "-d", "-1", "-j",
+         str(threads), "-t", "-6", "-o", str(out / "timing_topaz.txt"),
+         *(str(pre / f"{p.stem}.mrc") for p in mics)], threads,
+    )  # fmt: skip
+    for key in list(res):
+        if isinstance(res[key], dict):
+            res[key] |= {f"{k}_per_micrograph": round(res[key][k] / n, 1) for k in ("wall", "cpu")}
+    return res
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -503,6 +484,7 @@ def main() -> None:
     ap.add_argument("--topaz-epoch-size", type=int, default=100, help="updates per saved epoch")
     ap.add_argument("--topaz-budgets", default="300,1200", help="training seconds to score at")
     ap.add_argument("--topaz-threads", type=int, default=1)
+    ap.add_argument("--timing-threads", type=int, default=2, help="threads for --methods timing")
     ap.add_argument(
         "--topaz-fix",
         action=argparse.BooleanOptionalAction,
@@ -548,6 +530,8 @@ def main() -> None:
         )
         tag = f"_r{args.topaz_radius}" + ("" if args.topaz_fix else "_asshipped")
         results["fewshot_topaz" + tag] = res
+    if "timing" in methods:
+        results["timing"] = run_timing(args.out, args.topaz, threads=args.timing_threads)
     if "fewshot_draco" in methods:  # draco only; --no-pu: the labelled count, as before
         tag = "_" + Path(args.model).name + ("" if args.pu else "_nopu")
         results["fewshot_draco" + tag] = run_fewshot(
