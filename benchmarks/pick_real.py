@@ -377,8 +377,9 @@ def run_topaz_fewshot(
 ) -> dict:  # fmt: skip
     """``topaz train`` on the same 200 picks / 3 micrographs as ``fewshot_draco`` (the same
     ``fewshot_split``), then ``topaz extract`` on the other 8 with the checkpoint saved last
-    within each training-time budget (seconds of wall time; one run, a checkpoint per epoch of
-    ``epoch_size`` updates).
+    within each training-time budget (CPU seconds of the trainer, polled from ``/proc``; one
+    run, a checkpoint per epoch of ``epoch_size`` updates, stopped once the largest budget is
+    spent or after ``epochs``).
 
     Settings as Topaz documents them: ``topaz preprocess -s factor`` (its GMM normalisation),
     ``-n`` = the expected particles *per micrograph* (624, as draco's ``--expected-particles``),
@@ -431,6 +432,7 @@ def run_topaz_fewshot(
         # Each checkpoint's training time, wall and CPU (the trainer's user + system time
         # when its file appears): on shared cores the CPU time is the comparable one.
         at: dict[Path, tuple[float, float]] = {}
+        stopped = False
         while True:
             done = proc.poll() is not None
             cpu = _cpu_seconds(proc.pid) if not done else at_cpu_end(at)
@@ -438,9 +440,13 @@ def run_topaz_fewshot(
                 at.setdefault(p, (round(time.time() - t0, 1), round(cpu, 1)))
             if done:
                 break
+            if cpu > max(budgets) and at:  # the largest budget is spent: stop training there
+                proc.terminate()
+                proc.wait()
+                stopped = True
             time.sleep(2)
     seconds = time.time() - t0
-    if proc.returncode:
+    if proc.returncode and not stopped:
         raise subprocess.CalledProcessError(proc.returncode, proc.args)
     stderr = (model / "train_stderr.txt").read_text()
     saved = sorted(at)
@@ -451,6 +457,7 @@ def run_topaz_fewshot(
                      "pi_fix": fixed, "train_micrographs": [p.stem for p in train]},
         "train_wall_seconds": round(seconds, 1),
         "train_cpu_seconds": max(c for _, c in at.values()),
+        "stopped_at_budget": stopped,
         "checkpoint_wall_cpu_seconds": {p.name: s for p, s in at.items()},
         "nan_losses": int(log["loss"].isna().sum()),
         "final_train_loss": float(log["loss"].iloc[-1]),
