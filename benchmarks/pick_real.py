@@ -23,7 +23,12 @@ Methods (``--methods``, comma-separated):
   fixed seed) → ``draco pick train --weights bundled`` and ``topaz train`` on the same picks,
   scored on the other 8 micrographs; ``fewshot_draco``: the draco half only, from ``--model``
   (the expected count — all expert picks of the 3 micrographs / 3, what a user estimates by
-  eye — is passed as ``--expected-particles`` unless ``--no-pu``).
+  eye — is passed as ``--expected-particles`` unless ``--no-pu``); ``fewshot_topaz``: the
+  Topaz half only (``run_topaz_fewshot``: the same split and picks, settings as Topaz
+  documents them, Topaz 0.3.20's ``pi`` bug fixed by ``topaz_fixed.py`` unless
+  ``--no-topaz-fix``, checkpoints scored at ``--topaz-budgets`` CPU seconds of training);
+* ``timing``: seconds (wall and CPU) per 4096² micrograph of ``draco pick predict`` and of
+  Topaz's preprocess + extract, one after the other, with the load average noted.
 
     python benchmarks/pick_real.py --methods published,draco --out /tmp/pick_real
     python benchmarks/pick_real.py --methods topaz --topaz /work/venvs/topaz/bin/topaz
@@ -291,82 +296,199 @@ def run_fewshot(
     res["draco_train_seconds"] = round(time.time() - t0, 1)
     res["draco"] = run_draco(out, str(run), test, tag=f"fewshot_draco_picks{tag}")
     if topaz:
-        res["topaz"] = run_topaz_train(out, topaz, train, test, labels, expected, topaz_epochs)
+        res["topaz"] = run_topaz_fewshot(out, topaz, epochs=topaz_epochs)
     return res
 
 
-def run_topaz_train(
-    out: Path,
-    topaz: str,
-    train: list[Path],
-    test: list[Path],
-    labels: Path,
-    expected: int,
-    epochs: int,
-    factor: int = 4,
-) -> dict:
-    """``topaz train`` on the same 200 picks (binned ×factor), then extract on the test set."""
-    mrc = to_mrc(out)
-    pre = out / f"topaz_pre_s{factor}"
-    pre.mkdir(parents=True, exist_ok=True)
+def _timed(command: list[str], threads: int) -> dict:
+    """Wall and CPU (user + system of the children) seconds of one command, with the load."""
+    load = os.getloadavg()[0]
+    before, t0 = os.times(), time.time()
     subprocess.run(
-        [
-            topaz,
-            "preprocess",
-            "-s",
-            str(factor),
-            "-d",
-            "-1",
-            "-o",
-            str(pre),
-            *sorted(str(p) for p in mrc.glob("*.mrc")),
-        ],
+        command,
         check=True,
         capture_output=True,
+        env=os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)},
     )
+    wall, after = time.time() - t0, os.times()
+    cpu = after.children_user + after.children_system
+    cpu -= before.children_user + before.children_system
+    return {"wall": round(wall, 1), "cpu": round(cpu, 1), "load_before": round(load, 2),
+            "load_after": round(os.getloadavg()[0], 2)}  # fmt: skip
+
+
+def run_timing(out: Path, topaz: str, n: int = 2, threads: int = 2, factor: int = 4) -> dict:
+    """Seconds per 4096² micrograph (total over ``n`` ÷ ``n``, start-up and model loading
+    included), one command at a time with ``threads`` threads: ``draco pick predict`` on the
+    JPEGs (bundled picker; with and without its preview PNGs) and Topaz's general model (its
+    ``preprocess -s factor`` and ``extract``, on the same pixels as MRC). The 1-minute load
+    average before and after each is recorded: on shared cores only the CPU time compares."""
+    mics = micrographs()[:n]
+    mrcs = [to_mrc(out) / f"{p.stem}.mrc" for p in mics]
+    res: dict = {"micrographs": n, "threads": threads}
+    for previews in ("--previews", "--no-previews"):
+        folder = out / f"timing_draco{previews.replace('--', '_')}"
+        command = [sys.executable, "-m", "draco_em", "pick", "predict", *map(str, mics), "-o",
+                   str(folder), "--pixel-size", str(PIXEL), "--diameter", str(DIAMETER_A),
+                   "--device", "cpu", "--overwrite", "-q", previews]  # fmt: skip
+        res[f"draco{previews.replace('--', '_')}"] = _timed(command, threads)
+    pre = out / f"timing_topaz_pre_s{factor}"
+    pre.mkdir(parents=True, exist_ok=True)
+    res["topaz_preprocess"] = _timed(
+        [topaz, "preprocess", "-s", str(factor), "-d", "-1", "-j", str(threads), "-o", str(pre),
+         *map(str, mrcs)], threads,
+    )  # fmt: skip
+    radius = round(DIAMETER_PX / 2 / factor)
+    res["topaz_extract"] = _timed(
+        [topaz, "extract", "-m", "resnet16_u64", "-r", str(radius), "-d", "-1", "-j",
+         str(threads), "-t", "-6", "-o", str(out / "timing_topaz.txt"),
+         *(str(pre / f"{p.stem}.mrc") for p in mics)], threads,
+    )  # fmt: skip
+    for key in list(res):
+        if isinstance(res[key], dict):
+            res[key] |= {f"{k}_per_micrograph": round(res[key][k] / n, 1) for k in ("wall", "cpu")}
+    return res
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux ``/proc``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def at_cpu_end(at: dict[Path, tuple[float, float]]) -> float:
+    """After the trainer exited: the last CPU time seen (a checkpoint written in the last
+    poll interval gets it; the exact figure is gone with the process)."""
+    return max((c for _, c in at.values()), default=float("nan"))
+
+
+def topaz_fewshot_targets(out: Path, labels: Path, factor: int) -> Path:
+    """The few-shot labels as a Topaz targets table, binned ×factor (Topaz's own frame)."""
     picks = pd.concat([read_coords(f) for f in sorted(labels.glob("*.star"))], ignore_index=True)
-    targets = out / "fewshot_topaz_targets.txt"
+    targets = out / f"fewshot_topaz_targets_s{factor}.txt"
     binned = scale_coords(picks, 1 / factor)
     binned[["micrograph", "x", "y"]].round({"x": 0, "y": 0}).astype({"x": int, "y": int}).rename(
         columns={"micrograph": "image_name", "x": "x_coord", "y": "y_coord"}
     ).to_csv(targets, sep="\t", index=False)
-    radius = max(2, round(DIAMETER_PX / 2 / factor))
-    model = out / "fewshot_topaz_model"
-    model.mkdir(exist_ok=True)
+    return targets
+
+
+def run_topaz_fewshot(
+    out: Path,
+    topaz: str,
+    *,
+    factor: int = 4,
+    radius: int = 3,
+    epochs: int = 20,
+    epoch_size: int = 100,
+    budgets: tuple[float, ...] = (300.0, 1200.0),
+    threads: int = 1,
+    fixed: bool = True,
+) -> dict:  # fmt: skip
+    """``topaz train`` on the same 200 picks / 3 micrographs as ``fewshot_draco`` (the same
+    ``fewshot_split``), then ``topaz extract`` on the other 8 with the checkpoint saved last
+    within each training-time budget (CPU seconds of the trainer, polled from ``/proc``; one
+    run, a checkpoint per epoch of ``epoch_size`` updates, stopped once the largest budget is
+    spent or after ``epochs``).
+
+    Settings as Topaz documents them: ``topaz preprocess -s factor`` (its GMM normalisation),
+    ``-n`` = the expected particles *per micrograph* (624, as draco's ``--expected-particles``),
+    ``-r radius`` the labelled radius around each centre (Topaz's default 3; the *particle*
+    radius, 14 px at ×4, is ``extract``'s ``-r``), the default GE-binomial PU loss, ResNet8
+    initialised from Topaz's pretrained ``resnet8_u32``, learning rate 2e-4, minibatches of 256.
+    Only the 3 training micrographs are given to Topaz (earlier runs passed all 11, test
+    micrographs included, as unlabelled data). ``fixed``: run through ``topaz_fixed.py``, which
+    corrects Topaz 0.3.20's pixel count of a disc (``pi`` and ``p_observed`` were ``2r + 1``
+    times too large: NaN losses at ``-r 14``); ``fixed=False`` runs ``topaz`` as shipped.
+    """
+    train, test, labels, expected = fewshot_split(out)
+    mrc = to_mrc(out)
+    pre = out / f"topaz_pre_s{factor}"
+    pre.mkdir(parents=True, exist_ok=True)
+    if len(list(pre.glob("*.mrc"))) < len(micrographs()):
+        mrcs = sorted(str(p) for p in mrc.glob("*.mrc"))
+        subprocess.run(
+            [topaz, "preprocess", "-s", str(factor), "-d", "-1", "-o", str(pre), *mrcs],
+            check=True,
+            capture_output=True,
+        )
+    tag = f"s{factor}_r{radius}" + ("" if fixed else "_asshipped")
+    train_pre = out / f"topaz_fewshot_train_{tag}"  # the 3 training micrographs only
+    train_pre.mkdir(parents=True, exist_ok=True)
+    for p in train:
+        link = train_pre / f"{p.stem}.mrc"
+        if not link.exists():
+            link.symlink_to((pre / f"{p.stem}.mrc").resolve())
+    model = out / f"topaz_fewshot_model_{tag}"
+    model.mkdir(parents=True, exist_ok=True)
+    python = str(Path(topaz).parent / "python")
+    command = [python, str(Path(__file__).with_name("topaz_fixed.py"))] if fixed else [topaz]
+    args = ["train", "-n", str(expected), "-r", str(radius), "-d", "-1", "-j", str(threads)]
+    args += ["--num-epochs", str(epochs), "--epoch-size", str(epoch_size), "--num-workers", "0"]
+    args += ["--train-images", str(train_pre)]
+    args += ["--train-targets", str(topaz_fewshot_targets(out, labels, factor))]
+    args += ["--save-prefix", str(model / "model"), "-o", str(model / "train_log.txt")]
+    for old in model.glob("model_epoch*.sav"):
+        old.unlink()
     t0 = time.time()
-    subprocess.run(
-        [
-            topaz,
-            "train",
-            "-n",
-            str(expected),
-            "-r",
-            str(radius),
-            "-d",
-            "-1",
-            "--num-epochs",
-            str(epochs),
-            "--train-images",
-            str(pre),
-            "--train-targets",
-            str(targets),
-            "--num-workers",
-            "0",
-            "--save-prefix",
-            str(model / "model"),
-            "-o",
-            str(model / "train_log.txt"),
-        ],
-        check=True,
-        capture_output=True,
-        env=os.environ | {"OMP_NUM_THREADS": "2"},
-    )
+    with open(model / "train_stderr.txt", "w") as err:
+        proc = subprocess.Popen(
+            [*command, *args],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            cwd=out,  # not Topaz's package folder (its torch.py would shadow torch)
+            env=os.environ | {"OMP_NUM_THREADS": str(threads)},
+        )
+        # Each checkpoint's training time, wall and CPU (the trainer's user + system time
+        # when its file appears): on shared cores the CPU time is the comparable one.
+        at: dict[Path, tuple[float, float]] = {}
+        stopped = False
+        while True:
+            done = proc.poll() is not None
+            cpu = _cpu_seconds(proc.pid) if not done else at_cpu_end(at)
+            for p in sorted(model.glob("model_epoch*.sav")):
+                at.setdefault(p, (round(time.time() - t0, 1), round(cpu, 1)))
+            if done:
+                break
+            if cpu > max(budgets) and at:  # the largest budget is spent: stop training there
+                proc.terminate()
+                proc.wait()
+                stopped = True
+            time.sleep(2)
     seconds = time.time() - t0
-    final = sorted(model.glob("model_epoch*.sav"))[-1]
-    res = run_topaz(
-        out, topaz, [factor], [mrc / f"{p.stem}.mrc" for p in test], str(final), tag="fewshot"
-    )[f"s{factor}"]
-    return res | {"train_seconds": round(seconds, 1), "epochs": epochs, "model": final.name}
+    if proc.returncode and not stopped:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args)
+    stderr = (model / "train_stderr.txt").read_text()
+    saved = sorted(at)
+    log = pd.read_csv(model / "train_log.txt", sep="\t")
+    res: dict = {
+        "settings": {"factor": factor, "radius": radius, "expected_per_micrograph": expected,
+                     "epoch_size": epoch_size, "epochs": epochs, "threads": threads,
+                     "pi_fix": fixed, "train_micrographs": [p.stem for p in train]},
+        "train_wall_seconds": round(seconds, 1),
+        "train_cpu_seconds": max(c for _, c in at.values()),
+        "stopped_at_budget": stopped,
+        "checkpoint_wall_cpu_seconds": {p.name: s for p, s in at.items()},
+        "nan_losses": int(log["loss"].isna().sum()),
+        "final_train_loss": float(log["loss"].iloc[-1]),
+        "stderr_head": stderr.splitlines()[:16],
+    }  # fmt: skip
+    for budget in budgets:  # CPU seconds of training
+        within = [p for p in saved if at[p][1] <= budget] or saved[:1]
+        chosen = within[-1]
+        scored = run_topaz(
+            out, topaz, [factor], [mrc / f"{p.stem}.mrc" for p in test], str(chosen),
+            tag=f"fewshot_{tag}_{chosen.stem}",
+        )[f"s{factor}"]  # fmt: skip
+        res[f"budget_{int(budget)}s"] = scored | {
+            "model": chosen.name,
+            "train_wall_seconds": at[chosen][0],
+            "train_cpu_seconds": at[chosen][1],
+        }
+    return res
 
 
 def main() -> None:
@@ -383,6 +505,17 @@ def main() -> None:
     ap.add_argument("--topaz-factors", default="3,4,5")
     ap.add_argument("--epochs", type=int, default=30, help="draco pick train epochs (few-shot)")
     ap.add_argument("--topaz-epochs", type=int, default=10, help="topaz train epochs")
+    ap.add_argument("--topaz-radius", type=int, default=3, help="topaz train -r (fewshot_topaz)")
+    ap.add_argument("--topaz-epoch-size", type=int, default=100, help="updates per saved epoch")
+    ap.add_argument("--topaz-budgets", default="300,1200", help="training seconds to score at")
+    ap.add_argument("--topaz-threads", type=int, default=1)
+    ap.add_argument("--timing-threads", type=int, default=2, help="threads for --methods timing")
+    ap.add_argument(
+        "--topaz-fix",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fewshot_topaz: run topaz train through topaz_fixed.py (Topaz 0.3.20's pi bug)",
+    )
     ap.add_argument(
         "--pu",
         action=argparse.BooleanOptionalAction,
@@ -411,6 +544,21 @@ def main() -> None:
     if "fewshot" in methods:
         topaz = args.topaz if Path(args.topaz).exists() else None
         results["fewshot"] = run_fewshot(args.out, topaz, args.epochs, args.topaz_epochs)
+    if "fewshot_topaz" in methods:  # topaz train on fewshot_draco's picks, settings as documented
+        res = run_topaz_fewshot(
+            args.out,
+            args.topaz,
+            radius=args.topaz_radius,
+            epochs=args.topaz_epochs,
+            epoch_size=args.topaz_epoch_size,
+            budgets=tuple(float(b) for b in args.topaz_budgets.split(",")),
+            threads=args.topaz_threads,
+            fixed=args.topaz_fix,
+        )
+        tag = f"_r{args.topaz_radius}" + ("" if args.topaz_fix else "_asshipped")
+        results["fewshot_topaz" + tag] = res
+    if "timing" in methods:
+        results["timing"] = run_timing(args.out, args.topaz, threads=args.timing_threads)
     if "fewshot_draco" in methods:  # draco only; --no-pu: the labelled count, as before
         tag = "_" + Path(args.model).name + ("" if args.pu else "_nopu")
         results["fewshot_draco" + tag] = run_fewshot(
