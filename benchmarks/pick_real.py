@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -264,6 +265,12 @@ def fewshot_split(out: Path) -> tuple[list[Path], list[Path], Path, int]:
     return train, test, folder, expected
 
 
+def _children_cpu_seconds() -> float:
+    """User + system CPU seconds of every finished child process so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run_fewshot(
     out: Path, topaz: str | None, epochs: int, topaz_epochs: int, pu: bool = True,
     weights: str = "bundled", tag: str = "",
@@ -274,7 +281,7 @@ def run_fewshot(
     res: dict = {"train": [p.stem for p in train], "labels": N_FEWSHOT, "weights": weights,
                  "expected_particles": expected if pu else None}  # fmt: skip
     run = out / f"fewshot_draco_run{tag}"
-    t0 = time.time()
+    t0, c0 = time.time(), _children_cpu_seconds()
     draco(
         "pick",
         "train",
@@ -294,6 +301,8 @@ def run_fewshot(
         *(["--expected-particles", str(expected)] if pu else []),
     )
     res["draco_train_seconds"] = round(time.time() - t0, 1)
+    # CPU seconds (all threads) of `draco pick train`: the unit Topaz's budgets are set in.
+    res["draco_train_cpu_seconds"] = round(_children_cpu_seconds() - c0, 1)
     res["draco"] = run_draco(out, str(run), test, tag=f"fewshot_draco_picks{tag}")
     if topaz:
         res["topaz"] = run_topaz_fewshot(out, topaz, epochs=topaz_epochs)
