@@ -181,12 +181,14 @@ def draco(*args: str) -> None:
 
 def run_draco(
     out: Path, model: str = "bundled", mics: list[Path] | None = None, tag: str = "draco",
-    threshold: float | None = None,
+    threshold: float | None = None, expected: int | None = None,
 ) -> dict:  # fmt: skip
     """``draco pick predict`` on the JPEGs at the stored threshold, then every threshold.
 
     ``threshold``: passed as ``--threshold`` (e.g. 0.05: every candidate is written, so the best
-    F1 and AP are over all thresholds); the stored threshold is then applied when scoring."""
+    F1 and AP are over all thresholds); the stored threshold is then applied when scoring.
+    ``expected``: passed as ``--expected-particles`` (each micrograph's N best picks), scored
+    as written."""
     mics = mics or micrographs()
     stems = [p.stem for p in mics]
     truth = truth_folder(out, stems) if len(stems) < len(micrographs()) else EMPIAR / "coordinates"
@@ -208,10 +210,13 @@ def run_draco(
         "star",
         "-q",
         *(["--threshold", str(threshold)] if threshold is not None else []),
+        *(["--expected-particles", str(expected)] if expected is not None else []),
     )
     seconds = (time.time() - t0) / len(mics)
     stars = folder / "coordinates" if (folder / "coordinates").is_dir() else folder
     res = {"seconds_per_micrograph": round(seconds, 2)}
+    if expected is not None:
+        return res | {"expected_particles": expected, "written": score(stars, truth)}
     if threshold is None:
         return res | {"stored_threshold": score(stars, truth)}
     stored = float(read_picker(model)[1]["threshold"])
@@ -510,6 +515,10 @@ def main() -> None:
         help="zero-shot 'draco' row: write picks from this score (e.g. 0.05) and report the "
         "stored threshold's F1 beside the best F1 and AP over all thresholds",
     )  # fmt: skip
+    ap.add_argument(
+        "--expected-particles", type=int, default=None,
+        help="zero-shot 'draco' row: draco pick predict --expected-particles N",
+    )  # fmt: skip
     ap.add_argument("--topaz", default="/work/venvs/topaz/bin/topaz")
     ap.add_argument("--topaz-factors", default="3,4,5")
     ap.add_argument("--epochs", type=int, default=30, help="draco pick train epochs (few-shot)")
@@ -544,7 +553,7 @@ def main() -> None:
         results["topaz_general"] = run_topaz(args.out, args.topaz, factors)
     if "draco" in methods:
         results["draco_" + Path(args.model).name] = run_draco(
-            args.out, args.model, threshold=args.threshold
+            args.out, args.model, threshold=args.threshold, expected=args.expected_particles
         )
     if "random" in methods:
         results["random"] = run_random(args.out)

@@ -412,3 +412,33 @@ def test_resume_makes_a_preview_a_kill_left_out(trained, tmp_path):
     png.unlink()
     predict_all(cfg, progress=False)
     assert png.stat().st_size == size and star.stat().st_mtime_ns == before
+
+
+def test_expected_particles_keeps_each_micrographs_best_n(trained, tmp_path, capsys):
+    """``--expected-particles N``: every micrograph keeps its N best candidates, whatever the
+    stored threshold; with --threshold as well it is a user error (exit 2)."""
+    tmp = trained["tmp"]
+    full = PickPredictConfig(inputs=[tmp / "mics"], outdir=tmp_path / "all",
+                             model=str(trained["path"]), threshold=0.05)  # fmt: skip
+    predict_all(full, progress=False)
+    cfg = PickPredictConfig(inputs=[tmp / "mics"], outdir=tmp_path / "n3",
+                            model=str(trained["path"]), expected_particles=3)  # fmt: skip
+    summary = predict_all(cfg, progress=False)
+    assert summary["expected_particles"] == 3
+    for i in range(4):
+        every = read_coords(tmp_path / "all" / "coordinates" / f"blob_{i}_autopick.star")
+        best = read_coords(tmp_path / "n3" / "coordinates" / f"blob_{i}_autopick.star")
+        assert len(best) == min(3, len(every)) > 0
+        top = np.sort(every["score"].to_numpy())[::-1][: len(best)]
+        np.testing.assert_allclose(np.sort(best["score"].to_numpy())[::-1], top, rtol=1e-5)
+    with pytest.raises(SystemExit) as exc:
+        main(["pick", "predict", str(tmp / "mics"), "-o", str(tmp_path / "both"), "--model",
+              str(trained["path"]), "--threshold", "0.3", "--expected-particles", "3",
+              "-q"])  # fmt: skip
+    assert exc.value.code == 2 and "not both" in capsys.readouterr().err
+    res = CliRunner().invoke(app, ["pick", "predict", str(tmp / "mics" / "blob_1.mrc"), "-o",
+                                   str(tmp_path / "cli"), "--model", str(trained["path"]),
+                                   "--expected-particles", "2", "--no-previews",
+                                   "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "the 2 best per micrograph" in res.output

@@ -43,6 +43,10 @@ def pick_predict(
     model: Annotated[str, typer.Option(help="Picker run folder/file or 'bundled'.")] = "bundled",
     diameter: Annotated[float | None, typer.Option(help="Particle diameter in Å.")] = None,
     threshold: Annotated[float | None, typer.Option(help="Score cut-off in [0, 1].")] = None,
+    expected_particles: Annotated[
+        int | None,
+        typer.Option(help="Particles per micrograph, roughly: keep each one's N best picks."),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="star,box,topaz,cs")] = "star",
     pixel_size: Annotated[float | None, typer.Option(help="Input Å/px (default: header).")] = None,
     box_size: Annotated[int | None, typer.Option(help=".box edge in px.")] = None,
@@ -72,7 +76,7 @@ def pick_predict(
 
     cfg = PickPredictConfig(
         inputs=inputs, outdir=outdir, model=model, diameter=diameter, threshold=threshold,
-        formats=comma_list(fmt) or [], pixel_size=pixel_size,
+        expected_particles=expected_particles, formats=comma_list(fmt) or [], pixel_size=pixel_size,
         box_size=box_size, exclude_masks=exclude_masks, exclude_by_curation=exclude_by_curation,
         exclude_classes=comma_list(exclude_classes), exclude_threshold=exclude_threshold,
         previews=previews, device=device, overwrite=overwrite,
@@ -86,8 +90,13 @@ def pick_predict(
         )
     s = predict_all(cfg, progress=not quiet, curation=curation)
     typer.echo(
-        f"{s['picks']} picks on {s['micrographs']} micrographs (threshold {s['threshold']:.3f}, "
-        f"diameter {s['diameter']:g} Å) → {s['outdir']}"
+        f"{s['picks']} picks on {s['micrographs']} micrographs ("
+        + (
+            f"threshold {s['threshold']:.3f}"
+            if s["expected_particles"] is None
+            else f"the {s['expected_particles']} best per micrograph"
+        )
+        + f", diameter {s['diameter']:g} Å) → {s['outdir']}"
         + ("" if s["excluded"] is None else f"; {s['excluded']} dropped (excluded_picks.txt)")
         + (f"; {s['failed']} failed (failures.txt)" if s["failed"] else "")
     )

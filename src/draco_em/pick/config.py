@@ -165,6 +165,13 @@ class PickPredictConfig(BaseModel):
     threshold: float | None = Field(
         None, ge=0, le=1, description="Score cut-off (default: chosen on validation data)."
     )
+    expected_particles: int | None = Field(
+        None,
+        ge=1,
+        description="Particles a micrograph holds, roughly (counted by eye on one): each "
+        "micrograph keeps its N best-scoring candidates instead of those above the threshold. "
+        "For data whose scores run lower or higher than the stored threshold expects.",
+    )
     formats: list[str] = Field(default_factory=lambda: ["star"], description="Outputs.")
     box_size: int | None = Field(
         None, gt=0, description="Box size in input px for .box (default: 1.5 × diameter)."
@@ -197,4 +204,6 @@ class PickPredictConfig(BaseModel):
             raise ValueError(f"unknown format(s) {bad}; choose from {list(FORMATS)}")
         if self.exclude_classes is not None and self.exclude_by_curation is None:
             raise ValueError("exclude_classes needs exclude_by_curation (a curation model)")
+        if self.expected_particles is not None and self.threshold is not None:
+            raise ValueError("give --threshold or --expected-particles, not both")
         return self

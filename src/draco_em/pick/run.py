@@ -138,11 +138,17 @@ def pick_one(
     cands = picker.pick_image(image, px, str(path), threshold=SCORE_FLOOR)
     fn = None if exclude is None else (lambda im, p: exclude(im, p, stem))
     cands, dropped = split_excluded(cands, image, px, fn)
-    kept = cands[cands["score"] >= picker.threshold].reset_index(drop=True)
+    threshold = picker.threshold
+    if cfg.expected_particles is None:
+        kept = cands[cands["score"] >= threshold].reset_index(drop=True)
+    else:  # this micrograph's cut-off is the score of its N-th best candidate
+        kept = cands.nlargest(cfg.expected_particles, "score").reset_index(drop=True)
+        threshold = float(kept["score"].min()) if len(kept) else 1.0
     kept["micrograph_ny"], kept["micrograph_nx"] = image.shape
     kept["pixel_size"] = px
     kept.attrs["pixel_size"] = px  # also when nothing was picked (the preview's filter)
-    return cands, kept, image, int((dropped["score"] >= picker.threshold).sum())
+    kept.attrs["threshold"] = threshold
+    return cands, kept, image, int((dropped["score"] >= threshold).sum())
 
 
 def _record_excluded(out: Path, path, n: int) -> None:
@@ -242,14 +248,16 @@ def predict_all(
     n = sum(len(k) for k in all_kept)
     return {
         "micrographs": len(index), "picks": n, "failed": failures.count,
-        "threshold": picker.threshold, "diameter": picker.diameter, "outdir": str(out),
+        "threshold": picker.threshold, "expected_particles": cfg.expected_particles,
+        "diameter": picker.diameter, "outdir": str(out),
         "excluded": None if exclude is None else n_excluded,
     }  # fmt: skip
 
 
 #: PickPredictConfig fields that shape the picks: a folder made with others is not resumed.
-OUTPUT_SETTINGS = ("diameter", "pixel_size", "threshold", "box_size", "exclude_masks",
-                   "exclude_by_curation", "exclude_classes", "exclude_threshold")  # fmt: skip
+OUTPUT_SETTINGS = ("diameter", "pixel_size", "threshold", "expected_particles", "box_size",
+                   "exclude_masks", "exclude_by_curation", "exclude_classes",
+                   "exclude_threshold")  # fmt: skip
 
 
 def _settings(cfg: PickPredictConfig) -> dict:
@@ -264,7 +272,8 @@ def _save_preview(path: Path, image: np.ndarray, kept: pd.DataFrame, picker: Pic
     """The overlay PNG of one micrograph: its picks as circles of the particle's radius."""
     px = kept.attrs.get("pixel_size")
     radius = picker.diameter / 2 / float(px) if px else 1
-    save_overlay(path, image, kept, radius, pixel_size=px, threshold=picker.threshold)
+    threshold = kept.attrs.get("threshold", picker.threshold)
+    save_overlay(path, image, kept, radius, pixel_size=px, threshold=threshold)
 
 
 def _write_collective(cfg, picker: Picker, index: dict, kept: list, scores: list) -> None:
@@ -283,7 +292,11 @@ def _write_collective(cfg, picker: Picker, index: dict, kept: list, scores: list
             out / "picks.cs", table, pixel_size=float(px.iloc[0]) if px.notna().any() else None
         )
     if cfg.previews and scores:
-        save_histogram(out / "score_histogram.png", np.concatenate(scores), picker.threshold)
+        threshold = picker.threshold
+        cuts = [float(k["score"].min()) for k in kept if len(k)]
+        if cfg.expected_particles is not None and cuts:  # per micrograph: mark the median
+            threshold = float(np.median(cuts))
+        save_histogram(out / "score_histogram.png", np.concatenate(scores), threshold)
 
 
 def _box_size(cfg: PickPredictConfig, picker: Picker, df: pd.DataFrame) -> int:
