@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
+from draco_em.curate.config import CurateTrainConfig, FeatureConfig
+from draco_em.curate.train import train_curator
 from draco_em.io.mrc import write_mrc
 from draco_em.io.star import write_star
 from draco_em.model.draco import DracoConfig, DracoMAE
@@ -20,6 +22,17 @@ from draco_em.model.weights import save_model
 
 PIXEL_SIZE = 2.0  # Å; also the tiny encoder's working pixel size
 SIZE = 128
+
+
+def train_toy_curator(toy_set: Path, tiny_encoder: Path, out: Path, epochs: int) -> Path:
+    """A curation head on the toy set's STAR (64-px tiles, CPU) in ``out``; returns ``out``."""
+    train_curator(
+        CurateTrainConfig(
+            labels=toy_set / "micrographs.star", out_dir=out, weights=str(tiny_encoder),
+            epochs=epochs, progress=False, features=FeatureConfig(tile=64), device="cpu",
+        )
+    )  # fmt: skip
+    return out
 
 
 def toy_micrograph(rng: np.random.Generator, contaminated: bool) -> np.ndarray:

@@ -9,28 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from draco_em.curate.config import CuratePredictConfig, CurateTrainConfig, FeatureConfig
+from draco_em.curate.config import CuratePredictConfig
 from draco_em.curate.predict import predict_curation
-from draco_em.curate.train import train_curator
 from draco_em.errors import DracoInputError
 from draco_em.io.star import read_micrographs_star
+from tests.curate.conftest import train_toy_curator
 
 
 @pytest.fixture(scope="module")
 def run_dir(toy_set: Path, tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("run")
-    train_curator(
-        CurateTrainConfig(
-            labels=toy_set / "micrographs.star",
-            out_dir=out,
-            weights=str(tiny_encoder),
-            epochs=60,
-            progress=False,
-            features=FeatureConfig(tile=64),
-            device="cpu",
-        )
-    )
-    return out
+    return train_toy_curator(toy_set, tiny_encoder, tmp_path_factory.mktemp("run"), 60)
 
 
 def test_star_input_sorted_with_columns_and_optics(

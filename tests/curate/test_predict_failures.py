@@ -9,24 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from draco_em.curate.config import CuratePredictConfig, CurateTrainConfig, FeatureConfig
+from draco_em.curate.config import CuratePredictConfig
 from draco_em.curate.predict import predict_curation
-from draco_em.curate.train import train_curator
 from draco_em.io.mrc import write_mrc
 from draco_em.io.star import MicrographTable, write_micrographs_star
-from tests.curate.conftest import PIXEL_SIZE
+from tests.curate.conftest import PIXEL_SIZE, train_toy_curator
 
 
 @pytest.fixture(scope="module")
 def curator_run(toy_set: Path, tiny_encoder: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("run")
-    train_curator(
-        CurateTrainConfig(
-            labels=toy_set / "micrographs.star", out_dir=out, weights=str(tiny_encoder),
-            epochs=5, progress=False, features=FeatureConfig(tile=64), device="cpu",
-        )
-    )  # fmt: skip
-    return out
+    return train_toy_curator(toy_set, tiny_encoder, tmp_path_factory.mktemp("run"), 5)
 
 
 def test_missing_one_row_and_nan_micrographs_fail_alone(toy_set, curator_run, tmp_path) -> None:

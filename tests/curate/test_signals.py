@@ -12,14 +12,12 @@ import pytest
 
 from draco_em.curate.config import (
     CuratePredictConfig,
-    CurateTrainConfig,
-    FeatureConfig,
     SignalRules,
 )
 from draco_em.curate.predict import predict_curation
 from draco_em.curate.signals import check_signals, read_signals
-from draco_em.curate.train import train_curator
 from draco_em.io.star import read_micrographs_star, read_star, write_star
+from tests.curate.conftest import train_toy_curator
 
 
 def _star(tmp_path: Path, rows: dict, optics_px: float = 1.0, original: float = 0.5) -> Path:
@@ -81,14 +79,7 @@ def test_thresholds_reasons_and_switches() -> None:
 
 @pytest.fixture(scope="module")
 def run_dir(toy_set: Path, tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("run_signals")
-    train_curator(
-        CurateTrainConfig(
-            labels=toy_set / "micrographs.star", out_dir=out, weights=str(tiny_encoder),
-            epochs=60, progress=False, features=FeatureConfig(tile=64), device="cpu",
-        )
-    )  # fmt: skip
-    return out
+    return train_toy_curator(toy_set, tiny_encoder, tmp_path_factory.mktemp("run_signals"), 60)
 
 
 def test_predict_rejects_on_star_signals_and_records_them(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -429,21 +430,18 @@ def cross_validate(
         {class: {n, decision_right, class_right}}}``.
     """
     fold = stratified_folds(y, k, cfg.seed)
-    probs, chosen = np.zeros((len(y), len(classes))), []
-    for f in range(k):
-        test = fold == f
-        if not test.any():
-            continue
-        train = np.flatnonzero(~test)
-        cols = np.arange(x.shape[1])
-        if blocks is not None:
-            inner = min(SELECT_FOLDS, len(train))
-            best, _ = select_blocks(x[train], y[train], blocks, len(classes), cfg, accept_index,
-                                    inner)  # fmt: skip
-            cols = blocks[best]
-            chosen.append(best)
-        probs[test] = _fit_predict(x[train][:, cols], y[train], x[test][:, cols],
-                                   len(classes), cfg, accept_index)  # fmt: skip
+    chosen: list[str] = []
+
+    def columns(train: np.ndarray) -> np.ndarray | slice:
+        if blocks is None:
+            return slice(None)
+        inner = min(SELECT_FOLDS, len(train))
+        best, _ = select_blocks(x[train], y[train], blocks, len(classes), cfg, accept_index,
+                                inner)  # fmt: skip
+        chosen.append(best)
+        return blocks[best]
+
+    probs = _out_of_fold(x, y, fold, len(classes), cfg, accept_index, columns)
     good = np.isin(y, accept_index)
     p_accept = probs[:, accept_index].sum(1)
     accepted = p_accept >= 0.5
@@ -480,6 +478,27 @@ def cross_validate(
     for c, v in per_class.items():
         log.info("%-24s %4d %15d %12d", c, v["n"], v["decision_right"], v["class_right"])
     return result
+
+
+def _out_of_fold(
+    x: torch.Tensor,
+    y: np.ndarray,
+    fold: np.ndarray,
+    n_classes: int,
+    cfg: CurateTrainConfig,
+    accept_index: list[int],
+    columns: Callable[[np.ndarray], np.ndarray | slice] = lambda train: slice(None),
+) -> np.ndarray:
+    """Out-of-fold probabilities ``[N, C]``: for each fold (``fold [N]``, in order), the head
+    fitted on the other folds' rows of ``x [N, F]``, restricted to ``columns(train rows)``."""
+    probs = np.zeros((len(y), n_classes))
+    for f in np.unique(fold):
+        test = fold == f
+        train = np.flatnonzero(~test)
+        cols = columns(train)
+        probs[test] = _fit_predict(x[train][:, cols], y[train], x[test][:, cols], n_classes,
+                                   cfg, accept_index)  # fmt: skip
+    return probs
 
 
 def _fit_predict(
@@ -532,14 +551,12 @@ def select_blocks(
     good = np.isin(y, accept_index)
     scores = {}
     for name, cols in blocks.items():
-        probs = np.zeros((len(y), n_classes))
-        for f in range(k):
-            test = fold == f
-            if test.any():
-                probs[test] = _fit_predict(x[~test][:, cols], y[~test], x[test][:, cols],
-                                           n_classes, cfg, accept_index)  # fmt: skip
-        accepted = probs[:, accept_index].sum(1) >= 0.5
-        scores[name] = _balanced(good, accepted)
+
+        def block(_: np.ndarray, c: np.ndarray = cols) -> np.ndarray:
+            return c
+
+        probs = _out_of_fold(x, y, fold, n_classes, cfg, accept_index, block)
+        scores[name] = _balanced(good, probs[:, accept_index].sum(1) >= 0.5)
     best = max(blocks, key=lambda b: (scores[b], -len(blocks[b])))
     return best, scores
 

@@ -130,8 +130,9 @@ def pick_one(
     """Pick one micrograph.
 
     Returns:
-        (candidates ≥ floor outside excluded regions, kept picks, image, number of picks ≥
-        the threshold that fell on excluded regions and were dropped).
+        (candidates ≥ floor outside excluded regions, kept picks — those ≥ the threshold, or
+        the ``expected_particles`` best —, image, number of picks ≥ the cut-off that fell on
+        excluded regions and were dropped).
     """
     image, header_px = read_micrograph(path, cfg.pixel_size)  # the override is applied here
     px = require_pixel_size("pick", path, header_px)
@@ -293,9 +294,9 @@ def _write_collective(cfg, picker: Picker, index: dict, kept: list, scores: list
         )
     if cfg.previews and scores:
         threshold = picker.threshold
-        cuts = [float(k["score"].min()) for k in kept if len(k)]
-        if cfg.expected_particles is not None and cuts:  # per micrograph: mark the median
-            threshold = float(np.median(cuts))
+        if cfg.expected_particles is not None:  # a cut-off per micrograph: mark their median
+            cuts = [float(k["score"].min()) for k in kept if len(k)]
+            threshold = float(np.median(cuts)) if cuts else threshold
         save_histogram(out / "score_histogram.png", np.concatenate(scores), threshold)
 
 
