@@ -101,6 +101,34 @@ def test_adapt_without_halves_uses_blindspot_mae_on_request(tmp_path, blob_pair)
         )
 
 
+def test_finer_data_are_fourier_binned_before_cropping(tmp_path, blob_pair, monkeypatch):
+    """Data finer than the model are binned as inference bins them (Fourier), once, into
+    OUTDIR/adapt/binned; the crops are then cut at that sampling without a bilinear resize, and
+    the inputs are left as they were."""
+    _, odd, even = blob_pair
+    full = tmp_path / "mics" / "fine.mrc"
+    full.parent.mkdir()
+    write_mrc(full, np.tile(odd + even, (3, 3)), 1.32)  # 192 px at 1.32 Å: 128 px at 1.98
+    before = full.read_bytes()
+    calls = []
+    original = adapt_mod.rescale_to_working
+    monkeypatch.setattr(
+        adapt_mod, "rescale_to_working", lambda *a: calls.append(a[1:]) or original(*a)
+    )
+    cfg = DenoiseConfig(inputs=[str(full)], outdir=tmp_path / "out", device="cpu", workers=0,
+                        progress=False)  # fmt: skip
+    result = denoise_with_adaptation(cfg, TINY)
+    assert result["adapt"]["stage"] == "blindspot" and full.read_bytes() == before
+    binned = read_mrc(tmp_path / "out" / "adapt" / "binned" / "fine.mrc")
+    assert binned.data.shape == (128, 128) and binned.pixel_size == pytest.approx(1.98, rel=0.01)
+    assert calls == [(pytest.approx(1.32), pytest.approx(1.984, rel=0.01))]
+    manifest = (tmp_path / "out" / "adapt" / "manifest.star").read_text()
+    assert "binned/fine.mrc" in manifest and str(full) not in manifest
+    # The binned copy is the inference's working image (same resampling), not a bilinear one.
+    work, _ = original(np.tile(odd + even, (3, 3)).astype(np.float32), 1.32, binned.pixel_size)
+    np.testing.assert_allclose(binned.data, work, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("radius", [0, 1, 2])
 def test_blindspot_never_sees_the_pixels_it_scores(radius):
     """The model's input does not depend on the scored pixels (or their blocks), so changing

@@ -27,9 +27,14 @@ the command line calls :func:`denoise_with_adaptation`, which trains here and th
 batch denoiser, :func:`draco_em.infer.run_denoise.run_denoise`.
 
 Crops are taken at one pixel size, the larger of the inputs' and the initial model's working
-pixel size: data finer than the model's are binned as in inference, coarser data are never
-upsampled (a bilinear upsampling in training and a Fourier one in inference would show the
-network two different noise spectra). The adapted model then runs at that pixel size.
+pixel size, and coarser data are never upsampled. Data finer than that are binned *before*
+cropping, by the inference's own Fourier rescaling (:func:`draco_em.model.encoder.
+rescale_to_working`), into ``OUTDIR/adapt/binned/``: the crop loader's antialiased bilinear
+resize would correlate neighbouring pixels' noise and lower its variance, and the blind-spot
+objective learns to copy correlated noise from the neighbours of a hidden pixel. Measured on the
+cryoJAX apoferritin set (1.5 Å/px data, 1.98 Å/px model; docs/benchmarks.md, issue 20 session
+4): with bilinear crops the adaptation raised the Noise2Self loss of the whole micrographs and
+16 epochs lost 0.95 dB of correlation SNR. The adapted model then runs at that pixel size.
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ from draco_em.io.atomic import write_text_atomic
 from draco_em.io.batch import expand_inputs
 from draco_em.io.images import is_raster
 from draco_em.io.manifest import EVEN, FULL, HAS_PAIRS, ODD, optics_group, write_manifest
-from draco_em.io.mrc import read_mrc
+from draco_em.io.mrc import read_image, read_mrc, write_mrc
+from draco_em.model.encoder import RESCALE_TOL, rescale_to_working
 from draco_em.model.weights import BUNDLED, BUNDLED_DENOISER, read_weights, resolve_weights
 from draco_em.train.checkpoint import export_run
 from draco_em.train.config import PretrainConfig
@@ -173,6 +179,33 @@ def _record(cfg: DenoiseConfig, adapt: AdaptConfig, rows: list[dict], stage: str
             "micrographs": files}  # fmt: skip
 
 
+def binned_rows(rows: list[dict[str, Any]], target: float, folder: Path) -> list[dict[str, Any]]:
+    """Rows whose sums are finer than ``target`` Å/px, re-pointed at copies Fourier-binned to
+    ``target`` in ``folder`` (the inference's resampling; module doc). Copies already there are
+    reused (a resumed adaptation); inputs are only read. Other rows are returned as they are.
+    """
+    out = []
+    for row in rows:
+        px = row["rlnMicrographPixelSize"]
+        if abs(px - target) <= RESCALE_TOL:
+            out.append(row)
+            continue
+        new = dict(row)
+        for key in (FULL, EVEN, ODD):
+            if not row[key]:
+                continue
+            src = Path(row[key])
+            dst = folder / f"{src.stem}.mrc"
+            if not dst.is_file():
+                image, _ = read_image(src, px)
+                work, work_px = rescale_to_working(image, px, target)
+                write_mrc(dst, work, float(work_px or target), inputs=[src])
+            new[key] = str(dst)
+            new["rlnMicrographPixelSize"] = read_mrc(dst, mmap=True, ndim=(2,)).pixel_size or target
+        out.append(new)
+    return out
+
+
 def adapt_denoiser(cfg: DenoiseConfig, adapt: AdaptConfig) -> dict[str, Any]:
     """Fine-tune ``cfg.weights`` on ``cfg.inputs`` (or reuse an earlier adaptation).
 
@@ -206,12 +239,14 @@ def adapt_denoiser(cfg: DenoiseConfig, adapt: AdaptConfig) -> dict[str, Any]:
     write_text_atomic(record_path, json.dumps({"trained_on": record}, indent=1))
     t0 = time.perf_counter()
     manifest = folder / "manifest.star"
+    init = resolve_weights(cfg.weights, BUNDLED_DENOISER)
+    working = read_weights(init)[2].get("pixel_size") or rows[0]["rlnMicrographPixelSize"]
+    # One pixel size for every crop: the coarser of the data's and the model's; finer data
+    # binned to it as inference bins them (module doc).
+    target = max(working, *(r["rlnMicrographPixelSize"] for r in rows))
+    rows = binned_rows(rows, target, folder / "binned")
     px0 = rows[0]["rlnMicrographPixelSize"]
     write_manifest(manifest, [optics_group(1, px0, px0, 300.0, 2.7, 0.1)], rows)
-    init = resolve_weights(cfg.weights, BUNDLED_DENOISER)
-    working = read_weights(init)[2].get("pixel_size") or px0
-    # One pixel size for every crop: the coarser of the data's and the model's (module doc).
-    target = max(working, *(r["rlnMicrographPixelSize"] for r in rows))
     side = adapt.crop_size * target
     device = "cuda" if cfg.device.startswith("cuda") else cfg.device
     # A step must fit in one epoch's crops (a single micrograph with few crops still adapts).
