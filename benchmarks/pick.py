@@ -57,7 +57,7 @@ def score(picks: pd.DataFrame, out: Path, threshold: float | None = None) -> dic
     out.mkdir(parents=True, exist_ok=True)
     write_topaz(out / "picks.txt", picks)
     cfg = EvaluatePickConfig(pred=out / "picks.txt", truth=HELD_OUT / "coordinates",
-                             diameter=DIAMETER / PIXEL, threshold=threshold)  # fmt: skip
+                             diameter_px=DIAMETER / PIXEL, threshold=threshold)  # fmt: skip
     return evaluate_pick(cfg)
 
 
