@@ -181,14 +181,15 @@ def draco(*args: str) -> None:
 
 def run_draco(
     out: Path, model: str = "bundled", mics: list[Path] | None = None, tag: str = "draco",
-    threshold: float | None = None, expected: int | None = None,
+    threshold: float | None = None, expected: int | None = None, diameter: float | None = None,
 ) -> dict:  # fmt: skip
     """``draco pick predict`` on the JPEGs at the stored threshold, then every threshold.
 
     ``threshold``: passed as ``--threshold`` (e.g. 0.05: every candidate is written, so the best
     F1 and AP are over all thresholds); the stored threshold is then applied when scoring.
     ``expected``: passed as ``--expected-particles`` (each micrograph's N best picks), scored
-    as written."""
+    as written. ``diameter``: the ``--diameter`` (Å) the user gives (default: the experts'
+    108 px, 191 Å); matching stays within 27 px whatever it is (a sensitivity diagnostic)."""
     mics = mics or micrographs()
     stems = [p.stem for p in mics]
     truth = truth_folder(out, stems) if len(stems) < len(micrographs()) else EMPIAR / "coordinates"
@@ -205,7 +206,7 @@ def run_draco(
         "--pixel-size",
         str(PIXEL),
         "--diameter",
-        str(DIAMETER_A),
+        str(diameter or DIAMETER_A),
         "--format",
         "star",
         "-q",
@@ -519,6 +520,11 @@ def main() -> None:
         "--expected-particles", type=int, default=None,
         help="zero-shot 'draco' row: draco pick predict --expected-particles N",
     )  # fmt: skip
+    ap.add_argument(
+        "--diameter", type=float, default=None,
+        help="zero-shot 'draco' row: --diameter (Å) given to the picker (default 191, the "
+        "experts' 108 px; matching stays within 27 px)",
+    )  # fmt: skip
     ap.add_argument("--topaz", default="/work/venvs/topaz/bin/topaz")
     ap.add_argument("--topaz-factors", default="3,4,5")
     ap.add_argument("--epochs", type=int, default=30, help="draco pick train epochs (few-shot)")
@@ -552,9 +558,11 @@ def main() -> None:
         factors = [int(f) for f in args.topaz_factors.split(",")]
         results["topaz_general"] = run_topaz(args.out, args.topaz, factors)
     if "draco" in methods:
-        results["draco_" + Path(args.model).name] = run_draco(
-            args.out, args.model, threshold=args.threshold, expected=args.expected_particles
-        )
+        key = "draco_" + Path(args.model).name + (f"_d{args.diameter:g}" if args.diameter else "")
+        results[key] = run_draco(
+            args.out, args.model, threshold=args.threshold, expected=args.expected_particles,
+            diameter=args.diameter, tag="draco" + (f"_d{args.diameter:g}" if args.diameter else ""),
+        )  # fmt: skip
     if "random" in methods:
         results["random"] = run_random(args.out)
     if "log" in methods:

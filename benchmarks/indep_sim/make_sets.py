@@ -420,6 +420,10 @@ def main() -> None:
         _, ribo = structures(2.0)
         make_set(args.out, "ribo70s_2A", [ribo], 2.0, 1536, args.dose,
                  [("good", "none")] * args.n, 1701, 60)  # fmt: skip
+    if "ribo70s_4A" in args.sets:  # the same field at 4 Å/px: data coarser than the denoiser
+        _, ribo = structures(4.0)
+        make_set(args.out, "ribo70s_4A", [ribo], 4.0, 768, args.dose,
+                 [("good", "none")] * args.n, 1703, 60)  # fmt: skip
     if "apof" in args.sets:
         apo, _ = structures(1.5)
         make_set(args.out, "apof_1p5A", [apo], 1.5, 1024, args.dose,
