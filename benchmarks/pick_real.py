@@ -182,6 +182,7 @@ def draco(*args: str) -> None:
 def run_draco(
     out: Path, model: str = "bundled", mics: list[Path] | None = None, tag: str = "draco",
     threshold: float | None = None, expected: int | None = None, diameter: float | None = None,
+    scales: str | None = None,
 ) -> dict:  # fmt: skip
     """``draco pick predict`` on the JPEGs at the stored threshold, then every threshold.
 
@@ -212,6 +213,7 @@ def run_draco(
         "-q",
         *(["--threshold", str(threshold)] if threshold is not None else []),
         *(["--expected-particles", str(expected)] if expected is not None else []),
+        *(["--diameter-scales", scales] if scales else []),
     )
     seconds = (time.time() - t0) / len(mics)
     stars = folder / "coordinates" if (folder / "coordinates").is_dir() else folder
@@ -525,6 +527,7 @@ def main() -> None:
         help="zero-shot 'draco' row: --diameter (Å) given to the picker (default 191, the "
         "experts' 108 px; matching stays within 27 px)",
     )  # fmt: skip
+    ap.add_argument("--diameter-scales", default=None, help="zero-shot 'draco' row: e.g. 1,0.85")
     ap.add_argument("--topaz", default="/work/venvs/topaz/bin/topaz")
     ap.add_argument("--topaz-factors", default="3,4,5")
     ap.add_argument("--epochs", type=int, default=30, help="draco pick train epochs (few-shot)")
@@ -558,10 +561,11 @@ def main() -> None:
         factors = [int(f) for f in args.topaz_factors.split(",")]
         results["topaz_general"] = run_topaz(args.out, args.topaz, factors)
     if "draco" in methods:
-        key = "draco_" + Path(args.model).name + (f"_d{args.diameter:g}" if args.diameter else "")
-        results[key] = run_draco(
+        tag = (f"_d{args.diameter:g}" if args.diameter else "") + (
+            f"_s{args.diameter_scales}" if args.diameter_scales else "")  # fmt: skip
+        results["draco_" + Path(args.model).name + tag] = run_draco(
             args.out, args.model, threshold=args.threshold, expected=args.expected_particles,
-            diameter=args.diameter, tag="draco" + (f"_d{args.diameter:g}" if args.diameter else ""),
+            diameter=args.diameter, scales=args.diameter_scales, tag="draco" + tag,
         )  # fmt: skip
     if "random" in methods:
         results["random"] = run_random(args.out)

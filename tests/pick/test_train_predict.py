@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 from draco_em.cli import app, main
 from draco_em.errors import DracoInputError
 from draco_em.evaluate.pick import match_picks, summarize
+from draco_em.io.batch import SETTINGS_FILE
 from draco_em.io.coords import read_coords
 from draco_em.io.mrc import write_mrc
 from draco_em.pick.config import PickPredictConfig, PickTrainConfig
@@ -73,6 +75,24 @@ def test_learned_centres_near_truth_at_another_pixel_size(trained, make_blobs):
     picks = picker.pick_image(img, 1.5, "fine")
     d = [np.min(np.hypot(*(picks[["x", "y"]].to_numpy() - p).T)) for p in xy]
     assert np.median(d) < 3.0, d
+
+
+def test_diameter_scales_pool_to_one_pick_per_particle(trained, make_blobs):
+    """Picker.scales: candidates of every scaled diameter are pooled; one pick per particle
+    (nothing closer than half the smallest diameter), each with its best score, and what the
+    given diameter alone finds is still found."""
+    picker = load_picker(trained["path"])
+    img, xy = make_blobs(np.random.default_rng(4), (192, 192), 16, 8, noise=0.05)
+    alone = picker.pick_image(img, 1.0, "m")
+    picker.scales = (1.0, 0.85, 0.7)
+    pooled = picker.pick_image(img, 1.0, "m")
+    pts = pooled[["x", "y"]].to_numpy()
+    gaps = np.hypot(*(pts[:, None] - pts[None]).transpose(2, 0, 1)) + np.eye(len(pts)) * 1e9
+    assert gaps.min() >= 0.5 * 32.0 * 0.7
+    near = lambda picks, p: np.hypot(*(picks[["x", "y"]].to_numpy() - p).T).min() < 4  # noqa: E731
+    found = [p for p in xy if len(alone) and near(alone, p)]
+    assert found and all(near(pooled, p) for p in found)
+    assert pooled["score"].max() >= alone["score"].max() - 1e-6
 
 
 class _PeakDetector(torch.nn.Module):
@@ -442,3 +462,28 @@ def test_expected_particles_keeps_each_micrographs_best_n(trained, tmp_path, cap
                                    "-q"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "the 2 best per micrograph" in res.output
+
+
+def test_diameter_scales_option_picks_resumes_and_checks(trained, tmp_path, capsys):
+    """``--diameter-scales 1,0.85``: picks at both diameters, pooled; recorded with the settings
+    (a folder made with other scales is not silently resumed); a bad value is exit 2."""
+    tmp = trained["tmp"]
+    one = tmp / "mics" / "blob_1.mrc"
+    args = ["pick", "predict", str(one), "--model", str(trained["path"]), "--no-previews", "-q"]
+    plain = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "plain")])
+    pooled = CliRunner().invoke(
+        app, [*args, "-o", str(tmp_path / "s"), "--diameter-scales", "1,0.85"]
+    )
+    assert plain.exit_code == 0 and pooled.exit_code == 0, pooled.output
+    settings = json.loads((tmp_path / "s" / SETTINGS_FILE).read_text())
+    assert settings["diameter_scales"] == [1.0, 0.85]
+    assert "diameter_scales" not in json.loads(
+        (tmp_path / "plain" / SETTINGS_FILE).read_text()
+    )  # the default is not recorded: folders made before the option still resume
+    again = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "s")])  # other scales
+    assert again.exit_code != 0
+    for bad in ("1,abc", "1,0.2"):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, "-o", str(tmp_path / "bad"), "--diameter-scales", bad])
+        assert exc.value.code == 2
+    assert "diameter" in capsys.readouterr().err

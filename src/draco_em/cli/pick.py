@@ -47,6 +47,13 @@ def pick_predict(
         int | None,
         typer.Option(help="Particles per micrograph, roughly: keep each one's N best picks."),
     ] = None,
+    diameter_scales: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated multiples of --diameter to pick at (e.g. 1,0.85 for "
+            "a diameter quoted as a box size); picks pooled, one per particle."
+        ),
+    ] = "1",
     fmt: Annotated[str, typer.Option("--format", help="star,box,topaz,cs")] = "star",
     pixel_size: Annotated[float | None, typer.Option(help="Input Å/px (default: header).")] = None,
     box_size: Annotated[int | None, typer.Option(help=".box edge in px.")] = None,
@@ -77,6 +84,7 @@ def pick_predict(
     cfg = PickPredictConfig(
         inputs=inputs, outdir=outdir, model=model, diameter=diameter, threshold=threshold,
         expected_particles=expected_particles, formats=comma_list(fmt) or [], pixel_size=pixel_size,
+        diameter_scales=comma_list(diameter_scales) or [1.0],
         box_size=box_size, exclude_masks=exclude_masks, exclude_by_curation=exclude_by_curation,
         exclude_classes=comma_list(exclude_classes), exclude_threshold=exclude_threshold,
         previews=previews, device=device, overwrite=overwrite,

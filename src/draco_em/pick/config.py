@@ -172,6 +172,13 @@ class PickPredictConfig(BaseModel):
         "micrograph keeps its N best-scoring candidates instead of those above the threshold. "
         "For data whose scores run lower or higher than the stored threshold expects.",
     )
+    diameter_scales: list[float] = Field(
+        default_factory=lambda: [1.0],
+        min_length=1,
+        description="Multiples of the diameter to pick at; the candidates are pooled, one per "
+        "particle. For a diameter quoted as a box size rather than the particle's own size "
+        "(e.g. [1.0, 0.85]; docs/picking.md).",
+    )
     formats: list[str] = Field(default_factory=lambda: ["star"], description="Outputs.")
     box_size: int | None = Field(
         None, gt=0, description="Box size in input px for .box (default: 1.5 × diameter)."
@@ -206,4 +213,8 @@ class PickPredictConfig(BaseModel):
             raise ValueError("exclude_classes needs exclude_by_curation (a curation model)")
         if self.expected_particles is not None and self.threshold is not None:
             raise ValueError("give --threshold or --expected-particles, not both")
+        if any(not 0.5 <= s <= 1.5 for s in self.diameter_scales):
+            raise ValueError(
+                f"--diameter-scales must lie in [0.5, 1.5], got {self.diameter_scales}"
+            )
         return self

@@ -26,7 +26,7 @@ from draco_em.io.coords import make_coords
 from draco_em.io.pixel_size import require_pixel_size
 from draco_em.pick.data import to_working
 from draco_em.pick.detector import CELL_CENTRE, ParticleDetector
-from draco_em.pick.nms import find_peaks
+from draco_em.pick.nms import distance_nms, find_peaks
 
 #: Maps (micrograph [ny, nx], pixel size Å) to a bool mask [ny, nx], True = do not pick here
 #: (e.g. the curation head's carbon / contamination tiles, :mod:`draco_em.curate.mask`).
@@ -42,6 +42,9 @@ class Picker:
         detector: in eval mode on ``device``.
         diameter: particle diameter in Å (sets the working pixel size).
         threshold: default score cut-off in [0, 1].
+        scales: the diameter is tried at each of these multiples; the candidates of all of them
+            are pooled and one pick per particle is kept (the best score, distance NMS at half
+            the smallest diameter). ``(1.0,)``: the diameter as given.
         batch_size: tiles per forward pass.
         device: where the detector runs.
     """
@@ -51,6 +54,7 @@ class Picker:
     threshold: float = 0.3
     batch_size: int = 8
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    scales: tuple[float, ...] = (1.0,)
 
     @property
     def diameter_px(self) -> float:
@@ -110,25 +114,36 @@ class Picker:
             Picks in the package convention (input px), with ``score``, best first.
         """
         pixel_size = require_pixel_size("pick", name, pixel_size)
-        cfg = self.detector.config
-        work, (sx, sy) = to_working(
-            image, pixel_size, self.diameter / self.diameter_px,
-            cfg.background_sigma * cfg.diameter_px,
-        )  # fmt: skip
-        if min(work.shape) < 16:
-            raise DracoInputError(
-                f"micrograph is only {min(work.shape)} px at the working pixel size "
-                f"({self.diameter / self.diameter_px:.2f} Å): too small to pick", name
-            )  # fmt: skip
-        score, vec = self.score_map(work)
         thr = self.threshold if threshold is None else threshold
-        xy, scores = find_peaks(score, NMS_FRACTION * self.diameter_px, thr)
-        iy, ix = xy[:, 1].astype(int), xy[:, 0].astype(int)
-        xy = xy + vec[:, iy, ix].T  # sub-pixel centre from the offset head
-        xy_in = xy / np.array([sx, sy])
+        found = [self._candidates(image, pixel_size, self.diameter * s, thr, name)
+                 for s in self.scales]  # fmt: skip
+        xy_in = np.concatenate([f[0] for f in found])
+        scores = np.concatenate([f[1] for f in found])
+        if len(self.scales) > 1:  # one pick per particle over all scales, the best score kept
+            radius = NMS_FRACTION * self.diameter * min(self.scales) / pixel_size
+            xy_in, scores = distance_nms(xy_in, scores, radius)
         xy_in, scores = inside_padding(xy_in, scores, image)
         picks = make_coords(name, xy_in[:, 0], xy_in[:, 1], score=scores)
         return split_excluded(picks, image, pixel_size, exclude)[0]
+
+    def _candidates(
+        self, image: np.ndarray, pixel_size: float, diameter: float, thr: float, name: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(centres [N, 2] in input px, scores [N]) of one micrograph at one diameter (Å)."""
+        cfg = self.detector.config
+        work, (sx, sy) = to_working(
+            image, pixel_size, diameter / self.diameter_px, cfg.background_sigma * cfg.diameter_px
+        )
+        if min(work.shape) < 16:
+            raise DracoInputError(
+                f"micrograph is only {min(work.shape)} px at the working pixel size "
+                f"({diameter / self.diameter_px:.2f} Å): too small to pick", name
+            )  # fmt: skip
+        score, vec = self.score_map(work)
+        xy, scores = find_peaks(score, NMS_FRACTION * self.diameter_px, thr)
+        iy, ix = xy[:, 1].astype(int), xy[:, 0].astype(int)
+        xy = xy + vec[:, iy, ix].T  # sub-pixel centre from the offset head
+        return xy / np.array([sx, sy]), scores
 
 
 def inside_padding(

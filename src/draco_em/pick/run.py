@@ -210,6 +210,7 @@ def predict_all(
     device = resolve_device(cfg.device)
     exclude = build_exclude(cfg, curation)
     picker = load_picker(cfg.model, cfg.diameter, cfg.threshold, device, cfg.batch_size)
+    picker.scales = tuple(cfg.diameter_scales)
     out = make_output_folder(cfg.outdir, [*cfg.inputs, *(it.path for it in items)])
     check_settings(out, "pick predict", _settings(cfg), cfg.overwrite)
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
@@ -256,17 +257,18 @@ def predict_all(
 
 
 #: PickPredictConfig fields that shape the picks: a folder made with others is not resumed.
-OUTPUT_SETTINGS = ("diameter", "pixel_size", "threshold", "expected_particles", "box_size",
+OUTPUT_SETTINGS = ("diameter", "pixel_size", "threshold", "expected_particles", "diameter_scales",
+                   "box_size",
                    "exclude_masks", "exclude_by_curation", "exclude_classes",
                    "exclude_threshold")  # fmt: skip
 
 
 def _settings(cfg: PickPredictConfig) -> dict:
     model = Path(cfg.model)
-    return {
-        "model": str(model.resolve()) if model.exists() else cfg.model,
-        **cfg.model_dump(mode="json", include=set(OUTPUT_SETTINGS)),
-    }
+    settings = cfg.model_dump(mode="json", include=set(OUTPUT_SETTINGS))
+    if settings["diameter_scales"] == [1.0]:  # the default: folders made before it still resume
+        del settings["diameter_scales"]
+    return {"model": str(model.resolve()) if model.exists() else cfg.model, **settings}
 
 
 def _save_preview(path: Path, image: np.ndarray, kept: pd.DataFrame, picker: Picker) -> None:

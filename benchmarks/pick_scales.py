@@ -1,0 +1,101 @@
+"""The picker's diameter as a range (issue 18, session 4, step 2): validation of the scale sets.
+
+``draco pick predict`` runs the picker at one working pixel size, set by the diameter the user
+gives. The bundled picker learnt "diameter" as a structure's maximum dimension, and users quote
+box sizes. :attr:`draco_em.pick.predict.Picker.scales` tries several multiples of the given
+diameter and keeps one pick per particle. This script applies the rule written in
+docs/benchmarks.md ("Step 2 of session 4") on the simulated validation micrographs of
+``benchmarks/pick_recipe.py`` (held-out structures, raw and rendered), with the picker given
+``f × max_dim`` for each f of ``--factors``, matched within a quarter of the true ``max_dim``:
+
+    OMP_NUM_THREADS=2 python benchmarks/pick_scales.py --data /work/h18/data --model bundled
+
+Candidates are computed once per (micrograph, diameter) and pooled per scale set exactly as
+:meth:`Picker.pick_image` pools them (it is called with each set on the same inputs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pick_recipe import VAL_RAW, VAL_RENDER, diameters
+
+from draco_em.evaluate.pick import match_picks, summarize
+from draco_em.io.coords import read_coords
+from draco_em.io.mrc import read_image
+from draco_em.pick.model_io import read_picker
+from draco_em.pick.predict import Picker
+
+VARIANTS = {"V1": (1.0,), "V2": (1.0, 0.85), "V3": (1.0, 0.85, 0.7)}
+
+
+def micrographs(data: Path, names: list[str]) -> list[tuple[Path, Path, float]]:
+    """(micrograph, its coordinate STAR, true diameter Å) of the named validation sets."""
+    out = []
+    for name in names:
+        folder = data / name
+        for stem, d in sorted(diameters(folder).items()):
+            mic, star = (
+                folder / "micrographs" / f"{stem}.mrc",
+                folder / "coordinates" / f"{stem}.star",
+            )
+            out.append((mic, star, d))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path("/work/h18/data"))
+    ap.add_argument("--model", default="bundled")
+    ap.add_argument("--factors", type=float, nargs="+", default=[1.0, 1.2, 1.4])
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    detector, info = read_picker(args.model)
+    detector.eval()
+    thr = float(info["threshold"])
+    groups = {"raw": micrographs(args.data, VAL_RAW), "render": micrographs(args.data, VAL_RENDER)}
+    res: dict = {"threshold": thr, "factors": args.factors}
+    seconds = dict.fromkeys(VARIANTS, 0.0)
+    for f in args.factors:
+        for group, items in groups.items():
+            acc = {v: ([], [], 0) for v in VARIANTS}
+            for mic, star, d in items:
+                image, px = read_image(mic)
+                truth = read_coords(star)[["x", "y"]].to_numpy(float)
+                for v, scales in VARIANTS.items():
+                    picker = Picker(detector, f * d, threshold=thr, scales=scales)
+                    t0 = time.perf_counter()
+                    picks = picker.pick_image(image, float(px), mic.stem)
+                    seconds[v] += time.perf_counter() - t0
+                    xy, sc = picks[["x", "y"]].to_numpy(float), picks["score"].to_numpy(float)
+                    tps, scs, n = acc[v]
+                    tps.append(match_picks(xy, sc, truth, 0.25 * d / float(px)))
+                    scs.append(sc)
+                    acc[v] = (tps, scs, n + len(truth))
+            for v, (tps, scs, n) in acc.items():
+                r = summarize(np.concatenate(tps), np.concatenate(scs), n)
+                res.setdefault(v, {})[f"f{f:g}_{group}"] = {
+                    k: r[k] for k in ("precision", "recall", "f1", "n_pred", "n_true")
+                }
+            print(f, group, {v: round(res[v][f"f{f:g}_{group}"]["f1"], 3) for v in VARIANTS},
+                  flush=True)  # fmt: skip
+    for v in VARIANTS:
+        f1s = [x["f1"] for x in res[v].values() if isinstance(x, dict)]
+        res[v]["score"] = float(np.mean(f1s))
+        res[v]["f1_at_1"] = float(np.mean([res[v][f"f1_{g}"]["f1"] for g in groups]))
+        res[v]["seconds"] = round(seconds[v], 1)
+        print(f"{v} score {res[v]['score']:.3f}  at f=1: {res[v]['f1_at_1']:.3f}  "
+              f"({seconds[v]:.0f} s)")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
