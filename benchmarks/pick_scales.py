@@ -10,8 +10,14 @@ docs/benchmarks.md ("Step 2 of session 4") on the simulated validation micrograp
 
     OMP_NUM_THREADS=2 python benchmarks/pick_scales.py --data /work/h18/data --model bundled
 
-Candidates are computed once per (micrograph, diameter) and pooled per scale set exactly as
-:meth:`Picker.pick_image` pools them (it is called with each set on the same inputs).
+Each scale set runs :meth:`Picker.pick_image` (what ``draco pick predict --diameter-scales``
+runs) on the same inputs.
+
+``--test``: after the rule's decision, the table's test rows for V1 and V2 (``ribo_junk_101/
+102`` and the cryoJAX sets at their benchmark diameters; EMPIAR-10017 through the CLI with
+``benchmarks/pick_real.py --methods draco --threshold 0.05 --diameter-scales 1,0.85``)::
+
+    OMP_NUM_THREADS=2 python benchmarks/pick_scales.py --test --out /work/h18/scales_test
 """
 
 from __future__ import annotations
@@ -27,8 +33,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pick_recipe import VAL_RAW, VAL_RENDER, diameters
 
-from draco_em.evaluate.pick import match_picks, summarize
-from draco_em.io.coords import read_coords
+from draco_em.evaluate.pick import EvaluatePickConfig, evaluate_pick, match_picks, summarize
+from draco_em.io.coords import read_coords, write_relion_coords
 from draco_em.io.mrc import read_image
 from draco_em.pick.model_io import read_picker
 from draco_em.pick.predict import Picker
@@ -50,13 +56,50 @@ def micrographs(data: Path, names: list[str]) -> list[tuple[Path, Path, float]]:
     return out
 
 
+#: (set folder, diameter Å, pixel size Å) of the test sets, as in benchmarks/pick.py.
+TEST_SETS = {
+    "ribo_junk_101": (Path("/tmp/pick_data/ribo_junk_101"), 260.0, 2.0),
+    "ribo_junk_102": (Path("/tmp/pick_data/ribo_junk_102"), 260.0, 2.0),
+    "ribo70s_2A": (Path("/work/indep_sets/ribo70s_2A"), 260.0, 2.0),
+    "apof_1p5A": (Path("/work/indep_sets/apof_1p5A"), 130.0, 1.5),
+}
+
+
+def test_rows(model: str, out: Path) -> dict:
+    """F1 at the stored threshold (and the best) of V1 and V2 on the test sets, within d/2."""
+    detector, info = read_picker(model)
+    detector.eval()
+    thr, res = float(info["threshold"]), {}
+    for v in ("V1", "V2"):
+        for name, (folder, d, px) in TEST_SETS.items():
+            picker = Picker(detector, d, threshold=0.02, scales=VARIANTS[v])
+            dst = out / f"{name}_{v}"
+            dst.mkdir(parents=True, exist_ok=True)
+            for mic in sorted((folder / "micrographs").glob("*.mrc")):
+                if not mic.stem.endswith(("_EVN", "_ODD")):
+                    picks = picker.pick_image(read_image(mic)[0], px, mic.stem)
+                    write_relion_coords(dst / f"{mic.stem}.star", picks)
+            cfg = EvaluatePickConfig(pred=dst, truth=folder / "coordinates", diameter_px=d / px)
+            stored = evaluate_pick(cfg.model_copy(update={"threshold": thr}))
+            res[f"{name}_{v}"] = {"f1": stored["f1"], "best_f1": evaluate_pick(cfg)["best_f1"]}
+            print(v, name, json.dumps(res[f"{name}_{v}"]), flush=True)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("/work/h18/data"))
     ap.add_argument("--model", default="bundled")
     ap.add_argument("--factors", type=float, nargs="+", default=[1.0, 1.2, 1.4])
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--test", action="store_true", help="the test rows of V1 and V2 (see above)")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/pick_scales_test"))
     args = ap.parse_args()
+    if args.test:
+        res = test_rows(args.model, args.out)
+        if args.json:
+            args.json.write_text(json.dumps(res, indent=1))
+        return
     detector, info = read_picker(args.model)
     detector.eval()
     thr = float(info["threshold"])
