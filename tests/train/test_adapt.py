@@ -5,6 +5,8 @@ image."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from typer.testing import CliRunner
 
 from draco_em.cli import app
 from draco_em.errors import DracoInputError
+from draco_em.io.manifest import EVEN, FULL, ODD
 from draco_em.io.mrc import read_mrc, write_mrc
 from draco_em.model.draco import DracoConfig, DracoMAE
 from draco_em.model.weights import BUNDLED_DENOISER, load_model
@@ -40,7 +43,10 @@ def test_adapt_trains_n2n_on_halves_only_saves_and_reuses(tmp_path, blob_pair, m
     _write_pair(tmp_path / "mics", blob_pair)
     read = []
     original = train_data._pixels
-    monkeypatch.setattr(train_data, "_pixels", lambda p: read.append(p.name) or original(p))
+    # The data (1.98 Å) are a little finer than the model (1.984 Å): the trainer reads their
+    # binned copies OUTDIR/adapt/binned/<stem>_<digest>.mrc; the stem tells which sum it was.
+    unbinned = lambda p: re.sub(r"_[0-9a-f]{8}\.mrc$", ".mrc", p.name)  # noqa: E731
+    monkeypatch.setattr(train_data, "_pixels", lambda p: read.append(unbinned(p)) or original(p))
     out = tmp_path / "out"
     cfg = DenoiseConfig(inputs=[str(tmp_path / "mics")], outdir=out, device="cpu", workers=0,
                         progress=False)  # fmt: skip
@@ -119,14 +125,23 @@ def test_finer_data_are_fourier_binned_before_cropping(tmp_path, blob_pair, monk
                         progress=False)  # fmt: skip
     result = denoise_with_adaptation(cfg, TINY)
     assert result["adapt"]["stage"] == "blindspot" and full.read_bytes() == before
-    binned = read_mrc(tmp_path / "out" / "adapt" / "binned" / "fine.mrc")
+    (copy,) = (tmp_path / "out" / "adapt" / "binned").glob("fine_*.mrc")
+    binned = read_mrc(copy)
     assert binned.data.shape == (128, 128) and binned.pixel_size == pytest.approx(1.98, rel=0.01)
     assert calls == [(pytest.approx(1.32), pytest.approx(1.984, rel=0.01))]
     manifest = (tmp_path / "out" / "adapt" / "manifest.star").read_text()
-    assert "binned/fine.mrc" in manifest and str(full) not in manifest
+    assert f"binned/{copy.name}" in manifest and str(full) not in manifest
     # The binned copy is the inference's working image (same resampling), not a bilinear one.
     work, _ = original(np.tile(odd + even, (3, 3)).astype(np.float32), 1.32, binned.pixel_size)
     np.testing.assert_allclose(binned.data, work, rtol=1e-5, atol=1e-5)
+    # Two inputs with one stem in different folders get two copies, not one.
+    other = tmp_path / "other" / "fine.mrc"
+    other.parent.mkdir()
+    write_mrc(other, np.tile(odd - even, (3, 3)), 1.32)
+    rows = [{FULL: str(p), EVEN: "", ODD: "", "rlnMicrographPixelSize": 1.32}
+            for p in (full, other)]  # fmt: skip
+    out = adapt_mod.binned_rows(rows, 1.98, tmp_path / "b2")
+    assert len({r[FULL] for r in out}) == 2 and all(Path(r[FULL]).is_file() for r in out)
 
 
 @pytest.mark.parametrize("radius", [0, 1, 2])

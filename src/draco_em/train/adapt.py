@@ -195,7 +195,9 @@ def binned_rows(rows: list[dict[str, Any]], target: float, folder: Path) -> list
             if not row[key]:
                 continue
             src = Path(row[key])
-            dst = folder / f"{src.stem}.mrc"
+            # Inputs from several folders may share a stem: the path's digest keeps them apart.
+            tag = hashlib.sha1(str(src.resolve()).encode()).hexdigest()[:8]
+            dst = folder / f"{src.stem}_{tag}.mrc"
             if not dst.is_file():
                 image, _ = read_image(src, px)
                 work, work_px = rescale_to_working(image, px, target)
