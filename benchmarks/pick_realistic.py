@@ -32,7 +32,7 @@ Per micrograph (stems are prefixed with the set name so they stay unique across 
 
 The source simulations (made for issue 19; any realistic-preset set with ``--region-masks``)::
 
-    draco simulate train7 --n-micrographs 160 --size 512 --pixel-size 7 --bad-fraction 0.5 \\
+    draco simulate -o train7 --n-micrographs 160 --size 512 --pixel-size 7 --bad-fraction 0.5 \\
         --no-movies --region-masks --seed 101
     # train4: 120 × 768² at 4 Å/px, seed 102; train2: 100 × 1024² at 2 Å/px, seed 103;
     # val7 / val4 / val2: 60 / 50 / 40 of the same sizes, seeds 201 / 202 / 203

@@ -64,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     work = args.workdir
     for name, n, extra in SETS:
-        draco("simulate", str(work / name), "--preset", "classic", "--size", "1024",
+        draco("simulate", "-o", str(work / name), "--preset", "classic", "--size", "1024",
               "--pixel-size", "1.0", "--n-micrographs", str(max(1, round(n * args.scale))),
               "--no-movies", "-j", str(args.jobs), "-q", *extra)  # fmt: skip
     manifest = work / "all.star"

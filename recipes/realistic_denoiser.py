@@ -73,7 +73,7 @@ def simulate(work: Path, kind: str, n: int, seed0: int, jobs: int) -> list[Path]
     stars = []
     for i, px in enumerate(PIXEL_SIZES):
         out = work / f"{kind}_{px:g}A"
-        draco("simulate", str(out), "--preset", "realistic", "--size", "1024",
+        draco("simulate", "-o", str(out), "--preset", "realistic", "--size", "1024",
               "--pixel-size", str(px), "--n-micrographs", str(n), "--seed", str(seed0 + 10 * i),
               "--no-movies", "-j", str(jobs), "-q")  # fmt: skip
         stars.append(out / "micrographs.star")
