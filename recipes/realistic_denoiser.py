@@ -41,6 +41,9 @@ Usage:
     # v3 candidate (session 3): the same data, continued from the bundled v2 for 4 epochs
     OMP_NUM_THREADS=1 python recipes/realistic_denoiser.py --workdir /tmp/h20/rdn --epochs 4 \
         --run-name run_v3 --workers 0 --reuse-data
+    # v4, installed (session 4; docs/benchmarks.md "Step 3"): 16 epochs from v2
+    OMP_NUM_THREADS=2 python recipes/realistic_denoiser.py --workdir /work/h20/rdn --epochs 16 \
+        --run-name run_v4 --workers 0 --reuse-data
 """
 
 from __future__ import annotations
