@@ -26,16 +26,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from draco_em.curate.train import _balanced
+
 #: Simulator reason → MicAssess-like class of the task (None: not a MicAssess class).
 TASK_CLASS = {"good": "good", "contamination": "contamination", "drift": "contamination",
               "no_ice": "no_ice", "crystalline_ice": "crystalline_ice", "empty": "no_particles",
               "thick_ice": None, "carbon_only": None}  # fmt: skip
 PER_CLASS = {"good": 6, "contamination": 3, "no_ice": 3, "crystalline_ice": 3, "no_particles": 3}
-
-
-def balanced(good: np.ndarray, accepted: np.ndarray) -> float:
-    """Mean of the recall of good (accepted) and of bad (rejected)."""
-    return float((np.mean(accepted[good]) + np.mean(~accepted[~good])) / 2)
 
 
 def draw(pool: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -79,8 +76,8 @@ def main() -> None:
             good = (cv["label"] == "good").to_numpy()
             d1 = (cv["decision"] == "accept").to_numpy()
             d2 = (cv["predicted"] == "good").to_numpy()
-            rows.append({"seed": seed, "features": feats, "D1": balanced(good, d1),
-                         "D2": balanced(good, d2)})  # fmt: skip
+            rows.append({"seed": seed, "features": feats, "D1": _balanced(good, d1),
+                         "D2": _balanced(good, d2)})  # fmt: skip
             print(json.dumps(rows[-1]), flush=True)
     df = pd.DataFrame(rows)
     summary = {

@@ -8,12 +8,21 @@ for a 1.98 Å/px model), all in the model's working sampling:
   against the noisy image; no truth), with the correlation SNR against the clean image of the
   J-invariant and of the plain prediction;
 * ``bilinear``: the bundled denoiser fed an antialiased-bilinear resize of the input (what the
-  crop loader does) instead of the inference's Fourier rescaling.
+  crop loader does) instead of the inference's Fourier rescaling;
+* ``noise``: is the set's noise white? The correlation of the residual (raw − least-squares
+  fit of the clean image) with its neighbour one pixel away in x (lag 1), two away (lag 2) and
+  on the diagonal, at the data's own sampling.
+
+docs/benchmarks.md's rows were measured from the then-bundled denoiser v2 (since replaced by
+v4): ``git show a02eb28:src/draco_em/weights/draco_denoise_tiny.safetensors > v2.safetensors``
+and give ``v2.safetensors`` as WEIGHTS (``jloss`` and ``bilinear`` take a list, default the
+bundled denoiser).
 
     OMP_NUM_THREADS=1 python benchmarks/denoise_adapt_diag.py --set /work/indep_sets/apof_1p5A \\
-        --n 3 jloss bundled W/pred/bs/adapt/adapted.safetensors
+        --n 3 jloss v2.safetensors W/pred/bs/adapt/adapted.safetensors
     OMP_NUM_THREADS=1 python benchmarks/denoise_adapt_diag.py --set /work/indep_sets/apof_1p5A \\
-        --n 4 bilinear
+        --n 4 bilinear v2.safetensors
+    python benchmarks/denoise_adapt_diag.py --set /work/val_sets/real20 --n 1 noise
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from denoise_indep import corr_snr_db
 from draco_em.imaging.fourier import fourier_resize
 from draco_em.infer.run_denoise import DenoiseConfig, _load
 from draco_em.io.mrc import read_image
+from draco_em.model.draco import hide_pixels
 from draco_em.model.encoder import rescale_to_working
 
 
@@ -42,16 +52,12 @@ def j_invariant(plain: Callable, spacing: int = 4) -> Callable:
     def run(image: torch.Tensor) -> torch.Tensor:
         b, c, h, w = image.shape
         img = image.float().reshape(b * c, 1, h, w)
-        ring = torch.ones(1, 1, 3, 3)
-        ring[..., 1, 1] = 0
-        count = F.conv2d(torch.ones_like(img[:1]), ring, padding=1)
-        fill = F.conv2d(img, ring, padding=1) / count
         out = torch.zeros_like(img)
         ys, xs = torch.arange(h)[:, None], torch.arange(w)[None]
         for py in range(spacing):
             for px in range(spacing):
-                m = ((ys % spacing == py) & (xs % spacing == px)).float()[None, None]
-                pred = plain((img * (1 - m) + fill * m).reshape(b, c, h, w)).float()
+                m = ((ys % spacing == py) & (xs % spacing == px))[None, None].expand_as(img)
+                pred = plain(hide_pixels(img, m).reshape(b, c, h, w).to(image.dtype)).float()
                 out += pred.reshape(b * c, 1, h, w) * m
         return out.reshape(b, c, h, w)
 
@@ -62,12 +68,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", type=Path, required=True)
     ap.add_argument("--n", type=int, default=3, help="micrographs")
-    ap.add_argument("mode", choices=["jloss", "bilinear"])
+    ap.add_argument("mode", choices=["jloss", "bilinear", "noise"])
     ap.add_argument("weights", nargs="*", default=["bundled"])
     args = ap.parse_args()
     files = sorted(p for p in (args.set / "micrographs").glob("*.mrc")
                    if not p.stem.endswith(("_EVN", "_ODD")))[: args.n]  # fmt: skip
-    for weights in args.weights if args.mode == "jloss" else ["bundled"]:
+    if args.mode == "noise":
+        for f in files:
+            raw = read_image(f)[0].astype(np.float64)
+            clean = read_image(args.set / "clean" / f.name)[0].astype(np.float64)
+            fit = np.linalg.lstsq(np.c_[clean.ravel(), np.ones(clean.size)], raw.ravel(),
+                                  rcond=None)[0]  # fmt: skip
+            r = raw - fit[0] * clean - fit[1]
+            r -= r.mean()
+            v = np.mean(r * r)
+            lag1, lag2 = np.mean(r[:, 1:] * r[:, :-1]) / v, np.mean(r[:, 2:] * r[:, :-2]) / v
+            diag = np.mean(r[1:, 1:] * r[:-1, :-1]) / v
+            print(f"{f.name}: residual correlation lag 1 {lag1:.3f}, lag 2 {lag2:.3f}, "
+                  f"diagonal {diag:.3f}")  # fmt: skip
+        return
+    for weights in args.weights:
         cfg = DenoiseConfig(inputs=[str(files[0])], outdir=Path("unused"), weights=weights,
                             bf16=False)  # fmt: skip
         den = _load(cfg, torch.device("cpu"))
@@ -97,7 +117,7 @@ def main() -> None:
             print(f"{weights}: Noise2Self loss {mean[0]:.5f}, J-invariant corr SNR {mean[1]:.3f}, "
                   f"plain {mean[2]:.3f} dB")  # fmt: skip
         else:
-            print(f"Fourier input {mean[0]:.3f} dB, bilinear input {mean[1]:.3f} dB")
+            print(f"{weights}: Fourier input {mean[0]:.3f} dB, bilinear input {mean[1]:.3f} dB")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ docs/benchmarks.md ("Step 2 of session 4") on the simulated validation micrograp
 Each scale set runs :meth:`Picker.pick_image` (what ``draco pick predict --diameter-scales``
 runs) on the same inputs.
 
+``--neighbours 150 170 191 215 240``: the EMPIAR-10017 experts' nearest-neighbour distances
+(how much of the diameter sensitivity distance NMS could explain).
+
 ``--test``: after the rule's decision, the table's test rows for V1 and V2 (``ribo_junk_101/
 102`` and the cryoJAX sets at their benchmark diameters; EMPIAR-10017 through the CLI with
 ``benchmarks/pick_real.py --methods draco --threshold 0.05 --diameter-scales 1,0.85``)::
@@ -86,6 +89,22 @@ def test_rows(model: str, out: Path) -> dict:
     return res
 
 
+def nearest_neighbours(diameters_a: list[float]) -> None:
+    """Print the EMPIAR-10017 experts' nearest-neighbour distances and the share under d/2."""
+    from pick_real import EMPIAR, PIXEL
+    from scipy.spatial import cKDTree
+
+    nn = []
+    for star in sorted((EMPIAR / "coordinates").glob("*.star")):
+        xy = read_coords(star)[["x", "y"]].to_numpy(float)
+        nn.append(cKDTree(xy).query(xy, k=2)[0][:, 1] * PIXEL)
+    d = np.concatenate(nn)
+    print(f"{len(d)} picks; nearest neighbour (Å) 5/10/25/50 %: "
+          f"{np.percentile(d, [5, 10, 25, 50]).round(0)}")  # fmt: skip
+    for dia in diameters_a:
+        print(f"diameter {dia:g} Å: share closer than d/2 {np.mean(d < dia / 2):.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("/work/h18/data"))
@@ -93,8 +112,16 @@ def main() -> None:
     ap.add_argument("--factors", type=float, nargs="+", default=[1.0, 1.2, 1.4])
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--test", action="store_true", help="the test rows of V1 and V2 (see above)")
+    ap.add_argument(
+        "--neighbours", type=float, nargs="*", default=None,
+        help="EMPIAR-10017 expert picks only: the share whose nearest neighbour is closer than "
+        "half of each of these diameters (Å; what distance NMS would merge), and exit",
+    )  # fmt: skip
     ap.add_argument("--out", type=Path, default=Path("/tmp/pick_scales_test"))
     args = ap.parse_args()
+    if args.neighbours is not None:
+        nearest_neighbours(args.neighbours)
+        return
     if args.test:
         res = test_rows(args.model, args.out)
         if args.json:

@@ -189,6 +189,34 @@ class PixelRefiner(nn.Module):
         return coarse + self.net(x).contiguous()
 
 
+def hide_pixels(img: torch.Tensor, centre: torch.Tensor, radius: int = 0) -> torch.Tensor:
+    """The blind-spot input (:meth:`DracoMAE.forward_blindspot`): each ``centre`` pixel and its
+    ``(2r+1)²`` block replaced by the mean of the ring of pixels just outside the block.
+
+    Args:
+        img: [N, 1, H, W] float images.
+        centre: bool [N, 1, H, W], the hidden pixels; blocks and rings must not overlap
+            another centre's block (a grid spacing ≥ 2r + 2).
+        radius: half-width r of the hidden block.
+
+    Returns:
+        [N, 1, H, W] float: ``img`` with the blocks filled.
+    """
+    k = 2 * radius + 3
+    ring = torch.ones(1, 1, k, k, device=img.device)
+    ring[..., 1:-1, 1:-1] = 0
+    # Zero padding and a count of the ring pixels inside the image: a reflected border
+    # could fold the hidden pixel itself into its ring.
+    ring_sum = nn.functional.conv2d(img, ring, padding=radius + 1)
+    ring_n = nn.functional.conv2d(torch.ones_like(img[:1]), ring, padding=radius + 1)
+    fill, hidden = ring_sum / ring_n * centre, centre.float()
+    if radius:  # spread each centre's fill value over its block (blocks do not overlap)
+        box = torch.ones(1, 1, 2 * radius + 1, 2 * radius + 1, device=img.device)
+        fill = nn.functional.conv2d(fill, box, padding=radius)
+        hidden = nn.functional.conv2d(hidden, box, padding=radius).clamp(max=1)
+    return img * (1 - hidden) + fill * hidden
+
+
 class DracoMAE(nn.Module):
     """DRACO denoising-reconstruction autoencoder (official parameter layout, §9).
 
@@ -515,20 +543,7 @@ class DracoMAE(nn.Module):
                   & (xs % spacing == phase[:, 1, None, None]))[:, None]  # fmt: skip
         img = image.float().reshape(b * c, 1, h, w)
         centre = centre.repeat_interleave(c, dim=0)
-        k = 2 * radius + 3
-        ring = torch.ones(1, 1, k, k, device=image.device)
-        ring[..., 1:-1, 1:-1] = 0
-        # Zero padding and a count of the ring pixels inside the image: a reflected border
-        # could fold the hidden pixel itself into its ring.
-        ring_sum = nn.functional.conv2d(img, ring, padding=radius + 1)
-        ring_n = nn.functional.conv2d(torch.ones_like(img[:1]), ring, padding=radius + 1)
-        ring_mean = ring_sum / ring_n
-        fill, hidden = ring_mean * centre, centre.float()
-        if radius:  # spread each centre's fill value over its block (blocks do not overlap)
-            box = torch.ones(1, 1, 2 * radius + 1, 2 * radius + 1, device=image.device)
-            fill = nn.functional.conv2d(fill, box, padding=radius)
-            hidden = nn.functional.conv2d(hidden, box, padding=radius).clamp(max=1)
-        masked = (img * (1 - hidden) + fill * hidden).reshape(b, c, h, w).to(image.dtype)
+        masked = hide_pixels(img, centre, radius).reshape(b, c, h, w).to(image.dtype)
         pred = self._predict_all(masked).float()
         img, weight = img.reshape(b, c, h, w), centre.float().reshape(b, c, h, w)
         loss = ((pred - img).pow(2) * weight).sum() / weight.sum().clamp(min=1)
