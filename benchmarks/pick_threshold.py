@@ -118,18 +118,23 @@ def top_mean(scores: np.ndarray, k: int = 3) -> float:
     return float(np.sort(scores)[::-1][:k].mean()) if len(scores) else 1.0
 
 
+def otsu_split(x: np.ndarray, bins: int = 64, bounds: tuple[float, float] | None = None) -> float:
+    """Otsu's (1979) two-class split of ``x``: the histogram edge that maximises the
+    between-class variance (``bins`` bins over ``bounds``, default x's range)."""
+    h, e = np.histogram(x, bins, range=bounds)
+    c, w = (e[1:] + e[:-1]) / 2, h / h.sum()
+    w0, m = np.cumsum(w), np.cumsum(w * c)
+    with np.errstate(all="ignore"):
+        between = (m[-1] * w0 - m) ** 2 / (w0 * (1 - w0))
+    return float(e[int(np.argmax(np.nan_to_num(between, nan=0.0, posinf=0.0))) + 1])
+
+
 def otsu(scores: np.ndarray, bins: int = 64) -> float:
     """Per-micrograph two-class split of the candidates' logit scores (Otsu 1979), as a score."""
     x = np.log(np.clip(scores, 1e-4, 1 - 1e-4) / (1 - np.clip(scores, 1e-4, 1 - 1e-4)))
     if len(x) < 2:
         return float(scores.min()) if len(scores) else 1.0
-    h, e = np.histogram(x, bins)
-    c, w = (e[1:] + e[:-1]) / 2, h / h.sum()
-    w0, m = np.cumsum(w), np.cumsum(w * c)
-    with np.errstate(all="ignore"):
-        between = (m[-1] * w0 - m) ** 2 / (w0 * (1 - w0))
-    t = e[int(np.argmax(np.nan_to_num(between, nan=0.0, posinf=0.0))) + 1]
-    return float(1 / (1 + np.exp(-t)))
+    return float(1 / (1 + np.exp(-otsu_split(x, bins))))
 
 
 RULES = {  # rule → (micrograph rows, parameter) → one threshold per micrograph
