@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Circle
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pick_real import EMPIAR, PIXEL
@@ -50,6 +51,8 @@ def ribo4a(pred: Path, out: Path, name: str = "ribo70s_4A_000.mrc") -> None:
         ax.axis("off")
     plt.tight_layout()
     plt.savefig(out, dpi=60)
+    # grey panels only: an 8-bit greyscale PNG is a third of the RGBA one matplotlib writes
+    Image.open(out).convert("L").save(out)
 
 
 def scales(
