@@ -11,7 +11,9 @@ for a 1.98 Å/px model), all in the model's working sampling:
   crop loader does) instead of the inference's Fourier rescaling;
 * ``noise``: is the set's noise white? The correlation of the residual (raw − least-squares
   fit of the clean image) with its neighbour one pixel away in x (lag 1), two away (lag 2) and
-  on the diagonal, at the data's own sampling.
+  on the diagonal, at the data's own sampling; with ``--binned PX`` after both images are
+  Fourier-binned to PX Å/px as ``--adapt`` bins them (``train.adapt.binned_rows``, the
+  inference's ``rescale_to_working``).
 
 docs/benchmarks.md's rows were measured from the then-bundled denoiser v2 (since replaced by
 v4): ``git show a02eb28:src/draco_em/weights/draco_denoise_tiny.safetensors > v2.safetensors``
@@ -23,6 +25,8 @@ bundled denoiser).
     OMP_NUM_THREADS=1 python benchmarks/denoise_adapt_diag.py --set /work/indep_sets/apof_1p5A \\
         --n 4 bilinear v2.safetensors
     python benchmarks/denoise_adapt_diag.py --set /work/val_sets/real20 --n 1 noise
+    python benchmarks/denoise_adapt_diag.py --set /work/indep_sets/apof_1p5A --n 2 noise \\
+        --binned 1.98
 """
 
 from __future__ import annotations
@@ -70,13 +74,19 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=3, help="micrographs")
     ap.add_argument("mode", choices=["jloss", "bilinear", "noise"])
     ap.add_argument("weights", nargs="*", default=["bundled"])
+    ap.add_argument("--binned", type=float, default=None,
+                    help="noise: Fourier-bin raw and clean to this Å/px first")  # fmt: skip
     args = ap.parse_args()
     files = sorted(p for p in (args.set / "micrographs").glob("*.mrc")
                    if not p.stem.endswith(("_EVN", "_ODD")))[: args.n]  # fmt: skip
     if args.mode == "noise":
         for f in files:
-            raw = read_image(f)[0].astype(np.float64)
-            clean = read_image(args.set / "clean" / f.name)[0].astype(np.float64)
+            raw, px = read_image(f)
+            clean = read_image(args.set / "clean" / f.name)[0]
+            if args.binned is not None:
+                raw = rescale_to_working(raw, px, args.binned)[0]
+                clean = rescale_to_working(clean, px, args.binned)[0]
+            raw, clean = raw.astype(np.float64), clean.astype(np.float64)
             fit = np.linalg.lstsq(np.c_[clean.ravel(), np.ones(clean.size)], raw.ravel(),
                                   rcond=None)[0]  # fmt: skip
             r = raw - fit[0] * clean - fit[1]
