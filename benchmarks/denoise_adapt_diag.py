@@ -16,7 +16,8 @@ for a 1.98 Å/px model), all in the model's working sampling:
   inference's ``rescale_to_working``).
 
 docs/benchmarks.md's rows were measured from the then-bundled denoiser v2 (since replaced by
-v4): ``git show a02eb28:src/draco_em/weights/draco_denoise_tiny.safetensors > v2.safetensors``
+v4, then v5):
+``git show a02eb28:src/draco_em/weights/draco_denoise_tiny.safetensors > v2.safetensors``
 and give ``v2.safetensors`` as WEIGHTS (``jloss`` and ``bilinear`` take a list, default the
 bundled denoiser).
 

@@ -37,6 +37,10 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], help='NAME="OPTIONS"')
     parser.add_argument("--panel", action="append", default=[], help="TITLE=NAME (figure)")
     parser.add_argument("--figure", type=Path, default=REPO / "docs" / "img" / "denoise_s3.png")
+    parser.add_argument(
+        "--bundled", default="draco",
+        help="prediction folder shown as 'draco (bundled)' (e.g. v5 from denoise_real.py --draco)",
+    )  # fmt: skip
     args = parser.parse_args()
     mce = args.work / "mce"
     raw, coords, masks, pred = (mce / d for d in ("raw", "coords", "masks", "pred"))
@@ -60,7 +64,8 @@ def main() -> None:
     info["crop_corr_with_raw"] = crop_correlations(raw, pred, CROP)
     print(json.dumps(info, indent=1))
     panels = tuple(tuple(p.split("=", 1)) for p in args.panel)
-    figure(raw, pred, args.figure, CROP, MCE_PIXEL, panels)  # type: ignore[arg-type]
+    figure(raw, pred, args.figure, CROP, MCE_PIXEL, panels,  # type: ignore[arg-type]
+           bundled=args.bundled)  # fmt: skip
     (args.work / "denoise_adapt_real.json").write_text(json.dumps(info, indent=2))
 
 

@@ -160,9 +160,11 @@ def figure(
     pixel_size: float,
     extra: tuple[tuple[str, str], ...] = (),
     extra_before_bundled: bool = False,
+    bundled: str = "draco",
 ) -> None:
     """Raw / low-pass / Topaz / draco (+ ``extra`` (title, prediction folder) panels) on a real
-    crop, each panel with its own 1–99 % window."""
+    crop, each panel with its own 1–99 % window. ``bundled``: the prediction folder shown as
+    "draco (bundled)" (``draco`` holds the model bundled when the work folder was first made)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,7 +174,7 @@ def figure(
     stem = sorted(raw.glob("*.mrc"))[0].name
     panels = [("raw", raw / stem), ("low-pass 20 Å", pred / "lowpass_20A" / stem),
               ("Topaz-Denoise unet", pred / "topaz_unet" / stem)]  # fmt: skip
-    bundled = [("draco (bundled)", pred / "draco" / stem)]
+    bundled = [("draco (bundled)", pred / bundled / stem)]
     others = [(title, pred / folder / stem) for title, folder in extra]
     panels += others + bundled if extra_before_bundled else bundled + others
     panels = [(n, p) for n, p in panels if p.exists()]

@@ -41,9 +41,14 @@ Usage:
     # v3 candidate (session 3): the same data, continued from the bundled v2 for 4 epochs
     OMP_NUM_THREADS=1 python recipes/realistic_denoiser.py --workdir /tmp/h20/rdn --epochs 4 \
         --run-name run_v3 --workers 0 --reuse-data
-    # v4, installed (session 4; docs/benchmarks.md "Step 3"): 16 epochs from v2
+    # v4, installed (session 4, replaced by v5; docs/benchmarks.md "Step 3"): 16 epochs from v2
     OMP_NUM_THREADS=2 python recipes/realistic_denoiser.py --workdir /work/h20/rdn --epochs 16 \
         --run-name run_v4 --workers 0 --reuse-data
+    # v5, installed (session 5; docs/benchmarks.md "Session 5, step 1"): 16 epochs x 48 crops
+    # from v4. The recipe starts from whatever denoiser is bundled: to re-run an older step, put
+    # its starting model back first (v2: git show 6d50cd7:src/draco_em/weights/<file>; v4: 4986d4a)
+    OMP_NUM_THREADS=2 python recipes/realistic_denoiser.py --workdir /work/h20/rdn --epochs 16 \
+        --crops 48 --run-name run_v5 --workers 0 --reuse-data
 """
 
 from __future__ import annotations
