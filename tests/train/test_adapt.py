@@ -18,7 +18,7 @@ from draco_em.errors import DracoInputError
 from draco_em.io.manifest import EVEN, FULL, ODD
 from draco_em.io.mrc import read_mrc, write_mrc
 from draco_em.model.draco import DracoConfig, DracoMAE
-from draco_em.model.weights import BUNDLED_DENOISER, load_model
+from draco_em.model.weights import BUNDLED_DENOISER, load_model, read_weights
 from draco_em.train import adapt as adapt_mod
 from draco_em.train import data as train_data
 from draco_em.train.adapt import AdaptConfig, DenoiseConfig, denoise_with_adaptation
@@ -142,6 +142,42 @@ def test_finer_data_are_fourier_binned_before_cropping(tmp_path, blob_pair, monk
             for p in (full, other)]  # fmt: skip
     out = adapt_mod.binned_rows(rows, 1.98, tmp_path / "b2")
     assert len({r[FULL] for r in out}) == 2 and all(Path(r[FULL]).is_file() for r in out)
+
+
+@pytest.mark.parametrize("sampling", ["native", "model"])
+def test_coarser_data_adapt_at_their_own_or_the_model_sampling(tmp_path, blob_pair, sampling):
+    """Data coarser than the model: ``native`` adapts (and the adapted model runs) at the data's
+    pixel size, no copy made; ``model`` Fourier-upsamples them to the model's first, as
+    inference does, so the adapted model keeps the model's working pixel size."""
+    _, odd, even = blob_pair
+    full = tmp_path / "mics" / "coarse.mrc"
+    full.parent.mkdir()
+    write_mrc(full, np.tile(odd + even, (2, 2)), 3.96)  # 128 px at 3.96 Å: 256 px at 1.98
+    before = full.read_bytes()
+    cfg = DenoiseConfig(inputs=[str(full)], outdir=tmp_path / "out", device="cpu", workers=0,
+                        progress=False)  # fmt: skip
+    result = denoise_with_adaptation(cfg, TINY.model_copy(update={"sampling": sampling}))
+    assert full.read_bytes() == before
+    copies = list((tmp_path / "out" / "adapt" / "binned").glob("coarse_*.mrc"))
+    adapted_px = read_weights(result["adapt"]["weights"])[2]["pixel_size"]
+    if sampling == "native":
+        assert copies == [] and adapted_px == pytest.approx(3.96, rel=0.01)
+    else:
+        (copy,) = copies
+        up = read_mrc(copy)
+        assert up.pixel_size == pytest.approx(1.98, rel=0.01)
+        assert adapted_px == pytest.approx(up.pixel_size, rel=0.01)
+        # the inference's own upsampling of the input (255² at the model's 1.984 Å)
+        work, _ = adapt_mod.rescale_to_working(read_mrc(full).data, 3.96, up.pixel_size)
+        np.testing.assert_allclose(up.data, work, rtol=1e-5, atol=1e-5)
+    out = read_mrc(tmp_path / "out" / "coarse.mrc")
+    assert out.data.shape == (128, 128) and np.isfinite(out.data).all()
+
+
+def test_adaptations_recorded_before_the_sampling_option_are_reused():
+    """``sampling="auto"`` leaves the record as it was, so older OUTDIR/adapt folders match."""
+    assert "sampling" not in adapt_mod._settings(TINY)
+    assert adapt_mod._settings(TINY.model_copy(update={"sampling": "model"}))["sampling"] == "model"
 
 
 @pytest.mark.parametrize("radius", [0, 1, 2])

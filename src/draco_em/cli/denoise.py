@@ -71,6 +71,13 @@ def denoise(
     adapt_blind_radius: Annotated[
         int, typer.Option(help="blindspot: hide this many px around each pixel (correlated noise).")
     ] = 0,
+    adapt_sampling: Annotated[
+        str,
+        typer.Option(
+            help="Data coarser than the model: native (adapt and run at the data's pixel size) "
+            "or model (Fourier-upsample to the model's first); auto: the measured default."
+        ),
+    ] = "auto",
 ) -> None:
     """Denoise micrographs and stacks (mask ratio 0 over overlapping tiles)."""
     # One import for both paths (train.adapt re-exports DenoiseConfig; infer may not import
@@ -87,7 +94,7 @@ def denoise(
     if adapt:
         tune = AdaptConfig(
             epochs=adapt_epochs, crops_per_micrograph=adapt_crops, blr=adapt_blr,
-            stage=adapt_stage, blind_radius=adapt_blind_radius,
+            stage=adapt_stage, blind_radius=adapt_blind_radius, sampling=adapt_sampling,
         )  # fmt: skip
     result = denoise_with_adaptation(cfg, tune)
     if "adapt" in result:

@@ -26,8 +26,10 @@ This lives in ``train/`` because ``infer/`` may not import ``train/`` (tests/tes
 the command line calls :func:`denoise_with_adaptation`, which trains here and then runs the one
 batch denoiser, :func:`draco_em.infer.run_denoise.run_denoise`.
 
-Crops are taken at one pixel size, the larger of the inputs' and the initial model's working
-pixel size, and coarser data are never upsampled. Data finer than that are binned *before*
+Crops are taken at one pixel size: with ``sampling="native"``, the larger of the inputs' and the
+initial model's working pixel size (coarser data are not upsampled); with ``"model"``, the
+model's own, coarser data Fourier-upsampled to it first as inference upsamples them (``"auto"``
+picks per objective, :data:`AUTO_SAMPLING`). Data finer than that are binned *before*
 cropping, by the inference's own Fourier rescaling (:func:`draco_em.model.encoder.
 rescale_to_working`), into ``OUTDIR/adapt/binned/``: the crop loader's antialiased bilinear
 resize would correlate neighbouring pixels' noise and lower its variance, and the blind-spot
@@ -89,6 +91,20 @@ class AdaptConfig(BaseModel):
         0, ge=0, description="blindspot: half-width (px) of the block hidden around each pixel."
     )
     seed: int = Field(0, ge=0, description="Seed of crops, order and masks.")
+    sampling: Literal["auto", "native", "model"] = Field(
+        "auto",
+        description="Data coarser than the model: native (crops, training and the adapted model "
+        "at the data's pixel size) or model (inputs Fourier-upsampled to the model's working "
+        "pixel size first, as inference does); auto: :data:`AUTO_SAMPLING` for the objective.",
+    )
+
+
+#: ``sampling="auto"`` for data coarser than the model, per objective, chosen on our own 4 Å
+#: realistic set with truth (docs/benchmarks.md, issue 20 session 5, step 2): Noise2Noise gains
+#: 0.79 dB correlation SNR at the model's sampling (4.589 against 3.803 native); the blind-spot
+#: objective collapses there (0.683 against 3.764: upsampled noise is band-limited, so a hidden
+#: pixel's noise can be read from its neighbours). mae was not measured and keeps native.
+AUTO_SAMPLING: dict[str, str] = {"denoise": "model", "blindspot": "native", "mae": "native"}
 
 
 def find_halves(path: Path) -> tuple[Path, Path] | None:
@@ -175,14 +191,24 @@ def _record(cfg: DenoiseConfig, adapt: AdaptConfig, rows: list[dict], stage: str
     digest = hashlib.sha256(init.read_bytes()).hexdigest()
     files = [[_file_id(r[k]) for k in (FULL, EVEN, ODD) if r[k]] for r in rows]
     return {"stage": stage, "init_weights": digest,
-            "settings": adapt.model_dump(mode="json"), "pixel_size": cfg.pixel_size,
+            "settings": _settings(adapt), "pixel_size": cfg.pixel_size,
             "micrographs": files}  # fmt: skip
 
 
+def _settings(adapt: AdaptConfig) -> dict:
+    """The settings of the record; ``sampling`` only where given, so that folders adapted
+    before the option existed (at the then only, native sampling) are still reused."""
+    settings = adapt.model_dump(mode="json")
+    if settings["sampling"] == "auto":
+        del settings["sampling"]
+    return settings
+
+
 def binned_rows(rows: list[dict[str, Any]], target: float, folder: Path) -> list[dict[str, Any]]:
-    """Rows whose sums are finer than ``target`` Å/px, re-pointed at copies Fourier-binned to
-    ``target`` in ``folder`` (the inference's resampling; module doc). Copies already there are
-    reused (a resumed adaptation); inputs are only read. Other rows are returned as they are.
+    """Rows whose sums are not at ``target`` Å/px, re-pointed at copies Fourier-resampled to
+    ``target`` in ``folder`` (the inference's resampling; module doc): binned where finer,
+    upsampled where coarser (``sampling="model"``). Copies already there are reused (a resumed
+    adaptation); inputs are only read. Other rows are returned as they are.
     """
     out = []
     for row in rows:
@@ -243,9 +269,20 @@ def adapt_denoiser(cfg: DenoiseConfig, adapt: AdaptConfig) -> dict[str, Any]:
     manifest = folder / "manifest.star"
     init = resolve_weights(cfg.weights, BUNDLED_DENOISER)
     working = read_weights(init)[2].get("pixel_size") or rows[0]["rlnMicrographPixelSize"]
-    # One pixel size for every crop: the coarser of the data's and the model's; finer data
-    # binned to it as inference bins them (module doc).
-    target = max(working, *(r["rlnMicrographPixelSize"] for r in rows))
+    # One pixel size for every crop: the coarser of the data's and the model's (native), or the
+    # model's (model); data finer or coarser than it resampled as inference does (module doc).
+    sampling = AUTO_SAMPLING[stage] if adapt.sampling == "auto" else adapt.sampling
+    target = working
+    coarsest = max(r["rlnMicrographPixelSize"] for r in rows)
+    if sampling == "native":
+        target = max(working, coarsest)
+    if stage == "blindspot" and coarsest > 1.1 * working:  # measured at 2× (4 Å data)
+        log.warning(
+            "blind-spot adaptation of data coarser (%.2f Å/px) than the model (%.2f) lost "
+            "0.7-0.8 dB against the unadapted model on simulated sets with truth "
+            "(docs/benchmarks.md); give X_EVN/X_ODD halves (Noise2Noise) or denoise without "
+            "--adapt", coarsest, working,
+        )  # fmt: skip
     rows = binned_rows(rows, target, folder / "binned")
     px0 = rows[0]["rlnMicrographPixelSize"]
     write_manifest(manifest, [optics_group(1, px0, px0, 300.0, 2.7, 0.1)], rows)
