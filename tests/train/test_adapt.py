@@ -214,3 +214,20 @@ def test_cli_adapts_then_reuses(tmp_path, blob_pair):
     assert (tmp_path / "out" / "adapt" / "adapted.safetensors").is_file()
     second = CliRunner().invoke(app, [*args, "--no-skip-existing"])
     assert second.exit_code == 0 and "reused" in second.output, second.output
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--adapt-sampling", "bogus"), ("--adapt-crops", "0"), ("--adapt-stage", "x")],
+)
+def test_a_bad_adapt_option_is_one_line_naming_it(tmp_path, capsys, option, value):
+    """A rejected --adapt-* value exits 2 with one line that names the option as typed."""
+    from draco_em.cli import main
+
+    mic = tmp_path / "mic.mrc"
+    write_mrc(mic, np.zeros((64, 64), np.float32), 1.98)
+    with pytest.raises(SystemExit) as exc:
+        main(["denoise", str(mic), "-o", str(tmp_path / "out"), "--adapt", option, value])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and err.startswith(f"draco: error: invalid {option}:")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()

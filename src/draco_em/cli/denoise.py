@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from draco_em.cli._app import app, example, exit_batch
+from draco_em.errors import DracoInputError
 
 
 @app.command(epilog=example("draco denoise sim/micrographs.star -o denoised/ --png"))
@@ -92,10 +94,16 @@ def denoise(
     )  # fmt: skip
     tune = None
     if adapt:
-        tune = AdaptConfig(
-            epochs=adapt_epochs, crops_per_micrograph=adapt_crops, blr=adapt_blr,
-            stage=adapt_stage, blind_radius=adapt_blind_radius, sampling=adapt_sampling,
-        )  # fmt: skip
+        try:
+            tune = AdaptConfig(
+                epochs=adapt_epochs, crops_per_micrograph=adapt_crops, blr=adapt_blr,
+                stage=adapt_stage, blind_radius=adapt_blind_radius, sampling=adapt_sampling,
+            )  # fmt: skip
+        except ValidationError as exc:  # name the --adapt-* option, not the config field
+            field = str(exc.errors()[0]["loc"][0])
+            option = "crops" if field == "crops_per_micrograph" else field.replace("_", "-")
+            msg = str(exc.errors()[0]["msg"])
+            raise DracoInputError(f"invalid --adapt-{option}: {msg}") from None
     result = denoise_with_adaptation(cfg, tune)
     if "adapt" in result:
         a = result["adapt"]
