@@ -49,6 +49,9 @@ Usage:
     # its starting model back first (v2: git show 6d50cd7:src/draco_em/weights/<file>; v4: 4986d4a)
     OMP_NUM_THREADS=2 python recipes/realistic_denoiser.py --workdir /work/h20/rdn --epochs 16 \
         --crops 48 --run-name run_v5 --workers 0 --reuse-data
+    # v6 candidate (session 5, "step 3"): from v5, 16 more training micrographs per pixel size
+    OMP_NUM_THREADS=2 python recipes/realistic_denoiser.py --workdir /work/h20/rdn --epochs 8 \
+        --crops 32 --more-train 16 --run-name run_v6 --workers 0 --reuse-data
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ REPO = Path(__file__).resolve().parents[1]
 PIXEL_SIZES = (1.5, 2.0, 3.0, 4.0)
 TRAIN_PER_PIXEL, VAL_PER_PIXEL = 16, 2
 TRAIN_SEED, VAL_SEED = 5100, 5900
+MORE_SEED = 5300  # --more-train: extra training micrographs (v6, session 5)
 PATH_COLUMNS = ("rlnMicrographName", "dracoMicrographEven", "dracoMicrographOdd", "dracoClean",
                 "dracoCoordinates", "rlnMicrographMovieName", "dracoMotion",
                 "dracoRegions")  # fmt: skip
@@ -126,6 +130,11 @@ def main() -> None:
     parser.add_argument("--run-name", default="run", help="run folder inside --workdir")
     parser.add_argument("--install", action="store_true", help="copy into src/draco_em/weights")
     parser.add_argument(
+        "--more-train", type=int, default=0,
+        help="simulate this many more training micrographs per pixel size (seeds 5300 + 10 × "
+        "index) into WORKDIR/train_more_*; the manifest is then WORKDIR/all_more.star",
+    )  # fmt: skip
+    parser.add_argument(
         "--reuse-data",
         action="store_true",
         help="train on WORKDIR/all.star as made before (the simulator's settings have changed "
@@ -133,13 +142,21 @@ def main() -> None:
     )
     args = parser.parse_args()
     work = args.workdir
-    manifest = work / "all.star"
+    manifest = work / ("all_more.star" if args.more_train else "all.star")
     n_val = VAL_PER_PIXEL * len(PIXEL_SIZES)
-    if args.reuse_data:
+    if args.reuse_data and manifest.is_file():
         n = len(read_micrographs_star(manifest).micrographs)
+    elif args.reuse_data and not args.more_train:
+        raise SystemExit(f"--reuse-data: {manifest} not found")
     else:
-        train = simulate(work, "train", TRAIN_PER_PIXEL, TRAIN_SEED, args.jobs)
-        val = simulate(work, "val", VAL_PER_PIXEL, VAL_SEED, args.jobs)
+        stars = lambda kind: [work / f"{kind}_{px:g}A" / "micrographs.star" for px in PIXEL_SIZES]  # noqa: E731
+        if args.reuse_data:  # the recipe's own sets as made before; only the extra ones new
+            train, val = stars("train"), stars("val")
+        else:
+            train = simulate(work, "train", TRAIN_PER_PIXEL, TRAIN_SEED, args.jobs)
+            val = simulate(work, "val", VAL_PER_PIXEL, VAL_SEED, args.jobs)
+        if args.more_train:
+            train += simulate(work, "train_more", args.more_train, MORE_SEED, args.jobs)
         n = merge(manifest, train, val)
 
     from draco_em.model.weights import BUNDLED_DENOISER, resolve_weights
