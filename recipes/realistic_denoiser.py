@@ -44,12 +44,13 @@ Usage:
     # v4, installed (session 4, replaced by v5; docs/benchmarks.md "Step 3"): 16 epochs from v2
     OMP_NUM_THREADS=2 python recipes/realistic_denoiser.py --workdir /work/h20/rdn --epochs 16 \
         --run-name run_v4 --workers 0 --reuse-data
-    # v5, installed (session 5; docs/benchmarks.md "Session 5, step 1"): 16 epochs x 48 crops
+    # v5 (session 5, replaced by v6; docs/benchmarks.md "Session 5, step 1"): 16 epochs x 48 crops
     # from v4. The recipe starts from whatever denoiser is bundled: to re-run an older step, put
-    # its starting model back first (v2: git show 6d50cd7:src/draco_em/weights/<file>; v4: 4986d4a)
+    # its starting model back first (v2: git show 6d50cd7:src/draco_em/weights/<file>; v4: 4986d4a;
+    # v5: e79effc)
     OMP_NUM_THREADS=2 python recipes/realistic_denoiser.py --workdir /work/h20/rdn --epochs 16 \
         --crops 48 --run-name run_v5 --workers 0 --reuse-data
-    # v6 candidate (session 5, "step 3"): from v5, 16 more training micrographs per pixel size
+    # v6, installed (session 5, "step 3"): from v5, 16 more training micrographs per pixel size
     OMP_NUM_THREADS=2 python recipes/realistic_denoiser.py --workdir /work/h20/rdn --epochs 8 \
         --crops 32 --more-train 16 --run-name run_v6 --workers 0 --reuse-data
 """
