@@ -150,9 +150,11 @@ def main() -> None:
     elif args.reuse_data and not args.more_train:
         raise SystemExit(f"--reuse-data: {manifest} not found")
     else:
-        stars = lambda kind: [work / f"{kind}_{px:g}A" / "micrographs.star" for px in PIXEL_SIZES]  # noqa: E731
         if args.reuse_data:  # the recipe's own sets as made before; only the extra ones new
-            train, val = stars("train"), stars("val")
+            train, val = (
+                [work / f"{kind}_{px:g}A" / "micrographs.star" for px in PIXEL_SIZES]
+                for kind in ("train", "val")
+            )
         else:
             train = simulate(work, "train", TRAIN_PER_PIXEL, TRAIN_SEED, args.jobs)
             val = simulate(work, "val", VAL_PER_PIXEL, VAL_SEED, args.jobs)

@@ -172,6 +172,10 @@ def test_coarser_data_adapt_at_their_own_or_the_model_sampling(tmp_path, blob_pa
         np.testing.assert_allclose(up.data, work, rtol=1e-5, atol=1e-5)
     out = read_mrc(tmp_path / "out" / "coarse.mrc")
     assert out.data.shape == (128, 128) and np.isfinite(out.data).all()
+    # The record says when the data were upsampled (a re-run that would not upsample them, or
+    # a folder from before, then does not reuse these weights); native records are unchanged.
+    record = json.loads((tmp_path / "out" / "adapt" / "adapt.json").read_text())["trained_on"]
+    assert ("upsampled_to" in record) == (sampling == "model")
 
 
 def test_adaptations_recorded_before_the_sampling_option_are_reused():

@@ -103,35 +103,3 @@ def _calibrate(
     path = save_picker(out, picker.detector.cpu(), picker.diameter, stored, meta)
     write_config(cfg.outdir, cfg)
     return {"chosen": chosen, "stored": stored, "validation": summary, "path": str(path)}
-
-
-def otsu_threshold(
-    scores, lo: float = 0.05, hi: float = 1.0, bins: int = 64, min_count: int = 10
-) -> float | None:
-    """Otsu's cut-off of one micrograph's candidate scores (issue 18, session 5).
-
-    The cut-off that maximises the between-class variance of the score histogram (64 bins on
-    [lo, hi]): where particles and background separate when the whole score distribution has
-    shifted (real micrographs score lower than the validation phantoms the stored threshold was
-    chosen on). ``None`` with fewer than ``min_count`` scores (no histogram to split).
-
-    Args:
-        scores: (N,) candidate scores ≥ lo.
-    """
-    import numpy as np
-
-    s = np.asarray(scores, dtype=float)
-    s = s[(s >= lo) & (s <= hi)]
-    if len(s) < min_count:
-        return None
-    hist, edges = np.histogram(s, bins=bins, range=(lo, hi))
-    p = hist / hist.sum()
-    centres = 0.5 * (edges[:-1] + edges[1:])
-    w0 = np.cumsum(p)[:-1]  # class 0: bins 0..k, cut at edges[k + 1]
-    m0 = np.cumsum(p * centres)[:-1]
-    mu = float((p * centres).sum())
-    w1 = 1.0 - w0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = (mu * w0 - m0) ** 2 / (w0 * w1)
-    between[~np.isfinite(between)] = -1.0
-    return float(edges[int(np.argmax(between)) + 1])

@@ -184,15 +184,23 @@ def _file_id(path: str) -> list[Any]:
     return [path, stat.st_size, stat.st_mtime_ns]
 
 
-def _record(cfg: DenoiseConfig, adapt: AdaptConfig, rows: list[dict], stage: str) -> dict:
-    """What the weights depend on: initial weights, settings, every training file."""
+def _record(
+    cfg: DenoiseConfig, adapt: AdaptConfig, rows: list[dict], stage: str,
+    upsampled_to: float | None = None,
+) -> dict:  # fmt: skip
+    """What the weights depend on: initial weights, settings, every training file, and the
+    pixel size coarser data were upsampled to (only where they were: records made before
+    upsampling existed stay valid)."""
     init = resolve_weights(cfg.weights, BUNDLED_DENOISER)
     # The initial weights by content: a reinstalled package keeps its adaptations valid.
     digest = hashlib.sha256(init.read_bytes()).hexdigest()
     files = [[_file_id(r[k]) for k in (FULL, EVEN, ODD) if r[k]] for r in rows]
-    return {"stage": stage, "init_weights": digest,
-            "settings": _settings(adapt), "pixel_size": cfg.pixel_size,
-            "micrographs": files}  # fmt: skip
+    record = {"stage": stage, "init_weights": digest,
+              "settings": _settings(adapt), "pixel_size": cfg.pixel_size,
+              "micrographs": files}  # fmt: skip
+    if upsampled_to is not None:
+        record["upsampled_to"] = round(upsampled_to, 4)
+    return record
 
 
 def _settings(adapt: AdaptConfig) -> dict:
@@ -249,7 +257,24 @@ def adapt_denoiser(cfg: DenoiseConfig, adapt: AdaptConfig) -> dict[str, Any]:
     stage = _stage(rows, adapt)
     if stage == "denoise":  # Noise2Noise: only micrographs with halves are training data
         rows = [r for r in rows if r[HAS_PAIRS]]
-    record = _record(cfg, adapt, rows, stage)
+    init = resolve_weights(cfg.weights, BUNDLED_DENOISER)
+    working = read_weights(init)[2].get("pixel_size") or rows[0]["rlnMicrographPixelSize"]
+    # One pixel size for every crop: the coarser of the data's and the model's (native), or the
+    # model's (model); data finer or coarser than it resampled as inference does (module doc).
+    sampling = AUTO_SAMPLING[stage] if adapt.sampling == "auto" else adapt.sampling
+    target = working
+    coarsest = max(r["rlnMicrographPixelSize"] for r in rows)
+    if sampling == "native":
+        target = max(working, coarsest)
+    if stage == "blindspot" and coarsest > 1.1 * working:  # measured at 2× (4 Å data)
+        log.warning(
+            "blind-spot adaptation of data coarser (%.2f Å/px) than the model (%.2f) lost "
+            "0.7-0.8 dB against the unadapted model on simulated sets with truth "
+            "(docs/benchmarks.md); give X_EVN/X_ODD halves (Noise2Noise) or denoise without "
+            "--adapt", coarsest, working,
+        )  # fmt: skip
+    upsampled = coarsest > target + RESCALE_TOL  # sampling "model" on coarser data
+    record = _record(cfg, adapt, rows, stage, target if upsampled else None)
     weights, record_path = folder / WEIGHTS_FILE, folder / RECORD_FILE
     if record_path.is_file():
         saved = json.loads(record_path.read_text())
@@ -267,22 +292,6 @@ def adapt_denoiser(cfg: DenoiseConfig, adapt: AdaptConfig) -> dict[str, Any]:
     write_text_atomic(record_path, json.dumps({"trained_on": record}, indent=1))
     t0 = time.perf_counter()
     manifest = folder / "manifest.star"
-    init = resolve_weights(cfg.weights, BUNDLED_DENOISER)
-    working = read_weights(init)[2].get("pixel_size") or rows[0]["rlnMicrographPixelSize"]
-    # One pixel size for every crop: the coarser of the data's and the model's (native), or the
-    # model's (model); data finer or coarser than it resampled as inference does (module doc).
-    sampling = AUTO_SAMPLING[stage] if adapt.sampling == "auto" else adapt.sampling
-    target = working
-    coarsest = max(r["rlnMicrographPixelSize"] for r in rows)
-    if sampling == "native":
-        target = max(working, coarsest)
-    if stage == "blindspot" and coarsest > 1.1 * working:  # measured at 2× (4 Å data)
-        log.warning(
-            "blind-spot adaptation of data coarser (%.2f Å/px) than the model (%.2f) lost "
-            "0.7-0.8 dB against the unadapted model on simulated sets with truth "
-            "(docs/benchmarks.md); give X_EVN/X_ODD halves (Noise2Noise) or denoise without "
-            "--adapt", coarsest, working,
-        )  # fmt: skip
     rows = binned_rows(rows, target, folder / "binned")
     px0 = rows[0]["rlnMicrographPixelSize"]
     write_manifest(manifest, [optics_group(1, px0, px0, 300.0, 2.7, 0.1)], rows)
