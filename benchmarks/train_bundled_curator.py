@@ -151,17 +151,43 @@ def render_set(star: Path, out: Path, n: int, seed: int) -> Path:
     return labels_csv
 
 
-def combined_labels(stars: list[Path], path: Path) -> Path:
-    """One CSV (micrograph, label, pixel_size) of several labelled STARs or CSVs."""
+def combined_labels(stars: list[Path], path: Path, drop: dict[Path, str] | None = None) -> Path:
+    """One CSV (micrograph, label, pixel_size) of several labelled STARs or CSVs.
+
+    ``drop`` maps a set to a label whose rows are left out of it (``--replace-crystalline``).
+    """
     rows = ["micrograph,label,pixel_size"]
     for star in stars:
         ls = read_labels(star)
+        gone = (drop or {}).get(star)
         rows += [
             f"{p},{lab},{px}"
             for p, lab, px in zip(ls.paths, ls.labels, ls.pixel_sizes, strict=True)
+            if lab != gone
         ]
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+def count_label(labels: Path, label: str) -> int:
+    """How many micrographs of a labelled set carry ``label``."""
+    return sum(lab == label for lab in read_labels(labels).labels)
+
+
+def crystalline_set(
+    root: Path, kind: str, star: Path, jobs: int, preset: str = "realistic"
+) -> Path | None:
+    """A crystalline-ice-only set with as many micrographs as ``star`` has of that class.
+
+    Same pixel size and field as ``star`` (from its simulate_config.json), seed + 1000, made
+    by the current simulator (``--replace-crystalline``); None when ``star`` has none.
+    """
+    n = count_label(star, "crystalline_ice")
+    if n == 0:
+        return None
+    cfg = json.loads((star.parent / "simulate_config.json").read_text())
+    spec = f"{cfg['pixel_size']:g}:{cfg['size']}:{n}:{int(cfg['seed']) + 1000}"
+    return simulate(root, kind, spec, jobs, 1.0, preset, reasons="crystalline_ice")
 
 
 def _name(labels: Path) -> str:
@@ -236,6 +262,13 @@ def main() -> None:
         choices=["encoder", "stats", "both"],
         help="feature blocks of the candidates (draco curate train --features)",
     )
+    ap.add_argument(
+        "--replace-crystalline",
+        action="store_true",
+        help="drop the crystalline_ice micrographs (and their renderings) of every set and "
+        "use as many made by the current simulator (the nanocrystalline ice of session 6 of "
+        "issue 19) in sets of their own",
+    )
     ap.add_argument("--tag", default="", help="suffix of the candidate files")
     ap.add_argument(
         "--reuse", action="store_true", help="use finished sets under --root as they are"
@@ -259,24 +292,50 @@ def main() -> None:
         simulate(args.root, "trainnoice", s, args.jobs, 1.0, reasons="no_ice")
         for s in args.no_ice_train
     ]
+    renders = []
     if args.render:
-        train += [
+        renders = [
             render_set(star, args.root / f"render{star.parent.name}", args.render, 300 + k)
             for k, star in enumerate(realistic)
         ]
-    val = [simulate(args.root, "val", s, args.jobs, args.bad_fraction) for s in args.val]
+        train += renders
+    drop: dict[Path, str] = {}
+    if args.replace_crystalline:
+        xtal = "crystalline_ice"
+        for star in [s for s in train if s.suffix == ".star"]:
+            preset = "classic" if star.parent.name.startswith("trainc") else "realistic"
+            new = crystalline_set(args.root, "trainxtal", star, args.jobs, preset)
+            if new is not None:
+                drop[star] = xtal
+                train.append(new)
+        for k, (star, ren) in enumerate(zip(realistic, renders, strict=False)):
+            n = count_label(ren, xtal)
+            drop[ren] = xtal
+            new = args.root / f"trainxtal{star.parent.name.removeprefix('train')}"
+            if n:
+                train.append(render_set(new / "micrographs.star", args.root / f"render{new.name}",
+                                        n, 400 + k))  # fmt: skip
+    val_stars = [simulate(args.root, "val", s, args.jobs, args.bad_fraction) for s in args.val]
+    parts: list[list[Path]] = [[v] for v in val_stars]
     if args.no_ice_val:
-        if len(args.no_ice_val) != len(val):
+        if len(args.no_ice_val) != len(val_stars):
             raise SystemExit("--no-ice-val needs one set per --val set")
-        holes = [
-            simulate(args.root, "valnoice", s, args.jobs, 1.0, reasons="no_ice")
-            for s in args.no_ice_val
-        ]
-        val = [
-            combined_labels([v, h], args.root / f"{v.parent.name}_noice.csv")
-            for v, h in zip(val, holes, strict=True)
-        ]
-    labels = combined_labels(train, args.root / f"train{args.tag}.csv")
+        for part, s in zip(parts, args.no_ice_val, strict=True):
+            part.append(simulate(args.root, "valnoice", s, args.jobs, 1.0, reasons="no_ice"))
+    val_drop: dict[Path, str] = {}
+    if args.replace_crystalline:
+        for part, v in zip(parts, val_stars, strict=True):
+            new = crystalline_set(args.root, "valxtal", v, args.jobs)
+            val_drop[v] = "crystalline_ice"
+            part += [new] if new is not None else []
+    suffix = ("_noice" if args.no_ice_val else "") + ("_xtal" if args.replace_crystalline else "")
+    val = [
+        combined_labels(part, args.root / f"{part[0].parent.name}{suffix}.csv", val_drop)
+        if len(part) > 1 or val_drop
+        else part[0]
+        for part in parts
+    ]
+    labels = combined_labels(train, args.root / f"train{args.tag}.csv", drop)
     run = args.root / "runs" / "shared"  # one run folder: the features are cached once
     results = {"bundled (current)": validate(args.dest, val, run / "features")}
     for l2 in args.l2:

@@ -142,3 +142,35 @@ def test_astigmatism_angle_zero_puts_defocus_u_along_x():
     grad_x = np.abs(np.diff(np.unwrap(chi[0, :128].numpy()))).sum()
     grad_y = np.abs(np.diff(np.unwrap(chi[:128, 0].numpy()))).sum()
     assert grad_x > grad_y, first_wrap
+
+
+def test_crystalline_ice_grains_mottle_at_grain_scale():
+    """Nanocrystalline ice: intensity blots at the grain scale (100–350 Å), not whole-field
+    domains, and the Bragg grating only where the pixel size samples it."""
+    from scipy.ndimage import gaussian_filter
+
+    from draco_em.simulate.bad import ICE_BRAGG_SPACINGS, crystalline_ice
+
+    shape, px = (512, 512), 7.0
+    grains = 0
+    for seed in range(8):
+        phase, att = crystalline_ice(np.random.default_rng(seed), shape, px, 300.0)
+        assert phase.shape == att.shape == shape
+        assert np.isfinite(att).all() and att.min() >= 0
+        assert not phase.any()  # 3.4–3.9 Å spacings are not sampled at 7 Å/px
+        # Grain-scale structure: a band-pass at ~100–1000 Å keeps most of the contrast of a
+        # grain field; a few big domains put it at the image scale instead.
+        band = gaussian_filter(att, 4.0) - gaussian_filter(att, 40.0)
+        if band.std() > 0.5 * att.std():
+            grains += 1
+    assert 4 <= grains <= 8  # three in four draws are nanocrystalline
+    phase, _ = crystalline_ice(np.random.default_rng(0), (256, 256), 1.0, 300.0)
+    assert phase.any() and max(ICE_BRAGG_SPACINGS) < 2 * 2.0
+
+
+def test_crystalline_ice_is_seeded():
+    from draco_em.simulate.bad import crystalline_ice
+
+    a = crystalline_ice(np.random.default_rng(3), (200, 300), 2.0, 300.0)
+    b = crystalline_ice(np.random.default_rng(3), (200, 300), 2.0, 300.0)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))

@@ -11,8 +11,12 @@ seed), each with one reason:
 * ``contamination``: a large share of the image lost under contamination, in one of two forms
   seen in real data: one or two big ethane/ice blobs with a scatter of small crystals (like the
   ``micrograph_cleaner_em`` micrograph), or a dense frost of large, thick ice crystals.
-* ``crystalline_ice``: hexagonal ice domains, with Bragg spots at 3.44/3.67/3.90 Å (the ice
-  Ih 101/002/100 reflections) and diffraction-contrast darkening of each domain.
+* ``crystalline_ice``: a crystalline ice layer. Three times in four it is nanocrystalline: grains
+  10–45 nm across, each darkened or brightened by its own diffraction contrast, a few strongly
+  (dark blots), with thin dark grain boundaries: the mottled texture of real crystalline-ice
+  micrographs (MicAssess ``Crystalline_ice``; docs/simulator.md). Otherwise a few large
+  hexagonal domains. Either form carries Bragg spots at 3.44/3.67/3.90 Å (the ice Ih
+  101/002/100 reflections) where the pixel size samples them.
 * ``carbon_only``: the image is all carbon film, no particles.
 * ``no_ice``: an empty hole (MicAssess ``Empty_no_ice``): no ice and no particles, so the
   image is flat vacuum at full counts (no inelastic loss, no ice texture); half of them show
@@ -26,6 +30,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
+from scipy.spatial import cKDTree
 
 from draco_em.simulate.config import DEFAULT_BAD_REASONS, SimulateConfig
 from draco_em.simulate.sample import smooth_field
@@ -120,28 +126,34 @@ def crystalline_ice(
     pixel_size: float,
     ice_mean: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Phase [H, W] (rad) and attenuation [H, W] of crystalline-ice domains.
+    """Phase [H, W] (rad) and attenuation [H, W] of a crystalline ice layer.
 
-    Each domain (3–6 per image, a Voronoi-like partition of a smooth field) is a hexagonal
-    lattice seen along its c axis: three cosine gratings 60° apart at one Bragg spacing, whose
-    phase amplitude grows with the ice thickness, and an extra intensity loss of 10–60 % from
-    Bragg scattering out of the objective aperture. Spacings finer than 2 px cannot be sampled;
-    those domains only darken.
+    Three in four draws are nanocrystalline ice (:func:`_ice_grains`), the rest a few large
+    hexagonal domains (a Voronoi-like partition of a smooth field, 3–6 per image). Every grain
+    or domain is a hexagonal lattice seen along its c axis: three cosine gratings 60° apart at
+    one Bragg spacing, whose phase amplitude grows with the ice thickness, and an intensity
+    loss from Bragg scattering out of the objective aperture. Spacings finer than 2 px cannot
+    be sampled; those grains only change the intensity.
     """
-    n_domains = int(rng.integers(3, 7))
-    scores = np.stack([smooth_field(rng, shape, 0.3 * max(shape)) for _ in range(n_domains)])
-    owner = scores.argmax(axis=0)
+    if rng.random() < 0.75:
+        owner, attenuation = _ice_grains(rng, shape, pixel_size)
+    else:
+        n_domains = int(rng.integers(3, 7))
+        scores = np.stack([smooth_field(rng, shape, 0.3 * max(shape)) for _ in range(n_domains)])
+        owner = scores.argmax(axis=0)
+        attenuation = rng.uniform(0.1, 0.9, n_domains).astype(np.float32)[owner]
+    # The lattice phase: grains share six orientations (cheap for thousands of grains).
+    n_orient = 6
     yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32) * pixel_size
     phase = np.zeros(shape, np.float32)
-    attenuation = np.zeros(shape, np.float32)
-    for d in range(n_domains):
-        mask = owner == d
+    orient = owner % n_orient
+    for d in range(n_orient):
         spacing = float(rng.choice(ICE_BRAGG_SPACINGS))
-        attenuation[mask] = rng.uniform(0.1, 0.9)
-        if spacing < 2 * pixel_size:
-            continue
         amp = 2e-4 * ice_mean * rng.uniform(0.5, 1.5)  # rad; ~0.06 rad for 300 Å of ice
         theta = rng.uniform(0, math.pi / 3)
+        if spacing < 2 * pixel_size:
+            continue
+        mask = orient == d
         grating = np.zeros(shape, np.float32)
         for j in range(3):
             gx, gy = (
@@ -151,3 +163,42 @@ def crystalline_ice(
             grating += np.cos(2 * math.pi * (gx * xx + gy * yy) + rng.uniform(0, 2 * math.pi))
         phase[mask] = amp * grating[mask]
     return phase, attenuation
+
+
+def _ice_grains(
+    rng: np.random.Generator, shape: tuple[int, int], pixel_size: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grain index [H, W] and attenuation [H, W] of nanocrystalline ice.
+
+    Grains are the Voronoi cells of Poisson seeds, 100–350 Å across (drawn per micrograph).
+    The contrast is scaled per micrograph (0.1–0.4), so the set spans faint to strong mottling;
+    the range brackets the band power of real crystalline-ice micrographs (docs/simulator.md).
+    Each grain's diffraction contrast depends on how close it is to a Bragg condition: a base
+    loss for all, a per-grain change of either sign, and a heavy tail of strongly diffracting
+    grains (the dark blots). Grain interiors are softened (bending and strain spread the
+    contrast), while the boundaries stay as thin dark lines.
+    """
+    grain_px = float(rng.uniform(100.0, 350.0)) / pixel_size
+    # Ownership on a grid coarse enough to stay cheap at 4096², fine enough for the grains.
+    step = max(1, int(grain_px // 24))
+    gh, gw = -(-shape[0] // step), -(-shape[1] // step)
+    n_seeds = max(4, int(rng.poisson(shape[0] * shape[1] / grain_px**2)))
+    seeds = rng.uniform(0, 1, (n_seeds, 2)) * np.array([gh, gw])
+    grid = np.stack(np.mgrid[:gh, :gw], axis=-1).reshape(-1, 2) + 0.5
+    dist, idx = cKDTree(seeds).query(grid, k=2)
+    owner = idx[:, 0].reshape(gh, gw)
+    # A boundary where the two nearest seeds are almost equally far (≈ 15 Å wide).
+    width = max(15.0 / (pixel_size * step), 0.5)
+    edge = ((dist[:, 1] - dist[:, 0]) < width).reshape(gh, gw)
+    owner = np.repeat(np.repeat(owner, step, 0), step, 1)[: shape[0], : shape[1]]
+    edge = np.repeat(np.repeat(edge, step, 0), step, 1)[: shape[0], : shape[1]]
+    # Contrast strength per micrograph: from faint mottling to strongly diffracting ice.
+    strength = rng.uniform(0.1, 0.4)
+    base = rng.uniform(0.05, 0.2)
+    per_grain = rng.normal(0.0, rng.uniform(0.04, 0.12), n_seeds)
+    strong = rng.random(n_seeds) < rng.uniform(0.03, 0.15)
+    per_grain[strong] += rng.uniform(0.2, 0.6, int(strong.sum()))
+    att = (strength * per_grain).astype(np.float32)[owner]
+    att = gaussian_filter(att, grain_px / 5.0, mode="reflect")
+    att += gaussian_filter(edge.astype(np.float32), 0.5) * strength * rng.uniform(0.05, 0.2)
+    return owner, np.clip(base + att, 0.0, None).astype(np.float32)
