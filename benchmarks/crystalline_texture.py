@@ -72,7 +72,10 @@ def main() -> None:
         name, path, label = spec.rsplit(":", 2)
         ls = read_labels(path)
         chosen = [i for i, lab in enumerate(ls.labels) if lab == label][:12]
-        vals = [texture(read_image(ls.paths[i], None)[0], float(ls.pixel_sizes[i])) for i in chosen]
+        vals = [
+            texture(read_image(ls.paths[i], ls.pixel_sizes[i])[0], float(ls.pixel_sizes[i] or PX))
+            for i in chosen
+        ]
         print(summary(name, vals))
 
 
