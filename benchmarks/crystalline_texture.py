@@ -4,11 +4,13 @@ One statistic per micrograph, at 7 Å/px (Fourier-binned where needed), on the c
 the field after standardising: ``band`` = the standard deviation of a difference-of-Gaussians
 band-pass keeping structure ~100–1000 Å (the grains and blots of crystalline ice; particles
 and noise are finer, ice gradients coarser); ``fine`` = that of the residual finer than ~2 px
-(noise). Real MicAssess classes first (18 PNGs, ~7 Å/px), then simulated sets given as
-``NAME:LABELS_CSV:LABEL`` (up to 12 micrographs of that label each).
+(noise); fine / band is the slope between them (how much fine noise is left beside the
+particle-scale structure). Real MicAssess classes first (18 PNGs, ~7 Å/px), then simulated
+sets given as ``NAME:LABELS_CSV:LABEL`` (up to 12 micrographs of that label each).
 
     python benchmarks/crystalline_texture.py old:/work/cur19/val7_noice.csv:crystalline_ice \\
-        new:/work/cur19/valxtal7/micrographs.star:crystalline_ice good:/work/cur19/val7_noice.csv:good
+        new:/work/cur19/valxtal7/micrographs.star:crystalline_ice \\
+        good:/work/cur19/val7_noice.csv:good
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ def summary(name: str, values: list[tuple[float, float]]) -> str:
     v = np.asarray(values)
     return (
         f"| {name} | {len(v)} | {np.median(v[:, 0]):.2f} ({v[:, 0].min():.2f}–{v[:, 0].max():.2f}) "
-        f"| {np.median(v[:, 1]):.2f} |"
+        f"| {np.median(v[:, 1]):.2f} | {np.median(v[:, 1] / v[:, 0]):.2f} "
+        f"({(v[:, 1] / v[:, 0]).min():.2f}–{(v[:, 1] / v[:, 0]).max():.2f}) |"
     )
 
 
@@ -56,7 +59,10 @@ def main() -> None:
     ap.add_argument("sets", nargs="*", help="NAME:LABELS:LABEL simulated sets")
     ap.add_argument("--micassess", type=Path, default=MICASSESS)
     args = ap.parse_args()
-    print("| set | n | band 100–1000 Å, median (range) | fine, median |\n|---|---|---|---|")
+    print(
+        "| set | n | band 100–1000 Å, median (range) | fine, median | fine / band, median (range) |"
+        "\n|---|---|---|---|---|"
+    )
     if (args.micassess / "labels.csv").is_file():
         rows = list(csv.DictReader(open(args.micassess / "labels.csv")))
         for cls in sorted({r["class"] for r in rows}):

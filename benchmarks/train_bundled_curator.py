@@ -128,9 +128,13 @@ def simulate(
     return out / "micrographs.star"
 
 
-def render_set(star: Path, out: Path, n: int, seed: int) -> Path:
+def render_set(star: Path, out: Path, n: int, seed: int, from_clean: bool = False) -> Path:
     """``n`` good and ``n`` bad micrographs of a labelled set as pre-denoised 8-bit renderings
-    (:func:`draco_em.curate.augment.denoised_rendering`), labels kept; returns their CSV."""
+    (:func:`draco_em.curate.augment.denoised_rendering`), labels kept; returns their CSV.
+
+    ``from_clean``: render what a denoiser returns (the simulator's clean image plus a residual
+    of the noise, ``clean/<name>.mrc`` beside ``micrographs/``) instead of the raw sum.
+    """
     labels_csv = out / "labels.csv"
     if labels_csv.is_file():
         return labels_csv
@@ -145,7 +149,11 @@ def render_set(star: Path, out: Path, n: int, seed: int) -> Path:
         image, _ = read_image(ls.paths[i], ls.pixel_sizes[i])
         px = float(ls.pixel_sizes[i] or 1.0)
         dest = out / f"render_{ls.paths[i].stem}.mrc"
-        write_mrc(dest, denoised_rendering(image, px, rng).astype(np.float32), px)
+        clean = None
+        if from_clean:
+            clean, _ = read_image(ls.paths[i].parent.parent / "clean" / ls.paths[i].name, px)
+        picture = denoised_rendering(image, px, rng, clean=clean)
+        write_mrc(dest, picture.astype(np.float32), px)
         rows.append(f"{dest},{ls.labels[i]},{px}")
     labels_csv.write_text("\n".join(rows) + "\n")
     return labels_csv
@@ -263,6 +271,13 @@ def main() -> None:
         help="feature blocks of the candidates (draco curate train --features)",
     )
     ap.add_argument(
+        "--render-source",
+        default="raw",
+        choices=["raw", "clean"],
+        help="render the raw sum low-passed (sessions 2-6) or the clean image plus a residual "
+        "of the noise, as a denoiser returns it (session 6, step 2)",
+    )
+    ap.add_argument(
         "--replace-crystalline",
         action="store_true",
         help="drop the crystalline_ice micrographs (and their renderings) of every set and "
@@ -293,9 +308,13 @@ def main() -> None:
         for s in args.no_ice_train
     ]
     renders = []
+    from_clean = args.render_source == "clean"
+    prefix = "renderclean" if from_clean else "render"
     if args.render:
         renders = [
-            render_set(star, args.root / f"render{star.parent.name}", args.render, 300 + k)
+            render_set(
+                star, args.root / f"{prefix}{star.parent.name}", args.render, 300 + k, from_clean
+            )
             for k, star in enumerate(realistic)
         ]
         train += renders
@@ -313,8 +332,15 @@ def main() -> None:
             drop[ren] = xtal
             new = args.root / f"trainxtal{star.parent.name.removeprefix('train')}"
             if n:
-                train.append(render_set(new / "micrographs.star", args.root / f"render{new.name}",
-                                        n, 400 + k))  # fmt: skip
+                train.append(
+                    render_set(
+                        new / "micrographs.star",
+                        args.root / f"{prefix}{new.name}",
+                        n,
+                        400 + k,
+                        from_clean,
+                    )
+                )
     val_stars = [simulate(args.root, "val", s, args.jobs, args.bad_fraction) for s in args.val]
     parts: list[list[Path]] = [[v] for v in val_stars]
     if args.no_ice_val:

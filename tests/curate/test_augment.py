@@ -29,3 +29,23 @@ def test_rendering_is_smooth_8bit_clipped_and_may_have_replicated_borders() -> N
     top, bottom, left, right = (int(v) for v in padded_border(bordered))
     assert top + bottom + left + right > 0
     assert (bordered[0] == bordered[1]).all() or (bordered[:, 0] == bordered[:, 1]).all()
+
+
+def test_rendering_from_the_clean_image_keeps_only_a_residual_of_the_noise() -> None:
+    """With the clean image, the rendering is what a denoiser returns: the low-frequency noise
+    a low-pass keeps is mostly gone too."""
+    rng = np.random.default_rng(0)
+    clean = np.full((256, 256), 20.0, np.float32)
+    clean[100:140, 100:140] -= 3
+    raw = rng.poisson(clean).astype(np.float32)
+    background = (slice(0, 90), slice(0, 256))
+
+    def noise_to_contrast(out: np.ndarray) -> float:
+        out = out.astype(np.float64)
+        return float(out[background].std() / (out[:90].mean() - out[110:130, 110:130].mean()))
+
+    lowpass = denoised_rendering(raw, 2.0, np.random.default_rng(1), border_probability=0.0)
+    denoised = denoised_rendering(
+        raw, 2.0, np.random.default_rng(1), border_probability=0.0, clean=clean
+    )
+    assert noise_to_contrast(denoised) < 0.5 * noise_to_contrast(lowpass)

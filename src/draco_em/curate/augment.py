@@ -18,6 +18,8 @@ from draco_em.imaging.filters import gaussian_lowpass
 #: Low-pass cut-off range in Å (0.5 amplitude) of the rendering; EMPIAR-10017's JPEGs keep
 #: features of ~18 Å (10 px at 1.77 Å/px).
 RENDER_RESOLUTION = (10.0, 30.0)
+#: Share of the noise left by the "denoiser" when the clean image is known (amplitude).
+RESIDUAL_NOISE = (0.05, 0.3)
 
 
 def denoised_rendering(
@@ -25,9 +27,14 @@ def denoised_rendering(
     pixel_size: float,
     rng: np.random.Generator,
     border_probability: float = 0.5,
+    clean: np.ndarray | None = None,
 ) -> np.ndarray:
     """``image`` as a pre-denoised 8-bit picture: smoothing, stretch and clip, 8-bit, borders.
 
+    0. with ``clean`` (the simulator's noise-free image), what a denoiser returns: the clean
+       image plus a residual of the noise, ``clean + a (image − clean)``, ``a`` drawn from
+       :data:`RESIDUAL_NOISE`. A low-pass alone keeps the noise below its cut-off, and real
+       denoised micrographs hold far less (docs/benchmarks.md, issue 19 session 6);
     1. Gaussian low-pass at a cut-off drawn from :data:`RENDER_RESOLUTION` (at least 2.5 px);
     2. contrast stretch between a low (0–2 %) and a high (98–100 %) percentile, clipped: the
        display stretch of a picture export saturates both tails;
@@ -40,10 +47,14 @@ def denoised_rendering(
         pixel_size: its pixel size in Å.
         rng: random stream (cut-off, percentiles, borders).
         border_probability: chance of the replicated borders.
+        clean: ``[H, W]`` noise-free image in the units of ``image`` (optional).
 
     Returns:
         ``[H, W]`` uint8 picture.
     """
+    if clean is not None:
+        clean = np.asarray(clean, np.float32)
+        image = clean + rng.uniform(*RESIDUAL_NOISE) * (np.asarray(image, np.float32) - clean)
     lo_res = max(RENDER_RESOLUTION[0], 2.5 * pixel_size)
     resolution = float(rng.uniform(lo_res, max(lo_res, RENDER_RESOLUTION[1])))
     smooth = gaussian_lowpass(np.asarray(image, np.float32), pixel_size, resolution)
