@@ -16,11 +16,16 @@ runs) on the same inputs.
 ``--neighbours 150 170 191 215 240``: the EMPIAR-10017 experts' nearest-neighbour distances
 (how much of the diameter sensitivity distance NMS could explain).
 
-``--test``: after the rule's decision, the table's test rows for V1 and V2 (``ribo_junk_101/
-102`` and the cryoJAX sets at their benchmark diameters; EMPIAR-10017 through the CLI with
-``benchmarks/pick_real.py --methods draco --threshold 0.05 --diameter-scales 1,0.85``)::
+``--variants T2 T4 T8 V1``: session 6's test-time augmentation (the score map averaged over
+2, 4 or 8 flips/transposes, ``Picker.tta``), validated by the same harness.
 
-    OMP_NUM_THREADS=2 python benchmarks/pick_scales.py --test --out /work/h18/scales_test
+``--test``: after the rule's decision, the table's test rows for the variants (V1 and V2
+then: ``ribo_junk_101/102`` and the cryoJAX sets at their benchmark diameters;
+EMPIAR-10017 through the CLI with ``benchmarks/pick_real.py --methods draco --threshold 0.05
+--diameter-scales 1,0.85``)::
+
+    OMP_NUM_THREADS=2 python benchmarks/pick_scales.py --test --variants V1 V2 \\
+        --out /work/h18/scales_test
 """
 
 from __future__ import annotations
@@ -42,7 +47,16 @@ from draco_em.io.mrc import read_image
 from draco_em.pick.model_io import read_picker
 from draco_em.pick.predict import Picker
 
-VARIANTS = {"V1": (1.0,), "V2": (1.0, 0.85), "V3": (1.0, 0.85, 0.7)}
+#: name → (diameter scales, test-time views ``Picker.tta``). V*: session 4's scale sets; T*:
+#: session 6's test-time augmentation (the flips/transposes of ``pick.predict.TTA_TRANSFORMS``).
+VARIANTS = {
+    "V1": ((1.0,), 1),
+    "V2": ((1.0, 0.85), 1),
+    "V3": ((1.0, 0.85, 0.7), 1),
+    "T2": ((1.0,), 2),
+    "T4": ((1.0,), 4),
+    "T8": ((1.0,), 8),
+}
 
 
 def micrographs(data: Path, names: list[str]) -> list[tuple[Path, Path, float]]:
@@ -68,14 +82,15 @@ TEST_SETS = {
 }
 
 
-def test_rows(model: str, out: Path) -> dict:
-    """F1 at the stored threshold (and the best) of V1 and V2 on the test sets, within d/2."""
+def test_rows(model: str, out: Path, variants: list[str]) -> dict:
+    """F1 at the stored threshold (and the best) of the variants on the test sets, within d/2."""
     detector, info = read_picker(model)
     detector.eval()
     thr, res = float(info["threshold"]), {}
-    for v in ("V1", "V2"):
+    for v in variants:
         for name, (folder, d, px) in TEST_SETS.items():
-            picker = Picker(detector, d, threshold=0.02, scales=VARIANTS[v])
+            scales, tta = VARIANTS[v]
+            picker = Picker(detector, d, threshold=0.02, scales=scales, tta=tta)
             dst = out / f"{name}_{v}"
             dst.mkdir(parents=True, exist_ok=True)
             for mic in sorted((folder / "micrographs").glob("*.mrc")):
@@ -111,7 +126,11 @@ def main() -> None:
     ap.add_argument("--model", default="bundled")
     ap.add_argument("--factors", type=float, nargs="+", default=[1.0, 1.2, 1.4])
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--test", action="store_true", help="the test rows of V1 and V2 (see above)")
+    ap.add_argument("--test", action="store_true", help="the test rows of the variants (above)")
+    ap.add_argument(
+        "--variants", nargs="+", default=["V1", "V2", "V3"], choices=list(VARIANTS),
+        help="which variants (default: session 4's scale sets; --test: give V1 V2 for its rows)",
+    )  # fmt: skip
     ap.add_argument(
         "--neighbours", type=float, nargs="*", default=None,
         help="EMPIAR-10017 expert picks only: the share whose nearest neighbour is closer than "
@@ -123,7 +142,7 @@ def main() -> None:
         nearest_neighbours(args.neighbours)
         return
     if args.test:
-        res = test_rows(args.model, args.out)
+        res = test_rows(args.model, args.out, args.variants)
         if args.json:
             args.json.write_text(json.dumps(res, indent=1))
         return
@@ -132,15 +151,16 @@ def main() -> None:
     thr = float(info["threshold"])
     groups = {"raw": micrographs(args.data, VAL_RAW), "render": micrographs(args.data, VAL_RENDER)}
     res: dict = {"threshold": thr, "factors": args.factors}
-    seconds = dict.fromkeys(VARIANTS, 0.0)
+    variants = {v: VARIANTS[v] for v in args.variants}
+    seconds = dict.fromkeys(variants, 0.0)
     for f in args.factors:
         for group, items in groups.items():
-            acc = {v: ([], [], 0) for v in VARIANTS}
+            acc = {v: ([], [], 0) for v in variants}
             for mic, star, d in items:
                 image, px = read_image(mic)
                 truth = read_coords(star)[["x", "y"]].to_numpy(float)
-                for v, scales in VARIANTS.items():
-                    picker = Picker(detector, f * d, threshold=thr, scales=scales)
+                for v, (scales, tta) in variants.items():
+                    picker = Picker(detector, f * d, threshold=thr, scales=scales, tta=tta)
                     t0 = time.perf_counter()
                     picks = picker.pick_image(image, float(px), mic.stem)
                     seconds[v] += time.perf_counter() - t0
@@ -154,9 +174,9 @@ def main() -> None:
                 res.setdefault(v, {})[f"f{f:g}_{group}"] = {
                     k: r[k] for k in ("precision", "recall", "f1", "n_pred", "n_true")
                 }
-            print(f, group, {v: round(res[v][f"f{f:g}_{group}"]["f1"], 3) for v in VARIANTS},
+            print(f, group, {v: round(res[v][f"f{f:g}_{group}"]["f1"], 3) for v in variants},
                   flush=True)  # fmt: skip
-    for v in VARIANTS:
+    for v in variants:
         f1s = [x["f1"] for x in res[v].values() if isinstance(x, dict)]
         res[v]["score"] = float(np.mean(f1s))
         res[v]["f1_at_1"] = float(np.mean([res[v][f"f1_{g}"]["f1"] for g in groups]))

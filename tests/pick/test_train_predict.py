@@ -487,3 +487,51 @@ def test_diameter_scales_option_picks_resumes_and_checks(trained, tmp_path, caps
             main([*args, "-o", str(tmp_path / "bad"), "--diameter-scales", bad])
         assert exc.value.code == 2
     assert "diameter" in capsys.readouterr().err
+
+
+class _BrightestDetector(torch.nn.Module):
+    """Stand-in detector that follows the image: the training targets of its brightest pixel
+    (a perfect, equivariant model, so every test-time view must map back to the same pick)."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.config = config
+
+    def forward(self, x):
+        from draco_em.pick.loss import make_targets
+
+        logits, offsets = [], []
+        for img in x[:, 0].numpy():
+            y, xx = np.unravel_index(int(np.argmax(img)), img.shape)
+            heat, off, _ = make_targets(np.array([[xx + 0.3, y - 0.2]]), img.shape, sigma_px=4.0)
+            logits.append(torch.logit(torch.from_numpy(heat).clamp(1e-4, 1 - 1e-4))[None])
+            offsets.append(torch.from_numpy(off))
+        return torch.stack(logits), torch.stack(offsets)
+
+
+@pytest.mark.parametrize("tta", [1, 2, 4, 8])
+def test_test_time_views_map_back_to_the_same_pick(make_tiny_config, tta):
+    """Picker.tta: each flipped/transposed view's scores and centre vectors are mapped back to
+    the original frame, so a perfect detector's map does not move (a wrong sign or axis in the
+    inverse would put the peak, or the centre it points to, elsewhere)."""
+    work = np.zeros((128, 128), np.float32)
+    work[40, 90] = 1.0  # row 40, column 90 of the working image
+    picker = Picker(_BrightestDetector(make_tiny_config(tile=128, overlap=0)), 32.0, tta=tta)
+    score, vec = picker.score_map(work)
+    y, x = np.unravel_index(int(np.argmax(score)), score.shape)
+    assert abs(x - 90) <= 1 and abs(y - 40) <= 1
+    # The detector puts the centre at (x + 0.3, y − 0.2) of the brightest pixel *in its own
+    # view*; mapped back, the views' centres differ only by those fractions.
+    # Every pixel of the peak's 4-px cell (aligned in every view: 128 = 32 cells) points there.
+    for py in range(40, 44):
+        for px in range(88, 92):
+            centre = np.array([px, py]) + vec[:, py, px]
+            np.testing.assert_allclose(centre, [90.0, 40.0], atol=0.31)
+            if tta == 1:
+                np.testing.assert_allclose(centre, [90.3, 39.8], atol=1e-4)
+
+
+def test_test_time_augmentation_must_be_a_known_count(make_tiny_config):
+    picker = Picker(_PeakDetector(make_tiny_config(tile=128, overlap=0), (10, 20)), 32.0, tta=3)
+    with pytest.raises(DracoInputError, match="1, 2, 4 or 8"):
+        picker.pick_image(np.zeros((128, 128), np.float32), 1.0, "m")

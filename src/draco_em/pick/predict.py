@@ -32,6 +32,19 @@ from draco_em.pick.nms import distance_nms, find_peaks
 #: (e.g. the curation head's carbon / contamination tiles, :mod:`draco_em.curate.mask`).
 ExcludeFn = Callable[[np.ndarray, float], np.ndarray]
 NMS_FRACTION = 0.5  # picks closer than half a diameter are one particle
+#: (flip x, flip y, transpose) of the test-time views, in the order ``Picker.tta`` takes them:
+#: the identity, then the flips, then the transposes (the 8 symmetries of the square, which
+#: the picker trained under, pick/data.py).
+TTA_TRANSFORMS = (
+    (False, False, False),
+    (True, True, False),
+    (True, False, False),
+    (False, True, False),
+    (False, False, True),
+    (True, True, True),
+    (True, False, True),
+    (False, True, True),
+)
 
 
 @dataclass
@@ -47,6 +60,8 @@ class Picker:
             the smallest diameter). ``(1.0,)``: the diameter as given.
         batch_size: tiles per forward pass.
         device: where the detector runs.
+        tta: test-time augmentation: the score map averaged over this many flips/transposes
+            of the image (1, 2, 4 or 8; :data:`TTA_TRANSFORMS`), each mapped back; 1 = none.
     """
 
     detector: ParticleDetector
@@ -55,6 +70,7 @@ class Picker:
     batch_size: int = 8
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     scales: tuple[float, ...] = (1.0,)
+    tta: int = 1
 
     @property
     def diameter_px(self) -> float:
@@ -80,7 +96,31 @@ class Picker:
     def score_map(
         self, work: np.ndarray, progress: Callable[[int], None] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Blended (scores [H, W], vectors [2, H, W]) of a normalised working-px image."""
+        """Blended (scores [H, W], vectors [2, H, W]) of a normalised working-px image,
+        averaged over the first :attr:`tta` transforms of :data:`TTA_TRANSFORMS`."""
+        if self.tta not in (1, 2, 4, 8):
+            raise DracoInputError(f"test-time augmentation must be 1, 2, 4 or 8, got {self.tta}")
+        total_s, total_v = np.zeros(work.shape, np.float32), np.zeros((2, *work.shape), np.float32)
+        for flip_x, flip_y, transpose in TTA_TRANSFORMS[: self.tta]:
+            view = _view(work, flip_x, flip_y, transpose)
+            score, vec = self._score_map_once(np.ascontiguousarray(view), progress)
+            # Back to the original frame: undo the transpose, then the flips; a flipped axis
+            # reverses the vector component along it.
+            vx, vy = vec
+            if transpose:
+                score, vx, vy = score.T, vy.T, vx.T
+            if flip_x:
+                score, vx, vy = score[:, ::-1], -vx[:, ::-1], vy[:, ::-1]
+            if flip_y:
+                score, vx, vy = score[::-1], vx[::-1], -vy[::-1]
+            total_s += score
+            total_v += np.stack([vx, vy])
+        return total_s / self.tta, total_v / self.tta
+
+    def _score_map_once(
+        self, work: np.ndarray, progress: Callable[[int], None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Blended (scores [H, W], vectors [2, H, W]) of one view of the image."""
         cfg = self.detector.config
         grid = TileGrid(work.shape, cfg.tile, min(cfg.overlap, cfg.tile // 2))
         blenders = [TileBlender(grid) for _ in range(3)]
@@ -144,6 +184,13 @@ class Picker:
         iy, ix = xy[:, 1].astype(int), xy[:, 0].astype(int)
         xy = xy + vec[:, iy, ix].T  # sub-pixel centre from the offset head
         return xy / np.array([sx, sy]), scores
+
+
+def _view(image: np.ndarray, flip_x: bool, flip_y: bool, transpose: bool) -> np.ndarray:
+    """One test-time view of ``image`` [H, W]: flips first, then the transpose."""
+    out = image[:, ::-1] if flip_x else image
+    out = out[::-1] if flip_y else out
+    return out.T if transpose else out
 
 
 def inside_padding(
