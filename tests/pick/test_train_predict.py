@@ -489,6 +489,30 @@ def test_diameter_scales_option_picks_resumes_and_checks(trained, tmp_path, caps
     assert "diameter" in capsys.readouterr().err
 
 
+def test_tta_option_picks_records_and_checks(trained, tmp_path, capsys):
+    """``--tta 4``: the same particles as one view; recorded with the settings (a folder made
+    with one view is not silently resumed with four); a count other than 1/2/4/8 is exit 2."""
+    tmp = trained["tmp"]
+    one = tmp / "mics" / "blob_1.mrc"
+    args = ["pick", "predict", str(one), "--model", str(trained["path"]), "--no-previews", "-q"]
+    plain = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "plain")])
+    four = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "t4"), "--tta", "4"])
+    assert plain.exit_code == 0 and four.exit_code == 0, four.output
+    assert json.loads((tmp_path / "t4" / SETTINGS_FILE).read_text())["tta"] == 4
+    assert "tta" not in json.loads((tmp_path / "plain" / SETTINGS_FILE).read_text())
+    a = read_coords(tmp_path / "plain" / "coordinates" / "blob_1_autopick.star")
+    b = read_coords(tmp_path / "t4" / "coordinates" / "blob_1_autopick.star")
+    assert len(a) and len(b)
+    near = np.hypot(*(a[["x", "y"]].to_numpy()[:, None] - b[["x", "y"]].to_numpy()[None]).T)
+    assert (near.min(axis=0) < 4).mean() >= 0.8  # the four views find the same particles
+    again = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "plain"), "--tta", "4"])
+    assert again.exit_code != 0
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "-o", str(tmp_path / "bad"), "--tta", "3"])
+    assert exc.value.code == 2
+    assert "--tta" in capsys.readouterr().err
+
+
 class _BrightestDetector(torch.nn.Module):
     """Stand-in detector that follows the image: the training targets of its brightest pixel
     (a perfect, equivariant model, so every test-time view must map back to the same pick)."""

@@ -19,6 +19,7 @@ import typer
 
 from draco_em.cli._app import app, comma_list, example, exit_batch
 from draco_em.pick.config import (
+    DEFAULT_TTA,
     DetectorConfig,
     PickCalibrateConfig,
     PickPredictConfig,
@@ -54,6 +55,10 @@ def pick_predict(
             "a diameter quoted as a box size); picks pooled, one per particle."
         ),
     ] = "1",
+    tta: Annotated[
+        int,
+        typer.Option(help="Test-time views: scores averaged over 1, 2, 4 or 8 flips/transposes."),
+    ] = DEFAULT_TTA,
     fmt: Annotated[str, typer.Option("--format", help="star,box,topaz,cs")] = "star",
     pixel_size: Annotated[float | None, typer.Option(help="Input Å/px (default: header).")] = None,
     box_size: Annotated[int | None, typer.Option(help=".box edge in px.")] = None,
@@ -84,7 +89,7 @@ def pick_predict(
     cfg = PickPredictConfig(
         inputs=inputs, outdir=outdir, model=model, diameter=diameter, threshold=threshold,
         expected_particles=expected_particles, formats=comma_list(fmt) or [], pixel_size=pixel_size,
-        diameter_scales=comma_list(diameter_scales) or [1.0],
+        diameter_scales=comma_list(diameter_scales) or [1.0], tta=tta,
         box_size=box_size, exclude_masks=exclude_masks, exclude_by_curation=exclude_by_curation,
         exclude_classes=comma_list(exclude_classes), exclude_threshold=exclude_threshold,
         previews=previews, device=device, overwrite=overwrite,

@@ -13,6 +13,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FORMATS = ("star", "box", "topaz", "cs")
+#: ``draco pick predict --tta``'s default (test-time views; docs/benchmarks.md, issue 18
+#: session 6).
+DEFAULT_TTA = 1
 
 
 class DetectorConfig(BaseModel):
@@ -179,6 +182,11 @@ class PickPredictConfig(BaseModel):
         "particle. For a diameter quoted as a box size rather than the particle's own size "
         "(e.g. [1.0, 0.85]; docs/picking.md).",
     )
+    tta: int = Field(
+        DEFAULT_TTA,
+        description="Test-time views: the score map averaged over 1, 2, 4 or 8 flips/transposes "
+        "of the micrograph (each doubling doubles the time; docs/picking.md).",
+    )
     formats: list[str] = Field(default_factory=lambda: ["star"], description="Outputs.")
     box_size: int | None = Field(
         None, gt=0, description="Box size in input px for .box (default: 1.5 × diameter)."
@@ -217,4 +225,6 @@ class PickPredictConfig(BaseModel):
             raise ValueError(
                 f"--diameter-scales must lie in [0.5, 1.5], got {self.diameter_scales}"
             )
+        if self.tta not in (1, 2, 4, 8):
+            raise ValueError(f"--tta must be 1, 2, 4 or 8, got {self.tta}")
         return self

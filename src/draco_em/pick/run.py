@@ -211,6 +211,7 @@ def predict_all(
     exclude = build_exclude(cfg, curation)
     picker = load_picker(cfg.model, cfg.diameter, cfg.threshold, device, cfg.batch_size)
     picker.scales = tuple(cfg.diameter_scales)
+    picker.tta = cfg.tta
     out = make_output_folder(cfg.outdir, [*cfg.inputs, *(it.path for it in items)])
     check_settings(out, "pick predict", _settings(cfg), cfg.overwrite)
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
@@ -258,7 +259,7 @@ def predict_all(
 
 #: PickPredictConfig fields that shape the picks: a folder made with others is not resumed.
 OUTPUT_SETTINGS = ("diameter", "pixel_size", "threshold", "expected_particles", "diameter_scales",
-                   "box_size",
+                   "tta", "box_size",
                    "exclude_masks", "exclude_by_curation", "exclude_classes",
                    "exclude_threshold")  # fmt: skip
 
@@ -268,6 +269,8 @@ def _settings(cfg: PickPredictConfig) -> dict:
     settings = cfg.model_dump(mode="json", include=set(OUTPUT_SETTINGS))
     if settings["diameter_scales"] == [1.0]:  # the default: folders made before it still resume
         del settings["diameter_scales"]
+    if settings["tta"] == 1:  # one view, as before --tta existed: those folders still resume
+        del settings["tta"]
     return {"model": str(model.resolve()) if model.exists() else cfg.model, **settings}
 
 
