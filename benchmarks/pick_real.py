@@ -182,7 +182,7 @@ def draco(*args: str) -> None:
 def run_draco(
     out: Path, model: str = "bundled", mics: list[Path] | None = None, tag: str = "draco",
     threshold: float | None = None, expected: int | None = None, diameter: float | None = None,
-    scales: str | None = None,
+    scales: str | None = None, tta: int | None = None,
 ) -> dict:  # fmt: skip
     """``draco pick predict`` on the JPEGs at the stored threshold, then every threshold.
 
@@ -214,6 +214,7 @@ def run_draco(
         *(["--threshold", str(threshold)] if threshold is not None else []),
         *(["--expected-particles", str(expected)] if expected is not None else []),
         *(["--diameter-scales", scales] if scales else []),
+        *(["--tta", str(tta)] if tta else []),
     )
     seconds = (time.time() - t0) / len(mics)
     stars = folder / "coordinates" if (folder / "coordinates").is_dir() else folder
@@ -528,6 +529,7 @@ def main() -> None:
         "experts' 108 px; matching stays within 27 px)",
     )  # fmt: skip
     ap.add_argument("--diameter-scales", default=None, help="zero-shot 'draco' row: e.g. 1,0.85")
+    ap.add_argument("--tta", type=int, default=None, help="zero-shot 'draco' row: --tta N")
     ap.add_argument("--topaz", default="/work/venvs/topaz/bin/topaz")
     ap.add_argument("--topaz-factors", default="3,4,5")
     ap.add_argument("--epochs", type=int, default=30, help="draco pick train epochs (few-shot)")
@@ -562,10 +564,11 @@ def main() -> None:
         results["topaz_general"] = run_topaz(args.out, args.topaz, factors)
     if "draco" in methods:
         tag = (f"_d{args.diameter:g}" if args.diameter else "") + (
-            f"_s{args.diameter_scales}" if args.diameter_scales else "")  # fmt: skip
+            f"_s{args.diameter_scales}" if args.diameter_scales else "") + (
+            f"_tta{args.tta}" if args.tta else "")  # fmt: skip
         results["draco_" + Path(args.model).name + tag] = run_draco(
             args.out, args.model, threshold=args.threshold, expected=args.expected_particles,
-            diameter=args.diameter, scales=args.diameter_scales, tag="draco" + tag,
+            diameter=args.diameter, scales=args.diameter_scales, tag="draco" + tag, tta=args.tta,
         )  # fmt: skip
     if "random" in methods:
         results["random"] = run_random(args.out)

@@ -18,7 +18,7 @@ from draco_em.evaluate.pick import match_picks, summarize
 from draco_em.io.batch import SETTINGS_FILE
 from draco_em.io.coords import read_coords
 from draco_em.io.mrc import write_mrc
-from draco_em.pick.config import PickPredictConfig, PickTrainConfig
+from draco_em.pick.config import DEFAULT_TTA, PickPredictConfig, PickTrainConfig
 from draco_em.pick.model_io import load_picker, read_picker
 from draco_em.pick.predict import Picker
 from draco_em.pick.run import predict_all
@@ -491,15 +491,20 @@ def test_diameter_scales_option_picks_resumes_and_checks(trained, tmp_path, caps
 
 def test_tta_option_picks_records_and_checks(trained, tmp_path, capsys):
     """``--tta 4``: the same particles as one view; recorded with the settings (a folder made
-    with one view is not silently resumed with four); a count other than 1/2/4/8 is exit 2."""
+    with one view is not silently resumed with four, nor with the default of two); a count
+    other than 1/2/4/8 is exit 2."""
     tmp = trained["tmp"]
     one = tmp / "mics" / "blob_1.mrc"
     args = ["pick", "predict", str(one), "--model", str(trained["path"]), "--no-previews", "-q"]
-    plain = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "plain")])
+    plain = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "plain"), "--tta", "1"])
     four = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "t4"), "--tta", "4"])
-    assert plain.exit_code == 0 and four.exit_code == 0, four.output
+    default = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "t2")])
+    assert plain.exit_code == 0 and four.exit_code == 0 and default.exit_code == 0, four.output
     assert json.loads((tmp_path / "t4" / SETTINGS_FILE).read_text())["tta"] == 4
+    assert json.loads((tmp_path / "t2" / SETTINGS_FILE).read_text())["tta"] == DEFAULT_TTA == 2
+    # One view is not recorded: folders made before --tta existed resume with --tta 1.
     assert "tta" not in json.loads((tmp_path / "plain" / SETTINGS_FILE).read_text())
+    assert CliRunner().invoke(app, [*args, "-o", str(tmp_path / "plain")]).exit_code != 0
     a = read_coords(tmp_path / "plain" / "coordinates" / "blob_1_autopick.star")
     b = read_coords(tmp_path / "t4" / "coordinates" / "blob_1_autopick.star")
     assert len(a) and len(b)
@@ -507,6 +512,8 @@ def test_tta_option_picks_records_and_checks(trained, tmp_path, capsys):
     assert (near.min(axis=0) < 4).mean() >= 0.8  # the four views find the same particles
     again = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "plain"), "--tta", "4"])
     assert again.exit_code != 0
+    resumed = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "plain"), "--tta", "1"])
+    assert resumed.exit_code == 0
     with pytest.raises(SystemExit) as exc:
         main([*args, "-o", str(tmp_path / "bad"), "--tta", "3"])
     assert exc.value.code == 2

@@ -13,9 +13,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FORMATS = ("star", "box", "topaz", "cs")
-#: ``draco pick predict --tta``'s default (test-time views; docs/benchmarks.md, issue 18
-#: session 6).
-DEFAULT_TTA = 1
+#: ``draco pick predict --tta``'s default: the score map averaged over the micrograph and its
+#: 180° rotation (chosen by the rule of docs/benchmarks.md, issue 18 session 6: +0.016 F1 on
+#: simulated validation over one view; 4 or 8 views added < 0.01 more at 2–4× the time).
+DEFAULT_TTA = 2
 
 
 class DetectorConfig(BaseModel):

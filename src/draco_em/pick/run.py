@@ -270,7 +270,7 @@ def _settings(cfg: PickPredictConfig) -> dict:
     if settings["diameter_scales"] == [1.0]:  # the default: folders made before it still resume
         del settings["diameter_scales"]
     if settings["tta"] == 1:  # one view, as before --tta existed: those folders still resume
-        del settings["tta"]
+        del settings["tta"]  # with --tta 1 (the default of 2 views would pick differently)
     return {"model": str(model.resolve()) if model.exists() else cfg.model, **settings}
 
 
