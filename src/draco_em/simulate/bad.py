@@ -184,7 +184,7 @@ def _ice_grains(
     gh, gw = -(-shape[0] // step), -(-shape[1] // step)
     n_seeds = max(4, int(rng.poisson(shape[0] * shape[1] / grain_px**2)))
     seeds = rng.uniform(0, 1, (n_seeds, 2)) * np.array([gh, gw])
-    grid = np.stack(np.mgrid[:gh, :gw], axis=-1).reshape(-1, 2) + 0.5
+    grid = np.moveaxis(np.mgrid[:gh, :gw], 0, -1).reshape(-1, 2) + 0.5
     dist, idx = cKDTree(seeds).query(grid, k=2)
     owner = idx[:, 0].reshape(gh, gw)
     # A boundary where the two nearest seeds are almost equally far (≈ 15 Å wide).
