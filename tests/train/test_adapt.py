@@ -144,11 +144,12 @@ def test_finer_data_are_fourier_binned_before_cropping(tmp_path, blob_pair, monk
     assert len({r[FULL] for r in out}) == 2 and all(Path(r[FULL]).is_file() for r in out)
 
 
-@pytest.mark.parametrize("sampling", ["native", "model"])
+@pytest.mark.parametrize("sampling", ["native", "model", "auto"])
 def test_coarser_data_adapt_at_their_own_or_the_model_sampling(tmp_path, blob_pair, sampling):
     """Data coarser than the model: ``native`` adapts (and the adapted model runs) at the data's
     pixel size, no copy made; ``model`` Fourier-upsamples them to the model's first, as
-    inference does, so the adapted model keeps the model's working pixel size."""
+    inference does, so the adapted model keeps the model's working pixel size. Blind-spot on
+    data 2× coarser: ``auto`` is ``model`` with the 3×3 block hidden (issue 20 session 6)."""
     _, odd, even = blob_pair
     full = tmp_path / "mics" / "coarse.mrc"
     full.parent.mkdir()
@@ -160,7 +161,8 @@ def test_coarser_data_adapt_at_their_own_or_the_model_sampling(tmp_path, blob_pa
     assert full.read_bytes() == before
     copies = list((tmp_path / "out" / "adapt" / "binned").glob("coarse_*.mrc"))
     adapted_px = read_weights(result["adapt"]["weights"])[2]["pixel_size"]
-    if sampling == "native":
+    upsampled = sampling != "native"
+    if not upsampled:
         assert copies == [] and adapted_px == pytest.approx(3.96, rel=0.01)
     else:
         (copy,) = copies
@@ -175,12 +177,30 @@ def test_coarser_data_adapt_at_their_own_or_the_model_sampling(tmp_path, blob_pa
     # The record says when the data were upsampled (a re-run that would not upsample them, or
     # a folder from before, then does not reuse these weights); native records are unchanged.
     record = json.loads((tmp_path / "out" / "adapt" / "adapt.json").read_text())["trained_on"]
-    assert ("upsampled_to" in record) == (sampling == "model")
+    assert ("upsampled_to" in record) == upsampled
+    assert record["settings"]["blind_radius"] == (1 if upsampled else 0)
+    run_cfg = (tmp_path / "out" / "adapt" / "run" / "config.yaml").read_text()
+    assert f"blind_radius: {1 if upsampled else 0}" in run_cfg
+
+
+def test_blindspot_defaults_by_how_much_coarser_the_data_are():
+    """auto_blindspot: native radius 0 up to 1.5× the model's pixel size, the model's sampling
+    with radius 1 from there; what the user gives is kept; other objectives unchanged."""
+    pick = adapt_mod.auto_blindspot
+    assert pick(TINY, "blindspot", 1.98, 1.98) == ("native", 0)
+    assert pick(TINY, "blindspot", 2.5, 1.98) == ("native", 0)
+    assert pick(TINY, "blindspot", 4.0, 1.98) == ("model", 1)
+    given = TINY.model_copy(update={"sampling": "native"})
+    assert pick(given, "blindspot", 4.0, 1.98) == ("native", 0)
+    assert pick(TINY.model_copy(update={"blind_radius": 2}), "blindspot", 4.0, 1.98) == ("model", 2)
+    assert pick(TINY, "denoise", 4.0, 1.98) == ("model", 0)
+    assert pick(TINY, "mae", 4.0, 1.98) == ("native", 0)
 
 
 def test_adaptations_recorded_before_the_sampling_option_are_reused():
     """``sampling="auto"`` leaves the record as it was, so older OUTDIR/adapt folders match."""
     assert "sampling" not in adapt_mod._settings(TINY)
+    assert adapt_mod._settings(TINY)["blind_radius"] == 0  # as recorded when 0 was the default
     assert adapt_mod._settings(TINY.model_copy(update={"sampling": "model"}))["sampling"] == "model"
 
 

@@ -71,8 +71,12 @@ def denoise(
         ),
     ] = "auto",
     adapt_blind_radius: Annotated[
-        int, typer.Option(help="blindspot: hide this many px around each pixel (correlated noise).")
-    ] = 0,
+        int | None,
+        typer.Option(
+            help="blindspot: hide this many px around each pixel (correlated noise); default "
+            "1 on data upsampled ≥ 1.5× to the model's pixel size, else 0."
+        ),
+    ] = None,
     adapt_sampling: Annotated[
         str,
         typer.Option(

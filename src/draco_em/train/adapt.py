@@ -29,8 +29,9 @@ batch denoiser, :func:`draco_em.infer.run_denoise.run_denoise`.
 Crops are taken at one pixel size: with ``sampling="native"``, the larger of the inputs' and the
 initial model's working pixel size (coarser data are not upsampled); with ``"model"``, the
 model's own, coarser data Fourier-upsampled to it first as inference upsamples them (``"auto"``
-picks per objective, :data:`AUTO_SAMPLING`). Data finer than that are binned *before*
-cropping, by the inference's own Fourier rescaling (:func:`draco_em.model.encoder.
+picks per objective, :data:`AUTO_SAMPLING`, and for blind-spot on data ≥ 1.5× coarser the
+model's sampling with a 3×3 blind block, :func:`auto_blindspot`). Data finer than that are
+binned *before* cropping, by the inference's own Fourier rescaling (:func:`draco_em.model.encoder.
 rescale_to_working`), into ``OUTDIR/adapt/binned/``: the crop loader's antialiased bilinear
 resize would correlate neighbouring pixels' noise and lower its variance, and the blind-spot
 objective learns to copy correlated noise from the neighbours of a hidden pixel. Measured on the
@@ -87,8 +88,11 @@ class AdaptConfig(BaseModel):
     stage: Literal["auto", "denoise", "blindspot", "mae"] = Field(
         "auto", description="auto: Noise2Noise where halves exist, else blind-spot."
     )
-    blind_radius: int = Field(
-        0, ge=0, description="blindspot: half-width (px) of the block hidden around each pixel."
+    blind_radius: int | None = Field(
+        None,
+        ge=0,
+        description="blindspot: half-width (px) of the block hidden around each pixel; None: "
+        ":func:`auto_blindspot`'s (1 on data upsampled ≥ 1.5×, else 0).",
     )
     seed: int = Field(0, ge=0, description="Seed of crops, order and masks.")
     sampling: Literal["auto", "native", "model"] = Field(
@@ -105,6 +109,27 @@ class AdaptConfig(BaseModel):
 #: objective collapses there (0.683 against 3.764: upsampled noise is band-limited, so a hidden
 #: pixel's noise can be read from its neighbours). mae was not measured and keeps native.
 AUTO_SAMPLING: dict[str, str] = {"denoise": "model", "blindspot": "native", "mae": "native"}
+#: Data at least this much coarser than the model: the blind-spot objective adapts at the
+#: model's sampling too, hiding the 3×3 block around each pixel (upsampling correlates a
+#: pixel's noise with its neighbours'). Chosen on our own 4 Å set with truth (docs/benchmarks.md,
+#: issue 20 session 6, step 2): 4.551 dB correlation SNR against 3.860 native (radius 2: 3.527;
+#: the unadapted model 4.561), i.e. the 0.7 dB loss of native blind-spot adaptation is gone.
+BLINDSPOT_UPSAMPLED = (1.5, 1)
+
+
+def auto_blindspot(
+    adapt: AdaptConfig, stage: str, coarsest: float, working: float
+) -> tuple[str, int]:
+    """The sampling and blind radius an adaptation uses: ``adapt``'s where given, else the
+    measured defaults (:data:`AUTO_SAMPLING`, :data:`BLINDSPOT_UPSAMPLED`)."""
+    far = stage == "blindspot" and coarsest >= BLINDSPOT_UPSAMPLED[0] * working
+    sampling: str = adapt.sampling
+    if sampling == "auto":
+        sampling = "model" if far else AUTO_SAMPLING[stage]
+    radius = adapt.blind_radius
+    if radius is None:
+        radius = BLINDSPOT_UPSAMPLED[1] if far and sampling == "model" else 0
+    return sampling, radius
 
 
 def find_halves(path: Path) -> tuple[Path, Path] | None:
@@ -186,7 +211,7 @@ def _file_id(path: str) -> list[Any]:
 
 def _record(
     cfg: DenoiseConfig, adapt: AdaptConfig, rows: list[dict], stage: str,
-    upsampled_to: float | None = None,
+    upsampled_to: float | None = None, radius: int = 0,
 ) -> dict:  # fmt: skip
     """What the weights depend on: initial weights, settings, every training file, and the
     pixel size coarser data were upsampled to (only where they were: records made before
@@ -196,17 +221,18 @@ def _record(
     digest = hashlib.sha256(init.read_bytes()).hexdigest()
     files = [[_file_id(r[k]) for k in (FULL, EVEN, ODD) if r[k]] for r in rows]
     record = {"stage": stage, "init_weights": digest,
-              "settings": _settings(adapt), "pixel_size": cfg.pixel_size,
+              "settings": _settings(adapt, radius), "pixel_size": cfg.pixel_size,
               "micrographs": files}  # fmt: skip
     if upsampled_to is not None:
         record["upsampled_to"] = round(upsampled_to, 4)
     return record
 
 
-def _settings(adapt: AdaptConfig) -> dict:
+def _settings(adapt: AdaptConfig, radius: int = 0) -> dict:
     """The settings of the record; ``sampling`` only where given, so that folders adapted
-    before the option existed (at the then only, native sampling) are still reused."""
-    settings = adapt.model_dump(mode="json")
+    before the option existed (at the then only, native sampling) are still reused, and the
+    blind radius used (the default's, 0 or 1), as records made before it had a default did."""
+    settings = adapt.model_dump(mode="json") | {"blind_radius": radius}
     if settings["sampling"] == "auto":
         del settings["sampling"]
     return settings
@@ -261,20 +287,20 @@ def adapt_denoiser(cfg: DenoiseConfig, adapt: AdaptConfig) -> dict[str, Any]:
     working = read_weights(init)[2].get("pixel_size") or rows[0]["rlnMicrographPixelSize"]
     # One pixel size for every crop: the coarser of the data's and the model's (native), or the
     # model's (model); data finer or coarser than it resampled as inference does (module doc).
-    sampling = AUTO_SAMPLING[stage] if adapt.sampling == "auto" else adapt.sampling
-    target = working
     coarsest = max(r["rlnMicrographPixelSize"] for r in rows)
+    sampling, radius = auto_blindspot(adapt, stage, coarsest, working)
+    target = working
     if sampling == "native":
         target = max(working, coarsest)
-    if stage == "blindspot" and coarsest > 1.1 * working:  # measured at 2× (4 Å data)
-        log.warning(
-            "blind-spot adaptation of data coarser (%.2f Å/px) than the model (%.2f) lost "
-            "0.7-0.8 dB against the unadapted model on simulated sets with truth "
-            "(docs/benchmarks.md); give X_EVN/X_ODD halves (Noise2Noise) or denoise without "
-            "--adapt", coarsest, working,
+    if stage == "blindspot" and coarsest > 1.1 * working and (sampling == "native" or not radius):
+        log.warning(  # measured at 2× (4 Å data); upsampled with radius ≥ 1 it did not lose
+            "blind-spot adaptation of data coarser (%.2f Å/px) than the model (%.2f) at their "
+            "own sampling, or upsampled with --adapt-blind-radius 0, lost 0.7-0.8 dB against "
+            "the unadapted model on simulated sets with truth (docs/benchmarks.md); give "
+            "X_EVN/X_ODD halves (Noise2Noise) or denoise without --adapt", coarsest, working,
         )  # fmt: skip
     upsampled = coarsest > target + RESCALE_TOL  # sampling "model" on coarser data
-    record = _record(cfg, adapt, rows, stage, target if upsampled else None)
+    record = _record(cfg, adapt, rows, stage, target if upsampled else None, radius)
     weights, record_path = folder / WEIGHTS_FILE, folder / RECORD_FILE
     if record_path.is_file():
         saved = json.loads(record_path.read_text())
@@ -305,7 +331,7 @@ def adapt_denoiser(cfg: DenoiseConfig, adapt: AdaptConfig) -> dict[str, Any]:
         crops_per_micrograph=adapt.crops_per_micrograph, val_fraction=0.0, val_micrographs=0,
         workers=0, epochs=adapt.epochs, warmup_epochs=min(1.0, adapt.epochs / 4),
         batch_size=batch, blr=adapt.blr, seed=adapt.seed, device=device,
-        blind_radius=adapt.blind_radius,
+        blind_radius=radius,
         resume="latest", save_every_steps=0, progress=cfg.progress,
     )  # fmt: skip
     run_pretrain(train_cfg)
