@@ -49,6 +49,13 @@ Session 3 (``docs/benchmarks.md``, "Session 3"): ``--blocks stats --tag _s3stats
 statistics of :mod:`draco_em.curate.stats`), selected by the same rule, fixed in the docs
 before any real or cryoJAX set was scored with them.
 
+Session 6 (``docs/benchmarks.md``, issue 19 "Session 6"): the simulator's crystalline ice
+became nanocrystalline grains; ``--replace-crystalline`` swaps every crystalline_ice micrograph
+of the training and validation sets for as many made by the current simulator, and
+``--render-source clean`` renders from the clean image plus a residual of the noise. Tags
+``_s6enc``/``_s6both`` (step 1) and ``_s6cenc``/``_s6cboth`` (step 2): rule's picks 0.862 /
+0.865 on validation, not installed (EMPIAR-10017 0/11, MicAssess 0.500 / 0.458).
+
 Example (the bundled head; ~15 min simulating and ~25 min of features on 2 shared cores):
     OMP_NUM_THREADS=2 python benchmarks/train_bundled_curator.py --root /work/cur19 --install
 """
