@@ -27,7 +27,7 @@ import math
 
 from draco_em.errors import DracoInputError
 from draco_em.io.run_folder import run_log, write_config
-from draco_em.pick.config import PickCalibrateConfig
+from draco_em.pick.config import DEFAULT_TTA, PickCalibrateConfig
 from draco_em.pick.model_io import RUN_FILE, read_picker, resolve_picker, save_picker
 from draco_em.pick.predict import Picker
 from draco_em.pick.train import THRESHOLD_RANGE, choose_threshold, load_labelled
@@ -63,7 +63,8 @@ def choose(
     device = resolve_device(cfg.device)
     detector, info = read_picker(cfg.model)
     diameter = float(cfg.diameter or info["diameter"])
-    picker = Picker(detector.to(device), diameter, device=device)
+    # Scores as `draco pick predict` makes them (its default test-time views).
+    picker = Picker(detector.to(device), diameter, device=device, tta=DEFAULT_TTA)
     examples = load_labelled(cfg.micrographs, cfg.coords, detector.config, diameter, diameters,
                              cfg.pixel_size)  # fmt: skip
     threshold, summary = choose_threshold(picker, examples, progress, cfg.expected_particles)

@@ -30,7 +30,7 @@ from draco_em.evaluate.pick import match_picks, summarize
 from draco_em.io.batch import expand_inputs
 from draco_em.io.run_folder import run_log, write_config
 from draco_em.model.weights import read_weights
-from draco_em.pick.config import DetectorConfig, PickTrainConfig
+from draco_em.pick.config import DEFAULT_TTA, DetectorConfig, PickTrainConfig
 from draco_em.pick.data import Example, load_example, make_batch, read_all_coords
 from draco_em.pick.detector import ParticleDetector, load_encoder_weights
 from draco_em.pick.loss import class_prior, offset_loss, pu_focal_loss
@@ -329,6 +329,9 @@ def train_picker(
         losses = fit(detector.to(device), train, cfg, whole, prior, device, progress,
                      validate if val else None)  # fmt: skip
         detector.eval()
+        # The stored threshold is chosen on scores made as `draco pick predict` makes them
+        # (its default test-time views), so that it suits the scores it will cut.
+        picker.tta = DEFAULT_TTA
         threshold, val_result = choose_threshold(
             picker, val, expected_particles=cfg.expected_particles
         )
