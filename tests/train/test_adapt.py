@@ -194,7 +194,7 @@ def test_blindspot_defaults_by_how_much_coarser_the_data_are():
     assert pick(given, "blindspot", 4.0, 1.98) == ("native", 0)
     assert pick(TINY.model_copy(update={"blind_radius": 2}), "blindspot", 4.0, 1.98) == ("model", 2)
     assert pick(TINY, "denoise", 4.0, 1.98) == ("model", 0)
-    assert pick(TINY, "mae", 4.0, 1.98) == ("native", 0)
+    assert pick(TINY, "mae", 4.0, 1.98) == ("model", 0)
 
 
 def test_adaptations_recorded_before_the_sampling_option_are_reused():
