@@ -5,12 +5,20 @@ the field after standardising: ``band`` = the standard deviation of a difference
 band-pass keeping structure ~100–1000 Å (the grains and blots of crystalline ice; particles
 and noise are finer, ice gradients coarser); ``fine`` = that of the residual finer than ~2 px
 (noise); fine / band is the slope between them (how much fine noise is left beside the
-particle-scale structure). Real MicAssess classes first (18 PNGs, ~7 Å/px), then simulated
-sets given as ``NAME:LABELS_CSV:LABEL`` (up to 12 micrographs of that label each).
+particle-scale structure). Real MicAssess classes first (18 PNGs, ~7 Å/px) and EMPIAR-10017
+(11 denoised JPEGs, 1.77 Å/px), then simulated sets given as ``NAME:LABELS_CSV:LABEL`` (up to
+12 micrographs of that label each).
 
     python benchmarks/crystalline_texture.py old:/work/cur19/val7_noice.csv:crystalline_ice \\
         new:/work/cur19/valxtal7/micrographs.star:crystalline_ice \\
         good:/work/cur19/val7_noice.csv:good
+
+``--renderings NAME:LABELS:LABEL``: the same micrographs rendered as pre-denoised pictures
+(``curate.augment.denoised_rendering``) two ways, from the raw sum and from the clean image
+plus a residual of the noise (``clean/<name>.mrc`` beside ``micrographs/``), one random stream
+(seed 0) alternating between them (issue 19 session 6, step 2)::
+
+    python benchmarks/crystalline_texture.py --renderings "good 2 Å:/work/cur19/val2_noice.csv:good"
 """
 
 from __future__ import annotations
@@ -22,12 +30,15 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from draco_em.curate.augment import denoised_rendering
 from draco_em.imaging.fourier import fourier_rescale
 from draco_em.io.images import read_raster
 from draco_em.io.labels import read_labels
 from draco_em.io.mrc import read_image
 
 MICASSESS = Path(__file__).resolve().parents[2] / "shared" / "data" / "micassess"
+EMPIAR = MICASSESS.parent / "empiar10017" / "micrographs"  # denoised JPEGs, 1.77 Å/px
+EMPIAR_PX = 1.77
 PX = 7.0  # Å/px of the statistic (MicAssess's approximate sampling)
 
 
@@ -54,10 +65,33 @@ def summary(name: str, values: list[tuple[float, float]]) -> str:
     )
 
 
+def chosen(spec: str) -> tuple[str, list[tuple[Path, float]]]:
+    """``NAME:LABELS:LABEL`` → (name, up to 12 (micrograph, pixel size) of that label)."""
+    name, path, label = spec.rsplit(":", 2)
+    ls = read_labels(path)
+    picked = [i for i, lab in enumerate(ls.labels) if lab == label][:12]
+    return name, [(ls.paths[i], float(ls.pixel_sizes[i] or PX)) for i in picked]
+
+
+def renderings(spec: str) -> None:
+    """Print the rows of raw-sum and clean-based renderings of one set (module doc)."""
+    name, items = chosen(spec)
+    rng = np.random.default_rng(0)
+    raw_rows, clean_rows = [], []
+    for path, px in items:
+        image, _ = read_image(path, px)
+        clean, _ = read_image(path.parent.parent / "clean" / path.name, px)
+        raw_rows.append(texture(denoised_rendering(image, px, rng, 0), px))
+        clean_rows.append(texture(denoised_rendering(image, px, rng, 0, clean=clean), px))
+    print(summary(f"{name}, rendered from the raw sum", raw_rows))
+    print(summary(f"{name}, rendered from clean + residual noise", clean_rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("sets", nargs="*", help="NAME:LABELS:LABEL simulated sets")
     ap.add_argument("--micassess", type=Path, default=MICASSESS)
+    ap.add_argument("--renderings", nargs="*", default=[], help="NAME:LABELS:LABEL (above)")
     args = ap.parse_args()
     print(
         "| set | n | band 100–1000 Å, median (range) | fine, median | fine / band, median (range) |"
@@ -74,15 +108,16 @@ def main() -> None:
             print(summary(f"MicAssess (real) {cls}", vals))
     else:
         print(f"(MicAssess not found at {args.micassess}: real rows skipped)")
+    if EMPIAR.is_dir():
+        vals = [texture(read_raster(f), EMPIAR_PX) for f in sorted(EMPIAR.glob("*.jpg"))]
+        print(summary("EMPIAR-10017 (real, denoised renderings) good", vals))
+    else:
+        print(f"(EMPIAR-10017 not found at {EMPIAR}: its row skipped)")
     for spec in args.sets:
-        name, path, label = spec.rsplit(":", 2)
-        ls = read_labels(path)
-        chosen = [i for i, lab in enumerate(ls.labels) if lab == label][:12]
-        vals = [
-            texture(read_image(ls.paths[i], ls.pixel_sizes[i])[0], float(ls.pixel_sizes[i] or PX))
-            for i in chosen
-        ]
-        print(summary(name, vals))
+        name, items = chosen(spec)
+        print(summary(name, [texture(read_image(p, px)[0], px) for p, px in items]))
+    for spec in args.renderings:
+        renderings(spec)
 
 
 if __name__ == "__main__":

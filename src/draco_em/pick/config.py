@@ -17,6 +17,8 @@ FORMATS = ("star", "box", "topaz", "cs")
 #: 180° rotation (chosen by the rule of docs/benchmarks.md, issue 18 session 6: +0.016 F1 on
 #: simulated validation over one view; 4 or 8 views added < 0.01 more at 2–4× the time).
 DEFAULT_TTA = 2
+#: The view counts ``--tta`` takes (prefixes of ``pick.predict.TTA_TRANSFORMS``).
+TTA_COUNTS = (1, 2, 4, 8)
 
 
 class DetectorConfig(BaseModel):
@@ -226,6 +228,6 @@ class PickPredictConfig(BaseModel):
             raise ValueError(
                 f"--diameter-scales must lie in [0.5, 1.5], got {self.diameter_scales}"
             )
-        if self.tta not in (1, 2, 4, 8):
+        if self.tta not in TTA_COUNTS:
             raise ValueError(f"--tta must be 1, 2, 4 or 8, got {self.tta}")
         return self

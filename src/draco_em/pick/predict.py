@@ -24,6 +24,7 @@ from draco_em.imaging.normalize import padded_border
 from draco_em.imaging.tiling import TileBlender, TileGrid, iter_tiles
 from draco_em.io.coords import make_coords
 from draco_em.io.pixel_size import require_pixel_size
+from draco_em.pick.config import TTA_COUNTS
 from draco_em.pick.data import to_working
 from draco_em.pick.detector import CELL_CENTRE, ParticleDetector
 from draco_em.pick.nms import distance_nms, find_peaks
@@ -98,7 +99,7 @@ class Picker:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Blended (scores [H, W], vectors [2, H, W]) of a normalised working-px image,
         averaged over the first :attr:`tta` transforms of :data:`TTA_TRANSFORMS`."""
-        if self.tta not in (1, 2, 4, 8):
+        if self.tta not in TTA_COUNTS:
             raise DracoInputError(f"test-time augmentation must be 1, 2, 4 or 8, got {self.tta}")
         total_s, total_v = np.zeros(work.shape, np.float32), np.zeros((2, *work.shape), np.float32)
         for flip_x, flip_y, transpose in TTA_TRANSFORMS[: self.tta]:

@@ -144,7 +144,7 @@ def crystalline_ice(
         attenuation = rng.uniform(0.1, 0.9, n_domains).astype(np.float32)[owner]
     # The lattice phase: grains share six orientations (cheap for thousands of grains).
     n_orient = 6
-    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32) * pixel_size
+    grid = None  # pixel coordinates in Å, only where a Bragg spacing can be sampled
     phase = np.zeros(shape, np.float32)
     orient = owner % n_orient
     for d in range(n_orient):
@@ -153,6 +153,9 @@ def crystalline_ice(
         theta = rng.uniform(0, math.pi / 3)
         if spacing < 2 * pixel_size:
             continue
+        if grid is None:
+            grid = np.mgrid[: shape[0], : shape[1]].astype(np.float32) * pixel_size
+        yy, xx = grid
         mask = orient == d
         grating = np.zeros(shape, np.float32)
         for j in range(3):
