@@ -52,7 +52,8 @@ def pick_predict(
         str,
         typer.Option(
             help="Comma-separated multiples of --diameter to pick at (e.g. 1,0.85 for "
-            "a diameter quoted as a box size); picks pooled, one per particle."
+            "a diameter quoted as a box size); picks pooled, one per particle. 'auto': one "
+            "multiple (1, 0.85 or 0.7) for the data set, chosen on its first 8 micrographs."
         ),
     ] = "1",
     tta: Annotated[
@@ -89,7 +90,7 @@ def pick_predict(
     cfg = PickPredictConfig(
         inputs=inputs, outdir=outdir, model=model, diameter=diameter, threshold=threshold,
         expected_particles=expected_particles, formats=comma_list(fmt) or [], pixel_size=pixel_size,
-        diameter_scales=comma_list(diameter_scales) or [1.0], tta=tta,
+        diameter_scales=_scales(diameter_scales), tta=tta,
         box_size=box_size, exclude_masks=exclude_masks, exclude_by_curation=exclude_by_curation,
         exclude_classes=comma_list(exclude_classes), exclude_threshold=exclude_threshold,
         previews=previews, device=device, overwrite=overwrite,
@@ -109,11 +110,18 @@ def pick_predict(
             if s["expected_particles"] is None
             else f"the {s['expected_particles']} best per micrograph"
         )
-        + f", diameter {s['diameter']:g} Å) → {s['outdir']}"
+        + f", diameter {s['diameter']:g} Å"
+        + ("" if s["multiplier"] is None else f" × {s['multiplier']:g} chosen from the data")
+        + f") → {s['outdir']}"
         + ("" if s["excluded"] is None else f"; {s['excluded']} dropped (excluded_picks.txt)")
         + (f"; {s['failed']} failed (failures.txt)" if s["failed"] else "")
     )
     exit_batch(s["micrographs"] + s["failed"], s["failed"], cfg.outdir / "failures.txt")
+
+
+def _scales(text: str) -> list[str] | str:
+    """``--diameter-scales``: 'auto' or the comma-separated multiples (pydantic checks them)."""
+    return "auto" if text.strip().lower() == "auto" else comma_list(text) or ["1"]
 
 
 @pick_app.command(

@@ -9,6 +9,7 @@ the detector pixel, and one general model serves particles from 100 to 400 Å.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -178,12 +179,12 @@ class PickPredictConfig(BaseModel):
         "micrograph keeps its N best-scoring candidates instead of those above the threshold. "
         "For data whose scores run lower or higher than the stored threshold expects.",
     )
-    diameter_scales: list[float] = Field(
+    diameter_scales: list[float] | Literal["auto"] = Field(
         default_factory=lambda: [1.0],
-        min_length=1,
         description="Multiples of the diameter to pick at; the candidates are pooled, one per "
         "particle. For a diameter quoted as a box size rather than the particle's own size "
-        "(e.g. [1.0, 0.85]; docs/picking.md).",
+        "(e.g. [1.0, 0.85]; docs/picking.md). 'auto': one multiple for the whole data set, "
+        "chosen from the picker's confidence on the first micrographs (pick/autoscale.py).",
     )
     tta: int = Field(
         DEFAULT_TTA,
@@ -224,7 +225,9 @@ class PickPredictConfig(BaseModel):
             raise ValueError("exclude_classes needs exclude_by_curation (a curation model)")
         if self.expected_particles is not None and self.threshold is not None:
             raise ValueError("give --threshold or --expected-particles, not both")
-        if any(not 0.5 <= s <= 1.5 for s in self.diameter_scales):
+        if self.diameter_scales != "auto" and (
+            not self.diameter_scales or any(not 0.5 <= s <= 1.5 for s in self.diameter_scales)
+        ):
             raise ValueError(
                 f"--diameter-scales must lie in [0.5, 1.5], got {self.diameter_scales}"
             )

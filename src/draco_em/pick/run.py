@@ -17,6 +17,7 @@ rewritten from all STARs at the end.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +51,7 @@ from draco_em.io.images import is_raster
 from draco_em.io.mrc import read_image, read_micrograph, read_mrc
 from draco_em.io.pixel_size import require_pixel_size
 from draco_em.io.star import project_path
+from draco_em.pick.autoscale import AUTO_MICROGRAPHS, ScaleChoice, choose_scale
 from draco_em.pick.config import PickPredictConfig
 from draco_em.pick.model_io import load_picker
 from draco_em.pick.predict import ExcludeFn, Picker, split_excluded
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
     pass
 
 SCORE_FLOOR = 0.05  # candidates kept for the histogram; outputs use the threshold
+AUTO_SCALE_FILE = "auto_scale.json"  # --diameter-scales auto: the multiplier chosen, and on what
 SCORES_FOLDER = "scores"  # <stem>.npy: each micrograph's candidate scores (float32)
 EXCLUDED_FILE = "excluded_picks.txt"
 
@@ -210,10 +213,15 @@ def predict_all(
     device = resolve_device(cfg.device)
     exclude = build_exclude(cfg, curation)
     picker = load_picker(cfg.model, cfg.diameter, cfg.threshold, device, cfg.batch_size)
-    picker.scales = tuple(cfg.diameter_scales)
     picker.tta = cfg.tta
     out = make_output_folder(cfg.outdir, [*cfg.inputs, *(it.path for it in items)])
     check_settings(out, "pick predict", _settings(cfg), cfg.overwrite)
+    choice = None
+    if cfg.diameter_scales == "auto":
+        choice = _auto_scale(picker, cfg, items, out, progress)
+        picker.scales = (choice.multiplier,)
+    else:
+        picker.scales = tuple(cfg.diameter_scales)
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
     failures = FailureLog(out)
     index, all_kept, all_scores, n_excluded = {}, [], [], 0
@@ -254,7 +262,41 @@ def predict_all(
         "threshold": picker.threshold, "expected_particles": cfg.expected_particles,
         "diameter": picker.diameter, "outdir": str(out),
         "excluded": None if exclude is None else n_excluded,
+        "multiplier": None if choice is None else choice.multiplier,
     }  # fmt: skip
+
+
+def _auto_scale(
+    picker: Picker, cfg: PickPredictConfig, items: list[InputItem], out: Path, progress: bool
+) -> ScaleChoice:
+    """``--diameter-scales auto``: the multiplier of :mod:`draco_em.pick.autoscale`, chosen
+    once per output folder on the first :data:`AUTO_MICROGRAPHS` readable micrographs (by
+    name) and kept in OUTDIR/auto_scale.json, so that a resumed run picks at the same scale."""
+    file = out / AUTO_SCALE_FILE
+    if file.is_file() and not cfg.overwrite:
+        saved = json.loads(file.read_text())
+        return ScaleChoice(float(saved["multiplier"]),
+                           {float(m): c for m, c in saved.get("criteria", {}).items()},
+                           list(saved.get("micrographs", [])))  # fmt: skip
+
+    def images():
+        n = 0
+        for item in sorted(items, key=lambda it: it.path.name):
+            if n == AUTO_MICROGRAPHS:
+                return
+            try:
+                image, header_px = read_micrograph(item.path, cfg.pixel_size)
+                px = require_pixel_size("pick", item.path, header_px)
+            except (DracoInputError, OSError, ValueError):
+                continue  # the batch loop records it in failures.txt
+            n += 1
+            yield image, px, item.path.name
+
+    todo = min(AUTO_MICROGRAPHS, len(items))
+    bar = tqdm(images(), total=todo, desc="choose scale", unit="mic", disable=not progress)
+    choice = choose_scale(picker, bar, SCORE_FLOOR)
+    write_text_atomic(file, json.dumps(choice.to_json(), indent=1) + "\n")
+    return choice
 
 
 #: PickPredictConfig fields that shape the picks: a folder made with others is not resumed.

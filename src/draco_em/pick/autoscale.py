@@ -1,0 +1,104 @@
+"""One multiple of the diameter per data set, chosen from the detector's own confidence.
+
+The bundled picker learnt "diameter" as a structure's maximum dimension; a particle that
+*looks* smaller than the diameter the user gives (a dense core in a denoised rendering, a box
+size quoted as the diameter) scores low and is lost at the stored threshold (docs/benchmarks.md,
+issue 18, session 4: f = 1.4 loses 0.08 F1). Pooling several scales adds false picks when the
+diameter is right, so here one multiplier m of :data:`AUTO_SCALES` is chosen for the whole data
+set, without labels, and every micrograph is picked at m × diameter:
+
+* per micrograph and m, the mean of the k best candidate scores (zeros where fewer than k
+  candidates exist), k = max(:data:`MIN_TOP`, the micrograph's candidates ≥ the stored
+  threshold at m = 1): the detector is most confident where the particles match the size it
+  expects;
+* C(m) = the mean over the first :data:`AUTO_MICROGRAPHS` micrographs; m = argmax C, but 1.0
+  unless C(m) ≥ C(1.0) + :data:`AUTO_MARGIN` (the given diameter wins ties).
+
+Grid, criterion and margin: issue 18, session 7 in docs/benchmarks.md
+(``benchmarks/pick_autoscale.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from draco_em.pick.predict import Picker
+
+AUTO_SCALES = (1.0, 0.85, 0.7)  # multiples of the given diameter tried (1.0 first)
+AUTO_MARGIN = 0.05  # C(m) must beat C(1.0) by this much to move away from the given diameter
+AUTO_MICROGRAPHS = 8  # micrographs the choice reads (the first, sorted by name)
+MIN_TOP = 3  # the top-k mean uses at least this many candidates
+
+
+@dataclass
+class ScaleChoice:
+    """The chosen multiplier and what it was chosen on.
+
+    Attributes:
+        multiplier: m; the picker then runs at m × the given diameter.
+        criteria: C(m) for each multiplier tried.
+        micrographs: names of the micrographs the choice read.
+    """
+
+    multiplier: float
+    criteria: dict[float, float] = field(default_factory=dict)
+    micrographs: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"multiplier": self.multiplier, "micrographs": self.micrographs,
+                "criteria": {f"{m:g}": round(c, 6) for m, c in self.criteria.items()}}  # fmt: skip
+
+
+def top_mean(scores: np.ndarray, k: int) -> float:
+    """Mean of the ``k`` largest of ``scores [N]``, missing ones counted as 0."""
+    top = np.sort(np.asarray(scores, np.float64))[::-1][:k]
+    return float(top.sum() / k)
+
+
+def micrograph_criteria(
+    scores: dict[float, np.ndarray], stored_threshold: float
+) -> dict[float, float]:
+    """C(m) of one micrograph from its candidate scores at each multiplier (1.0 among them)."""
+    k = max(MIN_TOP, int((np.asarray(scores[1.0]) >= stored_threshold).sum()))
+    return {m: top_mean(s, k) for m, s in scores.items()}
+
+
+def choose_multiplier(
+    per_micrograph: list[dict[float, float]], margin: float = AUTO_MARGIN
+) -> tuple[float, dict[float, float]]:
+    """(m, C) from the micrographs' criteria: the best mean, but 1.0 unless it wins by margin."""
+    if not per_micrograph:
+        return 1.0, {}
+    crit = {m: float(np.mean([c[m] for c in per_micrograph])) for m in per_micrograph[0]}
+    best = max(crit, key=lambda m: crit[m])
+    if crit[best] < crit[1.0] + margin:
+        best = 1.0
+    return best, crit
+
+
+def choose_scale(
+    picker: Picker,
+    images: Iterable[tuple[np.ndarray, float, str]],
+    floor: float,
+    scales: tuple[float, ...] = AUTO_SCALES,
+    margin: float = AUTO_MARGIN,
+) -> ScaleChoice:
+    """Choose the multiplier of ``picker.diameter`` on ``images`` ((image [ny, nx], Å/px, name)).
+
+    Candidates are what ``draco pick predict`` scores (≥ ``floor``, one per particle, inside
+    the padding), at one scale each, with the picker's test-time views; the stored threshold
+    is ``picker.threshold``.
+    """
+    per, names = [], []
+    for image, px, name in images:
+        scores = {}
+        for m in scales:
+            one = replace(picker, scales=(m,))
+            scores[m] = one.pick_image(image, px, name, threshold=floor)["score"].to_numpy()
+        per.append(micrograph_criteria(scores, picker.threshold))
+        names.append(name)
+    best, crit = choose_multiplier(per, margin)
+    return ScaleChoice(best, crit, names)

@@ -1,0 +1,114 @@
+"""``--diameter-scales auto``: one multiplier of the diameter per data set, from the picker's
+confidence (pick/autoscale.py); the criterion, a picker that sees smaller particles, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from draco_em.cli import app
+from draco_em.io.batch import SETTINGS_FILE
+from draco_em.io.coords import make_coords, write_relion_coords
+from draco_em.io.mrc import write_mrc
+from draco_em.pick.autoscale import (
+    AUTO_MARGIN,
+    choose_multiplier,
+    choose_scale,
+    micrograph_criteria,
+    top_mean,
+)
+from draco_em.pick.config import PickPredictConfig, PickTrainConfig
+from draco_em.pick.model_io import load_picker
+from draco_em.pick.train import train_picker
+
+
+def test_top_mean_counts_missing_candidates_as_zero():
+    assert top_mean(np.array([0.2, 0.9, 0.5]), 2) == pytest.approx(0.7)
+    assert top_mean(np.array([0.6]), 3) == pytest.approx(0.2)
+
+
+def test_criteria_use_the_count_above_the_stored_threshold_at_the_given_diameter():
+    scores = {1.0: np.array([0.9, 0.5, 0.4, 0.1]), 0.85: np.array([0.8, 0.8, 0.8, 0.8])}
+    c = micrograph_criteria(scores, 0.45)  # k = max(3, 2) = 3
+    assert c[1.0] == pytest.approx((0.9 + 0.5 + 0.4) / 3)
+    assert c[0.85] == pytest.approx(0.8)
+    c = micrograph_criteria({1.0: np.full(5, 0.9), 0.7: np.full(2, 0.95)}, 0.5)  # k = 5
+    assert c[0.7] == pytest.approx(0.38)
+
+
+def test_the_given_diameter_wins_unless_beaten_by_the_margin():
+    near = [{1.0: 0.5, 0.85: 0.5 + AUTO_MARGIN / 2, 0.7: 0.4}]
+    assert choose_multiplier(near)[0] == 1.0
+    clear = [{1.0: 0.3, 0.85: 0.5, 0.7: 0.45}, {1.0: 0.3, 0.85: 0.4, 0.7: 0.45}]
+    m, crit = choose_multiplier(clear)
+    assert m == 0.85 and crit[0.85] == pytest.approx(0.45)
+    assert choose_multiplier([]) == (1.0, {})
+
+
+@pytest.fixture(scope="module")
+def blob_picker(tmp_path_factory, make_blobs, make_tiny_config):
+    """A tiny picker trained on blobs of one size (radius 16 px at 1 Å/px, diameter 32 Å)."""
+    tmp = tmp_path_factory.mktemp("autoscale")
+    rng = np.random.default_rng(1)
+    for sub in ("mics", "coords"):
+        (tmp / sub).mkdir()
+    for i in range(4):
+        img, xy = make_blobs(rng, (192, 192), 16.0, 8, noise=0.2)
+        write_mrc(tmp / "mics" / f"blob_{i}.mrc", img, pixel_size=1.0)
+        write_relion_coords(tmp / "coords" / f"blob_{i}.star",
+                            make_coords(f"blob_{i}", xy[:, 0], xy[:, 1]))  # fmt: skip
+    torch.manual_seed(0)
+    cfg = PickTrainConfig(micrographs=[tmp / "mics"], coords=[tmp / "coords"], diameter=32.0,
+                          outdir=tmp / "run", epochs=12, crops_per_epoch=32, crop=64,
+                          lr=3e-3, val_fraction=0.25, scale_jitter=0.0)  # fmt: skip
+    return train_picker(cfg, detector_config=make_tiny_config()), tmp
+
+
+def test_particles_smaller_than_the_diameter_move_the_multiplier_down(blob_picker, make_blobs):
+    """Blobs 0.7× the size the picker learnt, given the old diameter: it chooses below 1; blobs
+    of the learnt size keep 1.0 (a criterion of the wrong sign fails one of the two)."""
+    path, _ = blob_picker
+    picker = load_picker(path)
+    rng = np.random.default_rng(5)
+    small = [(make_blobs(rng, (224, 224), 16.0 * 0.7, 14, noise=0.2)[0], 1.0, f"s{i}")
+             for i in range(3)]  # fmt: skip
+    right = [(make_blobs(rng, (224, 224), 16.0, 8, noise=0.2)[0], 1.0, f"r{i}") for i in range(3)]
+    low = choose_scale(picker, small, floor=0.05)
+    same = choose_scale(picker, right, floor=0.05)
+    assert low.multiplier < 1.0, low
+    assert same.multiplier == 1.0, same
+    assert low.micrographs == ["s0", "s1", "s2"] and set(low.criteria) == {1.0, 0.85, 0.7}
+
+
+def test_cli_auto_records_the_choice_and_a_resume_keeps_it(blob_picker, tmp_path):
+    path, tmp = blob_picker
+    args = ["pick", "predict", str(tmp / "mics"), "--model", str(path), "--no-previews", "-q",
+            "-o", str(tmp_path / "a"), "--diameter-scales", "auto"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "a" / "auto_scale.json").read_text())
+    assert saved["multiplier"] in (1.0, 0.85, 0.7) and len(saved["micrographs"]) == 4
+    assert json.loads((tmp_path / "a" / SETTINGS_FILE).read_text())["diameter_scales"] == "auto"
+    assert "chosen from the data" in res.output
+    # A resumed run picks at the multiplier it chose before (not chosen again).
+    saved["multiplier"] = 0.7 if saved["multiplier"] != 0.7 else 0.85
+    (tmp_path / "a" / "auto_scale.json").write_text(json.dumps(saved))
+    (tmp_path / "a" / "coordinates" / "blob_3_autopick.star").unlink()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert f"× {saved['multiplier']:g} chosen" in again.output
+    plain = CliRunner().invoke(app, [*args[:-1], "1"])  # other scales: not resumed silently
+    assert plain.exit_code != 0
+
+
+def test_auto_is_the_only_word_accepted():
+    cfg = PickPredictConfig(inputs=[], outdir="o", diameter_scales="auto")
+    assert cfg.diameter_scales == "auto"
+    with pytest.raises(ValueError):
+        PickPredictConfig(inputs=[], outdir="o", diameter_scales="big")
+    with pytest.raises(ValueError):
+        PickPredictConfig(inputs=[], outdir="o", diameter_scales=[])
