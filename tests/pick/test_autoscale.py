@@ -103,6 +103,12 @@ def test_cli_auto_records_the_choice_and_a_resume_keeps_it(blob_picker, tmp_path
     assert f"× {saved['multiplier']:g} chosen" in again.output
     plain = CliRunner().invoke(app, [*args[:-1], "1"])  # other scales: not resumed silently
     assert plain.exit_code != 0
+    # The criterion counts above the stored threshold: --threshold does not move the choice.
+    low = CliRunner().invoke(app, [*args[:-3], str(tmp_path / "t"), "--diameter-scales", "auto",
+                                   "--threshold", "0.05"])  # fmt: skip
+    assert low.exit_code == 0, low.output
+    chosen_low = json.loads((tmp_path / "t" / "auto_scale.json").read_text())
+    assert chosen_low["criteria"] == saved["criteria"]  # saved: the first run's, as chosen
 
 
 def test_auto_is_the_only_word_accepted():
@@ -112,3 +118,22 @@ def test_auto_is_the_only_word_accepted():
         PickPredictConfig(inputs=[], outdir="o", diameter_scales="big")
     with pytest.raises(ValueError):
         PickPredictConfig(inputs=[], outdir="o", diameter_scales=[])
+
+
+def test_auto_is_the_default_for_the_bundled_picker_only(blob_picker):
+    """By the rule of issue 18, session 7: the bundled picker (by name or by its file) chooses
+    its multiple; a picker from ``pick train`` keeps the given diameter; an explicit choice
+    wins."""
+    from draco_em.pick.model_io import resolve_picker
+    from draco_em.pick.run import default_scales
+
+    path, _ = blob_picker
+
+    def scales(model, given=None):
+        return default_scales(PickPredictConfig(inputs=[], outdir="o", model=str(model),
+                                                diameter_scales=given))  # fmt: skip
+
+    assert scales("bundled") == "auto"
+    assert scales(resolve_picker("bundled")) == "auto"
+    assert scales(path) == [1.0] and scales(path.parent) == [1.0]
+    assert scales("bundled", [1.0]) == [1.0] and scales(path, "auto") == "auto"

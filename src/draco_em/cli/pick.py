@@ -49,13 +49,14 @@ def pick_predict(
         typer.Option(help="Particles per micrograph, roughly: keep each one's N best picks."),
     ] = None,
     diameter_scales: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Comma-separated multiples of --diameter to pick at (e.g. 1,0.85 for "
             "a diameter quoted as a box size); picks pooled, one per particle. 'auto': one "
-            "multiple (1, 0.85 or 0.7) for the data set, chosen on its first 8 micrographs."
+            "multiple (1, 0.85 or 0.7) for the data set, chosen on its first 8 micrographs "
+            "(default for the bundled picker; 1 for a trained one)."
         ),
-    ] = "1",
+    ] = None,
     tta: Annotated[
         int,
         typer.Option(help="Test-time views: scores averaged over 1, 2, 4 or 8 flips/transposes."),
@@ -119,8 +120,11 @@ def pick_predict(
     exit_batch(s["micrographs"] + s["failed"], s["failed"], cfg.outdir / "failures.txt")
 
 
-def _scales(text: str) -> list[str] | str:
-    """``--diameter-scales``: 'auto' or the comma-separated multiples (pydantic checks them)."""
+def _scales(text: str | None) -> list[str] | str | None:
+    """``--diameter-scales``: 'auto', the comma-separated multiples (pydantic checks them), or
+    None (the picker's default)."""
+    if text is None:
+        return None
     return "auto" if text.strip().lower() == "auto" else comma_list(text) or ["1"]
 
 

@@ -179,12 +179,13 @@ class PickPredictConfig(BaseModel):
         "micrograph keeps its N best-scoring candidates instead of those above the threshold. "
         "For data whose scores run lower or higher than the stored threshold expects.",
     )
-    diameter_scales: list[float] | Literal["auto"] = Field(
-        default_factory=lambda: [1.0],
+    diameter_scales: list[float] | Literal["auto"] | None = Field(
+        None,
         description="Multiples of the diameter to pick at; the candidates are pooled, one per "
-        "particle. For a diameter quoted as a box size rather than the particle's own size "
-        "(e.g. [1.0, 0.85]; docs/picking.md). 'auto': one multiple for the whole data set, "
-        "chosen from the picker's confidence on the first micrographs (pick/autoscale.py).",
+        "particle (e.g. [1.0, 0.85] for a diameter quoted as a box size; docs/picking.md). "
+        "'auto': one multiple for the whole data set, chosen from the picker's confidence on "
+        "the first micrographs (pick/autoscale.py). None: 'auto' for the bundled picker (issue "
+        "18, session 7 rule), [1.0] for a trained one (it has learnt the user's diameter).",
     )
     tta: int = Field(
         DEFAULT_TTA,
@@ -225,7 +226,7 @@ class PickPredictConfig(BaseModel):
             raise ValueError("exclude_classes needs exclude_by_curation (a curation model)")
         if self.expected_particles is not None and self.threshold is not None:
             raise ValueError("give --threshold or --expected-particles, not both")
-        if self.diameter_scales != "auto" and (
+        if isinstance(self.diameter_scales, list) and (
             not self.diameter_scales or any(not 0.5 <= s <= 1.5 for s in self.diameter_scales)
         ):
             raise ValueError(

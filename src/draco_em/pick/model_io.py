@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from draco_em.errors import DracoInputError
 from draco_em.io.model_file import read_model_file, resolve_model_file, write_model_file
 from draco_em.pick.config import DetectorConfig
 from draco_em.pick.detector import ParticleDetector
@@ -44,6 +45,16 @@ def resolve_picker(model: str | Path) -> Path:
         missing_bundled="no bundled picker is installed: pass --model RUNDIR",
         not_found="picker model not found (a run folder or .safetensors)",
     )  # fmt: skip
+
+
+def is_bundled_picker(model: str | Path) -> bool:
+    """True for ``"bundled"`` and for the bundled picker's file given by its path."""
+    if str(model) == "bundled":
+        return True
+    try:
+        return resolve_picker(model).resolve() == resolve_picker("bundled").resolve()
+    except DracoInputError:  # no bundled picker installed, or ``model`` not found (reported later)
+        return False
 
 
 def read_picker(model: str | Path) -> tuple[ParticleDetector, dict]:

@@ -8,6 +8,7 @@ Output folder layout::
     OUTDIR/picks_topaz.txt                    Topaz text, all mics (--format topaz)
     OUTDIR/picks.cs                           cryoSPARC particles  (--format cs)
     OUTDIR/previews/<stem>.png                overlays; OUTDIR/score_histogram.png
+    OUTDIR/auto_scale.json                    --diameter-scales auto: the multiple chosen, and why
     OUTDIR/failures.txt                       micrographs that failed, with the reason
     OUTDIR/excluded_picks.txt                 picks dropped on excluded regions, per micrograph
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,7 +55,7 @@ from draco_em.io.pixel_size import require_pixel_size
 from draco_em.io.star import project_path
 from draco_em.pick.autoscale import AUTO_MICROGRAPHS, ScaleChoice, choose_scale
 from draco_em.pick.config import PickPredictConfig
-from draco_em.pick.model_io import load_picker
+from draco_em.pick.model_io import is_bundled_picker, load_picker
 from draco_em.pick.predict import ExcludeFn, Picker, split_excluded
 from draco_em.pick.report import save_histogram, save_overlay
 from draco_em.runtime import resolve_device
@@ -212,13 +214,17 @@ def predict_all(
     items = inputs.items
     device = resolve_device(cfg.device)
     exclude = build_exclude(cfg, curation)
-    picker = load_picker(cfg.model, cfg.diameter, cfg.threshold, device, cfg.batch_size)
+    picker = load_picker(cfg.model, cfg.diameter, None, device, cfg.batch_size)
+    stored_threshold = picker.threshold  # what --diameter-scales auto's criterion counts above
+    if cfg.threshold is not None:
+        picker.threshold = cfg.threshold
     picker.tta = cfg.tta
     out = make_output_folder(cfg.outdir, [*cfg.inputs, *(it.path for it in items)])
+    cfg = cfg.model_copy(update={"diameter_scales": default_scales(cfg)})
     check_settings(out, "pick predict", _settings(cfg), cfg.overwrite)
     choice = None
     if cfg.diameter_scales == "auto":
-        choice = _auto_scale(picker, cfg, items, out, progress)
+        choice = _auto_scale(picker, stored_threshold, cfg, items, out, progress)
         picker.scales = (choice.multiplier,)
     else:
         picker.scales = tuple(cfg.diameter_scales)
@@ -267,11 +273,14 @@ def predict_all(
 
 
 def _auto_scale(
-    picker: Picker, cfg: PickPredictConfig, items: list[InputItem], out: Path, progress: bool
-) -> ScaleChoice:
+    picker: Picker, stored_threshold: float, cfg: PickPredictConfig, items: list[InputItem],
+    out: Path, progress: bool,
+) -> ScaleChoice:  # fmt: skip
     """``--diameter-scales auto``: the multiplier of :mod:`draco_em.pick.autoscale`, chosen
     once per output folder on the first :data:`AUTO_MICROGRAPHS` readable micrographs (by
-    name) and kept in OUTDIR/auto_scale.json, so that a resumed run picks at the same scale."""
+    name) and kept in OUTDIR/auto_scale.json, so that a resumed run picks at the same scale.
+    The criterion counts candidates above the picker's *stored* threshold, whatever
+    ``--threshold`` says (a cut-off of 0.05 to see every candidate must not move the choice)."""
     file = out / AUTO_SCALE_FILE
     if file.is_file() and not cfg.overwrite:
         saved = json.loads(file.read_text())
@@ -294,7 +303,7 @@ def _auto_scale(
 
     todo = min(AUTO_MICROGRAPHS, len(items))
     bar = tqdm(images(), total=todo, desc="choose scale", unit="mic", disable=not progress)
-    choice = choose_scale(picker, bar, SCORE_FLOOR)
+    choice = choose_scale(replace(picker, threshold=stored_threshold), bar, SCORE_FLOOR)
     write_text_atomic(file, json.dumps(choice.to_json(), indent=1) + "\n")
     return choice
 
@@ -304,6 +313,14 @@ OUTPUT_SETTINGS = ("diameter", "pixel_size", "threshold", "expected_particles", 
                    "tta", "box_size",
                    "exclude_masks", "exclude_by_curation", "exclude_classes",
                    "exclude_threshold")  # fmt: skip
+
+
+def default_scales(cfg: PickPredictConfig) -> list[float] | str:
+    """``cfg.diameter_scales``, or its default: 'auto' for the bundled picker (chosen by the
+    rule of issue 18, session 7, docs/benchmarks.md), [1.0] for a picker from ``pick train``."""
+    if cfg.diameter_scales is not None:
+        return cfg.diameter_scales
+    return "auto" if is_bundled_picker(cfg.model) else [1.0]
 
 
 def _settings(cfg: PickPredictConfig) -> dict:
