@@ -11,6 +11,9 @@
         --out docs/img/denoise_ribo4A.png
     python benchmarks/figures_session4.py scales --pred /work/h18/scales_test/empiar_V1 \\
         /work/h18/scales_test/empiar_V2 --out docs/img/pick_scales_empiar.png
+    python benchmarks/figures_session4.py scales --pred /work/h18/tta_real/draco_tta2 \
+        /work/h18/autoscale_real/draco --titles "given diameter (before)" \
+        "multiple chosen (x0.85, now)" --out docs/img/pick_autoscale_empiar.png
 """
 
 from __future__ import annotations
@@ -55,16 +58,23 @@ def ribo4a(pred: Path, out: Path, name: str = "ribo70s_4A_000.mrc") -> None:
     Image.open(out).convert("L").save(out)
 
 
+def _star(folder: Path, stem: str) -> Path:
+    """A micrograph's picks: ``<stem>.star``, or a `draco pick predict` folder's STAR."""
+    plain = folder / f"{stem}.star"
+    return plain if plain.is_file() else folder / "coordinates" / f"{stem}_autopick.star"
+
+
 def scales(
     v1: Path, v2: Path, out: Path, stem: str = "Falcon_2012_06_12-16_26_22_0",
     threshold: float = 0.3748, y0: int = 1200, x0: int = 1200, side: int = 1600,
+    titles: tuple[str, str] = ("default", "--diameter-scales 1,0.85"),
 ) -> None:  # fmt: skip
     image = read_image(EMPIAR / "micrographs" / f"{stem}.jpg", PIXEL)[0]
     truth = read_coords(EMPIAR / "coordinates" / f"{stem}.star")
-    runs = [("default: {} picks on the micrograph", v1), ("--diameter-scales 1,0.85: {} picks", v2)]
+    runs = [(titles[0] + ": {} picks on the micrograph", v1), (titles[1] + ": {} picks", v2)]
     fig, axes = plt.subplots(1, 2, figsize=(12, 6.6))
     for ax, (title, folder) in zip(axes, runs, strict=True):
-        picks = read_coords(folder / f"{stem}.star")
+        picks = read_coords(_star(folder, stem))
         picks = picks[picks["score"] >= threshold]
         crop = image[y0 : y0 + side, x0 : x0 + side][::2, ::2]
         lo, hi = np.percentile(crop, [1, 99])
@@ -88,11 +98,13 @@ def main() -> None:
     ap.add_argument("figure", choices=["ribo4A", "scales"])
     ap.add_argument("--pred", type=Path, nargs="+", required=True)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--titles", nargs=2, default=["default", "--diameter-scales 1,0.85"],
+                    help="scales: the two panels' names")  # fmt: skip
     args = ap.parse_args()
     if args.figure == "ribo4A":
         ribo4a(args.pred[0], args.out)
     else:
-        scales(args.pred[0], args.pred[1], args.out)
+        scales(args.pred[0], args.pred[1], args.out, titles=tuple(args.titles))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from draco_em.cli import app
 from draco_em.io.batch import SETTINGS_FILE
-from draco_em.io.coords import make_coords, write_relion_coords
+from draco_em.io.coords import make_coords, read_coords, write_relion_coords
 from draco_em.io.mrc import write_mrc
 from draco_em.pick.autoscale import (
     AUTO_MARGIN,
@@ -94,6 +94,18 @@ def test_cli_auto_records_the_choice_and_a_resume_keeps_it(blob_picker, tmp_path
     assert saved["multiplier"] in (1.0, 0.85, 0.7) and len(saved["micrographs"]) == 4
     assert json.loads((tmp_path / "a" / SETTINGS_FILE).read_text())["diameter_scales"] == "auto"
     assert "chosen from the data" in res.output
+    # The micrographs the choice read keep the candidates it made: the same picks as a run
+    # told the chosen multiple.
+    every = ["--threshold", "0.05", "--diameter-scales"]
+    fixed = CliRunner().invoke(
+        app, [*args[:-3], str(tmp_path / "m"), *every, f"{saved['multiplier']:g}"]
+    )
+    auto = CliRunner().invoke(app, [*args[:-3], str(tmp_path / "n"), *every, "auto"])
+    assert fixed.exit_code == 0 and auto.exit_code == 0, auto.output
+    for i in range(4):
+        a, b = (read_coords(tmp_path / d / "coordinates" / f"blob_{i}_autopick.star")
+                for d in ("m", "n"))  # fmt: skip
+        np.testing.assert_allclose(a[["x", "y", "score"]], b[["x", "y", "score"]], rtol=1e-6)
     # A resumed run picks at the multiplier it chose before (not chosen again).
     saved["multiplier"] = 0.7 if saved["multiplier"] != 0.7 else 0.85
     (tmp_path / "a" / "auto_scale.json").write_text(json.dumps(saved))

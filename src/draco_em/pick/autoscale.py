@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import pandas as pd
 
 from draco_em.pick.predict import Picker
 
@@ -41,11 +42,14 @@ class ScaleChoice:
         multiplier: m; the picker then runs at m × the given diameter.
         criteria: C(m) for each multiplier tried.
         micrographs: names of the micrographs the choice read.
+        candidates: name → the candidates (``Picker.pick_image`` frame, ≥ the floor) at the
+            chosen multiplier, so that those micrographs need not be picked again.
     """
 
     multiplier: float
     criteria: dict[float, float] = field(default_factory=dict)
     micrographs: list[str] = field(default_factory=list)
+    candidates: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict:
         return {"multiplier": self.multiplier, "micrographs": self.micrographs,
@@ -92,13 +96,12 @@ def choose_scale(
     the padding), at one scale each, with the picker's test-time views; the stored threshold
     is ``picker.threshold``.
     """
-    per, names = [], []
+    per, names, found = [], [], {}
     for image, px, name in images:
-        scores = {}
-        for m in scales:
-            one = replace(picker, scales=(m,))
-            scores[m] = one.pick_image(image, px, name, threshold=floor)["score"].to_numpy()
+        found[name] = {m: replace(picker, scales=(m,)).pick_image(image, px, name, threshold=floor)
+                       for m in scales}  # fmt: skip
+        scores = {m: df["score"].to_numpy() for m, df in found[name].items()}
         per.append(micrograph_criteria(scores, picker.threshold))
         names.append(name)
     best, crit = choose_multiplier(per, margin)
-    return ScaleChoice(best, crit, names)
+    return ScaleChoice(best, crit, names, {name: f[best] for name, f in found.items()})

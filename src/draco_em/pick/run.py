@@ -130,9 +130,11 @@ def build_exclude(
 
 
 def pick_one(
-    picker: Picker, cfg: PickPredictConfig, path, stem: str, exclude: StemExcludeFn | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, int]:
-    """Pick one micrograph.
+    picker: Picker, cfg: PickPredictConfig, path, stem: str, exclude: StemExcludeFn | None = None,
+    candidates: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, int]:  # fmt: skip
+    """Pick one micrograph (``candidates``: its picks ≥ the floor when already made, e.g. by
+    the ``--diameter-scales auto`` choice).
 
     Returns:
         (candidates ≥ floor outside excluded regions, kept picks — those ≥ the threshold, or
@@ -141,7 +143,9 @@ def pick_one(
     """
     image, header_px = read_micrograph(path, cfg.pixel_size)  # the override is applied here
     px = require_pixel_size("pick", path, header_px)
-    cands = picker.pick_image(image, px, str(path), threshold=SCORE_FLOOR)
+    if candidates is None:
+        candidates = picker.pick_image(image, px, str(path), threshold=SCORE_FLOOR)
+    cands = candidates
     fn = None if exclude is None else (lambda im, p: exclude(im, p, stem))
     cands, dropped = split_excluded(cands, image, px, fn)
     threshold = picker.threshold
@@ -220,14 +224,16 @@ def predict_all(
         picker.threshold = cfg.threshold
     picker.tta = cfg.tta
     out = make_output_folder(cfg.outdir, [*cfg.inputs, *(it.path for it in items)])
-    cfg = cfg.model_copy(update={"diameter_scales": default_scales(cfg)})
+    scales = default_scales(cfg)
+    cfg = cfg.model_copy(update={"diameter_scales": scales})
     check_settings(out, "pick predict", _settings(cfg), cfg.overwrite)
-    choice = None
-    if cfg.diameter_scales == "auto":
+    choice, made = None, {}
+    if scales == "auto":
         choice = _auto_scale(picker, stored_threshold, cfg, items, out, progress)
         picker.scales = (choice.multiplier,)
+        made = choice.candidates  # the micrographs the choice read are not picked again
     else:
-        picker.scales = tuple(cfg.diameter_scales)
+        picker.scales = tuple(scales)
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
     failures = FailureLog(out)
     index, all_kept, all_scores, n_excluded = {}, [], [], 0
@@ -245,7 +251,9 @@ def predict_all(
                     _save_preview(preview, read_micrograph(item.path, cfg.pixel_size)[0], kept,
                                   picker)  # fmt: skip
             else:
-                cands, kept, image, dropped = pick_one(picker, cfg, item.path, stem, exclude)
+                cands, kept, image, dropped = pick_one(
+                    picker, cfg, item.path, stem, exclude, made.pop(str(item.path), None)
+                )
                 all_scores.append(cands["score"].to_numpy(np.float32))
                 if cfg.previews:  # the histogram of a resumed run reads them back
                     with atomic_path(scores) as tmp, open(tmp, "wb") as fh:
@@ -299,7 +307,7 @@ def _auto_scale(
             except (DracoInputError, OSError, ValueError):
                 continue  # the batch loop records it in failures.txt
             n += 1
-            yield image, px, item.path.name
+            yield image, px, str(item.path)
 
     todo = min(AUTO_MICROGRAPHS, len(items))
     bar = tqdm(images(), total=todo, desc="choose scale", unit="mic", disable=not progress)
