@@ -228,12 +228,12 @@ def predict_all(
     cfg = cfg.model_copy(update={"diameter_scales": scales})
     check_settings(out, "pick predict", _settings(cfg), cfg.overwrite)
     choice, made = None, {}
-    if scales == "auto":
+    if isinstance(scales, list):
+        picker.scales = tuple(scales)
+    else:  # "auto"
         choice = _auto_scale(picker, stored_threshold, cfg, items, out, progress)
         picker.scales = (choice.multiplier,)
         made = choice.candidates  # the micrographs the choice read are not picked again
-    else:
-        picker.scales = tuple(scales)
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
     failures = FailureLog(out)
     index, all_kept, all_scores, n_excluded = {}, [], [], 0
