@@ -50,10 +50,9 @@ from draco_em.pick.autoscale import (
     choose_scale,
     micrograph_criteria,
 )
-from draco_em.pick.config import DEFAULT_TTA
+from draco_em.pick.config import DEFAULT_TTA, SCORE_FLOOR
 from draco_em.pick.model_io import read_picker
 from draco_em.pick.predict import Picker
-from draco_em.pick.run import SCORE_FLOOR
 
 DEV_SETS = ["train2", "train4", "train7", "train2_r", "train4_r", "train7_r"]
 

@@ -1,7 +1,7 @@
 """Ranking against threshold: a picker's candidates on validation and test sets (issue 18).
 
 For each set, every micrograph is picked with ``Picker.pick_image`` from the package's candidate
-floor (``pick.run.SCORE_FLOOR``, what ``draco pick predict`` scores), each candidate matched to
+floor (``pick.config.SCORE_FLOOR``, what ``draco pick predict`` scores), each candidate matched to
 the truth (one-to-one, greedy by score), and ``(scores, is_tp, n_true)`` cached per micrograph.
 Then threshold rules are scored on the cache: pooled F1 at each rule's threshold, beside the best
 F1 over all thresholds and AP (the ranking alone).
@@ -38,9 +38,9 @@ from pick_recipe import VAL_RAW, VAL_RENDER, diameters
 from draco_em.evaluate.pick import match_picks, summarize
 from draco_em.io.coords import read_coords
 from draco_em.io.mrc import read_micrograph
+from draco_em.pick.config import SCORE_FLOOR
 from draco_em.pick.model_io import read_picker
 from draco_em.pick.predict import Picker
-from draco_em.pick.run import SCORE_FLOOR
 
 H18 = Path("/tmp/h18/data")
 PICK = Path("/tmp/pick_data")

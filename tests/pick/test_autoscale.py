@@ -149,3 +149,36 @@ def test_auto_is_the_default_for_the_bundled_picker_only(blob_picker):
     assert scales(resolve_picker("bundled")) == "auto"
     assert scales(path) == [1.0] and scales(path.parent) == [1.0]
     assert scales("bundled", [1.0]) == [1.0] and scales(path, "auto") == "auto"
+
+
+def test_pick_train_auto_scale_trains_and_stores_at_the_chosen_multiple(
+    blob_picker, make_blobs, tmp_path, capsys
+):
+    """``pick train --auto-scale`` from a picker that learnt bigger blobs: the multiple is
+    chosen below 1 on the new micrographs, the run stores that diameter, the log says why;
+    without a picker to choose with it is a one-line error (exit 2)."""
+    from draco_em.cli import main
+    from draco_em.pick.model_io import read_picker
+
+    path, _ = blob_picker
+    rng = np.random.default_rng(9)
+    for sub in ("mics", "coords"):
+        (tmp_path / sub).mkdir()
+    for i in range(3):
+        img, xy = make_blobs(rng, (224, 224), 16.0 * 0.7, 14, noise=0.2)
+        write_mrc(tmp_path / "mics" / f"small_{i}.mrc", img, pixel_size=1.0)
+        write_relion_coords(tmp_path / "coords" / f"small_{i}.star",
+                            make_coords(f"small_{i}", xy[:5, 0], xy[:5, 1]))  # fmt: skip
+    base = ["pick", "train", "--micrographs", str(tmp_path / "mics"), "--coords",
+            str(tmp_path / "coords"), "--diameter", "32", "--epochs", "1",
+            "--crops-per-epoch", "8", "--auto-scale", "-q"]  # fmt: skip
+    res = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "run"), "--weights", str(path)])
+    assert res.exit_code == 0, res.output
+    _, info = read_picker(tmp_path / "run")
+    chosen = info["metadata"]["auto_scale"]
+    assert chosen["given_diameter"] == 32.0 and chosen["multiplier"] < 1.0
+    assert info["diameter"] == pytest.approx(32.0 * chosen["multiplier"])
+    assert "chosen from the data" in (tmp_path / "run" / "run.log").read_text()
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "-o", str(tmp_path / "none")])
+    assert exc.value.code == 2 and "--auto-scale needs --weights" in capsys.readouterr().err

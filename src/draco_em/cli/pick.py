@@ -174,6 +174,13 @@ def pick_train(
             "a picker given to --weights keeps its own)."
         ),
     ] = 1.0,
+    auto_scale: Annotated[
+        bool,
+        typer.Option(
+            help="Starting from a picker: train at the multiple (1, 0.85, 0.7) of --diameter "
+            "it is most confident at on these micrographs; stored as the run's diameter."
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda[:N].")] = "auto",
     quiet: Annotated[
@@ -188,7 +195,7 @@ def pick_train(
         weights=weights, finetune_blocks=finetune_blocks, epochs=epochs,
         crops_per_epoch=crops_per_epoch, expected_particles=expected_particles,
         pixel_size=pixel_size, junk_masks=junk_masks or [], junk_weight=junk_weight,
-        val_micrographs=val_micrographs or [], seed=seed, device=device,
+        val_micrographs=val_micrographs or [], auto_scale=auto_scale, seed=seed, device=device,
     )  # fmt: skip
 
     path = train_picker(

@@ -14,6 +14,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FORMATS = ("star", "box", "topaz", "cs")
+#: Candidates ≥ this score are kept for the histogram (`pick predict`) and for the choice of the
+#: diameter's multiple (pick/autoscale.py); outputs use the threshold.
+SCORE_FLOOR = 0.05
 #: ``draco pick predict --tta``'s default: the score map averaged over the micrograph and its
 #: 180° rotation (chosen by the rule of docs/benchmarks.md, issue 18 session 6: +0.016 F1 on
 #: simulated validation over one view; 4 or 8 views added < 0.01 more at 2–4× the time).
@@ -119,6 +122,12 @@ class PickTrainConfig(BaseModel):
         description="Validation micrographs (files, folders, globs, STAR; picks in `coords`) "
         "instead of a random val_fraction split, e.g. particles the picker never trains on, "
         "so that the stored threshold suits a new protein.",
+    )
+    auto_scale: bool = Field(
+        False,
+        description="Starting from a picker: first choose the multiple (1, 0.85, 0.7) of the "
+        "diameter at which it is most confident on these micrographs (pick/autoscale.py), "
+        "then train at that multiple and store it as the run's diameter.",
     )
     seed: int = Field(0, ge=0, description="Random seed.")
     threads: int | None = Field(None, ge=1, description="torch threads (default: torch's).")

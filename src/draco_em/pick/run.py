@@ -54,7 +54,7 @@ from draco_em.io.mrc import read_image, read_micrograph, read_mrc
 from draco_em.io.pixel_size import require_pixel_size
 from draco_em.io.star import project_path
 from draco_em.pick.autoscale import AUTO_MICROGRAPHS, ScaleChoice, choose_scale
-from draco_em.pick.config import PickPredictConfig
+from draco_em.pick.config import SCORE_FLOOR, PickPredictConfig
 from draco_em.pick.model_io import is_bundled_picker, load_picker
 from draco_em.pick.predict import ExcludeFn, Picker, split_excluded
 from draco_em.pick.report import save_histogram, save_overlay
@@ -63,7 +63,6 @@ from draco_em.runtime import resolve_device
 if TYPE_CHECKING:
     pass
 
-SCORE_FLOOR = 0.05  # candidates kept for the histogram; outputs use the threshold
 AUTO_SCALE_FILE = "auto_scale.json"  # --diameter-scales auto: the multiplier chosen, and on what
 SCORES_FOLDER = "scores"  # <stem>.npy: each micrograph's candidate scores (float32)
 EXCLUDED_FILE = "excluded_picks.txt"

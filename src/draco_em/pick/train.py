@@ -28,9 +28,12 @@ from tqdm import tqdm
 from draco_em.errors import DracoInputError
 from draco_em.evaluate.pick import match_picks, summarize
 from draco_em.io.batch import expand_inputs
+from draco_em.io.mrc import read_micrograph
+from draco_em.io.pixel_size import require_pixel_size
 from draco_em.io.run_folder import run_log, write_config
 from draco_em.model.weights import read_weights
-from draco_em.pick.config import DEFAULT_TTA, DetectorConfig, PickTrainConfig
+from draco_em.pick.autoscale import AUTO_MICROGRAPHS, ScaleChoice, choose_scale
+from draco_em.pick.config import DEFAULT_TTA, SCORE_FLOOR, DetectorConfig, PickTrainConfig
 from draco_em.pick.data import Example, load_example, make_batch, read_all_coords
 from draco_em.pick.detector import ParticleDetector, load_encoder_weights
 from draco_em.pick.loss import class_prior, offset_loss, pu_focal_loss
@@ -60,6 +63,36 @@ def build_detector(weights: str | None, detector_cfg: DetectorConfig | None = No
     detector = ParticleDetector(cfg)
     load_encoder_weights(detector, weights)
     return detector, False
+
+
+def scale_for_training(
+    cfg: PickTrainConfig, detector: ParticleDetector, device: torch.device
+) -> ScaleChoice:
+    """``--auto-scale``: the multiple of ``cfg.diameter`` the *starting* picker is most
+    confident at on the first :data:`AUTO_MICROGRAPHS` training micrographs (by name), with its
+    stored threshold and `pick predict`'s views, as ``draco pick predict --diameter-scales
+    auto`` chooses it (issue 18, session 7, step 2)."""
+    if cfg.weights is None:
+        raise DracoInputError("--auto-scale needs --weights: a picker (bundled) to choose with")
+    try:
+        threshold = float(read_picker(cfg.weights)[1]["threshold"])
+    except DracoInputError:
+        raise DracoInputError(
+            "--auto-scale needs --weights to be a picker (bundled or a pick train run), "
+            "not a DRACO encoder", cfg.weights
+        ) from None  # fmt: skip
+    items = sorted(expand_inputs(list(cfg.micrographs)).items, key=lambda it: it.path.name)
+    images = []
+    for item in items[:AUTO_MICROGRAPHS]:
+        image, header_px = read_micrograph(item.path, cfg.pixel_size)
+        images.append((image, require_pixel_size("pick", item.path, header_px),
+                       str(item.path)))  # fmt: skip
+    picker = Picker(detector.to(device).eval(), cfg.diameter, threshold, device=device,
+                    tta=DEFAULT_TTA)  # fmt: skip
+    choice = choose_scale(picker, images, SCORE_FLOOR)
+    detector.train()
+    choice.candidates = {}  # not kept: training reads the micrographs again at its diameter
+    return choice
 
 
 def load_examples(
@@ -306,6 +339,13 @@ def train_picker(
     with run_log(cfg.outdir, log):
         t0 = time.time()
         detector, whole = build_detector(cfg.weights, detector_config)
+        given, choice = cfg.diameter, None
+        if cfg.auto_scale:
+            choice = scale_for_training(cfg, detector, device)
+            cfg = cfg.model_copy(update={"diameter": choice.multiplier * cfg.diameter})
+            log.info("diameter: %g Å given, × %g chosen from the data (C %s): trained at %g Å",
+                     given, choice.multiplier, choice.to_json()["criteria"],
+                     cfg.diameter)  # fmt: skip
         examples = load_examples(cfg, detector.config, diameters)
         if cfg.val_micrographs:  # a validation set of its own (never trained on)
             val = load_labelled(cfg.val_micrographs, cfg.coords, detector.config, cfg.diameter,
@@ -340,6 +380,8 @@ def train_picker(
             tqdm.write(threshold_line(threshold, val_result))
         meta = {"train_seconds": round(time.time() - t0, 1), "n_labelled": n_labelled,
                 "losses": losses, "validation": val_result, "weights": cfg.weights}  # fmt: skip
+        if choice is not None:
+            meta["auto_scale"] = {"given_diameter": given, **choice.to_json()}
         out = save_picker(cfg.outdir / RUN_FILE, detector, cfg.diameter, threshold, meta)
         write_config(cfg.outdir, cfg)
         return out

@@ -1,0 +1,128 @@
+"""Few-shot training at the data-chosen multiple of the diameter (issue 18, session 7, step 2).
+
+Applies the rule written in docs/benchmarks.md ("Issue 18, session 7, step 2") on simulated
+few-shot tasks: the 8 validation data sets of ``benchmarks/pick_autoscale.py`` (4 held-out
+structures × raw / renderings), the picker given f × max_dim (``--factors``, default 1.0 1.4);
+the first 3 micrographs of a data set (by name) carry 30 % of their particles as labels (at
+least one per micrograph, numpy seed 0) and ``expected_particles`` = their true mean count;
+``draco pick train --weights bundled`` (its defaults, seed 0) with or without ``auto_scale``
+(F0 / FA); the other micrographs are picked as ``draco pick predict --model RUN`` does (the
+run's diameter, two views, the stored threshold) and scored within a quarter of the true
+max_dim, pooled per condition::
+
+    OMP_NUM_THREADS=2 python benchmarks/pick_fewshot_scale.py --data /work/h18/data \\
+        --work /work/h18/fewshot_scale --json /work/h18/fewshot_scale.json
+
+Runs that finished are reused (``WORK/<task>/<variant>/picker.safetensors``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pick_autoscale import validation_groups
+
+from draco_em.evaluate.pick import match_picks, summarize
+from draco_em.io.coords import make_coords, read_coords, write_relion_coords
+from draco_em.io.mrc import read_image
+from draco_em.pick.config import PickTrainConfig
+from draco_em.pick.model_io import RUN_FILE, load_picker, read_picker
+from draco_em.pick.train import train_picker
+
+N_TRAIN = 3  # labelled micrographs per task (one of them validates inside pick train)
+LABEL_SHARE = 0.3  # share of their particles the "user" labels
+
+
+def make_labels(train: list, folder: Path) -> float:
+    """Write the tasks's partial labels into ``folder``; returns the true mean count."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    counts = []
+    for mic, star, _d in train:
+        truth = read_coords(star)[["x", "y"]].to_numpy(float)
+        counts.append(len(truth))
+        n = max(1, round(LABEL_SHARE * len(truth)))
+        keep = rng.choice(len(truth), min(n, len(truth)), replace=False)
+        write_relion_coords(folder / f"{mic.stem}.star",
+                            make_coords(mic.stem, truth[keep, 0], truth[keep, 1]))  # fmt: skip
+    return float(np.mean(counts))
+
+
+def run_task(work: Path, items: list, f: float, variant: str) -> dict:
+    """Train one variant on the task's first micrographs, score it on the others."""
+    items = sorted(items, key=lambda it: it[0].name)
+    train, test = items[:N_TRAIN], items[N_TRAIN:]
+    d = items[0][2]
+    expected = make_labels(train, work / "labels")
+    run = work / variant
+    t0 = time.time()
+    if not (run / RUN_FILE).is_file():
+        cfg = PickTrainConfig(micrographs=[m for m, _, _ in train], coords=[work / "labels"],
+                              diameter=f * d, outdir=run, weights="bundled",
+                              expected_particles=expected, auto_scale=variant == "FA",
+                              seed=0)  # fmt: skip
+        train_picker(cfg)
+    seconds = time.time() - t0
+    picker = load_picker(run)  # the run's diameter and stored threshold
+    picker.tta = 2  # pick predict's default views
+    tps, scs, n = [], [], 0
+    for mic, star, _ in test:
+        image, px = read_image(mic)
+        picks = picker.pick_image(image.astype(np.float32), float(px), mic.stem)
+        xy, sc = picks[["x", "y"]].to_numpy(float), picks["score"].to_numpy(float)
+        truth = read_coords(star)[["x", "y"]].to_numpy(float)
+        tps.append(match_picks(xy, sc, truth, 0.25 * d / float(px)))
+        scs.append(sc)
+        n += len(truth)
+    meta = read_picker(run)[1]
+    return {"tp": np.concatenate(tps).tolist(), "scores": np.concatenate(scs).tolist(), "n": n,
+            "diameter": meta["diameter"], "threshold": meta["threshold"],
+            "multiplier": meta["metadata"].get("auto_scale", {}).get("multiplier", 1.0),
+            "train_seconds": round(seconds, 1)}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path("/work/h18/data"))
+    ap.add_argument("--work", type=Path, default=Path("/work/h18/fewshot_scale"))
+    ap.add_argument("--factors", type=float, nargs="+", default=[1.0, 1.4])
+    ap.add_argument("--variants", nargs="+", default=["F0", "FA"], choices=["F0", "FA"])
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    groups = validation_groups(args.data)
+    res: dict = {v: {} for v in args.variants}
+    res["tasks"] = {}
+    for f in args.factors:
+        for kind, sets in groups.items():
+            cond = f"f{f:g}_{kind}"
+            for v in args.variants:
+                tps, scs, n = [], [], 0
+                for items in sets:
+                    task = f"{cond}_d{items[0][2]:g}"
+                    r = run_task(args.work / task, items, f, v)
+                    tps.append(np.array(r["tp"], bool))
+                    scs.append(np.array(r["scores"]))
+                    n += r["n"]
+                    res["tasks"][f"{task}_{v}"] = {k: r[k] for k in (
+                        "diameter", "threshold", "multiplier", "train_seconds", "n")}  # fmt: skip
+                    print(task, v, res["tasks"][f"{task}_{v}"], flush=True)
+                s = summarize(np.concatenate(tps), np.concatenate(scs), n)
+                res[v][cond] = {k: s[k] for k in ("precision", "recall", "f1", "n_pred", "n_true")}
+                print(cond, v, round(s["f1"], 3), flush=True)
+    for v in args.variants:
+        res[f"{v}_score"] = float(np.mean([r["f1"] for r in res[v].values()]))
+        res[f"{v}_at_1"] = float(np.mean([res[v][f"f1_{k}"]["f1"] for k in groups]))
+        print(f"{v} score {res[f'{v}_score']:.3f}  at f=1: {res[f'{v}_at_1']:.3f}")
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
