@@ -282,7 +282,7 @@ def _children_cpu_seconds() -> float:
 
 def run_fewshot(
     out: Path, topaz: str | None, epochs: int, topaz_epochs: int, pu: bool = True,
-    weights: str = "bundled", tag: str = "",
+    weights: str = "bundled", tag: str = "", auto_scale: bool = False,
 ) -> dict:  # fmt: skip
     """``pu``: pass the expected count (``--expected-particles``): the PU prior of the loss and
     the PU-corrected stored threshold (docs/picking.md); without it, the labelled count."""
@@ -308,6 +308,7 @@ def run_fewshot(
         "-o",
         str(run),
         *(["--expected-particles", str(expected)] if pu else []),
+        *(["--auto-scale"] if auto_scale else []),
     )
     res["draco_train_seconds"] = round(time.time() - t0, 1)
     # CPU seconds (all threads) of `draco pick train`: the unit Topaz's budgets are set in.
@@ -533,6 +534,8 @@ def main() -> None:
     ap.add_argument("--topaz", default="/work/venvs/topaz/bin/topaz")
     ap.add_argument("--topaz-factors", default="3,4,5")
     ap.add_argument("--epochs", type=int, default=30, help="draco pick train epochs (few-shot)")
+    ap.add_argument("--auto-scale", action="store_true",
+                    help="fewshot_draco: pass --auto-scale to draco pick train")  # fmt: skip
     ap.add_argument("--topaz-epochs", type=int, default=10, help="topaz train epochs")
     ap.add_argument("--topaz-radius", type=int, default=3, help="topaz train -r (fewshot_topaz)")
     ap.add_argument("--topaz-epoch-size", type=int, default=100, help="updates per saved epoch")
@@ -593,9 +596,10 @@ def main() -> None:
     if "timing" in methods:
         results["timing"] = run_timing(args.out, args.topaz, threads=args.timing_threads)
     if "fewshot_draco" in methods:  # draco only; --no-pu: the labelled count, as before
-        tag = "_" + Path(args.model).name + ("" if args.pu else "_nopu")
+        tag = "_" + Path(args.model).name + ("" if args.pu else "_nopu") + (
+            "_autoscale" if args.auto_scale else "")  # fmt: skip
         results["fewshot_draco" + tag] = run_fewshot(
-            args.out, None, args.epochs, 0, args.pu, args.model, tag
+            args.out, None, args.epochs, 0, args.pu, args.model, tag, args.auto_scale
         )
     results_file.write_text(json.dumps(results, indent=2, default=float))
     print(json.dumps(results, indent=2, default=float))

@@ -177,8 +177,18 @@ def test_pick_train_auto_scale_trains_and_stores_at_the_chosen_multiple(
     _, info = read_picker(tmp_path / "run")
     chosen = info["metadata"]["auto_scale"]
     assert chosen["given_diameter"] == 32.0 and chosen["multiplier"] < 1.0
-    assert info["diameter"] == pytest.approx(32.0 * chosen["multiplier"])
+    assert info["diameter"] == 32.0  # the user's diameter is stored; the picker runs at m × it
+    assert load_picker(tmp_path / "run").scales == (chosen["multiplier"],)
+    assert load_picker(tmp_path / "run", diameter=32.0).scales == (chosen["multiplier"],)
     assert "chosen from the data" in (tmp_path / "run" / "run.log").read_text()
+    # pick predict with the run (the user's --diameter given again) picks at m × it.
+    res = CliRunner().invoke(app, ["pick", "predict", str(tmp_path / "mics"), "-o",
+                                   str(tmp_path / "p"), "--model", str(tmp_path / "run"),
+                                   "--diameter", "32", "--no-previews", "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert f"diameter 32 Å × {chosen['multiplier']:g})" in res.output
+    settings = json.loads((tmp_path / "p" / SETTINGS_FILE).read_text())
+    assert settings["diameter_scales"] == [chosen["multiplier"]]
     with pytest.raises(SystemExit) as exc:
         main([*base, "-o", str(tmp_path / "none")])
     assert exc.value.code == 2 and "--auto-scale needs --weights" in capsys.readouterr().err

@@ -112,7 +112,7 @@ def pick_predict(
             else f"the {s['expected_particles']} best per micrograph"
         )
         + f", diameter {s['diameter']:g} Å"
-        + ("" if s["multiplier"] is None else f" × {s['multiplier']:g} chosen from the data")
+        + ("" if s["multiplier"] is None else f" {s['multiplier']}")
         + f") → {s['outdir']}"
         + ("" if s["excluded"] is None else f"; {s['excluded']} dropped (excluded_picks.txt)")
         + (f"; {s['failed']} failed (failures.txt)" if s["failed"] else "")

@@ -71,7 +71,11 @@ def load_picker(
     model: str | Path, diameter: float | None = None, threshold: float | None = None,
     device: str | torch.device = "cpu", batch_size: int = 8,
 ) -> Picker:  # fmt: skip
-    """A ready :class:`Picker`; ``diameter``/``threshold`` override the stored ones."""
+    """A ready :class:`Picker`; ``diameter``/``threshold`` override the stored ones.
+
+    A picker trained with ``--auto-scale`` runs at the multiple of the diameter it was trained
+    at (``scales`` from its metadata), also when the user gives the diameter again.
+    """
     detector, info = read_picker(model)
     device = torch.device(device)
     return Picker(
@@ -80,4 +84,12 @@ def load_picker(
         float(info["threshold"] if threshold is None else threshold),
         batch_size,
         device,
+        scales=trained_scales(info),
     )
+
+
+def trained_scales(info: Mapping) -> tuple[float, ...]:
+    """The multiple(s) of the diameter a picker was trained at: (m,) after ``pick train
+    --auto-scale`` (its metadata), else (1.0,)."""
+    auto = (info.get("metadata") or {}).get("auto_scale") or {}
+    return (float(auto.get("multiplier", 1.0)),)

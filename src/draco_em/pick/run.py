@@ -223,7 +223,7 @@ def predict_all(
         picker.threshold = cfg.threshold
     picker.tta = cfg.tta
     out = make_output_folder(cfg.outdir, [*cfg.inputs, *(it.path for it in items)])
-    scales = default_scales(cfg)
+    scales = default_scales(cfg, picker)
     cfg = cfg.model_copy(update={"diameter_scales": scales})
     check_settings(out, "pick predict", _settings(cfg), cfg.overwrite)
     choice, made = None, {}
@@ -275,8 +275,17 @@ def predict_all(
         "threshold": picker.threshold, "expected_particles": cfg.expected_particles,
         "diameter": picker.diameter, "outdir": str(out),
         "excluded": None if exclude is None else n_excluded,
-        "multiplier": None if choice is None else choice.multiplier,
+        "multiplier": _multiplier_note(picker, choice),
     }  # fmt: skip
+
+
+def _multiplier_note(picker: Picker, choice: ScaleChoice | None) -> str | None:
+    """How the diameter was multiplied, for the summary line (None: it was not)."""
+    if choice is not None:
+        return f"× {choice.multiplier:g} chosen from the data"
+    if len(picker.scales) == 1 and picker.scales[0] != 1.0:
+        return f"× {picker.scales[0]:g}"
+    return None
 
 
 def _auto_scale(
@@ -322,12 +331,15 @@ OUTPUT_SETTINGS = ("diameter", "pixel_size", "threshold", "expected_particles", 
                    "exclude_threshold")  # fmt: skip
 
 
-def default_scales(cfg: PickPredictConfig) -> list[float] | str:
+def default_scales(cfg: PickPredictConfig, picker: Picker | None = None) -> list[float] | str:
     """``cfg.diameter_scales``, or its default: 'auto' for the bundled picker (chosen by the
-    rule of issue 18, session 7, docs/benchmarks.md), [1.0] for a picker from ``pick train``."""
+    rule of issue 18, session 7, docs/benchmarks.md); for a picker from ``pick train`` the
+    multiple it was trained at (``picker.scales``: 1, or the one ``--auto-scale`` chose)."""
     if cfg.diameter_scales is not None:
         return cfg.diameter_scales
-    return "auto" if is_bundled_picker(cfg.model) else [1.0]
+    if is_bundled_picker(cfg.model):
+        return "auto"
+    return [float(s) for s in picker.scales] if picker is not None else [1.0]
 
 
 def _settings(cfg: PickPredictConfig) -> dict:

@@ -380,8 +380,8 @@ def train_picker(
             tqdm.write(threshold_line(threshold, val_result))
         meta = {"train_seconds": round(time.time() - t0, 1), "n_labelled": n_labelled,
                 "losses": losses, "validation": val_result, "weights": cfg.weights}  # fmt: skip
-        if choice is not None:
+        if choice is not None:  # the given diameter is stored; the picker runs at m × it
             meta["auto_scale"] = {"given_diameter": given, **choice.to_json()}
-        out = save_picker(cfg.outdir / RUN_FILE, detector, cfg.diameter, threshold, meta)
+        out = save_picker(cfg.outdir / RUN_FILE, detector, given, threshold, meta)
         write_config(cfg.outdir, cfg)
         return out
