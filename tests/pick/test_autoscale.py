@@ -68,6 +68,16 @@ def blob_picker(tmp_path_factory, make_blobs, make_tiny_config):
     return train_picker(cfg, detector_config=make_tiny_config()), tmp
 
 
+def test_a_micrograph_that_cannot_be_picked_is_left_out_of_the_choice(blob_picker, make_blobs):
+    path, _ = blob_picker
+    picker = load_picker(path)
+    rng = np.random.default_rng(2)
+    good = make_blobs(rng, (192, 192), 16.0, 8, noise=0.2)[0]
+    tiny = np.zeros((8, 8), np.float32)  # too small to pick at the working pixel size
+    choice = choose_scale(picker, [(tiny, 1.0, "tiny"), (good, 1.0, "good")], floor=0.05)
+    assert choice.micrographs == ["good"] and set(choice.candidates) == {"good"}
+
+
 def test_particles_smaller_than_the_diameter_move_the_multiplier_down(blob_picker, make_blobs):
     """Blobs 0.7× the size the picker learnt, given the old diameter: it chooses below 1; blobs
     of the learnt size keep 1.0 (a criterion of the wrong sign fails one of the two)."""

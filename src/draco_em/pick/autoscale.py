@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from draco_em.errors import DracoInputError
 from draco_em.pick.predict import Picker
 
 AUTO_SCALES = (1.0, 0.85, 0.7)  # multiples of the given diameter tried (1.0 first)
@@ -98,8 +99,11 @@ def choose_scale(
     """
     per, names, found = [], [], {}
     for image, px, name in images:
-        found[name] = {m: replace(picker, scales=(m,)).pick_image(image, px, name, threshold=floor)
-                       for m in scales}  # fmt: skip
+        try:
+            found[name] = {m: replace(picker, scales=(m,)).pick_image(image, px, name, floor)
+                           for m in scales}  # fmt: skip
+        except DracoInputError:  # e.g. too small to pick: the batch records it, the choice skips it
+            continue
         scores = {m: df["score"].to_numpy() for m, df in found[name].items()}
         per.append(micrograph_criteria(scores, picker.threshold))
         names.append(name)
