@@ -46,3 +46,34 @@ def make_blobs():
 def make_tiny_config():
     """The :func:`tiny_config` maker, as a fixture."""
     return tiny_config
+
+
+def train_blob_picker(tmp, noise: float = 0.3):
+    """A tiny picker trained for a few seconds on 4 blob micrographs (radius 16 px, 1 Å/px,
+    diameter 32 Å) written under ``tmp`` (``mics/``, ``coords/``); returns the picker file."""
+    import torch
+
+    from draco_em.io.coords import make_coords, write_relion_coords
+    from draco_em.io.mrc import write_mrc
+    from draco_em.pick.config import PickTrainConfig
+    from draco_em.pick.train import train_picker
+
+    rng = np.random.default_rng(1)
+    for sub in ("mics", "coords"):
+        (tmp / sub).mkdir()
+    for i in range(4):
+        img, xy = blob_image(rng, (192, 192), 16.0, 8, noise=noise)
+        write_mrc(tmp / "mics" / f"blob_{i}.mrc", img, pixel_size=1.0)
+        write_relion_coords(tmp / "coords" / f"blob_{i}.star",
+                            make_coords(f"blob_{i}", xy[:, 0], xy[:, 1]))  # fmt: skip
+    torch.manual_seed(0)
+    cfg = PickTrainConfig(micrographs=[tmp / "mics"], coords=[tmp / "coords"], diameter=32.0,
+                          outdir=tmp / "run", epochs=12, crops_per_epoch=32, crop=64,
+                          lr=3e-3, val_fraction=0.25)  # fmt: skip
+    return train_picker(cfg, detector_config=tiny_config())
+
+
+@pytest.fixture(scope="session")
+def make_blob_picker():
+    """The :func:`train_blob_picker` maker, as a fixture."""
+    return train_blob_picker

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from draco_em.cli import app
@@ -21,9 +20,8 @@ from draco_em.pick.autoscale import (
     micrograph_criteria,
     top_mean,
 )
-from draco_em.pick.config import PickPredictConfig, PickTrainConfig
+from draco_em.pick.config import PickPredictConfig
 from draco_em.pick.model_io import load_picker
-from draco_em.pick.train import train_picker
 
 
 def test_top_mean_counts_missing_candidates_as_zero():
@@ -50,22 +48,10 @@ def test_the_given_diameter_wins_unless_beaten_by_the_margin():
 
 
 @pytest.fixture(scope="module")
-def blob_picker(tmp_path_factory, make_blobs, make_tiny_config):
+def blob_picker(tmp_path_factory, make_blob_picker):
     """A tiny picker trained on blobs of one size (radius 16 px at 1 Å/px, diameter 32 Å)."""
     tmp = tmp_path_factory.mktemp("autoscale")
-    rng = np.random.default_rng(1)
-    for sub in ("mics", "coords"):
-        (tmp / sub).mkdir()
-    for i in range(4):
-        img, xy = make_blobs(rng, (192, 192), 16.0, 8, noise=0.2)
-        write_mrc(tmp / "mics" / f"blob_{i}.mrc", img, pixel_size=1.0)
-        write_relion_coords(tmp / "coords" / f"blob_{i}.star",
-                            make_coords(f"blob_{i}", xy[:, 0], xy[:, 1]))  # fmt: skip
-    torch.manual_seed(0)
-    cfg = PickTrainConfig(micrographs=[tmp / "mics"], coords=[tmp / "coords"], diameter=32.0,
-                          outdir=tmp / "run", epochs=12, crops_per_epoch=32, crop=64,
-                          lr=3e-3, val_fraction=0.25, scale_jitter=0.0)  # fmt: skip
-    return train_picker(cfg, detector_config=make_tiny_config()), tmp
+    return make_blob_picker(tmp, noise=0.2), tmp
 
 
 def test_a_micrograph_that_cannot_be_picked_is_left_out_of_the_choice(blob_picker, make_blobs):

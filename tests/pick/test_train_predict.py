@@ -26,25 +26,10 @@ from draco_em.pick.train import train_picker
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, make_blobs, make_tiny_config) -> dict:
+def trained(tmp_path_factory, make_blob_picker) -> dict:
     """A tiny picker trained for a few seconds on blob micrographs (shared by the tests)."""
     tmp = tmp_path_factory.mktemp("pick")
-    rng = np.random.default_rng(1)
-    (tmp / "mics").mkdir()
-    (tmp / "coords").mkdir()
-    from draco_em.io.coords import make_coords, write_relion_coords
-
-    for i in range(4):
-        img, xy = make_blobs(rng, (192, 192), 16.0, 8)
-        write_mrc(tmp / "mics" / f"blob_{i}.mrc", img, pixel_size=1.0)
-        write_relion_coords(tmp / "coords" / f"blob_{i}.star",
-                            make_coords(f"blob_{i}", xy[:, 0], xy[:, 1]))  # fmt: skip
-    torch.manual_seed(0)
-    cfg = PickTrainConfig(micrographs=[tmp / "mics"], coords=[tmp / "coords"], diameter=32.0,
-                          outdir=tmp / "run", epochs=12, crops_per_epoch=32, crop=64,
-                          lr=3e-3, val_fraction=0.25)  # fmt: skip
-    path = train_picker(cfg, detector_config=make_tiny_config())
-    return {"path": path, "tmp": tmp}
+    return {"path": make_blob_picker(tmp), "tmp": tmp}
 
 
 def test_training_learns_to_find_blobs(trained, make_blobs):
