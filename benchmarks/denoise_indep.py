@@ -75,6 +75,9 @@ def main() -> None:
         "--adapt", action="append", default=[], help="NAME=WEIGHTS[:full] (repeatable)"
     )
     parser.add_argument("--adapt-args", default="", help="extra draco denoise options, quoted")
+    parser.add_argument(
+        "--draco-args", default="", help="extra draco denoise options of the --draco rows, quoted"
+    )
     args = parser.parse_args()
     sim, pred = args.set, args.work / "pred"
     files = bench.raw_images(sim)
@@ -88,7 +91,7 @@ def main() -> None:
             # float32, as the earlier rows (bf16, the CPU default now, moves PSNR 0.002 dB)
             cmd = [sys.executable, "-m", "draco_em", "denoise", *map(str, files), "-o",
                    str(pred / name), "--model", weights, "--no-skip-existing", "-q",
-                   "--workers", "0", "--no-bf16"]  # fmt: skip
+                   "--workers", "0", "--no-bf16", *args.draco_args.split()]  # fmt: skip
             info["seconds"][name] = bench.run(cmd)
     for spec in args.adapt:
         name, weights = spec.split("=", 1)

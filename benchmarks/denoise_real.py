@@ -64,10 +64,12 @@ def run(cmd: list[str], **kw) -> float:
     return time.perf_counter() - t0
 
 
-def draco(files: list[Path], out: Path, pixel_size: float, weights: str = "bundled") -> float:
+def draco(
+    files: list[Path], out: Path, pixel_size: float, weights: str = "bundled", extra=()
+) -> float:
     cmd = [sys.executable, "-m", "draco_em", "denoise", *map(str, files), "-o", str(out),
            "--model", weights, "--pixel-size", str(pixel_size), "--no-skip-existing",
-           "--no-progress", "--workers", "0", "--no-bf16"]  # fmt: skip
+           "--no-progress", "--workers", "0", "--no-bf16", *extra]  # fmt: skip
     # float32, as every earlier row of these tables (bf16 changes PSNR by 0.002 dB; --speed
     # times draco denoise's default).
     return run(cmd)
@@ -124,6 +126,7 @@ def prepare_empiar(work: Path, n: int, crop: int = 1024) -> tuple[Path, Path]:
 
 #: Extra ``draco denoise`` weights to score beside the bundled ones ({folder: weights}; --draco).
 EXTRA_DRACO: dict[str, str] = {}
+EXTRA_ARGS: list[str] = []  # --draco-args: options of the --draco rows
 
 
 def denoise_all(raw: Path, pred: Path, pixel_size: float, venv: Path | None) -> dict:
@@ -134,7 +137,8 @@ def denoise_all(raw: Path, pred: Path, pixel_size: float, venv: Path | None) -> 
     # Denoised outputs already there are reused (a re-run only re-scores); delete to re-time.
     for name, weights in {"draco": "bundled", **EXTRA_DRACO}.items():
         if not all((pred / name / p.name).exists() for p in files):
-            seconds[name] = draco(files, pred / name, pixel_size, weights)
+            extra = EXTRA_ARGS if name in EXTRA_DRACO else ()
+            seconds[name] = draco(files, pred / name, pixel_size, weights, extra)
     if venv and not all((pred / "topaz_unet" / p.name).exists() for p in files):
         seconds["topaz_unet"] = topaz(venv, files, pred / "topaz_unet")
     return seconds
@@ -308,9 +312,11 @@ def main() -> None:
         "--draco", action="append", default=[],
         help="NAME=WEIGHTS: also denoise with these weights into pred/NAME (repeatable)",
     )  # fmt: skip
+    parser.add_argument("--draco-args", default="", help="extra draco denoise options, quoted")
     args = parser.parse_args()
     work = args.work
     EXTRA_DRACO.update(dict(spec.split("=", 1) for spec in args.draco))
+    EXTRA_ARGS.extend(args.draco_args.split())
 
     out_json = work / "denoise_real.json"
     info = json.loads(out_json.read_text()) if out_json.exists() else {}
