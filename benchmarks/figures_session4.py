@@ -11,8 +11,8 @@
         --out docs/img/denoise_ribo4A.png
     python benchmarks/figures_session4.py scales --pred /work/h18/scales_test/empiar_V1 \\
         /work/h18/scales_test/empiar_V2 --out docs/img/pick_scales_empiar.png
-    python benchmarks/figures_session4.py scales --pred /work/h18/tta_real/draco_tta2 \
-        /work/h18/autoscale_real/draco --titles "given diameter (before)" \
+    python benchmarks/figures_session4.py scales --pred /work/h18/tta_real/draco_tta2 \\
+        /work/h18/autoscale_real/draco --titles "given diameter (before)" \\
         "multiple chosen (x0.85, now)" --out docs/img/pick_autoscale_empiar.png
 """
 

@@ -54,7 +54,7 @@ def pick_predict(
             help="Comma-separated multiples of --diameter to pick at (e.g. 1,0.85 for "
             "a diameter quoted as a box size); picks pooled, one per particle. 'auto': one "
             "multiple (1, 0.85 or 0.7) for the data set, chosen on its first 8 micrographs "
-            "(default for the bundled picker; 1 for a trained one)."
+            "(default for the bundled picker; a trained one uses its own)."
         ),
     ] = None,
     tta: Annotated[
@@ -178,7 +178,7 @@ def pick_train(
         bool,
         typer.Option(
             help="Starting from a picker: train at the multiple (1, 0.85, 0.7) of --diameter "
-            "it is most confident at on these micrographs; stored as the run's diameter."
+            "it is most confident at on these micrographs; the run then always picks at it."
         ),
     ] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,

@@ -20,13 +20,16 @@ Grid, criterion and margin: issue 18, session 7 in docs/benchmarks.md
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from draco_em.errors import DracoInputError
+from draco_em.io.mrc import read_micrograph
+from draco_em.io.pixel_size import require_pixel_size
 from draco_em.pick.predict import Picker
 
 AUTO_SCALES = (1.0, 0.85, 0.7)  # multiples of the given diameter tried (1.0 first)
@@ -82,6 +85,25 @@ def choose_multiplier(
     if crit[best] < crit[1.0] + margin:
         best = 1.0
     return best, crit
+
+
+def first_micrographs(
+    paths: Iterable[Path], pixel_size: float | None, n: int = AUTO_MICROGRAPHS
+) -> Iterator[tuple[np.ndarray, float, str]]:
+    """(image [ny, nx], Å/px, path) of the first ``n`` readable micrographs by file name: what
+    the choice reads. Unreadable ones are skipped; the caller reports them where it reads them
+    again (the batch's failures.txt, or pick train's one-line error)."""
+    done = 0
+    for path in sorted(paths, key=lambda p: p.name):
+        if done == n:
+            return
+        try:
+            image, header_px = read_micrograph(path, pixel_size)
+            px = require_pixel_size("pick", path, header_px)
+        except (DracoInputError, OSError, ValueError):
+            continue
+        done += 1
+        yield image, px, str(path)
 
 
 def choose_scale(

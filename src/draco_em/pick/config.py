@@ -127,7 +127,8 @@ class PickTrainConfig(BaseModel):
         False,
         description="Starting from a picker: first choose the multiple (1, 0.85, 0.7) of the "
         "diameter at which it is most confident on these micrographs (pick/autoscale.py), "
-        "then train at that multiple and store it as the run's diameter.",
+        "then train at that multiple; the run stores the given diameter and the multiple, "
+        "and always picks at the multiple.",
     )
     seed: int = Field(0, ge=0, description="Random seed.")
     threads: int | None = Field(None, ge=1, description="torch threads (default: torch's).")
@@ -194,7 +195,8 @@ class PickPredictConfig(BaseModel):
         "particle (e.g. [1.0, 0.85] for a diameter quoted as a box size; docs/picking.md). "
         "'auto': one multiple for the whole data set, chosen from the picker's confidence on "
         "the first micrographs (pick/autoscale.py). None: 'auto' for the bundled picker (issue "
-        "18, session 7 rule), [1.0] for a trained one (it has learnt the user's diameter).",
+        "18, session 7 rule); a trained picker's own multiple (1, or what `pick train "
+        "--auto-scale` chose: it has learnt the user's particles at it).",
     )
     tta: int = Field(
         DEFAULT_TTA,

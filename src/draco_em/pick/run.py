@@ -53,7 +53,12 @@ from draco_em.io.images import is_raster
 from draco_em.io.mrc import read_image, read_micrograph, read_mrc
 from draco_em.io.pixel_size import require_pixel_size
 from draco_em.io.star import project_path
-from draco_em.pick.autoscale import AUTO_MICROGRAPHS, ScaleChoice, choose_scale
+from draco_em.pick.autoscale import (
+    AUTO_MICROGRAPHS,
+    ScaleChoice,
+    choose_scale,
+    first_micrographs,
+)
 from draco_em.pick.config import SCORE_FLOOR, PickPredictConfig
 from draco_em.pick.model_io import is_bundled_picker, load_picker
 from draco_em.pick.predict import ExcludeFn, Picker, split_excluded
@@ -142,9 +147,9 @@ def pick_one(
     """
     image, header_px = read_micrograph(path, cfg.pixel_size)  # the override is applied here
     px = require_pixel_size("pick", path, header_px)
-    if candidates is None:
-        candidates = picker.pick_image(image, px, str(path), threshold=SCORE_FLOOR)
     cands = candidates
+    if cands is None:
+        cands = picker.pick_image(image, px, str(path), threshold=SCORE_FLOOR)
     fn = None if exclude is None else (lambda im, p: exclude(im, p, stem))
     cands, dropped = split_excluded(cands, image, px, fn)
     threshold = picker.threshold
@@ -304,21 +309,9 @@ def _auto_scale(
                            {float(m): c for m, c in saved.get("criteria", {}).items()},
                            list(saved.get("micrographs", [])))  # fmt: skip
 
-    def images():
-        n = 0
-        for item in sorted(items, key=lambda it: it.path.name):
-            if n == AUTO_MICROGRAPHS:
-                return
-            try:
-                image, header_px = read_micrograph(item.path, cfg.pixel_size)
-                px = require_pixel_size("pick", item.path, header_px)
-            except (DracoInputError, OSError, ValueError):
-                continue  # the batch loop records it in failures.txt
-            n += 1
-            yield image, px, str(item.path)
-
+    images = first_micrographs((it.path for it in items), cfg.pixel_size)
     todo = min(AUTO_MICROGRAPHS, len(items))
-    bar = tqdm(images(), total=todo, desc="choose scale", unit="mic", disable=not progress)
+    bar = tqdm(images, total=todo, desc="choose scale", unit="mic", disable=not progress)
     choice = choose_scale(replace(picker, threshold=stored_threshold), bar, SCORE_FLOOR)
     write_text_atomic(file, json.dumps(choice.to_json(), indent=1) + "\n")
     return choice

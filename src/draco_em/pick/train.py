@@ -28,11 +28,9 @@ from tqdm import tqdm
 from draco_em.errors import DracoInputError
 from draco_em.evaluate.pick import match_picks, summarize
 from draco_em.io.batch import expand_inputs
-from draco_em.io.mrc import read_micrograph
-from draco_em.io.pixel_size import require_pixel_size
 from draco_em.io.run_folder import run_log, write_config
 from draco_em.model.weights import read_weights
-from draco_em.pick.autoscale import AUTO_MICROGRAPHS, ScaleChoice, choose_scale
+from draco_em.pick.autoscale import ScaleChoice, choose_scale, first_micrographs
 from draco_em.pick.config import DEFAULT_TTA, SCORE_FLOOR, DetectorConfig, PickTrainConfig
 from draco_em.pick.data import Example, load_example, make_batch, read_all_coords
 from draco_em.pick.detector import ParticleDetector, load_encoder_weights
@@ -69,8 +67,8 @@ def scale_for_training(
     cfg: PickTrainConfig, detector: ParticleDetector, device: torch.device
 ) -> ScaleChoice:
     """``--auto-scale``: the multiple of ``cfg.diameter`` the *starting* picker is most
-    confident at on the first :data:`AUTO_MICROGRAPHS` training micrographs (by name), with its
-    stored threshold and `pick predict`'s views, as ``draco pick predict --diameter-scales
+    confident at on the first training micrographs (``autoscale.first_micrographs``), with
+    its stored threshold and `pick predict`'s views, as ``draco pick predict --diameter-scales
     auto`` chooses it (issue 18, session 7, step 2)."""
     if cfg.weights is None:
         raise DracoInputError("--auto-scale needs --weights: a picker (bundled) to choose with")
@@ -81,12 +79,8 @@ def scale_for_training(
             "--auto-scale needs --weights to be a picker (bundled or a pick train run), "
             "not a DRACO encoder", cfg.weights
         ) from None  # fmt: skip
-    items = sorted(expand_inputs(list(cfg.micrographs)).items, key=lambda it: it.path.name)
-    images = []
-    for item in items[:AUTO_MICROGRAPHS]:
-        image, header_px = read_micrograph(item.path, cfg.pixel_size)
-        images.append((image, require_pixel_size("pick", item.path, header_px),
-                       str(item.path)))  # fmt: skip
+    paths = [it.path for it in expand_inputs(list(cfg.micrographs)).items]
+    images = first_micrographs(paths, cfg.pixel_size)
     picker = Picker(detector.to(device).eval(), cfg.diameter, threshold, device=device,
                     tta=DEFAULT_TTA)  # fmt: skip
     choice = choose_scale(picker, images, SCORE_FLOOR)
