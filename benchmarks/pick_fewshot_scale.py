@@ -1,4 +1,6 @@
-"""Few-shot training at the data-chosen multiple of the diameter (issue 18, session 7, step 2).
+"""Few-shot training variants on simulated tasks: the data-chosen multiple of the diameter
+(issue 18, session 7, step 2: F0 / FA) and the refit on every labelled micrograph (session 8:
+R1 / R2, one run ``R`` trained with ``--refit score``, R2 cut at its density-matched threshold).
 
 Applies the rule written in docs/benchmarks.md ("Issue 18, session 7, step 2") on simulated
 few-shot tasks: the 8 validation data sets of ``benchmarks/pick_autoscale.py`` (4 held-out
@@ -12,6 +14,8 @@ max_dim, pooled per condition::
 
     OMP_NUM_THREADS=2 python benchmarks/pick_fewshot_scale.py --data /work/h18/data \\
         --work /work/h18/fewshot_scale --json /work/h18/fewshot_scale.json
+    OMP_NUM_THREADS=2 python benchmarks/pick_fewshot_scale.py --variants F0 R1 R2 \\
+        --json /work/h18/fewshot_refit.json
 
 Runs that finished are reused (``WORK/<task>/<variant>/picker.safetensors``).
 """
@@ -61,29 +65,33 @@ def run_task(work: Path, items: list, f: float, variant: str) -> dict:
     train, test = items[:N_TRAIN], items[N_TRAIN:]
     d = items[0][2]
     expected = make_labels(train, work / "labels")
-    run = work / variant
+    run = work / ("R" if variant in ("R1", "R2") else variant)
     t0 = time.time()
     if not (run / RUN_FILE).is_file():
         cfg = PickTrainConfig(micrographs=[m for m, _, _ in train], coords=[work / "labels"],
                               diameter=f * d, outdir=run, weights="bundled",
                               expected_particles=expected, auto_scale=variant == "FA",
+                              refit="score" if run.name == "R" else "none",
                               seed=0)  # fmt: skip
         train_picker(cfg)
     seconds = time.time() - t0
     picker = load_picker(run)  # the run's diameter and stored threshold
     picker.tta = 2  # pick predict's default views
+    meta = read_picker(run)[1]
+    threshold = meta["threshold"]
+    if variant == "R2":  # the same refitted model, cut at its density-matched threshold
+        threshold = meta["metadata"]["refit"]["density_threshold"]
     tps, scs, n = [], [], 0
     for mic, star, _ in test:
         image, px = read_image(mic)
-        picks = picker.pick_image(image.astype(np.float32), float(px), mic.stem)
+        picks = picker.pick_image(image.astype(np.float32), float(px), mic.stem, threshold)
         xy, sc = picks[["x", "y"]].to_numpy(float), picks["score"].to_numpy(float)
         truth = read_coords(star)[["x", "y"]].to_numpy(float)
         tps.append(match_picks(xy, sc, truth, 0.25 * d / float(px)))
         scs.append(sc)
         n += len(truth)
-    meta = read_picker(run)[1]
     return {"tp": np.concatenate(tps).tolist(), "scores": np.concatenate(scs).tolist(), "n": n,
-            "diameter": meta["diameter"], "threshold": meta["threshold"],
+            "diameter": meta["diameter"], "threshold": threshold,
             "multiplier": meta["metadata"].get("auto_scale", {}).get("multiplier", 1.0),
             "train_seconds": round(seconds, 1)}  # fmt: skip
 
@@ -93,7 +101,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("/work/h18/data"))
     ap.add_argument("--work", type=Path, default=Path("/work/h18/fewshot_scale"))
     ap.add_argument("--factors", type=float, nargs="+", default=[1.0, 1.4])
-    ap.add_argument("--variants", nargs="+", default=["F0", "FA"], choices=["F0", "FA"])
+    ap.add_argument("--variants", nargs="+", default=["F0", "FA"], choices=["F0", "FA", "R1", "R2"])
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     groups = validation_groups(args.data)

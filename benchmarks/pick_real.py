@@ -42,9 +42,11 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -283,9 +285,11 @@ def _children_cpu_seconds() -> float:
 def run_fewshot(
     out: Path, topaz: str | None, epochs: int, topaz_epochs: int, pu: bool = True,
     weights: str = "bundled", tag: str = "", auto_scale: bool = False,
+    train_args: Sequence[str] = (),
 ) -> dict:  # fmt: skip
     """``pu``: pass the expected count (``--expected-particles``): the PU prior of the loss and
-    the PU-corrected stored threshold (docs/picking.md); without it, the labelled count."""
+    the PU-corrected stored threshold (docs/picking.md); without it, the labelled count.
+    ``train_args``: more ``draco pick train`` options (e.g. ``--refit score``)."""
     train, test, labels, expected = fewshot_split(out)
     res: dict = {"train": [p.stem for p in train], "labels": N_FEWSHOT, "weights": weights,
                  "expected_particles": expected if pu else None}  # fmt: skip
@@ -309,6 +313,7 @@ def run_fewshot(
         str(run),
         *(["--expected-particles", str(expected)] if pu else []),
         *(["--auto-scale"] if auto_scale else []),
+        *train_args,
     )
     res["draco_train_seconds"] = round(time.time() - t0, 1)
     # CPU seconds (all threads) of `draco pick train`: the unit Topaz's budgets are set in.
@@ -536,6 +541,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30, help="draco pick train epochs (few-shot)")
     ap.add_argument("--auto-scale", action="store_true",
                     help="fewshot_draco: pass --auto-scale to draco pick train")  # fmt: skip
+    ap.add_argument("--train-args", default="",
+                    help="fewshot_draco: more pick train options ('--refit score')")  # fmt: skip
     ap.add_argument("--topaz-epochs", type=int, default=10, help="topaz train epochs")
     ap.add_argument("--topaz-radius", type=int, default=3, help="topaz train -r (fewshot_topaz)")
     ap.add_argument("--topaz-epoch-size", type=int, default=100, help="updates per saved epoch")
@@ -597,10 +604,12 @@ def main() -> None:
         results["timing"] = run_timing(args.out, args.topaz, threads=args.timing_threads)
     if "fewshot_draco" in methods:  # draco only; --no-pu: the labelled count, as before
         tag = "_" + Path(args.model).name + ("" if args.pu else "_nopu") + (
-            "_autoscale" if args.auto_scale else "")  # fmt: skip
+            "_autoscale" if args.auto_scale else "") + "".join(
+            "_" + a.lstrip("-") for a in shlex.split(args.train_args))  # fmt: skip
         results["fewshot_draco" + tag] = run_fewshot(
-            args.out, None, args.epochs, 0, args.pu, args.model, tag, args.auto_scale
-        )
+            args.out, None, args.epochs, 0, args.pu, args.model, tag, args.auto_scale,
+            shlex.split(args.train_args),
+        )  # fmt: skip
     results_file.write_text(json.dumps(results, indent=2, default=float))
     print(json.dumps(results, indent=2, default=float))
 

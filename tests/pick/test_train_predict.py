@@ -551,3 +551,46 @@ def test_test_time_augmentation_must_be_a_known_count(make_tiny_config):
     picker = Picker(_PeakDetector(make_tiny_config(tile=128, overlap=0), (10, 20)), 32.0, tta=3)
     with pytest.raises(DracoInputError, match="1, 2, 4 or 8"):
         picker.pick_image(np.zeros((128, 128), np.float32), 1.0, "m")
+
+
+def test_density_threshold_keeps_the_asked_count():
+    from draco_em.pick.train import THRESHOLD_RANGE, density_threshold
+
+    scores = np.array([0.3, 0.9, 0.5, 0.8])
+    assert density_threshold(scores, 2.2) == 0.8  # the two best kept
+    assert (scores >= density_threshold(scores, 3)).sum() == 3
+    assert density_threshold(scores, 0.2) == THRESHOLD_RANGE[1]  # nothing to keep
+    assert density_threshold(scores, 9) == THRESHOLD_RANGE[0]  # more asked than found
+    assert density_threshold(np.array([0.999]), 1) == THRESHOLD_RANGE[1]  # clipped
+
+
+@pytest.mark.parametrize("mode", ["score", "density"])
+def test_refit_trains_again_on_every_labelled_micrograph(trained, tmp_path, mode):
+    tmp = trained["tmp"]
+    cfg = PickTrainConfig(micrographs=[tmp / "mics"], coords=[tmp / "coords"], diameter=32.0,
+                          outdir=tmp_path / "r", weights=str(trained["path"]), epochs=1,
+                          crops_per_epoch=8, val_fraction=0.25, refit=mode)  # fmt: skip
+    train_picker(cfg)
+    log = (tmp_path / "r" / "run.log").read_text()
+    assert "3 train / 1 val micrographs, 24 labelled" in log
+    assert "refit: 4 micrographs, 32 labelled particles" in log
+    meta = read_picker(tmp_path / "r")[1]
+    refit = meta["metadata"]["refit"]
+    assert refit["mode"] == mode and meta["metadata"]["n_labelled"] == 32
+    key = "first_threshold" if mode == "score" else "density_threshold"
+    assert meta["threshold"] == pytest.approx(refit[key])
+    # with its own validation micrographs nothing is held out of the labels: no refit
+    skip = cfg.model_copy(update={"outdir": tmp_path / "s",
+                                  "val_micrographs": [tmp / "mics" / "blob_3.mrc"]})  # fmt: skip
+    train_picker(skip)
+    assert "refit skipped" in (tmp_path / "s" / "run.log").read_text()
+    assert "refit" not in read_picker(tmp_path / "s")[1]["metadata"]
+
+
+def test_refit_option_is_checked(trained, tmp_path, capsys):
+    tmp = trained["tmp"]
+    with pytest.raises(SystemExit) as exc:
+        main(["pick", "train", "--micrographs", str(tmp / "mics"), "--coords", str(tmp / "coords"),
+              "--diameter", "32", "-o", str(tmp_path / "r"), "--refit", "twice"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "refit" in err and len(err.strip().splitlines()) == 1

@@ -181,6 +181,14 @@ def pick_train(
             "it is most confident at on these micrographs; the run then always picks at it."
         ),
     ] = False,
+    refit: Annotated[
+        str,
+        typer.Option(
+            help="none | score | density: after choosing the threshold on the held-out "
+            "micrograph(s), train again on every labelled one and keep the same cut-off "
+            "(score) or the same pick density (density). Doubles the training time."
+        ),
+    ] = "none",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda[:N].")] = "auto",
     quiet: Annotated[
@@ -195,7 +203,8 @@ def pick_train(
         weights=weights, finetune_blocks=finetune_blocks, epochs=epochs,
         crops_per_epoch=crops_per_epoch, expected_particles=expected_particles,
         pixel_size=pixel_size, junk_masks=junk_masks or [], junk_weight=junk_weight,
-        val_micrographs=val_micrographs or [], auto_scale=auto_scale, seed=seed, device=device,
+        val_micrographs=val_micrographs or [], auto_scale=auto_scale, refit=refit, seed=seed,
+        device=device,
     )  # fmt: skip
 
     path = train_picker(

@@ -130,6 +130,14 @@ class PickTrainConfig(BaseModel):
         "then train at that multiple; the run stores the given diameter and the multiple, "
         "and always picks at the multiple.",
     )
+    refit: Literal["none", "score", "density"] = Field(
+        "none",
+        description="After the run chose its threshold on micrographs held out from the "
+        "labelled ones, train again from the same start on every labelled micrograph and "
+        "store 'score': the same cut-off, or 'density': the cut-off giving the second model "
+        "the first one's pick density (picks per area); 'none': keep the first model. Doubles "
+        "the training time; ignored with --val-micrographs or one labelled micrograph.",
+    )
     seed: int = Field(0, ge=0, description="Random seed.")
     threads: int | None = Field(None, ge=1, description="torch threads (default: torch's).")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")

@@ -310,6 +310,60 @@ def threshold_line(threshold: float, result: dict) -> str:
     )
 
 
+def density_threshold(scores: np.ndarray, count: float) -> float:
+    """The cut-off that keeps ``count`` (rounded) of the peak ``scores`` [N], inside
+    :data:`THRESHOLD_RANGE` (the top of it when no peak is to be kept, the bottom when more
+    are asked for than there are)."""
+    k = round(count)
+    ranked = np.sort(np.asarray(scores, np.float64))[::-1]
+    if k <= 0:
+        return THRESHOLD_RANGE[1]
+    cut = ranked[k - 1] if k <= len(ranked) else THRESHOLD_RANGE[0]
+    return float(np.clip(cut, *THRESHOLD_RANGE))
+
+
+def refit_all(
+    cfg: PickTrainConfig, examples: list[Example], val: list[Example], threshold: float,
+    val_result: dict, detector_config: DetectorConfig | None, device: torch.device,
+    progress: bool = False,
+) -> tuple[ParticleDetector, float, dict]:  # fmt: skip
+    """Train again from ``cfg.weights`` on every labelled micrograph (``--refit``).
+
+    The first model's cut-off ``threshold`` was chosen on ``val``, micrographs it never saw;
+    the second model sees them too (a third more labels with 3 labelled micrographs), so
+    nothing is left to choose its cut-off on. ``cfg.refit`` says how it is carried over:
+    ``score`` keeps the same cut-off (same recipe, same PU prior per micrograph, so a similar
+    calibration); ``density`` takes the cut-off at which the second model finds as many
+    peaks per working px² on all labelled micrographs as the first found on ``val`` at
+    ``threshold`` (pick predict's default views both times).
+
+    Returns:
+        (detector in eval mode, stored threshold, the run's ``refit`` metadata).
+    """
+    torch.manual_seed(cfg.seed)
+    detector, whole = build_detector(cfg.weights, detector_config)
+    n_labelled = sum(len(e.xy) for e in examples)
+    expected = cfg.expected_particles * len(examples) if cfg.expected_particles else n_labelled
+    prior = class_prior(max(expected, 1.0), sum(e.image.size for e in examples))
+    log.info("refit: %d micrographs, %d labelled particles, prior %.4g",
+             len(examples), n_labelled, prior)  # fmt: skip
+    losses = fit(detector.to(device), examples, cfg, whole, prior, device, progress)
+    detector.eval()
+    density = val_result.get("at_threshold", {}).get("n_pred", 0) / sum(e.image.size for e in val)
+    picker = Picker(detector, cfg.diameter, device=device)
+    picker.tta = DEFAULT_TTA
+    _tp, scores, _n = validation_matches(picker, examples, progress)
+    by_density = density_threshold(scores, density * sum(e.image.size for e in examples))
+    stored = threshold if cfg.refit == "score" else by_density
+    log.info("refit: stored threshold %.3f (%s; first model's cut-off %.3f, the density-matched "
+             "one %.3f for %.3g picks per 1000 working px²)", stored, cfg.refit, threshold,
+             by_density, 1000 * density)  # fmt: skip
+    info = {"mode": cfg.refit, "first_threshold": threshold, "density_threshold": by_density,
+            "picks_per_kpx2": 1000 * density, "n_labelled": n_labelled,
+            "losses": losses}  # fmt: skip
+    return detector, stored, info
+
+
 def train_picker(
     cfg: PickTrainConfig,
     diameters: dict[str, float] | None = None,
@@ -374,6 +428,15 @@ def train_picker(
             tqdm.write(threshold_line(threshold, val_result))
         meta = {"train_seconds": round(time.time() - t0, 1), "n_labelled": n_labelled,
                 "losses": losses, "validation": val_result, "weights": cfg.weights}  # fmt: skip
+        held_out = val is not train and not cfg.val_micrographs
+        if cfg.refit != "none" and not held_out:
+            log.info("refit skipped: no micrograph was held out from the labelled ones")
+        elif cfg.refit != "none":
+            detector, threshold, refit = refit_all(
+                cfg, examples, val, threshold, val_result, detector_config, device, progress
+            )
+            meta.update(n_labelled=refit["n_labelled"], losses=refit.pop("losses"), refit=refit,
+                        train_seconds=round(time.time() - t0, 1))  # fmt: skip
         if choice is not None:  # the given diameter is stored; the picker runs at m × it
             meta["auto_scale"] = {"given_diameter": given, **choice.to_json()}
         out = save_picker(cfg.outdir / RUN_FILE, detector, given, threshold, meta)
