@@ -184,9 +184,9 @@ def pick_train(
     refit: Annotated[
         str,
         typer.Option(
-            help="none | score | density: after choosing the threshold on the held-out "
-            "micrograph(s), train again on every labelled one and keep the same cut-off "
-            "(score) or the same pick density (density). Doubles the training time."
+            help="none (default) | density | score: after choosing the threshold on the "
+            "held-out micrograph(s), train again on every labelled one and keep the same pick "
+            "density (density) or the same cut-off (score). Doubles the training time."
         ),
     ] = "none",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
