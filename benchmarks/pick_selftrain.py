@@ -1,6 +1,6 @@
 """Self-training on the picker's own confident picks, zero-shot (issue 18, session 8, step 2).
 
-Applies the rule written in docs/benchmarks.md ("Issue 18, session 8, step 2"). Per data set:
+Applies the rules of docs/benchmarks.md ("Issue 18, session 8, steps 2 and 3"). Per data set:
 the bundled picker chooses its multiple m of the given diameter as ``draco pick predict``
 does (its first 8 micrographs by name); AS = it picks the test micrographs at m (two views,
 the stored threshold); ST = ``pick/selftrain.py``: its candidates ≥ the stored threshold on
@@ -13,6 +13,8 @@ at m × the diameter, then the test micrographs picked with that picker::
         --json /work/h18/selftrain.json
     # the test sets (every micrograph scored; EMPIAR-10017 within 27 px, the others d/2)
     OMP_NUM_THREADS=2 python benchmarks/pick_selftrain.py --test --work /work/h18/selftrain_test
+    # step 3 (ST-D: ST's pickers cut at AS's pick count on the first 3 micrographs; runs reused)
+    ... --variants STD [--test]
 
 Finished self-training runs are reused (``WORK/<task>/ST/run/picker.safetensors``).
 """
@@ -40,13 +42,16 @@ from draco_em.pick.config import DEFAULT_TTA, SCORE_FLOOR
 from draco_em.pick.model_io import RUN_FILE, load_picker, read_picker
 from draco_em.pick.predict import Picker
 from draco_em.pick.selftrain import SELF_TRAIN_MICROGRAPHS, self_train
+from draco_em.pick.train import density_threshold
 
 EMPIAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "empiar10017"
+VARIANTS = ("AS", "ST", "STD")
 
 
 def run_set(work: Path, mics: list[Path], truth: dict[str, Path], diameter: float,
-            px: float | None, radius_px: float, test: list[Path]) -> dict:  # fmt: skip
-    """AS and ST on one data set; ``test`` are scored (radius in input px)."""
+            px: float | None, radius_px: float, test: list[Path],
+            variants: tuple[str, ...] = VARIANTS) -> dict:  # fmt: skip
+    """AS, ST and ST-D on one data set; ``test`` are scored (radius in input px)."""
     detector, info = read_picker("bundled")
     detector.eval()
     thr = float(info["threshold"])
@@ -70,9 +75,19 @@ def run_set(work: Path, mics: list[Path], truth: dict[str, Path], diameter: floa
     trained = load_picker(run)
     trained.tta = DEFAULT_TTA
     at_m = replace(picker, scales=(m,))
+    # ST-D (step 3): the self-trained picker cut where it keeps as many picks on the first
+    # micrographs as the bundled picker keeps there at its stored threshold
+    keep = sum(int((choice.candidates[p.stem]["score"] >= thr).sum()) for p in first)
+    own = np.zeros(0)
+    if "STD" in variants:
+        own = np.concatenate([trained.pick_image(*image(p), p.stem, threshold=SCORE_FLOOR)
+                              ["score"].to_numpy() for p in first])  # fmt: skip
+    std = replace(trained, threshold=density_threshold(own, keep))
     out: dict = {"multiplier": m, "st_threshold": trained.threshold,
-                 "st_seconds": round(seconds, 1)}  # fmt: skip
-    for name, p in (("AS", at_m), ("ST", trained)):
+                 "std_threshold": std.threshold, "st_seconds": round(seconds, 1)}  # fmt: skip
+    for name, p in (("AS", at_m), ("ST", trained), ("STD", std)):
+        if name not in variants:
+            continue
         tps, scs, n = [], [], 0
         for mic in test:
             img, mpx = image(mic)
@@ -94,8 +109,9 @@ def pooled(rows: list[dict], v: str) -> dict:
     return {k: r[k] for k in ("precision", "recall", "f1", "n_pred", "n_true")}
 
 
-def study(data: Path, work: Path, factors: list[float]) -> dict:
-    res: dict = {"AS": {}, "ST": {}, "tasks": {}}
+def study(data: Path, work: Path, factors: list[float], variants: tuple[str, ...]) -> dict:
+    res: dict = {v: {} for v in variants}
+    res["tasks"] = {}
     for f in factors:
         for kind, sets in validation_groups(data).items():
             cond, rows = f"f{f:g}_{kind}", []
@@ -106,16 +122,16 @@ def study(data: Path, work: Path, factors: list[float]) -> dict:
                 r = run_set(work / task, [it[0] for it in items],
                             {it[0].stem: it[1] for it in items}, f * d, px,
                             0.25 * d / float(read_micrograph(items[0][0], None)[1]),
-                            [it[0] for it in items[SELF_TRAIN_MICROGRAPHS:]])  # fmt: skip
+                            [it[0] for it in items[SELF_TRAIN_MICROGRAPHS:]],
+                            variants)  # fmt: skip
                 rows.append(r)
                 res["tasks"][task] = {k: r[k] for k in ("multiplier", "st_threshold",
-                                                        "st_seconds")}  # fmt: skip
+                                                        "std_threshold", "st_seconds")}  # fmt: skip
                 print(task, res["tasks"][task], flush=True)
-            for v in ("AS", "ST"):
+            for v in variants:
                 res[v][cond] = pooled(rows, v)
-            print(cond, "AS", round(res["AS"][cond]["f1"], 3), "ST",
-                  round(res["ST"][cond]["f1"], 3), flush=True)  # fmt: skip
-    for v in ("AS", "ST"):
+                print(cond, v, round(res[v][cond]["f1"], 3), flush=True)
+    for v in variants:
         res[f"{v}_score"] = float(np.mean([r["f1"] for r in res[v].values()]))
         res[f"{v}_at_1"] = float(
             np.mean([r["f1"] for c, r in res[v].items() if c.startswith("f1_")])
@@ -124,7 +140,7 @@ def study(data: Path, work: Path, factors: list[float]) -> dict:
     return res
 
 
-def test_rows(work: Path) -> dict:
+def test_rows(work: Path, variants: tuple[str, ...]) -> dict:
     res: dict = {}
     sets = {"empiar10017": (EMPIAR, 191.16, 1.77, 27.0)}
     sets.update({n: (folder, d, px, 0.5 * d / px) for n, (folder, d, px) in TEST_SETS.items()})
@@ -135,10 +151,10 @@ def test_rows(work: Path) -> dict:
             if p.suffix in (".mrc", ".jpg") and not p.stem.endswith(("_EVN", "_ODD"))
         )
         truth = {p.stem: folder / "coordinates" / f"{p.stem}.star" for p in mics}
-        r = run_set(work / name, mics, truth, d, px, radius, mics)
-        res[name] = {"multiplier": r["multiplier"], "st_threshold": r["st_threshold"],
-                     "st_seconds": r["st_seconds"], "AS": pooled([r], "AS"),
-                     "ST": pooled([r], "ST")}  # fmt: skip
+        r = run_set(work / name, mics, truth, d, px, radius, mics, variants)
+        res[name] = {k: r[k] for k in ("multiplier", "st_threshold", "std_threshold",
+                                       "st_seconds")}  # fmt: skip
+        res[name].update({v: pooled([r], v) for v in variants})
         print(name, json.dumps(res[name]), flush=True)
     return res
 
@@ -149,9 +165,12 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/work/h18/selftrain"))
     ap.add_argument("--factors", type=float, nargs="+", default=[1.0, 1.4])
     ap.add_argument("--test", action="store_true", help="the test rows, after the decision")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    res = test_rows(args.work) if args.test else study(args.data, args.work, args.factors)
+    variants = tuple(args.variants)
+    res = (test_rows(args.work, variants) if args.test
+           else study(args.data, args.work, args.factors, variants))  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
 
