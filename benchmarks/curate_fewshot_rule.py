@@ -13,6 +13,8 @@ applies both decisions to the same out-of-fold predictions (``cv_predictions.csv
 
     OMP_NUM_THREADS=2 python benchmarks/curate_fewshot_rule.py --pool /work/cur19/pool7.csv \\
         --work /work/cur19/fewshot_rule --draws 30
+    # session 8: the L2 penalty chosen by inner cross-validation (D1 is the score there)
+    ... --features stats --l2 auto
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=30)
     ap.add_argument("--features", nargs="+", default=["stats", "encoder"])
     ap.add_argument("--pixel-size", type=float, default=7.0)
+    ap.add_argument("--l2", default=None,
+                    help="draco curate train --l2 (e.g. auto; session 8's rule); runs then go "
+                    "to run_<features>_l2<value>")  # fmt: skip
     args = ap.parse_args()
     pool = pd.read_csv(args.pool)
     pool["task"] = pool["label"].map(TASK_CLASS)
@@ -65,12 +70,13 @@ def main() -> None:
         labels = task_dir / "labels.csv"
         draw(pool, seed).to_csv(labels, index=False)
         for feats in args.features:
-            run = task_dir / f"run_{feats}"
+            run = task_dir / (f"run_{feats}" + (f"_l2{args.l2}" if args.l2 else ""))
             table = run / "cv_predictions.csv"
             if not table.is_file():
                 subprocess.run([str(draco), "curate", "train", "--labels", str(labels), "-o",
                                 str(run), "--accept", "good", "--pixel-size",
-                                str(args.pixel_size), "--features", feats, "--cv", "loo", "-q"],
+                                str(args.pixel_size), "--features", feats, "--cv", "loo", "-q",
+                                *(["--l2", args.l2] if args.l2 else [])],
                                check=True, capture_output=True)  # fmt: skip
             cv = pd.read_csv(table)
             good = (cv["label"] == "good").to_numpy()
@@ -86,7 +92,9 @@ def main() -> None:
         "D2_better_in": int((df["D2"] > df["D1"]).sum()),
         "D2_worse_in": int((df["D2"] < df["D1"]).sum()), "runs": len(df),
     }  # fmt: skip
-    (args.work / "summary.json").write_text(json.dumps(summary, indent=1))
+    (args.work / f"summary{'_l2' + args.l2 if args.l2 else ''}.json").write_text(
+        json.dumps(summary, indent=1)
+    )
     print(json.dumps(summary, indent=1))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,12 @@ from draco_em.curate.mask import curation_exclude
 from draco_em.curate.predict import predict_curation
 from draco_em.curate.stats import N_STATS, image_statistics
 from draco_em.curate.train import (
+    L2_GRID,
     block_columns,
     cross_validate,
     n_folds,
     select_blocks,
+    select_settings,
     stratified_folds,
     train_curator,
 )
@@ -174,3 +177,36 @@ def test_auto_head_records_the_chosen_block(
     curator = load_curator(tmp_path)
     assert curator.features.blocks == chosen
     assert curator.head.linear.weight.shape[1] == n_features(32, curator.features)
+
+
+def test_l2_auto_is_chosen_by_cross_validation(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n, y = 24, np.repeat([0, 1, 2], 8)
+    x = rng.normal(size=(n, 10))
+    x[:, 0] += 4.0 * (y == 0)  # good vs the rest in one column
+    tcfg = CurateTrainConfig(labels=Path("x.csv"), out_dir=tmp_path, l2="auto")
+    block, l2, scores = select_settings(torch.from_numpy(x).float(), y, None, 3, tcfg, [0], 4,
+                                        L2_GRID)  # fmt: skip
+    assert block is None and l2 in L2_GRID
+    assert set(scores) == {f"all, l2 {v:g}" for v in L2_GRID}
+    best = max(scores.values())  # the best score; among equals, the larger penalty
+    assert l2 == max(v for v in L2_GRID if scores[f"all, l2 {v:g}"] == best)
+    r = cross_validate(torch.from_numpy(x).float(), y, ["good", "a", "b"], [0], tcfg, 4,
+                       ["-"] * n, None, L2_GRID)  # fmt: skip
+    assert sum(r["l2_chosen_per_fold"].values()) == 4 and "blocks_chosen_per_fold" not in r
+
+
+def test_cli_l2_auto_and_bad_values(
+    toy_set: Path, tiny_encoder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["curate", "train", "--labels", str(toy_set / "labels.csv"), "--weights",
+            str(tiny_encoder), "--accept", "clean", "--device", "cpu", "-q",
+            "--cv", "4"]  # fmt: skip
+    code, _, _ = draco_in_process(capsys, *args, "-o", tmp_path / "a", "--l2", "auto")
+    assert code == 0
+    s = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert s["l2"] in L2_GRID and s["block_selection"]["l2"] == s["l2"]
+    assert sum(s["cv"]["l2_chosen_per_fold"].values()) == 4
+    for bad in ("lots", "-1"):
+        code, _, err = draco_in_process(capsys, *args, "-o", tmp_path / "b", "--l2", bad)
+        assert code == 2 and "l2" in err and len(err.strip().splitlines()) == 1, err

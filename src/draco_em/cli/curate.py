@@ -81,7 +81,13 @@ def curate_train(
             "60 micrographs, else 5-fold), loo, or a number of folds (0: off)."
         ),
     ] = "auto",
-    l2: Annotated[float, typer.Option(help="L2 penalty of the linear head (frozen fit).")] = 1e-3,
+    l2: Annotated[
+        str,
+        typer.Option(
+            help="L2 penalty of the linear head (frozen fit), or auto: chosen from "
+            "1e-3/1e-2/0.1/1 by cross-validation on your labels (nested inside --cv)."
+        ),
+    ] = "0.001",
     regions: Annotated[
         bool,
         typer.Option(
@@ -110,7 +116,7 @@ def curate_train(
             tile=tile, tile_quantile=tile_quantile, spectrum=spectrum, blocks=features.value
         ),
         cv=int(cv) if cv.lstrip("-").isdigit() else cv,
-        l2=l2,
+        l2=l2,  # pydantic parses the number (or "auto")
         regions=regions,
         val_fraction=val_fraction,
         device=device,

@@ -7,7 +7,7 @@ The feature settings (:class:`FeatureConfig`) are stored with every trained head
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -112,7 +112,11 @@ class CurateTrainConfig(BaseModel):
     epochs: int = Field(
         100, ge=1, description="L-BFGS iterations (frozen) or epochs (--finetune) of the head."
     )
-    l2: float = Field(1e-3, ge=0, description="L2 penalty on the linear weights (frozen fit).")
+    l2: Annotated[float, Field(ge=0)] | Literal["auto"] = Field(
+        1e-3,
+        description="L2 penalty on the linear weights (frozen fit), or 'auto': chosen from "
+        "L2_GRID by cross-validation on the training labels (nested inside --cv).",
+    )
     batch_size: int = Field(64, ge=1, description="Micrographs per optimiser step.")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate of the head (--finetune).")
     weight_decay: float = Field(0.05, ge=0, description="AdamW weight decay (--finetune).")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -201,7 +201,7 @@ def _fit_linear(
         opt.zero_grad()
         loss = loss_fn(head.linear(z), y)
         history.append(float(loss.detach()))
-        loss = loss + cfg.l2 * head.linear.weight.pow(2).sum()
+        loss = loss + float(cfg.l2) * head.linear.weight.pow(2).sum()
         loss.backward()
         return loss
 
@@ -288,22 +288,28 @@ def _train_curator(cfg: CurateTrainConfig) -> dict:
         raise DracoInputError("the readable labelled micrographs hold fewer than two classes")
     tr, va = _split(y, cfg.val_fraction, cfg.seed)
     accept_index = [classes.index(c) for c in accept]
-    features, selection, full_spectra = cfg.features, None, spectra
-    if features.blocks == "auto":
+    features, selection, full_spectra, given = cfg.features, None, spectra, cfg
+    blocks = block_columns(encoder.dim, features) if features.blocks == "auto" else None
+    l2s = L2_GRID if cfg.l2 == "auto" else None
+    if blocks is not None or l2s is not None:
         if start is not None:
-            raise DracoInputError("--features auto needs the frozen encoder: drop --finetune")
+            raise DracoInputError("--features auto and --l2 auto need the frozen encoder: drop "
+                                  "--finetune")  # fmt: skip
         x = frozen_vectors(
             _Featurizer(encoder, None, features), [arrays[i] for i in tr], spectra[tr]
         )
         k = min(SELECT_FOLDS, len(tr))
-        cols = block_columns(encoder.dim, features)
-        best, scores = select_blocks(x, y[tr], cols, len(classes), cfg, accept_index, k)
-        selection = {"chosen": best, "folds": k, "balanced_accuracy": scores}
-        log.info("--features auto: %s (cross-validated balanced accuracy %s)", best,
+        best, l2, scores = select_settings(x, y[tr], blocks, len(classes), cfg, accept_index, k,
+                                           l2s)  # fmt: skip
+        selection = {"chosen": best, "l2": l2, "folds": k, "balanced_accuracy": scores}
+        log.info("--features %s --l2 %s: %s, l2 %g (cross-validated balanced accuracy %s)",
+                 features.blocks, cfg.l2, best, l2,
                  ", ".join(f"{b} {v:.3f}" for b, v in scores.items()))  # fmt: skip
-        if best == "encoder":  # its per-micrograph vector is the spectrum alone
-            spectra = spectra[:, N_STATS:]
-        features = features.model_copy(update={"blocks": best})
+        if best is not None:  # --features auto
+            if best == "encoder":  # its per-micrograph vector is the spectrum alone
+                spectra = spectra[:, N_STATS:]
+            features = features.model_copy(update={"blocks": best})
+        cfg = cfg.model_copy(update={"l2": l2})
     featurizer = _Featurizer(encoder, start, features)
     head, history = fit_head(
         featurizer, [arrays[i] for i in tr], spectra[tr], y[tr], len(classes), cfg, accept_index
@@ -319,6 +325,7 @@ def _train_curator(cfg: CurateTrainConfig) -> dict:
         "epochs": cfg.epochs,
         "finetune": cfg.finetune,
         "blocks": features.blocks,
+        "l2": cfg.l2,
     }
     if selection is not None:
         summary["block_selection"] = selection
@@ -331,13 +338,12 @@ def _train_curator(cfg: CurateTrainConfig) -> dict:
         log.info("cross-validation skipped: it refits the frozen head only (no --finetune)")
     elif folds:
         names = [str(labels.paths[rows[i]]) for i in tr]
-        if selection is not None:  # nested: each outer fold chooses its block on its own
-            x = frozen_vectors(_Featurizer(encoder, None, cfg.features), [arrays[i] for i in tr],
-                               full_spectra[tr])  # fmt: skip
+        if selection is not None:  # nested: each outer fold chooses block / L2 on its own
+            x = frozen_vectors(_Featurizer(encoder, None, given.features),
+                               [arrays[i] for i in tr], full_spectra[tr])  # fmt: skip
             summary["cv"] = cross_validate(
-                x, y[tr], classes, accept_index, cfg, folds, names,
-                block_columns(encoder.dim, cfg.features),
-            )  # fmt: skip
+                x, y[tr], classes, accept_index, given, folds, names, blocks, l2s
+            )
         else:
             x = frozen_vectors(featurizer, [arrays[i] for i in tr], spectra[tr])
             summary["cv"] = cross_validate(x, y[tr], classes, accept_index, cfg, folds, names)
@@ -385,6 +391,8 @@ def n_folds(cv: int | str, n: int) -> int:
 
 #: Largest label set that ``--cv auto`` cross-validates by leave-one-out.
 LOO_MAX = 60
+#: The L2 penalties ``--l2 auto`` tries (docs/benchmarks.md, issue 19 session 8).
+L2_GRID = (1e-3, 1e-2, 1e-1, 1.0)
 #: Folds of the cross-validation that chooses the block for ``--features auto`` (on all
 #: labels, and inside each outer fold of the reported one). Not leave-one-out: nested in a
 #: leave-one-out it would cost N² fits (0.6 s each for 400 features on a loaded CPU).
@@ -413,16 +421,17 @@ def cross_validate(
     k: int,
     names: list[str],
     blocks: dict[str, np.ndarray] | None = None,
+    l2s: Sequence[float] | None = None,
 ) -> dict:
     """Stratified k-fold (k = N: leave-one-out) of the frozen head on inputs ``x [N, F]``.
 
     Every fold refits the whole head (batch-norm statistics included) on the other folds with
     the run's settings and predicts the held-out micrographs; the scores are of these
     out-of-fold predictions. With ``blocks`` (``--features auto``: the columns of ``x`` of
-    each block, :func:`block_columns`) the choice of block is part of the fit: every outer
-    fold chooses by :func:`select_blocks` on its own training part (nested cross-validation),
-    so the score is not biased by the choice. Writes ``RUNDIR/cv_predictions.csv`` and logs
-    the per-class table.
+    each block, :func:`block_columns`) and/or ``l2s`` (``--l2 auto``: the penalties to try)
+    the choice is part of the fit: every outer fold chooses by :func:`select_settings` on its
+    own training part (nested cross-validation), so the score is not biased by the choice.
+    Writes ``RUNDIR/cv_predictions.csv`` and logs the per-class table.
 
     Returns:
         ``{"folds", "balanced_accuracy" (accept vs reject, the mean of the two recalls),
@@ -431,17 +440,21 @@ def cross_validate(
     """
     fold = stratified_folds(y, k, cfg.seed)
     chosen: list[str] = []
+    chosen_l2: list[float] = []
 
-    def columns(train: np.ndarray) -> np.ndarray | slice:
-        if blocks is None:
-            return slice(None)
+    def settings(train: np.ndarray) -> tuple[np.ndarray | slice, CurateTrainConfig]:
+        if blocks is None and l2s is None:
+            return slice(None), cfg
         inner = min(SELECT_FOLDS, len(train))
-        best, _ = select_blocks(x[train], y[train], blocks, len(classes), cfg, accept_index,
-                                inner)  # fmt: skip
+        best, l2, _ = select_settings(x[train], y[train], blocks, len(classes), cfg,
+                                      accept_index, inner, l2s)  # fmt: skip
+        chosen_l2.append(l2)
+        if blocks is None or best is None:
+            return slice(None), cfg.model_copy(update={"l2": l2})
         chosen.append(best)
-        return blocks[best]
+        return blocks[best], cfg.model_copy(update={"l2": l2})
 
-    probs = _out_of_fold(x, y, fold, len(classes), cfg, accept_index, columns)
+    probs = _out_of_fold(x, y, fold, len(classes), cfg, accept_index, settings)
     good = np.isin(y, accept_index)
     p_accept = probs[:, accept_index].sum(1)
     accepted = p_accept >= 0.5
@@ -464,8 +477,12 @@ def cross_validate(
         "accuracy": float(np.mean(pred == y)),
         "per_class": per_class,
     }
-    if chosen:
+    if chosen and blocks is not None:
         result["blocks_chosen_per_fold"] = {b: chosen.count(b) for b in sorted(set(chosen))}
+    if chosen_l2 and l2s is not None:
+        result["l2_chosen_per_fold"] = {
+            f"{v:g}": chosen_l2.count(v) for v in sorted(set(chosen_l2))
+        }
     _write_cv_table(cfg.out_dir / "cv_predictions.csv", names, y, probs, fold, classes, p_accept)
     log.info(
         "cross-validation (%s folds, stratified): accept/reject balanced accuracy %.3f, class "
@@ -487,17 +504,18 @@ def _out_of_fold(
     n_classes: int,
     cfg: CurateTrainConfig,
     accept_index: list[int],
-    columns: Callable[[np.ndarray], np.ndarray | slice] = lambda train: slice(None),
+    settings: Callable[[np.ndarray], tuple[np.ndarray | slice, CurateTrainConfig]] | None = None,
 ) -> np.ndarray:
     """Out-of-fold probabilities ``[N, C]``: for each fold (``fold [N]``, in order), the head
-    fitted on the other folds' rows of ``x [N, F]``, restricted to ``columns(train rows)``."""
+    fitted on the other folds' rows of ``x [N, F]``; ``settings(train rows)`` gives the columns
+    and the config (its L2) of that fold's fit (default: every column, ``cfg``)."""
     probs = np.zeros((len(y), n_classes))
     for f in np.unique(fold):
         test = fold == f
         train = np.flatnonzero(~test)
-        cols = columns(train)
+        cols, fold_cfg = settings(train) if settings is not None else (slice(None), cfg)
         probs[test] = _fit_predict(x[train][:, cols], y[train], x[test][:, cols], n_classes,
-                                   cfg, accept_index)  # fmt: skip
+                                   fold_cfg, accept_index)  # fmt: skip
     return probs
 
 
@@ -538,27 +556,51 @@ def select_blocks(
     accept_index: list[int],
     k: int,
 ) -> tuple[str, dict[str, float]]:
-    """``--features auto``: the block whose head cross-validates best on ``(x, y)``.
+    """``--features auto`` at the run's L2: (the chosen block, {block: score});
+    :func:`select_settings` with one penalty."""
+    best, _, scores = select_settings(x, y, blocks, n_classes, cfg, accept_index, k)
+    return str(best), scores
+
+
+def select_settings(
+    x: torch.Tensor,
+    y: np.ndarray,
+    blocks: dict[str, np.ndarray] | None,
+    n_classes: int,
+    cfg: CurateTrainConfig,
+    accept_index: list[int],
+    k: int,
+    l2s: Sequence[float] | None = None,
+) -> tuple[str | None, float, dict[str, float]]:
+    """``--features auto`` / ``--l2 auto``: the block (of ``blocks``; None: every column of
+    ``x``) and the L2 penalty (of ``l2s``; None: ``cfg.l2``) whose head cross-validates best.
 
     Score = the accept/reject balanced accuracy of out-of-fold predictions (stratified ``k``
     folds, :data:`SELECT_FOLDS` in training); ties go to the block with fewer columns (the
-    statistics, then the tokens).
+    statistics, then the tokens), then to the larger penalty (the simpler head).
 
     Returns:
-        (the chosen block, {block: score}).
+        (the chosen block or None, the chosen L2, {"block" or "block, l2 v": score}).
     """
     fold = stratified_folds(y, k, cfg.seed)
     good = np.isin(y, accept_index)
-    scores = {}
-    for name, cols in blocks.items():
+    options = blocks if blocks is not None else {"all": np.arange(x.shape[1])}
+    penalties = list(l2s) if l2s is not None else [float(cfg.l2)]
+    scores, keys = {}, {}
+    for name, cols in options.items():
+        for l2 in penalties:
+            fold_cfg = cfg.model_copy(update={"l2": l2})
 
-        def block(_: np.ndarray, c: np.ndarray = cols) -> np.ndarray:
-            return c
+            def setting(_: np.ndarray, c=cols, fc=fold_cfg) -> tuple[np.ndarray, CurateTrainConfig]:
+                return c, fc
 
-        probs = _out_of_fold(x, y, fold, n_classes, cfg, accept_index, block)
-        scores[name] = _balanced(good, probs[:, accept_index].sum(1) >= 0.5)
-    best = max(blocks, key=lambda b: (scores[b], -len(blocks[b])))
-    return best, scores
+            probs = _out_of_fold(x, y, fold, n_classes, cfg, accept_index, setting)
+            key = name if l2s is None else f"{name}, l2 {l2:g}"
+            scores[key] = _balanced(good, probs[:, accept_index].sum(1) >= 0.5)
+            keys[key] = (name, l2)
+    best = max(keys, key=lambda q: (scores[q], -len(options[keys[q][0]]), keys[q][1]))
+    name, l2 = keys[best]
+    return (name if blocks is not None else None), l2, scores
 
 
 def _balanced(good: np.ndarray, accepted: np.ndarray) -> float:
