@@ -136,9 +136,10 @@ class PickTrainConfig(BaseModel):
         "labelled ones, train again from the same start on every labelled micrograph and "
         "store 'density': the cut-off giving the second model the first one's pick density "
         "(picks per area), or 'score': the same cut-off; 'none' (default): keep the first "
-        "model. Doubles the training time; ignored with --val-micrographs or one labelled "
-        "micrograph. docs/benchmarks.md, issue 18 session 8: density won on simulated "
-        "few-shot tasks (+0.04 F1) and lost 0.01 on real EMPIAR-10017, so it is not the default.",
+        "model. A second fine-tune (+60 % time on EMPIAR-10017); ignored with "
+        "--val-micrographs or one labelled micrograph. docs/benchmarks.md, issue 18 session 8: "
+        "density won on simulated few-shot tasks (+0.04 F1) and lost 0.01 on real "
+        "EMPIAR-10017, so it is not the default.",
     )
     seed: int = Field(0, ge=0, description="Random seed.")
     threads: int | None = Field(None, ge=1, description="torch threads (default: torch's).")
