@@ -207,6 +207,9 @@ def test_cli_l2_auto_and_bad_values(
     s = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert s["l2"] in L2_GRID and s["block_selection"]["l2"] == s["l2"]
     assert sum(s["cv"]["l2_chosen_per_fold"].values()) == 4
+    code, _, err = draco_in_process(capsys, *args, "-o", tmp_path / "f", "--l2", "auto",
+                                    "--features", "encoder", "--finetune", "1")  # fmt: skip
+    assert code == 2 and "--l2 auto needs the frozen encoder" in err
     for bad in ("lots", "-1"):
         code, _, err = draco_in_process(capsys, *args, "-o", tmp_path / "b", "--l2", bad)
         assert code == 2 and "l2" in err and len(err.strip().splitlines()) == 1, err

@@ -293,8 +293,16 @@ def _train_curator(cfg: CurateTrainConfig) -> dict:
     l2s = L2_GRID if cfg.l2 == "auto" else None
     if blocks is not None or l2s is not None:
         if start is not None:
-            raise DracoInputError("--features auto and --l2 auto need the frozen encoder: drop "
-                                  "--finetune")  # fmt: skip
+            what = " and ".join(
+                o
+                for o, on in (
+                    ("--features auto", blocks is not None),
+                    ("--l2 auto", l2s is not None),
+                )
+                if on
+            )
+            verb = "need" if " and " in what else "needs"
+            raise DracoInputError(f"{what} {verb} the frozen encoder: drop --finetune")
         x = frozen_vectors(
             _Featurizer(encoder, None, features), [arrays[i] for i in tr], spectra[tr]
         )
