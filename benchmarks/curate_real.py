@@ -312,7 +312,16 @@ def main() -> None:
     ap.add_argument("--resnet-epochs", type=int, default=30)
     ap.add_argument("--resnet-size", type=int, default=128)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--write-labels", type=Path, default=None,
+                    help="only write the MicAssess labels (micrograph,label; the five few-shot "
+                    "classes) for `draco curate train` to this CSV, and exit")  # fmt: skip
     args = ap.parse_args()
+    if args.write_labels:
+        items = micassess_items(args.data / "micassess")
+        pd.DataFrame({"micrograph": [str(it.path) for it in items],
+                      "label": [MICASSESS[it.truth][0] for it in items]}).to_csv(
+            args.write_labels, index=False)  # fmt: skip
+        return
     models = dict(m.split("=", 1) for m in (args.model or ["bundled=bundled"]))
     curators = {name: load_curator(src) for name, src in models.items()}
     cfgs = {c.features.model_dump_json() for c in curators.values()}

@@ -594,3 +594,17 @@ def test_refit_option_is_checked(trained, tmp_path, capsys):
               "--diameter", "32", "-o", str(tmp_path / "r"), "--refit", "twice"])  # fmt: skip
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "refit" in err and len(err.strip().splitlines()) == 1
+
+
+def test_refit_without_validation_picks_keeps_the_first_cut_off(trained, tmp_path):
+    from draco_em.pick.train import load_labelled, refit_all
+
+    tmp = trained["tmp"]
+    cfg = PickTrainConfig(micrographs=[tmp / "mics"], coords=[tmp / "coords"], diameter=32.0,
+                          outdir=tmp_path / "r", weights=str(trained["path"]), epochs=1,
+                          crops_per_epoch=8, refit="density")  # fmt: skip
+    detector = read_picker(trained["path"])[0]
+    examples = load_labelled([tmp / "mics"], [tmp / "coords"], detector.config, 32.0)
+    # the first model found no peak on its validation micrograph: no density to match
+    _, stored, info = refit_all(cfg, examples, examples[:1], 0.42, {}, None, torch.device("cpu"))
+    assert stored == 0.42 and info["mode"] == "density" and info["n_labelled"] == 32

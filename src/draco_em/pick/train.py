@@ -354,9 +354,12 @@ def refit_all(
     picker.tta = DEFAULT_TTA
     _tp, scores, _n = validation_matches(picker, examples, progress)
     by_density = density_threshold(scores, density * sum(e.image.size for e in examples))
-    stored = threshold if cfg.refit == "score" else by_density
+    # no validation picks at all: no density to match, so the first cut-off is carried over
+    by_score = cfg.refit == "score" or "at_threshold" not in val_result
+    stored = threshold if by_score else by_density
     log.info("refit: stored threshold %.3f (%s; first model's cut-off %.3f, the density-matched "
-             "one %.3f for %.3g picks per 1000 working px²)", stored, cfg.refit, threshold,
+             "one %.3f for %.3g picks per 1000 working px²)", stored,
+             "by score" if by_score else "by density", threshold,
              by_density, 1000 * density)  # fmt: skip
     info = {"mode": cfg.refit, "first_threshold": threshold, "density_threshold": by_density,
             "picks_per_kpx2": 1000 * density, "n_labelled": n_labelled,
