@@ -11,6 +11,14 @@ Sets:
   truth; many sit on the ice blob). Particle box 46 px in that frame (the package's own test);
   disks of radius 15 px (diameter 120 Å at the assumed 4 Å/px). Scored twice: with the
   MicrographCleaner mask (>0.5) keeping disks off contamination, and with all picks.
+- `particles` (``--particles``): the 7 real particle images of EMPIAR-10076 (E. coli 50S
+  assembly intermediates, cryoDRGN's test data; 320 x 320 px at 1.31 Å/px, raw single exposures,
+  normalised), each written as its own image with one coordinate at its centre. The only real
+  *raw* images here besides `mce` whose pixel size is known. A particle spans ~120-160 px, so the
+  disks are fixed at radius 40 px (52 Å) with background centres >= 115 px from the centre
+  (particle radius ~70 px + disk radius 40 px + margin): one pair per image, 7 pairs. (ASPIRE's
+  17 real 80S particles are not used: their 268 Å box holds no background clear of a ~300 Å
+  ribosome.)
 - `empiar10017`: central 1024² crops of real EMPIAR-10017 micrographs (1.77 Å/px, expert picks,
   particle diameter 190 Å). These JPEGs are ALREADY DENOISED renderings, so "raw" here is a
   denoised image and every method is a second denoiser on top of it.
@@ -26,7 +34,7 @@ micrographs".
 
 Usage:
     OMP_NUM_THREADS=2 python benchmarks/denoise_real.py --work /tmp/denoise_real \
-        --topaz-venv /work/venvs/topaz [--empiar 3] [--speed] [--draco v2=WEIGHTS]
+        --topaz-venv /work/venvs/topaz [--empiar 3] [--particles] [--speed] [--draco v2=WEIGHTS]
 """
 
 from __future__ import annotations
@@ -43,8 +51,9 @@ from pathlib import Path
 import numpy as np
 
 from draco_em.evaluate.denoise import EvaluateDenoiseConfig, evaluate_denoise, format_table
+from draco_em.evaluate.denoise_metrics import disk_mask
 from draco_em.imaging.filters import gaussian_blur_px, gaussian_lowpass
-from draco_em.io.coords import read_coords, write_relion_coords
+from draco_em.io.coords import make_coords, read_coords, write_relion_coords
 from draco_em.io.mrc import read_image, read_mrc, write_mrc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +63,9 @@ EMPIAR = DATA / "empiar10017"
 MCE_PIXEL = 4.0  # assumed: header says 1.0 (placeholder); 959 x 927 = K2 frame / 4
 MCE_DIAMETER = 120.0  # Å at the assumed pixel size = 30 px (box 46 px)
 EMPIAR_PIXEL, EMPIAR_DIAMETER = 1.77, 190.0
+PARTICLES = DATA / "cryodrgn" / "empiar_10076_7.mrc"
+PARTICLE_PIXEL = 1.31  # Å/px: rlnDetectorPixelSize 5 µm / rlnMagnification 38168 (its STAR)
+PARTICLE_RADIUS_PX, PARTICLE_EXCLUSION_PX = 40.0, 115.0  # fixed before any method was scored
 SIM_BEST_SIGMA_A = 2.0 * 1.06  # best Gaussian on the simulated held-out set (docs/benchmarks.md)
 WIDE_SIGMAS_PX = (2.0, 4.0, 8.0)
 
@@ -129,6 +141,20 @@ EXTRA_DRACO: dict[str, str] = {}
 EXTRA_ARGS: list[str] = []  # --draco-args: options of the --draco rows
 
 
+def prepare_particles(work: Path) -> tuple[Path, Path]:
+    """Each real EMPIAR-10076 particle image as its own MRC, one coordinate at its centre."""
+    raw, coords = work / "particles" / "raw", work / "particles" / "coords"
+    raw.mkdir(parents=True, exist_ok=True)
+    coords.mkdir(parents=True, exist_ok=True)
+    stack = read_mrc(PARTICLES, pixel_size=PARTICLE_PIXEL, ndim=(3,)).data
+    for i, im in enumerate(stack, 1):
+        stem = f"empiar10076_p{i}"
+        write_mrc(raw / f"{stem}.mrc", np.asarray(im, np.float32), PARTICLE_PIXEL)
+        ny, nx = im.shape
+        write_relion_coords(coords / f"{stem}.star", make_coords(stem, [nx / 2], [ny / 2]))
+    return raw, coords
+
+
 def denoise_all(raw: Path, pred: Path, pixel_size: float, venv: Path | None) -> dict:
     files = sorted(raw.glob("*.mrc"))
     images = {p.stem: read_image(p, pixel_size)[0] for p in files}
@@ -145,12 +171,13 @@ def denoise_all(raw: Path, pred: Path, pixel_size: float, venv: Path | None) -> 
 
 
 def score(pred: Path, raw: Path, coords: Path, pixel_size: float, diameter: float,
-          pairs: Path, masks: Path | None = None) -> dict:  # fmt: skip
+          pairs: Path, masks: Path | None = None, radius: float | None = None,
+          exclusion: float | None = None) -> dict:  # fmt: skip
     results = {}
     for folder in sorted(p for p in pred.iterdir() if p.is_dir()):
         cfg = EvaluateDenoiseConfig(
             pred=folder, raw=raw, coords=coords, masks=masks, pixel_size=pixel_size,
-            diameter=diameter, pairs=pairs,
+            diameter=diameter, pairs=pairs, radius=radius, exclusion=exclusion,
         )  # fmt: skip
         results[folder.name] = evaluate_denoise(cfg)
     return results
@@ -192,6 +219,58 @@ def figure(
     fig.tight_layout()
     fig.savefig(out, dpi=60)
     plt.close(fig)
+
+
+def eq11_terms(folder: Path, pairs_json: Path, radius: float, pixel_size: float) -> dict:
+    """Eq. 11 split into its two terms, each in dB of the output image's own variance:
+    contrast = mean 10 log10((μ_s − μ_b)² / var(image)), background = mean 10 log10(v_b /
+    var(image)); Eq. 11 = contrast − background. Says whether a method loses on particle
+    contrast or on leftover background variance."""
+    contrast, background = [], []
+    for stem, entry in json.loads(pairs_json.read_text())["micrographs"].items():
+        im = read_image(folder / f"{stem}.mrc", pixel_size)[0].astype(np.float64)
+        total = im.var()
+        for sx, sy, bx, by in entry["pairs"]:
+            sig = im[disk_mask(im.shape, sx, sy, radius)]
+            bg = im[disk_mask(im.shape, bx, by, radius)]
+            contrast.append(10 * np.log10((sig.mean() - bg.mean()) ** 2 / total))
+            background.append(10 * np.log10(bg.var() / total))
+    return {"contrast_db": float(np.mean(contrast)), "background_db": float(np.mean(background))}
+
+
+def particle_figure(raw: Path, pred: Path, out: Path, rows: tuple[tuple[str, str], ...]) -> None:
+    """Every particle image (columns) under raw and each (title, prediction folder) of ``rows``
+    that exists, each panel with its own 1–99 % window; the Eq. 11 disks drawn on the raw row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stems = [p.name for p in sorted(raw.glob("*.mrc"))]
+    panels = [("raw", raw)] + [(t, pred / f) for t, f in rows if (pred / f).is_dir()]
+    fig, axes = plt.subplots(len(panels), len(stems), figsize=(1.6 * len(stems), 1.7 * len(panels)),
+                             squeeze=False)  # fmt: skip
+    for r, (title, folder) in enumerate(panels):
+        for c, stem in enumerate(stems):
+            image = read_image(folder / stem, PARTICLE_PIXEL)[0]
+            lo, hi = np.percentile(image, [1, 99])
+            ax = axes[r, c]
+            ax.imshow(image, cmap="gray", vmin=lo, vmax=hi)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(title, fontsize=8)
+            if r == 0:  # the signal disk and the first background position pair_regions tries
+                ny, nx = image.shape
+                for cx in (nx / 2, nx / 2 + PARTICLE_EXCLUSION_PX):
+                    ax.add_patch(plt.Circle((cx, ny / 2), PARTICLE_RADIUS_PX, fill=False,
+                                            color="yellow", lw=0.6))  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(out, dpi=70)
+    plt.close(fig)
+    from PIL import Image
+
+    Image.open(out).convert("L").save(out, optimize=True)  # grey: half the bytes in docs/img
 
 
 def crop_correlations(raw: Path, pred: Path, box: tuple[int, int, int]) -> dict[str, float]:
@@ -306,6 +385,7 @@ def main() -> None:
     parser.add_argument("--sim", type=int, default=0, help="Simulated micrographs with truth.")
     parser.add_argument("--tomo", action="store_true", help="Denoise the cylindra tomograms.")
     parser.add_argument("--no-mce", action="store_true", help="Skip the mce set.")
+    parser.add_argument("--particles", action="store_true", help="Real EMPIAR-10076 particles.")
     parser.add_argument("--speed", action="store_true", help="Time draco on a 4096² micrograph.")
     parser.add_argument("--figure", type=Path, default=REPO / "docs" / "img" / "denoise_real.png")
     parser.add_argument(
@@ -322,6 +402,8 @@ def main() -> None:
     info = json.loads(out_json.read_text()) if out_json.exists() else {}
     if not args.no_mce:
         mce(work, args, info)
+    if args.particles:
+        particles(work, args, info)
     empiar_and_speed(work, args, info)
     if args.sim:
         old = info.get("sim", {}).get("seconds", {})
@@ -349,6 +431,35 @@ def mce(work: Path, args: argparse.Namespace, info: dict) -> None:
     extra = tuple((f"draco {name}", name) for name in EXTRA_DRACO)
     figure(raw, pred, args.figure, (80, 560, 320), MCE_PIXEL, extra, extra_before_bundled=True)
     info["mce_crop_corr_with_raw"] = crop_correlations(raw, pred, (80, 560, 320))
+
+
+def particles(work: Path, args: argparse.Namespace, info: dict) -> None:
+    raw, coords = prepare_particles(work)
+    pred = work / "particles" / "pred"
+    info["particles_seconds"] = info.get("particles_seconds", {}) | denoise_all(
+        raw, pred, PARTICLE_PIXEL, args.topaz_venv
+    )
+    res = score(pred, raw, coords, PARTICLE_PIXEL, 2 * PARTICLE_RADIUS_PX * PARTICLE_PIXEL,
+                work / "particles_pairs.json", radius=PARTICLE_RADIUS_PX,
+                exclusion=PARTICLE_EXCLUSION_PX)  # fmt: skip
+    info["particles"] = {k: v["mean"] for k, v in res.items()}
+    info["particles"]["raw"] = next(iter(res.values()))["raw"]["mean"]
+    info["particles_snr_per_image"] = {
+        k: [r.get("snr_db") for r in v["per_micrograph"]] for k, v in res.items()
+    }
+    print(f"== particles (EMPIAR-10076, real raw)\n{format_table(res)}")
+    pairs = work / "particles_pairs.json"
+    folders = {"raw input": raw} | {p.name: p for p in sorted(pred.iterdir()) if p.is_dir()}
+    info["particles_eq11_terms"] = {
+        name: eq11_terms(folder, pairs, PARTICLE_RADIUS_PX, PARTICLE_PIXEL)
+        for name, folder in folders.items()
+    }
+    for name, t in info["particles_eq11_terms"].items():
+        c, b = t["contrast_db"], t["background_db"]
+        print(f"{name:16s} contrast {c:7.2f} dB  background {b:7.2f} dB")
+    rows = (("low-pass 20 Å", "lowpass_20A"), ("Topaz unet", "topaz_unet"), ("draco", "draco"),
+            *((f"draco {name}", name) for name in EXTRA_DRACO))  # fmt: skip
+    particle_figure(raw, pred, args.figure.with_name("denoise_particles.png"), rows)
 
 
 def empiar_and_speed(work: Path, args: argparse.Namespace, info: dict) -> None:
