@@ -238,6 +238,31 @@ def eq11_terms(folder: Path, pairs_json: Path, radius: float, pixel_size: float)
     return {"contrast_db": float(np.mean(contrast)), "background_db": float(np.mean(background))}
 
 
+TRANSFER_BANDS_A = ((40, 20), (20, 12), (12, 8), (8, 6), (6, 4.5))  # (coarse, fine) Å
+
+
+def band_transfer(raw: Path, folder: Path, pixel_size: float) -> list[float]:
+    """Per band of :data:`TRANSFER_BANDS_A`, the share of the output's variance in that band
+    over the raw image's share (Hann-windowed square crops, mean over images): > 1 where a
+    method keeps relatively more of a band than the raw image has, ~0 where it removes it."""
+
+    def shares(image: np.ndarray) -> np.ndarray:
+        n = min(image.shape)
+        im = (image[:n, :n] - image[:n, :n].mean()) * np.outer(np.hanning(n), np.hanning(n))
+        power = np.abs(np.fft.fftshift(np.fft.fft2(im))) ** 2
+        y, x = np.indices(power.shape)
+        res = np.hypot(x - n // 2, y - n // 2) / (n * pixel_size)  # 1/Å
+        total = power.sum()
+        return np.array([power[(res >= 1 / lo) & (res < 1 / hi)].sum() / total
+                         for lo, hi in TRANSFER_BANDS_A])  # fmt: skip
+
+    ratios = []
+    for f in sorted(raw.glob("*.mrc")):
+        r = shares(read_image(f, pixel_size)[0].astype(np.float64))
+        ratios.append(shares(read_image(folder / f.name, pixel_size)[0].astype(np.float64)) / r)
+    return [float(v) for v in np.mean(ratios, axis=0)]
+
+
 def particle_figure(raw: Path, pred: Path, out: Path, rows: tuple[tuple[str, str], ...]) -> None:
     """Every particle image (columns) under raw and each (title, prediction folder) of ``rows``
     that exists, each panel with its own 1–99 % window; the Eq. 11 disks drawn on the raw row."""
@@ -457,6 +482,13 @@ def particles(work: Path, args: argparse.Namespace, info: dict) -> None:
     for name, t in info["particles_eq11_terms"].items():
         c, b = t["contrast_db"], t["background_db"]
         print(f"{name:16s} contrast {c:7.2f} dB  background {b:7.2f} dB")
+    info["particles_band_transfer"] = {"bands_A": [list(b) for b in TRANSFER_BANDS_A]} | {
+        p.name: band_transfer(raw, p, PARTICLE_PIXEL) for p in sorted(pred.iterdir()) if p.is_dir()
+    }
+    print("band transfer (output share / raw share), bands Å:", TRANSFER_BANDS_A)
+    for name, v in info["particles_band_transfer"].items():
+        if name != "bands_A":
+            print(f"{name:16s}", " ".join(f"{x:7.3f}" for x in v))
     rows = (("low-pass 20 Å", "lowpass_20A"), ("Topaz unet", "topaz_unet"), ("draco", "draco"),
             *((f"draco {name}", name) for name in EXTRA_DRACO))  # fmt: skip
     particle_figure(raw, pred, args.figure.with_name("denoise_particles.png"), rows)
