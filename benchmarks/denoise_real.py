@@ -34,7 +34,7 @@ micrographs".
 
 Usage:
     OMP_NUM_THREADS=2 python benchmarks/denoise_real.py --work /tmp/denoise_real \
-        --topaz-venv /work/venvs/topaz [--empiar 3] [--particles] [--particles-sim 8] [--speed] \
+        --topaz-venv /work/venvs/topaz [--empiar 3] [--particles] [--twin particles=8] [--twin mce=8] [--speed] \
         [--draco v2=WEIGHTS]
 """
 
@@ -359,54 +359,53 @@ def simulated(work: Path, n: int, venv: Path | None, size: int = 1024) -> dict:
     return {"seconds": seconds, "mean": out}
 
 
-def particles_sim(work: Path, n: int, venv: Path | None) -> dict:
-    """A simulated twin of the ``particles`` set, WITH truth: the realistic preset at the real
-    particles' 1.31 Å/px, library structures of 180–260 Å (the 50S is ~250 Å), 1024², seed 1400,
-    scored with the particles' disk geometry (radius 40 px, background >= 115 px from every
-    particle). Adds the noise-free image itself as a row (``clean_image``): the Eq. 11 a perfect
-    denoiser would get, beside PSNR against it. Says how far Eq. 11 can be reached without blur."""
-    sim = work / "particles_sim"
+#: Simulated twins of the real sets, WITH truth (``--twin NAME=N``): the realistic preset at the
+#: real set's pixel size, library structures of about its particle's size, 1024², scored with the
+#: real set's disk geometry. (pixel Å, particle size range Å, disk radius px, background
+#: exclusion px, seed). ``mce``'s pixel size is the assumed 4 Å and its particle (box 46 px =
+#: 184 Å) unknown, hence the wider size range.
+TWINS = {
+    "particles": (PARTICLE_PIXEL, (180.0, 260.0), PARTICLE_RADIUS_PX, PARTICLE_EXCLUSION_PX, 1400),
+    "mce": (
+        MCE_PIXEL,
+        (120.0, 220.0),
+        MCE_DIAMETER / MCE_PIXEL / 2,
+        MCE_DIAMETER / MCE_PIXEL,
+        1401,
+    ),
+}
+
+
+def twin(work: Path, name: str, n: int, venv: Path | None) -> dict:
+    """The simulated twin ``name`` of :data:`TWINS` (``n`` micrographs): every method of the real
+    set, plus the noise-free image itself as a row (``clean_image``): the Eq. 11 a perfect
+    denoiser would get, beside PSNR against it. Says how far Eq. 11 can be reached without blur,
+    and (raw row against the real raw row) whether the twin is a fair stand-in."""
+    pixel, (lo, hi), radius, exclusion, seed = TWINS[name]
+    sim = work / f"twin_{name}"
     if not (sim / "micrographs.star").exists():
-        run(
-            [
-                sys.executable,
-                "-m",
-                "draco_em",
-                "simulate",
-                "-o",
-                str(sim),
-                "--preset",
-                "realistic",
-                "--n-micrographs",
-                str(n),
-                "--size",
-                "1024",
-                "--pixel-size",
-                str(PARTICLE_PIXEL),
-                "--particle-size-range",
-                "180",
-                "260",
-                "--seed",
-                "1400",
-                "--no-movies",
-                "-q",
-            ]
-        )
-    pred = work / "particles_sim_pred"
-    seconds = denoise_all(sim / "micrographs", pred, PARTICLE_PIXEL, venv)
+        run([sys.executable, "-m", "draco_em", "simulate", "-o", str(sim), "--preset", "realistic",
+             "--n-micrographs", str(n), "--size", "1024", "--pixel-size", str(pixel),
+             "--particle-size-range", str(lo), str(hi), "--seed", str(seed), "--no-movies",
+             "-q"])  # fmt: skip
+    pred = work / f"twin_{name}_pred"
+    seconds = denoise_all(sim / "micrographs", pred, pixel, venv)
     (pred / "clean_image").mkdir(exist_ok=True)
     for f in sorted((sim / "clean").glob("*.mrc")):
-        if not (pred / "clean_image" / f.name).exists():
-            (pred / "clean_image" / f.name).symlink_to(f.resolve())
+        link = pred / "clean_image" / f.name
+        if link.is_symlink() and not link.exists():  # the twin's folder was moved: relink
+            link.unlink()
+        if not link.exists():
+            link.symlink_to(f.resolve())
     results = {}
     for folder in sorted(p for p in pred.iterdir() if p.is_dir()):
         cfg = EvaluateDenoiseConfig(
             pred=folder, clean=sim / "clean", raw=sim / "micrographs", coords=sim / "coordinates",
-            pixel_size=PARTICLE_PIXEL, radius=PARTICLE_RADIUS_PX, exclusion=PARTICLE_EXCLUSION_PX,
-            pairs=work / "particles_sim_pairs.json",
+            pixel_size=pixel, radius=radius, exclusion=exclusion,
+            pairs=work / f"twin_{name}_pairs.json",
         )  # fmt: skip
         results[folder.name] = evaluate_denoise(cfg)
-    print(f"== simulated twin of the particles set (truth)\n{format_table(results)}")
+    print(f"== simulated twin of the {name} set (truth)\n{format_table(results)}")
     out = {k: v["mean"] for k, v in results.items()}
     out["raw"] = next(iter(results.values()))["raw"]["mean"]
     return {"seconds": seconds, "mean": out}
@@ -466,11 +465,9 @@ def main() -> None:
     parser.add_argument("--no-mce", action="store_true", help="Skip the mce set.")
     parser.add_argument("--particles", action="store_true", help="Real EMPIAR-10076 particles.")
     parser.add_argument(
-        "--particles-sim",
-        type=int,
-        default=0,
-        help="Simulated twin of --particles with truth: this many micrographs.",
-    )
+        "--twin", action="append", default=[],
+        help="NAME=N: the simulated twin of a real set (particles, mce) with N micrographs",
+    )  # fmt: skip
     parser.add_argument("--speed", action="store_true", help="Time draco on a 4096² micrograph.")
     parser.add_argument("--figure", type=Path, default=REPO / "docs" / "img" / "denoise_real.png")
     parser.add_argument(
@@ -489,8 +486,9 @@ def main() -> None:
         mce(work, args, info)
     if args.particles:
         particles(work, args, info)
-    if args.particles_sim:
-        info["particles_sim"] = particles_sim(work, args.particles_sim, args.topaz_venv)
+    for spec in args.twin:
+        name, n = spec.split("=", 1)
+        info[f"twin_{name}"] = twin(work, name, int(n), args.topaz_venv)
     empiar_and_speed(work, args, info)
     if args.sim:
         old = info.get("sim", {}).get("seconds", {})
