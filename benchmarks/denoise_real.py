@@ -34,8 +34,8 @@ micrographs".
 
 Usage:
     OMP_NUM_THREADS=2 python benchmarks/denoise_real.py --work /tmp/denoise_real \
-        --topaz-venv /work/venvs/topaz [--empiar 3] [--particles] [--twin particles=8] [--twin mce=8] [--speed] \
-        [--draco v2=WEIGHTS]
+        --topaz-venv /work/venvs/topaz [--empiar 3] [--particles] [--speed] \
+        [--twin particles=8] [--twin mce=8] [--draco v2=WEIGHTS]
 """
 
 from __future__ import annotations
