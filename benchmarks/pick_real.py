@@ -27,6 +27,10 @@ Methods (``--methods``, comma-separated):
   Topaz half only (``run_topaz_fewshot``: the same split and picks, settings as Topaz
   documents them, Topaz 0.3.20's ``pi`` bug fixed by ``topaz_fixed.py`` unless
   ``--no-topaz-fix``, checkpoints scored at ``--topaz-budgets`` CPU seconds of training);
+* ``fewshot_committee``: session 9's committee K3 (docs/benchmarks.md; not in the package):
+  ``fewshot_draco`` runs with ``--seed`` 0, 1 and 5 (each holds out another labelled
+  micrograph), then their probability maps averaged (``pick_fewshot_scale.Committee``) on the
+  same 8 micrographs, cut at the mean of their stored thresholds;
 * ``timing``: seconds (wall and CPU) per 4096² micrograph of ``draco pick predict`` and of
   Topaz's preprocess + extract, one after the other, with the load average noted.
 
@@ -64,6 +68,10 @@ DIAMETER_PX = 108.0
 DIAMETER_A = DIAMETER_PX * PIXEL  # ≈ 191 Å
 RADIUS = DIAMETER_PX / 4  # match radius: a quarter of the diameter (issue 18)
 N_FEWSHOT, FEWSHOT_MICS = 200, 3
+#: ``--split K``: which 3 micrographs carry the few-shot labels: 0 = the first three by name (every
+#: few-shot row before session 9), K >= 1 = three drawn with numpy seed K (other splits, to see
+#: how much one split's F1 says).
+FEWSHOT_SPLIT = {"k": 0}
 
 
 def micrographs() -> list[Path]:
@@ -259,9 +267,15 @@ def run_random(out: Path) -> dict:
 
 
 def fewshot_split(out: Path) -> tuple[list[Path], list[Path], Path, int]:
-    """3 training micrographs, the other 8 for test, 200 expert picks drawn with seed 0."""
+    """3 training micrographs (``FEWSHOT_SPLIT``), the other 8 for test, 200 expert picks drawn
+    with seed 0."""
     mics = micrographs()
-    train, test = mics[:FEWSHOT_MICS], mics[FEWSHOT_MICS:]
+    k = FEWSHOT_SPLIT["k"]
+    chosen = range(FEWSHOT_MICS) if k == 0 else np.random.default_rng(k).choice(
+        len(mics), FEWSHOT_MICS, replace=False)  # fmt: skip
+    picked = {int(c) for c in chosen}
+    train = [m for i, m in enumerate(mics) if i in picked]
+    test = [m for m in mics if m not in train]
     frames = [
         read_coords(EMPIAR / "coordinates" / f"{p.stem}.star").assign(micrograph=p.stem)
         for p in train
@@ -322,6 +336,45 @@ def run_fewshot(
     if topaz:
         res["topaz"] = run_topaz_fewshot(out, topaz, epochs=topaz_epochs)
     return res
+
+
+def run_fewshot_committee(out: Path, epochs: int, seeds: Sequence[int] = (0, 1, 5)) -> dict:
+    """Session 9's K3: one ``fewshot_draco`` run per seed (each scored alone too; with these
+    seeds each holds out another of the 3 labelled micrographs), then their probability maps
+    averaged (``pick_fewshot_scale.Committee``) on the same 8 micrographs, cut at the mean of
+    their stored thresholds, picks written from 0.05 (best F1 and AP over every threshold)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from pick_fewshot_scale import Committee
+
+    from draco_em.io.mrc import read_micrograph
+    from draco_em.pick.model_io import load_picker
+
+    members = {
+        s: run_fewshot(out, None, epochs, 0, tag=f"_k3_seed{s}", train_args=["--seed", str(s)])
+        for s in seeds
+    }
+    pickers = [load_picker(out / f"fewshot_draco_run_k3_seed{s}") for s in seeds]
+    picker = pickers[0]
+    picker.detector = Committee([p.detector for p in pickers]).eval()
+    picker.tta = 2  # pick predict's default views
+    threshold = float(np.mean([p.threshold for p in pickers]))
+    _, test, _, _ = fewshot_split(out)
+    folder = out / "fewshot_committee_picks"
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    for mic in test:
+        image, _ = read_micrograph(mic, PIXEL)
+        picks = picker.pick_image(image, PIXEL, mic.stem, threshold=0.05)
+        write_relion_coords(folder / f"{mic.stem}.star", picks)
+    truth = truth_folder(out, [p.stem for p in test])
+    return {
+        "members": members,
+        "threshold": threshold,
+        "train_cpu_seconds": sum(m["draco_train_cpu_seconds"] for m in members.values()),
+        "seconds_per_micrograph": round((time.time() - t0) / len(test), 2),
+        "stored_threshold": score(folder, truth, threshold) | {"threshold": threshold},
+        "all": score(folder, truth),
+    }
 
 
 def _timed(command: list[str], threads: int) -> dict:
@@ -561,7 +614,10 @@ def main() -> None:
         default=True,
         help="few-shot: pass the expected particle count (PU prior and threshold)",
     )
+    ap.add_argument("--split", type=int, default=0,
+                    help="few-shot: 0 = the first 3 mics, K = 3 drawn with seed K")  # fmt: skip
     args = ap.parse_args()
+    FEWSHOT_SPLIT["k"] = args.split
     args.out.mkdir(parents=True, exist_ok=True)
     results_file = args.out / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
@@ -600,6 +656,8 @@ def main() -> None:
         )
         tag = f"_r{args.topaz_radius}" + ("" if args.topaz_fix else "_asshipped")
         results["fewshot_topaz" + tag] = res
+    if "fewshot_committee" in methods:
+        results["fewshot_committee"] = run_fewshot_committee(args.out, args.epochs)
     if "timing" in methods:
         results["timing"] = run_timing(args.out, args.topaz, threads=args.timing_threads)
     if "fewshot_draco" in methods:  # draco only; --no-pu: the labelled count, as before
