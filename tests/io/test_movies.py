@@ -307,3 +307,54 @@ def test_movies_doc_names_existing_tests() -> None:
     assert len(names) > 20
     for file, test in names:
         assert f"def {test}(" in (repo / file).read_text(), f"{file}::{test}"
+
+
+def _lzw_bytes(codes: list[tuple[int, int]]) -> bytes:
+    """(code, width) pairs packed most-significant bit first, as TIFF LZW stores them."""
+    bits = "".join(format(code, f"0{width}b") for code, width in codes)
+    bits += "0" * (-len(bits) % 8)
+    return int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+
+@pytest.mark.parametrize("kind", ["random", "sparse", "uint16", "flat"])
+def test_lzw_check_accepts_what_an_encoder_writes(kind: str) -> None:
+    import imagecodecs
+
+    from draco_em.io.tiff_movies import lzw_stream_ok
+
+    rng = np.random.default_rng(0)
+    image = {
+        "random": lambda: rng.integers(0, 256, (300, 300), dtype=np.uint8),  # every code width
+        "sparse": lambda: (rng.random((700, 700)) < 0.05).astype(np.uint8) * 3,  # several clears
+        "uint16": lambda: rng.integers(0, 6, (400, 400)).astype(np.uint16),
+        "flat": lambda: np.zeros((64, 64), np.uint8),
+    }[kind]()
+    assert lzw_stream_ok(imagecodecs.lzw_encode(image.tobytes()))
+
+
+def test_lzw_check_rejects_codes_a_decoder_cannot_resolve() -> None:
+    """The streams that crashed imagecodecs' decoder (a segfault, not an exception)."""
+    from draco_em.io.tiff_movies import lzw_stream_ok
+
+    clear, eoi = (256, 9), (257, 9)
+    assert lzw_stream_ok(_lzw_bytes([clear, (65, 9), (66, 9), (258, 9), eoi]))
+    assert lzw_stream_ok(_lzw_bytes([clear, (65, 9), (258, 9), eoi]))  # K-w-K-w-K: the next entry
+    assert not lzw_stream_ok(_lzw_bytes([clear, (340, 9), eoi]))  # no literal after a clear
+    assert not lzw_stream_ok(_lzw_bytes([clear, (65, 9), (300, 9), eoi]))  # beyond the table
+
+
+def test_corrupt_lzw_frame_is_an_input_error(tmp_path: Path) -> None:
+    """The fuzz test's crash: a code right after a clear code that is no literal, in a frame's
+    LZW strip, made tifffile's decoding segfault (ending any batch); now the frame is refused."""
+    events = np.random.default_rng(1).random((3, 16, 16)) < 0.2
+    path = tmp_path / "m.tif"
+    write_tiff_movie(path, events.astype(np.uint8) * 7)
+    with tifffile.TiffFile(path) as tif:
+        offset = tif.pages[2].dataoffsets[0]
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 4] = _lzw_bytes([(256, 9), (340, 9), (257, 9)]).ljust(4, b"\0")
+    path.write_bytes(bytes(data))
+    with open_movie(path) as movie:
+        movie.frame(0)
+        with pytest.raises(DracoInputError, match="corrupt LZW data"):
+            movie.frame(2)

@@ -55,12 +55,77 @@ class TiffMovie(Movie):
         with _tifffile_log() as log:
             page = self._tif.pages[index]
             _check_page_data(page, self.path, index)
+            _check_lzw_strips(page, self.path, index)
             data = page.asarray()
         _raise_logged(log, self.path, index)
         return data
 
     def close(self) -> None:
         self._tif.close()
+
+
+LZW_CLEAR, LZW_EOI, LZW_FIRST = 256, 257, 258  # TIFF 6.0 §13: the two control codes
+#: Bit offset of each code after a clear code, and its width: the table gains one entry per
+#: code after the first, and TIFF's "early change" widens codes one entry early (9 bits up to
+#: entry 510, 10 up to 1022, 11 up to 2046, then 12); 4096 - 258 codes fill the table, and the
+#: code after them must be a clear (or end-of-information) code.
+_LZW_WIDTHS = np.array(
+    [9 if k < 254 else 10 if k < 766 else 11 if k < 1790 else 12 for k in range(4096 - 257)]
+)
+_LZW_OFFSETS = np.concatenate([[0], np.cumsum(_LZW_WIDTHS)])
+
+
+def lzw_stream_ok(data: bytes) -> bool:
+    """Whether a TIFF LZW strip's codes are all decodable, without decoding it.
+
+    imagecodecs' decoder (which tifffile calls) segfaults on some corrupt streams instead of
+    raising, which would end a whole batch: seen with a literal-less code right after a clear
+    code (a table entry that does not exist yet), found by
+    ``tests/io/test_movies.py::test_fuzzed_bytes_give_movie_or_input_error``. So a stream is
+    checked first, segment by segment between clear codes (vectorised over a segment's codes):
+    the first code after a clear must be a literal (< 256), every later code at most the next
+    table entry (the K-w-K-w-K case), and a full table must be followed by a clear code.
+    Ends at the end-of-information code or where the bits run out.
+    """
+    buf = np.frombuffer(data + b"\0\0\0", np.uint8).astype(np.int64)
+    nbits = 8 * len(data)
+    pos = 0
+    while pos + 9 <= nbits:
+        starts = pos + _LZW_OFFSETS[:-1]
+        fits = starts + _LZW_WIDTHS <= nbits
+        starts, widths = starts[fits], _LZW_WIDTHS[fits]
+        byte, shift = starts // 8, starts % 8
+        window = (buf[byte] << 16) | (buf[byte + 1] << 8) | buf[byte + 2]
+        codes = (window >> (24 - shift - widths)) & ((1 << widths) - 1)
+        control = np.flatnonzero((codes == LZW_CLEAR) | (codes == LZW_EOI))
+        end = int(control[0]) if len(control) else len(codes)
+        body = codes[:end]
+        if len(body) and body[0] >= 256:
+            return False  # no literal to start the segment
+        limit = LZW_FIRST + np.arange(len(body)) - 1  # the next entry before code j (j >= 1)
+        if len(body) > 1 and np.any(body[1:] > limit[1:]):
+            return False
+        if not len(control):  # bits ran out (tifffile then reports the short strip), or a
+            return len(codes) < len(_LZW_WIDTHS)  # full table not followed by a clear code
+        if codes[end] == LZW_EOI:
+            return True
+        pos = int(starts[end] + widths[end])  # restart after the clear code
+    return True
+
+
+def _check_lzw_strips(page: TiffPage | TiffFrame, path: Path, index: int) -> None:
+    """Raise before tifffile decodes an LZW page whose strips :func:`lzw_stream_ok` rejects."""
+    key = page.keyframe
+    if key is None or key.compression != COMPRESSION.LZW:
+        return
+    fh = page.parent.filehandle
+    with fh.lock:
+        for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False):
+            fh.seek(offset)
+            if not lzw_stream_ok(fh.read(count)):
+                raise DracoInputError(
+                    f"cannot decode frame {index}: corrupt LZW data at byte {offset}", path
+                )
 
 
 def _tiff_pixel_size(page: TiffPage) -> float | None:
