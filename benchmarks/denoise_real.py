@@ -346,17 +346,26 @@ def simulated(work: Path, n: int, venv: Path | None, size: int = 1024) -> dict:
              "--seed", "9200", "--no-movies", "-q"])  # fmt: skip
     pred = work / "sim_pred"
     seconds = denoise_all(sim / "micrographs", pred, SIM_PIXEL, venv)
+    disks = {"pixel_size": SIM_PIXEL, "diameter": SIM_DIAMETER}
+    out = score_with_truth(pred, sim, work / "sim_pairs.json", "simulated ribosome", disks)
+    return {"seconds": seconds, "mean": out}
+
+
+def score_with_truth(pred: Path, sim: Path, pairs: Path, title: str, disks: dict) -> dict:
+    """Every method folder of ``pred`` against the simulated set ``sim``'s clean images (PSNR,
+    FRC) and Eq. 11 on its coordinates (``disks``: pixel size and diameter, or radius and
+    exclusion); prints the table, returns the means with a ``raw`` row."""
     results = {}
     for folder in sorted(p for p in pred.iterdir() if p.is_dir()):
         cfg = EvaluateDenoiseConfig(
             pred=folder, clean=sim / "clean", raw=sim / "micrographs", coords=sim / "coordinates",
-            pixel_size=SIM_PIXEL, diameter=SIM_DIAMETER, pairs=work / "sim_pairs.json",
+            pairs=pairs, **disks,
         )  # fmt: skip
         results[folder.name] = evaluate_denoise(cfg)
-    print(f"== simulated ribosome (truth, EVN/ODD)\n{format_table(results)}")
+    print(f"== {title} (truth, EVN/ODD)\n{format_table(results)}")
     out = {k: v["mean"] for k, v in results.items()}
     out["raw"] = next(iter(results.values()))["raw"]["mean"]
-    return {"seconds": seconds, "mean": out}
+    return out
 
 
 #: Simulated twins of the real sets, WITH truth (``--twin NAME=N``): the realistic preset at the
@@ -397,17 +406,9 @@ def twin(work: Path, name: str, n: int, venv: Path | None) -> dict:
             link.unlink()
         if not link.exists():
             link.symlink_to(f.resolve())
-    results = {}
-    for folder in sorted(p for p in pred.iterdir() if p.is_dir()):
-        cfg = EvaluateDenoiseConfig(
-            pred=folder, clean=sim / "clean", raw=sim / "micrographs", coords=sim / "coordinates",
-            pixel_size=pixel, radius=radius, exclusion=exclusion,
-            pairs=work / f"twin_{name}_pairs.json",
-        )  # fmt: skip
-        results[folder.name] = evaluate_denoise(cfg)
-    print(f"== simulated twin of the {name} set (truth)\n{format_table(results)}")
-    out = {k: v["mean"] for k, v in results.items()}
-    out["raw"] = next(iter(results.values()))["raw"]["mean"]
+    disks = {"pixel_size": pixel, "radius": radius, "exclusion": exclusion}
+    out = score_with_truth(pred, sim, work / f"twin_{name}_pairs.json",
+                           f"simulated twin of the {name} set", disks)  # fmt: skip
     return {"seconds": seconds, "mean": out}
 
 

@@ -106,6 +106,16 @@ def run_task(work: Path, items: list, f: float, variant: str) -> dict:
     threshold = meta["threshold"]
     if variant == "R2":  # the same refitted model, cut at its density-matched threshold
         threshold = meta["metadata"]["refit"]["density_threshold"]
+    tps, scs, n = pick_and_match(picker, test, d, threshold)
+    return {"tp": np.concatenate(tps).tolist(), "scores": np.concatenate(scs).tolist(), "n": n,
+            "diameter": meta["diameter"], "threshold": threshold,
+            "multiplier": meta["metadata"].get("auto_scale", {}).get("multiplier", 1.0),
+            "train_seconds": round(seconds, 1)}  # fmt: skip
+
+
+def pick_and_match(picker, test: list, d: float, threshold: float) -> tuple[list, list, int]:
+    """Pick the task's test micrographs at ``threshold``: (match flags, scores, true count),
+    matched within a quarter of the true diameter ``d``."""
     tps, scs, n = [], [], 0
     for mic, star, _ in test:
         image, px = read_image(mic)
@@ -115,10 +125,7 @@ def run_task(work: Path, items: list, f: float, variant: str) -> dict:
         tps.append(match_picks(xy, sc, truth, 0.25 * d / float(px)))
         scs.append(sc)
         n += len(truth)
-    return {"tp": np.concatenate(tps).tolist(), "scores": np.concatenate(scs).tolist(), "n": n,
-            "diameter": meta["diameter"], "threshold": threshold,
-            "multiplier": meta["metadata"].get("auto_scale", {}).get("multiplier", 1.0),
-            "train_seconds": round(seconds, 1)}  # fmt: skip
+    return tps, scs, n
 
 
 def committee_task(work: Path, test: list, d: float, members: list[dict]) -> dict:
@@ -128,15 +135,7 @@ def committee_task(work: Path, test: list, d: float, members: list[dict]) -> dic
     picker.detector = Committee([p.detector for p in pickers]).eval()
     picker.tta = 2
     threshold = float(np.mean([m["threshold"] for m in members]))
-    tps, scs, n = [], [], 0
-    for mic, star, _ in test:
-        image, px = read_image(mic)
-        picks = picker.pick_image(image.astype(np.float32), float(px), mic.stem, threshold)
-        xy, sc = picks[["x", "y"]].to_numpy(float), picks["score"].to_numpy(float)
-        truth = read_coords(star)[["x", "y"]].to_numpy(float)
-        tps.append(match_picks(xy, sc, truth, 0.25 * d / float(px)))
-        scs.append(sc)
-        n += len(truth)
+    tps, scs, n = pick_and_match(picker, test, d, threshold)
     return {"tp": np.concatenate(tps).tolist(), "scores": np.concatenate(scs).tolist(), "n": n,
             "diameter": members[0]["diameter"], "threshold": threshold, "multiplier": 1.0,
             "train_seconds": round(sum(m["train_seconds"] for m in members), 1)}  # fmt: skip
