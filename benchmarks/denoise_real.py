@@ -244,18 +244,16 @@ TRANSFER_BANDS_A = ((40, 20), (20, 12), (12, 8), (8, 6), (6, 4.5))  # (coarse, f
 
 def band_transfer(raw: Path, folder: Path, pixel_size: float) -> list[float]:
     """Per band of :data:`TRANSFER_BANDS_A`, the share of the output's variance in that band
-    over the raw image's share (Hann-windowed square crops, mean over images): > 1 where a
-    method keeps relatively more of a band than the raw image has, ~0 where it removes it."""
+    over the raw image's share (the ring-averaged spectra of ``draco evaluate realism``,
+    weighted by ring circumference; mean over images): > 1 where a method keeps relatively more
+    of a band than the raw image has, ~0 where it removes it."""
+    from draco_em.evaluate.realism import radial_spectrum
 
     def shares(image: np.ndarray) -> np.ndarray:
-        n = min(image.shape)
-        im = (image[:n, :n] - image[:n, :n].mean()) * np.outer(np.hanning(n), np.hanning(n))
-        power = np.abs(np.fft.fftshift(np.fft.fft2(im))) ** 2
-        y, x = np.indices(power.shape)
-        res = np.hypot(x - n // 2, y - n // 2) / (n * pixel_size)  # 1/Å
-        total = power.sum()
-        return np.array([power[(res >= 1 / lo) & (res < 1 / hi)].sum() / total
-                         for lo, hi in TRANSFER_BANDS_A])  # fmt: skip
+        freq, power = radial_spectrum((image - image.mean()) / image.std(), pixel_size)
+        weighted = power * freq  # a ring's pixel count grows with its radius
+        bands = [weighted[(freq >= 1 / lo) & (freq < 1 / hi)].sum() for lo, hi in TRANSFER_BANDS_A]
+        return np.array(bands) / weighted.sum()
 
     ratios = []
     for f in sorted(raw.glob("*.mrc")):
