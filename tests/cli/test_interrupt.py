@@ -1,7 +1,9 @@
-"""Ctrl-C (issue 16): every command exits 130 without a traceback; pretrain keeps its steps."""
+"""Ctrl-C (issue 16): every command exits 130 without a traceback; pretrain keeps its steps.
+A full disk outside a batch: one line, exit 2."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -57,3 +59,19 @@ def test_ctrl_c_outside_a_command_exits_130(monkeypatch) -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["info", os.devnull])
     assert exc.value.code == 130
+
+
+def test_full_disk_outside_a_batch_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch) -> None:
+    """A full disk while pretrain writes a checkpoint: one line naming the file, exit 2."""
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "no space left to write 12.0 MiB", "run/last.pt")
+
+    monkeypatch.setattr(draco_em.train, "run_pretrain", full)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.star").write_text("data_\n")
+    code, _, err = draco_in_process(capsys, "pretrain", "--data", "x.star", "-o", "run")
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        "draco: error: [Errno 28] no space left to write 12.0 MiB: 'run/last.pt'"
+    ]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import struct
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -98,6 +102,71 @@ def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
         write_mrc(tmp_path / "out.mrc", np.zeros((4, 4)), 1.0)
     assert os.listdir(tmp_path) == ["out.mrc"]
     assert (tmp_path / "out.mrc").read_bytes() == old
+
+
+def test_full_disk_is_an_oserror_naming_the_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = write_mrc(tmp_path / "out.mrc", np.ones((4, 4)), 1.0).read_bytes()
+
+    def full(fd: int, offset: int, size: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
+    with pytest.raises(OSError, match=r"no space left to write .*out\.mrc") as err:
+        write_mrc(tmp_path / "out.mrc", np.zeros((64, 64)), 1.0)
+    assert err.value.errno == errno.ENOSPC
+    assert os.listdir(tmp_path) == ["out.mrc"]
+    assert (tmp_path / "out.mrc").read_bytes() == old
+
+
+def test_without_fallocate_the_file_is_written_back_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator
+) -> None:
+    def unsupported(fd: int, offset: int, size: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported, raising=False)
+    img = rng.normal(size=(300, 700)).astype(np.float32)  # > 1 MiB: several rewrite chunks
+    mrc = read_mrc(write_mrc(tmp_path / "a.mrc", img, 2.5, origin=(1.0, 2.0, 3.0)))
+    np.testing.assert_array_equal(mrc.data, img)
+    assert mrc.pixel_size == pytest.approx(2.5)
+    with mrcfile.open(tmp_path / "a.mrc", header_only=True) as f:  # header written after it
+        assert float(f.header.dmean) == pytest.approx(float(img.mean()), abs=1e-5)
+        assert tuple(float(v) for v in f.header.origin.item()) == (1.0, 2.0, 3.0)
+
+
+FULL_DISK_SCRIPT = """
+import sys
+import numpy as np
+from draco_em.io.mrc import write_mrc
+try:
+    write_mrc(sys.argv[1] + "/big.mrc", np.zeros((1024, 1024), np.float32), 1.0)
+except OSError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+
+
+def test_a_really_full_disk_is_no_sigbus(tmp_path: Path) -> None:
+    """The crash that killed a CI run: a 4 MiB write through a memory map onto a full file
+    system died of SIGBUS. Run on a 1 MiB tmpfs in a private mount namespace (root only)."""
+    if shutil.which("unshare") is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) to mount a tiny tmpfs in a private namespace")
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    probe = subprocess.run(
+        ["unshare", "-m", "mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(mnt)],
+        capture_output=True,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {probe.stderr.decode().strip()}")
+    shell = f'mount -t tmpfs -o size=1M tmpfs "{mnt}" && exec "{sys.executable}" -c "$0" "{mnt}"'
+    run = subprocess.run(
+        ["unshare", "-m", "sh", "-c", shell, FULL_DISK_SCRIPT], capture_output=True, text=True
+    )
+    assert run.returncode == 3, (run.returncode, run.stderr[-500:])  # SIGBUS would be -7
+    assert "no space left to write 4.0 MiB" in run.stdout and "big.mrc" in run.stdout
 
 
 def test_refuses_to_overwrite_an_input(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ package's only imports inside functions, with the TIFF reader's (tifffile, image
 
 from __future__ import annotations
 
+import errno
 import sys
 
 from pydantic import ValidationError
@@ -30,7 +31,8 @@ from draco_em.cli import demo as _demo  # noqa: F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
+    """Console entry point: user errors (and a full disk) become one line on stderr and exit
+    code 2."""
     args, notes = normalise_argv(list(sys.argv[1:] if argv is None else argv))
     for note in notes:
         print(note, file=sys.stderr)
@@ -43,6 +45,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except ValidationError as exc:  # a pydantic config rejected an option value
         print(f"draco: error: {option_error(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # A full disk or quota is for the user to fix, not a bug: one line, no traceback.
+        # (Batch commands record it per file in failures.txt and never get here.)
+        print(f"draco: error: {exc}", file=sys.stderr)
         sys.exit(2)
 
 

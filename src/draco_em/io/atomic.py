@@ -7,6 +7,7 @@ skipping outputs that exist. Inputs are never overwritten.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 import time
@@ -97,3 +98,62 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+#: errno values that mean the disk (or the user's quota) is full.
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def reserve_disk(path: str | Path, name: str | Path | None = None) -> None:
+    """Allocate disk blocks for all of ``path``'s current length before it is written through
+    a memory map.
+
+    A memory-mapped file is created sparse; when the disk fills while its pages are written
+    back the kernel kills the process with SIGBUS (a whole batch gone, no failures recorded).
+    Allocating first turns a full disk into an ``OSError`` here, which batch jobs record per
+    file. Where ``posix_fallocate`` is missing or unsupported the file is read and written back
+    through ordinary writes instead (same effect, one extra pass).
+
+    Args:
+        path: the (temp) file, already at its final length.
+        name: the file named in the error (the destination of an atomic write).
+
+    Raises:
+        OSError: ENOSPC/EDQUOT with the size needed, when the disk or quota is full.
+    """
+    path = Path(path)
+    label = str(name if name is not None else path)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            if not hasattr(os, "posix_fallocate"):  # macOS, Windows
+                raise OSError(errno.EOPNOTSUPP, "posix_fallocate unavailable")
+            os.posix_fallocate(fd, 0, size)
+        except OSError as err:
+            if err.errno in _FULL:
+                raise OSError(
+                    err.errno, f"no space left to write {size / 2**20:.1f} MiB", label
+                ) from None
+            _rewrite(fd, size, label)
+    finally:
+        os.close(fd)
+
+
+def _rewrite(fd: int, size: int, label: str) -> None:
+    """Read and write back ``size`` bytes of ``fd`` (the fallback of :func:`reserve_disk`):
+    writing allocates the sparse file's holes (they read as zeros) and keeps any content."""
+    chunk = 2**20
+    try:
+        for offset in range(0, size, chunk):  # lseek/read/write: os.pread is POSIX-only
+            os.lseek(fd, offset, os.SEEK_SET)
+            data = os.read(fd, min(chunk, size - offset))
+            os.lseek(fd, offset, os.SEEK_SET)
+            os.write(fd, data)
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno in _FULL:
+            raise OSError(
+                err.errno, f"no space left to write {size / 2**20:.1f} MiB", label
+            ) from None
+        raise

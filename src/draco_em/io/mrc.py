@@ -19,7 +19,7 @@ from mrcfile.utils import mode_from_dtype
 
 from draco_em.errors import DracoInputError, first_line
 from draco_em.io import images  # imports Pillow/tifffile only when a picture is read
-from draco_em.io.atomic import atomic_path, check_not_input
+from draco_em.io.atomic import atomic_path, check_not_input, reserve_disk
 from draco_em.io.validate import expect_ndim, validate_image
 
 #: Header pixel sizes that mean "not set": 0 (mrcfile's default) and 1.0 (a common placeholder).
@@ -271,6 +271,8 @@ def write_mrc(
     with atomic_path(path) as tmp:
         with mrcfile.new_mmap(tmp, arr.shape, mrc_mode=mode_from_dtype(dtype),
                               overwrite=True) as mrc:  # fmt: skip
+            # A full disk is an OSError here, not a SIGBUS in the loop below (a sparse map).
+            reserve_disk(tmp, path)
             stats = _SlabStats()
             rows = max(1, _SLAB_BYTES // max(1, arr[0].nbytes if len(arr) else 1))  # rows/frames
             for start in range(0, arr.shape[0], rows):
