@@ -1,0 +1,132 @@
+"""Blend the denoised odd/even halves with their sum, fitted per micrograph on the halves.
+
+Where a micrograph comes with half sums ``a`` (even frames) and ``b`` (odd frames), the noise of
+``a`` and ``b`` is independent and their signal ``s`` is the same (Noise2Noise's premise, paper
+Eq. 5). The output is, per ring of spatial frequency,
+
+    ŝ = w · D̄ + v · (a + b),        D̄ = (D(a) + D(b)) / 2,
+
+with ``D`` the denoiser: a mix of the denoiser's view and the raw sum, a linear Wiener filter
+(``w = 0``) and the averaged denoised halves (``v = 0``) as special cases. ``w`` and ``v`` minimise
+the squared error against the sum's signal ``2s``, and every term of that error is measured on
+the halves without a clean image:
+
+* ``E[D(a)·(2s)*] = 2 E[D(a)·b*]``: ``b``'s noise is independent of ``D(a)`` (and vice versa);
+* ``E[(a+b)·(2s)*] = 4 E[a·b*]``: the cross-power of the halves is the signal's power;
+* ``E|D̄|²``, ``E[D̄·(a+b)*]`` and ``E|a+b|²`` are measured directly.
+
+Each ring's weights are the least-squares solution constrained to ``w, v ≥ 0`` (the unconstrained
+one chases noise where the signal is weak). Rings are ``max(shape) / 256`` px wide (128 to
+Nyquist): chosen on development sets only (docs/benchmarks.md, issue 20, session 10). The fit
+needs halves the denoiser never trained on: a model adapted on the same halves (``--adapt``)
+would see ``b``'s noise in ``D(a)`` and bias it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+
+#: Rings from the centre to Nyquist (ring width ``max(shape) / (2 · RINGS_TO_NYQUIST)`` px).
+RINGS_TO_NYQUIST = 128
+
+
+def _rings(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Ring index of each rfft2 coefficient and its multiplicity in the full spectrum.
+
+    Returns:
+        ``(ring, weight)``, both ``[ny * (nx // 2 + 1)]``: the half-plane columns other than 0
+        and (for even nx) nx/2 stand for two coefficients of the full plane.
+    """
+    ny, nx = shape
+    fy = np.fft.fftfreq(ny)[:, None]
+    fx = np.fft.rfftfreq(nx)[None, :]
+    width = max(shape) / (2 * RINGS_TO_NYQUIST)
+    ring = np.floor(np.hypot(fy, fx) * max(shape) / width + 0.5).astype(np.int64)
+    weight = np.full((1, fx.shape[1]), 2.0)
+    weight[0, 0] = 1.0
+    if nx % 2 == 0:
+        weight[0, -1] = 1.0
+    return ring.ravel(), np.broadcast_to(weight, ring.shape).ravel()
+
+
+def _constrained_fit(
+    m11: np.ndarray, m12: np.ndarray, m22: np.ndarray, r1: np.ndarray, r2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per ring, ``argmin_{w, v ≥ 0} w²m11 + 2wv·m12 + v²m22 − 2w·r1 − 2v·r2``.
+
+    The minimum of a convex quadratic over the quadrant lies at the interior stationary point
+    (when both weights come out ≥ 0), on one axis, or at 0: the lowest of these is taken.
+    """
+    tiny = 1e-30
+    det = m11 * m22 - m12**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w_in = (r1 * m22 - r2 * m12) / det
+        v_in = (m11 * r2 - m12 * r1) / det
+    inside = (det > tiny) & (w_in >= 0) & (v_in >= 0)
+    candidates = [
+        (np.where(inside, w_in, 0.0), np.where(inside, v_in, 0.0), inside),
+        (np.maximum(r1, 0) / np.maximum(m11, tiny), np.zeros_like(r1), np.ones_like(inside)),
+        (np.zeros_like(r1), np.maximum(r2, 0) / np.maximum(m22, tiny), np.ones_like(inside)),
+    ]
+    best_w, best_v, best_risk = np.zeros_like(r1), np.zeros_like(r1), np.zeros_like(r1)
+    for w, v, valid in candidates:
+        risk = w * w * m11 + 2 * w * v * m12 + v * v * m22 - 2 * w * r1 - 2 * v * r2
+        better = valid & (risk < best_risk)
+        best_w = np.where(better, w, best_w)
+        best_v = np.where(better, v, best_v)
+        best_risk = np.where(better, risk, best_risk)
+    return best_w, best_v
+
+
+def blend_halves(
+    den_even: np.ndarray, den_odd: np.ndarray, even: np.ndarray, odd: np.ndarray
+) -> tuple[np.ndarray, dict]:
+    """The halves-calibrated blend of a micrograph (module docstring).
+
+    Args:
+        den_even, den_odd: ``[ny, nx]`` denoiser outputs of the halves, same shape as them.
+        even, odd: ``[ny, nx]`` the raw half sums (even and odd frames).
+
+    Returns:
+        ``(image, info)``: the ``[ny, nx]`` float32 estimate of the sum's signal (in the units
+        of ``even + odd``), and ``info`` with the per-ring weights ``w`` (denoised) and ``v``
+        (raw sum), the ring width in px, and the fraction of the sum's variance each part kept.
+    """
+    shape = even.shape
+    for name, arr in (("den_even", den_even), ("den_odd", den_odd), ("odd", odd)):
+        if arr.shape != shape:
+            raise ValueError(f"blend_halves: {name} has shape {arr.shape}, even has {shape}")
+    ring, mult = _rings(shape)
+    spectra = []
+    for img in (den_even, den_odd, even, odd):
+        x = np.asarray(img, dtype=np.float32)
+        spectra.append(scipy.fft.rfft2(x - x.mean(dtype=np.float64), workers=-1).ravel())
+    da, db, a, b = spectra
+    dbar = (da + db) / 2
+    full = a + b
+    del spectra
+
+    def ring_sum(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Σ Re(p·q*) over each ring of the full plane."""
+        return np.bincount(ring, mult * (p * np.conj(q)).real)
+
+    # Measured terms, and the two cross terms with the unknown signal from the halves alone.
+    m11, m12, m22 = ring_sum(dbar, dbar), ring_sum(dbar, full), ring_sum(full, full)
+    r1 = ring_sum(da, b) + ring_sum(db, a)  # E[D̄·(2s)*] = (2E[D(a)b*] + 2E[D(b)a*]) / 2
+    r2 = 4 * ring_sum(a, b)  # E[(a+b)·(2s)*] = 4 E[a b*]
+    w, v = _constrained_fit(m11, m12, m22, r1, r2)
+    out_spec = (w[ring] * dbar + v[ring] * full).reshape(shape[0], shape[1] // 2 + 1)
+    mean = float(np.mean(even, dtype=np.float64) + np.mean(odd, dtype=np.float64))
+    image = scipy.fft.irfft2(out_spec, s=shape, workers=-1).astype(np.float32) + np.float32(mean)
+    kept = {
+        "denoised": float(np.sum(w * w * m11) / max(np.sum(m22), 1e-30)),
+        "raw": float(np.sum(v * v * m22) / max(np.sum(m22), 1e-30)),
+    }
+    info = {
+        "ring_width_px": max(shape) / (2 * RINGS_TO_NYQUIST),
+        "w": w.tolist(),
+        "v": v.tolist(),
+        "variance_kept": kept,
+    }
+    return image, info
