@@ -13,12 +13,15 @@ Usage:
     OMP_NUM_THREADS=2 python benchmarks/denoise_indep.py --set /work/indep_sets/ribo70s_2A \\
         --work /tmp/cj_ribo --diameter 250 --topaz-venv /work/venvs/topaz \\
         --draco draco=bundled --draco draco_v2=/path/v2.safetensors \\
-        --adapt v2_n2n=/path/v2.safetensors --adapt v2_nohalves=/path/v2.safetensors:full
+        --adapt v2_n2n=/path/v2.safetensors --adapt v2_nohalves=/path/v2.safetensors:full \\
+        --blend v6_blend=bundled --halves-wiener
 
 ``--adapt NAME=WEIGHTS[:full]`` runs ``draco denoise --adapt`` from WEIGHTS on the set's full
 sums; with ``:full`` the sums are linked into WORK/full_only without their ``_EVN``/``_ODD``
 halves, so the adaptation cannot use them (the no-halves objective, judged by the truth).
 The adaptation's own seconds (``OUTDIR/adapt/adapt.json``) go to ``results.json``.
+``--blend NAME=WEIGHTS`` runs ``draco denoise --blend-halves`` (the set's ``_EVN``/``_ODD``
+halves, found beside the sums); ``--halves-wiener`` adds the same blend without a model.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import denoise as bench
 
 from draco_em.evaluate.denoise import EvaluateDenoiseConfig, evaluate_denoise
-from draco_em.io.mrc import read_image
+from draco_em.infer.halves_blend import blend_halves
+from draco_em.io.mrc import read_image, write_mrc
 
 
 def corr_snr_db(pred: np.ndarray, clean: np.ndarray) -> float:
@@ -63,6 +67,16 @@ def score(sim: Path, pred: Path, diameter: float, pixel_size: float) -> dict:
     return out
 
 
+def halves_wiener(files: list[Path], out: Path, pixel_size: float) -> None:
+    """The halves-calibrated blend with zero denoised inputs: per ring, the Wiener gain of the
+    sum fitted on the halves' cross-power (no model, no clean image)."""
+    for path in files:
+        even, odd = (read_image(path.with_name(f"{path.stem}{s}{path.suffix}"))[0]
+                     for s in ("_EVN", "_ODD"))  # fmt: skip
+        zero = np.zeros_like(even)
+        write_mrc(out / path.name, blend_halves(zero, zero, even, odd)[0], pixel_size)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", type=Path, required=True)
@@ -74,6 +88,15 @@ def main() -> None:
     parser.add_argument(
         "--adapt", action="append", default=[], help="NAME=WEIGHTS[:full] (repeatable)"
     )
+    parser.add_argument(
+        "--blend", action="append", default=[],
+        help="NAME=WEIGHTS: draco denoise --blend-halves (halves X_EVN/X_ODD beside the sums)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--halves-wiener", action="store_true",
+        help="add the row 'halves_wiener': the blend with no model (a Wiener filter calibrated "
+        "on the halves' cross-power; infer.halves_blend with zero denoised inputs)",
+    )  # fmt: skip
     parser.add_argument("--adapt-args", default="", help="extra draco denoise options, quoted")
     parser.add_argument(
         "--draco-args", default="", help="extra draco denoise options of the --draco rows, quoted"
@@ -93,6 +116,16 @@ def main() -> None:
                    str(pred / name), "--model", weights, "--no-skip-existing", "-q",
                    "--workers", "0", "--no-bf16", *args.draco_args.split()]  # fmt: skip
             info["seconds"][name] = bench.run(cmd)
+    for spec in args.blend:
+        name, weights = spec.split("=", 1)
+        if not all((pred / name / p.name).exists() for p in files):
+            cmd = [sys.executable, "-m", "draco_em", "denoise", *map(str, files), "-o",
+                   str(pred / name), "--model", weights, "--no-skip-existing", "-q",
+                   "--workers", "0", "--no-bf16", "--blend-halves",
+                   *args.draco_args.split()]  # fmt: skip
+            info["seconds"][name] = bench.run(cmd)
+    if args.halves_wiener:
+        halves_wiener(files, pred / "halves_wiener", pixel_size)
     for spec in args.adapt:
         name, weights = spec.split("=", 1)
         inputs = files

@@ -7,6 +7,7 @@ Runs resume: finished outputs are skipped. Under ``torchrun`` each rank takes it
 Example:
     draco denoise MotionCorr/job002/micrographs.star -o Denoised/ --png
     draco denoise "mics/*.mrc" -o denoised/ --adapt    # fine-tune on mics/ first (X_EVN/X_ODD)
+    draco denoise "mics/*.mrc" -o denoised/ --blend-halves   # calibrate on X_EVN/X_ODD instead
     torchrun --nproc-per-node 4 -m draco_em denoise "mics/*.mrc" -o denoised/ --device cuda
 """
 
@@ -55,6 +56,13 @@ def denoise(
     overwrite: Annotated[
         bool, typer.Option(help="Redo every output (needed when the settings changed).")
     ] = False,
+    blend_halves: Annotated[
+        bool,
+        typer.Option(
+            help="Denoise the X_EVN/X_ODD halves instead and blend them with their sum, ring "
+            "by ring, weights fitted on the halves (2 model passes; not with --adapt)."
+        ),
+    ] = False,
     adapt: Annotated[
         bool, typer.Option(help="Fine-tune on these micrographs first (OUTDIR/adapt, reused).")
     ] = False,
@@ -95,6 +103,7 @@ def denoise(
         overlap=overlap, batch_size=batch_size, shifts=shifts, bf16=bf16, keep_binned=keep_binned,
         float16=float16, png=png, skip_existing=skip_existing, workers=workers,
         pixel_size=pixel_size, progress=progress and not quiet, overwrite=overwrite,
+        blend_halves=blend_halves,
     )  # fmt: skip
     tune = None
     if adapt:
@@ -118,5 +127,11 @@ def denoise(
         f"denoised {result['done']}, skipped {result['skipped']} finished, "
         f"failed {result['failed']} → {result['outdir']}"
     )
+    if blend_halves:
+        plain = result["done"] - result["blended"]
+        typer.echo(
+            f"blended with their halves: {result['blended']}"
+            + (f"; {plain} without X_EVN/X_ODD halves got the plain output" if plain else "")
+        )
     n_inputs = result["done"] + result["skipped"] + result["failed"]
     exit_batch(n_inputs, result["failed"], outdir / "failures.txt")

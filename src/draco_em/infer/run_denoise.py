@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.infer.denoise import Denoiser
+from draco_em.infer.halves_blend import blend_halves
 from draco_em.io.batch import (
     FailureLog,
     InputItem,
@@ -29,6 +30,7 @@ from draco_em.io.batch import (
     make_output_folder,
     shard,
 )
+from draco_em.io.halves import halves_of, is_half
 from draco_em.io.images import is_raster, read_raster_stack, require_pixel_size
 from draco_em.io.mrc import read_mrc, write_mrc
 from draco_em.io.preview import save_preview
@@ -63,12 +65,20 @@ class DenoiseConfig(BaseModel):
     )
     progress: bool = Field(True, description="Show a progress bar.")
     overwrite: bool = Field(False, description="Redo every output, even with other settings.")
+    blend_halves: bool = Field(
+        False,
+        description="Denoise the X_EVN/X_ODD halves and blend them with their sum, ring by "
+        "ring, with weights fitted on the halves (infer.halves_blend); inputs without halves "
+        "get the plain output.",
+    )
 
     @model_validator(mode="after")
     def _overlap_fits(self) -> DenoiseConfig:
         # The one tiling routine blends each edge over `overlap` px: two ramps must fit a tile.
         if self.overlap is not None and self.overlap > self.tile // 2:
             raise ValueError(f"--overlap {self.overlap} must be at most tile/2 = {self.tile // 2}")
+        if self.blend_halves and self.keep_binned:
+            raise ValueError("--blend-halves writes at the input's pixel size: drop --keep-binned")
         return self
 
 
@@ -78,30 +88,52 @@ def output_path(outdir: Path, src: Path) -> Path:
     return outdir / f"{src.stem}{suffix}"
 
 
-class _Reader(Dataset):
-    """Reads and checks one input per item in a worker; errors travel back as text."""
+#: What the reader hands over: (index, image, pixel size, error text, (even, odd) or None).
+Read = tuple[int, np.ndarray | None, float | None, str, tuple[np.ndarray, np.ndarray] | None]
 
-    def __init__(self, items: list[InputItem], pixel_size: float | None) -> None:
-        self.items, self.pixel_size = items, pixel_size
+
+class _Reader(Dataset):
+    """Reads and checks one input (and its halves, with ``--blend-halves``) per item in a
+    worker; errors travel back as text."""
+
+    def __init__(
+        self,
+        items: list[InputItem],
+        pixel_size: float | None,
+        halves: dict[Path, tuple[Path, Path]] | None = None,
+    ) -> None:
+        self.items, self.pixel_size, self.halves = items, pixel_size, halves or {}
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, float | None, str]:
+    def _read(self, path: Path) -> tuple[np.ndarray, float | None]:
+        px: float | None
+        if is_raster(path):  # PNG/JPEG/TIFF (a multi-page TIFF: a stack), px from the option
+            px = require_pixel_size(path, self.pixel_size)
+            data = read_raster_stack(path)
+        else:
+            mrc = read_mrc(path, pixel_size=self.pixel_size, ndim=(2, 3))
+            data, px = np.array(mrc.data, dtype=np.float32), mrc.pixel_size  # writable copy
+        for k, section in enumerate(data if data.ndim == 3 else [data]):
+            validate_image(section, path, f"section {k}" if data.ndim == 3 else "image")
+        return data, px
+
+    def __getitem__(self, i: int) -> Read:
         path = self.items[i].path
         try:
-            px: float | None
-            if is_raster(path):  # PNG/JPEG/TIFF (a multi-page TIFF: a stack), px from the option
-                px = require_pixel_size(path, self.pixel_size)
-                data = read_raster_stack(path)
-            else:
-                mrc = read_mrc(path, pixel_size=self.pixel_size, ndim=(2, 3))
-                data, px = np.array(mrc.data, dtype=np.float32), mrc.pixel_size  # writable copy
-            for k, section in enumerate(data if data.ndim == 3 else [data]):
-                validate_image(section, path, f"section {k}" if data.ndim == 3 else "image")
-            return i, data, px, ""
+            data, px = self._read(path)
+            pair = None
+            if path in self.halves and data.ndim == 2:  # stacks: section by section, no blend
+                pair = (self._read(self.halves[path][0])[0], self._read(self.halves[path][1])[0])
+                for half, arr in zip(self.halves[path], pair, strict=True):
+                    if arr.shape != data.shape:
+                        raise DracoInputError(
+                            f"half sum of shape {arr.shape} beside a {data.shape} micrograph", half
+                        )
+            return i, data, px, "", pair
         except DracoInputError as exc:
-            return i, None, None, str(exc)
+            return i, None, None, str(exc), None
 
 
 def _as_is(item: Any) -> Any:
@@ -138,26 +170,32 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     check_settings(cfg.outdir, "denoise", _settings(cfg), cfg.overwrite, write=rank == 0)
     denoiser = _load(cfg, ctx.device)
     failures = FailureLog(cfg.outdir, rank=rank)
-    mine = shard(inputs.items, rank, world)
+    items, halves = inputs.items, {}
+    if cfg.blend_halves:  # the halves of an input are its data, not micrographs of their own
+        fulls = {it.path for it in items}
+        items = [it for it in items if not is_half(it.path, fulls)]
+        halves = {it.path: pair for it in items if (pair := halves_of(inputs, it))}
+    mine = shard(items, rank, world)
     resume = cfg.skip_existing and not cfg.overwrite
     todo = [it for it in mine if not (resume and output_path(cfg.outdir, it.path).exists())]
     loader = DataLoader(
-        _Reader(todo, cfg.pixel_size),
+        _Reader(todo, cfg.pixel_size, halves),
         batch_size=None,
         num_workers=cfg.workers,
         worker_init_fn=die_with_parent,  # a SIGKILLed denoise takes its readers along
         collate_fn=_as_is,
     )
-    done = 0
+    done = blended = 0
     bar = tqdm(total=len(todo), unit="mic", disable=not cfg.progress or rank != 0, desc="denoise")
-    for i, data, pixel_size, error in loader:
+    for i, data, pixel_size, error, pair in loader:
         src = todo[i].path
         if error:
             failures.record(src, error)
         else:
             try:
-                _denoise_one(denoiser, cfg, src, data, pixel_size)
+                _denoise_one(denoiser, cfg, src, data, pixel_size, pair)
                 done += 1
+                blended += pair is not None
             except DracoInputError as exc:
                 failures.record(src, str(exc))
         bar.update(1)
@@ -167,12 +205,16 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
         failures.merge(world)  # one failures.txt for every rank
         write_output_star(inputs, cfg.outdir)
     cleanup(ctx, wait=False)
-    return {"done": done, "skipped": len(mine) - len(todo), "failed": failures.count,
-            "outdir": str(cfg.outdir)}  # fmt: skip
+    result = {"done": done, "skipped": len(mine) - len(todo), "failed": failures.count,
+              "outdir": str(cfg.outdir)}  # fmt: skip
+    if cfg.blend_halves:
+        result["blended"] = blended  # this rank's; the others got the plain output
+    return result
 
 
 #: DenoiseConfig fields that shape the outputs: a folder made with others is not resumed.
-OUTPUT_SETTINGS = ("tile", "overlap", "shifts", "keep_binned", "float16", "pixel_size", "bf16")
+OUTPUT_SETTINGS = ("tile", "overlap", "shifts", "keep_binned", "float16", "pixel_size", "bf16",
+                   "blend_halves")  # fmt: skip
 
 
 def _settings(cfg: DenoiseConfig) -> dict:
@@ -184,10 +226,22 @@ def _settings(cfg: DenoiseConfig) -> dict:
 
 
 def _denoise_one(
-    denoiser: Denoiser, cfg: DenoiseConfig, src: Path, data: np.ndarray, pixel_size: float | None
+    denoiser: Denoiser,
+    cfg: DenoiseConfig,
+    src: Path,
+    data: np.ndarray,
+    pixel_size: float | None,
+    pair: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
-    """Denoise a 2D image or each section of a stack, then write (and preview) atomically."""
-    if data.ndim == 2:
+    """Denoise a 2D image or each section of a stack, then write (and preview) atomically.
+
+    With ``pair`` (the image's even and odd half sums, ``--blend-halves``) the halves are
+    denoised instead and blended with their sum (:func:`draco_em.infer.halves_blend`).
+    """
+    if pair is not None:
+        den = [denoiser.denoise_image(half, pixel_size, False)[0] for half in pair]
+        out, out_px = blend_halves(den[0], den[1], pair[0], pair[1])[0], pixel_size
+    elif data.ndim == 2:
         out, out_px = denoiser.denoise_image(data, pixel_size, cfg.keep_binned)
     else:  # tilt series / stack: image by image (the paper's cryo-ET use, App. B)
         sections = [denoiser.denoise_image(s, pixel_size, cfg.keep_binned) for s in data]

@@ -55,6 +55,7 @@ from draco_em.errors import DracoInputError
 from draco_em.infer.run_denoise import DenoiseConfig, run_denoise
 from draco_em.io.atomic import write_text_atomic
 from draco_em.io.batch import expand_inputs
+from draco_em.io.halves import halves_of, is_half
 from draco_em.io.images import is_raster
 from draco_em.io.manifest import EVEN, FULL, HAS_PAIRS, ODD, optics_group, write_manifest
 from draco_em.io.mrc import read_image, read_mrc, write_mrc
@@ -71,8 +72,6 @@ log = logging.getLogger("draco_em.train")
 ADAPT_DIR = "adapt"
 RECORD_FILE = "adapt.json"
 WEIGHTS_FILE = "adapted.safetensors"
-#: Half-sum suffixes of MotionCor2 and ``draco prepare``/``draco simulate``: (even, odd).
-HALF_SUFFIXES = ("_EVN", "_ODD")
 
 
 class AdaptConfig(BaseModel):
@@ -134,22 +133,6 @@ def auto_blindspot(
     return sampling, radius
 
 
-def find_halves(path: Path) -> tuple[Path, Path] | None:
-    """``(even, odd)`` sums beside a full sum: ``X_EVN.ext``/``X_ODD.ext``, or None."""
-    even, odd = (path.with_name(f"{path.stem}{s}{path.suffix}") for s in HALF_SUFFIXES)
-    return (even, odd) if even.is_file() and odd.is_file() else None
-
-
-def _is_half(path: Path, fulls: set[Path]) -> bool:
-    """A half sum whose full sum is also an input: training data, not a micrograph to adapt on."""
-    for suffix in HALF_SUFFIXES:
-        if path.stem.endswith(suffix):
-            base = path.with_name(path.stem[: -len(suffix)] + path.suffix)
-            if base in fulls:
-                return True
-    return False
-
-
 def training_rows(cfg: DenoiseConfig) -> list[dict[str, Any]]:
     """One manifest row per full sum among the inputs: its halves (or none) and pixel size.
 
@@ -160,18 +143,9 @@ def training_rows(cfg: DenoiseConfig) -> list[dict[str, Any]]:
     fulls = {it.path for it in inputs.items}
     rows = []
     for item in inputs.items:
-        if _is_half(item.path, fulls):
+        if is_half(item.path, fulls):
             continue
-        halves = None
-        if inputs.table is not None and item.star_row is not None:
-            row = inputs.table.micrographs.iloc[item.star_row]
-            even, odd = row.get(EVEN), row.get(ODD)
-            if isinstance(even, str) and isinstance(odd, str) and even and odd:
-                halves = (inputs.table.resolve(even), inputs.table.resolve(odd))
-                for half in halves:
-                    if not half.is_file():
-                        raise DracoInputError("the STAR names a missing half sum", half)
-        halves = halves or find_halves(item.path)
+        halves = halves_of(inputs, item)
         px = cfg.pixel_size
         if px is None and inputs.table is not None and item.star_row is not None:
             px = inputs.table.pixel_size(item.star_row)
@@ -352,6 +326,10 @@ def denoise_with_adaptation(cfg: DenoiseConfig, adapt: AdaptConfig | None = None
     """
     if adapt is None:
         return run_denoise(cfg)
+    if cfg.blend_halves:  # infer.halves_blend: D(a) must not have trained on b's noise
+        raise DracoInputError(
+            "--blend-halves calibrates on the halves, which --adapt trains on: use one of them"
+        )
     if cfg.weights != BUNDLED and not Path(cfg.weights).exists():
         raise DracoInputError("model weights file not found", cfg.weights)
     adapted = adapt_denoiser(cfg, adapt)
