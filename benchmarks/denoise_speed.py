@@ -10,6 +10,7 @@ and after (the 2 cores are shared).
 Usage:
     OMP_NUM_THREADS=2 python benchmarks/denoise_speed.py IMAGE.mrc --pixel-size 1.77 \\
         [--weights bundled] [--tile 256 --overlap 32 --batch-size 8] [--no-bf16] [--command]
+        [--blend-halves]
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -36,6 +36,22 @@ from draco_em.model.weights import BUNDLED_DENOISER, load_model, resolve_weights
 from draco_em.runtime import cpu_has_bf16
 
 
+def _timed(cmd: list[str]) -> dict:
+    """Wall time and peak RSS of one command (a fresh process: its own peak)."""
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    # time -v would need GNU time; a wrapper process reports the child's own peak instead.
+    wrapper = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", wrapper, *cmd], check=True, capture_output=True,
+                         text=True).stdout  # fmt: skip
+    return {
+        "seconds": round(time.perf_counter() - t0, 2),
+        "peak_rss_gb": round(int(out.split()[-1]) / 1024**2, 2),
+        "load_1min_before": load, "load_1min_after": os.getloadavg()[0],
+    }  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("image", type=Path)
@@ -51,6 +67,11 @@ def main() -> None:
         help="default: as draco denoise (on for bf16-capable CPUs)",
     )
     ap.add_argument("--command", action="store_true", help="also time the whole CLI command")
+    ap.add_argument(
+        "--blend-halves", action="store_true",
+        help="with --command, also time `draco denoise --blend-halves` (IMAGE_EVN/IMAGE_ODD "
+        "beside IMAGE) right after the plain command",
+    )  # fmt: skip
     args = ap.parse_args()
     t: dict[str, float] = {}
     load0 = os.getloadavg()[0]
@@ -114,16 +135,10 @@ def main() -> None:
                    str(args.batch_size), "--bf16" if bf16 else "--no-bf16"]  # fmt: skip
             if args.overlap is not None:
                 cmd += ["--overlap", str(args.overlap)]
-            load1 = os.getloadavg()[0]
-            t0 = time.perf_counter()
-            subprocess.run(cmd, check=True)
-            info["command"] = {
-                "seconds": round(time.perf_counter() - t0, 2),
-                "peak_rss_gb": round(
-                    resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2, 2
-                ),
-                "load_1min_before": load1, "load_1min_after": os.getloadavg()[0],
-            }  # fmt: skip
+            info["command"] = _timed(cmd)
+            if args.blend_halves:
+                cmd[cmd.index("-o") + 1] = tmp + "/b"
+                info["command_blend_halves"] = _timed([*cmd, "--blend-halves"])
     print(json.dumps(info, indent=1))
 
 
