@@ -357,16 +357,19 @@ def main() -> None:
 FIGURE_ORDER = ("raw", "lowpass_20A", "oracle_gaussian", "topaz_unet", "topaz_n2n", "draco")
 
 
-def figure(sim: Path, pred: Path, out: Path, crop: int = 512) -> None:
-    """Top-left ``crop``² of the first held-out micrograph for every method and the clean image,
-    each shown with its own 1–99 % percentile window (methods output different units)."""
+def figure(
+    sim: Path, pred: Path, out: Path, crop: int = 512, order: tuple[str, ...] = FIGURE_ORDER
+) -> None:
+    """Top-left ``crop``² of the first held-out micrograph for every method in ``order`` (the
+    folders that exist) and the clean image, each shown with its own 1–99 % percentile window
+    (methods output different units)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     stem = raw_images(sim)[0].name
-    panels = [(m, pred / m / stem) for m in FIGURE_ORDER if (pred / m / stem).is_file()]
+    panels = [(m, pred / m / stem) for m in order if (pred / m / stem).is_file()]
     panels.append(("clean", sim / "clean" / stem))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.5))
     for ax, (name, path) in zip(axes, panels, strict=True):

@@ -97,6 +97,10 @@ def main() -> None:
         help="add the row 'halves_wiener': the blend with no model (a Wiener filter calibrated "
         "on the halves' cross-power; infer.halves_blend with zero denoised inputs)",
     )  # fmt: skip
+    parser.add_argument(
+        "--figure", nargs="+", default=None, metavar="METHOD",
+        help="write WORK/figure.png: a crop of the first micrograph for these methods + clean",
+    )  # fmt: skip
     parser.add_argument("--adapt-args", default="", help="extra draco denoise options, quoted")
     parser.add_argument(
         "--draco-args", default="", help="extra draco denoise options of the --draco rows, quoted"
@@ -149,6 +153,8 @@ def main() -> None:
         cmd = [str(args.topaz_venv / "bin" / "topaz"), "denoise", "-m", "unet", "-d", "-1",
                "-o", str(pred / "topaz_unet"), *map(str, files)]  # fmt: skip
         info["seconds"]["topaz_unet"] = bench.run(cmd, env=dict(os.environ))
+    if args.figure:
+        bench.figure(sim, pred, args.work / "figure.png", crop=384, order=tuple(args.figure))
     scores = score(sim, pred, args.diameter, pixel_size)
     cols = ("psnr_db", "ssim", "frc_mean", "snr_db", "corr_snr_db")
     print(f"{'method':<20}" + "".join(f"{c:>13}" for c in cols))
