@@ -39,6 +39,7 @@ import denoise as bench
 
 from draco_em.evaluate.denoise import EvaluateDenoiseConfig, evaluate_denoise
 from draco_em.infer.halves_blend import blend_halves
+from draco_em.io.halves import find_halves
 from draco_em.io.mrc import read_image, write_mrc
 
 
@@ -71,8 +72,10 @@ def halves_wiener(files: list[Path], out: Path, pixel_size: float) -> None:
     """The halves-calibrated blend with zero denoised inputs: per ring, the Wiener gain of the
     sum fitted on the halves' cross-power (no model, no clean image)."""
     for path in files:
-        even, odd = (read_image(path.with_name(f"{path.stem}{s}{path.suffix}"))[0]
-                     for s in ("_EVN", "_ODD"))  # fmt: skip
+        pair = find_halves(path)
+        if pair is None:
+            raise SystemExit(f"--halves-wiener: no X_EVN/X_ODD halves beside {path}")
+        even, odd = (read_image(half)[0] for half in pair)
         zero = np.zeros_like(even)
         write_mrc(out / path.name, blend_halves(zero, zero, even, odd)[0], pixel_size)
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
+from draco_em.imaging.fourier import frequency_grid
+
 #: Rings from the centre to Nyquist (ring width ``max(shape) / (2 · RINGS_TO_NYQUIST)`` px).
 RINGS_TO_NYQUIST = 128
 
@@ -38,9 +40,8 @@ def _rings(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         ``(ring [ny, nx // 2 + 1] int32, weight [nx // 2 + 1] float32)``: the half-plane
         columns other than 0 and (for even nx) nx/2 stand for two coefficients of the full plane.
     """
-    ny, nx = shape
-    fy = np.fft.fftfreq(ny)[:, None]
-    fx = np.fft.rfftfreq(nx)[None, :]
+    nx = shape[1]
+    fy, fx = frequency_grid(shape)  # cycles per pixel
     width = max(shape) / (2 * RINGS_TO_NYQUIST)
     ring = np.floor(np.hypot(fy, fx) * max(shape) / width + 0.5).astype(np.int32)
     weight = np.full(fx.shape[1], 2.0, dtype=np.float32)
