@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from draco_em.imaging.filters import gaussian_blur_px
 from draco_em.infer.halves_blend import RINGS_TO_NYQUIST, blend_halves
-from draco_em.infer.run_denoise import DenoiseConfig, run_denoise
+from draco_em.infer.run_denoise import DenoiseConfig, _load, run_denoise
 from draco_em.io.mrc import read_mrc, write_mrc
 from tests.conftest import draco_in_process
 from tests.infer.test_denoise import weights as weights  # the tiny-model fixture
@@ -153,3 +154,24 @@ def test_cli_says_how_many_were_blended(tmp_path, weights, rng, capsys) -> None:
                                     "-q")  # fmt: skip
     assert code == 0
     assert "blended with their halves: 2; 1 without X_EVN/X_ODD halves got the plain output" in out
+
+
+def test_a_stack_with_half_stacks_is_blended_section_by_section(tmp_path, weights, rng) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    pairs = [_halves(rng, shape=(64, 72))[1:] for _ in range(3)]
+    even, odd = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    write_mrc(src / "ts.mrcs", even + odd, 2.0)
+    write_mrc(src / "ts_EVN.mrcs", even, 2.0)
+    write_mrc(src / "ts_ODD.mrcs", odd, 2.0)
+    out = tmp_path / "out"
+    cfg = DenoiseConfig(inputs=[str(src / "ts.mrcs")], outdir=out, weights=str(weights),
+                        workers=0, tile=64, progress=False, blend_halves=True)  # fmt: skip
+    assert run_denoise(cfg)["blended"] == 1
+    stack = read_mrc(out / "ts.mrcs")
+    assert stack.data.shape == (3, 64, 72) and stack.is_stack
+    den = _load(cfg, torch.device("cpu"))  # the same denoiser: one section by hand
+    d = [den.denoise_image(h, 2.0, False)[0] for h in (even[1], odd[1])]
+    np.testing.assert_allclose(
+        stack.data[1], blend_halves(d[0], d[1], even[1], odd[1])[0], rtol=1e-4, atol=1e-4
+    )

@@ -127,7 +127,7 @@ def denoise(
         f"denoised {result['done']}, skipped {result['skipped']} finished, "
         f"failed {result['failed']} → {result['outdir']}"
     )
-    if blend_halves:
+    if blend_halves and result["done"]:  # a resumed run that redid nothing says nothing
         plain = result["done"] - result["blended"]
         typer.echo(
             f"blended with their halves: {result['blended']}"

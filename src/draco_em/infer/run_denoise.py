@@ -124,7 +124,7 @@ class _Reader(Dataset):
         try:
             data, px = self._read(path)
             pair = None
-            if path in self.halves and data.ndim == 2:  # stacks: section by section, no blend
+            if path in self.halves:  # a stack's halves are stacks: blended section by section
                 pair = (self._read(self.halves[path][0])[0], self._read(self.halves[path][1])[0])
                 for half, arr in zip(self.halves[path], pair, strict=True):
                     if arr.shape != data.shape:
@@ -239,8 +239,12 @@ def _denoise_one(
     denoised instead and blended with their sum (:func:`draco_em.infer.halves_blend`).
     """
     if pair is not None:
-        den = [denoiser.denoise_image(half, pixel_size, False)[0] for half in pair]
-        out, out_px = blend_halves(den[0], den[1], pair[0], pair[1])[0], pixel_size
+        even, odd = (p if p.ndim == 3 else p[None] for p in pair)
+        blended = []
+        for a, b in zip(even, odd, strict=True):
+            den = [denoiser.denoise_image(half, pixel_size, False)[0] for half in (a, b)]
+            blended.append(blend_halves(den[0], den[1], a, b)[0])
+        out, out_px = (blended[0] if data.ndim == 2 else np.stack(blended)), pixel_size
     elif data.ndim == 2:
         out, out_px = denoiser.denoise_image(data, pixel_size, cfg.keep_binned)
     else:  # tilt series / stack: image by image (the paper's cryo-ET use, App. B)
