@@ -80,7 +80,7 @@ def test_batch_writes_stack_records_failures_and_resumes(tmp_path, weights, rng)
     cfg = DenoiseConfig(inputs=[str(src)], outdir=out, weights=str(weights), workers=0,
                         tile=64, progress=False, png=True)  # fmt: skip
     first = run_denoise(cfg)
-    assert first == {"done": 3, "skipped": 0, "failed": 1, "outdir": str(out)}
+    assert first == {"done": 3, "skipped": 0, "failed": 1, "outdir": str(out), "with_halves": 0}
     assert "broken.mrc" in (out / "failures.txt").read_text()
     stack = read_mrc(out / "tilts.mrcs")
     assert stack.data.shape == (3, 64, 64) and stack.is_stack and stack.pixel_size == 1.0

@@ -175,3 +175,14 @@ def test_a_stack_with_half_stacks_is_blended_section_by_section(tmp_path, weight
     np.testing.assert_allclose(
         stack.data[1], blend_halves(d[0], d[1], even[1], odd[1])[0], rtol=1e-4, atol=1e-4
     )
+
+
+def test_without_the_option_the_cli_points_to_it_where_halves_exist(
+    tmp_path, weights, rng, capsys
+) -> None:
+    _set(tmp_path / "in", rng)
+    star_less = [tmp_path / "in" / f"mic_{i}.mrc" for i in range(3)]  # fulls only, as a user
+    code, _, err = draco_in_process(capsys, "denoise", *star_less, "-o", tmp_path / "out",
+                                    "--model", weights, "--tile", "64", "-q")  # fmt: skip
+    assert code == 0
+    assert "note: 2 micrographs have X_EVN/X_ODD halves; --blend-halves" in err

@@ -127,6 +127,12 @@ def denoise(
         f"denoised {result['done']}, skipped {result['skipped']} finished, "
         f"failed {result['failed']} → {result['outdir']}"
     )
+    if result.get("with_halves") and not adapt:
+        typer.echo(
+            f"note: {result['with_halves']} micrographs have X_EVN/X_ODD halves; "
+            "--blend-halves scored higher on every simulated set with truth (docs/denoising.md)",
+            err=True,
+        )
     if blend_halves and result["done"]:  # a resumed run that redid nothing says nothing
         plain = result["done"] - result["blended"]
         typer.echo(

@@ -171,8 +171,8 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     denoiser = _load(cfg, ctx.device)
     failures = FailureLog(cfg.outdir, rank=rank)
     items, halves = inputs.items, {}
+    fulls = {it.path for it in items}
     if cfg.blend_halves:  # the halves of an input are its data, not micrographs of their own
-        fulls = {it.path for it in items}
         items = [it for it in items if not is_half(it.path, fulls)]
         halves = {it.path: pair for it in items if (pair := halves_of(inputs, it))}
     mine = shard(items, rank, world)
@@ -209,6 +209,10 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
               "outdir": str(cfg.outdir)}  # fmt: skip
     if cfg.blend_halves:
         result["blended"] = blended  # this rank's; the others got the plain output
+    else:  # worth saying: --blend-halves scores higher where halves exist (docs/denoising.md)
+        result["with_halves"] = sum(
+            1 for it in mine if not is_half(it.path, fulls) and halves_of(inputs, it)
+        )
     return result
 
 
