@@ -186,3 +186,26 @@ def test_without_the_option_the_cli_points_to_it_where_halves_exist(
                                     "--model", weights, "--tile", "64", "-q")  # fmt: skip
     assert code == 0
     assert "note: 2 micrographs have X_EVN/X_ODD halves; --blend-halves" in err
+
+
+def test_a_star_naming_a_missing_half_fails_that_micrograph_only(tmp_path, weights, rng) -> None:
+    _set(tmp_path / "in", rng)
+    star = tmp_path / "mics.star"
+    rows = "\n".join(
+        f"in/mic_{i}.mrc in/mic_{i}_EVN.mrc in/mic_{i}_{'GONE' if i == 1 else 'ODD'}.mrc"
+        for i in range(2)
+    )
+    star.write_text(
+        "data_micrographs\n\nloop_\n_rlnMicrographName #1\n_dracoMicrographEven #2\n"
+        f"_dracoMicrographOdd #3\n{rows}\n"
+    )
+    common = {"outdir": tmp_path / "out", "weights": str(weights), "workers": 0, "tile": 64,
+              "progress": False, "pixel_size": 2.0}  # fmt: skip
+    result = run_denoise(DenoiseConfig(inputs=[str(star)], blend_halves=True, **common))
+    assert (result["done"], result["skipped"], result["failed"], result["blended"]) == (1, 0, 1, 1)
+    assert "mic_1_GONE.mrc" in (tmp_path / "out" / "failures.txt").read_text()
+    # Without the option the missing half does not matter (and no note counts mic_1).
+    plain = run_denoise(
+        DenoiseConfig(inputs=[str(star)], **{**common, "outdir": tmp_path / "plain"})
+    )
+    assert (plain["done"], plain["failed"], plain["with_halves"]) == (2, 0, 1)

@@ -170,14 +170,22 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     check_settings(cfg.outdir, "denoise", _settings(cfg), cfg.overwrite, write=rank == 0)
     denoiser = _load(cfg, ctx.device)
     failures = FailureLog(cfg.outdir, rank=rank)
-    items, halves = inputs.items, {}
-    fulls = {it.path for it in items}
+    items, fulls = inputs.items, {it.path for it in inputs.items}
     if cfg.blend_halves:  # the halves of an input are its data, not micrographs of their own
         items = [it for it in items if not is_half(it.path, fulls)]
-        halves = {it.path: pair for it in items if (pair := halves_of(inputs, it))}
     mine = shard(items, rank, world)
     resume = cfg.skip_existing and not cfg.overwrite
     todo = [it for it in mine if not (resume and output_path(cfg.outdir, it.path).exists())]
+    n_skipped = len(mine) - len(todo)
+    halves: dict[Path, tuple[Path, Path]] = {}
+    if cfg.blend_halves:
+        for it in list(todo):
+            try:
+                if pair := halves_of(inputs, it):
+                    halves[it.path] = pair
+            except DracoInputError as exc:  # the STAR names a missing half: this one fails
+                failures.record(it.path, str(exc))
+                todo.remove(it)
     loader = DataLoader(
         _Reader(todo, cfg.pixel_size, halves),
         batch_size=None,
@@ -205,15 +213,23 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
         failures.merge(world)  # one failures.txt for every rank
         write_output_star(inputs, cfg.outdir)
     cleanup(ctx, wait=False)
-    result = {"done": done, "skipped": len(mine) - len(todo), "failed": failures.count,
+    result = {"done": done, "skipped": n_skipped, "failed": failures.count,
               "outdir": str(cfg.outdir)}  # fmt: skip
     if cfg.blend_halves:
         result["blended"] = blended  # this rank's; the others got the plain output
     else:  # worth saying: --blend-halves scores higher where halves exist (docs/denoising.md)
-        result["with_halves"] = sum(
-            1 for it in mine if not is_half(it.path, fulls) and halves_of(inputs, it)
-        )
+        result["with_halves"] = sum(1 for it in mine if _has_halves(inputs, it, fulls))
     return result
+
+
+def _has_halves(inputs: InputSet, item: InputItem, fulls: set[Path]) -> bool:
+    """An input (not itself a half of another input) with both halves on disk."""
+    if is_half(item.path, fulls):
+        return False
+    try:
+        return halves_of(inputs, item) is not None
+    except DracoInputError:  # the STAR names a missing half: no blend possible, no note
+        return False
 
 
 #: DenoiseConfig fields that shape the outputs: a folder made with others is not resumed.
