@@ -1,7 +1,7 @@
 """Run the main job on built-in defaults: simulate a micrograph, denoise it, score it.
 
-Needs no data and no GPU. Writes ``demo.png`` (raw | low-pass | DRACO | clean), ``metrics.json``
-and the images under ``OUTDIR``.
+Needs no data and no GPU. Writes ``demo.png`` (raw | low-pass | DRACO | DRACO --blend-halves |
+clean), ``metrics.json`` and the images under ``OUTDIR``.
 
 Example:
     draco demo -o demo_output
