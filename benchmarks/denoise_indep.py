@@ -80,6 +80,25 @@ def halves_wiener(files: list[Path], out: Path, pixel_size: float) -> None:
         write_mrc(out / path.name, blend_halves(zero, zero, even, odd)[0], pixel_size)
 
 
+def topaz_n2n(venv: Path, files: list[Path], work: Path, minutes: float) -> dict[str, float]:
+    """Topaz's own recipe for data with halves: N2N training on the halves (folders of links,
+    the same names in A and B), then its best-validation epoch applied to the sums."""
+    dirs = work / "topaz_n2n_pairs" / "A", work / "topaz_n2n_pairs" / "B"
+    for path in files:
+        pair = find_halves(path)
+        if pair is None:
+            raise SystemExit(f"--topaz-n2n: no X_EVN/X_ODD halves beside {path}")
+        for folder, half in zip(dirs, pair, strict=True):
+            folder.mkdir(parents=True, exist_ok=True)
+            if not (folder / path.name).exists():
+                (folder / path.name).symlink_to(half.resolve())
+    prefix = work / "topaz_n2n_train" / "model"
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    train_s, model = bench.topaz_train(venv, *dirs, prefix, epochs=1000, budget_s=60 * minutes)
+    apply_s = bench.topaz_denoise(venv, files, work / "pred" / "topaz_n2n", str(model))
+    return {"topaz_n2n_train": train_s, "topaz_n2n": apply_s}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", type=Path, required=True)
@@ -99,6 +118,12 @@ def main() -> None:
         "--halves-wiener", action="store_true",
         help="add the row 'halves_wiener': the blend with no model (a Wiener filter calibrated "
         "on the halves' cross-power; infer.halves_blend with zero denoised inputs)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--topaz-n2n", type=float, default=None, metavar="MINUTES",
+        help="also train Topaz-Denoise Noise2Noise on the set's EVN/ODD halves for at most "
+        "MINUTES (needs --topaz-venv), then denoise the sums with its best-validation epoch "
+        "(row 'topaz_n2n')",
     )  # fmt: skip
     parser.add_argument(
         "--figure", nargs="+", default=None, metavar="METHOD",
@@ -156,6 +181,9 @@ def main() -> None:
         cmd = [str(args.topaz_venv / "bin" / "topaz"), "denoise", "-m", "unet", "-d", "-1",
                "-o", str(pred / "topaz_unet"), *map(str, files)]  # fmt: skip
         info["seconds"]["topaz_unet"] = bench.run(cmd, env=dict(os.environ))
+    if args.topaz_n2n and args.topaz_venv:
+        if not all((pred / "topaz_n2n" / p.name).exists() for p in files):
+            info["seconds"] |= topaz_n2n(args.topaz_venv, files, args.work, args.topaz_n2n)
     if args.figure:
         bench.figure(sim, pred, args.work / "figure.png", crop=384, order=tuple(args.figure))
     scores = score(sim, pred, args.diameter, pixel_size)
