@@ -169,7 +169,13 @@ def topaz_denoise(venv: Path, files: list[Path], out: Path, model: str) -> float
 
 
 def topaz_train(
-    venv: Path, dir_a: Path, dir_b: Path, prefix: Path, epochs: int, budget_s: float | None
+    venv: Path,
+    dir_a: Path,
+    dir_b: Path,
+    prefix: Path,
+    epochs: int,
+    budget_s: float | None,
+    holdout: float | None = None,
 ) -> tuple[float, Path]:
     """Topaz-Denoise Noise2Noise training on paired EVN/ODD folders (same file names).
 
@@ -181,6 +187,8 @@ def topaz_train(
     cmd = [str(venv / "bin" / "topaz"), "denoise", "-a", str(dir_a), "-b", str(dir_b),
            "--save-prefix", str(prefix), "--num-epochs", str(epochs), "--save-interval", "1",
            "-d", "-1", "-c", "512", "--batch-size", "4", "--preload"]  # fmt: skip
+    if holdout is not None:  # Topaz's 0.1 holds out no pair of a set under 10 (and then crashes)
+        cmd += ["--holdout", str(holdout)]
     log_path = prefix.parent / "train.log"
     t0 = time.perf_counter()
     with log_path.open("w") as log_file:
