@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.fft
+import torch
 
 from draco_em.imaging.fourier import frequency_grid
 
@@ -66,10 +67,16 @@ def _ring_sum(p: np.ndarray, q: np.ndarray, ring: np.ndarray, weight: np.ndarray
     return total
 
 
+def _workers() -> int:
+    """FFT threads: as many as torch uses (OMP_NUM_THREADS, a SLURM allocation), not every
+    core of the node (scipy's -1)."""
+    return max(1, torch.get_num_threads())
+
+
 def _spectrum(image: np.ndarray) -> np.ndarray:
     """rfft2 of the mean-free image, complex64 ``[ny, nx // 2 + 1]``."""
     x = np.asarray(image, dtype=np.float32)
-    return scipy.fft.rfft2(x - np.float32(x.mean(dtype=np.float64)), workers=-1)
+    return scipy.fft.rfft2(x - np.float32(x.mean(dtype=np.float64)), workers=_workers())
 
 
 def _constrained_fit(
@@ -145,7 +152,8 @@ def blend_halves(
         dbar[r0 : r0 + _CHUNK_ROWS] += v32[rows] * full[r0 : r0 + _CHUNK_ROWS]
     del full
     mean = float(np.mean(even, dtype=np.float64) + np.mean(odd, dtype=np.float64))
-    image = scipy.fft.irfft2(dbar, s=shape, workers=-1, overwrite_x=True).astype(np.float32)
+    image = scipy.fft.irfft2(dbar, s=shape, workers=_workers(), overwrite_x=True)
+    image = image.astype(np.float32, copy=False)
     image += np.float32(mean)
     kept = {
         "denoised": float(np.sum(w * w * m11) / max(np.sum(m22), 1e-30)),
