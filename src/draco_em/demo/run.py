@@ -91,7 +91,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     metrics = {
         "micrograph": str(raw_path), "size": list(raw.shape), "pixel_size": px,
         "model": cfg.weights, "model_pixel_size": meta.get("pixel_size"),
-        "seconds": {"simulate": t_sim, "denoise": t_den, "blend_halves": t_blend,
+        "seconds": {"simulate": t_sim, "denoise": t_den,
+                    **({"blend_halves": t_blend} if blended is not None else {}),
                     "total": time.perf_counter() - t0},
         "scores": scores,
     }  # fmt: skip
@@ -128,7 +129,7 @@ def summary_table(metrics: dict) -> str:
     """The table ``draco demo`` prints."""
     table = format_table({k: {"mean": v} for k, v in metrics["scores"].items()})
     secs = metrics["seconds"]
-    blend = f", --blend-halves {secs['blend_halves']:.1f} s" if secs.get("blend_halves") else ""
+    blend = f", --blend-halves {secs['blend_halves']:.1f} s" if "blend_halves" in secs else ""
     return f"{table}\n(simulate {secs['simulate']:.1f} s, denoise {secs['denoise']:.1f} s{blend})"
 
 
