@@ -120,7 +120,7 @@ def blend_halves(
     Returns:
         ``(image, info)``: the ``[ny, nx]`` float32 estimate of the sum's signal (in the units
         of ``even + odd``), and ``info`` with the per-ring weights ``w`` (denoised) and ``v``
-        (raw sum), the ring width in px, and the fraction of the sum's variance each part kept.
+        (raw sum).
     """
     shape = even.shape
     for name, arr in (("den_even", den_even), ("den_odd", den_odd), ("odd", odd)):
@@ -155,14 +155,4 @@ def blend_halves(
     image = scipy.fft.irfft2(dbar, s=shape, workers=_workers(), overwrite_x=True)
     image = image.astype(np.float32, copy=False)
     image += np.float32(mean)
-    kept = {
-        "denoised": float(np.sum(w * w * m11) / max(np.sum(m22), 1e-30)),
-        "raw": float(np.sum(v * v * m22) / max(np.sum(m22), 1e-30)),
-    }
-    info = {
-        "ring_width_px": max(shape) / (2 * RINGS_TO_NYQUIST),
-        "w": w.tolist(),
-        "v": v.tolist(),
-        "variance_kept": kept,
-    }
-    return image, info
+    return image, {"w": w.tolist(), "v": v.tolist()}
