@@ -291,6 +291,12 @@ def main() -> None:
         "use as many made by the current simulator (the nanocrystalline ice of session 6 of "
         "issue 19) in sets of their own",
     )
+    ap.add_argument(
+        "--particles",
+        action="store_true",
+        help="candidates also read the bundled picker's particle evidence "
+        "(draco curate train --particles; issue 19 session 11)",
+    )
     ap.add_argument("--tag", default="", help="suffix of the candidate files")
     ap.add_argument(
         "--reuse", action="store_true", help="use finished sets under --root as they are"
@@ -375,7 +381,8 @@ def main() -> None:
         train_curator(
             CurateTrainConfig(
                 labels=labels, out_dir=run, l2=l2, epochs=args.epochs,
-                features=FeatureConfig(blocks=args.blocks), progress=False,
+                features=FeatureConfig(blocks=args.blocks, particles=args.particles),
+                progress=False,
             )
         )  # fmt: skip
         head = args.root / "runs" / f"curator{args.tag}_l2_{l2:g}.safetensors"

@@ -74,6 +74,15 @@ def curate_train(
             "on your labels; the reported cross-validation is then nested)."
         ),
     ] = Blocks(TRAIN_BLOCKS),
+    particles: Annotated[
+        bool,
+        typer.Option(
+            "--particles/--no-particles",
+            help="Append the bundled picker's particle evidence (8 values: how much of the "
+            "field particle-shaped blots cover at 100, 180 and 320 Å; ~1-3 s per micrograph, "
+            "cached; needs the pixel size).",
+        ),
+    ] = False,
     cv: Annotated[
         str,
         typer.Option(
@@ -113,7 +122,11 @@ def curate_train(
         accept=comma_list(accept) or [],
         pixel_size=pixel_size,
         features=FeatureConfig(
-            tile=tile, tile_quantile=tile_quantile, spectrum=spectrum, blocks=features.value
+            tile=tile,
+            tile_quantile=tile_quantile,
+            spectrum=spectrum,
+            blocks=features.value,
+            particles=particles,
         ),
         cv=int(cv) if cv.lstrip("-").isdigit() else cv,
         l2=l2,  # pydantic parses the number (or "auto")

@@ -39,6 +39,8 @@ class FeatureConfig(BaseModel):
     tokens, as above), ``stats`` (the 31 unit-free whole-image statistics of
     :func:`~draco_em.curate.stats.image_statistics` instead: no encoder pass at all) or
     ``both`` (tokens, then statistics); the spectrum features follow whichever is chosen.
+    With ``particles`` the 8 particle-evidence values of the bundled picker
+    (:mod:`draco_em.curate.particles`) come last, whatever the blocks.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -61,6 +63,12 @@ class FeatureConfig(BaseModel):
         "encoder",
         description="Feature blocks: encoder tokens, image statistics, both, or (training "
         "only) auto: chosen by cross-validation; a saved head records the chosen one.",
+    )
+
+    particles: bool = Field(
+        False,
+        description="Append the bundled picker's particle evidence (8 values; issue 19): how "
+        "much of the field particle-shaped blots cover, at 100, 180 and 320 Å.",
     )
 
     @property

@@ -9,7 +9,9 @@ tile's patch tokens ``[T, E]`` → mean and an upper
 quantile over the tiles ``[2E]`` (:func:`aggregate`): the mean describes the whole image, the
 quantile lets a few contaminated or carbon tiles count. With ``FeatureConfig.spectrum`` the 8
 unit-free power-spectrum features of the whole micrograph at its own pixel size are appended
-(:func:`spectrum_vector`), so the vector is ``[2E + 8]`` (:func:`n_features`). With
+(:func:`spectrum_vector`), so the vector is ``[2E + 8]`` (:func:`n_features`); with
+``FeatureConfig.particles`` the picker's 8 particle-evidence values
+(:mod:`draco_em.curate.particles`) come after them. With
 ``FeatureConfig.blocks`` = ``stats`` the head reads the whole-image statistics
 (:func:`~draco_em.curate.stats.image_statistics`, 31 values) instead of the tokens (no encoder
 pass), with ``both`` the tokens and then the statistics; the spectrum features come last.
@@ -31,6 +33,7 @@ import torch
 
 from draco_em.curate.baselines import UNIT_FREE, spectrum_features
 from draco_em.curate.config import FeatureConfig
+from draco_em.curate.particles import N_PARTICLES, cached_evidence
 from draco_em.curate.stats import N_STATS, image_statistics
 from draco_em.imaging.tiling import TileGrid
 from draco_em.io.atomic import atomic_path
@@ -89,8 +92,9 @@ N_SPECTRUM = len(UNIT_FREE)
 
 def n_features(embed_dim: int, cfg: FeatureConfig) -> int:
     """Length of a micrograph's feature vector: ``2E`` (encoder), + :data:`N_STATS`
-    (statistics), + the spectrum features."""
+    (statistics), + the spectrum features, + the particle evidence."""
     width = 2 * embed_dim if cfg.uses_encoder else 0
+    width += N_PARTICLES if cfg.particles else 0
     return width + (N_STATS if cfg.uses_stats else 0) + (N_SPECTRUM if cfg.spectrum else 0)
 
 
@@ -129,8 +133,9 @@ def cache_key(
     stat = path.stat()
     parts = [
         encoder.digest,
-        # The blocks do not change the cached tokens: caches made before they existed hold.
-        cfg.model_dump_json(exclude={"blocks"}),
+        # The blocks and the particle evidence do not change the cached tokens: caches made
+        # before those settings existed hold.
+        cfg.model_dump_json(exclude={"blocks", "particles"}),
         str(encoder.pixel_size),
         str(path.resolve()),
         str(stat.st_size),
@@ -151,6 +156,9 @@ def micrograph_features(
 ) -> tuple[np.ndarray, np.ndarray, float | None]:
     """Per-tile features and the per-micrograph vector of one micrograph file, cached.
 
+    The per-micrograph vector is ``[statistics | spectrum | particle evidence]``, each part
+    present when ``cfg`` asks for it.
+
     Args:
         encoder: the encoder (not run when ``cfg.blocks`` is ``stats``).
         cfg: feature settings.
@@ -162,8 +170,8 @@ def micrograph_features(
     Returns:
         (``[T, E]`` or ``[T, L, E]`` array (``[0, E]`` for a statistics-only head), the
         per-micrograph vector: ``[31]`` image statistics when ``cfg.uses_stats``, then the
-        ``[8]`` spectrum features when ``cfg.spectrum`` (:func:`spectrum_vector`), pixel size
-        used in Å).
+        ``[8]`` spectrum features when ``cfg.spectrum`` (:func:`spectrum_vector`), then the
+        ``[8]`` particle evidence when ``cfg.particles``; pixel size used in Å).
     """
     image: np.ndarray | None = None
     px = pixel_size
@@ -175,10 +183,14 @@ def micrograph_features(
         feats = np.zeros((0, encoder.dim), np.float32)
         image, px = _read(path, pixel_size)
         spectrum = spectrum_vector(image, px, cfg)
-    if not cfg.uses_stats:
-        return feats, spectrum, px
-    stats = _statistics(path, pixel_size, image, cache_dir)
-    return feats, np.concatenate([stats, spectrum]).astype(np.float32), px
+    parts = [spectrum]
+    if cfg.uses_stats:
+        parts.insert(0, _statistics(path, pixel_size, image, cache_dir))
+    if cfg.particles:
+        if image is None:
+            image, px = _read(path, pixel_size)
+        parts.append(cached_evidence(path, image, px, cache_dir))
+    return feats, np.concatenate(parts).astype(np.float32), px
 
 
 def _read(path: Path, pixel_size: float | None) -> tuple[np.ndarray, float | None]:

@@ -27,6 +27,7 @@ import torch
 
 from draco_em.curate.features import micrograph_vector, spectrum_vector
 from draco_em.curate.head import Curator, load_curator
+from draco_em.curate.particles import particle_evidence
 from draco_em.curate.predict import curator_encoder, finetune_start
 from draco_em.curate.regions import all_tile_vectors, tiles_to_mask
 from draco_em.curate.stats import image_statistics
@@ -90,10 +91,13 @@ def tile_probabilities(
     if curator.regions is not None:  # a head trained on tiles (curate/regions.py)
         return curator.region_probabilities(vectors).numpy(), grid
     # A 64-px tile is too small for the spectrum features (their bands reach 1/50 Å⁻¹) and
-    # the image statistics: every tile gets the whole micrograph's, its context, as in training.
+    # the image statistics: every tile gets the whole micrograph's, its context, as in training
+    # (so does the particle evidence).
     spectrum = spectrum_vector(image, pixel_size, cfg)
     if cfg.uses_stats:
         spectrum = np.concatenate([image_statistics(image), spectrum])
+    if cfg.particles:
+        spectrum = np.concatenate([spectrum, particle_evidence(image, pixel_size)])
     alone = torch.stack([micrograph_vector(v[None], spectrum, cfg) for v in vectors])  # [T, F]
     return curator.probabilities(alone.cpu()).numpy(), grid
 
