@@ -34,6 +34,7 @@ from draco_em.curate.train import class_weights, train_curator
 from draco_em.evaluate.curate import EvaluateCurateConfig, binary_metrics, evaluate_curate
 from draco_em.io.labels import LabelSet, read_labels
 from draco_em.io.mrc import read_image
+from draco_em.pick.evidence import ParticleEvidence
 
 REAL = (
     Path(__file__).resolve().parents[2] / "shared/data/micrograph_cleaner_em/Ucsf_stack_1142_DW.mrc"
@@ -64,7 +65,8 @@ def probe(name: str, weights: str, args: argparse.Namespace, spectrum: bool = Tr
     predict_curation(
         CuratePredictConfig(
             inputs=[str(args.test)], out_dir=pred, model=str(run), progress=False, contact_sheet=6
-        )
+        ),
+        evidence=ParticleEvidence(),
     )
     out = evaluate_curate(EvaluateCurateConfig(pred=pred / "curation.csv", truth=args.test))
     out["train_seconds"] = round(t_train, 1)
@@ -77,7 +79,8 @@ def probe(name: str, weights: str, args: argparse.Namespace, spectrum: bool = Tr
                 pixel_size=REAL_PIXEL_SIZE,
                 progress=False,
                 contact_sheet=1,
-            )
+            ),
+            evidence=ParticleEvidence(),
         )
         row = real.table.iloc[0]
         out["real"] = {
@@ -95,7 +98,8 @@ def bundled(args: argparse.Namespace) -> dict:
     predict_curation(
         CuratePredictConfig(
             inputs=[str(args.test)], out_dir=pred, model="bundled", progress=False, contact_sheet=6
-        )
+        ),
+        evidence=ParticleEvidence(),
     )
     out = evaluate_curate(EvaluateCurateConfig(pred=pred / "curation.csv", truth=args.test))
     out["predict_seconds"] = round(time.time() - t0, 1)

@@ -35,6 +35,7 @@ from draco_em.curate.train import cross_validate
 from draco_em.io.classes import GOOD
 from draco_em.io.labels import read_labels
 from draco_em.model.encoder import load_encoder
+from draco_em.pick.evidence import ParticleEvidence
 
 
 def vectors(labels: Path, cache: Path) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
@@ -44,7 +45,9 @@ def vectors(labels: Path, cache: Path) -> tuple[dict[str, np.ndarray], np.ndarra
     ls = read_labels(labels)
     rows = []
     for i, (p, px) in enumerate(zip(ls.paths, ls.pixel_sizes, strict=True)):
-        tiles, extra, _ = micrograph_features(encoder, cfg, p, px, cache)
+        tiles, extra, _ = micrograph_features(
+            encoder, cfg, p, px, cache, evidence=ParticleEvidence()
+        )
         rows.append(micrograph_vector(torch.from_numpy(tiles).float(), extra, cfg).numpy())
         if i % 100 == 0:
             print(f"features {i}/{len(ls.paths)}", flush=True)

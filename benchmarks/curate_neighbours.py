@@ -27,6 +27,7 @@ from draco_em.curate.features import micrograph_features, micrograph_vector
 from draco_em.curate.head import load_curator
 from draco_em.io.labels import read_labels
 from draco_em.model.encoder import load_encoder
+from draco_em.pick.evidence import ParticleEvidence
 
 EMPIAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "empiar10017" / "micrographs"
 
@@ -52,7 +53,9 @@ def main() -> None:
 
     @torch.no_grad()
     def vector(path: Path, px: float | None) -> np.ndarray:
-        tiles, spec, _ = micrograph_features(encoder, head.features, path, px, args.cache)
+        tiles, spec, _ = micrograph_features(
+            encoder, head.features, path, px, args.cache, evidence=ParticleEvidence()
+        )
         return micrograph_vector(torch.from_numpy(tiles).float(), spec, head.features).numpy()
 
     train = read_labels(args.train)

@@ -68,6 +68,7 @@ from draco_em.io.labels import read_labels
 from draco_em.io.mrc import read_image
 from draco_em.io.star import read_micrographs_star
 from draco_em.model.encoder import Encoder, load_encoder
+from draco_em.pick.evidence import ParticleEvidence
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MICASSESS_PX = 7.0  # Å, README: "about 7 Å/px"
@@ -133,7 +134,9 @@ def sim_items(star: Path) -> list[Item]:
 def featurize(encoder: Encoder, cfg: FeatureConfig, items: list[Item], cache: Path) -> None:
     """Per-tile encoder features of every item, once (cached on disk by the library)."""
     for it in items:
-        it.tiles, it.spectrum, _ = micrograph_features(encoder, cfg, it.path, it.pixel_size, cache)
+        it.tiles, it.spectrum, _ = micrograph_features(
+            encoder, cfg, it.path, it.pixel_size, cache, evidence=ParticleEvidence()
+        )
 
 
 def balanced_accuracy(good: np.ndarray, accepted: np.ndarray) -> float:

@@ -23,6 +23,7 @@ from draco_em.curate.head import load_curator
 from draco_em.curate.mask import exclusion_classes, tile_probabilities, tiles_to_mask
 from draco_em.curate.predict import curator_encoder
 from draco_em.io.mrc import read_image
+from draco_em.pick.evidence import ParticleEvidence
 
 REAL = (
     Path(__file__).resolve().parents[2] / "shared/data/micrograph_cleaner_em/Ucsf_stack_1142_DW.mrc"
@@ -66,7 +67,7 @@ def main() -> None:
     shares = []
     for image, px, truth in cases(args):
         shares.append(truth.mean())
-        probs, grid = tile_probabilities(curator, encoder, image, px)
+        probs, grid = tile_probabilities(curator, encoder, image, px, ParticleEvidence())
         p_bad = probs[:, bad].sum(1)
         for t in thresholds:
             flagged = tiles_to_mask(grid, p_bad >= t, image.shape)

@@ -84,6 +84,7 @@ from draco_em.io.classes import GOOD
 from draco_em.io.labels import read_labels
 from draco_em.io.mrc import read_image, write_mrc
 from draco_em.model.encoder import load_encoder
+from draco_em.pick.evidence import ParticleEvidence
 
 REPO = Path(__file__).resolve().parents[1]
 DEST = REPO / "src" / "draco_em" / "weights" / "curate_head.safetensors"
@@ -220,7 +221,9 @@ def validate(head_file: Path, stars: list[Path], cache: Path) -> dict:
         ls = read_labels(star)
         decisions, classes = [], []
         for p, px in zip(ls.paths, ls.pixel_sizes, strict=True):
-            tiles, spec, _ = micrograph_features(encoder, curator.features, p, px, cache)
+            tiles, spec, _ = micrograph_features(
+                encoder, curator.features, p, px, cache, evidence=ParticleEvidence()
+            )
             vec = micrograph_vector(torch.from_numpy(tiles).float(), spec, curator.features)
             _, decision, reason = decide(curator.probabilities(vec[None])[0].numpy(), curator, 0.5)
             decisions.append(decision)
@@ -383,7 +386,8 @@ def main() -> None:
                 labels=labels, out_dir=run, l2=l2, epochs=args.epochs,
                 features=FeatureConfig(blocks=args.blocks, particles=args.particles),
                 progress=False,
-            )
+            ),
+            evidence=ParticleEvidence(),
         )  # fmt: skip
         head = args.root / "runs" / f"curator{args.tag}_l2_{l2:g}.safetensors"
         shutil.copyfile(run / "curator.safetensors", head)

@@ -34,9 +34,8 @@ ALLOWED: dict[str, set[str]] = {
     "infer": {"errors", "runtime", "io", "imaging", "model"},
     # validation on whole micrographs uses the one tiled denoiser and the one PSNR
     "train": {"errors", "runtime", "io", "imaging", "model", "infer", "evaluate"},
-    # curate and pick import neither infer nor train; pick does not import curate, and curate
-    # runs the picker only for its particle evidence (curate/particles.py, issue 19)
-    "curate": {"errors", "runtime", "io", "imaging", "model", "evaluate", "pick"},
+    # curate and pick do not import each other, infer or train
+    "curate": {"errors", "runtime", "io", "imaging", "model", "evaluate"},
     "pick": {"errors", "runtime", "io", "imaging", "model", "evaluate"},
     "demo": {"errors", "runtime", "io", "imaging", "model", "simulate", "infer", "evaluate"},
     "cli": {

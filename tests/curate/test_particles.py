@@ -5,24 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from draco_em.curate.config import CuratePredictConfig, CurateTrainConfig, FeatureConfig
 from draco_em.curate.features import micrograph_features, n_features
 from draco_em.curate.head import load_curator
-from draco_em.curate.particles import (
-    DIAMETERS,
-    N_PARTICLES,
-    central_crop,
-    evidence_from_scores,
-    particle_evidence,
-)
+from draco_em.curate.particles import N_PARTICLES
 from draco_em.curate.predict import predict_curation
 from draco_em.curate.stats import N_STATS
 from draco_em.curate.train import train_curator
 from draco_em.errors import DracoInputError
 from draco_em.model.encoder import load_encoder
+from draco_em.pick.evidence import (
+    DIAMETERS,
+    N_EVIDENCE,
+    ParticleEvidence,
+    central_crop,
+    evidence_from_scores,
+    particle_evidence,
+)
 
 
 def test_evidence_by_hand() -> None:
@@ -68,6 +71,7 @@ def test_the_bundled_picker_sees_particles_that_noise_lacks() -> None:
 
 
 def test_vector_length_with_particles() -> None:
+    assert N_EVIDENCE == N_PARTICLES  # the picker's evidence is what the curation block holds
     e = 32
     assert n_features(e, FeatureConfig(blocks="stats", particles=True)) == N_STATS + 8 + 8
     assert n_features(e, FeatureConfig(blocks="both", particles=True)) == 2 * e + N_STATS + 16
@@ -82,18 +86,20 @@ def test_head_with_particles_trains_caches_and_predicts(
             labels=toy_set / "labels.csv", out_dir=run, weights=str(tiny_encoder),
             progress=False, device="cpu", accept=["clean"], cv=0,
             features=FeatureConfig(tile=64, blocks="stats", particles=True),
-        )
+        ),
+        evidence=ParticleEvidence(),
     )  # fmt: skip
     curator = load_curator(run)
     assert curator.features.particles
     assert curator.head.linear.weight.shape == (2, N_STATS + 8 + N_PARTICLES)
     assert len(list((run / "features").glob("*-particles-*.npy"))) == 16
-    pred = predict_curation(
-        CuratePredictConfig(
-            inputs=[str(toy_set / "mics")], out_dir=tmp_path / "p", model=str(run),
-            progress=False, device="cpu",
-        )
+    pcfg = CuratePredictConfig(
+        inputs=[str(toy_set / "mics")], out_dir=tmp_path / "p", model=str(run),
+        progress=False, device="cpu",
     )  # fmt: skip
+    with pytest.raises(DracoInputError, match="particle evidence"):
+        predict_curation(pcfg)  # curation does not import the picker: the caller hands it in
+    pred = predict_curation(pcfg, evidence=ParticleEvidence())
     assert len(pred.table) == 16 and set(pred.table["decision"]) <= {"accept", "reject"}
 
 
@@ -105,4 +111,27 @@ def test_particles_need_a_pixel_size(tiny_encoder: Path, tmp_path: Path) -> None
     encoder = load_encoder(str(tiny_encoder), torch.device("cpu"))
     cfg = FeatureConfig(tile=64, blocks="stats", particles=True)
     with pytest.raises(DracoInputError, match="pixel size"):
-        micrograph_features(encoder, cfg, path, None)
+        micrograph_features(encoder, cfg, path, None, evidence=ParticleEvidence())
+
+
+def test_cli_trains_and_predicts_with_particles(
+    toy_set: Path, tiny_encoder: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from draco_em.cli import app
+
+    res = CliRunner().invoke(app, [
+        "curate", "train", "--labels", str(toy_set / "labels.csv"), "--weights",
+        str(tiny_encoder), "--accept", "clean", "--device", "cpu", "-q", "--features", "stats",
+        "--particles", "--cv", "0", "-o", str(tmp_path / "run"),
+    ])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert load_curator(tmp_path / "run").features.particles
+    res = CliRunner().invoke(app, [
+        "curate", "predict", str(toy_set / "mics"), "--model", str(tmp_path / "run"),
+        "-o", str(tmp_path / "pred"), "--device", "cpu", "-q",
+    ])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(tmp_path / "pred" / "curation.csv")
+    assert len(table) == 16 and set(table["decision"]) <= {"accept", "reject"}

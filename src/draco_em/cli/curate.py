@@ -109,7 +109,7 @@ def curate_train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Train a curation head on labelled micrographs (features are cached in RUNDIR)."""
-    from draco_em.curate.train import train_curator
+    from draco_em.cli._join import train_curation
 
     cfg = CurateTrainConfig(
         labels=labels,
@@ -135,7 +135,7 @@ def curate_train(
         device=device,
         progress=not quiet,
     )
-    s = train_curator(cfg)
+    s = train_curation(cfg)
     acc = ", ".join(f"{k} {s[k]:.3f}" for k in ("train_accuracy", "val_accuracy") if k in s)
     if "cv" in s:
         acc += (
@@ -192,7 +192,7 @@ def curate_predict(
     With a STAR input its motion (rlnAccumMotionTotal, draco prepare's motion), CTF fit
     resolution, defocus and ice columns are checked against the thresholds too (docs/curation.md).
     """
-    from draco_em.curate.predict import predict_curation
+    from draco_em.cli._join import predict_curation_with_evidence
 
     cfg = CuratePredictConfig(
         inputs=inputs,
@@ -212,7 +212,7 @@ def curate_predict(
             max_ice_ring_density=max_ice_ring_density or None,
         ),
     )
-    res = predict_curation(cfg)
+    res = predict_curation_with_evidence(cfg)
     n_acc = int((res.table["decision"] == "accept").sum())
     n_sig = int((res.table["decided_by"] != "image").sum())
     typer.echo(

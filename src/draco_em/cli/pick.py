@@ -98,9 +98,9 @@ def pick_predict(
     )  # fmt: skip
     curation = None
     if cfg.exclude_by_curation:  # curate and pick do not import each other: joined here
-        from draco_em.curate.mask import curation_exclude
+        from draco_em.cli._join import exclusion_by_curation
 
-        curation = curation_exclude(
+        curation = exclusion_by_curation(
             cfg.exclude_by_curation, cfg.exclude_classes, cfg.exclude_threshold, cfg.device
         )
     s = predict_all(cfg, progress=not quiet, curation=curation)

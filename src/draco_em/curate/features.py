@@ -11,7 +11,7 @@ quantile lets a few contaminated or carbon tiles count. With ``FeatureConfig.spe
 unit-free power-spectrum features of the whole micrograph at its own pixel size are appended
 (:func:`spectrum_vector`), so the vector is ``[2E + 8]`` (:func:`n_features`); with
 ``FeatureConfig.particles`` the picker's 8 particle-evidence values
-(:mod:`draco_em.curate.particles`) come after them. With
+(:mod:`draco_em.pick.evidence`, handed in as ``evidence``) come after them. With
 ``FeatureConfig.blocks`` = ``stats`` the head reads the whole-image statistics
 (:func:`~draco_em.curate.stats.image_statistics`, 31 values) instead of the tokens (no encoder
 pass), with ``both`` the tokens and then the statistics; the spectrum features come last.
@@ -33,7 +33,7 @@ import torch
 
 from draco_em.curate.baselines import UNIT_FREE, spectrum_features
 from draco_em.curate.config import FeatureConfig
-from draco_em.curate.particles import N_PARTICLES, cached_evidence
+from draco_em.curate.particles import N_PARTICLES, EvidenceFn, cached_evidence
 from draco_em.curate.stats import N_STATS, image_statistics
 from draco_em.imaging.tiling import TileGrid
 from draco_em.io.atomic import atomic_path
@@ -153,6 +153,7 @@ def micrograph_features(
     pixel_size: float | None,
     cache_dir: Path | None = None,
     stop_block: int | None = None,
+    evidence: EvidenceFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float | None]:
     """Per-tile features and the per-micrograph vector of one micrograph file, cached.
 
@@ -166,6 +167,8 @@ def micrograph_features(
         pixel_size: its pixel size in Å, or None to use the header's.
         cache_dir: folder of cached arrays (None: no cache).
         stop_block: see :func:`encode_tiles`.
+        evidence: the particle-evidence function (needed when ``cfg.particles``;
+            :class:`draco_em.pick.evidence.ParticleEvidence`, which curation does not import).
 
     Returns:
         (``[T, E]`` or ``[T, L, E]`` array (``[0, E]`` for a statistics-only head), the
@@ -189,7 +192,7 @@ def micrograph_features(
     if cfg.particles:
         if image is None:
             image, px = _read(path, pixel_size)
-        parts.append(cached_evidence(path, image, px, cache_dir))
+        parts.append(cached_evidence(path, image, px, cache_dir, evidence))
     return feats, np.concatenate(parts).astype(np.float32), px
 
 

@@ -27,7 +27,7 @@ import torch
 
 from draco_em.curate.features import micrograph_vector, spectrum_vector
 from draco_em.curate.head import Curator, load_curator
-from draco_em.curate.particles import particle_evidence
+from draco_em.curate.particles import EvidenceFn, require_evidence
 from draco_em.curate.predict import curator_encoder, finetune_start
 from draco_em.curate.regions import all_tile_vectors, tiles_to_mask
 from draco_em.curate.stats import image_statistics
@@ -70,7 +70,11 @@ def exclusion_classes(curator: Curator, classes: Sequence[str] | None) -> list[s
 
 @torch.no_grad()
 def tile_probabilities(
-    curator: Curator, encoder: Encoder, image: np.ndarray, pixel_size: float | None
+    curator: Curator,
+    encoder: Encoder,
+    image: np.ndarray,
+    pixel_size: float | None,
+    evidence: EvidenceFn | None = None,
 ) -> tuple[np.ndarray, TileGrid]:
     """Class probabilities of every curation tile of one micrograph, each judged alone.
 
@@ -79,6 +83,7 @@ def tile_probabilities(
         encoder: its encoder (:func:`~draco_em.curate.predict.curator_encoder`).
         image: ``[ny, nx]`` micrograph.
         pixel_size: its pixel size in Å (None: used as is).
+        evidence: the particle-evidence function (a head trained with ``--particles``).
 
     Returns:
         (``[T, C]`` probabilities in ``curator.tile_classes`` order: the region head's classes
@@ -97,7 +102,10 @@ def tile_probabilities(
     if cfg.uses_stats:
         spectrum = np.concatenate([image_statistics(image), spectrum])
     if cfg.particles:
-        spectrum = np.concatenate([spectrum, particle_evidence(image, pixel_size)])
+        if pixel_size is None:
+            raise DracoInputError("a head with particle evidence needs the pixel size")
+        values = require_evidence(evidence)(image, pixel_size)
+        spectrum = np.concatenate([spectrum, np.asarray(values, np.float32)])
     alone = torch.stack([micrograph_vector(v[None], spectrum, cfg) for v in vectors])  # [T, F]
     return curator.probabilities(alone.cpu()).numpy(), grid
 
@@ -107,6 +115,7 @@ def curation_exclude(
     classes: Sequence[str] | None = None,
     threshold: float = 0.5,
     device: torch.device | str = "cpu",
+    evidence: EvidenceFn | None = None,
 ) -> MaskFn:
     """An exclusion callback for the picker (``Picker.pick_image``, ``pick.run.predict_all``).
 
@@ -115,6 +124,7 @@ def curation_exclude(
         classes: classes whose tiles are excluded (None: :data:`DEFAULT_CLASSES` it has).
         threshold: a tile is excluded when the summed probability of ``classes`` is ≥ this.
         device: where the encoder runs (a ``--device`` value or a torch device).
+        evidence: the particle-evidence function, for a head trained with ``--particles``.
 
     Returns:
         ``exclude(image [ny, nx], pixel_size Å) → bool [ny, nx]``, True = do not pick.
@@ -129,11 +139,13 @@ def curation_exclude(
             "this curation head reads whole-image statistics only (--features stats): it "
             "cannot judge single tiles; train one with --features encoder or both"
         )
+    if curator.features.particles and curator.regions is None:
+        require_evidence(evidence)
     index = [curator.tile_classes.index(c) for c in exclusion_classes(curator, classes)]
     encoder = curator_encoder(curator, None, resolve_device(str(device)))
 
     def exclude(image: np.ndarray, pixel_size: float) -> np.ndarray:
-        probs, grid = tile_probabilities(curator, encoder, image, pixel_size)
+        probs, grid = tile_probabilities(curator, encoder, image, pixel_size, evidence)
         return tiles_to_mask(grid, probs[:, index].sum(axis=1) >= threshold, image.shape)
 
     return exclude

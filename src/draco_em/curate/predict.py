@@ -34,6 +34,7 @@ from tqdm import tqdm
 from draco_em.curate.config import CuratePredictConfig
 from draco_em.curate.features import micrograph_features, micrograph_vector
 from draco_em.curate.head import Curator, load_curator
+from draco_em.curate.particles import EvidenceFn, require_evidence
 from draco_em.curate.report import contact_sheet, score_histogram
 from draco_em.curate.signals import check_signals, read_signals, value_columns
 from draco_em.errors import DracoInputError
@@ -97,12 +98,20 @@ def tile_vectors(encoder: Encoder, features: np.ndarray, start: int | None) -> t
 
 @torch.no_grad()
 def score_micrograph(
-    curator: Curator, encoder: Encoder, path: Path, pixel_size: float | None, cache_dir: Path | None
+    curator: Curator,
+    encoder: Encoder,
+    path: Path,
+    pixel_size: float | None,
+    cache_dir: Path | None,
+    evidence: EvidenceFn | None = None,
 ) -> tuple[np.ndarray, float | None]:
-    """Class probabilities ``[C]`` of one micrograph file and the pixel size used (Å)."""
+    """Class probabilities ``[C]`` of one micrograph file and the pixel size used (Å);
+    ``evidence`` for a head that reads particle evidence."""
     start = finetune_start(curator, encoder)
     cfg = curator.features
-    feats, spectrum, px = micrograph_features(encoder, cfg, path, pixel_size, cache_dir, start)
+    feats, spectrum, px = micrograph_features(
+        encoder, cfg, path, pixel_size, cache_dir, start, evidence
+    )
     vector = micrograph_vector(tile_vectors(encoder, feats, start), spectrum, cfg)[None]
     return curator.probabilities(vector.cpu())[0].numpy(), px
 
@@ -127,11 +136,14 @@ def _input_table(inputs: InputSet, out_dir: Path) -> tuple[MicrographTable, list
     return table, list(range(len(inputs.items)))
 
 
-def predict_curation(cfg: CuratePredictConfig) -> PredictResult:
-    """Run ``draco curate predict``."""
+def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = None) -> PredictResult:
+    """Run ``draco curate predict``; ``evidence``: the particle-evidence function a head
+    trained with ``--particles`` needs (:mod:`draco_em.curate.particles`)."""
     inputs = expand_inputs(cfg.inputs)
     check_picture_pixel_size(inputs, cfg.pixel_size)
     curator = load_curator(cfg.model)
+    if curator.features.particles:
+        require_evidence(evidence)
     encoder = curator_encoder(curator, cfg.weights, resolve_device(cfg.device))
     make_output_folder(cfg.out_dir, [*cfg.inputs, *(it.path for it in inputs.items)])
     table, rows = _input_table(inputs, cfg.out_dir)
@@ -146,7 +158,9 @@ def predict_curation(cfg: CuratePredictConfig) -> PredictResult:
     for item, row in items:
         px = cfg.pixel_size or (table.pixel_size(row) if inputs.table is not None else None)
         try:
-            probs, px = score_micrograph(curator, encoder, item.path, px, cfg.out_dir / "features")
+            probs, px = score_micrograph(
+                curator, encoder, item.path, px, cfg.out_dir / "features", evidence
+            )
         except (DracoInputError, OSError, ValueError) as exc:  # a missing file too: go on
             failures.record(item.path, str(exc))
             continue

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from draco_em.curate.config import CurateTrainConfig, FeatureConfig
 from draco_em.curate.features import micrograph_features, micrograph_vector, n_features
 from draco_em.curate.head import RUN_FILE, CurationHead, Curator
+from draco_em.curate.particles import EvidenceFn, require_evidence
 from draco_em.curate.regions import REGION_CLASSES, region_training_set
 from draco_em.curate.stats import N_STATS
 from draco_em.errors import DracoInputError
@@ -38,7 +39,11 @@ log = logging.getLogger(__name__)
 
 
 def collect_features(
-    encoder: Encoder, cfg: CurateTrainConfig, labels: LabelSet, stop_block: int | None
+    encoder: Encoder,
+    cfg: CurateTrainConfig,
+    labels: LabelSet,
+    stop_block: int | None,
+    evidence: EvidenceFn | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray, list[int]]:
     """Per-micrograph tile features (cached in ``RUNDIR/features``); failures are logged.
 
@@ -53,8 +58,9 @@ def collect_features(
         px = cfg.pixel_size or labels.pixel_sizes[i]
         try:
             f, spec, _ = micrograph_features(
-                encoder, cfg.features, labels.paths[i], px, cfg.out_dir / "features", stop_block
-            )
+                encoder, cfg.features, labels.paths[i], px, cfg.out_dir / "features", stop_block,
+                evidence,
+            )  # fmt: skip
         except DracoInputError as exc:
             failures.record(labels.paths[i], str(exc))
             continue
@@ -256,18 +262,21 @@ def predict_arrays(
     return torch.cat(out).numpy() if out else np.zeros((0, head.linear.out_features))
 
 
-def train_curator(cfg: CurateTrainConfig) -> dict:
+def train_curator(cfg: CurateTrainConfig, evidence: EvidenceFn | None = None) -> dict:
     """Run ``draco curate train``; returns the summary also written to ``RUNDIR/summary.json``.
 
     The run folder holds ``config.yaml``, ``run.log``, ``curator.safetensors``, ``summary.json``
-    and the feature cache (:mod:`draco_em.io.run_folder`).
+    and the feature cache (:mod:`draco_em.io.run_folder`). ``evidence``: the particle-evidence
+    function, needed with ``cfg.features.particles`` (:mod:`draco_em.curate.particles`).
     """
+    if cfg.features.particles:
+        require_evidence(evidence)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     with run_log(cfg.out_dir, log):
-        return _train_curator(cfg)
+        return _train_curator(cfg, evidence)
 
 
-def _train_curator(cfg: CurateTrainConfig) -> dict:
+def _train_curator(cfg: CurateTrainConfig, evidence: EvidenceFn | None) -> dict:
     t0 = time.time()
     labels = read_labels(cfg.labels, cfg.label_column)
     classes, accept = check_classes(labels, cfg.classes, cfg.accept)
@@ -282,7 +291,7 @@ def _train_curator(cfg: CurateTrainConfig) -> dict:
         raise DracoInputError("--finetune trains encoder blocks: it needs --features encoder/both")
     masks = region_masks(cfg.labels, len(labels.paths)) if cfg.regions else None
     start = encoder.depth - cfg.finetune if cfg.finetune else None
-    arrays, spectra, rows = collect_features(encoder, cfg, labels, start)
+    arrays, spectra, rows = collect_features(encoder, cfg, labels, start, evidence)
     y = np.array([classes.index(labels.labels[i]) for i in rows], dtype=np.int64)
     if len(np.unique(y)) < 2:
         raise DracoInputError("the readable labelled micrographs hold fewer than two classes")
