@@ -135,3 +135,4 @@ def test_cli_trains_and_predicts_with_particles(
     assert res.exit_code == 0, res.output
     table = pd.read_csv(tmp_path / "pred" / "curation.csv")
     assert len(table) == 16 and set(table["decision"]) <= {"accept", "reject"}
+    assert set(table["signals"]) == {"image;particles"}  # which signals the decision used

@@ -149,6 +149,8 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
     table, rows = _input_table(inputs, cfg.out_dir)
     failures = FailureLog(cfg.out_dir)
     records, kept = [], []
+    # what the image head read: the image, and the picker's particle evidence (--particles)
+    image_signals = ["image", "particles"] if curator.features.particles else ["image"]
     items = tqdm(
         list(zip(inputs.items, rows, strict=True)),
         desc="curate",
@@ -185,7 +187,7 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
                 "reason": reason,
                 "pixel_size": px,
                 "decided_by": decided_by,
-                "signals": ";".join(["image", *verdict.checked]),
+                "signals": ";".join([*image_signals, *verdict.checked]),
                 **value_columns(values),
                 **{f"p_{c}": float(p) for c, p in zip(curator.classes, probs, strict=True)},
             }
