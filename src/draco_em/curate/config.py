@@ -36,7 +36,7 @@ class FeatureConfig(BaseModel):
     micrograph (:func:`~draco_em.curate.baselines.spectrum_features`) are appended: the
     Welch-averaged spectrum of the full image sees drift anisotropy and Thon-ring loss that
     64-px tiles cannot. ``blocks`` says which blocks the head reads: ``encoder`` (the pooled
-    tokens, as above), ``stats`` (the 31 unit-free whole-image statistics of
+    tokens, as above), ``stats`` (the 29 unit-free whole-image statistics of
     :func:`~draco_em.curate.stats.image_statistics` instead: no encoder pass at all) or
     ``both`` (tokens, then statistics); the spectrum features follow whichever is chosen.
     With ``particles`` the 8 particle-evidence values of the bundled picker

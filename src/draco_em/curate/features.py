@@ -13,7 +13,7 @@ unit-free power-spectrum features of the whole micrograph at its own pixel size 
 ``FeatureConfig.particles`` the picker's 8 particle-evidence values
 (:mod:`draco_em.pick.evidence`, handed in as ``evidence``) come after them. With
 ``FeatureConfig.blocks`` = ``stats`` the head reads the whole-image statistics
-(:func:`~draco_em.curate.stats.image_statistics`, 31 values) instead of the tokens (no encoder
+(:func:`~draco_em.curate.stats.image_statistics`, 29 values) instead of the tokens (no encoder
 pass), with ``both`` the tokens and then the statistics; the spectrum features come last.
 
 Per-tile vectors and spectrum features are cached per micrograph (``.npz`` named by a hash of
@@ -172,7 +172,7 @@ def micrograph_features(
 
     Returns:
         (``[T, E]`` or ``[T, L, E]`` array (``[0, E]`` for a statistics-only head), the
-        per-micrograph vector: ``[31]`` image statistics when ``cfg.uses_stats``, then the
+        per-micrograph vector: ``[29]`` image statistics when ``cfg.uses_stats``, then the
         ``[8]`` spectrum features when ``cfg.spectrum`` (:func:`spectrum_vector`), then the
         ``[8]`` particle evidence when ``cfg.particles``; pixel size used in Å).
     """

@@ -11,7 +11,7 @@ in leave-one-out (docs/benchmarks.md, issue 19 sessions 2 and 3).
 :func:`image_statistics` gives :data:`N_STATS` values, none of which depends on the intensity
 units (the image is robust-standardised first): the spectrum block
 (:func:`~draco_em.curate.features.spectrum_vector`, on by default) adds the 8 unit-free
-spectrum features beside them, so ``--features stats`` is 39 values.
+spectrum features beside them, so ``--features stats`` is 37 values.
 """
 
 from __future__ import annotations
