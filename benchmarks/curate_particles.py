@@ -15,7 +15,11 @@ Two tables:
     python benchmarks/curate_particles.py \\
         --head /work/cur19/runs/curator_s11bothP_l2_0.001.safetensors \\
         --train /work/cur19/train_s11bothP.csv --cache /work/cur19/runs/shared/features \\
-        --real-cache /work/s16/real_s11bothP/features
+        --real-cache /work/s16/real_s11bothP/features --figure docs/img/curate_particles.png
+
+``--figure``: what the picker's evidence sees at 180 Å (candidates at or above its stored
+threshold circled) on the central crop of an EMPIAR-10017 micrograph and of one simulated good
+rendering, good raw micrograph, crystalline-ice and no-particle micrograph of the training set.
 
 Features come from :func:`draco_em.curate.features.micrograph_features` with the caches of the
 recipe (training) and of ``curate_real.py`` (EMPIAR-10017): nothing is recomputed that is cached.
@@ -35,8 +39,10 @@ from draco_em.curate.head import load_curator
 from draco_em.curate.particles import N_PARTICLES
 from draco_em.curate.stats import N_STATS
 from draco_em.io.labels import read_labels
+from draco_em.io.mrc import read_micrograph
 from draco_em.model.encoder import load_encoder
-from draco_em.pick.evidence import DIAMETERS, ParticleEvidence
+from draco_em.pick.evidence import DIAMETERS, MAX_WORK_PX, ParticleEvidence, central_crop
+from draco_em.pick.model_io import load_picker
 
 EMPIAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "empiar10017" / "micrographs"
 EMPIAR_PX = 1.77
@@ -52,6 +58,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, required=True, help="the recipe's feature cache")
     ap.add_argument("--real-cache", type=Path, required=True, help="a cache for EMPIAR-10017")
     ap.add_argument("--empiar", type=Path, default=EMPIAR)
+    ap.add_argument("--figure", type=Path, default=None, help="PNG of the evidence's picks")
     args = ap.parse_args()
     if not args.empiar.is_dir():
         raise SystemExit(f"skipped: {args.empiar} not found (the real data lives in ../shared)")
@@ -104,6 +111,43 @@ def main() -> None:
     r = np.asarray(real_evidence)
     print(f"| EMPIAR-10017 | {len(r)} | {r[:, COVER_180].mean():.2f} "
           f"({r[:, COVER_180].min():.2f} at least) | {r[:, TOP_MAX].mean():.2f} |")  # fmt: skip
+    if args.figure:
+        examples = [("EMPIAR-10017 (real, good)", paths[0], EMPIAR_PX)]
+        wanted = [("renderings", "good"), ("raw", "good"), ("raw", "crystalline_ice"),
+                  ("raw", "empty")]  # fmt: skip
+        for kind, label in wanted:
+            for path, lab, px in zip(labels.paths, labels.labels, labels.pixel_sizes, strict=True):
+                if lab == label and path.name.startswith("render") == (kind == "renderings"):
+                    examples.append((f"sim {kind}, {label} ({px:g} Å/px)", path, px))
+                    break
+        figure(examples, args.figure)
+
+
+def figure(examples: list[tuple[str, Path, float]], out: Path, diameter: float = 180.0) -> None:
+    """One panel per (title, micrograph, Å/px): the crop the evidence reads at ``diameter``,
+    with the picker's candidates at or above its stored threshold circled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    picker = load_picker("bundled", diameter=diameter)
+    fig, axes = plt.subplots(1, len(examples), figsize=(3.2 * len(examples), 3.9))
+    for ax, (title, path, px) in zip(np.atleast_1d(axes), examples, strict=True):
+        image, _ = read_micrograph(path, pixel_size=px)
+        crop = central_crop(image, int(MAX_WORK_PX * diameter / picker.diameter_px / px))
+        picks = picker.pick_image(crop, px, threshold=picker.threshold)
+        lo, hi = np.percentile(crop, [1, 99])
+        ax.imshow(crop, cmap="gray", vmin=lo, vmax=hi)
+        r = diameter / px / 2
+        for x, y in zip(picks["x"], picks["y"], strict=True):
+            ax.add_patch(plt.Circle((x, y), r, fill=False, color="lime", lw=0.7))
+        ax.set_title(f"{title}\n{len(picks)} picks ≥ {picker.threshold:.2f} at 180 Å", fontsize=8)
+        ax.axis("off")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    print(f"figure: {out}")
 
 
 if __name__ == "__main__":
