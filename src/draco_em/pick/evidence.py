@@ -5,9 +5,13 @@ denoised β-galactosidase (EMPIAR-10017) is, at the encoder's and the statistics
 of 100–200 Å blots, which is what nanocrystalline ice looks like, and a field of vitreous ice
 with no particles is hard to tell from a good one by its spectrum (docs/benchmarks.md, issue 19
 session 6). What tells them apart for an expert is particle *shape*: blots of one size and
-outline. The bundled general picker (:mod:`draco_em.pick`) detects exactly that, and it
-transfers to data we did not make better than the curation features do (zero-shot F1 0.65 on
-EMPIAR-10017's renderings, 0.95–0.98 on the cryoJAX sets).
+outline. The bundled general picker (:mod:`draco_em.pick`) is built to detect that, and it
+transfers to data we did not make (zero-shot F1 0.65 on EMPIAR-10017's renderings, 0.95–0.98
+on the cryoJAX sets). Measured (docs/benchmarks.md, issue 19 session 11): on our simulations
+the evidence separates particle-free fields from good ones (best-blot score 0.57 against
+0.89), but it still finds some blobs in pure noise, cannot see crystalline ice (such fields
+carry particles), and a head with it was worse on real micrographs: the bundled head does not
+read it.
 
 The curator does not know the particle diameter, so the picker runs at a fixed ladder of
 diameters (:data:`DIAMETERS`, spanning the 80–400 Å proteins users pick, a factor 1.8 apart:
@@ -23,8 +27,8 @@ the picker still finds particles 40 % off its diameter, issue 18 session 4). At 
 Then the maximum of each over the ladder: :data:`N_EVIDENCE` = 2 × 3 + 2 = 8 values. One view
 per diameter (no test-time flips), candidates at the floor :data:`FLOOR`, on the central crop of
 at most :data:`MAX_WORK_PX` working pixels a side (the time of a 4096² micrograph is then that of
-a small one; the whole field is what the other blocks describe). About 1–3 s per micrograph on
-2 cores. Curation never imports this module (curate and pick do not import each other,
+a small one; the whole field is what the other blocks describe). About 1.6 s for a 512²
+picture and 3 s for a 4096² micrograph on 2 cores. Curation never imports this module (curate and pick do not import each other,
 docs/architecture.md): the command line hands a :class:`ParticleEvidence` to ``draco curate``,
 which caches its values per file (:func:`draco_em.curate.particles.cached_evidence`).
 """
