@@ -58,7 +58,7 @@ def test_train_predict_evaluate(toy_set: Path, tiny_encoder: Path, tmp_path: Pat
         ],
     )
     assert res.exit_code == 0, res.output
-    assert "8 accepted, 8 rejected (0 by STAR signals), 0 failed" in res.output
+    assert "8 accepted, 8 rejected (0 by STAR signals; dirty 8), 0 failed" in res.output
     # The toy STAR's rlnCtfMaxResolution runs 3-6 Å: a 5 Å limit rejects the last 5 rows
     # (2 of them good ones) for ctf_fit.
     strict = tmp_path / "strict"
@@ -69,7 +69,7 @@ def test_train_predict_evaluate(toy_set: Path, tiny_encoder: Path, tmp_path: Pat
          "--defocus-range", "0", "0"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert "6 accepted, 10 rejected (5 by STAR signals), 0 failed" in res.output
+    assert "6 accepted, 10 rejected (5 by STAR signals; dirty 5, ctf_fit 5), 0 failed" in res.output
     assert (strict / "curation.csv").read_text().count(",ctf_fit,") == 5
     res = runner.invoke(
         app,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from draco_em.curate.spread import answer_shares, check_spread
+from draco_em.curate.spread import answer_shares, batch_warning, check_spread, reject_reasons
 from draco_em.errors import DracoInputError
 from tests.conftest import run_draco
 
@@ -67,3 +67,15 @@ def test_bundled_head_gives_more_than_one_answer_on_real_micassess(
     table = pd.read_csv(tmp_path / "curation.csv")
     assert len(table) == 18
     check_spread(list(table["decision"]), list(table["reason"]), name="MicAssess")
+
+
+def test_reject_reasons_and_the_batch_warning() -> None:
+    decisions = ["reject"] * 10 + ["accept"]
+    classes = ["crystalline_ice"] * 9 + ["contamination", "good"]
+    assert reject_reasons(decisions, classes) == [("crystalline_ice", 9), ("contamination", 1)]
+    assert batch_warning(decisions, classes) is None  # 9 of 11 = 82 %: within the 90 % limit
+    all_one = ["crystalline_ice"] * 10 + ["good"]
+    warning = batch_warning(decisions, all_one)
+    assert warning is not None and "10 of 11" in warning and "crystalline_ice" in warning
+    assert batch_warning(["reject"] * 5, ["drift"] * 5) is None  # too few to judge
+    assert batch_warning(["accept"] * 20, ["good"] * 20) is None  # all good is no alarm

@@ -23,6 +23,7 @@ from draco_em.curate.config import (
     SignalRules,
     TrainBlocks,
 )
+from draco_em.curate.spread import batch_warning, reject_reasons
 
 curate_app = typer.Typer(
     help="Accept or reject micrographs (thick/crystalline ice, contamination, drift, empty, "
@@ -213,11 +214,16 @@ def curate_predict(
         ),
     )
     res = predict_curation_with_evidence(cfg)
-    n_acc = int((res.table["decision"] == "accept").sum())
+    decisions, reasons = list(res.table["decision"]), list(res.table["reason"])
+    n_acc = decisions.count("accept")
     n_sig = int((res.table["decided_by"] != "image").sum())
+    why = ", ".join(f"{r} {n}" for r, n in reject_reasons(decisions, reasons))
     typer.echo(
-        f"{n_acc} accepted, {len(res.table) - n_acc} rejected ({n_sig} by STAR signals), "
-        f"{res.n_failed} failed; "
-        f"table: {res.outputs['csv']}"
+        f"{n_acc} accepted, {len(res.table) - n_acc} rejected ({n_sig} by STAR signals"
+        + (f"; {why}" if why else "")
+        + f"), {res.n_failed} failed; table: {res.outputs['csv']}"
     )
+    warning = batch_warning(decisions, reasons)
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
     exit_batch(len(res.table) + res.n_failed, res.n_failed, cfg.out_dir / "failures.txt")

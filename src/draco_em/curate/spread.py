@@ -61,3 +61,36 @@ def check_spread(
                 f"micrographs{where} (limit {max_share:.0%}): it does not sort them; not written"
             )
     return shares
+
+
+def reject_reasons(decisions: Sequence[str], classes: Sequence[str]) -> list[tuple[str, int]]:
+    """The rejected micrographs' reasons with their counts, most common first."""
+    return Counter(
+        c for d, c in zip(decisions, classes, strict=True) if d == "reject"
+    ).most_common()
+
+
+def batch_warning(
+    decisions: Sequence[str], classes: Sequence[str], max_share: float = MAX_SHARE, min_n: int = 10
+) -> str | None:
+    """A one-line warning when one reject reason covers more than ``max_share`` of a batch of at
+    least ``min_n`` micrographs, else None.
+
+    A whole data set rejected for one reason can be right (a grid of crystalline ice), but it is
+    also what a head looks like on images unlike its training data (the bundled head on
+    pre-denoised 8-bit renderings, docs/benchmarks.md issue 19): the user should look before
+    discarding the session.
+    """
+    if len(decisions) < min_n:
+        return None
+    reasons = reject_reasons(decisions, classes)
+    if not reasons:
+        return None
+    reason, count = reasons[0]
+    if count / len(decisions) <= max_share:
+        return None
+    return (
+        f"{count} of {len(decisions)} micrographs rejected as {reason!r}: look at "
+        "contact_sheet.png before discarding them; a head judging images unlike its training "
+        "data answers one class for most of them (docs/curation.md)"
+    )

@@ -28,9 +28,10 @@ Then the maximum of each over the ladder: :data:`N_EVIDENCE` = 2 × 3 + 2 = 8 va
 per diameter (no test-time flips), candidates at the floor :data:`FLOOR`, on the central crop of
 at most :data:`MAX_WORK_PX` working pixels a side (the time of a 4096² micrograph is then that of
 a small one; the whole field is what the other blocks describe). About 1.6 s for a 512²
-picture and 3 s for a 4096² micrograph on 2 cores. Curation never imports this module (curate and pick do not import each other,
-docs/architecture.md): the command line hands a :class:`ParticleEvidence` to ``draco curate``,
-which caches its values per file (:func:`draco_em.curate.particles.cached_evidence`).
+picture and 3 s for a 4096² micrograph on 2 cores. Curation never imports this module (curate
+and pick do not import each other, docs/architecture.md): the command line hands a
+:class:`ParticleEvidence` to ``draco curate``, which caches its values per file
+(:func:`draco_em.curate.particles.cached_evidence`).
 """
 
 from __future__ import annotations
