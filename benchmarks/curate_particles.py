@@ -17,6 +17,9 @@ Two tables:
         --train /work/cur19/train_s11bothP.csv --cache /work/cur19/runs/shared/features \\
         --real-cache /work/s16/real_s11bothP/features --figure docs/img/curate_particles.png
 
+``--time N``: seconds of the evidence (2 threads, the picker loaded once beforehand) on the
+first N EMPIAR-10017 JPEGs (4096²) and MicAssess PNGs (494 × 512).
+
 ``--figure``: what the picker's evidence sees at 180 Å (candidates at or above its stored
 threshold circled) on the central crop of an EMPIAR-10017 micrograph and of one simulated good
 rendering, good raw micrograph, crystalline-ice and no-particle micrograph of the training set.
@@ -59,6 +62,7 @@ def main() -> None:
     ap.add_argument("--real-cache", type=Path, required=True, help="a cache for EMPIAR-10017")
     ap.add_argument("--empiar", type=Path, default=EMPIAR)
     ap.add_argument("--figure", type=Path, default=None, help="PNG of the evidence's picks")
+    ap.add_argument("--time", type=int, default=0, help="time the evidence on N real images")
     args = ap.parse_args()
     if not args.empiar.is_dir():
         raise SystemExit(f"skipped: {args.empiar} not found (the real data lives in ../shared)")
@@ -121,6 +125,26 @@ def main() -> None:
                     examples.append((f"sim {kind}, {label} ({px:g} Å/px)", path, px))
                     break
         figure(examples, args.figure)
+    if args.time:
+        timing(evidence, args.empiar, args.time)
+
+
+def timing(evidence: ParticleEvidence, empiar: Path, n: int) -> None:
+    """Seconds of ``evidence`` per image on the first ``n`` EMPIAR-10017 and MicAssess images."""
+    import time
+
+    micassess = empiar.parents[1] / "micassess" / "micrographs"
+    sets = [
+        (sorted(empiar.glob("*.jpg"))[:n], EMPIAR_PX),
+        (sorted(micassess.glob("*.png"))[:n], 7.0),
+    ]
+    evidence(np.zeros((512, 512), np.float32), 7.0)  # load the picker outside the timing
+    for paths, px in sets:
+        for path in paths:
+            image, _ = read_micrograph(path, pixel_size=px)
+            t0 = time.perf_counter()
+            evidence(image, px)
+            print(f"{path.name} {image.shape}: {time.perf_counter() - t0:.2f} s")
 
 
 def figure(examples: list[tuple[str, Path, float]], out: Path, diameter: float = 180.0) -> None:

@@ -101,9 +101,7 @@ def tile_probabilities(
     spectrum = spectrum_vector(image, pixel_size, cfg)
     if cfg.uses_stats:
         spectrum = np.concatenate([image_statistics(image), spectrum])
-    if cfg.particles:
-        if pixel_size is None:
-            raise DracoInputError("a head with particle evidence needs the pixel size")
+    if cfg.particles:  # the evidence function refuses a missing pixel size
         values = require_evidence(evidence)(image, pixel_size)
         spectrum = np.concatenate([spectrum, np.asarray(values, np.float32)])
     alone = torch.stack([micrograph_vector(v[None], spectrum, cfg) for v in vectors])  # [T, F]

@@ -43,6 +43,7 @@ from functools import lru_cache
 import numpy as np
 
 from draco_em.errors import DracoInputError
+from draco_em.pick.autoscale import top_mean
 from draco_em.pick.model_io import load_picker, resolve_picker
 from draco_em.pick.predict import Picker
 
@@ -81,11 +82,10 @@ def evidence_from_scores(
     """
     cover, top = [], []
     for d in diameters:
-        s = np.sort(np.asarray(scores[d], np.float64))[::-1]
+        s = np.asarray(scores[d], np.float64)
         a = np.pi * d * d / 4.0
         cover.append(np.log10((s >= threshold).sum() * a / field_area + 1e-3))
-        k = max(MIN_TOP, round(TOP_COVERAGE * field_area / a))
-        top.append(s[:k].sum() / k)
+        top.append(top_mean(s, max(MIN_TOP, round(TOP_COVERAGE * field_area / a))))
     return np.array([*cover, *top], np.float32)
 
 
