@@ -109,6 +109,9 @@ def fourier_resize(image: Any, out_shape: tuple[int, int]) -> Any:
     h_out, w_out = int(out_shape[0]), int(out_shape[1])
     if h_out < 1 or w_out < 1:
         raise ValueError(f"output shape must be positive, got {out_shape}")
+    # numpy/torch inverse FFTs divide by the output size, the forward FFT summed over the input
+    # size: scaling by N_out / N_in keeps the DC term, i.e. the mean per pixel.
+    scale = (h_out * w_out) / (h * w)
     is_torch = torch is not None and isinstance(image, torch.Tensor)
     if is_torch:
         real = image if image.is_floating_point() else image.to(torch.float32)
@@ -124,16 +127,40 @@ def fourier_resize(image: Any, out_shape: tuple[int, int]) -> Any:
         if (h_out, w_out) == (h, w):
             return real.copy()
         work = real.astype(np.float32) if real.itemsize < 4 else real
-        spec = scipy.fft.fft2(work, workers=-1)  # keeps single precision
+        # Half-plane spectra (rfft2): half the work of fft2, the same output (the full
+        # plane's result is real, so its negative columns are the conjugates of these).
+        half = scipy.fft.rfft2(work, workers=-1)  # keeps single precision
+        half = _resize_axis(half, -2, h, h_out, False)
+        half = _resize_half_axis(half, w, w_out)
+        out = scipy.fft.irfft2(half, s=(h_out, w_out), workers=-1, overwrite_x=True)
+        out *= scale
+        return out.astype(real.dtype, copy=False)
     spec = _resize_axis(spec, -2, h, h_out, is_torch)
     spec = _resize_axis(spec, -1, w, w_out, is_torch)
-    # numpy/torch ifft divide by the output size, the forward fft summed over the input size:
-    # scaling by N_out / N_in keeps the DC term, i.e. the mean per pixel.
-    scale = (h_out * w_out) / (h * w)
-    if is_torch:
-        return (torch.fft.ifft2(spec).real * scale).to(real.dtype)
-    out = scipy.fft.ifft2(spec, workers=-1).real * scale
-    return out.astype(real.dtype, copy=False)
+    return (torch.fft.ifft2(spec).real * scale).to(real.dtype)
+
+
+def _resize_half_axis(half: np.ndarray, n_in: int, n_out: int) -> np.ndarray:
+    """:func:`_resize_axis` on the last axis of an ``rfft`` half-plane ``[..., H, n_in//2+1]``.
+
+    Columns ``0 .. n//2`` of the smaller size ``n`` are copied. For an even ``n`` the Nyquist
+    column is handled as the full plane's: cropping adds the input's ``-n/2`` column, which in
+    the half plane is the conjugate of column ``n/2`` at the mirrored row (``-ky``); padding
+    halves the input's Nyquist column (its other half is the implied ``-n/2`` conjugate).
+    """
+    if n_in == n_out:
+        return half
+    n = min(n_in, n_out)
+    out = np.zeros((*half.shape[:-1], n_out // 2 + 1), dtype=half.dtype)
+    out[..., : n // 2 + 1] = half[..., : n // 2 + 1]
+    if n % 2 == 0 and n > 1:
+        ny = n // 2
+        if n_out < n_in:
+            mirrored = (-np.arange(half.shape[-2])) % half.shape[-2]
+            out[..., ny] += np.conj(half[..., mirrored, ny])
+        else:
+            out[..., ny] *= 0.5
+    return out
 
 
 def _resize_axis(spec: Any, axis: int, n_in: int, n_out: int, is_torch: bool) -> Any:
