@@ -21,6 +21,13 @@ Selection rule (fixed before any real micrograph was scored with a new head):
 * gate = :func:`draco_em.curate.spread.check_spread` on every validation set: no decision and
   no class may be more than 90 % of the answers (all validation sets are half good, half
   bad); a head failing the gate is never written;
+* real-spread gate (issue 19: "the recipe checks the spread of its decisions on validation
+  data, including real micrographs"): the same check on the head's answers to the real
+  micrographs of ``--real-spread`` (default: ``shared/data/micassess/micrographs`` at 7 Å/px,
+  skipped with a message when absent). Only the answers are read, never a label, so the gate
+  cannot choose among heads by their accuracy there; it only refuses a head that says one
+  thing (or one class) for > 90 % of a mixed set of real micrographs, as the head shipped
+  before issue 19 did (``carbon_only`` for every real micrograph);
 * the passing candidate with the highest score wins (ties: the larger L2); it replaces the
   bundled head only if its score beats the bundled head's on the same validation sets.
   Real micrographs (``shared/data``) are all test sets: none is used here. The install is then
@@ -80,6 +87,7 @@ from draco_em.curate.predict import decide
 from draco_em.curate.spread import check_spread
 from draco_em.curate.train import train_curator
 from draco_em.errors import DracoInputError
+from draco_em.io.batch import expand_inputs
 from draco_em.io.classes import GOOD
 from draco_em.io.labels import read_labels
 from draco_em.io.mrc import read_image, write_mrc
@@ -247,6 +255,31 @@ def validate(head_file: Path, stars: list[Path], cache: Path) -> dict:
     return out
 
 
+#: Real micrographs whose answers (never labels) the real-spread gate reads, and their Å/px.
+REAL_SPREAD = (REPO.parent / "shared" / "data" / "micassess" / "micrographs", 7.0)
+
+
+@torch.no_grad()
+def real_spread(head_file: Path, folder: Path, pixel_size: float, cache: Path) -> dict:
+    """The spread check on a head's answers to unlabelled real micrographs (the gate above)."""
+    curator = load_curator(head_file)
+    encoder = load_encoder(curator.encoder, torch.device("cpu"), curator.features.pixel_size)
+    decisions, classes = [], []
+    for p in (it.path for it in expand_inputs([folder]).items):
+        tiles, spec, _ = micrograph_features(
+            encoder, curator.features, p, pixel_size, cache, evidence=ParticleEvidence()
+        )
+        vec = micrograph_vector(torch.from_numpy(tiles).float(), spec, curator.features)
+        _, decision, reason = decide(curator.probabilities(vec[None])[0].numpy(), curator, 0.5)
+        decisions.append(decision)
+        classes.append(reason)
+    name = f"{folder.parent.name}/{folder.name}"
+    try:
+        return {"spread_ok": True, "shares": check_spread(decisions, classes, name=name)}
+    except DracoInputError as exc:
+        return {"spread_ok": False, "shares": str(exc)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--root", type=Path, default=Path("/tmp/curate_data"))
@@ -300,6 +333,19 @@ def main() -> None:
         help="candidates also read the bundled picker's particle evidence "
         "(draco curate train --particles; issue 19 session 11)",
     )
+    ap.add_argument(
+        "--real-spread",
+        default=f"{REAL_SPREAD[0]}:{REAL_SPREAD[1]:g}",
+        help="FOLDER:PX of real micrographs for the real-spread gate (their answers only, no "
+        "labels); 'none' to skip",
+    )
+    ap.add_argument(
+        "--real-spread-only",
+        nargs="+",
+        metavar="HEAD",
+        help="only print the real-spread gate for these heads ('bundled' = the installed one) "
+        "and stop",
+    )
     ap.add_argument("--tag", default="", help="suffix of the candidate files")
     ap.add_argument(
         "--reuse", action="store_true", help="use finished sets under --root as they are"
@@ -313,6 +359,14 @@ def main() -> None:
     args = ap.parse_args()
     global REUSE
     REUSE = args.reuse
+    if args.real_spread_only:
+        folder, _, px = args.real_spread.rpartition(":")
+        cache = args.root / "runs" / "shared" / "features"
+        for head in args.real_spread_only:
+            path = args.dest if head == "bundled" else Path(head)
+            gate = real_spread(path, Path(folder), float(px), cache)
+            print(head, json.dumps(gate, default=str), flush=True)
+        return
     train = [simulate(args.root, "train", s, args.jobs, args.bad_fraction) for s in args.train]
     train += [
         simulate(args.root, "train", s, args.jobs, args.bad_fraction, "classic")
@@ -379,7 +433,22 @@ def main() -> None:
     ]
     labels = combined_labels(train, args.root / f"train{args.tag}.csv", drop)
     run = args.root / "runs" / "shared"  # one run folder: the features are cached once
-    results = {"bundled (current)": validate(args.dest, val, run / "features")}
+    real: tuple[Path, float] | None = None
+    if args.real_spread != "none":
+        folder, _, px = args.real_spread.rpartition(":")
+        if Path(folder).is_dir():
+            real = (Path(folder), float(px))
+        else:
+            print(f"real-spread gate skipped: {folder} is not here", flush=True)
+
+    def scored(head: Path) -> dict:
+        out = validate(head, val, run / "features")
+        if real is not None:
+            out["real_spread"] = real_spread(head, *real, run / "features")
+            out["spread_ok"] = out["spread_ok"] and out["real_spread"]["spread_ok"]
+        return out
+
+    results = {"bundled (current)": scored(args.dest)}
     for l2 in args.l2:
         train_curator(
             CurateTrainConfig(
@@ -391,13 +460,13 @@ def main() -> None:
         )  # fmt: skip
         head = args.root / "runs" / f"curator{args.tag}_l2_{l2:g}.safetensors"
         shutil.copyfile(run / "curator.safetensors", head)
-        results[str(head)] = validate(head, val, run / "features")
+        results[str(head)] = scored(head)
         print(head.name, json.dumps(results[str(head)], default=str), flush=True)
     print("bundled (current)", json.dumps(results["bundled (current)"], default=str))
     passing = [k for k, v in results.items() if k != "bundled (current)" and v["spread_ok"]]
     (args.root / f"selection{args.tag}.json").write_text(json.dumps(results, indent=2, default=str))
     if not passing:
-        raise SystemExit("no candidate passes the spread check: nothing written")
+        raise SystemExit("no candidate passes the spread checks: nothing written")
     best = max(passing, key=lambda k: (results[k]["score"], k))
     print(f"winner {best}: score {results[best]['score']:.3f} "
           f"(bundled {results['bundled (current)']['score']:.3f})")  # fmt: skip
