@@ -1,0 +1,304 @@
+"""A curation head per input domain: raw sums and pre-denoised renderings (issue 19, session 12).
+
+The rule is in docs/benchmarks.md ("Session 12, step 2"), written before anything here ran.
+A raw sum carries shot noise, white up to Nyquist; a pre-denoised 8-bit picture (EMPIAR-10017's
+JPEGs) holds almost nothing near Nyquist. :func:`domain_statistic` measures that, a threshold
+chosen on simulated micrographs routes each micrograph to the installed (raw-trained) head or to
+a head trained on renderings only, and the routed system is scored beside the installed head.
+
+Steps (features cached in the recipe's shared folder, so the raw validation sets are reused):
+
+    python benchmarks/curate_domains.py render --labels /work/cur19/train_s11both.csv \\
+        --out /work/cur19/domain_train --seed 1212          # the raw rows only, rendered once
+    python benchmarks/curate_domains.py render --labels /work/cur19/val7_noice_xtal.csv \\
+        --out /work/cur19/domain_val7 --seed 1213           # and val4, val2
+    python benchmarks/curate_domains.py threshold --raw /work/cur19/train_s11both.csv \\
+        --rendered /work/cur19/domain_train.csv --json /work/cur19/domain_tau.json
+    python benchmarks/curate_domains.py train --labels /work/cur19/domain_train.csv \\
+        --val /work/cur19/domain_val{7,4,2}.csv --root /work/cur19
+    python benchmarks/curate_domains.py score --rendered-head HEAD --tau T \\
+        --val /work/cur19/val{7,4,2}_noice_xtal.csv /work/cur19/domain_val{7,4,2}.csv \\
+        --sim test7=/work/cur19/test7/micrographs.star ... --json OUT.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from draco_em.curate.augment import denoised_rendering
+from draco_em.curate.config import CurateTrainConfig, FeatureConfig
+from draco_em.curate.head import Curator, load_curator
+from draco_em.curate.spread import check_spread
+from draco_em.curate.train import train_curator
+from draco_em.errors import DracoInputError
+from draco_em.imaging.fourier import fourier_rescale, frequency_grid
+from draco_em.io.classes import GOOD
+from draco_em.io.labels import read_labels
+from draco_em.io.mrc import read_image, write_mrc
+from draco_em.model.encoder import load_encoder
+from draco_em.pick.evidence import ParticleEvidence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import curate_real as cr  # the real sets' loaders, featurizer and scoring
+import train_bundled_curator as tbc  # validation of a head on labelled sets
+
+#: Sampling at which the statistic is measured (Å/px): MicAssess's, and the coarsest the
+#: curator meets; finer images are Fourier-binned to it.
+DOMAIN_PX = 7.0
+HIGH, MID = (0.30, 0.50), (0.15, 0.30)  # rings in cycles/px
+
+
+def domain_statistic(image: np.ndarray, pixel_size: float | None) -> float:
+    """Mean spectral power in the ring HIGH over that in MID, at :data:`DOMAIN_PX` or coarser.
+
+    White noise gives about 2.4 (the rings' power per coefficient is equal; this is a ratio of
+    means); a raw sum, whose shot noise dominates near Nyquist, stays near it; a denoised
+    rendering falls far below.
+    """
+    img = np.asarray(image, np.float32)
+    if pixel_size and pixel_size < DOMAIN_PX - 1e-3:
+        img, _ = fourier_rescale(img, pixel_size, DOMAIN_PX)
+    img = img - np.float32(img.mean(dtype=np.float64))
+    power = np.abs(np.fft.rfft2(img)) ** 2
+    ky, kx = frequency_grid(img.shape)
+    r = np.hypot(ky, kx)
+    high = power[(r >= HIGH[0]) & (r < HIGH[1])].mean()
+    mid = power[(r >= MID[0]) & (r < MID[1])].mean()
+    return float(high / max(mid, 1e-30))
+
+
+# ------------------------------------------------------------------------------ render
+def render(labels: Path, out: Path, seed: int) -> Path:
+    """Every raw micrograph of ``labels`` (rows from a ``render*`` folder left out) rendered
+    once, from the raw sum or from clean + residual noise (p = ½ each); returns the CSV."""
+    dest_csv = out.parent / f"{out.name}.csv"  # named after the set (validation reports by name)
+    if dest_csv.is_file():
+        return dest_csv
+    ls = read_labels(labels)
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = ["micrograph,label,pixel_size,source,raw"]
+    for path, lab, px in zip(ls.paths, ls.labels, ls.pixel_sizes, strict=True):
+        if path.parent.name.startswith("render"):
+            continue
+        px = float(px or 1.0)
+        image, _ = read_image(path, px)
+        from_clean = bool(rng.random() < 0.5)
+        clean = None
+        if from_clean:
+            clean, _ = read_image(path.parent.parent / "clean" / path.name, px)
+        picture = denoised_rendering(image, px, rng, clean=clean)
+        dest = out / f"{path.parent.parent.name}_{path.stem}.mrc"
+        write_mrc(dest, picture.astype(np.float32), px)
+        rows.append(f"{dest},{lab},{px},{'clean' if from_clean else 'raw'},{path}")
+    dest_csv.write_text("\n".join(rows) + "\n")
+    print(f"{len(rows) - 1} renderings → {dest_csv}", flush=True)
+    return dest_csv
+
+
+# --------------------------------------------------------------------------- threshold
+def best_threshold(raw: np.ndarray, rendered: np.ndarray) -> tuple[float, int]:
+    """τ misrouting the fewest (raw < τ or rendered ≥ τ): the geometric middle of the best
+    interval between consecutive sorted values; returns (τ, misrouted count)."""
+    values = np.sort(np.concatenate([raw, rendered]))
+    cuts = np.sqrt(values[:-1] * values[1:])  # geometric middles between neighbours
+    errors = np.array([(raw < c).sum() + (rendered >= c).sum() for c in cuts])
+    best = np.flatnonzero(errors == errors.min())
+    # the best cuts may form several runs; take the middle of the widest contiguous one
+    runs = np.split(best, np.flatnonzero(np.diff(best) > 1) + 1)
+    run = max(runs, key=lambda r: values[r[-1] + 1] / values[r[0]])
+    lo, hi = values[run[0]], values[run[-1] + 1]
+    return float(np.sqrt(lo * hi)), int(errors.min())
+
+
+def threshold(raw_csv: Path, rendered_csv: Path) -> dict:
+    raw_ls, ren_ls = read_labels(raw_csv), read_labels(rendered_csv)
+    raw = np.array(
+        [
+            domain_statistic(read_image(p, px)[0], px)
+            for p, px in zip(raw_ls.paths, raw_ls.pixel_sizes, strict=True)
+            if not p.parent.name.startswith("render")
+        ]
+    )
+    ren = np.array(
+        [
+            domain_statistic(read_image(p, px)[0], px)
+            for p, px in zip(ren_ls.paths, ren_ls.pixel_sizes, strict=True)
+        ]
+    )
+    tau, errors = best_threshold(raw, ren)
+    q = [0, 0.01, 0.1, 0.5, 0.9, 0.99, 1]
+    return {
+        "tau": tau,
+        "misrouted": errors,
+        "n_raw": len(raw),
+        "n_rendered": len(ren),
+        "raw_below_tau": int((raw < tau).sum()),
+        "rendered_at_or_above_tau": int((ren >= tau).sum()),
+        "raw_quantiles": dict(zip(map(str, q), np.quantile(raw, q).round(4).tolist(), strict=True)),
+        "rendered_quantiles": dict(
+            zip(map(str, q), np.quantile(ren, q).round(4).tolist(), strict=True)
+        ),
+    }
+
+
+# ------------------------------------------------------------------------------- train
+def train(labels: Path, val: list[Path], root: Path, l2s: list[float], epochs: int) -> dict:
+    run = root / "runs" / "shared"  # the recipe's folder: one feature cache
+    results = {}
+    for l2 in l2s:
+        train_curator(
+            CurateTrainConfig(
+                labels=labels, out_dir=run, l2=l2, epochs=epochs,
+                features=FeatureConfig(blocks="encoder"), progress=False,
+            ),
+            evidence=ParticleEvidence(),
+        )  # fmt: skip
+        head = root / "runs" / f"curator_domainR_l2_{l2:g}.safetensors"
+        shutil.copyfile(run / "curator.safetensors", head)
+        results[str(head)] = tbc.validate(head, val, run / "features")
+        print(head.name, json.dumps(results[str(head)], default=str), flush=True)
+    passing = [k for k, v in results.items() if v["spread_ok"]]
+    best = max(passing, key=lambda k: (results[k]["score"], k)) if passing else None
+    return {"heads": results, "chosen": best}
+
+
+# ------------------------------------------------------------------------------- score
+class Routed:
+    """The installed head where D ≥ τ, the rendering head where D < τ."""
+
+    def __init__(self, raw: Curator, rendered: Curator, tau: float) -> None:
+        self.raw, self.rendered, self.tau = raw, rendered, tau
+
+    def rows(self, items: list[cr.Item], d: np.ndarray) -> list[dict]:
+        raw_rows = cr.zero_shot(self.raw, items)
+        ren_rows = cr.zero_shot(self.rendered, items)
+        out = []
+        for r_raw, r_ren, value in zip(raw_rows, ren_rows, d, strict=True):
+            row = dict(r_ren if value < self.tau else r_raw)
+            row["route"] = "rendered" if value < self.tau else "raw"
+            row["D"] = round(float(value), 4)
+            out.append(row)
+        return out
+
+
+def labelled_items(path: Path) -> list[cr.Item]:
+    """A labelled CSV or STAR as benchmark items (decision right = accept iff good)."""
+    ls = read_labels(path)
+    return [
+        cr.Item(p, px, lab, lab == GOOD, (lab,) if lab != GOOD else ())
+        for p, px, lab in zip(ls.paths, ls.pixel_sizes, ls.labels, strict=True)
+    ]
+
+
+def score(args: argparse.Namespace) -> dict:
+    raw_head = load_curator(args.raw_head)
+    ren_head = load_curator(args.rendered_head)
+    if raw_head.encoder != ren_head.encoder or raw_head.features != ren_head.features:
+        raise SystemExit("both heads must share one encoder and feature configuration")
+    encoder = load_encoder(raw_head.encoder, torch.device("cpu"), raw_head.features.pixel_size)
+    cache = args.root / "runs" / "shared" / "features"
+    routed = Routed(raw_head, ren_head, args.tau)
+    sets: dict[str, list[cr.Item]] = {}
+    for v in args.val:
+        sets[f"val:{v.stem}"] = labelled_items(v)
+    if cr.DATA.is_dir():
+        sets["micassess"] = cr.micassess_items(cr.DATA / "micassess")
+        sets["empiar10017"] = cr.empiar_items(cr.DATA / "empiar10017")
+        cleaner = cr.DATA / "micrograph_cleaner_em" / "Ucsf_stack_1142_DW.mrc"
+        sets["cleaner"] = [
+            cr.Item(cleaner, cr.CLEANER_PX, "contamination", False, ("contamination",))
+        ]
+    for spec in args.sim:
+        name, _, star = spec.partition("=")
+        sets[f"sim:{name}"] = labelled_items(Path(star))
+    out: dict = {"tau": args.tau}
+    for name, items in sets.items():
+        cr.featurize(encoder, raw_head.features, items, cache)
+        d = np.array([domain_statistic(read_image(it.path, it.pixel_size)[0], it.pixel_size)
+                      for it in items])  # fmt: skip
+        installed = cr.summarize(cr.zero_shot(raw_head, items), items)
+        system = cr.summarize(routed.rows(items, d), items)
+        try:
+            decisions = [r["decision"] for r in system["rows"]]
+            reasons = [r["reason"] for r in system["rows"]]
+            spread = check_spread(decisions, reasons, name=name)
+        except DracoInputError as exc:
+            spread = str(exc)
+        out[name] = {
+            "installed": {k: v for k, v in installed.items() if k != "rows"},
+            "routed": system,
+            "routed_spread": spread,
+            "n_rendered_route": int((d < args.tau).sum()),
+            "D_quantiles": np.quantile(d, [0, 0.5, 1]).round(4).tolist(),
+        }
+        print(
+            f"{name}: installed {installed['balanced_accuracy']:.3f} "
+            f"(accepted {installed['accepted']}/{len(items)}), routed "
+            f"{system['balanced_accuracy']:.3f} (accepted {system['accepted']}/{len(items)}), "
+            f"{int((d < args.tau).sum())}/{len(items)} to the rendering head",
+            flush=True,
+        )
+    vals = [k for k in out if k.startswith("val:")]
+    if vals:
+        out["val_score_installed"] = float(
+            np.mean([out[k]["installed"]["balanced_accuracy"] for k in vals])
+        )
+        out["val_score_routed"] = float(
+            np.mean([out[k]["routed"]["balanced_accuracy"] for k in vals])
+        )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("render")
+    p.add_argument("--labels", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p = sub.add_parser("threshold")
+    p.add_argument("--raw", type=Path, required=True)
+    p.add_argument("--rendered", type=Path, required=True)
+    p.add_argument("--json", type=Path)
+    p = sub.add_parser("train")
+    p.add_argument("--labels", type=Path, required=True)
+    p.add_argument("--val", type=Path, nargs="+", required=True)
+    p.add_argument("--root", type=Path, required=True)
+    p.add_argument("--l2", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1])
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--json", type=Path)
+    p = sub.add_parser("score")
+    p.add_argument("--raw-head", default="bundled")
+    p.add_argument("--rendered-head", required=True)
+    p.add_argument("--tau", type=float, required=True)
+    p.add_argument("--root", type=Path, default=Path("/work/cur19"))
+    p.add_argument("--val", type=Path, nargs="*", default=[])
+    p.add_argument("--sim", nargs="*", default=[], help="NAME=STAR held-out sets")
+    p.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    if args.cmd == "render":
+        render(args.labels, args.out, args.seed)
+        return
+    if args.cmd == "threshold":
+        result = threshold(args.raw, args.rendered)
+    elif args.cmd == "train":
+        result = train(args.labels, args.val, args.root, args.l2, args.epochs)
+    else:
+        result = score(args)
+    text = json.dumps(result, indent=1, default=str)
+    print(text if args.cmd != "score" else json.dumps({k: v for k, v in result.items()
+                                                         if not isinstance(v, dict)}))  # fmt: skip
+    if args.json:
+        args.json.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
