@@ -257,6 +257,40 @@ def score(args: argparse.Namespace) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------------ figure
+def figure(rendered: Path, out: Path, n: int = 2) -> None:
+    """EMPIAR-10017 beside our renderings of good and crystalline-ice fields, all at 7 Å/px.
+
+    Crops of 280 px (1,960 Å), each in its own 1–99 % window: the first EMPIAR-10017
+    micrograph by name past its striped border, then the first ``n`` 2 Å renderings of each
+    class in ``rendered`` (a ``render`` CSV).
+    """
+    from PIL import Image  # plotting only
+
+    def crop(path: Path, px: float, offset: int = 0) -> np.ndarray:
+        image, _ = read_image(path, px)
+        if px < DOMAIN_PX - 1e-3:
+            image, _ = fourier_rescale(image, px, DOMAIN_PX)
+        tile = image[offset : offset + 280, offset : offset + 280]
+        lo, hi = np.percentile(tile, [1, 99])
+        return (np.clip((tile - lo) / max(hi - lo, 1e-12), 0, 1) * 255).astype(np.uint8)
+
+    empiar = sorted((cr.DATA / "empiar10017" / "micrographs").glob("*.jpg"))[0]
+    panels = [crop(empiar, cr.EMPIAR_PX, offset=40)]
+    ls = read_labels(rendered)
+    for label in (GOOD, "crystalline_ice"):
+        rows = [
+            (p, px)
+            for p, lab, px in zip(ls.paths, ls.labels, ls.pixel_sizes, strict=True)
+            if lab == label and px == 2.0
+        ]
+        panels += [crop(p, px) for p, px in rows[:n]]
+    gap = np.full((280, 6), 255, np.uint8)
+    row = np.concatenate([x for p in panels for x in (p, gap)][:-1], axis=1)
+    Image.fromarray(row).save(out)
+    print(f"EMPIAR-10017 {empiar.stem} | {n} good | {n} crystalline_ice renderings → {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -275,6 +309,9 @@ def main() -> None:
     p.add_argument("--l2", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1])
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--json", type=Path)
+    p = sub.add_parser("figure")
+    p.add_argument("--rendered", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
     p = sub.add_parser("score")
     p.add_argument("--raw-head", default="bundled")
     p.add_argument("--rendered-head", required=True)
@@ -286,6 +323,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.cmd == "render":
         render(args.labels, args.out, args.seed)
+        return
+    if args.cmd == "figure":
+        figure(args.rendered, args.out)
         return
     if args.cmd == "threshold":
         result = threshold(args.raw, args.rendered)
