@@ -34,11 +34,12 @@ import torch
 
 from draco_em.curate.augment import denoised_rendering
 from draco_em.curate.config import CurateTrainConfig, FeatureConfig
+from draco_em.curate.domain import DOMAIN_PX, nyquist_ratio
 from draco_em.curate.head import Curator, load_curator
 from draco_em.curate.spread import check_spread
 from draco_em.curate.train import train_curator
 from draco_em.errors import DracoInputError
-from draco_em.imaging.fourier import fourier_rescale, frequency_grid
+from draco_em.imaging.fourier import fourier_rescale
 from draco_em.io.classes import GOOD
 from draco_em.io.labels import read_labels
 from draco_em.io.mrc import read_image, write_mrc
@@ -49,29 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import curate_real as cr  # the real sets' loaders, featurizer and scoring
 import train_bundled_curator as tbc  # validation of a head on labelled sets
 
-#: Sampling at which the statistic is measured (Å/px): MicAssess's, and the coarsest the
-#: curator meets; finer images are Fourier-binned to it.
-DOMAIN_PX = 7.0
-HIGH, MID = (0.30, 0.50), (0.15, 0.30)  # rings in cycles/px
-
-
-def domain_statistic(image: np.ndarray, pixel_size: float | None) -> float:
-    """Mean spectral power in the ring HIGH over that in MID, at :data:`DOMAIN_PX` or coarser.
-
-    White noise gives about 2.4 (the rings' power per coefficient is equal; this is a ratio of
-    means); a raw sum, whose shot noise dominates near Nyquist, stays near it; a denoised
-    rendering falls far below.
-    """
-    img = np.asarray(image, np.float32)
-    if pixel_size and pixel_size < DOMAIN_PX - 1e-3:
-        img, _ = fourier_rescale(img, pixel_size, DOMAIN_PX)
-    img = img - np.float32(img.mean(dtype=np.float64))
-    power = np.abs(np.fft.rfft2(img)) ** 2
-    ky, kx = frequency_grid(img.shape)
-    r = np.hypot(ky, kx)
-    high = power[(r >= HIGH[0]) & (r < HIGH[1])].mean()
-    mid = power[(r >= MID[0]) & (r < MID[1])].mean()
-    return float(high / max(mid, 1e-30))
+#: The statistic D and its sampling live in the package (``curate/domain.py``, added after this
+#: step was scored: ``draco curate predict`` records D and warns on pre-denoised batches).
+domain_statistic = nyquist_ratio
 
 
 # ------------------------------------------------------------------------------ render

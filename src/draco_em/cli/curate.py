@@ -223,7 +223,7 @@ def curate_predict(
         + (f"; {why}" if why else "")
         + f"), {res.n_failed} failed; table: {res.outputs['csv']}"
     )
-    warning = batch_warning(decisions, reasons)
-    if warning:
-        typer.echo(f"warning: {warning}", err=True)
+    for warning in (batch_warning(decisions, reasons), *res.warnings):
+        if warning:
+            typer.echo(f"warning: {warning}", err=True)
     exit_batch(len(res.table) + res.n_failed, res.n_failed, cfg.out_dir / "failures.txt")

@@ -7,7 +7,9 @@ Outputs in ``OUTDIR``:
   ``reason`` (most probable reject class when rejected, most probable accept class otherwise,
   or the failed signal's reason), ``decided_by`` (``image``, or the STAR signals whose
   threshold rejected it, :mod:`draco_em.curate.signals`), ``signals`` (what took part:
-  ``image`` and the signals read and checked), ``pixel_size`` (Å), the signal values
+  ``image`` and the signals read and checked), ``pixel_size`` (Å), ``nyquist_ratio`` (power
+  near Nyquist over the band below: < :data:`draco_em.curate.domain.TAU` looks pre-denoised,
+  :mod:`draco_em.curate.domain`), the signal values
   (``motion_A``, ``ice_ring_density``, ``ctf_resolution_A``, ``defocus_um``,
   ``astigmatism_um``; empty when the STAR lacks them) and ``p_<class>`` for every class;
 * ``micrographs_accepted.star`` / ``micrographs_rejected.star``: the input STAR's rows (every
@@ -22,7 +24,7 @@ Outputs in ``OUTDIR``:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
@@ -32,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from draco_em.curate.config import CuratePredictConfig
+from draco_em.curate.domain import denoised_warning, nyquist_ratio
 from draco_em.curate.features import micrograph_features, micrograph_vector
 from draco_em.curate.head import Curator, load_curator
 from draco_em.curate.particles import EvidenceFn, require_evidence
@@ -46,6 +49,7 @@ from draco_em.io.batch import (
     expand_inputs,
     make_output_folder,
 )
+from draco_em.io.mrc import read_image
 from draco_em.io.star import MicrographTable, project_path, write_micrographs_star
 from draco_em.model.encoder import Encoder, load_encoder, run_blocks
 from draco_em.runtime import resolve_device
@@ -60,6 +64,7 @@ class PredictResult:
     table: pd.DataFrame
     outputs: dict[str, Path]
     n_failed: int
+    warnings: list[str] = field(default_factory=list)  # about the inputs, one line each
 
 
 def curator_encoder(curator: Curator, weights: str | None, device: torch.device) -> Encoder:
@@ -163,6 +168,8 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
             probs, px = score_micrograph(
                 curator, encoder, item.path, px, cfg.out_dir / "features", evidence
             )
+            # raw sum or pre-denoised picture? (the bundled head knows raw sums; curate/domain)
+            ratio = nyquist_ratio(read_image(item.path, px)[0], px)
         except (DracoInputError, OSError, ValueError) as exc:  # a missing file too: go on
             failures.record(item.path, str(exc))
             continue
@@ -186,6 +193,7 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
                 "decision": decision,
                 "reason": reason,
                 "pixel_size": px,
+                "nyquist_ratio": round(ratio, 4),
                 "decided_by": decided_by,
                 "signals": ";".join([*image_signals, *verdict.checked]),
                 **value_columns(values),
@@ -197,7 +205,8 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
         raise DracoInputError(f"no micrograph could be scored; see {failures.path}")
     result = pd.DataFrame(records)
     outputs = write_outputs(cfg, table, kept, result)
-    return PredictResult(result, outputs, failures.count)
+    warning = denoised_warning(list(result["nyquist_ratio"]))
+    return PredictResult(result, outputs, failures.count, [warning] if warning else [])
 
 
 def write_outputs(

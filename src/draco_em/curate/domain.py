@@ -1,0 +1,72 @@
+"""Is a micrograph a raw sum or a pre-denoised picture? Power near Nyquist tells them apart.
+
+A raw sum carries shot noise, white up to Nyquist; a denoised picture (EMPIAR-10017's 8-bit
+JPEGs, Topaz- or DRACO-denoised micrographs) holds almost none there. The ratio of the mean
+spectral power in the ring 0.30–0.50 cycles/px to that in 0.15–0.30 cycles/px, measured at
+:data:`DOMAIN_PX` (finer images are Fourier-binned to it), is 1 for white noise, 0.71 for
+the median of our raw simulated training micrographs and 0.16 for the median of their
+renderings. :data:`TAU` splits those two with the fewest mistakes (126 of 1,068; docs/
+benchmarks.md, issue 19 session 12, step 2); on real data every EMPIAR-10017 JPEG lies at 0.055–
+0.078, the contaminated raw MRC at 0.58, 15 of the 18 MicAssess PNGs (raw, min-max scaled)
+above it.
+
+The bundled curation head was trained mostly on raw sums and rejects real denoised fields (10 of
+EMPIAR-10017's 11 as ``crystalline_ice``); ``draco curate predict`` records the ratio per
+micrograph and warns when most of a batch looks pre-denoised.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from draco_em.imaging.fourier import fourier_rescale, frequency_grid
+
+#: Sampling (Å/px) at which the ratio is measured: MicAssess's ~7 Å/px, the coarsest input the
+#: curator is shown; finer images are Fourier-binned to it, coarser ones used as they are.
+DOMAIN_PX = 7.0
+#: Rings (cycles/px) compared: near Nyquist against the band below it.
+HIGH_RING = (0.30, 0.50)
+MID_RING = (0.15, 0.30)
+#: Below this ratio a micrograph looks pre-denoised (chosen on simulated micrographs only).
+TAU = 0.348
+#: Share of a batch that must look pre-denoised for ``draco curate predict`` to warn.
+WARN_SHARE = 0.5
+
+
+def nyquist_ratio(image: np.ndarray, pixel_size: float | None) -> float:
+    """Mean spectral power near Nyquist over that of the band below (module docstring).
+
+    Args:
+        image: ``[H, W]`` micrograph, any units.
+        pixel_size: its pixel size in Å (None: measured at its own sampling).
+
+    Returns:
+        The ratio (white noise: 1; < :data:`TAU`: looks pre-denoised); NaN for a constant
+        image (never counted as pre-denoised).
+    """
+    img = np.asarray(image, np.float32)
+    if pixel_size and pixel_size < DOMAIN_PX - 1e-3:
+        img, _ = fourier_rescale(img, pixel_size, DOMAIN_PX)
+    img = img - np.float32(img.mean(dtype=np.float64))
+    scale = float(np.std(img, dtype=np.float64))
+    if not np.isfinite(scale) or scale == 0:
+        return float("nan")  # a constant (or broken) image has no spectrum to judge
+    power = np.abs(np.fft.rfft2(img / np.float32(scale))) ** 2  # unit variance: no overflow
+    ky, kx = frequency_grid(img.shape)
+    radius = np.hypot(ky, kx)
+    high = power[(radius >= HIGH_RING[0]) & (radius < HIGH_RING[1])].mean()
+    mid = power[(radius >= MID_RING[0]) & (radius < MID_RING[1])].mean()
+    return float(high / max(float(mid), 1e-30))
+
+
+def denoised_warning(ratios: list[float], share: float = WARN_SHARE) -> str | None:
+    """A one-line warning when more than ``share`` of a batch looks pre-denoised, else None."""
+    n_low = sum(r < TAU for r in ratios)
+    if not ratios or n_low / len(ratios) <= share:
+        return None
+    return (
+        f"{n_low} of {len(ratios)} micrographs look pre-denoised (little power near Nyquist, "
+        "column nyquist_ratio): the bundled head was trained mostly on raw sums and rejects "
+        "real denoised fields (EMPIAR-10017: 10 of 11 as crystalline_ice); curate the raw "
+        "sums where you have them (docs/curation.md)"
+    )
