@@ -56,7 +56,7 @@ domain_statistic = nyquist_ratio
 
 
 # ------------------------------------------------------------------------------ render
-def render(labels: Path, out: Path, seed: int) -> Path:
+def render(labels: Path, out: Path, seed: int, local_contrast_p: float = 0.0) -> Path:
     """Every raw micrograph of ``labels`` (rows from a ``render*`` folder left out) rendered
     once, from the raw sum or from clean + residual noise (p = ½ each); returns the CSV."""
     dest_csv = out.parent / f"{out.name}.csv"  # named after the set (validation reports by name)
@@ -75,13 +75,49 @@ def render(labels: Path, out: Path, seed: int) -> Path:
         clean = None
         if from_clean:
             clean, _ = read_image(path.parent.parent / "clean" / path.name, px)
-        picture = denoised_rendering(image, px, rng, clean=clean)
+        sigma = None
+        if local_contrast_p > 0 and rng.random() < local_contrast_p:  # step 3
+            sigma = float(rng.uniform(100.0, 400.0))
+        picture = denoised_rendering(image, px, rng, clean=clean, local_contrast=sigma)
         dest = out / f"{path.parent.parent.name}_{path.stem}.mrc"
         write_mrc(dest, picture.astype(np.float32), px)
-        rows.append(f"{dest},{lab},{px},{'clean' if from_clean else 'raw'},{path}")
+        source = ("clean" if from_clean else "raw") + (f"+lc{sigma:.0f}" if sigma else "")
+        rows.append(f"{dest},{lab},{px},{source},{path}")
     dest_csv.write_text("\n".join(rows) + "\n")
     print(f"{len(rows) - 1} renderings → {dest_csv}", flush=True)
     return dest_csv
+
+
+# ----------------------------------------------------------------------------- realism
+def local_contrast_cv(image: np.ndarray, pixel_size: float | None, window: int = 40) -> float:
+    """Coefficient of variation over the field of the local standard deviation in
+    ``window``² px windows at :data:`DOMAIN_PX` (image standardised, a 3 % border cut):
+    low where every region has the same contrast (CLAHE-like pictures)."""
+    img = np.asarray(image, np.float32)
+    if pixel_size and pixel_size < DOMAIN_PX - 1e-3:
+        img, _ = fourier_rescale(img, pixel_size, DOMAIN_PX)
+    h, w = img.shape
+    cut_y, cut_x = int(0.03 * h), int(0.03 * w)
+    img = img[cut_y : h - cut_y, cut_x : w - cut_x]
+    img = (img - img.mean()) / max(float(img.std()), 1e-12)
+    ny, nx = img.shape[0] // window, img.shape[1] // window
+    blocks = img[: ny * window, : nx * window].reshape(ny, window, nx, window)
+    local = blocks.std(axis=(1, 3))
+    return float(local.std() / max(float(local.mean()), 1e-12))
+
+
+def realism(csvs: list[Path]) -> dict:
+    """Median local-contrast CV of EMPIAR-10017 (no labels read) and of each rendering set."""
+    empiar = sorted((cr.DATA / "empiar10017" / "micrographs").glob("*.jpg"))
+    cvs = [local_contrast_cv(read_image(p, cr.EMPIAR_PX)[0], cr.EMPIAR_PX) for p in empiar]
+    out = {"empiar10017": float(np.median(cvs))}
+    for csv in csvs:
+        ls = read_labels(csv)
+        values = [local_contrast_cv(read_image(p, px)[0], px)
+                  for p, px in zip(ls.paths, ls.pixel_sizes, strict=True)]  # fmt: skip
+        out[csv.stem] = float(np.median(values))
+        out[csv.stem + "_distance_to_empiar"] = abs(out[csv.stem] - out["empiar10017"])
+    return out
 
 
 # --------------------------------------------------------------------------- threshold
@@ -131,7 +167,9 @@ def threshold(raw_csv: Path, rendered_csv: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------- train
-def train(labels: Path, val: list[Path], root: Path, l2s: list[float], epochs: int) -> dict:
+def train(
+    labels: Path, val: list[Path], root: Path, l2s: list[float], epochs: int, tag: str = "domainR"
+) -> dict:
     run = root / "runs" / "shared"  # the recipe's folder: one feature cache
     results = {}
     for l2 in l2s:
@@ -142,7 +180,7 @@ def train(labels: Path, val: list[Path], root: Path, l2s: list[float], epochs: i
             ),
             evidence=ParticleEvidence(),
         )  # fmt: skip
-        head = root / "runs" / f"curator_domainR_l2_{l2:g}.safetensors"
+        head = root / "runs" / f"curator_{tag}_l2_{l2:g}.safetensors"
         shutil.copyfile(run / "curator.safetensors", head)
         results[str(head)] = tbc.validate(head, val, run / "features")
         print(head.name, json.dumps(results[str(head)], default=str), flush=True)
@@ -279,6 +317,12 @@ def main() -> None:
     p.add_argument("--labels", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, required=True)
+    p.add_argument(
+        "--local-contrast-p", type=float, default=0.0,
+        help="share of renderings also locally contrast-normalised (step 3: 0.5)",
+    )  # fmt: skip
+    p = sub.add_parser("realism")
+    p.add_argument("--rendered", type=Path, nargs="+", required=True)
     p = sub.add_parser("threshold")
     p.add_argument("--raw", type=Path, required=True)
     p.add_argument("--rendered", type=Path, required=True)
@@ -289,6 +333,7 @@ def main() -> None:
     p.add_argument("--root", type=Path, required=True)
     p.add_argument("--l2", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1])
     p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--tag", default="domainR", help="head files curator_TAG_l2_*.safetensors")
     p.add_argument("--json", type=Path)
     p = sub.add_parser("figure")
     p.add_argument("--rendered", type=Path, required=True)
@@ -303,7 +348,10 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.cmd == "render":
-        render(args.labels, args.out, args.seed)
+        render(args.labels, args.out, args.seed, args.local_contrast_p)
+        return
+    if args.cmd == "realism":
+        print(json.dumps(realism(args.rendered), indent=1))
         return
     if args.cmd == "figure":
         figure(args.rendered, args.out)
@@ -311,7 +359,7 @@ def main() -> None:
     if args.cmd == "threshold":
         result = threshold(args.raw, args.rendered)
     elif args.cmd == "train":
-        result = train(args.labels, args.val, args.root, args.l2, args.epochs)
+        result = train(args.labels, args.val, args.root, args.l2, args.epochs, args.tag)
     else:
         result = score(args)
     text = json.dumps(result, indent=1, default=str)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 from draco_em.curate.augment import denoised_rendering
 from draco_em.imaging.normalize import padded_border
@@ -49,3 +50,20 @@ def test_rendering_from_the_clean_image_keeps_only_a_residual_of_the_noise() -> 
         raw, 2.0, np.random.default_rng(1), border_probability=0.0, clean=clean
     )
     assert noise_to_contrast(denoised) < 0.5 * noise_to_contrast(lowpass)
+
+
+def test_local_contrast_evens_the_contrast_across_the_field() -> None:
+    """CLAHE-like pictures have the same contrast everywhere: a field whose left half has five
+    times the texture of the right half comes out even with ``local_contrast``."""
+    rng = np.random.default_rng(0)
+    texture = gaussian_filter(rng.normal(size=(256, 512)), 3.0)
+    image = texture * np.where(np.arange(512) < 256, 5.0, 1.0)[None, :]
+
+    def left_over_right(out: np.ndarray) -> float:
+        out = out.astype(np.float64)
+        return float(out[:, 20:236].std() / out[:, 276:492].std())
+
+    kwargs = {"border_probability": 0.0}
+    plain = denoised_rendering(image, 2.0, np.random.default_rng(1), **kwargs)
+    even = denoised_rendering(image, 2.0, np.random.default_rng(1), local_contrast=60.0, **kwargs)
+    assert left_over_right(plain) > 3.0 and left_over_right(even) < 1.5
