@@ -3,12 +3,16 @@
 A raw sum carries shot noise, white up to Nyquist; a denoised picture (EMPIAR-10017's 8-bit
 JPEGs, Topaz- or DRACO-denoised micrographs) holds almost none there. The ratio of the mean
 spectral power in the ring 0.30–0.50 cycles/px to that in 0.15–0.30 cycles/px, measured at
-:data:`DOMAIN_PX` (finer images are Fourier-binned to it), is 1 for white noise, 0.71 for
-the median of our raw simulated training micrographs and 0.16 for the median of their
-renderings. :data:`TAU` splits those two with the fewest mistakes (126 of 1,068; docs/
-benchmarks.md, issue 19 session 12, step 2); on real data every EMPIAR-10017 JPEG lies at 0.055–
-0.078, the contaminated raw MRC at 0.58, 15 of the 18 MicAssess PNGs (raw, min-max scaled)
-above it.
+:data:`DOMAIN_PX` (finer images are Fourier-binned to it), is 1 for white noise, 0.71 for the
+median of our raw simulated training micrographs and 0.16 for the median of their renderings.
+
+Where the two overlap, signal decides: a raw field rich in strong particles puts power in the
+band below Nyquist, so the ratio of raw sums runs down to 0.11 (our 534 raw training
+micrographs; 0.20–0.46 for cryoJAX's good fields at 40 e⁻/Å², 0.18 for the lowest real MicAssess
+PNG). The split that misroutes the fewest of our raw sums and renderings (0.348, docs/
+benchmarks.md, issue 19 session 12) would call half of cryoJAX's good raw fields pre-denoised, so
+the package only flags a micrograph below :data:`PRE_DENOISED_BELOW`, lower than every raw sum we
+simulated; EMPIAR-10017's JPEGs lie at 0.055–0.078, the contaminated raw MRC at 0.58.
 
 The bundled curation head was trained mostly on raw sums and rejects real denoised fields (10 of
 EMPIAR-10017's 11 as ``crystalline_ice``); ``draco curate predict`` records the ratio per
@@ -27,8 +31,9 @@ DOMAIN_PX = 7.0
 #: Rings (cycles/px) compared: near Nyquist against the band below it.
 HIGH_RING = (0.30, 0.50)
 MID_RING = (0.15, 0.30)
-#: Below this ratio a micrograph looks pre-denoised (chosen on simulated micrographs only).
-TAU = 0.348
+#: Below this ratio a micrograph looks pre-denoised: the lowest ratio of the 534 raw simulated
+#: training micrographs of the bundled curator's recipe (0.1135), rounded down.
+PRE_DENOISED_BELOW = 0.11
 #: Share of a batch that must look pre-denoised for ``draco curate predict`` to warn.
 WARN_SHARE = 0.5
 
@@ -41,8 +46,8 @@ def nyquist_ratio(image: np.ndarray, pixel_size: float | None) -> float:
         pixel_size: its pixel size in Å (None: measured at its own sampling).
 
     Returns:
-        The ratio (white noise: 1; < :data:`TAU`: looks pre-denoised); NaN for a constant
-        image (never counted as pre-denoised).
+        The ratio (white noise: 1; below :data:`PRE_DENOISED_BELOW`: looks pre-denoised); NaN
+        for a constant image (never counted as pre-denoised).
     """
     img = np.asarray(image, np.float32)
     if pixel_size and pixel_size < DOMAIN_PX - 1e-3:
@@ -61,7 +66,7 @@ def nyquist_ratio(image: np.ndarray, pixel_size: float | None) -> float:
 
 def denoised_warning(ratios: list[float], share: float = WARN_SHARE) -> str | None:
     """A one-line warning when more than ``share`` of a batch looks pre-denoised, else None."""
-    n_low = sum(r < TAU for r in ratios)
+    n_low = sum(r < PRE_DENOISED_BELOW for r in ratios)
     if not ratios or n_low / len(ratios) <= share:
         return None
     return (

@@ -8,8 +8,8 @@ Outputs in ``OUTDIR``:
   or the failed signal's reason), ``decided_by`` (``image``, or the STAR signals whose
   threshold rejected it, :mod:`draco_em.curate.signals`), ``signals`` (what took part:
   ``image`` and the signals read and checked), ``pixel_size`` (Å), ``nyquist_ratio`` (power
-  near Nyquist over the band below: < :data:`draco_em.curate.domain.TAU` looks pre-denoised,
-  :mod:`draco_em.curate.domain`), the signal values
+  near Nyquist over the band below; below ``curate.domain.PRE_DENOISED_BELOW`` it looks
+  pre-denoised, :mod:`draco_em.curate.domain`), the signal values
   (``motion_A``, ``ice_ring_density``, ``ctf_resolution_A``, ``defocus_um``,
   ``astigmatism_um``; empty when the STAR lacks them) and ``p_<class>`` for every class;
 * ``micrographs_accepted.star`` / ``micrographs_rejected.star``: the input STAR's rows (every
