@@ -82,7 +82,7 @@ import torch
 from draco_em.curate.augment import denoised_rendering
 from draco_em.curate.config import CurateTrainConfig, FeatureConfig
 from draco_em.curate.features import micrograph_features, micrograph_vector
-from draco_em.curate.head import load_curator
+from draco_em.curate.head import Curator, load_curator
 from draco_em.curate.predict import decide
 from draco_em.curate.spread import check_spread
 from draco_em.curate.train import train_curator
@@ -91,7 +91,7 @@ from draco_em.io.batch import expand_inputs
 from draco_em.io.classes import GOOD
 from draco_em.io.labels import read_labels
 from draco_em.io.mrc import read_image, write_mrc
-from draco_em.model.encoder import load_encoder
+from draco_em.model.encoder import Encoder, load_encoder
 from draco_em.pick.evidence import ParticleEvidence
 
 REPO = Path(__file__).resolve().parents[1]
@@ -220,6 +220,22 @@ def _name(labels: Path) -> str:
 
 
 @torch.no_grad()
+def answers(
+    curator: Curator, encoder: Encoder, items: list[tuple[Path, float | None]], cache: Path
+) -> tuple[list[str], list[str]]:
+    """The head's decision and class (reason) for each (micrograph, pixel size)."""
+    decisions, classes = [], []
+    for p, px in items:
+        tiles, spec, _ = micrograph_features(
+            encoder, curator.features, p, px, cache, evidence=ParticleEvidence()
+        )
+        vec = micrograph_vector(torch.from_numpy(tiles).float(), spec, curator.features)
+        _, decision, reason = decide(curator.probabilities(vec[None])[0].numpy(), curator, 0.5)
+        decisions.append(decision)
+        classes.append(reason)
+    return decisions, classes
+
+
 def validate(head_file: Path, stars: list[Path], cache: Path) -> dict:
     """Balanced accuracy and answer spread of a head on each validation set."""
     curator = load_curator(head_file)
@@ -227,15 +243,8 @@ def validate(head_file: Path, stars: list[Path], cache: Path) -> dict:
     out: dict = {}
     for star in stars:
         ls = read_labels(star)
-        decisions, classes = [], []
-        for p, px in zip(ls.paths, ls.pixel_sizes, strict=True):
-            tiles, spec, _ = micrograph_features(
-                encoder, curator.features, p, px, cache, evidence=ParticleEvidence()
-            )
-            vec = micrograph_vector(torch.from_numpy(tiles).float(), spec, curator.features)
-            _, decision, reason = decide(curator.probabilities(vec[None])[0].numpy(), curator, 0.5)
-            decisions.append(decision)
-            classes.append(reason)
+        items = list(zip(ls.paths, ls.pixel_sizes, strict=True))
+        decisions, classes = answers(curator, encoder, items, cache)
         good = np.array([lab == GOOD for lab in ls.labels])
         acc = np.array([d == "accept" for d in decisions])
         bal = float(np.mean([np.mean(acc[good]), np.mean(~acc[~good])]))
@@ -259,20 +268,12 @@ def validate(head_file: Path, stars: list[Path], cache: Path) -> dict:
 REAL_SPREAD = (REPO.parent / "shared" / "data" / "micassess" / "micrographs", 7.0)
 
 
-@torch.no_grad()
 def real_spread(head_file: Path, folder: Path, pixel_size: float, cache: Path) -> dict:
     """The spread check on a head's answers to unlabelled real micrographs (the gate above)."""
     curator = load_curator(head_file)
     encoder = load_encoder(curator.encoder, torch.device("cpu"), curator.features.pixel_size)
-    decisions, classes = [], []
-    for p in (it.path for it in expand_inputs([folder]).items):
-        tiles, spec, _ = micrograph_features(
-            encoder, curator.features, p, pixel_size, cache, evidence=ParticleEvidence()
-        )
-        vec = micrograph_vector(torch.from_numpy(tiles).float(), spec, curator.features)
-        _, decision, reason = decide(curator.probabilities(vec[None])[0].numpy(), curator, 0.5)
-        decisions.append(decision)
-        classes.append(reason)
+    items = [(it.path, pixel_size) for it in expand_inputs([folder]).items]
+    decisions, classes = answers(curator, encoder, items, cache)
     name = f"{folder.parent.name}/{folder.name}"
     try:
         return {"spread_ok": True, "shares": check_spread(decisions, classes, name=name)}
