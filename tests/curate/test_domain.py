@@ -73,4 +73,5 @@ def test_extreme_images_give_a_ratio_or_nan_and_no_warning(rng: np.random.Genera
         warnings.simplefilter("error")
         assert nyquist_ratio(rng.normal(size=(64, 64)) * 1e30, 7.0) == pytest.approx(1.0, abs=0.2)
         assert np.isnan(nyquist_ratio(np.full((64, 64), 3.0), 7.0))
+        assert np.isnan(nyquist_ratio(rng.normal(size=(8, 8)), 2.0))  # 2 px at 7 Å: no rings
     assert denoised_warning([float("nan")] * 4) is None  # NaN never counts as pre-denoised

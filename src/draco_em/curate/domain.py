@@ -59,9 +59,11 @@ def nyquist_ratio(image: np.ndarray, pixel_size: float | None) -> float:
     power = np.abs(np.fft.rfft2(img / np.float32(scale))) ** 2  # unit variance: no overflow
     ky, kx = frequency_grid(img.shape)
     radius = np.hypot(ky, kx)
-    high = power[(radius >= HIGH_RING[0]) & (radius < HIGH_RING[1])].mean()
-    mid = power[(radius >= MID_RING[0]) & (radius < MID_RING[1])].mean()
-    return float(high / max(float(mid), 1e-30))
+    high = power[(radius >= HIGH_RING[0]) & (radius < HIGH_RING[1])]
+    mid = power[(radius >= MID_RING[0]) & (radius < MID_RING[1])]
+    if high.size == 0 or mid.size == 0:  # a few pixels at 7 Å: no rings to compare
+        return float("nan")
+    return float(high.mean() / max(float(mid.mean()), 1e-30))
 
 
 def denoised_warning(ratios: list[float], share: float = WARN_SHARE) -> str | None:
