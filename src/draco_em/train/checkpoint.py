@@ -18,7 +18,6 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
@@ -82,6 +81,10 @@ def save_checkpoint(
             stored weights carry the plain ``DracoMAE`` names.
         extra: epoch, step_in_epoch, global_step, config, model_config, ... (plain types).
     """
+    # Imported here: torch.distributed.checkpoint costs 0.5 s (it pulls in sympy), and every
+    # command that reaches draco_em.train (draco denoise, for --adapt) would pay it.
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
     full = StateDictOptions(full_state_dict=True, cpu_offload=True)
     model_state, optim_state = get_state_dict(model, optimizer, options=full)
     model_state = {k.removeprefix(prefix): v for k, v in model_state.items()}
@@ -118,6 +121,8 @@ def restore_checkpoint(
     prefix: str = "",
 ) -> None:
     """Load model, optimiser, scheduler, scaler and this rank's RNG states in place."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
     model_state = {prefix + k: v for k, v in state["model"].items()}
     set_state_dict(
         model,
