@@ -139,3 +139,20 @@ def test_missing_tiles_are_detected() -> None:
     blender.add(np.array([0]), np.zeros((1, 64, 64)))
     with pytest.raises(RuntimeError, match="no tile"):
         blender.result()
+
+
+@pytest.mark.parametrize(
+    ("shape", "tile", "overlap"),
+    [((200, 317), 64, 8), ((50, 40), 64, 8), ((256, 256), 64, 32), ((130, 90), 32, 0)],
+)
+def test_the_weight_sum_is_the_outer_product_of_the_axis_sums(
+    shape: tuple[int, int], tile: int, overlap: int
+) -> None:
+    # TileBlender divides by outer(Wy, Wx) instead of accumulating every tile's weight.
+    grid = TileGrid(shape, tile, overlap)
+    total = np.zeros(grid.padded_shape)
+    for i in range(len(grid)):
+        y0, x0 = grid.origin(i)
+        total[y0 : y0 + tile, x0 : x0 + tile] += grid.weight(i)
+    wy, wx = grid.axis_weight_sums()
+    np.testing.assert_allclose(np.outer(wy, wx), total, rtol=1e-12)

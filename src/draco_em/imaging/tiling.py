@@ -22,7 +22,8 @@ Why this overlap and window:
   border, the last ends flush with it, and every overlap is at least ``overlap``.
 * Images smaller than a tile are padded by reflection at the bottom/right (sample 0 stays in
   place, so coordinates need no shift) and the padding is cut off when blending.
-* Accumulation is in float64 (``image_sum``, ``weight_sum``) so float32 round trips are exact.
+* Accumulation is in float64 (``image_sum``; the weight sum is the outer product of two 1D
+  sums) so float32 round trips are exact.
 """
 
 from __future__ import annotations
@@ -109,6 +110,23 @@ class TileGrid:
         """``(y0, x0)`` of every tile, row-major."""
         return [self.origin(i) for i in range(len(self))]
 
+    def axis_weight_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(Wy [Hp], Wx [Wp])`` float64: the tiles' 1D ramps summed along each padded axis.
+
+        A tile's weight is the outer product of its two 1D ramps and the tiles form a product
+        grid, so the sum of all tile weights at ``(y, x)`` is ``Wy[y] * Wx[x]``: the blend's
+        normaliser costs two short sums, not a second full-size accumulator.
+        """
+        overlap = int(self.overlap or 0)
+        sums = []
+        for origins, size in zip((self.origins_y, self.origins_x), self.padded_shape, strict=True):
+            total = np.zeros(size, dtype=np.float64)
+            n = len(origins)
+            for i, start in enumerate(origins):
+                total[start : start + self.tile] += _ramp(self.tile, overlap, i > 0, i < n - 1)
+            sums.append(total)
+        return sums[0], sums[1]
+
     def weight(self, index: int) -> np.ndarray:
         """Blending weight ``[tile, tile]`` float64 of tile ``index`` (1 away from neighbours)."""
         iy, ix = divmod(int(index), len(self.origins_x))
@@ -161,13 +179,14 @@ def tile_image(image: np.ndarray, grid: TileGrid) -> np.ndarray:
 class TileBlender:
     """Accumulate processed tiles into one image, batch by batch (streaming blend).
 
-    Memory is two float64 ``[H, W]`` accumulators plus one batch of tiles.
+    Memory is one float64 ``[H, W]`` accumulator plus one batch of tiles; the weight sum is
+    separable (:meth:`TileGrid.axis_weight_sums`).
     """
 
     def __init__(self, grid: TileGrid) -> None:
         self.grid = grid
         self.image_sum = np.zeros(grid.padded_shape, dtype=np.float64)
-        self.weight_sum = np.zeros(grid.padded_shape, dtype=np.float64)
+        self.added = np.zeros(len(grid), dtype=bool)
 
     def add(self, indices: np.ndarray, tiles: Any) -> None:
         """Add ``tiles [B, tile, tile]`` (numpy or torch) for tiles ``indices [B]``."""
@@ -179,17 +198,19 @@ class TileBlender:
             raise ValueError(f"expected tiles of shape {(len(indices), t, t)}, got {tiles.shape}")
         for i, tile in zip(indices, tiles, strict=True):
             y0, x0 = self.grid.origin(i)
-            w = self.grid.weight(i)
-            self.image_sum[y0 : y0 + t, x0 : x0 + t] += w * tile
-            self.weight_sum[y0 : y0 + t, x0 : x0 + t] += w
+            self.image_sum[y0 : y0 + t, x0 : x0 + t] += self.grid.weight(i) * tile
+            self.added[i] = True
 
     def result(self, dtype: Any = np.float32) -> np.ndarray:
         """The blended ``[H, W]`` image (reflection padding cut off)."""
         h, w = self.grid.shape
-        weights = self.weight_sum[:h, :w]
-        if not np.all(weights > 0):
-            raise RuntimeError("some pixels were covered by no tile; were all tiles added?")
-        return (self.image_sum[:h, :w] / weights).astype(dtype)
+        if not self.added.all():
+            missing = int((~self.added).sum())
+            raise RuntimeError(f"{missing} tiles were never added: some pixels have no tile")
+        wy, wx = self.grid.axis_weight_sums()
+        out = self.image_sum[:h, :w] / wy[:h, None]
+        out /= wx[None, :w]
+        return out.astype(dtype)
 
 
 def blend_tiles(tiles: Any, grid: TileGrid, dtype: Any = np.float32) -> np.ndarray:
