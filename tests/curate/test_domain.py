@@ -64,6 +64,8 @@ def test_predict_records_the_ratio_and_warns_on_denoised_inputs(
     ].warnings
     assert (results["smooth"].table["nyquist_ratio"] < PRE_DENOISED_BELOW).all()
     assert results["smooth"].warnings[0].startswith("3 of 3 micrographs look pre-denoised")
+    # cached per file beside the features: a resumed run reads no image again for it
+    assert len(list((tmp_path / "out_smooth" / "features").glob("*-nyquist-*.npy"))) == 3
 
 
 def test_extreme_images_give_a_ratio_or_nan_and_no_warning(rng: np.random.Generator) -> None:

@@ -18,7 +18,8 @@ pass), with ``both`` the tokens and then the statistics; the spectrum features c
 
 Per-tile vectors and spectrum features are cached per micrograph (``.npz`` named by a hash of
 the encoder, the feature settings and the file; the statistics in their own ``.npy``, named by
-the file alone: they do not depend on the encoder), so re-training a head or re-running a
+the file alone: they do not depend on the encoder; likewise ``curate predict``'s Nyquist ratio),
+so re-training a head or re-running a
 prediction costs no encoder passes. With ``--finetune N`` the cache holds the tokens *before*
 the last N blocks instead, and only those blocks run during training.
 """
@@ -33,6 +34,7 @@ import torch
 
 from draco_em.curate.baselines import UNIT_FREE, spectrum_features
 from draco_em.curate.config import FeatureConfig
+from draco_em.curate.domain import nyquist_ratio
 from draco_em.curate.particles import N_PARTICLES, EvidenceFn, cached_evidence
 from draco_em.curate.stats import N_STATS, image_statistics
 from draco_em.imaging.tiling import TileGrid
@@ -201,24 +203,46 @@ def _read(path: Path, pixel_size: float | None) -> tuple[np.ndarray, float | Non
     return image, resolve_pixel_size("curate", path, header_px)
 
 
+def _cached_per_file(
+    kind: str, version: str, path: Path, extra: list[str], cache_dir: Path | None, compute
+) -> np.ndarray:
+    """``compute()`` of one file, cached as ``<stem>-<kind>-<hash>.npy`` by the file (path,
+    size, modification time) and ``extra``; ``compute`` runs only on a cache miss."""
+    stat = path.stat()
+    parts = [version, str(path.resolve()), str(stat.st_size), str(stat.st_mtime_ns), *extra]
+    key = hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+    cached = cache_dir / f"{path.stem}-{kind}-{key}.npy" if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        return np.load(cached)
+    values = np.asarray(compute())
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cached) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, values)
+    return values
+
+
 def _statistics(
     path: Path, pixel_size: float | None, image: np.ndarray | None, cache_dir: Path | None
 ) -> np.ndarray:
     """:func:`~draco_em.curate.stats.image_statistics` of one file, cached by the file alone."""
-    stat = path.stat()
-    parts = ["stats/1", str(path.resolve()), str(stat.st_size), str(stat.st_mtime_ns)]
-    key = hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
-    cached = cache_dir / f"{path.stem}-stats-{key}.npy" if cache_dir is not None else None
-    if cached is not None and cached.is_file():
-        return np.load(cached)
-    if image is None:
-        image, _ = _read(path, pixel_size)
-    stats = image_statistics(image)
-    if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(cached) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, stats)
-    return stats
+    return _cached_per_file(
+        "stats", "stats/1", path, [], cache_dir,
+        lambda: image_statistics(image if image is not None else _read(path, pixel_size)[0]),
+    )  # fmt: skip
+
+
+def micrograph_nyquist_ratio(path: Path, pixel_size: float | None, cache_dir: Path | None) -> float:
+    """:func:`~draco_em.curate.domain.nyquist_ratio` of one micrograph file (read with the
+    curation reader), cached by the file and its pixel size like the statistics, so a resumed
+    ``curate predict`` does not read every image again."""
+
+    def compute() -> np.ndarray:
+        image, px = _read(path, pixel_size)
+        return np.array([nyquist_ratio(image, px)])
+
+    extra = [f"{pixel_size:.6g}" if pixel_size else "header"]
+    return float(_cached_per_file("nyquist", "nyquist/1", path, extra, cache_dir, compute)[0])
 
 
 def _encoder_features(

@@ -34,8 +34,12 @@ import torch
 from tqdm import tqdm
 
 from draco_em.curate.config import CuratePredictConfig
-from draco_em.curate.domain import denoised_warning, nyquist_ratio
-from draco_em.curate.features import micrograph_features, micrograph_vector
+from draco_em.curate.domain import denoised_warning
+from draco_em.curate.features import (
+    micrograph_features,
+    micrograph_nyquist_ratio,
+    micrograph_vector,
+)
 from draco_em.curate.head import Curator, load_curator
 from draco_em.curate.particles import EvidenceFn, require_evidence
 from draco_em.curate.report import contact_sheet, score_histogram
@@ -49,7 +53,6 @@ from draco_em.io.batch import (
     expand_inputs,
     make_output_folder,
 )
-from draco_em.io.mrc import read_image
 from draco_em.io.star import MicrographTable, project_path, write_micrographs_star
 from draco_em.model.encoder import Encoder, load_encoder, run_blocks
 from draco_em.runtime import resolve_device
@@ -169,7 +172,7 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
                 curator, encoder, item.path, px, cfg.out_dir / "features", evidence
             )
             # raw sum or pre-denoised picture? (the bundled head knows raw sums; curate/domain)
-            ratio = nyquist_ratio(read_image(item.path, px)[0], px)
+            ratio = micrograph_nyquist_ratio(item.path, px, cfg.out_dir / "features")
         except (DracoInputError, OSError, ValueError) as exc:  # a missing file too: go on
             failures.record(item.path, str(exc))
             continue
