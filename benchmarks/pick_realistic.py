@@ -29,6 +29,7 @@ Per micrograph (stems are prefixed with the set name so they stay unique across 
 
     python benchmarks/pick_realistic.py /work/cur19/train2 --out /tmp/h18/data --role train
     python benchmarks/pick_realistic.py /work/cur19/train2 --out /tmp/h18/data --role train --render
+    python benchmarks/pick_realistic.py /work/cur19/val2 --out /tmp/h18/data --role val --style lc
 
 The source simulations (made for issue 19; any realistic-preset set with ``--region-masks``)::
 
@@ -48,6 +49,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter
 
+from draco_em.curate.augment import denoised_rendering
 from draco_em.io.coords import read_coords, write_relion_coords
 from draco_em.io.mrc import read_image, write_mrc
 
@@ -101,6 +103,24 @@ def render(noisy: np.ndarray, clean: np.ndarray, px: float, rng: np.random.Gener
         x = x - gaussian_filter(x, rng.uniform(100.0, 400.0) / px)
     lo, hi = np.percentile(x, [rng.uniform(0, 1.5), rng.uniform(98.5, 100)])
     y = np.clip(np.rint((x - lo) / max(hi - lo, 1e-6) * 255), 0, 255).astype(np.float32)
+    return add_border(y, rng)
+
+
+def render_lc(noisy: np.ndarray, clean: np.ndarray, px: float, rng: np.random.Generator):
+    """(image, border mask) rendered like issue 19's realism-gated pictures (session 13, issue
+    18): :func:`denoised_rendering` with local contrast σ ~ U(100, 400) Å, from clean + residual
+    noise with p = ½ (else the raw sum), then :func:`add_border`."""
+    from_clean = bool(rng.random() < 0.5)
+    sigma = float(rng.uniform(100.0, 400.0))
+    source = clean if from_clean else None
+    picture = denoised_rendering(
+        noisy, px, rng, border_probability=0.0, clean=source, local_contrast=sigma
+    )
+    return add_border(picture.astype(np.float32), rng)
+
+
+def add_border(y: np.ndarray, rng: np.random.Generator):
+    """(y with, on 70 %, a padded border of 2–4 % a side: striped or constant; border mask)."""
     border = np.zeros(y.shape, bool)
     if rng.random() < 0.7:
         h, w = y.shape
@@ -116,9 +136,11 @@ def render(noisy: np.ndarray, clean: np.ndarray, px: float, rng: np.random.Gener
     return y.astype(np.float32), border
 
 
-def prepare(src: Path, out: Path, role: str, do_render: bool, seed: int) -> dict:
+def prepare(src: Path, out: Path, role: str, style: str, seed: int) -> dict:
+    """One source set → ``out/<name>``; style: raw, r (:func:`render`), lc (:func:`render_lc`)."""
     sizes, hold = structure_sizes(), held_out(structure_sizes())
-    name = src.name + ("_r" if do_render else "") + ("_val" if role == "val" else "")
+    do_render = style != "raw"
+    name = src.name + ("" if style == "raw" else f"_{style}") + ("_val" if role == "val" else "")
     dst = out / name
     for sub in ("micrographs", "coordinates", "junk"):
         (dst / sub).mkdir(parents=True, exist_ok=True)
@@ -155,11 +177,11 @@ def prepare(src: Path, out: Path, role: str, do_render: bool, seed: int) -> dict
         if len(jk):
             junk |= discs(noisy.shape, jk[["x", "y"]].to_numpy(), jk["d"].to_numpy() / px / 2 + 2)
         image = noisy
-        new = f"{src.name}_{stem}" + ("r" if do_render else "")
+        new = f"{src.name}_{stem}" + ("" if style == "raw" else "r" if style == "r" else style)
         if do_render:
             rng = np.random.default_rng([seed, int(stem.split("_")[-1])])
             clean, _ = read_image(src / "clean" / f"{stem}.mrc")
-            image, border = render(noisy, clean, px, rng)
+            image, border = (render if style == "r" else render_lc)(noisy, clean, px, rng)
             junk |= border
             xi = np.clip(labelled["x"].round().astype(int), 0, noisy.shape[1] - 1)
             yi = np.clip(labelled["y"].round().astype(int), 0, noisy.shape[0] - 1)
@@ -187,11 +209,18 @@ def main() -> None:
     ap.add_argument("sources", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=Path("/tmp/h18/data"))
     ap.add_argument("--role", choices=("train", "val"), default="train")
-    ap.add_argument("--render", action="store_true")
+    ap.add_argument("--render", action="store_true", help="= --style r")
+    ap.add_argument(
+        "--style",
+        choices=("raw", "r", "lc"),
+        default="raw",
+        help="raw sums, renderings (r), or realism-gated renderings (lc)",
+    )
     ap.add_argument("--seed", type=int, default=18)
     args = ap.parse_args()
     for src in args.sources:
-        print(prepare(src, args.out, args.role, args.render, args.seed), flush=True)
+        style = "r" if args.render else args.style
+        print(prepare(src, args.out, args.role, style, args.seed), flush=True)
 
 
 if __name__ == "__main__":
