@@ -117,6 +117,8 @@ def pick_predict(
         + ("" if s["excluded"] is None else f"; {s['excluded']} dropped (excluded_picks.txt)")
         + (f"; {s['failed']} failed (failures.txt)" if s["failed"] else "")
     )
+    for warning in s["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
     exit_batch(s["micrographs"] + s["failed"], s["failed"], cfg.outdir / "failures.txt")
 
 

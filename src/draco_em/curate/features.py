@@ -34,9 +34,9 @@ import torch
 
 from draco_em.curate.baselines import UNIT_FREE, spectrum_features
 from draco_em.curate.config import FeatureConfig
-from draco_em.curate.domain import nyquist_ratio
 from draco_em.curate.particles import N_PARTICLES, EvidenceFn, cached_evidence
 from draco_em.curate.stats import N_STATS, image_statistics
+from draco_em.imaging.nyquist import nyquist_ratio
 from draco_em.imaging.tiling import TileGrid
 from draco_em.io.atomic import atomic_path
 from draco_em.io.mrc import read_micrograph
@@ -233,7 +233,7 @@ def _statistics(
 
 
 def micrograph_nyquist_ratio(path: Path, pixel_size: float | None, cache_dir: Path | None) -> float:
-    """:func:`~draco_em.curate.domain.nyquist_ratio` of one micrograph file (read with the
+    """:func:`~draco_em.imaging.nyquist.nyquist_ratio` of one micrograph file (read with the
     curation reader), cached by the file and its pixel size like the statistics, so a resumed
     ``curate predict`` does not read every image again."""
 

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.imaging.fourier import fourier_resize
+from draco_em.imaging.nyquist import looks_pre_denoised, nyquist_ratio
 from draco_em.io.atomic import atomic_path, write_text_atomic
 from draco_em.io.batch import (
     FailureLog,
@@ -238,6 +239,7 @@ def predict_all(
         choice = _auto_scale(picker, stored_threshold, cfg, items, out, progress)
         picker.scales = (choice.multiplier,)
         made = choice.candidates  # the micrographs the choice read are not picked again
+    warning = predenoised_warning(cfg, items)
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
     failures = FailureLog(out)
     index, all_kept, all_scores, n_excluded = {}, [], [], 0
@@ -281,7 +283,36 @@ def predict_all(
         "diameter": picker.diameter, "outdir": str(out),
         "excluded": None if exclude is None else n_excluded,
         "multiplier": _multiplier_note(picker, choice),
+        "warnings": [warning] if warning else [],
     }  # fmt: skip
+
+
+#: How many micrographs (the first by name) the pre-denoised check reads.
+PREDENOISED_CHECK = 4
+
+
+def predenoised_warning(cfg: PickPredictConfig, items: list[InputItem]) -> str | None:
+    """A one-line warning when the bundled picker, at its stored threshold, is given mostly
+    pre-denoised pictures (:mod:`draco_em.imaging.nyquist`), else None.
+
+    Its threshold was chosen on raw sums and simulated renderings; on real denoised pictures
+    its scores run lower and it under-picks (EMPIAR-10017's JPEGs: recall 0.54 at the stored
+    threshold, docs/benchmarks.md, issue 18). Nothing is checked when the user set the cut
+    (``--threshold``, ``--expected-particles``) or runs a picker of their own.
+    """
+    if cfg.model != "bundled" or cfg.threshold is not None or cfg.expected_particles is not None:
+        return None
+    read = first_micrographs((it.path for it in items), cfg.pixel_size, PREDENOISED_CHECK)
+    ratios = [nyquist_ratio(image, px) for image, px, _ in read]
+    n_low = sum(looks_pre_denoised(r) for r in ratios)
+    if not ratios or 2 * n_low <= len(ratios):
+        return None
+    return (
+        f"{n_low} of the {len(ratios)} micrographs checked look pre-denoised (little power near "
+        "Nyquist): the bundled picker's stored threshold under-picks real denoised pictures "
+        "(EMPIAR-10017's JPEGs: recall 0.54); give --expected-particles N (particles per "
+        "micrograph) or fine-tune on a few hundred picks with draco pick train (docs/picking.md)"
+    )
 
 
 def _multiplier_note(picker: Picker, choice: ScaleChoice | None) -> str | None:

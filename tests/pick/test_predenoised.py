@@ -1,0 +1,59 @@
+"""``draco pick predict`` warns when the bundled picker, at its stored threshold, is given
+mostly pre-denoised pictures (pick/run.py, imaging/nyquist.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+from typer.testing import CliRunner
+
+from draco_em.cli import app
+from draco_em.io.mrc import write_mrc
+from draco_em.pick.config import PickPredictConfig
+from draco_em.pick.run import PREDENOISED_CHECK, predenoised_warning
+
+
+def _write(folder: Path, images: list[np.ndarray], px: float = 4.0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(folder / f"mic_{i:02d}.mrc")
+        write_mrc(paths[-1], image.astype(np.float32), px)
+    return paths
+
+
+def _items(paths: list[Path]):
+    from draco_em.io.batch import expand_inputs
+
+    return expand_inputs(paths).items
+
+
+def test_the_warning_needs_most_of_the_checked_micrographs(tmp_path, rng):
+    noise = [rng.normal(size=(512, 512)) for _ in range(6)]
+    smooth = [gaussian_filter(n, 3.0) for n in noise]  # what a denoiser returns
+    raw = _write(tmp_path / "raw", noise)
+    denoised = _write(tmp_path / "den", smooth)
+    # half-and-half among the first PREDENOISED_CHECK by name: not most of them, no warning
+    mixed = _write(tmp_path / "mix", [*smooth[:2], *noise[:2], *smooth[2:]])
+    cfg = PickPredictConfig(inputs=[], outdir=tmp_path / "o")
+    assert predenoised_warning(cfg, _items(raw)) is None
+    warning = predenoised_warning(cfg, _items(denoised))
+    assert warning is not None and f"{PREDENOISED_CHECK} of the {PREDENOISED_CHECK}" in warning
+    assert "--expected-particles" in warning
+    assert predenoised_warning(cfg, _items(mixed)) is None
+    # the user set the cut, or the picker is their own: nothing is checked
+    for update in ({"threshold": 0.2}, {"expected_particles": 300}, {"model": "run/picker"}):
+        assert predenoised_warning(cfg.model_copy(update=update), _items(denoised)) is None
+
+
+def test_pick_predict_prints_the_warning_and_still_picks(tmp_path, rng):
+    smooth = [gaussian_filter(rng.normal(size=(384, 384)), 3.0) for _ in range(2)]
+    mics = _write(tmp_path / "mics", smooth, px=4.0)
+    args = ["pick", "predict", str(mics[0].parent), "-o", str(tmp_path / "out"), "--diameter",
+            "160", "--diameter-scales", "1", "--tta", "1", "--no-previews", "-q"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "warning: 2 of the 2 micrographs checked look pre-denoised" in res.output
+    assert (tmp_path / "out" / "coordinate_files.star").is_file()
