@@ -229,12 +229,7 @@ def score(args: argparse.Namespace) -> dict:
     for v in args.val:
         sets[f"val:{v.stem}"] = labelled_items(v)
     if cr.DATA.is_dir():
-        sets["micassess"] = cr.micassess_items(cr.DATA / "micassess")
-        sets["empiar10017"] = cr.empiar_items(cr.DATA / "empiar10017")
-        cleaner = cr.DATA / "micrograph_cleaner_em" / "Ucsf_stack_1142_DW.mrc"
-        sets["cleaner"] = [
-            cr.Item(cleaner, cr.CLEANER_PX, "contamination", False, ("contamination",))
-        ]
+        sets |= cr.real_sets()
     for spec in args.sim:
         name, _, star = spec.partition("=")
         sets[f"sim:{name}"] = labelled_items(Path(star))

@@ -91,12 +91,7 @@ def main() -> None:
             sets[Path(f).stem] = labelled_items(args.root / f)
     else:
         names = ("H0", args.variant)
-        sets["micassess"] = cr.micassess_items(cr.DATA / "micassess")
-        sets["empiar10017"] = cr.empiar_items(cr.DATA / "empiar10017")
-        cleaner = cr.DATA / "micrograph_cleaner_em" / "Ucsf_stack_1142_DW.mrc"
-        sets["cleaner"] = [
-            cr.Item(cleaner, cr.CLEANER_PX, "contamination", False, ("contamination",))
-        ]
+        sets |= cr.real_sets()
         for spec in args.sim:
             name, _, star = spec.partition("=")
             sets[name] = labelled_items(Path(star))

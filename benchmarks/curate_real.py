@@ -118,6 +118,19 @@ def empiar_items(root: Path) -> list[Item]:
     return [Item(p, EMPIAR_PX, GOOD, True) for p in sorted((root / "micrographs").glob("*.jpg"))]
 
 
+def cleaner_items(root: Path) -> list[Item]:
+    """The contaminated micrograph (d): one item, to be rejected for contamination."""
+    path = root / "micrograph_cleaner_em" / "Ucsf_stack_1142_DW.mrc"
+    return [Item(path, CLEANER_PX, "contamination", False, ("contamination",))]
+
+
+def real_sets(root: Path = DATA) -> dict[str, list[Item]]:
+    """The three real curation sets: MicAssess, EMPIAR-10017 and the contaminated micrograph."""
+    return {"micassess": micassess_items(root / "micassess"),
+            "empiar10017": empiar_items(root / "empiar10017"),
+            "cleaner": cleaner_items(root)}  # fmt: skip
+
+
 def sim_items(star: Path) -> list[Item]:
     """A labelled STAR's micrographs, with the verdict of their STAR signals (default rules:
     ``draco curate predict`` on that STAR would apply them)."""
@@ -337,10 +350,7 @@ def main() -> None:
             raise SystemExit(f"head {name} was trained on another encoder")
     cache = args.work / "features"
     sets = {"micassess": micassess_items(args.data / "micassess")}
-    sets["cleaner"] = [
-        Item(args.data / "micrograph_cleaner_em" / "Ucsf_stack_1142_DW.mrc", CLEANER_PX,
-             "contamination", False, ("contamination",))
-    ]  # fmt: skip
+    sets["cleaner"] = cleaner_items(args.data)
     if "empiar" not in args.skip:
         sets["empiar10017"] = empiar_items(args.data / "empiar10017")
     if "sim" not in args.skip:
