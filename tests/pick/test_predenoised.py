@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from draco_em.cli import app
 from draco_em.io.mrc import write_mrc
 from draco_em.pick.config import PickPredictConfig
+from draco_em.pick.model_io import resolve_picker
 from draco_em.pick.run import PREDENOISED_CHECK, predenoised_warning
 
 
@@ -46,6 +47,9 @@ def test_the_warning_needs_most_of_the_checked_micrographs(tmp_path, rng):
     # the user set the cut, or the picker is their own: nothing is checked
     for update in ({"threshold": 0.2}, {"expected_particles": 300}, {"model": "run/picker"}):
         assert predenoised_warning(cfg.model_copy(update=update), _items(denoised)) is None
+    # the bundled picker named by its file is the bundled picker
+    bundled_file = str(resolve_picker("bundled"))
+    assert predenoised_warning(cfg.model_copy(update={"model": bundled_file}), _items(denoised))
 
 
 def test_pick_predict_prints_the_warning_and_still_picks(tmp_path, rng):

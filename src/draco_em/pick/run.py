@@ -300,7 +300,9 @@ def predenoised_warning(cfg: PickPredictConfig, items: list[InputItem]) -> str |
     threshold, docs/benchmarks.md, issue 18). Nothing is checked when the user set the cut
     (``--threshold``, ``--expected-particles``) or runs a picker of their own.
     """
-    if cfg.model != "bundled" or cfg.threshold is not None or cfg.expected_particles is not None:
+    if cfg.threshold is not None or cfg.expected_particles is not None:
+        return None
+    if not is_bundled_picker(cfg.model):
         return None
     read = first_micrographs((it.path for it in items), cfg.pixel_size, PREDENOISED_CHECK)
     ratios = [nyquist_ratio(image, px) for image, px, _ in read]
