@@ -2,8 +2,8 @@
 
 Public micrographs are often shared as *renderings*, not raw sums: EMPIAR-10017's are
 low-passed (denoised) 4096² 8-bit JPEGs with replicated ("striped") borders, MicAssess's are
-min-max scaled 8-bit PNGs. The bundled head of issue 19 had never seen such an image and called
-10 of the 11 good EMPIAR-10017 micrographs ``crystalline_ice`` (their whole-image spectra hold
+min-max scaled 8-bit PNGs. The bundled head of issue 19 had never seen such an image and rejected
+10 of the 11 good EMPIAR-10017 micrographs, 9 as ``crystalline_ice`` (their whole-image spectra hold
 almost no high-frequency power, docs/benchmarks.md). :func:`denoised_rendering` turns a
 simulated micrograph into such a picture, *keeping its label*: applied to good and bad
 micrographs alike, it teaches the head that the rendering is not the reason.

@@ -2,7 +2,7 @@
 
 The statistic (power near Nyquist over the band below) lives in :mod:`draco_em.imaging.nyquist`.
 The bundled curation head was trained mostly on raw sums and rejects real denoised fields (10 of
-EMPIAR-10017's 11 as ``crystalline_ice``); ``draco curate predict`` records the ratio per
+EMPIAR-10017's 11, 9 as ``crystalline_ice``); ``draco curate predict`` records the ratio per
 micrograph and warns when most of a batch looks pre-denoised.
 """
 
@@ -32,6 +32,6 @@ def denoised_warning(ratios: list[float], share: float = WARN_SHARE) -> str | No
     return (
         f"{n_low} of {len(ratios)} micrographs look pre-denoised (little power near Nyquist, "
         "column nyquist_ratio): the bundled head was trained mostly on raw sums and rejects "
-        "real denoised fields (EMPIAR-10017: 10 of 11 as crystalline_ice); curate the raw "
+        "real denoised fields (EMPIAR-10017: 10 of 11, 9 as crystalline_ice); curate the raw "
         "sums where you have them (docs/curation.md)"
     )
