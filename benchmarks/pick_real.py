@@ -31,6 +31,9 @@ Methods (``--methods``, comma-separated):
   ``fewshot_draco`` runs with ``--seed`` 0, 1 and 5 (each holds out another labelled
   micrograph), then their probability maps averaged (``pick_fewshot_scale.Committee``) on the
   same 8 micrographs, cut at the mean of their stored thresholds;
+* ``label_curve``: a diagnostic (session 13): ``pick train --weights bundled`` on 200 picks on
+  3 micrographs, all picks on the same 3, all picks on 8; each scored on the last 3
+  (:func:`run_label_curve`);
 * ``timing``: seconds (wall and CPU) per 4096² micrograph of ``draco pick predict`` and of
   Topaz's preprocess + extract, one after the other, with the load average noted.
 
@@ -308,6 +311,19 @@ def run_fewshot(
     res: dict = {"train": [p.stem for p in train], "labels": N_FEWSHOT, "weights": weights,
                  "expected_particles": expected if pu else None}  # fmt: skip
     run = out / f"fewshot_draco_run{tag}"
+    extra = [*(["--auto-scale"] if auto_scale else []), *train_args]
+    res |= train_draco(run, train, labels, expected if pu else None, weights, epochs, extra)
+    res["draco"] = run_draco(out, str(run), test, tag=f"fewshot_draco_picks{tag}")
+    if topaz:
+        res["topaz"] = run_topaz_fewshot(out, topaz, epochs=topaz_epochs)
+    return res
+
+
+def train_draco(
+    run: Path, train: list[Path], labels: Path, expected: int | None, weights: str,
+    epochs: int, extra: Sequence[str] = (),
+) -> dict:  # fmt: skip
+    """``draco pick train`` on ``train`` with the picks in ``labels``; its wall and CPU time."""
     t0, c0 = time.time(), _children_cpu_seconds()
     draco(
         "pick",
@@ -325,16 +341,45 @@ def run_fewshot(
         str(epochs),
         "-o",
         str(run),
-        *(["--expected-particles", str(expected)] if pu else []),
-        *(["--auto-scale"] if auto_scale else []),
-        *train_args,
+        *(["--expected-particles", str(expected)] if expected else []),
+        *extra,
     )
-    res["draco_train_seconds"] = round(time.time() - t0, 1)
     # CPU seconds (all threads) of `draco pick train`: the unit Topaz's budgets are set in.
-    res["draco_train_cpu_seconds"] = round(_children_cpu_seconds() - c0, 1)
-    res["draco"] = run_draco(out, str(run), test, tag=f"fewshot_draco_picks{tag}")
-    if topaz:
-        res["topaz"] = run_topaz_fewshot(out, topaz, epochs=topaz_epochs)
+    return {"draco_train_seconds": round(time.time() - t0, 1),
+            "draco_train_cpu_seconds": round(_children_cpu_seconds() - c0, 1)}  # fmt: skip
+
+
+def run_label_curve(out: Path, epochs: int) -> dict:
+    """Diagnostic (issue 18, session 13; decides nothing): the fine-tuned F1 as the real labels
+    grow. Test: the last 3 micrographs by name. Trained from the bundled picker with ``pick
+    train``'s defaults on (a) the few-shot labels of split 0 (200 picks on the first 3), (b) all
+    expert picks on the first 3, (c) all expert picks on the first 8; the expected count is the
+    training micrographs' mean (complete labels in (b), (c)). The bundled picker zero-shot on
+    the same 3 for reference. Every row scored at its stored threshold and at its best one."""
+    FEWSHOT_SPLIT["k"] = 0
+    mics = micrographs()
+    test = mics[-3:]
+    res: dict = {"test": [p.stem for p in test]}
+    res["zero_shot"] = run_draco(out, "bundled", test, tag="curve_zero_shot", threshold=0.05)
+    train3, _, labels200, expected3 = fewshot_split(out)
+    conditions = {"200_on_3": (train3, labels200, expected3)}
+    for name, train in (("all_on_3", mics[:3]), ("all_on_8", mics[:8])):
+        folder = out / f"curve_labels_{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        counts = []
+        for p in train:
+            picks = read_coords(EMPIAR / "coordinates" / f"{p.stem}.star")
+            write_relion_coords(folder / f"{p.stem}.star", picks.assign(micrograph=p.stem))
+            counts.append(len(picks))
+        conditions[name] = (train, folder, round(float(np.mean(counts))))
+    for name, (train, labels, expected) in conditions.items():
+        run = out / f"curve_run_{name}"
+        row = {"train": [p.stem for p in train], "expected_particles": expected,
+               "labels": sum(len(read_coords(f)) for f in labels.glob("*.star"))}  # fmt: skip
+        row |= train_draco(run, train, labels, expected, "bundled", epochs)
+        row["picks"] = run_draco(out, str(run), test, tag=f"curve_picks_{name}", threshold=0.05)
+        res[name] = row
+        print(name, json.dumps(row["picks"]), flush=True)
     return res
 
 
@@ -658,6 +703,8 @@ def main() -> None:
         results["fewshot_topaz" + tag] = res
     if "fewshot_committee" in methods:
         results["fewshot_committee"] = run_fewshot_committee(args.out, args.epochs)
+    if "label_curve" in methods:
+        results["label_curve"] = run_label_curve(args.out, args.epochs)
     if "timing" in methods:
         results["timing"] = run_timing(args.out, args.topaz, threads=args.timing_threads)
     if "fewshot_draco" in methods:  # draco only; --no-pu: the labelled count, as before
