@@ -34,6 +34,8 @@ Methods (``--methods``, comma-separated):
 * ``label_curve``: a diagnostic (session 13): ``pick train --weights bundled`` on 200 picks on
   3 micrographs, all picks on the same 3, all picks on 8; each scored on the last 3
   (:func:`run_label_curve`);
+* ``truth_gaps``: after ``label_curve`` (same ``--out``), how many false picks coincide with
+  crYOLO picks that the truth lacks too (:func:`run_truth_gaps`), with a figure;
 * ``timing``: seconds (wall and CPU) per 4096² micrograph of ``draco pick predict`` and of
   Topaz's preprocess + extract, one after the other, with the load average noted.
 
@@ -241,6 +243,71 @@ def run_draco(
         "stored_threshold": score(stars, truth, stored) | {"threshold": stored},
         "all": score(stars, truth) | {"written_from": threshold},
     }
+
+
+def run_truth_gaps(out: Path, figure: Path | None = None) -> dict:
+    """Diagnostic (session 13): on ``label_curve``'s 3 test micrographs, how many of each
+    picker's false picks (at its stored threshold, not within 27 px of an expert pick) coincide
+    with a crYOLO pick supplied with the data that is not in the truth either (y flipped: the
+    convention under which crYOLO scores 0.867). Two independent pickers agreeing where the
+    truth has nothing points at particles the truth lacks. ``figure``: a crop with both kinds
+    of false pick drawn (the second test micrograph)."""
+    from draco_em.evaluate.pick import match_picks
+
+    curve = json.loads((out / "results.json").read_text())["label_curve"]
+    runs = {"zero_shot": curve["zero_shot"]}
+    runs |= {k: curve[k]["picks"] for k in ("200_on_3", "all_on_3", "all_on_8")}
+    res: dict = {}
+    drawn = None
+    for name, picks in runs.items():
+        folder = out / ("curve_zero_shot" if name == "zero_shot" else f"curve_picks_{name}")
+        thr = picks["stored_threshold"]["threshold"]
+        row = {"threshold": thr, "false": 0, "false_also_cryolo": 0, "cryolo_not_in_truth": 0}
+        for stem in curve["test"]:
+            truth = read_coords(EMPIAR / "coordinates" / f"{stem}.star")[["x", "y"]].to_numpy()
+            ours = read_coords(folder / "coordinates" / f"{stem}_autopick.star")
+            ours = ours[ours["score"] >= thr]
+            cry = read_coords(EMPIAR / "picks_crYOLO" / f"{stem}.box", fmt="box",
+                              invert_y=True, image_height=4096)[["x", "y"]].to_numpy()  # fmt: skip
+            c_extra = cry[~match_picks(cry, np.ones(len(cry)), truth, RADIUS)]
+            xy, sc = ours[["x", "y"]].to_numpy(), ours["score"].to_numpy()
+            fp = ~match_picks(xy, sc, truth, RADIUS)
+            both = match_picks(xy[fp], sc[fp], c_extra, RADIUS)
+            row["false"] += int(fp.sum())
+            row["false_also_cryolo"] += int(both.sum())
+            row["cryolo_not_in_truth"] += len(c_extra)
+            if name == "all_on_8" and stem == curve["test"][1]:
+                drawn = (stem, truth, xy[fp][both], xy[fp][~both])
+        res[name] = row
+        print(name, row, flush=True)
+    if figure is not None and drawn is not None:
+        _truth_gap_figure(figure, *drawn)
+    return res
+
+
+def _truth_gap_figure(path: Path, stem: str, truth, both, alone, y0: int = 1200,
+                      x0: int = 1200, side: int = 1400) -> None:  # fmt: skip
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    image = read_image(EMPIAR / "micrographs" / f"{stem}.jpg", PIXEL)[0]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 7.9))
+    for ax in axes:
+        ax.imshow(image[y0 : y0 + side, x0 : x0 + side], cmap="gray")
+        ax.set_axis_off()
+    axes[0].set_title(f"EMPIAR-10017 {stem[-13:-2]} (a test micrograph), {side}² px crop")
+    for points, colour, lw, r in ((truth, "lime", 1.2, 54), (both, "red", 1.8, 40),
+                                  (alone, "orange", 1.8, 40)):  # fmt: skip
+        for x, y in points:
+            if x0 <= x < x0 + side and y0 <= y < y0 + side:
+                axes[1].add_patch(plt.Circle((x - x0, y - y0), r, fill=False, color=colour, lw=lw))
+    title = "green: expert truth; red: our false picks that crYOLO also picks\n"
+    axes[1].set_title(title + "(both not in the truth); orange: our other false picks", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=72)
+    plt.close(fig)
 
 
 def run_log(out: Path) -> dict:
@@ -659,6 +726,7 @@ def main() -> None:
         default=True,
         help="few-shot: pass the expected particle count (PU prior and threshold)",
     )
+    ap.add_argument("--figure", type=Path, default=None, help="truth_gaps: the crop PNG")
     ap.add_argument("--split", type=int, default=0,
                     help="few-shot: 0 = the first 3 mics, K = 3 drawn with seed K")  # fmt: skip
     args = ap.parse_args()
@@ -705,6 +773,8 @@ def main() -> None:
         results["fewshot_committee"] = run_fewshot_committee(args.out, args.epochs)
     if "label_curve" in methods:
         results["label_curve"] = run_label_curve(args.out, args.epochs)
+    if "truth_gaps" in methods:  # after label_curve, same --out
+        results["truth_gaps"] = run_truth_gaps(args.out, args.figure)
     if "timing" in methods:
         results["timing"] = run_timing(args.out, args.topaz, threads=args.timing_threads)
     if "fewshot_draco" in methods:  # draco only; --no-pu: the labelled count, as before
