@@ -336,9 +336,9 @@ def run_random(out: Path) -> dict:
     return {"all": score(txt, EMPIAR / "coordinates")}
 
 
-def fewshot_split(out: Path) -> tuple[list[Path], list[Path], Path, int]:
-    """3 training micrographs (``FEWSHOT_SPLIT``), the other 8 for test, 200 expert picks drawn
-    with seed 0."""
+def fewshot_split(out: Path, n: int = N_FEWSHOT) -> tuple[list[Path], list[Path], Path, int]:
+    """3 training micrographs (``FEWSHOT_SPLIT``), the other 8 for test, ``n`` expert picks
+    drawn with seed 0."""
     mics = micrographs()
     k = FEWSHOT_SPLIT["k"]
     chosen = range(FEWSHOT_MICS) if k == 0 else np.random.default_rng(k).choice(
@@ -351,8 +351,8 @@ def fewshot_split(out: Path) -> tuple[list[Path], list[Path], Path, int]:
         for p in train
     ]
     allpicks = pd.concat(frames, ignore_index=True)
-    chosen = allpicks.sample(n=N_FEWSHOT, random_state=0).sort_index()
-    folder = out / "fewshot_labels"
+    chosen = allpicks.sample(n=n, random_state=0).sort_index()
+    folder = out / ("fewshot_labels" if n == N_FEWSHOT else f"fewshot_labels_{n}")
     folder.mkdir(parents=True, exist_ok=True)
     for stem, group in chosen.groupby("micrograph"):
         write_relion_coords(folder / f"{stem}.star", group)
@@ -419,17 +419,26 @@ def train_draco(
 def run_label_curve(out: Path, epochs: int) -> dict:
     """Diagnostic (issue 18, session 13; decides nothing): the fine-tuned F1 as the real labels
     grow. Test: the last 3 micrographs by name. Trained from the bundled picker with ``pick
-    train``'s defaults on (a) the few-shot labels of split 0 (200 picks on the first 3), (b) all
+    train``'s defaults on (a) the few-shot labels of split 0 (200 picks on the first 3; also 20
+    and 50 picks drawn the same way, added after the first run), (b) all
     expert picks on the first 3, (c) all expert picks on the first 8; the expected count is the
     training micrographs' mean (complete labels in (b), (c)). The bundled picker zero-shot on
     the same 3 for reference. Every row scored at its stored threshold and at its best one."""
     FEWSHOT_SPLIT["k"] = 0
     mics = micrographs()
     test = mics[-3:]
+    results_file = out / "results.json"
+    done = (
+        json.loads(results_file.read_text()).get("label_curve", {}) if results_file.exists() else {}
+    )
     res: dict = {"test": [p.stem for p in test]}
-    res["zero_shot"] = run_draco(out, "bundled", test, tag="curve_zero_shot", threshold=0.05)
-    train3, _, labels200, expected3 = fewshot_split(out)
-    conditions = {"200_on_3": (train3, labels200, expected3)}
+    res["zero_shot"] = done.get("zero_shot") or run_draco(
+        out, "bundled", test, tag="curve_zero_shot", threshold=0.05
+    )
+    conditions = {}
+    for n in (20, 50, N_FEWSHOT):  # fewer picks on the same 3 (20 and 50: added after the rest)
+        train3, _, labels, expected3 = fewshot_split(out, n)
+        conditions[f"{n}_on_3"] = (train3, labels, expected3)
     for name, train in (("all_on_3", mics[:3]), ("all_on_8", mics[:8])):
         folder = out / f"curve_labels_{name}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -440,6 +449,9 @@ def run_label_curve(out: Path, epochs: int) -> dict:
             counts.append(len(picks))
         conditions[name] = (train, folder, round(float(np.mean(counts))))
     for name, (train, labels, expected) in conditions.items():
+        if name in done:  # a rerun with more conditions keeps the rows already made
+            res[name] = done[name]
+            continue
         run = out / f"curve_run_{name}"
         row = {"train": [p.stem for p in train], "expected_particles": expected,
                "labels": sum(len(read_coords(f)) for f in labels.glob("*.star"))}  # fmt: skip
