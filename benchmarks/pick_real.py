@@ -31,9 +31,9 @@ Methods (``--methods``, comma-separated):
   ``fewshot_draco`` runs with ``--seed`` 0, 1 and 5 (each holds out another labelled
   micrograph), then their probability maps averaged (``pick_fewshot_scale.Committee``) on the
   same 8 micrographs, cut at the mean of their stored thresholds;
-* ``label_curve``: a diagnostic (session 13): ``pick train --weights bundled`` on 200 picks on
-  3 micrographs, all picks on the same 3, all picks on 8; each scored on the last 3
-  (:func:`run_label_curve`);
+* ``label_curve``: a diagnostic (session 13): ``pick train --weights bundled`` on 20, 50 and
+  200 picks on 3 micrographs, all picks on the same 3, all picks on 8; each scored on the last
+  3 (:func:`run_label_curve`);
 * ``truth_gaps``: after ``label_curve`` (same ``--out``), how many false picks coincide with
   crYOLO picks that the truth lacks too (:func:`run_truth_gaps`), with a figure;
 * ``timing``: seconds (wall and CPU) per 4096² micrograph of ``draco pick predict`` and of
@@ -420,8 +420,8 @@ def run_label_curve(out: Path, epochs: int) -> dict:
     """Diagnostic (issue 18, session 13; decides nothing): the fine-tuned F1 as the real labels
     grow. Test: the last 3 micrographs by name. Trained from the bundled picker with ``pick
     train``'s defaults on (a) the few-shot labels of split 0 (200 picks on the first 3; also 20
-    and 50 picks drawn the same way, added after the first run), (b) all
-    expert picks on the first 3, (c) all expert picks on the first 8; the expected count is the
+    and 50 picks drawn the same way, added after the first run), (b) all expert picks on the
+    first 3, (c) all expert picks on the first 8; the expected count is the
     training micrographs' mean (complete labels in (b), (c)). The bundled picker zero-shot on
     the same 3 for reference. Every row scored at its stored threshold and at its best one."""
     FEWSHOT_SPLIT["k"] = 0
