@@ -317,6 +317,27 @@ def test_validation_micrographs_replace_the_random_split(trained, tmp_path):
         train_picker(only)
 
 
+def test_a_warning_when_no_labelled_micrograph_is_held_out(trained, tmp_path, capsys):
+    """Two labelled micrographs: the 20 % split holds none out, so the threshold is chosen on
+    the training micrographs; run.log and the console say so. Three: one is held out."""
+    from draco_em.pick.train import NO_HOLDOUT_WARNING
+
+    tmp = trained["tmp"]
+    two = [tmp / "mics" / f"blob_{i}.mrc" for i in (0, 1)]
+    cfg = PickTrainConfig(micrographs=two, coords=[tmp / "coords"], diameter=32.0,
+                          outdir=tmp_path / "two", weights=str(trained["path"]), epochs=1,
+                          crops_per_epoch=8)  # fmt: skip
+    train_picker(cfg, progress=True)
+    log = (tmp_path / "two" / "run.log").read_text()
+    assert "2 train / 2 val micrographs" in log and NO_HOLDOUT_WARNING in log
+    assert f"warning: {NO_HOLDOUT_WARNING}" in capsys.readouterr().out
+    three = cfg.model_copy(update={"micrographs": [*two, tmp / "mics" / "blob_2.mrc"],
+                                   "outdir": tmp_path / "three"})  # fmt: skip
+    train_picker(three)
+    log = (tmp_path / "three" / "run.log").read_text()
+    assert "2 train / 1 val micrographs" in log and NO_HOLDOUT_WARNING not in log
+
+
 def test_threshold_logit_shift_round_trip():
     from draco_em.pick.calibrate import shift_threshold, unseen_shift
 
