@@ -250,39 +250,60 @@ def run_truth_gaps(out: Path, figure: Path | None = None) -> dict:
     picker's false picks (at its stored threshold, not within 27 px of an expert pick) coincide
     with a crYOLO pick supplied with the data that is not in the truth either (y flipped: the
     convention under which crYOLO scores 0.867). Two independent pickers agreeing where the
-    truth has nothing points at particles the truth lacks. ``figure``: a crop with both kinds
+    truth has nothing points at particles the truth lacks. Also the documented few-shot picker
+    (200 picks on the first 3) on all 8 other micrographs. ``figure``: a crop with both kinds
     of false pick drawn (the second test micrograph)."""
-    from draco_em.evaluate.pick import match_picks
-
     curve = json.loads((out / "results.json").read_text())["label_curve"]
     runs = {"zero_shot": curve["zero_shot"]}
     runs |= {k: curve[k]["picks"] for k in ("200_on_3", "all_on_3", "all_on_8")}
     res: dict = {}
-    drawn = None
+    drawn: dict = {}
     for name, picks in runs.items():
         folder = out / ("curve_zero_shot" if name == "zero_shot" else f"curve_picks_{name}")
         thr = picks["stored_threshold"]["threshold"]
-        row = {"threshold": thr, "false": 0, "false_also_cryolo": 0, "cryolo_not_in_truth": 0}
-        for stem in curve["test"]:
-            truth = read_coords(EMPIAR / "coordinates" / f"{stem}.star")[["x", "y"]].to_numpy()
-            ours = read_coords(folder / "coordinates" / f"{stem}_autopick.star")
-            ours = ours[ours["score"] >= thr]
-            cry = read_coords(EMPIAR / "picks_crYOLO" / f"{stem}.box", fmt="box",
-                              invert_y=True, image_height=4096)[["x", "y"]].to_numpy()  # fmt: skip
-            c_extra = cry[~match_picks(cry, np.ones(len(cry)), truth, RADIUS)]
-            xy, sc = ours[["x", "y"]].to_numpy(), ours["score"].to_numpy()
-            fp = ~match_picks(xy, sc, truth, RADIUS)
-            both = match_picks(xy[fp], sc[fp], c_extra, RADIUS)
-            row["false"] += int(fp.sum())
-            row["false_also_cryolo"] += int(both.sum())
-            row["cryolo_not_in_truth"] += len(c_extra)
-            if name == "all_on_8" and stem == curve["test"][1]:
-                drawn = (stem, truth, xy[fp][both], xy[fp][~both])
-        res[name] = row
-        print(name, row, flush=True)
-    if figure is not None and drawn is not None:
-        _truth_gap_figure(figure, *drawn)
+        res[name] = _gaps(folder, curve["test"], thr, drawn if name == "all_on_8" else None)
+        print(name, res[name], flush=True)
+    # the documented few-shot picker (200 picks on the first 3) on all 8 other micrographs
+    stems = [p.stem for p in micrographs()[FEWSHOT_MICS:]]
+    run = out / "curve_run_200_on_3"
+    picks = run_draco(out, str(run), micrographs()[FEWSHOT_MICS:], tag="curve_picks_200_on_3_8",
+                      threshold=0.05)  # fmt: skip
+    thr = picks["stored_threshold"]["threshold"]
+    res["200_on_3_other_8"] = _gaps(out / "curve_picks_200_on_3_8", stems, thr) | {
+        "f1": picks["stored_threshold"]["f1"],
+        "precision": picks["stored_threshold"]["precision"],
+    }
+    print("200_on_3_other_8", res["200_on_3_other_8"], flush=True)
+    if figure is not None and drawn:
+        stem = curve["test"][1]
+        _truth_gap_figure(figure, stem, *drawn[stem])
     return res
+
+
+def _gaps(folder: Path, stems: list[str], thr: float, drawn: dict | None = None) -> dict:
+    """Counts of :func:`run_truth_gaps` for the picks in ``folder`` at ``thr``; ``drawn``
+    collects, per micrograph, (truth, false picks crYOLO shares, other false picks)."""
+    from draco_em.evaluate.pick import match_picks
+
+    row = {"threshold": thr, "false": 0, "false_also_cryolo": 0, "cryolo_not_in_truth": 0,
+           "cryolo_picks": 0}  # fmt: skip
+    for stem in stems:
+        truth = read_coords(EMPIAR / "coordinates" / f"{stem}.star")[["x", "y"]].to_numpy()
+        ours = read_coords(folder / "coordinates" / f"{stem}_autopick.star")
+        ours = ours[ours["score"] >= thr]
+        cry = read_coords(EMPIAR / "picks_crYOLO" / f"{stem}.box", fmt="box", invert_y=True,
+                          image_height=4096)[["x", "y"]].to_numpy()  # fmt: skip
+        c_extra = cry[~match_picks(cry, np.ones(len(cry)), truth, RADIUS)]
+        xy, sc = ours[["x", "y"]].to_numpy(), ours["score"].to_numpy()
+        fp = ~match_picks(xy, sc, truth, RADIUS)
+        both = match_picks(xy[fp], sc[fp], c_extra, RADIUS)
+        row["false"] += int(fp.sum())
+        row["false_also_cryolo"] += int(both.sum())
+        row["cryolo_not_in_truth"] += len(c_extra)
+        row["cryolo_picks"] += len(cry)
+        if drawn is not None:
+            drawn[stem] = (truth, xy[fp][both], xy[fp][~both])
+    return row
 
 
 def _truth_gap_figure(path: Path, stem: str, truth, both, alone, y0: int = 1200,
