@@ -10,6 +10,7 @@ from scipy.ndimage import gaussian_filter
 from typer.testing import CliRunner
 
 from draco_em.cli import app
+from draco_em.io.batch import expand_inputs
 from draco_em.io.mrc import write_mrc
 from draco_em.pick.config import PickPredictConfig
 from draco_em.pick.model_io import resolve_picker
@@ -26,8 +27,6 @@ def _write(folder: Path, images: list[np.ndarray], px: float = 4.0) -> list[Path
 
 
 def _items(paths: list[Path]):
-    from draco_em.io.batch import expand_inputs
-
     return expand_inputs(paths).items
 
 
