@@ -18,6 +18,8 @@ max_dim, pooled per condition::
         --json /work/h18/fewshot_refit.json
     OMP_NUM_THREADS=2 python benchmarks/pick_fewshot_scale.py --variants F0 S1 S5 K3 \\
         --json /work/h18/fewshot_committee.json     # session 9: the committee K3 of F0, S1, S5
+    OMP_NUM_THREADS=2 python benchmarks/pick_fewshot_scale.py --variants T0 T1 \\
+        --json /work/h18/fewshot_two.json   # session 13: 2 labelled micrographs, one held out?
 
 Runs that finished are reused (``WORK/<task>/<variant>/picker.safetensors``).
 """
@@ -83,21 +85,30 @@ def make_labels(train: list, folder: Path) -> float:
 
 
 def run_task(work: Path, items: list, f: float, variant: str) -> dict:
-    """Train one variant on the task's first micrographs, score it on the others."""
+    """Train one variant on the task's first micrographs, score it on the others.
+
+    T0 / T1 (session 13, step 3): 2 labelled micrographs; T1 holds out the one ``split``'s
+    seed-0 permutation puts first (``val_micrographs``), T0 holds none out (today)."""
     items = sorted(items, key=lambda it: it[0].name)
-    train, test = items[:N_TRAIN], items[N_TRAIN:]
+    two = variant in ("T0", "T1")
+    n_train = 2 if two else N_TRAIN
+    train, test = items[:n_train], items[n_train:]
     d = items[0][2]
-    expected = make_labels(train, work / "labels")
+    expected = make_labels(train, work / ("labels2" if two else "labels"))
+    val = []
+    if variant == "T1":
+        val = [train[int(np.random.default_rng(0).permutation(2)[0])][0]]
     if variant == "K3":
         return committee_task(work, test, d, [run_task(work, items, f, v) for v in COMMITTEE])
     run = work / ("R" if variant in ("R1", "R2") else variant)
     t0 = time.time()
     if not (run / RUN_FILE).is_file():
-        cfg = PickTrainConfig(micrographs=[m for m, _, _ in train], coords=[work / "labels"],
+        cfg = PickTrainConfig(micrographs=[m for m, _, _ in train],
+                              coords=[work / ("labels2" if two else "labels")],
                               diameter=f * d, outdir=run, weights="bundled",
                               expected_particles=expected, auto_scale=variant == "FA",
                               refit="score" if run.name == "R" else "none",
-                              seed=SEEDS.get(variant, 0))  # fmt: skip
+                              seed=SEEDS.get(variant, 0), val_micrographs=val)  # fmt: skip
         train_picker(cfg)
     seconds = time.time() - t0
     picker = load_picker(run)  # the run's diameter and stored threshold
@@ -147,7 +158,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/work/h18/fewshot_scale"))
     ap.add_argument("--factors", type=float, nargs="+", default=[1.0, 1.4])
     ap.add_argument("--variants", nargs="+", default=["F0", "FA"],
-                    choices=["F0", "FA", "R1", "R2", "S1", "S5", "K3"])  # fmt: skip
+                    choices=["F0", "FA", "R1", "R2", "S1", "S5", "K3", "T0", "T1"])  # fmt: skip
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     groups = validation_groups(args.data)

@@ -36,6 +36,8 @@ Methods (``--methods``, comma-separated):
   3 (:func:`run_label_curve`);
 * ``truth_gaps``: after ``label_curve`` (same ``--out``), how many false picks coincide with
   crYOLO picks that the truth lacks too (:func:`run_truth_gaps`), with a figure;
+* ``two_labelled``: session 13 step 3's real check (:func:`run_two_labelled`): 200 picks on
+  2 micrographs, none or one of them held out;
 * ``timing``: seconds (wall and CPU) per 4096² micrograph of ``draco pick predict`` and of
   Topaz's preprocess + extract, one after the other, with the load average noted.
 
@@ -483,6 +485,34 @@ def run_label_curve(out: Path, epochs: int) -> dict:
     return res
 
 
+def run_two_labelled(out: Path, epochs: int) -> dict:
+    """Session 13, step 3's real check: 200 expert picks drawn (seed 0) from the first 2
+    micrographs by name, ``--expected-particles`` their mean count; T0 = ``pick train``'s
+    defaults (no micrograph held out), T1 = the one ``split``'s seed-0 permutation puts first
+    held out (``--val-micrographs``); both scored on the other 9 micrographs."""
+    mics = micrographs()
+    train, test = mics[:2], mics[2:]
+    frames = [read_coords(EMPIAR / "coordinates" / f"{p.stem}.star").assign(micrograph=p.stem)
+              for p in train]  # fmt: skip
+    allpicks = pd.concat(frames, ignore_index=True)
+    labels = out / "two_labels"
+    labels.mkdir(parents=True, exist_ok=True)
+    for stem, group in allpicks.sample(n=N_FEWSHOT, random_state=0).groupby("micrograph"):
+        write_relion_coords(labels / f"{stem}.star", group)
+    expected = round(len(allpicks) / len(train))
+    held = train[int(np.random.default_rng(0).permutation(2)[0])]
+    res: dict = {"train": [p.stem for p in train], "held_out_by_T1": held.stem,
+                 "labels": {f.stem: len(read_coords(f)) for f in sorted(labels.glob("*.star"))},
+                 "expected_particles": expected}  # fmt: skip
+    for name, extra in (("T0", []), ("T1", ["--val-micrographs", str(held)])):
+        run = out / f"two_run_{name}"
+        row = train_draco(run, train, labels, expected, "bundled", epochs, extra)
+        row["picks"] = run_draco(out, str(run), test, tag=f"two_picks_{name}", threshold=0.05)
+        res[name] = row
+        print(name, json.dumps(row["picks"]["stored_threshold"]), flush=True)
+    return res
+
+
 def run_fewshot_committee(out: Path, epochs: int, seeds: Sequence[int] = (0, 1, 5)) -> dict:
     """Session 9's K3: one ``fewshot_draco`` run per seed (each scored alone too; with these
     seeds each holds out another of the 3 labelled micrographs), then their probability maps
@@ -806,6 +836,8 @@ def main() -> None:
         results["fewshot_committee"] = run_fewshot_committee(args.out, args.epochs)
     if "label_curve" in methods:
         results["label_curve"] = run_label_curve(args.out, args.epochs)
+    if "two_labelled" in methods:
+        results["two_labelled"] = run_two_labelled(args.out, args.epochs)
     if "truth_gaps" in methods:  # after label_curve, same --out
         results["truth_gaps"] = run_truth_gaps(args.out, args.figure)
     if "timing" in methods:
