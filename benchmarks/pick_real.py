@@ -369,18 +369,24 @@ def fewshot_split(out: Path, n: int = N_FEWSHOT) -> tuple[list[Path], list[Path]
     picked = {int(c) for c in chosen}
     train = [m for i, m in enumerate(mics) if i in picked]
     test = [m for m in mics if m not in train]
+    folder = out / ("fewshot_labels" if n == N_FEWSHOT else f"fewshot_labels_{n}")
+    expected = sampled_labels(train, n, folder)
+    return train, test, folder, expected
+
+
+def sampled_labels(train: list[Path], n: int, folder: Path) -> int:
+    """``n`` of the expert picks of ``train`` drawn with seed 0, written per micrograph into
+    ``folder``; returns the expected count a user would estimate by eye (their mean)."""
     frames = [
         read_coords(EMPIAR / "coordinates" / f"{p.stem}.star").assign(micrograph=p.stem)
         for p in train
     ]
     allpicks = pd.concat(frames, ignore_index=True)
     chosen = allpicks.sample(n=n, random_state=0).sort_index()
-    folder = out / ("fewshot_labels" if n == N_FEWSHOT else f"fewshot_labels_{n}")
     folder.mkdir(parents=True, exist_ok=True)
     for stem, group in chosen.groupby("micrograph"):
         write_relion_coords(folder / f"{stem}.star", group)
-    expected = round(len(allpicks) / len(train))  # what a user would estimate by eye
-    return train, test, folder, expected
+    return round(len(allpicks) / len(train))
 
 
 def _children_cpu_seconds() -> float:
@@ -492,14 +498,8 @@ def run_two_labelled(out: Path, epochs: int) -> dict:
     held out (``--val-micrographs``); both scored on the other 9 micrographs."""
     mics = micrographs()
     train, test = mics[:2], mics[2:]
-    frames = [read_coords(EMPIAR / "coordinates" / f"{p.stem}.star").assign(micrograph=p.stem)
-              for p in train]  # fmt: skip
-    allpicks = pd.concat(frames, ignore_index=True)
     labels = out / "two_labels"
-    labels.mkdir(parents=True, exist_ok=True)
-    for stem, group in allpicks.sample(n=N_FEWSHOT, random_state=0).groupby("micrograph"):
-        write_relion_coords(labels / f"{stem}.star", group)
-    expected = round(len(allpicks) / len(train))
+    expected = sampled_labels(train, N_FEWSHOT, labels)
     held = train[int(np.random.default_rng(0).permutation(2)[0])]
     res: dict = {"train": [p.stem for p in train], "held_out_by_T1": held.stem,
                  "labels": {f.stem: len(read_coords(f)) for f in sorted(labels.glob("*.star"))},
