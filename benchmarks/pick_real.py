@@ -513,6 +513,35 @@ def run_two_labelled(out: Path, epochs: int) -> dict:
     return res
 
 
+def label_curve_figure(curve: dict, path: Path) -> None:
+    """F1 on the 3 test micrographs against the number of labelled picks (``label_curve``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(((curve[k]["labels"], curve[k]["picks"]) for k in curve
+                   if isinstance(curve[k], dict) and "labels" in curve[k]),
+                  key=lambda r: r[0])  # fmt: skip
+    n = [r[0] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(
+        n, [r[1]["stored_threshold"]["f1"] for r in rows], "o-", label="at the stored threshold"
+    )
+    ax.plot(n, [r[1]["all"]["best_f1"] for r in rows], "s--", label="at the best threshold")
+    zero = curve["zero_shot"]
+    ax.axhline(zero["stored_threshold"]["f1"], color="grey", ls=":", label="zero-shot (bundled)")
+    ax.axhline(0.90, color="red", lw=0.8, label="issue 18 few-shot target")
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled expert picks (20–200 on 3 micrographs; 1,871 on 3; 5,521 on 8)")
+    ax.set_ylabel("F1 on 3 other EMPIAR-10017 micrographs")
+    ax.set_ylim(0.55, 0.95)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def run_fewshot_committee(out: Path, epochs: int, seeds: Sequence[int] = (0, 1, 5)) -> dict:
     """Session 9's K3: one ``fewshot_draco`` run per seed (each scored alone too; with these
     seeds each holds out another of the 3 labelled micrographs), then their probability maps
@@ -789,7 +818,8 @@ def main() -> None:
         default=True,
         help="few-shot: pass the expected particle count (PU prior and threshold)",
     )
-    ap.add_argument("--figure", type=Path, default=None, help="truth_gaps: the crop PNG")
+    ap.add_argument("--figure", type=Path, default=None,
+                    help="label_curve: F1 against labels; truth_gaps: the crop (PNG)")  # fmt: skip
     ap.add_argument("--split", type=int, default=0,
                     help="few-shot: 0 = the first 3 mics, K = 3 drawn with seed K")  # fmt: skip
     args = ap.parse_args()
@@ -836,6 +866,8 @@ def main() -> None:
         results["fewshot_committee"] = run_fewshot_committee(args.out, args.epochs)
     if "label_curve" in methods:
         results["label_curve"] = run_label_curve(args.out, args.epochs)
+        if args.figure:
+            label_curve_figure(results["label_curve"], args.figure)
     if "two_labelled" in methods:
         results["two_labelled"] = run_two_labelled(args.out, args.epochs)
     if "truth_gaps" in methods:  # after label_curve, same --out
