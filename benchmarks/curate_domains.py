@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from draco_em.curate.augment import denoised_rendering
@@ -107,16 +108,26 @@ def local_contrast_cv(image: np.ndarray, pixel_size: float | None, window: int =
 
 
 def realism(csvs: list[Path]) -> dict:
-    """Median local-contrast CV of EMPIAR-10017 (no labels read) and of each rendering set."""
+    """Median local-contrast CV of EMPIAR-10017 (no labels read) and of each rendering set;
+    for a set whose ``source`` column marks equalised renderings (``+lc``), also the median
+    of those and of the others apart (issue 18 session 13: a mixture's median can match where
+    neither part does)."""
     empiar = sorted((cr.DATA / "empiar10017" / "micrographs").glob("*.jpg"))
     cvs = [local_contrast_cv(read_image(p, cr.EMPIAR_PX)[0], cr.EMPIAR_PX) for p in empiar]
     out = {"empiar10017": float(np.median(cvs))}
     for csv in csvs:
         ls = read_labels(csv)
-        values = [local_contrast_cv(read_image(p, px)[0], px)
-                  for p, px in zip(ls.paths, ls.pixel_sizes, strict=True)]  # fmt: skip
+        values = np.array([local_contrast_cv(read_image(p, px)[0], px)
+                           for p, px in zip(ls.paths, ls.pixel_sizes, strict=True)])  # fmt: skip
         out[csv.stem] = float(np.median(values))
         out[csv.stem + "_distance_to_empiar"] = abs(out[csv.stem] - out["empiar10017"])
+        source = pd.read_csv(csv).get("source")
+        if source is not None and source.str.contains("lc").any():
+            lc = source.str.contains("lc").to_numpy()
+            for part, rows in (("equalised", lc), ("not_equalised", ~lc)):
+                out[f"{csv.stem}_{part}"] = {
+                    "n": int(rows.sum()), "median": float(np.median(values[rows])),
+                    "p10_p90": np.percentile(values[rows], [10, 90]).round(3).tolist()}  # fmt: skip
     return out
 
 

@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import curate_real as cr
 from curate_domains import labelled_items
 
-from draco_em.curate.domain import PRE_DENOISED_BELOW, nyquist_ratio
+from draco_em.curate.features import micrograph_nyquist_ratio
 from draco_em.curate.head import load_curator
 from draco_em.curate.spread import check_spread
 from draco_em.errors import DracoInputError
-from draco_em.io.mrc import read_image
+from draco_em.imaging.nyquist import PRE_DENOISED_BELOW
 from draco_em.model.encoder import load_encoder
 
 VARIANTS = {"H0": (), "V1": ("crystalline_ice",), "V2": ("crystalline_ice", "thick_ice", "drift")}
@@ -57,8 +57,8 @@ def apply(rows: list[dict], ratios: np.ndarray, items: list[cr.Item], unjudged: 
 
 def score_set(curator, encoder, cache: Path, items: list[cr.Item], names) -> dict:
     cr.featurize(encoder, curator.features, items, cache)
-    ratios = np.array([nyquist_ratio(read_image(it.path, it.pixel_size)[0], it.pixel_size)
-                       for it in items])  # fmt: skip
+    # the ratio as `draco curate predict` records it (curation reader, cached per file)
+    ratios = np.array([micrograph_nyquist_ratio(it.path, it.pixel_size, cache) for it in items])
     base = cr.zero_shot(curator, items)
     res = {"n": len(items), "pre_denoised": int((ratios < PRE_DENOISED_BELOW).sum())}
     for v in names:

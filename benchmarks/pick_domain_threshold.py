@@ -7,7 +7,7 @@ realism-gated recipe (``*_lc_val``, ``pick_realistic.py --style lc``).
 
 1. (a) realism gate, labels not read: median local-contrast CV (``curate_domains.py``) of the
    ``_r_val`` and ``_lc_val`` renderings against EMPIAR-10017's 11 JPEGs;
-2. every micrograph's Nyquist ratio (``curate.domain.nyquist_ratio``; routed below
+2. every micrograph's Nyquist ratio (``imaging.nyquist``, read as ``curate predict`` does; routed below
    ``PRE_DENOISED_BELOW``);
 3. t_R = the stored-threshold rule (``threshold_from_matches``: middle of the near-best F1
    plateau within d/2) on the ``_lc_val`` renderings, the bundled picker at the labelled
@@ -33,8 +33,9 @@ import curate_real as cr
 from curate_domains import local_contrast_cv
 from pick_recipe import VAL_RAW, VAL_RENDER, gather
 
-from draco_em.curate.domain import PRE_DENOISED_BELOW, nyquist_ratio
+from draco_em.curate.features import micrograph_nyquist_ratio
 from draco_em.evaluate.pick import match_picks, summarize
+from draco_em.imaging.nyquist import PRE_DENOISED_BELOW
 from draco_em.io.mrc import read_image
 from draco_em.pick.model_io import read_picker
 from draco_em.pick.nms import find_peaks
@@ -52,14 +53,13 @@ def group_matches(data: Path, names: list[str], picker: Picker) -> list[dict]:
     by_stem = {m.stem: m for m in mics}
     out = []
     for ex in examples:
-        image, px = read_image(by_stem[ex.name])
         score, _ = picker.score_map(ex.image)
         xy, s = find_peaks(score, 0.5 * picker.diameter_px, THRESHOLD_RANGE[0])
         out.append({
             "name": ex.name, "scores": s, "n_true": len(ex.xy),
             "tp_half": match_picks(xy, s, ex.xy, 0.5 * picker.diameter_px),
             "tp_quarter": match_picks(xy, s, ex.xy, 0.25 * picker.diameter_px),
-            "ratio": nyquist_ratio(image, float(px)),
+            "ratio": micrograph_nyquist_ratio(by_stem[ex.name], None, None),
         })  # fmt: skip
     return out
 

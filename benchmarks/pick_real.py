@@ -50,6 +50,7 @@ Results: ``OUT/results.json``; numbers go to docs/benchmarks.md (Picking, real d
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -97,8 +98,13 @@ def score(pred: Path, truth: Path, threshold: float | None = None) -> dict:
 
 
 def truth_folder(out: Path, stems: list[str]) -> Path:
-    """Expert picks of ``stems`` only (scoring a subset must not count the others as missed)."""
-    folder = out / f"truth_{len(stems)}"
+    """Expert picks of ``stems`` only (scoring a subset must not count the others as missed).
+
+    The folder is named after the stems themselves: another subset of the same size scored in
+    the same ``--out`` (another few-shot split, the label curve's 3) must not share it, since
+    ``evaluate pick`` counts a truth micrograph without picks as missed."""
+    digest = hashlib.sha1(",".join(sorted(stems)).encode()).hexdigest()[:8]
+    folder = out / f"truth_{len(stems)}_{digest}"
     folder.mkdir(parents=True, exist_ok=True)
     for stem in stems:
         df = read_coords(EMPIAR / "coordinates" / f"{stem}.star")
