@@ -7,8 +7,8 @@ realism-gated recipe (``*_lc_val``, ``pick_realistic.py --style lc``).
 
 1. (a) realism gate, labels not read: median local-contrast CV (``curate_domains.py``) of the
    ``_r_val`` and ``_lc_val`` renderings against EMPIAR-10017's 11 JPEGs;
-2. every micrograph's Nyquist ratio (``imaging.nyquist``, read as ``curate predict`` does; routed below
-   ``PRE_DENOISED_BELOW``);
+2. every micrograph's Nyquist ratio (``imaging.nyquist``, read as ``curate predict`` does;
+   routed below ``PRE_DENOISED_BELOW``);
 3. t_R = the stored-threshold rule (``threshold_from_matches``: middle of the near-best F1
    plateau within d/2) on the ``_lc_val`` renderings, the bundled picker at the labelled
    diameters, one view;
