@@ -339,6 +339,60 @@ def _truth_gap_figure(path: Path, stem: str, truth, both, alone, y0: int = 1200,
     plt.close(fig)
 
 
+KINDS = ("below_threshold", "taken_by_neighbour", "displaced", "no_candidate")
+
+
+def run_misses(out: Path, tag: str = "draco") -> dict:
+    """Diagnostic (session 14): why the zero-shot picker misses expert particles. Needs the
+    ``draco`` row written from 0.05 (``--methods draco --threshold 0.05``, same ``--out``).
+    At the stored and at the best threshold, every expert particle no pick matches (one-to-one,
+    within 27 px) is put in one class: **below threshold** (a candidate within 27 px scores
+    under the threshold: the threshold or the ranking), **taken by a neighbour** (candidates
+    within 27 px, all above the threshold but matched to another expert particle), **displaced**
+    (no candidate within 27 px, one within 54 px = d/2: localisation), **no candidate** (nothing
+    within d/2 even at 0.05: the score map has no peak there). Each class also counts how many
+    of its particles crYOLO's supplied picks find (y flipped), as a check that they are
+    findable. The false picks at each threshold are counted as ``truth_gaps`` counts them
+    (how many crYOLO also picks where the truth has nothing)."""
+    from scipy.spatial import cKDTree
+
+    from draco_em.evaluate.pick import matched_truth
+
+    res = json.loads((out / "results.json").read_text())[f"{tag}_bundled"]
+    folder = out / tag / "coordinates"
+    thresholds = {"stored": res["stored_threshold"]["threshold"],
+                  "best": res["all"]["best_threshold"]}  # fmt: skip
+    table: dict = {}
+    for name, thr in thresholds.items():
+        row = {"threshold": thr, "truth": 0, "matched": 0}
+        row |= {f"{k}{s}": 0 for k in KINDS for s in ("", "_cryolo_finds")}
+        for mic in micrographs():
+            truth = read_coords(EMPIAR / "coordinates" / f"{mic.stem}.star")[["x", "y"]].to_numpy()
+            picks = read_coords(folder / f"{mic.stem}_autopick.star")
+            xy, sc = picks[["x", "y"]].to_numpy(), picks["score"].to_numpy()
+            keep = sc >= thr
+            hit = matched_truth(xy[keep], sc[keep], truth, RADIUS)
+            cry = read_coords(EMPIAR / "picks_crYOLO" / f"{mic.stem}.box", fmt="box",
+                              invert_y=True, image_height=4096)[["x", "y"]].to_numpy()  # fmt: skip
+            found = matched_truth(cry, np.ones(len(cry)), truth, RADIUS)
+            tree = cKDTree(xy) if len(xy) else None
+            row["truth"] += len(truth)
+            row["matched"] += int(hit.sum())
+            for i in np.flatnonzero(~hit):
+                near = tree.query_ball_point(truth[i], r=2 * RADIUS) if tree else []
+                d = np.hypot(*(xy[near] - truth[i]).T) if near else np.zeros(0)
+                close = np.asarray(near, int)[d <= RADIUS]
+                kind = ("below_threshold" if (sc[close] < thr).any() else
+                        "taken_by_neighbour" if len(close) else
+                        "displaced" if len(near) else "no_candidate")  # fmt: skip
+                row[kind] += 1
+                row[kind + "_cryolo_finds"] += int(found[i])
+        stems = [m.stem for m in micrographs()]
+        table[name] = row | {"false_picks": _gaps(out / tag, stems, thr)}
+        print(name, table[name], flush=True)
+    return table
+
+
 def run_log(out: Path) -> dict:
     """LoG picks of every micrograph (all peaks scoring ≥ 0.5), best threshold reported."""
     from draco_em.pick.log_picker import log_pick
@@ -878,6 +932,8 @@ def main() -> None:
         results["two_labelled"] = run_two_labelled(args.out, args.epochs)
     if "truth_gaps" in methods:  # after label_curve, same --out
         results["truth_gaps"] = run_truth_gaps(args.out, args.figure)
+    if "misses" in methods:  # after --methods draco --threshold 0.05, same --out
+        results["misses"] = run_misses(args.out)
     if "timing" in methods:
         results["timing"] = run_timing(args.out, args.topaz, threads=args.timing_threads)
     if "fewshot_draco" in methods:  # draco only; --no-pu: the labelled count, as before

@@ -10,7 +10,13 @@ from typer.testing import CliRunner
 
 from draco_em.cli import app
 from draco_em.errors import DracoInputError
-from draco_em.evaluate.pick import EvaluatePickConfig, evaluate_pick, match_picks, summarize
+from draco_em.evaluate.pick import (
+    EvaluatePickConfig,
+    evaluate_pick,
+    match_picks,
+    matched_truth,
+    summarize,
+)
 from draco_em.io.coords import make_coords, write_cs, write_relion_coords, write_topaz
 
 TRUTH = np.array([[0.0, 0.0], [10.0, 0.0], [20.0, 0.0]])
@@ -31,6 +37,13 @@ def test_hand_example_precision_recall_f1_ap():
     assert r["ap"] == pytest.approx(5 / 9)
     assert r["best_f1"] == pytest.approx(2 / 3)
     assert r["best_threshold"] == pytest.approx(0.7)
+
+
+def test_matched_truth_is_the_same_matching_seen_from_the_truth():
+    found = matched_truth(PRED, SCORES, TRUTH, radius=3.0)
+    assert found.tolist() == [True, True, False]  # (0,0) by the 1st pick, (10,0) by the 3rd
+    assert found.sum() == match_picks(PRED, SCORES, TRUTH, radius=3.0).sum()
+    assert matched_truth(np.zeros((0, 2)), np.zeros(0), TRUTH, 3.0).tolist() == [False] * 3
 
 
 def test_greedy_by_score_not_by_distance():

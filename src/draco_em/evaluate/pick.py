@@ -48,20 +48,36 @@ def match_picks(
     pred_xy: np.ndarray, scores: np.ndarray, true_xy: np.ndarray, radius: float
 ) -> np.ndarray:
     """One-to-one greedy matching by score; returns is-true-positive [N] in the input order."""
+    return _greedy_match(pred_xy, scores, true_xy, radius)[0]
+
+
+def matched_truth(
+    pred_xy: np.ndarray, scores: np.ndarray, true_xy: np.ndarray, radius: float
+) -> np.ndarray:
+    """The same matching as :func:`match_picks`; returns is-found [M] for the true particles."""
+    return _greedy_match(pred_xy, scores, true_xy, radius)[1]
+
+
+def _greedy_match(
+    pred_xy: np.ndarray, scores: np.ndarray, true_xy: np.ndarray, radius: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions by falling score each take the nearest free true particle within radius.
+
+    Returns (is-true-positive [N], is-taken [M])."""
     pred_xy = np.asarray(pred_xy, np.float64).reshape(-1, 2)
     true_xy = np.asarray(true_xy, np.float64).reshape(-1, 2)
     tp = np.zeros(len(pred_xy), bool)
-    if len(pred_xy) == 0 or len(true_xy) == 0:
-        return tp
-    tree = cKDTree(true_xy)
     taken = np.zeros(len(true_xy), bool)
+    if len(pred_xy) == 0 or len(true_xy) == 0:
+        return tp, taken
+    tree = cKDTree(true_xy)
     for i in np.argsort(-np.asarray(scores, np.float64), kind="stable"):
         near = tree.query_ball_point(pred_xy[i], r=radius)
         free = [j for j in near if not taken[j]]
         if free:
             d = np.hypot(*(true_xy[free] - pred_xy[i]).T)
             taken[free[int(np.argmin(d))]] = tp[i] = True
-    return tp
+    return tp, taken
 
 
 def summarize(tp: np.ndarray, scores: np.ndarray, n_true: int) -> dict:
