@@ -297,12 +297,11 @@ def _gaps(folder: Path, stems: list[str], thr: float, drawn: dict | None = None)
            "cryolo_picks": 0}  # fmt: skip
     for stem in stems:
         truth = read_coords(EMPIAR / "coordinates" / f"{stem}.star")[["x", "y"]].to_numpy()
-        ours = read_coords(folder / "coordinates" / f"{stem}_autopick.star")
-        ours = ours[ours["score"] >= thr]
+        xy, sc = _picks(folder, stem)
+        xy, sc = xy[sc >= thr], sc[sc >= thr]
         cry = read_coords(EMPIAR / "picks_crYOLO" / f"{stem}.box", fmt="box", invert_y=True,
                           image_height=4096)[["x", "y"]].to_numpy()  # fmt: skip
         c_extra = cry[~match_picks(cry, np.ones(len(cry)), truth, RADIUS)]
-        xy, sc = ours[["x", "y"]].to_numpy(), ours["score"].to_numpy()
         fp = ~match_picks(xy, sc, truth, RADIUS)
         both = match_picks(xy[fp], sc[fp], c_extra, RADIUS)
         row["false"] += int(fp.sum())
@@ -342,54 +341,102 @@ def _truth_gap_figure(path: Path, stem: str, truth, both, alone, y0: int = 1200,
 KINDS = ("below_threshold", "taken_by_neighbour", "displaced", "no_candidate")
 
 
-def run_misses(out: Path, tag: str = "draco") -> dict:
-    """Diagnostic (session 14): why the zero-shot picker misses expert particles. Needs the
-    ``draco`` row written from 0.05 (``--methods draco --threshold 0.05``, same ``--out``).
-    At the stored and at the best threshold, every expert particle no pick matches (one-to-one,
-    within 27 px) is put in one class: **below threshold** (a candidate within 27 px scores
-    under the threshold: the threshold or the ranking), **taken by a neighbour** (candidates
-    within 27 px, all above the threshold but matched to another expert particle), **displaced**
-    (no candidate within 27 px, one within 54 px = d/2: localisation), **no candidate** (nothing
-    within d/2 even at 0.05: the score map has no peak there). Each class also counts how many
-    of its particles crYOLO's supplied picks find (y flipped), as a check that they are
-    findable. The false picks at each threshold are counted as ``truth_gaps`` counts them
-    (how many crYOLO also picks where the truth has nothing)."""
+def _picks(source: Path, stem: str) -> tuple[np.ndarray, np.ndarray]:
+    """(xy [N, 2], scores [N]) of one micrograph: ``source`` is a ``draco pick predict`` output
+    folder (``coordinates/STEM_autopick.star``) or one Topaz text file for all micrographs."""
+    if source.is_file():
+        picks = read_coords(source)
+        picks = picks[picks["micrograph"] == stem]
+    else:
+        picks = read_coords(source / "coordinates" / f"{stem}_autopick.star")
+    return picks[["x", "y"]].to_numpy(), picks["score"].to_numpy()
+
+
+def breakdown(source: Path, stems: list[str], thr: float) -> dict:
+    """Every expert particle no pick at ``thr`` matches (one-to-one, within 27 px), put in one
+    class: **below threshold** (a candidate within 27 px scores under ``thr``: the threshold or
+    the ranking), **taken by a neighbour** (candidates within 27 px, all above it but matched to
+    another expert particle), **displaced** (none within 27 px, one within 54 px = d/2:
+    localisation), **no candidate** (nothing within d/2 among all written candidates: no peak
+    there). Each class also counts how many of its particles crYOLO's supplied picks find (y
+    flipped), as a check that they are findable; the false picks are counted as
+    ``truth_gaps`` counts them (how many crYOLO also picks where the truth has nothing)."""
     from scipy.spatial import cKDTree
 
     from draco_em.evaluate.pick import matched_truth
 
+    row = {"threshold": thr, "truth": 0, "matched": 0}
+    row |= {f"{k}{s}": 0 for k in KINDS for s in ("", "_cryolo_finds")}
+    for stem in stems:
+        truth = read_coords(EMPIAR / "coordinates" / f"{stem}.star")[["x", "y"]].to_numpy()
+        xy, sc = _picks(source, stem)
+        keep = sc >= thr
+        hit = matched_truth(xy[keep], sc[keep], truth, RADIUS)
+        cry = read_coords(EMPIAR / "picks_crYOLO" / f"{stem}.box", fmt="box", invert_y=True,
+                          image_height=4096)[["x", "y"]].to_numpy()  # fmt: skip
+        found = matched_truth(cry, np.ones(len(cry)), truth, RADIUS)
+        tree = cKDTree(xy) if len(xy) else None
+        row["truth"] += len(truth)
+        row["matched"] += int(hit.sum())
+        for i in np.flatnonzero(~hit):
+            near = tree.query_ball_point(truth[i], r=2 * RADIUS) if tree else []
+            d = np.hypot(*(xy[near] - truth[i]).T) if near else np.zeros(0)
+            close = np.asarray(near, int)[d <= RADIUS]
+            kind = ("below_threshold" if (sc[close] < thr).any() else
+                    "taken_by_neighbour" if len(close) else
+                    "displaced" if len(near) else "no_candidate")  # fmt: skip
+            row[kind] += 1
+            row[kind + "_cryolo_finds"] += int(found[i])
+    return row | {"false_picks": _gaps(source, stems, thr)}
+
+
+def run_misses(out: Path, tag: str = "draco") -> dict:
+    """Diagnostic (session 14): why the zero-shot picker misses expert particles, at its stored
+    and at its best threshold (:func:`breakdown`). Needs the ``draco`` row written from 0.05
+    (``--methods draco --threshold 0.05``, same ``--out``)."""
     res = json.loads((out / "results.json").read_text())[f"{tag}_bundled"]
-    folder = out / tag / "coordinates"
     thresholds = {"stored": res["stored_threshold"]["threshold"],
                   "best": res["all"]["best_threshold"]}  # fmt: skip
-    table: dict = {}
-    for name, thr in thresholds.items():
-        row = {"threshold": thr, "truth": 0, "matched": 0}
-        row |= {f"{k}{s}": 0 for k in KINDS for s in ("", "_cryolo_finds")}
-        for mic in micrographs():
-            truth = read_coords(EMPIAR / "coordinates" / f"{mic.stem}.star")[["x", "y"]].to_numpy()
-            picks = read_coords(folder / f"{mic.stem}_autopick.star")
-            xy, sc = picks[["x", "y"]].to_numpy(), picks["score"].to_numpy()
-            keep = sc >= thr
-            hit = matched_truth(xy[keep], sc[keep], truth, RADIUS)
-            cry = read_coords(EMPIAR / "picks_crYOLO" / f"{mic.stem}.box", fmt="box",
-                              invert_y=True, image_height=4096)[["x", "y"]].to_numpy()  # fmt: skip
-            found = matched_truth(cry, np.ones(len(cry)), truth, RADIUS)
-            tree = cKDTree(xy) if len(xy) else None
-            row["truth"] += len(truth)
-            row["matched"] += int(hit.sum())
-            for i in np.flatnonzero(~hit):
-                near = tree.query_ball_point(truth[i], r=2 * RADIUS) if tree else []
-                d = np.hypot(*(xy[near] - truth[i]).T) if near else np.zeros(0)
-                close = np.asarray(near, int)[d <= RADIUS]
-                kind = ("below_threshold" if (sc[close] < thr).any() else
-                        "taken_by_neighbour" if len(close) else
-                        "displaced" if len(near) else "no_candidate")  # fmt: skip
-                row[kind] += 1
-                row[kind + "_cryolo_finds"] += int(found[i])
-        stems = [m.stem for m in micrographs()]
-        table[name] = row | {"false_picks": _gaps(out / tag, stems, thr)}
-        print(name, table[name], flush=True)
+    stems = [m.stem for m in micrographs()]
+    table = {name: breakdown(out / tag, stems, thr) for name, thr in thresholds.items()}
+    print(json.dumps(table, indent=1), flush=True)
+    return table
+
+
+def run_fewshot_misses(out: Path, budget: int = 1200) -> dict:
+    """Diagnostic (session 14): the few-shot pickers side by side on the 8 test micrographs,
+    after ``fewshot_draco`` and ``fewshot_topaz`` in the same ``--out``: draco's fine-tuned
+    picker at its stored threshold (all candidates from 0.05 written again) and Topaz's
+    checkpoint of the ``budget`` (CPU s) at threshold 0, each by :func:`breakdown`, plus how
+    many of draco's false picks Topaz also makes (within 27 px) and the other way round."""
+    _, test, _, _ = fewshot_split(out)
+    stems = [p.stem for p in test]
+    results = json.loads((out / "results.json").read_text())
+    run = out / "fewshot_draco_run"
+    picked = run_draco(out, str(run), test, tag="fewshot_draco_picks_all", threshold=0.05)
+    thr = picked["stored_threshold"]["threshold"]
+    topaz_key = next(k for k in results if k.startswith("fewshot_topaz"))
+    chosen = results[topaz_key][f"budget_{budget}s"]["model"].removesuffix(".sav")
+    tag = topaz_key.removeprefix("fewshot_topaz_")
+    topaz_txt = out / f"topaz_fewshot_s4_{tag}_{chosen}_s4_full.txt"
+    table = {"draco": breakdown(out / "fewshot_draco_picks_all", stems, thr),
+             "topaz": breakdown(topaz_txt, stems, 0.0)}  # fmt: skip
+    shared = {"draco_false_topaz_also": 0, "topaz_false_draco_also": 0}
+    from draco_em.evaluate.pick import match_picks
+
+    for stem in stems:
+        truth = read_coords(EMPIAR / "coordinates" / f"{stem}.star")[["x", "y"]].to_numpy()
+        false = {}
+        for name, source, cut in (("draco", out / "fewshot_draco_picks_all", thr),
+                                  ("topaz", topaz_txt, 0.0)):  # fmt: skip
+            xy, sc = _picks(source, stem)
+            xy, sc = xy[sc >= cut], sc[sc >= cut]
+            false[name] = xy[~match_picks(xy, sc, truth, RADIUS)]
+        for a, b in (("draco", "topaz"), ("topaz", "draco")):
+            also = match_picks(false[a], np.ones(len(false[a])), false[b], RADIUS)
+            shared[f"{a}_false_{b}_also"] += int(also.sum())
+    table["shared_false_picks"] = shared
+    print(json.dumps(table, indent=1), flush=True)
     return table
 
 
@@ -934,6 +981,8 @@ def main() -> None:
         results["truth_gaps"] = run_truth_gaps(args.out, args.figure)
     if "misses" in methods:  # after --methods draco --threshold 0.05, same --out
         results["misses"] = run_misses(args.out)
+    if "fewshot_misses" in methods:  # after fewshot_draco and fewshot_topaz, same --out
+        results["fewshot_misses"] = run_fewshot_misses(args.out)
     if "timing" in methods:
         results["timing"] = run_timing(args.out, args.topaz, threads=args.timing_threads)
     if "fewshot_draco" in methods:  # draco only; --no-pu: the labelled count, as before
