@@ -408,11 +408,14 @@ def run_fewshot_misses(out: Path, budget: int = 1200) -> dict:
     after ``fewshot_draco`` and ``fewshot_topaz`` in the same ``--out``: draco's fine-tuned
     picker at its stored threshold (all candidates from 0.05 written again) and Topaz's
     checkpoint of the ``budget`` (CPU s) at threshold 0, each by :func:`breakdown`, plus how
-    many of draco's false picks Topaz also makes (within 27 px) and the other way round."""
+    many of draco's false picks Topaz also makes (within 27 px), crYOLO also picks where the
+    truth has nothing, and both."""
     _, test, _, _ = fewshot_split(out)
     stems = [p.stem for p in test]
     results = json.loads((out / "results.json").read_text())
-    run = out / "fewshot_draco_run"
+    run = next(
+        r for r in (out / "fewshot_draco_run_bundled", out / "fewshot_draco_run") if r.is_dir()
+    )
     picked = run_draco(out, str(run), test, tag="fewshot_draco_picks_all", threshold=0.05)
     thr = picked["stored_threshold"]["threshold"]
     topaz_key = next(k for k in results if k.startswith("fewshot_topaz"))
@@ -421,21 +424,32 @@ def run_fewshot_misses(out: Path, budget: int = 1200) -> dict:
     topaz_txt = out / f"topaz_fewshot_s4_{tag}_{chosen}_s4_full.txt"
     table = {"draco": breakdown(out / "fewshot_draco_picks_all", stems, thr),
              "topaz": breakdown(topaz_txt, stems, 0.0)}  # fmt: skip
-    shared = {"draco_false_topaz_also": 0, "topaz_false_draco_also": 0}
+    shared = {"draco_false": 0, "draco_false_topaz_also": 0, "draco_false_cryolo_also": 0,
+              "draco_false_topaz_and_cryolo_also": 0}  # fmt: skip
     from draco_em.evaluate.pick import match_picks
+
+    def also(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return match_picks(a, np.ones(len(a)), b, RADIUS)
 
     for stem in stems:
         truth = read_coords(EMPIAR / "coordinates" / f"{stem}.star")[["x", "y"]].to_numpy()
+        cry = read_coords(EMPIAR / "picks_crYOLO" / f"{stem}.box", fmt="box", invert_y=True,
+                          image_height=4096)[["x", "y"]].to_numpy()  # fmt: skip
+        cry_extra = cry[~also(cry, truth)]
         false = {}
         for name, source, cut in (("draco", out / "fewshot_draco_picks_all", thr),
                                   ("topaz", topaz_txt, 0.0)):  # fmt: skip
             xy, sc = _picks(source, stem)
             xy, sc = xy[sc >= cut], sc[sc >= cut]
             false[name] = xy[~match_picks(xy, sc, truth, RADIUS)]
-        for a, b in (("draco", "topaz"), ("topaz", "draco")):
-            also = match_picks(false[a], np.ones(len(false[a])), false[b], RADIUS)
-            shared[f"{a}_false_{b}_also"] += int(also.sum())
+        by_topaz, by_cryolo = also(false["draco"], false["topaz"]), also(false["draco"], cry_extra)
+        shared["draco_false"] += len(false["draco"])
+        shared["draco_false_topaz_also"] += int(by_topaz.sum())
+        shared["draco_false_cryolo_also"] += int(by_cryolo.sum())
+        shared["draco_false_topaz_and_cryolo_also"] += int((by_topaz & by_cryolo).sum())
     table["shared_false_picks"] = shared
+    table["draco_all_candidates"] = picked["all"] | {"stored_threshold": thr}
+    table["topaz_checkpoint"] = chosen
     print(json.dumps(table, indent=1), flush=True)
     return table
 
@@ -850,7 +864,7 @@ def run_topaz_fewshot(
     if proc.returncode and not stopped:
         raise subprocess.CalledProcessError(proc.returncode, proc.args)
     stderr = (model / "train_stderr.txt").read_text()
-    saved = sorted(at)
+    saved = sorted(at, key=lambda p: at[p][1])  # by training time (by name, epoch10 < epoch9)
     log = pd.read_csv(model / "train_log.txt", sep="\t")
     res: dict = {
         "settings": {"factor": factor, "radius": radius, "expected_per_micrograph": expected,
