@@ -390,17 +390,69 @@ def breakdown(source: Path, stems: list[str], thr: float) -> dict:
     return row | {"false_picks": _gaps(source, stems, thr)}
 
 
-def run_misses(out: Path, tag: str = "draco") -> dict:
+def run_misses(out: Path, tag: str = "draco", figure: Path | None = None) -> dict:
     """Diagnostic (session 14): why the zero-shot picker misses expert particles, at its stored
     and at its best threshold (:func:`breakdown`). Needs the ``draco`` row written from 0.05
-    (``--methods draco --threshold 0.05``, same ``--out``)."""
+    (``--methods draco --threshold 0.05``, same ``--out``). ``figure``: a crop of one
+    micrograph at both thresholds with every pick and miss drawn by its class."""
     res = json.loads((out / "results.json").read_text())[f"{tag}_bundled"]
     thresholds = {"stored": res["stored_threshold"]["threshold"],
                   "best": res["all"]["best_threshold"]}  # fmt: skip
     stems = [m.stem for m in micrographs()]
     table = {name: breakdown(out / tag, stems, thr) for name, thr in thresholds.items()}
     print(json.dumps(table, indent=1), flush=True)
+    if figure is not None:
+        misses_figure(figure, out / tag, stems[5], thresholds)
     return table
+
+
+def misses_figure(path: Path, source: Path, stem: str, thresholds: dict[str, float],
+                  y0: int = 1000, x0: int = 1000, side: int = 1000) -> None:  # fmt: skip
+    """One crop per threshold: true picks, false picks (crYOLO-confirmed or not) and the
+    expert particles missed, by :func:`breakdown`'s classes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.spatial import cKDTree
+
+    from draco_em.evaluate.pick import match_picks, matched_truth
+
+    image = read_image(EMPIAR / "micrographs" / f"{stem}.jpg", PIXEL)[0]
+    truth = read_coords(EMPIAR / "coordinates" / f"{stem}.star")[["x", "y"]].to_numpy()
+    cry = read_coords(EMPIAR / "picks_crYOLO" / f"{stem}.box", fmt="box", invert_y=True,
+                      image_height=4096)[["x", "y"]].to_numpy()  # fmt: skip
+    cry_extra = cry[~match_picks(cry, np.ones(len(cry)), truth, RADIUS)]
+    xy_all, sc_all = _picks(source, stem)
+    tree = cKDTree(xy_all)
+    fig, axes = plt.subplots(1, len(thresholds), figsize=(7 * len(thresholds), 7.6))
+    for ax, (name, thr) in zip(np.atleast_1d(axes), thresholds.items(), strict=True):
+        keep = sc_all >= thr
+        xy, sc = xy_all[keep], sc_all[keep]
+        tp = match_picks(xy, sc, truth, RADIUS)
+        confirmed = match_picks(xy[~tp], sc[~tp], cry_extra, RADIUS)
+        hit = matched_truth(xy, sc, truth, RADIUS)
+        below = np.array([(sc_all[tree.query_ball_point(q, r=RADIUS)] < thr).any() for q in truth])
+        ax.imshow(image[y0 : y0 + side, x0 : x0 + side], cmap="gray")
+        ax.set_axis_off()
+        layers = ((xy[tp], "lime", 40, 1.2), (xy[~tp][confirmed], "red", 40, 2.0),
+                  (xy[~tp][~confirmed], "orange", 40, 2.0),
+                  (truth[~hit & below], "deepskyblue", 18, 2.0),
+                  (truth[~hit & ~below], "magenta", 18, 2.0))  # fmt: skip
+        for points, colour, r, lw in layers:
+            for x, y in points:
+                if x0 <= x < x0 + side and y0 <= y < y0 + side:
+                    ax.add_patch(plt.Circle((x - x0, y - y0), r, fill=False, color=colour, lw=lw))
+        ax.set_title(f"{name} threshold {thr:.3f}", fontsize=11)
+    fig.suptitle(
+        f"EMPIAR-10017 {stem[-13:-2]}, {side}² px crop, bundled picker zero-shot. Green: true "
+        "pick; red: false pick crYOLO also makes\n(not in the truth); orange: other false pick; "
+        "blue: missed, a candidate scores below the threshold; magenta: missed, no candidate",
+        fontsize=10,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.savefig(path, dpi=72)
+    plt.close(fig)
 
 
 def run_fewshot_misses(out: Path, budget: int = 1200) -> dict:
@@ -940,7 +992,7 @@ def main() -> None:
         help="few-shot: pass the expected particle count (PU prior and threshold)",
     )
     ap.add_argument("--figure", type=Path, default=None,
-                    help="label_curve: F1 against labels; truth_gaps: the crop (PNG)")  # fmt: skip
+                    help="label_curve: F1 vs labels; truth_gaps, misses: a crop (PNG)")  # fmt: skip
     ap.add_argument("--split", type=int, default=0,
                     help="few-shot: 0 = the first 3 mics, K = 3 drawn with seed K")  # fmt: skip
     args = ap.parse_args()
@@ -994,7 +1046,7 @@ def main() -> None:
     if "truth_gaps" in methods:  # after label_curve, same --out
         results["truth_gaps"] = run_truth_gaps(args.out, args.figure)
     if "misses" in methods:  # after --methods draco --threshold 0.05, same --out
-        results["misses"] = run_misses(args.out)
+        results["misses"] = run_misses(args.out, figure=args.figure)
     if "fewshot_misses" in methods:  # after fewshot_draco and fewshot_topaz, same --out
         results["fewshot_misses"] = run_fewshot_misses(args.out)
     if "timing" in methods:
