@@ -17,6 +17,9 @@ realism-gated recipe (``*_lc_val``, ``pick_realistic.py --style lc``).
 
     OMP_NUM_THREADS=2 python benchmarks/pick_domain_threshold.py --data /work/h18/data \\
         --json /work/h18/domain_thr.json
+    # session 14: t_R on the picker's own renderings (``*_r_val``) routed as pre-denoised
+    OMP_NUM_THREADS=2 python benchmarks/pick_domain_threshold.py --data /work/h18/data \\
+        --renderings r --json /work/s19/domain_thr_r.json
 """
 
 from __future__ import annotations
@@ -83,7 +86,15 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("/work/h18/data"))
     ap.add_argument("--model", default="bundled")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--renderings", choices=("lc", "r"), default="lc",
+        help="lc: session 13's rule (t_R on the equalised renderings, after the realism gate); "
+        "r: session 14's (t_R on the picker's own routed renderings, no gate)",
+    )  # fmt: skip
     args = ap.parse_args()
+    if args.renderings == "r":
+        own_renderings(args)
+        return
 
     # (a) realism gate: pixels only
     empiar = sorted((cr.DATA / "empiar10017" / "micrographs").glob("*.jpg"))
@@ -137,6 +148,39 @@ def main() -> None:
     res["install"] = bool(res["gate_a"] and res["gate_b"] and res["gate_c"])
     print(f"stored {stored:.3f}  t_R {t_r:.3f}  S {res['S_stored']:.3f} → {res['S_routed']:.3f}  "
           f"(b) {res['gate_b']}  (c) {res['gate_c']}  install: {res['install']}")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1))
+
+
+def own_renderings(args: argparse.Namespace) -> None:
+    """Session 14's rule (docs/benchmarks.md, "Issue 18, session 14, step 3"): t_R on the
+    picker's own validation renderings whose Nyquist ratio routes them as pre-denoised; (b) the
+    22 renderings' routed F1 ≥ their stored-threshold F1 + 0.005; (c) no raw one routed."""
+    detector, info = read_picker(args.model)
+    detector.eval()
+    stored = float(info["threshold"])
+    picker = Picker(detector, float(info["diameter"]))
+    rows = {g: group_matches(args.data, GROUPS[g], picker) for g in ("raw", "r")}
+    routed_r = [r for r in rows["r"] if r["ratio"] < PRE_DENOISED_BELOW]
+    t_r = threshold_from_matches(np.concatenate([r["tp_half"] for r in routed_r]),
+                                 np.concatenate([r["scores"] for r in routed_r]),
+                                 sum(r["n_true"] for r in routed_r))  # fmt: skip
+    res: dict = {"stored": stored, "t_R": t_r}
+    for g, rs in rows.items():
+        res[g] = {
+            "micrographs": len(rs),
+            "ratios": {r["name"]: round(r["ratio"], 4) for r in rs},
+            "routed_count": int(sum(r["ratio"] < PRE_DENOISED_BELOW for r in rs)),
+            "stored": f1_at(rs, [stored] * len(rs)),
+            "routed": f1_at(rs, routed(rs, stored, t_r)),
+        }
+    res["gate_b"] = res["r"]["routed"]["f1"] >= res["r"]["stored"]["f1"] + 0.005
+    res["gate_c"] = res["raw"]["routed_count"] == 0
+    res["install"] = bool(res["gate_b"] and res["gate_c"])
+    print(f"stored {stored:.3f}  t_R {t_r:.3f}  renderings routed {res['r']['routed_count']}/22: "
+          f"F1 {res['r']['stored']['f1']:.3f} → {res['r']['routed']['f1']:.3f}  raw routed "
+          f"{res['raw']['routed_count']}  (b) {res['gate_b']}  (c) {res['gate_c']}  "
+          f"install: {res['install']}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
 
