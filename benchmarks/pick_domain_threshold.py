@@ -40,7 +40,7 @@ from draco_em.curate.features import micrograph_nyquist_ratio
 from draco_em.evaluate.pick import match_picks, summarize
 from draco_em.imaging.nyquist import PRE_DENOISED_BELOW
 from draco_em.io.mrc import read_image
-from draco_em.pick.model_io import read_picker
+from draco_em.pick.model_io import PREDENOISED_KEY, read_picker, save_picker
 from draco_em.pick.nms import find_peaks
 from draco_em.pick.predict import Picker
 from draco_em.pick.train import THRESHOLD_RANGE, load_labelled, threshold_from_matches
@@ -91,6 +91,11 @@ def main() -> None:
         help="lc: session 13's rule (t_R on the equalised renderings, after the realism gate); "
         "r: session 14's (t_R on the picker's own routed renderings, no gate)",
     )  # fmt: skip
+    ap.add_argument(
+        "--install",
+        action="store_true",
+        help="--renderings r: write t_R into the bundled picker if the rule says so",
+    )
     args = ap.parse_args()
     if args.renderings == "r":
         own_renderings(args)
@@ -183,6 +188,21 @@ def own_renderings(args: argparse.Namespace) -> None:
           f"install: {res['install']}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
+    if args.install and res["install"]:
+        install(t_r)
+
+
+def install(t_r: float) -> None:
+    """Write ``t_R`` into the bundled picker's metadata (weights and threshold unchanged)."""
+    path = Path(read_picker("bundled")[1]["path"])
+    detector, info = read_picker(path)
+    meta = dict(info["metadata"]) | {
+        PREDENOISED_KEY: round(float(t_r), 4),
+        f"{PREDENOISED_KEY}_rule": "issue 18 session 14: the stored-threshold rule on the "
+        "picker's validation renderings with Nyquist ratio < 0.11 (docs/benchmarks.md)",
+    }  # fmt: skip
+    save_picker(path, detector, float(info["diameter"]), float(info["threshold"]), meta)
+    print(f"installed {PREDENOISED_KEY} = {meta[PREDENOISED_KEY]} in {path}")
 
 
 if __name__ == "__main__":

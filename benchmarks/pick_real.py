@@ -67,7 +67,7 @@ import pandas as pd
 from draco_em.evaluate.pick import EvaluatePickConfig, evaluate_pick
 from draco_em.io.coords import read_coords, scale_coords, write_relion_coords, write_topaz
 from draco_em.io.mrc import read_image, write_mrc
-from draco_em.pick.model_io import read_picker
+from draco_em.pick.model_io import PREDENOISED_KEY, read_picker
 
 REPO = Path(__file__).resolve().parents[1]
 EMPIAR = Path(os.environ.get("DRACO_SHARED_DATA", REPO.parent / "shared" / "data")) / "empiar10017"
@@ -246,11 +246,32 @@ def run_draco(
         return res | {"expected_particles": expected, "written": score(stars, truth)}
     if threshold is None:
         return res | {"stored_threshold": score(stars, truth)}
-    stored = float(read_picker(model)[1]["threshold"])
-    return res | {
+    info = read_picker(model)[1]
+    stored = float(info["threshold"])
+    res |= {
         "stored_threshold": score(stars, truth, stored) | {"threshold": stored},
         "all": score(stars, truth) | {"written_from": threshold},
     }
+    predenoised = (info.get("metadata") or {}).get(PREDENOISED_KEY)
+    if predenoised is not None:  # what pick predict's defaults keep: the routed cut-off
+        routed = routed_picks(stars, mics, stored, float(predenoised), out / f"{tag}_routed")
+        res["routed"] = score(routed, truth) | {"threshold_predenoised": float(predenoised)}
+    return res
+
+
+def routed_picks(stars: Path, mics: list[Path], stored: float, predenoised: float,
+                 folder: Path) -> Path:  # fmt: skip
+    """The picks ``draco pick predict`` keeps by default: each micrograph cut at the picker's
+    pre-denoised threshold where it looks pre-denoised, else at the stored one."""
+    from draco_em.io.coords import coord_star_name
+    from draco_em.pick.run import routed_threshold
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for mic in mics:
+        picks = read_coords(stars / coord_star_name(mic.stem))
+        thr = routed_threshold(stored, predenoised, read_image(mic, PIXEL)[0], PIXEL)
+        write_relion_coords(folder / coord_star_name(mic.stem), picks[picks["score"] >= thr])
+    return folder
 
 
 def run_truth_gaps(out: Path, figure: Path | None = None) -> dict:

@@ -1,5 +1,6 @@
-"""``draco pick predict`` warns when the bundled picker, at its stored threshold, is given
-mostly pre-denoised pictures (pick/run.py, imaging/nyquist.py)."""
+"""``draco pick predict`` warns when the bundled picker, at its stored thresholds, is given
+mostly pre-denoised pictures, and cuts those at its pre-denoised threshold (pick/run.py,
+imaging/nyquist.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from draco_em.cli import app
 from draco_em.io.batch import expand_inputs
 from draco_em.io.mrc import write_mrc
 from draco_em.pick.config import PickPredictConfig
-from draco_em.pick.model_io import resolve_picker
-from draco_em.pick.run import PREDENOISED_CHECK, predenoised_warning
+from draco_em.pick.model_io import load_picker, resolve_picker
+from draco_em.pick.run import PREDENOISED_CHECK, micrograph_threshold, predenoised_warning
 
 
 def _write(folder: Path, images: list[np.ndarray], px: float = 4.0) -> list[Path]:
@@ -59,4 +60,22 @@ def test_pick_predict_prints_the_warning_and_still_picks(tmp_path, rng):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "warning: 2 of the 2 micrographs checked look pre-denoised" in res.output
+    assert "cuts them at its lower threshold for pre-denoised pictures" in res.output
+    tp = load_picker("bundled").threshold_predenoised
+    assert f"2 looked pre-denoised: threshold {tp:.3f} there" in res.output
     assert (tmp_path / "out" / "coordinate_files.star").is_file()
+    # the user's --threshold holds everywhere: no routing, no warning
+    res = CliRunner().invoke(app, [*args[:4], str(tmp_path / "out2"), *args[5:], "--threshold",
+                                   "0.2"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "looked pre-denoised" not in res.output and "threshold 0.200" in res.output
+
+
+def test_the_pre_denoised_threshold_is_used_where_a_micrograph_looks_pre_denoised(rng):
+    picker = load_picker("bundled")
+    tp = picker.threshold_predenoised
+    assert tp is not None and 0.05 < tp < picker.threshold  # session 14: 0.326 against 0.375
+    noise = rng.normal(size=(512, 512))
+    assert micrograph_threshold(picker, gaussian_filter(noise, 3.0), 4.0) == tp
+    assert micrograph_threshold(picker, noise, 4.0) == picker.threshold
+    assert load_picker("bundled", threshold=0.5).threshold_predenoised is None

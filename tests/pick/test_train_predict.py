@@ -19,7 +19,7 @@ from draco_em.io.batch import SETTINGS_FILE
 from draco_em.io.coords import read_coords
 from draco_em.io.mrc import write_mrc
 from draco_em.pick.config import DEFAULT_TTA, PickPredictConfig, PickTrainConfig
-from draco_em.pick.model_io import load_picker, read_picker
+from draco_em.pick.model_io import PREDENOISED_KEY, load_picker, read_picker, save_picker
 from draco_em.pick.predict import Picker
 from draco_em.pick.run import predict_all
 from draco_em.pick.train import train_picker
@@ -382,6 +382,23 @@ def test_calibrate_rechooses_the_threshold_in_a_new_run(trained, tmp_path, capsy
                                    "--device", "cpu"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "threshold" in res.output and (tmp_path / "cal3" / "picker.safetensors").is_file()
+
+
+def test_calibrate_does_not_carry_a_pre_denoised_threshold_over(trained, tmp_path):
+    """The bundled picker's second threshold was chosen beside the threshold calibration
+    replaces: a recalibrated picker must not keep it."""
+    detector, info = read_picker(trained["path"])
+    source = tmp_path / "with_key.safetensors"
+    save_picker(source, detector, info["diameter"], info["threshold"],
+                {**info["metadata"], PREDENOISED_KEY: 0.1})  # fmt: skip
+    assert load_picker(source).threshold_predenoised == pytest.approx(0.1)
+    tmp = trained["tmp"]
+    res = CliRunner().invoke(app, ["pick", "calibrate", "--model", str(source), "--micrographs",
+                                   str(tmp / "mics"), "--coords", str(tmp / "coords"), "-o",
+                                   str(tmp_path / "cal"), "--device", "cpu"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert PREDENOISED_KEY not in read_picker(tmp_path / "cal")[1]["metadata"]
+    assert load_picker(tmp_path / "cal").threshold_predenoised is None
 
 
 def test_cli_nan_and_constant_micrographs_fail_and_set_the_exit_code(trained, tmp_path, capsys):

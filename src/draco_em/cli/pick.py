@@ -114,6 +114,12 @@ def pick_predict(
         + f", diameter {s['diameter']:g} Å"
         + ("" if s["multiplier"] is None else f" {s['multiplier']}")
         + f") → {s['outdir']}"
+        + (
+            f"; {s['predenoised_micrographs']} looked pre-denoised: threshold "
+            f"{s['threshold_predenoised']:.3f} there"
+            if s["predenoised_micrographs"] and s["expected_particles"] is None
+            else ""
+        )
         + ("" if s["excluded"] is None else f"; {s['excluded']} dropped (excluded_picks.txt)")
         + (f"; {s['failed']} failed (failures.txt)" if s["failed"] else "")
     )

@@ -28,7 +28,13 @@ import math
 from draco_em.errors import DracoInputError
 from draco_em.io.run_folder import run_log, write_config
 from draco_em.pick.config import DEFAULT_TTA, PickCalibrateConfig
-from draco_em.pick.model_io import RUN_FILE, read_picker, resolve_picker, save_picker
+from draco_em.pick.model_io import (
+    PREDENOISED_KEY,
+    RUN_FILE,
+    read_picker,
+    resolve_picker,
+    save_picker,
+)
 from draco_em.pick.predict import Picker
 from draco_em.pick.train import THRESHOLD_RANGE, choose_threshold, load_labelled
 from draco_em.runtime import resolve_device
@@ -97,6 +103,7 @@ def _calibrate(
     log.info("threshold chosen %.3f, stored %.3f (logit shift %g): %s", chosen, stored,
              cfg.logit_shift, summary)  # fmt: skip
     meta = dict(info["metadata"])
+    meta.pop(PREDENOISED_KEY, None)  # chosen for the threshold replaced here: not carried over
     meta["calibration"] = {"source": str(source), "chosen": chosen, "stored": stored,
                            "logit_shift": cfg.logit_shift, "validation": summary,
                            "previous_threshold": info["threshold"]}  # fmt: skip

@@ -19,6 +19,8 @@ from draco_em.pick.detector import ParticleDetector
 from draco_em.pick.predict import Picker
 
 FORMAT = "draco-em-picker/1"
+#: Metadata key of a second stored threshold for pre-denoised pictures (issue 18, session 14).
+PREDENOISED_KEY = "threshold_predenoised"
 BUNDLED_FILE = "picker.safetensors"
 RUN_FILE = "picker.safetensors"
 
@@ -74,10 +76,13 @@ def load_picker(
     """A ready :class:`Picker`; ``diameter``/``threshold`` override the stored ones.
 
     A picker trained with ``--auto-scale`` runs at the multiple of the diameter it was trained
-    at (``scales`` from its metadata), also when the user gives the diameter again.
+    at (``scales`` from its metadata), also when the user gives the diameter again. A picker
+    with a ``threshold_predenoised`` entry (the bundled one) uses it on pre-denoised pictures
+    unless ``threshold`` is given.
     """
     detector, info = read_picker(model)
     device = torch.device(device)
+    predenoised = (info.get("metadata") or {}).get(PREDENOISED_KEY)
     return Picker(
         detector.to(device),
         float(diameter or info["diameter"]),
@@ -85,7 +90,9 @@ def load_picker(
         batch_size,
         device,
         scales=trained_scales(info),
-    )
+        threshold_predenoised=None if threshold is not None or predenoised is None
+        else float(predenoised),
+    )  # fmt: skip
 
 
 def trained_scales(info: Mapping) -> tuple[float, ...]:

@@ -63,6 +63,10 @@ class Picker:
         device: where the detector runs.
         tta: test-time augmentation: the score map averaged over this many flips/transposes
             of the image (1, 2, 4 or 8; :data:`TTA_TRANSFORMS`), each mapped back; 1 = none.
+        threshold_predenoised: the cut-off for a micrograph that looks pre-denoised
+            (:func:`draco_em.imaging.nyquist.looks_pre_denoised`), where the picker has one
+            (the bundled picker, chosen on its simulated renderings); None: ``threshold``
+            everywhere.
     """
 
     detector: ParticleDetector
@@ -72,6 +76,7 @@ class Picker:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     scales: tuple[float, ...] = (1.0,)
     tta: int = 1
+    threshold_predenoised: float | None = None
 
     @property
     def diameter_px(self) -> float:

@@ -153,7 +153,7 @@ def pick_one(
         cands = picker.pick_image(image, px, str(path), threshold=SCORE_FLOOR)
     fn = None if exclude is None else (lambda im, p: exclude(im, p, stem))
     cands, dropped = split_excluded(cands, image, px, fn)
-    threshold = picker.threshold
+    threshold = micrograph_threshold(picker, image, px)
     if cfg.expected_particles is None:
         kept = cands[cands["score"] >= threshold].reset_index(drop=True)
     else:  # this micrograph's cut-off is the score of its N-th best candidate
@@ -163,7 +163,27 @@ def pick_one(
     kept["pixel_size"] = px
     kept.attrs["pixel_size"] = px  # also when nothing was picked (the preview's filter)
     kept.attrs["threshold"] = threshold
+    kept.attrs["pre_denoised_threshold"] = (
+        cfg.expected_particles is None and picker.threshold_predenoised is not None
+        and threshold == picker.threshold_predenoised != picker.threshold
+    )  # fmt: skip
     return cands, kept, image, int((dropped["score"] >= threshold).sum())
+
+
+def micrograph_threshold(picker: Picker, image: np.ndarray, pixel_size: float) -> float:
+    """The picker's cut-off for this micrograph (:func:`routed_threshold`)."""
+    return routed_threshold(picker.threshold, picker.threshold_predenoised, image, pixel_size)
+
+
+def routed_threshold(
+    threshold: float, predenoised: float | None, image: np.ndarray, pixel_size: float
+) -> float:
+    """``predenoised`` where there is one and the micrograph ``[ny, nx]`` looks pre-denoised
+    (little power near Nyquist, :func:`draco_em.imaging.nyquist.looks_pre_denoised`), else
+    ``threshold``."""
+    if predenoised is None:
+        return threshold
+    return predenoised if looks_pre_denoised(nyquist_ratio(image, pixel_size)) else threshold
 
 
 def _record_excluded(out: Path, path, n: int) -> None:
@@ -227,6 +247,7 @@ def predict_all(
     stored_threshold = picker.threshold  # what --diameter-scales auto's criterion counts above
     if cfg.threshold is not None:
         picker.threshold = cfg.threshold
+        picker.threshold_predenoised = None  # the user's cut-off holds everywhere
     picker.tta = cfg.tta
     out = make_output_folder(cfg.outdir, [*cfg.inputs, *(it.path for it in items)])
     scales = default_scales(cfg, picker)
@@ -239,10 +260,10 @@ def predict_all(
         choice = _auto_scale(picker, stored_threshold, cfg, items, out, progress)
         picker.scales = (choice.multiplier,)
         made = choice.candidates  # the micrographs the choice read are not picked again
-    warning = predenoised_warning(cfg, items)
+    warning = predenoised_warning(cfg, items, picker.threshold_predenoised)
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
     failures = FailureLog(out)
-    index, all_kept, all_scores, n_excluded = {}, [], [], 0
+    index, all_kept, all_scores, n_excluded, n_routed = {}, [], [], 0, 0
     for item in tqdm(items, desc="pick", unit="mic", disable=not progress):
         stem = item.path.stem
         star = out / "coordinates" / coord_star_name(stem)
@@ -261,6 +282,7 @@ def predict_all(
                     picker, cfg, item.path, stem, exclude, made.pop(str(item.path), None)
                 )
                 all_scores.append(cands["score"].to_numpy(np.float32))
+                n_routed += bool(kept.attrs.get("pre_denoised_threshold"))
                 if cfg.previews:  # the histogram of a resumed run reads them back
                     with atomic_path(scores) as tmp, open(tmp, "wb") as fh:
                         np.save(fh, all_scores[-1])
@@ -280,6 +302,7 @@ def predict_all(
     return {
         "micrographs": len(index), "picks": n, "failed": failures.count,
         "threshold": picker.threshold, "expected_particles": cfg.expected_particles,
+        "threshold_predenoised": picker.threshold_predenoised, "predenoised_micrographs": n_routed,
         "diameter": picker.diameter, "outdir": str(out),
         "excluded": None if exclude is None else n_excluded,
         "multiplier": _multiplier_note(picker, choice),
@@ -291,14 +314,17 @@ def predict_all(
 PREDENOISED_CHECK = 4
 
 
-def predenoised_warning(cfg: PickPredictConfig, items: list[InputItem]) -> str | None:
-    """A one-line warning when the bundled picker, at its stored threshold, is given mostly
+def predenoised_warning(
+    cfg: PickPredictConfig, items: list[InputItem], threshold_predenoised: float | None = None
+) -> str | None:
+    """A one-line warning when the bundled picker, at its stored thresholds, is given mostly
     pre-denoised pictures (:mod:`draco_em.imaging.nyquist`), else None.
 
-    Its threshold was chosen on raw sums and simulated renderings; on real denoised pictures
+    Its thresholds were chosen on raw sums and simulated renderings; on real denoised pictures
     its scores run lower and it under-picks (EMPIAR-10017's JPEGs: recall 0.54 at the stored
-    threshold, docs/benchmarks.md, issue 18). Nothing is checked when the user set the cut
-    (``--threshold``, ``--expected-particles``) or runs a picker of their own.
+    threshold, 0.62 at the pre-denoised one it uses there since session 14 of issue 18,
+    docs/benchmarks.md). Nothing is checked when the user set the cut (``--threshold``,
+    ``--expected-particles``) or runs a picker of their own.
     """
     if cfg.threshold is not None or cfg.expected_particles is not None:
         return None
@@ -309,11 +335,18 @@ def predenoised_warning(cfg: PickPredictConfig, items: list[InputItem]) -> str |
     n_low = sum(looks_pre_denoised(r) for r in ratios)
     if not ratios or 2 * n_low <= len(ratios):
         return None
+    cut = (
+        "the bundled picker's stored threshold under-picks real denoised pictures "
+        "(EMPIAR-10017's JPEGs: recall 0.54)"
+        if threshold_predenoised is None
+        else f"the bundled picker cuts them at its lower threshold for pre-denoised pictures "
+        f"({threshold_predenoised:.3f}, chosen on simulated renderings), which still under-picks "
+        "real ones (EMPIAR-10017's JPEGs: recall 0.62)"
+    )
     return (
         f"{n_low} of the {len(ratios)} micrographs checked look pre-denoised (little power near "
-        "Nyquist): the bundled picker's stored threshold under-picks real denoised pictures "
-        "(EMPIAR-10017's JPEGs: recall 0.54); give --expected-particles N (particles per "
-        "micrograph) or fine-tune on a few hundred picks with draco pick train (docs/picking.md)"
+        f"Nyquist): {cut}; give --expected-particles N (particles per micrograph) or fine-tune "
+        "on a few hundred picks with draco pick train (docs/picking.md)"
     )
 
 

@@ -8,5 +8,7 @@
 - ``curate_head.safetensors``: the bundled curation head for that encoder (docs/curation.md;
   recipe ``benchmarks/train_bundled_curator.py``, re-run whenever the encoder changes).
 - ``picker.safetensors``: the bundled general particle picker (docs/picking.md; recipe
-  ``benchmarks/pick_recipe.py``).
+  ``benchmarks/pick_recipe.py``; its second threshold for pre-denoised pictures,
+  ``threshold_predenoised`` in the metadata, from ``benchmarks/pick_domain_threshold.py
+  --renderings r --install``).
 """
