@@ -4,14 +4,17 @@ imaging/nyquist.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from scipy.ndimage import gaussian_filter
 from typer.testing import CliRunner
 
 from draco_em.cli import app
-from draco_em.io.batch import expand_inputs
+from draco_em.errors import DracoInputError
+from draco_em.io.batch import SETTINGS_FILE, expand_inputs
 from draco_em.io.mrc import write_mrc
 from draco_em.pick.config import PickPredictConfig
 from draco_em.pick.model_io import load_picker, resolve_picker
@@ -64,6 +67,14 @@ def test_pick_predict_prints_the_warning_and_still_picks(tmp_path, rng):
     tp = load_picker("bundled").threshold_predenoised
     assert f"2 looked pre-denoised: threshold {tp:.3f} there" in res.output
     assert (tmp_path / "out" / "coordinate_files.star").is_file()
+    # a folder made before the second threshold existed is not resumed with it
+    settings_file = tmp_path / "out" / SETTINGS_FILE
+    settings = json.loads(settings_file.read_text())
+    assert settings.pop("threshold_predenoised") == pytest.approx(tp)
+    settings_file.write_text(json.dumps(settings))
+    res = CliRunner().invoke(app, args)
+    assert isinstance(res.exception, DracoInputError)  # `draco` turns it into exit code 2
+    assert "threshold_predenoised None → " in str(res.exception)
     # the user's --threshold holds everywhere: no routing, no warning
     res = CliRunner().invoke(app, [*args[:4], str(tmp_path / "out2"), *args[5:], "--threshold",
                                    "0.2"])  # fmt: skip

@@ -252,7 +252,7 @@ def predict_all(
     out = make_output_folder(cfg.outdir, [*cfg.inputs, *(it.path for it in items)])
     scales = default_scales(cfg, picker)
     cfg = cfg.model_copy(update={"diameter_scales": scales})
-    check_settings(out, "pick predict", _settings(cfg), cfg.overwrite)
+    check_settings(out, "pick predict", _settings(cfg, picker), cfg.overwrite)
     choice, made = None, {}
     if isinstance(scales, list):
         picker.scales = tuple(scales)
@@ -401,13 +401,19 @@ def default_scales(cfg: PickPredictConfig, picker: Picker | None = None) -> list
     return [float(s) for s in picker.scales] if picker is not None else [1.0]
 
 
-def _settings(cfg: PickPredictConfig) -> dict:
+def _settings(cfg: PickPredictConfig, picker: Picker | None = None) -> dict:
     model = Path(cfg.model)
     settings = cfg.model_dump(mode="json", include=set(OUTPUT_SETTINGS))
     if settings["diameter_scales"] == [1.0]:  # the default: folders made before it still resume
         del settings["diameter_scales"]
     if settings["tta"] == 1:  # one view, as before --tta existed: those folders still resume
         del settings["tta"]  # with --tta 1 (the default of 2 views would pick differently)
+    if (
+        picker is not None
+        and picker.threshold_predenoised is not None
+        and (cfg.expected_particles is None)
+    ):  # the picks of a folder made before the second threshold existed were cut otherwise
+        settings["threshold_predenoised"] = picker.threshold_predenoised
     return {"model": str(model.resolve()) if model.exists() else cfg.model, **settings}
 
 
