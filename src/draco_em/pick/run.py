@@ -445,6 +445,9 @@ def _write_collective(cfg, picker: Picker, index: dict, kept: list, scores: list
         if cfg.expected_particles is not None:  # a cut-off per micrograph: mark their median
             cuts = [float(k["score"].min()) for k in kept if len(k)]
             threshold = float(np.median(cuts)) if cuts else threshold
+        else:  # the stored and the pre-denoised threshold: mark the median micrograph's
+            cuts = [float(k.attrs["threshold"]) for k in kept if "threshold" in k.attrs]
+            threshold = float(np.median(cuts)) if cuts else threshold
         save_histogram(out / "score_histogram.png", np.concatenate(scores), threshold)
 
 
