@@ -153,8 +153,8 @@ def pick_one(
         cands = picker.pick_image(image, px, str(path), threshold=SCORE_FLOOR)
     fn = None if exclude is None else (lambda im, p: exclude(im, p, stem))
     cands, dropped = split_excluded(cands, image, px, fn)
-    threshold = micrograph_threshold(picker, image, px)
     if cfg.expected_particles is None:
+        threshold = micrograph_threshold(picker, image, px)
         kept = cands[cands["score"] >= threshold].reset_index(drop=True)
     else:  # this micrograph's cut-off is the score of its N-th best candidate
         kept = cands.nlargest(cfg.expected_particles, "score").reset_index(drop=True)
@@ -164,9 +164,10 @@ def pick_one(
     kept.attrs["pixel_size"] = px  # also when nothing was picked (the preview's filter)
     kept.attrs["threshold"] = threshold
     kept.attrs["pre_denoised_threshold"] = (
-        cfg.expected_particles is None and picker.threshold_predenoised is not None
+        cfg.expected_particles is None
+        and picker.threshold_predenoised is not None
         and threshold == picker.threshold_predenoised != picker.threshold
-    )  # fmt: skip
+    )  # counted in the summary line
     return cands, kept, image, int((dropped["score"] >= threshold).sum())
 
 
