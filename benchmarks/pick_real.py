@@ -320,8 +320,7 @@ def _gaps(folder: Path, stems: list[str], thr: float, drawn: dict | None = None)
         truth = read_coords(EMPIAR / "coordinates" / f"{stem}.star")[["x", "y"]].to_numpy()
         xy, sc = _picks(folder, stem)
         xy, sc = xy[sc >= thr], sc[sc >= thr]
-        cry = read_coords(EMPIAR / "picks_crYOLO" / f"{stem}.box", fmt="box", invert_y=True,
-                          image_height=4096)[["x", "y"]].to_numpy()  # fmt: skip
+        cry = _cryolo(stem)
         c_extra = cry[~match_picks(cry, np.ones(len(cry)), truth, RADIUS)]
         fp = ~match_picks(xy, sc, truth, RADIUS)
         both = match_picks(xy[fp], sc[fp], c_extra, RADIUS)
@@ -332,6 +331,13 @@ def _gaps(folder: Path, stems: list[str], thr: float, drawn: dict | None = None)
         if drawn is not None:
             drawn[stem] = (truth, xy[fp][both], xy[fp][~both])
     return row
+
+
+def _cryolo(stem: str) -> np.ndarray:
+    """crYOLO's supplied picks of one micrograph, ``[N, 2]`` (y flipped: EMAN's lower-left
+    origin as REPIC writes it, the reading under which crYOLO scores 0.867)."""
+    box = EMPIAR / "picks_crYOLO" / f"{stem}.box"
+    return read_coords(box, fmt="box", invert_y=True, image_height=4096)[["x", "y"]].to_numpy()
 
 
 def _truth_gap_figure(path: Path, stem: str, truth, both, alone, y0: int = 1200,
@@ -393,8 +399,7 @@ def breakdown(source: Path, stems: list[str], thr: float) -> dict:
         xy, sc = _picks(source, stem)
         keep = sc >= thr
         hit = matched_truth(xy[keep], sc[keep], truth, RADIUS)
-        cry = read_coords(EMPIAR / "picks_crYOLO" / f"{stem}.box", fmt="box", invert_y=True,
-                          image_height=4096)[["x", "y"]].to_numpy()  # fmt: skip
+        cry = _cryolo(stem)
         found = matched_truth(cry, np.ones(len(cry)), truth, RADIUS)
         tree = cKDTree(xy) if len(xy) else None
         row["truth"] += len(truth)
@@ -441,8 +446,7 @@ def misses_figure(path: Path, source: Path, stem: str, thresholds: dict[str, flo
 
     image = read_image(EMPIAR / "micrographs" / f"{stem}.jpg", PIXEL)[0]
     truth = read_coords(EMPIAR / "coordinates" / f"{stem}.star")[["x", "y"]].to_numpy()
-    cry = read_coords(EMPIAR / "picks_crYOLO" / f"{stem}.box", fmt="box", invert_y=True,
-                      image_height=4096)[["x", "y"]].to_numpy()  # fmt: skip
+    cry = _cryolo(stem)
     cry_extra = cry[~match_picks(cry, np.ones(len(cry)), truth, RADIUS)]
     xy_all, sc_all = _picks(source, stem)
     tree = cKDTree(xy_all)
@@ -506,8 +510,7 @@ def run_fewshot_misses(out: Path, budget: int = 1200) -> dict:
 
     for stem in stems:
         truth = read_coords(EMPIAR / "coordinates" / f"{stem}.star")[["x", "y"]].to_numpy()
-        cry = read_coords(EMPIAR / "picks_crYOLO" / f"{stem}.box", fmt="box", invert_y=True,
-                          image_height=4096)[["x", "y"]].to_numpy()  # fmt: skip
+        cry = _cryolo(stem)
         cry_extra = cry[~also(cry, truth)]
         false = {}
         for name, source, cut in (("draco", out / "fewshot_draco_picks_all", thr),
