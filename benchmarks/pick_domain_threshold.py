@@ -81,6 +81,30 @@ def routed(rows: list[dict], stored: float, t_r: float) -> list[float]:
     return [t_r if r["ratio"] < PRE_DENOISED_BELOW else stored for r in rows]
 
 
+def bundled_picker(model: str) -> tuple[Picker, float]:
+    """The picker (one view, its stored diameter) and its stored threshold."""
+    detector, info = read_picker(model)
+    return Picker(detector.eval(), float(info["diameter"])), float(info["threshold"])
+
+
+def threshold_of(rows: list[dict]) -> float:
+    """The stored-threshold rule (middle of the near-best F1 plateau within d/2) on ``rows``."""
+    return threshold_from_matches(np.concatenate([r["tp_half"] for r in rows]),
+                                  np.concatenate([r["scores"] for r in rows]),
+                                  sum(r["n_true"] for r in rows))  # fmt: skip
+
+
+def group_summary(rows: list[dict], stored: float, t_r: float) -> dict:
+    """One group's ratios, how many are routed, and F1 at the stored and the routed cut-offs."""
+    return {
+        "micrographs": len(rows),
+        "ratios": {r["name"]: round(r["ratio"], 4) for r in rows},
+        "routed_count": int(sum(r["ratio"] < PRE_DENOISED_BELOW for r in rows)),
+        "stored": f1_at(rows, [stored] * len(rows)),
+        "routed": f1_at(rows, routed(rows, stored, t_r)),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("/work/h18/data"))
@@ -118,25 +142,12 @@ def main() -> None:
             args.json.write_text(json.dumps(res, indent=1))
         return
 
-    detector, info = read_picker(args.model)
-    detector.eval()
-    stored = float(info["threshold"])
-    picker = Picker(detector, float(info["diameter"]))
+    picker, stored = bundled_picker(args.model)
     rows = {g: group_matches(args.data, names, picker) for g, names in GROUPS.items()}
-    lc = rows["lc"]
-    t_r = threshold_from_matches(np.concatenate([r["tp_half"] for r in lc]),
-                                 np.concatenate([r["scores"] for r in lc]),
-                                 sum(r["n_true"] for r in lc))  # fmt: skip
+    t_r = threshold_of(rows["lc"])
     res.update({"stored": stored, "t_R": t_r})
     for g, rs in rows.items():
-        res[g] = {
-            "micrographs": len(rs),
-            "ratios": {r["name"]: round(r["ratio"], 4) for r in rs},
-            "routed_count": int(sum(r["ratio"] < PRE_DENOISED_BELOW for r in rs)),
-            "stored": f1_at(rs, [stored] * len(rs)),
-            "routed": f1_at(rs, routed(rs, stored, t_r)),
-            "at_t_R": f1_at(rs, [t_r] * len(rs)),
-        }
+        res[g] = group_summary(rs, stored, t_r) | {"at_t_R": f1_at(rs, [t_r] * len(rs))}
         print(
             g,
             res[g]["routed_count"],
@@ -161,24 +172,12 @@ def own_renderings(args: argparse.Namespace) -> None:
     """Session 14's rule (docs/benchmarks.md, "Issue 18, session 14, step 3"): t_R on the
     picker's own validation renderings whose Nyquist ratio routes them as pre-denoised; (b) the
     22 renderings' routed F1 ≥ their stored-threshold F1 + 0.005; (c) no raw one routed."""
-    detector, info = read_picker(args.model)
-    detector.eval()
-    stored = float(info["threshold"])
-    picker = Picker(detector, float(info["diameter"]))
+    picker, stored = bundled_picker(args.model)
     rows = {g: group_matches(args.data, GROUPS[g], picker) for g in ("raw", "r")}
-    routed_r = [r for r in rows["r"] if r["ratio"] < PRE_DENOISED_BELOW]
-    t_r = threshold_from_matches(np.concatenate([r["tp_half"] for r in routed_r]),
-                                 np.concatenate([r["scores"] for r in routed_r]),
-                                 sum(r["n_true"] for r in routed_r))  # fmt: skip
+    t_r = threshold_of([r for r in rows["r"] if r["ratio"] < PRE_DENOISED_BELOW])
     res: dict = {"stored": stored, "t_R": t_r}
     for g, rs in rows.items():
-        res[g] = {
-            "micrographs": len(rs),
-            "ratios": {r["name"]: round(r["ratio"], 4) for r in rs},
-            "routed_count": int(sum(r["ratio"] < PRE_DENOISED_BELOW for r in rs)),
-            "stored": f1_at(rs, [stored] * len(rs)),
-            "routed": f1_at(rs, routed(rs, stored, t_r)),
-        }
+        res[g] = group_summary(rs, stored, t_r)
     res["gate_b"] = res["r"]["routed"]["f1"] >= res["r"]["stored"]["f1"] + 0.005
     res["gate_c"] = res["raw"]["routed_count"] == 0
     res["install"] = bool(res["gate_b"] and res["gate_c"])
