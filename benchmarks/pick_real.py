@@ -969,6 +969,28 @@ def run_topaz_fewshot(
     return res
 
 
+def run_topaz_checkpoints(out: Path, topaz: str, epochs: Sequence[int], factor: int = 4) -> dict:
+    """``topaz extract`` with saved checkpoints of an earlier ``fewshot_topaz`` run in the same
+    ``--out`` (no training), scored on the 8 test micrographs as its budgets are: every epoch's
+    F1 at threshold 0, its best F1 and AP, beside the CPU seconds it was saved at."""
+    _, test, _, _ = fewshot_split(out)
+    results = json.loads((out / "results.json").read_text())
+    key = next(k for k in results if k.startswith("fewshot_topaz"))
+    tag = f"s{factor}_{key.removeprefix('fewshot_topaz_')}"
+    at = results[key]["checkpoint_wall_cpu_seconds"]
+    mrc = to_mrc(out)
+    res = {}
+    for epoch in epochs:
+        name = f"model_epoch{epoch}"
+        model = out / f"topaz_fewshot_model_{tag}" / f"{name}.sav"
+        scored = run_topaz(out, topaz, [factor], [mrc / f"{p.stem}.mrc" for p in test],
+                           str(model), tag=f"fewshot_{tag}_{name}")[f"s{factor}"]  # fmt: skip
+        res[name] = scored | {"train_wall_cpu_seconds": at[f"{name}.sav"]}
+        print(name, round(scored["at_threshold_0"]["f1"], 3), round(scored["all"]["best_f1"], 3),
+              round(scored["all"]["ap"], 3), flush=True)  # fmt: skip
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default="published,draco")
@@ -1002,6 +1024,8 @@ def main() -> None:
     ap.add_argument("--topaz-epoch-size", type=int, default=100, help="updates per saved epoch")
     ap.add_argument("--topaz-budgets", default="300,1200", help="training seconds to score at")
     ap.add_argument("--topaz-threads", type=int, default=1)
+    ap.add_argument("--topaz-score-epochs", default="3,6,9,10",
+                    help="fewshot_topaz_epochs: the saved checkpoints to score")  # fmt: skip
     ap.add_argument("--timing-threads", type=int, default=2, help="threads for --methods timing")
     ap.add_argument(
         "--topaz-fix",
@@ -1059,6 +1083,9 @@ def main() -> None:
         )
         tag = f"_r{args.topaz_radius}" + ("" if args.topaz_fix else "_asshipped")
         results["fewshot_topaz" + tag] = res
+    if "fewshot_topaz_epochs" in methods:  # after fewshot_topaz, same --out: no training
+        epochs = [int(e) for e in args.topaz_score_epochs.split(",")]
+        results["fewshot_topaz_epochs"] = run_topaz_checkpoints(args.out, args.topaz, epochs)
     if "fewshot_committee" in methods:
         results["fewshot_committee"] = run_fewshot_committee(args.out, args.epochs)
     if "label_curve" in methods:

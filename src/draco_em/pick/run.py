@@ -163,11 +163,10 @@ def pick_one(
     kept["pixel_size"] = px
     kept.attrs["pixel_size"] = px  # also when nothing was picked (the preview's filter)
     kept.attrs["threshold"] = threshold
+    # the pre-denoised threshold cut this micrograph (counted in the summary line)
     kept.attrs["pre_denoised_threshold"] = (
-        cfg.expected_particles is None
-        and picker.threshold_predenoised is not None
-        and threshold == picker.threshold_predenoised != picker.threshold
-    )  # counted in the summary line
+        cfg.expected_particles is None and threshold != picker.threshold
+    )
     return cands, kept, image, int((dropped["score"] >= threshold).sum())
 
 
@@ -402,18 +401,15 @@ def default_scales(cfg: PickPredictConfig, picker: Picker | None = None) -> list
     return [float(s) for s in picker.scales] if picker is not None else [1.0]
 
 
-def _settings(cfg: PickPredictConfig, picker: Picker | None = None) -> dict:
+def _settings(cfg: PickPredictConfig, picker: Picker) -> dict:
     model = Path(cfg.model)
     settings = cfg.model_dump(mode="json", include=set(OUTPUT_SETTINGS))
     if settings["diameter_scales"] == [1.0]:  # the default: folders made before it still resume
         del settings["diameter_scales"]
     if settings["tta"] == 1:  # one view, as before --tta existed: those folders still resume
         del settings["tta"]  # with --tta 1 (the default of 2 views would pick differently)
-    if (
-        picker is not None
-        and picker.threshold_predenoised is not None
-        and (cfg.expected_particles is None)
-    ):  # the picks of a folder made before the second threshold existed were cut otherwise
+    if picker.threshold_predenoised is not None and cfg.expected_particles is None:
+        # the picks of a folder made before the second threshold existed were cut otherwise
         settings["threshold_predenoised"] = picker.threshold_predenoised
     return {"model": str(model.resolve()) if model.exists() else cfg.model, **settings}
 
