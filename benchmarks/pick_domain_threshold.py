@@ -118,7 +118,7 @@ def main() -> None:
     ap.add_argument(
         "--install",
         action="store_true",
-        help="--renderings r: write t_R into the bundled picker if the rule says so",
+        help="--renderings r: write t_R into --model's file if the rule says so",
     )
     args = ap.parse_args()
     if args.renderings == "r":
@@ -196,12 +196,13 @@ def own_renderings(args: argparse.Namespace) -> None:
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
     if args.install and res["install"]:
-        install(t_r)
+        install(args.model, t_r)
 
 
-def install(t_r: float) -> None:
-    """Write ``t_R`` into the bundled picker's metadata (weights and threshold unchanged)."""
-    path = Path(read_picker("bundled")[1]["path"])
+def install(model: str, t_r: float) -> None:
+    """Write ``t_R`` into the metadata of ``model``'s file ('bundled': the bundled picker;
+    weights and threshold unchanged)."""
+    path = Path(read_picker(model)[1]["path"])
     detector, info = read_picker(path)
     meta = dict(info["metadata"]) | {
         PREDENOISED_KEY: round(float(t_r), 4),

@@ -31,6 +31,15 @@ Per micrograph (stems are prefixed with the set name so they stay unique across 
     python benchmarks/pick_realistic.py /work/cur19/train2 --out /tmp/h18/data --role train --render
     python benchmarks/pick_realistic.py /work/cur19/val2 --out /tmp/h18/data --role val --style lc
 
+``--negatives`` writes a set's particle-free micrographs instead (``empty``, ``no_ice``; issue
+18, session 15): ``<name>_neg`` for training (``pick_recipe.py --negative-sets``), ``_negval``
+for validation (scored by ``pick_recipe.py --score``: picks per particle-free micrograph)::
+
+    python benchmarks/pick_realistic.py /work/cur19/train{2,4,7} /work/cur19/trainnoice{2,4,7} \
+        --out /work/s20/data --negatives [--render]
+    python benchmarks/pick_realistic.py /work/cur19/val{2,4,7} /work/cur19/valnoice{2,4,7} \
+        --out /work/s20/data --negatives --role val [--render]
+
 The source simulations (made for issue 19; any realistic-preset set with ``--region-masks``)::
 
     draco simulate -o train7 --n-micrographs 160 --size 512 --pixel-size 7 --bad-fraction 0.5 \\
@@ -204,11 +213,56 @@ def prepare(src: Path, out: Path, role: str, style: str, seed: int) -> dict:
     return {"set": name, "kept": kept, "skipped": why, "held_out": sorted(hold)}
 
 
+PARTICLE_FREE = ("empty", "no_ice")
+
+
+def prepare_negatives(src: Path, out: Path, role: str, style: str, seed: int) -> dict:
+    """The particle-free micrographs (``empty``, ``no_ice``) of ``src`` → ``out/<name>_neg``
+    (training) or ``<name>_negval`` (validation): every pixel a known negative (``draco pick
+    train --negatives``). Each gets a diameter (``diameters.json``: the scale the picker looks
+    at it) drawn per stem from the library sizes, the held-out five for validation and the
+    other 29 for training, among those spanning at least ``MIN_PX`` input px."""
+    sizes, hold = structure_sizes(), held_out(structure_sizes())
+    pool = sorted(v for k, v in sizes.items() if (k in hold) == (role == "val"))
+    suffix = "_negval" if role == "val" else "_neg"
+    name = src.name + ("" if style == "raw" else f"_{style}") + suffix
+    dst = out / name
+    (dst / "micrographs").mkdir(parents=True, exist_ok=True)
+    diam = {}
+    for meta_file in sorted((src / "meta").glob("*.json")):
+        stem = meta_file.stem
+        if json.loads(meta_file.read_text())["row"].get("dracoReason") not in PARTICLE_FREE:
+            continue
+        noisy, px = read_image(src / "micrographs" / f"{stem}.mrc")
+        rng = np.random.default_rng([seed, 7, int(stem.split("_")[-1])])
+        fits = [d for d in pool if d / px >= MIN_PX]
+        if not fits:
+            continue
+        new = f"{src.name}_{stem}" + ("" if style == "raw" else "r" if style == "r" else style)
+        src_mic = src / "micrographs" / f"{stem}.mrc"
+        target = dst / "micrographs" / f"{new}.mrc"
+        if not target.exists():
+            if style == "raw":
+                target.symlink_to(src_mic.resolve())
+            else:
+                clean, _ = read_image(src / "clean" / f"{stem}.mrc")
+                image, _border = (render if style == "r" else render_lc)(noisy, clean, px, rng)
+                write_mrc(target, image, px, inputs=[src_mic])
+        diam[new] = float(fits[int(rng.integers(len(fits)))])
+    (dst / "diameters.json").write_text(json.dumps(diam, indent=1))
+    return {"set": name, "particle_free": len(diam)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sources", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=Path("/tmp/h18/data"))
     ap.add_argument("--role", choices=("train", "val"), default="train")
+    ap.add_argument(
+        "--negatives",
+        action="store_true",
+        help="write the particle-free micrographs (empty, no_ice) as a negative set instead",
+    )
     ap.add_argument("--render", action="store_true", help="= --style r")
     ap.add_argument(
         "--style",
@@ -220,7 +274,8 @@ def main() -> None:
     args = ap.parse_args()
     for src in args.sources:
         style = "r" if args.render else args.style
-        print(prepare(src, args.out, args.role, style, args.seed), flush=True)
+        make = prepare_negatives if args.negatives else prepare
+        print(make(src, args.out, args.role, style, args.seed), flush=True)
 
 
 if __name__ == "__main__":

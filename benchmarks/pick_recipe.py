@@ -98,6 +98,7 @@ from draco_em.evaluate.pick import match_picks, summarize
 from draco_em.io.coords import read_coords
 from draco_em.model.weights import resolve_weights
 from draco_em.pick.config import DetectorConfig, PickTrainConfig
+from draco_em.pick.data import load_negative
 from draco_em.pick.model_io import read_picker
 from draco_em.pick.nms import find_peaks
 from draco_em.pick.predict import Picker
@@ -105,6 +106,11 @@ from draco_em.pick.train import load_labelled, train_picker
 
 VAL_RAW = ["train2_val", "train4_val", "train7_val", "val2_val", "val4_val", "val7_val"]
 VAL_RENDER = [f"{n.removesuffix('_val')}_r_val" for n in VAL_RAW]
+#: Particle-free validation micrographs (session 15: ``pick_realistic.py --negatives --role
+#: val``), scored by picks per micrograph at the stored threshold; sets that are absent are
+#: skipped, so older data folders score as before.
+NEG_RAW = [f"{s}_negval" for s in ("val2", "val4", "val7", "valnoice2", "valnoice4", "valnoice7")]
+NEG_RENDER = [n.replace("_negval", "_r_negval") for n in NEG_RAW]
 
 APOFERRITIN_DIAMETER = 125.0  # Å, outer diameter of the 24-mer shell
 
@@ -141,8 +147,13 @@ def junk_folder(folder: Path) -> Path:
     return folder / "junk" if (folder / "junk").is_dir() else folder / "regions"
 
 
-def score_run(data: Path, model: str, groups: dict[str, list[str]]) -> dict:
-    """Rule step 3: pooled F1 at the stored threshold within d/4 per group, and their mean."""
+def score_run(
+    data: Path, model: str, groups: dict[str, list[str]],
+    negative_groups: dict[str, list[str]] | None = None,
+) -> dict:  # fmt: skip
+    """Rule step 3: pooled F1 at the stored threshold within d/4 per group, and their mean S;
+    with ``negative_groups``, also the picks per particle-free micrograph at the stored
+    threshold per group (each at its ``diameters.json`` scale), and their mean E."""
     detector, info = read_picker(model)
     detector.eval()
     picker = Picker(detector, float(info["diameter"]))
@@ -161,6 +172,18 @@ def score_run(data: Path, model: str, groups: dict[str, list[str]]) -> dict:
         out[group] = {k: res[k] for k in ("precision", "recall", "f1", "n_pred", "n_true")}
         out[group]["micrographs"] = len(examples)
     out["S"] = float(np.mean([out[g]["f1"] for g in groups]))
+    for group, names in (negative_groups or {}).items():
+        mics, _coords, diam = gather(data, [n for n in names if (data / n).is_dir()])
+        n_picks = []
+        for mic in mics:
+            score, _ = picker.score_map(load_negative(mic, diam[mic.stem], detector.config).image)
+            n_picks.append(len(find_peaks(score, 0.5 * picker.diameter_px, out["threshold"])[0]))
+        mean = float(np.mean(n_picks)) if n_picks else None
+        out[group] = {"micrographs": len(n_picks), "picks": int(np.sum(n_picks)),
+                      "picks_per_micrograph": mean}  # fmt: skip
+    per = [out[g]["picks_per_micrograph"] for g in negative_groups or {} if out[g]["micrographs"]]
+    if per:
+        out["E"] = float(np.mean(per))
     return out
 
 
@@ -204,6 +227,13 @@ def main() -> None:
         "default: 15 %% of the training micrographs.",
     )
     ap.add_argument(
+        "--negative-sets",
+        nargs="*",
+        default=[],
+        help="Sets of particle-free micrographs (pick_realistic.py --negatives): every pixel a "
+        "known negative (draco pick train --negatives).",
+    )
+    ap.add_argument(
         "--score",
         nargs="+",
         default=None,
@@ -213,13 +243,16 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO)
     if args.score:
         groups = {"raw": VAL_RAW, "render": VAL_RENDER}
+        negative = {"free_raw": NEG_RAW, "free_render": NEG_RENDER}
         for model in args.score:
-            print(model, json.dumps(score_run(args.data, model, groups)), flush=True)
+            print(model, json.dumps(score_run(args.data, model, groups, negative)), flush=True)
         return
     mics, coords, diam = gather(args.data, args.sets)
     val, val_coords, val_diam = gather(args.data, args.val_sets)
+    negatives, _none, neg_diam = gather(args.data, args.negative_sets)
     coords += val_coords
     diam.update(val_diam)
+    diam.update(neg_diam)
     cfg = PickTrainConfig(
         micrographs=mics,
         coords=coords,
@@ -234,6 +267,7 @@ def main() -> None:
         scale_jitter=args.scale_jitter,
         junk_masks=[junk_folder(args.data / n) for n in args.sets] if args.junk else [],
         junk_weight=args.junk_weight,
+        negatives=negatives,
         seed=args.seed,
     )
     detector = DetectorConfig(background_sigma=args.background_sigma)

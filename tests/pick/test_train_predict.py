@@ -646,3 +646,48 @@ def test_refit_without_validation_picks_keeps_the_first_cut_off(trained, tmp_pat
     # the first model found no peak on its validation micrograph: no density to match
     _, stored, info = refit_all(cfg, examples, examples[:1], 0.42, {}, None, torch.device("cpu"))
     assert stored == 0.42 and info["mode"] == "density" and info["n_labelled"] == 32
+
+
+def test_negative_micrographs_teach_the_picker_a_particle_free_field(trained, tmp_path,
+                                                                    make_blobs):  # fmt: skip
+    """Micrographs listed as negatives (no particle anywhere) are known negatives everywhere:
+    a picker fine-tuned with fields of smaller dark blobs as negatives scores such a field
+    lower than the same fine-tune without them, and still finds the particles."""
+    tmp = trained["tmp"]
+    rng = np.random.default_rng(11)
+    neg = tmp_path / "neg"
+    neg.mkdir()
+    for i in range(3):  # blobs 2/3 of a particle wide: a bait the blob picker believes
+        img, _ = make_blobs(rng, (192, 192), 11.0, 16)
+        write_mrc(neg / f"empty_{i}.mrc", img, pixel_size=1.0)
+    test_field, _ = make_blobs(rng, (192, 192), 11.0, 16)
+    blobs, xy = make_blobs(rng, (192, 192), 16.0, 8)
+    common = {"micrographs": [tmp / "mics"], "coords": [tmp / "coords"], "diameter": 32.0,
+              "weights": str(trained["path"]), "epochs": 4, "crops_per_epoch": 32, "crop": 64,
+              "lr": 3e-3, "val_micrographs": [tmp / "mics" / "blob_3.mrc"]}  # fmt: skip
+    best = {}
+    for name, negatives in (("without", []), ("with", [neg])):
+        torch.manual_seed(0)
+        cfg = PickTrainConfig(outdir=tmp_path / name, negatives=negatives, **common)
+        picker = load_picker(train_picker(cfg))
+        score, _ = picker.score_map(test_field)
+        best[name] = float(score.max())
+        picks = picker.pick_image(blobs, 1.0, "b")  # at its stored threshold
+        tp = match_picks(picks[["x", "y"]].to_numpy(), picks["score"].to_numpy(), xy, 8.0)
+        assert tp.sum() >= 6, name  # the particles are still found
+    assert best["with"] < 0.7 * best["without"], best
+    assert "3 particle-free micrographs as known negatives" in (
+        tmp_path / "with" / "run.log").read_text()  # fmt: skip
+    assert read_picker(tmp_path / "with" / "picker.safetensors")[1]["metadata"]["n_negatives"] == 3
+
+
+def test_cli_negatives_with_picks_are_an_input_error(trained, tmp_path, capsys):
+    tmp = trained["tmp"]
+    args = ["pick", "train", "--micrographs", str(tmp / "mics"), "--coords", str(tmp / "coords"),
+            "--diameter", "32", "--weights", str(trained["path"]), "--epochs", "1",
+            "--crops-per-epoch", "8", "-o", str(tmp_path / "r"),
+            "--negatives", str(tmp / "mics" / "blob_1.mrc")]  # fmt: skip
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "listed as negatives also have picks" in err

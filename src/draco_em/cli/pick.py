@@ -171,6 +171,13 @@ def pick_train(
         typer.Option(help="Folder of <stem>.mrc masks, 1 = junk (known negatives); repeatable."),
     ] = None,
     junk_weight: Annotated[float, typer.Option(help="Weight of the junk-mask loss.")] = 1.0,
+    negatives: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Micrographs with no particle (empty holes, bare carbon, ice only): every "
+            "pixel a known negative; files, folders, globs or a STAR list; repeatable."
+        ),
+    ] = None,
     val_micrographs: Annotated[
         list[Path] | None,
         typer.Option(help="Validation micrographs (picks in --coords) instead of a random 20 %."),
@@ -211,8 +218,8 @@ def pick_train(
         weights=weights, finetune_blocks=finetune_blocks, epochs=epochs,
         crops_per_epoch=crops_per_epoch, expected_particles=expected_particles,
         pixel_size=pixel_size, junk_masks=junk_masks or [], junk_weight=junk_weight,
-        val_micrographs=val_micrographs or [], auto_scale=auto_scale, refit=refit, seed=seed,
-        device=device,
+        negatives=negatives or [], val_micrographs=val_micrographs or [], auto_scale=auto_scale,
+        refit=refit, seed=seed, device=device,
     )  # fmt: skip
 
     path = train_picker(

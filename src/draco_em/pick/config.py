@@ -109,6 +109,12 @@ class PickTrainConfig(BaseModel):
     junk_weight: float = Field(
         1.0, ge=0, description="Weight λ of the known-negative (junk mask) loss term."
     )
+    negatives: list[Path] = Field(
+        default_factory=list,
+        description="Micrographs known to hold no particle (empty holes, bare carbon, ice "
+        "only; files, folders, globs or a STAR list): every pixel of them is a known "
+        "negative in training, as crYOLO's empty box files are. Never validation micrographs.",
+    )
     encoder_lr: float = Field(2e-4, gt=0, description="Learning rate of the trained blocks.")
     expected_particles: float | None = Field(
         None,

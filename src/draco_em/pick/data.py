@@ -108,6 +108,17 @@ def load_example(
     return Example(micrograph_stem(path), work, xy, (sx, sy), image.shape, negatives)
 
 
+def load_negative(
+    path: Path, diameter: float, config: DetectorConfig, pixel_size: float | None = None
+) -> Example:
+    """A micrograph known to hold no particle, at the working pixel size of ``diameter`` Å:
+    no centre, and every pixel a known negative (``PickTrainConfig.negatives``)."""
+    no_picks = pd.DataFrame({"x": np.zeros(0), "y": np.zeros(0)})
+    ex = load_example(path, no_picks, diameter, config, pixel_size)
+    ex.junk = np.ones(ex.image.shape, bool)
+    return ex
+
+
 def read_all_coords(sources: list[Path]) -> dict[str, pd.DataFrame]:
     """Picks from files and folders of coordinate files, grouped by micrograph stem."""
     out: dict[str, pd.DataFrame] = {}

@@ -32,7 +32,7 @@ from draco_em.io.run_folder import run_log, write_config
 from draco_em.model.weights import read_weights
 from draco_em.pick.autoscale import ScaleChoice, choose_scale, first_micrographs
 from draco_em.pick.config import DEFAULT_TTA, SCORE_FLOOR, DetectorConfig, PickTrainConfig
-from draco_em.pick.data import Example, load_example, make_batch, read_all_coords
+from draco_em.pick.data import Example, load_example, load_negative, make_batch, read_all_coords
 from draco_em.pick.detector import ParticleDetector, load_encoder_weights
 from draco_em.pick.loss import class_prior, offset_loss, pu_focal_loss
 from draco_em.pick.model_io import RUN_FILE, read_picker, save_picker
@@ -131,6 +131,36 @@ def load_labelled(
             "no micrograph has picks: coordinate files must name the micrographs by file stem"
         )
     return examples
+
+
+def load_negatives(
+    cfg: PickTrainConfig, detector_cfg: DetectorConfig, diameters: dict[str, float] | None = None,
+    labelled: Sequence[str] = (),
+) -> list[Example]:  # fmt: skip
+    """Particle-free micrographs (``cfg.negatives``) as examples with no centre and every
+    pixel a known negative, at the working pixel size of their diameter (``diameters`` per
+    stem, else ``cfg.diameter``).
+
+    Picks on such micrographs are false by construction, so they teach the picker what a
+    field without particles looks like (an empty hole, bare carbon, clean ice), which the
+    positive-unlabelled loss alone never does: there every unpicked cell is only unlabelled.
+
+    Raises:
+        DracoInputError: a negative micrograph also has picks (stems in ``labelled``).
+    """
+    if not cfg.negatives:
+        return []
+    items = expand_inputs(list(cfg.negatives)).items
+    clash = sorted({item.path.stem for item in items} & set(labelled))
+    if clash:
+        raise DracoInputError(
+            f"{len(clash)} micrograph(s) listed as negatives also have picks (e.g. {clash[0]}): "
+            "a negative micrograph holds no particle"
+        )
+    out = [load_negative(item.path, (diameters or {}).get(item.path.stem, cfg.diameter),
+                         detector_cfg, cfg.pixel_size) for item in items]  # fmt: skip
+    log.info("%d particle-free micrographs as known negatives", len(out))
+    return out
 
 
 #: Said when no labelled micrograph could be held out to choose the stored threshold.
@@ -335,7 +365,7 @@ def density_threshold(scores: np.ndarray, count: float) -> float:
 def refit_all(
     cfg: PickTrainConfig, examples: list[Example], val: list[Example], threshold: float,
     val_result: dict, detector_config: DetectorConfig | None, device: torch.device,
-    progress: bool = False,
+    progress: bool = False, negatives: Sequence[Example] = (),
 ) -> tuple[ParticleDetector, float, dict]:  # fmt: skip
     """Train again from ``cfg.weights`` on every labelled micrograph (``--refit``).
 
@@ -357,7 +387,8 @@ def refit_all(
     prior = class_prior(max(expected, 1.0), sum(e.image.size for e in examples))
     log.info("refit: %d micrographs, %d labelled particles, prior %.4g",
              len(examples), n_labelled, prior)  # fmt: skip
-    losses = fit(detector.to(device), examples, cfg, whole, prior, device, progress)
+    losses = fit(detector.to(device), [*examples, *negatives], cfg, whole, prior, device,
+                 progress)  # fmt: skip
     detector.eval()
     density = val_result.get("at_threshold", {}).get("n_pred", 0) / sum(e.image.size for e in val)
     picker = Picker(detector, cfg.diameter, device=device)
@@ -417,8 +448,11 @@ def train_picker(
                 raise DracoInputError("every training micrograph is a validation micrograph")
         else:
             train, val = split(examples, cfg.val_fraction, cfg.seed)
+        labelled = {e.name for e in examples} | {e.name for e in val}
+        negatives = load_negatives(cfg, detector.config, diameters, sorted(labelled))
         n_labelled = sum(len(e.xy) for e in train)
         expected = cfg.expected_particles * len(train) if cfg.expected_particles else n_labelled
+        # π is the share of particle cells on labelled micrographs; negatives have none
         prior = class_prior(max(expected, 1.0), sum(e.image.size for e in train))
         log.info("%d train / %d val micrographs, %d labelled particles, prior %.4g",
                  len(train), len(val), n_labelled, prior)  # fmt: skip
@@ -427,8 +461,8 @@ def train_picker(
         def validate() -> float:
             return summarize(*validation_matches(picker, val))["best_f1"]
 
-        losses = fit(detector.to(device), train, cfg, whole, prior, device, progress,
-                     validate if val else None)  # fmt: skip
+        losses = fit(detector.to(device), [*train, *negatives], cfg, whole, prior, device,
+                     progress, validate if val else None)  # fmt: skip
         detector.eval()
         # The stored threshold is chosen on scores made as `draco pick predict` makes them
         # (its default test-time views), so that it suits the scores it will cut.
@@ -444,14 +478,15 @@ def train_picker(
             if progress:
                 tqdm.write(f"warning: {NO_HOLDOUT_WARNING}")
         meta = {"train_seconds": round(time.time() - t0, 1), "n_labelled": n_labelled,
+                "n_negatives": len(negatives),
                 "losses": losses, "validation": val_result, "weights": cfg.weights}  # fmt: skip
         held_out = val is not train and not cfg.val_micrographs
         if cfg.refit != "none" and not held_out:
             log.info("refit skipped: no micrograph was held out from the labelled ones")
         elif cfg.refit != "none":
-            detector, threshold, refit = refit_all(
-                cfg, examples, val, threshold, val_result, detector_config, device, progress
-            )
+            detector, threshold, refit = refit_all(cfg, examples, val, threshold, val_result,
+                                                   detector_config, device, progress,
+                                                   negatives)  # fmt: skip
             meta.update(n_labelled=refit["n_labelled"], losses=refit.pop("losses"), refit=refit,
                         train_seconds=round(time.time() - t0, 1))  # fmt: skip
         if choice is not None:  # the given diameter is stored; the picker runs at m × it
