@@ -102,7 +102,7 @@ from draco_em.pick.data import load_negative
 from draco_em.pick.model_io import read_picker
 from draco_em.pick.nms import find_peaks
 from draco_em.pick.predict import Picker
-from draco_em.pick.train import load_labelled, train_picker
+from draco_em.pick.train import THRESHOLD_RANGE, load_labelled, train_picker
 
 VAL_RAW = ["train2_val", "train4_val", "train7_val", "val2_val", "val4_val", "val7_val"]
 VAL_RENDER = [f"{n.removesuffix('_val')}_r_val" for n in VAL_RAW]
@@ -149,39 +149,70 @@ def junk_folder(folder: Path) -> Path:
 
 def score_run(
     data: Path, model: str, groups: dict[str, list[str]],
-    negative_groups: dict[str, list[str]] | None = None,
+    negative_groups: dict[str, list[str]] | None = None, matched_recall: float | None = None,
 ) -> dict:  # fmt: skip
     """Rule step 3: pooled F1 at the stored threshold within d/4 per group, and their mean S;
     with ``negative_groups``, also the picks per particle-free micrograph at the stored
-    threshold per group (each at its ``diameters.json`` scale), and their mean E."""
+    threshold per group (each at its ``diameters.json`` scale), and their mean E.
+
+    ``matched_recall`` R (a diagnostic, session 15): also the highest cut-off at which the
+    labelled groups' pooled recall reaches R, and E there, so that pickers whose stored
+    thresholds differ are compared at the same share of particles found.
+    """
     detector, info = read_picker(model)
     detector.eval()
     picker = Picker(detector, float(info["diameter"]))
-    out: dict = {"threshold": float(info["threshold"])}
+    t = float(info["threshold"])
+    out: dict = {"threshold": t}
+    pooled: list[tuple[np.ndarray, np.ndarray, int]] = []
     for group, names in groups.items():
         mics, coords, diam = gather(data, names)
         examples = load_labelled(mics, coords, detector.config, 200.0, diam)
         tps, scores, n_true = [], [], 0
-        for ex in examples:
+        for ex in examples:  # matched greedily by score, so a higher cut-off filters them
             score, _ = picker.score_map(ex.image)
-            xy, sc = find_peaks(score, 0.5 * picker.diameter_px, out["threshold"])
+            xy, sc = find_peaks(score, 0.5 * picker.diameter_px, THRESHOLD_RANGE[0])
             tps.append(match_picks(xy, sc, ex.xy, 0.25 * picker.diameter_px))
             scores.append(sc)
             n_true += len(ex.xy)
-        res = summarize(np.concatenate(tps), np.concatenate(scores), n_true)
+        tp, sc = np.concatenate(tps), np.concatenate(scores)
+        pooled.append((tp, sc, n_true))
+        res = summarize(tp[sc >= t], sc[sc >= t], n_true)
         out[group] = {k: res[k] for k in ("precision", "recall", "f1", "n_pred", "n_true")}
         out[group]["micrographs"] = len(examples)
     out["S"] = float(np.mean([out[g]["f1"] for g in groups]))
+    free: dict[str, list[np.ndarray]] = {}
     for group, names in (negative_groups or {}).items():
         mics, _coords, diam = gather(data, [n for n in names if (data / n).is_dir()])
-        n_picks = []
+        free[group] = []
         for mic in mics:
             score, _ = picker.score_map(load_negative(mic, diam[mic.stem], detector.config).image)
-            n_picks.append(len(find_peaks(score, 0.5 * picker.diameter_px, out["threshold"])[0]))
-        mean = float(np.mean(n_picks)) if n_picks else None
-        out[group] = {"micrographs": len(n_picks), "picks": int(np.sum(n_picks)),
-                      "picks_per_micrograph": mean}  # fmt: skip
-    per = [out[g]["picks_per_micrograph"] for g in negative_groups or {} if out[g]["micrographs"]]
+            free[group].append(find_peaks(score, 0.5 * picker.diameter_px, THRESHOLD_RANGE[0])[1])
+    out.update(free_picks(free, t))
+    if matched_recall is not None and pooled:
+        tp = np.concatenate([p[0] for p in pooled])
+        sc = np.concatenate([p[1] for p in pooled])
+        n_true = sum(p[2] for p in pooled)
+        order = np.argsort(-sc)
+        recall = np.cumsum(tp[order]) / max(n_true, 1)
+        k = int(np.searchsorted(recall, matched_recall))  # first index reaching R
+        t_r = float(sc[order][min(k, len(sc) - 1)])
+        res = summarize(tp[sc >= t_r], sc[sc >= t_r], n_true)
+        out["at_recall"] = {"recall": matched_recall, "threshold": t_r,
+                            "precision": float(res["precision"]), "f1": float(res["f1"]),
+                            **free_picks(free, t_r)}  # fmt: skip
+    return out
+
+
+def free_picks(free: dict[str, list[np.ndarray]], threshold: float) -> dict:
+    """Per group of particle-free micrographs (peak scores per micrograph): picks at or above
+    ``threshold`` per micrograph, and E = the mean over the groups that have micrographs."""
+    out: dict = {}
+    for group, peaks in free.items():
+        n = [int((p >= threshold).sum()) for p in peaks]
+        out[group] = {"micrographs": len(n), "picks": int(np.sum(n)),
+                      "picks_per_micrograph": float(np.mean(n)) if n else None}  # fmt: skip
+    per = [g["picks_per_micrograph"] for g in out.values() if g["micrographs"]]
     if per:
         out["E"] = float(np.mean(per))
     return out
@@ -234,6 +265,13 @@ def main() -> None:
         "known negative (draco pick train --negatives).",
     )
     ap.add_argument(
+        "--matched-recall",
+        type=float,
+        default=None,
+        help="--score: also E at the cut-off where the pooled validation recall reaches this "
+        "(a diagnostic: pickers compared at the same share of particles found)",
+    )
+    ap.add_argument(
         "--score",
         nargs="+",
         default=None,
@@ -245,7 +283,8 @@ def main() -> None:
         groups = {"raw": VAL_RAW, "render": VAL_RENDER}
         negative = {"free_raw": NEG_RAW, "free_render": NEG_RENDER}
         for model in args.score:
-            print(model, json.dumps(score_run(args.data, model, groups, negative)), flush=True)
+            res = score_run(args.data, model, groups, negative, args.matched_recall)
+            print(model, json.dumps(res), flush=True)
         return
     mics, coords, diam = gather(args.data, args.sets)
     val, val_coords, val_diam = gather(args.data, args.val_sets)
