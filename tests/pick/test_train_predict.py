@@ -691,3 +691,33 @@ def test_cli_negatives_with_picks_are_an_input_error(trained, tmp_path, capsys):
         main(args)
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "listed as negatives also have picks" in err
+
+
+def test_negatives_enter_both_fits_of_a_refit_and_never_the_prior(trained, tmp_path,
+                                                                 monkeypatch):  # fmt: skip
+    """With --refit the second fine-tune sees the negatives too; the PU prior counts only the
+    labelled micrographs' area, with or without negatives."""
+    import draco_em.pick.train as train_mod
+
+    tmp = trained["tmp"]
+    neg = tmp_path / "neg"
+    neg.mkdir()
+    noise = np.random.default_rng(2).standard_normal((96, 96)).astype(np.float32)
+    write_mrc(neg / "empty_0.mrc", noise, pixel_size=1.0)
+    seen, priors, real_fit = [], [], train_mod.fit
+
+    def spy(detector, train, cfg, whole, prior, *args, **kwargs):
+        seen.append(sorted(e.name for e in train))
+        priors.append(prior)
+        return real_fit(detector, train, cfg, whole, prior, *args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "fit", spy)
+    for name, negatives in (("plain", []), ("with", [neg])):
+        cfg = PickTrainConfig(micrographs=[tmp / "mics"], coords=[tmp / "coords"], diameter=32.0,
+                              outdir=tmp_path / name, weights=str(trained["path"]), epochs=1,
+                              crops_per_epoch=8, val_fraction=0.25, refit="score",
+                              negatives=negatives)  # fmt: skip
+        train_picker(cfg)
+    assert all("empty_0" not in names for names in seen[:2])
+    assert all("empty_0" in names for names in seen[2:]) and len(seen) == 4
+    assert priors[2:] == pytest.approx(priors[:2])
