@@ -49,7 +49,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="bundled")
     ap.add_argument("--out", type=Path, default=Path("/tmp/h18/contam"))
+    ap.add_argument("--diameter-scales", default=None,
+                    help="passed to pick predict (e.g. auto: a candidate for the bundled "
+                    "picker scored with the bundled picker's default)")  # fmt: skip
     args = ap.parse_args()
+    scales = ["--diameter-scales", args.diameter_scales] if args.diameter_scales else []
     if not MIC.exists():
         sys.exit(f"{MIC} is absent")
     mask, _ = read_image(MASK)
@@ -64,7 +68,8 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "draco_em", "pick", "predict", str(MIC), "-o",
                         str(out), "--model", args.model, "--pixel-size", str(PIXEL),
-                        "--diameter", str(DIAMETER), "-q", *extra], check=True)  # fmt: skip
+                        "--diameter", str(DIAMETER), "-q", *scales, *extra],
+                       check=True)  # fmt: skip
         res[name] = on_mask(out / "coordinates", mask)
     print(tag, json.dumps(res))
     (args.out / f"{tag}.json").write_text(json.dumps(res, indent=1))

@@ -36,11 +36,16 @@ GOOD = ("Great", "Decent")
 CRYOJAX_SETS = ("curate_1p5A_1024", "curate_1p5A_2048", "curate_3p0A_1024", "curate_3p0A_2048")
 
 
-def pick_counts(inputs: Path, out: Path, model: str, diameter: float,
-                pixel_size: float | None = None) -> dict[str, int]:  # fmt: skip
-    """Picks per micrograph stem made by ``draco pick predict``'s defaults."""
+def pick_counts(
+    inputs: Path, out: Path, model: str, diameter: float, pixel_size: float | None = None,
+    scales: str | None = None,
+) -> dict[str, int]:  # fmt: skip
+    """Picks per micrograph stem made by ``draco pick predict``'s defaults; ``scales`` =
+    ``--diameter-scales`` (None: the default, 'auto' for the bundled picker only; 'auto'
+    scores a candidate for the bundled picker the way it would run once installed)."""
     cfg = PickPredictConfig(inputs=[inputs], outdir=out, model=model, diameter=diameter,
-                            pixel_size=pixel_size, previews=False)  # fmt: skip
+                            pixel_size=pixel_size, previews=False,
+                            diameter_scales=scales)  # fmt: skip
     predict_all(cfg, progress=False)
     return {
         f.name.removesuffix("_autopick.star"): len(read_coords(f))
@@ -48,10 +53,10 @@ def pick_counts(inputs: Path, out: Path, model: str, diameter: float,
     }
 
 
-def micassess(model: str, out: Path) -> dict:
+def micassess(model: str, out: Path, scales: str | None = None) -> dict:
     """Picks per MicAssess class, and the particle-free share of the free + good picks."""
     labels = pd.read_csv(SHARED / "micassess" / "labels.csv")
-    counts = pick_counts(SHARED / "micassess" / "micrographs", out, model, 150.0, 7.0)
+    counts = pick_counts(SHARED / "micassess" / "micrographs", out, model, 150.0, 7.0, scales)
     by_class: dict[str, list[int]] = {}
     for name, cls in zip(labels["name"], labels["class"], strict=True):
         by_class.setdefault(str(cls), []).append(counts.get(Path(str(name)).stem, 0))
@@ -61,7 +66,7 @@ def micassess(model: str, out: Path) -> dict:
             "free_share": free / max(free + good, 1)}  # fmt: skip
 
 
-def cryojax(model: str, indep: Path, out: Path) -> dict:
+def cryojax(model: str, indep: Path, out: Path, scales: str | None = None) -> dict:
     """Picks per micrograph of the cryoJAX curation sets, by the set's reason column."""
     res = {}
     for name in CRYOJAX_SETS:
@@ -70,7 +75,7 @@ def cryojax(model: str, indep: Path, out: Path) -> dict:
             res[name] = {"skipped": f"{star} not found"}
             continue
         table = read_star(star)["micrographs"]
-        counts = pick_counts(star, out / name, model, 200.0)
+        counts = pick_counts(star, out / name, model, 200.0, scales=scales)
         stems = table["rlnMicrographName"].map(lambda p: Path(str(p)).stem)
         reasons = dict(zip(stems, table["dracoReason"].astype(str), strict=True))
         res[name] = {stem: {"reason": reasons.get(stem, "?"), "picks": n}
@@ -84,10 +89,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--indep", type=Path, default=None, help="folder of the cryoJAX sets")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--diameter-scales", choices=("auto",), default=None,
+                    help="auto: as the bundled picker runs by default (a candidate)")  # fmt: skip
     args = ap.parse_args()
-    res: dict = {"model": args.model}
+    res: dict = {"model": args.model, "diameter_scales": args.diameter_scales}
     if (SHARED / "micassess" / "labels.csv").is_file():
-        res["micassess"] = micassess(args.model, args.out / "micassess")
+        res["micassess"] = micassess(args.model, args.out / "micassess", args.diameter_scales)
         m = res["micassess"]
         print(f"MicAssess: {m['free_picks']} picks on the 6 particle-free micrographs, "
               f"{m['good_picks']} on the 6 good ones (free share {m['free_share']:.3f}); "
@@ -95,7 +102,7 @@ def main() -> None:
     else:
         print(f"MicAssess skipped: {SHARED / 'micassess'} not found")
     if args.indep is not None:
-        res["cryojax"] = cryojax(args.model, args.indep, args.out / "cryojax")
+        res["cryojax"] = cryojax(args.model, args.indep, args.out / "cryojax", args.diameter_scales)
         for name, rows in res["cryojax"].items():
             if "skipped" in rows:
                 print(name, rows["skipped"])
