@@ -43,3 +43,17 @@ def test_failure_log_and_shard(tmp_path):
     items = list(range(7))
     parts = [shard(items, r, 3) for r in range(3)]
     assert sorted(x for part in parts for x in part) == items
+
+
+def test_drop_halves_keeps_full_sums_and_lone_halves(tmp_path):
+    """X_EVN / X_ODD beside an input X are X's halves, not micrographs; a half whose full sum
+    is not an input is kept (it may be all the user has)."""
+    from draco_em.io.halves import drop_halves
+
+    img = np.random.default_rng(0).standard_normal((16, 16)).astype(np.float32)
+    for name in ("a", "a_EVN", "a_ODD", "b_EVN", "c"):
+        write_mrc(tmp_path / f"{name}.mrc", img, pixel_size=1.0)
+    kept, n = drop_halves(expand_inputs([tmp_path]))
+    assert n == 2 and [it.path.stem for it in kept.items] == ["a", "b_EVN", "c"]
+    alone, n = drop_halves(expand_inputs([tmp_path / "a_EVN.mrc", tmp_path / "a_ODD.mrc"]))
+    assert n == 0 and len(alone.items) == 2

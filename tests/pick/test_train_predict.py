@@ -690,7 +690,7 @@ def test_cli_negatives_with_picks_are_an_input_error(trained, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(args)
     err = capsys.readouterr().err
-    assert exc.value.code == 2 and "listed as negatives also have picks" in err
+    assert exc.value.code == 2 and "listed as negatives share a name with labelled" in err
 
 
 def test_negatives_enter_both_fits_of_a_refit_and_never_the_prior(trained, tmp_path,
@@ -721,3 +721,26 @@ def test_negatives_enter_both_fits_of_a_refit_and_never_the_prior(trained, tmp_p
     assert all("empty_0" not in names for names in seen[:2])
     assert all("empty_0" in names for names in seen[2:]) and len(seen) == 4
     assert priors[2:] == pytest.approx(priors[:2])
+
+
+def test_pick_predict_and_negatives_skip_the_halves_of_a_full_sum(trained, tmp_path):
+    """A folder of MotionCor2 or `draco simulate` output holds X, X_EVN and X_ODD: one
+    exposure, so one micrograph to pick and one negative, and the summary says so."""
+    from draco_em.pick.train import load_negatives
+
+    mics = tmp_path / "mics"
+    mics.mkdir()
+    src = trained["tmp"] / "mics" / "blob_0.mrc"
+    for suffix in ("", "_EVN", "_ODD"):
+        (mics / f"blob_0{suffix}.mrc").write_bytes(src.read_bytes())
+    res = CliRunner().invoke(app, ["pick", "predict", str(mics), "-o", str(tmp_path / "o"),
+                                   "--model", str(trained["path"]), "--no-previews"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "on 1 micrographs" in res.output and "2 half sums (_EVN/_ODD)" in res.output
+    assert sorted(p.name for p in (tmp_path / "o" / "coordinates").iterdir()) == [
+        "blob_0_autopick.star"
+    ]
+    cfg = PickTrainConfig(micrographs=[trained["tmp"] / "mics"], coords=[trained["tmp"] / "coords"],
+                          diameter=32.0, outdir=tmp_path / "r", negatives=[mics])  # fmt: skip
+    negatives = load_negatives(cfg, read_picker(trained["path"])[0].config)
+    assert [e.name for e in negatives] == ["blob_0"]

@@ -24,6 +24,7 @@ from draco_em.curate.config import (
     TrainBlocks,
 )
 from draco_em.curate.spread import batch_warning, reject_reasons
+from draco_em.io.halves import HALVES_NOTE
 
 curate_app = typer.Typer(
     help="Accept or reject micrographs (thick/crystalline ice, contamination, drift, empty, "
@@ -222,6 +223,7 @@ def curate_predict(
         f"{n_acc} accepted, {len(res.table) - n_acc} rejected ({n_sig} by STAR signals"
         + (f"; {why}" if why else "")
         + f"), {res.n_failed} failed; table: {res.outputs['csv']}"
+        + (f"; {HALVES_NOTE.format(res.halves_skipped)}" if res.halves_skipped else "")
     )
     for warning in (batch_warning(decisions, reasons), *res.warnings):
         if warning:

@@ -53,6 +53,7 @@ from draco_em.io.batch import (
     expand_inputs,
     make_output_folder,
 )
+from draco_em.io.halves import drop_halves
 from draco_em.io.star import MicrographTable, project_path, write_micrographs_star
 from draco_em.model.encoder import Encoder, load_encoder, run_blocks
 from draco_em.runtime import resolve_device
@@ -68,6 +69,7 @@ class PredictResult:
     outputs: dict[str, Path]
     n_failed: int
     warnings: list[str] = field(default_factory=list)  # about the inputs, one line each
+    halves_skipped: int = 0  # X_EVN/X_ODD inputs beside their full sum X (io.halves)
 
 
 def curator_encoder(curator: Curator, weights: str | None, device: torch.device) -> Encoder:
@@ -147,7 +149,7 @@ def _input_table(inputs: InputSet, out_dir: Path) -> tuple[MicrographTable, list
 def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = None) -> PredictResult:
     """Run ``draco curate predict``; ``evidence``: the particle-evidence function a head
     trained with ``--particles`` needs (:mod:`draco_em.curate.particles`)."""
-    inputs = expand_inputs(cfg.inputs)
+    inputs, n_halves = drop_halves(expand_inputs(cfg.inputs))
     check_picture_pixel_size(inputs, cfg.pixel_size)
     curator = load_curator(cfg.model)
     if curator.features.particles:
@@ -209,7 +211,7 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
     result = pd.DataFrame(records)
     outputs = write_outputs(cfg, table, kept, result)
     warning = denoised_warning(list(result["nyquist_ratio"]))
-    return PredictResult(result, outputs, failures.count, [warning] if warning else [])
+    return PredictResult(result, outputs, failures.count, [warning] if warning else [], n_halves)
 
 
 def write_outputs(

@@ -8,6 +8,7 @@ calibrates its output on them.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from draco_em.errors import DracoInputError
@@ -32,6 +33,20 @@ def is_half(path: Path, fulls: set[Path]) -> bool:
             if base in fulls:
                 return True
     return False
+
+
+def drop_halves(inputs: InputSet) -> tuple[InputSet, int]:
+    """``inputs`` less the half sums ``X_EVN``/``X_ODD`` whose full sum ``X`` is an input too,
+    and how many were dropped. They are the same exposure as ``X``, not micrographs of their
+    own, so picking, curation and a picker's negatives read the full sum only (a folder of
+    MotionCor2 ``-SplitSum 1`` or ``draco simulate`` output holds all three)."""
+    fulls = {it.path for it in inputs.items}
+    kept = [it for it in inputs.items if not is_half(it.path, fulls)]
+    return replace(inputs, items=kept), len(inputs.items) - len(kept)
+
+
+#: The note commands add to their summary line when they skipped halves.
+HALVES_NOTE = "{} half sums (_EVN/_ODD) beside their full sums skipped"
 
 
 def halves_of(inputs: InputSet, item: InputItem) -> tuple[Path, Path] | None:

@@ -50,6 +50,7 @@ from draco_em.io.coords import (
     write_relion_coords,
     write_topaz,
 )
+from draco_em.io.halves import drop_halves
 from draco_em.io.images import is_raster
 from draco_em.io.mrc import read_image, read_micrograph, read_mrc
 from draco_em.io.pixel_size import require_pixel_size
@@ -238,7 +239,7 @@ def predict_all(
     ``excluded`` counts the picks (score ≥ threshold) dropped on excluded regions in this run
     (None without exclusion); per micrograph they are in OUTDIR/excluded_picks.txt.
     """
-    inputs = expand_inputs(cfg.inputs)
+    inputs, n_halves = drop_halves(expand_inputs(cfg.inputs))
     check_picture_pixel_size(inputs, cfg.pixel_size)  # before the picker loads
     items = inputs.items
     device = resolve_device(cfg.device)
@@ -306,7 +307,7 @@ def predict_all(
         "diameter": picker.diameter, "outdir": str(out),
         "excluded": None if exclude is None else n_excluded,
         "multiplier": _multiplier_note(picker, choice),
-        "warnings": [warning] if warning else [],
+        "warnings": [warning] if warning else [], "halves_skipped": n_halves,
     }  # fmt: skip
 
 

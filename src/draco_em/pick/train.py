@@ -28,6 +28,7 @@ from tqdm import tqdm
 from draco_em.errors import DracoInputError
 from draco_em.evaluate.pick import match_picks, summarize
 from draco_em.io.batch import expand_inputs
+from draco_em.io.halves import drop_halves
 from draco_em.io.run_folder import run_log, write_config
 from draco_em.model.weights import read_weights
 from draco_em.pick.autoscale import ScaleChoice, choose_scale, first_micrographs
@@ -79,7 +80,7 @@ def scale_for_training(
             "--auto-scale needs --weights to be a picker (bundled or a pick train run), "
             "not a DRACO encoder", cfg.weights
         ) from None  # fmt: skip
-    paths = [it.path for it in expand_inputs(list(cfg.micrographs)).items]
+    paths = [it.path for it in drop_halves(expand_inputs(list(cfg.micrographs)))[0].items]
     images = first_micrographs(paths, cfg.pixel_size)
     picker = Picker(detector.to(device).eval(), cfg.diameter, threshold, device=device,
                     tta=DEFAULT_TTA)  # fmt: skip
@@ -146,16 +147,17 @@ def load_negatives(
     positive-unlabelled loss alone never does: there every unpicked cell is only unlabelled.
 
     Raises:
-        DracoInputError: a negative micrograph also has picks (stems in ``labelled``).
+        DracoInputError: a negative micrograph's stem is a labelled one's (``labelled``).
     """
     if not cfg.negatives:
         return []
-    items = expand_inputs(list(cfg.negatives)).items
+    items = drop_halves(expand_inputs(list(cfg.negatives)))[0].items
     clash = sorted({item.path.stem for item in items} & set(labelled))
     if clash:
         raise DracoInputError(
-            f"{len(clash)} micrograph(s) listed as negatives also have picks (e.g. {clash[0]}): "
-            "a negative micrograph holds no particle"
+            f"{len(clash)} micrograph(s) listed as negatives share a name with labelled ones "
+            f"(e.g. {clash[0]}): picks are matched to micrographs by file stem, so a negative "
+            "(no particle) needs a name no pick file uses"
         )
     out = [load_negative(item.path, (diameters or {}).get(item.path.stem, cfg.diameter),
                          detector_cfg, cfg.pixel_size) for item in items]  # fmt: skip
