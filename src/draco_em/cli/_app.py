@@ -53,6 +53,12 @@ def batch_exit_code(n_inputs: int, n_failed: int) -> int:
     return 2 if n_failed >= n_inputs else 1
 
 
+def halves_note(n: int) -> str:
+    """The summary line's note on X_EVN/X_ODD inputs skipped beside their full sum X
+    (``io.halves.drop_halves``), or nothing."""
+    return f"; {n} half sums (_EVN/_ODD) beside their full sums skipped" if n else ""
+
+
 def exit_batch(n_inputs: int, n_failed: int, failure_log: str | Path) -> None:
     """End a batch command by the one rule: summarise failures on stderr, exit 0, 1 or 2.
 

@@ -14,7 +14,7 @@ from typing import Annotated, get_args
 
 import typer
 
-from draco_em.cli._app import app, comma_list, example, exit_batch
+from draco_em.cli._app import app, comma_list, example, exit_batch, halves_note
 from draco_em.curate.config import (
     TRAIN_BLOCKS,
     CuratePredictConfig,
@@ -24,7 +24,6 @@ from draco_em.curate.config import (
     TrainBlocks,
 )
 from draco_em.curate.spread import batch_warning, reject_reasons
-from draco_em.io.halves import HALVES_NOTE
 
 curate_app = typer.Typer(
     help="Accept or reject micrographs (thick/crystalline ice, contamination, drift, empty, "
@@ -223,7 +222,7 @@ def curate_predict(
         f"{n_acc} accepted, {len(res.table) - n_acc} rejected ({n_sig} by STAR signals"
         + (f"; {why}" if why else "")
         + f"), {res.n_failed} failed; table: {res.outputs['csv']}"
-        + (f"; {HALVES_NOTE.format(res.halves_skipped)}" if res.halves_skipped else "")
+        + halves_note(res.halves_skipped)
     )
     for warning in (batch_warning(decisions, reasons), *res.warnings):
         if warning:

@@ -17,8 +17,7 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app, comma_list, example, exit_batch
-from draco_em.io.halves import HALVES_NOTE
+from draco_em.cli._app import app, comma_list, example, exit_batch, halves_note
 from draco_em.pick.config import (
     DEFAULT_TTA,
     DetectorConfig,
@@ -122,7 +121,7 @@ def pick_predict(
             else ""
         )
         + ("" if s["excluded"] is None else f"; {s['excluded']} dropped (excluded_picks.txt)")
-        + (f"; {HALVES_NOTE.format(s['halves_skipped'])}" if s["halves_skipped"] else "")
+        + halves_note(s["halves_skipped"])
         + (f"; {s['failed']} failed (failures.txt)" if s["failed"] else "")
     )
     for warning in s["warnings"]:

@@ -45,10 +45,6 @@ def drop_halves(inputs: InputSet) -> tuple[InputSet, int]:
     return replace(inputs, items=kept), len(inputs.items) - len(kept)
 
 
-#: The note commands add to their summary line when they skipped halves.
-HALVES_NOTE = "{} half sums (_EVN/_ODD) beside their full sums skipped"
-
-
 def halves_of(inputs: InputSet, item: InputItem) -> tuple[Path, Path] | None:
     """The ``(even, odd)`` halves of an input: the STAR's columns where it names them, else
     ``X_EVN``/``X_ODD`` files beside ``X``, else None.
