@@ -145,6 +145,22 @@ def add_border(y: np.ndarray, rng: np.random.Generator):
     return y.astype(np.float32), border
 
 
+def out_stem(src: Path, stem: str, style: str) -> str:
+    """A micrograph's stem in the picker sets: prefixed with its set, suffixed by its style."""
+    return f"{src.name}_{stem}" + ("" if style == "raw" else "r" if style == "r" else style)
+
+
+def place(target: Path, source: Path, image: np.ndarray | None, px: float) -> None:
+    """Write ``target`` unless it exists: the ``image`` (a rendering), or with None a link to
+    the ``source`` sum."""
+    if target.exists():
+        return
+    if image is None:
+        target.symlink_to(source.resolve())
+    else:
+        write_mrc(target, image, px, inputs=[source])
+
+
 def prepare(src: Path, out: Path, role: str, style: str, seed: int) -> dict:
     """One source set → ``out/<name>``; style: raw, r (:func:`render`), lc (:func:`render_lc`)."""
     sizes, hold = structure_sizes(), held_out(structure_sizes())
@@ -186,7 +202,7 @@ def prepare(src: Path, out: Path, role: str, style: str, seed: int) -> dict:
         if len(jk):
             junk |= discs(noisy.shape, jk[["x", "y"]].to_numpy(), jk["d"].to_numpy() / px / 2 + 2)
         image = noisy
-        new = f"{src.name}_{stem}" + ("" if style == "raw" else "r" if style == "r" else style)
+        new = out_stem(src, stem, style)
         if do_render:
             rng = np.random.default_rng([seed, int(stem.split("_")[-1])])
             clean, _ = read_image(src / "clean" / f"{stem}.mrc")
@@ -197,13 +213,8 @@ def prepare(src: Path, out: Path, role: str, style: str, seed: int) -> dict:
             labelled = labelled[~border[yi, xi]]
         if not len(labelled):
             continue
-        src_mic = src / "micrographs" / f"{stem}.mrc"
-        target = dst / "micrographs" / f"{new}.mrc"
-        if not target.exists():
-            if do_render:
-                write_mrc(target, image, px, inputs=[src_mic])
-            else:
-                target.symlink_to(src_mic.resolve())
+        place(dst / "micrographs" / f"{new}.mrc", src / "micrographs" / f"{stem}.mrc",
+              image if do_render else None, px)  # fmt: skip
         write_mrc(dst / "junk" / f"{new}.mrc", junk.astype(np.float32), px, inputs=[star])
         write_relion_coords(dst / "coordinates" / f"{new}.star",
                             labelled[["x", "y"]].assign(micrograph=new))  # fmt: skip
@@ -238,16 +249,13 @@ def prepare_negatives(src: Path, out: Path, role: str, style: str, seed: int) ->
         fits = [d for d in pool if d / px >= MIN_PX]
         if not fits:
             continue
-        new = f"{src.name}_{stem}" + ("" if style == "raw" else "r" if style == "r" else style)
-        src_mic = src / "micrographs" / f"{stem}.mrc"
-        target = dst / "micrographs" / f"{new}.mrc"
-        if not target.exists():
-            if style == "raw":
-                target.symlink_to(src_mic.resolve())
-            else:
-                clean, _ = read_image(src / "clean" / f"{stem}.mrc")
-                image, _border = (render if style == "r" else render_lc)(noisy, clean, px, rng)
-                write_mrc(target, image, px, inputs=[src_mic])
+        new = out_stem(src, stem, style)
+        image = None
+        if style != "raw":  # rendered before the diameter is drawn, also when already written,
+            # so that a re-run draws the same diameters
+            clean, _ = read_image(src / "clean" / f"{stem}.mrc")
+            image, _border = (render if style == "r" else render_lc)(noisy, clean, px, rng)
+        place(dst / "micrographs" / f"{new}.mrc", src / "micrographs" / f"{stem}.mrc", image, px)
         diam[new] = float(fits[int(rng.integers(len(fits)))])
     (dst / "diameters.json").write_text(json.dumps(diam, indent=1))
     return {"set": name, "particle_free": len(diam)}
