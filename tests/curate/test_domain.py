@@ -36,6 +36,9 @@ def test_the_warning_needs_most_of_a_batch() -> None:
     assert denoised_warning([0.1] * 5 + [1.0] * 5) is None  # half: not most
     warning = denoised_warning([0.1] * 6 + [1.0] * 4)
     assert warning is not None and warning.startswith("6 of 10 micrographs look pre-denoised")
+    assert "EMPIAR-10017" in warning  # the bundled head's measured failure
+    own = denoised_warning([0.1] * 6 + [1.0] * 4, bundled=False)
+    assert own is not None and "bundled" not in own and "EMPIAR" not in own
 
 
 def test_predict_records_the_ratio_and_warns_on_denoised_inputs(
@@ -64,6 +67,7 @@ def test_predict_records_the_ratio_and_warns_on_denoised_inputs(
     ].warnings
     assert (results["smooth"].table["nyquist_ratio"] < PRE_DENOISED_BELOW).all()
     assert results["smooth"].warnings[0].startswith("3 of 3 micrographs look pre-denoised")
+    assert "bundled" not in results["smooth"].warnings[0]  # a user's head, not the bundled one
     # cached per file beside the features: a resumed run reads no image again for it
     assert len(list((tmp_path / "out_smooth" / "features").glob("*-nyquist-*.npy"))) == 3
 

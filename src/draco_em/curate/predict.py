@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from draco_em.curate.config import CuratePredictConfig
+from draco_em.curate.config import BUNDLED, CuratePredictConfig
 from draco_em.curate.domain import denoised_warning
 from draco_em.curate.features import (
     micrograph_features,
@@ -210,7 +210,7 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
         raise DracoInputError(f"no micrograph could be scored; see {failures.path}")
     result = pd.DataFrame(records)
     outputs = write_outputs(cfg, table, kept, result)
-    warning = denoised_warning(list(result["nyquist_ratio"]))
+    warning = denoised_warning(list(result["nyquist_ratio"]), bundled=cfg.model == BUNDLED)
     return PredictResult(result, outputs, failures.count, [warning] if warning else [], n_halves)
 
 
