@@ -37,7 +37,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from curate_real import DATA, MICASSESS, MICASSESS_PX, balanced_accuracy, micassess_items
-from train_bundled_curator import DEST, REAL_SPREAD, real_spread, validate
+from train_bundled_curator import DEST, REAL_SPREAD, combined_labels, real_spread, validate
 
 from draco_em.curate.config import CurateTrainConfig, FeatureConfig
 from draco_em.curate.head import Curator, load_curator
@@ -56,14 +56,10 @@ from draco_em.model.encoder import load_encoder
 HEAD_CLASS = {"no_particles": "empty"}
 
 
-def sim_rows(stars: list[Path]) -> list[str]:
-    """``micrograph,label,pixel_size`` rows of labelled simulated STARs."""
-    rows = []
-    for star in stars:
-        ls = read_labels(star)
-        rows += [f"{p},{lab},{px}" for p, lab, px in
-                 zip(ls.paths, ls.labels, ls.pixel_sizes, strict=True)]  # fmt: skip
-    return rows
+def sim_rows(stars: list[Path], path: Path) -> list[str]:
+    """``micrograph,label,pixel_size`` rows of labelled simulated STARs (the recipe's joined CSV,
+    written to ``path``)."""
+    return combined_labels(stars, path).read_text().splitlines()[1:]
 
 
 def real_rows(items: list, copies: int) -> list[str]:
@@ -94,14 +90,13 @@ def train(work: Path, name: str, rows: list[str], cache: Path, l2: float, epochs
 
 def val_sets(root: Path, work: Path) -> list[Path]:
     """The recipe's validation sets, each joined with its ``no_ice`` holes (its defaults)."""
-    out = []
-    for px in (7, 4, 2):
-        csv = work / f"val{px}_noice.csv"
-        rows = sim_rows([root / f"val{px}" / "micrographs.star",
-                         root / f"valnoice{px}" / "micrographs.star"])  # fmt: skip
-        csv.write_text("\n".join(["micrograph,label,pixel_size", *rows]) + "\n")
-        out.append(csv)
-    return out
+    return [
+        combined_labels(
+            [root / f"val{px}" / "micrographs.star", root / f"valnoice{px}" / "micrographs.star"],
+            work / f"val{px}_noice.csv",
+        )
+        for px in (7, 4, 2)
+    ]
 
 
 def leave_one_out(run: Path, curator: Curator, mic: list) -> dict:
@@ -159,7 +154,7 @@ def main() -> None:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     cache = args.root / "runs" / "shared" / "features"
-    sim = sim_rows([args.root / s / "micrographs.star" for s in args.train])
+    sim = sim_rows([args.root / s / "micrographs.star" for s in args.train], args.work / "sim.csv")
     mic = micassess_items(DATA / "micassess")
     results: dict = {"copies": args.copies, "l2": args.l2, "n_sim": len(sim)}
     t0 = time.time()
