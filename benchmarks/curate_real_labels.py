@@ -71,7 +71,9 @@ def real_rows(items: list, copies: int) -> list[str]:
     return rows
 
 
-def train(work: Path, name: str, rows: list[str], cache: Path, l2: float, epochs: int) -> Path:
+def train(
+    work: Path, name: str, rows: list[str], cache: Path, l2: float, epochs: int, blocks: str
+) -> Path:
     """Fit one head on ``rows`` (features from ``cache``); returns its file (kept if present)."""
     run = work / "runs" / name
     head = run / "curator.safetensors"
@@ -83,7 +85,7 @@ def train(work: Path, name: str, rows: list[str], cache: Path, l2: float, epochs
     labels = run / "labels.csv"
     labels.write_text("\n".join(["micrograph,label,pixel_size", *rows]) + "\n")
     cfg = CurateTrainConfig(labels=labels, out_dir=run, l2=l2, epochs=epochs, cv=0,
-                            features=FeatureConfig(blocks="encoder"), progress=False)  # fmt: skip
+                            features=FeatureConfig(blocks=blocks), progress=False)  # fmt: skip
     train_curator(cfg)
     return head
 
@@ -149,6 +151,8 @@ def main() -> None:
                     help="simulated training sets under --root (the bundled head's)")  # fmt: skip
     ap.add_argument("--copies", type=int, default=10, help="times each MicAssess row is listed")
     ap.add_argument("--l2", type=float, default=1e-3)
+    ap.add_argument("--blocks", default="encoder", choices=["encoder", "stats", "both"],
+                    help="feature blocks the heads read (the bundled head's: encoder)")  # fmt: skip
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--skip-loo", action="store_true")
     args = ap.parse_args()
@@ -160,8 +164,16 @@ def main() -> None:
     t0 = time.time()
     heads = {
         "bundled": DEST,
-        "B": train(args.work, "B", sim, cache, args.l2, args.epochs),
-        "M": train(args.work, "M", sim + real_rows(mic, args.copies), cache, args.l2, args.epochs),
+        "B": train(args.work, "B", sim, cache, args.l2, args.epochs, args.blocks),
+        "M": train(
+            args.work,
+            "M",
+            sim + real_rows(mic, args.copies),
+            cache,
+            args.l2,
+            args.epochs,
+            args.blocks,
+        ),
     }
     results["fit_seconds_B_M"] = round(time.time() - t0, 1)
     print({k: str(v) for k, v in heads.items()}, flush=True)
