@@ -38,3 +38,19 @@ def test_every_loader_words_a_bad_file_the_same_way(tmp_path: Path) -> None:
             load(foreign)
     with pytest.raises(DracoInputError, match="training checkpoint not found"):
         read_torch_file(tmp_path / "none.pt", "training checkpoint")
+
+
+def test_bundled_is_recognised_by_name_and_by_path(tmp_path: Path) -> None:
+    """The bundled-only advice (pick's thresholds, curate's warning) follows the file, not
+    the spelling: "bundled", the shipped file's path; never another file or a missing one."""
+    from draco_em.curate.head import is_bundled_curator, resolve_curator_path
+    from draco_em.pick.model_io import is_bundled_picker, resolve_picker
+
+    for is_bundled, resolve in ((is_bundled_curator, resolve_curator_path),
+                                (is_bundled_picker, resolve_picker)):  # fmt: skip
+        shipped = resolve("bundled")
+        assert is_bundled("bundled") and is_bundled(shipped) and is_bundled(str(shipped))
+        copy = tmp_path / f"copy_{shipped.name}"
+        copy.write_bytes(shipped.read_bytes())
+        assert not is_bundled(copy)  # a user's file, even with the same bytes
+        assert not is_bundled(tmp_path / "missing.safetensors")

@@ -20,7 +20,12 @@ from torch import nn
 
 from draco_em.curate.config import FeatureConfig
 from draco_em.errors import DracoInputError
-from draco_em.io.model_file import read_model_file, resolve_model_file, write_model_file
+from draco_em.io.model_file import (
+    is_bundled_model,
+    read_model_file,
+    resolve_model_file,
+    write_model_file,
+)
 
 FORMAT = "draco-em-curator/1"
 BUNDLED_FILE = "curate_head.safetensors"
@@ -122,6 +127,11 @@ def resolve_curator_path(model: str | Path) -> Path:
         "`draco curate train` and pass --model RUNDIR",
         not_found="curation model not found (a run folder or .safetensors)",
     )  # fmt: skip
+
+
+def is_bundled_curator(model: str | Path) -> bool:
+    """True for ``"bundled"`` and for the bundled head's file given by its path."""
+    return is_bundled_model(model, resolve_curator_path)
 
 
 def load_curator(model: str | Path) -> Curator:

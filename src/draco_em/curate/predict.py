@@ -33,14 +33,14 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from draco_em.curate.config import BUNDLED, CuratePredictConfig
+from draco_em.curate.config import CuratePredictConfig
 from draco_em.curate.domain import denoised_warning
 from draco_em.curate.features import (
     micrograph_features,
     micrograph_nyquist_ratio,
     micrograph_vector,
 )
-from draco_em.curate.head import Curator, load_curator
+from draco_em.curate.head import Curator, is_bundled_curator, load_curator
 from draco_em.curate.particles import EvidenceFn, require_evidence
 from draco_em.curate.report import contact_sheet, score_histogram
 from draco_em.curate.signals import check_signals, read_signals, value_columns
@@ -210,7 +210,7 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
         raise DracoInputError(f"no micrograph could be scored; see {failures.path}")
     result = pd.DataFrame(records)
     outputs = write_outputs(cfg, table, kept, result)
-    warning = denoised_warning(list(result["nyquist_ratio"]), bundled=cfg.model == BUNDLED)
+    warning = denoised_warning(list(result["nyquist_ratio"]), bundled=is_bundled_curator(cfg.model))
     return PredictResult(result, outputs, failures.count, [warning] if warning else [], n_halves)
 
 

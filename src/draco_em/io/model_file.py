@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,17 @@ def resolve_model_file(
     if not path.is_file():
         raise DracoInputError(not_found, path)
     return path
+
+
+def is_bundled_model(model: str | Path, resolve: Callable[[str | Path], Path]) -> bool:
+    """True for ``"bundled"`` and for the shipped file given by its path (or its run folder);
+    ``resolve`` is the command's own :func:`resolve_model_file` wrapper."""
+    if str(model) == BUNDLED:
+        return True
+    try:
+        return resolve(model).resolve() == resolve(BUNDLED).resolve()
+    except DracoInputError:  # nothing shipped, or ``model`` not found (reported later)
+        return False
 
 
 @dataclass

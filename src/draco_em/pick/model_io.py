@@ -12,8 +12,12 @@ from pathlib import Path
 
 import torch
 
-from draco_em.errors import DracoInputError
-from draco_em.io.model_file import read_model_file, resolve_model_file, write_model_file
+from draco_em.io.model_file import (
+    is_bundled_model,
+    read_model_file,
+    resolve_model_file,
+    write_model_file,
+)
 from draco_em.pick.config import DetectorConfig
 from draco_em.pick.detector import ParticleDetector
 from draco_em.pick.predict import Picker
@@ -51,12 +55,7 @@ def resolve_picker(model: str | Path) -> Path:
 
 def is_bundled_picker(model: str | Path) -> bool:
     """True for ``"bundled"`` and for the bundled picker's file given by its path."""
-    if str(model) == "bundled":
-        return True
-    try:
-        return resolve_picker(model).resolve() == resolve_picker("bundled").resolve()
-    except DracoInputError:  # no bundled picker installed, or ``model`` not found (reported later)
-        return False
+    return is_bundled_model(model, resolve_picker)
 
 
 def read_picker(model: str | Path) -> tuple[ParticleDetector, dict]:
