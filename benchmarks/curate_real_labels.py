@@ -36,7 +36,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from curate_real import DATA, MICASSESS, MICASSESS_PX, balanced_accuracy, micassess_items
+from curate_real import DATA, MICASSESS, MICASSESS_PX, micassess_items, summarize
 from train_bundled_curator import DEST, REAL_SPREAD, combined_labels, real_spread, validate
 
 from draco_em.curate.config import CurateTrainConfig, FeatureConfig
@@ -120,27 +120,14 @@ def leave_one_out(run: Path, curator: Curator, mic: list) -> dict:
         held = paths == str(it.path)
         probs = _fit_predict(x[~held], y[~held], x[held][:1], len(curator.classes), cfg,
                              curator.accept_index)[0]  # fmt: skip
-        _, decision, reason = decide(probs, curator, 0.5)
-        rows.append({"micrograph": it.path.stem, "class": it.truth, "good": it.good,
-                     "decision": decision, "reason": reason,
-                     "right": (decision == "accept") == it.good,
-                     "reason_right": it.good or reason in it.right_reasons})  # fmt: skip
+        p_accept, decision, reason = decide(probs, curator, 0.5)
+        right = (decision == "accept") == it.good
+        reason_right = right and (it.good or reason in it.right_reasons)
+        rows.append({"micrograph": it.path.stem, "truth": it.truth, "decision": decision,
+                     "reason": reason, "p_accept": round(p_accept, 3), "decision_right": right,
+                     "reason_right": reason_right})  # fmt: skip
         print(f"loo {it.truth[:24]:24s} {decision:6s} {reason}", flush=True)
-    good = np.array([r["good"] for r in rows])
-    acc = np.array([r["decision"] == "accept" for r in rows])
-    per_class: dict[str, list[int]] = {}
-    for r in rows:
-        tally = per_class.setdefault(r["class"], [0, 0, 0])
-        tally[0] += r["right"]
-        tally[1] += bool(r["right"] and not r["good"] and r["reason_right"])
-        tally[2] += 1
-    return {
-        "balanced_accuracy": balanced_accuracy(good, acc),
-        "good_accepted": f"{int(acc[good].sum())}/{int(good.sum())}",
-        "bad_rejected": f"{int((~acc[~good]).sum())}/{int((~good).sum())}",
-        "per_class_decision_reason_n": per_class,
-        "rows": rows,
-    }
+    return summarize(rows, mic)  # curate_real.py's table: the same tallies as its zero-shot rows
 
 
 def main() -> None:
