@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from draco_em.allocator import tune_allocator
 from draco_em.io.motion import read_motion_csv
 from draco_em.io.mrc import read_image, read_mrc
 from draco_em.prepare.config import PrepareConfig
@@ -130,6 +131,7 @@ def main() -> None:
     parser.add_argument("--align-size", type=int, default=512)
     parser.add_argument("--relion", action="store_true", help="also run RELION's own (global)")
     args = parser.parse_args()
+    tune_allocator()  # as the ``draco`` command does
     torch.set_num_threads(args.threads)
     simulate(args.sim, args.size, args.frames, args.n)
     out = args.out or args.sim.with_name(args.sim.name + f"_prepared_{args.patches}")

@@ -88,6 +88,20 @@ def test_apply_gain_multiplies(rng: np.random.Generator) -> None:
     np.testing.assert_allclose(apply_gain(frame, ref), frame * gain, rtol=1e-6)
 
 
+def test_apply_gain_into_a_buffer_matches_the_fresh_result(rng: np.random.Generator) -> None:
+    # prepare corrects each frame straight into its slot of the movie's stack.
+    frame = rng.poisson(40.0, (64, 64)).astype(np.int8)
+    defects = np.zeros((64, 64), bool)
+    defects[5, 7] = defects[30:33, 40] = True
+    ref = GainReference(rng.uniform(0.5, 1.5, (64, 64)).astype(np.float32), defects)
+    stack = np.zeros((2, 64, 64), np.float32)
+    out = apply_gain(frame, ref, out=stack[1])
+    assert np.shares_memory(out, stack)
+    np.testing.assert_array_equal(stack[1], apply_gain(frame, ref))
+    assert ref.defect_index[0].tolist() == [5, 30, 31, 32]  # found once, reused per frame
+    assert (stack[0] == 0).all()
+
+
 def test_defects_replaced_by_local_poisson(rng: np.random.Generator) -> None:
     lam = 50.0
     frame = rng.poisson(lam, (128, 128)).astype(np.float32)

@@ -13,6 +13,7 @@ import sys
 
 from pydantic import ValidationError
 
+from draco_em.allocator import tune_allocator
 from draco_em.cli._app import app, normalise_argv
 from draco_em.errors import DracoInputError
 
@@ -33,6 +34,7 @@ from draco_em.cli import demo as _demo  # noqa: F401  isort: skip
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors (and a full disk) become one line on stderr and exit
     code 2."""
+    tune_allocator()  # before any array is allocated; inherited by worker processes
     args, notes = normalise_argv(list(sys.argv[1:] if argv is None else argv))
     for note in notes:
         print(note, file=sys.stderr)

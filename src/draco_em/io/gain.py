@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,12 @@ class GainReference:
     @property
     def shape(self) -> tuple[int, int]:
         return (int(self.gain.shape[0]), int(self.gain.shape[1]))
+
+    @cached_property
+    def defect_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, columns) of the defect pixels, found once per reference, not once per frame."""
+        ys, xs = np.nonzero(self.defects)
+        return ys, xs
 
     @classmethod
     def unit(cls, shape: tuple[int, int]) -> GainReference:
@@ -212,7 +219,12 @@ def find_hot_pixels(total: np.ndarray, n_mad: float = 20.0) -> np.ndarray:
 
 
 def replace_defects(
-    frame: np.ndarray, defects: np.ndarray, rng: np.random.Generator | None = None
+    frame: np.ndarray,
+    defects: np.ndarray,
+    rng: np.random.Generator | None = None,
+    *,
+    index: tuple[np.ndarray, np.ndarray] | None = None,
+    copy: bool = True,
 ) -> np.ndarray:
     """Replace defect pixels by a Poisson draw at the mean of their good neighbours.
 
@@ -224,17 +236,24 @@ def replace_defects(
     pixel. Where the local mean is negative (non-count data) the mean itself is used.
 
     Args:
-        frame: float32 [ny, nx] gain-corrected frame (modified copy is returned).
+        frame: float32 [ny, nx] gain-corrected frame.
         defects: bool [ny, nx].
         rng: random generator; default: seeded from the frame's bytes, so the result is
             reproducible yet differs between frames (independent odd/even noise).
+        index: ``np.nonzero(defects)`` when the caller has it already
+            (:attr:`GainReference.defect_index`: a movie's frames share one).
+        copy: False to replace in place when ``frame`` is already a float32 array the caller
+            owns (no 4k² copy per frame).
+
+    Returns:
+        float32 [ny, nx]: a modified copy, or ``frame`` itself with ``copy=False``.
     """
-    out = np.array(frame, dtype=np.float32, copy=True)
-    ys, xs = np.nonzero(defects)
+    out = np.array(frame, dtype=np.float32, copy=copy or None)
+    ys, xs = np.nonzero(defects) if index is None else index
     if ys.size == 0:
         return out
-    if rng is None:
-        rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(frame).tobytes()))
+    if rng is None:  # hash the bytes where they are: no copy of the frame
+        rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(out).data.cast("B")))
     ny, nx = out.shape
     total = np.zeros(ys.size)
     count = np.zeros(ys.size)
@@ -246,15 +265,19 @@ def replace_defects(
             good = inside & ~defects[yy, xx]
             total += np.where(good, out[yy, xx], 0.0)
             count += good
-    good_all = ~defects
-    fallback = float(out[good_all].mean()) if good_all.any() else 0.0
-    lam = np.where(count > 0, total / np.maximum(count, 1), fallback)
+    lam = total / np.maximum(count, 1)
+    if (count == 0).any():  # the frame's mean over good pixels, only where a window has none
+        good_all = ~defects
+        lam[count == 0] = float(out[good_all].mean()) if good_all.any() else 0.0
     out[ys, xs] = np.where(lam >= 0, rng.poisson(np.maximum(lam, 0.0)), lam)
     return out
 
 
 def apply_gain(
-    frame: np.ndarray, gain: GainReference, rng: np.random.Generator | None = None
+    frame: np.ndarray,
+    gain: GainReference,
+    rng: np.random.Generator | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Gain-correct one frame: ``frame * gain``, then replace the defect pixels.
 
@@ -262,9 +285,11 @@ def apply_gain(
         frame: [ny, nx] raw counts (any numeric dtype).
         gain: a :class:`GainReference` of the same shape (see :meth:`GainReference.fit_to`).
         rng: passed to :func:`replace_defects`.
+        out: float32 [ny, nx] to write into (e.g. a slot of the movie's frame stack); a fresh
+            4k² array per frame costs more in page faults than the multiplication itself.
 
     Returns:
-        float32 [ny, nx].
+        float32 [ny, nx] (``out`` when given).
     """
     frame = np.asarray(frame)
     if frame.shape != gain.shape:
@@ -272,8 +297,8 @@ def apply_gain(
             f"gain reference shape {gain.shape} does not match frame shape {frame.shape}",
             gain.path,
         )
-    corrected = frame.astype(np.float32) * gain.gain
-    return replace_defects(corrected, gain.defects, rng)
+    corrected = np.multiply(frame, gain.gain, out=out, dtype=np.float32)
+    return replace_defects(corrected, gain.defects, rng, index=gain.defect_index, copy=False)
 
 
 def gain_for_movie(

@@ -34,7 +34,7 @@ from draco_em.errors import DracoInputError
 from draco_em.io.atomic import write_text_atomic
 from draco_em.io.batch import FailureLog, make_output_folder, shard
 from draco_em.prepare.config import PrepareConfig
-from draco_em.prepare.frames import GainCache
+from draco_em.prepare.frames import ReaderCache
 from draco_em.prepare.inputs import plan_items
 from draco_em.prepare.manifest import write_manifest
 from draco_em.prepare.triplets import PrepareItem, output_paths, prepare_item
@@ -103,12 +103,12 @@ _STATE: dict = {}
 
 def _init_worker(cfg: PrepareConfig, target: float | None, threads: int) -> None:
     torch.set_num_threads(threads)
-    _STATE.update(cfg=cfg, target=target, gains=GainCache(cfg))
+    _STATE.update(cfg=cfg, target=target, reader=ReaderCache(cfg))
 
 
 def _one(item: PrepareItem) -> dict:
     cfg: PrepareConfig = _STATE["cfg"]
-    row = prepare_item(item, cfg, _STATE["gains"], _STATE["target"])
+    row = prepare_item(item, cfg, _STATE["reader"], _STATE["target"])
     notes = row.pop("_notes", [])
     record = {"source": [str(p) for p in item.sources], "notes": notes, "row": row}
     write_text_atomic(_meta_path(cfg.outdir, item.name), json.dumps(record, indent=1))

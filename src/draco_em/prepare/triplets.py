@@ -26,7 +26,7 @@ from draco_em.io.mrc import read_micrograph, write_mrc
 from draco_em.io.pixel_size import require_pixel_size
 from draco_em.prepare import motion
 from draco_em.prepare.config import PrepareConfig
-from draco_em.prepare.frames import GainCache, load_movie_frames
+from draco_em.prepare.frames import ReaderCache, load_movie_frames
 
 ItemKind = Literal["movie", "pair", "single"]
 
@@ -110,11 +110,11 @@ def write_triplet(
 
 
 def prepare_movie(
-    item: PrepareItem, cfg: PrepareConfig, gains: GainCache, target: float | None
+    item: PrepareItem, cfg: PrepareConfig, reader: ReaderCache, target: float | None
 ) -> dict[str, object]:
     """Align one movie, sum odd/even/full with the same trajectory, write them and the CSV."""
     assert item.movie is not None
-    loaded = load_movie_frames(item.movie, cfg, gains, target, item.pixel_size)
+    loaded = load_movie_frames(item.movie, cfg, reader, target, item.pixel_size)
     frames, px = loaded.frames, loaded.pixel_size
     shifts = motion.estimate_global_shifts(frames, px, bfactor=cfg.bfactor, max_size=cfg.align_size)
     to_undo: np.ndarray | None = shifts
@@ -189,10 +189,10 @@ def prepare_micrographs(
 
 
 def prepare_item(
-    item: PrepareItem, cfg: PrepareConfig, gains: GainCache, target: float | None
+    item: PrepareItem, cfg: PrepareConfig, reader: ReaderCache, target: float | None
 ) -> dict[str, object]:
     """Dispatch one item; returns its manifest row (private keys start with ``_``)."""
     with torch.no_grad():
         if item.kind == "movie":
-            return prepare_movie(item, cfg, gains, target)
+            return prepare_movie(item, cfg, reader, target)
         return prepare_micrographs(item, cfg, target)
