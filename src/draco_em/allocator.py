@@ -1,16 +1,16 @@
 """Memory-allocator settings for array work: keep freed memory in the process (glibc only).
 
 Why: glibc's ``malloc`` serves every block above its mmap threshold (128 KiB at start, raised
-up to 32 MiB as such blocks are freed) with a fresh ``mmap`` and returns it to the kernel on
-``free``, and trims the heap whenever 128 KiB+ at its top is free. A command that handles one
-micrograph or movie after another allocates and frees 4–40 MB arrays (a 4k frame, a batch of
-spectra, a tile batch) thousands of times, and each fresh array is page-faulted in by the
-kernel again: on the 2-core machine ``draco denoise --blend-halves`` spent 3.8 of its 13.7 s in
-the kernel (``sys`` time), and the global alignment of ``draco prepare`` half its time.
-Keeping freed memory for reuse (mmap threshold at its 32 MiB ceiling, trim only above 1 GiB,
-heap grown 256 MiB at a time) measured (docs/benchmarks.md, "Allocator settings"):
-``denoise --blend-halves`` 13.7 → 11.0 s, plain ``denoise`` 7.7 → 6.4 s, ``prepare`` 4.0 →
-3.1 s per 2048² × 40 movie; peak memory +0–13 %.
+as such blocks are freed) with a fresh ``mmap`` and returns it to the kernel on ``free``, and
+trims the heap whenever 128 KiB+ at its top is free. A command that handles one movie or
+micrograph after another allocates and frees MB-sized arrays (frames, spectra, tile batches)
+thousands of times, and the kernel page-faults each fresh one in again: ``draco prepare`` on
+2048² × 40-frame movies spent 6–8 of its 12–14 s in the kernel (``sys`` time) on 2 cores.
+Here blocks under 16 MiB come from the heap, which is trimmed only above 1 GiB free and grows
+256 MiB at a time. Measured (docs/prepare.md, "Benchmark"; the 16 MiB threshold was the
+fastest of 4/8/16/32 MiB, 32 MiB held 0.13 GB more): ``draco prepare`` −43 % wall time
+per movie with the other changes of that session, ``sys`` time 6–8 → ~1 s, peak memory
++6 %; ``draco denoise`` and ``pick predict`` on a 4096² micrograph gain less (docs/benchmarks.md).
 
 Stdlib only (the ``draco`` entry point calls :func:`tune_allocator` before torch is imported).
 """
@@ -24,7 +24,7 @@ import sys
 #: glibc's environment names and the values set here (bytes). Worker processes inherit the
 #: variables (glibc reads them at start); this process gets them through ``mallopt``.
 ALLOCATOR_ENV: dict[str, int] = {
-    "MALLOC_MMAP_THRESHOLD_": 32 << 20,
+    "MALLOC_MMAP_THRESHOLD_": 16 << 20,
     "MALLOC_TRIM_THRESHOLD_": 1 << 30,
     "MALLOC_TOP_PAD_": 256 << 20,
 }
