@@ -1,16 +1,20 @@
 """Memory-allocator settings for array work: keep freed memory in the process (glibc only).
 
 Why: glibc's ``malloc`` serves every block above its mmap threshold (128 KiB at start, raised
-as such blocks are freed) with a fresh ``mmap`` and returns it to the kernel on ``free``, and
-trims the heap whenever 128 KiB+ at its top is free. A command that handles one movie or
-micrograph after another allocates and frees MB-sized arrays (frames, spectra, tile batches)
-thousands of times, and the kernel page-faults each fresh one in again: ``draco prepare`` on
-2048² × 40-frame movies spent 6–8 of its 12–14 s in the kernel (``sys`` time) on 2 cores.
-Here blocks under 16 MiB come from the heap, which is trimmed only above 1 GiB free and grows
-256 MiB at a time. Measured (docs/prepare.md, "Benchmark"; the 16 MiB threshold was the
-fastest of 4/8/16/32 MiB, 32 MiB held 0.13 GB more): ``draco prepare`` −43 % wall time
-per movie with the other changes of that session, ``sys`` time 6–8 → ~1 s, peak memory
-+6 %; ``draco denoise`` and ``pick predict`` on a 4096² micrograph gain less (docs/benchmarks.md).
+up to 32 MiB as such blocks are freed) with a fresh ``mmap`` and returns it to the kernel on
+``free``, and trims the heap whenever 128 KiB+ at its top is free. A command that handles one
+movie or micrograph after another allocates and frees MB-sized arrays (frames, spectra, tile
+batches) thousands of times, and the kernel page-faults each fresh one in again: ``draco
+prepare`` on 2048² × 40-frame movies spent 6–8 of its 11–13 s in the kernel (``sys`` time) on
+2 cores. Here every block under 32 MiB comes from the heap, which is trimmed only above 1 GiB
+free and grows 256 MiB at a time. The threshold is fixed at the dynamic scheme's ceiling on
+purpose: glibc stops adapting it once any of these is set, and a lower fixed value (16 MiB
+was tried) maps the 16–32 MiB arrays of ``draco denoise`` afresh every time and made it
+slower. Trimming alone, without the threshold, was slower still.
+
+Measured (docs/prepare.md, "Benchmark"): ``draco prepare`` 3.4–4.1 → 1.9–2.1 s per movie with
+that session's other changes, peak memory 1.76 → 2.01 GB; ``draco denoise`` and ``pick
+predict`` on a 4096² micrograph 0–7 % faster, within the noise of three runs.
 
 Stdlib only (the ``draco`` entry point calls :func:`tune_allocator` before torch is imported).
 """
@@ -24,7 +28,7 @@ import sys
 #: glibc's environment names and the values set here (bytes). Worker processes inherit the
 #: variables (glibc reads them at start); this process gets them through ``mallopt``.
 ALLOCATOR_ENV: dict[str, int] = {
-    "MALLOC_MMAP_THRESHOLD_": 16 << 20,
+    "MALLOC_MMAP_THRESHOLD_": 32 << 20,
     "MALLOC_TRIM_THRESHOLD_": 1 << 30,
     "MALLOC_TOP_PAD_": 256 << 20,
 }
