@@ -124,6 +124,26 @@ def check_figure(image: np.ndarray, ref: np.ndarray, path: Path, others: dict | 
     plt.close(fig)
 
 
+def comparison_figure(image: np.ndarray, ref: np.ndarray, picks: dict, path: Path) -> None:
+    """One panel per method: its picks (circles) over the reference (green dots)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(picks), figsize=(7 * len(picks), 7))
+    for ax, (title, xy) in zip(np.atleast_1d(axes), picks.items(), strict=True):
+        ax.imshow(image, cmap="gray")
+        ax.plot(ref[:, 0], ref[:, 1], ".", color="lime", ms=4)
+        for x, y in xy:
+            ax.add_patch(plt.Circle((x, y), 8, fill=False, color="red", lw=1.0))
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
 def score(pred_xy: np.ndarray, scores: np.ndarray, ref: np.ndarray, shape) -> dict:
     keep = inside(pred_xy, shape)
     pred_xy, scores = pred_xy[keep], scores[keep]
@@ -160,6 +180,8 @@ def main() -> None:
                         str(out), "--pixel-size", str(PIXEL), "--diameter", str(DIAMETER), "-q",
                         *extra], check=True)  # fmt: skip
         picks = next(iter(read_coord_folder(out / "coordinates").values()))
+        if tag == "draco_default":
+            draco_xy = picks[["x", "y"]].to_numpy()
         result[tag] = score(picks[["x", "y"]].to_numpy(), picks["score"].to_numpy(), ref,
                             image.shape)  # fmt: skip
     if args.topaz:
@@ -178,6 +200,10 @@ def main() -> None:
         xy, s = rows[:, :2], rows[:, 2]
         result["topaz_all"] = score(xy, s, ref, image.shape)
         result["topaz_at_0"] = score(xy[s >= 0], s[s >= 0], ref, image.shape)
+    shown = {f"draco (defaults): F1 {result['draco_default']['f1']:.3f}": draco_xy}
+    if args.topaz:
+        shown[f"Topaz general, score >= 0: F1 {result['topaz_at_0']['f1']:.3f}"] = xy[s >= 0]
+    comparison_figure(image, ref, shown, args.out / "comparison.png")
     (args.out / "results.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
