@@ -19,6 +19,10 @@ Sets:
   (particle radius ~70 px + disk radius 40 px + margin): one pair per image, 7 pairs. (ASPIRE's
   17 real 80S particles are not used: their 268 Å box holds no background clear of a ~300 Å
   ribosome.)
+- `rings` (``--rings``, session 17): the real MicAssess micrograph of apoferritin-sized rings
+  (``pick_micassess_rings.py``: raw, not pre-denoised, Fourier-binned to 494 × 512 at ~7 Å/px,
+  8-bit PNG) with that script's template-matching reference as the coordinates (ours, not
+  expert picks; 267 rings), diameter 125 Å, the evaluator's default disks.
 - `empiar10017`: central 1024² crops of real EMPIAR-10017 micrographs (1.77 Å/px, expert picks,
   particle diameter 190 Å). These JPEGs are ALREADY DENOISED renderings, so "raw" here is a
   denoised image and every method is a second denoiser on top of it.
@@ -34,7 +38,7 @@ micrographs".
 
 Usage:
     OMP_NUM_THREADS=2 python benchmarks/denoise_real.py --work /tmp/denoise_real \
-        --topaz-venv /work/venvs/topaz [--empiar 3] [--particles] [--speed] \
+        --topaz-venv /work/venvs/topaz [--empiar 3] [--particles] [--rings] [--speed] \
         [--twin particles=8] [--twin mce=8] [--draco v2=WEIGHTS]
 """
 
@@ -463,6 +467,7 @@ def main() -> None:
     parser.add_argument("--tomo", action="store_true", help="Denoise the cylindra tomograms.")
     parser.add_argument("--no-mce", action="store_true", help="Skip the mce set.")
     parser.add_argument("--particles", action="store_true", help="Real EMPIAR-10076 particles.")
+    parser.add_argument("--rings", action="store_true", help="The MicAssess ring micrograph.")
     parser.add_argument(
         "--twin", action="append", default=[],
         help="NAME=N: the simulated twin of a real set (particles, mce) with N micrographs",
@@ -485,6 +490,8 @@ def main() -> None:
         mce(work, args, info)
     if args.particles:
         particles(work, args, info)
+    if args.rings:
+        rings(work, args, info)
     for spec in args.twin:
         name, n = spec.split("=", 1)
         info[f"twin_{name}"] = twin(work, name, int(n), args.topaz_venv)
@@ -551,6 +558,31 @@ def particles(work: Path, args: argparse.Namespace, info: dict) -> None:
     rows = (("low-pass 20 Å", "lowpass_20A"), ("Topaz unet", "topaz_unet"), ("draco", "draco"),
             *((f"draco {name}", name) for name in EXTRA_DRACO))  # fmt: skip
     particle_figure(raw, pred, args.figure.with_name("denoise_particles.png"), rows)
+
+
+def rings(work: Path, args: argparse.Namespace, info: dict) -> None:
+    """The MicAssess ring micrograph, its template-matching reference as coordinates."""
+    import pick_micassess_rings as ring_set  # beside this script (benchmarks/)
+
+    raw, coords = work / "rings" / "raw", work / "rings" / "coords"
+    raw.mkdir(parents=True, exist_ok=True)
+    coords.mkdir(parents=True, exist_ok=True)
+    png = ring_set.DATA / "micrographs" / f"{ring_set.NAME}.png"
+    image = read_image(png, ring_set.PIXEL)[0].astype(np.float32)
+    write_mrc(raw / f"{ring_set.NAME}.mrc", image, ring_set.PIXEL, inputs=[png])
+    ref, _ = ring_set.reference(image)
+    write_relion_coords(coords / f"{ring_set.NAME}.star",
+                        make_coords(ring_set.NAME, ref[:, 0], ref[:, 1]))  # fmt: skip
+    pred = work / "rings" / "pred"
+    info["rings_seconds"] = info.get("rings_seconds", {}) | denoise_all(
+        raw, pred, ring_set.PIXEL, args.topaz_venv
+    )
+    res = score(pred, raw, coords, ring_set.PIXEL, ring_set.DIAMETER, work / "rings_pairs.json")
+    info["rings"] = {k: v["mean"] | {"n_pairs": v["per_micrograph"][0].get("snr_pairs")}
+                     for k, v in res.items()}  # fmt: skip
+    info["rings"]["raw"] = next(iter(res.values()))["raw"]["mean"]
+    print(f"== rings (MicAssess, real, ~7 Å/px)\n{format_table(res)}")
+    figure(raw, pred, args.figure.with_name("denoise_rings.png"), (120, 120, 200), ring_set.PIXEL)
 
 
 def empiar_and_speed(work: Path, args: argparse.Namespace, info: dict) -> None:
