@@ -46,8 +46,13 @@ class Movie:
     def _read(self, index: int) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def frame(self, index: int) -> np.ndarray:
+    def frame(self, index: int, *, as_stored: bool = False) -> np.ndarray:
         """Decode frame ``index`` (0-based, negative counts from the end) as float32 [ny, nx].
+
+        ``as_stored=True`` keeps the file's dtype (uint8/uint16/int8 counts, float16/32): a copy
+        the caller owns, without the float32 conversion, so a reader that holds a whole movie
+        (``draco prepare``: the hot-pixel sum needs every frame first) holds a 4-bit or 8-bit
+        movie in a quarter of the memory, and skips a conversion per frame.
 
         Raises:
             IndexError: index out of range.
@@ -68,7 +73,7 @@ class Movie:
             raise DracoInputError(
                 f"frame {index} has shape {data.shape}, expected {self.shape}", self.path
             )
-        out = data.astype(np.float32, copy=True)
+        out = np.array(data, copy=True) if as_stored else data.astype(np.float32, copy=True)
         if data.dtype.kind in "fc" and not np.isfinite(out).all():
             validate_image(out, self.path, f"frame {index}")  # raises with the NaN/Inf count
         return out

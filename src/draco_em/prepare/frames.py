@@ -106,7 +106,7 @@ def load_movie_frames(
             raise DracoInputError(f"a movie needs >= 2 frames, found {movie.n_frames}", path)
         movie_px = _resolve_pixel_size(config.pixel_size, movie.pixel_size, star_pixel_size, path)
         notes = list(movie.notes)
-        raw = [movie.frame(i) for i in range(movie.n_frames)]
+        raw = [movie.frame(i, as_stored=True) for i in range(movie.n_frames)]
     gain = reader.gain_for_shape(raw[0].shape, path)
     if config.hot_pixels:
         total = np.zeros(raw[0].shape, np.float64)
