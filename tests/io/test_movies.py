@@ -63,6 +63,23 @@ def test_mrcs_round_trip_is_lazy(tmp_path: Path, counts: np.ndarray) -> None:
             movie.frame(N)
 
 
+def test_frames_as_stored_are_owned_copies(tmp_path: Path, counts: np.ndarray) -> None:
+    # draco prepare holds a movie's frames in the file's dtype (a quarter of float32's memory
+    # for 8-bit counts) after the file is closed: each must be a copy, not a view of the map.
+    paths = [
+        write_mrc(tmp_path / "m.mrcs", counts, pixel_size=1.0),
+        write_tiff_movie(tmp_path / "m.tif", counts.astype(np.uint8), pixel_size=1.0),
+    ]
+    for path, dtype in zip(paths, (np.uint16, np.uint8), strict=True):
+        with open_movie(path) as movie:
+            frames = [movie.frame(i, as_stored=True) for i in range(N)]
+        assert all(f.dtype == dtype and f.flags.owndata for f in frames)
+        np.testing.assert_array_equal(np.array(frames), counts)
+        frames[0][:] = 0  # writable, and the file is untouched
+        with open_movie(path) as movie:
+            np.testing.assert_array_equal(movie.frame(0), counts[0])
+
+
 @pytest.mark.parametrize(
     ("dtype", "compression", "tag"),
     [

@@ -7,11 +7,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from draco_em.io.motion import read_motion_csv
 from draco_em.io.mrc import read_image, read_mrc, write_mrc
 from draco_em.io.star import read_micrographs_star, write_star
 from draco_em.prepare.config import PrepareConfig
+from draco_em.prepare.frames import ReaderCache
 from draco_em.prepare.run import run_prepare
 from tests.prepare.prepare_movies import SynthMovie, corr, make_movie
 
@@ -269,3 +271,14 @@ def test_curation_reads_the_motion_prepare_wrote(prepared) -> None:
     assert values["motion"] == pytest.approx(truth, rel=0.2)
     assert check_signals(values, SignalRules(max_motion=values["motion"] / 2)).reason == "drift"
     assert check_signals(values, SignalRules()).failed == []
+
+
+def test_reader_cache_reuses_the_frame_stack_memory() -> None:
+    # A fresh multi-GB stack per movie is page-faulted in again; the next movie reuses it.
+    cache = ReaderCache(PrepareConfig(inputs=["x"], outdir=Path("o")))
+    first = cache.frame_stack(4, (16, 16))
+    assert first.shape == (4, 16, 16) and first.dtype == torch.float32
+    smaller = cache.frame_stack(3, (16, 8))
+    assert smaller.data_ptr() == first.data_ptr()
+    bigger = cache.frame_stack(5, (16, 16))
+    assert bigger.shape == (5, 16, 16)
