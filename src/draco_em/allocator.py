@@ -13,10 +13,11 @@ was tried) maps the 16–32 MiB arrays of ``draco denoise`` afresh every time an
 slower. Trimming alone, without the threshold, was slower still.
 
 Measured (docs/prepare.md, "Benchmark"): ``draco prepare`` 3.4–4.1 → 1.9–2.1 s per movie with
-that session's other changes; the allocator alone raised the peak memory of that run from
-1.76 to 2.01 GB (since offset: prepare now holds frames in their stored dtype, 1.55 GB). On a 4096² micrograph (medians of
-three runs): ``draco denoise`` 7 % and ``pick predict`` 4 % faster, ``--blend-halves`` unchanged
-within the runs' spread (docs/benchmarks.md, "Motion correction").
+that session's other changes; the allocator alone raised that run's peak memory from 1.76 to
+2.01 GB (since offset: prepare holds frames in their stored dtype, 1.55 GB). On a 4096²
+micrograph (medians of three runs): ``draco denoise`` 7 % and ``pick predict`` 4 % faster,
+``--blend-halves`` unchanged within the runs' spread; training +1–6 % (docs/benchmarks.md,
+"Motion correction").
 
 Stdlib only (the ``draco`` entry point calls :func:`tune_allocator` before torch is imported).
 """
