@@ -146,8 +146,10 @@ def test_eer_grouping_drops_remainder(tmp_path: Path, raw_events: np.ndarray) ->
         open_movie(path, eer_grouping=0)
 
 
-def test_same_counts_in_mrcs_tiff_and_eer(tmp_path: Path, counts: np.ndarray) -> None:
-    """The three encodings of one movie give identical frames (what draco prepare relies on)."""
+@pytest.mark.parametrize("threads", [1, 2])
+def test_same_counts_in_mrcs_tiff_and_eer(tmp_path: Path, counts: np.ndarray, threads: int) -> None:
+    """The three encodings of one movie give identical frames (what draco prepare relies on),
+    decoded on one thread or on two (TIFF strips, the raw EER pages of a group)."""
     n_sub = int(counts.max())
     paths = [
         write_mrc(tmp_path / "m.mrcs", counts, pixel_size=1.0),
@@ -155,7 +157,7 @@ def test_same_counts_in_mrcs_tiff_and_eer(tmp_path: Path, counts: np.ndarray) ->
         write_eer(tmp_path / "m.eer", split_counts(counts, n_sub), pixel_size=1.0),
     ]
     for path in paths:
-        with open_movie(path, eer_grouping=n_sub) as movie:
+        with open_movie(path, eer_grouping=n_sub, decode_threads=threads) as movie:
             assert movie.pixel_size == 1.0
             np.testing.assert_array_equal(np.array(list(movie)), counts)
 
@@ -250,6 +252,8 @@ def test_corrupt_eer_stream(tmp_path: Path, raw_events: np.ndarray) -> None:
     data[offset : offset + 64] = b"\xff" * 64  # runs past the last pixel
     path.write_bytes(bytes(data))
     _raises_naming(path, "cannot decode frame 1")
+    # Decoded on two threads, a group of two raw frames fails the same way (frame 0 = 0 + 1).
+    _raises_naming(path, "cannot decode frame 0", eer_grouping=2, decode_threads=2)
 
 
 _MUTATIONS = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8)

@@ -33,6 +33,9 @@ class Movie:
         pixel_size: Å per output pixel, or None when neither the file nor the caller gives one.
         notes: things the user should know (dropped EER frames, placeholder pixel size, ...).
         metadata: format-specific header facts (EER acquisition metadata, TIFF compression).
+        decode_threads: threads that decode one frame's compressed data (TIFF strips, the raw
+            EER pages of a group); imagecodecs releases the GIL, so 2 threads nearly halve it.
+            Set by :func:`~draco_em.io.movies.open_movie`; MRC stacks ignore it.
     """
 
     path: Path
@@ -42,6 +45,7 @@ class Movie:
     pixel_size: float | None
     notes: list[str]
     metadata: dict
+    decode_threads: int = 1
 
     def _read(self, index: int) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

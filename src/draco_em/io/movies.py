@@ -62,6 +62,7 @@ def open_movie(
     eer_grouping: int | None = None,
     eer_upsampling: int = 1,
     pixel_size: float | None = None,
+    decode_threads: int = 1,
 ) -> Movie:
     """Open a movie for lazy frame-by-frame reading.
 
@@ -74,6 +75,7 @@ def open_movie(
             from the events' sub-pixel bits). Ignored for other formats.
         pixel_size: Å per pixel, overriding the header. For EER this is the physical pixel; the
             output pixel is ``pixel_size / eer_upsampling``.
+        decode_threads: threads decoding each TIFF/EER frame (:attr:`Movie.decode_threads`).
 
     Returns:
         A :class:`Movie`; use it as a context manager to close the file.
@@ -100,6 +102,8 @@ def open_movie(
         # imagecodecs (start-up time); tiff_movies itself imports only movie_base, no cycle.
         from draco_em.io.tiff_movies import open_tiff_like
 
-        return open_tiff_like(path, grouping, eer_upsampling, pixel_size)
+        movie = open_tiff_like(path, grouping, eer_upsampling, pixel_size)
+        movie.decode_threads = max(1, int(decode_threads))
+        return movie
     known = ", ".join(MRC_SUFFIXES + TIFF_SUFFIXES + EER_SUFFIXES)
     raise DracoInputError(f"unknown movie type {path.suffix!r} (known: {known})", path)

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ class TiffMovie(Movie):
             page = self._tif.pages[index]
             _check_page_data(page, self.path, index)
             _check_lzw_strips(page, self.path, index)
-            data = page.asarray()
+            data = page.asarray(maxworkers=self.decode_threads)  # strips decoded in parallel
         _raise_logged(log, self.path, index)
         return data
 
@@ -201,11 +202,21 @@ class EerMovie(Movie):
     def _read(self, index: int) -> np.ndarray:
         total = np.zeros(self.shape, np.uint16)
         start = index * self.grouping
-        for k, page in enumerate(self._pages[start : start + self.grouping]):
-            with _tifffile_log() as log:
-                _check_page_data(page, self.path, start + k)
-                total += page.asarray()
-            _raise_logged(log, self.path, index)
+        pages = self._pages[start : start + self.grouping]
+        for k, page in enumerate(pages):
+            _check_page_data(page, self.path, start + k)
+        with _tifffile_log() as log:
+            if self.decode_threads > 1 and len(pages) > 1:
+                # Raw pages decoded side by side (imagecodecs releases the GIL); the shared
+                # file handle's seeks and reads then need tifffile's lock.
+                self._tif.filehandle.set_lock(True)
+                with ThreadPoolExecutor(self.decode_threads) as pool:
+                    for data in pool.map(lambda page: page.asarray(), pages):
+                        total += data
+            else:
+                for page in pages:
+                    total += page.asarray()
+        _raise_logged(log, self.path, index)
         return total
 
     def close(self) -> None:

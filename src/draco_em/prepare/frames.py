@@ -101,6 +101,7 @@ def load_movie_frames(
         eer_grouping=config.eer_grouping,
         eer_upsampling=config.eer_upsampling,
         pixel_size=config.pixel_size,
+        decode_threads=torch.get_num_threads(),  # this worker's share of the cores
     ) as movie:
         if movie.n_frames < 2:
             raise DracoInputError(f"a movie needs >= 2 frames, found {movie.n_frames}", path)
