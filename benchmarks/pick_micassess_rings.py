@@ -15,7 +15,7 @@ expert picks: it is checked by eye (``OUT/reference_check.png``) and reported as
    elsewhere; normalised cross-correlation over the disc r ≤ 10 px (local mean and standard
    deviation of the image under that disc).
 3. Peaks: local maxima of the correlation in an 11-px window (two ring centres cannot be closer
-   than ~15 px), above the Otsu threshold of all local-maximum values > 0.
+   than ~15 px), above the Otsu threshold of all local-maximum values > 0 (256 bins).
 4. Peaks within 8 px of the border are dropped; predictions there are dropped before scoring.
 
 Scoring: ``draco evaluate pick``'s matching (one-to-one, greedy by score) within a quarter of
@@ -38,6 +38,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from pick_threshold import otsu_split  # beside this script (benchmarks/)
 from scipy import ndimage
 
 from draco_em.evaluate.pick import match_picks, summarize
@@ -49,17 +50,6 @@ NAME = "18feb14h_grid1_00014gr_00007sq_v02_00005hl_00005en-a"
 PIXEL, DIAMETER = 7.0, 125.0
 RADIUS = DIAMETER / 4 / PIXEL  # match radius, px
 BORDER = 8
-
-
-def otsu(values: np.ndarray) -> float:
-    """Otsu's threshold of a 1D sample (256 bins)."""
-    hist, edges = np.histogram(values, 256)
-    centres = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centres) / np.maximum(w0, 1)
-    m1 = (np.sum(hist * centres) - np.cumsum(hist * centres)) / np.maximum(w1, 1)
-    return float(centres[int(np.argmax(w0 * w1 * (m0 - m1) ** 2))])
 
 
 def reference(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +71,7 @@ def reference(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     peaks = (ncc == ndimage.maximum_filter(ncc, size=11)) & (ncc > 0)
     ys, xs = np.nonzero(peaks)
     vals = ncc[ys, xs]
-    keep = vals >= otsu(vals)
+    keep = vals >= otsu_split(vals, 256)
     ys, xs, vals = ys[keep], xs[keep], vals[keep]
     h, w = a.shape
     inside = (xs >= BORDER) & (xs < w - BORDER) & (ys >= BORDER) & (ys < h - BORDER)

@@ -77,7 +77,10 @@ class Movie:
             raise DracoInputError(
                 f"frame {index} has shape {data.shape}, expected {self.shape}", self.path
             )
-        out = np.array(data, copy=True) if as_stored else data.astype(np.float32, copy=True)
+        if as_stored:  # copied only where the reader lent a view (an MRC memory map)
+            out = np.array(data, copy=not data.flags.owndata)
+        else:
+            out = data.astype(np.float32, copy=True)
         if data.dtype.kind in "fc" and not np.isfinite(out).all():
             validate_image(out, self.path, f"frame {index}")  # raises with the NaN/Inf count
         return out
