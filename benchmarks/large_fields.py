@@ -1,0 +1,131 @@
+"""Time and peak memory of the main commands on K3-sized micrographs (2 CPU cores).
+
+Issue 19 asks the curator to work "at any field of view (a 1k² binned image to a 6k² K3
+micrograph)", and users pass Gatan K3 sums as they come out of MotionCor2: 5760 × 4092 at
+about 0.83 Å/px, or 11520 × 8184 super-resolution sums at 0.415 Å/px when they did not bin.
+The 4096² speed figures in docs/benchmarks.md do not say what such inputs cost. This script
+makes one micrograph of each shape (with its EVN/ODD halves) and runs ``draco denoise``,
+``draco denoise --blend-halves``, ``draco pick predict`` and ``draco curate predict`` on each,
+one fresh process per command, recording the wall time (start-up included), the process's
+peak RSS and the 1-minute load average before and after.
+
+The images: one ``draco simulate`` micrograph (realistic preset, 2048² at 2.49 Å/px, with
+halves) Fourier-padded by 3 or 6 and cropped to the K3 shape, plus white Gaussian noise of the
+padded image's standard deviation, so that the power near the new Nyquist is a raw sum's
+(without it every command would treat the picture as pre-denoised). The content is a
+simulation's; only the size and the pixel size are the K3's, which is what time and memory
+depend on.
+
+Usage::
+
+    draco simulate -o /work/s23/sim2k --size 2048 --pixel-size 2.49 --n-micrographs 1 \\
+        --no-movies --seed 7
+    OMP_NUM_THREADS=2 python benchmarks/large_fields.py --sim /work/s23/sim2k \\
+        --out /work/s23/large --json /work/s23/large.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from draco_em.imaging.fourier import fourier_resize
+from draco_em.io.mrc import read_image, write_mrc
+
+#: name → (Fourier padding factor of the 2.49 Å simulation, shape (ny, nx), pixel size Å)
+FIELDS = {
+    "k3": (3, (4092, 5760), 0.83),
+    "k3_superres": (6, (8184, 11520), 0.415),
+}
+SUFFIXES = ("", "_EVN", "_ODD")
+
+
+def make_fields(sim: Path, out: Path, names: list[str], seed: int = 0) -> dict[str, Path]:
+    """Write ``out/<name>/mic.mrc`` (+ halves) for each field name; returns name → folder."""
+    rng = np.random.default_rng(seed)
+    folders = {}
+    for name in names:
+        factor, shape, pixel_size = FIELDS[name]
+        folder = out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for suffix in SUFFIXES:
+            path = folder / f"mic{suffix}.mrc"
+            if path.exists():
+                continue
+            image = read_image(sim / "micrographs" / f"mic_00001{suffix}.mrc")[0]
+            n = image.shape[0] * factor
+            up = fourier_resize(image.astype(np.float32), (n, n))[: shape[0], : shape[1]]
+            up = np.ascontiguousarray(up, np.float32)
+            up += rng.normal(0.0, float(up.std()), up.shape).astype(np.float32)
+            write_mrc(path, up, pixel_size=pixel_size)
+        folders[name] = folder
+    return folders
+
+
+def timed(cmd: list[str]) -> dict:
+    """Wall time, peak RSS (GB) and load of one command run in a fresh process."""
+    load_before = os.getloadavg()[0]
+    wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+               "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")  # fmt: skip
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    rc, rss_kb = done.stdout.split()[-2:]
+    return {
+        "command": " ".join(cmd),
+        "returncode": int(rc),
+        "seconds": round(seconds, 2),
+        "peak_rss_gb": round(int(rss_kb) / 1024**2, 2),
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+        "stderr_tail": done.stderr.strip().splitlines()[-1:] if int(rc) else [],
+    }
+
+
+def commands(folder: Path, out: Path, diameter: float) -> dict[str, list[str]]:
+    mic = str(folder / "mic.mrc")
+    draco = [sys.executable, "-m", "draco_em"]
+    return {
+        "denoise": [*draco, "denoise", mic, "-o", str(out / "denoise")],
+        "denoise --blend-halves": [*draco, "denoise", mic, "-o", str(out / "blend"),
+                                   "--blend-halves"],  # fmt: skip
+        "pick predict": [*draco, "pick", "predict", mic, "-o", str(out / "pick"),
+                         "--diameter", str(diameter)],  # fmt: skip
+        "curate predict": [*draco, "curate", "predict", mic, "-o", str(out / "curate")],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sim", type=Path, required=True, help="draco simulate output (2048², 2.49 Å)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--json", type=Path, required=True)
+    ap.add_argument("--fields", nargs="+", default=list(FIELDS), choices=list(FIELDS))
+    ap.add_argument("--only", nargs="+", default=None, help="command names to run (default all)")
+    ap.add_argument("--diameter", type=float, default=200.0, help="pick diameter in Å")
+    args = ap.parse_args(argv)
+    folders = make_fields(args.sim, args.out / "images", args.fields)
+    rows = []
+    for name, folder in folders.items():
+        for label, cmd in commands(folder, args.out / "runs" / name, args.diameter).items():
+            if args.only and label not in args.only:
+                continue
+            row = {"field": name, "shape": FIELDS[name][1], "pixel_size": FIELDS[name][2],
+                   "step": label, **timed(cmd)}  # fmt: skip
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.json.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=1))
+    tmp.replace(args.json)
+
+
+if __name__ == "__main__":
+    main()
