@@ -72,8 +72,10 @@ def make_fields(sim: Path, out: Path, names: list[str], seed: int = 0) -> dict[s
 def timed(cmd: list[str]) -> dict:
     """Wall time, peak RSS (GB) and load of one command run in a fresh process."""
     load_before = os.getloadavg()[0]
-    wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-               "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")  # fmt: skip
+    wrapper = (
+        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+        "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True)
     seconds = time.perf_counter() - t0
@@ -94,10 +96,24 @@ def commands(folder: Path, out: Path, diameter: float) -> dict[str, list[str]]:
     draco = [sys.executable, "-m", "draco_em"]
     return {
         "denoise": [*draco, "denoise", mic, "-o", str(out / "denoise")],
-        "denoise --blend-halves": [*draco, "denoise", mic, "-o", str(out / "blend"),
-                                   "--blend-halves"],  # fmt: skip
-        "pick predict": [*draco, "pick", "predict", mic, "-o", str(out / "pick"),
-                         "--diameter", str(diameter)],  # fmt: skip
+        "denoise --blend-halves": [
+            *draco,
+            "denoise",
+            mic,
+            "-o",
+            str(out / "blend"),
+            "--blend-halves",
+        ],
+        "pick predict": [
+            *draco,
+            "pick",
+            "predict",
+            mic,
+            "-o",
+            str(out / "pick"),
+            "--diameter",
+            str(diameter),
+        ],
         "curate predict": [*draco, "curate", "predict", mic, "-o", str(out / "curate")],
     }
 
