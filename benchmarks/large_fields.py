@@ -45,6 +45,7 @@ FIELDS = {
     "k3_superres": (6, (8184, 11520), 0.415),
 }
 SUFFIXES = ("", "_EVN", "_ODD")
+MOVIE_FRAMES = 40
 
 
 def make_fields(sim: Path, out: Path, names: list[str], seed: int = 0) -> dict[str, Path]:
@@ -67,6 +68,31 @@ def make_fields(sim: Path, out: Path, names: list[str], seed: int = 0) -> dict[s
             write_mrc(path, up, pixel_size=pixel_size)
         folders[name] = folder
     return folders
+
+
+def make_movie(sim: Path, out: Path, seed: int = 0) -> Path:
+    """A K3-shaped LZW TIFF movie ``out/k3_movie/movie.tif`` (module docstring)."""
+    import tifffile
+
+    path = out / "k3_movie" / "movie.tif"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    factor, shape, _ = FIELDS["k3"]
+    clean = read_image(sim / "clean" / "mic_00001.mrc")[0].astype(np.float32)
+    n = clean.shape[0] * factor
+    clean = fourier_resize(clean, (n, n))[: shape[0] + 64, : shape[1] + 64]
+    clean = (clean - clean.mean()) / clean.std()
+    rng = np.random.default_rng(seed)
+    tmp = path.with_suffix(".tmp.tif")
+    with tifffile.TiffWriter(tmp) as tif:
+        for i in range(MOVIE_FRAMES):
+            dy, dx = round(0.4 * i), round(0.7 * i)  # 16 × 28 px over the movie
+            rate = 0.8 * np.clip(1 + 0.1 * clean[dy : dy + shape[0], dx : dx + shape[1]], 0, None)
+            frame = np.minimum(rng.poisson(rate), 255).astype(np.uint8)
+            tif.write(frame, compression="lzw", contiguous=False)
+    tmp.replace(path)
+    return path
 
 
 def timed(cmd: list[str]) -> dict:
@@ -126,9 +152,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fields", nargs="+", default=list(FIELDS), choices=list(FIELDS))
     ap.add_argument("--only", nargs="+", default=None, help="command names to run (default all)")
     ap.add_argument("--diameter", type=float, default=200.0, help="pick diameter in Å")
+    ap.add_argument("--movie", action="store_true", help="also time draco prepare on a K3 movie")
     args = ap.parse_args(argv)
     folders = make_fields(args.sim, args.out / "images", args.fields)
     rows = []
+    if args.movie and (not args.only or "prepare" in args.only):
+        movie = make_movie(args.sim, args.out / "images")
+        cmd = [sys.executable, "-m", "draco_em", "prepare", str(movie), "-o",
+               str(args.out / "runs" / "k3_movie" / "prepare"), "--pixel-size", "0.83"]  # fmt: skip
+        rows.append({"field": "k3_movie", "shape": FIELDS["k3"][1], "pixel_size": 0.83,
+                     "step": "prepare", **timed(cmd)})  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
     for name, folder in folders.items():
         for label, cmd in commands(folder, args.out / "runs" / name, args.diameter).items():
             if args.only and label not in args.only:
