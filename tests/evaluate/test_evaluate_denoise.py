@@ -116,11 +116,30 @@ def test_diameter_needs_and_uses_the_pixel_size(real_like):
 
 
 def test_missing_folders_and_no_reference_are_user_errors(real_like):
-    with pytest.raises(DracoInputError, match="not a folder"):
+    with pytest.raises(DracoInputError, match="no such coordinate file or folder"):
         evaluate_denoise(EvaluateDenoiseConfig(pred=real_like / "smooth",
                                                coords=real_like / "missing"))  # fmt: skip
+    with pytest.raises(DracoInputError, match="not a folder"):
+        evaluate_denoise(EvaluateDenoiseConfig(pred=real_like / "missing",
+                                               coords=real_like / "coords"))  # fmt: skip
     with pytest.raises(DracoInputError, match="--clean"):
         evaluate_denoise(EvaluateDenoiseConfig(pred=real_like / "smooth"))
+
+
+def test_coordinates_from_one_file_naming_its_micrographs(real_like):
+    """A particles STAR or a Topaz file for the whole set scores the same pairs as a folder of
+    per-micrograph files (the one coordinate reader, io.coords.read_coord_folder)."""
+    from draco_em.io.coords import read_coords, write_topaz
+
+    picks = read_coords(real_like / "coords" / "mic_1.star")
+    other = picks.assign(micrograph="mic_2", x=picks["x"] + 1)  # a micrograph not scored here
+    write_topaz(real_like / "all_picks.txt", pd.concat([picks, other], ignore_index=True))
+    kw = {"pred": real_like / "smooth", "raw": real_like / "raw", "radius": 5.0}
+    folder = evaluate_denoise(EvaluateDenoiseConfig(coords=real_like / "coords", **kw))
+    single = evaluate_denoise(EvaluateDenoiseConfig(coords=real_like / "all_picks.txt", **kw))
+    assert single["per_micrograph"][0]["snr_pairs"] == 4
+    assert single["mean"]["snr_db"] == folder["mean"]["snr_db"]
+    assert single["raw"]["mean"]["snr_db"] == folder["raw"]["mean"]["snr_db"]
 
 
 def test_cli_table_has_raw_row_and_directions(real_like):

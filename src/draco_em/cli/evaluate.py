@@ -32,7 +32,10 @@ def evaluate_denoise(
         Path | None, typer.Option(help="Folder of noise-free images (simulated sets).")
     ] = None,
     raw: Annotated[Path | None, typer.Option(help="Folder of the raw inputs (a raw row).")] = None,
-    coords: Annotated[Path | None, typer.Option(help="Coordinates folder, for Eq. 11.")] = None,
+    coords: Annotated[
+        Path | None,
+        typer.Option(help="Coordinates for Eq. 11: a folder of per-micrograph files or one file."),
+    ] = None,
     masks: Annotated[
         Path | None, typer.Option(help="Contamination maps (>0.5) that disks avoid.")
     ] = None,

@@ -30,7 +30,7 @@ from draco_em.evaluate.denoise_metrics import (
 )
 from draco_em.imaging.fourier import fourier_resize
 from draco_em.io.atomic import visible_files, write_text_atomic
-from draco_em.io.coords import read_coords
+from draco_em.io.coords import read_coord_folder
 from draco_em.io.mrc import read_image, read_micrograph
 
 SUFFIXES_IGNORED = ("_denoised", ".denoised", "_EVN", "_ODD")
@@ -44,7 +44,11 @@ class EvaluateDenoiseConfig(BaseModel):
     raw: Path | None = Field(
         None, description="Folder of the raw inputs: scored the same way as a reference row."
     )
-    coords: Path | None = Field(None, description="Folder of per-micrograph coordinate files.")
+    coords: Path | None = Field(
+        None,
+        description="Particle coordinates: a folder of per-micrograph files, or one file that "
+        "names its micrographs (particles STAR, Topaz text, cryoSPARC .cs).",
+    )
     masks: Path | None = Field(
         None, description="Folder of per-micrograph maps (>0.5 = contamination) disks avoid."
     )
@@ -148,13 +152,6 @@ def _match_file(folder: Path | None, stem: str, suffixes: tuple[str, ...]) -> Pa
     return None
 
 
-def _coords_for(folder: Path | None, stem: str) -> np.ndarray | None:
-    cand = _match_file(folder, stem, (".star", ".box", ".txt", ".csv"))
-    if cand is None:
-        return None
-    return read_coords(cand)[["x", "y"]].to_numpy(dtype=np.float64)
-
-
 def _avoid_for(folder: Path | None, stem: str, shape: tuple[int, int]) -> np.ndarray | None:
     cand = _match_file(folder, stem, IMAGE_SUFFIXES)
     if cand is None:
@@ -181,6 +178,9 @@ class _Regions:
                 self.stored = json.loads(cfg.pairs.read_text())["micrographs"]
             except (ValueError, KeyError, TypeError) as exc:
                 raise DracoInputError(f"not a pairs file ({exc})", cfg.pairs) from exc
+        # The one coordinate reader: a folder of per-micrograph files or one file naming its
+        # micrographs (a particles STAR, Topaz text, cryoSPARC .cs), keyed by micrograph stem.
+        self.coords = read_coord_folder(cfg.coords) if cfg.coords is not None else {}
 
     def get(self, stem: str, shape: tuple[int, int], px: float | None) -> tuple[list, float]:
         if stem in self.stored:
@@ -192,9 +192,10 @@ class _Regions:
                 )
             return [((a, b), (c, d)) for a, b, c, d in entry["pairs"]], float(entry["radius"])
         cfg = self.cfg
-        coords = _coords_for(cfg.coords, stem)
-        if coords is None or not len(coords):
+        picks = self.coords.get(stem)
+        if picks is None or not len(picks):
             return [], 0.0
+        coords = picks[["x", "y"]].to_numpy(dtype=np.float64)
         if cfg.radius:
             radius = cfg.radius
         elif cfg.diameter:
@@ -249,7 +250,7 @@ def evaluate_denoise(cfg: EvaluateDenoiseConfig) -> dict:
     (Eq. 11) on fixed signal/background pairs, no truth needed. Where the prediction folder holds
     ``X_EVN`` and ``X_ODD``: the half-map FRC between them.
     """
-    for folder in (cfg.pred, cfg.clean, cfg.raw, cfg.coords, cfg.masks):
+    for folder in (cfg.pred, cfg.clean, cfg.raw, cfg.masks):
         if folder is not None and not folder.is_dir():
             raise DracoInputError("not a folder", folder)
     if cfg.clean is None and cfg.coords is None:
