@@ -73,7 +73,8 @@ def test_failure_log_is_fresh_each_run_atomic_and_never_follows_a_link(tmp_path:
 
 
 def test_denoise_exit_codes_and_failures_reset(capsys, tmp_path, tiny_weights, rng) -> None:
-    common = ["--model", tiny_weights, "--tile", "64", "--workers", "0", "--no-progress"]
+    common = ["--model", tiny_weights, "--tile", "64", "--workers", "0", "--no-progress",
+              "--pixel-size", "1.0"]  # fmt: skip  # said, so no placeholder warning below
     bad_only = _mics(tmp_path / "bad", 0, 2, rng)
     code, _, err = _draco(capsys, "denoise", bad_only, "-o", tmp_path / "o1", *common)
     assert code == 2 and "all 2 inputs failed" in err and "failures.txt" in err
@@ -186,7 +187,8 @@ def test_missing_folders_and_zero_shape_are_refused(capsys, tmp_path, rng) -> No
     cases = [
         (["pick", "predict", mics, "-o", tmp_path / "p", "--exclude-masks", missing],
          "--exclude-masks: not a folder"),
-        (["evaluate", "denoise", "--pred", pred, "--coords", missing], "not a folder"),
+        (["evaluate", "denoise", "--pred", pred, "--coords", missing],
+         "no such coordinate file or folder"),
         (["convert", picks, "-o", tmp_path / "p.cs", "--to", "cs", "--micrograph-shape", "0x0"],
          "at least 1 px"),
     ]  # fmt: skip

@@ -57,3 +57,25 @@ def test_drop_halves_keeps_full_sums_and_lone_halves(tmp_path):
     assert n == 2 and [it.path.stem for it in kept.items] == ["a", "b_EVN", "c"]
     alone, n = drop_halves(expand_inputs([tmp_path / "a_EVN.mrc", tmp_path / "a_ODD.mrc"]))
     assert n == 0 and len(alone.items) == 2
+
+
+def test_placeholder_pixel_size_warning_names_headers_that_say_one_angstrom(tmp_path) -> None:
+    """A 1.0 Å header is often a placeholder: one line, unless --pixel-size is given."""
+    from draco_em.io.batch import placeholder_pixel_size_warning
+    from draco_em.io.mrc import read_mrc
+    from draco_em.simulate.config import SimulateConfig
+    from draco_em.simulate.run import run_simulation
+
+    img = np.random.default_rng(0).normal(size=(32, 32)).astype(np.float32)
+    write_mrc(tmp_path / "a.mrc", img, 1.0)
+    write_mrc(tmp_path / "b.mrc", img, 1.06)
+    both = expand_inputs([tmp_path])
+    warning = placeholder_pixel_size_warning(both, None)
+    assert warning is not None and warning.startswith("1 of 2 inputs") and "a.mrc" in warning
+    assert placeholder_pixel_size_warning(both, 1.0) is None  # the user said so
+    assert placeholder_pixel_size_warning(expand_inputs([tmp_path / "b.mrc"]), None) is None
+    sim = tmp_path / "sim"  # draco simulate's files state the pixel size they simulated
+    run_simulation(SimulateConfig(outdir=sim, n_micrographs=1, size=64, preset="classic",
+                                  movies=False), progress=False)  # fmt: skip
+    assert read_mrc(sim / "micrographs" / "mic_00001.mrc").pixel_size == 1.0
+    assert placeholder_pixel_size_warning(expand_inputs([sim / "micrographs"]), None) is None

@@ -127,6 +127,8 @@ def denoise(
         f"denoised {result['done']}, skipped {result['skipped']} finished, "
         f"failed {result['failed']} → {result['outdir']}"
     )
+    for warning in result.get("warnings", []):
+        typer.echo(f"warning: {warning}", err=True)
     if result.get("with_halves") and not adapt:
         typer.echo(
             f"note: {result['with_halves']} micrographs have X_EVN/X_ODD halves; "

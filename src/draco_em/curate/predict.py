@@ -52,6 +52,7 @@ from draco_em.io.batch import (
     check_picture_pixel_size,
     expand_inputs,
     make_output_folder,
+    placeholder_pixel_size_warning,
 )
 from draco_em.io.halves import drop_halves
 from draco_em.io.star import MicrographTable, project_path, write_micrographs_star
@@ -210,8 +211,11 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
         raise DracoInputError(f"no micrograph could be scored; see {failures.path}")
     result = pd.DataFrame(records)
     outputs = write_outputs(cfg, table, kept, result)
-    warning = denoised_warning(list(result["nyquist_ratio"]), bundled=is_bundled_curator(cfg.model))
-    return PredictResult(result, outputs, failures.count, [warning] if warning else [], n_halves)
+    warnings = [
+        denoised_warning(list(result["nyquist_ratio"]), bundled=is_bundled_curator(cfg.model)),
+        placeholder_pixel_size_warning(inputs, cfg.pixel_size),
+    ]
+    return PredictResult(result, outputs, failures.count, [w for w in warnings if w], n_halves)
 
 
 def write_outputs(

@@ -28,6 +28,7 @@ from draco_em.io.batch import (
     check_settings,
     expand_inputs,
     make_output_folder,
+    placeholder_pixel_size_warning,
     shard,
 )
 from draco_em.io.halves import halves_of, is_half
@@ -215,8 +216,9 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
         failures.merge(world)  # one failures.txt for every rank
         write_output_star(inputs, cfg.outdir)
     cleanup(ctx, wait=False)
+    warning = placeholder_pixel_size_warning(inputs, cfg.pixel_size) if rank == 0 else None
     result = {"done": done, "skipped": n_skipped, "failed": failures.count,
-              "outdir": str(cfg.outdir)}  # fmt: skip
+              "outdir": str(cfg.outdir), "warnings": [warning] if warning else []}  # fmt: skip
     if cfg.blend_halves:
         result["blended"] = blended  # this rank's; the others got the plain output
     else:  # worth saying: --blend-halves scores higher where halves exist (docs/denoising.md)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from draco_em.errors import DracoInputError, first_line
 from draco_em.io.atomic import remove_stale_temps, visible_files, write_text_atomic
 from draco_em.io.images import is_raster, require_pixel_size
+from draco_em.io.mrc import header_says_placeholder
 from draco_em.io.star import read_micrographs_star
 
 if TYPE_CHECKING:
@@ -192,6 +193,29 @@ def check_picture_pixel_size(inputs: InputSet, pixel_size: float | None) -> None
             if table.pixel_size(item.star_row) is not None:
                 continue
         require_pixel_size(item.path, None)
+
+
+def placeholder_pixel_size_warning(inputs: InputSet, pixel_size: float | None) -> str | None:
+    """One line when MRC inputs would take their pixel size from a header that says 1.0 Å.
+
+    1.0 is what many tools write when they do not know (the MicrographCleaner sample says it
+    of a ~4 Å micrograph); a wrong pixel size rescales every stage to the wrong working size
+    without any error. 1.0 Å can also be true, so this warns and goes on. Only headers are
+    read; nothing is said when ``--pixel-size`` is given, nor for ``draco simulate``'s files.
+    """
+    if pixel_size is not None:
+        return None
+    flagged = [
+        item.path
+        for item in inputs.items
+        if item.path.suffix.lower() in IMAGE_SUFFIXES and header_says_placeholder(item.path)
+    ]
+    if not flagged:
+        return None
+    return (
+        f"{len(flagged)} of {len(inputs.items)} inputs have a header pixel size of 1.0 Å (e.g. "
+        f"{flagged[0].name}), often a placeholder: pass --pixel-size if it is not the real value"
+    )
 
 
 def _check_unique_stems(items: list[InputItem]) -> None:

@@ -73,6 +73,31 @@ def _open(path: Path, mmap: bool) -> mrcfile.mrcfile.MrcFile:
         raise DracoInputError(f"not a readable MRC file ({first_line(exc)})", path) from exc
 
 
+#: Label 0 of every MRC file ``draco simulate`` writes (instead of mrcfile's time stamp): its
+#: pixel size is the one simulated, never a placeholder.
+SIMULATE_LABEL = b"draco-em simulate".ljust(80)
+
+
+def header_says_placeholder(path: str | Path) -> bool:
+    """Whether an MRC header states the 1.0 Å placeholder pixel size (read without the data).
+
+    False for an unreadable file (the stage that reads it reports it), for other values (0
+    reads as "unknown" everywhere, :mod:`draco_em.io.pixel_size`) and for ``draco simulate``'s
+    files, whose 1.0 Å is what was simulated.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.open(Path(path), mode="r", header_only=True, permissive=True) as mrc:
+                if float(mrc.voxel_size.x) != 1.0:
+                    return False
+                return not any(
+                    bytes(lab).startswith(SIMULATE_LABEL.rstrip()) for lab in mrc.header.label
+                )
+    except Exception:
+        return False
+
+
 def _check_declared_sizes(path: Path) -> None:
     """Compare the sizes the header declares with the file size, before mrcfile reads.
 

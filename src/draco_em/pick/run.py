@@ -40,6 +40,7 @@ from draco_em.io.batch import (
     check_settings,
     expand_inputs,
     make_output_folder,
+    placeholder_pixel_size_warning,
 )
 from draco_em.io.coords import (
     coord_star_name,
@@ -261,7 +262,8 @@ def predict_all(
         choice = _auto_scale(picker, stored_threshold, cfg, items, out, progress)
         picker.scales = (choice.multiplier,)
         made = choice.candidates  # the micrographs the choice read are not picked again
-    warning = predenoised_warning(cfg, items, picker.threshold_predenoised)
+    warnings = [predenoised_warning(cfg, items, picker.threshold_predenoised),
+                placeholder_pixel_size_warning(inputs, cfg.pixel_size)]  # fmt: skip
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
     failures = FailureLog(out)
     index, all_kept, all_scores, n_excluded, n_routed = {}, [], [], 0, 0
@@ -307,7 +309,7 @@ def predict_all(
         "diameter": picker.diameter, "outdir": str(out),
         "excluded": None if exclude is None else n_excluded,
         "multiplier": _multiplier_note(picker, choice),
-        "warnings": [warning] if warning else [], "halves_skipped": n_halves,
+        "warnings": [w for w in warnings if w], "halves_skipped": n_halves,
     }  # fmt: skip
 
 

@@ -37,7 +37,7 @@ from draco_em.io.batch import FailureLog, make_output_folder
 from draco_em.io.coords import write_relion_coords
 from draco_em.io.manifest import optics_group, stats_columns
 from draco_em.io.motion import motion_stats
-from draco_em.io.mrc import write_mrc
+from draco_em.io.mrc import SIMULATE_LABEL, write_mrc
 from draco_em.io.star import read_star, write_star
 from draco_em.simulate import bad, detector
 from draco_em.simulate.config import SimulateConfig
@@ -156,10 +156,7 @@ def _write_image(path: Path, data: np.ndarray, pixel_size: float, stack: bool = 
     write_mrc(path, data, pixel_size, stack=stack)
     with open(path, "r+b") as fh:  # label 0 of the 1024-byte MRC2014 header: bytes 224-303
         fh.seek(224)
-        fh.write(_MRC_LABEL)
-
-
-_MRC_LABEL = b"draco-em simulate".ljust(80)
+        fh.write(SIMULATE_LABEL)
 
 
 def write_micrograph(cfg: SimulateConfig, mic: Micrograph) -> dict:
