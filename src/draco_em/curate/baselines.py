@@ -182,7 +182,8 @@ def _real_space(image: np.ndarray, tile: int = 64) -> list[float]:
     """log mean, CV, dark/bright 64-px tile fractions and the spread of tile means.
 
     Statistics in float64 without a float64 copy of the image, and tile means a batch at a
-    time (the same numbers as from a float64 copy; memory stays bounded on K3 fields).
+    time (the tile means are the same numbers; the image mean and standard deviation differ
+    from a float64 copy's only in rounding; memory stays bounded on K3 fields).
     """
     img = np.asarray(image)
     mean, std = _mean_std64(img)
