@@ -196,3 +196,25 @@ def test_bf16_defaults_to_the_cpus_native_support(tmp_path, weights, rng, monkey
     )
     forced = cfg.model_copy(update={"bf16": False})
     assert rd._load(forced, torch.device("cpu"))._dtype == torch.float32
+
+
+def test_a_star_rows_pixel_size_is_read_ahead_of_the_header(tmp_path, weights, rng):
+    """As RELION reads a micrographs STAR: its optics pixel size counts, also where the MRC
+    header says 0 (unknown) or 1.0 (a placeholder); the output header carries it."""
+    import mrcfile
+
+    for name, header in (("zero", 0.0), ("one", 1.0)):
+        with mrcfile.new(tmp_path / f"{name}.mrc") as mrc:
+            mrc.set_data(rng.normal(size=(96, 80)).astype(np.float32))
+            mrc.voxel_size = header
+    optics = pd.DataFrame({"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1],
+                           "rlnMicrographPixelSize": [2.5]})  # fmt: skip
+    mics = pd.DataFrame({"rlnMicrographName": ["zero.mrc", "one.mrc"], "rlnOpticsGroup": [1, 1]})
+    star = tmp_path / "micrographs.star"
+    write_micrographs_star(star, MicrographTable(star, optics, mics))
+    out = tmp_path / "den"
+    res = run_denoise(DenoiseConfig(inputs=[str(star)], outdir=out, weights=str(weights),
+                                    workers=0, tile=64, progress=False))  # fmt: skip
+    assert res["done"] == 2 and res["warnings"] == []  # the STAR said it: nothing to warn
+    for name in ("zero", "one"):
+        assert read_mrc(out / f"{name}.mrc").pixel_size == 2.5

@@ -113,3 +113,39 @@ def test_predicted_star_files_follow_relion(tmp_path, monkeypatch):
     [(iname, _ilabels, irows)] = _parse((tmp_path / "out/coordinate_files.star").read_text())
     assert iname == "coordinate_files" and irows[0][1] == "out/coordinates/m_autopick.star"
     assert irows[0][0] == "m.mrc"
+
+
+def test_pick_reads_a_star_rows_pixel_size_where_the_header_has_none(tmp_path):
+    """A micrographs STAR's optics pixel size stands in for a header that says 0 (RELION reads
+    the STAR too); the same micrograph given alone has none and fails with the one message."""
+    import mrcfile
+    import pandas as pd
+
+    from draco_em.io.star import MicrographTable, write_micrographs_star
+    from draco_em.pick.config import DetectorConfig, PickPredictConfig
+    from draco_em.pick.detector import ParticleDetector
+    from draco_em.pick.model_io import save_picker
+    from draco_em.pick.run import predict_all
+
+    enc = {"preset": "custom", "img_size": 64, "embed_dim": 32, "depth": 1, "num_heads": 2,
+           "decoder_embed_dim": 32, "decoder_depth": 1, "decoder_num_heads": 2,
+           "decoder_neck_dim": 16}  # fmt: skip
+    det = ParticleDetector(DetectorConfig(encoder=enc, encoder_blocks=1, neck_dim=8,
+                                          stem_dim=4, tile=64, overlap=16))  # fmt: skip
+    model = save_picker(tmp_path / "p.safetensors", det, diameter=32.0, threshold=0.0)
+    with mrcfile.new(tmp_path / "m.mrc") as mrc:
+        mrc.set_data(np.random.default_rng(0).normal(size=(96, 96)).astype(np.float32))
+        mrc.voxel_size = 0.0
+    optics = pd.DataFrame({"rlnOpticsGroupName": ["g1"], "rlnOpticsGroup": [1],
+                           "rlnMicrographPixelSize": [1.0]})  # fmt: skip
+    mics = pd.DataFrame({"rlnMicrographName": ["m.mrc"], "rlnOpticsGroup": [1]})
+    star = tmp_path / "mics.star"
+    write_micrographs_star(star, MicrographTable(star, optics, mics))
+    common = {"model": str(model), "threshold": 0.06, "previews": False}
+    alone = predict_all(PickPredictConfig(inputs=[tmp_path / "m.mrc"], outdir=tmp_path / "a",
+                                          **common), progress=False)  # fmt: skip
+    assert alone["failed"] == 1
+    assert "pixel size unknown" in (tmp_path / "a" / "failures.txt").read_text()
+    listed = predict_all(PickPredictConfig(inputs=[star], outdir=tmp_path / "b", **common),
+                         progress=False)  # fmt: skip
+    assert listed["failed"] == 0 and listed["micrographs"] == 1

@@ -52,6 +52,7 @@ from draco_em.io.batch import (
     check_picture_pixel_size,
     expand_inputs,
     make_output_folder,
+    pixel_sizes,
     placeholder_pixel_size_warning,
 )
 from draco_em.io.halves import drop_halves
@@ -168,8 +169,9 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
         unit="mic",
         disable=not cfg.progress,
     )
+    px_of = pixel_sizes(inputs, cfg.pixel_size)  # --pixel-size, else the STAR row's
     for item, row in items:
-        px = cfg.pixel_size or (table.pixel_size(row) if inputs.table is not None else None)
+        px = px_of[item.path]
         try:
             probs, px = score_micrograph(
                 curator, encoder, item.path, px, cfg.out_dir / "features", evidence

@@ -28,6 +28,7 @@ from draco_em.io.batch import (
     check_settings,
     expand_inputs,
     make_output_folder,
+    pixel_sizes,
     placeholder_pixel_size_warning,
     shard,
 )
@@ -100,21 +101,24 @@ class _Reader(Dataset):
     def __init__(
         self,
         items: list[InputItem],
-        pixel_size: float | None,
+        pixel_sizes: dict[Path, float | None],
         halves: dict[Path, tuple[Path, Path]] | None = None,
     ) -> None:
-        self.items, self.pixel_size, self.halves = items, pixel_size, halves or {}
+        """``pixel_sizes``: what each input is read with ahead of its header
+        (``io.batch.pixel_sizes``: ``--pixel-size``, else its STAR row's; None: the header's);
+        its halves are read with the input's."""
+        self.items, self.pixel_sizes, self.halves = items, pixel_sizes, halves or {}
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def _read(self, path: Path) -> tuple[np.ndarray, float | None]:
+    def _read(self, path: Path, given: float | None) -> tuple[np.ndarray, float | None]:
         px: float | None
         if is_raster(path):  # PNG/JPEG/TIFF (a multi-page TIFF: a stack), px from the option
-            px = require_pixel_size(path, self.pixel_size)
+            px = require_pixel_size(path, given)
             data = read_raster_stack(path)
         else:
-            mrc = read_mrc(path, pixel_size=self.pixel_size, ndim=(2, 3))
+            mrc = read_mrc(path, pixel_size=given, ndim=(2, 3))
             data, px = np.array(mrc.data, dtype=np.float32), mrc.pixel_size  # writable copy
         for k, section in enumerate(data if data.ndim == 3 else [data]):
             validate_image(section, path, f"section {k}" if data.ndim == 3 else "image")
@@ -122,11 +126,13 @@ class _Reader(Dataset):
 
     def __getitem__(self, i: int) -> Read:
         path = self.items[i].path
+        given = self.pixel_sizes.get(path)
         try:
-            data, px = self._read(path)
+            data, px = self._read(path, given)
             pair = None
             if path in self.halves:  # a stack's halves are stacks: blended section by section
-                pair = (self._read(self.halves[path][0])[0], self._read(self.halves[path][1])[0])
+                even, odd = self.halves[path]
+                pair = (self._read(even, given)[0], self._read(odd, given)[0])
                 for half, arr in zip(self.halves[path], pair, strict=True):
                     if arr.shape != data.shape:
                         raise DracoInputError(
@@ -188,7 +194,7 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
                 failures.record(it.path, str(exc))
                 todo.remove(it)
     loader = DataLoader(
-        _Reader(todo, cfg.pixel_size, halves),
+        _Reader(todo, pixel_sizes(inputs, cfg.pixel_size), halves),
         batch_size=None,
         # One input leaves nothing to overlap: a worker would only add its start-up and the
         # arrays' trip through a pipe (1.5 s for a 4096² micrograph with its halves).

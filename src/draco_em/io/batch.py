@@ -195,20 +195,41 @@ def check_picture_pixel_size(inputs: InputSet, pixel_size: float | None) -> None
         require_pixel_size(item.path, None)
 
 
+def pixel_sizes(inputs: InputSet, override: float | None) -> dict[Path, float | None]:
+    """The pixel size each input is read with, ahead of its file header (Å; None: the header).
+
+    ``--pixel-size`` first, then the input's row of the micrographs STAR it came from (optics
+    ``rlnMicrographPixelSize`` etc., :meth:`MicrographTable.pixel_size`), which is what RELION
+    reads for a micrographs STAR; the header only where neither gives one
+    (:mod:`draco_em.io.pixel_size`).
+    """
+    out: dict[Path, float | None] = {}
+    for item in inputs.items:
+        px = override
+        if px is None and inputs.table is not None and item.star_row is not None:
+            px = inputs.table.pixel_size(item.star_row)
+        out[item.path] = px
+    return out
+
+
 def placeholder_pixel_size_warning(inputs: InputSet, pixel_size: float | None) -> str | None:
     """One line when MRC inputs would take their pixel size from a header that says 1.0 Å.
 
     1.0 is what many tools write when they do not know (the MicrographCleaner sample says it
     of a ~4 Å micrograph); a wrong pixel size rescales every stage to the wrong working size
     without any error. 1.0 Å can also be true, so this warns and goes on. Only headers are
-    read; nothing is said when ``--pixel-size`` is given, nor for ``draco simulate``'s files.
+    read; nothing is said when ``--pixel-size`` is given, for inputs whose STAR row gives one,
+    nor for ``draco simulate``'s files.
     """
     if pixel_size is not None:
         return None
+    given = pixel_sizes(inputs, None)  # a STAR row's pixel size is read instead of the header
     flagged = [
         item.path
         for item in inputs.items
-        if item.path.suffix.lower() in IMAGE_SUFFIXES and header_says_placeholder(item.path)
+        if given[item.path] is None
+        and item.path.suffix.lower() in IMAGE_SUFFIXES
+        and header_says_placeholder(item.path)
     ]
     if not flagged:
         return None

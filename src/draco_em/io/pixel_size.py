@@ -1,9 +1,11 @@
 """The one pixel-size resolver: which value counts, what each stage does without one, one error.
 
 A pixel size comes, in order of precedence, from the user's ``--pixel-size`` (applied once,
-when the file is read: ``io/mrc.read_mrc(pixel_size=...)``, the movie readers), the file's
-header, then an input table (a RELION STAR's optics, a manifest row). Headers often say 0 or
-1.0 as a placeholder; 0 and other non-positive values count as unknown.
+when the file is read: ``io/mrc.read_mrc(pixel_size=...)``, the movie readers), then the input
+table the file came from (a RELION STAR's optics, a manifest row: what RELION itself reads;
+``io.batch.pixel_sizes`` gives each input's), then the file's header. Headers often say 0 or
+1.0 as a placeholder; 0 and other non-positive values count as unknown (a 1.0 header gets a
+warning, ``io.batch.placeholder_pixel_size_warning``).
 
 What a stage does when none is known, stated once (:data:`POLICY`):
 

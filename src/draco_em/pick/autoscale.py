@@ -20,7 +20,7 @@ Grid, criterion and margin: issue 18, session 7 in docs/benchmarks.md
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -88,17 +88,23 @@ def choose_multiplier(
 
 
 def first_micrographs(
-    paths: Iterable[Path], pixel_size: float | None, n: int = AUTO_MICROGRAPHS
+    paths: Iterable[Path],
+    pixel_size: float | Mapping[Path, float | None] | None,
+    n: int = AUTO_MICROGRAPHS,
 ) -> Iterator[tuple[np.ndarray, float, str]]:
     """(image [ny, nx], Å/px, path) of the first ``n`` readable micrographs by file name: what
     the choice reads. Unreadable ones are skipped; the caller reports them where it reads them
-    again (the batch's failures.txt, or pick train's one-line error)."""
+    again (the batch's failures.txt, or pick train's one-line error).
+
+    ``pixel_size``: one value for all, or each path's (``io.batch.pixel_sizes``); None: the
+    header's."""
     done = 0
     for path in sorted(paths, key=lambda p: p.name):
         if done == n:
             return
+        given = pixel_size.get(path) if isinstance(pixel_size, Mapping) else pixel_size
         try:
-            image, header_px = read_micrograph(path, pixel_size)
+            image, header_px = read_micrograph(path, given)
             px = require_pixel_size("pick", path, header_px)
         except (DracoInputError, OSError, ValueError):
             continue

@@ -19,7 +19,7 @@ rewritten from all STARs at the end.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +40,7 @@ from draco_em.io.batch import (
     check_settings,
     expand_inputs,
     make_output_folder,
+    pixel_sizes,
     placeholder_pixel_size_warning,
 )
 from draco_em.io.coords import (
@@ -138,17 +139,19 @@ def build_exclude(
 
 def pick_one(
     picker: Picker, cfg: PickPredictConfig, path, stem: str, exclude: StemExcludeFn | None = None,
-    candidates: pd.DataFrame | None = None,
+    candidates: pd.DataFrame | None = None, pixel_size: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, int]:  # fmt: skip
     """Pick one micrograph (``candidates``: its picks ≥ the floor when already made, e.g. by
-    the ``--diameter-scales auto`` choice).
+    the ``--diameter-scales auto`` choice; ``pixel_size``: what it is read with ahead of its
+    header, ``io.batch.pixel_sizes``; default ``cfg.pixel_size``).
 
     Returns:
         (candidates ≥ floor outside excluded regions, kept picks — those ≥ the threshold, or
         the ``expected_particles`` best —, image, number of picks ≥ the cut-off that fell on
         excluded regions and were dropped).
     """
-    image, header_px = read_micrograph(path, cfg.pixel_size)  # the override is applied here
+    given = cfg.pixel_size if pixel_size is None else pixel_size
+    image, header_px = read_micrograph(path, given)  # the override is applied here
     px = require_pixel_size("pick", path, header_px)
     cands = candidates
     if cands is None:
@@ -242,6 +245,7 @@ def predict_all(
     """
     inputs, n_halves = drop_halves(expand_inputs(cfg.inputs))
     check_picture_pixel_size(inputs, cfg.pixel_size)  # before the picker loads
+    px_of = pixel_sizes(inputs, cfg.pixel_size)  # --pixel-size, else the STAR row's
     items = inputs.items
     device = resolve_device(cfg.device)
     exclude = build_exclude(cfg, curation)
@@ -259,10 +263,10 @@ def predict_all(
     if isinstance(scales, list):
         picker.scales = tuple(scales)
     else:  # "auto"
-        choice = _auto_scale(picker, stored_threshold, cfg, items, out, progress)
+        choice = _auto_scale(picker, stored_threshold, cfg, items, out, progress, px_of)
         picker.scales = (choice.multiplier,)
         made = choice.candidates  # the micrographs the choice read are not picked again
-    warnings = [predenoised_warning(cfg, items, picker.threshold_predenoised),
+    warnings = [predenoised_warning(cfg, items, picker.threshold_predenoised, px_of),
                 placeholder_pixel_size_warning(inputs, cfg.pixel_size)]  # fmt: skip
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
     failures = FailureLog(out)
@@ -274,15 +278,21 @@ def predict_all(
         scores = out / SCORES_FOLDER / f"{stem}.npy"
         try:
             if star.is_file() and not cfg.overwrite:  # resume: finished earlier
-                kept = _resumed(star, item.path, cfg.pixel_size)
+                kept = _resumed(star, item.path, px_of[item.path])
                 all_scores.append(_resumed_scores(scores, kept))
                 preview = out / "previews" / f"{stem}.png"
                 if cfg.previews and not preview.is_file():  # killed between STAR and PNG
-                    _save_preview(preview, read_micrograph(item.path, cfg.pixel_size)[0], kept,
+                    _save_preview(preview, read_micrograph(item.path, px_of[item.path])[0], kept,
                                   picker)  # fmt: skip
             else:
                 cands, kept, image, dropped = pick_one(
-                    picker, cfg, item.path, stem, exclude, made.pop(str(item.path), None)
+                    picker,
+                    cfg,
+                    item.path,
+                    stem,
+                    exclude,
+                    made.pop(str(item.path), None),
+                    px_of[item.path],
                 )
                 all_scores.append(cands["score"].to_numpy(np.float32))
                 n_routed += bool(kept.attrs.get("pre_denoised_threshold"))
@@ -318,7 +328,10 @@ PREDENOISED_CHECK = 4
 
 
 def predenoised_warning(
-    cfg: PickPredictConfig, items: list[InputItem], threshold_predenoised: float | None = None
+    cfg: PickPredictConfig,
+    items: list[InputItem],
+    threshold_predenoised: float | None = None,
+    pixel_size: Mapping[Path, float | None] | None = None,
 ) -> str | None:
     """A one-line warning when the bundled picker, at its stored thresholds, is given mostly
     pre-denoised pictures (:mod:`draco_em.imaging.nyquist`), else None.
@@ -333,7 +346,8 @@ def predenoised_warning(
         return None
     if not is_bundled_picker(cfg.model):
         return None
-    read = first_micrographs((it.path for it in items), cfg.pixel_size, PREDENOISED_CHECK)
+    given = cfg.pixel_size if pixel_size is None else pixel_size
+    read = first_micrographs((it.path for it in items), given, PREDENOISED_CHECK)
     ratios = [nyquist_ratio(image, px) for image, px, _ in read]
     n_low = sum(looks_pre_denoised(r) for r in ratios)
     if not ratios or 2 * n_low <= len(ratios):
@@ -364,7 +378,7 @@ def _multiplier_note(picker: Picker, choice: ScaleChoice | None) -> str | None:
 
 def _auto_scale(
     picker: Picker, stored_threshold: float, cfg: PickPredictConfig, items: list[InputItem],
-    out: Path, progress: bool,
+    out: Path, progress: bool, pixel_size: Mapping[Path, float | None],
 ) -> ScaleChoice:  # fmt: skip
     """``--diameter-scales auto``: the multiplier of :mod:`draco_em.pick.autoscale`, chosen
     once per output folder on the first :data:`AUTO_MICROGRAPHS` readable micrographs (by
@@ -378,7 +392,7 @@ def _auto_scale(
                            {float(m): c for m, c in saved.get("criteria", {}).items()},
                            list(saved.get("micrographs", [])))  # fmt: skip
 
-    images = first_micrographs((it.path for it in items), cfg.pixel_size)
+    images = first_micrographs((it.path for it in items), pixel_size)
     todo = min(AUTO_MICROGRAPHS, len(items))
     bar = tqdm(images, total=todo, desc="choose scale", unit="mic", disable=not progress)
     choice = choose_scale(replace(picker, threshold=stored_threshold), bar, SCORE_FLOOR)

@@ -74,7 +74,7 @@ class ReaderCache:
 def _resolve_pixel_size(
     override: float | None, header: float | None, star: float | None, path: Path
 ) -> float:
-    return require_pixel_size("prepare", path, override, header, star)
+    return require_pixel_size("prepare", path, override, star, header)  # io.pixel_size order
 
 
 def load_movie_frames(

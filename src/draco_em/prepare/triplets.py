@@ -169,7 +169,7 @@ def prepare_micrographs(
         if path is not None:
             images[key], px = read_micrograph(path, pixel_size=cfg.pixel_size)
             header_px = header_px or px
-    px = require_pixel_size("prepare", item.sources[0], cfg.pixel_size, header_px, item.pixel_size)
+    px = require_pixel_size("prepare", item.sources[0], cfg.pixel_size, item.pixel_size, header_px)
     shapes = {k: v.shape for k, v in images.items()}
     if len(set(shapes.values())) > 1:
         raise DracoInputError(f"full/even/odd shapes differ: {shapes}", item.sources[0])
