@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.evaluate.pick import match_picks, summarize
-from draco_em.io.batch import expand_inputs
+from draco_em.io.batch import expand_inputs, pixel_sizes
 from draco_em.io.halves import drop_halves
 from draco_em.io.run_folder import run_log, write_config
 from draco_em.model.weights import read_weights
@@ -80,8 +80,10 @@ def scale_for_training(
             "--auto-scale needs --weights to be a picker (bundled or a pick train run), "
             "not a DRACO encoder", cfg.weights
         ) from None  # fmt: skip
-    paths = [it.path for it in drop_halves(expand_inputs(list(cfg.micrographs)))[0].items]
-    images = first_micrographs(paths, cfg.pixel_size)
+    inputs = drop_halves(expand_inputs(list(cfg.micrographs)))[0]
+    images = first_micrographs(
+        [it.path for it in inputs.items], pixel_sizes(inputs, cfg.pixel_size)
+    )
     picker = Picker(detector.to(device).eval(), cfg.diameter, threshold, device=device,
                     tta=DEFAULT_TTA)  # fmt: skip
     choice = choose_scale(picker, images, SCORE_FLOOR)
@@ -120,13 +122,17 @@ def load_labelled(
     working pixel size of ``diameter`` Å (``diameters``: Å per stem, where given)."""
     picks = read_all_coords(list(coords))
     examples = []
-    for item in expand_inputs(list(micrographs)).items:
+    inputs = expand_inputs(list(micrographs))
+    px_of = pixel_sizes(inputs, pixel_size)  # --pixel-size, else the STAR row's
+    for item in inputs.items:
         stem = item.path.stem
         if stem in picks:
             d = (diameters or {}).get(stem, diameter)
             junk = next((Path(f) / f"{stem}.mrc" for f in junk_masks
                          if (Path(f) / f"{stem}.mrc").is_file()), None)  # fmt: skip
-            examples.append(load_example(item.path, picks[stem], d, detector_cfg, pixel_size, junk))
+            examples.append(
+                load_example(item.path, picks[stem], d, detector_cfg, px_of[item.path], junk)
+            )
     if not examples:
         raise DracoInputError(
             "no micrograph has picks: coordinate files must name the micrographs by file stem"
@@ -151,7 +157,8 @@ def load_negatives(
     """
     if not cfg.negatives:
         return []
-    items = drop_halves(expand_inputs(list(cfg.negatives)))[0].items
+    inputs = drop_halves(expand_inputs(list(cfg.negatives)))[0]
+    items, px_of = inputs.items, pixel_sizes(inputs, cfg.pixel_size)
     clash = sorted({item.path.stem for item in items} & set(labelled))
     if clash:
         raise DracoInputError(
@@ -160,7 +167,7 @@ def load_negatives(
             "(no particle) needs a name no pick file uses"
         )
     out = [load_negative(item.path, (diameters or {}).get(item.path.stem, cfg.diameter),
-                         detector_cfg, cfg.pixel_size) for item in items]  # fmt: skip
+                         detector_cfg, px_of[item.path]) for item in items]  # fmt: skip
     log.info("%d particle-free micrographs as known negatives", len(out))
     return out
 
