@@ -45,7 +45,7 @@ from draco_em.imaging.fourier import fourier_rescale, frequency_grid
 from draco_em.imaging.normalize import clip_stats, padded_border, saturated_values
 from draco_em.imaging.tiling import TileGrid, tile_image
 from draco_em.io.atomic import atomic_path, write_text_atomic
-from draco_em.io.batch import check_picture_pixel_size, expand_inputs
+from draco_em.io.batch import check_picture_pixel_size, expand_inputs, pixel_sizes
 from draco_em.io.mrc import read_image, read_micrograph
 from draco_em.model.encoder import curate_input, encode_tiles, encoder_tiles, load_encoder
 from draco_em.runtime import resolve_device
@@ -129,13 +129,7 @@ def _load(paths: list[str], pixel_size: float | None) -> list[tuple[Path, float 
     """Expand inputs; each with its pixel size (override, STAR row, or header)."""
     inputs = expand_inputs(paths)
     check_picture_pixel_size(inputs, pixel_size)
-    out = []
-    for item in inputs.items:
-        px = pixel_size
-        if px is None and inputs.table is not None and item.star_row is not None:
-            px = inputs.table.pixel_size(item.star_row)
-        out.append((item.path, px))
-    return out
+    return list(pixel_sizes(inputs, pixel_size).items())
 
 
 def read_cropped(path: Path, pixel_size: float | None) -> tuple[np.ndarray, float, tuple]:
