@@ -86,21 +86,28 @@ def test_coordinate_index_matches_relion_import(tmp_path):
     _check_types(labels, rows)
 
 
-def test_predicted_star_files_follow_relion(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the RELION project folder: names are relative to it
-    """The files `draco pick predict` writes (through the shared writers) pass the same checks."""
-    from draco_em.io.mrc import write_mrc
-    from draco_em.pick.config import DetectorConfig, PickPredictConfig
+def _untrained_picker(path):
+    """A tiny untrained picker file (32-Å particles; it scores ≈ 0.1 everywhere)."""
+    from draco_em.pick.config import DetectorConfig
     from draco_em.pick.detector import ParticleDetector
     from draco_em.pick.model_io import save_picker
-    from draco_em.pick.run import predict_all
 
     enc = {"preset": "custom", "img_size": 64, "embed_dim": 32, "depth": 1, "num_heads": 2,
            "decoder_embed_dim": 32, "decoder_depth": 1, "decoder_num_heads": 2,
            "decoder_neck_dim": 16}  # fmt: skip
     det = ParticleDetector(DetectorConfig(encoder=enc, encoder_blocks=1, neck_dim=8,
                                           stem_dim=4, tile=64, overlap=16))  # fmt: skip
-    model = save_picker(tmp_path / "p.safetensors", det, diameter=32.0, threshold=0.0)
+    return save_picker(path, det, diameter=32.0, threshold=0.0)
+
+
+def test_predicted_star_files_follow_relion(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the RELION project folder: names are relative to it
+    """The files `draco pick predict` writes (through the shared writers) pass the same checks."""
+    from draco_em.io.mrc import write_mrc
+    from draco_em.pick.config import PickPredictConfig
+    from draco_em.pick.run import predict_all
+
+    model = _untrained_picker(tmp_path / "p.safetensors")
     rng = np.random.default_rng(0)
     write_mrc(tmp_path / "m.mrc", rng.normal(size=(96, 96)).astype(np.float32), pixel_size=1.0)
     cfg = PickPredictConfig(inputs=[tmp_path / "m.mrc"], outdir=tmp_path / "out",
@@ -122,17 +129,10 @@ def test_pick_reads_a_star_rows_pixel_size_where_the_header_has_none(tmp_path):
     import pandas as pd
 
     from draco_em.io.star import MicrographTable, write_micrographs_star
-    from draco_em.pick.config import DetectorConfig, PickPredictConfig
-    from draco_em.pick.detector import ParticleDetector
-    from draco_em.pick.model_io import save_picker
+    from draco_em.pick.config import PickPredictConfig
     from draco_em.pick.run import predict_all
 
-    enc = {"preset": "custom", "img_size": 64, "embed_dim": 32, "depth": 1, "num_heads": 2,
-           "decoder_embed_dim": 32, "decoder_depth": 1, "decoder_num_heads": 2,
-           "decoder_neck_dim": 16}  # fmt: skip
-    det = ParticleDetector(DetectorConfig(encoder=enc, encoder_blocks=1, neck_dim=8,
-                                          stem_dim=4, tile=64, overlap=16))  # fmt: skip
-    model = save_picker(tmp_path / "p.safetensors", det, diameter=32.0, threshold=0.0)
+    model = _untrained_picker(tmp_path / "p.safetensors")
     with mrcfile.new(tmp_path / "m.mrc") as mrc:
         mrc.set_data(np.random.default_rng(0).normal(size=(96, 96)).astype(np.float32))
         mrc.voxel_size = 0.0
