@@ -46,6 +46,7 @@ FIELDS = {
 }
 SUFFIXES = ("", "_EVN", "_ODD")
 MOVIE_FRAMES = 40
+EER_FRAMES, EER_SIZE, EER_PIXEL = 400, 4096, 0.73
 
 
 def make_fields(sim: Path, out: Path, names: list[str], seed: int = 0) -> dict[str, Path]:
@@ -91,6 +92,32 @@ def make_movie(sim: Path, out: Path, seed: int = 0) -> Path:
             rate = 0.8 * np.clip(1 + 0.1 * clean[dy : dy + shape[0], dx : dx + shape[1]], 0, None)
             frame = np.minimum(rng.poisson(rate), 255).astype(np.uint8)
             tif.write(frame, compression="lzw", contiguous=False)
+    tmp.replace(path)
+    return path
+
+
+def make_eer(sim: Path, out: Path, seed: int = 0) -> Path:
+    """A Falcon-4-shaped EER movie ``out/falcon4_eer/movie.eer`` (module docstring)."""
+    from draco_em.io.movie_writers import write_eer
+
+    path = out / "falcon4_eer" / "movie.eer"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = read_image(sim / "clean" / "mic_00001.mrc")[0].astype(np.float32)
+    n = EER_SIZE + 64
+    clean = fourier_resize(clean, (3 * clean.shape[0], 3 * clean.shape[1]))[:n, :n]
+    clean = (clean - clean.mean()) / clean.std()
+    rng = np.random.default_rng(seed)
+
+    def frames():
+        for i in range(EER_FRAMES):
+            dy, dx = round(0.04 * i), round(0.07 * i)  # 16 × 28 px over the movie
+            p = 0.03 * np.clip(1 + 0.1 * clean[dy : dy + EER_SIZE, dx : dx + EER_SIZE], 0, None)
+            yield (rng.random((EER_SIZE, EER_SIZE), dtype=np.float32) < p).astype(np.uint8)
+
+    tmp = path.with_suffix(".tmp.eer")
+    write_eer(tmp, frames(), pixel_size=EER_PIXEL)
     tmp.replace(path)
     return path
 
@@ -153,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", nargs="+", default=None, help="command names to run (default all)")
     ap.add_argument("--diameter", type=float, default=200.0, help="pick diameter in Å")
     ap.add_argument("--movie", action="store_true", help="also time draco prepare on a K3 movie")
+    ap.add_argument("--eer", action="store_true", help="also time draco prepare on a Falcon 4 EER")
     args = ap.parse_args(argv)
     folders = make_fields(args.sim, args.out / "images", args.fields)
     rows = []
@@ -163,6 +191,16 @@ def main(argv: list[str] | None = None) -> None:
         rows.append({"field": "k3_movie", "shape": FIELDS["k3"][1], "pixel_size": 0.83,
                      "step": "prepare", **timed(cmd)})  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
+    if args.eer and (not args.only or "prepare" in args.only):
+        eer = make_eer(args.sim, args.out / "images")
+        for up in (1, 2):
+            cmd = [sys.executable, "-m", "draco_em", "prepare", str(eer), "-o",
+                   str(args.out / "runs" / "falcon4_eer" / f"prepare_up{up}"), "--pixel-size",
+                   str(EER_PIXEL), "--eer-grouping", "10", "--eer-upsampling", str(up)]  # fmt: skip
+            shape = (EER_SIZE * up,) * 2
+            rows.append({"field": f"falcon4_eer_up{up}", "shape": shape, "step": "prepare",
+                         "pixel_size": EER_PIXEL / up, **timed(cmd)})  # fmt: skip
+            print(json.dumps(rows[-1]), flush=True)
     for name, folder in folders.items():
         for label, cmd in commands(folder, args.out / "runs" / name, args.diameter).items():
             if args.only and label not in args.only:

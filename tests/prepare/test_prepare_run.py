@@ -282,3 +282,25 @@ def test_reader_cache_reuses_the_frame_stack_memory() -> None:
     assert smaller.data_ptr() == first.data_ptr()
     bigger = cache.frame_stack(5, (16, 16))
     assert bigger.shape == (5, 16, 16)
+
+
+def test_eer_pixel_size_option_is_the_physical_pixel(tmp_path: Path) -> None:
+    """--pixel-size for an EER movie is the sensor's pixel, as the reader takes it: rendered
+    at --eer-upsampling 2 the movie's pixel is half of it (it was used as the rendered pixel,
+    so the outputs' pixel size was twice the truth)."""
+    from draco_em.io.movie_writers import write_eer
+
+    rng = np.random.default_rng(3)
+    hits = rng.random((8, 64, 64)) < 0.3  # at most one event per physical pixel and frame,
+    raw = np.zeros((8, 4 * 64, 4 * 64), bool)  # at a random one of its 4 × 4 sub-pixels
+    f, y, x = np.nonzero(hits)
+    raw[f, 4 * y + rng.integers(0, 4, len(y)), 4 * x + rng.integers(0, 4, len(x))] = True
+    write_eer(tmp_path / "eer" / "a.eer", raw, pixel_size=1.5, subpixel_factor=4)
+    for up, given in ((1, None), (2, None), (2, 1.0)):
+        out = tmp_path / f"out_{up}_{given}"
+        _prepare([tmp_path / "eer"], out, eer_grouping=2, eer_upsampling=up, pixel_size=given,
+                 hot_pixels=False)  # fmt: skip
+        physical = 1.5 if given is None else given
+        image, px = read_image(out / "a.mrc")
+        assert image.shape == (64 * up, 64 * up)
+        assert px == pytest.approx(physical / up)

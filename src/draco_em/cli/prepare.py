@@ -31,7 +31,8 @@ def prepare(
     gain_rotate: Annotated[int, typer.Option(help="Gain rotation, N × 90° (RELION).")] = 0,
     gain_flip: Annotated[str | None, typer.Option(help="Gain flip: x or y (RELION).")] = None,
     pixel_size: Annotated[
-        float | None, typer.Option(help="Movie pixel size in Å (default: header).")
+        float | None,
+        typer.Option(help="Movie pixel size in Å (default: STAR, header); EER: the physical one."),
     ] = None,
     dose_per_frame: Annotated[float | None, typer.Option(help="e⁻/Å² per frame.")] = None,
     eer_grouping: Annotated[int | None, typer.Option(help="Raw EER frames per frame.")] = None,

@@ -34,7 +34,10 @@ class PrepareConfig(BaseModel):
     )
     hot_pixels: bool = Field(True, description="Find hot pixels in each movie sum and replace.")
     pixel_size: float | None = Field(
-        None, gt=0, description="Movie pixel size in Å (default: file header or STAR)."
+        None,
+        gt=0,
+        description="Movie pixel size in Å (default: the STAR's, else the file header's). For "
+        "EER the physical (sensor) pixel: --eer-upsampling 2 renders at half of it.",
     )
     dose_per_frame: float | None = Field(
         None,

@@ -72,7 +72,7 @@ class ReaderCache:
 
 
 def _resolve_pixel_size(
-    override: float | None, header: float | None, star: float | None, path: Path
+    override: float | None, star: float | None, header: float | None, path: Path
 ) -> float:
     return require_pixel_size("prepare", path, override, star, header)  # io.pixel_size order
 
@@ -91,7 +91,8 @@ def load_movie_frames(
         config: gain orientation, EER options, pixel-size override, device.
         reader: the process's reader cache (gain reference, reused frame memory).
         target_pixel_size: Å; frames are Fourier-cropped when it is coarser than the movie's.
-        star_pixel_size: pixel size given by a movies STAR, used when the header has none.
+        star_pixel_size: pixel size given by a movies STAR (of the movie as rendered, as
+            RELION reads it), used ahead of the header when there is no ``--pixel-size``.
 
     Raises:
         DracoInputError: unreadable movie, fewer than 2 frames, no pixel size, gain mismatch.
@@ -105,7 +106,10 @@ def load_movie_frames(
     ) as movie:
         if movie.n_frames < 2:
             raise DracoInputError(f"a movie needs >= 2 frames, found {movie.n_frames}", path)
-        movie_px = _resolve_pixel_size(config.pixel_size, movie.pixel_size, star_pixel_size, path)
+        # The reader applied --pixel-size (for EER the physical pixel, divided by the
+        # upsampling): movie.pixel_size is then the override on the rendered grid.
+        given = movie.pixel_size if config.pixel_size is not None else None
+        movie_px = _resolve_pixel_size(given, star_pixel_size, movie.pixel_size, path)
         notes = list(movie.notes)
         raw = [movie.frame(i, as_stored=True) for i in range(movie.n_frames)]
     gain = reader.gain_for_shape(raw[0].shape, path)
