@@ -138,6 +138,8 @@ def test_eer_grouping_drops_remainder(tmp_path: Path, raw_events: np.ndarray) ->
         assert any("last 1 raw frames are dropped" in note for note in movie.notes)
         expected = raw_events[:9].reshape(3, 3, NY, 48).sum(1)
         np.testing.assert_array_equal(np.array(list(movie)), expected)
+        # a group's count is at most its grouping: stored in uint8 (half of uint16's memory)
+        assert movie.frame(0, as_stored=True).dtype == np.uint8
     with open_movie(path, eer_grouping=5) as movie:
         assert movie.n_frames == 2 and not movie.notes
     with pytest.raises(DracoInputError, match="larger than the 10 raw frames"):
