@@ -71,6 +71,15 @@ def make_fields(sim: Path, out: Path, names: list[str], seed: int = 0) -> dict[s
     return folders
 
 
+def _contrast(sim: Path, factor: int, shape: tuple[int, int]) -> np.ndarray:
+    """The simulation's clean image Fourier-padded by ``factor``, cropped to ``shape`` plus
+    64 px of room for the drift, standardised: the contrast the movies' count rate follows."""
+    clean = read_image(sim / "clean" / "mic_00001.mrc")[0].astype(np.float32)
+    n = clean.shape[0] * factor
+    clean = fourier_resize(clean, (n, n))[: shape[0] + 64, : shape[1] + 64]
+    return (clean - clean.mean()) / clean.std()
+
+
 def make_movie(sim: Path, out: Path, seed: int = 0) -> Path:
     """A K3-shaped LZW TIFF movie ``out/k3_movie/movie.tif`` (module docstring)."""
     import tifffile
@@ -80,10 +89,7 @@ def make_movie(sim: Path, out: Path, seed: int = 0) -> Path:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     factor, shape, _ = FIELDS["k3"]
-    clean = read_image(sim / "clean" / "mic_00001.mrc")[0].astype(np.float32)
-    n = clean.shape[0] * factor
-    clean = fourier_resize(clean, (n, n))[: shape[0] + 64, : shape[1] + 64]
-    clean = (clean - clean.mean()) / clean.std()
+    clean = _contrast(sim, factor, shape)
     rng = np.random.default_rng(seed)
     tmp = path.with_suffix(".tmp.tif")
     with tifffile.TiffWriter(tmp) as tif:
@@ -104,10 +110,7 @@ def make_eer(sim: Path, out: Path, seed: int = 0) -> Path:
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    clean = read_image(sim / "clean" / "mic_00001.mrc")[0].astype(np.float32)
-    n = EER_SIZE + 64
-    clean = fourier_resize(clean, (3 * clean.shape[0], 3 * clean.shape[1]))[:n, :n]
-    clean = (clean - clean.mean()) / clean.std()
+    clean = _contrast(sim, 3, (EER_SIZE, EER_SIZE))
     rng = np.random.default_rng(seed)
 
     def frames():
