@@ -1,0 +1,144 @@
+"""The halves-calibrated blend without halves: recorrupted pseudo-halves (issue 20; a diagnostic
+on the development sets only, it decides nothing).
+
+``draco denoise --blend-halves`` meets issue 20's "+1 dB over the best Gaussian" on every
+simulated set, but needs the ``X_EVN``/``X_ODD`` halves; the default output, without them, meets
+it at 4 Å only (docs/benchmarks.md). Recorrupted-to-Recorrupted (Pang et al., CVPR 2021) makes
+halves from the sum ``y`` alone: with ``z`` Gaussian of the sum's noise covariance Σ,
+
+    a′ = (y + z) / 2,   b′ = (y − z) / 2
+
+have the signal ``s/2`` each, noise of covariance Σ/2 each (as real halves), and noise
+cross-covariance (Σ − Σ)/4 = 0, so for Gaussian noise they are distributed as real halves and
+the blend's calibration (``infer.halves_blend``) holds. The crux is Σ without halves. Two
+versions are measured per micrograph, each as the radial noise power spectrum on the blend's
+rings:
+
+* ``oracle``: Σ from the real halves, |F(a − b)|² averaged per ring (the ceiling: what a
+  perfect noise model would give);
+* ``white``: a flat spectrum at the sum's mean count (Poisson counting noise, before any
+  interpolation, camera NPS or dose weighting: what one could assume of a raw sum in counts);
+* ``capped``: per ring the lower of that flat level and the sum's own power (signal + noise,
+  an upper bound of the noise that is close to it where the signal is weak, at high
+  frequencies): needs nothing but the sum in counts.
+
+Scores: correlation SNR with the clean image (``denoise_indep.corr_snr_db``), mean over the
+set, beside the model on the sum, the real blend and the best Gaussian (as
+``halves_blend_dev.py``). The model's outputs of the pseudo-halves are made with
+``draco denoise`` into PRED; ``z`` is drawn with a seed per micrograph.
+
+    OMP_NUM_THREADS=2 python benchmarks/halves_r2r_dev.py --set /work/s23/dev/dev25 \\
+        --pred /work/s23/dev/dev25_r2r --json /work/s23/dev/dev25_r2r.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import denoise as bench
+from denoise_indep import corr_snr_db
+
+from draco_em.imaging.filters import gaussian_blur_px
+from draco_em.infer import halves_blend
+from draco_em.io.halves import find_halves
+from draco_em.io.mrc import read_image, write_mrc
+
+SIGMAS_PX = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+NOISE_MODELS = ("oracle", "white", "capped")
+
+
+def ring_power(image: np.ndarray) -> np.ndarray:
+    """|rfft2|² of ``image`` averaged over each of the blend's rings, per coefficient
+    ``[ny, nx // 2 + 1]`` (the ring mean put back on every coefficient of the ring)."""
+    ring, weight = halves_blend._rings(image.shape)
+    spec = np.fft.rfft2(image - image.mean())
+    power = (spec.real**2 + spec.imag**2) * weight
+    n = int(ring.max()) + 1
+    total = np.bincount(ring.ravel(), power.ravel(), minlength=n)
+    count = np.bincount(ring.ravel(), np.broadcast_to(weight, ring.shape).ravel(), minlength=n)
+    return (total / np.maximum(count, 1))[ring]
+
+
+def pseudo_halves(
+    full: np.ndarray, nps: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(a′, b′) = ((y + z)/2, (y − z)/2), ``z`` Gaussian with power ``nps`` per rfft2
+    coefficient (the convention of :func:`ring_power`)."""
+    white = rng.standard_normal(full.shape)  # E|rfft2|² = N per coefficient
+    z = np.fft.irfft2(np.fft.rfft2(white) * np.sqrt(nps / white.size), s=full.shape)
+    return ((full + z) / 2).astype(np.float32), ((full - z) / 2).astype(np.float32)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--set", type=Path, required=True)
+    ap.add_argument("--pred", type=Path, required=True)
+    ap.add_argument("--json", type=Path, required=True)
+    ap.add_argument("--weights", default="bundled")
+    args = ap.parse_args()
+    sums = bench.raw_images(args.set)
+    pairs = {p: find_halves(p) for p in sums}
+    if not sums or any(v is None for v in pairs.values()):
+        raise SystemExit(f"{args.set}: needs micrographs with X_EVN/X_ODD halves and clean/")
+    work = args.pred / "inputs"
+    px = read_image(sums[0])[1] or 1.0
+    for path in sums:  # the pseudo-halves, once (seeded per micrograph)
+        even_path, odd_path = pairs[path]  # type: ignore[misc]
+        full, even, odd = (read_image(p)[0].astype(np.float64) for p in (path, even_path, odd_path))
+        for model in NOISE_MODELS:
+            names = [work / f"{path.stem}_{model}_{h}.mrc" for h in ("A", "B")]
+            if all(n.exists() for n in names):
+                continue
+            if model == "oracle":
+                nps = ring_power(even - odd)  # the sum's noise power: Var(n_a − n_b) = Σ
+            else:
+                nps = np.full(np.fft.rfft2(full).shape, full.size * max(full.mean(), 0.0))
+                if model == "capped":
+                    nps = np.minimum(nps, ring_power(full))
+            rng = np.random.default_rng(zlib.crc32(f"{path.stem}:{model}".encode()))
+            for name, half in zip(names, pseudo_halves(full, nps, rng), strict=True):
+                write_mrc(name, half, px)
+    every = [*sums, *(h for p in sums for h in pairs[p]), *sorted(work.glob("*.mrc"))]  # type: ignore[union-attr]
+    if not all((args.pred / f.name).exists() for f in every):
+        subprocess.run([sys.executable, "-m", "draco_em", "denoise", *map(str, every), "-o",
+                        str(args.pred), "--model", args.weights, "-q"], check=True)  # fmt: skip
+    rows: dict[str, list[float]] = {}
+
+    def add(name: str, image: np.ndarray, clean: np.ndarray) -> None:
+        rows.setdefault(name, []).append(corr_snr_db(image, clean))
+
+    for path in sums:
+        even_path, odd_path = pairs[path]  # type: ignore[misc]
+        full, even, odd = (read_image(p)[0] for p in (path, even_path, odd_path))
+        clean = read_image(args.set / "clean" / path.name)[0]
+        d_full, d_even, d_odd = (read_image(args.pred / p.name)[0]
+                                 for p in (path, even_path, odd_path))  # fmt: skip
+        add("raw", full, clean)
+        for sigma in SIGMAS_PX:
+            add(f"gauss_{sigma}", gaussian_blur_px(full, sigma), clean)
+        add("model_on_sum", d_full, clean)
+        add("blend_real_halves", halves_blend.blend_halves(d_even, d_odd, even, odd)[0], clean)
+        for model in NOISE_MODELS:
+            a, b = (read_image(work / f"{path.stem}_{model}_{h}.mrc")[0] for h in ("A", "B"))
+            da, db = (read_image(args.pred / f"{path.stem}_{model}_{h}.mrc")[0] for h in "AB")
+            add(f"blend_r2r_{model}", halves_blend.blend_halves(da, db, a, b)[0], clean)
+    mean = {k: round(float(np.mean(v)), 3) for k, v in rows.items()}
+    gauss = {k: v for k, v in mean.items() if k.startswith("gauss_")}
+    best = max(gauss, key=lambda k: gauss[k])
+    mean = {k: v for k, v in mean.items() if not k.startswith("gauss_")}
+    mean[f"best_gaussian ({best})"] = gauss[best]
+    print(json.dumps(mean, indent=1))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"set": str(args.set), "mean": mean}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
