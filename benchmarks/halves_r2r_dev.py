@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -43,15 +42,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import denoise as bench
-from denoise_indep import corr_snr_db
+from halves_blend_dev import Scores, denoise_missing, read_one, sums_and_halves
 
-from draco_em.imaging.filters import gaussian_blur_px
 from draco_em.infer import halves_blend
-from draco_em.io.halves import find_halves
 from draco_em.io.mrc import read_image, write_mrc
 
-SIGMAS_PX = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 NOISE_MODELS = ("oracle", "white", "capped")
 
 
@@ -84,14 +79,11 @@ def main() -> None:
     ap.add_argument("--json", type=Path, required=True)
     ap.add_argument("--weights", default="bundled")
     args = ap.parse_args()
-    sums = bench.raw_images(args.set)
-    pairs = {p: find_halves(p) for p in sums}
-    if not sums or any(v is None for v in pairs.values()):
-        raise SystemExit(f"{args.set}: needs micrographs with X_EVN/X_ODD halves and clean/")
+    sums, pairs = sums_and_halves(args.set)
     work = args.pred / "inputs"
     px = read_image(sums[0])[1] or 1.0
     for path in sums:  # the pseudo-halves, once (seeded per micrograph)
-        even_path, odd_path = pairs[path]  # type: ignore[misc]
+        even_path, odd_path = pairs[path]
         full, even, odd = (read_image(p)[0].astype(np.float64) for p in (path, even_path, odd_path))
         for model in NOISE_MODELS:
             names = [work / f"{path.stem}_{model}_{h}.mrc" for h in ("A", "B")]
@@ -106,35 +98,19 @@ def main() -> None:
             rng = np.random.default_rng(zlib.crc32(f"{path.stem}:{model}".encode()))
             for name, half in zip(names, pseudo_halves(full, nps, rng), strict=True):
                 write_mrc(name, half, px)
-    every = [*sums, *(h for p in sums for h in pairs[p]), *sorted(work.glob("*.mrc"))]  # type: ignore[union-attr]
-    if not all((args.pred / f.name).exists() for f in every):
-        subprocess.run([sys.executable, "-m", "draco_em", "denoise", *map(str, every), "-o",
-                        str(args.pred), "--model", args.weights, "-q"], check=True)  # fmt: skip
-    rows: dict[str, list[float]] = {}
-
-    def add(name: str, image: np.ndarray, clean: np.ndarray) -> None:
-        rows.setdefault(name, []).append(corr_snr_db(image, clean))
-
+    every = [*sums, *(h for p in sums for h in pairs[p]), *sorted(work.glob("*.mrc"))]
+    denoise_missing(every, args.pred, args.weights)
+    scores = Scores()
     for path in sums:
-        even_path, odd_path = pairs[path]  # type: ignore[misc]
-        full, even, odd = (read_image(p)[0] for p in (path, even_path, odd_path))
-        clean = read_image(args.set / "clean" / path.name)[0]
-        d_full, d_even, d_odd = (read_image(args.pred / p.name)[0]
-                                 for p in (path, even_path, odd_path))  # fmt: skip
-        add("raw", full, clean)
-        for sigma in SIGMAS_PX:
-            add(f"gauss_{sigma}", gaussian_blur_px(full, sigma), clean)
-        add("model_on_sum", d_full, clean)
-        add("blend_real_halves", halves_blend.blend_halves(d_even, d_odd, even, odd)[0], clean)
+        full, even, odd, clean, d_full, d_even, d_odd = read_one(args.set, args.pred, path, pairs)
+        scores.baselines(full, d_full, clean)
+        real = halves_blend.blend_halves(d_even, d_odd, even, odd)[0]
+        scores.add("blend_real_halves", real, clean)
         for model in NOISE_MODELS:
             a, b = (read_image(work / f"{path.stem}_{model}_{h}.mrc")[0] for h in ("A", "B"))
             da, db = (read_image(args.pred / f"{path.stem}_{model}_{h}.mrc")[0] for h in "AB")
-            add(f"blend_r2r_{model}", halves_blend.blend_halves(da, db, a, b)[0], clean)
-    mean = {k: round(float(np.mean(v)), 3) for k, v in rows.items()}
-    gauss = {k: v for k, v in mean.items() if k.startswith("gauss_")}
-    best = max(gauss, key=lambda k: gauss[k])
-    mean = {k: v for k, v in mean.items() if not k.startswith("gauss_")}
-    mean[f"best_gaussian ({best})"] = gauss[best]
+            scores.add(f"blend_r2r_{model}", halves_blend.blend_halves(da, db, a, b)[0], clean)
+    mean = scores.mean()
     print(json.dumps(mean, indent=1))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"set": str(args.set), "mean": mean}, indent=1))
