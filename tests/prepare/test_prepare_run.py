@@ -304,3 +304,13 @@ def test_eer_pixel_size_option_is_the_physical_pixel(tmp_path: Path) -> None:
         image, px = read_image(out / "a.mrc")
         assert image.shape == (64 * up, 64 * up)
         assert px == pytest.approx(physical / up)
+
+
+def test_a_placeholder_header_is_warned_about_once(tmp_path: Path) -> None:
+    """A 1.0 Å MRC header is often a placeholder: prepare says so in one line (as denoise,
+    pick and curate do), and not when --pixel-size is given."""
+    rng = np.random.default_rng(4)
+    write_mrc(tmp_path / "mc" / "m.mrc", rng.poisson(5, (96, 96)).astype(np.float32), 1.0)
+    said = _prepare([tmp_path / "mc"], tmp_path / "a")
+    assert len(said.warnings) == 1 and said.warnings[0].startswith("1 of 1 inputs")
+    assert _prepare([tmp_path / "mc"], tmp_path / "b", pixel_size=1.0).warnings == []

@@ -75,5 +75,7 @@ def prepare(
             f"{summary.made} prepared, {summary.skipped} already there, {summary.failed} "
             f"failed; manifest: {summary.manifest}"
         )
+    for warning in summary.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     n_inputs = summary.made + summary.skipped + summary.failed
     exit_batch(n_inputs, summary.failed, cfg.outdir / "failures.txt")

@@ -231,10 +231,15 @@ def placeholder_pixel_size_warning(inputs: InputSet, pixel_size: float | None) -
         and item.path.suffix.lower() in IMAGE_SUFFIXES
         and header_says_placeholder(item.path)
     ]
+    return placeholder_line(flagged, len(inputs.items))
+
+
+def placeholder_line(flagged: list[Path], total: int) -> str | None:
+    """The one wording of the 1.0 Å placeholder warning (None when nothing is flagged)."""
     if not flagged:
         return None
     return (
-        f"{len(flagged)} of {len(inputs.items)} inputs have a header pixel size of 1.0 Å (e.g. "
+        f"{len(flagged)} of {total} inputs have a header pixel size of 1.0 Å (e.g. "
         f"{flagged[0].name}), often a placeholder: pass --pixel-size if it is not the real value"
     )
 

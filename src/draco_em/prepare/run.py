@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -32,7 +32,9 @@ from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import write_text_atomic
-from draco_em.io.batch import FailureLog, make_output_folder, shard
+from draco_em.io.batch import FailureLog, make_output_folder, placeholder_line, shard
+from draco_em.io.movie_base import MRC_SUFFIXES
+from draco_em.io.mrc import header_says_placeholder
 from draco_em.prepare.config import PrepareConfig
 from draco_em.prepare.frames import ReaderCache
 from draco_em.prepare.inputs import plan_items
@@ -51,6 +53,7 @@ class PrepareSummary:
     skipped: int
     failed: int
     manifest: Path | None
+    warnings: list[str] = field(default_factory=list)  # about the inputs, one line each
 
 
 def _meta_path(outdir: Path, name: str) -> Path:
@@ -211,4 +214,22 @@ def run_prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareSummary:
         failures.merge(world)  # one failures.txt for every rank
         rows = [row for item in items if (row := finished_row(cfg.outdir, item)) is not None]
         manifest = write_manifest(cfg, rows) if rows else None
-    return PrepareSummary(made, len(mine) - len(todo), failures.count, manifest)
+    warning = _placeholder_warning(cfg, items) if rank == 0 else None
+    return PrepareSummary(made, len(mine) - len(todo), failures.count, manifest,
+                          [warning] if warning else [])  # fmt: skip
+
+
+def _placeholder_warning(cfg: PrepareConfig, items: list[PrepareItem]) -> str | None:
+    """One line when MRC inputs take their pixel size from a 1.0 Å header (often a
+    placeholder: the outputs are then Fourier-cropped by the wrong factor), as the other
+    commands say it (``io.batch.placeholder_pixel_size_warning``)."""
+    if cfg.pixel_size is not None:
+        return None
+    flagged = [
+        item.sources[0]
+        for item in items
+        if item.pixel_size is None
+        and item.sources[0].suffix.lower() in MRC_SUFFIXES
+        and header_says_placeholder(item.sources[0])
+    ]
+    return placeholder_line(flagged, len(items))
