@@ -36,8 +36,9 @@ from draco_em.model.weights import BUNDLED_DENOISER, load_model, resolve_weights
 from draco_em.runtime import cpu_has_bf16
 
 
-def _timed(cmd: list[str]) -> dict:
-    """Wall time and peak RSS of one command (a fresh process: its own peak)."""
+def timed_command(cmd: list[str]) -> dict:
+    """Wall time and peak RSS of one command (a fresh process: its own peak), with the 1-minute
+    load average before and after (also used by ``large_fields.py``)."""
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     # time -v would need GNU time; a wrapper process reports the child's own peak instead.
@@ -135,10 +136,10 @@ def main() -> None:
                    str(args.batch_size), "--bf16" if bf16 else "--no-bf16"]  # fmt: skip
             if args.overlap is not None:
                 cmd += ["--overlap", str(args.overlap)]
-            info["command"] = _timed(cmd)
+            info["command"] = timed_command(cmd)
             if args.blend_halves:
                 cmd[cmd.index("-o") + 1] = tmp + "/b"
-                info["command_blend_halves"] = _timed([*cmd, "--blend-halves"])
+                info["command_blend_halves"] = timed_command([*cmd, "--blend-halves"])
     print(json.dumps(info, indent=1))
 
 

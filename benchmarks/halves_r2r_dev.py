@@ -55,9 +55,8 @@ def ring_power(image: np.ndarray) -> np.ndarray:
     ``[ny, nx // 2 + 1]`` (the ring mean put back on every coefficient of the ring)."""
     ring, weight = halves_blend._rings(image.shape)
     spec = np.fft.rfft2(image - image.mean())
-    power = (spec.real**2 + spec.imag**2) * weight
-    n = int(ring.max()) + 1
-    total = np.bincount(ring.ravel(), power.ravel(), minlength=n)
+    total = halves_blend._ring_sum(spec, spec, ring, weight)  # the blend's own ring sums
+    n = len(total)
     count = np.bincount(ring.ravel(), np.broadcast_to(weight, ring.shape).ravel(), minlength=n)
     return (total / np.maximum(count, 1))[ring]
 

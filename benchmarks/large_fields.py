@@ -28,13 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from denoise_speed import timed_command
 
 from draco_em.imaging.fourier import fourier_resize
 from draco_em.io.mrc import read_image, write_mrc
@@ -132,25 +130,8 @@ def make_eer(sim: Path, out: Path, seed: int = 0) -> Path:
 
 
 def timed(cmd: list[str]) -> dict:
-    """Wall time, peak RSS (GB) and load of one command run in a fresh process."""
-    load_before = os.getloadavg()[0]
-    wrapper = (
-        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-        "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-    )
-    t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    rc, rss_kb = done.stdout.split()[-2:]
-    return {
-        "command": " ".join(cmd),
-        "returncode": int(rc),
-        "seconds": round(seconds, 2),
-        "peak_rss_gb": round(int(rss_kb) / 1024**2, 2),
-        "load_before": round(load_before, 2),
-        "load_after": round(os.getloadavg()[0], 2),
-        "stderr_tail": done.stderr.strip().splitlines()[-1:] if int(rc) else [],
-    }
+    """:func:`denoise_speed.timed_command` (wall time, peak RSS, load) and the command line."""
+    return {"command": " ".join(cmd), **timed_command(cmd)}
 
 
 def commands(folder: Path, out: Path, diameter: float) -> dict[str, list[str]]:

@@ -43,7 +43,7 @@ class ReaderCache:
 
     * The gain reference: loaded once, fitted to each frame shape.
     * The memory of the last frame stack, handed to the next movie of the same size or
-      smaller. A fresh stack (0.6 GB for 40 frames of 2048², 4.7 GB for a K3 movie) is
+      smaller. A fresh stack (0.67 GB for 40 frames of 2048², 3.8 GB for 40 uncropped K3 frames) is
       page-faulted in by the kernel on first touch, ~15 % of a 2048² movie's time on 2 cores
       (docs/prepare.md). A movie's frames live only while it is prepared (``prepare_movie``),
       so the next one may overwrite them.
