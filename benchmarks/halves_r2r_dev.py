@@ -20,7 +20,10 @@ rings:
   interpolation, camera NPS or dose weighting: what one could assume of a raw sum in counts);
 * ``capped``: per ring the lower of that flat level and the sum's own power (signal + noise,
   an upper bound of the noise that is close to it where the signal is weak, at high
-  frequencies): needs nothing but the sum in counts.
+  frequencies): needs nothing but the sum in counts;
+* ``counts``: the package's model (``infer.pseudo_halves``, ``draco denoise --pseudo-halves``,
+  session 19): Poisson at zero frequency, falling as exp(−c f²) to the sum's own power near
+  Nyquist.
 
 Scores: correlation SNR with the clean image (``denoise_indep.corr_snr_db``), mean over the
 set, beside the model on the sum, the real blend and the best Gaussian (as
@@ -44,10 +47,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from halves_blend_dev import Scores, denoise_missing, read_one, sums_and_halves
 
-from draco_em.infer import halves_blend
+from draco_em.imaging.fourier import frequency_grid
+from draco_em.infer import halves_blend, pseudo_halves
 from draco_em.io.mrc import read_image, write_mrc
 
-NOISE_MODELS = ("oracle", "white", "capped")
+NOISE_MODELS = ("oracle", "white", "capped", "counts")
+
+
+def ring_means(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Means of ``values`` (on the rfft2 grid of an image of ``shape``, ``[ny, nx // 2 + 1]``)
+    over each of the blend's rings, weighted as the full plane counts them."""
+    ring, weight = halves_blend._rings(shape)
+    weighted = np.broadcast_to(weight, ring.shape).ravel()
+    total = np.bincount(ring.ravel(), np.broadcast_to(values, ring.shape).ravel() * weighted)
+    return total / np.maximum(np.bincount(ring.ravel(), weighted), 1)
 
 
 def ring_power(image: np.ndarray) -> np.ndarray:
@@ -61,7 +74,23 @@ def ring_power(image: np.ndarray) -> np.ndarray:
     return (total / np.maximum(count, 1))[ring]
 
 
-def pseudo_halves(
+def model_error(full: np.ndarray, even: np.ndarray, odd: np.ndarray) -> dict[str, list[float]]:
+    """Per noise model (``counts``, ``white``): the lowest and highest ratio, over the rings up
+    to Nyquist, of its noise power to the true one (|F(a − b)|² of the real halves)."""
+    shape = full.shape
+    fy, fx = frequency_grid(shape)
+    inside = ring_means((np.hypot(fy, fx) <= 0.5).astype(np.float64), shape) > 0.999
+    true = ring_means(np.abs(np.fft.rfft2(even - odd)) ** 2 / full.size, shape)
+    model = pseudo_halves.counting_noise_model(full)
+    counts = ring_means(model["level"] * np.exp(-model["c"] * (fy**2 + fx**2)), shape)
+    out = {}
+    for name, power in (("counts", counts), ("white", np.full_like(true, full.mean()))):
+        ratio = (power / true)[inside][1:]  # ring 0 is the mean, removed
+        out[name] = [round(float(ratio.min()), 2), round(float(ratio.max()), 2)]
+    return out
+
+
+def recorrupt(
     full: np.ndarray, nps: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """(a′, b′) = ((y + z)/2, (y − z)/2), ``z`` Gaussian with power ``nps`` per rfft2
@@ -88,6 +117,11 @@ def main() -> None:
             names = [work / f"{path.stem}_{model}_{h}.mrc" for h in ("A", "B")]
             if all(n.exists() for n in names):
                 continue
+            if model == "counts":  # the package's model (draco denoise --pseudo-halves)
+                a, b, _ = pseudo_halves.pseudo_halves(full, f"{path.stem}:{model}")
+                for name, half in zip(names, (a, b), strict=True):
+                    write_mrc(name, half, px)
+                continue
             if model == "oracle":
                 nps = ring_power(even - odd)  # the sum's noise power: Var(n_a − n_b) = Σ
             else:
@@ -95,13 +129,15 @@ def main() -> None:
                 if model == "capped":
                     nps = np.minimum(nps, ring_power(full))
             rng = np.random.default_rng(zlib.crc32(f"{path.stem}:{model}".encode()))
-            for name, half in zip(names, pseudo_halves(full, nps, rng), strict=True):
+            for name, half in zip(names, recorrupt(full, nps, rng), strict=True):
                 write_mrc(name, half, px)
     every = [*sums, *(h for p in sums for h in pairs[p]), *sorted(work.glob("*.mrc"))]
     denoise_missing(every, args.pred, args.weights)
     scores = Scores()
+    errors = {}
     for path in sums:
         full, even, odd, clean, d_full, d_even, d_odd = read_one(args.set, args.pred, path, pairs)
+        errors[path.stem] = model_error(*(x.astype(np.float64) for x in (full, even, odd)))
         scores.baselines(full, d_full, clean)
         real = halves_blend.blend_halves(d_even, d_odd, even, odd)[0]
         scores.add("blend_real_halves", real, clean)
@@ -110,9 +146,11 @@ def main() -> None:
             da, db = (read_image(args.pred / f"{path.stem}_{model}_{h}.mrc")[0] for h in "AB")
             scores.add(f"blend_r2r_{model}", halves_blend.blend_halves(da, db, a, b)[0], clean)
     mean = scores.mean()
-    print(json.dumps(mean, indent=1))
+    print(json.dumps({"noise model / true, per ring [min, max]": errors, "mean": mean}, indent=1))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"set": str(args.set), "mean": mean}, indent=1))
+    args.json.write_text(
+        json.dumps({"set": str(args.set), "noise_model_ratio": errors, "mean": mean}, indent=1)
+    )
 
 
 if __name__ == "__main__":
