@@ -22,6 +22,8 @@ halves, so the adaptation cannot use them (the no-halves objective, judged by th
 The adaptation's own seconds (``OUTDIR/adapt/adapt.json``) go to ``results.json``.
 ``--blend NAME=WEIGHTS`` runs ``draco denoise --blend-halves`` (the set's ``_EVN``/``_ODD``
 halves, found beside the sums); ``--halves-wiener`` adds the same blend without a model.
+``--pseudo NAME=WEIGHTS`` runs ``draco denoise --pseudo-halves`` on the sums alone (linked into
+WORK/full_only, as ``:full``): the blend with pseudo-halves recorrupted from each sum.
 """
 
 from __future__ import annotations
@@ -66,6 +68,16 @@ def score(sim: Path, pred: Path, diameter: float, pixel_size: float) -> dict:
         ]
         out[folder.name] = {**mean, "corr_snr_db": float(np.mean(corr))}
     return out
+
+
+def sums_alone(files: list[Path], work: Path) -> list[Path]:
+    """Links to the sums in WORK/full_only, without their ``_EVN``/``_ODD`` halves beside them."""
+    (work / "full_only").mkdir(parents=True, exist_ok=True)
+    links = [work / "full_only" / p.name for p in files]
+    for src, link in zip(files, links, strict=True):
+        if not link.exists():
+            link.symlink_to(src.resolve())
+    return links
 
 
 def halves_wiener(files: list[Path], out: Path, pixel_size: float) -> None:
@@ -117,6 +129,10 @@ def main() -> None:
         help="NAME=WEIGHTS: draco denoise --blend-halves (halves X_EVN/X_ODD beside the sums)",
     )  # fmt: skip
     parser.add_argument(
+        "--pseudo", action="append", default=[],
+        help="NAME=WEIGHTS: draco denoise --pseudo-halves on the sums alone (halves hidden)",
+    )  # fmt: skip
+    parser.add_argument(
         "--halves-wiener", action="store_true",
         help="add the row 'halves_wiener': the blend with no model (a Wiener filter calibrated "
         "on the halves' cross-power; infer.halves_blend with zero denoised inputs)",
@@ -150,13 +166,14 @@ def main() -> None:
                    str(pred / name), "--model", weights, "--no-skip-existing", "-q",
                    "--workers", "0", "--no-bf16", *args.draco_args.split()]  # fmt: skip
             info["seconds"][name] = bench.run(cmd)
-    for spec in args.blend:
+    blends = [(spec, files, "--blend-halves") for spec in args.blend]
+    blends += [(spec, sums_alone(files, args.work), "--pseudo-halves") for spec in args.pseudo]
+    for spec, inputs, flag in blends:
         name, weights = spec.split("=", 1)
         if not all((pred / name / p.name).exists() for p in files):
-            cmd = [sys.executable, "-m", "draco_em", "denoise", *map(str, files), "-o",
+            cmd = [sys.executable, "-m", "draco_em", "denoise", *map(str, inputs), "-o",
                    str(pred / name), "--model", weights, "--no-skip-existing", "-q",
-                   "--workers", "0", "--no-bf16", "--blend-halves",
-                   *args.draco_args.split()]  # fmt: skip
+                   "--workers", "0", "--no-bf16", flag, *args.draco_args.split()]  # fmt: skip
             info["seconds"][name] = bench.run(cmd)
     if args.halves_wiener:
         halves_wiener(files, pred / "halves_wiener", pixel_size)
@@ -165,11 +182,7 @@ def main() -> None:
         inputs = files
         if weights.endswith(":full"):
             weights = weights[: -len(":full")]
-            (args.work / "full_only").mkdir(parents=True, exist_ok=True)
-            inputs = [args.work / "full_only" / p.name for p in files]
-            for src, link in zip(files, inputs, strict=True):
-                if not link.exists():
-                    link.symlink_to(src.resolve())
+            inputs = sums_alone(files, args.work)
         if not all((pred / name / p.name).exists() for p in files):
             cmd = [sys.executable, "-m", "draco_em", "denoise", *map(str, inputs), "-o",
                    str(pred / name), "--model", weights, "--adapt", "-q", "--workers", "0",

@@ -8,6 +8,7 @@ Example:
     draco denoise MotionCorr/job002/micrographs.star -o Denoised/ --png
     draco denoise "mics/*.mrc" -o denoised/ --adapt    # fine-tune on mics/ first (X_EVN/X_ODD)
     draco denoise "mics/*.mrc" -o denoised/ --blend-halves   # calibrate on X_EVN/X_ODD instead
+    draco denoise "sums/*.mrc" -o denoised/ --pseudo-halves  # no halves: recorrupt a pair per sum
     torchrun --nproc-per-node 4 -m draco_em denoise "mics/*.mrc" -o denoised/ --device cuda
 """
 
@@ -63,6 +64,13 @@ def denoise(
             "by ring, weights fitted on the halves (2 model passes; not with --adapt)."
         ),
     ] = False,
+    pseudo_halves: Annotated[
+        bool,
+        typer.Option(
+            help="As --blend-halves; sums without halves are blended with pseudo-halves "
+            "recorrupted from the sum (raw sums in electron counts only; 2 model passes)."
+        ),
+    ] = False,
     adapt: Annotated[
         bool, typer.Option(help="Fine-tune on these micrographs first (OUTDIR/adapt, reused).")
     ] = False,
@@ -103,7 +111,7 @@ def denoise(
         overlap=overlap, batch_size=batch_size, shifts=shifts, bf16=bf16, keep_binned=keep_binned,
         float16=float16, png=png, skip_existing=skip_existing, workers=workers,
         pixel_size=pixel_size, progress=progress and not quiet, overwrite=overwrite,
-        blend_halves=blend_halves,
+        blend_halves=blend_halves, pseudo_halves=pseudo_halves,
     )  # fmt: skip
     tune = None
     if adapt:
@@ -135,11 +143,23 @@ def denoise(
             "--blend-halves scored higher on every simulated set with truth (docs/denoising.md)",
             err=True,
         )
-    if blend_halves and result["done"]:  # a resumed run that redid nothing says nothing
-        plain = result["done"] - result["blended"]
-        typer.echo(
-            f"blended with their halves: {result['blended']}"
-            + (f"; {plain} without X_EVN/X_ODD halves got the plain output" if plain else "")
-        )
+    if (blend_halves or pseudo_halves) and result["done"]:  # a resume that redid nothing: quiet
+        _say_blended(result)
     n_inputs = result["done"] + result["skipped"] + result["failed"]
     exit_batch(n_inputs, result["failed"], outdir / "failures.txt")
+
+
+def _say_blended(result: dict) -> None:
+    """How many outputs were blended with real halves, with pseudo-halves, or not at all."""
+    parts = [f"blended with their halves: {result['blended']}"]
+    if "pseudo" in result:
+        parts.append(f"with pseudo-halves: {result['pseudo']}")
+        if result["not_counts"]:
+            parts.append(f"{result['not_counts']} not raw sums in counts got the plain output "
+                         f"(first: {result['not_counts_first']})")  # fmt: skip
+    plain = (
+        result["done"] - result["blended"] - result.get("pseudo", 0) - result.get("not_counts", 0)
+    )
+    if plain:
+        parts.append(f"{plain} without X_EVN/X_ODD halves got the plain output")
+    typer.echo("; ".join(parts))

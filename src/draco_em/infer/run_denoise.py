@@ -20,6 +20,7 @@ from tqdm import tqdm
 from draco_em.errors import DracoInputError
 from draco_em.infer.denoise import Denoiser
 from draco_em.infer.halves_blend import blend_halves
+from draco_em.infer.pseudo_halves import pseudo_halves
 from draco_em.io.batch import (
     FailureLog,
     InputItem,
@@ -73,15 +74,28 @@ class DenoiseConfig(BaseModel):
         "ring, with weights fitted on the halves (infer.halves_blend); inputs without halves "
         "get the plain output.",
     )
+    pseudo_halves: bool = Field(
+        False,
+        description="As blend_halves, and inputs without halves are blended with pseudo-halves "
+        "recorrupted from their sum (infer.pseudo_halves; needs a raw sum in electron counts, "
+        "others get the plain output).",
+    )
 
     @model_validator(mode="after")
     def _overlap_fits(self) -> DenoiseConfig:
         # The one tiling routine blends each edge over `overlap` px: two ramps must fit a tile.
         if self.overlap is not None and self.overlap > self.tile // 2:
             raise ValueError(f"--overlap {self.overlap} must be at most tile/2 = {self.tile // 2}")
-        if self.blend_halves and self.keep_binned:
-            raise ValueError("--blend-halves writes at the input's pixel size: drop --keep-binned")
+        for flag, given in (("--blend-halves", self.blend_halves),
+                            ("--pseudo-halves", self.pseudo_halves)):  # fmt: skip
+            if given and self.keep_binned:
+                raise ValueError(f"{flag} writes at the input's pixel size: drop --keep-binned")
         return self
+
+    @property
+    def blends(self) -> bool:
+        """Real halves are looked for and blended (``--blend-halves`` or ``--pseudo-halves``)."""
+        return self.blend_halves or self.pseudo_halves
 
 
 def output_path(outdir: Path, src: Path) -> Path:
@@ -178,14 +192,14 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     denoiser = _load(cfg, ctx.device)
     failures = FailureLog(cfg.outdir, rank=rank)
     items, fulls = inputs.items, {it.path for it in inputs.items}
-    if cfg.blend_halves:  # the halves of an input are its data, not micrographs of their own
+    if cfg.blends:  # the halves of an input are its data, not micrographs of their own
         items = [it for it in items if not is_half(it.path, fulls)]
     mine = shard(items, rank, world)
     resume = cfg.skip_existing and not cfg.overwrite
     todo = [it for it in mine if not (resume and output_path(cfg.outdir, it.path).exists())]
     n_skipped = len(mine) - len(todo)
     halves: dict[Path, tuple[Path, Path]] = {}
-    if cfg.blend_halves:
+    if cfg.blends:
         for it in list(todo):
             try:
                 if pair := halves_of(inputs, it):
@@ -202,7 +216,9 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
         worker_init_fn=die_with_parent,  # a SIGKILLed denoise takes its readers along
         collate_fn=_as_is,
     )
-    done = blended = 0
+    done = 0
+    how: dict[str, int] = {}  # blended with halves / with pseudo-halves / plain
+    not_counts = ""  # the first input --pseudo-halves had no noise model for, and why
     bar = tqdm(total=len(todo), unit="mic", disable=not cfg.progress or rank != 0, desc="denoise")
     for i, data, pixel_size, error, pair in loader:
         src = todo[i].path
@@ -210,9 +226,11 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
             failures.record(src, error)
         else:
             try:
-                _denoise_one(denoiser, cfg, src, data, pixel_size, pair)
+                kind = _denoise_one(denoiser, cfg, src, data, pixel_size, pair)
                 done += 1
-                blended += pair is not None
+                how[kind] = how.get(kind, 0) + 1
+                if kind.startswith("plain: ") and not not_counts:
+                    not_counts = f"{src.name}: {kind.removeprefix('plain: ')}"
             except DracoInputError as exc:
                 failures.record(src, str(exc))
         bar.update(1)
@@ -225,8 +243,12 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     warning = placeholder_pixel_size_warning(inputs, cfg.pixel_size) if rank == 0 else None
     result = {"done": done, "skipped": n_skipped, "failed": failures.count,
               "outdir": str(cfg.outdir), "warnings": [warning] if warning else []}  # fmt: skip
-    if cfg.blend_halves:
-        result["blended"] = blended  # this rank's; the others got the plain output
+    if cfg.blends:  # this rank's counts; the others got the plain output
+        result["blended"] = how.get("halves", 0)
+        if cfg.pseudo_halves:
+            result["pseudo"] = how.get("pseudo", 0)
+            result["not_counts"] = sum(v for k, v in how.items() if k.startswith("plain: "))
+            result["not_counts_first"] = not_counts
     else:  # worth saying: --blend-halves scores higher where halves exist (docs/denoising.md)
         result["with_halves"] = sum(1 for it in mine if _has_halves(inputs, it, fulls))
     return result
@@ -244,15 +266,15 @@ def _has_halves(inputs: InputSet, item: InputItem, fulls: set[Path]) -> bool:
 
 #: DenoiseConfig fields that shape the outputs: a folder made with others is not resumed.
 OUTPUT_SETTINGS = ("tile", "overlap", "shifts", "keep_binned", "float16", "pixel_size", "bf16",
-                   "blend_halves")  # fmt: skip
+                   "blend_halves", "pseudo_halves")  # fmt: skip
 
 
 def _settings(cfg: DenoiseConfig) -> dict:
     weights = Path(cfg.weights)
-    return {
-        "weights": str(weights.resolve()) if weights.exists() else cfg.weights,
-        **cfg.model_dump(mode="json", include=set(OUTPUT_SETTINGS)),
-    }
+    settings = cfg.model_dump(mode="json", include=set(OUTPUT_SETTINGS))
+    if not cfg.pseudo_halves:  # folders made before the option existed still resume
+        del settings["pseudo_halves"]
+    return {"weights": str(weights.resolve()) if weights.exists() else cfg.weights, **settings}
 
 
 def _denoise_one(
@@ -262,12 +284,29 @@ def _denoise_one(
     data: np.ndarray,
     pixel_size: float | None,
     pair: tuple[np.ndarray, np.ndarray] | None = None,
-) -> None:
+) -> str:
     """Denoise a 2D image or each section of a stack, then write (and preview) atomically.
 
     With ``pair`` (the image's even and odd half sums, ``--blend-halves``) the halves are
-    denoised instead and blended with their sum (:func:`draco_em.infer.halves_blend`).
+    denoised instead and blended with their sum (:func:`draco_em.infer.halves_blend`); without
+    one, ``--pseudo-halves`` makes a pair from the sum (:func:`draco_em.infer.pseudo_halves`,
+    seeded by the file name and section, so a re-run writes the same output).
+
+    Returns:
+        ``"halves"``, ``"pseudo"``, ``"plain"``, or ``"plain: <why>"`` where
+        ``--pseudo-halves`` found no noise model for the input.
     """
+    kind = "halves" if pair is not None else "plain"
+    if pair is None and cfg.pseudo_halves:
+        try:
+            if is_raster(src):
+                raise DracoInputError("a PNG/JPEG/TIFF picture is not a raw sum in counts")
+            made = [pseudo_halves(s, f"{src.stem}:{k}")[:2]
+                    for k, s in enumerate(data if data.ndim == 3 else [data])]  # fmt: skip
+            pair = (np.stack([m[0] for m in made]), np.stack([m[1] for m in made]))
+            kind = "pseudo"
+        except DracoInputError as exc:  # one clear reason; this input gets the plain output
+            kind = f"plain: {exc}"
     if pair is not None:
         even, odd = (p if p.ndim == 3 else p[None] for p in pair)
         blended = []
@@ -289,6 +328,7 @@ def _denoise_one(
             out if mid is None else out[mid],
             before=data if mid is None else data[mid],  # raw | denoised
         )
+    return kind
 
 
 def write_output_star(inputs: InputSet, outdir: Path) -> Path | None:

@@ -326,9 +326,10 @@ def denoise_with_adaptation(cfg: DenoiseConfig, adapt: AdaptConfig | None = None
     """
     if adapt is None:
         return run_denoise(cfg)
-    if cfg.blend_halves:  # infer.halves_blend: D(a) must not have trained on b's noise
+    if cfg.blends:  # infer.halves_blend: D(a) must not have trained on b's noise
+        flag = "--pseudo-halves" if cfg.pseudo_halves else "--blend-halves"
         raise DracoInputError(
-            "--blend-halves calibrates on the halves, which --adapt trains on: use one of them"
+            f"{flag} calibrates on the halves, which --adapt trains on: use one of them"
         )
     if cfg.weights != BUNDLED and not Path(cfg.weights).exists():
         raise DracoInputError("model weights file not found", cfg.weights)
