@@ -10,7 +10,7 @@ and after (the 2 cores are shared).
 Usage:
     OMP_NUM_THREADS=2 python benchmarks/denoise_speed.py IMAGE.mrc --pixel-size 1.77 \\
         [--weights bundled] [--tile 256 --overlap 32 --batch-size 8] [--no-bf16] [--command]
-        [--blend-halves]
+        [--blend-halves] [--pseudo-halves]
 """
 
 from __future__ import annotations
@@ -72,6 +72,11 @@ def main() -> None:
         "--blend-halves", action="store_true",
         help="with --command, also time `draco denoise --blend-halves` (IMAGE_EVN/IMAGE_ODD "
         "beside IMAGE) right after the plain command",
+    )  # fmt: skip
+    ap.add_argument(
+        "--pseudo-halves", action="store_true",
+        help="with --command, also time `draco denoise --pseudo-halves` on IMAGE alone (linked "
+        "into a folder of its own, so halves beside it are not used)",
     )  # fmt: skip
     args = ap.parse_args()
     t: dict[str, float] = {}
@@ -140,6 +145,13 @@ def main() -> None:
             if args.blend_halves:
                 cmd[cmd.index("-o") + 1] = tmp + "/b"
                 info["command_blend_halves"] = timed_command([*cmd, "--blend-halves"])
+            if args.pseudo_halves:
+                alone = Path(tmp) / "alone" / args.image.name
+                alone.parent.mkdir()
+                alone.symlink_to(args.image.resolve())
+                cmd[cmd.index(str(args.image))] = str(alone)
+                cmd[cmd.index("-o") + 1] = tmp + "/p"
+                info["command_pseudo_halves"] = timed_command([*cmd, "--pseudo-halves"])
     print(json.dumps(info, indent=1))
 
 

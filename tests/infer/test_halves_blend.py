@@ -209,3 +209,23 @@ def test_a_star_naming_a_missing_half_fails_that_micrograph_only(tmp_path, weigh
         DenoiseConfig(inputs=[str(star)], **{**common, "outdir": tmp_path / "plain"})
     )
     assert (plain["done"], plain["failed"], plain["with_halves"]) == (2, 0, 1)
+
+
+def test_rings_the_denoiser_left_empty_take_the_sum_alone_and_stay_stable(rng) -> None:
+    """A denoiser band-limited below the data's Nyquist (the model's coarser pixel) leaves
+    only float32 round-off in the outer rings: no weight may be fitted on it."""
+    _, a, b = _halves(rng)
+    fy, fx = np.meshgrid(np.fft.fftfreq(256), np.fft.rfftfreq(256), indexing="ij")
+    keep = np.hypot(fy, fx) < 0.35
+
+    def band_limited(x: np.ndarray) -> np.ndarray:
+        return np.fft.irfft2(np.fft.rfft2(gaussian_blur_px(x, 1.0)) * keep, s=x.shape).astype(
+            np.float32
+        )
+
+    out, info = blend_halves(band_limited(a), band_limited(b), a, b)
+    outer = np.arange(len(info["w"])) * 0.5 / RINGS_TO_NYQUIST > 0.37
+    assert np.all(np.array(info["w"])[outer] == 0)
+    tiny = (1e-6 * rng.normal(size=a.shape)).astype(np.float32)  # round-off-sized changes
+    again, _ = blend_halves(band_limited(a + tiny), band_limited(b), a + tiny, b)
+    assert np.sqrt(np.mean((again - out) ** 2)) < 1e-4 * out.std()

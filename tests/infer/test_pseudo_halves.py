@@ -124,3 +124,16 @@ def test_refused_combinations_are_one_line_and_exit_2(
                                     weights, "--pseudo-halves", *extra)  # fmt: skip
     assert code == 2 and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_stack_in_counts_gets_pseudo_halves_section_by_section(tmp_path, weights, rng) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    stack = np.stack([_counts(rng, shape=(64, 72), c=2.0) for _ in range(3)])
+    write_mrc(src / "ts.mrcs", stack, 2.0)
+    cfg = DenoiseConfig(inputs=[str(src)], outdir=tmp_path / "out", weights=str(weights),
+                        workers=0, tile=64, progress=False, pseudo_halves=True)  # fmt: skip
+    result = run_denoise(cfg)
+    assert (result["pseudo"], result["not_counts"]) == (1, 0)
+    out = read_mrc(tmp_path / "out" / "ts.mrcs")
+    assert out.data.shape == (3, 64, 72) and out.is_stack
