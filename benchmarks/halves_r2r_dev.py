@@ -23,7 +23,9 @@ rings:
   frequencies): needs nothing but the sum in counts;
 * ``counts``: the package's model (``infer.pseudo_halves``, ``draco denoise --pseudo-halves``,
   session 19): Poisson at zero frequency, falling as exp(−c f²) to the sum's own power near
-  Nyquist.
+  Nyquist;
+* ``counts_v0``: the model as first committed, flat at the band's own level wherever that is
+  above the mean (session 19's variant rule replaced it by V1, flat at the mean for 1–1.5 ×).
 
 Scores: correlation SNR with the clean image (``denoise_indep.corr_snr_db``), mean over the
 set, beside the model on the sum, the real blend and the best Gaussian (as
@@ -51,7 +53,7 @@ from draco_em.imaging.fourier import frequency_grid
 from draco_em.infer import halves_blend, pseudo_halves
 from draco_em.io.mrc import read_image, write_mrc
 
-NOISE_MODELS = ("oracle", "white", "capped", "counts")
+NOISE_MODELS = ("oracle", "white", "capped", "counts", "counts_v0")
 
 
 def ring_means(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -117,8 +119,12 @@ def main() -> None:
             names = [work / f"{path.stem}_{model}_{h}.mrc" for h in ("A", "B")]
             if all(n.exists() for n in names):
                 continue
-            if model == "counts":  # the package's model (draco denoise --pseudo-halves)
-                a, b, _ = pseudo_halves.pseudo_halves(full, f"{path.stem}:{model}")
+            if model.startswith("counts"):  # the package's model (draco denoise --pseudo-halves)
+                params = pseudo_halves.counting_noise_model(full)
+                if model == "counts_v0" and params["band_ratio"] >= 1.0:  # before variant V1
+                    params = {**params, "level": params["band_ratio"] * float(full.mean())}
+                seed = f"{path.stem}:counts"  # the same z for both: only the model differs
+                a, b, _ = pseudo_halves.pseudo_halves(full, seed, params)
                 for name, half in zip(names, (a, b), strict=True):
                     write_mrc(name, half, px)
                 continue

@@ -61,6 +61,14 @@ def test_a_sum_not_in_counts_has_no_model(rng, scale) -> None:
         counting_noise_model(scale(_counts(rng)))
 
 
+def test_signal_near_nyquist_on_coarse_pixels_leaves_the_noise_at_poisson(rng) -> None:
+    y = _counts(rng)
+    texture = rng.normal(scale=np.sqrt(0.25 * 50.0), size=y.shape)  # fine detail: 1.25 λ
+    model = counting_noise_model((y + texture).astype(np.float32))
+    assert 1.1 < model["band_ratio"] < 1.5
+    assert model["c"] == 0.0 and model["level"] == pytest.approx(50.0, rel=0.02)
+
+
 def test_noise_above_poisson_is_taken_flat_at_its_own_level(rng) -> None:
     y = _counts(rng)
     scaled = 3.0 * y  # counts × a gain of 3: power 9 λ, mean 3 λ

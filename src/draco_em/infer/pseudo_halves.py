@@ -17,9 +17,10 @@ counts it is modelled as
 Poisson counting noise at zero frequency (interpolation and a counting camera's charge sharing
 keep the mean and only lower the noise towards Nyquist), falling smoothly to the level the sum's
 own power has in the band :data:`NOISE_BAND`, where the signal is a few per cent of the noise.
-``c ≥ 0`` makes the model's mean power over that band equal the sum's. Where the
-band's power is above λ (noise beyond Poisson's: an integrating camera, or counts scaled by a
-gain above 1) the spectrum is taken as flat at the band's level. Development sets (our simulator,
+``c ≥ 0`` makes the model's mean power over that band equal the sum's. Where the band's power
+is 1–1.5 × λ (coarse pixels: the band still holds signal) the noise is taken as flat at λ;
+above 1.5 × (noise beyond Poisson's: an integrating camera, or counts scaled by a gain above 1)
+as flat at the band's level. Development sets (our simulator,
 two pixel sizes; docs/benchmarks.md, issue 20, session 19): per ring, 0.77–1.19 × the halves'
 true noise power, where a flat Poisson guess reaches 4.3 ×.
 
@@ -43,6 +44,11 @@ NOISE_BAND = (0.40, 0.50)
 #: Band power / mean count under which the sum is not taken to be in counts (a counting camera's
 #: noise near Nyquist stays above ~0.25 λ even after bilinear interpolation; development sets).
 MIN_BAND_RATIO = 0.1
+#: Band power / mean up to which the excess over Poisson's λ is taken as signal, the noise as
+#: flat at λ (development sets at 4 Å/px: 1.03–1.30 from signal; docs/benchmarks.md, issue 20,
+#: session 19, variant V1); above it the counts are taken as scaled and the noise as flat at the
+#: band's level.
+MAX_SIGNAL_RATIO = 1.5
 
 
 def counting_noise_model(full: np.ndarray) -> dict[str, float]:
@@ -64,8 +70,10 @@ def counting_noise_model(full: np.ndarray) -> dict[str, float]:
             f"no noise model for pseudo-halves: the sum is not in electron counts (mean {mean:.3g}"
             f" per pixel, its noise power near Nyquist {ratio:.3g} × the mean); give a raw sum"
         )
-    if ratio >= 1.0:  # noise at or above Poisson's near Nyquist: take it flat at that level
+    if ratio > MAX_SIGNAL_RATIO:  # noise above Poisson's: scaled counts; flat at that level
         return {"level": float(power.mean()), "c": 0.0, "band_ratio": ratio}
+    if ratio >= 1.0:  # coarse pixels: the band still holds signal; the noise is Poisson's
+        return {"level": mean, "c": 0.0, "band_ratio": ratio}
     # c matches the model's mean power over the band to the sum's (bisection: the mean falls
     # monotonically in c); per-coefficient log powers would be biased (χ² with 2 degrees of
     # freedom: the mean log lies below the log mean by Euler's γ).
@@ -85,16 +93,17 @@ def counting_noise_model(full: np.ndarray) -> dict[str, float]:
 
 
 def pseudo_halves(
-    full: np.ndarray, seed: int | str
+    full: np.ndarray, seed: int | str, model: dict[str, float] | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Recorrupted pseudo-halves ``(a′, b′)`` of a 2-D sum in counts, float32 ``[ny, nx]``.
 
     ``seed`` (an int, or a string such as the file's stem) fixes ``z``, so a re-run gives the
-    same halves. Returns the halves and the noise model's parameters.
+    same halves. ``model`` (``level``, ``c``) replaces :func:`counting_noise_model`'s. Returns
+    the halves and the noise model's parameters.
     """
     if isinstance(seed, str):
         seed = zlib.crc32(seed.encode())
-    model = counting_noise_model(full)
+    model = counting_noise_model(full) if model is None else model
     y = np.asarray(full, dtype=np.float32)
     fy, fx = frequency_grid(y.shape)
     # √N(f) = √level · exp(−c fy²/2) · exp(−c fx²/2): separable, applied as a column then a row.
