@@ -20,9 +20,9 @@ own power has in the band :data:`NOISE_BAND`, where the signal is a few per cent
 ``c ≥ 0`` makes the model's mean power over that band equal the sum's. Where the band's power
 is 1–1.5 × λ (coarse pixels: the band still holds signal) the noise is taken as flat at λ;
 above 1.5 × (noise beyond Poisson's: an integrating camera, or counts scaled by a gain above 1)
-as flat at the band's level. Development sets (our simulator,
-two pixel sizes; docs/benchmarks.md, issue 20, session 19): per ring, 0.77–1.19 × the halves'
-true noise power, where a flat Poisson guess reaches 4.3 ×.
+as flat at the band's level. Development sets (our simulator at 1.2, 2.5 and 4 Å/px;
+docs/benchmarks.md, issue 20, session 19): per ring, 0.77–1.41 × the halves' true noise power,
+where a flat Poisson guess reaches 4.3 ×.
 
 A sum that is not in counts (mean ≤ 0, or a band power under :data:`MIN_BAND_RATIO` of the
 mean: normalised, pre-filtered or scaled down) has no noise model here and is refused.
@@ -75,10 +75,10 @@ def counting_noise_model(full: np.ndarray) -> dict[str, float]:
     if ratio >= 1.0:  # coarse pixels: the band still holds signal; the noise is Poisson's
         return {"level": mean, "c": 0.0, "band_ratio": ratio}
     # c matches the model's mean power over the band to the sum's (bisection: the mean falls
-    # monotonically in c); per-coefficient log powers would be biased (χ² with 2 degrees of
-    # freedom: the mean log lies below the log mean by Euler's γ).
-    # The band's f² in 1024 bins (count and mean f² each): the bisection's 60 steps then cost
-    # nothing on a 4096² sum (c moves by < 1e-6 against the coefficient-by-coefficient mean).
+    # monotonically in c); a fit to per-coefficient log powers would be biased (χ² with 2
+    # degrees of freedom: the mean log lies below the log mean by Euler's γ). The band's f² go
+    # in 1024 bins (count and mean f² each), so the 60 steps cost nothing on a 4096² sum
+    # (c moves by < 1e-6 against the coefficient-by-coefficient mean).
     f2 = f[band].astype(np.float64) ** 2
     edges = np.linspace(f2.min(), f2.max(), 1025)
     which = np.clip(np.searchsorted(edges, f2, side="right") - 1, 0, 1023)
