@@ -25,7 +25,7 @@ rings:
   session 19): Poisson at zero frequency, falling as exp(−c f²) to the sum's own power near
   Nyquist;
 * ``counts_one_pass``: the ``counts`` pseudo-halves blended with one model pass (D(a′) alone
-  against b′; :func:`one_pass_blend`), half the cost;
+  against b′; ``draco denoise --blend-passes 1``), half the cost;
 * ``counts_v0``: the model as first committed, flat at the band's own level wherever that is
   above the mean (session 19's variant rule replaced it by V1, flat at the mean for 1–1.5 ×).
 
@@ -94,24 +94,6 @@ def model_error(full: np.ndarray, even: np.ndarray, odd: np.ndarray) -> dict[str
     return out
 
 
-def one_pass_blend(den_a: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The blend with one denoised half: per ring ŝ = w·D(a′) + v·(a′ + b′), fitted as
-    ``halves_blend`` fits it, with E[D(a′)·(2s)*] = 2 E[D(a′)·b′*] (b′'s noise is independent
-    of D(a′)); half the model passes, D(a′)'s noise not averaged with D(b′)'s."""
-    ring, weight = halves_blend._rings(a.shape)
-    spec_a, spec_b, den = (halves_blend._spectrum(x) for x in (a, b, den_a))
-    full = spec_a + spec_b
-    w, v = halves_blend.ring_weights(
-        halves_blend._ring_sum(den, den, ring, weight),
-        halves_blend._ring_sum(den, full, ring, weight),
-        halves_blend._ring_sum(full, full, ring, weight),
-        2 * halves_blend._ring_sum(den, spec_b, ring, weight),
-        4 * halves_blend._ring_sum(spec_a, spec_b, ring, weight),
-    )
-    out = w.astype(np.float32)[ring] * den + v.astype(np.float32)[ring] * full
-    return np.fft.irfft2(out, s=a.shape) + float(a.mean() + b.mean())
-
-
 def recorrupt(
     full: np.ndarray, nps: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -172,7 +154,8 @@ def main() -> None:
             da, db = (read_image(args.pred / f"{path.stem}_{model}_{h}.mrc")[0] for h in "AB")
             scores.add(f"blend_r2r_{model}", halves_blend.blend_halves(da, db, a, b)[0], clean)
             if model == "counts":  # the same pseudo-halves, one model pass (D(a′) alone)
-                scores.add("blend_r2r_counts_one_pass", one_pass_blend(da, a, b), clean)
+                one_pass = halves_blend.blend_halves(da, None, a, b)[0]
+                scores.add("blend_r2r_counts_one_pass", one_pass, clean)
     mean = scores.mean()
     print(json.dumps({"noise model / true, per ring [min, max]": errors, "mean": mean}, indent=1))
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,20 @@ def test_blend_beats_its_parts_without_seeing_the_signal(rng) -> None:
     assert snr > _snr_db(da + db, s) + 1  # and than the denoised halves averaged
 
 
+def test_one_pass_fits_the_even_half_against_the_odd_one(rng) -> None:
+    s, a, b = _halves(rng)
+    da, db = (gaussian_blur_px(x, 1.0) for x in (a, b))
+    one, info = blend_halves(da, None, a, b)  # --blend-passes 1: D(odd) is never made
+    two = blend_halves(da, db, a, b)[0]
+    assert one.shape == s.shape and min(info["w"]) >= 0 and min(info["v"]) >= 0
+    assert _snr_db(one, s) > _snr_db(a + b, s) + 5
+    assert _snr_db(two, s) - 1.0 < _snr_db(one, s) < _snr_db(two, s)  # less averaging
+    # A perfect denoiser of the even half alone is taken whole (it estimates 2s).
+    inner = slice(1, RINGS_TO_NYQUIST // 4)
+    perfect = blend_halves(s, None, a, b)[1]
+    assert np.median(np.array(perfect["w"])[inner]) == pytest.approx(2.0, abs=0.25)
+
+
 def test_no_model_is_a_wiener_filter_close_to_the_oracle(rng) -> None:
     s, a, b = _halves(rng, noise=3.0)
     zero = np.zeros_like(a)

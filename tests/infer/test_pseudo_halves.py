@@ -145,3 +145,21 @@ def test_a_stack_in_counts_gets_pseudo_halves_section_by_section(tmp_path, weigh
     assert (result["pseudo"], result["not_counts"]) == (1, 0)
     out = read_mrc(tmp_path / "out" / "ts.mrcs")
     assert out.data.shape == (3, 64, 72) and out.is_stack
+
+
+def test_one_pass_is_an_option_with_its_own_output_folder(tmp_path, weights, rng, capsys) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    write_mrc(src / "mic_0.mrc", _counts(rng, shape=(96, 80), c=3.0), 2.0)
+    common = {"inputs": [str(src)], "weights": str(weights), "workers": 0, "tile": 64,
+              "progress": False, "pseudo_halves": True}  # fmt: skip
+    run_denoise(DenoiseConfig(outdir=tmp_path / "two", **common))
+    result = run_denoise(DenoiseConfig(outdir=tmp_path / "one", blend_passes=1, **common))
+    assert result["pseudo"] == 1
+    one, two = (read_mrc(tmp_path / d / "mic_0.mrc").data for d in ("one", "two"))
+    assert not np.allclose(one, two)
+    # A folder made with two passes is not resumed with one (its outputs would be mixed).
+    code, _, err = draco_in_process(capsys, "denoise", src, "-o", tmp_path / "two", "--model",
+                                    weights, "--pseudo-halves", "--tile", "64",
+                                    "--blend-passes", "1")  # fmt: skip
+    assert code == 2 and "blend_passes" in err

@@ -128,12 +128,15 @@ def ring_weights(
 
 
 def blend_halves(
-    den_even: np.ndarray, den_odd: np.ndarray, even: np.ndarray, odd: np.ndarray
+    den_even: np.ndarray, den_odd: np.ndarray | None, even: np.ndarray, odd: np.ndarray
 ) -> tuple[np.ndarray, dict]:
     """The halves-calibrated blend of a micrograph (module docstring).
 
     Args:
         den_even, den_odd: ``[ny, nx]`` denoiser outputs of the halves, same shape as them.
+            ``den_odd=None``: one model pass (``--blend-passes 1``): ``D̄ = D(even)``, fitted
+            with ``E[D(a)·(2s)*] = 2 E[D(a)·b*]`` alone (half the model time; D(a)'s noise is
+            not averaged with D(b)'s: 0.08–0.15 dB less on development sets).
         even, odd: ``[ny, nx]`` the raw half sums (even and odd frames).
 
     Returns:
@@ -143,7 +146,7 @@ def blend_halves(
     """
     shape = even.shape
     for name, arr in (("den_even", den_even), ("den_odd", den_odd), ("odd", odd)):
-        if arr.shape != shape:
+        if arr is not None and arr.shape != shape:
             raise ValueError(f"blend_halves: {name} has shape {arr.shape}, even has {shape}")
     ring, weight = _rings(shape)
     # Spectra one at a time, combined in place: four complex64 half-plane arrays at most
@@ -152,11 +155,14 @@ def blend_halves(
     r2 = 4 * _ring_sum(a, b, ring, weight)  # E[(a+b)·(2s)*] = 4 E[a b*]
     dbar = _spectrum(den_even)
     r1 = _ring_sum(dbar, b, ring, weight)  # E[D̄·(2s)*] = (2E[D(a)b*] + 2E[D(b)a*]) / 2
-    d_odd = _spectrum(den_odd)
-    r1 += _ring_sum(d_odd, a, ring, weight)
-    dbar += d_odd
-    dbar *= 0.5
-    del d_odd
+    if den_odd is None:  # one pass: D̄ = D(a), E[D(a)·(2s)*] = 2E[D(a)b*]
+        r1 *= 2
+    else:
+        d_odd = _spectrum(den_odd)
+        r1 += _ring_sum(d_odd, a, ring, weight)
+        dbar += d_odd
+        dbar *= 0.5
+        del d_odd
     full = a
     full += b
     del a, b
