@@ -149,7 +149,9 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--adapt-args", default="", help="extra draco denoise options, quoted")
     parser.add_argument(
-        "--draco-args", default="", help="extra draco denoise options of the --draco rows, quoted"
+        "--draco-args",
+        default="",
+        help="extra draco denoise options of the --draco, --blend and --pseudo rows, quoted",
     )
     args = parser.parse_args()
     sim, pred = args.set, args.work / "pred"

@@ -10,7 +10,7 @@ and after (the 2 cores are shared).
 Usage:
     OMP_NUM_THREADS=2 python benchmarks/denoise_speed.py IMAGE.mrc --pixel-size 1.77 \\
         [--weights bundled] [--tile 256 --overlap 32 --batch-size 8] [--no-bf16] [--command]
-        [--blend-halves] [--pseudo-halves]
+        [--blend-halves] [--pseudo-halves [--one-pass]]
 """
 
 from __future__ import annotations
@@ -77,6 +77,10 @@ def main() -> None:
         "--pseudo-halves", action="store_true",
         help="with --command, also time `draco denoise --pseudo-halves` on IMAGE alone (linked "
         "into a folder of its own, so halves beside it are not used)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--one-pass", action="store_true",
+        help="with --pseudo-halves, also time it with --blend-passes 1",
     )  # fmt: skip
     args = ap.parse_args()
     t: dict[str, float] = {}
@@ -152,6 +156,11 @@ def main() -> None:
                 cmd[cmd.index(str(args.image))] = str(alone)
                 cmd[cmd.index("-o") + 1] = tmp + "/p"
                 info["command_pseudo_halves"] = timed_command([*cmd, "--pseudo-halves"])
+                if args.one_pass:
+                    cmd[cmd.index("-o") + 1] = tmp + "/p1"
+                    info["command_pseudo_halves_one_pass"] = timed_command(
+                        [*cmd, "--pseudo-halves", "--blend-passes", "1"]
+                    )
     print(json.dumps(info, indent=1))
 
 
