@@ -66,9 +66,11 @@ def counting_noise_model(full: np.ndarray) -> dict[str, float]:
     power = (spec.real[band] ** 2 + spec.imag[band] ** 2).astype(np.float64) / y.size
     ratio = float(power.mean()) / mean if mean > 0 else float("nan")
     if not mean > 0 or not ratio >= MIN_BAND_RATIO:
+        why = (f"its mean is {mean:.3g} per pixel" if not mean > 0 else
+               f"its noise power near Nyquist is {ratio:.3g} × its mean {mean:.3g}")  # fmt: skip
         raise DracoInputError(
-            f"no noise model for pseudo-halves: the sum is not in electron counts (mean {mean:.3g}"
-            f" per pixel, its noise power near Nyquist {ratio:.3g} × the mean); give a raw sum"
+            f"no noise model for pseudo-halves: the sum is not in electron counts ({why}); "
+            "give a raw sum"
         )
     if ratio > MAX_SIGNAL_RATIO:  # noise above Poisson's: scaled counts; flat at that level
         return {"level": float(power.mean()), "c": 0.0, "band_ratio": ratio}
