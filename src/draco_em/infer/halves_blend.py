@@ -70,7 +70,7 @@ def _ring_sum(p: np.ndarray, q: np.ndarray, ring: np.ndarray, weight: np.ndarray
     return total
 
 
-def _workers() -> int:
+def fft_workers() -> int:
     """FFT threads: as many as torch uses (OMP_NUM_THREADS, a SLURM allocation), not every
     core of the node (scipy's -1)."""
     return max(1, torch.get_num_threads())
@@ -79,7 +79,7 @@ def _workers() -> int:
 def _spectrum(image: np.ndarray) -> np.ndarray:
     """rfft2 of the mean-free image, complex64 ``[ny, nx // 2 + 1]``."""
     x = np.asarray(image, dtype=np.float32)
-    return scipy.fft.rfft2(x - np.float32(x.mean(dtype=np.float64)), workers=_workers())
+    return scipy.fft.rfft2(x - np.float32(x.mean(dtype=np.float64)), workers=fft_workers())
 
 
 def _constrained_fit(
@@ -177,7 +177,7 @@ def blend_halves(
         dbar[r0 : r0 + _CHUNK_ROWS] += v32[rows] * full[r0 : r0 + _CHUNK_ROWS]
     del full
     mean = float(np.mean(even, dtype=np.float64) + np.mean(odd, dtype=np.float64))
-    image = scipy.fft.irfft2(dbar, s=shape, workers=_workers(), overwrite_x=True)
+    image = scipy.fft.irfft2(dbar, s=shape, workers=fft_workers(), overwrite_x=True)
     image = image.astype(np.float32, copy=False)
     image += np.float32(mean)
     return image, {"w": w.tolist(), "v": v.tolist()}

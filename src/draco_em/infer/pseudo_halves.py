@@ -37,7 +37,7 @@ import scipy.fft
 
 from draco_em.errors import DracoInputError
 from draco_em.imaging.fourier import frequency_grid
-from draco_em.infer.halves_blend import _workers
+from draco_em.infer.halves_blend import fft_workers
 
 #: Band (cycles per pixel, radial) whose power is taken as noise: chosen on development sets.
 NOISE_BAND = (0.40, 0.50)
@@ -59,7 +59,7 @@ def counting_noise_model(full: np.ndarray) -> dict[str, float]:
     """
     y = np.asarray(full, dtype=np.float32)
     mean = float(y.mean(dtype=np.float64))
-    spec = scipy.fft.rfft2(y - np.float32(mean), workers=_workers())
+    spec = scipy.fft.rfft2(y - np.float32(mean), workers=fft_workers())
     fy, fx = frequency_grid(y.shape)
     f = np.hypot(fy, fx)
     band = (f >= NOISE_BAND[0]) & (f <= NOISE_BAND[1])
@@ -112,9 +112,9 @@ def pseudo_halves(
     col = (np.sqrt(model["level"]) * np.exp(-0.5 * model["c"] * fy**2)).astype(np.float32)
     row = np.exp(-0.5 * model["c"] * fx**2).astype(np.float32)
     white = np.random.default_rng(seed).standard_normal(y.shape, dtype=np.float32)
-    spec = scipy.fft.rfft2(white, workers=_workers())
+    spec = scipy.fft.rfft2(white, workers=fft_workers())
     spec *= col
     spec *= row
-    z = scipy.fft.irfft2(spec, s=y.shape, workers=_workers(), overwrite_x=True)
+    z = scipy.fft.irfft2(spec, s=y.shape, workers=fft_workers(), overwrite_x=True)
     z = z.astype(np.float32, copy=False)
     return (y + z) * np.float32(0.5), (y - z) * np.float32(0.5), model

@@ -114,8 +114,8 @@ Read = tuple[int, np.ndarray | None, float | None, str, tuple[np.ndarray, np.nda
 
 
 class _Reader(Dataset):
-    """Reads and checks one input (and its halves, with ``--blend-halves``) per item in a
-    worker; errors travel back as text."""
+    """Reads and checks one input (and its real halves, with ``--blend-halves`` or
+    ``--pseudo-halves``) per item in a worker; errors travel back as text."""
 
     def __init__(
         self,
