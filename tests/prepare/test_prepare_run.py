@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from draco_em.io.motion import read_motion_csv
+from draco_em.io.movie_writers import write_tiff_movie
 from draco_em.io.mrc import read_image, read_mrc, write_mrc
 from draco_em.io.star import read_micrographs_star, write_star
 from draco_em.prepare.config import PrepareConfig
@@ -234,6 +235,21 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
     _prepare([tmp_path / "m.mrcs"], tmp_path / "out")
     with pytest.raises(DracoInputError, match="other settings"):
         _prepare([tmp_path / "m.mrcs"], tmp_path / "out", float16=True)
+
+
+def test_a_folder_where_every_input_failed_takes_the_new_settings(tmp_path: Path) -> None:
+    """The failure line says "pass --pixel-size"; doing so in the same folder must work."""
+    from draco_em.errors import DracoInputError
+
+    movie = make_movie(n=128, frames=4, seed=13)
+    write_tiff_movie(tmp_path / "m.tif", movie.counts.astype(np.uint8))  # no pixel size
+    first = _prepare([tmp_path / "m.tif"], tmp_path / "out")
+    assert first.made == 0 and first.failed == 1
+    assert "--pixel-size" in (tmp_path / "out" / "failures.txt").read_text()
+    again = _prepare([tmp_path / "m.tif"], tmp_path / "out", pixel_size=1.0)
+    assert again.made == 1 and again.failed == 0
+    with pytest.raises(DracoInputError, match=r"pixel_size 1\.0 → 2\.0"):  # now it holds one
+        _prepare([tmp_path / "m.tif"], tmp_path / "out", pixel_size=2.0)
 
 
 def test_default_target_is_the_bundled_models_pixel_size(monkeypatch) -> None:

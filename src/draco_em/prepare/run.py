@@ -83,21 +83,27 @@ _IMAGE_SETTINGS = (
 
 
 def _check_resume(cfg: PrepareConfig, target: float | None) -> None:
-    """Refuse to mix outputs made with other settings in one folder; record the settings."""
+    """Refuse to mix outputs made with other settings in one folder; record the settings.
+
+    Only finished triplets (``meta/*.json``) hold the old settings: a folder whose every input
+    failed (say, TIFF movies without ``--pixel-size``, as the failure line advises to pass)
+    takes the new settings, so following that advice does not need a new folder.
+    """
     path = cfg.outdir / "prepare_config.json"
     current = json.loads(cfg.model_dump_json(include=set(_IMAGE_SETTINGS)))
     current["target_pixel_size"] = target
-    if path.exists():
+    if path.exists() and any((cfg.outdir / "meta").glob("*.json")):
         old = json.loads(path.read_text())
         diff = sorted(k for k in current if old.get(k) != current[k])
         if diff:
+            changes = ", ".join(f"{k} {old.get(k)!r} → {current[k]!r}" for k in diff)
             raise DracoInputError(
-                f"holds triplets made with other settings ({', '.join(diff)}); "
+                f"holds triplets made with other settings ({changes}); "
                 "use a new output folder or the same settings to resume",
                 cfg.outdir,
             )
-    else:
-        write_text_atomic(path, json.dumps(current, indent=1))
+        return
+    write_text_atomic(path, json.dumps(current, indent=1))
 
 
 # ----------------------------------------------------------------------- worker processes
