@@ -102,7 +102,7 @@ def curate_train(
         bool,
         typer.Option(
             help="Also train the per-tile region head from the STAR's _dracoRegions masks "
-            "(draco simulate --region-masks), used by draco pick --exclude-by-curation."
+            "(draco simulate --region-masks), used by draco pick predict --exclude-by-curation."
         ),
     ] = False,
     val_fraction: Annotated[float, typer.Option(help="Share of labels held out.")] = 0.0,

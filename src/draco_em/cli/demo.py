@@ -1,7 +1,7 @@
 """Run the main job on built-in defaults: simulate a micrograph, denoise it, score it.
 
 Needs no data and no GPU. Writes ``demo.png`` (raw | low-pass | DRACO | DRACO --blend-halves |
-clean), ``metrics.json`` and the images under ``OUTDIR``.
+DRACO --pseudo-halves | clean), ``metrics.json`` and the images under ``OUTDIR``.
 
 Example:
     draco demo -o demo_output
@@ -29,7 +29,8 @@ def demo(
     ] = "bundled",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
-    """Simulate, denoise with the bundled model, and compare raw / low-pass / DRACO."""
+    """Simulate, denoise with the bundled model, and compare raw / low-pass / DRACO (plain,
+    --blend-halves, --pseudo-halves) against the clean image."""
     from draco_em.demo.run import DemoConfig, run_demo, summary_table
 
     cfg = DemoConfig(outdir=outdir, size=size, seed=seed, weights=weights, device=device)

@@ -23,7 +23,8 @@ app.add_typer(evaluate_app, name="evaluate")
 @evaluate_app.command(
     "denoise",
     epilog=example(
-        "draco evaluate denoise --pred denoised/ --clean sim/clean --coords sim/coordinates --json"
+        "draco evaluate denoise --pred denoised/ --raw mics/ --coords picks/ --diameter 150 "
+        "--pixel-size 1.06 --pairs pairs.json"
     ),
 )
 def evaluate_denoise(
@@ -54,9 +55,8 @@ def evaluate_denoise(
 ) -> None:
     """PSNR, SSIM, FRC vs --clean; the paper's SNR (Eq. 11) from --coords; EVN/ODD half FRC.
 
-    Real micrographs (no clean image):
-    draco evaluate denoise --pred denoised/ --raw mics/ --coords picks/ --diameter 150
-    --pairs pairs.json
+    Simulated data: --clean sim/clean scores against the noise-free images. Real micrographs
+    (no clean image): --raw with --coords, as in the example.
     """
     from draco_em.evaluate.denoise import (
         EvaluateDenoiseConfig,
@@ -80,7 +80,10 @@ def evaluate_denoise(
 
 @evaluate_app.command(
     "pick",
-    epilog=example("draco evaluate pick --pred picks/coordinates --truth sim/coordinates --json"),
+    epilog=example(
+        "draco evaluate pick --pred picks/coordinates --truth sim/coordinates --diameter 250 "
+        "--pixel-size 2 --json"
+    ),
 )
 def evaluate_pick(
     pred: Annotated[Path, typer.Option(help="Folder or file of predicted picks.")],
@@ -123,10 +126,7 @@ def evaluate_curate(
     accept: Annotated[str, typer.Option(help="Comma-separated accept classes.")] = "good",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Accuracy, precision, recall, F1 (accept = positive) and the confusion matrix.
-
-    Example: draco evaluate curate --pred curate/curation.csv --truth sim/micrographs.star
-    """
+    """Accuracy, precision, recall, F1 (accept = positive) and the confusion matrix."""
     from draco_em.evaluate.curate import (
         EvaluateCurateConfig,
         dump_json,

@@ -43,7 +43,13 @@ def pick_predict(
     outdir: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
     model: Annotated[str, typer.Option(help="Picker run folder/file or 'bundled'.")] = "bundled",
     diameter: Annotated[float | None, typer.Option(help="Particle diameter in Å.")] = None,
-    threshold: Annotated[float | None, typer.Option(help="Score cut-off in [0, 1].")] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Score cut-off in [0, 1] (default: the picker's stored threshold; its lower "
+            "one on micrographs that look pre-denoised)."
+        ),
+    ] = None,
     expected_particles: Annotated[
         int | None,
         typer.Option(help="Particles per micrograph, roughly: keep each one's N best picks."),
@@ -62,7 +68,9 @@ def pick_predict(
         typer.Option(help="Test-time views: scores averaged over 1, 2, 4 or 8 flips/transposes."),
     ] = DEFAULT_TTA,
     fmt: Annotated[str, typer.Option("--format", help="star,box,topaz,cs")] = "star",
-    pixel_size: Annotated[float | None, typer.Option(help="Input Å/px (default: header).")] = None,
+    pixel_size: Annotated[
+        float | None, typer.Option(help="Input Å/px (default: STAR row, else header).")
+    ] = None,
     box_size: Annotated[int | None, typer.Option(help=".box edge in px.")] = None,
     exclude_masks: Annotated[
         Path | None, typer.Option(help="Folder of <stem>.mrc masks; no picks where > 0.5.")
@@ -73,7 +81,10 @@ def pick_predict(
     ] = None,
     exclude_classes: Annotated[
         str | None,
-        typer.Option(help="Comma-separated curation classes (default: contamination, carbon)."),
+        typer.Option(
+            help="Comma-separated curation classes (default: those of contamination, carbon "
+            "and carbon_only the model has)."
+        ),
     ] = None,
     exclude_threshold: Annotated[
         float, typer.Option(help="Exclude a tile when P(those classes) >= this.")
@@ -166,7 +177,9 @@ def pick_train(
             "by the PU-corrected F1 (incomplete labels)."
         ),
     ] = None,
-    pixel_size: Annotated[float | None, typer.Option(help="Input Å/px (default: header).")] = None,
+    pixel_size: Annotated[
+        float | None, typer.Option(help="Input Å/px (default: STAR row, else header).")
+    ] = None,
     junk_masks: Annotated[
         list[Path] | None,
         typer.Option(help="Folder of <stem>.mrc masks, 1 = junk (known negatives); repeatable."),
@@ -244,7 +257,9 @@ def pick_calibrate(
     diameter: Annotated[
         float | None, typer.Option(help="Particle diameter in Å (default: the picker's).")
     ] = None,
-    pixel_size: Annotated[float | None, typer.Option(help="Input Å/px (default: header).")] = None,
+    pixel_size: Annotated[
+        float | None, typer.Option(help="Input Å/px (default: STAR row, else header).")
+    ] = None,
     expected_particles: Annotated[
         float | None,
         typer.Option(help="Expected particles per micrograph (incomplete labels: PU F1)."),

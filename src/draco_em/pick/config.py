@@ -77,7 +77,9 @@ class PickTrainConfig(BaseModel):
     diameter: float = Field(gt=0, description="Particle diameter in Å.")
     outdir: Path = Field(description="Run folder: picker.safetensors, config.yaml, run.log.")
     pixel_size: float | None = Field(
-        None, gt=0, description="Input pixel size in Å (default: from the MRC header)."
+        None,
+        gt=0,
+        description="Input pixel size in Å (default: the STAR row, else the MRC header).",
     )
     weights: str | None = Field(
         None,
@@ -166,7 +168,9 @@ class PickCalibrateConfig(BaseModel):
         None, gt=0, description="Particle diameter in Å (default: the picker's)."
     )
     pixel_size: float | None = Field(
-        None, gt=0, description="Input pixel size in Å (default: from the MRC header)."
+        None,
+        gt=0,
+        description="Input pixel size in Å (default: the STAR row, else the MRC header).",
     )
     expected_particles: float | None = Field(
         None,
@@ -194,7 +198,9 @@ class PickPredictConfig(BaseModel):
         None, gt=0, description="Particle diameter in Å (default: the one stored with a model)."
     )
     pixel_size: float | None = Field(
-        None, gt=0, description="Input pixel size in Å (default: from the MRC header)."
+        None,
+        gt=0,
+        description="Input pixel size in Å (default: the STAR row, else the MRC header).",
     )
     threshold: float | None = Field(
         None, ge=0, le=1, description="Score cut-off (default: chosen on validation data)."
