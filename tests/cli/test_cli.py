@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from draco_em import __version__
 from draco_em.cli import app
 from draco_em.io.mrc import write_mrc
-from tests.conftest import run_draco, shared_file
+from tests.conftest import draco_in_process, run_draco, shared_file
 
 MICROGRAPH = "micrograph_cleaner_em/Ucsf_stack_1142_DW.mrc"
 
@@ -95,3 +95,22 @@ def test_several_files_one_bad_json(truncated_mrc: Path) -> None:
     assert [Path(s["path"]).name for s in summaries] == ["EMD-3197.map"]
     assert summaries[0]["nstart"] == [-2, 0, 0]
     assert len(proc.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("rank", "printed"), [("0", True), ("1", False)])
+def test_pretrain_prints_its_summary_on_rank_0_only(
+    rank, printed, tmp_path, capsys, monkeypatch
+) -> None:
+    """Under torchrun every rank runs the CLI; the run-folder line comes once, from rank 0."""
+    import draco_em.train
+
+    def done(config, *_args, **_kwargs):
+        return {"metrics": {}, "run_dir": config.out_dir}
+
+    monkeypatch.setattr(draco_em.train, "run_pretrain", done)
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.star").write_text("data_\n")
+    code, out, _ = draco_in_process(capsys, "pretrain", "--data", "x.star", "-o", "run")
+    assert code == 0 and ("run folder" in out) is printed
