@@ -152,6 +152,22 @@ def test_project_relative_names_resolve_from_anywhere(tmp_path: Path, monkeypatc
     assert table.rebased().micrographs["rlnMicrographName"].tolist() == ["Prep/a.mrc"]
 
 
+def test_rebased_keeps_names_of_files_that_exist_nowhere(tmp_path: Path, monkeypatch) -> None:
+    """A RELION STAR copied without its ``.star`` metadata files: the name stays as written
+    (it was ``MotionCorr/job002/MotionCorr/job002/...``, the STAR's folder put in front)."""
+    (tmp_path / "MotionCorr" / "job002" / "Movies").mkdir(parents=True)
+    (tmp_path / "MotionCorr" / "job002" / "Movies" / "a.mrc").write_bytes(b"")
+    frame = pd.DataFrame({
+        "rlnMicrographName": ["MotionCorr/job002/Movies/a.mrc"],
+        "rlnMicrographMetadata": ["MotionCorr/job002/Movies/a.star"],  # not there
+    })  # fmt: skip
+    table = MicrographTable(tmp_path / "MotionCorr" / "job002" / "mics.star", None, frame)
+    monkeypatch.chdir(tmp_path)
+    rebased = table.rebased().micrographs
+    assert rebased["rlnMicrographName"].tolist() == ["MotionCorr/job002/Movies/a.mrc"]
+    assert rebased["rlnMicrographMetadata"].tolist() == ["MotionCorr/job002/Movies/a.star"]
+
+
 def test_write_star_never_overwrites_an_input(tmp_path: Path) -> None:
     path = tmp_path / "in.star"
     write_star(path, {"x": pd.DataFrame({"rlnA": [1]})})

@@ -211,17 +211,22 @@ class MicrographTable:
 
         What a command writes into its own folder must resolve there: names relative to the
         input STAR's folder would not (the curate -> pick chain of issue 16). Empty names stay
-        empty.
+        empty, and so do names of files that exist nowhere (a RELION STAR's
+        ``rlnMicrographMetadata`` copied without its files): no folder can be chosen for them,
+        and RELION reads such a name from the project folder, as written.
         """
         rows = self.micrographs.copy()
         for column in PATH_COLUMNS:
             if column in rows.columns:
-                rows[column] = [
-                    project_path(self.resolve(str(v))) if str(v) not in ("", "nan") else str(v)
-                    for v in rows[column]
-                ]
+                rows[column] = [self._rebased_name(str(v)) for v in rows[column]]
         optics = None if self.optics is None else self.optics.copy()
         return dataclasses.replace(self, optics=optics, micrographs=rows)
+
+    def _rebased_name(self, value: str) -> str:
+        if value in ("", "nan"):
+            return value
+        path = self.resolve(value)
+        return project_path(path) if path.exists() or Path(value).is_absolute() else value
 
     def pixel_size(self, row_index: int) -> float | None:
         """Pixel size (Å/px) of the micrograph at *position* ``row_index`` (``iloc``), or None.
