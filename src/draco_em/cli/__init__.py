@@ -28,6 +28,7 @@ from draco_em.cli import denoise as _denoise  # noqa: F401  isort: skip
 from draco_em.cli import curate as _curate  # noqa: F401  isort: skip
 from draco_em.cli import pick as _pick  # noqa: F401  isort: skip
 from draco_em.cli import evaluate as _evaluate  # noqa: F401  isort: skip
+from draco_em.cli import relion as _relion  # noqa: F401  isort: skip
 from draco_em.cli import demo as _demo  # noqa: F401  isort: skip
 
 

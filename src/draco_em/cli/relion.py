@@ -1,0 +1,101 @@
+"""Run draco as an External job of a RELION 4/5 project (docs/conventions.md, "RELION External
+jobs").
+
+In RELION's GUI, make an External job with "External executable" ``draco relion pick`` (or
+``prepare``, ``denoise``, ``curate``), the input micrographs (or movies) STAR, and draco's own
+options as Params rows (label ``diameter``, value ``150``). RELION then runs, from the project
+folder:
+
+    draco relion pick --o External/job012/ --in_mics CtfFind/job004/micrographs_ctf.star
+    --j 4 --diameter 150
+
+The job's outputs become RELION nodes: prepare and denoise a micrographs STAR, pick a
+coordinate-files STAR (for Extract), curate the accepted micrographs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from draco_em.cli._app import app, example
+from draco_em.errors import DracoInputError
+
+#: task → (the draco command, the RELION input option it reads, its outputs for RELION).
+TASKS: dict[str, tuple[list[str], str, list[tuple[str, str]]]] = {
+    "prepare": (["prepare"], "--in_movies", [("triplets.star", "micrographs")]),
+    "denoise": (["denoise"], "--in_mics", [("denoised_micrographs.star", "micrographs")]),
+    "pick": (["pick", "predict"], "--in_mics", [("coordinate_files.star", "coordinates")]),
+    "curate": (["curate", "predict"], "--in_mics", [("micrographs_accepted.star", "micrographs")]),
+}
+
+
+@app.command(
+    "relion",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog=example(
+        "draco relion pick --o External/job012/ --in_mics CtfFind/job004/micrographs_ctf.star "
+        "--diameter 150"
+    ),
+)
+def relion(
+    ctx: typer.Context,
+    task: Annotated[str, typer.Argument(help="prepare, denoise, pick or curate.")],
+    out: Annotated[Path, typer.Option("--o", help="The job folder (External/jobNNN/).")],
+    in_mics: Annotated[
+        Path | None, typer.Option("--in_mics", help="Micrographs STAR (denoise, pick, curate).")
+    ] = None,
+    in_movies: Annotated[
+        Path | None, typer.Option("--in_movies", help="Movies STAR (prepare).")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--j", help="CPU threads (RELION's 'Number of threads').")
+    ] = None,
+    pipeline_control: Annotated[
+        Path | None,
+        typer.Option("--pipeline_control", help="Folder of RELION's exit files (default: --o)."),
+    ] = None,
+) -> None:
+    """Run a draco command as a RELION External job: RELION's options, then any of the
+    command's own (``draco relion pick --o DIR --in_mics STAR --diameter 150``)."""
+    from draco_em.io.relion_job import (
+        COORDINATES,
+        MICROGRAPHS,
+        flag_values,
+        mark_failed,
+        run_external_job,
+    )
+
+    control = pipeline_control or out
+    if task not in TASKS:
+        mark_failed(control)
+        raise DracoInputError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
+    command, wanted, outputs = TASKS[task]
+    source = {"--in_mics": in_mics, "--in_movies": in_movies}[wanted]
+    if source is None:
+        mark_failed(control)
+        raise DracoInputError(f"draco relion {task} reads {wanted} (the job's input STAR)")
+    types = {"micrographs": MICROGRAPHS, "coordinates": COORDINATES}
+    nodes = [(out / name, types[kind]) for name, kind in outputs]
+    extra = flag_values(ctx.args, _flags(command))
+    argv = [*command, str(source), "-o", str(out), *extra]
+    code = run_external_job(argv, out, nodes, control=control, threads=threads)
+    if code:
+        raise typer.Exit(code)
+
+
+def _flags(command: list[str]) -> dict[str, str | None]:
+    """The on/off options of ``draco <command>``: name → its "off" spelling (or None)."""
+    from typer.main import get_command
+
+    node = get_command(app)
+    for word in command:
+        node = node.commands[word]  # type: ignore[attr-defined]
+    flags: dict[str, str | None] = {}
+    for param in node.params:
+        if getattr(param, "is_flag", False):
+            off = param.secondary_opts[0] if param.secondary_opts else None
+            flags.update(dict.fromkeys(param.opts, off))
+    return flags

@@ -1,0 +1,132 @@
+"""``draco relion``: a draco command run as an External job of a RELION 4/5 project."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from draco_em.io.mrc import write_mrc
+from draco_em.io.relion_job import (
+    ABORT_NOW,
+    ABORTED,
+    COORDINATES,
+    FAILURE,
+    MICROGRAPHS,
+    OUTPUT_NODES,
+    SUCCESS,
+    flag_values,
+    run_external_job,
+    write_output_nodes,
+)
+from draco_em.io.star import read_star, write_star
+from tests.conftest import draco_in_process
+
+
+def test_flag_values_read_relions_yes_no_values() -> None:
+    flags = {"--blend-halves": "--no-blend-halves", "-q": None}
+    args = ["--blend-halves", "true", "--diameter", "150", "-q", "no", "--tile", "256"]
+    assert flag_values(args, flags) == ["--blend-halves", "--diameter", "150", "--tile", "256"]
+    assert flag_values(["--blend-halves", "No"], flags) == ["--no-blend-halves"]
+    assert flag_values(["--blend-halves"], flags) == ["--blend-halves"]  # last, no value
+    # a value that is no yes/no word is the next argument, not the flag's
+    assert flag_values(["--blend-halves", "--png"], flags) == ["--blend-halves", "--png"]
+
+
+def test_output_nodes_are_the_star_relion_reads(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    job = Path("External/job004")
+    job.mkdir(parents=True)
+    write_output_nodes(job, [(job / "coordinate_files.star", COORDINATES)])
+    nodes = read_star(job / OUTPUT_NODES)["output_nodes"]
+    assert nodes["rlnPipeLineNodeName"].tolist() == ["External/job004/coordinate_files.star"]
+    assert nodes["rlnPipeLineNodeTypeLabel"].tolist() == [COORDINATES]
+    assert (job / OUTPUT_NODES).read_text().startswith("\n# version 30001")
+
+
+def _coords(tmp_path: Path) -> Path:
+    path = tmp_path / "mic_autopick.star"
+    write_star(path, {"": pd.DataFrame({"rlnCoordinateX": [10.0], "rlnCoordinateY": [20.0]})})
+    return path
+
+
+def test_success_writes_nodes_and_the_exit_file(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    job = Path("External/job005/")
+    out = job / "picks.txt"
+    argv = ["convert", str(_coords(tmp_path)), "-o", str(out), "--to", "topaz"]
+    code = run_external_job(argv, job, [(out, MICROGRAPHS)], poll_s=0.1)
+    assert code == 0 and (job / SUCCESS).is_file() and not (job / FAILURE).exists()
+    assert read_star(job / OUTPUT_NODES)["output_nodes"]["rlnPipeLineNodeName"].tolist() == [
+        "External/job005/picks.txt"
+    ]
+    # RELION's "Continue" runs the job again: the old exit file goes first
+    code = run_external_job(["info", "missing.mrc"], job, [], poll_s=0.1)
+    assert code == 2 and (job / FAILURE).is_file() and not (job / SUCCESS).exists()
+
+
+def test_abort_button_stops_the_command(tmp_path: Path, monkeypatch) -> None:
+    """RELION's Abort writes RELION_JOB_ABORT_NOW: the command stops as on Ctrl-C."""
+    monkeypatch.chdir(tmp_path)
+    job = tmp_path / "External" / "job006"
+    sim = job / "sim"
+    argv = ["simulate", "-o", str(sim), "--n-micrographs", "500", "--size", "256",
+            "--pixel-size", "4", "--no-movies", "--preset", "classic"]  # fmt: skip
+
+    def press_abort() -> None:
+        deadline = time.monotonic() + 120
+        while not (sim / "micrographs").is_dir() and time.monotonic() < deadline:
+            time.sleep(0.1)  # until the command is past its imports
+        (job / ABORT_NOW).write_text("")
+
+    threading.Thread(target=press_abort, daemon=True).start()
+    start = time.monotonic()
+    code = run_external_job(argv, job, [], poll_s=0.1)
+    assert code == 130 and (job / ABORTED).is_file()
+    assert not (job / ABORT_NOW).exists() and not (job / SUCCESS).exists()
+    assert time.monotonic() - start < 120
+    assert len(list((sim / "micrographs").glob("*.mrc"))) < 500
+
+
+def test_cli_denoises_a_relion_micrographs_star(tmp_path: Path, capsys, monkeypatch) -> None:
+    """From the project folder, as RELION runs it: project-relative names in and out."""
+    monkeypatch.chdir(tmp_path)
+    mics = Path("MotionCorr/job002/Movies")
+    mics.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = []
+    for i in range(2):
+        write_mrc(mics / f"m{i}.mrc", rng.poisson(5.0, (96, 96)).astype(np.float32), 2.0)
+        names.append(str(mics / f"m{i}.mrc"))
+    optics = pd.DataFrame({"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1],
+                           "rlnMicrographPixelSize": [2.0], "rlnVoltage": [300.0]})  # fmt: skip
+    frame = pd.DataFrame({"rlnMicrographName": names, "rlnOpticsGroup": [1, 1]})
+    write_star("MotionCorr/job002/corrected_micrographs.star", {"optics": optics,
+               "micrographs": frame})  # fmt: skip
+    code, _, err = draco_in_process(
+        capsys, "relion", "denoise", "--o", "External/job007/", "--in_mics",
+        "MotionCorr/job002/corrected_micrographs.star", "--j", "1",
+        "--pipeline_control", "External/job007/", "--png", "false", "-q", "true",
+    )  # fmt: skip
+    job = Path("External/job007")
+    assert code == 0, err
+    assert (job / SUCCESS).is_file() and not (job / "png").exists()
+    nodes = read_star(job / OUTPUT_NODES)["output_nodes"]
+    assert nodes["rlnPipeLineNodeName"].tolist() == ["External/job007/denoised_micrographs.star"]
+    assert nodes["rlnPipeLineNodeTypeLabel"].tolist() == [MICROGRAPHS]
+    out = read_star(job / "denoised_micrographs.star")
+    assert out["micrographs"]["rlnMicrographName"].tolist() == [
+        "External/job007/m0.mrc", "External/job007/m1.mrc"
+    ]  # fmt: skip
+    assert "optics" in out
+
+
+def test_cli_errors_end_the_job_as_failed(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for argv in (["frob", "--o", "J1/", "--in_mics", "x.star"], ["pick", "--o", "J2/"]):
+        code, _, err = draco_in_process(capsys, "relion", *argv)
+        assert code == 2 and err.count("\n") == 1, err
+        assert Path(argv[2], FAILURE).is_file()
