@@ -104,12 +104,10 @@ def test_pretrain_prints_its_summary_on_rank_0_only(
     """Under torchrun every rank runs the CLI; the run-folder line comes once, from rank 0."""
     import draco_em.train
 
-    def done(config, *_args, **_kwargs):
-        return {"metrics": {}, "run_dir": config.out_dir}
+    def done(config, *_args, **_kwargs):  # run_pretrain's result on that rank
+        return {"metrics": {}, "run_dir": config.out_dir, "is_main": rank == "0"}
 
     monkeypatch.setattr(draco_em.train, "run_pretrain", done)
-    monkeypatch.setenv("RANK", rank)
-    monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.star").write_text("data_\n")
     code, out, _ = draco_in_process(capsys, "pretrain", "--data", "x.star", "-o", "run")

@@ -90,7 +90,6 @@ def pretrain(
     ] = False,
 ) -> None:
     """Pretrain a DRACO model; writes config.yaml, run.log, metrics.jsonl and checkpoints/."""
-    from draco_em.runtime import launch_env
     from draco_em.train import PretrainConfig, epoch_line, run_pretrain  # torch: when run
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -113,7 +112,7 @@ def pretrain(
         options.pop("mask_ratio", None)
     config = PretrainConfig(**options)  # a rejected value: one line, exit 2 (cli.main)
     result = run_pretrain(config)
-    if launch_env()[0] != 0:  # torchrun/SLURM: the other ranks would print the same line
+    if not result.get("is_main", True):  # torchrun/SLURM: the other ranks print nothing
         return
     metrics = result["metrics"]
     last = f": {epoch_line(metrics, config.epochs)}" if "epoch" in metrics else ""

@@ -108,7 +108,8 @@ class StageModel(nn.Module):
 def run_pretrain(
     config: PretrainConfig, on_step: Callable[[TrainState, dict], Any] | None = None
 ) -> dict[str, Any]:
-    """Train (or continue training) a run; returns the last validation metrics and paths.
+    """Train (or continue training) a run; returns the last validation metrics, paths
+    and ``is_main`` (this process is the rank that reports).
 
     Args:
         config: the run's settings.
@@ -123,6 +124,7 @@ def run_pretrain(
         log.setLevel(logging.INFO if ctx.is_main else logging.WARNING)
         with run_log(config.out_dir, log, enabled=ctx.is_main):
             result = _train(config, ctx, on_step)
+        result["is_main"] = ctx.is_main  # the rank that reports (rank 0)
         finished = True
         return result
     finally:
