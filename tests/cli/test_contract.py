@@ -81,7 +81,9 @@ def test_denoise_exit_codes_and_failures_reset(capsys, tmp_path, tiny_weights, r
     mixed = _mics(tmp_path / "mixed", 2, 1, rng)
     out = tmp_path / "o2"
     code, _, err = _draco(capsys, "denoise", mixed, "-o", out, *common)
-    assert code == 1 and f"1 of 3 inputs failed; listed in {out / 'failures.txt'}" in err
+    assert code == 1 and "1 of 3 inputs failed (the first: " in err
+    assert f"; listed in {out / 'failures.txt'}" in err and err.count("\n") == 1
+    assert "bad_0.mrc" in err  # the reason is on the summary line, not only in the list
     assert "bad_0.mrc" in (out / "failures.txt").read_text()
     (mixed / "bad_0.mrc").unlink()  # the user removes the broken input and re-runs
     code, _, err = _draco(capsys, "denoise", mixed, "-o", out, *common)
@@ -235,6 +237,21 @@ def test_denoise_rerun_with_other_settings_needs_overwrite(capsys, tmp_path, rng
     assert (out / "good_0.mrc").read_bytes() != first
     code, _, err = _draco(capsys, *common, "--model", weights[1], "--tile", "32")
     assert code == 2 and "tile 64 → 32" in err  # the last settings are the recorded ones
+
+
+def test_a_folder_a_failed_first_run_left_empty_takes_new_settings(capsys, tmp_path, rng) -> None:
+    """A first run stopped by a bad option makes nothing: the corrected run needs no
+    --overwrite (the helper's QA, session 20: '--shifts 3', then '--shifts 2', was refused)."""
+    model, cfg = _tiny_model(0)
+    weights = save_model(tmp_path / "w.safetensors", model, cfg, {})
+    mics = _mics(tmp_path / "mics", 1, 0, rng)
+    out = tmp_path / "out"
+    common = ["denoise", mics, "-o", out, "--tile", "64", "--workers", "0", "--no-progress"]
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a model")
+    assert _draco(capsys, *common, "--model", bad)[0] == 2
+    code, out_text, err = _draco(capsys, *common, "--model", weights)
+    assert code == 0 and "denoised 1" in out_text, err
 
 
 # ---------------------------------------------------------------- after a kill

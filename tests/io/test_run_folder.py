@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from draco_em.errors import DracoInputError
+from draco_em.io.atomic import write_text_atomic
 from draco_em.io.run_folder import (
     checkpoint_path,
     read_config,
@@ -55,3 +56,18 @@ def test_best_then_latest(tmp_path: Path) -> None:
     best = checkpoint_path(tmp_path, "best")
     best.write_bytes(b"x")
     assert run_checkpoint(tmp_path) == best and run_checkpoint(tmp_path, "latest") == latest
+
+
+def test_a_file_where_the_run_folder_should_be_is_one_line(tmp_path: Path) -> None:
+    """``-o`` naming an existing file (pretrain, curate/pick train, export -o file/x): a user
+    error naming the path, not a FileExistsError traceback (the helper's QA, session 20)."""
+    blocker = tmp_path / "regular_file"
+    blocker.write_text("x")
+    with pytest.raises(DracoInputError, match="a file stands where its folder should be"):
+        write_config(blocker, {"a": 1})
+    with pytest.raises(DracoInputError, match="a file stands where its folder should be"):
+        write_text_atomic(blocker / "sub" / "x.json", "{}")
+    with pytest.raises(DracoInputError, match="regular_file"):
+        with run_log(blocker, logging.getLogger("t")):
+            pass
+    assert blocker.read_text() == "x"

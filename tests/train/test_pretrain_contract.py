@@ -27,6 +27,16 @@ def test_an_existing_run_needs_resume(tiny_config) -> None:
     assert sorted(p.name for p in best.iterdir()) == before
 
 
+def test_a_folder_whose_run_failed_before_any_step_starts_over(tiny_config) -> None:
+    """A bad first try (here a crop larger than the micrographs) leaves config.yaml and run.log
+    but no checkpoint: the corrected command runs in the same folder."""
+    with pytest.raises(DracoInputError, match="--crop-size"):
+        run_pretrain(tiny_config(crop_size=100000))
+    assert (tiny_config().out_dir / "config.yaml").is_file()
+    result = run_pretrain(tiny_config(epochs=1))
+    assert result["state"].epoch == 1
+
+
 def test_ctrl_c_saves_latest_and_the_run_resumes(tiny_config, caplog) -> None:
     def interrupt(state, stats) -> None:
         if state.global_step == 2:

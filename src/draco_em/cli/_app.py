@@ -59,6 +59,17 @@ def halves_note(n: int) -> str:
     return f"; {n} half sums (_EVN/_ODD) beside their full sums skipped" if n else ""
 
 
+def first_failure(failure_log: str | Path) -> str | None:
+    """The reason of the first failure in a ``failures.txt`` (``path<TAB>reason`` lines), so
+    that the summary line says what went wrong, not only where it is listed."""
+    try:
+        with open(failure_log, encoding="utf-8") as fh:
+            line = fh.readline().rstrip("\n")
+    except OSError:
+        return None
+    return line.split("\t", 1)[-1] or None
+
+
 def exit_batch(n_inputs: int, n_failed: int, failure_log: str | Path) -> None:
     """End a batch command by the one rule: summarise failures on stderr, exit 0, 1 or 2.
 
@@ -68,7 +79,9 @@ def exit_batch(n_inputs: int, n_failed: int, failure_log: str | Path) -> None:
     code = batch_exit_code(n_inputs, n_failed)
     if n_failed:
         every = f"all {n_inputs} inputs" if code == 2 else f"{n_failed} of {n_inputs} inputs"
-        typer.echo(f"draco: error: {every} failed; listed in {failure_log}", err=True)
+        first = first_failure(failure_log)
+        first = f" (the first: {first})" if first else ""
+        typer.echo(f"draco: error: {every} failed{first}; listed in {failure_log}", err=True)
     if code:
         raise typer.Exit(code)
 

@@ -210,7 +210,9 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
         )
         kept.append(row)
     if not records:
-        raise DracoInputError(f"no micrograph could be scored; see {failures.path}")
+        first = failures.lines[0].split("\t", 1)[-1].strip() if failures.lines else ""
+        first = f" (the first: {first})" if first else ""
+        raise DracoInputError(f"no micrograph could be scored{first}; see {failures.path}")
     result = pd.DataFrame(records)
     outputs = write_outputs(cfg, table, kept, result)
     warnings = [

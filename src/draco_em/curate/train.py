@@ -28,7 +28,7 @@ from draco_em.curate.regions import REGION_CLASSES, region_training_set
 from draco_em.curate.stats import N_STATS
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
-from draco_em.io.batch import FailureLog
+from draco_em.io.batch import FailureLog, make_output_folder
 from draco_em.io.labels import LabelSet, check_classes, read_labels
 from draco_em.io.run_folder import run_log, write_config
 from draco_em.io.star import read_micrographs_star
@@ -271,7 +271,7 @@ def train_curator(cfg: CurateTrainConfig, evidence: EvidenceFn | None = None) ->
     """
     if cfg.features.particles:
         require_evidence(evidence)
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    make_output_folder(cfg.out_dir)
     with run_log(cfg.out_dir, log):
         return _train_curator(cfg, evidence)
 
@@ -280,7 +280,7 @@ def _train_curator(cfg: CurateTrainConfig, evidence: EvidenceFn | None) -> dict:
     t0 = time.time()
     labels = read_labels(cfg.labels, cfg.label_column)
     classes, accept = check_classes(labels, cfg.classes, cfg.accept)
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    make_output_folder(cfg.out_dir)
     write_config(cfg.out_dir, cfg)
     encoder = load_encoder(cfg.weights, resolve_device(cfg.device), cfg.features.pixel_size)
     if cfg.finetune > encoder.depth:

@@ -173,6 +173,8 @@ class _Regions:
         self.cfg = cfg
         self.stored: dict = {}
         self.new = False
+        if cfg.pairs is not None and cfg.pairs.is_dir():
+            raise DracoInputError("--pairs names a folder; give a .json file", cfg.pairs)
         if cfg.pairs is not None and cfg.pairs.exists():
             try:
                 self.stored = json.loads(cfg.pairs.read_text())["micrographs"]

@@ -45,7 +45,12 @@ from draco_em.imaging.fourier import fourier_rescale, frequency_grid
 from draco_em.imaging.normalize import clip_stats, padded_border, saturated_values
 from draco_em.imaging.tiling import TileGrid, tile_image
 from draco_em.io.atomic import atomic_path, write_text_atomic
-from draco_em.io.batch import check_picture_pixel_size, expand_inputs, pixel_sizes
+from draco_em.io.batch import (
+    check_picture_pixel_size,
+    expand_inputs,
+    make_output_folder,
+    pixel_sizes,
+)
 from draco_em.io.mrc import read_image, read_micrograph
 from draco_em.model.encoder import curate_input, encode_tiles, encoder_tiles, load_encoder
 from draco_em.runtime import resolve_device
@@ -412,7 +417,7 @@ def evaluate_realism(cfg: RealismConfig, progress: bool = True) -> dict:
         "figures": figures,
         "verdicts": [f["verdict"] for f in figures.values()],
     }
-    cfg.outdir.mkdir(parents=True, exist_ok=True)
+    make_output_folder(cfg.outdir)
     write_text_atomic(cfg.outdir / "realism.json", json.dumps(result, indent=1) + "\n")
     plot(result, mics, cfg.outdir / "realism.png")
     return result

@@ -61,6 +61,16 @@ def check_not_input(path: str | Path, inputs: Iterable[str | Path]) -> None:
             raise DracoInputError("refusing to overwrite an input file", path)
 
 
+def make_parent(path: str | Path) -> None:
+    """Create the folder ``path`` goes into; a file standing where a folder of it should be is
+    the user's (``-o run.txt/x``, ``-o`` naming a file): one line, not a traceback."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        message = "cannot write here: a file stands where its folder should be"
+        raise DracoInputError(message, path) from exc
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temp path beside ``path``; rename it onto ``path`` if the block succeeds.
@@ -71,7 +81,7 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
             the format from the extension keep working).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     # The temp name keeps the destination's extension last, so writers that look at it still work.
     fd, tmp = tempfile.mkstemp(
         prefix=f".{path.stem}.",

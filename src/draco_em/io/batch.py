@@ -142,7 +142,9 @@ def check_settings(
 
     A re-run with equal settings resumes (finished outputs are skipped); with other settings
     those outputs would be kept silently, so the run stops unless ``overwrite`` (the caller
-    then redoes every output). The settings are then recorded in ``OUTDIR/SETTINGS_FILE``.
+    then redoes every output). A folder that holds no output yet (a first run stopped by a bad
+    option or model, or whose every input failed) takes the new settings. The settings are then
+    recorded in ``OUTDIR/SETTINGS_FILE``.
 
     Args:
         outdir: the output folder (exists).
@@ -156,7 +158,7 @@ def check_settings(
     """
     path = Path(outdir) / SETTINGS_FILE
     new = {"command": command, **json.loads(json.dumps(settings, default=str))}
-    if path.is_file() and not overwrite:
+    if path.is_file() and not overwrite and _holds_outputs(Path(outdir)):
         try:
             old = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -171,6 +173,16 @@ def check_settings(
             )
     if write:
         write_text_atomic(path, json.dumps(new, indent=1, sort_keys=True) + "\n")
+
+
+def _holds_outputs(outdir: Path) -> bool:
+    """Whether ``outdir`` holds a file other than the settings, failure lists and hidden
+    temps: something made with the recorded settings."""
+    for path in outdir.rglob("*"):
+        name = path.name
+        if path.is_file() and not name.startswith(".") and not name.startswith("failures"):
+            return True
+    return False
 
 
 def check_picture_pixel_size(inputs: InputSet, pixel_size: float | None) -> None:

@@ -147,7 +147,6 @@ def write_model_file(
 ) -> Path:
     """Write tensors (moved to the CPU, contiguous) and string metadata atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=dict(header))

@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel
 
 from draco_em.errors import DracoInputError
-from draco_em.io.atomic import write_text_atomic
+from draco_em.io.atomic import make_parent, write_text_atomic
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "run.log"
@@ -34,7 +34,6 @@ def write_config(run_dir: str | Path, config: BaseModel | Mapping[str, Any]) -> 
     """Write ``RUNDIR/config.yaml`` atomically (a pydantic config as its JSON-mode dump)."""
     data = config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config)
     path = Path(run_dir) / CONFIG_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, yaml.safe_dump(data, sort_keys=False))
     return path
 
@@ -64,7 +63,7 @@ def run_log(
     if not enabled:
         yield None
         return
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    make_parent(Path(run_dir) / LOG_FILE)
     handler = logging.FileHandler(Path(run_dir) / LOG_FILE)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     previous = logger.level

@@ -26,6 +26,7 @@ import logging
 import math
 
 from draco_em.errors import DracoInputError
+from draco_em.io.batch import make_output_folder
 from draco_em.io.run_folder import run_log, write_config
 from draco_em.pick.config import DEFAULT_TTA, PickCalibrateConfig
 from draco_em.pick.model_io import (
@@ -86,7 +87,7 @@ def run_calibrate(
     Returns:
         dict with ``chosen`` and ``stored`` thresholds, ``validation`` summary and ``path``.
     """
-    cfg.outdir.mkdir(parents=True, exist_ok=True)
+    make_output_folder(cfg.outdir)
     with run_log(cfg.outdir, log):
         return _calibrate(cfg, diameters, progress)
 
@@ -107,7 +108,7 @@ def _calibrate(
     meta["calibration"] = {"source": str(source), "chosen": chosen, "stored": stored,
                            "logit_shift": cfg.logit_shift, "validation": summary,
                            "previous_threshold": info["threshold"]}  # fmt: skip
-    cfg.outdir.mkdir(parents=True, exist_ok=True)
+    make_output_folder(cfg.outdir)
     path = save_picker(out, picker.detector.cpu(), picker.diameter, stored, meta)
     write_config(cfg.outdir, cfg)
     return {"chosen": chosen, "stored": stored, "validation": summary, "path": str(path)}

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.evaluate.pick import match_picks, summarize
-from draco_em.io.batch import expand_inputs, pixel_sizes
+from draco_em.io.batch import expand_inputs, make_output_folder, pixel_sizes
 from draco_em.io.halves import drop_halves
 from draco_em.io.run_folder import run_log, write_config
 from draco_em.model.weights import read_weights
@@ -436,7 +436,7 @@ def train_picker(
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    cfg.outdir.mkdir(parents=True, exist_ok=True)
+    make_output_folder(cfg.outdir)
     with run_log(cfg.outdir, log):
         t0 = time.time()
         detector, whole = build_detector(cfg.weights, detector_config)

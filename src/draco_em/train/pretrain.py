@@ -462,11 +462,13 @@ def _shard(stage_model: StageModel, ctx: DistContext) -> None:
 
 
 def _check_new_run(config: PretrainConfig) -> None:
-    """Without ``--resume``, refuse a folder that holds a run (its best.pt would be replaced)."""
-    saved_path = config.out_dir / CONFIG_FILE
-    if config.resume is None and (
-        saved_path.is_file() or checkpoint_path(config.out_dir, "latest").is_file()
-    ):
+    """Without ``--resume``, refuse a folder that holds a run (its best.pt would be replaced).
+
+    A folder with a ``config.yaml`` but no checkpoint holds nothing to lose (a run that stopped
+    before its first step was saved, e.g. on a bad ``--data``): it is started over.
+    """
+    saved = [checkpoint_path(config.out_dir, which).is_file() for which in ("latest", "best")]
+    if config.resume is None and any(saved):
         # Starting over would replace the run's best.pt: continuing or a new folder is asked for.
         raise DracoInputError(
             "this folder holds a pretraining run: pass --resume latest to continue it, or give "
