@@ -70,12 +70,32 @@ def test_placeholder_pixel_size_warning_names_headers_that_say_one_angstrom(tmp_
     write_mrc(tmp_path / "a.mrc", img, 1.0)
     write_mrc(tmp_path / "b.mrc", img, 1.06)
     both = expand_inputs([tmp_path])
-    warning = placeholder_pixel_size_warning(both, None)
+    warning = placeholder_pixel_size_warning(both, None, "denoise")
     assert warning is not None and warning.startswith("1 of 2 inputs") and "a.mrc" in warning
-    assert placeholder_pixel_size_warning(both, 1.0) is None  # the user said so
-    assert placeholder_pixel_size_warning(expand_inputs([tmp_path / "b.mrc"]), None) is None
+    assert placeholder_pixel_size_warning(both, 1.0, "denoise") is None  # the user said so
+    assert placeholder_pixel_size_warning(expand_inputs([tmp_path / "b.mrc"]), None, "pick") is None
     sim = tmp_path / "sim"  # draco simulate's files state the pixel size they simulated
     run_simulation(SimulateConfig(outdir=sim, n_micrographs=1, size=64, preset="classic",
                                   movies=False), progress=False)  # fmt: skip
     assert read_mrc(sim / "micrographs" / "mic_00001.mrc").pixel_size == 1.0
-    assert placeholder_pixel_size_warning(expand_inputs([sim / "micrographs"]), None) is None
+    assert (
+        placeholder_pixel_size_warning(expand_inputs([sim / "micrographs"]), None, "pick") is None
+    )
+
+
+def test_a_header_without_pixel_size_is_said_where_the_stage_goes_on(tmp_path) -> None:
+    """Header 0: denoise and curate run at the input's sampling (a guess) and say so in one
+    line; pick fails each such input with the reason instead (no line here)."""
+    import mrcfile
+
+    from draco_em.io.batch import placeholder_pixel_size_warning
+
+    with mrcfile.new(tmp_path / "z.mrc") as mrc:
+        mrc.set_data(np.zeros((32, 32), np.float32))
+        mrc.voxel_size = 0.0
+    inputs = expand_inputs([tmp_path / "z.mrc"])
+    for stage in ("denoise", "curate"):
+        warning = placeholder_pixel_size_warning(inputs, None, stage)
+        assert warning is not None and "no pixel size" in warning and "z.mrc" in warning
+    assert placeholder_pixel_size_warning(inputs, None, "pick") is None
+    assert placeholder_pixel_size_warning(inputs, 2.0, "denoise") is None

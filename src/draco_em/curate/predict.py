@@ -217,7 +217,7 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
     outputs = write_outputs(cfg, table, kept, result)
     warnings = [
         denoised_warning(list(result["nyquist_ratio"]), bundled=is_bundled_curator(cfg.model)),
-        placeholder_pixel_size_warning(inputs, cfg.pixel_size),
+        placeholder_pixel_size_warning(inputs, cfg.pixel_size, "curate"),
     ]
     return PredictResult(result, outputs, failures.count, [w for w in warnings if w], n_halves)
 

@@ -245,7 +245,9 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
         failures.merge(world)  # one failures.txt for every rank
         write_output_star(inputs, cfg.outdir)
     cleanup(ctx, wait=False)
-    warning = placeholder_pixel_size_warning(inputs, cfg.pixel_size) if rank == 0 else None
+    warning = (
+        placeholder_pixel_size_warning(inputs, cfg.pixel_size, "denoise") if rank == 0 else None
+    )
     result = {"done": done, "skipped": n_skipped, "failed": failures.count,
               "outdir": str(cfg.outdir), "warnings": [warning] if warning else []}  # fmt: skip
     if cfg.blends:  # this rank's counts; the others got the plain output

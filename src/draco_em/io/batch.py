@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 from draco_em.errors import DracoInputError, first_line
 from draco_em.io.atomic import remove_stale_temps, visible_files, write_text_atomic
 from draco_em.io.images import is_raster, require_pixel_size
-from draco_em.io.mrc import header_says_placeholder
+from draco_em.io.mrc import header_says_placeholder, header_says_unknown
+from draco_em.io.pixel_size import POLICY, Stage
 from draco_em.io.star import read_micrographs_star
 
 if TYPE_CHECKING:
@@ -224,8 +225,14 @@ def pixel_sizes(inputs: InputSet, override: float | None) -> dict[Path, float | 
     return out
 
 
-def placeholder_pixel_size_warning(inputs: InputSet, pixel_size: float | None) -> str | None:
-    """One line when MRC inputs would take their pixel size from a header that says 1.0 Å.
+def placeholder_pixel_size_warning(
+    inputs: InputSet, pixel_size: float | None, stage: Stage
+) -> str | None:
+    """One line when MRC inputs would take their pixel size from a header that says 0 or 1.0 Å.
+
+    0 means unknown: a stage that goes on without one (``io.pixel_size.POLICY``: denoise,
+    curate) says so here, since its output then rests on a guess; the others fail each such
+    input with the reason.
 
     1.0 is what many tools write when they do not know (the MicrographCleaner sample says it
     of a ~4 Å micrograph); a wrong pixel size rescales every stage to the wrong working size
@@ -236,13 +243,19 @@ def placeholder_pixel_size_warning(inputs: InputSet, pixel_size: float | None) -
     if pixel_size is not None:
         return None
     given = pixel_sizes(inputs, None)  # a STAR row's pixel size is read instead of the header
-    flagged = [
+    headers = [
         item.path
         for item in inputs.items
-        if given[item.path] is None
-        and item.path.suffix.lower() in IMAGE_SUFFIXES
-        and header_says_placeholder(item.path)
+        if given[item.path] is None and item.path.suffix.lower() in IMAGE_SUFFIXES
     ]
+    unknown = [path for path in headers if not POLICY[stage] and header_says_unknown(path)]
+    if unknown:  # denoise and curate go on at the input's sampling (io.pixel_size.POLICY)
+        return (
+            f"{len(unknown)} of {len(inputs.items)} inputs have no pixel size (header 0, e.g. "
+            f"{unknown[0].name}): processed at their own sampling, as if it were the model's; "
+            "pass --pixel-size"
+        )
+    flagged = [path for path in headers if header_says_placeholder(path)]
     return placeholder_line(flagged, len(inputs.items))
 
 

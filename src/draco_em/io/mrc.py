@@ -85,17 +85,34 @@ def header_says_placeholder(path: str | Path) -> bool:
     reads as "unknown" everywhere, :mod:`draco_em.io.pixel_size`) and for ``draco simulate``'s
     files, whose 1.0 Å is what was simulated.
     """
+    return _header_pixel_size(path) == "placeholder"
+
+
+def header_says_unknown(path: str | Path) -> bool:
+    """Whether an MRC header gives no pixel size (0 or another non-positive value), read
+    without the data; False for an unreadable file (the stage that reads it reports it)."""
+    return _header_pixel_size(path) == "unknown"
+
+
+def _header_pixel_size(path: str | Path) -> str | None:
+    """ "placeholder" (1.0 Å, not ``draco simulate``'s), "unknown" (≤ 0), or None."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with mrcfile.open(Path(path), mode="r", header_only=True, permissive=True) as mrc:
-                if float(mrc.voxel_size.x) != 1.0:
-                    return False
-                return not any(
+                if bytes(mrc.header.map) != b"MAP " or int(mrc.header.nx) <= 0:
+                    return None  # not an MRC header: its reader says why
+                size = float(mrc.voxel_size.x)
+                if not size > 0:
+                    return "unknown"
+                if size != 1.0:
+                    return None
+                simulated = any(
                     bytes(lab).startswith(SIMULATE_LABEL.rstrip()) for lab in mrc.header.label
                 )
+                return None if simulated else "placeholder"
     except Exception:
-        return False
+        return None
 
 
 def _check_declared_sizes(path: Path) -> None:

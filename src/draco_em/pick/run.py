@@ -267,7 +267,7 @@ def predict_all(
         picker.scales = (choice.multiplier,)
         made = choice.candidates  # the micrographs the choice read are not picked again
     warnings = [predenoised_warning(cfg, items, picker.threshold_predenoised, px_of),
-                placeholder_pixel_size_warning(inputs, cfg.pixel_size)]  # fmt: skip
+                placeholder_pixel_size_warning(inputs, cfg.pixel_size, "pick")]  # fmt: skip
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
     failures = FailureLog(out)
     index, all_kept, all_scores, n_excluded, n_routed = {}, [], [], 0, 0
