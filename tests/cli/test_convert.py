@@ -137,6 +137,19 @@ def test_never_overwrites_an_input(capsys, topaz_file: Path) -> None:
     assert code == 2 and "overwrite" in err and topaz_file.read_text() == before
 
 
+def test_per_micrograph_files_are_not_written_among_the_inputs(capsys, tmp_path, topaz_file):
+    """Into its own input folder, the next run would read the outputs as inputs (and then
+    refuse to overwrite them): refused up front (the helper's QA, session 20)."""
+    stars = tmp_path / "stars"
+    assert (
+        _draco(capsys, "convert", topaz_file, "-o", stars, "--to", "star", "--no-progress")[0] == 0
+    )
+    before = sorted(p.name for p in stars.iterdir())
+    code, _, err = _draco(capsys, "convert", stars, "-o", stars, "--to", "star", "--no-progress")
+    assert code == 2 and "holds the input" in err
+    assert sorted(p.name for p in stars.iterdir()) == before
+
+
 def test_real_topaz_and_relion_files(capsys, tmp_path: Path) -> None:
     txt = shared_file("topaz/particles.txt")
     autopick = shared_file("micrograph_cleaner_em/Ucsf_stack_1142_DW_autopick.star")

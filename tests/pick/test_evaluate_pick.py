@@ -91,6 +91,8 @@ def test_cli_json_and_errors(tmp_path):
         evaluate_pick(EvaluatePickConfig(pred=pred, truth=truth))
     with pytest.raises(DracoInputError):
         evaluate_pick(EvaluatePickConfig(pred=tmp_path / "nope", truth=truth, radius=3))
+    with pytest.raises(DracoInputError, match="give one of --radius and --diameter-px"):
+        evaluate_pick(EvaluatePickConfig(pred=pred, truth=truth, radius=10.0, diameter_px=30.0))
 
 
 def test_diameter_is_in_angstrom(tmp_path):

@@ -330,3 +330,15 @@ def test_a_placeholder_header_is_warned_about_once(tmp_path: Path) -> None:
     said = _prepare([tmp_path / "mc"], tmp_path / "a")
     assert len(said.warnings) == 1 and said.warnings[0].startswith("1 of 1 inputs")
     assert _prepare([tmp_path / "mc"], tmp_path / "b", pixel_size=1.0).warnings == []
+
+
+def test_a_bad_gain_is_the_options_error_before_any_movie(tmp_path: Path) -> None:
+    """Not one failures.txt line per movie: one line naming --gain, and no output folder."""
+    from draco_em.errors import DracoInputError
+
+    movie = make_movie(n=64, frames=4, seed=14)
+    write_mrc(tmp_path / "m.mrcs", movie.counts.astype(np.float32), 1.0)
+    (tmp_path / "gain.mrc").write_bytes(b"x" * 500)
+    with pytest.raises(DracoInputError, match=r"^--gain .*gain\.mrc: not an MRC file"):
+        _prepare([tmp_path / "m.mrcs"], tmp_path / "out", gain=tmp_path / "gain.mrc")
+    assert not (tmp_path / "out").exists()

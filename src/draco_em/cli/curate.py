@@ -14,7 +14,7 @@ from typing import Annotated, get_args
 
 import typer
 
-from draco_em.cli._app import app, comma_list, example, exit_batch, halves_note
+from draco_em.cli._app import app, comma_list, example, exit_batch, first_failure, halves_note
 from draco_em.curate.config import (
     TRAIN_BLOCKS,
     CuratePredictConfig,
@@ -147,6 +147,16 @@ def curate_train(
         f"trained on {s['n_used']} micrographs, classes {s['classes']}; {acc}; "
         f"{s['seconds']} s → {out_dir / 'curator.safetensors'}"
     )
+    if s["n_used"] < s["n_labelled"]:  # a label set is small: every dropped one matters
+        log_path = out_dir / "failures.txt"
+        first = first_failure(log_path)
+        typer.echo(
+            f"warning: {s['n_labelled'] - s['n_used']} of {s['n_labelled']} labelled micrographs "
+            f"could not be used"
+            + (f" (the first: {first})" if first else "")
+            + f"; listed in {log_path}",
+            err=True,
+        )
 
 
 @curate_app.command(

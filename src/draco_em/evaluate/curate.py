@@ -76,7 +76,8 @@ def evaluate_curate(cfg: EvaluateCurateConfig) -> dict:
             micrograph in common.
     """
     if not cfg.pred.is_file():
-        raise DracoInputError("prediction table not found", cfg.pred)
+        what = "is a folder" if cfg.pred.is_dir() else "prediction table not found"
+        raise DracoInputError(f"{what}: give curate predict's curation.csv", cfg.pred)
     try:
         pred = pd.read_csv(cfg.pred, dtype={"micrograph": str, "decision": str, "reason": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

@@ -140,6 +140,10 @@ def match_radius(cfg: EvaluatePickConfig, frames: list[pd.DataFrame]) -> float:
     Raises:
         DracoInputError: no radius can be made, or the picks disagree on the pixel size.
     """
+    given = [name for name, value in (("--radius", cfg.radius), ("--diameter-px",
+             cfg.diameter_px), ("--diameter", cfg.diameter)) if value]  # fmt: skip
+    if len(given) > 1:  # which one would win is not for the user to guess
+        raise DracoInputError(f"give one of {' and '.join(given)}: each sets the match radius")
     if cfg.radius:
         return cfg.radius
     if cfg.diameter_px:

@@ -118,7 +118,8 @@ def convert_coords(config: ConvertConfig, progress: bool = True) -> ConvertResul
     if config.invert_y and config.micrograph_shape is None:
         raise DracoInputError("--invert-y needs the micrograph height: pass --micrograph-shape")
     paths = expand_coord_inputs(config.inputs)
-    make_output_folder(log_dir, paths if per_micrograph else ())
+    # Per-micrograph files beside their inputs would be read back as inputs by the next run.
+    make_output_folder(log_dir, paths if per_micrograph else (), beside_inputs=not per_micrograph)
     frames, errors = _read_all(paths, config, failures, progress)
     if not frames:
         more = f" and {len(errors) - 1} more, listed in {failures.path}" if len(errors) > 1 else ""

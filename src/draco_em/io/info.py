@@ -54,6 +54,8 @@ def describe(path: str | Path, extra: Mapping[str, Describer] | None = None) -> 
     path = Path(path)
     if not path.exists():
         raise DracoInputError("file not found", path)
+    if path.is_dir():
+        raise DracoInputError("is a folder: give the files in it (e.g. 'folder/*.mrc')", path)
     table = _describers(extra)
     suffixes = "".join(path.suffixes[-2:]).lower()
     fn = table.get(suffixes) or table.get(path.suffix.lower())

@@ -72,7 +72,8 @@ def read_labels(
     """
     path = Path(path)
     if not path.is_file():
-        raise DracoInputError("labels file not found", path)
+        what = "is a folder, not a labels file" if path.is_dir() else "labels file not found"
+        raise DracoInputError(f"{what} (a CSV micrograph,label or a micrographs STAR)", path)
     if path.suffix.lower() == ".star":
         out = _read_star_labels(path, label_column)
     elif path.suffix.lower() in (".csv", ".tsv", ".txt"):

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import write_text_atomic
 from draco_em.io.batch import FailureLog, make_output_folder, placeholder_line, shard
+from draco_em.io.gain import load_gain
 from draco_em.io.movie_base import MRC_SUFFIXES
 from draco_em.io.mrc import header_says_placeholder
 from draco_em.prepare.config import PrepareConfig
@@ -202,6 +203,11 @@ def _launch(cfg: PrepareConfig) -> tuple[int, int, str, Callable[[], None]]:
 def run_prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareSummary:
     """Prepare every input (resuming a previous run) and write ``OUTDIR/triplets.star``."""
     items = plan_items(cfg)
+    if cfg.gain is not None:  # a bad --gain is the option's error, not one failure per movie
+        try:
+            load_gain(cfg.gain, cfg.gain_rotate, cfg.gain_flip)
+        except DracoInputError as exc:
+            raise DracoInputError(f"--gain {exc}") from exc
     rank, world, device, barrier = _launch(cfg)
     cfg = cfg.model_copy(update={"device": device})
     sources = [src for item in items for src in item.sources]
