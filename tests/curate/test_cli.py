@@ -200,3 +200,22 @@ def test_bundled_head_sorts_a_fresh_simulated_set(tmp_path: Path) -> None:
                 data / "micrographs.star", "--json")  # fmt: skip
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["accuracy"] >= 11 / 14
+
+
+def test_labelled_micrographs_that_cannot_be_used_are_said(
+    toy_set: Path, tiny_encoder: Path, tmp_path: Path
+) -> None:
+    """A small label set loses one: the summary is followed by one stderr line with the count
+    and the reason, not only a failures.txt entry (the helper's QA, session 20)."""
+    broken = tmp_path / "broken.mrc"
+    broken.write_bytes(b"x" * 500)
+    labels = (toy_set / "labels.csv").read_text().splitlines()
+    rows = [labels[0], *[f"{toy_set / line}" for line in labels[1:]], f"{broken},clean"]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    args = ["curate", "train", "--labels", str(tmp_path / "labels.csv"), "-o",
+            str(tmp_path / "run"), "--weights", str(tiny_encoder), "--accept", "clean",
+            "--cv", "0", "--device", "cpu", "-q"]  # fmt: skip
+    proc = _draco(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert f"1 of {len(rows) - 1} labelled micrographs could not be used" in proc.stderr
+    assert "broken.mrc: not an MRC file" in proc.stderr
