@@ -130,3 +130,29 @@ def test_cli_errors_end_the_job_as_failed(tmp_path: Path, capsys, monkeypatch) -
         code, _, err = draco_in_process(capsys, "relion", *argv)
         assert code == 2 and err.count("\n") == 1, err
         assert Path(argv[2], FAILURE).is_file()
+
+
+def test_pick_train_reads_the_manual_picks(tmp_path: Path, capsys, monkeypatch) -> None:
+    """pick-train: --in_mics and --in_coords become pick train's options, the bundled picker
+    is the start unless a Params row says otherwise, and no RELION node is expected."""
+    import draco_em.io.relion_job as relion_job
+
+    calls = []
+    monkeypatch.setattr(
+        relion_job,
+        "run_external_job",
+        lambda argv, job, nodes, **_: calls.append((argv, nodes)) or 0,
+    )
+    monkeypatch.chdir(tmp_path)
+    base = ["relion", "pick-train", "--o", "External/job013/", "--in_mics", "mics.star"]
+    code, _, err = draco_in_process(capsys, *base, "--in_coords", "ManualPick/job5/manualpick.star",
+                                    "--diameter", "150")  # fmt: skip
+    assert code == 0, err
+    argv, nodes = calls[0]
+    assert argv == ["pick", "train", "--micrographs", "mics.star", "--coords",
+                    "ManualPick/job5/manualpick.star", "-o", "External/job013", "--diameter",
+                    "150", "--weights", "bundled"] and nodes == []  # fmt: skip
+    code, _, err = draco_in_process(capsys, *base, "--in_coords", "c.star", "--weights", "run/")
+    assert code == 0 and calls[1][0][-2:] == ["--weights", "run/"]  # the user's start wins
+    code, _, err = draco_in_process(capsys, *base)  # no picks given
+    assert code == 2 and "--in_coords" in err and Path("External/job013", FAILURE).is_file()

@@ -2,15 +2,17 @@
 jobs").
 
 In RELION's GUI, make an External job with "External executable" ``draco relion pick`` (or
-``prepare``, ``denoise``, ``curate``), the input micrographs (or movies) STAR, and draco's own
-options as Params rows (label ``diameter``, value ``150``). RELION then runs, from the project
-folder:
+``prepare``, ``denoise``, ``curate``, ``pick-train``), the input micrographs (or movies) STAR,
+and draco's own options as Params rows (label ``diameter``, value ``150``). RELION then runs,
+from the project folder:
 
     draco relion pick --o External/job012/ --in_mics CtfFind/job004/micrographs_ctf.star
     --j 4 --diameter 150
 
 The job's outputs become RELION nodes: prepare and denoise a micrographs STAR, pick a
-coordinate-files STAR (for Extract), curate the accepted micrographs.
+coordinate-files STAR (for Extract), curate the accepted micrographs. pick-train fine-tunes the
+bundled picker on a ManualPick job's picks (``--in_coords``); a pick job then takes its folder
+as the Params row ``model``.
 """
 
 from __future__ import annotations
@@ -23,13 +25,28 @@ import typer
 from draco_em.cli._app import app, example
 from draco_em.errors import DracoInputError
 
-#: task → (the draco command, the RELION input option it reads, its outputs for RELION).
-TASKS: dict[str, tuple[list[str], str, list[tuple[str, str]]]] = {
-    "prepare": (["prepare"], "--in_movies", [("triplets.star", "micrographs")]),
-    "denoise": (["denoise"], "--in_mics", [("denoised_micrographs.star", "micrographs")]),
-    "pick": (["pick", "predict"], "--in_mics", [("coordinate_files.star", "coordinates")]),
-    "curate": (["curate", "predict"], "--in_mics", [("micrographs_accepted.star", "micrographs")]),
-}
+#: task → (the draco command, its inputs as (RELION option, draco option or None for the
+#: positional input), options it gets unless the Params give them, its outputs for RELION).
+TASKS: dict[str, tuple[list[str], list[tuple[str, str | None]], list[str], list[tuple[str, str]]]]
+TASKS = {
+    "prepare": (["prepare"], [("--in_movies", None)], [], [("triplets.star", "micrographs")]),
+    "denoise": (
+        ["denoise"], [("--in_mics", None)], [], [("denoised_micrographs.star", "micrographs")]
+    ),
+    "pick": (
+        ["pick", "predict"], [("--in_mics", None)], [], [("coordinate_files.star", "coordinates")]
+    ),
+    "curate": (
+        ["curate", "predict"], [("--in_mics", None)], [],
+        [("micrographs_accepted.star", "micrographs")],
+    ),
+    # Few-shot: a ManualPick job's picks fine-tune the bundled picker; a later
+    # `draco relion pick` job uses it with the Params row model = this job's folder.
+    "pick-train": (
+        ["pick", "train"], [("--in_mics", "--micrographs"), ("--in_coords", "--coords")],
+        ["--weights", "bundled"], [],
+    ),
+}  # fmt: skip
 
 
 @app.command(
@@ -42,13 +59,17 @@ TASKS: dict[str, tuple[list[str], str, list[tuple[str, str]]]] = {
 )
 def relion(
     ctx: typer.Context,
-    task: Annotated[str, typer.Argument(help="prepare, denoise, pick or curate.")],
+    task: Annotated[str, typer.Argument(help="prepare, denoise, pick, curate or pick-train.")],
     out: Annotated[Path, typer.Option("--o", help="The job folder (External/jobNNN/).")],
     in_mics: Annotated[
         Path | None, typer.Option("--in_mics", help="Micrographs STAR (denoise, pick, curate).")
     ] = None,
     in_movies: Annotated[
         Path | None, typer.Option("--in_movies", help="Movies STAR (prepare).")
+    ] = None,
+    in_coords: Annotated[
+        Path | None,
+        typer.Option("--in_coords", help="Picks, e.g. a ManualPick job's STAR (pick-train)."),
     ] = None,
     threads: Annotated[
         int | None, typer.Option("--j", help="CPU threads (RELION's 'Number of threads').")
@@ -72,15 +93,22 @@ def relion(
     if task not in TASKS:
         mark_failed(control)
         raise DracoInputError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
-    command, wanted, outputs = TASKS[task]
-    source = {"--in_mics": in_mics, "--in_movies": in_movies}[wanted]
-    if source is None:
-        mark_failed(control)
-        raise DracoInputError(f"draco relion {task} reads {wanted} (the job's input STAR)")
+    command, wanted, defaults, outputs = TASKS[task]
+    given = {"--in_mics": in_mics, "--in_movies": in_movies, "--in_coords": in_coords}
+    inputs: list[str] = []
+    for relion_option, draco_option in wanted:
+        source = given[relion_option]
+        if source is None:
+            mark_failed(control)
+            raise DracoInputError(f"draco relion {task} reads {relion_option} (the job's input)")
+        inputs += [str(source)] if draco_option is None else [draco_option, str(source)]
     types = {"micrographs": MICROGRAPHS, "coordinates": COORDINATES}
     nodes = [(out / name, types[kind]) for name, kind in outputs]
     extra = flag_values(ctx.args, _flags(command))
-    argv = [*command, str(source), "-o", str(out), *extra]
+    for name, value in zip(defaults[::2], defaults[1::2], strict=True):
+        if name not in extra:
+            extra += [name, value]
+    argv = [*command, *inputs, "-o", str(out), *extra]
     code = run_external_job(argv, out, nodes, control=control, threads=threads)
     if code:
         raise typer.Exit(code)

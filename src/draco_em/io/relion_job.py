@@ -127,7 +127,8 @@ def run_external_job(
         argv: the command, run from the current (project) folder with this Python.
         job_dir: the job folder (``--o``); made if missing.
         nodes: the outputs (file, node type) written into ``RELION_OUTPUT_NODES.star`` when
-            the command succeeds; those missing then are left out.
+            the command succeeds; those missing then are left out (none at all is a failure,
+            unless the task has no RELION output, as a trained picker).
         control: the folder of the exit files (``--pipeline_control``; default ``job_dir``).
         threads: RELION's "Number of threads" (``--j``): the command's CPU threads.
         poll_s: how often the abort file is looked for, in seconds.
@@ -165,8 +166,9 @@ def run_external_job(
         (control / ABORT_NOW).unlink(missing_ok=True)
         _mark(control, ABORTED)
         return 130
-    if code in (0, 1) and made:
-        write_output_nodes(job_dir, made)
+    if code in (0, 1) and (made or not nodes):
+        if made:
+            write_output_nodes(job_dir, made)
         _mark(control, SUCCESS)
         return 0
     if code in (0, 1):  # ran, but made no output a later job could read
