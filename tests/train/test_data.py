@@ -127,6 +127,25 @@ def test_missing_file_is_a_user_error(tmp_path: Path) -> None:
         load_manifest(manifest)
 
 
+def test_nan_pixels_are_refused_before_training(tmp_path: Path) -> None:
+    """Like every other command, pretraining names the file instead of a NaN loss at step 0;
+    the odd/even halves only in the stage that trains on them."""
+    from draco_em.io.mrc import write_mrc
+
+    manifest = write_dataset(tmp_path, n=2)
+    odd = read_image(tmp_path / "mic_1_odd.mrc")[0].copy()
+    odd[5, :3] = [np.nan, np.inf, np.nan]
+    write_mrc(tmp_path / "mic_1_odd.mrc", odd, 2.0)
+    with pytest.raises(DracoInputError, match=r"mic_1_odd\.mrc: image has 3 NaN/Inf pixels"):
+        load_manifest(manifest)
+    assert len(load_manifest(manifest, stage="mae")) == 2  # the MAE stage reads only full
+    full = read_image(tmp_path / "mic_0.mrc")[0].copy()
+    full[0, 0] = np.nan
+    image = write_mrc(tmp_path / "one.mrc", full, 2.0)
+    with pytest.raises(DracoInputError, match=r"one\.mrc: image has 1 NaN/Inf pixels"):
+        load_manifest(image, stage="mae", pixel_size=4.0)
+
+
 def test_crop_area_and_flip_statistics(tiny_manifest: Path) -> None:
     records = load_manifest(tiny_manifest)
     ds = CropDataset(records, 64, 200, seed=3)

@@ -40,6 +40,24 @@ def test_export_errors_are_one_line(tmp_path, capsys) -> None:
     assert "checkpoint not found" in capsys.readouterr().err
 
 
+def test_export_best_of_a_run_without_best_says_it_took_latest(
+    tiny_config, tmp_path, capsys
+) -> None:
+    """A run without validation writes no best.pt: its latest is exported (the best it has),
+    and the summary line says so; before, it said nothing (the helper's QA, session 20)."""
+    config = tiny_config(epochs=1, val_fraction=0.0, max_steps=1)
+    run_pretrain(config)
+    assert not checkpoint_path(config.out_dir, "best").exists()
+    out = tmp_path / "m.safetensors"
+    for which in (("--which", "best"), ()):  # best is also the default
+        assert draco("export", str(config.out_dir), "-o", str(out), *which) == 0
+        said = capsys.readouterr().out
+        assert "latest.pt (the run has no best.pt: it ran without validation)" in said
+        assert out.is_file()
+    assert draco("export", str(config.out_dir), "-o", str(out), "--which", "latest") == 0
+    assert "no best" not in capsys.readouterr().out
+
+
 def test_cli_pretrain_then_resume(tiny_manifest, tmp_path, capsys) -> None:
     out = tmp_path / "run"
     args = [

@@ -58,9 +58,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
 
 
-#: Config fields whose command-line option has another name.
+#: Config fields whose command-line option has another name (``dose_range``: the realistic
+#: preset's range that ``draco simulate --dose`` fixes).
 OPTION_NAMES = {"from_format": "from", "out_dir": "out", "outdir": "out", "output": "out",
-                "jobs": "workers"}  # fmt: skip
+                "jobs": "workers", "data_pixel_size": "pixel_size",
+                "dose_range": "dose"}  # fmt: skip
 
 
 def option_error(exc: ValidationError) -> str:

@@ -24,16 +24,25 @@ def export(
         Path, typer.Argument(help="Run folder of draco pretrain (or a .pt checkpoint).")
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Destination .safetensors file.")],
-    which: Annotated[str, typer.Option(help="best (validation PSNR) or latest.")] = "best",
+    which: Annotated[
+        str,
+        typer.Option(
+            help="best (validation PSNR; a run without validation: its latest) or latest."
+        ),
+    ] = "best",
     half: Annotated[
         bool, typer.Option("--half", help="Store float16 weights (half size).")
     ] = False,
 ) -> None:
     """Write a run's best or latest weights to a safetensors file."""
-    from draco_em.train.checkpoint import export_run
+    from draco_em.train.checkpoint import export_run, export_source
 
     if which not in ("best", "latest"):
         raise DracoInputError(f"--which must be best or latest, got {which!r}")
     if out.suffix != ".safetensors":
         raise DracoInputError("the output name must end in .safetensors", out)
-    typer.echo(f"wrote {export_run(run_dir, out, which, half=half)}")
+    source = export_source(run_dir, which)
+    note = ""
+    if run_dir.is_dir() and source.stem != which:  # said, never silent: other weights than asked
+        note = f" (the run has no {which}.pt: it ran without validation)"
+    typer.echo(f"wrote {export_run(run_dir, out, which, half=half)} from {source}{note}")

@@ -6,7 +6,8 @@ file whose string metadata carries a ``format`` tag and JSON fields; training ch
 
 * ``"bundled"``, a run folder and a file are resolved the same way (:func:`resolve_model_file`);
 * a missing, unreadable or foreign file is always a :class:`DracoInputError` naming the file,
-  worded ``<what> not found``, ``cannot read <what> (<reason>)`` or
+  worded ``<what> not found``, ``cannot read <what> (<reason>)`` (a torch file:
+  ``cannot read <what>: not a PyTorch checkpoint, or a damaged one (<reason>)``) or
   ``not a <what> (format tag ...)``.
 
 The files shipped with the package live in :mod:`draco_em.weights` (read with
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,4 +163,20 @@ def read_torch_file(path: str | Path, what: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and safety errors all mean "not such a file"
-        raise DracoInputError(f"cannot read {what} ({exc})", path) from None
+        raise DracoInputError(f"cannot read {what}: {_torch_load_reason(exc)}", path) from None
+
+
+def _torch_load_reason(exc: Exception) -> str:
+    """Why ``torch.load`` refused a file, in a few words.
+
+    torch wraps the reason in ~700 characters advising ``weights_only=False`` (which would run
+    code from the file) and a bug report to PyTorch: wrong advice for a corrupt or foreign file.
+    """
+    text = str(exc)
+    unsafe = re.search(r"GLOBAL (\S+) was not an allowed global", text)
+    if unsafe:  # a readable pickle that stores Python objects, not only tensors
+        return f"it holds a pickled {unsafe[1]}; draco loads only tensors and plain values"
+    lines = (text.partition("WeightsUnpickler error:")[2] or text).strip().splitlines()
+    # The first sentence: torch appends advice after it ("This is an internal miniz error...").
+    reason = lines[0].split(". ")[0].rstrip(".") if lines else type(exc).__name__
+    return f"not a PyTorch checkpoint, or a damaged one ({reason})"

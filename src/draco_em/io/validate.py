@@ -9,20 +9,25 @@ import numpy as np
 from draco_em.errors import DracoInputError
 
 
-def validate_image(image: np.ndarray, path: str | Path | None, what: str = "image") -> None:
+def validate_image(
+    image: np.ndarray, path: str | Path | None, what: str = "image", unit: str = "pixel"
+) -> None:
     """Raise :class:`DracoInputError` for NaN/Inf pixels or a constant (zero-variance) image.
 
     Args:
-        image: [..., H, W] array.
+        image: [..., H, W] array (or a [D, H, W] density map).
         path: file the data came from, for the message.
-        what: what the array is ("image", "frame 3", ...), for the message.
+        what: what the array is ("image", "frame 3", "the map", ...), for the message.
+        unit: what one element is called ("pixel", "voxel"), for the message.
     """
     finite = np.isfinite(image)
     if not finite.all():
         n_bad = int(image.size - np.count_nonzero(finite))
-        raise DracoInputError(f"{what} has {n_bad} NaN/Inf pixels", path)
+        raise DracoInputError(f"{what} has {n_bad} NaN/Inf {unit}s", path)
     if image.size and float(np.ptp(image)) == 0.0:
-        raise DracoInputError(f"{what} has zero variance (every pixel = {image.flat[0]!r})", path)
+        raise DracoInputError(
+            f"{what} has zero variance (every {unit} = {image.flat[0].item()!r})", path
+        )
 
 
 def expect_ndim(shape: tuple[int, ...], allowed: tuple[int, ...], path: str | Path | None) -> None:

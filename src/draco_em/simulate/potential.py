@@ -26,6 +26,7 @@ import numpy as np
 
 from draco_em.errors import DracoInputError
 from draco_em.io.mrc import read_mrc, write_mrc
+from draco_em.io.validate import validate_image
 
 #: h² / (2π m₀ e) in V·Å²: converts an electron form factor (Å) to a potential.
 FORM_FACTOR_TO_VOLTS = 47.878
@@ -263,6 +264,8 @@ def map_structure(
     if vs is None or (mrc.pixel_size_is_placeholder and map_pixel_size is None and vs == 0):
         raise DracoInputError("the map header has no voxel size; pass --map-pixel-size", path)
     vol = np.asarray(mrc.data, dtype=np.float64)
+    # One NaN voxel would spread to every voxel through the Fourier resampling below.
+    validate_image(vol, path, "the map", unit="voxel")
     if len(set(vol.shape)) != 1:
         side = max(vol.shape)
         padded = np.zeros((side,) * 3)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Preset = Literal["classic", "realistic"]
 PRESETS: tuple[str, ...] = ("classic", "realistic")
@@ -28,9 +28,10 @@ Camera = Literal["k2", "k3", "falcon4"]
 Interpolation = Literal["fourier", "bilinear", "bicubic"]
 
 
-def _ordered(name: str, pair: tuple[float, float], low: float = 0.0) -> None:
+def _ordered(pair: tuple[float, float], low: float = 0.0) -> tuple[float, float]:
     if not low <= pair[0] <= pair[1]:
-        raise ValueError(f"{name} must satisfy {low} <= min <= max, got {pair}")
+        raise ValueError(f"must satisfy {low} <= min <= max, got {pair}")
+    return pair
 
 
 class RealismConfig(BaseModel):
@@ -118,21 +119,29 @@ class RealismConfig(BaseModel):
         0.2, ge=0, le=1, description="Share stored with inverted contrast (protein white)."
     )
 
+    # Field validators, not the model check below: the error then carries the field, which the
+    # CLI turns into the option (``invalid --particle-size-range: ...``).
+    @field_validator(
+        "particle_size_range",
+        "coverage_range",
+        "aggregate_range",
+        "preferred_spread_range",
+        "junk_range",
+        "dose_range",
+        "bfactor_range",
+        "ice_gradient_range",
+    )
+    @classmethod
+    def _ordered_from_zero(cls, pair: tuple[float, float]) -> tuple[float, float]:
+        return _ordered(pair)
+
+    @field_validator("detector_pixel_range", "defocus_range", "ice_thickness_range")
+    @classmethod
+    def _ordered_positive(cls, pair: tuple[float, float]) -> tuple[float, float]:
+        return _ordered(pair, low=1e-6)
+
     @model_validator(mode="after")
     def _check(self) -> RealismConfig:
-        for name in (
-            "particle_size_range",
-            "coverage_range",
-            "aggregate_range",
-            "preferred_spread_range",
-            "junk_range",
-            "dose_range",
-            "bfactor_range",
-            "ice_gradient_range",
-        ):
-            _ordered(name, getattr(self, name))
-        for name in ("detector_pixel_range", "defocus_range", "ice_thickness_range"):
-            _ordered(name, getattr(self, name), low=1e-6)
         if self.coverage_range[1] > 0.6:
             raise ValueError("coverage above 0.6 cannot be placed without overlaps")
         if self.aggregate_range[1] > 1:

@@ -49,6 +49,8 @@ from draco_em.simulate.projection import Projector, ProjectorPool
 
 log = logging.getLogger(__name__)
 
+#: The run's settings, in the output folder: a resumed run must match them.
+_CONFIG_FILE = "simulate_config.json"
 # Settings that do not change what is simulated (a resumed run may change them).
 _NOT_PHYSICS = {"jobs", "outdir", "cache_dir"}
 # Settings that folders made before they existed did not record: their value there.
@@ -118,9 +120,9 @@ def structure_sources(cfg: SimulateConfig, progress: bool = False) -> list:
     return loaders
 
 
-def _check_resume(cfg: SimulateConfig) -> None:
-    """Refuse to mix two different simulations in one folder; record the settings."""
-    path = cfg.outdir / "simulate_config.json"
+def _check_resume(cfg: SimulateConfig) -> str:
+    """Refuse to mix two different simulations in one folder; the settings to record (JSON)."""
+    path = cfg.outdir / _CONFIG_FILE
     current = json.loads(cfg.model_dump_json())
     if path.exists():
         old = json.loads(path.read_text())
@@ -133,7 +135,7 @@ def _check_resume(cfg: SimulateConfig) -> None:
                 "use a new output folder or the same settings to resume",
                 cfg.outdir,
             )
-    write_text_atomic(path, json.dumps(current, indent=2))
+    return json.dumps(current, indent=2)
 
 
 def _relpaths(cfg: SimulateConfig, name: str) -> dict[str, str]:
@@ -323,12 +325,15 @@ def write_manifest(cfg: SimulateConfig, rows: list[dict]) -> Path:
 def run_simulation(cfg: SimulateConfig, progress: bool = True) -> RunSummary:
     """Make (or finish) the dataset described by ``cfg``; see the module docstring."""
     make_output_folder(cfg.outdir)
-    _check_resume(cfg)
+    settings = _check_resume(cfg)
     rows = {i: _finished_row(cfg, i) for i in range(cfg.n_micrographs)}
     todo = [i for i, row in rows.items() if row is None]
+    # Structures before the settings are recorded: a bad map must not leave a run whose
+    # settings (with that map) refuse the corrected command as "other settings".
+    structures = structure_sources(cfg, progress) if todo else []
+    write_text_atomic(cfg.outdir / _CONFIG_FILE, settings)
     failures = FailureLog(cfg.outdir)
     if todo:
-        structures = structure_sources(cfg, progress)
         if (sensitivity := _sensitivity(cfg)) is not None:  # cfg.gain
             _write_image(cfg.outdir / "gain.mrc", 1.0 / sensitivity, cfg.pixel_size)
         bar = tqdm(total=len(todo), desc="simulate", unit="mic", disable=not progress)

@@ -161,6 +161,14 @@ def resolve_resume(run_dir: Path, resume: str | None) -> Path | None:
     return Path(resume)
 
 
+def export_source(run_dir: str | Path, which: str = "best") -> Path:
+    """The checkpoint :func:`export_run` reads: ``which`` of a run folder, else its latest (a
+    run without a validation set writes no best.pt; its latest is the best it has), or the
+    ``.pt`` file itself."""
+    run_dir = Path(run_dir)
+    return run_checkpoint(run_dir, which) if run_dir.is_dir() else run_dir
+
+
 def export_run(
     run_dir: str | Path, out: str | Path, which: str = "best", half: bool = False
 ) -> Path:
@@ -175,8 +183,7 @@ def export_run(
     Returns:
         The written path.
     """
-    run_dir = Path(run_dir)
-    path = run_checkpoint(run_dir, which) if run_dir.is_dir() else run_dir
+    path = export_source(run_dir, which)
     state = load_checkpoint(path)
     config = DracoConfig(**state["model_config"])
     model = DracoMAE(config)

@@ -39,6 +39,7 @@ from draco_em.io.images import is_raster
 from draco_em.io.mrc import read_image, read_mrc
 from draco_em.io.pixel_size import require_pixel_size
 from draco_em.io.star import MicrographTable, finite_number, read_micrographs_star
+from draco_em.io.validate import validate_image
 
 #: Smallest crop side in pixels taken from a micrograph (tiny synthetic images in tests).
 MIN_CROP_SIDE = 8
@@ -171,7 +172,25 @@ def load_manifest(
             )
     if not records:
         raise DracoInputError("the manifest lists no micrographs", path)
+    for record in records:
+        if record.manifest_stats is None:  # read whole anyway, for their statistics
+            _check_pixels(record, pairs=stage == "draco")
     return records
+
+
+def _check_pixels(record: MicrographRecord, pairs: bool) -> None:
+    """Refuse NaN/Inf or constant training images before training starts.
+
+    A NaN/Inf pixel makes the loss NaN at the first crop that holds it (possibly hours into a
+    run); every other command refuses such images on reading. Only images without manifest
+    statistics are checked: the dataset reads them whole for their statistics anyway, while a
+    manifest from ``draco prepare``/``simulate`` holds finite statistics of finite images (and
+    re-reading a large one in full before training would cost minutes).
+    """
+    images = (record.full, record.odd, record.even) if pairs else (record.full,)
+    for path in images:
+        if path is not None:
+            validate_image(_pixels(path), path)
 
 
 def image_table(inputs: str | Path, pixel_size: float | None) -> MicrographTable:
