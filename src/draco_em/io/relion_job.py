@@ -5,8 +5,8 @@ RELION runs an External job from the project folder as::
     EXECUTABLE --o External/jobNNN/ --in_mics CtfFind/job003/micrographs_ctf.star --j 1 \
         --pipeline_control External/jobNNN/ [--LABEL VALUE ...]
 
-(``--in_movies`` instead of ``--in_mics`` for a movies input; one ``--LABEL VALUE`` per row of
-the job's Params tab). It then reads, in the job folder:
+(``--in_movies`` instead of ``--in_mics`` for a movies input, ``--in_coords`` for picks; one
+``--LABEL VALUE`` per row of the job's Params tab). It then reads, in the job folder:
 
 * ``RELION_OUTPUT_NODES.star``: block ``output_nodes``, one row per file later jobs may take
   as input (``rlnPipeLineNodeName``) with its type (``rlnPipeLineNodeTypeLabel``, RELION 4.0
@@ -84,8 +84,8 @@ def flag_values(args: Sequence[str], flags: dict[str, str | None]) -> list[str]:
 
     RELION appends every Params row as ``--label value``; for an on/off option (``flags``:
     its name → its "off" spelling, or None) the value says yes or no instead of being an
-    argument: ``--blend-halves true`` → ``--blend-halves``, ``--tta false`` → ``--no-tta``
-    (dropped where the option has no "off" spelling). Other pairs pass unchanged.
+    argument: ``--blend-halves true`` → ``--blend-halves``, ``--png false`` → ``--no-png``
+    (dropped where the option has no "off" spelling, as ``-q``). Other pairs pass unchanged.
     """
     out: list[str] = []
     i = 0
