@@ -137,6 +137,16 @@ def test_star_names_follow_the_project_rule(tmp_path, weights, rng, monkeypatch)
     row = read_micrographs_star("Denoise/job1/denoised_micrographs.star").micrographs.iloc[0]
     assert row["rlnMicrographName"] == "Denoise/job1/mic_0.mrc"
     assert row["dracoMicrographEven"] == "Import/mic_1.mrc"  # resolves from the project
+    assert row["dracoMicrographSource"] == "Import/mic_0.mrc"  # what picks are named after
+    again = cfg.model_copy(update={"inputs": ["Denoise/job1/denoised_micrographs.star"],
+                                   "outdir": Path("Denoise/job2")})  # fmt: skip
+    run_denoise(again)  # denoised twice: still named after the raw micrograph
+    row = read_micrographs_star("Denoise/job2/denoised_micrographs.star").micrographs.iloc[0]
+    assert row["dracoMicrographSource"] == "Import/mic_0.mrc"
+    binned = cfg.model_copy(update={"outdir": Path("Denoise/job3"), "keep_binned": True})
+    run_denoise(binned)  # another pixel grid: its picks would not fit the raw micrograph
+    rows = read_micrographs_star("Denoise/job3/denoised_micrographs.star").micrographs
+    assert "dracoMicrographSource" not in rows.columns
 
 
 def test_shifted_grids_average_plain_and_half_patch_offset_passes(rng):

@@ -122,6 +122,32 @@ def test_predicted_star_files_follow_relion(tmp_path, monkeypatch):
     assert irows[0][0] == "m.mrc"
 
 
+def test_picks_on_denoised_micrographs_are_named_after_the_raw_ones(tmp_path, monkeypatch):
+    """RELION's Extract finds a micrograph's picks by its name and extracts from the raw
+    micrographs: picks made on ``draco denoise`` output carry the raw micrograph's name."""
+    from pathlib import Path
+
+    from draco_em.io.mrc import write_mrc
+    from draco_em.io.star import MicrographTable, write_micrographs_star
+    from draco_em.pick.config import PickPredictConfig
+    from draco_em.pick.run import predict_all
+
+    monkeypatch.chdir(tmp_path)
+    model = _untrained_picker(tmp_path / "p.safetensors")
+    rng = np.random.default_rng(0)
+    Path("Denoise/job4").mkdir(parents=True)
+    write_mrc("Denoise/job4/m.mrc", rng.normal(size=(96, 96)).astype(np.float32), 1.0)
+    rows = pd.DataFrame({"rlnMicrographName": ["Denoise/job4/m.mrc"],
+                         "dracoMicrographSource": ["MotionCorr/job2/m.mrc"]})  # fmt: skip
+    star = Path("Denoise/job4/denoised_micrographs.star")
+    write_micrographs_star(star, MicrographTable(star, None, rows))
+    cfg = PickPredictConfig(inputs=[star], outdir=Path("out"), model=str(model),
+                            threshold=0.06, previews=False)  # fmt: skip
+    predict_all(cfg, progress=False)
+    [(_, _, irows)] = _parse(Path("out/coordinate_files.star").read_text())
+    assert irows[0][0] == "MotionCorr/job2/m.mrc"
+
+
 def test_pick_reads_a_star_rows_pixel_size_where_the_header_has_none(tmp_path):
     """A micrographs STAR's optics pixel size stands in for a header that says 0 (RELION reads
     the STAR too); the same micrograph given alone has none and fails with the one message."""

@@ -37,7 +37,7 @@ from draco_em.io.halves import halves_of, is_half
 from draco_em.io.images import is_raster, read_raster_stack, require_pixel_size
 from draco_em.io.mrc import read_mrc, write_mrc
 from draco_em.io.preview import save_preview
-from draco_em.io.star import MicrographTable, project_path, write_micrographs_star
+from draco_em.io.star import SOURCE_COLUMN, MicrographTable, project_path, write_micrographs_star
 from draco_em.io.validate import validate_image
 from draco_em.model.weights import BUNDLED_DENOISER, load_model
 from draco_em.runtime import barrier, cleanup, cpu_has_bf16, die_with_parent, init_distributed
@@ -243,7 +243,7 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     barrier(ctx)  # every rank's outputs exist before rank 0 lists them
     if rank == 0:
         failures.merge(world)  # one failures.txt for every rank
-        write_output_star(inputs, cfg.outdir)
+        write_output_star(inputs, cfg.outdir, same_grid=not cfg.keep_binned)
     cleanup(ctx, wait=False)
     warning = (
         placeholder_pixel_size_warning(inputs, cfg.pixel_size, "denoise") if rank == 0 else None
@@ -340,11 +340,15 @@ def _denoise_one(
     return kind
 
 
-def write_output_star(inputs: InputSet, outdir: Path) -> Path | None:
+def write_output_star(inputs: InputSet, outdir: Path, same_grid: bool = True) -> Path | None:
     """``denoised_micrographs.star``: input columns kept, names replaced by the outputs.
 
     Only inputs whose output exists are listed. Every file name, the input columns' too, is
-    written as :func:`draco_em.io.star.project_path` names it (docs/conventions.md).
+    written as :func:`draco_em.io.star.project_path` names it (docs/conventions.md). Where the
+    outputs keep the inputs' pixel grid (not ``--keep-binned``), ``dracoMicrographSource``
+    names each one's input (that of the first denoising, when denoised ones are denoised
+    again): ``draco pick predict`` on the denoised micrographs names the picks after it, so
+    that RELION's Extract, given the raw micrographs, finds them (docs/conventions.md).
     """
     outs = [output_path(outdir, it.path) for it in inputs.items]
     exists = np.array([p.exists() for p in outs], dtype=bool)
@@ -353,6 +357,10 @@ def write_output_star(inputs: InputSet, outdir: Path) -> Path | None:
     if inputs.table is not None:
         table = inputs.table.rebased()
         rows = table.micrographs.copy()
+        if same_grid and SOURCE_COLUMN not in rows.columns:
+            rows[SOURCE_COLUMN] = rows["rlnMicrographName"].astype(str)
+        elif not same_grid:
+            rows = rows.drop(columns=[SOURCE_COLUMN], errors="ignore")
         for it, out in zip(inputs.items, outs, strict=True):
             rows.loc[it.star_row, "rlnMicrographName"] = project_path(out)
         keep = np.zeros(len(rows), dtype=bool)
@@ -362,9 +370,11 @@ def write_output_star(inputs: InputSet, outdir: Path) -> Path | None:
         new = MicrographTable(table.path, table.optics, rows, table.block_name).filtered(keep)
     else:
         names = [project_path(p) for p, e in zip(outs, exists, strict=True) if e]
-        new = MicrographTable(
-            outdir, None, pd.DataFrame({"rlnMicrographName": names}), "micrographs"
-        )
+        frame = pd.DataFrame({"rlnMicrographName": names})
+        if same_grid:
+            sources = [it.path for it, e in zip(inputs.items, exists, strict=True) if e]
+            frame[SOURCE_COLUMN] = [project_path(p) for p in sources]
+        new = MicrographTable(outdir, None, frame, "micrographs")
     dst = outdir / "denoised_micrographs.star"
     write_micrographs_star(dst, new, inputs=[inputs.table.path] if inputs.table is not None else [])
     return dst

@@ -26,6 +26,10 @@ import starfile
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path, check_not_input
 
+#: The micrograph a denoised one was made from, on the same pixel grid (``draco denoise``'s
+#: output STAR; ``draco pick predict`` names its picks after it, as RELION's Extract needs).
+SOURCE_COLUMN = "dracoMicrographSource"
+
 # Columns that hold names or paths: parsed as text even when they look like numbers
 # (cryoDRGN's example STAR names its micrographs "1", "2", ...).
 STRING_COLUMNS = [
@@ -40,6 +44,7 @@ STRING_COLUMNS = [
     "dracoMicrographEven",
     "dracoMicrographOdd",
     "dracoClean",
+    SOURCE_COLUMN,
 ]
 
 #: Columns of a micrograph list that name files (rewritten by :meth:`MicrographTable.rebased`).

@@ -56,7 +56,7 @@ from draco_em.io.halves import drop_halves
 from draco_em.io.images import is_raster
 from draco_em.io.mrc import read_image, read_micrograph, read_mrc
 from draco_em.io.pixel_size import require_pixel_size
-from draco_em.io.star import project_path
+from draco_em.io.star import SOURCE_COLUMN, project_path
 from draco_em.pick.autoscale import (
     AUTO_MICROGRAPHS,
     ScaleChoice,
@@ -203,9 +203,18 @@ def _record_excluded(out: Path, path, n: int) -> None:
 
 def micrograph_name(inputs: InputSet, item: InputItem) -> str:
     """The micrograph's name in ``coordinate_files.star``: as the input micrographs STAR spells
-    it (RELION 4/5 matches the names exactly), else :func:`project_path` of the file."""
+    it (RELION 4/5 matches the names exactly), else :func:`project_path` of the file.
+
+    A denoised micrograph (``draco denoise``'s STAR, same pixel grid) is named after the one it
+    was made from (:data:`~draco_em.io.star.SOURCE_COLUMN`): particles are extracted from the
+    raw micrographs, and Extract finds a micrograph's picks by its name.
+    """
     if inputs.table is not None and item.star_row is not None:
-        return str(inputs.table.micrographs["rlnMicrographName"].iloc[item.star_row])
+        row = inputs.table.micrographs.iloc[item.star_row]
+        source = str(row.get(SOURCE_COLUMN, "") or "")
+        if source not in ("", "nan"):
+            return source
+        return str(row["rlnMicrographName"])
     return project_path(item.path)
 
 
