@@ -12,7 +12,7 @@ import torch
 from draco_em.io.motion import read_motion_csv
 from draco_em.io.movie_writers import write_tiff_movie
 from draco_em.io.mrc import read_image, read_mrc, write_mrc
-from draco_em.io.star import read_micrographs_star, write_star
+from draco_em.io.star import read_micrographs_star, read_star, write_star
 from draco_em.prepare.config import PrepareConfig
 from draco_em.prepare.frames import ReaderCache
 from draco_em.prepare.run import run_prepare
@@ -207,6 +207,30 @@ def test_movies_star_input_and_float16(tmp_path: Path) -> None:
     _prepare([tmp_path / "movies.star"], tmp_path / "out", float16=True)
     mrc = read_mrc(tmp_path / "out" / "s1_EVN.mrc")
     assert mrc.mode == 12 and mrc.data.shape == (128, 128)
+
+
+def test_the_movies_stars_optics_reach_the_manifest(tmp_path: Path) -> None:
+    """A 200 kV movies STAR must not become 300 kV in triplets.star (RELION's CtfFind reads
+    it there); an option given on the command line wins; without either, the defaults."""
+    movie = make_movie(n=64, frames=4, seed=15)
+    write_mrc(tmp_path / "Movies" / "s1.mrcs", movie.counts.astype(np.float32), 1.0)
+    optics = pd.DataFrame({"rlnOpticsGroupName": ["g1"], "rlnOpticsGroup": [1],
+                           "rlnMicrographOriginalPixelSize": [1.0], "rlnVoltage": [200.0],
+                           "rlnSphericalAberration": [0.01],
+                           "rlnAmplitudeContrast": [0.07]})  # fmt: skip
+    movies = pd.DataFrame({"rlnMicrographMovieName": ["Movies/s1.mrcs"], "rlnOpticsGroup": [1]})
+    write_star(tmp_path / "movies.star", {"optics": optics, "movies": movies})
+
+    def optics_of(out: Path) -> tuple[float, float, float]:
+        row = read_star(out / "triplets.star")["optics"].iloc[0]
+        return (row.rlnVoltage, row.rlnSphericalAberration, row.rlnAmplitudeContrast)
+
+    _prepare([tmp_path / "movies.star"], tmp_path / "a")
+    assert optics_of(tmp_path / "a") == (200.0, 0.01, 0.07)
+    _prepare([tmp_path / "movies.star"], tmp_path / "b", voltage=300.0)
+    assert optics_of(tmp_path / "b") == (300.0, 0.01, 0.07)
+    _prepare([tmp_path / "Movies" / "s1.mrcs"], tmp_path / "c")
+    assert optics_of(tmp_path / "c") == (300.0, 2.7, 0.1)
 
 
 def test_dose_weighting_needs_the_dose() -> None:

@@ -53,9 +53,17 @@ def prepare(
     device: Annotated[
         str, typer.Option(help="auto, cpu or cuda (torchrun: one per GPU).")
     ] = "auto",
-    voltage: Annotated[float, typer.Option(help="kV, for the manifest's optics.")] = 300.0,
-    cs: Annotated[float, typer.Option(help="Spherical aberration in mm (optics).")] = 2.7,
-    amplitude_contrast: Annotated[float, typer.Option(help="Amplitude contrast (optics).")] = 0.1,
+    voltage: Annotated[
+        float | None,
+        typer.Option(help="kV, for the manifest's optics (default: the input STAR's, else 300)."),
+    ] = None,
+    cs: Annotated[
+        float | None,
+        typer.Option(help="Spherical aberration in mm (default: the STAR's, else 2.7)."),
+    ] = None,
+    amplitude_contrast: Annotated[
+        float | None, typer.Option(help="Amplitude contrast (default: the STAR's, else 0.1).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Align movies, write <name>.mrc, <name>_EVN.mrc, <name>_ODD.mrc and triplets.star."""

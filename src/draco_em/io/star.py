@@ -244,7 +244,7 @@ class MicrographTable:
         row = self.micrographs.iloc[row_index]
         if (value := _positive(row.get("rlnMicrographPixelSize"))) is not None:
             return value
-        group = self._optics_row(row)
+        group = self.optics_row(row)
         if group is not None:
             for column in ("rlnMicrographPixelSize", "rlnImagePixelSize"):
                 if (value := _positive(group.get(column))) is not None:
@@ -263,10 +263,12 @@ class MicrographTable:
         row = self.micrographs.iloc[row_index]
         if (value := _positive(row.get(column))) is not None:
             return value
-        group = self._optics_row(row)
+        group = self.optics_row(row)
         return None if group is None else _positive(group.get(column))
 
-    def _optics_row(self, row: pd.Series) -> pd.Series | None:
+    def optics_row(self, row: pd.Series) -> pd.Series | None:
+        """The optics group of a micrographs-block row (by ``rlnOpticsGroup``; the only group
+        when the row names none), or None."""
         if self.optics is None or len(self.optics) == 0:
             return None
         if "rlnOpticsGroup" in row.index and "rlnOpticsGroup" in self.optics.columns:

@@ -15,6 +15,16 @@ from draco_em.prepare.motion import ALIGN_MAX_SIZE, patch_grid_shape
 log = logging.getLogger(__name__)
 
 
+#: Optics of the manifest where neither an option nor the input STAR gives them (kV, mm, -).
+OPTICS_DEFAULTS = {"voltage": 300.0, "spherical_aberration": 2.7, "amplitude_contrast": 0.1}
+#: The RELION optics column of each.
+OPTICS_COLUMNS = {
+    "voltage": "rlnVoltage",
+    "spherical_aberration": "rlnSphericalAberration",
+    "amplitude_contrast": "rlnAmplitudeContrast",
+}
+
+
 class PrepareConfig(BaseModel):
     """Everything ``draco prepare`` needs; validated once at the command-line boundary."""
 
@@ -71,9 +81,11 @@ class PrepareConfig(BaseModel):
     device: str = Field(
         "auto", description="Torch device for motion: auto (this rank's GPU if any), cpu, cuda."
     )
-    voltage: float = Field(300.0, gt=0, description="Acceleration voltage in kV (manifest).")
-    spherical_aberration: float = Field(2.7, ge=0, description="Cs in mm (manifest).")
-    amplitude_contrast: float = Field(0.1, ge=0, le=1, description="Amplitude contrast.")
+    # None: the input STAR's optics group (a RELION movies or micrographs STAR), else
+    # OPTICS_DEFAULTS: a 200 kV data set must not reach CtfFind as 300 kV.
+    voltage: float | None = Field(None, gt=0, description="Acceleration voltage in kV (manifest).")
+    spherical_aberration: float | None = Field(None, ge=0, description="Cs in mm (manifest).")
+    amplitude_contrast: float | None = Field(None, ge=0, le=1, description="Amplitude contrast.")
 
     @field_validator("patches")
     @classmethod

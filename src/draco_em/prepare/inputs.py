@@ -21,8 +21,8 @@ from draco_em.errors import DracoInputError
 from draco_em.io.batch import IMAGE_SUFFIXES, expand_inputs
 from draco_em.io.movie_base import EER_SUFFIXES, TIFF_SUFFIXES
 from draco_em.io.mrc import read_mrc
-from draco_em.io.star import MicrographTable, read_star
-from draco_em.prepare.config import PrepareConfig
+from draco_em.io.star import MicrographTable, finite_number, read_star
+from draco_em.prepare.config import OPTICS_COLUMNS, PrepareConfig
 from draco_em.prepare.triplets import PrepareItem
 
 MOVIE_SUFFIXES = (".mrcs", *TIFF_SUFFIXES, *EER_SUFFIXES)
@@ -119,9 +119,11 @@ def _items_from_star(path: Path) -> list[PrepareItem]:
     items = []
     for i, row in table.micrographs.reset_index(drop=True).iterrows():
         px = table.pixel_size(int(i)) or _original_pixel_size(table, row)
+        optics = _star_optics(table, int(i))
         if movies:
             movie = table.resolve(str(row["rlnMicrographMovieName"]))
-            items.append(PrepareItem(movie.stem, "movie", movie=movie, pixel_size=px))
+            items.append(PrepareItem(movie.stem, "movie", movie=movie, pixel_size=px,
+                                     optics=optics))  # fmt: skip
             continue
         full = table.resolve(str(row["rlnMicrographName"]))
         files = {"full": full}
@@ -131,8 +133,24 @@ def _items_from_star(path: Path) -> list[PrepareItem]:
                 files[role] = table.resolve(str(value))
         if "even" not in files:  # no columns: MotionCor2 siblings beside the sum
             files.update(_siblings(full))
-        items.append(_micrograph_item(full.stem, files, px, full))
+        item = _micrograph_item(full.stem, files, px, full)
+        item.optics = optics
+        items.append(item)
     return items
+
+
+def _star_optics(table: MicrographTable, row_index: int) -> dict[str, float]:
+    """Voltage, Cs and amplitude contrast of a STAR row (its own cell, else its optics
+    group's), as :class:`PrepareItem` carries them; absent ones are left out."""
+    row = table.micrographs.iloc[row_index]
+    group = table.optics_row(row)
+    found = {}
+    for name, column in OPTICS_COLUMNS.items():
+        cell = row.get(column, group.get(column) if group is not None else None)
+        value = finite_number(cell)
+        if value is not None and value >= 0 and (name != "voltage" or value > 0):
+            found[name] = value
+    return found
 
 
 def _siblings(full: Path) -> dict[str, Path]:

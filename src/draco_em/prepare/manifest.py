@@ -22,36 +22,43 @@ from pathlib import Path
 
 from draco_em.io import manifest
 from draco_em.io.manifest import optics_group
-from draco_em.prepare.config import PrepareConfig
+from draco_em.prepare.config import OPTICS_COLUMNS, OPTICS_DEFAULTS, PrepareConfig
+from draco_em.prepare.triplets import PrepareItem
 
 MANIFEST_NAME = "triplets.star"
 
 
-def _optics_key(row: dict) -> tuple[float, float]:
-    return (round(float(row["_original_pixel_size"]), 6), round(float(row["_pixel_size"]), 6))
+def item_optics(cfg: PrepareConfig, item: PrepareItem) -> tuple[float, float, float]:
+    """(kV, Cs mm, amplitude contrast) of one item: the option where given, else the input
+    STAR's optics group (``item.optics``), else :data:`OPTICS_DEFAULTS`."""
+    values = []
+    for name in OPTICS_COLUMNS:
+        given = getattr(cfg, name)
+        values.append(given if given is not None else item.optics.get(name, OPTICS_DEFAULTS[name]))
+    return values[0], values[1], values[2]
+
+
+def _optics_key(row: dict) -> tuple[float, ...]:
+    pixels = (round(float(row["_original_pixel_size"]), 6), round(float(row["_pixel_size"]), 6))
+    return pixels + tuple(row["_optics"])
 
 
 def write_manifest(cfg: PrepareConfig, rows: list[dict]) -> Path:
-    """Write ``OUTDIR/triplets.star`` from the items' rows; one optics group per pixel size pair.
+    """Write ``OUTDIR/triplets.star`` from the items' rows; one optics group per pixel size pair
+    and optics (voltage, Cs, amplitude contrast).
 
     Args:
-        cfg: gives the folder and the optics constants (voltage, Cs, amplitude contrast).
+        cfg: gives the folder.
         rows: manifest rows from :func:`draco_em.prepare.triplets.prepare_item` (keys starting
-            with ``_`` are private: pixel sizes used here for the optics groups).
+            with ``_`` are private: pixel sizes and ``_optics`` (:func:`item_optics`) used
+            here for the optics groups).
     """
-    groups: dict[tuple[float, float], int] = {}
+    groups: dict[tuple[float, ...], int] = {}
     for row in rows:
         groups.setdefault(_optics_key(row), len(groups) + 1)
     optics = [
-        optics_group(
-            number,
-            original,
-            pixel_size,
-            cfg.voltage,
-            cfg.spherical_aberration,
-            cfg.amplitude_contrast,
-        )
-        for (original, pixel_size), number in groups.items()
+        optics_group(number, original, pixel_size, voltage, cs, amplitude_contrast)
+        for (original, pixel_size, voltage, cs, amplitude_contrast), number in groups.items()
     ]
     public = [
         {k: v for k, v in row.items() if not k.startswith("_")}

@@ -39,7 +39,7 @@ from draco_em.io.mrc import header_says_placeholder
 from draco_em.prepare.config import PrepareConfig
 from draco_em.prepare.frames import ReaderCache
 from draco_em.prepare.inputs import plan_items
-from draco_em.prepare.manifest import write_manifest
+from draco_em.prepare.manifest import item_optics, write_manifest
 from draco_em.prepare.triplets import PrepareItem, output_paths, prepare_item
 from draco_em.runtime import barrier, init_distributed, launch_env, resolve_device
 
@@ -224,7 +224,11 @@ def run_prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareSummary:
     manifest = None
     if rank == 0:
         failures.merge(world)  # one failures.txt for every rank
-        rows = [row for item in items if (row := finished_row(cfg.outdir, item)) is not None]
+        rows = [
+            {**row, "_optics": item_optics(cfg, item)}
+            for item in items
+            if (row := finished_row(cfg.outdir, item)) is not None
+        ]
         manifest = write_manifest(cfg, rows) if rows else None
     warning = _placeholder_warning(cfg, items) if rank == 0 else None
     return PrepareSummary(made, len(mine) - len(todo), failures.count, manifest,

@@ -9,7 +9,7 @@ sum is dose-weighted.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +41,8 @@ class PrepareItem:
         movie: the movie file (kind ``movie``).
         full, even, odd: micrograph files (``full`` may be None for a pair: odd + even).
         pixel_size: Å per pixel from a STAR file, used when the header has none.
+        optics: voltage, spherical_aberration, amplitude_contrast from the STAR's optics
+            group (:data:`~draco_em.prepare.config.OPTICS_COLUMNS`), where it gives them.
     """
 
     name: str
@@ -50,6 +52,7 @@ class PrepareItem:
     even: Path | None = None
     odd: Path | None = None
     pixel_size: float | None = None
+    optics: dict[str, float] = field(default_factory=dict)
 
     @property
     def sources(self) -> list[Path]:
