@@ -107,6 +107,15 @@ def test_dose_weights_keep_low_frequencies_and_damp_late_frames() -> None:
     assert w[0, 0, 32] > w[-1, 0, 32]  # high frequency: late (damaged) frames count less
 
 
+def test_dose_weights_at_200_kv_damp_faster() -> None:
+    """Grant & Grigorieff: the critical exposure at 200 kV is 0.8 times that at 300 kV."""
+    at300 = motion.dose_weights(20, (64, 64), 1.0, 2.0, voltage=300.0).numpy()
+    at200 = motion.dose_weights(20, (64, 64), 1.0, 2.0, voltage=200.0).numpy()
+    assert np.allclose((at200**2).sum(0), 20, rtol=1e-5)
+    ratio = lambda w: w[-1, 0, 16] / w[0, 0, 16]  # noqa: E731  last frame against the first
+    assert ratio(at200) < ratio(at300) < 1
+
+
 def test_local_motion_field_shape_and_identity() -> None:
     """A movie without motion gets a near-zero field, and a zero field changes nothing."""
     movie = make_movie(n=192, frames=8, seed=4)

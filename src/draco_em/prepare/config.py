@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +24,16 @@ OPTICS_COLUMNS = {
     "spherical_aberration": "rlnSphericalAberration",
     "amplitude_contrast": "rlnAmplitudeContrast",
 }
+
+
+def resolved_optics(cfg: PrepareConfig, star: Mapping[str, float]) -> tuple[float, float, float]:
+    """(kV, Cs mm, amplitude contrast) of one input: the option where given, else the input
+    STAR's optics group (``star``, :data:`OPTICS_COLUMNS` names), else :data:`OPTICS_DEFAULTS`."""
+    values = [
+        given if (given := getattr(cfg, name)) is not None else star.get(name, default)
+        for name, default in OPTICS_DEFAULTS.items()
+    ]
+    return values[0], values[1], values[2]
 
 
 class PrepareConfig(BaseModel):

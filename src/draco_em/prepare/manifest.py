@@ -22,20 +22,15 @@ from pathlib import Path
 
 from draco_em.io import manifest
 from draco_em.io.manifest import optics_group
-from draco_em.prepare.config import OPTICS_COLUMNS, OPTICS_DEFAULTS, PrepareConfig
+from draco_em.prepare.config import PrepareConfig, resolved_optics
 from draco_em.prepare.triplets import PrepareItem
 
 MANIFEST_NAME = "triplets.star"
 
 
 def item_optics(cfg: PrepareConfig, item: PrepareItem) -> tuple[float, float, float]:
-    """(kV, Cs mm, amplitude contrast) of one item: the option where given, else the input
-    STAR's optics group (``item.optics``), else :data:`OPTICS_DEFAULTS`."""
-    values = []
-    for name in OPTICS_COLUMNS:
-        given = getattr(cfg, name)
-        values.append(given if given is not None else item.optics.get(name, OPTICS_DEFAULTS[name]))
-    return values[0], values[1], values[2]
+    """(kV, Cs mm, amplitude contrast) of one item (:func:`resolved_optics`)."""
+    return resolved_optics(cfg, item.optics)
 
 
 def _optics_key(row: dict) -> tuple[float, ...]:

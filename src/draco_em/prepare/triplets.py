@@ -25,7 +25,7 @@ from draco_em.io.manifest import stats_columns
 from draco_em.io.mrc import read_micrograph, write_mrc
 from draco_em.io.pixel_size import require_pixel_size
 from draco_em.prepare import motion
-from draco_em.prepare.config import PrepareConfig
+from draco_em.prepare.config import PrepareConfig, resolved_optics
 from draco_em.prepare.frames import ReaderCache, load_movie_frames
 
 ItemKind = Literal["movie", "pair", "single"]
@@ -128,7 +128,8 @@ def prepare_movie(
     weights = None
     if cfg.dose_weighting and cfg.dose_per_frame is not None:  # the config checks both
         shape = (int(frames.shape[1]), int(frames.shape[2]))
-        weights = motion.dose_weights(len(frames), shape, px, cfg.dose_per_frame)
+        voltage = resolved_optics(cfg, item.optics)[0]
+        weights = motion.dose_weights(len(frames), shape, px, cfg.dose_per_frame, voltage)
     # One trajectory for all frames, then split: the two halves differ only by their noise.
     odd, even, weighted = motion.parity_sums(frames, to_undo, weights)
     full = odd + even if weighted is None else weighted
