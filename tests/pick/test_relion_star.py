@@ -175,3 +175,30 @@ def test_pick_reads_a_star_rows_pixel_size_where_the_header_has_none(tmp_path):
     listed = predict_all(PickPredictConfig(inputs=[star], outdir=tmp_path / "b", **common),
                          progress=False)  # fmt: skip
     assert listed["failed"] == 0 and listed["micrographs"] == 1
+
+
+def test_coordinate_index_names_resolve_from_the_current_folder(tmp_path, monkeypatch):
+    """A STAR naming its micrographs relative to itself, picked from another folder: the index
+    names them from the current folder, as every STAR draco writes (the helper's QA, session
+    20: the STAR's own spelling was copied and did not resolve)."""
+    from pathlib import Path
+
+    from draco_em.io.mrc import write_mrc
+    from draco_em.io.star import MicrographTable, write_micrographs_star
+    from draco_em.pick.config import PickPredictConfig
+    from draco_em.pick.run import predict_all
+
+    model = _untrained_picker(tmp_path / "p.safetensors")
+    data = tmp_path / "data"
+    data.mkdir()
+    write_mrc(data / "m.mrc", np.random.default_rng(0).normal(size=(96, 96)), 1.0)
+    star = data / "mics.star"
+    write_micrographs_star(star, MicrographTable(star, None, pd.DataFrame(
+        {"rlnMicrographName": ["m.mrc"]})))  # fmt: skip
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    cfg = PickPredictConfig(inputs=[star], outdir=Path("out"), model=str(model),
+                            threshold=0.06, previews=False)  # fmt: skip
+    predict_all(cfg, progress=False)
+    [(_, _, irows)] = _parse(Path("out/coordinate_files.star").read_text())
+    assert Path(irows[0][0]).resolve() == (data / "m.mrc").resolve()

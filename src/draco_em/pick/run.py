@@ -35,7 +35,6 @@ from draco_em.io.atomic import atomic_path, write_text_atomic
 from draco_em.io.batch import (
     FailureLog,
     InputItem,
-    InputSet,
     check_picture_pixel_size,
     check_settings,
     expand_inputs,
@@ -56,7 +55,7 @@ from draco_em.io.halves import drop_halves
 from draco_em.io.images import is_raster
 from draco_em.io.mrc import read_image, read_micrograph, read_mrc
 from draco_em.io.pixel_size import require_pixel_size
-from draco_em.io.star import SOURCE_COLUMN, project_path
+from draco_em.io.star import SOURCE_COLUMN, MicrographTable, project_path
 from draco_em.pick.autoscale import (
     AUTO_MICROGRAPHS,
     ScaleChoice,
@@ -201,16 +200,19 @@ def _record_excluded(out: Path, path, n: int) -> None:
     write_text_atomic(file, "".join(f"{k}\t{v}\n" for k, v in counts.items()))
 
 
-def micrograph_name(inputs: InputSet, item: InputItem) -> str:
-    """The micrograph's name in ``coordinate_files.star``: as the input micrographs STAR spells
-    it (RELION 4/5 matches the names exactly), else :func:`project_path` of the file.
+def micrograph_name(names: MicrographTable | None, item: InputItem) -> str:
+    """The micrograph's name in ``coordinate_files.star``: its input STAR row's, rewritten for
+    the current folder as every STAR draco writes (``names``: the input table
+    :meth:`~draco_em.io.star.MicrographTable.rebased`; run from the RELION project folder
+    these are the STAR's own names, which RELION 4/5 matches exactly), else
+    :func:`project_path` of the file.
 
     A denoised micrograph (``draco denoise``'s STAR, same pixel grid) is named after the one it
     was made from (:data:`~draco_em.io.star.SOURCE_COLUMN`): particles are extracted from the
     raw micrographs, and Extract finds a micrograph's picks by its name.
     """
-    if inputs.table is not None and item.star_row is not None:
-        row = inputs.table.micrographs.iloc[item.star_row]
+    if names is not None and item.star_row is not None:
+        row = names.micrographs.iloc[item.star_row]
         source = str(row.get(SOURCE_COLUMN, "") or "")
         if source not in ("", "nan"):
             return source
@@ -280,10 +282,11 @@ def predict_all(
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
     failures = FailureLog(out)
     index, all_kept, all_scores, n_excluded, n_routed = {}, [], [], 0, 0
+    names = inputs.table.rebased() if inputs.table is not None else None
     for item in tqdm(items, desc="pick", unit="mic", disable=not progress):
         stem = item.path.stem
         star = out / "coordinates" / coord_star_name(stem)
-        name = micrograph_name(inputs, item)
+        name = micrograph_name(names, item)
         scores = out / SCORES_FOLDER / f"{stem}.npy"
         try:
             if star.is_file() and not cfg.overwrite:  # resume: finished earlier
