@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from draco_em.errors import DracoInputError, first_line
 from draco_em.io.atomic import remove_stale_temps, visible_files, write_text_atomic
 from draco_em.io.images import is_raster, require_pixel_size
-from draco_em.io.mrc import header_says_placeholder, header_says_unknown
+from draco_em.io.mrc import header_pixel_size_state
 from draco_em.io.pixel_size import POLICY, Stage
 from draco_em.io.star import read_micrographs_star
 
@@ -243,19 +243,19 @@ def placeholder_pixel_size_warning(
     if pixel_size is not None:
         return None
     given = pixel_sizes(inputs, None)  # a STAR row's pixel size is read instead of the header
-    headers = [
-        item.path
+    states = {
+        item.path: header_pixel_size_state(item.path)  # one header read per file
         for item in inputs.items
         if given[item.path] is None and item.path.suffix.lower() in IMAGE_SUFFIXES
-    ]
-    unknown = [path for path in headers if not POLICY[stage] and header_says_unknown(path)]
+    }
+    unknown = [path for path, state in states.items() if state == "unknown" and not POLICY[stage]]
     if unknown:  # denoise and curate go on at the input's sampling (io.pixel_size.POLICY)
         return (
             f"{len(unknown)} of {len(inputs.items)} inputs have no pixel size (header 0, e.g. "
             f"{unknown[0].name}): processed at their own sampling, as if it were the model's; "
             "pass --pixel-size"
         )
-    flagged = [path for path in headers if header_says_placeholder(path)]
+    flagged = [path for path, state in states.items() if state == "placeholder"]
     return placeholder_line(flagged, len(inputs.items))
 
 

@@ -85,17 +85,13 @@ def header_says_placeholder(path: str | Path) -> bool:
     reads as "unknown" everywhere, :mod:`draco_em.io.pixel_size`) and for ``draco simulate``'s
     files, whose 1.0 Å is what was simulated.
     """
-    return _header_pixel_size(path) == "placeholder"
+    return header_pixel_size_state(path) == "placeholder"
 
 
-def header_says_unknown(path: str | Path) -> bool:
-    """Whether an MRC header gives no pixel size (0 or another non-positive value), read
-    without the data; False for an unreadable file (the stage that reads it reports it)."""
-    return _header_pixel_size(path) == "unknown"
-
-
-def _header_pixel_size(path: str | Path) -> str | None:
-    """ "placeholder" (1.0 Å, not ``draco simulate``'s), "unknown" (≤ 0), or None."""
+def header_pixel_size_state(path: str | Path) -> str | None:
+    """What an MRC header says of the pixel size, read without the data: ``"placeholder"``
+    (1.0 Å, not ``draco simulate``'s), ``"unknown"`` (0 or another non-positive value), or
+    None (a real value, or an unreadable file: the stage that reads it reports it)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

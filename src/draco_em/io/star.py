@@ -257,14 +257,16 @@ class MicrographTable:
         )
         return detector * 1e4 / mag if detector and mag else None
 
-    def positive_value(self, row_index: int, column: str) -> float | None:
-        """``column`` of the micrograph at position ``row_index`` as a number > 0: its own
-        cell, else its optics group's; None when neither holds one."""
+    def positive_value(self, row_index: int, column: str, zero: bool = False) -> float | None:
+        """``column`` of the micrograph at position ``row_index`` as a number > 0 (≥ 0 with
+        ``zero``: a Cs-corrected microscope's Cs): its own cell, else its optics group's; None
+        when neither holds one."""
+        keep = _non_negative if zero else _positive
         row = self.micrographs.iloc[row_index]
-        if (value := _positive(row.get(column))) is not None:
+        if (value := keep(row.get(column))) is not None:
             return value
         group = self.optics_row(row)
-        return None if group is None else _positive(group.get(column))
+        return None if group is None else keep(group.get(column))
 
     def optics_row(self, row: pd.Series) -> pd.Series | None:
         """The optics group of a micrographs-block row (by ``rlnOpticsGroup``; the only group
@@ -296,6 +298,12 @@ def _positive(value: object) -> float | None:
     """``value`` as a float when it is a finite number > 0, else None."""
     number = finite_number(value)
     return number if number is not None and number > 0 else None
+
+
+def _non_negative(value: object) -> float | None:
+    """``value`` as a float when it is a finite number ≥ 0, else None."""
+    number = finite_number(value)
+    return number if number is not None and number >= 0 else None
 
 
 def read_micrographs_star(path: str | Path) -> MicrographTable:

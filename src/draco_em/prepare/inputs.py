@@ -21,7 +21,7 @@ from draco_em.errors import DracoInputError
 from draco_em.io.batch import IMAGE_SUFFIXES, expand_inputs
 from draco_em.io.movie_base import EER_SUFFIXES, TIFF_SUFFIXES
 from draco_em.io.mrc import read_mrc
-from draco_em.io.star import MicrographTable, finite_number, read_star
+from draco_em.io.star import MicrographTable, read_star
 from draco_em.prepare.config import OPTICS_COLUMNS, PrepareConfig
 from draco_em.prepare.triplets import PrepareItem
 
@@ -142,13 +142,11 @@ def _items_from_star(path: Path) -> list[PrepareItem]:
 def _star_optics(table: MicrographTable, row_index: int) -> dict[str, float]:
     """Voltage, Cs and amplitude contrast of a STAR row (its own cell, else its optics
     group's), as :class:`PrepareItem` carries them; absent ones are left out."""
-    row = table.micrographs.iloc[row_index]
-    group = table.optics_row(row)
     found = {}
     for name, column in OPTICS_COLUMNS.items():
-        cell = row.get(column, group.get(column) if group is not None else None)
-        value = finite_number(cell)
-        if value is not None and value >= 0 and (name != "voltage" or value > 0):
+        # Cs may be 0 (a corrected microscope), the voltage may not
+        value = table.positive_value(row_index, column, zero=name != "voltage")
+        if value is not None:
             found[name] = value
     return found
 

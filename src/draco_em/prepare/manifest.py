@@ -22,15 +22,9 @@ from pathlib import Path
 
 from draco_em.io import manifest
 from draco_em.io.manifest import optics_group
-from draco_em.prepare.config import PrepareConfig, resolved_optics
-from draco_em.prepare.triplets import PrepareItem
+from draco_em.prepare.config import PrepareConfig
 
 MANIFEST_NAME = "triplets.star"
-
-
-def item_optics(cfg: PrepareConfig, item: PrepareItem) -> tuple[float, float, float]:
-    """(kV, Cs mm, amplitude contrast) of one item (:func:`resolved_optics`)."""
-    return resolved_optics(cfg, item.optics)
 
 
 def _optics_key(row: dict) -> tuple[float, ...]:
@@ -45,8 +39,9 @@ def write_manifest(cfg: PrepareConfig, rows: list[dict]) -> Path:
     Args:
         cfg: gives the folder.
         rows: manifest rows from :func:`draco_em.prepare.triplets.prepare_item` (keys starting
-            with ``_`` are private: pixel sizes and ``_optics`` (:func:`item_optics`) used
-            here for the optics groups).
+            with ``_`` are private: pixel sizes and ``_optics``, the (kV, Cs, amplitude
+            contrast) of :func:`~draco_em.prepare.config.resolved_optics`, used here for the
+            optics groups).
     """
     groups: dict[tuple[float, ...], int] = {}
     for row in rows:

@@ -36,10 +36,10 @@ from draco_em.io.batch import FailureLog, make_output_folder, placeholder_line, 
 from draco_em.io.gain import load_gain
 from draco_em.io.movie_base import MRC_SUFFIXES
 from draco_em.io.mrc import header_says_placeholder
-from draco_em.prepare.config import PrepareConfig
+from draco_em.prepare.config import PrepareConfig, resolved_optics
 from draco_em.prepare.frames import ReaderCache
 from draco_em.prepare.inputs import plan_items
-from draco_em.prepare.manifest import item_optics, write_manifest
+from draco_em.prepare.manifest import write_manifest
 from draco_em.prepare.triplets import PrepareItem, output_paths, prepare_item
 from draco_em.runtime import barrier, init_distributed, launch_env, resolve_device
 
@@ -225,7 +225,7 @@ def run_prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareSummary:
     if rank == 0:
         failures.merge(world)  # one failures.txt for every rank
         rows = [
-            {**row, "_optics": item_optics(cfg, item)}
+            {**row, "_optics": resolved_optics(cfg, item.optics)}
             for item in items
             if (row := finished_row(cfg.outdir, item)) is not None
         ]
