@@ -1,9 +1,10 @@
 """Where a command runs: device choice, process-group setup and the few collectives we need.
 
-The bottom layer (it imports only torch and :mod:`draco_em.errors`), used by every command:
-:func:`resolve_device` is the one reading of ``--device`` (``auto``, ``cpu``, ``cuda``,
-``cuda:N``; asking for CUDA where torch sees none is a :class:`DracoInputError`, one line), and
-:func:`init_distributed` / :func:`barrier` the one process-group set-up.
+The bottom layer (it imports only torch, :mod:`draco_em.errors` and :mod:`draco_em.launch`),
+used by every command: :func:`resolve_device` is the one reading of ``--device`` (``auto``,
+``cpu``, ``cuda``, ``cuda:N``; asking for CUDA where torch sees none is a
+:class:`DracoInputError`, one line), and :func:`init_distributed` / :func:`barrier` the one
+process-group set-up.
 
 One code path for every launch: a plain ``python``/``draco`` call is a world of one process; under
 ``torchrun`` the rank comes from ``RANK/WORLD_SIZE/LOCAL_RANK`` (``MASTER_ADDR/PORT`` set by
@@ -29,6 +30,7 @@ import torch
 import torch.distributed as dist
 
 from draco_em.errors import DracoInputError
+from draco_em.launch import launch_env as launch_env  # re-exported for the commands
 
 
 @dataclass(frozen=True)
@@ -56,21 +58,6 @@ class DistContext:
     def is_main(self) -> bool:
         """Rank 0 writes files, logs and draws the progress bar."""
         return self.rank == 0
-
-
-def launch_env(env: dict[str, str] | None = None) -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun or SLURM variables; (0, 1, 0) otherwise.
-
-    torchrun's variables win, so ``srun torchrun ...`` (one task per node) also works. SLURM
-    variables count only for multi-task steps (``SLURM_NTASKS > 1``): an interactive
-    ``salloc`` shell or a one-task batch job is a single process.
-    """
-    env = dict(os.environ if env is None else env)
-    if "RANK" in env and "WORLD_SIZE" in env:
-        return int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0))
-    if "SLURM_PROCID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
-        return int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", 0))
-    return 0, 1, 0
 
 
 def _first_slurm_host(nodelist: str) -> str:

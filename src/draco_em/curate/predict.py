@@ -55,6 +55,7 @@ from draco_em.io.batch import (
     pixel_sizes,
     placeholder_pixel_size_warning,
 )
+from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import drop_halves
 from draco_em.io.star import MicrographTable, project_path, write_micrographs_star
 from draco_em.model.encoder import Encoder, load_encoder, run_blocks
@@ -148,6 +149,7 @@ def _input_table(inputs: InputSet, out_dir: Path) -> tuple[MicrographTable, list
     return table, list(range(len(inputs.items)))
 
 
+@releases_folder_locks
 def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = None) -> PredictResult:
     """Run ``draco curate predict``; ``evidence``: the particle-evidence function a head
     trained with ``--particles`` needs (:mod:`draco_em.curate.particles`)."""

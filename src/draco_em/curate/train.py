@@ -29,6 +29,7 @@ from draco_em.curate.stats import N_STATS
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.io.batch import FailureLog, make_output_folder
+from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.labels import LabelSet, check_classes, read_labels
 from draco_em.io.run_folder import run_log, write_config
 from draco_em.io.star import read_micrographs_star
@@ -262,6 +263,7 @@ def predict_arrays(
     return torch.cat(out).numpy() if out else np.zeros((0, head.linear.out_features))
 
 
+@releases_folder_locks
 def train_curator(cfg: CurateTrainConfig, evidence: EvidenceFn | None = None) -> dict:
     """Run ``draco curate train``; returns the summary also written to ``RUNDIR/summary.json``.
 

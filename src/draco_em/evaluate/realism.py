@@ -51,6 +51,7 @@ from draco_em.io.batch import (
     make_output_folder,
     pixel_sizes,
 )
+from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.mrc import read_image, read_micrograph
 from draco_em.model.encoder import curate_input, encode_tiles, encoder_tiles, load_encoder
 from draco_em.runtime import resolve_device
@@ -333,6 +334,7 @@ def _feature_figures(sim: list[Micrograph], real: list[Micrograph]) -> dict:
     return out
 
 
+@releases_folder_locks
 def evaluate_realism(cfg: RealismConfig, progress: bool = True) -> dict:
     """Measure both sets, write ``realism.json`` and ``realism.png``; returns the result."""
     from tqdm import tqdm

@@ -33,6 +33,7 @@ from draco_em.io.batch import (
     placeholder_pixel_size_warning,
     shard,
 )
+from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import halves_of, is_half
 from draco_em.io.images import is_raster, read_raster_stack, require_pixel_size
 from draco_em.io.mrc import read_mrc, write_mrc
@@ -185,6 +186,7 @@ def _load(cfg: DenoiseConfig, device: torch.device) -> Denoiser:
     )
 
 
+@releases_folder_locks
 def run_denoise(cfg: DenoiseConfig) -> dict:
     """Denoise every input; returns counts ``{"done", "skipped", "failed", "outdir"}``."""
     inputs = expand_inputs(cfg.inputs)

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING
 
 from draco_em.errors import DracoInputError, first_line
 from draco_em.io.atomic import remove_stale_temps, visible_files, write_text_atomic
+from draco_em.io.folder_lock import lock_folder
 from draco_em.io.images import is_raster, require_pixel_size
+from draco_em.io.movie_base import MOVIE_SUFFIXES
 from draco_em.io.mrc import header_pixel_size_state
 from draco_em.io.pixel_size import POLICY, Stage
 from draco_em.io.star import read_micrographs_star
@@ -31,6 +33,8 @@ IMAGE_SUFFIXES = (".mrc", ".mrcs", ".st", ".ali", ".map")
 #: What a folder contributes to commands that read micrographs: MRC and picture files
 #: (PNG/JPEG/TIFF, read by :mod:`draco_em.io.images`).
 MICROGRAPH_SUFFIXES = (*IMAGE_SUFFIXES, ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+#: What ``draco prepare`` reads from a folder: movies, and micrographs with their halves.
+PREPARE_SUFFIXES = tuple(dict.fromkeys(IMAGE_SUFFIXES + MOVIE_SUFFIXES))
 
 
 @dataclass
@@ -106,7 +110,9 @@ def make_output_folder(
         DracoInputError: ``-o`` names an existing file or an input, holds an input when
             ``beside_inputs`` is False, or cannot be created or written (read-only, no space).
 
-    Temp files a killed run left (older than a minute) are removed.
+    The folder is then locked against a second draco run until the command returns
+    (:mod:`draco_em.io.folder_lock`; a run already writing into it raises DracoInputError), and
+    temp files a killed run left (older than a minute) are removed.
     """
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
@@ -126,9 +132,10 @@ def make_output_folder(
         outdir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=outdir, prefix=".draco-write-test"):
             pass
-        remove_stale_temps(outdir)  # a killed run's half-written files
     except OSError as exc:
         raise DracoInputError(f"cannot write the output folder: {first_line(exc)}", outdir) from exc
+    lock_folder(outdir)  # one run per folder, before the sweep: a live run's temps would go
+    remove_stale_temps(outdir)  # a killed run's half-written files
     return outdir
 
 

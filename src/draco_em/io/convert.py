@@ -26,6 +26,7 @@ from draco_em.errors import DracoInputError
 from draco_em.io import coords
 from draco_em.io.atomic import visible_files
 from draco_em.io.batch import FailureLog, make_output_folder
+from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.mrc import read_mrc
 from draco_em.io.star import project_path, read_micrographs_star, resolve_star_path
 
@@ -99,6 +100,7 @@ def expand_coord_inputs(inputs: list[Path]) -> list[Path]:
     return found
 
 
+@releases_folder_locks
 def convert_coords(config: ConvertConfig, progress: bool = True) -> ConvertResult:
     """Read every input, scale, and write ``config.to``; see :class:`ConvertConfig`."""
     per_micrograph = config.to in ("star", "box")

@@ -16,6 +16,8 @@ from draco_em.io.validate import validate_image
 MRC_SUFFIXES = (".mrc", ".mrcs", ".st")
 TIFF_SUFFIXES = (".tif", ".tiff")
 EER_SUFFIXES = (".eer", ".ecc")
+#: Movie files (an ``.mrc``/``.st`` may hold a movie too: told apart by its depth).
+MOVIE_SUFFIXES = (".mrcs", *TIFF_SUFFIXES, *EER_SUFFIXES)
 EER_COMPRESSIONS = (65000, 65001, 65002)
 #: Largest frame accepted, in pixels: a Falcon 4 EER rendered at 4× is 16384² = 2**28.
 MAX_FRAME_PIXELS = 2**28

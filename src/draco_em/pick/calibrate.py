@@ -27,6 +27,7 @@ import math
 
 from draco_em.errors import DracoInputError
 from draco_em.io.batch import make_output_folder
+from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.run_folder import run_log, write_config
 from draco_em.pick.config import DEFAULT_TTA, PickCalibrateConfig
 from draco_em.pick.model_io import (
@@ -79,6 +80,7 @@ def choose(
     return threshold, summary, picker, info
 
 
+@releases_folder_locks
 def run_calibrate(
     cfg: PickCalibrateConfig, diameters: dict[str, float] | None = None, progress: bool = False
 ) -> dict:

@@ -51,6 +51,7 @@ from draco_em.io.coords import (
     write_relion_coords,
     write_topaz,
 )
+from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import drop_halves
 from draco_em.io.images import is_raster
 from draco_em.io.mrc import read_image, read_micrograph, read_mrc
@@ -244,6 +245,7 @@ def _resumed(star, path, pixel_size: float | None) -> pd.DataFrame:
     return kept
 
 
+@releases_folder_locks
 def predict_all(
     cfg: PickPredictConfig, progress: bool = True, curation: ExcludeFn | None = None
 ) -> dict:

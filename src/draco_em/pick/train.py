@@ -28,6 +28,7 @@ from tqdm import tqdm
 from draco_em.errors import DracoInputError
 from draco_em.evaluate.pick import match_picks, summarize
 from draco_em.io.batch import expand_inputs, make_output_folder, pixel_sizes
+from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import drop_halves
 from draco_em.io.run_folder import run_log, write_config
 from draco_em.model.weights import read_weights
@@ -417,6 +418,7 @@ def refit_all(
     return detector, stored, info
 
 
+@releases_folder_locks
 def train_picker(
     cfg: PickTrainConfig,
     diameters: dict[str, float] | None = None,

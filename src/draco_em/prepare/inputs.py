@@ -18,15 +18,13 @@ from typing import Literal
 import pandas as pd
 
 from draco_em.errors import DracoInputError
-from draco_em.io.batch import IMAGE_SUFFIXES, expand_inputs
-from draco_em.io.movie_base import EER_SUFFIXES, TIFF_SUFFIXES
+from draco_em.io.batch import PREPARE_SUFFIXES, expand_inputs
+from draco_em.io.movie_base import MOVIE_SUFFIXES
 from draco_em.io.mrc import read_mrc
 from draco_em.io.star import MicrographTable, read_star
 from draco_em.prepare.config import OPTICS_COLUMNS, PrepareConfig
 from draco_em.prepare.triplets import PrepareItem
 
-MOVIE_SUFFIXES = (".mrcs", *TIFF_SUFFIXES, *EER_SUFFIXES)
-ALL_SUFFIXES = tuple(dict.fromkeys(IMAGE_SUFFIXES + MOVIE_SUFFIXES))
 _HALF = re.compile(r"^(?P<base>.+)_(?P<half>EVN|ODD)$", re.IGNORECASE)
 _EVEN_COLUMNS = ("rlnMicrographNameEven", "dracoMicrographEven")
 _ODD_COLUMNS = ("rlnMicrographNameOdd", "dracoMicrographOdd")
@@ -54,7 +52,7 @@ def plan_items(cfg: PrepareConfig) -> list[PrepareItem]:
     for star in stars:
         items += _items_from_star(Path(star))
     if others:
-        paths = [it.path for it in expand_inputs(others, suffixes=ALL_SUFFIXES).items]
+        paths = [it.path for it in expand_inputs(others, suffixes=PREPARE_SUFFIXES).items]
         items += _items_from_paths(paths)
     seen: dict[str, PrepareItem] = {}
     for item in items:

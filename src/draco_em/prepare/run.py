@@ -33,6 +33,7 @@ from tqdm import tqdm
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import write_text_atomic
 from draco_em.io.batch import FailureLog, make_output_folder, placeholder_line, shard
+from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.gain import load_gain
 from draco_em.io.movie_base import MRC_SUFFIXES
 from draco_em.io.mrc import header_says_placeholder
@@ -200,6 +201,7 @@ def _launch(cfg: PrepareConfig) -> tuple[int, int, str, Callable[[], None]]:
     return rank, world, str(resolve_device(device)), lambda: None
 
 
+@releases_folder_locks
 def run_prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareSummary:
     """Prepare every input (resuming a previous run) and write ``OUTDIR/triplets.star``."""
     items = plan_items(cfg)

@@ -35,6 +35,7 @@ from draco_em.io import manifest
 from draco_em.io.atomic import write_text_atomic
 from draco_em.io.batch import FailureLog, make_output_folder
 from draco_em.io.coords import write_relion_coords
+from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.manifest import optics_group, stats_columns
 from draco_em.io.motion import motion_stats
 from draco_em.io.mrc import SIMULATE_LABEL, write_mrc
@@ -322,6 +323,7 @@ def write_manifest(cfg: SimulateConfig, rows: list[dict]) -> Path:
     return manifest.write_manifest(cfg.outdir / "micrographs.star", optics, rows)
 
 
+@releases_folder_locks
 def run_simulation(cfg: SimulateConfig, progress: bool = True) -> RunSummary:
     """Make (or finish) the dataset described by ``cfg``; see the module docstring."""
     make_output_folder(cfg.outdir)

@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path, remove_stale_temps
+from draco_em.io.folder_lock import lock_folder, releases_folder_locks
 from draco_em.io.run_folder import CONFIG_FILE, checkpoint_path, run_log, write_config
 from draco_em.model.draco import MASK_RATIO, DracoConfig, DracoMAE
 from draco_em.model.weights import read_weights, resolve_weights
@@ -105,6 +106,7 @@ class StageModel(nn.Module):
         return self.model.last_losses
 
 
+@releases_folder_locks
 def run_pretrain(
     config: PretrainConfig, on_step: Callable[[TrainState, dict], Any] | None = None
 ) -> dict[str, Any]:
@@ -115,6 +117,7 @@ def run_pretrain(
         config: the run's settings.
         on_step: optional hook after every optimiser step (tests use it to simulate a crash).
     """
+    lock_folder(config.out_dir)  # one run per folder (rank 0 for all), before the temp sweep
     _check_new_run(config)  # every rank, before rank 0 can write config.yaml (after the init)
     remove_stale_temps(config.out_dir)  # e.g. checkpoints/.latest.*.tmp.pt of a killed run
     ctx = init_distributed(config.device)
