@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ import torch
 
 from draco_em.curate.head import load_curator
 from draco_em.errors import DracoInputError
+from draco_em.io import model_file
 from draco_em.io.model_file import read_model_file, read_torch_file, write_model_file
 from draco_em.model.weights import load_model
 from draco_em.pick.model_io import read_picker
@@ -84,3 +88,29 @@ def test_bundled_is_recognised_by_name_and_by_path(tmp_path: Path) -> None:
         copy.write_bytes(shipped.read_bytes())
         assert not is_bundled(copy)  # a user's file, even with the same bytes
         assert not is_bundled(tmp_path / "missing.safetensors")
+
+
+def test_ctrl_c_while_a_model_is_read_is_an_interrupt_not_a_damaged_file(tmp_path, monkeypatch):
+    """Session 20's QA: Ctrl-C while denoise loaded its weights gave exit 2 and "cannot read
+    DRACO weights file (could not determine the shape of object type ...)": torch turned the
+    KeyboardInterrupt into a ValueError. The interrupt now waits for the read, then stops it."""
+    path = write_model_file(tmp_path / "m.safetensors", {"w": torch.ones(2)}, {})
+    real_open = model_file.safe_open
+
+    def interrupted_open(*args, **kwargs):  # Ctrl-C lands inside native code, as in the report
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+        except KeyboardInterrupt:
+            raise ValueError(
+                "could not determine the shape of object type 'UntypedStorage'"
+            ) from None
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(model_file, "safe_open", interrupted_open)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        read_model_file(path, "thing")
+    assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is back
+    monkeypatch.setattr(model_file, "safe_open", real_open)
+    assert read_model_file(path, "thing").shapes == {"w": [2]}  # no interrupt: a plain read

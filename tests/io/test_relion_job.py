@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from draco_em.io.mrc import write_mrc
 from draco_em.io.relion_job import (
@@ -68,9 +70,19 @@ def test_success_writes_nodes_and_the_exit_file(tmp_path: Path, monkeypatch) -> 
     assert code == 2 and (job / FAILURE).is_file() and not (job / SUCCESS).exists()
 
 
-def test_abort_button_stops_the_command(tmp_path: Path, monkeypatch) -> None:
-    """RELION's Abort writes RELION_JOB_ABORT_NOW: the command stops as on Ctrl-C."""
+@pytest.mark.parametrize("launched_in_background", [False, True])
+def test_abort_button_stops_the_command(
+    tmp_path: Path, monkeypatch, launched_in_background: bool
+) -> None:
+    """RELION's Abort writes RELION_JOB_ABORT_NOW: the command stops as on Ctrl-C.
+
+    A job a shell starts with ``&`` (how RELION's GUI launches jobs) inherits SIGINT ignored,
+    and a Python started so never raises KeyboardInterrupt: the command must get SIGINT's
+    default back, or Abort would let it run to the end (session 21's find)."""
     monkeypatch.chdir(tmp_path)
+    before = signal.getsignal(signal.SIGINT)
+    if launched_in_background:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # what `cmd &` gives the job
     job = tmp_path / "External" / "job006"
     sim = job / "sim"
     argv = ["simulate", "-o", str(sim), "--n-micrographs", "500", "--size", "256",
@@ -84,7 +96,10 @@ def test_abort_button_stops_the_command(tmp_path: Path, monkeypatch) -> None:
 
     threading.Thread(target=press_abort, daemon=True).start()
     start = time.monotonic()
-    code = run_external_job(argv, job, [], poll_s=0.1)
+    try:
+        code = run_external_job(argv, job, [], poll_s=0.1)
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert code == 130 and (job / ABORTED).is_file()
     assert not (job / ABORT_NOW).exists() and not (job / SUCCESS).exists()
     assert time.monotonic() - start < 120

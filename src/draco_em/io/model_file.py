@@ -8,7 +8,9 @@ file whose string metadata carries a ``format`` tag and JSON fields; training ch
 * a missing, unreadable or foreign file is always a :class:`DracoInputError` naming the file,
   worded ``<what> not found``, ``cannot read <what> (<reason>)`` (a torch file:
   ``cannot read <what>: not a PyTorch checkpoint, or a damaged one (<reason>)``) or
-  ``not a <what> (format tag ...)``.
+  ``not a <what> (format tag ...)``;
+* a Ctrl-C while a file is read stops the command as Ctrl-C (exit 130), never as a damaged
+  file (:func:`_interrupt_after`).
 
 The files shipped with the package live in :mod:`draco_em.weights` (read with
 ``importlib.resources``; never downloaded).
@@ -16,10 +18,14 @@ The files shipped with the package live in :mod:`draco_em.weights` (read with
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import json
+import os
 import re
-from collections.abc import Callable, Mapping
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,13 +136,14 @@ def read_model_file(
     path = Path(path)
     if not path.is_file():
         raise DracoInputError(f"{what} not found", path)
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            header = dict(fh.metadata() or {})
-            shapes = {k: list(fh.get_slice(k).get_shape()) for k in fh.keys()}
-            state = {k: fh.get_tensor(k) for k in fh.keys()} if tensors else {}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise DracoInputError(f"cannot read {what} ({exc})", path) from None
+    with _interrupt_after():
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                header = dict(fh.metadata() or {})
+                shapes = {k: list(fh.get_slice(k).get_shape()) for k in fh.keys()}
+                state = {k: fh.get_tensor(k) for k in fh.keys()} if tensors else {}
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise DracoInputError(f"cannot read {what} ({exc})", path) from None
     if fmt is not None and header.get("format") != fmt:
         raise DracoInputError(
             f"not a {what} (format tag {header.get('format')!r}, expected {fmt!r})", path
@@ -160,10 +167,39 @@ def read_torch_file(path: str | Path, what: str) -> Any:
     path = Path(path)
     if not path.is_file():
         raise DracoInputError(f"{what} not found", path)
+    with _interrupt_after():
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # pickle, zip and safety errors all mean "not such a file"
+            raise DracoInputError(f"cannot read {what}: {_torch_load_reason(exc)}", path) from None
+
+
+@contextlib.contextmanager
+def _interrupt_after() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) back until the block ends, then raise KeyboardInterrupt.
+
+    A KeyboardInterrupt raised inside torch's or safetensors' native code can come out as a
+    ValueError ("could not determine the shape of object type 'torch.storage.UntypedStorage'"),
+    which the readers above would report as a damaged model file: exit 2 and a false alarm
+    about the user's file. Reading a model takes well under a second, so the interrupt waits
+    for it and then stops the command as Ctrl-C does (exit 130), whatever the block raised.
+    Outside the main thread signals cannot be handled and the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and safety errors all mean "not such a file"
-        raise DracoInputError(f"cannot read {what}: {_torch_load_reason(exc)}", path) from None
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and previous is not signal.SIG_IGN:
+            if previous is signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)  # the default action: the process ends
+            elif callable(previous) and previous is not signal.default_int_handler:
+                previous(signal.SIGINT, None)  # the caller's own handler decides
+            raise KeyboardInterrupt
 
 
 def _torch_load_reason(exc: Exception) -> str:

@@ -113,6 +113,16 @@ def _clear(control: Path) -> None:
         (control / name).unlink(missing_ok=True)
 
 
+def _sigint_default() -> None:
+    """In the command's process, before it starts: SIGINT does its default again.
+
+    RELION's GUI starts a job through a shell with ``&``, and a shell starts such a job with
+    SIGINT ignored; a Python started so never raises KeyboardInterrupt, so the SIGINT that
+    Abort sends would be lost and the command would run to its end.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_external_job(
     argv: Sequence[str],
     job_dir: Path,
@@ -146,7 +156,9 @@ def run_external_job(
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     aborted = False
-    proc = subprocess.Popen([sys.executable, "-m", "draco_em", *argv], env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "draco_em", *argv], env=env, preexec_fn=_sigint_default
+    )
     try:
         while True:
             try:
