@@ -51,11 +51,12 @@ def test_ctrl_c_in_process_exits_130(argv, tmp_path, capsys, monkeypatch) -> Non
 def test_ctrl_c_outside_a_command_exits_130(monkeypatch) -> None:
     """An interrupt outside typer's command call (start-up) is 130 too (cli.main)."""
     import draco_em.cli as cli
+    import draco_em.cli._app as cli_app  # main lives beside app (draco watch calls it too)
 
     def interrupted(*_args, **_kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "app", interrupted)
+    monkeypatch.setattr(cli_app, "app", interrupted)
     with pytest.raises(SystemExit) as exc:
         cli.main(["info", os.devnull])
     assert exc.value.code == 130

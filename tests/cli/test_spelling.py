@@ -33,9 +33,11 @@ def test_one_spelling_per_option(path) -> None:
 
 def test_every_command_with_an_output_takes_dash_o() -> None:
     without = [p for p in LEAVES if not any("-o" in o for o in _names(p).values())]
-    # draco relion takes RELION's own spellings (--o, --in_mics, --j): RELION writes them.
+    # draco relion takes RELION's own spellings (--o, --in_mics, --j): RELION writes them;
+    # draco watch passes -o on to the command it runs.
     assert sorted(without) == [("evaluate", "curate"), ("evaluate", "denoise"),
-                               ("evaluate", "pick"), ("info",), ("relion",)]  # fmt: skip
+                               ("evaluate", "pick"), ("info",), ("relion",),
+                               ("watch",)]  # fmt: skip
 
 
 def test_old_spellings_are_mapped_with_a_note() -> None:

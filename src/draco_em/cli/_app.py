@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import sys
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 
 from draco_em import __version__
+from draco_em.allocator import tune_allocator
+from draco_em.errors import DracoInputError
 
 app = typer.Typer(
     name="draco",
@@ -135,3 +140,47 @@ def _root(
     ),
 ) -> None:
     """DRACO for cryo-EM."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors (and a full disk) become one line on stderr and exit
+    code 2."""
+    tune_allocator()  # before any array is allocated; inherited by worker processes
+    args, notes = normalise_argv(list(sys.argv[1:] if argv is None else argv))
+    for note in notes:
+        print(note, file=sys.stderr)
+    try:
+        app(args=args, prog_name="draco")
+    except KeyboardInterrupt:  # typer maps Ctrl-C inside a command to 130; outside it too
+        sys.exit(130)
+    except DracoInputError as exc:
+        print(f"draco: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except ValidationError as exc:  # a pydantic config rejected an option value
+        print(f"draco: error: {option_error(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # A full disk or quota is for the user to fix, not a bug: one line, no traceback.
+        # (Batch commands record it per file in failures.txt and never get here.)
+        print(f"draco: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+#: Config fields whose command-line option has another name (``dose_range``: the realistic
+#: preset's range that ``draco simulate --dose`` fixes).
+OPTION_NAMES = {"from_format": "from", "out_dir": "out", "outdir": "out", "output": "out",
+                "jobs": "workers", "data_pixel_size": "pixel_size",
+                "dose_range": "dose"}  # fmt: skip
+
+
+def option_error(exc: ValidationError) -> str:
+    """The first rejected value of a pydantic config as one line naming the CLI option."""
+    err = exc.errors()[0]
+    loc = err.get("loc") or ()
+    msg = str(err.get("msg", "")).removeprefix("Value error, ")
+    if not loc:  # a check across options (model_validator)
+        return msg
+    name = OPTION_NAMES.get(str(loc[0]), str(loc[0]))
+    return f"invalid --{name.replace('_', '-')}: {msg}"

@@ -1,0 +1,118 @@
+"""Process files as they arrive during a collection session (live processing).
+
+``draco watch COMMAND ...`` runs a batch command (prepare, denoise, pick predict, curate
+predict) on the files of its folders and globs that are ready (unchanged for ``--settle``
+seconds), then again each time more are ready: a resumed run, so finished outputs are
+skipped and the output folder always covers every file so far. It ends ``--idle`` minutes
+after the last new file (0: never), when ``--stop-file`` appears, or on Ctrl-C.
+
+Example:
+    draco watch prepare Movies/ -o Triplets/ --gain gain.mrc --pixel-size 0.83
+    draco watch --settle 60 denoise "MotionCorr/*.mrc" -o Denoised/
+    draco watch --idle 0 --stop-file STOP pick predict Denoised/ -o Picks/ --diameter 120
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from draco_em.cli._app import app, example, main
+from draco_em.errors import DracoInputError
+
+
+@app.command(
+    epilog=example("draco watch denoise sim/micrographs/ -o denoised/ --idle 1 --settle 5"),
+    context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+)
+def watch(
+    command: Annotated[
+        list[str],
+        typer.Argument(
+            help="The command to run (prepare, denoise, pick predict, curate predict), then its "
+            "inputs and options as you would give them.",
+            metavar="COMMAND ARGS...",
+        ),
+    ],
+    settle: Annotated[
+        float, typer.Option(help="A file is ready this many seconds after its last change.")
+    ] = 30.0,
+    every: Annotated[float, typer.Option(help="Seconds between looks at the inputs.")] = 10.0,
+    idle: Annotated[
+        float, typer.Option(help="End this many minutes after the last new file (0: never).")
+    ] = 60.0,
+    stop_file: Annotated[
+        Path | None, typer.Option(help="End when this file appears (touch it to stop).")
+    ] = None,
+) -> None:
+    """Run a batch command again and again as new files arrive (crYOLO's monitor mode)."""
+    from draco_em.io.watch import WATCHABLE, WatchConfig, watch_command
+
+    words = 2 if command[0] in ("pick", "curate") else 1
+    name, rest = " ".join(command[:words]), command[words:]
+    if name not in WATCHABLE:
+        raise DracoInputError(f"draco watch runs {', '.join(WATCHABLE)}, not {name!r}")
+    options, inputs = _split(_click_command(name), rest)
+    if not inputs:
+        raise DracoInputError(f"give draco {name} its inputs: folders, globs, files or a STAR")
+    cfg = WatchConfig(settle_s=settle, every_s=every, idle_min=idle, stop_file=stop_file)
+    code = watch_command(
+        name, options, inputs, _outdir(options), _run, cfg, lambda line: typer.echo(line, err=True)
+    )
+    raise typer.Exit(code)
+
+
+def _click_command(name: str) -> Any:
+    """The (typer-vendored) click command behind ``draco NAME`` ("pick predict": a
+    subcommand of a group)."""
+    cmd = typer.main.get_command(app)
+    for word in name.split():
+        cmd = cmd.commands[word]  # type: ignore[attr-defined]
+    return cmd
+
+
+def _split(cmd: Any, tokens: list[str]) -> tuple[list[str], list[str]]:
+    """(options with their values, the positional inputs) of a command line for ``cmd``."""
+    takes_value = {
+        opt
+        for p in cmd.params
+        if p.param_type_name == "option" and not p.is_flag and not p.count
+        for opt in p.opts
+    }
+    options: list[str] = []
+    inputs: list[str] = []
+    it = iter(tokens)
+    for token in it:
+        if token == "--":
+            inputs += list(it)
+        elif token.startswith("-") and len(token) > 1:
+            options.append(token)
+            if token in takes_value:  # "--opt value" (not "--opt=value")
+                options.append(next(it, ""))
+        else:
+            inputs.append(token)
+    return options, inputs
+
+
+def _outdir(options: list[str]) -> Path | None:
+    """The ``-o``/``--out`` folder among ``options``."""
+    for i, token in enumerate(options):
+        if token in ("-o", "--out") and i + 1 < len(options):
+            return Path(options[i + 1])
+        if token.startswith("--out="):
+            return Path(token.removeprefix("--out="))
+    return None
+
+
+def _run(argv: list[str]) -> int:
+    """Run ``draco ARGV`` in this process; its exit code."""
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    finally:
+        sys.stdout.flush()
+    return 0

@@ -1,0 +1,209 @@
+"""Live processing: re-run a batch command as new files arrive during a collection session.
+
+``draco watch denoise Movies/ -o Denoised/`` runs ``draco denoise`` on the files of ``Movies/``
+that have *settled* (their size and time stamp unchanged for ``settle_s`` seconds, so that a
+movie still being written or copied is never read), then waits, and runs it again whenever
+more files have settled. Each run is an ordinary resumed run (finished outputs are skipped,
+inputs that failed are retried), so its output folder, STAR files and ``failures.txt`` always
+cover every input seen so far. This is crYOLO's monitor mode and what cryoSPARC Live and
+RELION's on-the-fly scheduler do, for the commands that process inputs one by one.
+
+What is watched: the command's folders and globs, expanded as the command expands them (the
+same suffixes); a STAR or a plain file given as input is passed as it is, and re-runs the
+command when it changes (a RELION STAR that upstream jobs extend). A sum whose
+``_EVN``/``_ODD`` halves are still being written waits for them.
+
+The watch ends after ``idle_min`` minutes without a new file (0: never), when ``stop_file``
+appears, or on Ctrl-C between runs (exit code: the last run's); Ctrl-C during a run stops the
+run as usual (130). A command that cannot start (a bad option, a model that does not load)
+ends the watch with its exit code 2 on the first run; input failures never do.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from draco_em.errors import DracoInputError
+from draco_em.io.atomic import visible_files
+from draco_em.io.batch import MICROGRAPH_SUFFIXES, PREPARE_SUFFIXES
+
+#: The commands ``draco watch`` runs, and the files a folder contributes to each.
+WATCHABLE: dict[str, tuple[str, ...]] = {
+    "prepare": PREPARE_SUFFIXES,
+    "denoise": MICROGRAPH_SUFFIXES,
+    "pick predict": MICROGRAPH_SUFFIXES,
+    "curate predict": MICROGRAPH_SUFFIXES,
+}
+_HALF = re.compile(r"^(?P<base>.+)_(?:EVN|ODD)(?P<suffix>\.[^.]+)$", re.IGNORECASE)
+
+
+class WatchConfig(BaseModel):
+    """``draco watch``'s own settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    settle_s: float = Field(
+        30.0, ge=0, description="A file is ready this long after its last write."
+    )
+    every_s: float = Field(10.0, gt=0, description="Seconds between looks at the inputs.")
+    idle_min: float = Field(
+        60.0, ge=0, description="End after this long without a new file (0: never)."
+    )
+    stop_file: Path | None = Field(None, description="End when this file appears.")
+
+
+#: A file's state: (size, modification time in ns).
+Signature = tuple[int, int]
+
+
+@dataclass
+class InputWatcher:
+    """Which of a command's input files are ready, and whether any is new since the last run.
+
+    Args:
+        tokens: the command's inputs as given (files, STARs, folders, globs).
+        suffixes: what a folder contributes (the command's own suffixes).
+        settle_s: a file is ready when it is at least this old and was seen unchanged at the
+            previous look (the age alone is not trusted: a network filesystem's clock may lag).
+    """
+
+    tokens: Sequence[str]
+    suffixes: tuple[str, ...]
+    settle_s: float
+    _seen: dict[Path, Signature] = field(default_factory=dict)  # at the previous look
+    _done: dict[Path, Signature] = field(default_factory=dict)  # as the last run saw them
+    _ready: dict[Path, Signature] = field(default_factory=dict)  # at the last look
+
+    def __post_init__(self) -> None:
+        for token in self.tokens:  # a folder made later would never be looked at: say so now
+            path = Path(token)
+            if not (path.exists() or glob.has_magic(token)):
+                raise DracoInputError("no such file, folder or glob", token)
+
+    def look(self, now: float | None = None) -> tuple[list[str], int]:
+        """(the inputs to give the command now, how many of them are new or changed).
+
+        Files and STARs given by name are passed as given, once ready (a file named as input
+        that is being rewritten holds the run back); folders and globs become their ready files.
+        """
+        now = time.time() if now is None else now
+        given: list[str] = []
+        found: list[Path] = []
+        for token in self.tokens:
+            path = Path(token)
+            if path.is_file():  # a STAR or a file by name: passed as given
+                given.append(token)
+                found.append(path)
+            elif path.is_dir():
+                found += visible_files(path, self.suffixes)
+            else:  # a glob; dot-files never match (a temp file being written)
+                found += [Path(m) for m in sorted(glob.glob(token))]
+        states = {p: s for p in dict.fromkeys(found) if (s := _signature(p)) is not None}
+        ready = {
+            p
+            for p, s in states.items()
+            if self._seen.get(p) == s and now - s[1] / 1e9 >= self.settle_s
+        }
+        for p in set(states) - ready:  # a sum waits for its halves
+            if m := _HALF.match(p.name):
+                ready.discard(p.with_name(m["base"] + m["suffix"]))
+        self._seen = states
+        given_paths = {Path(t) for t in given}
+        expanded = [str(p) for p in states if p in ready and p not in given_paths]
+        inputs = [*given, *expanded]
+        changed = sum(1 for p in ready if self._done.get(p) != states[p])
+        if any(Path(t) not in ready and Path(t) in states for t in given):
+            inputs = []  # a named file still being written: wait for it
+            changed = 0
+        self._ready = {p: states[p] for p in ready}
+        return inputs, changed
+
+    def ran(self) -> None:
+        """Record the files of the last :meth:`look` as processed."""
+        self._done.update(self._ready)
+
+
+def _signature(path: Path) -> Signature | None:
+    try:
+        st = path.stat()
+    except OSError:  # gone between the listing and now
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def watch_command(
+    command: str,
+    argv: Sequence[str],
+    inputs: Sequence[str],
+    outdir: Path | None,
+    run: Callable[[list[str]], int],
+    cfg: WatchConfig,
+    echo: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Run ``draco COMMAND`` whenever its inputs gain ready files; returns the exit code.
+
+    Args:
+        command: a key of :data:`WATCHABLE` ("pick predict").
+        argv: the command's arguments without its inputs (options and their values).
+        inputs: the command's inputs as given.
+        outdir: the command's ``-o`` folder (to tell input failures from a command error).
+        run: runs ``draco ARGV`` and returns its exit code.
+        cfg: the watch's settings.
+        echo: where the watch's own lines go.
+        sleep: waits between looks (tests pass a fake clock).
+    """
+    if command not in WATCHABLE:
+        raise DracoInputError(f"draco watch runs {', '.join(WATCHABLE)}, not {command!r}")
+    watcher = InputWatcher(list(inputs), WATCHABLE[command], cfg.settle_s)
+    ends = [f"after {cfg.idle_min:g} min without a new file"] if cfg.idle_min else []
+    if cfg.stop_file is not None:
+        ends.append(f"when {cfg.stop_file} appears")
+    echo(f"watch: draco {command} on files ready {cfg.settle_s:g} s after their last write; "
+         f"ends {' or '.join([*ends, 'on Ctrl-C'])}")  # fmt: skip
+    code, runs = 0, 0
+    last_new = time.monotonic()
+    try:
+        while True:
+            if cfg.stop_file is not None and cfg.stop_file.exists():
+                echo(f"watch: {cfg.stop_file} found: done")
+                break
+            ready, changed = watcher.look()
+            if changed:
+                echo(f"watch: {changed} new or changed input(s), {len(ready)} in all: "
+                     f"draco {command}")  # fmt: skip
+                started = time.time()
+                code = run([*command.split(), *argv, "--", *ready])
+                runs += 1
+                if code == 130:
+                    return code
+                if code == 2 and runs == 1 and not _failed_inputs(outdir, started):
+                    echo("watch: the command could not run (above): done")
+                    return code
+                watcher.ran()
+                last_new = time.monotonic()
+            elif cfg.idle_min and time.monotonic() - last_new > cfg.idle_min * 60:
+                echo(f"watch: no new file for {cfg.idle_min:g} min: done")
+                break
+            sleep(cfg.every_s)
+    except KeyboardInterrupt:
+        echo("watch: stopped")
+    return code
+
+
+def _failed_inputs(outdir: Path | None, since: float) -> bool:
+    """Whether the run recorded input failures (``failures.txt`` written since ``since``)."""
+    if outdir is None:
+        return False
+    path = outdir / "failures.txt"
+    try:
+        return path.stat().st_mtime >= since - 1
+    except OSError:
+        return False

@@ -1,0 +1,146 @@
+"""Live processing (`draco watch`): which files are ready, when the command runs, how it ends."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from draco_em.cli.watch import _click_command, _split
+from draco_em.errors import DracoInputError
+from draco_em.io.mrc import write_mrc
+from draco_em.io.watch import InputWatcher, WatchConfig, watch_command
+from tests.conftest import draco_in_process
+
+
+def _touch(path: Path, text: str = "x", age_s: float = 0.0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    when = time.time() - age_s
+    os.utime(path, (when, when))
+    return path
+
+
+def test_a_file_is_ready_once_seen_unchanged_and_old_enough(tmp_path):
+    a = _touch(tmp_path / "in" / "a.mrc", age_s=100)
+    _touch(tmp_path / "in" / "notes.txt", age_s=100)  # not a micrograph: never an input
+    w = InputWatcher([str(tmp_path / "in")], (".mrc",), settle_s=30)
+    assert w.look() == ([], 0)  # first sight: the next look must see it unchanged
+    assert w.look() == ([str(a)], 1)
+    w.ran()
+    assert w.look() == ([str(a)], 0)  # processed: nothing new
+    b = _touch(tmp_path / "in" / "b.mrc")  # just written
+    w.look()
+    assert w.look() == ([str(a)], 0)  # b is too young
+    assert w.look(now=time.time() + 31) == ([str(a), str(b)], 1)
+    _touch(b, "longer now", age_s=100)  # still being written between looks
+    assert w.look(now=time.time() + 31) == ([str(a)], 0)
+
+
+def test_a_sum_waits_for_its_halves_and_a_named_star_runs_when_it_changes(tmp_path):
+    full = _touch(tmp_path / "in" / "m.mrc", age_s=100)
+    even = _touch(tmp_path / "in" / "m_EVN.mrc", age_s=100)
+    star = _touch(tmp_path / "mics.star", "a", age_s=100)
+    w = InputWatcher([str(tmp_path / "in"), str(star)], (".mrc",), settle_s=10)
+    w.look()
+    _touch(tmp_path / "in" / "m_ODD.mrc")  # the odd half arrives last
+    ready, changed = w.look()
+    assert ready == [str(star), str(even)] and changed == 2  # not the sum yet
+    w.ran()
+    ready, changed = w.look(now=time.time() + 11)
+    assert str(full) in ready and changed == 2  # the sum and its odd half
+    w.ran()
+    _touch(star, "a longer star", age_s=100)  # an upstream job added rows
+    w.look()
+    assert w.look()[1] == 1
+    with pytest.raises(DracoInputError, match="no such file, folder or glob"):
+        InputWatcher([str(tmp_path / "later")], (".mrc",), settle_s=10)
+
+
+def test_watch_runs_on_new_files_and_ends_at_the_stop_file(tmp_path):
+    folder, stop = tmp_path / "in", tmp_path / "STOP"
+    _touch(folder / "a.mrc", age_s=100)
+    runs: list[list[str]] = []
+    looks = iter(range(100))
+
+    def fake_sleep(_s: float) -> None:
+        n = next(looks)
+        if n == 2:
+            _touch(folder / "b.mrc", age_s=100)
+        if n == 5:
+            stop.touch()
+
+    def run(argv: list[str]) -> int:
+        runs.append(argv)
+        return 0
+
+    cfg = WatchConfig(settle_s=1, every_s=1, idle_min=0, stop_file=stop)
+    lines: list[str] = []
+    argv = ["-o", "out"]
+    code = watch_command("denoise", argv, [str(folder)], None, run, cfg, lines.append, fake_sleep)
+    assert code == 0
+    assert runs == [
+        ["denoise", "-o", "out", "--", str(folder / "a.mrc")],
+        ["denoise", "-o", "out", "--", str(folder / "a.mrc"), str(folder / "b.mrc")],
+    ]
+    assert lines[-1].endswith("found: done")
+
+
+def test_a_command_that_cannot_start_ends_the_watch_but_failed_inputs_do_not(tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    _touch(folder / "a.mrc", age_s=100)
+    cfg = WatchConfig(settle_s=0, every_s=1, idle_min=0, stop_file=tmp_path / "STOP")
+    calls = []
+
+    def bad_option(argv: list[str]) -> int:
+        calls.append(argv)
+        return 2
+
+    code = watch_command("denoise", [], [str(folder)], out, bad_option, cfg, print, lambda s: None)
+    assert code == 2
+    assert len(calls) == 1
+
+    def every_input_failed(argv: list[str]) -> int:
+        _touch(out / "failures.txt")  # recorded per input: a corrupt first movie, say
+        calls.append(argv)
+        if len(calls) == 2:
+            (tmp_path / "STOP").touch()
+        return 2
+
+    calls.clear()
+    looks = iter(range(100))
+
+    def sleep(_s: float) -> None:
+        if next(looks) == 2:
+            _touch(folder / "b.mrc", age_s=100)
+
+    code = watch_command("denoise", [], [str(folder)], out, every_input_failed, cfg, print, sleep)
+    assert code == 2 and len(calls) == 2  # went on to the next file
+
+
+def test_the_command_line_is_split_into_options_and_inputs():
+    cmd = _click_command("denoise")
+    options, inputs = _split(cmd, ["a.mrc", "-o", "out", "--png", "--tile", "128", "b/"])
+    assert options == ["-o", "out", "--png", "--tile", "128"] and inputs == ["a.mrc", "b/"]
+    options, inputs = _split(_click_command("pick predict"), ["--diameter=120", "--", "-x.mrc"])
+    assert options == ["--diameter=120"] and inputs == ["-x.mrc"]
+
+
+def test_draco_watch_denoises_a_folder(tmp_path, capsys):
+    folder, out = tmp_path / "mics", tmp_path / "den"
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        write_mrc(folder / f"{name}.mrc", rng.random((128, 128), np.float32), pixel_size=4.0)
+    code, _, err = draco_in_process(
+        capsys, "watch", "--settle", "0", "--every", "0.2", "--idle", "0.01",
+        "denoise", folder, "-o", out, "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    assert sorted(p.name for p in out.glob("*.mrc")) == ["a.mrc", "b.mrc"]
+    assert "2 new or changed input(s), 2 in all: draco denoise" in err
+    assert "no new file for 0.01 min: done" in err
+    code, _, err = draco_in_process(capsys, "watch", "export", "run/", "-o", "x")
+    assert code == 2 and "draco watch runs prepare, denoise" in err
