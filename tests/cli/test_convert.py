@@ -208,3 +208,16 @@ def test_from_overrides_the_guess(capsys, tmp_path: Path) -> None:
     )
     assert code == 0, err
     assert out.read_text().splitlines()[1] == "mic_a\t50\t10"
+
+
+def test_picks_at_negative_coordinates_are_written_with_a_warning(capsys, tmp_path) -> None:
+    """Session 20's bad-input pass: negative centres went through unsaid (a flipped axis or box
+    corners read as centres look like this); they are kept, and said."""
+    path = tmp_path / "picks.txt"
+    write_topaz(path, make_coords("mic_a", [-30.0, 100.0, 50.0], [10.0, -4.0, 60.0]))
+    code, stdout, err = _draco(capsys, "convert", path, "-o", tmp_path / "box", "--to", "box",
+                               "--box-size", "64", "-q")  # fmt: skip
+    assert code == 0 and "3 particles" in stdout
+    assert "warning: 2 picks are centred at negative coordinates" in err
+    code, _, err = _draco(capsys, "convert", path, "-o", tmp_path / "t.txt", "--to", "topaz")
+    assert code == 0 and "2 picks are centred at negative" in err

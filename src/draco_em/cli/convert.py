@@ -79,4 +79,10 @@ def convert(
         f"wrote {result.n_particles} particles of {result.n_micrographs} micrographs "
         f"to {len(result.outputs)} file(s) in {config.output}"
     )
+    if result.n_outside:
+        typer.echo(
+            f"warning: {result.n_outside} picks are centred at negative coordinates, off the "
+            "micrograph (a flipped axis? box corners read as centres?): written as given",
+            err=True,
+        )
     exit_batch(result.n_inputs, result.n_failed, result.failure_log)

@@ -82,6 +82,9 @@ class ConvertResult:
     n_failed: int
     failure_log: Path
     n_inputs: int = 0  # coordinate files read (failed ones included)
+    #: picks centred at negative coordinates: off any micrograph (a flipped axis, a box corner
+    #: read as a centre); written as given, the user's to judge
+    n_outside: int = 0
 
 
 def expand_coord_inputs(inputs: list[Path]) -> list[Path]:
@@ -134,8 +137,9 @@ def convert_coords(config: ConvertConfig, progress: bool = True) -> ConvertResul
     writer = {"star": _write_star, "box": _write_boxes, "topaz": _write_topaz, "cs": _write_cs}
     outputs = writer[config.to](config, df, failures)
     return ConvertResult(
-        outputs, len(df), int(df["micrograph"].nunique()), failures.count, failures.path, len(paths)
-    )
+        outputs, len(df), int(df["micrograph"].nunique()), failures.count, failures.path,
+        len(paths), int(((df["x"] < -0.5) | (df["y"] < -0.5)).sum()),
+    )  # fmt: skip
 
 
 def _shape_from_star(star: Path) -> tuple[int, int]:
