@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 
 from draco_em.cli.watch import _click_command, _split
 from draco_em.errors import DracoInputError
+from draco_em.io.folder_lock import LOCK_FILE
 from draco_em.io.mrc import write_mrc
 from draco_em.io.watch import InputWatcher, WatchConfig, watch_command
 from tests.conftest import draco_in_process
@@ -48,10 +51,12 @@ def test_a_sum_waits_for_its_halves_and_a_named_star_runs_when_it_changes(tmp_pa
     w.look()
     _touch(tmp_path / "in" / "m_ODD.mrc")  # the odd half arrives last
     ready, changed = w.look()
-    assert ready == [str(star), str(even)] and changed == 2  # not the sum yet
+    # Neither the sum nor its ready even half: a half alone would be picked as a micrograph.
+    assert ready == [str(star)] and changed == 1
     w.ran()
     ready, changed = w.look(now=time.time() + 11)
-    assert str(full) in ready and changed == 2  # the sum and its odd half
+    assert ready == [str(star), str(full), str(even), str(even).replace("EVN", "ODD")]
+    assert changed == 3  # the sum and both halves, together
     w.ran()
     _touch(star, "a longer star", age_s=100)  # an upstream job added rows
     w.look()
@@ -87,6 +92,8 @@ def test_watch_runs_on_new_files_and_ends_at_the_stop_file(tmp_path):
         ["denoise", "-o", "out", "--", str(folder / "a.mrc"), str(folder / "b.mrc")],
     ]
     assert lines[-1].endswith("found: done")
+    with pytest.raises(DracoInputError, match="stop file is there already"):  # a past session's
+        watch_command("denoise", [], [str(folder)], None, run, cfg, lines.append, fake_sleep)
 
 
 def test_a_command_that_cannot_start_ends_the_watch_but_failed_inputs_do_not(tmp_path):
@@ -127,6 +134,13 @@ def test_the_command_line_is_split_into_options_and_inputs():
     assert options == ["-o", "out", "--png", "--tile", "128"] and inputs == ["a.mrc", "b/"]
     options, inputs = _split(_click_command("pick predict"), ["--diameter=120", "--", "-x.mrc"])
     assert options == ["--diameter=120"] and inputs == ["-x.mrc"]
+    curate = _click_command("curate predict")  # an option with two values
+    options, inputs = _split(curate, ["mics/", "-o", "out", "--defocus-range", "0.5", "3"])
+    assert options == ["-o", "out", "--defocus-range", "0.5", "3"] and inputs == ["mics/"]
+    with pytest.raises(DracoInputError, match="-o needs a value"):
+        _split(cmd, ["mics/", "-q", "-o"])  # not "" (the current folder)
+    with pytest.raises(DracoInputError, match="no such option: --settle"):
+        _split(cmd, ["mics/", "-o", "out", "--settle", "60"])  # not an input named 60
 
 
 def test_draco_watch_denoises_a_folder(tmp_path, capsys):
@@ -144,3 +158,28 @@ def test_draco_watch_denoises_a_folder(tmp_path, capsys):
     assert "no new file for 0.01 min: done" in err
     code, _, err = draco_in_process(capsys, "watch", "export", "run/", "-o", "x")
     assert code == 2 and "draco watch runs prepare, denoise" in err
+    code, _, err = draco_in_process(
+        capsys, "watch", "--settle", "0", "--every", "0.2", "--idle", "0.01",
+        "denoise", folder, "-o", out, "-q", "--weights", "bundled",
+    )  # fmt: skip
+    assert code == 0 and "--weights is now --model" in err  # denoise's old spelling
+
+
+def test_a_watch_holds_its_output_folder_between_runs(tmp_path):
+    folder, out, stop = tmp_path / "mics", tmp_path / "den", tmp_path / "STOP"
+    _touch(folder / "a.mrc", age_s=100)
+    tries: list[subprocess.CompletedProcess] = []
+
+    def sleep(_s: float) -> None:  # another process tries the folder between the watch's runs
+        take = (
+            "import sys; from draco_em.io.folder_lock import lock_folder; lock_folder(sys.argv[1])"
+        )
+        tries.append(subprocess.run([sys.executable, "-c", take, str(out)], capture_output=True))
+        stop.touch()
+
+    cfg = WatchConfig(settle_s=0, every_s=1, idle_min=0, stop_file=stop)
+    code = watch_command("denoise", [], [str(folder)], out, lambda a: 0, cfg, print, sleep)
+    assert code == 0 and len(tries) == 1
+    assert tries[0].returncode != 0
+    assert "another draco run is writing into this folder" in tries[0].stderr.decode()
+    assert not (out / LOCK_FILE).exists()  # released when the watch ends

@@ -14,13 +14,14 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from draco_em.cli._app import app, example, main
+from draco_em.cli._app import app, example, main, normalise_argv
 from draco_em.errors import DracoInputError
 
 
@@ -55,7 +56,12 @@ def watch(
     name, rest = " ".join(command[:words]), command[words:]
     if name not in WATCHABLE:
         raise DracoInputError(f"draco watch runs {', '.join(WATCHABLE)}, not {name!r}")
-    options, inputs = _split(_click_command(name), rest)
+    # The old spellings of one command (denoise's --weights): main() read this line as
+    # "watch"'s and left them, so _split would take them for unknown options.
+    rest, notes = normalise_argv([*command[:words], *rest])
+    for note in notes:
+        typer.echo(note, err=True)
+    options, inputs = _split(_click_command(name), rest[words:])
     if not inputs:
         raise DracoInputError(f"give draco {name} its inputs: folders, globs, files or a STAR")
     cfg = WatchConfig(settle_s=settle, every_s=every, idle_min=idle, stop_file=stop_file)
@@ -75,13 +81,16 @@ def _click_command(name: str) -> Any:
 
 
 def _split(cmd: Any, tokens: list[str]) -> tuple[list[str], list[str]]:
-    """(options with their values, the positional inputs) of a command line for ``cmd``."""
-    takes_value = {
-        opt
-        for p in cmd.params
-        if p.param_type_name == "option" and not p.is_flag and not p.count
-        for opt in p.opts
-    }
+    """(options with their values, the positional inputs) of a command line for ``cmd``.
+
+    Raises:
+        DracoInputError: an option ``cmd`` does not have, or one short of its values: the
+            command would read its value as an input (``--settle 60`` after the command), or
+            the next option or nothing as its value (a trailing ``-o``: the current folder).
+    """
+    params = [p for p in cmd.params if p.param_type_name == "option"]
+    names = {"-h", "--help", *(o for p in params for o in (*p.opts, *p.secondary_opts))}
+    n_values = {o: p.nargs for p in params if not p.is_flag and not p.count for o in p.opts}
     options: list[str] = []
     inputs: list[str] = []
     it = iter(tokens)
@@ -89,9 +98,18 @@ def _split(cmd: Any, tokens: list[str]) -> tuple[list[str], list[str]]:
         if token == "--":
             inputs += list(it)
         elif token.startswith("-") and len(token) > 1:
+            name = token.partition("=")[0] if token.startswith("--") else token[:2]
+            if name not in names:
+                raise DracoInputError(
+                    f"no such option: {name} (draco watch's own options go before the command)"
+                )
             options.append(token)
-            if token in takes_value:  # "--opt value" (not "--opt=value")
-                options.append(next(it, ""))
+            if token in n_values:  # "--opt value" (not "--opt=value" nor "-oDIR")
+                n = n_values[token]
+                values = list(itertools.islice(it, n))
+                if len(values) < n or any(v.startswith("--") for v in values):
+                    raise DracoInputError(f"{token} needs {'a value' if n == 1 else f'{n} values'}")
+                options += values
         else:
             inputs.append(token)
     return options, inputs
@@ -104,6 +122,8 @@ def _outdir(options: list[str]) -> Path | None:
             return Path(options[i + 1])
         if token.startswith("--out="):
             return Path(token.removeprefix("--out="))
+        if token.startswith("-o") and len(token) > 2:  # "-oDIR", as click reads it
+            return Path(token[2:])
     return None
 
 

@@ -10,13 +10,14 @@ RELION's on-the-fly scheduler do, for the commands that process inputs one by on
 
 What is watched: the command's folders and globs, expanded as the command expands them (the
 same suffixes); a STAR or a plain file given as input is passed as it is, and re-runs the
-command when it changes (a RELION STAR that upstream jobs extend). A sum whose
-``_EVN``/``_ODD`` halves are still being written waits for them.
+command when it changes (a RELION STAR that upstream jobs extend). A sum and its
+``_EVN``/``_ODD`` halves wait for each other: none is ready while one is still being written.
 
 The watch ends after ``idle_min`` minutes without a new file (0: never), when ``stop_file``
 appears, or on Ctrl-C between runs (exit code: the last run's); Ctrl-C during a run stops the
 run as usual (130). A command that cannot start (a bad option, a model that does not load)
-ends the watch with its exit code 2 on the first run; input failures never do.
+ends the watch with its exit code 2 on the first run; input failures never do. The watch
+holds the ``-o`` folder's lock from start to end, so a second watch or run into it stops at once.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import visible_files
 from draco_em.io.batch import MICROGRAPH_SUFFIXES, PREPARE_SUFFIXES
+from draco_em.io.folder_lock import lock_folder, releases_folder_locks
 
 #: The commands ``draco watch`` runs, and the files a folder contributes to each.
 WATCHABLE: dict[str, tuple[str, ...]] = {
@@ -111,9 +113,11 @@ class InputWatcher:
             for p, s in states.items()
             if self._seen.get(p) == s and now - s[1] / 1e9 >= self.settle_s
         }
-        for p in set(states) - ready:  # a sum waits for its halves
-            if m := _HALF.match(p.name):
-                ready.discard(p.with_name(m["base"] + m["suffix"]))
+        # A sum and its halves are one exposure: none is ready before all are. A sum alone
+        # would lose its halves (denoise --blend-halves), and a half without its sum would be
+        # read as a micrograph of its own (picked, denoised) and stay in the output folder.
+        waiting = {_exposure(p) for p in set(states) - ready}
+        ready = {p for p in ready if _exposure(p) not in waiting}
         self._seen = states
         given_paths = {Path(t) for t in given}
         expanded = [str(p) for p in states if p in ready and p not in given_paths]
@@ -130,6 +134,12 @@ class InputWatcher:
         self._done.update(self._ready)
 
 
+def _exposure(path: Path) -> Path:
+    """The full sum ``X`` a half sum ``X_EVN``/``X_ODD`` belongs to; any other file itself."""
+    m = _HALF.match(path.name)
+    return path.with_name(m["base"] + m["suffix"]) if m else path
+
+
 def _signature(path: Path) -> Signature | None:
     try:
         st = path.stat()
@@ -138,6 +148,7 @@ def _signature(path: Path) -> Signature | None:
     return st.st_size, st.st_mtime_ns
 
 
+@releases_folder_locks
 def watch_command(
     command: str,
     argv: Sequence[str],
@@ -154,7 +165,8 @@ def watch_command(
         command: a key of :data:`WATCHABLE` ("pick predict").
         argv: the command's arguments without its inputs (options and their values).
         inputs: the command's inputs as given.
-        outdir: the command's ``-o`` folder (to tell input failures from a command error).
+        outdir: the command's ``-o`` folder (to tell input failures from a command error); the
+            watch holds its lock (:mod:`draco_em.io.folder_lock`) until it ends.
         run: runs ``draco ARGV`` and returns its exit code.
         cfg: the watch's settings.
         echo: where the watch's own lines go.
@@ -162,7 +174,13 @@ def watch_command(
     """
     if command not in WATCHABLE:
         raise DracoInputError(f"draco watch runs {', '.join(WATCHABLE)}, not {command!r}")
+    if cfg.stop_file is not None and cfg.stop_file.exists():  # an earlier session's
+        raise DracoInputError("the stop file is there already: remove it first", cfg.stop_file)
     watcher = InputWatcher(list(inputs), WATCHABLE[command], cfg.settle_s)
+    # Held between runs too: a second watch or run would interleave its outputs and STAR with
+    # ours (each run keeps it). A file named by -o is left to the command to report.
+    if outdir is not None and not outdir.is_file():
+        lock_folder(outdir)
     ends = [f"after {cfg.idle_min:g} min without a new file"] if cfg.idle_min else []
     if cfg.stop_file is not None:
         ends.append(f"when {cfg.stop_file} appears")
