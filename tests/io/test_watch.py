@@ -61,8 +61,11 @@ def test_a_sum_waits_for_its_halves_and_a_named_star_runs_when_it_changes(tmp_pa
     _touch(star, "a longer star", age_s=100)  # an upstream job added rows
     w.look()
     assert w.look()[1] == 1
-    with pytest.raises(DracoInputError, match="no such file, folder or glob"):
-        InputWatcher([str(tmp_path / "later")], (".mrc",), settle_s=10)
+    later = InputWatcher([str(tmp_path / "later")], (".mrc",), settle_s=0)  # made upstream
+    assert later.missing() == [str(tmp_path / "later")] and later.look() == ([], 0)
+    _touch(tmp_path / "later" / "a.mrc", age_s=100)
+    later.look()
+    assert later.look() == ([str(tmp_path / "later" / "a.mrc")], 1) and later.missing() == []
 
 
 def test_watch_runs_on_new_files_and_ends_at_the_stop_file(tmp_path):

@@ -83,11 +83,9 @@ class InputWatcher:
     _done: dict[Path, Signature] = field(default_factory=dict)  # as the last run saw them
     _ready: dict[Path, Signature] = field(default_factory=dict)  # at the last look
 
-    def __post_init__(self) -> None:
-        for token in self.tokens:  # a folder made later would never be looked at: say so now
-            path = Path(token)
-            if not (path.exists() or glob.has_magic(token)):
-                raise DracoInputError("no such file, folder or glob", token)
+    def missing(self) -> list[str]:
+        """Inputs that do not exist yet (an upstream watch makes them): looked for each time."""
+        return [t for t in self.tokens if not (Path(t).exists() or glob.has_magic(t))]
 
     def look(self, now: float | None = None) -> tuple[list[str], int]:
         """(the inputs to give the command now, how many of them are new or changed).
@@ -177,6 +175,8 @@ def watch_command(
     if cfg.stop_file is not None and cfg.stop_file.exists():  # an earlier session's
         raise DracoInputError("the stop file is there already: remove it first", cfg.stop_file)
     watcher = InputWatcher(list(inputs), WATCHABLE[command], cfg.settle_s)
+    for token in watcher.missing():  # said, so that a misspelt name does not wait unseen
+        echo(f"watch: {token} does not exist yet: waiting for it")
     # Held between runs too: a second watch or run would interleave its outputs and STAR with
     # ours (each run keeps it). A file named by -o is left to the command to report.
     if outdir is not None and not outdir.is_file():
