@@ -87,11 +87,11 @@ def test_watch_runs_on_new_files_and_ends_at_the_stop_file(tmp_path):
 
     cfg = WatchConfig(settle_s=1, every_s=1, idle_min=0, stop_file=stop)
     lines: list[str] = []
-    argv = ["-o", "out"]
+    argv = ["-o", "out", "--overwrite"]
     code = watch_command("denoise", argv, [str(folder)], None, run, cfg, lines.append, fake_sleep)
     assert code == 0
-    assert runs == [
-        ["denoise", "-o", "out", "--", str(folder / "a.mrc")],
+    assert runs == [  # --overwrite redoes the folder once, then the watch adds new files
+        ["denoise", "-o", "out", "--overwrite", "--", str(folder / "a.mrc")],
         ["denoise", "-o", "out", "--", str(folder / "a.mrc"), str(folder / "b.mrc")],
     ]
     assert lines[-1].endswith("found: done")

@@ -200,6 +200,9 @@ def watch_command(
                 started = time.time()
                 code = run([*command.split(), *argv, "--", *ready])
                 runs += 1
+                # --overwrite redoes the folder once; after that, each run only adds the new
+                # files (redoing every output at each arrival would never catch up).
+                argv = [a for a in argv if a != "--overwrite"]
                 if code == 130:
                     return code
                 if code == 2 and runs == 1 and not _failed_inputs(outdir, started):
