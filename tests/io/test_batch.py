@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from draco_em.errors import DracoInputError
-from draco_em.io.batch import FailureLog, expand_inputs, shard
+from draco_em.io.batch import FailureLog, expand_inputs, settings_changes, shard
 from draco_em.io.mrc import write_mrc
 
 
@@ -99,3 +99,18 @@ def test_a_header_without_pixel_size_is_said_where_the_stage_goes_on(tmp_path) -
         assert warning is not None and "no pixel size" in warning and "z.mrc" in warning
     assert placeholder_pixel_size_warning(inputs, None, "pick") is None
     assert placeholder_pixel_size_warning(inputs, 2.0, "denoise") is None
+
+
+def test_settings_changes_one_comparison_for_every_resumable_folder(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text('{"dose": 40, "jobs": 1, "gone": 3}')
+    assert settings_changes(path, {"dose": 40}) is None  # a key no longer recorded: ignored
+    assert settings_changes(path, {"dose": 20}) == "dose 40 → 20"
+    assert settings_changes(path, {"dose": 40, "jobs": 4}, ignore={"jobs"}) is None
+    # a key recorded only by later versions: an older folder had its legacy value
+    assert settings_changes(path, {"dose": 40, "preset": "classic"}, {"preset": "classic"}) is None
+    assert settings_changes(path, {"preset": "realistic"}, {"preset": "classic"}) == (
+        "preset 'classic' → 'realistic'"
+    )
+    path.write_text('{"dose": 4')  # damaged: records nothing, so everything differs
+    assert settings_changes(path, {"dose": 40}) == "dose None → 40"

@@ -164,8 +164,12 @@ def test_resume_skips_finished_and_redoes_missing(tmp_path):
     summary = run_simulation(cfg, progress=False)
     assert (summary.made, summary.skipped) == (1, 1)
     assert len(read_micrographs_star(out / "micrographs.star").micrographs) == 2
-    with pytest.raises(DracoInputError, match="other settings"):
+    with pytest.raises(DracoInputError, match=r"other settings \(dose .* → 20.0\)"):
         run_simulation(_cfg(out, movies=False, dose=20.0), progress=False)
+    # A damaged record is refused in one line (it was a JSONDecodeError traceback), not mixed.
+    (out / "simulate_config.json").write_text('{"seed": 1, "dose')
+    with pytest.raises(DracoInputError, match="other settings"):
+        run_simulation(cfg, progress=False)
 
 
 def test_failures_are_recorded_and_the_batch_goes_on(tmp_path, monkeypatch):

@@ -12,10 +12,10 @@ import glob
 import json
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from draco_em.errors import DracoInputError, first_line
 from draco_em.io.atomic import remove_stale_temps, visible_files, write_text_atomic
@@ -167,13 +167,7 @@ def check_settings(
     path = Path(outdir) / SETTINGS_FILE
     new = {"command": command, **json.loads(json.dumps(settings, default=str))}
     if path.is_file() and not overwrite and _holds_outputs(Path(outdir)):
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, ValueError):
-            old = {}
-        changed = sorted(k for k in new.keys() | old.keys() if old.get(k) != new.get(k))
-        if changed:
-            diff = ", ".join(f"{k} {old.get(k)!r} → {new.get(k)!r}" for k in changed)
+        if diff := settings_changes(path, new):
             raise DracoInputError(
                 f"this folder was made with other settings ({diff}): pass --overwrite to redo "
                 "it, or give a new folder",
@@ -181,6 +175,39 @@ def check_settings(
             )
     if write:
         write_text_atomic(path, json.dumps(new, indent=1, sort_keys=True) + "\n")
+
+
+def settings_changes(
+    path: Path,
+    current: Mapping[str, Any],
+    legacy: Mapping[str, Any] | None = None,
+    ignore: Iterable[str] = (),
+) -> str | None:
+    """How the settings recorded in ``path`` (JSON) differ from ``current``, as
+    ``"key old → new, ..."``; None when they agree. The one comparison behind every resumable
+    folder's settings check (denoise, pick predict, prepare, simulate).
+
+    Args:
+        path: the recorded settings (exists).
+        current: this run's settings (JSON values).
+        legacy: the value a key had in folders made before it was recorded.
+        ignore: keys a resumed run may change.
+
+    A damaged record counts as recording nothing, so every setting differs: the folder is
+    refused rather than mixed.
+    """
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        old = None
+    if not isinstance(old, dict):
+        old = {}
+    legacy = legacy or {}
+    skip = set(ignore)
+    changed = [k for k in current if k not in skip and old.get(k, legacy.get(k)) != current[k]]
+    if not changed:
+        return None
+    return ", ".join(f"{k} {old.get(k, legacy.get(k))!r} → {current[k]!r}" for k in sorted(changed))
 
 
 def _holds_outputs(outdir: Path) -> bool:

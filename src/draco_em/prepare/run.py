@@ -32,7 +32,13 @@ from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import write_text_atomic
-from draco_em.io.batch import FailureLog, make_output_folder, placeholder_line, shard
+from draco_em.io.batch import (
+    FailureLog,
+    make_output_folder,
+    placeholder_line,
+    settings_changes,
+    shard,
+)
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.gain import load_gain
 from draco_em.io.movie_base import MRC_SUFFIXES
@@ -95,10 +101,7 @@ def _check_resume(cfg: PrepareConfig, target: float | None) -> None:
     current = json.loads(cfg.model_dump_json(include=set(_IMAGE_SETTINGS)))
     current["target_pixel_size"] = target
     if path.exists() and any((cfg.outdir / "meta").glob("*.json")):
-        old = json.loads(path.read_text())
-        diff = sorted(k for k in current if old.get(k) != current[k])
-        if diff:
-            changes = ", ".join(f"{k} {old.get(k)!r} → {current[k]!r}" for k in diff)
+        if changes := settings_changes(path, current):
             raise DracoInputError(
                 f"holds triplets made with other settings ({changes}); "
                 "use a new output folder or the same settings to resume",

@@ -33,7 +33,7 @@ from draco_em.errors import DracoInputError
 from draco_em.imaging.normalize import clip_stats
 from draco_em.io import manifest
 from draco_em.io.atomic import write_text_atomic
-from draco_em.io.batch import FailureLog, make_output_folder
+from draco_em.io.batch import FailureLog, make_output_folder, settings_changes
 from draco_em.io.coords import write_relion_coords
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.manifest import optics_group, stats_columns
@@ -125,17 +125,12 @@ def _check_resume(cfg: SimulateConfig) -> str:
     """Refuse to mix two different simulations in one folder; the settings to record (JSON)."""
     path = cfg.outdir / _CONFIG_FILE
     current = json.loads(cfg.model_dump_json())
-    if path.exists():
-        old = json.loads(path.read_text())
-        diff = sorted(
-            k for k in current if k not in _NOT_PHYSICS and old.get(k, _LEGACY.get(k)) != current[k]
+    if path.exists() and (diff := settings_changes(path, current, _LEGACY, _NOT_PHYSICS)):
+        raise DracoInputError(
+            f"holds a simulation with other settings ({diff}); "
+            "use a new output folder or the same settings to resume",
+            cfg.outdir,
         )
-        if diff:
-            raise DracoInputError(
-                f"holds a simulation with other settings ({', '.join(diff)}); "
-                "use a new output folder or the same settings to resume",
-                cfg.outdir,
-            )
     return json.dumps(current, indent=2)
 
 
