@@ -60,14 +60,31 @@ def test_tiff_round_trip(tmp_path: Path, gradient: np.ndarray, dtype: type) -> N
 
 def test_rgb_becomes_grey_with_luma_weights(tmp_path: Path, gradient: np.ndarray) -> None:
     grey = gradient.astype(np.uint8)
-    rgb = np.stack([grey, grey // 2, np.zeros_like(grey)], axis=-1)
+    tint = np.clip(grey.astype(int) - 20, 0, 255).astype(np.uint8)  # a slightly tinted grey
+    rgb = np.stack([grey, grey, tint], axis=-1)
     Image.fromarray(rgb).save(tmp_path / "rgb.png")
     image = read_raster(tmp_path / "rgb.png")
-    expected = 0.299 * grey + 0.587 * (grey // 2)
+    expected = 0.299 * grey + 0.587 * grey + 0.114 * tint
     np.testing.assert_allclose(image, expected, atol=1e-3)
     # a grey picture saved as RGB reads back as the grey picture
     Image.fromarray(np.stack([grey] * 3, axis=-1)).save(tmp_path / "grey_rgb.png")
     np.testing.assert_allclose(read_raster(tmp_path / "grey_rgb.png"), grey, atol=1e-3)
+
+
+def test_a_colour_picture_is_refused(tmp_path: Path, gradient: np.ndarray) -> None:
+    """A picks overlay (draco's own previews) or a colour-mapped rendering given as a
+    micrograph: its luma is not the specimen's intensity (session 20's bad-input pass: it was
+    read silently)."""
+    grey = gradient.astype(np.uint8)
+    overlay = np.stack([grey] * 3, axis=-1)
+    overlay[10:12, :, :] = (255, 0, 0)  # a red line across the picture
+    Image.fromarray(overlay).save(tmp_path / "overlay.png")
+    with pytest.raises(DracoInputError, match=r"a colour picture \(.*% of its pixels in colour"):
+        read_raster(tmp_path / "overlay.png")
+    mapped = np.stack([grey, 255 - grey, grey // 2], axis=-1)  # a colour map
+    Image.fromarray(mapped).save(tmp_path / "mapped.png")
+    with pytest.raises(DracoInputError, match="colour picture"):
+        read_raster(tmp_path / "mapped.png")
 
 
 def test_opaque_alpha_is_dropped_transparent_is_an_error(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ are read here and nowhere else; :func:`draco_em.io.mrc.read_image` dispatches to
   gives an MRC), the stored grey levels unchanged: 16-bit values keep their precision.
 - RGB(A) pictures are converted to grey with the ITU-R 601 luma weights (a JPEG of a grey
   image saved as RGB differs between channels by its chroma compression, so exact channel
-  equality cannot be required). An alpha channel must be fully opaque: transparent pixels have
-  no intensity.
+  equality cannot be required); a picture in colour (an overlay, a colour map) is refused.
+  An alpha channel must be fully opaque: transparent pixels have no intensity.
 - A TIFF with several pages (a movie) where one image is expected is an error;
   :func:`read_raster_stack` reads a grey multi-page TIFF (a tomogram or tilt series, z first)
   for ``draco denoise``, which treats it section by section.
@@ -143,6 +143,28 @@ def _read_pillow(path: Path) -> np.ndarray:
         raise DracoInputError(f"not a readable image ({first_line(exc)})", path) from exc
 
 
+#: A picture is in colour when more than this fraction of its pixels have channels apart by
+#: more than COLOUR_SPREAD of the value range. A grey micrograph saved as RGB has none (its
+#: JPEG chroma is near zero); a picks overlay (draco's previews: 4 % of pixels) or a
+#: colour-mapped rendering has many.
+COLOUR_FRACTION = 0.001
+COLOUR_SPREAD = 0.19
+
+
+def _refuse_colour(rgb: np.ndarray, path: Path) -> None:
+    """Refuse a colour picture: its luma is not the micrograph's intensity (an overlay's
+    circles, a colour map), so every stage would read something else than the specimen."""
+    full = float(np.iinfo(rgb.dtype).max) if rgb.dtype.kind in "ui" else float(np.ptp(rgb)) or 1.0
+    spread = rgb.max(axis=-1).astype(np.float64) - rgb.min(axis=-1)
+    coloured = float(np.mean(spread > COLOUR_SPREAD * full))
+    if coloured > COLOUR_FRACTION:
+        raise DracoInputError(
+            f"a colour picture ({coloured:.1%} of its pixels in colour: an overlay or a colour "
+            "map?), not a grey micrograph: give the micrograph itself",
+            path,
+        )
+
+
 def _to_grey(data: np.ndarray, path: Path) -> np.ndarray:
     """``[ny, nx]`` or ``[ny, nx, C]`` (C = 2 grey+alpha, 3 RGB, 4 RGBA) → ``[ny, nx]`` float32."""
     if data.ndim == 3 and data.shape[-1] in (2, 4):
@@ -156,6 +178,7 @@ def _to_grey(data: np.ndarray, path: Path) -> np.ndarray:
     if data.ndim == 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim == 3 and data.shape[-1] == 3:
+        _refuse_colour(data, path)
         data = np.tensordot(data.astype(np.float64), LUMA, axes=([-1], [0]))
     if data.ndim != 2:
         raise DracoInputError(
