@@ -142,8 +142,10 @@ def test_the_command_line_is_split_into_options_and_inputs():
     assert options == ["-o", "out", "--defocus-range", "0.5", "3"] and inputs == ["mics/"]
     with pytest.raises(DracoInputError, match="-o needs a value"):
         _split(cmd, ["mics/", "-q", "-o"])  # not "" (the current folder)
-    with pytest.raises(DracoInputError, match="no such option: --settle"):
+    with pytest.raises(DracoInputError, match=r"no such option: --settle \(draco watch's own"):
         _split(cmd, ["mics/", "-o", "out", "--settle", "60"])  # not an input named 60
+    with pytest.raises(DracoInputError, match=r"no such option: --blend-halves \(prepare\)"):
+        _split(_click_command("prepare"), ["mov/", "--blend-halves"], "prepare")
 
 
 def test_draco_watch_denoises_a_folder(tmp_path, capsys):
@@ -157,8 +159,13 @@ def test_draco_watch_denoises_a_folder(tmp_path, capsys):
     )  # fmt: skip
     assert code == 0, err
     assert sorted(p.name for p in out.glob("*.mrc")) == ["a.mrc", "b.mrc"]
-    assert "2 new or changed input(s), 2 in all: draco denoise" in err
+    assert "2 new or changed file(s), 2 in all: draco denoise" in err
     assert "no new file for 0.01 min: done" in err
+    misspelt = tmp_path / "Mics"  # waited for, and said at the start and at the end
+    code, _, err = draco_in_process(
+        capsys, "watch", "--every", "0.2", "--idle", "0.005", "denoise", misspelt, "-o", out
+    )
+    assert code == 0 and "Mics does not exist yet" in err and "Mics never appeared" in err
     code, _, err = draco_in_process(capsys, "watch", "export", "run/", "-o", "x")
     assert code == 2 and "draco watch runs prepare, denoise" in err
     code, _, err = draco_in_process(

@@ -26,7 +26,7 @@ from draco_em.errors import DracoInputError
 
 
 @app.command(
-    epilog=example("draco watch denoise sim/micrographs/ -o denoised/ --idle 1 --settle 5"),
+    epilog=example("draco watch --idle 1 --settle 5 denoise sim/micrographs/ -o denoised/"),
     context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
 )
 def watch(
@@ -55,13 +55,16 @@ def watch(
     words = 2 if command[0] in ("pick", "curate") else 1
     name, rest = " ".join(command[:words]), command[words:]
     if name not in WATCHABLE:
-        raise DracoInputError(f"draco watch runs {', '.join(WATCHABLE)}, not {name!r}")
+        runs = f"draco watch runs {', '.join(WATCHABLE)}"
+        if words == 2:  # "pick Movies/", "pick train"
+            raise DracoInputError(f"{runs}: write '{command[0]} predict'")
+        raise DracoInputError(f"{runs}, not {command[0]!r}")
     # The old spellings of one command (denoise's --weights): main() read this line as
     # "watch"'s and left them, so _split would take them for unknown options.
     rest, notes = normalise_argv([*command[:words], *rest])
     for note in notes:
         typer.echo(note, err=True)
-    options, inputs = _split(_click_command(name), rest[words:])
+    options, inputs = _split(_click_command(name), rest[words:], name)
     if not inputs:
         raise DracoInputError(f"give draco {name} its inputs: folders, globs, files or a STAR")
     cfg = WatchConfig(settle_s=settle, every_s=every, idle_min=idle, stop_file=stop_file)
@@ -69,6 +72,10 @@ def watch(
         name, options, inputs, _outdir(options), _run, cfg, lambda line: typer.echo(line, err=True)
     )
     raise typer.Exit(code)
+
+
+#: draco watch's own options (said when given after the command).
+WATCH_OPTIONS = ("--settle", "--every", "--idle", "--stop-file")
 
 
 def _click_command(name: str) -> Any:
@@ -80,7 +87,7 @@ def _click_command(name: str) -> Any:
     return cmd
 
 
-def _split(cmd: Any, tokens: list[str]) -> tuple[list[str], list[str]]:
+def _split(cmd: Any, tokens: list[str], name: str = "") -> tuple[list[str], list[str]]:
     """(options with their values, the positional inputs) of a command line for ``cmd``.
 
     Raises:
@@ -98,11 +105,11 @@ def _split(cmd: Any, tokens: list[str]) -> tuple[list[str], list[str]]:
         if token == "--":
             inputs += list(it)
         elif token.startswith("-") and len(token) > 1:
-            name = token.partition("=")[0] if token.startswith("--") else token[:2]
-            if name not in names:
-                raise DracoInputError(
-                    f"no such option: {name} (draco watch's own options go before the command)"
-                )
+            option = token.partition("=")[0] if token.startswith("--") else token[:2]
+            if option not in names:
+                own = option in WATCH_OPTIONS  # e.g. --settle given after the command
+                where = "draco watch's own options go before the command" if own else name
+                raise DracoInputError(f"no such option: {option} ({where})")
             options.append(token)
             if token in n_values:  # "--opt value" (not "--opt=value" nor "-oDIR")
                 n = n_values[token]

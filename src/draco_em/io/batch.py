@@ -207,7 +207,15 @@ def settings_changes(
     changed = [k for k in current if k not in skip and old.get(k, legacy.get(k)) != current[k]]
     if not changed:
         return None
-    return ", ".join(f"{k} {old.get(k, legacy.get(k))!r} → {current[k]!r}" for k in sorted(changed))
+    return ", ".join(
+        f"{k} {_short(old.get(k, legacy.get(k)))} → {_short(current[k])}" for k in sorted(changed)
+    )
+
+
+def _short(value: Any, width: int = 60) -> str:
+    """``repr(value)``, cut to ``width`` characters (a nested settings block fills a screen)."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _holds_outputs(outdir: Path) -> bool:

@@ -86,7 +86,9 @@ def lock_folder(folder: str | Path) -> None:
         os.close(fd)  # its holder removed it as we locked it: lock the new one
     else:
         return
-    command = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv[:3]))
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "python"
+    if len(command) > 120:  # the command and its first arguments say which run it is
+        command = command[:117] + "..."
     since = time.strftime("%Y-%m-%d %H:%M:%S")
     text = f"PID {os.getpid()} on {socket.gethostname()}, `{command}`, since {since}"
     with contextlib.suppress(OSError):

@@ -195,7 +195,7 @@ def watch_command(
                 break
             ready, changed = watcher.look()
             if changed:
-                echo(f"watch: {changed} new or changed input(s), {len(ready)} in all: "
+                echo(f"watch: {changed} new or changed file(s), {len(ready)} in all: "
                      f"draco {command}")  # fmt: skip
                 started = time.time()
                 code = run([*command.split(), *argv, "--", *ready])
@@ -216,6 +216,8 @@ def watch_command(
             sleep(cfg.every_s)
     except KeyboardInterrupt:
         echo("watch: stopped")
+    for token in watcher.missing():  # a misspelt name waited all along: say so at the end
+        echo(f"watch: {token} never appeared")
     return code
 
 
