@@ -104,13 +104,18 @@ def test_a_header_without_pixel_size_is_said_where_the_stage_goes_on(tmp_path) -
 def test_settings_changes_one_comparison_for_every_resumable_folder(tmp_path):
     path = tmp_path / "settings.json"
     path.write_text('{"dose": 40, "jobs": 1, "gone": 3}')
-    assert settings_changes(path, {"dose": 40}) is None  # a key no longer recorded: ignored
-    assert settings_changes(path, {"dose": 20}) == "dose 40 → 20"
-    assert settings_changes(path, {"dose": 40, "jobs": 4}, ignore={"jobs"}) is None
+    # a key only the record has: an option set back to its default (batch folders record
+    # options only when not default), or a field a command dropped (recorded_only)
+    assert settings_changes(path, {"dose": 40, "jobs": 1}) == "gone 3 → None"
+    assert settings_changes(path, {"dose": 40}, recorded_only=True) is None
+    assert settings_changes(path, {"dose": 20}, recorded_only=True) == "dose 40 → 20"
+    assert settings_changes(path, {"dose": 40, "jobs": 4}, ignore={"jobs", "gone"}) is None
     # a key recorded only by later versions: an older folder had its legacy value
-    assert settings_changes(path, {"dose": 40, "preset": "classic"}, {"preset": "classic"}) is None
-    assert settings_changes(path, {"preset": "realistic"}, {"preset": "classic"}) == (
+    legacy = {"preset": "classic"}
+    same = {"dose": 40, "preset": "classic"}
+    assert settings_changes(path, same, legacy, {"jobs", "gone"}) is None
+    assert settings_changes(path, {"preset": "realistic"}, legacy, recorded_only=True) == (
         "preset 'classic' → 'realistic'"
     )
     path.write_text('{"dose": 4')  # damaged: records nothing, so everything differs
-    assert settings_changes(path, {"dose": 40}) == "dose None → 40"
+    assert settings_changes(path, {"dose": 40}, recorded_only=True) == "dose None → 40"

@@ -182,6 +182,7 @@ def settings_changes(
     current: Mapping[str, Any],
     legacy: Mapping[str, Any] | None = None,
     ignore: Iterable[str] = (),
+    recorded_only: bool = False,
 ) -> str | None:
     """How the settings recorded in ``path`` (JSON) differ from ``current``, as
     ``"key old → new, ..."``; None when they agree. The one comparison behind every resumable
@@ -192,6 +193,10 @@ def settings_changes(
         current: this run's settings (JSON values).
         legacy: the value a key had in folders made before it was recorded.
         ignore: keys a resumed run may change.
+        recorded_only: compare only the keys of ``current`` (a key only the record has was
+            dropped from the command). By default a key either side lacks differs too: batch
+            folders record an option only when it is not the default, so a key the record has
+            and this run lacks is an option set back to its default.
 
     A damaged record counts as recording nothing, so every setting differs: the folder is
     refused rather than mixed.
@@ -204,12 +209,12 @@ def settings_changes(
         old = {}
     legacy = legacy or {}
     skip = set(ignore)
-    changed = [k for k in current if k not in skip and old.get(k, legacy.get(k)) != current[k]]
+    keys = current.keys() if recorded_only else current.keys() | old.keys()
+    was = {k: old.get(k, legacy.get(k)) for k in keys if k not in skip}
+    changed = sorted(k for k in was if was[k] != current.get(k))
     if not changed:
         return None
-    return ", ".join(
-        f"{k} {_short(old.get(k, legacy.get(k)))} → {_short(current[k])}" for k in sorted(changed)
-    )
+    return ", ".join(f"{k} {_short(was[k])} → {_short(current.get(k))}" for k in changed)
 
 
 def _short(value: Any, width: int = 60) -> str:

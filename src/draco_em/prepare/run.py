@@ -101,7 +101,7 @@ def _check_resume(cfg: PrepareConfig, target: float | None) -> None:
     current = json.loads(cfg.model_dump_json(include=set(_IMAGE_SETTINGS)))
     current["target_pixel_size"] = target
     if path.exists() and any((cfg.outdir / "meta").glob("*.json")):
-        if changes := settings_changes(path, current):
+        if changes := settings_changes(path, current, recorded_only=True):
             raise DracoInputError(
                 f"holds triplets made with other settings ({changes}); "
                 "use a new output folder or the same settings to resume",

@@ -125,7 +125,10 @@ def _check_resume(cfg: SimulateConfig) -> str:
     """Refuse to mix two different simulations in one folder; the settings to record (JSON)."""
     path = cfg.outdir / _CONFIG_FILE
     current = json.loads(cfg.model_dump_json())
-    if path.exists() and (diff := settings_changes(path, current, _LEGACY, _NOT_PHYSICS)):
+    diff = path.exists() and settings_changes(
+        path, current, _LEGACY, _NOT_PHYSICS, recorded_only=True
+    )
+    if diff:
         raise DracoInputError(
             f"holds a simulation with other settings ({diff}); "
             "use a new output folder or the same settings to resume",
