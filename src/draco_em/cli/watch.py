@@ -74,10 +74,6 @@ def watch(
     raise typer.Exit(code)
 
 
-#: draco watch's own options (said when given after the command).
-WATCH_OPTIONS = ("--settle", "--every", "--idle", "--stop-file")
-
-
 def _click_command(name: str) -> Any:
     """The (typer-vendored) click command behind ``draco NAME`` ("pick predict": a
     subcommand of a group)."""
@@ -95,8 +91,8 @@ def _split(cmd: Any, tokens: list[str], name: str = "") -> tuple[list[str], list
             command would read its value as an input (``--settle 60`` after the command), or
             the next option or nothing as its value (a trailing ``-o``: the current folder).
     """
+    names = _option_names(cmd)
     params = [p for p in cmd.params if p.param_type_name == "option"]
-    names = {"-h", "--help", *(o for p in params for o in (*p.opts, *p.secondary_opts))}
     n_values = {o: p.nargs for p in params if not p.is_flag and not p.count for o in p.opts}
     options: list[str] = []
     inputs: list[str] = []
@@ -107,7 +103,7 @@ def _split(cmd: Any, tokens: list[str], name: str = "") -> tuple[list[str], list
         elif token.startswith("-") and len(token) > 1:
             option = token.partition("=")[0] if token.startswith("--") else token[:2]
             if option not in names:
-                own = option in WATCH_OPTIONS  # e.g. --settle given after the command
+                own = option in _option_names(_click_command("watch"))  # --settle after it
                 where = "draco watch's own options go before the command" if own else name
                 raise DracoInputError(f"no such option: {option} ({where})")
             options.append(token)
@@ -120,6 +116,12 @@ def _split(cmd: Any, tokens: list[str], name: str = "") -> tuple[list[str], list
         else:
             inputs.append(token)
     return options, inputs
+
+
+def _option_names(cmd: Any) -> set[str]:
+    """Every spelling of ``cmd``'s options (``--png`` and ``--no-png``), help included."""
+    params = [p for p in cmd.params if p.param_type_name == "option"]
+    return {"-h", "--help", *(o for p in params for o in (*p.opts, *p.secondary_opts))}
 
 
 def _outdir(options: list[str]) -> Path | None:

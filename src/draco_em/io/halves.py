@@ -25,14 +25,18 @@ def find_halves(path: Path) -> tuple[Path, Path] | None:
     return (even, odd) if even.is_file() and odd.is_file() else None
 
 
-def is_half(path: Path, fulls: set[Path]) -> bool:
-    """A half sum whose full sum is also an input (the halves belong to it)."""
+def full_sum_of(path: Path) -> Path | None:
+    """The full sum ``X.ext`` a half sum ``X_EVN.ext``/``X_ODD.ext`` belongs to; None for a
+    file whose name is not a half's."""
     for suffix in HALF_SUFFIXES:
         if path.stem.endswith(suffix):
-            base = path.with_name(path.stem[: -len(suffix)] + path.suffix)
-            if base in fulls:
-                return True
-    return False
+            return path.with_name(path.stem[: -len(suffix)] + path.suffix)
+    return None
+
+
+def is_half(path: Path, fulls: set[Path]) -> bool:
+    """A half sum whose full sum is also an input (the halves belong to it)."""
+    return full_sum_of(path) in fulls
 
 
 def drop_halves(inputs: InputSet) -> tuple[InputSet, int]:

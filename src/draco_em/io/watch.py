@@ -23,7 +23,6 @@ holds the ``-o`` folder's lock from start to end, so a second watch or run into 
 from __future__ import annotations
 
 import glob
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from draco_em.errors import DracoInputError
 from draco_em.io.atomic import visible_files
 from draco_em.io.batch import MICROGRAPH_SUFFIXES, PREPARE_SUFFIXES
 from draco_em.io.folder_lock import lock_folder, releases_folder_locks
+from draco_em.io.halves import full_sum_of
 
 #: The commands ``draco watch`` runs, and the files a folder contributes to each.
 WATCHABLE: dict[str, tuple[str, ...]] = {
@@ -43,7 +43,6 @@ WATCHABLE: dict[str, tuple[str, ...]] = {
     "pick predict": MICROGRAPH_SUFFIXES,
     "curate predict": MICROGRAPH_SUFFIXES,
 }
-_HALF = re.compile(r"^(?P<base>.+)_(?:EVN|ODD)(?P<suffix>\.[^.]+)$", re.IGNORECASE)
 
 
 class WatchConfig(BaseModel):
@@ -114,8 +113,8 @@ class InputWatcher:
         # A sum and its halves are one exposure: none is ready before all are. A sum alone
         # would lose its halves (denoise --blend-halves), and a half without its sum would be
         # read as a micrograph of its own (picked, denoised) and stay in the output folder.
-        waiting = {_exposure(p) for p in set(states) - ready}
-        ready = {p for p in ready if _exposure(p) not in waiting}
+        waiting = {full_sum_of(p) or p for p in set(states) - ready}
+        ready = {p for p in ready if (full_sum_of(p) or p) not in waiting}
         self._seen = states
         given_paths = {Path(t) for t in given}
         expanded = [str(p) for p in states if p in ready and p not in given_paths]
@@ -130,12 +129,6 @@ class InputWatcher:
     def ran(self) -> None:
         """Record the files of the last :meth:`look` as processed."""
         self._done.update(self._ready)
-
-
-def _exposure(path: Path) -> Path:
-    """The full sum ``X`` a half sum ``X_EVN``/``X_ODD`` belongs to; any other file itself."""
-    m = _HALF.match(path.name)
-    return path.with_name(m["base"] + m["suffix"]) if m else path
 
 
 def _signature(path: Path) -> Signature | None:
