@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from denoise_real import (
     MCE_DIAMETER,
     MCE_PIXEL,
-    REPO,
     SIM_DIAMETER,
     SIM_PIXEL,
     run,
@@ -58,8 +57,13 @@ def figure(raw: Path, pred: Path, out: Path, box: tuple[int, int, int] = (80, 56
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/denoise_real"))
-    parser.add_argument("--figure", type=Path, default=REPO / "docs" / "img" / "denoise_adapt.png")
+    parser.add_argument(
+        "--figure", type=Path, default=None,
+        help="default WORK/denoise_adapt.png; docs/img/denoise_adapt.png remakes the docs' figure",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.figure is None:  # never overwrite the docs' figure from a partial run
+        args.figure = args.work / "denoise_adapt.png"
     work, info = args.work, {}
 
     raw, coords, masks = (work / "mce" / d for d in ("raw", "coords", "masks"))

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from denoise_real import MCE_DIAMETER, MCE_PIXEL, REPO, crop_correlations, figure, run, score
+from denoise_real import MCE_DIAMETER, MCE_PIXEL, crop_correlations, figure, run, score
 
 from draco_em.evaluate.denoise import format_table
 
@@ -36,12 +36,17 @@ def main() -> None:
     parser.add_argument("--weights", default="bundled", help="the denoiser adapted from")
     parser.add_argument("--variant", action="append", default=[], help='NAME="OPTIONS"')
     parser.add_argument("--panel", action="append", default=[], help="TITLE=NAME (figure)")
-    parser.add_argument("--figure", type=Path, default=REPO / "docs" / "img" / "denoise_s3.png")
+    parser.add_argument(
+        "--figure", type=Path, default=None,
+        help="default WORK/denoise_s3.png; docs/img/denoise_s3.png remakes the docs' figure",
+    )  # fmt: skip
     parser.add_argument(
         "--bundled", default="draco",
         help="prediction folder shown as 'draco (bundled)' (e.g. v5 from denoise_real.py --draco)",
     )  # fmt: skip
     args = parser.parse_args()
+    if args.figure is None:  # never overwrite the docs' figure from a partial run
+        args.figure = args.work / "denoise_s3.png"
     mce = args.work / "mce"
     raw, coords, masks, pred = (mce / d for d in ("raw", "coords", "masks", "pred"))
     info: dict = {"seconds": {}, "adaptation_seconds": {}}

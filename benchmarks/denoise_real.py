@@ -473,13 +473,18 @@ def main() -> None:
         help="NAME=N: the simulated twin of a real set (particles, mce) with N micrographs",
     )  # fmt: skip
     parser.add_argument("--speed", action="store_true", help="Time draco on a 4096² micrograph.")
-    parser.add_argument("--figure", type=Path, default=REPO / "docs" / "img" / "denoise_real.png")
+    parser.add_argument(
+        "--figure", type=Path, default=None,
+        help="default WORK/denoise_real.png; docs/img/denoise_real.png remakes the docs' figure",
+    )  # fmt: skip
     parser.add_argument(
         "--draco", action="append", default=[],
         help="NAME=WEIGHTS: also denoise with these weights into pred/NAME (repeatable)",
     )  # fmt: skip
     parser.add_argument("--draco-args", default="", help="extra draco denoise options, quoted")
     args = parser.parse_args()
+    if args.figure is None:  # never overwrite the docs' figure from a partial run
+        args.figure = args.work / "denoise_real.png"
     work = args.work
     EXTRA_DRACO.update(dict(spec.split("=", 1) for spec in args.draco))
     EXTRA_ARGS.extend(args.draco_args.split())
