@@ -58,3 +58,23 @@ def test_csv_without_label_column(tmp_path: Path) -> None:
     with pytest.raises(DracoInputError, match="no label column"):
         read_labels(csv, check_files=False)
     assert read_labels(csv, label_column="quality", check_files=False).labels == ["good"]
+
+
+def test_one_label_per_micrograph_and_one_spelling_per_class(toy_set: Path, tmp_path: Path):
+    """A repeated row counts once; two labels for one micrograph, or 'Good' beside 'good'
+    (which would train good micrographs as a reject class), are refused in one line."""
+    a, b = str(toy_set / "mics/toy_00.mrc"), str(toy_set / "mics/toy_01.mrc")
+    csv = tmp_path / "labels.csv"
+
+    def write(names: list[str], labels: list[str]) -> None:
+        pd.DataFrame({"micrograph": names, "label": labels}).to_csv(csv, index=False)
+
+    write([a, b, a], ["good", "bad", "good"])
+    labels = read_labels(csv)
+    assert labels.stems == ["toy_00", "toy_01"] and labels.labels == ["good", "bad"]
+    write([a, b, a], ["good", "bad", "bad"])
+    with pytest.raises(DracoInputError, match=r"toy_00\.mrc is labelled both 'good' and 'bad'"):
+        read_labels(csv)
+    write([a, b], ["good", "Good"])
+    with pytest.raises(DracoInputError, match="'good' and 'Good' differ only in case"):
+        read_labels(csv)

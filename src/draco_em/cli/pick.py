@@ -180,6 +180,13 @@ def pick_train(
     pixel_size: Annotated[
         float | None, typer.Option(help="Input Å/px (default: STAR row, else header).")
     ] = None,
+    invert_y: Annotated[
+        bool,
+        typer.Option(
+            help="The labels count y from the bottom row (y -> ny-1-y), as some .box "
+            "writers do: if picks trained on land between the particles, try this."
+        ),
+    ] = False,
     junk_masks: Annotated[
         list[Path] | None,
         typer.Option(help="Folder of <stem>.mrc masks, 1 = junk (known negatives); repeatable."),
@@ -233,7 +240,7 @@ def pick_train(
         crops_per_epoch=crops_per_epoch, expected_particles=expected_particles,
         pixel_size=pixel_size, junk_masks=junk_masks or [], junk_weight=junk_weight,
         negatives=negatives or [], val_micrographs=val_micrographs or [], auto_scale=auto_scale,
-        refit=refit, seed=seed, device=device,
+        refit=refit, seed=seed, device=device, invert_y=invert_y,
     )  # fmt: skip
 
     path = train_picker(
@@ -260,6 +267,13 @@ def pick_calibrate(
     pixel_size: Annotated[
         float | None, typer.Option(help="Input Å/px (default: STAR row, else header).")
     ] = None,
+    invert_y: Annotated[
+        bool,
+        typer.Option(
+            help="The labels count y from the bottom row (y -> ny-1-y), as some .box "
+            "writers do: if picks trained on land between the particles, try this."
+        ),
+    ] = False,
     expected_particles: Annotated[
         float | None,
         typer.Option(help="Expected particles per micrograph (incomplete labels: PU F1)."),
@@ -277,7 +291,7 @@ def pick_calibrate(
     cfg = PickCalibrateConfig(
         model=model, micrographs=micrographs, coords=coords, outdir=outdir, diameter=diameter,
         pixel_size=pixel_size, logit_shift=logit_shift, device=device,
-        expected_particles=expected_particles,
+        expected_particles=expected_particles, invert_y=invert_y,
     )  # fmt: skip
     r = run_calibrate(cfg, progress=not quiet)
     v = r["validation"]

@@ -295,6 +295,13 @@ def _train_curator(cfg: CurateTrainConfig, evidence: EvidenceFn | None) -> dict:
     start = encoder.depth - cfg.finetune if cfg.finetune else None
     arrays, spectra, rows = collect_features(encoder, cfg, labels, start, evidence)
     y = np.array([classes.index(labels.labels[i]) for i in rows], dtype=np.int64)
+    if not len(rows):  # each failure's reason (often a pixel size) is in failures.txt
+        failures = cfg.out_dir / "failures.txt"
+        first = failures.read_text().splitlines()[:1] if failures.is_file() else []
+        raise DracoInputError(
+            f"none of the {len(labels.paths)} labelled micrographs could be read (e.g. "
+            f"{first[0].split(chr(9))[-1] if first else 'see failures.txt'}; all in {failures})"
+        )
     if len(np.unique(y)) < 2:
         raise DracoInputError("the readable labelled micrographs hold fewer than two classes")
     tr, va = _split(y, cfg.val_fraction, cfg.seed)

@@ -106,8 +106,9 @@ def scale_coords(df: pd.DataFrame, factor: float | tuple[float, float]) -> pd.Da
     out["y"] = out["y"].astype(np.float64) * fy
     sizes = {"box_size": (fx + fy) / 2, "micrograph_ny": fy, "micrograph_nx": fx}
     for column, f in sizes.items():  # sizes in px scale too
-        if column in out.columns:
-            out[column] = np.maximum(1, np.round(out[column] * f)).astype(int)
+        if column in out.columns:  # NaN where picks read from other formats were merged
+            scaled = np.maximum(1, np.round(pd.to_numeric(out[column], errors="coerce") * f))
+            out[column] = scaled.astype(int) if scaled.notna().all() else scaled.astype("Int64")
     return out
 
 
@@ -371,9 +372,11 @@ def write_cs(
     if micrograph_shape is not None:
         ny = np.full(len(df), int(micrograph_shape[0]))
         nx = np.full(len(df), int(micrograph_shape[1]))
-    elif {"micrograph_ny", "micrograph_nx"} <= set(df.columns):
+    elif {"micrograph_ny", "micrograph_nx"} <= set(df.columns) and (
+        df[["micrograph_ny", "micrograph_nx"]].notna().all(axis=None)
+    ):
         ny, nx = df["micrograph_ny"].to_numpy(int), df["micrograph_nx"].to_numpy(int)
-    else:
+    else:  # no .cs read, or picks from other formats merged with one
         raise DracoInputError(
             "a .cs file stores positions as fractions of the micrograph size: "
             "pass --micrograph-shape NYxNX",

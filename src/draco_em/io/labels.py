@@ -84,6 +84,7 @@ def read_labels(
         raise DracoInputError("the labels file lists no micrographs", path)
     if any(not lab for lab in out.labels):
         raise DracoInputError("some micrographs have an empty label", path)
+    out = _one_label_each(out)
     if check_files:
         missing = [str(p) for p in out.paths if not p.is_file()]
         if missing:
@@ -92,6 +93,41 @@ def read_labels(
                 path,
             )
     return out
+
+
+def _one_label_each(labels: LabelSet) -> LabelSet:
+    """``labels`` with a micrograph listed twice under one label kept once.
+
+    Raises:
+        DracoInputError: one micrograph under two labels, or two class names that differ only
+            in case ("Good" and "good" would train a good class as a reject one).
+    """
+    by_case: dict[str, str] = {}
+    for name in dict.fromkeys(labels.labels):
+        other = by_case.setdefault(name.casefold(), name)
+        if other != name:
+            raise DracoInputError(
+                f"the labels {other!r} and {name!r} differ only in case: spell each class one way",
+                labels.source,
+            )
+    first: dict[Path, int] = {}
+    for i, (path, label) in enumerate(zip(labels.paths, labels.labels, strict=True)):
+        j = first.setdefault(path.resolve(), i)
+        if labels.labels[j] != label:
+            raise DracoInputError(
+                f"{path.name} is labelled both {labels.labels[j]!r} and {label!r}: give each "
+                "micrograph one label",
+                labels.source,
+            )
+    keep = sorted(first.values())
+    if len(keep) == len(labels.paths):
+        return labels
+    return LabelSet(
+        [labels.paths[i] for i in keep],
+        [labels.labels[i] for i in keep],
+        [labels.pixel_sizes[i] for i in keep],
+        labels.source,
+    )
 
 
 def _pick(

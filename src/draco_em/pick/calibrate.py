@@ -74,7 +74,7 @@ def choose(
     # Scores as `draco pick predict` makes them (its default test-time views).
     picker = Picker(detector.to(device), diameter, device=device, tta=DEFAULT_TTA)
     examples = load_labelled(cfg.micrographs, cfg.coords, detector.config, diameter, diameters,
-                             cfg.pixel_size)  # fmt: skip
+                             cfg.pixel_size, invert_y=cfg.invert_y)  # fmt: skip
     threshold, summary = choose_threshold(picker, examples, progress, cfg.expected_particles)
     summary["micrographs"] = len(examples)
     return threshold, summary, picker, info

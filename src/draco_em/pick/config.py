@@ -76,6 +76,9 @@ class PickTrainConfig(BaseModel):
     coords: list[Path] = Field(description="Coordinate files or folders (any supported format).")
     diameter: float = Field(gt=0, description="Particle diameter in Å.")
     outdir: Path = Field(description="Run folder: picker.safetensors, config.yaml, run.log.")
+    invert_y: bool = Field(
+        False, description="The labels count y from the bottom row (y → ny − 1 − y)."
+    )
     pixel_size: float | None = Field(
         None,
         gt=0,
@@ -166,6 +169,9 @@ class PickCalibrateConfig(BaseModel):
     outdir: Path = Field(description="New run folder for the recalibrated picker.safetensors.")
     diameter: float | None = Field(
         None, gt=0, description="Particle diameter in Å (default: the picker's)."
+    )
+    invert_y: bool = Field(
+        False, description="The labels count y from the bottom row (y → ny − 1 − y)."
     )
     pixel_size: float | None = Field(
         None,

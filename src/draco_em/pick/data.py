@@ -41,6 +41,7 @@ class Example:
         scale: (sx, sy) working px per input px along x and y.
         input_shape: (ny, nx) of the micrograph as stored.
         junk: [H, W] bool known-negative pixels (contamination, no particle), or None.
+        n_outside: labels centred off the micrograph (:func:`load_example` counts them).
     """
 
     name: str
@@ -49,6 +50,7 @@ class Example:
     scale: tuple[float, float]
     input_shape: tuple[int, int]
     junk: np.ndarray | None = None
+    n_outside: int = 0
 
 
 def to_working(
@@ -79,12 +81,13 @@ def junk_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def load_example(
     path: Path, picks: pd.DataFrame, diameter: float, config: DetectorConfig,
-    pixel_size: float | None = None, junk: Path | None = None,
+    pixel_size: float | None = None, junk: Path | None = None, invert_y: bool = False,
 ) -> Example:  # fmt: skip
     """Read one micrograph and its picks (input px) and bring both to working px.
 
     Args:
         junk: optional junk mask file for this micrograph (:func:`junk_mask`).
+        invert_y: the picks count y from the bottom row: y → ny − 1 − y (``docs/conventions.md``).
 
     Raises:
         DracoInputError: the pixel size is unknown (header 0 and no ``pixel_size``), or the
@@ -92,6 +95,12 @@ def load_example(
     """
     image, header_px = read_micrograph(path, pixel_size)  # the override is applied here
     px = require_pixel_size("pick", path, header_px)
+    picks = fit_to_shape(picks, image.shape)
+    if invert_y:
+        picks = picks.assign(y=(image.shape[0] - 1) - picks["y"].to_numpy(np.float64))
+    x, y = picks["x"].to_numpy(np.float64), picks["y"].to_numpy(np.float64)
+    ny, nx = image.shape
+    n_outside = int(((x < -0.5) | (x > nx - 0.5) | (y < -0.5) | (y > ny - 0.5)).sum())
     work, (sx, sy) = to_working(
         image, px, config.working_pixel_size(diameter), config.background_sigma * config.diameter_px
     )
@@ -105,7 +114,30 @@ def load_example(
                 f"{image.shape[1]}×{image.shape[0]}", junk
             )  # fmt: skip
         negatives = junk_mask(mask, work.shape)
-    return Example(micrograph_stem(path), work, xy, (sx, sy), image.shape, negatives)
+    return Example(micrograph_stem(path), work, xy, (sx, sy), image.shape, negatives, n_outside)
+
+
+def fit_to_shape(picks: pd.DataFrame, shape: tuple[int, ...]) -> pd.DataFrame:
+    """Picks placed on a micrograph of ``shape`` (ny, nx) from the shape they record.
+
+    A cryoSPARC ``.cs`` stores positions as fractions of the micrograph it was picked on
+    (``micrograph_nx/ny`` here, from ``location/micrograph_shape``); on the same micrograph
+    at another binning the fractions, not the pixels, hold. Picks without a recorded shape
+    are returned as they are.
+    """
+    if "micrograph_nx" not in picks.columns or "micrograph_ny" not in picks.columns:
+        return picks
+    ny, nx = shape[0], shape[1]
+    rec_x = pd.to_numeric(picks["micrograph_nx"], errors="coerce").to_numpy(np.float64)
+    rec_y = pd.to_numeric(picks["micrograph_ny"], errors="coerce").to_numpy(np.float64)
+    known = np.isfinite(rec_x) & np.isfinite(rec_y) & (rec_x > 0) & (rec_y > 0)
+    if not known.any() or ((rec_x[known] == nx) & (rec_y[known] == ny)).all():
+        return picks
+    fx = np.where(known, nx / np.where(known, rec_x, 1.0), 1.0)
+    fy = np.where(known, ny / np.where(known, rec_y, 1.0), 1.0)
+    return picks.assign(
+        x=picks["x"].to_numpy(np.float64) * fx, y=picks["y"].to_numpy(np.float64) * fy
+    )
 
 
 def load_negative(
@@ -119,16 +151,21 @@ def load_negative(
     return ex
 
 
-def read_all_coords(sources: list[Path]) -> dict[str, pd.DataFrame]:
-    """Picks from files and folders of coordinate files, grouped by micrograph stem."""
+def read_pick_labels(sources: list[Path]) -> tuple[dict[str, pd.DataFrame], int]:
+    """(picks from files and folders of coordinate files grouped by micrograph stem, how many
+    micrographs only empty label files name).
+
+    Raises:
+        DracoInputError: no file holds a pick.
+    """
     out: dict[str, pd.DataFrame] = {}
     for src in sources:
         for stem, df in read_coord_folder(Path(src)).items():
             out[stem] = pd.concat([out[stem], df], ignore_index=True) if stem in out else df
-    out = {k: v for k, v in out.items() if len(v)}
-    if not out:
+    picked = {k: v for k, v in out.items() if len(v)}
+    if not picked:
         raise DracoInputError("the coordinate files hold no picks")
-    return out
+    return picked, len(out) - len(picked)
 
 
 def _dihedral(crop: np.ndarray, xy: np.ndarray, rng: np.random.Generator):

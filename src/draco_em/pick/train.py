@@ -17,24 +17,31 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.evaluate.pick import match_picks, summarize
-from draco_em.io.batch import expand_inputs, make_output_folder, pixel_sizes
+from draco_em.io.batch import (
+    expand_inputs,
+    make_output_folder,
+    pixel_sizes,
+    placeholder_pixel_size_warning,
+)
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import drop_halves
 from draco_em.io.run_folder import run_log, write_config
 from draco_em.model.weights import read_weights
 from draco_em.pick.autoscale import ScaleChoice, choose_scale, first_micrographs
 from draco_em.pick.config import DEFAULT_TTA, SCORE_FLOOR, DetectorConfig, PickTrainConfig
-from draco_em.pick.data import Example, load_example, load_negative, make_batch, read_all_coords
+from draco_em.pick.data import Example, load_example, load_negative, make_batch, read_pick_labels
 from draco_em.pick.detector import ParticleDetector, load_encoder_weights
 from draco_em.pick.loss import class_prior, offset_loss, pu_focal_loss
 from draco_em.pick.model_io import RUN_FILE, read_picker, save_picker
@@ -102,7 +109,8 @@ def load_examples(
         if not Path(folder).is_dir():
             raise DracoInputError("junk mask folder not found", folder)
     examples = load_labelled(cfg.micrographs, cfg.coords, detector_cfg, cfg.diameter, diameters,
-                             cfg.pixel_size, cfg.junk_masks)  # fmt: skip
+                             cfg.pixel_size, cfg.junk_masks, cfg.invert_y,
+                             elsewhere=cfg.val_micrographs)  # fmt: skip
     if cfg.junk_masks:
         n = sum(e.junk is not None for e in examples)
         log.info("junk masks for %d of %d micrographs", n, len(examples))
@@ -117,28 +125,112 @@ def load_examples(
 def load_labelled(
     micrographs: Sequence[Path], coords: Sequence[Path], detector_cfg: DetectorConfig,
     diameter: float, diameters: dict[str, float] | None = None, pixel_size: float | None = None,
-    junk_masks: Sequence[Path] = (),
+    junk_masks: Sequence[Path] = (), invert_y: bool = False, report: bool = True,
+    elsewhere: Sequence[Path] = (),
 ) -> list[Example]:  # fmt: skip
     """Examples of ``micrographs`` that have picks in ``coords`` (files or folders), at the
-    working pixel size of ``diameter`` Å (``diameters``: Å per stem, where given)."""
-    picks = read_all_coords(list(coords))
-    examples = []
+    working pixel size of ``diameter`` Å (``diameters``: Å per stem, where given).
+
+    Labels are the user's, so what would silently change the training set is said (with
+    ``report``): a micrograph given twice (read once), labels naming no input micrograph,
+    empty label files, repeated picks (kept once), a 1.0 Å header, and picks off their
+    micrograph (refused when most are: picked at another binning).
+
+    Args:
+        invert_y: the labels count y from the bottom (some ``.box`` writers): y → ny − 1 − y.
+        report: say the above (False for a second pass over the same labels).
+        elsewhere: micrographs whose labels another pass reads (``--val-micrographs``).
+
+    Raises:
+        DracoInputError: no input micrograph has labels, or most labels lie off their
+            micrographs.
+    """
+    picks, n_empty = read_pick_labels(list(coords))
     inputs = expand_inputs(list(micrographs))
     px_of = pixel_sizes(inputs, pixel_size)  # --pixel-size, else the STAR row's
-    for item in inputs.items:
-        stem = item.path.stem
-        if stem in picks:
-            d = (diameters or {}).get(stem, diameter)
-            junk = next((Path(f) / f"{stem}.mrc" for f in junk_masks
-                         if (Path(f) / f"{stem}.mrc").is_file()), None)  # fmt: skip
-            examples.append(
-                load_example(item.path, picks[stem], d, detector_cfg, px_of[item.path], junk)
-            )
-    if not examples:
+    items, seen = [], set()
+    for item in inputs.items:  # the same file twice would sit in training and validation
+        if item.path.resolve() not in seen:
+            seen.add(item.path.resolve())
+            items.append(item)
+    stems = {item.path.stem for item in items}
+    if not stems & set(picks):
         raise DracoInputError(
-            "no micrograph has picks: coordinate files must name the micrographs by file stem"
+            f"no micrograph has picks: the labels name e.g. {sorted(picks)[0]!r}, the "
+            f"micrographs are e.g. {sorted(stems)[0]!r}; they are matched by file stem "
+            "(no folder, no extension, no _autopick/_manualpick), so rename one side"
         )
+    warnings = []
+    if report:
+        warnings += [placeholder_pixel_size_warning(inputs, pixel_size, "pick")]
+        if len(items) < len(inputs.items):
+            warnings.append(f"{len(inputs.items) - len(items)} micrograph(s) given twice were "
+                            "read once")  # fmt: skip
+        other = set()
+        if elsewhere:
+            other = {it.path.stem for it in expand_inputs(list(elsewhere)).items}
+        unused = sorted(set(picks) - stems - other)
+        if unused:
+            n = sum(len(picks[s]) for s in unused)
+            warnings.append(
+                f"{n} labels on {len(unused)} micrograph(s) not among the inputs were not used "
+                f"(e.g. {unused[0]!r}; labels are matched to micrographs by file stem)"
+            )
+        if n_empty:
+            warnings.append(
+                f"{n_empty} label file(s) hold no pick; their micrographs were not used (give "
+                "particle-free micrographs as --negatives)"
+            )
+    examples, n_repeated, outside = [], 0, []
+    for item in items:
+        stem = item.path.stem
+        if stem not in picks:
+            continue
+        labels = picks[stem]
+        unique = drop_repeats(labels)
+        n_repeated += len(labels) - len(unique)
+        d = (diameters or {}).get(stem, diameter)
+        junk = next((Path(f) / f"{stem}.mrc" for f in junk_masks
+                     if (Path(f) / f"{stem}.mrc").is_file()), None)  # fmt: skip
+        ex = load_example(item.path, unique, d, detector_cfg, px_of[item.path], junk, invert_y)
+        outside.append((stem, ex.n_outside, len(unique), ex.input_shape))
+        examples.append(ex)
+    n_off, n_all = sum(o[1] for o in outside), sum(o[2] for o in outside)
+    if n_off:
+        stem, _, _, (ny, nx) = next(o for o in outside if o[1])
+        line = (
+            f"{n_off} of {n_all} labels lie off their micrograph (e.g. on {stem}, {nx}×{ny} "
+            "px): were they picked on micrographs of another size or binning? Rescale them "
+            "with draco convert --scale"
+        )
+        if 2 * n_off > n_all:
+            raise DracoInputError(line)
+        warnings.append(line)
+    if n_repeated and report:
+        warnings.append(f"{n_repeated} repeated labels (within 1 px of another) were dropped")
+    for warning in filter(None, warnings):
+        say_warning(warning)
     return examples
+
+
+def drop_repeats(labels: pd.DataFrame, within: float = 1.0) -> pd.DataFrame:
+    """``labels`` with each pick closer than ``within`` input px to an earlier one dropped:
+    one particle given twice (two label files, or two formats of one file), never two."""
+    from scipy.spatial import cKDTree
+
+    xy = labels[["x", "y"]].to_numpy(np.float64)
+    pairs = cKDTree(xy).query_pairs(within, output_type="ndarray")
+    if not len(pairs):
+        return labels
+    keep = np.ones(len(xy), bool)
+    keep[pairs.max(axis=1)] = False  # the later of each pair
+    return labels[keep].reset_index(drop=True)
+
+
+def say_warning(message: str) -> None:
+    """A warning in run.log and on stderr; ``-q`` hides progress, never warnings."""
+    log.warning(message)
+    tqdm.write(f"warning: {message}", file=sys.stderr)
 
 
 def load_negatives(
@@ -452,7 +544,8 @@ def train_picker(
         examples = load_examples(cfg, detector.config, diameters)
         if cfg.val_micrographs:  # a validation set of its own (never trained on)
             val = load_labelled(cfg.val_micrographs, cfg.coords, detector.config, cfg.diameter,
-                                diameters, cfg.pixel_size)  # fmt: skip
+                                diameters, cfg.pixel_size, invert_y=cfg.invert_y,
+                                report=False)  # fmt: skip
             names = {e.name for e in val}
             train = [e for e in examples if e.name not in names]
             if not train:
@@ -485,9 +578,7 @@ def train_picker(
         if progress:
             tqdm.write(threshold_line(threshold, val_result))
         if val is train:  # fewer than 3 labelled micrographs and no --val-micrographs
-            log.warning(NO_HOLDOUT_WARNING)
-            if progress:
-                tqdm.write(f"warning: {NO_HOLDOUT_WARNING}")
+            say_warning(NO_HOLDOUT_WARNING)
         meta = {"train_seconds": round(time.time() - t0, 1), "n_labelled": n_labelled,
                 "n_negatives": len(negatives),
                 "losses": losses, "validation": val_result, "weights": cfg.weights}  # fmt: skip
