@@ -402,3 +402,23 @@ def test_scale_coords_per_axis_and_the_coordinate_folder_reader(tmp_path: Path) 
     write_relion_coords(tmp_path / "empty_autopick.star", df.iloc[:0])
     found = read_coord_folder(tmp_path)
     assert sorted(found) == ["empty", "m"] and len(found["m"]) == 2 and found["empty"].empty
+
+
+def test_particles_star_without_micrograph_names_is_refused(tmp_path: Path) -> None:
+    """rlnImageName but no rlnMicrographName: one line, not every pick lumped under the file."""
+    star = tmp_path / "particles.star"
+    star.write_text(
+        "data_particles\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnImageName #3\n"
+        "10 20 1@Extract/a.mrcs\n30 40 1@Extract/b.mrcs\n"
+    )
+    with pytest.raises(DracoInputError, match="without rlnMicrographName"):
+        read_coords(star)
+
+
+def test_scale_coords_keeps_merged_picks_without_sizes() -> None:
+    """A .box pick (box_size) beside a STAR pick (none): NaN sizes stay unknown, no crash."""
+    df = pd.DataFrame({"micrograph": ["a", "a"], "x": [4.0, 8.0], "y": [2.0, 6.0],
+                       "box_size": [16, np.nan]})  # fmt: skip
+    out = scale_coords(df, 0.5)
+    assert out["x"].tolist() == [2.0, 4.0] and out["box_size"].iloc[0] == 8
+    assert pd.isna(out["box_size"].iloc[1])

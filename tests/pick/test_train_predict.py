@@ -744,3 +744,24 @@ def test_pick_predict_and_negatives_skip_the_halves_of_a_full_sum(trained, tmp_p
                           diameter=32.0, outdir=tmp_path / "r", negatives=[mics])  # fmt: skip
     negatives = load_negatives(cfg, read_picker(trained["path"])[0].config)
     assert [e.name for e in negatives] == ["blob_0"]
+
+
+def test_training_into_a_folder_with_a_picker_is_refused(trained, tmp_path):
+    """A second pick train or pick calibrate into a run folder would replace its picker and
+    run.log: refused in one line, the picker untouched."""
+    from draco_em.pick.calibrate import run_calibrate
+    from draco_em.pick.config import PickCalibrateConfig
+
+    tmp, run = trained["tmp"], Path(trained["path"]).parent
+    before = (run / "picker.safetensors").read_bytes()
+    cfg = PickTrainConfig(micrographs=[tmp / "mics"], coords=[tmp / "coords"], diameter=32.0,
+                          outdir=run, weights=str(trained["path"]), epochs=1,
+                          crops_per_epoch=8)  # fmt: skip
+    with pytest.raises(DracoInputError, match="holds a trained picker"):
+        train_picker(cfg)
+    cal = PickCalibrateConfig(model=str(trained["path"]), micrographs=[tmp / "mics"],
+                              coords=[tmp / "coords"], outdir=tmp_path / "cal")  # fmt: skip
+    run_calibrate(cal)
+    with pytest.raises(DracoInputError, match="holds a trained picker"):
+        run_calibrate(cal)
+    assert (run / "picker.safetensors").read_bytes() == before

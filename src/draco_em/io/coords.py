@@ -202,6 +202,12 @@ def _read_star_coords(path: Path, nested: bool = False) -> pd.DataFrame:
     if "rlnMicrographName" in df.columns:  # a particles STAR: one micrograph per row
         df["micrograph_path"] = df.pop("rlnMicrographName").astype(str)
         df["micrograph"] = df["micrograph_path"].map(micrograph_stem)
+    elif "rlnImageName" in df.columns:  # particle images of many micrographs, unnamed
+        raise DracoInputError(
+            "a particles STAR without rlnMicrographName: its picks cannot be matched to "
+            "micrographs (add the column, or give one coordinate file per micrograph)",
+            path,
+        )
     else:  # a per-micrograph file: RELION names it <stem>_autopick.star
         df["micrograph"] = strip_pick_suffix(path.stem)
     for column in ("score", "psi"):

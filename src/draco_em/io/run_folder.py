@@ -38,6 +38,23 @@ def write_config(run_dir: str | Path, config: BaseModel | Mapping[str, Any]) -> 
     return path
 
 
+def refuse_trained_folder(run_dir: str | Path, model_file: str, what: str) -> None:
+    """Refuse a run folder that already holds a trained model (``model_file``).
+
+    Training again into it would replace the model and its ``run.log`` (pretrain asks for
+    ``--resume`` the same way), and leave files of the old run beside the new model.
+
+    Raises:
+        DracoInputError: ``RUNDIR/model_file`` exists.
+    """
+    if (Path(run_dir) / model_file).is_file():
+        raise DracoInputError(
+            f"this folder holds a trained {what} ({model_file}): give a new -o folder (or "
+            "delete this one to train again)",
+            run_dir,
+        )
+
+
 def read_config(path: str | Path) -> dict[str, Any]:
     """The settings in a ``config.yaml`` (a run folder or the file itself)."""
     path = Path(path)

@@ -28,7 +28,7 @@ import math
 from draco_em.errors import DracoInputError
 from draco_em.io.batch import make_output_folder
 from draco_em.io.folder_lock import releases_folder_locks
-from draco_em.io.run_folder import run_log, write_config
+from draco_em.io.run_folder import refuse_trained_folder, run_log, write_config
 from draco_em.pick.config import DEFAULT_TTA, PickCalibrateConfig
 from draco_em.pick.model_io import (
     PREDENOISED_KEY,
@@ -101,6 +101,7 @@ def _calibrate(
     out = (cfg.outdir / RUN_FILE).resolve()
     if out == source:
         raise DracoInputError("-o/--out would overwrite the input picker: choose a new folder")
+    refuse_trained_folder(cfg.outdir, RUN_FILE, "picker")
     chosen, summary, picker, info = choose(cfg, diameters, progress)
     stored = shift_threshold(chosen, cfg.logit_shift) if cfg.logit_shift else chosen
     log.info("threshold chosen %.3f, stored %.3f (logit shift %g): %s", chosen, stored,

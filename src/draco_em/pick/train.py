@@ -37,7 +37,7 @@ from draco_em.io.batch import (
 )
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import drop_halves
-from draco_em.io.run_folder import run_log, write_config
+from draco_em.io.run_folder import refuse_trained_folder, run_log, write_config
 from draco_em.model.weights import read_weights
 from draco_em.pick.autoscale import ScaleChoice, choose_scale, first_micrographs
 from draco_em.pick.config import DEFAULT_TTA, SCORE_FLOOR, DetectorConfig, PickTrainConfig
@@ -531,6 +531,7 @@ def train_picker(
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     make_output_folder(cfg.outdir)
+    refuse_trained_folder(cfg.outdir, RUN_FILE, "picker")
     with run_log(cfg.outdir, log):
         t0 = time.time()
         detector, whole = build_detector(cfg.weights, detector_config)
