@@ -221,3 +221,21 @@ def test_picks_at_negative_coordinates_are_written_with_a_warning(capsys, tmp_pa
     assert "warning: 2 picks are centred at negative coordinates" in err
     code, _, err = _draco(capsys, "convert", path, "-o", tmp_path / "t.txt", "--to", "topaz")
     assert code == 0 and "2 picks are centred at negative" in err
+
+
+def test_invert_y_with_scale_flips_in_the_input_height(capsys, tmp_path: Path) -> None:
+    """--micrograph-shape is in output px; a .box read with --invert-y is flipped in its own
+    (input) height before --scale (it was flipped about the output height: y off by 3/4)."""
+    from draco_em.io.coords import write_box
+
+    src = tmp_path / "in"
+    src.mkdir()
+    picks = make_coords("m", [1000.0, 2048.0], [400.0, 3000.0])
+    write_box(src / "m.box", picks, 64, invert_y=True, image_height=4096)
+    out = tmp_path / "out"
+    argv = ["--to", "star", "--scale", "0.25", "--invert-y", "--micrograph-shape", "1024x1024"]
+    code, _, _ = _draco(capsys, "convert", src, "-o", out, *argv, "--no-progress")
+    assert code == 0
+    back = read_coords(out / "m_autopick.star")
+    np.testing.assert_allclose(back["y"], [100.0, 750.0], atol=0.25)
+    np.testing.assert_allclose(back["x"], [250.0, 512.0], atol=0.25)

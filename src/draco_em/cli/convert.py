@@ -41,7 +41,8 @@ def convert(
     micrograph_shape: Annotated[
         str | None,
         typer.Option(
-            help="NYxNX of the micrographs in px (.cs output, --invert-y); "
+            help="NYxNX of the output micrographs in px, after --scale (.cs output, "
+            "--invert-y); "
             "read from the --micrographs STAR's MRC headers when not given."
         ),
     ] = None,

@@ -168,7 +168,9 @@ def _read_all(
     paths: list[Path], config: ConvertConfig, failures: FailureLog, progress: bool
 ) -> tuple[list[pd.DataFrame], list[str]]:
     """Read every input; a file that fails is recorded and skipped."""
-    height = config.micrograph_shape[0] if config.micrograph_shape else None
+    height = None  # the input's: --micrograph-shape is in output px, before --scale here
+    if config.micrograph_shape:
+        height = round(config.micrograph_shape[0] / config.scale)
     frames, errors = [], []
     for path in tqdm(paths, desc="reading", unit="file", disable=not progress):
         try:
