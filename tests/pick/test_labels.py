@@ -135,3 +135,21 @@ def test_box_and_star_labels_merge(labelled):
     write_box(again / "m0.box", df, 16)  # all five picks once more, as whole-pixel corners
     (ex,) = load_labelled([labelled["mics"] / "m0.mrc"], [mixed, again], labelled["cfg"], 32.0)
     assert len(ex.xy) == 5  # each within 1 px of the STAR's or the first .box's
+
+
+def test_labels_upside_down_are_said(tmp_path, make_blobs, make_tiny_config, capsys):
+    """Labels read with y counted from the other end land between the particles: said, with
+    the fix; the same labels read the right way are not."""
+    rng = np.random.default_rng(5)
+    mics, coords = tmp_path / "mics", tmp_path / "coords"
+    mics.mkdir(), coords.mkdir()
+    for i in range(3):
+        img, xy = make_blobs(rng, (256, 256), 8.0, 12, noise=0.3)
+        write_mrc(mics / f"u{i}.mrc", img, pixel_size=2.0)
+        write_relion_coords(coords / f"u{i}.star", make_coords(f"u{i}", xy[:, 0], xy[:, 1]))
+    cfg = make_tiny_config()
+    load_labelled([mics], [coords], cfg, 32.0)
+    assert "upside down" not in capsys.readouterr().err
+    load_labelled([mics], [coords], cfg, 32.0, invert_y=True)
+    err = capsys.readouterr().err
+    assert "the labels sit on the particles only upside down" in err and "drop --invert-y" in err

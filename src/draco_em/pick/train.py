@@ -41,7 +41,14 @@ from draco_em.io.run_folder import refuse_trained_folder, run_log, write_config
 from draco_em.model.weights import read_weights
 from draco_em.pick.autoscale import ScaleChoice, choose_scale, first_micrographs
 from draco_em.pick.config import DEFAULT_TTA, SCORE_FLOOR, DetectorConfig, PickTrainConfig
-from draco_em.pick.data import Example, load_example, load_negative, make_batch, read_pick_labels
+from draco_em.pick.data import (
+    Example,
+    label_contrast,
+    load_example,
+    load_negative,
+    make_batch,
+    read_pick_labels,
+)
 from draco_em.pick.detector import ParticleDetector, load_encoder_weights
 from draco_em.pick.loss import class_prior, offset_loss, pu_focal_loss
 from draco_em.pick.model_io import RUN_FILE, read_picker, save_picker
@@ -50,6 +57,9 @@ from draco_em.pick.predict import Picker
 from draco_em.runtime import resolve_device
 
 log = logging.getLogger("draco_em.pick")
+#: Labels are called upside down when flipping them gives a contrast z (``label_contrast``) of
+#: at least FLIP_Z and FLIP_RATIO times the one as read (random labels: z ≈ 1).
+FLIP_Z, FLIP_RATIO = 4.0, 2.0
 F1_TOLERANCE = 0.02  # cut-offs this close to the best validation F1 are equally good
 THRESHOLD_RANGE = (0.02, 0.98)  # stored thresholds stay inside (peaks are found from 0.02)
 
@@ -206,11 +216,40 @@ def load_labelled(
         if 2 * n_off > n_all:
             raise DracoInputError(line)
         warnings.append(line)
+    if report:
+        warnings.append(flipped_labels_warning(examples, detector_cfg.diameter_px, invert_y))
     if n_repeated and report:
         warnings.append(f"{n_repeated} repeated labels (within 1 px of another) were dropped")
     for warning in filter(None, warnings):
         say_warning(warning)
     return examples
+
+
+def flipped_labels_warning(
+    examples: list[Example], diameter_px: float, invert_y: bool
+) -> str | None:
+    """A line when the labels fit the micrographs far better upside down (``label_contrast``).
+
+    Some ``.box`` writers count y from the bottom row; read the other way, every label lands
+    between the particles and the picker learns the gaps, with nothing else to show it (the
+    crYOLO picks shipped with EMPIAR-10017: z 0.6–1.3 as read, 41–46 flipped; right labels
+    on real and two simulators' micrographs: z 4–40 as read, under 2.5 flipped).
+    """
+    if sum(len(ex.xy) for ex in examples) < 20:
+        return None
+    as_read = label_contrast(examples, diameter_px)
+    flipped = label_contrast(examples, diameter_px, flip_y=True)
+    if not (flipped >= FLIP_Z and flipped >= FLIP_RATIO * as_read):
+        return None
+    fix = (
+        "drop --invert-y"
+        if invert_y
+        else "give --invert-y if they come from a tool that counts y from the bottom row"
+    )
+    return (
+        f"the labels sit on the particles only upside down (y → ny − 1 − y): contrast at the "
+        f"labels z = {as_read:.1f} as read, {flipped:.1f} flipped; {fix}"
+    )
 
 
 def drop_repeats(labels: pd.DataFrame, within: float = 1.0) -> pd.DataFrame:
