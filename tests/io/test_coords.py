@@ -14,6 +14,7 @@ from draco_em.io.coords import (
     guess_format,
     make_coords,
     micrograph_stem,
+    read_coord_folder,
     read_coords,
     scale_coords,
     write_box,
@@ -389,7 +390,6 @@ def test_relion31_particles_with_optics(tmp_path: Path) -> None:
 
 
 def test_scale_coords_per_axis_and_the_coordinate_folder_reader(tmp_path: Path) -> None:
-    from draco_em.io.coords import read_coord_folder
 
     df = make_coords("m", [10.0, 20.0], [4.0, 8.0])
     df["micrograph_nx"], df["micrograph_ny"] = 1000, 500
@@ -422,3 +422,25 @@ def test_scale_coords_keeps_merged_picks_without_sizes() -> None:
     out = scale_coords(df, 0.5)
     assert out["x"].tolist() == [2.0, 4.0] and out["box_size"].iloc[0] == 8
     assert pd.isna(out["box_size"].iloc[1])
+
+
+def test_a_relion_job_folder_is_read_through_its_index(
+    tmp_path: Path, picks: pd.DataFrame, monkeypatch
+) -> None:
+    """`--coords ManualPick/job005/`: its manualpick.star, not job.star or note.txt."""
+    monkeypatch.chdir(tmp_path)
+    job = Path("ManualPick/job005")
+    files = {}
+    for mic, group in picks.groupby("micrograph"):
+        coord = job / "Movies" / f"{mic}_manualpick.star"
+        write_relion_coords(coord, group)
+        files[f"MotionCorr/job002/Movies/{mic}.mrc"] = coord
+    write_coordinate_index(job / "manualpick.star", files)
+    (job / "job.star").write_text("data_job\n\n_rlnJobTypeLabel relion.manualpick\n")
+    (job / "note.txt").write_text("++++ Executing new job on Sun Dec  6\n")
+    back = read_coord_folder(job)
+    assert sorted(back) == ["mic_a", "mic_b"]
+    assert sum(len(v) for v in back.values()) == len(picks)
+    (job / "manualpick.star").unlink()
+    with pytest.raises(DracoInputError, match=r"RELION job folder without autopick\.star"):
+        read_coord_folder(job)

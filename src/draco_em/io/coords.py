@@ -39,6 +39,8 @@ PICK_NAME_SUFFIXES = ("_autopick", "_manualpick")
 #: Coordinate file extensions and their formats (the one list; :func:`guess_format`).
 COORD_FILE_FORMATS = {".star": "star", ".box": "box", ".cs": "cs", ".txt": "topaz",
                       ".csv": "topaz", ".tsv": "topaz", ".coord": "topaz"}  # fmt: skip
+#: The coordinate index a RELION 4/5 AutoPick or ManualPick job folder holds.
+RELION_INDEXES = ("autopick.star", "manualpick.star", "coordinate_files.star")
 UNKNOWN = -999.0  # RELION's value for an unknown figure of merit or psi angle
 
 _STAR_TO_OURS = {
@@ -519,10 +521,19 @@ def read_coord_folder(path: str | Path) -> dict[str, pd.DataFrame]:
 
     Every file with a coordinate extension (:data:`COORD_FILE_FORMATS`) is read, except a RELION
     ``coordinate_files.star`` index beside per-micrograph files; an empty per-micrograph file
-    counts as a micrograph with no picks.
+    counts as a micrograph with no picks. A RELION job folder (it holds ``job.star``) is read
+    through its index (:data:`RELION_INDEXES`), not its job and pipeline files.
     """
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and (path / "job.star").is_file():  # a RELION job folder: its index
+        files = [path / n for n in RELION_INDEXES if (path / n).is_file()]
+        if not files:
+            raise DracoInputError(
+                f"a RELION job folder without {', '.join(RELION_INDEXES)}: give its coordinate "
+                "files or their index",
+                path,
+            )
+    elif path.is_dir():
         files = visible_files(path, COORD_FILE_FORMATS)
     elif path.exists():
         files = [path]
