@@ -444,3 +444,16 @@ def test_a_relion_job_folder_is_read_through_its_index(
     (job / "manualpick.star").unlink()
     with pytest.raises(DracoInputError, match=r"RELION job folder without autopick\.star"):
         read_coord_folder(job)
+
+
+def test_a_plain_csv_of_micrograph_x_y(tmp_path: Path) -> None:
+    """A spreadsheet's micrograph,x,y (any case) reads as the Topaz header does; names stay
+    text ("0001", not 1); a table with neither header is one line."""
+    csv = tmp_path / "picks.csv"
+    csv.write_text("Micrograph,X,Y,score\n0001.mrc,10.5,20,0.9\n0002.mrc,30,40,0.1\n")
+    df = read_coords(csv)
+    assert df.micrograph.tolist() == ["0001", "0002"]
+    assert df.x.tolist() == [10.5, 30.0] and df.y.tolist() == [20.0, 40.0]
+    csv.write_text("name,col,row\na,1,2\n")
+    with pytest.raises(DracoInputError, match="needs the Topaz header"):
+        read_coords(csv)

@@ -322,17 +322,31 @@ def _read_topaz(path: Path) -> pd.DataFrame:
     try:
         text = path.read_text()
         sep = "\t" if "\t" in text.split("\n", 1)[0] else ","
-        table = pd.read_csv(io.StringIO(text), sep=sep, dtype={"image_name": str})
+        header = pd.read_csv(io.StringIO(text), sep=sep, nrows=0).columns
+        names = {c: str for c in header if str(c).strip().lower() in _TEXT_COLUMNS["micrograph"]}
+        table = pd.read_csv(io.StringIO(text), sep=sep, dtype=names)  # "0001" stays a name
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DracoInputError(f"not a Topaz coordinate file ({exc})", path) from None
-    needs = ["image_name", "x_coord", "y_coord"]
-    if not set(needs) <= set(table.columns):
+    found = {str(c).strip().lower(): c for c in table.columns}
+    chosen = {ours: next((found[a] for a in names if a in found), None)
+              for ours, names in _TEXT_COLUMNS.items()}  # fmt: skip
+    if None in chosen.values():
         raise DracoInputError(
-            f"a Topaz coordinate file needs the header {needs}, found {list(table.columns)}", path
+            "a coordinate table needs the Topaz header image_name, x_coord, y_coord (or "
+            f"micrograph, x, y), found {list(table.columns)}",
+            path,
         )
-    table = table.rename(columns={"x_coord": "x", "y_coord": "y"})
-    table["micrograph"] = table.pop("image_name").astype(str).map(micrograph_stem)
+    table = table.rename(columns={chosen["x"]: "x", chosen["y"]: "y"})
+    table["micrograph"] = table.pop(chosen["micrograph"]).astype(str).map(micrograph_stem)
     return tidy_coords(table, path)
+
+
+#: Column names of a coordinate table (Topaz's first), matched without case.
+_TEXT_COLUMNS = {
+    "micrograph": ("image_name", "micrograph", "micrograph_name", "rlnmicrographname", "image"),
+    "x": ("x_coord", "x", "rlncoordinatex"),
+    "y": ("y_coord", "y", "rlncoordinatey"),
+}
 
 
 # --------------------------------------------------------------------------- cryoSPARC .cs
