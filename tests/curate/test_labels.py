@@ -78,3 +78,14 @@ def test_one_label_per_micrograph_and_one_spelling_per_class(toy_set: Path, tmp_
     write([a, b], ["good", "Good"])
     with pytest.raises(DracoInputError, match="'good' and 'Good' differ only in case"):
         read_labels(csv)
+
+
+def test_bare_names_are_found_with_their_extension(toy_set: Path, tmp_path: Path) -> None:
+    """MicAssess's labels.csv names micrographs without folder or extension: they are looked
+    for as <name>.<ext> in the given folder (curate train --micrographs), then beside it."""
+    csv = tmp_path / "labels.csv"
+    pd.DataFrame({"name": ["toy_00", "toy_01"], "class": ["good", "bad"]}).to_csv(csv, index=False)
+    with pytest.raises(DracoInputError, match=r"looked for as <name>\.mrc"):
+        read_labels(csv)
+    labels = read_labels(csv, folder=toy_set / "mics")
+    assert labels.paths == [toy_set / "mics/toy_00.mrc", toy_set / "mics/toy_01.mrc"]

@@ -51,6 +51,10 @@ def curate_train(
     epochs: Annotated[int, typer.Option(help="L-BFGS iterations (epochs with --finetune).")] = 100,
     finetune: Annotated[int, typer.Option(help="Also train the last N encoder blocks.")] = 0,
     label_column: Annotated[str | None, typer.Option(help="Column with the labels.")] = None,
+    micrographs: Annotated[
+        Path | None,
+        typer.Option(help="Folder where a CSV's bare names (no extension) are looked for."),
+    ] = None,
     classes: Annotated[
         str | None, typer.Option(help="Comma-separated class names (default: from the labels).")
     ] = None,
@@ -119,6 +123,7 @@ def curate_train(
         epochs=epochs,
         finetune=finetune,
         label_column=label_column,
+        micrographs=micrographs,
         classes=comma_list(classes),
         accept=comma_list(accept) or [],
         pixel_size=pixel_size,

@@ -94,6 +94,9 @@ class CurateTrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     labels: Path = Field(description="Micrographs STAR with labels, or a CSV micrograph,label.")
+    micrographs: Path | None = Field(
+        None, description="Folder where a CSV's bare names (no extension) are looked for."
+    )
     out_dir: Path = Field(description="Run folder: curator.safetensors, features cache, log.")
     weights: str = Field("bundled", description="Encoder: a .safetensors/.pth file or 'bundled'.")
     label_column: str | None = Field(

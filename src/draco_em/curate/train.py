@@ -280,7 +280,7 @@ def train_curator(cfg: CurateTrainConfig, evidence: EvidenceFn | None = None) ->
 
 def _train_curator(cfg: CurateTrainConfig, evidence: EvidenceFn | None) -> dict:
     t0 = time.time()
-    labels = read_labels(cfg.labels, cfg.label_column)
+    labels = read_labels(cfg.labels, cfg.label_column, folder=cfg.micrographs)
     classes, accept = check_classes(labels, cfg.classes, cfg.accept)
     make_output_folder(cfg.out_dir)
     write_config(cfg.out_dir, cfg)

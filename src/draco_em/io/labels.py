@@ -7,7 +7,9 @@ Accepted forms:
   ``label``, ``dracoQuality``; pixel sizes from the optics block;
 * a CSV with a micrograph column (``micrograph``, ``rlnMicrographName``, ``path`` or ``name``)
   and a label column (``label``, ``class`` or ``reason``, or ``--label-column``). Relative
-  paths resolve against the CSV's folder first, then the current directory.
+  paths resolve against the CSV's folder first, then the current directory; a bare name
+  without an image extension (MicAssess's ``labels.csv``) is looked for as ``<name>.<ext>``
+  in ``folder`` (``curate train --micrographs``), then beside the CSV.
 
 Class names are free text: the simulator's (``good``, ``thick_ice``, ``drift``, ``empty``,
 ``contamination``, ``crystalline_ice``, ``carbon_only``) or the user's own.
@@ -21,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from draco_em.errors import DracoInputError
+from draco_em.io.batch import MICROGRAPH_SUFFIXES
 from draco_em.io.classes import GOOD
 from draco_em.io.star import read_micrographs_star
 
@@ -57,7 +60,10 @@ class LabelSet:
 
 
 def read_labels(
-    path: str | Path, label_column: str | None = None, check_files: bool = True
+    path: str | Path,
+    label_column: str | None = None,
+    check_files: bool = True,
+    folder: str | Path | None = None,
 ) -> LabelSet:
     """Read a labels STAR or CSV.
 
@@ -65,6 +71,7 @@ def read_labels(
         path: the labels file (``.star`` or ``.csv``/``.tsv``).
         label_column: column holding the label (default: see the module docstring).
         check_files: raise if a micrograph named in the list does not exist.
+        folder: where bare names (no folder, no image extension) of a CSV are looked for.
 
     Raises:
         DracoInputError: unreadable file, no label or micrograph column, empty labels,
@@ -77,7 +84,7 @@ def read_labels(
     if path.suffix.lower() == ".star":
         out = _read_star_labels(path, label_column)
     elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
-        out = _read_csv_labels(path, label_column)
+        out = _read_csv_labels(path, label_column, None if folder is None else Path(folder))
     else:
         raise DracoInputError("labels must be a micrographs .star or a .csv file", path)
     if not out.paths:
@@ -89,7 +96,9 @@ def read_labels(
         missing = [str(p) for p in out.paths if not p.is_file()]
         if missing:
             raise DracoInputError(
-                f"{len(missing)} labelled micrograph(s) not found, e.g. {', '.join(missing[:3])}",
+                f"{len(missing)} labelled micrograph(s) not found, e.g. {', '.join(missing[:3])} "
+                "(names without an extension are looked for as <name>.mrc, .png, … beside the "
+                "labels file and in --micrographs)",
                 path,
             )
     return out
@@ -157,7 +166,7 @@ def _read_star_labels(path: Path, label_column: str | None) -> LabelSet:
     return LabelSet(paths, labels, pixel_sizes, path)
 
 
-def _read_csv_labels(path: Path, label_column: str | None) -> LabelSet:
+def _read_csv_labels(path: Path, label_column: str | None, folder: Path | None) -> LabelSet:
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
         frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
@@ -167,7 +176,7 @@ def _read_csv_labels(path: Path, label_column: str | None) -> LabelSet:
     frame.columns = columns
     name_col = _pick(columns, None, CSV_NAME_COLUMNS, "micrograph", path)
     label_col = _pick(columns, label_column, CSV_LABEL_COLUMNS, "label", path)
-    paths = [_resolve(path.parent, str(v).strip()) for v in frame[name_col]]
+    paths = [_resolve(path.parent, str(v).strip(), folder) for v in frame[name_col]]
     labels = [str(v).strip() for v in frame[label_col]]
     pixel_sizes: list[float | None] = [None] * len(paths)
     if "pixel_size" in columns:
@@ -175,13 +184,22 @@ def _read_csv_labels(path: Path, label_column: str | None) -> LabelSet:
     return LabelSet(paths, labels, pixel_sizes, path)
 
 
-def _resolve(folder: Path, value: str) -> Path:
-    """Relative paths: beside the labels file first, then the current directory."""
+def _resolve(folder: Path, value: str, micrographs: Path | None = None) -> Path:
+    """Relative paths: beside the labels file first, then the current directory. A bare name
+    with no image extension that names no file: ``<name>.<ext>`` in ``micrographs``, then
+    beside the labels file (the first extension of ``MICROGRAPH_SUFFIXES`` that exists)."""
     candidate = Path(value)
     if candidate.is_absolute():
         return candidate
     beside = folder / candidate
-    return beside if beside.exists() or not candidate.exists() else candidate
+    found = beside if beside.exists() or not candidate.exists() else candidate
+    if found.exists() or candidate.suffix.lower() in MICROGRAPH_SUFFIXES:
+        return found
+    for base in [b for b in (micrographs, folder) if b is not None]:
+        for ext in MICROGRAPH_SUFFIXES:
+            if (base / f"{value}{ext}").is_file():
+                return base / f"{value}{ext}"
+    return found
 
 
 def check_classes(
