@@ -248,6 +248,24 @@ def test_cs_loads_in_cryosparc_tools(tmp_path: Path, picks: pd.DataFrame) -> Non
     assert ds["location/micrograph_path"][0] == "MotionCorr/job002/mic_a.mrc"
 
 
+def test_a_compressed_csdat_cs_reads_like_the_numpy_one(tmp_path: Path, picks: pd.DataFrame):
+    """cryoSPARC's CSDAT format (cryosparc-tools `format=CSDAT_FORMAT`) reads through
+    cryosparc-tools; a damaged numpy .cs never advises loading pickles."""
+    dataset_mod = pytest.importorskip("cryosparc.dataset")
+    plain, packed = tmp_path / "plain.cs", tmp_path / "packed.cs"
+    write_cs(plain, picks, (NY, NX), pixel_size=1.0)
+    dataset_mod.Dataset.load(plain).save(packed, format=dataset_mod.CSDAT_FORMAT)
+    assert guess_format(packed) == "cs"
+    a, b = read_coords(plain), read_coords(packed)
+    assert a.micrograph.tolist() == b.micrograph.tolist()
+    np.testing.assert_allclose(a[["x", "y"]], b[["x", "y"]])
+    pickled = tmp_path / "pickled.cs"
+    np.save(open(pickled, "wb"), np.array([object()], dtype=object), allow_pickle=True)
+    with pytest.raises(DracoInputError) as err:
+        read_coords(pickled)
+    assert "allow_pickle" not in str(err.value) and "pickle.load" not in str(err.value)
+
+
 # ----------------------------------------------------------------------------- real files
 
 

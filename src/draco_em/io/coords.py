@@ -429,11 +429,18 @@ def write_cs(
 
 
 def read_cs(path: Path) -> pd.DataFrame:
-    """Picks from a numpy-format particle ``.cs`` (x = center_x_frac · nx, y = frac · ny)."""
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except Exception as exc:  # numpy raises many types on corrupt files; all are user errors
-        raise DracoInputError(f"not a numpy-format cryoSPARC .cs file ({exc})", path) from None
+    """Picks from a particle ``.cs`` (x = center_x_frac · nx, y = frac · ny): the numpy format,
+    or cryoSPARC's compressed CSDAT format where cryosparc-tools is installed."""
+    if path.read_bytes()[:6] == CSDAT_MAGIC:
+        arr = _read_csdat(path)
+    else:
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except Exception as exc:  # numpy raises many types on corrupt files; all user errors
+            why = str(exc)  # never pass on numpy's advice to load pickles
+            if "pickle" in why:
+                why = "it holds Python objects (pickled data), which are never loaded"
+            raise DracoInputError(f"not a numpy-format cryoSPARC .cs file ({why})", path) from None
     names = set(arr.dtype.names or ())
     needs = {
         "location/micrograph_path",
@@ -446,7 +453,8 @@ def read_cs(path: Path) -> pd.DataFrame:
     shape = np.asarray(arr["location/micrograph_shape"], dtype=np.int64).reshape(-1, 2)
     if len(arr) and (shape <= 0).any():
         raise DracoInputError("location/micrograph_shape is zero; positions cannot be read", path)
-    mic_paths = [bytes(p).decode(errors="replace") for p in arr["location/micrograph_path"]]
+    mic_paths = [p.decode(errors="replace") if isinstance(p, bytes) else str(p)
+                 for p in arr["location/micrograph_path"]]  # fmt: skip
     df = make_coords(
         "",
         arr["location/center_x_frac"].astype(np.float64) * shape[:, 1],
@@ -464,6 +472,25 @@ def read_cs(path: Path) -> pd.DataFrame:
     return tidy_coords(df, path)
 
 
+CSDAT_MAGIC = b"\x95CSDAT"  # cryoSPARC's compressed dataset format (numpy's is \x93NUMPY)
+
+
+def _read_csdat(path: Path) -> np.ndarray:
+    """A CSDAT ``.cs`` as a numpy structured array, through cryosparc-tools (optional)."""
+    try:
+        from cryosparc.dataset import Dataset
+    except ImportError:
+        raise DracoInputError(
+            "a compressed (CSDAT) cryoSPARC .cs: pip install cryosparc-tools to read it, or "
+            "export the particles in the numpy format",
+            path,
+        ) from None
+    try:
+        return np.asarray(Dataset.load(path).to_records())
+    except Exception as exc:  # a damaged file: cryosparc-tools raises many types
+        raise DracoInputError(f"cannot read this CSDAT .cs ({exc})", path) from None
+
+
 # --------------------------------------------------------------------------- dispatch
 
 
@@ -473,7 +500,7 @@ def guess_format(path: str | Path) -> str:
     if path.suffix.lower() in COORD_FILE_FORMATS:
         return COORD_FILE_FORMATS[path.suffix.lower()]
     head = path.read_bytes()[:4096] if path.is_file() else b""
-    if head.startswith(b"\x93NUMPY"):
+    if head.startswith((b"\x93NUMPY", CSDAT_MAGIC)):
         return "cs"
     if b"data_" in head:
         return "star"
