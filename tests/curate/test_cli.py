@@ -71,6 +71,12 @@ def test_train_predict_evaluate(toy_set: Path, tiny_encoder: Path, tmp_path: Pat
     assert res.exit_code == 0, res.output
     assert "6 accepted, 10 rejected (5 by STAR signals; dirty 5, ctf_fit 5), 0 failed" in res.output
     assert (strict / "curation.csv").read_text().count(",ctf_fit,") == 5
+    # Curating an output list again into its own folder would replace that input STAR.
+    accepted = (strict / "micrographs_accepted.star").read_bytes()
+    proc = _draco("curate", "predict", strict / "micrographs_accepted.star", "-o", strict,
+                  "--model", run, "--device", "cpu", "-q")  # fmt: skip
+    assert proc.returncode == 2 and "holds the input micrographs_accepted.star" in proc.stderr
+    assert (strict / "micrographs_accepted.star").read_bytes() == accepted
     res = runner.invoke(
         app,
         [

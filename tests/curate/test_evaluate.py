@@ -57,3 +57,18 @@ def test_evaluate_refuses_a_foreign_csv(tmp_path: Path) -> None:
     _, truth = _files(tmp_path)
     with pytest.raises(DracoInputError, match=r"not a curation\.csv"):
         evaluate_curate(EvaluateCurateConfig(pred=bad, truth=truth))
+
+
+def test_truth_without_an_accept_class_is_refused_and_unmatched_are_said(tmp_path: Path) -> None:
+    """MicAssess's class column (Great, Decent, …) has no 'good': every micrograph would
+    count as a reject and precision and recall read 0; refused, naming the labels found."""
+    from draco_em.evaluate.curate import format_report
+
+    pred, truth = _files(tmp_path)
+    r = evaluate_curate(EvaluateCurateConfig(pred=pred, truth=truth))
+    assert "not scored, no counterpart: 1 predictions, 1 truth labels" in format_report(r)
+    pd.DataFrame({"micrograph": ["a.mrc", "b.mrc"], "label": ["Great", "Crystalline_ice"]}).to_csv(
+        truth, index=False
+    )
+    with pytest.raises(DracoInputError, match=r"no truth label is an accept class \['good'\]"):
+        evaluate_curate(EvaluateCurateConfig(pred=pred, truth=truth))

@@ -61,7 +61,17 @@ def test_read_signals_units_and_motion_csv(tmp_path: Path) -> None:
     )
     assert b["motion"] == pytest.approx(7.5) and b["ctf_resolution"] == 12.0
     assert b["astigmatism"] == 0.0 and "ice" not in b
-    assert c == {"motion": 33.0}
+    assert c == {"motion": 33.0}  # NaN: absent (a merged table's missing value)
+
+
+def test_a_failed_ctf_fit_written_as_inf_is_rejected(tmp_path: Path) -> None:
+    """CTFFIND writes inf for a fit without Thon rings: worse than any limit, so ctf_fit;
+    read as absent (as before) the micrograph passed unchecked."""
+    star = _star(tmp_path, {"rlnMicrographName": ["a.mrc"], "rlnCtfMaxResolution": ["inf"]})
+    values = read_signals(read_micrographs_star(star), 0)
+    assert values == {"ctf_resolution": np.inf}
+    verdict = check_signals(values, SignalRules())
+    assert verdict.failed == ["ctf_resolution"] and verdict.reason == "ctf_fit"
 
 
 def test_thresholds_reasons_and_switches() -> None:
@@ -120,3 +130,21 @@ def test_predict_rejects_on_star_signals_and_records_them(
     np.testing.assert_allclose(table["p_accept"], image_only["p_accept"])
     rej = read_micrographs_star(tmp_path / "on" / "micrographs_rejected.star").micrographs
     assert set(rej["dracoCurateDecidedBy"]) >= {"motion", "ctf_resolution", "image"}
+
+
+def test_defocus_range_is_checked_and_unused_thresholds_are_named() -> None:
+    """A reversed or Å-valued --defocus-range is refused (it rejected everything); a threshold
+    the user set that no input's STAR carries a signal for is said, not silently skipped."""
+    from pydantic import ValidationError
+
+    from draco_em.curate.signals import unused_thresholds
+
+    for bad in ((5.0, 1.0), (5000.0, 30000.0)):
+        with pytest.raises(ValidationError):
+            SignalRules(defocus_range=bad)
+    rules = SignalRules(max_motion=5.0, max_ice_ring_density=0.05)
+    line = unused_thresholds(rules, set())
+    assert line is not None and "--max-motion" in line and "--max-ice-ring-density" in line
+    assert "--max-ctf-resolution" not in line  # its default: not the user's
+    assert unused_thresholds(rules, {"motion", "ice"}) is None
+    assert unused_thresholds(SignalRules(), set()) is None

@@ -23,6 +23,18 @@ def test_expand_files_globs_folders(tmp_path):
     assert [i.path.name for i in got] == ["a.mrc"]
 
 
+def test_a_file_given_twice_counts_once_and_a_star_does_not_mix(tmp_path):
+    """A path and a glob that matches it (or ./path) are one input; a micrographs STAR beside
+    plain files is refused (its rows carry optics and signals the files lack)."""
+    a, b = _mic(tmp_path / "a.mrc"), _mic(tmp_path / "b.mrc")
+    got = expand_inputs([str(a), str(tmp_path / "*.mrc"), str(tmp_path / "." / "a.mrc")]).items
+    assert [i.path.name for i in got] == ["a.mrc", "b.mrc"]
+    star = tmp_path / "mics.star"
+    star.write_text(f"data_micrographs\n\nloop_\n_rlnMicrographName #1\n{a}\n")
+    with pytest.raises(DracoInputError, match="not both"):
+        expand_inputs([str(star), str(b)])
+
+
 def test_expand_errors(tmp_path):
     with pytest.raises(DracoInputError, match="no such file"):
         expand_inputs([str(tmp_path / "missing*.mrc")])

@@ -6,6 +6,7 @@ import contextlib
 import signal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -364,3 +365,17 @@ def test_positive_value_reads_the_row_then_its_optics_group() -> None:
     column = "rlnMicrographOriginalPixelSize"
     assert [table.positive_value(i, column) for i in range(3)] == [0.5, 0.8, 0.7]
     assert table.positive_value(0, "rlnCtfMaxResolution") is None
+
+
+def test_values_are_written_as_read(tmp_path: Path) -> None:
+    """A small value keeps its digits (starfile's %.6f wrote 1.5e-08 as 0.000000), a large one
+    all of its own, and NaN is written as nan, which RELION parses (not <NA>)."""
+    path = tmp_path / "v.star"
+    columns = {"rlnMicrographName": ["a.mrc"], "rlnAccumMotionTotal": [1.5e-08],
+               "rlnDefocusU": [15234.56789], "rlnCtfMaxResolution": [np.nan]}  # fmt: skip
+    frame = pd.DataFrame(columns)
+    write_star(path, {"micrographs": frame})
+    text = path.read_text()
+    assert "1.5e-08" in text and "15234.56789" in text and "nan" in text and "<NA>" not in text
+    back = read_star(path)["micrographs"]
+    assert back.rlnAccumMotionTotal[0] == pytest.approx(1.5e-08)

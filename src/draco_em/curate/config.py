@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from draco_em.io.classes import GOOD
 
@@ -174,6 +174,20 @@ class SignalRules(BaseModel):
     max_ice_ring_density: float | None = Field(
         None, description="Reject (thick_ice) above this rlnCtfIceRingDensity (default off)."
     )
+
+    @field_validator("defocus_range")
+    @classmethod
+    def _defocus_in_micrometres(
+        cls, value: tuple[float, float] | None
+    ) -> tuple[float, float] | None:
+        if value is None or value == (0, 0):  # 0 0 turns it off (the CLI)
+            return value
+        lo, hi = value
+        if lo > hi:
+            raise ValueError(f"{lo:g} {hi:g}: give MIN then MAX, in µm")
+        if hi > 100:  # defocus is 0.1-10 µm; 5000 30000 is Å
+            raise ValueError(f"{lo:g} {hi:g} reads as Å: give µm (e.g. 0.5 3)")
+        return value
 
 
 class CuratePredictConfig(BaseModel):

@@ -43,7 +43,12 @@ from draco_em.curate.features import (
 from draco_em.curate.head import Curator, is_bundled_curator, load_curator
 from draco_em.curate.particles import EvidenceFn, require_evidence
 from draco_em.curate.report import contact_sheet, score_histogram
-from draco_em.curate.signals import check_signals, read_signals, value_columns
+from draco_em.curate.signals import (
+    check_signals,
+    read_signals,
+    unused_thresholds,
+    value_columns,
+)
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
 from draco_em.io.batch import (
@@ -159,10 +164,13 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
     if curator.features.particles:
         require_evidence(evidence)
     encoder = curator_encoder(curator, cfg.weights, resolve_device(cfg.device))
-    make_output_folder(cfg.out_dir, [*cfg.inputs, *(it.path for it in inputs.items)])
+    # Its STARs and PNGs would replace an input STAR there, or be read as micrographs next time.
+    make_output_folder(
+        cfg.out_dir, [*cfg.inputs, *(it.path for it in inputs.items)], beside_inputs=False
+    )
     table, rows = _input_table(inputs, cfg.out_dir)
     failures = FailureLog(cfg.out_dir)
-    records, kept = [], []
+    records, kept, seen = [], [], set()
     # what the image head read: the image, and the picker's particle evidence (--particles)
     image_signals = ["image", "particles"] if curator.features.particles else ["image"]
     items = tqdm(
@@ -189,6 +197,7 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
         except DracoInputError as exc:
             failures.record(item.path, str(exc))
             continue
+        seen |= set(values)
         verdict = check_signals(values, cfg.signals)
         decided_by = "image"
         if verdict.failed:  # a failed threshold rejects, whatever the image head says
@@ -220,6 +229,7 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
     warnings = [
         denoised_warning(list(result["nyquist_ratio"]), bundled=is_bundled_curator(cfg.model)),
         placeholder_pixel_size_warning(inputs, cfg.pixel_size, "curate"),
+        unused_thresholds(cfg.signals, seen),
     ]
     return PredictResult(result, outputs, failures.count, [w for w in warnings if w], n_halves)
 

@@ -59,6 +59,16 @@ def _number(row, column: str) -> float | None:
     return finite_number(row.get(column))
 
 
+def _failed_fit(value: object) -> bool:
+    """A CTF fit resolution written as ``inf`` (CTFFIND's failed fit): worse than any limit;
+    read as absent, it would let the micrograph pass unchecked. ``nan`` stays absent: tables
+    merged from several sources (draco's own outputs too) write it for a missing value."""
+    try:
+        return float(value) == np.inf  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
 def read_signals(table: MicrographTable, row_index: int) -> dict[str, float]:
     """The signals the STAR holds for the micrograph at position ``row_index``.
 
@@ -92,6 +102,8 @@ def read_signals(table: MicrographTable, row_index: int) -> dict[str, float]:
                 break
     if (value := _number(row, "rlnCtfMaxResolution")) is not None:
         out["ctf_resolution"] = value
+    elif _failed_fit(row.get("rlnCtfMaxResolution")):  # CTFFIND's inf: no Thon rings fitted
+        out["ctf_resolution"] = float("inf")
     du, dv = _number(row, "rlnDefocusU"), _number(row, "rlnDefocusV")
     if du is not None:
         dv = du if dv is None else dv
@@ -158,6 +170,34 @@ def _passes(value: float, rules: SignalRules, name: str) -> bool:
         lo, hi = limit
         return lo <= value <= hi
     return bool(value <= float(limit))  # type: ignore[arg-type]
+
+
+#: The option that sets each signal's threshold, and where a STAR carries the signal.
+SIGNAL_OPTIONS = {
+    "motion": ("--max-motion", "rlnAccumMotionTotal, dracoTotalShift or a motion CSV"),
+    "ctf_resolution": ("--max-ctf-resolution", "rlnCtfMaxResolution"),
+    "defocus": ("--defocus-range", "rlnDefocusU/V"),
+    "astigmatism": ("--max-astigmatism", "rlnDefocusU/V"),
+    "ice": ("--max-ice-ring-density", "rlnCtfIceRingDensity"),
+}
+
+
+def unused_thresholds(rules: SignalRules, seen: set[str]) -> str | None:
+    """A line naming the thresholds the user set (not the defaults) that no input's STAR
+    row could be checked against: they were not applied, which must not pass unsaid."""
+    if not rules.enabled:
+        return None
+    default = SignalRules()
+    unused = [
+        f"{option} (needs {where})"
+        for name, (option, where) in SIGNAL_OPTIONS.items()
+        if _limit(rules, name) is not None
+        and _limit(rules, name) != _limit(default, name)
+        and name not in seen
+    ]
+    if not unused:
+        return None
+    return f"thresholds not applied, since no input carries their signal: {'; '.join(unused)}"
 
 
 def value_columns(values: dict[str, float]) -> dict[str, float]:

@@ -92,6 +92,12 @@ def evaluate_curate(cfg: EvaluateCurateConfig) -> dict:
     if not both:
         raise DracoInputError("no micrograph of the predictions is in the truth labels", cfg.pred)
     t = [true_by_stem[stems[i]] for i in both]
+    if not set(t) & set(cfg.accept):  # every micrograph a reject: precision and recall are 0
+        raise DracoInputError(
+            f"no truth label is an accept class {cfg.accept} (the labels: "
+            f"{sorted(set(t))[:8]}): pass --accept with yours, or --label-column",
+            cfg.truth,
+        )
     p_class = [str(pred["reason"].iloc[i]) for i in both]
     p_accept = np.array([pred["decision"].iloc[i] == "accept" for i in both])
     out: dict[str, object] = dict(binary_metrics(np.isin(t, cfg.accept), p_accept))
@@ -116,6 +122,11 @@ def format_report(result: dict) -> str:
     cm = pd.DataFrame(result["confusion"]).T.fillna(0).astype(int)
     cm.index.name, cm.columns.name = "truth", "predicted"
     lines = [head, "", cm.to_string()]
+    counts = {"predictions": result.get("n_unmatched_pred", 0),
+              "truth labels": result.get("n_unmatched_truth", 0)}  # fmt: skip
+    said = [f"{n} {what}" for what, n in counts.items() if n]
+    if said:
+        lines += ["", f"not scored, no counterpart: {', '.join(said)}"]
     if result["misses"]:
         lines += ["", f"misses: {', '.join(result['misses'][:20])}"]
     return "\n".join(lines)

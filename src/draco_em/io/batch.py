@@ -91,8 +91,27 @@ def expand_inputs(
             items += [InputItem(Path(m)) for m in matches]
     if not items:
         raise DracoInputError("no input images given")
+    if table is not None and any(item.star_row is None for item in items):
+        raise DracoInputError(  # its rows carry optics and signals the files would lack
+            "give one micrographs STAR, or files, folders and globs, not both"
+        )
+    items = _once_each(items)
     _check_unique_stems(items)
     return InputSet(items, table, [str(i) for i in inputs])
+
+
+def _once_each(items: list[InputItem]) -> list[InputItem]:
+    """``items`` with a file given twice (a path and a glob that matches it) kept once: it
+    would be processed twice and listed twice in an output STAR. Rows of a STAR are kept."""
+    seen: set[Path] = set()
+    out = []
+    for item in items:
+        key = item.path.resolve()
+        if item.star_row is None and key in seen:
+            continue
+        seen.add(key)
+        out.append(item)
+    return out
 
 
 def make_output_folder(

@@ -179,7 +179,9 @@ def write_star(
     """
     check_not_input(path, inputs)
     with atomic_path(path) as tmp:
-        starfile.write(dict(blocks), tmp)
+        # Values as read: starfile's %.6f writes 1.5e-08 as 0.000000 and NaN as <NA>, which
+        # RELION cannot parse; %.10g keeps 10 significant digits (defocus 15234.56789 Å too).
+        starfile.write(dict(blocks), tmp, float_format="%.10g", na_rep="nan")
         text = tmp.read_text()
         # Replace starfile's "# Created by ..." banner with the line RELION writes.
         text = re.sub(r"\A# Created by the starfile[^\n]*\n", STAR_HEADER, text)

@@ -142,7 +142,7 @@ def load_labelled(
     working pixel size of ``diameter`` Å (``diameters``: Å per stem, where given).
 
     Labels are the user's, so what would silently change the training set is said (with
-    ``report``): a micrograph given twice (read once), labels naming no input micrograph,
+    ``report``): labels naming no input micrograph,
     empty label files, repeated picks (kept once), a 1.0 Å header, and picks off their
     micrograph (refused when most are: picked at another binning).
 
@@ -158,11 +158,7 @@ def load_labelled(
     picks, n_empty = read_pick_labels(list(coords))
     inputs = expand_inputs(list(micrographs))
     px_of = pixel_sizes(inputs, pixel_size)  # --pixel-size, else the STAR row's
-    items, seen = [], set()
-    for item in inputs.items:  # the same file twice would sit in training and validation
-        if item.path.resolve() not in seen:
-            seen.add(item.path.resolve())
-            items.append(item)
+    items = inputs.items  # each file once (expand_inputs): never in training and validation
     stems = {item.path.stem for item in items}
     if not stems & set(picks):
         raise DracoInputError(
@@ -173,9 +169,6 @@ def load_labelled(
     warnings = []
     if report:
         warnings += [placeholder_pixel_size_warning(inputs, pixel_size, "pick")]
-        if len(items) < len(inputs.items):
-            warnings.append(f"{len(inputs.items) - len(items)} micrograph(s) given twice were "
-                            "read once")  # fmt: skip
         other = set()
         if elsewhere:
             other = {it.path.stem for it in expand_inputs(list(elsewhere)).items}
