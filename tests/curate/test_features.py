@@ -86,6 +86,7 @@ def test_cache_is_reused_and_keyed_on_the_file(
     assert px == 2.0 and first.shape == (4, 32) and spec.shape == (8,)
     cached = list(tmp_path.glob("toy_00-*.npz"))
     assert len(cached) == 1
+    assert micrograph_features(enc, cfg, path, None, tmp_path)[2] == 2.0  # a hit: the header's
     with open(cached[0], "wb") as fh:  # a tampered cache is what comes back
         np.savez(fh, tiles=np.full_like(first, 7.0), spectrum=spec)
     again, _, _ = micrograph_features(enc, cfg, path, None, tmp_path)

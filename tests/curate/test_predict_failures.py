@@ -45,4 +45,5 @@ def test_missing_one_row_and_nan_micrographs_fail_alone(toy_set, curator_run, tm
     assert {Path(p).name for p in failed} == {"missing.mrc", "row.mrc", "nan.mrc", "flat.mrc"}
     assert "NaN/Inf" in failed[str(mics / "nan.mrc")]
     assert "zero variance" in failed[str(mics / "flat.mrc")]
+    assert "not found" in failed["mics/missing.mrc"]  # named as the STAR names it
     assert (out / "curation.csv").read_text().count("\n") == 3  # header + the two good ones

@@ -111,6 +111,9 @@ def test_a_header_without_pixel_size_is_said_where_the_stage_goes_on(tmp_path) -
         assert warning is not None and "no pixel size" in warning and "z.mrc" in warning
     assert placeholder_pixel_size_warning(inputs, None, "pick") is None
     assert placeholder_pixel_size_warning(inputs, 2.0, "denoise") is None
+    write_mrc(tmp_path / "one.mrc", np.zeros((32, 32), np.float32), 1.0)  # beside it, 1.0 Å
+    both = placeholder_pixel_size_warning(expand_inputs([tmp_path]), None, "curate")
+    assert both is not None and "z.mrc" in both and "one.mrc" in both  # each said, not one
 
 
 def test_settings_changes_one_comparison_for_every_resumable_folder(tmp_path):

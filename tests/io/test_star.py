@@ -151,6 +151,11 @@ def test_project_relative_names_resolve_from_anywhere(tmp_path: Path, monkeypatc
     assert rebased["dracoMicrographEven"].tolist() == [""]  # empty stays empty
     monkeypatch.chdir(project)
     assert table.rebased().micrographs["rlnMicrographName"].tolist() == ["Prep/a.mrc"]
+    # RELION's "file:mrc" (rlnCtfImage) is rebased with its file, the type kept.
+    (project / "Prep" / "a.ctf").write_bytes(b"")
+    ctf = MicrographTable(star, None, frame.assign(rlnCtfImage=["Prep/a.ctf:mrc"]))
+    monkeypatch.chdir(tmp_path)
+    assert ctf.rebased().micrographs["rlnCtfImage"].tolist() == ["project/Prep/a.ctf:mrc"]
 
 
 def test_rebased_keeps_names_of_files_that_exist_nowhere(tmp_path: Path, monkeypatch) -> None:

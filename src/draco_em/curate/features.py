@@ -257,8 +257,9 @@ def _encoder_features(
     key = cache_key(encoder, cfg, path, pixel_size, stop_block)
     cached = cache_dir / f"{path.stem}-{key}.npz" if cache_dir is not None else None
     if cached is not None and cached.is_file():
-        with np.load(cached) as z:
-            return z["tiles"], z["spectrum"], None, pixel_size
+        with np.load(cached) as z:  # the pixel size used (the header's, when not given) too
+            used = float(z["pixel_size"]) if "pixel_size" in z.files else np.nan
+            return z["tiles"], z["spectrum"], None, used if np.isfinite(used) else pixel_size
     image, px = _read(path, pixel_size)
     tiles = micrograph_tiles(image, px, cfg.pixel_size or encoder.pixel_size, cfg)
     feats = encode_tiles(encoder, tiles, stop_block)
@@ -266,5 +267,5 @@ def _encoder_features(
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cached) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, tiles=feats, spectrum=spectrum)
+            np.savez(fh, tiles=feats, spectrum=spectrum, pixel_size=np.nan if px is None else px)
     return feats, spectrum, image, px

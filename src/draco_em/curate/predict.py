@@ -189,7 +189,12 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
             # raw sum or pre-denoised picture? (the bundled head knows raw sums; curate/domain)
             ratio = micrograph_nyquist_ratio(item.path, px, cfg.out_dir / "features")
         except (DracoInputError, OSError, ValueError) as exc:  # a missing file too: go on
-            failures.record(item.path, str(exc))
+            if inputs.table is not None and not item.path.exists():  # the STAR's name, not a guess
+                name = str(table.micrographs["rlnMicrographName"].iloc[row])
+                failures.record(name, "not found from the current folder, the STAR's folder or "
+                                "the folders above it")  # fmt: skip
+            else:
+                failures.record(item.path, str(exc))
             continue
         p_accept, decision, reason = decide(probs, curator, cfg.threshold)
         try:

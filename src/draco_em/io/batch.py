@@ -315,14 +315,17 @@ def placeholder_pixel_size_warning(
         if given[item.path] is None and item.path.suffix.lower() in IMAGE_SUFFIXES
     }
     unknown = [path for path, state in states.items() if state == "unknown" and not POLICY[stage]]
+    lines: list[str | None] = []
     if unknown:  # denoise and curate go on at the input's sampling (io.pixel_size.POLICY)
-        return (
+        lines.append(
             f"{len(unknown)} of {len(inputs.items)} inputs have no pixel size (header 0, e.g. "
             f"{unknown[0].name}): processed at their own sampling, as if it were the model's; "
             "pass --pixel-size"
         )
     flagged = [path for path, state in states.items() if state == "placeholder"]
-    return placeholder_line(flagged, len(inputs.items))
+    lines.append(placeholder_line(flagged, len(inputs.items)))  # both, when both occur
+    said = [line for line in lines if line]
+    return "; ".join(said) if said else None
 
 
 def placeholder_line(flagged: list[Path], total: int) -> str | None:

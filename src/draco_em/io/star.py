@@ -232,8 +232,13 @@ class MicrographTable:
     def _rebased_name(self, value: str) -> str:
         if value in ("", "nan"):
             return value
-        path = self.resolve(value)
-        return project_path(path) if path.exists() or Path(value).is_absolute() else value
+        name, colon, kind = value.rpartition(":")  # RELION's "power.ctf:mrc": a file type
+        if not colon or "/" in kind or not kind.isalnum():
+            name, kind = value, ""
+        path = self.resolve(name)
+        if not (path.exists() or Path(name).is_absolute()):
+            return value
+        return project_path(path) + (f":{kind}" if kind else "")
 
     def pixel_size(self, row_index: int) -> float | None:
         """Pixel size (Å/px) of the micrograph at *position* ``row_index`` (``iloc``), or None.
