@@ -45,6 +45,9 @@ def test_expand_errors(tmp_path):
     _mic(tmp_path / "y" / "m.mrc")
     with pytest.raises(DracoInputError, match="collide"):
         expand_inputs([str(tmp_path / "x"), str(tmp_path / "y")])
+    # curate predict names no output by stem: two grids' m.mrc are both curated
+    both = expand_inputs([str(tmp_path / "x"), str(tmp_path / "y")], unique_stems=False)
+    assert [i.path.parent.name for i in both.items] == ["x", "y"]
 
 
 def test_failure_log_and_shard(tmp_path):

@@ -86,12 +86,13 @@ def curator_encoder(curator: Curator, weights: str | None, device: torch.device)
     try:
         encoder = load_encoder(source, device, curator.features.pixel_size)
     except DracoInputError as exc:
-        raise DracoInputError(
-            f"cannot load the encoder the curation head was trained on ({source}): {exc}; "
-            "pass --weights ENCODER"
-        ) from exc
-    if encoder.digest != curator.encoder_digest:
-        log.warning("the encoder weights differ from those the head was trained on (%s)", source)
+        what = (
+            "the --weights encoder" if weights else "the encoder the curation head was trained on"
+        )
+        fix = "give a DRACO encoder file or pretrain run" if weights else "pass --weights ENCODER"
+        raise DracoInputError(f"cannot load {what} ({source}): {exc}; {fix}") from exc
+    if encoder.digest != curator.encoder_digest:  # said by predict_curation's warnings
+        log.info("the encoder weights differ from those the head was trained on (%s)", source)
     if curator.encoder_state:
         encoder.model.load_state_dict(curator.encoder_state, strict=False)
     return encoder
@@ -158,7 +159,8 @@ def _input_table(inputs: InputSet, out_dir: Path) -> tuple[MicrographTable, list
 def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = None) -> PredictResult:
     """Run ``draco curate predict``; ``evidence``: the particle-evidence function a head
     trained with ``--particles`` needs (:mod:`draco_em.curate.particles`)."""
-    inputs, n_halves = drop_halves(expand_inputs(cfg.inputs))
+    # Outputs are lists, not files per input: two grids' FoilHole_1.mrc may both be curated.
+    inputs, n_halves = drop_halves(expand_inputs(cfg.inputs, unique_stems=False))
     check_picture_pixel_size(inputs, cfg.pixel_size)
     curator = load_curator(cfg.model)
     if curator.features.particles:
@@ -235,6 +237,12 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
         denoised_warning(list(result["nyquist_ratio"]), bundled=is_bundled_curator(cfg.model)),
         placeholder_pixel_size_warning(inputs, cfg.pixel_size, "curate"),
         unused_thresholds(cfg.signals, seen),
+        None
+        if encoder.digest == curator.encoder_digest
+        else (
+            f"the encoder {cfg.weights or curator.encoder} is not the one the head was trained "
+            "on: its decisions may not hold"
+        ),
     ]
     return PredictResult(result, outputs, failures.count, [w for w in warnings if w], n_halves)
 

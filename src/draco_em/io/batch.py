@@ -55,12 +55,17 @@ class InputSet:
 
 
 def expand_inputs(
-    inputs: Sequence[str | Path], suffixes: tuple[str, ...] = MICROGRAPH_SUFFIXES
+    inputs: Sequence[str | Path],
+    suffixes: tuple[str, ...] = MICROGRAPH_SUFFIXES,
+    unique_stems: bool = True,
 ) -> InputSet:
     """Expand files, globs, folders and one RELION micrographs STAR into image paths.
 
     Folders contribute their files with ``suffixes`` (sorted, not recursive). A STAR file
     contributes ``rlnMicrographName`` of every row (relative paths resolved as RELION does).
+
+    ``unique_stems``: refuse two files of one name in different folders (True for commands
+    that name outputs by the input's stem; curate predict names none).
 
     Raises:
         DracoInputError: an input that matches nothing, or no images at all.
@@ -96,7 +101,8 @@ def expand_inputs(
             "give one micrographs STAR, or files, folders and globs, not both"
         )
     items = _once_each(items)
-    _check_unique_stems(items)
+    if unique_stems:
+        _check_unique_stems(items)
     return InputSet(items, table, [str(i) for i in inputs])
 
 
