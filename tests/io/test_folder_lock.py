@@ -100,3 +100,26 @@ def test_other_ranks_of_a_job_do_not_lock(tmp_path, monkeypatch):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_failed_run_removes_the_empty_folder_it_made(tmp_path) -> None:
+    """A run that stops on a user error leaves no empty -o folder behind (an empty run.log
+    counts as empty); a folder that existed before, or one holding any output, stays."""
+
+    @releases_folder_locks
+    def run(out, write: str | None = None):
+        make_output_folder(out)
+        (out / "run.log").touch()
+        if write:
+            (out / write).write_text("x")
+        raise DracoInputError("bad input")
+
+    for out, write, stays in ((tmp_path / "new", None, False), (tmp_path / "kept", "a.txt", True)):
+        with pytest.raises(DracoInputError):
+            run(out, write)
+        assert out.exists() == stays
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with pytest.raises(DracoInputError):
+        run(mine)
+    assert mine.is_dir()  # the user's own folder is never removed

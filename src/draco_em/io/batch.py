@@ -153,13 +153,15 @@ def make_output_folder(
             raise DracoInputError(
                 f"the output folder holds the input {path.name}: give a new folder", outdir
             )
+    existed = outdir.exists()
     try:
         outdir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=outdir, prefix=".draco-write-test"):
             pass
     except OSError as exc:
         raise DracoInputError(f"cannot write the output folder: {first_line(exc)}", outdir) from exc
-    lock_folder(outdir)  # one run per folder, before the sweep: a live run's temps would go
+    lock_folder(outdir, created=not existed)  # one run per folder, before the sweep: a live
+    # run's temps would go
     remove_stale_temps(outdir)  # a killed run's half-written files
     return outdir
 

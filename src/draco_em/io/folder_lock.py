@@ -39,15 +39,19 @@ LOCK_FILE = ".draco.lock"
 
 #: Folders this process holds, resolved path → the lock file's descriptor, in order taken.
 _held: dict[Path, int] = {}
+#: Those of them this run created: removed again if the run fails and leaves them empty.
+_created: set[Path] = set()
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def lock_folder(folder: str | Path) -> None:
+def lock_folder(folder: str | Path, created: bool | None = None) -> None:
     """Hold ``FOLDER/.draco.lock`` until :func:`release_folder_locks` or the process ends.
 
-    Taking a folder this process holds already is a no-op. The folder is created if needed.
+    Taking a folder this process holds already is a no-op. The folder is created if needed;
+    ``created``: whether this run made it (default: it did not exist), so that a run that
+    fails removes it again when it holds nothing (:func:`releases_folder_locks`).
 
     Raises:
         DracoInputError: another process holds the folder (the line names its PID, host,
@@ -58,6 +62,8 @@ def lock_folder(folder: str | Path) -> None:
     key = Path(folder).resolve()
     if key in _held:
         return
+    if created is None:
+        created = not key.exists()
     path = key / LOCK_FILE
     make_parent(path)
     for _ in range(20):  # another run may remove the file between our open and our flock
@@ -95,6 +101,8 @@ def lock_folder(folder: str | Path) -> None:
         os.ftruncate(fd, 0)
         os.pwrite(fd, text.encode() + b"\n", 0)
     _held[key] = fd
+    if created:
+        _created.add(key)
 
 
 def release_folder_locks(keep: int = 0) -> None:
@@ -105,6 +113,7 @@ def release_folder_locks(keep: int = 0) -> None:
     """
     for key in list(_held)[keep:]:
         fd = _held.pop(key)
+        _created.discard(key)
         with contextlib.suppress(OSError):
             os.unlink(key / LOCK_FILE)
         with contextlib.suppress(OSError):
@@ -118,12 +127,32 @@ def releases_folder_locks(func: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         before = len(_held)
+        ok = False
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
+            ok = True
+            return result
         finally:
+            made = [key for key in list(_held)[before:] if key in _created]
             release_folder_locks(keep=before)
+            if not ok:  # a run that failed (a user error, Ctrl-C) leaves no empty -o behind
+                for key in made:
+                    _remove_if_empty(key)
 
     return wrapper
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` if it holds only empty files (an empty ``run.log``): nothing of
+    the failed run is lost, and the next run does not meet a stale folder."""
+    try:
+        entries = list(folder.iterdir())
+        if all(e.is_file() and not e.is_symlink() and e.stat().st_size == 0 for e in entries):
+            for entry in entries:
+                entry.unlink()
+            folder.rmdir()
+    except OSError:
+        pass  # another process wrote into it, or it is gone: leave it
 
 
 atexit.register(release_folder_locks)
