@@ -32,6 +32,16 @@ pick_app = typer.Typer(
 app.add_typer(pick_app, name="pick")
 
 
+#: `--invert-y` of pick train and pick calibrate (labels that count y from the bottom row).
+InvertY = Annotated[
+    bool,
+    typer.Option(
+        help="The labels count y from the bottom row (y -> ny-1-y), as some .box writers do "
+        "(pick train warns when the labels sit on particles only when flipped)."
+    ),
+]
+
+
 @pick_app.command(
     "predict",
     epilog=example(
@@ -180,13 +190,7 @@ def pick_train(
     pixel_size: Annotated[
         float | None, typer.Option(help="Input Å/px (default: STAR row, else header).")
     ] = None,
-    invert_y: Annotated[
-        bool,
-        typer.Option(
-            help="The labels count y from the bottom row (y -> ny-1-y), as some .box "
-            "writers do: if picks trained on land between the particles, try this."
-        ),
-    ] = False,
+    invert_y: InvertY = False,
     junk_masks: Annotated[
         list[Path] | None,
         typer.Option(help="Folder of <stem>.mrc masks, 1 = junk (known negatives); repeatable."),
@@ -267,13 +271,7 @@ def pick_calibrate(
     pixel_size: Annotated[
         float | None, typer.Option(help="Input Å/px (default: STAR row, else header).")
     ] = None,
-    invert_y: Annotated[
-        bool,
-        typer.Option(
-            help="The labels count y from the bottom row (y -> ny-1-y), as some .box "
-            "writers do: if picks trained on land between the particles, try this."
-        ),
-    ] = False,
+    invert_y: InvertY = False,
     expected_particles: Annotated[
         float | None,
         typer.Option(help="Expected particles per micrograph (incomplete labels: PU F1)."),

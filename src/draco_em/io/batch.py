@@ -160,8 +160,8 @@ def make_output_folder(
             pass
     except OSError as exc:
         raise DracoInputError(f"cannot write the output folder: {first_line(exc)}", outdir) from exc
-    lock_folder(outdir, created=not existed)  # one run per folder, before the sweep: a live
-    # run's temps would go
+    # One run per folder, taken before the sweep: a live run's temps would go.
+    lock_folder(outdir, created=not existed)
     remove_stale_temps(outdir)  # a killed run's half-written files
     return outdir
 

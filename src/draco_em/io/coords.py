@@ -431,7 +431,9 @@ def write_cs(
 def read_cs(path: Path) -> pd.DataFrame:
     """Picks from a particle ``.cs`` (x = center_x_frac · nx, y = frac · ny): the numpy format,
     or cryoSPARC's compressed CSDAT format where cryosparc-tools is installed."""
-    if path.read_bytes()[:6] == CSDAT_MAGIC:
+    with open(path, "rb") as fh:
+        magic = fh.read(len(CSDAT_MAGIC))
+    if magic == CSDAT_MAGIC:
         arr = _read_csdat(path)
     else:
         try:

@@ -156,9 +156,10 @@ def label_contrast(examples: list[Example], diameter_px: float, flip_y: bool = F
     of z = (mean at the labels − mean at random points) / its standard error, in the working
     image blurred over a sixth of the diameter (``diameter_px``, working px).
 
-    Labels on particles give z of 5–45 on real and simulated micrographs (sign-free: particles
+    Labels on particles give z of 6–48 on real and simulated micrographs (sign-free: particles
     may read dark or bright after background subtraction); labels read upside down
-    (``flip_y``: y → H − 1 − y in working px) land between them, z ≈ 1, like random points.
+    (``flip_y``: y → H − 1 − y in working px) land between them, z 0.5–2.2, like random
+    points (``benchmarks/pick_label_flip.py``).
     """
     from scipy.ndimage import gaussian_filter, map_coordinates
 

@@ -142,9 +142,9 @@ def load_labelled(
     working pixel size of ``diameter`` Å (``diameters``: Å per stem, where given).
 
     Labels are the user's, so what would silently change the training set is said (with
-    ``report``): labels naming no input micrograph,
-    empty label files, repeated picks (kept once), a 1.0 Å header, and picks off their
-    micrograph (refused when most are: picked at another binning).
+    ``report``): labels naming no input micrograph, empty label files, repeated picks (kept
+    once), a 1.0 Å header, labels that sit on the particles only upside down, and picks off
+    their micrograph (refused when most are: picked at another binning).
 
     Args:
         invert_y: the labels count y from the bottom (some ``.box`` writers): y → ny − 1 − y.
@@ -225,8 +225,9 @@ def flipped_labels_warning(
 
     Some ``.box`` writers count y from the bottom row; read the other way, every label lands
     between the particles and the picker learns the gaps, with nothing else to show it (the
-    crYOLO picks shipped with EMPIAR-10017: z 0.6–1.3 as read, 41–46 flipped; right labels
-    on real and two simulators' micrographs: z 4–40 as read, under 2.5 flipped).
+    crYOLO picks shipped with EMPIAR-10017: z 1.0 as read, 47.9 flipped; right labels on real
+    and two simulators' micrographs: z 5.8–47.5 as read, 0.5–2.2 flipped;
+    ``benchmarks/pick_label_flip.py``).
     """
     if sum(len(ex.xy) for ex in examples) < 20:
         return None
