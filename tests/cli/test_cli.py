@@ -131,3 +131,22 @@ def test_a_rejected_value_names_the_option_as_typed(argv, message, tmp_path, cap
     code, _, err = draco_in_process(capsys, *argv)
     assert code == 2 and err.startswith(f"draco: error: {message}") and len(err.splitlines()) == 1
     assert not (tmp_path / argv[argv.index("-o") + 1]).exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["denoise", "x.mrc", "-o", "out", "--bogus"], "No such option: --bogus"),
+        (["denoise"], "Missing argument"),
+        (["curate", "predict", "x.mrc", "-o", "out", "--defocus-range", "1"], "requires 2"),
+        (["pick", "predict", "x.mrc", "-o", "out", "--threshold", "abc"], "Invalid value"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(capsys, argv, message) -> None:
+    """An unknown option, a missing argument or a value of the wrong type: one line, exit 2
+    (typer drew a multi-line box); `draco` alone still prints the help."""
+    code, out, err = draco_in_process(capsys, *argv)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith("draco: error: ") and message in err
+    code, out, err = draco_in_process(capsys)
+    assert code == 2 and "Commands" in out + err

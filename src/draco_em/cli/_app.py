@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from pydantic import ValidationError
@@ -150,9 +151,18 @@ def main(argv: list[str] | None = None) -> None:
     for note in notes:
         print(note, file=sys.stderr)
     try:
-        app(args=args, prog_name="draco")
+        code = app(args=args, prog_name="draco", standalone_mode=False)
     except KeyboardInterrupt:  # typer maps Ctrl-C inside a command to 130; outside it too
         sys.exit(130)
+    except _CLICK_ERROR as error:  # a usage error (unknown option, missing value): one line
+        exc: Any = error  # typer's vendored click exception: show, format_message, exit_code
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `draco` or a group alone: its help
+            exc.show()
+            sys.exit(exc.exit_code)
+        ctx = getattr(exc, "ctx", None)
+        where = f" ({ctx.command_path} -h for help)" if ctx is not None else ""
+        print(f"draco: error: {exc.format_message()}{where}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     except DracoInputError as exc:
         print(f"draco: error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -166,7 +176,13 @@ def main(argv: list[str] | None = None) -> None:
         # (Batch commands record it per file in failures.txt and never get here.)
         print(f"draco: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(n) comes back as n
 
+
+#: typer's usage errors (its vendored click's ClickException), found through a public class.
+_CLICK_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
 
 #: Config fields whose command-line option has another name (``dose_range``: the realistic
 #: preset's range that ``draco simulate --dose`` fixes).
