@@ -255,3 +255,16 @@ def test_a_bad_adapt_option_is_one_line_naming_it(tmp_path, capsys, option, valu
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and err.startswith(f"draco: error: invalid {option}:")
     assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_relative_output_and_input_paths_adapt(tmp_path, blob_pair, monkeypatch):
+    """`draco denoise mics -o out --adapt` run from the data's folder: the manifest named
+    every file twice (out/adapt/out/adapt/binned/...) and the run stopped; now it adapts."""
+    _, odd, even = blob_pair
+    monkeypatch.chdir(tmp_path)
+    Path("mics").mkdir()
+    write_mrc(Path("mics/fine.mrc"), np.tile(odd + even, (3, 3)), 1.32)  # binned to 1.98
+    cfg = DenoiseConfig(inputs=["mics"], outdir=Path("out"), device="cpu", workers=0,
+                        progress=False)  # fmt: skip
+    result = denoise_with_adaptation(cfg, TINY)
+    assert result["adapt"]["stage"] == "blindspot" and Path("out/fine.mrc").is_file()

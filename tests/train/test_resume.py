@@ -102,3 +102,18 @@ def test_resume_with_more_epochs_stretches_the_schedule(tiny_config, tmp_path) -
     assert lrs[4] == pytest.approx(peak * WarmupCosine(3, 6)(3))  # before: 2 epochs of 3 steps
     assert lrs[5] == pytest.approx(peak * WarmupCosine(3, 12)(4))  # after: 4 epochs
     assert len(lrs) == 12
+
+
+def test_a_noise2noise_stage_run_resumes(tiny_config, tmp_path) -> None:
+    """--stage denoise never masks, so the mask token gets no gradient and no Adam state; the
+    strict optimiser load refused every resume of such a run (and of `denoise --adapt`)."""
+    kw = {"epochs": 2, "batch_size": 2, "save_every_steps": 2, "stage": "denoise"}
+    straight = tiny_config(out_dir=tmp_path / "straight", **kw)
+    run_pretrain(straight)
+    broken = tiny_config(out_dir=tmp_path / "broken", **kw)
+    with pytest.raises(Crash):
+        run_pretrain(broken, on_step=_crash_at(5))
+    run_pretrain(broken.model_copy(update={"resume": "latest"}))
+    a, b = _final_weights(straight), _final_weights(broken)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name

@@ -295,6 +295,10 @@ def adapt_denoiser(cfg: DenoiseConfig, adapt: AdaptConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     manifest = folder / "manifest.star"
     rows = binned_rows(rows, target, folder / "binned")
+    # write_manifest reads names relative to the manifest's folder: give it absolute paths
+    # (a relative -o named every file twice: adout/adapt/adout/adapt/binned/...).
+    rows = [{**r, **{k: str(Path(r[k]).resolve()) for k in (FULL, EVEN, ODD) if r[k]}}
+            for r in rows]  # fmt: skip
     px0 = rows[0]["rlnMicrographPixelSize"]
     write_manifest(manifest, [optics_group(1, px0, px0, 300.0, 2.7, 0.1)], rows)
     side = adapt.crop_size * target

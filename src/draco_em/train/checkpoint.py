@@ -121,16 +121,21 @@ def restore_checkpoint(
     prefix: str = "",
 ) -> None:
     """Load model, optimiser, scheduler, scaler and this rank's RNG states in place."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
 
     model_state = {prefix + k: v for k, v in state["model"].items()}
-    set_state_dict(
-        model,
-        optimizer,
-        model_state_dict=model_state,
-        optim_state_dict=state["optimizer"],
-        options=StateDictOptions(full_state_dict=True),
-    )
+    set_model_state_dict(model, model_state, options=StateDictOptions(full_state_dict=True))
+    # Not strict: a parameter that never had a gradient (the mask token in the Noise2Noise
+    # stage, which masks nothing) has no Adam state to save, and gets none back, as in the
+    # uninterrupted run; strict loading refused every such resume.
+    set_optimizer_state_dict(
+        model, optimizer, state["optimizer"],
+        options=StateDictOptions(full_state_dict=True, strict=False),
+    )  # fmt: skip
     # Keep this run's lr schedule (a resumed run may have more epochs) at the saved step.
     sched = dict(state["scheduler"])
     if "lr_lambdas" in sched:  # LambdaLR: None = leave that lambda as built for this run
