@@ -93,7 +93,7 @@ def main() -> None:
     ))  # fmt: skip
     for run_dir, name in ((run, "draco_tiny"), (finetune, "draco_denoise_tiny")):
         out = work / f"{name}.safetensors"
-        draco("export", str(run_dir), "-o", str(out), "--which", "best", "--half")
+        draco("export", str(run_dir), "-o", str(out), "--which", "best", "--half", "--overwrite")
         if args.install:
             shutil.copy(out, REPO / "src" / "draco_em" / "weights" / out.name)
 

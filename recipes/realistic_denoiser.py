@@ -177,7 +177,7 @@ def main() -> None:
         resume="latest" if (run / "config.yaml").exists() else None,
     ))  # fmt: skip
     out = work / f"draco_denoise_tiny_{args.run_name}.safetensors"
-    draco("export", str(run), "-o", str(out), "--which", "best", "--half")
+    draco("export", str(run), "-o", str(out), "--which", "best", "--half", "--overwrite")
     if args.install:
         shutil.copy(out, REPO / "src" / "draco_em" / "weights" / "draco_denoise_tiny.safetensors")
 

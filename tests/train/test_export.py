@@ -33,6 +33,11 @@ def test_export_round_trip(tiny_config, tmp_path) -> None:
     assert metadata["pixel_size_range"] == pytest.approx([1.0, 2.0])
     assert metadata["training"]["stage"] == "draco" and metadata["patch_size"] == 16
     assert metadata["normalization"] == "robust" and metadata["training"]["epoch"] == 1
+    # The run folder (its checkpoint) as the model: the same working pixel size as its export
+    # (it had none, so the model ran at the input's sampling, silently).
+    _, _, from_run = load_model(config.out_dir)
+    assert from_run["pixel_size"] == pytest.approx(metadata["pixel_size"])
+    assert from_run["pixel_size_range"] == pytest.approx(metadata["pixel_size_range"])
 
 
 def test_export_errors_are_one_line(tmp_path, capsys) -> None:
@@ -50,12 +55,20 @@ def test_export_best_of_a_run_without_best_says_it_took_latest(
     assert not checkpoint_path(config.out_dir, "best").exists()
     out = tmp_path / "m.safetensors"
     for which in (("--which", "best"), ()):  # best is also the default
+        out.unlink(missing_ok=True)
         assert draco("export", str(config.out_dir), "-o", str(out), *which) == 0
         said = capsys.readouterr().out
         assert "latest.pt (the run has no best.pt: it ran without validation)" in said
         assert out.is_file()
-    assert draco("export", str(config.out_dir), "-o", str(out), "--which", "latest") == 0
+    before = out.read_bytes()
+    assert draco("export", str(config.out_dir), "-o", str(out), "--which", "latest") == 2
+    assert "exists: give another -o, or --overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == before  # an exported model is never replaced unasked
+    assert draco("export", str(config.out_dir), "-o", str(out), "--which", "latest",
+                 "--overwrite") == 0  # fmt: skip
     assert "no best" not in capsys.readouterr().out
+    assert draco("export", str(out), "-o", str(tmp_path / "again.safetensors")) == 2
+    assert "is a model file already" in capsys.readouterr().err
 
 
 def test_cli_pretrain_then_resume(tiny_manifest, tmp_path, capsys) -> None:

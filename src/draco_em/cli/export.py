@@ -33,6 +33,9 @@ def export(
     half: Annotated[
         bool, typer.Option("--half", help="Store float16 weights (half size).")
     ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing model file at -o.")
+    ] = False,
 ) -> None:
     """Write a run's best or latest weights to a safetensors file."""
     from draco_em.train.checkpoint import export_run, export_source
@@ -41,6 +44,16 @@ def export(
         raise DracoInputError(f"--which must be best or latest, got {which!r}")
     if out.suffix != ".safetensors":
         raise DracoInputError("the output name must end in .safetensors", out)
+    if out.is_dir():
+        raise DracoInputError("-o names a folder: give a .safetensors file name", out)
+    if out.exists() and not overwrite:  # a model other runs (a curator, a picker) may name
+        raise DracoInputError("exists: give another -o, or --overwrite to replace it", out)
+    if run_dir.is_file() and run_dir.suffix != ".pt":
+        raise DracoInputError(
+            "draco export reads a pretrain run folder or its .pt checkpoint; this is a model "
+            "file already (every --weights option reads it as it is)",
+            run_dir,
+        )
     source = export_source(run_dir, which)
     note = ""
     if run_dir.is_dir() and source.stem != which:  # said, never silent: other weights than asked

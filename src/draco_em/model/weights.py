@@ -139,8 +139,7 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], DracoConfig, dict
         metadata = file.json("draco_metadata") or {}
         config_dict = file.json("draco_config")
     elif path.suffix in TORCH_SUFFIXES:
-        state, config_dict = _read_torch_checkpoint(path)
-        metadata = {}
+        state, config_dict, metadata = _read_torch_checkpoint(path)
     else:
         raise DracoInputError(
             f"unknown weights format {path.suffix!r} (expected .safetensors, .pth, .pt)", path
@@ -150,11 +149,20 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], DracoConfig, dict
     return state, config, metadata
 
 
-def _read_torch_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
-    """The weights dict of a torch checkpoint (never unpickles code: weights_only=True)."""
+def _read_torch_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict | None, dict]:
+    """The weights dict of a torch checkpoint (never unpickles code: weights_only=True), its
+    architecture where stored, and the metadata `draco export` would write (our trainer's
+    checkpoints: the working pixel size and its range; none for official checkpoints)."""
     ckpt = read_torch_file(path, "torch checkpoint")
     if not isinstance(ckpt, Mapping):
         raise DracoInputError(f"checkpoint holds a {type(ckpt).__name__}, not a dict", path)
+    metadata: dict = {}
+    if isinstance(ckpt.get("pixel_size"), (int, float)):  # a run folder's best.pt/latest.pt:
+        # the model must run at its trained sampling, as its export would (it ran at the
+        # input's own, silently, when a run folder or .pt was given as the model)
+        metadata = {"pixel_size": float(ckpt["pixel_size"]),
+                    "pixel_size_range": ckpt.get("pixel_size_range"),
+                    "normalization": "robust"}  # fmt: skip
     # Our trainer's checkpoints carry the architecture (head counts cannot be read off shapes).
     config = ckpt.get("draco_config", ckpt.get("model_config"))
     if isinstance(config, str):
@@ -166,7 +174,7 @@ def _read_torch_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict | 
     state = {k: v for k, v in ckpt.items() if isinstance(v, torch.Tensor)}
     if not state:
         raise DracoInputError("checkpoint holds no tensors", path)
-    return state, config if isinstance(config, dict) else None
+    return state, config if isinstance(config, dict) else None, metadata
 
 
 def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

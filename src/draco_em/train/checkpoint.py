@@ -190,6 +190,8 @@ def export_run(
     """
     path = export_source(run_dir, which)
     state = load_checkpoint(path)
+    if "model_config" not in state or "model" not in state:
+        raise DracoInputError("not a draco pretrain checkpoint (no model_config)", path)
     config = DracoConfig(**state["model_config"])
     model = DracoMAE(config)
     model.load_state_dict(state["model"])
