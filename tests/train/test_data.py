@@ -293,3 +293,22 @@ def test_a_pixel_size_beside_a_manifest_is_refused(tmp_path) -> None:
     star = write_dataset(tmp_path / "d", n=2, size=64)
     with pytest.raises(DracoInputError, match="--pixel-size is for image inputs"):
         load_manifest(star, "mae", pixel_size=2.0)
+
+
+def test_nan_pixels_behind_manifest_statistics_name_the_file(tmp_path: Path) -> None:
+    """A `prepare` manifest's statistics skip the up-front check; a micrograph that gained NaNs
+    after them is named at its first crop (it was a NaN loss with no file, mid-run)."""
+    from draco_em.io.mrc import write_mrc
+    from draco_em.io.star import read_micrographs_star, write_micrographs_star
+
+    manifest = write_dataset(tmp_path, n=1)
+    table = read_micrographs_star(manifest)
+    for suffix in ("", "Odd", "Even"):
+        table.micrographs[f"dracoMean{suffix}"], table.micrographs[f"dracoStd{suffix}"] = 0.0, 1.0
+    write_micrographs_star(manifest, table)
+    full = read_image(tmp_path / "mic_0.mrc")[0].copy()
+    full[:] = np.nan
+    write_mrc(tmp_path / "mic_0.mrc", full, 2.0)
+    (record,) = load_manifest(manifest)  # statistics given: not read whole here
+    with pytest.raises(DracoInputError, match=r"mic_0\.mrc: NaN/Inf pixels in a training crop"):
+        CropDataset([record], 32, 1)[0]

@@ -380,6 +380,12 @@ class CropDataset(Dataset):
                 if record.clean is not None
                 else torch.zeros_like(item["full"])
             )
+        for name in ("full", "odd", "even"):  # a file changed after its manifest's statistics
+            if name in item and not bool(torch.isfinite(item[name]).all()):  # (_check_pixels)
+                raise DracoInputError(
+                    "NaN/Inf pixels in a training crop: fix this micrograph or drop it from "
+                    "the manifest", getattr(record, name),
+                )  # fmt: skip
         return item
 
 
