@@ -148,3 +148,18 @@ def test_export_half_halves_the_file_and_loads_as_float32(tiny_config, tmp_path)
     for (name, a), b in zip(m_full.state_dict().items(), m_half.state_dict().values(), strict=True):
         assert b.dtype == a.dtype
         torch.testing.assert_close(b, a, rtol=2e-3, atol=1e-4, msg=name)
+
+
+def test_a_pretrain_run_folder_starts_a_picker(tiny_config) -> None:
+    """`pick train --weights RUN` reads the run's encoder as its export would (it said
+    "unknown weights format ''"), like curate train's --weights."""
+    from draco_em.pick.config import DetectorConfig
+    from draco_em.pick.train import build_detector
+
+    config = tiny_config(epochs=1)
+    run_pretrain(config)
+    detector, whole = build_detector(str(config.out_dir), DetectorConfig(encoder_blocks=1))
+    saved = load_checkpoint(checkpoint_path(config.out_dir, "best"))["model"]
+    assert not whole
+    assert torch.equal(detector.encoder.state_dict()["patch_embed.proj.weight"],
+                       saved["patch_embed.proj.weight"])  # fmt: skip

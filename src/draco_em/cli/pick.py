@@ -174,7 +174,7 @@ def pick_train(
         str | None,
         typer.Option(
             help="Start from: picker run/file, 'bundled' (the general picker), or a "
-            "DRACO encoder .safetensors/.pth (default: random encoder)."
+            "DRACO encoder (.safetensors/.pth, or a pretrain run folder; default: random)."
         ),
     ] = None,
     finetune_blocks: Annotated[int, typer.Option(help="Last encoder blocks trained.")] = 2,

@@ -38,7 +38,7 @@ from draco_em.io.batch import (
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import drop_halves
 from draco_em.io.run_folder import refuse_trained_folder, run_log, write_config
-from draco_em.model.weights import read_weights
+from draco_em.model.weights import read_weights, resolve_weights
 from draco_em.pick.autoscale import ScaleChoice, choose_scale, first_micrographs
 from draco_em.pick.config import DEFAULT_TTA, SCORE_FLOOR, DetectorConfig, PickTrainConfig
 from draco_em.pick.data import (
@@ -74,7 +74,7 @@ def build_detector(weights: str | None, detector_cfg: DetectorConfig | None = No
     except DracoInputError:
         if weights == "bundled":
             raise
-    _, enc_cfg, _ = read_weights(Path(weights))
+    _, enc_cfg, _ = read_weights(resolve_weights(weights))  # a pretrain run folder too
     base = (detector_cfg or DetectorConfig()).model_dump()
     cfg = DetectorConfig(**{**base, "encoder": enc_cfg.model_dump()})
     detector = ParticleDetector(cfg)
