@@ -117,3 +117,16 @@ def test_a_noise2noise_stage_run_resumes(tiny_config, tmp_path) -> None:
     a, b = _final_weights(straight), _final_weights(broken)
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def test_resume_from_a_checkpoint_path_uses_its_settings(tiny_config, tmp_path) -> None:
+    """`--resume PATH -o NEW` has no config.yaml to keep: the checkpoint's stored settings are
+    the run's (this command's defaults built another model: a size-mismatch traceback)."""
+    first = tiny_config(out_dir=tmp_path / "a", epochs=1)
+    run_pretrain(first)
+    branch = tiny_config(out_dir=tmp_path / "b", epochs=2, crop_size=32, batch_size=2,
+                         resume=str(checkpoint_path(first.out_dir, "latest")))  # fmt: skip
+    result = run_pretrain(branch)
+    assert result["state"].global_step == 2 * 3  # 3 steps an epoch at the run's batch of 4
+    saved = PretrainConfig.load(branch.out_dir / "config.yaml")
+    assert saved.crop_size == 64 and saved.batch_size == 4 and saved.epochs == 2

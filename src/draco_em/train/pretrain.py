@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -483,10 +484,24 @@ def _check_new_run(config: PretrainConfig) -> None:
 def _run_config(config: PretrainConfig, ctx: DistContext) -> PretrainConfig:
     """On resume, the run's saved config (except RESUME_MAY_CHANGE fields); else save this one."""
     saved_path = config.out_dir / CONFIG_FILE
+    saved, where = None, "config.yaml"
     if config.resume is not None and saved_path.is_file():
-        config, ignored = config.merged_for_resume(PretrainConfig.load(saved_path))
+        saved = PretrainConfig.load(saved_path)
+    elif config.resume is not None:  # --resume PATH into a new folder: the checkpoint's own
+        # settings (this command's defaults built another model: a size-mismatch traceback)
+        ckpt = resolve_resume(config.out_dir, config.resume)
+        stored = load_checkpoint(ckpt).get("config") if ckpt is not None else None
+        if ckpt is not None and isinstance(stored, dict):
+            try:
+                saved, where = PretrainConfig(**stored), f"{ckpt.name}'s settings"
+            except ValidationError as exc:
+                raise DracoInputError(
+                    f"cannot read the run settings it holds ({exc})", ckpt
+                ) from None
+    if saved is not None:
+        config, ignored = config.merged_for_resume(saved)
         if ignored:
-            log.warning("resuming: kept the run's %s (config.yaml)", ", ".join(ignored))
+            log.warning("resuming: kept the run's %s (%s)", ", ".join(ignored), where)
     if ctx.is_main:
         write_config(config.out_dir, config)
     return config
