@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 
 import numpy as np
 import pytest
@@ -130,3 +132,32 @@ def test_resume_from_a_checkpoint_path_uses_its_settings(tiny_config, tmp_path) 
     assert result["state"].global_step == 2 * 3  # 3 steps an epoch at the run's batch of 4
     saved = PretrainConfig.load(branch.out_dir / "config.yaml")
     assert saved.crop_size == 64 and saved.batch_size == 4 and saved.epochs == 2
+
+
+def test_ctrl_c_between_an_update_and_its_count_resumes_bitwise(
+    tiny_config, tmp_path, monkeypatch
+) -> None:
+    """A SIGINT that lands after the optimiser update but before the step is counted waits
+    for the count: the checkpoint saved on Ctrl-C then holds the update once (it held it with
+    the old count, so the resume applied that step twice; QA, session 22)."""
+    kw = {"epochs": 2, "batch_size": 2}
+    straight = tiny_config(out_dir=tmp_path / "straight", **kw)
+    run_pretrain(straight)
+    broken = tiny_config(out_dir=tmp_path / "broken", **kw)
+    original, calls = torch.optim.AdamW.zero_grad, []
+
+    def zero_grad(self, *args, **kwargs):  # called between the update and the count
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "zero_grad", zero_grad)
+    with pytest.raises(KeyboardInterrupt):
+        run_pretrain(broken)
+    monkeypatch.undo()
+    assert load_checkpoint(checkpoint_path(broken.out_dir, "latest"))["global_step"] == 3
+    run_pretrain(broken.model_copy(update={"resume": "latest"}))
+    a, b = _final_weights(straight), _final_weights(broken)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name

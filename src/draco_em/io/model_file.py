@@ -10,7 +10,7 @@ file whose string metadata carries a ``format`` tag and JSON fields; training ch
   ``cannot read <what>: not a PyTorch checkpoint, or a damaged one (<reason>)``) or
   ``not a <what> (format tag ...)``;
 * a Ctrl-C while a file is read stops the command as Ctrl-C (exit 130), never as a damaged
-  file (:func:`_interrupt_after`).
+  file (:func:`interrupt_after`).
 
 The files shipped with the package live in :mod:`draco_em.weights` (read with
 ``importlib.resources``; never downloaded).
@@ -136,7 +136,7 @@ def read_model_file(
     path = Path(path)
     if not path.is_file():
         raise DracoInputError(f"{what} not found", path)
-    with _interrupt_after():
+    with interrupt_after():
         try:
             with safe_open(str(path), framework="pt") as fh:
                 header = dict(fh.metadata() or {})
@@ -167,7 +167,7 @@ def read_torch_file(path: str | Path, what: str) -> Any:
     path = Path(path)
     if not path.is_file():
         raise DracoInputError(f"{what} not found", path)
-    with _interrupt_after():
+    with interrupt_after():
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle, zip and safety errors all mean "not such a file"
@@ -175,8 +175,12 @@ def read_torch_file(path: str | Path, what: str) -> Any:
 
 
 @contextlib.contextmanager
-def _interrupt_after() -> Iterator[None]:
+def interrupt_after() -> Iterator[None]:
     """Hold a Ctrl-C (SIGINT) back until the block ends, then raise KeyboardInterrupt.
+
+    Used where an interrupt inside the block would leave a wrong state behind: a model read
+    (below), and a training step between its optimiser update and its step count
+    (``train.engine``: a checkpoint saved there applied the step twice on resume).
 
     A KeyboardInterrupt raised inside torch's or safetensors' native code can come out as a
     ValueError ("could not determine the shape of object type 'torch.storage.UntypedStorage'"),

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from draco_em.errors import DracoInputError
 from draco_em.evaluate.denoise_metrics import psnr
 from draco_em.infer.denoise import Denoiser
+from draco_em.io.model_file import interrupt_after
 from draco_em.io.mrc import read_image
 from draco_em.model.draco import DracoMAE
 from draco_em.runtime import DistContext, all_reduce_mean
@@ -117,13 +118,14 @@ def train_one_epoch(
         )
         if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor
             grad_norm = grad_norm.full_tensor()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        state.step_in_epoch += 1
-        state.global_step += 1
+        with interrupt_after():  # a Ctrl-C here would save the update without its count
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            state.step_in_epoch += 1
+            state.global_step += 1
         stats = {"loss": all_reduce_mean(running, ctx), "lr": lr, "grad_norm": float(grad_norm)}
         running = 0.0
         bar.set_postfix(loss=f"{stats['loss']:.4f}", lr=f"{lr:.2e}")
