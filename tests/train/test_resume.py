@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -34,7 +35,7 @@ def _final_weights(config: PretrainConfig) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("accum", [1, 2])
 def test_killed_run_resumes_to_identical_weights(tiny_config, tmp_path, accum: int) -> None:
     # 3 train micrographs × 4 crops = 12 crops; batch 2 × accum → 6/accum steps per epoch.
-    kw = {"epochs": 2, "batch_size": 2, "accum": accum, "save_every_steps": 2}
+    kw = {"epochs": 2, "batch_size": 2, "accum": accum, "save_every_steps": 2, "log_every_steps": 1}
     straight = tiny_config(out_dir=tmp_path / "straight", **kw)
     run_pretrain(straight)
 
@@ -46,6 +47,12 @@ def test_killed_run_resumes_to_identical_weights(tiny_config, tmp_path, accum: i
     assert ckpt["global_step"] < crash_step and ckpt["step_in_epoch"] > 0  # resumes mid-epoch
     result = run_pretrain(broken.model_copy(update={"resume": "latest"}))
     assert result["state"].global_step == 2 * 6 // accum
+    # metrics.jsonl as the uninterrupted run's: the steps logged after the checkpoint went
+    # (they were logged again on resume, so they stood twice)
+    lines = lambda c: [  # noqa: E731
+        (r["kind"], r["step"]) for r in map(json.loads, (c.out_dir / "metrics.jsonl").open())
+    ]
+    assert lines(broken) == lines(straight)
 
     a, b = _final_weights(straight), _final_weights(broken)
     assert a.keys() == b.keys()

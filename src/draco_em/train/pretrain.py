@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from draco_em.errors import DracoInputError
-from draco_em.io.atomic import atomic_path, remove_stale_temps
+from draco_em.io.atomic import atomic_path, remove_stale_temps, write_text_atomic
 from draco_em.io.folder_lock import lock_folder, releases_folder_locks
 from draco_em.io.run_folder import CONFIG_FILE, checkpoint_path, run_log, write_config
 from draco_em.model.draco import MASK_RATIO, DracoConfig, DracoMAE
@@ -175,6 +175,8 @@ def _train(config: PretrainConfig, ctx: DistContext, on_step: Callable | None) -
         log.info("resumed from %s at epoch %d, step %d", resume, state.epoch, state.global_step)
         if ctx.is_main and resume == checkpoint_path(run_dir, "latest"):
             _repair_best(run_dir, ckpt, best)
+        if ctx.is_main:
+            _trim_metrics(run_dir, state.global_step, ckpt.get("val") is not None)
     train_model = _wrap(stage_model, config, ctx)
     _log_setup(config, ctx, data, opt)
     px = data.pixel_range
@@ -505,6 +507,27 @@ def _run_config(config: PretrainConfig, ctx: DistContext) -> PretrainConfig:
     if ctx.is_main:
         write_config(config.out_dir, config)
     return config
+
+
+def _trim_metrics(run_dir: Path, step: int, has_val: bool) -> None:
+    """Drop the ``metrics.jsonl`` records a resume from ``step`` will write again: those of
+    later steps (logged before a kill after the checkpoint), and the validation at ``step``
+    unless the checkpoint was saved after it (``has_val``). A line cut by a kill goes too."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        at = record.get("step")
+        again = at is not None and (at > step or (at == step and record.get("kind") == "val"
+                                                  and not has_val))  # fmt: skip
+        if not again:
+            keep.append(line)
+    write_text_atomic(path, "".join(line + "\n" for line in keep))
 
 
 def _log_metrics(run_dir: Path, record: dict) -> None:
