@@ -93,3 +93,15 @@ def test_class_weights_balance_accept_against_all_reject_reasons() -> None:
     assert total[0] == pytest.approx(total[1] + total[2])  # accept vs reject: half each
     assert total[1] == pytest.approx(total[2])  # reasons share the reject half equally
     assert w[3] == 0.0  # a class nobody labelled
+
+
+def test_the_head_names_its_encoder_by_an_absolute_path(tmp_path, monkeypatch) -> None:
+    """A head trained with `--weights exp/enc.safetensors` named it relative to where it was
+    trained, and curate predict from another folder could not find it."""
+    from draco_em.curate.train import _absolute
+
+    monkeypatch.chdir(tmp_path)
+    Path("exp").mkdir()
+    Path("exp/enc.safetensors").write_bytes(b"")
+    assert _absolute("exp/enc.safetensors") == str(tmp_path / "exp" / "enc.safetensors")
+    assert _absolute("bundled") == "bundled"

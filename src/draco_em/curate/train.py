@@ -31,6 +31,7 @@ from draco_em.io.atomic import atomic_path
 from draco_em.io.batch import FailureLog, make_output_folder
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.labels import LabelSet, check_classes, read_labels
+from draco_em.io.model_file import BUNDLED
 from draco_em.io.run_folder import run_log, write_config
 from draco_em.io.star import read_micrographs_star
 from draco_em.model.encoder import Encoder, load_encoder, run_blocks
@@ -390,7 +391,8 @@ def _train_curator(cfg: CurateTrainConfig, evidence: EvidenceFn | None) -> dict:
         classes,
         accept,
         features,
-        cfg.weights,
+        # an absolute path, so that the head finds its encoder from any working folder
+        _absolute(cfg.weights),
         encoder.digest,
         cfg.finetune,
         encoder_state,
@@ -401,6 +403,13 @@ def _train_curator(cfg: CurateTrainConfig, evidence: EvidenceFn | None) -> dict:
     curator.save(cfg.out_dir / RUN_FILE)
     _write_json(cfg.out_dir / "summary.json", summary)
     return summary
+
+
+def _absolute(weights: str) -> str:
+    """An encoder named by a path, as an absolute path ("bundled" and the like as they are)."""
+    if weights == BUNDLED or not Path(weights).exists():
+        return weights
+    return str(Path(weights).resolve())
 
 
 def n_folds(cv: int | str, n: int) -> int:
