@@ -6,6 +6,7 @@ import json
 import os
 import random
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,3 +169,17 @@ def test_ctrl_c_between_an_update_and_its_count_resumes_bitwise(
     a, b = _final_weights(straight), _final_weights(broken)
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def test_resume_from_another_working_folder(tiny_config, tiny_manifest, tmp_path, monkeypatch):
+    """config.yaml names the manifest by an absolute path: `--resume latest` from another
+    folder found no relative `--data` (QA, session 22)."""
+    monkeypatch.chdir(tiny_manifest.parent)
+    config = tiny_config(data=Path(tiny_manifest.name), out_dir=tmp_path / "run", epochs=1)
+    run_pretrain(config)
+    assert PretrainConfig.load(config.out_dir / "config.yaml").data == tiny_manifest.resolve()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = run_pretrain(config.model_copy(update={"resume": "latest", "epochs": 2}))
+    assert result["state"].epoch == 2

@@ -486,6 +486,10 @@ def _check_new_run(config: PretrainConfig) -> None:
 def _run_config(config: PretrainConfig, ctx: DistContext) -> PretrainConfig:
     """On resume, the run's saved config (except RESUME_MAY_CHANGE fields); else save this one."""
     saved_path = config.out_dir / CONFIG_FILE
+    # Files by absolute path, so that --resume works from any working folder.
+    paths = {k: Path(v).resolve() for k in ("data", "init_weights")
+             if (v := getattr(config, k)) is not None and Path(v).exists()}  # fmt: skip
+    config = config.model_copy(update=paths)
     saved, where = None, "config.yaml"
     if config.resume is not None and saved_path.is_file():
         saved = PretrainConfig.load(saved_path)
