@@ -132,8 +132,7 @@ def main() -> None:
             rows.append((f"{title}, read with --invert-y", True, "upside down"))
         for name, invert, want in rows:
             exs = examples(pairs, d, px, cfg, invert)
-            a = label_contrast(exs, cfg.diameter_px)
-            f = label_contrast(exs, cfg.diameter_px, flip_y=True)
+            a, f = label_contrast(exs, cfg.diameter_px)
             warns = f >= FLIP_Z and f >= FLIP_RATIO * a
             print(f"| {name} | {len(pairs)} | {want} | {a:.1f} | {f:.1f} | "
                   f"{'yes' if warns else 'no'} |")  # fmt: skip

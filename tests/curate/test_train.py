@@ -98,7 +98,7 @@ def test_class_weights_balance_accept_against_all_reject_reasons() -> None:
 def test_the_head_names_its_encoder_by_an_absolute_path(tmp_path, monkeypatch) -> None:
     """A head trained with `--weights exp/enc.safetensors` named it relative to where it was
     trained, and curate predict from another folder could not find it."""
-    from draco_em.curate.train import _absolute
+    from draco_em.io.run_folder import absolute_name as _absolute
 
     monkeypatch.chdir(tmp_path)
     Path("exp").mkdir()

@@ -31,8 +31,7 @@ from draco_em.io.atomic import atomic_path
 from draco_em.io.batch import FailureLog, make_output_folder
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.labels import LabelSet, check_classes, read_labels
-from draco_em.io.model_file import BUNDLED
-from draco_em.io.run_folder import run_log, write_config
+from draco_em.io.run_folder import absolute_name, run_log, write_config
 from draco_em.io.star import read_micrographs_star
 from draco_em.model.encoder import Encoder, load_encoder, run_blocks
 from draco_em.runtime import resolve_device
@@ -392,7 +391,7 @@ def _train_curator(cfg: CurateTrainConfig, evidence: EvidenceFn | None) -> dict:
         accept,
         features,
         # an absolute path, so that the head finds its encoder from any working folder
-        _absolute(cfg.weights),
+        absolute_name(cfg.weights),
         encoder.digest,
         cfg.finetune,
         encoder_state,
@@ -403,13 +402,6 @@ def _train_curator(cfg: CurateTrainConfig, evidence: EvidenceFn | None) -> dict:
     curator.save(cfg.out_dir / RUN_FILE)
     _write_json(cfg.out_dir / "summary.json", summary)
     return summary
-
-
-def _absolute(weights: str) -> str:
-    """An encoder named by a path, as an absolute path ("bundled" and the like as they are)."""
-    if weights == BUNDLED or not Path(weights).exists():
-        return weights
-    return str(Path(weights).resolve())
 
 
 def n_folds(cv: int | str, n: int) -> int:

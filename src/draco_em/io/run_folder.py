@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import make_parent, write_text_atomic
+from draco_em.io.model_file import BUNDLED
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "run.log"
@@ -53,6 +54,14 @@ def refuse_trained_folder(run_dir: str | Path, model_file: str, what: str) -> No
             "delete this one to train again)",
             run_dir,
         )
+
+
+def absolute_name(value: str) -> str:
+    """A file a run records (its data, its weights) by absolute path, so that the run reads it
+    from any working folder; names that are no existing path ("bundled", a glob) as they are."""
+    if value == BUNDLED or not Path(value).exists():
+        return value
+    return str(Path(value).resolve())
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

@@ -149,6 +149,18 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], DracoConfig, dict
     return state, config, metadata
 
 
+def run_metadata(ckpt: Mapping) -> dict:
+    """What a model trained by ``draco pretrain`` runs with, from its checkpoint: the working
+    pixel size, its range and the normalisation (``draco export`` writes the same)."""
+    return {
+        "pixel_size": ckpt.get("pixel_size"),
+        "pixel_size_range": ckpt.get("pixel_size_range"),
+        # Training crops were standardised with the whole micrograph's contrast-clipped mean and
+        # std (imaging.normalize.clip_stats), the statistics of robust_normalize.
+        "normalization": "robust",
+    }
+
+
 def _read_torch_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict | None, dict]:
     """The weights dict of a torch checkpoint (never unpickles code: weights_only=True), its
     architecture where stored, and the metadata `draco export` would write (our trainer's
@@ -156,13 +168,9 @@ def _read_torch_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict | 
     ckpt = read_torch_file(path, "torch checkpoint")
     if not isinstance(ckpt, Mapping):
         raise DracoInputError(f"checkpoint holds a {type(ckpt).__name__}, not a dict", path)
-    metadata: dict = {}
-    if isinstance(ckpt.get("pixel_size"), (int, float)):  # a run folder's best.pt/latest.pt:
-        # the model must run at its trained sampling, as its export would (it ran at the
-        # input's own, silently, when a run folder or .pt was given as the model)
-        metadata = {"pixel_size": float(ckpt["pixel_size"]),
-                    "pixel_size_range": ckpt.get("pixel_size_range"),
-                    "normalization": "robust"}  # fmt: skip
+    # A run folder's best.pt/latest.pt runs at its trained sampling, as its export would (it
+    # ran at the input's own, silently, when a run folder or .pt was given as the model).
+    metadata = run_metadata(ckpt) if isinstance(ckpt.get("pixel_size"), (int, float)) else {}
     # Our trainer's checkpoints carry the architecture (head counts cannot be read off shapes).
     config = ckpt.get("draco_config", ckpt.get("model_config"))
     if isinstance(config, str):

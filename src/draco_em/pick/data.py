@@ -151,34 +151,40 @@ def load_negative(
     return ex
 
 
-def label_contrast(examples: list[Example], diameter_px: float, flip_y: bool = False) -> float:
-    """How far the labels sit from random points in local contrast: the RMS over micrographs
-    of z = (mean at the labels − mean at random points) / its standard error, in the working
-    image blurred over a sixth of the diameter (``diameter_px``, working px).
+def label_contrast(examples: list[Example], diameter_px: float) -> tuple[float, float]:
+    """How far the labels sit from random points in local contrast, (as read, flipped in y):
+    the RMS over micrographs of z = (mean at the labels − mean at random points) / its
+    standard error, in the working image blurred over a sixth of the diameter (``diameter_px``,
+    working px). One blur per micrograph serves both readings.
 
     Labels on particles give z of 6–48 on real and simulated micrographs (sign-free: particles
     may read dark or bright after background subtraction); labels read upside down
-    (``flip_y``: y → H − 1 − y in working px) land between them, z 0.5–2.2, like random
-    points (``benchmarks/pick_label_flip.py``).
+    (y → H − 1 − y in working px) land between them, z 0.5–2.2, like random points
+    (``benchmarks/pick_label_flip.py``).
     """
     from scipy.ndimage import gaussian_filter, map_coordinates
 
     rng = np.random.default_rng(0)
-    zs = []
+    zs: list[tuple[float, float]] = []
     for ex in examples:
         h, w = ex.image.shape
         xy = ex.xy[(ex.xy[:, 0] >= 0) & (ex.xy[:, 0] <= w - 1)
                    & (ex.xy[:, 1] >= 0) & (ex.xy[:, 1] <= h - 1)]  # fmt: skip
         if len(xy) < 5:
             continue
-        if flip_y:
-            xy = np.stack([xy[:, 0], (h - 1) - xy[:, 1]], axis=1)
         blurred = gaussian_filter(ex.image.astype(np.float64), diameter_px / 6)
         rnd = rng.uniform((0, 0), (w - 1, h - 1), size=(2000, 2))
-        at = map_coordinates(blurred, [xy[:, 1], xy[:, 0]], order=1)
         ref = map_coordinates(blurred, [rnd[:, 1], rnd[:, 0]], order=1)
-        zs.append((at.mean() - ref.mean()) / (ref.std() / np.sqrt(len(xy)) + 1e-12))
-    return float(np.sqrt(np.mean(np.square(zs)))) if zs else float("nan")
+        se = ref.std() / np.sqrt(len(xy)) + 1e-12
+        z = [
+            (map_coordinates(blurred, [y, xy[:, 0]], order=1).mean() - ref.mean()) / se
+            for y in (xy[:, 1], (h - 1) - xy[:, 1])
+        ]
+        zs.append((z[0], z[1]))
+    if not zs:
+        return float("nan"), float("nan")
+    rms = np.sqrt(np.mean(np.square(zs), axis=0))
+    return float(rms[0]), float(rms[1])
 
 
 def read_pick_labels(sources: list[Path]) -> tuple[dict[str, pd.DataFrame], int]:

@@ -231,8 +231,7 @@ def flipped_labels_warning(
     """
     if sum(len(ex.xy) for ex in examples) < 20:
         return None
-    as_read = label_contrast(examples, diameter_px)
-    flipped = label_contrast(examples, diameter_px, flip_y=True)
+    as_read, flipped = label_contrast(examples, diameter_px)
     if not (flipped >= FLIP_Z and flipped >= FLIP_RATIO * as_read):
         return None
     fix = (

@@ -24,7 +24,7 @@ from draco_em.io.atomic import atomic_path
 from draco_em.io.model_file import read_torch_file
 from draco_em.io.run_folder import checkpoint_path, run_checkpoint
 from draco_em.model.draco import DracoConfig, DracoMAE
-from draco_em.model.weights import save_model
+from draco_em.model.weights import run_metadata, save_model
 from draco_em.runtime import DistContext, all_gather_objects
 
 
@@ -197,11 +197,7 @@ def export_run(
     model.load_state_dict(state["model"])
     cfg = state.get("config", {})
     metadata = {
-        "pixel_size": state.get("pixel_size"),
-        "pixel_size_range": state.get("pixel_size_range"),
-        # Training crops were standardised with the whole micrograph's contrast-clipped mean and
-        # std (imaging.normalize.clip_stats), the statistics of robust_normalize.
-        "normalization": "robust",
+        **run_metadata(state),
         "training": {
             "stage": cfg.get("stage"), "epoch": state.get("epoch"),
             "step": state.get("global_step"), "val": state.get("val"),

@@ -41,7 +41,13 @@ from torch.utils.data import DataLoader
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path, remove_stale_temps, write_text_atomic
 from draco_em.io.folder_lock import lock_folder, releases_folder_locks
-from draco_em.io.run_folder import CONFIG_FILE, checkpoint_path, run_log, write_config
+from draco_em.io.run_folder import (
+    CONFIG_FILE,
+    absolute_name,
+    checkpoint_path,
+    run_log,
+    write_config,
+)
 from draco_em.model.draco import MASK_RATIO, DracoConfig, DracoMAE
 from draco_em.model.weights import read_weights, resolve_weights
 from draco_em.runtime import DistContext, cleanup, die_with_parent, init_distributed
@@ -487,8 +493,8 @@ def _run_config(config: PretrainConfig, ctx: DistContext) -> PretrainConfig:
     """On resume, the run's saved config (except RESUME_MAY_CHANGE fields); else save this one."""
     saved_path = config.out_dir / CONFIG_FILE
     # Files by absolute path, so that --resume works from any working folder.
-    paths = {k: Path(v).resolve() for k in ("data", "init_weights")
-             if (v := getattr(config, k)) is not None and Path(v).exists()}  # fmt: skip
+    paths = {k: Path(absolute_name(str(v))) for k in ("data", "init_weights")
+             if (v := getattr(config, k)) is not None}  # fmt: skip
     config = config.model_copy(update=paths)
     saved, where = None, "config.yaml"
     if config.resume is not None and saved_path.is_file():
