@@ -11,7 +11,7 @@ import torch
 
 from draco_em.errors import DracoInputError
 from draco_em.imaging.normalize import clip_stats
-from draco_em.io.mrc import read_image
+from draco_em.io.mrc import read_image, write_mrc
 from draco_em.train.data import (
     CropDataset,
     ResumableSampler,
@@ -312,3 +312,41 @@ def test_nan_pixels_behind_manifest_statistics_name_the_file(tmp_path: Path) -> 
     (record,) = load_manifest(manifest)  # statistics given: not read whole here
     with pytest.raises(DracoInputError, match=r"mic_0\.mrc: NaN/Inf pixels in a training crop"):
         CropDataset([record], 32, 1)[0]
+
+
+def test_an_empty_manifest_says_so(tmp_path: Path) -> None:
+    """It said "no micrograph has odd/even pairs" (QA, session 22)."""
+    manifest = write_dataset(tmp_path, n=1)
+    text = manifest.read_text()
+    manifest.write_text(text[: text.index("data_micrographs")] + "data_micrographs\n\nloop_\n"
+                        "_rlnMicrographName #1\n")  # fmt: skip
+    with pytest.raises(DracoInputError, match="lists no micrographs"):
+        load_manifest(manifest, stage="draco")
+
+
+def test_micrographs_without_halves_left_out_are_named(tmp_path: Path, caplog) -> None:
+    manifest = write_dataset(tmp_path, n=3)
+    text = manifest.read_text().replace("mic_1_odd.mrc", "None").replace("mic_1_even.mrc", "None")
+    manifest.write_text(text)
+    with caplog.at_level("WARNING", logger="draco_em"):
+        records = load_manifest(manifest, stage="draco")
+    assert [r.full.name for r in records] == ["mic_0.mrc", "mic_2.mrc"]
+    assert "1 of 3 micrographs have no odd/even halves" in caplog.text and "mic_1" in caplog.text
+
+
+def test_a_folder_of_sums_and_halves_pairs_them(tmp_path: Path) -> None:
+    """X, X_EVN, X_ODD (MotionCor2 -SplitSum) are one exposure: read as X with its halves, not
+    three images (a half could land in validation while its sum trained; QA, session 22)."""
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        for suffix in ("", "_EVN", "_ODD"):
+            write_mrc(tmp_path / f"{name}{suffix}.mrc", rng.random((64, 64), np.float32), 2.0)
+    write_mrc(tmp_path / "c.mrc", rng.random((64, 64), np.float32), 2.0)
+    records = load_manifest(tmp_path, stage="mae")
+    assert [r.full.name for r in records] == ["a.mrc", "b.mrc", "c.mrc"]
+    assert [(r.even.name, r.odd.name) for r in records[:2]] == [
+        ("a_EVN.mrc", "a_ODD.mrc"),
+        ("b_EVN.mrc", "b_ODD.mrc"),
+    ]
+    assert not records[2].has_pairs
+    assert [r.full.name for r in load_manifest(tmp_path, stage="draco")] == ["a.mrc", "b.mrc"]

@@ -183,3 +183,69 @@ def test_resume_from_another_working_folder(tiny_config, tiny_manifest, tmp_path
     monkeypatch.chdir(elsewhere)
     result = run_pretrain(config.model_copy(update={"resume": "latest", "epochs": 2}))
     assert result["state"].epoch == 2
+
+
+def test_ctrl_c_during_validation_validates_that_epoch_on_resume(
+    tiny_config, tmp_path, monkeypatch
+) -> None:
+    """The epoch counted as done before its validation, so a Ctrl-C there saved it as done
+    and the resume skipped its validation for good (QA, session 22)."""
+    from draco_em.train import pretrain
+
+    config = tiny_config(out_dir=tmp_path / "run", epochs=2, log_every_steps=1)
+    original = pretrain.evaluate
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pretrain, "evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_pretrain(config)
+    monkeypatch.setattr(pretrain, "evaluate", original)
+    saved = load_checkpoint(checkpoint_path(config.out_dir, "latest"))
+    assert (saved["epoch"], saved["step_in_epoch"], saved["global_step"]) == (0, 3, 3)
+    run_pretrain(config.model_copy(update={"resume": "latest"}))
+    lines = [json.loads(x) for x in (config.out_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(x["epoch"], x["step"]) for x in lines if x["kind"] == "val"] == [(1, 3), (2, 6)]
+    assert [x["step"] for x in lines if x["kind"] == "train"] == list(range(1, 7))
+
+
+def test_resume_with_fewer_epochs_than_trained_is_refused(tiny_config, tmp_path) -> None:
+    """It trained nothing, silently, and wrote the smaller number into config.yaml."""
+    from draco_em.errors import DracoInputError
+
+    config = tiny_config(out_dir=tmp_path / "run", epochs=2)
+    run_pretrain(config)
+    before = (config.out_dir / "config.yaml").read_text()
+    with pytest.raises(DracoInputError, match="--epochs 1 is fewer than the 2 epochs"):
+        run_pretrain(config.model_copy(update={"resume": "latest", "epochs": 1}))
+    assert (config.out_dir / "config.yaml").read_text() == before
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_do(tiny_config, tmp_path) -> None:
+    config = tiny_config(out_dir=tmp_path / "run", epochs=1)
+    first = run_pretrain(config)
+    again = run_pretrain(config.model_copy(update={"resume": "latest"}))
+    assert again["state"].global_step == first["state"].global_step
+    assert again["metrics"]["epoch"] == 1  # the last epoch's record, for the summary line
+    assert "nothing to do" in (config.out_dir / "run.log").read_text()
+
+
+def test_resume_needs_neither_the_initial_weights_nor_their_file(tiny_config, tmp_path) -> None:
+    """The architecture came from --init-weights, read before the checkpoint: a resume failed
+    once that file had been moved, although the checkpoint holds every weight (QA, session
+    22). The checkpoint's own architecture is used, and run.log says what resuming kept."""
+    from draco_em.train.checkpoint import export_run
+
+    first = tiny_config(out_dir=tmp_path / "first", epochs=1)
+    run_pretrain(first)
+    init = tmp_path / "init.safetensors"
+    export_run(first.out_dir, init)
+    config = tiny_config(out_dir=tmp_path / "run", epochs=2, init_weights=init, max_steps=2)
+    run_pretrain(config)
+    init.unlink()
+    resumed = config.model_copy(update={"resume": "latest", "max_steps": None, "seed": 5})
+    result = run_pretrain(resumed)
+    assert result["state"].epoch == 2
+    log = (config.out_dir / "run.log").read_text()
+    assert "kept the run's seed" in log and "at epoch 1, step 2" in log

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -117,3 +119,12 @@ def test_real_validation_reports_psnr_and_metrics_file(tiny_config) -> None:
     lines = (config.out_dir / "metrics.jsonl").read_text().splitlines()
     assert sum('"kind": "train"' in line for line in lines) == 3
     assert "effective batch 4" in (config.out_dir / "run.log").read_text()
+
+
+def test_without_validation_the_epoch_records_say_so(tiny_config) -> None:
+    """--val-fraction 0 wrote records of kind "val" holding no validation (QA, session 22)."""
+    config = tiny_config(val_fraction=0.0, epochs=2)
+    pretrain.run_pretrain(config)
+    lines = [json.loads(x) for x in (config.out_dir / "metrics.jsonl").read_text().splitlines()]
+    ends = [x for x in lines if x["kind"] != "train"]
+    assert [(x["kind"], x["epoch"]) for x in ends] == [("epoch", 1), ("epoch", 2)]

@@ -21,6 +21,7 @@ see exactly the same crops.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +36,14 @@ from draco_em.errors import DracoInputError
 from draco_em.imaging.normalize import clip_stats, padded_border
 from draco_em.io import manifest
 from draco_em.io.batch import expand_inputs
+from draco_em.io.halves import drop_halves, find_halves
 from draco_em.io.images import is_raster
 from draco_em.io.mrc import read_image, read_mrc
 from draco_em.io.pixel_size import require_pixel_size
 from draco_em.io.star import MicrographTable, finite_number, read_micrographs_star
 from draco_em.io.validate import validate_image
+
+log = logging.getLogger(__name__)
 
 #: Smallest crop side in pixels taken from a micrograph (tiny synthetic images in tests).
 MIN_CROP_SIDE = 8
@@ -162,16 +166,23 @@ def load_manifest(
     else:
         table = image_table(path, pixel_size)
     records = [_record(table, i) for i in range(len(table.micrographs))]
-    if stage == "draco":
-        records = [r for r in records if r.has_pairs]
-        if not records:
-            raise DracoInputError(
-                "no micrograph has odd/even pairs (dracoMicrographOdd/Even); train stage 1 "
-                "with --stage mae, or prepare the data from movies",
-                path,
-            )
     if not records:
         raise DracoInputError("the manifest lists no micrographs", path)
+    if stage == "draco":
+        paired = [r for r in records if r.has_pairs]
+        if not paired:
+            raise DracoInputError(
+                "no micrograph has odd/even pairs (dracoMicrographOdd/Even, or X_EVN/X_ODD "
+                "beside X); train stage 1 with --stage mae, or prepare the data from movies",
+                path,
+            )
+        if len(paired) < len(records):  # said: they were left out without a word
+            log.warning(
+                "%d of %d micrographs have no odd/even halves and are left out of this stage "
+                "(first: %s)", len(records) - len(paired), len(records),
+                next(r.full.name for r in records if not r.has_pairs),
+            )  # fmt: skip
+        records = paired
     for record in records:
         if record.manifest_stats is None:  # read whole anyway, for their statistics
             _check_pixels(record, pairs=stage == "draco")
@@ -200,9 +211,18 @@ def image_table(inputs: str | Path, pixel_size: float | None) -> MicrographTable
     item 6), so ``draco pretrain --data 'mics/*.jpg' --pixel-size 1.77 --stage mae`` saves
     writing the manifest by hand.
     """
-    items = expand_inputs([inputs]).items
+    inputs_set, n_halves = drop_halves(expand_inputs([inputs]))
+    items = inputs_set.items
     names = [str(item.path.resolve()) for item in items]
     rows: dict[str, list] = {manifest.FULL: names}
+    # X_EVN/X_ODD beside X (MotionCor2 -SplitSum, draco prepare) are X's halves, not images of
+    # their own: in one list with X, a half could land in validation while X trains.
+    halves = [find_halves(item.path) for item in items]
+    if any(halves):
+        rows[manifest.EVEN] = [str(h[0].resolve()) if h else "" for h in halves]
+        rows[manifest.ODD] = [str(h[1].resolve()) if h else "" for h in halves]
+    if n_halves:
+        log.info("%d half sums (X_EVN/X_ODD) read as the halves of their full sums", n_halves)
     if pixel_size is not None:
         rows["rlnMicrographPixelSize"] = [float(pixel_size)] * len(names)
     return MicrographTable(Path.cwd() / "inputs.star", None, pd.DataFrame(rows))

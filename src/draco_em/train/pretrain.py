@@ -75,6 +75,8 @@ DEFAULT_REFINER_CHANNELS = 16
 FULL_ONLY = ("mae", "blindspot")
 #: Stages that predict whole images at mask ratio 0 (the denoisers: they keep the refiner).
 WHOLE_IMAGE = ("denoise", "blindspot")
+#: What an epoch's metrics hold besides its validation (if any).
+EPOCH_KEYS = frozenset({"epoch", "step", "seconds"})
 
 
 class StageModel(nn.Module):
@@ -130,10 +132,12 @@ def run_pretrain(
     ctx = init_distributed(config.device)
     finished = False
     try:
-        config = _run_config(config, ctx)
         log.setLevel(logging.INFO if ctx.is_main else logging.WARNING)
+        # run.log from the start, so that what resuming kept or refused is in it too
         with run_log(config.out_dir, log, enabled=ctx.is_main):
-            result = _train(config, ctx, on_step)
+            resume = _resume_point(config)
+            config = _run_config(config, ctx, resume)
+            result = _train(config, ctx, on_step, resume)
         result["is_main"] = ctx.is_main  # the rank that reports (rank 0)
         finished = True
         return result
@@ -161,28 +165,48 @@ class _Optim:
     warmup_steps: int
 
 
-def _train(config: PretrainConfig, ctx: DistContext, on_step: Callable | None) -> dict[str, Any]:
+@dataclass
+class _Resume:
+    path: Path  # the checkpoint
+    ckpt: dict[str, Any]  # its contents, loaded once
+
+
+def _resume_point(config: PretrainConfig) -> _Resume | None:
+    """The checkpoint ``--resume`` names, loaded (None: start fresh)."""
+    path = resolve_resume(config.out_dir, config.resume)
+    return None if path is None else _Resume(path, load_checkpoint(path))
+
+
+def _train(
+    config: PretrainConfig, ctx: DistContext, on_step: Callable | None, resume: _Resume | None
+) -> dict[str, Any]:
     run_dir = config.out_dir
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     data = _data(config, ctx)
-    model, model_config = _build_model(config)
+    model, model_config = _build_model(config, resume.ckpt if resume else None)
     stage_model = StageModel(model.to(ctx.device), config.stage, config.blind_radius)
     if config.fsdp:
         _shard(stage_model, ctx)
     opt = _optimisation(config, ctx, stage_model, data.sampler.steps_per_epoch)
     state, best = TrainState(), {"metric": None, "value": None}
-    resume = resolve_resume(run_dir, config.resume)
     if resume is not None:
-        ckpt = load_checkpoint(resume)
+        ckpt = resume.ckpt
         restore_checkpoint(ckpt, ctx, stage_model, opt.optimizer, opt.scheduler, opt.scaler,
                            prefix="model.")  # fmt: skip
         state = TrainState(ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"])
         best = ckpt.get("best", best)
-        log.info("resumed from %s at epoch %d, step %d", resume, state.epoch, state.global_step)
-        if ctx.is_main and resume == checkpoint_path(run_dir, "latest"):
+        # 1-based, as the progress bar and the interrupt line count epochs
+        log.info("resumed from %s at epoch %d, step %d", resume.path, state.epoch + 1,
+                 state.global_step)  # fmt: skip
+        if ctx.is_main and resume.path == checkpoint_path(run_dir, "latest"):
             _repair_best(run_dir, ckpt, best)
         if ctx.is_main:
             _trim_metrics(run_dir, state.global_step, ckpt.get("val") is not None)
+        if state.epoch >= config.epochs:  # _run_config refused fewer epochs than trained
+            log.info("the run has trained its %d epochs: nothing to do (a larger --epochs "
+                     "trains on)", config.epochs)  # fmt: skip
+            return {"metrics": ckpt.get("val") or {}, "state": state, "run_dir": run_dir,
+                    "best": best, "model": model}  # fmt: skip
     train_model = _wrap(stage_model, config, ctx)
     _log_setup(config, ctx, data, opt)
     px = data.pixel_range
@@ -226,8 +250,7 @@ def _train(config: PretrainConfig, ctx: DistContext, on_step: Callable | None) -
                 log.info("stopped at step %d (max_steps): continue with --resume latest",
                          state.global_step)  # fmt: skip
                 break
-            state.epoch, state.step_in_epoch = state.epoch + 1, 0
-            metrics = {"epoch": state.epoch, "step": state.global_step,
+            metrics = {"epoch": state.epoch + 1, "step": state.global_step,
                        "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
             # The line's training loss (not in metrics: a resumed epoch has only its own steps).
             loss = sum(epoch_losses) / len(epoch_losses) if epoch_losses else None
@@ -237,9 +260,13 @@ def _train(config: PretrainConfig, ctx: DistContext, on_step: Callable | None) -
             metrics |= evaluate_micrographs(stage_model, data.val_records, extra["pixel_size"],
                                             ctx.device, amp_dtype)  # fmt: skip
             improved = _update_best(best, metrics)
+            # The epoch counts as done once validated: a Ctrl-C during validation saves the
+            # end of its training, and the resume validates it (it was skipped for good).
+            state.epoch, state.step_in_epoch = state.epoch + 1, 0
             save("latest", metrics)
-            if ctx.is_main:
-                _log_metrics(run_dir, {"kind": "val", **metrics})
+            if ctx.is_main:  # "epoch": an epoch's record without validation (--val-fraction 0)
+                kind = "val" if metrics.keys() - EPOCH_KEYS else "epoch"
+                _log_metrics(run_dir, {"kind": kind, **metrics})
                 per_epoch = (time.perf_counter() - started) / max(1, state.epoch - first_epoch)
                 eta = per_epoch * (config.epochs - state.epoch)
                 log.info(epoch_line(metrics, config.epochs, eta, loss))  # jsonl: every digit
@@ -393,12 +420,19 @@ def _update_best(best: dict, metrics: dict) -> bool:
     return False
 
 
-def _build_model(config: PretrainConfig) -> tuple[DracoMAE, Any]:
+def _build_model(
+    config: PretrainConfig, resumed: dict[str, Any] | None = None
+) -> tuple[DracoMAE, Any]:
     """The DracoMAE of the preset (crop size and γ from the run), optionally pre-loaded.
 
     With ``init_weights`` that record their architecture (our run folders and safetensors), that
     architecture is used and ``--preset`` only names the run; ``model_overrides`` still apply.
+    A resumed checkpoint ``resumed`` that records its architecture gives it instead, and its
+    weights replace the initial ones, which are not read (they may be gone by then).
     """
+    if resumed is not None and resumed.get("model_config"):
+        model_config = DracoConfig(**resumed["model_config"])
+        return DracoMAE(model_config), model_config
     # The γ this run trains with, as is (an MAE-stage run may use γ < 0.5).
     run_fields = {"img_size": config.crop_size, "mask_ratio": config.mask_ratio}
     state, init_config = None, None
@@ -489,8 +523,15 @@ def _check_new_run(config: PretrainConfig) -> None:
         )
 
 
-def _run_config(config: PretrainConfig, ctx: DistContext) -> PretrainConfig:
-    """On resume, the run's saved config (except RESUME_MAY_CHANGE fields); else save this one."""
+def _run_config(
+    config: PretrainConfig, ctx: DistContext, resume: _Resume | None = None
+) -> PretrainConfig:
+    """On resume, the run's saved config (except RESUME_MAY_CHANGE fields); else save this one.
+
+    Raises:
+        DracoInputError: ``--epochs`` fewer than the resumed run has already started (it would
+            train nothing and record the smaller number).
+    """
     saved_path = config.out_dir / CONFIG_FILE
     # Files by absolute path, so that --resume works from any working folder.
     paths = {k: Path(absolute_name(str(v))) for k in ("data", "init_weights")
@@ -499,21 +540,28 @@ def _run_config(config: PretrainConfig, ctx: DistContext) -> PretrainConfig:
     saved, where = None, "config.yaml"
     if config.resume is not None and saved_path.is_file():
         saved = PretrainConfig.load(saved_path)
-    elif config.resume is not None:  # --resume PATH into a new folder: the checkpoint's own
+    elif resume is not None:  # --resume PATH into a new folder: the checkpoint's own
         # settings (this command's defaults built another model: a size-mismatch traceback)
-        ckpt = resolve_resume(config.out_dir, config.resume)
-        stored = load_checkpoint(ckpt).get("config") if ckpt is not None else None
-        if ckpt is not None and isinstance(stored, dict):
+        stored = resume.ckpt.get("config")
+        if isinstance(stored, dict):
             try:
-                saved, where = PretrainConfig(**stored), f"{ckpt.name}'s settings"
+                saved, where = PretrainConfig(**stored), f"{resume.path.name}'s settings"
             except ValidationError as exc:
                 raise DracoInputError(
-                    f"cannot read the run settings it holds ({exc})", ckpt
+                    f"cannot read the run settings it holds ({exc})", resume.path
                 ) from None
     if saved is not None:
         config, ignored = config.merged_for_resume(saved)
         if ignored:
             log.warning("resuming: kept the run's %s (%s)", ", ".join(ignored), where)
+    if resume is not None:
+        started = resume.ckpt["epoch"] + (1 if resume.ckpt["step_in_epoch"] else 0)
+        if config.epochs < started:
+            raise DracoInputError(
+                f"--epochs {config.epochs} is fewer than the {started} epochs this run has "
+                "trained or started; give at least that many to continue it",
+                resume.path,
+            )
     if ctx.is_main:
         write_config(config.out_dir, config)
     return config
@@ -521,8 +569,9 @@ def _run_config(config: PretrainConfig, ctx: DistContext) -> PretrainConfig:
 
 def _trim_metrics(run_dir: Path, step: int, has_val: bool) -> None:
     """Drop the ``metrics.jsonl`` records a resume from ``step`` will write again: those of
-    later steps (logged before a kill after the checkpoint), and the validation at ``step``
-    unless the checkpoint was saved after it (``has_val``). A line cut by a kill goes too."""
+    later steps (logged before a kill after the checkpoint), and the epoch's record (with its
+    validation) at ``step`` unless the checkpoint was saved after it (``has_val``). A line
+    cut by a kill goes too."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return
@@ -533,8 +582,8 @@ def _trim_metrics(run_dir: Path, step: int, has_val: bool) -> None:
         except ValueError:
             continue
         at = record.get("step")
-        again = at is not None and (at > step or (at == step and record.get("kind") == "val"
-                                                  and not has_val))  # fmt: skip
+        end_of_epoch = record.get("kind") in ("val", "epoch")
+        again = at is not None and (at > step or (at == step and end_of_epoch and not has_val))
         if not again:
             keep.append(line)
     write_text_atomic(path, "".join(line + "\n" for line in keep))
