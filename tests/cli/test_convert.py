@@ -239,3 +239,66 @@ def test_invert_y_with_scale_flips_in_the_input_height(capsys, tmp_path: Path) -
     back = read_coords(out / "m_autopick.star")
     np.testing.assert_allclose(back["y"], [100.0, 750.0], atol=0.25)
     np.testing.assert_allclose(back["x"], [250.0, 512.0], atol=0.25)
+
+
+def test_a_star_folder_is_read_once_not_through_its_index_too(capsys, tmp_path, topaz_file):
+    """`--to star` writes per-micrograph STARs and coordinate_files.star listing them; giving
+    that folder back to convert read both and doubled every pick (read_coord_folder did not).
+    A RELION job folder is read through its index, not through job.star (a failure, exit 1)."""
+    star_dir = tmp_path / "star"
+    _draco(capsys, "convert", topaz_file, "-o", star_dir, "--to", "star", "--no-progress")
+    back = tmp_path / "back.txt"
+    code, stdout, _ = _draco(capsys, "convert", star_dir, "-o", back, "--to", "topaz", "-q")
+    assert code == 0 and "3 particles of 2 micrographs" in stdout
+    assert len(read_coords(back)) == 3
+    (star_dir / "job.star").write_text("data_job\n\n_rlnJobTypeLabel relion.external\n")
+    (star_dir / "coordinate_files.star").rename(star_dir / "autopick.star")
+    code, stdout, _ = _draco(capsys, "convert", star_dir, "-o", back, "--to", "topaz", "-q")
+    assert code == 0 and "3 particles of 2 micrographs" in stdout
+
+
+def test_micrographs_star_names_and_sizes_every_format(capsys, tmp_path, topaz_file) -> None:
+    """`--micrographs` renamed the micrographs for `--to star` only: a .cs kept `<stem>.mrc`
+    and pixel size 0 although the STAR gives both; a pick of an unlisted micrograph is said."""
+    mics = tmp_path / "mics"
+    write_mrc(mics / "mic_a.mrc", np.ones((120, 200), np.float32), 2.0)
+    star = tmp_path / "micrographs.star"
+    star.write_text(
+        "data_optics\nloop_\n_rlnOpticsGroup #1\n_rlnMicrographPixelSize #2\n1 2.0\n\n"
+        "data_micrographs\nloop_\n_rlnMicrographName #1\n_rlnOpticsGroup #2\n"
+        "MotionCorr/job002/mics/mic_a.mrc 1\n"
+    )
+    out = tmp_path / "p.cs"
+    code, _, err = _draco(capsys, "convert", topaz_file, "-o", out, "--to", "cs",
+                          "--micrographs", star, "--micrograph-shape", "120x200", "-q")  # fmt: skip
+    assert code == 0, err
+    cs = np.load(out)
+    a = cs["location/micrograph_path"] == b"MotionCorr/job002/mics/mic_a.mrc"
+    assert a.sum() == 2 and (cs["location/micrograph_psize_A"][a] == 2.0).all()
+    assert "1 micrographs of the picks are not in --micrographs (e.g. mic_b)" in err
+
+
+def test_invert_y_without_a_box_file_is_refused(capsys, tmp_path, topaz_file) -> None:
+    """It flips .box files only and was ignored without a word for star/topaz/cs."""
+    code, _, err = _draco(capsys, "convert", topaz_file, "-o", tmp_path / "s", "--to", "star",
+                          "--invert-y", "--micrograph-shape", "100x100", "-q")  # fmt: skip
+    assert code == 2 and "no input is a .box file" in err
+
+
+def test_a_pick_predict_folder_is_read_once(capsys, tmp_path, topaz_file) -> None:
+    """pick predict's folder holds coordinate_files.star, picks.cs and picks_topaz.txt: the
+    same picks three times (convert read them 2-3×). Its index is read, once."""
+    from draco_em.io.coords import write_coordinate_index, write_cs, write_relion_coords
+
+    out = tmp_path / "pick_out"
+    picks = read_coords(topaz_file)
+    index = {}
+    for mic, group in picks.groupby("micrograph"):  # as pick/run.py lays it out
+        write_relion_coords(out / "coordinates" / f"{mic}_autopick.star", group)
+        index[f"{mic}.mrc"] = f"coordinates/{mic}_autopick.star"
+    write_coordinate_index(out / "coordinate_files.star", index)
+    write_topaz(out / "picks_topaz.txt", picks)
+    write_cs(out / "picks.cs", picks, (2000, 2000))
+    back = tmp_path / "back.txt"
+    code, stdout, err = _draco(capsys, "convert", out, "-o", back, "--to", "topaz", "-q")
+    assert code == 0 and "3 particles of 2 micrographs" in stdout, err

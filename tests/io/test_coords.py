@@ -322,6 +322,8 @@ def test_star_without_coordinates_is_unknown_columns() -> None:
         ("bad.box", "1 2 3\n", "4 or 5 columns"),
         ("bad.box", "a b c d\n", "not an EMAN"),
         ("bad.cs", "not numpy", "cryoSPARC"),
+        # any bytes but numpy's magic were refused as "pickled data": a wrong reason
+        ("bad.cs", "image_name\tx_coord\n", "neither numpy's nor CSDAT's magic"),
         ("bad.txt", "image_name\tx_coord\ty_coord\nm\tnan\t2\n", "non-finite"),
     ],
 )
@@ -475,3 +477,17 @@ def test_a_plain_csv_of_micrograph_x_y(tmp_path: Path) -> None:
     csv.write_text("name,col,row\na,1,2\n")
     with pytest.raises(DracoInputError, match="needs the Topaz header"):
         read_coords(csv)
+
+
+def test_cs_keeps_each_micrographs_pixel_size_through_reading_and_binning(tmp_path: Path) -> None:
+    """location/micrograph_psize_A read from a .cs is written back (it was written as 0,
+    "unknown"), per micrograph, and 2x binning doubles it as it halves x, y and the shape."""
+    path, back = tmp_path / "in.cs", tmp_path / "out.cs"
+    a = make_coords("mic_a", [40.0], [10.0], pixel_size=1.5)
+    b = make_coords("mic_b", [20.0], [30.0], pixel_size=0.8)
+    write_cs(path, pd.concat([a, b], ignore_index=True), (NY, NX))
+    write_cs(back, scale_coords(read_coords(path), 0.5))
+    arr = np.load(back)
+    assert arr["location/micrograph_psize_A"].tolist() == pytest.approx([3.0, 1.6])
+    assert arr["location/micrograph_shape"].tolist() == [[NY // 2, NX // 2]] * 2
+    assert arr["location/center_x_frac"][0] == pytest.approx(40.0 / NX)

@@ -171,6 +171,25 @@ def test_predict_all_formats_resume_and_failures(trained):
     assert len(read_coords(out / "picks.cs")) == len(cs)  # collective files are rebuilt
 
 
+def test_picks_cs_gives_each_micrograph_its_own_pixel_size(trained, tmp_path):
+    """picks.cs wrote the first micrograph's pixel size into every row: the picks of a 2x
+    binned micrograph (2 Å/px) beside an unbinned one (1 Å/px) were labelled 1 Å/px."""
+    from draco_em.imaging.fourier import fourier_resize
+    from draco_em.io.mrc import read_mrc, write_mrc
+
+    image = read_mrc(trained["tmp"] / "mics" / "blob_0.mrc").data
+    mics, out = tmp_path / "mics", tmp_path / "out"
+    mics.mkdir()
+    write_mrc(mics / "a.mrc", image, pixel_size=1.0)
+    write_mrc(mics / "b.mrc", fourier_resize(image, (96, 96)), pixel_size=2.0)
+    cfg = PickPredictConfig(inputs=[mics], outdir=out, model=str(trained["path"].parent),
+                            formats=["cs"], threshold=0.05, previews=False)  # fmt: skip
+    predict_all(cfg, progress=False)
+    cs = read_coords(out / "picks.cs")
+    per_mic = cs.groupby("micrograph")["pixel_size"].agg(lambda v: sorted(set(v))).to_dict()
+    assert per_mic == {"a": [1.0], "b": [2.0]}
+
+
 def test_histogram_after_a_resume_covers_every_micrograph(trained, tmp_path, monkeypatch):
     """Issue 16: the score histogram of a resumed run holds the candidates of the micrographs
     picked earlier too (read back from scores/<stem>.npy), not only the new ones."""

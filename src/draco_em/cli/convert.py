@@ -86,4 +86,11 @@ def convert(
             "micrograph (a flipped axis? box corners read as centres?): written as given",
             err=True,
         )
+    if result.unlisted:
+        typer.echo(
+            f"warning: {len(result.unlisted)} micrographs of the picks are not in "
+            f"--micrographs (e.g. {result.unlisted[0]}): named <stem>.mrc, which RELION and "
+            "cryoSPARC will not match",
+            err=True,
+        )
     exit_batch(result.n_inputs, result.n_failed, result.failure_log)

@@ -24,7 +24,6 @@ from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.io import coords
-from draco_em.io.atomic import visible_files
 from draco_em.io.batch import FailureLog, make_output_folder
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.mrc import read_mrc
@@ -85,15 +84,19 @@ class ConvertResult:
     #: picks centred at negative coordinates: off any micrograph (a flipped axis, a box corner
     #: read as a centre); written as given, the user's to judge
     n_outside: int = 0
+    #: micrographs of the picks that ``--micrographs`` does not list (named ``<stem>.mrc``,
+    #: which RELION and cryoSPARC will not match to their micrographs)
+    unlisted: list[str] = dataclasses.field(default_factory=list)
 
 
 def expand_coord_inputs(inputs: list[Path]) -> list[Path]:
-    """Files as given, folders → their coordinate files (sorted), globs → matches."""
+    """Files as given, folders → their coordinate files (sorted; the rule of
+    :func:`~draco_em.io.coords.coord_folder_files`), globs → matches."""
     found: list[Path] = []
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found += visible_files(path, coords.COORD_FILE_FORMATS)
+            found += coords.coord_folder_files(path)
         elif path.exists() or not glob.has_magic(str(raw)):
             found.append(path)  # a missing file is reported as a per-file failure
         else:
@@ -123,6 +126,14 @@ def convert_coords(config: ConvertConfig, progress: bool = True) -> ConvertResul
     if config.invert_y and config.micrograph_shape is None:
         raise DracoInputError("--invert-y needs the micrograph height: pass --micrograph-shape")
     paths = expand_coord_inputs(config.inputs)
+    if config.invert_y and config.to != "box" and config.from_format not in (None, "box"):
+        raise DracoInputError("--invert-y flips .box files, but neither --from nor --to is box")
+    if config.invert_y and config.to != "box" and config.from_format is None:
+        if not any(p.is_file() and coords.guess_format(p) == "box" for p in paths):
+            # it was ignored without a word: star, topaz and cs count y from the top
+            raise DracoInputError(
+                "--invert-y flips .box files, but no input is a .box file and --to is not box"
+            )
     # Per-micrograph files beside their inputs would be read back as inputs by the next run.
     make_output_folder(log_dir, paths if per_micrograph else (), beside_inputs=not per_micrograph)
     frames, errors = _read_all(paths, config, failures, progress)
@@ -130,6 +141,7 @@ def convert_coords(config: ConvertConfig, progress: bool = True) -> ConvertResul
         more = f" and {len(errors) - 1} more, listed in {failures.path}" if len(errors) > 1 else ""
         raise DracoInputError(f"no input could be read: {errors[0]}{more}")
     df = coords.scale_coords(pd.concat(frames, ignore_index=True), config.scale)
+    df, unlisted = _named_as_listed(config, df)
     for out in _targets(config, df):
         for src in paths:
             if out.exists() and out.resolve() == src.resolve():
@@ -138,8 +150,29 @@ def convert_coords(config: ConvertConfig, progress: bool = True) -> ConvertResul
     outputs = writer[config.to](config, df, failures)
     return ConvertResult(
         outputs, len(df), int(df["micrograph"].nunique()), failures.count, failures.path,
-        len(paths), int(((df["x"] < -0.5) | (df["y"] < -0.5)).sum()),
+        len(paths), int(((df["x"] < -0.5) | (df["y"] < -0.5)).sum()), unlisted,
     )  # fmt: skip
+
+
+def _named_as_listed(config: ConvertConfig, df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The picks with each micrograph named as ``--micrographs`` lists it (its path and pixel
+    size, for every output format: RELION and cryoSPARC match names exactly), and the
+    micrographs it does not list."""
+    if config.micrographs is None:
+        return df, []
+    table = read_micrographs_star(config.micrographs)
+    names, sizes = {}, {}
+    for i, name in enumerate(table.micrographs["rlnMicrographName"].astype(str)):
+        stem = coords.micrograph_stem(name)
+        names[stem], sizes[stem] = name, table.pixel_size(i)
+    df = df.copy()
+    stems = df["micrograph"].astype(str)
+    listed = stems.isin(names.keys())
+    df["micrograph_path"] = stems.map(names).where(listed, coords.micrograph_paths(df))
+    known = stems.map(sizes).astype(float)  # the listed micrographs are the output's
+    old = pd.to_numeric(df["pixel_size"], errors="coerce") if "pixel_size" in df else known * 0
+    df["pixel_size"] = old.where(old.notna() & (old > 0), known)
+    return df, sorted(set(stems[~listed]))
 
 
 def _shape_from_star(star: Path) -> tuple[int, int]:
@@ -200,10 +233,6 @@ def _groups(df: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
 def _write_star(config: ConvertConfig, df: pd.DataFrame, failures: FailureLog) -> list[Path]:
     """Per-micrograph STARs plus the ``coordinate_files.star`` index RELION 4/5 imports."""
     index, outputs = {}, []
-    names: dict[str, str] = {}
-    if config.micrographs is not None:
-        listed = read_micrographs_star(config.micrographs).micrographs["rlnMicrographName"]
-        names = {coords.micrograph_stem(str(n)): str(n) for n in listed}
     for mic, picks in _groups(df):
         out = config.output / coords.coord_star_name(mic)
         try:
@@ -211,7 +240,7 @@ def _write_star(config: ConvertConfig, df: pd.DataFrame, failures: FailureLog) -
         except (DracoInputError, OSError) as exc:
             failures.record(out, str(exc))
             continue
-        index[names.get(str(mic), coords.micrograph_paths(picks).iloc[0])] = project_path(out)
+        index[coords.micrograph_paths(picks).iloc[0]] = project_path(out)
         outputs.append(out)
     index_path = config.output / "coordinate_files.star"
     coords.write_coordinate_index(index_path, index)

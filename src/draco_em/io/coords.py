@@ -111,6 +111,8 @@ def scale_coords(df: pd.DataFrame, factor: float | tuple[float, float]) -> pd.Da
         if column in out.columns:  # NaN where picks read from other formats were merged
             scaled = np.maximum(1, np.round(pd.to_numeric(out[column], errors="coerce") * f))
             out[column] = scaled.astype(int) if scaled.notna().all() else scaled.astype("Int64")
+    if "pixel_size" in out.columns:  # Å/px (read from a .cs): pixels 1/f times as large
+        out["pixel_size"] = pd.to_numeric(out["pixel_size"], errors="coerce") * 2 / (fx + fy)
     return out
 
 
@@ -385,7 +387,8 @@ def write_cs(
         df: picks; ``micrograph_path`` names each micrograph (default ``<stem>.mrc``).
         micrograph_shape: (ny, nx) in px, for every micrograph; defaults to the picks'
             ``micrograph_ny``/``micrograph_nx`` columns (kept when a ``.cs`` was read).
-        pixel_size: Å/px written to ``location/micrograph_psize_A`` (0 when unknown).
+        pixel_size: Å/px written to ``location/micrograph_psize_A``; defaults to the picks'
+            ``pixel_size`` column (kept when a ``.cs`` was read), 0 where unknown.
 
     Positions are fractions of the micrograph: ``center_x_frac = x / nx`` (cryoSPARC's
     ``x_px = frac · nx``).
@@ -418,7 +421,9 @@ def write_cs(
     arr["location/exp_group_id"] = 1
     arr["location/micrograph_path"] = encoded
     arr["location/micrograph_shape"] = np.stack([ny, nx], axis=1) if len(df) else 0
-    arr["location/micrograph_psize_A"] = pixel_size or 0.0
+    arr["location/micrograph_psize_A"] = (
+        numeric_column(df, "pixel_size", 0.0) if pixel_size is None else pixel_size
+    )
     arr["location/center_x_frac"] = df["x"].to_numpy(np.float64) / nx
     arr["location/center_y_frac"] = df["y"].to_numpy(np.float64) / ny
     arr["pick_stats/ncc_score"] = numeric_column(df, "score", 0.0).astype(np.float32)
@@ -436,6 +441,12 @@ def read_cs(path: Path) -> pd.DataFrame:
     if magic == CSDAT_MAGIC:
         arr = _read_csdat(path)
     else:
+        # np.load takes any other bytes for a pickle: refused, it said "holds Python objects"
+        if magic != NUMPY_MAGIC:
+            raise DracoInputError(
+                "not a cryoSPARC .cs file: it starts with neither numpy's nor CSDAT's magic bytes",
+                path,
+            )
         try:
             arr = np.load(path, allow_pickle=False)
         except Exception as exc:  # numpy raises many types on corrupt files; all user errors
@@ -474,7 +485,8 @@ def read_cs(path: Path) -> pd.DataFrame:
     return tidy_coords(df, path)
 
 
-CSDAT_MAGIC = b"\x95CSDAT"  # cryoSPARC's compressed dataset format (numpy's is \x93NUMPY)
+CSDAT_MAGIC = b"\x95CSDAT"  # cryoSPARC's compressed dataset format
+NUMPY_MAGIC = b"\x93NUMPY"  # numpy's .npy format, cryoSPARC's default
 
 
 def _read_csdat(path: Path) -> np.ndarray:
@@ -502,7 +514,7 @@ def guess_format(path: str | Path) -> str:
     if path.suffix.lower() in COORD_FILE_FORMATS:
         return COORD_FILE_FORMATS[path.suffix.lower()]
     head = path.read_bytes()[:4096] if path.is_file() else b""
-    if head.startswith((b"\x93NUMPY", CSDAT_MAGIC)):
+    if head.startswith((NUMPY_MAGIC, CSDAT_MAGIC)):
         return "cs"
     if b"data_" in head:
         return "star"
@@ -559,30 +571,52 @@ def coords_summary(path: str | Path) -> dict:
     return out
 
 
-def read_coord_folder(path: str | Path) -> dict[str, pd.DataFrame]:
-    """Picks per micrograph stem from a folder of coordinate files (or one file).
+#: The files in which ``draco pick predict`` writes every micrograph's picks again, beside its
+#: ``coordinate_files.star`` index (pick/run.py).
+PICKS_CS, PICKS_TOPAZ = "picks.cs", "picks_topaz.txt"
+COLLECTIVE_FILES = (PICKS_CS, PICKS_TOPAZ)
 
-    Every file with a coordinate extension (:data:`COORD_FILE_FORMATS`) is read, except a RELION
-    ``coordinate_files.star`` index beside per-micrograph files; an empty per-micrograph file
-    counts as a micrograph with no picks. A RELION job folder (it holds ``job.star``) is read
-    through its index (:data:`RELION_INDEXES`), not its job and pipeline files.
+
+def coord_folder_files(folder: Path) -> list[Path]:
+    """The coordinate files a folder's picks are read from: one rule for every command.
+
+    A RELION job folder (it holds ``job.star``) gives its index (:data:`RELION_INDEXES`), not
+    its job and pipeline files; another folder gives every file with a coordinate extension
+    (:data:`COORD_FILE_FORMATS`), except a ``coordinate_files.star`` index beside other files:
+    it lists the same picks (``draco convert --to star`` writes both), which read both ways
+    would count twice. ``draco pick predict``'s own folder (the index beside
+    :data:`COLLECTIVE_FILES`, copies of the same picks) gives its index alone.
     """
-    path = Path(path)
-    if path.is_dir() and (path / "job.star").is_file():  # a RELION job folder: its index
-        files = [path / n for n in RELION_INDEXES if (path / n).is_file()]
+    if (folder / "job.star").is_file():
+        files = [folder / n for n in RELION_INDEXES if (folder / n).is_file()]
         if not files:
             raise DracoInputError(
                 f"a RELION job folder without {', '.join(RELION_INDEXES)}: give its coordinate "
                 "files or their index",
-                path,
+                folder,
             )
-    elif path.is_dir():
-        files = visible_files(path, COORD_FILE_FORMATS)
+    else:
+        files = visible_files(folder, COORD_FILE_FORMATS)
+    names = {f.name for f in files}
+    if "coordinate_files.star" in names and names <= {"coordinate_files.star", *COLLECTIVE_FILES}:
+        # draco pick predict's folder: three copies of the same picks; the index, once
+        return [folder / "coordinate_files.star"]
+    return [f for f in files if f.name != "coordinate_files.star"] or files
+
+
+def read_coord_folder(path: str | Path) -> dict[str, pd.DataFrame]:
+    """Picks per micrograph stem from a folder of coordinate files (or one file).
+
+    The files of :func:`coord_folder_files` are read; an empty per-micrograph file counts as a
+    micrograph with no picks.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = coord_folder_files(path)
     elif path.exists():
         files = [path]
     else:
         raise DracoInputError("no such coordinate file or folder", path)
-    files = [f for f in files if f.name != "coordinate_files.star"] or files
     out: dict[str, pd.DataFrame] = {}
     for f in files:
         df = read_coords(f)

@@ -43,6 +43,8 @@ from draco_em.io.batch import (
     placeholder_pixel_size_warning,
 )
 from draco_em.io.coords import (
+    PICKS_CS,
+    PICKS_TOPAZ,
     coord_star_name,
     read_coords,
     write_box,
@@ -462,12 +464,9 @@ def _write_collective(cfg, picker: Picker, index: dict, kept: list, scores: list
         for path, df in zip(index, kept, strict=True):
             write_box(out / "box" / f"{Path(path).stem}.box", df, _box_size(cfg, picker, df))
     if "topaz" in cfg.formats and len(table):
-        write_topaz(out / "picks_topaz.txt", table)
+        write_topaz(out / PICKS_TOPAZ, table)
     if "cs" in cfg.formats and len(table) and "micrograph_ny" in table:
-        px = pd.to_numeric(table.get("pixel_size"), errors="coerce")
-        write_cs(
-            out / "picks.cs", table, pixel_size=float(px.iloc[0]) if px.notna().any() else None
-        )
+        write_cs(out / PICKS_CS, table)  # each micrograph's own pixel size (pixel_size column)
     if cfg.previews and scores:
         threshold = picker.threshold
         if cfg.expected_particles is not None:  # a cut-off per micrograph: mark their median
