@@ -152,3 +152,21 @@ def test_labels_upside_down_are_said(tmp_path, make_blobs, make_tiny_config, cap
     load_labelled([mics], [coords], cfg, 32.0, invert_y=True)
     err = capsys.readouterr().err
     assert "the labels sit on the particles only upside down" in err and "drop --invert-y" in err
+
+
+def test_cryosparc_names_match_the_plain_micrographs(labelled, capsys):
+    """Picks exported from cryoSPARC name its copies of the micrographs, `<21-digit uid>_<name>
+    _patch_aligned_doseweighted`; matched only by exact stem, none was used (peers.md: users of
+    pyem and CryoSegNet strip them by hand)."""
+    cs_named = labelled["tmp"] / "cs_named"
+    uid = "012345678901234567890"
+    for stem in ("m0", "m1"):
+        df = read_coords(labelled["coords"] / f"{stem}.star")
+        name = f"{uid}_{stem}_patch_aligned_doseweighted"
+        write_relion_coords(cs_named / f"{name}.star", df.assign(micrograph=name))
+    examples = _load(labelled, cs_named)
+    assert sorted(e.name for e in examples) == ["m0", "m1"]
+    assert all(len(e.xy) == 5 for e in examples)
+    assert (
+        "2 label file(s) matched to micrographs without cryoSPARC's uid" in capsys.readouterr().err
+    )

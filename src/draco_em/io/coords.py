@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -60,6 +61,34 @@ def micrograph_stem(name: str | Path) -> str:
     """The file stem naming a micrograph: folder and image extension removed."""
     base = Path(str(name)).name
     return base[: -len(Path(base).suffix)] if base.lower().endswith(IMAGE_SUFFIXES) else base
+
+
+#: cryoSPARC writes the micrographs it makes as ``<uid>_<name><suffix>``: its 21-digit uid
+#: before the original name and, from Patch Motion Correction, ``_patch_aligned`` (and
+#: ``_doseweighted``) after it. Picks exported from it name those; the user's micrographs,
+#: from RELION or MotionCor2, the plain name (peers.md: pyem, CryoSegNet strip them).
+CRYOSPARC_NAME = re.compile(r"^(?:\d{21}_)?(?P<name>.+?)(?:_patch_aligned(?:_doseweighted)?)?$")
+
+
+def plain_micrograph_name(stem: str) -> str:
+    """``stem`` without cryoSPARC's uid prefix and Patch Motion suffix (:data:`CRYOSPARC_NAME`)."""
+    match = CRYOSPARC_NAME.match(stem)
+    return match["name"] if match else stem
+
+
+def match_plain_names(names: Iterable[str], targets: Iterable[str]) -> dict[str, str]:
+    """Each of ``names`` that is not a target but is one once both lose cryoSPARC's naming
+    (:func:`plain_micrograph_name`), mapped to it; ambiguous plain names are left out."""
+    targets = set(targets)
+    by_plain: dict[str, list[str]] = {}
+    for target in targets:
+        by_plain.setdefault(plain_micrograph_name(target), []).append(target)
+    out = {}
+    for name in set(names) - targets:
+        found = by_plain.get(plain_micrograph_name(name), [])
+        if len(found) == 1:
+            out[name] = found[0]
+    return out
 
 
 def make_coords(

@@ -35,6 +35,7 @@ from draco_em.io.batch import (
     pixel_sizes,
     placeholder_pixel_size_warning,
 )
+from draco_em.io.coords import match_plain_names
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import drop_halves
 from draco_em.io.run_folder import refuse_trained_folder, run_log, write_config
@@ -160,15 +161,25 @@ def load_labelled(
     px_of = pixel_sizes(inputs, pixel_size)  # --pixel-size, else the STAR row's
     items = inputs.items  # each file once (expand_inputs): never in training and validation
     stems = {item.path.stem for item in items}
+    # cryoSPARC's exported picks name its own copies of the micrographs (uid_name_patch_aligned)
+    renamed = {k: v for k, v in match_plain_names(picks, stems).items() if v not in picks}
+    picks = {renamed.get(k, k): v for k, v in picks.items()}
     if not stems & set(picks):
         raise DracoInputError(
             f"no micrograph has picks: the labels name e.g. {sorted(picks)[0]!r}, the "
             f"micrographs are e.g. {sorted(stems)[0]!r}; they are matched by file stem "
-            "(no folder, no extension, no _autopick/_manualpick), so rename one side"
+            "(no folder, no extension, no _autopick/_manualpick, no cryoSPARC uid prefix or "
+            "_patch_aligned suffix), so rename one side"
         )
     warnings = []
     if report:
         warnings += [placeholder_pixel_size_warning(inputs, pixel_size, "pick")]
+        if renamed:
+            name, stem = next(iter(sorted(renamed.items())))
+            warnings.append(
+                f"{len(renamed)} label file(s) matched to micrographs without cryoSPARC's uid "
+                f"prefix and _patch_aligned suffix (e.g. {name!r} → {stem!r})"
+            )
         other = set()
         if elsewhere:
             other = {it.path.stem for it in expand_inputs(list(elsewhere)).items}
