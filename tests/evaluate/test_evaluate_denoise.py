@@ -148,3 +148,34 @@ def test_cli_table_has_raw_row_and_directions(real_like):
            str(real_like / "coords"), "--radius", "5"]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert "raw input" in out and "higher is better" in out and "REWARDS blur" in out
+
+
+def test_a_prediction_of_another_aspect_ratio_is_refused_not_resized(folders, tmp_path):
+    """A crop is not the field at another sampling: resizing it would score a distorted image."""
+    clean = folders / "clean" / "mic_0.mrc"
+    from draco_em.io.mrc import read_mrc
+
+    image = read_mrc(clean).data
+    (tmp_path / "crop").mkdir()
+    write_mrc(tmp_path / "crop" / "mic_0.mrc", image[:, : image.shape[1] // 2], 1.0)
+    with pytest.raises(DracoInputError, match="aspect ratio"):
+        evaluate_denoise(EvaluateDenoiseConfig(pred=tmp_path / "crop", clean=folders / "clean"))
+    # The field at half the sampling (--keep-binned) is still resized and scored.
+    assert evaluate_denoise(EvaluateDenoiseConfig(pred=folders / "good", clean=folders / "clean"))
+
+
+def test_predictions_without_a_reference_are_named_not_dropped(folders):
+    write_mrc(folders / "raw" / "mic_9.mrc", np.eye(64) + 1, 1.0)  # no clean mic_9
+    res = evaluate_denoise(EvaluateDenoiseConfig(pred=folders / "raw", clean=folders / "clean"))
+    assert res["n"] == 1 and res["unscored"] == ["mic_9"]
+
+
+def test_why_no_pair_fits_is_said(real_like):
+    (real_like / "sum").mkdir()  # no EVN/ODD halves: Eq. 11 is the only score
+    (real_like / "smooth" / "mic_1.mrc").rename(real_like / "sum" / "mic_1.mrc")
+    kw = {"pred": real_like / "sum", "coords": real_like / "coords"}
+    with pytest.raises(DracoInputError, match="fits inside the images"):
+        evaluate_denoise(EvaluateDenoiseConfig(radius=500, **kw))
+    (real_like / "coords" / "mic_1.star").rename(real_like / "coords" / "other.star")
+    with pytest.raises(DracoInputError, match="no micrograph of --coords"):
+        evaluate_denoise(EvaluateDenoiseConfig(radius=5, **kw))

@@ -228,3 +228,31 @@ def test_a_star_rows_pixel_size_is_read_ahead_of_the_header(tmp_path, weights, r
     assert res["done"] == 2 and res["warnings"] == []  # the STAR said it: nothing to warn
     for name in ("zero", "one"):
         assert read_mrc(out / f"{name}.mrc").pixel_size == 2.5
+
+
+def test_a_volume_stays_a_volume_and_keeps_its_origin(tmp_path, weights, rng):
+    """A tomogram (ispg 1) is written as a volume, a tilt series as a stack, origins kept."""
+    src = tmp_path / "in"
+    write_mrc(src / "tomo.mrc", rng.normal(size=(3, 64, 48)), 2.0, stack=False,
+              origin=(10.0, 20.0, 30.0))  # fmt: skip
+    write_mrc(src / "ts.mrcs", rng.normal(size=(3, 64, 48)), 2.0, origin=(1.0, 2.0, 3.0))
+    cfg = DenoiseConfig(inputs=[str(src)], outdir=tmp_path / "out", weights=str(weights),
+                        workers=0, tile=64, progress=False)  # fmt: skip
+    assert run_denoise(cfg)["done"] == 2
+    tomo, ts = read_mrc(tmp_path / "out" / "tomo.mrc"), read_mrc(tmp_path / "out" / "ts.mrcs")
+    assert tomo.data.shape == (3, 64, 48) and not tomo.is_stack
+    assert tomo.origin == (10.0, 20.0, 30.0) and tomo.voxel_size == pytest.approx((2.0,) * 3)
+    assert ts.is_stack and ts.origin == (1.0, 2.0, 3.0)
+
+
+def test_a_tiff_stack_mixing_sizes_fails_with_the_reason(tmp_path, weights):
+    import tifffile
+
+    with tifffile.TiffWriter(tmp_path / "mixed.tif") as tif:
+        tif.write(np.zeros((64, 48), np.uint8) + np.eye(64, 48, dtype=np.uint8))
+        tif.write(np.zeros((40, 48), np.uint8) + np.eye(40, 48, dtype=np.uint8))
+    cfg = DenoiseConfig(inputs=[str(tmp_path / "mixed.tif")], outdir=tmp_path / "out",
+                        weights=str(weights), workers=0, tile=64, progress=False,
+                        pixel_size=2.0)  # fmt: skip
+    assert run_denoise(cfg)["failed"] == 1
+    assert "pages differ in size" in (tmp_path / "out" / "failures.txt").read_text()

@@ -76,6 +76,10 @@ def evaluate_denoise(
     else:
         typer.echo(format_table({pred.name or str(pred): result}))
         typer.echo(f"({result['n']} micrographs)")
+        if result["unscored"]:
+            first = ", ".join(result["unscored"][:3])
+            typer.echo(f"{len(result['unscored'])} predictions not scored (no clean image, "
+                       f"coordinates or halves of the same name): {first}")  # fmt: skip
 
 
 @evaluate_app.command(

@@ -27,6 +27,7 @@ from draco_em.curate.particles import EvidenceFn, require_evidence
 from draco_em.curate.regions import REGION_CLASSES, region_training_set
 from draco_em.curate.stats import N_STATS
 from draco_em.errors import DracoInputError
+from draco_em.evaluate.curate import balanced_accuracy
 from draco_em.io.atomic import atomic_path
 from draco_em.io.batch import FailureLog, make_output_folder
 from draco_em.io.folder_lock import releases_folder_locks
@@ -497,7 +498,7 @@ def cross_validate(
     }
     result: dict = {
         "folds": "leave-one-out" if k == len(y) else k,
-        "balanced_accuracy": _balanced(good, accepted),
+        "balanced_accuracy": balanced_accuracy(good, accepted),
         "class_balanced_accuracy": float(
             np.mean([v["class_right"] / v["n"] for v in per_class.values()])
         ),
@@ -623,19 +624,11 @@ def select_settings(
 
             probs = _out_of_fold(x, y, fold, n_classes, cfg, accept_index, setting)
             key = name if l2s is None else f"{name}, l2 {l2:g}"
-            scores[key] = _balanced(good, probs[:, accept_index].sum(1) >= 0.5)
+            scores[key] = balanced_accuracy(good, probs[:, accept_index].sum(1) >= 0.5)
             keys[key] = (name, l2)
     best = max(keys, key=lambda q: (scores[q], -len(options[keys[q][0]]), keys[q][1]))
     name, l2 = keys[best]
     return (name if blocks is not None else None), l2, scores
-
-
-def _balanced(good: np.ndarray, accepted: np.ndarray) -> float:
-    """Accept/reject balanced accuracy: the mean of the accept rate of good micrographs and
-    the reject rate of the others (over the sides present)."""
-    parts = [np.mean(accepted[good])] if good.any() else []
-    parts += [np.mean(~accepted[~good])] if (~good).any() else []
-    return float(np.mean(parts))
 
 
 def _write_cv_table(

@@ -2,9 +2,12 @@
 
 Binary metrics treat *accept* as the positive class (a true positive is a good micrograph that
 was kept): accuracy, precision (kept micrographs that are good), recall (good micrographs that
-were kept) and F1. The confusion matrix crosses the true class with the predicted class (the
-``reason`` column: the most probable accept class when accepted, reject class when rejected).
-Predictions and truth are matched by micrograph file stem.
+were kept), F1 and the accept/reject balanced accuracy (the mean of the two recalls, as
+``draco curate train``'s cross-validation reports it, so that the two can be compared; plain
+accuracy flatters a head that accepts everything on a mostly good set). The confusion matrix
+crosses the true class with the predicted class (the ``reason`` column: the most probable
+accept class when accepted, reject class when rejected); the class-balanced accuracy is the
+mean recall over its true classes. Predictions and truth are matched by micrograph file stem.
 """
 
 from __future__ import annotations
@@ -32,8 +35,22 @@ class EvaluateCurateConfig(BaseModel):
     accept: list[str] = Field(default_factory=lambda: [GOOD], description="Accept classes.")
 
 
+def balanced_accuracy(good: np.ndarray, accepted: np.ndarray) -> float:
+    """Accept/reject balanced accuracy: the mean of the accept rate of good micrographs and
+    the reject rate of the others (over the sides present).
+
+    Args:
+        good: bool [N], the micrograph is good.
+        accepted: bool [N], the micrograph was accepted.
+    """
+    good, accepted = np.asarray(good, bool), np.asarray(accepted, bool)
+    parts = [np.mean(accepted[good])] if good.any() else []
+    parts += [np.mean(~accepted[~good])] if (~good).any() else []
+    return float(np.mean(parts))
+
+
 def binary_metrics(truth_accept: np.ndarray, pred_accept: np.ndarray) -> dict[str, float | int]:
-    """Accuracy, precision, recall, F1 with accept as positive, and the 2×2 counts.
+    """Accuracy, balanced accuracy, precision, recall, F1 with accept as positive, the 2×2 counts.
 
     Args:
         truth_accept: bool [N], the micrograph is good.
@@ -49,6 +66,7 @@ def binary_metrics(truth_accept: np.ndarray, pred_accept: np.ndarray) -> dict[st
     return {
         "n": n,
         "accuracy": (tp + tn) / n if n else 0.0,
+        "balanced_accuracy": balanced_accuracy(t, p) if n else 0.0,
         "precision": precision,
         "recall": recall,
         "f1": f1,
@@ -98,12 +116,23 @@ def evaluate_curate(cfg: EvaluateCurateConfig) -> dict:
             f"{sorted(set(t))[:8]}): pass --accept with yours, or --label-column",
             cfg.truth,
         )
+    decisions = pred["decision"].iloc[both]
+    odd = sorted({str(d) for d in decisions if d not in ("accept", "reject")})
+    if odd:  # else counted as rejects: a blank or "Accept" would pass for a right reject
+        raise DracoInputError(
+            f"decision must be accept or reject, found {odd[:5]} "
+            f"({int((~decisions.isin(['accept', 'reject'])).sum())} rows)",
+            cfg.pred,
+        )
     p_class = [str(pred["reason"].iloc[i]) for i in both]
     p_accept = np.array([pred["decision"].iloc[i] == "accept" for i in both])
     out: dict[str, object] = dict(binary_metrics(np.isin(t, cfg.accept), p_accept))
     out["n_unmatched_pred"] = len(stems) - len(both)
     out["n_unmatched_truth"] = len(set(true_by_stem) - set(stems))
     cm = confusion(t, p_class)
+    # Mean recall over the true classes (the confusion's diagonal), as cross-validation reports.
+    recalls = [cm.at[c, c] / cm.loc[c].sum() for c in cm.index]
+    out["class_balanced_accuracy"] = float(np.mean(recalls))
     out["confusion"] = {
         str(r): {str(c): int(v) for c, v in row.items()} for r, row in cm.iterrows()
     }
@@ -114,14 +143,16 @@ def evaluate_curate(cfg: EvaluateCurateConfig) -> dict:
 def format_report(result: dict) -> str:
     """Human-readable summary: the binary metrics, then the confusion matrix."""
     head = (
-        f"n={result['n']}  accuracy {result['accuracy']:.4f}  precision "
+        f"n={result['n']}  accuracy {result['accuracy']:.4f}  balanced accuracy "
+        f"{result['balanced_accuracy']:.4f}  precision "
         f"{result['precision']:.4f}  recall {result['recall']:.4f}  F1 {result['f1']:.4f}  "
         f"(accept = positive; tp {result['tp']} fp {result['fp']} fn {result['fn']} "
         f"tn {result['tn']})"
     )
     cm = pd.DataFrame(result["confusion"]).T.fillna(0).astype(int)
     cm.index.name, cm.columns.name = "truth", "predicted"
-    lines = [head, "", cm.to_string()]
+    lines = [head, f"class-balanced accuracy {result['class_balanced_accuracy']:.4f} (mean "
+             "recall over the true classes)", "", cm.to_string()]  # fmt: skip
     counts = {"predictions": result.get("n_unmatched_pred", 0),
               "truth labels": result.get("n_unmatched_truth", 0)}  # fmt: skip
     said = [f"{n} {what}" for what, n in counts.items() if n]

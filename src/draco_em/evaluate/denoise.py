@@ -132,6 +132,27 @@ def score_image(
     return out
 
 
+def on_frame(image: np.ndarray, frame: tuple[int, int], path: Path) -> np.ndarray:
+    """``image`` [ny', nx'] on the [ny, nx] ``frame``: as it is, or Fourier-resized when it is
+    the same field at another sampling (``--keep-binned``: one scale on both axes, each side
+    within a pixel of it, as :func:`draco_em.imaging.fourier.rescaled_shape` makes them).
+
+    Raises:
+        DracoInputError: another aspect ratio (a crop, a transposed or foreign image), which a
+            resize would silently distort into a meaningless score.
+    """
+    (h, w), (ny, nx) = image.shape, frame
+    if (h, w) == (ny, nx):
+        return image
+    if max((h - 1) / ny, (w - 1) / nx) > min((h + 1) / ny, (w + 1) / nx):
+        raise DracoInputError(
+            f"shape {tuple(image.shape)} is not the {ny} × {nx} micrograph at another sampling "
+            "(the aspect ratio differs): not the same field of view",
+            path,
+        )
+    return fourier_resize(image, frame)
+
+
 def _default_radius(coords: np.ndarray) -> float:
     """A third of the median nearest-neighbour spacing: inside a particle for packed layouts."""
     if len(coords) < 2:
@@ -229,8 +250,7 @@ def _half_frc(
         return {}
 
     def load(path: Path) -> np.ndarray:
-        h = read_micrograph(path, px)[0]
-        return h if h.shape == tuple(shape) else fourier_resize(h, (shape[0], shape[1]))
+        return on_frame(read_micrograph(path, px)[0], shape, path)
 
     even, odd = load(entry["EVN"]), load(entry["ODD"])
     out = half_frc_summary(even, odd)
@@ -262,12 +282,11 @@ def evaluate_denoise(cfg: EvaluateDenoiseConfig) -> dict:
     raw_halves = _index(cfg.raw) if cfg.raw else {}
     raw = {k: v["full"] for k, v in raw_halves.items() if "full" in v}
     regions = _Regions(cfg)
-    rows, raw_rows = [], []
+    rows, raw_rows, unscored = [], [], []
     for stem, entry in sorted(preds.items()):
         if cfg.clean is not None and stem not in clean:
+            unscored.append(stem)
             continue
-        truth = read_micrograph(clean[stem], cfg.pixel_size)[0] if stem in clean else None
-        pred = read_micrograph(entry["full"], cfg.pixel_size)[0] if "full" in entry else None
         # The frame the coordinates live in: the raw input, else the truth, else the prediction.
         frame = (
             raw.get(stem)
@@ -277,24 +296,33 @@ def evaluate_denoise(cfg: EvaluateDenoiseConfig) -> dict:
             or entry["ODD"]
         )
         ref, px = read_micrograph(frame, cfg.pixel_size)
-        pairs, radius = regions.get(stem, ref.shape, px)
+        shape = (int(ref.shape[0]), int(ref.shape[1]))
+        truth = pred = None
+        if stem in clean:
+            truth = on_frame(read_micrograph(clean[stem], cfg.pixel_size)[0], shape, clean[stem])
+        if "full" in entry:
+            pred = on_frame(read_micrograph(entry["full"], cfg.pixel_size)[0], shape, entry["full"])
+        pairs, radius = regions.get(stem, shape, px)
         row: dict = {"micrograph": stem}
         if pred is not None:
-            row.update(score_image(pred, truth, None, radius, 0, pairs=pairs, shape=ref.shape))
-        row.update(_half_frc(entry, ref.shape, cfg.pixel_size, raw_halves.get(stem, {})))
+            row.update(score_image(pred, truth, None, radius, 0, pairs=pairs, shape=shape))
+        row.update(_half_frc(entry, shape, cfg.pixel_size, raw_halves.get(stem, {})))
         if len(row) > 1:
             rows.append(row)
+        else:  # neither a clean image nor a pair of regions, nor both halves
+            unscored.append(stem)
         if stem in raw:
             raw_row = {"micrograph": stem}
             raw_row.update(score_image(ref, truth, None, radius, 0, pairs=pairs))
             halves = raw_halves.get(stem, {})
-            raw_row.update(_half_frc(halves, ref.shape, cfg.pixel_size, halves))
+            raw_row.update(_half_frc(halves, shape, cfg.pixel_size, halves))
             raw_rows.append(raw_row)
     if not rows:
-        where = f"a clean image of the same name in {cfg.clean}" if cfg.clean else "a score"
-        raise DracoInputError(f"no prediction in {cfg.pred} has {where}")
+        raise DracoInputError(_why_nothing_scored(cfg, preds, regions))
     regions.save()
     result = _summary(rows)
+    # Named, not dropped in silence: a mean over fewer micrographs than given is not comparable.
+    result["unscored"] = unscored
     if raw_rows:
         result["raw"] = _summary(raw_rows)
     if cfg.pairs is not None:
@@ -302,10 +330,32 @@ def evaluate_denoise(cfg: EvaluateDenoiseConfig) -> dict:
     return result
 
 
+def _why_nothing_scored(cfg: EvaluateDenoiseConfig, preds: dict, regions: _Regions) -> str:
+    """The one line saying why no prediction got a score."""
+    if not preds:
+        return f"no image ({', '.join(IMAGE_SUFFIXES)}) in --pred {cfg.pred}"
+    if cfg.clean is not None:
+        return f"no prediction in {cfg.pred} has a clean image of the same name in {cfg.clean}"
+    named = set(regions.coords) & set(preds)
+    if not named:
+        return (
+            f"no micrograph of --coords {cfg.coords} has a prediction of the same name in "
+            f"{cfg.pred} (coordinates: {', '.join(sorted(regions.coords)[:3]) or 'none'}; "
+            f"predictions: {', '.join(sorted(preds)[:3])})"
+        )
+    if not any(len(regions.coords[k]) for k in named):
+        return f"--coords {cfg.coords} holds no particle for the predictions' micrographs"
+    return (
+        "no signal/background pair (Eq. 11) fits inside the images: coordinates outside the "
+        "micrograph, or a --radius / --exclusion too large for it"
+    )
+
+
 # Every column, which way is better, and what it rewards: the table prints this legend.
 DIRECTIONS = {
-    "psnr_db": "PSNR vs clean (dB), higher is better; punishes blur",
-    "ssim": "SSIM vs clean, higher is better",
+    "psnr_db": "PSNR vs clean (dB; peak = clean max − min) of the least-squares fit a·pred + b, "
+    "higher is better; punishes blur",
+    "ssim": "SSIM vs clean of the same fit, higher is better",
     "frc_mean": "mean FRC vs clean, higher is better",
     "snr_db": "paper Eq. 11 SNR (dB), higher is better; REWARDS blur (a wide Gaussian scores well)",
     "half_frc_mean": "mean FRC of denoised EVN vs ODD, higher is better; blur-neutral, but "

@@ -74,9 +74,16 @@ def fourier_ring_correlation(
     shell = np.rint(np.sqrt(ky**2 + kx**2) * n).astype(int).ravel()
     keep = shell <= n // 2
     shell = shell[keep]
-    num = np.bincount(shell, (fa * np.conj(fb)).real.ravel()[keep], minlength=n // 2 + 1)
-    da = np.bincount(shell, (np.abs(fa) ** 2).ravel()[keep], minlength=n // 2 + 1)
-    db = np.bincount(shell, (np.abs(fb) ** 2).ravel()[keep], minlength=n // 2 + 1)
+    # The half plane of rfft2 stands for the full ring: each column but kx = 0 (and Nyquist
+    # for even nx) also stands for its conjugate twin, so it counts twice.
+    twin = np.full(fa.shape[1], 2.0)
+    twin[0] = 1.0
+    if nx % 2 == 0:
+        twin[-1] = 1.0
+    w = np.broadcast_to(twin, fa.shape).ravel()[keep]
+    num = np.bincount(shell, w * (fa * np.conj(fb)).real.ravel()[keep], minlength=n // 2 + 1)
+    da = np.bincount(shell, w * (np.abs(fa) ** 2).ravel()[keep], minlength=n // 2 + 1)
+    db = np.bincount(shell, w * (np.abs(fb) ** 2).ravel()[keep], minlength=n // 2 + 1)
     frc = num / np.sqrt(np.maximum(da * db, 1e-30))
     return np.arange(n // 2 + 1) / n, frc
 

@@ -9,8 +9,9 @@ Counts are pooled over micrographs; predictions on micrographs absent from the t
 (``pred_only``) and not scored.
 
 Average precision: predictions of all micrographs sorted by score, precision P_k and recall R_k
-after the k-th, AP = Σ_k (R_k − R_{k−1}) · P_k (the step sum without interpolation, as
-scikit-learn's ``average_precision_score``): the area under the precision-recall curve over
+at the k-th distinct score (all picks scoring at least it), AP = Σ_k (R_k − R_{k−1}) · P_k (the
+step sum without interpolation, as scikit-learn's ``average_precision_score``; tied picks
+form one step): the area under the precision-recall curve over
 all thresholds, with recall capped by what the picks can reach.
 """
 
@@ -91,10 +92,12 @@ def summarize(tp: np.ndarray, scores: np.ndarray, n_true: int) -> dict:
     cum = np.cumsum(tp[order])
     prec = cum / np.arange(1, n_pred + 1) if n_pred else np.zeros(0)
     rec = cum / n_true if n_true else np.zeros(n_pred)
-    ap = float(np.sum(np.diff(np.concatenate([[0.0], rec])) * prec)) if n_pred else 0.0
-    f1s = np.where(prec + rec > 0, 2 * prec * rec / np.maximum(prec + rec, 1e-12), 0.0)
-    # A threshold can only cut between distinct scores: use the last pick of each tie group.
+    # A threshold can only cut between distinct scores: use the last pick of each tie group
+    # (else AP and best F1 would depend on the order of tied picks in the file, e.g. picks
+    # without scores; scikit-learn likewise takes one point per distinct score).
     last = np.r_[np.diff(scores[order]) != 0, True] if n_pred else np.zeros(0, bool)
+    ap = float(np.sum(np.diff(np.r_[0.0, rec[last]]) * prec[last])) if n_pred else 0.0
+    f1s = np.where(prec + rec > 0, 2 * prec * rec / np.maximum(prec + rec, 1e-12), 0.0)
     best = int(np.argmax(np.where(last, f1s, -1))) if n_pred else -1
     return {
         "precision": p, "recall": r, "f1": f1, "ap": ap,
@@ -110,6 +113,9 @@ def evaluate_pick(cfg: EvaluatePickConfig) -> dict:
     radius = match_radius(cfg, [*pred.values(), *truth.values()])
     common = sorted(set(truth) & set(pred)) + sorted(set(truth) - set(pred))
     if not set(truth) & set(pred):
+        for name, given, frames in (("--pred", cfg.pred, pred), ("--truth", cfg.truth, truth)):
+            if not any(len(df) for df in frames.values()):  # no names to match: say why
+                raise DracoInputError(f"{name} holds no coordinates", given)
         raise DracoInputError("no micrograph names in common between --pred and --truth")
     all_tp, all_scores, n_true = [], [], 0
     for stem in common:

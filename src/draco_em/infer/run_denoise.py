@@ -110,8 +110,15 @@ def output_path(outdir: Path, src: Path) -> Path:
     return outdir / f"{src.stem}{suffix}"
 
 
-#: What the reader hands over: (index, image, pixel size, error text, (even, odd) or None).
-Read = tuple[int, np.ndarray | None, float | None, str, tuple[np.ndarray, np.ndarray] | None]
+#: An input's MRC layout, kept in its output: (3D data is a volume, not a stack; origin in Å).
+#: ``None`` for pictures, which carry neither.
+Layout = tuple[bool, tuple[float, float, float]] | None
+
+#: What the reader hands over: (index, image, pixel size, error text, (even, odd) or None,
+#: layout).
+Read = tuple[
+    int, np.ndarray | None, float | None, str, tuple[np.ndarray, np.ndarray] | None, Layout
+]
 
 
 class _Reader(Dataset):
@@ -132,23 +139,25 @@ class _Reader(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def _read(self, path: Path, given: float | None) -> tuple[np.ndarray, float | None]:
+    def _read(self, path: Path, given: float | None) -> tuple[np.ndarray, float | None, Layout]:
         px: float | None
+        layout: Layout = None
         if is_raster(path):  # PNG/JPEG/TIFF (a multi-page TIFF: a stack), px from the option
             px = require_pixel_size(path, given)
             data = read_raster_stack(path)
         else:
             mrc = read_mrc(path, pixel_size=given, ndim=(2, 3))
             data, px = np.array(mrc.data, dtype=np.float32), mrc.pixel_size  # writable copy
+            layout = (data.ndim == 3 and not mrc.is_stack, mrc.origin)
         for k, section in enumerate(data if data.ndim == 3 else [data]):
             validate_image(section, path, f"section {k}" if data.ndim == 3 else "image")
-        return data, px
+        return data, px, layout
 
     def __getitem__(self, i: int) -> Read:
         path = self.items[i].path
         given = self.pixel_sizes.get(path)
         try:
-            data, px = self._read(path, given)
+            data, px, layout = self._read(path, given)
             pair = None
             if path in self.halves:  # a stack's halves are stacks: blended section by section
                 even, odd = self.halves[path]
@@ -158,9 +167,9 @@ class _Reader(Dataset):
                         raise DracoInputError(
                             f"half sum of shape {arr.shape} beside a {data.shape} micrograph", half
                         )
-            return i, data, px, "", pair
+            return i, data, px, "", pair, layout
         except DracoInputError as exc:
-            return i, None, None, str(exc), None
+            return i, None, None, str(exc), None, None
 
 
 def _as_is(item: Any) -> Any:
@@ -227,13 +236,13 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     how: dict[str, int] = {}  # blended with halves / with pseudo-halves / plain
     not_counts = ""  # the first input --pseudo-halves had no noise model for, and why
     bar = tqdm(total=len(todo), unit="mic", disable=not cfg.progress or rank != 0, desc="denoise")
-    for i, data, pixel_size, error, pair in loader:
+    for i, data, pixel_size, error, pair, layout in loader:
         src = todo[i].path
         if error:
             failures.record(src, error)
         else:
             try:
-                kind = _denoise_one(denoiser, cfg, src, data, pixel_size, pair)
+                kind = _denoise_one(denoiser, cfg, src, data, pixel_size, pair, layout)
                 done += 1
                 how[kind] = how.get(kind, 0) + 1
                 if kind.startswith("plain: ") and not not_counts:
@@ -294,8 +303,12 @@ def _denoise_one(
     data: np.ndarray,
     pixel_size: float | None,
     pair: tuple[np.ndarray, np.ndarray] | None = None,
+    layout: Layout = None,
 ) -> str:
     """Denoise a 2D image or each section of a stack, then write (and preview) atomically.
+
+    The output keeps an MRC input's layout (a volume stays a volume, a stack a stack) and its
+    origin, so that a denoised tomogram or tilt series still lines up with its source.
 
     With ``pair`` (the image's even and odd half sums, ``--blend-halves``) the halves are
     denoised instead and blended with their sum (:func:`draco_em.infer.halves_blend`); without
@@ -328,10 +341,16 @@ def _denoise_one(
     elif data.ndim == 2:
         out, out_px = denoiser.denoise_image(data, pixel_size, cfg.keep_binned)
     else:  # tilt series / stack: image by image (the paper's cryo-ET use, App. B)
-        sections = [denoiser.denoise_image(s, pixel_size, cfg.keep_binned) for s in data]
-        out, out_px = np.stack([s[0] for s in sections]), sections[0][1]
+        # Filled in place: a list of sections then np.stack held two copies of the output.
+        first, out_px = denoiser.denoise_image(data[0], pixel_size, cfg.keep_binned)
+        out = np.empty((len(data), *first.shape), dtype=np.float32)
+        out[0] = first
+        for k in range(1, len(data)):
+            out[k] = denoiser.denoise_image(data[k], pixel_size, cfg.keep_binned)[0]
     dst = output_path(cfg.outdir, src)
-    write_mrc(dst, out, out_px or 1.0, float16=cfg.float16, stack=data.ndim == 3, inputs=[src])
+    volume, origin = layout if layout is not None else (False, None)
+    write_mrc(dst, out, out_px or 1.0, float16=cfg.float16, stack=data.ndim == 3 and not volume,
+              inputs=[src], origin=origin)  # fmt: skip
     if cfg.png:
         mid = len(out) // 2 if out.ndim == 3 else None  # a stack: its middle section
         save_preview(

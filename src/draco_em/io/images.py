@@ -85,7 +85,17 @@ def read_raster_stack(path: str | Path) -> np.ndarray:
         with tifffile.TiffFile(path) as tif:
             if len(tif.pages) == 1:
                 return read_raster(path)
+            # tifffile reads only the first page series where sizes differ: say why instead.
+            shapes = list(dict.fromkeys(tuple(page.shape) for page in tif.pages))
+            if len(shapes) > 1:
+                raise DracoInputError(
+                    f"TIFF pages differ in size ({', '.join(map(str, shapes[:3]))}): the "
+                    "sections of a stack need one shape",
+                    path,
+                )
             data = np.asarray(tif.asarray())
+    except DracoInputError:
+        raise
     except Exception as exc:
         raise DracoInputError(f"not a readable TIFF file ({first_line(exc)})", path) from exc
     if data.ndim != 3 or min(data.shape[1:]) < 2:
