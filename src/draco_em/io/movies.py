@@ -1,4 +1,4 @@
-"""Lazy movie readers: MRC/MRCS stacks, TIFF (LZW/deflate, 8/16-bit) and EER (Falcon 4).
+"""Lazy movie readers: MRC/MRCS stacks (packed 4-bit too), TIFF (LZW/deflate, 8/16-bit), EER.
 
 One entry point, :func:`open_movie`, returns a :class:`Movie` that decodes one frame at a time:
 MRC stacks are memory-mapped, TIFF and EER (:mod:`draco_em.io.tiff_movies`) are decoded
@@ -12,8 +12,10 @@ pixels, so the output pixel size is the physical one divided by the upsampling f
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import mrcfile
 import numpy as np
 
 from draco_em.errors import DracoInputError
@@ -22,6 +24,7 @@ from draco_em.io.movie_base import (
     MRC_SUFFIXES,
     TIFF_SUFFIXES,
     Movie,
+    check_frame_shape,
     check_pixel_size_override,
 )
 from draco_em.io.mrc import read_mrc
@@ -51,6 +54,86 @@ class MrcMovie(Movie):
         if self._data is None:
             raise ValueError(f"{self.path} is closed")
         return self._data[index]
+
+    def close(self) -> None:
+        self._data = None  # drops the memory map
+
+
+#: IMOD's packed 4-bit mode, SerialEM's K2/K3 counting movies (RELION reads it too), which
+#: mrcfile does not know.
+MRC_MODE_PACKED_4BIT = 101
+_IMOD_STAMP = 1146047817
+#: imodFlags bit: the first pixel of a byte is in the high 4 bits instead of the low ones.
+_IMOD_NYBBLES_SWAPPED = 0x10
+
+
+def _packed_4bit_header(path: Path) -> np.recarray | None:
+    """The header of a mode-101 MRC file, or None for any other file (read without data)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.open(path, mode="r", header_only=True, permissive=True) as mrc:
+                header = mrc.header.copy()
+    except Exception:
+        return None  # not an MRC header: MrcMovie reports it
+    return header if int(header.mode) == MRC_MODE_PACKED_4BIT else None
+
+
+def is_packed_4bit_mrc(path: str | Path) -> bool:
+    """Whether an MRC file holds packed 4-bit pixels (mode 101: only movies are written so)."""
+    return _packed_4bit_header(Path(path)) is not None
+
+
+class Packed4BitMrcMovie(Movie):
+    """An MRC stack in IMOD's mode 101: two 4-bit counts per byte, memory-mapped.
+
+    The first pixel of each byte is in its low 4 bits (high with imodFlags 0x10). A row of odd
+    width is taken to end with 4 bits of padding, each row starting on a byte, as IMOD describes
+    it (not checked against a real file: K2/K3 frames have even widths).
+    Frames come back as uint8 [ny, nx] (``as_stored``), 0-15 counts.
+    """
+
+    def __init__(self, path: Path, header: np.recarray, pixel_size: float | None = None) -> None:
+        check_pixel_size_override(pixel_size, path)
+        nx, ny, nz, nsymbt = (int(header[k]) for k in ("nx", "ny", "nz", "nsymbt"))
+        check_frame_shape((ny, nx), path)
+        row_bytes = (nx + 1) // 2
+        offset = 1024 + nsymbt
+        expected = offset + nz * ny * row_bytes
+        size = path.stat().st_size
+        if nz < 1 or nsymbt < 0 or expected > size:
+            raise DracoInputError(
+                f"truncated or corrupt 4-bit MRC file: header says {nx}x{ny}x{nz} "
+                f"({expected} bytes) but the file has {size} bytes",
+                path,
+            )
+        imod = np.frombuffer(bytes(header.extra2)[40:48], dtype=header.dtype["nx"])
+        self._swapped = int(imod[0]) == _IMOD_STAMP and bool(imod[1] & _IMOD_NYBBLES_SWAPPED)
+        self.path = path
+        self._data: np.ndarray | None = np.memmap(
+            path, np.uint8, mode="r", offset=offset, shape=(nz, ny, row_bytes)
+        )
+        self.n_frames, self.shape = nz, (ny, nx)
+        self.dtype = np.dtype(np.uint8)
+        header_px = float(header.cella.x) / int(header.mx) if int(header.mx) > 0 else 0.0
+        self.pixel_size = pixel_size or (header_px if header_px > 0 else None)
+        self.notes = []
+        self.metadata = {"mode": MRC_MODE_PACKED_4BIT}
+        if pixel_size is None and header_px == 1.0:
+            self.notes.append(
+                "header pixel size is 1, often a placeholder; pass pixel_size to override"
+            )
+
+    def _read(self, index: int) -> np.ndarray:
+        if self._data is None:
+            raise ValueError(f"{self.path} is closed")
+        packed = np.asarray(self._data[index])
+        low, high = packed & 0x0F, packed >> 4
+        first, second = (high, low) if self._swapped else (low, high)
+        out = np.empty((packed.shape[0], 2 * packed.shape[1]), np.uint8)
+        out[:, 0::2], out[:, 1::2] = first, second
+        nx = self.shape[1]
+        return out if out.shape[1] == nx else out[:, :nx]  # an owned array: no copy by frame()
 
     def close(self) -> None:
         self._data = None  # drops the memory map
@@ -91,6 +174,8 @@ def open_movie(
         raise DracoInputError("is a folder, expected a movie file", path)
     suffix = path.suffix.lower()
     if suffix in MRC_SUFFIXES:
+        if (header := _packed_4bit_header(path)) is not None:
+            return Packed4BitMrcMovie(path, header, pixel_size)
         return MrcMovie(path, pixel_size)
     if suffix in TIFF_SUFFIXES + EER_SUFFIXES:
         grouping = 1 if eer_grouping is None else int(eer_grouping)

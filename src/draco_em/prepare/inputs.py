@@ -20,6 +20,7 @@ import pandas as pd
 from draco_em.errors import DracoInputError
 from draco_em.io.batch import PREPARE_SUFFIXES, expand_inputs
 from draco_em.io.movie_base import MOVIE_SUFFIXES
+from draco_em.io.movies import is_packed_4bit_mrc
 from draco_em.io.mrc import read_mrc
 from draco_em.io.star import MicrographTable, read_star
 from draco_em.prepare.config import OPTICS_COLUMNS, PrepareConfig
@@ -37,6 +38,8 @@ def is_movie(path: Path) -> bool:
         return True
     if suffix not in (".mrc", ".st"):
         return False
+    if is_packed_4bit_mrc(path):  # SerialEM names its 4-bit movies .mrc; mrcfile cannot read them
+        return True
     return read_mrc(path, mmap=True, ndim=(2, 3)).data.ndim == 3
 
 

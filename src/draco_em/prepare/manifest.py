@@ -13,7 +13,8 @@ adds:
 * ``rlnAccumMotionTotal``: the same total in Å under RELION's name (``draco curate predict``
   and RELION's own tools read it).
 
-Paths are relative to the STAR file's folder (OUTDIR).
+Rows name files relative to OUTDIR; :func:`draco_em.io.manifest.write_manifest` writes them as
+every draco STAR names files (relative to the working directory, as RELION's project paths).
 """
 
 from __future__ import annotations

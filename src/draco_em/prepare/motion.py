@@ -185,7 +185,10 @@ def estimate_global_shifts(
         aligned = torch.fft.rfft2(aligned)
         others = aligned.sum(0, keepdim=True) - aligned
         xcf = torch.fft.irfft2(aligned * torch.conj(others) * weight, s=shape)
-        step = parabolic_peaks(xcf)
+        # Frame i's peak is its residual minus the mean of the *others'* residuals,
+        # (t r_i - Σr) / (t - 1): scaled by (t - 1) / t it is r_i - mean(r), the step that
+        # aligns. Unscaled, two frames each overshoot by 2× and swap places forever.
+        step = parabolic_peaks(xcf) * ((t - 1) / t)
         del aligned, others, xcf
         shifts += step
         shifts -= shifts.mean(0)  # keep the reference centred; only relative shifts matter

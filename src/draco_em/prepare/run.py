@@ -2,7 +2,7 @@
 
 Layout of ``OUTDIR``::
 
-    triplets.star             dataset manifest (optics + micrographs, paths relative to OUTDIR)
+    triplets.star             dataset manifest (optics + micrographs; paths as every draco STAR)
     <name>.mrc                full sum          <name>_EVN.mrc / <name>_ODD.mrc: even/odd sums
     motion/<name>.csv         frame,shift_x,shift_y: estimated global shift (movie pixels)
     meta/<name>.json          the item's manifest row, written last: marks it finished
