@@ -56,8 +56,8 @@ def test_load_gain_mrc_and_tiff(tmp_path: Path, rng: np.random.Generator, suffix
     path = tmp_path / f"gain{suffix}"
     if suffix == ".mrc":
         write_mrc(path, gain, pixel_size=1.0)
-    else:
-        tifffile.imwrite(path, gain)
+    else:  # a TIFF's rows are reversed on reading, as RELION reads TIFF, EPU's .gain's not
+        tifffile.imwrite(path, gain if suffix == ".gain" else gain[::-1])  # (docs/movies.md)
     ref = load_gain(path, rotate=1, flip="y", shape=(64, 48))
     np.testing.assert_array_equal(ref.gain, orient(gain, 1, "y"))
     assert ref.shape == (64, 48) and not ref.defects.any() and ref.path == path
@@ -190,3 +190,20 @@ def test_bad_gain_files(tmp_path: Path) -> None:
         load_gain(zeros)
     with pytest.raises(DracoInputError, match="invalid gain orientation"):
         load_gain(zeros, rotate=5)
+
+
+def test_a_tiff_gain_is_flipped_as_its_tiff_movie(tmp_path: Path) -> None:
+    """RELION reads every TIFF flipped along the slow axis, movies and gains alike; EPU's
+    .gain (EER) is left as stored, as EER frames are. A gradient gain written as the camera
+    writes it then flattens a TIFF movie whose frames carry the inverse gradient."""
+    from draco_em.io.movie_writers import write_tiff_movie
+    from draco_em.io.movies import open_movie
+
+    ramp = np.linspace(1.0, 3.0, 32, dtype=np.float32)[:, None] * np.ones((32, 40), np.float32)
+    frames = np.stack([np.round(60 / ramp)] * 2).astype(np.uint16)  # counts ∝ 1 / gain
+    tifffile.imwrite(tmp_path / "gain.tif", ramp[::-1])  # as stored: rows bottom first
+    movie = open_movie(write_tiff_movie(tmp_path / "m.tif", frames))
+    corrected = movie.frame(0) * load_gain(tmp_path / "gain.tif").gain
+    assert corrected.std() / corrected.mean() < 0.02
+    tifffile.imwrite(tmp_path / "epu.gain", ramp)
+    np.testing.assert_array_equal(load_gain(tmp_path / "epu.gain").gain, ramp)

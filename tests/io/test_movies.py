@@ -63,6 +63,42 @@ def test_mrcs_round_trip_is_lazy(tmp_path: Path, counts: np.ndarray) -> None:
             movie.frame(N)
 
 
+def _write_packed_4bit(path: Path, frames: np.ndarray, swapped: bool = False) -> None:
+    """IMOD mode 101 by hand (mrcfile cannot write it): two pixels per byte, rows padded."""
+    t, ny, nx = frames.shape
+    write_mrc(path, np.zeros((t, ny, nx), np.int8), 0.8)  # a valid header to patch
+    header = bytearray(path.read_bytes()[:1024])
+    header[12:16] = np.int32(101).tobytes()
+    if swapped:  # IMOD stamp + flag 0x10: the first pixel in the high 4 bits
+        header[152:160] = np.array([1146047817, 0x10], np.int32).tobytes()
+    padded = np.zeros((t, ny, nx + nx % 2), np.uint8)
+    padded[..., :nx] = frames
+    first, second = padded[..., 0::2], padded[..., 1::2]
+    packed = (second | first << 4) if swapped else (first | second << 4)
+    path.write_bytes(bytes(header) + packed.astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize(("nx", "swapped"), [(64, False), (37, False), (37, True)])
+def test_packed_4bit_mrc(tmp_path: Path, rng: np.random.Generator, nx: int, swapped: bool) -> None:
+    """SerialEM's 4-bit counting movies (IMOD mode 101, read by RELION) are movies here too;
+    mrcfile alone rejects them ('Unrecognised mode')."""
+    frames = rng.integers(0, 16, (5, 24, nx), dtype=np.uint8)
+    path = tmp_path / "k3_4bit.mrc"
+    _write_packed_4bit(path, frames, swapped)
+    with open_movie(path) as movie:
+        assert (movie.n_frames, movie.shape, movie.dtype) == (5, (24, nx), np.uint8)
+        assert movie.pixel_size == pytest.approx(0.8)
+        assert np.array_equal(np.stack([movie.frame(i, as_stored=True) for i in range(5)]), frames)
+        assert np.array_equal(movie.sum(), frames.sum(0))
+    from draco_em.prepare.inputs import is_movie
+
+    assert is_movie(path)  # a .mrc: told apart from a micrograph by its mode
+    with path.open("r+b") as fh:
+        fh.truncate(path.stat().st_size - 10)
+    with pytest.raises(DracoInputError, match="truncated"):
+        open_movie(path)
+
+
 def test_frames_as_stored_are_owned_copies(tmp_path: Path, counts: np.ndarray) -> None:
     # draco prepare holds a movie's frames in the file's dtype (a quarter of float32's memory
     # for 8-bit counts) after the file is closed: each must be a copy, not a view of the map.
@@ -102,6 +138,21 @@ def test_tiff_round_trip(
         assert movie.pixel_size == pytest.approx(0.83)
         assert movie.metadata["compression"] == tag
         np.testing.assert_array_equal(np.array(list(movie)), data)
+
+
+def test_tiff_frames_are_read_bottom_row_first_as_relion_does(tmp_path: Path) -> None:
+    """RELION, MotionCor2 and IMOD read TIFF flipped along the slow axis (RELION's Conventions
+    page): the row stored first is the frame's last. Read top row first (until session 23),
+    a micrograph made from a TIFF movie was upside down against theirs."""
+    stored = np.zeros((2, 8, 6), np.uint8)
+    stored[:, 0] = 9  # the first row in the file
+    tifffile.imwrite(tmp_path / "m.tif", stored)
+    with open_movie(tmp_path / "m.tif") as movie:
+        frame = movie.frame(0)
+        assert frame[-1].tolist() == [9] * 6 and frame[:-1].sum() == 0
+        assert movie.frame(1, as_stored=True)[-1].tolist() == [9] * 6
+    with tifffile.TiffFile(write_tiff_movie(tmp_path / "w.tif", stored)) as tif:
+        assert tif.pages.first.asarray()[-1].tolist() == [9] * 6  # written as RELION writes
 
 
 def test_tiff_without_resolution_has_no_pixel_size(tmp_path: Path, counts: np.ndarray) -> None:

@@ -132,7 +132,12 @@ def orient(image: np.ndarray, rotate: int = 0, flip: str | None = None) -> np.nd
 
 
 def _read_gain_array(path: Path) -> np.ndarray:
-    """The first 2D image of an MRC or TIFF (``.tif``, ``.tiff``, EPU's ``.gain``) file."""
+    """The first 2D image of an MRC or TIFF (``.tif``, ``.tiff``, EPU's ``.gain``) file.
+
+    A ``.tif``/``.tiff`` gain is flipped along the slow axis, as TIFF movies are (RELION reads
+    every TIFF so: docs/movies.md); EPU's ``.gain``, the
+    reference of EER movies, is not, as EER frames are not (RELION undoes its TIFF flip there).
+    """
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff", ".gain"):
         import tifffile
@@ -144,7 +149,7 @@ def _read_gain_array(path: Path) -> np.ndarray:
             raise DracoInputError(f"not a readable TIFF gain reference ({exc})", path) from exc
         if data.ndim != 2:
             raise DracoInputError(f"gain reference must be 2D, found shape {data.shape}", path)
-        return data
+        return data if suffix == ".gain" else data[::-1]
     return read_mrc(path, ndim=(2,)).data
 
 

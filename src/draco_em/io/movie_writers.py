@@ -46,7 +46,8 @@ def write_tiff_movie(
     pixel_size: float | None = None,
     inputs: Iterable[str | Path] = (),
 ) -> Path:
-    """Write a movie as a multi-page TIFF, one frame per page.
+    """Write a movie as a multi-page TIFF, one frame per page, rows reversed (RELION's TIFF
+    convention, docs/movies.md).
 
     Args:
         path: destination ``.tif``/``.tiff``.
@@ -71,7 +72,8 @@ def write_tiff_movie(
         kwargs.update(resolution=(per_cm, per_cm), resolutionunit="CENTIMETER")
     with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=frames.nbytes > 2**31) as tw:
         for frame in frames:  # one page per frame, as counting cameras write them
-            tw.write(np.ascontiguousarray(frame), contiguous=False, **kwargs)
+            # rows reversed, as RELION writes TIFF, so that open_movie reads the frames back
+            tw.write(np.ascontiguousarray(frame[::-1]), contiguous=False, **kwargs)
     return path
 
 

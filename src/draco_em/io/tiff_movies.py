@@ -31,7 +31,11 @@ from draco_em.io.movie_base import (
 
 
 class TiffMovie(Movie):
-    """A multi-page TIFF, one frame per page (LZW, deflate or uncompressed; 8/16-bit)."""
+    """A multi-page TIFF, one frame per page (LZW, deflate or uncompressed; 8/16-bit).
+
+    Frames are flipped along the slow axis (rows reversed) as they are read, as RELION,
+    MotionCor2 and IMOD read TIFF (docs/movies.md, "TIFF orientation").
+    """
 
     def __init__(self, tif: TiffFile, path: Path, pixel_size: float | None = None) -> None:
         check_pixel_size_override(pixel_size, path)
@@ -59,7 +63,7 @@ class TiffMovie(Movie):
             _check_lzw_strips(page, self.path, index)
             data = page.asarray(maxworkers=self.decode_threads)  # strips decoded in parallel
         _raise_logged(log, self.path, index)
-        return data
+        return data[::-1]  # a view: Movie.frame copies it
 
     def close(self) -> None:
         self._tif.close()
