@@ -256,3 +256,18 @@ def test_a_tiff_stack_mixing_sizes_fails_with_the_reason(tmp_path, weights):
                         pixel_size=2.0)  # fmt: skip
     assert run_denoise(cfg)["failed"] == 1
     assert "pages differ in size" in (tmp_path / "out" / "failures.txt").read_text()
+
+
+def test_a_tilt_series_keeps_its_name_and_tilt_angles(tmp_path, weights, rng):
+    """IMOD and AreTomo pair `ts.st` with `ts.rawtlt`/`ts.tlt` by name: the denoised series was
+    written as `ts.mrcs` without its angles, so neither found them."""
+    src = tmp_path / "in"
+    write_mrc(src / "ts.st", rng.normal(size=(3, 64, 48)), 2.0)
+    (src / "ts.rawtlt").write_text("-3\n0\n3\n")
+    (src / "ts.st.mdoc").write_text("PixelSpacing = 2.0\n")
+    cfg = DenoiseConfig(inputs=[str(src / "ts.st")], outdir=tmp_path / "out",
+                        weights=str(weights), workers=0, tile=64, progress=False)  # fmt: skip
+    assert run_denoise(cfg)["done"] == 1
+    out = tmp_path / "out"
+    assert read_mrc(out / "ts.st").is_stack and not (out / "ts.mrcs").exists()
+    assert (out / "ts.rawtlt").read_text() == "-3\n0\n3\n" and (out / "ts.st.mdoc").is_file()

@@ -21,6 +21,7 @@ from draco_em.errors import DracoInputError
 from draco_em.infer.denoise import Denoiser
 from draco_em.infer.halves_blend import blend_halves
 from draco_em.infer.pseudo_halves import pseudo_halves
+from draco_em.io.atomic import copy_atomic
 from draco_em.io.batch import (
     FailureLog,
     InputItem,
@@ -36,7 +37,7 @@ from draco_em.io.batch import (
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import halves_of, is_half
 from draco_em.io.images import is_raster, read_raster_stack, require_pixel_size
-from draco_em.io.mrc import read_mrc, write_mrc
+from draco_em.io.mrc import STACK_SUFFIXES, read_mrc, write_mrc
 from draco_em.io.preview import save_preview
 from draco_em.io.star import SOURCE_COLUMN, MicrographTable, project_path, write_micrographs_star
 from draco_em.io.validate import validate_image
@@ -105,9 +106,17 @@ class DenoiseConfig(BaseModel):
 
 
 def output_path(outdir: Path, src: Path) -> Path:
-    """Denoised file name: the input's name inside OUTDIR (stacks keep .mrcs)."""
-    suffix = ".mrcs" if src.suffix.lower() in (".mrcs", ".st", ".ali") else ".mrc"
+    """Denoised file name: the input's name inside OUTDIR (stacks keep their suffix; any
+    other input, a picture too, becomes ``.mrc``)."""
+    suffix = src.suffix.lower() if src.suffix.lower() in STACK_SUFFIXES else ".mrc"
     return outdir / f"{src.stem}{suffix}"
+
+
+def tilt_companions(src: Path) -> list[Path]:
+    """The files kept beside a tilt series ``ts.st`` that name its sections: IMOD's tilt
+    angles ``ts.rawtlt``/``ts.tlt`` and SerialEM's ``ts.st.mdoc`` (those that exist)."""
+    names = [src.with_suffix(".rawtlt"), src.with_suffix(".tlt"), src.with_name(src.name + ".mdoc")]
+    return [p for p in names if p.is_file()]
 
 
 #: An input's MRC layout, kept in its output: (3D data is a volume, not a stack; origin in Å).
@@ -348,6 +357,9 @@ def _denoise_one(
         for k in range(1, len(data)):
             out[k] = denoiser.denoise_image(data[k], pixel_size, cfg.keep_binned)[0]
     dst = output_path(cfg.outdir, src)
+    if data.ndim == 3:  # before the output, whose presence marks the input done on resume
+        for companion in tilt_companions(src):  # so that IMOD/AreTomo pair the denoised series
+            copy_atomic(companion, cfg.outdir / companion.name.replace(src.name, dst.name))
     volume, origin = layout if layout is not None else (False, None)
     write_mrc(dst, out, out_px or 1.0, float16=cfg.float16, stack=data.ndim == 3 and not volume,
               inputs=[src], origin=origin)  # fmt: skip

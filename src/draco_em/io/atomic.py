@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -108,6 +109,12 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def copy_atomic(src: str | Path, dst: str | Path) -> None:
+    """Copy a file atomically (a reader never sees half of ``dst``)."""
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 #: errno values that mean the disk (or the user's quota) is full.

@@ -24,6 +24,9 @@ from draco_em.io.validate import expect_ndim, validate_image
 
 #: Header pixel sizes that mean "not set": 0 (mrcfile's default) and 1.0 (a common placeholder).
 PLACEHOLDER_PIXEL_SIZES = (0.0, 1.0)
+#: Suffixes of MRC image stacks: RELION's ``.mrcs``, IMOD's tilt series ``.st`` (raw) and
+#: ``.ali`` (aligned), which IMOD and AreTomo find by name beside their tilt angles.
+STACK_SUFFIXES = (".mrcs", ".st", ".ali")
 
 
 @dataclass
@@ -190,7 +193,9 @@ def read_mrc(
         origin = (float(org.x), float(org.y), float(org.z))
         hdr = mrc.header
         nstart = (int(hdr.nxstart), int(hdr.nystart), int(hdr.nzstart))
-        is_stack = bool(mrc.is_image_stack()) or path.suffix.lower() == ".mrcs"
+        # By name too: RELION's .mrcs, IMOD's tilt series .st/.ali (IMOD's headers may read
+        # as a volume)
+        is_stack = bool(mrc.is_image_stack()) or path.suffix.lower() in STACK_SUFFIXES
         mode = int(mrc.header.mode)
     except DracoInputError:
         mrc.close()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from draco_em.errors import DracoInputError
-from draco_em.io.atomic import atomic_path, remove_stale_temps, write_text_atomic
+from draco_em.io.atomic import copy_atomic, remove_stale_temps, write_text_atomic
 from draco_em.io.folder_lock import lock_folder, releases_folder_locks
 from draco_em.io.run_folder import (
     CONFIG_FILE,
@@ -271,7 +270,7 @@ def _train(
                 eta = per_epoch * (config.epochs - state.epoch)
                 log.info(epoch_line(metrics, config.epochs, eta, loss))  # jsonl: every digit
                 if improved:
-                    _copy_atomic(
+                    copy_atomic(
                         checkpoint_path(run_dir, "latest"), checkpoint_path(run_dir, "best")
                     )
     except KeyboardInterrupt:  # Ctrl-C: keep the steps done so far, say how to go on
@@ -396,7 +395,7 @@ def _repair_best(run_dir: Path, latest: dict, best: dict) -> None:
     path = checkpoint_path(run_dir, "best")
     held = load_checkpoint(path).get("epoch") if path.is_file() else None
     if held != best["epoch"]:
-        _copy_atomic(checkpoint_path(run_dir, "latest"), path)
+        copy_atomic(checkpoint_path(run_dir, "latest"), path)
         log.warning("best.pt held epoch %s, its record epoch %s: copied latest.pt", held,
                     best["epoch"])  # fmt: skip
 
@@ -592,8 +591,3 @@ def _trim_metrics(run_dir: Path, step: int, has_val: bool) -> None:
 def _log_metrics(run_dir: Path, record: dict) -> None:
     with open(run_dir / "metrics.jsonl", "a") as fh:
         fh.write(json.dumps(record) + "\n")
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
