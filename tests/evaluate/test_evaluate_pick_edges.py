@@ -32,3 +32,13 @@ def test_a_pick_file_without_picks_is_named_not_a_name_mismatch(tmp_path) -> Non
     cfg = EvaluatePickConfig(pred=tmp_path / "pred.txt", truth=tmp_path / "truth.txt", radius=5)
     with pytest.raises(DracoInputError, match="--pred holds no coordinates"):
         evaluate_pick(cfg)
+
+
+def test_picks_exported_from_cryosparc_match_the_plain_truth(tmp_path) -> None:
+    """cryoSPARC names its micrographs `<21-digit uid>_<name>_patch_aligned_doseweighted`:
+    matched by exact stem only, such picks had "no micrograph names in common"."""
+    (tmp_path / "truth.txt").write_text("image_name\tx_coord\ty_coord\nmic_1\t100\t100\n")
+    name = "012345678901234567890_mic_1_patch_aligned_doseweighted"
+    (tmp_path / "pred.txt").write_text(f"image_name\tx_coord\ty_coord\tscore\n{name}\t101\t99\t1\n")
+    cfg = EvaluatePickConfig(pred=tmp_path / "pred.txt", truth=tmp_path / "truth.txt", radius=5)
+    assert evaluate_pick(cfg)["f1"] == 1.0

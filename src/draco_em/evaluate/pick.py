@@ -6,7 +6,9 @@ still-unmatched true centre within ``radius`` px (default: half the particle dia
 matched prediction is a true positive; every other prediction a false positive; every
 unmatched true centre a false negative, including those of micrographs with no prediction file.
 Counts are pooled over micrographs; predictions on micrographs absent from the truth are listed
-(``pred_only``) and not scored.
+(``pred_only``) and not scored. Micrographs are matched by file stem, then, for predictions
+whose stem the truth lacks, without cryoSPARC's uid prefix and ``_patch_aligned`` suffix
+(:func:`draco_em.io.coords.match_plain_names`).
 
 Average precision: predictions of all micrographs sorted by score, precision P_k and recall R_k
 at the k-th distinct score (all picks scoring at least it), AP = Σ_k (R_k − R_{k−1}) · P_k (the
@@ -26,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.spatial import cKDTree
 
 from draco_em.errors import DracoInputError
-from draco_em.io.coords import read_coord_folder
+from draco_em.io.coords import match_plain_names, read_coord_folder
 
 
 class EvaluatePickConfig(BaseModel):
@@ -110,6 +112,9 @@ def summarize(tp: np.ndarray, scores: np.ndarray, n_true: int) -> dict:
 def evaluate_pick(cfg: EvaluatePickConfig) -> dict:
     """Score the picks in ``cfg.pred`` against ``cfg.truth`` (see module docstring)."""
     pred, truth = read_coord_folder(cfg.pred), read_coord_folder(cfg.truth)
+    # picks exported from cryoSPARC name its copies of the micrographs (uid_name_patch_aligned)
+    renamed = {k: v for k, v in match_plain_names(pred, truth).items() if v not in pred}
+    pred = {renamed.get(k, k): v for k, v in pred.items()}
     radius = match_radius(cfg, [*pred.values(), *truth.values()])
     common = sorted(set(truth) & set(pred)) + sorted(set(truth) - set(pred))
     if not set(truth) & set(pred):
