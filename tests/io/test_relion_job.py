@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -171,3 +173,27 @@ def test_pick_train_reads_the_manual_picks(tmp_path: Path, capsys, monkeypatch) 
     assert code == 0 and calls[1][0][-2:] == ["--weights", "run/"]  # the user's start wins
     code, _, err = draco_in_process(capsys, *base)  # no picks given
     assert code == 2 and "--in_coords" in err and Path("External/job013", FAILURE).is_file()
+
+
+def test_a_crash_on_continue_is_a_failure_not_a_success(tmp_path: Path, monkeypatch) -> None:
+    """Exit 1 is "some inputs failed" only with this run's failures.txt: a command that dies
+    on an uncaught error exits 1 too, and an earlier run's node file must not make RELION's
+    "Continue" of it a success (it was, before session 28)."""
+    monkeypatch.chdir(tmp_path)
+    job = Path("External/job020")
+    job.mkdir(parents=True)
+    node = job / "coordinate_files.star"
+    node.write_text("data_coordinate_files\n")  # the first run's output
+    (job / "failures.txt").write_text("old\tfrom the first run\n")
+    old = time.time() - 60
+    os.utime(job / "failures.txt", (old, old))
+    fake = tmp_path / "python"  # stands in for the interpreter: the command's exit only
+    monkeypatch.setattr(sys, "executable", str(fake))
+    fake.write_text("#!/bin/sh\necho 'Traceback (most recent call last): boom' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    code = run_external_job(["pick", "predict"], job, [(node, COORDINATES)], poll_s=0.1)
+    assert code == 1 and (job / FAILURE).is_file() and not (job / SUCCESS).exists()
+    # some inputs failed (this run's failures.txt): still a success, as before
+    fake.write_text(f"#!/bin/sh\nprintf 'a.mrc\\tbad\\n' > {job}/failures.txt\nexit 1\n")
+    code = run_external_job(["pick", "predict"], job, [(node, COORDINATES)], poll_s=0.1)
+    assert code == 0 and (job / SUCCESS).is_file() and not (job / FAILURE).exists()

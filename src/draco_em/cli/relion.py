@@ -7,7 +7,7 @@ and draco's own options as Params rows (label ``diameter``, value ``150``). RELI
 from the project folder:
 
     draco relion pick --o External/job012/ --in_mics CtfFind/job004/micrographs_ctf.star
-    --j 4 --diameter 150
+    --diameter 150 --j 4
 
 The job's outputs become RELION nodes: prepare and denoise a micrographs STAR, pick a
 coordinate-files STAR (for Extract), curate the accepted micrographs. pick-train fine-tunes the

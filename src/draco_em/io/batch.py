@@ -404,6 +404,17 @@ class FailureLog:
             write_text_atomic(self.path, "".join(self.lines))
 
 
+def failures_recorded_since(outdir: Path, since: float) -> bool:
+    """Whether a run that started at ``since`` (``time.time()``) recorded failed inputs: its
+    ``failures.txt`` was written since then (:class:`FailureLog`; 1 s slack for coarse file
+    times). Exit code 1 means "some inputs failed" only then: an uncaught error exits 1 too.
+    """
+    try:
+        return (outdir / "failures.txt").stat().st_mtime >= since - 1
+    except OSError:
+        return False
+
+
 def shard(items: list, rank: int, world_size: int) -> list:
     """Round-robin share of ``items`` for one rank (every item lands on exactly one rank)."""
     return items[rank::world_size]

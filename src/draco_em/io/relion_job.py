@@ -2,11 +2,14 @@
 
 RELION runs an External job from the project folder as::
 
-    EXECUTABLE --o External/jobNNN/ --in_mics CtfFind/job003/micrographs_ctf.star --j 1 \
-        --pipeline_control External/jobNNN/ [--LABEL VALUE ...]
+    EXECUTABLE --o External/jobNNN/ --in_mics CtfFind/job003/micrographs_ctf.star \
+        [--LABEL VALUE ...] --j 1 [ADDITIONAL ARGUMENTS]
 
 (``--in_movies`` instead of ``--in_mics`` for a movies input, ``--in_coords`` for picks; one
-``--LABEL VALUE`` per row of the job's Params tab). It then reads, in the job folder:
+``--LABEL VALUE`` per row of the job's Params tab, the value split at spaces by the shell;
+``--pipeline_control External/jobNNN/`` is added last only where the command line contains
+``relion_``: RELION's ``getCommandsExternalJob`` and ``prepareFinalCommand``). It then reads,
+in the job folder:
 
 * ``RELION_OUTPUT_NODES.star``: block ``output_nodes``, one row per file later jobs may take
   as input (``rlnPipeLineNodeName``) with its type (``rlnPipeLineNodeTypeLabel``, RELION 4.0
@@ -29,12 +32,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from draco_em.io.atomic import write_text_atomic
+from draco_em.io.batch import failures_recorded_since
 from draco_em.io.star import project_path, write_star
 
 #: Node type of a micrographs STAR (optics + micrographs blocks).
@@ -146,7 +151,9 @@ def run_external_job(
     Returns:
         The exit code: the command's, 130 when aborted. A batch in which some inputs failed
         (exit 1, each listed in the job's ``failures.txt``) still ends in success when its
-        outputs exist, as RELION's own jobs go on past a bad micrograph.
+        outputs exist, as RELION's own jobs go on past a bad micrograph. An exit 1 without
+        a fresh ``failures.txt`` is an uncaught error (Python exits 1 on a traceback): a
+        failure, though an earlier run's outputs are there ("Continue").
     """
     job_dir.mkdir(parents=True, exist_ok=True)
     control = control or job_dir
@@ -156,6 +163,7 @@ def run_external_job(
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     aborted = False
+    started = time.time()
     proc = subprocess.Popen(
         [sys.executable, "-m", "draco_em", *argv], env=env, preexec_fn=_sigint_default
     )
@@ -178,12 +186,13 @@ def run_external_job(
         (control / ABORT_NOW).unlink(missing_ok=True)
         _mark(control, ABORTED)
         return 130
-    if code in (0, 1) and (made or not nodes):
+    ran = code == 0 or (code == 1 and failures_recorded_since(job_dir, started))
+    if ran and (made or not nodes):
         if made:
             write_output_nodes(job_dir, made)
         _mark(control, SUCCESS)
         return 0
-    if code in (0, 1):  # ran, but made no output a later job could read
+    if ran:  # ran, but made no output a later job could read
         print(f"draco: error: no output for RELION in {job_dir}", file=sys.stderr)
         code = 2
     _mark(control, FAILURE)

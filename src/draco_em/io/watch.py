@@ -32,7 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import visible_files
-from draco_em.io.batch import MICROGRAPH_SUFFIXES, PREPARE_SUFFIXES
+from draco_em.io.batch import (
+    MICROGRAPH_SUFFIXES,
+    PREPARE_SUFFIXES,
+    failures_recorded_since,
+)
 from draco_em.io.folder_lock import lock_folder, releases_folder_locks
 from draco_em.io.halves import full_sum_of
 
@@ -198,7 +202,8 @@ def watch_command(
                 argv = [a for a in argv if a != "--overwrite"]
                 if code == 130:
                     return code
-                if code == 2 and runs == 1 and not _failed_inputs(outdir, started):
+                failed_inputs = outdir is not None and failures_recorded_since(outdir, started)
+                if code == 2 and runs == 1 and not failed_inputs:
                     echo("watch: the command could not run (above): done")
                     return code
                 watcher.ran()
@@ -212,14 +217,3 @@ def watch_command(
     for token in watcher.missing():  # a misspelt name waited all along: say so at the end
         echo(f"watch: {token} never appeared")
     return code
-
-
-def _failed_inputs(outdir: Path | None, since: float) -> bool:
-    """Whether the run recorded input failures (``failures.txt`` written since ``since``)."""
-    if outdir is None:
-        return False
-    path = outdir / "failures.txt"
-    try:
-        return path.stat().st_mtime >= since - 1
-    except OSError:
-        return False
