@@ -94,7 +94,7 @@ def test_watch_runs_on_new_files_and_ends_at_the_stop_file(tmp_path):
         ["denoise", "-o", "out", "--overwrite", "--", str(folder / "a.mrc")],
         ["denoise", "-o", "out", "--", str(folder / "a.mrc"), str(folder / "b.mrc")],
     ]
-    assert lines[-1].endswith("found: done")
+    assert lines[-1].endswith("found and every file processed: done")
     with pytest.raises(DracoInputError, match="stop file is there already"):  # a past session's
         watch_command("denoise", [], [str(folder)], None, run, cfg, lines.append, fake_sleep)
 
@@ -189,7 +189,39 @@ def test_a_watch_holds_its_output_folder_between_runs(tmp_path):
 
     cfg = WatchConfig(settle_s=0, every_s=1, idle_min=0, stop_file=stop)
     code = watch_command("denoise", [], [str(folder)], out, lambda a: 0, cfg, print, sleep)
-    assert code == 0 and len(tries) == 1
+    assert code == 0 and len(tries) == 2  # the stop file ends it after one more look
     assert tries[0].returncode != 0
     assert "another draco run is writing into this folder" in tries[0].stderr.decode()
     assert not (out / LOCK_FILE).exists()  # released when the watch ends
+
+
+def test_at_the_stop_file_a_watch_finishes_what_its_upstream_still_writes(tmp_path):
+    """In a chain of watches one stop file ends all; the downstream one ended at once, while
+    the upstream one was still writing its last output, and left that file unprocessed. It
+    now waits while another run holds its input folder, and for files still settling."""
+    import fcntl
+
+    folder, stop = tmp_path / "trip", tmp_path / "STOP"
+    _touch(folder / "a.mrc", age_s=100)
+    upstream = os.open(_touch(folder / LOCK_FILE), os.O_RDWR)  # the prepare watch's lock
+    fcntl.flock(upstream, fcntl.LOCK_EX)
+    runs: list[list[str]] = []
+    looks = iter(range(100))
+
+    def fake_sleep(_s: float) -> None:
+        n = next(looks)
+        if n == 2:
+            stop.touch()  # the user ends the session; prepare is still on its last movie
+        if n == 6:
+            _touch(folder / "b.mrc", age_s=100)  # ... which it writes now, and ends
+            os.close(upstream)
+
+    def run(argv: list[str]) -> int:
+        runs.append(argv)
+        return 0
+
+    cfg = WatchConfig(settle_s=1, every_s=1, idle_min=0, stop_file=stop)
+    lines: list[str] = []
+    code = watch_command("denoise", [], [str(folder)], None, run, cfg, lines.append, fake_sleep)
+    assert code == 0 and runs[-1][-1] == str(folder / "b.mrc")
+    assert lines[-1].endswith("every file processed: done")

@@ -105,6 +105,28 @@ def lock_folder(folder: str | Path, created: bool | None = None) -> None:
         _created.add(key)
 
 
+def held_elsewhere(folder: str | Path) -> bool:
+    """Whether another process holds ``FOLDER/.draco.lock`` now (a draco run writing into it:
+    a downstream ``draco watch`` waits for it before it ends). False where there is no lock
+    file, this process holds it, or the filesystem has no ``flock``."""
+    key = Path(folder).resolve()
+    if fcntl is None or key in _held:
+        return False
+    try:
+        fd = os.open(key / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # refused only while a run holds it
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing drops the shared lock taken just now
+    return False
+
+
 def release_folder_locks(keep: int = 0) -> None:
     """Release the folders this process took, all but the first ``keep`` (in order taken).
 

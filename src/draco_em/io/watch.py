@@ -37,7 +37,7 @@ from draco_em.io.batch import (
     PREPARE_SUFFIXES,
     failures_recorded_since,
 )
-from draco_em.io.folder_lock import lock_folder, releases_folder_locks
+from draco_em.io.folder_lock import held_elsewhere, lock_folder, releases_folder_locks
 from draco_em.io.halves import full_sum_of
 
 #: The commands ``draco watch`` runs, and the files a folder contributes to each.
@@ -85,6 +85,7 @@ class InputWatcher:
     _seen: dict[Path, Signature] = field(default_factory=dict)  # at the previous look
     _done: dict[Path, Signature] = field(default_factory=dict)  # as the last run saw them
     _ready: dict[Path, Signature] = field(default_factory=dict)  # at the last look
+    settling: int = 0  # files of the last look not ready yet (being written, or just seen)
 
     def missing(self) -> list[str]:
         """Inputs that do not exist yet (an upstream watch makes them): looked for each time."""
@@ -128,7 +129,14 @@ class InputWatcher:
             inputs = []  # a named file still being written: wait for it
             changed = 0
         self._ready = {p: states[p] for p in ready}
+        self.settling = len(states) - len(ready)
         return inputs, changed
+
+    def upstream_busy(self) -> list[Path]:
+        """Input folders another draco run is writing into now (it holds their lock): an
+        upstream watch whose last outputs are still to come."""
+        folders = [Path(t) if Path(t).is_dir() else Path(t).parent for t in self.tokens]
+        return [f for f in dict.fromkeys(folders) if f.is_dir() and held_elsewhere(f)]
 
     def ran(self) -> None:
         """Record the files of the last :meth:`look` as processed."""
@@ -185,11 +193,15 @@ def watch_command(
          f"ends {' or '.join([*ends, 'on Ctrl-C'])}")  # fmt: skip
     code, runs = 0, 0
     last_new = time.monotonic()
+    stopping = False
     try:
         while True:
-            if cfg.stop_file is not None and cfg.stop_file.exists():
-                echo(f"watch: {cfg.stop_file} found: done")
-                break
+            if not stopping and cfg.stop_file is not None and cfg.stop_file.exists():
+                # The last movies may still be settling, and in a chain of watches the one
+                # upstream may still be writing our last inputs: finish them, then end (it
+                # ended at once and left them unprocessed, without a word).
+                stopping = True
+                echo(f"watch: {cfg.stop_file} found: finishing the files still arriving")
             ready, changed = watcher.look()
             if changed:
                 echo(f"watch: {changed} new or changed file(s), {len(ready)} in all: "
@@ -208,6 +220,9 @@ def watch_command(
                     return code
                 watcher.ran()
                 last_new = time.monotonic()
+            elif stopping and not watcher.settling and not watcher.upstream_busy():
+                echo(f"watch: {cfg.stop_file} found and every file processed: done")
+                break
             elif cfg.idle_min and time.monotonic() - last_new > cfg.idle_min * 60:
                 echo(f"watch: no new file for {cfg.idle_min:g} min: done")
                 break
