@@ -38,6 +38,9 @@ def test_flag_values_read_relions_yes_no_values() -> None:
     assert flag_values(["--blend-halves"], flags) == ["--blend-halves"]  # last, no value
     # a value that is no yes/no word is the next argument, not the flag's
     assert flag_values(["--blend-halves", "--png"], flags) == ["--blend-halves", "--png"]
+    # RELION spells its own options with underscores; users write Params labels so too
+    assert flag_values(["--blend_halves", "yes", "--expected_particles", "5"], flags) == [
+        "--blend-halves", "--expected-particles", "5"]  # fmt: skip
 
 
 def test_output_nodes_are_the_star_relion_reads(tmp_path: Path, monkeypatch) -> None:

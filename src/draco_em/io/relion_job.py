@@ -90,12 +90,16 @@ def flag_values(args: Sequence[str], flags: dict[str, str | None]) -> list[str]:
     RELION appends every Params row as ``--label value``; for an on/off option (``flags``:
     its name → its "off" spelling, or None) the value says yes or no instead of being an
     argument: ``--blend-halves true`` → ``--blend-halves``, ``--png false`` → ``--no-png``
-    (dropped where the option has no "off" spelling, as ``-q``). Other pairs pass unchanged.
+    (dropped where the option has no "off" spelling, as ``-q``). A label written RELION's way,
+    with underscores (``blend_halves``, as RELION's own options are spelt), is draco's hyphened
+    option (no draco option has an underscore). Other pairs pass unchanged.
     """
     out: list[str] = []
     i = 0
     while i < len(args):
         arg = args[i]
+        if arg.startswith("--") and "_" in arg:
+            arg = "--" + arg[2:].replace("_", "-")
         value = args[i + 1] if i + 1 < len(args) else None
         if arg in flags:
             word = (value or "").strip().lower()
