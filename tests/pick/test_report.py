@@ -30,3 +30,13 @@ def test_overlay_is_filtered_and_has_a_score_legend(tmp_path, rng) -> None:
     colour = (legend.max(axis=-1) - legend.min(axis=-1)) > 40  # viridis, not grey
     assert colour.sum() > 500
     assert np.abs(low[:, :240] - raw[:, :240]).sum() > 0
+
+
+def test_overlay_circles_have_the_particle_diameter(tmp_path) -> None:
+    """The circles were drawn 8 % wider than the particle (a scatter size in points² taken
+    as pixels²)."""
+    picks = make_coords("m", [150.0], [150.0], score=[0.9])
+    png = _load(save_overlay(tmp_path / "o.png", np.zeros((300, 300), np.float32), picks, 40.0))
+    ring = (png[:, :300].max(axis=-1) - png[:, :300].min(axis=-1)) > 40  # viridis on black
+    cols = np.flatnonzero(ring.any(axis=0))
+    assert abs((cols[-1] - cols[0]) - 80) <= 2  # outer edge to outer edge: 2 radii + a line

@@ -50,7 +50,8 @@ def save_overlay(
     x = (picks["x"].to_numpy(float) - (f - 1) / 2) / f
     y = (picks["y"].to_numpy(float) - (f - 1) / 2) / f
     score = picks["score"].to_numpy(float) if "score" in picks else np.ones(len(picks))
-    ax.scatter(x, y, s=(2 * radius_px / f) ** 2 * 0.6, facecolors="none",
+    # scatter sizes are in points² (1 pt = dpi / 72 px): a circle of the particle's diameter
+    ax.scatter(x, y, s=(2 * radius_px / f * 72 / dpi) ** 2, facecolors="none",
                edgecolors=plt.cm.viridis(np.clip(score, 0, 1)), linewidths=1.0)  # fmt: skip
     ax.set_xlim(-0.5, small.shape[1] - 0.5)
     ax.set_ylim(small.shape[0] - 0.5, -0.5)
@@ -75,7 +76,7 @@ def save_histogram(path: str | Path, scores: np.ndarray, threshold: float) -> Pa
     ax.hist(np.asarray(scores, float), bins=50, range=(0, 1), color="0.4")
     ax.axvline(threshold, color="C3", label=f"threshold {threshold:.2f}")
     ax.set_xlabel("score")
-    ax.set_ylabel("picks")
+    ax.set_ylabel("candidates")  # every peak above the floor, not only the picks kept
     ax.legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:

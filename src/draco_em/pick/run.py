@@ -8,6 +8,7 @@ Output folder layout::
     OUTDIR/picks_topaz.txt                    Topaz text, all mics (--format topaz)
     OUTDIR/picks.cs                           cryoSPARC particles  (--format cs)
     OUTDIR/previews/<stem>.png                overlays; OUTDIR/score_histogram.png
+    OUTDIR/scores/<stem>.npy                  candidate scores (histogram, resumed cut-offs)
     OUTDIR/auto_scale.json                    --diameter-scales auto: the multiple chosen, and why
     OUTDIR/failures.txt                       micrographs that failed, with the reason
     OUTDIR/excluded_picks.txt                 picks dropped on excluded regions, per micrograph
@@ -101,6 +102,31 @@ def mask_folder_exclude(folder: str | Path) -> StemExcludeFn:
         return mask > 0.5
 
     return exclude
+
+
+def missing_masks_warning(folder: str | Path | None, items: list[InputItem]) -> str | None:
+    """A warning when some micrographs have no ``folder/<stem>.mrc`` (they are picked
+    everywhere), else None; None without ``--exclude-masks``.
+
+    Raises:
+        DracoInputError: none has one (masks named otherwise, e.g. MicrographCleaner's
+            ``<stem>_mask.mrc``, would silently exclude nothing).
+    """
+    if folder is None or not items:
+        return None
+    missing = [it.path for it in items if not (Path(folder) / f"{it.path.stem}.mrc").is_file()]
+    if not missing:
+        return None
+    example = f"{missing[0].stem}.mrc"
+    if len(missing) == len(items):
+        there = next(iter(sorted(Path(folder).glob("*.mrc"))), None)
+        raise DracoInputError(
+            f"--exclude-masks: no mask named after a micrograph (<stem>.mrc, e.g. {example})"
+            + (f"; the folder holds e.g. {there.name}" if there else "; the folder holds no .mrc"),
+            folder,
+        )
+    return (f"--exclude-masks: {len(missing)} of {len(items)} micrographs have no mask "
+            f"(e.g. {example}): they are picked everywhere")  # fmt: skip
 
 
 def build_exclude(
@@ -232,6 +258,34 @@ def _resumed_scores(path: Path, kept: pd.DataFrame) -> np.ndarray:
         return pd.to_numeric(kept["score"], errors="coerce").dropna().to_numpy(np.float32)
 
 
+def _mark_resumed_threshold(
+    cfg: PickPredictConfig, picker: Picker, kept: pd.DataFrame, scores: np.ndarray
+) -> None:
+    """Set ``kept.attrs`` ``threshold`` and ``pre_denoised_threshold`` of a micrograph picked
+    by an earlier run as :func:`pick_one` set them, without reading the image again: its
+    preview, the histogram's mark and the summary line would otherwise give the stored
+    threshold where the pre-denoised one cut it (or, with ``--expected-particles``, where its
+    N-th best score did).
+
+    ``scores``: its candidate scores (``scores/<stem>.npy``); of the picker's two cut-offs, the
+    pre-denoised one made the STAR when it, and not the stored one, keeps as many candidates
+    as the STAR holds. Where both keep the same picks, either mark is right for them and the
+    stored one is given (the summary then does not count that micrograph as pre-denoised).
+    """
+    n = len(kept)
+    if cfg.expected_particles is not None:
+        threshold = float(kept["score"].min()) if n else 1.0
+    else:
+        low, threshold = picker.threshold_predenoised, picker.threshold
+        # the low cut keeps exactly the STAR's picks and the stored one does not
+        if low is not None and (scores >= low).sum() == n != (scores >= threshold).sum():
+            threshold = low
+    kept.attrs["threshold"] = threshold
+    kept.attrs["pre_denoised_threshold"] = (
+        cfg.expected_particles is None and threshold != picker.threshold
+    )
+
+
 def _resumed(star, path, pixel_size: float | None) -> pd.DataFrame:
     """Picks of a finished micrograph, with the size and pixel size its outputs need."""
     kept = read_coords(star)
@@ -264,6 +318,7 @@ def predict_all(
     items = inputs.items
     device = resolve_device(cfg.device)
     exclude = build_exclude(cfg, curation)
+    no_mask = missing_masks_warning(cfg.exclude_masks, items)  # before the picker loads
     picker = load_picker(cfg.model, cfg.diameter, None, device, cfg.batch_size)
     stored_threshold = picker.threshold  # what --diameter-scales auto's criterion counts above
     if cfg.threshold is not None:
@@ -282,10 +337,12 @@ def predict_all(
         picker.scales = (choice.multiplier,)
         made = choice.candidates  # the micrographs the choice read are not picked again
     warnings = [predenoised_warning(cfg, items, picker.threshold_predenoised, px_of),
-                placeholder_pixel_size_warning(inputs, cfg.pixel_size, "pick")]  # fmt: skip
+                placeholder_pixel_size_warning(inputs, cfg.pixel_size, "pick"),
+                no_mask]  # fmt: skip
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
     failures = FailureLog(out)
     index, all_kept, all_scores, n_excluded, n_routed = {}, [], [], 0, 0
+    picked_now = False  # some micrograph picked in this run (not only resumed)
     names = inputs.table.rebased() if inputs.table is not None else None
     for item in tqdm(items, desc="pick", unit="mic", disable=not progress):
         stem = item.path.stem
@@ -296,6 +353,7 @@ def predict_all(
             if star.is_file() and not cfg.overwrite:  # resume: finished earlier
                 kept = _resumed(star, item.path, px_of[item.path])
                 all_scores.append(_resumed_scores(scores, kept))
+                _mark_resumed_threshold(cfg, picker, kept, all_scores[-1])
                 preview = out / "previews" / f"{stem}.png"
                 if cfg.previews and not preview.is_file():  # killed between STAR and PNG
                     _save_preview(preview, read_micrograph(item.path, px_of[item.path])[0], kept,
@@ -311,22 +369,28 @@ def predict_all(
                     px_of[item.path],
                 )
                 all_scores.append(cands["score"].to_numpy(np.float32))
-                n_routed += bool(kept.attrs.get("pre_denoised_threshold"))
-                if cfg.previews:  # the histogram of a resumed run reads them back
-                    with atomic_path(scores) as tmp, open(tmp, "wb") as fh:
-                        np.save(fh, all_scores[-1])
+                # kept also without previews: a resumed run's histogram and its cut-off
+                # (_mark_resumed_threshold) read them back
+                with atomic_path(scores) as tmp, open(tmp, "wb") as fh:
+                    np.save(fh, all_scores[-1])
                 write_relion_coords(star, kept, inputs=[item.path])
                 if exclude is not None:
                     _record_excluded(out, item.path, dropped)
                     n_excluded += dropped
                 if cfg.previews:
                     _save_preview(out / "previews" / f"{stem}.png", image, kept, picker)
+                else:  # an earlier run's overlay would show other picks than the STAR's
+                    (out / "previews" / f"{stem}.png").unlink(missing_ok=True)
+                picked_now = True
+            n_routed += bool(kept.attrs.get("pre_denoised_threshold"))
             kept["micrograph_path"] = name
             index[name] = project_path(star)
             all_kept.append(kept)
         except (DracoInputError, OSError, ValueError) as exc:
             failures.record(item.path, str(exc))
     _write_collective(cfg, picker, index, all_kept, all_scores)
+    if picked_now and not cfg.previews:  # an earlier run's histogram no longer shows the picks
+        (out / "score_histogram.png").unlink(missing_ok=True)
     n = sum(len(k) for k in all_kept)
     return {
         "micrographs": len(index), "picks": n, "failed": failures.count,

@@ -1,0 +1,67 @@
+"""A resumed ``draco pick predict`` shows each micrograph at the cut-off its picks were made
+with, and a re-run without previews leaves no overlay of other picks behind (pick/run.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+from typer.testing import CliRunner
+
+from draco_em.cli import app
+from draco_em.io.mrc import write_mrc
+from draco_em.pick.model_io import load_picker
+
+
+def _smooth_micrographs(folder: Path) -> None:
+    """Two pictures that look pre-denoised (the bundled picker cuts them at its lower
+    threshold); seed 0 gives candidates between its two cut-offs on both."""
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for i in range(2):
+        image = gaussian_filter(rng.normal(size=(384, 384)), 3.0).astype(np.float32)
+        write_mrc(folder / f"mic_{i}.mrc", image, 4.0)
+
+
+def _args(mics: Path, out: Path, *extra: str) -> list[str]:
+    return ["pick", "predict", str(mics), "-o", str(out), "--diameter", "160",
+            "--diameter-scales", "1", "--tta", "1", "-q", *extra]  # fmt: skip
+
+
+def test_a_resumed_run_marks_the_pre_denoised_cut_it_picked_at(tmp_path, monkeypatch):
+    """The resumed run's histogram marked, and its summary line gave, the stored threshold
+    (0.375) for micrographs whose picks the pre-denoised one (0.326) had cut."""
+    import draco_em.pick.run as run
+
+    marks: list[float] = []
+    monkeypatch.setattr(run, "save_histogram", lambda path, scores, t: marks.append(t))
+    _smooth_micrographs(tmp_path / "mics")
+    args = _args(tmp_path / "mics", tmp_path / "out")
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    tp = load_picker("bundled").threshold_predenoised
+    assert f"2 looked pre-denoised: threshold {tp:.3f} there" in first.output
+    assert marks[-1] == tp
+    (tmp_path / "out" / "previews" / "mic_1.png").unlink()  # as if killed before its overlay
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert f"2 looked pre-denoised: threshold {tp:.3f} there" in again.output
+    assert marks[-1] == tp
+    assert (tmp_path / "out" / "previews" / "mic_1.png").is_file()
+
+
+def test_a_re_run_without_previews_removes_the_old_ones(tmp_path):
+    """--overwrite with other settings and --no-previews left the first run's overlays and
+    histogram, which show picks the STARs no longer hold."""
+    _smooth_micrographs(tmp_path / "mics")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, _args(tmp_path / "mics", out, "--threshold", "0.2"))
+    assert res.exit_code == 0, res.output
+    assert (out / "previews" / "mic_0.png").is_file() and (out / "score_histogram.png").is_file()
+    res = CliRunner().invoke(app, _args(tmp_path / "mics", out, "--threshold", "0.6",
+                                        "--overwrite", "--no-previews"))  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert not list((out / "previews").glob("*.png"))
+    assert not (out / "score_histogram.png").exists()
+    assert len(list((out / "scores").glob("*.npy"))) == 2  # kept for a later histogram
