@@ -65,3 +65,31 @@ def test_a_re_run_without_previews_removes_the_old_ones(tmp_path):
     assert not list((out / "previews").glob("*.png"))
     assert not (out / "score_histogram.png").exists()
     assert len(list((out / "scores").glob("*.npy"))) == 2  # kept for a later histogram
+
+
+def test_recut_cuts_again_from_the_stored_candidates_without_the_network(tmp_path, monkeypatch):
+    """Trying another threshold meant picking every micrograph again (--overwrite): the
+    folder kept only scores. It keeps each candidate's place, and --recut cuts anew from them;
+    the result equals a fresh run at that threshold."""
+    from draco_em.io.coords import read_coords
+    from draco_em.pick.predict import Picker
+
+    _smooth_micrographs(tmp_path / "mics")
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    res = CliRunner().invoke(app, _args(tmp_path / "mics", out, "--threshold", "0.1"))
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, _args(tmp_path / "mics", fresh, "--threshold", "0.3"))
+    assert res.exit_code == 0, res.output
+    refused = CliRunner().invoke(app, _args(tmp_path / "mics", out, "--threshold", "0.3"))
+    assert "other settings (threshold 0.1 → 0.3)" in str(refused.exception)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network ran")
+
+    monkeypatch.setattr(Picker, "pick_image", no_network)
+    res = CliRunner().invoke(app, _args(tmp_path / "mics", out, "--threshold", "0.3", "--recut"))
+    assert res.exit_code == 0, res.output
+    for i in range(2):
+        name = f"coordinates/mic_{i}_autopick.star"
+        a, b = read_coords(out / name), read_coords(fresh / name)
+        assert len(a) == len(b) and np.allclose(a[["x", "y"]], b[["x", "y"]], atol=1e-3)

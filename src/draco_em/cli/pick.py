@@ -104,6 +104,13 @@ def pick_predict(
     overwrite: Annotated[
         bool, typer.Option(help="Pick every micrograph again (needed when the settings changed).")
     ] = False,
+    recut: Annotated[
+        bool,
+        typer.Option(
+            help="Cut finished micrographs again at a new --threshold / --expected-particles "
+            "from their stored candidates (no network pass: seconds)."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Pick particles; write RELION STARs + index, and .box / Topaz / cryoSPARC files."""
@@ -115,7 +122,7 @@ def pick_predict(
         diameter_scales=_scales(diameter_scales), tta=tta,
         box_size=box_size, exclude_masks=exclude_masks, exclude_by_curation=exclude_by_curation,
         exclude_classes=comma_list(exclude_classes), exclude_threshold=exclude_threshold,
-        previews=previews, device=device, overwrite=overwrite,
+        previews=previews, device=device, overwrite=overwrite, recut=recut,
     )  # fmt: skip
     curation = None
     if cfg.exclude_by_curation:  # curate and pick do not import each other: joined here

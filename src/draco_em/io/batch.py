@@ -171,7 +171,12 @@ SETTINGS_FILE = ".draco_settings.json"
 
 
 def check_settings(
-    outdir: str | Path, command: str, settings: dict, overwrite: bool, write: bool = True
+    outdir: str | Path,
+    command: str,
+    settings: dict,
+    overwrite: bool,
+    write: bool = True,
+    ignore: Iterable[str] = (),
 ) -> None:
     """Refuse to resume into a folder whose outputs were made with other settings.
 
@@ -187,6 +192,7 @@ def check_settings(
         settings: JSON-able values of the options that shape the outputs.
         overwrite: ``--overwrite`` given.
         write: record the settings (False on ranks other than 0).
+        ignore: settings that may change (the caller redoes what they shape).
 
     Raises:
         DracoInputError: the recorded settings differ and ``overwrite`` is False.
@@ -194,7 +200,7 @@ def check_settings(
     path = Path(outdir) / SETTINGS_FILE
     new = {"command": command, **json.loads(json.dumps(settings, default=str))}
     if path.is_file() and not overwrite and _holds_outputs(Path(outdir)):
-        if diff := settings_changes(path, new):
+        if diff := settings_changes(path, new, ignore=ignore):
             raise DracoInputError(
                 f"this folder was made with other settings ({diff}): pass --overwrite to redo "
                 "it, or give a new folder",

@@ -256,9 +256,16 @@ class PickPredictConfig(BaseModel):
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")
     batch_size: int = Field(8, ge=1, description="Tiles per forward pass.")
     overwrite: bool = Field(False, description="Pick every micrograph again, even if finished.")
+    recut: bool = Field(
+        False,
+        description="Cut the finished micrographs again at this --threshold or "
+        "--expected-particles from their stored candidates, without the network.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> PickPredictConfig:
+        if self.recut and self.overwrite:
+            raise ValueError("give --recut (new cut-off, same candidates) or --overwrite, not both")
         bad = [f for f in self.formats if f not in FORMATS]
         if bad:
             raise ValueError(f"unknown format(s) {bad}; choose from {list(FORMATS)}")

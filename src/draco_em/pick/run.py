@@ -47,6 +47,7 @@ from draco_em.io.coords import (
     PICKS_CS,
     PICKS_TOPAZ,
     coord_star_name,
+    make_coords,
     read_coords,
     write_box,
     write_coordinate_index,
@@ -76,7 +77,13 @@ if TYPE_CHECKING:
     pass
 
 AUTO_SCALE_FILE = "auto_scale.json"  # --diameter-scales auto: the multiplier chosen, and on what
-SCORES_FOLDER = "scores"  # <stem>.npy: each micrograph's candidate scores (float32)
+SCORES_FOLDER = "scores"  # <stem>.npy: each micrograph's candidates (CANDIDATE_DTYPE)
+#: A stored candidate: its place (input px), score, and whether an excluded region dropped it.
+#: ``--recut`` cuts a finished micrograph again from these without the network; the histogram
+#: counts those not excluded. Folders from before session 23 hold the scores alone (float32).
+CANDIDATE_DTYPE = np.dtype([("x", "<f8"), ("y", "<f8"), ("score", "<f4"), ("excluded", "?")])
+#: The settings that only choose which candidates are kept (``--recut`` may change them).
+CUT_SETTINGS = ("threshold", "expected_particles")
 EXCLUDED_FILE = "excluded_picks.txt"
 
 #: (micrograph [ny, nx], pixel size Å, stem) → bool mask [ny, nx], True = do not pick.
@@ -168,15 +175,14 @@ def build_exclude(
 def pick_one(
     picker: Picker, cfg: PickPredictConfig, path, stem: str, exclude: StemExcludeFn | None = None,
     candidates: pd.DataFrame | None = None, pixel_size: float | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, int]:  # fmt: skip
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, pd.DataFrame]:  # fmt: skip
     """Pick one micrograph (``candidates``: its picks ≥ the floor when already made, e.g. by
     the ``--diameter-scales auto`` choice; ``pixel_size``: what it is read with ahead of its
     header, ``io.batch.pixel_sizes``; default ``cfg.pixel_size``).
 
     Returns:
         (candidates ≥ floor outside excluded regions, kept picks — those ≥ the threshold, or
-        the ``expected_particles`` best —, image, number of picks ≥ the cut-off that fell on
-        excluded regions and were dropped).
+        the ``expected_particles`` best —, image, the candidates excluded regions dropped).
     """
     given = cfg.pixel_size if pixel_size is None else pixel_size
     image, header_px = read_micrograph(path, given)  # the override is applied here
@@ -200,7 +206,7 @@ def pick_one(
     kept.attrs["pre_denoised_threshold"] = (
         cfg.expected_particles is None and threshold != picker.threshold
     )
-    return cands, kept, image, int((dropped["score"] >= threshold).sum())
+    return cands, kept, image, dropped
 
 
 def micrograph_threshold(picker: Picker, image: np.ndarray, pixel_size: float) -> float:
@@ -249,13 +255,52 @@ def micrograph_name(names: MicrographTable | None, item: InputItem) -> str:
     return project_path(item.path)
 
 
-def _resumed_scores(path: Path, kept: pd.DataFrame) -> np.ndarray:
-    """Candidate scores of a micrograph picked by an earlier run (``scores/<stem>.npy``); a
-    folder from before they were kept gives the picks' own scores (those above the threshold)."""
+def _save_candidates(path: Path, cands: pd.DataFrame, dropped: pd.DataFrame) -> None:
+    """``scores/<stem>.npy``: every candidate ≥ the floor (:data:`CANDIDATE_DTYPE`)."""
+    arr = np.zeros(len(cands) + len(dropped), CANDIDATE_DTYPE)
+    both = pd.concat([cands, dropped], ignore_index=True) if len(dropped) else cands
+    for field in ("x", "y", "score"):
+        arr[field] = both[field].to_numpy(np.float64) if len(both) else 0
+    arr["excluded"][len(cands) :] = True
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, arr)
+
+
+def _stored(path: Path) -> np.ndarray | None:
+    """The stored candidates, a plain score array (older folders), or None without a file."""
     try:
-        return np.asarray(np.load(path, allow_pickle=False), np.float32)
+        return np.load(path, allow_pickle=False)
     except (OSError, ValueError):
+        return None
+
+
+def _resumed_scores(path: Path, kept: pd.DataFrame) -> np.ndarray:
+    """Candidate scores of a micrograph picked by an earlier run (``scores/<stem>.npy``, those
+    outside excluded regions); a folder from before they were kept gives the picks' own scores
+    (those above the threshold)."""
+    arr = _stored(path)
+    if arr is None:
         return pd.to_numeric(kept["score"], errors="coerce").dropna().to_numpy(np.float32)
+    if arr.dtype.names:
+        return arr["score"][~arr["excluded"]].astype(np.float32)
+    return np.asarray(arr, np.float32)
+
+
+def _recut_candidates(path: Path, micrograph: Path) -> pd.DataFrame:
+    """A finished micrograph's candidates, all of them (excluded regions are applied again),
+    for ``--recut``.
+
+    Raises:
+        DracoInputError: the folder kept no positions (picked before session 23).
+    """
+    arr = _stored(path)
+    if arr is None or not arr.dtype.names:
+        raise DracoInputError(
+            "picked before its candidates were kept: --recut cannot cut it again; pick it "
+            "again with --overwrite",
+            path,
+        )
+    return make_coords(str(micrograph), arr["x"], arr["y"], score=arr["score"])
 
 
 def _mark_resumed_threshold(
@@ -328,7 +373,8 @@ def predict_all(
     out = make_output_folder(cfg.outdir, [*cfg.inputs, *(it.path for it in items)])
     scales = default_scales(cfg, picker)
     cfg = cfg.model_copy(update={"diameter_scales": scales})
-    check_settings(out, "pick predict", _settings(cfg, picker), cfg.overwrite)
+    ignore = CUT_SETTINGS if cfg.recut else ()  # the finished ones are cut again below
+    check_settings(out, "pick predict", _settings(cfg, picker), cfg.overwrite, ignore=ignore)
     choice, made = None, {}
     if isinstance(scales, list):
         picker.scales = tuple(scales)
@@ -350,7 +396,7 @@ def predict_all(
         name = micrograph_name(names, item)
         scores = out / SCORES_FOLDER / f"{stem}.npy"
         try:
-            if star.is_file() and not cfg.overwrite:  # resume: finished earlier
+            if star.is_file() and not (cfg.overwrite or cfg.recut):  # resume: finished earlier
                 kept = _resumed(star, item.path, px_of[item.path])
                 all_scores.append(_resumed_scores(scores, kept))
                 _mark_resumed_threshold(cfg, picker, kept, all_scores[-1])
@@ -359,22 +405,19 @@ def predict_all(
                     _save_preview(preview, read_micrograph(item.path, px_of[item.path])[0], kept,
                                   picker)  # fmt: skip
             else:
-                cands, kept, image, dropped = pick_one(
-                    picker,
-                    cfg,
-                    item.path,
-                    stem,
-                    exclude,
-                    made.pop(str(item.path), None),
-                    px_of[item.path],
+                given = made.pop(str(item.path), None)
+                if cfg.recut and star.is_file():  # the network's candidates, cut anew
+                    given = _recut_candidates(scores, item.path)
+                cands, kept, image, excluded = pick_one(
+                    picker, cfg, item.path, stem, exclude, given, px_of[item.path]
                 )
                 all_scores.append(cands["score"].to_numpy(np.float32))
                 # kept also without previews: a resumed run's histogram and its cut-off
-                # (_mark_resumed_threshold) read them back
-                with atomic_path(scores) as tmp, open(tmp, "wb") as fh:
-                    np.save(fh, all_scores[-1])
+                # (_mark_resumed_threshold) read them back, and --recut cuts them again
+                _save_candidates(scores, cands, excluded)
                 write_relion_coords(star, kept, inputs=[item.path])
                 if exclude is not None:
+                    dropped = int((excluded["score"] >= kept.attrs["threshold"]).sum())
                     _record_excluded(out, item.path, dropped)
                     n_excluded += dropped
                 if cfg.previews:
