@@ -8,9 +8,10 @@ process-group set-up.
 
 One code path for every launch: a plain ``python``/``draco`` call is a world of one process; under
 ``torchrun`` the rank comes from ``RANK/WORLD_SIZE/LOCAL_RANK`` (``MASTER_ADDR/PORT`` set by
-torchrun); under ``srun`` from ``SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID`` with ``MASTER_ADDR``
-taken from the environment or the first host of ``SLURM_JOB_NODELIST`` (as MAE's
-``init_distributed_mode``). gloo on CPU, nccl on CUDA.
+torchrun); under ``srun`` from ``SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID`` (only in an ``srun``
+step: :func:`draco_em.launch.launch_env`) with ``MASTER_ADDR`` taken from the environment or
+the first host of the step's nodes (as MAE's ``init_distributed_mode``). gloo on CPU, nccl on
+CUDA.
 """
 
 from __future__ import annotations
@@ -146,9 +147,12 @@ def init_distributed(device: str = "auto") -> DistContext:
         rk = dist.get_rank() if dist.is_initialized() else 0
         return DistContext(rk, ws, local_rank, dev)
     if "MASTER_ADDR" not in os.environ:
-        if "SLURM_JOB_NODELIST" not in os.environ:
+        # The step's nodes: a step on part of the allocation (srun -N 2 in a 4-node job) has no
+        # task on the job's first host, where every rank would wait for rank 0.
+        nodes = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST")
+        if not nodes:
             raise DracoInputError("distributed launch without MASTER_ADDR; use torchrun or srun")
-        os.environ["MASTER_ADDR"] = _first_slurm_host(os.environ["SLURM_JOB_NODELIST"])
+        os.environ["MASTER_ADDR"] = _first_slurm_host(nodes)
     os.environ.setdefault("MASTER_PORT", "29500")
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(local_rank))
     if dev.type == "cuda":

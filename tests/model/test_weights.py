@@ -198,3 +198,44 @@ def test_pretrain_run_folder_resolves_to_its_best_then_latest_checkpoint(tmp_pat
     assert config.embed_dim == 64
     (run / "checkpoints" / "best.pt").write_bytes((run / "checkpoints" / "latest.pt").read_bytes())
     assert resolve_weights(run) == run / "checkpoints" / "best.pt"
+
+
+def test_format_kinds_agree_with_the_readers_tags() -> None:
+    from draco_em.curate.head import FORMAT as CURATOR
+    from draco_em.io.model_file import FORMAT_KINDS
+    from draco_em.model.weights import FORMAT
+    from draco_em.pick.model_io import FORMAT as PICKER
+
+    assert set(FORMAT_KINDS) == {FORMAT, CURATOR, PICKER}
+
+
+@pytest.mark.parametrize(("tag", "kind"), [("draco-em-picker/1", "particle picker"),
+                                           ("draco-em-curator/1", "curation model")])  # fmt: skip
+def test_a_picker_or_curator_given_as_weights_is_named_and_described(
+    tmp_path: Path, tag: str, kind: str
+) -> None:
+    """A curator or picker given to --weights/--model/--init-weights is said to be one (it was
+    'not a DRACO checkpoint: no patch_embed.proj.weight, ...'), and `draco info` describes it
+    (it exited 2 with the same message)."""
+    from draco_em.io.model_file import write_model_file
+
+    path = write_model_file(tmp_path / "m.safetensors", {"head.weight": torch.zeros(2, 3)},
+                            {"format": tag, "info": '{"classes": ["a", "b"], "n": 4}'})  # fmt: skip
+    with pytest.raises(DracoInputError, match=f"not a DRACO weights file .*this is a {kind}"):
+        load_model(path)
+    summary = describe(path, {".safetensors": describe_weights})
+    assert summary["format"].startswith(kind) and summary["format_tag"] == tag
+    assert summary["parameters"] == 6 and summary["info"] == {"classes": ["a", "b"], "n": 4}
+    # A foreign tag (Hugging Face tools write format: pt) on official weights still loads.
+    path = write_model_file(tmp_path / "hf.safetensors", fake_checkpoint(), {"format": "pt"})
+    assert load_model(path)[1].embed_dim == 64
+
+
+def test_info_names_a_pretrain_checkpoint_as_such(tmp_path: Path) -> None:
+    torch.save({"model": fake_checkpoint(), "pixel_size": 2.0, "pixel_size_range": [1.5, 2.5]},
+               tmp_path / "latest.pt")  # fmt: skip
+    summary = describe(tmp_path / "latest.pt", {".pt": describe_weights})
+    assert summary["format"] == "draco pretrain checkpoint" and summary["pixel_size"] == 2.0
+    torch.save({"model": fake_checkpoint()}, tmp_path / "official.pth")
+    summary = describe(tmp_path / "official.pth", {".pth": describe_weights})
+    assert summary["format"] == "torch checkpoint (official layout)"

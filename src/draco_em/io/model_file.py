@@ -41,6 +41,15 @@ from draco_em.io.atomic import atomic_path
 BUNDLED = "bundled"
 #: Package holding the shipped model files.
 BUNDLED_PACKAGE = "draco_em.weights"
+#: What each draco-em format tag is, so that a model file given where another kind is expected
+#: is named in the error and ``draco info`` describes every kind. The tags are defined beside
+#: their readers (``model.weights``, ``curate.head``, ``pick.model_io``); a test checks that
+#: they agree with this table.
+FORMAT_KINDS = {
+    "draco-em/1": "DRACO weights (draco export)",
+    "draco-em-curator/1": "curation model (draco curate train)",
+    "draco-em-picker/1": "particle picker (draco pick train)",
+}
 
 
 def resolve_model_file(
@@ -119,15 +128,23 @@ def parse_json_field(header: Mapping[str, Any], key: str, path: Path, what: str)
 
 
 def read_model_file(
-    path: str | Path, what: str, fmt: str | None = None, *, tensors: bool = True
+    path: str | Path,
+    what: str,
+    fmt: str | None = None,
+    *,
+    tensors: bool = True,
+    untagged: bool = False,
 ) -> ModelFile:
     """Open a safetensors model file and check its format tag.
 
     Args:
         path: the file (already resolved, :func:`resolve_model_file`).
         what: what it should be, for messages.
-        fmt: required ``format`` tag; None accepts any (official DRACO safetensors have none).
+        fmt: required ``format`` tag; None accepts any.
         tensors: also read the tensors (False: metadata and shapes only, cheap).
+        untagged: also accept a file without a draco-em tag (official DRACO safetensors have
+            none; those saved by Hugging Face tools say ``format: pt``), refusing only the
+            other draco-em kinds (:data:`FORMAT_KINDS`).
 
     Raises:
         DracoInputError: ``cannot read <what> (...)`` for a missing or corrupt file,
@@ -144,11 +161,47 @@ def read_model_file(
                 state = {k: fh.get_tensor(k) for k in fh.keys()} if tensors else {}
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise DracoInputError(f"cannot read {what} ({exc})", path) from None
-    if fmt is not None and header.get("format") != fmt:
+    tag = header.get("format")
+    foreign = untagged and tag not in FORMAT_KINDS
+    if fmt is not None and tag != fmt and not foreign:
+        kind = FORMAT_KINDS.get(str(tag))
         raise DracoInputError(
-            f"not a {what} (format tag {header.get('format')!r}, expected {fmt!r})", path
+            f"not a {what} (format tag {tag!r}, expected {fmt!r}"
+            + (f": this is a {kind})" if kind else ")"),
+            path,
         )
     return ModelFile(path, what, header, state, shapes)
+
+
+def describe_model_file(file: ModelFile) -> dict:
+    """Summary of any draco-em model file for ``draco info``: its kind, tag, parameter count
+    and metadata fields (JSON parsed; lists and nested objects of more than a few values left
+    out, as the file's own reader has them)."""
+    tag = file.header.get("format")
+    fields: dict[str, Any] = {}
+    for key, text in file.header.items():
+        if key == "format":
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        fields[key] = (
+            {k: v for k, v in value.items() if _brief(v)} if isinstance(value, dict) else value
+        )
+    return {
+        "format": FORMAT_KINDS.get(str(tag), "safetensors"),
+        "format_tag": tag,
+        "parameters": sum(int(torch.Size(s).numel()) for s in file.shapes.values()),
+        **fields,
+    }
+
+
+def _brief(value: Any) -> bool:
+    """A value short enough for one line of ``draco info``: a scalar or a few scalars."""
+    if isinstance(value, list):
+        return len(value) <= 8 and all(not isinstance(v, (list, dict)) for v in value)
+    return not isinstance(value, dict)
 
 
 def write_model_file(

@@ -24,6 +24,8 @@ import torch
 from draco_em.errors import DracoInputError
 from draco_em.io.model_file import (
     BUNDLED,
+    FORMAT_KINDS,
+    describe_model_file,
     parse_json_field,
     read_model_file,
     read_torch_file,
@@ -134,7 +136,8 @@ def resolve_weights(path: str | Path, bundled: str = BUNDLED_FILE) -> Path:
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], DracoConfig, dict]:
     """Read a weights file's state dict (prefixes stripped), its config and metadata."""
     if path.suffix == ".safetensors":
-        file = read_model_file(path, WHAT)  # official safetensors carry no format tag
+        # Official safetensors carry no format tag; a curator or picker is named as such.
+        file = read_model_file(path, WHAT, FORMAT, untagged=True)
         state = file.tensors
         metadata = file.json("draco_metadata") or {}
         config_dict = file.json("draco_config")
@@ -261,10 +264,13 @@ def _short(keys: list[str], limit: int = 12) -> str:
 
 # ---------------------------------------------------------------------------------- info
 def describe_weights(path: str | Path) -> dict:
-    """Summary of a weights file for ``draco info``: preset, parameters, patch, pixel size."""
+    """Summary of a weights file for ``draco info``: preset, parameters, patch, pixel size
+    (a curation model or a picker, also .safetensors: :func:`describe_model_file`)."""
     path = Path(path)
     if path.suffix == ".safetensors":
         file = read_model_file(path, WHAT, tensors=False)
+        if file.header.get("format") in FORMAT_KINDS.keys() - {FORMAT}:
+            return describe_model_file(file)
         header, shapes = file.header, file.shapes
         meta = file.json("draco_metadata") or {}
         config_dict = file.json("draco_config")
@@ -276,7 +282,8 @@ def describe_weights(path: str | Path) -> dict:
     else:
         state, config, meta = read_weights(path)
         n_params = sum(v.numel() for v in state.values())
-        fmt = "torch checkpoint (official layout)"
+        # Only our trainer's checkpoints record what the model runs with (run_metadata).
+        fmt = "draco pretrain checkpoint" if meta else "torch checkpoint (official layout)"
     return {
         "format": fmt,
         "preset": config.preset,
