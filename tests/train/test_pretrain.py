@@ -84,3 +84,26 @@ def test_mae_stage_records_its_own_mask_ratio(tiny_config) -> None:
     assert config.mask_ratio == model.config.mask_ratio == 0.3
     with pytest.raises(DracoInputError, match="mask ratio"):
         tiny_config(stage="draco", mask_ratio=0.3)
+
+
+def test_official_weights_give_the_architecture_at_any_crop_size(tiny_config, tmp_path) -> None:
+    """An official .pth records no config: its architecture came from --preset (tiny by
+    default), so a small model's file was refused; and any --crop-size but the weights' own
+    failed on the fixed sin-cos position tables (QA, session 23)."""
+    from draco_em.model.draco import DracoConfig, DracoMAE
+    from tests.train.conftest import TINY
+
+    official = DracoMAE(DracoConfig.from_preset("tiny", img_size=128, **TINY))
+    pth = tmp_path / "official.pth"
+    torch.save({"model": official.state_dict()}, pth)  # as the release saves it: no config
+    config = tiny_config(out_dir=tmp_path / "run", init_weights=pth, preset="small",
+                         model_overrides={}, crop_size=64, epochs=1)  # fmt: skip
+    model = run_pretrain(config)["model"]
+    assert model.pos_embed.shape == (1, 64 // 16, 64 // 16, TINY["embed_dim"])
+
+
+def test_fsdp_with_one_process_trains_the_model_whole(tiny_config, caplog) -> None:
+    """fully_shard needs a process group: a one-process --fsdp run was a traceback."""
+    with caplog.at_level("WARNING"):
+        result = run_pretrain(tiny_config(fsdp=True, epochs=1))
+    assert result["state"].epoch == 1 and "one process trains it whole" in caplog.text

@@ -74,6 +74,8 @@ DEFAULT_REFINER_CHANNELS = 16
 FULL_ONLY = ("mae", "blindspot")
 #: Stages that predict whole images at mask ratio 0 (the denoisers: they keep the refiner).
 WHOLE_IMAGE = ("denoise", "blindspot")
+#: Parameters that are fixed functions of the crop size (sin-cos position embeddings).
+FIXED_TABLES = ("pos_embed", "decoder_pos_embed")
 #: What an epoch's metrics hold besides its validation (if any).
 EPOCH_KEYS = frozenset({"epoch", "step", "seconds"})
 
@@ -184,7 +186,9 @@ def _train(
     data = _data(config, ctx)
     model, model_config = _build_model(config, resume.ckpt if resume else None)
     stage_model = StageModel(model.to(ctx.device), config.stage, config.blind_radius)
-    if config.fsdp:
+    if config.fsdp and ctx.world_size == 1:  # nothing to shard across (fully_shard raised)
+        log.warning("--fsdp shards the model across processes; one process trains it whole")
+    elif config.fsdp:
         _shard(stage_model, ctx)
     opt = _optimisation(config, ctx, stage_model, data.sampler.steps_per_epoch)
     state, best = TrainState(), {"metric": None, "value": None}
@@ -461,9 +465,13 @@ def _build_model(
     model = DracoMAE(model_config)
     if state is not None:
         # A refiner that the initial weights lack starts fresh (as the identity); every other
-        # key must match.
-        fresh = {k: v for k, v in model.state_dict().items()
-                 if k.startswith("refiner.") and k not in state}  # fmt: skip
+        # key must match. The position embeddings are fixed sin-cos tables of the crop's token
+        # grid, not trained: at another --crop-size this run's own replace them (a "size
+        # mismatch for pos_embed" refused any --crop-size but the weights' own).
+        own = model.state_dict()
+        fresh = {k: v for k, v in own.items()
+                 if (k.startswith("refiner.") and k not in state)
+                 or (k in FIXED_TABLES and k in state and state[k].shape != v.shape)}  # fmt: skip
         try:
             model.load_state_dict(state | fresh, strict=True)
         except RuntimeError as exc:  # missing/unexpected keys or other shapes
@@ -477,16 +485,19 @@ def _build_model(
 
 
 def _initial_weights(path: Path) -> tuple[dict[str, torch.Tensor], Any]:
-    """State dict and (where recorded) DracoConfig from a run folder, a training checkpoint,
-    or exported weights (official .pth files record no config: ``None``)."""
+    """State dict and DracoConfig from a run folder, a training checkpoint, or exported
+    weights (official files: the architecture their shapes give; a checkpoint without one:
+    ``None``)."""
 
     path = resolve_weights(path)
     if path.suffix == ".pt":
         ckpt = load_checkpoint(path)
         config = ckpt.get("model_config")
         return ckpt["model"], DracoConfig(**config) if config else None
-    state, config, metadata = read_weights(path)
-    return state, config if metadata else None
+    # official files record no architecture: read_weights infers it from the shapes (§9), and
+    # that, not --preset, is the model (docs/training.md; --preset tiny refused a small .pth)
+    state, config, _ = read_weights(path)
+    return state, config
 
 
 def _shard(stage_model: StageModel, ctx: DistContext) -> None:
