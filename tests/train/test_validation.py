@@ -123,8 +123,10 @@ def test_real_validation_reports_psnr_and_metrics_file(tiny_config) -> None:
 
 def test_without_validation_the_epoch_records_say_so(tiny_config) -> None:
     """--val-fraction 0 wrote records of kind "val" holding no validation (QA, session 22)."""
-    config = tiny_config(val_fraction=0.0, epochs=2)
+    config = tiny_config(val_fraction=0.0, epochs=2, log_every_steps=1)
     pretrain.run_pretrain(config)
     lines = [json.loads(x) for x in (config.out_dir / "metrics.jsonl").read_text().splitlines()]
     ends = [x for x in lines if x["kind"] != "train"]
     assert [(x["kind"], x["epoch"]) for x in ends] == [("epoch", 1), ("epoch", 2)]
+    # train records count epochs from 1 too (they said 0 where the epoch record said 1)
+    assert {x["epoch"] for x in lines if x["kind"] == "train" and x["step"] <= 3} == {1}

@@ -229,7 +229,8 @@ def _train(
     def after_step(st: TrainState, stats: dict) -> bool:
         epoch_losses.append(float(stats["loss"]))
         if ctx.is_main and st.global_step % config.log_every_steps == 0:
-            _log_metrics(run_dir, {"kind": "train", "epoch": st.epoch, "step": st.global_step,
+            # the epoch counted from 1, as the epoch records and the progress bar count it
+            _log_metrics(run_dir, {"kind": "train", "epoch": st.epoch + 1, "step": st.global_step,
                                    **stats})  # fmt: skip
         stop = config.max_steps is not None and st.global_step >= config.max_steps
         if stop or (config.save_every_steps and st.global_step % config.save_every_steps == 0):
