@@ -38,6 +38,16 @@ def test_help_lists_info() -> None:
     assert "info" in result.output and "Usage" in result.output
 
 
+def test_info_bundled_describes_the_shipped_models() -> None:
+    """Every --model/--weights option takes `bundled`; `draco info bundled` said "not found"."""
+    result = CliRunner().invoke(app, ["info", "bundled", "--json"])
+    assert result.exit_code == 0, result.output
+    kinds = {Path(d["path"]).name: d["format"] for d in json.loads(result.output)}
+    assert kinds["picker.safetensors"].startswith("particle picker")
+    assert kinds["curate_head.safetensors"].startswith("curation model")
+    assert kinds["draco_denoise_tiny.safetensors"] == "draco-em safetensors"
+
+
 def test_version() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0

@@ -22,10 +22,16 @@ def info(
     paths: Annotated[list[Path], typer.Argument(help="Files to describe.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
-    """Print shape, dtype, pixel size, frames, statistics or particle counts of each file."""
+    """Print shape, dtype, pixel size, frames, statistics or particle counts of each file
+    (``bundled``: the models the package ships)."""
     # Imported here for start-up time (torch and pandas); every command does the same.
     from draco_em.io.info import describe, format_summary
+    from draco_em.io.model_file import BUNDLED, bundled_model_files
     from draco_em.model.weights import describe_weights
+
+    # "bundled", as every --model/--weights option takes it: the shipped files, each described
+    shipped = [p for p in paths if str(p) == BUNDLED and not p.exists()]
+    paths = [f for p in paths for f in (bundled_model_files() if p in shipped else [p])]
 
     weights = dict.fromkeys((".safetensors", ".pth", ".pt", ".ckpt"), describe_weights)
     results, failures = [], []
