@@ -46,4 +46,6 @@ def test_missing_one_row_and_nan_micrographs_fail_alone(toy_set, curator_run, tm
     assert "NaN/Inf" in failed[str(mics / "nan.mrc")]
     assert "zero variance" in failed[str(mics / "flat.mrc")]
     assert "not found" in failed["mics/missing.mrc"]  # named as the STAR names it
+    # ... in the reason too: the summary line on stderr shows the first reason alone
+    assert failed["mics/missing.mrc"].startswith("mics/missing.mrc: not found")
     assert (out / "curation.csv").read_text().count("\n") == 3  # header + the two good ones

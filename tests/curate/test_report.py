@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from draco_em.curate.report import _thumbnail, contact_sheet
+from draco_em.curate.report import _thumbnail, contact_sheet, score_histogram
 
 
 def test_contact_sheet_draws_picture_files(tmp_path: Path) -> None:
@@ -24,3 +24,21 @@ def test_contact_sheet_draws_picture_files(tmp_path: Path) -> None:
     )  # fmt: skip
     out = contact_sheet(tmp_path / "sheet.png", table, per_row=2)
     assert out is not None and out.is_file()
+
+
+def _has_colour(png: Path, rgb: tuple[int, int, int]) -> bool:
+    pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
+    return bool((pixels == rgb).all(axis=1).any())
+
+
+def test_histogram_sets_star_signal_rejections_apart(tmp_path: Path) -> None:
+    """A micrograph the STAR's CTF fit rejected keeps the image head's P(accept) = 0.95: drawn
+    as a plain "rejected" bar above the threshold, the threshold would look broken."""
+    table = pd.DataFrame(
+        {"p_accept": [0.1, 0.95, 0.9], "decision": ["reject", "reject", "accept"],
+         "decided_by": ["image", "ctf_resolution", "image"]}
+    )  # fmt: skip
+    orange = (0xE6, 0x7E, 0x22)  # the STAR-signal group's colour
+    assert _has_colour(score_histogram(tmp_path / "signals.png", table, 0.5), orange)
+    image_only = table.assign(decided_by="image", decision=["reject", "accept", "accept"])
+    assert not _has_colour(score_histogram(tmp_path / "image.png", image_only, 0.5), orange)

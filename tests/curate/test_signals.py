@@ -148,3 +148,14 @@ def test_defocus_range_is_checked_and_unused_thresholds_are_named() -> None:
     assert "--max-ctf-resolution" not in line  # its default: not the user's
     assert unused_thresholds(rules, {"motion", "ice"}) is None
     assert unused_thresholds(SignalRules(), set()) is None
+
+
+def test_thresholds_given_with_no_signals_are_named() -> None:
+    """``--no-signals --max-motion 20``: the threshold is not applied; saying nothing would let
+    the user believe drifting micrographs were cut."""
+    from draco_em.curate.signals import unused_thresholds
+
+    line = unused_thresholds(SignalRules(enabled=False, max_motion=20.0), {"motion"})
+    assert line is not None and "--no-signals" in line and "--max-motion" in line
+    assert unused_thresholds(SignalRules(enabled=False), {"motion"}) is None  # defaults only
+    assert unused_thresholds(SignalRules(enabled=False, max_motion=None), set()) is None  # "0"

@@ -193,8 +193,9 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
         except (DracoInputError, OSError, ValueError) as exc:  # a missing file too: go on
             if inputs.table is not None and not item.path.exists():  # the STAR's name, not a guess
                 name = str(table.micrographs["rlnMicrographName"].iloc[row])
-                failures.record(name, "not found from the current folder, the STAR's folder or "
-                                "the folders above it")  # fmt: skip
+                # The reason names the file as other reasons do: the summary line shows only it.
+                failures.record(name, f"{name}: not found from the current folder, the STAR's "
+                                "folder or the folders above it")  # fmt: skip
             else:
                 failures.record(item.path, str(exc))
             continue

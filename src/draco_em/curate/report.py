@@ -25,22 +25,34 @@ def _pyplot():
 def score_histogram(path: Path, result: pd.DataFrame, threshold: float) -> Path:
     """Histogram of ``p_accept`` with the threshold drawn, accepted and rejected stacked.
 
+    Micrographs a STAR signal rejected (``decided_by`` other than ``image``) are a third,
+    separately coloured group: their ``p_accept`` is the image head's and often lies above the
+    threshold, where a plain "rejected" bar would read as a threshold that did not hold.
+
     Args:
         path: destination PNG.
-        result: the curation table (columns ``p_accept``, ``decision``).
+        result: the curation table (columns ``p_accept``, ``decision``, optionally
+            ``decided_by``).
         threshold: the accept threshold on ``p_accept``.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     bins = np.linspace(0, 1, 41)
-    groups = [result.loc[result["decision"] == d, "p_accept"] for d in ("reject", "accept")]
-    n_rej, n_acc = (len(g) for g in groups)
+    by_signal = result.get("decided_by", pd.Series("image", index=result.index)) != "image"
+    rejected = result["decision"] == "reject"
+    groups = [
+        (rejected & ~by_signal, "#c0392b", "rejected by the image head"),
+        (rejected & by_signal, "#e67e22", "rejected by STAR signals"),
+        (result["decision"] == "accept", "#27ae60", "accepted"),
+    ]
+    if not by_signal.any():  # no STAR signal decided: the two-group plot, as before
+        groups = [(rejected, "#c0392b", "rejected"), groups[2]]
     ax.hist(
-        groups,
+        [result.loc[mask, "p_accept"] for mask, _, _ in groups],
         bins=bins,
         stacked=True,
-        color=["#c0392b", "#27ae60"],
-        label=[f"rejected ({n_rej})", f"accepted ({n_acc})"],
+        color=[colour for _, colour, _ in groups],
+        label=[f"{label} ({int(mask.sum())})" for mask, _, label in groups],
     )
     ax.axvline(threshold, color="k", ls="--", lw=1.2, label=f"threshold {threshold:g}")
     ax.set_xlabel("P(accept)")

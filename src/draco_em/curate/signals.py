@@ -184,16 +184,21 @@ SIGNAL_OPTIONS = {
 
 def unused_thresholds(rules: SignalRules, seen: set[str]) -> str | None:
     """A line naming the thresholds the user set (not the defaults) that no input's STAR
-    row could be checked against: they were not applied, which must not pass unsaid."""
-    if not rules.enabled:
-        return None
+    row could be checked against, or that ``--no-signals`` switched off: they were not
+    applied, which must not pass unsaid."""
     default = SignalRules()
+    chosen = {
+        name: option_where
+        for name, option_where in SIGNAL_OPTIONS.items()
+        if _limit(rules, name) is not None and _limit(rules, name) != _limit(default, name)
+    }
+    if not rules.enabled:  # the user set a threshold and also turned every signal off
+        if not chosen:
+            return None
+        options = ", ".join(option for option, _ in chosen.values())
+        return f"thresholds not applied, since --no-signals ignores the STAR's columns: {options}"
     unused = [
-        f"{option} (needs {where})"
-        for name, (option, where) in SIGNAL_OPTIONS.items()
-        if _limit(rules, name) is not None
-        and _limit(rules, name) != _limit(default, name)
-        and name not in seen
+        f"{option} (needs {where})" for name, (option, where) in chosen.items() if name not in seen
     ]
     if not unused:
         return None
