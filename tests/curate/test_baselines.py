@@ -41,19 +41,20 @@ def test_spectrum_and_tile_statistics_stream_without_changing_the_numbers(monkey
     """K3 fields are handled a batch of tiles at a time: the same spectrum (bit for bit) and
     the same real-space statistics as the whole-image computation they replaced."""
     from draco_em.curate import baselines
+    from draco_em.imaging import fourier
     from draco_em.imaging.normalize import clip_stats
     from draco_em.imaging.tiling import TileGrid, tile_image
 
     rng = np.random.default_rng(3)
     image = rng.normal(50, 4, (700, 1100)).astype(np.float32)
     image[:200, :300] -= 30  # a dark patch, so the tile fractions are not all zero
-    monkeypatch.setattr(baselines, "_SPECTRUM_BATCH", 3)  # many batches, a partial last one
+    monkeypatch.setattr(fourier, "_SPECTRUM_BATCH", 3)  # many batches, a partial last one
     mean, std = clip_stats(image)
     tiles = tile_image((image - mean) / std, TileGrid(image.shape, 256, overlap=0))
     tiles = tiles - tiles.mean(axis=(1, 2), keepdims=True)
     window = np.outer(np.hanning(256), np.hanning(256))
     expected = np.fft.fftshift((np.abs(np.fft.fft2(tiles * window)) ** 2).mean(axis=0))
-    assert np.array_equal(baselines._spectrum(image), expected)
+    assert np.array_equal(fourier.welch_spectrum(image), expected)
 
     img64 = image.astype(np.float64)
     means = tile_image(img64, TileGrid(image.shape, 64, overlap=0)).mean(axis=(1, 2))

@@ -84,3 +84,26 @@ def test_unknown_model_is_a_user_error(toy_set: Path, tmp_path: Path) -> None:
     )
     with pytest.raises(DracoInputError, match="curation model not found"):
         predict_curation(cfg)
+
+
+def test_previews_show_each_micrograph_beside_its_spectrum(
+    toy_set: Path, run_dir: Path, tmp_path: Path
+) -> None:
+    """Drift, crystalline ice or thick ice are read in the power spectrum, which no output
+    showed (the contact sheet has 8 thumbnails each way). Two grids' same-named micrographs
+    get one preview each."""
+    from PIL import Image
+
+    for grid in ("a", "b"):
+        (tmp_path / grid).mkdir()
+        shutil.copy(toy_set / "mics" / "toy_00.mrc", tmp_path / grid)
+    out = tmp_path / "out"
+    grids = [str(tmp_path / "a"), str(tmp_path / "b")]
+    cfg = CuratePredictConfig(inputs=grids, out_dir=out, model=str(run_dir), progress=False,
+                              device="cpu", previews=True)  # fmt: skip
+    res = predict_curation(cfg)
+    assert list(res.table["preview"]) == ["previews/toy_00.png", "previews/toy_00_2.png"]
+    for name in res.table["preview"]:
+        width, height = Image.open(out / name).size
+        assert width > 1.5 * height  # the micrograph and its spectrum side by side
+    assert "preview" in pd.read_csv(out / "curation.csv").columns

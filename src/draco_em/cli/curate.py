@@ -201,6 +201,10 @@ def curate_predict(
         float,
         typer.Option(help="Reject (thick_ice) above this rlnCtfIceRingDensity (0: off, default)."),
     ] = 0.0,
+    previews: Annotated[
+        bool,
+        typer.Option(help="Write previews/<stem>.png: each micrograph beside its power spectrum."),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score micrographs; write accepted/rejected STARs, curation.csv and the PNGs.
@@ -219,6 +223,7 @@ def curate_predict(
         pixel_size=pixel_size,
         device=device,
         progress=not quiet,
+        previews=previews,
         signals=SignalRules(
             enabled=signals,
             max_motion=max_motion or None,

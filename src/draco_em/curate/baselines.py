@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from draco_em.imaging.fourier import fourier_rescale, fourier_resize
+from draco_em.imaging.fourier import fourier_rescale, fourier_resize, welch_spectrum
 from draco_em.imaging.normalize import clip_stats
 from draco_em.imaging.tiling import TileGrid, iter_tiles
 
@@ -92,28 +92,6 @@ def resnet_input(
 
 
 # ---------------------------------------------------------------------- power spectrum
-def _spectrum(image: np.ndarray, tile: int = 256) -> np.ndarray:
-    """Welch-averaged power spectrum ``[tile, tile]`` (DC centred) of the standardised image.
-
-    Tiles are transformed a batch at a time and summed in tile order, so memory stays a few
-    batches of float64 tiles whatever the field (a whole-image tile stack in complex128 took
-    5 GB for a K3 super-resolution sum) and the result is the same as averaging all at once.
-    """
-    mean, std = clip_stats(image)
-    img = np.asarray(image, dtype=np.float32)
-    grid = TileGrid(img.shape, min(tile, *img.shape), overlap=0)
-    window = np.outer(np.hanning(grid.tile), np.hanning(grid.tile))
-    total = np.zeros((grid.tile, grid.tile))
-    for _, tiles in iter_tiles(img, grid, batch_size=_SPECTRUM_BATCH):
-        tiles = (tiles - mean) / std  # float32, as the whole image standardised first
-        tiles = tiles - tiles.mean(axis=(1, 2), keepdims=True)
-        for power in np.abs(np.fft.fft2(tiles * window)) ** 2:
-            total += power  # tile by tile: the order of a mean over axis 0
-    return np.fft.fftshift(total / len(grid))
-
-
-#: Tiles per FFT batch in :func:`_spectrum` (64 × 256² complex128 = 64 MB).
-_SPECTRUM_BATCH = 64
 
 
 def _band(power: np.ndarray, freq: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -142,7 +120,7 @@ def spectrum_features(image: np.ndarray, pixel_size: float, unit_free: bool = Fa
         mean intensity, coefficient of variation, dark-tile fraction, tile-mean spread,
         bright-tile fraction.
     """
-    power = _spectrum(image)
+    power = welch_spectrum(image)
     n = power.shape[0]
     k = (np.arange(n) - n // 2) / (n * pixel_size)  # spatial frequency in 1/Å
     ky, kx = np.meshgrid(k, k, indexing="ij")

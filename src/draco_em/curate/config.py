@@ -206,6 +206,10 @@ class CuratePredictConfig(BaseModel):
         None, gt=0, description="Pixel size in Å of every input (overrides STAR/header)."
     )
     contact_sheet: int = Field(8, ge=0, description="Micrographs per row of the contact sheet.")
+    previews: bool = Field(
+        False,
+        description="Write previews/<stem>.png per micrograph: it beside its power spectrum.",
+    )
     signals: SignalRules = Field(
         default_factory=SignalRules,
         description="Thresholds on the STAR's motion, CTF fit, defocus and ice signals.",

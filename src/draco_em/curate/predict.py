@@ -42,7 +42,7 @@ from draco_em.curate.features import (
 )
 from draco_em.curate.head import Curator, is_bundled_curator, load_curator
 from draco_em.curate.particles import EvidenceFn, require_evidence
-from draco_em.curate.report import contact_sheet, score_histogram
+from draco_em.curate.report import contact_sheet, qc_preview, score_histogram
 from draco_em.curate.signals import (
     check_signals,
     read_signals,
@@ -62,6 +62,7 @@ from draco_em.io.batch import (
 )
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import drop_halves
+from draco_em.io.mrc import read_image
 from draco_em.io.star import MicrographTable, project_path, write_micrographs_star
 from draco_em.model.encoder import Encoder, load_encoder, run_blocks
 from draco_em.runtime import resolve_device
@@ -155,6 +156,15 @@ def _input_table(inputs: InputSet, out_dir: Path) -> tuple[MicrographTable, list
     return table, list(range(len(inputs.items)))
 
 
+#: Folder of the per-micrograph previews (``--previews``).
+PREVIEWS = "previews"
+
+
+def _nth(n: int) -> str:
+    """The suffix of the n-th preview of one stem: ``""``, then ``_2``, ``_3``..."""
+    return "" if n == 1 else f"_{n}"
+
+
 @releases_folder_locks
 def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = None) -> PredictResult:
     """Run ``draco curate predict``; ``evidence``: the particle-evidence function a head
@@ -173,6 +183,7 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
     table, rows = _input_table(inputs, cfg.out_dir)
     failures = FailureLog(cfg.out_dir)
     records, kept, seen = [], [], set()
+    n_stem: dict[str, int] = {}  # previews drawn per stem, for unique names
     # what the image head read: the image, and the picker's particle evidence (--particles)
     image_signals = ["image", "particles"] if curator.features.particles else ["image"]
     items = tqdm(
@@ -228,6 +239,14 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
             }
         )
         kept.append(row)
+        if cfg.previews:  # named by stem; a stem met again in this run (two grids) gets _2, _3
+            stem = item.path.stem
+            n_stem[stem] = n_stem.get(stem, 0) + 1
+            preview = cfg.out_dir / PREVIEWS / f"{stem}{_nth(n_stem[stem])}.png"
+            records[-1]["preview"] = str(preview.relative_to(cfg.out_dir))
+            if not preview.is_file():  # a resumed run keeps what it drew
+                preview.parent.mkdir(exist_ok=True)
+                qc_preview(preview, read_image(item.path, px)[0], px, records[-1])
     if not records:
         first = failures.lines[0].split("\t", 1)[-1].strip() if failures.lines else ""
         first = f" (the first: {first})" if first else ""

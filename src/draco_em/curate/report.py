@@ -1,4 +1,5 @@
-"""Pictures to check curation decisions against: a score histogram and a contact sheet."""
+"""Pictures to check curation decisions against: a score histogram, a contact sheet and, with
+``--previews``, each micrograph beside its power spectrum."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from draco_em.errors import DracoInputError
+from draco_em.imaging.fourier import welch_spectrum
 from draco_em.io.atomic import atomic_path
 from draco_em.io.mrc import read_image
 from draco_em.io.preview import downsample_for_view, to_uint8
@@ -129,6 +131,62 @@ def contact_sheet(path: Path, result: pd.DataFrame, per_row: int = 8) -> Path | 
             ha="right",
             fontsize=8,
         )
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+#: Resolutions ringed on a preview's power spectrum, Å: the crystalline-ice ring at 3.7 Å (cubic
+#: and hexagonal ice's strongest reflection), and 20, 10 and 5 Å to read Thon rings against.
+SPECTRUM_RINGS_A = (20.0, 10.0, 5.0, 3.7)
+
+
+def qc_preview(path: Path, image: np.ndarray, pixel_size: float | None, row: dict) -> Path:
+    """One micrograph as a person checks a curation call: the micrograph (binned for view) and
+    its power spectrum (Welch-averaged, log scale, rings at :data:`SPECTRUM_RINGS_A`), titled
+    with the decision, its reason, P(accept), what decided and the STAR signals' values.
+
+    Drift shows as Thon rings that fade along one direction, crystalline ice as a sharp ring at
+    3.7 Å, thick ice or an empty hole as rings that fade early: what the contact sheet's
+    thumbnails cannot show (Miffi writes the same pair).
+
+    Args:
+        path: destination PNG.
+        image: the micrograph [ny, nx] as read.
+        pixel_size: its Å/px (None: no rings, no resolution at the edge).
+        row: its ``curation.csv`` record.
+    """
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4.8), dpi=100)
+    left.imshow(to_uint8(downsample_for_view(image, 768)), cmap="gray", vmin=0, vmax=255)
+    left.set_axis_off()
+    tile = min(256, *image.shape)  # 256² tiles: enough of them to average, even on a 1k² field
+    power = np.log(welch_spectrum(image, tile) + 1e-12)
+    lo, hi = np.percentile(power, [1, 99.5])
+    half = tile / 2
+    right.imshow(power, cmap="gray", vmin=lo, vmax=hi, extent=(-half, half, half, -half))
+    for res in SPECTRUM_RINGS_A:
+        if not pixel_size:
+            break
+        radius = tile * pixel_size / res  # frequency 1/res in cycles per tile
+        if radius < half:
+            right.add_patch(plt.Circle((0, 0), radius, fill=False, color="C1", lw=0.8, ls="--"))
+            right.text(radius * 0.71, -radius * 0.71, f"{res:g} Å", color="C1", fontsize=8)
+    edge = f", {2 * pixel_size:.2f} Å" if pixel_size else ""
+    right.set_title(f"power spectrum (edge: Nyquist{edge})", fontsize=9)
+    right.set_axis_off()
+    colour = "#27ae60" if row["decision"] == "accept" else "#c0392b"
+    values = [f"{k} {row[k]:g}" for k in ("motion_A", "ctf_resolution_A", "defocus_um")
+              if isinstance(row.get(k), float) and np.isfinite(row[k])]  # fmt: skip
+    fig.suptitle(
+        f"{_short(Path(str(row['micrograph'])).stem, 60)}: {row['decision']} ({row['reason']}), "
+        f"P(accept) {row['p_accept']:.2f}, decided by {row['decided_by']}"
+        + (f"\n{', '.join(values)}" if values else ""),
+        fontsize=9,
+        color=colour,
+    )
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
