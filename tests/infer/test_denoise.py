@@ -271,3 +271,33 @@ def test_a_tilt_series_keeps_its_name_and_tilt_angles(tmp_path, weights, rng):
     out = tmp_path / "out"
     assert read_mrc(out / "ts.st").is_stack and not (out / "ts.mrcs").exists()
     assert (out / "ts.rawtlt").read_text() == "-3\n0\n3\n" and (out / "ts.st.mdoc").is_file()
+
+
+def test_float16_output_is_refused_where_float16_cannot_hold_the_image(tmp_path, weights, rng):
+    """`--float16` wrote a sum in arbitrary units (values ~1.4e5) as all inf, and one with mean
+    6800 and std 9 (the UCSF sum in shared/data) rounded in steps of 4; both counted as done and
+    were skipped on resume. Now each fails with its numbers; counts are written as float16."""
+    src = tmp_path / "in"
+    write_mrc(src / "huge.mrc", rng.normal(1.4e5, 200.0, size=(64, 64)), 2.0)
+    write_mrc(src / "offset.mrc", rng.normal(6800.0, 9.0, size=(64, 64)), 2.0)
+    write_mrc(src / "counts.mrc", rng.poisson(20.0, size=(64, 64)).astype(np.float32), 2.0)
+    out = tmp_path / "out"
+    cfg = DenoiseConfig(inputs=[str(src)], outdir=out, weights=str(weights), workers=0,
+                        tile=64, progress=False, float16=True)  # fmt: skip
+    result = run_denoise(cfg)
+    assert result["done"] == 1 and result["failed"] == 2
+    assert sorted(p.name for p in out.glob("*.mrc")) == ["counts.mrc"]
+    assert read_mrc(out / "counts.mrc").data.dtype == np.float16
+    failures = (out / "failures.txt").read_text()
+    assert "exceed float16's 65504: drop --float16" in failures
+    assert "float16 rounds its values (mean 6800)" in failures
+
+
+def test_a_stack_says_which_section_it_is_on(tmp_path, weights, rng, capsys):
+    """A tilt series or tomogram is one step of the bar: it stood at 0/1 for minutes."""
+    write_mrc(tmp_path / "ts.mrcs", rng.normal(size=(3, 64, 48)), 2.0)
+    cfg = DenoiseConfig(inputs=[str(tmp_path / "ts.mrcs")], outdir=tmp_path / "out",
+                        weights=str(weights), workers=0, tile=64)  # fmt: skip
+    assert run_denoise(cfg)["done"] == 1
+    err = capsys.readouterr().err
+    assert "section 1/3" in err and "section 3/3" in err

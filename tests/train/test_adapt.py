@@ -268,3 +268,22 @@ def test_relative_output_and_input_paths_adapt(tmp_path, blob_pair, monkeypatch)
                         progress=False)  # fmt: skip
     result = denoise_with_adaptation(cfg, TINY)
     assert result["adapt"]["stage"] == "blindspot" and Path("out/fine.mrc").is_file()
+
+
+def test_ctrl_c_says_the_same_command_goes_on(tmp_path, capsys, monkeypatch):
+    """Ctrl-C during the adaptation exited 130 with nothing on the terminal (run.log alone said
+    to continue with `draco pretrain`, which neither exports the weights nor denoises)."""
+    from draco_em.cli import main
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(adapt_mod, "run_pretrain", interrupted)
+    mic = tmp_path / "mic.mrc"
+    write_mrc(mic, np.random.default_rng(0).normal(size=(128, 128)), 1.98)
+    with pytest.raises(SystemExit) as exc:
+        main(["denoise", str(mic), "-o", str(tmp_path / "out"), "--adapt", "-q"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 130
+    assert "interrupted: run the same command again to go on" in err
+    assert str(tmp_path / "out" / "adapt" / "run") in err

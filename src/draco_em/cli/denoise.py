@@ -136,7 +136,15 @@ def denoise(
             option = "crops" if field == "crops_per_micrograph" else field.replace("_", "-")
             msg = str(exc.errors()[0]["msg"])
             raise DracoInputError(f"invalid --adapt-{option}: {msg}") from None
-    result = denoise_with_adaptation(cfg, tune)
+    try:
+        result = denoise_with_adaptation(cfg, tune)
+    except KeyboardInterrupt:  # Ctrl-C (exit 130): nothing else tells the user it resumes
+        # (the adaptation's own note goes to its run.log and names `draco pretrain`, which
+        # would train on without exporting the weights or denoising).
+        kept = f"the adaptation's steps in {outdir / 'adapt' / 'run'}, " if adapt else ""
+        typer.echo(f"interrupted: run the same command again to go on ({kept}finished outputs "
+                   "are kept)", err=True)  # fmt: skip
+        raise
     if "adapt" in result:
         a = result["adapt"]
         how = "reused" if a["reused"] else f"trained in {a['seconds']} s"
