@@ -26,8 +26,7 @@ def info(
     (``bundled``: the models the package ships)."""
     # Imported here for start-up time (torch and pandas); every command does the same.
     from draco_em.io.info import describe, format_summary
-    from draco_em.io.model_file import BUNDLED, bundled_model_files
-    from draco_em.model.weights import describe_weights
+    from draco_em.model.weights import BUNDLED, bundled_model_files, describe_weights
 
     # "bundled", as every --model/--weights option takes it: the shipped files, each described
     shipped = [p for p in paths if str(p) == BUNDLED and not p.exists()]

@@ -52,12 +52,6 @@ FORMAT_KINDS = {
 }
 
 
-def bundled_model_files() -> list[Path]:
-    """Every model file the package ships (:data:`BUNDLED_PACKAGE`), sorted by name."""
-    folder = importlib.resources.files(BUNDLED_PACKAGE)
-    return sorted(Path(str(f)) for f in folder.iterdir() if f.name.endswith(".safetensors"))
-
-
 def resolve_model_file(
     model: str | Path,
     bundled_file: str,

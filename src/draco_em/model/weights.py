@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import re
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ import torch
 from draco_em.errors import DracoInputError
 from draco_em.io.model_file import (
     BUNDLED,
+    BUNDLED_PACKAGE,
     FORMAT_KINDS,
     describe_model_file,
     parse_json_field,
@@ -263,6 +265,12 @@ def _short(keys: list[str], limit: int = 12) -> str:
 
 
 # ---------------------------------------------------------------------------------- info
+def bundled_model_files() -> list[Path]:
+    """Every model file the package ships (``draco info bundled``), sorted by name."""
+    folder = importlib.resources.files(BUNDLED_PACKAGE)
+    return sorted(Path(str(f)) for f in folder.iterdir() if f.name.endswith(".safetensors"))
+
+
 def describe_weights(path: str | Path) -> dict:
     """Summary of a weights file for ``draco info``: preset, parameters, patch, pixel size
     (a curation model or a picker, also .safetensors: :func:`describe_model_file`)."""
