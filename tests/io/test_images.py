@@ -11,7 +11,7 @@ from PIL import Image
 
 from draco_em.errors import DracoInputError
 from draco_em.io.batch import check_picture_pixel_size, expand_inputs
-from draco_em.io.images import read_raster
+from draco_em.io.images import read_raster, read_raster_stack
 from draco_em.io.info import describe
 from draco_em.io.mrc import read_image, write_mrc
 from tests.conftest import SHARED_DATA, run_draco
@@ -52,10 +52,16 @@ def test_jpeg_round_trip_within_compression(tmp_path: Path, gradient: np.ndarray
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 def test_tiff_round_trip(tmp_path: Path, gradient: np.ndarray, dtype: type) -> None:
+    """Values kept; rows reversed, as RELION, MotionCor2 and IMOD read every TIFF (a TIFF
+    micrograph was read top row first, upside down against theirs and against draco's own
+    TIFF movies: README walkthrough, session 23)."""
     data = (gradient * (200 if dtype == np.uint16 else 1)).astype(dtype)
     tifffile.imwrite(tmp_path / "m.tif", data, photometric="minisblack")
     image, _ = read_image(tmp_path / "m.tif", pixel_size=2.0)
-    np.testing.assert_array_equal(image, data.astype(np.float32))
+    np.testing.assert_array_equal(image, data[::-1].astype(np.float32))
+    tifffile.imwrite(tmp_path / "s.tif", np.stack([data, data + 1]), photometric="minisblack")
+    stack = read_raster_stack(tmp_path / "s.tif")
+    np.testing.assert_array_equal(stack[1], data[::-1].astype(np.float32) + 1)
 
 
 def test_rgb_becomes_grey_with_luma_weights(tmp_path: Path, gradient: np.ndarray) -> None:

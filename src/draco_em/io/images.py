@@ -4,8 +4,10 @@ Many public data sets (EMPIAR renderings, MicAssess, CryoPPP) ship micrographs t
 are read here and nowhere else; :func:`draco_em.io.mrc.read_image` dispatches to
 :func:`read_raster` by suffix, so every stage that reads a 2D micrograph reads these too.
 
-- Output is ``[ny, nx]`` float32, rows = y (the first row of the file is row 0, as mrcfile
-  gives an MRC), the stored grey levels unchanged: 16-bit values keep their precision.
+- Output is ``[ny, nx]`` float32, rows = y, the stored grey levels unchanged: 16-bit values
+  keep their precision. For PNG and JPEG the first row of the file is row 0 (as mrcfile gives
+  an MRC); a TIFF is flipped along the slow axis, its last row first, as RELION, MotionCor2
+  and IMOD read every TIFF (TIFF movies too: docs/movies.md, "TIFF orientation").
 - RGB(A) pictures are converted to grey with the ITU-R 601 luma weights (a JPEG of a grey
   image saved as RGB differs between channels by its chroma compression, so exact channel
   equality cannot be required); a picture in colour (an overlay, a colour map) is refused.
@@ -102,7 +104,7 @@ def read_raster_stack(path: str | Path) -> np.ndarray:
         raise DracoInputError(
             f"expected a grey TIFF stack [n, ny, nx], found shape {tuple(data.shape)}", path
         )
-    return np.ascontiguousarray(data, dtype=np.float32)
+    return np.ascontiguousarray(data[:, ::-1], dtype=np.float32)  # rows as RELION reads TIFF
 
 
 def _read_tiff(path: Path) -> np.ndarray:
@@ -121,7 +123,10 @@ def _read_tiff(path: Path) -> np.ndarray:
             data = np.asarray(page.asarray())
             if data.ndim == 3 and page.planarconfig == 2 and data.shape[0] in (3, 4):
                 data = np.moveaxis(data, 0, -1)  # RGB stored as separate planes
-            return data
+            # Rows reversed, as RELION, MotionCor2 and IMOD read every TIFF (TIFF movies
+            # too: docs/movies.md, "TIFF orientation"), so that picks on a TIFF micrograph
+            # and its MRC output line up with theirs.
+            return data[::-1]
     except DracoInputError:
         raise
     except Exception as exc:  # tifffile raises TiffFileError, ValueError, OSError, ...
