@@ -89,7 +89,19 @@ def test_recut_cuts_again_from_the_stored_candidates_without_the_network(tmp_pat
     monkeypatch.setattr(Picker, "pick_image", no_network)
     res = CliRunner().invoke(app, _args(tmp_path / "mics", out, "--threshold", "0.3", "--recut"))
     assert res.exit_code == 0, res.output
+    assert "2 cut again from their candidates, 0 picked" in res.output
     for i in range(2):
         name = f"coordinates/mic_{i}_autopick.star"
         a, b = read_coords(out / name), read_coords(fresh / name)
         assert len(a) == len(b) and np.allclose(a[["x", "y"]], b[["x", "y"]], atol=1e-3)
+
+
+def test_recut_goes_between_the_bundled_pickers_two_thresholds_and_a_given_one(tmp_path):
+    """The bundled picker records its pre-denoised threshold beside the stored one; --threshold
+    replaces both, so --recut from a default run was refused as "other settings
+    (threshold_predenoised 0.3256 → None)" (README walkthrough, session 23)."""
+    _smooth_micrographs(tmp_path / "mics")
+    out = tmp_path / "out"
+    for extra in ([], ["--threshold", "0.3", "--recut"], ["--recut"]):
+        res = CliRunner().invoke(app, _args(tmp_path / "mics", out, *extra))
+        assert res.exit_code == 0, (extra, res.output, res.exception)

@@ -108,7 +108,7 @@ def pick_predict(
         bool,
         typer.Option(
             help="Cut finished micrographs again at a new --threshold / --expected-particles "
-            "from their stored candidates (no network pass: seconds)."
+            "from their stored candidates (no network pass: seconds; others are picked)."
         ),
     ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
@@ -149,6 +149,12 @@ def pick_predict(
             else ""
         )
         + ("" if s["excluded"] is None else f"; {s['excluded']} dropped (excluded_picks.txt)")
+        + (
+            ""
+            if s["recut"] is None
+            else f"; {s['recut']} cut again from their candidates, "
+            f"{s['micrographs'] - s['recut']} picked"
+        )
         + halves_note(s["halves_skipped"])
         + (f"; {s['failed']} failed (failures.txt)" if s["failed"] else "")
     )

@@ -82,8 +82,9 @@ SCORES_FOLDER = "scores"  # <stem>.npy: each micrograph's candidates (CANDIDATE_
 #: ``--recut`` cuts a finished micrograph again from these without the network; the histogram
 #: counts those not excluded. Folders from before session 23 hold the scores alone (float32).
 CANDIDATE_DTYPE = np.dtype([("x", "<f8"), ("y", "<f8"), ("score", "<f4"), ("excluded", "?")])
-#: The settings that only choose which candidates are kept (``--recut`` may change them).
-CUT_SETTINGS = ("threshold", "expected_particles")
+#: The settings that only choose which candidates are kept (``--recut`` may change them): the
+#: bundled picker's second threshold is recorded too, and goes with --threshold.
+CUT_SETTINGS = ("threshold", "expected_particles", "threshold_predenoised")
 EXCLUDED_FILE = "excluded_picks.txt"
 
 #: (micrograph [ny, nx], pixel size Å, stem) → bool mask [ny, nx], True = do not pick.
@@ -389,6 +390,7 @@ def predict_all(
     failures = FailureLog(out)
     index, all_kept, all_scores, n_excluded, n_routed = {}, [], [], 0, 0
     picked_now = False  # some micrograph picked in this run (not only resumed)
+    n_recut = 0  # finished micrographs cut again from their candidates (--recut)
     names = inputs.table.rebased() if inputs.table is not None else None
     for item in tqdm(items, desc="pick", unit="mic", disable=not progress):
         stem = item.path.stem
@@ -406,7 +408,8 @@ def predict_all(
                                   picker)  # fmt: skip
             else:
                 given = made.pop(str(item.path), None)
-                if cfg.recut and star.is_file():  # the network's candidates, cut anew
+                recutting = cfg.recut and star.is_file()
+                if recutting:  # the network's candidates, cut anew
                     given = _recut_candidates(scores, item.path)
                 cands, kept, image, excluded = pick_one(
                     picker, cfg, item.path, stem, exclude, given, px_of[item.path]
@@ -416,6 +419,7 @@ def predict_all(
                 # (_mark_resumed_threshold) read them back, and --recut cuts them again
                 _save_candidates(scores, cands, excluded)
                 write_relion_coords(star, kept, inputs=[item.path])
+                n_recut += recutting
                 if exclude is not None:
                     dropped = int((excluded["score"] >= kept.attrs["threshold"]).sum())
                     _record_excluded(out, item.path, dropped)
@@ -439,7 +443,7 @@ def predict_all(
         "micrographs": len(index), "picks": n, "failed": failures.count,
         "threshold": picker.threshold, "expected_particles": cfg.expected_particles,
         "threshold_predenoised": picker.threshold_predenoised, "predenoised_micrographs": n_routed,
-        "diameter": picker.diameter, "outdir": str(out),
+        "diameter": picker.diameter, "outdir": str(out), "recut": n_recut if cfg.recut else None,
         "excluded": None if exclude is None else n_excluded,
         "multiplier": _multiplier_note(picker, choice),
         "warnings": [w for w in warnings if w], "halves_skipped": n_halves,
