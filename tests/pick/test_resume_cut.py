@@ -105,3 +105,19 @@ def test_recut_goes_between_the_bundled_pickers_two_thresholds_and_a_given_one(t
     for extra in ([], ["--threshold", "0.3", "--recut"], ["--recut"]):
         res = CliRunner().invoke(app, _args(tmp_path / "mics", out, *extra))
         assert res.exit_code == 0, (extra, res.output, res.exception)
+
+
+def test_what_the_options_did_unasked_is_said(tmp_path):
+    """Without --diameter the bundled picker picked at its stored 200 Å, and a --threshold
+    under the candidate floor acted as the floor: both without a word (QA, session 23)."""
+    from draco_em.pick.config import PickPredictConfig
+    from draco_em.pick.run import _option_warnings
+
+    picker = load_picker("bundled")
+    plain = PickPredictConfig(inputs=[tmp_path], outdir=tmp_path / "o")
+    [said] = _option_warnings(plain, picker)
+    assert f"picked at its stored {picker.diameter:g} Å" in said
+    low = plain.model_copy(update={"diameter": 150.0, "threshold": 0.01})
+    [said] = _option_warnings(low, picker)
+    assert "--threshold 0.01 keeps every candidate, those scoring at least 0.05" in said
+    assert _option_warnings(plain.model_copy(update={"diameter": 150.0}), picker) == []

@@ -58,6 +58,7 @@ from draco_em.io.coords import (
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import drop_halves
 from draco_em.io.images import is_raster
+from draco_em.io.model_file import BUNDLED
 from draco_em.io.mrc import read_image, read_micrograph, read_mrc
 from draco_em.io.pixel_size import require_pixel_size
 from draco_em.io.star import SOURCE_COLUMN, MicrographTable, project_path
@@ -385,7 +386,7 @@ def predict_all(
         made = choice.candidates  # the micrographs the choice read are not picked again
     warnings = [predenoised_warning(cfg, items, picker.threshold_predenoised, px_of),
                 placeholder_pixel_size_warning(inputs, cfg.pixel_size, "pick"),
-                no_mask]  # fmt: skip
+                no_mask, *_option_warnings(cfg, picker)]  # fmt: skip
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
     failures = FailureLog(out)
     index, all_kept, all_scores, n_excluded, n_routed = {}, [], [], 0, 0
@@ -543,6 +544,19 @@ def default_scales(cfg: PickPredictConfig, picker: Picker | None = None) -> list
     if is_bundled_picker(cfg.model):
         return "auto"
     return [float(s) for s in picker.scales] if picker is not None else [1.0]
+
+
+def _option_warnings(cfg: PickPredictConfig, picker: Picker) -> list[str]:
+    """What the options did that the user may not expect (it passed unsaid): the bundled
+    picker at its own stored diameter, a --threshold under the candidate floor."""
+    said = []
+    if cfg.diameter is None and str(cfg.model) == BUNDLED:
+        said.append(f"no --diameter: the bundled picker picked at its stored "
+                    f"{picker.diameter:g} Å; give your particle's diameter")  # fmt: skip
+    if cfg.threshold is not None and cfg.threshold < SCORE_FLOOR:
+        said.append(f"--threshold {cfg.threshold:g} keeps every candidate, those scoring at "
+                    f"least {SCORE_FLOOR:g} (none is kept below it)")  # fmt: skip
+    return said
 
 
 def _settings(cfg: PickPredictConfig, picker: Picker) -> dict:
