@@ -128,3 +128,70 @@ def test_feature_view_matches_curation_defaults():
         realism.FEATURE_MAX_TILES,
         realism.FEATURE_CLIP_SIGMA,
     )
+
+
+def test_half_sums_beside_their_full_sum_are_not_micrographs(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """A ``draco simulate`` micrographs/ folder holds X, X_EVN and X_ODD: only X is measured."""
+    sim, real = _write_sets(tmp_path, rng, _white, _white, n_sim=2, n_real=2)
+    for i in range(2):
+        for half in ("EVN", "ODD"):
+            write_mrc(sim / f"s{i}_{half}.mrc", _white(rng) / 2, pixel_size=2.0)
+    cfg = RealismConfig(
+        sim=[str(sim)], real=[str(real)], pixel_size=2.0, outdir=tmp_path / "out",
+        features=False,
+    )  # fmt: skip
+    result = evaluate_realism(cfg, progress=False)
+    assert result["sets"]["sim"]["n"] == 2
+    paths = [m["path"] for m in result["sets"]["sim"]["micrographs"]]
+    assert not any("_EVN" in p or "_ODD" in p for p in paths)
+
+
+def test_simulated_pictures_without_a_pixel_size_name_the_sim_option(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """PNGs as the simulated set: the error names --sim-pixel-size, not --pixel-size (which
+    sets the real set's and would not help)."""
+    _, real = _write_sets(tmp_path, rng, _white, _white, n_sim=1, n_real=2)
+    proc = run_draco(
+        "evaluate", "realism", "--sim", real, "--real", real, "--pixel-size", "2",
+        "-o", tmp_path / "out", "--no-features", "-q",
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "pass --sim-pixel-size" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_common_pixel_size_finer_than_an_input_is_refused(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """Comparing at 1 Å inputs of 2 Å would compare zero-padded spectra: one line, exit 2."""
+    sim, real = _write_sets(tmp_path, rng, _white, _white, n_sim=1, n_real=1)
+    proc = run_draco(
+        "evaluate", "realism", "--sim", sim, "--real", real, "--pixel-size", "2",
+        "--common-pixel-size", "1", "-o", tmp_path / "out", "--no-features", "-q",
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--common-pixel-size 1 Å is finer than an input's 2 Å" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "realism.json").exists()
+
+
+def test_a_placeholder_header_pixel_size_is_warned_about(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """A real MRC whose header says 1.0 Å (MicrographCleaner's ~4 Å sample does) is compared
+    at 1 Å without a word before; now one warning line, as the other commands give."""
+    sim, _ = _write_sets(tmp_path, rng, _white, _white, n_sim=1, n_real=1)
+    write_mrc(tmp_path / "ucsf.mrc", _white(rng), pixel_size=1.0)
+    proc = run_draco(
+        "evaluate", "realism", "--sim", sim, "--real", tmp_path / "ucsf.mrc",
+        "-o", tmp_path / "out", "--no-features", "-q",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: real: 1 of 1 inputs have a header pixel size of 1.0 Å" in proc.stderr
+    quiet = run_draco(
+        "evaluate", "realism", "--sim", sim, "--real", tmp_path / "ucsf.mrc", "--pixel-size",
+        "4", "-o", tmp_path / "out2", "--no-features", "-q",
+    )  # fmt: skip
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr

@@ -271,6 +271,8 @@ def test_without_library_falls_back_to_phantoms(tmp_path, monkeypatch, caplog):
     with caplog.at_level(logging.WARNING):
         run_simulation(_cfg(out, RealismConfig(), n_micrographs=1), progress=False)
     assert "structure library not found" in caplog.text
+    # the variable is set, so the warning names it instead of asking to set it
+    assert f"DRACO_STRUCTURES={tmp_path / 'absent'} is not a folder" in caplog.text
     coords = read_coords(out / "coordinates/mic_00001.star")
     assert coords["dracoStructure"].str.startswith("phantom").all()
 
@@ -314,6 +316,20 @@ def test_cli_preset_option(tmp_path, capsys):
         with pytest.raises(SystemExit) as exc:
             main(["simulate", "-o", str(tmp_path / "bad"), *bad])
         assert exc.value.code == 2
+
+
+def test_cli_refuses_a_size_range_without_the_library(tmp_path, capsys):
+    """--particle-size-range filters the library: with --no-library it was silently ignored
+    (phantoms of any size); now one line and exit 2, before anything is made."""
+    out = tmp_path / "nolib"
+    args = ["simulate", "-o", str(out), "--no-library", "--particle-size-range", "50", "100"]
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--n-micrographs", "1", "--size", "128", "--no-movies", "-q"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--particle-size-range" in err and "--no-library" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (out / "micrographs.star").exists()
 
 
 @pytest.mark.slow

@@ -160,7 +160,8 @@ def evaluate_realism(
         float | None, typer.Option(help="Å/px of the simulated ones (default: header).")
     ] = None,
     common_pixel_size: Annotated[
-        float | None, typer.Option(help="Compare at this Å/px (default: coarsest input).")
+        float | None,
+        typer.Option(help="Compare at this Å/px (default and finest: the coarsest input)."),
     ] = None,
     weights: Annotated[str, typer.Option(help="Encoder weights for the feature distance.")] = (
         "bundled"
@@ -181,3 +182,5 @@ def evaluate_realism(
     )  # fmt: skip
     result = measure.evaluate_realism(cfg, progress=not quiet)
     typer.echo(measure.format_verdicts(result))
+    for warning in result["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)

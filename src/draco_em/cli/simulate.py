@@ -169,6 +169,11 @@ def _realism(realism, library: bool, size_range: tuple[float, float] | None, dos
         if not library or size_range is not None:
             raise DracoInputError("--no-library and --particle-size-range need --preset realistic")
         return None
+    if not library and size_range is not None:  # it selects library entries, nothing else
+        raise DracoInputError(
+            "--particle-size-range selects structures of the library: it does nothing with "
+            "--no-library"
+        )
     update: dict = {"library": library}
     if size_range is not None:
         update["particle_size_range"] = size_range

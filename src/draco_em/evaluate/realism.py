@@ -4,8 +4,8 @@ Four figures, each measured per micrograph and summarised per set (issue 17, ite
 
 1. **Power spectrum**: every micrograph loses its padded border
    (:func:`~draco_em.imaging.normalize.padded_border`), is Fourier-resampled to one common
-   pixel size (default: the coarsest of all inputs, so nothing is extrapolated) and standardised
-   with the package's contrast-clipped statistics
+   pixel size (default: the coarsest of all inputs; a finer one is refused, so nothing is
+   extrapolated) and standardised with the package's contrast-clipped statistics
    (:func:`~draco_em.imaging.normalize.clip_stats`); its Welch-averaged power spectrum (256-px
    Hann-windowed tiles, as the curation baseline computes it) is averaged over rings. Per set:
    the median curve and its min–max band of log10 power against spatial frequency in 1/Å.
@@ -50,9 +50,11 @@ from draco_em.io.batch import (
     expand_inputs,
     make_output_folder,
     pixel_sizes,
+    placeholder_line,
 )
 from draco_em.io.folder_lock import releases_folder_locks
-from draco_em.io.mrc import read_image, read_micrograph
+from draco_em.io.halves import drop_halves
+from draco_em.io.mrc import header_pixel_size_state, read_image, read_micrograph
 from draco_em.model.encoder import curate_input, encode_tiles, encoder_tiles, load_encoder
 from draco_em.runtime import resolve_device
 
@@ -85,7 +87,9 @@ class RealismConfig(BaseModel):
         None, gt=0, description="Å/px of the simulated ones (default: their headers)."
     )
     common_pixel_size: float | None = Field(
-        None, gt=0, description="Compare at this Å/px (default: the coarsest input)."
+        None,
+        gt=0,
+        description="Compare at this Å/px (default: the coarsest input; never finer).",
     )
     weights: str = Field("bundled", description="DRACO encoder for the feature distance.")
     features: bool = Field(True, description="Compute the encoder-feature distance.")
@@ -131,10 +135,21 @@ class Micrograph:
 HIST_EDGES = np.linspace(-6.0, 6.0, 61)  # 0.2 wide: coarser than most 8-bit grey steps
 
 
-def _load(paths: list[str], pixel_size: float | None) -> list[tuple[Path, float | None]]:
-    """Expand inputs; each with its pixel size (override, STAR row, or header)."""
-    inputs = expand_inputs(paths)
-    check_picture_pixel_size(inputs, pixel_size)
+def _load(
+    paths: list[str], pixel_size: float | None, flag: str = "--pixel-size"
+) -> list[tuple[Path, float | None]]:
+    """Expand inputs; each with its pixel size (override, STAR row, or header).
+
+    Half sums ``X_EVN``/``X_ODD`` beside their full sum ``X`` are left out (a folder of
+    ``draco simulate`` or MotionCor2 output holds all three; the halves are the same exposure
+    at half the dose, not micrographs of their own). ``flag`` names the option that gives this
+    set's pixel size in the error for a picture file without one.
+    """
+    inputs, _ = drop_halves(expand_inputs(paths))
+    try:
+        check_picture_pixel_size(inputs, pixel_size)
+    except DracoInputError as exc:
+        raise DracoInputError(str(exc).replace("--pixel-size", flag)) from None
     return list(pixel_sizes(inputs, pixel_size).items())
 
 
@@ -340,9 +355,18 @@ def evaluate_realism(cfg: RealismConfig, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     lists = {
-        "sim": _load(cfg.sim, cfg.sim_pixel_size),
+        "sim": _load(cfg.sim, cfg.sim_pixel_size, "--sim-pixel-size"),
         "real": _load(cfg.real, cfg.pixel_size),
     }
+    warnings = []
+    for name, items in lists.items():  # a 1.0 Å header is often a placeholder (io.batch)
+        flagged = [
+            p for p, px in items if px is None and header_pixel_size_state(p) == "placeholder"
+        ]
+        line = placeholder_line(flagged, len(items))
+        if line:
+            flag = "--sim-pixel-size" if name == "sim" else "--pixel-size"
+            warnings.append(f"{name}: {line.replace('--pixel-size', flag)}")
     pixel_sizes = []
     for name, items in lists.items():
         for path, px in items:
@@ -353,6 +377,12 @@ def evaluate_realism(cfg: RealismConfig, progress: bool = True) -> dict:
                     raise DracoInputError(f"pixel size unknown (header says 0): pass {flag}", path)
             pixel_sizes.append(px)
     common = cfg.common_pixel_size or max(pixel_sizes)
+    if common < max(pixel_sizes) - 1e-3:  # the finer grid would hold only zero-padding
+        raise DracoInputError(
+            f"--common-pixel-size {common:g} Å is finer than an input's {max(pixel_sizes):g} Å: "
+            "nothing above that input's Nyquist frequency exists to compare; give "
+            f"{max(pixel_sizes):g} Å or coarser"
+        )
     mics: dict[str, list[Micrograph]] = {}
     for name, items in lists.items():
         mics[name] = [
@@ -418,6 +448,7 @@ def evaluate_realism(cfg: RealismConfig, progress: bool = True) -> dict:
         },
         "figures": figures,
         "verdicts": [f["verdict"] for f in figures.values()],
+        "warnings": warnings,
     }
     make_output_folder(cfg.outdir)
     write_text_atomic(cfg.outdir / "realism.json", json.dumps(result, indent=1) + "\n")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -42,7 +43,7 @@ from draco_em.io.mrc import SIMULATE_LABEL, write_mrc
 from draco_em.io.star import read_star, write_star
 from draco_em.simulate import bad, detector
 from draco_em.simulate.config import SimulateConfig
-from draco_em.simulate.library import default_library_dir, read_library
+from draco_em.simulate.library import ENV_VAR, default_library_dir, read_library
 from draco_em.simulate.micrograph import Micrograph, simulate_micrograph
 from draco_em.simulate.phantoms import make_phantoms
 from draco_em.simulate.potential import Structure, load_structure
@@ -86,9 +87,12 @@ def structure_files(cfg: SimulateConfig) -> list[Path]:
     if realism is not None and realism.library:
         folder = realism.library_dir or default_library_dir()
         if folder is None:
+            env = os.environ.get(ENV_VAR)
             log.warning(
-                "structure library not found (set DRACO_STRUCTURES or place shared/data/"
-                "structures beside the repository): %s",
+                "structure library not found (%s): %s",
+                f"{ENV_VAR}={env} is not a folder"
+                if env
+                else f"set {ENV_VAR} or place shared/data/structures beside the repository",
                 "using only --structures" if cfg.structures else "using built-in phantoms",
             )
         else:
