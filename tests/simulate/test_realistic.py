@@ -342,3 +342,16 @@ def test_realistic_parallel_workers_give_the_same_bytes(tmp_path):
     for name in ("mic_00001", "mic_00002", "mic_00003"):
         rel = f"micrographs/{name}.mrc"
         assert (one / rel).read_bytes() == (two / rel).read_bytes()
+
+
+def test_a_held_out_structure_given_by_hand_is_warned_about(tmp_path, caplog):
+    """The library refuses ribosomes; one given with --structures (how the evaluation sets
+    are made) passed without a word, though the docs said a training set never holds one."""
+    from draco_em.simulate.run import structure_files
+
+    ribo = tmp_path / "4V5D_ribosome.pdb"
+    ribo.write_text("END\n")
+    cfg = _cfg(tmp_path / "o", RealismConfig(library=False), structures=[ribo])
+    with caplog.at_level(logging.WARNING):
+        assert structure_files(cfg) == [ribo]
+    assert "4V5D_ribosome.pdb: held out for evaluation" in caplog.text

@@ -6,7 +6,8 @@ test suite uses) or at ``$DRACO_STRUCTURES``. Where neither exists the simulator
 the built-in phantoms and says so in the log.
 
 Ribosomes are held out for evaluation: the default library path refuses any entry whose file
-name, PDB id or name says 4V5D, 70S or ribosome, so a training set can never contain one.
+name, PDB id or name says 4V5D, 70S or ribosome, so no library set contains one; one given by
+``--structures`` (how the evaluation sets are made) is warned about.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from draco_em.io.mrc import SIMULATE_LABEL, write_mrc
 from draco_em.io.star import read_star, write_star
 from draco_em.simulate import bad, detector
 from draco_em.simulate.config import SimulateConfig
-from draco_em.simulate.library import ENV_VAR, default_library_dir, read_library
+from draco_em.simulate.library import ENV_VAR, HELD_OUT, default_library_dir, read_library
 from draco_em.simulate.micrograph import Micrograph, simulate_micrograph
 from draco_em.simulate.phantoms import make_phantoms
 from draco_em.simulate.potential import Structure, load_structure
@@ -97,6 +97,13 @@ def structure_files(cfg: SimulateConfig) -> list[Path]:
             )
         else:
             files = [e.path for e in read_library(folder, realism.particle_size_range)]
+    held = [Path(p).name for p in cfg.structures if HELD_OUT.search(Path(p).name)]
+    if held and realism is not None:  # said, not refused: the evaluation sets are made so
+        log.warning(
+            "%s: held out for evaluation (ribosomes); a set with it must never train a bundled "
+            "model (docs/simulator.md)",
+            ", ".join(held),
+        )
     return files + list(cfg.structures)
 
 
