@@ -249,3 +249,18 @@ def test_resume_needs_neither_the_initial_weights_nor_their_file(tiny_config, tm
     assert result["state"].epoch == 2
     log = (config.out_dir / "run.log").read_text()
     assert "kept the run's seed" in log and "at epoch 1, step 2" in log
+
+
+def test_branching_from_a_checkpoint_needs_no_data_option(tiny_config, tmp_path, capsys):
+    """`draco pretrain --resume PATH.pt -o NEW` stopped with "--data is required": the
+    checkpoint records the run's data (README walkthrough, session 23)."""
+    from tests.conftest import draco_in_process
+
+    first = tiny_config(out_dir=tmp_path / "a", epochs=1)
+    run_pretrain(first)
+    latest = checkpoint_path(first.out_dir, "latest")
+    code, _, err = draco_in_process(capsys, "pretrain", "--resume", latest, "-o",
+                                      tmp_path / "b", "--epochs", "2", "--no-progress")  # fmt: skip
+    assert code == 0, err
+    saved = PretrainConfig.load(tmp_path / "b" / "config.yaml")
+    assert saved.data == first.data.resolve() and saved.epochs == 2

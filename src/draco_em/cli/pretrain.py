@@ -90,7 +90,12 @@ def pretrain(
     ] = False,
 ) -> None:
     """Pretrain a DRACO model; writes config.yaml, run.log, metrics.jsonl and checkpoints/."""
-    from draco_em.train import PretrainConfig, epoch_line, run_pretrain  # torch: when run
+    from draco_em.train import (  # torch: when run
+        PretrainConfig,
+        epoch_line,
+        load_checkpoint,
+        run_pretrain,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     options = dict(ctx.params)
@@ -104,6 +109,13 @@ def pretrain(
         given = ["progress" if k == "no_progress" else k for k in given]
         options = {**PretrainConfig.load(saved).model_dump(), "max_steps": None,
                    **{k: options[k] for k in given}}  # fmt: skip
+    elif data is None and resume not in (None, "latest", "best") and Path(resume).is_file():
+        # --resume PATH.pt -o NEW: the run's data as its checkpoint records it (the rest of its
+        # settings are taken there too: train/pretrain.py, _run_config)
+        stored = load_checkpoint(resume).get("config") or {}
+        if not stored.get("data"):
+            raise DracoInputError("the checkpoint records no --data: give it", resume)
+        options["data"] = Path(stored["data"])
     elif data is None:
         raise DracoInputError("--data is required (except to --resume a run with a config.yaml)")
     if options["epochs"] is None:

@@ -4,8 +4,8 @@
 ``draco export``.
 """
 
-from draco_em.train.checkpoint import export_run
+from draco_em.train.checkpoint import export_run, load_checkpoint
 from draco_em.train.config import PretrainConfig
 from draco_em.train.pretrain import epoch_line, run_pretrain
 
-__all__ = ["PretrainConfig", "epoch_line", "export_run", "run_pretrain"]
+__all__ = ["PretrainConfig", "epoch_line", "export_run", "load_checkpoint", "run_pretrain"]
