@@ -306,7 +306,10 @@ def pick_calibrate(
     )  # fmt: skip
     r = run_calibrate(cfg, progress=not quiet)
     v = r["validation"]
+    at = v.get("at_threshold") or {"f1": 0.0}
+    pu = " by the PU-corrected F1" if "labelled_fraction" in v else ""
     typer.echo(
-        f"threshold {r['stored']:.3f} (chosen {r['chosen']:.3f}) on {v['micrographs']} "
-        f"micrographs: F1 {v['best_f1']:.3f} at best, AP {v['ap']:.3f} → {r['path']}"
+        f"threshold {r['stored']:.3f} (chosen {r['chosen']:.3f}{pu}; the picker's was "
+        f"{r['previous']:.3f}) on {v['micrographs']} micrographs: F1 {at['f1']:.3f} at it "
+        f"against the labels (best {v['best_f1']:.3f}), AP {v['ap']:.3f} → {r['path']}"
     )

@@ -38,7 +38,7 @@ from draco_em.pick.model_io import (
     save_picker,
 )
 from draco_em.pick.predict import Picker
-from draco_em.pick.train import THRESHOLD_RANGE, choose_threshold, load_labelled
+from draco_em.pick.train import THRESHOLD_RANGE, choose_threshold, load_labelled, threshold_line
 from draco_em.runtime import resolve_device
 
 log = logging.getLogger("draco_em.pick")
@@ -104,8 +104,9 @@ def _calibrate(
     refuse_trained_folder(cfg.outdir, RUN_FILE, "picker")
     chosen, summary, picker, info = choose(cfg, diameters, progress)
     stored = shift_threshold(chosen, cfg.logit_shift) if cfg.logit_shift else chosen
-    log.info("threshold chosen %.3f, stored %.3f (logit shift %g): %s", chosen, stored,
-             cfg.logit_shift, summary)  # fmt: skip
+    log.info("%s; stored %.3f (logit shift %g) in place of the picker's %.3f", threshold_line(
+        chosen, summary).replace("stored threshold", "threshold chosen", 1), stored,
+        cfg.logit_shift, info["threshold"])  # fmt: skip
     meta = dict(info["metadata"])
     meta.pop(PREDENOISED_KEY, None)  # chosen for the threshold replaced here: not carried over
     meta["calibration"] = {"source": str(source), "chosen": chosen, "stored": stored,
@@ -114,4 +115,5 @@ def _calibrate(
     make_output_folder(cfg.outdir)
     path = save_picker(out, picker.detector.cpu(), picker.diameter, stored, meta)
     write_config(cfg.outdir, cfg)
-    return {"chosen": chosen, "stored": stored, "validation": summary, "path": str(path)}
+    return {"chosen": chosen, "stored": stored, "validation": summary, "path": str(path),
+            "previous": float(info["threshold"])}  # fmt: skip

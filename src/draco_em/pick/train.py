@@ -19,7 +19,8 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -318,6 +319,51 @@ NO_HOLDOUT_WARNING = (
 )
 
 
+#: Said on Ctrl-C: nothing of the run is kept but its run.log, and a run cannot be resumed.
+INTERRUPTED_NOTE = (
+    "interrupted: no picker was written (pick train keeps no checkpoint and cannot resume); "
+    "run the same command again to train from the start"
+)
+
+
+@contextmanager
+def interrupted_note() -> Iterator[None]:
+    """On Ctrl-C, :data:`INTERRUPTED_NOTE` in run.log (inside :func:`run_log`) and on stderr."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        log.warning(INTERRUPTED_NOTE)
+        tqdm.write(INTERRUPTED_NOTE, file=sys.stderr)
+        raise
+
+
+def validation_line(val: list[Example], on_train: bool, given: bool, shown: int = 5) -> str:
+    """Which micrographs choose the stored threshold (and give each epoch's ``val best F1``):
+    the held-out ones by name (the first ``shown``; all are in the picker's metadata)."""
+    if on_train:
+        return "validation: the training micrographs (none could be held out)"
+    names = [e.name for e in val]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    how = "--val-micrographs" if given else "held out at random (--seed)"
+    return f"validation ({how}): {', '.join(names[:shown])}{more}"
+
+
+def no_label_found_warning(threshold: float, result: dict) -> str | None:
+    """A line when the trained picker finds none of the validation labels at its stored
+    threshold: it has not learnt the particles (e.g. 5 picks on one EMPIAR-10017 micrograph
+    without ``--expected-particles``: recall 0 on its own training micrograph, 0 picks on
+    another), and its picks would be empty or chance."""
+    n_true = int(result.get("n_true") or 0)
+    if not n_true or (result.get("at_threshold") or {}).get("n_tp", 0):
+        return None
+    return (
+        f"the trained picker finds none of the {n_true} labelled particles of its validation "
+        f"micrograph(s) at its stored threshold {threshold:.3f} (best F1 "
+        f"{result.get('best_f1') or 0.0:.3f}): it has not learnt them; check --diameter, label "
+        "more (about 200 picks on 3 micrographs) or give --expected-particles N"
+    )
+
+
 def split(examples: list[Example], fraction: float, seed: int):
     """(train, validation) by micrograph; validation is the training set if too few images."""
     n_val = round(len(examples) * fraction)
@@ -575,7 +621,7 @@ def train_picker(
     device = resolve_device(cfg.device)
     make_output_folder(cfg.outdir)
     refuse_trained_folder(cfg.outdir, RUN_FILE, "picker")
-    with run_log(cfg.outdir, log):
+    with run_log(cfg.outdir, log), interrupted_note():
         t0 = time.time()
         detector, whole = build_detector(cfg.weights, detector_config)
         given, choice = cfg.diameter, None
@@ -587,9 +633,12 @@ def train_picker(
                      cfg.diameter)  # fmt: skip
         examples = load_examples(cfg, detector.config, diameters)
         if cfg.val_micrographs:  # a validation set of its own (never trained on)
-            val = load_labelled(cfg.val_micrographs, cfg.coords, detector.config, cfg.diameter,
-                                diameters, cfg.pixel_size, invert_y=cfg.invert_y,
-                                report=False)  # fmt: skip
+            try:
+                val = load_labelled(cfg.val_micrographs, cfg.coords, detector.config,
+                                    cfg.diameter, diameters, cfg.pixel_size,
+                                    invert_y=cfg.invert_y, report=False)  # fmt: skip
+            except DracoInputError as exc:  # say which option's micrographs have no picks
+                raise DracoInputError(f"--val-micrographs: {exc}") from None
             names = {e.name for e in val}
             train = [e for e in examples if e.name not in names]
             if not train:
@@ -604,6 +653,10 @@ def train_picker(
         prior = class_prior(max(expected, 1.0), sum(e.image.size for e in train))
         log.info("%d train / %d val micrographs, %d labelled particles, prior %.4g",
                  len(train), len(val), n_labelled, prior)  # fmt: skip
+        said = validation_line(val, val is train, bool(cfg.val_micrographs))
+        log.info(said)
+        if progress:
+            tqdm.write(said)
         picker = Picker(detector, cfg.diameter, device=device)
 
         def validate() -> float:
@@ -623,8 +676,10 @@ def train_picker(
             tqdm.write(threshold_line(threshold, val_result))
         if val is train:  # fewer than 3 labelled micrographs and no --val-micrographs
             say_warning(NO_HOLDOUT_WARNING)
+        if missed := no_label_found_warning(threshold, val_result):
+            say_warning(missed)
         meta = {"train_seconds": round(time.time() - t0, 1), "n_labelled": n_labelled,
-                "n_negatives": len(negatives),
+                "n_negatives": len(negatives), "validation_micrographs": [e.name for e in val],
                 "losses": losses, "validation": val_result, "weights": cfg.weights}  # fmt: skip
         held_out = val is not train and not cfg.val_micrographs
         if cfg.refit != "none" and not held_out:
