@@ -50,3 +50,15 @@ def test_help_ends_with_an_example_the_parser_accepts(path: tuple[str, ...]) -> 
 def test_float16_help_warns_about_relion_31(command: str) -> None:
     option = next(p for p in LEAVES[(command,)].params if p.name == "float16")
     assert "RELION 3.1 refuses" in (option.help or "")
+
+
+def test_piped_help_shows_every_option_name_whole(monkeypatch) -> None:
+    """Help read through a pipe or in a log (no terminal) was cut at 80 columns, and long
+    option names with it: `--expected-particl…`, `--exclude-by-curat…` (README walkthrough,
+    session 23)."""
+    from tests.conftest import run_draco
+
+    monkeypatch.setenv("COLUMNS", "80")  # as a CI job or pytest exports it
+    result = run_draco("pick", "predict", "--help")
+    assert result.returncode == 0 and "--expected-particles" in result.stdout
+    assert "…" not in result.stdout

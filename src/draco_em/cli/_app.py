@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -143,11 +144,20 @@ def _root(
     """DRACO for cryo-EM."""
 
 
+#: Width of --help where stdout is no terminal (a pager, a log): every option name fits.
+HELP_COLUMNS = 120
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors (and a full disk) become one line on stderr and exit
     code 2."""
     tune_allocator()  # before any array is allocated; inherited by worker processes
     args, notes = normalise_argv(list(sys.argv[1:] if argv is None else argv))
+    if not sys.stdout.isatty() and {"--help", "-h"} & set(args):
+        # help piped or logged: rich would cut option names at 80 columns (--expected-partic…);
+        # only for help, as COLUMNS also sets the width of the progress bars on stderr
+        width = os.environ.get("COLUMNS", "")
+        os.environ["COLUMNS"] = str(max(int(width) if width.isdigit() else 0, HELP_COLUMNS))
     for note in notes:
         print(note, file=sys.stderr)
     try:
