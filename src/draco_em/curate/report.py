@@ -167,10 +167,9 @@ def qc_preview(path: Path, image: np.ndarray, pixel_size: float | None, row: dic
     lo, hi = np.percentile(power, [1, 99.5])
     half = tile / 2
     right.imshow(power, cmap="gray", vmin=lo, vmax=hi, extent=(-half, half, half, -half))
-    for res in SPECTRUM_RINGS_A:
-        if not pixel_size:
-            break
-        radius = tile * pixel_size / res  # frequency 1/res in cycles per tile
+    px = pixel_size or 0.0  # unknown: no rings
+    for res in SPECTRUM_RINGS_A if px else ():
+        radius = tile * px / res  # frequency 1/res in cycles per tile
         if radius < half:
             right.add_patch(plt.Circle((0, 0), radius, fill=False, color="C1", lw=0.8, ls="--"))
             right.text(radius * 0.71, -radius * 0.71, f"{res:g} Å", color="C1", fontsize=8)

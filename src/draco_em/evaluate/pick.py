@@ -113,8 +113,7 @@ def evaluate_pick(cfg: EvaluatePickConfig) -> dict:
     """Score the picks in ``cfg.pred`` against ``cfg.truth`` (see module docstring)."""
     pred, truth = read_coord_folder(cfg.pred), read_coord_folder(cfg.truth)
     # picks exported from cryoSPARC name its copies of the micrographs (uid_name_patch_aligned)
-    renamed = {k: v for k, v in match_plain_names(pred, truth).items() if v not in pred}
-    pred = {renamed.get(k, k): v for k, v in pred.items()}
+    pred, _ = match_plain_names(pred, truth)
     radius = match_radius(cfg, [*pred.values(), *truth.values()])
     common = sorted(set(truth) & set(pred)) + sorted(set(truth) - set(pred))
     if not set(truth) & set(pred):

@@ -365,12 +365,11 @@ def _denoise_one(
         out, out_px = denoiser.denoise_image(data, pixel_size, cfg.keep_binned)
     else:  # tilt series / stack: image by image (the paper's cryo-ET use, App. B)
         # Filled in place: a list of sections then np.stack held two copies of the output.
-        first, out_px = denoiser.denoise_image(data[0], pixel_size, cfg.keep_binned)
-        out = np.empty((len(data), *first.shape), dtype=np.float32)
-        out[0] = first
-        for k in range(len(data)):
-            if k:
-                out[k] = denoiser.denoise_image(data[k], pixel_size, cfg.keep_binned)[0]
+        for k, section in enumerate(data):
+            denoised, out_px = denoiser.denoise_image(section, pixel_size, cfg.keep_binned)
+            if k == 0:
+                out = np.empty((len(data), *denoised.shape), dtype=np.float32)
+            out[k] = denoised
             if sections is not None:
                 sections(k + 1, len(data))
     if cfg.float16:  # before anything is written: a refused input leaves no output behind

@@ -24,6 +24,7 @@ import io
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -63,6 +64,8 @@ def micrograph_stem(name: str | Path) -> str:
     return base[: -len(Path(base).suffix)] if base.lower().endswith(IMAGE_SUFFIXES) else base
 
 
+T = TypeVar("T")
+
 #: cryoSPARC writes the micrographs it makes as ``<uid>_<name><suffix>``: its 21-digit uid
 #: before the original name and, from Patch Motion Correction, ``_patch_aligned`` (and
 #: ``_doseweighted``) after it. Picks exported from it name those; the user's micrographs,
@@ -76,19 +79,23 @@ def plain_micrograph_name(stem: str) -> str:
     return match["name"] if match else stem
 
 
-def match_plain_names(names: Iterable[str], targets: Iterable[str]) -> dict[str, str]:
-    """Each of ``names`` that is not a target but is one once both lose cryoSPARC's naming
-    (:func:`plain_micrograph_name`), mapped to it; ambiguous plain names are left out."""
+def match_plain_names(
+    frames: Mapping[str, T], targets: Iterable[str]
+) -> tuple[dict[str, T], dict[str, str]]:
+    """``frames`` (picks by micrograph name) with each name that is not a target, but is one
+    once both lose cryoSPARC's naming (:func:`plain_micrograph_name`), renamed to it; and the
+    renames made. Ambiguous plain names, and targets ``frames`` holds already, are left alone.
+    """
     targets = set(targets)
     by_plain: dict[str, list[str]] = {}
     for target in targets:
         by_plain.setdefault(plain_micrograph_name(target), []).append(target)
-    out = {}
-    for name in set(names) - targets:
+    renamed = {}
+    for name in set(frames) - targets:
         found = by_plain.get(plain_micrograph_name(name), [])
-        if len(found) == 1:
-            out[name] = found[0]
-    return out
+        if len(found) == 1 and found[0] not in frames:
+            renamed[name] = found[0]
+    return {renamed.get(k, k): v for k, v in frames.items()}, renamed
 
 
 def make_coords(

@@ -8,7 +8,7 @@ Output folder layout::
     OUTDIR/picks_topaz.txt                    Topaz text, all mics (--format topaz)
     OUTDIR/picks.cs                           cryoSPARC particles  (--format cs)
     OUTDIR/previews/<stem>.png                overlays; OUTDIR/score_histogram.png
-    OUTDIR/scores/<stem>.npy                  candidate scores (histogram, resumed cut-offs)
+    OUTDIR/scores/<stem>.npy                  candidates (histogram, resumed cut-offs, --recut)
     OUTDIR/auto_scale.json                    --diameter-scales auto: the multiple chosen, and why
     OUTDIR/failures.txt                       micrographs that failed, with the reason
     OUTDIR/excluded_picks.txt                 picks dropped on excluded regions, per micrograph

@@ -163,8 +163,7 @@ def load_labelled(
     items = inputs.items  # each file once (expand_inputs): never in training and validation
     stems = {item.path.stem for item in items}
     # cryoSPARC's exported picks name its own copies of the micrographs (uid_name_patch_aligned)
-    renamed = {k: v for k, v in match_plain_names(picks, stems).items() if v not in picks}
-    picks = {renamed.get(k, k): v for k, v in picks.items()}
+    picks, renamed = match_plain_names(picks, stems)
     if not stems & set(picks):
         raise DracoInputError(
             f"no micrograph has picks: the labels name e.g. {sorted(picks)[0]!r}, the "
