@@ -92,7 +92,8 @@ def main() -> None:
         crops.setdefault(0, tiles[0][:96, :96])
         rows.append(row)
         print(json.dumps(row), flush=True)
-    summary = {k: round(float(np.mean([r[k] for r in rows])), 3) for k in rows[0] if k != "micrograph"}
+    keys = [k for k in rows[0] if k != "micrograph"]
+    summary = {k: round(float(np.mean([r[k] for r in rows])), 3) for k in keys}
     print(json.dumps({"mean": summary}))
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "mean": summary}, indent=1))
