@@ -12,8 +12,9 @@ import pytest
 from draco_em.curate.config import CuratePredictConfig
 from draco_em.curate.predict import predict_curation
 from draco_em.errors import DracoInputError
-from draco_em.io.star import read_micrographs_star
-from tests.curate.conftest import train_toy_curator
+from draco_em.io.mrc import write_mrc
+from draco_em.io.star import read_micrographs_star, read_star
+from tests.curate.conftest import toy_micrograph, train_toy_curator
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +31,10 @@ def test_star_input_sorted_with_columns_and_optics(
         model=str(run_dir),
         progress=False,
         device="cpu",
+        voltage=200,  # for plain files: the STAR's optics block is kept as it is
     )
     res = predict_curation(cfg)
+    assert any(w.startswith("--voltage ignored") for w in res.warnings)
     table = pd.read_csv(tmp_path / "curation.csv")
     assert list(table.columns[:5]) == ["micrograph", "p_accept", "decision", "reason", "pixel_size"]
     np.testing.assert_allclose(table[["p_good", "p_contamination"]].sum(axis=1), 1.0, atol=1e-5)
@@ -44,8 +47,10 @@ def test_star_input_sorted_with_columns_and_optics(
     acc = read_micrographs_star(tmp_path / "micrographs_accepted.star")
     rej = read_micrographs_star(tmp_path / "micrographs_rejected.star")
     assert len(acc.micrographs) == 8 and len(rej.micrographs) == 8
+    optics = read_star(toy_set / "micrographs.star")["optics"]
     for t in (acc, rej):
-        assert t.optics is not None and float(t.optics["rlnMicrographPixelSize"][0]) == 2.0
+        assert t.optics is not None
+        pd.testing.assert_frame_equal(t.optics, optics)  # no Cs added, 300 kV kept
         assert {"rlnCtfMaxResolution", "dracoReason", "dracoCurateScore"} <= set(t.micrographs)
     assert set(rej.micrographs["dracoReason"]) == {"contamination"}
     assert res.outputs["histogram"].stat().st_size > 1000
@@ -107,3 +112,39 @@ def test_previews_show_each_micrograph_beside_its_spectrum(
         width, height = Image.open(out / name).size
         assert width > 1.5 * height  # the micrograph and its spectrum side by side
     assert "preview" in pd.read_csv(out / "curation.csv").columns
+
+
+def test_plain_files_get_an_optics_block_and_text_lists(
+    toy_set: Path, run_dir: Path, tmp_path: Path
+) -> None:
+    """RELION 4/5 reads a micrograph's pixel size, kV, Cs and amplitude contrast from its
+    optics group: a list of plain files had none. One group per pixel size; the names also go
+    to plain text lists, as curation.csv gives them."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in (0, 1, 2, 3):
+        shutil.copy(toy_set / "mics" / f"toy_{i:02d}.mrc", inputs)
+    write_mrc(inputs / "coarse.mrc", toy_micrograph(np.random.default_rng(5), True), 2.5)
+    out = tmp_path / "out"
+    cfg = CuratePredictConfig(inputs=[str(inputs)], out_dir=out, model=str(run_dir),
+                              progress=False, device="cpu", voltage=200)  # fmt: skip
+    res = predict_curation(cfg)
+    assert not any("optics" in w or "ignored" in w for w in res.warnings)
+    table = pd.read_csv(out / "curation.csv")
+    px_of = dict(zip(table["micrograph"], table["pixel_size"], strict=True))
+    lists = [read_micrographs_star(out / f"micrographs_{d}ed.star") for d in ("accept", "reject")]
+    assert sum(len(t.micrographs) for t in lists) == 5
+    for t in lists:
+        assert t.optics is not None
+        assert list(t.optics["rlnOpticsGroupName"]) == ["opticsGroup1", "opticsGroup2"]
+        assert list(t.optics["rlnMicrographPixelSize"]) == [2.0, 2.5]
+        assert list(t.optics["rlnVoltage"]) == [200.0, 200.0]  # --voltage
+        assert list(t.optics["rlnSphericalAberration"]) == [2.7, 2.7]  # RELION's defaults
+        assert list(t.optics["rlnAmplitudeContrast"]) == [0.1, 0.1]
+        for i, name in enumerate(t.micrographs["rlnMicrographName"]):
+            assert t.pixel_size(i) == px_of[name]  # through the micrograph's group
+    for decision in ("accept", "reject"):
+        listed = (out / f"{decision}ed.txt").read_text().splitlines()
+        assert listed == list(table.loc[table["decision"] == decision, "micrograph"])
+    for reason, rows in table[table["decision"] == "reject"].groupby("reason"):
+        assert (out / f"rejected_{reason}.txt").read_text().splitlines() == list(rows["micrograph"])

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from draco_em.curate.report import _thumbnail, contact_sheet, score_histogram
+from draco_em.curate.report import _thumbnail, contact_sheet, score_histogram, sheet_panels
 
 
 def test_contact_sheet_draws_picture_files(tmp_path: Path) -> None:
@@ -42,3 +42,24 @@ def test_histogram_sets_star_signal_rejections_apart(tmp_path: Path) -> None:
     assert _has_colour(score_histogram(tmp_path / "signals.png", table, 0.5), orange)
     image_only = table.assign(decided_by="image", decision=["reject", "accept", "accept"])
     assert not _has_colour(score_histogram(tmp_path / "image.png", image_only, 0.5), orange)
+
+
+def test_contact_sheet_shows_star_signal_rejections(tmp_path: Path) -> None:
+    """A micrograph the CTF fit rejected keeps the image head's P(accept) = 0.9: ranked by it
+    with ten image rejections at 0.1 it never reached the sheet's 8 rejected panels."""
+    n = 10
+    table = pd.DataFrame(
+        {"p_accept": [0.1] * n + [0.9, 0.95, 0.8],
+         "decision": ["reject"] * n + ["reject", "reject", "accept"],
+         "reason": ["drift"] * n + ["ctf_fit", "ctf_fit", "good"],
+         "decided_by": ["image"] * n + ["ctf_resolution", "ctf_resolution", "image"]}
+    )  # fmt: skip
+    rejected, accepted = sheet_panels(table, per_row=8)
+    assert list(rejected.index) == [0, 10, 1, 11, 2, 3, 4, 5]  # taking turns while both last
+    assert list(accepted.index) == [12]
+    assert list(sheet_panels(table.iloc[n:], 8)[0].index) == [10, 11]  # signals alone
+    assert list(sheet_panels(table.drop(columns="decided_by"), 3)[0].index) == [0, 1, 2]
+    table["path"] = table["micrograph"] = [f"mic_{i}.mrc" for i in range(len(table))]
+    orange = (0xE6, 0x7E, 0x22)  # the STAR-signal colour, as in the histogram
+    sheet = contact_sheet(tmp_path / "sheet.png", table, per_row=4)
+    assert sheet is not None and _has_colour(sheet, orange)  # their titles

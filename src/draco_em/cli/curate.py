@@ -205,9 +205,20 @@ def curate_predict(
         bool,
         typer.Option(help="Write previews/<stem>.png: each micrograph beside its power spectrum."),
     ] = False,
+    voltage: Annotated[
+        float | None,
+        typer.Option(help="kV in the STAR lists' optics block, for plain-file inputs (300)."),
+    ] = None,
+    cs: Annotated[
+        float | None,
+        typer.Option(help="Spherical aberration in mm, for plain-file inputs (2.7)."),
+    ] = None,
+    amplitude_contrast: Annotated[
+        float | None, typer.Option(help="Amplitude contrast, for plain-file inputs (0.1).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Score micrographs; write accepted/rejected STARs, curation.csv and the PNGs.
+    """Score micrographs; write accepted/rejected STARs and text lists, curation.csv, PNGs.
 
     With a STAR input its motion (rlnAccumMotionTotal, draco prepare's motion), CTF fit
     resolution, defocus and ice columns are checked against the thresholds too (docs/curation.md).
@@ -224,6 +235,9 @@ def curate_predict(
         device=device,
         progress=not quiet,
         previews=previews,
+        voltage=voltage,
+        spherical_aberration=cs,
+        amplitude_contrast=amplitude_contrast,
         signals=SignalRules(
             enabled=signals,
             max_motion=max_motion or None,

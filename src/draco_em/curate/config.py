@@ -205,6 +205,15 @@ class CuratePredictConfig(BaseModel):
     pixel_size: float | None = Field(
         None, gt=0, description="Pixel size in Å of every input (overrides STAR/header)."
     )
+    voltage: float | None = Field(
+        None, gt=0, description="kV in the lists' optics block, plain-file inputs (None: 300)."
+    )
+    spherical_aberration: float | None = Field(
+        None, ge=0, description="Cs in mm in the lists' optics block, plain files (None: 2.7)."
+    )
+    amplitude_contrast: float | None = Field(
+        None, ge=0, lt=1, description="Amplitude contrast, plain-file inputs (None: 0.1)."
+    )
     contact_sheet: int = Field(8, ge=0, description="Micrographs per row of the contact sheet.")
     previews: bool = Field(
         False,

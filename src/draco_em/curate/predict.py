@@ -14,8 +14,9 @@ Outputs in ``OUTDIR``:
   ``astigmatism_um``; empty when the STAR lacks them) and ``p_<class>`` for every class;
 * ``micrographs_accepted.star`` / ``micrographs_rejected.star``: the input STAR's rows (every
   column and the optics block kept) plus ``dracoCurateScore``, ``dracoCurateClass`` and
-  ``dracoCurateDecidedBy``; for
-  plain files a single-block list of ``rlnMicrographName``;
+  ``dracoCurateDecidedBy``; for plain files ``rlnMicrographName`` and ``rlnOpticsGroup`` with
+  an optics block of their own (:mod:`draco_em.curate.lists`);
+* ``accepted.txt``, ``rejected.txt`` and ``rejected_<reason>.txt``: the names, one per line;
 * ``score_histogram.png`` and ``contact_sheet.png`` (see :mod:`draco_em.curate.report`);
 * ``failures.txt`` for unreadable inputs (the batch goes on); ``features/`` caches encoder
   outputs, so an interrupted run resumes without recomputing them.
@@ -41,6 +42,13 @@ from draco_em.curate.features import (
     micrograph_vector,
 )
 from draco_em.curate.head import Curator, is_bundled_curator, load_curator
+from draco_em.curate.lists import (
+    known_pixel_sizes,
+    optics_warning,
+    plain_optics,
+    with_optics,
+    write_name_lists,
+)
 from draco_em.curate.particles import EvidenceFn, require_evidence
 from draco_em.curate.report import contact_sheet, qc_preview, score_histogram
 from draco_em.curate.signals import (
@@ -252,8 +260,9 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
         first = f" (the first: {first})" if first else ""
         raise DracoInputError(f"no micrograph could be scored{first}; see {failures.path}")
     result = pd.DataFrame(records)
-    outputs = write_outputs(cfg, table, kept, result)
+    outputs = write_outputs(cfg, table, kept, result, plain=inputs.table is None)
     warnings = [
+        optics_warning(cfg, inputs.table is not None, result),
         denoised_warning(list(result["nyquist_ratio"]), bundled=is_bundled_curator(cfg.model)),
         placeholder_pixel_size_warning(inputs, cfg.pixel_size, "curate"),
         unused_thresholds(cfg.signals, seen),
@@ -268,9 +277,17 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
 
 
 def write_outputs(
-    cfg: CuratePredictConfig, table: MicrographTable, rows: list[int], result: pd.DataFrame
+    cfg: CuratePredictConfig,
+    table: MicrographTable,
+    rows: list[int],
+    result: pd.DataFrame,
+    plain: bool = False,
 ) -> dict[str, Path]:
-    """Write the CSV, the two STAR lists and the two PNGs; returns their paths by name."""
+    """Write the CSV, the STAR and text lists and the two PNGs; returns their paths by name.
+
+    ``plain``: the inputs were files, not a STAR: the STAR lists get an optics block of their
+    own where every pixel size is known (:func:`~draco_em.curate.lists.with_optics`).
+    """
     out = cfg.out_dir
     paths = {
         "csv": out / "curation.csv",
@@ -289,9 +306,12 @@ def write_outputs(
     scored.micrographs["dracoCurateScore"] = result["p_accept"].to_numpy()[res_idx]
     scored.micrographs["dracoCurateClass"] = result["reason"].to_numpy()[res_idx]
     scored.micrographs["dracoCurateDecidedBy"] = result["decided_by"].to_numpy()[res_idx]
+    if plain and (px := known_pixel_sizes(result)) is not None:
+        scored = with_optics(scored, px[res_idx], plain_optics(cfg))
     accepted = (result["decision"] == "accept").to_numpy()[res_idx]
     write_micrographs_star(paths["accepted"], scored.filtered(accepted))
     write_micrographs_star(paths["rejected"], scored.filtered(~accepted))
+    paths.update(write_name_lists(out, result))
     score_histogram(paths["histogram"], result, cfg.threshold)
     contact_sheet(paths["sheet"], result, per_row=cfg.contact_sheet)
     return paths

@@ -24,6 +24,15 @@ def _pyplot():
     return plt
 
 
+#: Colours of the sheet's and the histogram's groups.
+REJECTED, BY_SIGNAL, ACCEPTED = "#c0392b", "#e67e22", "#27ae60"
+
+
+def _by_signal(result: pd.DataFrame) -> pd.Series:
+    """Rows a STAR signal rejected (``decided_by`` other than ``image``; none without it)."""
+    return result.get("decided_by", pd.Series("image", index=result.index)) != "image"
+
+
 def score_histogram(path: Path, result: pd.DataFrame, threshold: float) -> Path:
     """Histogram of ``p_accept`` with the threshold drawn, accepted and rejected stacked.
 
@@ -40,15 +49,15 @@ def score_histogram(path: Path, result: pd.DataFrame, threshold: float) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     bins = np.linspace(0, 1, 41)
-    by_signal = result.get("decided_by", pd.Series("image", index=result.index)) != "image"
+    by_signal = _by_signal(result)
     rejected = result["decision"] == "reject"
     groups = [
-        (rejected & ~by_signal, "#c0392b", "rejected by the image head"),
-        (rejected & by_signal, "#e67e22", "rejected by STAR signals"),
-        (result["decision"] == "accept", "#27ae60", "accepted"),
+        (rejected & ~by_signal, REJECTED, "rejected by the image head"),
+        (rejected & by_signal, BY_SIGNAL, "rejected by STAR signals"),
+        (result["decision"] == "accept", ACCEPTED, "accepted"),
     ]
     if not by_signal.any():  # no STAR signal decided: the two-group plot, as before
-        groups = [(rejected, "#c0392b", "rejected"), groups[2]]
+        groups = [(rejected, REJECTED, "rejected"), groups[2]]
     ax.hist(
         [result.loc[mask, "p_accept"] for mask, _, _ in groups],
         bins=bins,
@@ -82,15 +91,33 @@ def _short(name: str, width: int = 26) -> str:
     return name if len(name) <= width else f"{name[: width // 2 - 1]}…{name[-(width // 2) :]}"
 
 
-def contact_sheet(path: Path, result: pd.DataFrame, per_row: int = 8) -> Path | None:
-    """The ``per_row`` most confidently rejected (top row) and accepted (bottom row) micrographs.
+def sheet_panels(result: pd.DataFrame, per_row: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of the contact sheet: (rejected, accepted), at most ``per_row`` each.
 
-    Each panel is titled with the micrograph's stem, its reason and ``P(accept)``.
+    Accepted: highest ``p_accept`` first. Rejected: lowest ``p_accept`` first, the image head's
+    rejections and the STAR signals' taking turns while both last. A signal's rejection keeps
+    the image head's ``p_accept``, often high: ranked by it with the others, a batch with a
+    few image rejections would show none of the micrographs the CTF or motion rejected.
+    """
+    rejected = result[result["decision"] == "reject"].sort_values("p_accept", kind="stable")
+    by_signal = _by_signal(rejected)
+    groups = [rejected[~by_signal], rejected[by_signal]]
+    turns = [g.index[i] for i in range(per_row) for g in groups if i < len(g)][:per_row]
+    accepted = result[result["decision"] == "accept"].nlargest(per_row, "p_accept")
+    return result.loc[turns], accepted
+
+
+def contact_sheet(path: Path, result: pd.DataFrame, per_row: int = 8) -> Path | None:
+    """The ``per_row`` most confidently rejected (top row) and accepted (bottom row) micrographs
+    (:func:`sheet_panels`).
+
+    Each panel is titled with the micrograph's stem, its reason and ``P(accept)``; a STAR
+    signal's rejection is orange, its reason marked ``(STAR)``.
 
     Args:
         path: destination PNG.
         result: the curation table (``path``, ``micrograph``, ``p_accept``, ``decision``,
-            ``reason``).
+            ``reason``, optionally ``decided_by``).
         per_row: panels per row (0: no sheet).
 
     Returns:
@@ -99,8 +126,8 @@ def contact_sheet(path: Path, result: pd.DataFrame, per_row: int = 8) -> Path | 
     if per_row <= 0:
         return None
     plt = _pyplot()
-    rejected = result[result["decision"] == "reject"].nsmallest(per_row, "p_accept")
-    accepted = result[result["decision"] == "accept"].nlargest(per_row, "p_accept")
+    rejected, accepted = sheet_panels(result, per_row)
+    signal = _by_signal(rejected)
     per_row = max(1, min(per_row, max(len(rejected), len(accepted))))
     fig, axes = plt.subplots(2, per_row, figsize=(1.9 * per_row, 4.6), dpi=110, squeeze=False)
     for r, (label, rows) in enumerate((("rejected", rejected), ("accepted", accepted))):
@@ -114,10 +141,11 @@ def contact_sheet(path: Path, result: pd.DataFrame, per_row: int = 8) -> Path | 
             thumb = _thumbnail(row["path"], float(px) if pd.notna(px) else None)
             if thumb is not None:
                 ax.imshow(thumb, cmap="gray", vmin=0, vmax=255)
-            colour = "#c0392b" if label == "rejected" else "#27ae60"
+            star = label == "rejected" and bool(signal.iloc[c])
+            colour = BY_SIGNAL if star else REJECTED if label == "rejected" else ACCEPTED
             ax.set_title(
-                f"{_short(Path(str(row['micrograph'])).stem)}\n{row['reason']} "
-                f"p={row['p_accept']:.2f}",
+                f"{_short(Path(str(row['micrograph'])).stem)}\n{row['reason']}"
+                f"{' (STAR)' if star else ''} p={row['p_accept']:.2f}",
                 fontsize=7,
                 color=colour,
             )
@@ -176,7 +204,7 @@ def qc_preview(path: Path, image: np.ndarray, pixel_size: float | None, row: dic
     edge = f", {2 * pixel_size:.2f} Å" if pixel_size else ""
     right.set_title(f"power spectrum (edge: Nyquist{edge})", fontsize=9)
     right.set_axis_off()
-    colour = "#27ae60" if row["decision"] == "accept" else "#c0392b"
+    colour = ACCEPTED if row["decision"] == "accept" else REJECTED
     values = [f"{k} {row[k]:g}" for k in ("motion_A", "ctf_resolution_A", "defocus_um")
               if isinstance(row.get(k), float) and np.isfinite(row[k])]  # fmt: skip
     fig.suptitle(

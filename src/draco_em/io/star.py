@@ -97,6 +97,10 @@ def resolve_star_path(star: str | Path, value: str) -> Path:
     return beside
 
 
+#: The optics a list of plain files is written with where nothing gives them (kV, mm, fraction):
+#: the defaults of RELION's Import job, which CtfFind and Extract then read from the optics block.
+OPTICS_DEFAULTS = {"rlnVoltage": 300.0, "rlnSphericalAberration": 2.7, "rlnAmplitudeContrast": 0.1}
+
 # RELION writes this line before the first block; RELION 3.1+ uses it to expect optics blocks.
 STAR_HEADER = "\n# version 30001\n"
 
