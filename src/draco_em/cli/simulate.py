@@ -15,7 +15,15 @@ import typer
 from draco_em.cli._app import app, example, exit_batch
 from draco_em.errors import DracoInputError
 from draco_em.simulate.config import BAD_REASONS, SimulateConfig
-from draco_em.simulate.presets import PRESETS, preset_config
+from draco_em.simulate.presets import PRESETS, RealismConfig, preset_config
+
+# The defaults the help names, from the configs themselves (one place for each number).
+_CLASSIC = SimulateConfig.model_fields
+_REALISTIC = RealismConfig()
+
+
+def _span(pair: tuple[float, float]) -> str:
+    return f"{pair[0]:g}–{pair[1]:g}"
 
 
 @app.command(epilog=example("draco simulate -o sim/ --n-micrographs 20 --bad-fraction 0.2 -j 2"))
@@ -72,6 +80,37 @@ def simulate(
         float | None,
         typer.Option(help="Total exposure in e⁻/Å² (classic: 40; realistic: drawn 10–80)."),
     ] = None,
+    defocus_range: Annotated[
+        tuple[float, float] | None,
+        typer.Option(
+            metavar="MIN MAX",
+            help="Defocus in µm (underfocus positive), drawn uniformly per micrograph; "
+            f"replaces the preset's range (realistic: {_span(_REALISTIC.defocus_range)}; "
+            f"classic: {_span(_CLASSIC['defocus_range'].default)}).",
+        ),
+    ] = None,
+    ice_thickness_range: Annotated[
+        tuple[float, float] | None,
+        typer.Option(
+            metavar="MIN MAX",
+            help="Mean vitreous ice thickness of good micrographs in Å; replaces the preset's "
+            f"range (realistic: {_span(_REALISTIC.ice_thickness_range)}, log-uniform, each "
+            f"image within ±10 %; classic: {_span(_CLASSIC['ice_thickness_range'].default)}, "
+            "uniform). Bad thick_ice micrographs keep their 1000–3000 Å.",
+        ),
+    ] = None,
+    voltage: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Acceleration voltage in kV (both presets: {_CLASSIC['voltage'].default:g})."
+        ),
+    ] = None,
+    cs: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Spherical aberration in mm (both presets: {_CLASSIC['cs'].default:g})."
+        ),
+    ] = None,
     particles_per_micrograph: Annotated[
         int | None, typer.Option(help="Particles per micrograph (default: 25 % coverage).")
     ] = None,
@@ -106,7 +145,10 @@ def simulate(
     outdir = _one_outdir(out, outdir_arg)
     if preset not in PRESETS:
         raise DracoInputError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-    realism = _realism(preset_config(preset), library, particle_size_range, dose)
+    given = {"defocus_range": defocus_range, "ice_thickness_range": ice_thickness_range}
+    ranges = {name: pair for name, pair in given.items() if pair is not None}
+    optics = {name: v for name, v in (("voltage", voltage), ("cs", cs)) if v is not None}
+    realism = _realism(preset_config(preset), library, particle_size_range, dose, ranges)
     cfg = SimulateConfig(
         outdir=outdir,
         preset=preset,
@@ -128,6 +170,10 @@ def simulate(
         region_masks=region_masks,
         cache_dir=cache_dir,
         jobs=jobs,
+        # The realistic preset draws these per micrograph from its own ranges (given, they
+        # replaced those above); classic uses them as they are.
+        **(ranges if realism is None else {}),
+        **optics,
     )
     summary = run_simulation(cfg, progress=not quiet)
     typer.echo(
@@ -163,8 +209,16 @@ def _one_outdir(out: Path | None, positional: Path | None) -> Path:
     return cast(Path, out or positional)
 
 
-def _realism(realism, library: bool, size_range: tuple[float, float] | None, dose: float | None):
-    """The preset's ranges with the options given (an explicit --dose fixes the dose)."""
+def _realism(
+    realism,
+    library: bool,
+    size_range: tuple[float, float] | None,
+    dose: float | None,
+    ranges: dict[str, tuple[float, float]],
+):
+    """The preset's ranges with the options given: an explicit --dose fixes the dose, and
+    ``ranges`` (--defocus-range, --ice-thickness-range) replace the preset's. Each is still one
+    draw per micrograph, so the other draws of a micrograph stay what they were."""
     if realism is None:
         if not library or size_range is not None:
             raise DracoInputError("--no-library and --particle-size-range need --preset realistic")
@@ -179,4 +233,5 @@ def _realism(realism, library: bool, size_range: tuple[float, float] | None, dos
         update["particle_size_range"] = size_range
     if dose is not None:
         update["dose_range"] = (dose, dose)
+    update |= ranges
     return type(realism).model_validate({**realism.model_dump(), **update})

@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from draco_em.simulate.presets import Preset, RealismConfig, preset_config
+from draco_em.simulate.presets import Preset, RealismConfig, ordered_range, preset_config
 
 #: ``_dracoReason`` of a simulated micrograph: ``none`` (good) or why it is bad.
 Reason = Literal[
@@ -155,14 +155,15 @@ class SimulateConfig(BaseModel):
     )
     name_prefix: str = Field("mic", pattern=r"^[A-Za-z0-9_.-]+$", description="Image name stem.")
 
+    # A field validator, not the model check below: the error then names the option
+    # (``invalid --defocus-range: ...``), as the realistic preset's ranges do.
+    @field_validator("defocus_range", "ice_thickness_range")
+    @classmethod
+    def _positive_range(cls, pair: tuple[float, float]) -> tuple[float, float]:
+        return ordered_range(pair, positive=True)
+
     @model_validator(mode="after")
     def _check(self) -> SimulateConfig:
-        lo, hi = self.defocus_range
-        if not 0 < lo <= hi:
-            raise ValueError(f"defocus range must satisfy 0 < min <= max µm, got {lo}, {hi}")
-        tlo, thi = self.ice_thickness_range
-        if not 0 < tlo <= thi:
-            raise ValueError(f"ice thickness range must satisfy 0 < min <= max Å, got {tlo}, {thi}")
         if self.bad_reasons is not None and (not self.bad_reasons or "none" in self.bad_reasons):
             raise ValueError(f"bad_reasons must name bad reasons ({', '.join(BAD_REASONS)})")
         if self.gain and not self.movies:

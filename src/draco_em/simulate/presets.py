@@ -28,9 +28,13 @@ Camera = Literal["k2", "k3", "falcon4"]
 Interpolation = Literal["fourier", "bilinear", "bicubic"]
 
 
-def _ordered(pair: tuple[float, float], low: float = 0.0) -> tuple[float, float]:
-    if not low <= pair[0] <= pair[1]:
-        raise ValueError(f"must satisfy {low} <= min <= max, got {pair}")
+def ordered_range(pair: tuple[float, float], positive: bool = False) -> tuple[float, float]:
+    """``pair`` checked as a finite (min, max) range from 0 (from above 0 where ``positive``):
+    the one check of every range option of ``draco simulate``."""
+    lo, hi = pair
+    low_ok = lo > 0 if positive else lo >= 0
+    if not (math.isfinite(lo) and math.isfinite(hi) and low_ok and lo <= hi):
+        raise ValueError(f"must satisfy {'0 <' if positive else '0.0 <='} min <= max, got {pair}")
     return pair
 
 
@@ -133,12 +137,12 @@ class RealismConfig(BaseModel):
     )
     @classmethod
     def _ordered_from_zero(cls, pair: tuple[float, float]) -> tuple[float, float]:
-        return _ordered(pair)
+        return ordered_range(pair)
 
     @field_validator("detector_pixel_range", "defocus_range", "ice_thickness_range")
     @classmethod
     def _ordered_positive(cls, pair: tuple[float, float]) -> tuple[float, float]:
-        return _ordered(pair, low=1e-6)
+        return ordered_range(pair, positive=True)
 
     @model_validator(mode="after")
     def _check(self) -> RealismConfig:

@@ -12,7 +12,9 @@ Layout of ``OUTDIR`` (fixed names, relied on by other commands and benchmarks)::
     simulate_config.json          the settings; failures.txt lists micrographs that failed
 
 Every output is written atomically; a re-run with the same settings skips finished
-micrographs and rebuilds ``micrographs.star``.
+micrographs and rebuilds ``micrographs.star`` (atomically too). A re-run with a larger
+``n_micrographs`` and otherwise the same settings adds the missing micrographs: micrograph *i*
+is the same whatever the count (:func:`_check_growth` says where that does not hold).
 """
 
 from __future__ import annotations
@@ -133,19 +135,52 @@ def structure_sources(cfg: SimulateConfig, progress: bool = False) -> list:
 
 
 def _check_resume(cfg: SimulateConfig) -> str:
-    """Refuse to mix two different simulations in one folder; the settings to record (JSON)."""
+    """Refuse to mix two different simulations in one folder; the settings to record (JSON).
+
+    A larger ``n_micrographs`` with every other setting the same grows the set (see
+    :func:`_check_growth`); a smaller one is refused.
+    """
     path = cfg.outdir / _CONFIG_FILE
     current = json.loads(cfg.model_dump_json())
-    diff = path.exists() and settings_changes(
-        path, current, _LEGACY, _NOT_PHYSICS, recorded_only=True
-    )
-    if diff:
+    if not path.exists():
+        return json.dumps(current, indent=2)
+    ignore = _NOT_PHYSICS | {"n_micrographs"}
+    if diff := settings_changes(path, current, _LEGACY, ignore, recorded_only=True):
         raise DracoInputError(
             f"holds a simulation with other settings ({diff}); "
             "use a new output folder or the same settings to resume",
             cfg.outdir,
         )
+    recorded = json.loads(path.read_text()).get("n_micrographs")  # readable: compared above
+    if isinstance(recorded, int) and recorded != cfg.n_micrographs:
+        _check_growth(cfg, recorded)
     return json.dumps(current, indent=2)
+
+
+def _check_growth(cfg: SimulateConfig, recorded: int) -> None:
+    """Allow ``recorded`` → ``cfg.n_micrographs`` micrographs only where the micrographs made
+    so far are those a run of the new count makes.
+
+    Micrograph *i* draws from ``default_rng([seed, i])`` whatever the count; only which ones are
+    bad (:func:`~draco_em.simulate.bad.bad_indices`, drawn for the whole set) depends on it. With
+    ``bad_fraction`` 0 nothing does; otherwise the first ``recorded`` would mostly change, and
+    the seeding stays as it is (changing it would change every data set made so far).
+    """
+    n = cfg.n_micrographs
+    if n < recorded:
+        raise DracoInputError(
+            f"holds a set of {recorded} micrographs; --n-micrographs {n} would drop "
+            f"{recorded - n} of them: give {recorded} or more, or a new output folder",
+            cfg.outdir,
+        )
+    before = bad.bad_indices(cfg.model_copy(update={"n_micrographs": recorded}))
+    if {i for i in bad.bad_indices(cfg) if i < recorded} != before:
+        raise DracoInputError(
+            f"cannot grow this set from {recorded} to {n} micrographs: with --bad-fraction "
+            f"{cfg.bad_fraction:g} which micrographs are bad is drawn for the whole set, so the "
+            f"first {recorded} would change; make the {n} in a new output folder",
+            cfg.outdir,
+        )
 
 
 def _relpaths(cfg: SimulateConfig, name: str) -> dict[str, str]:
