@@ -200,3 +200,22 @@ def test_a_crash_on_continue_is_a_failure_not_a_success(tmp_path: Path, monkeypa
     fake.write_text(f"#!/bin/sh\nprintf 'a.mrc\\tbad\\n' > {job}/failures.txt\nexit 1\n")
     code = run_external_job(["pick", "predict"], job, [(node, COORDINATES)], poll_s=0.1)
     assert code == 0 and (job / SUCCESS).is_file() and not (job / FAILURE).exists()
+
+
+def test_progress_goes_to_run_out_and_errors_to_run_err(tmp_path: Path, capfd, monkeypatch):
+    """RELION runs a job as ``COMMAND >> run.out 2>> run.err`` and shows run.err as the job's
+    errors; the progress bars went there (tqdm draws on stderr). They now go to stdout, as
+    RELION's own programs draw theirs, and a real error stays on stderr."""
+    monkeypatch.chdir(tmp_path)
+    job = Path("External/job021")
+    argv = ["simulate", "-o", str(job / "sim"), "--preset", "classic", "--n-micrographs", "1",
+            "--size", "128", "--pixel-size", "4", "--frames", "2", "--no-movies",
+            "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    capfd.readouterr()
+    assert run_external_job(argv, job, [], poll_s=0.1) == 0
+    out, err = capfd.readouterr()
+    assert "simulate: 100%" in out and "1 made" in out
+    assert "simulate:" not in err and "%|" not in err
+    assert run_external_job(["info", "missing.mrc"], job, [], poll_s=0.1) == 2
+    out, err = capfd.readouterr()
+    assert err.startswith("draco: error: ") and "missing.mrc" in err and "error" not in out

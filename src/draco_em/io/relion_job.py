@@ -20,6 +20,11 @@ in the job folder:
 The GUI's Abort button writes ``RELION_JOB_ABORT_NOW`` into the job folder; the program stops,
 removes that file and writes ``RELION_JOB_EXIT_ABORTED``.
 
+RELION runs the command line as ``COMMAND >> JOB/run.out 2>> JOB/run.err &`` (``RelionJob::
+prepareFinalCommand``) and its GUI shows ``run.err`` apart, in red, as the job's errors; its own
+programs draw their progress bars on stdout. So the command runs here with its progress bars on
+stdout (:func:`progress_to_stdout`), and errors and warnings stay on stderr.
+
 :func:`run_external_job` runs a draco command line as a child process under that protocol:
 the command itself writes its outputs (paths relative to the project folder, as RELION reads
 them: :func:`draco_em.io.star.project_path`) and resumes when RELION re-runs the job
@@ -35,8 +40,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import tqdm.std
 
 from draco_em.io.atomic import write_text_atomic
 from draco_em.io.batch import failures_recorded_since
@@ -122,6 +129,26 @@ def _clear(control: Path) -> None:
         (control / name).unlink(missing_ok=True)
 
 
+#: The command's process: ``python -m draco_em ARGV`` with :func:`progress_to_stdout` first.
+_COMMAND = (
+    "import runpy; from draco_em.io.relion_job import progress_to_stdout; progress_to_stdout(); "
+    "runpy.run_module('draco_em', run_name='__main__', alter_sys=True)"
+)
+
+
+def progress_to_stdout() -> None:
+    """From now on, progress bars (tqdm) are drawn on stdout unless told where (the ``file``
+    argument): RELION's run.out, not run.err (module docstring)."""
+    init = tqdm.std.tqdm.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if len(args) < 5 and kwargs.get("file") is None:  # file: the fifth parameter
+            kwargs["file"] = sys.stdout
+        init(self, *args, **kwargs)
+
+    tqdm.std.tqdm.__init__ = __init__
+
+
 def _sigint_default() -> None:
     """In the command's process, before it starts: SIGINT does its default again.
 
@@ -143,7 +170,8 @@ def run_external_job(
     """Run ``argv`` (a draco command line) as RELION's External job ``job_dir``.
 
     Args:
-        argv: the command, run from the current (project) folder with this Python.
+        argv: the command, run from the current (project) folder with this Python, its
+            progress bars on stdout (run.out) and its errors on stderr (run.err).
         job_dir: the job folder (``--o``); made if missing.
         nodes: the outputs (file, node type) written into ``RELION_OUTPUT_NODES.star`` when
             the command succeeds; those missing then are left out (none at all is a failure,
@@ -169,7 +197,7 @@ def run_external_job(
     aborted = False
     started = time.time()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "draco_em", *argv], env=env, preexec_fn=_sigint_default
+        [sys.executable, "-c", _COMMAND, *argv], env=env, preexec_fn=_sigint_default
     )
     try:
         while True:
