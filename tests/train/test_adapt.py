@@ -287,3 +287,27 @@ def test_ctrl_c_says_the_same_command_goes_on(tmp_path, capsys, monkeypatch):
     assert exc.value.code == 130
     assert "interrupted: run the same command again to go on" in err
     assert str(tmp_path / "out" / "adapt" / "run") in err
+
+
+def test_the_run_log_says_the_same_denoise_command_goes_on(tmp_path, blob_pair, monkeypatch):
+    """The adaptation's run.log ended a Ctrl-C with "continue with draco pretrain -o ...
+    --resume latest", which trains on but neither exports the weights nor denoises; it now
+    names the same draco denoise --adapt command, which does go on."""
+    _write_pair(tmp_path / "mics", blob_pair)
+    real = adapt_mod.run_pretrain
+
+    def stop(state, stats):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(adapt_mod, "run_pretrain", lambda cfg: real(cfg, on_step=stop))
+    cfg = DenoiseConfig(inputs=[str(tmp_path / "mics")], outdir=tmp_path / "out", device="cpu",
+                        workers=0, progress=False)  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        denoise_with_adaptation(cfg, TINY)
+    text = (tmp_path / "out" / "adapt" / "run" / "run.log").read_text()
+    assert "interrupted at epoch 1, step 1: saved" in text
+    assert "continue: run the same draco denoise --adapt command again" in text
+    assert "draco pretrain" not in text
+    monkeypatch.setattr(adapt_mod, "run_pretrain", real)
+    result = denoise_with_adaptation(cfg, TINY)  # what the line says: it goes on and denoises
+    assert not result["adapt"]["reused"] and (tmp_path / "out" / "mic.mrc").is_file()
