@@ -62,3 +62,13 @@ def test_piped_help_shows_every_option_name_whole(monkeypatch) -> None:
     result = run_draco("pick", "predict", "--help")
     assert result.returncode == 0 and "--expected-particles" in result.stdout
     assert "…" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    "path", [(), ("pick",), ("curate",), ("evaluate",), *sorted(LEAVES)], ids=" ".join
+)
+def test_help_shows_no_rst_markup(path: tuple[str, ...]) -> None:
+    """Command summaries are docstrings' first lines: rich prints RST's ``literal`` marks as
+    they are (`draco --help` showed "(``bundled``: ...)")."""
+    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "``" not in result.output, result.output

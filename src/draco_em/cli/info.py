@@ -23,7 +23,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Print shape, dtype, pixel size, frames, statistics or particle counts of each file
-    (``bundled``: the models the package ships)."""
+    ("bundled": the models the package ships)."""
     # Imported here for start-up time (torch and pandas); every command does the same.
     from draco_em.io.info import describe, format_summary
     from draco_em.model.weights import BUNDLED, bundled_model_files, describe_weights

@@ -80,7 +80,7 @@ def relion(
     ] = None,
 ) -> None:
     """Run a draco command as a RELION External job: RELION's options, then any of the
-    command's own (``draco relion pick --o DIR --in_mics STAR --diameter 150``)."""
+    command's own (e.g. draco relion pick --o DIR --in_mics STAR --diameter 150)."""
     from draco_em.io.relion_job import (
         COORDINATES,
         MICROGRAPHS,
