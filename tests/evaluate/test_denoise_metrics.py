@@ -98,3 +98,26 @@ def test_half_cross_db_punishes_both_leftover_noise_and_blur(rng):
 
     assert score(2.0) > score(0.0) + 1  # leftover noise costs
     assert score(2.0) > score(12.0) + 1  # so does blur
+
+
+def test_half_frc_reports_the_gold_standard_and_the_half_bit_criteria_in_angstrom(rng):
+    """0.143 between two independent halves (the full sum's resolution) and the stricter 0.5,
+    both in Å with a pixel size; a criterion never crossed by Nyquist is None, not Nyquist."""
+    from scipy import ndimage
+
+    from draco_em.evaluate.denoise_metrics import frc_crossing, half_frc_summary
+
+    signal = ndimage.gaussian_filter(rng.normal(size=(128, 128)), 2) * 6  # power falls with f
+    even, odd = signal + rng.normal(size=signal.shape), signal + rng.normal(size=signal.shape)
+    out = half_frc_summary(even, odd, pixel_size=2.0)
+    at_143, at_05 = out["half_frc_0.143_resolution_A"], out["half_frc_0.5_resolution_A"]
+    assert at_143 == pytest.approx(2.0 / out["half_frc_0.143_cycles_per_px"])
+    assert at_05 == pytest.approx(2.0 / out["half_frc_0.5_cycles_per_px"])
+    assert 4.0 < at_143 < at_05  # 0.5 is met at a lower frequency: a coarser resolution
+    freq, frc = fourier_ring_correlation(even, odd, taper=True)
+    assert frc_crossing(freq, frc, 0.143) == pytest.approx(2.0 / at_143)
+    assert frc[1:][freq[1:] < 2.0 / at_05].min() >= 0.5  # "first drops below"
+    same = half_frc_summary(signal, signal, pixel_size=2.0)
+    assert same["half_frc_0.143_resolution_A"] is None and same["half_frc_0.5_resolution_A"] is None
+    assert same["half_frc_0.143_cycles_per_px"] == 0.5  # Nyquist, as before
+    assert "half_frc_0.5_resolution_A" not in half_frc_summary(even, odd)  # no pixel size

@@ -179,3 +179,42 @@ def test_why_no_pair_fits_is_said(real_like):
     (real_like / "coords" / "mic_1.star").rename(real_like / "coords" / "other.star")
     with pytest.raises(DracoInputError, match="no micrograph of --coords"):
         evaluate_denoise(EvaluateDenoiseConfig(radius=5, **kw))
+
+
+def test_eq11_pooled_over_all_pairs_beside_the_per_micrograph_mean(real_like):
+    """The paper averages Eq. 11 over its N region pairs of all micrographs; `snr_db` stays the
+    mean of per-micrograph values (docs/benchmarks.md figures), `snr_db_pooled` is the paper's."""
+    from draco_em.evaluate.denoise_metrics import disk_mask
+    from draco_em.io.mrc import read_mrc
+
+    raw = read_mrc(real_like / "raw" / "mic_1.mrc").data
+    write_mrc(real_like / "raw" / "mic_2.mrc", np.roll(raw, 3, axis=0) * 2, 1.0)
+    write_mrc(real_like / "sum" / "mic_1.mrc", raw, 1.0)
+    write_mrc(real_like / "sum" / "mic_2.mrc", np.roll(raw, 3, axis=0) * 2, 1.0)
+    one = pd.DataFrame({"micrograph": ["mic_2"], "x": [30.0], "y": [33.0]})
+    write_relion_coords(real_like / "coords" / "mic_2.star", one)  # 1 pair against 4
+    res = evaluate_denoise(EvaluateDenoiseConfig(pred=real_like / "sum", coords=real_like /
+                           "coords", radius=5, pairs=real_like / "pairs.json"))  # fmt: skip
+    per = {r["micrograph"]: r for r in res["per_micrograph"]}
+    assert per["mic_1"]["snr_pairs"] == 4 and per["mic_2"]["snr_pairs"] == 1
+    mean = (per["mic_1"]["snr_db"] + per["mic_2"]["snr_db"]) / 2
+    assert res["mean"]["snr_db"] == pytest.approx(mean)
+    terms = []  # Eq. 11 by hand over the five pairs together
+    for name, entry in json.loads((real_like / "pairs.json").read_text())["micrographs"].items():
+        img = read_mrc(real_like / "sum" / f"{name}.mrc").data.astype(np.float64)
+        for sx, sy, bx, by in entry["pairs"]:
+            sig, bg = img[disk_mask(img.shape, sx, sy, 5)], img[disk_mask(img.shape, bx, by, 5)]
+            terms.append(np.log10((sig.mean() - bg.mean()) ** 2 / bg.var()))
+    assert res["mean"]["snr_db_pooled"] == pytest.approx(10 * np.mean(terms))
+    assert abs(res["mean"]["snr_db_pooled"] - res["mean"]["snr_db"]) > 0.1
+
+
+def test_the_table_says_not_reached_and_legends_the_criteria():
+    from draco_em.evaluate.denoise import format_table
+
+    table = format_table({"m": {"mean": {"half_frc_mean": 0.9,
+                                         "half_frc_0.143_resolution_A": None,
+                                         "half_frc_0.5_resolution_A": 6.0}}})  # fmt: skip
+    head, row = table.splitlines()[:2]
+    assert "half_frc_0.143_resolution_A" in head and "not reached" in row and "6.000" in row
+    assert "gold-standard" in table and "0.5" in table

@@ -98,9 +98,11 @@ def exit_batch(n_inputs: int, n_failed: int, failure_log: str | Path) -> None:
 OLD_SPELLINGS = {"--outdir": "--out", "--output": "--out", "--jobs": "--workers"}
 #: Old spellings of one command only: ``--model`` names the trained model a command applies
 #: (denoiser, picker, curator); ``--weights`` the weights a command starts from or builds on.
-OLD_SPELLINGS_BY_COMMAND = {
+OLD_SPELLINGS_BY_COMMAND: dict[tuple[str, ...], dict[str, str]] = {
     ("denoise",): {"--weights": "--model"},
     ("demo",): {"--weights": "--model"},
+    # realism's encoder is the model the command applies, so --model (README)
+    ("evaluate", "realism"): {"--weights": "--model"},
 }
 
 

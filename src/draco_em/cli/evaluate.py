@@ -1,7 +1,10 @@
 """Score results against ground truth (simulated data) or, for denoising, on real data too.
 
+Each prints its scores (``--json``: as JSON) and with ``-o FILE`` writes them to FILE, JSON or
+CSV by its suffix (``realism``: ``-o`` is a folder, for its ``realism.json`` and figure).
+
 Example:
-    draco evaluate denoise --pred denoised/ --clean sim/clean --coords sim/coordinates --json
+    draco evaluate denoise --pred denoised/ --clean sim/clean --coords sim/coordinates -o s.csv
     draco evaluate curate --pred curate/curation.csv --truth sim/micrographs.star
     draco evaluate pick --pred picks/ --truth sim/coordinates --radius 60
     draco evaluate realism --sim sim/micrographs.star --real real/*.jpg --pixel-size 1.77 -o out/
@@ -15,16 +18,40 @@ from typing import Annotated
 import typer
 
 from draco_em.cli._app import app, example
+from draco_em.evaluate.results import check_results_path, json_text, write_results
 
 evaluate_app = typer.Typer(help="Score results against ground truth.", no_args_is_help=True)
 app.add_typer(evaluate_app, name="evaluate")
+
+#: ``-o FILE`` of every evaluate command that prints scores.
+ResultsFile = Annotated[
+    Path | None,
+    typer.Option("-o", "--out", help="Also write the results to FILE: .json, or .csv (a table)."),
+]
+
+
+def _report(
+    result: dict, text: str, as_json: bool, out: Path | None, rows: list | None = None
+) -> None:
+    """Print ``text`` (or the JSON with --json) and write the results to ``-o FILE``."""
+    if out is not None:
+        write_results(out, result, rows)
+    typer.echo(json_text(result) if as_json else text)
+    if out is not None:
+        typer.echo(f"results written to {out}", err=True)
+
+
+def _check_out(out: Path | None, *inputs: Path | None) -> None:
+    """Refuse a bad ``-o FILE`` before the work, not after it."""
+    if out is not None:
+        check_results_path(out, inputs)
 
 
 @evaluate_app.command(
     "denoise",
     epilog=example(
         "draco evaluate denoise --pred denoised/ --raw mics/ --coords picks/ --diameter 150 "
-        "--pixel-size 1.06 --pairs pairs.json"
+        "--pixel-size 1.06 --pairs pairs.json -o scores.csv"
     ),
 )
 def evaluate_denoise(
@@ -41,8 +68,10 @@ def evaluate_denoise(
         Path | None, typer.Option(help="Contamination maps (>0.5) that disks avoid.")
     ] = None,
     diameter: Annotated[float | None, typer.Option(help="Particle diameter in Å.")] = None,
-    pixel_size: Annotated[float | None, typer.Option(help="Override header Å/px.")] = None,
-    radius: Annotated[float | None, typer.Option(help="SNR disk radius in px.")] = None,
+    pixel_size: Annotated[
+        float | None, typer.Option(help="Å/px of the micrographs (default: the raw/clean header).")
+    ] = None,
+    radius: Annotated[float | None, typer.Option(help="SNR disk radius in micrograph px.")] = None,
     exclusion: Annotated[
         float | None, typer.Option(help="Min px from a background disk to any particle centre.")
     ] = None,
@@ -52,34 +81,37 @@ def evaluate_denoise(
         Path | None, typer.Option(help="Region-pairs JSON: reused if present, else written.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    out: ResultsFile = None,
 ) -> None:
     """PSNR, SSIM, FRC vs --clean; the paper's SNR (Eq. 11) from --coords; EVN/ODD half FRC.
 
-    Simulated data: --clean sim/clean scores against the noise-free images. Real micrographs
-    (no clean image): --raw with --coords, as in the example.
+    Simulated data: --clean sim/clean scores against the noise-free images (stacks and tilt
+    series section by section). Real micrographs (no clean image): --raw with --coords, as in
+    the example; coordinates are in the micrographs' pixels (--pixel-size says where they fall
+    on a --keep-binned prediction).
     """
     from draco_em.evaluate.denoise import (
         EvaluateDenoiseConfig,
-        dump_json,
+        count_line,
+        csv_rows,
         evaluate_denoise,
         format_table,
     )
 
+    _check_out(out, pairs)
     cfg = EvaluateDenoiseConfig(
         pred=pred, clean=clean, raw=raw, coords=coords, masks=masks, diameter=diameter,
         pixel_size=pixel_size, radius=radius, exclusion=exclusion, n_pairs=n_pairs, seed=seed,
         pairs=pairs,
     )  # fmt: skip
     result = evaluate_denoise(cfg)
-    if as_json:
-        typer.echo(dump_json(result))
-    else:
-        typer.echo(format_table({pred.name or str(pred): result}))
-        typer.echo(f"({result['n']} micrographs)")
-        if result["unscored"]:
-            first = ", ".join(result["unscored"][:3])
-            typer.echo(f"{len(result['unscored'])} predictions not scored (no clean image, "
-                       f"coordinates or halves of the same name): {first}")  # fmt: skip
+    name = pred.name or str(pred)
+    lines = [format_table({name: result}), count_line(result)]
+    if result["unscored"]:
+        first = ", ".join(result["unscored"][:3])
+        lines.append(f"{len(result['unscored'])} predictions not scored (no clean image, "
+                     f"coordinates or halves of the same name): {first}")  # fmt: skip
+    _report(result, "\n".join(lines), as_json, out, csv_rows(result, name))
 
 
 @evaluate_app.command(
@@ -102,10 +134,12 @@ def evaluate_pick(
     diameter_px: Annotated[float | None, typer.Option(help="Particle diameter in px.")] = None,
     threshold: Annotated[float | None, typer.Option(help="Ignore picks scoring below.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    out: ResultsFile = None,
 ) -> None:
     """Precision, recall, F1 (one-to-one, greedy by score, within the radius) and AP."""
     from draco_em.evaluate import pick as metrics
 
+    _check_out(out, pred, truth)
     cfg = metrics.EvaluatePickConfig(
         pred=pred,
         truth=truth,
@@ -116,7 +150,7 @@ def evaluate_pick(
         threshold=threshold,
     )
     result = metrics.evaluate_pick(cfg)
-    typer.echo(metrics.dump_json(result) if as_json else metrics.format_result(result))
+    _report(result, metrics.format_result(result), as_json, out)
 
 
 @evaluate_app.command(
@@ -129,19 +163,16 @@ def evaluate_curate(
     label_column: Annotated[str | None, typer.Option(help="Truth column with the labels.")] = None,
     accept: Annotated[str, typer.Option(help="Comma-separated accept classes.")] = "good",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    out: ResultsFile = None,
 ) -> None:
     """Accuracy, precision, recall, F1 (accept = positive) and the confusion matrix."""
-    from draco_em.evaluate.curate import (
-        EvaluateCurateConfig,
-        dump_json,
-        evaluate_curate,
-        format_report,
-    )
+    from draco_em.evaluate.curate import EvaluateCurateConfig, evaluate_curate, format_report
 
+    _check_out(out, pred, truth)
     names = [a.strip() for a in accept.split(",") if a.strip()]
     cfg = EvaluateCurateConfig(pred=pred, truth=truth, label_column=label_column, accept=names)
     result = evaluate_curate(cfg)
-    typer.echo(dump_json(result) if as_json else format_report(result))
+    _report(result, format_report(result), as_json, out)
 
 
 @evaluate_app.command(
@@ -163,9 +194,9 @@ def evaluate_realism(
         float | None,
         typer.Option(help="Compare at this Å/px (default and finest: the coarsest input)."),
     ] = None,
-    weights: Annotated[str, typer.Option(help="Encoder weights for the feature distance.")] = (
-        "bundled"
-    ),
+    model: Annotated[
+        str, typer.Option(help="DRACO encoder for the feature distance: bundled, a file or a run.")
+    ] = "bundled",
     features: Annotated[bool, typer.Option(help="Compute the encoder-feature distance.")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda[:N].")] = "auto",
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
@@ -178,7 +209,7 @@ def evaluate_realism(
 
     cfg = measure.RealismConfig(
         sim=sim, real=real, outdir=outdir, pixel_size=pixel_size, sim_pixel_size=sim_pixel_size,
-        common_pixel_size=common_pixel_size, weights=weights, features=features, device=device,
+        common_pixel_size=common_pixel_size, model=model, features=features, device=device,
     )  # fmt: skip
     result = measure.evaluate_realism(cfg, progress=not quiet)
     typer.echo(measure.format_verdicts(result))

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from draco_em.evaluate.denoise import dump_json, format_table, score_image
+from draco_em.evaluate.denoise import format_table, score_image
+from draco_em.evaluate.results import write_results
 from draco_em.imaging.filters import gaussian_lowpass
 from draco_em.infer.denoise import Denoiser
 from draco_em.infer.halves_blend import blend_halves
@@ -106,7 +107,7 @@ def run_demo(cfg: DemoConfig) -> dict:
                     "total": time.perf_counter() - t0},
         "scores": scores,
     }  # fmt: skip
-    (cfg.outdir / "metrics.json").write_text(dump_json(metrics))
+    write_results(cfg.outdir / "metrics.json", metrics)  # atomic, strict JSON
     _figure(cfg.outdir / "demo.png", {**images, "clean": clean}, scores)
     return metrics
 

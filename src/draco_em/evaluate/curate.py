@@ -12,7 +12,6 @@ mean recall over its true classes. Predictions and truth are matched by microgra
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -161,8 +160,3 @@ def format_report(result: dict) -> str:
     if result["misses"]:
         lines += ["", f"misses: {', '.join(result['misses'][:20])}"]
     return "\n".join(lines)
-
-
-def dump_json(result: dict) -> str:
-    """JSON text of the result."""
-    return json.dumps(result, indent=2)

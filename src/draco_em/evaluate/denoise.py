@@ -2,18 +2,23 @@
 
 Every method (raw, low-pass, Topaz, DRACO) goes through this same code. Predictions are matched
 to clean images by file stem (a ``_denoised`` or ``.denoised`` suffix is ignored); a prediction
-at another sampling (``--keep-binned``) is Fourier-resized onto the clean grid first.
+at another sampling (``--keep-binned``) is Fourier-resized onto the micrograph's grid first.
+Denoised MRC stacks and volumes (tilt series, tomograms) are scored against their clean ones
+section by section.
 
 Real micrographs have no clean image: there the paper's SNR (Eq. 11) is computed from particle
-coordinates alone, on signal/background disk pairs fixed by the coordinates, the raw frame and a
-seed (saved with ``--pairs`` and reused), and the half-map FRC between denoised ``X_EVN`` and
-``X_ODD`` halves is reported where both exist.
+coordinates alone, on signal/background disk pairs fixed by the coordinates, the micrograph's
+grid and a seed (:mod:`draco_em.evaluate.regions`; saved with ``--pairs`` and reused), and the
+half-map FRC between denoised ``X_EVN`` and ``X_ODD`` halves is reported where both exist.
+Coordinates are in the micrograph's pixels: the grid is the raw input's, else the clean
+image's, else the prediction's mapped back to the micrograph's sampling (``--pixel-size`` or a
+``.cs``'s pixel size against the prediction's header).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -28,10 +33,12 @@ from draco_em.evaluate.denoise_metrics import (
     snr_db,
     ssim,
 )
+from draco_em.evaluate.grid import on_frame, prediction_grid, read_scored, stated_pixel_size
+from draco_em.evaluate.regions import IMAGE_SUFFIXES as MICROGRAPH_SUFFIXES
+from draco_em.evaluate.regions import RegionPairs
 from draco_em.imaging.fourier import fourier_resize
-from draco_em.io.atomic import visible_files, write_text_atomic
-from draco_em.io.coords import read_coord_folder
-from draco_em.io.mrc import read_image, read_micrograph
+from draco_em.io.atomic import visible_files
+from draco_em.io.mrc import STACK_SUFFIXES, read_micrograph
 
 SUFFIXES_IGNORED = ("_denoised", ".denoised", "_EVN", "_ODD")
 
@@ -53,13 +60,18 @@ class EvaluateDenoiseConfig(BaseModel):
         None, description="Folder of per-micrograph maps (>0.5 = contamination) disks avoid."
     )
     radius: float | None = Field(
-        None, gt=0, description="SNR disk radius in px (default: from --diameter, else spacing)."
+        None,
+        gt=0,
+        description="SNR disk radius in micrograph px (default: from --diameter, else spacing).",
     )
     diameter: float | None = Field(
         None, gt=0, description="Particle diameter in Å: disk radius = diameter / 2."
     )
     pixel_size: float | None = Field(
-        None, gt=0, description="Å/px of the raw/clean frame (pictures carry none)."
+        None,
+        gt=0,
+        description="Å/px of the micrographs, the grid coordinates are in (pictures carry none; "
+        "without --raw or --clean it puts coordinates on a --keep-binned prediction).",
     )
     exclusion: float | None = Field(
         None,
@@ -74,7 +86,8 @@ class EvaluateDenoiseConfig(BaseModel):
     )
 
 
-IMAGE_SUFFIXES = (".mrc", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+#: Predictions and clean images: micrographs, and MRC stacks or volumes (tilt series).
+IMAGE_SUFFIXES = (*MICROGRAPH_SUFFIXES, *STACK_SUFFIXES)
 
 
 def _stem(path: Path) -> str:
@@ -84,10 +97,15 @@ def _stem(path: Path) -> str:
     return stem
 
 
-def _index(folder: Path) -> dict[str, dict[str, Path]]:
-    """``{micrograph: {"full" | "EVN" | "ODD": path}}`` for the images in a folder."""
+def _index(folder: Path, stacks: bool = True) -> dict[str, dict[str, Path]]:
+    """``{micrograph: {"full" | "EVN" | "ODD": path}}`` for the images in a folder.
+
+    ``stacks``: take ``.mrcs``/``.st``/``.ali`` stacks too (not from --raw, where a movie may
+    sit beside its sum); a micrograph beside a stack of the same name wins.
+    """
     out: dict[str, dict[str, Path]] = {}
-    for path in visible_files(folder, IMAGE_SUFFIXES):  # not a killed run's hidden temps
+    files = visible_files(folder, IMAGE_SUFFIXES if stacks else MICROGRAPH_SUFFIXES)
+    for path in sorted(files, key=lambda p: p.suffix.lower() not in STACK_SUFFIXES):
         if not path.is_file():
             continue
         stem, kind = _stem(path), "full"
@@ -108,6 +126,7 @@ def score_image(
     *,
     pairs: list | None = None,
     shape: tuple[int, int] | None = None,
+    pixel_size: float | None = None,
 ) -> dict:
     """PSNR, SSIM, FRC (with a clean image) and the paper's SNR (Eq. 11) of one prediction.
 
@@ -116,6 +135,7 @@ def score_image(
         clean: [ny, nx] truth, or ``None`` on real data (then only Eq. 11).
         coords: [N, 2] particle centres (x, y) in the ``shape`` frame, used when ``pairs`` is None.
         pairs: precomputed signal/background pairs (so every method is scored on the same ones).
+        pixel_size: Å/px of the ``shape`` frame: adds the FRC 0.5 resolution in Å.
     """
     ny, nx = shape or (clean.shape if clean is not None else pred.shape)
     frame = (int(ny), int(nx))
@@ -123,7 +143,8 @@ def score_image(
         pred = fourier_resize(pred, frame)
     out: dict = {}
     if clean is not None:
-        out = {"psnr_db": psnr(pred, clean), "ssim": ssim(pred, clean), **frc_summary(pred, clean)}
+        out = {"psnr_db": psnr(pred, clean), "ssim": ssim(pred, clean),
+               **frc_summary(pred, clean, pixel_size)}  # fmt: skip
     if pairs is None and coords is not None and len(coords):
         pairs = pair_regions(coords, frame, radius, n_pairs, exclusion=exclusion)
     if pairs:
@@ -132,145 +153,129 @@ def score_image(
     return out
 
 
-def on_frame(image: np.ndarray, frame: tuple[int, int], path: Path) -> np.ndarray:
-    """``image`` [ny', nx'] on the [ny, nx] ``frame``: as it is, or Fourier-resized when it is
-    the same field at another sampling (``--keep-binned``: one scale on both axes, each side
-    within a pixel of it, as :func:`draco_em.imaging.fourier.rescaled_shape` makes them).
-
-    Raises:
-        DracoInputError: another aspect ratio (a crop, a transposed or foreign image), which a
-            resize would silently distort into a meaningless score.
-    """
-    (h, w), (ny, nx) = image.shape, frame
-    if (h, w) == (ny, nx):
-        return image
-    if max((h - 1) / ny, (w - 1) / nx) > min((h + 1) / ny, (w + 1) / nx):
-        raise DracoInputError(
-            f"shape {tuple(image.shape)} is not the {ny} × {nx} micrograph at another sampling "
-            "(the aspect ratio differs): not the same field of view",
-            path,
-        )
-    return fourier_resize(image, frame)
-
-
-def _default_radius(coords: np.ndarray) -> float:
-    """A third of the median nearest-neighbour spacing: inside a particle for packed layouts."""
-    if len(coords) < 2:
-        return 8.0
-    d = np.hypot(coords[:, None, 0] - coords[None, :, 0], coords[:, None, 1] - coords[None, :, 1])
-    np.fill_diagonal(d, np.inf)
-    return float(max(3.0, np.median(d.min(axis=1)) / 3))
-
-
-def _match_file(folder: Path | None, stem: str, suffixes: tuple[str, ...]) -> Path | None:
-    """The file for ``stem`` in ``folder``: ``stem.ext`` or ``stem_anything.ext`` (not stem2)."""
-    if folder is None:
-        return None
-    for cand in sorted(folder.glob(f"{stem}*")):
-        rest = cand.name[len(stem) :]
-        if cand.suffix.lower() in suffixes and rest[:1] in (".", "_"):
-            return cand
-    return None
-
-
-def _avoid_for(folder: Path | None, stem: str, shape: tuple[int, int]) -> np.ndarray | None:
-    cand = _match_file(folder, stem, IMAGE_SUFFIXES)
-    if cand is None:
-        return None
-    mask, _ = read_image(cand, 1.0)
-    if mask.shape != tuple(shape):
-        raise DracoInputError(f"mask shape {mask.shape} differs from the micrograph {shape}", cand)
-    return mask > 0.5
-
-
-class _Regions:
-    """Signal/background pairs per micrograph, computed once from raw + coords and kept in JSON.
-
-    The pairs depend only on the coordinates, the raw frame and the seed, never on a method's
-    output, so every method (and a later re-run with ``--pairs``) is scored on the same regions.
-    """
-
-    def __init__(self, cfg: EvaluateDenoiseConfig) -> None:
-        self.cfg = cfg
-        self.stored: dict = {}
-        self.new = False
-        if cfg.pairs is not None and cfg.pairs.is_dir():
-            raise DracoInputError("--pairs names a folder; give a .json file", cfg.pairs)
-        if cfg.pairs is not None and cfg.pairs.exists():
-            try:
-                self.stored = json.loads(cfg.pairs.read_text())["micrographs"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise DracoInputError(f"not a pairs file ({exc})", cfg.pairs) from exc
-        # The one coordinate reader: a folder of per-micrograph files or one file naming its
-        # micrographs (a particles STAR, Topaz text, cryoSPARC .cs), keyed by micrograph stem.
-        self.coords = read_coord_folder(cfg.coords) if cfg.coords is not None else {}
-
-    def get(self, stem: str, shape: tuple[int, int], px: float | None) -> tuple[list, float]:
-        if stem in self.stored:
-            entry = self.stored[stem]
-            if tuple(entry["shape"]) != tuple(shape):
-                raise DracoInputError(
-                    f"pairs for {stem} were made on a {entry['shape']} frame, not {list(shape)}",
-                    self.cfg.pairs,
-                )
-            return [((a, b), (c, d)) for a, b, c, d in entry["pairs"]], float(entry["radius"])
-        cfg = self.cfg
-        picks = self.coords.get(stem)
-        if picks is None or not len(picks):
-            return [], 0.0
-        coords = picks[["x", "y"]].to_numpy(dtype=np.float64)
-        if cfg.radius:
-            radius = cfg.radius
-        elif cfg.diameter:
-            if not px:
-                raise DracoInputError(f"--diameter needs a pixel size for {stem} (--pixel-size)")
-            radius = cfg.diameter / 2 / px
-        else:
-            radius = _default_radius(coords)
-        avoid = _avoid_for(cfg.masks, stem, shape)
-        pairs = pair_regions(coords, shape, radius, cfg.n_pairs, cfg.seed, cfg.exclusion, avoid)
-        self.stored[stem] = {"shape": list(shape), "radius": radius,
-                             "pairs": [[*s, *b] for s, b in pairs]}  # fmt: skip
-        self.new = True
-        return pairs, radius
-
-    def save(self) -> None:
-        if self.cfg.pairs is None or not self.new or self.cfg.pairs.exists():
-            return
-        doc = {"seed": self.cfg.seed, "n_pairs": self.cfg.n_pairs, "micrographs": self.stored}
-        write_text_atomic(self.cfg.pairs, json.dumps(doc, indent=1))
-
-
 def _half_frc(
-    entry: dict[str, Path], shape: tuple[int, int], px: float | None, raw: dict[str, Path]
+    entry: dict[str, Path],
+    shape: tuple[int, int],
+    raw: dict[str, Path],
+    cfg: EvaluateDenoiseConfig,
+    px: float | None,
 ) -> dict:
-    """Half-map FRC of a denoised ``EVN``/``ODD`` pair on the micrograph's frame and, with the
-    raw halves, the cross score of each denoised half against the other raw half ({} without)."""
+    """Half-map FRC of a denoised ``EVN``/``ODD`` pair on the micrograph's frame (``px``: its
+    Å/px, for the resolutions) and, with the raw halves, the cross score of each denoised half
+    against the other raw half ({} without)."""
     if "EVN" not in entry or "ODD" not in entry:
         return {}
 
     def load(path: Path) -> np.ndarray:
-        return on_frame(read_micrograph(path, px)[0], shape, path)
+        return on_frame(read_micrograph(path, cfg.pixel_size)[0], shape, path)
 
     even, odd = load(entry["EVN"]), load(entry["ODD"])
-    out = half_frc_summary(even, odd)
+    out = half_frc_summary(even, odd, px)
     if "EVN" in raw and "ODD" in raw:
         out["half_cross_db"] = half_cross_db(even, odd, load(raw["EVN"]), load(raw["ODD"]))
     return out
 
 
+def _stack_rows(
+    stem: str,
+    entry: dict[str, Path],
+    pred: np.ndarray,
+    clean: Path | None,
+    cfg: EvaluateDenoiseConfig,
+    regions: RegionPairs,
+) -> list[dict]:
+    """A denoised stack or volume (a tilt series) against its clean one, section by section:
+    one row per section (PSNR, SSIM, FRC)."""
+    path = entry.get("full") or entry.get("EVN") or entry["ODD"]
+    if clean is None or "full" not in entry or regions.needed(stem):
+        raise DracoInputError(
+            f"a stack of {len(pred)} sections is scored against --clean only, section by "
+            "section (Eq. 11 from --coords and the EVN/ODD half-map FRC take single micrographs)",
+            path,
+        )
+    truth, stated = read_scored(clean, cfg.pixel_size)
+    if truth.ndim != 3 or len(truth) != len(pred):
+        found = f"{len(truth)} sections" if truth.ndim == 3 else "one image"
+        raise DracoInputError(f"{len(pred)} sections, but its clean {clean.name} has {found}", path)
+    px, shape = cfg.pixel_size or stated, (int(truth.shape[1]), int(truth.shape[2]))
+    return [
+        {"micrograph": stem, "section": k,
+         **score_image(on_frame(p, shape, path), t, None, 0.0, 0, pixel_size=px)}
+        for k, (p, t) in enumerate(zip(pred, truth, strict=True))
+    ]  # fmt: skip
+
+
+def _score(
+    stem: str,
+    entry: dict[str, Path],
+    clean: Path | None,
+    raw: dict[str, Path],
+    cfg: EvaluateDenoiseConfig,
+    regions: RegionPairs,
+) -> tuple[list[dict], dict | None]:
+    """Rows of one micrograph's prediction (none when nothing could be scored), and its raw
+    input's row with --raw (else None).
+
+    Everything is scored on the micrograph's grid, the one coordinates are in: the raw input's,
+    else the clean image's, else the prediction's mapped back to the micrograph's sampling
+    (:func:`~draco_em.evaluate.grid.prediction_grid`).
+    """
+    first = entry.get("full") or entry.get("EVN") or entry["ODD"]
+    pred, stated = read_scored(first, cfg.pixel_size)
+    if pred.ndim == 3:
+        return _stack_rows(stem, entry, pred, clean, cfg, regions), None
+    truth = raw_image = None
+    if clean is not None:
+        truth, px = read_micrograph(clean, cfg.pixel_size)
+        px = cfg.pixel_size or stated_pixel_size(clean, px)
+    if "full" in raw:
+        raw_image, px = read_micrograph(raw["full"], cfg.pixel_size)
+        px = cfg.pixel_size or stated_pixel_size(raw["full"], px)
+    ref = raw_image if raw_image is not None else truth
+    if ref is None:
+        shape, px = prediction_grid(stem, first, pred.shape, stated, cfg.pixel_size, regions)
+    else:
+        shape, px = (int(ref.shape[0]), int(ref.shape[1])), px or regions.pixel_size(stem)
+    if truth is not None:
+        truth = on_frame(truth, shape, cast(Path, clean))
+    pairs, radius = regions.get(stem, shape, px)
+    row: dict = {"micrograph": stem}
+    if "full" in entry:
+        row.update(score_image(on_frame(pred, shape, first), truth, None, radius, 0, pairs=pairs,
+                               shape=shape, pixel_size=px))  # fmt: skip
+    row.update(_half_frc(entry, shape, raw, cfg, px))
+    raw_row = None
+    if raw_image is not None:
+        raw_row = {"micrograph": stem,
+                   **score_image(raw_image, truth, None, radius, 0, pairs=pairs, pixel_size=px),
+                   **_half_frc(raw, shape, raw, cfg, px)}  # fmt: skip
+    # neither a clean image nor a pair of regions, nor both halves: not scored
+    return ([row] if len(row) > 1 else []), raw_row
+
+
 def _summary(rows: list[dict]) -> dict:
-    keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, float)})
-    mean = {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) for k in keys}
+    """Means over the rows of every figure (None where no row has a value: a resolution not
+    reached), and Eq. 11 pooled over all region pairs (``snr_db_pooled``)."""
+    keys = sorted({k for r in rows for k, v in r.items() if v is None or isinstance(v, float)})
+    mean: dict[str, float | None] = {}
+    for k in keys:
+        values = [r[k] for r in rows if isinstance(r.get(k), float) and not np.isnan(r[k])]
+        mean[k] = float(np.mean(values)) if values else None
+    # The paper's Eq. 11 averages over its N region pairs, pooled over micrographs; snr_db is
+    # the mean of per-micrograph values: the same when every micrograph has as many pairs.
+    pooled = [(r["snr_db"], r["snr_pairs"]) for r in rows if r.get("snr_pairs")]
+    if pooled:
+        snr, n = np.array(pooled, dtype=np.float64).T
+        mean["snr_db_pooled"] = float(np.sum(snr * n) / np.sum(n))
     return {"n": len(rows), "mean": mean, "per_micrograph": rows}
 
 
 def evaluate_denoise(cfg: EvaluateDenoiseConfig) -> dict:
     """Score every prediction; returns per-image rows, their means and (with --raw) a raw row.
 
-    With ``clean``: PSNR, SSIM and FRC against the truth. With ``coords``: the paper's SNR
-    (Eq. 11) on fixed signal/background pairs, no truth needed. Where the prediction folder holds
-    ``X_EVN`` and ``X_ODD``: the half-map FRC between them.
+    With ``clean``: PSNR, SSIM and FRC against the truth (stacks section by section). With
+    ``coords``: the paper's SNR (Eq. 11) on fixed signal/background pairs, no truth needed.
+    Where the prediction folder holds ``X_EVN`` and ``X_ODD``: the half-map FRC between them.
     """
     for folder in (cfg.pred, cfg.clean, cfg.raw, cfg.masks):
         if folder is not None and not folder.is_dir():
@@ -279,43 +284,21 @@ def evaluate_denoise(cfg: EvaluateDenoiseConfig) -> dict:
         raise DracoInputError("give --clean (ground truth) or --coords (Eq. 11, real data)")
     preds = _index(cfg.pred)
     clean = {k: v["full"] for k, v in _index(cfg.clean).items() if "full" in v} if cfg.clean else {}
-    raw_halves = _index(cfg.raw) if cfg.raw else {}
-    raw = {k: v["full"] for k, v in raw_halves.items() if "full" in v}
-    regions = _Regions(cfg)
+    raw_halves = _index(cfg.raw, stacks=False) if cfg.raw else {}
+    regions = RegionPairs(cfg.coords, cfg.pairs, radius=cfg.radius, diameter=cfg.diameter,
+                          exclusion=cfg.exclusion, n_pairs=cfg.n_pairs, seed=cfg.seed,
+                          masks=cfg.masks)  # fmt: skip
     rows, raw_rows, unscored = [], [], []
     for stem, entry in sorted(preds.items()):
         if cfg.clean is not None and stem not in clean:
             unscored.append(stem)
             continue
-        # The frame the coordinates live in: the raw input, else the truth, else the prediction.
-        frame = (
-            raw.get(stem)
-            or clean.get(stem)
-            or entry.get("full")
-            or entry.get("EVN")
-            or entry["ODD"]
-        )
-        ref, px = read_micrograph(frame, cfg.pixel_size)
-        shape = (int(ref.shape[0]), int(ref.shape[1]))
-        truth = pred = None
-        if stem in clean:
-            truth = on_frame(read_micrograph(clean[stem], cfg.pixel_size)[0], shape, clean[stem])
-        if "full" in entry:
-            pred = on_frame(read_micrograph(entry["full"], cfg.pixel_size)[0], shape, entry["full"])
-        pairs, radius = regions.get(stem, shape, px)
-        row: dict = {"micrograph": stem}
-        if pred is not None:
-            row.update(score_image(pred, truth, None, radius, 0, pairs=pairs, shape=shape))
-        row.update(_half_frc(entry, shape, cfg.pixel_size, raw_halves.get(stem, {})))
-        if len(row) > 1:
-            rows.append(row)
-        else:  # neither a clean image nor a pair of regions, nor both halves
+        scored, raw_row = _score(stem, entry, clean.get(stem), raw_halves.get(stem, {}), cfg,
+                                 regions)  # fmt: skip
+        rows += scored
+        if not scored:
             unscored.append(stem)
-        if stem in raw:
-            raw_row = {"micrograph": stem}
-            raw_row.update(score_image(ref, truth, None, radius, 0, pairs=pairs))
-            halves = raw_halves.get(stem, {})
-            raw_row.update(_half_frc(halves, shape, cfg.pixel_size, halves))
+        if raw_row is not None:
             raw_rows.append(raw_row)
     if not rows:
         raise DracoInputError(_why_nothing_scored(cfg, preds, regions))
@@ -330,7 +313,7 @@ def evaluate_denoise(cfg: EvaluateDenoiseConfig) -> dict:
     return result
 
 
-def _why_nothing_scored(cfg: EvaluateDenoiseConfig, preds: dict, regions: _Regions) -> str:
+def _why_nothing_scored(cfg: EvaluateDenoiseConfig, preds: dict, regions: RegionPairs) -> str:
     """The one line saying why no prediction got a score."""
     if not preds:
         return f"no image ({', '.join(IMAGE_SUFFIXES)}) in --pred {cfg.pred}"
@@ -357,9 +340,17 @@ DIRECTIONS = {
     "higher is better; punishes blur",
     "ssim": "SSIM vs clean of the same fit, higher is better",
     "frc_mean": "mean FRC vs clean, higher is better",
-    "snr_db": "paper Eq. 11 SNR (dB), higher is better; REWARDS blur (a wide Gaussian scores well)",
+    "frc_0.5_resolution_A": "Å where the FRC vs clean first drops below 0.5 (the criterion "
+    "against a noise-free reference), lower is better",
+    "snr_db": "paper Eq. 11 SNR (dB), mean of the per-micrograph values, higher is better; "
+    "REWARDS blur (a wide Gaussian scores well)",
+    "snr_db_pooled": "Eq. 11 over all region pairs of all micrographs pooled, as the paper "
+    "averages its N pairs (= snr_db when every micrograph has as many pairs)",
     "half_frc_mean": "mean FRC of denoised EVN vs ODD, higher is better; blur-neutral, but "
     "rewards structure put into both halves alike",
+    "half_frc_0.143_resolution_A": "Å where the EVN/ODD FRC first drops below 0.143: the full "
+    "sum's resolution by the gold-standard half-map criterion, lower is better",
+    "half_frc_0.5_resolution_A": "the same at 0.5 (the older, conservative half-map criterion)",
     "half_cross_db": "denoised half vs the other RAW half (dB), higher is better; punishes blur "
     "and leftover noise (needs raw EVN/ODD)",
 }
@@ -368,7 +359,9 @@ DIRECTIONS = {
 def format_table(results: dict[str, dict]) -> str:
     """A plain-text table of mean metrics, one row per method, then a legend of directions.
 
-    A result holding a ``"raw"`` summary (from ``--raw``) gets a "raw input" row above it.
+    A result holding a ``"raw"`` summary (from ``--raw``) gets a "raw input" row above it. A
+    resolution that no micrograph reached by Nyquist reads "not reached" (null in the JSON);
+    means of resolutions are over the micrographs that reached them.
     """
     rows: dict[str, dict] = {}
     for name, res in results.items():
@@ -377,26 +370,38 @@ def format_table(results: dict[str, dict]) -> str:
         rows[name] = res
     present = {k for res in rows.values() for k in res["mean"]}
     cols = [c for c in DIRECTIONS if c in present] or ["psnr_db", "ssim", "frc_mean", "snr_db"]
+    widths = [max(12, len(c) + 2) for c in cols]
     width = max(14, *(len(n) + 2 for n in rows))
-    lines = [f"{'method':<{width}}" + "".join(f"{c:>15}" for c in cols)]
+    head = "".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))
+    lines = [f"{'method':<{width}}{head}"]
     for name, res in rows.items():
         mean = res["mean"]
-        cells = "".join(f"{mean.get(c, float('nan')):>15.3f}" for c in cols)
-        lines.append(f"{name:<{width}}{cells}")
+        cells = [
+            f"{'not reached':>{w}}" if c in mean and mean[c] is None
+            else f"{mean.get(c, float('nan')):>{w}.3f}"
+            for c, w in zip(cols, widths, strict=True)
+        ]  # fmt: skip
+        lines.append(f"{name:<{width}}{''.join(cells)}")
     lines += [f"  {c}: {DIRECTIONS[c]}" for c in cols if c in DIRECTIONS]
     return "\n".join(lines)
 
 
-def dump_json(obj: dict) -> str:
-    """JSON text with NaN/inf written as null (strict JSON)."""
+def count_line(result: dict) -> str:
+    """``(N micrographs)``, or with stacks how many of their sections were scored."""
+    rows = result["per_micrograph"]
+    stacks = {r["micrograph"] for r in rows if "section" in r}
+    mics = len({r["micrograph"] for r in rows}) - len(stacks)
+    said = [f"{mics} micrograph{'s' * (mics != 1)}"] if mics or not stacks else []
+    if stacks:
+        sections = sum("section" in r for r in rows)
+        said.append(f"{sections} sections of {len(stacks)} stack{'s' * (len(stacks) != 1)}")
+    return f"({', '.join(said)})"
 
-    def clean(v):
-        if isinstance(v, float) and not np.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        return v
 
-    return json.dumps(clean(obj), indent=2)
+def csv_rows(result: dict, method: str) -> list[dict]:
+    """The rows of ``-o FILE.csv``: one per scored image (``method`` names the prediction; the
+    raw input's rows, with --raw, come first as "raw input")."""
+    raw = result.get("raw", {}).get("per_micrograph", [])
+    return [{"method": "raw input", **r} for r in raw] + [
+        {"method": method, **r} for r in result["per_micrograph"]
+    ]

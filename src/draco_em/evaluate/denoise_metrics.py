@@ -97,31 +97,56 @@ def _edge_window(n: int) -> np.ndarray:
     return w
 
 
-def frc_summary(pred: np.ndarray, clean: np.ndarray, pixel_size: float | None = None) -> dict:
-    """Mean FRC against the clean image, and the resolution where FRC first drops below 0.5."""
-    freq, frc = fourier_ring_correlation(pred, clean)
-    below = np.nonzero(frc[1:] < 0.5)[0]
-    f_half = float(freq[1:][below[0]]) if below.size else float(freq[-1])
-    out: dict[str, float | None] = {"frc_mean": float(frc[1:].mean()),
-                                    "frc_0.5_cycles_per_px": f_half}  # fmt: skip
+def frc_crossing(freq: np.ndarray, frc: np.ndarray, threshold: float) -> float | None:
+    """Frequency (cycles/px) of the first shell after DC whose FRC is below ``threshold``;
+    None when the FRC stays at or above it up to Nyquist (not reached)."""
+    below = np.nonzero(frc[1:] < threshold)[0]
+    return float(freq[1:][below[0]]) if below.size else None
+
+
+def _criterion(
+    prefix: str, freq: np.ndarray, frc: np.ndarray, threshold: float, pixel_size: float | None
+) -> dict[str, float | None]:
+    """``{prefix}_{threshold}_cycles_per_px`` (Nyquist, 0.5, when not reached) and, with a
+    pixel size, ``{prefix}_{threshold}_resolution_A`` (None when not reached)."""
+    f = frc_crossing(freq, frc, threshold)
+    out: dict[str, float | None] = {f"{prefix}_{threshold}_cycles_per_px": f or float(freq[-1])}
     if pixel_size:
-        out["frc_0.5_resolution_A"] = float(pixel_size / f_half) if f_half > 0 else None
+        out[f"{prefix}_{threshold}_resolution_A"] = float(pixel_size / f) if f else None
     return out
 
 
-def half_frc_summary(even: np.ndarray, odd: np.ndarray) -> dict:
+def frc_summary(pred: np.ndarray, clean: np.ndarray, pixel_size: float | None = None) -> dict:
+    """Mean FRC against the clean image, and where it first drops below 0.5.
+
+    0.5 is the criterion for a comparison with a noise-free reference: it matches the 0.143 of
+    two independent halves compared with each other (Rosenthal & Henderson 2003:
+    C_ref = sqrt(2 · 0.143 / 1.143) = 0.5), so the two report the same resolution.
+    """
+    freq, frc = fourier_ring_correlation(pred, clean)
+    return {"frc_mean": float(frc[1:].mean()), **_criterion("frc", freq, frc, 0.5, pixel_size)}
+
+
+def half_frc_summary(even: np.ndarray, odd: np.ndarray, pixel_size: float | None = None) -> dict:
     """Half-map FRC between the denoised even and odd halves (independent noise, same signal).
+
+    Where it drops below 0.143 is the resolution of the full sum in cryo-EM's gold-standard
+    convention for two independent halves (Rosenthal & Henderson 2003); below 0.5 is the older,
+    more conservative half-map criterion, reported beside it. Both in cycles/px and, with
+    ``pixel_size`` (Å/px of the images), in Å (None: not reached by Nyquist).
 
     Higher is better. A linear isotropic filter (a Gaussian) scales both halves by the same
     factor in each ring and leaves this FRC unchanged (edges are tapered so that holds), so it
     does not reward blur; but it does not punish it either, and it rises for any structure a
-    denoiser puts into both halves alike (e.g. a fixed tile or patch grid). Read it beside
+    denoiser puts into both halves alike (e.g. a fixed tile or patch grid): the halves share
+    the model, so they are independent in their noise only. Read it beside
     :func:`half_cross_db`, which punishes both blur and leftover noise.
     """
     freq, frc = fourier_ring_correlation(even, odd, taper=True)
-    below = np.nonzero(frc[1:] < 0.143)[0]
-    f_cut = float(freq[1:][below[0]]) if below.size else float(freq[-1])
-    return {"half_frc_mean": float(frc[1:].mean()), "half_frc_0.143_cycles_per_px": f_cut}
+    out: dict[str, float | None] = {"half_frc_mean": float(frc[1:].mean())}
+    for threshold in (0.143, 0.5):
+        out |= _criterion("half_frc", freq, frc, threshold, pixel_size)
+    return out
 
 
 def half_cross_db(

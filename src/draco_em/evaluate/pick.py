@@ -19,7 +19,6 @@ all thresholds, with recall capped by what the picks can reach.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -195,7 +194,3 @@ def format_result(result: dict) -> str:
         + (f"\n{len(result['truth_only'])} micrographs have no predictions: their particles "
            "count as missed" if result["truth_only"] else "")
     )  # fmt: skip
-
-
-def dump_json(result: dict) -> str:
-    return json.dumps(result, indent=2, default=float)

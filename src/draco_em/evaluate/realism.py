@@ -33,7 +33,6 @@ frequency bins (32 bins from 0 to Nyquist).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,10 +40,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from draco_em.errors import DracoInputError
+from draco_em.evaluate.results import write_results
 from draco_em.imaging.fourier import fourier_rescale, frequency_grid
 from draco_em.imaging.normalize import clip_stats, padded_border, saturated_values
 from draco_em.imaging.tiling import TileGrid, tile_image
-from draco_em.io.atomic import atomic_path, write_text_atomic
+from draco_em.io.atomic import atomic_path
 from draco_em.io.batch import (
     check_picture_pixel_size,
     expand_inputs,
@@ -91,7 +91,9 @@ class RealismConfig(BaseModel):
         gt=0,
         description="Compare at this Å/px (default: the coarsest input; never finer).",
     )
-    weights: str = Field("bundled", description="DRACO encoder for the feature distance.")
+    model: str = Field(
+        "bundled", description="DRACO encoder for the feature distance (bundled, file or run)."
+    )
     features: bool = Field(True, description="Compute the encoder-feature distance.")
     device: str = Field("auto", description="Device for the encoder.")
 
@@ -420,7 +422,7 @@ def evaluate_realism(cfg: RealismConfig, progress: bool = True) -> dict:
     for key, label in labels.items():
         figures[key] = _verdict(label, summaries["sim"][key], summaries["real"][key])
     if cfg.features:
-        dim = encoder_features([*mics["sim"], *mics["real"]], cfg.weights, cfg.device)
+        dim = encoder_features([*mics["sim"], *mics["real"]], cfg.model, cfg.device)
         figures["encoder_features"] = _feature_figures(mics["sim"], mics["real"])
         figures["encoder_features"]["embed_dim"] = dim
     result = {
@@ -451,7 +453,7 @@ def evaluate_realism(cfg: RealismConfig, progress: bool = True) -> dict:
         "warnings": warnings,
     }
     make_output_folder(cfg.outdir)
-    write_text_atomic(cfg.outdir / "realism.json", json.dumps(result, indent=1) + "\n")
+    write_results(cfg.outdir / "realism.json", result)
     plot(result, mics, cfg.outdir / "realism.png")
     return result
 
