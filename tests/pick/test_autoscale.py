@@ -147,6 +147,19 @@ def test_auto_is_the_default_for_the_bundled_picker_only(blob_picker):
     assert scales("bundled", [1.0]) == [1.0] and scales(path, "auto") == "auto"
 
 
+def _small_blobs(folder, make_blobs, labelled: int | None = None) -> None:
+    """``folder/mics/small_{0,1,2}.mrc``: 14 blobs 0.7 × the size the blob picker learnt (1 Å/px),
+    and ``folder/coords``: the first ``labelled`` of each (all when None)."""
+    rng = np.random.default_rng(9)
+    for sub in ("mics", "coords"):
+        (folder / sub).mkdir()
+    for i in range(3):
+        img, xy = make_blobs(rng, (224, 224), 16.0 * 0.7, 14, noise=0.2)
+        write_mrc(folder / "mics" / f"small_{i}.mrc", img, pixel_size=1.0)
+        write_relion_coords(folder / "coords" / f"small_{i}.star",
+                            make_coords(f"small_{i}", *xy[:labelled].T))  # fmt: skip
+
+
 def test_pick_train_auto_scale_trains_and_stores_at_the_chosen_multiple(
     blob_picker, make_blobs, tmp_path, capsys
 ):
@@ -157,14 +170,7 @@ def test_pick_train_auto_scale_trains_and_stores_at_the_chosen_multiple(
     from draco_em.pick.model_io import read_picker
 
     path, _ = blob_picker
-    rng = np.random.default_rng(9)
-    for sub in ("mics", "coords"):
-        (tmp_path / sub).mkdir()
-    for i in range(3):
-        img, xy = make_blobs(rng, (224, 224), 16.0 * 0.7, 14, noise=0.2)
-        write_mrc(tmp_path / "mics" / f"small_{i}.mrc", img, pixel_size=1.0)
-        write_relion_coords(tmp_path / "coords" / f"small_{i}.star",
-                            make_coords(f"small_{i}", xy[:5, 0], xy[:5, 1]))  # fmt: skip
+    _small_blobs(tmp_path, make_blobs, labelled=5)
     base = ["pick", "train", "--micrographs", str(tmp_path / "mics"), "--coords",
             str(tmp_path / "coords"), "--diameter", "32", "--epochs", "1",
             "--crops-per-epoch", "8", "--auto-scale", "-q"]  # fmt: skip
@@ -188,3 +194,76 @@ def test_pick_train_auto_scale_trains_and_stores_at_the_chosen_multiple(
     with pytest.raises(SystemExit) as exc:
         main([*base, "-o", str(tmp_path / "none")])
     assert exc.value.code == 2 and "--auto-scale needs --weights" in capsys.readouterr().err
+
+
+def test_calibrate_scores_at_the_multiple_pick_predict_then_picks_at(
+    blob_picker, make_blobs, tmp_path
+):
+    """``pick calibrate`` used to score its labels at × 1 whatever the picker: a picker trained
+    at × m (``pick train --auto-scale``) then had its threshold chosen at another scale than it
+    picks at, and the bundled picker's data-chosen multiple was lost. Now calibrate scores as
+    ``pick predict`` does with the picker (its trained multiple; for the bundled picker the one
+    chosen from the data, kept in the new picker), so the picks it counts at its threshold are
+    exactly those ``pick predict`` makes with the calibrated picker, and it says the multiple."""
+    from draco_em.io.run_folder import read_config
+    from draco_em.pick.model_io import read_picker
+
+    path, _ = blob_picker
+    _small_blobs(tmp_path, make_blobs)
+    data = ["--micrographs", str(tmp_path / "mics"), "--coords", str(tmp_path / "coords")]
+    res = CliRunner().invoke(app, ["pick", "train", *data, "--diameter", "32", "--epochs", "1",
+                                   "--crops-per-epoch",
+                                   "8", "--auto-scale", "--weights", str(path), "-q", "-o",
+                                   str(tmp_path / "run")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    trained_at = read_picker(tmp_path / "run")[1]["metadata"]["auto_scale"]["multiplier"]
+    assert trained_at < 1.0
+    assert read_config(tmp_path / "run")["diameter"] == 32.0  # as given, not × the multiple
+    # the bundled picker given 40 Å for these 22 px blobs: it chooses × 0.7 from the data
+    for name, model, d in (("run", str(tmp_path / "run"), 32), ("bundled", "bundled", 40)):
+        cal = tmp_path / f"cal_{name}"
+        res = CliRunner().invoke(app, ["pick", "calibrate", "--model", model, *data,
+                                       "--diameter", str(d), "-o", str(cal), "--device", "cpu",
+                                       "-q"])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        info = read_picker(cal)[1]
+        m = info["metadata"]["calibration"]["multiplier"]
+        if name == "run":
+            assert m == trained_at and f"diameter 32 Å × {m:g} (the picker's own" in res.output
+        else:
+            assert m < 1.0 and info["metadata"]["auto_scale"]["multiplier"] == m
+            assert f"diameter 40 Å × {m:g} chosen from the data" in res.output
+        assert load_picker(cal).scales == (m,)
+        res = CliRunner().invoke(app, ["pick", "predict", str(tmp_path / "mics"), "-o",
+                                       str(tmp_path / f"p_{name}"), "--model", str(cal),
+                                       "--diameter", str(d), "--no-previews", "-q"])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        picks = sum(len(read_coords(f))
+                    for f in (tmp_path / f"p_{name}" / "coordinates").glob("*.star"))  # fmt: skip
+        at = info["metadata"]["calibration"]["validation"]["at_threshold"]
+        assert picks == at["n_pred"], (name, m)
+        # the same scores: the calibration's best cut-off is one of predict's candidates
+        best = info["metadata"]["calibration"]["validation"]["best_threshold"]
+        scores = np.concatenate(
+            [np.load(f)["score"] for f in (tmp_path / f"p_{name}" / "scores").glob("*.npy")]
+        )
+        assert np.isclose(scores, best, rtol=1e-6, atol=0).any(), (name, m, best)
+
+
+def test_overwrite_chooses_the_multiple_again_and_the_same_one(blob_picker, tmp_path):
+    """``--overwrite`` does not reuse auto_scale.json (the settings it is given for may have
+    changed the choice); on the same inputs the choice is deterministic: the same multiple,
+    criteria and picks."""
+    path, tmp = blob_picker
+    args = ["pick", "predict", str(tmp / "mics"), "--model", str(path), "--no-previews", "-q",
+            "-o", str(tmp_path / "a"), "--diameter-scales", "auto"]  # fmt: skip
+    assert CliRunner().invoke(app, args).exit_code == 0
+    first = (tmp_path / "a" / "auto_scale.json").read_text()
+    stars = sorted((tmp_path / "a" / "coordinates").glob("*.star"))
+    before = [read_coords(f) for f in stars]
+    (tmp_path / "a" / "auto_scale.json").write_text(first.replace('"multiplier": ', '"x": '))
+    res = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "a" / "auto_scale.json").read_text() == first  # chosen again: the same
+    for f, old in zip(stars, before, strict=True):
+        np.testing.assert_array_equal(read_coords(f)[["x", "y", "score"]], old[["x", "y", "score"]])

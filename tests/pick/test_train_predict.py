@@ -221,9 +221,11 @@ def test_cli_train_and_predict(trained, tmp_path):
                                    "--epochs", "2", "--crops-per-epoch", "8"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert (tmp_path / "ft" / "picker.safetensors").is_file()
-    # Issue 16: a bar, one line per epoch (1-based, of N, with the loss and the validation F1),
-    # and a threshold line whose F1 values each say which cut-off they are at.
-    epochs = re.findall(r"epoch (\d/2) loss \d\.\d{4} val best F1 \d\.\d{3}", res.output)
+    # Issue 16: a bar, one line per epoch (1-based, of N, with the loss and the validation F1
+    # saying what it is measured against, and the recall of the labels), and a threshold line
+    # whose F1 values each say which cut-off they are at.
+    epochs = re.findall(r"epoch (\d/2) loss \d\.\d{4} val F1 \d\.\d{3} \(against the "
+                        r"labels\), label recall \d\.\d{3}", res.output)  # fmt: skip
     assert epochs == ["1/2", "2/2"], res.output
     assert "step/s" in res.output  # the bar
     log = (tmp_path / "ft" / "run.log").read_text()

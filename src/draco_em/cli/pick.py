@@ -308,8 +308,15 @@ def pick_calibrate(
     v = r["validation"]
     at = v.get("at_threshold") or {"f1": 0.0}
     pu = " by the PU-corrected F1" if "labelled_fraction" in v else ""
+    pu_f1 = f"PU-corrected F1 {at['f1_pu']:.3f} at it, " if "f1_pu" in at else ""
+    scale = f"{r['diameter']:g} Å"
+    if r["scale_chosen"]:
+        scale += f" × {r['multiplier']:g} chosen from the data (kept in the picker)"
+    elif r["multiplier"] != 1.0:
+        scale += f" × {r['multiplier']:g} (the picker's own multiple)"
     typer.echo(
         f"threshold {r['stored']:.3f} (chosen {r['chosen']:.3f}{pu}; the picker's was "
-        f"{r['previous']:.3f}) on {v['micrographs']} micrographs: F1 {at['f1']:.3f} at it "
-        f"against the labels (best {v['best_f1']:.3f}), AP {v['ap']:.3f} → {r['path']}"
+        f"{r['previous']:.3f}) on {v['micrographs']} micrographs at diameter {scale}: {pu_f1}"
+        f"F1 {at['f1']:.3f} at it against the labels (best {v['best_f1']:.3f}), AP "
+        f"{v['ap']:.3f} → {r['path']}"
     )

@@ -20,7 +20,7 @@ Grid, criterion and margin: issue 18, session 7 in docs/benchmarks.md
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -28,8 +28,11 @@ import numpy as np
 import pandas as pd
 
 from draco_em.errors import DracoInputError
+from draco_em.io.batch import expand_inputs, pixel_sizes
+from draco_em.io.halves import drop_halves
 from draco_em.io.mrc import read_micrograph
 from draco_em.io.pixel_size import require_pixel_size
+from draco_em.pick.config import SCORE_FLOOR
 from draco_em.pick.predict import Picker
 
 AUTO_SCALES = (1.0, 0.85, 0.7)  # multiples of the given diameter tried (1.0 first)
@@ -137,3 +140,21 @@ def choose_scale(
         names.append(name)
     best, crit = choose_multiplier(per, margin)
     return ScaleChoice(best, crit, names, {name: f[best] for name, f in found.items()})
+
+
+def scale_on_micrographs(
+    picker: Picker, micrographs: Sequence[Path], pixel_size: float | None = None
+) -> ScaleChoice:
+    """:func:`choose_scale` on the first :data:`AUTO_MICROGRAPHS` of ``micrographs`` (files,
+    folders, globs or a STAR list; half sums skipped, as ``pick predict`` skips them), with
+    ``pick predict``'s candidate floor; the candidates are not kept.
+
+    What ``pick train --auto-scale`` trains at and ``pick calibrate`` chooses its threshold at,
+    as ``pick predict --diameter-scales auto`` would choose on those micrographs
+    (``picker.threshold``: the stored threshold the criterion counts above).
+    """
+    inputs = drop_halves(expand_inputs(list(micrographs)))[0]
+    images = first_micrographs([it.path for it in inputs.items], pixel_sizes(inputs, pixel_size))
+    choice = choose_scale(picker, images, SCORE_FLOOR)
+    choice.candidates = {}  # not kept: the caller reads the micrographs again at its diameter
+    return choice

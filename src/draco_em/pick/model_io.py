@@ -99,3 +99,13 @@ def trained_scales(info: Mapping) -> tuple[float, ...]:
     --auto-scale`` (its metadata), else (1.0,)."""
     auto = (info.get("metadata") or {}).get("auto_scale") or {}
     return (float(auto.get("multiplier", 1.0)),)
+
+
+def picker_scales(model: str | Path, picker: Picker | None = None) -> list[float] | str:
+    """The multiple(s) of the diameter ``pick predict`` picks at with ``model`` unless told
+    (``--diameter-scales``): 'auto', chosen from the data, for the bundled picker (the rule of
+    issue 18, session 7, docs/benchmarks.md); for any other picker the multiple it was
+    trained or calibrated at (``picker.scales``, :func:`trained_scales`; 1 when none)."""
+    if is_bundled_picker(model):
+        return "auto"
+    return [float(s) for s in picker.scales] if picker is not None else [1.0]

@@ -69,7 +69,7 @@ from draco_em.pick.autoscale import (
     first_micrographs,
 )
 from draco_em.pick.config import SCORE_FLOOR, PickPredictConfig
-from draco_em.pick.model_io import is_bundled_picker, load_picker
+from draco_em.pick.model_io import is_bundled_picker, load_picker, picker_scales
 from draco_em.pick.predict import ExcludeFn, Picker, split_excluded
 from draco_em.pick.report import save_histogram, save_overlay
 from draco_em.runtime import resolve_device
@@ -536,14 +536,13 @@ OUTPUT_SETTINGS = ("diameter", "pixel_size", "threshold", "expected_particles", 
 
 
 def default_scales(cfg: PickPredictConfig, picker: Picker | None = None) -> list[float] | str:
-    """``cfg.diameter_scales``, or its default: 'auto' for the bundled picker (chosen by the
-    rule of issue 18, session 7, docs/benchmarks.md); for a picker from ``pick train`` the
-    multiple it was trained at (``picker.scales``: 1, or the one ``--auto-scale`` chose)."""
+    """``cfg.diameter_scales``, or the picker's default (:func:`~draco_em.pick.model_io.
+    picker_scales`): 'auto' for the bundled picker; for a picker from ``pick train`` or ``pick
+    calibrate`` the multiple it was trained or calibrated at (1, or the one chosen from the
+    data)."""
     if cfg.diameter_scales is not None:
         return cfg.diameter_scales
-    if is_bundled_picker(cfg.model):
-        return "auto"
-    return [float(s) for s in picker.scales] if picker is not None else [1.0]
+    return picker_scales(cfg.model, picker)
 
 
 def _option_warnings(cfg: PickPredictConfig, picker: Picker) -> list[str]:

@@ -41,8 +41,8 @@ from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import drop_halves
 from draco_em.io.run_folder import refuse_trained_folder, run_log, write_config
 from draco_em.model.weights import read_weights, resolve_weights
-from draco_em.pick.autoscale import ScaleChoice, choose_scale, first_micrographs
-from draco_em.pick.config import DEFAULT_TTA, SCORE_FLOOR, DetectorConfig, PickTrainConfig
+from draco_em.pick.autoscale import ScaleChoice, scale_on_micrographs
+from draco_em.pick.config import DEFAULT_TTA, DetectorConfig, PickTrainConfig
 from draco_em.pick.data import (
     Example,
     label_contrast,
@@ -62,6 +62,13 @@ log = logging.getLogger("draco_em.pick")
 #: Labels are called upside down when flipping them gives a contrast z (``label_contrast``) of
 #: at least FLIP_Z and FLIP_RATIO times the one as read (random labels: z ≈ 1).
 FLIP_Z, FLIP_RATIO = 4.0, 2.0
+#: Particles do not overlap, so labels within half a diameter of another label say the
+#: diameter is too large: pick train / calibrate warn when more than CROWDED_SHARE of at least
+#: CROWDED_MIN_LABELS labels are. EMPIAR-10017 (docs/benchmarks.md): 200 few-shot picks at the
+#: right diameter 0 %, at 1.8× 10.5 %, at 2× 14.5 % (where F1 fell from 0.826 to 0.485); the
+#: 7,439 expert picks of all 11 micrographs, complete and dense, already 5.4 % at the right one
+#: (their box size) and 10.2 % at 1.2×.
+CROWDED_SHARE, CROWDED_MIN_LABELS = 0.10, 50
 F1_TOLERANCE = 0.02  # cut-offs this close to the best validation F1 are equally good
 THRESHOLD_RANGE = (0.02, 0.98)  # stored thresholds stay inside (peaks are found from 0.02)
 
@@ -100,15 +107,10 @@ def scale_for_training(
             "--auto-scale needs --weights to be a picker (bundled or a pick train run), "
             "not a DRACO encoder", cfg.weights
         ) from None  # fmt: skip
-    inputs = drop_halves(expand_inputs(list(cfg.micrographs)))[0]
-    images = first_micrographs(
-        [it.path for it in inputs.items], pixel_sizes(inputs, cfg.pixel_size)
-    )
     picker = Picker(detector.to(device).eval(), cfg.diameter, threshold, device=device,
                     tta=DEFAULT_TTA)  # fmt: skip
-    choice = choose_scale(picker, images, SCORE_FLOOR)
+    choice = scale_on_micrographs(picker, cfg.micrographs, cfg.pixel_size)
     detector.train()
-    choice.candidates = {}  # not kept: training reads the micrographs again at its diameter
     return choice
 
 
@@ -222,6 +224,7 @@ def load_labelled(
         warnings.append(line)
     if report:
         warnings.append(flipped_labels_warning(examples, detector_cfg.diameter_px, invert_y))
+        warnings.append(crowded_labels_warning(examples, detector_cfg.diameter_px, diameter))
     if n_repeated and report:
         warnings.append(f"{n_repeated} repeated labels (within 1 px of another) were dropped")
     for warning in filter(None, warnings):
@@ -256,6 +259,43 @@ def flipped_labels_warning(
     )
 
 
+def crowded_labels_warning(
+    examples: list[Example], diameter_px: float, diameter: float
+) -> str | None:
+    """A line when more than :data:`CROWDED_SHARE` of the labels lie within half a diameter
+    of another label (at least :data:`CROWDED_MIN_LABELS` labels), else None.
+
+    Particles do not overlap, so centres that close say the diameter given is too large: the
+    picker then learns the particles at a size they do not have and loses F1 while its
+    validation F1 can look better (EMPIAR-10017 few-shot at twice the diameter: 0.485 on the
+    test micrographs against 0.826). Training goes on: the labels may be crowded for other
+    reasons (aggregates, complete labels of a dense sample at a box-size diameter).
+
+    Args:
+        examples: labels in working px, where a diameter spans ``diameter_px``.
+        diameter: the diameter they were loaded at (Å), for the line.
+    """
+    from scipy.spatial import cKDTree
+
+    nearest = [cKDTree(ex.xy).query(ex.xy, k=2)[0][:, 1] if len(ex.xy) > 1
+               else np.full(len(ex.xy), np.inf) for ex in examples]  # fmt: skip
+    spacing = np.concatenate([np.zeros(0), *nearest]) / diameter_px  # in diameters
+    if len(spacing) < CROWDED_MIN_LABELS:
+        return None
+    share = float(np.mean(spacing < 0.5))
+    if share <= CROWDED_SHARE:
+        return None
+    widest = float(np.quantile(spacing, CROWDED_SHARE)) * diameter
+    return (
+        f"{share:.1%} of the {len(spacing)} labels lie within half a diameter "
+        f"({diameter / 2:.0f} Å) of another label; particles do not overlap, so the diameter "
+        f"({diameter:.0f} Å) is likely too large: {CROWDED_SHARE:.0%} of the labels have a "
+        f"neighbour closer than {widest:.0f} Å, and particles that do not overlap are at most "
+        "about that wide (on EMPIAR-10017 twice the right diameter cost 0.34 F1); check "
+        "--diameter"
+    )
+
+
 def drop_repeats(labels: pd.DataFrame, within: float = 1.0) -> pd.DataFrame:
     """``labels`` with each pick closer than ``within`` input px to an earlier one dropped:
     one particle given twice (two label files, or two formats of one file), never two."""
@@ -268,6 +308,13 @@ def drop_repeats(labels: pd.DataFrame, within: float = 1.0) -> pd.DataFrame:
     keep = np.ones(len(xy), bool)
     keep[pairs.max(axis=1)] = False  # the later of each pair
     return labels[keep].reset_index(drop=True)
+
+
+def say(message: str, progress: bool) -> None:
+    """A line in run.log, and on the terminal when ``progress`` (``-q`` hides it)."""
+    log.info(message)
+    if progress:
+        tqdm.write(message)
 
 
 def say_warning(message: str) -> None:
@@ -389,12 +436,12 @@ def _optimizer(detector: ParticleDetector, cfg: PickTrainConfig, whole: bool):
 
 def fit(detector: ParticleDetector, train: list[Example], cfg: PickTrainConfig, whole: bool,
         prior: float, device: torch.device = torch.device("cpu"), progress: bool = False,
-        validate: Callable[[], float] | None = None) -> list[float]:  # fmt: skip
+        validate: Callable[[], str] | None = None) -> list[float]:  # fmt: skip
     """The training loop on ``device`` (where ``detector`` is); the mean loss of each epoch.
 
     Each epoch ends with one line (run.log, and the terminal under the progress bar when
-    ``progress``): ``epoch k/N loss L``, plus the validation best F1 from ``validate`` (called
-    with the detector in eval mode) when given.
+    ``progress``): ``epoch k/N loss L``, plus the validation figures from ``validate`` (called
+    with the detector in eval mode; :func:`epoch_validation`) when given.
     """
     rng = np.random.default_rng(cfg.seed)
     opt = _optimizer(detector, cfg, whole)
@@ -429,7 +476,7 @@ def fit(detector: ParticleDetector, train: list[Example], cfg: PickTrainConfig, 
         line = f"epoch {epoch + 1}/{cfg.epochs} loss {losses[-1]:.4f}"
         if validate is not None:
             detector.eval()
-            line += f" val best F1 {validate():.3f}"
+            line += f" {validate()}"
             detector.train()
         log.info(line)
         if progress:
@@ -483,12 +530,68 @@ def threshold_from_matches(
     """
     if not len(scores) or not n_labelled:
         return 0.5
+    ranked, f1, _recall = f1_curve(tp, scores, n_labelled, fraction)
+    near = ranked[f1 >= f1.max() - F1_TOLERANCE]
+    return float(np.clip(0.5 * (near.min() + near.max()), *THRESHOLD_RANGE))
+
+
+def pu_f1(n_tp, n_picks, n_labelled: int, fraction: float = 1.0):
+    """The F1 estimate 2·TP / (c · picks + labelled) of :func:`threshold_from_matches`
+    (scalars or arrays); ``fraction`` c = 1: the F1 against the labels.
+
+    It passes 1 where c is too small (more of the particles labelled than the expected count
+    says: the labels are found with fewer picks than particles expected); figures shown to the
+    user are clipped to 1 (:func:`shown_f1`), the threshold rule takes it as it is."""
+    return 2 * n_tp / (fraction * n_picks + n_labelled)
+
+
+def shown_f1(f1: float) -> float:
+    """An F1 estimate as the user is shown it: at most 1 (:func:`pu_f1`)."""
+    return float(min(f1, 1.0))
+
+
+def f1_curve(
+    tp: np.ndarray, scores: np.ndarray, n_labelled: int, fraction: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores [N] falling, :func:`pu_f1` [N] and recall of the labels [N] when the cut-off
+    keeps the picks down to each) of peaks ``tp`` [N] (matched a label?) and ``scores`` [N]."""
     order = np.argsort(-scores, kind="stable")
     cum = np.cumsum(tp[order])
-    picks = np.arange(1, len(scores) + 1)
-    f1 = 2 * cum / (fraction * picks + n_labelled)
-    near = scores[order][f1 >= f1.max() - F1_TOLERANCE]
-    return float(np.clip(0.5 * (near.min() + near.max()), *THRESHOLD_RANGE))
+    f1 = pu_f1(cum, np.arange(1, len(scores) + 1), n_labelled, fraction)
+    return scores[order], f1, cum / max(n_labelled, 1)
+
+
+def epoch_validation(
+    tp: np.ndarray, scores: np.ndarray, n_labelled: int, fraction: float | None
+) -> str:
+    """Each epoch's validation figures, for its line: the best F1 by the rule that will choose
+    the stored threshold (PU-corrected with labelled ``fraction`` c, from
+    ``--expected-particles``; None: against the labels) and the recall of the labels at that
+    cut-off (it needs no correction). :func:`epoch_validation_note` says what they mean."""
+    if not len(scores) or not n_labelled:
+        return "val: no peak on the labels"
+    _, f1, recall = f1_curve(tp, scores, n_labelled, fraction or 1.0)
+    best = int(np.argmax(f1))
+    how = "PU-corrected" if fraction is not None else "against the labels"
+    return f"val F1 {shown_f1(f1[best]):.3f} ({how}), label recall {recall[best]:.3f}"
+
+
+def epoch_validation_note(fraction: float | None) -> str:
+    """What each epoch's ``val F1`` is (said once, before the first epoch)."""
+    if fraction is not None:
+        return (
+            f"each epoch's val F1 is the PU-corrected estimate by which the threshold is "
+            f"chosen (the labels taken as {fraction:.0%} of the particles, from "
+            "--expected-particles), at its best cut-off; label recall: the share of the "
+            "labels found there"
+        )
+    return (
+        "each epoch's val F1 is measured against the labels: a pick on an unlabelled "
+        "particle counts as false, so with incomplete labels it reads low (its best is "
+        "about 2c/(1+c) when a share c of the particles is labelled); the recall of the "
+        "labels beside it needs no correction; give --expected-particles N (particles per "
+        "micrograph) for the PU-corrected F1 and a threshold chosen by it"
+    )
 
 
 def choose_threshold(
@@ -518,6 +621,8 @@ def choose_threshold(
     threshold = threshold_from_matches(tp, s, n_true, c)
     at = summarize(tp[s >= threshold], s[s >= threshold], n_true)
     result["at_threshold"] = {k: at[k] for k in ("precision", "recall", "f1", "n_pred", "n_tp")}
+    if expected_particles:  # the figure the threshold was chosen by, at it
+        result["at_threshold"]["f1_pu"] = shown_f1(pu_f1(at["n_tp"], at["n_pred"], n_true, c))
     return threshold, result
 
 
@@ -531,8 +636,9 @@ def threshold_line(threshold: float, result: dict) -> str:
         if "labelled_fraction" in result
         else f"the middle of the cut-offs within {F1_TOLERANCE} F1 of the best"
     )
+    pu = f"PU-corrected F1 {at['f1_pu']:.3f} at it; " if "f1_pu" in at else ""
     return (
-        f"stored threshold {threshold:.3f} ({how}): validation F1 {at['f1']:.3f} at it "
+        f"stored threshold {threshold:.3f} ({how}): {pu}validation F1 {at['f1']:.3f} at it "
         f"(precision {at['precision']:.3f}, recall {at['recall']:.3f}, against the labels); "
         f"best F1 {result['best_f1']:.4f} at {result['best_threshold']:.3f}; AP "
         f"{result['ap']:.3f}; F1 {result['f1']:.3f} over every peak ≥ {THRESHOLD_RANGE[0]} "
@@ -620,6 +726,9 @@ def train_picker(
     device = resolve_device(cfg.device)
     make_output_folder(cfg.outdir)
     refuse_trained_folder(cfg.outdir, RUN_FILE, "picker")
+    # The settings as given (--auto-scale's multiple goes to the picker's metadata), first:
+    # an interrupted run's folder says what it ran, and the picker is the last file written.
+    write_config(cfg.outdir, cfg)
     with run_log(cfg.outdir, log), interrupted_note():
         t0 = time.time()
         detector, whole = build_detector(cfg.weights, detector_config)
@@ -652,14 +761,17 @@ def train_picker(
         prior = class_prior(max(expected, 1.0), sum(e.image.size for e in train))
         log.info("%d train / %d val micrographs, %d labelled particles, prior %.4g",
                  len(train), len(val), n_labelled, prior)  # fmt: skip
-        said = validation_line(val, val is train, bool(cfg.val_micrographs))
-        log.info(said)
-        if progress:
-            tqdm.write(said)
+        say(validation_line(val, val is train, bool(cfg.val_micrographs)), progress)
         picker = Picker(detector, cfg.diameter, device=device)
+        n_val = sum(len(e.xy) for e in val)
+        fraction = None
+        if cfg.expected_particles:  # as choose_threshold takes it
+            fraction = labelled_fraction(n_val, len(val), cfg.expected_particles)
+        if val:
+            say(epoch_validation_note(fraction), progress)
 
-        def validate() -> float:
-            return summarize(*validation_matches(picker, val))["best_f1"]
+        def validate() -> str:
+            return epoch_validation(*validation_matches(picker, val), fraction)
 
         losses = fit(detector.to(device), [*train, *negatives], cfg, whole, prior, device,
                      progress, validate if val else None)  # fmt: skip
@@ -670,9 +782,7 @@ def train_picker(
         threshold, val_result = choose_threshold(
             picker, val, expected_particles=cfg.expected_particles
         )
-        log.info(threshold_line(threshold, val_result))
-        if progress:
-            tqdm.write(threshold_line(threshold, val_result))
+        say(threshold_line(threshold, val_result), progress)
         if val is train:  # fewer than 3 labelled micrographs and no --val-micrographs
             say_warning(NO_HOLDOUT_WARNING)
         if missed := no_label_found_warning(threshold, val_result):
@@ -691,6 +801,4 @@ def train_picker(
                         train_seconds=round(time.time() - t0, 1))  # fmt: skip
         if choice is not None:  # the given diameter is stored; the picker runs at m × it
             meta["auto_scale"] = {"given_diameter": given, **choice.to_json()}
-        out = save_picker(cfg.outdir / RUN_FILE, detector, given, threshold, meta)
-        write_config(cfg.outdir, cfg)
-        return out
+        return save_picker(cfg.outdir / RUN_FILE, detector, given, threshold, meta)
