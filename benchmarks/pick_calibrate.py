@@ -35,8 +35,9 @@ from pick_recipe import gather
 from draco_em.evaluate.pick import summarize
 from draco_em.pick.calibrate import choose, run_calibrate, unseen_shift
 from draco_em.pick.config import PickCalibrateConfig
+from draco_em.pick.labels import load_labelled
 from draco_em.pick.model_io import load_picker
-from draco_em.pick.train import load_labelled, validation_matches
+from draco_em.pick.threshold import validation_matches
 
 
 def config(model: Path, data: Path, sets: list[str], out: Path, shift: float = 0.0):

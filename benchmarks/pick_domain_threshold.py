@@ -40,10 +40,11 @@ from draco_em.curate.features import micrograph_nyquist_ratio
 from draco_em.evaluate.pick import match_picks, summarize
 from draco_em.imaging.nyquist import PRE_DENOISED_BELOW
 from draco_em.io.mrc import read_image
+from draco_em.pick.labels import load_labelled
 from draco_em.pick.model_io import PREDENOISED_KEY, read_picker, save_picker
 from draco_em.pick.nms import find_peaks
 from draco_em.pick.predict import Picker
-from draco_em.pick.train import THRESHOLD_RANGE, load_labelled, threshold_from_matches
+from draco_em.pick.threshold import THRESHOLD_RANGE, threshold_from_matches
 
 VAL_LC = [f"{n.removesuffix('_val')}_lc_val" for n in VAL_RAW]
 GROUPS = {"raw": VAL_RAW, "r": VAL_RENDER, "lc": VAL_LC}

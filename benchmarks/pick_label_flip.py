@@ -1,4 +1,4 @@
-"""Are the user's labels upside down? `pick train`'s check (``pick.train.flipped_labels_warning``)
+"""Are the user's labels upside down? `pick train`'s check (``pick.labels.flipped_labels_warning``)
 measured on labels whose orientation is known.
 
 For each set, the labelled micrographs are read as `pick train` reads them (the bundled
@@ -28,8 +28,8 @@ from pathlib import Path
 
 from draco_em.io.coords import read_coords
 from draco_em.pick.data import label_contrast, load_example
+from draco_em.pick.labels import FLIP_RATIO, FLIP_Z
 from draco_em.pick.model_io import read_picker
-from draco_em.pick.train import FLIP_RATIO, FLIP_Z
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

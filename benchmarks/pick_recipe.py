@@ -99,10 +99,12 @@ from draco_em.io.coords import read_coords
 from draco_em.model.weights import resolve_weights
 from draco_em.pick.config import DetectorConfig, PickTrainConfig
 from draco_em.pick.data import load_negative
+from draco_em.pick.labels import load_labelled
 from draco_em.pick.model_io import read_picker
 from draco_em.pick.nms import find_peaks
 from draco_em.pick.predict import Picker
-from draco_em.pick.train import THRESHOLD_RANGE, load_labelled, train_picker
+from draco_em.pick.threshold import THRESHOLD_RANGE
+from draco_em.pick.train import train_picker
 
 VAL_RAW = ["train2_val", "train4_val", "train7_val", "val2_val", "val4_val", "val7_val"]
 VAL_RENDER = [f"{n.removesuffix('_val')}_r_val" for n in VAL_RAW]

@@ -45,7 +45,8 @@ from draco_em.pick.autoscale import AUTO_MICROGRAPHS, choose_scale
 from draco_em.pick.config import DEFAULT_TTA, SCORE_FLOOR, PickTrainConfig
 from draco_em.pick.model_io import RUN_FILE, load_picker, read_picker
 from draco_em.pick.predict import Picker
-from draco_em.pick.train import density_threshold, train_picker
+from draco_em.pick.threshold import density_threshold
+from draco_em.pick.train import train_picker
 
 EMPIAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "empiar10017"
 VARIANTS = ("AS", "ST", "STD")

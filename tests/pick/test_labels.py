@@ -1,4 +1,4 @@
-"""The user's labels as `pick train` / `pick calibrate` read them (``pick.train.load_labelled``):
+"""The user's labels as `pick train` / `pick calibrate` read them (``pick.labels.load_labelled``):
 what would silently change the training set is said, or refused, never passed over."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from draco_em.errors import DracoInputError
 from draco_em.io.coords import make_coords, read_coords, write_box, write_cs, write_relion_coords
 from draco_em.io.mrc import write_mrc
-from draco_em.pick.train import load_labelled
+from draco_em.pick.labels import load_labelled
 
 
 @pytest.fixture

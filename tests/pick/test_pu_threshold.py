@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from draco_em.evaluate.pick import summarize
-from draco_em.pick.train import labelled_fraction, threshold_from_matches
+from draco_em.pick.threshold import labelled_fraction, threshold_from_matches
 
 
 def partially_labelled(rng: np.random.Generator, share: float):

@@ -613,7 +613,7 @@ def test_test_time_augmentation_must_be_a_known_count(make_tiny_config):
 
 
 def test_density_threshold_keeps_the_asked_count():
-    from draco_em.pick.train import THRESHOLD_RANGE, density_threshold
+    from draco_em.pick.threshold import THRESHOLD_RANGE, density_threshold
 
     scores = np.array([0.3, 0.9, 0.5, 0.8])
     assert density_threshold(scores, 2.2) == 0.8  # the two best kept
@@ -656,7 +656,8 @@ def test_refit_option_is_checked(trained, tmp_path, capsys):
 
 
 def test_refit_without_validation_picks_keeps_the_first_cut_off(trained, tmp_path):
-    from draco_em.pick.train import load_labelled, refit_all
+    from draco_em.pick.labels import load_labelled
+    from draco_em.pick.train import refit_all
 
     tmp = trained["tmp"]
     cfg = PickTrainConfig(micrographs=[tmp / "mics"], coords=[tmp / "coords"], diameter=32.0,
@@ -747,7 +748,7 @@ def test_negatives_enter_both_fits_of_a_refit_and_never_the_prior(trained, tmp_p
 def test_pick_predict_and_negatives_skip_the_halves_of_a_full_sum(trained, tmp_path):
     """A folder of MotionCor2 or `draco simulate` output holds X, X_EVN and X_ODD: one
     exposure, so one micrograph to pick and one negative, and the summary says so."""
-    from draco_em.pick.train import load_negatives
+    from draco_em.pick.labels import load_negatives
 
     mics = tmp_path / "mics"
     mics.mkdir()

@@ -16,13 +16,10 @@ from draco_em.io.coords import make_coords, write_relion_coords
 from draco_em.io.run_folder import read_config
 from draco_em.pick.config import PickTrainConfig
 from draco_em.pick.data import Example
+from draco_em.pick.labels import CROWDED_MIN_LABELS, crowded_labels_warning
 from draco_em.pick.model_io import read_picker
-from draco_em.pick.train import (
-    CROWDED_MIN_LABELS,
-    crowded_labels_warning,
-    epoch_validation,
-    train_picker,
-)
+from draco_em.pick.threshold import epoch_validation
+from draco_em.pick.train import train_picker
 
 
 @pytest.fixture(scope="module")
@@ -84,18 +81,20 @@ def test_a_warning_when_the_trained_picker_finds_none_of_its_labels(
 ):
     """5 picks on one EMPIAR-10017 micrograph without --expected-particles gave a picker that
     found none of them and nothing elsewhere, with no word said: now a warning says so."""
+    from draco_em.pick import threshold as threshold_module
     from draco_em.pick import train as train_module
 
     def nothing_found(picker, examples, progress=False):  # no peak above the score floor
         return np.zeros(0, bool), np.zeros(0), sum(len(e.xy) for e in examples)
 
+    monkeypatch.setattr(threshold_module, "validation_matches", nothing_found)
     monkeypatch.setattr(train_module, "validation_matches", nothing_found)
     train_picker(_cfg(trained, tmp_path / "r"), progress=False)
     err = capsys.readouterr().err
     assert "warning: the trained picker finds none of the" in err
     assert "finds none of the" in (tmp_path / "r" / "run.log").read_text()
     found = {"n_true": 5, "best_f1": 0.4, "at_threshold": {"n_tp": 2}}
-    assert train_module.no_label_found_warning(0.3, found) is None
+    assert threshold_module.no_label_found_warning(0.3, found) is None
 
 
 def test_calibrate_says_which_threshold_it_replaces_and_the_f1_at_its_own(trained, tmp_path):

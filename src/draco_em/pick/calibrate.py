@@ -3,7 +3,7 @@
 Two uses:
 
 * A user labels a few micrographs of their protein: ``draco pick calibrate`` chooses the cut-off
-  there (the rule of :func:`draco_em.pick.train.choose_threshold`), so the general picker's
+  there (the rule of :func:`draco_em.pick.threshold.choose_threshold`), so the general picker's
   default suits that protein without fine-tuning.
 * The bundled general picker. Its threshold is chosen on validation phantoms, which it knows as
   well as its training ones (true particles score ≥ 0.95 there). On a protein it has never seen,
@@ -31,6 +31,7 @@ from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.run_folder import refuse_trained_folder, run_log, write_config
 from draco_em.pick.autoscale import ScaleChoice, scale_on_micrographs
 from draco_em.pick.config import DEFAULT_TTA, PickCalibrateConfig
+from draco_em.pick.labels import load_labelled
 from draco_em.pick.model_io import (
     PREDENOISED_KEY,
     RUN_FILE,
@@ -41,7 +42,7 @@ from draco_em.pick.model_io import (
     trained_scales,
 )
 from draco_em.pick.predict import Picker
-from draco_em.pick.train import THRESHOLD_RANGE, choose_threshold, load_labelled, threshold_line
+from draco_em.pick.threshold import THRESHOLD_RANGE, choose_threshold, threshold_line
 from draco_em.runtime import resolve_device
 
 log = logging.getLogger("draco_em.pick")
