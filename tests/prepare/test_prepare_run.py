@@ -166,6 +166,38 @@ def test_mrc_tiff_and_eer_give_the_same_result(tmp_path: Path) -> None:
             np.testing.assert_allclose(ours, reference, atol=1e-3)
 
 
+def test_an_eer_gain_is_a_divisor_unless_it_is_epus_dot_gain(tmp_path: Path) -> None:
+    """RELION inverts every EER gain reference but EPU's ``.gain`` (``mean / gain``,
+    ``EERRenderer::loadEERGain``); prepare multiplied EER movies by such a divisor, so
+    `draco prepare Movies/*.eer --gain gain.tiff` (docs/prepare.md) came out wrongly
+    gain-corrected (QA, session 24)."""
+    import tifffile
+
+    from draco_em.io.movie_writers import split_counts, write_eer
+
+    movie = make_movie(n=128, frames=6, seed=8)
+    counts = movie.counts
+    n_sub = int(counts.max())
+    gain = np.random.default_rng(3).uniform(0.5, 2.0, counts.shape[1:]).astype(np.float32)
+    write_eer(tmp_path / "eer" / "a.eer", split_counts(counts, n_sub), pixel_size=1.0)
+    write_mrc(tmp_path / "mrc" / "a.mrcs", counts.astype(np.float32), 1.0)
+    write_mrc(tmp_path / "gain.mrc", gain, 1.0)
+    write_mrc(tmp_path / "inverse.mrc", (gain.astype(np.float64).mean() / gain), 1.0)
+    tifffile.imwrite(tmp_path / "gain.gain", gain)  # EPU's multiplicative TIFF, not flipped
+
+    def sums(movies: str, gain_file: str) -> list[np.ndarray]:
+        out = tmp_path / f"out_{movies}_{gain_file}"
+        summary = _prepare([tmp_path / movies], out, gain=tmp_path / gain_file,
+                           eer_grouping=n_sub, hot_pixels=False)  # fmt: skip
+        assert summary.made == 1, (out / "failures.txt").read_text()
+        return [read_image(out / f"a{s}.mrc")[0] for s in ("", "_EVN", "_ODD")]
+
+    for eer, mrc in ((("eer", "gain.mrc"), ("mrc", "inverse.mrc")),
+                     (("eer", "gain.gain"), ("mrc", "gain.mrc"))):  # fmt: skip
+        for ours, reference in zip(sums(*eer), sums(*mrc), strict=True):
+            np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-3)
+
+
 def test_motion_corrected_pairs_and_plain_micrographs(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     odd, even, lone = (rng.poisson(5, (128, 96)).astype(np.float32) for _ in range(3))

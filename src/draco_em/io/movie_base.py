@@ -38,6 +38,8 @@ class Movie:
         decode_threads: threads that decode one frame's compressed data (TIFF strips, the raw
             EER pages of a group); imagecodecs releases the GIL, so 2 threads nearly halve it.
             Set by :func:`~draco_em.io.movies.open_movie`; MRC stacks ignore it.
+        is_eer: an EER file (by its content, not its name), whose gain references follow
+            their own rule (RELION inverts any but EPU's ``.gain``: :mod:`draco_em.io.gain`).
     """
 
     path: Path
@@ -48,6 +50,7 @@ class Movie:
     notes: list[str]
     metadata: dict
     decode_threads: int = 1
+    is_eer: bool = False
 
     def _read(self, index: int) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -156,6 +156,8 @@ class EerMovie(Movie):
         pixel_size: physical pixel size override in Å (the output pixel is this / upsampling).
     """
 
+    is_eer = True
+
     def __init__(
         self, tif: TiffFile, path: Path, grouping: int, upsampling: int, pixel_size: float | None
     ) -> None:

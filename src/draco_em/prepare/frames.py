@@ -38,10 +38,21 @@ class MovieFrames:
     notes: list[str] = field(default_factory=list)
 
 
+def gain_is_divisor(gain: Path | None, eer: bool) -> bool:
+    """Whether ``--gain`` divides an EER movie's counts, as RELION reads it.
+
+    RELION (``EERRenderer::loadEERGain``: "The gain reference for EER is not multiplicative!")
+    inverts every EER gain reference except EPU's ``.gain`` files (Falcon 4i), as
+    ``mean / gain``; a gain for MRC or TIFF movies is multiplicative (docs/movies.md).
+    """
+    return eer and gain is not None and gain.suffix.lower() != ".gain"
+
+
 class ReaderCache:
     """What one worker process keeps from movie to movie.
 
-    * The gain reference: loaded once, fitted to each frame shape.
+    * The gain reference: loaded once (as a factor, and inverted for EER movies where RELION
+      inverts it: :func:`gain_is_divisor`), fitted to each frame shape.
     * The memory of the last frame stack, handed to the next movie of the same size or
       smaller. A fresh stack (0.67 GB for 40 frames of 2048², 3.8 GB for 40 uncropped K3 frames) is
       page-faulted in by the kernel on first touch, ~15 % of a 2048² movie's time on 2 cores
@@ -51,16 +62,21 @@ class ReaderCache:
 
     def __init__(self, config: PrepareConfig) -> None:
         self.config = config
-        self._ref: GainReference | None = None
+        self._refs: dict[bool, GainReference] = {}  # divisor? → the loaded reference
         self._stack: torch.Tensor | None = None
 
-    def gain_for_shape(self, shape: tuple[int, int], movie_path: Path) -> GainReference:
+    def gain_for_shape(
+        self, shape: tuple[int, int], movie_path: Path, divisor: bool = False
+    ) -> GainReference:
+        """The gain for frames of ``shape``; ``divisor``: invert it first (EER, as RELION)."""
         cfg = self.config
         if cfg.gain is None:
             return GainReference.unit(shape)
-        if self._ref is None:
-            self._ref = load_gain(cfg.gain, cfg.gain_rotate, cfg.gain_flip)
-        return self._ref.fit_to(shape, movie_path)
+        if divisor not in self._refs:
+            self._refs[divisor] = load_gain(
+                cfg.gain, cfg.gain_rotate, cfg.gain_flip, invert=divisor
+            )
+        return self._refs[divisor].fit_to(shape, movie_path)
 
     def frame_stack(self, n: int, shape: tuple[int, int]) -> torch.Tensor:
         """float32 [n, H, W] on the CPU, uninitialised, in the reused memory where it fits."""
@@ -111,8 +127,9 @@ def load_movie_frames(
         given = movie.pixel_size if config.pixel_size is not None else None
         movie_px = _resolve_pixel_size(given, star_pixel_size, movie.pixel_size, path)
         notes = list(movie.notes)
+        divisor = gain_is_divisor(config.gain, movie.is_eer)
         raw = [movie.frame(i, as_stored=True) for i in range(movie.n_frames)]
-    gain = reader.gain_for_shape(raw[0].shape, path)
+    gain = reader.gain_for_shape(raw[0].shape, path, divisor)
     if config.hot_pixels:
         total = np.zeros(raw[0].shape, np.float64)
         for frame in raw:  # in place: np.sum of the list would stack a copy of the movie
