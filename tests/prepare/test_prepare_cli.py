@@ -100,9 +100,19 @@ def test_torchrun_two_ranks_share_the_movies(tmp_path: Path) -> None:
     cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", "29731", "-m", "draco_em",
            "prepare", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q",
            "--target-pixel-size", "0", "--device", "cpu"]  # fmt: skip
-    subprocess.run(cmd, check=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, timeout=300, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    # the job's counts, not rank 0's share (it said "2 prepared" of 3; QA, session 24)
+    assert "3 prepared, 0 already there, 0 failed" in done.stdout
     table = read_micrographs_star(tmp_path / "out" / "triplets.star")
     # the project path rule (docs/conventions.md): outside the working directory, absolute
     names = sorted(Path(n) for n in table.micrographs["rlnMicrographName"])
     assert names == [tmp_path / "out" / f"r{i}.mrc" for i in range(3)]
     assert not (tmp_path / "out" / "failures.txt").exists()
+    # a broken movie on rank 1's share: one failure, said once, by rank 0, for the job
+    (tmp_path / "in" / "r3.mrcs").write_bytes(b"not an MRC file" * 100)
+    done = subprocess.run(cmd, timeout=300, env=env, capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    assert "0 prepared, 3 already there, 1 failed" in done.stdout
+    assert done.stderr.count("1 of 4 inputs failed") == 1, done.stderr

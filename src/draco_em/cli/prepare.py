@@ -78,6 +78,8 @@ def prepare(
         amplitude_contrast=amplitude_contrast,
     )  # fmt: skip
     summary = run_prepare(cfg, progress=not quiet)
+    if not summary.is_main:  # torchrun/srun: rank 0 reports (and exits by) every rank's inputs
+        return
     if summary.manifest is not None:
         typer.echo(
             f"{summary.made} prepared, {summary.skipped} already there, {summary.failed} "

@@ -55,13 +55,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PrepareSummary:
-    """What a run did (this rank's share for ``made``/``failed``)."""
+    """What a run did: on rank 0 (``is_main``) every rank's inputs, on other ranks their own
+    share (under ``torchrun`` rank 0 reports for the job)."""
 
     made: int
     skipped: int
     failed: int
     manifest: Path | None
     warnings: list[str] = field(default_factory=list)  # about the inputs, one line each
+    is_main: bool = True
 
 
 def _meta_path(outdir: Path, name: str) -> Path:
@@ -218,13 +220,18 @@ def run_prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareSummary:
     sources = [src for item in items for src in item.sources]
     make_output_folder(cfg.outdir, [*cfg.inputs, *sources], beside_inputs=False)
     target = cfg.resolved_target_pixel_size()
+    finished_before = 0
     if rank == 0:
         _check_resume(cfg, target)
+        # every rank's finished items, counted before any rank starts (the summary's "already
+        # there"; each rank alone knows only its own share)
+        finished_before = sum(finished_row(cfg.outdir, item) is not None for item in items)
     barrier()
     mine = shard(items, rank, world)
     todo = [item for item in mine if finished_row(cfg.outdir, item) is None]
     failures = FailureLog(cfg.outdir, rank=rank)
     made = _run_items(todo, cfg, target, failures, progress and rank == 0)
+    skipped = len(mine) - len(todo)
     barrier()
     manifest = None
     if rank == 0:
@@ -235,9 +242,11 @@ def run_prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareSummary:
             if (row := finished_row(cfg.outdir, item)) is not None
         ]
         manifest = write_manifest(cfg, rows) if rows else None
+        # the job's counts, not rank 0's share (it said "2 prepared" of 3 under 2 ranks)
+        made, skipped = len(rows) - finished_before, finished_before
     warning = _placeholder_warning(cfg, items) if rank == 0 else None
-    return PrepareSummary(made, len(mine) - len(todo), failures.count, manifest,
-                          [warning] if warning else [])  # fmt: skip
+    return PrepareSummary(made, skipped, failures.count, manifest,
+                          [warning] if warning else [], is_main=rank == 0)  # fmt: skip
 
 
 def _placeholder_warning(cfg: PrepareConfig, items: list[PrepareItem]) -> str | None:
