@@ -80,7 +80,7 @@ def test_mae_stage_records_its_own_mask_ratio(tiny_config) -> None:
     """An MAE warm-up at γ = 0.3 builds (and so exports) a model that says 0.3, not 0.5."""
     from draco_em.train.pretrain import _build_model
 
-    model, config = _build_model(tiny_config(stage="mae", mask_ratio=0.3))
+    model, config, _ = _build_model(tiny_config(stage="mae", mask_ratio=0.3))
     assert config.mask_ratio == model.config.mask_ratio == 0.3
     with pytest.raises(DracoInputError, match="mask ratio"):
         tiny_config(stage="draco", mask_ratio=0.3)
@@ -107,3 +107,25 @@ def test_fsdp_with_one_process_trains_the_model_whole(tiny_config, caplog) -> No
     with caplog.at_level("WARNING"):
         result = run_pretrain(tiny_config(fsdp=True, epochs=1))
     assert result["state"].epoch == 1 and "one process trains it whole" in caplog.text
+
+
+def test_a_fine_tune_at_another_scale_than_its_initial_weights_is_said(
+    tiny_config, tmp_path, caplog
+) -> None:
+    """docs/training.md's fine-tune typed without the first run's crop options trained at
+    0.5-1.0 Å/px a model pretrained at 1.75-2.25 Å/px, without a word (QA, session 24)."""
+    first = tiny_config(out_dir=tmp_path / "a", epochs=1)  # 32-64 px crops → 64 px: 1-2 Å
+    run_pretrain(first)
+    same = tiny_config(out_dir=tmp_path / "b", stage="denoise", init_weights=first.out_dir,
+                       max_steps=1)  # fmt: skip
+    with caplog.at_level("WARNING", logger="draco_em.train"):
+        run_pretrain(same)
+    assert "--init-weights were trained at" not in caplog.text
+    # 32-64 px crops → 32 px: 2-4 Å
+    other = tiny_config(out_dir=tmp_path / "c", stage="denoise", init_weights=first.out_dir,
+                        crop_size=32, max_steps=1)  # fmt: skip
+    with caplog.at_level("WARNING", logger="draco_em.train"):
+        run_pretrain(other)
+    assert "--init-weights were trained at 1.00-2.00 Å/px, this run's crops are at 2.00-4.00" in (
+        caplog.text
+    )

@@ -89,6 +89,20 @@ def test_resume_latest_without_checkpoint_starts_fresh(tiny_config, tmp_path) ->
     assert run_pretrain(config)["state"].global_step == 3
 
 
+def test_resume_latest_before_any_checkpoint_takes_the_corrected_command(tiny_config) -> None:
+    """A first try that stopped before its first checkpoint (here a crop larger than the
+    micrographs) left a config.yaml; `--resume latest` with the mistake corrected kept that
+    config.yaml's crop size and failed again, for as long as the folder lived (QA, session 24).
+    """
+    from draco_em.errors import DracoInputError
+
+    with pytest.raises(DracoInputError, match="--crop-size"):
+        run_pretrain(tiny_config(crop_size=100000, resume="latest"))
+    config = tiny_config(epochs=1, resume="latest")
+    assert run_pretrain(config)["state"].epoch == 1
+    assert PretrainConfig.load(config.out_dir / "config.yaml").crop_size == 64
+
+
 def test_rng_state_round_trip() -> None:
     state = rng_state()
     expected = (torch.rand(3), np.random.rand(3), random.random())
@@ -264,3 +278,6 @@ def test_branching_from_a_checkpoint_needs_no_data_option(tiny_config, tmp_path,
     assert code == 0, err
     saved = PretrainConfig.load(tmp_path / "b" / "config.yaml")
     assert saved.data == first.data.resolve() and saved.epochs == 2
+    # Nothing but --epochs was typed: no option is said to be overridden (every default of
+    # this command was listed as "kept the run's crop_size, ..." before).
+    assert "kept the run's" not in (tmp_path / "b" / "run.log").read_text()

@@ -103,19 +103,22 @@ def pretrain(
     _choice(stage, ("mae", "draco", "denoise"), "stage")
     _choice(device, ("auto", "cpu", "cuda"), "device")
     saved = out_dir / "config.yaml"
+    given = [k for k in ctx.params if _typed(ctx, k)]
+    given = ["progress" if k == "no_progress" else k for k in given]
     if resume is not None and saved.is_file():
         # Continue the run: its config.yaml plus only the options typed on this command line.
-        given = [k for k in ctx.params if _typed(ctx, k)]
-        given = ["progress" if k == "no_progress" else k for k in given]
         options = {**PretrainConfig.load(saved).model_dump(), "max_steps": None,
                    **{k: options[k] for k in given}}  # fmt: skip
-    elif data is None and resume not in (None, "latest", "best") and Path(resume).is_file():
-        # --resume PATH.pt -o NEW: the run's data as its checkpoint records it (the rest of its
-        # settings are taken there too: train/pretrain.py, _run_config)
+    elif resume not in (None, "latest", "best") and Path(resume).is_file():
+        # --resume PATH.pt -o NEW: the settings its checkpoint records (data among them; they
+        # win in train/pretrain.py, _run_config) plus the options typed here, so that only
+        # what was typed can be said to be overridden (every default was, before).
         stored = load_checkpoint(resume).get("config") or {}
-        if not stored.get("data"):
+        if data is None and not stored.get("data"):
             raise DracoInputError("the checkpoint records no --data: give it", resume)
-        options["data"] = Path(stored["data"])
+        known = {k: v for k, v in stored.items() if k in PretrainConfig.model_fields}
+        options = {**options, **known, "max_steps": None,
+                   **{k: options[k] for k in given}, "out_dir": out_dir}  # fmt: skip
     elif data is None:
         raise DracoInputError("--data is required (except to --resume a run with a config.yaml)")
     if options["epochs"] is None:

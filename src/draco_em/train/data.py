@@ -129,8 +129,8 @@ def _pixels(path: Path) -> np.ndarray:
 def _manifest_stats(row: pd.Series) -> dict[str, tuple[float, float]] | None:
     """Contrast-clipped (mean, std) of full, odd and even from ``draco prepare``, or None.
 
-    Used only when all three are present: ``draco simulate`` writes plain mean/std of the full
-    sum alone, which would not match the clipped statistics computed for the halves.
+    Used only when all three are present (``draco prepare`` writes them): ``draco simulate``
+    writes the full sum's alone, and then all three are computed here, one rule per micrograph.
     """
     stats = {}
     for name, suffix in (("full", ""), ("odd", "Odd"), ("even", "Even")):

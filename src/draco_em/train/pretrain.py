@@ -184,7 +184,7 @@ def _train(
     run_dir = config.out_dir
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     data = _data(config, ctx)
-    model, model_config = _build_model(config, resume.ckpt if resume else None)
+    model, model_config, init_range = _build_model(config, resume.ckpt if resume else None)
     stage_model = StageModel(model.to(ctx.device), config.stage, config.blind_radius)
     if config.fsdp and ctx.world_size == 1:  # nothing to shard across (fully_shard raised)
         log.warning("--fsdp shards the model across processes; one process trains it whole")
@@ -212,6 +212,7 @@ def _train(
                     "best": best, "model": model}  # fmt: skip
     train_model = _wrap(stage_model, config, ctx)
     _log_setup(config, ctx, data, opt)
+    _check_scale(config, init_range, data.pixel_range)
     px = data.pixel_range
     extra = {"config": config.model_dump(mode="json"), "model_config": model_config.model_dump(),
              "pixel_size_range": list(px), "pixel_size": math.sqrt(px[0] * px[1])}  # fmt: skip
@@ -389,6 +390,28 @@ def _log_setup(config: PretrainConfig, ctx: DistContext, data: _Data, opt: _Opti
     )
 
 
+def _check_scale(
+    config: PretrainConfig, init_range: tuple[float, float] | None, run_range: tuple[float, float]
+) -> None:
+    """Warn when the crops' working pixel size is far from the one ``--init-weights`` learnt.
+
+    Without ``--crop-angstrom`` the crop scale follows ``--crop-size`` and the micrograph size,
+    so a fine-tune typed without the initial run's crop options trains the model at another
+    scale (the ``tiny`` run of docs/training.md at 1.75-2.25 Å, its fine-tune with the default
+    crops at 0.5-1.0 Å on the same 2 Å micrographs), and nothing said so.
+    """
+    if init_range is None or config.crop_angstrom is not None:
+        return
+    ratio = math.sqrt(run_range[0] * run_range[1] / (init_range[0] * init_range[1]))
+    if 0.8 <= ratio <= 1.25:
+        return
+    log.warning(
+        f"--init-weights were trained at {init_range[0]:.2f}-{init_range[1]:.2f} Å/px, this "
+        f"run's crops are at {run_range[0]:.2f}-{run_range[1]:.2f} Å/px: give the --crop-size "
+        "and --crop-angstrom of the initial run to train at its scale"
+    )
+
+
 def _repair_best(run_dir: Path, latest: dict, best: dict) -> None:
     """Make best.pt hold the epoch its record names after a kill between the two writes.
 
@@ -426,22 +449,26 @@ def _update_best(best: dict, metrics: dict) -> bool:
 
 def _build_model(
     config: PretrainConfig, resumed: dict[str, Any] | None = None
-) -> tuple[DracoMAE, Any]:
+) -> tuple[DracoMAE, Any, tuple[float, float] | None]:
     """The DracoMAE of the preset (crop size and γ from the run), optionally pre-loaded.
 
     With ``init_weights`` that record their architecture (our run folders and safetensors), that
     architecture is used and ``--preset`` only names the run; ``model_overrides`` still apply.
     A resumed checkpoint ``resumed`` that records its architecture gives it instead, and its
     weights replace the initial ones, which are not read (they may be gone by then).
+
+    Returns:
+        (model, its DracoConfig, the working pixel-size range in Å that the initial weights
+        record, or None).
     """
     if resumed is not None and resumed.get("model_config"):
         model_config = DracoConfig(**resumed["model_config"])
-        return DracoMAE(model_config), model_config
+        return DracoMAE(model_config), model_config, None
     # The γ this run trains with, as is (an MAE-stage run may use γ < 0.5).
     run_fields = {"img_size": config.crop_size, "mask_ratio": config.mask_ratio}
-    state, init_config = None, None
+    state, init_config, init_range = None, None, None
     if config.init_weights is not None:
-        state, init_config = _initial_weights(Path(config.init_weights))
+        state, init_config, init_range = _initial_weights(Path(config.init_weights))
     if config.stage in WHOLE_IMAGE and not (init_config and init_config.refiner_channels):
         # The denoising fine-tunes add the pixel refiner (model/draco.py PixelRefiner).
         run_fields["refiner_channels"] = DEFAULT_REFINER_CHANNELS
@@ -482,23 +509,35 @@ def _build_model(
                 config.init_weights,
             ) from exc
         log.info("initial weights from %s", config.init_weights)
-    return model, model_config
+    return model, model_config, init_range
 
 
-def _initial_weights(path: Path) -> tuple[dict[str, torch.Tensor], Any]:
-    """State dict and DracoConfig from a run folder, a training checkpoint, or exported
-    weights (official files: the architecture their shapes give; a checkpoint without one:
-    ``None``)."""
+def _initial_weights(
+    path: Path,
+) -> tuple[dict[str, torch.Tensor], Any, tuple[float, float] | None]:
+    """State dict, DracoConfig and working pixel-size range (Å) from a run folder, a training
+    checkpoint, or exported weights (official files: the architecture their shapes give and no
+    range; a checkpoint without an architecture: ``None``)."""
 
     path = resolve_weights(path)
     if path.suffix == ".pt":
         ckpt = load_checkpoint(path)
         config = ckpt.get("model_config")
-        return ckpt["model"], DracoConfig(**config) if config else None
+        config_or_none = DracoConfig(**config) if config else None
+        return ckpt["model"], config_or_none, _pixel_range(ckpt.get("pixel_size_range"))
     # official files record no architecture: read_weights infers it from the shapes (§9), and
     # that, not --preset, is the model (docs/training.md; --preset tiny refused a small .pth)
-    state, config, _ = read_weights(path)
-    return state, config
+    state, config, metadata = read_weights(path)
+    return state, config, _pixel_range(metadata.get("pixel_size_range"))
+
+
+def _pixel_range(value: Any) -> tuple[float, float] | None:
+    """A recorded ``pixel_size_range`` [min, max] in Å, or None where absent or malformed."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return (lo, hi) if 0 < lo <= hi else None
 
 
 def _shard(stage_model: StageModel, ctx: DistContext) -> None:
@@ -549,7 +588,10 @@ def _run_config(
              if (v := getattr(config, k)) is not None}  # fmt: skip
     config = config.model_copy(update=paths)
     saved, where = None, "config.yaml"
-    if config.resume is not None and saved_path.is_file():
+    # Only a checkpoint makes a run to continue: a config.yaml without one (a first try that
+    # stopped before its first step) gives way to this command, or `--resume latest` would keep
+    # a mistyped --data or --crop-size of that try for ever.
+    if resume is not None and saved_path.is_file():
         saved = PretrainConfig.load(saved_path)
     elif resume is not None:  # --resume PATH into a new folder: the checkpoint's own
         # settings (this command's defaults built another model: a size-mismatch traceback)
