@@ -275,7 +275,7 @@ def test_ctrl_c_says_the_same_command_goes_on(tmp_path, capsys, monkeypatch):
     to continue with `draco pretrain`, which neither exports the weights nor denoises)."""
     from draco_em.cli import main
 
-    def interrupted(cfg):
+    def interrupted(cfg, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(adapt_mod, "run_pretrain", interrupted)
@@ -299,14 +299,14 @@ def test_the_run_log_says_the_same_denoise_command_goes_on(tmp_path, blob_pair, 
     def stop(state, stats):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(adapt_mod, "run_pretrain", lambda cfg: real(cfg, on_step=stop))
+    monkeypatch.setattr(adapt_mod, "run_pretrain", lambda cfg, **kw: real(cfg, on_step=stop, **kw))
     cfg = DenoiseConfig(inputs=[str(tmp_path / "mics")], outdir=tmp_path / "out", device="cpu",
                         workers=0, progress=False)  # fmt: skip
     with pytest.raises(KeyboardInterrupt):
         denoise_with_adaptation(cfg, TINY)
     text = (tmp_path / "out" / "adapt" / "run" / "run.log").read_text()
     assert "interrupted at epoch 1, step 1: saved" in text
-    assert "continue: run the same draco denoise --adapt command again" in text
+    assert "continue with the same draco denoise --adapt command" in text
     assert "draco pretrain" not in text
     monkeypatch.setattr(adapt_mod, "run_pretrain", real)
     result = denoise_with_adaptation(cfg, TINY)  # what the line says: it goes on and denoises

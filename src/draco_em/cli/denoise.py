@@ -139,8 +139,7 @@ def denoise(
     try:
         result = denoise_with_adaptation(cfg, tune)
     except KeyboardInterrupt:  # Ctrl-C (exit 130): nothing else tells the user it resumes
-        # (the adaptation's own note goes to its run.log and names `draco pretrain`, which
-        # would train on without exporting the weights or denoising).
+        # (the adaptation's own note goes to its run.log only).
         kept = f"the adaptation's steps in {outdir / 'adapt' / 'run'}, " if adapt else ""
         typer.echo(f"interrupted: run the same command again to go on ({kept}finished outputs "
                    "are kept)", err=True)  # fmt: skip

@@ -71,6 +71,8 @@ log = logging.getLogger("draco_em.train")
 
 ADAPT_DIR = "adapt"
 RECORD_FILE = "adapt.json"
+#: How an interrupted adaptation goes on (its run.log's Ctrl-C line).
+ADAPT_GO_ON = "the same draco denoise --adapt command (it resumes this adaptation, then denoises)"
 WEIGHTS_FILE = "adapted.safetensors"
 
 
@@ -244,24 +246,6 @@ def binned_rows(rows: list[dict[str, Any]], target: float, folder: Path) -> list
     return out
 
 
-class _ContinueWithDenoise(logging.Filter):
-    """Pretraining's Ctrl-C line ends "continue with draco pretrain -o RUN --resume latest",
-    which would train on without exporting the weights or denoising; an adaptation goes on
-    with the same ``draco denoise --adapt`` command (:func:`adapt_denoiser` resumes its run)."""
-
-    PRETRAIN = "; continue with draco pretrain"
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        if self.PRETRAIN in text:
-            record.msg = text.split(self.PRETRAIN)[0] + (
-                "; continue: run the same draco denoise --adapt command again (it resumes "
-                "this adaptation, then denoises)"
-            )
-            record.args = None
-        return True
-
-
 def adapt_denoiser(cfg: DenoiseConfig, adapt: AdaptConfig) -> dict[str, Any]:
     """Fine-tune ``cfg.weights`` on ``cfg.inputs`` (or reuse an earlier adaptation).
 
@@ -332,12 +316,9 @@ def adapt_denoiser(cfg: DenoiseConfig, adapt: AdaptConfig) -> dict[str, Any]:
         blind_radius=radius,
         resume="latest", save_every_steps=0, progress=cfg.progress,
     )  # fmt: skip
-    continue_here = _ContinueWithDenoise()
-    log.addFilter(continue_here)  # pretrain's logger: its run.log and the terminal
-    try:
-        run_pretrain(train_cfg)
-    finally:
-        log.removeFilter(continue_here)
+    # Ctrl-C: going on is the same denoise command (it resumes this run, exports, denoises);
+    # `draco pretrain --resume` would train on without exporting or denoising.
+    run_pretrain(train_cfg, go_on=ADAPT_GO_ON)
     export_run(folder / "run", weights, which="latest")
     seconds = round(time.perf_counter() - t0, 1)
     write_text_atomic(record_path, json.dumps({"trained_on": record, "seconds": seconds}, indent=1))

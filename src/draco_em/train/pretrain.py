@@ -118,7 +118,9 @@ class StageModel(nn.Module):
 
 @releases_folder_locks
 def run_pretrain(
-    config: PretrainConfig, on_step: Callable[[TrainState, dict], Any] | None = None
+    config: PretrainConfig,
+    on_step: Callable[[TrainState, dict], Any] | None = None,
+    go_on: str | None = None,
 ) -> dict[str, Any]:
     """Train (or continue training) a run; returns the last validation metrics, paths
     and ``is_main`` (this process is the rank that reports).
@@ -126,6 +128,8 @@ def run_pretrain(
     Args:
         config: the run's settings.
         on_step: optional hook after every optimiser step (tests use it to simulate a crash).
+        go_on: how the Ctrl-C line says to continue (default: ``draco pretrain -o RUN
+            --resume latest``; ``denoise --adapt`` runs this and goes on by its own command).
     """
     lock_folder(config.out_dir)  # one run per folder (rank 0 for all), before the temp sweep
     _check_new_run(config)  # every rank, before rank 0 can write config.yaml (after the init)
@@ -138,7 +142,7 @@ def run_pretrain(
         with run_log(config.out_dir, log, enabled=ctx.is_main):
             resume = _resume_point(config)
             config = _run_config(config, ctx, resume)
-            result = _train(config, ctx, on_step, resume)
+            result = _train(config, ctx, on_step, resume, go_on)
         result["is_main"] = ctx.is_main  # the rank that reports (rank 0)
         finished = True
         return result
@@ -179,7 +183,11 @@ def _resume_point(config: PretrainConfig) -> _Resume | None:
 
 
 def _train(
-    config: PretrainConfig, ctx: DistContext, on_step: Callable | None, resume: _Resume | None
+    config: PretrainConfig,
+    ctx: DistContext,
+    on_step: Callable | None,
+    resume: _Resume | None,
+    go_on: str | None = None,
 ) -> dict[str, Any]:
     run_dir = config.out_dir
     torch.manual_seed(config.seed)  # the same initial weights on every rank
@@ -282,9 +290,10 @@ def _train(
     except KeyboardInterrupt:  # Ctrl-C: keep the steps done so far, say how to go on
         if ctx.world_size == 1:  # a sharded save needs every rank, which may be gone
             save("latest")
-            log.warning("interrupted at epoch %d, step %d: saved %s; continue with "
-                        "draco pretrain -o %s --resume latest", state.epoch + 1,
-                        state.global_step, checkpoint_path(run_dir, "latest"), run_dir)  # fmt: skip
+            how = go_on or f"draco pretrain -o {run_dir} --resume latest"
+            log.warning("interrupted at epoch %d, step %d: saved %s; continue with %s",
+                        state.epoch + 1, state.global_step, checkpoint_path(run_dir, "latest"),
+                        how)  # fmt: skip
         raise
     return {"metrics": metrics, "state": state, "run_dir": run_dir, "best": best, "model": model}
 
