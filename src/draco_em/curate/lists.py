@@ -20,21 +20,21 @@ import pandas as pd
 from draco_em.curate.config import CuratePredictConfig
 from draco_em.io.atomic import write_text_atomic
 from draco_em.io.manifest import optics_group
-from draco_em.io.star import OPTICS_DEFAULTS, MicrographTable
+from draco_em.io.star import OPTICS_COLUMNS, OPTICS_DEFAULTS, MicrographTable
 
-#: Config field → (its optics column, its option).
+#: Config field → its option.
 OPTICS_OPTIONS = {
-    "voltage": ("rlnVoltage", "--voltage"),
-    "spherical_aberration": ("rlnSphericalAberration", "--cs"),
-    "amplitude_contrast": ("rlnAmplitudeContrast", "--amplitude-contrast"),
+    "voltage": "--voltage",
+    "spherical_aberration": "--cs",
+    "amplitude_contrast": "--amplitude-contrast",
 }
 
 
 def plain_optics(cfg: CuratePredictConfig) -> dict[str, float]:
     """Optics column → value for plain-file inputs: the option where given, else the default."""
     return {
-        column: OPTICS_DEFAULTS[column] if (value := getattr(cfg, name)) is None else value
-        for name, (column, _) in OPTICS_OPTIONS.items()
+        column: OPTICS_DEFAULTS[name] if (value := getattr(cfg, name)) is None else value
+        for name, column in OPTICS_COLUMNS.items()
     }
 
 
@@ -77,7 +77,7 @@ def optics_warning(cfg: CuratePredictConfig, star_input: bool, result: pd.DataFr
     with a STAR input (its own block is kept), or plain files without a pixel size (no block)."""
     if star_input:
         options = OPTICS_OPTIONS.items()
-        given = [flag for name, (_, flag) in options if getattr(cfg, name) is not None]
+        given = [flag for name, flag in options if getattr(cfg, name) is not None]
         if not given:
             return None
         return f"{', '.join(given)} ignored: the lists of a STAR input keep its optics block"

@@ -97,9 +97,16 @@ def resolve_star_path(star: str | Path, value: str) -> Path:
     return beside
 
 
-#: The optics a list of plain files is written with where nothing gives them (kV, mm, fraction):
-#: the defaults of RELION's Import job, which CtfFind and Extract then read from the optics block.
-OPTICS_DEFAULTS = {"rlnVoltage": 300.0, "rlnSphericalAberration": 2.7, "rlnAmplitudeContrast": 0.1}
+#: The microscope's optics where neither an option nor an input STAR gives them (kV, mm, a
+#: fraction), by the config field (``--voltage``, ``--cs``, ``--amplitude-contrast``): the
+#: defaults of RELION's Import job, which CtfFind and Extract read from the optics block.
+OPTICS_DEFAULTS = {"voltage": 300.0, "spherical_aberration": 2.7, "amplitude_contrast": 0.1}
+#: The RELION optics column of each.
+OPTICS_COLUMNS = {
+    "voltage": "rlnVoltage",
+    "spherical_aberration": "rlnSphericalAberration",
+    "amplitude_contrast": "rlnAmplitudeContrast",
+}
 
 # RELION writes this line before the first block; RELION 3.1+ uses it to expect optics blocks.
 STAR_HEADER = "\n# version 30001\n"

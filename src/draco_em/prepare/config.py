@@ -10,25 +10,17 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from draco_em.errors import DracoInputError
+from draco_em.io.star import OPTICS_DEFAULTS
 from draco_em.model import weights
 from draco_em.prepare.motion import ALIGN_MAX_SIZE, patch_grid_shape
 
 log = logging.getLogger(__name__)
 
 
-#: Optics of the manifest where neither an option nor the input STAR gives them (kV, mm, -).
-OPTICS_DEFAULTS = {"voltage": 300.0, "spherical_aberration": 2.7, "amplitude_contrast": 0.1}
-#: The RELION optics column of each.
-OPTICS_COLUMNS = {
-    "voltage": "rlnVoltage",
-    "spherical_aberration": "rlnSphericalAberration",
-    "amplitude_contrast": "rlnAmplitudeContrast",
-}
-
-
 def resolved_optics(cfg: PrepareConfig, star: Mapping[str, float]) -> tuple[float, float, float]:
     """(kV, Cs mm, amplitude contrast) of one input: the option where given, else the input
-    STAR's optics group (``star``, :data:`OPTICS_COLUMNS` names), else :data:`OPTICS_DEFAULTS`."""
+    STAR's optics group (``star``, :data:`~draco_em.io.star.OPTICS_COLUMNS` names), else
+    :data:`~draco_em.io.star.OPTICS_DEFAULTS`."""
     values = [
         given if (given := getattr(cfg, name)) is not None else star.get(name, default)
         for name, default in OPTICS_DEFAULTS.items()

@@ -22,8 +22,8 @@ from draco_em.io.batch import PREPARE_SUFFIXES, expand_inputs
 from draco_em.io.movie_base import MOVIE_SUFFIXES
 from draco_em.io.movies import is_packed_4bit_mrc
 from draco_em.io.mrc import read_mrc
-from draco_em.io.star import MicrographTable, read_star
-from draco_em.prepare.config import OPTICS_COLUMNS, PrepareConfig
+from draco_em.io.star import OPTICS_COLUMNS, MicrographTable, read_star
+from draco_em.prepare.config import PrepareConfig
 from draco_em.prepare.triplets import PrepareItem
 
 _HALF = re.compile(r"^(?P<base>.+)_(?P<half>EVN|ODD)$", re.IGNORECASE)

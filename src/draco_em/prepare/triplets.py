@@ -42,7 +42,7 @@ class PrepareItem:
         full, even, odd: micrograph files (``full`` may be None for a pair: odd + even).
         pixel_size: Å per pixel from a STAR file, used when the header has none.
         optics: voltage, spherical_aberration, amplitude_contrast from the STAR's optics
-            group (:data:`~draco_em.prepare.config.OPTICS_COLUMNS`), where it gives them.
+            group (:data:`~draco_em.io.star.OPTICS_COLUMNS`), where it gives them.
     """
 
     name: str

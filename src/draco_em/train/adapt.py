@@ -59,6 +59,7 @@ from draco_em.io.halves import halves_of, is_half
 from draco_em.io.images import is_raster
 from draco_em.io.manifest import EVEN, FULL, HAS_PAIRS, ODD, optics_group, write_manifest
 from draco_em.io.mrc import read_image, read_mrc, write_mrc
+from draco_em.io.star import OPTICS_DEFAULTS
 from draco_em.model.encoder import RESCALE_TOL, rescale_to_working
 from draco_em.model.weights import BUNDLED, BUNDLED_DENOISER, read_weights, resolve_weights
 from draco_em.train.checkpoint import export_run
@@ -302,7 +303,7 @@ def adapt_denoiser(cfg: DenoiseConfig, adapt: AdaptConfig) -> dict[str, Any]:
     rows = [{**r, **{k: str(Path(r[k]).resolve()) for k in (FULL, EVEN, ODD) if r[k]}}
             for r in rows]  # fmt: skip
     px0 = rows[0]["rlnMicrographPixelSize"]
-    write_manifest(manifest, [optics_group(1, px0, px0, 300.0, 2.7, 0.1)], rows)
+    write_manifest(manifest, [optics_group(1, px0, px0, *OPTICS_DEFAULTS.values())], rows)
     side = adapt.crop_size * target
     device = "cuda" if cfg.device.startswith("cuda") else cfg.device
     # A step must fit in one epoch's crops (a single micrograph with few crops still adapts).
