@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from draco_em.io.coords import read_coords
 from draco_em.io.star import read_micrographs_star
 from tests.conftest import draco_in_process
 
@@ -77,3 +78,34 @@ def test_a_bad_value_is_one_line_and_makes_nothing(tmp_path, capsys, args, messa
     code, _, err = draco_in_process(capsys, "simulate", "-o", tmp_path / "s", *args)
     assert code == 2 and err.startswith(f"draco: error: {message}") and len(err.splitlines()) == 1
     assert not (tmp_path / "s").exists()
+
+
+def test_library_dir_points_an_installed_package_at_the_library(
+    tmp_path, capsys, monkeypatch, shared_data
+):
+    """An installed package has no shared/data beside it, and only $DRACO_STRUCTURES told it
+    where the library was; `--library-dir` does so on the command line (session 24)."""
+    library = shared_data / "structures"
+    if not (library / "structures.csv").is_file():
+        pytest.skip("no structure library in shared/data")
+    monkeypatch.setenv("DRACO_STRUCTURES", str(tmp_path / "absent"))  # as if installed
+    out = tmp_path / "lib"
+    code, _, err = draco_in_process(
+        capsys, "simulate", "-o", out, "--size", "256", "--no-movies", "-q",
+        "--n-micrographs", "1", "--cache-dir", tmp_path / "cache",
+        "--library-dir", library, "--particle-size-range", "60", "70",
+    )  # fmt: skip
+    assert code == 0 and "structure library not found" not in err, err
+    coords = read_coords(out / "coordinates" / "mic_00001.star")
+    assert len(coords) and (coords["dracoStructure"] == "4hhb").all()  # the one of 60–70 Å
+
+
+@pytest.mark.parametrize("extra", [["--preset", "classic"], ["--no-library"], []])
+def test_library_dir_refusals(tmp_path, capsys, extra):
+    """A folder without structures.csv, or a preset that reads no library: one line, exit 2."""
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    code, _, err = draco_in_process(capsys, "simulate", "-o", tmp_path / "o", *SMALL,
+                                    "--library-dir", folder, *extra)  # fmt: skip
+    assert code == 2 and "--library-dir" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()

@@ -68,6 +68,13 @@ def simulate(
             "$DRACO_STRUCTURES) when present.",
         ),
     ] = True,
+    library_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Realistic: the structure library folder (holding structures.csv); default "
+            "$DRACO_STRUCTURES, else shared/data/structures beside a checkout.",
+        ),
+    ] = None,
     particle_size_range: Annotated[
         tuple[float, float] | None,
         typer.Option(help="Realistic: library structures whose max dimension (Å) is in MIN MAX."),
@@ -148,7 +155,8 @@ def simulate(
     given = {"defocus_range": defocus_range, "ice_thickness_range": ice_thickness_range}
     ranges = {name: pair for name, pair in given.items() if pair is not None}
     optics = {name: v for name, v in (("voltage", voltage), ("cs", cs)) if v is not None}
-    realism = _realism(preset_config(preset), library, particle_size_range, dose, ranges)
+    folder = None if library_dir is None else _library_folder(library_dir, preset, library)
+    realism = _realism(preset_config(preset), library, particle_size_range, dose, ranges, folder)
     cfg = SimulateConfig(
         outdir=outdir,
         preset=preset,
@@ -209,12 +217,29 @@ def _one_outdir(out: Path | None, positional: Path | None) -> Path:
     return cast(Path, out or positional)
 
 
+def _library_folder(folder: Path, preset: str, library: bool) -> Path:
+    """``--library-dir``, checked: a folder with the library's structures.csv, for a preset
+    that draws from it (else the option would do nothing, silently)."""
+    if preset != "realistic" or not library:
+        raise DracoInputError(
+            "--library-dir needs --preset realistic and the library (not --no-library)"
+        )
+    if not (folder / "structures.csv").is_file():
+        raise DracoInputError(
+            "--library-dir must be a structure library folder holding structures.csv "
+            "(docs/simulator.md)",
+            folder,
+        )
+    return folder.resolve()
+
+
 def _realism(
     realism,
     library: bool,
     size_range: tuple[float, float] | None,
     dose: float | None,
     ranges: dict[str, tuple[float, float]],
+    library_dir: Path | None = None,
 ):
     """The preset's ranges with the options given: an explicit --dose fixes the dose, and
     ``ranges`` (--defocus-range, --ice-thickness-range) replace the preset's. Each is still one
@@ -234,4 +259,6 @@ def _realism(
     if dose is not None:
         update["dose_range"] = (dose, dose)
     update |= ranges
+    if library_dir is not None:
+        update["library_dir"] = library_dir
     return type(realism).model_validate({**realism.model_dump(), **update})

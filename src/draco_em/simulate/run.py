@@ -94,7 +94,7 @@ def structure_files(cfg: SimulateConfig) -> list[Path]:
                 "structure library not found (%s): %s",
                 f"{ENV_VAR}={env} is not a folder"
                 if env
-                else f"set {ENV_VAR} or place shared/data/structures beside the repository",
+                else f"give --library-dir or set {ENV_VAR} to a folder holding structures.csv",
                 "using only --structures" if cfg.structures else "using built-in phantoms",
             )
         else:
