@@ -39,6 +39,17 @@ def test_every_command_with_an_output_takes_dash_o() -> None:
     assert sorted(without) == [("info",), ("relion",), ("watch",)]
 
 
+def test_every_command_with_a_progress_bar_takes_dash_q() -> None:
+    """`-q/--quiet` hides the progress bars of every command that draws one (the README's
+    rule; `draco demo` lacked it until session 24)."""
+    without = [p for p in LEAVES if not any("-q" in o for o in _names(p).values())]
+    # no progress bar: they score, describe or export in one go; relion and watch pass
+    # options on to the command they run
+    assert sorted(without) == [("evaluate", "curate"), ("evaluate", "denoise"),
+                               ("evaluate", "pick"), ("export",), ("info",), ("relion",),
+                               ("watch",)]  # fmt: skip
+
+
 def test_old_spellings_are_mapped_with_a_note() -> None:
     argv, notes = normalise_argv(["denoise", "in/", "--outdir=o", "--weights", "w", "--jobs", "2"])
     assert argv == ["denoise", "in/", "--out=o", "--model", "w", "--workers", "2"]

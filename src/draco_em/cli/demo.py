@@ -28,12 +28,15 @@ def demo(
         str, typer.Option("--model", help="bundled (the shipped denoiser) or a weights file.")
     ] = "bundled",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Simulate, denoise with the bundled model, and compare raw / low-pass / DRACO (plain,
     --blend-halves, --pseudo-halves) against the clean image."""
     from draco_em.demo.run import DemoConfig, run_demo, summary_table
 
-    cfg = DemoConfig(outdir=outdir, size=size, seed=seed, weights=weights, device=device)
+    cfg = DemoConfig(
+        outdir=outdir, size=size, seed=seed, weights=weights, device=device, progress=not quiet
+    )
     metrics = run_demo(cfg)
     typer.echo(summary_table(metrics))
     typer.echo(f"figure: {outdir / 'demo.png'}   metrics: {outdir / 'metrics.json'}")
