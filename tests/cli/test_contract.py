@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 
-from draco_em.cli._app import batch_exit_code
+from draco_em.cli._app import batch_exit_code, exit_batch
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import remove_stale_temps
 from draco_em.io.batch import FailureLog, expand_inputs
@@ -50,6 +51,19 @@ def test_exit_code_rule() -> None:
     assert batch_exit_code(5, 0) == 0
     assert batch_exit_code(5, 2) == 1
     assert batch_exit_code(5, 5) == 2
+
+
+@pytest.mark.parametrize(
+    ("n_inputs", "n_failed", "said"),
+    [(1, 1, "the only input failed"), (2, 2, "all 2 inputs failed"),
+     (3, 1, "1 of 3 inputs failed")],
+)  # fmt: skip
+def test_failure_line_counts_in_english(capsys, tmp_path, n_inputs, n_failed, said) -> None:
+    """One input that failed is not "all 1 inputs" (QA)."""
+    with pytest.raises(typer.Exit):
+        exit_batch(n_inputs, n_failed, tmp_path / "failures.txt")
+    err = capsys.readouterr().err
+    assert err.startswith(f"draco: error: {said}; listed in "), err
 
 
 def test_failure_log_is_fresh_each_run_atomic_and_never_follows_a_link(tmp_path: Path) -> None:
@@ -314,6 +328,36 @@ def test_torchrun_denoise_lists_every_ranks_failures(tmp_path, tiny_weights, rng
     assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")] == [
         ".draco_settings.json"
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+def test_torchrun_denoise_reports_the_jobs_counts_once(tmp_path, tiny_weights, rng) -> None:
+    """Rank 0 says and exits by every rank's inputs, the others say nothing (as prepare,
+    tests/prepare/test_prepare_cli.py). It said its own share, and its exit code followed it:
+    "all 1 inputs failed", exit 2, where rank 1 had denoised the other input (QA)."""
+    mics = _mics(tmp_path / "mics", 1, 1, rng)  # bad_0 on rank 0, good_0 on rank 1
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", "29749", "-m", "draco_em",
+           "denoise", str(mics), "-o", str(tmp_path / "out"), "--model", str(tiny_weights),
+           "--tile", "64", "--workers", "0", "--no-progress", "--device", "cpu",
+           "--pixel-size", "1.0"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, timeout=300, env=env, capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.splitlines() == [
+        f"denoised 1, skipped 0 finished, failed 1 → {tmp_path / 'out'}"
+    ]
+    assert done.stderr.count("1 of 2 inputs failed") == 1, done.stderr
+    _mics(tmp_path / "more", 2, 0, rng)  # good_0, good_1 as good_1, good_2: one on each rank
+    for i in range(2):
+        (tmp_path / "more" / f"good_{i}.mrc").rename(mics / f"good_{i + 1}.mrc")
+    done = subprocess.run(cmd, timeout=300, env=env, capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.splitlines() == [
+        f"denoised 2, skipped 1 finished, failed 1 → {tmp_path / 'out'}"
+    ]
+    assert done.stderr.count("1 of 4 inputs failed") == 1, done.stderr
 
 
 def _children(pid: int) -> list[int]:

@@ -82,7 +82,8 @@ def test_batch_writes_stack_records_failures_and_resumes(tmp_path, weights, rng)
     first = run_denoise(cfg)
     (warning,) = first.pop("warnings")  # the inputs' 1.0 Å headers: often a placeholder
     assert warning.startswith("3 of 4 inputs have a header pixel size of 1.0 Å")
-    assert first == {"done": 3, "skipped": 0, "failed": 1, "outdir": str(out), "with_halves": 0}
+    assert first == {"done": 3, "skipped": 0, "failed": 1, "outdir": str(out), "with_halves": 0,
+                     "is_main": True}  # fmt: skip
     assert "broken.mrc" in (out / "failures.txt").read_text()
     stack = read_mrc(out / "tilts.mrcs")
     assert stack.data.shape == (3, 64, 64) and stack.is_stack and stack.pixel_size == 1.0

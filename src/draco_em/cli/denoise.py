@@ -144,6 +144,8 @@ def denoise(
         typer.echo(f"interrupted: run the same command again to go on ({kept}finished outputs "
                    "are kept)", err=True)  # fmt: skip
         raise
+    if not result.get("is_main", True):  # torchrun/srun: rank 0 reports (and exits by) the job
+        return
     if "adapt" in result:
         a = result["adapt"]
         how = "reused" if a["reused"] else f"trained in {a['seconds']} s"

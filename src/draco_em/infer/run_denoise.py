@@ -8,6 +8,7 @@ to ``OUTDIR/failures.txt`` and the rest continue. Under ``torchrun`` each rank t
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -43,7 +44,13 @@ from draco_em.io.preview import save_preview
 from draco_em.io.star import SOURCE_COLUMN, MicrographTable, project_path, write_micrographs_star
 from draco_em.io.validate import validate_image
 from draco_em.model.weights import BUNDLED_DENOISER, load_model
-from draco_em.runtime import barrier, cleanup, cpu_has_bf16, die_with_parent, init_distributed
+from draco_em.runtime import (
+    all_gather_objects,
+    cleanup,
+    cpu_has_bf16,
+    die_with_parent,
+    init_distributed,
+)
 
 
 class DenoiseConfig(BaseModel):
@@ -205,9 +212,36 @@ def _load(cfg: DenoiseConfig, device: torch.device) -> Denoiser:
     )
 
 
+@dataclass
+class _Share:
+    """What one rank did with its share of the inputs (:func:`run_denoise`)."""
+
+    done: int
+    skipped: int  # finished by an earlier run
+    how: dict[str, int]  # outputs by kind (_denoise_one's return value)
+    not_counts_first: str  # the first input --pseudo-halves had no noise model for, and why
+    with_halves: int  # inputs with X_EVN/X_ODD halves (counted without --blend-halves)
+
+    @staticmethod
+    def total(shares: list[_Share]) -> _Share:
+        """The job's counts: every rank's shares added up (the note on --pseudo-halves: the
+        lowest rank's that has one)."""
+        how: dict[str, int] = {}
+        for share in shares:
+            for kind, n in share.how.items():
+                how[kind] = how.get(kind, 0) + n
+        first = next((s.not_counts_first for s in shares if s.not_counts_first), "")
+        return _Share(sum(s.done for s in shares), sum(s.skipped for s in shares), how, first,
+                      sum(s.with_halves for s in shares))  # fmt: skip
+
+
 @releases_folder_locks
 def run_denoise(cfg: DenoiseConfig) -> dict:
-    """Denoise every input; returns counts ``{"done", "skipped", "failed", "outdir"}``."""
+    """Denoise every input; returns counts ``{"done", "skipped", "failed", "outdir"}``.
+
+    Under ``torchrun`` rank 0 (``"is_main"``) returns every rank's counts, to report and exit
+    by; the other ranks their own share.
+    """
     inputs = expand_inputs(cfg.inputs)
     check_picture_pixel_size(inputs, cfg.pixel_size)
     ctx = init_distributed(cfg.device)  # under torchrun: one shard of the inputs per rank
@@ -263,24 +297,31 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
         bar.set_postfix_str("", refresh=False)
         bar.update(1)
     bar.close()
-    barrier(ctx)  # every rank's outputs exist before rank 0 lists them
+    with_halves = 0 if cfg.blends else sum(_has_halves(inputs, it, fulls) for it in mine)
+    share = _Share(done, n_skipped, how, not_counts, with_halves)
+    # Every rank's share, to rank 0, which reports the job's counts and exits by them (it said
+    # its own share, "denoised 1" of 3); also the barrier: every rank's outputs exist before
+    # rank 0 lists them.
+    shares = all_gather_objects(share, ctx)
     if rank == 0:
         failures.merge(world)  # one failures.txt for every rank
         write_output_star(inputs, cfg.outdir, same_grid=not cfg.keep_binned)
+        share = _Share.total(shares)
     cleanup(ctx, wait=False)
     warning = (
         placeholder_pixel_size_warning(inputs, cfg.pixel_size, "denoise") if rank == 0 else None
     )
-    result = {"done": done, "skipped": n_skipped, "failed": failures.count,
-              "outdir": str(cfg.outdir), "warnings": [warning] if warning else []}  # fmt: skip
-    if cfg.blends:  # this rank's counts; the others got the plain output
-        result["blended"] = how.get("halves", 0)
+    result = {"done": share.done, "skipped": share.skipped, "failed": failures.count,
+              "outdir": str(cfg.outdir), "warnings": [warning] if warning else [],
+              "is_main": rank == 0}  # fmt: skip
+    if cfg.blends:  # the rest got the plain output
+        result["blended"] = share.how.get("halves", 0)
         if cfg.pseudo_halves:
-            result["pseudo"] = how.get("pseudo", 0)
-            result["not_counts"] = sum(v for k, v in how.items() if k.startswith("plain: "))
-            result["not_counts_first"] = not_counts
+            result["pseudo"] = share.how.get("pseudo", 0)
+            result["not_counts"] = sum(v for k, v in share.how.items() if k.startswith("plain: "))
+            result["not_counts_first"] = share.not_counts_first
     else:  # worth saying: --blend-halves scores higher where halves exist (docs/denoising.md)
-        result["with_halves"] = sum(1 for it in mine if _has_halves(inputs, it, fulls))
+        result["with_halves"] = share.with_halves
     return result
 
 
