@@ -124,6 +124,25 @@ def test_pretrain_prints_its_summary_on_rank_0_only(
     assert code == 0 and ("run folder" in out) is printed
 
 
+@pytest.mark.parametrize(("rank", "printed"), [("0", True), ("1", False)])
+def test_denoise_prints_and_exits_on_rank_0_only(rank, printed, capsys, monkeypatch) -> None:
+    """Under torchrun rank 0 reports the job's counts and exits by them; the other ranks say
+    nothing (they printed their own share, QA). tests/cli/test_contract.py runs torchrun."""
+    import draco_em.train.adapt
+
+    def shared(cfg, tune):  # run_denoise's result on that rank: every input failed there
+        return {"done": 0, "skipped": 0, "failed": 1, "outdir": str(cfg.outdir),
+                "with_halves": 0, "is_main": rank == "0"}  # fmt: skip
+
+    monkeypatch.setattr(draco_em.train.adapt, "denoise_with_adaptation", shared)
+    code, out, err = draco_in_process(capsys, "denoise", "in.mrc", "-o", "out")
+    if printed:
+        assert code == 2 and out == "denoised 0, skipped 0 finished, failed 1 → out\n"
+        assert "the only input failed" in err
+    else:
+        assert (code, out, err) == (0, "", "")
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -160,3 +179,17 @@ def test_usage_errors_are_one_line_and_exit_2(capsys, argv, message) -> None:
     assert err.startswith("draco: error: ") and message in err
     code, out, err = draco_in_process(capsys)
     assert code == 2 and "Commands" in out + err
+
+
+@pytest.mark.parametrize(
+    ("typo", "hint"),
+    [("--bogus", ""), ("--ot", " (did you mean --out?)"),
+     ("--tile-size", " (did you mean --tile?)"), ("--overlp", " (did you mean --overlap?)"),
+     ("--batch", " (did you mean --batch-size?)")],
+)  # fmt: skip
+def test_an_unknown_option_suggests_only_close_ones(capsys, typo, hint) -> None:
+    """click compares the names with their '--', which every option shares: --bogus got
+    "(Possible options: --out)" (QA)."""
+    code, _, err = draco_in_process(capsys, "denoise", "in.mrc", "-o", "x", typo)
+    assert code == 2
+    assert err == f"draco: error: No such option: {typo}{hint} (draco denoise -h for help)\n"

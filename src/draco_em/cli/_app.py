@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,9 @@ def exit_batch(n_inputs: int, n_failed: int, failure_log: str | Path) -> None:
     """
     code = batch_exit_code(n_inputs, n_failed)
     if n_failed:
-        every = f"all {n_inputs} inputs" if code == 2 else f"{n_failed} of {n_inputs} inputs"
+        every = f"{n_failed} of {n_inputs} inputs"
+        if code == 2:
+            every = "the only input" if n_inputs == 1 else f"all {n_inputs} inputs"
         first = first_failure(failure_log)
         first = f" (the first: {first})" if first else ""
         typer.echo(f"draco: error: {every} failed{first}; listed in {failure_log}", err=True)
@@ -173,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(exc.exit_code)
         ctx = getattr(exc, "ctx", None)
         where = f" ({ctx.command_path} -h for help)" if ctx is not None else ""
-        print(f"draco: error: {exc.format_message()}{where}", file=sys.stderr)
+        print(f"draco: error: {usage_message(exc)}{where}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except DracoInputError as exc:
         print(f"draco: error: {exc}", file=sys.stderr)
@@ -195,6 +198,42 @@ def main(argv: list[str] | None = None) -> None:
 _CLICK_ERROR: type[Exception] = next(
     c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
 )
+
+
+def usage_message(exc: Any) -> str:
+    """A usage error's message; an unknown option's suggests only options close to it.
+
+    click suggests ``difflib.get_close_matches`` of the whole name, whose ``--`` matches every
+    option's: ``--bogus`` got "(Possible options: --out)". Here only :func:`close_options`.
+    """
+    ctx = getattr(exc, "ctx", None)
+    name = str(getattr(exc, "option_name", ""))
+    if type(exc).__name__ != "NoSuchOption" or ctx is None or not name.startswith("--"):
+        return str(exc.format_message())
+    known = {o for p in ctx.command.get_params(ctx) for o in (*p.opts, *p.secondary_opts)}
+    close = close_options(name, sorted(known))
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return f"{exc.message}{hint}"
+
+
+def close_options(typo: str, options: list[str], cutoff: float = 0.6) -> list[str]:
+    """The long ``options`` nearest to ``typo`` (at most 3, best first), none when nothing is.
+
+    Names are compared without their leading ``--``. An option that begins the typo or that
+    the typo begins (``--tile-size``: ``--tile``; ``--batch``: ``--batch-size``) is nearer
+    than any other; among the rest, those of similarity ratio ``cutoff`` and above. Only
+    those within 0.1 of the best ratio are named.
+    """
+    word = typo.removeprefix("--")
+    names = [o[2:] for o in options if o.startswith("--")]
+    related = [n for n in names if word.startswith(n) or n.startswith(word)]
+    scored = sorted(((SequenceMatcher(None, word, n).ratio(), n) for n in related or names),
+                    key=lambda s: -s[0])  # fmt: skip
+    floor = 0.0 if related else cutoff
+    if not scored or scored[0][0] < floor:
+        return []
+    return [f"--{n}" for r, n in scored if r >= max(floor, scored[0][0] - 0.1)][:3]
+
 
 #: Config fields whose command-line option has another name (``dose_range``: the realistic
 #: preset's range that ``draco simulate --dose`` fixes).
