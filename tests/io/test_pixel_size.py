@@ -25,3 +25,14 @@ def test_each_stage_policy(stage: str) -> None:
     else:  # runs at the input's own sampling
         assert resolve_pixel_size(stage, "m.mrc", None, 0.0) is None  # type: ignore[arg-type]
     assert UNKNOWN.startswith("pixel size unknown")
+
+
+@pytest.mark.parametrize("name", ["m.png", "m.JPG", "m.jpeg", "m.tif", "m.tiff"])
+def test_a_picture_without_one_is_not_said_to_have_a_header(name: str) -> None:
+    """PNG/JPEG/TIFF pictures have no pixel-size header: the error said "the header says 0"
+    (``draco pretrain --data m.png``; QA)."""
+    with pytest.raises(DracoInputError, match="pictures carry none") as caught:
+        resolve_pixel_size("train", name, None)
+    assert "header" not in str(caught.value) and "--pixel-size" in str(caught.value)
+    with pytest.raises(DracoInputError, match="the header says 0"):  # an MRC keeps its wording
+        resolve_pixel_size("train", "m.mrc", 0.0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from draco_em.errors import DracoInputError
-from draco_em.model.draco import DracoConfig, DracoMAE
+from draco_em.model.draco import DracoConfig, DracoMAE, PixelRefiner
 from draco_em.model.vit import resample_pos_embed, sincos_2d_pos_embed
 
 P = 16
@@ -274,3 +274,19 @@ def test_refiner_gets_gradients_from_the_n2n_loss() -> None:
     model.forward_n2n(odd, even)[0].backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all()
                for p in model.refiner.parameters())  # fmt: skip
+
+
+def test_refiner_receptive_field_is_what_its_docstring_says() -> None:
+    """Counted, not assumed: the pixels one output pixel depends on (it said 31 px; QA)."""
+    refiner = PixelRefiner(4)
+    for conv in refiner.net:
+        if isinstance(conv, torch.nn.Conv2d):  # positive weights: no gradient cancels out
+            torch.nn.init.constant_(conv.weight, 0.1)
+            torch.nn.init.zeros_(conv.bias)
+    image = torch.ones(1, 1, 81, 81, requires_grad=True)
+    refiner(torch.zeros(1, 1, 81, 81), image)[0, 0, 40, 40].backward()
+    assert image.grad is not None
+    seen = image.grad[0, 0, 40].nonzero().flatten()
+    width = int(seen.max() - seen.min()) + 1
+    assert width == 35
+    assert f"receptive field {width} px" in (PixelRefiner.__doc__ or "")

@@ -13,6 +13,7 @@ from pathlib import Path
 from draco_em.errors import DracoInputError
 from draco_em.io.coords import coords_summary, read_coords
 from draco_em.io.images import raster_summary
+from draco_em.io.motion import is_motion_csv, motion_summary
 from draco_em.io.mrc import mrc_summary
 from draco_em.io.star import star_summary
 from draco_em.io.tiff_movies import movie_summary
@@ -29,13 +30,20 @@ def _star_summary(path: Path) -> dict:
     return summary
 
 
+def _csv_summary(path: Path) -> dict:
+    """A CSV's summary: a motion trace (``motion/<name>.csv`` of ``draco simulate`` and
+    ``draco prepare``) or a Topaz coordinate table."""
+    return motion_summary(path) if is_motion_csv(path) else coords_summary(path)
+
+
 def _describers(extra: Mapping[str, Describer] | None) -> dict[str, Describer]:
     table: dict[str, Describer] = {}
     for ext in (".mrc", ".mrcs", ".map", ".st", ".ali", ".rec"):
         table[ext] = mrc_summary
     table[".star"] = _star_summary
-    for ext in (".box", ".txt", ".cs", ".csv"):
+    for ext in (".box", ".txt", ".cs"):
         table[ext] = coords_summary
+    table[".csv"] = _csv_summary
     for ext in (".tif", ".tiff", ".eer"):
         table[ext] = movie_summary
     for ext in (".png", ".jpg", ".jpeg"):

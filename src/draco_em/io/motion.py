@@ -1,4 +1,5 @@
-"""Beam-induced motion trajectories on disk: the ``frame,shift_x,shift_y`` CSV and its summary.
+"""Beam-induced motion trajectories on disk: the ``frame,shift_x,shift_y`` CSV and its summaries
+(:func:`motion_stats` in Å for the pipeline, :func:`motion_summary` in pixels for ``draco info``).
 
 One schema for the truth ``draco simulate`` writes (``motion/<name>.csv``) and the estimate
 ``draco prepare`` writes: shifts in pixels of the movie, frame 0 at (0, 0). The summary is in
@@ -50,3 +51,42 @@ def read_motion_csv(path: str | Path) -> np.ndarray:
         return table[["shift_x", "shift_y"]].to_numpy(np.float64)
     except (OSError, KeyError, ValueError, pd.errors.ParserError) as exc:
         raise DracoInputError(f"not a frame,shift_x,shift_y motion CSV: {exc}", path) from exc
+
+
+#: The columns of a motion CSV (what tells it from a Topaz coordinate table for ``draco info``).
+MOTION_COLUMNS = ("frame", "shift_x", "shift_y")
+
+
+def is_motion_csv(path: str | Path) -> bool:
+    """Whether the CSV's header names the motion columns (:data:`MOTION_COLUMNS`)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            header = fh.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return set(MOTION_COLUMNS) <= set(header.strip().split(","))  # as read_motion_csv reads
+
+
+def motion_summary(path: str | Path) -> dict:
+    """Frames and total shift of a motion CSV, for ``draco info``.
+
+    In pixels of the movie, as the file stores them: the CSV carries no pixel size (the
+    movie's, in ``triplets.star`` or ``micrographs.star``, gives Å).
+
+    Raises:
+        DracoInputError: unreadable file, missing columns, or a shift that is not a number.
+    """
+    shifts = read_motion_csv(path)
+    if not np.isfinite(shifts).all():
+        raise DracoInputError("motion CSV holds a missing or non-finite shift", path)
+    stats = motion_stats(shifts, 1.0)  # 1 px "per Å": the summary stays in pixels
+    return {
+        "format": "motion CSV (frame,shift_x,shift_y)",
+        "kind": "motion trace",
+        "frames": len(shifts),
+        "total_shift_px": round(stats.total_shift, 4),
+        "max_jump_px": round(stats.max_frame_jump, 4),  # the largest frame-to-frame step
+        "final_shift_px": [round(float(v), 4) for v in shifts[-1]] if len(shifts) else None,
+        "notes": ["shifts in the movie's pixels, frame 0 at (0, 0); total_shift: the length "
+                  "of the path (RELION's rlnAccumMotionTotal, which is in Å)"],
+    }  # fmt: skip

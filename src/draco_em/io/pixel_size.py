@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from draco_em.errors import DracoInputError
+from draco_em.io.images import is_raster
 
 Stage = Literal["denoise", "curate", "pick", "prepare", "train"]
 #: Whether a stage needs a known pixel size (see the module doc).
@@ -37,8 +38,13 @@ POLICY: dict[str, bool] = {
     "prepare": True,
     "train": True,
 }
-#: The one wording of the error.
+#: The one wording of the error (an MRC file's header says 0 or less) ...
 UNKNOWN = "pixel size unknown (the header says 0 and no other source has one): pass --pixel-size Å"
+#: ... and for a PNG/JPEG/TIFF picture, which has no such header (``io.images``).
+UNKNOWN_PICTURE = (
+    "pixel size unknown (PNG/JPEG/TIFF pictures carry none and no other source has one): "
+    "pass --pixel-size Å"
+)
 
 
 def resolve_pixel_size(
@@ -52,13 +58,15 @@ def resolve_pixel_size(
         candidates: values in order of precedence (override, header, table).
 
     Raises:
-        DracoInputError: none is known and the stage needs one (:data:`UNKNOWN`).
+        DracoInputError: none is known and the stage needs one (:data:`UNKNOWN`, or
+            :data:`UNKNOWN_PICTURE` where ``where`` is a picture file).
     """
     for value in candidates:
         if value is not None and math.isfinite(value) and value > 0:
             return float(value)
     if POLICY[stage]:
-        raise DracoInputError(UNKNOWN, where)
+        picture = where is not None and is_raster(where)
+        raise DracoInputError(UNKNOWN_PICTURE if picture else UNKNOWN, where)
     return None
 
 

@@ -158,7 +158,8 @@ class PixelRefiner(nn.Module):
     trained model leaves visible patch borders and loses detail finer than a token can carry
     (our CPU-trained models, docs/model-card.md). This head sees the unpatchified prediction
     beside the input image and adds a correction from a stack of dilated 3×3 convolutions
-    (receptive field 31 px), so it is translation-equivariant and has no patch grid. It is our
+    (receptive field 35 px: 1 + 2·(1 + 2 + 4 + 8 + 1) for :attr:`DILATIONS`, + 2 for the 3×3
+    output convolution), so it is translation-equivariant and has no patch grid. It is our
     addition for the denoising fine-tune (``--stage denoise``), not part of the paper; with
     ``refiner_channels = 0`` the model keeps the official layout exactly. Its last convolution
     starts at zero, so a new refiner starts as the identity on the ViT prediction.
