@@ -384,6 +384,12 @@ def _wrap(stage_model: StageModel, config: PretrainConfig, ctx: DistContext) -> 
     if ctx.enabled and not config.fsdp:
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        # The decoder neck's 1×1 convolutions run on a channels-last view of the token grid
+        # (DracoMAE.decode), so their weight gradients come out channels-last and DDP copies
+        # them into its flat buckets with a UserWarning on every rank at the first backward
+        # ("Grad strides do not match bucket view strides"). The copy is of a few small
+        # weights; the warning only alarms users of torchrun.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
     return model
 
 
