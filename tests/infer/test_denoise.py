@@ -302,3 +302,69 @@ def test_a_stack_says_which_section_it_is_on(tmp_path, weights, rng, capsys):
     assert run_denoise(cfg)["done"] == 1
     err = capsys.readouterr().err
     assert "section 1/3" in err and "section 3/3" in err
+
+
+def test_a_rewritten_input_is_denoised_again_and_the_other_resumed(tmp_path, weights, rng,
+                                                                   monkeypatch):  # fmt: skip
+    """A re-run skipped every input whose output existed, so a micrograph rewritten upstream
+    kept its stale output. Now its output is made again (said, and written over the old one,
+    which stays until then); an untouched re-run still skips all."""
+    import draco_em.infer.run_denoise as run
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(2):
+        write_mrc(src / f"mic_{i}.mrc", rng.normal(size=(64, 64)), 2.0)
+    cfg = DenoiseConfig(inputs=[str(src)], outdir=out, weights=str(weights), workers=0,
+                        tile=64, progress=False)  # fmt: skip
+    assert run_denoise(cfg)["done"] == 2
+    kept, old = (out / "mic_0.mrc").stat().st_mtime_ns, (out / "mic_1.mrc").read_bytes()
+    write_mrc(src / "mic_1.mrc", rng.normal(size=(64, 64)), 2.0)  # same size, other noise
+    there: list[bytes] = []  # what each output held when it was written again
+    real_write = run.write_mrc
+
+    def write_mrc_seen(dst, *args, **kwargs):
+        there.append(Path(dst).read_bytes())
+        return real_write(dst, *args, **kwargs)
+
+    monkeypatch.setattr(run, "write_mrc", write_mrc_seen)
+    again = run_denoise(cfg)
+    assert (again["done"], again["skipped"], again.get("redone")) == (1, 1, 1)
+    assert "1 redone: input changed since processed (mic_1.mrc)" in again["warnings"]
+    assert there == [old]  # the stale output stayed until the new one replaced it
+    assert (out / "mic_1.mrc").read_bytes() != old
+    assert (out / "mic_0.mrc").stat().st_mtime_ns == kept
+    untouched = run_denoise(cfg)
+    assert (untouched["done"], untouched["skipped"]) == (0, 2) and "redone" not in untouched
+    assert not any("redone" in w for w in untouched["warnings"])
+
+
+def test_a_folder_without_input_records_resumes_as_before(tmp_path, weights, rng):
+    """Outputs made before input records were kept are skipped as they were, whatever their
+    inputs' time stamps say."""
+    from draco_em.io.batch import INPUTS_FOLDER
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_mrc(src / "mic.mrc", rng.normal(size=(64, 64)), 2.0)
+    cfg = DenoiseConfig(inputs=[str(src)], outdir=out, weights=str(weights), workers=0,
+                        tile=64, progress=False)  # fmt: skip
+    run_denoise(cfg)
+    made = (out / "mic.mrc").read_bytes()
+    for record in (out / INPUTS_FOLDER).iterdir():  # as an older release left the folder
+        record.unlink()
+    write_mrc(src / "mic.mrc", rng.normal(size=(64, 64)), 2.0)
+    again = run_denoise(cfg)
+    assert (again["done"], again["skipped"]) == (0, 1) and (out / "mic.mrc").read_bytes() == made
+
+
+def test_a_rewritten_half_blends_its_sum_again(tmp_path, weights, rng):
+    """--blend-halves reads X_EVN/X_ODD: a half rewritten makes the blend of X again."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    for name in ("m", "m_EVN", "m_ODD"):
+        write_mrc(src / f"{name}.mrc", rng.poisson(5.0, size=(64, 64)).astype(np.float32), 2.0)
+    cfg = DenoiseConfig(inputs=[str(src)], outdir=out, weights=str(weights), workers=0,
+                        tile=64, progress=False, blend_halves=True)  # fmt: skip
+    assert run_denoise(cfg)["blended"] == 1
+    write_mrc(src / "m_ODD.mrc", rng.poisson(5.0, size=(64, 64)).astype(np.float32), 2.0)
+    again = run_denoise(cfg)
+    assert (again["done"], again["blended"], again.get("redone")) == (1, 1, 1)
+    assert run_denoise(cfg)["skipped"] == 1

@@ -13,9 +13,10 @@ import pytest
 
 from draco_em.cli.watch import _click_command, _split
 from draco_em.errors import DracoInputError
+from draco_em.io.atomic import write_text_atomic
 from draco_em.io.folder_lock import LOCK_FILE
 from draco_em.io.mrc import write_mrc
-from draco_em.io.watch import InputWatcher, WatchConfig, finished_marks, watch_command
+from draco_em.io.watch import InputWatcher, WatchConfig, watch_command
 from tests.conftest import draco_in_process
 
 
@@ -227,24 +228,31 @@ def test_at_the_stop_file_a_watch_finishes_what_its_upstream_still_writes(tmp_pa
     assert lines[-1].endswith("every file processed: done")
 
 
-def _resumed_copy(out: Path):
-    """A command that resumes as denoise does: ``out/<stem>.mrc`` (here a copy of the input)
-    is made only where it is missing."""
+def _resumed_copy(out: Path, seen: list[str]):
+    """A command that resumes as denoise does (:mod:`draco_em.io.batch`): ``out/<name>`` (here
+    a copy of the input) is made where it is missing or its input changed since; ``seen`` gets
+    what each output held just before it was written (None: there was none)."""
+    from draco_em.io.batch import input_states, inputs_changed, record_inputs
 
     def run(argv: list[str]) -> int:
         out.mkdir(exist_ok=True)
         for src in map(Path, argv[argv.index("--") + 1 :]):
-            if not (out / src.name).exists():
-                (out / src.name).write_bytes(src.read_bytes())
+            dst, state = out / src.name, input_states([src])
+            if dst.exists() and not inputs_changed(out, dst, state):
+                continue
+            seen.append(dst.read_text() if dst.exists() else None)
+            write_text_atomic(dst, src.read_text())
+            record_inputs(out, dst, state)
         return 0
 
     return run
 
 
 def test_a_file_rewritten_after_it_was_processed_is_done_again(tmp_path):
-    """Resume skipped a file rewritten after it was processed (a movie exported again): the
-    watch now records each file's size and time stamp when a run is given it, in the output
-    folder, and before the next run removes what the command's resume would skip it by."""
+    """Resume skipped a file rewritten after it was processed (a movie exported again). The
+    watch then deleted the command's output before the next run (io.watch.finished_marks):
+    gone until the run wrote it anew, and only under a watch. Now the command's own resume
+    redoes it (io.batch.inputs_changed), the old output kept until the new one replaces it."""
     folder, out, stop = tmp_path / "in", tmp_path / "out", tmp_path / "STOP"
     a = _touch(folder / "a.mrc", "first", age_s=100)
     b = _touch(folder / "b.mrc", "b", age_s=100)
@@ -259,47 +267,33 @@ def test_a_file_rewritten_after_it_was_processed_is_done_again(tmp_path):
 
     cfg = WatchConfig(settle_s=1, every_s=1, idle_min=0, stop_file=stop)
     lines: list[str] = []
-    code = watch_command("denoise", [], [str(folder)], out, _resumed_copy(out), cfg,
+    seen: list[str | None] = []
+    code = watch_command("denoise", [], [str(folder)], out, _resumed_copy(out, seen), cfg,
                          lines.append, sleep)  # fmt: skip
     assert code == 0 and (out / "a.mrc").read_text() == "second version"
+    assert seen == [None, None, "first"]  # the old output was there until replaced
     assert any("1 file(s) rewritten since processed, done again: a.mrc" in x for x in lines)
-    b_made = (out / "b.mrc").stat().st_mtime_ns  # unchanged files are resumed as before
-    # A watch started later redoes what was rewritten in between, and only that.
+    assert not (out / ".draco_watch.json").exists()  # the command keeps the record now
+    a_made = (out / "a.mrc").stat().st_mtime_ns  # unchanged files are resumed as before
+    # A watch started later: the command redoes what was rewritten in between, and only that.
     _touch(b, "b again", age_s=50)
     stop.unlink()
     looks = iter(range(100))
-    lines.clear()
-    code = watch_command("denoise", [], [str(folder)], out, _resumed_copy(out), cfg,
-                         lines.append, sleep)  # fmt: skip
-    assert code == 0 and (out / "b.mrc").read_text() == "b again"
-    assert (out / "a.mrc").read_text() == "second version"
-    assert any("rewritten since processed, done again: b.mrc" in x for x in lines)
-    assert (out / "b.mrc").stat().st_mtime_ns != b_made
+    seen.clear()
 
+    def stop_soon(_s: float) -> None:
+        if next(looks) == 4:
+            stop.touch()
 
-def test_finished_marks_are_what_each_command_resumes_by(tmp_path):
-    """The names io.watch removes to redo a file are the commands' own resume keys."""
-    from draco_em.curate.predict import PREVIEWS
-    from draco_em.infer.run_denoise import output_path
-    from draco_em.io.coords import coord_star_name
-
-    out = tmp_path / "out"
-    for name in ("a.mrc", "t.mrcs", "p.png", "c.tif"):
-        made = _touch(output_path(out, Path("in") / name))
-        assert finished_marks("denoise", out, Path("in") / name) == [made]
-    half = Path("in/m_EVN.mrc")  # a half counts for its sum: --blend-halves made m.mrc of it
-    made = _touch(output_path(out, Path("in/m.mrc")))
-    assert finished_marks("denoise", out, half) == [made]
-    picks = _touch(out / "coordinates" / coord_star_name("a"))
-    assert finished_marks("pick predict", out, Path("mics/a.mrc")) == [picks]
-    preview = _touch(out / PREVIEWS / "a.png")
-    assert finished_marks("curate predict", out, Path("mics/a.mrc")) == [preview]
-    assert finished_marks("pick predict", out, Path("mics/nothing.mrc")) == []
+    code = watch_command("denoise", [], [str(folder)], out, _resumed_copy(out, seen), cfg,
+                         lines.append, stop_soon)  # fmt: skip
+    assert code == 0 and (out / "b.mrc").read_text() == "b again" and seen == ["b"]
+    assert (out / "a.mrc").stat().st_mtime_ns == a_made
 
 
 def test_draco_watch_prepares_a_rewritten_pair_again(tmp_path, capsys):
-    """End to end with a real command: prepare's record meta/<name>.json names its sources;
-    the watch drops it for a rewritten half, and the triplet is made anew."""
+    """End to end with a real command: prepare's resume redoes the triplet of a rewritten
+    half, in a watch started after the rewrite too."""
     folder, out = tmp_path / "mics", tmp_path / "trip"
     rng = np.random.default_rng(0)
     for half in ("EVN", "ODD"):
@@ -309,10 +303,10 @@ def test_draco_watch_prepares_a_rewritten_pair_again(tmp_path, capsys):
     code, _, err = draco_in_process(capsys, *watch)
     assert code == 0, err
     first = (out / "m.mrc").read_bytes()
-    assert finished_marks("prepare", out, folder / "m_EVN.mrc") == [out / "meta" / "m.json"]
     write_mrc(folder / "m_EVN.mrc", rng.random((64, 64), np.float32), pixel_size=2.0)
     code, _, err = draco_in_process(capsys, *watch)
-    assert code == 0 and "1 file(s) rewritten since processed, done again: m_EVN.mrc" in err
-    assert (out / "m.mrc").read_bytes() != first
+    assert code == 0 and "1 redone: input changed since processed (m)" in err, err
+    second = (out / "m.mrc").read_bytes()
+    assert second != first
     code, _, err = draco_in_process(capsys, *watch)  # nothing rewritten: resumed, untouched
-    assert code == 0 and "rewritten" not in err and (out / "m.mrc").read_bytes() != first
+    assert code == 0 and "redone" not in err and (out / "m.mrc").read_bytes() == second

@@ -4,8 +4,9 @@
 predict) on the files of its folders and globs that are ready (unchanged for ``--settle``
 seconds), then again each time more are ready: a resumed run, so finished outputs are
 skipped and the output folder always covers every file so far. A file rewritten after it was
-processed (a movie exported again) is done again, its outputs replaced. It ends ``--idle``
-minutes after the last new file (0: never), when ``--stop-file`` appears, or on Ctrl-C.
+processed (a movie exported again) is done again by that resume, its outputs replaced. It ends
+``--idle`` minutes after the last new file (0: never), when ``--stop-file`` appears, or on
+Ctrl-C.
 
 Example:
     draco watch prepare Movies/ -o Triplets/ --gain gain.mrc --pixel-size 0.83

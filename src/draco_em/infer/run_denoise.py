@@ -1,8 +1,9 @@
 """``draco denoise``: a resumable batch over thousands of micrographs, stacks and tilt series.
 
 A DataLoader decodes and normalises inputs in worker processes while the model runs; outputs
-are written atomically, finished ones are skipped (``skip_existing``), a file that fails goes
-to ``OUTDIR/failures.txt`` and the rest continue. Under ``torchrun`` each rank takes its share.
+are written atomically, finished ones are skipped (``skip_existing``) unless an input file
+changed since (:func:`draco_em.io.batch.inputs_changed`), a file that fails goes to
+``OUTDIR/failures.txt`` and the rest continue. Under ``torchrun`` each rank takes its share.
 """
 
 from __future__ import annotations
@@ -26,14 +27,19 @@ from draco_em.infer.pseudo_halves import pseudo_halves
 from draco_em.io.atomic import copy_atomic
 from draco_em.io.batch import (
     FailureLog,
+    FileState,
     InputItem,
     InputSet,
     check_picture_pixel_size,
     check_settings,
     expand_inputs,
+    input_states,
+    inputs_changed,
     make_output_folder,
     pixel_sizes,
     placeholder_pixel_size_warning,
+    record_inputs,
+    redone_note,
     shard,
 )
 from draco_em.io.folder_lock import releases_folder_locks
@@ -221,6 +227,7 @@ class _Share:
     how: dict[str, int]  # outputs by kind (_denoise_one's return value)
     not_counts_first: str  # the first input --pseudo-halves had no noise model for, and why
     with_halves: int  # inputs with X_EVN/X_ODD halves (counted without --blend-halves)
+    redone: list[str]  # names of inputs done again: changed since their output was made
 
     @staticmethod
     def total(shares: list[_Share]) -> _Share:
@@ -232,7 +239,8 @@ class _Share:
                 how[kind] = how.get(kind, 0) + n
         first = next((s.not_counts_first for s in shares if s.not_counts_first), "")
         return _Share(sum(s.done for s in shares), sum(s.skipped for s in shares), how, first,
-                      sum(s.with_halves for s in shares))  # fmt: skip
+                      sum(s.with_halves for s in shares),
+                      [name for s in shares for name in s.redone])  # fmt: skip
 
 
 @releases_folder_locks
@@ -255,8 +263,9 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     if cfg.blends:  # the halves of an input are its data, not micrographs of their own
         items = [it for it in items if not is_half(it.path, fulls)]
     mine = shard(items, rank, world)
-    resume = cfg.skip_existing and not cfg.overwrite
-    todo = [it for it in mine if not (resume and output_path(cfg.outdir, it.path).exists())]
+    # Taken before any input is read, recorded beside each output once it is written.
+    states = {it.path: input_states(_sources(inputs, it, cfg)) for it in mine}
+    todo, changed = _to_do(cfg, mine, states)
     n_skipped = len(mine) - len(todo)
     halves: dict[Path, tuple[Path, Path]] = {}
     if cfg.blends:
@@ -276,7 +285,7 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
         worker_init_fn=die_with_parent,  # a SIGKILLed denoise takes its readers along
         collate_fn=_as_is,
     )
-    done = 0
+    done, redone = 0, []  # redone: names of the changed inputs done again
     how: dict[str, int] = {}  # blended with halves / with pseudo-halves / plain
     not_counts = ""  # the first input --pseudo-halves had no noise model for, and why
     bar = tqdm(total=len(todo), unit="mic", disable=not cfg.progress or rank != 0, desc="denoise")
@@ -288,7 +297,10 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
             try:
                 sections = _section_progress(bar) if data.ndim == 3 else None
                 kind = _denoise_one(denoiser, cfg, src, data, pixel_size, pair, layout, sections)
+                record_inputs(cfg.outdir, output_path(cfg.outdir, src), states[src])
                 done += 1
+                if src in changed:
+                    redone.append(src.name)
                 how[kind] = how.get(kind, 0) + 1
                 if kind.startswith("plain: ") and not not_counts:
                     not_counts = f"{src.name}: {kind.removeprefix('plain: ')}"
@@ -298,7 +310,7 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
         bar.update(1)
     bar.close()
     with_halves = 0 if cfg.blends else sum(_has_halves(inputs, it, fulls) for it in mine)
-    share = _Share(done, n_skipped, how, not_counts, with_halves)
+    share = _Share(done, n_skipped, how, not_counts, with_halves, redone)
     # Every rank's share, to rank 0, which reports the job's counts and exits by them (it said
     # its own share, "denoised 1" of 3); also the barrier: every rank's outputs exist before
     # rank 0 lists them.
@@ -308,12 +320,15 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
         write_output_star(inputs, cfg.outdir, same_grid=not cfg.keep_binned)
         share = _Share.total(shares)
     cleanup(ctx, wait=False)
-    warning = (
-        placeholder_pixel_size_warning(inputs, cfg.pixel_size, "denoise") if rank == 0 else None
-    )
+    warnings = [
+        placeholder_pixel_size_warning(inputs, cfg.pixel_size, "denoise") if rank == 0 else None,
+        redone_note(share.redone),
+    ]
     result = {"done": share.done, "skipped": share.skipped, "failed": failures.count,
-              "outdir": str(cfg.outdir), "warnings": [warning] if warning else [],
+              "outdir": str(cfg.outdir), "warnings": [w for w in warnings if w],
               "is_main": rank == 0}  # fmt: skip
+    if share.redone:
+        result["redone"] = len(share.redone)
     if cfg.blends:  # the rest got the plain output
         result["blended"] = share.how.get("halves", 0)
         if cfg.pseudo_halves:
@@ -323,6 +338,37 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     else:  # worth saying: --blend-halves scores higher where halves exist (docs/denoising.md)
         result["with_halves"] = share.with_halves
     return result
+
+
+def _sources(inputs: InputSet, item: InputItem, cfg: DenoiseConfig) -> list[Path]:
+    """The files an input's outputs are made from: the input, its halves where a blend reads
+    them, and the tilt angles copied beside a stack (:func:`tilt_companions`)."""
+    files = [item.path]
+    if cfg.blends:
+        try:
+            files += list(halves_of(inputs, item) or ())
+        except DracoInputError:  # the STAR names a missing half: the input fails (run_denoise)
+            pass
+    return files + tilt_companions(item.path)
+
+
+def _to_do(
+    cfg: DenoiseConfig, mine: list[InputItem], states: dict[Path, list[FileState]]
+) -> tuple[list[InputItem], set[Path]]:
+    """(the inputs to denoise, those among them whose output exists but was made from input
+    files since rewritten). Resume skips an input whose output exists and whose files are as
+    they were when it was made (:func:`draco_em.io.batch.inputs_changed`)."""
+    if not cfg.skip_existing or cfg.overwrite:
+        return list(mine), set()
+    todo, changed = [], set()
+    for it in mine:
+        out = output_path(cfg.outdir, it.path)
+        if out.exists():
+            if not inputs_changed(cfg.outdir, out, states[it.path]):
+                continue
+            changed.add(it.path)
+        todo.append(it)
+    return todo, changed
 
 
 def _section_progress(bar: tqdm) -> Callable[[int, int], None]:

@@ -6,10 +6,9 @@ movie still being written or copied is never read), then waits, and runs it agai
 more files have settled. Each run is an ordinary resumed run (finished outputs are skipped,
 inputs that failed are retried), so its output folder, STAR files and ``failures.txt`` always
 cover every input seen so far. A file *rewritten* after a run was given it (a movie exported
-again, a micrograph rewritten by the upstream job) is done again: the watch records each file's
-size and time stamp when it hands it to the command (``OUTDIR/.draco_watch.json``, so a watch
-started again later sees rewrites made in between) and, before the next run, removes the
-record by which the command's resume would skip it (:func:`finished_marks`). This is crYOLO's
+again, a micrograph rewritten by the upstream job) changes its size or time stamp, so the watch
+runs the command again, and the command's own resume does it again, its old outputs kept until
+the new ones replace them (:func:`draco_em.io.batch.inputs_changed`). This is crYOLO's
 monitor mode and what cryoSPARC Live and RELION's on-the-fly scheduler do, for the commands that
 process inputs one by one.
 
@@ -28,7 +27,6 @@ holds the ``-o`` folder's lock from start to end, so a second watch or run into 
 from __future__ import annotations
 
 import glob
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,13 +35,12 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from draco_em.errors import DracoInputError
-from draco_em.io.atomic import visible_files, write_text_atomic
+from draco_em.io.atomic import visible_files
 from draco_em.io.batch import (
     MICROGRAPH_SUFFIXES,
     PREPARE_SUFFIXES,
     failures_recorded_since,
 )
-from draco_em.io.coords import coord_star_name
 from draco_em.io.folder_lock import held_elsewhere, lock_folder, releases_folder_locks
 from draco_em.io.halves import full_sum_of
 
@@ -74,10 +71,6 @@ class WatchConfig(BaseModel):
 #: A file's state: (size, modification time in ns).
 Signature = tuple[int, int]
 
-#: The watch's record in the output folder: the state of each input file when a run was given
-#: it (hidden: not an output of the command, nor an input of the next one).
-RECORD_FILE = ".draco_watch.json"
-
 
 @dataclass
 class InputWatcher:
@@ -88,29 +81,18 @@ class InputWatcher:
         suffixes: what a folder contributes (the command's own suffixes).
         settle_s: a file is ready when it is at least this old and was seen unchanged at the
             previous look (the age alone is not trusted: a network filesystem's clock may lag).
-        record: where the state of each file given to a run is kept (:data:`RECORD_FILE` in
-            the output folder), so that a later watch knows what was processed; None: only in
-            memory.
     """
 
     tokens: Sequence[str]
     suffixes: tuple[str, ...]
     settle_s: float
-    record: Path | None = None
     _seen: dict[Path, Signature] = field(default_factory=dict)  # at the previous look
     _done: dict[Path, Signature] = field(default_factory=dict)  # as the last run saw them
     _ready: dict[Path, Signature] = field(default_factory=dict)  # at the last look
-    # As a run was given them, by resolved path, this watch's and earlier ones' (the record).
-    _processed: dict[str, Signature] = field(default_factory=dict)
     settling: int = 0  # files of the last look not ready yet (being written, or just seen)
-    rewritten: list[Path] = field(default_factory=list)  # of the last look: processed, changed
-
-    def __post_init__(self) -> None:
-        try:
-            files = json.loads(self.record.read_text())["files"] if self.record else {}
-            self._processed = {k: (int(v[0]), int(v[1])) for k, v in files.items()}
-        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
-            self._processed = {}  # none yet, or damaged: every file counts as not processed
+    # Of the last look: given to a run of this watch, and changed since (said, not acted on:
+    # the command's resume redoes them).
+    rewritten: list[Path] = field(default_factory=list)
 
     def missing(self) -> list[str]:
         """Inputs that do not exist yet (an upstream watch makes them): looked for each time."""
@@ -154,8 +136,7 @@ class InputWatcher:
         self.rewritten = [
             p
             for p in sorted(ready)
-            if p.suffix.lower() != ".star"
-            and self._processed.get(str(p.resolve()), states[p]) != states[p]
+            if p.suffix.lower() != ".star" and self._done.get(p, states[p]) != states[p]
         ]
         if any(Path(t) not in ready and Path(t) in states for t in given):
             inputs = []  # a named file still being written: wait for it
@@ -172,47 +153,8 @@ class InputWatcher:
         return [f for f in dict.fromkeys(folders) if f.is_dir() and held_elsewhere(f)]
 
     def ran(self) -> None:
-        """Record the files of the last :meth:`look` as processed (in :attr:`record` too)."""
+        """Record the files of the last :meth:`look` as processed."""
         self._done.update(self._ready)
-        self._processed.update({str(p.resolve()): s for p, s in self._ready.items()})
-        if self.record is not None and self.record.parent.is_dir():
-            write_text_atomic(self.record, json.dumps({"files": self._processed}, indent=0))
-
-
-def finished_marks(command: str, outdir: Path, path: Path) -> list[Path]:
-    """The files of ``outdir`` by which ``draco COMMAND``'s resume counts input ``path`` as done
-    (those that exist). Without them its next run does ``path`` again and writes each output
-    anew, atomically over the old one.
-
-    They mirror each command's resume check (the commands sit above ``io``; the names are pinned
-    against them by tests/io/test_watch.py): prepare skips an item with ``meta/<name>.json``,
-    which lists ``path`` among its sources (the triplet's images stay until replaced); denoise
-    one whose output exists (the input's stem, ``.mrc`` or a stack's own suffix:
-    ``infer.run_denoise.output_path``), so that output is gone until the run writes it anew;
-    pick predict one with ``coordinates/<stem>_autopick.star``; curate predict scores every
-    file anew (its caches are keyed by size and time stamp) and keeps only its preview
-    ``previews/<stem>.png``. A half ``X_EVN``/``X_ODD`` counts for its sum ``X`` too.
-    """
-    if command == "prepare":
-        target = path.resolve()
-        return [m for m in sorted((outdir / "meta").glob("*.json")) if target in _sources(m)]
-    stems = list(dict.fromkeys([path.stem, (full_sum_of(path) or path).stem]))
-    if command == "denoise":
-        suffixes = dict.fromkeys([".mrc", path.suffix.lower()])
-        marks = [outdir / f"{stem}{suffix}" for stem in stems for suffix in suffixes]
-    elif command == "pick predict":
-        marks = [outdir / "coordinates" / coord_star_name(stem) for stem in stems]
-    else:  # curate predict
-        marks = [outdir / "previews" / f"{stem}.png" for stem in stems]
-    return [m for m in marks if m.is_file()]
-
-
-def _sources(meta: Path) -> set[Path]:
-    """The input files a ``draco prepare`` record lists (resolved), or none if unreadable."""
-    try:
-        return {Path(s).resolve() for s in json.loads(meta.read_text()).get("source", [])}
-    except (OSError, ValueError, AttributeError, TypeError):
-        return set()
 
 
 def _signature(path: Path) -> Signature | None:
@@ -223,13 +165,11 @@ def _signature(path: Path) -> Signature | None:
     return st.st_size, st.st_mtime_ns
 
 
-def _redo(command: str, outdir: Path, files: list[Path], echo: Callable[[str], None]) -> None:
-    """Make the next run do ``files`` again: they changed after a run was given them."""
+def _say_rewritten(files: list[Path], echo: Callable[[str], None]) -> None:
+    """Name the files rewritten since a run of this watch was given them: the next run's
+    resume does them again (:func:`draco_em.io.batch.inputs_changed`)."""
     names = ", ".join(p.name for p in files[:3]) + (", ..." if len(files) > 3 else "")
     echo(f"watch: {len(files)} file(s) rewritten since processed, done again: {names}")
-    for path in files:
-        for mark in finished_marks(command, outdir, path):
-            mark.unlink(missing_ok=True)
 
 
 @releases_folder_locks
@@ -260,8 +200,7 @@ def watch_command(
         raise DracoInputError(f"draco watch runs {', '.join(WATCHABLE)}, not {command!r}")
     if cfg.stop_file is not None and cfg.stop_file.exists():  # an earlier session's
         raise DracoInputError("the stop file is there already: remove it first", cfg.stop_file)
-    record = None if outdir is None or outdir.is_file() else outdir / RECORD_FILE
-    watcher = InputWatcher(list(inputs), WATCHABLE[command], cfg.settle_s, record)
+    watcher = InputWatcher(list(inputs), WATCHABLE[command], cfg.settle_s)
     for token in watcher.missing():  # said, so that a misspelt name does not wait unseen
         echo(f"watch: {token} does not exist yet: waiting for it")
     # Held between runs too: a second watch or run would interleave its outputs and STAR with
@@ -288,8 +227,8 @@ def watch_command(
             if changed:
                 echo(f"watch: {changed} new or changed file(s), {len(ready)} in all: "
                      f"draco {command}")  # fmt: skip
-                if watcher.rewritten and outdir is not None:
-                    _redo(command, outdir, watcher.rewritten, echo)
+                if watcher.rewritten:
+                    _say_rewritten(watcher.rewritten, echo)
                 started = time.time()
                 code = run([*command.split(), *argv, "--", *ready])
                 runs += 1

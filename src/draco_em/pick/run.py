@@ -13,8 +13,9 @@ Output folder layout::
     OUTDIR/failures.txt                       micrographs that failed, with the reason
     OUTDIR/excluded_picks.txt                 picks dropped on excluded regions, per micrograph
 
-A micrograph whose STAR already exists is not picked again (resume); the collective files are
-rewritten from all STARs at the end.
+A micrograph whose STAR already exists is not picked again (resume), unless the micrograph
+(or its ``--exclude-masks`` mask) changed since it was picked (:func:`draco_em.io.batch.
+inputs_changed`); the collective files are rewritten from all STARs at the end.
 """
 
 from __future__ import annotations
@@ -39,9 +40,13 @@ from draco_em.io.batch import (
     check_picture_pixel_size,
     check_settings,
     expand_inputs,
+    input_states,
+    inputs_changed,
     make_output_folder,
     pixel_sizes,
     placeholder_pixel_size_warning,
+    record_inputs,
+    redone_note,
 )
 from draco_em.io.coords import (
     PICKS_CS,
@@ -392,14 +397,17 @@ def predict_all(
     index, all_kept, all_scores, n_excluded, n_routed = {}, [], [], 0, 0
     picked_now = False  # some micrograph picked in this run (not only resumed)
     n_recut = 0  # finished micrographs cut again from their candidates (--recut)
+    redone: list[str] = []  # finished micrographs picked again: changed since
     names = inputs.table.rebased() if inputs.table is not None else None
     for item in tqdm(items, desc="pick", unit="mic", disable=not progress):
         stem = item.path.stem
         star = out / "coordinates" / coord_star_name(stem)
         name = micrograph_name(names, item)
         scores = out / SCORES_FOLDER / f"{stem}.npy"
+        state = input_states(_sources(cfg, item))  # before it is read; recorded with its STAR
+        changed = star.is_file() and not cfg.overwrite and inputs_changed(out, star, state)
         try:
-            if star.is_file() and not (cfg.overwrite or cfg.recut):  # resume: finished earlier
+            if star.is_file() and not (cfg.overwrite or cfg.recut or changed):  # resume
                 kept = _resumed(star, item.path, px_of[item.path])
                 all_scores.append(_resumed_scores(scores, kept))
                 _mark_resumed_threshold(cfg, picker, kept, all_scores[-1])
@@ -409,7 +417,7 @@ def predict_all(
                                   picker)  # fmt: skip
             else:
                 given = made.pop(str(item.path), None)
-                recutting = cfg.recut and star.is_file()
+                recutting = cfg.recut and star.is_file() and not changed  # else picked anew
                 if recutting:  # the network's candidates, cut anew
                     given = _recut_candidates(scores, item.path)
                 cands, kept, image, excluded = pick_one(
@@ -420,7 +428,10 @@ def predict_all(
                 # (_mark_resumed_threshold) read them back, and --recut cuts them again
                 _save_candidates(scores, cands, excluded)
                 write_relion_coords(star, kept, inputs=[item.path])
+                record_inputs(out, star, state)
                 n_recut += recutting
+                if changed:
+                    redone.append(item.path.name)
                 if exclude is not None:
                     dropped = int((excluded["score"] >= kept.attrs["threshold"]).sum())
                     _record_excluded(out, item.path, dropped)
@@ -447,7 +458,8 @@ def predict_all(
         "diameter": picker.diameter, "outdir": str(out), "recut": n_recut if cfg.recut else None,
         "excluded": None if exclude is None else n_excluded,
         "multiplier": _multiplier_note(picker, choice),
-        "warnings": [w for w in warnings if w], "halves_skipped": n_halves,
+        "warnings": [w for w in [*warnings, redone_note(redone)] if w],
+        "halves_skipped": n_halves, "redone": len(redone),
     }  # fmt: skip
 
 
@@ -569,6 +581,14 @@ def _settings(cfg: PickPredictConfig, picker: Picker) -> dict:
         # the picks of a folder made before the second threshold existed were cut otherwise
         settings["threshold_predenoised"] = picker.threshold_predenoised
     return {"model": str(model.resolve()) if model.exists() else cfg.model, **settings}
+
+
+def _sources(cfg: PickPredictConfig, item: InputItem) -> list[Path]:
+    """The files a micrograph's picks are made from: the micrograph, and its
+    ``--exclude-masks`` mask (recorded as absent where there is none: one added later redoes
+    the picks)."""
+    masks = [Path(cfg.exclude_masks) / f"{item.path.stem}.mrc"] if cfg.exclude_masks else []
+    return [item.path, *masks]
 
 
 def _save_preview(path: Path, image: np.ndarray, kept: pd.DataFrame, picker: Picker) -> None:

@@ -9,8 +9,10 @@ Layout of ``OUTDIR``::
     prepare_config.json       the settings that change the images (checked on resume)
     failures.txt              one line per input that failed (the others go on)
 
-Re-running skips finished items and rebuilds ``triplets.star`` from ``meta/``; the settings that
-change the images are kept in ``prepare_config.json`` and a re-run with other ones is refused.
+Re-running skips finished items, except those whose input files (a movie, a micrograph or
+its halves, the gain) changed since (:func:`draco_em.io.batch.inputs_changed`), and rebuilds
+``triplets.star`` from ``meta/``; the settings that change the images are kept in
+``prepare_config.json`` and a re-run with other ones is refused.
 Work is spread over ``-j`` processes on the CPU, or over the ranks of ``torchrun`` (one per
 GPU, each on its share of the inputs).
 """
@@ -34,8 +36,12 @@ from draco_em.errors import DracoInputError
 from draco_em.io.atomic import write_text_atomic
 from draco_em.io.batch import (
     FailureLog,
+    input_states,
+    inputs_changed,
     make_output_folder,
     placeholder_line,
+    record_inputs,
+    redone_note,
     settings_changes,
     shard,
 )
@@ -84,6 +90,23 @@ def finished_row(outdir: Path, item: PrepareItem) -> dict | None:
     return row if all(p.exists() for p in needed) else None
 
 
+def _sources(cfg: PrepareConfig, item: PrepareItem) -> list[Path]:
+    """The files an item's triplet is made from: its movie or micrographs, and the gain a
+    movie is corrected with."""
+    gain = [cfg.gain] if cfg.gain is not None and item.kind == "movie" else []
+    return [*item.sources, *gain]
+
+
+def _resume_state(cfg: PrepareConfig, item: PrepareItem) -> str:
+    """``"done"`` (finished from its input files as they are now), ``"changed"`` (finished,
+    but an input file changed since: done again) or ``"new"``."""
+    if finished_row(cfg.outdir, item) is None:
+        return "new"
+    state = input_states(_sources(cfg, item))
+    meta = _meta_path(cfg.outdir, item.name)
+    return "changed" if inputs_changed(cfg.outdir, meta, state) else "done"
+
+
 #: Settings that change the images; a resumed run must use the same ones.
 _IMAGE_SETTINGS = (
     "gain", "gain_rotate", "gain_flip", "hot_pixels", "pixel_size", "eer_grouping",
@@ -124,10 +147,13 @@ def _init_worker(cfg: PrepareConfig, target: float | None, threads: int) -> None
 
 def _one(item: PrepareItem) -> dict:
     cfg: PrepareConfig = _STATE["cfg"]
+    state = input_states(_sources(cfg, item))  # before they are read
     row = prepare_item(item, cfg, _STATE["reader"], _STATE["target"])
     notes = row.pop("_notes", [])
     record = {"source": [str(p) for p in item.sources], "notes": notes, "row": row}
-    write_text_atomic(_meta_path(cfg.outdir, item.name), json.dumps(record, indent=1))
+    meta = _meta_path(cfg.outdir, item.name)
+    write_text_atomic(meta, json.dumps(record, indent=1))
+    record_inputs(cfg.outdir, meta, state)
     return row
 
 
@@ -220,22 +246,23 @@ def run_prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareSummary:
     sources = [src for item in items for src in item.sources]
     make_output_folder(cfg.outdir, [*cfg.inputs, *sources], beside_inputs=False)
     target = cfg.resolved_target_pixel_size()
-    finished_before = 0
+    before: list[str] = []
     if rank == 0:
         _check_resume(cfg, target)
-        # every rank's finished items, counted before any rank starts (the summary's "already
-        # there"; each rank alone knows only its own share)
-        finished_before = sum(finished_row(cfg.outdir, item) is not None for item in items)
+        # every rank's items, judged before any rank starts (the summary's "already there";
+        # each rank alone knows only its own share)
+        before = [_resume_state(cfg, item) for item in items]
     barrier()
     mine = shard(items, rank, world)
-    todo = [item for item in mine if finished_row(cfg.outdir, item) is None]
+    todo = [item for item in mine if _resume_state(cfg, item) != "done"]
     failures = FailureLog(cfg.outdir, rank=rank)
     made = _run_items(todo, cfg, target, failures, progress and rank == 0)
     skipped = len(mine) - len(todo)
     barrier()
-    manifest = None
+    manifest, warnings = None, []
     if rank == 0:
         failures.merge(world)  # one failures.txt for every rank
+        # a changed item that failed again keeps its earlier triplet (listed) until replaced
         rows = [
             {**row, "_optics": resolved_optics(cfg, item.optics)}
             for item in items
@@ -243,10 +270,14 @@ def run_prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareSummary:
         ]
         manifest = write_manifest(cfg, rows) if rows else None
         # the job's counts, not rank 0's share (it said "2 prepared" of 3 under 2 ranks)
-        made, skipped = len(rows) - finished_before, finished_before
-    warning = _placeholder_warning(cfg, items) if rank == 0 else None
+        now = [_resume_state(cfg, item) for item in items]
+        made = sum(a != "done" and b == "done" for a, b in zip(before, now, strict=True))
+        skipped = before.count("done")
+        redone = [item.name for item, a, b in zip(items, before, now, strict=True)
+                  if a == "changed" and b == "done"]  # fmt: skip
+        warnings = [_placeholder_warning(cfg, items), redone_note(redone)]
     return PrepareSummary(made, skipped, failures.count, manifest,
-                          [warning] if warning else [], is_main=rank == 0)  # fmt: skip
+                          [w for w in warnings if w], is_main=rank == 0)  # fmt: skip
 
 
 def _placeholder_warning(cfg: PrepareConfig, items: list[PrepareItem]) -> str | None:

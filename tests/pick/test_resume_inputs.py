@@ -1,0 +1,67 @@
+"""``draco pick predict`` resumes by its inputs: a micrograph rewritten since it was picked (or
+given an ``--exclude-masks`` mask since) is picked again (pick/run.py, io.batch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+from typer.testing import CliRunner
+
+from draco_em.cli import app
+from draco_em.io.coords import read_coords
+from draco_em.io.mrc import write_mrc
+
+
+def _mic(path: Path, seed: int) -> None:
+    image = gaussian_filter(np.random.default_rng(seed).normal(size=(256, 256)), 3.0)
+    write_mrc(path, image.astype(np.float32), 4.0)
+
+
+def _args(mics: Path, out: Path, *extra: str) -> list[str]:
+    return ["pick", "predict", str(mics), "-o", str(out), "--diameter", "160",
+            "--diameter-scales", "1", "--tta", "1", "-q", *extra]  # fmt: skip
+
+
+def test_a_rewritten_micrograph_is_picked_again_and_the_other_resumed(tmp_path, monkeypatch):
+    """A re-run skipped every micrograph whose STAR existed, so one rewritten upstream kept
+    its stale picks. Now it is picked again, its STAR replaced (there until then)."""
+    import draco_em.pick.run as run
+
+    mics, out = tmp_path / "mics", tmp_path / "out"
+    _mic(mics / "mic_0.mrc", 0), _mic(mics / "mic_1.mrc", 1)
+    first = CliRunner().invoke(app, _args(mics, out))
+    assert first.exit_code == 0, first.output
+    stars = out / "coordinates"
+    kept = (stars / "mic_0_autopick.star").stat().st_mtime_ns
+    _mic(mics / "mic_1.mrc", 2)
+    there: list[bool] = []  # whether each STAR existed when it was written again
+    real_write = run.write_relion_coords
+
+    def write_seen(path, *args, **kwargs):
+        there.append(Path(path).exists())
+        return real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(run, "write_relion_coords", write_seen)
+    again = CliRunner().invoke(app, _args(mics, out))
+    assert again.exit_code == 0, again.output
+    assert "1 redone: input changed since processed (mic_1.mrc)" in again.output
+    assert there == [True]
+    assert (stars / "mic_0_autopick.star").stat().st_mtime_ns == kept
+    untouched = CliRunner().invoke(app, _args(mics, out))
+    assert untouched.exit_code == 0 and "redone" not in untouched.output and there == [True]
+
+
+def test_a_mask_added_since_redoes_that_micrographs_picks(tmp_path):
+    mics, masks, out = tmp_path / "mics", tmp_path / "masks", tmp_path / "out"
+    _mic(mics / "mic_0.mrc", 0), _mic(mics / "mic_1.mrc", 1)
+    write_mrc(masks / "mic_0.mrc", np.zeros((256, 256), np.float32), 4.0)
+    args = _args(mics, out, "--exclude-masks", str(masks))
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert len(read_coords(out / "coordinates" / "mic_1_autopick.star")) > 0
+    write_mrc(masks / "mic_1.mrc", np.ones((256, 256), np.float32), 4.0)  # exclude it all
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "1 redone: input changed since processed (mic_1.mrc)" in again.output
+    assert len(read_coords(out / "coordinates" / "mic_1_autopick.star")) == 0

@@ -1,0 +1,70 @@
+"""``draco prepare`` resumes by its inputs: an item whose movie, micrographs or gain changed
+since its triplet was made is prepared again (prepare/run.py, io.batch.inputs_changed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from draco_em.io.mrc import write_mrc
+from draco_em.prepare.config import PrepareConfig
+from draco_em.prepare.run import run_prepare
+from tests.prepare.prepare_movies import make_movie
+
+
+def _prepare(inputs: list, outdir: Path, **options):
+    cfg = PrepareConfig(inputs=[str(i) for i in inputs], outdir=outdir, target_pixel_size=0,
+                        **options)  # fmt: skip
+    return run_prepare(cfg, progress=False)
+
+
+def _mic(path: Path, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    return write_mrc(path, rng.poisson(5, (64, 64)).astype(np.float32), 2.0)
+
+
+def test_a_rewritten_micrograph_is_prepared_again_and_the_other_resumed(tmp_path, monkeypatch):
+    """A re-run skipped every item with a meta record, so a micrograph rewritten upstream kept
+    its stale triplet. Now it is made again, over the old one (there until then)."""
+    import draco_em.prepare.triplets as triplets
+
+    folder, out = tmp_path / "mc", tmp_path / "out"
+    _mic(folder / "a.mrc", 0), _mic(folder / "b.mrc", 1)
+    assert _prepare([folder], out).made == 2
+    old, kept = (out / "a.mrc").read_bytes(), (out / "b.mrc").stat().st_mtime_ns
+    _mic(folder / "a.mrc", 2)
+    there: list[bool] = []  # whether each output existed when it was written again
+    real_write = triplets.write_mrc
+
+    def write_mrc_seen(dst, *args, **kwargs):
+        there.append(Path(dst).exists())
+        return real_write(dst, *args, **kwargs)
+
+    monkeypatch.setattr(triplets, "write_mrc", write_mrc_seen)
+    again = _prepare([folder], out)
+    assert (again.made, again.skipped, again.failed) == (1, 1, 0)
+    assert "1 redone: input changed since processed (a)" in again.warnings
+    assert there == [True] and (out / "a.mrc").read_bytes() != old
+    assert (out / "b.mrc").stat().st_mtime_ns == kept
+    untouched = _prepare([folder], out)
+    assert (untouched.made, untouched.skipped) == (0, 2) and not untouched.warnings
+    # A folder made before input records were kept resumes as before.
+    from draco_em.io.batch import INPUTS_FOLDER
+
+    for record in (out / INPUTS_FOLDER).iterdir():
+        record.unlink()
+    _mic(folder / "b.mrc", 3)
+    assert (_prepare([folder], out).made, (out / "b.mrc").stat().st_mtime_ns) == (0, kept)
+
+
+def test_a_movie_is_prepared_again_when_its_gain_is_rewritten(tmp_path):
+    movie = make_movie(n=64, frames=4, seed=8)
+    write_mrc(tmp_path / "m.mrcs", movie.counts.astype(np.float32), 1.0)
+    gain = write_mrc(tmp_path / "gain.mrc", np.ones((64, 64), np.float32), 1.0)
+    assert _prepare([tmp_path / "m.mrcs"], tmp_path / "out", gain=gain).made == 1
+    assert _prepare([tmp_path / "m.mrcs"], tmp_path / "out", gain=gain).skipped == 1
+    write_mrc(gain, np.full((64, 64), 2.0, np.float32), 1.0)  # copied again, corrected
+    again = _prepare([tmp_path / "m.mrcs"], tmp_path / "out", gain=gain)
+    assert (again.made, again.skipped) == (1, 0)
+    assert "1 redone: input changed since processed (m)" in again.warnings
