@@ -341,7 +341,7 @@ def test_a_rewritten_input_is_denoised_again_and_the_other_resumed(tmp_path, wei
 def test_a_folder_without_input_records_resumes_as_before(tmp_path, weights, rng):
     """Outputs made before input records were kept are skipped as they were, whatever their
     inputs' time stamps say."""
-    from draco_em.io.batch import INPUTS_FOLDER
+    from draco_em.io.resume import INPUTS_FOLDER
 
     src, out = tmp_path / "in", tmp_path / "out"
     write_mrc(src / "mic.mrc", rng.normal(size=(64, 64)), 2.0)

@@ -8,9 +8,9 @@ import os
 import shutil
 from pathlib import Path
 
-from draco_em.io.batch import (
+from draco_em.io.batch import check_settings
+from draco_em.io.resume import (
     INPUTS_FOLDER,
-    check_settings,
     input_states,
     inputs_changed,
     record_inputs,

@@ -232,7 +232,7 @@ def _resumed_copy(out: Path, seen: list[str]):
     """A command that resumes as denoise does (:mod:`draco_em.io.batch`): ``out/<name>`` (here
     a copy of the input) is made where it is missing or its input changed since; ``seen`` gets
     what each output held just before it was written (None: there was none)."""
-    from draco_em.io.batch import input_states, inputs_changed, record_inputs
+    from draco_em.io.resume import input_states, inputs_changed, record_inputs
 
     def run(argv: list[str]) -> int:
         out.mkdir(exist_ok=True)
@@ -252,7 +252,7 @@ def test_a_file_rewritten_after_it_was_processed_is_done_again(tmp_path):
     """Resume skipped a file rewritten after it was processed (a movie exported again). The
     watch then deleted the command's output before the next run (io.watch.finished_marks):
     gone until the run wrote it anew, and only under a watch. Now the command's own resume
-    redoes it (io.batch.inputs_changed), the old output kept until the new one replaces it."""
+    redoes it (io.resume.inputs_changed), the old output kept until the new one replaces it."""
     folder, out, stop = tmp_path / "in", tmp_path / "out", tmp_path / "STOP"
     a = _touch(folder / "a.mrc", "first", age_s=100)
     b = _touch(folder / "b.mrc", "b", age_s=100)

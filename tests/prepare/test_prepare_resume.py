@@ -1,5 +1,5 @@
 """``draco prepare`` resumes by its inputs: an item whose movie, micrographs or gain changed
-since its triplet was made is prepared again (prepare/run.py, io.batch.inputs_changed)."""
+since its triplet was made is prepared again (prepare/run.py, io.resume.inputs_changed)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_a_rewritten_micrograph_is_prepared_again_and_the_other_resumed(tmp_path
     untouched = _prepare([folder], out)
     assert (untouched.made, untouched.skipped) == (0, 2) and not untouched.warnings
     # A folder made before input records were kept resumes as before.
-    from draco_em.io.batch import INPUTS_FOLDER
+    from draco_em.io.resume import INPUTS_FOLDER
 
     for record in (out / INPUTS_FOLDER).iterdir():
         record.unlink()

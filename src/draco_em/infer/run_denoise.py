@@ -2,7 +2,7 @@
 
 A DataLoader decodes and normalises inputs in worker processes while the model runs; outputs
 are written atomically, finished ones are skipped (``skip_existing``) unless an input file
-changed since (:func:`draco_em.io.batch.inputs_changed`), a file that fails goes to
+changed since (:func:`draco_em.io.resume.inputs_changed`), a file that fails goes to
 ``OUTDIR/failures.txt`` and the rest continue. Under ``torchrun`` each rank takes its share.
 """
 
@@ -27,19 +27,14 @@ from draco_em.infer.pseudo_halves import pseudo_halves
 from draco_em.io.atomic import copy_atomic
 from draco_em.io.batch import (
     FailureLog,
-    FileState,
     InputItem,
     InputSet,
     check_picture_pixel_size,
     check_settings,
     expand_inputs,
-    input_states,
-    inputs_changed,
     make_output_folder,
     pixel_sizes,
     placeholder_pixel_size_warning,
-    record_inputs,
-    redone_note,
     shard,
 )
 from draco_em.io.folder_lock import releases_folder_locks
@@ -47,6 +42,7 @@ from draco_em.io.halves import halves_of, is_half
 from draco_em.io.images import is_raster, read_raster_stack, require_pixel_size
 from draco_em.io.mrc import STACK_SUFFIXES, read_mrc, write_mrc
 from draco_em.io.preview import save_preview
+from draco_em.io.resume import FileState, input_states, inputs_changed, record_inputs, redone_note
 from draco_em.io.star import SOURCE_COLUMN, MicrographTable, project_path, write_micrographs_star
 from draco_em.io.validate import validate_image
 from draco_em.model.weights import BUNDLED_DENOISER, load_model
@@ -357,7 +353,7 @@ def _to_do(
 ) -> tuple[list[InputItem], set[Path]]:
     """(the inputs to denoise, those among them whose output exists but was made from input
     files since rewritten). Resume skips an input whose output exists and whose files are as
-    they were when it was made (:func:`draco_em.io.batch.inputs_changed`)."""
+    they were when it was made (:func:`draco_em.io.resume.inputs_changed`)."""
     if not cfg.skip_existing or cfg.overwrite:
         return list(mine), set()
     todo, changed = [], set()

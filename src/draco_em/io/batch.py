@@ -3,7 +3,6 @@
 - :func:`expand_inputs`: files, globs, folders or a RELION micrographs STAR → a list of images.
 - :class:`FailureLog`: per-file failures go to ``OUTDIR/failures.txt`` and the batch goes on.
 - :func:`shard`: each ``torchrun`` rank takes its share of the inputs.
-- :func:`inputs_changed`: resume redoes an output whose input files changed since it was made.
 """
 
 from __future__ import annotations
@@ -259,85 +258,13 @@ def _short(value: Any, width: int = 60) -> str:
 
 def _holds_outputs(outdir: Path) -> bool:
     """Whether ``outdir`` holds a file other than the settings, failure lists and hidden
-    files and folders (temps, the input records of :func:`record_inputs`): something made with
-    the recorded settings."""
+    files and folders (temps, the input records of :func:`draco_em.io.resume.record_inputs`):
+    something made with the recorded settings."""
     for path in outdir.rglob("*"):
         hidden = any(part.startswith(".") for part in path.relative_to(outdir).parts)
         if path.is_file() and not hidden and not path.name.startswith("failures"):
             return True
     return False
-
-
-#: Hidden folder of a batch's OUTDIR: for each output, the state of the input files it was
-#: made from (:func:`record_inputs`), so that a re-run redoes it when one was rewritten.
-INPUTS_FOLDER = ".draco_inputs"
-
-#: One input file's state as resume compares it: (name, size in bytes, modification time in
-#: ns); size and time are None where the file does not exist (a mask not made yet). By name,
-#: not path: a folder of inputs moved elsewhere (``mv`` keeps both) still resumes.
-FileState = tuple[str, int | None, int | None]
-
-
-def input_states(files: Iterable[Path]) -> list[FileState]:
-    """The state of the files an output is made from, in the caller's order. Taken before
-    they are read, and recorded once the output is written (:func:`record_inputs`): a file
-    rewritten while it was being read then differs from its record, and is done again."""
-    states: list[FileState] = []
-    for path in files:
-        try:
-            st = Path(path).stat()
-            states.append((Path(path).name, st.st_size, st.st_mtime_ns))
-        except OSError:
-            states.append((Path(path).name, None, None))
-    return states
-
-
-def _inputs_record(outdir: Path, output: Path) -> Path:
-    """``OUTDIR/.draco_inputs/<output's path in OUTDIR, '/' as '+'>.json``: one file per
-    output, so ``torchrun`` ranks (each writing its own outputs) never write the same one,
-    and flat, so the temp sweep of :func:`make_output_folder` reaches a killed write's temp."""
-    return outdir / INPUTS_FOLDER / ("+".join(output.relative_to(outdir).parts) + ".json")
-
-
-def record_inputs(outdir: Path, output: Path, states: Sequence[FileState]) -> None:
-    """Record that ``output`` (a file in ``outdir``, just written) was made from ``states``
-    (:func:`input_states`, taken before the inputs were read).
-
-    Written atomically after the output: a kill between the two leaves the old record (the
-    input is done again) or none (resumed as before), never a new record beside an old output.
-    """
-    text = json.dumps({"output": output.name, "inputs": [list(s) for s in states]})
-    write_text_atomic(_inputs_record(outdir, output), text + "\n")
-
-
-def inputs_changed(outdir: Path, output: Path, states: Sequence[FileState]) -> bool:
-    """Whether the existing ``output`` was made from other input files than ``states`` (their
-    state now): one was rewritten (a micrograph re-made upstream, a movie copied again), or
-    one is added or gone. Resume then does it again, writing the new output over the old one.
-
-    False without a record: outputs made before records were kept (or by another tool) are
-    resumed as before. A record that cannot be read counts as changed (done again).
-    """
-    record = _inputs_record(outdir, output)
-    try:
-        text = record.read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    try:
-        recorded = [tuple(s) for s in json.loads(text)["inputs"]]
-    except (ValueError, KeyError, TypeError):
-        return True
-    return recorded != [tuple(s) for s in states]
-
-
-def redone_note(names: Sequence[str]) -> str | None:
-    """The one wording of "outputs done again because their input changed" (None: none)."""
-    if not names:
-        return None
-    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-    return f"{len(names)} redone: input changed since processed ({shown})"
 
 
 def check_picture_pixel_size(inputs: InputSet, pixel_size: float | None) -> None:

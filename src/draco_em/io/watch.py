@@ -8,7 +8,7 @@ inputs that failed are retried), so its output folder, STAR files and ``failures
 cover every input seen so far. A file *rewritten* after a run was given it (a movie exported
 again, a micrograph rewritten by the upstream job) changes its size or time stamp, so the watch
 runs the command again, and the command's own resume does it again, its old outputs kept until
-the new ones replace them (:func:`draco_em.io.batch.inputs_changed`). This is crYOLO's
+the new ones replace them (:func:`draco_em.io.resume.inputs_changed`). This is crYOLO's
 monitor mode and what cryoSPARC Live and RELION's on-the-fly scheduler do, for the commands that
 process inputs one by one.
 
@@ -36,11 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import visible_files
-from draco_em.io.batch import (
-    MICROGRAPH_SUFFIXES,
-    PREPARE_SUFFIXES,
-    failures_recorded_since,
-)
+from draco_em.io.batch import MICROGRAPH_SUFFIXES, PREPARE_SUFFIXES, failures_recorded_since
 from draco_em.io.folder_lock import held_elsewhere, lock_folder, releases_folder_locks
 from draco_em.io.halves import full_sum_of
 
@@ -167,7 +163,7 @@ def _signature(path: Path) -> Signature | None:
 
 def _say_rewritten(files: list[Path], echo: Callable[[str], None]) -> None:
     """Name the files rewritten since a run of this watch was given them: the next run's
-    resume does them again (:func:`draco_em.io.batch.inputs_changed`)."""
+    resume does them again (:func:`draco_em.io.resume.inputs_changed`)."""
     names = ", ".join(p.name for p in files[:3]) + (", ..." if len(files) > 3 else "")
     echo(f"watch: {len(files)} file(s) rewritten since processed, done again: {names}")
 

@@ -40,13 +40,9 @@ from draco_em.io.batch import (
     check_picture_pixel_size,
     check_settings,
     expand_inputs,
-    input_states,
-    inputs_changed,
     make_output_folder,
     pixel_sizes,
     placeholder_pixel_size_warning,
-    record_inputs,
-    redone_note,
 )
 from draco_em.io.coords import (
     PICKS_CS,
@@ -66,6 +62,7 @@ from draco_em.io.images import is_raster
 from draco_em.io.model_file import BUNDLED
 from draco_em.io.mrc import read_image, read_micrograph, read_mrc
 from draco_em.io.pixel_size import require_pixel_size
+from draco_em.io.resume import input_states, inputs_changed, record_inputs, redone_note
 from draco_em.io.star import SOURCE_COLUMN, MicrographTable, project_path
 from draco_em.pick.autoscale import (
     AUTO_MICROGRAPHS,

@@ -10,7 +10,7 @@ Layout of ``OUTDIR``::
     failures.txt              one line per input that failed (the others go on)
 
 Re-running skips finished items, except those whose input files (a movie, a micrograph or
-its halves, the gain) changed since (:func:`draco_em.io.batch.inputs_changed`), and rebuilds
+its halves, the gain) changed since (:func:`draco_em.io.resume.inputs_changed`), and rebuilds
 ``triplets.star`` from ``meta/``; the settings that change the images are kept in
 ``prepare_config.json`` and a re-run with other ones is refused.
 Work is spread over ``-j`` processes on the CPU, or over the ranks of ``torchrun`` (one per
@@ -36,12 +36,8 @@ from draco_em.errors import DracoInputError
 from draco_em.io.atomic import write_text_atomic
 from draco_em.io.batch import (
     FailureLog,
-    input_states,
-    inputs_changed,
     make_output_folder,
     placeholder_line,
-    record_inputs,
-    redone_note,
     settings_changes,
     shard,
 )
@@ -49,6 +45,7 @@ from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.gain import load_gain
 from draco_em.io.movie_base import MRC_SUFFIXES
 from draco_em.io.mrc import header_says_placeholder
+from draco_em.io.resume import input_states, inputs_changed, record_inputs, redone_note
 from draco_em.prepare.config import PrepareConfig, resolved_optics
 from draco_em.prepare.frames import ReaderCache
 from draco_em.prepare.inputs import plan_items
