@@ -41,6 +41,38 @@ def test_png_16bit_keeps_precision(tmp_path: Path, rng: np.random.Generator) -> 
     assert len(np.unique(image)) > 256  # not squeezed through 8 bits
 
 
+def _png_16bit(path: Path, pixels: np.ndarray, colour_type: int) -> Path:
+    """A PNG of 16 bits per channel written by hand (Pillow writes none in colour):
+    ``pixels`` [ny, nx, C] uint16 with C = 3 (colour type 2), 2 (type 4) or 4 (type 6)."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    ny, nx = pixels.shape[:2]
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in pixels)  # filter 0 per row
+    header = struct.pack(">IIBBBBB", nx, ny, 16, colour_type, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
+@pytest.mark.parametrize(("colour_type", "channels"), [(2, 3), (4, 2), (6, 4)])
+def test_png_16bit_in_colour_is_refused(
+    tmp_path: Path, rng: np.random.Generator, colour_type: int, channels: int
+) -> None:
+    """Pillow reads 16-bit RGB/RGBA/grey+alpha PNGs as 8 bits, keeping the high byte: a grey
+    micrograph of 1000-1300 saved as 48-bit RGB came back as 3-5, without a word."""
+    grey = rng.integers(1000, 1300, size=(24, 20)).astype(np.uint16)
+    alpha = channels in (2, 4)
+    planes = [grey] * (channels - alpha) + [np.full_like(grey, 65535)] * alpha
+    path = _png_16bit(tmp_path / "rgb48.png", np.stack(planes, -1), colour_type)
+    with pytest.raises(DracoInputError, match=r"rgb48\.png: a PNG of 16 bits per channel"):
+        read_raster(path)
+    assert read_raster(_png_16bit(tmp_path / "grey16.png", grey[..., None], 0)).max() == grey.max()
+
+
 def test_jpeg_round_trip_within_compression(tmp_path: Path, gradient: np.ndarray) -> None:
     data = gradient.astype(np.uint8)
     Image.fromarray(data).save(tmp_path / "m.jpg", quality=95)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from draco_em.errors import DracoInputError
-from draco_em.io.mrc import mrc_summary, read_image, read_mrc, write_mrc
+from draco_em.io.mrc import SIMULATE_LABEL, mrc_summary, read_image, read_mrc, write_mrc
 from draco_em.io.validate import expect_same_shape, validate_image
 from tests.conftest import shared_file
 
@@ -403,3 +403,84 @@ def test_slab_by_slab_write_keeps_data_and_header_statistics(
             assert float(f.header.dmean) == pytest.approx(ref.mean(), rel=1e-6)
             assert float(f.header.rms) == pytest.approx(ref.std(), rel=1e-6)
             assert f.is_image_stack() == (name == "s.mrcs") and f.voxel_size.x == 1.5
+
+
+# --- inputs users give by mistake (QA, issue 29): each one line naming the file ---------------
+
+
+def test_an_unreadable_file_is_a_user_error(tmp_path: Path, monkeypatch) -> None:
+    """No read permission (a colleague's folder) raised a bare PermissionError: denoise
+    crashed with a traceback instead of recording it in failures.txt."""
+    path = _good(tmp_path / "theirs.mrc")
+    real_open = Path.open
+
+    def refuse(self: Path, *args, **kwargs):  # chmod 000 is no use: tests may run as root
+        if self == path:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(DracoInputError, match=r"theirs\.mrc: cannot read the file \(Permission"):
+        read_mrc(path)
+
+
+@pytest.mark.filterwarnings("ignore::numpy.exceptions.ComplexWarning")
+def test_complex_data_is_no_image(tmp_path: Path) -> None:
+    """A Fourier transform (mode 4) was denoised and picked from its real part, with only a
+    numpy ComplexWarning on stderr; draco info still describes it."""
+    path = tmp_path / "fft.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(
+            (np.arange(64, dtype=np.float32) * (1 + 2j)).reshape(8, 8).astype(np.complex64)
+        )
+    for read in (read_mrc, read_image):
+        with pytest.raises(DracoInputError, match=r"fft\.mrc: holds complex values \(MRC mode 4"):
+            read(path)
+    summary = mrc_summary(path)
+    assert summary["mode"] == 4 and any("complex" in note for note in summary["notes"])
+
+
+def _imod_bytes(path: Path, stored: np.ndarray, flags: int | None) -> Path:
+    """A mode 0 file; ``flags``: IMOD's stamp and imodFlags (header bytes 152-159), or none."""
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(stored.view(np.int8))
+    if flags is not None:
+        raw = bytearray(path.read_bytes())
+        raw[152:160] = struct.pack("<2i", 1146047817, flags)  # "IMOD", then its flags
+        path.write_bytes(bytes(raw))
+    return path
+
+
+def test_imod_unsigned_bytes_keep_their_values(tmp_path: Path) -> None:
+    """IMOD writes 8-bit images as unsigned bytes unless imodFlags bit 0 says signed; mrcfile
+    reads every mode 0 file as int8, so 128-255 became -128..-1 and the image was garbage."""
+    stored = np.array([[0, 100, 200, 255]] * 16, np.uint8)
+    path = _imod_bytes(tmp_path / "u.mrc", stored, 0)
+    for mmap in (False, True):
+        unsigned = read_mrc(path, mmap=mmap).data
+        assert unsigned.dtype == np.uint8 and np.array_equal(unsigned, stored)
+    signed = read_mrc(_imod_bytes(tmp_path / "s.mrc", stored, 1)).data  # flag: signed
+    standard = read_mrc(_imod_bytes(tmp_path / "m.mrc", stored, None)).data  # MRC2014: signed
+    for data in (signed, standard):
+        assert data.dtype == np.int8 and data[0].tolist() == [0, 100, -56, -1]
+    assert read_image(tmp_path / "u.mrc")[0][0].tolist() == [0, 100, 200, 255]
+
+
+def test_a_single_section_where_a_stack_is_needed(tmp_path: Path) -> None:
+    """A one-frame movie said "expected a 3D array, found shape (16, 24)" of a 1x16x24 file."""
+    path = write_mrc(tmp_path / "movie.mrcs", np.ones((1, 16, 24), np.float32), 1.0)
+    with pytest.raises(DracoInputError, match=r"movie\.mrcs: expected a 3D .*single 24x16 image"):
+        read_mrc(path, ndim=(3,))
+
+
+def test_info_notes_what_commands_refuse_and_not_simulate_pixel_size(tmp_path: Path) -> None:
+    """draco info said nothing of a constant image, which every command refuses, and called
+    draco simulate's own 1.0 Å "often a placeholder", which no command says of it."""
+    const = write_mrc(tmp_path / "const.mrc", np.zeros((16, 16), np.float32), 2.0)
+    assert any("zero variance" in note for note in mrc_summary(const)["notes"])
+    simulated = _good(tmp_path / "sim.mrc")  # header 1.0 Å, then simulate's label
+    raw = bytearray(simulated.read_bytes())
+    raw[224:304] = SIMULATE_LABEL
+    simulated.write_bytes(bytes(raw))
+    assert not any("placeholder" in note for note in mrc_summary(simulated)["notes"])
+    assert any("placeholder" in note for note in mrc_summary(_good(tmp_path / "x.mrc"))["notes"])

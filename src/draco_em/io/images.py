@@ -11,7 +11,8 @@ are read here and nowhere else; :func:`draco_em.io.mrc.read_image` dispatches to
 - RGB(A) pictures are converted to grey with the ITU-R 601 luma weights (a JPEG of a grey
   image saved as RGB differs between channels by its chroma compression, so exact channel
   equality cannot be required); a picture in colour (an overlay, a colour map) is refused.
-  An alpha channel must be fully opaque: transparent pixels have no intensity.
+  An alpha channel must be fully opaque: transparent pixels have no intensity. A PNG of 16
+  bits per colour channel is refused: Pillow would keep only the high byte of each.
 - A TIFF with several pages (a movie) where one image is expected is an error;
   :func:`read_raster_stack` reads a grey multi-page TIFF (a tomogram or tilt series, z first)
   for ``draco denoise``, which treats it section by section.
@@ -133,10 +134,26 @@ def _read_tiff(path: Path) -> np.ndarray:
         raise DracoInputError(f"not a readable TIFF file ({first_line(exc)})", path) from exc
 
 
+def _png_16bit_colour(path: Path) -> bool:
+    """Whether ``path`` is a PNG of 16 bits per channel in colour or with alpha (colour types
+    2, 4, 6), which Pillow reads as 8 bits per channel, keeping the high byte alone: 1000-1300
+    would come back as 3-5. A 16-bit grey PNG (type 0) Pillow reads whole."""
+    with path.open("rb") as fh:
+        head = fh.read(26)  # signature, IHDR length and tag, width, height, depth, colour type
+    png = len(head) == 26 and head.startswith(b"\x89PNG\r\n\x1a\n")
+    return png and head[24] == 16 and head[25] in (2, 4, 6)
+
+
 def _read_pillow(path: Path) -> np.ndarray:
     from PIL import Image
 
     try:
+        if _png_16bit_colour(path):
+            raise DracoInputError(
+                "a PNG of 16 bits per channel in colour or with alpha, which Pillow reads as "
+                "8 bits (the low byte lost): save it as a 16-bit grey PNG or a TIFF",
+                path,
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # DecompressionBombWarning: micrographs are large
             Image.MAX_IMAGE_PIXELS = None

@@ -66,7 +66,11 @@ def _open(path: Path, mmap: bool) -> mrcfile.mrcfile.MrcFile:
         raise DracoInputError("file not found", path)
     if path.is_dir():
         raise DracoInputError("is a folder, expected an MRC file", path)
-    _check_declared_sizes(path)
+    try:
+        _check_declared_sizes(path)
+    except OSError as exc:  # no read permission, an I/O error: the user's to fix
+        reason = exc.strerror or first_line(exc)
+        raise DracoInputError(f"cannot read the file ({reason})", path) from exc
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -114,6 +118,26 @@ def header_pixel_size_state(path: str | Path) -> str | None:
         return None
 
 
+#: MRC modes of complex data (Fourier transforms): 3 = int16 pairs, 4 = float32 pairs.
+COMPLEX_MODES = (3, 4)
+#: IMOD's header stamp ("IMOD"), after which ``imodFlags`` says how mode 0 bytes are stored.
+IMOD_STAMP = 1146047817
+#: ``imodFlags`` bit: mode 0 bytes are signed; IMOD (and cisTEM, and mrcfile's author) read
+#: them as unsigned without it (https://bio3d.colorado.edu/imod/doc/mrc_format.txt).
+IMOD_SIGNED_BYTES = 0x1
+
+
+def _imod_unsigned(header: np.recarray) -> bool:
+    """Whether a mode 0 header is IMOD's and stores unsigned bytes (its flag bit 0 unset).
+
+    The MRC2014 standard makes mode 0 signed, and mrcfile reads it so; IMOD writes 8-bit
+    images as unsigned bytes unless that bit is set, so mrcfile turns their 128-255 into
+    -128..-1 without a word. Headers without IMOD's stamp follow the standard.
+    """
+    stamp, flags = np.frombuffer(bytes(header.extra2)[40:48], dtype=header.dtype["nx"])
+    return int(stamp) == IMOD_STAMP and not int(flags) & IMOD_SIGNED_BYTES
+
+
 def _check_declared_sizes(path: Path) -> None:
     """Compare the sizes the header declares with the file size, before mrcfile reads.
 
@@ -159,6 +183,7 @@ def read_mrc(
     pixel_size: float | None = None,
     mmap: bool = False,
     ndim: tuple[int, ...] = (2, 3),
+    complex_ok: bool = False,
 ) -> MrcData:
     """Read an MRC/MRCS file.
 
@@ -167,12 +192,16 @@ def read_mrc(
         pixel_size: override for the header pixel size, in Å (for headers that say 0 or 1.0).
         mmap: memory-map the data instead of reading it (large movies and stacks).
         ndim: allowed numbers of dimensions; anything else is a user error.
+        complex_ok: accept complex data (modes 3 and 4, Fourier transforms); only ``draco info``
+            does, every stage needs an image.
 
     Returns:
         The data (float16/float32/int as stored; cast before arithmetic) and its header facts.
+        Mode 0 bytes are unsigned (uint8) where IMOD's header flags say so (:func:`_imod_unsigned`).
 
     Raises:
-        DracoInputError: missing, truncated or corrupt file, or wrong number of dimensions.
+        DracoInputError: missing, unreadable, truncated or corrupt file, complex data, or a
+            wrong number of dimensions.
     """
     path = Path(path)
     mrc = _open(path, mmap)
@@ -197,6 +226,12 @@ def read_mrc(
         # as a volume)
         is_stack = bool(mrc.is_image_stack()) or path.suffix.lower() in STACK_SUFFIXES
         mode = int(mrc.header.mode)
+        if mode in COMPLEX_MODES and not complex_ok:
+            raise DracoInputError(
+                f"holds complex values (MRC mode {mode}: a Fourier transform?), not an image", path
+            )
+        if mode == 0 and _imod_unsigned(mrc.header):
+            data = data.view(np.uint8)  # IMOD's unsigned bytes: 200 is 200, not -56
     except DracoInputError:
         mrc.close()
         raise
@@ -208,6 +243,12 @@ def read_mrc(
     # A squeezed single-section file ([1, ny, nx]) counts as 2D: many tools write micrographs so.
     if data.ndim == 3 and data.shape[0] == 1 and 2 in ndim:
         data = data[0]
+    if data.ndim == 2 and 2 not in ndim:  # mrcfile gives a one-section stack as [ny, nx]
+        raise DracoInputError(
+            f"expected a 3D stack or volume, found a single {data.shape[1]}x{data.shape[0]} "
+            "image (a movie needs at least 2 frames)",
+            path,
+        )
     expect_ndim(data.shape, ndim, path)
     notes = []
     if len({round(v, 4) for v in voxel if v > 0}) > 1:
@@ -381,11 +422,13 @@ def _pixel_stats(sample: np.ndarray, step: int) -> dict[str, Any]:
 
 def mrc_summary(path: str | Path) -> dict:
     """Header facts and pixel statistics of an MRC file, for ``draco info``."""
-    mrc = read_mrc(path, mmap=True)
+    mrc = read_mrc(path, mmap=True, complex_ok=True)
     data = mrc.data
     # Statistics on at most ~16 M pixels (a strided sample) so info stays fast on big stacks.
     step = max(1, int(np.ceil((data.size / 16e6) ** (1 / data.ndim))))
-    sample = np.asarray(data[(slice(None, None, step),) * data.ndim], dtype=np.float64)
+    sample = np.asarray(data[(slice(None, None, step),) * data.ndim])
+    sample = np.abs(sample) if sample.dtype.kind == "c" else sample  # a transform: its modulus
+    sample = sample.astype(np.float64, copy=False)
     kind = "image" if data.ndim == 2 else ("stack" if mrc.is_stack else "volume")
     out: dict[str, Any] = {
         "format": "mrc",
@@ -405,7 +448,13 @@ def mrc_summary(path: str | Path) -> dict:
         out["notes"].append(
             f"{out['stats']['nonfinite']} NaN/Inf pixels (sampled): draco commands refuse it"
         )
-    if mrc.pixel_size_is_placeholder:
+    elif out["stats"]["std"] == 0 and step == 1:  # io.validate's other check
+        out["notes"].append("every pixel has one value (zero variance): draco commands refuse it")
+    if mrc.mode in COMPLEX_MODES:
+        out["notes"].append("complex values (a Fourier transform; stats of the modulus): "
+                            "draco commands refuse it")  # fmt: skip
+    # draco simulate's 1.0 Å is what was simulated: no command flags it, nor does info
+    if mrc.pixel_size_is_placeholder and header_pixel_size_state(path) is not None:
         out["notes"].append(
             f"header pixel size is {mrc.voxel_size[0]:g}, which is often a placeholder; "
             "commands that read it take --pixel-size to override it"
