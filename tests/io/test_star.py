@@ -279,6 +279,45 @@ def test_particle_star_is_not_a_micrograph_list() -> None:
         read_micrographs_star(shared_file("topaz/particles.star"))
 
 
+_OPTICS = "data_optics\nloop_\n_rlnOpticsGroup #1\n_rlnMicrographPixelSize #2\n1 1.5\n\n"
+
+
+def test_latin1_text_is_named_not_called_blockless(tmp_path: Path) -> None:
+    """A STAR with one Latin-1 byte (a name with "é" from an older tool) said "no data_ block
+    found": starfile reads its lines through linecache, which gives them all as empty."""
+    path = tmp_path / "mics.star"
+    text = _OPTICS + "data_micrographs\nloop_\n_rlnMicrographName #1\ncaf\u00e9.mrc\n"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(DracoInputError, match=r"mics\.star: .*not UTF-8 text \(byte 0xe9"):
+        read_micrographs_star(path)
+    path.write_bytes(b"\xff\xd8\xff\xe0 a JPEG")  # binary: still "no data_ block"
+    with pytest.raises(DracoInputError, match="no data_ block found"):
+        read_star(path)
+
+
+@pytest.mark.parametrize("empty", ['""', "''"])
+def test_an_empty_micrograph_name_is_refused(tmp_path: Path, empty: str) -> None:
+    """An empty rlnMicrographName resolved to the STAR's folder: denoise and prepare crashed
+    (ValueError: PosixPath('.') has an empty name), pick and curate failed "." as a folder."""
+    path = tmp_path / "mics.star"
+    rows = f"a.mrc 1\n{empty} 1\n"
+    path.write_text(
+        _OPTICS + f"data_micrographs\nloop_\n_rlnMicrographName #1\n_rlnOpticsGroup #2\n{rows}"
+    )
+    with pytest.raises(
+        DracoInputError, match=r"mics\.star: row 2 of data_micrographs has an empty"
+    ):
+        read_micrographs_star(path)
+
+
+def test_a_movies_star_is_named_as_such(tmp_path: Path) -> None:
+    """RELION's movies.star given to denoise, pick or curate: say what it is and what to do."""
+    path = tmp_path / "movies.star"
+    path.write_text(_OPTICS + "data_movies\nloop_\n_rlnMicrographMovieName #1\nm.tiff\n")
+    with pytest.raises(DracoInputError, match=r"rlnMicrographName: a movies STAR .*draco prepare"):
+        read_micrographs_star(path)
+
+
 @contextlib.contextmanager
 def _time_limit(seconds: int):
     """Fail instead of hanging: SIGALRM interrupts a parser stuck in a loop."""

@@ -136,7 +136,7 @@ def read_star(path: str | Path) -> dict[str, pd.DataFrame]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DracoInputError(f"not a readable STAR file ({first})", path) from None
     if not raw:
-        raise DracoInputError("not a STAR file: no data_ block found", path)
+        raise DracoInputError(f"not a STAR file: {_why_no_block(path)}", path)
     if (ragged := _ragged_row(path)) is not None:
         raise DracoInputError(f"not a valid STAR table: {ragged}", path)
     blocks: dict[str, pd.DataFrame] = {}
@@ -149,6 +149,21 @@ def read_star(path: str | Path) -> dict[str, pd.DataFrame]:
             raise DracoInputError(f"block data_{name} repeats the columns {dup}", path)
         blocks[str(name)] = table.reset_index(drop=True)
     return blocks
+
+
+def _why_no_block(path: Path) -> str:
+    """Why starfile found no block: none in the file, or text that is not UTF-8 (starfile reads
+    lines through :mod:`linecache`, which gives every line of such a file as empty)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if b"data_" in data and b"\0" not in data:  # STAR text in another encoding
+            return (
+                f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}, e.g. a "
+                "name in Latin-1): save it as UTF-8"
+            )
+    return "no data_ block found"
 
 
 def _ragged_row(path: Path) -> str | None:
@@ -338,10 +353,7 @@ def read_micrographs_star(path: str | Path) -> MicrographTable:
     else:
         names = [n for n, t in blocks.items() if n != "optics" and "rlnMicrographName" in t]
         if not names:
-            found = {n or "(unnamed)": list(t.columns)[:8] for n, t in blocks.items()}
-            raise DracoInputError(
-                f"unknown STAR columns: no block has rlnMicrographName (found {found})", path
-            )
+            raise DracoInputError(_not_a_micrograph_list(blocks), path)
         name = names[0]
     table = blocks[name].copy()
     if "rlnCoordinateX" in table.columns:
@@ -351,9 +363,31 @@ def read_micrographs_star(path: str | Path) -> MicrographTable:
             path,
         )
     table["rlnMicrographName"] = table["rlnMicrographName"].astype(str)
+    unnamed = [i for i, n in enumerate(table["rlnMicrographName"]) if n.strip() in _NO_NAME]
+    if unnamed:  # it would resolve to the STAR's own folder
+        raise DracoInputError(
+            f"row {unnamed[0] + 1} of data_{name} has an empty rlnMicrographName "
+            f"({len(unnamed)} such rows): give each micrograph's file",
+            path,
+        )
     return MicrographTable(
         path=path, optics=blocks.get("optics"), micrographs=table, block_name=name
     )
+
+
+#: rlnMicrographName values that name no file (an empty cell, quoted or not).
+_NO_NAME = ("", '""', "''", "nan", "<NA>", "None")
+
+
+def _not_a_micrograph_list(blocks: dict[str, pd.DataFrame]) -> str:
+    """Why no block of a STAR is a micrograph list, and what the STAR seems to be instead."""
+    columns = {c for n, t in blocks.items() if n != "optics" for c in t.columns}
+    if "rlnCoordinateX" in columns:
+        return "no block has rlnMicrographName: it holds particle coordinates, not micrographs"
+    if "rlnMicrographMovieName" in columns:  # RELION's Import of movies
+        return "no block has rlnMicrographName: a movies STAR (run `draco prepare` on it first)"
+    found = {n or "(unnamed)": list(t.columns)[:8] for n, t in blocks.items()}
+    return f"unknown STAR columns: no block has rlnMicrographName (found {found})"
 
 
 def write_micrographs_star(
