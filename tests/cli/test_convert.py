@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from draco_em.io import coords
 from draco_em.io.coords import make_coords, read_coords, write_topaz
 from draco_em.io.mrc import write_mrc
 from draco_em.io.star import read_star
@@ -111,6 +113,63 @@ def test_failed_inputs_are_recorded_and_the_rest_converted(capsys, tmp_path, top
         failures = (out / "failures.txt").read_text().splitlines()
         assert [line.split("\t")[0] for line in failures] == [str(bad), str(missing)]
     assert sorted(p.name for p in out.glob("*.box")) == ["mic_a.box", "mic_b.box"]
+
+
+def test_an_unreadable_input_is_one_failure_not_a_usage_error(
+    capsys, tmp_path, topaz_file, monkeypatch
+) -> None:
+    """A file without read permission stopped the whole run at argument parsing (exit 2,
+    "path ... is not readable"), or raised a bare PermissionError once past it."""
+    theirs = tmp_path / "in" / "theirs.box"
+    theirs.write_text("10 20 32 32\n")
+    access, read = os.access, coords.read_coords  # chmod 000 is no use: tests may run as root
+    monkeypatch.setattr(os, "access", lambda p, *a, **k: Path(p) != theirs and access(p, *a, **k))
+
+    def read_coords(path, *args, **kwargs):
+        if Path(path) == theirs:
+            raise PermissionError(13, "Permission denied", str(path))
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(coords, "read_coords", read_coords)
+    out = tmp_path / "boxes"
+    code, _, err = _draco(capsys, "convert", topaz_file, theirs, "-o", out, "--to", "box",
+                          "--box-size", "32", "-q")  # fmt: skip
+    assert code == 1 and "Traceback" not in err, err
+    assert (
+        "theirs.box: cannot read the file (Permission denied)" in (out / "failures.txt").read_text()
+    )
+    assert sorted(p.name for p in out.glob("*.box")) == ["mic_a.box", "mic_b.box"]
+
+
+def test_a_folder_without_coordinate_files_is_named(capsys, tmp_path, topaz_file) -> None:
+    """A folder given by name that holds no coordinate file (a typo, or a folder named
+    x.star) was dropped without a word and the run exited 0."""
+    empty = tmp_path / "picks.star"
+    empty.mkdir()
+    code, _, err = _draco(capsys, "convert", topaz_file, empty, "-o", tmp_path / "o",
+                          "--to", "star", "-q")  # fmt: skip
+    assert code == 2 and "picks.star: folder holds no coordinate files" in err
+
+
+def test_a_refused_run_keeps_the_failures_of_the_run_writing_there(
+    capsys, tmp_path, topaz_file
+) -> None:
+    """A second convert into a folder another run holds deleted that run's failures.txt
+    before it stopped on the folder's lock."""
+    from tests.io.test_folder_lock import _holder
+
+    out = tmp_path / "boxes"
+    out.mkdir()
+    (out / "failures.txt").write_text("x.box\tthe other run's\n")
+    proc = _holder(out)
+    try:
+        code, _, err = _draco(capsys, "convert", topaz_file, "-o", out, "--to", "box",
+                              "--box-size", "32", "-q")  # fmt: skip
+    finally:
+        proc.kill()
+        proc.wait()
+    assert code == 2 and "another draco run" in err
+    assert (out / "failures.txt").read_text() == "x.box\tthe other run's\n"
 
 
 @pytest.mark.parametrize(

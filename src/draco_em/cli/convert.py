@@ -26,7 +26,10 @@ from draco_em.cli._app import app, example, exit_batch
     ),
 )
 def convert(
-    inputs: Annotated[list[Path], typer.Argument(help="Coordinate files, folders or globs.")],
+    inputs: Annotated[
+        # readable=False: an unreadable file is one failure in failures.txt, not a usage error
+        list[Path], typer.Argument(help="Coordinate files, folders or globs.", readable=False)
+    ],
     output: Annotated[
         Path, typer.Option("-o", "--out", help="Folder (star, box) or file (topaz, cs).")
     ],

@@ -96,7 +96,9 @@ def expand_coord_inputs(inputs: list[Path]) -> list[Path]:
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found += coords.coord_folder_files(path)
+            if not (files := coords.coord_folder_files(path)):  # a typo, or x.star made a folder
+                raise DracoInputError("folder holds no coordinate files", path)
+            found += files
         elif path.exists() or not glob.has_magic(str(raw)):
             found.append(path)  # a missing file is reported as a per-file failure
         else:
@@ -115,9 +117,6 @@ def convert_coords(config: ConvertConfig, progress: bool = True) -> ConvertResul
             f"--to {config.to} writes one file, but this is a folder", config.output
         )
     log_dir = config.output if per_micrograph else config.output.parent
-    failures = FailureLog(
-        log_dir, "failures.txt" if per_micrograph else f"{config.output.name}.failures.txt"
-    )
     if config.micrograph_shape is None and config.micrographs is not None:
         if config.to == "cs" or config.invert_y:
             config = config.model_copy(
@@ -136,6 +135,10 @@ def convert_coords(config: ConvertConfig, progress: bool = True) -> ConvertResul
             )
     # Per-micrograph files beside their inputs would be read back as inputs by the next run.
     make_output_folder(log_dir, paths if per_micrograph else (), beside_inputs=not per_micrograph)
+    # After the folder checks and lock: a run still writing there keeps its failures list.
+    failures = FailureLog(
+        log_dir, "failures.txt" if per_micrograph else f"{config.output.name}.failures.txt"
+    )
     frames, errors = _read_all(paths, config, failures, progress)
     if not frames:
         more = f" and {len(errors) - 1} more, listed in {failures.path}" if len(errors) > 1 else ""
@@ -210,9 +213,12 @@ def _read_all(
             fmt = config.from_format or (coords.guess_format(path) if path.is_file() else None)
             box = {"invert_y": config.invert_y, "image_height": height} if fmt == "box" else {}
             frames.append(coords.read_coords(path, fmt, **box))
-        except DracoInputError as exc:  # record and go on with the other files
-            failures.record(path, str(exc))
-            errors.append(str(exc))
+        except (DracoInputError, OSError) as exc:  # record and go on with the other files
+            reason = str(exc)
+            if not isinstance(exc, DracoInputError):  # no read permission, an I/O error
+                reason = str(DracoInputError(f"cannot read the file ({exc.strerror})", path))
+            failures.record(path, reason)
+            errors.append(reason)
     return frames, errors
 
 
