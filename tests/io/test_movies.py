@@ -99,6 +99,20 @@ def test_packed_4bit_mrc(tmp_path: Path, rng: np.random.Generator, nx: int, swap
         open_movie(path)
 
 
+def test_the_imod_stamp_is_read_by_io_mrc_alone(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch
+) -> None:
+    """One reading of IMOD's header stamp and flags (``io.mrc.imod_flags``, which also tells
+    IMOD's unsigned mode-0 bytes): the 4-bit reader had its own copy of the stamp and bytes."""
+    frames = rng.integers(0, 16, (2, 16, 16), dtype=np.uint8)
+    _write_packed_4bit(tmp_path / "s.mrc", frames, swapped=True)
+    monkeypatch.setattr("draco_em.io.mrc.IMOD_STAMP", 0)  # no header is IMOD's now
+    with open_movie(tmp_path / "s.mrc") as movie:  # so the nybbles are read unswapped
+        swapped = (frames[..., 0::2] << 4 | frames[..., 1::2]).astype(np.uint8)
+        expected = np.stack([swapped & 15, swapped >> 4], -1).reshape(frames.shape)
+        assert np.array_equal(movie.frame(0, as_stored=True), expected[0])
+
+
 def test_frames_as_stored_are_owned_copies(tmp_path: Path, counts: np.ndarray) -> None:
     # draco prepare holds a movie's frames in the file's dtype (a quarter of float32's memory
     # for 8-bit counts) after the file is closed: each must be a copy, not a view of the map.
@@ -144,15 +158,15 @@ def test_tiff_frames_are_read_bottom_row_first_as_relion_does(tmp_path: Path) ->
     """RELION, MotionCor2 and IMOD read TIFF flipped along the slow axis (RELION's Conventions
     page): the row stored first is the frame's last. Read top row first (until session 23),
     a micrograph made from a TIFF movie was upside down against theirs."""
-    stored = np.zeros((2, 8, 6), np.uint8)
+    stored = np.zeros((2, 16, 17), np.uint8)  # 16 px: the smallest frame side a movie has
     stored[:, 0] = 9  # the first row in the file
     tifffile.imwrite(tmp_path / "m.tif", stored)
     with open_movie(tmp_path / "m.tif") as movie:
         frame = movie.frame(0)
-        assert frame[-1].tolist() == [9] * 6 and frame[:-1].sum() == 0
-        assert movie.frame(1, as_stored=True)[-1].tolist() == [9] * 6
+        assert frame[-1].tolist() == [9] * 17 and frame[:-1].sum() == 0
+        assert movie.frame(1, as_stored=True)[-1].tolist() == [9] * 17
     with tifffile.TiffFile(write_tiff_movie(tmp_path / "w.tif", stored)) as tif:
-        assert tif.pages.first.asarray()[-1].tolist() == [9] * 6  # written as RELION writes
+        assert tif.pages.first.asarray()[-1].tolist() == [9] * 17  # written as RELION writes
 
 
 def test_tiff_without_resolution_has_no_pixel_size(tmp_path: Path, counts: np.ndarray) -> None:
@@ -216,18 +230,18 @@ def test_same_counts_in_mrcs_tiff_and_eer(tmp_path: Path, counts: np.ndarray, th
 
 
 def test_eer_super_resolution(tmp_path: Path, rng: np.random.Generator) -> None:
-    events = rng.random((4, 16, 12)) < 0.2
-    sx, sy = rng.integers(0, 4, (2, 4, 16, 12))
-    fine = np.zeros((4, 64, 48), bool)  # events placed on the 4× grid
+    events = rng.random((4, 20, 16)) < 0.2  # 16 px: the smallest frame side a movie has
+    sx, sy = rng.integers(0, 4, (2, 4, 20, 16))
+    fine = np.zeros((4, 80, 64), bool)  # events placed on the 4× grid
     k, y, x = np.nonzero(events)
     fine[k, 4 * y + sy[k, y, x], 4 * x + sx[k, y, x]] = True
     path = write_eer(tmp_path / "s.eer", fine, subpixel_factor=4, pixel_size=1.2)
     for up in (1, 2, 4):
         with open_movie(path, eer_upsampling=up) as movie:
-            assert movie.shape == (16 * up, 12 * up)
+            assert movie.shape == (20 * up, 16 * up)
             assert movie.pixel_size == pytest.approx(1.2 / up)
             f = 4 // up
-            binned = fine.reshape(4, 16 * up, f, 12 * up, f).sum((2, 4))
+            binned = fine.reshape(4, 20 * up, f, 16 * up, f).sum((2, 4))
             np.testing.assert_array_equal(np.array(list(movie)), binned)
     # A pixel size given by the user is the physical one.
     assert open_movie(path, eer_upsampling=2, pixel_size=1.0).pixel_size == 0.5
@@ -348,6 +362,8 @@ def test_plain_tiff_named_eer(tmp_path: Path, counts: np.ndarray) -> None:
 
 def test_wrong_dimensions(tmp_path: Path, counts: np.ndarray) -> None:
     _raises_naming(write_mrc(tmp_path / "one.mrc", counts[0], pixel_size=1.0), "3D")
+    small = write_mrc(tmp_path / "small.mrcs", counts[:, :15], pixel_size=1.0)
+    _raises_naming(small, "frames of 64x15 px are too small")
     rgb = tmp_path / "rgb.tif"
     tifffile.imwrite(rgb, np.zeros((2, 16, 16, 3), np.uint8), photometric="rgb")
     _raises_naming(rgb, "2D grey")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from draco_em.errors import DracoInputError, first_line
+from draco_em.io.mrc import MIN_MICROGRAPH_SIDE
 from draco_em.io.validate import validate_image
 
 MRC_SUFFIXES = (".mrc", ".mrcs", ".st")
@@ -130,10 +131,25 @@ class Movie:
         )
 
 
-def check_frame_shape(shape: tuple[int, ...], path: Path) -> None:
-    """Reject frame sizes no detector makes: a corrupt header must not allocate 32 GB."""
+def check_frame_shape(shape: tuple[int, ...], path: Path, where: str = "") -> None:
+    """Reject frame sizes no detector makes: a corrupt header must not allocate 32 GB, and a
+    side under :data:`~draco_em.io.mrc.MIN_MICROGRAPH_SIDE` px (the smallest micrograph any
+    stage accepts) leaves global alignment no room: its correlation box is at least that wide
+    (``prepare.motion.alignment_shape``), larger than such a frame.
+
+    Args:
+        shape: (ny, nx) of one frame.
+        path: the movie, named in the error.
+        where: what ``shape`` is, when not the frame as stored (e.g. after a Fourier crop).
+    """
     if len(shape) == 2 and 0 < shape[0] * shape[1] <= MAX_FRAME_PIXELS:
-        return
+        if min(shape) >= MIN_MICROGRAPH_SIDE:
+            return
+        raise DracoInputError(
+            f"frames of {shape[1]}x{shape[0]} px{where} are too small to align and prepare "
+            f"(each side needs at least {MIN_MICROGRAPH_SIDE} px)",
+            path,
+        )
     raise DracoInputError(
         f"frame shape {tuple(shape)} is not a plausible image (corrupt header?)", path
     )

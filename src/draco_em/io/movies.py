@@ -27,7 +27,7 @@ from draco_em.io.movie_base import (
     check_frame_shape,
     check_pixel_size_override,
 )
-from draco_em.io.mrc import read_mrc
+from draco_em.io.mrc import imod_flags, read_mrc
 
 
 class MrcMovie(Movie):
@@ -40,6 +40,7 @@ class MrcMovie(Movie):
         self._data: np.ndarray | None = mrc.data
         self.n_frames = int(mrc.data.shape[0])
         self.shape = (int(mrc.data.shape[1]), int(mrc.data.shape[2]))
+        check_frame_shape(self.shape, path)
         self.dtype = np.dtype(mrc.data.dtype)
         self.pixel_size = mrc.pixel_size
         self.notes = list(mrc.notes)
@@ -62,7 +63,6 @@ class MrcMovie(Movie):
 #: IMOD's packed 4-bit mode, SerialEM's K2/K3 counting movies (RELION reads it too), which
 #: mrcfile does not know.
 MRC_MODE_PACKED_4BIT = 101
-_IMOD_STAMP = 1146047817
 #: imodFlags bit: the first pixel of a byte is in the high 4 bits instead of the low ones.
 _IMOD_NYBBLES_SWAPPED = 0x10
 
@@ -107,8 +107,7 @@ class Packed4BitMrcMovie(Movie):
                 f"({expected} bytes) but the file has {size} bytes",
                 path,
             )
-        imod = np.frombuffer(bytes(header.extra2)[40:48], dtype=header.dtype["nx"])
-        self._swapped = int(imod[0]) == _IMOD_STAMP and bool(imod[1] & _IMOD_NYBBLES_SWAPPED)
+        self._swapped = bool((imod_flags(header) or 0) & _IMOD_NYBBLES_SWAPPED)
         self.path = path
         self._data: np.ndarray | None = np.memmap(
             path, np.uint8, mode="r", offset=offset, shape=(nz, ny, row_bytes)

@@ -134,8 +134,15 @@ def _imod_unsigned(header: np.recarray) -> bool:
     images as unsigned bytes unless that bit is set, so mrcfile turns their 128-255 into
     -128..-1 without a word. Headers without IMOD's stamp follow the standard.
     """
+    flags = imod_flags(header)
+    return flags is not None and not flags & IMOD_SIGNED_BYTES
+
+
+def imod_flags(header: np.recarray) -> int | None:
+    """IMOD's ``imodFlags`` of an MRC header, or None without IMOD's stamp (header bytes
+    152-159: the stamp, then the flags, in the header's byte order)."""
     stamp, flags = np.frombuffer(bytes(header.extra2)[40:48], dtype=header.dtype["nx"])
-    return int(stamp) == IMOD_STAMP and not int(flags) & IMOD_SIGNED_BYTES
+    return int(flags) if int(stamp) == IMOD_STAMP else None
 
 
 def _check_declared_sizes(path: Path) -> None:

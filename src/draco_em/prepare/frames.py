@@ -15,6 +15,7 @@ import torch
 from draco_em.errors import DracoInputError
 from draco_em.imaging.fourier import fourier_rescale, rescaled_shape
 from draco_em.io.gain import GainReference, apply_gain, find_hot_pixels, load_gain
+from draco_em.io.movie_base import check_frame_shape
 from draco_em.io.movies import open_movie
 from draco_em.io.pixel_size import require_pixel_size
 from draco_em.prepare.config import PrepareConfig
@@ -139,6 +140,8 @@ def load_movie_frames(
     out_shape, px = raw[0].shape, movie_px
     if target_pixel_size is not None and target_pixel_size > movie_px:
         out_shape = rescaled_shape(raw[0].shape, movie_px, target_pixel_size)
+        where = f" at the target pixel size {target_pixel_size:g} Å (the movie's: {movie_px:g} Å)"
+        check_frame_shape(out_shape, path, where)  # motion estimation runs on these
     elif target_pixel_size is not None and target_pixel_size < movie_px:
         notes.append(
             f"target pixel size {target_pixel_size:g} Å is finer than the movie's "

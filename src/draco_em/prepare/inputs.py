@@ -22,7 +22,13 @@ from draco_em.io.batch import PREPARE_SUFFIXES, expand_inputs
 from draco_em.io.movie_base import MOVIE_SUFFIXES
 from draco_em.io.movies import is_packed_4bit_mrc
 from draco_em.io.mrc import read_mrc
-from draco_em.io.star import OPTICS_COLUMNS, MicrographTable, read_star
+from draco_em.io.star import (
+    _NO_NAME,  # the one list of cells that name no file (read_micrographs_star's check)
+    OPTICS_COLUMNS,
+    MicrographTable,
+    read_micrographs_star,
+    read_star,
+)
 from draco_em.prepare.config import PrepareConfig
 from draco_em.prepare.triplets import PrepareItem
 
@@ -107,7 +113,7 @@ def _items_from_star(path: Path) -> list[PrepareItem]:
     blocks = read_star(path)
     # A column of empty movie names (draco simulate --no-movies) is not a movies STAR.
     movies = [
-        t
+        n
         for n, t in blocks.items()
         if n != "optics"
         and "rlnMicrographMovieName" in t
@@ -116,7 +122,11 @@ def _items_from_star(path: Path) -> list[PrepareItem]:
     mics = [t for n, t in blocks.items() if n != "optics" and "rlnMicrographName" in t]
     if not movies and not mics:
         raise DracoInputError("no rlnMicrographMovieName or rlnMicrographName column", path)
-    table = MicrographTable(path, blocks.get("optics"), (movies or mics)[0])
+    if movies:
+        table = MicrographTable(path, blocks.get("optics"), blocks[movies[0]], movies[0])
+        _refuse_unnamed(table, "rlnMicrographMovieName")
+    else:  # refuses an empty rlnMicrographName as every command does
+        table = read_micrographs_star(path)
     items = []
     for i, row in table.micrographs.reset_index(drop=True).iterrows():
         px = table.pixel_size(int(i)) or _original_pixel_size(table, row)
@@ -162,7 +172,19 @@ def _siblings(full: Path) -> dict[str, Path]:
 
 
 def _named(value: object) -> bool:
-    return isinstance(value, str) and value.strip() not in ("", "None", "nan")
+    return value is not None and str(value).strip() not in _NO_NAME
+
+
+def _refuse_unnamed(table: MicrographTable, column: str) -> None:
+    """One line for rows that name no file (they would resolve to the STAR's folder), in the
+    words :func:`~draco_em.io.star.read_micrographs_star` uses for rlnMicrographName."""
+    unnamed = [i for i, value in enumerate(table.micrographs[column]) if not _named(value)]
+    if unnamed:
+        raise DracoInputError(
+            f"row {unnamed[0] + 1} of data_{table.block_name} has an empty {column} "
+            f"({len(unnamed)} such rows): give each movie's file",
+            table.path,
+        )
 
 
 def _original_pixel_size(table: MicrographTable, row: pd.Series) -> float | None:

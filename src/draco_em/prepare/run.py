@@ -188,7 +188,7 @@ def _run_items(
                     future.result()
                     tick(True)
                 except Exception as exc:  # one bad movie must not stop the batch
-                    failures.record(_source(futures[future]), _reason(exc))
+                    failures.record(_source(futures[future]), _reason(exc, futures[future]))
                     tick(False)
     bar.close()
     return made
@@ -200,7 +200,7 @@ def _guarded(item: PrepareItem, failures: FailureLog) -> bool:
         return True
     except Exception as exc:  # recorded, the batch goes on (our bugs too: see failures.txt)
         log.debug("failed %s", item.name, exc_info=True)
-        failures.record(_source(item), _reason(exc))
+        failures.record(_source(item), _reason(exc, item))
         return False
 
 
@@ -208,10 +208,13 @@ def _source(item: PrepareItem) -> Path:
     return item.sources[0]
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, DracoInputError):
+def _reason(exc: BaseException, item: PrepareItem) -> str:
+    """One line naming the file: the summary quotes the first failure alone, and an error
+    of ours (a RuntimeError from torch) names no file by itself."""
+    if isinstance(exc, DracoInputError) and exc.path is not None:
         return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    what = str(exc) if isinstance(exc, DracoInputError) else f"{type(exc).__name__}: {exc}"
+    return f"{_source(item)}: {what}"
 
 
 # ------------------------------------------------------------------------------ the run

@@ -24,6 +24,7 @@ from draco_em.io.atomic import write_text_atomic
 from draco_em.io.manifest import stats_columns
 from draco_em.io.mrc import read_micrograph, write_mrc
 from draco_em.io.pixel_size import require_pixel_size
+from draco_em.io.validate import validate_image
 from draco_em.prepare import motion
 from draco_em.prepare.config import PrepareConfig, resolved_optics
 from draco_em.prepare.frames import ReaderCache, load_movie_frames
@@ -90,10 +91,16 @@ def write_triplet(
     """Write ``full`` (and the odd/even halves) and return the manifest columns they give.
 
     Statistics are computed on what is written (float16 rounding included).
+
+    Raises:
+        DracoInputError: a sum with NaN/Inf pixels (float16 overflow) or constant (an all-zero
+            movie), as every stage refuses a micrograph (``io.validate.validate_image``):
+            checked before anything is written.
     """
     paths = output_paths(cfg.outdir, item.name)
     dtype = np.float16 if cfg.float16 else np.float32
     full = np.asarray(full).astype(dtype)
+    validate_image(full, item.sources[0], "the full sum")
     row: dict[str, object] = {
         manifest.FULL: paths["full"].name,
         "dracoSizeX": int(full.shape[1]),
@@ -102,6 +109,8 @@ def write_triplet(
     }
     if halves is not None:
         odd, even = (np.asarray(h).astype(dtype) for h in halves)
+        validate_image(odd, item.sources[0], "the odd half sum")
+        validate_image(even, item.sources[0], "the even half sum")
         _write(paths["odd"], odd, pixel_size, cfg, item.sources)
         _write(paths["even"], even, pixel_size, cfg, item.sources)
         row.update({manifest.ODD: paths["odd"].name, manifest.EVEN: paths["even"].name})
