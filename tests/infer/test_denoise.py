@@ -368,3 +368,32 @@ def test_a_rewritten_half_blends_its_sum_again(tmp_path, weights, rng):
     again = run_denoise(cfg)
     assert (again["done"], again["blended"], again.get("redone")) == (1, 1, 1)
     assert run_denoise(cfg)["skipped"] == 1
+
+
+@pytest.mark.parametrize("row", ["/", "."])
+def test_a_star_row_naming_a_folder_fails_alone(tmp_path, weights, rng, monkeypatch, row):
+    """A STAR row "/" (or "." read from the STAR's folder) has no file name: the tilt-angle
+    look-up ran Path.with_suffix on it before the per-file handling, and its ValueError ended
+    the whole batch with a traceback."""
+    write_mrc(tmp_path / "good.mrc", rng.normal(size=(96, 80)), 2.0)
+    optics = pd.DataFrame({"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1],
+                           "rlnMicrographPixelSize": [2.0]})  # fmt: skip
+    mics = pd.DataFrame({"rlnMicrographName": ["good.mrc", row], "rlnOpticsGroup": [1, 1]})
+    write_micrographs_star(tmp_path / "m.star", MicrographTable(tmp_path / "m.star", optics, mics))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "den"
+    res = run_denoise(DenoiseConfig(inputs=["m.star"], outdir=out, weights=str(weights),
+                                    workers=0, tile=64, progress=False))  # fmt: skip
+    assert (res["done"], res["failed"]) == (1, 1)
+    assert "is a folder" in (out / "failures.txt").read_text()
+
+
+def test_an_image_under_the_smallest_micrograph_side_fails_alone(tmp_path, weights, rng):
+    """Every stage refuses sides under 16 px (io.mrc.MIN_MICROGRAPH_SIDE); denoise took 8×8."""
+    write_mrc(tmp_path / "in" / "good.mrc", rng.normal(size=(64, 64)), 2.0)
+    write_mrc(tmp_path / "in" / "tiny.mrc", rng.normal(size=(8, 8)), 2.0)
+    out = tmp_path / "den"
+    res = run_denoise(DenoiseConfig(inputs=[str(tmp_path / "in")], outdir=out, workers=0,
+                                    weights=str(weights), tile=64, progress=False))  # fmt: skip
+    assert (res["done"], res["failed"]) == (1, 1) and not (out / "tiny.mrc").exists()
+    assert "tiny.mrc: image of shape (8, 8) is too small" in (out / "failures.txt").read_text()

@@ -40,7 +40,7 @@ from draco_em.io.batch import (
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import halves_of, is_half
 from draco_em.io.images import is_raster, read_raster_stack, require_pixel_size
-from draco_em.io.mrc import STACK_SUFFIXES, read_mrc, write_mrc
+from draco_em.io.mrc import MIN_MICROGRAPH_SIDE, STACK_SUFFIXES, read_mrc, write_mrc
 from draco_em.io.preview import save_preview
 from draco_em.io.resume import FileState, input_states, inputs_changed, record_inputs, redone_note
 from draco_em.io.star import SOURCE_COLUMN, MicrographTable, project_path, write_micrographs_star
@@ -168,6 +168,12 @@ class _Reader(Dataset):
             mrc = read_mrc(path, pixel_size=given, ndim=(2, 3))
             data, px = np.array(mrc.data, dtype=np.float32), mrc.pixel_size  # writable copy
             layout = (data.ndim == 3 and not mrc.is_stack, mrc.origin)
+        if min(data.shape[-2:]) < MIN_MICROGRAPH_SIDE:  # as every other stage (8×8 went through)
+            raise DracoInputError(
+                f"image of shape {data.shape[-2:]} is too small "
+                f"(each side needs at least {MIN_MICROGRAPH_SIDE} px)",
+                path,
+            )
         for k, section in enumerate(data if data.ndim == 3 else [data]):
             validate_image(section, path, f"section {k}" if data.ndim == 3 else "image")
         return data, px, layout
@@ -259,6 +265,9 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     if cfg.blends:  # the halves of an input are its data, not micrographs of their own
         items = [it for it in items if not is_half(it.path, fulls)]
     mine = shard(items, rank, world)
+    for it in [it for it in mine if not it.path.name]:  # a STAR row "/" or ".": no file name
+        failures.record(it.path, str(DracoInputError("is a folder, not a micrograph", it.path)))
+        mine.remove(it)
     # Taken before any input is read, recorded beside each output once it is written.
     states = {it.path: input_states(_sources(inputs, it, cfg)) for it in mine}
     todo, changed = _to_do(cfg, mine, states)
