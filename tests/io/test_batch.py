@@ -35,6 +35,18 @@ def test_a_file_given_twice_counts_once_and_a_star_does_not_mix(tmp_path):
         expand_inputs([str(star), str(b)])
 
 
+def test_repeated_star_rows_are_read_once_and_said_once(tmp_path, capsys):
+    """The same micrograph on two rows of a STAR was processed twice: pick said "28 picks on
+    1 micrographs" (14), denoise "denoised 2", curate listed it twice."""
+    a, b = _mic(tmp_path / "a.mrc"), _mic(tmp_path / "b.mrc")
+    star = tmp_path / "mics.star"
+    star.write_text(f"data_micrographs\n\nloop_\n_rlnMicrographName #1\n{a}\na.mrc\n{b}\n{a}\n")
+    got = expand_inputs([str(star)]).items
+    assert [(i.path.name, i.star_row) for i in got] == [("a.mrc", 0), ("b.mrc", 2)]
+    err = capsys.readouterr().err
+    assert err.count("warning: 2 repeated rows of the STAR were read once") == 1
+
+
 def test_expand_errors(tmp_path):
     with pytest.raises(DracoInputError, match="no such file"):
         expand_inputs([str(tmp_path / "missing*.mrc")])

@@ -10,12 +10,15 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tqdm import tqdm
 
 from draco_em.errors import DracoInputError, first_line
 from draco_em.io.atomic import remove_stale_temps, visible_files, write_text_atomic
@@ -107,16 +110,21 @@ def expand_inputs(
 
 
 def _once_each(items: list[InputItem]) -> list[InputItem]:
-    """``items`` with a file given twice (a path and a glob that matches it) kept once: it
-    would be processed twice and listed twice in an output STAR. Rows of a STAR are kept."""
+    """``items`` with a file given twice (a path and a glob that matches it, or two rows of a
+    STAR) kept once, at its first place: it would be processed twice, counted twice ("28
+    picks on 1 micrographs") and listed twice in an output STAR. Repeated STAR rows are said
+    once on stderr (the rows dropped are absent from the command's output STAR)."""
     seen: set[Path] = set()
-    out = []
+    out, repeated = [], 0
     for item in items:
         key = item.path.resolve()
-        if item.star_row is None and key in seen:
+        if key in seen:
+            repeated += item.star_row is not None
             continue
         seen.add(key)
         out.append(item)
+    if repeated:
+        tqdm.write(f"warning: {repeated} repeated rows of the STAR were read once", file=sys.stderr)
     return out
 
 
