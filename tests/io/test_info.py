@@ -34,3 +34,16 @@ def test_other_csvs_are_still_coordinate_tables(tmp_path: Path) -> None:
     broken.write_text("frame,shift_x,shift_y\n0,0,0\n1,,2\n")
     with pytest.raises(DracoInputError, match=r"broken\.csv: motion CSV holds a missing"):
         describe(broken)
+
+
+def test_a_tiff_with_nan_is_described_with_a_note_as_an_mrc_is(tmp_path: Path) -> None:
+    """A single-page float TIFF with one NaN ended ``draco info`` (exit 2, "frame 0 has 1
+    NaN/Inf pixels") where an MRC with NaN is described with a note."""
+    import tifffile
+
+    image = np.full((32, 32), 2.0, dtype=np.float32)
+    image[3, 3] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", image)
+    summary = describe(tmp_path / "nan.tif")
+    assert summary["kind"] == "image" and summary["stats_frame0"]["max"] == 2.0
+    assert "1 NaN/Inf pixels (frame 0): draco commands refuse it" in summary["notes"]

@@ -13,13 +13,14 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app, example
+from draco_em.cli._app import app, batch_exit_code, example
 from draco_em.errors import DracoInputError
 
 
 @app.command(epilog=example("draco info sim/micrographs/mic_00001.mrc sim/micrographs.star --json"))
 def info(
-    paths: Annotated[list[Path], typer.Argument(help="Files to describe.")],
+    # readable=False: an unreadable file is one error line beside the others' summaries
+    paths: Annotated[list[Path], typer.Argument(help="Files to describe.", readable=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Print shape, dtype, pixel size, frames, statistics or particle counts of each file
@@ -49,4 +50,4 @@ def info(
             raise DracoInputError(failures[0])
         for text in failures:
             print(f"draco: error: {text}", file=sys.stderr)
-        raise typer.Exit(2)
+        raise typer.Exit(batch_exit_code(len(paths), len(failures)))  # 1: others described

@@ -49,7 +49,10 @@ InvertY = Annotated[
     ),
 )
 def pick_predict(
-    inputs: Annotated[list[Path], typer.Argument(help="Micrographs, folders, globs or a STAR.")],
+    # readable=False: an unreadable micrograph is one failure in failures.txt, not a usage error
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Micrographs, folders, globs or a STAR.", readable=False)
+    ],
     outdir: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
     model: Annotated[str, typer.Option(help="Picker run folder/file or 'bundled'.")] = "bundled",
     diameter: Annotated[float | None, typer.Option(help="Particle diameter in Å.")] = None,

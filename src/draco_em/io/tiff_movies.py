@@ -334,7 +334,13 @@ def movie_summary(path: str | Path) -> dict:
     MRC movies are summarised by :func:`draco_em.io.mrc.mrc_summary`.
     """
     with open_tiff_like(Path(path), 1, 1, None) as movie:
-        first = movie.frame(0)
+        try:
+            first = movie.frame(0)
+        except DracoInputError:  # NaN/Inf pixels: described with a note, as an MRC is
+            first = np.asarray(movie._read(0), dtype=np.float32)  # decoded; only values refused
+            if first.shape != movie.shape or np.isfinite(first).all():
+                raise
+        finite = first[np.isfinite(first)]
         kind = "eer" if isinstance(movie, EerMovie) else "tiff"
         out: dict[str, Any] = {
             "format": kind,
@@ -344,14 +350,16 @@ def movie_summary(path: str | Path) -> dict:
             "pixel_size": movie.pixel_size,
             "n_frames": movie.n_frames,
             "compression": movie.metadata.get("compression"),
-            "stats_frame0": {
-                "min": float(first.min()),
-                "max": float(first.max()),
-                "mean": float(first.mean()),
-                "std": float(first.std()),
+            "stats_frame0": {  # of the finite pixels (None: there are none)
+                "min": float(finite.min()) if finite.size else None,
+                "max": float(finite.max()) if finite.size else None,
+                "mean": float(finite.mean()) if finite.size else None,
+                "std": float(finite.std()) if finite.size else None,
             },
             "notes": list(movie.notes),
         }
+        if n_bad := first.size - finite.size:  # the wording of io.mrc.mrc_summary's note
+            out["notes"].append(f"{n_bad} NaN/Inf pixels (frame 0): draco commands refuse it")
         if isinstance(movie, EerMovie):
             out["n_raw_frames"] = movie.n_raw_frames
             out["dose_per_px"] = movie.metadata.get("totalDose")
