@@ -95,3 +95,40 @@ def test_cache_is_reused_and_keyed_on_the_file(
     assert other.shape == (16, 32)  # other settings → another key, recomputed
     tokens, _, _ = micrograph_features(enc, cfg, path, None, tmp_path, stop_block=1)
     assert tokens.shape == (4, 16, 32) and tokens.dtype == np.float16
+
+
+def test_a_cache_file_cut_short_is_a_miss_and_written_again(
+    tiny_encoder: Path, toy_set: Path, tmp_path: Path
+) -> None:
+    """A truncated features/*.npz (a full disk, a partial copy) raised zipfile.BadZipFile and
+    ended curate predict with a traceback; a cut .npy of the statistics raised ValueError."""
+    enc = load_encoder(tiny_encoder, torch.device("cpu"))
+    cfg = FeatureConfig(tile=64)
+    path = toy_set / "mics" / "toy_00.mrc"
+    first, vec, _ = micrograph_features(enc, cfg, path, None, tmp_path)
+    for cached in [*tmp_path.glob("toy_00-*.npz"), *tmp_path.glob("toy_00-stats-*.npy")]:
+        whole = cached.read_bytes()
+        cached.write_bytes(whole[: len(whole) // 2])
+        again, vec_again, px = micrograph_features(enc, cfg, path, None, tmp_path)
+        np.testing.assert_allclose(again, first, atol=1e-5)
+        np.testing.assert_allclose(vec_again, vec, atol=1e-5)
+        assert px == 2.0 and cached.read_bytes() == whole  # recomputed and rewritten
+
+
+def test_an_image_smaller_than_one_tile_is_refused(tiny_encoder: Path, tmp_path: Path) -> None:
+    """A 17×17 image got a confident verdict (p = 1.0 "drift") from tiles of padding."""
+    import pytest
+
+    from draco_em.errors import DracoInputError
+    from draco_em.io.mrc import write_mrc
+
+    enc = load_encoder(tiny_encoder, torch.device("cpu"))
+    small = np.random.default_rng(0).normal(size=(17, 17)).astype(np.float32)
+    path = write_mrc(tmp_path / "small.mrc", small, 2.0)
+    for cfg in (FeatureConfig(tile=64), FeatureConfig(tile=64, blocks="stats")):
+        with pytest.raises(DracoInputError, match=r"small\.mrc: .*smaller than one 64-px"):
+            micrograph_features(enc, cfg, path, None)
+    # 40 px at 4 Å/px are 80 px at the encoder's 2 Å/px: one tile fits
+    coarse = write_mrc(tmp_path / "c.mrc", np.random.default_rng(1).normal(size=(40, 40)), 4.0)
+    feats, _, _ = micrograph_features(enc, FeatureConfig(tile=64), coarse, None)
+    assert len(feats) == 4  # 2 × 2 overlapping tiles on 80²

@@ -148,3 +148,25 @@ def test_plain_files_get_an_optics_block_and_text_lists(
         assert listed == list(table.loc[table["decision"] == decision, "micrograph"])
     for reason, rows in table[table["decision"] == "reject"].groupby("reason"):
         assert (out / f"rejected_{reason}.txt").read_text().splitlines() == list(rows["micrograph"])
+
+
+def test_a_rewritten_micrographs_preview_is_drawn_again(
+    toy_set: Path, run_dir: Path, tmp_path: Path
+) -> None:
+    """A resumed run kept previews/<stem>.png of an input rewritten since (it looked only for
+    the file): the preview showed the old micrograph beside the new verdict."""
+    (tmp_path / "a").mkdir()
+    mic = tmp_path / "a" / "toy_00.mrc"
+    shutil.copy(toy_set / "mics" / "toy_00.mrc", mic)
+    out = tmp_path / "out"
+    cfg = CuratePredictConfig(inputs=[str(mic.parent)], out_dir=out, model=str(run_dir),
+                              progress=False, device="cpu", previews=True)  # fmt: skip
+    predict_curation(cfg)
+    preview = out / "previews" / "toy_00.png"
+    first = preview.read_bytes()
+    drawn = preview.stat().st_mtime_ns
+    predict_curation(cfg)  # unchanged: kept
+    assert preview.stat().st_mtime_ns == drawn
+    write_mrc(mic, toy_micrograph(np.random.default_rng(5), contaminated=True), 2.0)
+    predict_curation(cfg)
+    assert preview.read_bytes() != first

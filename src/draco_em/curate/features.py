@@ -27,6 +27,7 @@ the last N blocks instead, and only those blocks run during training.
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from draco_em.curate.baselines import UNIT_FREE, spectrum_features
 from draco_em.curate.config import FeatureConfig
 from draco_em.curate.particles import N_PARTICLES, EvidenceFn, cached_evidence
 from draco_em.curate.stats import N_STATS, image_statistics
+from draco_em.errors import DracoInputError
 from draco_em.imaging.nyquist import nyquist_ratio
 from draco_em.imaging.tiling import TileGrid
 from draco_em.io.atomic import atomic_path
@@ -187,6 +189,7 @@ def micrograph_features(
     else:
         feats = np.zeros((0, encoder.dim), np.float32)
         image, px = _read(path, pixel_size)
+        _check_one_tile(image, px, cfg.pixel_size or encoder.pixel_size, cfg.tile, path)
         spectrum = spectrum_vector(image, px, cfg)
     parts = [spectrum]
     if cfg.uses_stats:
@@ -203,6 +206,27 @@ def _read(path: Path, pixel_size: float | None) -> tuple[np.ndarray, float | Non
     return image, resolve_pixel_size("curate", path, header_px)
 
 
+def _check_one_tile(
+    image: np.ndarray, pixel_size: float | None, working: float | None, tile: int, path: Path
+) -> None:
+    """Refuse an image smaller than one curation tile at the working pixel size (Å; either
+    None: as it is): a 17×17 image got a confident verdict (p = 1.0 "drift") from tiles that
+    were mostly padding.
+
+    Raises:
+        DracoInputError: naming the file and the sizes (curate records it and goes on).
+    """
+    scale = pixel_size / working if pixel_size and working else 1.0
+    side = min(image.shape) * scale
+    if side < tile:
+        at = f" at the working {working:.3g} Å/px" if scale != 1.0 and working else ""
+        raise DracoInputError(
+            f"image of shape {image.shape} is smaller than one {tile}-px curation tile{at} "
+            f"({side:.0f} px): too small to curate",
+            path,
+        )
+
+
 def _cached_per_file(
     kind: str, version: str, path: Path, extra: list[str], cache_dir: Path | None, compute
 ) -> np.ndarray:
@@ -212,14 +236,31 @@ def _cached_per_file(
     parts = [version, str(path.resolve()), str(stat.st_size), str(stat.st_mtime_ns), *extra]
     key = hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
     cached = cache_dir / f"{path.stem}-{kind}-{key}.npy" if cache_dir is not None else None
-    if cached is not None and cached.is_file():
-        return np.load(cached)
+    if cached is not None and (hit := _load_cached(cached)) is not None:
+        return hit["values"]
     values = np.asarray(compute())
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cached) as tmp, open(tmp, "wb") as fh:
             np.save(fh, values)
     return values
+
+
+def _load_cached(path: Path, needed: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
+    """The arrays of a cache file (``.npy``: ``{"values": ...}``; ``.npz``: its members, read
+    now), or None where there is none or it cannot be read: a file cut short by a full disk
+    or a copy (zipfile.BadZipFile ended ``curate predict``) is a miss, recomputed and written
+    again atomically. ``needed``: members a usable ``.npz`` has."""
+    if not path.is_file():
+        return None
+    try:
+        if path.suffix == ".npy":
+            return {"values": np.load(path)}
+        with np.load(path) as z:
+            arrays = {name: z[name] for name in z.files}  # members are read lazily: read now
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        return None
+    return arrays if all(name in arrays for name in needed) else None
 
 
 def _statistics(
@@ -256,11 +297,12 @@ def _encoder_features(
     """Cached (tile features, spectrum features, the image if it was read, pixel size)."""
     key = cache_key(encoder, cfg, path, pixel_size, stop_block)
     cached = cache_dir / f"{path.stem}-{key}.npz" if cache_dir is not None else None
-    if cached is not None and cached.is_file():
-        with np.load(cached) as z:  # the pixel size used (the header's, when not given) too
-            used = float(z["pixel_size"]) if "pixel_size" in z.files else np.nan
-            return z["tiles"], z["spectrum"], None, used if np.isfinite(used) else pixel_size
+    if cached is not None and (z := _load_cached(cached, ("tiles", "spectrum"))) is not None:
+        # the pixel size used (the header's, when not given) too
+        used = float(z["pixel_size"]) if "pixel_size" in z else np.nan
+        return z["tiles"], z["spectrum"], None, used if np.isfinite(used) else pixel_size
     image, px = _read(path, pixel_size)
+    _check_one_tile(image, px, cfg.pixel_size or encoder.pixel_size, cfg.tile, path)
     tiles = micrograph_tiles(image, px, cfg.pixel_size or encoder.pixel_size, cfg)
     feats = encode_tiles(encoder, tiles, stop_block)
     spectrum = spectrum_vector(image, px, cfg)

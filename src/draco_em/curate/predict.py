@@ -71,6 +71,7 @@ from draco_em.io.batch import (
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import drop_halves
 from draco_em.io.mrc import read_image
+from draco_em.io.resume import input_states, inputs_changed, record_inputs
 from draco_em.io.star import MicrographTable, project_path, write_micrographs_star
 from draco_em.model.encoder import Encoder, load_encoder, run_blocks
 from draco_em.runtime import resolve_device
@@ -203,6 +204,7 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
     px_of = pixel_sizes(inputs, cfg.pixel_size)  # --pixel-size, else the STAR row's
     for item, row in items:
         px = px_of[item.path]
+        state = input_states([item.path])  # before it is read: recorded with its preview
         try:
             probs, px = score_micrograph(
                 curator, encoder, item.path, px, cfg.out_dir / "features", evidence
@@ -252,9 +254,11 @@ def predict_curation(cfg: CuratePredictConfig, evidence: EvidenceFn | None = Non
             n_stem[stem] = n_stem.get(stem, 0) + 1
             preview = cfg.out_dir / PREVIEWS / f"{stem}{_nth(n_stem[stem])}.png"
             records[-1]["preview"] = str(preview.relative_to(cfg.out_dir))
-            if not preview.is_file():  # a resumed run keeps what it drew
+            # a resumed run keeps what it drew, unless the micrograph was rewritten since
+            if not preview.is_file() or inputs_changed(cfg.out_dir, preview, state):
                 preview.parent.mkdir(exist_ok=True)
                 qc_preview(preview, read_image(item.path, px)[0], px, records[-1])
+                record_inputs(cfg.out_dir, preview, state)
     if not records:
         first = failures.lines[0].split("\t", 1)[-1].strip() if failures.lines else ""
         first = f" (the first: {first})" if first else ""
