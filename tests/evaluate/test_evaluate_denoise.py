@@ -218,3 +218,31 @@ def test_the_table_says_not_reached_and_legends_the_criteria():
     head, row = table.splitlines()[:2]
     assert "half_frc_0.143_resolution_A" in head and "not reached" in row and "6.000" in row
     assert "gold-standard" in table and "0.5" in table
+
+
+def test_a_prediction_of_another_size_is_resized_only_as_its_pixel_size_says(tmp_path, rng, capsys):
+    """Any prediction of the clean image's aspect ratio was Fourier-resized onto it: an 8×8 or
+    100×100 file scored against 512² gave 20.5 dB and exit 0."""
+    clean = rng.normal(size=(128, 128)).astype(np.float32)
+    write_mrc(tmp_path / "clean" / "mic_0.mrc", clean, 1.5)
+    for name, image, px, said in (
+        ("tiny", clean[::16, ::16], 1.5, r"8 × 8 at 1.5 Å/px is not the 128 × 128 micrograph at "
+                                          r"1.5 Å/px \(that would be 128 × 128\)"),
+        ("unstated", clean[::2, ::2], 1.0, "states no pixel size"),  # 1.0: a placeholder
+    ):  # fmt: skip
+        write_mrc(tmp_path / name / "mic_0.mrc", image, px)
+        with pytest.raises(DracoInputError, match=said):
+            evaluate_denoise(EvaluateDenoiseConfig(pred=tmp_path / name, clean=tmp_path / "clean"))
+    write_mrc(tmp_path / "binned" / "mic_0.mrc", clean[::2, ::2], 3.0)  # --keep-binned's
+    binned = EvaluateDenoiseConfig(pred=tmp_path / "binned", clean=tmp_path / "clean")
+    assert evaluate_denoise(binned)["n"] == 1 and capsys.readouterr().err == ""
+    write_mrc(tmp_path / "clean" / "mic_0.mrc", clean, 1.0)  # the micrograph's: unknown
+    evaluate_denoise(binned)
+    assert "mic_0.mrc: 64 × 64 at 3 Å/px resampled ×2 onto the 128 × 128" in capsys.readouterr().err
+
+
+def test_a_folder_named_as_an_image_is_named_as_unscored(folders):
+    """A folder mic_2.mrc/ inside --pred was skipped without a word ("1 micrograph")."""
+    (folders / "raw" / "mic_2.mrc").mkdir()
+    res = evaluate_denoise(EvaluateDenoiseConfig(pred=folders / "raw", clean=folders / "clean"))
+    assert res["n"] == 1 and res["unscored"] == ["mic_2.mrc (a folder, not an image)"]

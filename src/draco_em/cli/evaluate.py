@@ -109,8 +109,8 @@ def evaluate_denoise(
     lines = [format_table({name: result}), count_line(result)]
     if result["unscored"]:
         first = ", ".join(result["unscored"][:3])
-        lines.append(f"{len(result['unscored'])} predictions not scored (no clean image, "
-                     f"coordinates or halves of the same name): {first}")  # fmt: skip
+        lines.append(f"{len(result['unscored'])} predictions not scored (not an image, or no "
+                     f"clean image, coordinates or halves of the same name): {first}")  # fmt: skip
     _report(result, "\n".join(lines), as_json, out, csv_rows(result, name))
 
 

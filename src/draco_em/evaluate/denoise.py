@@ -167,7 +167,8 @@ def _half_frc(
         return {}
 
     def load(path: Path) -> np.ndarray:
-        return on_frame(read_micrograph(path, cfg.pixel_size)[0], shape, path)
+        image, read_px = read_micrograph(path, cfg.pixel_size)
+        return on_frame(image, shape, path, stated_pixel_size(path, read_px), px)
 
     even, odd = load(entry["EVN"]), load(entry["ODD"])
     out = half_frc_summary(even, odd, px)
@@ -183,9 +184,10 @@ def _stack_rows(
     clean: Path | None,
     cfg: EvaluateDenoiseConfig,
     regions: RegionPairs,
+    pred_px: float | None = None,
 ) -> list[dict]:
     """A denoised stack or volume (a tilt series) against its clean one, section by section:
-    one row per section (PSNR, SSIM, FRC)."""
+    one row per section (PSNR, SSIM, FRC); ``pred_px``: the Å/px its file states."""
     path = entry.get("full") or entry.get("EVN") or entry["ODD"]
     if clean is None or "full" not in entry or regions.needed(stem):
         raise DracoInputError(
@@ -200,7 +202,7 @@ def _stack_rows(
     px, shape = cfg.pixel_size or stated, (int(truth.shape[1]), int(truth.shape[2]))
     return [
         {"micrograph": stem, "section": k,
-         **score_image(on_frame(p, shape, path), t, None, 0.0, 0, pixel_size=px)}
+         **score_image(on_frame(p, shape, path, pred_px, px), t, None, 0.0, 0, pixel_size=px)}
         for k, (p, t) in enumerate(zip(pred, truth, strict=True))
     ]  # fmt: skip
 
@@ -223,11 +225,11 @@ def _score(
     first = entry.get("full") or entry.get("EVN") or entry["ODD"]
     pred, stated = read_scored(first, cfg.pixel_size)
     if pred.ndim == 3:
-        return _stack_rows(stem, entry, pred, clean, cfg, regions), None
-    truth = raw_image = None
+        return _stack_rows(stem, entry, pred, clean, cfg, regions, stated), None
+    truth = raw_image = clean_px = None
     if clean is not None:
         truth, px = read_micrograph(clean, cfg.pixel_size)
-        px = cfg.pixel_size or stated_pixel_size(clean, px)
+        px = clean_px = cfg.pixel_size or stated_pixel_size(clean, px)
     if "full" in raw:
         raw_image, px = read_micrograph(raw["full"], cfg.pixel_size)
         px = cfg.pixel_size or stated_pixel_size(raw["full"], px)
@@ -237,12 +239,13 @@ def _score(
     else:
         shape, px = (int(ref.shape[0]), int(ref.shape[1])), px or regions.pixel_size(stem)
     if truth is not None:
-        truth = on_frame(truth, shape, cast(Path, clean))
+        truth = on_frame(truth, shape, cast(Path, clean), clean_px, px)
     pairs, radius = regions.get(stem, shape, px)
     row: dict = {"micrograph": stem}
     if "full" in entry:
-        row.update(score_image(on_frame(pred, shape, first), truth, None, radius, 0, pairs=pairs,
-                               shape=shape, pixel_size=px))  # fmt: skip
+        pred = on_frame(pred, shape, first, stated, px)
+        row.update(score_image(pred, truth, None, radius, 0, pairs=pairs, shape=shape,
+                               pixel_size=px))  # fmt: skip
     row.update(_half_frc(entry, shape, raw, cfg, px))
     raw_row = None
     if raw_image is not None:
@@ -288,7 +291,9 @@ def evaluate_denoise(cfg: EvaluateDenoiseConfig) -> dict:
     regions = RegionPairs(cfg.coords, cfg.pairs, radius=cfg.radius, diameter=cfg.diameter,
                           exclusion=cfg.exclusion, n_pairs=cfg.n_pairs, seed=cfg.seed,
                           masks=cfg.masks)  # fmt: skip
-    rows, raw_rows, unscored = [], [], []
+    rows, raw_rows = [], []
+    # A folder named like an image (mic_2.mrc/) was skipped without a word ("1 micrograph").
+    unscored = [f"{p.name} (a folder, not an image)" for p in _folders_named_as_images(cfg.pred)]
     for stem, entry in sorted(preds.items()):
         if cfg.clean is not None and stem not in clean:
             unscored.append(stem)
@@ -311,6 +316,11 @@ def evaluate_denoise(cfg: EvaluateDenoiseConfig) -> dict:
     if cfg.pairs is not None:
         result["pairs_file"] = str(cfg.pairs)
     return result
+
+
+def _folders_named_as_images(folder: Path) -> list[Path]:
+    """The folders in ``folder`` whose names end like an image's (``mic_00002.mrc/``)."""
+    return [p for p in visible_files(folder, IMAGE_SUFFIXES) if p.is_dir()]
 
 
 def _why_nothing_scored(cfg: EvaluateDenoiseConfig, preds: dict, regions: RegionPairs) -> str:

@@ -10,9 +10,11 @@ prediction's header and the micrograph's pixel size.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
 from draco_em.evaluate.regions import RegionPairs
@@ -25,14 +27,27 @@ from draco_em.io.validate import validate_image
 SAME_PIXEL_SIZE = 1e-3
 
 
-def on_frame(image: np.ndarray, frame: tuple[int, int], path: Path) -> np.ndarray:
+def on_frame(
+    image: np.ndarray,
+    frame: tuple[int, int],
+    path: Path,
+    image_px: float | None = None,
+    frame_px: float | None = None,
+) -> np.ndarray:
     """``image`` [ny', nx'] on the [ny, nx] ``frame``: as it is, or Fourier-resized when it is
     the same field at another sampling (``--keep-binned``: one scale on both axes, each side
     within a pixel of it, as :func:`draco_em.imaging.fourier.rescaled_shape` makes them).
 
+    ``image_px``, ``frame_px``: the Å/px the image's file and the micrograph state (None:
+    unknown). Where both are known the resize must be their ratio. A ``--keep-binned`` output
+    always states its pixel size (the model's working one), so an image that states none is
+    not resized: an 8×8 file was blown up onto a 512² clean image and scored 20.5 dB. Where
+    only the micrograph's is unknown, the factor cannot be checked and is said on stderr.
+
     Raises:
-        DracoInputError: another aspect ratio (a crop, a transposed or foreign image), which a
-            resize would silently distort into a meaningless score.
+        DracoInputError: another aspect ratio (a crop, a transposed or foreign image), a
+            sampling that the stated pixel sizes contradict, or no stated pixel size: a resize
+            would silently turn it into a meaningless score.
     """
     (h, w), (ny, nx) = image.shape, frame
     if (h, w) == (ny, nx):
@@ -42,6 +57,27 @@ def on_frame(image: np.ndarray, frame: tuple[int, int], path: Path) -> np.ndarra
             f"shape {tuple(image.shape)} is not the {ny} × {nx} micrograph at another sampling "
             "(the aspect ratio differs): not the same field of view",
             path,
+        )
+    if image_px is None:
+        raise DracoInputError(
+            f"shape {h} × {w} is not the {ny} × {nx} micrograph's, and the file states no pixel "
+            "size to resample it by (a --keep-binned output states its own): not scored",
+            path,
+        )
+    if frame_px is not None:
+        expected = rescaled_shape(frame, frame_px, image_px)
+        if any(abs(a - b) > 1 for a, b in zip(expected, (h, w), strict=True)):
+            raise DracoInputError(
+                f"shape {h} × {w} at {image_px:g} Å/px is not the {ny} × {nx} micrograph at "
+                f"{frame_px:g} Å/px (that would be {expected[0]} × {expected[1]}): not the "
+                "same field of view",
+                path,
+            )
+    else:  # nothing states the micrograph's sampling: say what was done
+        tqdm.write(
+            f"warning: {path.name}: {h} × {w} at {image_px:g} Å/px resampled ×{ny / h:.3g} onto "
+            f"the {ny} × {nx} micrograph, whose pixel size nothing states (--pixel-size)",
+            file=sys.stderr,
         )
     return fourier_resize(image, frame)
 
