@@ -363,20 +363,37 @@ def read_micrographs_star(path: str | Path) -> MicrographTable:
             path,
         )
     table["rlnMicrographName"] = table["rlnMicrographName"].astype(str)
-    unnamed = [i for i, n in enumerate(table["rlnMicrographName"]) if n.strip() in _NO_NAME]
-    if unnamed:  # it would resolve to the STAR's own folder
-        raise DracoInputError(
-            f"row {unnamed[0] + 1} of data_{name} has an empty rlnMicrographName "
-            f"({len(unnamed)} such rows): give each micrograph's file",
-            path,
-        )
-    return MicrographTable(
+    out = MicrographTable(
         path=path, optics=blocks.get("optics"), micrographs=table, block_name=name
     )
+    refuse_unnamed(out, "rlnMicrographName")
+    return out
 
 
-#: rlnMicrographName values that name no file (an empty cell, quoted or not).
+#: Cell values that name no file (an empty cell, quoted or not).
 _NO_NAME = ("", '""', "''", "nan", "<NA>", "None")
+
+
+def names_a_file(value: object) -> bool:
+    """Whether a STAR cell names a file (not empty, quoted empty or a missing value)."""
+    return value is not None and str(value).strip() not in _NO_NAME
+
+
+def refuse_unnamed(table: MicrographTable, column: str) -> None:
+    """One line for rows whose ``column`` names no file: such a row would resolve to the
+    STAR's own folder (a micrographs STAR's rlnMicrographName, a movies STAR's
+    rlnMicrographMovieName).
+
+    Raises:
+        DracoInputError: the first such row and how many there are.
+    """
+    unnamed = [i for i, value in enumerate(table.micrographs[column]) if not names_a_file(value)]
+    if unnamed:
+        raise DracoInputError(
+            f"row {unnamed[0] + 1} of data_{table.block_name} has an empty {column} "
+            f"({len(unnamed)} such rows): give each one's file",
+            table.path,
+        )
 
 
 def _not_a_micrograph_list(blocks: dict[str, pd.DataFrame]) -> str:

@@ -23,11 +23,12 @@ from draco_em.io.movie_base import MOVIE_SUFFIXES
 from draco_em.io.movies import is_packed_4bit_mrc
 from draco_em.io.mrc import read_mrc
 from draco_em.io.star import (
-    _NO_NAME,  # the one list of cells that name no file (read_micrographs_star's check)
     OPTICS_COLUMNS,
     MicrographTable,
+    names_a_file,
     read_micrographs_star,
     read_star,
+    refuse_unnamed,
 )
 from draco_em.prepare.config import PrepareConfig
 from draco_em.prepare.triplets import PrepareItem
@@ -117,14 +118,14 @@ def _items_from_star(path: Path) -> list[PrepareItem]:
         for n, t in blocks.items()
         if n != "optics"
         and "rlnMicrographMovieName" in t
-        and any(_named(v) for v in t["rlnMicrographMovieName"])
+        and any(names_a_file(v) for v in t["rlnMicrographMovieName"])
     ]
     mics = [t for n, t in blocks.items() if n != "optics" and "rlnMicrographName" in t]
     if not movies and not mics:
         raise DracoInputError("no rlnMicrographMovieName or rlnMicrographName column", path)
     if movies:
         table = MicrographTable(path, blocks.get("optics"), blocks[movies[0]], movies[0])
-        _refuse_unnamed(table, "rlnMicrographMovieName")
+        refuse_unnamed(table, "rlnMicrographMovieName")
     else:  # refuses an empty rlnMicrographName as every command does
         table = read_micrographs_star(path)
     items = []
@@ -139,7 +140,7 @@ def _items_from_star(path: Path) -> list[PrepareItem]:
         full = table.resolve(str(row["rlnMicrographName"]))
         files = {"full": full}
         for role, columns in (("even", _EVEN_COLUMNS), ("odd", _ODD_COLUMNS)):
-            value = next((row[c] for c in columns if c in row.index and _named(row[c])), None)
+            value = next((row[c] for c in columns if c in row.index and names_a_file(row[c])), None)
             if value is not None:
                 files[role] = table.resolve(str(value))
         if "even" not in files:  # no columns: MotionCor2 siblings beside the sum
@@ -169,22 +170,6 @@ def _siblings(full: Path) -> dict[str, Path]:
         if sibling.exists():
             found[role] = sibling
     return found
-
-
-def _named(value: object) -> bool:
-    return value is not None and str(value).strip() not in _NO_NAME
-
-
-def _refuse_unnamed(table: MicrographTable, column: str) -> None:
-    """One line for rows that name no file (they would resolve to the STAR's folder), in the
-    words :func:`~draco_em.io.star.read_micrographs_star` uses for rlnMicrographName."""
-    unnamed = [i for i, value in enumerate(table.micrographs[column]) if not _named(value)]
-    if unnamed:
-        raise DracoInputError(
-            f"row {unnamed[0] + 1} of data_{table.block_name} has an empty {column} "
-            f"({len(unnamed)} such rows): give each movie's file",
-            table.path,
-        )
 
 
 def _original_pixel_size(table: MicrographTable, row: pd.Series) -> float | None:
