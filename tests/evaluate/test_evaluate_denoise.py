@@ -221,24 +221,50 @@ def test_the_table_says_not_reached_and_legends_the_criteria():
 
 
 def test_a_prediction_of_another_size_is_resized_only_as_its_pixel_size_says(tmp_path, rng, capsys):
-    """Any prediction of the clean image's aspect ratio was Fourier-resized onto it: an 8×8 or
-    100×100 file scored against 512² gave 20.5 dB and exit 0."""
+    """Any prediction of the clean image's aspect ratio was Fourier-resized onto it without a
+    word: an 8×8 file scored against 128² gave 20.5 dB and exit 0. A factor no denoiser output
+    has is refused; a resize the pixel sizes do not confirm is said (a placeholder or nominal
+    header must not refuse a --keep-binned output: review of session 24)."""
     clean = rng.normal(size=(128, 128)).astype(np.float32)
     write_mrc(tmp_path / "clean" / "mic_0.mrc", clean, 1.5)
-    for name, image, px, said in (
-        ("tiny", clean[::16, ::16], 1.5, r"8 × 8 at 1.5 Å/px is not the 128 × 128 micrograph at "
-                                          r"1.5 Å/px \(that would be 128 × 128\)"),
-        ("unstated", clean[::2, ::2], 1.0, "states no pixel size"),  # 1.0: a placeholder
-    ):  # fmt: skip
-        write_mrc(tmp_path / name / "mic_0.mrc", image, px)
-        with pytest.raises(DracoInputError, match=said):
-            evaluate_denoise(EvaluateDenoiseConfig(pred=tmp_path / name, clean=tmp_path / "clean"))
+    write_mrc(tmp_path / "tiny" / "mic_0.mrc", clean[::16, ::16], 1.5)
+    with pytest.raises(DracoInputError, match="resampled ×16 onto the 128 × 128"):
+        evaluate_denoise(EvaluateDenoiseConfig(pred=tmp_path / "tiny", clean=tmp_path / "clean"))
     write_mrc(tmp_path / "binned" / "mic_0.mrc", clean[::2, ::2], 3.0)  # --keep-binned's
     binned = EvaluateDenoiseConfig(pred=tmp_path / "binned", clean=tmp_path / "clean")
     assert evaluate_denoise(binned)["n"] == 1 and capsys.readouterr().err == ""
+    for name, px, said in (
+        ("unstated", 1.0, "the file states no pixel size to check it by"),  # a placeholder
+        ("other", 2.5, "though its header's 2.5 Å/px against the micrograph's 1.5"),
+    ):  # fmt: skip
+        write_mrc(tmp_path / name / "mic_0.mrc", clean[::2, ::2], px)
+        cfg = EvaluateDenoiseConfig(pred=tmp_path / name, clean=tmp_path / "clean")
+        assert evaluate_denoise(cfg)["n"] == 1
+        assert "64 × 64 resampled ×2 onto the 128 × 128 micrograph" in (
+            err := capsys.readouterr().err
+        )
+        assert said in err
     write_mrc(tmp_path / "clean" / "mic_0.mrc", clean, 1.0)  # the micrograph's: unknown
     evaluate_denoise(binned)
-    assert "mic_0.mrc: 64 × 64 at 3 Å/px resampled ×2 onto the 128 × 128" in capsys.readouterr().err
+    assert "whose pixel size nothing states" in capsys.readouterr().err
+
+
+def test_a_prediction_whose_header_differs_from_pixel_size_is_said_to_be_taken_as_binned(
+    tmp_path, rng, capsys
+):
+    """Without --raw, a same-shape prediction whose header (nominal 1.10 Å) differs from
+    --pixel-size (calibrated 1.06) was silently scored as a binned output on another grid
+    (review of session 24): it is still so taken, but said, with the way out (--raw)."""
+    from draco_em.io.coords import make_coords, write_relion_coords
+
+    write_mrc(tmp_path / "pred" / "mic.mrc", rng.normal(size=(128, 128)).astype(np.float32), 1.10)
+    coords = make_coords("mic", [40.0, 90.0], [40.0, 80.0])
+    write_relion_coords(tmp_path / "coords" / "mic.star", coords)
+    cfg = EvaluateDenoiseConfig(pred=tmp_path / "pred", coords=tmp_path / "coords",
+                                pixel_size=1.06, radius=5)  # fmt: skip
+    evaluate_denoise(cfg)
+    err = capsys.readouterr().err
+    assert "its header's 1.1 Å/px against the micrograph's 1.06" in err and "--raw" in err
 
 
 def test_a_folder_named_as_an_image_is_named_as_unscored(folders):

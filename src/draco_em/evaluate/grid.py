@@ -27,6 +27,12 @@ from draco_em.io.validate import validate_image
 SAME_PIXEL_SIZE = 1e-3
 
 
+#: The largest factor a prediction is resampled by onto the micrograph's grid: ``--keep-binned``
+#: outputs are at the model's working pixel size (1.98 Å), at most a few times coarser than
+#: any micrograph; an 8×8 file blown up onto a 512² clean image scored 20.5 dB.
+MAX_RESAMPLE = 8.0
+
+
 def on_frame(
     image: np.ndarray,
     frame: tuple[int, int],
@@ -39,15 +45,13 @@ def on_frame(
     within a pixel of it, as :func:`draco_em.imaging.fourier.rescaled_shape` makes them).
 
     ``image_px``, ``frame_px``: the Å/px the image's file and the micrograph state (None:
-    unknown). Where both are known the resize must be their ratio. A ``--keep-binned`` output
-    always states its pixel size (the model's working one), so an image that states none is
-    not resized: an 8×8 file was blown up onto a 512² clean image and scored 20.5 dB. Where
-    only the micrograph's is unknown, the factor cannot be checked and is said on stderr.
+    unknown). A resize is said on stderr unless both are known and agree with it: a header
+    may be a placeholder, or nominal where the micrograph's is calibrated, so the shape decides
+    and the pixel sizes only check it.
 
     Raises:
-        DracoInputError: another aspect ratio (a crop, a transposed or foreign image), a
-            sampling that the stated pixel sizes contradict, or no stated pixel size: a resize
-            would silently turn it into a meaningless score.
+        DracoInputError: another aspect ratio (a crop, a transposed or foreign image), or a
+            factor beyond :data:`MAX_RESAMPLE`: a resize would make a meaningless score.
     """
     (h, w), (ny, nx) = image.shape, frame
     if (h, w) == (ny, nx):
@@ -58,25 +62,25 @@ def on_frame(
             "(the aspect ratio differs): not the same field of view",
             path,
         )
-    if image_px is None:
+    factor = ny / h
+    if not 1 / MAX_RESAMPLE <= factor <= MAX_RESAMPLE:
         raise DracoInputError(
-            f"shape {h} × {w} is not the {ny} × {nx} micrograph's, and the file states no pixel "
-            "size to resample it by (a --keep-binned output states its own): not scored",
+            f"shape {h} × {w} would be resampled ×{factor:.3g} onto the {ny} × {nx} micrograph: "
+            f"no denoiser output differs so much (at most ×{MAX_RESAMPLE:g}); not scored",
             path,
         )
-    if frame_px is not None:
-        expected = rescaled_shape(frame, frame_px, image_px)
-        if any(abs(a - b) > 1 for a, b in zip(expected, (h, w), strict=True)):
-            raise DracoInputError(
-                f"shape {h} × {w} at {image_px:g} Å/px is not the {ny} × {nx} micrograph at "
-                f"{frame_px:g} Å/px (that would be {expected[0]} × {expected[1]}): not the "
-                "same field of view",
-                path,
-            )
-    else:  # nothing states the micrograph's sampling: say what was done
+    said = (
+        f"warning: {path.name}: {h} × {w} resampled ×{factor:.3g} onto the {ny} × {nx} micrograph"
+    )
+    if image_px is None:
+        tqdm.write(f"{said} (the file states no pixel size to check it by)", file=sys.stderr)
+    elif frame_px is None:
+        tqdm.write(f"{said}, whose pixel size nothing states (--pixel-size)", file=sys.stderr)
+    elif any(abs(a - b) > 1 for a, b in zip(rescaled_shape(frame, frame_px, image_px), (h, w),
+                                              strict=True)):  # fmt: skip
         tqdm.write(
-            f"warning: {path.name}: {h} × {w} at {image_px:g} Å/px resampled ×{ny / h:.3g} onto "
-            f"the {ny} × {nx} micrograph, whose pixel size nothing states (--pixel-size)",
+            f"{said}, though its header's {image_px:g} Å/px against the micrograph's "
+            f"{frame_px:g} says another size: check the pixel sizes",
             file=sys.stderr,
         )
     return fourier_resize(image, frame)
@@ -141,6 +145,13 @@ def prediction_grid(
     grid = regions.stored_shape(stem)
     if grid is None and mic_px and stated and not same_sampling(shape, stated, mic_px):
         grid = rescaled_shape(shape, stated, mic_px)
+        # said: a nominal header beside a calibrated --pixel-size reads the same way
+        tqdm.write(
+            f"warning: {path.name}: its header's {stated:g} Å/px against the micrograph's "
+            f"{mic_px:g}: scored as a --keep-binned output of a {grid[0]} × {grid[1]} "
+            "micrograph; give --raw to score it on the micrograph's own grid",
+            file=sys.stderr,
+        )
     if grid is None and mic_px is None and stated and regions.needed(stem):
         raise DracoInputError(
             f"the prediction states {stated:g} Å/px and nothing states the micrograph's: "

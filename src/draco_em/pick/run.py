@@ -14,7 +14,7 @@ Output folder layout::
     OUTDIR/excluded_picks.txt                 picks dropped on excluded regions, per micrograph
 
 A micrograph whose STAR already exists is not picked again (resume), unless the micrograph
-(or its ``--exclude-masks`` mask) changed since it was picked (:func:`draco_em.io.batch.
+(or its ``--exclude-masks`` mask) changed since it was picked (:func:`draco_em.io.resume.
 inputs_changed`); the collective files are rewritten from all STARs at the end.
 """
 
