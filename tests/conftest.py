@@ -24,6 +24,21 @@ def run_draco(*args: str | Path, timeout: float = 600) -> subprocess.CompletedPr
     )
 
 
+def spy_on_writes(monkeypatch, module, name: str, seen=lambda path: Path(path).exists()) -> list:
+    """Replace ``module.name`` (a writer taking the destination first) by one that appends
+    ``seen(destination)`` to the returned list, then writes as before: what an output was
+    like at the moment it was written again (resume tests: the old one still there)."""
+    real = getattr(module, name)
+    calls: list = []
+
+    def spy(path, *args, **kwargs):
+        calls.append(seen(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+    return calls
+
+
 def draco_in_process(capsys, *argv: str | Path) -> tuple[int, str, str]:
     """Run ``draco ARGV`` in this process (fast); return (exit code, stdout, stderr)."""
     from draco_em.cli import main

@@ -16,6 +16,7 @@ from draco_em.io.preview import GAP_PX, to_uint8
 from draco_em.io.star import MicrographTable, read_micrographs_star, write_micrographs_star
 from draco_em.model.draco import DracoConfig, DracoMAE
 from draco_em.model.weights import save_model
+from tests.conftest import spy_on_writes
 
 
 def _tiny_model(seed: int = 0) -> tuple[DracoMAE, DracoConfig]:
@@ -319,14 +320,8 @@ def test_a_rewritten_input_is_denoised_again_and_the_other_resumed(tmp_path, wei
     assert run_denoise(cfg)["done"] == 2
     kept, old = (out / "mic_0.mrc").stat().st_mtime_ns, (out / "mic_1.mrc").read_bytes()
     write_mrc(src / "mic_1.mrc", rng.normal(size=(64, 64)), 2.0)  # same size, other noise
-    there: list[bytes] = []  # what each output held when it was written again
-    real_write = run.write_mrc
-
-    def write_mrc_seen(dst, *args, **kwargs):
-        there.append(Path(dst).read_bytes())
-        return real_write(dst, *args, **kwargs)
-
-    monkeypatch.setattr(run, "write_mrc", write_mrc_seen)
+    # what each output held when it was written again
+    there = spy_on_writes(monkeypatch, run, "write_mrc", lambda dst: Path(dst).read_bytes())
     again = run_denoise(cfg)
     assert (again["done"], again["skipped"], again.get("redone")) == (1, 1, 1)
     assert "1 redone: input changed since processed (mic_1.mrc)" in again["warnings"]

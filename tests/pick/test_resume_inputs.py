@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from draco_em.cli import app
 from draco_em.io.coords import read_coords
 from draco_em.io.mrc import write_mrc
+from tests.conftest import spy_on_writes
 
 
 def _mic(path: Path, seed: int) -> None:
@@ -36,14 +37,7 @@ def test_a_rewritten_micrograph_is_picked_again_and_the_other_resumed(tmp_path, 
     stars = out / "coordinates"
     kept = (stars / "mic_0_autopick.star").stat().st_mtime_ns
     _mic(mics / "mic_1.mrc", 2)
-    there: list[bool] = []  # whether each STAR existed when it was written again
-    real_write = run.write_relion_coords
-
-    def write_seen(path, *args, **kwargs):
-        there.append(Path(path).exists())
-        return real_write(path, *args, **kwargs)
-
-    monkeypatch.setattr(run, "write_relion_coords", write_seen)
+    there = spy_on_writes(monkeypatch, run, "write_relion_coords")  # did each STAR exist?
     again = CliRunner().invoke(app, _args(mics, out))
     assert again.exit_code == 0, again.output
     assert "1 redone: input changed since processed (mic_1.mrc)" in again.output

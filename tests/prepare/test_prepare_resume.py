@@ -10,6 +10,7 @@ import numpy as np
 from draco_em.io.mrc import write_mrc
 from draco_em.prepare.config import PrepareConfig
 from draco_em.prepare.run import run_prepare
+from tests.conftest import spy_on_writes
 from tests.prepare.prepare_movies import make_movie
 
 
@@ -34,14 +35,7 @@ def test_a_rewritten_micrograph_is_prepared_again_and_the_other_resumed(tmp_path
     assert _prepare([folder], out).made == 2
     old, kept = (out / "a.mrc").read_bytes(), (out / "b.mrc").stat().st_mtime_ns
     _mic(folder / "a.mrc", 2)
-    there: list[bool] = []  # whether each output existed when it was written again
-    real_write = triplets.write_mrc
-
-    def write_mrc_seen(dst, *args, **kwargs):
-        there.append(Path(dst).exists())
-        return real_write(dst, *args, **kwargs)
-
-    monkeypatch.setattr(triplets, "write_mrc", write_mrc_seen)
+    there = spy_on_writes(monkeypatch, triplets, "write_mrc")  # did each output exist?
     again = _prepare([folder], out)
     assert (again.made, again.skipped, again.failed) == (1, 1, 0)
     assert "1 redone: input changed since processed (a)" in again.warnings
