@@ -35,7 +35,7 @@ def test_a_file_given_twice_counts_once_and_a_star_does_not_mix(tmp_path):
         expand_inputs([str(star), str(b)])
 
 
-def test_repeated_star_rows_are_read_once_and_said_once(tmp_path, capsys):
+def test_repeated_star_rows_are_read_once_and_said_once(tmp_path, capsys, monkeypatch):
     """The same micrograph on two rows of a STAR was processed twice: pick said "28 picks on
     1 micrographs" (14), denoise "denoised 2", curate listed it twice."""
     a, b = _mic(tmp_path / "a.mrc"), _mic(tmp_path / "b.mrc")
@@ -45,6 +45,9 @@ def test_repeated_star_rows_are_read_once_and_said_once(tmp_path, capsys):
     assert [(i.path.name, i.star_row) for i in got] == [("a.mrc", 0), ("b.mrc", 2)]
     err = capsys.readouterr().err
     assert err.count("warning: 2 repeated rows of the STAR were read once") == 1
+    monkeypatch.setenv("RANK", "1")  # another torchrun rank reads the same STAR: silent
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert len(expand_inputs([str(star)]).items) == 2 and capsys.readouterr().err == ""
 
 
 def test_expand_errors(tmp_path):

@@ -28,6 +28,7 @@ from draco_em.io.movie_base import MOVIE_SUFFIXES
 from draco_em.io.mrc import header_pixel_size_state
 from draco_em.io.pixel_size import POLICY, Stage
 from draco_em.io.star import read_micrographs_star
+from draco_em.launch import launch_env
 
 if TYPE_CHECKING:
     from draco_em.io.star import MicrographTable
@@ -123,7 +124,7 @@ def _once_each(items: list[InputItem]) -> list[InputItem]:
             continue
         seen.add(key)
         out.append(item)
-    if repeated:
+    if repeated and launch_env()[0] == 0:  # every torchrun rank reads the STAR: one says it
         tqdm.write(f"warning: {repeated} repeated rows of the STAR were read once", file=sys.stderr)
     return out
 
