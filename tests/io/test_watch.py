@@ -272,7 +272,11 @@ def test_a_file_rewritten_after_it_was_processed_is_done_again(tmp_path):
                          lines.append, sleep)  # fmt: skip
     assert code == 0 and (out / "a.mrc").read_text() == "second version"
     assert seen == [None, None, "first"]  # the old output was there until replaced
-    assert any("1 file(s) rewritten since processed, done again: a.mrc" in x for x in lines)
+    assert any(
+        "1 file(s) rewritten since processed (the command redoes the outputs made from them): a.mrc"
+        in x
+        for x in lines
+    )
     assert not (out / ".draco_watch.json").exists()  # the command keeps the record now
     a_made = (out / "a.mrc").stat().st_mtime_ns  # unchanged files are resumed as before
     # A watch started later: the command redoes what was rewritten in between, and only that.

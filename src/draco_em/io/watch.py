@@ -162,10 +162,13 @@ def _signature(path: Path) -> Signature | None:
 
 
 def _say_rewritten(files: list[Path], echo: Callable[[str], None]) -> None:
-    """Name the files rewritten since a run of this watch was given them: the next run's
-    resume does them again (:func:`draco_em.io.resume.inputs_changed`)."""
+    """Name the files rewritten since a run of this watch was given them. The next run's
+    resume redoes the outputs they were made from (:func:`draco_em.io.resume.inputs_changed`)
+    and says which: not every file is an input of its own (pick and curate leave a sum's
+    halves out), so the watch does not claim each is done again."""
     names = ", ".join(p.name for p in files[:3]) + (", ..." if len(files) > 3 else "")
-    echo(f"watch: {len(files)} file(s) rewritten since processed, done again: {names}")
+    echo(f"watch: {len(files)} file(s) rewritten since processed (the command redoes the "
+         f"outputs made from them): {names}")  # fmt: skip
 
 
 @releases_folder_locks
