@@ -99,3 +99,38 @@ def test_a_constant_movie_is_a_failure_not_a_triplet(tmp_path: Path, value: floa
         )
     )
     assert not list((tmp_path / "out").glob("flat*.mrc"))
+
+
+def test_a_folder_of_eer_triplets_multiplied_by_their_gain_is_not_resumed(tmp_path: Path) -> None:
+    """EER gains other than EPU's .gain are now divided, as RELION reads them (session 24).
+    A folder prepared before multiplied them and resumed under the same settings, so the old
+    and new triplets mixed silently; now such a folder is refused, and a new one resumes."""
+    import json
+
+    from draco_em.errors import DracoInputError
+    from draco_em.io.movie_writers import split_counts, write_eer
+
+    counts = make_movie(n=64, frames=4, seed=5).counts
+    n_sub = int(counts.max())
+    for name in ("a", "b"):
+        write_eer(tmp_path / "eer" / f"{name}.eer", split_counts(counts, n_sub), pixel_size=1.0)
+    write_mrc(tmp_path / "gain.mrc", np.ones(counts.shape[1:], np.float32), 1.0)
+    out, options = tmp_path / "out", {"gain": tmp_path / "gain.mrc", "eer_grouping": n_sub}
+    assert _prepare([tmp_path / "eer" / "a.eer"], out, **options).made == 1
+    assert "the gain reference divides" in " ".join(
+        json.loads((out / "meta" / "a.json").read_text())["notes"]
+    )
+    assert _prepare([tmp_path / "eer"], out, **options).made == 1  # b: a new folder resumes
+    recorded = json.loads((out / "prepare_config.json").read_text())
+    del recorded["eer_gain_rule"]  # as a folder of an earlier release has it
+    (out / "prepare_config.json").write_text(json.dumps(recorded))
+    with pytest.raises(DracoInputError, match="made from EER movies before draco divided"):
+        _prepare([tmp_path / "eer"], out, **options)
+    # an earlier release's folder of MRC movies resumes as before: the rule does not touch it
+    write_mrc(tmp_path / "mrc" / "c.mrcs", counts.astype(np.float32), 1.0)
+    old = tmp_path / "old_mrc"
+    assert _prepare([tmp_path / "mrc"], old, gain=tmp_path / "gain.mrc").made == 1
+    (old / "prepare_config.json").write_text(json.dumps(
+        {k: v for k, v in json.loads((old / "prepare_config.json").read_text()).items()
+         if k != "eer_gain_rule"}))  # fmt: skip
+    assert _prepare([tmp_path / "mrc"], old, gain=tmp_path / "gain.mrc").skipped == 1

@@ -129,6 +129,9 @@ def load_movie_frames(
         movie_px = _resolve_pixel_size(given, star_pixel_size, movie.pixel_size, path)
         notes = list(movie.notes)
         divisor = gain_is_divisor(config.gain, movie.is_eer)
+        if divisor:  # kept in meta/<name>.json
+            notes.append("EER: the gain reference divides the counts (mean / gain), as RELION "
+                         "reads any but EPU's .gain")  # fmt: skip
         raw = [movie.frame(i, as_stored=True) for i in range(movie.n_frames)]
     gain = reader.gain_for_shape(raw[0].shape, path, divisor)
     if config.hot_pixels:

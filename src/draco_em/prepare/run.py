@@ -47,7 +47,7 @@ from draco_em.io.movie_base import MRC_SUFFIXES
 from draco_em.io.mrc import header_says_placeholder
 from draco_em.io.resume import input_states, inputs_changed, record_inputs, redone_note
 from draco_em.prepare.config import PrepareConfig, resolved_optics
-from draco_em.prepare.frames import ReaderCache
+from draco_em.prepare.frames import ReaderCache, gain_is_divisor
 from draco_em.prepare.inputs import plan_items
 from draco_em.prepare.manifest import write_manifest
 from draco_em.prepare.triplets import PrepareItem, output_paths, prepare_item
@@ -122,15 +122,52 @@ def _check_resume(cfg: PrepareConfig, target: float | None) -> None:
     path = cfg.outdir / "prepare_config.json"
     current = json.loads(cfg.model_dump_json(include=set(_IMAGE_SETTINGS)))
     current["target_pixel_size"] = target
+    current["eer_gain_rule"] = EER_GAIN_RULE
     if path.exists() and any((cfg.outdir / "meta").glob("*.json")):
-        if changes := settings_changes(path, current, recorded_only=True):
+        # Folders made before the rule was recorded pass here (non-EER ones are unaffected
+        # by it); _check_eer_gain_rule refuses those whose EER triplets it changes.
+        legacy = {"eer_gain_rule": EER_GAIN_RULE}
+        if changes := settings_changes(path, current, legacy, recorded_only=True):
             raise DracoInputError(
                 f"holds triplets made with other settings ({changes}); "
                 "use a new output folder or the same settings to resume",
                 cfg.outdir,
             )
+        _check_eer_gain_rule(cfg, path)
         return
     write_text_atomic(path, json.dumps(current, indent=1))
+
+
+#: How ``--gain`` applies to EER movies (recorded in prepare_config.json): divided unless it is
+#: EPU's ``.gain``, as RELION's loadEERGain reads it (:func:`~draco_em.prepare.frames.
+#: gain_is_divisor`); folders made before have no such entry and multiplied every gain.
+EER_GAIN_RULE = "relion"
+
+
+def _check_eer_gain_rule(cfg: PrepareConfig, recorded: Path) -> None:
+    """Refuse to resume a folder whose EER triplets were gain-corrected the old way (the gain
+    multiplied) where this run would divide by it: the two would mix silently."""
+    if cfg.gain is None or not gain_is_divisor(cfg.gain, eer=True):
+        return
+    if "eer_gain_rule" in json.loads(recorded.read_text()):
+        return
+    eer = [m for m in (cfg.outdir / "meta").glob("*.json") if _made_from_eer(m)]
+    if eer:
+        raise DracoInputError(
+            f"holds {len(eer)} triplet(s) made from EER movies before draco divided EER "
+            f"movies by a gain reference other than EPU's .gain (as RELION does); this run "
+            "would divide, the old ones multiplied: prepare them again in a new output folder",
+            cfg.outdir,
+        )
+
+
+def _made_from_eer(meta: Path) -> bool:
+    """Whether a ``meta/<name>.json`` record names an ``.eer`` movie among its sources."""
+    try:
+        sources = json.loads(meta.read_text()).get("source", [])
+    except (OSError, ValueError, AttributeError):
+        return False
+    return any(str(s).lower().endswith(".eer") for s in sources)
 
 
 # ----------------------------------------------------------------------- worker processes
