@@ -40,11 +40,10 @@ from draco_em.io.batch import (
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import halves_of, is_half
 from draco_em.io.images import is_raster, read_raster_stack, require_pixel_size
-from draco_em.io.mrc import MIN_MICROGRAPH_SIDE, STACK_SUFFIXES, read_mrc, write_mrc
+from draco_em.io.mrc import STACK_SUFFIXES, check_micrograph_pixels, read_mrc, write_mrc
 from draco_em.io.preview import save_preview
 from draco_em.io.resume import FileState, input_states, inputs_changed, record_inputs, redone_note
 from draco_em.io.star import SOURCE_COLUMN, MicrographTable, project_path, write_micrographs_star
-from draco_em.io.validate import validate_image
 from draco_em.model.weights import BUNDLED_DENOISER, load_model
 from draco_em.runtime import (
     all_gather_objects,
@@ -168,14 +167,7 @@ class _Reader(Dataset):
             mrc = read_mrc(path, pixel_size=given, ndim=(2, 3))
             data, px = np.array(mrc.data, dtype=np.float32), mrc.pixel_size  # writable copy
             layout = (data.ndim == 3 and not mrc.is_stack, mrc.origin)
-        if min(data.shape[-2:]) < MIN_MICROGRAPH_SIDE:  # as every other stage (8×8 went through)
-            raise DracoInputError(
-                f"image of shape {data.shape[-2:]} is too small "
-                f"(each side needs at least {MIN_MICROGRAPH_SIDE} px)",
-                path,
-            )
-        for k, section in enumerate(data if data.ndim == 3 else [data]):
-            validate_image(section, path, f"section {k}" if data.ndim == 3 else "image")
+        check_micrograph_pixels(data, path, "image")  # as every other stage (8×8 went through)
         return data, px, layout
 
     def __getitem__(self, i: int) -> Read:

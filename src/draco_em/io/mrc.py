@@ -307,14 +307,26 @@ def read_micrograph(
             :data:`MIN_MICROGRAPH_SIDE` px, naming the file.
     """
     image, px = read_image(path, pixel_size)
-    if min(image.shape) < MIN_MICROGRAPH_SIDE:
+    check_micrograph_pixels(image, path)
+    return image, px
+
+
+def check_micrograph_pixels(data: np.ndarray, path: str | Path, noun: str = "micrograph") -> None:
+    """The one check of pixel data every stage applies to micrographs: each side at least
+    :data:`MIN_MICROGRAPH_SIDE` px, no NaN/Inf, not constant; ``data`` [ny, nx], or the
+    [n, ny, nx] sections of a stack or tilt series, each checked.
+
+    Raises:
+        DracoInputError: naming the file (and the section).
+    """
+    if min(data.shape[-2:]) < MIN_MICROGRAPH_SIDE:
         raise DracoInputError(
-            f"micrograph of shape {image.shape} is too small "
+            f"{noun} of shape {tuple(data.shape[-2:])} is too small "
             f"(each side needs at least {MIN_MICROGRAPH_SIDE} px)",
             path,
         )
-    validate_image(image, path)
-    return image, px
+    for k, section in enumerate(data if data.ndim == 3 else [data]):
+        validate_image(section, path, f"section {k}" if data.ndim == 3 else "image")
 
 
 def write_mrc(

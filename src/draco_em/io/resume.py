@@ -84,5 +84,10 @@ def redone_note(names: Sequence[str]) -> str | None:
     """The one wording of "outputs done again because their input changed" (None: none)."""
     if not names:
         return None
-    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    shown = first_names(names)
     return f"{len(names)} redone: input changed since processed ({shown})"
+
+
+def first_names(names: Sequence[str], shown: int = 3) -> str:
+    """``"a, b, c, ..."``: the first ``shown`` names of a list a line reports."""
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")

@@ -39,6 +39,7 @@ from draco_em.io.atomic import visible_files
 from draco_em.io.batch import MICROGRAPH_SUFFIXES, PREPARE_SUFFIXES, failures_recorded_since
 from draco_em.io.folder_lock import held_elsewhere, lock_folder, releases_folder_locks
 from draco_em.io.halves import full_sum_of
+from draco_em.io.resume import first_names
 
 #: The commands ``draco watch`` runs, and the files a folder contributes to each.
 WATCHABLE: dict[str, tuple[str, ...]] = {
@@ -166,7 +167,7 @@ def _say_rewritten(files: list[Path], echo: Callable[[str], None]) -> None:
     resume redoes the outputs they were made from (:func:`draco_em.io.resume.inputs_changed`)
     and says which: not every file is an input of its own (pick and curate leave a sum's
     halves out), so the watch does not claim each is done again."""
-    names = ", ".join(p.name for p in files[:3]) + (", ..." if len(files) > 3 else "")
+    names = first_names([p.name for p in files])
     echo(f"watch: {len(files)} file(s) rewritten since processed (the command redoes the "
          f"outputs made from them): {names}")  # fmt: skip
 
