@@ -392,3 +392,37 @@ def test_an_image_under_the_smallest_micrograph_side_fails_alone(tmp_path, weigh
                                     weights=str(weights), tile=64, progress=False))  # fmt: skip
     assert (res["done"], res["failed"]) == (1, 1) and not (out / "tiny.mrc").exists()
     assert "tiny.mrc: image of shape (8, 8) is too small" in (out / "failures.txt").read_text()
+
+
+def test_a_failed_redo_keeps_the_earlier_output_out_of_the_star(tmp_path, weights, rng):
+    """One rule for a redo that fails (io.resume.failed_redo): the earlier output stays on
+    disk, but the STAR no longer lists it (it was made from another version of the input),
+    and failures.txt says so. It listed the stale output before."""
+    from draco_em.io.star import read_star
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(2):
+        write_mrc(src / f"mic_{i}.mrc", rng.normal(size=(64, 64)), 2.0)
+    cfg = DenoiseConfig(inputs=[str(src)], outdir=out, weights=str(weights), workers=0,
+                        tile=64, progress=False)  # fmt: skip
+    assert run_denoise(cfg)["done"] == 2
+    old = (out / "mic_1.mrc").read_bytes()
+    write_mrc(src / "mic_1.mrc", rng.normal(size=(8, 8)), 2.0)  # under 16 px: refused
+    again = run_denoise(cfg)
+    assert (again["done"], again["skipped"], again["failed"]) == (0, 1, 1)
+    assert (out / "mic_1.mrc").read_bytes() == old  # kept
+    listed = read_star(out / "denoised_micrographs.star")["micrographs"]["rlnMicrographName"]
+    assert [Path(n).name for n in listed] == ["mic_0.mrc"]
+    line = (out / "failures.txt").read_text()
+    assert "mic_1.mrc" in line and "its earlier output stays on disk, unlisted" in line
+    write_mrc(src / "mic_1.mrc", rng.normal(size=(64, 64)), 2.0)  # fixed upstream: done again
+    fixed = run_denoise(cfg)
+    assert (fixed["done"], fixed["failed"], fixed.get("redone")) == (1, 0, 1)
+    listed = read_star(out / "denoised_micrographs.star")["micrographs"]["rlnMicrographName"]
+    assert sorted(Path(n).name for n in listed) == ["mic_0.mrc", "mic_1.mrc"]
+    # the only input failing on its redo: no STAR of an earlier run is left to list it
+    write_mrc(src / "mic_0.mrc", rng.normal(size=(8, 8)), 2.0)
+    alone = DenoiseConfig(inputs=[str(src / "mic_0.mrc")], outdir=out, weights=str(weights),
+                          workers=0, tile=64, progress=False)  # fmt: skip
+    assert run_denoise(alone)["failed"] == 1
+    assert not (out / "denoised_micrographs.star").exists() and (out / "mic_0.mrc").exists()

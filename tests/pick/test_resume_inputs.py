@@ -59,3 +59,27 @@ def test_a_mask_added_since_redoes_that_micrographs_picks(tmp_path):
     assert again.exit_code == 0, again.output
     assert "1 redone: input changed since processed (mic_1.mrc)" in again.output
     assert len(read_coords(out / "coordinates" / "mic_1_autopick.star")) == 0
+
+
+def test_a_failed_redo_keeps_the_earlier_picks_out_of_the_collective_files(tmp_path):
+    """One rule for a redo that fails (io.resume.failed_redo), as denoise and prepare: the
+    earlier STAR stays on disk, the collective files leave it out, failures.txt says so; a
+    run with nothing left to list removes the earlier run's collective files."""
+    mics, out = tmp_path / "mics", tmp_path / "out"
+    _mic(mics / "mic_0.mrc", 0), _mic(mics / "mic_1.mrc", 1)
+    args = _args(mics, out, "--format", "star,topaz")
+    assert CliRunner().invoke(app, args).exit_code == 0
+    write_mrc(mics / "mic_1.mrc", np.zeros((8, 8), np.float32), 4.0)  # under 16 px: refused
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1, again.output
+    assert (out / "coordinates" / "mic_1_autopick.star").is_file()
+    index = (out / "coordinate_files.star").read_text()
+    assert "mic_0" in index and "mic_1" not in index
+    assert "mic_1" not in (out / "picks_topaz.txt").read_text()
+    line = (out / "failures.txt").read_text()
+    assert "mic_1.mrc" in line and "its earlier output stays on disk, unlisted" in line
+    (mics / "mic_0.mrc").unlink()
+    write_mrc(mics / "mic_1.mrc", np.zeros((8, 8), np.float32), 4.0)
+    alone = CliRunner().invoke(app, args)
+    assert alone.exit_code != 0
+    assert not (out / "coordinate_files.star").exists() and not (out / "picks_topaz.txt").exists()

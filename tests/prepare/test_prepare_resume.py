@@ -62,3 +62,29 @@ def test_a_movie_is_prepared_again_when_its_gain_is_rewritten(tmp_path):
     again = _prepare([tmp_path / "m.mrcs"], tmp_path / "out", gain=gain)
     assert (again.made, again.skipped) == (1, 0)
     assert "1 redone: input changed since processed (m)" in again.warnings
+
+
+def test_a_failed_redo_keeps_the_earlier_triplet_out_of_the_manifest(tmp_path):
+    """One rule for a redo that fails (io.resume.failed_redo): the earlier triplet stays on
+    disk, out of triplets.star (it listed it before), and failures.txt says so; the next run
+    tries again."""
+    from draco_em.io.star import read_star
+
+    folder, out = tmp_path / "mc", tmp_path / "out"
+    _mic(folder / "a.mrc", 0), _mic(folder / "b.mrc", 1)
+    assert _prepare([folder], out).made == 2
+    old = (out / "a.mrc").read_bytes()
+    write_mrc(folder / "a.mrc", np.full((64, 64), 3.0, np.float32), 2.0)  # constant: refused
+    again = _prepare([folder], out)
+    assert (again.made, again.skipped, again.failed) == (0, 1, 1)
+    assert (out / "a.mrc").read_bytes() == old
+    names = read_star(out / "triplets.star")["micrographs"]["rlnMicrographName"]
+    assert [Path(n).name for n in names] == ["b.mrc"]
+    line = (out / "failures.txt").read_text()
+    assert "a.mrc" in line and "its earlier output stays on disk, unlisted" in line
+    assert _prepare([folder], out).failed == 1  # still changed: tried again
+    _mic(folder / "a.mrc", 5)
+    fixed = _prepare([folder], out)
+    assert (fixed.made, fixed.failed) == (1, 0)
+    names = read_star(out / "triplets.star")["micrographs"]["rlnMicrographName"]
+    assert sorted(Path(n).name for n in names) == ["a.mrc", "b.mrc"]

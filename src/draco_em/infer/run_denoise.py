@@ -8,7 +8,7 @@ changed since (:func:`draco_em.io.resume.inputs_changed`), a file that fails goe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -42,7 +42,14 @@ from draco_em.io.halves import halves_of, is_half
 from draco_em.io.images import is_raster, read_raster_stack, require_pixel_size
 from draco_em.io.mrc import STACK_SUFFIXES, check_micrograph_pixels, read_mrc, write_mrc
 from draco_em.io.preview import save_preview
-from draco_em.io.resume import FileState, input_states, inputs_changed, record_inputs, redone_note
+from draco_em.io.resume import (
+    FileState,
+    failed_redo,
+    input_states,
+    inputs_changed,
+    record_inputs,
+    redone_note,
+)
 from draco_em.io.star import SOURCE_COLUMN, MicrographTable, project_path, write_micrographs_star
 from draco_em.model.weights import BUNDLED_DENOISER, load_model
 from draco_em.runtime import (
@@ -264,6 +271,14 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     states = {it.path: input_states(_sources(inputs, it, cfg)) for it in mine}
     todo, changed = _to_do(cfg, mine, states)
     n_skipped = len(mine) - len(todo)
+
+    def fail(src: Path, reason: str) -> None:
+        """An input redone (changed since, or ``--overwrite``) that fails keeps its earlier
+        output on disk, out of the STAR (:func:`draco_em.io.resume.failed_redo`); its line
+        says so."""
+        kept = output_path(cfg.outdir, src).exists()
+        failures.record(src, failed_redo(reason) if kept else reason)
+
     halves: dict[Path, tuple[Path, Path]] = {}
     if cfg.blends:
         for it in list(todo):
@@ -271,7 +286,7 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
                 if pair := halves_of(inputs, it):
                     halves[it.path] = pair
             except DracoInputError as exc:  # the STAR names a missing half: this one fails
-                failures.record(it.path, str(exc))
+                fail(it.path, str(exc))
                 todo.remove(it)
     loader = DataLoader(
         _Reader(todo, pixel_sizes(inputs, cfg.pixel_size), halves),
@@ -289,7 +304,7 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     for i, data, pixel_size, error, pair, layout in loader:
         src = todo[i].path
         if error:
-            failures.record(src, error)
+            fail(src, error)
         else:
             try:
                 sections = _section_progress(bar) if data.ndim == 3 else None
@@ -302,7 +317,7 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
                 if kind.startswith("plain: ") and not not_counts:
                     not_counts = f"{src.name}: {kind.removeprefix('plain: ')}"
             except DracoInputError as exc:
-                failures.record(src, str(exc))
+                fail(src, str(exc))
         bar.set_postfix_str("", refresh=False)
         bar.update(1)
     bar.close()
@@ -314,7 +329,8 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     shares = all_gather_objects(share, ctx)
     if rank == 0:
         failures.merge(world)  # one failures.txt for every rank
-        write_output_star(inputs, cfg.outdir, same_grid=not cfg.keep_binned)
+        failed = {Path(f) for f in failures.items()}  # an earlier output of one: unlisted
+        write_output_star(inputs, cfg.outdir, same_grid=not cfg.keep_binned, unlisted=failed)
         share = _Share.total(shares)
     cleanup(ctx, wait=False)
     warnings = [
@@ -508,19 +524,29 @@ def check_float16(image: np.ndarray, src: Path) -> None:
         )
 
 
-def write_output_star(inputs: InputSet, outdir: Path, same_grid: bool = True) -> Path | None:
+def write_output_star(
+    inputs: InputSet, outdir: Path, same_grid: bool = True, unlisted: Set[Path] = frozenset()
+) -> Path | None:
     """``denoised_micrographs.star``: input columns kept, names replaced by the outputs.
 
-    Only inputs whose output exists are listed. Every file name, the input columns' too, is
-    written as :func:`draco_em.io.star.project_path` names it (docs/conventions.md). Where the
-    outputs keep the inputs' pixel grid (not ``--keep-binned``), ``dracoMicrographSource``
-    names each one's input (that of the first denoising, when denoised ones are denoised
-    again): ``draco pick predict`` on the denoised micrographs names the picks after it, so
-    that RELION's Extract, given the raw micrographs, finds them (docs/conventions.md).
+    Only inputs whose output exists are listed, and not those in ``unlisted`` (this run's
+    failures: the output there is an earlier one, :func:`draco_em.io.resume.failed_redo`);
+    with none to list, an earlier run's STAR is removed (it would list them). Every file name,
+    the input columns' too, is written as :func:`draco_em.io.star.project_path` names it
+    (docs/conventions.md). Where the outputs keep the inputs' pixel grid (not
+    ``--keep-binned``), ``dracoMicrographSource`` names each one's input (that of the first
+    denoising, when denoised ones are denoised again): ``draco pick predict`` on the denoised
+    micrographs names the picks after it, so that RELION's Extract, given the raw
+    micrographs, finds them (docs/conventions.md).
     """
     outs = [output_path(outdir, it.path) for it in inputs.items]
-    exists = np.array([p.exists() for p in outs], dtype=bool)
+    exists = np.array(
+        [p.exists() and it.path not in unlisted for it, p in zip(inputs.items, outs, strict=True)],
+        dtype=bool,
+    )
+    dst = outdir / "denoised_micrographs.star"
     if not exists.any():
+        dst.unlink(missing_ok=True)  # made from the files as they are: a list of none is none
         return None
     if inputs.table is not None:
         table = inputs.table.rebased()
@@ -543,6 +569,5 @@ def write_output_star(inputs: InputSet, outdir: Path, same_grid: bool = True) ->
             sources = [it.path for it, e in zip(inputs.items, exists, strict=True) if e]
             frame[SOURCE_COLUMN] = [project_path(p) for p in sources]
         new = MicrographTable(outdir, None, frame, "micrographs")
-    dst = outdir / "denoised_micrographs.star"
     write_micrographs_star(dst, new, inputs=[inputs.table.path] if inputs.table is not None else [])
     return dst

@@ -413,6 +413,12 @@ class FailureLog:
                 write_text_atomic(self.final, "".join(self.lines))
         return self.count
 
+    def items(self) -> set[str]:
+        """The inputs recorded as failed (as given to :meth:`record`, every rank's after
+        :meth:`merge`): a batch leaves them out of its lists (io.resume.failed_redo)."""
+        with self._lock:
+            return {line.split("\t", 1)[0] for line in self.lines}
+
     def record(self, item: str | Path, reason: str) -> None:
         line = f"{item}\t{' '.join(str(reason).split())}\n"
         with self._lock:

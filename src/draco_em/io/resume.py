@@ -6,6 +6,11 @@ Each output records the state (name, size, modification time) of its input files
 (:func:`inputs_changed`) and does the item again where one was rewritten, writing the new output
 over the old one atomically. Used by ``denoise``, ``pick predict`` and ``prepare``; ``draco
 watch`` relies on it for files rewritten during a session.
+
+One rule where such a redo fails (:func:`failed_redo`), or an ``--overwrite`` one: the
+earlier output stays on disk (data is never lost) but leaves the batch's lists (a list names
+the outputs of the inputs as they are now, and the earlier one was made from another version),
+its record stays old (the next run tries again), and ``failures.txt`` says so.
 """
 
 from __future__ import annotations
@@ -78,6 +83,18 @@ def inputs_changed(outdir: Path, output: Path, states: Sequence[FileState]) -> b
     except (ValueError, KeyError, TypeError):
         return True
     return recorded != [tuple(s) for s in states]
+
+
+#: What ``failures.txt`` adds to the reason of a failed redo (:func:`failed_redo`).
+KEPT_EARLIER = "its earlier output stays on disk, unlisted, until a run succeeds"
+
+
+def failed_redo(reason: str) -> str:
+    """The ``failures.txt`` reason of an input whose redo failed (it changed since its output
+    was made, or ``--overwrite``, and this run could not make it again): the reason, and that
+    the earlier output stays on disk but out of the batch's lists (the one rule of
+    ``denoise``, ``pick predict`` and ``prepare``; the module's docstring)."""
+    return f"{reason} ({KEPT_EARLIER})"
 
 
 def redone_note(names: Sequence[str]) -> str | None:

@@ -62,7 +62,13 @@ from draco_em.io.images import is_raster
 from draco_em.io.model_file import BUNDLED
 from draco_em.io.mrc import read_image, read_micrograph, read_mrc
 from draco_em.io.pixel_size import require_pixel_size
-from draco_em.io.resume import input_states, inputs_changed, record_inputs, redone_note
+from draco_em.io.resume import (
+    failed_redo,
+    input_states,
+    inputs_changed,
+    record_inputs,
+    redone_note,
+)
 from draco_em.io.star import SOURCE_COLUMN, MicrographTable, project_path
 from draco_em.pick.autoscale import (
     AUTO_MICROGRAPHS,
@@ -391,7 +397,8 @@ def predict_all(
                 no_mask, *_option_warnings(cfg, picker)]  # fmt: skip
     (out / "coordinates").mkdir(parents=True, exist_ok=True)
     failures = FailureLog(out)
-    index, all_kept, all_scores, n_excluded, n_routed = {}, [], [], 0, 0
+    index, all_kept, n_excluded, n_routed = {}, [], 0, 0
+    all_scores: list[np.ndarray] = []  # each micrograph's candidate scores (the histogram)
     picked_now = False  # some micrograph picked in this run (not only resumed)
     n_recut = 0  # finished micrographs cut again from their candidates (--recut)
     redone: list[str] = []  # finished micrographs picked again: changed since
@@ -403,8 +410,10 @@ def predict_all(
         scores = out / SCORES_FOLDER / f"{stem}.npy"
         state = input_states(_sources(cfg, item))  # before it is read; recorded with its STAR
         changed = star.is_file() and not cfg.overwrite and inputs_changed(out, star, state)
+        n_scores = len(all_scores)
+        resume = star.is_file() and not (cfg.overwrite or cfg.recut or changed)
         try:
-            if star.is_file() and not (cfg.overwrite or cfg.recut or changed):  # resume
+            if resume:
                 kept = _resumed(star, item.path, px_of[item.path])
                 all_scores.append(_resumed_scores(scores, kept))
                 _mark_resumed_threshold(cfg, picker, kept, all_scores[-1])
@@ -438,12 +447,17 @@ def predict_all(
                 else:  # an earlier run's overlay would show other picks than the STAR's
                     (out / "previews" / f"{stem}.png").unlink(missing_ok=True)
                 picked_now = True
-            n_routed += bool(kept.attrs.get("pre_denoised_threshold"))
-            kept["micrograph_path"] = name
-            index[name] = project_path(star)
-            all_kept.append(kept)
         except (DracoInputError, OSError, ValueError) as exc:
-            failures.record(item.path, str(exc))
+            del all_scores[n_scores:]  # a failed redo may have added this try's scores
+            # a redo (changed since, --overwrite, --recut) that failed: its earlier STAR stays
+            # on disk, out of the collective files (io.resume.failed_redo)
+            redo = star.is_file() and not resume
+            failures.record(item.path, failed_redo(str(exc)) if redo else str(exc))
+            continue
+        n_routed += bool(kept.attrs.get("pre_denoised_threshold"))
+        kept["micrograph_path"] = name
+        index[name] = project_path(star)
+        all_kept.append(kept)
     _write_collective(cfg, picker, index, all_kept, all_scores)
     if picked_now and not cfg.previews:  # an earlier run's histogram no longer shows the picks
         (out / "score_histogram.png").unlink(missing_ok=True)
@@ -597,17 +611,26 @@ def _save_preview(path: Path, image: np.ndarray, kept: pd.DataFrame, picker: Pic
 
 
 def _write_collective(cfg, picker: Picker, index: dict, kept: list, scores: list) -> None:
+    """The files over every micrograph listed (``index``: picked or resumed in this run). One
+    with nothing to list is removed: an earlier run's would list picks this run does not (a
+    micrograph whose redo failed, io.resume.failed_redo, or no picks left)."""
     out = cfg.outdir
     if index:
         write_coordinate_index(out / "coordinate_files.star", index)
+    else:
+        (out / "coordinate_files.star").unlink(missing_ok=True)
     table = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
     if "box" in cfg.formats:  # one file per micrograph, empty when nothing was picked
         for path, df in zip(index, kept, strict=True):
             write_box(out / "box" / f"{Path(path).stem}.box", df, _box_size(cfg, picker, df))
     if "topaz" in cfg.formats and len(table):
         write_topaz(out / PICKS_TOPAZ, table)
+    elif "topaz" in cfg.formats:
+        (out / PICKS_TOPAZ).unlink(missing_ok=True)
     if "cs" in cfg.formats and len(table) and "micrograph_ny" in table:
         write_cs(out / PICKS_CS, table)  # each micrograph's own pixel size (pixel_size column)
+    elif "cs" in cfg.formats:
+        (out / PICKS_CS).unlink(missing_ok=True)
     if cfg.previews and scores:
         threshold = picker.threshold
         if cfg.expected_particles is not None:  # a cut-off per micrograph: mark their median

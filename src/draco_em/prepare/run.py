@@ -45,11 +45,17 @@ from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.gain import load_gain
 from draco_em.io.movie_base import MRC_SUFFIXES
 from draco_em.io.mrc import header_says_placeholder
-from draco_em.io.resume import input_states, inputs_changed, record_inputs, redone_note
+from draco_em.io.resume import (
+    failed_redo,
+    input_states,
+    inputs_changed,
+    record_inputs,
+    redone_note,
+)
 from draco_em.prepare.config import PrepareConfig, resolved_optics
 from draco_em.prepare.frames import ReaderCache, gain_is_divisor
 from draco_em.prepare.inputs import plan_items
-from draco_em.prepare.manifest import write_manifest
+from draco_em.prepare.manifest import MANIFEST_NAME, write_manifest
 from draco_em.prepare.triplets import PrepareItem, output_paths, prepare_item
 from draco_em.runtime import barrier, init_distributed, launch_env, resolve_device
 
@@ -191,11 +197,24 @@ def _one(item: PrepareItem) -> dict:
     return row
 
 
+@dataclass
+class _Failures:
+    """The run's failure log, and the items whose redo (an input changed) a failure leaves
+    with their earlier triplet: their line says so (:func:`draco_em.io.resume.failed_redo`)."""
+
+    log: FailureLog
+    changed: set[str]
+
+    def record(self, item: PrepareItem, exc: BaseException) -> None:
+        reason = _reason(exc, item)
+        self.log.record(_source(item), failed_redo(reason) if item.name in self.changed else reason)
+
+
 def _run_items(
     todo: list[PrepareItem],
     cfg: PrepareConfig,
     target: float | None,
-    failures: FailureLog,
+    failures: _Failures,
     progress: bool,
 ) -> int:
     """Prepare ``todo``; failures are recorded and skipped. Returns the number made."""
@@ -225,19 +244,19 @@ def _run_items(
                     future.result()
                     tick(True)
                 except Exception as exc:  # one bad movie must not stop the batch
-                    failures.record(_source(futures[future]), _reason(exc, futures[future]))
+                    failures.record(futures[future], exc)
                     tick(False)
     bar.close()
     return made
 
 
-def _guarded(item: PrepareItem, failures: FailureLog) -> bool:
+def _guarded(item: PrepareItem, failures: _Failures) -> bool:
     try:
         _one(item)
         return True
     except Exception as exc:  # recorded, the batch goes on (our bugs too: see failures.txt)
         log.debug("failed %s", item.name, exc_info=True)
-        failures.record(_source(item), _reason(exc, item))
+        failures.record(item, exc)
         return False
 
 
@@ -291,23 +310,28 @@ def run_prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareSummary:
         before = [_resume_state(cfg, item) for item in items]
     barrier()
     mine = shard(items, rank, world)
-    todo = [item for item in mine if _resume_state(cfg, item) != "done"]
+    state = {item.name: _resume_state(cfg, item) for item in mine}
+    todo = [item for item in mine if state[item.name] != "done"]
     failures = FailureLog(cfg.outdir, rank=rank)
-    made = _run_items(todo, cfg, target, failures, progress and rank == 0)
+    changed = {name for name, s in state.items() if s == "changed"}
+    made = _run_items(todo, cfg, target, _Failures(failures, changed), progress and rank == 0)
     skipped = len(mine) - len(todo)
     barrier()
     manifest, warnings = None, []
     if rank == 0:
         failures.merge(world)  # one failures.txt for every rank
-        # a changed item that failed again keeps its earlier triplet (listed) until replaced
-        rows = [
-            {**row, "_optics": resolved_optics(cfg, item.optics)}
-            for item in items
-            if (row := finished_row(cfg.outdir, item)) is not None
-        ]
-        manifest = write_manifest(cfg, rows) if rows else None
         # the job's counts, not rank 0's share (it said "2 prepared" of 3 under 2 ranks)
         now = [_resume_state(cfg, item) for item in items]
+        # a changed item whose redo failed ("changed" still) keeps its earlier triplet on
+        # disk, out of the manifest (io.resume.failed_redo)
+        rows = [
+            {**row, "_optics": resolved_optics(cfg, item.optics)}
+            for item, state in zip(items, now, strict=True)
+            if state == "done" and (row := finished_row(cfg.outdir, item)) is not None
+        ]
+        manifest = write_manifest(cfg, rows) if rows else None
+        if manifest is None:  # an earlier run's manifest would list triplets it no longer does
+            (cfg.outdir / MANIFEST_NAME).unlink(missing_ok=True)
         made = sum(a != "done" and b == "done" for a, b in zip(before, now, strict=True))
         skipped = before.count("done")
         redone = [item.name for item, a, b in zip(items, before, now, strict=True)
