@@ -121,17 +121,25 @@ def choose_scale(
     floor: float,
     scales: tuple[float, ...] = AUTO_SCALES,
     margin: float = AUTO_MARGIN,
+    diameters: Mapping[str, float] | None = None,
 ) -> ScaleChoice:
-    """Choose the multiplier of ``picker.diameter`` on ``images`` ((image [ny, nx], Å/px, name)).
+    """Choose the multiplier of the diameter on ``images`` ((image [ny, nx], Å/px, name)).
 
     Candidates are what ``draco pick predict`` scores (≥ ``floor``, one per particle, inside
     the padding), at one scale each, with the picker's test-time views; the stored threshold
     is ``picker.threshold``.
+
+    Args:
+        diameters: Å per micrograph stem (``Path(name).stem``), where a set holds particles of
+            several sizes; else ``picker.diameter``. Each micrograph is tried at m × its own
+            diameter, as the threshold is then chosen there (``pick calibrate``): at another
+            diameter the multiple would be chosen on other candidates.
     """
     per, names, found = [], [], {}
     for image, px, name in images:
+        own = replace(picker, diameter=(diameters or {}).get(Path(name).stem, picker.diameter))
         try:
-            found[name] = {m: replace(picker, scales=(m,)).pick_image(image, px, name, floor)
+            found[name] = {m: replace(own, scales=(m,)).pick_image(image, px, name, floor)
                            for m in scales}  # fmt: skip
         except DracoInputError:  # e.g. too small to pick: the batch records it, the choice skips it
             continue
@@ -143,18 +151,20 @@ def choose_scale(
 
 
 def scale_on_micrographs(
-    picker: Picker, micrographs: Sequence[Path], pixel_size: float | None = None
-) -> ScaleChoice:
+    picker: Picker, micrographs: Sequence[Path], pixel_size: float | None = None,
+    diameters: Mapping[str, float] | None = None,
+) -> ScaleChoice:  # fmt: skip
     """:func:`choose_scale` on the first :data:`AUTO_MICROGRAPHS` of ``micrographs`` (files,
     folders, globs or a STAR list; half sums skipped, as ``pick predict`` skips them), with
     ``pick predict``'s candidate floor; the candidates are not kept.
 
     What ``pick train --auto-scale`` trains at and ``pick calibrate`` chooses its threshold at,
     as ``pick predict --diameter-scales auto`` would choose on those micrographs
-    (``picker.threshold``: the stored threshold the criterion counts above).
+    (``picker.threshold``: the stored threshold the criterion counts above; ``diameters``: Å
+    per micrograph stem, else ``picker.diameter``).
     """
     inputs = drop_halves(expand_inputs(list(micrographs)))[0]
     images = first_micrographs([it.path for it in inputs.items], pixel_sizes(inputs, pixel_size))
-    choice = choose_scale(picker, images, SCORE_FLOOR)
+    choice = choose_scale(picker, images, SCORE_FLOOR, diameters=diameters)
     choice.candidates = {}  # not kept: the caller reads the micrographs again at its diameter
     return choice

@@ -63,15 +63,18 @@ def unseen_shift(threshold_seen: float, threshold_unseen: float) -> float:
     return logit(threshold_seen) - logit(threshold_unseen)
 
 
-def scoring_picker(cfg: PickCalibrateConfig) -> tuple[Picker, dict, ScaleChoice | None]:
+def scoring_picker(
+    cfg: PickCalibrateConfig, diameters: dict[str, float] | None = None
+) -> tuple[Picker, dict, ScaleChoice | None]:
     """(``cfg.model`` as ``draco pick predict`` runs it, its header, the multiple of the
     diameter chosen from the data or None).
 
     Predict's default test-time views, and its default multiple of the diameter
     (``model_io.picker_scales``): the one a trained picker was trained or calibrated at, or,
     for the bundled picker, the one chosen from the data (``autoscale``, on the first of
-    ``cfg.micrographs``). The picker's ``scales`` is that multiple: a threshold chosen at
-    another would not suit the scores it will cut.
+    ``cfg.micrographs``, each at its own diameter from ``diameters``, Å per stem, as
+    :func:`choose_with` then scores it). The picker's ``scales`` is that multiple: a threshold
+    chosen at another would not suit the scores it will cut.
     """
     detector, info = read_picker(cfg.model)
     diameter = float(cfg.diameter or info["diameter"])
@@ -80,7 +83,7 @@ def scoring_picker(cfg: PickCalibrateConfig) -> tuple[Picker, dict, ScaleChoice 
                     tta=DEFAULT_TTA, scales=trained_scales(info))  # fmt: skip
     choice = None
     if picker_scales(cfg.model, picker) == "auto":
-        choice = scale_on_micrographs(picker, cfg.micrographs, cfg.pixel_size)
+        choice = scale_on_micrographs(picker, cfg.micrographs, cfg.pixel_size, diameters)
         picker.scales = (choice.multiplier,)
         log.info("diameter %g Å × %g chosen from the data (C %s)", diameter, choice.multiplier,
                  choice.to_json()["criteria"])  # fmt: skip
@@ -116,7 +119,7 @@ def choose(
 ) -> tuple[float, dict, Picker, dict]:
     """(threshold chosen on ``cfg.micrographs``, its validation summary, picker, header):
     :func:`scoring_picker`, then :func:`choose_with`."""
-    picker, info, _ = scoring_picker(cfg)
+    picker, info, _ = scoring_picker(cfg, diameters)
     return (*choose_with(cfg, picker, diameters, progress), picker, info)
 
 
@@ -144,7 +147,7 @@ def _calibrate(
     if out == source:
         raise DracoInputError("-o/--out would overwrite the input picker: choose a new folder")
     refuse_trained_folder(cfg.outdir, RUN_FILE, "picker")
-    picker, info, choice = scoring_picker(cfg)
+    picker, info, choice = scoring_picker(cfg, diameters)
     chosen, summary = choose_with(cfg, picker, diameters, progress)
     stored = shift_threshold(chosen, cfg.logit_shift) if cfg.logit_shift else chosen
     log.info("%s; stored %.3f (logit shift %g) in place of the picker's %.3f", threshold_line(

@@ -173,6 +173,25 @@ def flipped_labels_warning(
     crYOLO picks shipped with EMPIAR-10017: z 1.0 as read, 47.9 flipped; right labels on real
     and two simulators' micrographs: z 5.8–47.5 as read, 0.5–2.2 flipped;
     ``benchmarks/pick_label_flip.py``).
+
+    Only the y flip is checked: it is the one mix-up the tools' files show. Of the four label
+    sets shipped with EMPIAR-10017 (session 25 of issues 18–20 scored each under the 8
+    flips/transposes and ±half a box), the crYOLO, Topaz and DeepPicker ``.box`` files fit
+    only flipped in y (z 1.0, 1.0, 0.9 as read; 48.8, 47.0, 17.4 flipped) and the expert STAR
+    only as read (43.2); no set fits better transposed or shifted by half a box (z ≤ 1.5).
+
+    * x and y swapped: every format read here names its axes and counts x along the columns
+      (RELION, Topaz, crYOLO, EMAN; a cryoSPARC ``.cs`` gives fractions of
+      ``location/micrograph_shape``, read in its [ny, nx] order: pyem's ``--swapxy`` is
+      about that order, a stretch and not a transposition). Only a user's own script makes
+      the swap (numpy's rows first), and there is no option to undo it; the same z would show
+      it (right labels read transposed: z 0.8–1.8 on EMPIAR-10017 and the cryoJAX sets).
+    * a box corner read as the centre: ``.box`` files hold the lower-left corner and are read
+      so (centre = corner + w // 2), as EMAN, crYOLO and Topaz write them and as the three
+      pickers' files above fit; crYOLO's ``.cbox`` is not read. A STAR made from corners by a
+      user's script is off by half a box size it does not record, so there is no one shift to
+      test; such labels score z about 1 as read, like random points (the manual check in
+      docs/picking.md, "Your labels", finds them).
     """
     if sum(len(ex.xy) for ex in examples) < 20:
         return None
