@@ -19,6 +19,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "draco_em"
 #: Package → the draco_em packages it may import (besides itself). ``""`` is draco_em itself.
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
+    # stdlib only: where the docs/*.md lie, and how a message points at one (doc_ref)
+    "docs_index": {"errors"},
     "weights": set(),  # data only
     "launch": set(),  # stdlib only: the rank of this process, for runtime and the folder lock
     "runtime": {"errors", "launch"},
@@ -26,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "io": {"errors", "launch"},
     "imaging": {"errors", "io"},
     "model": {"errors", "runtime", "io", "imaging"},
-    "simulate": {"errors", "runtime", "io", "imaging"},
+    "simulate": {"errors", "docs_index", "runtime", "io", "imaging"},
     # motion correction shares the simulator's dose-damage curve; the default target pixel
     # size is the bundled model's
     "prepare": {"errors", "runtime", "io", "imaging", "simulate", "model"},
@@ -35,15 +37,16 @@ ALLOWED: dict[str, set[str]] = {
     "evaluate": {"errors", "runtime", "io", "imaging", "model"},
     "infer": {"errors", "runtime", "io", "imaging", "model"},
     # validation on whole micrographs uses the one tiled denoiser and the one PSNR
-    "train": {"errors", "runtime", "io", "imaging", "model", "infer", "evaluate"},
+    "train": {"errors", "docs_index", "runtime", "io", "imaging", "model", "infer", "evaluate"},
     # curate and pick do not import each other, infer or train
-    "curate": {"errors", "runtime", "io", "imaging", "model", "evaluate"},
-    "pick": {"errors", "runtime", "io", "imaging", "model", "evaluate"},
+    "curate": {"errors", "docs_index", "runtime", "io", "imaging", "model", "evaluate"},
+    "pick": {"errors", "docs_index", "runtime", "io", "imaging", "model", "evaluate"},
     "demo": {"errors", "runtime", "io", "imaging", "model", "simulate", "infer", "evaluate"},
     "cli": {
         "",
         "allocator",
         "errors",
+        "docs_index",
         "runtime",
         "io",
         "imaging",

@@ -1,15 +1,22 @@
 """The wheel and sdist carry what an installed package needs, read from the build config.
 
-Nothing is built here (a build takes seconds, installing it with its dependencies minutes and a
-network): these tests check the hatch configuration in pyproject.toml against the files, with
-hatchling's own pattern language (gitignore style, pathspec). A check by hand, outside the
-repository: build with ``pip wheel --no-deps -w DIST .`` and ``python -m build --sdist``,
-install into a fresh venv (torch first), run ``draco info bundled`` from another folder.
+The fast tests build nothing: they check the hatch configuration in pyproject.toml against the
+files, with hatchling's own pattern language (gitignore style, pathspec). One slow test builds
+the wheel (seconds, and a download of hatchling where pip has no copy) and reads the docs from
+the unpacked package; installing it with its dependencies would take minutes and a network. A
+check by hand, outside the repository: build with ``pip wheel --no-deps -w DIST .`` and
+``python -m build --sdist``, install into a fresh venv (torch first), run ``draco info bundled``
+and ``draco docs`` from another folder.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -64,17 +71,75 @@ def test_bundled_models_are_real_files_in_the_package() -> None:
 
 def test_wheel_ships_the_package_with_its_data() -> None:
     """The wheel target takes the whole src/draco_em folder (weights and py.typed ride along as
-    package data) and no exclude, ``only-include`` or .gitignore rule drops them."""
+    package data) and no exclude, ``only-packages`` or .gitignore rule drops them."""
     build = _hatch_build()
     wheel = build.get("targets", {}).get("wheel", {})
-    assert wheel.get("packages") == ["src/draco_em"]
-    assert "only-include" not in wheel and "only-include" not in build
+    assert "src/draco_em" in wheel.get("only-include", [])
+    assert "only-include" not in build
+    assert wheel.get("sources", {}).get("src") == ""  # src/draco_em/x.py → draco_em/x.py
     assert not wheel.get("only-packages", False)  # would keep .py files only
     excludes = _spec([*build.get("exclude", []), *wheel.get("exclude", [])])
     for name in [*(f"weights/{n}" for n in _bundled_files()), "py.typed", "cli/__init__.py"]:
         rel = f"src/draco_em/{name}"
         assert not excludes.match_file(rel), f"the wheel config excludes {rel}"
         assert not _ignored(rel), f".gitignore hides {rel}, so hatchling leaves it out"
+
+
+def test_wheel_ships_the_docs_inside_the_package() -> None:
+    """docs/*.md go into the wheel as draco_em/docs/*.md, where ``draco docs`` and the messages
+    that name a document find them without a checkout; docs/img (9 MB) stays out."""
+    build = _hatch_build()
+    wheel = build.get("targets", {}).get("wheel", {})
+    assert "docs" in wheel.get("only-include", [])
+    assert wheel.get("sources", {}).get("docs") == "draco_em/docs"
+    excludes = _spec([*build.get("exclude", []), *wheel.get("exclude", [])])
+    docs = sorted((REPO / "docs").glob("*.md"))
+    assert len(docs) >= 5
+    for path in docs:
+        rel = path.relative_to(REPO).as_posix()
+        assert not excludes.match_file(rel), f"the wheel config excludes {rel}"
+        assert not _ignored(rel), f".gitignore hides {rel}, so hatchling leaves it out"
+    for rel in ["docs/img/a.png", "docs/img/b.md", "docs/notes.txt"]:
+        assert excludes.match_file(rel), f"the wheel would carry {rel}"
+
+
+#: What pip says where it cannot fetch hatchling (offline): a reason to skip, not a failure.
+NO_BACKEND = "No matching distribution|Could not find a version|Failed to establish|unreachable"
+
+
+def _build_wheel(out: Path) -> Path:
+    """The wheel of this tree, as a user builds it (``pip wheel --no-deps``; pip fetches
+    hatchling into an isolated build environment: skipped where it cannot)."""
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode and re.search(NO_BACKEND, done.stderr):
+        pytest.skip(f"pip could not fetch the build backend: {done.stderr.strip()[-200:]}")
+    assert done.returncode == 0, done.stderr
+    return next(out.glob("draco_em-*.whl"))
+
+
+@pytest.mark.slow
+def test_the_built_wheel_carries_the_docs_and_reads_them(tmp_path) -> None:
+    """Built for real, the wheel holds each docs/*.md under draco_em/docs (no docs/img), and the
+    package unpacked from it, with no checkout on the path, prints them with ``draco docs``."""
+    wheel = _build_wheel(tmp_path / "dist")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        zf.extractall(tmp_path / "site")
+    docs = {f"draco_em/docs/{p.name}" for p in (REPO / "docs").glob("*.md")}
+    assert docs <= names, sorted(docs - names)
+    assert not [n for n in names if n.startswith("draco_em/docs/") and n not in docs]
+    assert {"draco_em/py.typed", *(f"draco_em/weights/{n}" for n in _bundled_files())} <= names
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}  # before the checkout's .pth
+    draco = [sys.executable, "-m", "draco_em", "docs"]
+
+    def run(*args: str) -> str:
+        done = subprocess.run([*draco, *args], capture_output=True, text=True, env=env,
+                              cwd=tmp_path, timeout=120, check=True)  # fmt: skip
+        return done.stdout
+
+    assert run("--path").strip() == str(tmp_path / "site" / "draco_em" / "docs")
+    assert run("picking") == (REPO / "docs" / "picking.md").read_text(encoding="utf-8")
 
 
 def test_no_stray_large_files_in_the_package() -> None:

@@ -1,4 +1,5 @@
-"""The one error class for mistakes a user can fix (bad files, bad options).
+"""The one error class for mistakes a user can fix (bad files, bad options), and the one
+"did you mean" rule its messages use (:func:`close_names`).
 
 The CLI turns a :class:`DracoInputError` into one line on stderr and exit code 2; any other
 exception is our bug and keeps its traceback.
@@ -6,6 +7,7 @@ exception is our bug and keeps its traceback.
 
 from __future__ import annotations
 
+from difflib import SequenceMatcher
 from pathlib import Path
 
 
@@ -25,3 +27,20 @@ def first_line(exc: BaseException) -> str:
     """The first line of a library's exception message (or its class name): for our one-liners."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def close_names(typo: str, names: list[str], cutoff: float = 0.6) -> list[str]:
+    """The ``names`` nearest to ``typo`` (at most 3, best first), none when nothing is near.
+
+    The one "did you mean" rule of the package (options, ``draco docs`` topics). A name that
+    begins the typo or that the typo begins (``tile-size``: ``tile``; ``pick``: ``picking``) is
+    nearer than any other; among the rest, those of similarity ratio ``cutoff`` and above. Only
+    those within 0.1 of the best ratio are named.
+    """
+    related = [n for n in names if typo.startswith(n) or n.startswith(typo)]
+    scored = sorted(((SequenceMatcher(None, typo, n).ratio(), n) for n in related or names),
+                    key=lambda s: -s[0])  # fmt: skip
+    floor = 0.0 if related else cutoff
+    if not scored or scored[0][0] < floor:
+        return []
+    return [n for r, n in scored if r >= max(floor, scored[0][0] - 0.1)][:3]

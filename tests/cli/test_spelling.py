@@ -35,17 +35,18 @@ def test_every_command_with_an_output_takes_dash_o() -> None:
     without = [p for p in LEAVES if not any("-o" in o for o in _names(p).values())]
     # draco relion takes RELION's own spellings (--o, --in_mics, --j): RELION writes them;
     # draco watch passes -o on to the command it runs.
-    # (evaluate denoise/pick/curate took none before session 24: they printed only)
-    assert sorted(without) == [("info",), ("relion",), ("watch",)]
+    # (evaluate denoise/pick/curate took none before session 24: they printed only; docs
+    # prints, session 25)
+    assert sorted(without) == [("docs",), ("info",), ("relion",), ("watch",)]
 
 
 def test_every_command_with_a_progress_bar_takes_dash_q() -> None:
     """`-q/--quiet` hides the progress bars of every command that draws one (the README's
     rule; `draco demo` lacked it until session 24)."""
     without = [p for p in LEAVES if not any("-q" in o for o in _names(p).values())]
-    # no progress bar: they score, describe or export in one go; relion and watch pass
+    # no progress bar: they score, describe, print or export in one go; relion and watch pass
     # options on to the command they run
-    assert sorted(without) == [("evaluate", "curate"), ("evaluate", "denoise"),
+    assert sorted(without) == [("docs",), ("evaluate", "curate"), ("evaluate", "denoise"),
                                ("evaluate", "pick"), ("export",), ("info",), ("relion",),
                                ("watch",)]  # fmt: skip
 

@@ -24,6 +24,7 @@ from draco_em.cli import evaluate as _evaluate  # noqa: F401  isort: skip
 from draco_em.cli import relion as _relion  # noqa: F401  isort: skip
 from draco_em.cli import watch as _watch  # noqa: F401  isort: skip
 from draco_em.cli import demo as _demo  # noqa: F401  isort: skip
+from draco_em.cli import docs as _docs  # noqa: F401  isort: skip
 
 
 __all__ = ["app", "main"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from pydantic import ValidationError
 
 from draco_em import __version__
 from draco_em.allocator import tune_allocator
-from draco_em.errors import DracoInputError
+from draco_em.errors import DracoInputError, close_names
 
 app = typer.Typer(
     name="draco",
@@ -217,22 +216,11 @@ def usage_message(exc: Any) -> str:
 
 
 def close_options(typo: str, options: list[str], cutoff: float = 0.6) -> list[str]:
-    """The long ``options`` nearest to ``typo`` (at most 3, best first), none when nothing is.
-
-    Names are compared without their leading ``--``. An option that begins the typo or that
-    the typo begins (``--tile-size``: ``--tile``; ``--batch``: ``--batch-size``) is nearer
-    than any other; among the rest, those of similarity ratio ``cutoff`` and above. Only
-    those within 0.1 of the best ratio are named.
-    """
-    word = typo.removeprefix("--")
+    """The long ``options`` nearest to ``typo`` (at most 3, best first), none when nothing is:
+    :func:`draco_em.errors.close_names` on the names without their leading ``--`` (which every
+    option shares)."""
     names = [o[2:] for o in options if o.startswith("--")]
-    related = [n for n in names if word.startswith(n) or n.startswith(word)]
-    scored = sorted(((SequenceMatcher(None, word, n).ratio(), n) for n in related or names),
-                    key=lambda s: -s[0])  # fmt: skip
-    floor = 0.0 if related else cutoff
-    if not scored or scored[0][0] < floor:
-        return []
-    return [f"--{n}" for r, n in scored if r >= max(floor, scored[0][0] - 0.1)][:3]
+    return [f"--{n}" for n in close_names(typo.removeprefix("--"), names, cutoff)]
 
 
 #: Config fields whose command-line option has another name (``dose_range``: the realistic

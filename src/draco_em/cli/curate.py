@@ -221,7 +221,8 @@ def curate_predict(
     """Score micrographs; write accepted/rejected STARs and text lists, curation.csv, PNGs.
 
     With a STAR input its motion (rlnAccumMotionTotal, draco prepare's motion), CTF fit
-    resolution, defocus and ice columns are checked against the thresholds too (docs/curation.md).
+    resolution, defocus and ice columns are checked against the thresholds too
+    (docs/curation.md; `draco docs curation`).
     """
     from draco_em.cli._join import predict_curation_with_evidence
 

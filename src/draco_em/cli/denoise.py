@@ -21,6 +21,7 @@ import typer
 from pydantic import ValidationError
 
 from draco_em.cli._app import app, example, exit_batch
+from draco_em.docs_index import doc_ref
 from draco_em.errors import DracoInputError
 
 
@@ -160,7 +161,8 @@ def denoise(
     if result.get("with_halves") and not adapt:
         typer.echo(
             f"note: {result['with_halves']} micrographs have X_EVN/X_ODD halves; "
-            "--blend-halves scored higher on every simulated set with truth (docs/denoising.md)",
+            "--blend-halves scored higher on every simulated set with truth "
+            f"({doc_ref('denoising')})",
             err=True,
         )
     if (blend_halves or pseudo_halves) and result["done"]:  # a resume that redid nothing: quiet

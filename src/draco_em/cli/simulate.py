@@ -13,6 +13,7 @@ from typing import Annotated, cast
 import typer
 
 from draco_em.cli._app import app, example, exit_batch
+from draco_em.docs_index import doc_ref
 from draco_em.errors import DracoInputError
 from draco_em.simulate.config import BAD_REASONS, SimulateConfig
 from draco_em.simulate.presets import PRESETS, RealismConfig, preset_config
@@ -227,7 +228,7 @@ def _library_folder(folder: Path, preset: str, library: bool) -> Path:
     if not (folder / "structures.csv").is_file():
         raise DracoInputError(
             "--library-dir must be a structure library folder holding structures.csv "
-            "(docs/simulator.md)",
+            f"({doc_ref('simulator')})",
             folder,
         )
     return folder.resolve()

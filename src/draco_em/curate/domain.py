@@ -8,6 +8,7 @@ micrograph and warns when most of a batch looks pre-denoised.
 
 from __future__ import annotations
 
+from draco_em.docs_index import doc_ref
 from draco_em.imaging.nyquist import (
     DOMAIN_PX,
     HIGH_RING,
@@ -44,5 +45,5 @@ def denoised_warning(
     return (
         f"{n_low} of {len(ratios)} micrographs look pre-denoised (little power near Nyquist, "
         f"column nyquist_ratio): {why}; curate the raw sums where you have them "
-        "(docs/curation.md)"
+        f"({doc_ref('curation')})"
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from draco_em.docs_index import doc_ref
 from draco_em.errors import DracoInputError
 
 #: Largest share of one answer a shipped head may give on a mixed validation set.
@@ -92,5 +93,5 @@ def batch_warning(
     return (
         f"{count} of {len(decisions)} micrographs rejected as {reason!r}: look at "
         "contact_sheet.png before discarding them; a head judging images unlike its training "
-        "data answers one class for most of them (docs/curation.md)"
+        f"data answers one class for most of them ({doc_ref('curation')})"
     )

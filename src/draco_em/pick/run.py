@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from draco_em.docs_index import doc_ref
 from draco_em.errors import DracoInputError
 from draco_em.imaging.fourier import fourier_resize
 from draco_em.imaging.nyquist import looks_pre_denoised, nyquist_ratio
@@ -514,7 +515,7 @@ def predenoised_warning(
     return (
         f"{n_low} of the {len(ratios)} micrographs checked look pre-denoised (little power near "
         f"Nyquist): {cut}; give --expected-particles N (particles per micrograph) or fine-tune "
-        "on a few hundred picks with draco pick train (docs/picking.md)"
+        f"on a few hundred picks with draco pick train ({doc_ref('picking')})"
     )
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from draco_em.docs_index import doc_ref
 from draco_em.errors import DracoInputError
 from draco_em.imaging.normalize import clip_stats
 from draco_em.io import manifest
@@ -103,8 +104,9 @@ def structure_files(cfg: SimulateConfig) -> list[Path]:
     if held and realism is not None:  # said, not refused: the evaluation sets are made so
         log.warning(
             "%s: held out for evaluation (ribosomes); a set with it must never train a bundled "
-            "model (docs/simulator.md)",
+            "model (%s)",
             ", ".join(held),
+            doc_ref("simulator"),
         )
     return files + list(cfg.structures)
 

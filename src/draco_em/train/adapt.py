@@ -51,6 +51,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from draco_em.docs_index import doc_ref
 from draco_em.errors import DracoInputError
 from draco_em.infer.run_denoise import DenoiseConfig, run_denoise
 from draco_em.io.atomic import write_text_atomic
@@ -275,8 +276,8 @@ def adapt_denoiser(cfg: DenoiseConfig, adapt: AdaptConfig) -> dict[str, Any]:
         log.warning(  # measured at 2× (4 Å data); upsampled with radius ≥ 1 it did not lose
             "blind-spot adaptation of data coarser (%.2f Å/px) than the model (%.2f) at their "
             "own sampling, or upsampled with --adapt-blind-radius 0, lost 0.7-0.8 dB against "
-            "the unadapted model on simulated sets with truth (docs/benchmarks.md); give "
-            "X_EVN/X_ODD halves (Noise2Noise) or denoise without --adapt", coarsest, working,
+            "the unadapted model on simulated sets with truth (%s); give X_EVN/X_ODD halves "
+            "(Noise2Noise) or denoise without --adapt", coarsest, working, doc_ref("benchmarks"),
         )  # fmt: skip
     upsampled = coarsest > target + RESCALE_TOL  # sampling "model" on coarser data
     record = _record(cfg, adapt, rows, stage, target if upsampled else None, radius)
