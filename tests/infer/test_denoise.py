@@ -426,3 +426,33 @@ def test_a_failed_redo_keeps_the_earlier_output_out_of_the_star(tmp_path, weight
                           workers=0, tile=64, progress=False)  # fmt: skip
     assert run_denoise(alone)["failed"] == 1
     assert not (out / "denoised_micrographs.star").exists() and (out / "mic_0.mrc").exists()
+
+
+def test_weights_rewritten_in_place_are_not_resumed_silently(tmp_path, weights, rng):
+    """A model file rewritten at the same path (a pretrain run's best checkpoint as training
+    goes on) kept every output made with the old one: the settings named the path only. Now
+    its size and time are recorded and a re-run with another version is refused, naming it;
+    --overwrite redoes the folder; a folder made before the stamp resumes as before."""
+    import json
+    import os
+
+    from draco_em.errors import DracoInputError
+    from draco_em.io.batch import SETTINGS_FILE
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_mrc(src / "mic.mrc", rng.normal(size=(64, 64)), 2.0)
+    cfg = DenoiseConfig(inputs=[str(src)], outdir=out, weights=str(weights), workers=0,
+                        tile=64, progress=False)  # fmt: skip
+    assert run_denoise(cfg)["done"] == 1
+    assert run_denoise(cfg)["skipped"] == 1  # unchanged: resumed
+    weights.write_bytes(weights.read_bytes())  # the same path, written again
+    os.utime(weights, ns=(1, 1))  # another time stamp, whatever the clock's resolution
+    with pytest.raises(DracoInputError, match=r"other settings \(model_file "):
+        run_denoise(cfg)
+    assert run_denoise(cfg.model_copy(update={"overwrite": True}))["done"] == 1
+    settings = out / SETTINGS_FILE  # as a folder made before the stamp was recorded
+    record = json.loads(settings.read_text())
+    del record["model_file"]
+    settings.write_text(json.dumps(record))
+    os.utime(weights, ns=(2, 2))
+    assert run_denoise(cfg)["skipped"] == 1

@@ -83,3 +83,25 @@ def test_a_failed_redo_keeps_the_earlier_picks_out_of_the_collective_files(tmp_p
     alone = CliRunner().invoke(app, args)
     assert alone.exit_code != 0
     assert not (out / "coordinate_files.star").exists() and not (out / "picks_topaz.txt").exists()
+
+
+def test_a_picker_trained_again_at_the_same_path_is_not_resumed_silently(
+    tmp_path, make_blob_picker
+):
+    """The settings named the picker by its path only, so a picker trained again into the
+    same file (after its folder was removed) kept every earlier pick. Now its size and time
+    are recorded: a re-run with another version is refused, naming model_file."""
+    import os
+
+    (tmp_path / "picker").mkdir()
+    picker = make_blob_picker(tmp_path / "picker")
+    mics, out = tmp_path / "mics", tmp_path / "out"
+    _mic(mics / "mic_0.mrc", 0)
+    args = ["pick", "predict", str(mics), "-o", str(out), "--model", str(picker), "--tta", "1",
+            "-q"]  # fmt: skip
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert CliRunner().invoke(app, args).exit_code == 0  # unchanged: resumed
+    os.utime(picker, ns=(1, 1))
+    again = CliRunner().invoke(app, args)
+    assert "other settings (model_file 'picker.safetensors, " in str(again.exception)
+    assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0

@@ -40,6 +40,7 @@ from draco_em.io.batch import (
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import halves_of, is_half
 from draco_em.io.images import is_raster, read_raster_stack, require_pixel_size
+from draco_em.io.model_file import BUNDLED, MODEL_STAMP, model_stamp
 from draco_em.io.mrc import STACK_SUFFIXES, check_micrograph_pixels, read_mrc, write_mrc
 from draco_em.io.preview import save_preview
 from draco_em.io.resume import (
@@ -51,7 +52,7 @@ from draco_em.io.resume import (
     redone_note,
 )
 from draco_em.io.star import SOURCE_COLUMN, MicrographTable, project_path, write_micrographs_star
-from draco_em.model.weights import BUNDLED_DENOISER, load_model
+from draco_em.model.weights import BUNDLED_DENOISER, load_model, resolve_weights
 from draco_em.runtime import (
     all_gather_objects,
     cleanup,
@@ -257,7 +258,8 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     rank, world = ctx.rank, ctx.world_size
     given: list[str | Path] = [*cfg.inputs, *(it.path for it in inputs.items)]
     make_output_folder(cfg.outdir, given, beside_inputs=False)  # before the model loads
-    check_settings(cfg.outdir, "denoise", _settings(cfg), cfg.overwrite, write=rank == 0)
+    check_settings(cfg.outdir, "denoise", _settings(cfg), cfg.overwrite, write=rank == 0,
+                   if_recorded=[MODEL_STAMP])  # fmt: skip
     denoiser = _load(cfg, ctx.device)
     failures = FailureLog(cfg.outdir, rank=rank)
     items, fulls = inputs.items, {it.path for it in inputs.items}
@@ -411,6 +413,8 @@ def _settings(cfg: DenoiseConfig) -> dict:
     for key, default in (("pseudo_halves", False), ("blend_passes", 2)):
         if settings[key] == default:  # folders made before the option existed still resume
             del settings[key]
+    if cfg.weights != BUNDLED:  # a file rewritten in place (a run's best, as training goes on)
+        settings[MODEL_STAMP] = model_stamp(resolve_weights(cfg.weights))
     return {"weights": str(weights.resolve()) if weights.exists() else cfg.weights, **settings}
 
 

@@ -186,6 +186,7 @@ def check_settings(
     overwrite: bool,
     write: bool = True,
     ignore: Iterable[str] = (),
+    if_recorded: Iterable[str] = (),
 ) -> None:
     """Refuse to resume into a folder whose outputs were made with other settings.
 
@@ -202,6 +203,8 @@ def check_settings(
         overwrite: ``--overwrite`` given.
         write: record the settings (False on ranks other than 0).
         ignore: settings that may change (the caller redoes what they shape).
+        if_recorded: settings compared only where the record has them (recorded since a
+            release; a folder made before resumes as before).
 
     Raises:
         DracoInputError: the recorded settings differ and ``overwrite`` is False.
@@ -209,7 +212,7 @@ def check_settings(
     path = Path(outdir) / SETTINGS_FILE
     new = {"command": command, **json.loads(json.dumps(settings, default=str))}
     if path.is_file() and not overwrite and _holds_outputs(Path(outdir)):
-        if diff := settings_changes(path, new, ignore=ignore):
+        if diff := settings_changes(path, new, ignore=ignore, if_recorded=if_recorded):
             raise DracoInputError(
                 f"this folder was made with other settings ({diff}): pass --overwrite to redo "
                 "it, or give a new folder",
@@ -225,6 +228,7 @@ def settings_changes(
     legacy: Mapping[str, Any] | None = None,
     ignore: Iterable[str] = (),
     recorded_only: bool = False,
+    if_recorded: Iterable[str] = (),
 ) -> str | None:
     """How the settings recorded in ``path`` (JSON) differ from ``current``, as
     ``"key old → new, ..."``; None when they agree. The one comparison behind every resumable
@@ -239,6 +243,8 @@ def settings_changes(
             dropped from the command). By default a key either side lacks differs too: batch
             folders record an option only when it is not the default, so a key the record has
             and this run lacks is an option set back to its default.
+        if_recorded: keys compared only where the record has them (recorded since a
+            release: a folder made before has no value to compare).
 
     A damaged record counts as recording nothing, so every setting differs: the folder is
     refused rather than mixed.
@@ -250,7 +256,7 @@ def settings_changes(
     if not isinstance(old, dict):
         old = {}
     legacy = legacy or {}
-    skip = set(ignore)
+    skip = set(ignore) | {k for k in if_recorded if k not in old}
     keys = current.keys() if recorded_only else current.keys() | old.keys()
     was = {k: old.get(k, legacy.get(k)) for k in keys if k not in skip}
     changed = sorted(k for k in was if was[k] != current.get(k))

@@ -27,6 +27,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,21 @@ def resolve_model_file(
     if not path.is_file():
         raise DracoInputError(not_found, path)
     return path
+
+
+#: The settings key of :func:`model_stamp` (denoise's weights, pick predict's picker).
+MODEL_STAMP = "model_file"
+
+
+def model_stamp(path: Path) -> str:
+    """A model file's version as a batch folder's settings record it (``model_file``): name,
+    size and modification time. A file rewritten in place (a ``draco pretrain`` run's best
+    checkpoint as it trains on, a picker trained again at the same path) then differs from the
+    record, so that outputs made with the old one are not resumed beside new ones
+    (:func:`draco_em.io.batch.check_settings`)."""
+    st = path.stat()
+    when = datetime.fromtimestamp(st.st_mtime_ns / 1e9).isoformat(timespec="microseconds")
+    return f"{path.name}, {st.st_size} bytes, modified {when}"
 
 
 def is_bundled_model(model: str | Path, resolve: Callable[[str | Path], Path]) -> bool:

@@ -60,7 +60,7 @@ from draco_em.io.coords import (
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import drop_halves
 from draco_em.io.images import is_raster
-from draco_em.io.model_file import BUNDLED
+from draco_em.io.model_file import BUNDLED, MODEL_STAMP, model_stamp
 from draco_em.io.mrc import read_image, read_micrograph, read_mrc
 from draco_em.io.pixel_size import require_pixel_size
 from draco_em.io.resume import (
@@ -78,7 +78,7 @@ from draco_em.pick.autoscale import (
     first_micrographs,
 )
 from draco_em.pick.config import SCORE_FLOOR, PickPredictConfig
-from draco_em.pick.model_io import is_bundled_picker, load_picker, picker_scales
+from draco_em.pick.model_io import is_bundled_picker, load_picker, picker_scales, resolve_picker
 from draco_em.pick.predict import ExcludeFn, Picker, split_excluded
 from draco_em.pick.report import save_histogram, save_overlay
 from draco_em.runtime import resolve_device
@@ -385,7 +385,8 @@ def predict_all(
     scales = default_scales(cfg, picker)
     cfg = cfg.model_copy(update={"diameter_scales": scales})
     ignore = CUT_SETTINGS if cfg.recut else ()  # the finished ones are cut again below
-    check_settings(out, "pick predict", _settings(cfg, picker), cfg.overwrite, ignore=ignore)
+    check_settings(out, "pick predict", _settings(cfg, picker), cfg.overwrite, ignore=ignore,
+                   if_recorded=[MODEL_STAMP])  # fmt: skip
     choice, made = None, {}
     if isinstance(scales, list):
         picker.scales = tuple(scales)
@@ -592,6 +593,8 @@ def _settings(cfg: PickPredictConfig, picker: Picker) -> dict:
     if picker.threshold_predenoised is not None and cfg.expected_particles is None:
         # the picks of a folder made before the second threshold existed were cut otherwise
         settings["threshold_predenoised"] = picker.threshold_predenoised
+    if not is_bundled_picker(cfg.model):  # a picker trained again at the same path
+        settings[MODEL_STAMP] = model_stamp(resolve_picker(cfg.model))
     return {"model": str(model.resolve()) if model.exists() else cfg.model, **settings}
 
 
