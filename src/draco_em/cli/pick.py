@@ -247,11 +247,19 @@ def pick_train(
     ] = "none",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda[:N].")] = "auto",
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            help="latest: continue the interrupted run in -o from its checkpoint (saved after "
+            "each epoch); give the run's other options unchanged."
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("-q", "--quiet", help="No progress bar or per-epoch lines.")
     ] = False,
 ) -> None:
-    """Train a picker (positive-unlabelled loss: partial labels are fine)."""
+    """Train a picker (positive-unlabelled loss: partial labels are fine). An interrupted run
+    goes on with the same command and --resume latest."""
     from draco_em.pick.train import train_picker
 
     cfg = PickTrainConfig(
@@ -260,7 +268,7 @@ def pick_train(
         crops_per_epoch=crops_per_epoch, expected_particles=expected_particles,
         pixel_size=pixel_size, junk_masks=junk_masks or [], junk_weight=junk_weight,
         negatives=negatives or [], val_micrographs=val_micrographs or [], auto_scale=auto_scale,
-        refit=refit, seed=seed, device=device, invert_y=invert_y,
+        refit=refit, seed=seed, device=device, invert_y=invert_y, resume=resume,
     )  # fmt: skip
 
     path = train_picker(

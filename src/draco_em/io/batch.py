@@ -253,8 +253,20 @@ def settings_changes(
         old = json.loads(path.read_text())
     except (OSError, ValueError):
         old = None
-    if not isinstance(old, dict):
-        old = {}
+    return settings_diff(old if isinstance(old, dict) else {}, current, legacy, ignore,
+                         recorded_only, if_recorded)  # fmt: skip
+
+
+def settings_diff(
+    old: Mapping[str, Any],
+    current: Mapping[str, Any],
+    legacy: Mapping[str, Any] | None = None,
+    ignore: Iterable[str] = (),
+    recorded_only: bool = False,
+    if_recorded: Iterable[str] = (),
+) -> str | None:
+    """:func:`settings_changes` of a record already read (a checkpoint holds its own: ``pick
+    train --resume``): ``"key old → new, ..."``, None when they agree."""
     legacy = legacy or {}
     skip = set(ignore) | {k for k in if_recorded if k not in old}
     keys = current.keys() if recorded_only else current.keys() | old.keys()

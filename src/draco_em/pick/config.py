@@ -23,6 +23,10 @@ SCORE_FLOOR = 0.05
 DEFAULT_TTA = 2
 #: The view counts ``--tta`` takes (prefixes of ``pick.predict.TTA_TRANSFORMS``).
 TTA_COUNTS = (1, 2, 4, 8)
+#: PickTrainConfig fields a ``--resume`` may change: they do not change the trained picker
+#: (the device only in the last bits). Any other change is refused (``pick.train``), as the
+#: rest of an interrupted run was trained with the old values.
+RESUME_MAY_CHANGE = frozenset({"resume", "device", "threads"})
 
 
 class DetectorConfig(BaseModel):
@@ -155,6 +159,11 @@ class PickTrainConfig(BaseModel):
     seed: int = Field(0, ge=0, description="Random seed.")
     threads: int | None = Field(None, ge=1, description="torch threads (default: torch's).")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")
+    resume: Literal["latest"] | None = Field(
+        None,
+        description="'latest': continue the interrupted run in outdir from its checkpoint "
+        "(checkpoints/latest.pt, saved after each epoch), with the same settings.",
+    )
 
 
 class PickCalibrateConfig(BaseModel):

@@ -6,22 +6,30 @@ Example (fine-tune the general picker from a few hundred hand-picked particles):
         --weights bundled --finetune-blocks 2 --epochs 20
 
 The run folder gets ``picker.safetensors`` (weights + diameter + default threshold),
-``config.yaml`` and ``run.log``. The default threshold is the one with the best F1 on the
-held-out micrographs (the training ones when there is only one), matched within half a
-diameter. With sparse labels that F1 undercounts precision (unlabelled particles count as false
-picks) and its cut-off is too high; given ``--expected-particles`` (per micrograph) the F1 is
-the positive-unlabelled estimate instead (:func:`draco_em.pick.threshold.threshold_from_matches`).
+``config.yaml`` and ``run.log``. While it trains, ``checkpoints/latest.pt`` holds the run after
+its last finished epoch (:class:`~draco_em.pick.model_io.Checkpoints`): after a kill or Ctrl-C
+the same command with ``--resume latest`` goes on from there and ends with the picker an
+uninterrupted run writes.
+
+The default threshold is the one with the best F1 on the held-out micrographs (the training
+ones when there is only one), matched within half a diameter. With sparse labels that F1
+undercounts precision (unlabelled particles count as false picks) and its cut-off is too high;
+given ``--expected-particles`` (per micrograph) the F1 is the positive-unlabelled estimate
+instead (:func:`draco_em.pick.threshold.threshold_from_matches`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,6 +38,7 @@ from tqdm import tqdm
 from draco_em.errors import DracoInputError
 from draco_em.io.batch import (
     make_output_folder,
+    settings_diff,
 )
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.run_folder import refuse_trained_folder, run_log, write_config
@@ -43,7 +52,15 @@ from draco_em.pick.data import (
 from draco_em.pick.detector import ParticleDetector, load_encoder_weights
 from draco_em.pick.labels import load_examples, load_labelled, load_negatives, say_warning
 from draco_em.pick.loss import class_prior, offset_loss, pu_focal_loss
-from draco_em.pick.model_io import RUN_FILE, read_picker, save_picker
+from draco_em.pick.model_io import (
+    RUN_FILE,
+    Checkpoints,
+    read_picker,
+    remove_checkpoint,
+    resume_point,
+    save_picker,
+    train_settings,
+)
 from draco_em.pick.predict import Picker
 from draco_em.pick.threshold import (
     choose_threshold,
@@ -79,12 +96,16 @@ def build_detector(weights: str | None, detector_cfg: DetectorConfig | None = No
 
 
 def scale_for_training(
-    cfg: PickTrainConfig, detector: ParticleDetector, device: torch.device
+    cfg: PickTrainConfig,
+    detector: ParticleDetector,
+    device: torch.device,
+    diameters: Mapping[str, float] | None = None,
 ) -> ScaleChoice:
     """``--auto-scale``: the multiple of ``cfg.diameter`` the *starting* picker is most
     confident at on the first training micrographs (``autoscale.first_micrographs``), with
     its stored threshold and `pick predict`'s views, as ``draco pick predict --diameter-scales
-    auto`` chooses it (issue 18, session 7, step 2)."""
+    auto`` chooses it (issue 18, session 7, step 2); each micrograph at its own diameter where
+    ``diameters`` (Å per stem) gives one, as it is then trained at."""
     if cfg.weights is None:
         raise DracoInputError("--auto-scale needs --weights: a picker (bundled) to choose with")
     try:
@@ -96,7 +117,7 @@ def scale_for_training(
         ) from None  # fmt: skip
     picker = Picker(detector.to(device).eval(), cfg.diameter, threshold, device=device,
                     tta=DEFAULT_TTA)  # fmt: skip
-    choice = scale_on_micrographs(picker, cfg.micrographs, cfg.pixel_size)
+    choice = scale_on_micrographs(picker, cfg.micrographs, cfg.pixel_size, diameters)
     detector.train()
     return choice
 
@@ -118,21 +139,27 @@ NO_HOLDOUT_WARNING = (
 )
 
 
-#: Said on Ctrl-C: nothing of the run is kept but its run.log, and a run cannot be resumed.
+#: Said on Ctrl-C before the first epoch was saved: nothing of the run is kept but its run.log.
 INTERRUPTED_NOTE = (
-    "interrupted: no picker was written (pick train keeps no checkpoint and cannot resume); "
-    "run the same command again to train from the start"
+    "interrupted before its first epoch ended: no checkpoint or picker was written; run the "
+    "same command again to train from the start"
 )
 
 
 @contextmanager
-def interrupted_note() -> Iterator[None]:
-    """On Ctrl-C, :data:`INTERRUPTED_NOTE` in run.log (inside :func:`run_log`) and on stderr."""
+def interrupted_note(checkpoints: Checkpoints) -> Iterator[None]:
+    """On Ctrl-C, one line in run.log (inside :func:`run_log`) and on stderr: how to go on
+    from the checkpoint, or :data:`INTERRUPTED_NOTE` when none was saved."""
     try:
         yield
     except KeyboardInterrupt:
-        log.warning(INTERRUPTED_NOTE)
-        tqdm.write(INTERRUPTED_NOTE, file=sys.stderr)
+        note = INTERRUPTED_NOTE
+        if checkpoints.saved is not None:
+            note = (f"interrupted: the run is saved after {checkpoints.saved} in "
+                    f"{checkpoints.path}; continue it with the same command and --resume "
+                    "latest")  # fmt: skip
+        log.warning(note)
+        tqdm.write(note, file=sys.stderr)
         raise
 
 
@@ -173,22 +200,25 @@ def _optimizer(detector: ParticleDetector, cfg: PickTrainConfig, whole: bool):
 
 def fit(detector: ParticleDetector, train: list[Example], cfg: PickTrainConfig, whole: bool,
         prior: float, device: torch.device = torch.device("cpu"), progress: bool = False,
-        validate: Callable[[], str] | None = None) -> list[float]:  # fmt: skip
+        validate: Callable[[], str] | None = None,
+        checkpoints: Checkpoints | None = None) -> list[float]:  # fmt: skip
     """The training loop on ``device`` (where ``detector`` is); the mean loss of each epoch.
 
     Each epoch ends with one line (run.log, and the terminal under the progress bar when
     ``progress``): ``epoch k/N loss L``, plus the validation figures from ``validate`` (called
-    with the detector in eval mode; :func:`epoch_validation`) when given.
+    with the detector in eval mode; :func:`epoch_validation`) when given, and then with a
+    checkpoint when ``checkpoints`` is given; a resumed one goes on after its last epoch.
     """
     rng = np.random.default_rng(cfg.seed)
     opt = _optimizer(detector, cfg, whole)
     steps = max(1, cfg.crops_per_epoch // cfg.batch_size)
-    total, losses = cfg.epochs * steps, []
-    base = [g["lr"] for g in opt.param_groups]
+    total = cfg.epochs * steps
+    base = [g["lr"] for g in opt.param_groups]  # before a resume loads the last step's lr
+    done, losses = checkpoints.restore(detector, opt, rng) if checkpoints else (0, [])
     sigma = detector.config.diameter_px * detector.config.sigma_fraction
     detector.train()
-    bar = tqdm(total=total, unit="step", disable=not progress, leave=False)
-    for epoch in range(cfg.epochs):
+    bar = tqdm(total=total, initial=done * steps, unit="step", disable=not progress, leave=False)
+    for epoch in range(done, cfg.epochs):
         running = []
         bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
         for step in range(steps):
@@ -218,6 +248,8 @@ def fit(detector: ParticleDetector, train: list[Example], cfg: PickTrainConfig, 
         log.info(line)
         if progress:
             bar.write(line)
+        if checkpoints is not None:
+            checkpoints.save(epoch + 1, detector, opt, rng, losses)
     bar.close()
     return losses
 
@@ -226,6 +258,7 @@ def refit_all(
     cfg: PickTrainConfig, examples: list[Example], val: list[Example], threshold: float,
     val_result: dict, detector_config: DetectorConfig | None, device: torch.device,
     progress: bool = False, negatives: Sequence[Example] = (),
+    checkpoints: Checkpoints | None = None,
 ) -> tuple[ParticleDetector, float, dict]:  # fmt: skip
     """Train again from ``cfg.weights`` on every labelled micrograph (``--refit``).
 
@@ -235,7 +268,8 @@ def refit_all(
     ``score`` keeps the same cut-off (same recipe, same PU prior per micrograph, so a similar
     calibration); ``density`` takes the cut-off at which the second model finds as many
     peaks per working px² on all labelled micrographs as the first found on ``val`` at
-    ``threshold`` (pick predict's default views both times).
+    ``threshold`` (pick predict's default views both times). ``checkpoints``: saved after
+    each epoch of this second training, which a resume in it continues.
 
     Returns:
         (detector in eval mode, stored threshold, the run's ``refit`` metadata).
@@ -248,7 +282,7 @@ def refit_all(
     log.info("refit: %d micrographs, %d labelled particles, prior %.4g",
              len(examples), n_labelled, prior)  # fmt: skip
     losses = fit(detector.to(device), [*examples, *negatives], cfg, whole, prior, device,
-                 progress)  # fmt: skip
+                 progress, checkpoints=checkpoints)  # fmt: skip
     detector.eval()
     density = val_result.get("at_threshold", {}).get("n_pred", 0) / sum(e.image.size for e in val)
     picker = Picker(detector, cfg.diameter, device=device)
@@ -268,6 +302,97 @@ def refit_all(
     return detector, stored, info
 
 
+@dataclass
+class TrainingData:
+    """The micrographs a run trains and chooses its threshold on (the same on a resume)."""
+
+    examples: list[Example]  # every labelled training micrograph
+    train: list[Example]
+    val: list[Example]  # `train` itself when none could be held out
+    negatives: list[Example]
+    prior: float  # the PU class prior π of the training micrographs
+    n_labelled: int  # labelled particles in `train`
+
+    def names(self) -> dict[str, list[str]]:
+        """What a checkpoint records of them: a resume on other micrographs is refused."""
+        return {"train": [e.name for e in self.train], "validation": [e.name for e in self.val],
+                "negatives": [e.name for e in self.negatives]}  # fmt: skip
+
+
+def load_training_data(
+    cfg: PickTrainConfig, detector: ParticleDetector, diameters: dict[str, float] | None
+) -> TrainingData:
+    """Labelled micrographs, the train/validation split, the negatives and the PU prior."""
+    examples = load_examples(cfg, detector.config, diameters)
+    if cfg.val_micrographs:  # a validation set of its own (never trained on)
+        try:
+            val = load_labelled(cfg.val_micrographs, cfg.coords, detector.config, cfg.diameter,
+                                diameters, cfg.pixel_size, invert_y=cfg.invert_y,
+                                report=False)  # fmt: skip
+        except DracoInputError as exc:  # say which option's micrographs have no picks
+            raise DracoInputError(f"--val-micrographs: {exc}") from None
+        names = {e.name for e in val}
+        train = [e for e in examples if e.name not in names]
+        if not train:
+            raise DracoInputError("every training micrograph is a validation micrograph")
+    else:
+        train, val = split(examples, cfg.val_fraction, cfg.seed)
+    labelled = {e.name for e in examples} | {e.name for e in val}
+    negatives = load_negatives(cfg, detector.config, diameters, sorted(labelled))
+    n_labelled = sum(len(e.xy) for e in train)
+    expected = cfg.expected_particles * len(train) if cfg.expected_particles else n_labelled
+    # π is the share of particle cells on labelled micrographs; negatives have none
+    prior = class_prior(max(expected, 1.0), sum(e.image.size for e in train))
+    log.info("%d train / %d val micrographs, %d labelled particles, prior %.4g",
+             len(train), len(val), n_labelled, prior)  # fmt: skip
+    return TrainingData(examples, train, val, list(negatives), prior, n_labelled)
+
+
+def first_model(
+    cfg: PickTrainConfig, detector: ParticleDetector, whole: bool, data: TrainingData,
+    device: torch.device, progress: bool, checkpoints: Checkpoints,
+) -> tuple[float, dict, dict]:  # fmt: skip
+    """Train ``detector`` on ``data.train`` and choose its threshold on ``data.val``;
+    (threshold, validation report, the picker's metadata)."""
+    val = data.val
+    picker = Picker(detector, cfg.diameter, device=device)
+    fraction = None
+    if cfg.expected_particles:  # as choose_threshold takes it
+        fraction = labelled_fraction(sum(len(e.xy) for e in val), len(val),
+                                     cfg.expected_particles)  # fmt: skip
+    if val:
+        say(epoch_validation_note(fraction), progress)
+
+    def validate() -> str:
+        return epoch_validation(*validation_matches(picker, val), fraction)
+
+    losses = fit(detector.to(device), [*data.train, *data.negatives], cfg, whole, data.prior,
+                 device, progress, validate if val else None, checkpoints)  # fmt: skip
+    detector.eval()
+    # The stored threshold is chosen on scores made as `draco pick predict` makes them
+    # (its default test-time views), so that it suits the scores it will cut.
+    picker.tta = DEFAULT_TTA
+    threshold, val_result = choose_threshold(picker, val, expected_particles=cfg.expected_particles)
+    say(threshold_line(threshold, val_result), progress)
+    if val is data.train:  # fewer than 3 labelled micrographs and no --val-micrographs
+        say_warning(NO_HOLDOUT_WARNING)
+    if missed := no_label_found_warning(threshold, val_result):
+        say_warning(missed)
+    meta = {"n_labelled": data.n_labelled, "n_negatives": len(data.negatives),
+            "validation_micrographs": [e.name for e in val], "losses": losses,
+            "validation": val_result, "weights": cfg.weights}  # fmt: skip
+    return threshold, val_result, meta
+
+
+def resumed_scale(state: dict[str, Any] | None) -> ScaleChoice | None:
+    """The ``--auto-scale`` choice a resumed checkpoint records (chosen once per run)."""
+    saved = None if state is None else state.get("auto_scale")
+    if saved is None:
+        return None
+    criteria = {float(m): float(c) for m, c in saved["criteria"].items()}
+    return ScaleChoice(float(saved["multiplier"]), criteria, list(saved["micrographs"]))
+
+
 @releases_folder_locks
 def train_picker(
     cfg: PickTrainConfig,
@@ -278,7 +403,7 @@ def train_picker(
     """Run :class:`PickTrainConfig` and return the picker file written in ``cfg.outdir``.
 
     Args:
-        cfg: the run settings.
+        cfg: the run settings (``resume='latest'``: go on from the folder's checkpoint).
         diameters: Å per micrograph stem, overriding ``cfg.diameter`` for training images.
         detector_config: architecture of a new detector (default :class:`DetectorConfig`);
             ignored when ``cfg.weights`` is a picker.
@@ -290,79 +415,67 @@ def train_picker(
     device = resolve_device(cfg.device)
     make_output_folder(cfg.outdir)
     refuse_trained_folder(cfg.outdir, RUN_FILE, "picker")
-    # The settings as given (--auto-scale's multiple goes to the picker's metadata), first:
-    # an interrupted run's folder says what it ran, and the picker is the last file written.
-    write_config(cfg.outdir, cfg)
-    with run_log(cfg.outdir, log), interrupted_note():
-        t0 = time.time()
-        detector, whole = build_detector(cfg.weights, detector_config)
-        given, choice = cfg.diameter, None
-        if cfg.auto_scale:
-            choice = scale_for_training(cfg, detector, device)
-            cfg = cfg.model_copy(update={"diameter": choice.multiplier * cfg.diameter})
-            log.info("diameter: %g Å given, × %g chosen from the data (C %s): trained at %g Å",
-                     given, choice.multiplier, choice.to_json()["criteria"],
-                     cfg.diameter)  # fmt: skip
-        examples = load_examples(cfg, detector.config, diameters)
-        if cfg.val_micrographs:  # a validation set of its own (never trained on)
-            try:
-                val = load_labelled(cfg.val_micrographs, cfg.coords, detector.config,
-                                    cfg.diameter, diameters, cfg.pixel_size,
-                                    invert_y=cfg.invert_y, report=False)  # fmt: skip
-            except DracoInputError as exc:  # say which option's micrographs have no picks
-                raise DracoInputError(f"--val-micrographs: {exc}") from None
-            names = {e.name for e in val}
-            train = [e for e in examples if e.name not in names]
-            if not train:
-                raise DracoInputError("every training micrograph is a validation micrograph")
-        else:
-            train, val = split(examples, cfg.val_fraction, cfg.seed)
-        labelled = {e.name for e in examples} | {e.name for e in val}
-        negatives = load_negatives(cfg, detector.config, diameters, sorted(labelled))
-        n_labelled = sum(len(e.xy) for e in train)
-        expected = cfg.expected_particles * len(train) if cfg.expected_particles else n_labelled
-        # π is the share of particle cells on labelled micrographs; negatives have none
-        prior = class_prior(max(expected, 1.0), sum(e.image.size for e in train))
-        log.info("%d train / %d val micrographs, %d labelled particles, prior %.4g",
-                 len(train), len(val), n_labelled, prior)  # fmt: skip
-        say(validation_line(val, val is train, bool(cfg.val_micrographs)), progress)
-        picker = Picker(detector, cfg.diameter, device=device)
-        n_val = sum(len(e.xy) for e in val)
-        fraction = None
-        if cfg.expected_particles:  # as choose_threshold takes it
-            fraction = labelled_fraction(n_val, len(val), cfg.expected_particles)
-        if val:
-            say(epoch_validation_note(fraction), progress)
+    settings = train_settings(cfg, detector_config, diameters)
+    resumed = resume_point(cfg, settings)  # before anything in the folder is written
+    if resumed is None:
+        # The settings as given (--auto-scale's multiple goes to the picker's metadata), first:
+        # an interrupted run's folder says what it ran, and the picker is the last file written.
+        write_config(cfg.outdir, cfg)
+    checkpoints = Checkpoints(cfg.outdir, {"settings": settings}, resumed)
+    with run_log(cfg.outdir, log), interrupted_note(checkpoints):
+        path = _train(cfg, diameters, detector_config, device, progress, checkpoints)
+    remove_checkpoint(checkpoints.path)  # the picker holds all that is left of it
+    return path
 
-        def validate() -> str:
-            return epoch_validation(*validation_matches(picker, val), fraction)
 
-        losses = fit(detector.to(device), [*train, *negatives], cfg, whole, prior, device,
-                     progress, validate if val else None)  # fmt: skip
-        detector.eval()
-        # The stored threshold is chosen on scores made as `draco pick predict` makes them
-        # (its default test-time views), so that it suits the scores it will cut.
-        picker.tta = DEFAULT_TTA
-        threshold, val_result = choose_threshold(
-            picker, val, expected_particles=cfg.expected_particles
-        )
-        say(threshold_line(threshold, val_result), progress)
-        if val is train:  # fewer than 3 labelled micrographs and no --val-micrographs
-            say_warning(NO_HOLDOUT_WARNING)
-        if missed := no_label_found_warning(threshold, val_result):
-            say_warning(missed)
-        meta = {"train_seconds": round(time.time() - t0, 1), "n_labelled": n_labelled,
-                "n_negatives": len(negatives), "validation_micrographs": [e.name for e in val],
-                "losses": losses, "validation": val_result, "weights": cfg.weights}  # fmt: skip
-        held_out = val is not train and not cfg.val_micrographs
-        if cfg.refit != "none" and not held_out:
-            log.info("refit skipped: no micrograph was held out from the labelled ones")
-        elif cfg.refit != "none":
-            detector, threshold, refit = refit_all(cfg, examples, val, threshold, val_result,
-                                                   detector_config, device, progress,
-                                                   negatives)  # fmt: skip
-            meta.update(n_labelled=refit["n_labelled"], losses=refit.pop("losses"), refit=refit,
-                        train_seconds=round(time.time() - t0, 1))  # fmt: skip
-        if choice is not None:  # the given diameter is stored; the picker runs at m × it
-            meta["auto_scale"] = {"given_diameter": given, **choice.to_json()}
-        return save_picker(cfg.outdir / RUN_FILE, detector, given, threshold, meta)
+def _train(
+    cfg: PickTrainConfig, diameters: dict[str, float] | None,
+    detector_config: DetectorConfig | None, device: torch.device, progress: bool,
+    checkpoints: Checkpoints,
+) -> Path:  # fmt: skip
+    """:func:`train_picker` inside its run.log: detector → scale → data → train → refit → save."""
+    resumed = checkpoints.resumed
+    detector, whole = build_detector(cfg.weights, detector_config)
+    given, choice = cfg.diameter, resumed_scale(resumed)
+    if cfg.auto_scale and choice is None:
+        choice = scale_for_training(cfg, detector, device, diameters)
+    if choice is not None:
+        cfg = cfg.model_copy(update={"diameter": choice.multiplier * cfg.diameter})
+        if diameters:  # each micrograph at its own diameter × the multiple, as predict picks
+            diameters = {stem: choice.multiplier * d for stem, d in diameters.items()}
+        log.info("diameter: %g Å given, × %g chosen from the data (C %s): trained at %g Å",
+                 given, choice.multiplier, choice.to_json()["criteria"],
+                 cfg.diameter)  # fmt: skip
+    data = load_training_data(cfg, detector, diameters)
+    say(validation_line(data.val, data.val is data.train, bool(cfg.val_micrographs)), progress)
+    if resumed is not None and (changed := settings_diff(resumed["data"], data.names())):
+        raise DracoInputError(
+            f"--resume latest: the micrographs differ from the interrupted run's ({changed}): "
+            "restore them to continue it, or give a new -o folder", checkpoints.path,
+        )  # fmt: skip
+    checkpoints.record |= {"data": data.names(),
+                           "auto_scale": None if choice is None else choice.to_json()}  # fmt: skip
+    if resumed is not None and resumed["phase"] == "refit":  # the first model is done
+        first = resumed["first"]
+        threshold, val_result, meta = first["threshold"], first["val_result"], first["meta"]
+        say(f"the first model's threshold {threshold:.3f} was chosen before the interruption: "
+            "going on with the --refit training", progress)  # fmt: skip
+    else:
+        threshold, val_result, meta = first_model(cfg, detector, whole, data, device, progress,
+                                                  checkpoints)  # fmt: skip
+    held_out = data.val is not data.train and not cfg.val_micrographs
+    if cfg.refit != "none" and not held_out:
+        log.info("refit skipped: no micrograph was held out from the labelled ones")
+    elif cfg.refit != "none":
+        # plain JSON (numpy scalars are no weights_only type), as the picker stores them
+        first = json.loads(json.dumps({"threshold": threshold, "val_result": val_result,
+                                       "meta": meta}))  # fmt: skip
+        checkpoints.record["first"], checkpoints.phase = first, "refit"
+        detector, threshold, refit = refit_all(cfg, data.examples, data.val, threshold,
+                                               val_result, detector_config, device, progress,
+                                               data.negatives, checkpoints)  # fmt: skip
+        meta.update(n_labelled=refit["n_labelled"], losses=refit.pop("losses"), refit=refit)
+    meta["train_seconds"] = round(time.time() - checkpoints.started, 1)
+    if choice is not None:  # the given diameter is stored; the picker runs at m × it
+        meta["auto_scale"] = {"given_diameter": given, **choice.to_json()}
+    return save_picker(cfg.outdir / RUN_FILE, detector, given, threshold, meta)
