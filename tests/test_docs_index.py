@@ -138,3 +138,17 @@ def test_every_doc_ref_names_a_document() -> None:
                 topics.append(node.args[0].value)
     assert len(topics) >= 6
     assert set(topics) <= set(DOCS), sorted(set(topics) - set(DOCS))
+
+
+def test_every_test_file_the_docs_name_exists() -> None:
+    """The docs back each convention with a test file; one renamed since left a dead name
+    (docs/conventions.md named tests/io/test_batch_resume.py, never written)."""
+    named, tests = set(), set()
+    for doc in [*(REPO / "docs").glob("*.md"), REPO / "README.md"]:
+        text = doc.read_text(encoding="utf-8")
+        named |= set(re.findall(r"tests/[\w/]+\.py", text))
+        tests |= set(re.findall(r"(tests/[\w/]+\.py)::(\w+)", text))
+    assert named and not sorted(n for n in named if not (REPO / n).is_file())
+    gone = [f"{f}::{t}" for f, t in sorted(tests)
+            if not re.search(rf"^\s*(def|class) {t}\b", (REPO / f).read_text(), re.M)]  # fmt: skip
+    assert tests and not gone
