@@ -172,3 +172,40 @@ def test_unknown_class_is_a_one_line_user_error(curator_file, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown curation class(es) ice" in err, err
     assert "good, contamination, carbon" in err
+
+
+def test_a_curation_head_trained_again_at_the_same_path_is_not_resumed_silently(
+    curator_file, tmp_path, capsys
+):
+    """--exclude-by-curation named its head by path only: a head trained again into the same
+    file kept every earlier exclusion. Its version is recorded now (curation_file), and a
+    re-run with another version stops as other settings do (exit 2, one line)."""
+    import os
+    import shutil
+
+    from draco_em.pick.config import DetectorConfig
+    from draco_em.pick.detector import ParticleDetector
+    from draco_em.pick.model_io import save_picker
+
+    enc = {"preset": "custom", "img_size": 64, "embed_dim": 32, "depth": 1, "num_heads": 2,
+           "decoder_embed_dim": 32, "decoder_depth": 1, "decoder_num_heads": 2,
+           "decoder_neck_dim": 16}  # fmt: skip
+    det = ParticleDetector(DetectorConfig(encoder=enc, encoder_blocks=1, neck_dim=8,
+                                          stem_dim=4, tile=64, overlap=16))  # fmt: skip
+    model = save_picker(tmp_path / "p.safetensors", det, diameter=32.0, threshold=0.5)
+    head = shutil.copy2(curator_file, tmp_path / "head.safetensors")  # ours to touch
+    write_mrc(tmp_path / "mics" / "m.mrc", dark_tile_micrograph(3), pixel_size=1.0)
+    args = ["pick", "predict", str(tmp_path / "mics"), "-o", str(tmp_path / "o"), "--model",
+            str(model), "--exclude-by-curation", str(head), "--tta", "1", "-q"]  # fmt: skip
+
+    def code() -> int:
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        return int(exc.value.code or 0)
+
+    assert code() == 0 and code() == 0  # the same head: resumed
+    capsys.readouterr()
+    os.utime(head, ns=(1, 1))
+    assert code() == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "other settings (curation_file 'head.safetensors, " in err

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from draco_em.curate.config import CuratePredictConfig, CurateTrainConfig
+from draco_em.curate.head import is_bundled_curator, resolve_curator_path
 from draco_em.curate.mask import MaskFn, curation_exclude
 from draco_em.curate.predict import PredictResult, predict_curation
 from draco_em.curate.train import train_curator
@@ -23,9 +24,11 @@ def particle_evidence() -> ParticleEvidence:
 
 def exclusion_by_curation(
     model: str | Path, classes: list[str] | None, threshold: float, device: str
-) -> MaskFn:
-    """:func:`~draco_em.curate.mask.curation_exclude` with the particle evidence a head may read."""
-    return curation_exclude(model, classes, threshold, device, evidence=particle_evidence())
+) -> tuple[MaskFn, Path | None]:
+    """(:func:`~draco_em.curate.mask.curation_exclude` with the particle evidence a head may
+    read, the head's file where it is one's own: ``pick predict`` records its version)."""
+    exclude = curation_exclude(model, classes, threshold, device, evidence=particle_evidence())
+    return exclude, None if is_bundled_curator(model) else resolve_curator_path(model)
 
 
 def train_curation(cfg: CurateTrainConfig) -> dict:

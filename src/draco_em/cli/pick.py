@@ -127,14 +127,14 @@ def pick_predict(
         exclude_classes=comma_list(exclude_classes), exclude_threshold=exclude_threshold,
         previews=previews, device=device, overwrite=overwrite, recut=recut,
     )  # fmt: skip
-    curation = None
+    curation, head = None, None
     if cfg.exclude_by_curation:  # curate and pick do not import each other: joined here
         from draco_em.cli._join import exclusion_by_curation
 
-        curation = exclusion_by_curation(
+        curation, head = exclusion_by_curation(
             cfg.exclude_by_curation, cfg.exclude_classes, cfg.exclude_threshold, cfg.device
         )
-    s = predict_all(cfg, progress=not quiet, curation=curation)
+    s = predict_all(cfg, progress=not quiet, curation=curation, curation_file=head)
     typer.echo(
         f"{s['picks']} picks on {s['micrographs']} micrographs ("
         + (

@@ -359,11 +359,16 @@ def _resumed(star, path, pixel_size: float | None) -> pd.DataFrame:
 
 @releases_folder_locks
 def predict_all(
-    cfg: PickPredictConfig, progress: bool = True, curation: ExcludeFn | None = None
+    cfg: PickPredictConfig,
+    progress: bool = True,
+    curation: ExcludeFn | None = None,
+    curation_file: Path | None = None,
 ) -> dict:
     """Pick every input; returns a summary dict (counts, output paths).
 
-    ``curation`` is the ``--exclude-by-curation`` mask (:func:`build_exclude`).
+    ``curation`` is the ``--exclude-by-curation`` mask (:func:`build_exclude`), and
+    ``curation_file`` its head's file where it is not the bundled one (its version is recorded
+    with the settings, as the picker's).
 
     ``excluded`` counts the picks (score ≥ threshold) dropped on excluded regions in this run
     (None without exclusion); per micrograph they are in OUTDIR/excluded_picks.txt.
@@ -385,8 +390,9 @@ def predict_all(
     scales = default_scales(cfg, picker)
     cfg = cfg.model_copy(update={"diameter_scales": scales})
     ignore = CUT_SETTINGS if cfg.recut else ()  # the finished ones are cut again below
-    check_settings(out, "pick predict", _settings(cfg, picker), cfg.overwrite, ignore=ignore,
-                   if_recorded=[MODEL_STAMP])  # fmt: skip
+    settings = _settings(cfg, picker, curation_file)
+    check_settings(out, "pick predict", settings, cfg.overwrite, ignore=ignore,
+                   if_recorded=[MODEL_STAMP, CURATION_STAMP])  # fmt: skip
     choice, made = None, {}
     if isinstance(scales, list):
         picker.scales = tuple(scales)
@@ -583,7 +589,11 @@ def _option_warnings(cfg: PickPredictConfig, picker: Picker) -> list[str]:
     return said
 
 
-def _settings(cfg: PickPredictConfig, picker: Picker) -> dict:
+#: The settings key of the ``--exclude-by-curation`` head's version (io.model_file.model_stamp).
+CURATION_STAMP = "curation_file"
+
+
+def _settings(cfg: PickPredictConfig, picker: Picker, curation_file: Path | None = None) -> dict:
     model = Path(cfg.model)
     settings = cfg.model_dump(mode="json", include=set(OUTPUT_SETTINGS))
     if settings["diameter_scales"] == [1.0]:  # the default: folders made before it still resume
@@ -595,6 +605,8 @@ def _settings(cfg: PickPredictConfig, picker: Picker) -> dict:
         settings["threshold_predenoised"] = picker.threshold_predenoised
     if not is_bundled_picker(cfg.model):  # a picker trained again at the same path
         settings[MODEL_STAMP] = model_stamp(resolve_picker(cfg.model))
+    if curation_file is not None:  # a head trained again at the same path
+        settings[CURATION_STAMP] = model_stamp(curation_file)
     return {"model": str(model.resolve()) if model.exists() else cfg.model, **settings}
 
 
