@@ -9,7 +9,7 @@ import pytest
 from draco_em.errors import DracoInputError
 from draco_em.io.batch import expand_inputs
 from draco_em.io.mrc import write_mrc
-from draco_em.pick.run import missing_masks_warning
+from draco_em.pick.exclusion import missing_masks_warning
 
 
 def test_masks_named_after_no_micrograph_are_an_error(tmp_path) -> None:

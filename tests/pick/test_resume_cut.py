@@ -32,10 +32,10 @@ def _args(mics: Path, out: Path, *extra: str) -> list[str]:
 def test_a_resumed_run_marks_the_pre_denoised_cut_it_picked_at(tmp_path, monkeypatch):
     """The resumed run's histogram marked, and its summary line gave, the stored threshold
     (0.375) for micrographs whose picks the pre-denoised one (0.326) had cut."""
-    import draco_em.pick.run as run
+    import draco_em.pick.outputs as outputs
 
     marks: list[float] = []
-    monkeypatch.setattr(run, "save_histogram", lambda path, scores, t: marks.append(t))
+    monkeypatch.setattr(outputs, "save_histogram", lambda path, scores, t: marks.append(t))
     _smooth_micrographs(tmp_path / "mics")
     args = _args(tmp_path / "mics", tmp_path / "out")
     first = CliRunner().invoke(app, args)

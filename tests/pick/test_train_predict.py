@@ -193,10 +193,10 @@ def test_picks_cs_gives_each_micrograph_its_own_pixel_size(trained, tmp_path):
 def test_histogram_after_a_resume_covers_every_micrograph(trained, tmp_path, monkeypatch):
     """Issue 16: the score histogram of a resumed run holds the candidates of the micrographs
     picked earlier too (read back from scores/<stem>.npy), not only the new ones."""
-    import draco_em.pick.run as run
+    import draco_em.pick.outputs as outputs
 
     seen: list[np.ndarray] = []
-    monkeypatch.setattr(run, "save_histogram", lambda path, scores, t: seen.append(scores))
+    monkeypatch.setattr(outputs, "save_histogram", lambda path, scores, t: seen.append(scores))
     cfg = PickPredictConfig(inputs=[trained["tmp"] / "mics"], outdir=tmp_path / "o",
                             model=str(trained["path"]), threshold=0.3)  # fmt: skip
     predict_all(cfg, progress=False)

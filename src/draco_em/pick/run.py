@@ -21,10 +21,9 @@ inputs_changed`); the collective files are rewritten from all STARs at the end.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,9 +31,8 @@ from tqdm import tqdm
 
 from draco_em.docs_index import doc_ref
 from draco_em.errors import DracoInputError
-from draco_em.imaging.fourier import fourier_resize
 from draco_em.imaging.nyquist import looks_pre_denoised, nyquist_ratio
-from draco_em.io.atomic import atomic_path, write_text_atomic
+from draco_em.io.atomic import write_text_atomic
 from draco_em.io.batch import (
     FailureLog,
     InputItem,
@@ -46,22 +44,13 @@ from draco_em.io.batch import (
     placeholder_pixel_size_warning,
 )
 from draco_em.io.coords import (
-    PICKS_CS,
-    PICKS_TOPAZ,
     coord_star_name,
-    make_coords,
-    read_coords,
-    write_box,
-    write_coordinate_index,
-    write_cs,
     write_relion_coords,
-    write_topaz,
 )
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import drop_halves
-from draco_em.io.images import is_raster
 from draco_em.io.model_file import BUNDLED, MODEL_STAMP, model_stamp
-from draco_em.io.mrc import read_image, read_micrograph, read_mrc
+from draco_em.io.mrc import read_micrograph
 from draco_em.io.pixel_size import require_pixel_size
 from draco_em.io.resume import (
     failed_redo,
@@ -78,109 +67,30 @@ from draco_em.pick.autoscale import (
     first_micrographs,
 )
 from draco_em.pick.config import SCORE_FLOOR, PickPredictConfig
+from draco_em.pick.exclusion import (
+    StemExcludeFn,
+    build_exclude,
+    missing_masks_warning,
+    record_excluded,
+)
 from draco_em.pick.model_io import is_bundled_picker, load_picker, picker_scales, resolve_picker
+from draco_em.pick.outputs import (
+    SCORES_FOLDER,
+    mark_resumed_threshold,
+    recut_candidates,
+    resumed_picks,
+    resumed_scores,
+    save_candidates,
+    save_preview,
+    write_collective,
+)
 from draco_em.pick.predict import ExcludeFn, Picker, split_excluded
-from draco_em.pick.report import save_histogram, save_overlay
 from draco_em.runtime import resolve_device
 
-if TYPE_CHECKING:
-    pass
-
 AUTO_SCALE_FILE = "auto_scale.json"  # --diameter-scales auto: the multiplier chosen, and on what
-SCORES_FOLDER = "scores"  # <stem>.npy: each micrograph's candidates (CANDIDATE_DTYPE)
-#: A stored candidate: its place (input px), score, and whether an excluded region dropped it.
-#: ``--recut`` cuts a finished micrograph again from these without the network; the histogram
-#: counts those not excluded. Folders from before session 23 hold the scores alone (float32).
-CANDIDATE_DTYPE = np.dtype([("x", "<f8"), ("y", "<f8"), ("score", "<f4"), ("excluded", "?")])
 #: The settings that only choose which candidates are kept (``--recut`` may change them): the
 #: bundled picker's second threshold is recorded too, and goes with --threshold.
 CUT_SETTINGS = ("threshold", "expected_particles", "threshold_predenoised")
-EXCLUDED_FILE = "excluded_picks.txt"
-
-#: (micrograph [ny, nx], pixel size Å, stem) → bool mask [ny, nx], True = do not pick.
-StemExcludeFn = Callable[[np.ndarray, float, str], np.ndarray]
-
-
-def mask_folder_exclude(folder: str | Path) -> StemExcludeFn:
-    """An exclusion callback reading ``folder/<stem>.mrc`` (non-zero = exclude), if present.
-
-    Raises:
-        DracoInputError: ``folder`` is not a folder (a mistyped path must not pick everywhere).
-    """
-    if not Path(folder).is_dir():
-        raise DracoInputError("--exclude-masks: not a folder", folder)
-
-    def exclude(image: np.ndarray, pixel_size: float, stem: str = "") -> np.ndarray:
-        path = Path(folder) / f"{stem}.mrc"
-        if not path.is_file():
-            return np.zeros(image.shape, bool)
-        mask, _ = read_image(path)
-        if mask.shape != image.shape:  # a mask at another sampling: resample to the image
-            mask = fourier_resize(mask.astype(np.float32), image.shape)
-        return mask > 0.5
-
-    return exclude
-
-
-def missing_masks_warning(folder: str | Path | None, items: list[InputItem]) -> str | None:
-    """A warning when some micrographs have no ``folder/<stem>.mrc`` (they are picked
-    everywhere), else None; None without ``--exclude-masks``.
-
-    Raises:
-        DracoInputError: none has one (masks named otherwise, e.g. MicrographCleaner's
-            ``<stem>_mask.mrc``, would silently exclude nothing).
-    """
-    if folder is None or not items:
-        return None
-    missing = [it.path for it in items if not (Path(folder) / f"{it.path.stem}.mrc").is_file()]
-    if not missing:
-        return None
-    example = f"{missing[0].stem}.mrc"
-    if len(missing) == len(items):
-        there = next(iter(sorted(Path(folder).glob("*.mrc"))), None)
-        raise DracoInputError(
-            f"--exclude-masks: no mask named after a micrograph (<stem>.mrc, e.g. {example})"
-            + (f"; the folder holds e.g. {there.name}" if there else "; the folder holds no .mrc"),
-            folder,
-        )
-    return (f"--exclude-masks: {len(missing)} of {len(items)} micrographs have no mask "
-            f"(e.g. {example}): they are picked everywhere")  # fmt: skip
-
-
-def build_exclude(
-    cfg: PickPredictConfig, curation: ExcludeFn | None = None
-) -> StemExcludeFn | None:
-    """The union (logical OR) of the --exclude-masks and --exclude-by-curation masks, or None.
-
-    Args:
-        cfg: the run settings.
-        curation: the ``--exclude-by-curation`` mask, built by the caller with
-            :func:`draco_em.curate.mask.curation_exclude` (pick does not import curate).
-
-    Raises:
-        DracoInputError: ``cfg.exclude_by_curation`` set but no ``curation`` mask given.
-    """
-    parts: list[StemExcludeFn] = []
-    if cfg.exclude_masks:
-        parts.append(mask_folder_exclude(cfg.exclude_masks))
-    if cfg.exclude_by_curation:
-        if curation is None:
-            raise DracoInputError(
-                "exclude_by_curation needs its mask: pass "
-                "curation=draco_em.curate.mask.curation_exclude(...) to predict_all"
-            )
-        by_curation = curation
-        parts.append(lambda image, px, stem: by_curation(image, px))
-    if not parts:
-        return None
-
-    def exclude(image: np.ndarray, pixel_size: float, stem: str) -> np.ndarray:
-        mask = np.zeros(image.shape, bool)
-        for part in parts:
-            mask |= np.asarray(part(image, pixel_size, stem), bool)
-        return mask
-
-    return exclude
 
 
 def pick_one(
@@ -236,16 +146,6 @@ def routed_threshold(
     return predenoised if looks_pre_denoised(nyquist_ratio(image, pixel_size)) else threshold
 
 
-def _record_excluded(out: Path, path, n: int) -> None:
-    """Set ``path<TAB>n`` in OUTDIR/excluded_picks.txt: one line per picked micrograph, the
-    latest count when a micrograph is picked again (its STAR deleted), rewritten atomically."""
-    file = out / EXCLUDED_FILE
-    lines = file.read_text().splitlines() if file.exists() else []
-    counts = dict(line.rsplit("\t", 1) for line in lines if "\t" in line)
-    counts[str(path)] = str(n)
-    write_text_atomic(file, "".join(f"{k}\t{v}\n" for k, v in counts.items()))
-
-
 def micrograph_name(names: MicrographTable | None, item: InputItem) -> str:
     """The micrograph's name in ``coordinate_files.star``: its input STAR row's, rewritten for
     the current folder as every STAR draco writes (``names``: the input table
@@ -264,97 +164,6 @@ def micrograph_name(names: MicrographTable | None, item: InputItem) -> str:
             return source
         return str(row["rlnMicrographName"])
     return project_path(item.path)
-
-
-def _save_candidates(path: Path, cands: pd.DataFrame, dropped: pd.DataFrame) -> None:
-    """``scores/<stem>.npy``: every candidate ≥ the floor (:data:`CANDIDATE_DTYPE`)."""
-    arr = np.zeros(len(cands) + len(dropped), CANDIDATE_DTYPE)
-    both = pd.concat([cands, dropped], ignore_index=True) if len(dropped) else cands
-    for field in ("x", "y", "score"):
-        arr[field] = both[field].to_numpy(np.float64) if len(both) else 0
-    arr["excluded"][len(cands) :] = True
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, arr)
-
-
-def _stored(path: Path) -> np.ndarray | None:
-    """The stored candidates, a plain score array (older folders), or None without a file."""
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
-        return None
-
-
-def _resumed_scores(path: Path, kept: pd.DataFrame) -> np.ndarray:
-    """Candidate scores of a micrograph picked by an earlier run (``scores/<stem>.npy``, those
-    outside excluded regions); a folder from before they were kept gives the picks' own scores
-    (those above the threshold)."""
-    arr = _stored(path)
-    if arr is None:
-        return pd.to_numeric(kept["score"], errors="coerce").dropna().to_numpy(np.float32)
-    if arr.dtype.names:
-        return arr["score"][~arr["excluded"]].astype(np.float32)
-    return np.asarray(arr, np.float32)
-
-
-def _recut_candidates(path: Path, micrograph: Path) -> pd.DataFrame:
-    """A finished micrograph's candidates, all of them (excluded regions are applied again),
-    for ``--recut``.
-
-    Raises:
-        DracoInputError: the folder kept no positions (picked before session 23).
-    """
-    arr = _stored(path)
-    if arr is None or not arr.dtype.names:
-        raise DracoInputError(
-            "picked before its candidates were kept: --recut cannot cut it again; pick it "
-            "again with --overwrite",
-            path,
-        )
-    return make_coords(str(micrograph), arr["x"], arr["y"], score=arr["score"])
-
-
-def _mark_resumed_threshold(
-    cfg: PickPredictConfig, picker: Picker, kept: pd.DataFrame, scores: np.ndarray
-) -> None:
-    """Set ``kept.attrs`` ``threshold`` and ``pre_denoised_threshold`` of a micrograph picked
-    by an earlier run as :func:`pick_one` set them, without reading the image again: its
-    preview, the histogram's mark and the summary line would otherwise give the stored
-    threshold where the pre-denoised one cut it (or, with ``--expected-particles``, where its
-    N-th best score did).
-
-    ``scores``: its candidate scores (``scores/<stem>.npy``); of the picker's two cut-offs, the
-    pre-denoised one made the STAR when it, and not the stored one, keeps as many candidates
-    as the STAR holds. Where both keep the same picks, either mark is right for them and the
-    stored one is given (the summary then does not count that micrograph as pre-denoised).
-    """
-    n = len(kept)
-    if cfg.expected_particles is not None:
-        threshold = float(kept["score"].min()) if n else 1.0
-    else:
-        low, threshold = picker.threshold_predenoised, picker.threshold
-        # the low cut keeps exactly the STAR's picks and the stored one does not
-        if low is not None and (scores >= low).sum() == n != (scores >= threshold).sum():
-            threshold = low
-    kept.attrs["threshold"] = threshold
-    kept.attrs["pre_denoised_threshold"] = (
-        cfg.expected_particles is None and threshold != picker.threshold
-    )
-
-
-def _resumed(star, path, pixel_size: float | None) -> pd.DataFrame:
-    """Picks of a finished micrograph, with the size and pixel size its outputs need."""
-    kept = read_coords(star)
-    if is_raster(path):  # a picture file has no header to map: read it
-        image, px = read_image(path, pixel_size)
-        shape = image.shape
-    else:
-        mrc = read_mrc(path, pixel_size=pixel_size, mmap=True)
-        shape, px = mrc.data.shape[-2:], mrc.pixel_size
-    kept["micrograph_ny"], kept["micrograph_nx"] = shape
-    kept["pixel_size"] = pixel_size or px
-    kept.attrs["pixel_size"] = pixel_size or px
-    return kept
 
 
 @releases_folder_locks
@@ -422,25 +231,25 @@ def predict_all(
         resume = star.is_file() and not (cfg.overwrite or cfg.recut or changed)
         try:
             if resume:
-                kept = _resumed(star, item.path, px_of[item.path])
-                all_scores.append(_resumed_scores(scores, kept))
-                _mark_resumed_threshold(cfg, picker, kept, all_scores[-1])
+                kept = resumed_picks(star, item.path, px_of[item.path])
+                all_scores.append(resumed_scores(scores, kept))
+                mark_resumed_threshold(cfg, picker, kept, all_scores[-1])
                 preview = out / "previews" / f"{stem}.png"
                 if cfg.previews and not preview.is_file():  # killed between STAR and PNG
-                    _save_preview(preview, read_micrograph(item.path, px_of[item.path])[0], kept,
+                    save_preview(preview, read_micrograph(item.path, px_of[item.path])[0], kept,
                                   picker)  # fmt: skip
             else:
                 given = made.pop(str(item.path), None)
                 recutting = cfg.recut and star.is_file() and not changed  # else picked anew
                 if recutting:  # the network's candidates, cut anew
-                    given = _recut_candidates(scores, item.path)
+                    given = recut_candidates(scores, item.path)
                 cands, kept, image, excluded = pick_one(
                     picker, cfg, item.path, stem, exclude, given, px_of[item.path]
                 )
                 all_scores.append(cands["score"].to_numpy(np.float32))
                 # kept also without previews: a resumed run's histogram and its cut-off
-                # (_mark_resumed_threshold) read them back, and --recut cuts them again
-                _save_candidates(scores, cands, excluded)
+                # (mark_resumed_threshold) read them back, and --recut cuts them again
+                save_candidates(scores, cands, excluded)
                 write_relion_coords(star, kept, inputs=[item.path])
                 record_inputs(out, star, state)
                 n_recut += recutting
@@ -448,10 +257,10 @@ def predict_all(
                     redone.append(item.path.name)
                 if exclude is not None:
                     dropped = int((excluded["score"] >= kept.attrs["threshold"]).sum())
-                    _record_excluded(out, item.path, dropped)
+                    record_excluded(out, item.path, dropped)
                     n_excluded += dropped
                 if cfg.previews:
-                    _save_preview(out / "previews" / f"{stem}.png", image, kept, picker)
+                    save_preview(out / "previews" / f"{stem}.png", image, kept, picker)
                 else:  # an earlier run's overlay would show other picks than the STAR's
                     (out / "previews" / f"{stem}.png").unlink(missing_ok=True)
                 picked_now = True
@@ -466,7 +275,7 @@ def predict_all(
         kept["micrograph_path"] = name
         index[name] = project_path(star)
         all_kept.append(kept)
-    _write_collective(cfg, picker, index, all_kept, all_scores)
+    write_collective(cfg, picker, index, all_kept, all_scores)
     if picked_now and not cfg.previews:  # an earlier run's histogram no longer shows the picks
         (out / "score_histogram.png").unlink(missing_ok=True)
     n = sum(len(k) for k in all_kept)
@@ -616,51 +425,3 @@ def _sources(cfg: PickPredictConfig, item: InputItem) -> list[Path]:
     the picks)."""
     masks = [Path(cfg.exclude_masks) / f"{item.path.stem}.mrc"] if cfg.exclude_masks else []
     return [item.path, *masks]
-
-
-def _save_preview(path: Path, image: np.ndarray, kept: pd.DataFrame, picker: Picker) -> None:
-    """The overlay PNG of one micrograph: its picks as circles of the particle's radius."""
-    px = kept.attrs.get("pixel_size")
-    radius = picker.diameter / 2 / float(px) if px else 1
-    threshold = kept.attrs.get("threshold", picker.threshold)
-    save_overlay(path, image, kept, radius, pixel_size=px, threshold=threshold)
-
-
-def _write_collective(cfg, picker: Picker, index: dict, kept: list, scores: list) -> None:
-    """The files over every micrograph listed (``index``: picked or resumed in this run). One
-    with nothing to list is removed: an earlier run's would list picks this run does not (a
-    micrograph whose redo failed, io.resume.failed_redo, or no picks left)."""
-    out = cfg.outdir
-    if index:
-        write_coordinate_index(out / "coordinate_files.star", index)
-    else:
-        (out / "coordinate_files.star").unlink(missing_ok=True)
-    table = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
-    if "box" in cfg.formats:  # one file per micrograph, empty when nothing was picked
-        for path, df in zip(index, kept, strict=True):
-            write_box(out / "box" / f"{Path(path).stem}.box", df, _box_size(cfg, picker, df))
-    if "topaz" in cfg.formats and len(table):
-        write_topaz(out / PICKS_TOPAZ, table)
-    elif "topaz" in cfg.formats:
-        (out / PICKS_TOPAZ).unlink(missing_ok=True)
-    if "cs" in cfg.formats and len(table) and "micrograph_ny" in table:
-        write_cs(out / PICKS_CS, table)  # each micrograph's own pixel size (pixel_size column)
-    elif "cs" in cfg.formats:
-        (out / PICKS_CS).unlink(missing_ok=True)
-    if cfg.previews and scores:
-        threshold = picker.threshold
-        if cfg.expected_particles is not None:  # a cut-off per micrograph: mark their median
-            cuts = [float(k["score"].min()) for k in kept if len(k)]
-            threshold = float(np.median(cuts)) if cuts else threshold
-        else:  # the stored and the pre-denoised threshold: mark the median micrograph's
-            cuts = [float(k.attrs["threshold"]) for k in kept if "threshold" in k.attrs]
-            threshold = float(np.median(cuts)) if cuts else threshold
-        save_histogram(out / "score_histogram.png", np.concatenate(scores), threshold)
-
-
-def _box_size(cfg: PickPredictConfig, picker: Picker, df: pd.DataFrame) -> int:
-    """Box edge in input px: --box-size, else 1.5 diameters."""
-    if cfg.box_size:
-        return int(cfg.box_size)
-    px = float(df["pixel_size"].iloc[0]) if "pixel_size" in df and len(df) else 1.0
-    return max(2, round(1.5 * picker.diameter / px))
