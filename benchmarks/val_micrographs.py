@@ -26,7 +26,7 @@ from draco_em.io.mrc import read_image
 from draco_em.model.weights import load_model
 from draco_em.train.data import load_manifest, split_train_val
 from draco_em.train.engine import evaluate_micrographs
-from draco_em.train.pretrain import StageModel
+from draco_em.train.stage_model import StageModel
 
 
 def main() -> None:

@@ -42,7 +42,7 @@ def test_denoise_stage_fine_tunes_a_draco_run_and_adds_the_refiner(tiny_config, 
     architecture comes from the run (not --preset), and the export loads with its refiner."""
     from draco_em.model.weights import load_model
     from draco_em.train.checkpoint import export_run
-    from draco_em.train.pretrain import DEFAULT_REFINER_CHANNELS
+    from draco_em.train.stage_model import DEFAULT_REFINER_CHANNELS
 
     stage2 = tiny_config(out_dir=tmp_path / "draco", epochs=1)
     run_pretrain(stage2)
@@ -78,9 +78,9 @@ def test_masked_stage_from_a_denoiser_drops_its_refiner(tiny_config, tmp_path) -
 
 def test_mae_stage_records_its_own_mask_ratio(tiny_config) -> None:
     """An MAE warm-up at γ = 0.3 builds (and so exports) a model that says 0.3, not 0.5."""
-    from draco_em.train.pretrain import _build_model
+    from draco_em.train.stage_model import build_model
 
-    model, config, _ = _build_model(tiny_config(stage="mae", mask_ratio=0.3))
+    model, config, _ = build_model(tiny_config(stage="mae", mask_ratio=0.3))
     assert config.mask_ratio == model.config.mask_ratio == 0.3
     with pytest.raises(DracoInputError, match="mask ratio"):
         tiny_config(stage="draco", mask_ratio=0.3)

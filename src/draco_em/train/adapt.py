@@ -346,7 +346,7 @@ def denoise_with_adaptation(cfg: DenoiseConfig, adapt: AdaptConfig | None = None
     adapted = adapt_denoiser(cfg, adapt)
     update: dict[str, Any] = {"weights": str(adapted["weights"])}
     if adapted["stage"] == "mae" and cfg.shifts == 1:
-        # The masked stage drops the pixel refiner (train/pretrain.py), whose job was to remove
+        # The masked stage drops the pixel refiner (train/stage_model.py), whose job was to remove
         # the 16-px patch grid of the per-token head; averaging 4 offset grids does it instead
         # (measured on the real micrograph: a visible grid at 1 shift, Eq. 11 9.15 → 9.75 dB).
         update["shifts"] = 4

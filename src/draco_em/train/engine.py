@@ -1,7 +1,7 @@
 """One training epoch and one validation pass; model-agnostic because the model returns its loss.
 
 ``model(batch, mask_ratio, generator)`` must return ``(loss, pred, masks)``: the
-:class:`~draco_em.train.pretrain.StageModel` wrapper calls ``DracoMAE.forward`` (stage 'draco')
+:class:`~draco_em.train.stage_model.StageModel` wrapper calls ``DracoMAE.forward`` (stage 'draco')
 or ``forward_mae`` (stage 'mae') behind that one signature, so DDP sees a single ``forward``.
 """
 
