@@ -357,6 +357,68 @@ def test_torchrun_denoise_reports_the_jobs_counts_once(tmp_path, tiny_weights, r
         f"denoised 2, skipped 1 finished, failed 1 → {tmp_path / 'out'}"
     ]
     assert done.stderr.count("1 of 4 inputs failed") == 1, done.stderr
+    # a failed redo on rank 1 (good_0 rewritten too small): rank 0's failures.txt and STAR
+    # take rank 1's word for it (io.resume.failed_redo; QA, session 25)
+    write_mrc(mics / "good_0.mrc", rng.normal(size=(8, 8)).astype(np.float32), 1.0)
+    done = subprocess.run(cmd, timeout=300, env=env, capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("2 of 4 inputs failed") == 1, done.stderr
+    lines = (tmp_path / "out" / "failures.txt").read_text().splitlines()
+    assert [Path(line.split("\t")[0]).name for line in lines] == ["bad_0.mrc", "good_0.mrc"]
+    assert "its earlier output stays on disk, unlisted" in lines[1]
+    assert (tmp_path / "out" / "good_0.mrc").is_file()
+    listed = read_micrographs_star(tmp_path / "out" / "denoised_micrographs.star").micrographs
+    assert sorted(Path(n).name for n in listed["rlnMicrographName"]) == ["good_1.mrc", "good_2.mrc"]
+
+
+#: Run by torchrun in place of ``-m draco_em``: a pretrain run rewrites the model file right
+#: after rank 0 has looked at its version, and before rank 1 does.
+_REWRITTEN_BETWEEN_RANKS = """
+import os, sys, time
+from pathlib import Path
+
+import draco_em.infer.run_denoise as run_denoise
+from draco_em.cli import main
+
+real, marker = run_denoise.model_stamp, Path(sys.argv.pop(1))
+
+
+def stamp(path):
+    if os.environ["RANK"] != "0":
+        while not marker.exists():
+            time.sleep(0.05)
+    version = real(path)
+    if not marker.exists():
+        os.utime(path, ns=(1, 1))
+        marker.touch()
+    return version
+
+
+run_denoise.model_stamp = stamp
+main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+def test_torchrun_ranks_denoise_with_the_model_version_recorded(tmp_path, tiny_weights, rng):
+    """Every rank looked at the model file's version itself (io.model_file.model_stamp) and
+    judged the folder's settings by it: a file rewritten between rank 0's look and rank 1's
+    was recorded as one version and denoised with another (QA, session 25). Rank 0 now judges
+    for all, and every rank looks again once it has loaded the file: the job stops."""
+    mics = _mics(tmp_path / "mics", 2, 0, rng)  # one input on each rank
+    script = tmp_path / "rewritten_between_ranks.py"
+    script.write_text(_REWRITTEN_BETWEEN_RANKS)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", "29753", str(script),
+           str(tmp_path / "rewritten"), "denoise", str(mics), "-o", str(tmp_path / "out"),
+           "--model", str(tiny_weights), "--tile", "64", "--workers", "0", "--no-progress",
+           "--device", "cpu", "--pixel-size", "1.0"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, timeout=300, env=env, capture_output=True, text=True)
+    assert done.returncode != 0, done.stderr
+    assert "rewritten while this run read it" in done.stderr, done.stderr
+    assert not list((tmp_path / "out").glob("*.mrc"))  # nothing denoised with either
 
 
 def _children(pid: int) -> list[int]:

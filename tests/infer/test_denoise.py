@@ -456,3 +456,30 @@ def test_weights_rewritten_in_place_are_not_resumed_silently(tmp_path, weights, 
     settings.write_text(json.dumps(record))
     os.utime(weights, ns=(2, 2))
     assert run_denoise(cfg)["skipped"] == 1
+
+
+def test_weights_rewritten_while_they_are_read_stop_the_run(tmp_path, weights, rng, monkeypatch):
+    """The model file's version is recorded before the model loads; a file rewritten in
+    between (a pretrain run's best checkpoint as it trains on) was denoised with under the
+    record of the old one. Now the file is looked at again once loaded, and a change stops
+    the run (under torchrun on every rank: tests/cli/test_contract.py)."""
+    import os
+
+    import draco_em.infer.run_denoise as run_denoise_mod
+    from draco_em.errors import DracoInputError
+
+    write_mrc(tmp_path / "in" / "mic.mrc", rng.normal(size=(64, 64)), 2.0)
+    cfg = DenoiseConfig(inputs=[str(tmp_path / "in")], outdir=tmp_path / "out",
+                        weights=str(weights), workers=0, tile=64, progress=False)  # fmt: skip
+    real = run_denoise_mod._load
+
+    def load_as_it_is_rewritten(*args, **kwargs):
+        os.utime(weights, ns=(1, 1))  # written again after its version was recorded
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_denoise_mod, "_load", load_as_it_is_rewritten)
+    with pytest.raises(DracoInputError, match="rewritten while this run read it"):
+        run_denoise(cfg)
+    assert not (tmp_path / "out" / "mic.mrc").exists()
+    monkeypatch.setattr(run_denoise_mod, "_load", real)
+    assert run_denoise(cfg)["done"] == 1  # no outputs of the old version: the new one is taken

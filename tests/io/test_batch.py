@@ -152,3 +152,24 @@ def test_settings_changes_one_comparison_for_every_resumable_folder(tmp_path):
     )
     path.write_text('{"dose": 4')  # damaged: records nothing, so everything differs
     assert settings_changes(path, {"dose": 40}, recorded_only=True) == "dose None → 40"
+
+
+def test_a_long_setting_is_shown_where_it_changed():
+    """A value longer than a line is cut, but where it differs: a model file rewritten in
+    place (model_file: name, size, time stamp) was refused with "'m.safetensors, 247352
+    bytes, modified 2026-12-06T23:32:2... → 'm.safetensors, ... 2026-12-06T23:32:2...",
+    the same text both sides (QA, session 25)."""
+    from draco_em.io.batch import settings_diff
+
+    stamp = "draco_pretrain_best.safetensors, 123456789 bytes, modified 2026-12-06T23:32:{}"
+    said = settings_diff({"model_file": stamp.format("29.154108")},
+                         {"model_file": stamp.format("41.000000")})  # fmt: skip
+    assert said is not None
+    old, new = said.removeprefix("model_file ").split(" → ")
+    assert old.endswith("23:32:29.154108'") and new.endswith("23:32:41.000000'")
+    assert len(old) <= 60 and len(new) <= 60
+    short = settings_diff({"tile": 256, "blocks": [1] * 40}, {"tile": 128, "blocks": [2] * 40})
+    assert short == (  # values that differ early are cut from their start, as before
+        "blocks [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,... → "
+        "[2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,..., tile 256 → 128"
+    )

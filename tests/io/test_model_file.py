@@ -114,3 +114,23 @@ def test_ctrl_c_while_a_model_is_read_is_an_interrupt_not_a_damaged_file(tmp_pat
     assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is back
     monkeypatch.setattr(model_file, "safe_open", real_open)
     assert read_model_file(path, "thing").shapes == {"w": [2]}  # no interrupt: a plain read
+
+
+def test_a_model_rewritten_while_it_is_loaded_is_refused(tmp_path):
+    """The version a batch folder records (io.model_file.model_stamp) is taken before the
+    model loads and checked after: a file rewritten in between (a pretrain run saving its
+    best checkpoint) would record one version and make outputs with another."""
+    from draco_em.io.model_file import load_stamped, model_stamp
+
+    path = tmp_path / "best.safetensors"
+    path.write_bytes(b"12345")
+    value, stamp = load_stamped(path, lambda: "model")
+    assert (value, stamp) == ("model", model_stamp(path))
+    assert load_stamped(None, lambda: "bundled") == ("bundled", None)
+
+    def rewrite() -> str:
+        os.utime(path, ns=(5, 5))
+        return "half old, half new"
+
+    with pytest.raises(DracoInputError, match="rewritten while this run read it"):
+        load_stamped(path, rewrite)

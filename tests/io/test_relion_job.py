@@ -178,6 +178,35 @@ def test_pick_train_reads_the_manual_picks(tmp_path: Path, capsys, monkeypatch) 
     assert code == 2 and "--in_coords" in err and Path("External/job013", FAILURE).is_file()
 
 
+def test_pick_train_continues_from_its_checkpoint(tmp_path: Path, capsys, monkeypatch) -> None:
+    """RELION's "Continue" re-runs the job in its folder. An interrupted pick-train left its
+    checkpoint there, and pick train without --resume stopped at it ("add --resume latest"):
+    Continue failed. The job now goes on from it. Without a checkpoint it trains from the
+    start; a resume Params row of the user's is left as given."""
+    import draco_em.io.relion_job as relion_job
+    from draco_em.io.run_folder import checkpoint_path
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(
+        relion_job, "run_external_job", lambda argv, job, nodes, **_: calls.append(argv) or 0
+    )
+    monkeypatch.chdir(tmp_path)
+    job = Path("External/job013")
+    base = ["relion", "pick-train", "--o", f"{job}/", "--in_mics", "mics.star", "--in_coords",
+            "ManualPick/job5/manualpick.star", "--diameter", "150"]  # fmt: skip
+    assert draco_in_process(capsys, *base)[0] == 0
+    assert "--resume" not in calls[-1]  # a first run
+    checkpoint_path(job, "latest").parent.mkdir(parents=True)
+    checkpoint_path(job, "latest").write_bytes(b"an interrupted run's checkpoint")
+    assert draco_in_process(capsys, *base)[0] == 0
+    assert calls[-1][-2:] == ["--resume", "latest"]
+    assert draco_in_process(capsys, *base, "--resume", "latest")[0] == 0
+    assert calls[-1].count("--resume") == 1
+    pick = ["relion", "pick", "--o", f"{job}/", "--in_mics", "mics.star", "--diameter", "150"]
+    assert draco_in_process(capsys, *pick)[0] == 0
+    assert "--resume" not in calls[-1]  # pick predict resumes by itself
+
+
 def test_a_crash_on_continue_is_a_failure_not_a_success(tmp_path: Path, monkeypatch) -> None:
     """Exit 1 is "some inputs failed" only with this run's failures.txt: a command that dies
     on an uncaught error exits 1 too, and an earlier run's node file must not make RELION's

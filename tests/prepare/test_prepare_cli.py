@@ -116,3 +116,17 @@ def test_torchrun_two_ranks_share_the_movies(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert "0 prepared, 3 already there, 1 failed" in done.stdout
     assert done.stderr.count("1 of 4 inputs failed") == 1, done.stderr
+    # a failed redo on rank 1 (r1 rewritten broken): the merged failures.txt says its triplet
+    # stays, unlisted, and rank 0's manifest leaves it out (io.resume.failed_redo; session 25)
+    (tmp_path / "in" / "r1.mrcs").write_bytes(b"not an MRC file" * 100)
+    done = subprocess.run(cmd, timeout=300, env=env, capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    assert "0 prepared, 2 already there, 2 failed" in done.stdout
+    failures = (tmp_path / "out" / "failures.txt").read_text()
+    assert [line.split("\t")[0] for line in failures.splitlines()] == [
+        str(tmp_path / "in" / "r1.mrcs"), str(tmp_path / "in" / "r3.mrcs")]  # fmt: skip
+    assert failures.count("its earlier output stays on disk, unlisted") == 1
+    assert (tmp_path / "out" / "r1.mrc").is_file()
+    table = read_micrographs_star(tmp_path / "out" / "triplets.star")
+    names = sorted(Path(n).name for n in table.micrographs["rlnMicrographName"])
+    assert names == ["r0.mrc", "r2.mrc"]

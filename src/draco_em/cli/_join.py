@@ -13,6 +13,7 @@ from draco_em.curate.head import is_bundled_curator, resolve_curator_path
 from draco_em.curate.mask import MaskFn, curation_exclude
 from draco_em.curate.predict import PredictResult, predict_curation
 from draco_em.curate.train import train_curator
+from draco_em.io.model_file import load_stamped
 from draco_em.pick.evidence import ParticleEvidence
 
 
@@ -24,11 +25,14 @@ def particle_evidence() -> ParticleEvidence:
 
 def exclusion_by_curation(
     model: str | Path, classes: list[str] | None, threshold: float, device: str
-) -> tuple[MaskFn, Path | None]:
+) -> tuple[MaskFn, str | None]:
     """(:func:`~draco_em.curate.mask.curation_exclude` with the particle evidence a head may
-    read, the head's file where it is one's own: ``pick predict`` records its version)."""
-    exclude = curation_exclude(model, classes, threshold, device, evidence=particle_evidence())
-    return exclude, None if is_bundled_curator(model) else resolve_curator_path(model)
+    read, the version of the head's file where it is one's own, which ``pick predict``
+    records: :func:`~draco_em.io.model_file.load_stamped`)."""
+    own = None if is_bundled_curator(model) else resolve_curator_path(model)
+    evidence = particle_evidence()
+    return load_stamped(own, lambda: curation_exclude(model, classes, threshold, device,
+                                                      evidence=evidence))  # fmt: skip
 
 
 def train_curation(cfg: CurateTrainConfig) -> dict:

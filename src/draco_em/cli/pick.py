@@ -134,7 +134,7 @@ def pick_predict(
         curation, head = exclusion_by_curation(
             cfg.exclude_by_curation, cfg.exclude_classes, cfg.exclude_threshold, cfg.device
         )
-    s = predict_all(cfg, progress=not quiet, curation=curation, curation_file=head)
+    s = predict_all(cfg, progress=not quiet, curation=curation, curation_stamp=head)
     typer.echo(
         f"{s['picks']} picks on {s['micrographs']} micrographs ("
         + (

@@ -12,7 +12,8 @@ from the project folder:
 The job's outputs become RELION nodes: prepare and denoise a micrographs STAR, pick a
 coordinate-files STAR (for Extract), curate the accepted micrographs. pick-train fine-tunes the
 bundled picker on a ManualPick job's picks (``--in_coords``); a pick job then takes its folder
-as the Params row ``model``.
+as the Params row ``model``. RELION's "Continue" re-runs a job in its folder: the batch tasks
+skip what they finished, pick-train goes on from its last finished epoch.
 """
 
 from __future__ import annotations
@@ -108,10 +109,32 @@ def relion(
     for name, value in zip(defaults[::2], defaults[1::2], strict=True):
         if name not in extra:
             extra += [name, value]
-    argv = [*command, *inputs, "-o", str(out), *extra]
+    argv = [*command, *inputs, "-o", str(out), *extra, *_continued(task, out, extra)]
     code = run_external_job(argv, out, nodes, control=control, threads=threads)
     if code:
         raise typer.Exit(code)
+
+
+#: task → (the file an interrupted run leaves in the job folder, what RELION's "Continue"
+#: then adds). pick train's checkpoint is ``io.run_folder.checkpoint_path(job, "latest")``,
+#: named here since io.run_folder imports torch, which the command line leaves to each command
+#: (tests/io/test_relion_job.py writes it with checkpoint_path); batch tasks resume by themselves.
+CONTINUE = {"pick-train": (Path("checkpoints", "latest.pt"), ["--resume", "latest"])}
+
+
+def _continued(task: str, job_dir: Path, extra: list[str]) -> list[str]:
+    """What RELION's "Continue" (the job run again in its folder) adds to the command line.
+
+    The batch tasks skip what they finished. ``pick train`` does not go on by itself: an
+    interrupted training (Abort, a killed job) leaves its checkpoint in the job folder, and a
+    run without ``--resume latest`` stops at it, so the job adds it there. Without a
+    checkpoint (a first run, one stopped before its first epoch ended) it trains from the
+    start; a ``resume`` Params row is left as the user gave it.
+    """
+    if task not in CONTINUE or any(a.split("=")[0] == "--resume" for a in extra):
+        return []
+    saved, words = CONTINUE[task]
+    return list(words) if (job_dir / saved).is_file() else []
 
 
 def _flags(command: list[str]) -> dict[str, str | None]:

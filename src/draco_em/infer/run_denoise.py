@@ -40,7 +40,7 @@ from draco_em.io.batch import (
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import halves_of, is_half
 from draco_em.io.images import is_raster, read_raster_stack, require_pixel_size
-from draco_em.io.model_file import BUNDLED, MODEL_STAMP, model_stamp
+from draco_em.io.model_file import BUNDLED, MODEL_STAMP, model_stamp, rewritten_while_read
 from draco_em.io.mrc import STACK_SUFFIXES, check_micrograph_pixels, read_mrc, write_mrc
 from draco_em.io.preview import save_preview
 from draco_em.io.resume import (
@@ -54,6 +54,7 @@ from draco_em.io.resume import (
 from draco_em.io.star import SOURCE_COLUMN, MicrographTable, project_path, write_micrographs_star
 from draco_em.model.weights import BUNDLED_DENOISER, load_model, resolve_weights
 from draco_em.runtime import (
+    DistContext,
     all_gather_objects,
     cleanup,
     cpu_has_bf16,
@@ -220,6 +221,39 @@ def _load(cfg: DenoiseConfig, device: torch.device) -> Denoiser:
     )
 
 
+def _load_as_recorded(cfg: DenoiseConfig, ctx: DistContext) -> Denoiser:
+    """Check the folder's settings, then load the model: one verdict and one model version
+    for every ``torchrun`` rank.
+
+    Rank 0 alone compares this run's settings with the folder's record and records them
+    (:func:`draco_em.io.batch.check_settings`); the other ranks follow its verdict. Each rank
+    judged by itself before, looking at the model file's version (``model_file``) itself: a
+    file rewritten between their looks (a ``draco pretrain`` run's best checkpoint as it
+    trains on) let one rank refuse while the others went on, or denoise with another version
+    than the one recorded. Each rank looks at the file again once it has loaded it: a file
+    rewritten since rank 0 recorded it stops the job on every rank.
+    """
+    error: DracoInputError | None = None
+    stamp = None  # the model file's version as recorded (None: the bundled model)
+    if ctx.rank == 0:
+        try:
+            settings = _settings(cfg)
+            check_settings(cfg.outdir, "denoise", settings, cfg.overwrite,
+                           if_recorded=[MODEL_STAMP])  # fmt: skip
+            stamp = settings.get(MODEL_STAMP)
+        except DracoInputError as exc:  # every rank stops with it, below
+            error = exc
+    refusal, stamp = all_gather_objects((None if error is None else str(error), stamp), ctx)[0]
+    if refusal:
+        raise error or DracoInputError(refusal)
+    denoiser = _load(cfg, ctx.device)
+    loaded = None if stamp is None else model_stamp(resolve_weights(cfg.weights))
+    changed = [s for s in all_gather_objects(loaded, ctx) if s != stamp]
+    if changed:
+        raise rewritten_while_read(str(stamp), str(changed[0]), cfg.weights)
+    return denoiser
+
+
 @dataclass
 class _Share:
     """What one rank did with its share of the inputs (:func:`run_denoise`)."""
@@ -258,9 +292,7 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
     rank, world = ctx.rank, ctx.world_size
     given: list[str | Path] = [*cfg.inputs, *(it.path for it in inputs.items)]
     make_output_folder(cfg.outdir, given, beside_inputs=False)  # before the model loads
-    check_settings(cfg.outdir, "denoise", _settings(cfg), cfg.overwrite, write=rank == 0,
-                   if_recorded=[MODEL_STAMP])  # fmt: skip
-    denoiser = _load(cfg, ctx.device)
+    denoiser = _load_as_recorded(cfg, ctx)
     failures = FailureLog(cfg.outdir, rank=rank)
     items, fulls = inputs.items, {it.path for it in inputs.items}
     if cfg.blends:  # the halves of an input are its data, not micrographs of their own

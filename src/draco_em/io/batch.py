@@ -274,13 +274,22 @@ def settings_diff(
     changed = sorted(k for k in was if was[k] != current.get(k))
     if not changed:
         return None
-    return ", ".join(f"{k} {_short(was[k])} → {_short(current.get(k))}" for k in changed)
+    return ", ".join(f"{k} {' → '.join(_shown(was[k], current.get(k)))}" for k in changed)
 
 
-def _short(value: Any, width: int = 60) -> str:
-    """``repr(value)``, cut to ``width`` characters (a nested settings block fills a screen)."""
-    text = repr(value)
-    return text if len(text) <= width else text[: width - 3] + "..."
+def _shown(old: Any, new: Any, width: int = 60) -> tuple[str, str]:
+    """``repr`` of a setting's two values, each cut to ``width`` characters (a nested settings
+    block fills a screen) around where they first differ. Cut from their start, two values
+    whose first ``width`` characters agree read the same: a model file's version
+    (``model_file``: name, size, then time stamp) showed "'m.safetensors, 247352 bytes,
+    modified 2026-12-06T23:32:2...' → " and the same text again, hiding what changed."""
+    texts = [repr(old), repr(new)]
+    pairs = enumerate(zip(*texts, strict=False))
+    at = next((i for i, (a, b) in pairs if a != b), min(map(len, texts)))  # first change
+    if at > width - 12:  # a cut from the start would end before the first difference
+        texts = ["..." + t[at - width // 2 :] for t in texts]
+    cut = [t if len(t) <= width else t[: width - 3] + "..." for t in texts]
+    return cut[0], cut[1]
 
 
 def _holds_outputs(outdir: Path) -> bool:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -37,6 +37,8 @@ from safetensors.torch import save_file
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path
+
+T = TypeVar("T")
 
 #: The model name that means "the file shipped with the package".
 BUNDLED = "bundled"
@@ -97,6 +99,32 @@ def model_stamp(path: Path) -> str:
     st = path.stat()
     when = datetime.fromtimestamp(st.st_mtime_ns / 1e9).isoformat(timespec="microseconds")
     return f"{path.name}, {st.st_size} bytes, modified {when}"
+
+
+def rewritten_while_read(before: str, after: str, path: str | Path) -> DracoInputError:
+    """The one refusal of a model file whose :func:`model_stamp` changed while a run read it
+    (a ``draco pretrain`` run saving its best checkpoint): what the run used is unknown."""
+    return DracoInputError(
+        f"the model file was rewritten while this run read it ({before} → {after}): run "
+        "again once it is written, or give a copy of it",
+        path,
+    )
+
+
+def load_stamped(path: Path | None, load: Callable[[], T]) -> tuple[T, str | None]:
+    """(``load()``, the :func:`model_stamp` of ``path`` it was loaded from; None where
+    ``path`` is None: a bundled model). The stamp is taken before and checked after, so that
+    the version a batch folder records is the one its outputs are made with.
+
+    Raises:
+        DracoInputError: the file was rewritten while it was loaded
+            (:func:`rewritten_while_read`).
+    """
+    before = None if path is None else model_stamp(path)
+    value = load()
+    if path is not None and before is not None and (after := model_stamp(path)) != before:
+        raise rewritten_while_read(before, after, path)
+    return value, before
 
 
 def is_bundled_model(model: str | Path, resolve: Callable[[str | Path], Path]) -> bool:

@@ -49,7 +49,7 @@ from draco_em.io.coords import (
 )
 from draco_em.io.folder_lock import releases_folder_locks
 from draco_em.io.halves import drop_halves
-from draco_em.io.model_file import BUNDLED, MODEL_STAMP, model_stamp
+from draco_em.io.model_file import BUNDLED, MODEL_STAMP, load_stamped
 from draco_em.io.mrc import read_micrograph
 from draco_em.io.pixel_size import require_pixel_size
 from draco_em.io.resume import (
@@ -171,13 +171,13 @@ def predict_all(
     cfg: PickPredictConfig,
     progress: bool = True,
     curation: ExcludeFn | None = None,
-    curation_file: Path | None = None,
+    curation_stamp: str | None = None,
 ) -> dict:
     """Pick every input; returns a summary dict (counts, output paths).
 
     ``curation`` is the ``--exclude-by-curation`` mask (:func:`build_exclude`), and
-    ``curation_file`` its head's file where it is not the bundled one (its version is recorded
-    with the settings, as the picker's).
+    ``curation_stamp`` its head file's version where it is not the bundled one
+    (:func:`draco_em.io.model_file.load_stamped`), recorded with the settings as the picker's.
 
     ``excluded`` counts the picks (score ≥ threshold) dropped on excluded regions in this run
     (None without exclusion); per micrograph they are in OUTDIR/excluded_picks.txt.
@@ -189,7 +189,10 @@ def predict_all(
     device = resolve_device(cfg.device)
     exclude = build_exclude(cfg, curation)
     no_mask = missing_masks_warning(cfg.exclude_masks, items)  # before the picker loads
-    picker = load_picker(cfg.model, cfg.diameter, None, device, cfg.batch_size)
+    own = None if is_bundled_picker(cfg.model) else resolve_picker(cfg.model)
+    picker, picker_stamp = load_stamped(
+        own, lambda: load_picker(cfg.model, cfg.diameter, None, device, cfg.batch_size)
+    )
     stored_threshold = picker.threshold  # what --diameter-scales auto's criterion counts above
     if cfg.threshold is not None:
         picker.threshold = cfg.threshold
@@ -199,7 +202,7 @@ def predict_all(
     scales = default_scales(cfg, picker)
     cfg = cfg.model_copy(update={"diameter_scales": scales})
     ignore = CUT_SETTINGS if cfg.recut else ()  # the finished ones are cut again below
-    settings = _settings(cfg, picker, curation_file)
+    settings = _settings(cfg, picker, picker_stamp, curation_stamp)
     check_settings(out, "pick predict", settings, cfg.overwrite, ignore=ignore,
                    if_recorded=[MODEL_STAMP, CURATION_STAMP])  # fmt: skip
     choice, made = None, {}
@@ -402,7 +405,14 @@ def _option_warnings(cfg: PickPredictConfig, picker: Picker) -> list[str]:
 CURATION_STAMP = "curation_file"
 
 
-def _settings(cfg: PickPredictConfig, picker: Picker, curation_file: Path | None = None) -> dict:
+def _settings(
+    cfg: PickPredictConfig,
+    picker: Picker,
+    picker_stamp: str | None = None,
+    curation_stamp: str | None = None,
+) -> dict:
+    """The settings a folder records (io.batch.check_settings), with the versions of a picker
+    and a curation head of one's own (taken as they were loaded: io.model_file.load_stamped)."""
     model = Path(cfg.model)
     settings = cfg.model_dump(mode="json", include=set(OUTPUT_SETTINGS))
     if settings["diameter_scales"] == [1.0]:  # the default: folders made before it still resume
@@ -412,10 +422,10 @@ def _settings(cfg: PickPredictConfig, picker: Picker, curation_file: Path | None
     if picker.threshold_predenoised is not None and cfg.expected_particles is None:
         # the picks of a folder made before the second threshold existed were cut otherwise
         settings["threshold_predenoised"] = picker.threshold_predenoised
-    if not is_bundled_picker(cfg.model):  # a picker trained again at the same path
-        settings[MODEL_STAMP] = model_stamp(resolve_picker(cfg.model))
-    if curation_file is not None:  # a head trained again at the same path
-        settings[CURATION_STAMP] = model_stamp(curation_file)
+    if picker_stamp is not None:  # a picker trained again at the same path
+        settings[MODEL_STAMP] = picker_stamp
+    if curation_stamp is not None:  # a head trained again at the same path
+        settings[CURATION_STAMP] = curation_stamp
     return {"model": str(model.resolve()) if model.exists() else cfg.model, **settings}
 
 
