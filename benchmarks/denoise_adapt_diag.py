@@ -45,7 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from denoise_indep import corr_snr_db
 
 from draco_em.imaging.fourier import fourier_resize
-from draco_em.infer.run_denoise import DenoiseConfig, _load
+from draco_em.infer.config import DenoiseConfig
+from draco_em.infer.run_denoise import _load
 from draco_em.io.mrc import read_image
 from draco_em.model.draco import hide_pixels
 from draco_em.model.encoder import rescale_to_working

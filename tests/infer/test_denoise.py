@@ -9,8 +9,9 @@ import torch
 from PIL import Image
 
 from draco_em.imaging.normalize import clip_stats
+from draco_em.infer.config import DenoiseConfig
 from draco_em.infer.denoise import Denoiser
-from draco_em.infer.run_denoise import DenoiseConfig, run_denoise
+from draco_em.infer.run_denoise import run_denoise
 from draco_em.io.mrc import read_mrc, write_mrc
 from draco_em.io.preview import GAP_PX, to_uint8
 from draco_em.io.star import MicrographTable, read_micrographs_star, write_micrographs_star
@@ -310,7 +311,7 @@ def test_a_rewritten_input_is_denoised_again_and_the_other_resumed(tmp_path, wei
     """A re-run skipped every input whose output existed, so a micrograph rewritten upstream
     kept its stale output. Now its output is made again (said, and written over the old one,
     which stays until then); an untouched re-run still skips all."""
-    import draco_em.infer.run_denoise as run
+    import draco_em.infer.outputs as run
 
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(2):

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from draco_em.imaging.filters import gaussian_blur_px
+from draco_em.infer.config import DenoiseConfig
 from draco_em.infer.halves_blend import RINGS_TO_NYQUIST, blend_halves
-from draco_em.infer.run_denoise import DenoiseConfig, _load, run_denoise
+from draco_em.infer.run_denoise import _load, run_denoise
 from draco_em.io.mrc import read_mrc, write_mrc
 from tests.conftest import draco_in_process
 from tests.infer.test_denoise import weights as weights  # the tiny-model fixture

@@ -8,8 +8,9 @@ import pytest
 from draco_em.errors import DracoInputError
 from draco_em.imaging.filters import gaussian_blur_px
 from draco_em.imaging.fourier import frequency_grid
+from draco_em.infer.config import DenoiseConfig
 from draco_em.infer.pseudo_halves import counting_noise_model, pseudo_halves
-from draco_em.infer.run_denoise import DenoiseConfig, run_denoise
+from draco_em.infer.run_denoise import run_denoise
 from draco_em.io.batch import SETTINGS_FILE
 from draco_em.io.mrc import read_mrc, write_mrc
 from tests.conftest import draco_in_process

@@ -53,7 +53,8 @@ from pydantic import BaseModel, Field
 
 from draco_em.docs_index import doc_ref
 from draco_em.errors import DracoInputError
-from draco_em.infer.run_denoise import DenoiseConfig, run_denoise
+from draco_em.infer.config import DenoiseConfig
+from draco_em.infer.run_denoise import run_denoise
 from draco_em.io.atomic import write_text_atomic
 from draco_em.io.batch import expand_inputs
 from draco_em.io.halves import halves_of, is_half
