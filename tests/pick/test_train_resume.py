@@ -109,7 +109,7 @@ def test_a_killed_run_resumes_after_its_last_epoch_and_ends_as_an_uninterrupted_
     path = _train(_cfg(blobs, run, resume="latest"), make_tiny_config)
     _same_picker(uninterrupted(), path)
     log = (run / "run.log").read_text()
-    resumed = log[log.index("resumed from") :]
+    resumed = log[log.index("resuming ") :]
     assert "after epoch 1/3" in resumed and "epoch 1/3 loss" not in resumed
     assert "epoch 2/3 loss" in resumed and "epoch 3/3 loss" in resumed  # where it went on
     assert len(read_picker(path)[1]["metadata"]["losses"]) == 3
@@ -153,7 +153,8 @@ def test_resume_refuses_changed_settings_and_other_micrographs(
     with pytest.raises(DracoInputError) as refused:
         _train(changed, make_tiny_config)
     message = str(refused.value)
-    assert "\n" not in message and "epochs 2 → 4" in message and "lr 0.003 → 0.001" in message
+    assert "\n" not in message and "--epochs 2 → 4" in message and "--lr 0.003 → 0.001" in message
+    assert "config.yaml" in message  # where its settings are
     assert "crop " not in message  # only what changed is named
     # a refusal leaves the folder as it was
     assert ((run / "config.yaml").read_text(),
@@ -161,8 +162,11 @@ def test_resume_refuses_changed_settings_and_other_micrographs(
     # the same settings (--threads may change: it changes no weight) on other micrographs,
     # one gone from the folder: refused too
     (data / "mics" / "blob_3.mrc").unlink()
-    with pytest.raises(DracoInputError, match="micrographs differ from the interrupted run's"):
+    with pytest.raises(
+        DracoInputError, match="micrographs differ from the interrupted run's"
+    ) as gone:
         _train(_cfg(data, run, epochs=2, resume="latest", threads=1), make_tiny_config)
+    assert "1 gone (blob_3)" in str(gone.value)  # named, not two lists cut at 60 characters
 
 
 def test_resume_where_there_is_no_checkpoint_says_so(blobs, tmp_path, make_tiny_config):
@@ -204,5 +208,40 @@ def test_the_command_says_how_to_resume_on_ctrl_c_and_resumes(
         assert done.value.code == code, err
         if code:
             assert len(err.strip().splitlines()) == 1
-            assert ("epochs 2 → 3" if "3" in extra else "invalid --resume") in err
+            assert ("--epochs 2 → 3" if "3" in extra else "invalid --resume") in err
     assert read_picker(run)[1]["metadata"]["losses"]
+
+
+def test_ctrl_c_during_a_checkpoint_write_names_the_epoch_it_saved(
+    blobs, tmp_path, monkeypatch, make_tiny_config
+):
+    """A Ctrl-C while the checkpoint was written waits for the write (interrupt_after), then
+    stops the run: its line named the epoch before (or said nothing was saved, and the same
+    command was then refused for the checkpoint it had). QA, session 25."""
+    import draco_em.pick.model_io as model_io
+
+    real = model_io.write_checkpoint
+
+    def interrupted(path, state):
+        real(path, state)
+        raise KeyboardInterrupt  # as interrupt_after re-raises once the write is whole
+
+    monkeypatch.setattr(model_io, "write_checkpoint", interrupted)
+    run = tmp_path / "r"
+    with pytest.raises(KeyboardInterrupt):
+        _train(_cfg(blobs, run), make_tiny_config)
+    log = (run / "run.log").read_text()
+    assert "saved after epoch 1/3" in log and "before its first epoch ended" not in log
+
+
+def test_the_checkpoint_folder_goes_with_a_killed_write_s_temp(tmp_path):
+    """A SIGKILL during a checkpoint write leaves its temp beside it: the finished run's
+    folder kept checkpoints/ with 12 MB in it (QA, session 25)."""
+    from draco_em.pick.model_io import remove_checkpoint
+
+    path = checkpoint_path(tmp_path, "latest")
+    path.parent.mkdir()
+    path.write_bytes(b"ckpt")
+    (path.parent / ".latest.abc123.tmp.pt").write_bytes(b"half a checkpoint")
+    remove_checkpoint(path)
+    assert not path.parent.exists()

@@ -13,7 +13,7 @@ import json
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -264,9 +264,11 @@ def settings_diff(
     ignore: Iterable[str] = (),
     recorded_only: bool = False,
     if_recorded: Iterable[str] = (),
+    label: Callable[[str], str] = str,
 ) -> str | None:
     """:func:`settings_changes` of a record already read (a checkpoint holds its own: ``pick
-    train --resume``): ``"key old → new, ..."``, None when they agree."""
+    train --resume``): ``"key old → new, ..."``, None when they agree; ``label`` names a key
+    (``pick train`` names its options)."""
     legacy = legacy or {}
     skip = set(ignore) | {k for k in if_recorded if k not in old}
     keys = current.keys() if recorded_only else current.keys() | old.keys()
@@ -274,7 +276,7 @@ def settings_diff(
     changed = sorted(k for k in was if was[k] != current.get(k))
     if not changed:
         return None
-    return ", ".join(f"{k} {' → '.join(_shown(was[k], current.get(k)))}" for k in changed)
+    return ", ".join(f"{label(k)} {' → '.join(_shown(was[k], current.get(k)))}" for k in changed)
 
 
 def _shown(old: Any, new: Any, width: int = 60) -> tuple[str, str]:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from draco_em.errors import DracoInputError
-from draco_em.io.atomic import atomic_path
+from draco_em.io.atomic import atomic_path, remove_stale_temps
 from draco_em.io.batch import settings_diff
 from draco_em.io.model_file import (
     interrupt_after,
@@ -32,7 +32,7 @@ from draco_em.io.model_file import (
     resolve_model_file,
     write_model_file,
 )
-from draco_em.io.run_folder import absolute_name, checkpoint_path
+from draco_em.io.run_folder import CONFIG_FILE, absolute_name, checkpoint_path
 from draco_em.pick.config import RESUME_MAY_CHANGE, DetectorConfig, PickTrainConfig
 from draco_em.pick.detector import ParticleDetector
 from draco_em.pick.predict import Picker
@@ -174,8 +174,11 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def remove_checkpoint(path: Path) -> None:
-    """Delete a finished run's checkpoint, and its folder when nothing else is in it."""
+    """Delete a finished run's checkpoint, the temp a write killed by SIGKILL left beside it
+    (the run holds the folder's lock: no other write is going on), and its folder when nothing
+    else is in it."""
     path.unlink(missing_ok=True)
+    remove_stale_temps(path.parent, min_age_s=0)
     with contextlib.suppress(OSError):  # not empty: someone keeps files of their own there
         path.parent.rmdir()
 
@@ -224,7 +227,11 @@ class Checkpoints:
                  "model": detector.state_dict(), "optimizer": opt.state_dict(),
                  "crop_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                  "seconds": time.time() - self.started}  # fmt: skip
-        write_checkpoint(self.path, state)
+        try:
+            write_checkpoint(self.path, state)
+        except KeyboardInterrupt:  # held until the write ended (interrupt_after): it is saved
+            self.saved = saved_epoch(state)
+            raise
         self.saved = saved_epoch(state)
 
     def restore(self, detector: ParticleDetector, opt: torch.optim.Optimizer,
@@ -238,7 +245,6 @@ class Checkpoints:
         opt.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["crop_rng"]
         torch.set_rng_state(state["torch_rng"])
-        log.info("resumed from %s after %s", self.path, self.saved)
         return int(state["epoch"]), [float(x) for x in state["losses"]]
 
 
@@ -246,6 +252,12 @@ def saved_epoch(state: Mapping[str, Any]) -> str:
     """What a checkpoint holds, as its messages say it: ``epoch 2/20`` (of the --refit one)."""
     refit = " of the --refit training" if state["phase"] == "refit" else ""
     return f"epoch {state['epoch']}/{state['settings']['epochs']}{refit}"
+
+
+def option_name(key: str) -> str:
+    """How a refusal names a recorded setting: ``crops_per_epoch`` as ``--crops-per-epoch``
+    (the option a user typed); the architecture and the per-micrograph diameters as kept."""
+    return key if "." in key or key == "diameters" else "--" + key.replace("_", "-")
 
 
 def resume_point(cfg: PickTrainConfig, settings: dict[str, Any]) -> dict[str, Any] | None:
@@ -272,9 +284,10 @@ def resume_point(cfg: PickTrainConfig, settings: dict[str, Any]) -> dict[str, An
             "epoch): run without --resume to train from the start", cfg.outdir,
         )  # fmt: skip
     state = read_checkpoint(saved)
-    if changed := settings_diff(state["settings"], settings):
+    if changed := settings_diff(state["settings"], settings, label=option_name):
         raise DracoInputError(
             f"--resume latest: these settings differ from the interrupted run's ({changed}): "
-            "give its settings to continue it, or a new -o folder", saved,
+            f"give its settings ({CONFIG_FILE} in the folder) to continue it, or a new -o "
+            "folder", saved,
         )  # fmt: skip
     return state

@@ -36,11 +36,9 @@ import torch
 from tqdm import tqdm
 
 from draco_em.errors import DracoInputError
-from draco_em.io.batch import (
-    make_output_folder,
-    settings_diff,
-)
+from draco_em.io.batch import make_output_folder
 from draco_em.io.folder_lock import releases_folder_locks
+from draco_em.io.resume import first_names
 from draco_em.io.run_folder import refuse_trained_folder, run_log, write_config
 from draco_em.model.weights import read_weights, resolve_weights
 from draco_em.pick.autoscale import ScaleChoice, scale_on_micrographs
@@ -384,6 +382,21 @@ def first_model(
     return threshold, val_result, meta
 
 
+def data_change(old: Mapping[str, list[str]], new: Mapping[str, list[str]]) -> str | None:
+    """How a resumed run's micrographs (:meth:`TrainingData.names`) differ from the
+    interrupted run's, by name: ``train: 1 gone (a), 1 new (b)``; None when they agree."""
+    parts = []
+    for role in sorted(old.keys() | new.keys()):
+        was, now = list(old.get(role, [])), list(new.get(role, []))
+        if was == now:
+            continue
+        gone, added = sorted(set(was) - set(now)), sorted(set(now) - set(was))
+        said = [f"{len(names)} {what} ({first_names(names)})"
+                for names, what in ((gone, "gone"), (added, "new")) if names]  # fmt: skip
+        parts.append(f"{role}: {', '.join(said) or 'the same ones in another order'}")
+    return "; ".join(parts) or None
+
+
 def resumed_scale(state: dict[str, Any] | None) -> ScaleChoice | None:
     """The ``--auto-scale`` choice a resumed checkpoint records (chosen once per run)."""
     saved = None if state is None else state.get("auto_scale")
@@ -423,6 +436,8 @@ def train_picker(
         write_config(cfg.outdir, cfg)
     checkpoints = Checkpoints(cfg.outdir, {"settings": settings}, resumed)
     with run_log(cfg.outdir, log), interrupted_note(checkpoints):
+        if resumed is not None:  # on the terminal too: the epoch lines go on from there
+            say(f"resuming {checkpoints.path} after {checkpoints.saved}", progress)
         path = _train(cfg, diameters, detector_config, device, progress, checkpoints)
     remove_checkpoint(checkpoints.path)  # the picker holds all that is left of it
     return path
@@ -448,7 +463,7 @@ def _train(
                  cfg.diameter)  # fmt: skip
     data = load_training_data(cfg, detector, diameters)
     say(validation_line(data.val, data.val is data.train, bool(cfg.val_micrographs)), progress)
-    if resumed is not None and (changed := settings_diff(resumed["data"], data.names())):
+    if resumed is not None and (changed := data_change(resumed["data"], data.names())):
         raise DracoInputError(
             f"--resume latest: the micrographs differ from the interrupted run's ({changed}): "
             "restore them to continue it, or give a new -o folder", checkpoints.path,
