@@ -152,3 +152,13 @@ def test_every_test_file_the_docs_name_exists() -> None:
     gone = [f"{f}::{t}" for f, t in sorted(tests)
             if not re.search(rf"^\s*(def|class) {t}\b", (REPO / f).read_text(), re.M)]  # fmt: skip
     assert tests and not gone
+
+
+def test_a_blank_topic_suggests_nothing() -> None:
+    """Every name begins with "": a blank topic was answered "did you mean architecture or
+    benchmarks or conventions?" (review, session 25)."""
+    from draco_em.errors import close_names
+
+    assert close_names("", ["picking", "training"]) == [] == close_names(" ", ["picking"])
+    with pytest.raises(DracoInputError, match="there are "):
+        find_doc(" ")

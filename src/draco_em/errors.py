@@ -37,6 +37,8 @@ def close_names(typo: str, names: list[str], cutoff: float = 0.6) -> list[str]:
     nearer than any other; among the rest, those of similarity ratio ``cutoff`` and above. Only
     those within 0.1 of the best ratio are named.
     """
+    if not typo.strip():  # every name begins with "": none is nearer than another
+        return []
     related = [n for n in names if typo.startswith(n) or n.startswith(typo)]
     scored = sorted(((SequenceMatcher(None, typo, n).ratio(), n) for n in related or names),
                     key=lambda s: -s[0])  # fmt: skip

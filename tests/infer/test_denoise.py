@@ -484,3 +484,21 @@ def test_weights_rewritten_while_they_are_read_stop_the_run(tmp_path, weights, r
     assert not (tmp_path / "out" / "mic.mrc").exists()
     monkeypatch.setattr(run_denoise_mod, "_load", real)
     assert run_denoise(cfg)["done"] == 1  # no outputs of the old version: the new one is taken
+
+
+def test_a_failed_overwrite_is_tried_again_by_the_next_run(tmp_path, weights, rng):
+    """A redo that failed under --overwrite left its input record matching (the input did not
+    change) while the folder recorded the new settings: the next run with them resumed the
+    earlier output, made with the old ones, and listed it (review, session 25). The failed
+    redo now marks its record (io.resume.record_failed_redo): the next run tries again."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_mrc(src / "a.mrc", rng.normal(size=(64, 64)), 2.0)
+    write_mrc(src / "b.mrc", rng.normal(1e6, 1.0, size=(64, 64)), 2.0)  # float16 cannot hold it
+    cfg = DenoiseConfig(inputs=[str(src)], outdir=out, weights=str(weights), workers=0,
+                        tile=64, progress=False)  # fmt: skip
+    assert run_denoise(cfg)["done"] == 2
+    half = cfg.model_copy(update={"float16": True})
+    assert run_denoise(half.model_copy(update={"overwrite": True}))["failed"] == 1
+    again = run_denoise(half)  # the settings the folder now records
+    assert (again["skipped"], again["failed"]) == (1, 1)  # b tried again, not resumed
+    assert "stays on disk, unlisted" in (out / "failures.txt").read_text()

@@ -134,3 +134,20 @@ def test_a_model_rewritten_while_it_is_loaded_is_refused(tmp_path):
 
     with pytest.raises(DracoInputError, match="rewritten while this run read it"):
         load_stamped(path, rewrite)
+
+
+def test_a_model_version_reads_the_same_in_every_time_zone(tmp_path, monkeypatch):
+    """The stamp was written in local time: a folder made on a UTC node was refused on a
+    workstation set to another zone, for the same file (review, session 25)."""
+    from draco_em.io.model_file import model_stamp
+
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(b"x")
+    stamps = set()
+    for zone in ("UTC", "America/New_York", "Asia/Tokyo"):
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        stamps.add(model_stamp(path))
+    monkeypatch.delenv("TZ")
+    time.tzset()
+    assert len(stamps) == 1 and next(iter(stamps)).endswith("Z")

@@ -105,3 +105,27 @@ def test_a_picker_trained_again_at_the_same_path_is_not_resumed_silently(
     again = CliRunner().invoke(app, args)
     assert "other settings (model_file 'picker.safetensors, " in str(again.exception)
     assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0
+
+
+def test_a_failed_recut_is_tried_again_and_a_first_failure_claims_no_earlier_output(tmp_path):
+    """A --recut that failed (its candidates were not kept) left a record that matched: the
+    next run with the new threshold resumed the picks cut at the old one and listed them. It
+    now picks that micrograph again. And a micrograph failing on its first pick (its preview
+    could not be written) is not said to keep an "earlier output" (review, session 25)."""
+    mics, out = tmp_path / "mics", tmp_path / "out"
+    _mic(mics / "mic_0.mrc", 0), _mic(mics / "mic_1.mrc", 1)
+    assert CliRunner().invoke(app, _args(mics, out, "--threshold", "0.05")).exit_code == 0
+    (out / "scores" / "mic_1.npy").unlink()  # as a folder from before candidates were kept
+    recut = CliRunner().invoke(app, _args(mics, out, "--threshold", "0.12", "--recut"))
+    assert recut.exit_code == 1 and "stays on disk, unlisted" in (out / "failures.txt").read_text()
+    star = out / "coordinates" / "mic_1_autopick.star"
+    before = star.stat().st_mtime_ns
+    again = CliRunner().invoke(app, _args(mics, out, "--threshold", "0.12"))
+    assert again.exit_code == 0, again.output
+    assert star.stat().st_mtime_ns != before  # picked again at 0.12, not resumed
+    assert (read_coords(star)["score"].astype(float) >= 0.12).all()
+    first = tmp_path / "first"
+    (first / "previews" / "mic_0.png").mkdir(parents=True)  # the preview cannot be written
+    CliRunner().invoke(app, _args(mics, first, "--previews"))
+    line = next(x for x in (first / "failures.txt").read_text().splitlines() if "mic_0" in x)
+    assert "earlier output" not in line

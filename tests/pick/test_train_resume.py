@@ -245,3 +245,29 @@ def test_the_checkpoint_folder_goes_with_a_killed_write_s_temp(tmp_path):
     (path.parent / ".latest.abc123.tmp.pt").write_bytes(b"half a checkpoint")
     remove_checkpoint(path)
     assert not path.parent.exists()
+
+
+def test_weights_trained_again_at_the_same_path_are_not_resumed_on(
+    blobs, uninterrupted, tmp_path
+):
+    """--weights were recorded by path: a starting picker trained again at the same path
+    between the kill and --resume let the run go on from other weights (--refit starts again
+    from them). Their version is recorded too now; an unfinished run's folder given as a
+    picker says how to finish it (review, session 25)."""
+    import os
+
+    from draco_em.io.model_file import MODEL_STAMP
+    from draco_em.pick.model_io import resolve_picker, train_settings
+
+    weights = tmp_path / "start.safetensors"
+    shutil.copy2(uninterrupted(), weights)
+    cfg = _cfg(blobs, tmp_path / "r").model_copy(update={"weights": str(weights)})
+    before = train_settings(cfg)[MODEL_STAMP]
+    os.utime(weights, ns=(1, 1))
+    assert train_settings(cfg)[MODEL_STAMP] != before
+    assert MODEL_STAMP not in train_settings(cfg.model_copy(update={"weights": "bundled"}))
+    run = tmp_path / "unfinished"
+    checkpoint_path(run, "latest").parent.mkdir(parents=True)
+    checkpoint_path(run, "latest").write_bytes(b"epoch 3")
+    with pytest.raises(DracoInputError, match=r"unfinished pick train run .* --resume latest"):
+        resolve_picker(run)

@@ -50,6 +50,7 @@ from draco_em.io.resume import (
     failed_redo,
     input_states,
     inputs_changed,
+    record_failed_redo,
     record_inputs,
     redone_note,
 )
@@ -182,7 +183,7 @@ class _Share:
 
     done: int
     skipped: int  # finished by an earlier run
-    how: dict[str, int]  # outputs by kind (_denoise_one's return value)
+    how: dict[str, int]  # outputs by kind (denoise_one's return value)
     not_counts_first: str  # the first input --pseudo-halves had no noise model for, and why
     with_halves: int  # inputs with X_EVN/X_ODD halves (counted without --blend-halves)
     redone: list[str]  # names of inputs done again: changed since their output was made
@@ -232,8 +233,11 @@ def run_denoise(cfg: DenoiseConfig) -> dict:
         """An input redone (changed since, or ``--overwrite``) that fails keeps its earlier
         output on disk, out of the STAR (:func:`draco_em.io.resume.failed_redo`); its line
         says so."""
-        kept = output_path(cfg.outdir, src).exists()
-        failures.record(src, failed_redo(reason) if kept else reason)
+        earlier = output_path(cfg.outdir, src)
+        if earlier.exists():  # the next run tries again, --overwrite's settings or not
+            record_failed_redo(cfg.outdir, earlier)
+            reason = failed_redo(reason)
+        failures.record(src, reason)
 
     halves: dict[Path, tuple[Path, Path]] = {}
     if cfg.blends:

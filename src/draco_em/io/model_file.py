@@ -27,7 +27,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -97,7 +97,9 @@ def model_stamp(path: Path) -> str:
     record, so that outputs made with the old one are not resumed beside new ones
     (:func:`draco_em.io.batch.check_settings`)."""
     st = path.stat()
-    when = datetime.fromtimestamp(st.st_mtime_ns / 1e9).isoformat(timespec="microseconds")
+    # in UTC: a folder made on a node in another time zone (a container's UTC) stays the same
+    utc = datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC)
+    when = utc.isoformat(timespec="microseconds").replace("+00:00", "Z")
     return f"{path.name}, {st.st_size} bytes, modified {when}"
 
 

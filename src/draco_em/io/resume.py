@@ -10,7 +10,9 @@ watch`` relies on it for files rewritten during a session.
 One rule where such a redo fails (:func:`failed_redo`), or an ``--overwrite`` one: the
 earlier output stays on disk (data is never lost) but leaves the batch's lists (a list names
 the outputs of the inputs as they are now, and the earlier one was made from another version),
-its record stays old (the next run tries again), and ``failures.txt`` says so.
+its record is marked so that the next run tries again (:func:`record_failed_redo`: also
+after ``--overwrite``/``--recut``, whose record still matches the input), and
+``failures.txt`` says so.
 """
 
 from __future__ import annotations
@@ -63,6 +65,14 @@ def record_inputs(outdir: Path, output: Path, states: Sequence[FileState]) -> No
     write_text_atomic(_inputs_record(outdir, output), text + "\n")
 
 
+def record_failed_redo(outdir: Path, output: Path) -> None:
+    """Mark ``output`` (an earlier run's, kept on disk) as made from no input as it is now: its
+    redo failed, and the next run must do it again, also where its inputs are unchanged (an
+    ``--overwrite`` or ``--recut`` redo whose new settings the folder now records)."""
+    text = json.dumps({"output": output.name, "inputs": None, "failed_redo": True})
+    write_text_atomic(_inputs_record(outdir, output), text + "\n")
+
+
 def inputs_changed(outdir: Path, output: Path, states: Sequence[FileState]) -> bool:
     """Whether the existing ``output`` was made from other input files than ``states`` (their
     state now): one was rewritten (a micrograph re-made upstream, a movie copied again), or
@@ -79,7 +89,10 @@ def inputs_changed(outdir: Path, output: Path, states: Sequence[FileState]) -> b
     except OSError:
         return True
     try:
-        recorded = [tuple(s) for s in json.loads(text)["inputs"]]
+        inputs = json.loads(text)["inputs"]
+        if inputs is None:  # a redo that failed (record_failed_redo): do it again
+            return True
+        recorded = [tuple(s) for s in inputs]
     except (ValueError, KeyError, TypeError):
         return True
     return recorded != [tuple(s) for s in states]

@@ -25,14 +25,18 @@ from draco_em.errors import DracoInputError
 from draco_em.io.atomic import atomic_path, remove_stale_temps
 from draco_em.io.batch import settings_diff
 from draco_em.io.model_file import (
+    BUNDLED,
+    MODEL_STAMP,
     interrupt_after,
     is_bundled_model,
+    model_stamp,
     read_model_file,
     read_torch_file,
     resolve_model_file,
     write_model_file,
 )
 from draco_em.io.run_folder import CONFIG_FILE, absolute_name, checkpoint_path
+from draco_em.model.weights import resolve_weights
 from draco_em.pick.config import RESUME_MAY_CHANGE, DetectorConfig, PickTrainConfig
 from draco_em.pick.detector import ParticleDetector
 from draco_em.pick.predict import Picker
@@ -66,7 +70,19 @@ def save_picker(
 
 
 def resolve_picker(model: str | Path) -> Path:
-    """A picker file from a file, a run folder, or ``"bundled"``."""
+    """A picker file from a file, a run folder, or ``"bundled"``.
+
+    Raises:
+        DracoInputError: none there; a ``pick train`` folder whose run was interrupted (its
+            checkpoint, no picker yet) says how to finish it.
+    """
+    unfinished = checkpoint_path(Path(model), "latest")
+    if str(model) != BUNDLED and not (Path(model) / RUN_FILE).exists() and unfinished.is_file():
+        raise DracoInputError(
+            "an unfinished pick train run (its checkpoint, no picker yet): finish it with the "
+            "same pick train command and --resume latest",
+            model,
+        )
     return resolve_model_file(
         model, BUNDLED_FILE, run_file=RUN_FILE,
         missing_bundled="no bundled picker is installed: pass --model RUNDIR",
@@ -148,10 +164,27 @@ def train_settings(
         settings[key] = [absolute_name(p) for p in settings[key]]
     if cfg.weights is not None:
         settings["weights"] = absolute_name(cfg.weights)
+        if (own := _weights_file(cfg.weights)) is not None:  # trained again at the same path
+            settings[MODEL_STAMP] = model_stamp(own)
     asked = (detector_config or DetectorConfig()).model_dump(mode="json")
     settings |= {f"detector_config.{k}": v for k, v in asked.items()}
     settings["diameters"] = dict(sorted((diameters or {}).items()))
     return settings
+
+
+def _weights_file(weights: str) -> Path | None:
+    """The file ``pick train --weights`` reads, where it is one's own (None: the bundled
+    picker, or nothing there, which the training then reports): a picker, a picker's run
+    folder, or a DRACO encoder (a file, or a pretrain run folder's best checkpoint)."""
+    if is_bundled_picker(weights) or not Path(weights).exists():
+        return None
+    try:
+        return resolve_picker(weights)
+    except DracoInputError:  # not a picker's folder: an encoder
+        try:
+            return resolve_weights(weights)
+        except DracoInputError:
+            return None
 
 
 def write_checkpoint(path: Path, state: Mapping[str, Any]) -> None:

@@ -56,6 +56,7 @@ from draco_em.io.resume import (
     failed_redo,
     input_states,
     inputs_changed,
+    record_failed_redo,
     record_inputs,
     redone_note,
 )
@@ -231,7 +232,8 @@ def predict_all(
         state = input_states(_sources(cfg, item))  # before it is read; recorded with its STAR
         changed = star.is_file() and not cfg.overwrite and inputs_changed(out, star, state)
         n_scores = len(all_scores)
-        resume = star.is_file() and not (cfg.overwrite or cfg.recut or changed)
+        existed = star.is_file()  # an earlier run's picks
+        resume = existed and not (cfg.overwrite or cfg.recut or changed)
         try:
             if resume:
                 kept = resumed_picks(star, item.path, px_of[item.path])
@@ -271,8 +273,11 @@ def predict_all(
             del all_scores[n_scores:]  # a failed redo may have added this try's scores
             # a redo (changed since, --overwrite, --recut) that failed: its earlier STAR stays
             # on disk, out of the collective files (io.resume.failed_redo)
-            redo = star.is_file() and not resume
-            failures.record(item.path, failed_redo(str(exc)) if redo else str(exc))
+            reason = str(exc)
+            if existed and not resume:  # the next run tries again, --recut's settings or not
+                record_failed_redo(out, star)
+                reason = failed_redo(reason)
+            failures.record(item.path, reason)
             continue
         n_routed += bool(kept.attrs.get("pre_denoised_threshold"))
         kept["micrograph_path"] = name
