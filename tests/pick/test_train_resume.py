@@ -247,9 +247,7 @@ def test_the_checkpoint_folder_goes_with_a_killed_write_s_temp(tmp_path):
     assert not path.parent.exists()
 
 
-def test_weights_trained_again_at_the_same_path_are_not_resumed_on(
-    blobs, uninterrupted, tmp_path
-):
+def test_weights_trained_again_at_the_same_path_are_not_resumed_on(blobs, uninterrupted, tmp_path):
     """--weights were recorded by path: a starting picker trained again at the same path
     between the kill and --resume let the run go on from other weights (--refit starts again
     from them). Their version is recorded too now; an unfinished run's folder given as a
