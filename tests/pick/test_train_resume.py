@@ -15,8 +15,9 @@ from draco_em.errors import DracoInputError
 from draco_em.io.coords import make_coords, write_relion_coords
 from draco_em.io.mrc import write_mrc
 from draco_em.io.run_folder import checkpoint_path
+from draco_em.pick.checkpoint import Checkpoints, read_checkpoint
 from draco_em.pick.config import PickTrainConfig
-from draco_em.pick.model_io import Checkpoints, read_checkpoint, read_picker
+from draco_em.pick.model_io import read_picker
 from draco_em.pick.train import train_picker
 
 
@@ -218,7 +219,7 @@ def test_ctrl_c_during_a_checkpoint_write_names_the_epoch_it_saved(
     """A Ctrl-C while the checkpoint was written waits for the write (interrupt_after), then
     stops the run: its line named the epoch before (or said nothing was saved, and the same
     command was then refused for the checkpoint it had). QA, session 25."""
-    import draco_em.pick.model_io as model_io
+    import draco_em.pick.checkpoint as model_io
 
     real = model_io.write_checkpoint
 
@@ -237,7 +238,7 @@ def test_ctrl_c_during_a_checkpoint_write_names_the_epoch_it_saved(
 def test_the_checkpoint_folder_goes_with_a_killed_write_s_temp(tmp_path):
     """A SIGKILL during a checkpoint write leaves its temp beside it: the finished run's
     folder kept checkpoints/ with 12 MB in it (QA, session 25)."""
-    from draco_em.pick.model_io import remove_checkpoint
+    from draco_em.pick.checkpoint import remove_checkpoint
 
     path = checkpoint_path(tmp_path, "latest")
     path.parent.mkdir()
@@ -255,7 +256,8 @@ def test_weights_trained_again_at_the_same_path_are_not_resumed_on(blobs, uninte
     import os
 
     from draco_em.io.model_file import MODEL_STAMP
-    from draco_em.pick.model_io import resolve_picker, train_settings
+    from draco_em.pick.checkpoint import train_settings
+    from draco_em.pick.model_io import resolve_picker
 
     weights = tmp_path / "start.safetensors"
     shutil.copy2(uninterrupted(), weights)

@@ -7,7 +7,7 @@ Example (fine-tune the general picker from a few hundred hand-picked particles):
 
 The run folder gets ``picker.safetensors`` (weights + diameter + default threshold),
 ``config.yaml`` and ``run.log``. While it trains, ``checkpoints/latest.pt`` holds the run after
-its last finished epoch (:class:`~draco_em.pick.model_io.Checkpoints`): after a kill or Ctrl-C
+its last finished epoch (:class:`~draco_em.pick.checkpoint.Checkpoints`): after a kill or Ctrl-C
 the same command with ``--resume latest`` goes on from there and ends with the picker an
 uninterrupted run writes.
 
@@ -42,6 +42,12 @@ from draco_em.io.resume import first_names
 from draco_em.io.run_folder import refuse_trained_folder, run_log, write_config
 from draco_em.model.weights import read_weights, resolve_weights
 from draco_em.pick.autoscale import ScaleChoice, scale_on_micrographs
+from draco_em.pick.checkpoint import (
+    Checkpoints,
+    remove_checkpoint,
+    resume_point,
+    train_settings,
+)
 from draco_em.pick.config import DEFAULT_TTA, DetectorConfig, PickTrainConfig
 from draco_em.pick.data import (
     Example,
@@ -50,15 +56,7 @@ from draco_em.pick.data import (
 from draco_em.pick.detector import ParticleDetector, load_encoder_weights
 from draco_em.pick.labels import load_examples, load_labelled, load_negatives, say_warning
 from draco_em.pick.loss import class_prior, offset_loss, pu_focal_loss
-from draco_em.pick.model_io import (
-    RUN_FILE,
-    Checkpoints,
-    read_picker,
-    remove_checkpoint,
-    resume_point,
-    save_picker,
-    train_settings,
-)
+from draco_em.pick.model_io import RUN_FILE, read_picker, save_picker
 from draco_em.pick.predict import Picker
 from draco_em.pick.threshold import (
     choose_threshold,
