@@ -48,7 +48,7 @@ from draco_em.pick.train import train_picker
 N_TRAIN = 3  # labelled micrographs per task (one of them validates inside pick train)
 LABEL_SHARE = 0.3  # share of their particles the "user" labels
 #: Session 9's committee K3: the seed-0 run (F0) and runs with seeds 1 and 5 (with 3 labelled
-#: micrographs, ``pick.train.split`` holds out the third, the first and the second).
+#: micrographs, ``pick.training_data.split`` holds out the third, the first and the second).
 SEEDS = {"F0": 0, "S1": 1, "S5": 5}
 COMMITTEE = ("F0", "S1", "S5")
 

@@ -27,7 +27,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,6 @@ from tqdm import tqdm
 from draco_em.errors import DracoInputError
 from draco_em.io.batch import make_output_folder
 from draco_em.io.folder_lock import releases_folder_locks
-from draco_em.io.resume import first_names
 from draco_em.io.run_folder import refuse_trained_folder, run_log, write_config
 from draco_em.model.weights import read_weights, resolve_weights
 from draco_em.pick.autoscale import ScaleChoice, scale_on_micrographs
@@ -54,7 +52,7 @@ from draco_em.pick.data import (
     make_batch,
 )
 from draco_em.pick.detector import ParticleDetector, load_encoder_weights
-from draco_em.pick.labels import load_examples, load_labelled, load_negatives, say_warning
+from draco_em.pick.labels import say_warning
 from draco_em.pick.loss import class_prior, offset_loss, pu_focal_loss
 from draco_em.pick.model_io import RUN_FILE, read_picker, save_picker
 from draco_em.pick.predict import Picker
@@ -67,6 +65,12 @@ from draco_em.pick.threshold import (
     no_label_found_warning,
     threshold_line,
     validation_matches,
+)
+from draco_em.pick.training_data import (
+    TrainingData,
+    data_change,
+    load_training_data,
+    validation_line,
 )
 from draco_em.runtime import resolve_device
 
@@ -157,26 +161,6 @@ def interrupted_note(checkpoints: Checkpoints) -> Iterator[None]:
         log.warning(note)
         tqdm.write(note, file=sys.stderr)
         raise
-
-
-def validation_line(val: list[Example], on_train: bool, given: bool, shown: int = 5) -> str:
-    """Which micrographs choose the stored threshold (and give each epoch's ``val best F1``):
-    the held-out ones by name (the first ``shown``; all are in the picker's metadata)."""
-    if on_train:
-        return "validation: the training micrographs (none could be held out)"
-    names = [e.name for e in val]
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    how = "--val-micrographs" if given else "held out at random (--seed)"
-    return f"validation ({how}): {', '.join(names[:shown])}{more}"
-
-
-def split(examples: list[Example], fraction: float, seed: int):
-    """(train, validation) by micrograph; validation is the training set if too few images."""
-    n_val = round(len(examples) * fraction)
-    if n_val == 0 or n_val >= len(examples):
-        return examples, examples
-    order = np.random.default_rng(seed).permutation(len(examples))
-    return [examples[i] for i in order[n_val:]], [examples[i] for i in order[:n_val]]
 
 
 def _optimizer(detector: ParticleDetector, cfg: PickTrainConfig, whole: bool):
@@ -298,52 +282,6 @@ def refit_all(
     return detector, stored, info
 
 
-@dataclass
-class TrainingData:
-    """The micrographs a run trains and chooses its threshold on (the same on a resume)."""
-
-    examples: list[Example]  # every labelled training micrograph
-    train: list[Example]
-    val: list[Example]  # `train` itself when none could be held out
-    negatives: list[Example]
-    prior: float  # the PU class prior π of the training micrographs
-    n_labelled: int  # labelled particles in `train`
-
-    def names(self) -> dict[str, list[str]]:
-        """What a checkpoint records of them: a resume on other micrographs is refused."""
-        return {"train": [e.name for e in self.train], "validation": [e.name for e in self.val],
-                "negatives": [e.name for e in self.negatives]}  # fmt: skip
-
-
-def load_training_data(
-    cfg: PickTrainConfig, detector: ParticleDetector, diameters: dict[str, float] | None
-) -> TrainingData:
-    """Labelled micrographs, the train/validation split, the negatives and the PU prior."""
-    examples = load_examples(cfg, detector.config, diameters)
-    if cfg.val_micrographs:  # a validation set of its own (never trained on)
-        try:
-            val = load_labelled(cfg.val_micrographs, cfg.coords, detector.config, cfg.diameter,
-                                diameters, cfg.pixel_size, invert_y=cfg.invert_y,
-                                report=False)  # fmt: skip
-        except DracoInputError as exc:  # say which option's micrographs have no picks
-            raise DracoInputError(f"--val-micrographs: {exc}") from None
-        names = {e.name for e in val}
-        train = [e for e in examples if e.name not in names]
-        if not train:
-            raise DracoInputError("every training micrograph is a validation micrograph")
-    else:
-        train, val = split(examples, cfg.val_fraction, cfg.seed)
-    labelled = {e.name for e in examples} | {e.name for e in val}
-    negatives = load_negatives(cfg, detector.config, diameters, sorted(labelled))
-    n_labelled = sum(len(e.xy) for e in train)
-    expected = cfg.expected_particles * len(train) if cfg.expected_particles else n_labelled
-    # π is the share of particle cells on labelled micrographs; negatives have none
-    prior = class_prior(max(expected, 1.0), sum(e.image.size for e in train))
-    log.info("%d train / %d val micrographs, %d labelled particles, prior %.4g",
-             len(train), len(val), n_labelled, prior)  # fmt: skip
-    return TrainingData(examples, train, val, list(negatives), prior, n_labelled)
-
-
 def first_model(
     cfg: PickTrainConfig, detector: ParticleDetector, whole: bool, data: TrainingData,
     device: torch.device, progress: bool, checkpoints: Checkpoints,
@@ -378,21 +316,6 @@ def first_model(
             "validation_micrographs": [e.name for e in val], "losses": losses,
             "validation": val_result, "weights": cfg.weights}  # fmt: skip
     return threshold, val_result, meta
-
-
-def data_change(old: Mapping[str, list[str]], new: Mapping[str, list[str]]) -> str | None:
-    """How a resumed run's micrographs (:meth:`TrainingData.names`) differ from the
-    interrupted run's, by name: ``train: 1 gone (a), 1 new (b)``; None when they agree."""
-    parts = []
-    for role in sorted(old.keys() | new.keys()):
-        was, now = list(old.get(role, [])), list(new.get(role, []))
-        if was == now:
-            continue
-        gone, added = sorted(set(was) - set(now)), sorted(set(now) - set(was))
-        said = [f"{len(names)} {what} ({first_names(names)})"
-                for names, what in ((gone, "gone"), (added, "new")) if names]  # fmt: skip
-        parts.append(f"{role}: {', '.join(said) or 'the same ones in another order'}")
-    return "; ".join(parts) or None
 
 
 def resumed_scale(state: dict[str, Any] | None) -> ScaleChoice | None:
