@@ -1,5 +1,6 @@
-"""The one error class for mistakes a user can fix (bad files, bad options), and the one
-"did you mean" rule its messages use (:func:`close_names`).
+"""The one error class for mistakes a user can fix (bad files, bad options), the one
+"did you mean" rule its messages use (:func:`close_names`), and how a message counts things
+(:func:`counted`: "1 micrograph", "3 micrographs").
 
 The CLI turns a :class:`DracoInputError` into one line on stderr and exit code 2; any other
 exception is our bug and keeps its traceback.
@@ -46,3 +47,8 @@ def close_names(typo: str, names: list[str], cutoff: float = 0.6) -> list[str]:
     if not scored or scored[0][0] < floor:
         return []
     return [n for r, n in scored if r >= max(floor, scored[0][0] - 0.1)][:3]
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 micrograph``, ``3 micrographs``: a count in a message (a plain ``s`` plural)."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

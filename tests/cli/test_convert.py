@@ -334,7 +334,7 @@ def test_micrographs_star_names_and_sizes_every_format(capsys, tmp_path, topaz_f
     cs = np.load(out)
     a = cs["location/micrograph_path"] == b"MotionCorr/job002/mics/mic_a.mrc"
     assert a.sum() == 2 and (cs["location/micrograph_psize_A"][a] == 2.0).all()
-    assert "1 micrographs of the picks are not in --micrographs (e.g. mic_b)" in err
+    assert "1 micrograph of the picks not in --micrographs (e.g. mic_b)" in err
 
 
 def test_invert_y_without_a_box_file_is_refused(capsys, tmp_path, topaz_file) -> None:

@@ -200,7 +200,7 @@ def test_without_the_option_the_cli_points_to_it_where_halves_exist(
     code, _, err = draco_in_process(capsys, "denoise", *star_less, "-o", tmp_path / "out",
                                     "--model", weights, "--tile", "64", "-q")  # fmt: skip
     assert code == 0
-    assert "note: 2 micrographs have X_EVN/X_ODD halves; --blend-halves" in err
+    assert "note: 2 micrographs with X_EVN/X_ODD halves: --blend-halves" in err
 
 
 def test_a_star_naming_a_missing_half_fails_that_micrograph_only(tmp_path, weights, rng) -> None:

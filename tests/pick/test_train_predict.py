@@ -213,7 +213,7 @@ def test_cli_train_and_predict(trained, tmp_path):
                                    str(tmp_path / "p"), "--model", str(trained["path"]),
                                    "--format", "star,topaz", "--no-previews", "-q"])  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert "picks on 1 micrographs" in res.output
+    assert "picks on 1 micrograph (" in res.output
     assert (tmp_path / "p" / "picks_topaz.txt").is_file()
     res = CliRunner().invoke(app, ["pick", "train", "--micrographs", str(tmp / "mics"),
                                    "--coords", str(tmp / "coords"), "--diameter", "32", "-o",
@@ -758,7 +758,7 @@ def test_pick_predict_and_negatives_skip_the_halves_of_a_full_sum(trained, tmp_p
     res = CliRunner().invoke(app, ["pick", "predict", str(mics), "-o", str(tmp_path / "o"),
                                    "--model", str(trained["path"]), "--no-previews"])  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert "on 1 micrographs" in res.output and "2 half sums (_EVN/_ODD)" in res.output
+    assert "on 1 micrograph (" in res.output and "2 half sums (_EVN/_ODD)" in res.output
     assert sorted(p.name for p in (tmp_path / "o" / "coordinates").iterdir()) == [
         "blob_0_autopick.star"
     ]

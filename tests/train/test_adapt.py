@@ -234,7 +234,7 @@ def test_cli_adapts_then_reuses(tmp_path, blob_pair):
             "--adapt-crops", "2", "--no-progress", "--workers", "0", "--device", "cpu"]  # fmt: skip
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
-    assert "adapted (denoise, 1 micrographs, trained in" in first.output
+    assert "adapted (denoise, 1 micrograph, trained in" in first.output
     assert (tmp_path / "out" / "adapt" / "adapted.safetensors").is_file()
     second = CliRunner().invoke(app, [*args, "--no-skip-existing"])
     assert second.exit_code == 0 and "reused" in second.output, second.output

@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from draco_em.cli._app import app, example, exit_batch
+from draco_em.errors import counted
 
 
 @app.command(
@@ -91,7 +92,7 @@ def convert(
         )
     if result.unlisted:
         typer.echo(
-            f"warning: {len(result.unlisted)} micrographs of the picks are not in "
+            f"warning: {counted(len(result.unlisted), 'micrograph')} of the picks not in "
             f"--micrographs (e.g. {result.unlisted[0]}): named <stem>.mrc, which RELION and "
             "cryoSPARC will not match",
             err=True,

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from draco_em.cli._app import app, example, exit_batch
 from draco_em.docs_index import doc_ref
-from draco_em.errors import DracoInputError
+from draco_em.errors import DracoInputError, counted
 
 
 @app.command(epilog=example("draco denoise sim/micrographs.star -o denoised/ --png"))
@@ -150,7 +150,7 @@ def denoise(
     if "adapt" in result:
         a = result["adapt"]
         how = "reused" if a["reused"] else f"trained in {a['seconds']} s"
-        typer.echo(f"adapted ({a['stage']}, {a['micrographs']} micrographs, {how}; "
+        typer.echo(f"adapted ({a['stage']}, {counted(a['micrographs'], 'micrograph')}, {how}; "
                    f"{a['shifts']} shifts) → {a['weights']}")  # fmt: skip
     typer.echo(
         f"denoised {result['done']}, skipped {result['skipped']} finished, "
@@ -160,7 +160,7 @@ def denoise(
         typer.echo(f"warning: {warning}", err=True)
     if result.get("with_halves") and not adapt:
         typer.echo(
-            f"note: {result['with_halves']} micrographs have X_EVN/X_ODD halves; "
+            f"note: {counted(result['with_halves'], 'micrograph')} with X_EVN/X_ODD halves: "
             "--blend-halves scored higher on every simulated set with truth "
             f"({doc_ref('denoising')})",
             err=True,

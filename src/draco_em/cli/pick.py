@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from draco_em.cli._app import app, comma_list, example, exit_batch, halves_note
+from draco_em.errors import counted
 from draco_em.pick.config import (
     DEFAULT_TTA,
     DetectorConfig,
@@ -136,7 +137,7 @@ def pick_predict(
         )
     s = predict_all(cfg, progress=not quiet, curation=curation, curation_stamp=head)
     typer.echo(
-        f"{s['picks']} picks on {s['micrographs']} micrographs ("
+        f"{counted(s['picks'], 'pick')} on {counted(s['micrographs'], 'micrograph')} ("
         + (
             f"threshold {s['threshold']:.3f}"
             if s["expected_particles"] is None

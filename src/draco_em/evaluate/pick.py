@@ -26,7 +26,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.spatial import cKDTree
 
-from draco_em.errors import DracoInputError
+from draco_em.errors import DracoInputError, counted
 from draco_em.io.coords import match_plain_names, read_coord_folder
 
 
@@ -135,9 +135,10 @@ def evaluate_pick(cfg: EvaluatePickConfig) -> dict:
     tp = np.concatenate(all_tp) if all_tp else np.zeros(0, bool)
     scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
     result = summarize(tp, scores, n_true)
+    pred_only = sorted(set(pred) - set(truth))
     result.update(radius=radius, micrographs=len(common),
-                  truth_only=sorted(set(truth) - set(pred)),
-                  pred_only=sorted(set(pred) - set(truth)))  # fmt: skip
+                  truth_only=sorted(set(truth) - set(pred)), pred_only=pred_only,
+                  unscored_picks=sum(len(pred[m]) for m in pred_only))  # fmt: skip
     return result
 
 
@@ -190,7 +191,11 @@ def format_result(result: dict) -> str:
         f"F1 {result['f1']:.3f}  AP {result['ap']:.3f}  (best F1 {result['best_f1']:.3f} at "
         f"score {result['best_threshold']})\n{result['n_tp']} of {result['n_pred']} picks match "
         f"{result['n_true']} true centres within {result['radius']:g} px on "
-        f"{result['micrographs']} micrographs"
-        + (f"\n{len(result['truth_only'])} micrographs have no predictions: their particles "
-           "count as missed" if result["truth_only"] else "")
+        f"{counted(result['micrographs'], 'micrograph')}"
+        + (f"\n{counted(len(result['truth_only']), 'micrograph')} without predictions: their "
+           "particles count as missed" if result["truth_only"] else "")
+        + (f"\n{counted(result.get('unscored_picks', 0), 'pick')} on "
+           f"{counted(len(result['pred_only']), 'micrograph')} without truth not scored (give "
+           "--pred only the micrographs that have truth to score a subset)"
+           if result.get("pred_only") else "")
     )  # fmt: skip
