@@ -11,13 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from draco_em.cli.watch import _click_command, _split
+from draco_em.cli.watch import _click_command, _run, _split
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import write_text_atomic
 from draco_em.io.folder_lock import LOCK_FILE
 from draco_em.io.mrc import write_mrc
 from draco_em.io.watch import InputWatcher, WatchConfig, watch_command
+from draco_em.model.weights import save_model
 from tests.conftest import draco_in_process
+from tests.infer.test_denoise import _tiny_model
 
 
 def _touch(path: Path, text: str = "x", age_s: float = 0.0) -> Path:
@@ -100,6 +102,28 @@ def test_watch_runs_on_new_files_and_ends_at_the_stop_file(tmp_path):
         watch_command("denoise", [], [str(folder)], None, run, cfg, lines.append, fake_sleep)
 
 
+def test_pick_predict_recut_cuts_the_folder_again_on_the_first_run_only(tmp_path):
+    """--recut cut every finished micrograph again at each new file, as --overwrite once
+    redid them all: a session's thousands, again at each arrival."""
+    folder, stop = tmp_path / "in", tmp_path / "STOP"
+    _touch(folder / "a.mrc", age_s=100)
+    runs: list[list[str]] = []
+    looks = iter(range(100))
+
+    def fake_sleep(_s: float) -> None:
+        n = next(looks)
+        if n == 2:
+            _touch(folder / "b.mrc", age_s=100)
+        if n == 5:
+            stop.touch()
+
+    cfg = WatchConfig(settle_s=1, every_s=1, idle_min=0, stop_file=stop)
+    argv = ["-o", "out", "--threshold", "0.2", "--recut"]
+    code = watch_command("pick predict", argv, [str(folder)], None,
+                         lambda a: runs.append(a) or 0, cfg, print, fake_sleep)  # fmt: skip
+    assert code == 0 and [r[r.index("--threshold") + 2] for r in runs] == ["--recut", "--"]
+
+
 def test_a_command_that_cannot_start_ends_the_watch_but_failed_inputs_do_not(tmp_path):
     folder, out = tmp_path / "in", tmp_path / "out"
     _touch(folder / "a.mrc", age_s=100)
@@ -130,6 +154,72 @@ def test_a_command_that_cannot_start_ends_the_watch_but_failed_inputs_do_not(tmp
 
     code = watch_command("denoise", [], [str(folder)], out, every_input_failed, cfg, print, sleep)
     assert code == 2 and len(calls) == 2  # went on to the next file
+
+
+def test_a_model_file_rewritten_mid_session_ends_the_watch(tmp_path, capsys):
+    """A model file of one's own rewritten during a watch (a pretrain run saving its best
+    checkpoint) no longer matches the version the folder records, so denoise refuses every run
+    from then on (exit 2). The watch went on: each new file got the refusal, one per arrival,
+    and was never processed. It now ends at the second refusal in a row, naming what it left."""
+    folder, out, stop = tmp_path / "mics", tmp_path / "den", tmp_path / "STOP"
+    mine = tmp_path / "mine.safetensors"
+    rng = np.random.default_rng(0)
+    write_mrc(folder / "a.mrc", rng.random((128, 128), np.float32), pixel_size=2.0)
+    save_model(mine, *_tiny_model(0), {"pixel_size": 2.0})
+    looks = iter(range(100))
+
+    def sleep(_s: float) -> None:
+        n = next(looks)
+        if n == 1:  # after the first run: the model trained on, and a new micrograph
+            save_model(mine, *_tiny_model(1), {"pixel_size": 2.0})
+            write_mrc(folder / "b.mrc", rng.random((128, 128), np.float32), pixel_size=2.0)
+        if n in (4, 7):
+            name = "c.mrc" if n == 4 else "d.mrc"
+            write_mrc(folder / name, rng.random((128, 128), np.float32), pixel_size=2.0)
+        if n == 10:
+            stop.touch()
+
+    cfg = WatchConfig(settle_s=0, every_s=1, idle_min=0, stop_file=stop)
+    lines: list[str] = []
+    argv = ["-o", str(out), "--model", str(mine), "-q"]
+    code = watch_command("denoise", argv, [str(folder)], out, _run, cfg, lines.append, sleep)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("this folder was made with other settings (model_file") == 2
+    assert sum("could not run (above): tried again at the next new file" in x for x in lines) == 1
+    assert lines[-1] == (
+        "watch: the command could not run (above) twice in a row: done; 2 new or changed file(s) "
+        "not processed: b.mrc, c.mrc"
+    )
+    assert sorted(p.name for p in out.glob("*.mrc")) == ["a.mrc"]
+
+
+def test_a_later_run_that_could_not_run_once_is_tried_again(tmp_path):
+    """Once mid-session a run may fail and the next pass (a half whose other half was still
+    being copied): the watch goes on, runs again at the next file, and names at its end what
+    the last run, if it could not run, was given."""
+    folder, stop = tmp_path / "in", tmp_path / "STOP"
+    _touch(folder / "a.mrc", age_s=100)
+    codes = iter([0, 2, 0, 2])
+    looks = iter(range(100))
+
+    def sleep(_s: float) -> None:
+        n = next(looks)
+        if n in (1, 3, 5):
+            _touch(folder / f"{'bcd'[n // 2]}.mrc", age_s=100)
+        if n == 7:
+            stop.touch()
+
+    cfg = WatchConfig(settle_s=0, every_s=1, idle_min=0, stop_file=stop)
+    lines: list[str] = []
+    out = tmp_path / "out"
+    code = watch_command("denoise", [], [str(folder)], out, lambda a: next(codes), cfg,
+                         lines.append, sleep)  # fmt: skip
+    assert code == 2
+    assert sum("tried again at the next new file" in x for x in lines) == 2
+    assert (
+        lines[-1]
+        == "watch: " + str(stop) + " found: done; 1 new or changed file(s) not processed: d.mrc"
+    )
 
 
 def test_the_command_line_is_split_into_options_and_inputs():

@@ -19,9 +19,12 @@ command when it changes (a RELION STAR that upstream jobs extend). A sum and its
 
 The watch ends after ``idle_min`` minutes without a new file (0: never), when ``stop_file``
 appears, or on Ctrl-C between runs (exit code: the last run's); Ctrl-C during a run stops the
-run as usual (130). A command that cannot start (a bad option, a model that does not load)
-ends the watch with its exit code 2 on the first run; input failures never do. The watch
-holds the ``-o`` folder's lock from start to end, so a second watch or run into it stops at once.
+run as usual (130). A command that cannot run ends the watch with its exit code 2: on the first
+run (a bad option, a model that does not load), and on a later one when the run before could
+not either (a model file of one's own rewritten during the session: the folder's settings
+check refuses every run from then on); the files those runs were given are named. Input
+failures never end it. The watch holds the ``-o`` folder's lock from start to end, so a
+second watch or run into it stops at once.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ WATCHABLE: dict[str, tuple[str, ...]] = {
     "pick predict": MICROGRAPH_SUFFIXES,
     "curate predict": MICROGRAPH_SUFFIXES,
 }
+
+#: Options that redo every finished output: given to a watch's first run only.
+FIRST_RUN_ONLY = ("--overwrite", "--recut")
 
 
 class WatchConfig(BaseModel):
@@ -87,6 +93,8 @@ class InputWatcher:
     _done: dict[Path, Signature] = field(default_factory=dict)  # as the last run saw them
     _ready: dict[Path, Signature] = field(default_factory=dict)  # at the last look
     settling: int = 0  # files of the last look not ready yet (being written, or just seen)
+    # Of the last look: ready, and new or changed since the last run (what a run now adds).
+    pending: list[Path] = field(default_factory=list)
     # Of the last look: given to a run of this watch, and changed since (said, not acted on:
     # the command's resume redoes them).
     rewritten: list[Path] = field(default_factory=list)
@@ -128,7 +136,7 @@ class InputWatcher:
         given_paths = {Path(t) for t in given}
         expanded = [str(p) for p in states if p in ready and p not in given_paths]
         inputs = [*given, *expanded]
-        changed = sum(1 for p in ready if self._done.get(p) != states[p])
+        self.pending = sorted(p for p in ready if self._done.get(p) != states[p])
         # A STAR names inputs; it is not one whose outputs are redone.
         self.rewritten = [
             p
@@ -137,11 +145,10 @@ class InputWatcher:
         ]
         if any(Path(t) not in ready and Path(t) in states for t in given):
             inputs = []  # a named file still being written: wait for it
-            changed = 0
-            self.rewritten = []
+            self.pending, self.rewritten = [], []
         self._ready = {p: states[p] for p in ready}
         self.settling = len(states) - len(ready)
-        return inputs, changed
+        return inputs, len(self.pending)
 
     def upstream_busy(self) -> list[Path]:
         """Input folders another draco run is writing into now (it holds their lock): an
@@ -170,6 +177,33 @@ def _say_rewritten(files: list[Path], echo: Callable[[str], None]) -> None:
     names = first_names([p.name for p in files])
     echo(f"watch: {len(files)} file(s) rewritten since processed (the command redoes the "
          f"outputs made from them): {names}")  # fmt: skip
+
+
+def _not_processed(left: list[Path]) -> str:
+    """``"; N new or changed file(s) not processed: a, b, c, ..."``: what the runs that could
+    not run were given, for the watch's last line (empty where there were none)."""
+    names = first_names([p.name for p in left])
+    return f"; {len(left)} new or changed file(s) not processed: {names}" if left else ""
+
+
+def _could_not_run(left: list[Path], first: bool, again: bool, echo: Callable[[str], None]) -> bool:
+    """Say that a run could not run (the command's own line above says why); whether the
+    watch ends. It ends at the first run (a bad option, a model that does not load) and at a
+    second run in a row that could not: with the same options each run, that is a refusal every
+    later run gets too (a model file of one's own rewritten mid-session no longer matches the
+    folder's record). Until session 25 the watch went on, each new file got the refusal, and
+    none was processed. Once mid-session it may pass: a half whose other half was still being
+    copied, a file gone between the look and the run.
+    """
+    if first:
+        echo("watch: the command could not run (above): done")
+    elif again:
+        echo(f"watch: the command could not run (above) twice in a row: done"
+             f"{_not_processed(left)}")  # fmt: skip
+    else:
+        echo("watch: the command could not run (above): tried again at the next new file; "
+             "a second time in a row ends the watch")  # fmt: skip
+    return first or again
 
 
 @releases_folder_locks
@@ -213,6 +247,7 @@ def watch_command(
     echo(f"watch: draco {command} on files ready {cfg.settle_s:g} s after their last write; "
          f"ends {' or '.join([*ends, 'on Ctrl-C'])}")  # fmt: skip
     code, runs = 0, 0
+    left: list[Path] = []  # given to the runs, since the last that ran, that could not run
     last_new = time.monotonic()
     stopping = False
     try:
@@ -232,26 +267,30 @@ def watch_command(
                 started = time.time()
                 code = run([*command.split(), *argv, "--", *ready])
                 runs += 1
-                # --overwrite redoes the folder once; after that, each run only adds the new
-                # files (redoing every output at each arrival would never catch up).
-                argv = [a for a in argv if a != "--overwrite"]
+                # --overwrite redoes the folder once (--recut cuts it again); after that, each
+                # run only adds the new files (redoing every output at each arrival would never
+                # catch up). A redo that failed is still tried again: its record is marked.
+                argv = [a for a in argv if a not in FIRST_RUN_ONLY]
                 if code == 130:
                     return code
                 failed_inputs = outdir is not None and failures_recorded_since(outdir, started)
-                if code == 2 and runs == 1 and not failed_inputs:
-                    echo("watch: the command could not run (above): done")
+                could_not_run = code == 2 and not failed_inputs
+                again = could_not_run and bool(left)  # the run before could not either
+                left = list(dict.fromkeys([*left, *watcher.pending])) if could_not_run else []
+                if could_not_run and _could_not_run(left, runs == 1, again, echo):
                     return code
                 watcher.ran()
                 last_new = time.monotonic()
             elif stopping and not watcher.settling and not watcher.upstream_busy():
-                echo(f"watch: {cfg.stop_file} found and every file processed: done")
+                every = "" if left else " and every file processed"
+                echo(f"watch: {cfg.stop_file} found{every}: done{_not_processed(left)}")
                 break
             elif cfg.idle_min and time.monotonic() - last_new > cfg.idle_min * 60:
-                echo(f"watch: no new file for {cfg.idle_min:g} min: done")
+                echo(f"watch: no new file for {cfg.idle_min:g} min: done{_not_processed(left)}")
                 break
             sleep(cfg.every_s)
     except KeyboardInterrupt:
-        echo("watch: stopped")
+        echo(f"watch: stopped{_not_processed(left)}")
     for token in watcher.missing():  # a misspelt name waited all along: say so at the end
         echo(f"watch: {token} never appeared")
     return code
