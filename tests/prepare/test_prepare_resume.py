@@ -88,3 +88,19 @@ def test_a_failed_redo_keeps_the_earlier_triplet_out_of_the_manifest(tmp_path):
     assert (fixed.made, fixed.failed) == (1, 0)
     names = read_star(out / "triplets.star")["micrographs"]["rlnMicrographName"]
     assert sorted(Path(n).name for n in names) == ["a.mrc", "b.mrc"]
+
+
+def test_a_half_without_the_other_fails_alone_and_is_prepared_once_it_is_there(tmp_path):
+    """A lone X_EVN (its X_ODD still being copied) refused the whole batch ("found the even
+    half but not the other one"): in a watch, a run of every ready file failed. It is now one
+    failed input; the next run prepares it once the other half is there (QA, session 25)."""
+    folder, out = tmp_path / "mc", tmp_path / "out"
+    _mic(folder / "a.mrc", 0), _mic(folder / "b_EVN.mrc", 1)
+    first = _prepare([folder], out)
+    assert (first.made, first.failed) == (1, 1)
+    line = (out / "failures.txt").read_text()
+    assert "b_EVN.mrc" in line and "found the even half but not the other one" in line
+    _mic(folder / "b_ODD.mrc", 2)
+    again = _prepare([folder], out)
+    assert (again.made, again.skipped, again.failed) == (1, 1, 0)
+    assert (out / "b_EVN.mrc").is_file() and (out / "b_ODD.mrc").is_file()

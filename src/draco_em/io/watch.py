@@ -192,8 +192,8 @@ def _could_not_run(left: list[Path], first: bool, again: bool, echo: Callable[[s
     second run in a row that could not: with the same options each run, that is a refusal every
     later run gets too (a model file of one's own rewritten mid-session no longer matches the
     folder's record). Until session 25 the watch went on, each new file got the refusal, and
-    none was processed. Once mid-session it may pass: a half whose other half was still being
-    copied, a file gone between the look and the run.
+    none was processed. Once mid-session it may pass: a file gone between the look and the
+    run.
     """
     if first:
         echo("watch: the command could not run (above): done")

@@ -94,18 +94,16 @@ def _items_from_paths(paths: list[Path]) -> list[PrepareItem]:
             continue  # MotionCor2's dose-weighted copy of a sum we already have
         if "full" in files and "even" not in files and "odd" not in files:
             files.update(_siblings(files["full"]))  # halves beside a sum given alone
-        items.append(_micrograph_item(base.name, files, None, base))
+        items.append(_micrograph_item(base.name, files, None))
     return items
 
 
-def _micrograph_item(
-    name: str, files: dict[str, Path], pixel_size: float | None, where: Path
-) -> PrepareItem:
+def _micrograph_item(name: str, files: dict[str, Path], pixel_size: float | None) -> PrepareItem:
     even, odd, full = files.get("even"), files.get("odd"), files.get("full")
-    if (even is None) != (odd is None):
-        have = "even" if even else "odd"
-        raise DracoInputError(f"found the {have} half but not the other one", where)
-    kind: Literal["pair", "single"] = "pair" if even is not None else "single"
+    # A half without the other (one still being copied) is a "pair" that fails on its own
+    # (prepare_micrographs), not a refusal of the batch: the other items go on, and a re-run
+    # (a watch's next one) prepares it once its other half is there.
+    kind: Literal["pair", "single"] = "pair" if even is not None or odd is not None else "single"
     return PrepareItem(name, kind, full=full, even=even, odd=odd, pixel_size=pixel_size)
 
 
@@ -145,7 +143,7 @@ def _items_from_star(path: Path) -> list[PrepareItem]:
                 files[role] = table.resolve(str(value))
         if "even" not in files:  # no columns: MotionCor2 siblings beside the sum
             files.update(_siblings(full))
-        item = _micrograph_item(full.stem, files, px, full)
+        item = _micrograph_item(full.stem, files, px)
         item.optics = optics
         items.append(item)
     return items

@@ -174,7 +174,14 @@ def _write_motion_csv(path: Path, shifts: np.ndarray) -> None:
 def prepare_micrographs(
     item: PrepareItem, cfg: PrepareConfig, target: float | None
 ) -> dict[str, object]:
-    """Fourier-crop motion-corrected micrographs (with or without halves) and write them."""
+    """Fourier-crop motion-corrected micrographs (with or without halves) and write them.
+
+    Raises:
+        DracoInputError: one half without the other, unreadable files, shapes that differ.
+    """
+    if item.kind == "pair" and (item.even is None) != (item.odd is None):
+        have = "even" if item.even is not None else "odd"
+        raise DracoInputError(f"found the {have} half but not the other one", item.sources[0])
     images: dict[str, np.ndarray] = {}
     header_px: float | None = None
     for key in ("full", "even", "odd"):
