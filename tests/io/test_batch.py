@@ -168,6 +168,8 @@ def test_a_long_setting_is_shown_where_it_changed():
     old, new = said.removeprefix("model_file ").split(" → ")
     assert old.endswith("23:32:29.154108'") and new.endswith("23:32:41.000000'")
     assert len(old) <= 60 and len(new) <= 60
+    # and its first part, the file's name, still says which model (QA of watch, session 25)
+    assert old.startswith("'draco_pretrain_best.safetensors, ...") and new.startswith("'draco_")
     short = settings_diff({"tile": 256, "blocks": [1] * 40}, {"tile": 128, "blocks": [2] * 40})
     assert short == (  # values that differ early are cut from their start, as before
         "blocks [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,... → "

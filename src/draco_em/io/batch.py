@@ -289,7 +289,11 @@ def _shown(old: Any, new: Any, width: int = 60) -> tuple[str, str]:
     pairs = enumerate(zip(*texts, strict=False))
     at = next((i for i, (a, b) in pairs if a != b), min(map(len, texts)))  # first change
     if at > width - 12:  # a cut from the start would end before the first difference
-        texts = ["..." + t[at - width // 2 :] for t in texts]
+        # the value's first part (up to ", ": a model file's name) still says what it is
+        comma = texts[0].find(", ")
+        head = texts[0][: comma + 2] if 0 < comma < min(at, width - 20) else ""
+        start = max(len(head), at - max(8, (width - len(head) - 3) // 2))
+        texts = [head + "..." + t[start:] for t in texts]
     cut = [t if len(t) <= width else t[: width - 3] + "..." for t in texts]
     return cut[0], cut[1]
 

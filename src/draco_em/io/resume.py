@@ -107,7 +107,7 @@ def failed_redo(reason: str) -> str:
     was made, or ``--overwrite``, and this run could not make it again): the reason, and that
     the earlier output stays on disk but out of the batch's lists (the one rule of
     ``denoise``, ``pick predict`` and ``prepare``; the module's docstring)."""
-    return f"{reason} ({KEPT_EARLIER})"
+    return f"{reason}; {KEPT_EARLIER}"
 
 
 def redone_note(names: Sequence[str]) -> str | None:
