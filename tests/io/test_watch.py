@@ -71,7 +71,9 @@ def test_a_sum_waits_for_its_halves_and_a_named_star_runs_when_it_changes(tmp_pa
     assert later.look() == ([str(tmp_path / "later" / "a.mrc")], 1) and later.missing() == []
 
 
-def test_watch_runs_on_new_files_and_ends_at_the_stop_file(tmp_path):
+def _two_arrivals(tmp_path: Path, command: str, argv: list[str]):
+    """A watch of ``command`` on a folder where a.mrc is ready, b.mrc arrives at the third
+    look and the stop file at the sixth: (exit code, each run's argv, the watch's lines)."""
     folder, stop = tmp_path / "in", tmp_path / "STOP"
     _touch(folder / "a.mrc", age_s=100)
     runs: list[list[str]] = []
@@ -84,43 +86,33 @@ def test_watch_runs_on_new_files_and_ends_at_the_stop_file(tmp_path):
         if n == 5:
             stop.touch()
 
-    def run(argv: list[str]) -> int:
-        runs.append(argv)
-        return 0
-
     cfg = WatchConfig(settle_s=1, every_s=1, idle_min=0, stop_file=stop)
     lines: list[str] = []
-    argv = ["-o", "out", "--overwrite"]
-    code = watch_command("denoise", argv, [str(folder)], None, run, cfg, lines.append, fake_sleep)
+    code = watch_command(command, argv, [str(folder)], None, lambda a: runs.append(a) or 0, cfg,
+                         lines.append, fake_sleep)  # fmt: skip
+    return code, runs, lines
+
+
+def test_watch_runs_on_new_files_and_ends_at_the_stop_file(tmp_path):
+    folder = tmp_path / "in"
+    code, runs, lines = _two_arrivals(tmp_path, "denoise", ["-o", "out", "--overwrite"])
     assert code == 0
     assert runs == [  # --overwrite redoes the folder once, then the watch adds new files
         ["denoise", "-o", "out", "--overwrite", "--", str(folder / "a.mrc")],
         ["denoise", "-o", "out", "--", str(folder / "a.mrc"), str(folder / "b.mrc")],
     ]
     assert lines[-1].endswith("found and every file processed: done")
+    cfg = WatchConfig(settle_s=1, every_s=1, idle_min=0, stop_file=tmp_path / "STOP")
     with pytest.raises(DracoInputError, match="stop file is there already"):  # a past session's
-        watch_command("denoise", [], [str(folder)], None, run, cfg, lines.append, fake_sleep)
+        watch_command("denoise", [], [str(folder)], None, lambda a: 0, cfg, lines.append,
+                      lambda s: None)  # fmt: skip
 
 
 def test_pick_predict_recut_cuts_the_folder_again_on_the_first_run_only(tmp_path):
     """--recut cut every finished micrograph again at each new file, as --overwrite once
     redid them all: a session's thousands, again at each arrival."""
-    folder, stop = tmp_path / "in", tmp_path / "STOP"
-    _touch(folder / "a.mrc", age_s=100)
-    runs: list[list[str]] = []
-    looks = iter(range(100))
-
-    def fake_sleep(_s: float) -> None:
-        n = next(looks)
-        if n == 2:
-            _touch(folder / "b.mrc", age_s=100)
-        if n == 5:
-            stop.touch()
-
-    cfg = WatchConfig(settle_s=1, every_s=1, idle_min=0, stop_file=stop)
     argv = ["-o", "out", "--threshold", "0.2", "--recut"]
-    code = watch_command("pick predict", argv, [str(folder)], None,
-                         lambda a: runs.append(a) or 0, cfg, print, fake_sleep)  # fmt: skip
+    code, runs, _ = _two_arrivals(tmp_path, "pick predict", argv)
     assert code == 0 and [r[r.index("--threshold") + 2] for r in runs] == ["--recut", "--"]
 
 
