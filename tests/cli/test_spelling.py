@@ -79,3 +79,22 @@ def test_old_outdir_spelling_still_runs(tmp_path, capsys) -> None:
                                     "--no-movies", "--preset", "classic", "-q")  # fmt: skip
     assert code == 0 and "--outdir is now --out" in err and "--jobs is now --workers" in err
     assert (tmp_path / "s" / "micrographs.star").is_file()
+
+
+def test_an_option_of_one_value_given_twice_is_refused(capsys) -> None:
+    """click keeps the last of an option given twice, without a word: `evaluate pick --truth
+    A --truth B` scored against B alone (QA of the wheel install, session 25). Options that
+    take several values and on/off flags may repeat; watch and relion pass theirs on."""
+    from draco_em.cli._app import main, repeated_option
+
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "pick", "--pred", "p", "--truth", "a", "--truth=b", "--radius", "5"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and err.count("\n") == 0
+    assert err == ("draco: error: --truth given twice: it takes one value (the last would be "
+                   "used without a word); give it once")  # fmt: skip
+    assert "--out given twice" in str(repeated_option(["denoise", "in", "-o", "a", "--out", "b"]))
+    for fine in (["pick", "train", "--micrographs", "a", "--micrographs", "b"],
+                 ["demo", "-q", "-q"], ["watch", "denoise", "in", "-o", "a", "-o", "b"],
+                 ["denoise", "in", "-o", "a", "--", "-o"]):  # fmt: skip
+        assert repeated_option(fine) is None, fine

@@ -133,6 +133,42 @@ def normalise_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     return out, notes
 
 
+def repeated_option(args: list[str]) -> str | None:
+    """The one-line refusal of an option that takes one value given more than once
+    (``evaluate pick --truth A --truth B``), else None. click keeps the last without a word,
+    so a user who meant both got a score of one; options that take several (``--micrographs
+    A --micrographs B``) and on/off flags may repeat. Commands that pass options on to another
+    (``watch``, ``relion``) are not checked: their options are that command's.
+    """
+    from typer.main import get_command
+
+    try:
+        command: Any = get_command(app)
+    except (AttributeError, TypeError):  # not a typer app (a test's stand-in): nothing to check
+        return None
+    tokens = args[: args.index("--")] if "--" in args else list(args)
+    for token in tokens:  # descend to the sub-command named by the first words
+        sub = getattr(command, "commands", {}).get(token)
+        if sub is None and not token.startswith("-") and hasattr(command, "commands"):
+            return None  # not a command: click says so
+        if sub is not None:
+            command = sub
+    if hasattr(command, "commands") or command.context_settings.get("ignore_unknown_options"):
+        return None
+    single = {o: p for p in command.params if getattr(p, "is_flag", True) is False
+              and not p.multiple and p.param_type_name == "option" for o in p.opts}  # fmt: skip
+    seen: dict[str, int] = {}
+    for token in tokens:
+        name = token.partition("=")[0]
+        if name in single:
+            key = single[name].name
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] == 2:
+                return (f"{name} given twice: it takes one value (the last would be used "
+                        "without a word); give it once")  # fmt: skip
+    return None
+
+
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"draco-em {__version__}")
@@ -164,6 +200,9 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["COLUMNS"] = str(max(int(width) if width.isdigit() else 0, HELP_COLUMNS))
     for note in notes:
         print(note, file=sys.stderr)
+    if twice := repeated_option(args):
+        print(f"draco: error: {twice}", file=sys.stderr)
+        sys.exit(2)
     try:
         code = app(args=args, prog_name="draco", standalone_mode=False)
     except KeyboardInterrupt:  # typer maps Ctrl-C inside a command to 130; outside it too
