@@ -38,8 +38,11 @@ def test_an_installed_package_reads_its_own_copy_first(tmp_path, monkeypatch) ->
     monkeypatch.setattr(docs_index, "FOLDERS", (installed, checkout))
     assert find_doc("picking") == installed / "picking.md"
     assert list_docs()[0].title == "Installed"
+    # the files the documents cite are the repository's (QA of the wheel install, session 25)
+    assert "which an installed wheel does not carry" in index_text().splitlines()[-1]
     monkeypatch.setattr(docs_index, "FOLDERS", (tmp_path / "absent", checkout))
     assert find_doc("picking") == checkout / "picking.md"
+    assert "wheel" not in index_text()
     monkeypatch.setattr(docs_index, "FOLDERS", (tmp_path / "absent",))
     with pytest.raises(DracoInputError, match="carries no documents"):
         list_docs()

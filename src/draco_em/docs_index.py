@@ -84,4 +84,7 @@ def index_text() -> str:
     docs = list_docs()
     width = max(len(d.name) for d in docs)
     lines = [f"  {d.name:<{width}}  {d.title}" for d in docs]
+    if docs_folder() == FOLDERS[0]:  # the wheel's copy: the files they cite are not beside it
+        lines.append("(their tests, benchmark scripts and images are files of the repository "
+                     "and its sdist, which an installed wheel does not carry)")  # fmt: skip
     return "\n".join([f"Documents in {docs_folder()} (draco docs NAME prints one):", *lines])
