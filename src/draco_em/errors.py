@@ -1,6 +1,7 @@
 """The one error class for mistakes a user can fix (bad files, bad options), the one
 "did you mean" rule its messages use (:func:`close_names`), and how a message counts things
-(:func:`counted`: "1 micrograph", "3 micrographs").
+(:func:`counted`: "1 micrograph", "3 micrographs") and names a config field's option
+(:func:`option_name`).
 
 The CLI turns a :class:`DracoInputError` into one line on stderr and exit code 2; any other
 exception is our bug and keeps its traceback.
@@ -52,3 +53,16 @@ def close_names(typo: str, names: list[str], cutoff: float = 0.6) -> list[str]:
 def counted(n: int, noun: str) -> str:
     """``1 micrograph``, ``3 micrographs``: a count in a message (a plain ``s`` plural)."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+#: Config fields whose command-line option has another name (``dose_range``: the realistic
+#: preset's range that ``draco simulate --dose`` fixes).
+OPTION_NAMES = {"from_format": "from", "out_dir": "out", "outdir": "out", "output": "out",
+                "jobs": "workers", "data_pixel_size": "pixel_size",
+                "dose_range": "dose"}  # fmt: skip
+
+
+def option_name(field: str) -> str:
+    """The command-line option of a config field, as a message names it: ``crops_per_epoch``
+    → ``--crops-per-epoch``, ``outdir`` → ``--out`` (:data:`OPTION_NAMES`)."""
+    return "--" + OPTION_NAMES.get(field, field).replace("_", "-")

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from draco_em.cli.watch import _click_command, _run, _split
+from draco_em.cli._app import click_command
+from draco_em.cli.watch import _run, _split
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import write_text_atomic
 from draco_em.io.folder_lock import LOCK_FILE
@@ -215,12 +216,12 @@ def test_a_later_run_that_could_not_run_once_is_tried_again(tmp_path):
 
 
 def test_the_command_line_is_split_into_options_and_inputs():
-    cmd = _click_command("denoise")
+    cmd = click_command(["denoise"])
     options, inputs = _split(cmd, ["a.mrc", "-o", "out", "--png", "--tile", "128", "b/"])
     assert options == ["-o", "out", "--png", "--tile", "128"] and inputs == ["a.mrc", "b/"]
-    options, inputs = _split(_click_command("pick predict"), ["--diameter=120", "--", "-x.mrc"])
+    options, inputs = _split(click_command(["pick", "predict"]), ["--diameter=120", "--", "-x.mrc"])
     assert options == ["--diameter=120"] and inputs == ["-x.mrc"]
-    curate = _click_command("curate predict")  # an option with two values
+    curate = click_command(["curate", "predict"])  # an option with two values
     options, inputs = _split(curate, ["mics/", "-o", "out", "--defocus-range", "0.5", "3"])
     assert options == ["-o", "out", "--defocus-range", "0.5", "3"] and inputs == ["mics/"]
     with pytest.raises(DracoInputError, match="-o needs a value"):
@@ -228,7 +229,7 @@ def test_the_command_line_is_split_into_options_and_inputs():
     with pytest.raises(DracoInputError, match=r"no such option: --settle \(draco watch's own"):
         _split(cmd, ["mics/", "-o", "out", "--settle", "60"])  # not an input named 60
     with pytest.raises(DracoInputError, match=r"no such option: --blend-halves \(prepare\)"):
-        _split(_click_command("prepare"), ["mov/", "--blend-halves"], "prepare")
+        _split(click_command(["prepare"]), ["mov/", "--blend-halves"], "prepare")
 
 
 def test_draco_watch_denoises_a_folder(tmp_path, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 
 from draco_em import __version__
 from draco_em.allocator import tune_allocator
-from draco_em.errors import DracoInputError, close_names
+from draco_em.errors import DracoInputError, close_names, option_name
 
 app = typer.Typer(
     name="draco",
@@ -133,6 +134,19 @@ def normalise_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     return out, notes
 
 
+def click_command(words: Sequence[str]) -> Any:
+    """The (typer-vendored) click command behind ``draco WORDS...``: the deepest one the leading
+    words name (``["pick", "predict", "mics/"]``: pick predict's; the walk stops at a word that
+    names no sub-command, so a group comes back where none is named)."""
+    command: Any = typer.main.get_command(app)
+    for word in words:
+        sub = getattr(command, "commands", {}).get(word)
+        if sub is None:
+            break
+        command = sub
+    return command
+
+
 def repeated_option(args: list[str]) -> str | None:
     """The one-line refusal of an option that takes one value given more than once
     (``evaluate pick --truth A --truth B``), else None. click keeps the last without a word,
@@ -140,19 +154,12 @@ def repeated_option(args: list[str]) -> str | None:
     A --micrographs B``) and on/off flags may repeat. Commands that pass options on to another
     (``watch``, ``relion``) are not checked: their options are that command's.
     """
-    from typer.main import get_command
-
+    tokens = args[: args.index("--")] if "--" in args else list(args)
     try:
-        command: Any = get_command(app)
+        command = click_command([t for t in tokens if not t.startswith("-")])
     except (AttributeError, TypeError):  # not a typer app (a test's stand-in): nothing to check
         return None
-    tokens = args[: args.index("--")] if "--" in args else list(args)
-    for token in tokens:  # descend to the sub-command named by the first words
-        sub = getattr(command, "commands", {}).get(token)
-        if sub is None and not token.startswith("-") and hasattr(command, "commands"):
-            return None  # not a command: click says so
-        if sub is not None:
-            command = sub
+    # a group: no command named (click says so); watch and relion pass options on
     if hasattr(command, "commands") or command.context_settings.get("ignore_unknown_options"):
         return None
     single = {o: p for p in command.params if getattr(p, "is_flag", True) is False
@@ -262,13 +269,6 @@ def close_options(typo: str, options: list[str], cutoff: float = 0.6) -> list[st
     return [f"--{n}" for n in close_names(typo.removeprefix("--"), names, cutoff)]
 
 
-#: Config fields whose command-line option has another name (``dose_range``: the realistic
-#: preset's range that ``draco simulate --dose`` fixes).
-OPTION_NAMES = {"from_format": "from", "out_dir": "out", "outdir": "out", "output": "out",
-                "jobs": "workers", "data_pixel_size": "pixel_size",
-                "dose_range": "dose"}  # fmt: skip
-
-
 def option_error(exc: ValidationError) -> str:
     """The first rejected value of a pydantic config as one line naming the CLI option."""
     err = exc.errors()[0]
@@ -276,5 +276,4 @@ def option_error(exc: ValidationError) -> str:
     msg = str(err.get("msg", "")).removeprefix("Value error, ")
     if not loc:  # a check across options (model_validator)
         return msg
-    name = OPTION_NAMES.get(str(loc[0]), str(loc[0]))
-    return f"invalid --{name.replace('_', '-')}: {msg}"
+    return f"invalid {option_name(str(loc[0]))}: {msg}"

@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from draco_em.cli._app import app, example
+from draco_em.cli._app import app, click_command, example
 from draco_em.errors import DracoInputError
 
 #: task → (the draco command, its inputs as (RELION option, draco option or None for the
@@ -139,11 +139,7 @@ def _continued(task: str, job_dir: Path, extra: list[str]) -> list[str]:
 
 def _flags(command: list[str]) -> dict[str, str | None]:
     """The on/off options of ``draco <command>``: name → its "off" spelling (or None)."""
-    from typer.main import get_command
-
-    node = get_command(app)
-    for word in command:
-        node = node.commands[word]  # type: ignore[attr-defined]
+    node = click_command(command)
     flags: dict[str, str | None] = {}
     for param in node.params:
         if getattr(param, "is_flag", False):

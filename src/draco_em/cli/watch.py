@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
-from draco_em.cli._app import app, example, main, normalise_argv
+from draco_em.cli._app import app, click_command, example, main, normalise_argv
 from draco_em.errors import DracoInputError
 
 
@@ -66,7 +66,7 @@ def watch(
     rest, notes = normalise_argv([*command[:words], *rest])
     for note in notes:
         typer.echo(note, err=True)
-    options, inputs = _split(_click_command(name), rest[words:], name)
+    options, inputs = _split(click_command(name.split()), rest[words:], name)
     if not inputs:
         raise DracoInputError(f"give draco {name} its inputs: folders, globs, files or a STAR")
     cfg = WatchConfig(settle_s=settle, every_s=every, idle_min=idle, stop_file=stop_file)
@@ -74,15 +74,6 @@ def watch(
         name, options, inputs, _outdir(options), _run, cfg, lambda line: typer.echo(line, err=True)
     )
     raise typer.Exit(code)
-
-
-def _click_command(name: str) -> Any:
-    """The (typer-vendored) click command behind ``draco NAME`` ("pick predict": a
-    subcommand of a group)."""
-    cmd = typer.main.get_command(app)
-    for word in name.split():
-        cmd = cmd.commands[word]  # type: ignore[attr-defined]
-    return cmd
 
 
 def _split(cmd: Any, tokens: list[str], name: str = "") -> tuple[list[str], list[str]]:
@@ -105,7 +96,7 @@ def _split(cmd: Any, tokens: list[str], name: str = "") -> tuple[list[str], list
         elif token.startswith("-") and len(token) > 1:
             option = token.partition("=")[0] if token.startswith("--") else token[:2]
             if option not in names:
-                own = option in _option_names(_click_command("watch"))  # --settle after it
+                own = option in _option_names(click_command(["watch"]))  # --settle after it
                 where = "draco watch's own options go before the command" if own else name
                 raise DracoInputError(f"no such option: {option} ({where})")
             options.append(token)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from draco_em.errors import DracoInputError
+from draco_em.errors import DracoInputError, option_name
 from draco_em.io.atomic import atomic_path, remove_stale_temps
 from draco_em.io.batch import settings_diff
 from draco_em.io.model_file import MODEL_STAMP, interrupt_after, model_stamp, read_torch_file
@@ -174,10 +174,11 @@ def saved_epoch(state: Mapping[str, Any]) -> str:
     return f"epoch {state['epoch']}/{state['settings']['epochs']}{refit}"
 
 
-def option_name(key: str) -> str:
+def setting_label(key: str) -> str:
     """How a refusal names a recorded setting: ``crops_per_epoch`` as ``--crops-per-epoch``
-    (the option a user typed); the architecture and the per-micrograph diameters as kept."""
-    return key if "." in key or key == "diameters" else "--" + key.replace("_", "-")
+    (the option a user typed: :func:`~draco_em.errors.option_name`); the architecture and the
+    per-micrograph diameters as kept."""
+    return key if "." in key or key == "diameters" else option_name(key)
 
 
 def resume_point(cfg: PickTrainConfig, settings: dict[str, Any]) -> dict[str, Any] | None:
@@ -204,7 +205,7 @@ def resume_point(cfg: PickTrainConfig, settings: dict[str, Any]) -> dict[str, An
             "epoch): run without --resume to train from the start", cfg.outdir,
         )  # fmt: skip
     state = read_checkpoint(saved)
-    if changed := settings_diff(state["settings"], settings, label=option_name):
+    if changed := settings_diff(state["settings"], settings, label=setting_label):
         raise DracoInputError(
             f"--resume latest: these settings differ from the interrupted run's ({changed}): "
             f"give its settings ({CONFIG_FILE} in the folder) to continue it, or a new -o "
