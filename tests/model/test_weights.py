@@ -202,11 +202,41 @@ def test_pretrain_run_folder_resolves_to_its_best_then_latest_checkpoint(tmp_pat
 
 def test_format_kinds_agree_with_the_readers_tags() -> None:
     from draco_em.curate.head import FORMAT as CURATOR
-    from draco_em.io.model_file import FORMAT_KINDS
+    from draco_em.curate.head import RUN_FILE as CURATOR_FILE
+    from draco_em.io.model_file import FORMAT_KINDS, RUN_FILES
     from draco_em.model.weights import FORMAT
+    from draco_em.pick.checkpoint import CHECKPOINT_FORMAT
     from draco_em.pick.model_io import FORMAT as PICKER
+    from draco_em.pick.model_io import RUN_FILE as PICKER_FILE
 
-    assert set(FORMAT_KINDS) == {FORMAT, CURATOR, PICKER}
+    assert set(FORMAT_KINDS) == {FORMAT, CURATOR, PICKER, CHECKPOINT_FORMAT}
+    assert RUN_FILES == {PICKER_FILE: PICKER, CURATOR_FILE: CURATOR}
+
+
+def test_a_run_folder_of_another_command_is_named(tmp_path: Path) -> None:
+    """A pick train folder given to denoise --model, or to curate predict --model, says what it
+    holds (it said 'not a draco pretrain run folder' or 'curation model not found' alone); the
+    checkpoint of an unfinished pick train run is named too (it was 'not a DRACO checkpoint:
+    no patch_embed.proj.weight, ...')."""
+    from draco_em.curate.head import resolve_curator_path
+    from draco_em.io.model_file import write_model_file
+    from draco_em.pick.checkpoint import CHECKPOINT_FORMAT
+
+    run = tmp_path / "picks"
+    write_model_file(run / "picker.safetensors", {"w": torch.zeros(2)},
+                     {"format": "draco-em-picker/1"})  # fmt: skip
+    held = "the folder holds picker.safetensors, a particle picker [(]draco pick train[)]"
+    with pytest.raises(DracoInputError, match="not a draco pretrain run folder .*; " + held):
+        load_model(run)
+    with pytest.raises(DracoInputError, match="curation model not found .*; " + held):
+        resolve_curator_path(run)
+    with pytest.raises(DracoInputError, match=r"not a draco pretrain run folder [(][^;]*[)]$"):
+        load_model(tmp_path)  # a folder of nothing in particular: nothing to add
+    (run / "checkpoints").mkdir()
+    torch.save({"format": CHECKPOINT_FORMAT, "model": fake_checkpoint()},
+               run / "checkpoints" / "latest.pt")  # fmt: skip
+    with pytest.raises(DracoInputError, match="this is the checkpoint of an unfinished draco pick"):
+        load_model(run)
 
 
 @pytest.mark.parametrize(("tag", "kind"), [("draco-em-picker/1", "particle picker"),

@@ -52,6 +52,14 @@ FORMAT_KINDS = {
     "draco-em/1": "DRACO weights (draco export)",
     "draco-em-curator/1": "curation model (draco curate train)",
     "draco-em-picker/1": "particle picker (draco pick train)",
+    "draco-em-pick-train-checkpoint/1": "checkpoint of an unfinished draco pick train run",
+}
+#: The model file each training command leaves in its run folder, and its tag, so that a run
+#: folder given where another kind is expected is named (a test checks them against
+#: ``pick.model_io`` and ``curate.head``).
+RUN_FILES = {
+    "picker.safetensors": "draco-em-picker/1",
+    "curator.safetensors": "draco-em-curator/1",
 }
 
 
@@ -79,11 +87,20 @@ def resolve_model_file(
             raise DracoInputError(missing_bundled)
         return Path(str(bundled))
     path = Path(model)
-    if run_file is not None and path.is_dir():
+    folder = path.is_dir()
+    if run_file is not None and folder:
         path = path / run_file
     if not path.is_file():
-        raise DracoInputError(not_found, path)
+        raise DracoInputError(not_found + (folder_holds(Path(model)) if folder else ""), path)
     return path
+
+
+def folder_holds(folder: Path) -> str:
+    """What model a run folder of another command holds, for a refusal: ``"; the folder holds
+    picker.safetensors, a particle picker (draco pick train)"``, or ``""``."""
+    held = [f"{name}, a {FORMAT_KINDS[tag]}" for name, tag in RUN_FILES.items()
+            if (folder / name).is_file()]  # fmt: skip
+    return f"; the folder holds {' and '.join(held)}" if held else ""
 
 
 #: The settings key of :func:`model_stamp` (denoise's weights, pick predict's picker).

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from draco_em.errors import DracoInputError
 from draco_em.io.atomic import make_parent, write_text_atomic
-from draco_em.io.model_file import BUNDLED
+from draco_em.io.model_file import BUNDLED, folder_holds
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "run.log"
@@ -122,5 +122,7 @@ def run_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
         if path.is_file():
             return path
     raise DracoInputError(
-        f"not a draco pretrain run folder (no {CHECKPOINT_DIR}/best.pt or latest.pt)", run_dir
+        f"not a draco pretrain run folder (no {CHECKPOINT_DIR}/best.pt or latest.pt)"
+        + folder_holds(Path(run_dir)),
+        run_dir,
     )
