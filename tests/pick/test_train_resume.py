@@ -14,7 +14,7 @@ from draco_em.cli import main
 from draco_em.errors import DracoInputError
 from draco_em.io.coords import make_coords, write_relion_coords
 from draco_em.io.mrc import write_mrc
-from draco_em.io.run_folder import checkpoint_path
+from draco_em.io.run_folder import checkpoint_path, read_config
 from draco_em.pick.checkpoint import Checkpoints, read_checkpoint
 from draco_em.pick.config import PickTrainConfig
 from draco_em.pick.model_io import read_picker
@@ -107,8 +107,13 @@ def test_a_killed_run_resumes_after_its_last_epoch_and_ends_as_an_uninterrupted_
     with pytest.raises(DracoInputError, match=r"interrupted pick train run .*after epoch "
                        r"1/3\): add --resume latest"):  # fmt: skip
         _train(_cfg(blobs, run), make_tiny_config)
-    path = _train(_cfg(blobs, run, resume="latest"), make_tiny_config)
+    # --threads may change on resume (it is not recorded with the settings); config.yaml says
+    # what the run went on with, as pretrain's does (it kept the first command's)
+    threads = torch.get_num_threads()  # this process's own: the test changes nothing
+    path = _train(_cfg(blobs, run, resume="latest", threads=threads), make_tiny_config)
     _same_picker(uninterrupted(), path)
+    saved = read_config(run)
+    assert (saved["threads"], saved["resume"]) == (threads, "latest")
     log = (run / "run.log").read_text()
     resumed = log[log.index("resuming ") :]
     assert "after epoch 1/3" in resumed and "epoch 1/3 loss" not in resumed

@@ -351,10 +351,11 @@ def train_picker(
     refuse_trained_folder(cfg.outdir, RUN_FILE, "picker")
     settings = train_settings(cfg, detector_config, diameters)
     resumed = resume_point(cfg, settings)  # before anything in the folder is written
-    if resumed is None:
-        # The settings as given (--auto-scale's multiple goes to the picker's metadata), first:
-        # an interrupted run's folder says what it ran, and the picker is the last file written.
-        write_config(cfg.outdir, cfg)
+    # The settings as given (--auto-scale's multiple goes to the picker's metadata), first: an
+    # interrupted run's folder says what it ran, and the picker is the last file written. On
+    # resume only RESUME_MAY_CHANGE can differ (resume_point refuses the rest), so the file
+    # then says what the run went on with (--device, --threads), as pretrain's does.
+    write_config(cfg.outdir, cfg)
     checkpoints = Checkpoints(cfg.outdir, {"settings": settings}, resumed)
     with run_log(cfg.outdir, log), interrupted_note(checkpoints):
         if resumed is not None:  # on the terminal too: the epoch lines go on from there
