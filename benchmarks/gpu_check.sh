@@ -25,40 +25,10 @@ OUT=${1:?usage: gpu_check.sh OUTDIR}
 DEVICE=${DEVICE:-cuda}
 QUICK=${QUICK:-0}
 BUDGET=${BUDGET:-480}  # seconds for the whole script: later steps are skipped, not cut short
-T0=$(date +%s)
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
 W=$(mktemp -d /tmp/gpucheck.XXXX)
-LOG=$OUT/log.txt
-SUM=$OUT/summary.txt
-: >"$LOG"
-: >"$SUM"
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl >>"$LOG" 2>&1 && export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
-export PYTHONUNBUFFERED=1
-PY=${PY:-python3}
-DRACO="$PY -m draco_em"
+. "$(dirname "$0")/gpu_env.sh"  # T0, LOG, SUM, the wheels, PY, DRACO, step
 if [ "$QUICK" = 1 ]; then N=2; SZ=512; STEPS=3; TSTEPS=2; BIG=1024; BS=4; else N=16; SZ=1024; STEPS=40; TSTEPS=20; BIG=4096; BS=32; fi
 
-step() {  # step NAME LIMIT_S CMD...  (the limit shrinks to what is left of BUDGET)
-    local name=$1 lim=$2 s rc left ms
-    shift 2
-    left=$((BUDGET - ($(date +%s) - T0)))
-    if [ "$left" -lt 15 ]; then
-        printf '%-24s skipped (budget)\n' "$name" | tee -a "$SUM"
-        return
-    fi
-    [ "$lim" -gt "$left" ] && lim=$left
-    echo "===== $name: $*" >>"$LOG"
-    s=$(date +%s%N)
-    timeout "$lim" "$@" >>"$LOG" 2>&1
-    rc=$?
-    ms=$((($(date +%s%N) - s) / 1000000))
-    printf '%-24s rc=%-3d %5d.%01d s\n' "$name" "$rc" $((ms / 1000)) $((ms % 1000 / 100)) | tee -a "$SUM"
-}
 STAR=$W/sim/micrographs.star
 MICS=$W/sim/micrographs
 

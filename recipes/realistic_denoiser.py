@@ -53,6 +53,13 @@ Usage:
     # v6, installed (session 5, "step 3"): from v5, 16 more training micrographs per pixel size
     OMP_NUM_THREADS=2 python recipes/realistic_denoiser.py --workdir /work/h20/rdn --epochs 8 \
         --crops 32 --more-train 16 --run-name run_v6 --workers 0 --reuse-data
+    # The GPU-sized run (issue 20; not yet run, no GPU lent since it was written): from the
+    # bundled v6, 2 x v6's training micrographs, 4 x its crops, on the card; fresh
+    # simulations (today's simulator), so v6 is re-scored on the same validation micrographs.
+    # benchmarks/gpu_recipe.sh runs it in one device call and scores both; its header says how.
+    python recipes/realistic_denoiser.py --workdir /tmp/rdn_gpu --train-per-pixel 64 \
+        --jobs 16 --workers 8 --batch-size 64 --crops 64 --epochs 8 --max-steps 2400 \
+        --device cuda --run-name run_gpu
 """
 
 from __future__ import annotations
@@ -129,6 +136,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="draco simulate -j")
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers")
     parser.add_argument("--run-name", default="run", help="run folder inside --workdir")
+    parser.add_argument("--train-per-pixel", type=int, default=TRAIN_PER_PIXEL,
+                        help="training micrographs simulated per pixel size")  # fmt: skip
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--install", action="store_true", help="copy into src/draco_em/weights")
     parser.add_argument(
         "--more-train", type=int, default=0,
@@ -156,7 +167,7 @@ def main() -> None:
                 for kind in ("train", "val")
             )
         else:
-            train = simulate(work, "train", TRAIN_PER_PIXEL, TRAIN_SEED, args.jobs)
+            train = simulate(work, "train", args.train_per_pixel, TRAIN_SEED, args.jobs)
             val = simulate(work, "val", VAL_PER_PIXEL, VAL_SEED, args.jobs)
         if args.more_train:
             train += simulate(work, "train_more", args.more_train, MORE_SEED, args.jobs)
@@ -174,6 +185,7 @@ def main() -> None:
         epochs=args.epochs,
         warmup_epochs=0.3, workers=args.workers, val_fraction=n_val / n,
         val_micrographs=n_val, save_every_steps=50, progress=False,
+        max_steps=args.max_steps, device=args.device,
         resume="latest" if (run / "config.yaml").exists() else None,
     ))  # fmt: skip
     out = work / f"draco_denoise_tiny_{args.run_name}.safetensors"
