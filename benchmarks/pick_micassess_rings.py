@@ -25,7 +25,8 @@ the data), and with ``--threshold 0.05`` for the best F1 and AP over all thresho
 ``topaz extract -m resnet16_u64`` at downsampling 1 (radius 9 px), its picks ≥ 0 and its best
 threshold.
 
-    python benchmarks/pick_micassess_rings.py --out /tmp/rings [--topaz /work/venvs/topaz/bin/topaz]
+    python benchmarks/pick_micassess_rings.py --out /tmp/rings \
+        [--topaz /work/venvs/topaz/bin/topaz] [--model RUN]
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/rings"))
     ap.add_argument("--topaz", default=None, help="topaz executable (its own venv)")
     ap.add_argument("--reference-only", action="store_true")
+    ap.add_argument("--model", default="bundled", help="draco's picker (pick predict --model)")
     args = ap.parse_args()
     png = DATA / "micrographs" / f"{NAME}.png"
     if not png.exists():
@@ -168,7 +170,7 @@ def main() -> None:
         out = args.out / tag
         subprocess.run([sys.executable, "-m", "draco_em", "pick", "predict", str(mics), "-o",
                         str(out), "--pixel-size", str(PIXEL), "--diameter", str(DIAMETER), "-q",
-                        *extra], check=True)  # fmt: skip
+                        "--model", args.model, *extra], check=True)  # fmt: skip
         picks = next(iter(read_coord_folder(out / "coordinates").values()))
         if tag == "draco_default":
             draco_xy = picks[["x", "y"]].to_numpy()
