@@ -55,6 +55,6 @@ step val_psnr 150 bash -c "$PY benchmarks/val_micrographs.py --data '$W/all.star
     --val-fraction \$($PY -c \"from draco_em.io.star import read_micrographs_star as r; \
 print(8 / len(r('$W/all.star').micrographs))\") --weights \
     src/draco_em/weights/draco_denoise_tiny.safetensors '$OUT/draco_denoise_tiny_gpu.safetensors' \
-    > '$OUT/val_psnr.json'"
+    --device $DEVICE > '$OUT/val_psnr.json'"
 for f in config.yaml run.log metrics.jsonl; do [ -f "$RUN/$f" ] && cp "$RUN/$f" "$OUT/"; done
 echo "total $(($(date +%s) - T0)) s" | tee -a "$SUM"

@@ -35,7 +35,9 @@ def main() -> None:
     ap.add_argument("--weights", nargs="+", required=True, help="weights files to score")
     ap.add_argument("--val-fraction", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/gpu_recipe.sh)")
     args = ap.parse_args()
+    device = torch.device(args.device)
     _, val = split_train_val(load_manifest(args.data), args.val_fraction, args.seed)
     val = [r for r in val if r.clean is not None]
     lowpass = [
@@ -44,10 +46,10 @@ def main() -> None:
     ]
     out: dict[str, float] = {"micrographs": len(val), "lowpass_20A": float(np.mean(lowpass))}
     for weights in args.weights:
-        model, _, meta = load_model(weights)
-        scores = evaluate_micrographs(
-            StageModel(model, "denoise"), val, meta["pixel_size"], torch.device("cpu")
-        )
+        model, _, meta = load_model(weights, device)
+        # float32 on any device: the CPU's scores are the reference (pretrain's own val_psnr_mic
+        # on a GPU runs under bf16 autocast)
+        scores = evaluate_micrographs(StageModel(model, "denoise"), val, meta["pixel_size"], device)
         out["raw"] = scores["val_psnr_mic_raw"]
         out[Path(weights).stem] = scores["val_psnr_mic"]
     print(json.dumps(out, indent=2))
