@@ -117,65 +117,77 @@ def _score(labels: LabelSet, probs: np.ndarray, classes: list[str]) -> dict:
     return out
 
 
+def spectrum_inputs(items: list[tuple[Path, float | None]]) -> np.ndarray:
+    """``[N, 10]`` power-spectrum features of (micrograph, pixel size in Å) pairs."""
+    return np.array([spectrum_features(read_image(p, px)[0], px or 1.0) for p, px in items])
+
+
+def fit_spectrum(x: np.ndarray, y: np.ndarray, n_classes: int) -> LogisticRegression:
+    """The power-spectrum baseline: class-balanced multinomial logistic regression, L2 1e-3."""
+    return LogisticRegression(1e-3).fit(x, y, n_classes, class_weights(y, n_classes, [0]))
+
+
 def spectrum_baseline(train: LabelSet, test: LabelSet, classes: list[str]) -> dict:
     """Power-spectrum features + multinomial logistic regression."""
-
-    def feats(ls: LabelSet) -> np.ndarray:
-        return np.array(
-            [
-                spectrum_features(read_image(p)[0], px or 1.0)
-                for p, px in zip(ls.paths, ls.pixel_sizes, strict=True)
-            ]
-        )
-
     y = np.array([classes.index(c) for c in train.labels])
-    model = LogisticRegression(1e-3).fit(
-        feats(train), y, len(classes), class_weights(y, len(classes), [0])
+    model = fit_spectrum(spectrum_inputs(_pairs(train)), y, len(classes))
+    return _score(test, model.predict_proba(spectrum_inputs(_pairs(test))), classes)
+
+
+def _pairs(ls: LabelSet) -> list[tuple[Path, float | None]]:
+    return list(zip(ls.paths, ls.pixel_sizes, strict=True))
+
+
+def resnet_inputs(items: list[tuple[Path, float | None]], size: int) -> torch.Tensor:
+    """``[N, 1, size, size]`` ResNet inputs (whole micrograph Fourier-resized, standardised)."""
+    return torch.from_numpy(
+        np.stack([resnet_input(read_image(p, px)[0], px, size) for p, px in items])
+    )[:, None]
+
+
+def fit_resnet(x: torch.Tensor, y: torch.Tensor, n_classes: int, epochs: int) -> ResNet18:
+    """ResNet-18 (width 64) from scratch on ``x [N, 1, H, W]``, labels ``y [N]``: AdamW, one-cycle
+    learning rate (peak 2e-3), batch 16, flip/rot90 augmentation, class-balanced loss, seed 0."""
+    torch.manual_seed(0)
+    net = ResNet18(n_classes)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, 2e-3, total_steps=epochs * ((len(y) + 15) // 16)
     )
-    return _score(test, model.predict_proba(feats(test)), classes)
+    weight = torch.tensor(class_weights(y.numpy(), n_classes, [0]), dtype=torch.float32)
+    for _ in range(epochs):
+        net.train()
+        for idx in torch.randperm(len(y)).split(16):
+            if len(idx) < 2:
+                continue
+            xb = torch.rot90(x[idx], int(torch.randint(4, ())), (2, 3))
+            xb = torch.flip(xb, (3,)) if torch.rand(()) < 0.5 else xb
+            loss = torch.nn.functional.cross_entropy(net(xb), y[idx], weight=weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    return net.eval()
+
+
+@torch.no_grad()
+def resnet_proba(net: ResNet18, x: torch.Tensor) -> np.ndarray:
+    """Class probabilities ``[N, C]`` of ``x [N, 1, H, W]``."""
+    return torch.cat([torch.softmax(net(b), -1) for b in x.split(32)]).numpy()
 
 
 def resnet_baseline(
     train: LabelSet, test: LabelSet, classes: list[str], args: argparse.Namespace
 ) -> dict:
     """ResNet-18 from scratch on downsampled micrographs (flip/rot90 augmentation)."""
-
-    def load(ls: LabelSet) -> torch.Tensor:
-        return torch.from_numpy(
-            np.stack(
-                [
-                    resnet_input(read_image(p)[0], px, args.resnet_size)
-                    for p, px in zip(ls.paths, ls.pixel_sizes, strict=True)
-                ]
-            )
-        )[:, None]
-
-    torch.manual_seed(0)
-    xtr, xte = load(train), load(test)
-    y = torch.tensor([classes.index(c) for c in train.labels])
-    net = ResNet18(len(classes))
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, 2e-3, total_steps=args.resnet_epochs * ((len(y) + 15) // 16)
+    xtr, xte = (
+        resnet_inputs(_pairs(train), args.resnet_size),
+        resnet_inputs(_pairs(test), args.resnet_size),
     )
-    weight = torch.tensor(class_weights(y.numpy(), len(classes), [0]), dtype=torch.float32)
+    y = torch.tensor([classes.index(c) for c in train.labels])
     t0 = time.time()
-    for _ in range(args.resnet_epochs):
-        net.train()
-        for idx in torch.randperm(len(y)).split(16):
-            if len(idx) < 2:
-                continue
-            x = torch.rot90(xtr[idx], int(torch.randint(4, ())), (2, 3))
-            x = torch.flip(x, (3,)) if torch.rand(()) < 0.5 else x
-            loss = torch.nn.functional.cross_entropy(net(x), y[idx], weight=weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    net.eval()
-    with torch.no_grad():
-        probs = torch.cat([torch.softmax(net(b), -1) for b in xte.split(32)]).numpy()
-    out = _score(test, probs, classes)
+    net = fit_resnet(xtr, y, len(classes), args.resnet_epochs)
+    out = _score(test, resnet_proba(net, xte), classes)
     out["train_seconds"] = round(time.time() - t0, 1)
     return out
 

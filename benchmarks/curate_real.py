@@ -19,6 +19,9 @@ Real data first, read in place from ``shared/data`` (nothing is copied):
   with reason ``contamination``.
 * (e) simulated held-out sets (``--sim NAME=STAR``, e.g. ``draco simulate --bad-fraction 0.5``
   sets made with other seeds than any training set): balanced accuracy and 7-class accuracy.
+* (f) ``--baselines-train LABELS`` (repeatable): the two baselines of ``benchmarks/curate.py``
+  (power-spectrum logistic regression, ResNet-18 from scratch) trained once on those labelled
+  simulated sets and scored zero-shot on every set above, as the head is.
 
 Class mapping MicAssess → this package (simulator reasons ``simulate.config.BAD_REASONS``:
 thick_ice, drift, empty, contamination, crystalline_ice, carbon_only, no_ice; ``empty`` there
@@ -47,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +73,9 @@ from draco_em.io.mrc import read_image
 from draco_em.io.star import read_micrographs_star
 from draco_em.model.encoder import Encoder, load_encoder
 from draco_em.pick.evidence import ParticleEvidence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import curate as sim_bench  # benchmarks/curate.py: the baselines trained on simulated sets
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MICASSESS_PX = 7.0  # Å, README: "about 7 Å/px"
@@ -326,6 +333,53 @@ def loo_resnet(items: list[Item], classes: list[str], epochs: int, size: int) ->
     return _loo_score(items, y.numpy(), np.array(probs), classes)
 
 
+# ------------------------------------------------------ baselines trained on simulations
+def baselines_zero_shot(
+    train: list[Path], sets: dict[str, list[Item]], epochs: int, size: int
+) -> dict:
+    """Both baselines of ``benchmarks/curate.py`` fitted once on the labelled sets ``train``
+    (their own classes, good first), then answering every set as a head does (accept when
+    P(good) ≥ 0.5, else the most probable reason)."""
+    labels = [read_labels(t) for t in train]
+    pairs = [pr for ls in labels for pr in zip(ls.paths, ls.pixel_sizes, strict=True)]
+    truth = [lab for ls in labels for lab in ls.labels]
+    classes = [GOOD, *sorted(set(truth) - {GOOD})]
+    y = np.array([classes.index(c) for c in truth])
+    t0 = time.time()
+    spectrum = sim_bench.fit_spectrum(sim_bench.spectrum_inputs(pairs), y, len(classes))
+    t1 = time.time()
+    net = sim_bench.fit_resnet(
+        sim_bench.resnet_inputs(pairs, size), torch.from_numpy(y), len(classes), epochs
+    )
+    out: dict = {"baselines:training": {"n": len(y), "classes": classes, "resnet_epochs": epochs,
+                 "spectrum_seconds": round(t1 - t0, 1),
+                 "resnet_seconds": round(time.time() - t1, 1)}}  # fmt: skip
+    print(json.dumps(out), flush=True)
+    for name, items in sets.items():
+        its = [(it.path, it.pixel_size) for it in items]
+        x = sim_bench.resnet_inputs(its, size)
+        probs = {"spectrum logreg": spectrum.predict_proba(sim_bench.spectrum_inputs(its)),
+                 "resnet18 scratch": sim_bench.resnet_proba(net, x)}  # fmt: skip
+        for method, p in probs.items():
+            out[f"{name}:{method} zero-shot"] = summarize(_answers(items, p, classes), items)
+    return out
+
+
+def _answers(items: list[Item], probs: np.ndarray, classes: list[str]) -> list[dict]:
+    """Rows as :func:`zero_shot` writes them, from class probabilities ``[N, C]`` (good first)."""
+    rows = []
+    for it, p in zip(items, probs, strict=True):
+        accept = bool(p[0] >= 0.5)
+        reason = GOOD if accept else classes[int(np.argmax(p[1:])) + 1]
+        right = accept == it.good
+        row = {"micrograph": it.path.stem, "truth": it.truth,
+               "decision": "accept" if accept else "reject", "reason": reason,
+               "p_accept": round(float(p[0]), 3), "decision_right": right,
+               "reason_right": right and (it.good or reason in it.right_reasons)}  # fmt: skip
+        rows.append(row)
+    return rows
+
+
 # ----------------------------------------------------------------------------- report
 def markdown(results: dict) -> str:
     head = "| set | method | bal. acc. | accepted | per class: decision ok / reason ok / n |"
@@ -357,6 +411,10 @@ def main() -> None:
                     help="also leave-one-out on the --sim sets pooled: are their classes separable "
                     "by the features the head sees (encoder, image statistics)?")  # fmt: skip
     ap.add_argument("--resnet-epochs", type=int, default=30)
+    ap.add_argument("--baselines-train", action="append", default=[], type=Path,
+                    help="labelled simulated set (STAR or CSV; repeatable) to fit both baselines "
+                    "on once, then score them zero-shot on every set (--resnet-epochs, "
+                    "--resnet-size)")  # fmt: skip
     ap.add_argument("--resnet-size", type=int, default=128)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--write-labels", type=Path, default=None,
@@ -400,6 +458,10 @@ def main() -> None:
     if args.sim_loo and args.sim and "sim" not in args.skip:
         pooled = [it for n, _ in (x.split("=", 1) for x in args.sim) for it in sets[n]]
         results |= sim_separability(pooled, cfg)
+    if args.baselines_train:
+        results |= baselines_zero_shot(
+            args.baselines_train, sets, args.resnet_epochs, args.resnet_size
+        )
     mic = sets["micassess"]
     classes = [GOOD, "contamination", "no_ice", "crystalline_ice", "no_particles"]
     if "loo" not in args.skip:

@@ -27,7 +27,9 @@ Selection rule (fixed before any real micrograph was scored with a new head):
   skipped with a message when absent). Only the answers are read, never a label, so the gate
   cannot choose among heads by their accuracy there; it only refuses a head that says one
   thing (or one class) for > 90 % of a mixed set of real micrographs, as the head shipped
-  before issue 19 did (``carbon_only`` for every real micrograph);
+  before issue 19 did (``carbon_only`` for every real micrograph); both gates in
+  :func:`gated_scores`, the selection in :func:`select_winner`
+  (``tests/curate/test_recipe_spread_gate.py`` fails if either stops refusing such a head);
 * the passing candidate with the highest score wins (ties: the larger L2); it replaces the
   bundled head only if its score beats the bundled head's on the same validation sets.
   Real micrographs (``shared/data``) are all test sets: none is used here. The install is then
@@ -281,6 +283,36 @@ def real_spread(head_file: Path, folder: Path, pixel_size: float, cache: Path) -
         return {"spread_ok": False, "shares": str(exc)}
 
 
+#: The key of the installed head in the recipe's results (scored, never selected).
+CURRENT = "bundled (current)"
+
+
+def gated_scores(
+    head_file: Path, val: list[Path], cache: Path, real: tuple[Path, float] | None
+) -> dict:
+    """:func:`validate` with the real-spread gate: ``spread_ok`` is False when the head's
+    answers fail the spread check on any validation set or on the real micrographs ``real``
+    (folder, Å/px; None: skipped)."""
+    out = validate(head_file, val, cache)
+    if real is not None:
+        out["real_spread"] = real_spread(head_file, *real, cache)
+        out["spread_ok"] = out["spread_ok"] and out["real_spread"]["spread_ok"]
+    return out
+
+
+def select_winner(results: dict) -> str:
+    """The rule's pick among the candidates of ``results`` (every key but :data:`CURRENT`):
+    the highest score among those passing the spread gates (ties: the larger key).
+
+    Raises:
+        SystemExit: when no candidate passes (nothing may be written).
+    """
+    passing = [k for k, v in results.items() if k != CURRENT and v["spread_ok"]]
+    if not passing:
+        raise SystemExit("no candidate passes the spread checks: nothing written")
+    return max(passing, key=lambda k: (results[k]["score"], k))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--root", type=Path, default=Path("/tmp/curate_data"))
@@ -443,13 +475,9 @@ def main() -> None:
             print(f"real-spread gate skipped: {folder} is not here", flush=True)
 
     def scored(head: Path) -> dict:
-        out = validate(head, val, run / "features")
-        if real is not None:
-            out["real_spread"] = real_spread(head, *real, run / "features")
-            out["spread_ok"] = out["spread_ok"] and out["real_spread"]["spread_ok"]
-        return out
+        return gated_scores(head, val, run / "features", real)
 
-    results = {"bundled (current)": scored(args.dest)}
+    results = {CURRENT: scored(args.dest)}
     for l2 in args.l2:
         train_curator(
             CurateTrainConfig(
@@ -463,16 +491,13 @@ def main() -> None:
         shutil.copyfile(run / "curator.safetensors", head)
         results[str(head)] = scored(head)
         print(head.name, json.dumps(results[str(head)], default=str), flush=True)
-    print("bundled (current)", json.dumps(results["bundled (current)"], default=str))
-    passing = [k for k, v in results.items() if k != "bundled (current)" and v["spread_ok"]]
+    print(CURRENT, json.dumps(results[CURRENT], default=str))
     (args.root / f"selection{args.tag}.json").write_text(json.dumps(results, indent=2, default=str))
-    if not passing:
-        raise SystemExit("no candidate passes the spread checks: nothing written")
-    best = max(passing, key=lambda k: (results[k]["score"], k))
+    best = select_winner(results)
     print(f"winner {best}: score {results[best]['score']:.3f} "
-          f"(bundled {results['bundled (current)']['score']:.3f})")  # fmt: skip
+          f"(bundled {results[CURRENT]['score']:.3f})")  # fmt: skip
     if args.install:
-        if results[best]["score"] <= results["bundled (current)"]["score"]:
+        if results[best]["score"] <= results[CURRENT]["score"]:
             raise SystemExit("the winner does not beat the bundled head: not installed")
         shutil.copyfile(best, args.dest)
         print(f"installed {args.dest} ({args.dest.stat().st_size / 1024:.0f} KiB)")
