@@ -39,7 +39,8 @@ micrographs".
 Usage:
     OMP_NUM_THREADS=2 python benchmarks/denoise_real.py --work /tmp/denoise_real \
         --topaz-venv /work/venvs/topaz [--empiar 3] [--particles] [--rings] [--speed] \
-        [--twin particles=8] [--twin mce=8] [--draco v2=WEIGHTS]
+        [--twin particles=8] [--twin mce=8] [--draco v2=WEIGHTS] \
+        [--lowpass-sweep 10 20 40 80 160]
 """
 
 from __future__ import annotations
@@ -99,10 +100,16 @@ def topaz(venv: Path, files: list[Path], out: Path) -> float:
     return run(cmd, env={**os.environ, "OMP_NUM_THREADS": "2"}, stdout=subprocess.DEVNULL)
 
 
+#: Extra low-pass cut-offs in Å (``--lowpass-sweep``): each written as ``lowpass_{Å}A`` and scored
+#: like any method, to measure how Eq. 11 grows with blur on the set itself (session 26).
+LOWPASS_SWEEP_A: list[float] = []
+
+
 def classical(raw: dict[str, np.ndarray], pred: Path, pixel_size: float) -> None:
     for stem, im in raw.items():
-        write_mrc(pred / "lowpass_20A" / f"{stem}.mrc", gaussian_lowpass(im, pixel_size, 20.0),
-                  pixel_size)  # fmt: skip
+        for res in sorted({20.0, *LOWPASS_SWEEP_A}):
+            write_mrc(pred / f"lowpass_{res:g}A" / f"{stem}.mrc",
+                      gaussian_lowpass(im, pixel_size, res), pixel_size)  # fmt: skip
         sigma = SIM_BEST_SIGMA_A / pixel_size
         write_mrc(pred / "gauss_sim_best" / f"{stem}.mrc", gaussian_blur_px(im, sigma), pixel_size)
         for s in WIDE_SIGMAS_PX:
@@ -437,11 +444,20 @@ def tomo(work: Path, out_png: Path) -> dict:
     if not all((out / f"{f.stem}.mrc").exists() for f in files):
         seconds = draco(files, out, CYLINDRA_PIXEL)
     fig, axes = plt.subplots(2, 2 * len(files), figsize=(3.0 * 2 * len(files), 6.0))
-    shapes = {}
+    shapes, change = {}, {}
     for j, f in enumerate(files):
         raw = read_raster_stack(f)
         den = np.asarray(read_mrc(out / f"{f.stem}.mrc", ndim=(3,)).data, dtype=np.float32)
         shapes[f.name] = list(raw.shape)
+        # How much the output differs from the input: correlation with the raw volume, and the
+        # std of (denoised − raw, after a least-squares scale/offset fit) over the raw std.
+        r, d = raw.astype(np.float64).ravel(), den.astype(np.float64).ravel()
+        fit = np.polyval(np.polyfit(d, r, 1), d)
+        change[f.name] = {
+            "corr_with_raw": round(float(np.corrcoef(r, d)[0, 1]), 4),
+            "residual_std_over_raw": round(float((r - fit).std() / r.std()), 4),
+        }
+        print(f"tomo {f.name}: {change[f.name]}")
         for i, (name, vol) in enumerate((("raw", raw), ("draco", den))):
             for k, (cut, img) in enumerate(
                 ((f"xy z={len(vol) // 2}", vol[len(vol) // 2]),
@@ -455,7 +471,7 @@ def tomo(work: Path, out_png: Path) -> dict:
     fig.tight_layout()
     fig.savefig(out_png, dpi=60)
     plt.close(fig)
-    return {"seconds_both": seconds, "shapes": shapes}
+    return {"seconds_both": seconds, "shapes": shapes, "change": change}
 
 
 def main() -> None:
@@ -482,12 +498,17 @@ def main() -> None:
         help="NAME=WEIGHTS: also denoise with these weights into pred/NAME (repeatable)",
     )  # fmt: skip
     parser.add_argument("--draco-args", default="", help="extra draco denoise options, quoted")
+    parser.add_argument(
+        "--lowpass-sweep", type=float, nargs="+", default=[], metavar="Å",
+        help="also score the 20 Å-style Gaussian low-pass at these cut-offs (e.g. 10 20 40 80 160)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.figure is None:  # never overwrite the docs' figure from a partial run
         args.figure = args.work / "denoise_real.png"
     work = args.work
     EXTRA_DRACO.update(dict(spec.split("=", 1) for spec in args.draco))
     EXTRA_ARGS.extend(args.draco_args.split())
+    LOWPASS_SWEEP_A.extend(args.lowpass_sweep)
 
     out_json = work / "denoise_real.json"
     info = json.loads(out_json.read_text()) if out_json.exists() else {}
