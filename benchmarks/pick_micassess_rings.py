@@ -42,7 +42,7 @@ import numpy as np
 from pick_threshold import otsu_split  # beside this script (benchmarks/)
 from scipy import ndimage
 
-from draco_em.evaluate.pick import match_picks, summarize
+from draco_em.evaluate.pick import match_picks, matched_truth, summarize
 from draco_em.io.coords import read_coord_folder
 from draco_em.io.mrc import read_image, write_mrc
 
@@ -141,6 +141,32 @@ def score(pred_xy: np.ndarray, scores: np.ndarray, ref: np.ndarray, shape) -> di
     return summarize(match_picks(pred_xy, scores, ref, RADIUS), scores, len(ref))
 
 
+def breakdown(pred_xy: np.ndarray, scores: np.ndarray, ref: np.ndarray, shape) -> dict:
+    """Where the misses and false picks at the stored threshold are (session 26; decides
+    nothing): a miss "touching" has another reference ring within 1.2 diameters (its ring
+    merges with a neighbour's), "nearby" has a pick within half a diameter (found, but placed
+    outside the quarter-diameter match); a false pick "near a ring" lies within half a diameter
+    of a reference ring (a second or displaced pick), else on empty ice."""
+    keep = inside(pred_xy, shape)
+    pred_xy, scores = pred_xy[keep], scores[keep]
+    d = DIAMETER / PIXEL
+    tp = match_picks(pred_xy, scores, ref, RADIUS)
+    found = matched_truth(pred_xy, scores, ref, RADIUS)
+    ref_d = np.linalg.norm(ref[:, None] - ref[None], axis=2) + np.eye(len(ref)) * 1e9
+    to_pick = np.linalg.norm(ref[:, None] - pred_xy[None], axis=2).min(axis=1)
+    missed = ~found
+    false = pred_xy[~tp]
+    to_ring = np.linalg.norm(false[:, None] - ref[None], axis=2).min(axis=1)
+    return {
+        "missed": int(missed.sum()),
+        "missed_touching": int((missed & (ref_d.min(axis=1) < 1.2 * d)).sum()),
+        "missed_nearby": int((missed & (to_pick < d / 2)).sum()),
+        "reference_touching": int((ref_d.min(axis=1) < 1.2 * d).sum()),
+        "false": int((~tp).sum()),
+        "false_near_a_ring": int((to_ring < d / 2).sum()),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("/tmp/rings"))
@@ -174,6 +200,8 @@ def main() -> None:
         picks = next(iter(read_coord_folder(out / "coordinates").values()))
         if tag == "draco_default":
             draco_xy = picks[["x", "y"]].to_numpy()
+            result["draco_default_breakdown"] = breakdown(draco_xy, picks["score"].to_numpy(),
+                                                          ref, image.shape)  # fmt: skip
         result[tag] = score(picks[["x", "y"]].to_numpy(), picks["score"].to_numpy(), ref,
                             image.shape)  # fmt: skip
     if args.topaz:
