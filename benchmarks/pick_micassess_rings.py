@@ -141,12 +141,18 @@ def score(pred_xy: np.ndarray, scores: np.ndarray, ref: np.ndarray, shape) -> di
     return summarize(match_picks(pred_xy, scores, ref, RADIUS), scores, len(ref))
 
 
-def breakdown(pred_xy: np.ndarray, scores: np.ndarray, ref: np.ndarray, shape) -> dict:
+def breakdown(
+    pred_xy: np.ndarray, scores: np.ndarray, ref: np.ndarray, shape,
+    candidates: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict:  # fmt: skip
     """Where the misses and false picks at the stored threshold are (session 26; decides
     nothing): a miss "touching" has another reference ring within 1.2 diameters (its ring
     merges with a neighbour's), "nearby" has a pick within half a diameter (found, but placed
     outside the quarter-diameter match); a false pick "near a ring" lies within half a diameter
-    of a reference ring (a second or displaced pick), else on empty ice."""
+    of a reference ring (a second or displaced pick), else on empty ice. ``candidates``: the
+    picks of a run cut at 0.05 (xy, scores): each miss's best candidate within the match
+    radius, if any, and its score (under the stored threshold: scored too low; none: no peak
+    there at all, e.g. merged into a neighbour's by NMS)."""
     keep = inside(pred_xy, shape)
     pred_xy, scores = pred_xy[keep], scores[keep]
     d = DIAMETER / PIXEL
@@ -157,7 +163,15 @@ def breakdown(pred_xy: np.ndarray, scores: np.ndarray, ref: np.ndarray, shape) -
     missed = ~found
     false = pred_xy[~tp]
     to_ring = np.linalg.norm(false[:, None] - ref[None], axis=2).min(axis=1)
-    return {
+    out = {}
+    if candidates is not None:
+        cxy, cs = candidates
+        near = np.linalg.norm(ref[missed][:, None] - cxy[None], axis=2) <= RADIUS
+        best = np.where(near, cs[None], -np.inf).max(axis=1)
+        out = {"missed_with_a_candidate": int(np.isfinite(best).sum()),
+               "missed_candidate_scores": sorted(round(float(b), 3) for b in best
+                                                 if np.isfinite(b))}  # fmt: skip
+    return out | {
         "missed": int(missed.sum()),
         "missed_touching": int((missed & (ref_d.min(axis=1) < 1.2 * d)).sum()),
         "missed_nearby": int((missed & (to_pick < d / 2)).sum()),
@@ -199,9 +213,11 @@ def main() -> None:
                         "--model", args.model, *extra], check=True)  # fmt: skip
         picks = next(iter(read_coord_folder(out / "coordinates").values()))
         if tag == "draco_default":
-            draco_xy = picks[["x", "y"]].to_numpy()
-            result["draco_default_breakdown"] = breakdown(draco_xy, picks["score"].to_numpy(),
-                                                          ref, image.shape)  # fmt: skip
+            draco_xy, draco_scores = picks[["x", "y"]].to_numpy(), picks["score"].to_numpy()
+        else:  # the same network cut at 0.05: where the misses' candidates are, and their scores
+            candidates = (picks[["x", "y"]].to_numpy(), picks["score"].to_numpy())
+            result["draco_default_breakdown"] = breakdown(draco_xy, draco_scores, ref,
+                                                          image.shape, candidates)  # fmt: skip
         result[tag] = score(picks[["x", "y"]].to_numpy(), picks["score"].to_numpy(), ref,
                             image.shape)  # fmt: skip
     if args.topaz:
