@@ -119,7 +119,8 @@ def _score(labels: LabelSet, probs: np.ndarray, classes: list[str]) -> dict:
 
 def spectrum_inputs(items: list[tuple[Path, float | None]]) -> np.ndarray:
     """``[N, 10]`` power-spectrum features of (micrograph, pixel size in Å) pairs."""
-    return np.array([spectrum_features(read_image(p, px)[0], px or 1.0) for p, px in items])
+    x = np.array([spectrum_features(read_image(p, px)[0], px or 1.0) for p, px in items])
+    return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)  # as curate_real's leave-one-out
 
 
 def fit_spectrum(x: np.ndarray, y: np.ndarray, n_classes: int) -> LogisticRegression:

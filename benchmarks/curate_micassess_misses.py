@@ -84,7 +84,8 @@ def per_class(table: pd.DataFrame) -> str:
                     for c, g in groups)  # fmt: skip
     reasons = table.loc[~acc, "reason"].value_counts().to_dict()
     return (
-        f"balanced accuracy {bal:.3f}, accepted {int(acc.sum())}/18; {cls}; rejected as {reasons}"
+        f"balanced accuracy {bal:.3f}, accepted {int(acc.sum())}/{len(table)}; {cls}; "
+        f"rejected as {reasons}"
     )
 
 
@@ -97,6 +98,8 @@ def drivers(curator: Curator, table: pd.DataFrame, folder: Path) -> pd.DataFrame
     w, b = linear.weight.detach().numpy(), linear.bias.detach().numpy()
     mean, var = norm.running_mean.numpy(), norm.running_var.numpy()
     e = encoder.dim
+    # the bundled head's layout: pooled tokens (mean, 95th percentile), then the spectrum
+    assert w.shape[1] == 2 * e + len(SPECTRUM), f"unexpected head layout {w.shape} (dim {e})"
     blocks = {
         "tokens_mean": slice(0, e),
         "tokens_p95": slice(e, 2 * e),

@@ -25,15 +25,16 @@ DEVICE=${DEVICE:-cuda}
 QUICK=${QUICK:-0}
 BUDGET=${BUDGET:-585}  # seconds; one device command may run 600
 W=${WORK:-$(mktemp -d /tmp/gpurecipe.XXXX)}
-. "$(dirname "$0")/gpu_env.sh"  # T0, LOG, SUM, the wheels, PY, DRACO, step
 if [ -z "${DRACO_STRUCTURES:-}" ] || [ ! -f "${DRACO_STRUCTURES}/structures.csv" ]; then
-    echo "DRACO_STRUCTURES must name a copy of shared/data/structures (see the header)" | tee -a "$SUM"
-    exit 2
+    echo "DRACO_STRUCTURES must name a copy of shared/data/structures (see the header)" >&2
+    exit 2  # before the wheels: a refused call costs no device time beyond its start
 fi
 export DRACO_STRUCTURES=$(cd "$DRACO_STRUCTURES" && pwd)
+. "$(dirname "$0")/gpu_env.sh"  # T0, LOG, SUM, the wheels, PY, DRACO, step
 # The GPU-sized run: 64 training micrographs per pixel size (v6: 32), 64 crops each per
 # epoch (v6: 32), 8 epochs, batch 64; --max-steps caps it and the training step's time limit
-# stops it where the card is slower than planned (best.pt is kept at each epoch's validation).
+# stops it where the card is slower than planned (best.pt is kept at each epoch's validation;
+# cut before the first one, the export falls back to latest.pt and says so in log.txt).
 if [ "$QUICK" = 1 ]; then
     ARGS="--train-per-pixel 1 --crops 2 --epochs 1 --batch-size 2 --max-steps 2 --workers 0 --jobs 2"
     TRAIN_S=300

@@ -147,37 +147,46 @@ def breakdown(
 ) -> dict:  # fmt: skip
     """Where the misses and false picks at the stored threshold are (session 26; decides
     nothing): a miss "touching" has another reference ring within 1.2 diameters (its ring
-    merges with a neighbour's), "nearby" has a pick within half a diameter (found, but placed
-    outside the quarter-diameter match); a false pick "near a ring" lies within half a diameter
-    of a reference ring (a second or displaced pick), else on empty ice. ``candidates``: the
-    picks of a run cut at 0.05 (xy, scores): each miss's best candidate within the match
-    radius, if any, and its score (under the stored threshold: scored too low; none: no peak
-    there at all, e.g. merged into a neighbour's by NMS)."""
+    merges with a neighbour's), "nearby" has a pick within half a diameter (a pick there,
+    matched to nothing or to a neighbour, outside the quarter-diameter match); a false pick
+    "near a ring" lies within half a diameter of a reference ring (a second or displaced
+    pick), else on empty ice. ``candidates``: the picks of the same network cut at 0.05 (xy,
+    scores): each miss's best candidate within the match radius, if any, and its score. Both
+    sets are cut to the scored area (:func:`inside`), and candidates that are default picks
+    matched to a reference ring are left out (they belong to a neighbour): what remains near a
+    miss scored under the stored threshold, and a miss without one had no peak there at all
+    (e.g. merged into a neighbour's by NMS)."""
     keep = inside(pred_xy, shape)
     pred_xy, scores = pred_xy[keep], scores[keep]
     d = DIAMETER / PIXEL
     tp = match_picks(pred_xy, scores, ref, RADIUS)
     found = matched_truth(pred_xy, scores, ref, RADIUS)
-    ref_d = np.linalg.norm(ref[:, None] - ref[None], axis=2) + np.eye(len(ref)) * 1e9
-    to_pick = np.linalg.norm(ref[:, None] - pred_xy[None], axis=2).min(axis=1)
-    missed = ~found
-    false = pred_xy[~tp]
-    to_ring = np.linalg.norm(false[:, None] - ref[None], axis=2).min(axis=1)
+    missed, false = ~found, pred_xy[~tp]
+
+    def nearest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Distance from each row of ``a`` to the nearest of ``b`` (inf when ``b`` is empty)."""
+        return np.linalg.norm(a[:, None] - b[None], axis=2).min(axis=1, initial=np.inf)
+
+    ref_d = np.array([nearest(ref[i : i + 1], np.delete(ref, i, 0))[0] for i in range(len(ref))])
     out = {}
     if candidates is not None:
         cxy, cs = candidates
+        keep = inside(cxy, shape)
+        cxy, cs = cxy[keep], cs[keep]
+        taken = nearest(cxy, pred_xy[tp]) < 0.5  # the same peak as a matched default pick
+        cxy, cs = cxy[~taken], cs[~taken]
         near = np.linalg.norm(ref[missed][:, None] - cxy[None], axis=2) <= RADIUS
-        best = np.where(near, cs[None], -np.inf).max(axis=1)
+        best = np.where(near, cs[None], -np.inf).max(axis=1, initial=-np.inf)
         out = {"missed_with_a_candidate": int(np.isfinite(best).sum()),
                "missed_candidate_scores": sorted(round(float(b), 3) for b in best
                                                  if np.isfinite(b))}  # fmt: skip
     return out | {
         "missed": int(missed.sum()),
-        "missed_touching": int((missed & (ref_d.min(axis=1) < 1.2 * d)).sum()),
-        "missed_nearby": int((missed & (to_pick < d / 2)).sum()),
-        "reference_touching": int((ref_d.min(axis=1) < 1.2 * d).sum()),
+        "missed_touching": int((missed & (ref_d < 1.2 * d)).sum()),
+        "missed_nearby": int((missed & (nearest(ref, pred_xy) < d / 2)).sum()),
+        "reference_touching": int((ref_d < 1.2 * d).sum()),
         "false": int((~tp).sum()),
-        "false_near_a_ring": int((to_ring < d / 2).sum()),
+        "false_near_a_ring": int((nearest(false, ref) < d / 2).sum()),
     }
 
 

@@ -30,7 +30,7 @@ Selection rule (fixed before any real micrograph was scored with a new head):
   before issue 19 did (``carbon_only`` for every real micrograph); both gates in
   :func:`gated_scores`, the selection in :func:`select_winner`
   (``tests/curate/test_recipe_spread_gate.py`` fails if either stops refusing such a head);
-* the passing candidate with the highest score wins (ties: the larger L2); it replaces the
+* the passing candidate with the highest score wins (ties: the later file name); it replaces the
   bundled head only if its score beats the bundled head's on the same validation sets.
   Real micrographs (``shared/data``) are all test sets: none is used here. The install is then
   also conditional on ``benchmarks/curate_real.py`` not getting worse on any real set (a human

@@ -18,12 +18,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from draco_em.evaluate.denoise_metrics import psnr
 from draco_em.imaging.filters import gaussian_lowpass
 from draco_em.io.mrc import read_image
 from draco_em.model.weights import load_model
+from draco_em.runtime import resolve_device
 from draco_em.train.data import load_manifest, split_train_val
 from draco_em.train.engine import evaluate_micrographs
 from draco_em.train.stage_model import StageModel
@@ -35,9 +35,9 @@ def main() -> None:
     ap.add_argument("--weights", nargs="+", required=True, help="weights files to score")
     ap.add_argument("--val-fraction", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/gpu_recipe.sh)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (benchmarks/gpu_recipe.sh)")
     args = ap.parse_args()
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     _, val = split_train_val(load_manifest(args.data), args.val_fraction, args.seed)
     val = [r for r in val if r.clean is not None]
     lowpass = [

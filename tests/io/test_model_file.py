@@ -65,7 +65,8 @@ def test_a_damaged_torch_file_is_a_short_line_without_torchs_advice(tmp_path: Pa
         (cut, f"{damaged} (PytorchStreamReader failed reading zip archive"),
         (pickled, "it holds a pickled argparse.Namespace; draco loads only tensors"),
     ]
-    for load, what in ((load_model, "torch checkpoint"), (load_checkpoint, "training checkpoint")):
+    for load, what in ((load_model, "DRACO weights file"),
+                       (load_checkpoint, "training checkpoint")):  # fmt: skip
         for path, reason in cases:
             with pytest.raises(DracoInputError) as info:
                 load(path)

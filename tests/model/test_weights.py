@@ -122,7 +122,7 @@ def test_not_a_draco_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(DracoInputError, match="not a DRACO checkpoint"):
         load_model(tmp_path / "other.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a zip")
-    with pytest.raises(DracoInputError, match="cannot read torch checkpoint"):
+    with pytest.raises(DracoInputError, match="cannot read DRACO weights file"):
         load_model(tmp_path / "junk.pth")
     with pytest.raises(DracoInputError, match="not found"):
         load_model(tmp_path / "missing.safetensors")
@@ -235,8 +235,13 @@ def test_a_run_folder_of_another_command_is_named(tmp_path: Path) -> None:
     (run / "checkpoints").mkdir()
     torch.save({"format": CHECKPOINT_FORMAT, "model": fake_checkpoint()},
                run / "checkpoints" / "latest.pt")  # fmt: skip
-    with pytest.raises(DracoInputError, match="this is the checkpoint of an unfinished draco pick"):
+    with pytest.raises(DracoInputError, match=r"this is the checkpoint of an unfinished draco pick"
+                       r".*--resume latest"):  # fmt: skip
         load_model(run)
+    from draco_em.train.checkpoint import load_checkpoint  # draco export / --init-weights RUN
+
+    with pytest.raises(DracoInputError, match=r"not a training checkpoint .*unfinished draco pick"):
+        load_checkpoint(run / "checkpoints" / "latest.pt")
 
 
 @pytest.mark.parametrize(("tag", "kind"), [("draco-em-picker/1", "particle picker"),

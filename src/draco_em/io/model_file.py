@@ -45,14 +45,15 @@ BUNDLED = "bundled"
 #: Package holding the shipped model files.
 BUNDLED_PACKAGE = "draco_em.weights"
 #: What each draco-em format tag is, so that a model file given where another kind is expected
-#: is named in the error and ``draco info`` describes every kind. The tags are defined beside
-#: their readers (``model.weights``, ``curate.head``, ``pick.model_io``); a test checks that
-#: they agree with this table.
+#: is named in the error and ``draco info`` describes every safetensors kind. The tags are
+#: defined beside their readers (``model.weights``, ``curate.head``, ``pick.model_io``,
+#: ``pick.checkpoint``); a test checks that they agree with this table.
 FORMAT_KINDS = {
     "draco-em/1": "DRACO weights (draco export)",
     "draco-em-curator/1": "curation model (draco curate train)",
     "draco-em-picker/1": "particle picker (draco pick train)",
-    "draco-em-pick-train-checkpoint/1": "checkpoint of an unfinished draco pick train run",
+    "draco-em-pick-train-checkpoint/1": "checkpoint of an unfinished draco pick train run "
+    "(finish it with the same pick train command and --resume latest)",
 }
 #: The model file each training command leaves in its run folder, and its tag, so that a run
 #: folder given where another kind is expected is named (a test checks them against
@@ -278,16 +279,28 @@ def write_model_file(
     return path
 
 
-def read_torch_file(path: str | Path, what: str) -> Any:
-    """``torch.load(weights_only=True)`` on the CPU (never unpickles code), one error wording."""
+def read_torch_file(path: str | Path, what: str, fmt: str | None = None) -> Any:
+    """``torch.load(weights_only=True)`` on the CPU (never unpickles code), one error wording.
+
+    Args:
+        fmt: the ``format`` tag the file should carry, if any: a file tagged as another
+            draco-em kind (:data:`FORMAT_KINDS`) is refused as :func:`read_model_file` does
+            (pretrain's and official checkpoints carry no tag and pass).
+    """
     path = Path(path)
     if not path.is_file():
         raise DracoInputError(f"{what} not found", path)
     with interrupt_after():
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle, zip and safety errors all mean "not such a file"
             raise DracoInputError(f"cannot read {what}: {_torch_load_reason(exc)}", path) from None
+    tag = state.get("format") if isinstance(state, Mapping) else None
+    if isinstance(tag, str) and tag in FORMAT_KINDS and tag != fmt:
+        raise DracoInputError(
+            f"not a {what} (format tag {tag!r}: this is the {FORMAT_KINDS[tag]})", path
+        )
+    return state
 
 
 @contextlib.contextmanager

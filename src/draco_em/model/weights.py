@@ -170,12 +170,9 @@ def _read_torch_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict | 
     """The weights dict of a torch checkpoint (never unpickles code: weights_only=True), its
     architecture where stored, and the metadata `draco export` would write (our trainer's
     checkpoints: the working pixel size and its range; none for official checkpoints)."""
-    ckpt = read_torch_file(path, "torch checkpoint")
+    ckpt = read_torch_file(path, WHAT, FORMAT)  # another draco-em kind is named and refused
     if not isinstance(ckpt, Mapping):
         raise DracoInputError(f"checkpoint holds a {type(ckpt).__name__}, not a dict", path)
-    tag = ckpt.get("format")  # pretrain's checkpoints and official ones carry none
-    if isinstance(tag, str) and tag in FORMAT_KINDS:
-        raise DracoInputError(f"not a {WHAT} (this is the {FORMAT_KINDS[tag]})", path)
     # A run folder's best.pt/latest.pt runs at its trained sampling, as its export would (it
     # ran at the input's own, silently, when a run folder or .pt was given as the model).
     metadata = run_metadata(ckpt) if isinstance(ckpt.get("pixel_size"), (int, float)) else {}

@@ -87,7 +87,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     Raises:
         DracoInputError: unreadable, or another kind of file (a pretrain checkpoint).
     """
-    state = read_torch_file(path, "pick train checkpoint")
+    state = read_torch_file(path, "pick train checkpoint", CHECKPOINT_FORMAT)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise DracoInputError("not a pick train checkpoint", path)
     return state
