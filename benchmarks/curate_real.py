@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from draco_em.curate.baselines import LogisticRegression, ResNet18, resnet_input, spectrum_features
+from draco_em.curate.baselines import LogisticRegression, ResNet18
 from draco_em.curate.config import CurateTrainConfig, FeatureConfig, SignalRules
 from draco_em.curate.features import micrograph_features, micrograph_vector
 from draco_em.curate.head import Curator, load_curator
@@ -250,18 +250,7 @@ def _loo_score(items: list[Item], y: np.ndarray, probs: np.ndarray, classes: lis
 
 def loo_spectrum(items: list[Item], classes: list[str]) -> dict:
     """Power-spectrum features + logistic regression, leave-one-out."""
-    x = np.nan_to_num(
-        np.array([spectrum_features(read_image(it.path, it.pixel_size)[0], it.pixel_size)
-                  for it in items]), nan=0.0, posinf=0.0, neginf=0.0
-    )  # fmt: skip
-    y = np.array([classes.index(MICASSESS[it.truth][0]) for it in items])
-    probs = []
-    for i in range(len(items)):
-        tr = np.array([j for j in range(len(items)) if j != i])
-        w = class_weights(y[tr], len(classes), [0])
-        model = LogisticRegression(1e-3).fit(x[tr], y[tr], len(classes), w)
-        probs.append(model.predict_proba(x[i : i + 1])[0])
-    return _loo_score(items, y, np.array(probs), classes)
+    return loo_features(items, classes, sim_bench.spectrum_inputs(_pairs(items)))
 
 
 def loo_features(
@@ -306,10 +295,7 @@ def sim_separability(items: list[Item], cfg: FeatureConfig) -> dict:
 
 def loo_resnet(items: list[Item], classes: list[str], epochs: int, size: int) -> dict:
     """ResNet-18 from scratch (width 32), leave-one-out, flip/rot90 augmentation."""
-    x = torch.from_numpy(
-        np.stack([resnet_input(read_image(it.path, it.pixel_size)[0], it.pixel_size, size)
-                  for it in items])
-    )[:, None]  # fmt: skip
+    x = sim_bench.resnet_inputs(_pairs(items), size)
     y = torch.tensor([classes.index(MICASSESS[it.truth][0]) for it in items])
     probs = []
     for i in range(len(items)):
@@ -356,13 +342,18 @@ def baselines_zero_shot(
                  "resnet_seconds": round(time.time() - t1, 1)}}  # fmt: skip
     print(json.dumps(out), flush=True)
     for name, items in sets.items():
-        its = [(it.path, it.pixel_size) for it in items]
+        its = _pairs(items)
         x = sim_bench.resnet_inputs(its, size)
         probs = {"spectrum logreg": spectrum.predict_proba(sim_bench.spectrum_inputs(its)),
                  "resnet18 scratch": sim_bench.resnet_proba(net, x)}  # fmt: skip
         for method, p in probs.items():
             out[f"{name}:{method} zero-shot"] = summarize(_answers(items, p, classes), items)
     return out
+
+
+def _pairs(items: list[Item]) -> list[tuple[Path, float | None]]:
+    """(micrograph, Å/px) of each item, as ``benchmarks/curate.py``'s input builders take them."""
+    return [(it.path, it.pixel_size) for it in items]
 
 
 def _answers(items: list[Item], probs: np.ndarray, classes: list[str]) -> list[dict]:
